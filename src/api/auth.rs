@@ -1,0 +1,203 @@
+//! Authentication and the caller's identity. `POST /api/v1/auth/login` checks an argon2
+//! password hash and issues a random bearer token (only its SHA-256 is stored); every other
+//! route takes a [`Caller`]: a tenant's user resolved from that token, or the operator, whose
+//! token comes from the config (`auth.operator_token`) and who alone manages tenants.
+
+use std::sync::OnceLock;
+
+use argon2::password_hash::rand_core::{OsRng, RngCore};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use super::error::{Error, Result};
+use super::AppState;
+use crate::catalog::{Role, USERS};
+use crate::store::{now_ms, Principal};
+
+/// Who is calling.
+#[derive(Debug, Clone, Copy)]
+pub enum Caller {
+    Operator,
+    User(Principal),
+}
+
+impl Caller {
+    /// The tenant user behind the call, if it has at least `role`.
+    pub fn user_with(self, role: Role) -> Result<Principal> {
+        match self {
+            Caller::User(p) if p.role >= role => Ok(p),
+            Caller::User(p) => Err(Error::Forbidden(format!(
+                "role {} may not do this; it needs {}",
+                p.role.as_str(),
+                role.as_str()
+            ))),
+            Caller::Operator => Err(Error::Forbidden(
+                "the operator token manages tenants only".into(),
+            )),
+        }
+    }
+
+    pub fn operator(self) -> Result<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::User(_) => Err(Error::Forbidden("only the operator may do this".into())),
+        }
+    }
+}
+
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str> {
+    let value = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(Error::Unauthorized("missing bearer token"))?;
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::Unauthorized(
+            "the Authorization header must be `Bearer <token>`",
+        ))
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller> {
+        let token = bearer(&parts.headers)?;
+        let hash = token_hash(token);
+        if let Some(operator) = &state.operator_token_hash {
+            if *operator == hash {
+                return Ok(Caller::Operator);
+            }
+        }
+        match state.store.session(&hash).await? {
+            Some(principal) => Ok(Caller::User(principal)),
+            None => Err(Error::Unauthorized("invalid or expired token")),
+        }
+    }
+}
+
+pub fn hash_password(password: &str) -> Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::invalid("invalid_value", format!("password cannot be hashed: {e}")))
+}
+
+fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+/// A hash to verify against when the user does not exist, so both failures take as long.
+fn decoy_hash() -> &'static str {
+    static DECOY: OnceLock<String> = OnceLock::new();
+    DECOY.get_or_init(|| hash_password("decoy password").unwrap_or_default())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    /// The tenant's short name, e.g. `demo`.
+    pub tenant: String,
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginResponse {
+    /// Send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Unix milliseconds.
+    pub expires_at: i64,
+    pub user: Me,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Me {
+    pub id: i64,
+    pub tenant_id: i64,
+    pub role: String,
+    pub display_name: String,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = LoginResponse), (status = 401, body = super::error::ErrorBody)))]
+pub async fn login(
+    State(state): State<AppState>,
+    body: std::result::Result<Json<LoginRequest>, JsonRejection>,
+) -> Result<Json<LoginResponse>> {
+    let Json(request) = body?;
+    let login = state
+        .store
+        .find_login(&request.tenant, &request.username)
+        .await?;
+    let hash = login
+        .as_ref()
+        .map_or(decoy_hash(), |l| l.password_hash.as_str());
+    let valid = verify_password(&request.password, hash);
+    let Some(login) = login.filter(|_| valid) else {
+        tracing::warn!(tenant = %request.tenant, username = %request.username, "login failed");
+        return Err(Error::Unauthorized("unknown tenant, user or password"));
+    };
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    let expires_at = now_ms() + state.token_ttl_ms;
+    state
+        .store
+        .create_session(&token_hash(&token), login.principal, expires_at)
+        .await?;
+    tracing::info!(
+        tenant = login.principal.tenant_id,
+        user = login.principal.user_id,
+        "login"
+    );
+    Ok(Json(LoginResponse {
+        token,
+        expires_at,
+        user: Me {
+            id: login.principal.user_id,
+            tenant_id: login.principal.tenant_id,
+            role: login.principal.role.as_str().into(),
+            display_name: login.display_name,
+        },
+    }))
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = super::error::ErrorBody)))]
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<StatusCode> {
+    let token = bearer(&headers)?;
+    state.store.delete_session(&token_hash(token)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The calling user's own record, whatever the role.
+#[utoipa::path(get, path = "/api/v1/me", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "the caller's user record"), (status = 401, body = super::error::ErrorBody)))]
+pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<serde_json::Value>> {
+    let who = caller.user_with(Role::Agent)?;
+    Ok(Json(
+        state.store.get(&USERS, who.tenant_id, who.user_id).await?,
+    ))
+}

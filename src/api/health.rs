@@ -1,0 +1,42 @@
+//! Operational endpoints outside `/api/v1`: `/health` (the process answers), `/ready` (the store
+//! is reachable and fully migrated) and `/metrics` (Prometheus text).
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::AppState;
+
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "the process is up")))]
+pub async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, description = "store reachable, migrations applied"), (status = 503, description = "not ready")))]
+pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    match state.store.ready().await {
+        Ok(true) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(false) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "not_ready", "reason": "migrations pending" })),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "not_ready", "reason": "store unreachable" })),
+            )
+        }
+    }
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,103 @@
+//! HTTP: the admin REST API under `/api/v1`, the OpenAPI document, and the operational
+//! endpoints. [`router`] assembles everything; [`AppState`] is what every handler gets.
+//!
+//! - `auth`: login, tokens and the [`auth::Caller`] extractor (who is calling, with which role);
+//! - `resources`: generic CRUD for the catalog's tenant-owned tables;
+//! - `tenants`: tenant management by the operator;
+//! - `error`: the one error type and its JSON shape;
+//! - `openapi`, `health`: the document and `/health`, `/ready`, `/metrics`.
+
+pub mod auth;
+pub mod error;
+mod health;
+mod openapi;
+pub mod resources;
+mod tenants;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::store::Store;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    /// SHA-256 of the operator token; `None` when tenant management is disabled.
+    pub operator_token_hash: Option<String>,
+    pub token_ttl_ms: i64,
+    pub metrics: PrometheusHandle,
+    openapi: Arc<String>,
+}
+
+impl AppState {
+    pub fn new(
+        store: Store,
+        operator_token: &str,
+        token_ttl_ms: i64,
+        metrics: PrometheusHandle,
+    ) -> AppState {
+        let openapi = serde_json::to_string(&openapi::document()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot render the OpenAPI document");
+            "{}".into()
+        });
+        AppState {
+            store,
+            operator_token_hash: (!operator_token.is_empty())
+                .then(|| auth::token_hash(operator_token)),
+            token_ttl_ms,
+            metrics,
+            openapi: Arc::new(openapi),
+        }
+    }
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/api/v1/openapi.json", get(openapi_json))
+        .route("/api/v1/auth/login", post(auth::login))
+        .route("/api/v1/auth/logout", post(auth::logout))
+        .route("/api/v1/me", get(auth::me))
+        .merge(tenants::routes())
+        .merge(resources::routes())
+        .fallback(|| async { error::Error::NotFound("no such route".into()) })
+        .method_not_allowed_fallback(|| async { error::Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(track))
+        .with_state(state)
+}
+
+async fn openapi_json(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        state.openapi.as_str().to_owned(),
+    )
+        .into_response()
+}
+
+/// Counts requests per route and status, and times them.
+async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

@@ -1,0 +1,600 @@
+//! The administered data model: every tenant-owned table the admin API exposes, its columns,
+//! their types and limits, what they reference, and which role may read, write and delete it.
+//!
+//! One description drives three things so they cannot drift apart: request validation
+//! (`api::resources`), the generic SQL of `store::crud`, and the OpenAPI document
+//! (`api::openapi`). Start with [`RESOURCES`]; the tables themselves are created by the
+//! migrations under `migrations/`.
+
+use serde::{Deserialize, Serialize};
+
+/// A user's role. Ordered: each role may do everything the roles before it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Agent,
+    TeamLead,
+    Supervisor,
+    Admin,
+}
+
+impl Role {
+    pub const NAMES: &'static [&'static str] = &["agent", "team_lead", "supervisor", "admin"];
+
+    pub fn parse(name: &str) -> Option<Role> {
+        match name {
+            "agent" => Some(Role::Agent),
+            "team_lead" => Some(Role::TeamLead),
+            "supervisor" => Some(Role::Supervisor),
+            "admin" => Some(Role::Admin),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Role::NAMES[self as usize]
+    }
+}
+
+/// The value type of a column, with its limits.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Text {
+        max_len: usize,
+    },
+    OneOf(&'static [&'static str]),
+    /// An ISO 639-1 language code: two lowercase ASCII letters.
+    Language,
+    /// An id of a row in the named table of the same tenant.
+    Ref(&'static str),
+    /// Written as a plain password, stored as an argon2 hash in `password_hash`, never read.
+    Password,
+    /// Unix milliseconds set by the server on insert; read-only.
+    CreatedAt,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Column {
+    pub name: &'static str,
+    pub kind: Kind,
+    /// Must be given on create (columns with a default are not required).
+    pub required: bool,
+    /// Value used on create when the field is absent.
+    pub default: Option<DefaultValue>,
+    /// May be changed after create.
+    pub mutable: bool,
+    /// Usable as a `?name=value` filter on list.
+    pub filter: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    Int(i64),
+    Text(&'static str),
+}
+
+impl Column {
+    /// The SQL column this field is stored in.
+    pub fn sql_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Password => "password_hash",
+            _ => self.name,
+        }
+    }
+
+    pub fn readable(&self) -> bool {
+        !matches!(self.kind, Kind::Password)
+    }
+
+    pub fn writable(&self) -> bool {
+        !matches!(self.kind, Kind::CreatedAt)
+    }
+
+    pub fn is_int(&self) -> bool {
+        matches!(self.kind, Kind::Int { .. } | Kind::Ref(_) | Kind::CreatedAt)
+    }
+}
+
+/// A tenant-owned table exposed at `/api/v1/{path}`.
+#[derive(Debug)]
+pub struct Resource {
+    pub path: &'static str,
+    pub table: &'static str,
+    /// Schema name in the OpenAPI document.
+    pub schema: &'static str,
+    pub columns: &'static [Column],
+    pub read: Role,
+    /// `None`: read-only through the API (the event log).
+    pub write: Option<Role>,
+    pub delete: Option<Role>,
+}
+
+impl Resource {
+    pub fn column(&self, name: &str) -> Option<&'static Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+const fn req(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        kind,
+        required: true,
+        default: None,
+        mutable: true,
+        filter: false,
+    }
+}
+const fn opt(name: &'static str, kind: Kind) -> Column {
+    Column {
+        name,
+        kind,
+        required: false,
+        default: None,
+        mutable: true,
+        filter: false,
+    }
+}
+const fn int_default(name: &'static str, min: i64, max: i64, default: i64) -> Column {
+    Column {
+        name,
+        kind: Kind::Int { min, max },
+        required: false,
+        default: Some(DefaultValue::Int(default)),
+        mutable: true,
+        filter: false,
+    }
+}
+const fn created_at() -> Column {
+    Column {
+        name: "created_at",
+        kind: Kind::CreatedAt,
+        required: false,
+        default: None,
+        mutable: false,
+        filter: false,
+    }
+}
+/// A reference to the parent row, fixed at create and usable as a filter.
+const fn parent(name: &'static str, table: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Ref(table),
+        required: true,
+        default: None,
+        mutable: false,
+        filter: true,
+    }
+}
+const fn filter(mut c: Column) -> Column {
+    c.filter = true;
+    c
+}
+const fn text(max_len: usize) -> Kind {
+    Kind::Text { max_len }
+}
+
+pub const CHANNELS: &[&str] = &["call", "chat", "email", "fax", "letter", "sms"];
+pub const INTERACTION_STATES: &[&str] = &[
+    "new",
+    "queued",
+    "offered",
+    "connected",
+    "wrap_up",
+    "done",
+    "abandoned",
+    "failed",
+];
+pub const STRATEGIES: &[&str] = &[
+    "longest_idle",
+    "least_occupied",
+    "best_skill",
+    "round_robin",
+    "ring_all",
+];
+pub const ADDRESS_KINDS: &[&str] = &["phone", "email", "widget", "sms", "fax", "letter"];
+pub const IDENTITY_KINDS: &[&str] = &["phone", "email", "visitor"];
+
+pub static MAILBOXES: Resource = Resource {
+    path: "mailboxes",
+    table: "mailboxes",
+    schema: "Mailbox",
+    columns: &[
+        req("name", text(100)),
+        filter(opt("parent_id", Kind::Ref("mailboxes"))),
+        opt("language", Kind::Language),
+        opt(
+            "sla_seconds",
+            Kind::Int {
+                min: 1,
+                max: 365 * 24 * 3600,
+            },
+        ),
+        opt("business_hours", text(200)),
+        opt("signature", text(2000)),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static SKILLS: Resource = Resource {
+    path: "skills",
+    table: "skills",
+    schema: "Skill",
+    columns: &[
+        req("name", text(64)),
+        Column {
+            default: Some(DefaultValue::Text("topic")),
+            required: false,
+            ..filter(req("kind", Kind::OneOf(&["topic", "language"])))
+        },
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static QUEUES: Resource = Resource {
+    path: "queues",
+    table: "queues",
+    schema: "Queue",
+    columns: &[
+        req("name", text(100)),
+        filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
+        int_default("priority", 0, 100, 50),
+        Column {
+            default: Some(DefaultValue::Text("longest_idle")),
+            required: false,
+            ..req("strategy", Kind::OneOf(STRATEGIES))
+        },
+        int_default("sla_percent", 1, 100, 80),
+        int_default("sla_seconds", 1, 30 * 24 * 3600, 20),
+        int_default("offer_timeout_seconds", 1, 600, 20),
+        int_default("wrapup_seconds", 0, 3600, 30),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static QUEUE_SKILLS: Resource = Resource {
+    path: "queue-skills",
+    table: "queue_skills",
+    schema: "QueueSkill",
+    columns: &[
+        parent("queue_id", "queues"),
+        filter(Column {
+            mutable: false,
+            ..req("skill_id", Kind::Ref("skills"))
+        }),
+        int_default("min_level", 1, 10, 1),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static TEAMS: Resource = Resource {
+    path: "teams",
+    table: "teams",
+    schema: "Team",
+    columns: &[req("name", text(100))],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static USERS: Resource = Resource {
+    path: "users",
+    table: "users",
+    schema: "User",
+    columns: &[
+        filter(Column {
+            mutable: false,
+            ..req("username", text(64))
+        }),
+        req("display_name", text(100)),
+        filter(Column {
+            default: Some(DefaultValue::Text("agent")),
+            required: false,
+            ..req("role", Kind::OneOf(Role::NAMES))
+        }),
+        req("password", Kind::Password),
+        filter(opt("team_id", Kind::Ref("teams"))),
+        int_default("capacity_calls", 0, 1, 1),
+        int_default("capacity_chats", 0, 10, 3),
+        int_default("capacity_tickets", 0, 50, 5),
+        created_at(),
+    ],
+    read: Role::TeamLead,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static AGENT_SKILLS: Resource = Resource {
+    path: "agent-skills",
+    table: "agent_skills",
+    schema: "AgentSkill",
+    columns: &[
+        parent("user_id", "users"),
+        filter(Column {
+            mutable: false,
+            ..req("skill_id", Kind::Ref("skills"))
+        }),
+        req("level", Kind::Int { min: 1, max: 10 }),
+    ],
+    read: Role::TeamLead,
+    write: Some(Role::Supervisor),
+    delete: Some(Role::Supervisor),
+};
+
+pub static QUEUE_MEMBERS: Resource = Resource {
+    path: "queue-members",
+    table: "queue_members",
+    schema: "QueueMember",
+    columns: &[
+        parent("queue_id", "queues"),
+        filter(Column {
+            mutable: false,
+            ..req("user_id", Kind::Ref("users"))
+        }),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Supervisor),
+    delete: Some(Role::Supervisor),
+};
+
+pub static SERVICE_ADDRESSES: Resource = Resource {
+    path: "service-addresses",
+    table: "service_addresses",
+    schema: "ServiceAddress",
+    columns: &[
+        filter(req("kind", Kind::OneOf(ADDRESS_KINDS))),
+        filter(req("address", text(200))),
+        filter(req("mailbox_id", Kind::Ref("mailboxes"))),
+        opt("queue_id", Kind::Ref("queues")),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub static CUSTOMERS: Resource = Resource {
+    path: "customers",
+    table: "customers",
+    schema: "Customer",
+    columns: &[
+        req("name", text(200)),
+        opt("language", Kind::Language),
+        opt("notes", text(10_000)),
+        created_at(),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Agent),
+    delete: Some(Role::Admin),
+};
+
+pub static CUSTOMER_IDENTITIES: Resource = Resource {
+    path: "customer-identities",
+    table: "customer_identities",
+    schema: "CustomerIdentity",
+    columns: &[
+        parent("customer_id", "customers"),
+        filter(req("kind", Kind::OneOf(IDENTITY_KINDS))),
+        filter(req("value", text(200))),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Agent),
+    delete: Some(Role::Admin),
+};
+
+pub static INTERACTIONS: Resource = Resource {
+    path: "interactions",
+    table: "interactions",
+    schema: "Interaction",
+    columns: &[
+        filter(Column {
+            mutable: false,
+            ..req("channel", Kind::OneOf(CHANNELS))
+        }),
+        filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
+        filter(opt("queue_id", Kind::Ref("queues"))),
+        filter(opt("customer_id", Kind::Ref("customers"))),
+        opt("language", Kind::Language),
+        int_default("priority", 0, 100, 50),
+        filter(Column {
+            default: Some(DefaultValue::Text("new")),
+            required: false,
+            ..req("state", Kind::OneOf(INTERACTION_STATES))
+        }),
+        opt("subject", text(500)),
+        opt(
+            "sla_deadline",
+            Kind::Int {
+                min: 0,
+                max: i64::MAX,
+            },
+        ),
+        created_at(),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Agent),
+    delete: Some(Role::Admin),
+};
+
+pub static MESSAGES: Resource = Resource {
+    path: "messages",
+    table: "messages",
+    schema: "Message",
+    columns: &[
+        parent("interaction_id", "interactions"),
+        filter(Column {
+            mutable: false,
+            ..req("direction", Kind::OneOf(&["in", "out", "internal"]))
+        }),
+        req("author", text(200)),
+        req("body", text(1_000_000)),
+        created_at(),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Agent),
+    delete: Some(Role::Admin),
+};
+
+pub static ATTACHMENTS: Resource = Resource {
+    path: "attachments",
+    table: "attachments",
+    schema: "Attachment",
+    columns: &[
+        parent("message_id", "messages"),
+        req("filename", text(255)),
+        req("content_type", text(127)),
+        Column {
+            mutable: false,
+            ..int_default("size_bytes", 0, i64::MAX, 0)
+        },
+        created_at(),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Agent),
+    delete: Some(Role::Admin),
+};
+
+pub static EVENTS: Resource = Resource {
+    path: "events",
+    table: "events",
+    schema: "Event",
+    columns: &[
+        filter(req("kind", text(64))),
+        req(
+            "at",
+            Kind::Int {
+                min: 0,
+                max: i64::MAX,
+            },
+        ),
+        filter(opt(
+            "interaction_id",
+            Kind::Int {
+                min: 1,
+                max: i64::MAX,
+            },
+        )),
+        filter(opt(
+            "agent_id",
+            Kind::Int {
+                min: 1,
+                max: i64::MAX,
+            },
+        )),
+        filter(opt(
+            "queue_id",
+            Kind::Int {
+                min: 1,
+                max: i64::MAX,
+            },
+        )),
+        req("payload", text(1_000_000)),
+    ],
+    read: Role::Supervisor,
+    write: None,
+    delete: None,
+};
+
+pub static TEMPLATES: Resource = Resource {
+    path: "templates",
+    table: "templates",
+    schema: "Template",
+    columns: &[
+        req("name", text(100)),
+        filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
+        filter(req("language", Kind::Language)),
+        filter(Column {
+            default: Some(DefaultValue::Text("email")),
+            required: false,
+            ..req("channel", Kind::OneOf(CHANNELS))
+        }),
+        opt("subject", text(500)),
+        req("body", text(100_000)),
+    ],
+    read: Role::Agent,
+    write: Some(Role::TeamLead),
+    delete: Some(Role::TeamLead),
+};
+
+pub static TEXT_MODULES: Resource = Resource {
+    path: "text-modules",
+    table: "text_modules",
+    schema: "TextModule",
+    columns: &[
+        req("name", text(100)),
+        filter(req("language", Kind::Language)),
+        opt("shortcut", text(32)),
+        req("body", text(20_000)),
+    ],
+    read: Role::Agent,
+    write: Some(Role::TeamLead),
+    delete: Some(Role::TeamLead),
+};
+
+/// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
+pub static RESOURCES: &[&Resource] = &[
+    &MAILBOXES,
+    &SKILLS,
+    &QUEUES,
+    &QUEUE_SKILLS,
+    &TEAMS,
+    &USERS,
+    &AGENT_SKILLS,
+    &QUEUE_MEMBERS,
+    &SERVICE_ADDRESSES,
+    &CUSTOMERS,
+    &CUSTOMER_IDENTITIES,
+    &INTERACTIONS,
+    &MESSAGES,
+    &ATTACHMENTS,
+    &EVENTS,
+    &TEMPLATES,
+    &TEXT_MODULES,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_name_known_tables() {
+        let tables: Vec<_> = RESOURCES.iter().map(|r| r.table).collect();
+        for r in RESOURCES {
+            for c in r.columns {
+                if let Kind::Ref(t) = c.kind {
+                    assert!(
+                        tables.contains(&t),
+                        "{}.{} references unknown {t}",
+                        r.table,
+                        c.name
+                    );
+                }
+                assert!(
+                    !(c.required && c.default.is_some()),
+                    "{}.{}",
+                    r.table,
+                    c.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn roles_round_trip() {
+        for name in Role::NAMES {
+            assert_eq!(Role::parse(name).map(Role::as_str), Some(*name));
+        }
+        assert!(Role::Admin > Role::Supervisor && Role::Supervisor > Role::TeamLead);
+    }
+}

@@ -1,0 +1,30 @@
+//! The one place vacd's metrics are named and described, and where the Prometheus recorder is
+//! installed (once per process; every server started in the process shares it).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "vacd_http_requests_total";
+pub const HTTP_DURATION: &str = "vacd_http_request_duration_seconds";
+
+/// Installs the global recorder on first use and returns the handle that renders it.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            metrics::describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route and status");
+            metrics::describe_histogram!(
+                HTTP_DURATION,
+                metrics::Unit::Seconds,
+                "HTTP request duration by route"
+            );
+            handle
+        })
+        .clone()
+}

@@ -1,0 +1,350 @@
+//! Generic create/read/update/delete of the catalog's resources (`crate::catalog`). The SQL is
+//! built from the column list of a [`Resource`]; table and column names come only from the
+//! static catalog, values are always bound parameters. Every statement is scoped by
+//! `tenant_id`, references are checked to point into the same tenant, and every change appends
+//! an audit event in the same transaction.
+
+use serde_json::{Map, Value as Json};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, Row};
+
+use super::events::{self, NewEvent};
+use super::{now_ms, Error, Result, Store};
+use crate::catalog::{Column, Kind, Resource, ATTACHMENTS};
+
+/// A value to store in one column; the `None`s are typed so PostgreSQL accepts them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Int(Option<i64>),
+    Text(Option<String>),
+}
+
+/// Filters and paging of a list request, already validated against the resource.
+#[derive(Debug, Clone)]
+pub struct ListQuery {
+    pub filters: Vec<(&'static Column, Value)>,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Page {
+    pub items: Vec<Json>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
+
+fn bind<'q>(query: AnyQuery<'q>, value: &Value) -> AnyQuery<'q> {
+    match value {
+        Value::Int(v) => query.bind(*v),
+        Value::Text(v) => query.bind(v.clone()),
+    }
+}
+
+fn select_list(resource: &Resource) -> String {
+    let mut cols = String::from("id");
+    for c in resource.columns.iter().filter(|c| c.readable()) {
+        cols.push_str(", ");
+        cols.push_str(c.sql_name());
+    }
+    cols
+}
+
+fn row_to_json(resource: &Resource, row: &AnyRow) -> Result<Json> {
+    let mut object = Map::new();
+    object.insert("id".into(), Json::from(row.try_get::<i64, _>("id")?));
+    for c in resource.columns.iter().filter(|c| c.readable()) {
+        let value = if c.is_int() {
+            row.try_get::<Option<i64>, _>(c.sql_name())?.map(Json::from)
+        } else {
+            row.try_get::<Option<String>, _>(c.sql_name())?
+                .map(Json::from)
+        };
+        object.insert(c.name.into(), value.unwrap_or(Json::Null));
+    }
+    Ok(Json::Object(object))
+}
+
+impl Store {
+    pub async fn list(&self, resource: &Resource, tenant: i64, query: &ListQuery) -> Result<Page> {
+        let mut clause = String::from("tenant_id = $1");
+        for (i, (c, _)) in query.filters.iter().enumerate() {
+            clause.push_str(&format!(" AND {} = ${}", c.sql_name(), i + 2));
+        }
+        let n = query.filters.len();
+        let count_sql = format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE {clause}",
+            resource.table
+        );
+        let list_sql = format!(
+            "SELECT {} FROM {} WHERE {clause} ORDER BY id LIMIT ${} OFFSET ${}",
+            select_list(resource),
+            resource.table,
+            n + 2,
+            n + 3
+        );
+        let mut count = sqlx::query(&count_sql).bind(tenant);
+        let mut list = sqlx::query(&list_sql).bind(tenant);
+        for (_, v) in &query.filters {
+            count = bind(count, v);
+            list = bind(list, v);
+        }
+        let total: i64 = count.fetch_one(&self.pool).await?.try_get("n")?;
+        let rows = list
+            .bind(query.limit)
+            .bind(query.offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows
+            .iter()
+            .map(|row| row_to_json(resource, row))
+            .collect::<Result<_>>()?;
+        Ok(Page {
+            items,
+            total,
+            limit: query.limit,
+            offset: query.offset,
+        })
+    }
+
+    pub async fn get(&self, resource: &Resource, tenant: i64, id: i64) -> Result<Json> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE tenant_id = $1 AND id = $2",
+            select_list(resource),
+            resource.table
+        );
+        let row = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NotFound)?;
+        row_to_json(resource, &row)
+    }
+
+    /// Inserts a row; `values` holds every column to write (defaults already applied).
+    pub async fn create(
+        &self,
+        resource: &Resource,
+        tenant: i64,
+        actor: Option<i64>,
+        values: &[(&'static Column, Value)],
+    ) -> Result<Json> {
+        let mut tx = self.pool.begin().await?;
+        check_references(&mut tx, resource, tenant, None, values).await?;
+        let mut names = String::from("tenant_id");
+        let mut params = String::from("$1");
+        let mut all: Vec<(&str, Value)> = values
+            .iter()
+            .map(|(c, v)| (c.sql_name(), v.clone()))
+            .collect();
+        for c in resource
+            .columns
+            .iter()
+            .filter(|c| matches!(c.kind, Kind::CreatedAt))
+        {
+            all.push((c.sql_name(), Value::Int(Some(now_ms()))));
+        }
+        for (i, (name, _)) in all.iter().enumerate() {
+            names.push_str(", ");
+            names.push_str(name);
+            params.push_str(&format!(", ${}", i + 2));
+        }
+        let sql = format!(
+            "INSERT INTO {} ({names}) VALUES ({params}) RETURNING id",
+            resource.table
+        );
+        let mut insert = sqlx::query(&sql).bind(tenant);
+        for (_, v) in &all {
+            insert = bind(insert, v);
+        }
+        let id: i64 = insert
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| Error::classify(e, resource.schema))?
+            .try_get("id")?;
+        events::append_in(&mut tx, &audit(resource, "created", tenant, actor, id)).await?;
+        tx.commit().await?;
+        self.get(resource, tenant, id).await
+    }
+
+    pub async fn update(
+        &self,
+        resource: &Resource,
+        tenant: i64,
+        actor: Option<i64>,
+        id: i64,
+        values: &[(&'static Column, Value)],
+    ) -> Result<Json> {
+        if values.is_empty() {
+            return self.get(resource, tenant, id).await;
+        }
+        let mut tx = self.pool.begin().await?;
+        check_references(&mut tx, resource, tenant, Some(id), values).await?;
+        let sets = values
+            .iter()
+            .enumerate()
+            .map(|(i, (c, _))| format!("{} = ${}", c.sql_name(), i + 3))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "UPDATE {} SET {sets} WHERE tenant_id = $1 AND id = $2",
+            resource.table
+        );
+        let mut update = sqlx::query(&sql).bind(tenant).bind(id);
+        for (_, v) in values {
+            update = bind(update, v);
+        }
+        let done = update
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::classify(e, resource.schema))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        events::append_in(&mut tx, &audit(resource, "updated", tenant, actor, id)).await?;
+        tx.commit().await?;
+        self.get(resource, tenant, id).await
+    }
+
+    pub async fn delete(
+        &self,
+        resource: &Resource,
+        tenant: i64,
+        actor: Option<i64>,
+        id: i64,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let sql = format!(
+            "DELETE FROM {} WHERE tenant_id = $1 AND id = $2",
+            resource.table
+        );
+        let done = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| Error::classify(e, resource.schema))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        events::append_in(&mut tx, &audit(resource, "deleted", tenant, actor, id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+fn audit(resource: &Resource, verb: &str, tenant: i64, actor: Option<i64>, id: i64) -> NewEvent {
+    NewEvent {
+        tenant,
+        kind: format!("admin.{}.{verb}", resource.table),
+        interaction_id: None,
+        agent_id: actor,
+        queue_id: None,
+        payload: serde_json::json!({ "table": resource.table, "id": id }),
+    }
+}
+
+/// Every referenced id must exist in the same tenant; a column referencing its own table
+/// (a hierarchy such as mailbox → parent) must not close a cycle through `id`.
+async fn check_references(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    resource: &Resource,
+    tenant: i64,
+    id: Option<i64>,
+    values: &[(&'static Column, Value)],
+) -> Result<()> {
+    for (column, value) in values {
+        let (Kind::Ref(table), Value::Int(Some(target))) = (column.kind, value) else {
+            continue;
+        };
+        let sql = format!("SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2");
+        let found = sqlx::query(&sql)
+            .bind(*target)
+            .bind(tenant)
+            .fetch_optional(&mut **tx)
+            .await?;
+        if found.is_none() {
+            return Err(Error::UnknownReference {
+                field: column.name,
+                table,
+            });
+        }
+        if let (true, Some(id)) = (table == resource.table, id) {
+            // Walk up from the new parent; existing rows form no cycle, so this ends.
+            let sql = format!(
+                "SELECT {} AS up FROM {table} WHERE id = $1 AND tenant_id = $2",
+                column.sql_name()
+            );
+            let mut at = Some(*target);
+            while let Some(current) = at {
+                if current == id {
+                    return Err(Error::Cycle(column.name));
+                }
+                let row = sqlx::query(&sql)
+                    .bind(current)
+                    .bind(tenant)
+                    .fetch_one(&mut **tx)
+                    .await?;
+                at = row.try_get::<Option<i64>, _>("up")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Stores the bytes of an attachment (replacing earlier ones) and records their size.
+    pub async fn put_attachment_content(
+        &self,
+        tenant: i64,
+        actor: Option<i64>,
+        id: i64,
+        bytes: &[u8],
+    ) -> Result<Json> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("UPDATE attachments SET size_bytes = $1 WHERE tenant_id = $2 AND id = $3")
+                .bind(bytes.len() as i64)
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        sqlx::query("DELETE FROM attachment_blobs WHERE attachment_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO attachment_blobs (attachment_id, data) VALUES ($1, $2)")
+            .bind(id)
+            .bind(bytes.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        events::append_in(
+            &mut tx,
+            &audit(&ATTACHMENTS, "content_stored", tenant, actor, id),
+        )
+        .await?;
+        tx.commit().await?;
+        self.get(&ATTACHMENTS, tenant, id).await
+    }
+
+    pub async fn attachment_content(&self, tenant: i64, id: i64) -> Result<Vec<u8>> {
+        let row = sqlx::query(
+            "SELECT b.data FROM attachment_blobs b JOIN attachments a ON a.id = b.attachment_id \
+             WHERE a.tenant_id = $1 AND a.id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .ok_or(Error::NotFound)?;
+        Ok(row.try_get("data")?)
+    }
+}
