@@ -1,0 +1,213 @@
+//! The shared harness of the end-to-end tests: starts a real vacd (in-process, on an ephemeral
+//! port) against a fresh database of either backend — a SQLite file in a temporary directory or
+//! a new PostgreSQL database on the local server — and talks to it over real HTTP.
+//!
+//! PostgreSQL is reached at `VACD_TEST_POSTGRES` (default `postgres://postgres@127.0.0.1:5432/test`);
+//! each test creates its own database `vacd_t_…` and drops it on `stop`.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use vacd::config::Config;
+use vacd::server::Running;
+use vacd::store::Store;
+
+pub const OPERATOR_TOKEN: &str = "operator-test-token";
+pub const DEMO_PASSWORD: &str = vacd::demo::PASSWORD;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// Generates one `#[tokio::test]` per backend for each named `async fn(Db)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Db::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name($crate::common::Db::Postgres).await })*
+        }
+    };
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("VACD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh, empty database of the given backend; dropped by [`TestDb::drop_db`].
+pub struct TestDb {
+    pub url: String,
+    postgres_name: Option<String>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestDb {
+    pub async fn new(db: Db) -> TestDb {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        match db {
+            Db::Sqlite => TestDb {
+                url: format!("sqlite://{}/vacd.db?mode=rwc", dir.path().display()),
+                postgres_name: None,
+                _dir: dir,
+            },
+            Db::Postgres => {
+                static COUNTER: AtomicU32 = AtomicU32::new(0);
+                let name = format!(
+                    "vacd_t_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed),
+                    vacd::store::now_ms()
+                );
+                let admin = postgres_admin_url();
+                let mut conn = sqlx::PgConnection::connect(&admin)
+                    .await
+                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for this test: {e}"));
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
+                TestDb { url: format!("{base}/{name}"), postgres_name: Some(name), _dir: dir }
+            }
+        }
+    }
+
+    pub async fn drop_db(self) {
+        if let Some(name) = self.postgres_name {
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("connect");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .expect("drop test database");
+        }
+    }
+}
+
+/// A vacd serving on 127.0.0.1 with the demo tenant and the operator token set.
+pub struct TestServer {
+    pub base: String,
+    pub http: reqwest::Client,
+    running: Running,
+    db: TestDb,
+}
+
+impl TestServer {
+    pub async fn start(db: Db) -> TestServer {
+        let db = TestDb::new(db).await;
+        let mut config = Config::default();
+        config.http.listen = "127.0.0.1:0".parse().expect("address");
+        config.http.max_body_bytes = 64 * 1024;
+        config.database.url = db.url.clone();
+        config.auth.operator_token = OPERATOR_TOKEN.into();
+        config.demo.enabled = true;
+        let running = vacd::server::start(&config).await.expect("server starts");
+        TestServer {
+            base: format!("http://{}", running.addr),
+            http: reqwest::Client::new(),
+            running,
+            db,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.running.store
+    }
+
+    pub async fn stop(self) {
+        self.running.shutdown().await.expect("clean shutdown");
+        self.db.drop_db().await;
+    }
+
+    /// Sends a request with an optional bearer token and JSON body; returns status and JSON body
+    /// (`Value::Null` when the body is empty).
+    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body read");
+        let json = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&bytes)))
+        };
+        (status, json)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates a row and returns its id, failing the test on anything but 201.
+    pub async fn create(&self, path: &str, token: &str, body: Value) -> i64 {
+        let (status, row) = self.post(path, token, body.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "POST {path} {body}: {row}");
+        row["id"].as_i64().expect("id")
+    }
+
+    pub async fn login(&self, tenant: &str, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .call(
+                Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({ "tenant": tenant, "username": username, "password": password })),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login {tenant}/{username}: {body}");
+        body["token"].as_str().expect("token").to_owned()
+    }
+
+    pub async fn demo_login(&self, username: &str) -> String {
+        self.login("demo", username, DEMO_PASSWORD).await
+    }
+
+    /// Creates a tenant with an admin `admin` / `admin-password` and returns its id and the
+    /// admin's token.
+    pub async fn new_tenant(&self, name: &str) -> (i64, String) {
+        let id = self
+            .create(
+                "/api/v1/tenants",
+                OPERATOR_TOKEN,
+                json!({ "name": name, "display_name": name, "admin_username": "admin", "admin_password": "admin-password" }),
+            )
+            .await;
+        (id, self.login(name, "admin", "admin-password").await)
+    }
+}
+
+/// Asserts an error response: status, the JSON error shape and its code.
+#[track_caller]
+pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &str) {
+    let (got, body) = response;
+    assert_eq!(*got, status, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+}
