@@ -1,0 +1,262 @@
+//! Cutting a TCP/TLS byte stream into SIP messages. A [`StreamFramer`] buffers whatever chunks
+//! the socket delivers and yields complete [`Frame`]s: messages framed by their mandatory
+//! Content-Length (RFC 3261 §18.3), and keep-alive pings (a bare CRLFCRLF, RFC 5626 §3.5.1)
+//! which the connection answers with a single CRLF.
+//!
+//! Size limits are checked before anything large is buffered. An error for which
+//! [`ParseError::breaks_framing`] is true leaves the stream without a message boundary; the
+//! connection must then be closed. Other errors concern one message that has been consumed, and
+//! framing goes on with the next.
+
+use rsip::SipMessage;
+
+use crate::message::{assemble, normalize_head, Head, Limits, ParseError};
+
+/// What the framer found in the stream.
+// Boxing the message would cost an allocation per message on the hot path; the enum is
+// moved a few times at most, so its size does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A complete, validated message.
+    Message(SipMessage),
+    /// A CRLFCRLF keep-alive ping between messages; answer with `\r\n`.
+    KeepAlive,
+}
+
+/// Incremental framer for one stream connection.
+#[derive(Debug)]
+pub struct StreamFramer {
+    limits: Limits,
+    buf: Vec<u8>,
+    /// How far the buffer has been searched for the end of the header section.
+    scanned: usize,
+    /// A complete header section whose body is still arriving.
+    pending: Option<PendingHead>,
+    /// Set after an error that breaks framing; the framer refuses further input.
+    broken: Option<ParseError>,
+}
+
+enum Found {
+    KeepAlive,
+    Head(PendingHead),
+}
+
+#[derive(Debug)]
+struct PendingHead {
+    head_len: usize,
+    body_len: usize,
+    head: Head,
+}
+
+impl StreamFramer {
+    /// A framer enforcing `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            buf: Vec::new(),
+            scanned: 0,
+            pending: None,
+            broken: None,
+        }
+    }
+
+    /// Appends bytes read from the connection.
+    pub fn push(&mut self, chunk: &[u8]) {
+        if self.broken.is_none() {
+            self.buf.extend_from_slice(chunk);
+        }
+    }
+
+    /// Bytes buffered but not yet returned as a frame.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next frame, `Ok(None)` if more bytes are needed. After an error that
+    /// [breaks framing](ParseError::breaks_framing), every call returns that error again.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
+        if let Some(err) = &self.broken {
+            return Err(err.clone());
+        }
+        match self.frame() {
+            Err(err) if err.breaks_framing() => {
+                self.buf = Vec::new();
+                self.broken = Some(err.clone());
+                Err(err)
+            }
+            other => other,
+        }
+    }
+
+    fn frame(&mut self) -> Result<Option<Frame>, ParseError> {
+        if self.pending.is_none() {
+            match self.find_head()? {
+                Some(Found::Head(pending)) => self.pending = Some(pending),
+                Some(Found::KeepAlive) => return Ok(Some(Frame::KeepAlive)),
+                None => return Ok(None),
+            }
+        }
+        let Some(pending) = &self.pending else {
+            return Ok(None);
+        };
+        let total = pending.head_len + pending.body_len;
+        if self.buf.len() < total {
+            self.buf.reserve(total - self.buf.len());
+            return Ok(None);
+        }
+        let Some(pending) = self.pending.take() else {
+            return Ok(None);
+        };
+        let result = assemble(&pending.head.bytes, &self.buf[pending.head_len..total]);
+        self.consume(total);
+        result.map(|m| Some(Frame::Message(m)))
+    }
+
+    /// Looks for the next header section; consumes keep-alives on the way.
+    fn find_head(&mut self) -> Result<Option<Found>, ParseError> {
+        // Between messages: CRLFCRLF is a ping, a lone CRLF a pong (ignored).
+        loop {
+            if self.buf.starts_with(b"\r\n\r\n") {
+                self.consume(4);
+                return Ok(Some(Found::KeepAlive));
+            }
+            if self.buf.starts_with(b"\r\n") && self.buf.len() >= 4 {
+                self.consume(2);
+                continue;
+            }
+            if b"\r\n\r".starts_with(&self.buf) {
+                // Empty, or a possible keep-alive still arriving.
+                return Ok(None);
+            }
+            break;
+        }
+
+        // Resume the search a little before where it stopped, in case CRLFCRLF straddles chunks;
+        // never look past the header limit.
+        let from = self.scanned.saturating_sub(3);
+        let window_end = self.buf.len().min(self.limits.max_header_bytes);
+        let found = self.buf[from.min(window_end)..window_end]
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n");
+        let head_len = match found {
+            Some(pos) => from + pos + 4,
+            None if self.buf.len() >= self.limits.max_header_bytes => {
+                return Err(ParseError::HeadersTooLarge {
+                    limit: self.limits.max_header_bytes,
+                })
+            }
+            None => {
+                self.scanned = self.buf.len();
+                return Ok(None);
+            }
+        };
+        let head = normalize_head(&self.buf[..head_len])?;
+        let body_len = head
+            .content_length
+            .ok_or(ParseError::MissingContentLength)?;
+        if body_len > self.limits.max_body_bytes {
+            return Err(ParseError::BodyTooLarge {
+                size: body_len,
+                limit: self.limits.max_body_bytes,
+            });
+        }
+        Ok(Some(Found::Head(PendingHead {
+            head_len,
+            body_len,
+            head,
+        })))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.drain(..n);
+        self.scanned = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OPTIONS: &str = "OPTIONS sip:b@b.example SIP/2.0\r\n\
+Via: SIP/2.0/TCP a.example;branch=z9hG4bKab1\r\n\
+Max-Forwards: 70\r\n\
+To: <sip:b@b.example>\r\n\
+From: <sip:a@a.example>;tag=t1\r\n\
+Call-ID: c1\r\n\
+CSeq: 7 OPTIONS\r\n\
+Content-Length: 5\r\n\r\nhello";
+
+    fn drain(framer: &mut StreamFramer) -> Vec<Frame> {
+        let mut frames = Vec::new();
+        while let Ok(Some(frame)) = framer.next_frame() {
+            frames.push(frame);
+        }
+        frames
+    }
+
+    #[test]
+    fn messages_split_across_chunks_are_reassembled() {
+        let stream = format!("\r\n\r\n{OPTIONS}{OPTIONS}\r\n");
+        for chunk_size in [1, 2, 3, 7, 64, 1000] {
+            let mut framer = StreamFramer::new(Limits::default());
+            let mut frames = Vec::new();
+            for chunk in stream.as_bytes().chunks(chunk_size) {
+                framer.push(chunk);
+                frames.extend(drain(&mut framer));
+            }
+            assert_eq!(frames.len(), 3, "chunk size {chunk_size}");
+            assert_eq!(frames[0], Frame::KeepAlive);
+            for frame in &frames[1..] {
+                let Frame::Message(m) = frame else {
+                    panic!("expected a message")
+                };
+                assert_eq!(m.body(), b"hello");
+            }
+        }
+    }
+
+    #[test]
+    fn missing_content_length_breaks_the_stream() {
+        let mut framer = StreamFramer::new(Limits::default());
+        framer.push(OPTIONS.replace("Content-Length: 5\r\n", "").as_bytes());
+        assert_eq!(framer.next_frame(), Err(ParseError::MissingContentLength));
+        assert_eq!(framer.next_frame(), Err(ParseError::MissingContentLength));
+    }
+
+    #[test]
+    fn oversized_headers_and_bodies_are_rejected_early() {
+        let limits = Limits {
+            max_header_bytes: 100,
+            max_body_bytes: 3,
+        };
+        let mut framer = StreamFramer::new(limits);
+        framer.push(&[b'a'; 150]);
+        assert_eq!(
+            framer.next_frame(),
+            Err(ParseError::HeadersTooLarge { limit: 100 })
+        );
+        let mut framer = StreamFramer::new(Limits {
+            max_header_bytes: 1000,
+            max_body_bytes: 3,
+        });
+        framer.push(OPTIONS.as_bytes());
+        assert_eq!(
+            framer.next_frame(),
+            Err(ParseError::BodyTooLarge { size: 5, limit: 3 })
+        );
+    }
+
+    #[test]
+    fn a_bad_message_with_good_framing_is_skipped() {
+        let bad = OPTIONS.replace("Call-ID: c1\r\n", "");
+        let mut framer = StreamFramer::new(Limits::default());
+        framer.push(format!("{bad}{OPTIONS}").as_bytes());
+        assert_eq!(
+            framer.next_frame(),
+            Err(ParseError::MissingHeader("Call-ID"))
+        );
+        assert!(matches!(framer.next_frame(), Ok(Some(Frame::Message(_)))));
+        assert_eq!(framer.buffered(), 0);
+    }
+}
