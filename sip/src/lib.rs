@@ -14,14 +14,28 @@
 //!   and timeouts, drain [`transaction::Output`]s.
 //! - [`dialog::Dialog`], [`registrar::Registrar`], [`digest::DigestAuthenticator`]: the
 //!   transaction users' building blocks.
+//!
+//! The media half, equally sans-IO, is what a call actor needs around the signalling:
+//! - [`sdp`]: SDP bodies and RFC 3264 offer/answer for one G.711 audio stream
+//!   ([`sdp::answer`], [`sdp::offer`], [`sdp::accept_answer`]).
+//! - [`rtp`]: RTP headers, the symmetric relay between two legs ([`rtp::Relay`]) and the
+//!   [`rtp::Packetizer`] for media vacd plays itself.
+//! - [`g711`]: µ-law / A-law ([`g711::Law`]); [`media`]: WAV files and the generated tone as
+//!   20 ms frames, and the [`media::Playlist`] of greeting, messages and music on hold;
+//!   [`mix`]: the sums behind silent monitoring, whisper and barge.
 
 pub mod dialog;
 pub mod digest;
 mod error;
 pub mod framer;
+pub mod g711;
+pub mod media;
 pub mod message;
+pub mod mix;
 mod peer;
 pub mod registrar;
+pub mod rtp;
+pub mod sdp;
 pub mod transaction;
 
 pub use error::Error;
