@@ -1,0 +1,327 @@
+//! Live configuration: agents and queues created, changed and removed while routing runs.
+//!
+//! A change takes effect at once and re-runs routing for what it touches: a changed agent pulls
+//! work it may now take; a changed queue re-indexes its agents, re-ranks and re-checks its waiting
+//! interactions and reschedules their escalation. Removal is refused while it would strand work
+//! (an agent with connected or wrap-up work, a queue with live interactions).
+
+use std::time::Instant;
+
+use crate::agent::{Agent, AgentConfig};
+use crate::capacity::WorkKind;
+use crate::error::Error;
+use crate::ids::{AgentId, QueueId};
+use crate::interaction::Stage;
+use crate::output::{Output, RevokeReason};
+use crate::presence::Presence;
+use crate::queue::{Queue, QueueConfig, WaitKey};
+use crate::skill::SkillSet;
+use crate::Engine;
+
+impl Engine {
+    pub(crate) fn upsert_agent(&mut self, config: AgentConfig, now: Instant) -> Result<(), Error> {
+        let id = config.id;
+        let skills = SkillSet::new(&config.skills)
+            .map_err(|skill| Error::DuplicateSkill { agent: id, skill })?;
+        let mut queues = config.queues;
+        queues.sort_unstable();
+        queues.dedup();
+        let capacity = config.capacity.unwrap_or(self.config.capacity);
+        let blending = config.blending.unwrap_or(self.config.blending);
+        let known = self.agents.get(&id).map(|agent| agent.queues.clone());
+        let old_queues = known.as_deref().unwrap_or_default();
+        for q in old_queues.iter().filter(|q| !queues.contains(q)) {
+            if let Some(members) = self.members.get_mut(q) {
+                members.remove(&id);
+                if members.is_empty() {
+                    self.members.remove(q);
+                }
+            }
+        }
+        for &q in queues.iter().filter(|q| !old_queues.contains(q)) {
+            self.members.entry(q).or_default().insert(id);
+        }
+        match known {
+            None => {
+                let slot = match self.free_slots.pop() {
+                    Some(slot) => slot,
+                    None => {
+                        self.listings.push(0);
+                        u32::try_from(self.listings.len() - 1)
+                            .expect("fewer than 4 billion agents per tenant")
+                    }
+                };
+                let agent = Agent::new(id, slot, skills, queues, capacity, blending);
+                self.agents.insert(id, agent);
+            }
+            Some(_) => {
+                self.unlist(id);
+                let agent = self.agents.get_mut(&id).expect("checked it is known above");
+                agent.skills = skills;
+                agent.queues = queues;
+                agent.capacity = capacity;
+                agent.blending = blending;
+                self.settle_agent(id, now, true);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove_agent(&mut self, id: AgentId, now: Instant) -> Result<(), Error> {
+        let agent = self.agents.get(&id).ok_or(Error::UnknownAgent(id))?;
+        if agent.has_work() {
+            return Err(Error::AgentHasWork(id));
+        }
+        let mut orphans = Vec::new();
+        for interaction in agent.offered() {
+            if self.revoke(interaction, id, RevokeReason::AgentUnavailable) {
+                orphans.push(interaction);
+            }
+        }
+        self.unlist(id);
+        let agent = self.agents.remove(&id).expect("checked it is known above");
+        self.free_slots.push(agent.slot);
+        for q in &agent.queues {
+            if let Some(members) = self.members.get_mut(q) {
+                members.remove(&id);
+                if members.is_empty() {
+                    self.members.remove(q);
+                }
+            }
+        }
+        if agent.presence != Presence::Offline {
+            self.push(Output::PresenceChanged {
+                agent: id,
+                from: agent.presence,
+                to: Presence::Offline,
+            });
+        }
+        for interaction in orphans {
+            self.requeue(interaction, now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn upsert_queue(&mut self, config: QueueConfig, now: Instant) -> Result<(), Error> {
+        let id = config.id;
+        if let Some(reason) = config.problem() {
+            return Err(Error::InvalidQueue { queue: id, reason });
+        }
+        let Some(queue) = self.queues.get_mut(&id) else {
+            let queue = Queue::new(config, self.config.default_handle_time);
+            self.queues.insert(id, queue);
+            self.rebuild_idle(id);
+            return Ok(());
+        };
+        let old = std::mem::replace(&mut queue.config, config);
+        let homed: Vec<_> = queue.homed.iter().copied().collect();
+        let new = &queue.config;
+        if old.strategy != new.strategy || old.required_skills != new.required_skills {
+            queue.rr_cursor = None;
+            self.rebuild_idle(id);
+        }
+        // Needs, ranks and wait timers of its interactions follow the new configuration.
+        let mut waiting: Vec<WaitKey> = Vec::new();
+        for &interaction in &homed {
+            let queued = self
+                .interactions
+                .get(&interaction)
+                .is_some_and(|i| i.stage == Stage::Queued);
+            if queued {
+                self.unlist_waiting(interaction);
+            }
+            self.refresh_needs(interaction);
+            if queued {
+                self.list_waiting(interaction);
+                if let Some(key) = self.interactions.get(&interaction).and_then(|i| i.wait_key) {
+                    waiting.push(key);
+                }
+            }
+            self.schedule_wait(interaction);
+        }
+        waiting.sort_unstable();
+        for key in waiting {
+            self.route(key.interaction, now);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn remove_queue(&mut self, id: QueueId) -> Result<(), Error> {
+        let queue = self.queues.get(&id).ok_or(Error::UnknownQueue(id))?;
+        if !queue.homed.is_empty() {
+            return Err(Error::QueueInUse {
+                queue: id,
+                interactions: queue.homed.len(),
+            });
+        }
+        let queue = self.queues.remove(&id).expect("checked it exists above");
+        // Interactions that overflowed here stop looking at it.
+        for kind in WorkKind::ALL {
+            for key in queue.waiting(kind) {
+                if let Some(inter) = self.interactions.get_mut(&key.interaction) {
+                    inter.escalation.overflow.retain(|&q| q != id);
+                }
+            }
+        }
+        if let Some(members) = self.members.get(&id) {
+            for agent in members {
+                if let Some(agent) = self.agents.get_mut(agent) {
+                    agent.listed_keys.retain(|&(q, _)| q != id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::harness::*;
+    use crate::*;
+
+    #[test]
+    fn a_changed_agent_pulls_work_it_now_qualifies_for() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(1, 5)];
+        h.queue(queue);
+        h.simple_queue(2);
+        h.ready_agent(1, &[2], &[(1, 4)]);
+        h.call(10, 1);
+        h.agent(1, &[1, 2], &[(1, 4)]);
+        assert_eq!(
+            h.state(10),
+            Some(InteractionState::Queued),
+            "serves it, level too low"
+        );
+        let out = h.input(Input::UpsertAgent {
+            agent: AgentConfig {
+                id: AgentId(1),
+                skills: vec![AgentSkill {
+                    skill: SkillId(1),
+                    level: level(5),
+                }],
+                queues: vec![QueueId(1), QueueId(1)],
+                capacity: None,
+                blending: None,
+            },
+        });
+        assert_eq!(offers(&out), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn a_changed_queue_reroutes_its_waiting_interactions() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(1, 5)];
+        h.queue(queue.clone());
+        h.ready_agent(1, &[1], &[(1, 3)]);
+        h.call(10, 1);
+        queue.required_skills = vec![req(1, 3)];
+        queue.strategy = Strategy::BestSkill;
+        let out = h.input(Input::UpsertQueue { queue });
+        assert_eq!(offers(&out), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn queue_priority_changes_rerank_waiting_interactions() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.simple_queue(2);
+        h.agent(1, &[1, 2], &[]);
+        h.call(10, 1);
+        h.call(11, 2);
+        let mut second = QueueConfig::new(QueueId(2));
+        second.priority = 1;
+        h.queue(second);
+        assert_eq!(offers(&h.status(1, ready())), vec![(11, 1)]);
+    }
+
+    #[test]
+    fn a_queue_with_live_interactions_cannot_be_removed() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.simple_queue(2);
+        h.ready_agent(1, &[1, 2], &[]);
+        h.call(10, 1);
+        assert_eq!(
+            h.try_input(Input::RemoveQueue { queue: QueueId(1) }),
+            Err(Error::QueueInUse {
+                queue: QueueId(1),
+                interactions: 1
+            })
+        );
+        h.input(Input::RemoveQueue { queue: QueueId(2) });
+        assert_eq!(
+            h.try_input(Input::RemoveQueue { queue: QueueId(2) }),
+            Err(Error::UnknownQueue(QueueId(2)))
+        );
+        // Re-created, the queue finds its agents again.
+        h.simple_queue(2);
+        h.accept(1, 10);
+        h.end(10);
+        assert_eq!(offers(&h.call(11, 2)), vec![(11, 1)]);
+    }
+
+    #[test]
+    fn removing_an_agent_reroutes_its_offers_but_not_its_calls() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.call(10, 1);
+        h.call(11, 1);
+        h.accept(2, 11);
+        assert_eq!(
+            h.try_input(Input::RemoveAgent { agent: AgentId(2) }),
+            Err(Error::AgentHasWork(AgentId(2)))
+        );
+        let out = h.input(Input::RemoveAgent { agent: AgentId(1) });
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::AgentUnavailable)]);
+        assert!(out.contains(&Output::PresenceChanged {
+            agent: AgentId(1),
+            from: Presence::Reserved,
+            to: Presence::Offline
+        }));
+        assert_eq!(h.state(10), Some(InteractionState::Queued));
+        assert!(h.engine.agent(AgentId(1)).is_none());
+        let out = h.end(11);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+    }
+
+    #[test]
+    fn nonsense_configuration_is_refused() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.offer_timeout = secs(0);
+        assert_eq!(
+            h.try_input(Input::UpsertQueue { queue }),
+            Err(Error::InvalidQueue {
+                queue: QueueId(1),
+                reason: "offer timeout must be positive"
+            })
+        );
+        let mut agent = AgentConfig::new(AgentId(1));
+        agent.skills = vec![
+            AgentSkill {
+                skill: SkillId(4),
+                level: level(1),
+            },
+            AgentSkill {
+                skill: SkillId(4),
+                level: level(2),
+            },
+        ];
+        assert_eq!(
+            h.try_input(Input::UpsertAgent { agent }),
+            Err(Error::DuplicateSkill {
+                agent: AgentId(1),
+                skill: SkillId(4)
+            })
+        );
+        assert_eq!(
+            h.try_input(Input::RemoveAgent { agent: AgentId(1) }),
+            Err(Error::UnknownAgent(AgentId(1)))
+        );
+    }
+}

@@ -1,0 +1,1021 @@
+//! The life of an interaction and its agents' presence: enqueue → offer → accept → connected →
+//! end → wrap-up → done, with rejects, timeouts, abandons, transfers and status changes.
+//!
+//! Each handler validates first and mutates after, so a refused input changes nothing. Freed
+//! agents are settled last ([`Engine::settle_agent`]) so that re-routing an interaction never
+//! hands it straight back to the agent that just missed it while someone else could take it.
+
+use std::time::Instant;
+
+use crate::agent::SlotState;
+use crate::error::Error;
+use crate::ids::{AgentId, InteractionId};
+use crate::input::TransferTarget;
+use crate::interaction::{Escalation, Interaction, NewInteraction, Stage};
+use crate::output::{Output, RevokeReason};
+use crate::presence::AgentStatus;
+use crate::skill::effective_needs;
+use crate::timer::Timer;
+use crate::Engine;
+
+impl Engine {
+    pub(crate) fn enqueue(&mut self, new: NewInteraction, now: Instant) -> Result<(), Error> {
+        if self.interactions.contains_key(&new.id) {
+            return Err(Error::DuplicateInteraction(new.id));
+        }
+        if !self.queues.contains_key(&new.queue) {
+            return Err(Error::UnknownQueue(new.queue));
+        }
+        let (order, enqueued_at, applied, sla_breached) = match new.restored {
+            Some(restored) => {
+                self.next_order = self.next_order.max(restored.order.saturating_add(1));
+                let enqueued_at = now.checked_sub(restored.waited).unwrap_or(now);
+                (
+                    restored.order,
+                    enqueued_at,
+                    restored.escalations_applied,
+                    restored.sla_breached,
+                )
+            }
+            None => (self.take_order(), now, 0, false),
+        };
+        let queue = self.queue(new.queue);
+        let mut escalation = Escalation::default();
+        for step in queue.config.escalation.iter().take(applied) {
+            escalation.apply(&step.action, new.queue, &self.queues);
+            escalation.next_step += 1;
+        }
+        let needs = effective_needs(
+            &queue.config.required_skills,
+            &new.skills,
+            new.language,
+            escalation.relaxation,
+        );
+        let id = new.id;
+        self.interactions.insert(
+            id,
+            Interaction {
+                id,
+                channel: new.channel,
+                kind: new.channel.kind(),
+                queue: new.queue,
+                language: new.language,
+                skills: new.skills,
+                priority: new.priority,
+                order,
+                enqueued_at,
+                escalation,
+                needs,
+                stage: Stage::Queued,
+                wait_key: None,
+                wait_timer: None,
+                sla_breached,
+            },
+        );
+        self.queue_mut(new.queue).homed.insert(id);
+        self.push(Output::Queued {
+            interaction: id,
+            queue: new.queue,
+            channel: new.channel,
+            order,
+            priority: new.priority,
+        });
+        self.schedule_wait(id);
+        self.route_or_wait(id, now);
+        Ok(())
+    }
+
+    /// Checks that an offer of `id` is pending for `agent`.
+    fn pending_offer(&self, agent: AgentId, id: InteractionId) -> Result<&[AgentId], Error> {
+        let inter = self
+            .interactions
+            .get(&id)
+            .ok_or(Error::UnknownInteraction(id))?;
+        if !self.agents.contains_key(&agent) {
+            return Err(Error::UnknownAgent(agent));
+        }
+        match &inter.stage {
+            Stage::Offered { agents, .. } if agents.contains(&agent) => Ok(agents),
+            _ => Err(Error::OfferNotPending {
+                interaction: id,
+                agent,
+            }),
+        }
+    }
+
+    pub(crate) fn accept(
+        &mut self,
+        agent: AgentId,
+        id: InteractionId,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let others: Vec<AgentId> = self
+            .pending_offer(agent, id)?
+            .iter()
+            .copied()
+            .filter(|&a| a != agent)
+            .collect();
+        let inter = self
+            .interactions
+            .get_mut(&id)
+            .expect("pending_offer checked it is live");
+        if let Stage::Offered { timer, .. } = &mut inter.stage {
+            self.timers.cancel(timer.take());
+        }
+        inter.stage = Stage::Connected { agent };
+        self.timers.cancel(inter.wait_timer.take());
+        let queue = inter.queue;
+        let waited = now.saturating_duration_since(inter.enqueued_at);
+        if let Some(slot) = self.agents.get_mut(&agent).and_then(|a| a.slot_mut(id)) {
+            slot.state = SlotState::Connected { since: now, queue };
+        }
+        self.push(Output::Connected {
+            interaction: id,
+            agent,
+            queue,
+            waited,
+        });
+        self.settle_agent(agent, now, false);
+        for &other in &others {
+            self.revoke(id, other, RevokeReason::AnsweredElsewhere);
+        }
+        for other in others {
+            self.settle_agent(other, now, true);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn reject(
+        &mut self,
+        agent: AgentId,
+        id: InteractionId,
+        now: Instant,
+    ) -> Result<(), Error> {
+        self.pending_offer(agent, id)?;
+        let orphaned = self.revoke(id, agent, RevokeReason::Rejected);
+        self.miss(agent);
+        if orphaned {
+            self.requeue(id, now);
+        }
+        self.settle_agent(agent, now, true);
+        Ok(())
+    }
+
+    /// The offer timer of `id` fired: every agent still offered missed it.
+    pub(crate) fn offer_timed_out(&mut self, id: InteractionId, now: Instant) {
+        let Some(Stage::Offered { agents, .. }) = self.interactions.get(&id).map(|i| &i.stage)
+        else {
+            return;
+        };
+        let agents = agents.clone();
+        let mut orphaned = false;
+        for &agent in &agents {
+            orphaned = self.revoke(id, agent, RevokeReason::TimedOut);
+            self.miss(agent);
+        }
+        if orphaned {
+            self.requeue(id, now);
+        }
+        for agent in agents {
+            self.settle_agent(agent, now, true);
+        }
+    }
+
+    pub(crate) fn abandon(&mut self, id: InteractionId, now: Instant) -> Result<(), Error> {
+        let inter = self
+            .interactions
+            .get(&id)
+            .ok_or(Error::UnknownInteraction(id))?;
+        let agents = match &inter.stage {
+            Stage::Queued => Vec::new(),
+            Stage::Offered { agents, .. } => agents.clone(),
+            Stage::Connected { .. } | Stage::WrapUp { .. } => {
+                return Err(Error::NotWaiting {
+                    interaction: id,
+                    state: inter.state(),
+                })
+            }
+        };
+        self.unlist_waiting(id);
+        for &agent in &agents {
+            self.revoke(id, agent, RevokeReason::Abandoned);
+        }
+        let inter = self
+            .interactions
+            .remove(&id)
+            .expect("checked it is live above");
+        self.timers.cancel(inter.wait_timer);
+        self.queue_mut(inter.queue).homed.remove(&id);
+        self.push(Output::Abandoned {
+            interaction: id,
+            queue: inter.queue,
+            waited: now.saturating_duration_since(inter.enqueued_at),
+        });
+        for agent in agents {
+            self.settle_agent(agent, now, true);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn end(&mut self, id: InteractionId, now: Instant) -> Result<(), Error> {
+        let inter = self
+            .interactions
+            .get_mut(&id)
+            .ok_or(Error::UnknownInteraction(id))?;
+        let Stage::Connected { agent } = inter.stage else {
+            return Err(Error::NotConnected {
+                interaction: id,
+                state: inter.state(),
+            });
+        };
+        inter.stage = Stage::WrapUp { agent };
+        let queue = inter.queue;
+        let wrap_up = self.queue(queue).config.wrap_up;
+        self.push(Output::Ended {
+            interaction: id,
+            agent,
+            wrap_up,
+        });
+        self.start_wrap_up(agent, id, now);
+        Ok(())
+    }
+
+    /// Moves the agent's slot of `id` from connected to wrap-up, with the timer of the
+    /// interaction's current queue; a zero wrap-up ends at once.
+    fn start_wrap_up(&mut self, agent: AgentId, id: InteractionId, now: Instant) {
+        let Some(queue) = self.interactions.get(&id).map(|i| i.queue) else {
+            return;
+        };
+        let wrap_up = self.queue(queue).config.wrap_up;
+        let timer = if wrap_up.is_zero() {
+            None
+        } else {
+            self.timers
+                .schedule_in(now, wrap_up, Timer::WrapUp(agent, id))
+        };
+        if let Some(slot) = self.agents.get_mut(&agent).and_then(|a| a.slot_mut(id)) {
+            if let SlotState::Connected { since, queue } = slot.state {
+                slot.state = SlotState::WrapUp {
+                    since,
+                    queue,
+                    timer,
+                };
+            }
+        }
+        if wrap_up.is_zero() {
+            self.finish_wrap_up(agent, id, now);
+        } else {
+            self.settle_agent(agent, now, false);
+        }
+    }
+
+    pub(crate) fn wrap_up_done(
+        &mut self,
+        agent: AgentId,
+        id: InteractionId,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let slot = self
+            .agents
+            .get(&agent)
+            .ok_or(Error::UnknownAgent(agent))?
+            .slot(id);
+        if !matches!(slot, Some(s) if matches!(s.state, SlotState::WrapUp { .. })) {
+            return Err(Error::NotInWrapUp {
+                interaction: id,
+                agent,
+            });
+        }
+        self.finish_wrap_up(agent, id, now);
+        Ok(())
+    }
+
+    /// Ends the agent's wrap-up of `id` (timer or explicit), frees its capacity and, if the
+    /// interaction ended with this agent, finishes it.
+    pub(crate) fn finish_wrap_up(&mut self, agent_id: AgentId, id: InteractionId, now: Instant) {
+        let clock = self.tick();
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return;
+        };
+        let Some(slot) = agent.slot(id).copied() else {
+            return;
+        };
+        let SlotState::WrapUp {
+            since,
+            queue,
+            timer,
+        } = slot.state
+        else {
+            return;
+        };
+        agent.take_slot(id);
+        agent.last_activity = clock;
+        self.timers.cancel(timer);
+        if let Some(queue) = self.queues.get_mut(&queue) {
+            queue.record_handle_time(now.saturating_duration_since(since));
+        }
+        self.push(Output::WrapUpEnded {
+            interaction: id,
+            agent: agent_id,
+        });
+        let finished = self
+            .interactions
+            .get(&id)
+            .is_some_and(|i| i.stage == Stage::WrapUp { agent: agent_id });
+        if finished {
+            if let Some(inter) = self.interactions.remove(&id) {
+                self.queue_mut(inter.queue).homed.remove(&id);
+                self.push(Output::Done { interaction: id });
+            }
+        }
+        self.settle_agent(agent_id, now, true);
+    }
+
+    pub(crate) fn transfer(
+        &mut self,
+        id: InteractionId,
+        to: TransferTarget,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let inter = self
+            .interactions
+            .get(&id)
+            .ok_or(Error::UnknownInteraction(id))?;
+        let Stage::Connected { agent: from } = inter.stage else {
+            return Err(Error::NotConnected {
+                interaction: id,
+                state: inter.state(),
+            });
+        };
+        match to {
+            TransferTarget::Agent { agent } => {
+                if agent == from {
+                    return Err(Error::TransferToSelf {
+                        interaction: id,
+                        agent,
+                    });
+                }
+                let target = self.agents.get(&agent).ok_or(Error::UnknownAgent(agent))?;
+                if !target.free_kinds().contains(inter.kind) || target.holds(id) {
+                    return Err(Error::AgentUnavailable(agent));
+                }
+            }
+            TransferTarget::Queue { queue } => {
+                if !self.queues.contains_key(&queue) {
+                    return Err(Error::UnknownQueue(queue));
+                }
+            }
+        }
+        let wrap_up = self.queue(inter.queue).config.wrap_up;
+        self.push(Output::Transferred {
+            interaction: id,
+            from,
+            to,
+            wrap_up,
+        });
+        // The transferring agent's part is over; its wrap-up runs with the old queue's timer.
+        let timer = if wrap_up.is_zero() {
+            None
+        } else {
+            self.timers
+                .schedule_in(now, wrap_up, Timer::WrapUp(from, id))
+        };
+        if let Some(slot) = self.agents.get_mut(&from).and_then(|a| a.slot_mut(id)) {
+            if let SlotState::Connected { since, queue } = slot.state {
+                slot.state = SlotState::WrapUp {
+                    since,
+                    queue,
+                    timer,
+                };
+            }
+        }
+        // The interaction starts a new wait: escalation and the wait clock start over.
+        let order = match to {
+            TransferTarget::Queue { .. } => self.take_order(),
+            TransferTarget::Agent { .. } => 0,
+        };
+        let inter = self
+            .interactions
+            .get_mut(&id)
+            .expect("checked it is live above");
+        inter.enqueued_at = now;
+        inter.escalation = Escalation::default();
+        let old_queue = inter.queue;
+        match to {
+            TransferTarget::Queue { queue } => {
+                inter.queue = queue;
+                inter.order = order;
+                inter.stage = Stage::Queued;
+                let (channel, priority) = (inter.channel, inter.priority);
+                self.queue_mut(old_queue).homed.remove(&id);
+                self.queue_mut(queue).homed.insert(id);
+                self.refresh_needs(id);
+                self.push(Output::Queued {
+                    interaction: id,
+                    queue,
+                    channel,
+                    order,
+                    priority,
+                });
+                self.schedule_wait(id);
+                self.route_or_wait(id, now);
+            }
+            TransferTarget::Agent { agent } => {
+                self.refresh_needs(id);
+                self.offer(id, &[agent], now);
+                self.schedule_wait(id);
+                self.settle_agent(agent, now, false);
+            }
+        }
+        if wrap_up.is_zero() {
+            self.finish_wrap_up(from, id, now);
+        } else {
+            self.settle_agent(from, now, false);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_status(
+        &mut self,
+        agent_id: AgentId,
+        status: AgentStatus,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let agent = self
+            .agents
+            .get(&agent_id)
+            .ok_or(Error::UnknownAgent(agent_id))?;
+        if agent.status == status {
+            return Ok(());
+        }
+        if status == AgentStatus::Offline && agent.has_work() {
+            return Err(Error::AgentHasWork(agent_id));
+        }
+        let takes_inbound = status.takes_inbound();
+        let clock = self.tick();
+        let agent = self
+            .agents
+            .get_mut(&agent_id)
+            .expect("checked it is known above");
+        agent.status = status;
+        agent.last_activity = clock;
+        let mut orphans = Vec::new();
+        if !takes_inbound {
+            for id in agent.offered() {
+                if self.revoke(id, agent_id, RevokeReason::AgentUnavailable) {
+                    orphans.push(id);
+                }
+            }
+        }
+        for id in orphans {
+            self.requeue(id, now);
+        }
+        self.settle_agent(agent_id, now, takes_inbound);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::harness::*;
+    use crate::*;
+
+    fn presence_changes(outputs: &[Output], agent: u64) -> Vec<(Presence, Presence)> {
+        outputs
+            .iter()
+            .filter_map(|o| match o {
+                Output::PresenceChanged { agent: a, from, to } if a.0 == agent => {
+                    Some((from.clone(), to.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn inbound() -> Presence {
+        Presence::Ready {
+            mode: ReadyMode::Inbound,
+        }
+    }
+
+    fn queue_with_wrap_up(id: u64, wrap_up: Duration) -> QueueConfig {
+        let mut queue = QueueConfig::new(QueueId(id));
+        queue.wrap_up = wrap_up;
+        queue
+    }
+
+    #[test]
+    fn full_lifecycle_with_every_event() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(30)));
+        h.agent(1, &[1], &[]);
+        let out = h.status(1, ready());
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(Presence::Offline, inbound())]
+        );
+        h.advance(secs(1));
+        let out = h.call(10, 1);
+        assert_eq!(
+            out,
+            vec![
+                Output::Queued {
+                    interaction: InteractionId(10),
+                    queue: QueueId(1),
+                    channel: Channel::Call,
+                    order: 0,
+                    priority: 0
+                },
+                Output::Offered {
+                    interaction: InteractionId(10),
+                    agent: AgentId(1),
+                    queue: QueueId(1),
+                    channel: Channel::Call,
+                    timeout: secs(20)
+                },
+                Output::PresenceChanged {
+                    agent: AgentId(1),
+                    from: inbound(),
+                    to: Presence::Reserved
+                },
+            ]
+        );
+        assert_eq!(
+            h.engine.poll_timeout(),
+            Some(h.now + secs(20)),
+            "offer deadline"
+        );
+        h.advance(secs(5));
+        let out = h.accept(1, 10);
+        assert_eq!(
+            out,
+            vec![
+                Output::Connected {
+                    interaction: InteractionId(10),
+                    agent: AgentId(1),
+                    queue: QueueId(1),
+                    waited: secs(5)
+                },
+                Output::PresenceChanged {
+                    agent: AgentId(1),
+                    from: Presence::Reserved,
+                    to: Presence::Busy
+                },
+            ]
+        );
+        assert_eq!(
+            h.engine.poll_timeout(),
+            None,
+            "nothing to time out while connected"
+        );
+        h.advance(secs(60));
+        let out = h.end(10);
+        assert_eq!(
+            out,
+            vec![
+                Output::Ended {
+                    interaction: InteractionId(10),
+                    agent: AgentId(1),
+                    wrap_up: secs(30)
+                },
+                Output::PresenceChanged {
+                    agent: AgentId(1),
+                    from: Presence::Busy,
+                    to: Presence::WrapUp
+                },
+            ]
+        );
+        assert_eq!(h.state(10), Some(InteractionState::WrapUp));
+        assert!(h.advance(secs(29)).is_empty());
+        let out = h.advance(secs(1));
+        assert_eq!(
+            out,
+            vec![
+                Output::WrapUpEnded {
+                    interaction: InteractionId(10),
+                    agent: AgentId(1)
+                },
+                Output::Done {
+                    interaction: InteractionId(10)
+                },
+                Output::PresenceChanged {
+                    agent: AgentId(1),
+                    from: Presence::WrapUp,
+                    to: inbound()
+                },
+            ]
+        );
+        assert_eq!(h.state(10), None, "done interactions are forgotten");
+        assert_eq!(h.engine.live_interactions(), 0);
+    }
+
+    #[test]
+    fn wrap_up_done_ends_wrap_up_early() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(30)));
+        h.ready_agent(1, &[1], &[]);
+        h.call(10, 1);
+        h.accept(1, 10);
+        h.end(10);
+        h.call(11, 1);
+        assert_eq!(
+            h.state(11),
+            Some(InteractionState::Queued),
+            "wrap-up holds the agent"
+        );
+        let done = Input::WrapUpDone {
+            agent: AgentId(1),
+            interaction: InteractionId(10),
+        };
+        let out = h.input(done.clone());
+        assert!(out.contains(&Output::Done {
+            interaction: InteractionId(10)
+        }));
+        assert_eq!(
+            offers(&out),
+            vec![(11, 1)],
+            "the freed agent takes waiting work"
+        );
+        assert_eq!(
+            h.try_input(done),
+            Err(Error::NotInWrapUp {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            })
+        );
+        assert!(h
+            .engine
+            .poll_timeout()
+            .is_some_and(|t| t == h.now + secs(20)));
+    }
+
+    #[test]
+    fn accept_needs_a_pending_offer_for_that_agent() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.call(10, 1);
+        let not_pending = Error::OfferNotPending {
+            interaction: InteractionId(10),
+            agent: AgentId(2),
+        };
+        let accept = |agent, id| Input::Accept {
+            agent: AgentId(agent),
+            interaction: InteractionId(id),
+        };
+        assert_eq!(h.try_input(accept(2, 10)), Err(not_pending));
+        assert_eq!(
+            h.try_input(accept(9, 10)),
+            Err(Error::UnknownAgent(AgentId(9)))
+        );
+        assert_eq!(
+            h.try_input(accept(1, 99)),
+            Err(Error::UnknownInteraction(InteractionId(99)))
+        );
+        // Past the offer timeout the offer is gone, even if the timer was not polled yet.
+        h.now += secs(20);
+        assert_eq!(
+            h.try_input(accept(1, 10)),
+            Err(Error::OfferNotPending {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            })
+        );
+        h.engine.drain_outputs().for_each(drop);
+        h.accept(2, 10);
+        assert_eq!(
+            h.try_input(accept(2, 10)),
+            Err(Error::OfferNotPending {
+                interaction: InteractionId(10),
+                agent: AgentId(2)
+            }),
+            "accepting twice"
+        );
+    }
+
+    #[test]
+    fn reject_reroutes_at_once_and_the_agent_goes_not_ready_missed() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.call(10, 1);
+        let out = h.reject(1, 10);
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::Rejected)]);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(
+                Presence::Reserved,
+                Presence::NotReady {
+                    reason: "missed".into()
+                }
+            )]
+        );
+    }
+
+    #[test]
+    fn a_missed_interaction_keeps_its_place() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.call(10, 1);
+        h.call(11, 1);
+        h.accept(2, 11);
+        h.call(12, 1);
+        // 10 times out at agent 1 while 12 waits; when agent 2 frees up it gets 10 first.
+        let out = h.advance(secs(20));
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::TimedOut)]);
+        assert!(offers(&out).is_empty());
+        let out = h.end(11);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+    }
+
+    #[test]
+    fn missed_offers_can_leave_the_agent_ready() {
+        let config = EngineConfig {
+            missed_offer: MissedOffer::StayReady,
+            ..EngineConfig::default()
+        };
+        let mut h = Harness::with_config(config);
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.call(10, 1);
+        let out = h.advance(secs(20));
+        assert_eq!(offers(&out), vec![(10, 2)], "someone else first");
+        assert_eq!(h.presence(1), inbound());
+        let out = h.reject(2, 10);
+        assert_eq!(offers(&out), vec![(10, 1)], "back to the only ready agent");
+    }
+
+    #[test]
+    fn abandon_while_queued_or_offered_but_not_once_connected() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.call(10, 1);
+        h.advance(secs(7));
+        let out = h.input(Input::Abandon {
+            interaction: InteractionId(10),
+        });
+        assert_eq!(
+            out,
+            vec![Output::Abandoned {
+                interaction: InteractionId(10),
+                queue: QueueId(1),
+                waited: secs(7)
+            }]
+        );
+        h.ready_agent(1, &[1], &[]);
+        h.call(11, 1);
+        let out = h.input(Input::Abandon {
+            interaction: InteractionId(11),
+        });
+        assert_eq!(revokes(&out), vec![(11, 1, RevokeReason::Abandoned)]);
+        assert_eq!(h.presence(1), inbound());
+        h.call(12, 1);
+        h.accept(1, 12);
+        assert_eq!(
+            h.try_input(Input::Abandon {
+                interaction: InteractionId(12)
+            }),
+            Err(Error::NotWaiting {
+                interaction: InteractionId(12),
+                state: InteractionState::Connected
+            })
+        );
+    }
+
+    #[test]
+    fn end_needs_a_connected_interaction() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.call(10, 1);
+        assert_eq!(
+            h.try_input(Input::End {
+                interaction: InteractionId(10)
+            }),
+            Err(Error::NotConnected {
+                interaction: InteractionId(10),
+                state: InteractionState::Queued
+            })
+        );
+    }
+
+    #[test]
+    fn transfer_to_a_queue_requeues_and_wraps_up_the_first_agent() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(10)));
+        h.simple_queue(2);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[2], &[]);
+        h.call(10, 1);
+        h.accept(1, 10);
+        let out = h.input(Input::Transfer {
+            interaction: InteractionId(10),
+            to: TransferTarget::Queue { queue: QueueId(2) },
+        });
+        assert_eq!(
+            out[..2],
+            [
+                Output::Transferred {
+                    interaction: InteractionId(10),
+                    from: AgentId(1),
+                    to: TransferTarget::Queue { queue: QueueId(2) },
+                    wrap_up: secs(10)
+                },
+                Output::Queued {
+                    interaction: InteractionId(10),
+                    queue: QueueId(2),
+                    channel: Channel::Call,
+                    order: 1,
+                    priority: 0
+                },
+            ]
+        );
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        assert_eq!(h.presence(1), Presence::WrapUp);
+        let out = h.advance(secs(10));
+        assert_eq!(
+            out[0],
+            Output::WrapUpEnded {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            }
+        );
+        assert!(!out.contains(&Output::Done {
+            interaction: InteractionId(10)
+        }));
+        h.accept(2, 10);
+        let out = h.end(10);
+        assert!(out.contains(&Output::Done {
+            interaction: InteractionId(10)
+        }));
+    }
+
+    #[test]
+    fn transfer_to_an_agent_offers_it_directly() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.agent(2, &[], &[]);
+        h.call(10, 1);
+        h.accept(1, 10);
+        let to_2 = Input::Transfer {
+            interaction: InteractionId(10),
+            to: TransferTarget::Agent { agent: AgentId(2) },
+        };
+        assert_eq!(
+            h.try_input(to_2.clone()),
+            Err(Error::AgentUnavailable(AgentId(2)))
+        );
+        assert_eq!(
+            h.try_input(Input::Transfer {
+                interaction: InteractionId(10),
+                to: TransferTarget::Agent { agent: AgentId(1) },
+            }),
+            Err(Error::TransferToSelf {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            })
+        );
+        h.status(2, ready());
+        let out = h.input(to_2);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        assert_eq!(
+            h.presence(1),
+            inbound(),
+            "no wrap-up configured: agent 1 is free"
+        );
+        // A missed transfer goes back to the queue (agent 1 serves it).
+        let out = h.reject(2, 10);
+        assert_eq!(offers(&out), vec![(10, 1)]);
+    }
+
+    #[test]
+    fn not_ready_while_reserved_revokes_and_reroutes() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.call(10, 1);
+        let out = h.status(1, not_ready("break"));
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::AgentUnavailable)]);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        assert_eq!(
+            h.presence(1),
+            Presence::NotReady {
+                reason: "break".into()
+            }
+        );
+    }
+
+    #[test]
+    fn not_ready_while_busy_applies_after_the_work() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(5)));
+        h.ready_agent(1, &[1], &[]);
+        h.call(10, 1);
+        h.accept(1, 10);
+        let out = h.status(1, not_ready("lunch"));
+        assert!(out.is_empty(), "still busy");
+        assert_eq!(
+            h.try_input(Input::SetStatus {
+                agent: AgentId(1),
+                status: AgentStatus::Offline
+            }),
+            Err(Error::AgentHasWork(AgentId(1)))
+        );
+        h.end(10);
+        h.call(11, 1);
+        let out = h.advance(secs(5));
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(
+                Presence::WrapUp,
+                Presence::NotReady {
+                    reason: "lunch".into()
+                }
+            )]
+        );
+        assert!(offers(&out).is_empty());
+        let out = h.status(1, AgentStatus::Offline);
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(
+                Presence::NotReady {
+                    reason: "lunch".into()
+                },
+                Presence::Offline
+            )]
+        );
+        assert_eq!(
+            h.try_input(Input::SetStatus {
+                agent: AgentId(9),
+                status: ready()
+            }),
+            Err(Error::UnknownAgent(AgentId(9)))
+        );
+    }
+
+    #[test]
+    fn duplicate_or_misdirected_enqueue_is_refused() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.call(10, 1);
+        assert_eq!(
+            h.try_input(Input::Enqueue {
+                interaction: interaction(10, Channel::Chat, 1)
+            }),
+            Err(Error::DuplicateInteraction(InteractionId(10)))
+        );
+        assert_eq!(
+            h.try_input(Input::Enqueue {
+                interaction: interaction(11, Channel::Chat, 9)
+            }),
+            Err(Error::UnknownQueue(QueueId(9)))
+        );
+    }
+
+    #[test]
+    fn restored_interactions_keep_their_order() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.advance(secs(100));
+        let mut later = interaction(11, Channel::Call, 1);
+        later.restored = Some(Restored {
+            order: 41,
+            waited: secs(10),
+            escalations_applied: 0,
+            sla_breached: false,
+        });
+        h.enqueue(later);
+        let mut earlier = interaction(10, Channel::Call, 1);
+        earlier.restored = Some(Restored {
+            order: 40,
+            waited: secs(30),
+            escalations_applied: 0,
+            sla_breached: false,
+        });
+        h.enqueue(earlier);
+        let out = h.call(12, 1);
+        assert!(
+            matches!(out[0], Output::Queued { order: 42, .. }),
+            "new orders continue after restored ones"
+        );
+        let position = h
+            .engine
+            .queue_position(InteractionId(10), h.now)
+            .expect("queued");
+        assert_eq!((position.position, position.waited), (1, secs(30)));
+        h.ready_agent(1, &[1], &[]);
+        assert_eq!(
+            h.engine.agent(AgentId(1)).map(|a| a.work[0].interaction),
+            Some(InteractionId(10))
+        );
+    }
+}

@@ -1,0 +1,217 @@
+//! Everything the routing engine decides, as domain events: [`Output`].
+//!
+//! Each output is a state change the outside world acts on and persists in the event log (in the
+//! order polled). Outputs carry durations, not instants: an [`Instant`](std::time::Instant) means
+//! nothing in a log or after a restart, so a deadline is given as a duration from the `now` of the
+//! call that produced it (an offer expires `timeout` after that `now`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capacity::Channel;
+use crate::ids::{AgentId, InteractionId, QueueId};
+use crate::input::TransferTarget;
+use crate::presence::Presence;
+use crate::queue::EscalationAction;
+
+/// Why a pending offer was withdrawn from an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevokeReason {
+    /// The agent rejected it.
+    Rejected,
+    /// The offer timeout passed.
+    TimedOut,
+    /// Ring-all: another agent accepted first.
+    AnsweredElsewhere,
+    /// The customer left.
+    Abandoned,
+    /// The agent went not ready, outbound, back office or offline, or was removed.
+    AgentUnavailable,
+}
+
+/// A domain event produced by the engine.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Output {
+    /// The interaction waits in `queue` (on enqueue, and on transfer to a queue).
+    Queued {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Its queue.
+        queue: QueueId,
+        /// Its channel.
+        channel: Channel,
+        /// Its enqueue order; store it to restore the place after a restart.
+        order: u64,
+        /// Its own priority (added to the queue's).
+        priority: i32,
+    },
+    /// The agent is reserved and offered the interaction.
+    Offered {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent.
+        agent: AgentId,
+        /// The interaction's queue.
+        queue: QueueId,
+        /// Its channel.
+        channel: Channel,
+        /// The offer expires this long after the `now` of the call that produced it.
+        timeout: Duration,
+    },
+    /// A pending offer was withdrawn from the agent. Unless it was answered elsewhere (or the
+    /// customer left) the interaction is routed again at once, keeping its place.
+    OfferRevoked {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: RevokeReason,
+    },
+    /// The agent accepted; the interaction is connected.
+    Connected {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent.
+        agent: AgentId,
+        /// The interaction's queue.
+        queue: QueueId,
+        /// How long it waited (since enqueue or transfer).
+        waited: Duration,
+    },
+    /// The conversation ended; the agent is in wrap-up for `wrap_up` (zero: done at once).
+    Ended {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent.
+        agent: AgentId,
+        /// Wrap-up time granted.
+        wrap_up: Duration,
+    },
+    /// The agent's wrap-up of the interaction is over; its capacity is free again.
+    WrapUpEnded {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent.
+        agent: AgentId,
+    },
+    /// The interaction is finished.
+    Done {
+        /// The interaction.
+        interaction: InteractionId,
+    },
+    /// The customer left before being connected.
+    Abandoned {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Its queue.
+        queue: QueueId,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The connected agent handed the interaction on and is in wrap-up for `wrap_up`.
+    Transferred {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent that transferred it.
+        from: AgentId,
+        /// Where to.
+        to: TransferTarget,
+        /// Wrap-up time granted to `from`.
+        wrap_up: Duration,
+    },
+    /// An escalation step of the queue applied to the interaction.
+    Escalated {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Its queue.
+        queue: QueueId,
+        /// Index of the step in the queue's escalation list.
+        step: usize,
+        /// What the step did.
+        action: EscalationAction,
+    },
+    /// The interaction has waited longer than its queue's SLA target (once per interaction).
+    SlaBreached {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Its queue.
+        queue: QueueId,
+        /// How long it has waited.
+        waited: Duration,
+        /// The target.
+        target: Duration,
+    },
+    /// The agent's presence changed.
+    PresenceChanged {
+        /// The agent.
+        agent: AgentId,
+        /// Before.
+        from: Presence,
+        /// After.
+        to: Presence,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::*;
+
+    #[test]
+    fn inputs_and_outputs_round_trip_as_tagged_snake_case_json() {
+        let output = Output::OfferRevoked {
+            interaction: InteractionId(4),
+            agent: AgentId(2),
+            reason: RevokeReason::AnsweredElsewhere,
+        };
+        let json = serde_json::to_string(&output).expect("outputs serialize");
+        assert_eq!(
+            json,
+            r#"{"type":"offer_revoked","interaction":4,"agent":2,"reason":"answered_elsewhere"}"#
+        );
+        let outputs = vec![
+            output,
+            Output::PresenceChanged {
+                agent: AgentId(2),
+                from: Presence::NotReady {
+                    reason: "missed".into(),
+                },
+                to: Presence::Ready {
+                    mode: ReadyMode::Inbound,
+                },
+            },
+            Output::Escalated {
+                interaction: InteractionId(4),
+                queue: QueueId(1),
+                step: 0,
+                action: EscalationAction::AddOverflowQueues {
+                    queues: vec![QueueId(2)],
+                },
+            },
+        ];
+        let back: Vec<Output> =
+            serde_json::from_str(&serde_json::to_string(&outputs).expect("serialize"))
+                .expect("deserialize");
+        assert_eq!(back, outputs);
+
+        let input: Input = serde_json::from_str(
+            r#"{"type":"enqueue","interaction":{"id":9,"channel":"sms","queue":1,"language":100,
+                "skills":[{"skill":3,"level":4}],"restored":{"order":7,"waited":{"secs":5,"nanos":0}}}}"#,
+        )
+        .expect("inputs deserialize");
+        let Input::Enqueue { interaction } = &input else {
+            panic!("wrong input {input:?}");
+        };
+        assert_eq!(interaction.channel, Channel::Sms);
+        assert_eq!(interaction.restored.map(|r| r.order), Some(7));
+        let bad_level =
+            r#"{"type":"upsert_agent","agent":{"id":1,"skills":[{"skill":3,"level":11}]}}"#;
+        assert!(serde_json::from_str::<Input>(bad_level).is_err());
+        let status =
+            r#"{"type":"set_status","agent":1,"status":{"status":"not_ready","reason":"lunch"}}"#;
+        assert!(serde_json::from_str::<Input>(status).is_ok());
+    }
+}

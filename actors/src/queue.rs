@@ -1,0 +1,282 @@
+//! Queues: their configuration ([`QueueConfig`]) and the two ordered indexes routing runs on.
+//!
+//! Per queue and per [`WorkKind`] the engine keeps
+//! - `waiting`: queued interactions ordered by [`WaitKey`] — effective priority (highest first),
+//!   then enqueue order. Interactions that overflowed here from another queue are listed too,
+//!   with the same key, so an agent compares all its queues' heads on one scale;
+//! - `idle` (one per queue, all kinds): agents that serve the queue and could take one more
+//!   interaction of some kind right now, ordered by the queue's [`Strategy`]
+//!   ([`IdleIndex`]). The kind is checked while walking it; one index instead of one per kind
+//!   makes listing an agent a third as costly, which is what an agent freeing up mostly pays.
+//!
+//! An arriving interaction walks `idle` of its queues; a freed agent walks the heads of `waiting`
+//! of its queues. Neither looks at agents or queues it has nothing to do with.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::capacity::WorkKind;
+use crate::idle::IdleIndex;
+use crate::ids::{AgentId, InteractionId, QueueId};
+use crate::skill::SkillRequirement;
+use crate::strategy::Strategy;
+
+/// A service-level target such as "80 % answered within 20 s".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct ServiceLevel {
+    /// Waiting longer than this breaches the target ([`Output::SlaBreached`](crate::Output)).
+    pub target: Duration,
+    /// Share of interactions meant to be answered within `target`, for reports (0–100).
+    pub percent: u8,
+}
+
+/// What an escalation step does to an interaction that has waited long enough.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum EscalationAction {
+    /// Lower every required skill level by `by` (never below 1; the language stays required).
+    LowerSkillLevels {
+        /// Levels to subtract.
+        by: u8,
+    },
+    /// Require no skills any more except the interaction's language.
+    DropSkills,
+    /// Let the agents of these queues take the interaction too (they must still meet its needs).
+    AddOverflowQueues {
+        /// Overflow queues, tried after the interaction's own queue in this order.
+        queues: Vec<QueueId>,
+    },
+    /// Raise the interaction's priority.
+    RaisePriority {
+        /// Added to its priority.
+        by: i32,
+    },
+}
+
+/// One escalation rule: after the interaction has waited `after`, do `action`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct EscalationStep {
+    /// Waiting time (since enqueue) at which the step applies.
+    pub after: Duration,
+    /// What it does.
+    pub action: EscalationAction,
+}
+
+/// A queue's configuration; upserted live.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The queue.
+    pub id: QueueId,
+    /// Higher is served first when an agent serves several queues.
+    #[serde(default)]
+    pub priority: i32,
+    /// How an agent is chosen.
+    #[serde(default)]
+    pub strategy: Strategy,
+    /// Skills every interaction of this queue needs.
+    #[serde(default)]
+    pub required_skills: Vec<SkillRequirement>,
+    /// Service-level target, if any.
+    #[serde(default)]
+    pub sla: Option<ServiceLevel>,
+    /// Escalation steps, in order of `after`.
+    #[serde(default)]
+    pub escalation: Vec<EscalationStep>,
+    /// How long an agent has to accept an offer.
+    pub offer_timeout: Duration,
+    /// After-work time once an interaction ends (zero: the agent is free at once).
+    pub wrap_up: Duration,
+}
+
+impl QueueConfig {
+    /// A queue with priority 0, longest-idle, no requirements, no SLA, no escalation, a 20 s offer
+    /// timeout and no wrap-up.
+    pub fn new(id: QueueId) -> QueueConfig {
+        QueueConfig {
+            id,
+            priority: 0,
+            strategy: Strategy::LongestIdle,
+            required_skills: Vec::new(),
+            sla: None,
+            escalation: Vec::new(),
+            offer_timeout: Duration::from_secs(20),
+            wrap_up: Duration::ZERO,
+        }
+    }
+
+    /// Why this configuration makes no sense, if it does not.
+    pub(crate) fn problem(&self) -> Option<&'static str> {
+        if self.offer_timeout.is_zero() {
+            return Some("offer timeout must be positive");
+        }
+        let mut skills: Vec<_> = self.required_skills.iter().map(|r| r.skill).collect();
+        skills.sort_unstable();
+        if skills.windows(2).any(|w| w[0] == w[1]) {
+            return Some("a required skill is listed twice");
+        }
+        if self.sla.is_some_and(|sla| sla.percent > 100) {
+            return Some("service-level percent must be within 0-100");
+        }
+        if self.escalation.windows(2).any(|w| w[0].after > w[1].after) {
+            return Some("escalation steps must be in order of waiting time");
+        }
+        for step in &self.escalation {
+            match &step.action {
+                EscalationAction::LowerSkillLevels { by: 0 } => {
+                    return Some("lowering skill levels by 0 does nothing")
+                }
+                EscalationAction::RaisePriority { by: 0 } => {
+                    return Some("raising priority by 0 does nothing")
+                }
+                EscalationAction::AddOverflowQueues { queues } if queues.is_empty() => {
+                    return Some("an overflow step needs at least one queue")
+                }
+                EscalationAction::AddOverflowQueues { queues } if queues.contains(&self.id) => {
+                    return Some("a queue cannot overflow into itself")
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// A queued interaction's place in a waiting list; the smallest key is served first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct WaitKey {
+    priority: Reverse<i64>,
+    order: u64,
+    pub(crate) interaction: InteractionId,
+}
+
+impl WaitKey {
+    pub(crate) fn new(priority: i64, order: u64, interaction: InteractionId) -> WaitKey {
+        WaitKey {
+            priority: Reverse(priority),
+            order,
+            interaction,
+        }
+    }
+}
+
+/// A queue's runtime state.
+#[derive(Clone, Debug)]
+pub(crate) struct Queue {
+    pub(crate) config: QueueConfig,
+    /// Available agents, in strategy order (with stale entries, see `idle.rs`).
+    pub(crate) idle: IdleIndex,
+    /// Queued interactions per kind (own and overflowed-in), in service order.
+    pub(crate) waiting: [BTreeSet<WaitKey>; 3],
+    /// Live interactions whose queue this is (queued, offered, connected or in wrap-up).
+    pub(crate) homed: BTreeSet<InteractionId>,
+    /// The agent round-robin chose last.
+    pub(crate) rr_cursor: Option<AgentId>,
+    /// Moving average of handle time (connect to end of wrap-up), for wait estimates.
+    pub(crate) handle_time: Duration,
+}
+
+impl Queue {
+    pub(crate) fn new(config: QueueConfig, handle_time: Duration) -> Queue {
+        let idle = IdleIndex::new(config.strategy);
+        Queue {
+            config,
+            idle,
+            waiting: Default::default(),
+            homed: BTreeSet::new(),
+            rr_cursor: None,
+            handle_time,
+        }
+    }
+
+    pub(crate) fn waiting(&self, kind: WorkKind) -> &BTreeSet<WaitKey> {
+        &self.waiting[kind.index()]
+    }
+
+    pub(crate) fn waiting_mut(&mut self, kind: WorkKind) -> &mut BTreeSet<WaitKey> {
+        &mut self.waiting[kind.index()]
+    }
+
+    /// Folds one handle time into the moving average (weight 1/8, like TCP's SRTT).
+    pub(crate) fn record_handle_time(&mut self, sample: Duration) {
+        let old = self.handle_time.as_nanos() as i128;
+        let new = old + (sample.as_nanos() as i128 - old) / 8;
+        self.handle_time = Duration::from_nanos(u64::try_from(new.max(0)).unwrap_or(u64::MAX));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::SkillId;
+    use crate::skill::SkillLevel;
+
+    #[test]
+    fn higher_priority_then_earlier_order_first() {
+        let keys: BTreeSet<WaitKey> = [
+            WaitKey::new(0, 1, InteractionId(10)),
+            WaitKey::new(5, 9, InteractionId(11)),
+            WaitKey::new(0, 0, InteractionId(12)),
+        ]
+        .into_iter()
+        .collect();
+        let served: Vec<u64> = keys.iter().map(|k| k.interaction.0).collect();
+        assert_eq!(served, vec![11, 12, 10]);
+    }
+
+    #[test]
+    fn nonsense_configs_are_named() {
+        let ok = QueueConfig::new(QueueId(1));
+        assert_eq!(ok.problem(), None);
+        let zero = QueueConfig {
+            offer_timeout: Duration::ZERO,
+            ..ok.clone()
+        };
+        assert!(zero.problem().is_some());
+        let req = SkillRequirement {
+            skill: SkillId(1),
+            level: SkillLevel::MIN,
+        };
+        let dup = QueueConfig {
+            required_skills: vec![req, req],
+            ..ok.clone()
+        };
+        assert!(dup.problem().is_some());
+        let step = |secs, action| EscalationStep {
+            after: Duration::from_secs(secs),
+            action,
+        };
+        let unordered = QueueConfig {
+            escalation: vec![
+                step(60, EscalationAction::DropSkills),
+                step(30, EscalationAction::DropSkills),
+            ],
+            ..ok.clone()
+        };
+        assert!(unordered.problem().is_some());
+        let into_itself = QueueConfig {
+            escalation: vec![step(
+                60,
+                EscalationAction::AddOverflowQueues {
+                    queues: vec![QueueId(1)],
+                },
+            )],
+            ..ok
+        };
+        assert!(into_itself.problem().is_some());
+    }
+
+    #[test]
+    fn handle_time_moves_an_eighth_towards_each_sample() {
+        let mut queue = Queue::new(QueueConfig::new(QueueId(1)), Duration::from_secs(80));
+        queue.record_handle_time(Duration::from_secs(160));
+        assert_eq!(queue.handle_time, Duration::from_secs(90));
+        queue.record_handle_time(Duration::from_secs(10));
+        assert_eq!(queue.handle_time, Duration::from_secs(80));
+    }
+}
