@@ -55,6 +55,8 @@ pub enum Kind {
     Password,
     /// Unix milliseconds set by the server on insert; read-only.
     CreatedAt,
+    /// An integer maintained by routing (queue order, assignee, …); read-only, may be null.
+    Derived,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -91,11 +93,14 @@ impl Column {
     }
 
     pub fn writable(&self) -> bool {
-        !matches!(self.kind, Kind::CreatedAt)
+        !matches!(self.kind, Kind::CreatedAt | Kind::Derived)
     }
 
     pub fn is_int(&self) -> bool {
-        matches!(self.kind, Kind::Int { .. } | Kind::Ref(_) | Kind::CreatedAt)
+        matches!(
+            self.kind,
+            Kind::Int { .. } | Kind::Ref(_) | Kind::CreatedAt | Kind::Derived
+        )
     }
 }
 
@@ -146,6 +151,16 @@ const fn int_default(name: &'static str, min: i64, max: i64, default: i64) -> Co
         required: false,
         default: Some(DefaultValue::Int(default)),
         mutable: true,
+        filter: false,
+    }
+}
+const fn derived(name: &'static str) -> Column {
+    Column {
+        name,
+        kind: Kind::Derived,
+        required: false,
+        default: None,
+        mutable: false,
         filter: false,
     }
 }
@@ -227,7 +242,7 @@ pub static SKILLS: Resource = Resource {
     table: "skills",
     schema: "Skill",
     columns: &[
-        req("name", text(64)),
+        filter(req("name", text(64))),
         Column {
             default: Some(DefaultValue::Text("topic")),
             required: false,
@@ -273,6 +288,37 @@ pub static QUEUE_SKILLS: Resource = Resource {
             ..req("skill_id", Kind::Ref("skills"))
         }),
         int_default("min_level", 1, 10, 1),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
+pub const ESCALATION_ACTIONS: &[&str] = &[
+    "lower_skill_levels",
+    "drop_skills",
+    "add_overflow_queue",
+    "raise_priority",
+];
+
+/// Escalation steps of a queue: after `after_seconds` of waiting, do `action` (`amount` levels
+/// or priority points; `overflow_queue_id` for `add_overflow_queue`).
+pub static QUEUE_ESCALATIONS: Resource = Resource {
+    path: "queue-escalations",
+    table: "queue_escalations",
+    schema: "QueueEscalation",
+    columns: &[
+        parent("queue_id", "queues"),
+        req(
+            "after_seconds",
+            Kind::Int {
+                min: 1,
+                max: 7 * 24 * 3600,
+            },
+        ),
+        req("action", Kind::OneOf(ESCALATION_ACTIONS)),
+        opt("amount", Kind::Int { min: 1, max: 100 }),
+        opt("overflow_queue_id", Kind::Ref("queues")),
     ],
     read: Role::Agent,
     write: Some(Role::Admin),
@@ -420,6 +466,9 @@ pub static INTERACTIONS: Resource = Resource {
                 max: i64::MAX,
             },
         ),
+        filter(derived("agent_id")),
+        derived("queue_order"),
+        derived("queued_at"),
         created_at(),
     ],
     read: Role::Agent,
@@ -548,6 +597,7 @@ pub static RESOURCES: &[&Resource] = &[
     &SKILLS,
     &QUEUES,
     &QUEUE_SKILLS,
+    &QUEUE_ESCALATIONS,
     &TEAMS,
     &USERS,
     &AGENT_SKILLS,

@@ -199,6 +199,8 @@ fn describe(errors: figment::Error) -> String {
 }
 
 #[cfg(test)]
+// figment::Jail's closures must return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

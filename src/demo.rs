@@ -95,7 +95,14 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
     }
 
     let team = s.add(&TEAMS, json!({ "name": "Team Berlin" })).await?;
-    let agents: [(&str, &str, &[(&str, i64)], &[&str]); 4] = [
+    // (username, display name, skills with levels, queues served)
+    type DemoAgent = (
+        &'static str,
+        &'static str,
+        &'static [(&'static str, i64)],
+        &'static [&'static str],
+    );
+    let agents: [DemoAgent; 4] = [
         (
             "alice",
             "Alice Andersen",

@@ -8,5 +8,6 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod routing;
 pub mod server;
 pub mod store;

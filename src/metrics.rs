@@ -7,6 +7,8 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "vacd_http_requests_total";
 pub const HTTP_DURATION: &str = "vacd_http_request_duration_seconds";
+pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
+pub const CONSOLES: &str = "vacd_agent_consoles";
 
 /// Installs the global recorder on first use and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {

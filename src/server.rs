@@ -1,5 +1,6 @@
 //! Start-up and graceful shutdown: open the store (migrating it), seed the demo tenant if
-//! configured, bind HTTP, serve until told to stop, then drain requests and close the store.
+//! configured, start routing (restoring waiting interactions), bind HTTP, serve until told to
+//! stop, then drain requests, stop routing after its journal is written, and close the store.
 //! `main.rs` stops it on SIGINT/SIGTERM; tests start and stop it in-process.
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::routing::{self, Routing};
 use crate::store::{self, Store};
 use crate::{demo, metrics};
 
@@ -17,6 +19,8 @@ use crate::{demo, metrics};
 pub enum Error {
     #[error("store: {0}")]
     Store(#[from] store::Error),
+    #[error("routing: {0}")]
+    Routing(#[from] routing::Error),
     #[error("seeding the demo tenant: {0}")]
     Demo(#[from] api::error::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -32,6 +36,7 @@ pub enum Error {
 pub struct Running {
     pub addr: SocketAddr,
     pub store: Store,
+    routing: Routing,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
 }
@@ -42,8 +47,10 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     if config.demo.enabled {
         demo::seed(&store).await?;
     }
+    let routing = Routing::start(store.clone()).await?;
     let state = AppState::new(
         store.clone(),
+        routing.handle(),
         &config.auth.operator_token,
         config.token_ttl().as_millis() as i64,
         metrics::install(),
@@ -69,15 +76,20 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     Ok(Running {
         addr,
         store,
+        routing,
         stop,
         task,
     })
 }
 
 impl Running {
-    /// Stops accepting connections, lets running requests finish, closes the store.
+    /// Stops accepting connections, stops routing (closing the consoles) once its journal is
+    /// written, lets running requests finish, then closes the store.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(());
+        // Stopping routing ends the agent consoles' websockets, which the HTTP server would
+        // otherwise wait for.
+        self.routing.shutdown().await;
         let served = match self.task.await {
             Ok(result) => result,
             Err(e) => Err(Error::Serve(std::io::Error::other(e))),

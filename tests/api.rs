@@ -12,38 +12,138 @@ use vacd::catalog::RESOURCES;
 /// One row per resource in the tenant of `token`, created in dependency order. Returns, per
 /// resource path, the id and a valid PATCH body.
 async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i64, Value)> {
-    let skill = s.create("/api/v1/skills", token, json!({ "name": format!("skill-{tag}"), "kind": "topic" })).await;
-    let parent = s.create("/api/v1/mailboxes", token, json!({ "name": format!("parent-{tag}"), "language": "en" })).await;
-    let mailbox = s.create("/api/v1/mailboxes", token, json!({ "name": format!("mb-{tag}"), "parent_id": parent })).await;
-    let queue = s.create("/api/v1/queues", token, json!({ "name": format!("q-{tag}"), "mailbox_id": mailbox, "strategy": "round_robin" })).await;
-    let queue_skill = s.create("/api/v1/queue-skills", token, json!({ "queue_id": queue, "skill_id": skill, "min_level": 4 })).await;
-    let team = s.create("/api/v1/teams", token, json!({ "name": format!("team-{tag}") })).await;
+    let skill = s
+        .create(
+            "/api/v1/skills",
+            token,
+            json!({ "name": format!("skill-{tag}"), "kind": "topic" }),
+        )
+        .await;
+    let parent = s
+        .create(
+            "/api/v1/mailboxes",
+            token,
+            json!({ "name": format!("parent-{tag}"), "language": "en" }),
+        )
+        .await;
+    let mailbox = s
+        .create(
+            "/api/v1/mailboxes",
+            token,
+            json!({ "name": format!("mb-{tag}"), "parent_id": parent }),
+        )
+        .await;
+    let queue = s
+        .create(
+            "/api/v1/queues",
+            token,
+            json!({ "name": format!("q-{tag}"), "mailbox_id": mailbox, "strategy": "round_robin" }),
+        )
+        .await;
+    let queue_skill = s
+        .create(
+            "/api/v1/queue-skills",
+            token,
+            json!({ "queue_id": queue, "skill_id": skill, "min_level": 4 }),
+        )
+        .await;
+    let escalation = s.create("/api/v1/queue-escalations", token, json!({ "queue_id": queue, "after_seconds": 60, "action": "add_overflow_queue", "overflow_queue_id": queue })).await;
+    let team = s
+        .create(
+            "/api/v1/teams",
+            token,
+            json!({ "name": format!("team-{tag}") }),
+        )
+        .await;
     let user = s.create("/api/v1/users", token, json!({ "username": format!("user-{tag}"), "display_name": "U", "password": "long-enough", "team_id": team })).await;
-    let agent_skill = s.create("/api/v1/agent-skills", token, json!({ "user_id": user, "skill_id": skill, "level": 7 })).await;
-    let member = s.create("/api/v1/queue-members", token, json!({ "queue_id": queue, "user_id": user })).await;
+    let agent_skill = s
+        .create(
+            "/api/v1/agent-skills",
+            token,
+            json!({ "user_id": user, "skill_id": skill, "level": 7 }),
+        )
+        .await;
+    let member = s
+        .create(
+            "/api/v1/queue-members",
+            token,
+            json!({ "queue_id": queue, "user_id": user }),
+        )
+        .await;
     let address = s.create("/api/v1/service-addresses", token, json!({ "kind": "email", "address": format!("{tag}@example.test"), "mailbox_id": mailbox, "queue_id": queue })).await;
-    let customer = s.create("/api/v1/customers", token, json!({ "name": "Erika Mustermann", "language": "de" })).await;
+    let customer = s
+        .create(
+            "/api/v1/customers",
+            token,
+            json!({ "name": "Erika Mustermann", "language": "de" }),
+        )
+        .await;
     let identity = s.create("/api/v1/customer-identities", token, json!({ "customer_id": customer, "kind": "phone", "value": format!("+49301{}", tag.len()) })).await;
     let interaction = s.create("/api/v1/interactions", token, json!({ "channel": "email", "queue_id": queue, "customer_id": customer, "subject": "Invoice" })).await;
     let message = s.create("/api/v1/messages", token, json!({ "interaction_id": interaction, "direction": "in", "author": "erika@example.test", "body": "Hello" })).await;
     let attachment = s.create("/api/v1/attachments", token, json!({ "message_id": message, "filename": "scan.pdf", "content_type": "application/pdf" })).await;
-    let template = s.create("/api/v1/templates", token, json!({ "name": format!("t-{tag}"), "language": "en", "body": "Dear {name}" })).await;
-    let module = s.create("/api/v1/text-modules", token, json!({ "name": format!("m-{tag}"), "language": "en", "body": "Thanks!" })).await;
+    let template = s
+        .create(
+            "/api/v1/templates",
+            token,
+            json!({ "name": format!("t-{tag}"), "language": "en", "body": "Dear {name}" }),
+        )
+        .await;
+    let module = s
+        .create(
+            "/api/v1/text-modules",
+            token,
+            json!({ "name": format!("m-{tag}"), "language": "en", "body": "Thanks!" }),
+        )
+        .await;
     vec![
         ("skills", skill, json!({ "kind": "language" })),
-        ("mailboxes", mailbox, json!({ "sla_seconds": 3600, "language": null })),
-        ("queues", queue, json!({ "priority": 90, "wrapup_seconds": 5 })),
+        (
+            "mailboxes",
+            mailbox,
+            json!({ "sla_seconds": 3600, "language": null }),
+        ),
+        (
+            "queues",
+            queue,
+            json!({ "priority": 90, "wrapup_seconds": 5 }),
+        ),
         ("queue-skills", queue_skill, json!({ "min_level": 2 })),
-        ("teams", team, json!({ "name": format!("team-{tag}-renamed") })),
-        ("users", user, json!({ "display_name": "User Renamed", "role": "team_lead" })),
+        (
+            "queue-escalations",
+            escalation,
+            json!({ "after_seconds": 90, "action": "raise_priority", "amount": 5 }),
+        ),
+        (
+            "teams",
+            team,
+            json!({ "name": format!("team-{tag}-renamed") }),
+        ),
+        (
+            "users",
+            user,
+            json!({ "display_name": "User Renamed", "role": "team_lead" }),
+        ),
         ("agent-skills", agent_skill, json!({ "level": 9 })),
         ("queue-members", member, json!({})),
         ("service-addresses", address, json!({ "queue_id": null })),
         ("customers", customer, json!({ "notes": "VIP" })),
-        ("customer-identities", identity, json!({ "value": "+4930999" })),
-        ("interactions", interaction, json!({ "state": "queued", "priority": 70 })),
+        (
+            "customer-identities",
+            identity,
+            json!({ "value": "+4930999" }),
+        ),
+        (
+            "interactions",
+            interaction,
+            json!({ "state": "queued", "priority": 70 }),
+        ),
         ("messages", message, json!({ "body": "Hello again" })),
-        ("attachments", attachment, json!({ "filename": "scan-1.pdf" })),
+        (
+            "attachments",
+            attachment,
+            json!({ "filename": "scan-1.pdf" }),
+        ),
         ("templates", template, json!({ "subject": "Re: {subject}" })),
         ("text-modules", module, json!({ "shortcut": "/thx" })),
     ]
@@ -55,19 +155,35 @@ async fn crud_round_trip_for_every_resource(db: Db) {
     let rows = fixture(&s, &admin, "rt").await;
     // Every writable catalog resource is covered by the fixture.
     for r in RESOURCES.iter().filter(|r| r.write.is_some()) {
-        assert!(rows.iter().any(|(path, ..)| *path == r.path), "fixture misses {}", r.path);
+        assert!(
+            rows.iter().any(|(path, ..)| *path == r.path),
+            "fixture misses {}",
+            r.path
+        );
     }
     for (path, id, change) in &rows {
         let (status, row) = s.get(&format!("/api/v1/{path}/{id}"), &admin).await;
         assert_eq!(status, StatusCode::OK, "{path}: {row}");
         assert_eq!(row["id"], *id);
-        assert!(row.get("password").is_none() && row.get("password_hash").is_none(), "{path} leaks a password");
+        assert!(
+            row.get("password").is_none() && row.get("password_hash").is_none(),
+            "{path} leaks a password"
+        );
 
         let (status, page) = s.get(&format!("/api/v1/{path}?limit=500"), &admin).await;
         assert_eq!(status, StatusCode::OK, "{path}: {page}");
-        assert!(page["items"].as_array().expect("items").iter().any(|r| r["id"] == *id), "{path} list");
+        assert!(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .any(|r| r["id"] == *id),
+            "{path} list"
+        );
 
-        let (status, updated) = s.patch(&format!("/api/v1/{path}/{id}"), &admin, change.clone()).await;
+        let (status, updated) = s
+            .patch(&format!("/api/v1/{path}/{id}"), &admin, change.clone())
+            .await;
         assert_eq!(status, StatusCode::OK, "{path}: {updated}");
         for (key, value) in change.as_object().expect("object") {
             assert_eq!(updated[key], *value, "{path}.{key} after PATCH");
@@ -79,10 +195,16 @@ async fn crud_round_trip_for_every_resource(db: Db) {
     for (path, id, _) in rows.iter().rev() {
         let (status, body) = s.delete(&format!("/api/v1/{path}/{id}"), &admin).await;
         assert_eq!(status, StatusCode::NO_CONTENT, "{path}: {body}");
-        assert_error(&s.get(&format!("/api/v1/{path}/{id}"), &admin).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(
+            &s.get(&format!("/api/v1/{path}/{id}"), &admin).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
     }
     // Every change above is in the event log.
-    let (status, events) = s.get("/api/v1/events?kind=admin.queues.updated", &admin).await;
+    let (status, events) = s
+        .get("/api/v1/events?kind=admin.queues.updated", &admin)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(events["total"], 1, "{events}");
     s.stop().await;
@@ -94,10 +216,18 @@ async fn filters_and_pagination(db: Db) {
     let (_, all) = s.get("/api/v1/queues", &admin).await;
     assert_eq!(all["total"], 4);
     let (_, page) = s.get("/api/v1/queues?limit=3&offset=2", &admin).await;
-    assert_eq!((page["total"].clone(), page["items"].as_array().map(Vec::len)), (json!(4), Some(2)));
+    assert_eq!(
+        (
+            page["total"].clone(),
+            page["items"].as_array().map(Vec::len)
+        ),
+        (json!(4), Some(2))
+    );
     assert_eq!(page["items"][0]["id"], all["items"][2]["id"]);
     let sales = all["items"][0]["mailbox_id"].clone();
-    let (_, filtered) = s.get(&format!("/api/v1/queues?mailbox_id={sales}"), &admin).await;
+    let (_, filtered) = s
+        .get(&format!("/api/v1/queues?mailbox_id={sales}"), &admin)
+        .await;
     assert_eq!(filtered["total"], 2, "{filtered}");
     let (_, agents) = s.get("/api/v1/users?role=agent", &admin).await;
     assert_eq!(agents["total"], 4);
@@ -107,22 +237,56 @@ async fn filters_and_pagination(db: Db) {
 async fn login_and_tokens(db: Db) {
     let s = TestServer::start(db).await;
     let login = |tenant: &str, user: &str, password: &str| {
-        s.call(Method::POST, "/api/v1/auth/login", None, Some(json!({ "tenant": tenant, "username": user, "password": password })))
+        s.call(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({ "tenant": tenant, "username": user, "password": password })),
+        )
     };
-    assert_error(&login("demo", "alice", "wrong-password").await, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_error(&login("demo", "nobody", "demo-password").await, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_error(&login("no-such-tenant", "alice", "demo-password").await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_error(
+        &login("demo", "alice", "wrong-password").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &login("demo", "nobody", "demo-password").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &login("no-such-tenant", "alice", "demo-password").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
 
     let token = s.demo_login("alice").await;
     let (status, me) = s.get("/api/v1/me", &token).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!((me["username"].as_str(), me["role"].as_str()), (Some("alice"), Some("agent")));
+    assert_eq!(
+        (me["username"].as_str(), me["role"].as_str()),
+        (Some("alice"), Some("agent"))
+    );
 
-    assert_error(&s.call(Method::GET, "/api/v1/queues", None, None).await, StatusCode::UNAUTHORIZED, "unauthorized");
-    assert_error(&s.get("/api/v1/queues", "not-a-token").await, StatusCode::UNAUTHORIZED, "unauthorized");
-    let (status, _) = s.call(Method::POST, "/api/v1/auth/logout", Some(&token), None).await;
+    assert_error(
+        &s.call(Method::GET, "/api/v1/queues", None, None).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    assert_error(
+        &s.get("/api/v1/queues", "not-a-token").await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    let (status, _) = s
+        .call(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_error(&s.get("/api/v1/me", &token).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_error(
+        &s.get("/api/v1/me", &token).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     s.stop().await;
 }
 
@@ -144,7 +308,12 @@ async fn roles_are_checked_on_every_route(db: Db) {
         ("agent-skills", false, true, true),
         ("events", false, false, true),
     ] {
-        for (token, ok) in [(&agent, agent_ok), (&team_lead, team_lead_ok), (&supervisor, supervisor_ok), (&admin, true)] {
+        for (token, ok) in [
+            (&agent, agent_ok),
+            (&team_lead, team_lead_ok),
+            (&supervisor, supervisor_ok),
+            (&admin, true),
+        ] {
             let response = s.get(&format!("/api/v1/{path}"), token).await;
             if ok {
                 assert_eq!(response.0, StatusCode::OK, "{path}: {}", response.1);
@@ -155,32 +324,91 @@ async fn roles_are_checked_on_every_route(db: Db) {
     }
     // Writing.
     let queue = json!({ "name": "Roles" });
-    assert_error(&s.post("/api/v1/queues", &agent, queue.clone()).await, StatusCode::FORBIDDEN, "forbidden");
-    assert_error(&s.post("/api/v1/queues", &team_lead, queue.clone()).await, StatusCode::FORBIDDEN, "forbidden");
-    assert_error(&s.post("/api/v1/queues", &supervisor, queue.clone()).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.post("/api/v1/queues", &agent, queue.clone()).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &s.post("/api/v1/queues", &team_lead, queue.clone()).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &s.post("/api/v1/queues", &supervisor, queue.clone()).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     let queue_id = s.create("/api/v1/queues", &admin, queue).await;
     let module = json!({ "name": "bye", "language": "en", "body": "Bye" });
-    assert_error(&s.post("/api/v1/text-modules", &agent, module.clone()).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.post("/api/v1/text-modules", &agent, module.clone()).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     s.create("/api/v1/text-modules", &team_lead, module).await;
     let (_, alice) = s.get("/api/v1/me", &agent).await;
     let member = json!({ "queue_id": queue_id, "user_id": alice["id"] });
-    assert_error(&s.post("/api/v1/queue-members", &team_lead, member.clone()).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.post("/api/v1/queue-members", &team_lead, member.clone())
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     s.create("/api/v1/queue-members", &supervisor, member).await;
     let user = json!({ "username": "eve", "display_name": "Eve", "password": "eve-password" });
-    assert_error(&s.post("/api/v1/users", &supervisor, user).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.post("/api/v1/users", &supervisor, user).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     // Customers are worked on by agents, but only admins delete them.
-    let customer = s.create("/api/v1/customers", &agent, json!({ "name": "Walk-in" })).await;
-    assert_error(&s.delete(&format!("/api/v1/customers/{customer}"), &agent).await, StatusCode::FORBIDDEN, "forbidden");
+    let customer = s
+        .create("/api/v1/customers", &agent, json!({ "name": "Walk-in" }))
+        .await;
+    assert_error(
+        &s.delete(&format!("/api/v1/customers/{customer}"), &agent)
+            .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     // The event log is read-only for everyone.
-    assert_error(&s.post("/api/v1/events", &admin, json!({ "kind": "x", "at": 1, "payload": "{}" })).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.post(
+            "/api/v1/events",
+            &admin,
+            json!({ "kind": "x", "at": 1, "payload": "{}" }),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     // Only the operator manages tenants; the operator token is no tenant user.
-    assert_error(&s.get("/api/v1/tenants", &admin).await, StatusCode::FORBIDDEN, "forbidden");
-    assert_error(&s.get("/api/v1/queues", OPERATOR_TOKEN).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.get("/api/v1/tenants", &admin).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &s.get("/api/v1/queues", OPERATOR_TOKEN).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     // A role change takes effect on the next request of an existing token.
     let (_, tim) = s.get("/api/v1/me", &team_lead).await;
-    let (status, _) = s.patch(&format!("/api/v1/users/{}", tim["id"]), &admin, json!({ "role": "agent" })).await;
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/users/{}", tim["id"]),
+            &admin,
+            json!({ "role": "agent" }),
+        )
+        .await;
     assert_eq!(status, StatusCode::OK);
-    assert_error(&s.get("/api/v1/users", &team_lead).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(
+        &s.get("/api/v1/users", &team_lead).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
     s.stop().await;
 }
 
@@ -194,40 +422,112 @@ async fn tenants_are_isolated(db: Db) {
     for ((path, mine, _), (_, theirs, change)) in demo_rows.iter().zip(&other_rows) {
         let url = format!("/api/v1/{path}/{theirs}");
         // The other tenant's row is invisible: read, change and delete answer 404 …
-        assert_error(&s.get(&url, &demo_admin).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&s.patch(&url, &demo_admin, change.clone()).await, StatusCode::NOT_FOUND, "not_found");
-        assert_error(&s.delete(&url, &demo_admin).await, StatusCode::NOT_FOUND, "not_found");
+        assert_error(
+            &s.get(&url, &demo_admin).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &s.patch(&url, &demo_admin, change.clone()).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
+        assert_error(
+            &s.delete(&url, &demo_admin).await,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        );
         // … lists hold only the caller's rows …
-        let (_, page) = s.get(&format!("/api/v1/{path}?limit=500"), &demo_admin).await;
-        let ids: Vec<_> = page["items"].as_array().expect("items").iter().map(|r| r["id"].clone()).collect();
-        assert!(ids.contains(&json!(mine)) && !ids.contains(&json!(theirs)), "{path}: {ids:?}");
+        let (_, page) = s
+            .get(&format!("/api/v1/{path}?limit=500"), &demo_admin)
+            .await;
+        let ids: Vec<_> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|r| r["id"].clone())
+            .collect();
+        assert!(
+            ids.contains(&json!(mine)) && !ids.contains(&json!(theirs)),
+            "{path}: {ids:?}"
+        );
         // … and the row is unchanged for its owner.
         let (status, _) = s.get(&url, &other_admin).await;
         assert_eq!(status, StatusCode::OK, "{path}");
     }
     // References into another tenant are refused as unknown.
-    let their_mailbox = other_rows.iter().find(|(p, ..)| *p == "mailboxes").map(|(_, id, _)| *id).expect("mailbox");
+    let their_mailbox = other_rows
+        .iter()
+        .find(|(p, ..)| *p == "mailboxes")
+        .map(|(_, id, _)| *id)
+        .expect("mailbox");
     assert_error(
-        &s.post("/api/v1/queues", &demo_admin, json!({ "name": "sneaky", "mailbox_id": their_mailbox })).await,
+        &s.post(
+            "/api/v1/queues",
+            &demo_admin,
+            json!({ "name": "sneaky", "mailbox_id": their_mailbox }),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "unknown_reference",
     );
     // Tenants themselves: own visible, the other 404, listing is the operator's.
     let (status, own) = s.get("/api/v1/tenants/1", &demo_admin).await;
-    assert_eq!((status, own["name"].as_str()), (StatusCode::OK, Some("demo")));
-    assert_error(&s.get(&format!("/api/v1/tenants/{other_id}"), &demo_admin).await, StatusCode::NOT_FOUND, "not_found");
-    assert_error(&s.patch(&format!("/api/v1/tenants/{other_id}"), &demo_admin, json!({ "display_name": "x" })).await, StatusCode::NOT_FOUND, "not_found");
-    let (status, renamed) = s.patch(&format!("/api/v1/tenants/{other_id}"), &other_admin, json!({ "display_name": "Other AG" })).await;
-    assert_eq!((status, renamed["display_name"].as_str()), (StatusCode::OK, Some("Other AG")));
+    assert_eq!(
+        (status, own["name"].as_str()),
+        (StatusCode::OK, Some("demo"))
+    );
+    assert_error(
+        &s.get(&format!("/api/v1/tenants/{other_id}"), &demo_admin)
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &s.patch(
+            &format!("/api/v1/tenants/{other_id}"),
+            &demo_admin,
+            json!({ "display_name": "x" }),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let (status, renamed) = s
+        .patch(
+            &format!("/api/v1/tenants/{other_id}"),
+            &other_admin,
+            json!({ "display_name": "Other AG" }),
+        )
+        .await;
+    assert_eq!(
+        (status, renamed["display_name"].as_str()),
+        (StatusCode::OK, Some("Other AG"))
+    );
     let (status, tenants) = s.get("/api/v1/tenants", OPERATOR_TOKEN).await;
-    assert_eq!((status, tenants["total"].clone()), (StatusCode::OK, json!(2)));
+    assert_eq!(
+        (status, tenants["total"].clone()),
+        (StatusCode::OK, json!(2))
+    );
     // Same usernames in two tenants are two different users.
-    let demo_tenant_admin = s.create("/api/v1/users", &demo_admin, json!({ "username": "admin", "display_name": "A", "password": "another-password" })).await;
+    let demo_tenant_admin = s
+        .create(
+            "/api/v1/users",
+            &demo_admin,
+            json!({ "username": "admin", "display_name": "A", "password": "another-password" }),
+        )
+        .await;
     assert!(demo_tenant_admin > 0);
     // Deleting a tenant removes everything it owned.
-    let (status, _) = s.delete(&format!("/api/v1/tenants/{other_id}"), OPERATOR_TOKEN).await;
+    let (status, _) = s
+        .delete(&format!("/api/v1/tenants/{other_id}"), OPERATOR_TOKEN)
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    assert_error(&s.get("/api/v1/me", &other_admin).await, StatusCode::UNAUTHORIZED, "unauthorized");
+    assert_error(
+        &s.get("/api/v1/me", &other_admin).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
     s.stop().await;
 }
 
@@ -241,7 +541,15 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         async move {
             let mut totals = Vec::new();
             for r in RESOURCES {
-                let page: Value = http.get(format!("{base}/api/v1/{}?limit=1", r.path)).bearer_auth(&admin).send().await.expect("send").json().await.expect("json");
+                let page: Value = http
+                    .get(format!("{base}/api/v1/{}?limit=1", r.path))
+                    .bearer_auth(&admin)
+                    .send()
+                    .await
+                    .expect("send")
+                    .json()
+                    .await
+                    .expect("json");
                 totals.push((r.path, page["total"].clone()));
             }
             totals
@@ -251,74 +559,241 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
     let (_, queues) = s.get("/api/v1/queues", &admin).await;
     let queue = queues["items"][0]["id"].as_i64().expect("queue id");
     let raw = |method: Method, path: &str, content_type: Option<&str>, body: &'static [u8]| {
-        let mut request = s.http.request(method, format!("{}{path}", s.base)).bearer_auth(&admin).body(body);
+        let mut request = s
+            .http
+            .request(method, format!("{}{path}", s.base))
+            .bearer_auth(&admin)
+            .body(body);
         if let Some(ct) = content_type {
             request = request.header("content-type", ct);
         }
         async move {
             let response = request.send().await.expect("send");
-            (response.status(), response.json::<Value>().await.expect("JSON error body"))
+            (
+                response.status(),
+                response.json::<Value>().await.expect("JSON error body"),
+            )
         }
     };
     let json_ct = Some("application/json");
-    assert_error(&raw(Method::POST, "/api/v1/queues", json_ct, b"{\"name\": ").await, StatusCode::BAD_REQUEST, "malformed_json");
-    assert_error(&raw(Method::POST, "/api/v1/queues", json_ct, b"\xff\xfe").await, StatusCode::BAD_REQUEST, "malformed_json");
-    assert_error(&raw(Method::POST, "/api/v1/queues", None, b"{\"name\": \"x\"}").await, StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type");
-    let huge: &'static [u8] = Box::leak(format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024)).into_bytes().into_boxed_slice());
-    assert_error(&raw(Method::POST, "/api/v1/queues", json_ct, huge).await, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert_error(
+        &raw(Method::POST, "/api/v1/queues", json_ct, b"{\"name\": ").await,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    );
+    assert_error(
+        &raw(Method::POST, "/api/v1/queues", json_ct, b"\xff\xfe").await,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+    );
+    assert_error(
+        &raw(Method::POST, "/api/v1/queues", None, b"{\"name\": \"x\"}").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    );
+    let huge: &'static [u8] = Box::leak(
+        format!("{{\"name\": \"{}\"}}", "x".repeat(100 * 1024))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    assert_error(
+        &raw(Method::POST, "/api/v1/queues", json_ct, huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+    );
 
     let cases: Vec<(&str, Value, &str)> = vec![
         ("queues", json!([1, 2]), "invalid_body"),
-        ("queues", json!({ "name": "x", "colour": "red" }), "unknown_field"),
+        (
+            "queues",
+            json!({ "name": "x", "colour": "red" }),
+            "unknown_field",
+        ),
         ("queues", json!({ "name": "x", "id": 99 }), "unknown_field"),
         ("queues", json!({ "name": 42 }), "invalid_type"),
-        ("queues", json!({ "name": "x", "priority": "high" }), "invalid_type"),
-        ("queues", json!({ "name": "x", "priority": 1.5 }), "invalid_type"),
-        ("queues", json!({ "name": "x", "priority": 101 }), "out_of_range"),
-        ("queues", json!({ "name": "x", "sla_percent": 0 }), "out_of_range"),
+        (
+            "queues",
+            json!({ "name": "x", "priority": "high" }),
+            "invalid_type",
+        ),
+        (
+            "queues",
+            json!({ "name": "x", "priority": 1.5 }),
+            "invalid_type",
+        ),
+        (
+            "queues",
+            json!({ "name": "x", "priority": 101 }),
+            "out_of_range",
+        ),
+        (
+            "queues",
+            json!({ "name": "x", "sla_percent": 0 }),
+            "out_of_range",
+        ),
         ("queues", json!({ "name": "" }), "out_of_range"),
         ("queues", json!({ "name": "x".repeat(101) }), "out_of_range"),
-        ("queues", json!({ "name": "x", "strategy": "random" }), "invalid_value"),
-        ("queues", json!({ "name": "x", "priority": null }), "invalid_type"),
+        (
+            "queues",
+            json!({ "name": "x", "strategy": "random" }),
+            "invalid_value",
+        ),
+        (
+            "queues",
+            json!({ "name": "x", "priority": null }),
+            "invalid_type",
+        ),
         ("queues", json!({ "priority": 3 }), "missing_field"),
-        ("queues", json!({ "name": "x", "mailbox_id": 999_999 }), "unknown_reference"),
-        ("queues", json!({ "name": "x", "mailbox_id": -1 }), "out_of_range"),
-        ("users", json!({ "username": "u", "display_name": "U", "password": "short" }), "out_of_range"),
-        ("users", json!({ "username": "u", "display_name": "U", "password": "long-enough", "role": "root" }), "invalid_value"),
-        ("customers", json!({ "name": "x", "language": "english" }), "invalid_value"),
-        ("customers", json!({ "name": "x", "created_at": 5 }), "unknown_field"),
-        ("agent-skills", json!({ "user_id": 1, "skill_id": 1, "level": 11 }), "out_of_range"),
+        (
+            "queues",
+            json!({ "name": "x", "mailbox_id": 999_999 }),
+            "unknown_reference",
+        ),
+        (
+            "queues",
+            json!({ "name": "x", "mailbox_id": -1 }),
+            "out_of_range",
+        ),
+        (
+            "users",
+            json!({ "username": "u", "display_name": "U", "password": "short" }),
+            "out_of_range",
+        ),
+        (
+            "users",
+            json!({ "username": "u", "display_name": "U", "password": "long-enough", "role": "root" }),
+            "invalid_value",
+        ),
+        (
+            "customers",
+            json!({ "name": "x", "language": "english" }),
+            "invalid_value",
+        ),
+        (
+            "customers",
+            json!({ "name": "x", "created_at": 5 }),
+            "unknown_field",
+        ),
+        (
+            "agent-skills",
+            json!({ "user_id": 1, "skill_id": 1, "level": 11 }),
+            "out_of_range",
+        ),
     ];
     for (path, body, code) in cases {
-        let response = s.post(&format!("/api/v1/{path}"), &admin, body.clone()).await;
+        let response = s
+            .post(&format!("/api/v1/{path}"), &admin, body.clone())
+            .await;
         assert_error(&response, StatusCode::UNPROCESSABLE_ENTITY, code);
     }
     // Duplicates conflict.
-    assert_error(&s.post("/api/v1/queues", &admin, json!({ "name": "Sales DE" })).await, StatusCode::CONFLICT, "duplicate");
-    assert_error(&s.patch(&format!("/api/v1/queues/{queue}"), &admin, json!({ "name": "Sales EN" })).await, StatusCode::CONFLICT, "duplicate");
-    // Updates: immutable fields, unknown ids, non-numeric ids, hierarchy cycles.
-    assert_error(&s.patch("/api/v1/users/1", &admin, json!({ "username": "renamed" })).await, StatusCode::UNPROCESSABLE_ENTITY, "immutable_field");
-    assert_error(&s.patch("/api/v1/queues/999999", &admin, json!({ "priority": 1 })).await, StatusCode::NOT_FOUND, "not_found");
-    assert_error(&s.get("/api/v1/queues/abc", &admin).await, StatusCode::NOT_FOUND, "not_found");
-    let (_, mailboxes) = s.get("/api/v1/mailboxes", &admin).await;
-    let child = mailboxes["items"].as_array().expect("items").iter().find(|m| !m["parent_id"].is_null()).expect("child mailbox").clone();
     assert_error(
-        &s.patch(&format!("/api/v1/mailboxes/{}", child["parent_id"]), &admin, json!({ "parent_id": child["id"] })).await,
+        &s.post("/api/v1/queues", &admin, json!({ "name": "Sales DE" }))
+            .await,
+        StatusCode::CONFLICT,
+        "duplicate",
+    );
+    assert_error(
+        &s.patch(
+            &format!("/api/v1/queues/{queue}"),
+            &admin,
+            json!({ "name": "Sales EN" }),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "duplicate",
+    );
+    // Updates: immutable fields, unknown ids, non-numeric ids, hierarchy cycles.
+    assert_error(
+        &s.patch("/api/v1/users/1", &admin, json!({ "username": "renamed" }))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "immutable_field",
+    );
+    assert_error(
+        &s.patch("/api/v1/queues/999999", &admin, json!({ "priority": 1 }))
+            .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &s.get("/api/v1/queues/abc", &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    let (_, mailboxes) = s.get("/api/v1/mailboxes", &admin).await;
+    let child = mailboxes["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|m| !m["parent_id"].is_null())
+        .expect("child mailbox")
+        .clone();
+    assert_error(
+        &s.patch(
+            &format!("/api/v1/mailboxes/{}", child["parent_id"]),
+            &admin,
+            json!({ "parent_id": child["id"] }),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "cycle",
     );
-    assert_error(&s.patch(&format!("/api/v1/mailboxes/{}", child["id"]), &admin, json!({ "parent_id": child["id"] })).await, StatusCode::UNPROCESSABLE_ENTITY, "cycle");
+    assert_error(
+        &s.patch(
+            &format!("/api/v1/mailboxes/{}", child["id"]),
+            &admin,
+            json!({ "parent_id": child["id"] }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cycle",
+    );
     // Deleting what is still referenced conflicts.
-    assert_error(&s.delete(&format!("/api/v1/mailboxes/{}", child["parent_id"]), &admin).await, StatusCode::CONFLICT, "in_use");
+    assert_error(
+        &s.delete(&format!("/api/v1/mailboxes/{}", child["parent_id"]), &admin)
+            .await,
+        StatusCode::CONFLICT,
+        "in_use",
+    );
     // Query strings.
-    assert_error(&s.get("/api/v1/queues?limit=0", &admin).await, StatusCode::BAD_REQUEST, "invalid_query");
-    assert_error(&s.get("/api/v1/queues?limit=ten", &admin).await, StatusCode::BAD_REQUEST, "invalid_query");
-    assert_error(&s.get("/api/v1/queues?offset=-1", &admin).await, StatusCode::BAD_REQUEST, "invalid_query");
-    assert_error(&s.get("/api/v1/queues?colour=red", &admin).await, StatusCode::BAD_REQUEST, "invalid_query");
-    assert_error(&s.get("/api/v1/queues?mailbox_id=x", &admin).await, StatusCode::BAD_REQUEST, "invalid_query");
+    assert_error(
+        &s.get("/api/v1/queues?limit=0", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &s.get("/api/v1/queues?limit=ten", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &s.get("/api/v1/queues?offset=-1", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &s.get("/api/v1/queues?colour=red", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &s.get("/api/v1/queues?mailbox_id=x", &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
     // Routes and methods.
-    assert_error(&s.get("/api/v1/no-such-thing", &admin).await, StatusCode::NOT_FOUND, "not_found");
-    assert_error(&s.call(Method::PUT, "/api/v1/queues", Some(&admin), None).await, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_error(
+        &s.get("/api/v1/no-such-thing", &admin).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    assert_error(
+        &s.call(Method::PUT, "/api/v1/queues", Some(&admin), None)
+            .await,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+    );
     // Tenant creation input.
     assert_error(
         &s.post("/api/v1/tenants", OPERATOR_TOKEN, json!({ "name": "Bad Name", "display_name": "x", "admin_username": "a", "admin_password": "long-enough" })).await,
@@ -335,7 +810,16 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         StatusCode::CONFLICT,
         "duplicate",
     );
-    assert_error(&s.post("/api/v1/tenants", OPERATOR_TOKEN, json!({ "name": "x", "extra": 1 })).await, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
+    assert_error(
+        &s.post(
+            "/api/v1/tenants",
+            OPERATOR_TOKEN,
+            json!({ "name": "x", "extra": 1 }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
 
     // Nothing of the above changed any table (the event log included).
     assert_eq!(snapshot(&s).await, before);
@@ -348,9 +832,23 @@ async fn mailboxes_inherit_settings(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.demo_login("ada").await;
     let root = s.create("/api/v1/mailboxes", &admin, json!({ "name": "Root", "language": "fr", "sla_seconds": 600, "signature": "Root sig" })).await;
-    let mid = s.create("/api/v1/mailboxes", &admin, json!({ "name": "Mid", "parent_id": root, "sla_seconds": 300 })).await;
-    let leaf = s.create("/api/v1/mailboxes", &admin, json!({ "name": "Leaf", "parent_id": mid, "signature": "Leaf sig" })).await;
-    let (status, effective) = s.get(&format!("/api/v1/mailboxes/{leaf}/effective"), &admin).await;
+    let mid = s
+        .create(
+            "/api/v1/mailboxes",
+            &admin,
+            json!({ "name": "Mid", "parent_id": root, "sla_seconds": 300 }),
+        )
+        .await;
+    let leaf = s
+        .create(
+            "/api/v1/mailboxes",
+            &admin,
+            json!({ "name": "Leaf", "parent_id": mid, "signature": "Leaf sig" }),
+        )
+        .await;
+    let (status, effective) = s
+        .get(&format!("/api/v1/mailboxes/{leaf}/effective"), &admin)
+        .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(effective["language"], "fr");
     assert_eq!(effective["sla_seconds"], 300);
@@ -362,14 +860,38 @@ async fn mailboxes_inherit_settings(db: Db) {
 async fn attachment_bytes_round_trip(db: Db) {
     let s = TestServer::start(db).await;
     let agent = s.demo_login("alice").await;
-    let interaction = s.create("/api/v1/interactions", &agent, json!({ "channel": "fax" })).await;
+    let interaction = s
+        .create("/api/v1/interactions", &agent, json!({ "channel": "fax" }))
+        .await;
     let message = s.create("/api/v1/messages", &agent, json!({ "interaction_id": interaction, "direction": "in", "author": "+4930777", "body": "fax" })).await;
-    let attachment = s.create("/api/v1/attachments", &agent, json!({ "message_id": message, "filename": "fax.tiff", "content_type": "image/tiff" })).await;
+    let attachment = s
+        .create(
+            "/api/v1/attachments",
+            &agent,
+            json!({ "message_id": message, "filename": "fax.tiff", "content_type": "image/tiff" }),
+        )
+        .await;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let url = format!("{}/api/v1/attachments/{attachment}/content", s.base);
-    let stored: Value = s.http.put(&url).bearer_auth(&agent).body(bytes.clone()).send().await.expect("put").json().await.expect("json");
+    let stored: Value = s
+        .http
+        .put(&url)
+        .bearer_auth(&agent)
+        .body(bytes.clone())
+        .send()
+        .await
+        .expect("put")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(stored["size_bytes"], 5000);
-    let response = s.http.get(&url).bearer_auth(&agent).send().await.expect("get");
+    let response = s
+        .http
+        .get(&url)
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("get");
     assert_eq!(response.headers()["content-type"], "image/tiff");
     assert_eq!(response.bytes().await.expect("bytes").to_vec(), bytes);
     s.stop().await;
@@ -377,30 +899,71 @@ async fn attachment_bytes_round_trip(db: Db) {
 
 async fn openapi_describes_every_route(db: Db) {
     let s = TestServer::start(db).await;
-    let doc: Value = s.http.get(format!("{}/api/v1/openapi.json", s.base)).send().await.expect("get").json().await.expect("json");
+    let doc: Value = s
+        .http
+        .get(format!("{}/api/v1/openapi.json", s.base))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(doc["openapi"], "3.1.0");
     for r in RESOURCES {
         let collection = &doc["paths"][format!("/api/v1/{}", r.path)];
         assert!(collection["get"].is_object(), "{} list", r.path);
-        assert_eq!(collection["post"].is_object(), r.write.is_some(), "{} create", r.path);
+        assert_eq!(
+            collection["post"].is_object(),
+            r.write.is_some(),
+            "{} create",
+            r.path
+        );
         let schema = &doc["components"]["schemas"][r.schema];
         for c in r.columns.iter().filter(|c| c.readable()) {
-            assert!(schema["properties"][c.name].is_object(), "{}.{} in schema", r.schema, c.name);
+            assert!(
+                schema["properties"][c.name].is_object(),
+                "{}.{} in schema",
+                r.schema,
+                c.name
+            );
         }
     }
-    for path in ["/api/v1/auth/login", "/api/v1/tenants", "/api/v1/tenants/{id}", "/health", "/ready", "/metrics"] {
+    for path in [
+        "/api/v1/auth/login",
+        "/api/v1/tenants",
+        "/api/v1/tenants/{id}",
+        "/health",
+        "/ready",
+        "/metrics",
+    ] {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
-    assert!(doc["components"]["schemas"]["UserCreate"]["properties"]["password"]["writeOnly"] == true);
+    assert!(
+        doc["components"]["schemas"]["UserCreate"]["properties"]["password"]["writeOnly"] == true
+    );
     s.stop().await;
 }
 
 async fn operational_endpoints(db: Db) {
     let s = TestServer::start(db).await;
-    assert_eq!(s.call(Method::GET, "/health", None, None).await.0, StatusCode::OK);
+    assert_eq!(
+        s.call(Method::GET, "/health", None, None).await.0,
+        StatusCode::OK
+    );
     let (status, ready) = s.call(Method::GET, "/ready", None, None).await;
-    assert_eq!((status, ready["status"].as_str()), (StatusCode::OK, Some("ready")));
-    let text = s.http.get(format!("{}/metrics", s.base)).send().await.expect("get").text().await.expect("text");
+    assert_eq!(
+        (status, ready["status"].as_str()),
+        (StatusCode::OK, Some("ready"))
+    );
+    let text = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
     assert!(text.contains("vacd_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/ready\""), "{text}");
     s.stop().await;

@@ -33,13 +33,18 @@ async fn serve(dir: &Path) -> (Child, String) {
             if let Some(at) = line.find("HTTP listening") {
                 let rest = &line[at..];
                 let start = rest.find("127.0.0.1:").expect("address in log line");
-                let addr: String = rest[start..].chars().take_while(|c| !c.is_whitespace()).collect();
+                let addr: String = rest[start..]
+                    .chars()
+                    .take_while(|c| !c.is_whitespace())
+                    .collect();
                 return addr;
             }
         }
         panic!("vacd exited before listening");
     };
-    let addr = tokio::time::timeout(Duration::from_secs(60), find_addr).await.expect("vacd listens within a minute");
+    let addr = tokio::time::timeout(Duration::from_secs(60), find_addr)
+        .await
+        .expect("vacd listens within a minute");
     // Keep draining the log so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, format!("http://{addr}"))
@@ -47,9 +52,15 @@ async fn serve(dir: &Path) -> (Child, String) {
 
 async fn terminate(mut child: Child) {
     let pid = child.id().expect("running").to_string();
-    let sent = std::process::Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
     assert!(sent.success());
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits after SIGTERM").expect("wait");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
     assert!(status.success(), "graceful shutdown exits 0, got {status}");
 }
 
@@ -58,9 +69,16 @@ async fn default_config_serves_the_demo_tenant() {
     let dir = tempfile::tempdir().expect("temp dir");
     let http = reqwest::Client::new();
     let (child, base) = serve(dir.path()).await;
-    assert!(dir.path().join("data/vacd.db").exists(), "SQLite file created under data/");
+    assert!(
+        dir.path().join("data/vacd.db").exists(),
+        "SQLite file created under data/"
+    );
 
-    let ready = http.get(format!("{base}/ready")).send().await.expect("ready");
+    let ready = http
+        .get(format!("{base}/ready"))
+        .send()
+        .await
+        .expect("ready");
     assert_eq!(ready.status(), 200);
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))
@@ -72,8 +90,21 @@ async fn default_config_serves_the_demo_tenant() {
         .await
         .expect("json");
     let token = login["token"].as_str().expect("token").to_owned();
-    let queues: Value = http.get(format!("{base}/api/v1/queues")).bearer_auth(&token).send().await.expect("queues").json().await.expect("json");
-    let names: Vec<_> = queues["items"].as_array().expect("items").iter().map(|q| q["name"].as_str().unwrap_or_default().to_owned()).collect();
+    let queues: Value = http
+        .get(format!("{base}/api/v1/queues"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("queues")
+        .json()
+        .await
+        .expect("json");
+    let names: Vec<_> = queues["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|q| q["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
     assert_eq!(names, ["Sales DE", "Sales EN", "Support EN", "Support FR"]);
     let customer: Value = http
         .post(format!("{base}/api/v1/customers"))
@@ -90,9 +121,25 @@ async fn default_config_serves_the_demo_tenant() {
     // Second start on the same data: nothing re-seeded, nothing lost, sessions still valid.
     let (child, base) = serve(dir.path()).await;
     let url = format!("{base}/api/v1/customers/{}", customer["id"]);
-    let again: Value = http.get(&url).bearer_auth(&token).send().await.expect("get").json().await.expect("json");
+    let again: Value = http
+        .get(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(again["name"], "Kept across restarts");
-    let queues: Value = http.get(format!("{base}/api/v1/queues")).bearer_auth(&token).send().await.expect("queues").json().await.expect("json");
+    let queues: Value = http
+        .get(format!("{base}/api/v1/queues"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("queues")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(queues["total"], 4, "demo seeded once");
     terminate(child).await;
 }
@@ -101,11 +148,24 @@ async fn default_config_serves_the_demo_tenant() {
 async fn migrate_and_check_config_subcommands() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = default_config().display().to_string();
-    let migrate = Command::new(BIN).args(["--config", &config, "migrate"]).current_dir(dir.path()).output().await.expect("run");
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    let migrate = Command::new(BIN)
+        .args(["--config", &config, "migrate"])
+        .current_dir(dir.path())
+        .output()
+        .await
+        .expect("run");
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
     assert!(dir.path().join("data/vacd.db").exists());
 
-    let ok = Command::new(BIN).args(["--config", &config, "check-config"]).output().await.expect("run");
+    let ok = Command::new(BIN)
+        .args(["--config", &config, "check-config"])
+        .output()
+        .await
+        .expect("run");
     assert!(ok.status.success());
 
     let bad = Command::new(BIN)
@@ -115,8 +175,16 @@ async fn migrate_and_check_config_subcommands() {
         .await
         .expect("run");
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("database.url"), "{}", String::from_utf8_lossy(&bad.stderr));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("database.url"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 
-    let missing = Command::new(BIN).args(["--config", "/nonexistent/vacd.toml", "check-config"]).output().await.expect("run");
+    let missing = Command::new(BIN)
+        .args(["--config", "/nonexistent/vacd.toml", "check-config"])
+        .output()
+        .await
+        .expect("run");
     assert_eq!(missing.status.code(), Some(2));
 }

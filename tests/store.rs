@@ -11,7 +11,11 @@ use vacd::catalog::{Role, EVENTS, MAILBOXES, QUEUES, SKILLS, USERS};
 use vacd::store::{self, ListQuery, NewEvent, Principal, Store};
 
 fn all() -> ListQuery {
-    ListQuery { filters: Vec::new(), limit: 500, offset: 0 }
+    ListQuery {
+        filters: Vec::new(),
+        limit: 500,
+        offset: 0,
+    }
 }
 
 async fn open(db: &TestDb) -> Store {
@@ -37,26 +41,58 @@ async fn rows_belong_to_their_tenant(db: Db) {
     let a = store.create_tenant("a", "A").await.expect("tenant a").id;
     let b = store.create_tenant("b", "B").await.expect("tenant b").id;
     let skill = |name: &str| new_values(&SKILLS, json!({ "name": name })).expect("valid");
-    let mine = store.create(&SKILLS, a, None, &skill("en")).await.expect("create")["id"].as_i64().expect("id");
+    let mine = store
+        .create(&SKILLS, a, None, &skill("en"))
+        .await
+        .expect("create")["id"]
+        .as_i64()
+        .expect("id");
     // The same name in another tenant is no duplicate.
-    store.create(&SKILLS, b, None, &skill("en")).await.expect("same name, other tenant");
+    store
+        .create(&SKILLS, b, None, &skill("en"))
+        .await
+        .expect("same name, other tenant");
 
-    assert!(matches!(store.get(&SKILLS, b, mine).await, Err(store::Error::NotFound)));
-    assert!(matches!(store.delete(&SKILLS, b, None, mine).await, Err(store::Error::NotFound)));
+    assert!(matches!(
+        store.get(&SKILLS, b, mine).await,
+        Err(store::Error::NotFound)
+    ));
+    assert!(matches!(
+        store.delete(&SKILLS, b, None, mine).await,
+        Err(store::Error::NotFound)
+    ));
     let change = new_values(&SKILLS, json!({ "name": "de" })).expect("valid");
-    assert!(matches!(store.update(&SKILLS, b, None, mine, &change).await, Err(store::Error::NotFound)));
+    assert!(matches!(
+        store.update(&SKILLS, b, None, mine, &change).await,
+        Err(store::Error::NotFound)
+    ));
     assert_eq!(store.list(&SKILLS, a, &all()).await.expect("list").total, 1);
-    assert_eq!(store.get(&SKILLS, a, mine).await.expect("get")["name"], "en");
+    assert_eq!(
+        store.get(&SKILLS, a, mine).await.expect("get")["name"],
+        "en"
+    );
 
     // A reference into another tenant is unknown.
     let their_mailbox = store
-        .create(&MAILBOXES, b, None, &new_values(&MAILBOXES, json!({ "name": "Theirs" })).expect("valid"))
+        .create(
+            &MAILBOXES,
+            b,
+            None,
+            &new_values(&MAILBOXES, json!({ "name": "Theirs" })).expect("valid"),
+        )
         .await
         .expect("mailbox")["id"]
         .as_i64()
         .expect("id");
-    let queue = new_values(&QUEUES, json!({ "name": "q", "mailbox_id": their_mailbox })).expect("valid");
-    assert!(matches!(store.create(&QUEUES, a, None, &queue).await, Err(store::Error::UnknownReference { field: "mailbox_id", .. })));
+    let queue =
+        new_values(&QUEUES, json!({ "name": "q", "mailbox_id": their_mailbox })).expect("valid");
+    assert!(matches!(
+        store.create(&QUEUES, a, None, &queue).await,
+        Err(store::Error::UnknownReference {
+            field: "mailbox_id",
+            ..
+        })
+    ));
     store.close().await;
     db.drop_db().await;
 }
@@ -66,23 +102,52 @@ async fn constraint_violations_are_domain_errors(db: Db) {
     let store = open(&db).await;
     let t = store.create_tenant("t", "T").await.expect("tenant").id;
     let mailbox = store
-        .create(&MAILBOXES, t, None, &new_values(&MAILBOXES, json!({ "name": "M" })).expect("valid"))
+        .create(
+            &MAILBOXES,
+            t,
+            None,
+            &new_values(&MAILBOXES, json!({ "name": "M" })).expect("valid"),
+        )
         .await
         .expect("mailbox")["id"]
         .as_i64()
         .expect("id");
     store
-        .create(&QUEUES, t, None, &new_values(&QUEUES, json!({ "name": "Q", "mailbox_id": mailbox })).expect("valid"))
+        .create(
+            &QUEUES,
+            t,
+            None,
+            &new_values(&QUEUES, json!({ "name": "Q", "mailbox_id": mailbox })).expect("valid"),
+        )
         .await
         .expect("queue");
     let events_before = store.list(&EVENTS, t, &all()).await.expect("events").total;
-    let duplicate = store.create(&QUEUES, t, None, &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid")).await;
-    assert!(matches!(duplicate, Err(store::Error::Duplicate("Queue"))), "{duplicate:?}");
+    let duplicate = store
+        .create(
+            &QUEUES,
+            t,
+            None,
+            &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid"),
+        )
+        .await;
+    assert!(
+        matches!(duplicate, Err(store::Error::Duplicate("Queue"))),
+        "{duplicate:?}"
+    );
     let in_use = store.delete(&MAILBOXES, t, None, mailbox).await;
-    assert!(matches!(in_use, Err(store::Error::InUse("Mailbox"))), "{in_use:?}");
-    assert!(matches!(store.create_tenant("t", "again").await, Err(store::Error::Duplicate("Tenant"))));
+    assert!(
+        matches!(in_use, Err(store::Error::InUse("Mailbox"))),
+        "{in_use:?}"
+    );
+    assert!(matches!(
+        store.create_tenant("t", "again").await,
+        Err(store::Error::Duplicate("Tenant"))
+    ));
     // Failed changes left no audit event behind: the event commits with its change or not at all.
-    assert_eq!(store.list(&EVENTS, t, &all()).await.expect("events").total, events_before);
+    assert_eq!(
+        store.list(&EVENTS, t, &all()).await.expect("events").total,
+        events_before
+    );
     store.close().await;
     db.drop_db().await;
 }
@@ -91,7 +156,11 @@ async fn event_log_appends_and_filters(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let t = store.create_tenant("t", "T").await.expect("tenant").id;
-    for (kind, interaction) in [("interaction.queued", 7), ("interaction.offered", 7), ("interaction.queued", 8)] {
+    for (kind, interaction) in [
+        ("interaction.queued", 7),
+        ("interaction.offered", 7),
+        ("interaction.queued", 8),
+    ] {
         store
             .append_event(&NewEvent {
                 tenant: t,
@@ -105,11 +174,17 @@ async fn event_log_appends_and_filters(db: Db) {
             .expect("append");
     }
     let column = EVENTS.column("interaction_id").expect("column");
-    let query = ListQuery { filters: vec![(column, store::Value::Int(Some(7)))], ..all() };
+    let query = ListQuery {
+        filters: vec![(column, store::Value::Int(Some(7)))],
+        ..all()
+    };
     let page = store.list(&EVENTS, t, &query).await.expect("list");
     assert_eq!(page.total, 2);
     assert_eq!(page.items[0]["kind"], "interaction.queued");
-    assert_eq!(page.items[1]["payload"], json!({ "note": "interaction.offered" }).to_string());
+    assert_eq!(
+        page.items[1]["payload"],
+        json!({ "note": "interaction.offered" }).to_string()
+    );
     store.close().await;
     db.drop_db().await;
 }
@@ -119,24 +194,59 @@ async fn sessions_expire_and_follow_the_role(db: Db) {
     let store = open(&db).await;
     let t = store.create_tenant("t", "T").await.expect("tenant").id;
     let user = store
-        .create(&USERS, t, None, &new_values(&USERS, json!({ "username": "u", "display_name": "U", "password": "password1" })).expect("valid"))
+        .create(
+            &USERS,
+            t,
+            None,
+            &new_values(
+                &USERS,
+                json!({ "username": "u", "display_name": "U", "password": "password1" }),
+            )
+            .expect("valid"),
+        )
         .await
         .expect("user")["id"]
         .as_i64()
         .expect("id");
-    let who = Principal { user_id: user, tenant_id: t, role: Role::Agent };
+    let who = Principal {
+        user_id: user,
+        tenant_id: t,
+        role: Role::Agent,
+    };
     let now = store::now_ms();
-    store.create_session("live", who, now + 60_000).await.expect("session");
-    store.create_session("dead", who, now - 1).await.expect("session");
+    store
+        .create_session("live", who, now + 60_000)
+        .await
+        .expect("session");
+    store
+        .create_session("dead", who, now - 1)
+        .await
+        .expect("session");
     assert_eq!(store.session("live").await.expect("lookup"), Some(who));
     assert_eq!(store.session("dead").await.expect("lookup"), None);
-    let promote = [(USERS.column("role").expect("column"), store::Value::Text(Some("supervisor".into())))];
-    store.update(&USERS, t, None, user, &promote).await.expect("promote");
-    assert_eq!(store.session("live").await.expect("lookup").map(|p| p.role), Some(Role::Supervisor));
+    let promote = [(
+        USERS.column("role").expect("column"),
+        store::Value::Text(Some("supervisor".into())),
+    )];
+    store
+        .update(&USERS, t, None, user, &promote)
+        .await
+        .expect("promote");
+    assert_eq!(
+        store.session("live").await.expect("lookup").map(|p| p.role),
+        Some(Role::Supervisor)
+    );
     store.delete_session("live").await.expect("logout");
     assert_eq!(store.session("live").await.expect("lookup"), None);
-    let login = store.find_login("t", "u").await.expect("lookup").expect("user exists");
-    assert!(login.password_hash.starts_with("$argon2"), "stored as an argon2 hash");
+    let login = store
+        .find_login("t", "u")
+        .await
+        .expect("lookup")
+        .expect("user exists");
+    assert!(
+        login.password_hash.starts_with("$argon2"),
+        "stored as an argon2 hash"
+    );
     store.close().await;
     db.drop_db().await;
 }

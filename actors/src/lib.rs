@@ -5,6 +5,12 @@
 //! network protocols: the server in `src/` feeds events in and persists the domain events
 //! that come out.
 //!
+//! Around the engine sits the actor tree (ractor): [`Router`] is the server's handle on it; a
+//! supervisor owns one tenant actor per tenant (the engine's only owner), which owns a queue
+//! actor per queue and a session actor per connected agent console. The server plugs in through
+//! [`Host`] (load a tenant's setup from the store, persist outputs); [`console`] defines the
+//! agent console protocol as data.
+//!
 //! Start reading at [`Engine`]: one instance holds one tenant's routing state. Feed it
 //! [`Input`]s with the current [`Instant`](std::time::Instant), drain [`Output`]s (domain events
 //! for the event log and for the consoles), and call [`Engine::handle_timeout`] when
@@ -50,6 +56,7 @@ mod admin;
 mod agent;
 mod capacity;
 mod config;
+pub mod console;
 mod engine;
 mod error;
 mod escalation;
@@ -61,10 +68,14 @@ mod lifecycle;
 mod output;
 mod presence;
 mod queue;
+mod queue_actor;
 mod routing;
+mod session;
 mod skill;
 mod stats;
 mod strategy;
+mod supervisor;
+mod tenant;
 mod timer;
 
 #[cfg(test)]
@@ -84,3 +95,4 @@ pub use queue::{EscalationAction, EscalationStep, QueueConfig, ServiceLevel};
 pub use skill::{AgentSkill, SkillLevel, SkillLevelOutOfRange, SkillRequirement};
 pub use stats::{QueuePosition, QueueStats};
 pub use strategy::Strategy;
+pub use supervisor::{AgentSession, BoxFuture, Host, Router, RouterError, TenantId, TenantSetup};

@@ -57,7 +57,7 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn bearer(headers: &HeaderMap) -> Result<&str> {
+pub fn bearer(headers: &HeaderMap) -> Result<&str> {
     let value = headers
         .get(header::AUTHORIZATION)
         .ok_or(Error::Unauthorized("missing bearer token"))?;
@@ -76,16 +76,23 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller> {
-        let token = bearer(&parts.headers)?;
-        let hash = token_hash(token);
-        if let Some(operator) = &state.operator_token_hash {
-            if *operator == hash {
-                return Ok(Caller::Operator);
-            }
+        resolve(state, bearer(&parts.headers)?).await
+    }
+}
+
+/// The caller a bearer token stands for.
+pub async fn resolve(state: &AppState, token: &str) -> Result<Caller> {
+    let hash = token_hash(token);
+    if let Some(operator) = &state.operator_token_hash {
+        if *operator == hash {
+            return Ok(Caller::Operator);
         }
-        match state.store.session(&hash).await? {
-            Some(principal) => Ok(Caller::User(principal)),
-            None => Err(Error::Unauthorized("invalid or expired token")),
+    }
+    match state.store.session(&hash).await? {
+        Some(principal) => Ok(Caller::User(principal)),
+        None => {
+            tracing::warn!("invalid or expired token presented");
+            Err(Error::Unauthorized("invalid or expired token"))
         }
     }
 }

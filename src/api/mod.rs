@@ -5,9 +5,11 @@
 //! - `resources`: generic CRUD for the catalog's tenant-owned tables;
 //! - `tenants`: tenant management by the operator;
 //! - `error`: the one error type and its JSON shape;
+//! - `console`: the agent console websocket `/ws/agent`;
 //! - `openapi`, `health`: the document and `/health`, `/ready`, `/metrics`.
 
 pub mod auth;
+mod console;
 pub mod error;
 mod health;
 mod openapi;
@@ -25,11 +27,13 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::routing::RoutingHandle;
 use crate::store::Store;
 
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub routing: RoutingHandle,
     /// SHA-256 of the operator token; `None` when tenant management is disabled.
     pub operator_token_hash: Option<String>,
     pub token_ttl_ms: i64,
@@ -40,6 +44,7 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         store: Store,
+        routing: RoutingHandle,
         operator_token: &str,
         token_ttl_ms: i64,
         metrics: PrometheusHandle,
@@ -50,6 +55,7 @@ impl AppState {
         });
         AppState {
             store,
+            routing,
             operator_token_hash: (!operator_token.is_empty())
                 .then(|| auth::token_hash(operator_token)),
             token_ttl_ms,
@@ -68,6 +74,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
+        .route("/ws/agent", get(console::agent_socket))
         .merge(tenants::routes())
         .merge(resources::routes())
         .fallback(|| async { error::Error::NotFound("no such route".into()) })

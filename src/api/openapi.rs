@@ -57,6 +57,12 @@ fn column_schema(c: &Column) -> Schema {
             Type::Integer,
             ObjectBuilder::new().description(Some(format!("id of one of the tenant's {table}"))),
         ),
+        Kind::Derived => (
+            Type::Integer,
+            ObjectBuilder::new()
+                .read_only(Some(true))
+                .description(Some("maintained by routing")),
+        ),
         Kind::CreatedAt => (
             Type::Integer,
             ObjectBuilder::new()

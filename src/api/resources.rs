@@ -92,6 +92,10 @@ async fn create(
         .store
         .create(r, who.tenant_id, Some(who.user_id), &values)
         .await?;
+    state
+        .routing
+        .after_change(r, who.tenant_id, Some(&created), true)
+        .await;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -106,12 +110,15 @@ async fn update(
     let Path(id) = id?;
     let Json(body) = body?;
     let values = fields(r, body, Mode::Update)?;
-    Ok(Json(
-        state
-            .store
-            .update(r, who.tenant_id, Some(who.user_id), id, &values)
-            .await?,
-    ))
+    let updated = state
+        .store
+        .update(r, who.tenant_id, Some(who.user_id), id, &values)
+        .await?;
+    state
+        .routing
+        .after_change(r, who.tenant_id, Some(&updated), false)
+        .await;
+    Ok(Json(updated))
 }
 
 async fn remove(
@@ -127,6 +134,10 @@ async fn remove(
         .store
         .delete(r, who.tenant_id, Some(who.user_id), id)
         .await?;
+    state
+        .routing
+        .after_change(r, who.tenant_id, None, false)
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -372,7 +383,7 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
             }
             Ok(Value::Text(Some(hash_password(s)?)))
         }
-        Kind::CreatedAt => Err(Error::invalid(
+        Kind::CreatedAt | Kind::Derived => Err(Error::invalid(
             "unknown_field",
             format!("`{name}` is set by the server"),
         )),

@@ -134,7 +134,7 @@ impl Store {
         actor: Option<i64>,
         values: &[(&'static Column, Value)],
     ) -> Result<Json> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         check_references(&mut tx, resource, tenant, None, values).await?;
         let mut names = String::from("tenant_id");
         let mut params = String::from("$1");
@@ -183,7 +183,7 @@ impl Store {
         if values.is_empty() {
             return self.get(resource, tenant, id).await;
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         check_references(&mut tx, resource, tenant, Some(id), values).await?;
         let sets = values
             .iter()
@@ -218,7 +218,7 @@ impl Store {
         actor: Option<i64>,
         id: i64,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let sql = format!(
             "DELETE FROM {} WHERE tenant_id = $1 AND id = $2",
             resource.table
@@ -306,7 +306,7 @@ impl Store {
         id: i64,
         bytes: &[u8],
     ) -> Result<Json> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let done =
             sqlx::query("UPDATE attachments SET size_bytes = $1 WHERE tenant_id = $2 AND id = $3")
                 .bind(bytes.len() as i64)

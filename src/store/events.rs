@@ -24,9 +24,18 @@ const INSERT: &str =
 
 /// Appends inside a caller's transaction, so the event commits with the change it records.
 pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEvent) -> Result<()> {
+    append_at(tx, event, now_ms()).await
+}
+
+/// Appends with the time the event happened (Unix milliseconds).
+pub(super) async fn append_at(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    event: &NewEvent,
+    at: i64,
+) -> Result<()> {
     sqlx::query(INSERT)
         .bind(event.tenant)
-        .bind(now_ms())
+        .bind(at)
         .bind(event.kind.clone())
         .bind(event.interaction_id)
         .bind(event.agent_id)
@@ -39,7 +48,7 @@ pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEv
 
 impl Store {
     pub async fn append_event(&self, event: &NewEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         append_in(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())

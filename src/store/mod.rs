@@ -9,6 +9,7 @@
 
 mod crud;
 mod events;
+mod routing;
 mod sessions;
 mod tenants;
 
@@ -17,10 +18,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Row};
+use sqlx::{AnyPool, Executor, Row};
 
 pub use crud::{ListQuery, Page, Value};
 pub use events::NewEvent;
+pub use routing::OutputBatch;
 pub use sessions::{Login, Principal};
 pub use tenants::Tenant;
 
@@ -91,10 +93,19 @@ impl Store {
         } else {
             Backend::Postgres
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(max_connections)
-            .connect(url)
-            .await?;
+        let mut options = AnyPoolOptions::new().max_connections(max_connections);
+        if backend == Backend::Sqlite {
+            // Write-ahead logging lets readers run beside the writer; NORMAL syncs at checkpoints,
+            // which WAL keeps crash-safe (a power cut may lose the last commits, never corrupt).
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
         let store = Store { pool, backend };
         store.migrate().await?;
         Ok(store)
@@ -109,6 +120,16 @@ impl Store {
             Backend::Sqlite => &SQLITE_MIGRATIONS,
             Backend::Postgres => &POSTGRES_MIGRATIONS,
         }
+    }
+
+    /// A write transaction. SQLite takes the write lock at once (`BEGIN IMMEDIATE`): a deferred
+    /// transaction that reads first could not upgrade to a writer once another connection has
+    /// committed, and would fail instead of waiting.
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod console;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use reqwest::{Method, StatusCode};
@@ -41,7 +43,8 @@ macro_rules! on_both_backends {
 }
 
 fn postgres_admin_url() -> String {
-    std::env::var("VACD_TEST_POSTGRES").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("VACD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 /// A fresh, empty database of the given backend; dropped by [`TestDb::drop_db`].
@@ -71,20 +74,31 @@ impl TestDb {
                 let admin = postgres_admin_url();
                 let mut conn = sqlx::PgConnection::connect(&admin)
                     .await
-                    .unwrap_or_else(|e| panic!("PostgreSQL at {admin} is needed for this test: {e}"));
+                    .unwrap_or_else(|e| {
+                        panic!("PostgreSQL at {admin} is needed for this test: {e}")
+                    });
                 sqlx::query(&format!("CREATE DATABASE {name}"))
                     .execute(&mut conn)
                     .await
                     .expect("create test database");
-                let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base).to_owned();
-                TestDb { url: format!("{base}/{name}"), postgres_name: Some(name), _dir: dir }
+                let base = admin
+                    .rsplit_once('/')
+                    .map_or(admin.as_str(), |(base, _)| base)
+                    .to_owned();
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    postgres_name: Some(name),
+                    _dir: dir,
+                }
             }
         }
     }
 
     pub async fn drop_db(self) {
         if let Some(name) = self.postgres_name {
-            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url()).await.expect("connect");
+            let mut conn = sqlx::PgConnection::connect(&postgres_admin_url())
+                .await
+                .expect("connect");
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await
@@ -103,7 +117,16 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(db: Db) -> TestServer {
-        let db = TestDb::new(db).await;
+        TestServer::start_on(TestDb::new(db).await).await
+    }
+
+    /// Stops the server gracefully and starts a new one on the same database.
+    pub async fn restart(self) -> TestServer {
+        self.running.shutdown().await.expect("clean shutdown");
+        TestServer::start_on(self.db).await
+    }
+
+    async fn start_on(db: TestDb) -> TestServer {
         let mut config = Config::default();
         config.http.listen = "127.0.0.1:0".parse().expect("address");
         config.http.max_body_bytes = 64 * 1024;
@@ -130,7 +153,13 @@ impl TestServer {
 
     /// Sends a request with an optional bearer token and JSON body; returns status and JSON body
     /// (`Value::Null` when the body is empty).
-    pub async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -144,7 +173,8 @@ impl TestServer {
         let json = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&bytes)))
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| panic!("JSON body, got {:?}", String::from_utf8_lossy(&bytes)))
         };
         (status, json)
     }
@@ -158,7 +188,8 @@ impl TestServer {
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
-        self.call(Method::PATCH, path, Some(token), Some(body)).await
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
@@ -209,5 +240,10 @@ pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &s
     let (got, body) = response;
     assert_eq!(*got, status, "body: {body}");
     assert_eq!(body["error"]["code"], code, "body: {body}");
-    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "body: {body}"
+    );
 }

@@ -1,0 +1,59 @@
+//! The queue actor: one per queue. It publishes the queue's live figures (`queue.stats`) to the
+//! consoles of the agents serving it, sending only when the figures changed (or to a console
+//! that has not had them yet). The figures come from the tenant actor's engine; this actor
+//! keeps only what it last sent, so a restart after a failure loses nothing.
+
+use std::collections::BTreeSet;
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef};
+
+use crate::console::ConsoleEvent;
+use crate::session::SessionMsg;
+use crate::{QueueId, QueueStats};
+
+pub(crate) enum QueueMsg {
+    Stats(QueueStats, Vec<ActorRef<SessionMsg>>),
+}
+
+pub(crate) struct QueueActor;
+
+pub(crate) struct QueueState {
+    last: Option<QueueStats>,
+    told: BTreeSet<ActorId>,
+}
+
+impl Actor for QueueActor {
+    type Msg = QueueMsg;
+    type State = QueueState;
+    type Arguments = QueueId;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<QueueMsg>,
+        _: QueueId,
+    ) -> Result<QueueState, ActorProcessingErr> {
+        Ok(QueueState {
+            last: None,
+            told: BTreeSet::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<QueueMsg>,
+        message: QueueMsg,
+        state: &mut QueueState,
+    ) -> Result<(), ActorProcessingErr> {
+        let QueueMsg::Stats(stats, subscribers) = message;
+        let changed = state.last.as_ref() != Some(&stats);
+        let event = ConsoleEvent::from(&stats);
+        for session in &subscribers {
+            if changed || !state.told.contains(&session.get_id()) {
+                let _ = session.cast(SessionMsg::Event(event.clone()));
+            }
+        }
+        state.told.extend(subscribers.iter().map(|s| s.get_id()));
+        state.last = Some(stats);
+        Ok(())
+    }
+}

@@ -1,0 +1,509 @@
+//! The root of the actor tree and the handle the server holds: [`Router`].
+//!
+//! ```text
+//! Supervisor ─┬─ TenantActor (one per tenant; owns the tenant's Engine)
+//!             │    ├─ QueueActor (one per queue; publishes its live figures)
+//!             │    └─ SessionActor (one per logged-in agent console)
+//!             └─ …
+//! ```
+//!
+//! The server implements [`Host`]: it loads a tenant's configuration and waiting interactions
+//! from the store ([`TenantSetup`]) and persists the engine's outputs. Policy: a tenant actor
+//! that fails is logged and started again from the store (its waiting written interactions are
+//! restored in their order; its consoles are disconnected and reconnect); nothing else stops.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use ractor::concurrency::JoinHandle;
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::mpsc;
+
+use crate::console::{Command, ConsoleEvent};
+use crate::session::SessionMsg;
+use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
+use crate::{AgentConfig, AgentId, EngineConfig, Input, NewInteraction, Output, QueueConfig};
+
+/// A tenant, the unit of isolation and placement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TenantId(pub u64);
+
+impl fmt::Display for TenantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Everything a tenant actor starts from.
+#[derive(Clone, Debug, Default)]
+pub struct TenantSetup {
+    /// Engine-wide settings.
+    pub config: EngineConfig,
+    /// Every queue.
+    pub queues: Vec<QueueConfig>,
+    /// Every agent (logged in or not).
+    pub agents: Vec<AgentConfig>,
+    /// Interactions to enqueue again, in their original order (written channels only).
+    pub waiting: Vec<NewInteraction>,
+}
+
+/// A boxed future, so that [`Host`] can be used as a trait object.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What the actors need from the server: configuration in, domain events out.
+pub trait Host: Send + Sync + 'static {
+    /// Loads a tenant's queues and agents, and the interactions still waiting.
+    fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>>;
+    /// Persists outputs in order. Must not block: queue them for a writer.
+    fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>);
+}
+
+/// Why the router could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouterError {
+    /// The engine refused the input; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] crate::Error),
+    /// The tenant could not be loaded or its actor is gone.
+    #[error("tenant {0} is unavailable: {1}")]
+    Unavailable(TenantId, String),
+}
+
+impl RouterError {
+    /// A stable code for clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RouterError::Rejected(e) => e.code(),
+            RouterError::Unavailable(..) => "unavailable",
+        }
+    }
+}
+
+pub(crate) enum SupervisorMsg {
+    Tenant(TenantId, RpcReplyPort<Result<ActorRef<TenantMsg>, String>>),
+}
+
+pub(crate) struct Supervisor;
+
+pub(crate) struct SupervisorState {
+    host: Arc<dyn Host>,
+    tenants: BTreeMap<TenantId, ActorRef<TenantMsg>>,
+}
+
+impl SupervisorState {
+    async fn start_tenant(
+        &mut self,
+        myself: &ActorRef<SupervisorMsg>,
+        tenant: TenantId,
+    ) -> Result<ActorRef<TenantMsg>, String> {
+        let setup = self.host.load(tenant).await?;
+        let args = TenantArgs {
+            tenant,
+            setup,
+            host: self.host.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, TenantActor, args, myself.get_cell())
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!(%tenant, "tenant routing started");
+        self.tenants.insert(tenant, actor.clone());
+        Ok(actor)
+    }
+}
+
+impl Actor for Supervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = Arc<dyn Host>;
+
+    async fn pre_start(
+        &self,
+        _: ActorRef<Self::Msg>,
+        host: Arc<dyn Host>,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        Ok(SupervisorState {
+            host,
+            tenants: BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        message: Self::Msg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::Tenant(tenant, reply) => {
+                // A tenant actor that just failed may not have been reported yet: start anew.
+                let alive = |a: &ActorRef<TenantMsg>| {
+                    matches!(
+                        a.get_status(),
+                        ractor::ActorStatus::Running | ractor::ActorStatus::Starting
+                    )
+                };
+                let actor = match state.tenants.get(&tenant).filter(|a| alive(a)) {
+                    Some(actor) => Ok(actor.clone()),
+                    None => state.start_tenant(&myself, tenant).await,
+                };
+                let _ = reply.send(actor);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorFailed(cell, e) => (cell, Some(e.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, reason) => (cell, reason),
+            _ => return Ok(()),
+        };
+        let Some(tenant) = state
+            .tenants
+            .iter()
+            .find(|(_, a)| a.get_id() == cell.get_id())
+            .map(|(t, _)| *t)
+        else {
+            return Ok(());
+        };
+        state.tenants.remove(&tenant);
+        if myself.get_status() != ractor::ActorStatus::Running {
+            return Ok(());
+        }
+        tracing::error!(%tenant, reason = failure.as_deref().unwrap_or("stopped"), "tenant routing stopped; restarting it from the store");
+        if let Err(e) = state.start_tenant(&myself, tenant).await {
+            tracing::error!(%tenant, error = %e, "tenant routing could not be restarted; it starts again on next use");
+        }
+        Ok(())
+    }
+}
+
+/// The server's handle on routing: one per process, cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+async fn call<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    make: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, String> {
+    match actor.call(make, None).await {
+        Ok(CallResult::Success(value)) => Ok(value),
+        Ok(_) => Err("no reply".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Router {
+    /// Starts the supervision tree.
+    pub async fn start(host: Arc<dyn Host>) -> Result<(Router, JoinHandle<()>), ractor::SpawnErr> {
+        let (supervisor, handle) = Actor::spawn(None, Supervisor, host).await?;
+        Ok((Router { supervisor }, handle))
+    }
+
+    /// Stops every actor.
+    pub fn stop(&self) {
+        self.supervisor.stop(Some("shutdown".into()));
+    }
+
+    async fn tenant(&self, tenant: TenantId) -> Result<ActorRef<TenantMsg>, RouterError> {
+        call(&self.supervisor, |reply| {
+            SupervisorMsg::Tenant(tenant, reply)
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| RouterError::Unavailable(tenant, e))
+    }
+
+    /// Starts the tenant's routing (restoring its waiting interactions) if it is not running.
+    pub async fn ensure(&self, tenant: TenantId) -> Result<(), RouterError> {
+        self.tenant(tenant).await.map(|_| ())
+    }
+
+    /// Feeds one input to the tenant's engine.
+    pub async fn input(&self, tenant: TenantId, input: Input) -> Result<(), RouterError> {
+        let actor = self.tenant(tenant).await?;
+        call(&actor, |reply| TenantMsg::Input(input, Some(reply)))
+            .await
+            .map_err(|e| RouterError::Unavailable(tenant, e))?
+            .map_err(RouterError::Rejected)
+    }
+
+    /// Reloads the tenant's queues and agents from the host and applies the difference live.
+    pub async fn reconfigure(&self, tenant: TenantId) -> Result<(), RouterError> {
+        let actor = self.tenant(tenant).await?;
+        call(&actor, TenantMsg::Reconfigure)
+            .await
+            .and_then(|r| r)
+            .map_err(|e| RouterError::Unavailable(tenant, e))
+    }
+
+    /// Connects an agent's console: events for it go to `events`. A previous console of the same
+    /// agent is told `session.replaced` and closed.
+    pub async fn connect(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        events: mpsc::UnboundedSender<ConsoleEvent>,
+    ) -> Result<AgentSession, RouterError> {
+        let actor = self.tenant(tenant).await?;
+        let session = call(&actor, |reply| TenantMsg::Connect {
+            agent,
+            events,
+            reply,
+        })
+        .await
+        .and_then(|r| r)
+        .map_err(|e| RouterError::Unavailable(tenant, e))?;
+        Ok(AgentSession { tenant, session })
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn tenant_ref(&self, tenant: TenantId) -> ActorRef<TenantMsg> {
+        self.tenant(tenant).await.expect("tenant starts")
+    }
+}
+
+/// One connected console. Dropping it does not disconnect; call [`AgentSession::close`].
+pub struct AgentSession {
+    tenant: TenantId,
+    session: ActorRef<SessionMsg>,
+}
+
+impl AgentSession {
+    /// Carries out a console command; `Err` holds the code and message for the `error` frame.
+    pub async fn command(&self, command: Command) -> Result<(), RouterError> {
+        call(&self.session, |reply| SessionMsg::Command(command, reply))
+            .await
+            .map_err(|e| RouterError::Unavailable(self.tenant, e))?
+    }
+
+    /// The console went away: the agent is logged out (or set not ready if it holds work).
+    pub fn close(&self) {
+        let _ = self.session.cast(SessionMsg::Close);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{Channel, InteractionId, QueueId, ReadyMode};
+
+    /// A host that serves fixed setups and keeps what it is told to record.
+    #[derive(Default)]
+    struct MemoryHost {
+        setups: Mutex<BTreeMap<TenantId, TenantSetup>>,
+        recorded: Mutex<Vec<(TenantId, Output)>>,
+    }
+
+    impl Host for MemoryHost {
+        fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>> {
+            let setup = self
+                .setups
+                .lock()
+                .expect("setups")
+                .get(&tenant)
+                .cloned()
+                .ok_or_else(|| "no such tenant".to_string());
+            Box::pin(async move { setup })
+        }
+
+        fn record(&self, tenant: TenantId, _: SystemTime, outputs: Vec<Output>) {
+            self.recorded
+                .lock()
+                .expect("recorded")
+                .extend(outputs.into_iter().map(|o| (tenant, o)));
+        }
+    }
+
+    const T1: TenantId = TenantId(1);
+    const T2: TenantId = TenantId(2);
+    const Q: QueueId = QueueId(10);
+
+    fn setup(agents: &[u64], waiting: &[u64]) -> TenantSetup {
+        let agents = agents
+            .iter()
+            .map(|id| {
+                let mut agent = AgentConfig::new(AgentId(*id));
+                agent.queues = vec![Q];
+                agent
+            })
+            .collect();
+        let waiting = waiting.iter().map(|id| email(*id)).collect();
+        TenantSetup {
+            config: EngineConfig::default(),
+            queues: vec![QueueConfig::new(Q)],
+            agents,
+            waiting,
+        }
+    }
+
+    fn email(id: u64) -> NewInteraction {
+        NewInteraction {
+            id: InteractionId(id),
+            channel: Channel::Email,
+            queue: Q,
+            language: None,
+            skills: vec![],
+            priority: 0,
+            restored: None,
+        }
+    }
+
+    async fn start(host: &Arc<MemoryHost>) -> Router {
+        let (router, _) = Router::start(host.clone()).await.expect("router starts");
+        router
+    }
+
+    /// Receives events until one matches, failing after a bounded wait.
+    async fn until(
+        rx: &mut mpsc::UnboundedReceiver<ConsoleEvent>,
+        matches: impl Fn(&ConsoleEvent) -> bool,
+    ) -> ConsoleEvent {
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("event within the wait")
+                .expect("session open");
+            if matches(&event) {
+                return event;
+            }
+        }
+    }
+
+    fn offer_of(id: u64) -> impl Fn(&ConsoleEvent) -> bool {
+        move |e| matches!(e, ConsoleEvent::Offer { interaction, .. } if *interaction == InteractionId(id))
+    }
+
+    async fn console(
+        router: &Router,
+        tenant: TenantId,
+        agent: u64,
+    ) -> (AgentSession, mpsc::UnboundedReceiver<ConsoleEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = router
+            .connect(tenant, AgentId(agent), tx)
+            .await
+            .expect("connects");
+        session
+            .command(Command::PresenceSet {
+                status: crate::AgentStatus::Ready {
+                    mode: ReadyMode::Inbound,
+                },
+            })
+            .await
+            .expect("ready");
+        (session, rx)
+    }
+
+    #[tokio::test]
+    async fn a_failed_session_is_cleaned_up_and_its_offer_rerouted() {
+        let host = Arc::new(MemoryHost::default());
+        host.setups
+            .lock()
+            .expect("setups")
+            .insert(T1, setup(&[1, 2], &[]));
+        let router = start(&host).await;
+        let (first, mut first_rx) = console(&router, T1, 1).await;
+        router
+            .input(
+                T1,
+                Input::Enqueue {
+                    interaction: email(100),
+                },
+            )
+            .await
+            .expect("enqueued");
+        until(&mut first_rx, offer_of(100)).await;
+
+        let (second, mut second_rx) = console(&router, T1, 2).await;
+        first
+            .session
+            .cast(SessionMsg::Panic)
+            .expect("message delivered");
+        // The failed session's console is closed …
+        while tokio::time::timeout(Duration::from_secs(10), first_rx.recv())
+            .await
+            .expect("closes")
+            .is_some()
+        {}
+        // … its pending offer goes to the other agent, and the tenant keeps serving.
+        until(&mut second_rx, offer_of(100)).await;
+        second
+            .command(Command::OfferAccept {
+                interaction: InteractionId(100),
+            })
+            .await
+            .expect("accepted");
+        let recorded = host.recorded.lock().expect("recorded").clone();
+        assert!(
+            recorded.iter().any(|(_, o)| matches!(
+                o,
+                Output::OfferRevoked {
+                    agent: AgentId(1),
+                    ..
+                }
+            )),
+            "{recorded:?}"
+        );
+        router.stop();
+    }
+
+    #[tokio::test]
+    async fn a_failed_tenant_restarts_from_the_host_and_others_keep_running() {
+        let host = Arc::new(MemoryHost::default());
+        host.setups
+            .lock()
+            .expect("setups")
+            .insert(T1, setup(&[1], &[7]));
+        host.setups
+            .lock()
+            .expect("setups")
+            .insert(T2, setup(&[1], &[]));
+        let router = start(&host).await;
+        let (_other, mut other_rx) = console(&router, T2, 1).await;
+        let (_session, mut rx) = console(&router, T1, 1).await;
+        until(&mut rx, offer_of(7)).await;
+
+        router
+            .tenant_ref(T1)
+            .await
+            .cast(crate::tenant::TenantMsg::Panic)
+            .expect("message delivered");
+        // The tenant's consoles are closed with it.
+        while tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .expect("closes")
+            .is_some()
+        {}
+        // It comes back from the host with its waiting interaction; a new console gets it.
+        let (_session, mut rx) = console(&router, T1, 1).await;
+        until(&mut rx, offer_of(7)).await;
+        // The other tenant never noticed.
+        router
+            .input(
+                T2,
+                Input::Enqueue {
+                    interaction: email(8),
+                },
+            )
+            .await
+            .expect("enqueued");
+        until(&mut other_rx, offer_of(8)).await;
+        router.stop();
+    }
+}

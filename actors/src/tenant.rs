@@ -1,0 +1,406 @@
+//! The tenant actor: owns one tenant's [`Engine`] and is the only place its routing decisions
+//! are taken. It feeds inputs (from the API, from agent sessions, from its timer) to the engine,
+//! then performs the outputs: each goes to the [`Host`] to be persisted, and what concerns an
+//! agent goes to that agent's session. It supervises its queue actors (restarted when they
+//! fail) and session actors (a failed or closed session logs its agent out, or sets it
+//! `not_ready("disconnected")` while it still holds work; pending offers are re-routed).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::sync::mpsc;
+
+use crate::console::{Command, ConsoleEvent};
+use crate::queue_actor::{QueueActor, QueueMsg};
+use crate::session::{SessionActor, SessionArgs, SessionMsg};
+use crate::supervisor::{Host, TenantId, TenantSetup};
+use crate::{AgentId, AgentStatus, Engine, Error, Input, QueueId};
+
+/// How often live queue figures are published to the consoles.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) enum TenantMsg {
+    Input(Input, Option<RpcReplyPort<Result<(), Error>>>),
+    /// A console command of `agent`.
+    Command {
+        agent: AgentId,
+        command: Command,
+        reply: RpcReplyPort<Result<(), Error>>,
+    },
+    Reconfigure(RpcReplyPort<Result<(), String>>),
+    Connect {
+        agent: AgentId,
+        events: mpsc::UnboundedSender<ConsoleEvent>,
+        reply: RpcReplyPort<Result<ActorRef<SessionMsg>, String>>,
+    },
+    /// The engine's next deadline (of this generation) has come.
+    Timeout(u64),
+    StatsTick,
+    #[cfg(test)]
+    Panic,
+}
+
+pub(crate) struct TenantArgs {
+    pub(crate) tenant: TenantId,
+    pub(crate) setup: TenantSetup,
+    pub(crate) host: Arc<dyn Host>,
+}
+
+/// The task that delivers the next [`TenantMsg::Timeout`].
+type TimerHandle = JoinHandle<Result<(), ractor::MessagingErr<TenantMsg>>>;
+
+pub(crate) struct TenantActor;
+
+pub(crate) struct TenantState {
+    tenant: TenantId,
+    engine: Engine,
+    host: Arc<dyn Host>,
+    sessions: BTreeMap<AgentId, ActorRef<SessionMsg>>,
+    queues: BTreeMap<QueueId, ActorRef<QueueMsg>>,
+    /// Agents serving each queue, for publishing its figures.
+    members: BTreeMap<QueueId, BTreeSet<AgentId>>,
+    agents: BTreeSet<AgentId>,
+    timer: Option<(Instant, TimerHandle)>,
+    generation: u64,
+}
+
+impl TenantState {
+    /// Applies one input now and performs what came out.
+    fn apply(&mut self, myself: &ActorRef<TenantMsg>, input: Input) -> Result<(), Error> {
+        let result = self.engine.handle(input, Instant::now());
+        self.flush(myself);
+        result
+    }
+
+    /// Hands the engine's outputs to the host and the sessions, and re-arms the timer.
+    fn flush(&mut self, myself: &ActorRef<TenantMsg>) {
+        let outputs: Vec<_> = self.engine.drain_outputs().collect();
+        if !outputs.is_empty() {
+            for output in &outputs {
+                if let Some((agent, event)) = ConsoleEvent::for_agent(output) {
+                    if let Some(session) = self.sessions.get(&agent) {
+                        let _ = session.cast(SessionMsg::Event(event));
+                    }
+                }
+            }
+            self.host.record(self.tenant, SystemTime::now(), outputs);
+        }
+        let next = self.engine.poll_timeout();
+        if next == self.timer.as_ref().map(|(at, _)| *at) {
+            return;
+        }
+        if let Some((_, handle)) = self.timer.take() {
+            handle.abort();
+        }
+        if let Some(at) = next {
+            self.generation += 1;
+            let generation = self.generation;
+            let delay = at.saturating_duration_since(Instant::now());
+            let handle = myself.send_after(delay, move || TenantMsg::Timeout(generation));
+            self.timer = Some((at, handle));
+        }
+    }
+
+    /// Brings queues and agents in line with `setup`: upserts what is there, removes what is not.
+    async fn configure(&mut self, myself: &ActorRef<TenantMsg>, setup: &TenantSetup) {
+        let now = Instant::now();
+        let mut queues = BTreeSet::new();
+        for queue in &setup.queues {
+            queues.insert(queue.id);
+            if let Err(e) = self.engine.handle(
+                Input::UpsertQueue {
+                    queue: queue.clone(),
+                },
+                now,
+            ) {
+                tracing::warn!(tenant = %self.tenant, queue = %queue.id, error = %e, "queue configuration refused");
+            }
+        }
+        self.members.clear();
+        let mut agents = BTreeSet::new();
+        for agent in &setup.agents {
+            agents.insert(agent.id);
+            for queue in &agent.queues {
+                self.members.entry(*queue).or_default().insert(agent.id);
+            }
+            if let Err(e) = self.engine.handle(
+                Input::UpsertAgent {
+                    agent: agent.clone(),
+                },
+                now,
+            ) {
+                tracing::warn!(tenant = %self.tenant, agent = %agent.id, error = %e, "agent configuration refused");
+            }
+        }
+        for gone in self.agents.difference(&agents) {
+            if let Err(e) = self.engine.handle(Input::RemoveAgent { agent: *gone }, now) {
+                tracing::warn!(tenant = %self.tenant, agent = %gone, error = %e, "agent kept until its work is done");
+            }
+        }
+        let known: BTreeSet<QueueId> = self.queues.keys().copied().collect();
+        for gone in known.difference(&queues) {
+            if let Err(e) = self.engine.handle(Input::RemoveQueue { queue: *gone }, now) {
+                tracing::warn!(tenant = %self.tenant, queue = %gone, error = %e, "queue kept until its interactions are done");
+            }
+            if let Some(actor) = self.queues.remove(gone) {
+                actor.stop(None);
+            }
+        }
+        for queue in queues.difference(&known) {
+            self.spawn_queue(myself, *queue).await;
+        }
+        self.agents = agents;
+        self.flush(myself);
+    }
+
+    async fn spawn_queue(&mut self, myself: &ActorRef<TenantMsg>, queue: QueueId) {
+        match Actor::spawn_linked(None, QueueActor, queue, myself.get_cell()).await {
+            Ok((actor, _)) => {
+                self.queues.insert(queue, actor);
+            }
+            Err(e) => {
+                tracing::error!(tenant = %self.tenant, %queue, error = %e, "queue actor did not start")
+            }
+        }
+    }
+
+    fn publish_stats(&self, only: Option<AgentId>) {
+        let now = Instant::now();
+        for (queue, actor) in &self.queues {
+            let Ok(stats) = self.engine.queue_stats(*queue, now) else {
+                continue;
+            };
+            let subscribers: Vec<_> = self
+                .members
+                .get(queue)
+                .into_iter()
+                .flatten()
+                .filter(|a| only.is_none_or(|only| only == **a))
+                .filter_map(|a| self.sessions.get(a).cloned())
+                .collect();
+            if !subscribers.is_empty() {
+                let _ = actor.cast(QueueMsg::Stats(stats, subscribers));
+            }
+        }
+    }
+
+    /// The console of `agent` went away (closed, replaced or failed).
+    fn session_ended(&mut self, myself: &ActorRef<TenantMsg>, agent: AgentId) {
+        self.sessions.remove(&agent);
+        let offline = self.apply(
+            myself,
+            Input::SetStatus {
+                agent,
+                status: AgentStatus::Offline,
+            },
+        );
+        if let Err(Error::AgentHasWork(_)) = offline {
+            let status = AgentStatus::NotReady {
+                reason: "disconnected".into(),
+            };
+            if let Err(e) = self.apply(myself, Input::SetStatus { agent, status }) {
+                tracing::warn!(tenant = %self.tenant, %agent, error = %e, "cannot mark the agent disconnected");
+            }
+        }
+    }
+
+    /// The engine input a console command of `agent` stands for. Ending and transferring are
+    /// refused for interactions the agent is not connected to.
+    fn input_for(&self, agent: AgentId, command: Command) -> Result<Input, Error> {
+        let own = |interaction| {
+            let held = self
+                .engine
+                .interaction(interaction)
+                .is_some_and(|i| i.agents.contains(&agent));
+            if held {
+                Ok(interaction)
+            } else {
+                Err(Error::UnknownInteraction(interaction))
+            }
+        };
+        Ok(match command {
+            Command::PresenceSet { status } => Input::SetStatus { agent, status },
+            Command::OfferAccept { interaction } => Input::Accept { agent, interaction },
+            Command::OfferReject { interaction } => Input::Reject { agent, interaction },
+            Command::InteractionEnd { interaction } => Input::End {
+                interaction: own(interaction)?,
+            },
+            Command::WrapUpDone { interaction } => Input::WrapUpDone { agent, interaction },
+            Command::InteractionTransfer { interaction, to } => Input::Transfer {
+                interaction: own(interaction)?,
+                to,
+            },
+        })
+    }
+
+    fn agent_of(&self, actor: ActorId) -> Option<AgentId> {
+        self.sessions
+            .iter()
+            .find(|(_, s)| s.get_id() == actor)
+            .map(|(a, _)| *a)
+    }
+}
+
+impl Actor for TenantActor {
+    type Msg = TenantMsg;
+    type State = TenantState;
+    type Arguments = TenantArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        args: TenantArgs,
+    ) -> Result<TenantState, ActorProcessingErr> {
+        let mut state = TenantState {
+            tenant: args.tenant,
+            engine: Engine::new(args.setup.config.clone()),
+            host: args.host,
+            sessions: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            members: BTreeMap::new(),
+            agents: BTreeSet::new(),
+            timer: None,
+            generation: 0,
+        };
+        state.configure(&myself, &args.setup).await;
+        let now = Instant::now();
+        for interaction in args.setup.waiting {
+            let id = interaction.id;
+            if let Err(e) = state.engine.handle(Input::Enqueue { interaction }, now) {
+                tracing::warn!(tenant = %state.tenant, interaction = %id, error = %e, "waiting interaction not restored");
+            }
+        }
+        state.flush(&myself);
+        myself.send_interval(STATS_INTERVAL, || TenantMsg::StatsTick);
+        Ok(state)
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<TenantMsg>,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some((_, handle)) = state.timer.take() {
+            handle.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        message: TenantMsg,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            TenantMsg::Input(input, reply) => {
+                let result = state.apply(&myself, input);
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            }
+            TenantMsg::Command {
+                agent,
+                command,
+                reply,
+            } => {
+                let result = match state.input_for(agent, command) {
+                    Ok(input) => state.apply(&myself, input),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            TenantMsg::Reconfigure(reply) => {
+                let result = match state.host.load(state.tenant).await {
+                    Ok(setup) => {
+                        state.configure(&myself, &setup).await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
+            TenantMsg::Connect {
+                agent,
+                events,
+                reply,
+            } => {
+                let Some(view) = state.engine.agent(agent) else {
+                    let _ = reply.send(Err(format!("agent {agent} is not known to routing")));
+                    return Ok(());
+                };
+                if let Some(old) = state.sessions.remove(&agent) {
+                    let _ = old.cast(SessionMsg::Replaced);
+                }
+                let hello = ConsoleEvent::Hello {
+                    agent,
+                    presence: view.presence,
+                    status: view.status,
+                    work: view.work,
+                };
+                let args = SessionArgs {
+                    agent,
+                    tenant_id: state.tenant,
+                    tenant: myself.clone(),
+                    events,
+                    hello,
+                };
+                match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
+                    Ok((session, _)) => {
+                        state.sessions.insert(agent, session.clone());
+                        state.publish_stats(Some(agent));
+                        let _ = reply.send(Ok(session));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.to_string()));
+                    }
+                }
+            }
+            TenantMsg::Timeout(generation) => {
+                if generation == state.generation {
+                    state.timer = None;
+                    state.engine.handle_timeout(Instant::now());
+                    state.flush(&myself);
+                }
+            }
+            TenantMsg::StatsTick => state.publish_stats(None),
+            #[cfg(test)]
+            TenantMsg::Panic => panic!("tenant actor panic requested by a test"),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        event: SupervisionEvent,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorFailed(cell, e) => (cell, Some(e.to_string())),
+            SupervisionEvent::ActorTerminated(cell, ..) => (cell, None),
+            _ => return Ok(()),
+        };
+        if let Some(agent) = state.agent_of(cell.get_id()) {
+            if let Some(e) = &failure {
+                tracing::error!(tenant = %state.tenant, %agent, error = %e, "agent session failed; disconnecting it");
+            }
+            state.session_ended(&myself, agent);
+        } else if let Some(queue) = state
+            .queues
+            .iter()
+            .find(|(_, a)| a.get_id() == cell.get_id())
+            .map(|(q, _)| *q)
+        {
+            state.queues.remove(&queue);
+            if let Some(e) = failure {
+                tracing::error!(tenant = %state.tenant, %queue, error = %e, "queue actor failed; restarting it");
+                state.spawn_queue(&myself, queue).await;
+            }
+        }
+        Ok(())
+    }
+}

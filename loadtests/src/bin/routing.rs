@@ -1,0 +1,230 @@
+//! Drives a running vacd through its public interfaces and prints routing throughput and
+//! latency: agents log in over the API and work through the agent websocket (accept at once, end
+//! at once, no wrap-up); interactions are created with `POST /api/v1/interactions` by concurrent
+//! HTTP clients. Prints routed interactions per second and the latency from sending the create
+//! request to the agent receiving the offer (p50/p99), plus the create request's own latency.
+//!
+//! Bounded in count and time. Usage (against a server started with the default config):
+//! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS]`
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const DEADLINE: Duration = Duration::from_secs(120);
+
+struct Run {
+    base: String,
+    http: reqwest::Client,
+    admin: String,
+}
+
+impl Run {
+    async fn post(&self, path: &str, token: &str, body: Value) -> Result<Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: Value = response.json().await?;
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body}");
+        }
+        Ok(body)
+    }
+
+    async fn login(&self, user: &str, password: &str) -> Result<String> {
+        let body = json!({ "tenant": "demo", "username": user, "password": password });
+        let response: Value = self
+            .http
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&body)
+            .send()
+            .await?
+            .json()
+            .await?;
+        response["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("login token")
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let base = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let total: usize = args.get(2).map_or(Ok(20_000), |s| s.parse())?;
+    let agents: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
+    let clients: usize = args.get(4).map_or(Ok(64), |s| s.parse())?;
+    if !base.starts_with("http://127.0.0.1") && !base.starts_with("http://localhost") {
+        bail!("load is only sent to loopback");
+    }
+    let http = reqwest::Client::new();
+    let mut run = Run {
+        base: base.clone(),
+        http,
+        admin: String::new(),
+    };
+    run.admin = run.login("ada", "demo-password").await?;
+    let tag = format!("{}", std::process::id());
+    let queue = run
+        .post("/api/v1/queues", &run.admin, json!({ "name": format!("load-{tag}"), "wrapup_seconds": 0, "offer_timeout_seconds": 600 }))
+        .await?["id"]
+        .as_i64()
+        .context("queue id")?;
+
+    // Agents: each console accepts and ends every offer at once and reports when it saw it.
+    let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut consoles = Vec::new();
+    for n in 0..agents {
+        let username = format!("load-{tag}-{n}");
+        let password = "load-password";
+        let user = run
+            .post("/api/v1/users", &run.admin, json!({ "username": username, "display_name": username, "password": password, "capacity_tickets": 5 }))
+            .await?["id"]
+            .as_i64()
+            .context("user id")?;
+        run.post(
+            "/api/v1/queue-members",
+            &run.admin,
+            json!({ "queue_id": queue, "user_id": user }),
+        )
+        .await?;
+        let token = run.login(&username, password).await?;
+        let url = format!("{}/ws/agent?token={token}", base.replacen("http", "ws", 1));
+        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let (mut tx, mut rx) = ws.split();
+        tx.send(Message::Text(
+            json!({ "id": "ready", "type": "presence.set", "status": "ready", "mode": "inbound" })
+                .to_string()
+                .into(),
+        ))
+        .await?;
+        let offered = offered.clone();
+        consoles.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Some(Ok(Message::Text(text))) = rx.next().await {
+                let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+                    continue;
+                };
+                if frame["type"] != "offer" {
+                    continue;
+                }
+                if let Some(subject) = frame["details"]["subject"].as_str() {
+                    offered
+                        .lock()
+                        .expect("offer map")
+                        .insert(subject.to_owned(), Instant::now());
+                }
+                let id = &frame["interaction"];
+                for command in ["offer.accept", "interaction.end", "wrapup.done"] {
+                    n += 1;
+                    let frame = json!({ "id": n, "type": command, "interaction": id });
+                    if tx
+                        .send(Message::Text(frame.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+        }));
+    }
+    println!("{agents} agents ready on queue {queue}; creating {total} interactions with {clients} clients");
+
+    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let create_latency: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let run = Arc::new(run);
+    let mut workers = Vec::new();
+    for _ in 0..clients {
+        let (run, sent, create_latency, next) = (
+            run.clone(),
+            sent.clone(),
+            create_latency.clone(),
+            next.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= total || started.elapsed() > DEADLINE {
+                    return;
+                }
+                let subject = format!("load-{n}");
+                let at = Instant::now();
+                sent.lock().expect("sent map").insert(subject.clone(), at);
+                let body = json!({ "channel": "email", "queue_id": queue, "subject": subject });
+                if let Err(e) = run.post("/api/v1/interactions", &run.admin, body).await {
+                    eprintln!("create failed: {e}");
+                    return;
+                }
+                create_latency.lock().expect("latencies").push(at.elapsed());
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await?;
+    }
+    let created_in = started.elapsed();
+    // Wait (bounded) until every created interaction was offered.
+    let created = create_latency.lock().expect("latencies").len();
+    while offered.lock().expect("offer map").len() < created && started.elapsed() < DEADLINE {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let routed_in = started.elapsed();
+    let offered = offered.lock().expect("offer map").clone();
+    let sent = sent.lock().expect("sent map").clone();
+    let mut latency: Vec<Duration> = offered
+        .iter()
+        .filter_map(|(s, at)| sent.get(s).map(|t| at.saturating_duration_since(*t)))
+        .collect();
+    latency.sort();
+    let mut creates = create_latency.lock().expect("latencies").clone();
+    creates.sort();
+    println!(
+        "created   {created} interactions in {:.2} s = {:.0}/s",
+        created_in.as_secs_f64(),
+        created as f64 / created_in.as_secs_f64()
+    );
+    println!(
+        "routed    {} offered in {:.2} s = {:.0}/s end to end",
+        offered.len(),
+        routed_in.as_secs_f64(),
+        offered.len() as f64 / routed_in.as_secs_f64()
+    );
+    println!(
+        "create    p50 {:?}  p99 {:?}",
+        percentile(&creates, 0.5),
+        percentile(&creates, 0.99)
+    );
+    println!(
+        "to offer  p50 {:?}  p99 {:?}  (from sending the create request to the offer frame)",
+        percentile(&latency, 0.5),
+        percentile(&latency, 0.99)
+    );
+    for console in consoles {
+        console.abort();
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! `GET /ws/agent`: the agent console's websocket. Authenticates the token (query parameter
+//! `token`, or the `Authorization` header), connects a session to the agent's tenant routing,
+//! then moves frames: console commands to the session (each answered with `ack` or `error`),
+//! routing events to the console. An `offer` carries the interaction's details and is followed
+//! by a `customer.screen_pop` with the customer's identities and history when it has a
+//! customer. The protocol is documented in `docs/agent-protocol.md`.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value as Json};
+use tokio::sync::mpsc;
+use vacd_actors::console::{parse_command, ConsoleEvent};
+use vacd_actors::{AgentId, AgentSession, TenantId};
+
+use super::auth;
+use super::error::{Error, Result};
+use super::AppState;
+use crate::catalog::{CUSTOMERS, CUSTOMER_IDENTITIES, INTERACTIONS};
+use crate::store::{ListQuery, Principal, Value};
+
+/// Largest command frame a console may send.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+pub async fn agent_socket(
+    State(state): State<AppState>,
+    query: std::result::Result<Query<TokenQuery>, QueryRejection>,
+    headers: HeaderMap,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let Query(query) = query?;
+    let token = match query.token {
+        Some(token) => token,
+        None => auth::bearer(&headers)?.to_owned(),
+    };
+    let who = match auth::resolve(&state, &token).await? {
+        auth::Caller::User(who) => who,
+        auth::Caller::Operator => {
+            return Err(Error::Forbidden("the operator token is no agent".into()))
+        }
+    };
+    let upgrade =
+        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    Ok(upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve(socket, state, who)))
+}
+
+fn frame(event: &Json) -> Message {
+    Message::Text(event.to_string().into())
+}
+
+fn error_frame(id: Option<String>, code: &str, message: &str) -> Message {
+    frame(&json!({ "type": "error", "id": id, "code": code, "message": message }))
+}
+
+async fn serve(socket: WebSocket, state: AppState, who: Principal) {
+    let agent = AgentId(who.user_id as u64);
+    let (mut sink, mut stream) = socket.split();
+    let (events, mut incoming) = mpsc::unbounded_channel();
+    let session = match state
+        .routing
+        .router()
+        .connect(TenantId(who.tenant_id as u64), agent, events)
+        .await
+    {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::warn!(tenant = who.tenant_id, %agent, error = %e, "console refused");
+            let _ = sink.send(error_frame(None, e.code(), &e.to_string())).await;
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    tracing::info!(tenant = who.tenant_id, %agent, "console connected");
+    metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);
+    loop {
+        tokio::select! {
+            received = stream.next() => match received {
+                Some(Ok(Message::Text(text))) => {
+                    let reply = command(&session, text.as_str()).await;
+                    // Events that reached the session before the command was carried out go out
+                    // before its reply, so a reply is a barrier a console can rely on.
+                    let mut delivered = true;
+                    while let Ok(event) = incoming.try_recv() {
+                        delivered &= send_event(&mut sink, &state, who, &event).await;
+                    }
+                    if !delivered || sink.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    let reply = error_frame(None, "unsupported_frame", "commands are JSON text frames");
+                    if sink.send(reply).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::info!(tenant = who.tenant_id, %agent, error = %e, "console connection failed");
+                    let close = CloseFrame { code: 1009, reason: "frame too large or broken".into() };
+                    let _ = sink.send(Message::Close(Some(close))).await;
+                    break;
+                }
+            },
+            event = incoming.recv() => {
+                // `None`: the session ended (replaced by another console, or failed).
+                let Some(event) = event else { break };
+                if !send_event(&mut sink, &state, who, &event).await {
+                    break;
+                }
+            }
+        }
+    }
+    session.close();
+    let _ = sink.close().await;
+    metrics::gauge!(crate::metrics::CONSOLES).decrement(1.0);
+    tracing::info!(tenant = who.tenant_id, %agent, "console disconnected");
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Sends an event (and the screen pop that follows an offer); false when the socket is gone.
+async fn send_event(
+    sink: &mut Sink,
+    state: &AppState,
+    who: Principal,
+    event: &ConsoleEvent,
+) -> bool {
+    if sink
+        .send(event_frame(state, who, event).await)
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    if let ConsoleEvent::Offer { interaction, .. } = event {
+        if let Some(pop) = screen_pop(state, who, interaction.0 as i64).await {
+            return sink.send(frame(&pop)).await.is_ok();
+        }
+    }
+    true
+}
+
+/// Carries out one command frame and returns the reply frame.
+async fn command(session: &AgentSession, text: &str) -> Message {
+    match parse_command(text) {
+        Err((id, e)) => {
+            tracing::info!(code = e.code(), error = %e, "console command refused");
+            error_frame(id, e.code(), &e.to_string())
+        }
+        Ok((id, command)) => match session.command(command).await {
+            Ok(()) => frame(&json!({ "type": "ack", "id": id })),
+            Err(e) => error_frame(Some(id), e.code(), &e.to_string()),
+        },
+    }
+}
+
+/// The JSON of an event; an offer gets the interaction's details.
+async fn event_frame(state: &AppState, who: Principal, event: &ConsoleEvent) -> Message {
+    let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
+    if let ConsoleEvent::Offer { interaction, .. } = event {
+        if let Ok(details) = state
+            .store
+            .get(&INTERACTIONS, who.tenant_id, interaction.0 as i64)
+            .await
+        {
+            json["details"] = details;
+        }
+    }
+    frame(&json)
+}
+
+/// The customer behind an offered interaction: record, identities and recent history.
+async fn screen_pop(state: &AppState, who: Principal, interaction: i64) -> Option<Json> {
+    let store = &state.store;
+    let row = store
+        .get(&INTERACTIONS, who.tenant_id, interaction)
+        .await
+        .ok()?;
+    let customer_id = row["customer_id"].as_i64()?;
+    let customer = store
+        .get(&CUSTOMERS, who.tenant_id, customer_id)
+        .await
+        .ok()?;
+    let by_customer = |resource: &'static crate::catalog::Resource| ListQuery {
+        filters: vec![(
+            resource.column("customer_id").expect("catalog column"),
+            Value::Int(Some(customer_id)),
+        )],
+        limit: 20,
+        offset: 0,
+    };
+    let identities = store
+        .list(
+            &CUSTOMER_IDENTITIES,
+            who.tenant_id,
+            &by_customer(&CUSTOMER_IDENTITIES),
+        )
+        .await
+        .ok()?;
+    let history = store
+        .list(&INTERACTIONS, who.tenant_id, &by_customer(&INTERACTIONS))
+        .await
+        .ok()?;
+    Some(json!({
+        "type": "customer.screen_pop",
+        "interaction": interaction,
+        "customer": customer,
+        "identities": identities.items,
+        "history": history.items,
+    }))
+}

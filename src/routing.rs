@@ -1,0 +1,205 @@
+//! Wires routing (`vacd-actors`) to the store and the API. [`Routing`] starts the actor tree with
+//! a [`Host`] backed by the store: tenants are loaded from it, and every output of the engines
+//! goes through a journal task that writes them in batches (one transaction per batch) to the
+//! event log and the interactions table. At start every tenant's routing is started, which
+//! re-queues the written interactions that were waiting when vacd stopped.
+//!
+//! The admin API calls [`Routing::after_change`] after each committed change, so skills, queue
+//! settings and assignments take effect in the running engine before the API answers.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value as Json;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use vacd_actors::{
+    BoxFuture, Channel, Host, Input, InteractionId, NewInteraction, Output, QueueId, Router,
+    RouterError, TenantId, TenantSetup,
+};
+
+use crate::catalog::{self, Resource};
+use crate::store::{OutputBatch, Store};
+
+/// Largest number of batches written in one transaction.
+const JOURNAL_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("routing did not start: {0}")]
+    Spawn(#[from] ractor::SpawnErr),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::Error),
+}
+
+struct StoreHost {
+    store: Store,
+    journal: mpsc::UnboundedSender<OutputBatch>,
+}
+
+impl Host for StoreHost {
+    fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>> {
+        let store = self.store.clone();
+        Box::pin(async move {
+            store
+                .routing_setup(tenant.0 as i64)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>) {
+        if self
+            .journal
+            .send(OutputBatch {
+                tenant: tenant.0 as i64,
+                at,
+                outputs,
+            })
+            .is_err()
+        {
+            tracing::error!(%tenant, "routing journal is closed; outputs not persisted");
+        }
+    }
+}
+
+/// Writes routing outputs until every sender is gone, retrying a failed write once.
+async fn journal(store: Store, mut batches: mpsc::UnboundedReceiver<OutputBatch>) {
+    let mut buffer = Vec::with_capacity(JOURNAL_BATCH);
+    while batches.recv_many(&mut buffer, JOURNAL_BATCH).await > 0 {
+        let outputs: usize = buffer.iter().map(|b| b.outputs.len()).sum();
+        metrics::counter!(crate::metrics::ROUTING_OUTPUTS).increment(outputs as u64);
+        if let Err(e) = store.record_outputs(&buffer).await {
+            tracing::warn!(error = %e, "writing routing outputs failed; retrying once");
+            if let Err(e) = store.record_outputs(&buffer).await {
+                tracing::error!(error = %e, outputs, "routing outputs lost from the event log");
+            }
+        }
+        buffer.clear();
+    }
+}
+
+/// The running routing: the actor tree and its journal. Owned by the server.
+pub struct Routing {
+    handle: RoutingHandle,
+    supervisor: ractor::concurrency::JoinHandle<()>,
+    journal: JoinHandle<()>,
+}
+
+/// What request handlers use: the router and the hooks for admin changes. Cheap to clone.
+#[derive(Clone)]
+pub struct RoutingHandle {
+    router: Router,
+    store: Store,
+}
+
+impl Routing {
+    /// Starts the actor tree and the routing of every tenant in the store.
+    pub async fn start(store: Store) -> Result<Routing, Error> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let journal = tokio::spawn(journal(store.clone(), rx));
+        let host = Arc::new(StoreHost {
+            store: store.clone(),
+            journal: tx,
+        });
+        let (router, supervisor) = Router::start(host).await?;
+        for tenant in store.tenant_ids().await? {
+            if let Err(e) = router.ensure(TenantId(tenant as u64)).await {
+                tracing::error!(tenant, error = %e, "tenant routing did not start");
+            }
+        }
+        Ok(Routing {
+            handle: RoutingHandle { router, store },
+            supervisor,
+            journal,
+        })
+    }
+
+    pub fn handle(&self) -> RoutingHandle {
+        self.handle.clone()
+    }
+
+    /// Stops every actor, then waits until the journal has written everything they produced.
+    pub async fn shutdown(self) {
+        self.handle.router.stop();
+        drop(self.handle);
+        let _ = self.supervisor.await;
+        // The host (and the journal's sender) went away with the last actor.
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.journal).await;
+    }
+}
+
+impl RoutingHandle {
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Called after a committed admin change of `resource` in `tenant` (`row` is the row after
+    /// the change, `None` after a delete). Routing-relevant changes reconfigure the tenant's
+    /// engine; a new interaction with a queue is enqueued.
+    pub async fn after_change(
+        &self,
+        resource: &Resource,
+        tenant: i64,
+        row: Option<&Json>,
+        created: bool,
+    ) {
+        let tenant_id = TenantId(tenant as u64);
+        let relevant = [
+            &catalog::QUEUES,
+            &catalog::QUEUE_SKILLS,
+            &catalog::QUEUE_ESCALATIONS,
+            &catalog::QUEUE_MEMBERS,
+            &catalog::USERS,
+            &catalog::AGENT_SKILLS,
+            &catalog::SKILLS,
+        ];
+        if relevant.iter().any(|r| std::ptr::eq(*r, resource)) {
+            if let Err(e) = self.router.reconfigure(tenant_id).await {
+                tracing::error!(tenant, error = %e, "routing not reconfigured after an admin change");
+            }
+        } else if created && std::ptr::eq(resource, &catalog::INTERACTIONS) {
+            if let Some(row) = row {
+                if let Err(e) = self.enqueue(tenant, row).await {
+                    tracing::warn!(tenant, interaction = %row["id"], error = %e, "interaction not routed");
+                }
+            }
+        }
+    }
+
+    /// Routes a freshly created interaction that names a queue.
+    async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
+        let (Some(id), Some(queue)) = (row["id"].as_i64(), row["queue_id"].as_i64()) else {
+            return Ok(());
+        };
+        let Some(channel) = row["channel"]
+            .as_str()
+            .and_then(|c| serde_json::from_value::<Channel>(Json::from(c)).ok())
+        else {
+            return Ok(());
+        };
+        let language = match row["language"].as_str() {
+            Some(code) => self
+                .store
+                .language_skill(tenant, code)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(tenant, error = %e, "language lookup failed");
+                    None
+                }),
+            None => None,
+        };
+        let interaction = NewInteraction {
+            id: InteractionId(id as u64),
+            channel,
+            queue: QueueId(queue as u64),
+            language,
+            skills: Vec::new(),
+            priority: row["priority"].as_i64().unwrap_or_default() as i32,
+            restored: None,
+        };
+        self.router
+            .input(TenantId(tenant as u64), Input::Enqueue { interaction })
+            .await
+    }
+}

@@ -1,0 +1,327 @@
+//! What routing needs from the store and gives back to it: a tenant's queues, agents and
+//! waiting interactions as the routing engine's configuration types ([`TenantSetup`]), and the
+//! engine's outputs written to the event log and to the interactions they change.
+//!
+//! Restore rule: interactions of written channels (everything but calls) that were queued,
+//! offered, connected or in wrap-up when vacd stopped are queued again, in their original queue
+//! order, so nothing accepted is lost; an agent may see again what it was working on.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value as Json;
+use sqlx::Row;
+use vacd_actors::{
+    AgentConfig, AgentId, AgentSkill, Capacity, Channel, EngineConfig, EscalationAction,
+    EscalationStep, InteractionId, NewInteraction, Output, QueueConfig, QueueId, Restored,
+    ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup,
+};
+
+use super::events::{self, NewEvent};
+use super::{now_ms, Result, Store};
+
+/// What an output does to the interaction's `agent_id`.
+enum Assignee {
+    Set(i64),
+    Clear,
+    ClearIfOffered,
+    Keep,
+}
+
+/// Outputs of one tenant, in the order the engine produced them, at one moment.
+#[derive(Debug)]
+pub struct OutputBatch {
+    pub tenant: i64,
+    pub at: SystemTime,
+    pub outputs: Vec<Output>,
+}
+
+fn level(raw: i64) -> SkillLevel {
+    SkillLevel::new(raw.clamp(1, 10) as u8).expect("clamped to the valid range")
+}
+
+fn id(raw: i64) -> u64 {
+    u64::try_from(raw).unwrap_or_default()
+}
+
+fn skill_id(raw: i64) -> SkillId {
+    SkillId(u32::try_from(raw).unwrap_or(u32::MAX))
+}
+
+/// Names as stored (`"round_robin"`, `"email"`) to the engine's enums, which use the same names.
+fn named<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
+    serde_json::from_value(Json::String(name.to_owned())).ok()
+}
+
+impl Store {
+    /// Ids of every tenant, for restoring routing at start.
+    pub async fn tenant_ids(&self) -> Result<Vec<i64>> {
+        let rows = sqlx::query("SELECT id FROM tenants ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get("id")?)).collect()
+    }
+
+    /// The skill id of a language code in this tenant, if the tenant has that language.
+    pub async fn language_skill(&self, tenant: i64, code: &str) -> Result<Option<SkillId>> {
+        let row = sqlx::query(
+            "SELECT id FROM skills WHERE tenant_id = $1 AND kind = 'language' AND name = $2",
+        )
+        .bind(tenant)
+        .bind(code.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Some(skill_id(row.try_get("id")?)),
+            None => None,
+        })
+    }
+
+    pub async fn routing_setup(&self, tenant: i64) -> Result<TenantSetup> {
+        let mut queues: BTreeMap<i64, QueueConfig> = BTreeMap::new();
+        let rows = sqlx::query(
+            "SELECT id, priority, strategy, sla_percent, sla_seconds, offer_timeout_seconds, wrapup_seconds \
+             FROM queues WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let queue_id: i64 = row.try_get("id")?;
+            let mut queue = QueueConfig::new(QueueId(id(queue_id)));
+            queue.priority = row.try_get::<i64, _>("priority")? as i32;
+            let strategy: String = row.try_get("strategy")?;
+            queue.strategy = named::<Strategy>(&strategy).unwrap_or_default();
+            queue.sla = Some(ServiceLevel {
+                target: Duration::from_secs(id(row.try_get("sla_seconds")?)),
+                percent: row.try_get::<i64, _>("sla_percent")?.clamp(0, 100) as u8,
+            });
+            queue.offer_timeout = Duration::from_secs(id(row.try_get("offer_timeout_seconds")?));
+            queue.wrap_up = Duration::from_secs(id(row.try_get("wrapup_seconds")?));
+            queues.insert(queue_id, queue);
+        }
+        let rows = sqlx::query("SELECT queue_id, skill_id, min_level FROM queue_skills WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            if let Some(queue) = queues.get_mut(&row.try_get::<i64, _>("queue_id")?) {
+                queue.required_skills.push(SkillRequirement {
+                    skill: skill_id(row.try_get("skill_id")?),
+                    level: level(row.try_get("min_level")?),
+                });
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT queue_id, after_seconds, action, amount, overflow_queue_id FROM queue_escalations \
+             WHERE tenant_id = $1 ORDER BY queue_id, after_seconds, id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let queue_id: i64 = row.try_get("queue_id")?;
+            let action: String = row.try_get("action")?;
+            let amount: Option<i64> = row.try_get("amount")?;
+            let overflow: Option<i64> = row.try_get("overflow_queue_id")?;
+            let action = match (action.as_str(), overflow) {
+                ("lower_skill_levels", _) => EscalationAction::LowerSkillLevels {
+                    by: amount.unwrap_or(1).clamp(1, 9) as u8,
+                },
+                ("drop_skills", _) => EscalationAction::DropSkills,
+                ("raise_priority", _) => EscalationAction::RaisePriority {
+                    by: amount.unwrap_or(10).clamp(1, 100) as i32,
+                },
+                ("add_overflow_queue", Some(overflow)) => EscalationAction::AddOverflowQueues {
+                    queues: vec![QueueId(id(overflow))],
+                },
+                (other, _) => {
+                    tracing::warn!(
+                        tenant,
+                        queue = queue_id,
+                        action = other,
+                        "escalation step without its overflow queue ignored"
+                    );
+                    continue;
+                }
+            };
+            if let Some(queue) = queues.get_mut(&queue_id) {
+                let after = Duration::from_secs(id(row.try_get("after_seconds")?));
+                queue.escalation.push(EscalationStep { after, action });
+            }
+        }
+
+        let mut agents: BTreeMap<i64, AgentConfig> = BTreeMap::new();
+        let rows = sqlx::query("SELECT id, capacity_calls, capacity_chats, capacity_tickets FROM users WHERE tenant_id = $1 ORDER BY id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            let user: i64 = row.try_get("id")?;
+            let mut agent = AgentConfig::new(AgentId(id(user)));
+            let cap =
+                |name: &str| -> Result<u8> { Ok(row.try_get::<i64, _>(name)?.clamp(0, 255) as u8) };
+            agent.capacity = Some(Capacity {
+                calls: cap("capacity_calls")?,
+                chats: cap("capacity_chats")?,
+                tickets: cap("capacity_tickets")?,
+            });
+            agents.insert(user, agent);
+        }
+        let rows = sqlx::query("SELECT user_id, skill_id, level FROM agent_skills WHERE tenant_id = $1 ORDER BY skill_id")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        for row in rows {
+            if let Some(agent) = agents.get_mut(&row.try_get::<i64, _>("user_id")?) {
+                agent.skills.push(AgentSkill {
+                    skill: skill_id(row.try_get("skill_id")?),
+                    level: level(row.try_get("level")?),
+                });
+            }
+        }
+        let rows = sqlx::query(
+            "SELECT queue_id, user_id FROM queue_members WHERE tenant_id = $1 ORDER BY queue_id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            if let Some(agent) = agents.get_mut(&row.try_get::<i64, _>("user_id")?) {
+                agent.queues.push(QueueId(id(row.try_get("queue_id")?)));
+            }
+        }
+
+        let languages: BTreeMap<String, SkillId> =
+            sqlx::query("SELECT id, name FROM skills WHERE tenant_id = $1 AND kind = 'language'")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>("name")?, skill_id(r.try_get("id")?))))
+                .collect::<Result<_>>()?;
+        let rows = sqlx::query(
+            "SELECT id, channel, queue_id, language, priority, queue_order, queued_at FROM interactions \
+             WHERE tenant_id = $1 AND queue_id IS NOT NULL AND channel <> 'call' \
+             AND state IN ('queued', 'offered', 'connected', 'wrap_up') \
+             ORDER BY queue_order, id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        let now = now_ms();
+        let mut waiting = Vec::new();
+        for row in rows {
+            let channel: String = row.try_get("channel")?;
+            let Some(channel) = named::<Channel>(&channel) else {
+                continue;
+            };
+            let language: Option<String> = row.try_get("language")?;
+            let queued_at: Option<i64> = row.try_get("queued_at")?;
+            let order: Option<i64> = row.try_get("queue_order")?;
+            waiting.push(NewInteraction {
+                id: InteractionId(id(row.try_get("id")?)),
+                channel,
+                queue: QueueId(id(row.try_get("queue_id")?)),
+                language: language.and_then(|l| languages.get(&l).copied()),
+                skills: Vec::new(),
+                priority: row.try_get::<i64, _>("priority")? as i32,
+                restored: order.map(|order| Restored {
+                    order: id(order),
+                    waited: Duration::from_millis(id(now - queued_at.unwrap_or(now))),
+                    escalations_applied: 0,
+                    sla_breached: false,
+                }),
+            });
+        }
+        Ok(TenantSetup {
+            config: EngineConfig::default(),
+            queues: queues.into_values().collect(),
+            agents: agents.into_values().collect(),
+            waiting,
+        })
+    }
+
+    /// Writes batches of routing outputs in one transaction: each output becomes an event, and
+    /// the interaction it concerns gets its new state.
+    pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
+        let mut tx = self.begin().await?;
+        for batch in batches {
+            let at = batch
+                .at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            for output in &batch.outputs {
+                let payload = serde_json::to_value(output).unwrap_or(Json::Null);
+                let number = |key: &str| payload.get(key).and_then(Json::as_i64);
+                let kind = payload
+                    .get("type")
+                    .and_then(Json::as_str)
+                    .unwrap_or("unknown");
+                let event = NewEvent {
+                    tenant: batch.tenant,
+                    kind: format!("routing.{kind}"),
+                    interaction_id: number("interaction"),
+                    agent_id: number("agent").or_else(|| number("from")),
+                    queue_id: number("queue"),
+                    payload: payload.clone(),
+                };
+                events::append_at(&mut tx, &event, at).await?;
+                let Some(interaction) = event.interaction_id else {
+                    continue;
+                };
+                let (state, assignee) = match output {
+                    Output::Queued { order, queue, .. } => {
+                        sqlx::query(
+                            "UPDATE interactions SET state = 'queued', queue_id = $1, queue_order = $2, agent_id = NULL, \
+                             queued_at = COALESCE(queued_at, $3) WHERE tenant_id = $4 AND id = $5",
+                        )
+                        .bind(queue.0 as i64)
+                        .bind(*order as i64)
+                        .bind(at)
+                        .bind(batch.tenant)
+                        .bind(interaction)
+                        .execute(&mut *tx)
+                        .await?;
+                        continue;
+                    }
+                    Output::Offered { agent, .. } => ("offered", Assignee::Set(agent.0 as i64)),
+                    Output::OfferRevoked { .. } => ("queued", Assignee::ClearIfOffered),
+                    Output::Connected { agent, .. } => ("connected", Assignee::Set(agent.0 as i64)),
+                    Output::Ended { agent, .. } => ("wrap_up", Assignee::Set(agent.0 as i64)),
+                    Output::Done { .. } => ("done", Assignee::Keep),
+                    Output::Abandoned { .. } => ("abandoned", Assignee::Clear),
+                    _ => continue,
+                };
+                let query = match assignee {
+                    Assignee::Set(agent) => sqlx::query(
+                        "UPDATE interactions SET state = $1, agent_id = $2 WHERE tenant_id = $3 AND id = $4",
+                    )
+                    .bind(state)
+                    .bind(agent),
+                    Assignee::Clear => {
+                        sqlx::query("UPDATE interactions SET state = $1, agent_id = NULL WHERE tenant_id = $2 AND id = $3")
+                            .bind(state)
+                    }
+                    // Ring-all revokes the losing offers after the winner connected: only an
+                    // interaction still offered goes back to queued.
+                    Assignee::ClearIfOffered => sqlx::query(
+                        "UPDATE interactions SET state = $1, agent_id = NULL \
+                         WHERE tenant_id = $2 AND id = $3 AND state = 'offered'",
+                    )
+                    .bind(state),
+                    Assignee::Keep => {
+                        sqlx::query("UPDATE interactions SET state = $1 WHERE tenant_id = $2 AND id = $3").bind(state)
+                    }
+                };
+                query
+                    .bind(batch.tenant)
+                    .bind(interaction)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

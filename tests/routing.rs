@@ -1,0 +1,494 @@
+//! Routing end to end over real websockets and HTTP, on SQLite and PostgreSQL: language-based
+//! routing, not-ready agents, reject and offer timeout re-routing, wrap-up, transfer, live skill
+//! changes, console takeover, bad frames, screen pop, and waiting interactions surviving a
+//! restart in their order.
+
+mod common;
+
+use common::console::Console;
+use common::{assert_error, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Sets up routing scenarios in the demo tenant through the admin API.
+struct Desk {
+    s: TestServer,
+    admin: String,
+}
+
+impl Desk {
+    async fn new(db: Db) -> Desk {
+        let s = TestServer::start(db).await;
+        let admin = s.demo_login("ada").await;
+        Desk { s, admin }
+    }
+
+    async fn skill(&self, name: &str) -> i64 {
+        let (_, page) = self
+            .s
+            .get(&format!("/api/v1/skills?name={name}"), &self.admin)
+            .await;
+        match page["items"][0]["id"].as_i64() {
+            Some(id) => id,
+            None => {
+                self.s
+                    .create(
+                        "/api/v1/skills",
+                        &self.admin,
+                        json!({ "name": name, "kind": "language" }),
+                    )
+                    .await
+            }
+        }
+    }
+
+    async fn queue(&self, name: &str, settings: Value) -> i64 {
+        let mut body = settings;
+        body["name"] = json!(name);
+        self.s.create("/api/v1/queues", &self.admin, body).await
+    }
+
+    /// A new agent with these language skills serving these queues; returns its id and token.
+    async fn agent(&self, username: &str, skills: &[(&str, i64)], queues: &[i64]) -> (i64, String) {
+        let password = format!("{username}-password");
+        let user = self
+            .s
+            .create(
+                "/api/v1/users",
+                &self.admin,
+                json!({ "username": username, "display_name": username, "password": password }),
+            )
+            .await;
+        for (skill, level) in skills {
+            let skill = self.skill(skill).await;
+            self.s
+                .create(
+                    "/api/v1/agent-skills",
+                    &self.admin,
+                    json!({ "user_id": user, "skill_id": skill, "level": level }),
+                )
+                .await;
+        }
+        for queue in queues {
+            self.s
+                .create(
+                    "/api/v1/queue-members",
+                    &self.admin,
+                    json!({ "queue_id": queue, "user_id": user }),
+                )
+                .await;
+        }
+        (user, self.s.login("demo", username, &password).await)
+    }
+
+    async fn console(&self, token: &str) -> Console {
+        Console::connect(&self.s, token).await
+    }
+
+    async fn interaction(&self, queue: i64, language: &str) -> i64 {
+        self.s
+            .create("/api/v1/interactions", &self.admin, json!({ "channel": "email", "queue_id": queue, "language": language, "subject": "Hello" }))
+            .await
+    }
+}
+
+fn offer_of(id: i64) -> impl Fn(&Value) -> bool {
+    move |frame| frame["interaction"] == id
+}
+
+fn offers(frames: &[Value]) -> Vec<i64> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "offer")
+        .filter_map(|f| f["interaction"].as_i64())
+        .collect()
+}
+
+async fn agents_get_their_languages_and_not_ready_gets_nothing(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Languages", json!({})).await;
+    let (_, ella) = d.agent("ella", &[("en", 10)], &[queue]).await;
+    let (_, dirk) = d.agent("dirk", &[("de", 10)], &[queue]).await;
+    let (_, nora) = d.agent("nora", &[("en", 10), ("de", 10)], &[queue]).await;
+    let mut ella = d.console(&ella).await;
+    let mut dirk = d.console(&dirk).await;
+    let mut nora = d.console(&nora).await;
+    nora.ok(json!({ "type": "presence.set", "status": "not_ready", "reason": "break" }))
+        .await;
+    ella.ready().await;
+    dirk.ready().await;
+
+    let en = [
+        d.interaction(queue, "en").await,
+        d.interaction(queue, "en").await,
+    ];
+    let de = [
+        d.interaction(queue, "de").await,
+        d.interaction(queue, "de").await,
+    ];
+    for id in en {
+        ella.expect_where("offer", offer_of(id)).await;
+    }
+    for id in de {
+        dirk.expect_where("offer", offer_of(id)).await;
+    }
+    // A barrier: anything routed to nora before now arrives before this reply.
+    nora.ok(json!({ "type": "presence.set", "status": "not_ready", "reason": "still on break" }))
+        .await;
+    assert!(
+        offers(&nora.seen).is_empty(),
+        "a not-ready agent got offers: {:?}",
+        nora.seen
+    );
+    assert!(
+        offers(&ella.seen).iter().all(|id| en.contains(id)),
+        "{:?}",
+        ella.seen
+    );
+    assert!(
+        offers(&dirk.seen).iter().all(|id| de.contains(id)),
+        "{:?}",
+        dirk.seen
+    );
+    d.s.stop().await;
+}
+
+async fn reject_goes_to_the_next_agent(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Reject", json!({})).await;
+    let (_, first) = d.agent("first", &[("en", 5)], &[queue]).await;
+    let (_, second) = d.agent("second", &[("en", 5)], &[queue]).await;
+    let mut first = d.console(&first).await;
+    let mut second = d.console(&second).await;
+    first.ready().await;
+    second.ready().await;
+    let id = d.interaction(queue, "en").await;
+    // Longest idle: the agent ready first is offered first.
+    first.expect_where("offer", offer_of(id)).await;
+    first
+        .ok(json!({ "type": "offer.reject", "interaction": id }))
+        .await;
+    second.expect_where("offer", offer_of(id)).await;
+    let revoked = first.expect("offer.revoked").await;
+    assert_eq!(
+        (revoked["interaction"].as_i64(), revoked["reason"].as_str()),
+        (Some(id), Some("rejected"))
+    );
+    first
+        .expect_where("presence.changed", |f| {
+            f["to"] == json!({ "presence": "not_ready", "reason": "missed" })
+        })
+        .await;
+    second
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    second
+        .expect_where("interaction.connected", offer_of(id))
+        .await;
+    d.s.stop().await;
+}
+
+async fn offer_timeout_reroutes_and_marks_missed(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d
+        .queue("Timeout", json!({ "offer_timeout_seconds": 1 }))
+        .await;
+    let (_, sleepy) = d.agent("sleepy", &[("en", 5)], &[queue]).await;
+    let (_, awake) = d.agent("awake", &[("en", 5)], &[queue]).await;
+    let mut sleepy = d.console(&sleepy).await;
+    let mut awake = d.console(&awake).await;
+    sleepy.ready().await;
+    awake.ready().await;
+    let id = d.interaction(queue, "en").await;
+    let offer = sleepy.expect_where("offer", offer_of(id)).await;
+    assert_eq!(offer["timeout_ms"], 1000);
+    let revoked = sleepy.expect("offer.revoked").await;
+    assert_eq!(
+        (revoked["interaction"].as_i64(), revoked["reason"].as_str()),
+        (Some(id), Some("timed_out"))
+    );
+    sleepy
+        .expect_where("presence.changed", |f| {
+            f["to"] == json!({ "presence": "not_ready", "reason": "missed" })
+        })
+        .await;
+    awake.expect_where("offer", offer_of(id)).await;
+    d.s.stop().await;
+}
+
+async fn wrap_up_timer_returns_the_agent_to_ready(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Wrap", json!({ "wrapup_seconds": 1 })).await;
+    let (_, agent) = d.agent("wrapper", &[("en", 5)], &[queue]).await;
+    let mut agent = d.console(&agent).await;
+    agent.ready().await;
+    let id = d.interaction(queue, "en").await;
+    agent.expect_where("offer", offer_of(id)).await;
+    agent
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    agent
+        .expect_where("interaction.connected", offer_of(id))
+        .await;
+    agent
+        .ok(json!({ "type": "interaction.end", "interaction": id }))
+        .await;
+    let ended = agent.expect_where("interaction.ended", offer_of(id)).await;
+    assert_eq!(ended["wrap_up_ms"], 1000);
+    agent
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
+        .await;
+    agent.expect_where("wrapup.ended", offer_of(id)).await;
+    agent
+        .expect_where("presence.changed", |f| {
+            f["to"] == json!({ "presence": "ready", "mode": "inbound" })
+        })
+        .await;
+    d.s.stop().await;
+}
+
+async fn transfer_to_queue_and_agent(db: Db) {
+    let d = Desk::new(db).await;
+    let front = d.queue("Front", json!({ "wrapup_seconds": 0 })).await;
+    let back = d.queue("Back", json!({})).await;
+    let (_, a) = d.agent("front-agent", &[("en", 5)], &[front]).await;
+    let (b_id, b) = d.agent("back-agent", &[("en", 5)], &[back]).await;
+    let mut a = d.console(&a).await;
+    let mut b = d.console(&b).await;
+    a.ready().await;
+    b.ready().await;
+    let id = d.interaction(front, "en").await;
+    a.expect_where("offer", offer_of(id)).await;
+    a.ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    a.ok(json!({ "type": "interaction.transfer", "interaction": id, "to": { "target": "queue", "queue": back } })).await;
+    a.expect_where("interaction.ended", offer_of(id)).await;
+    b.expect_where("offer", offer_of(id)).await;
+    b.ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    // Only the connected agent may hand it on; a's transfer of b's interaction is refused.
+    let refused = a.command(json!({ "type": "interaction.transfer", "interaction": id, "to": { "target": "agent", "agent": b_id } })).await;
+    assert_eq!(
+        refused.last().map(|f| f["code"].clone()),
+        Some(json!("unknown_interaction"))
+    );
+    d.s.stop().await;
+}
+
+async fn a_skill_changed_live_changes_routing(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Live", json!({})).await;
+    let (agent_id, token) = d.agent("learner", &[("en", 8)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let id = d.interaction(queue, "fr").await;
+    assert!(offers(&console.ready().await).is_empty(), "no French yet");
+    let fr = d.skill("fr").await;
+    d.s.create(
+        "/api/v1/agent-skills",
+        &d.admin,
+        json!({ "user_id": agent_id, "skill_id": fr, "level": 6 }),
+    )
+    .await;
+    console.expect_where("offer", offer_of(id)).await;
+    d.s.stop().await;
+}
+
+async fn queue_settings_changed_live(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d
+        .queue("Settings", json!({ "offer_timeout_seconds": 600 }))
+        .await;
+    let (_, token) = d.agent("tuned", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let (status, _) =
+        d.s.patch(
+            &format!("/api/v1/queues/{queue}"),
+            &d.admin,
+            json!({ "offer_timeout_seconds": 7 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let id = d.interaction(queue, "en").await;
+    let offer = console.expect_where("offer", offer_of(id)).await;
+    assert_eq!(offer["timeout_ms"], 7000);
+    d.s.stop().await;
+}
+
+async fn a_second_console_takes_over(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Takeover", json!({})).await;
+    let (_, token) = d.agent("twice", &[("en", 5)], &[queue]).await;
+    let mut old = d.console(&token).await;
+    old.ready().await;
+    let mut new = d.console(&token).await;
+    old.expect("session.replaced").await;
+    while old.next().await.is_some() {} // and then it is closed
+                                        // The agent stayed ready across the takeover and the new console gets the work.
+    let id = d.interaction(queue, "en").await;
+    new.expect_where("offer", offer_of(id)).await;
+    d.s.stop().await;
+}
+
+async fn bad_frames_get_errors(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Bad", json!({})).await;
+    let (_, token) = d.agent("clumsy", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    let code = |frame: &Value| frame["code"].as_str().unwrap_or_default().to_owned();
+    console.send_raw(Message::Text("{not json".into())).await;
+    assert_eq!(code(&console.expect("error").await), "malformed_json");
+    console
+        .send_raw(Message::Text(
+            r#"{"type":"offer.accept","interaction":1}"#.into(),
+        ))
+        .await;
+    assert_eq!(code(&console.expect("error").await), "missing_id");
+    console
+        .send_raw(Message::Binary(vec![1, 2, 3].into()))
+        .await;
+    assert_eq!(code(&console.expect("error").await), "unsupported_frame");
+    let unknown = console.command(json!({ "type": "self.destruct" })).await;
+    assert_eq!(unknown.last().map(code).as_deref(), Some("invalid_command"));
+    let not_offered = console
+        .command(json!({ "type": "offer.accept", "interaction": 999_999 }))
+        .await;
+    assert_eq!(
+        not_offered.last().map(code).as_deref(),
+        Some("unknown_interaction")
+    );
+    // Still serving after all that.
+    console.ready().await;
+    // An oversized frame closes this connection, and only this one.
+    let mut other = d.console(&token).await;
+    console.expect("session.replaced").await;
+    other
+        .send_raw(Message::Text("x".repeat(64 * 1024).into()))
+        .await;
+    // The connection closes (events that were already on their way may come first).
+    while other.next().await.is_some() {}
+    let mut again = d.console(&token).await;
+    again.ready().await;
+
+    // Wrong tokens never get a websocket.
+    let url = format!(
+        "{}/ws/agent?token=wrong",
+        d.s.base.replacen("http", "ws", 1)
+    );
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 401)
+        }
+        other => panic!("expected 401, got {other:?}"),
+    }
+    assert_error(
+        &d.s.call(reqwest::Method::GET, "/ws/agent", None, None)
+            .await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    d.s.stop().await;
+}
+
+async fn offers_carry_details_and_a_screen_pop(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Pop", json!({})).await;
+    let (_, token) = d.agent("popper", &[("de", 5)], &[queue]).await;
+    let customer =
+        d.s.create(
+            "/api/v1/customers",
+            &d.admin,
+            json!({ "name": "Erika Mustermann", "language": "de" }),
+        )
+        .await;
+    d.s.create(
+        "/api/v1/customer-identities",
+        &d.admin,
+        json!({ "customer_id": customer, "kind": "email", "value": "erika@example.test" }),
+    )
+    .await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let id = d
+        .s
+        .create("/api/v1/interactions", &d.admin, json!({ "channel": "email", "queue_id": queue, "language": "de", "customer_id": customer, "subject": "Rechnung" }))
+        .await;
+    let offer = console.expect_where("offer", offer_of(id)).await;
+    assert_eq!(offer["details"]["subject"], "Rechnung");
+    let pop = console.expect("customer.screen_pop").await;
+    assert_eq!(pop["customer"]["name"], "Erika Mustermann");
+    assert_eq!(pop["identities"][0]["value"], "erika@example.test");
+    assert!(pop["history"]
+        .as_array()
+        .is_some_and(|h| h.iter().any(|i| i["id"] == id)));
+    d.s.stop().await;
+}
+
+async fn queue_stats_reach_the_members(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Stats", json!({})).await;
+    let (_, token) = d.agent("watcher", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console
+        .expect_where("queue.stats", |f| f["queue"] == queue && f["waiting"] == 0)
+        .await;
+    d.interaction(queue, "en").await;
+    console
+        .expect_where("queue.stats", |f| f["queue"] == queue && f["waiting"] == 1)
+        .await;
+    d.s.stop().await;
+}
+
+async fn waiting_interactions_survive_a_restart_in_order(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Durable", json!({})).await;
+    d.agent("keeper", &[("en", 5)], &[queue]).await;
+    let ids = [
+        d.interaction(queue, "en").await,
+        d.interaction(queue, "en").await,
+        d.interaction(queue, "en").await,
+    ];
+    let s = d.s.restart().await;
+    let token = s.login("demo", "keeper", "keeper-password").await;
+    let mut console = Console::connect(&s, &token).await;
+    console.ready().await;
+    let mut offered = Vec::new();
+    for _ in ids {
+        offered.push(
+            console.expect("offer").await["interaction"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    assert_eq!(offered, ids, "restored in their original order");
+    // The event log recorded the queueing before the restart.
+    let admin = s.demo_login("ada").await;
+    let (_, events) = s
+        .get(
+            &format!(
+                "/api/v1/events?kind=routing.queued&interaction_id={}",
+                ids[0]
+            ),
+            &admin,
+        )
+        .await;
+    assert!(events["total"].as_i64().is_some_and(|n| n >= 1), "{events}");
+    s.stop().await;
+}
+
+on_both_backends!(
+    agents_get_their_languages_and_not_ready_gets_nothing,
+    reject_goes_to_the_next_agent,
+    offer_timeout_reroutes_and_marks_missed,
+    wrap_up_timer_returns_the_agent_to_ready,
+    transfer_to_queue_and_agent,
+    a_skill_changed_live_changes_routing,
+    queue_settings_changed_live,
+    a_second_console_takes_over,
+    bad_frames_get_errors,
+    offers_carry_details_and_a_screen_pop,
+    queue_stats_reach_the_members,
+    waiting_interactions_survive_a_restart_in_order,
+);
