@@ -317,6 +317,32 @@ async fn queue_settings_changed_live(db: Db) {
     d.s.stop().await;
 }
 
+async fn escalation_overflows_to_another_queue(db: Db) {
+    let d = Desk::new(db).await;
+    let main = d.queue("Main", json!({ "sla_seconds": 1 })).await;
+    let overflow = d.queue("Overflow", json!({})).await;
+    d.s.create(
+        "/api/v1/queue-escalations",
+        &d.admin,
+        json!({ "queue_id": main, "after_seconds": 1, "action": "add_overflow_queue", "overflow_queue_id": overflow }),
+    )
+    .await;
+    let (_, token) = d.agent("backup", &[("en", 5)], &[overflow]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let id = d.interaction(main, "en").await;
+    // Nobody serves Main; after a second the step lets Overflow's agent take it.
+    let offer = console.expect_where("offer", offer_of(id)).await;
+    assert_eq!(offer["queue"], main);
+    let s = d.s.restart().await;
+    let admin = s.demo_login("ada").await;
+    for kind in ["routing.escalated", "routing.sla_breached"] {
+        let (_, events) = s.get(&format!("/api/v1/events?kind={kind}&interaction_id={id}"), &admin).await;
+        assert_eq!(events["total"], 1, "{kind}: {events}");
+    }
+    s.stop().await;
+}
+
 async fn a_second_console_takes_over(db: Db) {
     let d = Desk::new(db).await;
     let queue = d.queue("Takeover", json!({})).await;
@@ -486,6 +512,7 @@ on_both_backends!(
     transfer_to_queue_and_agent,
     a_skill_changed_live_changes_routing,
     queue_settings_changed_live,
+    escalation_overflows_to_another_queue,
     a_second_console_takes_over,
     bad_frames_get_errors,
     offers_carry_details_and_a_screen_pop,

@@ -155,21 +155,23 @@ impl Store {
             params.push_str(&format!(", ${}", i + 2));
         }
         let sql = format!(
-            "INSERT INTO {} ({names}) VALUES ({params}) RETURNING id",
-            resource.table
+            "INSERT INTO {} ({names}) VALUES ({params}) RETURNING {}",
+            resource.table,
+            select_list(resource)
         );
         let mut insert = sqlx::query(&sql).bind(tenant);
         for (_, v) in &all {
             insert = bind(insert, v);
         }
-        let id: i64 = insert
+        let row = insert
             .fetch_one(&mut *tx)
             .await
-            .map_err(|e| Error::classify(e, resource.schema))?
-            .try_get("id")?;
+            .map_err(|e| Error::classify(e, resource.schema))?;
+        let id: i64 = row.try_get("id")?;
+        let created = row_to_json(resource, &row)?;
         events::append_in(&mut tx, &audit(resource, "created", tenant, actor, id)).await?;
         tx.commit().await?;
-        self.get(resource, tenant, id).await
+        Ok(created)
     }
 
     pub async fn update(
@@ -192,23 +194,23 @@ impl Store {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!(
-            "UPDATE {} SET {sets} WHERE tenant_id = $1 AND id = $2",
-            resource.table
+            "UPDATE {} SET {sets} WHERE tenant_id = $1 AND id = $2 RETURNING {}",
+            resource.table,
+            select_list(resource)
         );
         let mut update = sqlx::query(&sql).bind(tenant).bind(id);
         for (_, v) in values {
             update = bind(update, v);
         }
-        let done = update
-            .execute(&mut *tx)
+        let row = update
+            .fetch_optional(&mut *tx)
             .await
-            .map_err(|e| Error::classify(e, resource.schema))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
-        }
+            .map_err(|e| Error::classify(e, resource.schema))?
+            .ok_or(Error::NotFound)?;
+        let updated = row_to_json(resource, &row)?;
         events::append_in(&mut tx, &audit(resource, "updated", tenant, actor, id)).await?;
         tx.commit().await?;
-        self.get(resource, tenant, id).await
+        Ok(updated)
     }
 
     pub async fn delete(

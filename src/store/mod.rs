@@ -78,7 +78,12 @@ pub enum Backend {
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, writes).
     pool: AnyPool,
+    /// Writes. On SQLite a pool of one connection: SQLite has one writer at a time, and waiting
+    /// for the connection in the pool's fair queue is far cheaper than SQLite's sleeping
+    /// busy handler. On PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     backend: Backend,
 }
 
@@ -93,20 +98,24 @@ impl Store {
         } else {
             Backend::Postgres
         };
-        let mut options = AnyPoolOptions::new().max_connections(max_connections);
-        if backend == Backend::Sqlite {
-            // Write-ahead logging lets readers run beside the writer; NORMAL syncs at checkpoints,
-            // which WAL keeps crash-safe (a power cut may lose the last commits, never corrupt).
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
-                        .await?;
-                    Ok(())
-                })
-            });
-        }
-        let pool = options.connect(url).await?;
-        let store = Store { pool, backend };
+        let (pool, writer) = match backend {
+            Backend::Sqlite => {
+                let writer = sqlite_pool(1).connect(url).await?;
+                (sqlite_pool(max_connections).connect(url).await?, writer)
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections)
+                    .connect(url)
+                    .await?;
+                (pool.clone(), pool)
+            }
+        };
+        let store = Store {
+            pool,
+            writer,
+            backend,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -127,13 +136,13 @@ impl Store {
     /// committed, and would fail instead of waiting.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 
     pub async fn migrate(&self) -> Result<()> {
-        self.migrator().run(&self.pool).await?;
+        self.migrator().run(&self.writer).await?;
         Ok(())
     }
 
@@ -149,7 +158,21 @@ impl Store {
 
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
+}
+
+/// SQLite connections in write-ahead-log mode: readers run beside the writer; `synchronous =
+/// NORMAL` syncs at checkpoints, which WAL keeps crash-safe (a power cut may lose the last
+/// commits, never corrupt the file).
+fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max_connections).after_connect(|conn, _| {
+        Box::pin(async move {
+            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
+                .await?;
+            Ok(())
+        })
+    })
 }
 
 /// `sqlite://data/vacd.db?mode=rwc` → make sure `data/` exists.

@@ -4,7 +4,8 @@
 //!
 //! Restore rule: interactions of written channels (everything but calls) that were queued,
 //! offered, connected or in wrap-up when vacd stopped are queued again, in their original queue
-//! order, so nothing accepted is lost; an agent may see again what it was working on.
+//! order, so nothing accepted is lost; an agent may see again what it was working on. Escalation
+//! steps and SLA breaches already in the event log are not logged again.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -209,9 +210,29 @@ impl Store {
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
+        // What was already logged for them, so a restart neither repeats escalation events nor
+        // reports an SLA breach twice.
+        let mut logged: BTreeMap<(i64, String), i64> = BTreeMap::new();
+        let counts = sqlx::query(
+            "SELECT e.interaction_id, e.kind, COUNT(*) AS n FROM events e \
+             JOIN interactions i ON i.id = e.interaction_id AND i.tenant_id = e.tenant_id \
+             WHERE e.tenant_id = $1 AND e.kind IN ('routing.escalated', 'routing.sla_breached') \
+             AND i.state IN ('queued', 'offered', 'connected', 'wrap_up') \
+             GROUP BY e.interaction_id, e.kind",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in counts {
+            logged.insert((row.try_get("interaction_id")?, row.try_get("kind")?), row.try_get("n")?);
+        }
         let now = now_ms();
         let mut waiting = Vec::new();
         for row in rows {
+            let interaction: i64 = row.try_get("id")?;
+            let count = |kind: &str| logged.get(&(interaction, kind.to_owned())).copied().unwrap_or(0);
+            let escalations_applied = usize::try_from(count("routing.escalated")).unwrap_or(0);
+            let sla_breached = count("routing.sla_breached") > 0;
             let channel: String = row.try_get("channel")?;
             let Some(channel) = named::<Channel>(&channel) else {
                 continue;
@@ -220,7 +241,7 @@ impl Store {
             let queued_at: Option<i64> = row.try_get("queued_at")?;
             let order: Option<i64> = row.try_get("queue_order")?;
             waiting.push(NewInteraction {
-                id: InteractionId(id(row.try_get("id")?)),
+                id: InteractionId(id(interaction)),
                 channel,
                 queue: QueueId(id(row.try_get("queue_id")?)),
                 language: language.and_then(|l| languages.get(&l).copied()),
@@ -229,8 +250,8 @@ impl Store {
                 restored: order.map(|order| Restored {
                     order: id(order),
                     waited: Duration::from_millis(id(now - queued_at.unwrap_or(now))),
-                    escalations_applied: 0,
-                    sla_breached: false,
+                    escalations_applied,
+                    sla_breached,
                 }),
             });
         }

@@ -35,7 +35,7 @@ impl Store {
         .bind(name.to_owned())
         .bind(display_name.to_owned())
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(|e| Error::classify(e, "Tenant"))?;
         tenant(&row)
@@ -77,7 +77,7 @@ impl Store {
         let done = sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
             .bind(display_name.to_owned())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
@@ -88,7 +88,7 @@ impl Store {
     pub async fn delete_tenant(&self, id: i64) -> Result<()> {
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(|e| Error::classify(e, "Tenant"))?;
         if done.rows_affected() == 0 {
