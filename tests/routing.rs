@@ -337,7 +337,12 @@ async fn escalation_overflows_to_another_queue(db: Db) {
     let s = d.s.restart().await;
     let admin = s.demo_login("ada").await;
     for kind in ["routing.escalated", "routing.sla_breached"] {
-        let (_, events) = s.get(&format!("/api/v1/events?kind={kind}&interaction_id={id}"), &admin).await;
+        let (_, events) = s
+            .get(
+                &format!("/api/v1/events?kind={kind}&interaction_id={id}"),
+                &admin,
+            )
+            .await;
         assert_eq!(events["total"], 1, "{kind}: {events}");
     }
     s.stop().await;

@@ -224,13 +224,21 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for row in counts {
-            logged.insert((row.try_get("interaction_id")?, row.try_get("kind")?), row.try_get("n")?);
+            logged.insert(
+                (row.try_get("interaction_id")?, row.try_get("kind")?),
+                row.try_get("n")?,
+            );
         }
         let now = now_ms();
         let mut waiting = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
-            let count = |kind: &str| logged.get(&(interaction, kind.to_owned())).copied().unwrap_or(0);
+            let count = |kind: &str| {
+                logged
+                    .get(&(interaction, kind.to_owned()))
+                    .copied()
+                    .unwrap_or(0)
+            };
             let escalations_applied = usize::try_from(count("routing.escalated")).unwrap_or(0);
             let sla_breached = count("routing.sla_breached") > 0;
             let channel: String = row.try_get("channel")?;
