@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
+# sipp drives the SIP end-to-end tests (tests/sip.rs runs the scenarios in loadtests/sip/).
+command -v sipp >/dev/null || need_apt+=(sip-tester)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

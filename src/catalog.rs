@@ -53,6 +53,12 @@ pub enum Kind {
     Ref(&'static str),
     /// Written as a plain password, stored as an argon2 hash in `password_hash`, never read.
     Password,
+    /// A SIP username (the user part of a phone's address-of-record): 1–64 characters of
+    /// `[A-Za-z0-9._-]`, unique across tenants.
+    SipUser,
+    /// Written as a plain SIP password together with the `SipUser` column of the same row;
+    /// stored as the digest HA1 values in `sip_ha1` (see `crate::sip::credentials`), never read.
+    SipPassword,
     /// Unix milliseconds set by the server on insert; read-only.
     CreatedAt,
     /// An integer maintained by routing (queue order, assignee, …); read-only, may be null.
@@ -84,12 +90,13 @@ impl Column {
     pub fn sql_name(&self) -> &'static str {
         match self.kind {
             Kind::Password => "password_hash",
+            Kind::SipPassword => "sip_ha1",
             _ => self.name,
         }
     }
 
     pub fn readable(&self) -> bool {
-        !matches!(self.kind, Kind::Password)
+        !matches!(self.kind, Kind::Password | Kind::SipPassword)
     }
 
     pub fn writable(&self) -> bool {
@@ -355,6 +362,9 @@ pub static USERS: Resource = Resource {
         int_default("capacity_calls", 0, 1, 1),
         int_default("capacity_chats", 0, 10, 3),
         int_default("capacity_tickets", 0, 50, 5),
+        // The agent's phone: REGISTERs as `sip:<sip_username>@…` with digest auth.
+        filter(opt("sip_username", Kind::SipUser)),
+        opt("sip_password", Kind::SipPassword),
         created_at(),
     ],
     read: Role::TeamLead,

@@ -6,7 +6,8 @@
 //! unknown keys and wrong types; [`Config::validate`] checks values that serde cannot (URLs,
 //! ranges). Every error names the key, so `vacd check-config` tells an admin exactly what to fix.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub log: LogConfig,
     pub demo: DemoConfig,
+    pub sip: SipConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +84,134 @@ pub enum LogFormat {
 pub struct DemoConfig {
     /// Seed the demo tenant (see README) at start if it does not exist yet.
     pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SipConfig {
+    /// UDP address of the SIP endpoint (port 0: any free port).
+    pub udp: SocketAddr,
+    /// TCP address of the SIP endpoint.
+    pub tcp: SocketAddr,
+    /// Digest realm of registrations and trunk authentication. The agents' stored HA1 values
+    /// are computed with it: after changing it, set their SIP passwords again.
+    pub realm: String,
+    /// Most simultaneous calls; further INVITEs get 503 with Retry-After.
+    pub max_calls: u32,
+    /// Messages per second accepted from one source IP address; the rest are dropped.
+    pub rate_limit_per_second: u32,
+    /// Digest algorithms offered in challenges, most preferred first. Old phones (and sipp)
+    /// read only the first challenge; put `MD5` first for them.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Providers allowed to send INVITEs.
+    pub trunks: Vec<TrunkConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DigestAlgorithm {
+    #[serde(rename = "SHA-256")]
+    Sha256,
+    #[serde(rename = "MD5")]
+    Md5,
+}
+
+/// A provider's SIP trunk: INVITEs are accepted from its source networks, or from anywhere
+/// with its digest credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkConfig {
+    pub name: String,
+    /// Addresses or networks (`203.0.113.7`, `198.51.100.0/24`, `2001:db8::/32`).
+    #[serde(default)]
+    pub sources: Vec<Network>,
+    /// Digest username the trunk authenticates with (together with `password`).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+/// An IP network in CIDR notation; a bare address is a network of one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 source may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl TryFrom<String> for Network {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || format!("`{text}` is not an IP address or network such as 192.0.2.0/24");
+        let (addr, prefix) = match text.split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text.as_str(), None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Network { addr, prefix })
+    }
+}
+
+impl From<Network> for String {
+    fn from(network: Network) -> String {
+        network.to_string()
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Default for SipConfig {
+    fn default() -> Self {
+        SipConfig {
+            udp: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            tcp: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            realm: "vacd".into(),
+            max_calls: 1000,
+            rate_limit_per_second: 200,
+            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            trunks: Vec::new(),
+        }
+    }
 }
 
 impl Default for HttpConfig {
@@ -165,10 +295,72 @@ impl Config {
                 problem: "must be at least 1024".into(),
             });
         }
+        self.validate_sip()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| Error::Invalid {
             key: "log.level",
             problem: e.to_string(),
         })?;
+        Ok(())
+    }
+
+    fn validate_sip(&self) -> Result<(), Error> {
+        let sip = &self.sip;
+        let realm_ok = !sip.realm.is_empty()
+            && sip.realm.len() <= 128
+            && sip
+                .realm
+                .chars()
+                .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+        if !realm_ok {
+            return Err(Error::Invalid {
+                key: "sip.realm",
+                problem: "must be 1 to 128 printable ASCII characters without quotes".into(),
+            });
+        }
+        if sip.rate_limit_per_second == 0 {
+            return Err(Error::Invalid {
+                key: "sip.rate_limit_per_second",
+                problem: "must be at least 1".into(),
+            });
+        }
+        let offered = &sip.digest_algorithms;
+        if offered.is_empty() || (offered.len() == 2 && offered[0] == offered[1]) {
+            return Err(Error::Invalid {
+                key: "sip.digest_algorithms",
+                problem: "must name MD5, SHA-256 or both, each once".into(),
+            });
+        }
+        let mut names = std::collections::HashSet::new();
+        for trunk in &sip.trunks {
+            if trunk.name.trim().is_empty() || !names.insert(trunk.name.as_str()) {
+                return Err(Error::Invalid {
+                    key: "sip.trunks.name",
+                    problem: format!("`{}` is empty or not unique", trunk.name),
+                });
+            }
+            match (&trunk.username, &trunk.password) {
+                (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {}
+                (None, None) if !trunk.sources.is_empty() => {}
+                (None, None) => {
+                    return Err(Error::Invalid {
+                        key: "sip.trunks.sources",
+                        problem: format!(
+                            "trunk `{}` needs source addresses or a username and password",
+                            trunk.name
+                        ),
+                    })
+                }
+                _ => {
+                    return Err(Error::Invalid {
+                        key: "sip.trunks.password",
+                        problem: format!(
+                            "trunk `{}` needs both a non-empty username and password, or neither",
+                            trunk.name
+                        ),
+                    })
+                }
+            }
+        }
         Ok(())
     }
 
@@ -240,6 +432,49 @@ mod tests {
     fn bad_value_names_the_key() {
         let err = rejection("[database]\nurl = \"mysql://x\"\n");
         assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn sip_keys_are_checked_and_named() {
+        let err = rejection("[sip]\nudp = \"nowhere\"\n");
+        assert!(err.contains("sip.udp"), "{err}");
+        let err = rejection("[[sip.trunks]]\nname = \"c\"\nsources = [\"10.0.0.0/33\"]\n");
+        assert!(
+            err.contains("sip.trunks") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
+        let err = rejection("[[sip.trunks]]\nname = \"c\"\nusername = \"u\"\n");
+        assert!(err.contains("sip.trunks.password"), "{err}");
+        let err = rejection("[[sip.trunks]]\nname = \"c\"\n");
+        assert!(err.contains("sip.trunks.sources"), "{err}");
+        let err = rejection("[sip]\nrealm = \"\"\n");
+        assert!(err.contains("sip.realm"), "{err}");
+        let err = rejection("[sip]\ndigest_algorithms = [\"SHA-1\"]\n");
+        assert!(err.contains("sip.digest_algorithms"), "{err}");
+        let err = rejection("[sip]\nrate_limit_per_second = 0\n");
+        assert!(err.contains("sip.rate_limit_per_second"), "{err}");
+    }
+
+    #[test]
+    fn trunks_and_sip_overrides_load() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vacd.toml",
+                "[sip]\nrealm = \"pbx.example\"\n[[sip.trunks]]\nname = \"carrier\"\n\
+                 sources = [\"192.0.2.0/24\", \"2001:db8::1\"]\n",
+            )?;
+            jail.set_env("VACD_SIP__UDP", "127.0.0.1:0");
+            jail.set_env("VACD_SIP__MAX_CALLS", "7");
+            let config = Config::load(Path::new("vacd.toml")).map_err(|e| e.to_string())?;
+            assert_eq!(config.sip.udp.port(), 0);
+            assert_eq!(config.sip.max_calls, 7);
+            assert_eq!(config.sip.realm, "pbx.example");
+            let trunk = &config.sip.trunks[0];
+            assert!(trunk.sources[0].contains("192.0.2.200".parse().map_err(|_| "ip")?));
+            assert!(!trunk.sources[0].contains("192.0.3.1".parse().map_err(|_| "ip")?));
+            assert!(trunk.sources[1].contains("2001:db8::1".parse().map_err(|_| "ip")?));
+            Ok(())
+        });
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The demo tenant seeded when `demo.enabled` is set (it is in `config/vacd.toml`), so that a
 //! fresh start has something to route: mailboxes Sales and Support (with a child mailbox that
 //! inherits), language and topic skills, four queues, four agents who speak different
-//! languages, a supervisor, an admin, and one phone number, email address and chat widget.
+//! languages (each with a SIP phone login), a supervisor, an admin, and one phone number, email
+//! address and chat widget.
 //! Seeding goes through the same validation as the API and happens only if no tenant `demo`
 //! exists, so an admin's later changes survive restarts. The logins are listed in the README.
 
@@ -15,6 +16,8 @@ use crate::store::Store;
 pub const TENANT: &str = "demo";
 /// Every demo user's password.
 pub const PASSWORD: &str = "demo-password";
+/// The demo agents' SIP password; their SIP username is their login name.
+pub const SIP_PASSWORD: &str = "demo-sip-password";
 
 struct Seeder<'a> {
     store: &'a Store,
@@ -129,7 +132,7 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
         ),
     ];
     for (username, name, skills, queues) in agents {
-        let user = s.add(&USERS, json!({ "username": username, "display_name": name, "password": PASSWORD, "role": "agent", "team_id": team })).await?;
+        let user = s.add(&USERS, json!({ "username": username, "display_name": name, "password": PASSWORD, "role": "agent", "team_id": team, "sip_username": username, "sip_password": SIP_PASSWORD })).await?;
         for (skill_name, level) in skills {
             s.add(
                 &AGENT_SKILLS,

@@ -1,5 +1,6 @@
-//! vacd, the server: configuration, the store, the admin API and start-up/shutdown. Routing lives
-//! in `vacd-actors`, SIP in `vacd-sip`; this crate wires them to the network and the database.
+//! vacd, the server: configuration, the store, the admin API, the SIP endpoint and
+//! start-up/shutdown. Routing lives in `vacd-actors`, the SIP protocol in `vacd-sip`; this crate
+//! wires them to the network and the database.
 //!
 //! Start reading at [`server::start`]; the data model the API administers is [`catalog`].
 
@@ -10,4 +11,5 @@ pub mod demo;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod sip;
 pub mod store;

@@ -1,6 +1,7 @@
 //! Start-up and graceful shutdown: open the store (migrating it), seed the demo tenant if
-//! configured, start routing (restoring waiting interactions), bind HTTP, serve until told to
-//! stop, then drain requests, stop routing after its journal is written, and close the store.
+//! configured, start routing (restoring waiting interactions), bind SIP (UDP and TCP) and HTTP,
+//! serve until told to stop, then stop SIP, drain requests, stop routing after its journal is
+//! written, and close the store.
 //! `main.rs` stops it on SIGINT/SIGTERM; tests start and stop it in-process.
 
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState};
 use crate::config::Config;
 use crate::routing::{self, Routing};
+use crate::sip::{self, SipEndpoint};
 use crate::store::{self, Store};
 use crate::{demo, metrics};
 
@@ -23,6 +25,8 @@ pub enum Error {
     Routing(#[from] routing::Error),
     #[error("seeding the demo tenant: {0}")]
     Demo(#[from] api::error::Error),
+    #[error("SIP: {0}")]
+    Sip(#[from] sip::Error),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -35,8 +39,12 @@ pub enum Error {
 /// A running server.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Where SIP listens (the configured ports, or the ones picked for port 0).
+    pub sip_udp: SocketAddr,
+    pub sip_tcp: SocketAddr,
     pub store: Store,
     routing: Routing,
+    sip: SipEndpoint,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
 }
@@ -44,6 +52,8 @@ pub struct Running {
 pub async fn start(config: &Config) -> Result<Running, Error> {
     let store = Store::open(&config.database.url, config.database.max_connections).await?;
     tracing::info!(backend = ?store.backend(), "store open, migrations applied");
+    // Before seeding: the demo agents' SIP passwords are hashed with the configured realm.
+    sip::credentials::set_realm(&config.sip.realm);
     if config.demo.enabled {
         demo::seed(&store).await?;
     }
@@ -63,6 +73,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
+    let sip = SipEndpoint::start(&config.sip, store.clone()).await?;
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -75,18 +86,22 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     });
     Ok(Running {
         addr,
+        sip_udp: sip.udp_addr,
+        sip_tcp: sip.tcp_addr,
         store,
         routing,
+        sip,
         stop,
         task,
     })
 }
 
 impl Running {
-    /// Stops accepting connections, stops routing (closing the consoles) once its journal is
+    /// Stops accepting connections, stops SIP, stops routing (closing the consoles) once its journal is
     /// written, lets running requests finish, then closes the store.
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(());
+        self.sip.shutdown().await;
         // Stopping routing ends the agent consoles' websockets, which the HTTP server would
         // otherwise wait for.
         self.routing.shutdown().await;

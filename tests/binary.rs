@@ -1,5 +1,5 @@
 //! The `vacd` binary as a user runs it: the default config (`config/vacd.toml`, embedded SQLite
-//! under `data/`, the demo tenant), only the port moved to an ephemeral one. It must become
+//! under `data/`, the demo tenant), only the ports moved to ephemeral ones. It must become
 //! ready, let a demo agent log in and list the demo queues, keep data across a restart, stop
 //! cleanly on SIGTERM, and reject bad configuration with the key named.
 
@@ -23,6 +23,8 @@ async fn serve(dir: &Path) -> (Child, String) {
         .args(["--config", &default_config().display().to_string(), "serve"])
         .current_dir(dir)
         .env("VACD_HTTP__LISTEN", "127.0.0.1:0")
+        .env("VACD_SIP__UDP", "127.0.0.1:0")
+        .env("VACD_SIP__TCP", "127.0.0.1:0")
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()

@@ -88,6 +88,24 @@ fn column_schema(c: &Column) -> Schema {
                 .max_length(Some(256))
                 .write_only(Some(true)),
         ),
+        Kind::SipUser => (
+            Type::String,
+            ObjectBuilder::new()
+                .min_length(Some(1))
+                .max_length(Some(64))
+                .pattern(Some("^[A-Za-z0-9._-]+$"))
+                .description(Some("SIP username, unique across tenants")),
+        ),
+        Kind::SipPassword => (
+            Type::String,
+            ObjectBuilder::new()
+                .min_length(Some(8))
+                .max_length(Some(256))
+                .write_only(Some(true))
+                .description(Some(
+                    "SIP digest password; send together with `sip_username`, stored only as digest hashes",
+                )),
+        ),
     };
     let nullable = !c.required && c.default.is_none();
     let schema_type = if nullable {

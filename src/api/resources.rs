@@ -20,7 +20,7 @@ use super::auth::{hash_password, Caller};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{
-    Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, MAILBOXES, RESOURCES,
+    Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, MAILBOXES, RESOURCES, USERS,
 };
 use crate::store::{ListQuery, Page, Value};
 
@@ -295,7 +295,49 @@ fn fields(r: &Resource, body: JsonValue, mode: Mode) -> Result<Vec<(&'static Col
             },
         }
     }
+    sip_credentials(&mut values)?;
     Ok(values)
+}
+
+/// The digest hashes of a SIP password bind it to the SIP username (HA1 =
+/// H(username:realm:password)), so the two are written together: the plain password is
+/// replaced by its hashes here, and clearing the username clears the credentials.
+fn sip_credentials(values: &mut Vec<(&'static Column, Value)>) -> Result<()> {
+    let find = |values: &[(&'static Column, Value)], kind: fn(&Kind) -> bool| {
+        values.iter().position(|(c, _)| kind(&c.kind))
+    };
+    let user = find(values, |k| matches!(k, Kind::SipUser));
+    let password = find(values, |k| matches!(k, Kind::SipPassword));
+    let username = user.map(|i| values[i].1.clone());
+    let together = |missing: &str, given: &str| {
+        Error::invalid(
+            "missing_field",
+            format!("`{missing}` must be sent together with `{given}`"),
+        )
+    };
+    match (username, password) {
+        (None, None) => {}
+        (Some(Value::Text(Some(username))), Some(i)) => match &values[i].1 {
+            Value::Text(Some(plain)) => {
+                let hashes = crate::sip::credentials::ha1_values(&username, plain);
+                values[i].1 = Value::Text(Some(hashes));
+            }
+            _ => return Err(together("sip_password", "sip_username")),
+        },
+        (Some(Value::Text(Some(_))), None) => return Err(together("sip_password", "sip_username")),
+        (Some(_), Some(i)) => values[i].1 = Value::Text(None),
+        (Some(_), None) => {
+            if let Some(column) = USERS.column("sip_password") {
+                values.push((column, Value::Text(None)));
+            }
+        }
+        (None, Some(i)) => {
+            if values[i].1 != Value::Text(None) {
+                return Err(together("sip_username", "sip_password"));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn value(c: &Column, json: JsonValue) -> Result<Value> {
@@ -382,6 +424,31 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
                 ));
             }
             Ok(Value::Text(Some(hash_password(s)?)))
+        }
+        Kind::SipUser => {
+            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            let valid = (1..=64).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !valid {
+                return Err(Error::invalid(
+                    "invalid_value",
+                    format!("`{name}` must be 1 to 64 characters of A-Z, a-z, 0-9, `.`, `_`, `-`"),
+                ));
+            }
+            Ok(Value::Text(Some(s.to_owned())))
+        }
+        // Still the plain password here; `sip_credentials` turns it into the digest hashes
+        // before anything is stored.
+        Kind::SipPassword => {
+            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            if !(8..=256).contains(&s.chars().count()) {
+                return Err(Error::invalid(
+                    "out_of_range",
+                    format!("`{name}` must be 8 to 256 characters"),
+                ));
+            }
+            Ok(Value::Text(Some(s.to_owned())))
         }
         Kind::CreatedAt | Kind::Derived => Err(Error::invalid(
             "unknown_field",

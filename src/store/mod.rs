@@ -11,6 +11,7 @@ mod crud;
 mod events;
 mod routing;
 mod sessions;
+mod sip;
 mod tenants;
 
 use std::path::Path;
@@ -24,6 +25,7 @@ pub use crud::{ListQuery, Page, Value};
 pub use events::NewEvent;
 pub use routing::OutputBatch;
 pub use sessions::{Login, Principal};
+pub use sip::{ServiceNumber, SipUser};
 pub use tenants::Tenant;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

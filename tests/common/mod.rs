@@ -120,6 +120,12 @@ impl TestServer {
         TestServer::start_on(TestDb::new(db).await).await
     }
 
+    /// Like [`TestServer::start`], with the harness's configuration adjusted by `adjust` first
+    /// (e.g. SIP trunks).
+    pub async fn start_with(db: Db, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        TestServer::start_configured(TestDb::new(db).await, adjust).await
+    }
+
     /// Stops the server gracefully and starts a new one on the same database.
     pub async fn restart(self) -> TestServer {
         self.running.shutdown().await.expect("clean shutdown");
@@ -127,12 +133,19 @@ impl TestServer {
     }
 
     async fn start_on(db: TestDb) -> TestServer {
+        TestServer::start_configured(db, |_| {}).await
+    }
+
+    async fn start_configured(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::default();
+        config.sip.udp = "127.0.0.1:0".parse().expect("address");
+        config.sip.tcp = "127.0.0.1:0".parse().expect("address");
         config.http.listen = "127.0.0.1:0".parse().expect("address");
         config.http.max_body_bytes = 64 * 1024;
         config.database.url = db.url.clone();
         config.auth.operator_token = OPERATOR_TOKEN.into();
         config.demo.enabled = true;
+        adjust(&mut config);
         let running = vacd::server::start(&config).await.expect("server starts");
         TestServer {
             base: format!("http://{}", running.addr),
@@ -140,6 +153,16 @@ impl TestServer {
             running,
             db,
         }
+    }
+
+    /// Where the server's SIP endpoint listens for UDP.
+    pub fn sip_udp(&self) -> std::net::SocketAddr {
+        self.running.sip_udp
+    }
+
+    /// Where the server's SIP endpoint listens for TCP.
+    pub fn sip_tcp(&self) -> std::net::SocketAddr {
+        self.running.sip_tcp
     }
 
     pub fn store(&self) -> &Store {

@@ -1,0 +1,523 @@
+//! The endpoint task: the one owner of the SIP state — the [`TransactionLayer`], the
+//! [`Registrar`] of agents' phones and the [`DigestAuthenticator`] — driven as a sans-IO loop:
+//! messages from the transports go into the layer, the layer's events are answered here (the
+//! transaction user), and whatever the layer wants sent goes back out through the sockets.
+//! Timers come from [`TransactionLayer::poll_timeout`] and the registrar's next expiry.
+//!
+//! What a request gets (see [`Endpoint::on_request`]):
+//! - REGISTER: a digest challenge, then the registrar's answer once the agent's credentials
+//!   (read from the store by SIP username, see `docs/decisions.md`) verify; a wrong password
+//!   gets 403.
+//! - OPTIONS: 200. BYE outside a dialog: 481. CANCEL and ACK: handled by the layer.
+//!   Other methods: 405 (501 for unknown methods, answered by the transport).
+//! - INVITE: screened — 503 over `sip.max_calls`, 403 unless it comes from a trunk's source
+//!   network or authenticates as a trunk, 404 unless the Request-URI names a phone service
+//!   number — and then answered **480 Temporarily Unavailable**: the placeholder that the
+//!   call-flow slice (queueing, agent leg, bridging) replaces.
+//!
+//! Store reads never run on this task: they are spawned, and their results come back as
+//! [`Lookup`]s, so a slow database delays one request, not the endpoint.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use vacd_sip::digest::{Algorithm, DigestAuthenticator, DigestConfig, Rejection, Verdict};
+use vacd_sip::message::{self, response_to, split_list, stamp_received, uri_part};
+use vacd_sip::registrar::{Registrar, RegistrarConfig};
+use vacd_sip::rsip::headers::UntypedHeader;
+use vacd_sip::rsip::{self, Header, Method, Request, Response, SipMessage};
+use vacd_sip::transaction::{self, Event, Output, TransactionKey, TransactionLayer, Transmit};
+use vacd_sip::{Peer, Transport};
+
+use super::credentials;
+use super::screening::{dialled_number, Trunks};
+use super::transport::Inbound;
+use crate::store::{self, ServiceNumber, SipUser, Store};
+
+/// The methods vacd answers, for `Allow` headers.
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+/// Seconds a caller over capacity is asked to wait (Retry-After of the 503).
+const RETRY_AFTER_SECONDS: u32 = 5;
+
+/// Results of store reads started by the endpoint.
+#[derive(Debug)]
+pub enum Lookup {
+    /// The agent named in a REGISTER's Authorization header.
+    Credentials {
+        key: TransactionKey,
+        request: Request,
+        peer: Peer,
+        username: String,
+        result: store::Result<Option<SipUser>>,
+    },
+    /// The owner of the number an INVITE dialled.
+    Number {
+        key: TransactionKey,
+        request: Request,
+        trunk: String,
+        number: String,
+        result: store::Result<Option<ServiceNumber>>,
+    },
+}
+
+/// What the endpoint is configured with.
+pub struct Settings {
+    pub realm: String,
+    pub algorithms: Vec<Algorithm>,
+    pub max_calls: u32,
+    pub trunks: Trunks,
+}
+
+pub struct Endpoint {
+    layer: TransactionLayer,
+    registrar: Registrar,
+    auth: DigestAuthenticator,
+    trunks: Trunks,
+    max_calls: u32,
+    /// Calls in progress; always 0 until the call-flow slice creates calls.
+    active_calls: u32,
+    store: Store,
+    udp: Arc<UdpSocket>,
+    /// Open TCP connections by remote address.
+    connections: HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>>,
+    lookups: mpsc::Sender<Lookup>,
+}
+
+impl Endpoint {
+    pub fn new(
+        settings: Settings,
+        store: Store,
+        udp: Arc<UdpSocket>,
+        lookups: mpsc::Sender<Lookup>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            layer: TransactionLayer::new(transaction::Config::default()),
+            registrar: Registrar::new(RegistrarConfig::default()),
+            auth: DigestAuthenticator::new(
+                DigestConfig {
+                    algorithms: settings.algorithms,
+                    ..DigestConfig::new(settings.realm)
+                },
+                now,
+            ),
+            trunks: settings.trunks,
+            max_calls: settings.max_calls,
+            active_calls: 0,
+            store,
+            udp,
+            connections: HashMap::new(),
+            lookups,
+        }
+    }
+
+    /// Runs until `stop` fires.
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut lookups: mpsc::Receiver<Lookup>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            let deadline = self.next_deadline();
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => break,
+                Some(input) = inbound.recv() => self.on_inbound(input, Instant::now()),
+                Some(done) = lookups.recv() => self.on_lookup(done, Instant::now()),
+                () = timer => {
+                    let now = Instant::now();
+                    self.layer.handle_timeout(now);
+                    self.registrar.remove_expired(now);
+                }
+            }
+            self.flush().await;
+        }
+        tracing::debug!(transactions = self.layer.len(), "SIP endpoint stopped");
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        match (self.layer.poll_timeout(), self.registrar.next_expiry()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn on_inbound(&mut self, input: Inbound, now: Instant) {
+        match input {
+            Inbound::Message { mut message, peer } => {
+                if let SipMessage::Request(request) = &mut message {
+                    // Responses follow the Via back to where the request really came from.
+                    stamp_received(request, peer.addr);
+                }
+                self.layer.handle_message(message, peer, now);
+            }
+            Inbound::Connected { peer, writer } => {
+                self.connections.insert(peer.addr, writer);
+            }
+            Inbound::Disconnected { peer } => {
+                self.connections.remove(&peer.addr);
+                self.layer.handle_transport_error(peer);
+            }
+        }
+    }
+
+    /// Performs the layer's outputs until it has none left (answering events may add more).
+    async fn flush(&mut self) {
+        while let Some(output) = self.layer.poll_output() {
+            match output {
+                Output::Transmit(transmit) => self.transmit(transmit).await,
+                Output::Event(event) => self.on_event(event, Instant::now()),
+            }
+        }
+    }
+
+    async fn transmit(&mut self, Transmit { peer, payload }: Transmit) {
+        match peer.transport {
+            Transport::Udp => {
+                if let Err(err) = self.udp.send_to(&payload, peer.addr).await {
+                    tracing::debug!(%peer, %err, "UDP send failed");
+                }
+            }
+            Transport::Tcp => {
+                let sent = self
+                    .connections
+                    .get(&peer.addr)
+                    .is_some_and(|writer| writer.try_send(payload).is_ok());
+                if !sent {
+                    tracing::info!(%peer, "no open connection with room for this message");
+                    self.layer.handle_transport_error(peer);
+                }
+            }
+            other => {
+                tracing::warn!(%peer, transport = %other, "transport not supported");
+                self.layer.handle_transport_error(peer);
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Request { key, request, peer } => self.on_request(key, request, peer, now),
+            Event::Ack { request, peer, .. } => {
+                tracing::debug!(%peer, call_id = message::call_id(&request.headers).unwrap_or_default(), "ACK outside any dialog ignored");
+            }
+            Event::Cancelled { invite, .. } => tracing::info!(%invite, "INVITE cancelled"),
+            Event::Response { key, .. } => tracing::debug!(%key, "response to no request of ours"),
+            Event::StrayInviteSuccess { peer, .. } => {
+                tracing::debug!(%peer, "stray 2xx to an INVITE ignored")
+            }
+            Event::Timeout { key } | Event::AckTimeout { key } | Event::TransportError { key } => {
+                tracing::debug!(%key, "transaction ended without completing")
+            }
+        }
+    }
+
+    fn respond(&mut self, key: &TransactionKey, response: Response, now: Instant) {
+        if let Err(err) = self.layer.send_response(key, response, now) {
+            // The transaction ended meanwhile (a CANCEL, a transport error): nothing to answer.
+            tracing::debug!(%key, %err, "response not sent");
+        }
+    }
+
+    fn reply(&mut self, key: &TransactionKey, request: &Request, code: u16, now: Instant) {
+        let response = response_to(request, code, Some(&message::new_tag()));
+        self.respond(key, response, now);
+    }
+
+    /// Answers a new request (the transaction user's part).
+    fn on_request(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
+        let call_id = message::call_id(&request.headers).unwrap_or_default();
+        tracing::debug!(%peer, method = %request.method, call_id, "SIP request");
+        match request.method {
+            Method::Register => self.on_register(key, request, peer, now),
+            Method::Invite => self.on_invite(key, request, peer, now),
+            Method::Options => {
+                let mut response = response_to(&request, 200, Some(&message::new_tag()));
+                response
+                    .headers
+                    .push(Header::Allow(rsip::headers::Allow::new(ALLOW)));
+                response
+                    .headers
+                    .push(Header::Accept(rsip::headers::Accept::new(
+                        "application/sdp",
+                    )));
+                self.respond(&key, response, now);
+            }
+            // No dialogs exist yet, so every BYE is outside one.
+            Method::Bye => self.reply(&key, &request, 481, now),
+            // The transaction layer answers these itself.
+            Method::Ack | Method::Cancel => {}
+            _ => {
+                let mut response = response_to(&request, 405, Some(&message::new_tag()));
+                response
+                    .headers
+                    .push(Header::Allow(rsip::headers::Allow::new(ALLOW)));
+                self.respond(&key, response, now);
+            }
+        }
+    }
+
+    fn challenge(&mut self, key: &TransactionKey, request: &Request, stale: bool, now: Instant) {
+        let tag = message::new_tag();
+        let response = self
+            .auth
+            .challenge_response(request, false, stale, &tag, now);
+        self.respond(key, response, now);
+    }
+
+    fn on_register(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
+        let Some(username) = authorization_username(&request, self.auth.realm()) else {
+            self.challenge(&key, &request, false, now);
+            return;
+        };
+        let store = self.store.clone();
+        let done = self.lookups.clone();
+        tokio::spawn(async move {
+            let result = store.sip_user(&username).await;
+            let _ = done
+                .send(Lookup::Credentials {
+                    key,
+                    request,
+                    peer,
+                    username,
+                    result,
+                })
+                .await;
+        });
+    }
+
+    fn on_lookup(&mut self, lookup: Lookup, now: Instant) {
+        match lookup {
+            Lookup::Credentials {
+                key,
+                request,
+                peer,
+                username,
+                result,
+            } => self.on_credentials(key, request, peer, &username, result, now),
+            Lookup::Number {
+                key,
+                request,
+                trunk,
+                number,
+                result,
+            } => match result {
+                Err(err) => {
+                    tracing::error!(%err, number, "cannot look up the dialled number");
+                    self.reply(&key, &request, 500, now);
+                }
+                Ok(None) => {
+                    tracing::info!(trunk, number, "INVITE to an unknown number");
+                    self.reply(&key, &request, 404, now);
+                }
+                Ok(Some(service)) => {
+                    // Placeholder until calls are routed: the number is known, nobody answers.
+                    tracing::info!(
+                        tenant = service.tenant_id,
+                        mailbox = service.mailbox_id,
+                        queue = service.queue_id,
+                        trunk,
+                        number,
+                        "INVITE to a service number: call routing is not built yet, 480"
+                    );
+                    self.reply(&key, &request, 480, now);
+                }
+            },
+        }
+    }
+
+    fn on_credentials(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        peer: Peer,
+        username: &str,
+        result: store::Result<Option<SipUser>>,
+        now: Instant,
+    ) {
+        let user = match result {
+            Ok(user) => user,
+            Err(err) => {
+                tracing::error!(%err, username, "cannot read SIP credentials");
+                self.reply(&key, &request, 500, now);
+                return;
+            }
+        };
+        let credential = user
+            .as_ref()
+            .and_then(|u| u.ha1.as_deref())
+            .and_then(credentials::credential);
+        let verdict = self.auth.verify_request(&request, false, now, |name| {
+            (name == username).then_some(credential).flatten()
+        });
+        match (verdict, user) {
+            (Verdict::Authorized { username }, Some(user)) => {
+                if to_user(&request).as_deref() != Some(username.as_str()) {
+                    tracing::info!(%peer, username, "REGISTER for another user's address refused");
+                    self.reply(&key, &request, 403, now);
+                    return;
+                }
+                let response = self.registrar.register(&request, peer, now);
+                tracing::info!(
+                    tenant = user.tenant_id,
+                    user = user.user_id,
+                    username,
+                    %peer,
+                    status = response.status_code.code(),
+                    "REGISTER"
+                );
+                self.respond(&key, response, now);
+            }
+            (Verdict::Missing | Verdict::Rejected(Rejection::ForeignNonce), _) => {
+                self.challenge(&key, &request, false, now)
+            }
+            (Verdict::Stale, _) => self.challenge(&key, &request, true, now),
+            (Verdict::Rejected(Rejection::Malformed), _) => self.reply(&key, &request, 400, now),
+            (verdict, _) => {
+                tracing::info!(%peer, username, ?verdict, "REGISTER refused");
+                self.reply(&key, &request, 403, now);
+            }
+        }
+    }
+
+    fn on_invite(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
+        if self.active_calls >= self.max_calls {
+            tracing::warn!(%peer, max_calls = self.max_calls, "over call capacity, 503");
+            let mut response = response_to(&request, 503, Some(&message::new_tag()));
+            response
+                .headers
+                .push(Header::RetryAfter(rsip::headers::RetryAfter::new(
+                    RETRY_AFTER_SECONDS.to_string(),
+                )));
+            self.respond(&key, response, now);
+            return;
+        }
+        let trunk = match self.trunks.by_source(peer.addr.ip()) {
+            Some(name) => name.to_owned(),
+            None if self.trunks.any_credentials() => {
+                let trunks = &self.trunks;
+                match self
+                    .auth
+                    .verify_request(&request, false, now, |name| trunks.credential(name))
+                {
+                    Verdict::Authorized { username } => self
+                        .trunks
+                        .name_of_user(&username)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    Verdict::Missing | Verdict::Rejected(Rejection::ForeignNonce) => {
+                        self.challenge(&key, &request, false, now);
+                        return;
+                    }
+                    Verdict::Stale => {
+                        self.challenge(&key, &request, true, now);
+                        return;
+                    }
+                    verdict => {
+                        tracing::info!(%peer, ?verdict, "INVITE with bad trunk credentials, 403");
+                        self.reply(&key, &request, 403, now);
+                        return;
+                    }
+                }
+            }
+            None => {
+                tracing::info!(%peer, "INVITE from a source that is no trunk, 403");
+                self.reply(&key, &request, 403, now);
+                return;
+            }
+        };
+        let Some(number) = dialled_number(&request) else {
+            tracing::info!(%peer, trunk, uri = %request.uri, "INVITE to no phone number, 404");
+            self.reply(&key, &request, 404, now);
+            return;
+        };
+        let store = self.store.clone();
+        let done = self.lookups.clone();
+        tokio::spawn(async move {
+            let result = store.phone_number(&number).await;
+            let _ = done
+                .send(Lookup::Number {
+                    key,
+                    request,
+                    trunk,
+                    number,
+                    result,
+                })
+                .await;
+        });
+    }
+}
+
+/// The username of the request's Digest Authorization for `realm`, if it has one.
+fn authorization_username(request: &Request, realm: &str) -> Option<String> {
+    request.headers.iter().find_map(|header| {
+        let Header::Authorization(value) = header else {
+            return None;
+        };
+        let params = value.value().trim();
+        let scheme_end = params.find(char::is_whitespace)?;
+        if !params[..scheme_end].eq_ignore_ascii_case("Digest") {
+            return None;
+        }
+        let mut username = None;
+        let mut ours = false;
+        for item in split_list(&params[scheme_end..]) {
+            let Some((name, value)) = item.split_once('=') else {
+                continue;
+            };
+            let value = value.trim().trim_matches('"');
+            match name.trim().to_ascii_lowercase().as_str() {
+                "username" => username = Some(value.to_owned()),
+                "realm" => ours = value == realm,
+                _ => {}
+            }
+        }
+        username.filter(|_| ours)
+    })
+}
+
+/// The user part of the To URI: the SIP username whose address a REGISTER binds.
+fn to_user(request: &Request) -> Option<String> {
+    let to = message::to_value(&request.headers)?;
+    let uri = rsip::Uri::try_from(uri_part(to)).ok()?;
+    Some(uri.auth?.user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register(authorization: &str) -> Request {
+        let text = format!(
+            "REGISTER sip:vacd SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n\
+Max-Forwards: 70\r\nFrom: <sip:alice@vacd>;tag=1\r\nTo: <sip:alice@vacd>\r\n\
+Call-ID: r1\r\nCSeq: 1 REGISTER\r\n{authorization}Content-Length: 0\r\n\r\n"
+        );
+        match message::parse_datagram(text.as_bytes(), &message::Limits::default()) {
+            Ok(SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn finds_the_digest_username_of_our_realm() {
+        let r = register("Authorization: Digest username=\"alice\", realm=\"vacd\", nonce=\"n\", uri=\"sip:vacd\", response=\"x\"\r\n");
+        assert_eq!(authorization_username(&r, "vacd").as_deref(), Some("alice"));
+        assert_eq!(authorization_username(&r, "other"), None);
+        let r = register("Authorization: Basic YWxpY2U6eA==\r\n");
+        assert_eq!(authorization_username(&r, "vacd"), None);
+        let r = register("");
+        assert_eq!(authorization_username(&r, "vacd"), None);
+        assert_eq!(to_user(&r).as_deref(), Some("alice"));
+    }
+}

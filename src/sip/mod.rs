@@ -1,0 +1,137 @@
+//! The SIP endpoint of the server: the sockets (UDP and TCP on `sip.udp` / `sip.tcp`) and the
+//! task that owns all SIP state. Everything that *is* SIP — parsing, framing, transactions,
+//! digest auth, the registrar — is the sans-IO core in `vacd-sip`; this module only moves
+//! bytes and messages around it and applies vacd's policy (who may register, which trunks may
+//! call, which numbers exist).
+//!
+//! Start with [`SipEndpoint::start`]; then `endpoint` (the transaction user: what each request
+//! gets), `transport` (sockets, rate limiting, parse errors), `screening` (trunks and dialled
+//! numbers), `credentials` (how SIP passwords are stored), `rate_limit` and `reject`.
+
+pub mod credentials;
+mod endpoint;
+mod rate_limit;
+mod reject;
+mod screening;
+mod transport;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use vacd_sip::digest::Algorithm;
+use vacd_sip::message::Limits;
+
+use crate::config::{DigestAlgorithm, SipConfig};
+use crate::store::Store;
+use endpoint::{Endpoint, Settings};
+use rate_limit::RateLimiter;
+use screening::Trunks;
+
+/// Messages queued from the transports to the endpoint before the transports wait.
+const INBOUND_QUEUE: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen for SIP on {transport} {addr}: {source}")]
+    Bind {
+        transport: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The running SIP endpoint.
+pub struct SipEndpoint {
+    /// The bound UDP address (port 0 in the config resolved).
+    pub udp_addr: SocketAddr,
+    /// The bound TCP address.
+    pub tcp_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl SipEndpoint {
+    /// Binds both transports and starts the endpoint task.
+    pub async fn start(config: &SipConfig, store: Store) -> Result<SipEndpoint, Error> {
+        credentials::set_realm(&config.realm);
+        let bind_error = |transport, addr| {
+            move |source| Error::Bind {
+                transport,
+                addr,
+                source,
+            }
+        };
+        let udp = UdpSocket::bind(config.udp)
+            .await
+            .map_err(bind_error("UDP", config.udp))?;
+        let udp_addr = udp.local_addr().map_err(bind_error("UDP", config.udp))?;
+        let tcp = TcpListener::bind(config.tcp)
+            .await
+            .map_err(bind_error("TCP", config.tcp))?;
+        let tcp_addr = tcp.local_addr().map_err(bind_error("TCP", config.tcp))?;
+        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, realm = config.realm, trunks = config.trunks.len(), "SIP listening");
+
+        let udp = Arc::new(udp);
+        let limiter = Arc::new(Mutex::new(RateLimiter::new(config.rate_limit_per_second)));
+        let limits = Limits::default();
+        let (stop, stopped) = watch::channel(false);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);
+        let (lookup_tx, lookup_rx) = mpsc::channel(INBOUND_QUEUE);
+        let endpoint = Endpoint::new(
+            Settings {
+                realm: config.realm.clone(),
+                algorithms: config
+                    .digest_algorithms
+                    .iter()
+                    .map(|a| match a {
+                        DigestAlgorithm::Md5 => Algorithm::Md5,
+                        DigestAlgorithm::Sha256 => Algorithm::Sha256,
+                    })
+                    .collect(),
+                max_calls: config.max_calls,
+                trunks: Trunks::new(config.trunks.clone()),
+            },
+            store,
+            udp.clone(),
+            lookup_tx,
+        );
+        let tasks = vec![
+            tokio::spawn(transport::run_udp(
+                udp,
+                inbound_tx.clone(),
+                limiter.clone(),
+                limits,
+                stopped.clone(),
+            )),
+            tokio::spawn(transport::run_tcp(
+                tcp,
+                inbound_tx,
+                limiter,
+                limits,
+                stopped.clone(),
+            )),
+            tokio::spawn(endpoint.run(inbound_rx, lookup_rx, stopped)),
+        ];
+        Ok(SipEndpoint {
+            udp_addr,
+            tcp_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Closes the sockets and connections and ends the endpoint task; transactions in flight
+    /// are abandoned (their peers retransmit to the next instance or give up).
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(err) = task.await {
+                tracing::error!(%err, "SIP task failed");
+            }
+        }
+        tracing::info!("SIP stopped");
+    }
+}

@@ -1,0 +1,151 @@
+//! Flood protection: at most N messages per second from one source IP address, counted in
+//! one-second windows. What exceeds the limit is dropped before it is parsed; the first drop
+//! of a window is reported (one log line per source and window, not one per packet), so a
+//! flood can neither starve the endpoint nor fill the log.
+//!
+//! Sans-IO like the SIP core: [`RateLimiter::check`] takes the time explicitly. The transport
+//! tasks share one limiter behind a mutex; the critical section is a hash lookup.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_secs(1);
+/// Forget idle sources after this long, so the table stays as small as the active set.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// What to do with one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// Drop it; `report` is set on the first drop of the window (log it), and `dropped_before`
+    /// is how many were dropped from this source in the previous window.
+    Drop {
+        report: bool,
+        dropped_before: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    count: u32,
+    dropped: u64,
+    dropped_before: u64,
+}
+
+#[derive(Debug)]
+pub struct RateLimiter {
+    per_second: u32,
+    sources: HashMap<IpAddr, Window>,
+    last_sweep: Option<Instant>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: u32) -> Self {
+        Self {
+            per_second,
+            sources: HashMap::new(),
+            last_sweep: None,
+        }
+    }
+
+    pub fn check(&mut self, source: IpAddr, now: Instant) -> Verdict {
+        self.sweep(now);
+        let window = self.sources.entry(source).or_insert(Window {
+            start: now,
+            count: 0,
+            dropped: 0,
+            dropped_before: 0,
+        });
+        if now.saturating_duration_since(window.start) >= WINDOW {
+            window.dropped_before = window.dropped;
+            window.start = now;
+            window.count = 0;
+            window.dropped = 0;
+        }
+        if window.count < self.per_second {
+            window.count += 1;
+            return Verdict::Accept;
+        }
+        window.dropped += 1;
+        Verdict::Drop {
+            report: window.dropped == 1,
+            dropped_before: window.dropped_before,
+        }
+    }
+
+    /// Sources tracked right now.
+    #[cfg(test)]
+    pub fn tracked(&self) -> usize {
+        self.sources.len()
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        if self
+            .last_sweep
+            .is_some_and(|at| now.saturating_duration_since(at) < IDLE)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.sources
+            .retain(|_, w| now.saturating_duration_since(w.start) < IDLE);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_beyond_the_limit_and_reports_once_per_window() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(3);
+        let flood: IpAddr = "192.0.2.1".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let other: IpAddr = "192.0.2.2".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        for _ in 0..3 {
+            assert_eq!(limiter.check(flood, t0), Verdict::Accept);
+        }
+        assert_eq!(
+            limiter.check(flood, t0),
+            Verdict::Drop {
+                report: true,
+                dropped_before: 0
+            }
+        );
+        assert_eq!(
+            limiter.check(flood, t0 + Duration::from_millis(10)),
+            Verdict::Drop {
+                report: false,
+                dropped_before: 0
+            }
+        );
+        // Another source is not affected.
+        assert_eq!(limiter.check(other, t0), Verdict::Accept);
+        // A new window accepts again and remembers the previous window's drops.
+        let t1 = t0 + WINDOW;
+        for _ in 0..3 {
+            assert_eq!(limiter.check(flood, t1), Verdict::Accept);
+        }
+        assert_eq!(
+            limiter.check(flood, t1),
+            Verdict::Drop {
+                report: true,
+                dropped_before: 2
+            }
+        );
+    }
+
+    #[test]
+    fn idle_sources_are_forgotten() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(1);
+        for i in 0..100u8 {
+            limiter.check(IpAddr::from([10, 0, 0, i]), t0);
+        }
+        assert_eq!(limiter.tracked(), 100);
+        limiter.check(IpAddr::from([10, 0, 1, 1]), t0 + IDLE + WINDOW);
+        assert_eq!(limiter.tracked(), 1);
+    }
+}

@@ -1,0 +1,219 @@
+//! The sockets: one UDP socket task and one TCP listener with a task per connection. They only
+//! move bytes. Incoming bytes pass the per-source [`RateLimiter`], are parsed by `vacd-sip`
+//! (datagrams with [`parse_datagram`], streams through a [`StreamFramer`]) and handed to the
+//! endpoint task as [`Inbound`] messages; outgoing bytes come back from the endpoint — UDP is
+//! sent by the endpoint on the shared socket, TCP through the connection's writer channel,
+//! registered with the endpoint when the connection opens.
+//!
+//! Malformed input never reaches the endpoint. A datagram that cannot be parsed is answered
+//! statelessly with 400/501 when that is possible (see `reject`) and otherwise dropped; on TCP
+//! an error that loses the message boundary closes the connection, any other skips one message.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use vacd_sip::framer::{Frame, StreamFramer};
+use vacd_sip::message::{is_keep_alive, parse_datagram, Limits};
+use vacd_sip::rsip::SipMessage;
+use vacd_sip::{Peer, Transport};
+
+use super::rate_limit::{RateLimiter, Verdict};
+use super::reject::response_to_unparsable;
+
+/// Largest datagram read; larger ones are truncated by the kernel and then fail to parse.
+const MAX_DATAGRAM: usize = 65_535;
+/// Queued outgoing messages per TCP connection before the connection counts as stuck.
+const WRITER_QUEUE: usize = 256;
+
+/// What the transports tell the endpoint.
+// Boxing the message would cost an allocation per message on the hot path; the value is moved
+// once, through the channel, so its size does not matter (vacd-sip's `Output` does the same).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Inbound {
+    Message {
+        message: SipMessage,
+        peer: Peer,
+    },
+    /// A TCP connection opened; send to `peer` through `writer`.
+    Connected {
+        peer: Peer,
+        writer: mpsc::Sender<Arc<[u8]>>,
+    },
+    /// A TCP connection closed.
+    Disconnected {
+        peer: Peer,
+    },
+}
+
+pub type Limiter = Arc<Mutex<RateLimiter>>;
+
+/// Whether a message from `peer` may pass; logs the first drop of each window.
+fn admit(limiter: &Limiter, peer: Peer) -> bool {
+    let verdict = limiter
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .check(peer.addr.ip(), Instant::now());
+    match verdict {
+        Verdict::Accept => true,
+        Verdict::Drop {
+            report,
+            dropped_before,
+        } => {
+            if report {
+                tracing::warn!(%peer, dropped_last_second = dropped_before, "SIP flood: rate limit reached, dropping messages from this source");
+            }
+            false
+        }
+    }
+}
+
+/// Receives datagrams until `stop` fires.
+pub async fn run_udp(
+    socket: Arc<UdpSocket>,
+    to_endpoint: mpsc::Sender<Inbound>,
+    limiter: Limiter,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            _ = stop.changed() => return,
+            received = socket.recv_from(&mut buf) => received,
+        };
+        let (len, addr) = match received {
+            Ok(received) => received,
+            Err(err) => {
+                // ICMP port unreachable from an earlier send surfaces here on some systems.
+                tracing::debug!(%err, "UDP receive error");
+                continue;
+            }
+        };
+        let peer = Peer::new(Transport::Udp, addr);
+        let bytes = &buf[..len];
+        if is_keep_alive(bytes) || !admit(&limiter, peer) {
+            continue;
+        }
+        match parse_datagram(bytes, &limits) {
+            Ok(message) => {
+                if to_endpoint
+                    .send(Inbound::Message { message, peer })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(err) => {
+                tracing::info!(%peer, %err, "dropping malformed SIP datagram");
+                if let Some(reply) = response_to_unparsable(bytes) {
+                    if let Err(err) = socket.send_to(&reply, addr).await {
+                        tracing::debug!(%peer, %err, "cannot send 400");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Accepts TCP connections until `stop` fires, then closes them all.
+pub async fn run_tcp(
+    listener: TcpListener,
+    to_endpoint: mpsc::Sender<Inbound>,
+    limiter: Limiter,
+    limits: Limits,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, addr)) => {
+                    let _ = stream.set_nodelay(true);
+                    let peer = Peer::new(Transport::Tcp, addr);
+                    connections.spawn(run_connection(
+                        stream,
+                        peer,
+                        to_endpoint.clone(),
+                        limiter.clone(),
+                        limits,
+                    ));
+                }
+                Err(err) => tracing::warn!(%err, "TCP accept failed"),
+            },
+        }
+    }
+    connections.shutdown().await;
+}
+
+/// One TCP connection: frames what it reads, writes what the endpoint queues for it.
+async fn run_connection(
+    stream: TcpStream,
+    peer: Peer,
+    to_endpoint: mpsc::Sender<Inbound>,
+    limiter: Limiter,
+    limits: Limits,
+) {
+    tracing::debug!(%peer, "SIP connection opened");
+    let (writer, mut outgoing) = mpsc::channel::<Arc<[u8]>>(WRITER_QUEUE);
+    if to_endpoint
+        .send(Inbound::Connected { peer, writer })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let (mut reader, mut write_half) = stream.into_split();
+    let mut framer = StreamFramer::new(limits);
+    let mut buf = vec![0u8; 16 * 1024];
+    let reason = 'connection: loop {
+        tokio::select! {
+            read = reader.read(&mut buf) => {
+                let len = match read {
+                    Ok(0) => break 'connection "closed by peer",
+                    Ok(len) => len,
+                    Err(_) => break 'connection "read error",
+                };
+                if !admit(&limiter, peer) {
+                    continue;
+                }
+                framer.push(&buf[..len]);
+                loop {
+                    match framer.next_frame() {
+                        Ok(None) => break,
+                        Ok(Some(Frame::KeepAlive)) => {
+                            if write_half.write_all(b"\r\n").await.is_err() {
+                                break 'connection "write error";
+                            }
+                        }
+                        Ok(Some(Frame::Message(message))) => {
+                            if to_endpoint.send(Inbound::Message { message, peer }).await.is_err() {
+                                break 'connection "endpoint stopped";
+                            }
+                        }
+                        Err(err) if err.breaks_framing() => {
+                            tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
+                            break 'connection "malformed stream";
+                        }
+                        Err(err) => tracing::info!(%peer, %err, "dropping malformed SIP message"),
+                    }
+                }
+            }
+            payload = outgoing.recv() => {
+                let Some(payload) = payload else { break 'connection "endpoint stopped" };
+                if write_half.write_all(&payload).await.is_err() {
+                    break 'connection "write error";
+                }
+            }
+        }
+    };
+    tracing::debug!(%peer, reason, "SIP connection closed");
+    let _ = to_endpoint.send(Inbound::Disconnected { peer }).await;
+}

@@ -1,0 +1,68 @@
+//! What the SIP endpoint reads from the store: an agent's phone credentials by SIP username
+//! (globally unique, so a REGISTER finds its tenant) and the tenant, mailbox and queue a dialled
+//! phone number belongs to (phone service addresses are globally unique too). Both are plain
+//! reads; the endpoint calls them off its own task so a slow database never stalls signalling.
+
+use sqlx::Row;
+
+use super::{Result, Store};
+
+/// An agent's SIP credentials as stored: the digest HA1 values, never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SipUser {
+    pub tenant_id: i64,
+    pub user_id: i64,
+    pub sip_username: String,
+    /// `<MD5 hex>:<SHA-256 hex>` (see `crate::sip::credentials`); `None` when no SIP password
+    /// is set.
+    pub ha1: Option<String>,
+}
+
+/// The owner of a dialled phone service number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceNumber {
+    pub tenant_id: i64,
+    pub address_id: i64,
+    pub mailbox_id: i64,
+    pub queue_id: Option<i64>,
+}
+
+impl Store {
+    pub async fn sip_user(&self, sip_username: &str) -> Result<Option<SipUser>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, sip_username, sip_ha1 FROM users WHERE sip_username = $1",
+        )
+        .bind(sip_username.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(SipUser {
+                tenant_id: row.try_get("tenant_id")?,
+                user_id: row.try_get("id")?,
+                sip_username: row.try_get("sip_username")?,
+                ha1: row.try_get("sip_ha1")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The phone service address stored exactly as `number` (E.164, `+4930123456`).
+    pub async fn phone_number(&self, number: &str) -> Result<Option<ServiceNumber>> {
+        let row = sqlx::query(
+            "SELECT id, tenant_id, mailbox_id, queue_id FROM service_addresses \
+             WHERE kind = 'phone' AND address = $1",
+        )
+        .bind(number.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(ServiceNumber {
+                tenant_id: row.try_get("tenant_id")?,
+                address_id: row.try_get("id")?,
+                mailbox_id: row.try_get("mailbox_id")?,
+                queue_id: row.try_get("queue_id")?,
+            })
+        })
+        .transpose()
+    }
+}
