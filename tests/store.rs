@@ -251,10 +251,177 @@ async fn sessions_expire_and_follow_the_role(db: Db) {
     db.drop_db().await;
 }
 
+/// The journal's view of an interaction after runs of outputs, batched in different ways.
+async fn routing_outputs_update_interactions(db: Db) {
+    use std::time::{Duration, SystemTime};
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{AgentId, Channel, InteractionId, Output, QueueId, RevokeReason};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let queue = store
+        .create(
+            &QUEUES,
+            t,
+            None,
+            &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid"),
+        )
+        .await
+        .expect("queue")["id"]
+        .as_i64()
+        .expect("id");
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let values = new_values(
+            &INTERACTIONS,
+            json!({ "channel": "email", "queue_id": queue }),
+        )
+        .expect("valid");
+        ids.push(
+            store
+                .create(&INTERACTIONS, t, None, &values)
+                .await
+                .expect("interaction")["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    let (i, q) = (
+        |n: usize| InteractionId(ids[n] as u64),
+        QueueId(queue as u64),
+    );
+    let queued = |n: usize, order: u64| Output::Queued {
+        interaction: i(n),
+        queue: q,
+        channel: Channel::Email,
+        order,
+        priority: 0,
+    };
+    let offered = |n: usize, agent: u64| Output::Offered {
+        interaction: i(n),
+        agent: AgentId(agent),
+        queue: q,
+        channel: Channel::Email,
+        timeout: Duration::from_secs(20),
+    };
+    let revoked = |n: usize, agent: u64| Output::OfferRevoked {
+        interaction: i(n),
+        agent: AgentId(agent),
+        reason: RevokeReason::Rejected,
+    };
+    let batch = |outputs: Vec<Output>| OutputBatch {
+        tenant: t,
+        at: SystemTime::now(),
+        outputs,
+    };
+    store
+        .record_outputs(&[
+            batch(vec![
+                queued(0, 1),
+                offered(0, 7),
+                revoked(0, 7),
+                offered(0, 8),
+            ]),
+            batch(vec![Output::Connected {
+                interaction: i(0),
+                agent: AgentId(8),
+                queue: q,
+                waited: Duration::from_secs(3),
+            }]),
+            batch(vec![queued(1, 2), offered(1, 7)]),
+            batch(vec![
+                queued(2, 3),
+                Output::Abandoned {
+                    interaction: i(2),
+                    queue: q,
+                    waited: Duration::from_secs(1),
+                },
+            ]),
+            batch(vec![queued(3, 4), offered(3, 9)]),
+        ])
+        .await
+        .expect("recorded");
+    // A revoke alone in a later run only requeues what is still offered.
+    store
+        .record_outputs(&[batch(vec![revoked(1, 7)])])
+        .await
+        .expect("recorded");
+    store
+        .record_outputs(&[batch(vec![
+            Output::Connected {
+                interaction: i(3),
+                agent: AgentId(9),
+                queue: q,
+                waited: Duration::from_secs(2),
+            },
+            Output::Ended {
+                interaction: i(3),
+                agent: AgentId(9),
+                wrap_up: Duration::ZERO,
+            },
+            Output::Done { interaction: i(3) },
+        ])])
+        .await
+        .expect("recorded");
+    store
+        .record_outputs(&[batch(vec![revoked(3, 5)])])
+        .await
+        .expect("recorded");
+
+    let row = |n: usize| {
+        let store = store.clone();
+        let id = ids[n];
+        async move { store.get(&INTERACTIONS, t, id).await.expect("row") }
+    };
+    let (r0, r1, r2, r3) = (row(0).await, row(1).await, row(2).await, row(3).await);
+    assert_eq!(
+        (
+            r0["state"].as_str(),
+            r0["agent_id"].as_i64(),
+            r0["queue_order"].as_i64()
+        ),
+        (Some("connected"), Some(8), Some(1))
+    );
+    assert!(r0["queued_at"].as_i64().is_some());
+    assert_eq!(
+        (r1["state"].as_str(), r1["agent_id"].as_i64()),
+        (Some("queued"), None)
+    );
+    assert_eq!(
+        (r2["state"].as_str(), r2["agent_id"].as_i64()),
+        (Some("abandoned"), None)
+    );
+    assert_eq!(
+        (r3["state"].as_str(), r3["agent_id"].as_i64()),
+        (Some("done"), Some(9)),
+        "a late revoke leaves a finished row alone"
+    );
+    let routing_events = ListQuery {
+        filters: vec![(
+            EVENTS.column("kind").expect("column"),
+            store::Value::Text(Some("routing.offered".into())),
+        )],
+        ..all()
+    };
+    assert_eq!(
+        store
+            .list(&EVENTS, t, &routing_events)
+            .await
+            .expect("events")
+            .total,
+        4
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     migrations_apply_once_and_report_ready,
     rows_belong_to_their_tenant,
     constraint_violations_are_domain_errors,
     event_log_appends_and_filters,
     sessions_expire_and_follow_the_role,
+    routing_outputs_update_interactions,
 );

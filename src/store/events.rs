@@ -18,31 +18,48 @@ pub struct NewEvent {
     pub payload: serde_json::Value,
 }
 
-const INSERT: &str =
-    "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
-                      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-
 /// Appends inside a caller's transaction, so the event commits with the change it records.
 pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEvent) -> Result<()> {
-    append_at(tx, event, now_ms()).await
+    append_many(tx, &[(event.clone(), now_ms())]).await
 }
 
-/// Appends with the time the event happened (Unix milliseconds).
-pub(super) async fn append_at(
+/// Appends many events with one statement per call (the caller bounds the count).
+pub(super) async fn append_many(
     tx: &mut sqlx::Transaction<'_, Any>,
-    event: &NewEvent,
-    at: i64,
+    events: &[(NewEvent, i64)],
 ) -> Result<()> {
-    sqlx::query(INSERT)
-        .bind(event.tenant)
-        .bind(at)
-        .bind(event.kind.clone())
-        .bind(event.interaction_id)
-        .bind(event.agent_id)
-        .bind(event.queue_id)
-        .bind(event.payload.to_string())
-        .execute(&mut **tx)
-        .await?;
+    if events.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..events.len())
+        .map(|i| {
+            let p = i * 7;
+            format!(
+                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4,
+                p + 5,
+                p + 6,
+                p + 7
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {rows}");
+    let mut query = sqlx::query(&sql);
+    for (event, at) in events {
+        query = query
+            .bind(event.tenant)
+            .bind(*at)
+            .bind(event.kind.clone())
+            .bind(event.interaction_id)
+            .bind(event.agent_id)
+            .bind(event.queue_id)
+            .bind(event.payload.to_string());
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

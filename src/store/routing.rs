@@ -21,12 +21,113 @@ use vacd_actors::{
 use super::events::{self, NewEvent};
 use super::{now_ms, Result, Store};
 
-/// What an output does to the interaction's `agent_id`.
+/// Events per multi-row insert (7 parameters each, well under both databases' limits).
+const EVENT_ROWS_PER_INSERT: usize = 200;
+
+/// What outputs do to an interaction's `agent_id`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Assignee {
     Set(i64),
     Clear,
-    ClearIfOffered,
+    #[default]
     Keep,
+}
+
+/// Where one interaction's row stands after a run of outputs, so it is written once.
+#[derive(Debug, Default)]
+struct RowChange {
+    state: Option<&'static str>,
+    agent: Assignee,
+    /// Queue, queue order and time of a `Queued` output.
+    queued: Option<(i64, i64, i64)>,
+    /// The run began with a revoked offer: back to queued only if the row is still offered
+    /// (ring-all revokes the losing offers after the winner connected).
+    revoke_if_offered: bool,
+}
+
+impl RowChange {
+    fn apply(&mut self, output: &Output, at: i64) {
+        let (state, agent) = match output {
+            Output::Queued { queue, order, .. } => {
+                self.queued = Some((queue.0 as i64, *order as i64, at));
+                ("queued", Assignee::Clear)
+            }
+            Output::Offered { agent, .. } => ("offered", Assignee::Set(agent.0 as i64)),
+            Output::OfferRevoked { .. } => match self.state {
+                Some("offered") => ("queued", Assignee::Clear),
+                None => {
+                    self.revoke_if_offered = true;
+                    return;
+                }
+                Some(_) => return,
+            },
+            Output::Connected { agent, .. } => ("connected", Assignee::Set(agent.0 as i64)),
+            Output::Ended { agent, .. } => ("wrap_up", Assignee::Set(agent.0 as i64)),
+            Output::Done { .. } => ("done", Assignee::Keep),
+            Output::Abandoned { .. } => ("abandoned", Assignee::Clear),
+            _ => return,
+        };
+        self.state = Some(state);
+        self.revoke_if_offered = false;
+        if agent != Assignee::Keep {
+            self.agent = agent;
+        }
+    }
+
+    async fn write(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        tenant: i64,
+        interaction: i64,
+    ) -> Result<()> {
+        let Some(state) = self.state else {
+            if self.revoke_if_offered {
+                sqlx::query(
+                    "UPDATE interactions SET state = 'queued', agent_id = NULL \
+                     WHERE tenant_id = $1 AND id = $2 AND state = 'offered'",
+                )
+                .bind(tenant)
+                .bind(interaction)
+                .execute(&mut **tx)
+                .await?;
+            }
+            return Ok(());
+        };
+        let mut sets = vec!["state = $1".to_owned()];
+        let mut n = 1;
+        let mut param = || {
+            n += 1;
+            format!("${n}")
+        };
+        match self.agent {
+            Assignee::Set(_) => sets.push(format!("agent_id = {}", param())),
+            Assignee::Clear => sets.push("agent_id = NULL".to_owned()),
+            Assignee::Keep => {}
+        }
+        if self.queued.is_some() {
+            sets.push(format!("queue_id = {}", param()));
+            sets.push(format!("queue_order = {}", param()));
+            sets.push(format!("queued_at = COALESCE(queued_at, {})", param()));
+        }
+        let (tenant_param, id_param) = (param(), param());
+        let sql = format!(
+            "UPDATE interactions SET {} WHERE tenant_id = {tenant_param} AND id = {id_param}",
+            sets.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(state);
+        if let Assignee::Set(agent) = self.agent {
+            query = query.bind(agent);
+        }
+        if let Some((queue, order, at)) = self.queued {
+            query = query.bind(queue).bind(order).bind(at);
+        }
+        query
+            .bind(tenant)
+            .bind(interaction)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
 }
 
 /// Outputs of one tenant, in the order the engine produced them, at one moment.
@@ -271,10 +372,12 @@ impl Store {
         })
     }
 
-    /// Writes batches of routing outputs in one transaction: each output becomes an event, and
-    /// the interaction it concerns gets its new state.
+    /// Writes batches of routing outputs in one transaction: every output becomes an event
+    /// (inserted many rows per statement), and each interaction they concern gets one update
+    /// with where it stands after all of them.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
-        let mut tx = self.begin().await?;
+        let mut events = Vec::new();
+        let mut rows: BTreeMap<(i64, i64), RowChange> = BTreeMap::new();
         for batch in batches {
             let at = batch
                 .at
@@ -295,60 +398,20 @@ impl Store {
                     queue_id: number("queue"),
                     payload: payload.clone(),
                 };
-                events::append_at(&mut tx, &event, at).await?;
-                let Some(interaction) = event.interaction_id else {
-                    continue;
-                };
-                let (state, assignee) = match output {
-                    Output::Queued { order, queue, .. } => {
-                        sqlx::query(
-                            "UPDATE interactions SET state = 'queued', queue_id = $1, queue_order = $2, agent_id = NULL, \
-                             queued_at = COALESCE(queued_at, $3) WHERE tenant_id = $4 AND id = $5",
-                        )
-                        .bind(queue.0 as i64)
-                        .bind(*order as i64)
-                        .bind(at)
-                        .bind(batch.tenant)
-                        .bind(interaction)
-                        .execute(&mut *tx)
-                        .await?;
-                        continue;
-                    }
-                    Output::Offered { agent, .. } => ("offered", Assignee::Set(agent.0 as i64)),
-                    Output::OfferRevoked { .. } => ("queued", Assignee::ClearIfOffered),
-                    Output::Connected { agent, .. } => ("connected", Assignee::Set(agent.0 as i64)),
-                    Output::Ended { agent, .. } => ("wrap_up", Assignee::Set(agent.0 as i64)),
-                    Output::Done { .. } => ("done", Assignee::Keep),
-                    Output::Abandoned { .. } => ("abandoned", Assignee::Clear),
-                    _ => continue,
-                };
-                let query = match assignee {
-                    Assignee::Set(agent) => sqlx::query(
-                        "UPDATE interactions SET state = $1, agent_id = $2 WHERE tenant_id = $3 AND id = $4",
-                    )
-                    .bind(state)
-                    .bind(agent),
-                    Assignee::Clear => {
-                        sqlx::query("UPDATE interactions SET state = $1, agent_id = NULL WHERE tenant_id = $2 AND id = $3")
-                            .bind(state)
-                    }
-                    // Ring-all revokes the losing offers after the winner connected: only an
-                    // interaction still offered goes back to queued.
-                    Assignee::ClearIfOffered => sqlx::query(
-                        "UPDATE interactions SET state = $1, agent_id = NULL \
-                         WHERE tenant_id = $2 AND id = $3 AND state = 'offered'",
-                    )
-                    .bind(state),
-                    Assignee::Keep => {
-                        sqlx::query("UPDATE interactions SET state = $1 WHERE tenant_id = $2 AND id = $3").bind(state)
-                    }
-                };
-                query
-                    .bind(batch.tenant)
-                    .bind(interaction)
-                    .execute(&mut *tx)
-                    .await?;
+                if let Some(interaction) = event.interaction_id {
+                    rows.entry((batch.tenant, interaction))
+                        .or_default()
+                        .apply(output, at);
+                }
+                events.push((event, at));
             }
+        }
+        let mut tx = self.begin().await?;
+        for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
+            events::append_many(&mut tx, chunk).await?;
+        }
+        for ((tenant, interaction), change) in rows {
+            change.write(&mut tx, tenant, interaction).await?;
         }
         tx.commit().await?;
         Ok(())
