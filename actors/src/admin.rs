@@ -114,7 +114,8 @@ impl Engine {
             return Ok(());
         };
         let old = std::mem::replace(&mut queue.config, config);
-        let homed: Vec<_> = queue.homed.iter().copied().collect();
+        let mut homed: Vec<_> = queue.homed.iter().copied().collect();
+        homed.sort_unstable();
         let new = &queue.config;
         if old.strategy != new.strategy || old.required_skills != new.required_skills {
             queue.rr_cursor = None;

@@ -226,6 +226,18 @@ pub(crate) fn assert_consistent(engine: &Engine) {
         match &inter.stage {
             Stage::Queued => {
                 let key = inter.wait_key.expect("queued interactions are listed");
+                assert_eq!(
+                    key.needs,
+                    inter.needs.summary(),
+                    "stale needs in {id}'s key"
+                );
+                if let Some(needs) = key.inline_needs() {
+                    assert_eq!(
+                        needs,
+                        inter.needs.list.as_slice(),
+                        "stale needs in {id}'s key"
+                    );
+                }
                 for q in inter.visible_in() {
                     assert!(
                         engine.queues.contains_key(&q),

@@ -7,132 +7,162 @@
 //! agent touches no index at all, instead of one per queue it serves.
 //!
 //! A relisted agent (new rank) gets a new entry; its old one is stale too. Stale entries are
-//! removed when a walk meets them, and an index is compacted when it grows past twice the queue's
-//! membership, so it never holds more than that.
+//! removed when a walk meets them or overwritten by a new entry that sorts next to them, and an
+//! index is compacted when it grows past twice the queue's membership, so it never holds more
+//! than that.
 //!
-//! Two shapes, chosen by strategy:
-//! - longest-idle and ring-all rank by the engine's activity clock, which only grows, so a newly
-//!   listed agent almost always goes to the back: an append to a sorted deque;
-//! - the other strategies keep an ordered set.
+//! One shape for every strategy: a deque sorted by [`RankKey`]. A queue's index holds a few
+//! hundred entries at most (its members, twice over with stale ones), so a binary search over one
+//! contiguous buffer and a short shift beat a B-tree's pointer chase and node allocations. Under
+//! longest-idle and ring-all the keys only grow, so a newly listed agent goes to the back (an
+//! append); the agent taken is usually near the front, where a deque shifts little.
 
-use std::collections::{btree_set, vec_deque, BTreeSet, VecDeque};
-use std::ops::Bound;
+use std::collections::VecDeque;
 
 use crate::ids::AgentId;
 use crate::strategy::{RankKey, Strategy};
 
-/// Available agents of one queue, in offer order.
-#[derive(Clone, Debug)]
-pub(crate) enum IdleIndex {
-    /// Sorted deque, appended to; for strategies whose keys only grow.
-    Appended(VecDeque<RankKey>),
-    /// Ordered set; for strategies whose keys move both ways.
-    Ordered(BTreeSet<RankKey>),
-}
-
-/// Iterator over an [`IdleIndex`] in offer order.
-pub(crate) enum Iter<'a> {
-    Appended(vec_deque::Iter<'a, RankKey>),
-    Ordered(btree_set::Iter<'a, RankKey>),
-}
-
-impl<'a> Iterator for Iter<'a> {
-    type Item = &'a RankKey;
-
-    fn next(&mut self) -> Option<&'a RankKey> {
-        match self {
-            Iter::Appended(iter) => iter.next(),
-            Iter::Ordered(iter) => iter.next(),
-        }
-    }
-}
+/// Available agents of one queue, in offer order: sorted, unique keys.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct IdleIndex(VecDeque<RankKey>);
 
 impl IdleIndex {
-    pub(crate) fn new(strategy: Strategy) -> IdleIndex {
-        match strategy {
-            Strategy::LongestIdle | Strategy::RingAll => IdleIndex::Appended(VecDeque::new()),
-            Strategy::LeastOccupied | Strategy::BestSkill | Strategy::RoundRobin => {
-                IdleIndex::Ordered(BTreeSet::new())
-            }
-        }
+    pub(crate) fn new(_strategy: Strategy) -> IdleIndex {
+        IdleIndex::default()
     }
 
     pub(crate) fn insert(&mut self, key: RankKey) {
-        match self {
-            IdleIndex::Appended(deque) => match deque.back() {
-                Some(back) if *back >= key => {
-                    let at = deque.partition_point(|k| *k < key);
-                    if deque.get(at) != Some(&key) {
-                        deque.insert(at, key);
+        let deque = &mut self.0;
+        match deque.back() {
+            Some(back) if *back >= key => {
+                let at = deque.partition_point(|k| *k < key);
+                if deque.get(at) != Some(&key) {
+                    deque.insert(at, key);
+                }
+            }
+            _ => deque.push_back(key),
+        }
+    }
+
+    /// Inserts `key` like [`IdleIndex::insert`], but where a neighbour of its place is not
+    /// `current` (a stale entry), overwrites that instead of shifting the entries after it: the
+    /// order holds either way, and a stale entry is dropped for free.
+    pub(crate) fn insert_over_stale(
+        &mut self,
+        key: RankKey,
+        mut current: impl FnMut(&RankKey) -> bool,
+    ) {
+        let deque = &mut self.0;
+        match deque.back() {
+            Some(back) if *back >= key => {
+                let at = deque.partition_point(|k| *k < key);
+                if deque.get(at) == Some(&key) {
+                    return;
+                }
+                if let Some(before) = at.checked_sub(1).and_then(|b| deque.get_mut(b)) {
+                    if !current(before) {
+                        *before = key;
+                        return;
                     }
                 }
-                _ => deque.push_back(key),
-            },
-            IdleIndex::Ordered(set) => {
-                set.insert(key);
+                match deque.get_mut(at) {
+                    Some(after) if !current(after) => *after = key,
+                    _ => deque.insert(at, key),
+                }
             }
+            _ => deque.push_back(key),
         }
     }
 
     pub(crate) fn remove(&mut self, key: &RankKey) {
-        match self {
-            IdleIndex::Appended(deque) => {
-                if let Ok(at) = deque.binary_search(key) {
-                    deque.remove(at);
-                }
-            }
-            IdleIndex::Ordered(set) => {
-                set.remove(key);
-            }
+        if let Ok(at) = self.0.binary_search(key) {
+            self.0.remove(at);
         }
     }
 
     #[cfg(test)]
     pub(crate) fn contains(&self, key: &RankKey) -> bool {
-        match self {
-            IdleIndex::Appended(deque) => deque.binary_search(key).is_ok(),
-            IdleIndex::Ordered(set) => set.contains(key),
-        }
+        self.0.binary_search(key).is_ok()
     }
 
     pub(crate) fn len(&self) -> usize {
-        match self {
-            IdleIndex::Appended(deque) => deque.len(),
-            IdleIndex::Ordered(set) => set.len(),
-        }
+        self.0.len()
     }
 
-    pub(crate) fn iter(&self) -> Iter<'_> {
-        match self {
-            IdleIndex::Appended(deque) => Iter::Appended(deque.iter()),
-            IdleIndex::Ordered(set) => Iter::Ordered(set.iter()),
-        }
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &RankKey> + '_ {
+        self.0.iter()
     }
 
     /// Keeps only the entries for which `valid` holds.
     pub(crate) fn compact(&mut self, mut valid: impl FnMut(&RankKey) -> bool) {
-        match self {
-            IdleIndex::Appended(deque) => deque.retain(|k| valid(k)),
-            IdleIndex::Ordered(set) => set.retain(|k| valid(k)),
-        }
+        self.0.retain(|k| valid(k));
     }
 
-    /// The first entry (in `strategy` order) for which `eligible` holds. Round-robin starts
-    /// after `cursor` and wraps around.
+    /// The first current entry (in `strategy` order) for which `eligible` holds; entries that
+    /// are not `current` are dropped where the walk meets them, which spares a search for each.
+    /// Round-robin starts after `cursor` and wraps around.
+    pub(crate) fn select_pruning(
+        &mut self,
+        strategy: Strategy,
+        cursor: Option<AgentId>,
+        mut current: impl FnMut(&RankKey) -> bool,
+        mut eligible: impl FnMut(&RankKey) -> bool,
+    ) -> Option<AgentId> {
+        let deque = &mut self.0;
+        let split = match (strategy, cursor) {
+            (Strategy::RoundRobin, Some(last)) => {
+                let pivot = RankKey::round_robin_pivot(last);
+                deque.partition_point(|k| *k <= pivot)
+            }
+            _ => 0,
+        };
+        // The walk: [split, len) then [0, split); a removal shortens the part being walked.
+        let mut at = split;
+        while at < deque.len() {
+            let key = &deque[at];
+            if !current(key) {
+                deque.remove(at);
+            } else if eligible(key) {
+                return Some(key.agent);
+            } else {
+                at += 1;
+            }
+        }
+        let (mut at, mut end) = (0, split);
+        while at < end {
+            let key = &deque[at];
+            if !current(key) {
+                deque.remove(at);
+                end -= 1;
+            } else if eligible(key) {
+                return Some(key.agent);
+            } else {
+                at += 1;
+            }
+        }
+        None
+    }
+
+    /// The first entry (in `strategy` order) for which `eligible` holds, leaving the index as it
+    /// is. Round-robin starts after `cursor` and wraps around.
+    #[cfg(test)]
     pub(crate) fn select(
         &self,
         strategy: Strategy,
         cursor: Option<AgentId>,
         mut eligible: impl FnMut(&RankKey) -> bool,
     ) -> Option<AgentId> {
-        let found = match (self, strategy, cursor) {
-            (IdleIndex::Ordered(set), Strategy::RoundRobin, Some(last)) => {
+        let found = match (strategy, cursor) {
+            (Strategy::RoundRobin, Some(last)) => {
                 let pivot = RankKey::round_robin_pivot(last);
-                set.range((Bound::Excluded(pivot), Bound::Unbounded))
-                    .chain(set.range(..=pivot))
+                let split = self.0.partition_point(|k| *k <= pivot);
+                self.0
+                    .range(split..)
+                    .chain(self.0.range(..split))
                     .find(|key| eligible(key))
             }
-            _ => self.iter().find(|key| eligible(key)),
+            _ => self.0.iter().find(|key| eligible(key)),
         };
         found.map(|key| key.agent)
     }

@@ -16,12 +16,13 @@ use std::cmp::Reverse;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::WorkKind;
 use crate::idle::IdleIndex;
-use crate::ids::{AgentId, InteractionId, QueueId};
-use crate::skill::SkillRequirement;
+use crate::ids::{AgentId, InteractionId, QueueId, SkillId};
+use crate::skill::{Need, Needs, SkillRequirement};
 use crate::strategy::Strategy;
 
 /// A service-level target such as "80 % answered within 20 s".
@@ -148,11 +149,31 @@ impl QueueConfig {
 }
 
 /// A queued interaction's place in a waiting list; the smallest key is served first.
+///
+/// It also carries a copy of the interaction's needs — their summary, and the list itself when it
+/// is short, as it usually is (a queue skill and a language) — after the interaction id, so that
+/// it never decides the order. An agent walking the heads of its waiting lists then tells which
+/// interactions it meets without looking them up. Needs change only while an interaction is out
+/// of the waiting lists, so the copy stays exact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct WaitKey {
     priority: Reverse<i64>,
     order: u64,
     pub(crate) interaction: InteractionId,
+    /// The interaction's needs summary (see `skill::summary_bit`); 0 when not given.
+    pub(crate) needs: u64,
+    /// The interaction's needs when there are at most [`INLINE_NEEDS`]; `None` when there are
+    /// more or they were not given (then they must be looked up).
+    inline: Option<InlineNeeds>,
+}
+
+/// How many needs a [`WaitKey`] carries inline.
+const INLINE_NEEDS: usize = 3;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct InlineNeeds {
+    len: u8,
+    list: [Need; INLINE_NEEDS],
 }
 
 impl WaitKey {
@@ -161,7 +182,41 @@ impl WaitKey {
             priority: Reverse(priority),
             order,
             interaction,
+            needs: 0,
+            inline: None,
         }
+    }
+
+    /// The key with a copy of the interaction's needs.
+    pub(crate) fn needing(self, needs: &Needs) -> WaitKey {
+        let inline = (needs.list.len() <= INLINE_NEEDS).then(|| {
+            let mut list = [Need {
+                skill: SkillId(0),
+                level: 0,
+            }; INLINE_NEEDS];
+            list[..needs.list.len()].copy_from_slice(&needs.list);
+            InlineNeeds {
+                len: u8::try_from(needs.list.len()).unwrap_or(u8::MAX),
+                list,
+            }
+        });
+        WaitKey {
+            needs: needs.summary(),
+            inline,
+            ..self
+        }
+    }
+
+    /// False if an agent whose skills have `summary` certainly cannot meet the interaction.
+    pub(crate) fn may_be_met_by(&self, summary: u64) -> bool {
+        summary & self.needs == self.needs
+    }
+
+    /// The interaction's needs, if the key carries them.
+    pub(crate) fn inline_needs(&self) -> Option<&[Need]> {
+        self.inline
+            .as_ref()
+            .map(|inline| &inline.list[..usize::from(inline.len)])
     }
 }
 
@@ -173,8 +228,10 @@ pub(crate) struct Queue {
     pub(crate) idle: IdleIndex,
     /// Queued interactions per kind (own and overflowed-in), in service order.
     pub(crate) waiting: [BTreeSet<WaitKey>; 3],
-    /// Live interactions whose queue this is (queued, offered, connected or in wrap-up).
-    pub(crate) homed: BTreeSet<InteractionId>,
+    /// Live interactions whose queue this is (queued, offered, connected or in wrap-up). A hash
+    /// set: every interaction enters and leaves it once, and the rare walks over it (queue
+    /// reconfiguration, statistics) sort it or do not depend on its order.
+    pub(crate) homed: FxHashSet<InteractionId>,
     /// The agent round-robin chose last.
     pub(crate) rr_cursor: Option<AgentId>,
     /// Moving average of handle time (connect to end of wrap-up), for wait estimates.
@@ -188,7 +245,7 @@ impl Queue {
             config,
             idle,
             waiting: Default::default(),
-            homed: BTreeSet::new(),
+            homed: FxHashSet::default(),
             rr_cursor: None,
             handle_time,
         }

@@ -68,64 +68,65 @@ impl Engine {
         if inter.stage != Stage::Queued {
             return;
         }
-        // Entries of agents that stopped being available are dropped when a walk meets them.
-        let mut stale: Vec<(QueueId, RankKey)> = Vec::new();
+        // Entries of agents that stopped being available are dropped where a walk meets them.
         let listings = &self.listings;
-        let mut is_eligible = |q: QueueId, key: &RankKey| {
-            if !is_current(listings, key) {
-                stale.push((q, *key));
-                return false;
-            }
+        let agents = &self.agents;
+        let is_eligible = |key: &RankKey| {
             inter.needs.may_be_met_by(key.skills)
-                && self
-                    .agents
+                && agents
                     .get(&key.agent)
                     .is_some_and(|agent| eligible(agent, inter))
         };
         let mut chosen: Vec<AgentId> = Vec::new();
-        let mut rr_pick = None;
+        let mut picked: Option<AgentId> = None;
         if self.queue(inter.queue).config.strategy == Strategy::RingAll {
             for q in inter.visible_in() {
-                let Some(queue) = self.queues.get(&q) else {
+                let Some(queue) = self.queues.get_mut(&q) else {
                     continue;
                 };
-                for key in queue.idle.iter() {
-                    if !chosen.contains(&key.agent) && is_eligible(q, key) {
+                // Visits every entry in order, keeping all but the stale ones it meets.
+                queue.idle.compact(|key| {
+                    if chosen.contains(&key.agent) {
+                        return true;
+                    }
+                    if !is_current(listings, key) {
+                        return false;
+                    }
+                    if is_eligible(key) {
                         chosen.push(key.agent);
                     }
-                }
+                    true
+                });
             }
         } else {
             for q in inter.visible_in() {
-                let Some(queue) = self.queues.get(&q) else {
+                let Some(queue) = self.queues.get_mut(&q) else {
                     continue;
                 };
                 let strategy = queue.config.strategy;
-                let pick = queue
-                    .idle
-                    .select(strategy, queue.rr_cursor, |key| is_eligible(q, key));
+                let pick = queue.idle.select_pruning(
+                    strategy,
+                    queue.rr_cursor,
+                    |key| is_current(listings, key),
+                    is_eligible,
+                );
                 if let Some(agent) = pick {
-                    chosen.push(agent);
-                    rr_pick = Some((q, agent));
+                    picked = Some(agent);
+                    queue.rr_cursor = Some(agent);
                     break;
                 }
             }
         }
-        for (q, key) in stale {
-            if let Some(queue) = self.queues.get_mut(&q) {
-                queue.idle.remove(&key);
-            }
-        }
-        if let Some((q, agent)) = rr_pick {
-            if let Some(queue) = self.queues.get_mut(&q) {
-                queue.rr_cursor = Some(agent);
-            }
-        }
+        // One agent unless ring-all: no list to allocate.
+        let chosen: &[AgentId] = match &picked {
+            Some(agent) => std::slice::from_ref(agent),
+            None => &chosen,
+        };
         if chosen.is_empty() {
             return;
         }
-        self.offer(id, &chosen, now);
-        for agent in chosen {
+        self.offer(id, chosen, now);
+        for &agent in chosen {
             self.settle_agent(agent, now, false);
         }
     }
@@ -142,17 +143,27 @@ impl Engine {
                 return;
             }
             let mut best: Option<WaitKey> = None;
+            let summary = agent.skills.summary();
             for queue in agent.queues.iter().filter_map(|q| self.queues.get(q)) {
                 for kind in free.iter() {
                     for key in queue.waiting(kind) {
                         if best.is_some_and(|best| *key >= best) {
                             break;
                         }
-                        let inter = self
-                            .interactions
-                            .get(&key.interaction)
-                            .expect("waiting lists hold live interactions only");
-                        if agent.skills.meets(&inter.needs) && !agent.holds(inter.id) {
+                        if !key.may_be_met_by(summary) {
+                            continue;
+                        }
+                        let meets = match key.inline_needs() {
+                            Some(needs) => agent.skills.meets_all(needs),
+                            None => agent.skills.meets(
+                                &self
+                                    .interactions
+                                    .get(&key.interaction)
+                                    .expect("waiting lists hold live interactions only")
+                                    .needs,
+                            ),
+                        };
+                        if meets && !agent.holds(key.interaction) {
                             best = Some(*key);
                             break;
                         }
@@ -347,7 +358,10 @@ impl Engine {
                 continue;
             };
             let key = rank_key(queue, agent, inputs, listing);
-            queue.idle.insert(key);
+            let listings = &self.listings;
+            queue
+                .idle
+                .insert_over_stale(key, |k| is_current(listings, k));
             agent.listed_keys.push((q, key));
             let members = self.members.get(&q).map_or(0, |m| m.len());
             if queue.idle.len() > 2 * members + 16 {
@@ -446,7 +460,8 @@ impl Engine {
             .expect("a queue with live interactions cannot be removed")
             .config
             .priority;
-        let key = WaitKey::new(inter.effective_priority(priority), inter.order, id);
+        let key =
+            WaitKey::new(inter.effective_priority(priority), inter.order, id).needing(&inter.needs);
         if inter.wait_key.replace(key).is_none() {
             self.waiting[inter.kind.index()] += 1;
         }

@@ -120,11 +120,13 @@ impl SkillSet {
 
     /// Whether the agent meets every need.
     pub(crate) fn meets(&self, needs: &Needs) -> bool {
-        if !needs.may_be_met_by(self.summary) {
-            return false;
-        }
+        needs.may_be_met_by(self.summary) && self.meets_all(&needs.list)
+    }
+
+    /// Whether the agent holds every one of `needs` (sorted by skill) at its level.
+    pub(crate) fn meets_all(&self, needs: &[Need]) -> bool {
         let mut have = self.skills.iter().peekable();
-        'needs: for need in &needs.list {
+        'needs: for need in needs {
             while let Some(&&(skill, level)) = have.peek() {
                 if skill < need.skill {
                     have.next();
@@ -155,6 +157,11 @@ pub(crate) struct Needs {
 }
 
 impl Needs {
+    /// The summary of the needed skills (see [`summary_bit`]).
+    pub(crate) fn summary(&self) -> u64 {
+        self.summary
+    }
+
     /// False if an agent whose skills have `summary` certainly lacks one of the needed skills.
     pub(crate) fn may_be_met_by(&self, summary: u64) -> bool {
         summary & self.summary == self.summary
@@ -162,7 +169,7 @@ impl Needs {
 }
 
 /// One effective requirement of an interaction: `skill` at `level` or better.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Need {
     pub(crate) skill: SkillId,
     pub(crate) level: u8,

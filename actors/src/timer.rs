@@ -1,12 +1,19 @@
-//! The engine's timers: one ordered map of deadlines, so that [`Engine::poll_timeout`] is the
-//! first key and firing is popping from the front.
+//! The engine's timers: a min-heap of deadlines, so that [`Engine::poll_timeout`] is its top and
+//! firing is popping it.
 //!
 //! Timers are cancelled explicitly (every owner keeps its [`TimerId`]), so nothing stale is ever
 //! fired or reported. Equal deadlines fire in the order they were set.
 //!
+//! Most timers are cancelled long before they are due (an offer is answered, a waiting
+//! interaction is taken), so cancelling must be cheap: it only empties the timer's row in a slab
+//! (rows are reused), and the heap drops the dead entry when it reaches the top (the top is always
+//! live) or when dead entries outnumber the live ones. Schedule and cancel are then a heap push
+//! and two array writes instead of a B-tree insert and remove.
+//!
 //! [`Engine::poll_timeout`]: crate::Engine::poll_timeout
 
-use std::collections::BTreeMap;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::time::Instant;
 
 use crate::ids::{AgentId, InteractionId};
@@ -22,21 +29,39 @@ pub(crate) enum Timer {
     WrapUp(AgentId, InteractionId),
 }
 
-/// Handle of a scheduled timer, for cancelling it.
+/// Handle of a scheduled timer, for cancelling it: deadline, sequence number (unique, so the
+/// order never looks further) and slab row.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct TimerId(Instant, u64);
+pub(crate) struct TimerId(Instant, u64, u32);
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Timers {
-    due: BTreeMap<TimerId, Timer>,
+    /// Deadlines, earliest first; an entry whose row no longer holds its sequence number was
+    /// cancelled. Invariant: the top, if any, is live.
+    due: BinaryHeap<Reverse<TimerId>>,
+    /// Scheduled, not yet fired or cancelled timers with their sequence numbers, by row.
+    rows: Vec<Option<(u64, Timer)>>,
+    /// Empty rows, for reuse.
+    free: Vec<u32>,
+    /// Number of live timers.
+    live: usize,
     seq: u64,
 }
 
 impl Timers {
     pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerId {
         self.seq += 1;
-        let id = TimerId(at, self.seq);
-        self.due.insert(id, timer);
+        let row = match self.free.pop() {
+            Some(row) => row,
+            None => {
+                self.rows.push(None);
+                u32::try_from(self.rows.len() - 1).expect("fewer than 2^32 live timers")
+            }
+        };
+        self.rows[row as usize] = Some((self.seq, timer));
+        self.live += 1;
+        let id = TimerId(at, self.seq, row);
+        self.due.push(Reverse(id));
         id
     }
 
@@ -52,23 +77,60 @@ impl Timers {
     }
 
     pub(crate) fn cancel(&mut self, id: Option<TimerId>) {
-        if let Some(id) = id {
-            self.due.remove(&id);
+        let Some(id) = id else {
+            return;
+        };
+        if self.take(id).is_none() {
+            return;
+        }
+        self.drop_dead_top();
+        if self.due.len() > 2 * self.live + 64 {
+            let rows = &self.rows;
+            self.due.retain(|Reverse(id)| is_live(rows, id));
         }
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.due.keys().next().map(|id| id.0)
+        self.due.peek().map(|Reverse(id)| id.0)
     }
 
     /// Removes and returns the earliest timer due at or before `now`.
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
-        let entry = self.due.first_entry()?;
-        if entry.key().0 > now {
+        let Reverse(id) = *self.due.peek()?;
+        if id.0 > now {
             return None;
         }
-        Some(entry.remove())
+        self.due.pop();
+        let timer = self.take(id);
+        self.drop_dead_top();
+        timer
     }
+
+    /// Empties the row of `id` if it is live; returns its timer.
+    fn take(&mut self, id: TimerId) -> Option<Timer> {
+        if !is_live(&self.rows, &id) {
+            return None;
+        }
+        let (_, timer) = self.rows[id.2 as usize].take()?;
+        self.free.push(id.2);
+        self.live -= 1;
+        Some(timer)
+    }
+
+    /// Restores the invariant that the top of the heap is live.
+    fn drop_dead_top(&mut self) {
+        while let Some(Reverse(id)) = self.due.peek() {
+            if is_live(&self.rows, id) {
+                break;
+            }
+            self.due.pop();
+        }
+    }
+}
+
+/// Whether the row of `id` still holds it.
+fn is_live(rows: &[Option<(u64, Timer)>], id: &TimerId) -> bool {
+    matches!(rows.get(id.2 as usize), Some(Some((seq, _))) if *seq == id.1)
 }
 
 #[cfg(test)]
