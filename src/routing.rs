@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde_json::Value as Json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use vacd_actors::{
     BoxFuture, Channel, Host, Input, InteractionId, NewInteraction, Output, QueueId, Router,
@@ -32,15 +32,29 @@ pub enum Error {
     Store(#[from] crate::store::Error),
 }
 
+/// What the journal task receives: outputs to write, or a request to say when everything
+/// sent before it is written.
+enum Journal {
+    Batch(OutputBatch),
+    Flushed(oneshot::Sender<()>),
+}
+
 struct StoreHost {
     store: Store,
-    journal: mpsc::UnboundedSender<OutputBatch>,
+    journal: mpsc::UnboundedSender<Journal>,
 }
 
 impl Host for StoreHost {
+    /// Waits until the journal has written every output sent so far (a restarted tenant must
+    /// not read rows its predecessor's last outputs have yet to change), then reads.
     fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>> {
         let store = self.store.clone();
+        let (flushed, written) = oneshot::channel();
+        let queued = self.journal.send(Journal::Flushed(flushed)).is_ok();
         Box::pin(async move {
+            if queued {
+                let _ = written.await;
+            }
             store
                 .routing_setup(tenant.0 as i64)
                 .await
@@ -49,34 +63,52 @@ impl Host for StoreHost {
     }
 
     fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>) {
-        if self
-            .journal
-            .send(OutputBatch {
-                tenant: tenant.0 as i64,
-                at,
-                outputs,
-            })
-            .is_err()
-        {
+        let batch = OutputBatch {
+            tenant: tenant.0 as i64,
+            at,
+            outputs,
+        };
+        if self.journal.send(Journal::Batch(batch)).is_err() {
             tracing::error!(%tenant, "routing journal is closed; outputs not persisted");
         }
     }
 }
 
-/// Writes routing outputs until every sender is gone, retrying a failed write once.
-async fn journal(store: Store, mut batches: mpsc::UnboundedReceiver<OutputBatch>) {
-    let mut buffer = Vec::with_capacity(JOURNAL_BATCH);
-    while batches.recv_many(&mut buffer, JOURNAL_BATCH).await > 0 {
-        let outputs: usize = buffer.iter().map(|b| b.outputs.len()).sum();
-        metrics::counter!(crate::metrics::ROUTING_OUTPUTS).increment(outputs as u64);
-        if let Err(e) = store.record_outputs(&buffer).await {
-            tracing::warn!(error = %e, "writing routing outputs failed; retrying once");
-            if let Err(e) = store.record_outputs(&buffer).await {
-                tracing::error!(error = %e, outputs, "routing outputs lost from the event log");
+/// Writes routing outputs until every sender is gone.
+async fn journal(store: Store, mut incoming: mpsc::UnboundedReceiver<Journal>) {
+    let mut received = Vec::with_capacity(JOURNAL_BATCH);
+    let mut batches = Vec::with_capacity(JOURNAL_BATCH);
+    while incoming.recv_many(&mut received, JOURNAL_BATCH).await > 0 {
+        for message in received.drain(..) {
+            match message {
+                Journal::Batch(batch) => batches.push(batch),
+                Journal::Flushed(done) => {
+                    write(&store, &mut batches).await;
+                    let _ = done.send(());
+                }
             }
         }
-        buffer.clear();
+        write(&store, &mut batches).await;
     }
+}
+
+/// Writes the batches in one transaction; if that fails, each on its own, so one bad batch
+/// (say, of a tenant deleted meanwhile) costs only its own outputs.
+async fn write(store: &Store, batches: &mut Vec<OutputBatch>) {
+    if batches.is_empty() {
+        return;
+    }
+    let outputs: usize = batches.iter().map(|b| b.outputs.len()).sum();
+    metrics::counter!(crate::metrics::ROUTING_OUTPUTS).increment(outputs as u64);
+    if let Err(e) = store.record_outputs(batches).await {
+        tracing::warn!(error = %e, "writing routing outputs failed; writing batch by batch");
+        for batch in batches.iter() {
+            if let Err(e) = store.record_outputs(std::slice::from_ref(batch)).await {
+                tracing::error!(tenant = batch.tenant, error = %e, outputs = batch.outputs.len(), "routing outputs lost from the event log");
+            }
+        }
+    }
+    batches.clear();
 }
 
 /// The running routing: the actor tree and its journal. Owned by the server.

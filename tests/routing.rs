@@ -348,6 +348,34 @@ async fn escalation_overflows_to_another_queue(db: Db) {
     s.stop().await;
 }
 
+async fn replies_follow_their_events(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Barrier", json!({})).await;
+    let (_, token) = d.agent("ordered", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    for round in 0..20 {
+        let (status, presence) = if round % 2 == 0 {
+            (
+                json!({ "type": "presence.set", "status": "ready", "mode": "inbound" }),
+                json!({ "presence": "ready", "mode": "inbound" }),
+            )
+        } else {
+            (
+                json!({ "type": "presence.set", "status": "not_ready", "reason": "break" }),
+                json!({ "presence": "not_ready", "reason": "break" }),
+            )
+        };
+        let before_ack = console.ok(status).await;
+        assert!(
+            before_ack
+                .iter()
+                .any(|f| f["type"] == "presence.changed" && f["to"] == presence),
+            "round {round}: the presence change must arrive before the ack: {before_ack:?}"
+        );
+    }
+    d.s.stop().await;
+}
+
 async fn a_second_console_takes_over(db: Db) {
     let d = Desk::new(db).await;
     let queue = d.queue("Takeover", json!({})).await;
@@ -518,6 +546,7 @@ on_both_backends!(
     a_skill_changed_live_changes_routing,
     queue_settings_changed_live,
     escalation_overflows_to_another_queue,
+    replies_follow_their_events,
     a_second_console_takes_over,
     bad_frames_get_errors,
     offers_carry_details_and_a_screen_pop,

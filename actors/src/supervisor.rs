@@ -264,8 +264,7 @@ impl Router {
             reply,
         })
         .await
-        .and_then(|r| r)
-        .map_err(|e| RouterError::Unavailable(tenant, e))?;
+        .map_err(|e| RouterError::Unavailable(tenant, e))??;
         Ok(AgentSession { tenant, session })
     }
 

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::console::{Command, ConsoleEvent};
 use crate::queue_actor::{QueueActor, QueueMsg};
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
-use crate::supervisor::{Host, TenantId, TenantSetup};
+use crate::supervisor::{Host, RouterError, TenantId, TenantSetup};
 use crate::{AgentId, AgentStatus, Engine, Error, Input, QueueId};
 
 /// How often live queue figures are published to the consoles.
@@ -34,7 +34,7 @@ pub(crate) enum TenantMsg {
     Connect {
         agent: AgentId,
         events: mpsc::UnboundedSender<ConsoleEvent>,
-        reply: RpcReplyPort<Result<ActorRef<SessionMsg>, String>>,
+        reply: RpcReplyPort<Result<ActorRef<SessionMsg>, RouterError>>,
     },
     /// The engine's next deadline (of this generation) has come.
     Timeout(u64),
@@ -59,6 +59,9 @@ pub(crate) struct TenantState {
     engine: Engine,
     host: Arc<dyn Host>,
     sessions: BTreeMap<AgentId, ActorRef<SessionMsg>>,
+    /// The consoles' event channels, written directly so that the events of a command are
+    /// queued before its reply (the session actor is busy waiting for that reply).
+    consoles: BTreeMap<AgentId, mpsc::UnboundedSender<ConsoleEvent>>,
     queues: BTreeMap<QueueId, ActorRef<QueueMsg>>,
     /// Agents serving each queue, for publishing its figures.
     members: BTreeMap<QueueId, BTreeSet<AgentId>>,
@@ -81,8 +84,8 @@ impl TenantState {
         if !outputs.is_empty() {
             for output in &outputs {
                 if let Some((agent, event)) = ConsoleEvent::for_agent(output) {
-                    if let Some(session) = self.sessions.get(&agent) {
-                        let _ = session.cast(SessionMsg::Event(event));
+                    if let Some(console) = self.consoles.get(&agent) {
+                        let _ = console.send(event);
                     }
                 }
             }
@@ -135,11 +138,16 @@ impl TenantState {
                 tracing::warn!(tenant = %self.tenant, agent = %agent.id, error = %e, "agent configuration refused");
             }
         }
+        // A removal refused while the agent still holds work is tried again on the next
+        // reconfiguration.
+        let mut kept = Vec::new();
         for gone in self.agents.difference(&agents) {
             if let Err(e) = self.engine.handle(Input::RemoveAgent { agent: *gone }, now) {
                 tracing::warn!(tenant = %self.tenant, agent = %gone, error = %e, "agent kept until its work is done");
+                kept.push(*gone);
             }
         }
+        agents.extend(kept);
         let known: BTreeSet<QueueId> = self.queues.keys().copied().collect();
         for gone in known.difference(&queues) {
             if let Err(e) = self.engine.handle(Input::RemoveQueue { queue: *gone }, now) {
@@ -190,6 +198,7 @@ impl TenantState {
     /// The console of `agent` went away (closed, replaced or failed).
     fn session_ended(&mut self, myself: &ActorRef<TenantMsg>, agent: AgentId) {
         self.sessions.remove(&agent);
+        self.consoles.remove(&agent);
         let offline = self.apply(
             myself,
             Input::SetStatus {
@@ -259,6 +268,7 @@ impl Actor for TenantActor {
             engine: Engine::new(args.setup.config.clone()),
             host: args.host,
             sessions: BTreeMap::new(),
+            consoles: BTreeMap::new(),
             queues: BTreeMap::new(),
             members: BTreeMap::new(),
             agents: BTreeSet::new(),
@@ -329,7 +339,7 @@ impl Actor for TenantActor {
                 reply,
             } => {
                 let Some(view) = state.engine.agent(agent) else {
-                    let _ = reply.send(Err(format!("agent {agent} is not known to routing")));
+                    let _ = reply.send(Err(RouterError::Rejected(Error::UnknownAgent(agent))));
                     return Ok(());
                 };
                 if let Some(old) = state.sessions.remove(&agent) {
@@ -345,17 +355,19 @@ impl Actor for TenantActor {
                     agent,
                     tenant_id: state.tenant,
                     tenant: myself.clone(),
-                    events,
+                    events: events.clone(),
                     hello,
                 };
                 match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
                     Ok((session, _)) => {
                         state.sessions.insert(agent, session.clone());
+                        state.consoles.insert(agent, events);
                         state.publish_stats(Some(agent));
                         let _ = reply.send(Ok(session));
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(e.to_string()));
+                        let _ =
+                            reply.send(Err(RouterError::Unavailable(state.tenant, e.to_string())));
                     }
                 }
             }

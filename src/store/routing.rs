@@ -4,7 +4,8 @@
 //!
 //! Restore rule: interactions of written channels (everything but calls) that were queued,
 //! offered, connected or in wrap-up when vacd stopped are queued again, in their original queue
-//! order, so nothing accepted is lost; an agent may see again what it was working on. Escalation
+//! order, so nothing accepted is lost; an agent may see again what it was working on. So are
+//! interactions still `new` with a queue (their enqueue never reached routing). Escalation
 //! steps and SLA breaches already in the event log are not logged again.
 
 use std::collections::BTreeMap;
@@ -305,8 +306,8 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, channel, queue_id, language, priority, queue_order, queued_at FROM interactions \
              WHERE tenant_id = $1 AND queue_id IS NOT NULL AND channel <> 'call' \
-             AND state IN ('queued', 'offered', 'connected', 'wrap_up') \
-             ORDER BY queue_order, id",
+             AND state IN ('new', 'queued', 'offered', 'connected', 'wrap_up') \
+             ORDER BY queue_order IS NULL, queue_order, id",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
