@@ -459,13 +459,19 @@ pub static INTERACTIONS: Resource = Resource {
             ..req("channel", Kind::OneOf(CHANNELS))
         }),
         filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
-        filter(opt("queue_id", Kind::Ref("queues"))),
+        // Routing owns where an interaction is and how it stands once created (move it with a
+        // transfer from the console), so the API sets queue and state only at creation.
+        filter(Column {
+            mutable: false,
+            ..opt("queue_id", Kind::Ref("queues"))
+        }),
         filter(opt("customer_id", Kind::Ref("customers"))),
         opt("language", Kind::Language),
         int_default("priority", 0, 100, 50),
         filter(Column {
             default: Some(DefaultValue::Text("new")),
             required: false,
+            mutable: false,
             ..req("state", Kind::OneOf(INTERACTION_STATES))
         }),
         opt("subject", text(500)),

@@ -204,6 +204,10 @@ impl RoutingHandle {
         let (Some(id), Some(queue)) = (row["id"].as_i64(), row["queue_id"].as_i64()) else {
             return Ok(());
         };
+        // Only new work is routed; a record created as done (an import, say) is history.
+        if row["state"] != "new" {
+            return Ok(());
+        }
         let Some(channel) = row["channel"]
             .as_str()
             .and_then(|c| serde_json::from_value::<Channel>(Json::from(c)).ok())

@@ -136,7 +136,7 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
         (
             "interactions",
             interaction,
-            json!({ "state": "queued", "priority": 70 }),
+            json!({ "priority": 70, "subject": "Invoice 2" }),
         ),
         ("messages", message, json!({ "body": "Hello again" })),
         (
@@ -555,6 +555,13 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             totals
         }
     };
+    let interaction = s
+        .create(
+            "/api/v1/interactions",
+            &admin,
+            json!({ "channel": "email" }),
+        )
+        .await;
     let before = snapshot(&s).await;
     let (_, queues) = s.get("/api/v1/queues", &admin).await;
     let queue = queues["items"][0]["id"].as_i64().expect("queue id");
@@ -710,6 +717,19 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "immutable_field",
     );
+    // Routing owns an interaction's state and queue once it exists.
+    for change in [json!({ "state": "done" }), json!({ "queue_id": queue })] {
+        assert_error(
+            &s.patch(
+                &format!("/api/v1/interactions/{interaction}"),
+                &admin,
+                change,
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "immutable_field",
+        );
+    }
     assert_error(
         &s.patch("/api/v1/queues/999999", &admin, json!({ "priority": 1 }))
             .await,
