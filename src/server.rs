@@ -17,6 +17,9 @@ use crate::sip::{self, SipEndpoint};
 use crate::store::{self, Store};
 use crate::{demo, metrics};
 
+/// How long running requests may take to finish once shutdown begins.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("store: {0}")]
@@ -105,9 +108,17 @@ impl Running {
         // Stopping routing ends the agent consoles' websockets, which the HTTP server would
         // otherwise wait for.
         self.routing.shutdown().await;
-        let served = match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(Error::Serve(std::io::Error::other(e))),
+        // Requests get a bounded time to finish; a client that never reads must not hold the
+        // shutdown forever.
+        let mut task = self.task;
+        let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(Error::Serve(std::io::Error::other(e))),
+            Err(_) => {
+                tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running at shutdown were cut off");
+                task.abort();
+                Ok(())
+            }
         };
         self.store.close().await;
         tracing::info!("shut down");

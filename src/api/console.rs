@@ -23,6 +23,9 @@ use super::AppState;
 use crate::catalog::{CUSTOMERS, CUSTOMER_IDENTITIES, INTERACTIONS};
 use crate::store::{ListQuery, Principal, Value};
 
+/// How long one frame may take to go out before the console counts as gone.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Largest command frame a console may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
@@ -140,11 +143,17 @@ async fn send_event(
     who: Principal,
     event: &ConsoleEvent,
 ) -> bool {
-    if sink
-        .send(event_frame(state, who, event).await)
-        .await
-        .is_err()
-    {
+    let message = event_frame(state, who, event).await;
+    // A console that stops reading fills its TCP window; drop it rather than buffer forever.
+    if !matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    ) {
+        tracing::info!(
+            tenant = who.tenant_id,
+            agent = who.user_id,
+            "console not reading; disconnecting it"
+        );
         return false;
     }
     if let ConsoleEvent::Offer { interaction, .. } = event {
