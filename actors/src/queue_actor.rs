@@ -1,6 +1,7 @@
 //! The queue actor: one per queue. It publishes the queue's live figures (`queue.stats`) to the
 //! consoles of the agents serving it, sending only when the figures changed (or to a console
-//! that has not had them yet). The figures come from the tenant actor's engine; this actor
+//! that has not had them from this actor yet; a console gets the current figures from the
+//! tenant actor when it connects). The figures come from the tenant actor's engine; this actor
 //! keeps only what it last sent, so a restart after a failure loses nothing.
 
 use std::collections::BTreeSet;
@@ -52,7 +53,7 @@ impl Actor for QueueActor {
                 let _ = session.cast(SessionMsg::Event(event.clone()));
             }
         }
-        state.told.extend(subscribers.iter().map(|s| s.get_id()));
+        state.told = subscribers.iter().map(|s| s.get_id()).collect();
         state.last = Some(stats);
         Ok(())
     }

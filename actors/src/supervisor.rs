@@ -409,6 +409,43 @@ mod tests {
         (session, rx)
     }
 
+    /// When a command's reply arrives, the events it caused are already in the console's
+    /// channel: the websocket layer relies on this to make replies barriers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn events_of_a_command_are_queued_before_its_reply() {
+        let host = Arc::new(MemoryHost::default());
+        host.setups
+            .lock()
+            .expect("setups")
+            .insert(T1, setup(&[1], &[]));
+        let router = start(&host).await;
+        let (session, mut rx) = console(&router, T1, 1).await;
+        while rx.try_recv().is_ok() {}
+        for round in 0..200 {
+            let status = if round % 2 == 0 {
+                crate::AgentStatus::NotReady {
+                    reason: "break".into(),
+                }
+            } else {
+                crate::AgentStatus::Ready {
+                    mode: ReadyMode::Inbound,
+                }
+            };
+            session
+                .command(Command::PresenceSet { status })
+                .await
+                .expect("accepted");
+            let queued: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            assert!(
+                queued
+                    .iter()
+                    .any(|e| matches!(e, ConsoleEvent::PresenceChanged { .. })),
+                "round {round}: {queued:?}"
+            );
+        }
+        router.stop();
+    }
+
     #[tokio::test]
     async fn a_failed_session_is_cleaned_up_and_its_offer_rerouted() {
         let host = Arc::new(MemoryHost::default());

@@ -175,7 +175,8 @@ impl TenantState {
         }
     }
 
-    fn publish_stats(&self, only: Option<AgentId>) {
+    /// Hands every queue's figures to its queue actor with the consoles of its serving agents.
+    fn publish_stats(&self) {
         let now = Instant::now();
         for (queue, actor) in &self.queues {
             let Ok(stats) = self.engine.queue_stats(*queue, now) else {
@@ -186,11 +187,24 @@ impl TenantState {
                 .get(queue)
                 .into_iter()
                 .flatten()
-                .filter(|a| only.is_none_or(|only| only == **a))
                 .filter_map(|a| self.sessions.get(a).cloned())
                 .collect();
-            if !subscribers.is_empty() {
-                let _ = actor.cast(QueueMsg::Stats(stats, subscribers));
+            let _ = actor.cast(QueueMsg::Stats(stats, subscribers));
+        }
+    }
+
+    /// A console that just connected gets the current figures of the queues its agent serves.
+    fn send_stats_to(&self, agent: AgentId) {
+        let Some(console) = self.consoles.get(&agent) else {
+            return;
+        };
+        let now = Instant::now();
+        for (queue, members) in &self.members {
+            if !members.contains(&agent) {
+                continue;
+            }
+            if let Ok(stats) = self.engine.queue_stats(*queue, now) {
+                let _ = console.send(ConsoleEvent::from(&stats));
             }
         }
     }
@@ -362,7 +376,7 @@ impl Actor for TenantActor {
                     Ok((session, _)) => {
                         state.sessions.insert(agent, session.clone());
                         state.consoles.insert(agent, events);
-                        state.publish_stats(Some(agent));
+                        state.send_stats_to(agent);
                         let _ = reply.send(Ok(session));
                     }
                     Err(e) => {
@@ -378,7 +392,7 @@ impl Actor for TenantActor {
                     state.flush(&myself);
                 }
             }
-            TenantMsg::StatsTick => state.publish_stats(None),
+            TenantMsg::StatsTick => state.publish_stats(),
             #[cfg(test)]
             TenantMsg::Panic => panic!("tenant actor panic requested by a test"),
         }

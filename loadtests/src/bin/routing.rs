@@ -95,6 +95,8 @@ async fn main() -> Result<()> {
     // Agents: each console accepts and ends every offer at once and reports when it saw it.
     let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
     let mut consoles = Vec::new();
+    // Signalled by the consoles at every offer, so the end of the run is awaited, not polled.
+    let progress = Arc::new(tokio::sync::Notify::new());
     for n in 0..agents {
         let username = format!("load-{tag}-{n}");
         let password = "load-password";
@@ -120,6 +122,7 @@ async fn main() -> Result<()> {
         ))
         .await?;
         let offered = offered.clone();
+        let progress = progress.clone();
         consoles.push(tokio::spawn(async move {
             let mut n = 0u64;
             while let Some(Ok(Message::Text(text))) = rx.next().await {
@@ -134,6 +137,7 @@ async fn main() -> Result<()> {
                         .lock()
                         .expect("offer map")
                         .insert(subject.to_owned(), Instant::now());
+                    progress.notify_one();
                 }
                 let id = &frame["interaction"];
                 for command in ["offer.accept", "interaction.end", "wrapup.done"] {
@@ -189,8 +193,14 @@ async fn main() -> Result<()> {
     let created_in = started.elapsed();
     // Wait (bounded) until every created interaction was offered.
     let created = create_latency.lock().expect("latencies").len();
-    while offered.lock().expect("offer map").len() < created && started.elapsed() < DEADLINE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    while offered.lock().expect("offer map").len() < created {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        if tokio::time::timeout(left, progress.notified())
+            .await
+            .is_err()
+        {
+            break;
+        }
     }
     let routed_in = started.elapsed();
     let offered = offered.lock().expect("offer map").clone();
