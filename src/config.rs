@@ -105,6 +105,15 @@ pub struct SipConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// Providers allowed to send INVITEs.
     pub trunks: Vec<TrunkConfig>,
+    /// Address the RTP sockets of calls bind to and that vacd's SDP advertises.
+    pub rtp_address: IpAddr,
+    /// First port of the RTP range (each call takes two ports: caller leg and agent leg).
+    pub rtp_port_min: u16,
+    /// Last port of the RTP range.
+    pub rtp_port_max: u16,
+    /// Directory with `greeting.wav` (played once when a caller is queued) and `music.wav`
+    /// (looped while waiting); a missing file is replaced by a generated tone.
+    pub sounds: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,6 +219,10 @@ impl Default for SipConfig {
             rate_limit_per_second: 200,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             trunks: Vec::new(),
+            rtp_address: IpAddr::from([127, 0, 0, 1]),
+            rtp_port_min: 20000,
+            rtp_port_max: 29999,
+            sounds: PathBuf::from("config/sounds"),
         }
     }
 }
@@ -321,6 +334,21 @@ impl Config {
             return Err(Error::Invalid {
                 key: "sip.rate_limit_per_second",
                 problem: "must be at least 1".into(),
+            });
+        }
+        if sip.rtp_port_min == 0 || sip.rtp_port_max < sip.rtp_port_min.saturating_add(1) {
+            return Err(Error::Invalid {
+                key: "sip.rtp_port_max",
+                problem: format!(
+                    "the RTP range {}-{} must start above 0 and hold at least two ports",
+                    sip.rtp_port_min, sip.rtp_port_max
+                ),
+            });
+        }
+        if sip.rtp_address.is_unspecified() {
+            return Err(Error::Invalid {
+                key: "sip.rtp_address",
+                problem: "must be a concrete address: it is advertised in SDP".into(),
             });
         }
         let offered = &sip.digest_algorithms;
@@ -453,6 +481,10 @@ mod tests {
         assert!(err.contains("sip.digest_algorithms"), "{err}");
         let err = rejection("[sip]\nrate_limit_per_second = 0\n");
         assert!(err.contains("sip.rate_limit_per_second"), "{err}");
+        let err = rejection("[sip]\nrtp_port_min = 30000\nrtp_port_max = 30000\n");
+        assert!(err.contains("sip.rtp_port_max"), "{err}");
+        let err = rejection("[sip]\nrtp_address = \"0.0.0.0\"\n");
+        assert!(err.contains("sip.rtp_address"), "{err}");
     }
 
     #[test]

@@ -6,10 +6,15 @@
 //!
 //! The admin API calls [`Routing::after_change`] after each committed change, so skills, queue
 //! settings and assignments take effect in the running engine before the API answers.
+//!
+//! Calls are routed like everything else, but their signalling lives in the SIP endpoint: a
+//! [`CallTap`] hands the outputs about live calls (offers to ring an agent's phone, revoked
+//! offers to cancel it, ends from the console to hang up) to the endpoint as they happen.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use dashmap::DashMap;
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -42,6 +47,82 @@ enum Journal {
 struct StoreHost {
     store: Store,
     journal: mpsc::UnboundedSender<Journal>,
+    calls: CallTap,
+}
+
+/// A routing output about a live call, for the SIP endpoint.
+#[derive(Debug)]
+pub struct CallRouted {
+    /// The endpoint's key of the call.
+    pub call: u64,
+    pub output: Output,
+}
+
+/// Forwards routing outputs about live calls to the SIP endpoint. The index of live calls
+/// (interaction → call key) has one writer, the SIP endpoint's call actors: they register a
+/// call before enqueueing it and unregister it when it ends; the tenant actors only read it.
+#[derive(Clone)]
+pub struct CallTap {
+    calls: Arc<DashMap<u64, u64>>,
+    events: mpsc::UnboundedSender<CallRouted>,
+}
+
+impl CallTap {
+    pub fn new() -> (CallTap, mpsc::UnboundedReceiver<CallRouted>) {
+        let (events, rx) = mpsc::unbounded_channel();
+        let tap = CallTap {
+            calls: Arc::new(DashMap::new()),
+            events,
+        };
+        (tap, rx)
+    }
+
+    /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`.
+    pub fn register(&self, interaction: InteractionId, call: u64) {
+        self.calls.insert(interaction.0, call);
+    }
+
+    pub fn unregister(&self, interaction: InteractionId) {
+        self.calls.remove(&interaction.0);
+    }
+
+    fn forward(&self, outputs: &[Output]) {
+        if self.calls.is_empty() {
+            return;
+        }
+        for output in outputs {
+            let Some(interaction) = interaction_of(output) else {
+                continue;
+            };
+            if let Some(call) = self.calls.get(&interaction.0).map(|c| *c) {
+                let routed = CallRouted {
+                    call,
+                    output: output.clone(),
+                };
+                if self.events.send(routed).is_err() {
+                    tracing::warn!(%interaction, "SIP endpoint gone; call output dropped");
+                }
+            }
+        }
+    }
+}
+
+/// The interaction an output is about (presence changes are about no interaction).
+fn interaction_of(output: &Output) -> Option<InteractionId> {
+    match output {
+        Output::Queued { interaction, .. }
+        | Output::Offered { interaction, .. }
+        | Output::OfferRevoked { interaction, .. }
+        | Output::Connected { interaction, .. }
+        | Output::Ended { interaction, .. }
+        | Output::WrapUpEnded { interaction, .. }
+        | Output::Done { interaction }
+        | Output::Abandoned { interaction, .. }
+        | Output::Transferred { interaction, .. }
+        | Output::Escalated { interaction, .. }
+        | Output::SlaBreached { interaction, .. } => Some(*interaction),
+        Output::PresenceChanged { .. } => None,
+    }
 }
 
 impl Host for StoreHost {
@@ -63,6 +144,7 @@ impl Host for StoreHost {
     }
 
     fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>) {
+        self.calls.forward(&outputs);
         let batch = OutputBatch {
             tenant: tenant.0 as i64,
             at,
@@ -127,12 +209,13 @@ pub struct RoutingHandle {
 
 impl Routing {
     /// Starts the actor tree and the routing of every tenant in the store.
-    pub async fn start(store: Store) -> Result<Routing, Error> {
+    pub async fn start(store: Store, calls: CallTap) -> Result<Routing, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let journal = tokio::spawn(journal(store.clone(), rx));
         let host = Arc::new(StoreHost {
             store: store.clone(),
             journal: tx,
+            calls,
         });
         let (router, supervisor) = Router::start(host).await?;
         for tenant in store.tenant_ids().await? {

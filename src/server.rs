@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
-use crate::routing::{self, Routing};
+use crate::routing::{self, CallTap, Routing};
 use crate::sip::{self, SipEndpoint};
 use crate::store::{self, Store};
 use crate::{demo, metrics};
@@ -60,7 +60,8 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     if config.demo.enabled {
         demo::seed(&store).await?;
     }
-    let routing = Routing::start(store.clone()).await?;
+    let (calls, routed) = CallTap::new();
+    let routing = Routing::start(store.clone(), calls.clone()).await?;
     let state = AppState::new(
         store.clone(),
         routing.handle(),
@@ -76,7 +77,8 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    let sip = SipEndpoint::start(&config.sip, store.clone()).await?;
+    let sip =
+        SipEndpoint::start(&config.sip, store.clone(), routing.handle(), calls, routed).await?;
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -8,12 +8,16 @@
 //! - REGISTER: a digest challenge, then the registrar's answer once the agent's credentials
 //!   (read from the store by SIP username, see `docs/decisions.md`) verify; a wrong password
 //!   gets 403.
-//! - OPTIONS: 200. BYE outside a dialog: 481. CANCEL and ACK: handled by the layer.
-//!   Other methods: 405 (501 for unknown methods, answered by the transport).
+//! - OPTIONS: 200. BYE in a call's dialog: the call ends (`calls`); outside any: 481. CANCEL
+//!   and ACK: handled by the layer. Other methods: 405 (501 for unknown methods, answered by
+//!   the transport).
 //! - INVITE: screened — 503 over `sip.max_calls`, 403 unless it comes from a trunk's source
 //!   network or authenticates as a trunk, 404 unless the Request-URI names a phone service
-//!   number — and then answered **480 Temporarily Unavailable**: the placeholder that the
-//!   call-flow slice (queueing, agent leg, bridging) replaces.
+//!   number — and then answered by vacd and queued ([`Calls::answer`]).
+//!
+//! Routing's outputs about calls (offers to ring an agent's phone, …) arrive from the
+//! [`CallTap`](crate::routing::CallTap) and the call actors' reports from their channel; both
+//! are handed to [`Calls`], as are the layer's events about the calls' transactions.
 //!
 //! Store reads never run on this task: they are spawned, and their results come back as
 //! [`Lookup`]s, so a slow database delays one request, not the endpoint.
@@ -33,13 +37,18 @@ use vacd_sip::rsip::{self, Header, Method, Request, Response, SipMessage};
 use vacd_sip::transaction::{self, Event, Output, TransactionKey, TransactionLayer, Transmit};
 use vacd_sip::{Peer, Transport};
 
+use super::call::CallReport;
+use super::calls::{Calls, Incoming, PhoneTarget};
 use super::credentials;
 use super::screening::{dialled_number, Trunks};
 use super::transport::Inbound;
+use crate::routing::CallRouted;
 use crate::store::{self, ServiceNumber, SipUser, Store};
 
 /// The methods vacd answers, for `Allow` headers.
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+/// How long shutdown waits for hung-up calls to write their records.
+const CALLS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Seconds a caller over capacity is asked to wait (Retry-After of the 503).
 const RETRY_AFTER_SECONDS: u32 = 5;
 
@@ -58,6 +67,7 @@ pub enum Lookup {
     Number {
         key: TransactionKey,
         request: Request,
+        peer: Peer,
         trunk: String,
         number: String,
         result: store::Result<Option<ServiceNumber>>,
@@ -78,8 +88,9 @@ pub struct Endpoint {
     auth: DigestAuthenticator,
     trunks: Trunks,
     max_calls: u32,
-    /// Calls in progress; always 0 until the call-flow slice creates calls.
-    active_calls: u32,
+    calls: Calls,
+    /// The address-of-record each agent (tenant, user) registered its phone under.
+    phones: HashMap<(i64, u64), String>,
     store: Store,
     udp: Arc<UdpSocket>,
     /// Open TCP connections by remote address.
@@ -91,6 +102,7 @@ impl Endpoint {
     pub fn new(
         settings: Settings,
         store: Store,
+        calls: Calls,
         udp: Arc<UdpSocket>,
         lookups: mpsc::Sender<Lookup>,
     ) -> Self {
@@ -107,7 +119,8 @@ impl Endpoint {
             ),
             trunks: settings.trunks,
             max_calls: settings.max_calls,
-            active_calls: 0,
+            calls,
+            phones: HashMap::new(),
             store,
             udp,
             connections: HashMap::new(),
@@ -120,6 +133,8 @@ impl Endpoint {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut lookups: mpsc::Receiver<Lookup>,
+        mut routed: mpsc::UnboundedReceiver<CallRouted>,
+        mut reports: mpsc::UnboundedReceiver<CallReport>,
         mut stop: watch::Receiver<bool>,
     ) {
         loop {
@@ -134,6 +149,10 @@ impl Endpoint {
                 _ = stop.changed() => break,
                 Some(input) = inbound.recv() => self.on_inbound(input, Instant::now()),
                 Some(done) = lookups.recv() => self.on_lookup(done, Instant::now()),
+                Some(routed) = routed.recv() => self.on_routed(routed, Instant::now()),
+                Some(report) = reports.recv() => {
+                    self.calls.on_report(&mut self.layer, report, Instant::now())
+                }
                 () = timer => {
                     let now = Instant::now();
                     self.layer.handle_timeout(now);
@@ -141,6 +160,26 @@ impl Endpoint {
                 }
             }
             self.flush().await;
+        }
+        // Live calls are hung up and their actors get a bounded time to write their records.
+        self.calls.hang_up_all(&mut self.layer, Instant::now());
+        self.flush().await;
+        let deadline = tokio::time::Instant::now() + CALLS_GRACE;
+        while !self.calls.all_finished() {
+            match tokio::time::timeout_at(deadline, reports.recv()).await {
+                Ok(Some(report)) => {
+                    self.calls
+                        .on_report(&mut self.layer, report, Instant::now());
+                    self.flush().await;
+                }
+                _ => {
+                    tracing::warn!(
+                        calls = self.calls.len(),
+                        "calls still ending at shutdown were cut off"
+                    );
+                    break;
+                }
+            }
         }
         tracing::debug!(transactions = self.layer.len(), "SIP endpoint stopped");
     }
@@ -209,17 +248,41 @@ impl Endpoint {
         match event {
             Event::Request { key, request, peer } => self.on_request(key, request, peer, now),
             Event::Ack { request, peer, .. } => {
-                tracing::debug!(%peer, call_id = message::call_id(&request.headers).unwrap_or_default(), "ACK outside any dialog ignored");
+                tracing::debug!(%peer, call_id = message::call_id(&request.headers).unwrap_or_default(), "ACK");
             }
             Event::Cancelled { invite, .. } => tracing::info!(%invite, "INVITE cancelled"),
-            Event::Response { key, .. } => tracing::debug!(%key, "response to no request of ours"),
+            Event::Response { key, response } => {
+                if !self
+                    .calls
+                    .on_response(&mut self.layer, &key, &response, now)
+                {
+                    tracing::debug!(%key, code = response.status_code.code(), "response outside a call");
+                }
+            }
             Event::StrayInviteSuccess { peer, .. } => {
                 tracing::debug!(%peer, "stray 2xx to an INVITE ignored")
             }
             Event::Timeout { key } | Event::AckTimeout { key } | Event::TransportError { key } => {
-                tracing::debug!(%key, "transaction ended without completing")
+                tracing::debug!(%key, "transaction ended without completing");
+                self.calls.on_failed(&mut self.layer, &key, now);
             }
         }
+    }
+
+    /// A routing output about a call: ringing an offered agent needs its registered phone.
+    fn on_routed(&mut self, routed: CallRouted, now: Instant) {
+        let phones = &self.phones;
+        let registrar = &self.registrar;
+        let phone = |tenant: i64, agent: vacd_actors::AgentId| {
+            let aor = phones.get(&(tenant, agent.0))?;
+            let binding = registrar.lookup(aor, now).max_by_key(|b| b.expires_at)?;
+            Some(PhoneTarget {
+                peer: contact_peer(&binding.uri, binding.source),
+                uri: binding.uri.clone(),
+                aor: aor.clone(),
+            })
+        };
+        self.calls.on_routed(&mut self.layer, routed, phone, now);
     }
 
     fn respond(&mut self, key: &TransactionKey, response: Response, now: Instant) {
@@ -240,6 +303,12 @@ impl Endpoint {
         tracing::debug!(%peer, method = %request.method, call_id, "SIP request");
         match request.method {
             Method::Register => self.on_register(key, request, peer, now),
+            // A re-INVITE carries the To tag of its dialog.
+            Method::Invite if message::to_tag(&request.headers).is_some() => {
+                if !self.calls.on_request(&mut self.layer, &key, &request, now) {
+                    self.reply(&key, &request, 481, now);
+                }
+            }
             Method::Invite => self.on_invite(key, request, peer, now),
             Method::Options => {
                 let mut response = response_to(&request, 200, Some(&message::new_tag()));
@@ -253,8 +322,11 @@ impl Endpoint {
                     )));
                 self.respond(&key, response, now);
             }
-            // No dialogs exist yet, so every BYE is outside one.
-            Method::Bye => self.reply(&key, &request, 481, now),
+            Method::Bye => {
+                if !self.calls.on_request(&mut self.layer, &key, &request, now) {
+                    self.reply(&key, &request, 481, now);
+                }
+            }
             // The transaction layer answers these itself.
             Method::Ack | Method::Cancel => {}
             _ => {
@@ -308,6 +380,7 @@ impl Endpoint {
             Lookup::Number {
                 key,
                 request,
+                peer,
                 trunk,
                 number,
                 result,
@@ -321,16 +394,23 @@ impl Endpoint {
                     self.reply(&key, &request, 404, now);
                 }
                 Ok(Some(service)) => {
-                    // Placeholder until calls are routed: the number is known, nobody answers.
                     tracing::info!(
                         tenant = service.tenant_id,
                         mailbox = service.mailbox_id,
                         queue = service.queue_id,
                         trunk,
                         number,
-                        "INVITE to a service number: call routing is not built yet, 480"
+                        "call to a service number"
                     );
-                    self.reply(&key, &request, 480, now);
+                    let incoming = Incoming {
+                        key,
+                        request,
+                        peer,
+                        trunk,
+                        number,
+                        service,
+                    };
+                    self.calls.answer(&mut self.layer, incoming, now);
                 }
             },
         }
@@ -368,6 +448,10 @@ impl Endpoint {
                     return;
                 }
                 let response = self.registrar.register(&request, peer, now);
+                if let Some(aor) = Registrar::aor_of(&request) {
+                    self.phones
+                        .insert((user.tenant_id, user.user_id as u64), aor);
+                }
                 tracing::info!(
                     tenant = user.tenant_id,
                     user = user.user_id,
@@ -391,7 +475,7 @@ impl Endpoint {
     }
 
     fn on_invite(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
-        if self.active_calls >= self.max_calls {
+        if self.calls.len() >= self.max_calls as usize {
             tracing::warn!(%peer, max_calls = self.max_calls, "over call capacity, 503");
             let mut response = response_to(&request, 503, Some(&message::new_tag()));
             response
@@ -449,6 +533,7 @@ impl Endpoint {
                 .send(Lookup::Number {
                     key,
                     request,
+                    peer,
                     trunk,
                     number,
                     result,
@@ -484,6 +569,24 @@ fn authorization_username(request: &Request, realm: &str) -> Option<String> {
         }
         username.filter(|_| ours)
     })
+}
+
+/// Where requests to a registered contact go. Over TCP: the phone's own connection (the
+/// REGISTER's source). Over UDP: the contact URI's address when it is an IP literal — a phone
+/// may register a contact other than its source — else the source, where a phone behind NAT
+/// is reachable.
+fn contact_peer(uri: &str, source: Peer) -> Peer {
+    if source.transport != Transport::Udp {
+        return source;
+    }
+    let Ok(uri) = rsip::Uri::try_from(uri) else {
+        return source;
+    };
+    let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
+    match uri.host_with_port.host {
+        rsip::Host::IpAddr(ip) => Peer::new(Transport::Udp, SocketAddr::new(ip, port)),
+        rsip::Host::Domain(_) => source,
+    }
 }
 
 /// The user part of the To URI: the SIP username whose address a REGISTER binds.

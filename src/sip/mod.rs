@@ -5,9 +5,13 @@
 //! call, which numbers exist).
 //!
 //! Start with [`SipEndpoint::start`]; then `endpoint` (the transaction user: what each request
-//! gets), `transport` (sockets, rate limiting, parse errors), `screening` (trunks and dialled
-//! numbers), `credentials` (how SIP passwords are stored), `rate_limit` and `reject`.
+//! gets), `calls` (the B2BUA's dialogs: caller leg, agent legs), `call` (the call actor: a
+//! call's routing, record and media), `transport` (sockets, rate limiting, parse errors),
+//! `screening` (trunks and dialled numbers), `credentials` (how SIP passwords are stored),
+//! `rate_limit` and `reject`.
 
+mod call;
+mod calls;
 pub mod credentials;
 mod endpoint;
 mod rate_limit;
@@ -25,7 +29,10 @@ use vacd_sip::digest::Algorithm;
 use vacd_sip::message::Limits;
 
 use crate::config::{DigestAlgorithm, SipConfig};
+use crate::routing::{CallRouted, CallTap, RoutingHandle};
 use crate::store::Store;
+use call::Sounds;
+use calls::{CallContext, Calls, RtpPorts};
 use endpoint::{Endpoint, Settings};
 use rate_limit::RateLimiter;
 use screening::Trunks;
@@ -54,8 +61,15 @@ pub struct SipEndpoint {
 }
 
 impl SipEndpoint {
-    /// Binds both transports and starts the endpoint task.
-    pub async fn start(config: &SipConfig, store: Store) -> Result<SipEndpoint, Error> {
+    /// Binds both transports and starts the endpoint task. Calls are routed through `routing`;
+    /// `tap` and `routed` carry routing's outputs about them back (see [`CallTap`]).
+    pub async fn start(
+        config: &SipConfig,
+        store: Store,
+        routing: RoutingHandle,
+        tap: CallTap,
+        routed: mpsc::UnboundedReceiver<CallRouted>,
+    ) -> Result<SipEndpoint, Error> {
         credentials::set_realm(&config.realm);
         let bind_error = |transport, addr| {
             move |source| Error::Bind {
@@ -74,6 +88,25 @@ impl SipEndpoint {
         let tcp_addr = tcp.local_addr().map_err(bind_error("TCP", config.tcp))?;
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, realm = config.realm, trunks = config.trunks.len(), "SIP listening");
 
+        match store.fail_stale_calls().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                calls = n,
+                "calls live at the last stop were closed as failed"
+            ),
+            Err(err) => tracing::error!(%err, "calls live at the last stop could not be closed"),
+        }
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let calls = Calls::new(CallContext {
+            store: store.clone(),
+            routing,
+            tap,
+            sounds: Arc::new(Sounds::load(&config.sounds)),
+            rtp: RtpPorts::new(config.rtp_address, config.rtp_port_min, config.rtp_port_max),
+            udp: udp_addr,
+            tcp: tcp_addr,
+            reports: reports_tx,
+        });
         let udp = Arc::new(udp);
         let limiter = Arc::new(Mutex::new(RateLimiter::new(config.rate_limit_per_second)));
         let limits = Limits::default();
@@ -95,6 +128,7 @@ impl SipEndpoint {
                 trunks: Trunks::new(config.trunks.clone()),
             },
             store,
+            calls,
             udp.clone(),
             lookup_tx,
         );
@@ -113,7 +147,7 @@ impl SipEndpoint {
                 limits,
                 stopped.clone(),
             )),
-            tokio::spawn(endpoint.run(inbound_rx, lookup_rx, stopped)),
+            tokio::spawn(endpoint.run(inbound_rx, lookup_rx, routed, reports, stopped)),
         ];
         Ok(SipEndpoint {
             udp_addr,

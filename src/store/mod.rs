@@ -7,6 +7,7 @@
 //! event log. Everything is tenant-scoped: no function reads or writes a row without the tenant
 //! that owns it.
 
+mod calls;
 mod crud;
 mod events;
 mod routing;
@@ -21,6 +22,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
 pub use crud::{ListQuery, Page, Value};
 pub use events::NewEvent;
 pub use routing::OutputBatch;

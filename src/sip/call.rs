@@ -1,0 +1,390 @@
+//! The call actor: one task per answered call, owning everything about the call that is not
+//! signalling. That is its interaction in routing — created, enqueued, accepted, rejected,
+//! abandoned or ended strictly in the order things happen, because the actor feeds routing one
+//! input at a time — its record in the store, and its media: the two RTP sockets (caller leg,
+//! agent leg), the waiting caller's [`Playlist`] (greeting, then music on hold) and, once an
+//! agent has answered, the symmetric [`Relay`] between the legs (payload untouched).
+//!
+//! The endpoint, which owns the SIP dialogs, tells the actor what happened with [`CallCmd`]s
+//! and hears back through [`CallReport`]s. A panic in here ends only this task; the endpoint
+//! sees the command channel close and hangs up both legs (see `calls`).
+
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use futures_util::FutureExt;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+use vacd_actors::{AgentId, Channel, Input, InteractionId, NewInteraction, QueueId, TenantId};
+use vacd_sip::g711::Law;
+use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
+use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction};
+
+use crate::routing::{CallTap, RoutingHandle};
+use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, Store};
+
+/// Largest RTP datagram relayed.
+const MAX_RTP: usize = 2048;
+
+/// The sounds every waiting caller hears, loaded once (µ-law; converted per call if needed).
+#[derive(Debug, Clone)]
+pub struct Sounds {
+    pub greeting: Option<Sound>,
+    pub music: Sound,
+}
+
+impl Sounds {
+    /// `greeting.wav` and `music.wav` from `dir`; missing music becomes the comfort tone, a
+    /// missing greeting is skipped.
+    pub fn load(dir: &std::path::Path) -> Sounds {
+        let read = |name: &str| {
+            let path = dir.join(name);
+            match std::fs::read(&path) {
+                Ok(bytes) => Some(bytes),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), %err, "sound file not readable");
+                    None
+                }
+            }
+        };
+        let greeting = read("greeting.wav").and_then(|bytes| {
+            Sound::from_wav(&bytes, Law::MuLaw)
+                .map_err(|err| tracing::warn!(%err, "greeting.wav unusable; no greeting"))
+                .ok()
+        });
+        let music = Sound::from_wav_or_tone(read("music.wav").as_deref(), Law::MuLaw);
+        Sounds { greeting, music }
+    }
+}
+
+/// What the endpoint tells a call actor.
+#[derive(Debug)]
+pub enum CallCmd {
+    /// The offered agent's phone answered; its RTP goes to `remote`.
+    AgentAnswered {
+        agent: AgentId,
+        remote: Option<SocketAddr>,
+    },
+    /// The offered agent's phone refused, failed or could not be reached.
+    AgentFailed { agent: AgentId },
+    /// The connected agent transferred the call; its leg is hung up and the caller waits
+    /// (with music) until routing offers the call again.
+    Transferred,
+    /// The call is over (both legs are being hung up).
+    Hangup { by: HangupBy },
+}
+
+/// What a call actor tells the endpoint.
+#[derive(Debug)]
+pub enum CallReport {
+    /// Routing refused the agent's answer (the offer had been withdrawn meanwhile): hang up
+    /// that agent's leg; the caller keeps waiting.
+    AgentRefused { call: u64, agent: AgentId },
+    /// The call could not be put in a queue: hang up.
+    Failed { call: u64 },
+    /// The actor is done; the call's record is written.
+    Finished { call: u64 },
+}
+
+/// Everything a call actor starts with.
+pub struct CallSetup {
+    pub key: u64,
+    pub call: NewCall,
+    pub caller_socket: UdpSocket,
+    pub agent_socket: UdpSocket,
+    /// Where the caller's SDP said to send RTP (`None` if it gave no address).
+    pub caller_remote: Option<SocketAddr>,
+    /// The caller leg's codec and payload type.
+    pub law: Law,
+    pub payload_type: u8,
+    pub sounds: Arc<Sounds>,
+    pub routing: RoutingHandle,
+    pub tap: CallTap,
+    pub store: Store,
+    pub reports: mpsc::UnboundedSender<CallReport>,
+}
+
+/// Who is talking to the caller.
+#[derive(Debug, Clone, Copy)]
+struct Connected {
+    agent: AgentId,
+    at_ms: i64,
+}
+
+struct CallActor {
+    key: u64,
+    tenant: TenantId,
+    interaction: InteractionId,
+    routing: RoutingHandle,
+    reports: mpsc::UnboundedSender<CallReport>,
+    /// The agent talking to the caller now.
+    connected: Option<Connected>,
+    /// The last agent who talked to the caller (for the record, across transfers).
+    talked: Option<Connected>,
+}
+
+impl CallActor {
+    async fn input(&self, input: Input) -> Result<(), vacd_actors::RouterError> {
+        self.routing.router().input(self.tenant, input).await
+    }
+
+    fn report(&self, report: CallReport) {
+        // The endpoint outlives its calls except at shutdown, when nobody needs the report.
+        let _ = self.reports.send(report);
+    }
+
+    /// Handles a command; `Some` when the call is over.
+    async fn command(&mut self, command: CallCmd, relay: &mut Relay) -> Option<HangupBy> {
+        match command {
+            CallCmd::AgentAnswered { agent, remote } => {
+                let accepted = self
+                    .input(Input::Accept {
+                        agent,
+                        interaction: self.interaction,
+                    })
+                    .await;
+                match accepted {
+                    Ok(()) => {
+                        relay.leg_mut(LegId::B).renegotiate(remote, true);
+                        self.connected = Some(Connected {
+                            agent,
+                            at_ms: now_ms(),
+                        });
+                        self.talked = self.connected;
+                        tracing::info!(call = self.key, interaction = %self.interaction, %agent, "call connected");
+                    }
+                    Err(err) => {
+                        tracing::info!(call = self.key, %agent, %err, "agent answered a withdrawn offer");
+                        self.report(CallReport::AgentRefused {
+                            call: self.key,
+                            agent,
+                        });
+                    }
+                }
+                None
+            }
+            CallCmd::AgentFailed { agent } => {
+                let rejected = self
+                    .input(Input::Reject {
+                        agent,
+                        interaction: self.interaction,
+                    })
+                    .await;
+                // Refused when the offer was already withdrawn (timeout, caller gone).
+                if let Err(err) = rejected {
+                    tracing::debug!(call = self.key, %agent, %err, "reject not applied");
+                }
+                None
+            }
+            CallCmd::Transferred => {
+                self.connected = None;
+                relay.leg_mut(LegId::B).renegotiate(None, false);
+                None
+            }
+            CallCmd::Hangup { by } => Some(by),
+        }
+    }
+
+    /// The call's outcome for its record.
+    fn result(&self) -> CallResult {
+        match self.talked {
+            Some(_) => CallResult::Connected,
+            None => CallResult::Abandoned,
+        }
+    }
+
+    /// Tells routing the call is over: an end if an agent is talking, an abandon otherwise.
+    async fn finish(&self) {
+        let input = match self.connected {
+            Some(_) => Input::End {
+                interaction: self.interaction,
+            },
+            None => Input::Abandon {
+                interaction: self.interaction,
+            },
+        };
+        // Refused when the console already ended it.
+        if let Err(err) = self.input(input).await {
+            tracing::debug!(call = self.key, %err, "end of call not applied");
+        }
+    }
+}
+
+/// Runs one call until it is hung up.
+pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd>) {
+    let CallSetup {
+        key,
+        call,
+        caller_socket,
+        agent_socket,
+        caller_remote,
+        law,
+        payload_type,
+        sounds,
+        routing,
+        tap,
+        store,
+        reports,
+    } = setup;
+    let started = match store.start_call(&call).await {
+        Ok(started) => started,
+        Err(err) => {
+            tracing::error!(call = key, %err, "call not recorded; hanging up");
+            let _ = reports.send(CallReport::Failed { call: key });
+            wait_for_hangup(&mut commands).await;
+            let _ = reports.send(CallReport::Finished { call: key });
+            return;
+        }
+    };
+    let interaction = InteractionId(started.interaction as u64);
+    let mut actor = CallActor {
+        key,
+        tenant: TenantId(call.tenant as u64),
+        interaction,
+        routing,
+        reports,
+        connected: None,
+        talked: None,
+    };
+    tap.register(interaction, key);
+    let enqueued = actor
+        .input(Input::Enqueue {
+            interaction: NewInteraction {
+                id: interaction,
+                channel: Channel::Call,
+                queue: QueueId(call.queue as u64),
+                language: None,
+                skills: Vec::new(),
+                priority: 0,
+                restored: None,
+            },
+        })
+        .await;
+    let (result, hangup_by) = match enqueued {
+        Ok(()) => {
+            tracing::info!(call = key, %interaction, queue = call.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call queued");
+            let mut media = Media {
+                caller: caller_socket,
+                agent: agent_socket,
+                relay: Relay::new(caller_remote, None),
+                playlist: Playlist::new(law, sounds.greeting.clone(), Some(sounds.music.clone())),
+                packetizer: Packetizer::random(payload_type),
+            };
+            let by = match AssertUnwindSafe(media.run(&mut actor, &mut commands))
+                .catch_unwind()
+                .await
+            {
+                Ok(by) => by,
+                Err(_) => {
+                    tracing::error!(call = key, %interaction, "call actor failed; hanging up");
+                    actor.report(CallReport::Failed { call: key });
+                    HangupBy::System
+                }
+            };
+            (Some(actor.result()), by)
+        }
+        Err(err) => {
+            tracing::error!(call = key, %interaction, %err, "call not queued; hanging up");
+            actor.report(CallReport::Failed { call: key });
+            (None, wait_for_hangup(&mut commands).await)
+        }
+    };
+    // The record first, then routing: whoever sees the end in routing finds the record written.
+    let end = CallEnd {
+        tenant: call.tenant,
+        interaction: started.interaction,
+        agent: actor.talked.map(|c| c.agent.0 as i64),
+        connected_at: actor.talked.map(|c| c.at_ms),
+        result: result.unwrap_or(CallResult::Failed),
+        hangup_by,
+    };
+    if let Err(err) = store.end_call(&end).await {
+        tracing::error!(call = key, %interaction, %err, "call record not completed");
+    }
+    if result.is_some() {
+        actor.finish().await;
+    }
+    tap.unregister(interaction);
+    tracing::info!(call = key, %interaction, result = end.result.as_str(), hangup_by = hangup_by.as_str(), "call ended");
+    actor.report(CallReport::Finished { call: key });
+}
+
+/// After a failure: waits for the endpoint's hang-up (or its going away).
+async fn wait_for_hangup(commands: &mut mpsc::UnboundedReceiver<CallCmd>) -> HangupBy {
+    while let Some(command) = commands.recv().await {
+        if let CallCmd::Hangup { by } = command {
+            return by;
+        }
+    }
+    HangupBy::System
+}
+
+/// The call's RTP: music to the waiting caller, then the relay.
+struct Media {
+    caller: UdpSocket,
+    agent: UdpSocket,
+    relay: Relay,
+    playlist: Playlist,
+    packetizer: Packetizer,
+}
+
+impl Media {
+    /// Plays and relays until the call is hung up; returns who hung up.
+    async fn run(
+        &mut self,
+        actor: &mut CallActor,
+        commands: &mut mpsc::UnboundedReceiver<CallCmd>,
+    ) -> HangupBy {
+        let mut tick = tokio::time::interval(FRAME_DURATION);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut from_caller = [0u8; MAX_RTP];
+        let mut from_agent = [0u8; MAX_RTP];
+        let mut packet = Vec::with_capacity(MAX_RTP);
+        loop {
+            let waiting = actor.connected.is_none();
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else {
+                        return HangupBy::System;
+                    };
+                    if let Some(by) = actor.command(command, &mut self.relay).await {
+                        return by;
+                    }
+                }
+                _ = tick.tick(), if waiting => {
+                    let Some(to) = self.relay.leg(LegId::A).destination() else { continue };
+                    packet.clear();
+                    self.packetizer.packetize(self.playlist.next_frame(), &mut packet);
+                    if let Err(err) = self.caller.send_to(&packet, to).await {
+                        tracing::debug!(call = actor.key, %to, %err, "music RTP not sent");
+                    }
+                }
+                received = self.caller.recv_from(&mut from_caller) => {
+                    if let Ok((len, from)) = received {
+                        self.relay_packet(LegId::A, from, &from_caller[..len]).await;
+                    }
+                }
+                received = self.agent.recv_from(&mut from_agent) => {
+                    if let Ok((len, from)) = received {
+                        self.relay_packet(LegId::B, from, &from_agent[..len]).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn relay_packet(&mut self, on: LegId, from: SocketAddr, datagram: &[u8]) {
+        // Before the agent answers this only latches the caller's address (no destination).
+        if let RelayAction::Forward { via, to } = self.relay.handle_packet(on, from, datagram) {
+            let socket = match via {
+                LegId::A => &self.caller,
+                LegId::B => &self.agent,
+            };
+            if let Err(err) = socket.send_to(datagram, to).await {
+                tracing::debug!(%to, %err, "RTP not relayed");
+            }
+        }
+    }
+}

@@ -1,0 +1,920 @@
+//! Calls on the signalling side: vacd as a B2BUA. Each call has the caller's leg (the dialog of
+//! the trunk's INVITE, answered by vacd at once with its own SDP) and zero or more agent legs
+//! (INVITEs vacd sends to the offered agents' registered phones; several at a time only while
+//! one is still being cancelled, or for ring-all). [`Calls`] owns these dialogs and drives them
+//! through the endpoint's sans-IO [`TransactionLayer`]; media and routing belong to each call's
+//! actor (`call`), which it starts when it answers and commands with [`CallCmd`]s.
+//!
+//! What moves a call along:
+//! - routing (through the [`CallTap`]): `offered` rings an agent's phone, `offer_revoked`
+//!   cancels it (timeout, ring-all answered elsewhere), `ended` (from the console) hangs up,
+//!   `transferred` hangs up the agent's leg while the caller waits again;
+//! - the agent's phone: 2xx → ACK and bridge, ≥ 300 / timeout → the offer is rejected and
+//!   routing re-routes;
+//! - BYE from either side ends both legs;
+//! - the call actor's reports (its answer was too late, it failed, it finished).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use vacd_actors::{AgentId, Output, RevokeReason};
+use vacd_sip::dialog::Dialog;
+use vacd_sip::g711::Law;
+use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
+use vacd_sip::rsip::headers::UntypedHeader;
+use vacd_sip::rsip::{self, Header, Method, Request, Response};
+use vacd_sip::sdp::{self, LocalMedia, LocalSdp, SessionDescription};
+use vacd_sip::transaction::{TransactionKey, TransactionLayer};
+use vacd_sip::{Peer, Transport};
+
+use super::call::{self, CallCmd, CallReport, CallSetup, Sounds};
+use super::screening::normalise_e164;
+use crate::routing::{CallRouted, CallTap, RoutingHandle};
+use crate::store::{HangupBy, NewCall, ServiceNumber, Store};
+
+/// What every call needs from the server.
+pub struct CallContext {
+    pub store: Store,
+    pub routing: RoutingHandle,
+    pub tap: CallTap,
+    pub sounds: Arc<Sounds>,
+    pub rtp: RtpPorts,
+    /// Our SIP addresses, for Via and Contact.
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+    pub reports: mpsc::UnboundedSender<CallReport>,
+}
+
+/// An INVITE from a trunk to a known service number, ready to be answered.
+pub struct Incoming {
+    pub key: TransactionKey,
+    pub request: Request,
+    pub peer: Peer,
+    pub trunk: String,
+    pub number: String,
+    pub service: ServiceNumber,
+}
+
+/// Where an agent's phone is reached: its registered contact URI, the peer to send to and the
+/// address-of-record (the To of the INVITE).
+pub struct PhoneTarget {
+    pub uri: String,
+    pub peer: Peer,
+    pub aor: String,
+}
+
+/// The RTP port range; each call binds two sockets from it.
+pub struct RtpPorts {
+    ip: IpAddr,
+    min: u16,
+    max: u16,
+    next: u16,
+}
+
+impl RtpPorts {
+    pub fn new(ip: IpAddr, min: u16, max: u16) -> RtpPorts {
+        RtpPorts {
+            ip,
+            min,
+            max,
+            next: min,
+        }
+    }
+
+    /// The next free port of the range (wrapping around), as a non-blocking socket.
+    fn bind(&mut self) -> std::io::Result<tokio::net::UdpSocket> {
+        let span = u32::from(self.max - self.min) + 1;
+        let mut last = None;
+        for _ in 0..span {
+            let port = self.next;
+            self.next = if port >= self.max { self.min } else { port + 1 };
+            match std::net::UdpSocket::bind((self.ip, port)) {
+                Ok(socket) => {
+                    socket.set_nonblocking(true)?;
+                    return tokio::net::UdpSocket::from_std(socket);
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        Err(last.unwrap_or_else(|| std::io::Error::other("empty RTP port range")))
+    }
+
+    fn bind_pair(&mut self) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::UdpSocket)> {
+        Ok((self.bind()?, self.bind()?))
+    }
+}
+
+#[derive(Debug)]
+enum AgentState {
+    Ringing,
+    /// CANCEL sent (or pending until a provisional response); a 2xx that crosses it is
+    /// acknowledged and hung up.
+    Cancelling,
+    Answered(Dialog),
+}
+
+#[derive(Debug)]
+struct AgentLeg {
+    agent: AgentId,
+    invite: Request,
+    key: TransactionKey,
+    call_id: String,
+    peer: Peer,
+    offer: SessionDescription,
+    state: AgentState,
+}
+
+impl AgentLeg {
+    fn pending(&self) -> bool {
+        matches!(self.state, AgentState::Ringing | AgentState::Cancelling)
+    }
+}
+
+struct Call {
+    tenant: i64,
+    caller: Dialog,
+    caller_peer: Peer,
+    caller_invite: TransactionKey,
+    /// The caller's number as shown to agents.
+    caller_number: String,
+    law: Law,
+    telephone_event: bool,
+    agent_rtp: SocketAddr,
+    agent_sdp: LocalSdp,
+    agents: Vec<AgentLeg>,
+    actor: mpsc::UnboundedSender<CallCmd>,
+    /// Hung up: both legs are being ended.
+    over: bool,
+    /// The actor has written the record and stopped.
+    finished: bool,
+}
+
+impl Call {
+    fn command(&self, key: u64, command: CallCmd) {
+        if self.actor.send(command).is_err() {
+            tracing::debug!(call = key, "call actor already gone");
+        }
+    }
+}
+
+/// Every call's signalling.
+pub struct Calls {
+    ctx: CallContext,
+    calls: HashMap<u64, Call>,
+    /// Call-IDs of callers' and agents' legs.
+    by_call_id: HashMap<String, u64>,
+    /// Callers' INVITE server transactions and agents' INVITE client transactions.
+    by_invite: HashMap<TransactionKey, u64>,
+    next_key: u64,
+}
+
+/// Which side of a call a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Caller,
+    Agent,
+}
+
+impl Calls {
+    pub fn new(ctx: CallContext) -> Calls {
+        Calls {
+            ctx,
+            calls: HashMap::new(),
+            by_call_id: HashMap::new(),
+            by_invite: HashMap::new(),
+            next_key: 1,
+        }
+    }
+
+    /// Live calls (those answered and not yet cleaned up).
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    fn sent_by(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Tcp => self.ctx.tcp,
+            _ => self.ctx.udp,
+        }
+    }
+
+    fn via(&self, transport: Transport) -> String {
+        via_value(
+            transport,
+            &self.sent_by(transport).to_string(),
+            &new_branch(),
+        )
+    }
+
+    fn contact(&self, transport: Transport) -> Header {
+        let token = if transport == Transport::Tcp {
+            "tcp"
+        } else {
+            "udp"
+        };
+        Header::Contact(rsip::headers::Contact::new(format!(
+            "<sip:vacd@{};transport={token}>",
+            self.sent_by(transport)
+        )))
+    }
+
+    /// Answers a trunk's INVITE to a service number and starts the call's actor, which queues
+    /// it. Refusals: 480 when the number has no queue, 488 without a usable G.711 offer, 503
+    /// when no RTP ports are free.
+    pub fn answer(&mut self, layer: &mut TransactionLayer, incoming: Incoming, now: Instant) {
+        let Incoming {
+            key,
+            request,
+            peer,
+            trunk,
+            number,
+            service,
+        } = incoming;
+        let refuse = |layer: &mut TransactionLayer, code: u16| {
+            let response = response_to(&request, code, Some(&new_tag()));
+            if let Err(err) = layer.send_response(&key, response, now) {
+                tracing::debug!(%key, %err, "refusal not sent");
+            }
+        };
+        let Some(queue) = service.queue_id else {
+            tracing::warn!(
+                number,
+                tenant = service.tenant_id,
+                "service number has no queue, 480"
+            );
+            refuse(layer, 480);
+            return;
+        };
+        let offer = match SessionDescription::parse(&request.body) {
+            Ok(offer) if !request.body.is_empty() => offer,
+            Ok(_) => {
+                tracing::info!(%peer, number, "INVITE without SDP offer, 488");
+                refuse(layer, 488);
+                return;
+            }
+            Err(err) => {
+                tracing::info!(%peer, number, %err, "INVITE with unreadable SDP, 488");
+                refuse(layer, 488);
+                return;
+            }
+        };
+        let (caller_socket, agent_socket) = match self.ctx.rtp.bind_pair() {
+            Ok(pair) => pair,
+            Err(err) => {
+                tracing::error!(%err, "no free RTP ports, 503");
+                refuse(layer, 503);
+                return;
+            }
+        };
+        let (Ok(caller_rtp), Ok(agent_rtp)) =
+            (caller_socket.local_addr(), agent_socket.local_addr())
+        else {
+            refuse(layer, 500);
+            return;
+        };
+        let mut caller_sdp = LocalSdp::new(caller_rtp.ip());
+        let (answer, negotiated) =
+            match sdp::answer(&offer, &LocalMedia::new(caller_rtp), &mut caller_sdp) {
+                Ok(done) => done,
+                Err(err) => {
+                    tracing::info!(%peer, number, %err, "no common codec with the caller, 488");
+                    refuse(layer, 488);
+                    return;
+                }
+            };
+        let tag = new_tag();
+        let caller = match Dialog::uas(&request, &tag) {
+            Ok(dialog) => dialog,
+            Err(err) => {
+                tracing::info!(%peer, %err, "INVITE cannot form a dialog, 400");
+                refuse(layer, 400);
+                return;
+            }
+        };
+        let mut response = response_to(&request, 200, Some(&tag));
+        response.headers.push(self.contact(peer.transport));
+        response
+            .headers
+            .push(Header::ContentType(rsip::headers::ContentType::new(
+                "application/sdp",
+            )));
+        response.body = answer.to_bytes();
+        if let Err(err) = layer.send_response(&key, response, now) {
+            // Cancelled meanwhile: the caller is gone before anything started.
+            tracing::info!(%peer, %err, "caller left before the answer");
+            return;
+        }
+        let call_key = self.next_key;
+        self.next_key += 1;
+        let caller_number = caller_number(&request);
+        let (actor, commands) = mpsc::unbounded_channel();
+        let setup = CallSetup {
+            key: call_key,
+            call: NewCall {
+                tenant: service.tenant_id,
+                mailbox: service.mailbox_id,
+                queue,
+                call_id: caller.id().call_id.clone(),
+                trunk,
+                caller: caller_number.clone(),
+                dialled: number,
+            },
+            caller_socket,
+            agent_socket,
+            caller_remote: negotiated.remote,
+            law: negotiated.law,
+            payload_type: negotiated.payload_type,
+            sounds: self.ctx.sounds.clone(),
+            routing: self.ctx.routing.clone(),
+            tap: self.ctx.tap.clone(),
+            store: self.ctx.store.clone(),
+            reports: self.ctx.reports.clone(),
+        };
+        tokio::spawn(call::run(setup, commands));
+        self.by_call_id
+            .insert(caller.id().call_id.clone(), call_key);
+        self.by_invite.insert(key.clone(), call_key);
+        self.calls.insert(
+            call_key,
+            Call {
+                tenant: service.tenant_id,
+                caller,
+                caller_peer: peer,
+                caller_invite: key,
+                caller_number: caller_number.unwrap_or_else(|| "anonymous".into()),
+                law: negotiated.law,
+                telephone_event: negotiated.telephone_event.is_some(),
+                agent_rtp,
+                agent_sdp: LocalSdp::new(agent_rtp.ip()),
+                agents: Vec::new(),
+                actor,
+                over: false,
+                finished: false,
+            },
+        );
+    }
+
+    /// A routing output about a call; `phone` resolves an offered agent's registered phone.
+    pub fn on_routed(
+        &mut self,
+        layer: &mut TransactionLayer,
+        routed: CallRouted,
+        phone: impl FnOnce(i64, AgentId) -> Option<PhoneTarget>,
+        now: Instant,
+    ) {
+        let key = routed.call;
+        let Some((tenant, over)) = self.calls.get(&key).map(|c| (c.tenant, c.over)) else {
+            return;
+        };
+        match routed.output {
+            Output::Offered { agent, .. } if !over => match phone(tenant, agent) {
+                Some(target) => self.ring(layer, key, agent, target, now),
+                None => {
+                    tracing::info!(call = key, %agent, "offered agent has no registered phone");
+                    self.command(key, CallCmd::AgentFailed { agent });
+                }
+            },
+            Output::OfferRevoked { agent, reason, .. } if reason != RevokeReason::Rejected => {
+                self.cancel_agent(layer, key, agent, now)
+            }
+            Output::Transferred { from, .. } if !over => {
+                // The caller waits again (queue) or is offered to the target agent next.
+                self.hang_up_agent(layer, key, from, now);
+                self.command(key, CallCmd::Transferred);
+            }
+            Output::Ended { .. } if !over => self.hang_up(layer, key, HangupBy::Agent, now),
+            _ => {}
+        }
+    }
+
+    fn command(&self, key: u64, command: CallCmd) {
+        if let Some(call) = self.calls.get(&key) {
+            call.command(key, command);
+        }
+    }
+
+    fn ring(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        agent: AgentId,
+        target: PhoneTarget,
+        now: Instant,
+    ) {
+        let via = self.via(target.peer.transport);
+        let contact = self.contact(target.peer.transport);
+        let host = self.sent_by(target.peer.transport);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let media = LocalMedia {
+            rtp: call.agent_rtp,
+            codecs: vec![call.law],
+            telephone_event: call.telephone_event,
+            ptime: 20,
+            direction: sdp::Direction::SendRecv,
+        };
+        let offer = sdp::offer(&media, &mut call.agent_sdp);
+        let call_id = new_call_id(&host.ip().to_string());
+        let invite = match agent_invite(&target, &call.caller_number, host, &via, &call_id) {
+            Ok(mut invite) => {
+                invite.headers.push(contact);
+                invite
+                    .headers
+                    .push(Header::ContentType(rsip::headers::ContentType::new(
+                        "application/sdp",
+                    )));
+                invite.body = offer.to_bytes();
+                invite
+            }
+            Err(err) => {
+                tracing::warn!(call = key, %agent, uri = target.uri, %err, "agent's contact unusable");
+                call.command(key, CallCmd::AgentFailed { agent });
+                return;
+            }
+        };
+        match layer.send_request(invite.clone(), target.peer, now) {
+            Ok(invite_key) => {
+                tracing::info!(call = key, %agent, phone = %target.peer, "ringing agent");
+                self.by_invite.insert(invite_key.clone(), key);
+                self.by_call_id.insert(call_id.clone(), key);
+                call.agents.push(AgentLeg {
+                    agent,
+                    invite,
+                    key: invite_key,
+                    call_id,
+                    peer: target.peer,
+                    offer,
+                    state: AgentState::Ringing,
+                });
+            }
+            Err(err) => {
+                tracing::warn!(call = key, %agent, %err, "INVITE to agent not sent");
+                call.command(key, CallCmd::AgentFailed { agent });
+            }
+        }
+    }
+
+    /// Cancels a ringing agent leg (its INVITE then ends with 487).
+    fn cancel_agent(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        agent: AgentId,
+        now: Instant,
+    ) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        for leg in call
+            .agents
+            .iter_mut()
+            .filter(|l| l.agent == agent && matches!(l.state, AgentState::Ringing))
+        {
+            match layer.cancel(&leg.key, now) {
+                Ok(_) => leg.state = AgentState::Cancelling,
+                Err(err) => tracing::debug!(call = key, %agent, %err, "agent leg not cancelled"),
+            }
+        }
+    }
+
+    /// Sends BYE on `agent`'s answered leg (or cancels it while it rings).
+    fn hang_up_agent(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        agent: AgentId,
+        now: Instant,
+    ) {
+        self.cancel_agent(layer, key, agent, now);
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let mut byes = Vec::new();
+        call.agents.retain_mut(|leg| {
+            if leg.agent != agent {
+                return true;
+            }
+            match &mut leg.state {
+                AgentState::Answered(dialog) => {
+                    byes.push((
+                        dialog.request(Method::Bye, ""),
+                        leg.peer,
+                        leg.call_id.clone(),
+                    ));
+                    false
+                }
+                _ => true,
+            }
+        });
+        for (bye, peer, call_id) in byes {
+            self.by_call_id.remove(&call_id);
+            self.send_bye(layer, key, bye, peer, now);
+        }
+    }
+
+    /// Sends a BYE built by a dialog (its Via placeholder replaced by ours).
+    fn send_bye(
+        &self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        bye: Result<Request, vacd_sip::Error>,
+        peer: Peer,
+        now: Instant,
+    ) {
+        let mut bye = match bye {
+            Ok(bye) => bye,
+            Err(err) => {
+                tracing::debug!(call = key, %err, "no BYE to send");
+                return;
+            }
+        };
+        let via = self.via(peer.transport);
+        for header in bye.headers.iter_mut() {
+            if let Header::Via(v) = header {
+                *v = rsip::headers::Via::new(via.clone());
+                break;
+            }
+        }
+        if let Err(err) = layer.send_request(bye, peer, now) {
+            tracing::warn!(call = key, %peer, %err, "BYE not sent");
+        }
+    }
+
+    /// Ends the call: BYE to the caller, BYE or CANCEL to every agent leg, and tells the actor.
+    fn hang_up(&mut self, layer: &mut TransactionLayer, key: u64, by: HangupBy, now: Instant) {
+        self.end_legs(layer, key, None, now);
+        if let Some(call) = self.calls.get(&key) {
+            call.command(key, CallCmd::Hangup { by });
+        }
+    }
+
+    /// Ends every leg except the one on `except` (which hung up itself).
+    fn end_legs(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        except: Option<Side>,
+        now: Instant,
+    ) {
+        let agents: Vec<AgentId> = match self.calls.get_mut(&key) {
+            Some(call) if !call.over => {
+                call.over = true;
+                call.agents.iter().map(|l| l.agent).collect()
+            }
+            _ => return,
+        };
+        if except != Some(Side::Caller) {
+            if let Some(call) = self.calls.get_mut(&key) {
+                let bye = call.caller.request(Method::Bye, "");
+                let peer = call.caller_peer;
+                self.send_bye(layer, key, bye, peer, now);
+            }
+        }
+        if except != Some(Side::Agent) {
+            for agent in agents {
+                self.hang_up_agent(layer, key, agent, now);
+            }
+        }
+        self.remove_if_done(key);
+    }
+
+    /// A BYE (or another in-dialog request) for a call; `false` if it belongs to none.
+    pub fn on_request(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: &TransactionKey,
+        request: &Request,
+        now: Instant,
+    ) -> bool {
+        let Some((call_key, side)) = self.find(request) else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return false;
+        };
+        let call_id = message::call_id(&request.headers).unwrap_or_default();
+        let in_dialog = match side {
+            Side::Caller => call.caller.receive_request(request),
+            Side::Agent => match call.agents.iter_mut().find_map(|l| match &mut l.state {
+                AgentState::Answered(d) if l.call_id == call_id => Some(d),
+                _ => None,
+            }) {
+                Some(dialog) => dialog.receive_request(request),
+                None => Err(vacd_sip::Error::NotInDialog),
+            },
+        };
+        let code = match (&in_dialog, request.method) {
+            (Err(vacd_sip::Error::CSeqOutOfOrder { .. }), _) => 500,
+            (Err(_), _) => 481,
+            (Ok(()), Method::Bye) => 200,
+            // Hold and resume (re-INVITE) are not supported yet: the call stays as it is.
+            (Ok(()), Method::Invite) => 488,
+            (Ok(()), _) => 405,
+        };
+        let response = response_to(request, code, None);
+        if let Err(err) = layer.send_response(key, response, now) {
+            tracing::debug!(%key, %err, "in-dialog response not sent");
+        }
+        if code == 200 {
+            let by = match side {
+                Side::Caller => HangupBy::Caller,
+                Side::Agent => HangupBy::Agent,
+            };
+            tracing::info!(call = call_key, by = by.as_str(), "BYE");
+            if side == Side::Agent {
+                // This leg is over already; the rest of the call goes with it.
+                if let Some(call) = self.calls.get_mut(&call_key) {
+                    call.agents.retain(|l| l.call_id != call_id);
+                }
+            }
+            self.end_legs(layer, call_key, Some(side), now);
+            if let Some(call) = self.calls.get(&call_key) {
+                call.command(call_key, CallCmd::Hangup { by });
+            }
+        }
+        true
+    }
+
+    fn find(&self, request: &Request) -> Option<(u64, Side)> {
+        let call_id = message::call_id(&request.headers).ok()?;
+        let key = *self.by_call_id.get(call_id)?;
+        let call = self.calls.get(&key)?;
+        let side = if call.caller.id().call_id == call_id {
+            Side::Caller
+        } else {
+            Side::Agent
+        };
+        Some((key, side))
+    }
+
+    /// A response to one of our requests; `false` if it is no agent INVITE's.
+    pub fn on_response(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: &TransactionKey,
+        response: &Response,
+        now: Instant,
+    ) -> bool {
+        let Some(&call_key) = self.by_invite.get(key) else {
+            return false;
+        };
+        let (via_udp, via_tcp) = (self.via(Transport::Udp), self.via(Transport::Tcp));
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return false;
+        };
+        let Some(index) = call.agents.iter().position(|l| &l.key == key) else {
+            return true;
+        };
+        let code = response.status_code.code();
+        if code < 200 {
+            return true;
+        }
+        if code >= 300 {
+            let leg = call.agents.remove(index);
+            self.by_invite.remove(key);
+            self.by_call_id.remove(&leg.call_id);
+            if matches!(leg.state, AgentState::Ringing) {
+                tracing::info!(call = call_key, agent = %leg.agent, code, "agent's phone refused");
+                call.command(call_key, CallCmd::AgentFailed { agent: leg.agent });
+            }
+            self.remove_if_done(call_key);
+            return true;
+        }
+        let leg = &mut call.agents[index];
+        let dialog = match Dialog::uac(&leg.invite, response) {
+            Ok(dialog) => dialog,
+            Err(err) => {
+                tracing::warn!(call = call_key, %err, "agent's 2xx forms no dialog");
+                return true;
+            }
+        };
+        let via = if leg.peer.transport == Transport::Tcp {
+            via_tcp
+        } else {
+            via_udp
+        };
+        match dialog.ack(1, &via) {
+            Ok(ack) => layer.send_stateless(&rsip::SipMessage::Request(ack), leg.peer),
+            Err(err) => tracing::warn!(call = call_key, %err, "ACK not built"),
+        }
+        match leg.state {
+            // A retransmitted 2xx: the ACK above was all it needed.
+            AgentState::Answered(_) => {}
+            AgentState::Cancelling => {
+                // The answer crossed our CANCEL: the offer is gone, hang up this leg.
+                leg.state = AgentState::Answered(dialog);
+                let agent = leg.agent;
+                self.hang_up_agent(layer, call_key, agent, now);
+            }
+            AgentState::Ringing if call.over => {
+                leg.state = AgentState::Answered(dialog);
+                let agent = leg.agent;
+                self.hang_up_agent(layer, call_key, agent, now);
+            }
+            AgentState::Ringing => {
+                let remote = SessionDescription::parse(&response.body)
+                    .map_err(|e| e.to_string())
+                    .and_then(|answer| {
+                        sdp::accept_answer(&leg.offer, &answer).map_err(|e| e.to_string())
+                    });
+                let agent = leg.agent;
+                leg.state = AgentState::Answered(dialog);
+                match remote {
+                    Ok(negotiated) => {
+                        tracing::info!(call = call_key, %agent, "agent answered");
+                        call.command(
+                            call_key,
+                            CallCmd::AgentAnswered {
+                                agent,
+                                remote: negotiated.remote,
+                            },
+                        );
+                    }
+                    Err(err) => {
+                        tracing::info!(call = call_key, %agent, %err, "agent's SDP answer unusable; hanging up its leg");
+                        call.command(call_key, CallCmd::AgentFailed { agent });
+                        self.hang_up_agent(layer, call_key, agent, now);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// A transaction ended without an answer: an agent's INVITE that timed out or could not
+    /// be sent counts as a refusal; a caller that never acknowledged our answer is hung up.
+    pub fn on_failed(&mut self, layer: &mut TransactionLayer, key: &TransactionKey, now: Instant) {
+        let Some(&call_key) = self.by_invite.get(key) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        if &call.caller_invite == key {
+            tracing::info!(
+                call = call_key,
+                "caller never acknowledged the answer; hanging up"
+            );
+            self.hang_up(layer, call_key, HangupBy::System, now);
+            return;
+        }
+        if let Some(index) = call
+            .agents
+            .iter()
+            .position(|l| &l.key == key && l.pending())
+        {
+            let leg = call.agents.remove(index);
+            self.by_invite.remove(key);
+            self.by_call_id.remove(&leg.call_id);
+            if matches!(leg.state, AgentState::Ringing) {
+                tracing::info!(call = call_key, agent = %leg.agent, "agent's phone unreachable");
+                call.command(call_key, CallCmd::AgentFailed { agent: leg.agent });
+            }
+            self.remove_if_done(call_key);
+        }
+    }
+
+    /// What a call actor reports.
+    pub fn on_report(&mut self, layer: &mut TransactionLayer, report: CallReport, now: Instant) {
+        match report {
+            CallReport::AgentRefused { call, agent } => self.hang_up_agent(layer, call, agent, now),
+            CallReport::Failed { call } => self.hang_up(layer, call, HangupBy::System, now),
+            CallReport::Finished { call } => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.finished = true;
+                    if !c.over {
+                        // The actor stopped on its own (it failed): end the legs too.
+                        self.end_legs(layer, call, None, now);
+                    }
+                }
+                self.remove_if_done(call);
+            }
+        }
+    }
+
+    /// Shutdown: hangs up every live call.
+    pub fn hang_up_all(&mut self, layer: &mut TransactionLayer, now: Instant) {
+        let keys: Vec<u64> = self.calls.keys().copied().collect();
+        for key in keys {
+            if self.calls.get(&key).is_some_and(|c| !c.over) {
+                self.hang_up(layer, key, HangupBy::System, now);
+            }
+        }
+    }
+
+    /// Whether every call's actor has finished (written its record).
+    pub fn all_finished(&self) -> bool {
+        self.calls.values().all(|c| c.finished)
+    }
+
+    /// Forgets a call once it is over, its actor has finished and no agent INVITE is pending.
+    fn remove_if_done(&mut self, key: u64) {
+        let done = self
+            .calls
+            .get(&key)
+            .is_some_and(|c| c.over && c.finished && !c.agents.iter().any(AgentLeg::pending));
+        if !done {
+            return;
+        }
+        if let Some(call) = self.calls.remove(&key) {
+            self.by_call_id.remove(&call.caller.id().call_id);
+            self.by_invite.remove(&call.caller_invite);
+            for leg in call.agents {
+                self.by_call_id.remove(&leg.call_id);
+                self.by_invite.remove(&leg.key);
+            }
+        }
+    }
+}
+
+/// The caller's number: P-Asserted-Identity, else From; E.164 when it can be normalised, the
+/// plain user part otherwise; `None` for anonymous callers.
+fn caller_number(request: &Request) -> Option<String> {
+    let asserted = request.headers.iter().find_map(|h| match h {
+        Header::Other(name, value) if name.eq_ignore_ascii_case("P-Asserted-Identity") => {
+            Some(value.as_str())
+        }
+        _ => None,
+    });
+    let value = asserted.or_else(|| message::from_value(&request.headers))?;
+    let uri = rsip::Uri::try_from(message::uri_part(value)).ok()?;
+    let user = uri.auth?.user;
+    if user.is_empty() || user.eq_ignore_ascii_case("anonymous") {
+        return None;
+    }
+    Some(normalise_e164(&user).unwrap_or(user))
+}
+
+/// The INVITE to an agent's phone: the caller's number in From (and P-Asserted-Identity), the
+/// agent's address-of-record in To. Contact and body are added by the caller.
+fn agent_invite(
+    target: &PhoneTarget,
+    caller: &str,
+    host: SocketAddr,
+    via: &str,
+    call_id: &str,
+) -> Result<Request, rsip::Error> {
+    let uri = rsip::Uri::try_from(target.uri.as_str())?;
+    let identity = format!("<sip:{caller}@{host}>");
+    let headers: Vec<Header> = vec![
+        Header::Via(rsip::headers::Via::new(via)),
+        Header::MaxForwards(rsip::headers::MaxForwards::new("70")),
+        Header::From(rsip::headers::From::new(format!(
+            "\"{caller}\" {identity};tag={}",
+            new_tag()
+        ))),
+        Header::To(rsip::headers::To::new(format!("<{}>", target.aor))),
+        Header::CallId(rsip::headers::CallId::new(call_id)),
+        Header::CSeq(rsip::headers::CSeq::new("1 INVITE")),
+        Header::Other("P-Asserted-Identity".into(), identity),
+        Header::Allow(rsip::headers::Allow::new(super::endpoint::ALLOW)),
+    ];
+    Ok(Request {
+        method: Method::Invite,
+        uri,
+        version: rsip::Version::V2,
+        headers: headers.into(),
+        body: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite(extra: &str) -> Request {
+        let text = format!(
+            "INVITE sip:+4930123456@vacd SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKa\r\n\
+Max-Forwards: 70\r\nFrom: <sip:0049 170 1234567@carrier>;tag=1\r\nTo: <sip:+4930123456@vacd>\r\n\
+Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
+        );
+        match message::parse_datagram(text.as_bytes(), &message::Limits::default()) {
+            Ok(rsip::SipMessage::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn caller_number_prefers_the_asserted_identity_and_normalises() {
+        assert_eq!(caller_number(&invite("")).as_deref(), Some("+491701234567"));
+        let asserted = invite("P-Asserted-Identity: <sip:+4940111@carrier>\r\n");
+        assert_eq!(caller_number(&asserted).as_deref(), Some("+4940111"));
+        let anonymous = invite("P-Asserted-Identity: <sip:anonymous@anonymous.invalid>\r\n");
+        assert_eq!(caller_number(&anonymous), None);
+    }
+
+    #[tokio::test]
+    async fn rtp_ports_skip_ports_in_use_and_wrap_around() {
+        let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let mut ports = RtpPorts::new(IpAddr::from([127, 0, 0, 1]), port, port);
+        assert!(ports.bind().is_err(), "the only port is in use");
+        drop(taken);
+        let socket = ports.bind().expect("the port is free again");
+        assert_eq!(socket.local_addr().expect("addr").port(), port);
+    }
+}

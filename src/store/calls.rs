@@ -1,0 +1,249 @@
+//! What the call actors write: a call's interaction with the customer behind the caller's
+//! number (found by its phone identity, or created on the first call), its call detail record
+//! (`call_records`), and the record's completion when the call ends. Each write is one
+//! transaction together with its event in the log (`call.started`, `call.ended`).
+
+use serde_json::json;
+use sqlx::Row;
+
+use super::events::{append_in, NewEvent};
+use super::{now_ms, Result, Store};
+
+/// A call vacd has answered and is about to queue.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    pub tenant: i64,
+    pub mailbox: i64,
+    pub queue: i64,
+    /// The caller's SIP Call-ID.
+    pub call_id: String,
+    /// The trunk it came through.
+    pub trunk: String,
+    /// The caller's number (E.164 when it could be read), `None` when anonymous.
+    pub caller: Option<String>,
+    /// The dialled service number.
+    pub dialled: String,
+}
+
+/// The rows a started call got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StartedCall {
+    pub interaction: i64,
+    pub customer: Option<i64>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallResult {
+    /// An agent talked to the caller.
+    Connected,
+    /// The caller left before an agent answered.
+    Abandoned,
+    /// vacd could not route it.
+    Failed,
+}
+
+impl CallResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallResult::Connected => "connected",
+            CallResult::Abandoned => "abandoned",
+            CallResult::Failed => "failed",
+        }
+    }
+}
+
+/// Who hung up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HangupBy {
+    Caller,
+    Agent,
+    System,
+}
+
+impl HangupBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HangupBy::Caller => "caller",
+            HangupBy::Agent => "agent",
+            HangupBy::System => "system",
+        }
+    }
+}
+
+/// The end of a call, for its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallEnd {
+    pub tenant: i64,
+    pub interaction: i64,
+    /// The agent who talked to the caller last.
+    pub agent: Option<i64>,
+    /// When that agent answered (Unix ms).
+    pub connected_at: Option<i64>,
+    pub result: CallResult,
+    pub hangup_by: HangupBy,
+}
+
+impl Store {
+    /// Finds or creates the caller's customer, then creates the call's interaction (state
+    /// `new`, for routing to take over) and its call record.
+    pub async fn start_call(&self, call: &NewCall) -> Result<StartedCall> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let customer = match &call.caller {
+            None => None,
+            Some(number) => {
+                let known = sqlx::query(
+                    "SELECT customer_id FROM customer_identities \
+                     WHERE tenant_id = $1 AND kind = 'phone' AND value = $2",
+                )
+                .bind(call.tenant)
+                .bind(number.clone())
+                .fetch_optional(&mut *tx)
+                .await?;
+                match known {
+                    Some(row) => Some(row.try_get::<i64, _>("customer_id")?),
+                    None => {
+                        let id: i64 = sqlx::query(
+                            "INSERT INTO customers (tenant_id, name, created_at) \
+                             VALUES ($1, $2, $3) RETURNING id",
+                        )
+                        .bind(call.tenant)
+                        .bind(number.clone())
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("id")?;
+                        sqlx::query(
+                            "INSERT INTO customer_identities (tenant_id, customer_id, kind, value) \
+                             VALUES ($1, $2, 'phone', $3)",
+                        )
+                        .bind(call.tenant)
+                        .bind(id)
+                        .bind(number.clone())
+                        .execute(&mut *tx)
+                        .await?;
+                        Some(id)
+                    }
+                }
+            }
+        };
+        let interaction: i64 = sqlx::query(
+            "INSERT INTO interactions \
+             (tenant_id, channel, mailbox_id, queue_id, customer_id, priority, state, subject, created_at) \
+             VALUES ($1, 'call', $2, $3, $4, 0, 'new', $5, $6) RETURNING id",
+        )
+        .bind(call.tenant)
+        .bind(call.mailbox)
+        .bind(call.queue)
+        .bind(customer)
+        .bind(format!(
+            "Call from {}",
+            call.caller.as_deref().unwrap_or("anonymous")
+        ))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        sqlx::query(
+            "INSERT INTO call_records \
+             (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(call.tenant)
+        .bind(interaction)
+        .bind(call.call_id.clone())
+        .bind(call.trunk.clone())
+        .bind(call.caller.clone().unwrap_or_else(|| "anonymous".into()))
+        .bind(call.dialled.clone())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            tenant: call.tenant,
+            kind: "call.started".into(),
+            interaction_id: Some(interaction),
+            agent_id: None,
+            queue_id: Some(call.queue),
+            payload: json!({
+                "call_id": call.call_id,
+                "trunk": call.trunk,
+                "caller": call.caller,
+                "dialled": call.dialled,
+            }),
+        };
+        append_in(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(StartedCall {
+            interaction,
+            customer,
+        })
+    }
+
+    /// Completes the call's record and logs `call.ended` with its durations.
+    pub async fn end_call(&self, end: &CallEnd) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let started: i64 = sqlx::query(
+            "UPDATE call_records SET ended_at = $1, result = $2, hangup_by = $3, agent_id = $4, \
+             connected_at = $5 WHERE tenant_id = $6 AND interaction_id = $7 RETURNING started_at",
+        )
+        .bind(now)
+        .bind(end.result.as_str())
+        .bind(end.hangup_by.as_str())
+        .bind(end.agent)
+        .bind(end.connected_at)
+        .bind(end.tenant)
+        .bind(end.interaction)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("started_at")?;
+        let event = NewEvent {
+            tenant: end.tenant,
+            kind: "call.ended".into(),
+            interaction_id: Some(end.interaction),
+            agent_id: end.agent,
+            queue_id: None,
+            payload: json!({
+                "result": end.result.as_str(),
+                "hangup_by": end.hangup_by.as_str(),
+                "duration_ms": now - started,
+                "talk_ms": end.connected_at.map(|at| now - at),
+            }),
+        };
+        append_in(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Calls that were live when vacd stopped cannot be resumed (their media and dialogs are
+    /// gone): their interactions become `failed` (or `done` if only wrap-up was left) and their
+    /// records are closed by the system.
+    /// Returns how many there were.
+    pub async fn fail_stale_calls(&self) -> Result<u64> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE call_records SET ended_at = $1, result = 'failed', hangup_by = 'system' \
+             WHERE ended_at IS NULL",
+        )
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let failed = sqlx::query(
+            "UPDATE interactions SET state = 'failed' WHERE channel = 'call' \
+             AND state IN ('new', 'queued', 'offered', 'connected')",
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        // A call in wrap-up was over already; only its agent's wrap-up was cut short.
+        sqlx::query(
+            "UPDATE interactions SET state = 'done' WHERE channel = 'call' AND state = 'wrap_up'",
+        )
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(failed)
+    }
+}

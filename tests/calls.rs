@@ -1,0 +1,442 @@
+//! Phone calls end to end over real sockets on loopback, on SQLite and PostgreSQL: a trunk
+//! (`127.0.0.2`) calls the demo service number `+4930123456` (queue *Sales DE*); the demo agents
+//! alice and bruno register test phones, log in to the console and take — or refuse, or miss —
+//! the calls. RTP is checked to really cross the bridge in both directions; the event log and
+//! the call detail record are checked after each call. sipp plays caller and agent phone with
+//! the scenarios in `loadtests/sip/`.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::console::Console;
+use common::phone::Phone;
+use common::{Db, TestServer};
+use serde_json::{json, Value};
+use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
+use vacd_sip::message;
+use vacd_sip::rsip::Method;
+
+const SIP_PASSWORD: &str = vacd::demo::SIP_PASSWORD;
+const TRUNK_IP: &str = "127.0.0.2";
+const NUMBER: &str = "+4930123456";
+
+/// A server whose trunk is `127.0.0.2`, with its agents' consoles and phones.
+struct Floor {
+    s: TestServer,
+    sam: String,
+}
+
+/// An agent at work: its console and its phone.
+struct Agent {
+    id: i64,
+    console: Console,
+    phone: Phone,
+}
+
+impl Floor {
+    async fn new(db: Db) -> Floor {
+        Floor::with(db, |_| {}).await
+    }
+
+    async fn with(db: Db, adjust: impl FnOnce(&mut vacd::config::Config)) -> Floor {
+        let s = TestServer::start_with(db, |config| {
+            config.sip.trunks = vec![TrunkConfig {
+                name: "carrier".into(),
+                sources: vec![Network::try_from(TRUNK_IP.to_owned()).expect("network")],
+                username: None,
+                password: None,
+            }];
+            // Test phones answer the MD5 challenge.
+            config.sip.digest_algorithms = vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256];
+            adjust(config);
+        })
+        .await;
+        let sam = s.demo_login("sam").await;
+        Floor { s, sam }
+    }
+
+    /// `user` registers a phone (contact: the phone itself, or `contact`), logs in and is ready.
+    async fn agent(&self, user: &str, contact: Option<SocketAddr>) -> Agent {
+        let mut phone = Phone::new("127.0.0.1", self.s.sip_udp()).await;
+        phone.register(user, SIP_PASSWORD, contact).await;
+        let token = self.s.demo_login(user).await;
+        let mut console = Console::connect(&self.s, &token).await;
+        console.ready().await;
+        let (_, me) = self.s.get("/api/v1/me", &token).await;
+        let id = me["id"]
+            .as_i64()
+            .or(me["user"]["id"].as_i64())
+            .expect("user id");
+        Agent { id, console, phone }
+    }
+
+    async fn caller(&self) -> Phone {
+        Phone::new(TRUNK_IP, self.s.sip_udp()).await
+    }
+
+    /// The events of `kind` about `interaction`.
+    async fn events(&self, kind: &str, interaction: i64) -> Vec<Value> {
+        let (_, page) = self
+            .s
+            .get(
+                &format!("/api/v1/events?kind={kind}&interaction_id={interaction}"),
+                &self.sam,
+            )
+            .await;
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The payload of the call's `call.ended` event, once the agent's console has seen the
+    /// end: the call actor writes the record before it tells routing.
+    async fn call_ended(&self, agent: &mut Agent, interaction: i64) -> Value {
+        agent
+            .console
+            .expect_where("interaction.ended", |f| f["interaction"] == interaction)
+            .await;
+        self.ended_payload(interaction).await
+    }
+
+    async fn ended_payload(&self, interaction: i64) -> Value {
+        let events = self.events("call.ended", interaction).await;
+        assert_eq!(
+            events.len(),
+            1,
+            "one call.ended for {interaction}: {events:?}"
+        );
+        payload(&events[0])
+    }
+
+    /// Restarts the server: shutdown lets the call actors finish writing their records, which
+    /// is how tests without a console wait for them.
+    async fn restart(self) -> Floor {
+        let s = self.s.restart().await;
+        let sam = s.demo_login("sam").await;
+        Floor { s, sam }
+    }
+}
+
+/// An event's payload (stored as JSON text).
+fn payload(event: &Value) -> Value {
+    let text = event["payload"].as_str().expect("payload text");
+    serde_json::from_str(text).expect("payload JSON")
+}
+
+fn interaction_of(offer: &Value) -> i64 {
+    offer["interaction"].as_i64().expect("interaction id")
+}
+
+/// Caller → queue → agent answers → RTP both ways → caller hangs up.
+async fn call_reaches_an_agent_and_rtp_crosses_the_bridge(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("vacd answers the call");
+
+    // Waiting: the caller hears vacd's greeting and music.
+    let (from, _) = caller
+        .recv_rtp_within(common::phone::WAIT)
+        .await
+        .expect("music while queued");
+    assert_eq!(from, leg.remote_rtp, "symmetric RTP from the SDP's address");
+
+    // bruno's phone rings with the caller's number; his console shows the offer and who calls.
+    let offer = bruno.console.expect("offer").await;
+    let interaction = interaction_of(&offer);
+    assert_eq!(offer["channel"], "call");
+    let pop = bruno.console.expect("customer.screen_pop").await;
+    assert_eq!(pop["identities"][0]["value"], "+491701234567", "{pop}");
+    let invite = bruno.phone.request(Method::Invite).await;
+    let from_header = message::from_value(&invite.headers).expect("From");
+    assert!(from_header.contains("+491701234567"), "{from_header}");
+    let agent_leg = bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+
+    // Media crosses the bridge, untouched, both ways.
+    let arrived_from = caller
+        .rtp_reaches(leg.remote_rtp, b"hello agent", &bruno.phone)
+        .await;
+    assert_eq!(
+        arrived_from, agent_leg.remote_rtp,
+        "relayed from the agent leg's socket"
+    );
+    let arrived_from = bruno
+        .phone
+        .rtp_reaches(agent_leg.remote_rtp, b"hello caller", &caller)
+        .await;
+    assert_eq!(arrived_from, leg.remote_rtp);
+
+    // The caller hangs up; vacd ends the agent's leg too.
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut bruno, interaction).await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    assert_eq!(ended["hangup_by"], "caller", "{ended}");
+    assert_eq!(
+        f.events("call.ended", interaction).await[0]["agent_id"],
+        bruno.id
+    );
+    let started = f.events("call.started", interaction).await;
+    assert_eq!(payload(&started[0])["dialled"], NUMBER, "{started:?}");
+    f.s.stop().await;
+}
+
+/// The agent hangs up first: the caller gets the BYE.
+async fn agent_hangs_up(db: Db) {
+    let f = Floor::new(db).await;
+    let mut alice = f.agent("alice", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    let invite = alice.phone.request(Method::Invite).await;
+    let agent_leg = alice.phone.answer(&invite).await;
+    assert_eq!(alice.phone.bye(&agent_leg).await, 200);
+    let bye = caller.request(Method::Bye).await;
+    assert_eq!(
+        message::call_id(&bye.headers).ok(),
+        Some(leg.call_id.as_str())
+    );
+    caller.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut alice, interaction).await;
+    assert_eq!(ended["hangup_by"], "agent", "{ended}");
+    f.s.stop().await;
+}
+
+/// Nobody is ready: the caller waits, hangs up, and the call is an abandon.
+async fn caller_abandons_while_queued(db: Db) {
+    let f = Floor::new(db).await;
+    let mut caller = f.caller().await;
+    let leg = caller
+        .call(NUMBER)
+        .await
+        .expect("answered while nobody is ready");
+    caller
+        .recv_rtp_within(common::phone::WAIT)
+        .await
+        .expect("music while queued");
+    assert_eq!(caller.bye(&leg).await, 200);
+    let f = f.restart().await;
+    let interaction = started_interaction(&f).await;
+    let ended = f.ended_payload(interaction).await;
+    assert_eq!(ended["result"], "abandoned", "{ended}");
+    assert_eq!(ended["hangup_by"], "caller", "{ended}");
+    f.s.stop().await;
+}
+
+/// The interaction of the only call the server has seen.
+async fn started_interaction(f: &Floor) -> i64 {
+    let (_, page) = f.s.get("/api/v1/events?kind=call.started", &f.sam).await;
+    page["items"][0]["interaction_id"]
+        .as_i64()
+        .expect("a call.started event")
+}
+
+/// The first phone declines (busy): routing offers the call to the next agent at once, and the
+/// first agent is set not ready.
+async fn rejected_call_goes_to_the_next_agent(db: Db) {
+    let f = Floor::new(db).await;
+    let mut alice = f.agent("alice", None).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    // Longest idle first: alice became ready first.
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.decline(&invite, 486).await;
+    alice
+        .console
+        .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
+        .await;
+    bruno
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut bruno, interaction).await;
+    assert_eq!(ended["result"], "connected");
+    f.s.stop().await;
+}
+
+/// The first phone rings out the offer timeout: vacd cancels it, alice shows
+/// `not_ready("missed")`, and bruno gets the call.
+async fn unanswered_call_is_rerouted(db: Db) {
+    let f = Floor::new(db).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, queues) = f.s.get("/api/v1/queues?limit=100", &admin).await;
+    let queue = queues["items"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["name"] == "Sales DE"))
+        .and_then(|q| q["id"].as_i64())
+        .expect("Sales DE");
+    let (status, _) =
+        f.s.patch(
+            &format!("/api/v1/queues/{queue}"),
+            &admin,
+            json!({ "offer_timeout_seconds": 1 }),
+        )
+        .await;
+    assert!(status.is_success());
+    let mut alice = f.agent("alice", None).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.respond(&invite, 180, "ring", false).await;
+    // No answer: the offer times out and vacd cancels the ringing phone.
+    let cancel = alice.phone.request(Method::Cancel).await;
+    alice.phone.respond(&cancel, 200, "ring", false).await;
+    alice.phone.respond(&invite, 487, "ring", false).await;
+    alice.phone.request(Method::Ack).await;
+    alice
+        .console
+        .expect_where("offer.revoked", |f| f["interaction"] == interaction)
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    alice
+        .console
+        .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    f.call_ended(&mut bruno, interaction).await;
+    f.s.stop().await;
+}
+
+/// The console ends a call: vacd hangs up both phones.
+async fn console_ends_the_call(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    bruno
+        .console
+        .ok(json!({ "type": "interaction.end", "interaction": interaction }))
+        .await;
+    let bye = caller.request(Method::Bye).await;
+    assert_eq!(
+        message::call_id(&bye.headers).ok(),
+        Some(leg.call_id.as_str())
+    );
+    caller.respond(&bye, 200, "", false).await;
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let f = f.restart().await;
+    let ended = f.ended_payload(interaction).await;
+    assert_eq!(ended["hangup_by"], "agent", "{ended}");
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
+/// sipp plays both phones with the scenarios in `loadtests/sip/`: the agent's phone
+/// (`agent.xml`, registered by the test) answers, the caller (`caller.xml`) talks and hangs up.
+async fn sipp_call_flow(db: Db) {
+    let f = Floor::new(db).await;
+    let sipp_port = free_udp_port();
+    let agent_contact: SocketAddr = format!("127.0.0.1:{sipp_port}").parse().expect("address");
+    let _bruno = f.agent("bruno", Some(agent_contact)).await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtests/sip");
+    let server = f.s.sip_udp().to_string();
+    let agent = sipp(&[
+        "-sf",
+        &format!("{dir}/agent.xml"),
+        "-m",
+        "1",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &sipp_port.to_string(),
+        "-mp",
+        &free_udp_port().to_string(),
+        &server,
+    ]);
+    let caller_port = free_udp_port().to_string();
+    let caller = sipp(&[
+        "-sf",
+        &format!("{dir}/caller.xml"),
+        "-m",
+        "1",
+        "-s",
+        NUMBER,
+        "-i",
+        TRUNK_IP,
+        "-p",
+        &caller_port,
+        "-mp",
+        &free_udp_port().to_string(),
+        &server,
+    ]);
+    for (name, child) in [("caller", caller), ("agent", agent)] {
+        let output =
+            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("sipp finishes within 60 s")
+                .expect("sipp output");
+        assert!(
+            output.status.success(),
+            "sipp {name} failed with {}:\n{}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let f = f.restart().await;
+    let interaction = started_interaction(&f).await;
+    let ended = f.ended_payload(interaction).await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn sipp(args: &[&str]) -> tokio::process::Child {
+    tokio::process::Command::new("sipp")
+        .args(args)
+        .args(["-timeout", "40s", "-timeout_error", "-nostdin"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("sipp runs (Debian package sip-tester; scripts/test.sh installs it)")
+}
+
+on_both_backends!(
+    call_reaches_an_agent_and_rtp_crosses_the_bridge,
+    agent_hangs_up,
+    caller_abandons_while_queued,
+    rejected_call_goes_to_the_next_agent,
+    unanswered_call_is_rerouted,
+    console_ends_the_call,
+    sipp_call_flow,
+);

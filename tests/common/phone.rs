@@ -1,0 +1,387 @@
+//! A test SIP phone over UDP: registers with digest auth, calls a number as a trunk would, rings
+//! and answers (or declines) as an agent's phone would, hangs up, and sends and receives RTP on
+//! a socket of its own. Messages are written as text and read with `vacd-sip`'s parser; every
+//! wait is bounded and nothing sleeps.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+use vacd_sip::digest::answer_challenge;
+use vacd_sip::message::{self, new_branch, new_call_id, new_tag, parse_datagram, Limits};
+use vacd_sip::rsip::headers::UntypedHeader;
+use vacd_sip::rsip::{Header, Method, Request, Response, SipMessage};
+use vacd_sip::rtp::{write_packet, RtpHeader, RtpPacket};
+use vacd_sip::sdp::SessionDescription;
+
+/// How long the phone waits for the server.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// One established call leg, seen from the phone.
+#[derive(Debug, Clone)]
+pub struct Leg {
+    pub call_id: String,
+    /// Our From / To values for requests in the dialog (with tags).
+    pub local: String,
+    pub remote: String,
+    /// Where in-dialog requests are addressed (the server's Contact).
+    pub target: String,
+    /// Where the server wants this leg's RTP.
+    pub remote_rtp: SocketAddr,
+    pub cseq: u32,
+}
+
+pub struct Phone {
+    socket: UdpSocket,
+    pub addr: SocketAddr,
+    server: SocketAddr,
+    pub rtp: UdpSocket,
+    pub rtp_addr: SocketAddr,
+    inbox: VecDeque<SipMessage>,
+    /// Branches of requests already taken, so retransmissions are not taken twice.
+    taken: HashSet<String>,
+    cseq: u32,
+}
+
+impl Phone {
+    /// A phone with its SIP and RTP sockets on `ip`.
+    pub async fn new(ip: &str, server: SocketAddr) -> Phone {
+        let socket = UdpSocket::bind(format!("{ip}:0")).await.expect("bind SIP");
+        let rtp = UdpSocket::bind(format!("{ip}:0")).await.expect("bind RTP");
+        Phone {
+            addr: socket.local_addr().expect("address"),
+            rtp_addr: rtp.local_addr().expect("address"),
+            socket,
+            server,
+            rtp,
+            inbox: VecDeque::new(),
+            taken: HashSet::new(),
+            cseq: 0,
+        }
+    }
+
+    /// Our SDP: PCMU and telephone-event at the RTP socket.
+    pub fn sdp(&self) -> String {
+        let ip = self.rtp_addr.ip();
+        format!(
+            "v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=test\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+            self.rtp_addr.port()
+        )
+    }
+
+    pub async fn send(&self, text: &str) {
+        self.socket
+            .send_to(text.as_bytes(), self.server)
+            .await
+            .expect("send");
+    }
+
+    async fn send_message(&self, message: SipMessage) {
+        self.socket
+            .send_to(&message::encode(&message), self.server)
+            .await
+            .expect("send");
+    }
+
+    /// The next message from the network (retransmitted requests skipped).
+    async fn receive(&mut self) -> SipMessage {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let (len, _) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
+                .await
+                .expect("a SIP message within the wait")
+                .expect("receive");
+            let message = parse_datagram(&buf[..len], &Limits::default()).expect("valid SIP");
+            if let SipMessage::Request(request) = &message {
+                let branch = message::top_via(&request.headers)
+                    .map(|v| format!("{}{}", v.branch, request.method))
+                    .unwrap_or_default();
+                if !self.taken.insert(branch) {
+                    continue;
+                }
+            }
+            return message;
+        }
+    }
+
+    /// The next request of `method`; other messages stay queued.
+    pub async fn request(&mut self, method: Method) -> Request {
+        if let Some(i) = self
+            .inbox
+            .iter()
+            .position(|m| matches!(m, SipMessage::Request(r) if r.method == method))
+        {
+            if let Some(SipMessage::Request(r)) = self.inbox.remove(i) {
+                return r;
+            }
+        }
+        loop {
+            match self.receive().await {
+                SipMessage::Request(r) if r.method == method => return r,
+                other => self.inbox.push_back(other),
+            }
+        }
+    }
+
+    /// The next final response to a request of `method` (provisional ones are dropped).
+    pub async fn final_response(&mut self, method: Method) -> Response {
+        let is_final = |m: &SipMessage| match m {
+            SipMessage::Response(r) => {
+                r.status_code.code() >= 200
+                    && message::cseq(&r.headers).is_ok_and(|(_, m)| m == method)
+            }
+            _ => false,
+        };
+        if let Some(i) = self.inbox.iter().position(is_final) {
+            if let Some(SipMessage::Response(r)) = self.inbox.remove(i) {
+                return r;
+            }
+        }
+        loop {
+            let message = self.receive().await;
+            if is_final(&message) {
+                if let SipMessage::Response(r) = message {
+                    return r;
+                }
+            } else if matches!(message, SipMessage::Request(_)) {
+                self.inbox.push_back(message);
+            }
+        }
+    }
+
+    fn next_cseq(&mut self) -> u32 {
+        self.cseq += 1;
+        self.cseq
+    }
+
+    /// A request as text (`extra` lines end with CRLF).
+    #[allow(clippy::too_many_arguments)]
+    fn request_text(
+        &self,
+        method: &str,
+        uri: &str,
+        from: &str,
+        to: &str,
+        call_id: &str,
+        cseq: u32,
+        extra: &str,
+        body: &str,
+    ) -> String {
+        format!(
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n\
+From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {} {method}\r\n{extra}\
+Content-Length: {}\r\n\r\n{body}",
+            self.addr,
+            new_branch(),
+            cseq,
+            body.len()
+        )
+    }
+
+    /// Registers `user` (digest auth with `password`); the contact is this phone unless
+    /// `contact` names another address. Panics unless the registrar accepts.
+    pub async fn register(&mut self, user: &str, password: &str, contact: Option<SocketAddr>) {
+        let uri = format!("sip:{}", self.server);
+        let aor = format!("<sip:{user}@{}>", self.server);
+        let from = format!("{aor};tag={}", new_tag());
+        let call_id = new_call_id("phone.test");
+        let contact = contact.unwrap_or(self.addr);
+        let extra = format!("Contact: <sip:{user}@{contact}>\r\nExpires: 300\r\n");
+        let cseq = self.next_cseq();
+        let text = self.request_text("REGISTER", &uri, &from, &aor, &call_id, cseq, &extra, "");
+        self.send(&text).await;
+        let challenge = self.final_response(Method::Register).await;
+        assert_eq!(challenge.status_code.code(), 401, "{challenge}");
+        let offer = challenge
+            .headers
+            .iter()
+            .find_map(|h| match h {
+                Header::WwwAuthenticate(v) if v.value().contains("algorithm=MD5") => {
+                    Some(v.value().to_owned())
+                }
+                _ => None,
+            })
+            .expect("an MD5 challenge");
+        let authorization =
+            answer_challenge(&offer, "REGISTER", &uri, user, password, 1, &new_tag())
+                .expect("answerable challenge");
+        let extra = format!("{extra}Authorization: {authorization}\r\n");
+        let cseq = self.next_cseq();
+        let text = self.request_text("REGISTER", &uri, &from, &aor, &call_id, cseq, &extra, "");
+        self.send(&text).await;
+        let response = self.final_response(Method::Register).await;
+        assert_eq!(response.status_code.code(), 200, "{response}");
+    }
+
+    /// Calls `number` through the server as a trunk would: INVITE with our SDP, then the ACK.
+    /// Returns the leg on 2xx, the final response otherwise.
+    pub async fn call(&mut self, number: &str) -> Result<Leg, Response> {
+        let uri = format!("sip:{number}@{}", self.server);
+        let local = format!("<sip:+491701234567@{}>;tag={}", self.addr, new_tag());
+        let call_id = new_call_id("caller.test");
+        let extra = format!(
+            "Contact: <sip:caller@{}>\r\nContent-Type: application/sdp\r\n",
+            self.addr
+        );
+        let body = self.sdp();
+        let cseq = self.next_cseq();
+        let to = format!("<{uri}>");
+        let invite = self.request_text("INVITE", &uri, &local, &to, &call_id, cseq, &extra, &body);
+        self.send(&invite).await;
+        let response = self.final_response(Method::Invite).await;
+        let remote = message::to_value(&response.headers).expect("To").to_owned();
+        if response.status_code.code() >= 300 {
+            // The ACK of a non-2xx: the INVITE's branch, the response's To.
+            let via = invite.lines().find(|l| l.starts_with("Via:")).expect("Via");
+            let ack = format!(
+                "ACK {uri} SIP/2.0\r\n{via}\r\nMax-Forwards: 70\r\nFrom: {local}\r\nTo: {remote}\r\n\
+Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
+            );
+            self.send(&ack).await;
+            return Err(response);
+        }
+        let target = contact_of(&response.headers).expect("Contact in the 2xx");
+        // The ACK of a 2xx is a request of its own, with the INVITE's CSeq number.
+        let ack = self.request_text("ACK", &target, &local, &remote, &call_id, cseq, "", "");
+        self.send(&ack).await;
+        Ok(Leg {
+            call_id,
+            local,
+            remote,
+            target,
+            remote_rtp: rtp_address(&response.body),
+            cseq,
+        })
+    }
+
+    /// Hangs up `leg` and returns the status of the BYE's response.
+    pub async fn bye(&mut self, leg: &Leg) -> u16 {
+        self.cseq = self.cseq.max(leg.cseq);
+        let cseq = self.next_cseq();
+        let text = self.request_text(
+            "BYE",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            "",
+            "",
+        );
+        self.send(&text).await;
+        self.final_response(Method::Bye).await.status_code.code()
+    }
+
+    /// Answers a request with `code` and an optional SDP body; returns the To tag used.
+    pub async fn respond(&self, request: &Request, code: u16, tag: &str, sdp: bool) {
+        let mut response = message::response_to(request, code, Some(tag));
+        response
+            .headers
+            .push(Header::Contact(vacd_sip::rsip::headers::Contact::new(
+                format!("<sip:phone@{}>", self.addr),
+            )));
+        if sdp {
+            response.headers.push(Header::ContentType(
+                vacd_sip::rsip::headers::ContentType::new("application/sdp"),
+            ));
+            response.body = self.sdp().into_bytes();
+        }
+        self.send_message(SipMessage::Response(response)).await;
+    }
+
+    /// Answers a ringing INVITE (180, then 200 with our SDP) and waits for the ACK.
+    pub async fn answer(&mut self, invite: &Request) -> Leg {
+        let tag = new_tag();
+        self.respond(invite, 180, &tag, false).await;
+        self.respond(invite, 200, &tag, true).await;
+        self.request(Method::Ack).await;
+        let to = message::to_value(&invite.headers).expect("To");
+        Leg {
+            call_id: message::call_id(&invite.headers)
+                .expect("Call-ID")
+                .to_owned(),
+            local: format!("{to};tag={tag}"),
+            remote: message::from_value(&invite.headers)
+                .expect("From")
+                .to_owned(),
+            target: contact_of(&invite.headers).expect("Contact in the INVITE"),
+            remote_rtp: rtp_address(&invite.body),
+            cseq: 0,
+        }
+    }
+
+    /// Declines a ringing INVITE with `code` and takes the ACK.
+    pub async fn decline(&mut self, invite: &Request, code: u16) {
+        self.respond(invite, code, &new_tag(), false).await;
+        self.request(Method::Ack).await;
+    }
+
+    /// Sends one RTP packet to `to` with `payload`.
+    pub async fn send_rtp(&self, to: SocketAddr, sequence: u16, payload: &[u8]) {
+        let header = RtpHeader {
+            padding: false,
+            extension: false,
+            csrc_count: 0,
+            marker: false,
+            payload_type: 0,
+            sequence,
+            timestamp: u32::from(sequence) * 160,
+            ssrc: 0x7e57,
+        };
+        let mut packet = Vec::new();
+        write_packet(&header, payload, &mut packet).expect("RTP packet");
+        self.rtp.send_to(&packet, to).await.expect("send RTP");
+    }
+
+    /// The next RTP packet within `wait`: its source and payload.
+    pub async fn recv_rtp_within(&self, wait: Duration) -> Option<(SocketAddr, Vec<u8>)> {
+        let mut buf = [0u8; 2048];
+        let (len, from) = tokio::time::timeout(wait, self.rtp.recv_from(&mut buf))
+            .await
+            .ok()?
+            .expect("receive RTP");
+        let packet = RtpPacket::parse(&buf[..len]).expect("valid RTP");
+        Some((from, packet.payload.to_vec()))
+    }
+
+    /// Sends `payload` to `to` until `receiver` gets it (RTP is not reliable, and the relay
+    /// forwards only once both legs are bridged); returns the source it arrived from.
+    pub async fn rtp_reaches(
+        &self,
+        to: SocketAddr,
+        payload: &[u8],
+        receiver: &Phone,
+    ) -> SocketAddr {
+        for sequence in 0..50u16 {
+            self.send_rtp(to, sequence, payload).await;
+            while let Some((from, got)) = receiver.recv_rtp_within(Duration::from_millis(200)).await
+            {
+                if got == payload {
+                    return from;
+                }
+            }
+        }
+        panic!("RTP {payload:?} sent to {to} never arrived");
+    }
+}
+
+/// The URI of the first Contact.
+fn contact_of(headers: &vacd_sip::rsip::Headers) -> Option<String> {
+    headers.iter().find_map(|h| match h {
+        Header::Contact(c) => Some(message::uri_part(c.value()).to_owned()),
+        _ => None,
+    })
+}
+
+/// The audio address of an SDP body.
+pub fn rtp_address(body: &[u8]) -> SocketAddr {
+    let sdp = SessionDescription::parse(body).expect("SDP body");
+    let ip = sdp
+        .connection_of(0)
+        .and_then(|c| c.ip_addr())
+        .expect("connection address");
+    SocketAddr::new(ip, sdp.media[0].port)
+}
