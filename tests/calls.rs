@@ -321,6 +321,55 @@ async fn unanswered_call_is_rerouted(db: Db) {
     f.s.stop().await;
 }
 
+/// The agent's phone holds the call (re-INVITE sendonly): vacd answers recvonly, the caller
+/// hears music and nothing the caller sends reaches the agent; resuming bridges again.
+async fn agent_holds_and_resumes(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    let mut agent_leg = bruno.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"before hold", &bruno.phone)
+        .await;
+
+    let held = bruno.phone.reinvite(&mut agent_leg, "sendonly").await;
+    assert_eq!(held.status_code.code(), 200, "{held}");
+    let answer = String::from_utf8_lossy(&held.body).into_owned();
+    assert!(answer.contains("a=recvonly"), "{answer}");
+    // On hold: music reaches the caller again, the caller's voice does not reach the agent.
+    caller.drain_rtp().await;
+    let (from, music) = caller
+        .recv_rtp_within(common::phone::WAIT)
+        .await
+        .expect("music on hold");
+    assert_eq!(from, leg.remote_rtp);
+    assert_eq!(music.len(), 160, "20 ms of G.711");
+    for sequence in 0..5 {
+        caller
+            .send_rtp(leg.remote_rtp, sequence, b"while on hold")
+            .await;
+    }
+    // Resume: the bridge carries the caller's voice again; what was sent on hold never
+    // arrived (loopback keeps the order, so it would have come before).
+    let resumed = bruno.phone.reinvite(&mut agent_leg, "sendrecv").await;
+    assert_eq!(resumed.status_code.code(), 200, "{resumed}");
+    let (_, before) = caller
+        .rtp_reaches_after(leg.remote_rtp, b"after hold", &bruno.phone)
+        .await;
+    assert!(
+        !before.iter().any(|p| p == b"while on hold"),
+        "held audio leaked to the agent: {before:?}"
+    );
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    f.call_ended(&mut bruno, interaction).await;
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -438,5 +487,6 @@ on_both_backends!(
     rejected_call_goes_to_the_next_agent,
     unanswered_call_is_rerouted,
     console_ends_the_call,
+    agent_holds_and_resumes,
     sipp_call_flow,
 );

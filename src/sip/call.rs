@@ -27,6 +27,8 @@ use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, Store};
 
 /// Largest RTP datagram relayed.
 const MAX_RTP: usize = 2048;
+/// RTP packets handled in a row before a pending command gets its turn.
+const MAX_BURST: u32 = 64;
 
 /// The sounds every waiting caller hears, loaded once (µ-law; converted per call if needed).
 #[derive(Debug, Clone)]
@@ -69,6 +71,13 @@ pub enum CallCmd {
     },
     /// The offered agent's phone refused, failed or could not be reached.
     AgentFailed { agent: AgentId },
+    /// A leg's re-INVITE changed where its media goes, or put the call on hold (`receiving`
+    /// false: nothing is sent to that leg; a holding agent's caller hears music).
+    Renegotiated {
+        leg: LegId,
+        remote: Option<SocketAddr>,
+        receiving: bool,
+    },
     /// The connected agent transferred the call; its leg is hung up and the caller waits
     /// (with music) until routing offers the call again.
     Transferred,
@@ -123,6 +132,8 @@ struct CallActor {
     connected: Option<Connected>,
     /// The last agent who talked to the caller (for the record, across transfers).
     talked: Option<Connected>,
+    /// The agent's phone holds the call: the caller hears music, nothing is relayed.
+    agent_holds: bool,
 }
 
 impl CallActor {
@@ -178,7 +189,19 @@ impl CallActor {
                 }
                 None
             }
+            CallCmd::Renegotiated {
+                leg,
+                remote,
+                receiving,
+            } => {
+                relay.leg_mut(leg).renegotiate(remote, receiving);
+                if leg == LegId::B {
+                    self.agent_holds = !receiving;
+                }
+                None
+            }
             CallCmd::Transferred => {
+                self.agent_holds = false;
                 self.connected = None;
                 relay.leg_mut(LegId::B).renegotiate(None, false);
                 None
@@ -247,6 +270,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         reports,
         connected: None,
         talked: None,
+        agent_holds: false,
     };
     tap.register(interaction, key);
     let enqueued = actor
@@ -342,10 +366,38 @@ impl Media {
         let mut from_caller = [0u8; MAX_RTP];
         let mut from_agent = [0u8; MAX_RTP];
         let mut packet = Vec::with_capacity(MAX_RTP);
+        // RTP already received is handled before a command that arrived with it (media sent
+        // before a hold is not relayed after the resume); the burst bound keeps a flood of
+        // packets from starving the commands.
+        let mut burst = 0u32;
         loop {
-            let waiting = actor.connected.is_none();
+            if burst >= MAX_BURST {
+                burst = 0;
+                if let Ok(command) = commands.try_recv() {
+                    if let Some(by) = actor.command(command, &mut self.relay).await {
+                        return by;
+                    }
+                }
+            }
+            // Music while queued and while the agent holds the call.
+            let music = actor.connected.is_none() || actor.agent_holds;
             tokio::select! {
+                biased;
+                received = self.caller.recv_from(&mut from_caller) => {
+                    burst += 1;
+                    if let Ok((len, from)) = received {
+                        self.relay_packet(LegId::A, from, &from_caller[..len]).await;
+                    }
+                }
+                received = self.agent.recv_from(&mut from_agent) => {
+                    burst += 1;
+                    // A holding phone may send its own music: the caller hears ours.
+                    if let (Ok((len, from)), false) = (received, actor.agent_holds) {
+                        self.relay_packet(LegId::B, from, &from_agent[..len]).await;
+                    }
+                }
                 command = commands.recv() => {
+                    burst = 0;
                     let Some(command) = command else {
                         return HangupBy::System;
                     };
@@ -353,22 +405,13 @@ impl Media {
                         return by;
                     }
                 }
-                _ = tick.tick(), if waiting => {
+                _ = tick.tick(), if music => {
+                    burst = 0;
                     let Some(to) = self.relay.leg(LegId::A).destination() else { continue };
                     packet.clear();
                     self.packetizer.packetize(self.playlist.next_frame(), &mut packet);
                     if let Err(err) = self.caller.send_to(&packet, to).await {
                         tracing::debug!(call = actor.key, %to, %err, "music RTP not sent");
-                    }
-                }
-                received = self.caller.recv_from(&mut from_caller) => {
-                    if let Ok((len, from)) = received {
-                        self.relay_packet(LegId::A, from, &from_caller[..len]).await;
-                    }
-                }
-                received = self.agent.recv_from(&mut from_agent) => {
-                    if let Ok((len, from)) = received {
-                        self.relay_packet(LegId::B, from, &from_agent[..len]).await;
                     }
                 }
             }

@@ -26,6 +26,7 @@ use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{self, Header, Method, Request, Response};
+use vacd_sip::rtp::LegId;
 use vacd_sip::sdp::{self, LocalMedia, LocalSdp, SessionDescription};
 use vacd_sip::transaction::{TransactionKey, TransactionLayer};
 use vacd_sip::{Peer, Transport};
@@ -142,6 +143,8 @@ struct Call {
     caller_number: String,
     law: Law,
     telephone_event: bool,
+    caller_rtp: SocketAddr,
+    caller_sdp: LocalSdp,
     agent_rtp: SocketAddr,
     agent_sdp: LocalSdp,
     agents: Vec<AgentLeg>,
@@ -347,6 +350,8 @@ impl Calls {
                 caller_number: caller_number.unwrap_or_else(|| "anonymous".into()),
                 law: negotiated.law,
                 telephone_event: negotiated.telephone_event.is_some(),
+                caller_rtp,
+                caller_sdp,
                 agent_rtp,
                 agent_sdp: LocalSdp::new(agent_rtp.ip()),
                 agents: Vec::new(),
@@ -611,8 +616,10 @@ impl Calls {
             (Err(vacd_sip::Error::CSeqOutOfOrder { .. }), _) => 500,
             (Err(_), _) => 481,
             (Ok(()), Method::Bye) => 200,
-            // Hold and resume (re-INVITE) are not supported yet: the call stays as it is.
-            (Ok(()), Method::Invite) => 488,
+            (Ok(()), Method::Invite) => {
+                self.reinvite(layer, key, request, call_key, side, now);
+                return true;
+            }
             (Ok(()), _) => 405,
         };
         let response = response_to(request, code, None);
@@ -637,6 +644,74 @@ impl Calls {
             }
         }
         true
+    }
+
+    /// A re-INVITE: hold (sendonly, inactive, c=0.0.0.0), resume or a moved phone. vacd answers
+    /// for its side of that leg and tells the actor where the leg's media goes now; a holding
+    /// agent's caller hears music meanwhile. Without an SDP offer (unsupported): 488.
+    fn reinvite(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: &TransactionKey,
+        request: &Request,
+        call_key: u64,
+        side: Side,
+        now: Instant,
+    ) {
+        let transport = key_transport(request);
+        let contact = self.contact(transport);
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        let (rtp, session, leg) = match side {
+            Side::Caller => (call.caller_rtp, &mut call.caller_sdp, LegId::A),
+            Side::Agent => (call.agent_rtp, &mut call.agent_sdp, LegId::B),
+        };
+        let media = LocalMedia {
+            rtp,
+            codecs: vec![call.law],
+            telephone_event: call.telephone_event,
+            ptime: 20,
+            direction: sdp::Direction::SendRecv,
+        };
+        let answered = SessionDescription::parse(&request.body)
+            .map_err(|e| e.to_string())
+            .and_then(|offer| {
+                if request.body.is_empty() {
+                    return Err("no SDP offer".to_owned());
+                }
+                sdp::answer(&offer, &media, session).map_err(|e| e.to_string())
+            });
+        let response = match answered {
+            Ok((answer, negotiated)) => {
+                let receiving = !negotiated.remote_hold;
+                tracing::info!(call = call_key, ?side, hold = !receiving, "re-INVITE");
+                call.command(
+                    call_key,
+                    CallCmd::Renegotiated {
+                        leg,
+                        remote: negotiated.remote,
+                        receiving,
+                    },
+                );
+                let mut response = response_to(request, 200, None);
+                response.headers.push(contact);
+                response
+                    .headers
+                    .push(Header::ContentType(rsip::headers::ContentType::new(
+                        "application/sdp",
+                    )));
+                response.body = answer.to_bytes();
+                response
+            }
+            Err(err) => {
+                tracing::info!(call = call_key, ?side, err, "re-INVITE not acceptable, 488");
+                response_to(request, 488, None)
+            }
+        };
+        if let Err(err) = layer.send_response(key, response, now) {
+            tracing::debug!(%key, %err, "re-INVITE response not sent");
+        }
     }
 
     fn find(&self, request: &Request) -> Option<(u64, Side)> {
@@ -829,6 +904,14 @@ impl Calls {
             }
         }
     }
+}
+
+/// The transport a request came over, from its top Via.
+fn key_transport(request: &Request) -> Transport {
+    message::top_via(&request.headers)
+        .ok()
+        .and_then(|via| Transport::from_via_token(via.transport))
+        .unwrap_or(Transport::Udp)
 }
 
 /// The caller's number: P-Asserted-Identity, else From; E.164 when it can be normalised, the

@@ -63,11 +63,16 @@ impl Phone {
 
     /// Our SDP: PCMU and telephone-event at the RTP socket.
     pub fn sdp(&self) -> String {
+        self.sdp_with("sendrecv")
+    }
+
+    /// Our SDP with the given direction attribute (`sendonly` holds the other side).
+    pub fn sdp_with(&self, direction: &str) -> String {
         let ip = self.rtp_addr.ip();
         format!(
             "v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=test\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
 m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
-a=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n",
+a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n",
             self.rtp_addr.port()
         )
     }
@@ -275,6 +280,48 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
         self.final_response(Method::Bye).await.status_code.code()
     }
 
+    /// Sends a re-INVITE in `leg` with our SDP in `direction`, acknowledges the answer and
+    /// returns the final response.
+    pub async fn reinvite(&mut self, leg: &mut Leg, direction: &str) -> Response {
+        self.cseq = self.cseq.max(leg.cseq);
+        let cseq = self.next_cseq();
+        leg.cseq = cseq;
+        let extra = format!(
+            "Contact: <sip:phone@{}>\r\nContent-Type: application/sdp\r\n",
+            self.addr
+        );
+        let body = self.sdp_with(direction);
+        let text = self.request_text(
+            "INVITE",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            &extra,
+            &body,
+        );
+        self.send(&text).await;
+        let response = self.final_response(Method::Invite).await;
+        let ack = self.request_text(
+            "ACK",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            "",
+            "",
+        );
+        self.send(&ack).await;
+        response
+    }
+
+    /// Drops RTP that has arrived so far.
+    pub async fn drain_rtp(&self) {
+        while self.recv_rtp_within(Duration::ZERO).await.is_some() {}
+    }
+
     /// Answers a request with `code` and an optional SDP body; returns the To tag used.
     pub async fn respond(&self, request: &Request, code: u16, tag: &str, sdp: bool) {
         let mut response = message::response_to(request, code, Some(tag));
@@ -355,13 +402,25 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
         payload: &[u8],
         receiver: &Phone,
     ) -> SocketAddr {
+        self.rtp_reaches_after(to, payload, receiver).await.0
+    }
+
+    /// Like [`Phone::rtp_reaches`], also returning the other payloads `receiver` got first.
+    pub async fn rtp_reaches_after(
+        &self,
+        to: SocketAddr,
+        payload: &[u8],
+        receiver: &Phone,
+    ) -> (SocketAddr, Vec<Vec<u8>>) {
+        let mut before = Vec::new();
         for sequence in 0..50u16 {
             self.send_rtp(to, sequence, payload).await;
             while let Some((from, got)) = receiver.recv_rtp_within(Duration::from_millis(200)).await
             {
                 if got == payload {
-                    return from;
+                    return (from, before);
                 }
+                before.push(got);
             }
         }
         panic!("RTP {payload:?} sent to {to} never arrived");
