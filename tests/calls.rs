@@ -370,6 +370,77 @@ async fn agent_holds_and_resumes(db: Db) {
     f.s.stop().await;
 }
 
+/// Accepting a call in the console is allowed: the phone keeps ringing, and its answer
+/// bridges the media.
+async fn console_accept_then_phone_answers(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    bruno
+        .console
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"accepted in the console", &bruno.phone)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut bruno, interaction).await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
+/// Blind transfer from the console to another agent: vacd hangs up the first agent's phone,
+/// rings the target's, and bridges the caller with it.
+async fn console_transfers_to_another_agent(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    let mut alice = f.agent("alice", None).await;
+    bruno
+        .console
+        .ok(
+            json!({ "type": "interaction.transfer", "interaction": interaction,
+                    "to": { "target": "agent", "agent": alice.id } }),
+        )
+        .await;
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    alice
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"for alice", &alice.phone)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = alice.phone.request(Method::Bye).await;
+    alice.phone.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut alice, interaction).await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    let record = f.events("call.ended", interaction).await;
+    assert_eq!(
+        record[0]["agent_id"], alice.id,
+        "the last agent is on the record"
+    );
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -488,5 +559,7 @@ on_both_backends!(
     unanswered_call_is_rerouted,
     console_ends_the_call,
     agent_holds_and_resumes,
+    console_accept_then_phone_answers,
+    console_transfers_to_another_agent,
     sipp_call_flow,
 );

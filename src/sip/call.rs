@@ -69,6 +69,9 @@ pub enum CallCmd {
         agent: AgentId,
         remote: Option<SocketAddr>,
     },
+    /// Routing connected the agent — it accepted the offer in its console; its phone is still
+    /// ringing and bridges the media when it answers.
+    Connected { agent: AgentId },
     /// The offered agent's phone refused, failed or could not be reached.
     AgentFailed { agent: AgentId },
     /// A leg's re-INVITE changed where its media goes, or put the call on hold (`receiving`
@@ -150,20 +153,20 @@ impl CallActor {
     async fn command(&mut self, command: CallCmd, relay: &mut Relay) -> Option<HangupBy> {
         match command {
             CallCmd::AgentAnswered { agent, remote } => {
-                let accepted = self
-                    .input(Input::Accept {
+                // Accepted in the console already: the phone's answer only brings the media.
+                let accepted = if self.connected.is_some_and(|c| c.agent == agent) {
+                    Ok(())
+                } else {
+                    self.input(Input::Accept {
                         agent,
                         interaction: self.interaction,
                     })
-                    .await;
+                    .await
+                };
                 match accepted {
                     Ok(()) => {
                         relay.leg_mut(LegId::B).renegotiate(remote, true);
-                        self.connected = Some(Connected {
-                            agent,
-                            at_ms: now_ms(),
-                        });
-                        self.talked = self.connected;
+                        self.connect(agent);
                         tracing::info!(call = self.key, interaction = %self.interaction, %agent, "call connected");
                     }
                     Err(err) => {
@@ -189,6 +192,10 @@ impl CallActor {
                 }
                 None
             }
+            CallCmd::Connected { agent } => {
+                self.connect(agent);
+                None
+            }
             CallCmd::Renegotiated {
                 leg,
                 remote,
@@ -208,6 +215,18 @@ impl CallActor {
             }
             CallCmd::Hangup { by } => Some(by),
         }
+    }
+
+    /// Routing connected `agent` (no-op if it already knew).
+    fn connect(&mut self, agent: AgentId) {
+        if self.connected.is_some_and(|c| c.agent == agent) {
+            return;
+        }
+        self.connected = Some(Connected {
+            agent,
+            at_ms: now_ms(),
+        });
+        self.talked = self.connected;
     }
 
     /// The call's outcome for its record.
@@ -379,8 +398,8 @@ impl Media {
                     }
                 }
             }
-            // Music while queued and while the agent holds the call.
-            let music = actor.connected.is_none() || actor.agent_holds;
+            // Music until an agent's media is bridged, and while the agent holds the call.
+            let music = self.relay.leg(LegId::B).destination().is_none();
             tokio::select! {
                 biased;
                 received = self.caller.recv_from(&mut from_caller) => {

@@ -390,6 +390,7 @@ impl Calls {
                 self.hang_up_agent(layer, key, from, now);
                 self.command(key, CallCmd::Transferred);
             }
+            Output::Connected { agent, .. } => self.command(key, CallCmd::Connected { agent }),
             Output::Ended { .. } if !over => self.hang_up(layer, key, HangupBy::Agent, now),
             _ => {}
         }
