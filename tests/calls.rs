@@ -58,7 +58,11 @@ impl Floor {
 
     /// `user` registers a phone (contact: the phone itself, or `contact`), logs in and is ready.
     async fn agent(&self, user: &str, contact: Option<SocketAddr>) -> Agent {
-        let mut phone = Phone::new("127.0.0.1", self.s.sip_udp()).await;
+        let phone = Phone::new("127.0.0.1", self.s.sip_udp()).await;
+        self.agent_with(user, phone, contact).await
+    }
+
+    async fn agent_with(&self, user: &str, mut phone: Phone, contact: Option<SocketAddr>) -> Agent {
         phone.register(user, SIP_PASSWORD, contact).await;
         let token = self.s.demo_login(user).await;
         let mut console = Console::connect(&self.s, &token).await;
@@ -441,6 +445,88 @@ async fn console_transfers_to_another_agent(db: Db) {
     f.s.stop().await;
 }
 
+/// Caller and agent phone both signal over TCP.
+async fn call_over_tcp(db: Db) {
+    let f = Floor::new(db).await;
+    let phone = Phone::tcp("127.0.0.1", f.s.sip_tcp()).await;
+    let mut bruno = f.agent_with("bruno", phone, None).await;
+    let mut caller = Phone::tcp(TRUNK_IP, f.s.sip_tcp()).await;
+    let leg = caller.call(NUMBER).await.expect("answered over TCP");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    let via = message::top_via(&invite.headers)
+        .expect("Via")
+        .transport
+        .to_owned();
+    assert_eq!(
+        via, "TCP",
+        "the agent's phone is rung over its own connection"
+    );
+    let agent_leg = bruno.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"over tcp", &bruno.phone)
+        .await;
+    assert_eq!(bruno.phone.bye(&agent_leg).await, 200);
+    let bye = caller.request(Method::Bye).await;
+    caller.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut bruno, interaction).await;
+    assert_eq!(ended["hangup_by"], "agent", "{ended}");
+    f.s.stop().await;
+}
+
+/// Garbage, truncated requests, out-of-dialog BYEs and unknown methods from one source while a
+/// call goes through from the trunk: the call is served, media crosses, the server keeps going.
+async fn storm_does_not_stop_a_concurrent_call(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let server = f.s.sip_udp();
+    let storm = tokio::spawn(async move {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.3:0")
+            .await
+            .expect("bind");
+        let head = "Via: SIP/2.0/UDP 127.0.0.3;branch=z9hG4bKs\r\nMax-Forwards: 70\r\n\
+From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
+        let junk: Vec<Vec<u8>> = vec![
+            b"\x00\x01\x02\xff\xfe".to_vec(),
+            b"INVITE sip:+4930123456@x SIP/2.0\r\nVia: broken\r\n\r\n".to_vec(),
+            format!("BYE sip:x SIP/2.0\r\n{head}CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n")
+                .into_bytes(),
+            format!(
+                "FROBNICATE sip:x SIP/2.0\r\n{head}CSeq: 3 FROBNICATE\r\nContent-Length: 0\r\n\r\n"
+            )
+            .into_bytes(),
+            format!(
+                "INVITE sip:x SIP/2.0\r\n{head}CSeq: 4 INVITE\r\nContent-Length: 900\r\n\r\nv=0"
+            )
+            .into_bytes(),
+            vec![b'A'; 60_000],
+        ];
+        for round in 0..3_000 {
+            let _ = socket.send_to(&junk[round % junk.len()], server).await;
+            if round % 100 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut caller = f.caller().await;
+    let leg = caller
+        .call(NUMBER)
+        .await
+        .expect("answered during the storm");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"still talking", &bruno.phone)
+        .await;
+    storm.await.expect("storm task");
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    f.call_ended(&mut bruno, interaction).await;
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -561,5 +647,7 @@ on_both_backends!(
     agent_holds_and_resumes,
     console_accept_then_phone_answers,
     console_transfers_to_another_agent,
+    call_over_tcp,
+    storm_does_not_stop_a_concurrent_call,
     sipp_call_flow,
 );

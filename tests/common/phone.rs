@@ -1,4 +1,4 @@
-//! A test SIP phone over UDP: registers with digest auth, calls a number as a trunk would, rings
+//! A test SIP phone over UDP or TCP: registers with digest auth, calls a number as a trunk would, rings
 //! and answers (or declines) as an agent's phone would, hangs up, and sends and receives RTP on
 //! a socket of its own. Messages are written as text and read with `vacd-sip`'s parser; every
 //! wait is bounded and nothing sleeps.
@@ -7,8 +7,12 @@ use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpSocket, UdpSocket};
+use tokio::sync::Mutex;
 use vacd_sip::digest::answer_challenge;
+use vacd_sip::framer::{Frame, StreamFramer};
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, parse_datagram, Limits};
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{Header, Method, Request, Response, SipMessage};
@@ -32,8 +36,18 @@ pub struct Leg {
     pub cseq: u32,
 }
 
+/// The phone's signalling connection.
+enum Conn {
+    Udp(UdpSocket),
+    Tcp {
+        reader: OwnedReadHalf,
+        writer: Mutex<OwnedWriteHalf>,
+        framer: StreamFramer,
+    },
+}
+
 pub struct Phone {
-    socket: UdpSocket,
+    conn: Conn,
     pub addr: SocketAddr,
     server: SocketAddr,
     pub rtp: UdpSocket,
@@ -45,14 +59,39 @@ pub struct Phone {
 }
 
 impl Phone {
-    /// A phone with its SIP and RTP sockets on `ip`.
+    /// A phone with its SIP (UDP) and RTP sockets on `ip`.
     pub async fn new(ip: &str, server: SocketAddr) -> Phone {
         let socket = UdpSocket::bind(format!("{ip}:0")).await.expect("bind SIP");
+        let addr = socket.local_addr().expect("address");
+        Phone::with(Conn::Udp(socket), addr, ip, server).await
+    }
+
+    /// A phone signalling over a TCP connection from `ip` to `server`.
+    pub async fn tcp(ip: &str, server: SocketAddr) -> Phone {
+        let socket = TcpSocket::new_v4().expect("TCP socket");
+        socket
+            .bind(format!("{ip}:0").parse().expect("address"))
+            .expect("bind");
+        let stream = tokio::time::timeout(WAIT, socket.connect(server))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let addr = stream.local_addr().expect("address");
+        let (reader, writer) = stream.into_split();
+        let conn = Conn::Tcp {
+            reader,
+            writer: Mutex::new(writer),
+            framer: StreamFramer::new(Limits::default()),
+        };
+        Phone::with(conn, addr, ip, server).await
+    }
+
+    async fn with(conn: Conn, addr: SocketAddr, ip: &str, server: SocketAddr) -> Phone {
         let rtp = UdpSocket::bind(format!("{ip}:0")).await.expect("bind RTP");
         Phone {
-            addr: socket.local_addr().expect("address"),
+            addr,
             rtp_addr: rtp.local_addr().expect("address"),
-            socket,
+            conn,
             server,
             rtp,
             inbox: VecDeque::new(),
@@ -77,29 +116,73 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n",
         )
     }
 
+    fn transport(&self) -> &'static str {
+        match self.conn {
+            Conn::Udp(_) => "UDP",
+            Conn::Tcp { .. } => "TCP",
+        }
+    }
+
     pub async fn send(&self, text: &str) {
-        self.socket
-            .send_to(text.as_bytes(), self.server)
-            .await
-            .expect("send");
+        self.send_bytes(text.as_bytes()).await;
+    }
+
+    async fn send_bytes(&self, bytes: &[u8]) {
+        match &self.conn {
+            Conn::Udp(socket) => {
+                socket.send_to(bytes, self.server).await.expect("send");
+            }
+            Conn::Tcp { writer, .. } => writer.lock().await.write_all(bytes).await.expect("write"),
+        }
     }
 
     async fn send_message(&self, message: SipMessage) {
-        self.socket
-            .send_to(&message::encode(&message), self.server)
+        self.send_bytes(&message::encode(&message)).await;
+    }
+
+    /// The next message from the connection or socket, waiting at most [`WAIT`].
+    async fn next_message(&mut self) -> SipMessage {
+        self.next_message_within(WAIT)
             .await
-            .expect("send");
+            .expect("a SIP message within the wait")
+    }
+
+    async fn next_message_within(&mut self, wait: Duration) -> Option<SipMessage> {
+        let read = async {
+            match &mut self.conn {
+                Conn::Udp(socket) => {
+                    let mut buf = vec![0u8; 65_535];
+                    let (len, _) = socket.recv_from(&mut buf).await.expect("receive");
+                    parse_datagram(&buf[..len], &Limits::default()).expect("valid SIP")
+                }
+                Conn::Tcp { reader, framer, .. } => {
+                    let mut buf = vec![0u8; 16 * 1024];
+                    loop {
+                        match framer.next_frame().expect("framing") {
+                            Some(Frame::Message(m)) => return m,
+                            Some(Frame::KeepAlive) => continue,
+                            None => {}
+                        }
+                        let len = reader.read(&mut buf).await.expect("read");
+                        assert!(len > 0, "server closed the connection");
+                        framer.push(&buf[..len]);
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(wait, read).await.ok()
     }
 
     /// The next message from the network (retransmitted requests skipped).
     async fn receive(&mut self) -> SipMessage {
-        let mut buf = vec![0u8; 65_535];
+        self.receive_within(WAIT)
+            .await
+            .expect("a SIP message within the wait")
+    }
+
+    async fn receive_within(&mut self, wait: Duration) -> Option<SipMessage> {
         loop {
-            let (len, _) = tokio::time::timeout(WAIT, self.socket.recv_from(&mut buf))
-                .await
-                .expect("a SIP message within the wait")
-                .expect("receive");
-            let message = parse_datagram(&buf[..len], &Limits::default()).expect("valid SIP");
+            let message = self.next_message_within(wait).await?;
             if let SipMessage::Request(request) = &message {
                 let branch = message::top_via(&request.headers)
                     .map(|v| format!("{}{}", v.branch, request.method))
@@ -108,8 +191,33 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n",
                     continue;
                 }
             }
-            return message;
+            return Some(message);
         }
+    }
+
+    /// Sends a request and returns its final response. Over UDP the request is repeated every
+    /// 500 ms (like RFC 3261 timer A/E) until a response shows it arrived; all within [`WAIT`].
+    async fn transact(&mut self, text: &str, method: Method) -> Response {
+        self.send(text).await;
+        if matches!(self.conn, Conn::Udp(_)) {
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                let ours = |m: &SipMessage| {
+                    matches!(m, SipMessage::Response(r)
+                        if message::cseq(&r.headers).is_ok_and(|(_, m)| m == method))
+                };
+                match self.receive_within(Duration::from_millis(500)).await {
+                    Some(m) if ours(&m) => {
+                        self.inbox.push_front(m);
+                        break;
+                    }
+                    Some(m) => self.inbox.push_back(m),
+                    None if tokio::time::Instant::now() < deadline => self.send(text).await,
+                    None => panic!("no response to\n{text}"),
+                }
+            }
+        }
+        self.final_response(method).await
     }
 
     /// The next request of `method`; other messages stay queued.
@@ -176,9 +284,10 @@ a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n",
         body: &str,
     ) -> String {
         format!(
-            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={};rport\r\nMax-Forwards: 70\r\n\
+            "{method} {uri} SIP/2.0\r\nVia: SIP/2.0/{} {};branch={};rport\r\nMax-Forwards: 70\r\n\
 From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {} {method}\r\n{extra}\
 Content-Length: {}\r\n\r\n{body}",
+            self.transport(),
             self.addr,
             new_branch(),
             cseq,
@@ -194,11 +303,13 @@ Content-Length: {}\r\n\r\n{body}",
         let from = format!("{aor};tag={}", new_tag());
         let call_id = new_call_id("phone.test");
         let contact = contact.unwrap_or(self.addr);
-        let extra = format!("Contact: <sip:{user}@{contact}>\r\nExpires: 300\r\n");
+        let extra = format!(
+            "Contact: <sip:{user}@{contact};transport={}>\r\nExpires: 300\r\n",
+            self.transport().to_lowercase()
+        );
         let cseq = self.next_cseq();
         let text = self.request_text("REGISTER", &uri, &from, &aor, &call_id, cseq, &extra, "");
-        self.send(&text).await;
-        let challenge = self.final_response(Method::Register).await;
+        let challenge = self.transact(&text, Method::Register).await;
         assert_eq!(challenge.status_code.code(), 401, "{challenge}");
         let offer = challenge
             .headers
@@ -216,8 +327,7 @@ Content-Length: {}\r\n\r\n{body}",
         let extra = format!("{extra}Authorization: {authorization}\r\n");
         let cseq = self.next_cseq();
         let text = self.request_text("REGISTER", &uri, &from, &aor, &call_id, cseq, &extra, "");
-        self.send(&text).await;
-        let response = self.final_response(Method::Register).await;
+        let response = self.transact(&text, Method::Register).await;
         assert_eq!(response.status_code.code(), 200, "{response}");
     }
 
@@ -235,8 +345,7 @@ Content-Length: {}\r\n\r\n{body}",
         let cseq = self.next_cseq();
         let to = format!("<{uri}>");
         let invite = self.request_text("INVITE", &uri, &local, &to, &call_id, cseq, &extra, &body);
-        self.send(&invite).await;
-        let response = self.final_response(Method::Invite).await;
+        let response = self.transact(&invite, Method::Invite).await;
         let remote = message::to_value(&response.headers).expect("To").to_owned();
         if response.status_code.code() >= 300 {
             // The ACK of a non-2xx: the INVITE's branch, the response's To.
@@ -276,8 +385,7 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
             "",
             "",
         );
-        self.send(&text).await;
-        self.final_response(Method::Bye).await.status_code.code()
+        self.transact(&text, Method::Bye).await.status_code.code()
     }
 
     /// Sends a re-INVITE in `leg` with our SDP in `direction`, acknowledges the answer and
@@ -301,8 +409,7 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
             &extra,
             &body,
         );
-        self.send(&text).await;
-        let response = self.final_response(Method::Invite).await;
+        let response = self.transact(&text, Method::Invite).await;
         let ack = self.request_text(
             "ACK",
             &leg.target,
@@ -343,8 +450,16 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
     pub async fn answer(&mut self, invite: &Request) -> Leg {
         let tag = new_tag();
         self.respond(invite, 180, &tag, false).await;
-        self.respond(invite, 200, &tag, true).await;
-        self.request(Method::Ack).await;
+        // The 2xx is repeated until the ACK comes (RFC 3261 §13.3.1.4), bounded by WAIT.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.respond(invite, 200, &tag, true).await;
+            match self.receive_within(Duration::from_millis(500)).await {
+                Some(SipMessage::Request(r)) if r.method == Method::Ack => break,
+                Some(other) => self.inbox.push_back(other),
+                None => assert!(tokio::time::Instant::now() < deadline, "no ACK for the 2xx"),
+            }
+        }
         let to = message::to_value(&invite.headers).expect("To");
         Leg {
             call_id: message::call_id(&invite.headers)
