@@ -138,6 +138,10 @@ pub struct TrunkConfig {
     pub username: Option<String>,
     #[serde(default)]
     pub password: Option<String>,
+    /// Where calls to external numbers are sent through this trunk (the provider's proxy,
+    /// over UDP). The first trunk that has one carries transfers to external numbers.
+    #[serde(default)]
+    pub outbound: Option<SocketAddr>,
 }
 
 /// An IP network in CIDR notation; a bare address is a network of one.

@@ -46,6 +46,7 @@ impl Floor {
                 sources: vec![Network::try_from(TRUNK_IP.to_owned()).expect("network")],
                 username: None,
                 password: None,
+                outbound: None,
             }];
             // Test phones answer the MD5 challenge.
             config.sip.digest_algorithms = vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256];
@@ -527,6 +528,85 @@ From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
     f.s.stop().await;
 }
 
+/// The agent's phone transfers the call with REFER to another agent's SIP address: 202, a
+/// NOTIFY with 200, the BYE; the target's phone rings and is bridged with the caller.
+async fn phone_refers_to_another_agent(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    let mut agent_leg = bruno.phone.answer(&invite).await;
+    let mut alice = f.agent("alice", None).await;
+    let target = format!("sip:alice@{}", f.s.sip_udp());
+    let accepted = bruno.phone.refer(&mut agent_leg, &target).await;
+    assert_eq!(accepted.status_code.code(), 202, "{accepted}");
+    let notify = bruno.phone.request(Method::Notify).await;
+    assert!(String::from_utf8_lossy(&notify.body).contains("200"));
+    bruno.phone.respond(&notify, 200, "", false).await;
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"referred", &alice.phone)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = alice.phone.request(Method::Bye).await;
+    alice.phone.respond(&bye, 200, "", false).await;
+    let ended = f.call_ended(&mut alice, interaction).await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
+/// REFER to an external number: vacd calls it through the trunk's outbound address, the agent
+/// is released to wrap-up, and caller and number are bridged until the number hangs up.
+async fn phone_refers_to_an_external_number(db: Db) {
+    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let outbound = carrier.addr;
+    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
+    carrier.retarget(f.s.sip_udp());
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    let mut agent_leg = bruno.phone.answer(&invite).await;
+    let target = format!("sip:+4940999888@{}", f.s.sip_udp());
+    let accepted = bruno.phone.refer(&mut agent_leg, &target).await;
+    assert_eq!(accepted.status_code.code(), 202, "{accepted}");
+    let notify = bruno.phone.request(Method::Notify).await;
+    bruno.phone.respond(&notify, 200, "", false).await;
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno
+        .console
+        .expect_where("interaction.ended", |f| f["interaction"] == interaction)
+        .await;
+    let outgoing = carrier.request(Method::Invite).await;
+    assert_eq!(
+        outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),
+        Some("+4940999888")
+    );
+    let external = carrier.answer(&outgoing).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"to the outside", &carrier)
+        .await;
+    carrier
+        .rtp_reaches(external.remote_rtp, b"from the outside", &caller)
+        .await;
+    assert_eq!(carrier.bye(&external).await, 200);
+    let bye = caller.request(Method::Bye).await;
+    caller.respond(&bye, 200, "", false).await;
+    let f = f.restart().await;
+    let ended = f.ended_payload(interaction).await;
+    assert_eq!(ended["hangup_by"], "remote", "{ended}");
+    let transferred = f.events("call.transferred", interaction).await;
+    assert_eq!(payload(&transferred[0])["to"], "+4940999888");
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -649,5 +729,7 @@ on_both_backends!(
     console_transfers_to_another_agent,
     call_over_tcp,
     storm_does_not_stop_a_concurrent_call,
+    phone_refers_to_another_agent,
+    phone_refers_to_an_external_number,
     sipp_call_flow,
 );

@@ -274,6 +274,7 @@ async fn server_with_trunk(db: Db) -> TestServer {
             sources: vec![Network::try_from(TRUNK_IP.to_owned()).expect("network")],
             username: None,
             password: None,
+            outbound: None,
         }];
     })
     .await
@@ -502,6 +503,7 @@ async fn trunk_digest_auth(db: Db) {
             sources: vec![],
             username: Some("pbx".into()),
             password: Some("trunk-password".into()),
+            outbound: None,
         }];
     })
     .await;

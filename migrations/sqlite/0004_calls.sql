@@ -2,7 +2,7 @@
 -- and completed when it ends. Keep in step with the PostgreSQL file. Times are Unix ms.
 -- `result` is `connected` (an agent talked to the caller), `abandoned` (the caller left while
 -- queued or ringing) or `failed` (vacd could not route it); `hangup_by` is `caller`, `agent`
--- or `system`.
+-- `remote` (the external party of a call transferred out) or `system`.
 
 CREATE TABLE call_records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

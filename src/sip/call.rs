@@ -17,13 +17,15 @@ use futures_util::FutureExt;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
-use vacd_actors::{AgentId, Channel, Input, InteractionId, NewInteraction, QueueId, TenantId};
+use vacd_actors::{
+    AgentId, Channel, Input, InteractionId, NewInteraction, QueueId, TenantId, TransferTarget,
+};
 use vacd_sip::g711::Law;
 use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
 use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction};
 
 use crate::routing::{CallTap, RoutingHandle};
-use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, Store};
+use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, NewEvent, Store};
 
 /// Largest RTP datagram relayed.
 const MAX_RTP: usize = 2048;
@@ -84,6 +86,13 @@ pub enum CallCmd {
     /// The connected agent transferred the call; its leg is hung up and the caller waits
     /// (with music) until routing offers the call again.
     Transferred,
+    /// The connected agent's phone asked (REFER) to hand the call to `to`.
+    Transfer { agent: AgentId, to: TransferTarget },
+    /// The connected agent's call goes to an external number: routing is done with it (the
+    /// agent wraps up); the caller hears music until the number answers.
+    TransferredOut { number: String },
+    /// The external number answered; its RTP goes to `remote`.
+    ExternalAnswered { remote: Option<SocketAddr> },
     /// The call is over (both legs are being hung up).
     Hangup { by: HangupBy },
 }
@@ -91,6 +100,8 @@ pub enum CallCmd {
 /// What a call actor tells the endpoint.
 #[derive(Debug)]
 pub enum CallReport {
+    /// Routing refused the transfer a phone asked for: that phone keeps the call.
+    TransferRefused { call: u64, agent: AgentId },
     /// Routing refused the agent's answer (the offer had been withdrawn meanwhile): hang up
     /// that agent's leg; the caller keeps waiting.
     AgentRefused { call: u64, agent: AgentId },
@@ -130,6 +141,7 @@ struct CallActor {
     tenant: TenantId,
     interaction: InteractionId,
     routing: RoutingHandle,
+    store: Store,
     reports: mpsc::UnboundedSender<CallReport>,
     /// The agent talking to the caller now.
     connected: Option<Connected>,
@@ -213,6 +225,51 @@ impl CallActor {
                 relay.leg_mut(LegId::B).renegotiate(None, false);
                 None
             }
+            CallCmd::Transfer { agent, to } => {
+                let transferred = self
+                    .input(Input::Transfer {
+                        interaction: self.interaction,
+                        to,
+                    })
+                    .await;
+                if let Err(err) = transferred {
+                    tracing::info!(call = self.key, %agent, %err, "transfer refused by routing");
+                    self.report(CallReport::TransferRefused {
+                        call: self.key,
+                        agent,
+                    });
+                }
+                None
+            }
+            CallCmd::TransferredOut { number } => {
+                let ended = self
+                    .input(Input::End {
+                        interaction: self.interaction,
+                    })
+                    .await;
+                if let Err(err) = ended {
+                    tracing::warn!(call = self.key, %err, "routing did not end the transferred call");
+                }
+                self.connected = None;
+                self.agent_holds = false;
+                relay.leg_mut(LegId::B).renegotiate(None, false);
+                let event = NewEvent {
+                    tenant: self.tenant.0 as i64,
+                    kind: "call.transferred".into(),
+                    interaction_id: Some(self.interaction.0 as i64),
+                    agent_id: self.talked.map(|c| c.agent.0 as i64),
+                    queue_id: None,
+                    payload: serde_json::json!({ "to": number }),
+                };
+                if let Err(err) = self.store.append_event(&event).await {
+                    tracing::error!(call = self.key, %err, "call.transferred not logged");
+                }
+                None
+            }
+            CallCmd::ExternalAnswered { remote } => {
+                relay.leg_mut(LegId::B).renegotiate(remote, true);
+                None
+            }
             CallCmd::Hangup { by } => Some(by),
         }
     }
@@ -286,6 +343,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         tenant: TenantId(call.tenant as u64),
         interaction,
         routing,
+        store: store.clone(),
         reports,
         connected: None,
         talked: None,

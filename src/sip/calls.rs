@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use vacd_actors::{AgentId, Output, RevokeReason};
+use vacd_actors::{AgentId, Output, RevokeReason, TransferTarget};
 use vacd_sip::dialog::Dialog;
 use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
@@ -46,6 +46,8 @@ pub struct CallContext {
     /// Our SIP addresses, for Via and Contact.
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// Where calls to external numbers go (the first trunk with `outbound`), over UDP.
+    pub outbound: Option<SocketAddr>,
     pub reports: mpsc::UnboundedSender<CallReport>,
 }
 
@@ -117,9 +119,20 @@ enum AgentState {
     Answered(Dialog),
 }
 
+/// Who is on the far end of a leg vacd placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Party {
+    /// An agent's phone, ringing for an offer.
+    Agent(AgentId),
+    /// An external number through the outbound trunk (a blind transfer).
+    External(String),
+}
+
 #[derive(Debug)]
 struct AgentLeg {
-    agent: AgentId,
+    party: Party,
+    /// The phone asked for this transfer with REFER: it gets the NOTIFY with the outcome.
+    referred: bool,
     invite: Request,
     key: TransactionKey,
     call_id: String,
@@ -151,6 +164,9 @@ struct Call {
     actor: mpsc::UnboundedSender<CallCmd>,
     /// Hung up: both legs are being ended.
     over: bool,
+    /// Transferred to an external number: routing is done with it, the call goes on between
+    /// the caller and the external party.
+    detached: bool,
     /// The actor has written the record and stopped.
     finished: bool,
 }
@@ -357,6 +373,7 @@ impl Calls {
                 agents: Vec::new(),
                 actor,
                 over: false,
+                detached: false,
                 finished: false,
             },
         );
@@ -371,23 +388,33 @@ impl Calls {
         now: Instant,
     ) {
         let key = routed.call;
-        let Some((tenant, over)) = self.calls.get(&key).map(|c| (c.tenant, c.over)) else {
+        let Some((tenant, over)) = self
+            .calls
+            .get(&key)
+            .filter(|c| !c.detached)
+            .map(|c| (c.tenant, c.over))
+        else {
             return;
         };
         match routed.output {
-            Output::Offered { agent, .. } if !over => match phone(tenant, agent) {
-                Some(target) => self.ring(layer, key, agent, target, now),
-                None => {
-                    tracing::info!(call = key, %agent, "offered agent has no registered phone");
+            Output::Offered { agent, .. } if !over => {
+                let rung = match phone(tenant, agent) {
+                    Some(target) => self.ring(layer, key, Party::Agent(agent), target, now),
+                    None => {
+                        tracing::info!(call = key, %agent, "offered agent has no registered phone");
+                        false
+                    }
+                };
+                if !rung {
                     self.command(key, CallCmd::AgentFailed { agent });
                 }
-            },
+            }
             Output::OfferRevoked { agent, reason, .. } if reason != RevokeReason::Rejected => {
-                self.cancel_agent(layer, key, agent, now)
+                self.cancel_leg(layer, key, &Party::Agent(agent), now)
             }
             Output::Transferred { from, .. } if !over => {
                 // The caller waits again (queue) or is offered to the target agent next.
-                self.hang_up_agent(layer, key, from, now);
+                self.hang_up_leg(layer, key, &Party::Agent(from), now);
                 self.command(key, CallCmd::Transferred);
             }
             Output::Connected { agent, .. } => self.command(key, CallCmd::Connected { agent }),
@@ -402,19 +429,20 @@ impl Calls {
         }
     }
 
+    /// Sends the INVITE of a new far leg; `false` if it could not be sent.
     fn ring(
         &mut self,
         layer: &mut TransactionLayer,
         key: u64,
-        agent: AgentId,
+        party: Party,
         target: PhoneTarget,
         now: Instant,
-    ) {
+    ) -> bool {
         let via = self.via(target.peer.transport);
         let contact = self.contact(target.peer.transport);
         let host = self.sent_by(target.peer.transport);
         let Some(call) = self.calls.get_mut(&key) else {
-            return;
+            return false;
         };
         let media = LocalMedia {
             rtp: call.agent_rtp,
@@ -437,18 +465,18 @@ impl Calls {
                 invite
             }
             Err(err) => {
-                tracing::warn!(call = key, %agent, uri = target.uri, %err, "agent's contact unusable");
-                call.command(key, CallCmd::AgentFailed { agent });
-                return;
+                tracing::warn!(call = key, ?party, uri = target.uri, %err, "contact unusable");
+                return false;
             }
         };
         match layer.send_request(invite.clone(), target.peer, now) {
             Ok(invite_key) => {
-                tracing::info!(call = key, %agent, phone = %target.peer, "ringing agent");
+                tracing::info!(call = key, ?party, phone = %target.peer, "ringing");
                 self.by_invite.insert(invite_key.clone(), key);
                 self.by_call_id.insert(call_id.clone(), key);
                 call.agents.push(AgentLeg {
-                    agent,
+                    party,
+                    referred: false,
                     invite,
                     key: invite_key,
                     call_id,
@@ -456,97 +484,91 @@ impl Calls {
                     offer,
                     state: AgentState::Ringing,
                 });
+                true
             }
             Err(err) => {
-                tracing::warn!(call = key, %agent, %err, "INVITE to agent not sent");
-                call.command(key, CallCmd::AgentFailed { agent });
+                tracing::warn!(call = key, ?party, %err, "INVITE not sent");
+                false
             }
         }
     }
 
-    /// Cancels a ringing agent leg (its INVITE then ends with 487).
-    fn cancel_agent(
-        &mut self,
-        layer: &mut TransactionLayer,
-        key: u64,
-        agent: AgentId,
-        now: Instant,
-    ) {
+    /// Cancels a ringing far leg (its INVITE then ends with 487).
+    fn cancel_leg(&mut self, layer: &mut TransactionLayer, key: u64, party: &Party, now: Instant) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
         for leg in call
             .agents
             .iter_mut()
-            .filter(|l| l.agent == agent && matches!(l.state, AgentState::Ringing))
+            .filter(|l| &l.party == party && matches!(l.state, AgentState::Ringing))
         {
             match layer.cancel(&leg.key, now) {
                 Ok(_) => leg.state = AgentState::Cancelling,
-                Err(err) => tracing::debug!(call = key, %agent, %err, "agent leg not cancelled"),
+                Err(err) => tracing::debug!(call = key, ?party, %err, "leg not cancelled"),
             }
         }
     }
 
-    /// Sends BYE on `agent`'s answered leg (or cancels it while it rings).
-    fn hang_up_agent(
-        &mut self,
-        layer: &mut TransactionLayer,
-        key: u64,
-        agent: AgentId,
-        now: Instant,
-    ) {
-        self.cancel_agent(layer, key, agent, now);
+    /// Sends BYE on the party's answered leg (or cancels it while it rings). A phone that
+    /// asked for the transfer with REFER first gets the NOTIFY that it succeeded.
+    fn hang_up_leg(&mut self, layer: &mut TransactionLayer, key: u64, party: &Party, now: Instant) {
+        self.cancel_leg(layer, key, party, now);
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let mut byes = Vec::new();
+        let mut requests = Vec::new();
+        let mut gone = Vec::new();
         call.agents.retain_mut(|leg| {
-            if leg.agent != agent {
+            if &leg.party != party {
                 return true;
             }
             match &mut leg.state {
                 AgentState::Answered(dialog) => {
-                    byes.push((
-                        dialog.request(Method::Bye, ""),
-                        leg.peer,
-                        leg.call_id.clone(),
-                    ));
+                    if leg.referred {
+                        requests.push((notify(dialog, 200), leg.peer));
+                    }
+                    requests.push((dialog.request(Method::Bye, ""), leg.peer));
+                    gone.push(leg.call_id.clone());
                     false
                 }
                 _ => true,
             }
         });
-        for (bye, peer, call_id) in byes {
+        for call_id in gone {
             self.by_call_id.remove(&call_id);
-            self.send_bye(layer, key, bye, peer, now);
+        }
+        for (request, peer) in requests {
+            self.send_in_dialog(layer, key, request, peer, now);
         }
     }
 
-    /// Sends a BYE built by a dialog (its Via placeholder replaced by ours).
-    fn send_bye(
+    /// Sends a request built by a dialog (its Via placeholder replaced by ours).
+    fn send_in_dialog(
         &self,
         layer: &mut TransactionLayer,
         key: u64,
-        bye: Result<Request, vacd_sip::Error>,
+        request: Result<Request, vacd_sip::Error>,
         peer: Peer,
         now: Instant,
     ) {
-        let mut bye = match bye {
-            Ok(bye) => bye,
+        let mut request = match request {
+            Ok(request) => request,
             Err(err) => {
-                tracing::debug!(call = key, %err, "no BYE to send");
+                tracing::debug!(call = key, %err, "no request to send");
                 return;
             }
         };
         let via = self.via(peer.transport);
-        for header in bye.headers.iter_mut() {
+        for header in request.headers.iter_mut() {
             if let Header::Via(v) = header {
                 *v = rsip::headers::Via::new(via.clone());
                 break;
             }
         }
-        if let Err(err) = layer.send_request(bye, peer, now) {
-            tracing::warn!(call = key, %peer, %err, "BYE not sent");
+        let method = request.method;
+        if let Err(err) = layer.send_request(request, peer, now) {
+            tracing::warn!(call = key, %peer, %method, %err, "in-dialog request not sent");
         }
     }
 
@@ -566,10 +588,10 @@ impl Calls {
         except: Option<Side>,
         now: Instant,
     ) {
-        let agents: Vec<AgentId> = match self.calls.get_mut(&key) {
+        let parties: Vec<Party> = match self.calls.get_mut(&key) {
             Some(call) if !call.over => {
                 call.over = true;
-                call.agents.iter().map(|l| l.agent).collect()
+                call.agents.iter().map(|l| l.party.clone()).collect()
             }
             _ => return,
         };
@@ -577,23 +599,25 @@ impl Calls {
             if let Some(call) = self.calls.get_mut(&key) {
                 let bye = call.caller.request(Method::Bye, "");
                 let peer = call.caller_peer;
-                self.send_bye(layer, key, bye, peer, now);
+                self.send_in_dialog(layer, key, bye, peer, now);
             }
         }
         if except != Some(Side::Agent) {
-            for agent in agents {
-                self.hang_up_agent(layer, key, agent, now);
+            for party in parties {
+                self.hang_up_leg(layer, key, &party, now);
             }
         }
         self.remove_if_done(key);
     }
 
-    /// A BYE (or another in-dialog request) for a call; `false` if it belongs to none.
+    /// A BYE, re-INVITE or REFER in a call's dialog; `false` if it belongs to none.
+    /// `agent_named` finds the agent of a tenant by SIP username (REFER targets).
     pub fn on_request(
         &mut self,
         layer: &mut TransactionLayer,
         key: &TransactionKey,
         request: &Request,
+        agent_named: impl Fn(i64, &str) -> Option<AgentId>,
         now: Instant,
     ) -> bool {
         let Some((call_key, side)) = self.find(request) else {
@@ -621,6 +645,10 @@ impl Calls {
                 self.reinvite(layer, key, request, call_key, side, now);
                 return true;
             }
+            (Ok(()), Method::Refer) if side == Side::Agent => {
+                self.refer(layer, key, request, call_key, agent_named, now);
+                return true;
+            }
             (Ok(()), _) => 405,
         };
         let response = response_to(request, code, None);
@@ -628,8 +656,14 @@ impl Calls {
             tracing::debug!(%key, %err, "in-dialog response not sent");
         }
         if code == 200 {
+            let external = self.calls.get(&call_key).is_some_and(|c| {
+                c.agents
+                    .iter()
+                    .any(|l| l.call_id == call_id && matches!(l.party, Party::External(_)))
+            });
             let by = match side {
                 Side::Caller => HangupBy::Caller,
+                Side::Agent if external => HangupBy::Remote,
                 Side::Agent => HangupBy::Agent,
             };
             tracing::info!(call = call_key, by = by.as_str(), "BYE");
@@ -754,8 +788,8 @@ impl Calls {
             self.by_invite.remove(key);
             self.by_call_id.remove(&leg.call_id);
             if matches!(leg.state, AgentState::Ringing) {
-                tracing::info!(call = call_key, agent = %leg.agent, code, "agent's phone refused");
-                call.command(call_key, CallCmd::AgentFailed { agent: leg.agent });
+                tracing::info!(call = call_key, party = ?leg.party, code, "call refused");
+                self.leg_failed(layer, call_key, leg.party, now);
             }
             self.remove_if_done(call_key);
             return true;
@@ -783,13 +817,13 @@ impl Calls {
             AgentState::Cancelling => {
                 // The answer crossed our CANCEL: the offer is gone, hang up this leg.
                 leg.state = AgentState::Answered(dialog);
-                let agent = leg.agent;
-                self.hang_up_agent(layer, call_key, agent, now);
+                let party = leg.party.clone();
+                self.hang_up_leg(layer, call_key, &party, now);
             }
             AgentState::Ringing if call.over => {
                 leg.state = AgentState::Answered(dialog);
-                let agent = leg.agent;
-                self.hang_up_agent(layer, call_key, agent, now);
+                let party = leg.party.clone();
+                self.hang_up_leg(layer, call_key, &party, now);
             }
             AgentState::Ringing => {
                 let remote = SessionDescription::parse(&response.body)
@@ -797,23 +831,32 @@ impl Calls {
                     .and_then(|answer| {
                         sdp::accept_answer(&leg.offer, &answer).map_err(|e| e.to_string())
                     });
-                let agent = leg.agent;
+                let party = leg.party.clone();
                 leg.state = AgentState::Answered(dialog);
-                match remote {
-                    Ok(negotiated) => {
+                match (remote, &party) {
+                    (Ok(negotiated), Party::Agent(agent)) => {
                         tracing::info!(call = call_key, %agent, "agent answered");
                         call.command(
                             call_key,
                             CallCmd::AgentAnswered {
-                                agent,
+                                agent: *agent,
                                 remote: negotiated.remote,
                             },
                         );
                     }
-                    Err(err) => {
-                        tracing::info!(call = call_key, %agent, %err, "agent's SDP answer unusable; hanging up its leg");
-                        call.command(call_key, CallCmd::AgentFailed { agent });
-                        self.hang_up_agent(layer, call_key, agent, now);
+                    (Ok(negotiated), Party::External(number)) => {
+                        tracing::info!(call = call_key, number, "transfer target answered");
+                        call.command(
+                            call_key,
+                            CallCmd::ExternalAnswered {
+                                remote: negotiated.remote,
+                            },
+                        );
+                    }
+                    (Err(err), _) => {
+                        tracing::info!(call = call_key, ?party, %err, "SDP answer unusable; hanging up that leg");
+                        self.hang_up_leg(layer, call_key, &party, now);
+                        self.leg_failed(layer, call_key, party, now);
                     }
                 }
             }
@@ -847,8 +890,8 @@ impl Calls {
             self.by_invite.remove(key);
             self.by_call_id.remove(&leg.call_id);
             if matches!(leg.state, AgentState::Ringing) {
-                tracing::info!(call = call_key, agent = %leg.agent, "agent's phone unreachable");
-                call.command(call_key, CallCmd::AgentFailed { agent: leg.agent });
+                tracing::info!(call = call_key, party = ?leg.party, "no answer from the far end");
+                self.leg_failed(layer, call_key, leg.party, now);
             }
             self.remove_if_done(call_key);
         }
@@ -857,7 +900,12 @@ impl Calls {
     /// What a call actor reports.
     pub fn on_report(&mut self, layer: &mut TransactionLayer, report: CallReport, now: Instant) {
         match report {
-            CallReport::AgentRefused { call, agent } => self.hang_up_agent(layer, call, agent, now),
+            CallReport::AgentRefused { call, agent } => {
+                self.hang_up_leg(layer, call, &Party::Agent(agent), now)
+            }
+            CallReport::TransferRefused { call, agent } => {
+                self.refer_failed(layer, call, agent, now)
+            }
             CallReport::Failed { call } => self.hang_up(layer, call, HangupBy::System, now),
             CallReport::Finished { call } => {
                 if let Some(c) = self.calls.get_mut(&call) {
@@ -870,6 +918,153 @@ impl Calls {
                 self.remove_if_done(call);
             }
         }
+    }
+
+    /// A far leg vacd placed failed: an agent's refusal goes to routing (which re-routes), a
+    /// failed transfer to an external number ends the call.
+    fn leg_failed(&mut self, layer: &mut TransactionLayer, key: u64, party: Party, now: Instant) {
+        match party {
+            Party::Agent(agent) => self.command(key, CallCmd::AgentFailed { agent }),
+            Party::External(number) => {
+                tracing::warn!(
+                    call = key,
+                    number,
+                    "transfer to an external number failed; hanging up"
+                );
+                self.hang_up(layer, key, HangupBy::System, now);
+            }
+        }
+    }
+
+    /// A REFER from the connected agent's phone: a blind transfer to another agent (the
+    /// Refer-To user is an agent's SIP username in the call's tenant) or to an external
+    /// number (an E.164 user part) through the outbound trunk. Answered 202; the phone gets a
+    /// NOTIFY with the outcome and, on success, the BYE.
+    fn refer(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: &TransactionKey,
+        request: &Request,
+        call_key: u64,
+        agent_named: impl Fn(i64, &str) -> Option<AgentId>,
+        now: Instant,
+    ) {
+        let call_id = message::call_id(&request.headers).unwrap_or_default();
+        let Some(call) = self.calls.get_mut(&call_key) else {
+            return;
+        };
+        let tenant = call.tenant;
+        let from = call
+            .agents
+            .iter_mut()
+            .find(|l| l.call_id == call_id && matches!(l.state, AgentState::Answered(_)));
+        let (Some(leg), Some(user)) = (from, refer_to_user(request)) else {
+            let response = response_to(request, 400, None);
+            if let Err(err) = layer.send_response(key, response, now) {
+                tracing::debug!(%key, %err, "REFER refusal not sent");
+            }
+            return;
+        };
+        let Party::Agent(from) = leg.party else {
+            let response = response_to(request, 403, None);
+            if let Err(err) = layer.send_response(key, response, now) {
+                tracing::debug!(%key, %err, "REFER refusal not sent");
+            }
+            return;
+        };
+        let target = match agent_named(tenant, &user) {
+            Some(agent) => Some(TransferTarget::Agent { agent }),
+            None => None,
+        };
+        let number = normalise_e164(&user);
+        let code = if target.is_some() || number.is_some() {
+            leg.referred = true;
+            202
+        } else {
+            404
+        };
+        if let Err(err) = layer.send_response(key, response_to(request, code, None), now) {
+            tracing::debug!(%key, %err, "REFER response not sent");
+        }
+        tracing::info!(call = call_key, %from, user, code, "REFER");
+        match (target, number) {
+            (Some(to), _) => self.command(call_key, CallCmd::Transfer { agent: from, to }),
+            (None, Some(number)) => {
+                if let Err(err) = self.transfer_external(layer, call_key, from, number, now) {
+                    tracing::info!(call = call_key, %err, "transfer refused");
+                    self.refer_failed(layer, call_key, from, now);
+                }
+            }
+            (None, None) => {}
+        }
+    }
+
+    /// The transfer a phone asked for with REFER did not happen: it keeps the call and is told
+    /// so with a NOTIFY.
+    fn refer_failed(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        agent: AgentId,
+        now: Instant,
+    ) {
+        let Some(leg) = self.calls.get_mut(&key).and_then(|c| {
+            c.agents
+                .iter_mut()
+                .find(|l| l.party == Party::Agent(agent) && l.referred)
+        }) else {
+            return;
+        };
+        leg.referred = false;
+        let peer = leg.peer;
+        if let AgentState::Answered(dialog) = &mut leg.state {
+            let request = notify(dialog, 503);
+            self.send_in_dialog(layer, key, request, peer, now);
+        }
+    }
+
+    /// Blind transfer of a connected call to an external number through the outbound trunk:
+    /// the agent's phone is hung up (its interaction ends, the agent goes to wrap-up), the
+    /// caller hears music while vacd calls the number, then the two are bridged.
+    pub fn transfer_external(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        from: AgentId,
+        number: String,
+        now: Instant,
+    ) -> Result<(), TransferError> {
+        let trunk = self.ctx.outbound.ok_or(TransferError::NoOutboundTrunk)?;
+        let call = self
+            .calls
+            .get_mut(&key)
+            .filter(|c| !c.over && !c.detached)
+            .ok_or(TransferError::NotConnected)?;
+        if !call
+            .agents
+            .iter()
+            .any(|l| l.party == Party::Agent(from) && matches!(l.state, AgentState::Answered(_)))
+        {
+            return Err(TransferError::NotConnected);
+        }
+        call.detached = true;
+        call.command(
+            key,
+            CallCmd::TransferredOut {
+                number: number.clone(),
+            },
+        );
+        self.hang_up_leg(layer, key, &Party::Agent(from), now);
+        let uri = format!("sip:{number}@{trunk}");
+        let target = PhoneTarget {
+            uri: uri.clone(),
+            peer: Peer::new(Transport::Udp, trunk),
+            aor: uri,
+        };
+        if !self.ring(layer, key, Party::External(number), target, now) {
+            self.hang_up(layer, key, HangupBy::System, now);
+        }
+        Ok(())
     }
 
     /// Shutdown: hangs up every live call.
@@ -905,6 +1100,54 @@ impl Calls {
             }
         }
     }
+}
+
+/// Why a transfer to an external number was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("no trunk is configured for outbound calls (sip.trunks.outbound)")]
+    NoOutboundTrunk,
+    #[error("the agent is not connected to that call")]
+    NotConnected,
+}
+
+/// A NOTIFY for a REFER's implicit subscription (RFC 3515): terminated, with the transfer's
+/// outcome as a sipfrag.
+fn notify(dialog: &mut Dialog, status: u16) -> Result<Request, vacd_sip::Error> {
+    let mut request = dialog.request(Method::Notify, "")?;
+    request
+        .headers
+        .push(Header::Event(rsip::headers::Event::new("refer")));
+    request.headers.push(Header::SubscriptionState(
+        rsip::headers::SubscriptionState::new("terminated;reason=noresource"),
+    ));
+    request
+        .headers
+        .push(Header::ContentType(rsip::headers::ContentType::new(
+            "message/sipfrag;version=2.0",
+        )));
+    let phrase = if status == 200 {
+        "OK"
+    } else {
+        "Service Unavailable"
+    };
+    request.body = format!("SIP/2.0 {status} {phrase}\r\n").into_bytes();
+    Ok(request)
+}
+
+/// The user part of a REFER's Refer-To URI.
+fn refer_to_user(request: &Request) -> Option<String> {
+    let value = request.headers.iter().find_map(|h| match h {
+        Header::Other(name, value)
+            if name.eq_ignore_ascii_case("Refer-To") || name.eq_ignore_ascii_case("r") =>
+        {
+            Some(value.as_str())
+        }
+        _ => None,
+    })?;
+    let uri = rsip::Uri::try_from(message::uri_part(value)).ok()?;
+    let user = uri.auth?.user;
+    (!user.is_empty()).then_some(user)
 }
 
 /// The transport a request came over, from its top Via.

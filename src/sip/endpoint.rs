@@ -46,7 +46,7 @@ use crate::routing::CallRouted;
 use crate::store::{self, ServiceNumber, SipUser, Store};
 
 /// The methods vacd answers, for `Allow` headers.
-pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, REFER";
 /// How long shutdown waits for hung-up calls to write their records.
 const CALLS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 /// Seconds a caller over capacity is asked to wait (Retry-After of the 503).
@@ -305,9 +305,7 @@ impl Endpoint {
             Method::Register => self.on_register(key, request, peer, now),
             // A re-INVITE carries the To tag of its dialog.
             Method::Invite if message::to_tag(&request.headers).is_some() => {
-                if !self.calls.on_request(&mut self.layer, &key, &request, now) {
-                    self.reply(&key, &request, 481, now);
-                }
+                self.in_dialog(key, request, now)
             }
             Method::Invite => self.on_invite(key, request, peer, now),
             Method::Options => {
@@ -322,11 +320,7 @@ impl Endpoint {
                     )));
                 self.respond(&key, response, now);
             }
-            Method::Bye => {
-                if !self.calls.on_request(&mut self.layer, &key, &request, now) {
-                    self.reply(&key, &request, 481, now);
-                }
-            }
+            Method::Bye | Method::Refer => self.in_dialog(key, request, now),
             // The transaction layer answers these itself.
             Method::Ack | Method::Cancel => {}
             _ => {
@@ -336,6 +330,24 @@ impl Endpoint {
                     .push(Header::Allow(rsip::headers::Allow::new(ALLOW)));
                 self.respond(&key, response, now);
             }
+        }
+    }
+
+    /// A request within a call's dialog (BYE, re-INVITE, REFER); 481 if it is in none.
+    fn in_dialog(&mut self, key: TransactionKey, request: Request, now: Instant) {
+        let phones = &self.phones;
+        // A REFER's target agent: the one whose phone registered under that SIP username.
+        let agent_named = |tenant: i64, name: &str| {
+            phones.iter().find_map(|((t, user), aor)| {
+                let registered = aor.strip_prefix("sip:")?.split('@').next()?;
+                (*t == tenant && registered == name).then_some(vacd_actors::AgentId(*user))
+            })
+        };
+        if !self
+            .calls
+            .on_request(&mut self.layer, &key, &request, agent_named, now)
+        {
+            self.reply(&key, &request, 481, now);
         }
     }
 

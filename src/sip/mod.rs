@@ -105,6 +105,7 @@ impl SipEndpoint {
             rtp: RtpPorts::new(config.rtp_address, config.rtp_port_min, config.rtp_port_max),
             udp: udp_addr,
             tcp: tcp_addr,
+            outbound: config.trunks.iter().find_map(|t| t.outbound),
             reports: reports_tx,
         });
         let udp = Arc::new(udp);

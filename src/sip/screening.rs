@@ -132,12 +132,14 @@ mod tests {
                 sources: vec![net("192.0.2.0/24"), net("2001:db8::1")],
                 username: None,
                 password: None,
+                outbound: None,
             },
             TrunkConfig {
                 name: "roaming".into(),
                 sources: vec![],
                 username: Some("pbx".into()),
                 password: Some("trunk-secret".into()),
+                outbound: None,
             },
         ]);
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");

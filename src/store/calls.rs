@@ -58,6 +58,8 @@ impl CallResult {
 pub enum HangupBy {
     Caller,
     Agent,
+    /// The external party of a transferred call.
+    Remote,
     System,
 }
 
@@ -66,6 +68,7 @@ impl HangupBy {
         match self {
             HangupBy::Caller => "caller",
             HangupBy::Agent => "agent",
+            HangupBy::Remote => "remote",
             HangupBy::System => "system",
         }
     }

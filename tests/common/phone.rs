@@ -424,6 +424,34 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
         response
     }
 
+    /// Asks the server (REFER in `leg`) to transfer the call to `target`; returns the REFER's
+    /// final response.
+    pub async fn refer(&mut self, leg: &mut Leg, target: &str) -> Response {
+        self.cseq = self.cseq.max(leg.cseq);
+        let cseq = self.next_cseq();
+        leg.cseq = cseq;
+        let extra = format!(
+            "Contact: <sip:phone@{}>\r\nRefer-To: <{target}>\r\n",
+            self.addr
+        );
+        let text = self.request_text(
+            "REFER",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            &extra,
+            "",
+        );
+        self.transact(&text, Method::Refer).await
+    }
+
+    /// From now on this phone talks to `server` (a phone made before the server existed).
+    pub fn retarget(&mut self, server: SocketAddr) {
+        self.server = server;
+    }
+
     /// Drops RTP that has arrived so far.
     pub async fn drain_rtp(&self) {
         while self.recv_rtp_within(Duration::ZERO).await.is_some() {}
