@@ -19,8 +19,8 @@ use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use vacd_actors::{
-    BoxFuture, Channel, Host, Input, InteractionId, NewInteraction, Output, QueueId, Router,
-    RouterError, TenantId, TenantSetup,
+    AgentId, BoxFuture, Channel, Host, Input, InteractionId, NewInteraction, Output, QueueId,
+    Router, RouterError, TenantId, TenantSetup,
 };
 
 use crate::catalog::{self, Resource};
@@ -58,23 +58,75 @@ pub struct CallRouted {
     pub output: Output,
 }
 
-/// Forwards routing outputs about live calls to the SIP endpoint. The index of live calls
-/// (interaction → call key) has one writer, the SIP endpoint's call actors: they register a
-/// call before enqueueing it and unregister it when it ends; the tenant actors only read it.
+/// What the console asks of a live call that routing cannot do: the SIP endpoint does it and
+/// replies.
+#[derive(Debug)]
+pub enum CallRequest {
+    /// Blind transfer of `agent`'s connected call to an external number.
+    TransferOut {
+        call: u64,
+        agent: AgentId,
+        number: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The two channels of a [`CallTap`], for the SIP endpoint.
+pub struct CallTapEnds {
+    pub routed: mpsc::UnboundedReceiver<CallRouted>,
+    pub requests: mpsc::UnboundedReceiver<CallRequest>,
+}
+
+/// Connects routing with the SIP endpoint: forwards routing outputs about live calls to it,
+/// and the console's requests about calls. The index of live calls (interaction → call key)
+/// has one writer, the SIP endpoint's call actors: they register a call before enqueueing it
+/// and unregister it when it ends; the tenant actors and the console only read it.
 #[derive(Clone)]
 pub struct CallTap {
     calls: Arc<DashMap<u64, u64>>,
     events: mpsc::UnboundedSender<CallRouted>,
+    requests: mpsc::UnboundedSender<CallRequest>,
 }
 
 impl CallTap {
-    pub fn new() -> (CallTap, mpsc::UnboundedReceiver<CallRouted>) {
-        let (events, rx) = mpsc::unbounded_channel();
+    pub fn new() -> (CallTap, CallTapEnds) {
+        let (events, routed) = mpsc::unbounded_channel();
+        let (requests, requests_rx) = mpsc::unbounded_channel();
         let tap = CallTap {
             calls: Arc::new(DashMap::new()),
             events,
+            requests,
         };
-        (tap, rx)
+        let ends = CallTapEnds {
+            routed,
+            requests: requests_rx,
+        };
+        (tap, ends)
+    }
+
+    /// Asks the SIP endpoint to transfer `agent`'s call `interaction` to `number`.
+    pub async fn transfer_out(
+        &self,
+        interaction: InteractionId,
+        agent: AgentId,
+        number: String,
+    ) -> Result<(), String> {
+        let call = self
+            .calls
+            .get(&interaction.0)
+            .map(|c| *c)
+            .ok_or_else(|| format!("interaction {interaction} is no live call"))?;
+        let (reply, done) = oneshot::channel();
+        self.requests
+            .send(CallRequest::TransferOut {
+                call,
+                agent,
+                number,
+                reply,
+            })
+            .map_err(|_| "telephony is not running".to_string())?;
+        done.await
+            .unwrap_or_else(|_| Err("telephony stopped".to_string()))
     }
 
     /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`.
@@ -205,6 +257,7 @@ pub struct Routing {
 pub struct RoutingHandle {
     router: Router,
     store: Store,
+    calls: CallTap,
 }
 
 impl Routing {
@@ -215,7 +268,7 @@ impl Routing {
         let host = Arc::new(StoreHost {
             store: store.clone(),
             journal: tx,
-            calls,
+            calls: calls.clone(),
         });
         let (router, supervisor) = Router::start(host).await?;
         for tenant in store.tenant_ids().await? {
@@ -224,7 +277,11 @@ impl Routing {
             }
         }
         Ok(Routing {
-            handle: RoutingHandle { router, store },
+            handle: RoutingHandle {
+                router,
+                store,
+                calls,
+            },
             supervisor,
             journal,
         })
@@ -247,6 +304,11 @@ impl Routing {
 impl RoutingHandle {
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The bridge to live calls (for console requests the SIP endpoint carries out).
+    pub fn calls(&self) -> &CallTap {
+        &self.calls
     }
 
     /// Called after a committed admin change of `resource` in `tenant` (`row` is the row after

@@ -60,7 +60,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     if config.demo.enabled {
         demo::seed(&store).await?;
     }
-    let (calls, routed) = CallTap::new();
+    let (calls, call_ends) = CallTap::new();
     let routing = Routing::start(store.clone(), calls.clone()).await?;
     let state = AppState::new(
         store.clone(),
@@ -77,8 +77,14 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
             source,
         })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
-    let sip =
-        SipEndpoint::start(&config.sip, store.clone(), routing.handle(), calls, routed).await?;
+    let sip = SipEndpoint::start(
+        &config.sip,
+        store.clone(),
+        routing.handle(),
+        calls,
+        call_ends,
+    )
+    .await?;
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -607,6 +607,62 @@ async fn phone_refers_to_an_external_number(db: Db) {
     f.s.stop().await;
 }
 
+/// The console transfers a call to an external number; a transfer without an outbound trunk,
+/// or of a call the agent does not hold, is refused with an error and changes nothing.
+async fn console_transfers_to_an_external_number(db: Db) {
+    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let outbound = carrier.addr;
+    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
+    carrier.retarget(f.s.sip_udp());
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    let refused = bruno
+        .console
+        .command(
+            json!({ "type": "interaction.transfer", "interaction": interaction + 1000,
+                         "to": { "target": "number", "number": "+4940999888" } }),
+        )
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "transfer_failed");
+    let refused = bruno
+        .console
+        .command(
+            json!({ "type": "interaction.transfer", "interaction": interaction,
+                         "to": { "target": "number", "number": "not a number" } }),
+        )
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    bruno
+        .console
+        .ok(
+            json!({ "type": "interaction.transfer", "interaction": interaction,
+                    "to": { "target": "number", "number": "0049 40 999888" } }),
+        )
+        .await;
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let outgoing = carrier.request(Method::Invite).await;
+    assert_eq!(
+        outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),
+        Some("+4940999888")
+    );
+    carrier.answer(&outgoing).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"outside", &carrier)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = carrier.request(Method::Bye).await;
+    carrier.respond(&bye, 200, "", false).await;
+    let f = f.restart().await;
+    let ended = f.ended_payload(interaction).await;
+    assert_eq!(ended["hangup_by"], "caller", "{ended}");
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -731,5 +787,6 @@ on_both_backends!(
     storm_does_not_stop_a_concurrent_call,
     phone_refers_to_another_agent,
     phone_refers_to_an_external_number,
+    console_transfers_to_an_external_number,
     sipp_call_flow,
 );

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
 use vacd_actors::console::{parse_command, ConsoleEvent};
-use vacd_actors::{AgentId, AgentSession, TenantId};
+use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 
 use super::auth;
 use super::error::{Error, Result};
@@ -93,7 +93,10 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
         tokio::select! {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = command(&session, text.as_str()).await;
+                    let reply = match transfer_out(text.as_str()) {
+                        Some(request) => request.carry_out(&state, agent).await,
+                        None => command(&session, text.as_str()).await,
+                    };
                     // Events that reached the session before the command was carried out go out
                     // before its reply, so a reply is a barrier a console can rely on.
                     let mut delivered = true;
@@ -175,6 +178,58 @@ async fn command(session: &AgentSession, text: &str) -> Message {
             Ok(()) => frame(&json!({ "type": "ack", "id": id })),
             Err(e) => error_frame(Some(id), e.code(), &e.to_string()),
         },
+    }
+}
+
+/// `interaction.transfer` of a call to an external number — `"to": {"target": "number",
+/// "number": "+49…"}` — which the SIP endpoint carries out (routing knows only agents and
+/// queues).
+struct TransferOut {
+    id: Json,
+    interaction: Option<u64>,
+    number: Option<String>,
+}
+
+fn transfer_out(text: &str) -> Option<TransferOut> {
+    let frame: Json = serde_json::from_str(text).ok()?;
+    if frame["type"] != "interaction.transfer" || frame["to"]["target"] != "number" {
+        return None;
+    }
+    Some(TransferOut {
+        id: frame["id"].clone(),
+        interaction: frame["interaction"].as_u64(),
+        number: frame["to"]["number"]
+            .as_str()
+            .and_then(crate::sip::normalise_e164),
+    })
+}
+
+impl TransferOut {
+    async fn carry_out(self, state: &AppState, agent: AgentId) -> Message {
+        let id = match &self.id {
+            Json::String(id) => Some(id.clone()),
+            Json::Number(id) => Some(id.to_string()),
+            _ => None,
+        };
+        let Some(id) = id else {
+            return error_frame(None, "missing_id", "every command needs an `id`");
+        };
+        let (Some(interaction), Some(number)) = (self.interaction, self.number) else {
+            return error_frame(
+                Some(id),
+                "invalid_command",
+                "a transfer to a number needs `interaction` and an E.164 `to.number`",
+            );
+        };
+        match state
+            .routing
+            .calls()
+            .transfer_out(InteractionId(interaction), agent, number)
+            .await
+        {
+            Ok(()) => frame(&json!({ "type": "ack", "id": id })),
+            Err(message) => error_frame(Some(id), "transfer_failed", &message),
+        }
     }
 }
 

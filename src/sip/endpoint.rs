@@ -42,7 +42,7 @@ use super::calls::{Calls, Incoming, PhoneTarget};
 use super::credentials;
 use super::screening::{dialled_number, Trunks};
 use super::transport::Inbound;
-use crate::routing::CallRouted;
+use crate::routing::{CallRequest, CallRouted, CallTapEnds};
 use crate::store::{self, ServiceNumber, SipUser, Store};
 
 /// The methods vacd answers, for `Allow` headers.
@@ -133,10 +133,14 @@ impl Endpoint {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut lookups: mpsc::Receiver<Lookup>,
-        mut routed: mpsc::UnboundedReceiver<CallRouted>,
+        ends: CallTapEnds,
         mut reports: mpsc::UnboundedReceiver<CallReport>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let CallTapEnds {
+            mut routed,
+            mut requests,
+        } = ends;
         loop {
             let deadline = self.next_deadline();
             let timer = async {
@@ -150,6 +154,7 @@ impl Endpoint {
                 Some(input) = inbound.recv() => self.on_inbound(input, Instant::now()),
                 Some(done) = lookups.recv() => self.on_lookup(done, Instant::now()),
                 Some(routed) = routed.recv() => self.on_routed(routed, Instant::now()),
+                Some(request) = requests.recv() => self.on_call_request(request, Instant::now()),
                 Some(report) = reports.recv() => {
                     self.calls.on_report(&mut self.layer, report, Instant::now())
                 }
@@ -265,6 +270,24 @@ impl Endpoint {
             Event::Timeout { key } | Event::AckTimeout { key } | Event::TransportError { key } => {
                 tracing::debug!(%key, "transaction ended without completing");
                 self.calls.on_failed(&mut self.layer, &key, now);
+            }
+        }
+    }
+
+    /// A console request about a call.
+    fn on_call_request(&mut self, request: CallRequest, now: Instant) {
+        match request {
+            CallRequest::TransferOut {
+                call,
+                agent,
+                number,
+                reply,
+            } => {
+                let result = self
+                    .calls
+                    .transfer_external(&mut self.layer, call, agent, number, now)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(result);
             }
         }
     }

@@ -17,6 +17,8 @@ mod endpoint;
 mod rate_limit;
 mod reject;
 mod screening;
+
+pub use screening::normalise_e164;
 mod transport;
 
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use vacd_sip::digest::Algorithm;
 use vacd_sip::message::Limits;
 
 use crate::config::{DigestAlgorithm, SipConfig};
-use crate::routing::{CallRouted, CallTap, RoutingHandle};
+use crate::routing::{CallTap, CallTapEnds, RoutingHandle};
 use crate::store::Store;
 use call::Sounds;
 use calls::{CallContext, Calls, RtpPorts};
@@ -62,13 +64,14 @@ pub struct SipEndpoint {
 
 impl SipEndpoint {
     /// Binds both transports and starts the endpoint task. Calls are routed through `routing`;
-    /// `tap` and `routed` carry routing's outputs about them back (see [`CallTap`]).
+    /// `tap` and its `ends` carry routing's outputs and the console's requests about them (see
+    /// [`CallTap`]).
     pub async fn start(
         config: &SipConfig,
         store: Store,
         routing: RoutingHandle,
         tap: CallTap,
-        routed: mpsc::UnboundedReceiver<CallRouted>,
+        ends: CallTapEnds,
     ) -> Result<SipEndpoint, Error> {
         credentials::set_realm(&config.realm);
         let bind_error = |transport, addr| {
@@ -148,7 +151,7 @@ impl SipEndpoint {
                 limits,
                 stopped.clone(),
             )),
-            tokio::spawn(endpoint.run(inbound_rx, lookup_rx, routed, reports, stopped)),
+            tokio::spawn(endpoint.run(inbound_rx, lookup_rx, ends, reports, stopped)),
         ];
         Ok(SipEndpoint {
             udp_addr,
