@@ -972,10 +972,7 @@ impl Calls {
             }
             return;
         };
-        let target = match agent_named(tenant, &user) {
-            Some(agent) => Some(TransferTarget::Agent { agent }),
-            None => None,
-        };
+        let target = agent_named(tenant, &user).map(|agent| TransferTarget::Agent { agent });
         let number = normalise_e164(&user);
         let code = if target.is_some() || number.is_some() {
             leg.referred = true;
