@@ -571,6 +571,50 @@ pub static EVENTS: Resource = Resource {
     delete: None,
 };
 
+/// Call detail records, written by the call actors (read-only here).
+pub static CALL_RECORDS: Resource = Resource {
+    path: "call-records",
+    table: "call_records",
+    schema: "CallRecord",
+    columns: &[
+        filter(req("interaction_id", Kind::Ref("interactions"))),
+        req("call_id", text(1_000)),
+        filter(req("trunk", text(200))),
+        filter(req("caller", text(200))),
+        filter(req("dialled", text(200))),
+        filter(opt("agent_id", Kind::Ref("users"))),
+        req(
+            "started_at",
+            Kind::Int {
+                min: 0,
+                max: i64::MAX,
+            },
+        ),
+        opt(
+            "connected_at",
+            Kind::Int {
+                min: 0,
+                max: i64::MAX,
+            },
+        ),
+        opt(
+            "ended_at",
+            Kind::Int {
+                min: 0,
+                max: i64::MAX,
+            },
+        ),
+        filter(opt("result", Kind::OneOf(CALL_RESULTS))),
+        opt("hangup_by", Kind::OneOf(HANGUP_PARTIES)),
+    ],
+    read: Role::Supervisor,
+    write: None,
+    delete: None,
+};
+
+pub const CALL_RESULTS: &[&str] = &["connected", "abandoned", "failed"];
+pub const HANGUP_PARTIES: &[&str] = &["caller", "agent", "remote", "system"];
+
 pub static TEMPLATES: Resource = Resource {
     path: "templates",
     table: "templates",
@@ -625,6 +669,7 @@ pub static RESOURCES: &[&Resource] = &[
     &MESSAGES,
     &ATTACHMENTS,
     &EVENTS,
+    &CALL_RECORDS,
     &TEMPLATES,
     &TEXT_MODULES,
 ];

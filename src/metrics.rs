@@ -9,6 +9,8 @@ pub const HTTP_REQUESTS: &str = "vacd_http_requests_total";
 pub const HTTP_DURATION: &str = "vacd_http_request_duration_seconds";
 pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
 pub const CONSOLES: &str = "vacd_agent_consoles";
+pub const CALLS_ACTIVE: &str = "vacd_calls_active";
+pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
 
 /// Installs the global recorder on first use and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -26,6 +28,8 @@ pub fn install() -> PrometheusHandle {
                 metrics::Unit::Seconds,
                 "HTTP request duration by route"
             );
+            metrics::describe_gauge!(CALLS_ACTIVE, "calls answered by vacd and not yet over");
+            metrics::describe_counter!(CALLS_ENDED, "calls ended, by result and who hung up");
             handle
         })
         .clone()

@@ -187,6 +187,30 @@ async fn call_reaches_an_agent_and_rtp_crosses_the_bridge(db: Db) {
     );
     let started = f.events("call.started", interaction).await;
     assert_eq!(payload(&started[0])["dialled"], NUMBER, "{started:?}");
+    let (_, records) =
+        f.s.get(
+            &format!("/api/v1/call-records?interaction_id={interaction}"),
+            &f.sam,
+        )
+        .await;
+    let record = &records["items"][0];
+    assert_eq!(record["caller"], "+491701234567", "{records}");
+    assert_eq!(record["trunk"], "carrier");
+    assert_eq!(record["agent_id"], bruno.id);
+    assert_eq!(record["hangup_by"], "caller");
+    assert!(record["connected_at"].as_i64() >= record["started_at"].as_i64());
+    let metrics = reqwest::get(format!("{}/metrics", f.s.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("vacd_calls_ended_total") && l.contains("result=\"connected\"")),
+        "{metrics}"
+    );
     f.s.stop().await;
 }
 

@@ -408,6 +408,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         actor.finish().await;
     }
     tap.unregister(interaction);
+    metrics::counter!(crate::metrics::CALLS_ENDED, "result" => end.result.as_str(), "hangup_by" => hangup_by.as_str()).increment(1);
     tracing::info!(call = key, %interaction, result = end.result.as_str(), hangup_by = hangup_by.as_str(), "call ended");
     actor.report(CallReport::Finished { call: key });
 }

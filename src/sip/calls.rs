@@ -353,6 +353,7 @@ impl Calls {
             reports: self.ctx.reports.clone(),
         };
         tokio::spawn(call::run(setup, commands));
+        metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
         self.by_call_id
             .insert(caller.id().call_id.clone(), call_key);
         self.by_invite.insert(key.clone(), call_key);
@@ -1089,6 +1090,7 @@ impl Calls {
             return;
         }
         if let Some(call) = self.calls.remove(&key) {
+            metrics::gauge!(crate::metrics::CALLS_ACTIVE).decrement(1.0);
             self.by_call_id.remove(&call.caller.id().call_id);
             self.by_invite.remove(&call.caller_invite);
             for leg in call.agents {
