@@ -606,6 +606,7 @@ pub static CALL_RECORDS: Resource = Resource {
         ),
         filter(opt("result", Kind::OneOf(CALL_RESULTS))),
         opt("hangup_by", Kind::OneOf(HANGUP_PARTIES)),
+        filter(req("direction", Kind::OneOf(CALL_DIRECTIONS))),
     ],
     read: Role::Supervisor,
     write: None,
@@ -613,6 +614,7 @@ pub static CALL_RECORDS: Resource = Resource {
 };
 
 pub const CALL_RESULTS: &[&str] = &["connected", "abandoned", "failed"];
+pub const CALL_DIRECTIONS: &[&str] = &["inbound", "outbound"];
 pub const HANGUP_PARTIES: &[&str] = &["caller", "agent", "remote", "system"];
 
 pub static TEMPLATES: Resource = Resource {

@@ -69,6 +69,13 @@ pub enum CallRequest {
         number: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Click-to-dial: ring `agent`'s phone, then call `number` and bridge them.
+    Dial {
+        tenant: i64,
+        agent: AgentId,
+        number: String,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// The two channels of a [`CallTap`], for the SIP endpoint.
@@ -102,6 +109,21 @@ impl CallTap {
             requests: requests_rx,
         };
         (tap, ends)
+    }
+
+    /// Asks the SIP endpoint to place a click-to-dial call from `agent` to `number`.
+    pub async fn dial(&self, tenant: i64, agent: AgentId, number: String) -> Result<(), String> {
+        let (reply, done) = oneshot::channel();
+        self.requests
+            .send(CallRequest::Dial {
+                tenant,
+                agent,
+                number,
+                reply,
+            })
+            .map_err(|_| "telephony is not running".to_string())?;
+        done.await
+            .unwrap_or_else(|_| Err("telephony stopped".to_string()))
     }
 
     /// Asks the SIP endpoint to transfer `agent`'s call `interaction` to `number`.

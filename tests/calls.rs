@@ -687,6 +687,71 @@ async fn console_transfers_to_an_external_number(db: Db) {
     f.s.stop().await;
 }
 
+/// Click-to-dial: the console dials a number; vacd rings the agent's phone first, then calls
+/// the number through the outbound trunk and bridges them. The agent is set ready for outbound
+/// work meanwhile, so no inbound offer interrupts.
+async fn click_to_dial(db: Db) {
+    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let outbound = carrier.addr;
+    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
+    carrier.retarget(f.s.sip_udp());
+    let mut bruno = f.agent("bruno", None).await;
+    let refused = bruno
+        .console
+        .command(json!({ "type": "call.dial", "number": "030 555" }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    bruno
+        .console
+        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .await;
+    bruno
+        .console
+        .expect_where("presence.changed", |f| f["to"]["mode"] == "outbound")
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    let agent_leg = bruno.phone.answer(&invite).await;
+    let outgoing = carrier.request(Method::Invite).await;
+    assert_eq!(
+        outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),
+        Some("+4940555000")
+    );
+    let customer = carrier.answer(&outgoing).await;
+    bruno
+        .phone
+        .rtp_reaches(agent_leg.remote_rtp, b"hello customer", &carrier)
+        .await;
+    carrier
+        .rtp_reaches(customer.remote_rtp, b"hello agent", &bruno.phone)
+        .await;
+    assert_eq!(carrier.bye(&customer).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    let f = f.restart().await;
+    let (_, records) =
+        f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
+            .await;
+    let record = &records["items"][0];
+    assert_eq!(record["dialled"], "+4940555000", "{records}");
+    assert_eq!(record["result"], "connected", "{records}");
+    assert_eq!(record["hangup_by"], "remote", "{records}");
+    assert_eq!(record["agent_id"], bruno.id);
+    f.s.stop().await;
+}
+
+/// Without an outbound trunk, click-to-dial is refused and nothing rings.
+async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let refused = bruno
+        .console
+        .command(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .await;
+    let reply = refused.last().expect("reply");
+    assert_eq!(reply["code"], "dial_failed", "{reply}");
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -812,5 +877,7 @@ on_both_backends!(
     phone_refers_to_another_agent,
     phone_refers_to_an_external_number,
     console_transfers_to_an_external_number,
+    click_to_dial,
+    click_to_dial_needs_an_outbound_trunk,
     sipp_call_flow,
 );

@@ -93,8 +93,8 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
         tokio::select! {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = match transfer_out(text.as_str()) {
-                        Some(request) => request.carry_out(&state, agent).await,
+                    let reply = match call_request(text.as_str()) {
+                        Some(request) => request.carry_out(&state, who).await,
                         None => command(&session, text.as_str()).await,
                     };
                     // Events that reached the session before the command was carried out go out
@@ -181,31 +181,44 @@ async fn command(session: &AgentSession, text: &str) -> Message {
     }
 }
 
-/// `interaction.transfer` of a call to an external number — `"to": {"target": "number",
-/// "number": "+49…"}` — which the SIP endpoint carries out (routing knows only agents and
-/// queues).
-struct TransferOut {
+/// A console command about calls that the SIP endpoint carries out (routing knows only
+/// agents and queues): `interaction.transfer` of a call to an external number (`"to":
+/// {"target": "number", "number": "+49…"}`) and `call.dial` (`"number"`, click-to-dial).
+struct CallCommand {
     id: Json,
-    interaction: Option<u64>,
+    kind: CallCommandKind,
+    /// The number, normalised to E.164 (`None` when it is not a phone number).
     number: Option<String>,
 }
 
-fn transfer_out(text: &str) -> Option<TransferOut> {
+enum CallCommandKind {
+    TransferOut { interaction: Option<u64> },
+    Dial,
+}
+
+fn call_request(text: &str) -> Option<CallCommand> {
     let frame: Json = serde_json::from_str(text).ok()?;
-    if frame["type"] != "interaction.transfer" || frame["to"]["target"] != "number" {
-        return None;
-    }
-    Some(TransferOut {
+    let (kind, number) =
+        if frame["type"] == "interaction.transfer" && frame["to"]["target"] == "number" {
+            let interaction = frame["interaction"].as_u64();
+            (
+                CallCommandKind::TransferOut { interaction },
+                &frame["to"]["number"],
+            )
+        } else if frame["type"] == "call.dial" {
+            (CallCommandKind::Dial, &frame["number"])
+        } else {
+            return None;
+        };
+    Some(CallCommand {
         id: frame["id"].clone(),
-        interaction: frame["interaction"].as_u64(),
-        number: frame["to"]["number"]
-            .as_str()
-            .and_then(crate::sip::normalise_e164),
+        number: number.as_str().and_then(crate::sip::normalise_e164),
+        kind,
     })
 }
 
-impl TransferOut {
-    async fn carry_out(self, state: &AppState, agent: AgentId) -> Message {
+impl CallCommand {
+    async fn carry_out(self, state: &AppState, who: Principal) -> Message {
         let id = match &self.id {
             Json::String(id) => Some(id.clone()),
             Json::Number(id) => Some(id.to_string()),
@@ -214,21 +227,36 @@ impl TransferOut {
         let Some(id) = id else {
             return error_frame(None, "missing_id", "every command needs an `id`");
         };
-        let (Some(interaction), Some(number)) = (self.interaction, self.number) else {
-            return error_frame(
-                Some(id),
-                "invalid_command",
-                "a transfer to a number needs `interaction` and an E.164 `to.number`",
-            );
+        let agent = AgentId(who.user_id as u64);
+        let calls = state.routing.calls();
+        let (result, failure) = match (self.kind, self.number) {
+            (_, None) => {
+                let message = "the number must be E.164 (+49…) or international (0049…)";
+                return error_frame(Some(id), "invalid_command", message);
+            }
+            (CallCommandKind::TransferOut { interaction: None }, _) => {
+                let message = "a transfer needs the `interaction`";
+                return error_frame(Some(id), "invalid_command", message);
+            }
+            (
+                CallCommandKind::TransferOut {
+                    interaction: Some(interaction),
+                },
+                Some(number),
+            ) => (
+                calls
+                    .transfer_out(InteractionId(interaction), agent, number)
+                    .await,
+                "transfer_failed",
+            ),
+            (CallCommandKind::Dial, Some(number)) => (
+                calls.dial(who.tenant_id, agent, number).await,
+                "dial_failed",
+            ),
         };
-        match state
-            .routing
-            .calls()
-            .transfer_out(InteractionId(interaction), agent, number)
-            .await
-        {
+        match result {
             Ok(()) => frame(&json!({ "type": "ack", "id": id })),
-            Err(message) => error_frame(Some(id), "transfer_failed", &message),
+            Err(message) => error_frame(Some(id), failure, &message),
         }
     }
 }

@@ -18,7 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use vacd_actors::{
-    AgentId, Channel, Input, InteractionId, NewInteraction, QueueId, TenantId, TransferTarget,
+    AgentId, AgentStatus, Channel, Input, InteractionId, NewInteraction, QueueId, ReadyMode,
+    TenantId, TransferTarget,
 };
 use vacd_sip::g711::Law;
 use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
@@ -91,8 +92,11 @@ pub enum CallCmd {
     /// The connected agent's call goes to an external number: routing is done with it (the
     /// agent wraps up); the caller hears music until the number answers.
     TransferredOut { number: String },
-    /// The external number answered; its RTP goes to `remote`.
-    ExternalAnswered { remote: Option<SocketAddr> },
+    /// The external number answered on relay leg `leg`; its RTP goes to `remote`.
+    ExternalAnswered {
+        leg: LegId,
+        remote: Option<SocketAddr>,
+    },
     /// The call is over (both legs are being hung up).
     Hangup { by: HangupBy },
 }
@@ -149,6 +153,10 @@ struct CallActor {
     talked: Option<Connected>,
     /// The agent's phone holds the call: the caller hears music, nothing is relayed.
     agent_holds: bool,
+    /// A click-to-dial call: outside routing.
+    outbound: bool,
+    /// The external number answered (a transfer out, or the customer of a click-to-dial).
+    reached: bool,
 }
 
 impl CallActor {
@@ -165,8 +173,10 @@ impl CallActor {
     async fn command(&mut self, command: CallCmd, relay: &mut Relay) -> Option<HangupBy> {
         match command {
             CallCmd::AgentAnswered { agent, remote } => {
-                // Accepted in the console already: the phone's answer only brings the media.
-                let accepted = if self.connected.is_some_and(|c| c.agent == agent) {
+                // Accepted in the console already, or dialled by the agent (outside routing):
+                // the phone's answer only brings the media.
+                let accepted = if self.outbound || self.connected.is_some_and(|c| c.agent == agent)
+                {
                     Ok(())
                 } else {
                     self.input(Input::Accept {
@@ -266,8 +276,9 @@ impl CallActor {
                 }
                 None
             }
-            CallCmd::ExternalAnswered { remote } => {
-                relay.leg_mut(LegId::B).renegotiate(remote, true);
+            CallCmd::ExternalAnswered { leg, remote } => {
+                relay.leg_mut(leg).renegotiate(remote, true);
+                self.reached = true;
                 None
             }
             CallCmd::Hangup { by } => Some(by),
@@ -288,14 +299,20 @@ impl CallActor {
 
     /// The call's outcome for its record.
     fn result(&self) -> CallResult {
-        match self.talked {
-            Some(_) => CallResult::Connected,
-            None => CallResult::Abandoned,
+        match (self.outbound, self.talked, self.reached) {
+            (true, _, true) | (false, Some(_), _) => CallResult::Connected,
+            // A click-to-dial whose number never answered.
+            (true, _, false) => CallResult::Failed,
+            (false, None, _) => CallResult::Abandoned,
         }
     }
 
     /// Tells routing the call is over: an end if an agent is talking, an abandon otherwise.
+    /// A click-to-dial call was never in routing.
     async fn finish(&self) {
+        if self.outbound {
+            return;
+        }
         let input = match self.connected {
             Some(_) => Input::End {
                 interaction: self.interaction,
@@ -348,24 +365,42 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         connected: None,
         talked: None,
         agent_holds: false,
+        outbound: call.dialled_by.is_some(),
+        reached: false,
     };
     tap.register(interaction, key);
-    let enqueued = actor
-        .input(Input::Enqueue {
-            interaction: NewInteraction {
-                id: interaction,
-                channel: Channel::Call,
-                queue: QueueId(call.queue as u64),
-                language: None,
-                skills: Vec::new(),
-                priority: 0,
-                restored: None,
-            },
-        })
-        .await;
+    let enqueued = match (call.queue, call.dialled_by) {
+        (Some(queue), _) => {
+            actor
+                .input(Input::Enqueue {
+                    interaction: NewInteraction {
+                        id: interaction,
+                        channel: Channel::Call,
+                        queue: QueueId(queue as u64),
+                        language: None,
+                        skills: Vec::new(),
+                        priority: 0,
+                        restored: None,
+                    },
+                })
+                .await
+        }
+        // Click-to-dial: no inbound offers for the agent while it calls out.
+        (None, Some(agent)) => {
+            let status = AgentStatus::Ready {
+                mode: ReadyMode::Outbound,
+            };
+            let agent = AgentId(agent as u64);
+            if let Err(err) = actor.input(Input::SetStatus { agent, status }).await {
+                tracing::warn!(call = key, %agent, %err, "agent not set ready for outbound");
+            }
+            Ok(())
+        }
+        (None, None) => Ok(()),
+    };
     let (result, hangup_by) = match enqueued {
         Ok(()) => {
-            tracing::info!(call = key, %interaction, queue = call.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call queued");
+            tracing::info!(call = key, %interaction, queue = call.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call started");
             let mut media = Media {
                 caller: caller_socket,
                 agent: agent_socket,
@@ -400,6 +435,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         connected_at: actor.talked.map(|c| c.at_ms),
         result: result.unwrap_or(CallResult::Failed),
         hangup_by,
+        outbound: actor.outbound,
     };
     if let Err(err) = store.end_call(&end).await {
         tracing::error!(call = key, %interaction, %err, "call record not completed");

@@ -131,6 +131,9 @@ enum Party {
 #[derive(Debug)]
 struct AgentLeg {
     party: Party,
+    /// Which of the call's RTP sockets (and relay legs) carries this leg's media: `B` for
+    /// agents and transfer targets, `A` for the customer of a click-to-dial call.
+    media: LegId,
     /// The phone asked for this transfer with REFER: it gets the NOTIFY with the outcome.
     referred: bool,
     invite: Request,
@@ -147,11 +150,19 @@ impl AgentLeg {
     }
 }
 
+/// The caller's leg: the dialog of the trunk's INVITE that vacd answered.
+struct CallerLeg {
+    dialog: Dialog,
+    peer: Peer,
+    invite: TransactionKey,
+}
+
 struct Call {
     tenant: i64,
-    caller: Dialog,
-    caller_peer: Peer,
-    caller_invite: TransactionKey,
+    /// `None` for click-to-dial calls, whose legs vacd places both.
+    caller: Option<CallerLeg>,
+    /// Click-to-dial: the number to call once the agent's phone answers.
+    dial: Option<String>,
     /// The caller's number as shown to agents.
     caller_number: String,
     law: Law,
@@ -334,12 +345,13 @@ impl Calls {
             key: call_key,
             call: NewCall {
                 tenant: service.tenant_id,
-                mailbox: service.mailbox_id,
-                queue,
+                mailbox: Some(service.mailbox_id),
+                queue: Some(queue),
                 call_id: caller.id().call_id.clone(),
                 trunk,
                 caller: caller_number.clone(),
                 dialled: number,
+                dialled_by: None,
             },
             caller_socket,
             agent_socket,
@@ -361,9 +373,12 @@ impl Calls {
             call_key,
             Call {
                 tenant: service.tenant_id,
-                caller,
-                caller_peer: peer,
-                caller_invite: key,
+                caller: Some(CallerLeg {
+                    dialog: caller,
+                    peer,
+                    invite: key,
+                }),
+                dial: None,
                 caller_number: caller_number.unwrap_or_else(|| "anonymous".into()),
                 law: negotiated.law,
                 telephone_event: negotiated.telephone_event.is_some(),
@@ -380,27 +395,29 @@ impl Calls {
         );
     }
 
-    /// A routing output about a call; `phone` resolves an offered agent's registered phone.
+    /// The tenant of a live call.
+    pub fn tenant_of(&self, call: u64) -> Option<i64> {
+        self.calls.get(&call).map(|c| c.tenant)
+    }
+
+    /// A routing output about a call; `phone` is the offered agent's registered phone.
     pub fn on_routed(
         &mut self,
         layer: &mut TransactionLayer,
         routed: CallRouted,
-        phone: impl FnOnce(i64, AgentId) -> Option<PhoneTarget>,
+        phone: Option<PhoneTarget>,
         now: Instant,
     ) {
         let key = routed.call;
-        let Some((tenant, over)) = self
-            .calls
-            .get(&key)
-            .filter(|c| !c.detached)
-            .map(|c| (c.tenant, c.over))
-        else {
+        let Some(over) = self.calls.get(&key).filter(|c| !c.detached).map(|c| c.over) else {
             return;
         };
         match routed.output {
             Output::Offered { agent, .. } if !over => {
-                let rung = match phone(tenant, agent) {
-                    Some(target) => self.ring(layer, key, Party::Agent(agent), target, now),
+                let rung = match phone {
+                    Some(target) => {
+                        self.ring(layer, key, Party::Agent(agent), target, LegId::B, now)
+                    }
                     None => {
                         tracing::info!(call = key, %agent, "offered agent has no registered phone");
                         false
@@ -437,6 +454,7 @@ impl Calls {
         key: u64,
         party: Party,
         target: PhoneTarget,
+        media: LegId,
         now: Instant,
     ) -> bool {
         let via = self.via(target.peer.transport);
@@ -445,14 +463,23 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return false;
         };
-        let media = LocalMedia {
-            rtp: call.agent_rtp,
-            codecs: vec![call.law],
+        // A click-to-dial call offers the agent both laws; later legs get the one in use.
+        let codecs = match (&call.caller, &call.dial, media) {
+            (None, Some(_), LegId::B) => vec![Law::MuLaw, Law::ALaw],
+            _ => vec![call.law],
+        };
+        let (rtp, session) = match media {
+            LegId::A => (call.caller_rtp, &mut call.caller_sdp),
+            LegId::B => (call.agent_rtp, &mut call.agent_sdp),
+        };
+        let local = LocalMedia {
+            rtp,
+            codecs,
             telephone_event: call.telephone_event,
             ptime: 20,
             direction: sdp::Direction::SendRecv,
         };
-        let offer = sdp::offer(&media, &mut call.agent_sdp);
+        let offer = sdp::offer(&local, session);
         let call_id = new_call_id(&host.ip().to_string());
         let invite = match agent_invite(&target, &call.caller_number, host, &via, &call_id) {
             Ok(mut invite) => {
@@ -477,6 +504,7 @@ impl Calls {
                 self.by_call_id.insert(call_id.clone(), key);
                 call.agents.push(AgentLeg {
                     party,
+                    media,
                     referred: false,
                     invite,
                     key: invite_key,
@@ -575,18 +603,18 @@ impl Calls {
 
     /// Ends the call: BYE to the caller, BYE or CANCEL to every agent leg, and tells the actor.
     fn hang_up(&mut self, layer: &mut TransactionLayer, key: u64, by: HangupBy, now: Instant) {
-        self.end_legs(layer, key, None, now);
+        self.end_legs(layer, key, false, now);
         if let Some(call) = self.calls.get(&key) {
             call.command(key, CallCmd::Hangup { by });
         }
     }
 
-    /// Ends every leg except the one on `except` (which hung up itself).
+    /// Ends every leg (but the caller's when `caller_gone`: it hung up itself).
     fn end_legs(
         &mut self,
         layer: &mut TransactionLayer,
         key: u64,
-        except: Option<Side>,
+        caller_gone: bool,
         now: Instant,
     ) {
         let parties: Vec<Party> = match self.calls.get_mut(&key) {
@@ -596,17 +624,15 @@ impl Calls {
             }
             _ => return,
         };
-        if except != Some(Side::Caller) {
-            if let Some(call) = self.calls.get_mut(&key) {
-                let bye = call.caller.request(Method::Bye, "");
-                let peer = call.caller_peer;
+        if !caller_gone {
+            if let Some(caller) = self.calls.get_mut(&key).and_then(|c| c.caller.as_mut()) {
+                let bye = caller.dialog.request(Method::Bye, "");
+                let peer = caller.peer;
                 self.send_in_dialog(layer, key, bye, peer, now);
             }
         }
-        if except != Some(Side::Agent) {
-            for party in parties {
-                self.hang_up_leg(layer, key, &party, now);
-            }
+        for party in parties {
+            self.hang_up_leg(layer, key, &party, now);
         }
         self.remove_if_done(key);
     }
@@ -629,7 +655,10 @@ impl Calls {
         };
         let call_id = message::call_id(&request.headers).unwrap_or_default();
         let in_dialog = match side {
-            Side::Caller => call.caller.receive_request(request),
+            Side::Caller => match call.caller.as_mut() {
+                Some(caller) => caller.dialog.receive_request(request),
+                None => Err(vacd_sip::Error::NotInDialog),
+            },
             Side::Agent => match call.agents.iter_mut().find_map(|l| match &mut l.state {
                 AgentState::Answered(d) if l.call_id == call_id => Some(d),
                 _ => None,
@@ -674,7 +703,7 @@ impl Calls {
                     call.agents.retain(|l| l.call_id != call_id);
                 }
             }
-            self.end_legs(layer, call_key, Some(side), now);
+            self.end_legs(layer, call_key, side == Side::Caller, now);
             if let Some(call) = self.calls.get(&call_key) {
                 call.command(call_key, CallCmd::Hangup { by });
             }
@@ -699,9 +728,18 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
         };
-        let (rtp, session, leg) = match side {
-            Side::Caller => (call.caller_rtp, &mut call.caller_sdp, LegId::A),
-            Side::Agent => (call.agent_rtp, &mut call.agent_sdp, LegId::B),
+        let call_id = message::call_id(&request.headers).unwrap_or_default();
+        let leg = match side {
+            Side::Caller => LegId::A,
+            Side::Agent => call
+                .agents
+                .iter()
+                .find(|l| l.call_id == call_id)
+                .map_or(LegId::B, |l| l.media),
+        };
+        let (rtp, session) = match leg {
+            LegId::A => (call.caller_rtp, &mut call.caller_sdp),
+            LegId::B => (call.agent_rtp, &mut call.agent_sdp),
         };
         let media = LocalMedia {
             rtp,
@@ -754,7 +792,11 @@ impl Calls {
         let call_id = message::call_id(&request.headers).ok()?;
         let key = *self.by_call_id.get(call_id)?;
         let call = self.calls.get(&key)?;
-        let side = if call.caller.id().call_id == call_id {
+        let side = if call
+            .caller
+            .as_ref()
+            .is_some_and(|c| c.dialog.id().call_id == call_id)
+        {
             Side::Caller
         } else {
             Side::Agent
@@ -833,6 +875,7 @@ impl Calls {
                         sdp::accept_answer(&leg.offer, &answer).map_err(|e| e.to_string())
                     });
                 let party = leg.party.clone();
+                let media = leg.media;
                 leg.state = AgentState::Answered(dialog);
                 match (remote, &party) {
                     (Ok(negotiated), Party::Agent(agent)) => {
@@ -844,12 +887,19 @@ impl Calls {
                                 remote: negotiated.remote,
                             },
                         );
+                        // Click-to-dial: the agent is on the line, now call the customer.
+                        if let Some(number) = call.dial.take() {
+                            call.law = negotiated.law;
+                            call.telephone_event = negotiated.telephone_event.is_some();
+                            self.dial_customer(layer, call_key, number, now);
+                        }
                     }
                     (Ok(negotiated), Party::External(number)) => {
-                        tracing::info!(call = call_key, number, "transfer target answered");
+                        tracing::info!(call = call_key, number, "external number answered");
                         call.command(
                             call_key,
                             CallCmd::ExternalAnswered {
+                                leg: media,
                                 remote: negotiated.remote,
                             },
                         );
@@ -874,7 +924,7 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&call_key) else {
             return;
         };
-        if &call.caller_invite == key {
+        if call.caller.as_ref().is_some_and(|c| &c.invite == key) {
             tracing::info!(
                 call = call_key,
                 "caller never acknowledged the answer; hanging up"
@@ -913,7 +963,7 @@ impl Calls {
                     c.finished = true;
                     if !c.over {
                         // The actor stopped on its own (it failed): end the legs too.
-                        self.end_legs(layer, call, None, now);
+                        self.end_legs(layer, call, false, now);
                     }
                 }
                 self.remove_if_done(call);
@@ -1059,10 +1109,111 @@ impl Calls {
             peer: Peer::new(Transport::Udp, trunk),
             aor: uri,
         };
-        if !self.ring(layer, key, Party::External(number), target, now) {
+        if !self.ring(layer, key, Party::External(number), target, LegId::B, now) {
             self.hang_up(layer, key, HangupBy::System, now);
         }
         Ok(())
+    }
+
+    /// Click-to-dial: rings `agent`'s phone first; when it answers, vacd calls `number`
+    /// through the outbound trunk and bridges the two. The call is outside routing: the agent
+    /// is set ready for outbound work (no inbound offers meanwhile) by the call's actor.
+    pub fn dial(
+        &mut self,
+        layer: &mut TransactionLayer,
+        tenant: i64,
+        agent: AgentId,
+        number: String,
+        phone: Option<PhoneTarget>,
+        now: Instant,
+    ) -> Result<(), DialError> {
+        let trunk = self.ctx.outbound.ok_or(DialError::NoOutboundTrunk)?;
+        let phone = phone.ok_or(DialError::NoPhone)?;
+        let (caller_socket, agent_socket) = self.ctx.rtp.bind_pair().map_err(|err| {
+            tracing::error!(%err, "no free RTP ports for click-to-dial");
+            DialError::NoPorts
+        })?;
+        let (Ok(caller_rtp), Ok(agent_rtp)) =
+            (caller_socket.local_addr(), agent_socket.local_addr())
+        else {
+            return Err(DialError::NoPorts);
+        };
+        let call_key = self.next_key;
+        self.next_key += 1;
+        let (actor, commands) = mpsc::unbounded_channel();
+        let setup = CallSetup {
+            key: call_key,
+            call: NewCall {
+                tenant,
+                mailbox: None,
+                queue: None,
+                call_id: new_call_id(&self.ctx.udp.ip().to_string()),
+                trunk: trunk.to_string(),
+                caller: Some(number.clone()),
+                dialled: number.clone(),
+                dialled_by: Some(agent.0 as i64),
+            },
+            caller_socket,
+            agent_socket,
+            caller_remote: None,
+            law: Law::MuLaw,
+            payload_type: Law::MuLaw.payload_type(),
+            sounds: self.ctx.sounds.clone(),
+            routing: self.ctx.routing.clone(),
+            tap: self.ctx.tap.clone(),
+            store: self.ctx.store.clone(),
+            reports: self.ctx.reports.clone(),
+        };
+        tokio::spawn(call::run(setup, commands));
+        metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
+        self.calls.insert(
+            call_key,
+            Call {
+                tenant,
+                caller: None,
+                dial: Some(number),
+                caller_number: "vacd".into(),
+                law: Law::MuLaw,
+                telephone_event: true,
+                caller_rtp,
+                caller_sdp: LocalSdp::new(caller_rtp.ip()),
+                agent_rtp,
+                agent_sdp: LocalSdp::new(agent_rtp.ip()),
+                agents: Vec::new(),
+                actor,
+                over: false,
+                detached: false,
+                finished: false,
+            },
+        );
+        if !self.ring(layer, call_key, Party::Agent(agent), phone, LegId::B, now) {
+            self.hang_up(layer, call_key, HangupBy::System, now);
+            return Err(DialError::NoPhone);
+        }
+        Ok(())
+    }
+
+    /// Click-to-dial, second step: the customer's leg, on the caller side of the call.
+    fn dial_customer(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        number: String,
+        now: Instant,
+    ) {
+        let Some(trunk) = self.ctx.outbound else {
+            self.hang_up(layer, key, HangupBy::System, now);
+            return;
+        };
+        let uri = format!("sip:{number}@{trunk}");
+        let target = PhoneTarget {
+            uri: uri.clone(),
+            peer: Peer::new(Transport::Udp, trunk),
+            aor: uri,
+        };
+        if !self.ring(layer, key, Party::External(number), target, LegId::A, now) {
+            self.hang_up(layer, key, HangupBy::System, now);
+        }
     }
 
     /// Shutdown: hangs up every live call.
@@ -1091,14 +1242,29 @@ impl Calls {
         }
         if let Some(call) = self.calls.remove(&key) {
             metrics::gauge!(crate::metrics::CALLS_ACTIVE).decrement(1.0);
-            self.by_call_id.remove(&call.caller.id().call_id);
-            self.by_invite.remove(&call.caller_invite);
+            if let Some(caller) = &call.caller {
+                self.by_call_id.remove(&caller.dialog.id().call_id);
+                self.by_invite.remove(&caller.invite);
+            }
             for leg in call.agents {
                 self.by_call_id.remove(&leg.call_id);
                 self.by_invite.remove(&leg.key);
             }
         }
     }
+}
+
+/// Why a click-to-dial call was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DialError {
+    #[error("no trunk is configured for outbound calls (sip.trunks.outbound)")]
+    NoOutboundTrunk,
+    #[error("the agent has no registered phone")]
+    NoPhone,
+    #[error("no free RTP ports")]
+    NoPorts,
+    #[error("vacd is at its call capacity")]
+    OverCapacity,
 }
 
 /// Why a transfer to an external number was refused.

@@ -38,7 +38,7 @@ use vacd_sip::transaction::{self, Event, Output, TransactionKey, TransactionLaye
 use vacd_sip::{Peer, Transport};
 
 use super::call::CallReport;
-use super::calls::{Calls, Incoming, PhoneTarget};
+use super::calls::{Calls, DialError, Incoming, PhoneTarget};
 use super::credentials;
 use super::screening::{dialled_number, Trunks};
 use super::transport::Inbound;
@@ -289,21 +289,51 @@ impl Endpoint {
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
+            CallRequest::Dial {
+                tenant,
+                agent,
+                number,
+                reply,
+            } => {
+                let result = if self.calls.len() >= self.max_calls as usize {
+                    Err(DialError::OverCapacity)
+                } else {
+                    let phone = self.phone_of(tenant, agent, now);
+                    self.calls
+                        .dial(&mut self.layer, tenant, agent, number, phone, now)
+                };
+                let _ = reply.send(result.map_err(|e| e.to_string()));
+            }
         }
+    }
+
+    /// Where `agent`'s registered phone is reached, if it has one.
+    fn phone_of(
+        &self,
+        tenant: i64,
+        agent: vacd_actors::AgentId,
+        now: Instant,
+    ) -> Option<PhoneTarget> {
+        let aor = self.phones.get(&(tenant, agent.0))?;
+        let binding = self
+            .registrar
+            .lookup(aor, now)
+            .max_by_key(|b| b.expires_at)?;
+        Some(PhoneTarget {
+            peer: contact_peer(&binding.uri, binding.source),
+            uri: binding.uri.clone(),
+            aor: aor.clone(),
+        })
     }
 
     /// A routing output about a call: ringing an offered agent needs its registered phone.
     fn on_routed(&mut self, routed: CallRouted, now: Instant) {
-        let phones = &self.phones;
-        let registrar = &self.registrar;
-        let phone = |tenant: i64, agent: vacd_actors::AgentId| {
-            let aor = phones.get(&(tenant, agent.0))?;
-            let binding = registrar.lookup(aor, now).max_by_key(|b| b.expires_at)?;
-            Some(PhoneTarget {
-                peer: contact_peer(&binding.uri, binding.source),
-                uri: binding.uri.clone(),
-                aor: aor.clone(),
-            })
+        let phone = match &routed.output {
+            vacd_actors::Output::Offered { agent, .. } => self
+                .calls
+                .tenant_of(routed.call)
+                .and_then(|tenant| self.phone_of(tenant, *agent, now)),
+            _ => None,
         };
         self.calls.on_routed(&mut self.layer, routed, phone, now);
     }

@@ -9,20 +9,23 @@ use sqlx::Row;
 use super::events::{append_in, NewEvent};
 use super::{now_ms, Result, Store};
 
-/// A call vacd has answered and is about to queue.
+/// A call vacd has answered and is about to queue, or a click-to-dial call it places.
 #[derive(Debug, Clone)]
 pub struct NewCall {
     pub tenant: i64,
-    pub mailbox: i64,
-    pub queue: i64,
+    pub mailbox: Option<i64>,
+    /// The queue of an inbound call; `None` for click-to-dial.
+    pub queue: Option<i64>,
     /// The caller's SIP Call-ID.
     pub call_id: String,
     /// The trunk it came through.
     pub trunk: String,
     /// The caller's number (E.164 when it could be read), `None` when anonymous.
     pub caller: Option<String>,
-    /// The dialled service number.
+    /// The dialled number: a service number, or the customer's for click-to-dial.
     pub dialled: String,
+    /// The agent who placed a click-to-dial call.
+    pub dialled_by: Option<i64>,
 }
 
 /// The rows a started call got.
@@ -85,6 +88,8 @@ pub struct CallEnd {
     pub connected_at: Option<i64>,
     pub result: CallResult,
     pub hangup_by: HangupBy,
+    /// A click-to-dial call: its interaction is closed here (routing never had it).
+    pub outbound: bool,
 }
 
 impl Store {
@@ -131,27 +136,38 @@ impl Store {
                 }
             }
         };
+        let (state, subject, direction) = match call.dialled_by {
+            Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
+            None => (
+                "new",
+                format!(
+                    "Call from {}",
+                    call.caller.as_deref().unwrap_or("anonymous")
+                ),
+                "inbound",
+            ),
+        };
         let interaction: i64 = sqlx::query(
             "INSERT INTO interactions \
-             (tenant_id, channel, mailbox_id, queue_id, customer_id, priority, state, subject, created_at) \
-             VALUES ($1, 'call', $2, $3, $4, 0, 'new', $5, $6) RETURNING id",
+             (tenant_id, channel, mailbox_id, queue_id, customer_id, priority, state, subject, \
+              agent_id, created_at) \
+             VALUES ($1, 'call', $2, $3, $4, 0, $5, $6, $7, $8) RETURNING id",
         )
         .bind(call.tenant)
         .bind(call.mailbox)
         .bind(call.queue)
         .bind(customer)
-        .bind(format!(
-            "Call from {}",
-            call.caller.as_deref().unwrap_or("anonymous")
-        ))
+        .bind(state)
+        .bind(subject)
+        .bind(call.dialled_by)
         .bind(now)
         .fetch_one(&mut *tx)
         .await?
         .try_get("id")?;
         sqlx::query(
             "INSERT INTO call_records \
-             (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at, direction, agent_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         )
         .bind(call.tenant)
         .bind(interaction)
@@ -160,6 +176,8 @@ impl Store {
         .bind(call.caller.clone().unwrap_or_else(|| "anonymous".into()))
         .bind(call.dialled.clone())
         .bind(now)
+        .bind(direction)
+        .bind(call.dialled_by)
         .execute(&mut *tx)
         .await?;
         let event = NewEvent {
@@ -167,8 +185,9 @@ impl Store {
             kind: "call.started".into(),
             interaction_id: Some(interaction),
             agent_id: None,
-            queue_id: Some(call.queue),
+            queue_id: call.queue,
             payload: json!({
+                "direction": direction,
                 "call_id": call.call_id,
                 "trunk": call.trunk,
                 "caller": call.caller,
@@ -201,6 +220,13 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?
         .try_get("started_at")?;
+        if end.outbound {
+            sqlx::query("UPDATE interactions SET state = 'done' WHERE tenant_id = $1 AND id = $2")
+                .bind(end.tenant)
+                .bind(end.interaction)
+                .execute(&mut *tx)
+                .await?;
+        }
         let event = NewEvent {
             tenant: end.tenant,
             kind: "call.ended".into(),
