@@ -23,7 +23,10 @@ use vacd_actors::{
     Router, RouterError, TenantId, TenantSetup,
 };
 
+use vacd_sip::mix::Monitor;
+
 use crate::catalog::{self, Resource};
+use crate::sip::MonitorError;
 use crate::store::{OutputBatch, Store};
 
 /// Largest number of batches written in one transaction.
@@ -69,6 +72,14 @@ pub enum CallRequest {
         number: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// A supervisor starts, switches (`mode`) or stops (`None`) monitoring a call.
+    Monitor {
+        call: u64,
+        tenant: i64,
+        supervisor: AgentId,
+        mode: Option<Monitor>,
+        reply: oneshot::Sender<Result<(), MonitorError>>,
+    },
     /// Click-to-dial: ring `agent`'s phone, then call `number` and bridge them.
     Dial {
         tenant: i64,
@@ -109,6 +120,33 @@ impl CallTap {
             requests: requests_rx,
         };
         (tap, ends)
+    }
+
+    /// Asks the SIP endpoint to start, switch or stop (`mode` `None`) `supervisor`'s
+    /// monitoring of the call `interaction` of `tenant`.
+    pub async fn monitor(
+        &self,
+        tenant: i64,
+        interaction: InteractionId,
+        supervisor: AgentId,
+        mode: Option<Monitor>,
+    ) -> Result<(), MonitorError> {
+        let call = self
+            .calls
+            .get(&interaction.0)
+            .map(|c| *c)
+            .ok_or(MonitorError::NoCall)?;
+        let (reply, done) = oneshot::channel();
+        self.requests
+            .send(CallRequest::Monitor {
+                call,
+                tenant,
+                supervisor,
+                mode,
+                reply,
+            })
+            .map_err(|_| MonitorError::NoCall)?;
+        done.await.unwrap_or(Err(MonitorError::NoCall))
     }
 
     /// Asks the SIP endpoint to place a click-to-dial call from `agent` to `number`.

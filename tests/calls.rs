@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::console::Console;
-use common::phone::Phone;
+use common::phone::{tone_level, Phone};
 use common::{Db, TestServer};
 use serde_json::{json, Value};
 use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
@@ -752,6 +752,170 @@ async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
     f.s.stop().await;
 }
 
+/// Silent monitoring, whisper and barge over real UDP: caller and agent each play a tone
+/// (440 Hz, 1,000 Hz), the supervisor's phone plays 2,000 Hz. Silent: the supervisor hears
+/// both tones, nobody hears the supervisor. Whisper: the agent hears the supervisor, the
+/// caller does not. The mode switches keep the supervisor's leg (no second INVITE); the
+/// supervisor hanging up leaves the call running.
+async fn supervisor_monitors_whispers_and_barges(db: Db) {
+    const CALLER: f32 = 440.0;
+    const AGENT: f32 = 1000.0;
+    const SUPERVISOR: f32 = 2000.0;
+    let f = Floor::new(db).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, me) = f.s.get("/api/v1/me", &f.sam).await;
+    let sam_id = me["id"].as_i64().expect("sam");
+    let (status, _) =
+        f.s.patch(
+            &format!("/api/v1/users/{sam_id}"),
+            &admin,
+            json!({ "sip_username": "sam", "sip_password": SIP_PASSWORD }),
+        )
+        .await;
+    assert!(status.is_success(), "{status}");
+    let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    sam_phone.register("sam", SIP_PASSWORD, None).await;
+
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    let agent_leg = bruno.phone.answer(&invite).await;
+    let caller_voice = caller.play_tone(leg.remote_rtp, CALLER, 400);
+    let agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
+
+    // An agent may not monitor; an unknown call is 404.
+    let path = format!("/api/v1/calls/{interaction}/monitor");
+    let bruno_token = f.s.demo_login("bruno").await;
+    let (status, _) =
+        f.s.call(
+            reqwest::Method::PUT,
+            &path,
+            Some(&bruno_token),
+            Some(json!({ "mode": "silent" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    let (status, _) =
+        f.s.call(
+            reqwest::Method::PUT,
+            "/api/v1/calls/999999/monitor",
+            Some(&f.sam),
+            Some(json!({ "mode": "silent" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
+
+    let (status, body) =
+        f.s.call(
+            reqwest::Method::PUT,
+            &path,
+            Some(&f.sam),
+            Some(json!({ "mode": "silent" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    let invite = sam_phone.request(Method::Invite).await;
+    let sam_leg = sam_phone.answer(&invite).await;
+    let sam_voice = sam_phone.play_tone(sam_leg.remote_rtp, SUPERVISOR, 400);
+
+    // Silent: both tones reach the supervisor; the supervisor reaches nobody.
+    let heard = sam_phone.hear(40).await;
+    let heard = &heard[20 * 160..];
+    assert!(
+        tone_level(heard, CALLER) > 1000.0,
+        "caller in the mix: {}",
+        tone_level(heard, CALLER)
+    );
+    assert!(
+        tone_level(heard, AGENT) > 1000.0,
+        "agent in the mix: {}",
+        tone_level(heard, AGENT)
+    );
+    caller.drain_rtp().await;
+    bruno.phone.drain_rtp().await;
+    let at_caller = caller.hear(25).await;
+    let at_agent = bruno.phone.hear(25).await;
+    assert!(
+        tone_level(&at_caller, AGENT) > 1000.0,
+        "the caller hears the agent"
+    );
+    assert!(
+        tone_level(&at_caller, SUPERVISOR) < 300.0,
+        "silent: the caller must not hear the supervisor"
+    );
+    assert!(
+        tone_level(&at_agent, SUPERVISOR) < 300.0,
+        "silent: the agent must not hear the supervisor"
+    );
+
+    // Whisper: the agent hears caller and supervisor, the caller only the agent.
+    let (status, _) =
+        f.s.call(
+            reqwest::Method::PUT,
+            &path,
+            Some(&f.sam),
+            Some(json!({ "mode": "whisper" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let at_agent = bruno.phone.hear(45).await;
+    let at_agent = &at_agent[20 * 160..];
+    let at_caller = caller.hear(45).await;
+    let at_caller = &at_caller[20 * 160..];
+    assert!(
+        tone_level(at_agent, SUPERVISOR) > 1000.0,
+        "whisper reaches the agent: {}",
+        tone_level(at_agent, SUPERVISOR)
+    );
+    assert!(
+        tone_level(at_agent, CALLER) > 1000.0,
+        "the agent still hears the caller"
+    );
+    assert!(
+        tone_level(at_caller, SUPERVISOR) < 300.0,
+        "whisper must not reach the caller: {}",
+        tone_level(at_caller, SUPERVISOR)
+    );
+
+    // Barge: the caller hears the supervisor too. Still the same supervisor leg.
+    let (status, _) =
+        f.s.call(
+            reqwest::Method::PUT,
+            &path,
+            Some(&f.sam),
+            Some(json!({ "mode": "barge" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
+    let at_caller = caller.hear(45).await;
+    let at_caller = &at_caller[20 * 160..];
+    assert!(
+        tone_level(at_caller, SUPERVISOR) > 1000.0,
+        "barge reaches the caller: {}",
+        tone_level(at_caller, SUPERVISOR)
+    );
+    assert!(
+        tone_level(at_caller, AGENT) > 1000.0,
+        "the caller still hears the agent"
+    );
+
+    // The supervisor hangs up: monitoring ends, the call goes on.
+    assert_eq!(sam_phone.bye(&sam_leg).await, 200);
+    sam_voice.abort();
+    caller_voice.abort();
+    agent_voice.abort();
+    caller
+        .rtp_reaches(leg.remote_rtp, b"still here", &bruno.phone)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let bye = bruno.phone.request(Method::Bye).await;
+    bruno.phone.respond(&bye, 200, "", false).await;
+    f.call_ended(&mut bruno, interaction).await;
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -879,5 +1043,6 @@ on_both_backends!(
     console_transfers_to_an_external_number,
     click_to_dial,
     click_to_dial_needs_an_outbound_trunk,
+    supervisor_monitors_whispers_and_barges,
     sipp_call_flow,
 );

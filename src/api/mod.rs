@@ -9,6 +9,7 @@
 //! - `openapi`, `health`: the document and `/health`, `/ready`, `/metrics`.
 
 pub mod auth;
+mod calls;
 mod console;
 pub mod error;
 mod health;
@@ -75,6 +76,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
         .route("/ws/agent", get(console::agent_socket))
+        .route(
+            "/api/v1/calls/{interaction}/monitor",
+            axum::routing::put(calls::start).delete(calls::stop),
+        )
         .merge(tenants::routes())
         .merge(resources::routes())
         .fallback(|| async { error::Error::NotFound("no such route".into()) })

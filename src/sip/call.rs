@@ -23,7 +23,8 @@ use vacd_actors::{
 };
 use vacd_sip::g711::Law;
 use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
-use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction};
+use vacd_sip::mix::{decode_frame, encode_frame, Monitor, PcmFrame};
+use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction, RtpPacket};
 
 use crate::routing::{CallTap, RoutingHandle};
 use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, NewEvent, Store};
@@ -97,6 +98,14 @@ pub enum CallCmd {
         leg: LegId,
         remote: Option<SocketAddr>,
     },
+    /// A supervisor's phone is being called to monitor the call in `mode`, with this socket.
+    Monitor { socket: UdpSocket, mode: Monitor },
+    /// The supervisor's phone answered; its RTP goes to `remote`.
+    SupervisorAnswered { remote: Option<SocketAddr> },
+    /// The supervisor switches between silent, whisper and barge (same phone leg).
+    MonitorMode { mode: Monitor },
+    /// The supervisor stopped monitoring (hung up, refused, or asked to stop).
+    SupervisorGone,
     /// The call is over (both legs are being hung up).
     Hangup { by: HangupBy },
 }
@@ -282,6 +291,11 @@ impl CallActor {
                 None
             }
             CallCmd::Hangup { by } => Some(by),
+            // Monitoring belongs to the media loop (`Media::handle`).
+            CallCmd::Monitor { .. }
+            | CallCmd::SupervisorAnswered { .. }
+            | CallCmd::MonitorMode { .. }
+            | CallCmd::SupervisorGone => None,
         }
     }
 
@@ -407,6 +421,9 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
                 relay: Relay::new(caller_remote, None),
                 playlist: Playlist::new(law, sounds.greeting.clone(), Some(sounds.music.clone())),
                 packetizer: Packetizer::random(payload_type),
+                law,
+                payload_type,
+                supervisor: None,
             };
             let by = match AssertUnwindSafe(media.run(&mut actor, &mut commands))
                 .catch_unwind()
@@ -465,10 +482,78 @@ struct Media {
     agent: UdpSocket,
     relay: Relay,
     playlist: Playlist,
+    /// Our stream to the caller (music, and the barge mix).
     packetizer: Packetizer,
+    law: Law,
+    payload_type: u8,
+    supervisor: Option<Supervisor>,
+}
+
+/// A supervisor monitoring the call from its own phone leg.
+struct Supervisor {
+    socket: UdpSocket,
+    /// Where its phone receives RTP; `None` until it answers.
+    remote: Option<SocketAddr>,
+    mode: Monitor,
+    /// Our stream to the supervisor (the mix).
+    to_supervisor: Packetizer,
+    /// Our stream to the agent while whispering or barging (the agent hears a mix).
+    to_agent: Packetizer,
+    /// The latest frame of each party since the last tick.
+    caller: Option<PcmFrame>,
+    agent: Option<PcmFrame>,
+    microphone: Option<PcmFrame>,
 }
 
 impl Media {
+    /// The monitoring mode in effect: once the supervisor's phone has answered.
+    fn monitoring(&self) -> Option<Monitor> {
+        self.supervisor
+            .as_ref()
+            .filter(|s| s.remote.is_some())
+            .map(|s| s.mode)
+    }
+
+    /// Monitoring commands change the media here; the rest go to the actor.
+    async fn handle(&mut self, actor: &mut CallActor, command: CallCmd) -> Option<HangupBy> {
+        match command {
+            CallCmd::Monitor { socket, mode } => {
+                tracing::info!(call = actor.key, ?mode, "monitoring starts");
+                self.supervisor = Some(Supervisor {
+                    socket,
+                    remote: None,
+                    mode,
+                    to_supervisor: Packetizer::random(self.payload_type),
+                    to_agent: Packetizer::random(self.payload_type),
+                    caller: None,
+                    agent: None,
+                    microphone: None,
+                });
+                None
+            }
+            CallCmd::SupervisorAnswered { remote } => {
+                if let Some(supervisor) = self.supervisor.as_mut() {
+                    supervisor.remote = remote;
+                }
+                None
+            }
+            CallCmd::MonitorMode { mode } => {
+                tracing::info!(call = actor.key, ?mode, "monitoring mode");
+                if let Some(supervisor) = self.supervisor.as_mut() {
+                    supervisor.mode = mode;
+                }
+                None
+            }
+            CallCmd::SupervisorGone => {
+                if self.supervisor.take().is_some() {
+                    tracing::info!(call = actor.key, "monitoring ends");
+                }
+                None
+            }
+            command => actor.command(command, &mut self.relay).await,
+        }
+    }
+
     /// Plays and relays until the call is hung up; returns who hung up.
     async fn run(
         &mut self,
@@ -479,6 +564,7 @@ impl Media {
         tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
         let mut from_caller = [0u8; MAX_RTP];
         let mut from_agent = [0u8; MAX_RTP];
+        let mut from_supervisor = [0u8; MAX_RTP];
         let mut packet = Vec::with_capacity(MAX_RTP);
         // RTP already received is handled before a command that arrived with it (media sent
         // before a hold is not relayed after the resume); the burst bound keeps a flood of
@@ -488,13 +574,14 @@ impl Media {
             if burst >= MAX_BURST {
                 burst = 0;
                 if let Ok(command) = commands.try_recv() {
-                    if let Some(by) = actor.command(command, &mut self.relay).await {
+                    if let Some(by) = self.handle(actor, command).await {
                         return by;
                     }
                 }
             }
             // Music until an agent's media is bridged, and while the agent holds the call.
             let music = self.relay.leg(LegId::B).destination().is_none();
+            let mixing = self.monitoring().is_some();
             tokio::select! {
                 biased;
                 received = self.caller.recv_from(&mut from_caller) => {
@@ -510,17 +597,34 @@ impl Media {
                         self.relay_packet(LegId::B, from, &from_agent[..len]).await;
                     }
                 }
+                received = async {
+                    match &self.supervisor {
+                        Some(supervisor) => supervisor.socket.recv_from(&mut from_supervisor).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    burst += 1;
+                    if let Ok((len, from)) = received {
+                        self.take_microphone(from, &from_supervisor[..len]);
+                    }
+                }
                 command = commands.recv() => {
                     burst = 0;
                     let Some(command) = command else {
                         return HangupBy::System;
                     };
-                    if let Some(by) = actor.command(command, &mut self.relay).await {
+                    if let Some(by) = self.handle(actor, command).await {
                         return by;
                     }
                 }
-                _ = tick.tick(), if music => {
+                _ = tick.tick(), if music || mixing => {
                     burst = 0;
+                    if mixing {
+                        self.mix_tick(&mut packet, music).await;
+                    }
+                    if !music {
+                        continue;
+                    }
                     let Some(to) = self.relay.leg(LegId::A).destination() else { continue };
                     packet.clear();
                     self.packetizer.packetize(self.playlist.next_frame(), &mut packet);
@@ -532,9 +636,93 @@ impl Media {
         }
     }
 
+    /// One 20 ms step of monitoring: the supervisor gets the mix of caller and agent; while
+    /// whispering the agent gets caller and supervisor; while barging the caller gets agent
+    /// and supervisor too (unless it hears music).
+    async fn mix_tick(&mut self, packet: &mut Vec<u8>, music: bool) {
+        let law = self.law;
+        let agent_to = self.relay.leg(LegId::B).destination();
+        let caller_to = self.relay.leg(LegId::A).destination();
+        let Some(supervisor) = self.supervisor.as_mut() else {
+            return;
+        };
+        let (caller, agent, microphone) = (
+            supervisor.caller.take(),
+            supervisor.agent.take(),
+            supervisor.microphone.take(),
+        );
+        let mixed = supervisor
+            .mode
+            .mix(caller.as_ref(), agent.as_ref(), microphone.as_ref());
+        if let Some(to) = supervisor.remote {
+            packet.clear();
+            supervisor
+                .to_supervisor
+                .packetize(&encode_frame(law, &mixed.to_supervisor), packet);
+            if let Err(err) = supervisor.socket.send_to(packet, to).await {
+                tracing::debug!(%to, %err, "monitoring RTP not sent");
+            }
+        }
+        if supervisor.mode != Monitor::Silent {
+            if let Some(to) = agent_to {
+                packet.clear();
+                supervisor
+                    .to_agent
+                    .packetize(&encode_frame(law, &mixed.to_agent), packet);
+                if let Err(err) = self.agent.send_to(packet, to).await {
+                    tracing::debug!(%to, %err, "whisper RTP not sent");
+                }
+            }
+        }
+        if supervisor.mode == Monitor::Barge && !music {
+            if let Some(to) = caller_to {
+                packet.clear();
+                self.packetizer
+                    .packetize(&encode_frame(law, &mixed.to_caller), packet);
+                if let Err(err) = self.caller.send_to(packet, to).await {
+                    tracing::debug!(%to, %err, "barge RTP not sent");
+                }
+            }
+        }
+    }
+
+    /// The supervisor's own audio, kept for the next mix (only from its phone's address).
+    fn take_microphone(&mut self, from: SocketAddr, datagram: &[u8]) {
+        let (law, payload_type) = (self.law, self.payload_type);
+        let Some(supervisor) = self.supervisor.as_mut() else {
+            return;
+        };
+        if supervisor
+            .remote
+            .is_none_or(|remote| remote.ip() != from.ip())
+        {
+            return;
+        }
+        if let Ok(rtp) = RtpPacket::parse(datagram) {
+            if rtp.header.payload_type == payload_type {
+                supervisor.microphone = Some(decode_frame(law, rtp.payload));
+            }
+        }
+    }
+
     async fn relay_packet(&mut self, on: LegId, from: SocketAddr, datagram: &[u8]) {
+        let action = self.relay.handle_packet(on, from, datagram);
+        if let Some(mode) = self.monitoring() {
+            // What the supervisor's mix needs; and while whispering the agent hears the mix
+            // instead of the caller, while barging nobody hears the other leg directly.
+            if matches!(action, RelayAction::Forward { .. }) {
+                self.keep_frame(on, datagram);
+            }
+            let mixed = match (mode, on) {
+                (Monitor::Silent, _) | (Monitor::Whisper, LegId::B) => false,
+                (Monitor::Whisper, LegId::A) | (Monitor::Barge, _) => true,
+            };
+            if mixed {
+                return;
+            }
+        }
         // Before the agent answers this only latches the caller's address (no destination).
-        if let RelayAction::Forward { via, to } = self.relay.handle_packet(on, from, datagram) {
+        if let RelayAction::Forward { via, to } = action {
             let socket = match via {
                 LegId::A => &self.caller,
                 LegId::B => &self.agent,
@@ -542,6 +730,25 @@ impl Media {
             if let Err(err) = socket.send_to(datagram, to).await {
                 tracing::debug!(%to, %err, "RTP not relayed");
             }
+        }
+    }
+
+    /// Keeps a leg's audio frame for the next mix (telephone-events are not audio).
+    fn keep_frame(&mut self, on: LegId, datagram: &[u8]) {
+        let (law, payload_type) = (self.law, self.payload_type);
+        let Some(supervisor) = self.supervisor.as_mut() else {
+            return;
+        };
+        let Ok(rtp) = RtpPacket::parse(datagram) else {
+            return;
+        };
+        if rtp.header.payload_type != payload_type {
+            return;
+        }
+        let frame = Some(decode_frame(law, rtp.payload));
+        match on {
+            LegId::A => supervisor.caller = frame,
+            LegId::B => supervisor.agent = frame,
         }
     }
 }

@@ -24,6 +24,7 @@ use vacd_actors::{AgentId, Output, RevokeReason, TransferTarget};
 use vacd_sip::dialog::Dialog;
 use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
+use vacd_sip::mix::Monitor;
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{self, Header, Method, Request, Response};
 use vacd_sip::rtp::LegId;
@@ -88,7 +89,7 @@ impl RtpPorts {
     }
 
     /// The next free port of the range (wrapping around), as a non-blocking socket.
-    fn bind(&mut self) -> std::io::Result<tokio::net::UdpSocket> {
+    pub fn bind(&mut self) -> std::io::Result<tokio::net::UdpSocket> {
         let span = u32::from(self.max - self.min) + 1;
         let mut last = None;
         for _ in 0..span {
@@ -126,14 +127,36 @@ enum Party {
     Agent(AgentId),
     /// An external number through the outbound trunk (a blind transfer).
     External(String),
+    /// A supervisor's phone, monitoring the call.
+    Supervisor(AgentId),
+}
+
+/// Which of the call's RTP sockets a placed leg uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Socket {
+    /// The caller side (relay leg A): the customer of a click-to-dial call.
+    Caller,
+    /// The agent side (relay leg B): agents and transfer targets.
+    Agent,
+    /// The supervisor's own socket, outside the relay.
+    Supervisor,
+}
+
+impl Socket {
+    fn relay_leg(self) -> Option<LegId> {
+        match self {
+            Socket::Caller => Some(LegId::A),
+            Socket::Agent => Some(LegId::B),
+            Socket::Supervisor => None,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct AgentLeg {
     party: Party,
-    /// Which of the call's RTP sockets (and relay legs) carries this leg's media: `B` for
-    /// agents and transfer targets, `A` for the customer of a click-to-dial call.
-    media: LegId,
+    /// Which of the call's RTP sockets carries this leg's media.
+    media: Socket,
     /// The phone asked for this transfer with REFER: it gets the NOTIFY with the outcome.
     referred: bool,
     invite: Request,
@@ -171,6 +194,8 @@ struct Call {
     caller_sdp: LocalSdp,
     agent_rtp: SocketAddr,
     agent_sdp: LocalSdp,
+    /// The monitoring supervisor's RTP socket address and SDP, once one was called.
+    supervisor_media: Option<(SocketAddr, LocalSdp)>,
     agents: Vec<AgentLeg>,
     actor: mpsc::UnboundedSender<CallCmd>,
     /// Hung up: both legs are being ended.
@@ -386,6 +411,7 @@ impl Calls {
                 caller_sdp,
                 agent_rtp,
                 agent_sdp: LocalSdp::new(agent_rtp.ip()),
+                supervisor_media: None,
                 agents: Vec::new(),
                 actor,
                 over: false,
@@ -416,7 +442,7 @@ impl Calls {
             Output::Offered { agent, .. } if !over => {
                 let rung = match phone {
                     Some(target) => {
-                        self.ring(layer, key, Party::Agent(agent), target, LegId::B, now)
+                        self.ring(layer, key, Party::Agent(agent), target, Socket::Agent, now)
                     }
                     None => {
                         tracing::info!(call = key, %agent, "offered agent has no registered phone");
@@ -454,7 +480,7 @@ impl Calls {
         key: u64,
         party: Party,
         target: PhoneTarget,
-        media: LegId,
+        media: Socket,
         now: Instant,
     ) -> bool {
         let via = self.via(target.peer.transport);
@@ -465,12 +491,16 @@ impl Calls {
         };
         // A click-to-dial call offers the agent both laws; later legs get the one in use.
         let codecs = match (&call.caller, &call.dial, media) {
-            (None, Some(_), LegId::B) => vec![Law::MuLaw, Law::ALaw],
+            (None, Some(_), Socket::Agent) => vec![Law::MuLaw, Law::ALaw],
             _ => vec![call.law],
         };
         let (rtp, session) = match media {
-            LegId::A => (call.caller_rtp, &mut call.caller_sdp),
-            LegId::B => (call.agent_rtp, &mut call.agent_sdp),
+            Socket::Caller => (call.caller_rtp, &mut call.caller_sdp),
+            Socket::Agent => (call.agent_rtp, &mut call.agent_sdp),
+            Socket::Supervisor => match call.supervisor_media.as_mut() {
+                Some((rtp, session)) => (*rtp, session),
+                None => return false,
+            },
         };
         let local = LocalMedia {
             rtp,
@@ -685,6 +715,20 @@ impl Calls {
         if let Err(err) = layer.send_response(key, response, now) {
             tracing::debug!(%key, %err, "in-dialog response not sent");
         }
+        let supervisor = self.calls.get(&call_key).is_some_and(|c| {
+            c.agents
+                .iter()
+                .any(|l| l.call_id == call_id && matches!(l.party, Party::Supervisor(_)))
+        });
+        if code == 200 && supervisor {
+            // The supervisor stops monitoring; the call goes on.
+            if let Some(call) = self.calls.get_mut(&call_key) {
+                call.agents.retain(|l| l.call_id != call_id);
+                call.command(call_key, CallCmd::SupervisorGone);
+            }
+            self.by_call_id.remove(call_id);
+            return true;
+        }
         if code == 200 {
             let external = self.calls.get(&call_key).is_some_and(|c| {
                 c.agents
@@ -731,11 +775,24 @@ impl Calls {
         let call_id = message::call_id(&request.headers).unwrap_or_default();
         let leg = match side {
             Side::Caller => LegId::A,
-            Side::Agent => call
-                .agents
-                .iter()
-                .find(|l| l.call_id == call_id)
-                .map_or(LegId::B, |l| l.media),
+            Side::Agent => {
+                let socket = call
+                    .agents
+                    .iter()
+                    .find(|l| l.call_id == call_id)
+                    .map(|l| l.media);
+                match socket.map(Socket::relay_leg) {
+                    Some(Some(leg)) => leg,
+                    // A supervisor's phone cannot renegotiate (it is outside the relay).
+                    Some(None) | None => {
+                        let response = response_to(request, 488, None);
+                        if let Err(err) = layer.send_response(key, response, now) {
+                            tracing::debug!(%key, %err, "re-INVITE refusal not sent");
+                        }
+                        return;
+                    }
+                }
+            }
         };
         let (rtp, session) = match leg {
             LegId::A => (call.caller_rtp, &mut call.caller_sdp),
@@ -899,7 +956,16 @@ impl Calls {
                         call.command(
                             call_key,
                             CallCmd::ExternalAnswered {
-                                leg: media,
+                                leg: media.relay_leg().unwrap_or(LegId::B),
+                                remote: negotiated.remote,
+                            },
+                        );
+                    }
+                    (Ok(negotiated), Party::Supervisor(supervisor)) => {
+                        tracing::info!(call = call_key, %supervisor, "supervisor answered");
+                        call.command(
+                            call_key,
+                            CallCmd::SupervisorAnswered {
                                 remote: negotiated.remote,
                             },
                         );
@@ -984,6 +1050,7 @@ impl Calls {
                 );
                 self.hang_up(layer, key, HangupBy::System, now);
             }
+            Party::Supervisor(_) => self.command(key, CallCmd::SupervisorGone),
         }
     }
 
@@ -1109,7 +1176,14 @@ impl Calls {
             peer: Peer::new(Transport::Udp, trunk),
             aor: uri,
         };
-        if !self.ring(layer, key, Party::External(number), target, LegId::B, now) {
+        if !self.ring(
+            layer,
+            key,
+            Party::External(number),
+            target,
+            Socket::Agent,
+            now,
+        ) {
             self.hang_up(layer, key, HangupBy::System, now);
         }
         Ok(())
@@ -1179,6 +1253,7 @@ impl Calls {
                 caller_sdp: LocalSdp::new(caller_rtp.ip()),
                 agent_rtp,
                 agent_sdp: LocalSdp::new(agent_rtp.ip()),
+                supervisor_media: None,
                 agents: Vec::new(),
                 actor,
                 over: false,
@@ -1186,7 +1261,14 @@ impl Calls {
                 finished: false,
             },
         );
-        if !self.ring(layer, call_key, Party::Agent(agent), phone, LegId::B, now) {
+        if !self.ring(
+            layer,
+            call_key,
+            Party::Agent(agent),
+            phone,
+            Socket::Agent,
+            now,
+        ) {
             self.hang_up(layer, call_key, HangupBy::System, now);
             return Err(DialError::NoPhone);
         }
@@ -1211,8 +1293,69 @@ impl Calls {
             peer: Peer::new(Transport::Udp, trunk),
             aor: uri,
         };
-        if !self.ring(layer, key, Party::External(number), target, LegId::A, now) {
+        if !self.ring(
+            layer,
+            key,
+            Party::External(number),
+            target,
+            Socket::Caller,
+            now,
+        ) {
             self.hang_up(layer, key, HangupBy::System, now);
+        }
+    }
+
+    /// A supervisor starts monitoring a call in `mode` (calling its phone), switches the mode
+    /// of its running monitoring (the same phone leg stays), or stops (`None`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn monitor(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        tenant: i64,
+        supervisor: AgentId,
+        mode: Option<Monitor>,
+        phone: Option<PhoneTarget>,
+        now: Instant,
+    ) -> Result<(), MonitorError> {
+        let call = self
+            .calls
+            .get_mut(&key)
+            .filter(|c| c.tenant == tenant && !c.over)
+            .ok_or(MonitorError::NoCall)?;
+        let party = Party::Supervisor(supervisor);
+        let listening = call.agents.iter().any(|l| l.party == party);
+        let other = call
+            .agents
+            .iter()
+            .any(|l| matches!(l.party, Party::Supervisor(s) if s != supervisor));
+        match (mode, listening) {
+            (None, true) => {
+                self.hang_up_leg(layer, key, &party, now);
+                self.command(key, CallCmd::SupervisorGone);
+                Ok(())
+            }
+            (None, false) => Err(MonitorError::NotMonitoring),
+            (Some(mode), true) => {
+                call.command(key, CallCmd::MonitorMode { mode });
+                Ok(())
+            }
+            (Some(_), false) if other => Err(MonitorError::Busy),
+            (Some(mode), false) => {
+                let phone = phone.ok_or(MonitorError::NoPhone)?;
+                let socket = self.ctx.rtp.bind().map_err(|_| MonitorError::NoPorts)?;
+                let rtp = socket.local_addr().map_err(|_| MonitorError::NoPorts)?;
+                if let Some(call) = self.calls.get_mut(&key) {
+                    call.supervisor_media = Some((rtp, LocalSdp::new(rtp.ip())));
+                    call.command(key, CallCmd::Monitor { socket, mode });
+                }
+                if self.ring(layer, key, party, phone, Socket::Supervisor, now) {
+                    Ok(())
+                } else {
+                    self.command(key, CallCmd::SupervisorGone);
+                    Err(MonitorError::NoPhone)
+                }
+            }
         }
     }
 
@@ -1252,6 +1395,21 @@ impl Calls {
             }
         }
     }
+}
+
+/// Why monitoring could not start, switch or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MonitorError {
+    #[error("no such live call in this tenant")]
+    NoCall,
+    #[error("the supervisor has no registered phone")]
+    NoPhone,
+    #[error("another supervisor is monitoring this call")]
+    Busy,
+    #[error("the supervisor is not monitoring this call")]
+    NotMonitoring,
+    #[error("no free RTP ports")]
+    NoPorts,
 }
 
 /// Why a click-to-dial call was refused.

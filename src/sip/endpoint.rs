@@ -289,6 +289,19 @@ impl Endpoint {
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
+            CallRequest::Monitor {
+                call,
+                tenant,
+                supervisor,
+                mode,
+                reply,
+            } => {
+                let phone = self.phone_of(tenant, supervisor, now);
+                let result =
+                    self.calls
+                        .monitor(&mut self.layer, call, tenant, supervisor, mode, phone, now);
+                let _ = reply.send(result);
+            }
             CallRequest::Dial {
                 tenant,
                 agent,

@@ -18,6 +18,7 @@ mod rate_limit;
 mod reject;
 mod screening;
 
+pub use calls::MonitorError;
 pub use screening::normalise_e164;
 mod transport;
 

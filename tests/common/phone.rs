@@ -5,6 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -13,6 +14,7 @@ use tokio::net::{TcpSocket, UdpSocket};
 use tokio::sync::Mutex;
 use vacd_sip::digest::answer_challenge;
 use vacd_sip::framer::{Frame, StreamFramer};
+use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, parse_datagram, Limits};
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{Header, Method, Request, Response, SipMessage};
@@ -50,7 +52,7 @@ pub struct Phone {
     conn: Conn,
     pub addr: SocketAddr,
     server: SocketAddr,
-    pub rtp: UdpSocket,
+    pub rtp: Arc<UdpSocket>,
     pub rtp_addr: SocketAddr,
     inbox: VecDeque<SipMessage>,
     /// Branches of requests already taken, so retransmissions are not taken twice.
@@ -93,7 +95,7 @@ impl Phone {
             rtp_addr: rtp.local_addr().expect("address"),
             conn,
             server,
-            rtp,
+            rtp: Arc::new(rtp),
             inbox: VecDeque::new(),
             taken: HashSet::new(),
             cseq: 0,
@@ -568,6 +570,77 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
         }
         panic!("RTP {payload:?} sent to {to} never arrived");
     }
+}
+
+impl Phone {
+    /// Plays a sine tone of `frequency` Hz to `to` as 20 ms µ-law packets, paced in real time,
+    /// for `frames` packets (a talking phone); runs in the background.
+    pub fn play_tone(
+        &self,
+        to: SocketAddr,
+        frequency: f32,
+        frames: u16,
+    ) -> tokio::task::JoinHandle<()> {
+        let socket = self.rtp.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            let step = 2.0 * std::f32::consts::PI * frequency / 8000.0;
+            for sequence in 0..frames {
+                tick.tick().await;
+                let samples: Vec<i16> = (0..160u32)
+                    .map(|n| {
+                        let t = u32::from(sequence) * 160 + n;
+                        (4000.0 * (step * t as f32).sin()) as i16
+                    })
+                    .collect();
+                let mut payload = [0u8; 160];
+                Law::MuLaw.encode(&samples, &mut payload);
+                let header = RtpHeader {
+                    padding: false,
+                    extension: false,
+                    csrc_count: 0,
+                    marker: sequence == 0,
+                    payload_type: 0,
+                    sequence,
+                    timestamp: u32::from(sequence) * 160,
+                    ssrc: frequency as u32,
+                };
+                let mut packet = Vec::new();
+                write_packet(&header, &payload, &mut packet).expect("RTP packet");
+                if socket.send_to(&packet, to).await.is_err() {
+                    return;
+                }
+            }
+        })
+    }
+
+    /// The audio of the next `packets` RTP packets (µ-law, decoded), each within the wait.
+    pub async fn hear(&self, packets: usize) -> Vec<i16> {
+        let mut samples = Vec::with_capacity(packets * 160);
+        for _ in 0..packets {
+            let (_, payload) = self
+                .recv_rtp_within(WAIT)
+                .await
+                .expect("RTP within the wait");
+            let mut decoded = vec![0i16; payload.len()];
+            Law::MuLaw.decode(&payload, &mut decoded);
+            samples.extend(decoded);
+        }
+        samples
+    }
+}
+
+/// The amplitude of the `frequency` Hz component of 8 kHz `samples` (Goertzel).
+pub fn tone_level(samples: &[i16], frequency: f32) -> f32 {
+    let coefficient = 2.0 * (2.0 * std::f32::consts::PI * frequency / 8000.0).cos();
+    let (mut s1, mut s2) = (0.0f32, 0.0f32);
+    for &x in samples {
+        let s0 = f32::from(x) + coefficient * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    let power = (s1 * s1 + s2 * s2 - coefficient * s1 * s2).max(0.0);
+    2.0 * power.sqrt() / samples.len().max(1) as f32
 }
 
 /// The URI of the first Contact.

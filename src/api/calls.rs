@@ -1,0 +1,109 @@
+//! Supervisor actions on live calls: `PUT /api/v1/calls/{interaction}/monitor` with
+//! `{"mode": "silent" | "whisper" | "barge"}` calls the supervisor's registered phone and lets
+//! it listen in (or switches the mode of a running monitoring, keeping the phone leg);
+//! `DELETE` of the same path ends it. Team leads and above, own tenant only.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+use vacd_actors::{AgentId, InteractionId};
+use vacd_sip::mix::Monitor;
+
+use super::auth::Caller;
+use super::error::{Error, Result};
+use super::AppState;
+use crate::catalog::Role;
+use crate::sip::MonitorError;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorRequest {
+    mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Mode {
+    Silent,
+    Whisper,
+    Barge,
+}
+
+impl From<Mode> for Monitor {
+    fn from(mode: Mode) -> Monitor {
+        match mode {
+            Mode::Silent => Monitor::Silent,
+            Mode::Whisper => Monitor::Whisper,
+            Mode::Barge => Monitor::Barge,
+        }
+    }
+}
+
+fn interaction_id(raw: &str) -> Result<InteractionId> {
+    raw.parse::<u64>()
+        .map(InteractionId)
+        .map_err(|_| Error::NotFound(format!("no live call {raw}")))
+}
+
+fn refusal(err: MonitorError) -> Error {
+    let message = err.to_string();
+    match err {
+        MonitorError::NoCall | MonitorError::NotMonitoring => Error::NotFound(message),
+        MonitorError::Busy => Error::Conflict {
+            code: "busy",
+            message,
+        },
+        MonitorError::NoPhone => Error::invalid("no_phone", message),
+        MonitorError::NoPorts => Error::Conflict {
+            code: "no_capacity",
+            message,
+        },
+    }
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(interaction): Path<String>,
+    body: std::result::Result<Json<MonitorRequest>, JsonRejection>,
+) -> Result<StatusCode> {
+    let who = caller.user_with(Role::TeamLead)?;
+    let Json(request) = body?;
+    let interaction = interaction_id(&interaction)?;
+    state
+        .routing
+        .calls()
+        .monitor(
+            who.tenant_id,
+            interaction,
+            AgentId(who.user_id as u64),
+            Some(request.mode.into()),
+        )
+        .await
+        .map_err(refusal)?;
+    tracing::info!(tenant = who.tenant_id, supervisor = who.user_id, %interaction, mode = ?request.mode, "monitoring");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn stop(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(interaction): Path<String>,
+) -> Result<StatusCode> {
+    let who = caller.user_with(Role::TeamLead)?;
+    let interaction = interaction_id(&interaction)?;
+    state
+        .routing
+        .calls()
+        .monitor(
+            who.tenant_id,
+            interaction,
+            AgentId(who.user_id as u64),
+            None,
+        )
+        .await
+        .map_err(refusal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
