@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
+use utoipa::ToSchema;
 use vacd_actors::{AgentId, InteractionId};
 use vacd_sip::mix::Monitor;
 
@@ -17,15 +18,16 @@ use super::AppState;
 use crate::catalog::Role;
 use crate::sip::MonitorError;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorRequest {
     mode: Mode,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// silent: listen only; whisper: the agent hears the supervisor; barge: three-way.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-enum Mode {
+pub enum Mode {
     Silent,
     Whisper,
     Barge,
@@ -63,6 +65,11 @@ fn refusal(err: MonitorError) -> Error {
     }
 }
 
+#[utoipa::path(put, path = "/api/v1/calls/{interaction}/monitor", tag = "calls", request_body = MonitorRequest,
+    params(("interaction" = u64, Path, description = "the call's interaction")), security(("bearer" = [])),
+    responses((status = 204, description = "the supervisor's phone is called, or the mode switched"),
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
@@ -87,6 +94,9 @@ pub async fn start(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(delete, path = "/api/v1/calls/{interaction}/monitor", tag = "calls",
+    params(("interaction" = u64, Path, description = "the call's interaction")), security(("bearer" = [])),
+    responses((status = 204, description = "monitoring ended"), (status = 404, body = super::error::ErrorBody)))]
 pub async fn stop(
     State(state): State<AppState>,
     caller: Caller,
