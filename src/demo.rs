@@ -1,7 +1,7 @@
 //! The demo tenant seeded when `demo.enabled` is set (it is in `config/vacd.toml`), so that a
 //! fresh start has something to route: mailboxes Sales and Support (with a child mailbox that
 //! inherits), language and topic skills, four queues, four agents who speak different
-//! languages (each with a SIP phone login), a supervisor, an admin, and one phone number, email
+//! languages (each with a SIP phone login), a supervisor (with a phone for monitoring), an admin, and one phone number, email
 //! address and chat widget.
 //! Seeding goes through the same validation as the API and happens only if no tenant `demo`
 //! exists, so an admin's later changes survive restarts. The logins are listed in the README.
@@ -148,7 +148,8 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
             .await?;
         }
     }
-    s.add(&USERS, json!({ "username": "sam", "display_name": "Sam Supervisor", "password": PASSWORD, "role": "supervisor", "team_id": team })).await?;
+    // The supervisor has a phone too: monitoring calls it.
+    s.add(&USERS, json!({ "username": "sam", "display_name": "Sam Supervisor", "password": PASSWORD, "role": "supervisor", "team_id": team, "sip_username": "sam", "sip_password": SIP_PASSWORD })).await?;
     s.add(&USERS, json!({ "username": "ada", "display_name": "Ada Admin", "password": PASSWORD, "role": "admin" })).await?;
 
     s.add(&SERVICE_ADDRESSES, json!({ "kind": "phone", "address": "+4930123456", "mailbox_id": sales, "queue_id": queue["Sales DE"] })).await?;

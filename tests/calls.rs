@@ -762,17 +762,6 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     const AGENT: f32 = 1000.0;
     const SUPERVISOR: f32 = 2000.0;
     let f = Floor::new(db).await;
-    let admin = f.s.demo_login("ada").await;
-    let (_, me) = f.s.get("/api/v1/me", &f.sam).await;
-    let sam_id = me["id"].as_i64().expect("sam");
-    let (status, _) =
-        f.s.patch(
-            &format!("/api/v1/users/{sam_id}"),
-            &admin,
-            json!({ "sip_username": "sam", "sip_password": SIP_PASSWORD }),
-        )
-        .await;
-    assert!(status.is_success(), "{status}");
     let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
     sam_phone.register("sam", SIP_PASSWORD, None).await;
 
