@@ -11,7 +11,7 @@ use crate::agent::SlotState;
 use crate::error::Error;
 use crate::ids::{AgentId, InteractionId};
 use crate::input::TransferTarget;
-use crate::interaction::{Escalation, Interaction, NewInteraction, Stage};
+use crate::interaction::{Escalation, Interaction, NewInteraction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::skill::effective_needs;
@@ -187,7 +187,7 @@ impl Engine {
             .get(&id)
             .ok_or(Error::UnknownInteraction(id))?;
         let agents = match &inter.stage {
-            Stage::Queued => Vec::new(),
+            Stage::Queued => OfferedTo::new(),
             Stage::Offered { agents, .. } => agents.clone(),
             Stage::Connected { .. } | Stage::WrapUp { .. } => {
                 return Err(Error::NotWaiting {

@@ -19,6 +19,8 @@
 
 use std::time::Instant;
 
+use smallvec::SmallVec;
+
 use crate::agent::Agent;
 use crate::config::MissedOffer;
 use crate::idle::IdleIndex;
@@ -192,7 +194,7 @@ impl Engine {
         let timeout = queue.config.offer_timeout;
         let timer = self.timers.schedule_in(now, timeout, Timer::Offer(id));
         inter.stage = Stage::Offered {
-            agents: agents.to_vec(),
+            agents: SmallVec::from_slice(agents),
             timer,
         };
         for &agent_id in agents {
@@ -225,7 +227,7 @@ impl Engine {
         let mut orphaned = false;
         if let Some(inter) = self.interactions.get_mut(&id) {
             if let Stage::Offered { agents, timer } = &mut inter.stage {
-                agents.retain(|&a| a != agent_id);
+                agents.retain(|a| *a != agent_id);
                 if agents.is_empty() {
                     self.timers.cancel(timer.take());
                     orphaned = true;
