@@ -122,6 +122,7 @@ pub enum Blending {
 pub(crate) struct Load([u8; 3]);
 
 impl Load {
+    #[cfg(test)]
     pub(crate) fn get(&self, kind: WorkKind) -> u8 {
         self.0[kind.index()]
     }
@@ -146,6 +147,10 @@ impl Load {
 pub(crate) struct KindSet(u8);
 
 impl KindSet {
+    /// The bits of all kinds.
+    const ALL: u8 = 0b111;
+
+    #[cfg(test)]
     pub(crate) fn insert(&mut self, kind: WorkKind) {
         self.0 |= 1 << kind.index();
     }
@@ -172,24 +177,27 @@ impl KindSet {
 }
 
 /// The kinds an agent with `capacity`, `blending` and `load` may be offered one more of.
+///
+/// Routing asks this for every agent it considers, so it is computed on bit sets: the kinds
+/// below their limit, less the kinds the blending rule blocks given the kinds held.
+#[inline]
 pub(crate) fn free_kinds(capacity: &Capacity, blending: Blending, load: &Load) -> KindSet {
-    let mut free = KindSet::default();
-    for kind in WorkKind::ALL {
-        if load.get(kind) >= capacity.limit(kind) {
-            continue;
-        }
-        let blocked = match blending {
-            Blending::Independent => false,
-            Blending::CallBlocksOthers => kind != WorkKind::Call && load.get(WorkKind::Call) > 0,
-            Blending::Exclusive => WorkKind::ALL
-                .into_iter()
-                .any(|other| other != kind && load.get(other) > 0),
-        };
-        if !blocked {
-            free.insert(kind);
-        }
-    }
-    free
+    let [calls, chats, tickets] = load.0;
+    let below = u8::from(calls < capacity.calls)
+        | u8::from(chats < capacity.chats) << 1
+        | u8::from(tickets < capacity.tickets) << 2;
+    let held = u8::from(calls > 0) | u8::from(chats > 0) << 1 | u8::from(tickets > 0) << 2;
+    let allowed = match blending {
+        Blending::Independent => KindSet::ALL,
+        // Holding a call blocks the other kinds.
+        Blending::CallBlocksOthers if held & 1 != 0 => 1,
+        Blending::CallBlocksOthers => KindSet::ALL,
+        // Nothing held: any kind; one kind held: only more of it; several: none.
+        Blending::Exclusive if held == 0 => KindSet::ALL,
+        Blending::Exclusive if held.is_power_of_two() => held,
+        Blending::Exclusive => 0,
+    };
+    KindSet(below & allowed)
 }
 
 /// How full an agent is, in thousandths of its total capacity (for the least-occupied strategy).
@@ -246,6 +254,52 @@ mod tests {
         assert_eq!(kinds(chatting), vec![WorkKind::Chat]);
         let idle = free_kinds(&cap, Blending::Exclusive, &load(0, 0, 0));
         assert_eq!(kinds(idle), WorkKind::ALL.to_vec());
+    }
+
+    /// The rules as written in [`Blending`], kind by kind.
+    fn free_kinds_by_the_rules(capacity: &Capacity, blending: Blending, load: &Load) -> KindSet {
+        let mut free = KindSet::default();
+        for kind in WorkKind::ALL {
+            let blocked = match blending {
+                Blending::Independent => false,
+                Blending::CallBlocksOthers => {
+                    kind != WorkKind::Call && load.get(WorkKind::Call) > 0
+                }
+                Blending::Exclusive => WorkKind::ALL
+                    .into_iter()
+                    .any(|other| other != kind && load.get(other) > 0),
+            };
+            if load.get(kind) < capacity.limit(kind) && !blocked {
+                free.insert(kind);
+            }
+        }
+        free
+    }
+
+    #[test]
+    fn bit_set_computation_follows_the_rules_everywhere() {
+        let blendings = [
+            Blending::CallBlocksOthers,
+            Blending::Exclusive,
+            Blending::Independent,
+        ];
+        for blending in blendings {
+            for limits in 0..64u8 {
+                let cap = Capacity {
+                    calls: limits & 3,
+                    chats: (limits >> 2) & 3,
+                    tickets: limits >> 4,
+                };
+                for held in 0..64u8 {
+                    let load = load(held & 3, (held >> 2) & 3, held >> 4);
+                    assert_eq!(
+                        free_kinds(&cap, blending, &load),
+                        free_kinds_by_the_rules(&cap, blending, &load),
+                        "{cap:?} {blending:?} {load:?}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

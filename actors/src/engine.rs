@@ -127,6 +127,7 @@ impl Engine {
     }
 
     /// Fires every timer due at or before `now`, in deadline order.
+    #[inline]
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {

@@ -6,14 +6,14 @@
 //! target is reported once per interaction ([`Output::SlaBreached`]). If the needs or the queues
 //! of a queued interaction widened, it is routed again at once.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
 
 use crate::ids::{InteractionId, QueueId};
 use crate::interaction::{Escalation, Stage};
 use crate::output::Output;
-use crate::queue::{EscalationAction, Queue};
+use crate::queue::{EscalationAction, Queue, QueueConfig};
 use crate::timer::Timer;
 use crate::Engine;
 
@@ -43,6 +43,18 @@ impl Escalation {
     }
 }
 
+/// When, after its enqueue, the wait timer of an interaction of a queue with `config` is due: at
+/// its next escalation step or its SLA target, whichever comes first; `None` if neither is left.
+pub(crate) fn wait_due_after(
+    config: &QueueConfig,
+    next_step: usize,
+    sla_breached: bool,
+) -> Option<Duration> {
+    let step = config.escalation.get(next_step).map(|step| step.after);
+    let sla = config.sla.filter(|_| !sla_breached).map(|sla| sla.target);
+    step.into_iter().chain(sla).min()
+}
+
 impl Engine {
     /// (Re)sets the wait timer of a queued or offered interaction.
     pub(crate) fn schedule_wait(&mut self, id: InteractionId) {
@@ -58,15 +70,8 @@ impl Engine {
             .get(&inter.queue)
             .expect("a queue with live interactions cannot be removed")
             .config;
-        let step = config
-            .escalation
-            .get(inter.escalation.next_step)
-            .map(|step| step.after);
-        let sla = config
-            .sla
-            .filter(|_| !inter.sla_breached)
-            .map(|sla| sla.target);
-        if let Some(after) = step.into_iter().chain(sla).min() {
+        if let Some(after) = wait_due_after(config, inter.escalation.next_step, inter.sla_breached)
+        {
             inter.wait_timer = self
                 .timers
                 .schedule_in(inter.enqueued_at, after, Timer::Wait(id));

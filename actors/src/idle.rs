@@ -117,31 +117,13 @@ impl IdleIndex {
             }
             _ => 0,
         };
-        // The walk: [split, len) then [0, split); a removal shortens the part being walked.
-        let mut at = split;
-        while at < deque.len() {
-            let key = &deque[at];
-            if !current(key) {
-                deque.remove(at);
-            } else if eligible(key) {
-                return Some(key.agent);
-            } else {
-                at += 1;
-            }
+        // The walk: [split, len) then [0, split). The first part's pruning only moves entries at
+        // or after `split`, so the second part's bounds still hold.
+        let end = deque.len();
+        if let Some(agent) = walk_pruning(deque, split, end, &mut current, &mut eligible) {
+            return Some(agent);
         }
-        let (mut at, mut end) = (0, split);
-        while at < end {
-            let key = &deque[at];
-            if !current(key) {
-                deque.remove(at);
-                end -= 1;
-            } else if eligible(key) {
-                return Some(key.agent);
-            } else {
-                at += 1;
-            }
-        }
-        None
+        walk_pruning(deque, 0, split, &mut current, &mut eligible)
     }
 
     /// The first entry (in `strategy` order) for which `eligible` holds, leaving the index as it
@@ -166,6 +148,37 @@ impl IdleIndex {
         };
         found.map(|key| key.agent)
     }
+}
+
+/// Walks `deque[start..end)` for the first current entry for which `eligible` holds, dropping the
+/// stale entries it passes: current entries slide down over them as the walk goes, and the gap
+/// left behind is closed with one shift when the walk stops (instead of one per stale entry).
+fn walk_pruning(
+    deque: &mut VecDeque<RankKey>,
+    start: usize,
+    end: usize,
+    current: &mut impl FnMut(&RankKey) -> bool,
+    eligible: &mut impl FnMut(&RankKey) -> bool,
+) -> Option<AgentId> {
+    let mut kept = start;
+    let mut at = start;
+    let mut found = None;
+    while at < end {
+        let key = deque[at];
+        if current(&key) {
+            if eligible(&key) {
+                found = Some(key.agent);
+                break;
+            }
+            deque[kept] = key;
+            kept += 1;
+        }
+        at += 1;
+    }
+    if kept < at {
+        deque.drain(kept..at);
+    }
+    found
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::capacity::{Channel, WorkKind};
 use crate::ids::{AgentId, InteractionId, QueueId, SkillId};
@@ -105,11 +106,14 @@ pub struct InteractionView {
     pub sla_breached: bool,
 }
 
+/// The agents an interaction is offered to: one, except under ring-all.
+pub(crate) type OfferedTo = SmallVec<[AgentId; 1]>;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Stage {
     Queued,
     Offered {
-        agents: Vec<AgentId>,
+        agents: OfferedTo,
         timer: Option<TimerId>,
     },
     Connected {
@@ -175,7 +179,7 @@ impl Interaction {
     pub(crate) fn agents(&self) -> Vec<AgentId> {
         match &self.stage {
             Stage::Queued => Vec::new(),
-            Stage::Offered { agents, .. } => agents.clone(),
+            Stage::Offered { agents, .. } => agents.to_vec(),
             Stage::Connected { agent } | Stage::WrapUp { agent } => vec![*agent],
         }
     }

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use crate::agent::SlotState;
 use crate::error::Error;
+use crate::escalation::wait_due_after;
 use crate::ids::{AgentId, InteractionId};
 use crate::input::TransferTarget;
-use crate::interaction::{Escalation, Interaction, NewInteraction, Stage};
+use crate::interaction::{Escalation, Interaction, NewInteraction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::skill::effective_needs;
@@ -20,12 +21,15 @@ use crate::Engine;
 
 impl Engine {
     pub(crate) fn enqueue(&mut self, new: NewInteraction, now: Instant) -> Result<(), Error> {
+        // Field by field rather than through helpers, so that the hottest input looks each map
+        // up as few times as it can. (Not through `entry`: that may grow the map, and a refused
+        // input must change nothing.)
         if self.interactions.contains_key(&new.id) {
             return Err(Error::DuplicateInteraction(new.id));
         }
-        if !self.queues.contains_key(&new.queue) {
+        let Some(queue) = self.queues.get(&new.queue) else {
             return Err(Error::UnknownQueue(new.queue));
-        }
+        };
         let (order, enqueued_at, applied, sla_breached) = match new.restored {
             Some(restored) => {
                 self.next_order = self.next_order.max(restored.order.saturating_add(1));
@@ -37,9 +41,12 @@ impl Engine {
                     restored.sla_breached,
                 )
             }
-            None => (self.take_order(), now, 0, false),
+            None => {
+                let order = self.next_order;
+                self.next_order += 1;
+                (order, now, 0, false)
+            }
         };
-        let queue = self.queue(new.queue);
         let mut escalation = Escalation::default();
         for step in queue.config.escalation.iter().take(applied) {
             escalation.apply(&step.action, new.queue, &self.queues);
@@ -52,6 +59,8 @@ impl Engine {
             escalation.relaxation,
         );
         let id = new.id;
+        let wait_timer = wait_due_after(&queue.config, escalation.next_step, sla_breached)
+            .and_then(|after| self.timers.schedule_in(enqueued_at, after, Timer::Wait(id)));
         self.interactions.insert(
             id,
             Interaction {
@@ -68,7 +77,7 @@ impl Engine {
                 needs,
                 stage: Stage::Queued,
                 wait_key: None,
-                wait_timer: None,
+                wait_timer,
                 sla_breached,
             },
         );
@@ -80,7 +89,6 @@ impl Engine {
             order,
             priority: new.priority,
         });
-        self.schedule_wait(id);
         self.route_or_wait(id, now);
         Ok(())
     }
@@ -187,7 +195,7 @@ impl Engine {
             .get(&id)
             .ok_or(Error::UnknownInteraction(id))?;
         let agents = match &inter.stage {
-            Stage::Queued => Vec::new(),
+            Stage::Queued => OfferedTo::new(),
             Stage::Offered { agents, .. } => agents.clone(),
             Stage::Connected { .. } | Stage::WrapUp { .. } => {
                 return Err(Error::NotWaiting {

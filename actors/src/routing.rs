@@ -17,7 +17,11 @@
 //! (`Engine::listings`); entries of agents that became unavailable are left in place and
 //! dropped lazily (see `idle.rs`).
 
+use std::collections::VecDeque;
 use std::time::Instant;
+
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 use crate::agent::Agent;
 use crate::config::MissedOffer;
@@ -180,11 +184,11 @@ impl Engine {
     /// Takes a queued interaction out of its waiting lists, reserves `agents` and offers it to
     /// them. The caller settles the agents.
     pub(crate) fn offer(&mut self, id: InteractionId, agents: &[AgentId], now: Instant) {
-        self.unlist_waiting(id);
         let inter = self
             .interactions
             .get_mut(&id)
             .expect("only live interactions are offered");
+        unlist_waiting(inter, &mut self.queues, &mut self.waiting);
         let queue = self
             .queues
             .get(&inter.queue)
@@ -192,7 +196,7 @@ impl Engine {
         let timeout = queue.config.offer_timeout;
         let timer = self.timers.schedule_in(now, timeout, Timer::Offer(id));
         inter.stage = Stage::Offered {
-            agents: agents.to_vec(),
+            agents: SmallVec::from_slice(agents),
             timer,
         };
         for &agent_id in agents {
@@ -225,7 +229,7 @@ impl Engine {
         let mut orphaned = false;
         if let Some(inter) = self.interactions.get_mut(&id) {
             if let Stage::Offered { agents, timer } = &mut inter.stage {
-                agents.retain(|&a| a != agent_id);
+                agents.retain(|a| *a != agent_id);
                 if agents.is_empty() {
                     self.timers.cancel(timer.take());
                     orphaned = true;
@@ -282,34 +286,30 @@ impl Engine {
 
     /// Ends every change to an agent: optionally lets it pull waiting work, then fixes its idle
     /// listing and reports a presence change.
+    ///
+    /// The idle listing is made to match the agent's state. An agent that can take nothing more
+    /// is only marked unlisted: its index entries turn stale and are dropped by the next walk
+    /// that meets them or by its next listing, whichever comes first. That keeps "reserve an
+    /// agent" from touching the indexes of all the queues it serves on every routing decision.
     pub(crate) fn settle_agent(&mut self, agent_id: AgentId, now: Instant, pull: bool) {
         if pull {
             self.pull_work(agent_id, now);
         }
-        self.relist(agent_id);
-        self.sync_presence(agent_id);
-    }
-
-    /// Makes the agent's idle listing match its state. An agent that can take nothing more is
-    /// only marked unlisted: its index entries turn stale and are dropped by the next walk that
-    /// meets them or by its next listing, whichever comes first. That keeps "reserve an agent"
-    /// from touching the indexes of all the queues it serves on every routing decision.
-    fn relist(&mut self, agent_id: AgentId) {
         let Some(agent) = self.agents.get_mut(&agent_id) else {
             return;
         };
         let wanted = agent.wanted_listing();
-        if wanted == agent.listed {
-            return;
-        }
-        match wanted {
-            None => self.hide(agent_id),
-            Some(inputs) => {
+        if wanted != agent.listed {
+            if let Some(inputs) = wanted {
                 // The old entries turn stale with the new listing.
                 agent.listed_keys.clear();
                 self.list(agent_id, inputs);
+                self.sync_presence(agent_id);
+                return;
             }
+            end_listing(agent, &mut self.listings);
         }
+        report_presence(agent, &mut self.outbox);
     }
 
     /// Removes an agent's current entries from the idle indexes of its queues at once (before
@@ -328,15 +328,8 @@ impl Engine {
 
     /// Ends the agent's current listing at once: every entry it made turns stale.
     pub(crate) fn hide(&mut self, agent_id: AgentId) {
-        let Some(agent) = self.agents.get_mut(&agent_id) else {
-            return;
-        };
-        agent.listed = None;
-        if let Some(listing) = usize::try_from(agent.slot)
-            .ok()
-            .and_then(|slot| self.listings.get_mut(slot))
-        {
-            *listing = 0;
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
+            end_listing(agent, &mut self.listings);
         }
     }
 
@@ -416,17 +409,8 @@ impl Engine {
 
     /// Reports the agent's presence if it changed since last reported.
     pub(crate) fn sync_presence(&mut self, agent_id: AgentId) {
-        let Some(agent) = self.agents.get_mut(&agent_id) else {
-            return;
-        };
-        let presence = agent.current_presence();
-        if presence != agent.presence {
-            let from = std::mem::replace(&mut agent.presence, presence.clone());
-            self.outbox.push_back(Output::PresenceChanged {
-                agent: agent_id,
-                from,
-                to: presence,
-            });
+        if let Some(agent) = self.agents.get_mut(&agent_id) {
+            report_presence(agent, &mut self.outbox);
         }
     }
 
@@ -474,18 +458,51 @@ impl Engine {
 
     /// Takes an interaction out of every waiting list it is in.
     pub(crate) fn unlist_waiting(&mut self, id: InteractionId) {
-        let Some(inter) = self.interactions.get_mut(&id) else {
-            return;
-        };
-        let Some(key) = inter.wait_key.take() else {
-            return;
-        };
-        self.waiting[inter.kind.index()] -= 1;
-        for q in inter.visible_in() {
-            if let Some(queue) = self.queues.get_mut(&q) {
-                queue.waiting_mut(inter.kind).remove(&key);
-            }
+        if let Some(inter) = self.interactions.get_mut(&id) {
+            unlist_waiting(inter, &mut self.queues, &mut self.waiting);
         }
+    }
+}
+
+/// Takes `inter` out of every waiting list it is in; `waiting` counts queued interactions per
+/// kind.
+fn unlist_waiting(
+    inter: &mut Interaction,
+    queues: &mut FxHashMap<QueueId, Queue>,
+    waiting: &mut [usize; 3],
+) {
+    let Some(key) = inter.wait_key.take() else {
+        return;
+    };
+    waiting[inter.kind.index()] -= 1;
+    for q in inter.visible_in() {
+        if let Some(queue) = queues.get_mut(&q) {
+            queue.waiting_mut(inter.kind).remove(&key);
+        }
+    }
+}
+
+/// Ends the agent's current listing at once: every entry it made turns stale.
+fn end_listing(agent: &mut Agent, listings: &mut [u64]) {
+    agent.listed = None;
+    if let Some(listing) = usize::try_from(agent.slot)
+        .ok()
+        .and_then(|slot| listings.get_mut(slot))
+    {
+        *listing = 0;
+    }
+}
+
+/// Reports the agent's presence into `outbox` if it changed since last reported.
+fn report_presence(agent: &mut Agent, outbox: &mut VecDeque<Output>) {
+    let presence = agent.current_presence();
+    if presence != agent.presence {
+        let from = std::mem::replace(&mut agent.presence, presence.clone());
+        outbox.push_back(Output::PresenceChanged {
+            agent: agent.id,
+            from,
+            to: presence,
+        });
     }
 }
 

@@ -7,6 +7,7 @@
 //! sides as sorted vectors ([`SkillSet`], [`Need`]) so that a check is one merge walk.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::ids::SkillId;
 
@@ -152,7 +153,8 @@ impl SkillSet {
 /// An interaction's effective requirements, sorted by skill, with their summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Needs {
-    pub(crate) list: Vec<Need>,
+    /// Inline up to four (a queue skill or two, an own skill and the language), the usual case.
+    pub(crate) list: SmallVec<[Need; 4]>,
     summary: u64,
 }
 
@@ -192,7 +194,7 @@ pub(crate) fn effective_needs(
     language: Option<SkillId>,
     relaxation: Relaxation,
 ) -> Needs {
-    let mut needs: Vec<Need> = Vec::with_capacity(queue_skills.len() + own_skills.len() + 1);
+    let mut needs: SmallVec<[Need; 4]> = SmallVec::new();
     if !relaxation.drop_skills {
         for req in queue_skills.iter().chain(own_skills) {
             let level = req
@@ -302,8 +304,8 @@ mod tests {
     fn stricter_of_queue_and_interaction_wins() {
         let needs = effective_needs(&[req(1, 3)], &[req(1, 7)], None, Relaxation::default());
         assert_eq!(
-            needs.list,
-            vec![Need {
+            needs.list.as_slice(),
+            [Need {
                 skill: SkillId(1),
                 level: 7
             }]
@@ -333,8 +335,8 @@ mod tests {
             },
         );
         assert_eq!(
-            dropped.list,
-            vec![Need {
+            dropped.list.as_slice(),
+            [Need {
                 skill: SkillId(100),
                 level: 1
             }]

@@ -95,6 +95,7 @@ impl Timers {
     }
 
     /// Removes and returns the earliest timer due at or before `now`.
+    #[inline]
     pub(crate) fn pop_due(&mut self, now: Instant) -> Option<Timer> {
         let Reverse(id) = *self.due.peek()?;
         if id.0 > now {
