@@ -318,13 +318,16 @@ pub struct RoutingHandle {
     router: Router,
     store: Store,
     calls: CallTap,
+    /// The journal, weakly: handles must not keep it alive past the actors at shutdown.
+    journal: mpsc::WeakUnboundedSender<Journal>,
 }
 
 impl Routing {
     /// Starts the actor tree and the routing of every tenant in the store.
     pub async fn start(store: Store, calls: CallTap) -> Result<Routing, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let journal = tokio::spawn(journal(store.clone(), rx));
+        let journal_tx = tx.downgrade();
+        let journal_task = tokio::spawn(journal(store.clone(), rx));
         let host = Arc::new(StoreHost {
             store: store.clone(),
             journal: tx,
@@ -341,9 +344,10 @@ impl Routing {
                 router,
                 store,
                 calls,
+                journal: journal_tx,
             },
             supervisor,
-            journal,
+            journal: journal_task,
         })
     }
 
@@ -364,6 +368,20 @@ impl Routing {
 impl RoutingHandle {
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// Waits until the journal has written every routing output produced so far (reports read
+    /// the event log after this, so they include everything routed before the request).
+    pub async fn flushed(&self) {
+        let Some(journal) = self.journal.upgrade() else {
+            return;
+        };
+        let (done, written) = oneshot::channel();
+        let queued = journal.send(Journal::Flushed(done)).is_ok();
+        drop(journal);
+        if queued {
+            let _ = written.await;
+        }
     }
 
     /// The bridge to live calls (for console requests the SIP endpoint carries out).

@@ -537,7 +537,116 @@ async fn waiting_interactions_survive_a_restart_in_order(db: Db) {
     s.stop().await;
 }
 
+/// Reports over the real event log: two interactions in a fresh queue, one handled and one
+/// still waiting; the queue, agent and tenant reports (JSON and CSV) show them, and only
+/// supervisors may read them.
+async fn reports_from_the_event_log(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d
+        .queue(
+            "Reported",
+            json!({ "sla_seconds": 60, "wrapup_seconds": 0 }),
+        )
+        .await;
+    let (agent_id, token) = d.agent("reporter", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let handled = d.interaction(queue, "en").await;
+    console.expect_where("offer", offer_of(handled)).await;
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": handled }))
+        .await;
+    console
+        .ok(json!({ "type": "interaction.end", "interaction": handled }))
+        .await;
+    console
+        .ok(json!({ "type": "presence.set", "status": "not_ready", "reason": "report" }))
+        .await;
+    let abandoned = d.interaction(queue, "en").await;
+    let (status, _) =
+        d.s.patch(
+            &format!("/api/v1/interactions/{abandoned}"),
+            &d.admin,
+            json!({ "subject": "gone" }),
+        )
+        .await;
+    assert!(status.is_success());
+
+    let sam = d.s.demo_login("sam").await;
+    let (status, page) = d.s.get("/api/v1/reports/queues?interval=day", &sam).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let row = page["items"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
+        .cloned()
+        .unwrap_or_else(|| panic!("a row for the queue: {page}"));
+    assert_eq!(row["offered"], 2, "{row}");
+    assert_eq!(row["answered"], 1, "{row}");
+    assert_eq!(row["answered_in_target"], 1, "{row}");
+    assert_eq!(row["handled"], 1, "{row}");
+    // One of the two answered in target; the other still waits (no abandon yet).
+    assert_eq!(row["service_level"], 0.5, "{row}");
+
+    let (_, agents) = d.s.get("/api/v1/reports/agents?interval=hour", &sam).await;
+    assert!(
+        agents["items"].as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|r| r["agent"] == agent_id && r["handled"] == 1)),
+        "{agents}"
+    );
+    let (_, tenant) = d.s.get("/api/v1/reports/tenant?interval=day", &sam).await;
+    assert!(
+        tenant["items"][0]["offered"].as_u64() >= Some(2),
+        "{tenant}"
+    );
+
+    let csv =
+        d.s.http
+            .get(format!(
+                "{}/api/v1/reports/queues?interval=day&format=csv",
+                d.s.base
+            ))
+            .bearer_auth(&sam)
+            .send()
+            .await
+            .expect("csv")
+            .text()
+            .await
+            .expect("csv text");
+    let mut lines = csv.lines();
+    assert!(lines
+        .next()
+        .is_some_and(|h| h.starts_with("queue,interval_start,offered")));
+    assert!(
+        lines.any(|l| l.starts_with(&format!("{queue},")) && l.contains(",2,1,1,0,0,")),
+        "{csv}"
+    );
+
+    assert_error(
+        &d.s.get("/api/v1/reports/queues", &token).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &d.s.get("/api/v1/reports/queues?interval=week", &sam).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &d.s.get("/api/v1/reports/queues?from=10&to=5", &sam).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
+    assert_error(
+        &d.s.get("/api/v1/reports/nothing", &sam).await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+    d.s.stop().await;
+}
+
 on_both_backends!(
+    reports_from_the_event_log,
     agents_get_their_languages_and_not_ready_gets_nothing,
     reject_goes_to_the_next_agent,
     offer_timeout_reroutes_and_marks_missed,

@@ -14,6 +14,7 @@ mod console;
 pub mod error;
 mod health;
 mod openapi;
+mod reports;
 pub mod resources;
 mod tenants;
 
@@ -76,6 +77,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
         .route("/ws/agent", get(console::agent_socket))
+        .route("/api/v1/reports/{table}", get(reports::report))
         .route(
             "/api/v1/calls/{interaction}/monitor",
             axum::routing::put(calls::start).delete(calls::stop),

@@ -10,6 +10,7 @@
 mod calls;
 mod crud;
 mod events;
+mod reports;
 mod routing;
 mod sessions;
 mod sip;

@@ -1,0 +1,113 @@
+//! Reports over the event log (`crate::reports` has the arithmetic):
+//! `GET /api/v1/reports/{queues|agents|tenant}?from=&to=&interval=&short_abandon_seconds=&format=`
+//! — `from`/`to` Unix ms (default: today, UTC, until now), `interval` `15m`, `hour` (default)
+//! or `day`, `format` `json` (default, `{"items": […]}`) or `csv`. Supervisors and admins.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Caller;
+use super::error::{Error, Result};
+use super::AppState;
+use crate::catalog::Role;
+use crate::reports::{self, AgentRow, Interval, QueueRow, Settings};
+use crate::store::now_ms;
+
+/// Waits and logins that began this long before `from` are still seen.
+const LOOKBACK_MS: i64 = 86_400_000;
+/// Events one report reads at most; a longer span is refused.
+const MAX_EVENTS: i64 = 2_000_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    from: Option<i64>,
+    to: Option<i64>,
+    interval: Option<String>,
+    short_abandon_seconds: Option<i64>,
+    format: Option<String>,
+}
+
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(table): Path<String>,
+    params: std::result::Result<Query<Params>, QueryRejection>,
+) -> Result<Response> {
+    let who = caller.user_with(Role::Supervisor)?;
+    let Query(params) = params?;
+    let interval = match params.interval.as_deref() {
+        None => Interval::Hour,
+        Some(text) => Interval::parse(text)
+            .ok_or_else(|| Error::InvalidQuery("interval is 15m, hour or day".into()))?,
+    };
+    let now = now_ms();
+    let to = params.to.unwrap_or(now);
+    let from = params.from.unwrap_or_else(|| Interval::Day.start_of(now));
+    if from >= to {
+        return Err(Error::InvalidQuery("`from` must be before `to`".into()));
+    }
+    let csv = match params.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(Error::InvalidQuery("format is json or csv".into())),
+    };
+    if !matches!(table.as_str(), "queues" | "agents" | "tenant") {
+        return Err(Error::NotFound(format!("no report `{table}`")));
+    }
+    let settings = Settings {
+        targets: state.store.sla_targets(who.tenant_id).await?,
+        short_abandon_ms: params.short_abandon_seconds.unwrap_or(5).clamp(0, 3600) * 1000,
+        interval,
+        from,
+        to,
+    };
+    // Everything routed before this request is in the event log.
+    state.routing.flushed().await;
+    let events = state
+        .store
+        .report_events(
+            who.tenant_id,
+            from.saturating_sub(LOOKBACK_MS),
+            to,
+            MAX_EVENTS,
+        )
+        .await?
+        .ok_or_else(|| Error::InvalidQuery("too many events: ask for a shorter span".into()))?;
+    let report = reports::build(&events, &settings);
+    let (header_line, lines, items) = match table.as_str() {
+        "agents" => (
+            AgentRow::CSV_HEADER,
+            report.agents.iter().map(AgentRow::csv).collect::<Vec<_>>(),
+            json!(report.agents),
+        ),
+        "tenant" => {
+            let rows = reports::tenant_rows(&report);
+            (
+                QueueRow::CSV_HEADER,
+                rows.iter().map(QueueRow::csv).collect(),
+                json!(rows),
+            )
+        }
+        _ => (
+            QueueRow::CSV_HEADER,
+            report.queues.iter().map(QueueRow::csv).collect(),
+            json!(report.queues),
+        ),
+    };
+    if csv {
+        let mut body = String::from(header_line);
+        for line in lines {
+            body.push('\n');
+            body.push_str(&line);
+        }
+        body.push('\n');
+        return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
+    }
+    Ok(Json(json!({ "items": items, "from": from, "to": to })).into_response())
+}

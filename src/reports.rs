@@ -1,0 +1,562 @@
+//! Reports from the event log, as plain arithmetic over events (no database, no clock): per
+//! queue and per agent, in intervals of 15 minutes, an hour or a day (UTC).
+//!
+//! The definitions, which `docs/reports.md` states for users:
+//! - A queue's **offered**, **answered**, **abandoned**, **short abandons**, **service level**,
+//!   **ASA** and **longest wait** belong to the interval in which the interaction entered the
+//!   queue (`routing.queued`), so that an interval's service level compares like with like.
+//!   A wait ends with `routing.connected` (answered) or `routing.abandoned`; waits still open
+//!   at the end of the data count as offered only.
+//! - **Service level** = answered within the queue's target ÷ (offered − short abandons);
+//!   an abandon sooner than the short-abandon threshold is not held against the queue.
+//! - **AHT** (average handle time) = talk (connected → ended) + wrap-up (ended → wrap-up
+//!   ended), for handlings that *finished* in the interval, per queue and per agent.
+//! - **Occupancy** of an agent = time handling work ÷ time logged in, both clipped to the
+//!   interval — a call that runs across an interval boundary counts in each interval for the
+//!   part inside it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One event as the reports read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Unix ms.
+    pub at: i64,
+    /// `routing.queued`, `routing.connected`, …
+    pub kind: String,
+    pub interaction: Option<i64>,
+    pub agent: Option<i64>,
+    pub queue: Option<i64>,
+    /// For `routing.presence_changed`: whether the agent is logged in afterwards.
+    pub logged_in: Option<bool>,
+}
+
+/// How long a report interval is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interval {
+    QuarterHour,
+    Hour,
+    Day,
+}
+
+impl Interval {
+    pub fn parse(text: &str) -> Option<Interval> {
+        match text {
+            "15m" => Some(Interval::QuarterHour),
+            "hour" => Some(Interval::Hour),
+            "day" => Some(Interval::Day),
+            _ => None,
+        }
+    }
+
+    pub fn millis(self) -> i64 {
+        match self {
+            Interval::QuarterHour => 15 * 60_000,
+            Interval::Hour => 3_600_000,
+            Interval::Day => 86_400_000,
+        }
+    }
+
+    /// The start of the interval `at` falls in.
+    pub fn start_of(self, at: i64) -> i64 {
+        at.div_euclid(self.millis()) * self.millis()
+    }
+}
+
+/// What a report needs besides the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Service-level target per queue, in ms (queues not listed: 20 s).
+    pub targets: BTreeMap<i64, i64>,
+    /// Abandons sooner than this (ms) are short abandons.
+    pub short_abandon_ms: i64,
+    pub interval: Interval,
+    /// The reported span `[from, to)`, Unix ms; events outside still close open waits and
+    /// handlings, but only intervals inside are reported.
+    pub from: i64,
+    pub to: i64,
+}
+
+/// A queue's figures in one interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct QueueRow {
+    pub queue: i64,
+    pub interval_start: i64,
+    pub offered: u64,
+    pub answered: u64,
+    pub answered_in_target: u64,
+    pub abandoned: u64,
+    pub short_abandoned: u64,
+    /// Fraction 0–1; `None` when nothing counts.
+    pub service_level: Option<f64>,
+    /// Average speed of answer, ms.
+    pub asa_ms: Option<f64>,
+    pub longest_wait_ms: i64,
+    pub handled: u64,
+    /// Average handle time, ms.
+    pub aht_ms: Option<f64>,
+    #[serde(skip)]
+    wait_sum: i64,
+    #[serde(skip)]
+    handle_sum: i64,
+}
+
+/// An agent's figures in one interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AgentRow {
+    pub agent: i64,
+    pub interval_start: i64,
+    pub answered: u64,
+    pub handled: u64,
+    pub aht_ms: Option<f64>,
+    pub logged_in_ms: i64,
+    pub busy_ms: i64,
+    /// busy ÷ logged in, 0–1.
+    pub occupancy: Option<f64>,
+    #[serde(skip)]
+    handle_sum: i64,
+}
+
+/// A report: rows per queue and per agent, ordered by interval then id.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub queues: Vec<QueueRow>,
+    pub agents: Vec<AgentRow>,
+}
+
+/// An open wait of an interaction in a queue.
+struct Wait {
+    queue: i64,
+    since: i64,
+}
+
+/// An agent's open handling of an interaction.
+struct Handling {
+    agent: i64,
+    queue: Option<i64>,
+    connected: i64,
+    ended: Option<i64>,
+}
+
+struct Builder<'a> {
+    settings: &'a Settings,
+    queues: BTreeMap<(i64, i64), QueueRow>,
+    agents: BTreeMap<(i64, i64), AgentRow>,
+}
+
+impl Builder<'_> {
+    fn reported(&self, at: i64) -> bool {
+        at >= self.settings.from && at < self.settings.to
+    }
+
+    fn queue(&mut self, queue: i64, at: i64) -> Option<&mut QueueRow> {
+        if !self.reported(at) {
+            return None;
+        }
+        let start = self.settings.interval.start_of(at);
+        Some(
+            self.queues
+                .entry((start, queue))
+                .or_insert_with(|| QueueRow {
+                    queue,
+                    interval_start: start,
+                    ..QueueRow::default()
+                }),
+        )
+    }
+
+    fn agent(&mut self, agent: i64, at: i64) -> Option<&mut AgentRow> {
+        if !self.reported(at) {
+            return None;
+        }
+        let start = self.settings.interval.start_of(at);
+        Some(
+            self.agents
+                .entry((start, agent))
+                .or_insert_with(|| AgentRow {
+                    agent,
+                    interval_start: start,
+                    ..AgentRow::default()
+                }),
+        )
+    }
+
+    /// Adds the part of `[begin, end)` inside each reported interval to `field` of `agent`.
+    fn spread(&mut self, agent: i64, begin: i64, end: i64, busy: bool) {
+        let length = self.settings.interval.millis();
+        let mut start = self
+            .settings
+            .interval
+            .start_of(begin.max(self.settings.from));
+        while start < end.min(self.settings.to) {
+            let part = end.min(start + length) - begin.max(start);
+            if part > 0 {
+                if let Some(row) = self.agent(agent, start.max(self.settings.from)) {
+                    if busy {
+                        row.busy_ms += part;
+                    } else {
+                        row.logged_in_ms += part;
+                    }
+                }
+            }
+            start += length;
+        }
+    }
+
+    fn handled(&mut self, handling: &Handling, finished: i64) {
+        let time = finished - handling.connected;
+        if let Some(queue) = handling.queue {
+            if let Some(row) = self.queue(queue, finished) {
+                row.handled += 1;
+                row.handle_sum += time;
+            }
+        }
+        if let Some(row) = self.agent(handling.agent, finished) {
+            row.handled += 1;
+            row.handle_sum += time;
+        }
+        self.spread(handling.agent, handling.connected, finished, true);
+    }
+}
+
+/// Computes the report from `events` in the order they happened.
+pub fn build(events: &[Event], settings: &Settings) -> Report {
+    let mut b = Builder {
+        settings,
+        queues: BTreeMap::new(),
+        agents: BTreeMap::new(),
+    };
+    let mut waits: BTreeMap<i64, Wait> = BTreeMap::new();
+    let mut handlings: BTreeMap<(i64, i64), Handling> = BTreeMap::new();
+    let mut logins: BTreeMap<i64, i64> = BTreeMap::new();
+    for event in events {
+        let at = event.at;
+        match (event.kind.as_str(), event.interaction, event.agent) {
+            ("routing.queued", Some(id), _) => {
+                let Some(queue) = event.queue else { continue };
+                waits.insert(id, Wait { queue, since: at });
+                if let Some(row) = b.queue(queue, at) {
+                    row.offered += 1;
+                }
+            }
+            ("routing.connected", Some(id), Some(agent)) => {
+                let queue = waits.remove(&id).map(|wait| {
+                    let waited = at - wait.since;
+                    let target = settings.targets.get(&wait.queue).copied().unwrap_or(20_000);
+                    if let Some(row) = b.queue(wait.queue, wait.since) {
+                        row.answered += 1;
+                        row.wait_sum += waited;
+                        row.longest_wait_ms = row.longest_wait_ms.max(waited);
+                        if waited <= target {
+                            row.answered_in_target += 1;
+                        }
+                    }
+                    wait.queue
+                });
+                if let Some(row) = b.agent(agent, at) {
+                    row.answered += 1;
+                }
+                handlings.insert(
+                    (id, agent),
+                    Handling {
+                        agent,
+                        queue,
+                        connected: at,
+                        ended: None,
+                    },
+                );
+            }
+            ("routing.abandoned", Some(id), _) => {
+                if let Some(wait) = waits.remove(&id) {
+                    let waited = at - wait.since;
+                    if let Some(row) = b.queue(wait.queue, wait.since) {
+                        row.abandoned += 1;
+                        row.longest_wait_ms = row.longest_wait_ms.max(waited);
+                        if waited < settings.short_abandon_ms {
+                            row.short_abandoned += 1;
+                        }
+                    }
+                }
+            }
+            ("routing.ended" | "routing.transferred", Some(id), Some(agent)) => {
+                if let Some(handling) = handlings.get_mut(&(id, agent)) {
+                    handling.ended = Some(at);
+                }
+            }
+            ("routing.wrap_up_ended", Some(id), Some(agent)) => {
+                if let Some(handling) = handlings.remove(&(id, agent)) {
+                    b.handled(&handling, at);
+                }
+            }
+            ("routing.presence_changed", _, Some(agent)) => match event.logged_in {
+                Some(true) => {
+                    logins.entry(agent).or_insert(at);
+                }
+                Some(false) => {
+                    if let Some(since) = logins.remove(&agent) {
+                        b.spread(agent, since, at, false);
+                    }
+                }
+                None => {}
+            },
+            _ => {}
+        }
+    }
+    // Open at the end of the data: handlings count as busy, logins as logged in, up to `to`.
+    for handling in handlings.values() {
+        let end = settings
+            .to
+            .max(handling.ended.unwrap_or(handling.connected));
+        b.spread(handling.agent, handling.connected, end, true);
+    }
+    for (agent, since) in logins {
+        b.spread(agent, since, settings.to, false);
+    }
+    finish(b)
+}
+
+/// The tenant's figures per interval: the queues' rows summed (queue 0).
+pub fn tenant_rows(report: &Report) -> Vec<QueueRow> {
+    let mut sums: BTreeMap<i64, QueueRow> = BTreeMap::new();
+    for row in &report.queues {
+        let sum = sums.entry(row.interval_start).or_insert_with(|| QueueRow {
+            interval_start: row.interval_start,
+            ..QueueRow::default()
+        });
+        sum.offered += row.offered;
+        sum.answered += row.answered;
+        sum.answered_in_target += row.answered_in_target;
+        sum.abandoned += row.abandoned;
+        sum.short_abandoned += row.short_abandoned;
+        sum.longest_wait_ms = sum.longest_wait_ms.max(row.longest_wait_ms);
+        sum.handled += row.handled;
+        sum.wait_sum += row.wait_sum;
+        sum.handle_sum += row.handle_sum;
+    }
+    sums.into_values().map(QueueRow::derive).collect()
+}
+
+impl QueueRow {
+    /// Fills the ratios from the counts and sums.
+    fn derive(mut self) -> QueueRow {
+        let counted = self.offered.saturating_sub(self.short_abandoned) as f64;
+        self.service_level = ratio(self.answered_in_target as f64, counted);
+        self.asa_ms = ratio(self.wait_sum as f64, self.answered as f64);
+        self.aht_ms = ratio(self.handle_sum as f64, self.handled as f64);
+        self
+    }
+
+    /// The CSV header matching [`QueueRow::csv`].
+    pub const CSV_HEADER: &'static str = "queue,interval_start,offered,answered,answered_in_target,abandoned,short_abandoned,service_level,asa_ms,longest_wait_ms,handled,aht_ms";
+
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{}",
+            self.queue,
+            self.interval_start,
+            self.offered,
+            self.answered,
+            self.answered_in_target,
+            self.abandoned,
+            self.short_abandoned,
+            optional(self.service_level),
+            optional(self.asa_ms),
+            self.longest_wait_ms,
+            self.handled,
+            optional(self.aht_ms)
+        )
+    }
+}
+
+impl AgentRow {
+    /// The CSV header matching [`AgentRow::csv`].
+    pub const CSV_HEADER: &'static str =
+        "agent,interval_start,answered,handled,aht_ms,logged_in_ms,busy_ms,occupancy";
+
+    pub fn csv(&self) -> String {
+        format!(
+            "{},{},{},{},{},{},{},{}",
+            self.agent,
+            self.interval_start,
+            self.answered,
+            self.handled,
+            optional(self.aht_ms),
+            self.logged_in_ms,
+            self.busy_ms,
+            optional(self.occupancy)
+        )
+    }
+}
+
+fn optional(value: Option<f64>) -> String {
+    value.map(|v| format!("{v:.4}")).unwrap_or_default()
+}
+
+fn ratio(part: f64, whole: f64) -> Option<f64> {
+    (whole > 0.0).then(|| part / whole)
+}
+
+fn finish(b: Builder<'_>) -> Report {
+    let queues = b.queues.into_values().map(QueueRow::derive).collect();
+    let agents = b
+        .agents
+        .into_values()
+        .map(|mut row| {
+            row.aht_ms = ratio(row.handle_sum as f64, row.handled as f64);
+            row.occupancy = ratio(row.busy_ms as f64, row.logged_in_ms as f64);
+            row
+        })
+        .collect();
+    Report { queues, agents }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+    const Q: i64 = 7;
+
+    fn event(at: i64, kind: &str, interaction: i64, agent: Option<i64>) -> Event {
+        Event {
+            at,
+            kind: format!("routing.{kind}"),
+            interaction: Some(interaction),
+            agent,
+            queue: Some(Q),
+            logged_in: None,
+        }
+    }
+
+    fn presence(at: i64, agent: i64, logged_in: bool) -> Event {
+        Event {
+            at,
+            kind: "routing.presence_changed".into(),
+            interaction: None,
+            agent: Some(agent),
+            queue: None,
+            logged_in: Some(logged_in),
+        }
+    }
+
+    fn settings(interval: Interval, from: i64, to: i64) -> Settings {
+        Settings {
+            targets: BTreeMap::from([(Q, 20_000)]),
+            short_abandon_ms: 5_000,
+            interval,
+            from,
+            to,
+        }
+    }
+
+    /// Hand-computed: three calls in one hour.
+    /// 1: waits 10 s, answered, talks 4 min, wraps up 1 min → in target, handle 5 min.
+    /// 2: waits 30 s, answered, talks 2 min, no wrap-up → out of target, handle 2 min.
+    /// 3: abandons after 3 s (short) ; 4: abandons after 40 s.
+    #[test]
+    fn service_level_asa_aht_and_abandons_by_hand() {
+        let a = Some(1);
+        let events = vec![
+            presence(0, 1, true),
+            event(MIN, "queued", 1, None),
+            event(MIN + 10_000, "connected", 1, a),
+            event(5 * MIN + 10_000, "ended", 1, a),
+            event(6 * MIN + 10_000, "wrap_up_ended", 1, a),
+            event(10 * MIN, "queued", 2, None),
+            event(10 * MIN + 30_000, "connected", 2, a),
+            event(12 * MIN + 30_000, "ended", 2, a),
+            event(12 * MIN + 30_000, "wrap_up_ended", 2, a),
+            event(20 * MIN, "queued", 3, None),
+            event(20 * MIN + 3_000, "abandoned", 3, None),
+            event(30 * MIN, "queued", 4, None),
+            event(30 * MIN + 40_000, "abandoned", 4, None),
+            presence(60 * MIN, 1, false),
+        ];
+        let report = build(&events, &settings(Interval::Hour, 0, 60 * MIN));
+        assert_eq!(report.queues.len(), 1);
+        let q = &report.queues[0];
+        assert_eq!(
+            (q.offered, q.answered, q.abandoned, q.short_abandoned),
+            (4, 2, 2, 1)
+        );
+        assert_eq!(q.answered_in_target, 1);
+        // 1 in target of (4 offered − 1 short abandon).
+        assert_eq!(q.service_level, Some(1.0 / 3.0));
+        assert_eq!(q.asa_ms, Some(20_000.0));
+        assert_eq!(q.longest_wait_ms, 40_000);
+        assert_eq!(q.handled, 2);
+        assert_eq!(q.aht_ms, Some((5.0 * 60_000.0 + 2.0 * 60_000.0) / 2.0));
+        let agent = &report.agents[0];
+        assert_eq!(agent.busy_ms, 7 * MIN);
+        assert_eq!(agent.logged_in_ms, 60 * MIN);
+        assert_eq!(agent.occupancy, Some(7.0 / 60.0));
+    }
+
+    /// A call from 10:50 to 11:20 (wrap-up to 11:25) seen in 15-minute intervals: the wait
+    /// and the answer belong to 10:45, the handle time to 11:15 where it finished, the busy
+    /// time is split 10 + 15 + 10 minutes.
+    #[test]
+    fn intervals_that_cut_through_a_call() {
+        let a = Some(1);
+        let ten_forty_five = 10 * 60 * MIN + 45 * MIN;
+        let events = vec![
+            presence(10 * 60 * MIN, 1, true),
+            event(ten_forty_five + 4 * MIN, "queued", 1, None),
+            event(ten_forty_five + 5 * MIN, "connected", 1, a),
+            event(11 * 60 * MIN + 20 * MIN, "ended", 1, a),
+            event(11 * 60 * MIN + 25 * MIN, "wrap_up_ended", 1, a),
+        ];
+        let from = ten_forty_five;
+        let to = 11 * 60 * MIN + 30 * MIN;
+        let report = build(&events, &settings(Interval::QuarterHour, from, to));
+        let queue_rows: Vec<_> = report
+            .queues
+            .iter()
+            .map(|q| (q.interval_start - from, q.offered, q.answered, q.handled))
+            .collect();
+        assert_eq!(
+            queue_rows,
+            vec![(0, 1, 1, 0), (30 * MIN, 0, 0, 1)],
+            "answered where it arrived, handled where it finished"
+        );
+        assert_eq!(
+            report.queues[0].service_level,
+            Some(0.0),
+            "waited 60 s > 20 s"
+        );
+        assert_eq!(report.queues[1].aht_ms, Some(35.0 * MIN as f64));
+        let busy: Vec<_> = report
+            .agents
+            .iter()
+            .map(|r| {
+                (
+                    r.interval_start - from,
+                    r.busy_ms / MIN,
+                    r.logged_in_ms / MIN,
+                )
+            })
+            .collect();
+        assert_eq!(
+            busy,
+            vec![(0, 10, 15), (15 * MIN, 15, 15), (30 * MIN, 10, 15)]
+        );
+    }
+
+    #[test]
+    fn open_waits_count_as_offered_only_and_empty_figures_are_none() {
+        let events = vec![event(MIN, "queued", 1, None)];
+        let report = build(&events, &settings(Interval::Day, 0, 86_400_000));
+        let q = &report.queues[0];
+        assert_eq!((q.offered, q.answered, q.abandoned), (1, 0, 0));
+        assert_eq!(q.service_level, Some(0.0));
+        assert_eq!((q.asa_ms, q.aht_ms), (None, None));
+        assert!(Interval::parse("week").is_none());
+        let tenant = tenant_rows(&report);
+        assert_eq!(tenant[0].queue, 0);
+        assert_eq!(tenant[0].offered, 1);
+        assert_eq!(tenant[0].csv(), "0,0,1,0,0,0,0,0.0000,,0,0,");
+        assert_eq!(Interval::QuarterHour.start_of(16 * MIN + 5), 15 * MIN);
+    }
+}

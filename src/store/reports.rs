@@ -1,0 +1,79 @@
+//! What reports read: the routing events of a tenant in a time span (in the order they were
+//! appended) and the queues' service-level targets.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value as Json;
+use sqlx::Row;
+
+use super::{Result, Store};
+use crate::reports::Event;
+
+/// The event kinds reports are built from.
+const KINDS: &str = "'routing.queued', 'routing.connected', 'routing.abandoned', 'routing.ended', \
+    'routing.transferred', 'routing.wrap_up_ended', 'routing.presence_changed'";
+
+impl Store {
+    /// Routing events of `tenant` with `from <= at < to`, oldest first; at most `limit`
+    /// (`None` when there are more: the caller should ask for a shorter span).
+    pub async fn report_events(
+        &self,
+        tenant: i64,
+        from: i64,
+        to: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<Event>>> {
+        let sql = format!(
+            "SELECT at, kind, interaction_id, agent_id, queue_id, payload FROM events \
+             WHERE tenant_id = $1 AND at >= $2 AND at < $3 AND kind IN ({KINDS}) \
+             ORDER BY id LIMIT $4"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(tenant)
+            .bind(from)
+            .bind(to)
+            .bind(limit + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        if rows.len() as i64 > limit {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kind: String = row.try_get("kind")?;
+            let logged_in = if kind == "routing.presence_changed" {
+                let payload: String = row.try_get("payload")?;
+                serde_json::from_str::<Json>(&payload)
+                    .ok()
+                    .map(|p| p["to"]["presence"] != "offline")
+            } else {
+                None
+            };
+            events.push(Event {
+                at: row.try_get("at")?,
+                kind,
+                interaction: row.try_get("interaction_id")?,
+                agent: row.try_get("agent_id")?,
+                queue: row.try_get("queue_id")?,
+                logged_in,
+            });
+        }
+        Ok(Some(events))
+    }
+
+    /// Each queue's service-level target in ms.
+    pub async fn sla_targets(&self, tenant: i64) -> Result<BTreeMap<i64, i64>> {
+        let rows = sqlx::query("SELECT id, sla_seconds FROM queues WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("id")?,
+                    row.try_get::<i64, _>("sla_seconds")? * 1000,
+                ))
+            })
+            .collect()
+    }
+}
