@@ -645,7 +645,116 @@ async fn reports_from_the_event_log(db: Db) {
     d.s.stop().await;
 }
 
+/// The supervisors' feed over a real websocket.
+struct Feed {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Feed {
+    async fn connect(s: &TestServer, token: &str) -> Feed {
+        let url = format!(
+            "{}/ws/supervisor?token={token}",
+            s.base.replacen("http", "ws", 1)
+        );
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("feed connects");
+        Feed { ws }
+    }
+
+    /// Waits (bounded) for a `floor` frame that satisfies `matches`.
+    async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        use futures_util::StreamExt;
+        loop {
+            let message = tokio::time::timeout(common::console::WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no floor frame with {what} within the wait"))
+                .expect("feed open")
+                .expect("frame");
+            if let Message::Text(text) = message {
+                let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+                assert_eq!(frame["type"], "floor");
+                if matches(&frame) {
+                    return frame;
+                }
+            }
+        }
+    }
+}
+
+fn queue_of(frame: &Value, queue: i64) -> Option<&Value> {
+    frame["queues"]
+        .as_array()?
+        .iter()
+        .find(|q| q["queue"] == queue)
+}
+
+fn agent_of(frame: &Value, agent: i64) -> Option<&Value> {
+    frame["agents"]
+        .as_array()?
+        .iter()
+        .find(|a| a["agent"] == agent)
+}
+
+/// The live feed follows an interaction from waiting to connected to done, with the agent's
+/// presence and today's totals; another tenant's supervisor sees none of it; agents may not
+/// connect.
+async fn supervisor_feed_follows_the_floor(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Watched", json!({ "wrapup_seconds": 0 })).await;
+    let (agent_id, token) = d.agent("watched", &[("en", 5)], &[queue]).await;
+    let sam = d.s.demo_login("sam").await;
+    let mut feed = Feed::connect(&d.s, &sam).await;
+    feed.until("the new queue", |f| queue_of(f, queue).is_some())
+        .await;
+
+    let id = d.interaction(queue, "en").await;
+    feed.until("one waiting", |f| {
+        queue_of(f, queue).is_some_and(|q| q["waiting"] == 1)
+    })
+    .await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    console.expect_where("offer", offer_of(id)).await;
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    let busy = feed
+        .until("the agent busy", |f| {
+            agent_of(f, agent_id).is_some_and(|a| a["presence"]["presence"] == "busy")
+        })
+        .await;
+    assert_eq!(queue_of(&busy, queue).expect("queue")["waiting"], 0);
+    assert_eq!(agent_of(&busy, agent_id).expect("agent")["name"], "watched");
+    console
+        .ok(json!({ "type": "interaction.end", "interaction": id }))
+        .await;
+    feed.until("today's answer", |f| {
+        queue_of(f, queue)
+            .is_some_and(|q| q["today"]["answered"] == 1 && q["today"]["offered"] == 1)
+    })
+    .await;
+
+    // Another tenant's admin sees its own (empty) floor only.
+    let (_, other) = d.s.new_tenant("elsewhere").await;
+    let mut elsewhere = Feed::connect(&d.s, &other).await;
+    let floor = elsewhere.until("a frame", |_| true).await;
+    assert!(queue_of(&floor, queue).is_none(), "{floor}");
+    assert!(agent_of(&floor, agent_id).is_none(), "{floor}");
+
+    let refused = tokio_tungstenite::connect_async(format!(
+        "{}/ws/supervisor?token={token}",
+        d.s.base.replacen("http", "ws", 1)
+    ))
+    .await;
+    assert!(refused.is_err(), "an agent may not watch the floor");
+    d.s.stop().await;
+}
+
 on_both_backends!(
+    supervisor_feed_follows_the_floor,
     reports_from_the_event_log,
     agents_get_their_languages_and_not_ready_gets_nothing,
     reject_goes_to_the_next_agent,

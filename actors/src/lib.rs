@@ -95,4 +95,6 @@ pub use queue::{EscalationAction, EscalationStep, QueueConfig, ServiceLevel};
 pub use skill::{AgentSkill, SkillLevel, SkillLevelOutOfRange, SkillRequirement};
 pub use stats::{QueuePosition, QueueStats};
 pub use strategy::Strategy;
-pub use supervisor::{AgentSession, BoxFuture, Host, Router, RouterError, TenantId, TenantSetup};
+pub use supervisor::{
+    AgentSession, BoxFuture, Floor, Host, Router, RouterError, TenantId, TenantSetup,
+};

@@ -52,6 +52,14 @@ pub struct TenantSetup {
     pub waiting: Vec<NewInteraction>,
 }
 
+/// A tenant's floor at one moment: every queue's live figures and every agent's state, in id
+/// order (what a supervisor's wallboard shows).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Floor {
+    pub queues: Vec<crate::QueueStats>,
+    pub agents: Vec<crate::AgentView>,
+}
+
 /// A boxed future, so that [`Host`] can be used as a trait object.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -246,6 +254,14 @@ impl Router {
         call(&actor, TenantMsg::Reconfigure)
             .await
             .and_then(|r| r)
+            .map_err(|e| RouterError::Unavailable(tenant, e))
+    }
+
+    /// The tenant's floor now (starting its routing if needed).
+    pub async fn floor(&self, tenant: TenantId) -> Result<Floor, RouterError> {
+        let actor = self.tenant(tenant).await?;
+        call(&actor, TenantMsg::Floor)
+            .await
             .map_err(|e| RouterError::Unavailable(tenant, e))
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::console::{Command, ConsoleEvent};
 use crate::queue_actor::{QueueActor, QueueMsg};
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
+use crate::supervisor::Floor;
 use crate::supervisor::{Host, RouterError, TenantId, TenantSetup};
 use crate::{AgentId, AgentStatus, Engine, Error, Input, QueueId};
 
@@ -36,6 +37,8 @@ pub(crate) enum TenantMsg {
         events: mpsc::UnboundedSender<ConsoleEvent>,
         reply: RpcReplyPort<Result<ActorRef<SessionMsg>, RouterError>>,
     },
+    /// The live figures of every queue and the state of every agent (supervisors' feed).
+    Floor(RpcReplyPort<Floor>),
     /// The engine's next deadline (of this generation) has come.
     Timeout(u64),
     StatsTick,
@@ -393,6 +396,22 @@ impl Actor for TenantActor {
                 }
             }
             TenantMsg::StatsTick => state.publish_stats(),
+            TenantMsg::Floor(reply) => {
+                let now = Instant::now();
+                let floor = Floor {
+                    queues: state
+                        .queues
+                        .keys()
+                        .filter_map(|q| state.engine.queue_stats(*q, now).ok())
+                        .collect(),
+                    agents: state
+                        .agents
+                        .iter()
+                        .filter_map(|a| state.engine.agent(*a))
+                        .collect(),
+                };
+                let _ = reply.send(floor);
+            }
             #[cfg(test)]
             TenantMsg::Panic => panic!("tenant actor panic requested by a test"),
         }

@@ -31,7 +31,7 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
-    token: Option<String>,
+    pub(super) token: Option<String>,
 }
 
 pub async fn agent_socket(

@@ -16,6 +16,7 @@ mod health;
 mod openapi;
 mod reports;
 pub mod resources;
+mod supervisor;
 mod tenants;
 
 use std::sync::Arc;
@@ -77,6 +78,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
         .route("/ws/agent", get(console::agent_socket))
+        .route("/ws/supervisor", get(supervisor::supervisor_socket))
         .route("/api/v1/reports/{table}", get(reports::report))
         .route(
             "/api/v1/calls/{interaction}/monitor",

@@ -26,6 +26,7 @@ use sqlx::{AnyPool, Executor, Row};
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
 pub use crud::{ListQuery, Page, Value};
 pub use events::NewEvent;
+pub use reports::Person;
 pub use routing::OutputBatch;
 pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};

@@ -1,5 +1,6 @@
-//! What reports read: the routing events of a tenant in a time span (in the order they were
-//! appended) and the queues' service-level targets.
+//! What reports and the supervisors' feed read: the routing events of a tenant in a time span
+//! (in the order they were appended), the queues' service-level targets, and the labels and
+//! presence times the feed shows.
 
 use std::collections::BTreeMap;
 
@@ -75,5 +76,64 @@ impl Store {
                 ))
             })
             .collect()
+    }
+}
+
+/// What the supervisors' feed shows of a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub id: i64,
+    pub name: String,
+    pub team: Option<i64>,
+}
+
+impl Store {
+    /// The id of the newest event of `tenant` (0 if none): the feed recomputes today's
+    /// figures only when it changed.
+    pub async fn last_event_id(&self, tenant: i64) -> Result<i64> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM events WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("id")?)
+    }
+
+    /// When each agent's presence last changed (Unix ms).
+    pub async fn presence_since(&self, tenant: i64) -> Result<BTreeMap<i64, i64>> {
+        let rows = sqlx::query(
+            "SELECT agent_id, MAX(at) AS at FROM events WHERE tenant_id = $1 \
+             AND kind = 'routing.presence_changed' AND agent_id IS NOT NULL GROUP BY agent_id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("agent_id")?, row.try_get("at")?)))
+            .collect()
+    }
+
+    /// Users (id, display name, team) and queue names of a tenant, for labels.
+    pub async fn floor_labels(&self, tenant: i64) -> Result<(Vec<Person>, BTreeMap<i64, String>)> {
+        let users = sqlx::query("SELECT id, display_name, team_id FROM users WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(Person {
+                    id: row.try_get("id")?,
+                    name: row.try_get("display_name")?,
+                    team: row.try_get("team_id")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let queues = sqlx::query("SELECT id, name FROM queues WHERE tenant_id = $1")
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("id")?, row.try_get("name")?)))
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        Ok((users, queues))
     }
 }

@@ -1,0 +1,260 @@
+//! `GET /ws/supervisor`: the supervisors' live feed (team leads and up, token as for the
+//! console). vacd sends `floor` frames — every queue's live figures with today's totals, and
+//! every agent's presence, time in state and work — when the floor changed: the feed looks at
+//! routing's in-memory state twice a second and sends only what differs from the last frame,
+//! and recomputes today's totals from the event log when new events were written (at most
+//! every two seconds). Team leads see the agents of their own team. The protocol is
+//! documented in `docs/supervisor-feed.md`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value as Json};
+use vacd_actors::{Floor, TenantId};
+
+use super::auth;
+use super::console::TokenQuery;
+use super::error::{Error, Result};
+use super::AppState;
+use crate::catalog::Role;
+use crate::reports::{self, Interval, QueueRow, Settings};
+use crate::store::{now_ms, Person, Principal};
+
+/// How often the floor is looked at.
+const LOOK: Duration = Duration::from_millis(500);
+/// Today's totals are recomputed at most once per this many looks.
+const TOTALS_EVERY: u32 = 4;
+/// How long one frame may take to go out.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn supervisor_socket(
+    State(state): State<AppState>,
+    query: std::result::Result<Query<TokenQuery>, QueryRejection>,
+    headers: HeaderMap,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let Query(query) = query?;
+    let token = match query.token {
+        Some(token) => token,
+        None => auth::bearer(&headers)?.to_owned(),
+    };
+    let who = auth::resolve(&state, &token)
+        .await?
+        .user_with(Role::TeamLead)?;
+    let upgrade =
+        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, who)))
+}
+
+/// What the feed keeps between looks.
+struct Feed {
+    who: Principal,
+    /// Agents this viewer may see (`None`: all).
+    team: Option<Vec<i64>>,
+    people: BTreeMap<i64, String>,
+    queue_names: BTreeMap<i64, String>,
+    /// Today's totals per queue.
+    totals: BTreeMap<i64, QueueRow>,
+    last_event: i64,
+    /// Each agent's presence as last seen and since when (Unix ms).
+    presence: BTreeMap<i64, (Json, i64)>,
+}
+
+impl Feed {
+    async fn new(state: &AppState, who: Principal) -> crate::store::Result<Feed> {
+        let (users, queue_names) = state.store.floor_labels(who.tenant_id).await?;
+        let team = match who.role {
+            Role::TeamLead => {
+                let own = users
+                    .iter()
+                    .find(|p| p.id == who.user_id)
+                    .and_then(|p| p.team);
+                Some(
+                    users
+                        .iter()
+                        .filter(|p| own.is_some() && p.team == own)
+                        .map(|p| p.id)
+                        .collect(),
+                )
+            }
+            _ => None,
+        };
+        let since = state.store.presence_since(who.tenant_id).await?;
+        let presence = since
+            .into_iter()
+            .map(|(agent, at)| (agent, (Json::Null, at)))
+            .collect();
+        Ok(Feed {
+            who,
+            team,
+            people: users
+                .into_iter()
+                .map(|Person { id, name, .. }| (id, name))
+                .collect(),
+            queue_names,
+            totals: BTreeMap::new(),
+            last_event: -1,
+            presence,
+        })
+    }
+
+    /// Recomputes today's totals if events were written since the last time.
+    async fn refresh_totals(&mut self, state: &AppState) -> crate::store::Result<()> {
+        let tenant = self.who.tenant_id;
+        let last = state.store.last_event_id(tenant).await?;
+        if last == self.last_event {
+            return Ok(());
+        }
+        self.last_event = last;
+        let now = now_ms();
+        let settings = Settings {
+            targets: state.store.sla_targets(tenant).await?,
+            short_abandon_ms: 5_000,
+            interval: Interval::Day,
+            from: Interval::Day.start_of(now),
+            to: now + 1,
+        };
+        let Some(events) = state
+            .store
+            .report_events(tenant, settings.from - 86_400_000, settings.to, 2_000_000)
+            .await?
+        else {
+            return Ok(());
+        };
+        let report = reports::build(&events, &settings);
+        self.totals = report.queues.into_iter().map(|r| (r.queue, r)).collect();
+        Ok(())
+    }
+
+    /// The frame for `floor`.
+    fn frame(&mut self, floor: &Floor) -> Json {
+        let now = now_ms();
+        let queues: Vec<Json> = floor
+            .queues
+            .iter()
+            .map(|q| {
+                let id = q.queue.0 as i64;
+                let today = self.totals.get(&id).map(|t| {
+                    json!({
+                        "offered": t.offered, "answered": t.answered, "abandoned": t.abandoned,
+                        "service_level": t.service_level, "asa_ms": t.asa_ms, "aht_ms": t.aht_ms,
+                        "longest_wait_ms": t.longest_wait_ms,
+                    })
+                });
+                json!({
+                    "queue": id,
+                    "name": self.queue_names.get(&id),
+                    "waiting": q.waiting,
+                    "offered": q.offered,
+                    "in_progress": q.in_progress,
+                    "longest_wait_ms": q.longest_wait.as_millis() as u64,
+                    "agents_ready": q.agents_ready,
+                    "agents_busy": q.agents_busy,
+                    "agents_not_ready": q.agents_not_ready,
+                    "today": today.unwrap_or_else(|| json!({ "offered": 0, "answered": 0, "abandoned": 0 })),
+                })
+            })
+            .collect();
+        let agents: Vec<Json> = floor
+            .agents
+            .iter()
+            .filter(|a| {
+                self.team
+                    .as_ref()
+                    .is_none_or(|team| team.contains(&(a.id.0 as i64)))
+            })
+            .map(|a| {
+                let id = a.id.0 as i64;
+                let presence = serde_json::to_value(&a.presence).unwrap_or(Json::Null);
+                let entry = self
+                    .presence
+                    .entry(id)
+                    .or_insert_with(|| (presence.clone(), now));
+                if entry.0 != presence {
+                    // Known from the event log at connect, or changed since the last look.
+                    if !entry.0.is_null() {
+                        entry.1 = now;
+                    }
+                    entry.0 = presence.clone();
+                }
+                json!({
+                    "agent": id,
+                    "name": self.people.get(&id),
+                    "presence": presence,
+                    "since": entry.1,
+                    "work": a.work,
+                })
+            })
+            .collect();
+        json!({ "type": "floor", "queues": queues, "agents": agents })
+    }
+}
+
+async fn serve(socket: WebSocket, state: AppState, who: Principal) {
+    let (mut sink, mut stream) = socket.split();
+    let tenant = TenantId(who.tenant_id as u64);
+    let mut feed = match Feed::new(&state, who).await {
+        Ok(feed) => feed,
+        Err(err) => {
+            tracing::error!(tenant = who.tenant_id, %err, "supervisor feed not started");
+            let _ = sink.close().await;
+            return;
+        }
+    };
+    tracing::info!(
+        tenant = who.tenant_id,
+        user = who.user_id,
+        "supervisor feed connected"
+    );
+    let mut look = tokio::time::interval(LOOK);
+    let mut looks = 0u32;
+    let mut last: Option<Json> = None;
+    loop {
+        tokio::select! {
+            _ = look.tick() => {
+                if looks % TOTALS_EVERY == 0 {
+                    if let Err(err) = feed.refresh_totals(&state).await {
+                        tracing::warn!(tenant = who.tenant_id, %err, "today's totals not refreshed");
+                    }
+                }
+                looks = looks.wrapping_add(1);
+                let floor = match state.routing.router().floor(tenant).await {
+                    Ok(floor) => floor,
+                    Err(err) => {
+                        tracing::warn!(tenant = who.tenant_id, %err, "floor unavailable");
+                        continue;
+                    }
+                };
+                let frame = feed.frame(&floor);
+                if last.as_ref() == Some(&frame) {
+                    continue;
+                }
+                let text = Message::Text(frame.to_string().into());
+                match tokio::time::timeout(SEND_TIMEOUT, sink.send(text)).await {
+                    Ok(Ok(())) => last = Some(frame),
+                    _ => break,
+                }
+            }
+            received = stream.next() => match received {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                // The feed is read-only; anything the client sends is ignored.
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+    let _ = sink.close().await;
+    tracing::info!(
+        tenant = who.tenant_id,
+        user = who.user_id,
+        "supervisor feed disconnected"
+    );
+}
