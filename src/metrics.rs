@@ -9,6 +9,7 @@ pub const HTTP_REQUESTS: &str = "vacd_http_requests_total";
 pub const HTTP_DURATION: &str = "vacd_http_request_duration_seconds";
 pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
 pub const CONSOLES: &str = "vacd_agent_consoles";
+pub const CREATE_BATCH: &str = "vacd_store_create_batch_size";
 
 /// Installs the global recorder on first use and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -25,6 +26,10 @@ pub fn install() -> PrometheusHandle {
                 HTTP_DURATION,
                 metrics::Unit::Seconds,
                 "HTTP request duration by route"
+            );
+            metrics::describe_histogram!(
+                CREATE_BATCH,
+                "creates committed together in one transaction (group commit)"
             );
             handle
         })
