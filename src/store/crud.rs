@@ -167,12 +167,7 @@ impl Store {
         let row = rows.first().ok_or(Error::NotFound)?;
         let id: i64 = row.try_get("id")?;
         let created = row_to_json(resource, row)?;
-        events::append_in(
-            &mut tx,
-            self.backend,
-            &audit(resource, "created", tenant, actor, id),
-        )
-        .await?;
+        events::append_in(&mut tx, &audit(resource, "created", tenant, actor, id)).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -211,12 +206,7 @@ impl Store {
             .map_err(|e| Error::classify(e, resource.schema))?
             .ok_or(Error::NotFound)?;
         let updated = row_to_json(resource, &row)?;
-        events::append_in(
-            &mut tx,
-            self.backend,
-            &audit(resource, "updated", tenant, actor, id),
-        )
-        .await?;
+        events::append_in(&mut tx, &audit(resource, "updated", tenant, actor, id)).await?;
         tx.commit().await?;
         if std::ptr::eq(resource, &USERS) {
             self.user_changed(tenant, id);
@@ -248,12 +238,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
-        events::append_in(
-            &mut tx,
-            self.backend,
-            &audit(resource, "deleted", tenant, actor, id),
-        )
-        .await?;
+        events::append_in(&mut tx, &audit(resource, "deleted", tenant, actor, id)).await?;
         tx.commit().await?;
         if std::ptr::eq(resource, &USERS) {
             self.user_changed(tenant, id);
@@ -427,7 +412,6 @@ impl Store {
             .await?;
         events::append_in(
             &mut tx,
-            self.backend,
             &audit(&ATTACHMENTS, "content_stored", tenant, actor, id),
         )
         .await?;

@@ -19,13 +19,18 @@ pub struct NewEvent {
 }
 
 /// Appends inside a caller's transaction, so the event commits with the change it records.
-pub(super) async fn append_in(
-    tx: &mut sqlx::Transaction<'_, Any>,
-    backend: Backend,
-    event: &NewEvent,
-) -> Result<()> {
-    append_many(tx, backend, &[(event.clone(), now_ms())]).await
+pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEvent) -> Result<()> {
+    let one = [(event.clone(), now_ms())];
+    bind(sqlx::query(INSERT_ONE), &one)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
+
+/// One event (seven named parameters are cheap to bind on both databases).
+const INSERT_ONE: &str =
+    "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
 /// Appends many events, many rows per statement (in chunks of [`super::sized_chunks`]).
 pub(super) async fn append_many(
@@ -75,7 +80,7 @@ pub(super) fn bind<'q>(mut query: AnyQuery<'q>, events: &[(NewEvent, i64)]) -> A
 impl Store {
     pub async fn append_event(&self, event: &NewEvent) -> Result<()> {
         let mut tx = self.begin().await?;
-        append_in(&mut tx, self.backend, event).await?;
+        append_in(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
     }
