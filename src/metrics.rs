@@ -11,6 +11,7 @@ pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
 pub const CONSOLES: &str = "vacd_agent_consoles";
 pub const CALLS_ACTIVE: &str = "vacd_calls_active";
 pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
+pub const CREATE_BATCH: &str = "vacd_store_create_batch_size";
 
 /// Installs the global recorder on first use and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -30,6 +31,10 @@ pub fn install() -> PrometheusHandle {
             );
             metrics::describe_gauge!(CALLS_ACTIVE, "calls answered by vacd and not yet over");
             metrics::describe_counter!(CALLS_ENDED, "calls ended, by result and who hung up");
+            metrics::describe_histogram!(
+                CREATE_BATCH,
+                "creates committed together in one transaction (group commit)"
+            );
             handle
         })
         .clone()

@@ -417,6 +417,149 @@ async fn routing_outputs_update_interactions(db: Db) {
     db.drop_db().await;
 }
 
+/// Many creates at once are committed together (group commit); each still gets its own row,
+/// its own audit event and its own error.
+async fn concurrent_creates_each_get_their_own_outcome(db: Db) {
+    use vacd::catalog::INTERACTIONS;
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let other = store.create_tenant("o", "O").await.expect("tenant").id;
+    let queue = |tenant, name: &str| {
+        let store = store.clone();
+        let values = new_values(&QUEUES, json!({ "name": name })).expect("valid");
+        async move { store.create(&QUEUES, tenant, None, &values).await }
+    };
+    let mine = queue(t, "mine").await.expect("queue")["id"]
+        .as_i64()
+        .expect("id");
+    let foreign = queue(other, "theirs").await.expect("queue")["id"]
+        .as_i64()
+        .expect("id");
+    let events_before = store.list(&EVENTS, t, &all()).await.expect("events").total;
+
+    let mut tasks = Vec::new();
+    for n in 0..150 {
+        // Every tenth names the other tenant's queue; every fifteenth a duplicate queue name.
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if n % 15 == 7 {
+                let values = new_values(&QUEUES, json!({ "name": "twin" })).expect("valid");
+                return (n, store.create(&QUEUES, t, Some(n), &values).await);
+            }
+            let target = if n % 10 == 3 { foreign } else { mine };
+            let body =
+                json!({ "channel": "email", "queue_id": target, "subject": format!("s-{n}") });
+            let values = new_values(&INTERACTIONS, body).expect("valid");
+            (n, store.create(&INTERACTIONS, t, Some(n), &values).await)
+        }));
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    let (mut created, mut twins) = (0, 0);
+    for task in tasks {
+        let (n, outcome) = task.await.expect("task");
+        if n % 15 == 7 {
+            match outcome {
+                Ok(_) => twins += 1,
+                Err(store::Error::Duplicate("Queue")) => {}
+                Err(e) => panic!("twin {n}: {e:?}"),
+            }
+            continue;
+        }
+        if n % 10 == 3 {
+            assert!(
+                matches!(
+                    outcome,
+                    Err(store::Error::UnknownReference {
+                        field: "queue_id",
+                        ..
+                    })
+                ),
+                "{n}: {outcome:?}"
+            );
+            continue;
+        }
+        let row = outcome.unwrap_or_else(|e| panic!("{n}: {e:?}"));
+        assert_eq!(
+            row["subject"],
+            format!("s-{n}"),
+            "the answer is the request's own row"
+        );
+        let id = row["id"].as_i64().expect("id");
+        assert!(ids.insert(id), "ids are distinct");
+        let stored = store.get(&INTERACTIONS, t, id).await.expect("durable");
+        assert_eq!(stored, row);
+        created += 1;
+    }
+    assert_eq!(twins, 1, "exactly one of the duplicates is created");
+    // One audit event per created row, none for a refused one, each naming its own row.
+    let events = store.list(&EVENTS, t, &all()).await.expect("events");
+    assert_eq!(events.total, events_before + created + twins);
+    let audited: std::collections::BTreeSet<i64> = events
+        .items
+        .iter()
+        .filter(|e| e["kind"] == "admin.interactions.created")
+        .filter_map(|e| {
+            let payload: serde_json::Value = serde_json::from_str(e["payload"].as_str()?).ok()?;
+            payload["id"].as_i64()
+        })
+        .collect();
+    assert_eq!(audited, ids);
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// The first offer of an interaction shows the row as created without reading it; a change
+/// through the store is what later offers show.
+async fn offer_details_follow_changes(db: Db) {
+    use vacd::catalog::INTERACTIONS;
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let create = |subject: &str| {
+        let values = new_values(
+            &INTERACTIONS,
+            json!({ "channel": "email", "subject": subject }),
+        )
+        .expect("valid");
+        let store = store.clone();
+        async move { store.create(&INTERACTIONS, t, None, &values).await }
+    };
+    let first = create("first").await.expect("created");
+    let id = first["id"].as_i64().expect("id");
+    assert_eq!(store.offer_details(t, id).await.expect("details"), first);
+    // Offered again: read from the database, same record.
+    assert_eq!(store.offer_details(t, id).await.expect("details"), first);
+
+    let second = create("before").await.expect("created");
+    let id = second["id"].as_i64().expect("id");
+    let subject = [(
+        INTERACTIONS.column("subject").expect("column"),
+        store::Value::Text(Some("after".into())),
+    )];
+    store
+        .update(&INTERACTIONS, t, None, id, &subject)
+        .await
+        .expect("updated");
+    assert_eq!(
+        store.offer_details(t, id).await.expect("details")["subject"],
+        "after"
+    );
+    let third = create("gone").await.expect("created")["id"]
+        .as_i64()
+        .expect("id");
+    store
+        .delete(&INTERACTIONS, t, None, third)
+        .await
+        .expect("deleted");
+    assert!(matches!(
+        store.offer_details(t, third).await,
+        Err(store::Error::NotFound)
+    ));
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     migrations_apply_once_and_report_ready,
     rows_belong_to_their_tenant,
@@ -424,4 +567,6 @@ on_both_backends!(
     event_log_appends_and_filters,
     sessions_expire_and_follow_the_role,
     routing_outputs_update_interactions,
+    concurrent_creates_each_get_their_own_outcome,
+    offer_details_follow_changes,
 );

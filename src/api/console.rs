@@ -101,9 +101,9 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                     // before its reply, so a reply is a barrier a console can rely on.
                     let mut delivered = true;
                     while let Ok(event) = incoming.try_recv() {
-                        delivered &= send_event(&mut sink, &state, who, &event).await;
+                        delivered &= feed_event(&mut sink, &state, who, &event).await;
                     }
-                    if !delivered || sink.send(reply).await.is_err() {
+                    if !delivered || !feed(&mut sink, reply).await || !flush(&mut sink, who).await {
                         break;
                     }
                 }
@@ -125,7 +125,12 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             event = incoming.recv() => {
                 // `None`: the session ended (replaced by another console, or failed).
                 let Some(event) = event else { break };
-                if !send_event(&mut sink, &state, who, &event).await {
+                // Whatever else is already waiting goes out in the same write.
+                let mut delivered = feed_event(&mut sink, &state, who, &event).await;
+                while let Ok(event) = incoming.try_recv() {
+                    delivered &= feed_event(&mut sink, &state, who, &event).await;
+                }
+                if !delivered || !flush(&mut sink, who).await {
                     break;
                 }
             }
@@ -139,32 +144,64 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
-/// Sends an event (and the screen pop that follows an offer); false when the socket is gone.
-async fn send_event(
-    sink: &mut Sink,
-    state: &AppState,
-    who: Principal,
-    event: &ConsoleEvent,
-) -> bool {
-    let message = event_frame(state, who, event).await;
-    // A console that stops reading fills its TCP window; drop it rather than buffer forever.
-    if !matches!(
-        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+/// Queues a frame for the socket (written out by [`flush`], or when the buffer is full); false
+/// when the socket is gone or does not take it in time.
+async fn feed(sink: &mut Sink, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.feed(message)).await,
         Ok(Ok(()))
-    ) {
+    )
+}
+
+/// Writes out the queued frames. A console that stops reading fills its TCP window; it is
+/// dropped rather than buffered for forever.
+async fn flush(sink: &mut Sink, who: Principal) -> bool {
+    let flushed = matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.flush()).await,
+        Ok(Ok(()))
+    );
+    if !flushed {
         tracing::info!(
             tenant = who.tenant_id,
             agent = who.user_id,
             "console not reading; disconnecting it"
         );
+    }
+    flushed
+}
+
+/// Queues an event (and the screen pop that follows an offer); false when the socket is gone.
+async fn feed_event(
+    sink: &mut Sink,
+    state: &AppState,
+    who: Principal,
+    event: &ConsoleEvent,
+) -> bool {
+    let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
+    let ConsoleEvent::Offer { interaction, .. } = event else {
+        return feed(sink, frame(&json)).await;
+    };
+    // An offer gets the interaction's details, read once for it and its screen pop.
+    let interaction = interaction.0 as i64;
+    let details = state
+        .store
+        .offer_details(who.tenant_id, interaction)
+        .await
+        .ok();
+    let customer = details.as_ref().and_then(|d| d["customer_id"].as_i64());
+    if let Some(details) = details {
+        json["details"] = details;
+    }
+    if !feed(sink, frame(&json)).await {
         return false;
     }
-    if let ConsoleEvent::Offer { interaction, .. } = event {
-        if let Some(pop) = screen_pop(state, who, interaction.0 as i64).await {
-            return sink.send(frame(&pop)).await.is_ok();
-        }
+    match customer {
+        Some(customer) => match screen_pop(state, who, interaction, customer).await {
+            Some(pop) => feed(sink, frame(&pop)).await,
+            None => true,
+        },
+        None => true,
     }
-    true
 }
 
 /// Carries out one command frame and returns the reply frame.
@@ -261,29 +298,14 @@ impl CallCommand {
     }
 }
 
-/// The JSON of an event; an offer gets the interaction's details.
-async fn event_frame(state: &AppState, who: Principal, event: &ConsoleEvent) -> Message {
-    let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
-    if let ConsoleEvent::Offer { interaction, .. } = event {
-        if let Ok(details) = state
-            .store
-            .get(&INTERACTIONS, who.tenant_id, interaction.0 as i64)
-            .await
-        {
-            json["details"] = details;
-        }
-    }
-    frame(&json)
-}
-
 /// The customer behind an offered interaction: record, identities and recent history.
-async fn screen_pop(state: &AppState, who: Principal, interaction: i64) -> Option<Json> {
+async fn screen_pop(
+    state: &AppState,
+    who: Principal,
+    interaction: i64,
+    customer_id: i64,
+) -> Option<Json> {
     let store = &state.store;
-    let row = store
-        .get(&INTERACTIONS, who.tenant_id, interaction)
-        .await
-        .ok()?;
-    let customer_id = row["customer_id"].as_i64()?;
     let customer = store
         .get(&CUSTOMERS, who.tenant_id, customer_id)
         .await

@@ -5,13 +5,12 @@
 //! an audit event in the same transaction.
 
 use serde_json::{Map, Value as Json};
-use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::query::Query;
+use sqlx::any::AnyRow;
 use sqlx::{Any, Row};
 
 use super::events::{self, NewEvent};
-use super::{now_ms, Error, Result, Store};
-use crate::catalog::{Column, Kind, Resource, ATTACHMENTS};
+use super::{group_commit, now_ms, AnyQuery, Backend, Error, Result, Store};
+use crate::catalog::{Column, Kind, Resource, ATTACHMENTS, INTERACTIONS, RESOURCES, USERS};
 
 /// A value to store in one column; the `None`s are typed so PostgreSQL accepts them.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +35,6 @@ pub struct Page {
     pub offset: i64,
 }
 
-type AnyQuery<'q> = Query<'q, Any, AnyArguments<'q>>;
-
 fn bind<'q>(query: AnyQuery<'q>, value: &Value) -> AnyQuery<'q> {
     match value {
         Value::Int(v) => query.bind(*v),
@@ -54,7 +51,7 @@ fn select_list(resource: &Resource) -> String {
     cols
 }
 
-fn row_to_json(resource: &Resource, row: &AnyRow) -> Result<Json> {
+pub(super) fn row_to_json(resource: &Resource, row: &AnyRow) -> Result<Json> {
     let mut object = Map::new();
     object.insert("id".into(), Json::from(row.try_get::<i64, _>("id")?));
     for c in resource.columns.iter().filter(|c| c.readable()) {
@@ -126,8 +123,35 @@ impl Store {
         row_to_json(resource, &row)
     }
 
-    /// Inserts a row; `values` holds every column to write (defaults already applied).
+    /// Inserts a row; `values` holds every column to write (defaults already applied). The
+    /// insert is group-committed with the creates of other requests (see `group_commit`); it
+    /// has committed, with its audit event, when this returns.
     pub async fn create(
+        &self,
+        resource: &Resource,
+        tenant: i64,
+        actor: Option<i64>,
+        values: &[(&'static Column, Value)],
+    ) -> Result<Json> {
+        // The committer outlives the request, so it takes the catalog's own description.
+        let listed = RESOURCES
+            .iter()
+            .copied()
+            .find(|r| std::ptr::eq(*r, resource));
+        let created = match (&self.creates, listed) {
+            (Some(committer), Some(resource)) => {
+                group_commit::submit(committer, resource, tenant, actor, values.to_vec()).await?
+            }
+            _ => self.create_alone(resource, tenant, actor, values).await?,
+        };
+        if std::ptr::eq(resource, &INTERACTIONS) {
+            self.fresh.hold(tenant, &created);
+        }
+        Ok(created)
+    }
+
+    /// Inserts one row in a transaction of its own.
+    pub(super) async fn create_alone(
         &self,
         resource: &Resource,
         tenant: i64,
@@ -136,39 +160,13 @@ impl Store {
     ) -> Result<Json> {
         let mut tx = self.begin().await?;
         check_references(&mut tx, resource, tenant, None, values).await?;
-        let mut names = String::from("tenant_id");
-        let mut params = String::from("$1");
-        let mut all: Vec<(&str, Value)> = values
-            .iter()
-            .map(|(c, v)| (c.sql_name(), v.clone()))
-            .collect();
-        for c in resource
-            .columns
-            .iter()
-            .filter(|c| matches!(c.kind, Kind::CreatedAt))
-        {
-            all.push((c.sql_name(), Value::Int(Some(now_ms()))));
-        }
-        for (i, (name, _)) in all.iter().enumerate() {
-            names.push_str(", ");
-            names.push_str(name);
-            params.push_str(&format!(", ${}", i + 2));
-        }
-        let sql = format!(
-            "INSERT INTO {} ({names}) VALUES ({params}) RETURNING {}",
-            resource.table,
-            select_list(resource)
-        );
-        let mut insert = sqlx::query(&sql).bind(tenant);
-        for (_, v) in &all {
-            insert = bind(insert, v);
-        }
-        let row = insert
-            .fetch_one(&mut *tx)
+        let (names, row) = insert_values(resource, values, now_ms());
+        let rows = insert_rows(&mut tx, self.backend, resource, tenant, &names, &[row])
             .await
             .map_err(|e| Error::classify(e, resource.schema))?;
+        let row = rows.first().ok_or(Error::NotFound)?;
         let id: i64 = row.try_get("id")?;
-        let created = row_to_json(resource, &row)?;
+        let created = row_to_json(resource, row)?;
         events::append_in(&mut tx, &audit(resource, "created", tenant, actor, id)).await?;
         tx.commit().await?;
         Ok(created)
@@ -210,6 +208,12 @@ impl Store {
         let updated = row_to_json(resource, &row)?;
         events::append_in(&mut tx, &audit(resource, "updated", tenant, actor, id)).await?;
         tx.commit().await?;
+        if std::ptr::eq(resource, &USERS) {
+            self.user_changed(tenant, id);
+        }
+        if std::ptr::eq(resource, &INTERACTIONS) {
+            self.fresh.forget(tenant, id);
+        }
         Ok(updated)
     }
 
@@ -236,11 +240,23 @@ impl Store {
         }
         events::append_in(&mut tx, &audit(resource, "deleted", tenant, actor, id)).await?;
         tx.commit().await?;
+        if std::ptr::eq(resource, &USERS) {
+            self.user_changed(tenant, id);
+        }
+        if std::ptr::eq(resource, &INTERACTIONS) {
+            self.fresh.forget(tenant, id);
+        }
         Ok(())
     }
 }
 
-fn audit(resource: &Resource, verb: &str, tenant: i64, actor: Option<i64>, id: i64) -> NewEvent {
+pub(super) fn audit(
+    resource: &Resource,
+    verb: &str,
+    tenant: i64,
+    actor: Option<i64>,
+    id: i64,
+) -> NewEvent {
     NewEvent {
         tenant,
         kind: format!("admin.{}.{verb}", resource.table),
@@ -249,6 +265,72 @@ fn audit(resource: &Resource, verb: &str, tenant: i64, actor: Option<i64>, id: i
         queue_id: None,
         payload: serde_json::json!({ "table": resource.table, "id": id }),
     }
+}
+
+/// The columns an insert writes (besides `tenant_id`) and their values: `values` plus the
+/// creation time.
+pub(super) fn insert_values(
+    resource: &Resource,
+    values: &[(&'static Column, Value)],
+    now: i64,
+) -> (Vec<&'static str>, Vec<Value>) {
+    let mut names: Vec<&'static str> = values.iter().map(|(c, _)| c.sql_name()).collect();
+    let mut row: Vec<Value> = values.iter().map(|(_, v)| v.clone()).collect();
+    for c in resource
+        .columns
+        .iter()
+        .filter(|c| matches!(c.kind, Kind::CreatedAt))
+    {
+        names.push(c.sql_name());
+        row.push(Value::Int(Some(now)));
+    }
+    (names, row)
+}
+
+/// Inserts `rows` (each with the values of `names`, in order) with one statement and returns
+/// what was inserted, as readable columns plus `id`, in no particular order.
+pub(super) async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
+    resource: &Resource,
+    tenant: i64,
+    names: &[&str],
+    rows: &[Vec<Value>],
+) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
+    let mut n = 0;
+    let mut param = || {
+        n += 1;
+        backend.param(n)
+    };
+    let tuples = rows
+        .iter()
+        .map(|row| {
+            let mut tuple = param();
+            for _ in row {
+                tuple.push_str(", ");
+                tuple.push_str(&param());
+            }
+            format!("({tuple})")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let columns = std::iter::once("tenant_id")
+        .chain(names.iter().copied())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO {} ({columns}) VALUES {tuples} RETURNING {}",
+        resource.table,
+        select_list(resource)
+    );
+    let mut insert = sqlx::query(&sql);
+    for row in rows {
+        insert = insert.bind(tenant);
+        for value in row {
+            insert = bind(insert, value);
+        }
+    }
+    insert.fetch_all(&mut **tx).await
 }
 
 /// Every referenced id must exist in the same tenant; a column referencing its own table

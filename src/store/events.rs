@@ -4,7 +4,7 @@
 
 use sqlx::Any;
 
-use super::{now_ms, Result, Store};
+use super::{now_ms, sized_chunks, AnyQuery, Backend, Result, Store};
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -20,35 +20,50 @@ pub struct NewEvent {
 
 /// Appends inside a caller's transaction, so the event commits with the change it records.
 pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEvent) -> Result<()> {
-    append_many(tx, &[(event.clone(), now_ms())]).await
+    let one = [(event.clone(), now_ms())];
+    bind(sqlx::query(INSERT_ONE), &one)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
-/// Appends many events with one statement per call (the caller bounds the count).
+/// One event (seven named parameters are cheap to bind on both databases).
+const INSERT_ONE: &str =
+    "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+/// Appends many events, many rows per statement (in chunks of [`super::sized_chunks`]).
 pub(super) async fn append_many(
     tx: &mut sqlx::Transaction<'_, Any>,
+    backend: Backend,
     events: &[(NewEvent, i64)],
 ) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
+    for chunk in sized_chunks(events) {
+        let sql = insert_sql(backend, chunk.len());
+        bind(sqlx::query(&sql), chunk).execute(&mut **tx).await?;
     }
-    let rows = (0..events.len())
-        .map(|i| {
-            let p = i * 7;
-            format!(
-                "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5,
-                p + 6,
-                p + 7
-            )
+    Ok(())
+}
+
+/// The insert of `rows` events; [`bind`] binds their values.
+pub(super) fn insert_sql(backend: Backend, rows: usize) -> String {
+    let mut n = 0;
+    let tuples = (0..rows)
+        .map(|_| {
+            let params: Vec<String> = (0..7)
+                .map(|_| {
+                    n += 1;
+                    backend.param(n)
+                })
+                .collect();
+            format!("({})", params.join(", "))
         })
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {rows}");
-    let mut query = sqlx::query(&sql);
+    format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {tuples}")
+}
+
+pub(super) fn bind<'q>(mut query: AnyQuery<'q>, events: &[(NewEvent, i64)]) -> AnyQuery<'q> {
     for (event, at) in events {
         query = query
             .bind(event.tenant)
@@ -59,8 +74,7 @@ pub(super) async fn append_many(
             .bind(event.queue_id)
             .bind(event.payload.to_string());
     }
-    query.execute(&mut **tx).await?;
-    Ok(())
+    query
 }
 
 impl Store {

@@ -6,10 +6,18 @@
 //! and `sessions` hold what the admin API and login need beyond that, and `events` appends to the
 //! event log. Everything is tenant-scoped: no function reads or writes a row without the tenant
 //! that owns it.
+//!
+//! Writes that arrive many at a time are grouped: `group_commit` inserts the creates of many
+//! concurrent requests in one transaction (each request is answered when that transaction has
+//! committed), and the routing journal writes many outputs per transaction. Multi-row statements
+//! are cut into chunks of a few fixed sizes ([`sized_chunks`]) so the connections' statement
+//! caches keep hitting.
 
 mod calls;
 mod crud;
 mod events;
+mod group_commit;
+mod offer_details;
 mod reports;
 mod routing;
 mod sessions;
@@ -17,11 +25,13 @@ mod sip;
 mod tenants;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
+use tokio::sync::mpsc;
 
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
 pub use crud::{ListQuery, Page, Value};
@@ -58,6 +68,8 @@ pub enum Error {
     },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("the store is shutting down")]
+    Closed,
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -76,11 +88,16 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, AnyArguments<'q>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
 }
+
+/// Requests waiting for the group committer at most; more make creators wait for room.
+const PENDING_CREATES: usize = 4096;
 
 #[derive(Clone)]
 pub struct Store {
@@ -91,6 +108,13 @@ pub struct Store {
     /// busy handler. On PostgreSQL the same pool as `pool`.
     writer: AnyPool,
     backend: Backend,
+    /// The group committer of creates; `None` in the committer's own handle, which writes
+    /// directly.
+    creates: Option<mpsc::Sender<group_commit::Create>>,
+    /// Live sessions already read from the database (see `sessions`).
+    sessions: Arc<sessions::Cache>,
+    /// Interaction rows just created, for their first offer (see `offer_details`).
+    fresh: Arc<offer_details::Fresh>,
 }
 
 impl Store {
@@ -117,12 +141,18 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        let store = Store {
+        let mut store = Store {
             pool,
             writer,
             backend,
+            creates: None,
+            sessions: Arc::default(),
+            fresh: Arc::default(),
         };
         store.migrate().await?;
+        let (creates, incoming) = mpsc::channel(PENDING_CREATES);
+        tokio::spawn(group_commit::run(store.clone(), incoming));
+        store.creates = Some(creates);
         Ok(store)
     }
 
@@ -168,6 +198,34 @@ impl Store {
     }
 }
 
+impl Backend {
+    /// The `n`th (1-based) bind parameter of a statement. SQLite gets anonymous `?`s, bound in
+    /// order: sqlx resolves every named parameter (`$n`) with `sqlite3_bind_parameter_name`,
+    /// which scans the statement's parameter list, so binding a multi-row statement's `$n`s
+    /// costs quadratic time. PostgreSQL knows only `$n`. Parameters must therefore appear in
+    /// the SQL in the order they are bound, each once.
+    fn param(self, n: usize) -> String {
+        match self {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${n}"),
+        }
+    }
+}
+
+/// Chunk sizes of multi-row statements, largest first. Few distinct sizes mean few distinct
+/// statements, which the connections prepare once and then find in their statement cache.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// `items` cut into chunks of the sizes in [`CHUNK_SIZES`], largest first.
+fn sized_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        let size = CHUNK_SIZES.into_iter().find(|s| *s <= items.len())?;
+        let (chunk, rest) = items.split_at(size);
+        items = rest;
+        Some(chunk)
+    })
+}
+
 /// SQLite connections in write-ahead-log mode: readers run beside the writer; `synchronous =
 /// NORMAL` syncs at checkpoints, which WAL keeps crash-safe (a power cut may lose the last
 /// commits, never corrupt the file).
@@ -209,4 +267,26 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cover_everything_in_fixed_sizes() {
+        for n in 0..300 {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = sized_chunks(&items).collect();
+            assert_eq!(chunks.concat(), items);
+            assert!(chunks.iter().all(|c| CHUNK_SIZES.contains(&c.len())));
+            assert!(chunks.windows(2).all(|w| w[0].len() >= w[1].len()));
+        }
+    }
+
+    #[test]
+    fn parameters_per_backend() {
+        assert_eq!(Backend::Sqlite.param(3), "?");
+        assert_eq!(Backend::Postgres.param(3), "$3");
+    }
 }

@@ -20,10 +20,7 @@ use vacd_actors::{
 };
 
 use super::events::{self, NewEvent};
-use super::{now_ms, Result, Store};
-
-/// Events per multi-row insert (7 parameters each, well under both databases' limits).
-const EVENT_ROWS_PER_INSERT: usize = 200;
+use super::{now_ms, sized_chunks, AnyQuery, Backend, Result, Store};
 
 /// What outputs do to an interaction's `agent_id`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -75,60 +72,108 @@ impl RowChange {
         }
     }
 
-    async fn write(
-        &self,
-        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        tenant: i64,
-        interaction: i64,
-    ) -> Result<()> {
-        let Some(state) = self.state else {
-            if self.revoke_if_offered {
-                sqlx::query(
-                    "UPDATE interactions SET state = 'queued', agent_id = NULL \
-                     WHERE tenant_id = $1 AND id = $2 AND state = 'offered'",
-                )
-                .bind(tenant)
-                .bind(interaction)
-                .execute(&mut **tx)
-                .await?;
-            }
-            return Ok(());
+    /// The values of this change as one row of [`write_rows`]' `VALUES` list: state, how the
+    /// agent changes (0 keep, 1 set, 2 clear) and to whom, queue / order / time of a queueing,
+    /// and whether the row changes only while it is offered. `None`: nothing to write.
+    fn values(&self) -> Option<RowValues> {
+        let (state, agent, only_if_offered) = match self.state {
+            Some(state) => (state, self.agent, false),
+            None if self.revoke_if_offered => ("queued", Assignee::Clear, true),
+            None => return None,
         };
-        let mut sets = vec!["state = $1".to_owned()];
-        let mut n = 1;
-        let mut param = || {
-            n += 1;
-            format!("${n}")
+        let (agent_mode, agent) = match agent {
+            Assignee::Keep => (0, None),
+            Assignee::Set(agent) => (1, Some(agent)),
+            Assignee::Clear => (2, None),
         };
-        match self.agent {
-            Assignee::Set(_) => sets.push(format!("agent_id = {}", param())),
-            Assignee::Clear => sets.push("agent_id = NULL".to_owned()),
-            Assignee::Keep => {}
-        }
-        if self.queued.is_some() {
-            sets.push(format!("queue_id = {}", param()));
-            sets.push(format!("queue_order = {}", param()));
-            sets.push(format!("queued_at = COALESCE(queued_at, {})", param()));
-        }
-        let (tenant_param, id_param) = (param(), param());
-        let sql = format!(
-            "UPDATE interactions SET {} WHERE tenant_id = {tenant_param} AND id = {id_param}",
-            sets.join(", ")
-        );
-        let mut query = sqlx::query(&sql).bind(state);
-        if let Assignee::Set(agent) = self.agent {
-            query = query.bind(agent);
-        }
-        if let Some((queue, order, at)) = self.queued {
-            query = query.bind(queue).bind(order).bind(at);
-        }
-        query
-            .bind(tenant)
-            .bind(interaction)
+        let (queue, order, at) = match self.queued {
+            Some((queue, order, at)) => (Some(queue), Some(order), Some(at)),
+            None => (None, None, None),
+        };
+        Some(RowValues {
+            state,
+            agent_mode,
+            agent,
+            queue,
+            order,
+            at,
+            only_if_offered: i64::from(only_if_offered),
+        })
+    }
+}
+
+/// One interaction's row change, as bound into the batched update.
+struct RowValues {
+    state: &'static str,
+    agent_mode: i64,
+    agent: Option<i64>,
+    queue: Option<i64>,
+    order: Option<i64>,
+    at: Option<i64>,
+    only_if_offered: i64,
+}
+
+/// Parameters per row of the batched update.
+const ROW_PARAMS: usize = 9;
+
+/// Applies the row changes many rows per statement (in chunks of [`sized_chunks`]).
+async fn write_rows(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: Backend,
+    rows: &[((i64, i64), RowValues)],
+) -> Result<()> {
+    for chunk in sized_chunks(rows) {
+        let sql = rows_sql(backend, chunk.len());
+        bind_rows(sqlx::query(&sql), chunk)
             .execute(&mut **tx)
             .await?;
-        Ok(())
     }
+    Ok(())
+}
+
+/// One `UPDATE … FROM (VALUES …)` of `rows` interactions (both databases name the columns of a
+/// `VALUES` list `column1`, `column2`, …); [`bind_rows`] binds their values.
+fn rows_sql(backend: Backend, rows: usize) -> String {
+    let mut n = 0;
+    let values = (0..rows)
+        .map(|_| {
+            let params: Vec<String> = (0..ROW_PARAMS)
+                .map(|_| {
+                    n += 1;
+                    backend.param(n)
+                })
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE interactions SET \
+         state = v.column3, \
+         agent_id = CASE v.column4 WHEN 1 THEN v.column5 WHEN 2 THEN NULL ELSE interactions.agent_id END, \
+         queue_id = CASE WHEN v.column6 IS NULL THEN interactions.queue_id ELSE v.column6 END, \
+         queue_order = CASE WHEN v.column6 IS NULL THEN interactions.queue_order ELSE v.column7 END, \
+         queued_at = COALESCE(interactions.queued_at, v.column8) \
+         FROM (VALUES {values}) AS v \
+         WHERE interactions.tenant_id = v.column1 AND interactions.id = v.column2 \
+         AND (v.column9 = 0 OR interactions.state = 'offered')"
+    )
+}
+
+fn bind_rows<'q>(mut query: AnyQuery<'q>, rows: &[((i64, i64), RowValues)]) -> AnyQuery<'q> {
+    for ((tenant, interaction), row) in rows {
+        query = query
+            .bind(*tenant)
+            .bind(*interaction)
+            .bind(row.state)
+            .bind(row.agent_mode)
+            .bind(row.agent)
+            .bind(row.queue)
+            .bind(row.order)
+            .bind(row.at)
+            .bind(row.only_if_offered);
+    }
+    query
 }
 
 /// Outputs of one tenant, in the order the engine produced them, at one moment.
@@ -373,9 +418,9 @@ impl Store {
         })
     }
 
-    /// Writes batches of routing outputs in one transaction: every output becomes an event
-    /// (inserted many rows per statement), and each interaction they concern gets one update
-    /// with where it stands after all of them.
+    /// Writes batches of routing outputs in one transaction: every output becomes an event,
+    /// and each interaction they concern is set to where it stands after all of them; both
+    /// many rows per statement.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
         let mut events = Vec::new();
         let mut rows: BTreeMap<(i64, i64), RowChange> = BTreeMap::new();
@@ -407,13 +452,13 @@ impl Store {
                 events.push((event, at));
             }
         }
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter_map(|(key, change)| Some((key, change.values()?)))
+            .collect();
         let mut tx = self.begin().await?;
-        for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
-            events::append_many(&mut tx, chunk).await?;
-        }
-        for ((tenant, interaction), change) in rows {
-            change.write(&mut tx, tenant, interaction).await?;
-        }
+        events::append_many(&mut tx, self.backend, &events).await?;
+        write_rows(&mut tx, self.backend, &rows).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -94,6 +94,7 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        self.tenant_deleted(id);
         Ok(())
     }
 }

@@ -139,17 +139,21 @@ async fn main() -> Result<()> {
                         .insert(subject.to_owned(), Instant::now());
                     progress.notify_one();
                 }
+                // The three commands go out in one write.
                 let id = &frame["interaction"];
                 for command in ["offer.accept", "interaction.end", "wrapup.done"] {
                     n += 1;
                     let frame = json!({ "id": n, "type": command, "interaction": id });
                     if tx
-                        .send(Message::Text(frame.to_string().into()))
+                        .feed(Message::Text(frame.to_string().into()))
                         .await
                         .is_err()
                     {
                         return;
                     }
+                }
+                if tx.flush().await.is_err() {
+                    return;
                 }
             }
         }));
