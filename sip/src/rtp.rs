@@ -447,7 +447,8 @@ pub enum DropReason {
 /// call [`Relay::handle_packet`]; forward as told. Latching: the first valid RTP packet that
 /// arrives on a leg fixes that leg's remote address until the next
 /// [`RelayLeg::renegotiate`]; later packets from other addresses are dropped, which keeps a
-/// third party from hijacking the stream (a leg that really moved re-INVITEs).
+/// third party from hijacking the stream (a leg that really moved re-INVITEs) — except the
+/// address the leg's SDP names, which takes the latch over whenever it sends.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Relay {
     a: RelayLeg,
@@ -490,6 +491,13 @@ impl Relay {
             }
         };
         match leg.latched {
+            // The address the leg's SDP names always wins: a stray packet that latched first
+            // (a late packet of the call that used this port before) cannot cut the real
+            // peer off for the rest of the call.
+            Some(addr) if addr != from && leg.signalled == Some(from) => {
+                tracing::debug!(leg = ?on, %from, stray = %addr, "RTP source re-latched to the SDP address");
+                leg.latched = Some(from);
+            }
             Some(addr) if addr != from => {
                 leg.stats.dropped += 1;
                 return RelayAction::Drop(DropReason::WrongSource);
@@ -773,6 +781,32 @@ mod tests {
         assert_eq!(
             (stats.packets, stats.payload_bytes, stats.dropped),
             (1, 5, 1)
+        );
+    }
+
+    /// A late packet of the call that had this port before arrives first and latches; the
+    /// real peer, sending from its SDP address, takes the latch over instead of being dropped
+    /// for the rest of the call.
+    #[test]
+    fn the_sdp_address_takes_over_a_stray_latch() {
+        let caller = addr("192.0.2.10:4000");
+        let stray = addr("192.0.2.99:4000");
+        let agent = addr("192.0.2.20:5004");
+        let mut relay = Relay::new(Some(caller), Some(agent));
+        relay.handle_packet(LegId::A, stray, &packet(1, 66, b"old call"));
+        assert_eq!(relay.leg(LegId::A).latched(), Some(stray));
+        assert_eq!(
+            relay.handle_packet(LegId::A, caller, &packet(1, 7, b"hello")),
+            RelayAction::Forward {
+                via: LegId::B,
+                to: agent
+            }
+        );
+        assert_eq!(relay.leg(LegId::A).latched(), Some(caller));
+        assert_eq!(
+            relay.handle_packet(LegId::A, stray, &packet(2, 66, b"old call")),
+            RelayAction::Drop(DropReason::WrongSource),
+            "once the real peer latched, the stray is dropped"
         );
     }
 
