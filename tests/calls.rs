@@ -127,6 +127,34 @@ fn payload(event: &Value) -> Value {
     serde_json::from_str(text).expect("payload JSON")
 }
 
+/// A call from the trunk that `Floor::connect` put through to an agent.
+struct Connected {
+    caller: Phone,
+    /// The caller's leg.
+    leg: common::phone::Leg,
+    interaction: i64,
+    /// The agent phone's leg.
+    agent_leg: common::phone::Leg,
+}
+
+impl Floor {
+    /// A caller from the trunk dials the service number; `agent`'s console gets the offer and
+    /// its phone rings and answers.
+    async fn connect(&self, agent: &mut Agent) -> Connected {
+        let mut caller = self.caller().await;
+        let leg = caller.call(NUMBER).await.expect("vacd answers the call");
+        let interaction = interaction_of(&agent.console.expect("offer").await);
+        let invite = agent.phone.request(Method::Invite).await;
+        let agent_leg = agent.phone.answer(&invite).await;
+        Connected {
+            caller,
+            leg,
+            interaction,
+            agent_leg,
+        }
+    }
+}
+
 fn interaction_of(offer: &Value) -> i64 {
     offer["interaction"].as_i64().expect("interaction id")
 }
@@ -176,8 +204,7 @@ async fn call_reaches_an_agent_and_rtp_crosses_the_bridge(db: Db) {
 
     // The caller hangs up; vacd ends the agent's leg too.
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let ended = f.call_ended(&mut bruno, interaction).await;
     assert_eq!(ended["result"], "connected", "{ended}");
     assert_eq!(ended["hangup_by"], "caller", "{ended}");
@@ -218,18 +245,18 @@ async fn call_reaches_an_agent_and_rtp_crosses_the_bridge(db: Db) {
 async fn agent_hangs_up(db: Db) {
     let f = Floor::new(db).await;
     let mut alice = f.agent("alice", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&alice.console.expect("offer").await);
-    let invite = alice.phone.request(Method::Invite).await;
-    let agent_leg = alice.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        agent_leg,
+    } = f.connect(&mut alice).await;
     assert_eq!(alice.phone.bye(&agent_leg).await, 200);
-    let bye = caller.request(Method::Bye).await;
+    let bye = caller.take_bye().await;
     assert_eq!(
         message::call_id(&bye.headers).ok(),
         Some(leg.call_id.as_str())
     );
-    caller.respond(&bye, 200, "", false).await;
     let ended = f.call_ended(&mut alice, interaction).await;
     assert_eq!(ended["hangup_by"], "agent", "{ended}");
     f.s.stop().await;
@@ -291,8 +318,7 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
         .expect_where("interaction.connected", |f| f["interaction"] == interaction)
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let ended = f.call_ended(&mut bruno, interaction).await;
     assert_eq!(ended["result"], "connected");
     f.s.stop().await;
@@ -344,8 +370,7 @@ async fn unanswered_call_is_rerouted(db: Db) {
         .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     f.call_ended(&mut bruno, interaction).await;
     f.s.stop().await;
 }
@@ -355,11 +380,12 @@ async fn unanswered_call_is_rerouted(db: Db) {
 async fn agent_holds_and_resumes(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    let mut agent_leg = bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        mut agent_leg,
+    } = f.connect(&mut bruno).await;
     caller
         .rtp_reaches(leg.remote_rtp, b"before hold", &bruno.phone)
         .await;
@@ -393,8 +419,7 @@ async fn agent_holds_and_resumes(db: Db) {
         "held audio leaked to the agent: {before:?}"
     );
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     f.call_ended(&mut bruno, interaction).await;
     f.s.stop().await;
 }
@@ -417,8 +442,7 @@ async fn console_accept_then_phone_answers(db: Db) {
         .rtp_reaches(leg.remote_rtp, b"accepted in the console", &bruno.phone)
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let ended = f.call_ended(&mut bruno, interaction).await;
     assert_eq!(ended["result"], "connected", "{ended}");
     f.s.stop().await;
@@ -429,11 +453,12 @@ async fn console_accept_then_phone_answers(db: Db) {
 async fn console_transfers_to_another_agent(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
     bruno
         .console
         .expect_where("interaction.connected", |f| f["interaction"] == interaction)
@@ -446,8 +471,7 @@ async fn console_transfers_to_another_agent(db: Db) {
                     "to": { "target": "agent", "agent": alice.id } }),
         )
         .await;
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     alice
         .console
         .expect_where("offer", |f| f["interaction"] == interaction)
@@ -458,8 +482,7 @@ async fn console_transfers_to_another_agent(db: Db) {
         .rtp_reaches(leg.remote_rtp, b"for alice", &alice.phone)
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = alice.phone.request(Method::Bye).await;
-    alice.phone.respond(&bye, 200, "", false).await;
+    alice.phone.take_bye().await;
     let ended = f.call_ended(&mut alice, interaction).await;
     assert_eq!(ended["result"], "connected", "{ended}");
     let record = f.events("call.ended", interaction).await;
@@ -492,8 +515,7 @@ async fn call_over_tcp(db: Db) {
         .rtp_reaches(leg.remote_rtp, b"over tcp", &bruno.phone)
         .await;
     assert_eq!(bruno.phone.bye(&agent_leg).await, 200);
-    let bye = caller.request(Method::Bye).await;
-    caller.respond(&bye, 200, "", false).await;
+    caller.take_bye().await;
     let ended = f.call_ended(&mut bruno, interaction).await;
     assert_eq!(ended["hangup_by"], "agent", "{ended}");
     f.s.stop().await;
@@ -546,8 +568,7 @@ From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
         .await;
     storm.await.expect("storm task");
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     f.call_ended(&mut bruno, interaction).await;
     f.s.stop().await;
 }
@@ -557,11 +578,12 @@ From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
 async fn phone_refers_to_another_agent(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    let mut agent_leg = bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        mut agent_leg,
+    } = f.connect(&mut bruno).await;
     let mut alice = f.agent("alice", None).await;
     let target = format!("sip:alice@{}", f.s.sip_udp());
     let accepted = bruno.phone.refer(&mut agent_leg, &target).await;
@@ -569,16 +591,14 @@ async fn phone_refers_to_another_agent(db: Db) {
     let notify = bruno.phone.request(Method::Notify).await;
     assert!(String::from_utf8_lossy(&notify.body).contains("200"));
     bruno.phone.respond(&notify, 200, "", false).await;
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let invite = alice.phone.request(Method::Invite).await;
     alice.phone.answer(&invite).await;
     caller
         .rtp_reaches(leg.remote_rtp, b"referred", &alice.phone)
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = alice.phone.request(Method::Bye).await;
-    alice.phone.respond(&bye, 200, "", false).await;
+    alice.phone.take_bye().await;
     let ended = f.call_ended(&mut alice, interaction).await;
     assert_eq!(ended["result"], "connected", "{ended}");
     f.s.stop().await;
@@ -592,18 +612,18 @@ async fn phone_refers_to_an_external_number(db: Db) {
     let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
     carrier.retarget(f.s.sip_udp());
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    let mut agent_leg = bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        mut agent_leg,
+    } = f.connect(&mut bruno).await;
     let target = format!("sip:+4940999888@{}", f.s.sip_udp());
     let accepted = bruno.phone.refer(&mut agent_leg, &target).await;
     assert_eq!(accepted.status_code.code(), 202, "{accepted}");
     let notify = bruno.phone.request(Method::Notify).await;
     bruno.phone.respond(&notify, 200, "", false).await;
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     bruno
         .console
         .expect_where("interaction.ended", |f| f["interaction"] == interaction)
@@ -621,8 +641,7 @@ async fn phone_refers_to_an_external_number(db: Db) {
         .rtp_reaches(external.remote_rtp, b"from the outside", &caller)
         .await;
     assert_eq!(carrier.bye(&external).await, 200);
-    let bye = caller.request(Method::Bye).await;
-    caller.respond(&bye, 200, "", false).await;
+    caller.take_bye().await;
     let f = f.restart().await;
     let ended = f.ended_payload(interaction).await;
     assert_eq!(ended["hangup_by"], "remote", "{ended}");
@@ -639,11 +658,12 @@ async fn console_transfers_to_an_external_number(db: Db) {
     let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
     carrier.retarget(f.s.sip_udp());
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
     let refused = bruno
         .console
         .command(
@@ -667,8 +687,7 @@ async fn console_transfers_to_an_external_number(db: Db) {
                     "to": { "target": "number", "number": "0049 40 999888" } }),
         )
         .await;
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let outgoing = carrier.request(Method::Invite).await;
     assert_eq!(
         outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),
@@ -679,8 +698,7 @@ async fn console_transfers_to_an_external_number(db: Db) {
         .rtp_reaches(leg.remote_rtp, b"outside", &carrier)
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = carrier.request(Method::Bye).await;
-    carrier.respond(&bye, 200, "", false).await;
+    carrier.take_bye().await;
     let f = f.restart().await;
     let ended = f.ended_payload(interaction).await;
     assert_eq!(ended["hangup_by"], "caller", "{ended}");
@@ -725,8 +743,7 @@ async fn click_to_dial(db: Db) {
         .rtp_reaches(customer.remote_rtp, b"hello agent", &bruno.phone)
         .await;
     assert_eq!(carrier.bye(&customer).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let f = f.restart().await;
     let (_, records) =
         f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
@@ -766,11 +783,12 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     sam_phone.register("sam", SIP_PASSWORD, None).await;
 
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    let agent_leg = bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        agent_leg,
+    } = f.connect(&mut bruno).await;
     let caller_voice = caller.play_tone(leg.remote_rtp, CALLER, 400);
     let agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
 
@@ -899,8 +917,7 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
         .rtp_reaches(leg.remote_rtp, b"still here", &bruno.phone)
         .await;
     assert_eq!(caller.bye(&leg).await, 200);
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     f.call_ended(&mut bruno, interaction).await;
     f.s.stop().await;
 }
@@ -909,11 +926,12 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
     bruno
         .console
         .expect_where("interaction.connected", |f| f["interaction"] == interaction)
@@ -922,14 +940,12 @@ async fn console_ends_the_call(db: Db) {
         .console
         .ok(json!({ "type": "interaction.end", "interaction": interaction }))
         .await;
-    let bye = caller.request(Method::Bye).await;
+    let bye = caller.take_bye().await;
     assert_eq!(
         message::call_id(&bye.headers).ok(),
         Some(leg.call_id.as_str())
     );
-    caller.respond(&bye, 200, "", false).await;
-    let bye = bruno.phone.request(Method::Bye).await;
-    bruno.phone.respond(&bye, 200, "", false).await;
+    bruno.phone.take_bye().await;
     let f = f.restart().await;
     let ended = f.ended_payload(interaction).await;
     assert_eq!(ended["hangup_by"], "agent", "{ended}");

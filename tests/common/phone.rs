@@ -505,6 +505,13 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
         }
     }
 
+    /// Takes the next BYE, answers it 200 and returns it.
+    pub async fn take_bye(&mut self) -> Request {
+        let bye = self.request(Method::Bye).await;
+        self.respond(&bye, 200, "", false).await;
+        bye
+    }
+
     /// Declines a ringing INVITE with `code` and takes the ACK.
     pub async fn decline(&mut self, invite: &Request, code: u16) {
         self.respond(invite, code, &new_tag(), false).await;
