@@ -151,14 +151,23 @@ impl CallTap {
 
     /// Asks the SIP endpoint to place a click-to-dial call from `agent` to `number`.
     pub async fn dial(&self, tenant: i64, agent: AgentId, number: String) -> Result<(), String> {
+        self.ask(|reply| CallRequest::Dial {
+            tenant,
+            agent,
+            number,
+            reply,
+        })
+        .await
+    }
+
+    /// Sends the request `make` builds and waits for the endpoint's reply.
+    async fn ask(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<(), String>>) -> CallRequest,
+    ) -> Result<(), String> {
         let (reply, done) = oneshot::channel();
         self.requests
-            .send(CallRequest::Dial {
-                tenant,
-                agent,
-                number,
-                reply,
-            })
+            .send(make(reply))
             .map_err(|_| "telephony is not running".to_string())?;
         done.await
             .unwrap_or_else(|_| Err("telephony stopped".to_string()))
@@ -176,17 +185,13 @@ impl CallTap {
             .get(&interaction.0)
             .map(|c| *c)
             .ok_or_else(|| format!("interaction {interaction} is no live call"))?;
-        let (reply, done) = oneshot::channel();
-        self.requests
-            .send(CallRequest::TransferOut {
-                call,
-                agent,
-                number,
-                reply,
-            })
-            .map_err(|_| "telephony is not running".to_string())?;
-        done.await
-            .unwrap_or_else(|_| Err("telephony stopped".to_string()))
+        self.ask(|reply| CallRequest::TransferOut {
+            call,
+            agent,
+            number,
+            reply,
+        })
+        .await
     }
 
     /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`.

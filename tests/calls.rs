@@ -102,6 +102,19 @@ impl Floor {
         self.ended_payload(interaction).await
     }
 
+    /// The caller hangs up; vacd ends the agent's leg; returns the `call.ended` payload.
+    async fn caller_hangs_up(
+        &self,
+        caller: &mut Phone,
+        leg: &common::phone::Leg,
+        agent: &mut Agent,
+        interaction: i64,
+    ) -> Value {
+        assert_eq!(caller.bye(leg).await, 200);
+        agent.phone.take_bye().await;
+        self.call_ended(agent, interaction).await
+    }
+
     async fn ended_payload(&self, interaction: i64) -> Value {
         let events = self.events("call.ended", interaction).await;
         assert_eq!(
@@ -203,9 +216,9 @@ async fn call_reaches_an_agent_and_rtp_crosses_the_bridge(db: Db) {
     assert_eq!(arrived_from, leg.remote_rtp);
 
     // The caller hangs up; vacd ends the agent's leg too.
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    let ended = f.call_ended(&mut bruno, interaction).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     assert_eq!(ended["result"], "connected", "{ended}");
     assert_eq!(ended["hangup_by"], "caller", "{ended}");
     assert_eq!(
@@ -317,9 +330,9 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
         .console
         .expect_where("interaction.connected", |f| f["interaction"] == interaction)
         .await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    let ended = f.call_ended(&mut bruno, interaction).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     assert_eq!(ended["result"], "connected");
     f.s.stop().await;
 }
@@ -369,9 +382,8 @@ async fn unanswered_call_is_rerouted(db: Db) {
         .console
         .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
         .await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    f.call_ended(&mut bruno, interaction).await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     f.s.stop().await;
 }
 
@@ -418,9 +430,8 @@ async fn agent_holds_and_resumes(db: Db) {
         !before.iter().any(|p| p == b"while on hold"),
         "held audio leaked to the agent: {before:?}"
     );
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    f.call_ended(&mut bruno, interaction).await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     f.s.stop().await;
 }
 
@@ -441,9 +452,9 @@ async fn console_accept_then_phone_answers(db: Db) {
     caller
         .rtp_reaches(leg.remote_rtp, b"accepted in the console", &bruno.phone)
         .await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    let ended = f.call_ended(&mut bruno, interaction).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     assert_eq!(ended["result"], "connected", "{ended}");
     f.s.stop().await;
 }
@@ -481,9 +492,9 @@ async fn console_transfers_to_another_agent(db: Db) {
     caller
         .rtp_reaches(leg.remote_rtp, b"for alice", &alice.phone)
         .await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    alice.phone.take_bye().await;
-    let ended = f.call_ended(&mut alice, interaction).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut alice, interaction)
+        .await;
     assert_eq!(ended["result"], "connected", "{ended}");
     let record = f.events("call.ended", interaction).await;
     assert_eq!(
@@ -567,9 +578,8 @@ From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
         .rtp_reaches(leg.remote_rtp, b"still talking", &bruno.phone)
         .await;
     storm.await.expect("storm task");
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    f.call_ended(&mut bruno, interaction).await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     f.s.stop().await;
 }
 
@@ -597,9 +607,9 @@ async fn phone_refers_to_another_agent(db: Db) {
     caller
         .rtp_reaches(leg.remote_rtp, b"referred", &alice.phone)
         .await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    alice.phone.take_bye().await;
-    let ended = f.call_ended(&mut alice, interaction).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut alice, interaction)
+        .await;
     assert_eq!(ended["result"], "connected", "{ended}");
     f.s.stop().await;
 }
@@ -916,9 +926,8 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     caller
         .rtp_reaches(leg.remote_rtp, b"still here", &bruno.phone)
         .await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.take_bye().await;
-    f.call_ended(&mut bruno, interaction).await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     f.s.stop().await;
 }
 

@@ -20,7 +20,7 @@ use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 use super::auth;
 use super::error::{Error, Result};
 use super::AppState;
-use crate::catalog::{CUSTOMERS, CUSTOMER_IDENTITIES, INTERACTIONS};
+use crate::catalog::{Role, CUSTOMERS, CUSTOMER_IDENTITIES, INTERACTIONS};
 use crate::store::{ListQuery, Principal, Value};
 
 /// How long one frame may take to go out before the console counts as gone.
@@ -31,7 +31,42 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
-    pub(super) token: Option<String>,
+    token: Option<String>,
+}
+
+/// The user behind a websocket's token (query parameter `token`, else the `Authorization`
+/// header), if its role is at least `role`, and the upgrade to carry on with.
+pub(super) async fn authenticate(
+    state: &AppState,
+    query: std::result::Result<Query<TokenQuery>, QueryRejection>,
+    headers: &HeaderMap,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+    role: Role,
+) -> Result<(Principal, WebSocketUpgrade)> {
+    let Query(query) = query?;
+    let token = match query.token {
+        Some(token) => token,
+        None => auth::bearer(headers)?.to_owned(),
+    };
+    let who = match auth::resolve(state, &token).await? {
+        auth::Caller::User(who) if who.role >= role => who,
+        auth::Caller::User(who) => {
+            return Err(Error::Forbidden(format!(
+                "role {} may not connect here; it needs {}",
+                who.role.as_str(),
+                role.as_str()
+            )))
+        }
+        auth::Caller::Operator => {
+            return Err(Error::Forbidden("the operator token is no user".into()))
+        }
+    };
+    let upgrade =
+        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    Ok((who, upgrade))
 }
 
 pub async fn agent_socket(
@@ -43,19 +78,7 @@ pub async fn agent_socket(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let Query(query) = query?;
-    let token = match query.token {
-        Some(token) => token,
-        None => auth::bearer(&headers)?.to_owned(),
-    };
-    let who = match auth::resolve(&state, &token).await? {
-        auth::Caller::User(who) => who,
-        auth::Caller::Operator => {
-            return Err(Error::Forbidden("the operator token is no agent".into()))
-        }
-    };
-    let upgrade =
-        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    let (who, upgrade) = authenticate(&state, query, &headers, upgrade, Role::Agent).await?;
     Ok(upgrade
         .max_message_size(MAX_FRAME_BYTES)
         .on_upgrade(move |socket| serve(socket, state, who)))

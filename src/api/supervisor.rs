@@ -18,9 +18,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use vacd_actors::{Floor, TenantId};
 
-use super::auth;
-use super::console::TokenQuery;
-use super::error::{Error, Result};
+use super::console::{authenticate, TokenQuery};
+use super::error::Result;
 use super::AppState;
 use crate::catalog::Role;
 use crate::reports::{self, Interval, QueueRow, Settings};
@@ -42,16 +41,7 @@ pub async fn supervisor_socket(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let Query(query) = query?;
-    let token = match query.token {
-        Some(token) => token,
-        None => auth::bearer(&headers)?.to_owned(),
-    };
-    let who = auth::resolve(&state, &token)
-        .await?
-        .user_with(Role::TeamLead)?;
-    let upgrade =
-        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    let (who, upgrade) = authenticate(&state, query, &headers, upgrade, Role::TeamLead).await?;
     Ok(upgrade.on_upgrade(move |socket| serve(socket, state, who)))
 }
 

@@ -1170,23 +1170,30 @@ impl Calls {
             },
         );
         self.hang_up_leg(layer, key, &Party::Agent(from), now);
+        self.call_number(layer, key, trunk, number, Socket::Agent, now);
+        Ok(())
+    }
+
+    /// Calls `number` through the outbound trunk on `socket`'s side of the call; if that
+    /// cannot even be sent, the call ends.
+    fn call_number(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        trunk: SocketAddr,
+        number: String,
+        socket: Socket,
+        now: Instant,
+    ) {
         let uri = format!("sip:{number}@{trunk}");
         let target = PhoneTarget {
             uri: uri.clone(),
             peer: Peer::new(Transport::Udp, trunk),
             aor: uri,
         };
-        if !self.ring(
-            layer,
-            key,
-            Party::External(number),
-            target,
-            Socket::Agent,
-            now,
-        ) {
+        if !self.ring(layer, key, Party::External(number), target, socket, now) {
             self.hang_up(layer, key, HangupBy::System, now);
         }
-        Ok(())
     }
 
     /// Click-to-dial: rings `agent`'s phone first; when it answers, vacd calls `number`
@@ -1283,25 +1290,9 @@ impl Calls {
         number: String,
         now: Instant,
     ) {
-        let Some(trunk) = self.ctx.outbound else {
-            self.hang_up(layer, key, HangupBy::System, now);
-            return;
-        };
-        let uri = format!("sip:{number}@{trunk}");
-        let target = PhoneTarget {
-            uri: uri.clone(),
-            peer: Peer::new(Transport::Udp, trunk),
-            aor: uri,
-        };
-        if !self.ring(
-            layer,
-            key,
-            Party::External(number),
-            target,
-            Socket::Caller,
-            now,
-        ) {
-            self.hang_up(layer, key, HangupBy::System, now);
+        match self.ctx.outbound {
+            Some(trunk) => self.call_number(layer, key, trunk, number, Socket::Caller, now),
+            None => self.hang_up(layer, key, HangupBy::System, now),
         }
     }
 
