@@ -744,6 +744,46 @@ async fn supervisor_feed_follows_the_floor(db: Db) {
     assert!(queue_of(&floor, queue).is_none(), "{floor}");
     assert!(agent_of(&floor, agent_id).is_none(), "{floor}");
 
+    // The supervisor sends the agent on a break; the agent's console and the feed show it.
+    let (status, body) =
+        d.s.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/agents/{agent_id}/status"),
+            Some(&sam),
+            Some(json!({ "status": "not_ready", "reason": "coaching" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    console
+        .expect_where("presence.changed", |f| f["to"]["reason"] == "coaching")
+        .await;
+    feed.until("the agent on a break", |f| {
+        agent_of(f, agent_id).is_some_and(|a| a["presence"]["reason"] == "coaching")
+    })
+    .await;
+    assert_error(
+        &d.s.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/agents/{agent_id}/status"),
+            Some(&token),
+            Some(json!({ "status": "ready", "mode": "inbound" })),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+    assert_error(
+        &d.s.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/agents/{agent_id}/status"),
+            Some(&other),
+            Some(json!({ "status": "ready", "mode": "inbound" })),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+    );
+
     let refused = tokio_tungstenite::connect_async(format!(
         "{}/ws/supervisor?token={token}",
         d.s.base.replacen("http", "ws", 1)

@@ -79,6 +79,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/me", get(auth::me))
         .route("/ws/agent", get(console::agent_socket))
         .route("/ws/supervisor", get(supervisor::supervisor_socket))
+        .route(
+            "/api/v1/agents/{agent}/status",
+            axum::routing::put(supervisor::set_status),
+        )
         .route("/api/v1/reports/{table}", get(reports::report))
         .route(
             "/api/v1/calls/{interaction}/monitor",

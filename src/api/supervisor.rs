@@ -1,5 +1,6 @@
 //! `GET /ws/supervisor`: the supervisors' live feed (team leads and up, token as for the
-//! console). vacd sends `floor` frames — every queue's live figures with today's totals, and
+//! console), and `PUT /api/v1/agents/{id}/status`, a supervisor setting an agent's status
+//! (same body as the console's `presence.set`: `{"status": "not_ready", "reason": "…"}`). vacd sends `floor` frames — every queue's live figures with today's totals, and
 //! every agent's presence, time in state and work — when the floor changed: the feed looks at
 //! routing's in-memory state twice a second and sends only what differs from the last frame,
 //! and recomputes today's totals from the event log when new events were written (at most
@@ -19,7 +20,7 @@ use serde_json::{json, Value as Json};
 use vacd_actors::{Floor, TenantId};
 
 use super::console::{authenticate, TokenQuery};
-use super::error::Result;
+use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::Role;
 use crate::reports::{self, Interval, QueueRow, Settings};
@@ -247,4 +248,45 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
         user = who.user_id,
         "supervisor feed disconnected"
     );
+}
+
+/// `PUT /api/v1/agents/{id}/status`: a supervisor sets an agent's status (routing applies it
+/// like the agent's own presence button; an agent holding work cannot be set offline).
+pub async fn set_status(
+    State(state): State<AppState>,
+    caller: super::auth::Caller,
+    axum::extract::Path(agent): axum::extract::Path<String>,
+    body: std::result::Result<
+        axum::Json<vacd_actors::AgentStatus>,
+        axum::extract::rejection::JsonRejection,
+    >,
+) -> Result<axum::http::StatusCode> {
+    let who = caller.user_with(Role::Supervisor)?;
+    let axum::Json(status) = body?;
+    let agent = agent
+        .parse::<u64>()
+        .map(vacd_actors::AgentId)
+        .map_err(|_| Error::NotFound(format!("no agent {agent}")))?;
+    let input = vacd_actors::Input::SetStatus {
+        agent,
+        status: status.clone(),
+    };
+    match state
+        .routing
+        .router()
+        .input(TenantId(who.tenant_id as u64), input)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(tenant = who.tenant_id, supervisor = who.user_id, %agent, ?status, "agent status set by a supervisor");
+            Ok(axum::http::StatusCode::NO_CONTENT)
+        }
+        Err(vacd_actors::RouterError::Rejected(vacd_actors::Error::UnknownAgent(_))) => {
+            Err(Error::NotFound(format!("no agent {agent} in this tenant")))
+        }
+        Err(err) => Err(Error::Conflict {
+            code: err.code(),
+            message: err.to_string(),
+        }),
+    }
 }
