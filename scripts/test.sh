@@ -9,9 +9,17 @@ need_apt=()
 command -v pg_isready >/dev/null || need_apt+=(postgresql postgresql-client)
 # sipp drives the SIP end-to-end tests (tests/sip.rs runs the scenarios in loadtests/sip/).
 command -v sipp >/dev/null || need_apt+=(sip-tester)
+# The browser tests (tests/browser.rs) drive Debian's chromium with node's playwright-core.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+fi
+
+# playwright-core for the browser tests, at the version package-lock.json pins.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    npm ci --prefix tests/browser --no-audit --no-fund
 fi
 
 # PostgreSQL must answer on 127.0.0.1:5432; start the local cluster if it is down.

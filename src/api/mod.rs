@@ -14,6 +14,7 @@ mod console;
 pub mod error;
 mod health;
 mod openapi;
+mod pages;
 mod reports;
 pub mod resources;
 mod supervisor;
@@ -79,6 +80,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/me", get(auth::me))
         .route("/ws/agent", get(console::agent_socket))
         .route("/ws/supervisor", get(supervisor::supervisor_socket))
+        .route("/wallboard", get(pages::wallboard))
+        .route("/wallboard.js", get(pages::wallboard_js))
         .route(
             "/api/v1/agents/{agent}/status",
             axum::routing::put(supervisor::set_status),
