@@ -9,6 +9,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use vacd_sip::g711::Law;
 use vacd_sip::message::{self, parse_datagram, Limits};
+use vacd_sip::mix::{decode_frame, encode_frame, Monitor};
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{self, SipMessage};
 use vacd_sip::rtp::{write_packet, HeaderMut, LegId, Packetizer, Relay, RtpHeader, RtpPacket};
@@ -192,5 +193,44 @@ fn rtp(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parsing, transaction_round, rtp);
+/// One 20 ms tick of a monitored call, as the call actor does it: decode the latest frame of
+/// each party, mix, encode and packetize what each listener gets (silent: the supervisor
+/// only; barge: all three). Monitored calls one core sustains = ticks/s ÷ 50.
+fn monitoring(c: &mut Criterion) {
+    let caller: Vec<u8> = (0..160u16).map(|i| (i % 251) as u8).collect();
+    let agent: Vec<u8> = (0..160u16).map(|i| (i * 7 % 253) as u8).collect();
+    let microphone = [0x55u8; 160];
+    let mut group = c.benchmark_group("monitoring");
+    group.throughput(Throughput::Elements(1));
+    for (name, mode) in [
+        ("tick_silent", Monitor::Silent),
+        ("tick_barge", Monitor::Barge),
+    ] {
+        group.bench_function(name, |b| {
+            let mut to_supervisor = Packetizer::new(0, 1, 0, 0);
+            let mut to_agent = Packetizer::new(0, 2, 0, 0);
+            let mut to_caller = Packetizer::new(0, 3, 0, 0);
+            let mut out = Vec::with_capacity(172);
+            b.iter(|| {
+                let caller = decode_frame(Law::MuLaw, black_box(&caller));
+                let agent = decode_frame(Law::MuLaw, black_box(&agent));
+                let mic = (mode != Monitor::Silent)
+                    .then(|| decode_frame(Law::MuLaw, black_box(&microphone)));
+                let mixed = mode.mix(Some(&caller), Some(&agent), mic.as_ref());
+                out.clear();
+                to_supervisor.packetize(&encode_frame(Law::MuLaw, &mixed.to_supervisor), &mut out);
+                if mode != Monitor::Silent {
+                    out.clear();
+                    to_agent.packetize(&encode_frame(Law::MuLaw, &mixed.to_agent), &mut out);
+                    out.clear();
+                    to_caller.packetize(&encode_frame(Law::MuLaw, &mixed.to_caller), &mut out);
+                }
+                black_box(&out);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parsing, transaction_round, rtp, monitoring);
 criterion_main!(benches);
