@@ -10,6 +10,7 @@ mod common;
 use std::net::SocketAddr;
 
 use common::console::Console;
+use common::feed::{agent_of, Feed};
 use common::phone::{tone_level, Phone};
 use common::{Db, TestServer};
 use serde_json::{json, Value};
@@ -789,6 +790,7 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     const AGENT: f32 = 1000.0;
     const SUPERVISOR: f32 = 2000.0;
     let f = Floor::new(db).await;
+    let mut floor = Feed::connect(&f.s, &f.sam).await;
     let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
     sam_phone.register("sam", SIP_PASSWORD, None).await;
 
@@ -799,6 +801,14 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
         interaction,
         agent_leg,
     } = f.connect(&mut bruno).await;
+    // The supervisors' feed shows the call: bruno busy with it, in progress in its queue.
+    floor
+        .until("bruno on the call", |frame| {
+            agent_of(frame, bruno.id).is_some_and(|a| {
+                a["presence"]["presence"] == "busy" && a["work"][0]["interaction"] == interaction
+            })
+        })
+        .await;
     let caller_voice = caller.play_tone(leg.remote_rtp, CALLER, 400);
     let agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
 

@@ -6,6 +6,7 @@
 mod common;
 
 use common::console::Console;
+use common::feed::{agent_of, queue_of, Feed};
 use common::{assert_error, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -643,59 +644,6 @@ async fn reports_from_the_event_log(db: Db) {
         "not_found",
     );
     d.s.stop().await;
-}
-
-/// The supervisors' feed over a real websocket.
-struct Feed {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Feed {
-    async fn connect(s: &TestServer, token: &str) -> Feed {
-        let url = format!(
-            "{}/ws/supervisor?token={token}",
-            s.base.replacen("http", "ws", 1)
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("feed connects");
-        Feed { ws }
-    }
-
-    /// Waits (bounded) for a `floor` frame that satisfies `matches`.
-    async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
-        use futures_util::StreamExt;
-        loop {
-            let message = tokio::time::timeout(common::console::WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no floor frame with {what} within the wait"))
-                .expect("feed open")
-                .expect("frame");
-            if let Message::Text(text) = message {
-                let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
-                assert_eq!(frame["type"], "floor");
-                if matches(&frame) {
-                    return frame;
-                }
-            }
-        }
-    }
-}
-
-fn queue_of(frame: &Value, queue: i64) -> Option<&Value> {
-    frame["queues"]
-        .as_array()?
-        .iter()
-        .find(|q| q["queue"] == queue)
-}
-
-fn agent_of(frame: &Value, agent: i64) -> Option<&Value> {
-    frame["agents"]
-        .as_array()?
-        .iter()
-        .find(|a| a["agent"] == agent)
 }
 
 /// The live feed follows an interaction from waiting to connected to done, with the agent's

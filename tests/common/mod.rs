@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod console;
+pub mod feed;
 pub mod phone;
 
 use std::sync::atomic::{AtomicU32, Ordering};
