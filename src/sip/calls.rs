@@ -173,6 +173,19 @@ impl AgentLeg {
     }
 }
 
+/// A new call's media: its two RTP sockets and what the caller side negotiated.
+struct CallMedia {
+    caller_socket: tokio::net::UdpSocket,
+    agent_socket: tokio::net::UdpSocket,
+    caller_rtp: SocketAddr,
+    agent_rtp: SocketAddr,
+    caller_sdp: LocalSdp,
+    caller_remote: Option<SocketAddr>,
+    law: Law,
+    payload_type: u8,
+    telephone_event: bool,
+}
+
 /// The caller's leg: the dialog of the trunk's INVITE that vacd answered.
 struct CallerLeg {
     dialog: Dialog,
@@ -288,12 +301,8 @@ impl Calls {
             number,
             service,
         } = incoming;
-        let refuse = |layer: &mut TransactionLayer, code: u16| {
-            let response = response_to(&request, code, Some(&new_tag()));
-            if let Err(err) = layer.send_response(&key, response, now) {
-                tracing::debug!(%key, %err, "refusal not sent");
-            }
-        };
+        let refuse =
+            |layer: &mut TransactionLayer, code: u16| reply(layer, &key, &request, code, now);
         let Some(queue) = service.queue_id else {
             tracing::warn!(
                 number,
@@ -351,38 +360,65 @@ impl Calls {
         };
         let mut response = response_to(&request, 200, Some(&tag));
         response.headers.push(self.contact(peer.transport));
-        response
-            .headers
-            .push(Header::ContentType(rsip::headers::ContentType::new(
-                "application/sdp",
-            )));
-        response.body = answer.to_bytes();
+        response.body = with_sdp(&mut response.headers, &answer);
         if let Err(err) = layer.send_response(&key, response, now) {
             // Cancelled meanwhile: the caller is gone before anything started.
             tracing::info!(%peer, %err, "caller left before the answer");
             return;
         }
-        let call_key = self.next_key;
-        self.next_key += 1;
         let caller_number = caller_number(&request);
-        let (actor, commands) = mpsc::unbounded_channel();
-        let setup = CallSetup {
-            key: call_key,
-            call: NewCall {
-                tenant: service.tenant_id,
-                mailbox: Some(service.mailbox_id),
-                queue: Some(queue),
-                call_id: caller.id().call_id.clone(),
-                trunk,
-                caller: caller_number.clone(),
-                dialled: number,
-                dialled_by: None,
-            },
+        let record = NewCall {
+            tenant: service.tenant_id,
+            mailbox: Some(service.mailbox_id),
+            queue: Some(queue),
+            call_id: caller.id().call_id.clone(),
+            trunk,
+            caller: caller_number.clone(),
+            dialled: number,
+            dialled_by: None,
+        };
+        let media = CallMedia {
             caller_socket,
             agent_socket,
+            caller_rtp,
+            agent_rtp,
+            caller_sdp,
             caller_remote: negotiated.remote,
             law: negotiated.law,
             payload_type: negotiated.payload_type,
+            telephone_event: negotiated.telephone_event.is_some(),
+        };
+        let caller = CallerLeg {
+            dialog: caller,
+            peer,
+            invite: key,
+        };
+        let shown = caller_number.unwrap_or_else(|| "anonymous".into());
+        self.start(record, media, Some(caller), None, shown);
+    }
+
+    /// Starts a call's actor (which records and, for inbound calls, queues it) and keeps its
+    /// signalling state; returns its key.
+    fn start(
+        &mut self,
+        record: NewCall,
+        media: CallMedia,
+        caller: Option<CallerLeg>,
+        dial: Option<String>,
+        caller_number: String,
+    ) -> u64 {
+        let key = self.next_key;
+        self.next_key += 1;
+        let (actor, commands) = mpsc::unbounded_channel();
+        let tenant = record.tenant;
+        let setup = CallSetup {
+            key,
+            call: record,
+            caller_socket: media.caller_socket,
+            agent_socket: media.agent_socket,
+            caller_remote: media.caller_remote,
+            law: media.law,
+            payload_type: media.payload_type,
             sounds: self.ctx.sounds.clone(),
             routing: self.ctx.routing.clone(),
             tap: self.ctx.tap.clone(),
@@ -391,26 +427,24 @@ impl Calls {
         };
         tokio::spawn(call::run(setup, commands));
         metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
-        self.by_call_id
-            .insert(caller.id().call_id.clone(), call_key);
-        self.by_invite.insert(key.clone(), call_key);
+        if let Some(caller) = &caller {
+            self.by_call_id
+                .insert(caller.dialog.id().call_id.clone(), key);
+            self.by_invite.insert(caller.invite.clone(), key);
+        }
         self.calls.insert(
-            call_key,
+            key,
             Call {
-                tenant: service.tenant_id,
-                caller: Some(CallerLeg {
-                    dialog: caller,
-                    peer,
-                    invite: key,
-                }),
-                dial: None,
-                caller_number: caller_number.unwrap_or_else(|| "anonymous".into()),
-                law: negotiated.law,
-                telephone_event: negotiated.telephone_event.is_some(),
-                caller_rtp,
-                caller_sdp,
-                agent_rtp,
-                agent_sdp: LocalSdp::new(agent_rtp.ip()),
+                tenant,
+                caller,
+                dial,
+                caller_number,
+                law: media.law,
+                telephone_event: media.telephone_event,
+                caller_rtp: media.caller_rtp,
+                caller_sdp: media.caller_sdp,
+                agent_rtp: media.agent_rtp,
+                agent_sdp: LocalSdp::new(media.agent_rtp.ip()),
                 supervisor_media: None,
                 agents: Vec::new(),
                 actor,
@@ -419,6 +453,7 @@ impl Calls {
                 finished: false,
             },
         );
+        key
     }
 
     /// The tenant of a live call.
@@ -514,12 +549,7 @@ impl Calls {
         let invite = match agent_invite(&target, &call.caller_number, host, &via, &call_id) {
             Ok(mut invite) => {
                 invite.headers.push(contact);
-                invite
-                    .headers
-                    .push(Header::ContentType(rsip::headers::ContentType::new(
-                        "application/sdp",
-                    )));
-                invite.body = offer.to_bytes();
+                invite.body = with_sdp(&mut invite.headers, &offer);
                 invite
             }
             Err(err) => {
@@ -578,24 +608,17 @@ impl Calls {
         };
         let mut requests = Vec::new();
         let mut gone = Vec::new();
-        call.agents.retain_mut(|leg| {
-            if &leg.party != party {
-                return true;
-            }
-            match &mut leg.state {
-                AgentState::Answered(dialog) => {
-                    if leg.referred {
-                        requests.push((notify(dialog, 200), leg.peer));
-                    }
-                    requests.push((dialog.request(Method::Bye, ""), leg.peer));
-                    gone.push(leg.call_id.clone());
-                    false
+        for leg in call.agents.iter_mut().filter(|l| &l.party == party) {
+            if let AgentState::Answered(dialog) = &mut leg.state {
+                if leg.referred {
+                    requests.push((notify(dialog, 200), leg.peer));
                 }
-                _ => true,
+                requests.push((dialog.request(Method::Bye, ""), leg.peer));
+                gone.push(leg.call_id.clone());
             }
-        });
+        }
         for call_id in gone {
-            self.by_call_id.remove(&call_id);
+            self.drop_leg(key, |l| l.call_id == call_id);
         }
         for (request, peer) in requests {
             self.send_in_dialog(layer, key, request, peer, now);
@@ -711,48 +734,40 @@ impl Calls {
             }
             (Ok(()), _) => 405,
         };
-        let response = response_to(request, code, None);
-        if let Err(err) = layer.send_response(key, response, now) {
-            tracing::debug!(%key, %err, "in-dialog response not sent");
-        }
-        let supervisor = self.calls.get(&call_key).is_some_and(|c| {
-            c.agents
-                .iter()
-                .any(|l| l.call_id == call_id && matches!(l.party, Party::Supervisor(_)))
-        });
-        if code == 200 && supervisor {
-            // The supervisor stops monitoring; the call goes on.
-            if let Some(call) = self.calls.get_mut(&call_key) {
-                call.agents.retain(|l| l.call_id != call_id);
-                call.command(call_key, CallCmd::SupervisorGone);
-            }
-            self.by_call_id.remove(call_id);
+        reply(layer, key, request, code, now);
+        if code != 200 {
             return true;
         }
-        if code == 200 {
-            let external = self.calls.get(&call_key).is_some_and(|c| {
-                c.agents
-                    .iter()
-                    .any(|l| l.call_id == call_id && matches!(l.party, Party::External(_)))
-            });
-            let by = match side {
-                Side::Caller => HangupBy::Caller,
-                Side::Agent if external => HangupBy::Remote,
-                Side::Agent => HangupBy::Agent,
-            };
-            tracing::info!(call = call_key, by = by.as_str(), "BYE");
-            if side == Side::Agent {
-                // This leg is over already; the rest of the call goes with it.
-                if let Some(call) = self.calls.get_mut(&call_key) {
-                    call.agents.retain(|l| l.call_id != call_id);
+        // A placed leg that hung up is over already; what it was decides the rest.
+        let by = match side {
+            Side::Caller => HangupBy::Caller,
+            Side::Agent => match self
+                .drop_leg(call_key, |l| l.call_id == call_id)
+                .map(|l| l.party)
+            {
+                Some(Party::Supervisor(_)) => {
+                    // The supervisor stops monitoring; the call goes on.
+                    self.command(call_key, CallCmd::SupervisorGone);
+                    return true;
                 }
-            }
-            self.end_legs(layer, call_key, side == Side::Caller, now);
-            if let Some(call) = self.calls.get(&call_key) {
-                call.command(call_key, CallCmd::Hangup { by });
-            }
-        }
+                Some(Party::External(_)) => HangupBy::Remote,
+                Some(Party::Agent(_)) | None => HangupBy::Agent,
+            },
+        };
+        tracing::info!(call = call_key, by = by.as_str(), "BYE");
+        self.end_legs(layer, call_key, side == Side::Caller, now);
+        self.command(call_key, CallCmd::Hangup { by });
         true
+    }
+
+    /// Forgets the first placed leg of `key` that `matches`, with its index entries.
+    fn drop_leg(&mut self, key: u64, matches: impl Fn(&AgentLeg) -> bool) -> Option<AgentLeg> {
+        let call = self.calls.get_mut(&key)?;
+        let index = call.agents.iter().position(matches)?;
+        let leg = call.agents.remove(index);
+        self.by_call_id.remove(&leg.call_id);
+        self.by_invite.remove(&leg.key);
+        Some(leg)
     }
 
     /// A re-INVITE: hold (sendonly, inactive, c=0.0.0.0), resume or a moved phone. vacd answers
@@ -785,10 +800,7 @@ impl Calls {
                     Some(Some(leg)) => leg,
                     // A supervisor's phone cannot renegotiate (it is outside the relay).
                     Some(None) | None => {
-                        let response = response_to(request, 488, None);
-                        if let Err(err) = layer.send_response(key, response, now) {
-                            tracing::debug!(%key, %err, "re-INVITE refusal not sent");
-                        }
+                        reply(layer, key, request, 488, now);
                         return;
                     }
                 }
@@ -827,12 +839,7 @@ impl Calls {
                 );
                 let mut response = response_to(request, 200, None);
                 response.headers.push(contact);
-                response
-                    .headers
-                    .push(Header::ContentType(rsip::headers::ContentType::new(
-                        "application/sdp",
-                    )));
-                response.body = answer.to_bytes();
+                response.body = with_sdp(&mut response.headers, &answer);
                 response
             }
             Err(err) => {
@@ -884,9 +891,9 @@ impl Calls {
             return true;
         }
         if code >= 300 {
-            let leg = call.agents.remove(index);
-            self.by_invite.remove(key);
-            self.by_call_id.remove(&leg.call_id);
+            let Some(leg) = self.drop_leg(call_key, |l| &l.key == key) else {
+                return true;
+            };
             if matches!(leg.state, AgentState::Ringing) {
                 tracing::info!(call = call_key, party = ?leg.party, code, "call refused");
                 self.leg_failed(layer, call_key, leg.party, now);
@@ -998,14 +1005,7 @@ impl Calls {
             self.hang_up(layer, call_key, HangupBy::System, now);
             return;
         }
-        if let Some(index) = call
-            .agents
-            .iter()
-            .position(|l| &l.key == key && l.pending())
-        {
-            let leg = call.agents.remove(index);
-            self.by_invite.remove(key);
-            self.by_call_id.remove(&leg.call_id);
+        if let Some(leg) = self.drop_leg(call_key, |l| &l.key == key && l.pending()) {
             if matches!(leg.state, AgentState::Ringing) {
                 tracing::info!(call = call_key, party = ?leg.party, "no answer from the far end");
                 self.leg_failed(layer, call_key, leg.party, now);
@@ -1077,17 +1077,11 @@ impl Calls {
             .iter_mut()
             .find(|l| l.call_id == call_id && matches!(l.state, AgentState::Answered(_)));
         let (Some(leg), Some(user)) = (from, refer_to_user(request)) else {
-            let response = response_to(request, 400, None);
-            if let Err(err) = layer.send_response(key, response, now) {
-                tracing::debug!(%key, %err, "REFER refusal not sent");
-            }
+            reply(layer, key, request, 400, now);
             return;
         };
         let Party::Agent(from) = leg.party else {
-            let response = response_to(request, 403, None);
-            if let Err(err) = layer.send_response(key, response, now) {
-                tracing::debug!(%key, %err, "REFER refusal not sent");
-            }
+            reply(layer, key, request, 403, now);
             return;
         };
         let target = agent_named(tenant, &user).map(|agent| TransferTarget::Agent { agent });
@@ -1098,9 +1092,7 @@ impl Calls {
         } else {
             404
         };
-        if let Err(err) = layer.send_response(key, response_to(request, code, None), now) {
-            tracing::debug!(%key, %err, "REFER response not sent");
-        }
+        reply(layer, key, request, code, now);
         tracing::info!(call = call_key, %from, user, code, "REFER");
         match (target, number) {
             (Some(to), _) => self.command(call_key, CallCmd::Transfer { agent: from, to }),
@@ -1219,55 +1211,29 @@ impl Calls {
         else {
             return Err(DialError::NoPorts);
         };
-        let call_key = self.next_key;
-        self.next_key += 1;
-        let (actor, commands) = mpsc::unbounded_channel();
-        let setup = CallSetup {
-            key: call_key,
-            call: NewCall {
-                tenant,
-                mailbox: None,
-                queue: None,
-                call_id: new_call_id(&self.ctx.udp.ip().to_string()),
-                trunk: trunk.to_string(),
-                caller: Some(number.clone()),
-                dialled: number.clone(),
-                dialled_by: Some(agent.0 as i64),
-            },
+        let record = NewCall {
+            tenant,
+            mailbox: None,
+            queue: None,
+            call_id: new_call_id(&self.ctx.udp.ip().to_string()),
+            trunk: trunk.to_string(),
+            caller: Some(number.clone()),
+            dialled: number.clone(),
+            dialled_by: Some(agent.0 as i64),
+        };
+        let media = CallMedia {
             caller_socket,
             agent_socket,
+            caller_rtp,
+            agent_rtp,
+            caller_sdp: LocalSdp::new(caller_rtp.ip()),
             caller_remote: None,
             law: Law::MuLaw,
             payload_type: Law::MuLaw.payload_type(),
-            sounds: self.ctx.sounds.clone(),
-            routing: self.ctx.routing.clone(),
-            tap: self.ctx.tap.clone(),
-            store: self.ctx.store.clone(),
-            reports: self.ctx.reports.clone(),
+            telephone_event: true,
         };
-        tokio::spawn(call::run(setup, commands));
-        metrics::gauge!(crate::metrics::CALLS_ACTIVE).increment(1.0);
-        self.calls.insert(
-            call_key,
-            Call {
-                tenant,
-                caller: None,
-                dial: Some(number),
-                caller_number: "vacd".into(),
-                law: Law::MuLaw,
-                telephone_event: true,
-                caller_rtp,
-                caller_sdp: LocalSdp::new(caller_rtp.ip()),
-                agent_rtp,
-                agent_sdp: LocalSdp::new(agent_rtp.ip()),
-                supervisor_media: None,
-                agents: Vec::new(),
-                actor,
-                over: false,
-                detached: false,
-                finished: false,
-            },
-        );
+        // The agent's phone shows the number it is calling.
+        let call_key = self.start(record, media, None, Some(number.clone()), number);
         if !self.ring(
             layer,
             call_key,
@@ -1386,6 +1352,27 @@ impl Calls {
             }
         }
     }
+}
+
+/// Answers a request with `code` and no body (the transaction may have ended meanwhile).
+fn reply(
+    layer: &mut TransactionLayer,
+    key: &TransactionKey,
+    request: &Request,
+    code: u16,
+    now: Instant,
+) {
+    if let Err(err) = layer.send_response(key, response_to(request, code, Some(&new_tag())), now) {
+        tracing::debug!(%key, %err, code, "response not sent");
+    }
+}
+
+/// Adds the SDP content type to `headers` and returns the body.
+fn with_sdp(headers: &mut rsip::Headers, sdp: &SessionDescription) -> Vec<u8> {
+    headers.push(Header::ContentType(rsip::headers::ContentType::new(
+        "application/sdp",
+    )));
+    sdp.to_bytes()
 }
 
 /// Why monitoring could not start, switch or stop.
