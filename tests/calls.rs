@@ -539,6 +539,9 @@ async fn storm_does_not_stop_a_concurrent_call(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
     let server = f.s.sip_udp();
+    // The storm runs until the call is over (bounded in count), so the whole call happens
+    // inside it.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let storm = tokio::spawn(async move {
         let socket = tokio::net::UdpSocket::bind("127.0.0.3:0")
             .await
@@ -560,27 +563,33 @@ From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
             .into_bytes(),
             vec![b'A'; 60_000],
         ];
-        for round in 0..3_000 {
-            let _ = socket.send_to(&junk[round % junk.len()], server).await;
-            if round % 100 == 0 {
+        let mut sent = 0usize;
+        while !*stopped.borrow_and_update() && sent < 2_000_000 {
+            let _ = socket.send_to(&junk[sent % junk.len()], server).await;
+            sent += 1;
+            if sent % 100 == 0 {
                 tokio::task::yield_now().await;
             }
         }
+        sent
     });
-    let mut caller = f.caller().await;
-    let leg = caller
-        .call(NUMBER)
-        .await
-        .expect("answered during the storm");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
     caller
         .rtp_reaches(leg.remote_rtp, b"still talking", &bruno.phone)
         .await;
-    storm.await.expect("storm task");
     f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
         .await;
+    let _ = stop.send(true);
+    let sent = storm.await.expect("storm task");
+    assert!(
+        sent > 1_000,
+        "the storm ran during the call ({sent} datagrams)"
+    );
     f.s.stop().await;
 }
 
@@ -941,6 +950,59 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     f.s.stop().await;
 }
 
+/// A call live when vacd dies (no graceful shutdown: its record was started, never ended) is
+/// closed at the next start: record `failed` by `system`, interaction `failed`.
+async fn calls_live_at_a_crash_are_closed_at_start(db: Db) {
+    let f = Floor::new(db).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, queues) = f.s.get("/api/v1/queues?limit=100", &admin).await;
+    let queue = queues["items"][0]["id"].as_i64().expect("a queue");
+    let tenant =
+        f.s.store()
+            .tenant_by_name("demo")
+            .await
+            .expect("store")
+            .expect("the demo tenant")
+            .id;
+    // What the call actor writes when a call starts, as if vacd died right after.
+    let started =
+        f.s.store()
+            .start_call(&vacd::store::NewCall {
+                tenant,
+                mailbox: None,
+                queue: Some(queue),
+                call_id: "crashed@test".into(),
+                trunk: "carrier".into(),
+                caller: Some("+491701234567".into()),
+                dialled: NUMBER.into(),
+                dialled_by: None,
+            })
+            .await
+            .expect("call recorded");
+    let f = f.restart().await;
+    let (_, records) =
+        f.s.get(
+            &format!(
+                "/api/v1/call-records?interaction_id={}",
+                started.interaction
+            ),
+            &f.sam,
+        )
+        .await;
+    let record = &records["items"][0];
+    assert_eq!(record["result"], "failed", "{records}");
+    assert_eq!(record["hangup_by"], "system", "{records}");
+    assert!(record["ended_at"].as_i64().is_some(), "{records}");
+    let (_, interaction) =
+        f.s.get(
+            &format!("/api/v1/interactions/{}", started.interaction),
+            &f.sam,
+        )
+        .await;
+    assert_eq!(interaction["state"], "failed", "{interaction}");
+    f.s.stop().await;
+}
+
 /// The console ends a call: vacd hangs up both phones.
 async fn console_ends_the_call(db: Db) {
     let f = Floor::new(db).await;
@@ -1068,5 +1130,6 @@ on_both_backends!(
     click_to_dial,
     click_to_dial_needs_an_outbound_trunk,
     supervisor_monitors_whispers_and_barges,
+    calls_live_at_a_crash_are_closed_at_start,
     sipp_call_flow,
 );
