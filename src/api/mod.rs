@@ -43,6 +43,8 @@ pub struct AppState {
     pub token_ttl_ms: i64,
     pub metrics: PrometheusHandle,
     openapi: Arc<String>,
+    /// The floors the supervisors' feeds watch, one look per tenant.
+    floors: supervisor::Floors,
 }
 
 impl AppState {
@@ -65,6 +67,7 @@ impl AppState {
             token_ttl_ms,
             metrics,
             openapi: Arc::new(openapi),
+            floors: supervisor::Floors::default(),
         }
     }
 }

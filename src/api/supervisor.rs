@@ -1,13 +1,14 @@
 //! `GET /ws/supervisor`: the supervisors' live feed (team leads and up, token as for the
 //! console), and `PUT /api/v1/agents/{id}/status`, a supervisor setting an agent's status
 //! (same body as the console's `presence.set`: `{"status": "not_ready", "reason": "…"}`). vacd sends `floor` frames — every queue's live figures with today's totals, and
-//! every agent's presence, time in state and work — when the floor changed: the feed looks at
-//! routing's in-memory state twice a second and sends only what differs from the last frame,
-//! and recomputes today's totals from the event log when new events were written (at most
-//! every two seconds). Team leads see the agents of their own team. The protocol is
+//! every agent's presence, time in state and work — when the floor changed: one task per
+//! tenant ([`Floors`]) looks at routing's in-memory state twice a second for all of that
+//! tenant's feeds and recomputes today's totals from the event log when new events were
+//! written (at most every two seconds); each feed sends only what differs from its last frame. Team leads see the agents of their own team. The protocol is
 //! documented in `docs/supervisor-feed.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -17,6 +18,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
+use tokio::sync::watch;
 use vacd_actors::{Floor, TenantId};
 
 use super::console::{authenticate, TokenQuery};
@@ -48,14 +50,10 @@ pub async fn supervisor_socket(
 
 /// What the feed keeps between looks.
 struct Feed {
-    who: Principal,
     /// Agents this viewer may see (`None`: all).
     team: Option<Vec<i64>>,
     people: BTreeMap<i64, String>,
     queue_names: BTreeMap<i64, String>,
-    /// Today's totals per queue.
-    totals: BTreeMap<i64, QueueRow>,
-    last_event: i64,
     /// Each agent's presence as last seen and since when (Unix ms).
     presence: BTreeMap<i64, (Json, i64)>,
 }
@@ -85,56 +83,26 @@ impl Feed {
             .map(|(agent, at)| (agent, (Json::Null, at)))
             .collect();
         Ok(Feed {
-            who,
             team,
             people: users
                 .into_iter()
                 .map(|Person { id, name, .. }| (id, name))
                 .collect(),
             queue_names,
-            totals: BTreeMap::new(),
-            last_event: -1,
             presence,
         })
     }
 
-    /// Recomputes today's totals if events were written since the last time.
-    async fn refresh_totals(&mut self, state: &AppState) -> crate::store::Result<()> {
-        let tenant = self.who.tenant_id;
-        let last = state.store.last_event_id(tenant).await?;
-        if last == self.last_event {
-            return Ok(());
-        }
-        self.last_event = last;
-        let now = now_ms();
-        let settings = Settings {
-            targets: state.store.sla_targets(tenant).await?,
-            short_abandon_ms: 5_000,
-            interval: Interval::Day,
-            from: Interval::Day.start_of(now),
-            to: now + 1,
-        };
-        let Some(events) = state
-            .store
-            .report_events(tenant, settings.from - 86_400_000, settings.to, 2_000_000)
-            .await?
-        else {
-            return Ok(());
-        };
-        let report = reports::build(&events, &settings);
-        self.totals = report.queues.into_iter().map(|r| (r.queue, r)).collect();
-        Ok(())
-    }
-
-    /// The frame for `floor`.
-    fn frame(&mut self, floor: &Floor) -> Json {
+    /// The frame for the tenant's `floor` as this viewer sees it.
+    fn frame(&mut self, watched: &Watched) -> Json {
+        let Watched { floor, totals } = watched;
         let now = now_ms();
         let queues: Vec<Json> = floor
             .queues
             .iter()
             .map(|q| {
                 let id = q.queue.0 as i64;
-                let today = self.totals.get(&id).map(|t| {
+                let today = totals.get(&id).map(|t| {
                     json!({
                         "offered": t.offered, "answered": t.answered, "abandoned": t.abandoned,
                         "service_level": t.service_level, "asa_ms": t.asa_ms, "aht_ms": t.aht_ms,
@@ -190,9 +158,115 @@ impl Feed {
     }
 }
 
+/// One tenant's floor and today's totals per queue, as last looked at.
+#[derive(Debug, Default)]
+pub struct Watched {
+    floor: Floor,
+    totals: BTreeMap<i64, QueueRow>,
+}
+
+/// The tenants' floors under watch: one task per tenant looks at routing and the event log
+/// for all of that tenant's feeds, and stops when the last feed has gone.
+#[derive(Clone, Default)]
+pub struct Floors {
+    tenants: Arc<Mutex<HashMap<i64, watch::Receiver<Arc<Watched>>>>>,
+}
+
+impl Floors {
+    /// The watch on `tenant`'s floor, starting its task if no feed watches it yet.
+    fn subscribe(&self, state: &AppState, tenant: i64) -> watch::Receiver<Arc<Watched>> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(watching) = tenants.get(&tenant) {
+            return watching.clone();
+        }
+        let (publish, watching) = watch::channel(Arc::new(Watched::default()));
+        tenants.insert(tenant, watching.clone());
+        tokio::spawn(look_after(self.clone(), state.clone(), tenant, publish));
+        watching
+    }
+}
+
+/// Looks at `tenant`'s floor twice a second and recomputes today's totals when new events
+/// were written (at most every two seconds), while any feed watches.
+async fn look_after(
+    floors: Floors,
+    state: AppState,
+    tenant: i64,
+    publish: watch::Sender<Arc<Watched>>,
+) {
+    let mut look = tokio::time::interval(LOOK);
+    let mut looks = 0u32;
+    let mut totals = BTreeMap::new();
+    let mut last_event = -1;
+    loop {
+        look.tick().await;
+        {
+            // Only the map's own receiver left: nobody watches; stop (under the lock, so no
+            // feed subscribes to a watch that is about to end).
+            let mut tenants = floors.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            if publish.receiver_count() <= 1 {
+                tenants.remove(&tenant);
+                return;
+            }
+        }
+        if looks % TOTALS_EVERY == 0 {
+            match today(&state, tenant, last_event).await {
+                Ok(Some((event, fresh))) => {
+                    last_event = event;
+                    totals = fresh;
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(tenant, %err, "today's totals not refreshed"),
+            }
+        }
+        looks = looks.wrapping_add(1);
+        match state.routing.router().floor(TenantId(tenant as u64)).await {
+            Ok(floor) => {
+                let watched = Watched {
+                    floor,
+                    totals: totals.clone(),
+                };
+                publish.send_replace(Arc::new(watched));
+            }
+            Err(err) => tracing::warn!(tenant, %err, "floor unavailable"),
+        }
+    }
+}
+
+/// Today's totals per queue, if events were written since `last_event` (with the newest id).
+async fn today(
+    state: &AppState,
+    tenant: i64,
+    last_event: i64,
+) -> crate::store::Result<Option<(i64, BTreeMap<i64, QueueRow>)>> {
+    let last = state.store.last_event_id(tenant).await?;
+    if last == last_event {
+        return Ok(None);
+    }
+    let now = now_ms();
+    let settings = Settings {
+        targets: state.store.sla_targets(tenant).await?,
+        short_abandon_ms: 5_000,
+        interval: Interval::Day,
+        from: Interval::Day.start_of(now),
+        to: now + 1,
+    };
+    let Some(events) = state
+        .store
+        .report_events(tenant, settings.from - 86_400_000, settings.to, 2_000_000)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let report = reports::build(&events, &settings);
+    Ok(Some((
+        last,
+        report.queues.into_iter().map(|r| (r.queue, r)).collect(),
+    )))
+}
+
 async fn serve(socket: WebSocket, state: AppState, who: Principal) {
     let (mut sink, mut stream) = socket.split();
-    let tenant = TenantId(who.tenant_id as u64);
     let mut feed = match Feed::new(&state, who).await {
         Ok(feed) => feed,
         Err(err) => {
@@ -206,26 +280,16 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
         user = who.user_id,
         "supervisor feed connected"
     );
-    let mut look = tokio::time::interval(LOOK);
-    let mut looks = 0u32;
+    let mut watching = state.floors.subscribe(&state, who.tenant_id);
     let mut last: Option<Json> = None;
     loop {
         tokio::select! {
-            _ = look.tick() => {
-                if looks % TOTALS_EVERY == 0 {
-                    if let Err(err) = feed.refresh_totals(&state).await {
-                        tracing::warn!(tenant = who.tenant_id, %err, "today's totals not refreshed");
-                    }
+            changed = watching.changed() => {
+                if changed.is_err() {
+                    break;
                 }
-                looks = looks.wrapping_add(1);
-                let floor = match state.routing.router().floor(tenant).await {
-                    Ok(floor) => floor,
-                    Err(err) => {
-                        tracing::warn!(tenant = who.tenant_id, %err, "floor unavailable");
-                        continue;
-                    }
-                };
-                let frame = feed.frame(&floor);
+                let watched = watching.borrow_and_update().clone();
+                let frame = feed.frame(&watched);
                 if last.as_ref() == Some(&frame) {
                     continue;
                 }
