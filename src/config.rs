@@ -72,7 +72,9 @@ impl ChatSettings {
     pub fn rules(&self) -> vacd_actors::chat::ChatConfig {
         vacd_actors::chat::ChatConfig {
             idle_warning: Duration::from_secs(self.idle_warning_seconds),
-            idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(self.idle_warning_seconds)),
+            idle_timeout: Duration::from_secs(
+                self.idle_timeout_seconds.max(self.idle_warning_seconds),
+            ),
             max_message_chars: self.max_message_chars,
             burst: self.message_burst.max(1),
             per_second: self.messages_per_second,

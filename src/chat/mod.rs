@@ -126,7 +126,9 @@ impl Drop for ConsoleLink {
     fn drop(&mut self) {
         self.hub
             .consoles
-            .remove_if(&self.key, |_, (generation, _)| *generation == self.generation);
+            .remove_if(&self.key, |_, (generation, _)| {
+                *generation == self.generation
+            });
     }
 }
 

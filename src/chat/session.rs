@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use vacd_actors::chat::{
     ChatError, ChatEvent, ChatInput, ChatOutput, ChatSession, EndReason, NewMessage, Party,
 };
-use vacd_actors::{AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId};
+use vacd_actors::{
+    AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId,
+};
 
 use super::{language, Error, Inner};
 use crate::store::{ChatRow, ChatWidget};
@@ -309,7 +311,11 @@ impl Actor {
         if first {
             if let Err(e) = self.start_interaction(&new.text).await {
                 tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
-                self.refuse(&new, "store_failed", "the chat could not be started; try again");
+                self.refuse(
+                    &new,
+                    "store_failed",
+                    "the chat could not be started; try again",
+                );
                 return;
             }
         }
@@ -330,7 +336,11 @@ impl Actor {
             }
             Err(e) => {
                 tracing::error!(chat = self.chat.id, error = %e, "chat message not stored");
-                self.refuse(&new, "store_failed", "the message was not stored; send it again");
+                self.refuse(
+                    &new,
+                    "store_failed",
+                    "the message was not stored; send it again",
+                );
             }
         }
         if first {
@@ -384,10 +394,13 @@ impl Actor {
             return;
         };
         let language = match self.chat.language.as_deref() {
-            Some(code) => store.language_skill(tenant, code).await.unwrap_or_else(|e| {
-                tracing::warn!(chat = self.chat.id, error = %e, "language lookup failed");
-                None
-            }),
+            Some(code) => store
+                .language_skill(tenant, code)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(chat = self.chat.id, error = %e, "language lookup failed");
+                    None
+                }),
             None => None,
         };
         let new = NewInteraction {
@@ -447,7 +460,8 @@ impl Actor {
             Party::Agent(user) | Party::Supervisor(user) => {
                 let mut error = error;
                 error["interaction"] = json!(self.chat.interaction);
-                self.hub.to_console(self.chat.tenant, user, error.to_string());
+                self.hub
+                    .to_console(self.chat.tenant, user, error.to_string());
             }
         }
     }
@@ -474,7 +488,8 @@ impl Actor {
         let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
         json["interaction"] = json!(self.chat.interaction);
         json["customer"] = json!(self.chat.customer);
-        self.hub.to_console(self.chat.tenant, user, json.to_string());
+        self.hub
+            .to_console(self.chat.tenant, user, json.to_string());
     }
 
     fn unregister(&self) {
