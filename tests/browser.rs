@@ -46,7 +46,9 @@ async fn widget_in_chromium() {
         let base = s.base.clone();
         async move { node("widget.mjs", &[&base]).await }
     });
-    let offer = bruno.expect_where("offer", |f| f["channel"] == "chat").await;
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
     let interaction = offer["interaction"].clone();
     bruno
         .ok(json!({ "type": "offer.accept", "interaction": interaction }))
@@ -58,11 +60,12 @@ async fn widget_in_chromium() {
     let output = browser.await.expect("browser task");
     println!("{output}");
     let admin = s.demo_login("ada").await;
-    let (_, tickets) = s
-        .get("/api/v1/interactions?channel=email", &admin)
-        .await;
+    let (_, tickets) = s.get("/api/v1/interactions?channel=email", &admin).await;
     let ticket = &tickets["items"][0];
-    assert_eq!(ticket["subject"], "Offline message from Olivier", "{tickets}");
+    assert_eq!(
+        ticket["subject"], "Offline message from Olivier",
+        "{tickets}"
+    );
     assert_eq!(ticket["language"], "fr");
     s.stop().await;
 }
