@@ -72,7 +72,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         routing.handle(),
         chat_tap,
         config.chat.rules(),
-        config.chat.starts_per_second_per_ip,
+        &config.chat,
     );
     let restored = chat.restore().await?;
     if restored > 0 {

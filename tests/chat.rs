@@ -498,7 +498,39 @@ async fn an_idle_visitor_is_warned_and_then_let_go(db: Db) {
     s.stop().await;
 }
 
+async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.chat.starts_per_second_per_ip = 1;
+        c.chat.messages_per_second_per_ip = 2;
+    })
+    .await;
+    let mut first = Visitor::start(&s, json!({})).await;
+    let mut third = Console::open(&s, "/ws/chat").await;
+    third
+        .send_raw(Message::Text(
+            json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget" })
+                .to_string()
+                .into(),
+        ))
+        .await;
+    assert_eq!(third.expect("error").await["code"], "rate_limited");
+    assert_eq!(third.closed().await, Some(4429));
+    for n in 0..3 {
+        first
+            .frame(json!({ "type": "chat.send", "client_id": format!("m-{n}"), "text": ENGLISH }))
+            .await;
+    }
+    let refused = first.ws.expect("error").await;
+    assert_eq!(refused["code"], "rate_limited");
+    assert_eq!(
+        refused["client_id"], "m-2",
+        "the third message in a second is refused"
+    );
+    s.stop().await;
+}
+
 on_both_backends!(
+    one_address_is_limited_in_new_chats_and_messages,
     a_german_visitor_chats_with_the_german_speaking_agent,
     a_reconnecting_visitor_gets_the_transcript_and_resends_count_once,
     invite_makes_a_conference_and_transfer_hands_over_the_history,

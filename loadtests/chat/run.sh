@@ -25,7 +25,7 @@ cargo build --release -q -p vacd -p vacd-loadtests
 VACD_HTTP__LISTEN=127.0.0.1:$port \
 VACD_DATABASE__URL="sqlite://$work/vacd.db?mode=rwc" \
 VACD_SIP__UDP=127.0.0.1:0 VACD_SIP__TCP=127.0.0.1:0 \
-VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 \
+VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 VACD_CHAT__MESSAGES_PER_SECOND_PER_IP=1000000 \
 VACD_LOG__LEVEL=warn \
     "$target/release/vacd" --config config/vacd.toml >"$work/vacd.log" 2>&1 &
 vacd=$!

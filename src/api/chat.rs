@@ -354,7 +354,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
         tokio::select! {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(reply) = visitor_frame(&attached, t.as_str()).await {
+                    if let Some(reply) = visitor_frame(&state, peer, &attached, t.as_str()).await {
                         if sink.send(reply).await.is_err() {
                             break;
                         }
@@ -389,7 +389,12 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
 }
 
 /// Carries out one visitor frame; the error frame to send back, if it was refused.
-async fn visitor_frame(attached: &Attached, text_frame: &str) -> Option<Message> {
+async fn visitor_frame(
+    state: &AppState,
+    peer: SocketAddr,
+    attached: &Attached,
+    text_frame: &str,
+) -> Option<Message> {
     let frame: Json_ = match serde_json::from_str(text_frame) {
         Ok(frame) => frame,
         Err(e) => return Some(error("malformed_json", &e.to_string(), None)),
@@ -398,6 +403,13 @@ async fn visitor_frame(attached: &Attached, text_frame: &str) -> Option<Message>
         .as_str()
         .map(|c| c.chars().take(64).collect::<String>());
     let input = match frame["type"].as_str() {
+        Some("chat.send") if !state.chat.may_send(peer.ip()) => {
+            return Some(error(
+                "rate_limited",
+                "too many messages from this address; slow down",
+                client_id.as_deref(),
+            ))
+        }
         Some("chat.send") => match frame["text"].as_str() {
             Some(text) => ChatInput::Say {
                 from: Party::Visitor,
