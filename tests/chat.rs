@@ -5,6 +5,7 @@
 mod common;
 
 use common::console::Console;
+use common::feed::{agent_of, queue_of, Feed};
 use common::visitor::Visitor;
 use common::{Db, TestServer};
 use reqwest::StatusCode;
@@ -529,7 +530,39 @@ async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
     s.stop().await;
 }
 
+async fn the_supervisor_feed_follows_a_chat(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let (_, queues) = s.get("/api/v1/queues?name=Support%20DE", &admin).await;
+    let queue = queues["items"][0]["id"].as_i64().expect("Support DE");
+    let sam = s.demo_login("sam").await;
+    let mut feed = Feed::connect(&s, &sam).await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    feed.until("the chat waiting", |f| {
+        queue_of(f, queue).is_some_and(|q| q["waiting"] == 1)
+    })
+    .await;
+    let (mut bruno, bruno_id) = ready(&s, "bruno").await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+    feed.until("Bruno chatting", |f| {
+        agent_of(f, bruno_id).is_some_and(|a| {
+            a["work"][0]["interaction"] == interaction && a["work"][0]["kind"] == "chat"
+        })
+    })
+    .await;
+    bruno
+        .ok(json!({ "type": "chat.end", "interaction": interaction }))
+        .await;
+    feed.until("today's answered chat", |f| {
+        queue_of(f, queue).is_some_and(|q| q["today"]["answered"] == 1 && q["waiting"] == 0)
+    })
+    .await;
+    s.stop().await;
+}
+
 on_both_backends!(
+    the_supervisor_feed_follows_a_chat,
     one_address_is_limited_in_new_chats_and_messages,
     a_german_visitor_chats_with_the_german_speaking_agent,
     a_reconnecting_visitor_gets_the_transcript_and_resends_count_once,
