@@ -308,15 +308,19 @@ impl Actor {
     /// and hands it back to the session, which acknowledges and delivers it.
     async fn store(&mut self, new: NewMessage) {
         let first = self.chat.interaction.is_none();
+        let mut queue = None;
         if first {
-            if let Err(e) = self.start_interaction(&new.text).await {
-                tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
-                self.refuse(
-                    &new,
-                    "store_failed",
-                    "the chat could not be started; try again",
-                );
-                return;
+            match self.start_interaction(&new.text).await {
+                Ok(q) => queue = q,
+                Err(e) => {
+                    tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
+                    self.refuse(
+                        &new,
+                        "store_failed",
+                        "the chat could not be started; try again",
+                    );
+                    return;
+                }
             }
         }
         let Some(interaction) = self.chat.interaction else {
@@ -344,14 +348,14 @@ impl Actor {
             }
         }
         if first {
-            self.enqueue(interaction).await;
+            self.enqueue(interaction, queue).await;
         }
     }
 
     /// Creates the interaction for the visitor's first message: language from the text (when
     /// clear), else the browser's, else the mailbox's; the queue of the widget's mailbox that
-    /// asks for that language.
-    async fn start_interaction(&mut self, text: &str) -> Result<(), crate::store::Error> {
+    /// asks for that language. Returns that queue.
+    async fn start_interaction(&mut self, text: &str) -> Result<Option<i64>, crate::store::Error> {
         let store = &self.hub.store;
         let tenant = self.chat.tenant;
         let mut candidates = Vec::new();
@@ -379,16 +383,13 @@ impl Actor {
             .tap
             .chats
             .insert(interaction as u64, (tenant, self.me.clone()));
-        Ok(())
+        Ok(queue)
     }
 
-    async fn enqueue(&mut self, interaction: i64) {
+    async fn enqueue(&mut self, interaction: i64, queue: Option<i64>) {
         let tenant = self.chat.tenant;
         let store = &self.hub.store;
-        let queue = store
-            .chat_queue(&self.widget, self.chat.language.as_deref().unwrap_or("en"))
-            .await;
-        let Ok(Some(queue)) = queue else {
+        let Some(queue) = queue else {
             tracing::warn!(chat = self.chat.id, "no queue for this chat");
             self.session.end(EndReason::System);
             return;
