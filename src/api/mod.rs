@@ -99,6 +99,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         )
         .route("/wallboard", get(pages::wallboard))
         .route("/wallboard.js", get(pages::wallboard_js))
+        .route("/console", get(pages::console))
+        .route("/console.js", get(pages::console_js))
         .route(
             "/api/v1/agents/{agent}/status",
             axum::routing::put(supervisor::set_status),
