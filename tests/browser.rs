@@ -5,7 +5,10 @@
 mod common;
 
 use common::console::Console;
+use common::feed::Feed;
 use common::{Db, TestServer};
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 /// The wallboard signs in, follows the live feed, and its Break button sets an agent not ready
 /// (which the agent's own console sees).
@@ -37,5 +40,184 @@ async fn wallboard_in_chromium() {
     console
         .expect_where("presence.changed", |f| f["to"]["reason"] == "break")
         .await;
+    s.stop().await;
+}
+
+/// A website visitor's chat socket (`/ws/chat`), read until a frame a test waits for.
+struct Visitor {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+impl Visitor {
+    async fn start(s: &TestServer, start: serde_json::Value) -> Visitor {
+        let url = format!("{}/ws/chat", s.base.replacen("http", "ws", 1));
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("chat socket connects");
+        let mut visitor = Visitor { ws };
+        visitor.send(start).await;
+        visitor.until("chat.welcome", |_| true).await;
+        visitor
+    }
+
+    async fn send(&mut self, frame: serde_json::Value) {
+        use futures_util::SinkExt;
+        self.ws
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .expect("visitor frame sent");
+    }
+
+    /// Waits (bounded) for a frame of `kind` that satisfies `matches`.
+    async fn until(
+        &mut self,
+        kind: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        use futures_util::StreamExt;
+        loop {
+            let message = tokio::time::timeout(common::console::WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} for the visitor within the wait"))
+                .unwrap_or_else(|| panic!("chat closed before {kind}"))
+                .expect("chat frame");
+            if let Message::Text(text) = message {
+                let frame: serde_json::Value =
+                    serde_json::from_str(text.as_str()).expect("JSON frame");
+                if frame["type"] == kind && matches(&frame) {
+                    return frame;
+                }
+            }
+        }
+    }
+}
+
+/// The agent console in chromium: bruno signs in and goes ready; a German visitor's chat is
+/// offered to him with a countdown; he accepts, sees the message and the customer's history,
+/// answers with the `/hi` text module (the visitor's name filled in), sees the visitor's read
+/// receipt, ends the chat and finishes wrap-up; then an email is offered, a plain card he
+/// accepts and ends. The visitor is a real chat socket here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_chromium() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let sam = s.demo_login("sam").await;
+    let mut feed = Feed::connect(&s, &sam).await;
+    let (_, me) = s.get("/api/v1/me", &s.demo_login("bruno").await).await;
+    let bruno = me["id"].as_i64().expect("bruno's id");
+    // A returning customer: the screen pop shows her earlier email.
+    let vera = s
+        .create(
+            "/api/v1/customers",
+            &sam,
+            json!({ "name": "Vera Vogel", "language": "de" }),
+        )
+        .await;
+    s.create(
+        "/api/v1/customer-identities",
+        &sam,
+        json!({ "customer_id": vera, "kind": "email", "value": "vera@example.com" }),
+    )
+    .await;
+    s.create(
+        "/api/v1/interactions",
+        &sam,
+        json!({ "channel": "email", "customer_id": vera, "language": "de", "state": "done", "subject": "Rechnung März" }),
+    )
+    .await;
+
+    let (_, queues) = s.get("/api/v1/queues", &sam).await;
+    let support_de = queues["items"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["name"] == "Support DE"))
+        .and_then(|q| q["id"].as_i64())
+        .expect("the demo queue Support DE");
+
+    let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+    std::fs::create_dir_all(screenshots).expect("screenshot directory");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.mjs");
+    let browser = tokio::process::Command::new("node")
+        .args([script, &s.base, screenshots])
+        .kill_on_drop(true)
+        .output();
+    let mut browser = tokio::spawn(browser);
+
+    {
+        // The visitor's side, while the browser works the console.
+        let visitor = async {
+            let ready = feed
+                .until("bruno ready", |f| {
+                    common::feed::agent_of(f, bruno)
+                        .is_some_and(|a| a["presence"]["presence"] == "ready")
+                })
+                .await;
+            let mut visitor = Visitor::start(
+                &s,
+                json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Vera Vogel", "email": "vera@example.com", "language": "de" }),
+            )
+            .await;
+            visitor
+                .send(json!({ "type": "chat.send", "client_id": "v-1", "text": "Guten Tag, ich habe eine Frage zu meiner Rechnung. Können Sie mir bitte helfen?" }))
+                .await;
+            visitor.until("chat.ack", |f| f["client_id"] == "v-1").await;
+            let read = visitor
+                .until("chat.read", |f| f["party"]["kind"] == "agent")
+                .await;
+            assert_eq!(
+                read["party"]["id"], bruno,
+                "bruno's console read it: {read}"
+            );
+            let answer = visitor
+                .until("chat.message", |f| f["author"]["kind"] == "agent")
+                .await;
+            assert_eq!(
+                answer["text"], "Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?",
+                "the German greeting with the customer's name: {answer}"
+            );
+            visitor
+                .send(json!({ "type": "chat.read", "up_to": answer["id"] }))
+                .await;
+            let ended = visitor.until("chat.ended", |_| true).await;
+            assert_eq!(ended["reason"], "agent");
+            // Back from wrap-up, bruno gets an email: a plain card, no chat panel.
+            let since = common::feed::agent_of(&ready, bruno).and_then(|a| a["since"].as_i64());
+            feed.until("bruno ready again", |f| {
+                common::feed::agent_of(f, bruno).is_some_and(|a| {
+                    a["presence"]["presence"] == "ready" && a["since"].as_i64() > since
+                })
+            })
+            .await;
+            s.create(
+                "/api/v1/interactions",
+                &sam,
+                json!({ "channel": "email", "queue_id": support_de, "customer_id": vera, "language": "de", "subject": "Mahnung" }),
+            )
+            .await;
+        };
+        tokio::pin!(visitor);
+        let run = async {
+            // A browser that fails early is reported at once, with its output.
+            let (output, visitor_done) = tokio::select! {
+                output = &mut browser => (output, false),
+                () = &mut visitor => (browser.await, true),
+            };
+            let output = output
+                .expect("the browser task runs")
+                .expect("node runs (scripts/test.sh installs node's playwright-core and chromium)");
+            assert!(
+                output.status.success(),
+                "console test failed:\n{}\n{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            if !visitor_done {
+                visitor.await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(90), run)
+            .await
+            .expect("the browser test finishes within 90 s");
+    }
     s.stop().await;
 }

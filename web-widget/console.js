@@ -60,12 +60,19 @@
       api("/api/v1/users?role=agent&limit=500").catch(() => null),
     ]);
     for (const q of queueList.items) queues.set(q.id, q.name);
+    for (const row of $("queue-stats").children) {
+      row.firstChild.textContent = queues.get(Number(row.dataset.queue)) ?? row.firstChild.textContent;
+    }
     if (users) {
       agents = users.items.map((u) => ({ id: u.id, name: u.display_name }));
     } else {
       const members = await api("/api/v1/queue-members?limit=500").catch(() => ({ items: [] }));
-      const ids = [...new Set(members.items.map((m) => m.user_id))].sort((a, b) => a - b);
-      agents = ids.map((id) => ({ id, name: `Agent ${id}` }));
+      const serves = new Map(); // user id → names of the queues they serve
+      for (const m of members.items) {
+        serves.set(m.user_id, [...(serves.get(m.user_id) ?? []), queues.get(m.queue_id) ?? `queue ${m.queue_id}`]);
+      }
+      agents = [...serves].sort(([a], [b]) => a - b)
+        .map(([id, names]) => ({ id, name: `Agent ${id} (${names.join(", ")})` }));
     }
     for (const item of work.values()) if (item.panel) renderTools(item);
   }
@@ -366,7 +373,7 @@
       $("queue-stats").append(row);
     }
     row.firstChild.textContent = queues.get(f.queue) ?? `Queue ${f.queue}`;
-    row.lastChild.textContent = `${f.waiting} waiting · ${f.agents_ready} ready`;
+    row.lastChild.textContent = `${f.waiting} waiting · ${f.agents_ready} ready · ${f.agents_busy} busy`;
   }
 
   // ---- offers -----------------------------------------------------------------------------
@@ -437,7 +444,11 @@
     renderState(item);
     renderCustomer(item);
     if (selected === null || !work.get(selected)?.panel) select(item.id);
-    else panel.hidden = true;
+    else {
+      panel.hidden = true;
+      tab.setAttribute("aria-selected", "false");
+      tab.tabIndex = -1;
+    }
     $("idle").hidden = true;
   }
 
@@ -584,7 +595,7 @@
   function buildChat(item) {
     item.transcript = el("div", { className: "transcript", role: "log", "aria-live": "polite", "aria-label": "Transcript" });
     item.typing = el("div", { className: "typing", "aria-live": "polite" });
-    const box = el("textarea", { id: `message-${item.id}`, rows: 2, placeholder: "Type, or a shortcut such as /hi; Enter sends, Shift+Enter breaks the line" });
+    const box = el("textarea", { id: `message-${item.id}`, rows: 2, placeholder: "Write a message, or a shortcut like /hi" });
     const form = el("form", { className: "composer" },
       el("label", { for: box.id, className: "visually-hidden" }, "Message"), box,
       el("button", { type: "submit", className: "primary", textContent: "Send" }));
