@@ -95,10 +95,11 @@ impl Visitor {
 }
 
 /// The agent console in chromium: bruno signs in and goes ready; a German visitor's chat is
-/// offered to him with a countdown; he accepts, sees the message and the customer's history,
-/// answers with the `/hi` text module (the visitor's name filled in), sees the visitor's read
-/// receipt, ends the chat and finishes wrap-up; then an email is offered, a plain card he
-/// accepts and ends. The visitor is a real chat socket here.
+/// offered to him with a countdown; he accepts and sees the message and the customer's history;
+/// a second chat comes in beside it. He answers both with the `/hi` text module (each visitor's
+/// name filled in) and sees the read receipt; the second visitor ends her chat, bruno ends the
+/// first; each goes through wrap-up. Then an email is offered: a plain card he accepts and ends.
+/// The visitors are real chat sockets here (`visitors`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium() {
     let s = TestServer::start(Db::Sqlite).await;
@@ -127,80 +128,23 @@ async fn console_in_chromium() {
     )
     .await;
 
-    let (_, queues) = s.get("/api/v1/queues", &sam).await;
-    let support_de = queues["items"]
-        .as_array()
-        .and_then(|queues| queues.iter().find(|q| q["name"] == "Support DE"))
-        .and_then(|q| q["id"].as_i64())
-        .expect("the demo queue Support DE");
-
     let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
     std::fs::create_dir_all(screenshots).expect("screenshot directory");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.mjs");
-    let browser = tokio::process::Command::new("node")
-        .args([script, &s.base, screenshots])
-        .kill_on_drop(true)
-        .output();
-    let mut browser = tokio::spawn(browser);
-
+    let mut browser = tokio::spawn(
+        tokio::process::Command::new("node")
+            .args([script, &s.base, screenshots])
+            .kill_on_drop(true)
+            .output(),
+    );
     {
-        // The visitor's side, while the browser works the console.
-        let visitor = async {
-            let ready = feed
-                .until("bruno ready", |f| {
-                    common::feed::agent_of(f, bruno)
-                        .is_some_and(|a| a["presence"]["presence"] == "ready")
-                })
-                .await;
-            let mut visitor = Visitor::start(
-                &s,
-                json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Vera Vogel", "email": "vera@example.com", "language": "de" }),
-            )
-            .await;
-            visitor
-                .send(json!({ "type": "chat.send", "client_id": "v-1", "text": "Guten Tag, ich habe eine Frage zu meiner Rechnung. Können Sie mir bitte helfen?" }))
-                .await;
-            visitor.until("chat.ack", |f| f["client_id"] == "v-1").await;
-            let read = visitor
-                .until("chat.read", |f| f["party"]["kind"] == "agent")
-                .await;
-            assert_eq!(
-                read["party"]["id"], bruno,
-                "bruno's console read it: {read}"
-            );
-            let answer = visitor
-                .until("chat.message", |f| f["author"]["kind"] == "agent")
-                .await;
-            assert_eq!(
-                answer["text"], "Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?",
-                "the German greeting with the customer's name: {answer}"
-            );
-            visitor
-                .send(json!({ "type": "chat.read", "up_to": answer["id"] }))
-                .await;
-            let ended = visitor.until("chat.ended", |_| true).await;
-            assert_eq!(ended["reason"], "agent");
-            // Back from wrap-up, bruno gets an email: a plain card, no chat panel.
-            let since = common::feed::agent_of(&ready, bruno).and_then(|a| a["since"].as_i64());
-            feed.until("bruno ready again", |f| {
-                common::feed::agent_of(f, bruno).is_some_and(|a| {
-                    a["presence"]["presence"] == "ready" && a["since"].as_i64() > since
-                })
-            })
-            .await;
-            s.create(
-                "/api/v1/interactions",
-                &sam,
-                json!({ "channel": "email", "queue_id": support_de, "customer_id": vera, "language": "de", "subject": "Mahnung" }),
-            )
-            .await;
-        };
-        tokio::pin!(visitor);
+        let visitors = visitors(&s, &mut feed, &sam, bruno, vera);
+        tokio::pin!(visitors);
         let run = async {
             // A browser that fails early is reported at once, with its output.
-            let (output, visitor_done) = tokio::select! {
+            let (output, visitors_done) = tokio::select! {
                 output = &mut browser => (output, false),
-                () = &mut visitor => (browser.await, true),
+                () = &mut visitors => (browser.await, true),
             };
             let output = output
                 .expect("the browser task runs")
@@ -211,8 +155,8 @@ async fn console_in_chromium() {
                 String::from_utf8_lossy(&output.stdout),
                 String::from_utf8_lossy(&output.stderr)
             );
-            if !visitor_done {
-                visitor.await;
+            if !visitors_done {
+                visitors.await;
             }
         };
         tokio::time::timeout(std::time::Duration::from_secs(90), run)
@@ -220,4 +164,81 @@ async fn console_in_chromium() {
             .expect("the browser test finishes within 90 s");
     }
     s.stop().await;
+}
+
+/// The other side of `console_in_chromium`: two visitors chat with bruno (each step waits for
+/// what his console did), then an email comes in for him.
+async fn visitors(s: &TestServer, feed: &mut Feed, sam: &str, bruno: i64, vera: i64) {
+    let ready = feed
+        .until("bruno ready", |f| {
+            common::feed::agent_of(f, bruno).is_some_and(|a| a["presence"]["presence"] == "ready")
+        })
+        .await;
+    let mut first = Visitor::start(
+        s,
+        json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Vera Vogel", "email": "vera@example.com", "language": "de" }),
+    )
+    .await;
+    first
+        .send(json!({ "type": "chat.send", "client_id": "v-1", "text": "Guten Tag, ich habe eine Frage zu meiner Rechnung. Können Sie mir bitte helfen?" }))
+        .await;
+    first.until("chat.ack", |f| f["client_id"] == "v-1").await;
+    let read = first
+        .until("chat.read", |f| f["party"]["kind"] == "agent")
+        .await;
+    assert_eq!(read["party"]["id"], bruno, "bruno's console read it: {read}");
+
+    // Bruno has the first chat open: a second one comes in beside it.
+    let mut second = Visitor::start(
+        s,
+        json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Klara Klein", "language": "de" }),
+    )
+    .await;
+    second
+        .send(json!({ "type": "chat.send", "client_id": "k-1", "text": "Hallo, mein Paket ist noch nicht angekommen. Wo bleibt meine Bestellung?" }))
+        .await;
+    second.until("chat.ack", |f| f["client_id"] == "k-1").await;
+
+    let answer = first
+        .until("chat.message", |f| f["author"]["kind"] == "agent")
+        .await;
+    assert_eq!(
+        answer["text"], "Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?",
+        "the German greeting with the customer's name: {answer}"
+    );
+    first
+        .send(json!({ "type": "chat.read", "up_to": answer["id"] }))
+        .await;
+    let answer = second
+        .until("chat.message", |f| f["author"]["kind"] == "agent")
+        .await;
+    assert_eq!(
+        answer["text"], "Hallo Klara Klein, danke für Ihre Nachricht. Wie kann ich helfen?",
+        "{answer}"
+    );
+    second.send(json!({ "type": "chat.end" })).await;
+    let ended = second.until("chat.ended", |_| true).await;
+    assert_eq!(ended["reason"], "visitor");
+    let ended = first.until("chat.ended", |_| true).await;
+    assert_eq!(ended["reason"], "agent");
+
+    // Back from wrap-up, bruno gets an email.
+    let since = common::feed::agent_of(&ready, bruno).and_then(|a| a["since"].as_i64());
+    feed.until("bruno ready again", |f| {
+        common::feed::agent_of(f, bruno)
+            .is_some_and(|a| a["presence"]["presence"] == "ready" && a["since"].as_i64() > since)
+    })
+    .await;
+    let (_, queues) = s.get("/api/v1/queues", sam).await;
+    let support_de = queues["items"]
+        .as_array()
+        .and_then(|queues| queues.iter().find(|q| q["name"] == "Support DE"))
+        .map(|q| q["id"].clone())
+        .expect("the demo queue Support DE");
+    s.create(
+        "/api/v1/interactions",
+        sam,
+        json!({ "channel": "email", "queue_id": support_de, "customer_id": vera, "language": "de", "subject": "Mahnung" }),
+    )
+    .await;
 }

@@ -12,7 +12,7 @@
   let token = null;
   let me = null; // { id, name }
   let ws = null;
-  let replaced = false;
+  let stopped = false;
   let nextId = 0;
   let nextClientId = 0;
   // Command id → what it was (for the status line) and what to do on its ack.
@@ -135,7 +135,7 @@
     });
     ws.addEventListener("close", () => {
       pending.clear();
-      if (replaced) return;
+      if (stopped) return;
       setStatus("reconnecting…");
       setTimeout(connect, 2000);
     });
@@ -145,6 +145,7 @@
     hello(f) {
       me.id = f.agent;
       showPresence(f.presence);
+      showStatus(f.status?.status, f.status?.reason);
       restore(f.work);
     },
     ack(f) {
@@ -164,7 +165,7 @@
     },
     "presence.changed"(f) { showPresence(f.to); },
     "session.replaced"() {
-      replaced = true;
+      stopped = true;
       setStatus("signed in on another console; this one is closed");
     },
     offer(f) {
@@ -217,7 +218,9 @@
       const item = chatItem(f, true);
       item.transcript.replaceChildren();
       item.messages.clear();
+      item.unread = 0;
       for (const message of f.messages) showMessage(item, message);
+      renderTab(item);
       markRead(item);
     },
     "chat.message"(f) {
@@ -348,11 +351,16 @@
 
   // ---- presence and queues ----------------------------------------------------------------
 
+  // The presence routing derives (busy, wrap-up, …) is shown as text; the buttons show the
+  // status the agent chose, which holds while working.
   function showPresence(p) {
     $("presence").textContent = presenceText(p);
+    if (["ready", "not_ready", "offline"].includes(p.presence)) showStatus(p.presence, p.reason);
+  }
+
+  function showStatus(status, reason) {
     for (const button of $("presence-buttons").querySelectorAll("button")) {
-      const on = button.dataset.status === p.presence
-        && (p.presence !== "not_ready" || button.dataset.reason === p.reason);
+      const on = button.dataset.status === status && (status !== "not_ready" || button.dataset.reason === reason);
       button.setAttribute("aria-pressed", String(on));
     }
   }
@@ -363,7 +371,7 @@
     const { status, reason } = button.dataset;
     const fields = status === "ready" ? { status, mode: "inbound" }
       : status === "not_ready" ? { status, reason } : { status };
-    command("presence.set", fields, `set ${button.textContent}`);
+    command("presence.set", fields, `set ${button.textContent}`, () => showStatus(status, reason));
   });
 
   function showQueueStats(f) {
@@ -686,6 +694,21 @@
   });
 
   // ---- sign-in ----------------------------------------------------------------------------
+  // The token is kept for the tab's session, so a reload comes back to the same work.
+
+  const SAVED = "vacd.console";
+
+  function start(session) {
+    token = session.token;
+    me = session.me;
+    sessionStorage.setItem(SAVED, JSON.stringify(session));
+    $("agent-name").textContent = me.name;
+    $("login").hidden = true;
+    $("me").hidden = false;
+    $("desk").hidden = false;
+    loadDirectory();
+    connect();
+  }
 
   $("login").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -707,13 +730,32 @@
       $("login-error").textContent = body.error?.message ?? "sign-in failed";
       return;
     }
-    token = body.token;
-    me = { id: body.user.id, name: body.user.display_name };
-    $("agent-name").textContent = me.name;
-    $("login").hidden = true;
-    $("me").hidden = false;
-    $("desk").hidden = false;
-    loadDirectory();
-    connect();
+    start({ token: body.token, me: { id: body.user.id, name: body.user.display_name } });
   });
+
+  $("sign-out").addEventListener("click", async () => {
+    stopped = true; // no reconnect
+    sessionStorage.removeItem(SAVED);
+    await fetch("/api/v1/auth/logout", { method: "POST", headers: { authorization: `Bearer ${token}` } }).catch(() => {});
+    location.reload();
+  });
+
+  (async () => {
+    let saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(SAVED));
+    } catch {
+      saved = null;
+    }
+    if (!saved?.token || !saved.me) return;
+    token = saved.token;
+    try {
+      await api("/api/v1/me");
+    } catch {
+      sessionStorage.removeItem(SAVED);
+      token = null;
+      return;
+    }
+    start(saved);
+  })();
 })();

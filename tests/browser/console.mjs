@@ -1,16 +1,18 @@
 // Browser test of the agent console: Debian's chromium (headless) driven by playwright-core.
 // Agent bruno signs in on /console and goes ready; the Rust side (tests/browser.rs) then starts
-// a German visitor chat. The offer shows with a countdown; bruno accepts, sees the visitor's
-// message and her history, expands the /hi text module (her name filled in), sends it, sees the
-// visitor's read receipt, is refused going offline while holding the chat (the error shows in
-// the status line), ends the chat and finishes wrap-up; then accepts and ends an email, shown as
-// a plain card. Screenshots go to SCREENSHOTS.
+// German visitor chats. The first offer shows with a countdown; bruno accepts, sees the
+// visitor's message and her history; a second chat arrives in its own tab. He expands the /hi
+// text module (the visitor's name filled in) and sends it, sees the read receipt; reloads the
+// page and finds his work again; answers the second chat from the text-module picker, and that
+// visitor ends it; is refused going offline while holding the first (the error shows in the
+// status line), ends it and finishes wrap-up; then accepts and ends an email, shown as a plain
+// card. Screenshots go to SCREENSHOTS.
 // Usage: node console.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
 const [base, screenshots] = process.argv.slice(2);
 const WAIT = 15000;
-const GREETING = "Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?";
+const GREETING = (name) => `Hallo ${name}, danke für Ihre Nachricht. Wie kann ich helfen?`;
 
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
@@ -32,8 +34,9 @@ try {
   await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Ready" }).waitFor();
 
   // The offer: channel, customer (from the screen pop) and a running countdown.
-  const offer = page.locator('article.offer[data-channel="chat"]');
-  await offer.getByRole("heading", { name: "chat — Vera Vogel" }).waitFor();
+  const offerFrom = (name) => page.locator("article.offer").filter({ has: page.getByRole("heading", { name }) });
+  const offer = offerFrom("chat — Vera Vogel");
+  await offer.waitFor();
   const countdown = offer.locator(".countdown");
   const first = await countdown.textContent();
   if (!/^\d+ s left$/.test(first)) throw new Error(`countdown shows ${first}`);
@@ -43,27 +46,56 @@ try {
   await offer.waitFor({ state: "detached" });
 
   // The chat: the visitor's message, the customer's history beside it.
-  const panel = page.locator('[role="tabpanel"][data-channel="chat"]');
+  await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
+  const panel = page.getByRole("tabpanel", { name: "chat: Vera Vogel" });
   const transcript = panel.getByRole("log", { name: "Transcript" });
   await transcript.getByText("ich habe eine Frage zu meiner Rechnung").waitFor();
-  await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
   const customer = panel.getByRole("complementary", { name: "Customer" });
   await customer.getByRole("list", { name: "History" }).getByText("Rechnung März").waitFor();
   await customer.getByText("email: vera@example.com").waitFor();
+
+  // A second chat comes in beside the first: its own tab, not shown yet, with an unread badge.
+  const secondOffer = offerFrom("chat — Klara Klein");
+  await secondOffer.getByRole("button", { name: "Accept" }).click();
+  const secondTab = page.getByRole("tab", { name: "chat: Klara Klein" });
+  await secondTab.and(page.locator('[aria-selected="false"]')).getByLabel("1 unread").waitFor();
 
   // The /hi shortcut expands to the German greeting with the customer's name; Enter sends it.
   const box = panel.getByLabel("Message");
   await box.fill("/hi");
   await box.press("Enter");
-  await page.waitForFunction((text) => document.querySelector('[role="tabpanel"] textarea')?.value === text, GREETING);
+  await page.waitForFunction((text) => [...document.querySelectorAll('[role="tabpanel"] textarea')].some((t) => t.value === text), GREETING("Vera Vogel"));
   await box.press("Enter");
-  const sent = transcript.locator(".msg.mine", { hasText: GREETING });
+  const sent = transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") });
   await sent.locator(".receipt", { hasText: "read" }).waitFor();
   if ((await box.inputValue()) !== "") throw new Error("the composer was not cleared");
   await page.screenshot({ path: `${screenshots}/console-chat.png`, fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${screenshots}/console-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
+
+  // A reload comes back signed in to the same work: the chats, the transcript, the customer.
+  await page.reload();
+  await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
+  await transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") }).waitFor();
+  await customer.getByText("Rechnung März").waitFor();
+  // The dropped connection may have set bruno not ready; he chooses Ready again.
+  await page.getByRole("button", { name: "Ready" }).click();
+  await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Ready" }).waitFor();
+
+  // The second chat: the picker fills in the text module; the visitor ends the chat.
+  await secondTab.click();
+  const second = page.getByRole("tabpanel", { name: "chat: Klara Klein" });
+  await second.getByText("mein Paket ist noch nicht angekommen").waitFor();
+  await second.getByLabel("Text module").selectOption({ label: "greeting (/hi)" });
+  const secondBox = second.getByLabel("Message");
+  if ((await secondBox.inputValue()) !== GREETING("Klara Klein")) throw new Error(`picker filled ${await secondBox.inputValue()}`);
+  await secondBox.press("Enter");
+  await second.getByText("Chat ended (visitor)").waitFor();
+  await second.getByText("Wrap-up").waitFor();
+  await second.getByRole("button", { name: "Done" }).click();
+  await second.waitFor({ state: "detached" });
+  await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
 
   // Refusals show in the status line: no going offline while holding a chat.
   await page.getByRole("button", { name: "Offline" }).click();
