@@ -78,12 +78,13 @@ impl Visitor {
     ) -> serde_json::Value {
         use futures_util::StreamExt;
         loop {
-            let message = tokio::time::timeout(common::console::WAIT, self.ws.next())
+            let next = tokio::time::timeout(common::console::WAIT, self.ws.next())
                 .await
-                .unwrap_or_else(|_| panic!("no {kind} for the visitor within the wait"))
-                .unwrap_or_else(|| panic!("chat closed before {kind}"))
-                .expect("chat frame");
-            if let Message::Text(text) = message {
+                .unwrap_or_else(|_| panic!("no {kind} for the visitor within the wait"));
+            let Some(message) = next else {
+                panic!("chat closed before {kind}");
+            };
+            if let Message::Text(text) = message.expect("chat frame") {
                 let frame: serde_json::Value =
                     serde_json::from_str(text.as_str()).expect("JSON frame");
                 if frame["type"] == kind && matches(&frame) {
@@ -186,7 +187,10 @@ async fn visitors(s: &TestServer, feed: &mut Feed, sam: &str, bruno: i64, vera: 
     let read = first
         .until("chat.read", |f| f["party"]["kind"] == "agent")
         .await;
-    assert_eq!(read["party"]["id"], bruno, "bruno's console read it: {read}");
+    assert_eq!(
+        read["party"]["id"], bruno,
+        "bruno's console read it: {read}"
+    );
 
     // Bruno has the first chat open: a second one comes in beside it.
     let mut second = Visitor::start(
