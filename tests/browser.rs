@@ -97,9 +97,10 @@ impl Visitor {
 
 /// The agent console in chromium: bruno signs in and goes ready; a German visitor's chat is
 /// offered to him with a countdown; he accepts and sees the message and the customer's history;
-/// a second chat comes in beside it. He answers both with the `/hi` text module (each visitor's
-/// name filled in) and sees the read receipt; the second visitor ends her chat, bruno ends the
-/// first; each goes through wrap-up. Then an email is offered: a plain card he accepts and ends.
+/// a second chat comes in beside it, into which he invites alice. He answers both with the `/hi`
+/// text module (each visitor's name filled in) and sees the read receipt; the second visitor
+/// ends her chat, bruno ends the first; each goes through wrap-up. Then an email is offered: a
+/// plain card he rejects once, then accepts and transfers to alice.
 /// The visitors are real chat sockets here (`visitors`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium() {
@@ -108,6 +109,12 @@ async fn console_in_chromium() {
     let mut feed = Feed::connect(&s, &sam).await;
     let (_, me) = s.get("/api/v1/me", &s.demo_login("bruno").await).await;
     let bruno = me["id"].as_i64().expect("bruno's id");
+    // Alice, a colleague bruno invites into a chat and transfers an email to.
+    let alice_token = s.demo_login("alice").await;
+    let mut alice = Console::connect(&s, &alice_token).await;
+    alice.ready().await;
+    let (_, me) = s.get("/api/v1/me", &alice_token).await;
+    let alice_id = me["id"].as_i64().expect("alice's id");
     // A returning customer: the screen pop shows her earlier email.
     let vera = s
         .create(
@@ -134,12 +141,12 @@ async fn console_in_chromium() {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.mjs");
     let mut browser = tokio::spawn(
         tokio::process::Command::new("node")
-            .args([script, &s.base, screenshots])
+            .args([script, &s.base, screenshots, &alice_id.to_string()])
             .kill_on_drop(true)
             .output(),
     );
     {
-        let visitors = visitors(&s, &mut feed, &sam, bruno, vera);
+        let visitors = visitors(&s, &mut feed, &mut alice, &sam, bruno, vera);
         tokio::pin!(visitors);
         let run = async {
             // A browser that fails early is reported at once, with its output.
@@ -168,8 +175,16 @@ async fn console_in_chromium() {
 }
 
 /// The other side of `console_in_chromium`: two visitors chat with bruno (each step waits for
-/// what his console did), then an email comes in for him.
-async fn visitors(s: &TestServer, feed: &mut Feed, sam: &str, bruno: i64, vera: i64) {
+/// what his console did) and alice joins one of the chats; then an email comes in for bruno,
+/// which he transfers to alice.
+async fn visitors(
+    s: &TestServer,
+    feed: &mut Feed,
+    alice: &mut Console,
+    sam: &str,
+    bruno: i64,
+    vera: i64,
+) {
     let ready = feed
         .until("bruno ready", |f| {
             common::feed::agent_of(f, bruno).is_some_and(|a| a["presence"]["presence"] == "ready")
@@ -213,6 +228,17 @@ async fn visitors(s: &TestServer, feed: &mut Feed, sam: &str, bruno: i64, vera: 
     first
         .send(json!({ "type": "chat.read", "up_to": answer["id"] }))
         .await;
+    // Bruno invites alice into the second chat: she gets its transcript, the visitor sees her.
+    let transcript = alice.expect("chat.transcript").await;
+    assert!(
+        transcript["messages"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Paket")),
+        "{transcript}"
+    );
+    second
+        .until("chat.joined", |f| f["name"] == "Alice Andersen")
+        .await;
     let answer = second
         .until("chat.message", |f| f["author"]["kind"] == "agent")
         .await;
@@ -239,10 +265,18 @@ async fn visitors(s: &TestServer, feed: &mut Feed, sam: &str, bruno: i64, vera: 
         .and_then(|queues| queues.iter().find(|q| q["name"] == "Support DE"))
         .map(|q| q["id"].clone())
         .expect("the demo queue Support DE");
-    s.create(
-        "/api/v1/interactions",
-        sam,
-        json!({ "channel": "email", "queue_id": support_de, "customer_id": vera, "language": "de", "subject": "Mahnung" }),
-    )
-    .await;
+    let email = s
+        .create(
+            "/api/v1/interactions",
+            sam,
+            json!({ "channel": "email", "queue_id": support_de, "customer_id": vera, "language": "de", "subject": "Mahnung" }),
+        )
+        .await;
+    // Bruno rejects it once, then takes it and transfers it to alice.
+    alice
+        .expect_where("offer", |f| f["interaction"] == email)
+        .await;
+    alice
+        .ok(json!({ "type": "offer.accept", "interaction": email }))
+        .await;
 }

@@ -3,14 +3,15 @@
 // German visitor chats. The first offer shows with a countdown; bruno accepts, sees the
 // visitor's message and her history; a second chat arrives in its own tab. He expands the /hi
 // text module (the visitor's name filled in) and sends it, sees the read receipt; reloads the
-// page and finds his work again; answers the second chat from the text-module picker, and that
-// visitor ends it; is refused going offline while holding the first (the error shows in the
-// status line), ends it and finishes wrap-up; then accepts and ends an email, shown as a plain
-// card. Screenshots go to SCREENSHOTS.
-// Usage: node console.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
+// page and finds his work again; invites alice into the second chat and answers it from the
+// text-module picker, and that visitor ends it; is refused going offline while holding the
+// first (the error shows in the status line), ends it and finishes wrap-up. Then an email: a
+// plain card he rejects once, accepts when it comes back, and transfers to alice.
+// Screenshots go to SCREENSHOTS.
+// Usage: node console.mjs BASE_URL SCREENSHOTS_DIR ALICE_ID — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
-const [base, screenshots] = process.argv.slice(2);
+const [base, screenshots, aliceId] = process.argv.slice(2);
 const WAIT = 15000;
 const GREETING = (name) => `Hallo ${name}, danke für Ihre Nachricht. Wie kann ich helfen?`;
 
@@ -87,6 +88,9 @@ try {
   await secondTab.click();
   const second = page.getByRole("tabpanel", { name: "chat: Klara Klein" });
   await second.getByText("mein Paket ist noch nicht angekommen").waitFor();
+  await second.getByLabel("Invite agent").selectOption(`agent:${aliceId}`);
+  await second.getByRole("button", { name: "Invite" }).click();
+  await second.getByText("Alice Andersen joined").waitFor();
   await second.getByLabel("Text module").selectOption({ label: "greeting (/hi)" });
   const secondBox = second.getByLabel("Message");
   if ((await secondBox.inputValue()) !== GREETING("Klara Klein")) throw new Error(`picker filled ${await secondBox.inputValue()}`);
@@ -109,14 +113,21 @@ try {
   await page.getByText("No open interactions").waitFor();
 
   // An email (the Rust side creates it once bruno is ready again): a plain card, no chat.
+  // Rejected once, it comes back when bruno is ready again; accepted, he transfers it to alice.
   const email = page.locator('article.offer[data-channel="email"]');
+  await email.getByRole("button", { name: "Reject" }).click();
+  await email.waitFor({ state: "detached" });
+  await page.locator("#presence", { hasText: "not ready (missed)" }).waitFor();
+  await page.getByRole("button", { name: "Ready" }).click();
   await email.getByRole("heading", { name: "email — Vera Vogel" }).waitFor();
   await email.getByRole("button", { name: "Accept" }).click();
   const card = page.locator('[role="tabpanel"][data-channel="email"]');
   await card.getByText("Mahnung").waitFor();
   if (await card.getByLabel("Message").count()) throw new Error("an email got a chat composer");
   await page.screenshot({ path: `${screenshots}/console-ticket.png`, fullPage: true });
-  await card.getByRole("button", { name: "End", exact: true }).click();
+  await card.getByLabel("Transfer to").selectOption(`agent:${aliceId}`);
+  await card.getByRole("button", { name: "Transfer" }).click();
+  await card.getByText("Wrap-up").waitFor();
   await card.getByRole("button", { name: "Done" }).click();
   await card.waitFor({ state: "detached" });
   console.log("console ok");
