@@ -404,7 +404,6 @@
     if (timeoutMs) {
       item.deadline = Date.now() + timeoutMs;
       bar.max = timeoutMs;
-      item.offerMs = timeoutMs;
     } else {
       item.deadline = null;
       countdown.textContent = "waiting for you";
