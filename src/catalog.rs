@@ -266,7 +266,7 @@ pub static QUEUES: Resource = Resource {
     table: "queues",
     schema: "Queue",
     columns: &[
-        req("name", text(100)),
+        filter(req("name", text(100))),
         filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
         int_default("priority", 0, 100, 50),
         Column {

@@ -52,6 +52,8 @@ pub struct ChatSettings {
     pub messages_per_second: u32,
     /// New chats one IP address may open per second.
     pub starts_per_second_per_ip: u32,
+    /// Visitor messages one IP address may send per second, over all its chats.
+    pub messages_per_second_per_ip: u32,
 }
 
 impl Default for ChatSettings {
@@ -63,6 +65,7 @@ impl Default for ChatSettings {
             message_burst: 10,
             messages_per_second: 2,
             starts_per_second_per_ip: 5,
+            messages_per_second_per_ip: 50,
         }
     }
 }
@@ -72,7 +75,9 @@ impl ChatSettings {
     pub fn rules(&self) -> vacd_actors::chat::ChatConfig {
         vacd_actors::chat::ChatConfig {
             idle_warning: Duration::from_secs(self.idle_warning_seconds),
-            idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(self.idle_warning_seconds)),
+            idle_timeout: Duration::from_secs(
+                self.idle_timeout_seconds.max(self.idle_warning_seconds),
+            ),
             max_message_chars: self.max_message_chars,
             burst: self.message_burst.max(1),
             per_second: self.messages_per_second,

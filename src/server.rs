@@ -11,11 +11,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::chat::{self, ChatHub, ChatTap};
 use crate::config::Config;
 use crate::routing::{self, CallTap, Routing};
 use crate::sip::{self, SipEndpoint};
 use crate::store::{self, Store};
-use crate::chat::{self, ChatHub, ChatTap};
 use crate::{demo, metrics};
 
 /// How long running requests may take to finish once shutdown begins.
@@ -72,7 +72,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         routing.handle(),
         chat_tap,
         config.chat.rules(),
-        config.chat.starts_per_second_per_ip,
+        &config.chat,
     );
     let restored = chat.restore().await?;
     if restored > 0 {
@@ -109,11 +109,11 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(Error::Serve)
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(Error::Serve)
     });
     Ok(Running {
         addr,

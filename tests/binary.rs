@@ -109,7 +109,13 @@ async fn default_config_serves_the_demo_tenant() {
         .collect();
     assert_eq!(
         names,
-        ["Sales DE", "Sales EN", "Support EN", "Support FR", "Support DE"]
+        [
+            "Sales DE",
+            "Sales EN",
+            "Support EN",
+            "Support FR",
+            "Support DE"
+        ]
     );
     let customer: Value = http
         .post(format!("{base}/api/v1/customers"))

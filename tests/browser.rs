@@ -6,9 +6,71 @@ mod common;
 
 use common::console::Console;
 use common::feed::Feed;
+use common::visitor::Visitor;
 use common::{Db, TestServer};
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
+
+/// Runs `tests/browser/{script}` with `args`, screenshots going to `target/screenshots/`; its
+/// output if it succeeded.
+async fn node(script: &str, args: &[&str]) -> String {
+    let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+    std::fs::create_dir_all(screenshots).expect("screenshot directory");
+    let path = format!("{}/tests/browser/{script}", env!("CARGO_MANIFEST_DIR"));
+    let run = tokio::process::Command::new("node")
+        .arg(&path)
+        .args(args)
+        .arg(screenshots)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(90), run)
+        .await
+        .expect("the browser test finishes within 90 s")
+        .expect("node runs (scripts/test.sh installs node's playwright-core and chromium)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+/// A German visitor chats through the widget on /demo with Bruno and keeps the transcript over
+/// a reload; a French visitor with nobody ready leaves a message with the keyboard only, which
+/// becomes a ticket. The widget's gzipped size is printed and held to its budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn widget_in_chromium() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let token = s.demo_login("bruno").await;
+    let mut bruno = Console::connect(&s, &token).await;
+    bruno.ready().await;
+    let browser = tokio::spawn({
+        let base = s.base.clone();
+        async move { node("widget.mjs", &[&base]).await }
+    });
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
+    let interaction = offer["interaction"].clone();
+    bruno
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    bruno.expect("chat.transcript").await;
+    bruno
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Hallo Vera, wie kann ich helfen?" }))
+        .await;
+    let output = browser.await.expect("browser task");
+    println!("{output}");
+    let admin = s.demo_login("ada").await;
+    let (_, tickets) = s.get("/api/v1/interactions?channel=email", &admin).await;
+    let ticket = &tickets["items"][0];
+    assert_eq!(
+        ticket["subject"], "Offline message from Olivier",
+        "{tickets}"
+    );
+    assert_eq!(ticket["language"], "fr");
+    s.stop().await;
+}
 
 /// The wallboard signs in, follows the live feed, and its Break button sets an agent not ready
 /// (which the agent's own console sees).
@@ -20,79 +82,11 @@ async fn wallboard_in_chromium() {
     console.ready().await;
     let (_, me) = s.get("/api/v1/me", &token).await;
     let bruno = me["id"].as_i64().expect("bruno's id");
-    let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
-    std::fs::create_dir_all(screenshots).expect("screenshot directory");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/wallboard.mjs");
-    let run = tokio::process::Command::new("node")
-        .args([script, &s.base, &bruno.to_string(), screenshots])
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(std::time::Duration::from_secs(90), run)
-        .await
-        .expect("the browser test finishes within 90 s")
-        .expect("node runs (scripts/test.sh installs node's playwright-core and chromium)");
-    assert!(
-        output.status.success(),
-        "wallboard test failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    node("wallboard.mjs", &[&s.base, &bruno.to_string()]).await;
     console
         .expect_where("presence.changed", |f| f["to"]["reason"] == "break")
         .await;
     s.stop().await;
-}
-
-/// A website visitor's chat socket (`/ws/chat`), read until a frame a test waits for.
-struct Visitor {
-    ws: tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-}
-
-impl Visitor {
-    async fn start(s: &TestServer, start: serde_json::Value) -> Visitor {
-        let url = format!("{}/ws/chat", s.base.replacen("http", "ws", 1));
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("chat socket connects");
-        let mut visitor = Visitor { ws };
-        visitor.send(start).await;
-        visitor.until("chat.welcome", |_| true).await;
-        visitor
-    }
-
-    async fn send(&mut self, frame: serde_json::Value) {
-        use futures_util::SinkExt;
-        self.ws
-            .send(Message::Text(frame.to_string().into()))
-            .await
-            .expect("visitor frame sent");
-    }
-
-    /// Waits (bounded) for a frame of `kind` that satisfies `matches`.
-    async fn until(
-        &mut self,
-        kind: &str,
-        matches: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        use futures_util::StreamExt;
-        loop {
-            let next = tokio::time::timeout(common::console::WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("no {kind} for the visitor within the wait"));
-            let Some(message) = next else {
-                panic!("chat closed before {kind}");
-            };
-            if let Message::Text(text) = message.expect("chat frame") {
-                let frame: serde_json::Value =
-                    serde_json::from_str(text.as_str()).expect("JSON frame");
-                if frame["type"] == kind && matches(&frame) {
-                    return frame;
-                }
-            }
-        }
-    }
 }
 
 /// The agent console in chromium: bruno signs in and goes ready; a German visitor's chat is
@@ -136,40 +130,26 @@ async fn console_in_chromium() {
     )
     .await;
 
-    let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
-    std::fs::create_dir_all(screenshots).expect("screenshot directory");
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser/console.mjs");
-    let mut browser = tokio::spawn(
-        tokio::process::Command::new("node")
-            .args([script, &s.base, screenshots, &alice_id.to_string()])
-            .kill_on_drop(true)
-            .output(),
-    );
+    let mut browser = tokio::spawn({
+        let (base, alice) = (s.base.clone(), alice_id.to_string());
+        async move { node("console.mjs", &[&base, &alice]).await }
+    });
     {
         let visitors = visitors(&s, &mut feed, &mut alice, &sam, bruno, vera);
         tokio::pin!(visitors);
-        let run = async {
-            // A browser that fails early is reported at once, with its output.
-            let (output, visitors_done) = tokio::select! {
-                output = &mut browser => (output, false),
-                () = &mut visitors => (browser.await, true),
-            };
-            let output = output
-                .expect("the browser task runs")
-                .expect("node runs (scripts/test.sh installs node's playwright-core and chromium)");
-            assert!(
-                output.status.success(),
-                "console test failed:\n{}\n{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            );
-            if !visitors_done {
-                visitors.await;
+        // A browser script that fails early is reported at once.
+        let visitors_done = tokio::select! {
+            output = &mut browser => {
+                output.expect("the console script passes");
+                false
             }
+            () = &mut visitors => true,
         };
-        tokio::time::timeout(std::time::Duration::from_secs(90), run)
-            .await
-            .expect("the browser test finishes within 90 s");
+        if visitors_done {
+            browser.await.expect("the console script passes");
+        } else {
+            visitors.await;
+        }
     }
     s.stop().await;
 }
@@ -192,15 +172,18 @@ async fn visitors(
         .await;
     let mut first = Visitor::start(
         s,
-        json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Vera Vogel", "email": "vera@example.com", "language": "de" }),
+        json!({ "name": "Vera Vogel", "email": "vera@example.com", "language": "de" }),
     )
     .await;
     first
-        .send(json!({ "type": "chat.send", "client_id": "v-1", "text": "Guten Tag, ich habe eine Frage zu meiner Rechnung. Können Sie mir bitte helfen?" }))
+        .say(
+            "v-1",
+            "Guten Tag, ich habe eine Frage zu meiner Rechnung. Können Sie mir bitte helfen?",
+        )
         .await;
-    first.until("chat.ack", |f| f["client_id"] == "v-1").await;
     let read = first
-        .until("chat.read", |f| f["party"]["kind"] == "agent")
+        .ws
+        .expect_where("chat.read", |f| f["party"]["kind"] == "agent")
         .await;
     assert_eq!(
         read["party"]["id"], bruno,
@@ -208,25 +191,20 @@ async fn visitors(
     );
 
     // Bruno has the first chat open: a second one comes in beside it.
-    let mut second = Visitor::start(
-        s,
-        json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Klara Klein", "language": "de" }),
-    )
-    .await;
+    let mut second = Visitor::start(s, json!({ "name": "Klara Klein", "language": "de" })).await;
     second
-        .send(json!({ "type": "chat.send", "client_id": "k-1", "text": "Hallo, mein Paket ist noch nicht angekommen. Wo bleibt meine Bestellung?" }))
+        .say(
+            "k-1",
+            "Hallo, mein Paket ist noch nicht angekommen. Wo bleibt meine Bestellung?",
+        )
         .await;
-    second.until("chat.ack", |f| f["client_id"] == "k-1").await;
 
     let answer = first
-        .until("chat.message", |f| f["author"]["kind"] == "agent")
+        .hears("Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?")
         .await;
-    assert_eq!(
-        answer["text"], "Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?",
-        "the German greeting with the customer's name: {answer}"
-    );
+    assert_eq!(answer["author"]["id"], bruno, "{answer}");
     first
-        .send(json!({ "type": "chat.read", "up_to": answer["id"] }))
+        .frame(json!({ "type": "chat.read", "up_to": answer["id"] }))
         .await;
     // Bruno invites alice into the second chat: she gets its transcript, the visitor sees her.
     let transcript = alice.expect("chat.transcript").await;
@@ -237,19 +215,16 @@ async fn visitors(
         "{transcript}"
     );
     second
-        .until("chat.joined", |f| f["name"] == "Alice Andersen")
+        .ws
+        .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
         .await;
-    let answer = second
-        .until("chat.message", |f| f["author"]["kind"] == "agent")
+    second
+        .hears("Hallo Klara Klein, danke für Ihre Nachricht. Wie kann ich helfen?")
         .await;
-    assert_eq!(
-        answer["text"], "Hallo Klara Klein, danke für Ihre Nachricht. Wie kann ich helfen?",
-        "{answer}"
-    );
-    second.send(json!({ "type": "chat.end" })).await;
-    let ended = second.until("chat.ended", |_| true).await;
+    second.frame(json!({ "type": "chat.end" })).await;
+    let ended = second.ws.expect("chat.ended").await;
     assert_eq!(ended["reason"], "visitor");
-    let ended = first.until("chat.ended", |_| true).await;
+    let ended = first.ws.expect("chat.ended").await;
     assert_eq!(ended["reason"], "agent");
 
     // Back from wrap-up, bruno gets an email.
@@ -259,12 +234,8 @@ async fn visitors(
             .is_some_and(|a| a["presence"]["presence"] == "ready" && a["since"].as_i64() > since)
     })
     .await;
-    let (_, queues) = s.get("/api/v1/queues", sam).await;
-    let support_de = queues["items"]
-        .as_array()
-        .and_then(|queues| queues.iter().find(|q| q["name"] == "Support DE"))
-        .map(|q| q["id"].clone())
-        .expect("the demo queue Support DE");
+    let (_, queues) = s.get("/api/v1/queues?name=Support%20DE", sam).await;
+    let support_de = queues["items"][0]["id"].clone();
     let email = s
         .create(
             "/api/v1/interactions",

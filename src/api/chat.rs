@@ -58,7 +58,10 @@ async fn serving(
     requested: Option<&str>,
 ) -> Result<(String, Option<i64>)> {
     let requested = requested.and_then(language::primary);
-    let mut language = widget.mailbox_language.clone().unwrap_or_else(|| "en".into());
+    let mut language = widget
+        .mailbox_language
+        .clone()
+        .unwrap_or_else(|| "en".into());
     if let Some(code) = requested {
         if state
             .store
@@ -309,7 +312,10 @@ async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
         Err(e) => return Err(("store_failed", e.to_string())),
     };
     if !state.chat.may_start(peer.ip()) {
-        return Err(("rate_limited", "too many new chats from this address".into()));
+        return Err((
+            "rate_limited",
+            "too many new chats from this address".into(),
+        ));
     }
     let email = match field("email") {
         Some(email) => match valid_email(email) {
@@ -348,7 +354,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
         tokio::select! {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(reply) = visitor_frame(&attached, t.as_str()).await {
+                    if let Some(reply) = visitor_frame(&state, peer, &attached, t.as_str()).await {
                         if sink.send(reply).await.is_err() {
                             break;
                         }
@@ -383,13 +389,27 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
 }
 
 /// Carries out one visitor frame; the error frame to send back, if it was refused.
-async fn visitor_frame(attached: &Attached, text_frame: &str) -> Option<Message> {
+async fn visitor_frame(
+    state: &AppState,
+    peer: SocketAddr,
+    attached: &Attached,
+    text_frame: &str,
+) -> Option<Message> {
     let frame: Json_ = match serde_json::from_str(text_frame) {
         Ok(frame) => frame,
         Err(e) => return Some(error("malformed_json", &e.to_string(), None)),
     };
-    let client_id = frame["client_id"].as_str().map(|c| c.chars().take(64).collect::<String>());
+    let client_id = frame["client_id"]
+        .as_str()
+        .map(|c| c.chars().take(64).collect::<String>());
     let input = match frame["type"].as_str() {
+        Some("chat.send") if !state.chat.may_send(peer.ip()) => {
+            return Some(error(
+                "rate_limited",
+                "too many messages from this address; slow down",
+                client_id.as_deref(),
+            ))
+        }
         Some("chat.send") => match frame["text"].as_str() {
             Some(text) => ChatInput::Say {
                 from: Party::Visitor,
@@ -397,7 +417,13 @@ async fn visitor_frame(attached: &Attached, text_frame: &str) -> Option<Message>
                 text: text.to_owned(),
                 whisper: false,
             },
-            None => return Some(error("invalid_command", "`text` is missing", client_id.as_deref())),
+            None => {
+                return Some(error(
+                    "invalid_command",
+                    "`text` is missing",
+                    client_id.as_deref(),
+                ))
+            }
         },
         Some("chat.typing") => ChatInput::Typing {
             from: Party::Visitor,
@@ -422,7 +448,11 @@ async fn visitor_frame(attached: &Attached, text_frame: &str) -> Option<Message>
     match attached.input(input).await {
         Ok(()) => None,
         Err(e) => {
-            tracing::debug!(chat = attached.chat, code = e.code(), "visitor input refused");
+            tracing::debug!(
+                chat = attached.chat,
+                code = e.code(),
+                "visitor input refused"
+            );
             Some(error(e.code(), &e.to_string(), client_id.as_deref()))
         }
     }

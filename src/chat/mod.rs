@@ -22,6 +22,7 @@ use vacd_actors::{AgentId, Output};
 
 use crate::api::auth::{random_token, token_hash};
 use crate::catalog::Role;
+use crate::config::ChatSettings;
 use crate::routing::RoutingHandle;
 use crate::sip::rate_limit::{RateLimiter, Verdict};
 use crate::store::{self, ChatWidget, NewChat, Principal, Store};
@@ -61,6 +62,22 @@ impl Error {
             Error::Forbidden => "forbidden",
             Error::Store(_) => "store_failed",
             Error::Gone => "unavailable",
+        }
+    }
+}
+
+/// Counts one `what` from `source` against `limiter`; false (logged once per second) when over.
+fn allowed(limiter: &Mutex<RateLimiter>, source: IpAddr, what: &str) -> bool {
+    let mut limiter = limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match limiter.check(source, std::time::Instant::now()) {
+        Verdict::Accept => true,
+        Verdict::Drop { report, .. } => {
+            if report {
+                tracing::warn!(%source, what, "too many from one address; refusing");
+            }
+            false
         }
     }
 }
@@ -126,7 +143,9 @@ impl Drop for ConsoleLink {
     fn drop(&mut self) {
         self.hub
             .consoles
-            .remove_if(&self.key, |_, (generation, _)| *generation == self.generation);
+            .remove_if(&self.key, |_, (generation, _)| {
+                *generation == self.generation
+            });
     }
 }
 
@@ -143,8 +162,9 @@ pub(crate) struct Inner {
     sessions: DashMap<i64, mpsc::UnboundedSender<ChatMsg>>,
     consoles: DashMap<(i64, u64), (u64, mpsc::UnboundedSender<String>)>,
     next_id: AtomicU64,
-    /// New chats per source address.
+    /// New chats, and visitor messages, per source address.
     starts: Mutex<RateLimiter>,
+    messages: Mutex<RateLimiter>,
 }
 
 impl Inner {
@@ -166,7 +186,7 @@ impl ChatHub {
         routing: RoutingHandle,
         tap: ChatTap,
         rules: ChatConfig,
-        starts_per_second: u32,
+        settings: &ChatSettings,
     ) -> ChatHub {
         ChatHub {
             inner: Arc::new(Inner {
@@ -177,7 +197,8 @@ impl ChatHub {
                 sessions: DashMap::new(),
                 consoles: DashMap::new(),
                 next_id: AtomicU64::new(1),
-                starts: Mutex::new(RateLimiter::new(starts_per_second)),
+                starts: Mutex::new(RateLimiter::new(settings.starts_per_second_per_ip)),
+                messages: Mutex::new(RateLimiter::new(settings.messages_per_second_per_ip)),
             }),
         }
     }
@@ -228,20 +249,12 @@ impl ChatHub {
 
     /// Whether `source` may open another chat now.
     pub fn may_start(&self, source: IpAddr) -> bool {
-        let mut starts = self
-            .inner
-            .starts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match starts.check(source, std::time::Instant::now()) {
-            Verdict::Accept => true,
-            Verdict::Drop { report, .. } => {
-                if report {
-                    tracing::warn!(%source, "too many new chats from one address; refusing");
-                }
-                false
-            }
-        }
+        allowed(&self.inner.starts, source, "new chats")
+    }
+
+    /// Whether `source` may send another visitor message now.
+    pub fn may_send(&self, source: IpAddr) -> bool {
+        allowed(&self.inner.messages, source, "chat messages")
     }
 
     /// Returns to the chat of a resume token.

@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, oneshot};
 use vacd_actors::chat::{
     ChatError, ChatEvent, ChatInput, ChatOutput, ChatSession, EndReason, NewMessage, Party,
 };
-use vacd_actors::{AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId};
+use vacd_actors::{
+    AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId,
+};
 
 use super::{language, Error, Inner};
 use crate::store::{ChatRow, ChatWidget};
@@ -306,11 +308,19 @@ impl Actor {
     /// and hands it back to the session, which acknowledges and delivers it.
     async fn store(&mut self, new: NewMessage) {
         let first = self.chat.interaction.is_none();
+        let mut queue = None;
         if first {
-            if let Err(e) = self.start_interaction(&new.text).await {
-                tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
-                self.refuse(&new, "store_failed", "the chat could not be started; try again");
-                return;
+            match self.start_interaction(&new.text).await {
+                Ok(q) => queue = q,
+                Err(e) => {
+                    tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
+                    self.refuse(
+                        &new,
+                        "store_failed",
+                        "the chat could not be started; try again",
+                    );
+                    return;
+                }
             }
         }
         let Some(interaction) = self.chat.interaction else {
@@ -330,18 +340,22 @@ impl Actor {
             }
             Err(e) => {
                 tracing::error!(chat = self.chat.id, error = %e, "chat message not stored");
-                self.refuse(&new, "store_failed", "the message was not stored; send it again");
+                self.refuse(
+                    &new,
+                    "store_failed",
+                    "the message was not stored; send it again",
+                );
             }
         }
         if first {
-            self.enqueue(interaction).await;
+            self.enqueue(interaction, queue).await;
         }
     }
 
     /// Creates the interaction for the visitor's first message: language from the text (when
     /// clear), else the browser's, else the mailbox's; the queue of the widget's mailbox that
-    /// asks for that language.
-    async fn start_interaction(&mut self, text: &str) -> Result<(), crate::store::Error> {
+    /// asks for that language. Returns that queue.
+    async fn start_interaction(&mut self, text: &str) -> Result<Option<i64>, crate::store::Error> {
         let store = &self.hub.store;
         let tenant = self.chat.tenant;
         let mut candidates = Vec::new();
@@ -369,25 +383,25 @@ impl Actor {
             .tap
             .chats
             .insert(interaction as u64, (tenant, self.me.clone()));
-        Ok(())
+        Ok(queue)
     }
 
-    async fn enqueue(&mut self, interaction: i64) {
+    async fn enqueue(&mut self, interaction: i64, queue: Option<i64>) {
         let tenant = self.chat.tenant;
         let store = &self.hub.store;
-        let queue = store
-            .chat_queue(&self.widget, self.chat.language.as_deref().unwrap_or("en"))
-            .await;
-        let Ok(Some(queue)) = queue else {
+        let Some(queue) = queue else {
             tracing::warn!(chat = self.chat.id, "no queue for this chat");
             self.session.end(EndReason::System);
             return;
         };
         let language = match self.chat.language.as_deref() {
-            Some(code) => store.language_skill(tenant, code).await.unwrap_or_else(|e| {
-                tracing::warn!(chat = self.chat.id, error = %e, "language lookup failed");
-                None
-            }),
+            Some(code) => store
+                .language_skill(tenant, code)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(chat = self.chat.id, error = %e, "language lookup failed");
+                    None
+                }),
             None => None,
         };
         let new = NewInteraction {
@@ -447,7 +461,8 @@ impl Actor {
             Party::Agent(user) | Party::Supervisor(user) => {
                 let mut error = error;
                 error["interaction"] = json!(self.chat.interaction);
-                self.hub.to_console(self.chat.tenant, user, error.to_string());
+                self.hub
+                    .to_console(self.chat.tenant, user, error.to_string());
             }
         }
     }
@@ -474,7 +489,8 @@ impl Actor {
         let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
         json["interaction"] = json!(self.chat.interaction);
         json["customer"] = json!(self.chat.customer);
-        self.hub.to_console(self.chat.tenant, user, json.to_string());
+        self.hub
+            .to_console(self.chat.tenant, user, json.to_string());
     }
 
     fn unregister(&self) {

@@ -101,8 +101,15 @@ impl Store {
         let customer = match &call.caller {
             None => None,
             Some(number) => Some(
-                super::customers::find_or_create(&mut tx, call.tenant, "phone", number, number, now)
-                    .await?,
+                super::customers::find_or_create(
+                    &mut tx,
+                    call.tenant,
+                    "phone",
+                    number,
+                    number,
+                    now,
+                )
+                .await?,
             ),
         };
         let (state, subject, direction) = match call.dialled_by {

@@ -253,15 +253,8 @@ impl Store {
             Some(email) => ("email", email.clone()),
             None => ("visitor", format!("chat-{}", chat.id)),
         };
-        let customer = find_or_create(
-            &mut tx,
-            chat.tenant,
-            kind,
-            &value,
-            &chat.visitor_name,
-            now,
-        )
-        .await?;
+        let customer =
+            find_or_create(&mut tx, chat.tenant, kind, &value, &chat.visitor_name, now).await?;
         let subject = match &chat.topic {
             Some(topic) => format!("Chat: {topic}"),
             None => format!("Chat with {}", chat.visitor_name),

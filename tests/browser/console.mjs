@@ -8,10 +8,10 @@
 // first (the error shows in the status line), ends it and finishes wrap-up. Then an email: a
 // plain card he rejects once, accepts when it comes back, and transfers to alice.
 // Screenshots go to SCREENSHOTS.
-// Usage: node console.mjs BASE_URL SCREENSHOTS_DIR ALICE_ID — run by tests/browser.rs.
+// Usage: node console.mjs BASE_URL ALICE_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
-const [base, screenshots, aliceId] = process.argv.slice(2);
+const [base, aliceId, screenshots] = process.argv.slice(2);
 const WAIT = 15000;
 const GREETING = (name) => `Hallo ${name}, danke für Ihre Nachricht. Wie kann ich helfen?`;
 
