@@ -90,9 +90,10 @@ async fn wallboard_in_chromium() {
 }
 
 /// The agent console in chromium: bruno signs in and goes ready; a German visitor's chat is
-/// offered to him with a countdown; he accepts and sees the message and the customer's history;
-/// a second chat comes in beside it, into which he invites alice. He answers both with the `/hi`
-/// text module (each visitor's name filled in) and sees the read receipt; the second visitor
+/// offered to him with a countdown; he accepts and sees the message, the customer's history and
+/// her typing; a second chat comes in beside it, into which he invites alice. He answers both
+/// with the `/hi` text module (each visitor's name filled in; she sees him typing first) and
+/// sees the read receipt; he reloads the page and finds his work again; the second visitor
 /// ends her chat, bruno ends the first; each goes through wrap-up. Then an email is offered: a
 /// plain card he rejects once, then accepts and transfers to alice.
 /// The visitors are real chat sockets here (`visitors`).
@@ -190,7 +191,10 @@ async fn visitors(
         "bruno's console read it: {read}"
     );
 
-    // Bruno has the first chat open: a second one comes in beside it.
+    // Bruno has the first chat open: he sees her typing, and a second chat comes in beside it.
+    first
+        .frame(json!({ "type": "chat.typing", "on": true }))
+        .await;
     let mut second = Visitor::start(s, json!({ "name": "Klara Klein", "language": "de" })).await;
     second
         .say(
@@ -199,6 +203,12 @@ async fn visitors(
         )
         .await;
 
+    first
+        .ws
+        .expect_where("chat.typing", |f| {
+            f["party"]["kind"] == "agent" && f["on"] == true
+        })
+        .await;
     let answer = first
         .hears("Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?")
         .await;
