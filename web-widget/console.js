@@ -48,7 +48,9 @@
   async function api(path) {
     const response = await fetch(path, { headers: { authorization: `Bearer ${token}` } });
     const body = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(body.error?.message ?? `${path}: ${response.status}`);
+    if (!response.ok) {
+      throw Object.assign(new Error(body.error?.message ?? `${path}: ${response.status}`), { status: response.status });
+    }
     return body;
   }
 
@@ -137,7 +139,11 @@
       pending.clear();
       if (stopped) return;
       setStatus("reconnecting…");
-      setTimeout(connect, 2000);
+      // A token that is no longer valid means signing in again, not retrying for ever.
+      api("/api/v1/me").then(() => setTimeout(connect, 2000), (e) => {
+        if (e.status === 401) signedOut("The sign-in has ended; sign in again.");
+        else setTimeout(connect, 2000);
+      });
     });
   }
 
@@ -331,7 +337,7 @@
       const known = work.get(w.interaction);
       const channel = known?.channel ?? (w.kind === "ticket" ? "email" : w.kind);
       const item = upsert(w.interaction, channel);
-      item.state = w.state === "wrap_up" ? "wrap_up" : w.state;
+      item.state = w.state;
       if (!known) {
         try {
           item.details = await api(`/api/v1/interactions/${item.id}`);
@@ -698,6 +704,7 @@
   const SAVED = "vacd.console";
 
   function start(session) {
+    stopped = false;
     token = session.token;
     me = session.me;
     sessionStorage.setItem(SAVED, JSON.stringify(session));
@@ -732,11 +739,20 @@
     start({ token: body.token, me: { id: body.user.id, name: body.user.display_name } });
   });
 
-  $("sign-out").addEventListener("click", async () => {
+  function signedOut(reason) {
     stopped = true; // no reconnect
     sessionStorage.removeItem(SAVED);
-    await fetch("/api/v1/auth/logout", { method: "POST", headers: { authorization: `Bearer ${token}` } }).catch(() => {});
-    location.reload();
+    ws?.close();
+    $("desk").hidden = true;
+    $("me").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = reason;
+    setStatus("signed out");
+  }
+
+  $("sign-out").addEventListener("click", () => {
+    fetch("/api/v1/auth/logout", { method: "POST", headers: { authorization: `Bearer ${token}` } }).catch(() => {});
+    signedOut("");
   });
 
   (async () => {

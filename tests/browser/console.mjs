@@ -1,13 +1,13 @@
 // Browser test of the agent console: Debian's chromium (headless) driven by playwright-core.
-// Agent bruno signs in on /console and goes ready; the Rust side (tests/browser.rs) then starts
-// German visitor chats. The first offer shows with a countdown; bruno accepts, sees the
-// visitor's message, her history and that she is typing; a second chat arrives in its own tab.
-// He expands the /hi text module (the visitor's name filled in) and sends it, sees the read
-// receipt; reloads the page and finds his work again; invites alice into the second chat and
-// answers it from the text-module picker, and that visitor ends it; is refused going offline
-// while holding the first (the error shows in the status line), ends it and finishes wrap-up.
-// Then an email: a plain card he rejects once, accepts when it comes back, and transfers to
-// alice. Screenshots go to SCREENSHOTS.
+// Agent bruno signs in on /console (after a wrong password) and goes ready; the Rust side
+// (tests/browser.rs) then starts German visitor chats. The first offer shows with a countdown;
+// bruno accepts, sees the visitor's message, her history and that she is typing; a second chat
+// arrives in its own tab. He expands the /hi text module (the visitor's name filled in) and
+// sends it, sees the read receipt; reloads the page and finds his work again; invites alice
+// into the second chat and answers it from the text-module picker, and that visitor ends it; is
+// refused going offline while holding the first (the error shows in the status line), ends it
+// and finishes wrap-up. Then an email: a plain card he rejects once, accepts when it comes back,
+// and transfers to alice. Last he signs out. Screenshots go to SCREENSHOTS.
 // Usage: node console.mjs BASE_URL ALICE_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
@@ -27,6 +27,9 @@ try {
   page.on("pageerror", (e) => { console.error(`page error: ${e.message}`); process.exitCode = 1; });
   await page.goto(`${base}/console`);
   await page.getByLabel("User").fill("bruno");
+  await page.getByLabel("Password").fill("not-the-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: /./ }).waitFor();
   await page.getByLabel("Password").fill("demo-password");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator("#presence", { hasText: "offline" }).waitFor();
@@ -131,6 +134,12 @@ try {
   await card.getByText("Wrap-up").waitFor();
   await card.getByRole("button", { name: "Done" }).click();
   await card.waitFor({ state: "detached" });
+
+  // Signing out ends the kept sign-in: a reload shows the form.
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
+  await page.reload();
+  await page.getByRole("button", { name: "Sign in" }).waitFor();
   console.log("console ok");
 } finally {
   await browser.close();
