@@ -207,6 +207,8 @@
       item.queue = f.queue;
       removeOffer(item);
       openPanel(item);
+      // Keyboard flow: from Accept on to the new work.
+      if (selected === item.id && idle()) item.panel.querySelector("textarea:enabled, [data-action]:not([hidden])")?.focus();
     },
     "interaction.ended"(f) {
       const item = work.get(f.interaction);
@@ -284,6 +286,8 @@
   }
 
   const mine = (party) => party?.kind === "agent" && party.id === me.id;
+  // The agent is not typing or choosing anything, so moving the focus takes nothing away.
+  const idle = () => !document.activeElement?.matches("input, textarea, select");
 
   // ---- work items -------------------------------------------------------------------------
 
@@ -417,6 +421,8 @@
     }
     item.offer = card;
     $("offers").append(card);
+    // Keyboard flow: an idle page puts the new offer's Accept under the agent's hand.
+    if (idle()) accept.focus();
     tick();
     ticker ??= setInterval(tick, 250);
   }

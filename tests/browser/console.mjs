@@ -1,7 +1,7 @@
 // Browser test of the agent console: Debian's chromium (headless) driven by playwright-core.
 // Agent bruno signs in on /console (after a wrong password) and goes ready; the Rust side
 // (tests/browser.rs) then starts German visitor chats. The first offer shows with a countdown;
-// bruno accepts, sees the visitor's message, her history and that she is typing; a second chat
+// bruno accepts with the keyboard (Enter), sees the visitor's message, her history and that she is typing; a second chat
 // arrives in its own tab. He expands the /hi text module (the visitor's name filled in) and
 // sends it, sees the read receipt; reloads the page and finds his work again; invites alice
 // into the second chat and answers it from the text-module picker, and that visitor ends it; is
@@ -46,7 +46,8 @@ try {
   if (!/^\d+ s left$/.test(first)) throw new Error(`countdown shows ${first}`);
   await page.waitForFunction((shown) => document.querySelector("article.offer .countdown")?.textContent !== shown, first);
   await page.screenshot({ path: `${screenshots}/console-offer.png`, fullPage: true });
-  await offer.getByRole("button", { name: "Accept" }).click();
+  // Keyboard only: the offer's Accept has the focus, and then the chat's composer.
+  await page.keyboard.press("Enter");
   await offer.waitFor({ state: "detached" });
 
   // The chat: the visitor's message, the customer's history beside it.
@@ -54,6 +55,7 @@ try {
   const panel = page.getByRole("tabpanel", { name: "chat: Vera Vogel" });
   const transcript = panel.getByRole("log", { name: "Transcript" });
   await transcript.getByText("ich habe eine Frage zu meiner Rechnung").waitFor();
+  await page.waitForFunction(() => document.activeElement?.matches('[role="tabpanel"] textarea'));
   const customer = panel.getByRole("complementary", { name: "Customer" });
   await customer.getByRole("list", { name: "History" }).getByText("Rechnung März").waitFor();
   await customer.getByText("email: vera@example.com").waitFor();
