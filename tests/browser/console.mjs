@@ -1,13 +1,14 @@
 // Browser test of the agent console: Debian's chromium (headless) driven by playwright-core.
 // Agent bruno signs in on /console (after a wrong password) and goes ready; the Rust side
 // (tests/browser.rs) then starts German visitor chats. The first offer shows with a countdown;
-// bruno accepts with the keyboard (Enter), sees the visitor's message, her history and that she is typing; a second chat
-// arrives in its own tab. He expands the /hi text module (the visitor's name filled in) and
-// sends it, sees the read receipt; reloads the page and finds his work again; invites alice
-// into the second chat and answers it from the text-module picker, and that visitor ends it; is
-// refused going offline while holding the first (the error shows in the status line), ends it
-// and finishes wrap-up. Then an email: a plain card he rejects once, accepts when it comes back,
-// and transfers to alice. Last he signs out. Screenshots go to SCREENSHOTS.
+// bruno accepts with the keyboard (Enter), sees the visitor's message, her history and that she
+// is typing; a second chat arrives in its own tab. He expands the /hi text module (the
+// visitor's name filled in) and sends it, sees the read receipt; reloads the page and finds his
+// work again; invites alice into the second chat and answers it from the text-module picker,
+// and that visitor ends it; is refused going offline while holding the first (the error shows
+// in the status line), ends it and finishes wrap-up. Then an email: a plain card he rejects
+// once, accepts when it comes back, and transfers to alice. Last he signs out. Screenshots go
+// to SCREENSHOTS.
 // Usage: node console.mjs BASE_URL ALICE_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
