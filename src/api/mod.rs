@@ -101,6 +101,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/wallboard.js", get(pages::wallboard_js))
         .route("/widget.js", get(pages::widget_js))
         .route("/demo", get(pages::demo))
+        .route("/console", get(pages::console))
+        .route("/console.js", get(pages::console_js))
         .route(
             "/api/v1/agents/{agent}/status",
             axum::routing::put(supervisor::set_status),
