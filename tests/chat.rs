@@ -561,7 +561,24 @@ async fn the_supervisor_feed_follows_a_chat(db: Db) {
     s.stop().await;
 }
 
+async fn agents_see_their_colleagues_by_name_only(db: Db) {
+    let s = TestServer::start(db).await;
+    let bruno = s.demo_login("bruno").await;
+    let (status, colleagues) = s.get("/api/v1/colleagues", &bruno).await;
+    assert_eq!(status, StatusCode::OK, "{colleagues}");
+    let alice = colleagues["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|u| u["display_name"] == "Alice Andersen"))
+        .expect("Alice is listed");
+    assert_eq!(alice["role"], "agent");
+    assert!(alice.get("username").is_none() && alice.get("sip_username").is_none());
+    let (status, _) = s.get("/api/v1/colleagues", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
 on_both_backends!(
+    agents_see_their_colleagues_by_name_only,
     the_supervisor_feed_follows_a_chat,
     one_address_is_limited_in_new_chats_and_messages,
     a_german_visitor_chats_with_the_german_speaking_agent,

@@ -54,28 +54,17 @@
     return body;
   }
 
-  // Agents to invite or transfer to: the tenant's users when this user may read them (team
-  // leads and up), else the members of the tenant's queues by id.
+  // Queues by name, and the colleagues to invite or transfer to.
   async function loadDirectory() {
-    const [queueList, users] = await Promise.all([
+    const [queueList, colleagues] = await Promise.all([
       api("/api/v1/queues?limit=500").catch(() => ({ items: [] })),
-      api("/api/v1/users?role=agent&limit=500").catch(() => null),
+      api("/api/v1/colleagues").catch(() => ({ items: [] })),
     ]);
     for (const q of queueList.items) queues.set(q.id, q.name);
     for (const row of $("queue-stats").children) {
       row.firstChild.textContent = queues.get(Number(row.dataset.queue)) ?? row.firstChild.textContent;
     }
-    if (users) {
-      agents = users.items.map((u) => ({ id: u.id, name: u.display_name }));
-    } else {
-      const members = await api("/api/v1/queue-members?limit=500").catch(() => ({ items: [] }));
-      const serves = new Map(); // user id → names of the queues they serve
-      for (const m of members.items) {
-        serves.set(m.user_id, [...(serves.get(m.user_id) ?? []), queues.get(m.queue_id) ?? `queue ${m.queue_id}`]);
-      }
-      agents = [...serves].sort(([a], [b]) => a - b)
-        .map(([id, names]) => ({ id, name: `Agent ${id} (${names.join(", ")})` }));
-    }
+    agents = colleagues.items.filter((u) => u.role !== "admin").map((u) => ({ id: u.id, name: u.display_name }));
     for (const item of work.values()) if (item.panel) renderTools(item);
   }
 

@@ -80,6 +80,10 @@ async fn serving(
     Ok((language, queue))
 }
 
+/// A widget's look and form, and whether an agent can chat in the visitor's language now.
+#[utoipa::path(get, path = "/api/v1/chat/widgets/{tenant}/{widget}", tag = "chat",
+    params(("tenant" = String, Path), ("widget" = String, Path), ("language" = Option<String>, Query)),
+    responses((status = 200, description = "the widget's settings with `available` and `language`"), (status = 404, body = super::error::ErrorBody)))]
 pub async fn widget_info(
     State(state): State<AppState>,
     Path((tenant, address)): Path<(String, String)>,
@@ -115,7 +119,7 @@ pub async fn widget_info(
     Ok(([("cache-control", "no-store")], Json(body)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfflineForm {
     name: Option<String>,
@@ -124,6 +128,10 @@ pub struct OfflineForm {
     language: Option<String>,
 }
 
+/// The widget's offline form: becomes an email ticket of the customer with that address.
+#[utoipa::path(post, path = "/api/v1/chat/widgets/{tenant}/{widget}/offline", tag = "chat",
+    params(("tenant" = String, Path), ("widget" = String, Path)),
+    responses((status = 201, description = "`{interaction}`"), (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn offline(
     State(state): State<AppState>,
     Path((tenant, address)): Path<(String, String)>,

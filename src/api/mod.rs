@@ -86,6 +86,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/colleagues", get(auth::colleagues))
         .route("/ws/agent", get(console::agent_socket))
         .route("/ws/supervisor", get(supervisor::supervisor_socket))
         .route("/ws/chat", get(chat::chat_socket))
