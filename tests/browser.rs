@@ -54,6 +54,52 @@ async fn widget_in_chromium() {
     s.stop().await;
 }
 
+/// Supervisor sam monitors a chat from /console (as the wallboard links it): his whisper
+/// reaches the agent and not the visitor; after taking over, the visitor reads him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_monitoring_in_chromium() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let token = s.demo_login("bruno").await;
+    let mut bruno = Console::connect(&s, &token).await;
+    bruno.ready().await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say(
+        "v-1",
+        "Guten Tag, ich habe eine Frage zu meiner Rechnung vom letzten Monat.",
+    )
+    .await;
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
+    let interaction = offer["interaction"].as_u64().expect("interaction");
+    bruno
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    let browser = tokio::spawn({
+        let base = s.base.clone();
+        async move { node("monitor.mjs", &[&base, &interaction.to_string()]).await }
+    });
+    let whisper = bruno
+        .expect_where("chat.message", |f| f["text"] == "Biete die Gutschrift an.")
+        .await;
+    assert_eq!(whisper["whisper"], true);
+    assert_eq!(whisper["author"]["kind"], "supervisor");
+    vera.ws
+        .expect_where("chat.joined", |f| f["name"] == "Sam Supervisor")
+        .await;
+    vera.hears("Ich übernehme das Gespräch.").await;
+    assert!(
+        vera.ws
+            .seen
+            .iter()
+            .all(|f| !f.to_string().contains("Gutschrift")),
+        "the visitor never got the whisper"
+    );
+    vera.say("v-2", "Danke, sehr nett!").await;
+    println!("{}", browser.await.expect("browser task"));
+    s.stop().await;
+}
+
 /// The wallboard signs in, follows the live feed, and its Break button sets an agent not ready
 /// (which the agent's own console sees).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

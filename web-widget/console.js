@@ -142,6 +142,9 @@
       showPresence(f.presence);
       showStatus(f.status?.status, f.status?.reason);
       restore(f.work);
+      // /console#monitor=42 (the wallboard links there): start monitoring that chat.
+      const asked = /^#monitor=(\d+)$/.exec(location.hash);
+      if (asked && supervises()) monitor(Number(asked[1]));
     },
     ack(f) {
       const done = pending.get(f.id);
@@ -274,7 +277,21 @@
     if (handler) handler(frame);
   }
 
-  const mine = (party) => party?.kind === "agent" && party.id === me.id;
+  const mine = (party) => (party?.kind === "agent" || party?.kind === "supervisor") && party.id === me.id;
+  const supervises = () => ["team_lead", "supervisor", "admin"].includes(me.role);
+
+  // A team lead or supervisor joins a chat unseen by the visitor; its messages are whispers
+  // to the agents until it takes over.
+  const monitoring = new Set();
+  function monitor(interaction) {
+    monitoring.add(interaction);
+    command("chat.monitor", { interaction }, `monitor chat ${interaction}`, () => setStatus(`monitoring chat ${interaction}`));
+  }
+  $("monitor").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = Number($("monitor-id").value);
+    if (id) monitor(id);
+  });
   // The agent is not typing or choosing anything, so moving the focus takes nothing away.
   const idle = () => !document.activeElement?.matches("input, textarea, select");
 
@@ -299,6 +316,7 @@
       item = upsert(frame.interaction, "chat");
       item.state = "connected";
       item.invited = true;
+      item.monitoring = monitoring.delete(frame.interaction);
       loadCustomer(item, frame.customer);
     }
     if (!item.panel) openPanel(item);
@@ -522,10 +540,13 @@
     const state = item.panel.querySelector(".state");
     const open = item.state === "connected" && !item.chatEnded;
     state.textContent = item.state === "wrap_up" ? "Wrap-up: finish your notes, then press Done."
-      : item.chatEnded ? "The chat has ended." : item.invited ? "You were invited to this chat." : "Connected";
+      : item.chatEnded ? "The chat has ended."
+      : item.monitoring ? "Monitoring: the visitor does not see you; what you write goes to the agents only, until you take over."
+      : item.invited ? "You were invited to this chat." : "Connected";
     const show = (name, on) => { const b = item.panel.querySelector(`[data-action="${name}"]`); if (b) b.hidden = !on; };
     show("end", open && !item.invited);
     show("leave", item.invited && !item.chatEnded);
+    show("takeover", Boolean(item.monitoring) && !item.chatEnded);
     show("close", item.invited && item.chatEnded);
     show("done", item.state === "wrap_up");
     const tools = item.panel.querySelector(".tools");
@@ -545,6 +566,10 @@
         ? command("chat.end", { interaction: item.id }, "end chat")
         : command("interaction.end", { interaction: item.id }, "end"))),
       button("leave", "Leave", "", () => command("chat.leave", { interaction: item.id }, "leave", () => closePanel(item))),
+      button("takeover", "Take over", "", () => command("chat.takeover", { interaction: item.id }, "take over", () => {
+        item.monitoring = false;
+        renderState(item);
+      })),
       button("close", "Close", "", () => closePanel(item)),
       button("done", "Done", "primary", () => command("wrapup.done", { interaction: item.id }, "wrap-up done")));
   }
@@ -704,6 +729,7 @@
     me = session.me;
     sessionStorage.setItem(SAVED, JSON.stringify(session));
     $("agent-name").textContent = me.name;
+    $("monitor").hidden = !supervises();
     $("login").hidden = true;
     $("me").hidden = false;
     $("desk").hidden = false;
@@ -731,7 +757,7 @@
       $("login-error").textContent = body.error?.message ?? "sign-in failed";
       return;
     }
-    start({ token: body.token, me: { id: body.user.id, name: body.user.display_name } });
+    start({ token: body.token, me: { id: body.user.id, name: body.user.display_name, role: body.user.role } });
   });
 
   function signedOut(reason) {
