@@ -653,6 +653,46 @@ pub static TEXT_MODULES: Resource = Resource {
     delete: Some(Role::TeamLead),
 };
 
+pub const MAIL_PROTOCOLS: &[&str] = &["imap", "pop3"];
+pub const MAIL_SECURITY: &[&str] = &["tls", "starttls", "plain"];
+
+/// The mail account of an email service address (see `channels::email`). Only admins read it:
+/// it holds the account's passwords.
+pub static MAIL_ACCOUNTS: Resource = Resource {
+    path: "mail-accounts",
+    table: "mail_accounts",
+    schema: "MailAccount",
+    columns: &[
+        filter(req("service_address_id", Kind::Ref("service_addresses"))),
+        req("protocol", Kind::OneOf(MAIL_PROTOCOLS)),
+        req("host", text(255)),
+        req("port", Kind::Int { min: 1, max: 65535 }),
+        req("security", Kind::OneOf(MAIL_SECURITY)),
+        req("username", text(255)),
+        req("password", text(255)),
+        Column {
+            default: Some(DefaultValue::Text("INBOX")),
+            required: false,
+            ..req("folder", text(255))
+        },
+        Column {
+            default: Some(DefaultValue::Text("delete")),
+            required: false,
+            ..req("after_fetch", Kind::OneOf(&["delete", "flag"]))
+        },
+        opt("smtp_host", text(255)),
+        opt("smtp_port", Kind::Int { min: 1, max: 65535 }),
+        opt("smtp_security", Kind::OneOf(MAIL_SECURITY)),
+        opt("smtp_username", text(255)),
+        opt("smtp_password", text(255)),
+        opt("auto_reply_template", text(100)),
+        int_default("enabled", 0, 1, 1),
+    ],
+    read: Role::Admin,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
 /// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
 pub static RESOURCES: &[&Resource] = &[
     &MAILBOXES,
@@ -674,6 +714,7 @@ pub static RESOURCES: &[&Resource] = &[
     &CALL_RECORDS,
     &TEMPLATES,
     &TEXT_MODULES,
+    &MAIL_ACCOUNTS,
 ];
 
 #[cfg(test)]

@@ -35,6 +35,7 @@ pub struct Config {
     pub log: LogConfig,
     pub demo: DemoConfig,
     pub sip: SipConfig,
+    pub channels: crate::channels::ChannelsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -313,6 +314,9 @@ impl Config {
             });
         }
         self.validate_sip()?;
+        self.channels
+            .validate()
+            .map_err(|(key, problem)| Error::Invalid { key, problem })?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| Error::Invalid {
             key: "log.level",
             problem: e.to_string(),

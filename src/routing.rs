@@ -428,7 +428,7 @@ impl RoutingHandle {
     }
 
     /// Routes a freshly created interaction that names a queue.
-    async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
+    pub async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
         let (Some(id), Some(queue)) = (row["id"].as_i64(), row["queue_id"].as_i64()) else {
             return Ok(());
         };

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::channels::Channels;
 use crate::config::Config;
 use crate::routing::{self, CallTap, Routing};
 use crate::sip::{self, SipEndpoint};
@@ -47,6 +48,7 @@ pub struct Running {
     pub sip_tcp: SocketAddr,
     pub store: Store,
     routing: Routing,
+    channels: Channels,
     sip: SipEndpoint,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
@@ -62,13 +64,15 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     }
     let (calls, call_ends) = CallTap::new();
     let routing = Routing::start(store.clone(), calls.clone()).await?;
+    let channels = Channels::start(config.channels.clone(), store.clone(), routing.handle());
     let state = AppState::new(
         store.clone(),
         routing.handle(),
         &config.auth.operator_token,
         config.token_ttl().as_millis() as i64,
         metrics::install(),
-    );
+    )
+    .with_channels(channels.clone());
     let app = api::router(state, config.http.max_body_bytes);
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -101,6 +105,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         sip_tcp: sip.tcp_addr,
         store,
         routing,
+        channels,
         sip,
         stop,
         task,
@@ -113,6 +118,8 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(());
         self.sip.shutdown().await;
+        // Before routing: a message in hand is committed (and routed) or left on its server.
+        self.channels.shutdown().await;
         // Stopping routing ends the agent consoles' websockets, which the HTTP server would
         // otherwise wait for.
         self.routing.shutdown().await;
