@@ -229,4 +229,128 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
     s.stop().await;
 }
 
-on_both_backends!(mail_becomes_a_ticket_answered_with_a_template);
+/// The committed inbound mails in the database at `url` (0 while it does not exist yet).
+async fn committed(url: &str) -> i64 {
+    let Ok(pool) = sqlx::AnyPool::connect(url).await else {
+        return 0;
+    };
+    let n = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE source_key LIKE 'imap:%'")
+        .fetch_one(&pool)
+        .await
+        .ok()
+        .and_then(|r| r.try_get::<i64, _>("n").ok())
+        .unwrap_or(0);
+    pool.close().await;
+    n
+}
+
+/// Starts the vacd binary with `config` (TOML).
+fn spawn_vacd(dir: &Path, config: &str) -> tokio::process::Child {
+    let path = dir.join("vacd.toml");
+    std::fs::write(&path, config).expect("write config");
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vacd"))
+        .args(["--config", &path.display().to_string(), "serve"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("vacd starts")
+}
+
+/// vacd is killed (SIGKILL) while it works through a batch of fetched mails: some are
+/// committed but still on the server, the rest fetched but not committed. After a restart every
+/// mail is a ticket exactly once and the server is empty.
+async fn a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(db: Db) {
+    const MAILS: usize = 300;
+    sqlx::any::install_default_drivers();
+    let dovecot = Dovecot::start().await;
+    let test_db = TestDb::new(db).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let raws: Vec<Vec<u8>> = (0..MAILS)
+        .map(|n| {
+            mail::mail(
+                &format!("Customer {n} <c{n}@example.test>"),
+                SUPPORT,
+                &format!("Question {n}"),
+                &format!("crash-{n}@example.test"),
+                "",
+                "Hello, I have a question about my contract and the last invoice you sent me.",
+            )
+        })
+        .collect();
+    dovecot.append_all("support", &raws).await;
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n\
+         [demo]\nenabled = true\n[log]\nlevel = \"warn\"\n\
+         [channels]\npoll_interval_ms = 100\nfetch_batch = 1000\n\
+         [[channels.accounts]]\naddress = \"{SUPPORT}\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         security = \"plain\"\nusername = \"support\"\npassword = \"{}\"\n",
+        test_db.url,
+        dovecot.imap_port,
+        mail::PASSWORD
+    );
+    let mut vacd = spawn_vacd(dir.path(), &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while committed(&test_db.url).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "vacd stored no mail");
+    }
+    vacd.start_kill().expect("SIGKILL");
+    vacd.wait().await.expect("killed");
+    let before = committed(&test_db.url).await;
+    assert!(
+        before > 0 && (before as usize) < MAILS,
+        "killed mid-batch: {before} committed"
+    );
+    assert_eq!(
+        dovecot.messages("support"),
+        MAILS,
+        "nothing is deleted before its batch is committed"
+    );
+
+    let mut vacd = spawn_vacd(dir.path(), &config);
+    poll("every mail stored and deleted", Duration::from_secs(60), || {
+        (dovecot.messages("support") == 0).then_some(())
+    })
+    .await;
+    let pool = sqlx::AnyPool::connect(&test_db.url).await.expect("connect");
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+                .try_get::<i64, _>("n")
+                .expect("n")
+        }
+    };
+    assert_eq!(count("SELECT COUNT(*) AS n FROM messages WHERE direction = 'in'").await, MAILS as i64);
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT message_id) AS n FROM messages WHERE direction = 'in'").await,
+        MAILS as i64
+    );
+    assert_eq!(count("SELECT COUNT(*) AS n FROM tickets").await, MAILS as i64);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM interactions WHERE channel = 'email'").await,
+        MAILS as i64
+    );
+    pool.close().await;
+    let pid = vacd.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), vacd.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "graceful shutdown: {status}");
+    test_db.drop_db().await;
+}
+
+on_both_backends!(
+    mail_becomes_a_ticket_answered_with_a_template,
+    a_crash_between_fetch_and_commit_loses_and_duplicates_nothing,
+);
