@@ -67,14 +67,22 @@ async fn service_address(s: &TestServer, token: &str, kind: &str) -> Value {
 }
 
 /// Waits until the ticket (or its newest message) satisfies `check`.
-async fn ticket_where(s: &TestServer, token: &str, id: i64, check: impl Fn(&Value) -> bool) -> Value {
+async fn ticket_where(
+    s: &TestServer,
+    token: &str,
+    id: i64,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = std::time::Instant::now() + MAIL_WAIT;
     loop {
         let (status, ticket) = s.get(&format!("/api/v1/tickets/{id}"), token).await;
         if status == StatusCode::OK && check(&ticket) {
             return ticket;
         }
-        assert!(std::time::Instant::now() < deadline, "ticket {id} never got there: {ticket}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ticket {id} never got there: {ticket}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -140,8 +148,14 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
             m.header("Subject").is_some_and(|s| s.contains(&tag))
         })
         .await;
-    assert_eq!(ack.header("Auto-Submitted").as_deref(), Some("auto-replied"));
-    assert_eq!(ack.header("In-Reply-To").as_deref(), Some("<m1@example.test>"));
+    assert_eq!(
+        ack.header("Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        ack.header("In-Reply-To").as_deref(),
+        Some("<m1@example.test>")
+    );
 
     // The acknowledgement is in the thread once recorded.
     let ticket = ticket_where(&s, &chloe_token, id, |t| {
@@ -157,16 +171,30 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         .is_some_and(|b| b.contains("facture")));
 
     let (status, preview) = s
-        .post(&format!("/api/v1/tickets/{id}/preview"), &chloe_token, json!({ "template": "answer" }))
+        .post(
+            &format!("/api/v1/tickets/{id}/preview"),
+            &chloe_token,
+            json!({ "template": "answer" }),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{preview}");
     let body = preview["body"].as_str().expect("body");
     assert!(body.starts_with("Bonjour Erika Mustermann,"), "{body}");
-    assert!(body.contains(&format!("T-{id}")) && body.contains("Chloé Charpentier"), "{body}");
-    assert!(body.contains("Your Demo support team"), "the mailbox signature: {body}");
+    assert!(
+        body.contains(&format!("T-{id}")) && body.contains("Chloé Charpentier"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Your Demo support team"),
+        "the mailbox signature: {body}"
+    );
 
     let (status, sent) = s
-        .post(&format!("/api/v1/tickets/{id}/reply"), &chloe_token, json!({ "template": "answer" }))
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &chloe_token,
+            json!({ "template": "answer" }),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sent}");
     let reply_id = sent["message_id"].as_str().expect("message id").to_owned();
@@ -175,10 +203,21 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
             m.header("Message-ID").as_deref() == Some(format!("<{reply_id}>").as_str())
         })
         .await;
-    assert_eq!(reply.header("In-Reply-To").as_deref(), Some("<m1@example.test>"));
-    assert!(reply.header("References").is_some_and(|r| r.contains("<m1@example.test>")));
-    assert!(reply.header("Subject").is_some_and(|s| s.contains(&tag)), "{}", reply.raw);
-    assert!(reply.header("To").is_some_and(|t| t.contains("erika@example.test")));
+    assert_eq!(
+        reply.header("In-Reply-To").as_deref(),
+        Some("<m1@example.test>")
+    );
+    assert!(reply
+        .header("References")
+        .is_some_and(|r| r.contains("<m1@example.test>")));
+    assert!(
+        reply.header("Subject").is_some_and(|s| s.contains(&tag)),
+        "{}",
+        reply.raw
+    );
+    assert!(reply
+        .header("To")
+        .is_some_and(|t| t.contains("erika@example.test")));
     assert_eq!(reply.header("Auto-Submitted"), None);
     chloe.expect_where("interaction.ended", offer_of(id)).await;
     chloe
@@ -199,7 +238,9 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
     let again = chloe.expect_where("offer", offer_of(id)).await;
     assert_eq!(again["channel"], "email");
     let ticket = ticket_where(&s, &chloe_token, id, |t| {
-        t["thread"].as_array().is_some_and(|m| m.iter().any(|m| m["message_id"] == "m2@example.test"))
+        t["thread"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == "m2@example.test"))
     })
     .await;
     assert_eq!(ticket["status"], "open");
@@ -211,10 +252,19 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         .collect();
     assert_eq!(directions, ["in", "out", "out", "in"], "{ticket}");
     // And one by the tag alone (a new mail, not a reply): same ticket.
-    let tagged = mail::mail(ERIKA, SUPPORT, &format!("Nachtrag {tag}"), "m3@example.test", "", "P.S.");
+    let tagged = mail::mail(
+        ERIKA,
+        SUPPORT,
+        &format!("Nachtrag {tag}"),
+        "m3@example.test",
+        "",
+        "P.S.",
+    );
     dovecot.append("support", &tagged).await;
     ticket_where(&s, &chloe_token, id, |t| {
-        t["thread"].as_array().is_some_and(|m| m.iter().any(|m| m["message_id"] == "m3@example.test"))
+        t["thread"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == "m3@example.test"))
     })
     .await;
     // Everything Diego was sent so far arrives before the reply to this command.
@@ -309,9 +359,11 @@ async fn a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(db: Db) {
     );
 
     let mut vacd = spawn_vacd(dir.path(), &config);
-    poll("every mail stored and deleted", Duration::from_secs(60), || {
-        (dovecot.messages("support") == 0).then_some(())
-    })
+    poll(
+        "every mail stored and deleted",
+        Duration::from_secs(60),
+        || (dovecot.messages("support") == 0).then_some(()),
+    )
     .await;
     let pool = sqlx::AnyPool::connect(&test_db.url).await.expect("connect");
     let count = |sql: &'static str| {
@@ -325,12 +377,18 @@ async fn a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(db: Db) {
                 .expect("n")
         }
     };
-    assert_eq!(count("SELECT COUNT(*) AS n FROM messages WHERE direction = 'in'").await, MAILS as i64);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM messages WHERE direction = 'in'").await,
+        MAILS as i64
+    );
     assert_eq!(
         count("SELECT COUNT(DISTINCT message_id) AS n FROM messages WHERE direction = 'in'").await,
         MAILS as i64
     );
-    assert_eq!(count("SELECT COUNT(*) AS n FROM tickets").await, MAILS as i64);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM tickets").await,
+        MAILS as i64
+    );
     assert_eq!(
         count("SELECT COUNT(*) AS n FROM interactions WHERE channel = 'email'").await,
         MAILS as i64
@@ -350,7 +408,242 @@ async fn a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(db: Db) {
     test_db.drop_db().await;
 }
 
+/// Subjects of the demo tenant's tickets, with their thread, by subject.
+async fn tickets_by_subject(
+    s: &TestServer,
+    token: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let (_, page) = s.get("/api/v1/interactions?limit=100", token).await;
+    let mut out = std::collections::BTreeMap::new();
+    for i in page["items"].as_array().expect("items") {
+        let id = i["id"].as_i64().expect("id");
+        let (status, ticket) = s.get(&format!("/api/v1/tickets/{id}"), token).await;
+        if status == StatusCode::OK {
+            out.insert(
+                ticket["subject"].as_str().unwrap_or_default().to_owned(),
+                ticket,
+            );
+        }
+    }
+    out
+}
+
+/// Bad mail over POP3 (an account from the config file): every message that exists becomes a
+/// ticket, with notes about what was wrong; loops and spam are dropped; machines get no
+/// acknowledgement; a mail delivered twice is stored once.
+async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
+    let dovecot = Dovecot::start().await;
+    let smtp = SmtpReceiver::start().await;
+    let mut account = imap_account(&dovecot, Some(&smtp));
+    account.protocol = Protocol::Pop3;
+    account.port = dovecot.pop3_port;
+    account.auto_reply_template = Some("acknowledgement".into());
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.max_attachment_bytes = 1000;
+        c.channels.rules = vec![vacd::channels::screening::Rule {
+            header: "X-Spam-Flag".into(),
+            contains: "yes".into(),
+            action: vacd::channels::screening::RuleAction::Drop,
+        }];
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let huge = "A".repeat(4000);
+    let mails = vec![
+        b"From: a@example.test\r\nSubject: broken\r\nMessage-ID: <b1@x>\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nbroken part without an end".to_vec(),
+        b"From: b@example.test\r\nSubject: klingon\r\nMessage-ID: <b2@x>\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nqapla\xff'".to_vec(),
+        format!("From: c@example.test\r\nSubject: huge\r\nMessage-ID: <b3@x>\r\nContent-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--q\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{huge}\r\n--q--\r\n").into_bytes(),
+        b"Subject: anonymous\r\nMessage-ID: <b4@x>\r\n\r\nwho am I".to_vec(),
+        mail::mail("d@example.test", SUPPORT, "twice", "b5@x", "", "same mail twice"),
+        mail::mail("d@example.test", SUPPORT, "twice", "b5@x", "", "same mail twice"),
+        mail::mail(SUPPORT, SUPPORT, "loop", "b6@x", "", "our own acknowledgement came back"),
+        mail::mail("daemon@example.test", SUPPORT, "auto", "b7@x", "Auto-Submitted: auto-replied\r\n", "I am on holiday"),
+        mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
+    ];
+    for (n, raw) in mails.iter().enumerate() {
+        dovecot.deliver("support", &format!("{n}.bad"), raw);
+    }
+    poll("every bad mail taken from the server", MAIL_WAIT, || {
+        (dovecot.messages("support") == 0).then_some(())
+    })
+    .await;
+    // Acknowledgements for the people: broken, klingon, huge, twice.
+    let expected = [
+        "a@example.test",
+        "b@example.test",
+        "c@example.test",
+        "d@example.test",
+    ];
+    poll("the acknowledgements", MAIL_WAIT, || {
+        (smtp.received().len() >= expected.len()).then_some(())
+    })
+    .await;
+    let acked: Vec<String> = smtp
+        .received()
+        .iter()
+        .filter_map(|m| m.header("To"))
+        .collect();
+    for to in expected {
+        assert!(
+            acked.iter().any(|a| a.contains(to)),
+            "{to} acknowledged: {acked:?}"
+        );
+    }
+    assert_eq!(
+        acked.len(),
+        expected.len(),
+        "nobody else is acknowledged: {acked:?}"
+    );
+
+    let tickets = tickets_by_subject(&s, &admin).await;
+    let subjects: Vec<&str> = tickets.keys().map(String::as_str).collect();
+    assert_eq!(
+        subjects,
+        ["anonymous", "auto", "broken", "huge", "klingon", "twice"]
+    );
+    let body = |t: &str| {
+        tickets[t]["thread"][0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(body("broken").contains("broken part"), "{}", body("broken"));
+    assert!(body("klingon").starts_with("qapla"));
+    let huge = &tickets["huge"];
+    assert_eq!(huge["thread"][0]["attachments"], json!([]));
+    assert!(huge["thread"][1]["body"]
+        .as_str()
+        .is_some_and(|n| n.contains("big.bin") && n.contains("exceeds the limit")));
+    assert_eq!(huge["thread"][1]["direction"], "internal");
+    let anonymous = &tickets["anonymous"];
+    assert_eq!(anonymous["contact"], Value::Null);
+    assert!(anonymous["thread"][1]["body"]
+        .as_str()
+        .is_some_and(|n| n.contains("no sender")));
+    let twice = tickets["twice"]["thread"].as_array().expect("thread");
+    assert_eq!(
+        twice.iter().filter(|m| m["direction"] == "in").count(),
+        1,
+        "stored once"
+    );
+
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("text");
+    // The recorder is shared by every server of this test process: at least these two.
+    let dropped: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vacd_mails_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(dropped >= 2.0, "loop and spam counted: {dropped}");
+    s.stop().await;
+}
+
+/// A mail server that is down is retried with back-off, shown in `/ready` and the metrics, and
+/// used as soon as it is up.
+async fn an_unreachable_mail_server_is_retried_and_visible(db: Db) {
+    let (imap_port, pop3_port) = (mail::free_port(), mail::free_port());
+    let account = MailAccountConfig {
+        port: imap_port,
+        ..imap_account_on(imap_port)
+    };
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let key = format!("file:{SUPPORT}");
+    let ready = |s: &TestServer| {
+        let url = format!("{}/ready", s.base);
+        let http = s.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("ready")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    let down = loop {
+        let r = ready(&s).await;
+        if r["channels"]["mail_accounts"][&key]["up"] == false {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the account never showed as down: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(down["status"], "ready", "vacd itself stays ready");
+    assert!(down["channels"]["mail_accounts"][&key]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("connection")));
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("vacd_mail_account_failures_total"), "{text}");
+
+    let dovecot = Dovecot::start_on(imap_port, pop3_port).await;
+    dovecot
+        .append(
+            "support",
+            &mail::mail(ERIKA, SUPPORT, "late", "late@example.test", "", "finally"),
+        )
+        .await;
+    // The account flags instead of deleting.
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    while dovecot.flagged("support", "$VacdTicket").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail fetched once the server is up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        dovecot.messages("support"),
+        1,
+        "flagged, kept on the server"
+    );
+    let r = ready(&s).await;
+    assert_eq!(r["channels"]["mail_accounts"][&key]["up"], true, "{r}");
+    s.stop().await;
+}
+
+fn imap_account_on(port: u16) -> MailAccountConfig {
+    MailAccountConfig {
+        address: SUPPORT.into(),
+        protocol: Protocol::Imap,
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::Plain,
+        username: "support".into(),
+        password: mail::PASSWORD.into(),
+        folder: "INBOX".into(),
+        after_fetch: AfterFetch::Flag,
+        smtp: None,
+        auto_reply_template: None,
+        ca_file: None,
+    }
+}
+
 on_both_backends!(
     mail_becomes_a_ticket_answered_with_a_template,
     a_crash_between_fetch_and_commit_loses_and_duplicates_nothing,
+    bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
+    an_unreachable_mail_server_is_retried_and_visible,
 );

@@ -38,6 +38,8 @@ pub struct Attachment {
 pub enum Problem {
     /// The bytes could not be read as a mail at all; the body is the raw text.
     Unparseable,
+    /// The MIME structure gave no readable body; the raw body text is kept instead.
+    BrokenStructure,
     /// There is no usable From address: the ticket cannot be answered by mail.
     NoSender,
     /// An attachment larger than the limit was dropped.
@@ -52,6 +54,7 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::Unparseable => write!(f, "the message could not be parsed as MIME; its raw text is kept as the body"),
+            Problem::BrokenStructure => write!(f, "the MIME structure could not be read; the raw body text is kept"),
             Problem::NoSender => write!(f, "the message names no sender address; it cannot be answered by mail"),
             Problem::AttachmentTooLarge { filename, size, limit } => write!(
                 f,
@@ -100,7 +103,12 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
             .body_text(0)
             .map(|t| t.into_owned())
             .unwrap_or_default(),
-        html: message.body_html(0).map(|h| h.into_owned()),
+        // Only a real HTML part: mail-parser would render a plain text as HTML here.
+        html: message
+            .html_part(0)
+            .filter(|p| p.is_text_html())
+            .and_then(|p| p.text_contents())
+            .map(str::to_owned),
         auto_submitted: header_lower(&message, "Auto-Submitted"),
         precedence: header_lower(&message, "Precedence"),
         headers: message
@@ -109,16 +117,20 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
             .collect(),
         ..InboundMail::default()
     };
-    // A message without a text part but with an HTML one: mail-parser already renders the
-    // HTML as text for body_text; a message with neither has an empty body, which is fine.
-    if mail.html.as_deref() == Some(mail.text.as_str()) {
-        mail.html = None;
-    }
+    // A message without a text part but with an HTML one: mail-parser renders the HTML as
+    // text for body_text.
     for value in [message.in_reply_to(), message.references()] {
         if let Some(ids) = value.as_text_list() {
             mail.parents.extend(ids.iter().map(|id| strip_brackets(id)));
         } else if let Some(id) = value.as_text() {
             mail.parents.push(strip_brackets(id));
+        }
+    }
+    if mail.text.trim().is_empty() && mail.html.is_none() {
+        let raw_body = raw_body(raw);
+        if !raw_body.trim().is_empty() {
+            mail.text = raw_body.trim().to_owned();
+            mail.problems.push(Problem::BrokenStructure);
         }
     }
     mail.from = message
@@ -174,6 +186,17 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
     mail
 }
 
+/// The text after the header block of `raw`, read leniently.
+fn raw_body(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    let start = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[start..])
+}
+
 fn header_lower(message: &mail_parser::Message<'_>, name: &str) -> Option<String> {
     message
         .header_raw(name)
@@ -209,6 +232,7 @@ References: <t0@vacd> <t1@vacd>\r\n\r\nHello\r\n";
         assert_eq!(mail.to, ["support@demo.vacd.test"]);
         assert_eq!(mail.subject, "Invoice");
         assert_eq!(mail.text.trim(), "Hello");
+        assert_eq!(mail.html, None, "no HTML made up for a plain text");
         assert_eq!(mail.parents, ["t1@vacd", "t0@vacd", "t1@vacd"]);
         assert!(mail.problems.is_empty());
     }
@@ -259,6 +283,13 @@ Content-Transfer-Encoding: base64\r\n\r\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\
             assert!(mail.problems.contains(&Problem::NoSender));
         }
         assert!(parse(b"", 10).problems.contains(&Problem::Unparseable));
+    }
+
+    #[test]
+    fn an_unterminated_multipart_keeps_its_text() {
+        let raw = b"From: a@x.test\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nbroken part";
+        let mail = parse(raw, 10);
+        assert!(mail.text.contains("broken part"), "{}", mail.text);
     }
 
     #[test]

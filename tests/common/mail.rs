@@ -50,7 +50,10 @@ async fn wait_for_greeting(port: u16, what: &str) {
                 }
             }
         }
-        assert!(Instant::now() < deadline, "{what} did not start on port {port}");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -76,6 +79,11 @@ pub struct Dovecot {
 
 impl Dovecot {
     pub async fn start() -> Dovecot {
+        Dovecot::start_on(free_port(), free_port()).await
+    }
+
+    /// A Dovecot listening on the given loopback ports.
+    pub async fn start_on(imap_port: u16, pop3_port: u16) -> Dovecot {
         let dir = tempfile::tempdir().expect("temporary directory");
         // Mail is written as `nobody`; the directory must be reachable for it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -83,7 +91,6 @@ impl Dovecot {
         let mail = dir.path().join("mail");
         std::fs::create_dir(&mail).expect("mail dir");
         std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        let (imap_port, pop3_port) = (free_port(), free_port());
         let d = dir.path().display();
         let conf = format!(
             "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
@@ -135,7 +142,11 @@ impl Dovecot {
             .await
             .expect("connect to dovecot");
         let mut client = async_imap::Client::new(tcp);
-        client.read_response().await.expect("greeting").expect("greeting");
+        client
+            .read_response()
+            .await
+            .expect("greeting")
+            .expect("greeting");
         let mut session = client
             .login(user, PASSWORD)
             .await
@@ -168,7 +179,11 @@ impl Dovecot {
             .await
             .expect("connect to dovecot");
         let mut client = async_imap::Client::new(tcp);
-        client.read_response().await.expect("greeting").expect("greeting");
+        client
+            .read_response()
+            .await
+            .expect("greeting")
+            .expect("greeting");
         let mut session = client
             .login(user, PASSWORD)
             .await
@@ -209,7 +224,10 @@ impl Received {
     pub fn header(&self, name: &str) -> Option<String> {
         let head = self.raw.split("\r\n\r\n").next().unwrap_or_default();
         let head = head.split("\n\n").next().unwrap_or_default();
-        let unfolded = head.replace("\r\n ", " ").replace("\n ", " ").replace("\r\n\t", " ");
+        let unfolded = head
+            .replace("\r\n ", " ")
+            .replace("\n ", " ")
+            .replace("\r\n\t", " ");
         unfolded.lines().find_map(|l| {
             let (n, v) = l.split_once(':')?;
             n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
@@ -222,7 +240,13 @@ impl SmtpReceiver {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
         let child = Command::new("aiosmtpd")
-            .args(["-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args([
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "aiosmtpd.handlers.Mailbox",
+            ])
             .arg(dir.path().join("inbox"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -246,7 +270,10 @@ impl SmtpReceiver {
 
     /// Waits for a received mail that satisfies `matches`.
     pub async fn expect(&self, what: &str, matches: impl Fn(&Received) -> bool) -> Received {
-        poll(what, MAIL_WAIT, || self.received().into_iter().find(|r| matches(r))).await
+        poll(what, MAIL_WAIT, || {
+            self.received().into_iter().find(|r| matches(r))
+        })
+        .await
     }
 }
 
@@ -258,7 +285,14 @@ impl Drop for SmtpReceiver {
 }
 
 /// An RFC 5322 message from `from` to `to`.
-pub fn mail(from: &str, to: &str, subject: &str, message_id: &str, extra_headers: &str, body: &str) -> Vec<u8> {
+pub fn mail(
+    from: &str,
+    to: &str,
+    subject: &str,
+    message_id: &str,
+    extra_headers: &str,
+    body: &str,
+) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{message_id}>\r\n\
          Date: Tue, 01 Dec 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n\
