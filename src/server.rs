@@ -64,13 +64,15 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     }
     let (calls, call_ends) = CallTap::new();
     let routing = Routing::start(store.clone(), calls.clone()).await?;
+    // The recorder first: the channels count from their first connection attempt on.
+    let recorder = metrics::install();
     let channels = Channels::start(config.channels.clone(), store.clone(), routing.handle());
     let state = AppState::new(
         store.clone(),
         routing.handle(),
         &config.auth.operator_token,
         config.token_ttl().as_millis() as i64,
-        metrics::install(),
+        recorder,
     )
     .with_channels(channels.clone());
     let app = api::router(state, config.http.max_body_bytes);

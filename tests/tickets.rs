@@ -641,9 +641,288 @@ fn imap_account_on(port: u16) -> MailAccountConfig {
     }
 }
 
+/// The SMS gateway's side for the test: records what vacd posts to it.
+async fn sms_gateway() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>,
+) {
+    use axum::http::HeaderMap;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                sink.lock().expect("lock").push((auth, body.0));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/send"), got)
+}
+
+/// SMS in through the authenticated webhook (threaded by sender, repeated posts stored once)
+/// and out through the configured gateway.
+async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
+    let (url, sent) = sms_gateway().await;
+    let s = TestServer::start_with(db, |c| {
+        c.channels.sms.inbound_token = "gateway-secret".into();
+        c.channels.sms.outbound_url = Some(url);
+        c.channels.sms.outbound_token = Some("outbound-secret".into());
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    let (support, queue) = (email["mailbox_id"].clone(), email["queue_id"].clone());
+    s.create(
+        "/api/v1/service-addresses",
+        &admin,
+        json!({ "kind": "sms", "address": "+4930111", "mailbox_id": support, "queue_id": queue }),
+    )
+    .await;
+    let sms = json!({ "from": "+491701234567", "to": "+4930111", "text": "Hello, my parcel has not arrived yet. Can you check it please?", "id": "gw-1" });
+    let wrong = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("nope"),
+            Some(sms.clone()),
+        )
+        .await;
+    common::assert_error(&wrong, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, first) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(sms.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["outcome"], "created");
+    let id = first["ticket"].as_i64().expect("ticket");
+    let (_, again) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(sms),
+        )
+        .await;
+    assert_eq!(again["outcome"], "duplicate");
+    let follow = json!({ "from": "+491701234567", "to": "+4930111", "text": "It is order 42.", "id": "gw-2" });
+    let (_, joined) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(follow),
+        )
+        .await;
+    assert_eq!(joined, json!({ "ticket": id, "outcome": "joined" }));
+    let unknown = json!({ "from": "+49170", "to": "+4999", "text": "x" });
+    let refused = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(unknown),
+        )
+        .await;
+    common::assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "unknown_number");
+
+    let diego = s.demo_login("diego").await;
+    let ticket = s.get(&format!("/api/v1/tickets/{id}"), &diego).await.1;
+    assert_eq!(ticket["channel"], "sms");
+    assert_eq!(ticket["language"], "en");
+    assert_eq!(
+        ticket["customer"]["identities"][0],
+        json!({ "kind": "phone", "value": "+491701234567" })
+    );
+    let (status, reply) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &diego,
+            json!({ "body": "Your parcel arrives tomorrow. {{agent.name}}", "close": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let posted = sent.lock().expect("lock").clone();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].0.as_deref(), Some("Bearer outbound-secret"));
+    assert_eq!(posted[0].1["from"], "+4930111");
+    assert_eq!(posted[0].1["to"], "+491701234567");
+    assert!(posted[0].1["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Your parcel arrives tomorrow. Diego Díaz")));
+    let ticket = s.get(&format!("/api/v1/tickets/{id}"), &diego).await.1;
+    assert_eq!(ticket["status"], "closed");
+    s.stop().await;
+}
+
+/// A minimal valid TIFF (one empty image directory).
+const TIFF: &[u8] = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
+/// Waits for a ticket of `channel` whose subject is `subject`.
+async fn ticket_of(s: &TestServer, token: &str, channel: &str, subject: &str) -> Value {
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let (_, page) = s
+            .get(
+                &format!("/api/v1/interactions?channel={channel}&limit=100"),
+                token,
+            )
+            .await;
+        if let Some(found) = page["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["subject"] == subject))
+        {
+            let id = found["id"].as_i64().expect("id");
+            return s.get(&format!("/api/v1/tickets/{id}"), token).await.1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {channel} ticket `{subject}`: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fax and letter inboxes: documents dropped there become tickets with the document attached
+/// (a corrupt one too, with a note); a letter's answer is a PDF in the outbox whose text is
+/// the reply.
+async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (fax_in, letter_in, letter_out) = (
+        dir.path().join("fax"),
+        dir.path().join("letters"),
+        dir.path().join("out"),
+    );
+    for d in [&fax_in, &letter_in] {
+        std::fs::create_dir_all(d).expect("inbox");
+    }
+    let directories = vec![
+        DirectoryConfig {
+            address: "+4930555".into(),
+            kind: DirectoryKind::Fax,
+            inbox: fax_in.clone(),
+            outbox: None,
+        },
+        DirectoryConfig {
+            address: "letters".into(),
+            kind: DirectoryKind::Letter,
+            inbox: letter_in.clone(),
+            outbox: Some(letter_out.clone()),
+        },
+    ];
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.directories = directories;
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    let (support, queue) = (email["mailbox_id"].clone(), email["queue_id"].clone());
+    for (kind, address) in [("fax", "+4930555"), ("letter", "letters")] {
+        s.create(
+            "/api/v1/service-addresses",
+            &admin,
+            json!({ "kind": kind, "address": address, "mailbox_id": support, "queue_id": queue }),
+        )
+        .await;
+    }
+    std::fs::write(
+        fax_in.join("order.json"),
+        r#"{"sender": "Erika Mustermann", "contact": "+4930777", "subject": "Fax order"}"#,
+    )
+    .expect("side file");
+    std::fs::write(fax_in.join("order.tif"), TIFF).expect("fax");
+    std::fs::write(fax_in.join("broken.pdf"), b"%PDF-1.4 cut off in the middle").expect("fax");
+    let letter =
+        vacd::channels::letter::render("Max Muster", "Kuendigung", "I cancel my contract.")
+            .expect("pdf");
+    std::fs::write(letter_in.join("scan.json"), r#"{"sender": "Max Muster", "contact": "Max Muster\nHauptstrasse 1\n10115 Berlin", "subject": "Cancellation"}"#).expect("side file");
+    std::fs::write(letter_in.join("scan.pdf"), &letter).expect("letter");
+
+    let fax = ticket_of(&s, &admin, "fax", "Fax order").await;
+    let document = &fax["thread"][0]["attachments"][0];
+    assert_eq!(document["filename"], "order.tif");
+    assert_eq!(document["content_type"], "image/tiff");
+    let bytes = s
+        .http
+        .get(format!(
+            "{}/api/v1/attachments/{}/content",
+            s.base, document["id"]
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("content")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&bytes[..], TIFF, "the document is viewable as sent");
+    assert_eq!(fax["customer"]["name"], "Erika Mustermann");
+    let broken = ticket_of(&s, &admin, "fax", "Fax from unknown sender").await;
+    assert!(
+        broken["thread"][1]["body"]
+            .as_str()
+            .is_some_and(|n| n.contains("broken.pdf") && n.contains("truncated")),
+        "{broken}"
+    );
+    poll("the faxes moved to processed/", MAIL_WAIT, || {
+        (fax_in.join("processed/order.tif").exists()
+            && fax_in.join("processed/broken.pdf").exists())
+        .then_some(())
+    })
+    .await;
+
+    let letter = ticket_of(&s, &admin, "letter", "Cancellation").await;
+    let id = letter["id"].as_i64().expect("id");
+    assert_eq!(
+        letter["thread"][0]["attachments"][0]["content_type"],
+        "application/pdf"
+    );
+    let (status, reply) = s
+        .post(&format!("/api/v1/tickets/{id}/reply"), &admin, json!({ "body": "{{salutation}}\n\nwe confirm the cancellation of your contract.\n\n{{agent.name}}" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let pdf = poll("the letter in the outbox", MAIL_WAIT, || {
+        std::fs::read_dir(&letter_out)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "pdf"))
+    })
+    .await;
+    let doc = lopdf::Document::load(&pdf).expect("a readable PDF");
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    let text = doc.extract_text(&pages).expect("text");
+    assert!(text.contains("Hauptstrasse 1"), "{text}");
+    assert!(text.contains(&format!("[#T-{id}]")), "{text}");
+    assert!(
+        text.contains("we confirm the cancellation of your contract."),
+        "{text}"
+    );
+    assert!(text.contains("Dear Max Muster,"), "{text}");
+    s.stop().await;
+}
+
 on_both_backends!(
     mail_becomes_a_ticket_answered_with_a_template,
     a_crash_between_fetch_and_commit_loses_and_duplicates_nothing,
     bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
     an_unreachable_mail_server_is_retried_and_visible,
+    sms_in_through_the_webhook_and_out_through_the_gateway,
+    fax_and_letter_directories_in_and_pdf_out,
 );
