@@ -46,7 +46,7 @@ pub enum Verdict {
 /// Screens `mail` arriving at a mailbox whose own addresses are `own` (lowercase).
 pub fn screen(mail: &InboundMail, own: &[String], rules: &[Rule]) -> Verdict {
     if let Some(from) = &mail.from {
-        if own.iter().any(|o| *o == from.address) {
+        if own.contains(&from.address) {
             return Verdict::Drop(format!(
                 "sent from our own address {} (a loop)",
                 from.address
