@@ -96,6 +96,7 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
             json!({ "name": format!("m-{tag}"), "language": "en", "body": "Thanks!" }),
         )
         .await;
+    let mail_account = s.create("/api/v1/mail-accounts", token, json!({ "service_address_id": address, "protocol": "pop3", "host": "mail.example.test", "port": 110, "security": "starttls", "username": "u", "password": "p" })).await;
     vec![
         ("skills", skill, json!({ "kind": "language" })),
         (
@@ -146,6 +147,11 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
         ),
         ("templates", template, json!({ "subject": "Re: {subject}" })),
         ("text-modules", module, json!({ "shortcut": "/thx" })),
+        (
+            "mail-accounts",
+            mail_account,
+            json!({ "port": 995, "enabled": 0 }),
+        ),
     ]
 }
 

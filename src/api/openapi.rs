@@ -88,6 +88,12 @@ fn column_schema(c: &Column) -> Schema {
                 .max_length(Some(256))
                 .write_only(Some(true)),
         ),
+        Kind::Secret { max_len } => (
+            Type::String,
+            ObjectBuilder::new()
+                .max_length(Some(max_len))
+                .write_only(Some(true)),
+        ),
         Kind::SipUser => (
             Type::String,
             ObjectBuilder::new()

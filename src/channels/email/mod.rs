@@ -184,9 +184,18 @@ pub(super) async fn supervise(channels: Channels, mut stop: watch::Receiver<bool
 async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_secs(1);
     loop {
-        let result = match account.protocol {
-            Protocol::Imap => imap::session(&channels, &account, &mut stop).await,
-            Protocol::Pop3 => pop3::session(&channels, &account, &mut stop).await,
+        // Stopping cancels a session wherever it waits: what is committed stays committed,
+        // and a message committed but not yet removed is recognised when fetched again.
+        let mut cancel = stop.clone();
+        let session = async {
+            match account.protocol {
+                Protocol::Imap => imap::session(&channels, &account, &mut stop).await,
+                Protocol::Pop3 => pop3::session(&channels, &account, &mut stop).await,
+            }
+        };
+        let result = tokio::select! {
+            result = session => result,
+            _ = cancel.wait_for(|stopped| *stopped) => return,
         };
         let error = match result {
             Ok(()) => return,
