@@ -16,6 +16,7 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 # aiosmtpd, both started by the tests on loopback ports.
 [ -x /usr/sbin/dovecot ] || need_apt+=(dovecot-imapd dovecot-pop3d)
 command -v aiosmtpd >/dev/null || need_apt+=(python3-aiosmtpd)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

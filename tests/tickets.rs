@@ -267,6 +267,72 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
             .is_some_and(|m| m.iter().any(|m| m["message_id"] == "m3@example.test"))
     })
     .await;
+    // The desk's other actions: note, follow-up, forward, close, reopen.
+    chloe
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/notes"),
+            &chloe_token,
+            json!({ "body": "Billing checks the tariff." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let due = vacd::store::now_ms() + 86_400_000;
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tickets/{id}/follow-up"),
+            Some(&chloe_token),
+            Some(json!({ "at": due })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, forwarded) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/forward"),
+            &chloe_token,
+            json!({ "to": "billing@example.test", "body": "Please check." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{forwarded}");
+    let fwd = smtp
+        .expect("the forward", |m| {
+            m.header("To")
+                .is_some_and(|t| t.contains("billing@example.test"))
+        })
+        .await;
+    assert!(fwd
+        .header("Subject")
+        .is_some_and(|s| s.starts_with("Fwd:") && s.contains(&tag)));
+    let (status, closed) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/close"),
+            &chloe_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["follow_up_at"], due);
+    assert!(closed["thread"].as_array().is_some_and(|t| t
+        .iter()
+        .any(|m| m["direction"] == "internal" && m["author"] == "Chloé Charpentier")));
+    chloe.expect_where("interaction.ended", offer_of(id)).await;
+    chloe
+        .ok(json!({ "type": "wrapup.done", "interaction": id }))
+        .await;
+    let (status, reopened) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reopen"),
+            &chloe_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reopened}");
+    assert_eq!(reopened["status"], "open");
+    chloe.expect_where("offer", offer_of(id)).await;
     // Everything Diego was sent so far arrives before the reply to this command.
     diego
         .command(json!({ "type": "presence.set", "status": "ready", "mode": "inbound" }))
@@ -918,6 +984,116 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
     s.stop().await;
 }
 
+/// Encrypted mail servers: IMAP over TLS, IMAP with STARTTLS, POP3 with STLS, and replies over
+/// SMTP with STARTTLS, all against a self-signed certificate the accounts trust (`ca_file`).
+async fn tls_and_starttls_to_imap_pop3_and_smtp(db: Db) {
+    let certificate = mail::Certificate::new();
+    let dovecot = Dovecot::start_tls(&certificate).await;
+    let smtp = SmtpReceiver::start_tls(&certificate).await;
+    let account = |address: &str, user: &str, protocol, port, security| MailAccountConfig {
+        address: address.into(),
+        protocol,
+        port,
+        security,
+        username: user.into(),
+        after_fetch: AfterFetch::Delete,
+        ca_file: Some(certificate.cert.clone()),
+        ..imap_account_on(port)
+    };
+    let mut support = account(
+        SUPPORT,
+        "support",
+        Protocol::Imap,
+        dovecot.imaps_port,
+        Security::Tls,
+    );
+    support.auto_reply_template = Some("acknowledgement".into());
+    support.smtp = Some(SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: smtp.port,
+        security: Security::Starttls,
+        username: None,
+        password: None,
+    });
+    let accounts = vec![
+        support,
+        account(
+            "sales@demo.vacd.test",
+            "sales",
+            Protocol::Imap,
+            dovecot.imap_port,
+            Security::Starttls,
+        ),
+        account(
+            "info@demo.vacd.test",
+            "info",
+            Protocol::Pop3,
+            dovecot.pop3_port,
+            Security::Starttls,
+        ),
+    ];
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.accounts = accounts;
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    for address in ["sales@demo.vacd.test", "info@demo.vacd.test"] {
+        s.create(
+            "/api/v1/service-addresses",
+            &admin,
+            json!({ "kind": "email", "address": address, "mailbox_id": email["mailbox_id"], "queue_id": email["queue_id"] }),
+        )
+        .await;
+    }
+    for (user, address) in [
+        ("support", SUPPORT),
+        ("sales", "sales@demo.vacd.test"),
+        ("info", "info@demo.vacd.test"),
+    ] {
+        let raw = mail::mail(
+            ERIKA,
+            address,
+            &format!("via {user}"),
+            &format!("{user}@example.test"),
+            "",
+            "Hello, please call me back.",
+        );
+        dovecot.deliver(user, "1.tls", &raw);
+    }
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    while !["support", "sales", "info"]
+        .iter()
+        .all(|u| dovecot.messages(u) == 0)
+    {
+        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every mail fetched over TLS: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ack = smtp
+        .expect("the acknowledgement over STARTTLS", |m| {
+            m.header("In-Reply-To").as_deref() == Some("<support@example.test>")
+        })
+        .await;
+    assert!(ack.header("Subject").is_some_and(|s| s.contains("[#T-")));
+    let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+    for key in [
+        "file:support@demo.vacd.test",
+        "file:sales@demo.vacd.test",
+        "file:info@demo.vacd.test",
+    ] {
+        assert_eq!(
+            ready["channels"]["mail_accounts"][key]["up"], true,
+            "{key}: {ready}"
+        );
+    }
+    s.stop().await;
+}
+
 on_both_backends!(
     mail_becomes_a_ticket_answered_with_a_template,
     a_crash_between_fetch_and_commit_loses_and_duplicates_nothing,
@@ -925,4 +1101,5 @@ on_both_backends!(
     an_unreachable_mail_server_is_retried_and_visible,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     fax_and_letter_directories_in_and_pdf_out,
+    tls_and_starttls_to_imap_pop3_and_smtp,
 );

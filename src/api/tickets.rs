@@ -102,21 +102,24 @@ async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
 }
 
 /// Ends the ticket's routing work: a connected ticket goes to wrap-up, a waiting one leaves
-/// its queue. Anything else (already done) needs nothing.
-async fn finish_routing(state: &AppState, tenant: i64, id: i64, interaction_state: &str) {
+/// its queue, a finished one needs nothing. Routing's own view decides (the stored state may
+/// lag behind it), so `End` is tried first, then `Abandon`.
+async fn finish_routing(state: &AppState, tenant: i64, id: i64) {
     let interaction = InteractionId(id as u64);
-    let input = match interaction_state {
-        "connected" => Input::End { interaction },
-        "new" | "queued" | "offered" => Input::Abandon { interaction },
-        _ => return,
-    };
-    if let Err(e) = state
-        .routing
-        .router()
-        .input(TenantId(tenant as u64), input)
+    let router = state.routing.router();
+    let tenant_id = TenantId(tenant as u64);
+    if router
+        .input(tenant_id, Input::End { interaction })
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    if let Err(e) = router
+        .input(tenant_id, Input::Abandon { interaction })
         .await
     {
-        tracing::info!(tenant, interaction_id = id, error = %e, "ticket's routing not ended");
+        tracing::debug!(tenant, interaction_id = id, error = %e, "ticket had no routing work left");
     }
 }
 
@@ -209,7 +212,7 @@ async fn send_reply(
             attachments: sent.document.into_iter().collect(),
         })
         .await?;
-    finish_routing(&state, who.tenant_id, id, &ctx.state).await;
+    finish_routing(&state, who.tenant_id, id).await;
     tracing::info!(
         tenant = who.tenant_id,
         interaction_id = id,
@@ -323,11 +326,11 @@ async fn close(
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
     let id = ticket_id(&id)?;
-    let before = state
+    state
         .store
         .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
         .await?;
-    finish_routing(&state, who.tenant_id, id, &before).await;
+    finish_routing(&state, who.tenant_id, id).await;
     Ok(Json(state.store.ticket(who.tenant_id, id).await?))
 }
 
@@ -339,6 +342,8 @@ async fn reopen(
     let who = caller.user_with(Role::Agent)?;
     let channels = channels_of(&state)?;
     let id = ticket_id(&id)?;
+    // The stored state must include what routing did before this request.
+    state.routing.flushed().await;
     let before = state
         .store
         .set_ticket_status(who.tenant_id, id, Some(who.user_id), "open")

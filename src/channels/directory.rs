@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::config::{DirectoryConfig, DirectoryKind};
-use super::{language, Channels};
+use super::{language, sla, Channels};
 use crate::store::{NewAttachment, NewWritten};
 
 /// What the side file may say.
@@ -198,9 +198,11 @@ async fn scan(
                 data,
             }],
             notes,
-            first_answer_due: address
-                .sla_seconds
-                .map(|s| crate::store::now_ms() + s * 1000),
+            first_answer_due: sla::first_answer_due(
+                crate::store::now_ms(),
+                address.sla_seconds,
+                address.business_hours.as_deref(),
+            ),
             ..NewWritten::default()
         };
         channels.accept(&new).await?;

@@ -6,7 +6,7 @@
 //!
 //! The protocol-free parts are separate and tested without I/O: `mime` (parsing), `threading`
 //! (ticket tags and reply headers), `screening` (loops and spam), `template` (variables and
-//! salutations), `language` (detection). `reply` composes answers from templates. Start
+//! salutations), `language` (detection), `sla` (business-hours deadlines). `reply` composes answers from templates. Start
 //! reading at [`Channels`].
 
 pub mod config;
@@ -17,6 +17,7 @@ pub mod letter;
 pub mod mime;
 pub mod reply;
 pub mod screening;
+pub mod sla;
 pub mod sms;
 pub mod template;
 pub mod threading;
@@ -216,6 +217,18 @@ impl Channels {
         tracing::info!(tenant = new.tenant, interaction_id = ingested.interaction, channel = new.channel, outcome = ?ingested.outcome, source = new.source_key, "written message stored");
         if ingested.needs_routing() {
             self.route(new.tenant, ingested.interaction).await;
+        } else if ingested.outcome == store::Outcome::Joined {
+            // The stored state may have lagged behind routing: a ticket routing finished
+            // meanwhile is reopened now that the journal has caught up.
+            self.inner.routing.flushed().await;
+            if self
+                .inner
+                .store
+                .reopen_if_finished(new.tenant, ingested.interaction)
+                .await?
+            {
+                self.route(new.tenant, ingested.interaction).await;
+            }
         }
         Ok(ingested)
     }

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::config::SmsConfig;
-use super::{language, Error};
+use super::{language, sla, Error};
 use crate::store::{NewWritten, WrittenAddress};
 
 /// What the gateway posts.
@@ -54,7 +54,11 @@ pub fn inbound(
         language: language::detect(&sms.text)
             .map(str::to_owned)
             .or_else(|| address.language.clone()),
-        first_answer_due: address.sla_seconds.map(|s| now_ms + s * 1000),
+        first_answer_due: sla::first_answer_due(
+            now_ms,
+            address.sla_seconds,
+            address.business_hours.as_deref(),
+        ),
         ..NewWritten::default()
     }
 }

@@ -98,6 +98,8 @@ pub struct WrittenAddress {
     pub sla_seconds: Option<i64>,
     /// The mailbox's signature, inherited.
     pub signature: Option<String>,
+    /// The mailbox's business hours (`Mo-Fr 08:00-18:00`), inherited.
+    pub business_hours: Option<String>,
 }
 
 /// A mail account row (the admin API's `mail-accounts`).
@@ -127,7 +129,6 @@ pub struct ReplyContext {
     pub tenant: i64,
     pub interaction: i64,
     pub channel: String,
-    pub state: String,
     pub subject: String,
     pub contact: Option<String>,
     pub customer_name: Option<String>,
@@ -158,7 +159,7 @@ pub struct NewOutbound {
 }
 
 const SELECT_ADDRESS: &str = "SELECT s.id, s.tenant_id, s.address, s.mailbox_id, s.queue_id, \
-     m.language, m.sla_seconds, m.signature, m.parent_id FROM service_addresses s \
+     m.language, m.sla_seconds, m.signature, m.business_hours, m.parent_id FROM service_addresses s \
      JOIN mailboxes m ON m.id = s.mailbox_id";
 
 impl Store {
@@ -203,13 +204,15 @@ impl Store {
             language: row.try_get("language")?,
             sla_seconds: row.try_get("sla_seconds")?,
             signature: row.try_get("signature")?,
+            business_hours: row.try_get("business_hours")?,
         };
         let mut parent: Option<i64> = row.try_get("parent_id")?;
         // Hierarchies are acyclic (the API refuses cycles); the bound guards a corrupt table.
         for _ in 0..32 {
             let Some(id) = parent else { break };
             let row = sqlx::query(
-                "SELECT language, sla_seconds, signature, parent_id FROM mailboxes WHERE id = $1",
+                "SELECT language, sla_seconds, signature, business_hours, parent_id FROM mailboxes \
+                 WHERE id = $1",
             )
             .bind(id)
             .fetch_one(&self.pool)
@@ -217,6 +220,7 @@ impl Store {
             address.language = address.language.or(row.try_get("language")?);
             address.sla_seconds = address.sla_seconds.or(row.try_get("sla_seconds")?);
             address.signature = address.signature.or(row.try_get("signature")?);
+            address.business_hours = address.business_hours.or(row.try_get("business_hours")?);
             parent = row.try_get("parent_id")?;
         }
         Ok(address)
@@ -620,7 +624,7 @@ impl Store {
     /// What a reply in ticket `id` needs: recipient, subject, language, threading ids.
     pub async fn reply_context(&self, tenant: i64, id: i64) -> Result<ReplyContext> {
         let row = sqlx::query(
-            "SELECT i.channel, i.state, i.subject, i.language, t.contact, t.service_address_id, \
+            "SELECT i.channel, i.subject, i.language, t.contact, t.service_address_id, \
              c.name AS customer_name, c.language AS customer_language FROM interactions i \
              JOIN tickets t ON t.interaction_id = i.id \
              LEFT JOIN customers c ON c.id = i.customer_id WHERE i.tenant_id = $1 AND i.id = $2",
@@ -660,7 +664,6 @@ impl Store {
             tenant,
             interaction: id,
             channel: row.try_get("channel")?,
-            state: row.try_get("state")?,
             subject: row
                 .try_get::<Option<String>, _>("subject")?
                 .unwrap_or_default(),
@@ -906,6 +909,34 @@ impl Store {
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Makes ticket `id` `new` again if routing has finished it; returns whether it did.
+    pub async fn reopen_if_finished(&self, tenant: i64, id: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let reopened = sqlx::query(
+            "UPDATE interactions SET state = 'new', agent_id = NULL WHERE tenant_id = $1 AND id = $2 \
+             AND state IN ('done', 'abandoned', 'failed')",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if reopened {
+            let event = NewEvent {
+                tenant,
+                kind: "ticket.reopened".into(),
+                interaction_id: Some(id),
+                agent_id: None,
+                queue_id: None,
+                payload: json!({ "by": "customer" }),
+            };
+            append_in(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(reopened)
     }
 
     /// The newest ticket of `contact` at service address `address` that is not closed (an SMS

@@ -75,6 +75,50 @@ pub struct Dovecot {
     dir: tempfile::TempDir,
     pub imap_port: u16,
     pub pop3_port: u16,
+    /// IMAP over TLS; 0 when started without a certificate.
+    pub imaps_port: u16,
+}
+
+/// A self-signed certificate for 127.0.0.1 (and localhost), made with openssl.
+pub struct Certificate {
+    _dir: tempfile::TempDir,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Certificate {
+    pub fn new() -> Certificate {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=localhost",
+            ])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+            // A server certificate, not a CA: webpki refuses a CA as the end entity.
+            .args(["-addext", "basicConstraints=critical,CA:FALSE", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(made.success(), "openssl made a certificate");
+        Certificate {
+            _dir: dir,
+            cert,
+            key,
+        }
+    }
 }
 
 impl Dovecot {
@@ -84,6 +128,15 @@ impl Dovecot {
 
     /// A Dovecot listening on the given loopback ports.
     pub async fn start_on(imap_port: u16, pop3_port: u16) -> Dovecot {
+        Dovecot::launch(imap_port, pop3_port, None).await
+    }
+
+    /// A Dovecot offering STARTTLS (IMAP), STLS (POP3) and IMAPS with `certificate`.
+    pub async fn start_tls(certificate: &Certificate) -> Dovecot {
+        Dovecot::launch(free_port(), free_port(), Some(certificate)).await
+    }
+
+    async fn launch(imap_port: u16, pop3_port: u16, tls: Option<&Certificate>) -> Dovecot {
         let dir = tempfile::tempdir().expect("temporary directory");
         // Mail is written as `nobody`; the directory must be reachable for it.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -92,13 +145,22 @@ impl Dovecot {
         std::fs::create_dir(&mail).expect("mail dir");
         std::fs::set_permissions(&mail, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         let d = dir.path().display();
+        let imaps_port = if tls.is_some() { free_port() } else { 0 };
+        let ssl = match tls {
+            Some(c) => format!(
+                "ssl = yes\nssl_cert = <{}\nssl_key = <{}",
+                c.cert.display(),
+                c.key.display()
+            ),
+            None => "ssl = no".into(),
+        };
         let conf = format!(
             "base_dir = {d}/run\nstate_dir = {d}/state\nlog_path = {d}/dovecot.log\n\
-             protocols = imap pop3\nlisten = 127.0.0.1\nssl = no\nauth_mechanisms = plain\n\
+             protocols = imap pop3\nlisten = 127.0.0.1\n{ssl}\nauth_mechanisms = plain\n\
              disable_plaintext_auth = no\nfirst_valid_uid = 1\nmail_location = maildir:{d}/mail/%u\n\
              passdb {{\n  driver = static\n  args = password={PASSWORD}\n}}\n\
              userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/mail/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {imap_port}\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {imaps_port}\n    ssl = yes\n  }}\n}}\n\
              service pop3-login {{\n  inet_listener pop3 {{\n    address = 127.0.0.1\n    port = {pop3_port}\n  }}\n  inet_listener pop3s {{\n    port = 0\n  }}\n}}\n"
         );
         let conf_path = dir.path().join("dovecot.conf");
@@ -115,6 +177,7 @@ impl Dovecot {
             dir,
             imap_port,
             pop3_port,
+            imaps_port,
         };
         wait_for_greeting(imap_port, "dovecot IMAP").await;
         wait_for_greeting(pop3_port, "dovecot POP3").await;
@@ -167,6 +230,15 @@ impl Dovecot {
         let dir = self.maildir(user);
         for sub in ["new", "cur", "tmp"] {
             std::fs::create_dir_all(dir.join(sub)).expect("maildir");
+        }
+        // Dovecot works in it as `nobody`.
+        for d in [
+            dir.clone(),
+            dir.join("new"),
+            dir.join("cur"),
+            dir.join("tmp"),
+        ] {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).expect("chmod");
         }
         let tmp = dir.join("tmp").join(name);
         std::fs::write(&tmp, raw).expect("write mail");
@@ -237,16 +309,28 @@ impl Received {
 
 impl SmtpReceiver {
     pub async fn start() -> SmtpReceiver {
+        SmtpReceiver::launch(None).await
+    }
+
+    /// A receiver that requires STARTTLS with `certificate`.
+    pub async fn start_tls(certificate: &Certificate) -> SmtpReceiver {
+        SmtpReceiver::launch(Some(certificate)).await
+    }
+
+    async fn launch(tls: Option<&Certificate>) -> SmtpReceiver {
         let dir = tempfile::tempdir().expect("temporary directory");
         let port = free_port();
-        let child = Command::new("aiosmtpd")
-            .args([
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "aiosmtpd.handlers.Mailbox",
-            ])
+        let mut command = Command::new("aiosmtpd");
+        command.args(["-n", "-l", &format!("127.0.0.1:{port}")]);
+        if let Some(c) = tls {
+            command
+                .arg("--tlscert")
+                .arg(&c.cert)
+                .arg("--tlskey")
+                .arg(&c.key);
+        }
+        let child = command
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(dir.path().join("inbox"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())

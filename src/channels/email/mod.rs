@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
 use super::screening::{self, Verdict};
-use super::{language, mime, threading, Channels};
+use super::{language, mime, sla, threading, Channels};
 use crate::store::{self, MailAccountRow, NewAttachment, NewWritten, Outcome, WrittenAddress};
 
 /// A mail account as the fetch tasks use it.
@@ -267,9 +267,11 @@ pub async fn ingest(
             })
             .collect(),
         notes: mail.problems.iter().map(ToString::to_string).collect(),
-        first_answer_due: address
-            .sla_seconds
-            .map(|s| crate::store::now_ms() + s * 1000),
+        first_answer_due: sla::first_answer_due(
+            crate::store::now_ms(),
+            address.sla_seconds,
+            address.business_hours.as_deref(),
+        ),
     };
     let ingested = channels.accept(&new).await?;
     if ingested.outcome == Outcome::Duplicate {
