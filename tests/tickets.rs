@@ -747,6 +747,20 @@ async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
         c.channels.sms.outbound_token = Some("outbound-secret".into());
     })
     .await;
+    let (_, doc) = s
+        .call(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    for path in [
+        "/api/v1/tickets/{id}",
+        "/api/v1/tickets/{id}/reply",
+        "/api/v1/sms/inbound",
+        "/api/v1/mail-accounts",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} in the OpenAPI document"
+        );
+    }
     let admin = s.demo_login("ada").await;
     let email = service_address(&s, &admin, "email").await;
     let (support, queue) = (email["mailbox_id"].clone(), email["queue_id"].clone());

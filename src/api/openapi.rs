@@ -39,6 +39,7 @@ impl Modify for BearerAuth {
 /// Builds the whole document; called once at start.
 pub fn document() -> Document {
     let mut doc = Fixed::openapi();
+    doc.merge(super::tickets::TicketPaths::openapi());
     for resource in RESOURCES {
         add_resource(&mut doc, resource);
     }

@@ -11,6 +11,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
+use utoipa::{OpenApi, ToSchema};
 use vacd_actors::{Input, InteractionId, TenantId};
 
 use super::auth::{self, Caller};
@@ -19,6 +20,30 @@ use super::AppState;
 use crate::catalog::Role;
 use crate::channels::{self, reply, sms, Channels};
 use crate::store::{self, NewOutbound, Principal};
+
+/// The ticket desk's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        ticket,
+        preview,
+        send_reply,
+        note,
+        forward,
+        close,
+        reopen,
+        follow_up,
+        sms_inbound
+    ),
+    components(schemas(
+        ReplyRequest,
+        NoteRequest,
+        ForwardRequest,
+        FollowUpRequest,
+        sms::InboundSms
+    ))
+)]
+pub struct TicketPaths;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -33,7 +58,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/sms/inbound", post(sms_inbound))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReplyRequest {
     /// A template name; its subject and body are used unless `subject` / `body` are given.
@@ -44,13 +69,13 @@ pub struct ReplyRequest {
     close: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoteRequest {
     body: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardRequest {
     to: String,
@@ -58,7 +83,7 @@ pub struct ForwardRequest {
     body: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FollowUpRequest {
     /// Unix ms; `null` clears it.
@@ -123,6 +148,8 @@ async fn finish_routing(state: &AppState, tenant: i64, id: i64) {
     }
 }
 
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "tickets", params(("id" = i64, Path, description = "the ticket's interaction")), security(("bearer" = [])),
+    responses((status = 200, description = "the ticket with its thread, customer and history (docs/tickets.md)"), (status = 404, body = super::error::ErrorBody)))]
 async fn ticket(
     State(state): State<AppState>,
     caller: Caller,
@@ -134,6 +161,8 @@ async fn ticket(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/preview", tag = "tickets", request_body = ReplyRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "`{subject, body, to}` as a reply would send them"), (status = 422, body = super::error::ErrorBody)))]
 async fn preview(
     State(state): State<AppState>,
     caller: Caller,
@@ -162,6 +191,8 @@ async fn preview(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reply", tag = "tickets", request_body = ReplyRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, description = "sent through the ticket's channel"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 async fn send_reply(
     State(state): State<AppState>,
     caller: Caller,
@@ -228,6 +259,8 @@ async fn send_reply(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/notes", tag = "tickets", request_body = NoteRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, description = "an internal note"), (status = 404, body = super::error::ErrorBody)))]
 async fn note(
     State(state): State<AppState>,
     caller: Caller,
@@ -253,6 +286,8 @@ async fn note(
     Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
 }
 
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/forward", tag = "tickets", request_body = ForwardRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, description = "forwarded by mail"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 async fn forward(
     State(state): State<AppState>,
     caller: Caller,
@@ -319,6 +354,8 @@ async fn forward(
     ))
 }
 
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/close", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "the closed ticket"), (status = 404, body = super::error::ErrorBody)))]
 async fn close(
     State(state): State<AppState>,
     caller: Caller,
@@ -334,6 +371,8 @@ async fn close(
     Ok(Json(state.store.ticket(who.tenant_id, id).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reopen", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "the reopened ticket, routed again"), (status = 404, body = super::error::ErrorBody)))]
 async fn reopen(
     State(state): State<AppState>,
     caller: Caller,
@@ -357,6 +396,8 @@ async fn reopen(
     Ok(Json(state.store.ticket(who.tenant_id, id).await?))
 }
 
+#[utoipa::path(put, path = "/api/v1/tickets/{id}/follow-up", tag = "tickets", request_body = FollowUpRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "follow-up date set or cleared"), (status = 404, body = super::error::ErrorBody)))]
 async fn follow_up(
     State(state): State<AppState>,
     caller: Caller,
@@ -377,6 +418,8 @@ async fn follow_up(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/v1/sms/inbound", tag = "tickets", request_body = sms::InboundSms, security(("bearer" = [])),
+    responses((status = 202, description = "`{ticket, outcome}`"), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 async fn sms_inbound(
     State(state): State<AppState>,
     headers: HeaderMap,

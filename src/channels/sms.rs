@@ -11,7 +11,7 @@ use super::{language, sla, Error};
 use crate::store::{NewWritten, WrittenAddress};
 
 /// What the gateway posts.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InboundSms {
     /// The sender's number.
