@@ -527,6 +527,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         mail::mail(SUPPORT, SUPPORT, "loop", "b6@x", "", "our own acknowledgement came back"),
         mail::mail("daemon@example.test", SUPPORT, "auto", "b7@x", "Auto-Submitted: auto-replied\r\n", "I am on holiday"),
         mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
+        b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
     ];
     for (n, raw) in mails.iter().enumerate() {
         dovecot.deliver("support", &format!("{n}.bad"), raw);
@@ -535,12 +536,13 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         (dovecot.messages("support") == 0).then_some(())
     })
     .await;
-    // Acknowledgements for the people: broken, klingon, huge, twice.
+    // Acknowledgements for the people: broken, klingon, huge, twice, nul.
     let expected = [
         "a@example.test",
         "b@example.test",
         "c@example.test",
         "d@example.test",
+        "e@example.test",
     ];
     poll("the acknowledgements", MAIL_WAIT, || {
         (smtp.received().len() >= expected.len()).then_some(())
@@ -567,7 +569,12 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     let subjects: Vec<&str> = tickets.keys().map(String::as_str).collect();
     assert_eq!(
         subjects,
-        ["anonymous", "auto", "broken", "huge", "klingon", "twice"]
+        ["anonymous", "auto", "broken", "huge", "klingon", "nul", "twice"]
+    );
+    assert_eq!(
+        tickets["nul"]["thread"][0]["body"].as_str().map(str::trim),
+        Some("beforeafter"),
+        "NUL removed, not refused"
     );
     let body = |t: &str| {
         tickets[t]["thread"][0]["body"]

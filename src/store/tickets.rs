@@ -274,7 +274,7 @@ impl Store {
             "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND source_key = $2",
         )
         .bind(t)
-        .bind(new.source_key.clone())
+        .bind(text(&new.source_key))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = seen {
@@ -289,8 +289,8 @@ impl Store {
                  AND direction = 'in' AND body = $3",
             )
             .bind(t)
-            .bind(id.clone())
-            .bind(new.text.clone())
+            .bind(text(id))
+            .bind(text(&new.text))
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = same {
@@ -315,7 +315,7 @@ impl Store {
                  ORDER BY id LIMIT 1",
             )
             .bind(t)
-            .bind(parent.clone())
+            .bind(text(parent))
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(row) = row {
@@ -398,7 +398,7 @@ impl Store {
                 .bind(id)
                 .bind(t)
                 .bind(new.service_address)
-                .bind(new.contact.clone())
+                .bind(new.contact.as_deref().map(text))
                 .bind(new.first_answer_due)
                 .bind(now)
                 .execute(&mut *tx)
@@ -1008,7 +1008,7 @@ async fn find_or_create_customer(
     )
     .bind(tenant)
     .bind(kind.to_owned())
-    .bind(value.to_owned())
+    .bind(text(value))
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = known {
@@ -1030,7 +1030,7 @@ async fn find_or_create_customer(
     .bind(tenant)
     .bind(id)
     .bind(kind.to_owned())
-    .bind(value.to_owned())
+    .bind(text(value))
     .execute(&mut **tx)
     .await?;
     Ok(id)
@@ -1081,13 +1081,13 @@ async fn insert_message(
     .bind(interaction)
     .bind(m.direction)
     .bind(truncate(m.author, 200))
-    .bind(m.body.to_owned())
-    .bind(m.subject.map(str::to_owned))
-    .bind(m.html.map(str::to_owned))
-    .bind(m.sender.map(str::to_owned))
+    .bind(text(m.body))
+    .bind(m.subject.map(text))
+    .bind(m.html.map(text))
+    .bind(m.sender.map(text))
     .bind(recipients)
-    .bind(m.message_id.map(str::to_owned))
-    .bind(m.source_key.map(str::to_owned))
+    .bind(m.message_id.map(text))
+    .bind(m.source_key.map(text))
     .bind(now)
     .fetch_one(&mut **tx)
     .await?
@@ -1124,7 +1124,12 @@ async fn insert_attachments(
     Ok(())
 }
 
-/// At most `max` characters of `text` (the catalog's limits).
+/// At most `max` characters of `text` (the catalog's limits), storable (see [`text`]).
 fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
+    text.chars().filter(|c| *c != '\0').take(max).collect()
+}
+
+/// `value` without NUL characters, which PostgreSQL's text cannot hold (a mail may carry them).
+fn text(value: &str) -> String {
+    value.replace('\0', "")
 }
