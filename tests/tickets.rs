@@ -569,7 +569,15 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     let subjects: Vec<&str> = tickets.keys().map(String::as_str).collect();
     assert_eq!(
         subjects,
-        ["anonymous", "auto", "broken", "huge", "klingon", "nul", "twice"]
+        [
+            "anonymous",
+            "auto",
+            "broken",
+            "huge",
+            "klingon",
+            "nul",
+            "twice"
+        ]
     );
     assert_eq!(
         tickets["nul"]["thread"][0]["body"].as_str().map(str::trim),
