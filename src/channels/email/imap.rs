@@ -29,12 +29,17 @@ pub(super) async fn session(
     let mut session = login(account).await?;
     let mailbox = session.select(&account.folder).await?;
     let generation = mailbox.uid_validity.unwrap_or(0);
-    let idle = session.capabilities().await?.has_str("IDLE");
+    let capabilities = session.capabilities().await?;
+    let idle = capabilities.has_str("IDLE");
+    // Without UIDPLUS, EXPUNGE removes every \Deleted message of the folder, which are only
+    // ours when nobody else marks messages there.
+    let uidplus = capabilities.has_str("UIDPLUS");
+    drop(capabilities);
     channels.account_up(&account.key);
     tracing::info!(account = %account.key, host = %account.host, idle, "IMAP session open");
     loop {
         loop {
-            let fetched = round(channels, account, &mut session, generation).await?;
+            let fetched = round(channels, account, &mut session, generation, uidplus).await?;
             if fetched < channels.config().fetch_batch {
                 break;
             }
@@ -109,6 +114,7 @@ async fn round(
     account: &MailAccount,
     session: &mut Session,
     generation: u32,
+    uidplus: bool,
 ) -> Result<usize, SessionError> {
     let query = match account.after_fetch {
         AfterFetch::Delete => "UNDELETED".to_owned(),
@@ -155,8 +161,13 @@ async fn round(
                 r?;
             }
         }
-        if account.after_fetch == AfterFetch::Delete {
+        if account.after_fetch == AfterFetch::Delete && uidplus {
             let mut expunged = std::pin::pin!(session.uid_expunge(&set).await?);
+            while let Some(r) = expunged.next().await {
+                r?;
+            }
+        } else if account.after_fetch == AfterFetch::Delete {
+            let mut expunged = std::pin::pin!(session.expunge().await?);
             while let Some(r) = expunged.next().await {
                 r?;
             }
