@@ -2,7 +2,8 @@
 //! - `GET /api/v1/chat/widgets/{tenant}/{widget}?language=de`: the widget's look, pre-chat
 //!   form and whether an agent speaking that language is ready to chat now;
 //! - `POST /api/v1/chat/widgets/{tenant}/{widget}/offline`: the offline form, which becomes a
-//!   ticket (channel email) with the visitor's address;
+//!   ticket (channel email, answered from the mailbox's email address) with the visitor's
+//!   address;
 //! - `GET /ws/chat`: the chat itself. The first frame opens a chat (`chat.start`) or returns to
 //!   one (`chat.resume` with the token from `chat.welcome`); then messages, typing, read
 //!   receipts and the end. The protocol is documented in `docs/chat-protocol.md`.
@@ -23,8 +24,10 @@ use vacd_actors::{Channel, QueueId, TenantId};
 
 use super::error::{Error, Result};
 use super::AppState;
-use crate::chat::{language, Attached};
-use crate::store::ChatWidget;
+use crate::channels::sla;
+use crate::chat::Attached;
+use crate::language;
+use crate::store::{ChatWidget, NewWritten};
 
 /// Largest frame a visitor may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
@@ -151,15 +154,43 @@ pub async fn offline(
     let name = visitor_name(form.name.as_deref(), &email);
     let detected = language::detect(message);
     let (language, queue) = serving(&state, &widget, detected.or(form.language.as_deref())).await?;
-    let interaction = state
+    let channels = state
+        .channels
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("written channels are not running".into()))?;
+    let address = state
         .store
-        .offline_message(&widget, queue, &name, &email, message, &language)
-        .await?;
+        .widget_reply_address(
+            widget.tenant_id,
+            widget.mailbox_id,
+            widget.service_address_id,
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no chat widget {address} of tenant {tenant}")))?;
+    let now = crate::store::now_ms();
+    let new = NewWritten {
+        tenant: widget.tenant_id,
+        service_address: address.id,
+        mailbox: widget.mailbox_id,
+        queue,
+        channel: "email",
+        source_key: format!("widget:{}:{email}:{now}", widget.service_address_id),
+        sender_name: Some(name.clone()),
+        contact: Some(email.clone()),
+        identity_kind: "email",
+        recipients: vec![address.address.clone()],
+        subject: format!("Offline message from {name}"),
+        text: message.to_owned(),
+        language: Some(language),
+        first_answer_due: sla::first_answer_due(
+            now,
+            address.sla_seconds,
+            address.business_hours.as_deref(),
+        ),
+        ..NewWritten::default()
+    };
+    let interaction = channels.accept(&new).await?.interaction;
     tracing::info!(tenant, interaction, "offline chat form became a ticket");
-    let row = json!({ "id": interaction, "queue_id": queue, "state": "new", "channel": "email", "language": language });
-    if let Err(e) = state.routing.enqueue(widget.tenant_id, &row).await {
-        tracing::warn!(tenant, interaction, error = %e, "offline ticket not routed");
-    }
     Ok((
         StatusCode::CREATED,
         Json(json!({ "interaction": interaction })),

@@ -20,6 +20,7 @@ mod reports;
 pub mod resources;
 mod supervisor;
 mod tenants;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -48,6 +49,8 @@ pub struct AppState {
     openapi: Arc<String>,
     /// The floors the supervisors' feeds watch, one look per tenant.
     floors: supervisor::Floors,
+    /// The written channels (tickets' replies go out through them); `None` until set.
+    pub channels: Option<crate::channels::Channels>,
 }
 
 impl AppState {
@@ -73,7 +76,14 @@ impl AppState {
             metrics,
             openapi: Arc::new(openapi),
             floors: supervisor::Floors::default(),
+            channels: None,
         }
+    }
+
+    /// The state with the written channels to answer tickets through.
+    pub fn with_channels(mut self, channels: crate::channels::Channels) -> AppState {
+        self.channels = Some(channels);
+        self
     }
 }
 
@@ -114,6 +124,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             axum::routing::put(calls::start).delete(calls::stop),
         )
         .merge(tenants::routes())
+        .merge(tickets::routes())
         .merge(resources::routes())
         .fallback(|| async { error::Error::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { error::Error::MethodNotAllowed })

@@ -39,6 +39,7 @@ impl Modify for BearerAuth {
 /// Builds the whole document; called once at start.
 pub fn document() -> Document {
     let mut doc = Fixed::openapi();
+    doc.merge(super::tickets::TicketPaths::openapi());
     for resource in RESOURCES {
         add_resource(&mut doc, resource);
     }
@@ -86,6 +87,12 @@ fn column_schema(c: &Column) -> Schema {
             ObjectBuilder::new()
                 .min_length(Some(8))
                 .max_length(Some(256))
+                .write_only(Some(true)),
+        ),
+        Kind::Secret { max_len } => (
+            Type::String,
+            ObjectBuilder::new()
+                .max_length(Some(max_len))
                 .write_only(Some(true)),
         ),
         Kind::SipUser => (
