@@ -483,10 +483,32 @@ async fn visitor_frame(
             None => return Some(error("invalid_command", "`up_to` is missing", None)),
         },
         Some("chat.end") => ChatInput::End { by: Party::Visitor },
+        Some("chat.email_transcript") => {
+            if !state.chat.may_send(peer.ip()) {
+                return Some(error(
+                    "rate_limited",
+                    "too many requests from this address",
+                    None,
+                ));
+            }
+            return Some(
+                match email_transcript(state, attached.chat, frame["email"].as_str()).await {
+                    Ok(to) => text(&json!({ "type": "chat.transcript_sent", "email": to })),
+                    Err(e) => {
+                        tracing::info!(chat = attached.chat, error = %e, "chat transcript not sent");
+                        let code = match &e {
+                            Error::Invalid { code, .. } => code,
+                            _ => "transcript_failed",
+                        };
+                        error(code, &e.to_string(), None)
+                    }
+                },
+            );
+        }
         _ => {
             return Some(error(
                 "invalid_command",
-                "expected chat.send, chat.typing, chat.read or chat.end",
+                "expected chat.send, chat.typing, chat.read, chat.email_transcript or chat.end",
                 None,
             ))
         }
@@ -502,4 +524,69 @@ async fn visitor_frame(
             Some(error(e.code(), &e.to_string(), client_id.as_deref()))
         }
     }
+}
+
+/// Emails the chat's transcript (what the visitor saw: no whispers) to the address the visitor
+/// gave at the start, or — only if none was given — to `requested`. Sent from the widget
+/// mailbox's email address like a ticket's answer. The address it went to.
+async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) -> Result<String> {
+    let row = state
+        .store
+        .chat_by_id(chat)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no chat {chat}")))?;
+    let to = match (&row.visitor_email, requested) {
+        (Some(email), _) => email.clone(),
+        (None, Some(email)) => valid_email(email)
+            .ok_or_else(|| Error::invalid("invalid_value", "`email` must be an email address"))?,
+        (None, None) => {
+            return Err(Error::invalid(
+                "invalid_value",
+                "this chat has no email address; send `email`",
+            ))
+        }
+    };
+    let interaction = row
+        .interaction
+        .ok_or_else(|| Error::invalid("empty_chat", "the chat has no messages yet"))?;
+    let widget = state
+        .store
+        .chat_widget_of(row.tenant, row.service_address)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("the widget of chat {chat} is gone")))?;
+    let messages = state
+        .store
+        .chat_messages(row.tenant, interaction, &row.visitor_name)
+        .await?;
+    let mut body = format!("Your chat with {}\n\n", widget.title);
+    for m in messages.iter().filter(|m| !m.whisper) {
+        body.push_str(&format!("{}: {}\n\n", m.name, m.text));
+    }
+    let channels = state
+        .channels
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("written channels are not running".into()))?;
+    let context = crate::store::ReplyContext {
+        tenant: row.tenant,
+        interaction,
+        channel: "email".into(),
+        subject: format!("Your chat with {}", widget.title),
+        contact: Some(to.clone()),
+        customer_name: Some(row.visitor_name.clone()),
+        language: row.language.clone().unwrap_or_else(|| "en".into()),
+        address: state
+            .store
+            .widget_reply_address(row.tenant, widget.mailbox_id, widget.service_address_id)
+            .await?,
+        thread_ids: Vec::new(),
+        last_inbound: None,
+    };
+    channels
+        .send(&context, &to, &context.subject, &body, true)
+        .await
+        .map_err(|e| Error::Conflict {
+            code: "transcript_failed",
+            message: e.to_string(),
+        })?;
+    Ok(to)
 }

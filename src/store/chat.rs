@@ -227,6 +227,17 @@ impl Store {
         row.as_ref().map(chat_row).transpose()
     }
 
+    /// The chat with id `id`.
+    pub async fn chat_by_id(&self, id: i64) -> Result<Option<ChatRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(chat_row).transpose()
+    }
+
     /// Chats still open (to bring back after a restart).
     pub async fn open_chats(&self) -> Result<Vec<ChatRow>> {
         let rows = sqlx::query(&format!(
