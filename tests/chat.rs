@@ -530,7 +530,8 @@ async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
     s.stop().await;
 }
 
-async fn the_supervisor_feed_follows_a_chat(db: Db) {
+/// The supervisors' feed follows a chat and then a ticket through queue and agent.
+async fn the_supervisor_feed_follows_a_chat_and_a_ticket(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.demo_login("ada").await;
     let (_, queues) = s.get("/api/v1/queues?name=Support%20DE", &admin).await;
@@ -556,6 +557,33 @@ async fn the_supervisor_feed_follows_a_chat(db: Db) {
         .await;
     feed.until("today's answered chat", |f| {
         queue_of(f, queue).is_some_and(|q| q["today"]["answered"] == 1 && q["waiting"] == 0)
+    })
+    .await;
+    bruno
+        .ok(json!({ "type": "wrapup.done", "interaction": interaction }))
+        .await;
+
+    // A ticket (the widget's offline form) moves through the same floor.
+    let (status, created) = s
+        .post(
+            "/api/v1/chat/widgets/demo/demo-widget/offline",
+            "",
+            json!({ "name": "Olga", "email": "olga@example.com", "message": GERMAN }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let ticket = created["interaction"].as_u64().expect("ticket");
+    let offer = bruno
+        .expect_where("offer", |f| f["interaction"] == ticket)
+        .await;
+    assert_eq!(offer["channel"], "email");
+    bruno
+        .ok(json!({ "type": "offer.accept", "interaction": ticket }))
+        .await;
+    feed.until("Bruno on the ticket", |f| {
+        agent_of(f, bruno_id).is_some_and(|a| {
+            a["work"][0]["interaction"] == ticket && a["work"][0]["kind"] == "ticket"
+        })
     })
     .await;
     s.stop().await;
@@ -663,7 +691,7 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
 on_both_backends!(
     the_visitor_gets_the_transcript_by_email,
     agents_see_their_colleagues_by_name_only,
-    the_supervisor_feed_follows_a_chat,
+    the_supervisor_feed_follows_a_chat_and_a_ticket,
     one_address_is_limited_in_new_chats_and_messages,
     a_german_visitor_chats_with_the_german_speaking_agent,
     a_reconnecting_visitor_gets_the_transcript_and_resends_count_once,
