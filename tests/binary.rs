@@ -151,7 +151,7 @@ async fn default_config_serves_the_demo_tenant() {
         .json()
         .await
         .expect("json");
-    assert_eq!(queues["total"], 4, "demo seeded once");
+    assert_eq!(queues["total"], 5, "demo seeded once");
     terminate(child).await;
 }
 

@@ -111,6 +111,7 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
         }
     };
     let mut chats = state.chat.link_console(who.tenant_id, agent);
+    let mut chat_frames = true;
     tracing::info!(tenant = who.tenant_id, %agent, "console connected");
     metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);
     loop {
@@ -149,8 +150,13 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                     break;
                 }
             },
-            frame = chats.frames.recv() => {
-                let Some(frame) = frame else { break };
+            frame = chats.frames.recv(), if chat_frames => {
+                // `None`: a newer console of the agent took the chat frames over; routing's
+                // `session.replaced` closes this one.
+                let Some(frame) = frame else {
+                    chat_frames = false;
+                    continue;
+                };
                 let mut delivered = feed(&mut sink, Message::Text(frame.into())).await;
                 while let Ok(frame) = chats.frames.try_recv() {
                     delivered &= feed(&mut sink, Message::Text(frame.into())).await;
