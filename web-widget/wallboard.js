@@ -1,7 +1,8 @@
 // The supervisor wallboard: signs in over the REST API, follows the live feed
 // (/ws/supervisor, docs/supervisor-feed.md) and shows one tile per queue — waiting callers,
 // longest wait, today's service level coloured by threshold — and a table of agents with their
-// state, time in state and work; a supervisor can send an agent on a break or back to ready.
+// state, time in state and work; a supervisor can send an agent on a break or back to ready,
+// and move a waiting interaction to another queue or to a ready agent.
 "use strict";
 
 (() => {
@@ -72,6 +73,86 @@
     }));
   }
 
+  // Waiting rows are kept across frames (keyed by interaction) so that a target being chosen
+  // keeps its focus and selection while the feed updates the figures around it.
+  const waitingRows = new Map();
+
+  function moveTargets(w, queues, agents) {
+    const targets = queues
+      .filter((q) => q.queue !== w.queue)
+      .map((q) => [`queue:${q.queue}`, `queue ${q.name ?? q.queue}`]);
+    for (const a of agents) {
+      if (a.presence.presence === "ready" && a.presence.mode === "inbound") {
+        targets.push([`agent:${a.agent}`, `agent ${a.name ?? a.agent}`]);
+      }
+    }
+    return targets;
+  }
+
+  function renderWaiting(queues, agents) {
+    const waiting = queues.flatMap((q) => (q.waiting_interactions ?? []).map((w) => ({ ...w, queue: q.queue, queueName: q.name ?? `Queue ${q.queue}` })));
+    const rows = waiting.map((w) => {
+      let entry = waitingRows.get(w.interaction);
+      if (!entry) {
+        const row = document.createElement("tr");
+        row.dataset.interaction = w.interaction;
+        const label = cell(row, "");
+        const queue = cell(row, "");
+        const waited = cell(row, "");
+        const select = document.createElement("select");
+        select.setAttribute("aria-label", `Move ${w.channel} ${w.interaction} to`);
+        const button = document.createElement("button");
+        button.textContent = "Move";
+        button.setAttribute("aria-label", `Move ${w.channel} ${w.interaction}`);
+        button.addEventListener("click", () => move(w.interaction, select.value));
+        const td = cell(row, "");
+        td.append(select, " ", button);
+        entry = { row, label, queue, waited, select, button, options: "" };
+        waitingRows.set(w.interaction, entry);
+      }
+      entry.label.textContent = `${w.channel} ${w.interaction}`;
+      entry.queue.textContent = `${w.queueName} (#${w.position})`;
+      entry.waited.textContent = seconds(w.waited_ms);
+      const targets = moveTargets(w, queues, agents);
+      const options = JSON.stringify(targets);
+      if (options !== entry.options) {
+        const chosen = entry.select.value;
+        entry.select.replaceChildren(...targets.map(([value, text]) => {
+          const option = document.createElement("option");
+          option.value = value;
+          option.textContent = text;
+          return option;
+        }));
+        if (targets.some(([value]) => value === chosen)) entry.select.value = chosen;
+        entry.options = options;
+      }
+      entry.button.disabled = targets.length === 0;
+      return entry.row;
+    });
+    const live = new Set(waiting.map((w) => w.interaction));
+    for (const id of waitingRows.keys()) if (!live.has(id)) waitingRows.delete(id);
+    const body = $("waiting");
+    // Only reorder when the order changed, so that a focused control is not detached.
+    if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) {
+      body.replaceChildren(...rows);
+    }
+  }
+
+  async function move(interaction, target) {
+    const [kind, id] = target.split(":");
+    const response = await fetch(`/api/v1/interactions/${interaction}/move`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ [kind]: Number(id) }),
+    });
+    if (response.ok) {
+      $("status").textContent = `moved ${interaction} to ${kind} ${id}`;
+    } else {
+      const body = await response.json().catch(() => ({}));
+      $("status").textContent = body.error?.message ?? `not moved (${response.status})`;
+    }
+  }
+
   async function setStatus(agent, status) {
     const response = await fetch(`/api/v1/agents/${agent}/status`, {
       method: "PUT",
@@ -92,6 +173,7 @@
       const frame = JSON.parse(event.data);
       if (frame.type !== "floor") return;
       renderQueues(frame.queues);
+      renderWaiting(frame.queues, frame.agents);
       renderAgents(frame.agents);
     });
     ws.addEventListener("close", () => {

@@ -65,6 +65,7 @@ mod ids;
 mod input;
 mod interaction;
 mod lifecycle;
+mod moves;
 mod output;
 mod presence;
 mod queue;

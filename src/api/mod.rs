@@ -13,6 +13,7 @@ mod calls;
 mod console;
 pub mod error;
 mod health;
+mod interactions;
 mod openapi;
 mod pages;
 mod reports;
@@ -90,6 +91,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             axum::routing::put(supervisor::set_status),
         )
         .route("/api/v1/reports/{table}", get(reports::report))
+        .route(
+            "/api/v1/interactions/{interaction}/move",
+            post(interactions::move_interaction),
+        )
         .route(
             "/api/v1/calls/{interaction}/monitor",
             axum::routing::put(calls::start).delete(calls::stop),
