@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod report_metrics;
 pub mod reports;
 pub mod routing;
 pub mod server;

@@ -12,6 +12,16 @@ pub const CONSOLES: &str = "vacd_agent_consoles";
 pub const CALLS_ACTIVE: &str = "vacd_calls_active";
 pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
 pub const CREATE_BATCH: &str = "vacd_store_create_batch_size";
+// Today's report figures (`crate::report_metrics`), per tenant and queue / agent.
+pub const QUEUE_OFFERED: &str = "vacd_queue_today_offered";
+pub const QUEUE_ANSWERED: &str = "vacd_queue_today_answered";
+pub const QUEUE_ABANDONED: &str = "vacd_queue_today_abandoned";
+pub const QUEUE_SERVICE_LEVEL: &str = "vacd_queue_today_service_level_ratio";
+pub const QUEUE_ASA: &str = "vacd_queue_today_asa_seconds";
+pub const QUEUE_AHT: &str = "vacd_queue_today_aht_seconds";
+pub const QUEUE_LONGEST_WAIT: &str = "vacd_queue_today_longest_wait_seconds";
+pub const AGENT_OCCUPANCY: &str = "vacd_agent_today_occupancy_ratio";
+pub const TENANT_OCCUPANCY: &str = "vacd_tenant_today_occupancy_ratio";
 
 /// Installs the global recorder on first use and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -35,7 +45,59 @@ pub fn install() -> PrometheusHandle {
                 CREATE_BATCH,
                 "creates committed together in one transaction (group commit)"
             );
+            describe_report_gauges();
             handle
         })
         .clone()
+}
+
+fn describe_report_gauges() {
+    for (name, unit, help) in [
+        (
+            QUEUE_OFFERED,
+            None,
+            "interactions that entered the queue today (UTC)",
+        ),
+        (QUEUE_ANSWERED, None, "of today's, connected to an agent"),
+        (
+            QUEUE_ABANDONED,
+            None,
+            "of today's, left by the customer while waiting",
+        ),
+        (
+            QUEUE_SERVICE_LEVEL,
+            None,
+            "today's service level, 0-1 (see docs/reports.md)",
+        ),
+        (
+            QUEUE_ASA,
+            Some(metrics::Unit::Seconds),
+            "today's average speed of answer",
+        ),
+        (
+            QUEUE_AHT,
+            Some(metrics::Unit::Seconds),
+            "today's average handle time",
+        ),
+        (
+            QUEUE_LONGEST_WAIT,
+            Some(metrics::Unit::Seconds),
+            "today's longest ended wait",
+        ),
+        (
+            AGENT_OCCUPANCY,
+            None,
+            "today's busy time over logged-in time, 0-1",
+        ),
+        (
+            TENANT_OCCUPANCY,
+            None,
+            "today's busy time over logged-in time of all agents, 0-1",
+        ),
+    ] {
+        match unit {
+            Some(unit) => metrics::describe_gauge!(name, unit, help),
+            None => metrics::describe_gauge!(name, help),
+        }
+    }
 }

@@ -46,6 +46,8 @@ pub struct AppState {
     openapi: Arc<String>,
     /// The floors the supervisors' feeds watch, one look per tenant.
     floors: supervisor::Floors,
+    /// Today's report figures on `/metrics`, refreshed on scrape.
+    report_gauges: crate::report_metrics::ReportGauges,
 }
 
 impl AppState {
@@ -69,6 +71,7 @@ impl AppState {
             metrics,
             openapi: Arc::new(openapi),
             floors: supervisor::Floors::default(),
+            report_gauges: Default::default(),
         }
     }
 }
