@@ -266,7 +266,7 @@ pub static QUEUES: Resource = Resource {
     table: "queues",
     schema: "Queue",
     columns: &[
-        req("name", text(100)),
+        filter(req("name", text(100))),
         filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
         int_default("priority", 0, 100, 50),
         Column {
@@ -653,6 +653,27 @@ pub static TEXT_MODULES: Resource = Resource {
     delete: Some(Role::TeamLead),
 };
 
+/// How a chat widget (a service address of kind `widget`) looks and what its pre-chat form
+/// asks; a widget without a row gets defaults (see `store::chat`).
+pub static CHAT_WIDGETS: Resource = Resource {
+    path: "chat-widgets",
+    table: "chat_widgets",
+    schema: "ChatWidget",
+    columns: &[
+        filter(req("service_address_id", Kind::Ref("service_addresses"))),
+        req("title", text(100)),
+        req("color", text(32)),
+        opt("logo_url", text(500)),
+        req("welcome", text(500)),
+        req("offline_text", text(500)),
+        req("prechat", text(100)),
+        opt("topics", text(500)),
+    ],
+    read: Role::Agent,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
 /// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
 pub static RESOURCES: &[&Resource] = &[
     &MAILBOXES,
@@ -674,6 +695,7 @@ pub static RESOURCES: &[&Resource] = &[
     &CALL_RECORDS,
     &TEMPLATES,
     &TEXT_MODULES,
+    &CHAT_WIDGETS,
 ];
 
 #[cfg(test)]

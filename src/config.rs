@@ -35,6 +35,55 @@ pub struct Config {
     pub log: LogConfig,
     pub demo: DemoConfig,
     pub sip: SipConfig,
+    pub chat: ChatSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChatSettings {
+    /// A visitor silent this long while an agent is with them is warned, in seconds.
+    pub idle_warning_seconds: u64,
+    /// … and let go after this long (counted from their last message), in seconds.
+    pub idle_timeout_seconds: u64,
+    /// Longest chat message, in characters.
+    pub max_message_chars: usize,
+    /// Messages a participant may send in a burst, and how many come back per second.
+    pub message_burst: u32,
+    pub messages_per_second: u32,
+    /// New chats one IP address may open per second.
+    pub starts_per_second_per_ip: u32,
+    /// Visitor messages one IP address may send per second, over all its chats.
+    pub messages_per_second_per_ip: u32,
+}
+
+impl Default for ChatSettings {
+    fn default() -> Self {
+        ChatSettings {
+            idle_warning_seconds: 300,
+            idle_timeout_seconds: 420,
+            max_message_chars: 4000,
+            message_burst: 10,
+            messages_per_second: 2,
+            starts_per_second_per_ip: 5,
+            messages_per_second_per_ip: 50,
+        }
+    }
+}
+
+impl ChatSettings {
+    /// The chat session's rules from these settings.
+    pub fn rules(&self) -> vacd_actors::chat::ChatConfig {
+        vacd_actors::chat::ChatConfig {
+            idle_warning: Duration::from_secs(self.idle_warning_seconds),
+            idle_timeout: Duration::from_secs(
+                self.idle_timeout_seconds.max(self.idle_warning_seconds),
+            ),
+            max_message_chars: self.max_message_chars,
+            burst: self.message_burst.max(1),
+            per_second: self.messages_per_second,
+            ..vacd_actors::chat::ChatConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -77,6 +77,7 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
         ("Sales EN", sales, "sales", "en", 60),
         ("Support EN", support, "support", "en", 50),
         ("Support FR", support, "support", "fr", 50),
+        ("Support DE", support, "support", "de", 50),
     ] {
         let id = s
             .add(
@@ -116,7 +117,7 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
             "bruno",
             "Bruno Becker",
             &[("de", 10), ("sales", 5), ("support", 7)],
-            &["Sales DE"],
+            &["Sales DE", "Support DE"],
         ),
         (
             "chloe",
@@ -154,7 +155,8 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
 
     s.add(&SERVICE_ADDRESSES, json!({ "kind": "phone", "address": "+4930123456", "mailbox_id": sales, "queue_id": queue["Sales DE"] })).await?;
     s.add(&SERVICE_ADDRESSES, json!({ "kind": "email", "address": "support@demo.vacd.test", "mailbox_id": support, "queue_id": queue["Support EN"] })).await?;
-    s.add(&SERVICE_ADDRESSES, json!({ "kind": "widget", "address": "demo-widget", "mailbox_id": support, "queue_id": queue["Support EN"] })).await?;
+    let widget = s.add(&SERVICE_ADDRESSES, json!({ "kind": "widget", "address": "demo-widget", "mailbox_id": support, "queue_id": queue["Support EN"] })).await?;
+    s.add(&CHAT_WIDGETS, json!({ "service_address_id": widget, "title": "Demo GmbH support", "color": "#0b6e4f", "welcome": "Hello! Ask us anything.", "offline_text": "Nobody can chat right now. Leave a message and we will answer by email.", "prechat": "name,email,topic", "topics": "Orders,Billing,Technical" })).await?;
 
     s.add(&TEXT_MODULES, json!({ "name": "greeting", "language": "en", "shortcut": "/hi", "body": "Hello {customer.name}, thank you for contacting us. How can I help?" })).await?;
     s.add(&TEXT_MODULES, json!({ "name": "greeting", "language": "de", "shortcut": "/hi", "body": "Hallo {customer.name}, danke für Ihre Nachricht. Wie kann ich helfen?" })).await?;

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod chat;
 pub mod config;
 pub mod demo;
 pub mod metrics;

@@ -11,6 +11,8 @@ pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
 pub const CONSOLES: &str = "vacd_agent_consoles";
 pub const CALLS_ACTIVE: &str = "vacd_calls_active";
 pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
+pub const CHATS_LIVE: &str = "vacd_chats_live";
+pub const CHAT_MESSAGES: &str = "vacd_chat_messages_total";
 pub const CREATE_BATCH: &str = "vacd_store_create_batch_size";
 // Today's report figures (`crate::report_metrics`), per tenant and queue / agent.
 pub const QUEUE_OFFERED: &str = "vacd_queue_today_offered";
@@ -39,6 +41,8 @@ pub fn install() -> PrometheusHandle {
                 metrics::Unit::Seconds,
                 "HTTP request duration by route"
             );
+            metrics::describe_gauge!(CHATS_LIVE, "chat sessions with a running actor");
+            metrics::describe_counter!(CHAT_MESSAGES, "chat messages stored");
             metrics::describe_gauge!(CALLS_ACTIVE, "calls answered by vacd and not yet over");
             metrics::describe_counter!(CALLS_ENDED, "calls ended, by result and who hung up");
             metrics::describe_histogram!(

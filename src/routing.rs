@@ -26,6 +26,7 @@ use vacd_actors::{
 use vacd_sip::mix::Monitor;
 
 use crate::catalog::{self, Resource};
+use crate::chat::ChatTap;
 use crate::sip::MonitorError;
 use crate::store::{OutputBatch, Store};
 
@@ -51,6 +52,7 @@ struct StoreHost {
     store: Store,
     journal: mpsc::UnboundedSender<Journal>,
     calls: CallTap,
+    chats: ChatTap,
 }
 
 /// A routing output about a live call, for the SIP endpoint.
@@ -225,7 +227,7 @@ impl CallTap {
 }
 
 /// The interaction an output is about (presence changes are about no interaction).
-fn interaction_of(output: &Output) -> Option<InteractionId> {
+pub(crate) fn interaction_of(output: &Output) -> Option<InteractionId> {
     match output {
         Output::Queued { interaction, .. }
         | Output::Offered { interaction, .. }
@@ -263,6 +265,7 @@ impl Host for StoreHost {
 
     fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>) {
         self.calls.forward(&outputs);
+        self.chats.forward(&outputs);
         let batch = OutputBatch {
             tenant: tenant.0 as i64,
             at,
@@ -330,7 +333,7 @@ pub struct RoutingHandle {
 
 impl Routing {
     /// Starts the actor tree and the routing of every tenant in the store.
-    pub async fn start(store: Store, calls: CallTap) -> Result<Routing, Error> {
+    pub async fn start(store: Store, calls: CallTap, chats: ChatTap) -> Result<Routing, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
         let journal_tx = tx.downgrade();
         let journal_task = tokio::spawn(journal(store.clone(), rx));
@@ -338,6 +341,7 @@ impl Routing {
             store: store.clone(),
             journal: tx,
             calls: calls.clone(),
+            chats,
         });
         let (router, supervisor) = Router::start(host).await?;
         for tenant in store.tenant_ids().await? {
@@ -428,8 +432,8 @@ impl RoutingHandle {
         }
     }
 
-    /// Routes a freshly created interaction that names a queue.
-    async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
+    /// Routes a freshly created interaction (`row` as the store returns it) that names a queue.
+    pub(crate) async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
         let (Some(id), Some(queue)) = (row["id"].as_i64(), row["queue_id"].as_i64()) else {
             return Ok(());
         };

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::chat::{self, ChatHub, ChatTap};
 use crate::config::Config;
 use crate::routing::{self, CallTap, Routing};
 use crate::sip::{self, SipEndpoint};
@@ -28,6 +29,8 @@ pub enum Error {
     Routing(#[from] routing::Error),
     #[error("seeding the demo tenant: {0}")]
     Demo(#[from] api::error::Error),
+    #[error("chat: {0}")]
+    Chat(#[from] chat::Error),
     #[error("SIP: {0}")]
     Sip(#[from] sip::Error),
     #[error("cannot listen on {addr}: {source}")]
@@ -47,6 +50,7 @@ pub struct Running {
     pub sip_tcp: SocketAddr,
     pub store: Store,
     routing: Routing,
+    chat: ChatHub,
     sip: SipEndpoint,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
@@ -61,10 +65,23 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         demo::seed(&store).await?;
     }
     let (calls, call_ends) = CallTap::new();
-    let routing = Routing::start(store.clone(), calls.clone()).await?;
+    let chat_tap = ChatTap::default();
+    let routing = Routing::start(store.clone(), calls.clone(), chat_tap.clone()).await?;
+    let chat = ChatHub::new(
+        store.clone(),
+        routing.handle(),
+        chat_tap,
+        config.chat.rules(),
+        &config.chat,
+    );
+    let restored = chat.restore().await?;
+    if restored > 0 {
+        tracing::info!(restored, "open chats restored");
+    }
     let state = AppState::new(
         store.clone(),
         routing.handle(),
+        chat.clone(),
         &config.auth.operator_token,
         config.token_ttl().as_millis() as i64,
         metrics::install(),
@@ -88,12 +105,15 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(Error::Serve)
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(Error::Serve)
     });
     Ok(Running {
         addr,
@@ -101,6 +121,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         sip_tcp: sip.tcp_addr,
         store,
         routing,
+        chat,
         sip,
         stop,
         task,
@@ -113,6 +134,8 @@ impl Running {
     pub async fn shutdown(self) -> Result<(), Error> {
         let _ = self.stop.send(());
         self.sip.shutdown().await;
+        // Chat actors stop (their visitors' sockets close); open chats come back at start.
+        self.chat.shutdown();
         // Stopping routing ends the agent consoles' websockets, which the HTTP server would
         // otherwise wait for.
         self.routing.shutdown().await;

@@ -107,7 +107,16 @@ async fn default_config_serves_the_demo_tenant() {
         .iter()
         .map(|q| q["name"].as_str().unwrap_or_default().to_owned())
         .collect();
-    assert_eq!(names, ["Sales DE", "Sales EN", "Support EN", "Support FR"]);
+    assert_eq!(
+        names,
+        [
+            "Sales DE",
+            "Sales EN",
+            "Support EN",
+            "Support FR",
+            "Support DE"
+        ]
+    );
     let customer: Value = http
         .post(format!("{base}/api/v1/customers"))
         .bearer_auth(&token)

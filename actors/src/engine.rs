@@ -17,13 +17,15 @@ use std::time::Instant;
 use rustc_hash::FxHashMap;
 
 use crate::agent::{Agent, AgentView};
+use crate::capacity::Channel;
 use crate::config::EngineConfig;
 use crate::error::Error;
-use crate::ids::{AgentId, InteractionId, QueueId};
+use crate::ids::{AgentId, InteractionId, QueueId, SkillId};
 use crate::input::Input;
 use crate::interaction::{Interaction, InteractionView};
 use crate::output::Output;
 use crate::queue::Queue;
+use crate::skill::{effective_needs, Relaxation};
 use crate::timer::{Timer, Timers};
 
 /// One tenant's routing engine.
@@ -154,6 +156,26 @@ impl Engine {
     /// Number of live interactions (queued, offered, connected or in wrap-up).
     pub fn live_interactions(&self) -> usize {
         self.interactions.len()
+    }
+
+    /// Whether an agent serving `queue` could be offered a new `channel` interaction in
+    /// `language` right now: ready inbound, with free capacity, meeting the queue's skills and
+    /// the language. Chat widgets ask before they offer a chat. `false` for an unknown queue.
+    pub fn can_serve(&self, queue: QueueId, channel: Channel, language: Option<SkillId>) -> bool {
+        let Some(q) = self.queues.get(&queue) else {
+            return false;
+        };
+        let needs = effective_needs(
+            &q.config.required_skills,
+            &[],
+            language,
+            Relaxation::default(),
+        );
+        self.agents.values().any(|agent| {
+            agent.queues.binary_search(&queue).is_ok()
+                && agent.free_kinds().contains(channel.kind())
+                && agent.skills.meets(&needs)
+        })
     }
 
     pub(crate) fn queue(&self, id: QueueId) -> &Queue {

@@ -55,6 +55,7 @@
 mod admin;
 mod agent;
 mod capacity;
+pub mod chat;
 mod config;
 pub mod console;
 mod engine;

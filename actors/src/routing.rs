@@ -557,6 +557,43 @@ mod tests {
     }
 
     #[test]
+    fn can_serve_asks_for_a_ready_member_with_capacity_and_the_language() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(5, 6)];
+        h.queue(queue);
+        h.simple_queue(2);
+        const GERMAN: u32 = 100;
+        let german = Some(SkillId(GERMAN));
+        h.agent(1, &[1], &[(5, 7), (GERMAN, 3)]);
+        assert!(
+            !h.engine.can_serve(QueueId(1), Channel::Chat, german),
+            "offline"
+        );
+        h.status(1, ready());
+        assert!(h.engine.can_serve(QueueId(1), Channel::Chat, german));
+        assert!(
+            !h.engine
+                .can_serve(QueueId(1), Channel::Chat, Some(SkillId(101))),
+            "no French"
+        );
+        assert!(
+            !h.engine.can_serve(QueueId(2), Channel::Chat, None),
+            "not a member"
+        );
+        assert!(
+            !h.engine.can_serve(QueueId(9), Channel::Chat, None),
+            "no queue"
+        );
+        h.call(10, 1);
+        h.accept(1, 10);
+        assert!(
+            !h.engine.can_serve(QueueId(1), Channel::Chat, german),
+            "a call blocks chats"
+        );
+    }
+
+    #[test]
     fn longest_idle_is_the_default() {
         let mut h = Harness::new();
         h.simple_queue(1);

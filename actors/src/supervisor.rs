@@ -27,7 +27,10 @@ use tokio::sync::mpsc;
 use crate::console::{Command, ConsoleEvent};
 use crate::session::SessionMsg;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
-use crate::{AgentConfig, AgentId, EngineConfig, Input, NewInteraction, Output, QueueConfig};
+use crate::{
+    AgentConfig, AgentId, Channel, EngineConfig, Input, NewInteraction, Output, QueueConfig,
+    QueueId, SkillId,
+};
 
 /// A tenant, the unit of isolation and placement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -265,6 +268,26 @@ impl Router {
         call(&actor, TenantMsg::Floor)
             .await
             .map_err(|e| RouterError::Unavailable(tenant, e))
+    }
+
+    /// Whether an agent of the tenant could take a new `channel` interaction of `queue` in
+    /// `language` now (see [`Engine::can_serve`](crate::Engine::can_serve)).
+    pub async fn can_serve(
+        &self,
+        tenant: TenantId,
+        queue: QueueId,
+        channel: Channel,
+        language: Option<SkillId>,
+    ) -> Result<bool, RouterError> {
+        let actor = self.tenant(tenant).await?;
+        call(&actor, |reply| TenantMsg::CanServe {
+            queue,
+            channel,
+            language,
+            reply,
+        })
+        .await
+        .map_err(|e| RouterError::Unavailable(tenant, e))
     }
 
     /// Connects an agent's console: events for it go to `events`. A previous console of the same

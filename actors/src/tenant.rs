@@ -18,7 +18,7 @@ use crate::queue_actor::{QueueActor, QueueMsg};
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
 use crate::supervisor::Floor;
 use crate::supervisor::{Host, RouterError, TenantId, TenantSetup};
-use crate::{AgentId, AgentStatus, Engine, Error, Input, QueueId};
+use crate::{AgentId, AgentStatus, Channel, Engine, Error, Input, QueueId, SkillId};
 
 /// How often live queue figures are published to the consoles.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,6 +39,13 @@ pub(crate) enum TenantMsg {
     },
     /// The live figures of every queue and the state of every agent (supervisors' feed).
     Floor(RpcReplyPort<Floor>),
+    /// Whether a new interaction of the queue, channel and language could be offered now.
+    CanServe {
+        queue: QueueId,
+        channel: Channel,
+        language: Option<SkillId>,
+        reply: RpcReplyPort<bool>,
+    },
     /// The engine's next deadline (of this generation) has come.
     Timeout(u64),
     StatsTick,
@@ -417,6 +424,14 @@ impl Actor for TenantActor {
                         .collect(),
                 };
                 let _ = reply.send(floor);
+            }
+            TenantMsg::CanServe {
+                queue,
+                channel,
+                language,
+                reply,
+            } => {
+                let _ = reply.send(state.engine.can_serve(queue, channel, language));
             }
             #[cfg(test)]
             TenantMsg::Panic => panic!("tenant actor panic requested by a test"),

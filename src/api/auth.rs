@@ -105,6 +105,13 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| Error::invalid("invalid_value", format!("password cannot be hashed: {e}")))
 }
 
+/// A fresh bearer or resume token: 32 random bytes, hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
         .map(|parsed| {
@@ -166,9 +173,7 @@ pub async fn login(
         tracing::warn!(tenant = %request.tenant, username = %request.username, "login failed");
         return Err(Error::Unauthorized("unknown tenant, user or password"));
     };
-    let mut bytes = [0u8; 32];
-    OsRng.fill_bytes(&mut bytes);
-    let token = hex::encode(bytes);
+    let token = random_token();
     let expires_at = now_ms() + state.token_ttl_ms;
     state
         .store

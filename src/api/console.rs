@@ -110,15 +110,19 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             return;
         }
     };
+    let mut chats = state.chat.link_console(who.tenant_id, agent);
     tracing::info!(tenant = who.tenant_id, %agent, "console connected");
     metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);
     loop {
         tokio::select! {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = match call_request(text.as_str()) {
-                        Some(request) => request.carry_out(&state, who).await,
-                        None => command(&session, text.as_str()).await,
+                    let reply = if let Some(request) = call_request(text.as_str()) {
+                        request.carry_out(&state, who).await
+                    } else if let Some(frame) = chat_command(text.as_str()) {
+                        chat(&state, who, &frame).await
+                    } else {
+                        command(&session, text.as_str()).await
                     };
                     // Events that reached the session before the command was carried out go out
                     // before its reply, so a reply is a barrier a console can rely on.
@@ -145,6 +149,16 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                     break;
                 }
             },
+            frame = chats.frames.recv() => {
+                let Some(frame) = frame else { break };
+                let mut delivered = feed(&mut sink, Message::Text(frame.into())).await;
+                while let Ok(frame) = chats.frames.try_recv() {
+                    delivered &= feed(&mut sink, Message::Text(frame.into())).await;
+                }
+                if !delivered || !flush(&mut sink, who).await {
+                    break;
+                }
+            }
             event = incoming.recv() => {
                 // `None`: the session ended (replaced by another console, or failed).
                 let Some(event) = event else { break };
@@ -235,10 +249,39 @@ async fn command(session: &AgentSession, text: &str) -> Message {
             error_frame(id, e.code(), &e.to_string())
         }
         Ok((id, command)) => match session.command(command).await {
-            Ok(()) => frame(&json!({ "type": "ack", "id": id })),
+            Ok(()) => frame_ack(&id),
             Err(e) => error_frame(Some(id), e.code(), &e.to_string()),
         },
     }
+}
+
+/// A `chat.*` command frame (carried out by the chat, not by routing).
+fn chat_command(text: &str) -> Option<Json> {
+    let frame: Json = serde_json::from_str(text).ok()?;
+    frame["type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("chat."))
+        .then_some(frame)
+}
+
+/// Carries out a `chat.*` command and returns the reply frame.
+async fn chat(state: &AppState, who: Principal, frame: &Json) -> Message {
+    let id = match &frame["id"] {
+        Json::String(id) if !id.is_empty() => id.clone(),
+        Json::Number(id) => id.to_string(),
+        _ => return error_frame(None, "missing_id", "every command needs an `id`"),
+    };
+    match state.chat.command(who, frame).await {
+        Ok(()) => frame_ack(&id),
+        Err(e) => {
+            tracing::info!(tenant = who.tenant_id, agent = who.user_id, code = e.code(), error = %e, "chat command refused");
+            error_frame(Some(id), e.code(), &e.to_string())
+        }
+    }
+}
+
+fn frame_ack(id: &str) -> Message {
+    frame(&json!({ "type": "ack", "id": id }))
 }
 
 /// A console command about calls that the SIP endpoint carries out (routing knows only
@@ -315,7 +358,7 @@ impl CallCommand {
             ),
         };
         match result {
-            Ok(()) => frame(&json!({ "type": "ack", "id": id })),
+            Ok(()) => frame_ack(&id),
             Err(message) => error_frame(Some(id), failure, &message),
         }
     }

@@ -10,6 +10,7 @@
 
 pub mod auth;
 mod calls;
+mod chat;
 mod console;
 pub mod error;
 mod health;
@@ -32,6 +33,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::chat::ChatHub;
 use crate::routing::RoutingHandle;
 use crate::store::Store;
 
@@ -39,6 +41,7 @@ use crate::store::Store;
 pub struct AppState {
     pub store: Store,
     pub routing: RoutingHandle,
+    pub chat: ChatHub,
     /// SHA-256 of the operator token; `None` when tenant management is disabled.
     pub operator_token_hash: Option<String>,
     pub token_ttl_ms: i64,
@@ -54,6 +57,7 @@ impl AppState {
     pub fn new(
         store: Store,
         routing: RoutingHandle,
+        chat: ChatHub,
         operator_token: &str,
         token_ttl_ms: i64,
         metrics: PrometheusHandle,
@@ -65,6 +69,7 @@ impl AppState {
         AppState {
             store,
             routing,
+            chat,
             operator_token_hash: (!operator_token.is_empty())
                 .then(|| auth::token_hash(operator_token)),
             token_ttl_ms,
@@ -87,8 +92,19 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/me", get(auth::me))
         .route("/ws/agent", get(console::agent_socket))
         .route("/ws/supervisor", get(supervisor::supervisor_socket))
+        .route("/ws/chat", get(chat::chat_socket))
+        .route(
+            "/api/v1/chat/widgets/{tenant}/{widget}",
+            get(chat::widget_info),
+        )
+        .route(
+            "/api/v1/chat/widgets/{tenant}/{widget}/offline",
+            post(chat::offline),
+        )
         .route("/wallboard", get(pages::wallboard))
         .route("/wallboard.js", get(pages::wallboard_js))
+        .route("/widget.js", get(pages::widget_js))
+        .route("/demo", get(pages::demo))
         .route(
             "/api/v1/agents/{agent}/status",
             axum::routing::put(supervisor::set_status),

@@ -14,7 +14,7 @@ mod call;
 mod calls;
 pub mod credentials;
 mod endpoint;
-mod rate_limit;
+pub(crate) mod rate_limit;
 mod reject;
 mod screening;
 

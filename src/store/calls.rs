@@ -100,41 +100,17 @@ impl Store {
         let now = now_ms();
         let customer = match &call.caller {
             None => None,
-            Some(number) => {
-                let known = sqlx::query(
-                    "SELECT customer_id FROM customer_identities \
-                     WHERE tenant_id = $1 AND kind = 'phone' AND value = $2",
+            Some(number) => Some(
+                super::customers::find_or_create(
+                    &mut tx,
+                    call.tenant,
+                    "phone",
+                    number,
+                    number,
+                    now,
                 )
-                .bind(call.tenant)
-                .bind(number.clone())
-                .fetch_optional(&mut *tx)
-                .await?;
-                match known {
-                    Some(row) => Some(row.try_get::<i64, _>("customer_id")?),
-                    None => {
-                        let id: i64 = sqlx::query(
-                            "INSERT INTO customers (tenant_id, name, created_at) \
-                             VALUES ($1, $2, $3) RETURNING id",
-                        )
-                        .bind(call.tenant)
-                        .bind(number.clone())
-                        .bind(now)
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("id")?;
-                        sqlx::query(
-                            "INSERT INTO customer_identities (tenant_id, customer_id, kind, value) \
-                             VALUES ($1, $2, 'phone', $3)",
-                        )
-                        .bind(call.tenant)
-                        .bind(id)
-                        .bind(number.clone())
-                        .execute(&mut *tx)
-                        .await?;
-                        Some(id)
-                    }
-                }
-            }
+                .await?,
+            ),
         };
         let (state, subject, direction) = match call.dialled_by {
             Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),

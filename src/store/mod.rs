@@ -14,7 +14,9 @@
 //! caches keep hitting.
 
 mod calls;
+mod chat;
 mod crud;
+mod customers;
 mod events;
 mod group_commit;
 mod offer_details;
@@ -34,6 +36,7 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::mpsc;
 
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
+pub use chat::{ChatRow, ChatWidget, NewChat};
 pub use crud::{ListQuery, Page, Value};
 pub use events::NewEvent;
 pub use reports::Person;

@@ -3,10 +3,10 @@
 // feed; the Break button sets an agent not ready; today's charts are drawn (service level with
 // a coloured point for Sales DE, where one email was answered); the waiting interaction
 // WAITING_ID is moved to Sales DE with the keyboard; a screenshot goes to SCREENSHOTS.
-// Usage: node wallboard.mjs BASE_URL AGENT_ID SCREENSHOTS_DIR WAITING_ID — run by tests/browser.rs.
+// Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
-const [base, agentId, screenshots, waitingId] = process.argv.slice(2);
+const [base, agentId, waitingId, screenshots] = process.argv.slice(2);
 const WAIT = 15000;
 
 const browser = await chromium.launch({

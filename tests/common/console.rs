@@ -21,25 +21,37 @@ pub struct Console {
     pending: std::collections::VecDeque<Value>,
     /// Every frame received so far, in order.
     pub seen: Vec<Value>,
+    /// The server's close code, once it closed.
+    close: Option<u16>,
 }
 
 impl Console {
     pub async fn connect(server: &TestServer, token: &str) -> Console {
-        let url = format!(
-            "{}/ws/agent?token={token}",
-            server.base.replacen("http", "ws", 1)
-        );
+        let mut console = Console::open(server, &format!("/ws/agent?token={token}")).await;
+        console.expect("hello").await;
+        console
+    }
+
+    /// A websocket to `path` of the server, with this type's frame handling (the chat
+    /// visitor's socket uses it too).
+    pub async fn open(server: &TestServer, path: &str) -> Console {
+        let url = format!("{}{path}", server.base.replacen("http", "ws", 1));
         let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connects");
-        let mut console = Console {
+        Console {
             ws,
             next_id: 0,
             pending: Default::default(),
             seen: Vec::new(),
-        };
-        console.expect("hello").await;
-        console
+            close: None,
+        }
+    }
+
+    /// Waits until the server closes the connection; its close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        while self.next().await.is_some() {}
+        self.close
     }
 
     /// The next frame, or `None` when the server closed the connection.
@@ -61,7 +73,11 @@ impl Console {
                     self.seen.push(value.clone());
                     return Some(value);
                 }
-                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(Message::Close(frame)) => {
+                    self.close = frame.map(|f| u16::from(f.code));
+                    return None;
+                }
+                Err(_) => return None,
                 Ok(_) => {}
             }
         }

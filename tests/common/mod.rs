@@ -10,6 +10,7 @@
 pub mod console;
 pub mod feed;
 pub mod phone;
+pub mod visitor;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,0 +1,459 @@
+//! The website chat's public side, used by the widget (no login):
+//! - `GET /api/v1/chat/widgets/{tenant}/{widget}?language=de`: the widget's look, pre-chat
+//!   form and whether an agent speaking that language is ready to chat now;
+//! - `POST /api/v1/chat/widgets/{tenant}/{widget}/offline`: the offline form, which becomes a
+//!   ticket (channel email) with the visitor's address;
+//! - `GET /ws/chat`: the chat itself. The first frame opens a chat (`chat.start`) or returns to
+//!   one (`chat.resume` with the token from `chat.welcome`); then messages, typing, read
+//!   receipts and the end. The protocol is documented in `docs/chat-protocol.md`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+use vacd_actors::chat::{ChatInput, Party};
+use vacd_actors::{Channel, QueueId, TenantId};
+
+use super::error::{Error, Result};
+use super::AppState;
+use crate::chat::{language, Attached};
+use crate::store::ChatWidget;
+
+/// Largest frame a visitor may send.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// How long a new connection may take to say which chat it wants.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Longest visitor name, email address, topic and offline message.
+const MAX_NAME: usize = 100;
+const MAX_EMAIL: usize = 200;
+const MAX_OFFLINE: usize = 10_000;
+
+#[derive(Debug, Deserialize)]
+pub struct LanguageQuery {
+    language: Option<String>,
+}
+
+async fn widget(state: &AppState, tenant: &str, address: &str) -> Result<ChatWidget> {
+    state
+        .store
+        .chat_widget(tenant, address)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no chat widget {address} of tenant {tenant}")))
+}
+
+/// The language a visitor is served in: the requested one if the tenant has it as a skill,
+/// else the widget mailbox's; with its queue.
+async fn serving(
+    state: &AppState,
+    widget: &ChatWidget,
+    requested: Option<&str>,
+) -> Result<(String, Option<i64>)> {
+    let requested = requested.and_then(language::primary);
+    let mut language = widget
+        .mailbox_language
+        .clone()
+        .unwrap_or_else(|| "en".into());
+    if let Some(code) = requested {
+        if state
+            .store
+            .language_skill(widget.tenant_id, &code)
+            .await?
+            .is_some()
+        {
+            language = code;
+        }
+    }
+    let queue = state.store.chat_queue(widget, &language).await?;
+    Ok((language, queue))
+}
+
+pub async fn widget_info(
+    State(state): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+    query: std::result::Result<Query<LanguageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response> {
+    let Query(query) = query?;
+    let widget = widget(&state, &tenant, &address).await?;
+    let (language, queue) = serving(&state, &widget, query.language.as_deref()).await?;
+    let skill = state
+        .store
+        .language_skill(widget.tenant_id, &language)
+        .await?;
+    let available = match queue {
+        Some(queue) => state
+            .routing
+            .router()
+            .can_serve(
+                TenantId(widget.tenant_id as u64),
+                QueueId(queue as u64),
+                Channel::Chat,
+                skill,
+            )
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(tenant, error = %e, "chat availability unknown");
+                false
+            }),
+        None => false,
+    };
+    let mut body = serde_json::to_value(&widget).unwrap_or(Json_::Null);
+    body["available"] = json!(available);
+    body["language"] = json!(language);
+    Ok(([("cache-control", "no-store")], Json(body)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineForm {
+    name: Option<String>,
+    email: String,
+    message: String,
+    language: Option<String>,
+}
+
+pub async fn offline(
+    State(state): State<AppState>,
+    Path((tenant, address)): Path<(String, String)>,
+    body: std::result::Result<Json<OfflineForm>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response> {
+    let Json(form) = body?;
+    let widget = widget(&state, &tenant, &address).await?;
+    let email = valid_email(&form.email)
+        .ok_or_else(|| Error::invalid("invalid_value", "`email` must be an email address"))?;
+    let message = form.message.trim();
+    if message.is_empty() || message.chars().count() > MAX_OFFLINE {
+        return Err(Error::invalid(
+            "invalid_value",
+            format!("`message` must have 1 to {MAX_OFFLINE} characters"),
+        ));
+    }
+    let name = visitor_name(form.name.as_deref(), &email);
+    let detected = language::detect(message);
+    let (language, queue) = serving(&state, &widget, detected.or(form.language.as_deref())).await?;
+    let interaction = state
+        .store
+        .offline_message(&widget, queue, &name, &email, message, &language)
+        .await?;
+    tracing::info!(tenant, interaction, "offline chat form became a ticket");
+    let row = json!({ "id": interaction, "queue_id": queue, "state": "new", "channel": "email", "language": language });
+    if let Err(e) = state.routing.enqueue(widget.tenant_id, &row).await {
+        tracing::warn!(tenant, interaction, error = %e, "offline ticket not routed");
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "interaction": interaction })),
+    )
+        .into_response())
+}
+
+fn valid_email(email: &str) -> Option<String> {
+    let email = email.trim();
+    let (local, domain) = email.split_once('@')?;
+    (!local.is_empty()
+        && domain.contains('.')
+        && email.len() <= MAX_EMAIL
+        && !email.contains(char::is_whitespace))
+    .then(|| email.to_owned())
+}
+
+fn visitor_name(name: Option<&str>, fallback: &str) -> String {
+    let name: String = name
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME)
+        .collect();
+    if name.is_empty() {
+        fallback.to_owned()
+    } else {
+        name
+    }
+}
+
+pub async fn chat_socket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    upgrade: std::result::Result<
+        WebSocketUpgrade,
+        axum::extract::ws::rejection::WebSocketUpgradeRejection,
+    >,
+) -> Result<Response> {
+    let upgrade =
+        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    Ok(upgrade
+        .max_message_size(MAX_FRAME_BYTES)
+        .on_upgrade(move |socket| serve(socket, state, peer)))
+}
+
+fn text(value: &Json_) -> Message {
+    Message::Text(value.to_string().into())
+}
+
+fn error(code: &str, message: &str, client_id: Option<&str>) -> Message {
+    text(&json!({ "type": "error", "code": code, "message": message, "client_id": client_id }))
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+async fn close(sink: &mut Sink, code: u16, reason: &str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    };
+    let _ = sink.send(Message::Close(Some(frame))).await;
+}
+
+/// Reads the first frame and opens or resumes its chat; `None` when the connection is done.
+async fn first(
+    state: &AppState,
+    peer: SocketAddr,
+    sink: &mut Sink,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
+) -> Option<Attached> {
+    loop {
+        let received = tokio::time::timeout(FIRST_FRAME_TIMEOUT, stream.next()).await;
+        let text_frame = match received {
+            Err(_) => {
+                close(sink, 4408, "no chat.start or chat.resume in time").await;
+                return None;
+            }
+            Ok(Some(Ok(Message::Text(t)))) => t,
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            Ok(Some(Ok(Message::Binary(_)))) => {
+                let _ = sink
+                    .send(error("unsupported_frame", "frames are JSON text", None))
+                    .await;
+                continue;
+            }
+            Ok(Some(Err(e))) => {
+                tracing::info!(%peer, error = %e, "chat connection failed");
+                close(sink, 1009, "frame too large or broken").await;
+                return None;
+            }
+            Ok(_) => return None,
+        };
+        let frame: Json_ = match serde_json::from_str(text_frame.as_str()) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::info!(%peer, error = %e, "chat frame is not JSON");
+                let _ = sink
+                    .send(error("malformed_json", &e.to_string(), None))
+                    .await;
+                continue;
+            }
+        };
+        let opened = match frame["type"].as_str() {
+            Some("chat.start") => start(state, peer, &frame).await,
+            Some("chat.resume") => match frame["token"].as_str() {
+                Some(token) => state
+                    .chat
+                    .resume(token)
+                    .await
+                    .map(|attached| (None, attached))
+                    .map_err(|e| (e.code(), e.to_string())),
+                None => Err(("invalid_command", "`token` is missing".to_owned())),
+            },
+            _ => Err((
+                "invalid_command",
+                "the first frame is chat.start or chat.resume".to_owned(),
+            )),
+        };
+        match opened {
+            Ok((token, attached)) => {
+                let welcome =
+                    json!({ "type": "chat.welcome", "chat": attached.chat, "token": token });
+                if sink.send(text(&welcome)).await.is_err() {
+                    return None;
+                }
+                return Some(attached);
+            }
+            Err((code, message)) => {
+                tracing::info!(%peer, code, message, "chat refused");
+                let _ = sink.send(error(code, &message, None)).await;
+                let close_code = match code {
+                    "invalid_command" | "invalid_value" => continue,
+                    "rate_limited" => 4429,
+                    "chat_ended" => 4410,
+                    "unknown_widget" | "unknown_session" => 4404,
+                    _ => 1011,
+                };
+                close(sink, close_code, code).await;
+                return None;
+            }
+        }
+    }
+}
+
+type Opened = std::result::Result<(Option<String>, Attached), (&'static str, String)>;
+
+async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
+    let field = |key: &str| frame[key].as_str().map(str::trim).filter(|s| !s.is_empty());
+    let (Some(tenant), Some(address)) = (field("tenant"), field("widget")) else {
+        return Err(("invalid_command", "`tenant` and `widget` are needed".into()));
+    };
+    let widget = match state.store.chat_widget(tenant, address).await {
+        Ok(Some(widget)) => widget,
+        Ok(None) => {
+            return Err((
+                "unknown_widget",
+                format!("no chat widget {address} of tenant {tenant}"),
+            ))
+        }
+        Err(e) => return Err(("store_failed", e.to_string())),
+    };
+    if !state.chat.may_start(peer.ip()) {
+        return Err((
+            "rate_limited",
+            "too many new chats from this address".into(),
+        ));
+    }
+    let email = match field("email") {
+        Some(email) => match valid_email(email) {
+            Some(email) => Some(email),
+            None => return Err(("invalid_value", "`email` must be an email address".into())),
+        },
+        None => None,
+    };
+    let topic = field("topic").map(|t| t.chars().take(MAX_NAME).collect::<String>());
+    if let Some(topic) = &topic {
+        if !widget.topics.is_empty() && !widget.topics.contains(topic) {
+            return Err((
+                "invalid_value",
+                format!("`topic` is one of {}", widget.topics.join(", ")),
+            ));
+        }
+    }
+    let name = visitor_name(field("name"), "Visitor");
+    let language = field("language").and_then(language::primary);
+    state
+        .chat
+        .open(&widget, name, email, topic, language)
+        .await
+        .map(|(token, attached)| (Some(token), attached))
+        .map_err(|e| (e.code(), e.to_string()))
+}
+
+async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
+    let (mut sink, mut stream) = socket.split();
+    let Some(mut attached) = first(&state, peer, &mut sink, &mut stream).await else {
+        let _ = sink.close().await;
+        return;
+    };
+    let chat = attached.chat;
+    loop {
+        tokio::select! {
+            received = stream.next() => match received {
+                Some(Ok(Message::Text(t))) => {
+                    if let Some(reply) = visitor_frame(&state, peer, &attached, t.as_str()).await {
+                        if sink.send(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    if sink.send(error("unsupported_frame", "frames are JSON text", None)).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => {
+                    tracing::info!(chat, %peer, error = %e, "chat connection failed");
+                    close(&mut sink, 1009, "frame too large or broken").await;
+                    break;
+                }
+            },
+            event = attached.events.recv() => {
+                let Some(event) = event else {
+                    // The chat ended (its last frame was `chat.ended`) or vacd is stopping.
+                    close(&mut sink, 1000, "chat over").await;
+                    break;
+                };
+                if sink.send(Message::Text(event.into())).await.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = sink.close().await;
+}
+
+/// Carries out one visitor frame; the error frame to send back, if it was refused.
+async fn visitor_frame(
+    state: &AppState,
+    peer: SocketAddr,
+    attached: &Attached,
+    text_frame: &str,
+) -> Option<Message> {
+    let frame: Json_ = match serde_json::from_str(text_frame) {
+        Ok(frame) => frame,
+        Err(e) => return Some(error("malformed_json", &e.to_string(), None)),
+    };
+    let client_id = frame["client_id"]
+        .as_str()
+        .map(|c| c.chars().take(64).collect::<String>());
+    let input = match frame["type"].as_str() {
+        Some("chat.send") if !state.chat.may_send(peer.ip()) => {
+            return Some(error(
+                "rate_limited",
+                "too many messages from this address; slow down",
+                client_id.as_deref(),
+            ))
+        }
+        Some("chat.send") => match frame["text"].as_str() {
+            Some(text) => ChatInput::Say {
+                from: Party::Visitor,
+                client_id: client_id.clone(),
+                text: text.to_owned(),
+                whisper: false,
+            },
+            None => {
+                return Some(error(
+                    "invalid_command",
+                    "`text` is missing",
+                    client_id.as_deref(),
+                ))
+            }
+        },
+        Some("chat.typing") => ChatInput::Typing {
+            from: Party::Visitor,
+            on: frame["on"].as_bool().unwrap_or(true),
+        },
+        Some("chat.read") => match frame["up_to"].as_i64() {
+            Some(up_to) => ChatInput::Read {
+                from: Party::Visitor,
+                up_to,
+            },
+            None => return Some(error("invalid_command", "`up_to` is missing", None)),
+        },
+        Some("chat.end") => ChatInput::End { by: Party::Visitor },
+        _ => {
+            return Some(error(
+                "invalid_command",
+                "expected chat.send, chat.typing, chat.read or chat.end",
+                None,
+            ))
+        }
+    };
+    match attached.input(input).await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::debug!(
+                chat = attached.chat,
+                code = e.code(),
+                "visitor input refused"
+            );
+            Some(error(e.code(), &e.to_string(), client_id.as_deref()))
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Website chat: the hub that opens, resumes and finds chat sessions, and the wiring between
+//! them, routing and the agents' consoles. Each chat is one session actor
+//! ([`session`]) owning a [`vacd_actors::chat::ChatSession`]; the widget's websocket
+//! (`api::chat`) and the console's (`api::console`) only move frames to and from it.
+//!
+//! Indexes, each with one writer: `sessions` (chat id → actor) and the [`ChatTap`]
+//! (interaction → actor) are written by the actors themselves when they start and stop;
+//! `consoles` ((tenant, agent) → the console's chat frames) by the console sockets.
+
+pub mod language;
+mod session;
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use serde_json::Value as Json;
+use tokio::sync::{mpsc, oneshot};
+use vacd_actors::chat::{ChatConfig, ChatError, ChatInput};
+use vacd_actors::{AgentId, Output};
+
+use crate::api::auth::{random_token, token_hash};
+use crate::catalog::Role;
+use crate::config::ChatSettings;
+use crate::routing::RoutingHandle;
+use crate::sip::rate_limit::{RateLimiter, Verdict};
+use crate::store::{self, ChatWidget, NewChat, Principal, Store};
+
+use session::{ChatMsg, StaffCommand};
+
+/// Why a chat could not be opened, resumed or commanded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no chat has this resume token")]
+    UnknownSession,
+    #[error("this chat has ended")]
+    Ended,
+    #[error("no chat {0} of this tenant is open")]
+    NoChat(u64),
+    #[error("{0}")]
+    Refused(#[from] ChatError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("only supervisors and team leads may monitor chats")]
+    Forbidden,
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+    #[error("the chat is shutting down")]
+    Gone,
+}
+
+impl Error {
+    /// The stable code sent to clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::UnknownSession => "unknown_session",
+            Error::Ended => "chat_ended",
+            Error::NoChat(_) => "unknown_chat",
+            Error::Refused(e) => e.code(),
+            Error::Invalid(_) => "invalid_command",
+            Error::Forbidden => "forbidden",
+            Error::Store(_) => "store_failed",
+            Error::Gone => "unavailable",
+        }
+    }
+}
+
+/// Counts one `what` from `source` against `limiter`; false (logged once per second) when over.
+fn allowed(limiter: &Mutex<RateLimiter>, source: IpAddr, what: &str) -> bool {
+    let mut limiter = limiter
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match limiter.check(source, std::time::Instant::now()) {
+        Verdict::Accept => true,
+        Verdict::Drop { report, .. } => {
+            if report {
+                tracing::warn!(%source, what, "too many from one address; refusing");
+            }
+            false
+        }
+    }
+}
+
+/// Routing outputs about chats, for their session actors (interaction → actor, with its
+/// tenant).
+#[derive(Clone, Default)]
+pub struct ChatTap {
+    chats: Arc<DashMap<u64, (i64, mpsc::UnboundedSender<ChatMsg>)>>,
+}
+
+impl ChatTap {
+    /// Hands every output about a live chat to its actor.
+    pub fn forward(&self, outputs: &[Output]) {
+        if self.chats.is_empty() {
+            return;
+        }
+        for output in outputs {
+            let Some(interaction) = crate::routing::interaction_of(output) else {
+                continue;
+            };
+            if let Some(entry) = self.chats.get(&interaction.0) {
+                let _ = entry.1.send(ChatMsg::Routed(output.clone()));
+            }
+        }
+    }
+}
+
+/// A visitor's connection to a chat: its frames arrive on `events`; dropping it detaches.
+pub struct Attached {
+    pub chat: i64,
+    pub events: mpsc::UnboundedReceiver<String>,
+    conn: u64,
+    actor: mpsc::UnboundedSender<ChatMsg>,
+}
+
+impl Attached {
+    /// Feeds one of the visitor's inputs to the chat.
+    pub async fn input(&self, input: ChatInput) -> Result<(), Error> {
+        let (reply, done) = oneshot::channel();
+        self.actor
+            .send(ChatMsg::Input { input, reply })
+            .map_err(|_| Error::Ended)?;
+        done.await.map_err(|_| Error::Ended)?.map_err(Error::from)
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        let _ = self.actor.send(ChatMsg::Detach { conn: self.conn });
+    }
+}
+
+/// A console's chat frames; dropping it unregisters them (unless a newer console took over).
+pub struct ConsoleLink {
+    pub frames: mpsc::UnboundedReceiver<String>,
+    key: (i64, u64),
+    generation: u64,
+    hub: Arc<Inner>,
+}
+
+impl Drop for ConsoleLink {
+    fn drop(&mut self) {
+        self.hub
+            .consoles
+            .remove_if(&self.key, |_, (generation, _)| {
+                *generation == self.generation
+            });
+    }
+}
+
+#[derive(Clone)]
+pub struct ChatHub {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    routing: RoutingHandle,
+    tap: ChatTap,
+    rules: ChatConfig,
+    sessions: DashMap<i64, mpsc::UnboundedSender<ChatMsg>>,
+    consoles: DashMap<(i64, u64), (u64, mpsc::UnboundedSender<String>)>,
+    next_id: AtomicU64,
+    /// New chats, and visitor messages, per source address.
+    starts: Mutex<RateLimiter>,
+    messages: Mutex<RateLimiter>,
+}
+
+impl Inner {
+    /// Sends a frame to an agent's console, if it is connected.
+    pub(crate) fn to_console(&self, tenant: i64, agent: AgentId, frame: String) {
+        if let Some(console) = self.consoles.get(&(tenant, agent.0)) {
+            let _ = console.1.send(frame);
+        }
+    }
+
+    fn next(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+impl ChatHub {
+    pub fn new(
+        store: Store,
+        routing: RoutingHandle,
+        tap: ChatTap,
+        rules: ChatConfig,
+        settings: &ChatSettings,
+    ) -> ChatHub {
+        ChatHub {
+            inner: Arc::new(Inner {
+                store,
+                routing,
+                tap,
+                rules,
+                sessions: DashMap::new(),
+                consoles: DashMap::new(),
+                next_id: AtomicU64::new(1),
+                starts: Mutex::new(RateLimiter::new(settings.starts_per_second_per_ip)),
+                messages: Mutex::new(RateLimiter::new(settings.messages_per_second_per_ip)),
+            }),
+        }
+    }
+
+    /// Brings back the chats that were open when vacd stopped, with their transcripts.
+    pub async fn restore(&self) -> Result<usize, Error> {
+        let chats = self.inner.store.open_chats().await?;
+        let mut restored = 0;
+        for chat in chats {
+            match session::spawn(&self.inner, chat.clone()).await {
+                Ok(_) => restored += 1,
+                Err(e) => tracing::warn!(chat = chat.id, error = %e, "chat not restored"),
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Opens a chat on `widget`; the resume token and the visitor's connection.
+    pub async fn open(
+        &self,
+        widget: &ChatWidget,
+        name: String,
+        email: Option<String>,
+        topic: Option<String>,
+        language: Option<String>,
+    ) -> Result<(String, Attached), Error> {
+        let token = random_token();
+        let new = NewChat {
+            tenant: widget.tenant_id,
+            service_address: widget.service_address_id,
+            token_hash: token_hash(&token),
+            visitor_name: name,
+            visitor_email: email,
+            topic,
+            language,
+        };
+        let id = self.inner.store.open_chat(&new).await?;
+        let chat = self
+            .inner
+            .store
+            .chat_by_token(&new.token_hash)
+            .await?
+            .ok_or(Error::UnknownSession)?;
+        tracing::info!(tenant = chat.tenant, chat = id, "chat opened");
+        let actor = session::spawn(&self.inner, chat).await?;
+        Ok((token, self.attach(id, actor).await?))
+    }
+
+    /// Whether `source` may open another chat now.
+    pub fn may_start(&self, source: IpAddr) -> bool {
+        allowed(&self.inner.starts, source, "new chats")
+    }
+
+    /// Whether `source` may send another visitor message now.
+    pub fn may_send(&self, source: IpAddr) -> bool {
+        allowed(&self.inner.messages, source, "chat messages")
+    }
+
+    /// Returns to the chat of a resume token.
+    pub async fn resume(&self, token: &str) -> Result<Attached, Error> {
+        let chat = self
+            .inner
+            .store
+            .chat_by_token(&token_hash(token))
+            .await?
+            .ok_or(Error::UnknownSession)?;
+        if !chat.open {
+            return Err(Error::Ended);
+        }
+        let id = chat.id;
+        let actor = match self.inner.sessions.get(&id).map(|a| a.clone()) {
+            Some(actor) => actor,
+            None => session::spawn(&self.inner, chat).await?,
+        };
+        self.attach(id, actor).await
+    }
+
+    async fn attach(
+        &self,
+        chat: i64,
+        actor: mpsc::UnboundedSender<ChatMsg>,
+    ) -> Result<Attached, Error> {
+        let (tx, events) = mpsc::unbounded_channel();
+        let conn = self.inner.next();
+        let (reply, done) = oneshot::channel();
+        actor
+            .send(ChatMsg::Attach {
+                conn,
+                events: tx,
+                reply,
+            })
+            .map_err(|_| Error::Ended)?;
+        done.await.map_err(|_| Error::Ended)?;
+        Ok(Attached {
+            chat,
+            events,
+            conn,
+            actor,
+        })
+    }
+
+    /// Registers an agent's console for chat frames (replacing an older one of the agent).
+    pub fn link_console(&self, tenant: i64, agent: AgentId) -> ConsoleLink {
+        let (tx, frames) = mpsc::unbounded_channel();
+        let generation = self.inner.next();
+        self.inner
+            .consoles
+            .insert((tenant, agent.0), (generation, tx));
+        ConsoleLink {
+            frames,
+            key: (tenant, agent.0),
+            generation,
+            hub: self.inner.clone(),
+        }
+    }
+
+    /// Carries out a console's `chat.*` command (`frame` is the whole command).
+    pub async fn command(&self, who: Principal, frame: &Json) -> Result<(), Error> {
+        let kind = frame["type"].as_str().unwrap_or_default();
+        let interaction = frame["interaction"]
+            .as_u64()
+            .ok_or_else(|| Error::Invalid("a chat command needs the `interaction`".into()))?;
+        let text = |key: &str| frame[key].as_str().map(str::to_owned);
+        let command = match kind {
+            "chat.send" => StaffCommand::Send {
+                text: text("text").ok_or_else(|| Error::Invalid("`text` is missing".into()))?,
+                client_id: text("client_id"),
+                whisper: frame["whisper"].as_bool().unwrap_or(false),
+            },
+            "chat.typing" => StaffCommand::Typing {
+                on: frame["on"].as_bool().unwrap_or(true),
+            },
+            "chat.read" => StaffCommand::Read {
+                up_to: frame["up_to"]
+                    .as_i64()
+                    .ok_or_else(|| Error::Invalid("`up_to` is missing".into()))?,
+            },
+            "chat.invite" => {
+                let agent = frame["agent"]
+                    .as_u64()
+                    .ok_or_else(|| Error::Invalid("`agent` is missing".into()))?;
+                let name = self
+                    .inner
+                    .store
+                    .user_name(who.tenant_id, AgentId(agent))
+                    .await?
+                    .ok_or_else(|| Error::Invalid(format!("no agent {agent} in this tenant")))?;
+                StaffCommand::Invite {
+                    agent: AgentId(agent),
+                    name,
+                }
+            }
+            "chat.monitor" => {
+                if who.role < Role::TeamLead {
+                    return Err(Error::Forbidden);
+                }
+                let name = self
+                    .inner
+                    .store
+                    .user_name(who.tenant_id, AgentId(who.user_id as u64))
+                    .await?
+                    .unwrap_or_default();
+                StaffCommand::Monitor { name }
+            }
+            "chat.takeover" => StaffCommand::TakeOver,
+            "chat.leave" => StaffCommand::Leave,
+            "chat.transcript" => StaffCommand::Transcript,
+            "chat.end" => StaffCommand::End,
+            other => return Err(Error::Invalid(format!("unknown chat command `{other}`"))),
+        };
+        let actor = self
+            .inner
+            .tap
+            .chats
+            .get(&interaction)
+            .filter(|entry| entry.0 == who.tenant_id)
+            .map(|entry| entry.1.clone())
+            .ok_or(Error::NoChat(interaction))?;
+        let (reply, done) = oneshot::channel();
+        actor
+            .send(ChatMsg::Staff {
+                user: AgentId(who.user_id as u64),
+                command,
+                reply,
+            })
+            .map_err(|_| Error::NoChat(interaction))?;
+        done.await.map_err(|_| Error::Gone)?
+    }
+
+    /// Live chat sessions (for metrics and tests).
+    pub fn live(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// Stops every chat actor (their visitors' sockets close; the chats stay open in the store
+    /// and come back with [`restore`](Self::restore)).
+    pub fn shutdown(&self) {
+        for entry in self.inner.sessions.iter() {
+            let _ = entry.value().send(ChatMsg::Stop);
+        }
+    }
+}

@@ -1,0 +1,514 @@
+//! The chat session actor: one task per open chat. It owns the chat's
+//! [`ChatSession`] and carries out what it asks — store a message (creating the interaction
+//! with the visitor's first one, then routing it), send an event to the visitor's connections
+//! or an agent's console, close the chat — and feeds it what happens: the visitor's and the
+//! agents' inputs, routing's outputs (an agent connected, transferred away, ended), the idle
+//! timer. A panic inside is caught: the chat is closed with reason `system` and its
+//! interaction ended, nothing else stops.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::FutureExt;
+use serde_json::{json, Value as Json};
+use tokio::sync::{mpsc, oneshot};
+use vacd_actors::chat::{
+    ChatError, ChatEvent, ChatInput, ChatOutput, ChatSession, EndReason, NewMessage, Party,
+};
+use vacd_actors::{
+    AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId,
+};
+
+use super::{language, Error, Inner};
+use crate::store::{ChatRow, ChatWidget};
+
+pub(crate) enum ChatMsg {
+    /// A visitor connection: gets the transcript and the chat's status, then every event.
+    Attach {
+        conn: u64,
+        events: mpsc::UnboundedSender<String>,
+        reply: oneshot::Sender<()>,
+    },
+    Detach {
+        conn: u64,
+    },
+    /// An input of the visitor.
+    Input {
+        input: ChatInput,
+        reply: oneshot::Sender<Result<(), ChatError>>,
+    },
+    /// A command of an agent or supervisor (`user`).
+    Staff {
+        user: AgentId,
+        command: StaffCommand,
+        reply: oneshot::Sender<Result<(), Error>>,
+    },
+    Routed(Output),
+    Stop,
+}
+
+pub(crate) enum StaffCommand {
+    Send {
+        text: String,
+        client_id: Option<String>,
+        whisper: bool,
+    },
+    Typing {
+        on: bool,
+    },
+    Read {
+        up_to: i64,
+    },
+    Invite {
+        agent: AgentId,
+        name: String,
+    },
+    Monitor {
+        name: String,
+    },
+    TakeOver,
+    Leave,
+    Transcript,
+    End,
+}
+
+struct Actor {
+    hub: Arc<Inner>,
+    chat: ChatRow,
+    widget: ChatWidget,
+    session: ChatSession,
+    visitors: Vec<(u64, mpsc::UnboundedSender<String>)>,
+    me: mpsc::UnboundedSender<ChatMsg>,
+    /// Routing still has the interaction (queued, offered or connected).
+    routed: bool,
+}
+
+/// Starts the actor of an open chat (loading its transcript) and registers it.
+pub(crate) async fn spawn(
+    hub: &Arc<Inner>,
+    chat: ChatRow,
+) -> Result<mpsc::UnboundedSender<ChatMsg>, Error> {
+    let widget = hub
+        .store
+        .chat_widget_of(chat.tenant, chat.service_address)
+        .await?
+        .ok_or(Error::Ended)?;
+    let history = match chat.interaction {
+        Some(interaction) => {
+            hub.store
+                .chat_messages(chat.tenant, interaction, &chat.visitor_name)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    let (me, mailbox) = mpsc::unbounded_channel();
+    let session = ChatSession::new(
+        hub.rules.clone(),
+        chat.visitor_name.clone(),
+        history,
+        Instant::now(),
+    );
+    let mut actor = Actor {
+        hub: hub.clone(),
+        routed: chat.interaction.is_some(),
+        chat,
+        widget,
+        session,
+        visitors: Vec::new(),
+        me: me.clone(),
+    };
+    hub.sessions.insert(actor.chat.id, me.clone());
+    if let Some(interaction) = actor.chat.interaction {
+        hub.tap
+            .chats
+            .insert(interaction as u64, (actor.chat.tenant, me.clone()));
+    }
+    metrics::gauge!(crate::metrics::CHATS_LIVE).increment(1.0);
+    tokio::spawn(async move {
+        let id = actor.chat.id;
+        if AssertUnwindSafe(actor.run(mailbox))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!(chat = id, "chat actor failed; closing the chat");
+            actor.session.end(EndReason::System);
+            actor.carry_out().await;
+        }
+        actor.unregister();
+    });
+    Ok(me)
+}
+
+impl Actor {
+    async fn run(&mut self, mut mailbox: mpsc::UnboundedReceiver<ChatMsg>) {
+        if self.routed {
+            // A restored chat: routing re-queued it, or it was with an agent when vacd stopped
+            // (then it ended with the restart); either way the agent who gets it joins anew.
+            tracing::info!(chat = self.chat.id, "chat restored");
+        }
+        loop {
+            let deadline = self.session.poll_timeout();
+            let message = tokio::select! {
+                message = mailbox.recv() => message,
+                () = sleep_until(deadline) => {
+                    self.session.handle_timeout(Instant::now());
+                    self.carry_out().await;
+                    if self.session.ended().is_some() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(message) = message else { return };
+            match message {
+                ChatMsg::Attach {
+                    conn,
+                    events,
+                    reply,
+                } => {
+                    let _ = events.send(frame(&self.session.transcript_for(Party::Visitor)));
+                    let _ = events.send(self.status());
+                    self.visitors.push((conn, events));
+                    let _ = reply.send(());
+                }
+                ChatMsg::Detach { conn } => self.visitors.retain(|(c, _)| *c != conn),
+                ChatMsg::Input { input, reply } => {
+                    let result = self.session.handle(input, Instant::now());
+                    let _ = reply.send(result);
+                }
+                ChatMsg::Staff {
+                    user,
+                    command,
+                    reply,
+                } => {
+                    let result = self.staff(user, command);
+                    let _ = reply.send(result);
+                }
+                ChatMsg::Routed(output) => self.routed(output).await,
+                ChatMsg::Stop => {
+                    self.visitors.clear();
+                    return;
+                }
+            }
+            self.carry_out().await;
+            if self.session.ended().is_some() {
+                return;
+            }
+        }
+    }
+
+    fn staff(&mut self, user: AgentId, command: StaffCommand) -> Result<(), Error> {
+        let now = Instant::now();
+        let party = if self.session.has(Party::Agent(user)) {
+            Party::Agent(user)
+        } else {
+            Party::Supervisor(user)
+        };
+        let input = match command {
+            StaffCommand::Send {
+                text,
+                client_id,
+                whisper,
+            } => ChatInput::Say {
+                from: party,
+                client_id,
+                text,
+                whisper,
+            },
+            StaffCommand::Typing { on } => ChatInput::Typing { from: party, on },
+            StaffCommand::Read { up_to } => ChatInput::Read { from: party, up_to },
+            StaffCommand::Invite { agent, name } => {
+                if !matches!(party, Party::Agent(_)) || !self.session.has(party) {
+                    return Err(ChatError::NotParticipant.into());
+                }
+                ChatInput::Join {
+                    party: Party::Agent(agent),
+                    name,
+                }
+            }
+            StaffCommand::Monitor { name } => ChatInput::Join {
+                party: Party::Supervisor(user),
+                name,
+            },
+            StaffCommand::TakeOver => ChatInput::TakeOver { supervisor: user },
+            StaffCommand::Leave => ChatInput::Leave { party },
+            StaffCommand::Transcript => {
+                if !self.session.has(party) {
+                    return Err(ChatError::NotParticipant.into());
+                }
+                let event = self.session.transcript_for(party);
+                self.to_staff(user, &event);
+                return Ok(());
+            }
+            StaffCommand::End => ChatInput::End { by: party },
+        };
+        Ok(self.session.handle(input, now)?)
+    }
+
+    async fn routed(&mut self, output: Output) {
+        let now = Instant::now();
+        match output {
+            Output::Connected { agent, .. } => {
+                let name = match self.hub.store.user_name(self.chat.tenant, agent).await {
+                    Ok(Some(name)) => name,
+                    Ok(None) => format!("Agent {agent}"),
+                    Err(e) => {
+                        tracing::warn!(chat = self.chat.id, error = %e, "agent name not read");
+                        format!("Agent {agent}")
+                    }
+                };
+                let join = ChatInput::Join {
+                    party: Party::Agent(agent),
+                    name,
+                };
+                if let Err(e) = self.session.handle(join, now) {
+                    tracing::debug!(chat = self.chat.id, %agent, error = %e, "connected agent not joined");
+                }
+                self.send_visitors(self.status());
+            }
+            Output::Transferred { from, .. } => {
+                let _ = self.session.handle(
+                    ChatInput::Leave {
+                        party: Party::Agent(from),
+                    },
+                    now,
+                );
+                self.send_visitors(self.status());
+            }
+            Output::Queued { .. } => self.send_visitors(self.status()),
+            Output::Ended { .. } => {
+                self.routed = false;
+                self.session.end(EndReason::Agent);
+            }
+            Output::Abandoned { .. } => {
+                self.routed = false;
+                self.session.end(EndReason::System);
+            }
+            _ => {}
+        }
+    }
+
+    /// Carries out everything the session asks, until it asks nothing more.
+    async fn carry_out(&mut self) {
+        while let Some(output) = self.session.poll_output() {
+            match output {
+                ChatOutput::Store(new) => self.store(new).await,
+                ChatOutput::Send { to, event } => match to {
+                    Party::Visitor => self.send_visitors(frame(&event)),
+                    Party::Agent(user) | Party::Supervisor(user) => self.to_staff(user, &event),
+                },
+                ChatOutput::Ended(reason) => self.close(reason).await,
+            }
+        }
+    }
+
+    /// Stores a message — the visitor's first one turns the chat into a routed interaction —
+    /// and hands it back to the session, which acknowledges and delivers it.
+    async fn store(&mut self, new: NewMessage) {
+        let first = self.chat.interaction.is_none();
+        let mut queue = None;
+        if first {
+            match self.start_interaction(&new.text).await {
+                Ok(q) => queue = q,
+                Err(e) => {
+                    tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
+                    self.refuse(
+                        &new,
+                        "store_failed",
+                        "the chat could not be started; try again",
+                    );
+                    return;
+                }
+            }
+        }
+        let Some(interaction) = self.chat.interaction else {
+            return;
+        };
+        match self
+            .hub
+            .store
+            .store_chat_message(self.chat.tenant, interaction, &new)
+            .await
+        {
+            Ok(message) => {
+                metrics::counter!(crate::metrics::CHAT_MESSAGES).increment(1);
+                let _ = self
+                    .session
+                    .handle(ChatInput::Stored { message }, Instant::now());
+            }
+            Err(e) => {
+                tracing::error!(chat = self.chat.id, error = %e, "chat message not stored");
+                self.refuse(
+                    &new,
+                    "store_failed",
+                    "the message was not stored; send it again",
+                );
+            }
+        }
+        if first {
+            self.enqueue(interaction, queue).await;
+        }
+    }
+
+    /// Creates the interaction for the visitor's first message: language from the text (when
+    /// clear), else the browser's, else the mailbox's; the queue of the widget's mailbox that
+    /// asks for that language. Returns that queue.
+    async fn start_interaction(&mut self, text: &str) -> Result<Option<i64>, crate::store::Error> {
+        let store = &self.hub.store;
+        let tenant = self.chat.tenant;
+        let mut candidates = Vec::new();
+        candidates.extend(language::detect(text).map(str::to_owned));
+        candidates.extend(self.chat.language.clone());
+        candidates.extend(self.widget.mailbox_language.clone());
+        let mut chosen = None;
+        for code in &candidates {
+            if store.language_skill(tenant, code).await?.is_some() {
+                chosen = Some(code.clone());
+                break;
+            }
+        }
+        let language = chosen
+            .or_else(|| candidates.first().cloned())
+            .unwrap_or_else(|| "en".into());
+        let queue = store.chat_queue(&self.widget, &language).await?;
+        let (interaction, customer) = store
+            .start_chat_interaction(&self.chat, self.widget.mailbox_id, queue, &language)
+            .await?;
+        self.chat.interaction = Some(interaction);
+        self.chat.customer = Some(customer);
+        self.chat.language = Some(language);
+        self.hub
+            .tap
+            .chats
+            .insert(interaction as u64, (tenant, self.me.clone()));
+        Ok(queue)
+    }
+
+    async fn enqueue(&mut self, interaction: i64, queue: Option<i64>) {
+        let tenant = self.chat.tenant;
+        let store = &self.hub.store;
+        let Some(queue) = queue else {
+            tracing::warn!(chat = self.chat.id, "no queue for this chat");
+            self.session.end(EndReason::System);
+            return;
+        };
+        let language = match self.chat.language.as_deref() {
+            Some(code) => store
+                .language_skill(tenant, code)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(chat = self.chat.id, error = %e, "language lookup failed");
+                    None
+                }),
+            None => None,
+        };
+        let new = NewInteraction {
+            id: InteractionId(interaction as u64),
+            channel: Channel::Chat,
+            queue: QueueId(queue as u64),
+            language,
+            skills: Vec::new(),
+            priority: 0,
+            restored: None,
+        };
+        let router = self.hub.routing.router();
+        match router
+            .input(TenantId(tenant as u64), Input::Enqueue { interaction: new })
+            .await
+        {
+            Ok(()) => self.routed = true,
+            Err(e) => {
+                tracing::warn!(chat = self.chat.id, error = %e, "chat not queued");
+                self.session.end(EndReason::System);
+            }
+        }
+    }
+
+    /// Closes the chat: routing lets go of its interaction, the store marks it ended.
+    async fn close(&mut self, reason: EndReason) {
+        if let (true, Some(interaction)) = (self.routed, self.chat.interaction) {
+            let interaction = InteractionId(interaction as u64);
+            let input = if self.session.agents().next().is_some() {
+                Input::End { interaction }
+            } else {
+                Input::Abandon { interaction }
+            };
+            let tenant = TenantId(self.chat.tenant as u64);
+            if let Err(e) = self.hub.routing.router().input(tenant, input).await {
+                tracing::debug!(chat = self.chat.id, error = %e, "routing had let go of the chat");
+            }
+            self.routed = false;
+        }
+        let reason = match reason {
+            EndReason::Visitor => "visitor",
+            EndReason::Agent => "agent",
+            EndReason::Idle => "idle",
+            EndReason::System => "system",
+        };
+        if let Err(e) = self.hub.store.end_chat(&self.chat, reason).await {
+            tracing::error!(chat = self.chat.id, error = %e, "chat end not stored");
+        }
+        tracing::info!(chat = self.chat.id, reason, "chat ended");
+    }
+
+    /// Tells the author a message was not taken.
+    fn refuse(&mut self, new: &NewMessage, code: &str, message: &str) {
+        let error = json!({ "type": "error", "code": code, "message": message, "client_id": new.client_id });
+        match new.author {
+            Party::Visitor => self.send_visitors(error.to_string()),
+            Party::Agent(user) | Party::Supervisor(user) => {
+                let mut error = error;
+                error["interaction"] = json!(self.chat.interaction);
+                self.hub
+                    .to_console(self.chat.tenant, user, error.to_string());
+            }
+        }
+    }
+
+    /// The chat's status for the visitor: waiting for the first message, queued, or with
+    /// agents (by name).
+    fn status(&self) -> String {
+        let status = if self.chat.interaction.is_none() {
+            "new"
+        } else if self.session.agents().next().is_some() {
+            "connected"
+        } else {
+            "queued"
+        };
+        json!({ "type": "chat.status", "status": status }).to_string()
+    }
+
+    fn send_visitors(&mut self, frame: String) {
+        self.visitors
+            .retain(|(_, events)| events.send(frame.clone()).is_ok());
+    }
+
+    fn to_staff(&self, user: AgentId, event: &ChatEvent) {
+        let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
+        json["interaction"] = json!(self.chat.interaction);
+        json["customer"] = json!(self.chat.customer);
+        self.hub
+            .to_console(self.chat.tenant, user, json.to_string());
+    }
+
+    fn unregister(&self) {
+        self.hub.sessions.remove(&self.chat.id);
+        if let Some(interaction) = self.chat.interaction {
+            self.hub.tap.chats.remove(&(interaction as u64));
+        }
+        metrics::gauge!(crate::metrics::CHATS_LIVE).decrement(1.0);
+    }
+}
+
+fn frame(event: &ChatEvent) -> String {
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,483 @@
+//! What website chat reads and writes: a widget's settings and routing (which tenant, mailbox
+//! and queue a widget id stands for), chat sessions by resume token, the interaction a chat
+//! becomes with the visitor's first message, and its messages — each stored exactly once per
+//! client message id.
+
+use serde::Serialize;
+use serde_json::json;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use vacd_actors::chat::{ChatMessage, Party};
+use vacd_actors::AgentId;
+
+use super::customers::find_or_create;
+use super::events::append_in;
+use super::{now_ms, NewEvent, Result, Store};
+
+/// A widget: where its chats go and how it looks.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChatWidget {
+    pub tenant_id: i64,
+    #[serde(skip)]
+    pub service_address_id: i64,
+    pub mailbox_id: i64,
+    #[serde(skip)]
+    pub queue_id: Option<i64>,
+    /// The mailbox's language, used when the visitor's is not one the tenant knows.
+    pub mailbox_language: Option<String>,
+    pub title: String,
+    pub color: String,
+    pub logo_url: Option<String>,
+    pub welcome: String,
+    pub offline_text: String,
+    /// The pre-chat form's fields, of `name`, `email`, `topic`.
+    pub prechat: Vec<String>,
+    pub topics: Vec<String>,
+}
+
+/// A chat to open.
+#[derive(Clone, Debug)]
+pub struct NewChat {
+    pub tenant: i64,
+    pub service_address: i64,
+    pub token_hash: String,
+    pub visitor_name: String,
+    pub visitor_email: Option<String>,
+    pub topic: Option<String>,
+    pub language: Option<String>,
+}
+
+/// A chat session as stored.
+#[derive(Clone, Debug)]
+pub struct ChatRow {
+    pub id: i64,
+    pub tenant: i64,
+    pub service_address: i64,
+    pub interaction: Option<i64>,
+    pub customer: Option<i64>,
+    pub visitor_name: String,
+    pub visitor_email: Option<String>,
+    pub topic: Option<String>,
+    pub language: Option<String>,
+    pub open: bool,
+}
+
+const CHAT_COLUMNS: &str = "id, tenant_id, service_address_id, interaction_id, customer_id, \
+     visitor_name, visitor_email, topic, language, state";
+
+fn chat_row(row: &AnyRow) -> Result<ChatRow> {
+    Ok(ChatRow {
+        id: row.try_get("id")?,
+        tenant: row.try_get("tenant_id")?,
+        service_address: row.try_get("service_address_id")?,
+        interaction: row.try_get("interaction_id")?,
+        customer: row.try_get("customer_id")?,
+        visitor_name: row.try_get("visitor_name")?,
+        visitor_email: row.try_get("visitor_email")?,
+        topic: row.try_get("topic")?,
+        language: row.try_get("language")?,
+        open: row.try_get::<String, _>("state")? == "open",
+    })
+}
+
+fn list(value: Option<String>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+const WIDGET_SELECT: &str = "SELECT t.id AS tenant_id, t.display_name, s.id AS address_id, \
+     s.mailbox_id, s.queue_id, m.language, w.title, w.color, w.logo_url, w.welcome, \
+     w.offline_text, w.prechat, w.topics \
+     FROM tenants t \
+     JOIN service_addresses s ON s.tenant_id = t.id \
+     JOIN mailboxes m ON m.id = s.mailbox_id \
+     LEFT JOIN chat_widgets w ON w.service_address_id = s.id";
+
+/// A widget from a [`WIDGET_SELECT`] row; settings a tenant did not make have defaults.
+fn widget_row(row: &AnyRow) -> Result<ChatWidget> {
+    let display_name: String = row.try_get("display_name")?;
+    let title: Option<String> = row.try_get("title")?;
+    Ok(ChatWidget {
+        tenant_id: row.try_get("tenant_id")?,
+        service_address_id: row.try_get("address_id")?,
+        mailbox_id: row.try_get("mailbox_id")?,
+        queue_id: row.try_get("queue_id")?,
+        mailbox_language: row.try_get("language")?,
+        title: title.unwrap_or(display_name),
+        color: row
+            .try_get::<Option<String>, _>("color")?
+            .unwrap_or_else(|| "#1f5fbf".into()),
+        logo_url: row.try_get("logo_url")?,
+        welcome: row
+            .try_get::<Option<String>, _>("welcome")?
+            .unwrap_or_else(|| "Hello! How can we help?".into()),
+        offline_text: row
+            .try_get::<Option<String>, _>("offline_text")?
+            .unwrap_or_else(|| {
+                "Nobody is available to chat right now. Leave us a message and we will answer by email."
+                    .into()
+            }),
+        prechat: match row.try_get::<Option<String>, _>("prechat")? {
+            Some(fields) => list(Some(fields)),
+            None => vec!["name".into(), "email".into()],
+        },
+        topics: list(row.try_get("topics")?),
+    })
+}
+
+/// How a party is written in `messages.author`: `visitor`, `agent:7`, `supervisor:9`.
+fn author(party: Party) -> String {
+    match party {
+        Party::Visitor => "visitor".into(),
+        Party::Agent(a) => format!("agent:{}", a.0),
+        Party::Supervisor(a) => format!("supervisor:{}", a.0),
+    }
+}
+
+fn party(author: &str) -> Option<Party> {
+    if author == "visitor" {
+        return Some(Party::Visitor);
+    }
+    let (kind, id) = author.split_once(':')?;
+    let id = AgentId(id.parse().ok()?);
+    match kind {
+        "agent" => Some(Party::Agent(id)),
+        "supervisor" => Some(Party::Supervisor(id)),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// The widget `address` of the tenant named `tenant`; `None` if either is unknown.
+    pub async fn chat_widget(&self, tenant: &str, address: &str) -> Result<Option<ChatWidget>> {
+        let row = sqlx::query(&format!(
+            "{WIDGET_SELECT} WHERE t.name = $1 AND s.kind = 'widget' AND s.address = $2"
+        ))
+        .bind(tenant.to_owned())
+        .bind(address.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(widget_row).transpose()
+    }
+
+    /// The widget with service address `id` of `tenant`.
+    pub async fn chat_widget_of(&self, tenant: i64, id: i64) -> Result<Option<ChatWidget>> {
+        let row = sqlx::query(&format!("{WIDGET_SELECT} WHERE t.id = $1 AND s.id = $2"))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(widget_row).transpose()
+    }
+
+    /// The queue a chat of `widget` in `language` waits in: a queue of the widget's mailbox
+    /// that asks for that language, else the widget's own queue.
+    pub async fn chat_queue(&self, widget: &ChatWidget, language: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT q.id FROM queues q \
+             JOIN queue_skills qs ON qs.queue_id = q.id \
+             JOIN skills k ON k.id = qs.skill_id AND k.kind = 'language' AND k.name = $3 \
+             WHERE q.tenant_id = $1 AND q.mailbox_id = $2 \
+             ORDER BY q.priority DESC, q.id LIMIT 1",
+        )
+        .bind(widget.tenant_id)
+        .bind(widget.mailbox_id)
+        .bind(language.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("id")?),
+            None => widget.queue_id,
+        })
+    }
+
+    /// Opens a chat session; its id.
+    pub async fn open_chat(&self, chat: &NewChat) -> Result<i64> {
+        Ok(sqlx::query(
+            "INSERT INTO chat_sessions \
+             (tenant_id, service_address_id, token_hash, visitor_name, visitor_email, topic, language, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8) RETURNING id",
+        )
+        .bind(chat.tenant)
+        .bind(chat.service_address)
+        .bind(chat.token_hash.clone())
+        .bind(chat.visitor_name.clone())
+        .bind(chat.visitor_email.clone())
+        .bind(chat.topic.clone())
+        .bind(chat.language.clone())
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("id")?)
+    }
+
+    /// The chat whose resume token hashes to `token_hash`.
+    pub async fn chat_by_token(&self, token_hash: &str) -> Result<Option<ChatRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE token_hash = $1"
+        ))
+        .bind(token_hash.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(chat_row).transpose()
+    }
+
+    /// Chats still open (to bring back after a restart).
+    pub async fn open_chats(&self) -> Result<Vec<ChatRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE state = 'open' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(chat_row).collect()
+    }
+
+    /// Turns a chat into an interaction (channel `chat`, state `new`, for routing) with the
+    /// customer behind the visitor's email address (a new one for an anonymous visitor).
+    /// Returns the interaction and the customer.
+    pub async fn start_chat_interaction(
+        &self,
+        chat: &ChatRow,
+        mailbox: i64,
+        queue: Option<i64>,
+        language: &str,
+    ) -> Result<(i64, i64)> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let (kind, value) = match &chat.visitor_email {
+            Some(email) => ("email", email.clone()),
+            None => ("visitor", format!("chat-{}", chat.id)),
+        };
+        let customer =
+            find_or_create(&mut tx, chat.tenant, kind, &value, &chat.visitor_name, now).await?;
+        let subject = match &chat.topic {
+            Some(topic) => format!("Chat: {topic}"),
+            None => format!("Chat with {}", chat.visitor_name),
+        };
+        let interaction: i64 = sqlx::query(
+            "INSERT INTO interactions \
+             (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, subject, created_at) \
+             VALUES ($1, 'chat', $2, $3, $4, $5, 0, 'new', $6, $7) RETURNING id",
+        )
+        .bind(chat.tenant)
+        .bind(mailbox)
+        .bind(queue)
+        .bind(customer)
+        .bind(language.to_owned())
+        .bind(subject)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        sqlx::query(
+            "UPDATE chat_sessions SET interaction_id = $1, customer_id = $2, language = $3 WHERE id = $4",
+        )
+        .bind(interaction)
+        .bind(customer)
+        .bind(language.to_owned())
+        .bind(chat.id)
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            tenant: chat.tenant,
+            kind: "chat.started".into(),
+            interaction_id: Some(interaction),
+            agent_id: None,
+            queue_id: queue,
+            payload: json!({ "chat": chat.id, "language": language, "topic": chat.topic }),
+        };
+        append_in(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok((interaction, customer))
+    }
+
+    /// Stores a chat message once per (author, client id); a resend returns the stored one.
+    pub async fn store_chat_message(
+        &self,
+        tenant: i64,
+        interaction: i64,
+        message: &vacd_actors::chat::NewMessage,
+    ) -> Result<ChatMessage> {
+        let author = author(message.author);
+        let direction = match (message.author, message.whisper) {
+            (Party::Visitor, _) => "in",
+            (_, true) => "internal",
+            (_, false) => "out",
+        };
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO messages (tenant_id, interaction_id, direction, author, body, created_at, client_id, whisper) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (interaction_id, author, client_id) DO NOTHING RETURNING id, created_at",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .bind(direction)
+        .bind(author.clone())
+        .bind(message.text.clone())
+        .bind(now)
+        .bind(message.client_id.clone())
+        .bind(i64::from(message.whisper))
+        .fetch_optional(&self.pool)
+        .await?;
+        let row = match inserted {
+            Some(row) => row,
+            None => {
+                sqlx::query(
+                    "SELECT id, created_at FROM messages \
+                     WHERE interaction_id = $1 AND author = $2 AND client_id = $3",
+                )
+                .bind(interaction)
+                .bind(author)
+                .bind(message.client_id.clone())
+                .fetch_one(&self.pool)
+                .await?
+            }
+        };
+        Ok(ChatMessage {
+            id: row.try_get("id")?,
+            author: message.author,
+            name: message.name.clone(),
+            text: message.text.clone(),
+            at: row.try_get("created_at")?,
+            client_id: message.client_id.clone(),
+            whisper: message.whisper,
+        })
+    }
+
+    /// A chat's messages, oldest first, with the names of their authors (`visitor` is named
+    /// `visitor_name`).
+    pub async fn chat_messages(
+        &self,
+        tenant: i64,
+        interaction: i64,
+        visitor_name: &str,
+    ) -> Result<Vec<ChatMessage>> {
+        let rows = sqlx::query(
+            "SELECT id, author, body, created_at, client_id, whisper FROM messages \
+             WHERE tenant_id = $1 AND interaction_id = $2 ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut names = std::collections::HashMap::new();
+        let mut messages = Vec::with_capacity(rows.len());
+        for row in rows {
+            let author_text: String = row.try_get("author")?;
+            let Some(author) = party(&author_text) else {
+                continue;
+            };
+            let name = match author {
+                Party::Visitor => visitor_name.to_owned(),
+                Party::Agent(user) | Party::Supervisor(user) => match names.get(&user) {
+                    Some(name) => String::clone(name),
+                    None => {
+                        let name = self.user_name(tenant, user).await?.unwrap_or(author_text);
+                        names.insert(user, name.clone());
+                        name
+                    }
+                },
+            };
+            messages.push(ChatMessage {
+                id: row.try_get("id")?,
+                author,
+                name,
+                text: row.try_get("body")?,
+                at: row.try_get("created_at")?,
+                client_id: row.try_get("client_id")?,
+                whisper: row.try_get::<i64, _>("whisper")? != 0,
+            });
+        }
+        Ok(messages)
+    }
+
+    /// A user's display name.
+    pub async fn user_name(&self, tenant: i64, user: AgentId) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT display_name FROM users WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(user.0 as i64)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get("display_name")?),
+            None => None,
+        })
+    }
+
+    /// The offline form of `widget` as a ticket: an email interaction (state `new`, for routing)
+    /// of the customer with this address, holding the visitor's message. Its id.
+    pub async fn offline_message(
+        &self,
+        widget: &ChatWidget,
+        queue: Option<i64>,
+        name: &str,
+        email: &str,
+        message: &str,
+        language: &str,
+    ) -> Result<i64> {
+        let mut tx = self.begin().await?;
+        let now = now_ms();
+        let tenant = widget.tenant_id;
+        let customer = find_or_create(&mut tx, tenant, "email", email, name, now).await?;
+        let interaction: i64 = sqlx::query(
+            "INSERT INTO interactions \
+             (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, subject, created_at) \
+             VALUES ($1, 'email', $2, $3, $4, $5, 0, 'new', $6, $7) RETURNING id",
+        )
+        .bind(tenant)
+        .bind(widget.mailbox_id)
+        .bind(queue)
+        .bind(customer)
+        .bind(language.to_owned())
+        .bind(format!("Offline message from {name}"))
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("id")?;
+        sqlx::query(
+            "INSERT INTO messages (tenant_id, interaction_id, direction, author, body, created_at) \
+             VALUES ($1, $2, 'in', $3, $4, $5)",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .bind(email.to_owned())
+        .bind(message.to_owned())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(interaction)
+    }
+
+    /// Closes a chat for `reason`.
+    pub async fn end_chat(&self, chat: &ChatRow, reason: &str) -> Result<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "UPDATE chat_sessions SET state = 'ended', ended_reason = $1, ended_at = $2 WHERE id = $3",
+        )
+        .bind(reason.to_owned())
+        .bind(now_ms())
+        .bind(chat.id)
+        .execute(&mut *tx)
+        .await?;
+        if chat.interaction.is_some() {
+            let event = NewEvent {
+                tenant: chat.tenant,
+                kind: "chat.ended".into(),
+                interaction_id: chat.interaction,
+                agent_id: None,
+                queue_id: None,
+                payload: json!({ "chat": chat.id, "reason": reason }),
+            };
+            append_in(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

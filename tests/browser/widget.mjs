@@ -1,0 +1,76 @@
+// Browser test of the chat widget: Debian's chromium (headless) driven by playwright-core.
+// 1. The widget's gzipped size is printed and held to its 15 KB budget.
+// 2. A German visitor on /demo (phone-sized viewport) sees the chat launcher (the Rust side has
+//    Bruno ready), fills the pre-chat form, writes, and reads the agent's answer; after a reload
+//    the transcript is still there.
+// 3. A French visitor (nobody ready) gets the offline form and sends it using the keyboard only.
+// Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
+import { gzipSync } from "node:zlib";
+import { chromium } from "playwright-core";
+
+const [base, screenshots] = process.argv.slice(2);
+const WAIT = 15000;
+const BUDGET = 15 * 1024;
+
+const source = Buffer.from(await (await fetch(`${base}/widget.js`)).arrayBuffer());
+const gzipped = gzipSync(source, { level: 9 }).length;
+console.log(`widget.js: ${source.length} bytes, ${gzipped} bytes gzipped (budget ${BUDGET})`);
+if (gzipped > BUDGET) throw new Error(`widget.js is ${gzipped} bytes gzipped, over its budget`);
+
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+try {
+  const german = await browser.newContext({ locale: "de-DE", viewport: { width: 390, height: 780 } });
+  const page = await german.newPage();
+  page.setDefaultTimeout(WAIT);
+  await page.goto(`${base}/demo`);
+  await page.getByRole("button", { name: "Chat starten" }).click();
+  const dialog = page.getByRole("dialog", { name: "Demo GmbH support" });
+  await dialog.getByLabel("Name").fill("Vera");
+  await dialog.getByLabel("E-Mail").fill("vera@example.com");
+  await dialog.getByLabel("Thema").selectOption("Billing");
+  await dialog.getByLabel("Ihre Nachricht").fill("Guten Tag, ich habe eine Frage zu meiner Rechnung vom letzten Monat.");
+  await dialog.getByLabel("Ihre Nachricht").press("Enter");
+  const log = dialog.getByRole("log");
+  await log.getByText("Frage zu meiner Rechnung").waitFor();
+  await log.getByText("Hallo Vera, wie kann ich helfen?").waitFor();
+  await page.screenshot({ path: `${screenshots}/widget-chat.png` });
+
+  await page.reload();
+  const again = page.getByRole("dialog", { name: "Demo GmbH support" }).getByRole("log");
+  await again.getByText("Frage zu meiner Rechnung").waitFor();
+  await again.getByText("Hallo Vera, wie kann ich helfen?").waitFor();
+  await page.screenshot({ path: `${screenshots}/widget-reloaded.png` });
+  console.log("chat ok");
+
+  const french = await browser.newContext({ locale: "fr-FR", viewport: { width: 1024, height: 700 } });
+  const offline = await french.newPage();
+  offline.setDefaultTimeout(WAIT);
+  await offline.goto(`${base}/demo`);
+  const launcher = offline.getByRole("button", { name: "Leave a message" });
+  await launcher.waitFor();
+  // Keyboard only: Tab to the launcher (the page's link comes first), Enter, fill, send.
+  for (let n = 0; n < 5 && !(await launcher.evaluate((b) => b.matches(":focus"))); n++) {
+    await offline.keyboard.press("Tab");
+  }
+  if (!(await launcher.evaluate((b) => b.matches(":focus")))) throw new Error("Tab never reached the launcher");
+  await offline.keyboard.press("Enter");
+  await offline.keyboard.type("Olivier");
+  await offline.keyboard.press("Tab");
+  await offline.keyboard.type("olivier@example.com");
+  await offline.keyboard.press("Tab");
+  await offline.keyboard.type("Bonjour, je voudrais savoir où en est ma commande numéro 4711.");
+  await offline.keyboard.press("Tab");
+  await offline.keyboard.press("Enter");
+  await offline.getByRole("status").filter({ hasText: "We will answer by email" }).waitFor();
+  await offline.screenshot({ path: `${screenshots}/widget-offline.png` });
+  await offline.keyboard.press("Escape");
+  if (!(await launcher.evaluate((b) => b.matches(":focus")))) throw new Error("Escape did not return focus to the launcher");
+  console.log("offline ok");
+} finally {
+  await browser.close();
+}

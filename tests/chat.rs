@@ -1,0 +1,576 @@
+//! Website chat end to end over real websockets: a visitor on `/ws/chat`, agents and
+//! supervisors on `/ws/agent`, against both stores. The demo tenant's widget `demo-widget`
+//! routes German chats to "Support DE" (Bruno), English ones to "Support EN".
+
+mod common;
+
+use common::console::Console;
+use common::feed::{agent_of, queue_of, Feed};
+use common::visitor::Visitor;
+use common::{Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+const GERMAN: &str = "Guten Tag, ich habe eine Frage zu meiner Rechnung vom letzten Monat.";
+const ENGLISH: &str = "Hello, I have a question about the invoice you sent me last month.";
+
+/// An agent's console, logged in and ready.
+async fn ready(s: &TestServer, user: &str) -> (Console, i64) {
+    let token = s.demo_login(user).await;
+    let (_, me) = s.get("/api/v1/me", &token).await;
+    let mut console = Console::connect(s, &token).await;
+    console.ready().await;
+    (console, me["id"].as_i64().expect("user id"))
+}
+
+/// Waits for the chat offer, accepts it, and returns the interaction with the transcript the
+/// agent got on joining.
+async fn accept_chat(console: &mut Console) -> (u64, Value) {
+    let offer = console
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
+    let interaction = offer["interaction"].as_u64().expect("interaction");
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    let transcript = console
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    (interaction, transcript)
+}
+
+fn texts(transcript: &Value) -> Vec<String> {
+    transcript["messages"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn a_german_visitor_chats_with_the_german_speaking_agent(db: Db) {
+    let s = TestServer::start(db).await;
+    let (chloe, _) = ready(&s, "chloe").await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(
+        &s,
+        json!({ "language": "de-DE", "email": "vera@example.com" }),
+    )
+    .await;
+    vera.ws
+        .expect_where("chat.status", |f| f["status"] == "new")
+        .await;
+    let stored = vera.say("v-1", GERMAN).await;
+    // Stored before acknowledged: the ack's message is already readable through the API.
+    let admin = s.demo_login("ada").await;
+    let (status, message) = s
+        .get(&format!("/api/v1/messages/{}", stored["id"]), &admin)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message["body"], GERMAN);
+    assert_eq!(message["direction"], "in");
+
+    let (interaction, transcript) = accept_chat(&mut bruno).await;
+    assert_eq!(texts(&transcript), [GERMAN]);
+    let (_, row) = s
+        .get(&format!("/api/v1/interactions/{interaction}"), &admin)
+        .await;
+    assert_eq!(row["channel"], "chat");
+    assert_eq!(row["language"], "de");
+    let screen_pop = bruno
+        .seen
+        .iter()
+        .find(|f| f["type"] == "customer.screen_pop")
+        .expect("a screen pop came with the offer");
+    assert_eq!(screen_pop["identities"][0]["value"], "vera@example.com");
+
+    vera.ws
+        .expect_where("chat.joined", |f| f["name"] == "Bruno Becker")
+        .await;
+    bruno
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Gerne, worum geht es?", "client_id": "b-1" }))
+        .await;
+    bruno
+        .expect_where("chat.ack", |f| f["client_id"] == "b-1")
+        .await;
+    let heard = vera.hears("Gerne, worum geht es?").await;
+    assert_eq!(heard["name"], "Bruno Becker");
+    vera.frame(json!({ "type": "chat.typing", "on": true }))
+        .await;
+    bruno
+        .expect_where("chat.typing", |f| {
+            f["interaction"] == interaction && f["on"] == true
+        })
+        .await;
+    vera.frame(json!({ "type": "chat.read", "up_to": heard["id"] }))
+        .await;
+    bruno
+        .expect_where("chat.read", |f| f["up_to"] == heard["id"])
+        .await;
+
+    assert!(
+        chloe.seen.iter().all(|f| f["type"] != "offer"),
+        "the French agent was never offered the German chat"
+    );
+    bruno
+        .ok(json!({ "type": "chat.end", "interaction": interaction }))
+        .await;
+    vera.ws
+        .expect_where("chat.ended", |f| f["reason"] == "agent")
+        .await;
+    assert_eq!(vera.ws.closed().await, Some(1000));
+    bruno.expect("interaction.ended").await;
+    s.stop().await;
+}
+
+async fn a_reconnecting_visitor_gets_the_transcript_and_resends_count_once(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    let first = vera.say("v-1", GERMAN).await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+    bruno
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Einen Moment bitte." }))
+        .await;
+    vera.hears("Einen Moment bitte.").await;
+    let token = vera.token.clone();
+    drop(vera);
+
+    let mut again = Visitor::resume(&s, &token).await;
+    let transcript = again.ws.expect("chat.transcript").await;
+    assert_eq!(texts(&transcript), [GERMAN, "Einen Moment bitte."]);
+    again
+        .ws
+        .expect_where("chat.status", |f| f["status"] == "connected")
+        .await;
+    // The widget did not see the first ack before the connection dropped, so it sends again.
+    let resent = again.say("v-1", GERMAN).await;
+    assert_eq!(
+        resent["id"], first["id"],
+        "the resend is the stored message"
+    );
+    let next = again.say("v-2", "Noch da?").await;
+    bruno
+        .expect_where("chat.message", |f| f["id"] == next["id"])
+        .await;
+    let german_copies = bruno
+        .seen
+        .iter()
+        .filter(|f| f["type"] == "chat.message" && f["text"] == GERMAN)
+        .count();
+    assert_eq!(
+        german_copies, 0,
+        "Bruno got the first message once, in the transcript"
+    );
+    let admin = s.demo_login("ada").await;
+    let (_, messages) = s
+        .get(
+            &format!("/api/v1/messages?interaction_id={interaction}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(messages["items"].as_array().map(Vec::len), Some(3));
+    s.stop().await;
+}
+
+async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+    let (mut alice, alice_id) = ready(&s, "alice").await;
+
+    bruno
+        .ok(json!({ "type": "chat.invite", "interaction": interaction, "agent": alice_id }))
+        .await;
+    let joined = alice
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(texts(&joined), [GERMAN]);
+    vera.ws
+        .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
+        .await;
+    alice
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ich helfe mit." }))
+        .await;
+    vera.hears("Ich helfe mit.").await;
+    bruno
+        .expect_where("chat.message", |f| f["text"] == "Ich helfe mit.")
+        .await;
+    alice
+        .ok(json!({ "type": "chat.leave", "interaction": interaction }))
+        .await;
+    vera.ws
+        .expect_where("chat.left", |f| f["name"] == "Alice Andersen")
+        .await;
+
+    // Transfer to Alice through routing: Bruno leaves, Alice accepts and gets everything.
+    bruno
+        .ok(json!({ "type": "interaction.transfer", "interaction": interaction, "to": { "target": "agent", "agent": alice_id } }))
+        .await;
+    vera.ws
+        .expect_where("chat.left", |f| f["name"] == "Bruno Becker")
+        .await;
+    let (_, transcript) = accept_chat(&mut alice).await;
+    assert_eq!(texts(&transcript), [GERMAN, "Ich helfe mit."]);
+    vera.ws
+        .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
+        .await;
+    let refused = bruno
+        .command(json!({ "type": "chat.send", "interaction": interaction, "text": "still here?" }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "not_participant");
+    s.stop().await;
+}
+
+async fn a_supervisor_monitors_invisibly_whispers_and_takes_over(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+
+    let refused = bruno
+        .command(json!({ "type": "chat.monitor", "interaction": interaction }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "forbidden");
+
+    let sam_token = s.demo_login("sam").await;
+    let mut sam = Console::connect(&s, &sam_token).await;
+    sam.ok(json!({ "type": "chat.monitor", "interaction": interaction }))
+        .await;
+    let transcript = sam
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(texts(&transcript), [GERMAN]);
+    vera.say("v-2", "Sind Sie noch da?").await;
+    sam.expect_where("chat.message", |f| f["text"] == "Sind Sie noch da?")
+        .await;
+    sam.ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Biete die Gutschrift an." }))
+        .await;
+    let whisper = bruno
+        .expect_where("chat.message", |f| f["text"] == "Biete die Gutschrift an.")
+        .await;
+    assert_eq!(whisper["whisper"], true);
+    // Bruno's next message is a barrier: everything before it has reached the visitor.
+    bruno
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ja, ich bin da." }))
+        .await;
+    vera.hears("Ja, ich bin da.").await;
+    let leaked: Vec<_> = vera
+        .ws
+        .seen
+        .iter()
+        .filter(|f| f.to_string().contains("Sam") || f.to_string().contains("Gutschrift"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the visitor saw the supervisor: {leaked:?}"
+    );
+
+    sam.ok(json!({ "type": "chat.takeover", "interaction": interaction }))
+        .await;
+    vera.ws
+        .expect_where("chat.joined", |f| f["name"] == "Sam Supervisor")
+        .await;
+    sam.ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ich übernehme." }))
+        .await;
+    vera.hears("Ich übernehme.").await;
+    s.stop().await;
+}
+
+async fn availability_follows_language_and_the_offline_form_makes_a_ticket(db: Db) {
+    let s = TestServer::start(db).await;
+    let info = |language: &'static str| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .get(
+                    &format!("/api/v1/chat/widgets/demo/demo-widget?language={language}"),
+                    "",
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body
+        }
+    };
+    let de = info("de-AT").await;
+    assert_eq!(de["language"], "de");
+    assert_eq!(de["available"], false, "nobody is ready");
+    assert_eq!(de["title"], "Demo GmbH support");
+    assert_eq!(de["prechat"], json!(["name", "email", "topic"]));
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    assert_eq!(info("de").await["available"], true);
+    assert_eq!(info("fr").await["available"], false, "Chloé is not ready");
+    assert_eq!(
+        info("ja").await["language"],
+        "en",
+        "unknown languages fall back to the mailbox's"
+    );
+    let (status, _) = s.get("/api/v1/chat/widgets/demo/nope", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s.get("/api/v1/chat/widgets/nobody/demo-widget", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, created) = s
+        .post(
+            "/api/v1/chat/widgets/demo/demo-widget/offline",
+            "",
+            json!({ "name": "Olga", "email": "olga@example.com", "message": GERMAN }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let interaction = created["interaction"].as_i64().expect("interaction");
+    let offer = bruno
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(offer["channel"], "email");
+    let admin = s.demo_login("ada").await;
+    let (_, messages) = s
+        .get(
+            &format!("/api/v1/messages?interaction_id={interaction}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(messages["items"][0]["body"], GERMAN);
+    let (status, refused) = s
+        .post(
+            "/api/v1/chat/widgets/demo/demo-widget/offline",
+            "",
+            json!({ "email": "not-an-address", "message": "hi" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    s.stop().await;
+}
+
+async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut diego, _) = ready(&s, "diego").await;
+    let mut good = Visitor::start(&s, json!({ "language": "en" })).await;
+    good.say("g-1", ENGLISH).await;
+    let (interaction, _) = accept_chat(&mut diego).await;
+
+    let mut unknown = Console::open(&s, "/ws/chat").await;
+    unknown
+        .send_raw(Message::Text(
+            json!({ "type": "chat.start", "tenant": "demo", "widget": "nope" })
+                .to_string()
+                .into(),
+        ))
+        .await;
+    assert_eq!(unknown.expect("error").await["code"], "unknown_widget");
+    assert_eq!(unknown.closed().await, Some(4404));
+
+    let mut forged = Console::open(&s, "/ws/chat").await;
+    forged
+        .send_raw(Message::Text(
+            json!({ "type": "chat.resume", "token": "00ff" })
+                .to_string()
+                .into(),
+        ))
+        .await;
+    assert_eq!(forged.expect("error").await["code"], "unknown_session");
+    assert_eq!(forged.closed().await, Some(4404));
+
+    let mut noisy = Visitor::start(&s, json!({})).await;
+    noisy.ws.send_raw(Message::Text("{not json".into())).await;
+    assert_eq!(noisy.ws.expect("error").await["code"], "malformed_json");
+    noisy.frame(json!({ "type": "chat.dance" })).await;
+    assert_eq!(noisy.ws.expect("error").await["code"], "invalid_command");
+    noisy
+        .frame(json!({ "type": "chat.send", "text": "   " }))
+        .await;
+    assert_eq!(noisy.ws.expect("error").await["code"], "empty_message");
+    // A flood: the burst passes, then messages are refused until tokens come back.
+    for n in 0..12 {
+        noisy
+            .frame(json!({ "type": "chat.send", "client_id": format!("f-{n}"), "text": ENGLISH }))
+            .await;
+    }
+    noisy
+        .ws
+        .expect_where("error", |f| f["code"] == "rate_limited")
+        .await;
+    noisy
+        .ws
+        .send_raw(Message::Text("x".repeat(20_000).into()))
+        .await;
+    assert_eq!(
+        noisy.ws.closed().await,
+        Some(1009),
+        "an oversized frame closes"
+    );
+
+    // The good chat carries on.
+    good.say("g-2", "Are you still there?").await;
+    diego
+        .expect_where("chat.message", |f| f["text"] == "Are you still there?")
+        .await;
+    let refused = diego
+        .command(json!({ "type": "chat.send", "interaction": 999_999, "text": "hi" }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "unknown_chat");
+    let refused = diego
+        .command(json!({ "type": "chat.send", "interaction": interaction }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    s.stop().await;
+}
+
+async fn a_visitor_ends_the_chat_and_cannot_resume_it(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut diego, _) = ready(&s, "diego").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "en" })).await;
+    vera.say("v-1", ENGLISH).await;
+    let (interaction, _) = accept_chat(&mut diego).await;
+    vera.frame(json!({ "type": "chat.end" })).await;
+    vera.ws
+        .expect_where("chat.ended", |f| f["reason"] == "visitor")
+        .await;
+    assert_eq!(vera.ws.closed().await, Some(1000));
+    diego
+        .expect_where("chat.ended", |f| f["interaction"] == interaction)
+        .await;
+    diego
+        .expect_where("interaction.ended", |f| f["interaction"] == interaction)
+        .await;
+
+    let mut late = Console::open(&s, "/ws/chat").await;
+    late.send_raw(Message::Text(
+        json!({ "type": "chat.resume", "token": vera.token })
+            .to_string()
+            .into(),
+    ))
+    .await;
+    assert_eq!(late.expect("error").await["code"], "chat_ended");
+    assert_eq!(late.closed().await, Some(4410));
+    s.stop().await;
+}
+
+async fn open_chats_come_back_after_a_restart(db: Db) {
+    let s = TestServer::start(db).await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    let token = vera.token.clone();
+    let s = s.restart().await;
+    assert!(
+        vera.ws.closed().await.is_some(),
+        "stopping closes the visitor's socket"
+    );
+
+    let mut back = Visitor::resume(&s, &token).await;
+    assert_eq!(texts(&back.ws.expect("chat.transcript").await), [GERMAN]);
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let (interaction, transcript) = accept_chat(&mut bruno).await;
+    assert_eq!(texts(&transcript), [GERMAN]);
+    back.ws
+        .expect_where("chat.joined", |f| f["name"] == "Bruno Becker")
+        .await;
+    bruno
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Da bin ich." }))
+        .await;
+    back.hears("Da bin ich.").await;
+    s.stop().await;
+}
+
+async fn an_idle_visitor_is_warned_and_then_let_go(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.chat.idle_warning_seconds = 1;
+        c.chat.idle_timeout_seconds = 2;
+    })
+    .await;
+    let (mut diego, _) = ready(&s, "diego").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "en" })).await;
+    vera.say("v-1", ENGLISH).await;
+    let (interaction, _) = accept_chat(&mut diego).await;
+    let warning = vera.ws.expect("chat.idle_warning").await;
+    assert!(warning["ends_in_ms"].as_u64().is_some_and(|ms| ms <= 1000));
+    vera.ws
+        .expect_where("chat.ended", |f| f["reason"] == "idle")
+        .await;
+    diego
+        .expect_where("interaction.ended", |f| f["interaction"] == interaction)
+        .await;
+    s.stop().await;
+}
+
+async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.chat.starts_per_second_per_ip = 1;
+        c.chat.messages_per_second_per_ip = 2;
+    })
+    .await;
+    let mut first = Visitor::start(&s, json!({})).await;
+    let mut third = Console::open(&s, "/ws/chat").await;
+    third
+        .send_raw(Message::Text(
+            json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget" })
+                .to_string()
+                .into(),
+        ))
+        .await;
+    assert_eq!(third.expect("error").await["code"], "rate_limited");
+    assert_eq!(third.closed().await, Some(4429));
+    for n in 0..3 {
+        first
+            .frame(json!({ "type": "chat.send", "client_id": format!("m-{n}"), "text": ENGLISH }))
+            .await;
+    }
+    let refused = first.ws.expect("error").await;
+    assert_eq!(refused["code"], "rate_limited");
+    assert_eq!(
+        refused["client_id"], "m-2",
+        "the third message in a second is refused"
+    );
+    s.stop().await;
+}
+
+async fn the_supervisor_feed_follows_a_chat(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let (_, queues) = s.get("/api/v1/queues?name=Support%20DE", &admin).await;
+    let queue = queues["items"][0]["id"].as_i64().expect("Support DE");
+    let sam = s.demo_login("sam").await;
+    let mut feed = Feed::connect(&s, &sam).await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    feed.until("the chat waiting", |f| {
+        queue_of(f, queue).is_some_and(|q| q["waiting"] == 1)
+    })
+    .await;
+    let (mut bruno, bruno_id) = ready(&s, "bruno").await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+    feed.until("Bruno chatting", |f| {
+        agent_of(f, bruno_id).is_some_and(|a| {
+            a["work"][0]["interaction"] == interaction && a["work"][0]["kind"] == "chat"
+        })
+    })
+    .await;
+    bruno
+        .ok(json!({ "type": "chat.end", "interaction": interaction }))
+        .await;
+    feed.until("today's answered chat", |f| {
+        queue_of(f, queue).is_some_and(|q| q["today"]["answered"] == 1 && q["waiting"] == 0)
+    })
+    .await;
+    s.stop().await;
+}
+
+on_both_backends!(
+    the_supervisor_feed_follows_a_chat,
+    one_address_is_limited_in_new_chats_and_messages,
+    a_german_visitor_chats_with_the_german_speaking_agent,
+    a_reconnecting_visitor_gets_the_transcript_and_resends_count_once,
+    invite_makes_a_conference_and_transfer_hands_over_the_history,
+    a_supervisor_monitors_invisibly_whispers_and_takes_over,
+    availability_follows_language_and_the_offline_form_makes_a_ticket,
+    bad_input_gets_clear_errors_and_hurts_no_other_chat,
+    a_visitor_ends_the_chat_and_cannot_resume_it,
+    open_chats_come_back_after_a_restart,
+    an_idle_visitor_is_warned_and_then_let_go,
+);

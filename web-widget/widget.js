@@ -1,0 +1,346 @@
+// vacd chat widget. Embed with one tag:
+//   <script src="https://HOST/widget.js" data-tenant="demo" data-mailbox="demo-widget" async></script>
+// Plain JavaScript, no framework, no build step. It asks vacd whether someone who speaks the
+// visitor's language can chat now: if so it shows a chat launcher, otherwise an offline form
+// (which becomes a ticket). The chat runs over /ws/chat (docs/chat-protocol.md); the resume
+// token in localStorage brings a reload or a dropped connection back to the same chat.
+(() => {
+  "use strict";
+  const script = document.currentScript || document.querySelector("script[data-tenant][data-mailbox]");
+  if (!script) return;
+  const tenant = script.dataset.tenant;
+  const widgetId = script.dataset.mailbox;
+  const base = new URL(script.src, location.href);
+  const api = `${base.origin}/api/v1/chat/widgets/${encodeURIComponent(tenant)}/${encodeURIComponent(widgetId)}`;
+  const wsUrl = `${base.protocol === "https:" ? "wss:" : "ws:"}//${base.host}/ws/chat`;
+  const storeKey = `vacd-chat:${tenant}:${widgetId}`;
+  const browserLanguage = (navigator.language || "en").toLowerCase();
+
+  const german = browserLanguage.startsWith("de");
+  const t = german
+    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", offline: "Senden" }
+    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", offline: "Send" };
+
+  const host = document.createElement("div");
+  host.id = "vacd-chat";
+  const root = host.attachShadow({ mode: "open" });
+  let config = null;
+  let ws = null;
+  let token = localStorage.getItem(storeKey);
+  let ended = false;
+  let retry = 0;
+  let counter = 0;
+  const pending = new Map(); // client_id -> text, until acknowledged
+  const shown = new Set(); // message ids on screen
+  let lastRead = 0;
+
+  const el = (tag, attrs = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) {
+      if (k === "text") node.textContent = v;
+      else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+      else if (v !== false && v != null) node.setAttribute(k, v === true ? "" : v);
+    }
+    node.append(...children);
+    return node;
+  };
+
+  function style(color) {
+    return `:host{all:initial;font:15px/1.4 system-ui,sans-serif;color:#1d1d1f}
+*{box-sizing:border-box;font:inherit}
+button{cursor:pointer;border:0;border-radius:6px;padding:.55em 1em;background:${color};color:#fff}
+button:focus-visible,input:focus-visible,textarea:focus-visible,select:focus-visible{outline:3px solid #ffbf47;outline-offset:1px}
+.launcher{position:fixed;right:20px;bottom:20px;border-radius:24px;padding:.8em 1.3em;box-shadow:0 4px 14px #0004;z-index:2147483000}
+.panel{position:fixed;right:20px;bottom:20px;width:360px;max-height:min(600px,calc(100vh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:12px;box-shadow:0 8px 30px #0005;overflow:hidden;z-index:2147483001}
+.panel[hidden],.launcher[hidden]{display:none}
+header{display:flex;align-items:center;gap:.6em;background:${color};color:#fff;padding:.7em 1em}
+header img{height:28px}header h2{flex:1;margin:0;font-weight:600;font-size:1.05em}
+header button{background:transparent;font-size:1.3em;padding:0 .3em}
+form{display:flex;flex-direction:column;gap:.5em;padding:1em}
+label{display:flex;flex-direction:column;gap:.2em;font-size:.9em}
+input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;background:#fff;color:#1d1d1f}
+.log{flex:1;overflow-y:auto;padding:.8em;display:flex;flex-direction:column;gap:.4em;min-height:200px}
+.msg{max-width:80%;padding:.45em .7em;border-radius:10px;background:#eef;align-self:flex-start;white-space:pre-wrap;overflow-wrap:anywhere}
+.msg.me{align-self:flex-end;background:${color};color:#fff}.msg.pending{opacity:.6}
+.who{display:block;font-size:.75em;opacity:.75}
+.note{align-self:center;font-size:.85em;color:#555;text-align:center}
+.status{font-size:.85em;color:#555;padding:0 .8em;min-height:1.3em}
+.body{flex:1;display:flex;flex-direction:column;min-height:0;overflow-y:auto}
+.composer{display:flex;flex-direction:row;gap:.4em;padding:.6em;border-top:1px solid #ddd}
+.composer textarea{flex:1;resize:none;height:2.6em}
+.end{background:#666;margin:0 .6em .6em;align-self:flex-end}
+@media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-height:100vh;height:100vh;border-radius:0}}`;
+  }
+
+  const launcher = el("button", { class: "launcher", type: "button", "aria-haspopup": "dialog", hidden: true, onclick: () => open() });
+  const title = el("h2", { id: "vacd-title" });
+  const closeButton = el("button", { type: "button", "aria-label": t.close, text: "×", onclick: () => hide() });
+  const header = el("header", {}, title, closeButton);
+  const body = el("div", { class: "body" });
+  const panel = el("section", { class: "panel", role: "dialog", "aria-labelledby": "vacd-title", hidden: true, onkeydown: (e) => e.key === "Escape" && hide() }, header, body);
+
+  function open() {
+    launcher.hidden = true;
+    panel.hidden = false;
+    const first = panel.querySelector("input, textarea, select");
+    (first || closeButton).focus();
+    markRead();
+  }
+
+  function hide() {
+    panel.hidden = true;
+    launcher.hidden = false;
+    launcher.focus();
+  }
+
+  function field(name, label, control) {
+    control.name = name;
+    control.id = `vacd-${name}`;
+    return el("label", { for: control.id }, label, control);
+  }
+
+  function prechatForm() {
+    const form = el("form", { "aria-label": t.start });
+    if (config.welcome) form.append(el("p", { class: "note", text: config.welcome }));
+    if (config.prechat.includes("name")) form.append(field("name", t.name, el("input", { autocomplete: "name", maxlength: 100 })));
+    if (config.prechat.includes("email")) form.append(field("email", t.email, el("input", { type: "email", autocomplete: "email", maxlength: 200 })));
+    if (config.prechat.includes("topic") && config.topics.length) {
+      form.append(field("topic", t.topic, el("select", {}, ...config.topics.map((topic) => el("option", { value: topic, text: topic })))));
+    }
+    const text = el("textarea", { required: true, rows: 3, maxlength: 4000 });
+    form.append(field("text", t.first, text), el("button", { type: "submit", text: t.start }));
+    text.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
+    });
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const data = new FormData(form);
+      const first = String(data.get("text") || "").trim();
+      if (!first) return;
+      showChat();
+      connect({
+        type: "chat.start", tenant, widget: widgetId, language: browserLanguage,
+        name: data.get("name") || undefined, email: data.get("email") || undefined, topic: data.get("topic") || undefined,
+      }, first);
+    });
+    return form;
+  }
+
+  function offlineForm() {
+    const form = el("form", { "aria-label": t.message });
+    form.append(el("p", { class: "note", text: config.offline_text }));
+    form.append(field("name", t.name, el("input", { autocomplete: "name", maxlength: 100 })));
+    form.append(field("email", t.email, el("input", { type: "email", autocomplete: "email", required: true, maxlength: 200 })));
+    form.append(field("message", t.first, el("textarea", { required: true, rows: 4, maxlength: 10000 })));
+    const status = el("p", { class: "status", role: "status" });
+    form.append(el("button", { type: "submit", text: t.offline }), status);
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const data = Object.fromEntries(new FormData(form));
+      data.language = browserLanguage;
+      if (!data.name) delete data.name;
+      try {
+        const res = await fetch(`${api}/offline`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(data) });
+        const reply = await res.json();
+        if (!res.ok) throw new Error(reply.message || res.statusText);
+        form.replaceChildren(el("p", { class: "note", role: "status", text: t.sent }));
+        closeButton.focus();
+      } catch (err) {
+        status.textContent = err.message;
+      }
+    });
+    return form;
+  }
+
+  const log = el("div", { class: "log", role: "log", "aria-live": "polite" });
+  const status = el("div", { class: "status", role: "status" });
+  const input = el("textarea", { "aria-label": t.first, rows: 1, maxlength: 4000 });
+  const composer = el("form", { class: "composer" }, input, el("button", { type: "submit", text: t.send }));
+  const endButton = el("button", { class: "end", type: "button", text: t.end, onclick: () => send({ type: "chat.end" }) });
+  let typingTimer = null;
+  let typingOn = false;
+
+  composer.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text || ended) return;
+    input.value = "";
+    say(text);
+  });
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); composer.requestSubmit(); }
+  });
+  input.addEventListener("input", () => {
+    if (!typingOn) { typingOn = true; send({ type: "chat.typing", on: true }); }
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(() => { typingOn = false; send({ type: "chat.typing", on: false }); }, 2000);
+  });
+
+  function showChat() {
+    body.replaceChildren(log, status, composer, endButton);
+    input.focus();
+  }
+
+  function note(text) {
+    log.append(el("p", { class: "note", text }));
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function bubble(message, mine) {
+    if (message.id && shown.has(message.id)) return;
+    const existing = message.client_id && log.querySelector(`[data-client="${CSS.escape(message.client_id)}"]`);
+    if (existing) {
+      existing.classList.remove("pending");
+      existing.dataset.id = message.id;
+      shown.add(message.id);
+      return;
+    }
+    const node = el("p", { class: `msg${mine ? " me" : ""}`, "data-id": message.id, "data-client": message.client_id });
+    if (!mine) node.append(el("span", { class: "who", text: message.name }));
+    node.append(message.text);
+    if (message.id) shown.add(message.id); else node.classList.add("pending");
+    log.append(node);
+    log.scrollTop = log.scrollHeight;
+  }
+
+  function say(text) {
+    const clientId = `c-${Date.now().toString(36)}-${++counter}`;
+    pending.set(clientId, text);
+    bubble({ client_id: clientId, text }, true);
+    send({ type: "chat.send", client_id: clientId, text });
+  }
+
+  function send(frame) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+  }
+
+  function markRead() {
+    if (panel.hidden || !lastRead) return;
+    send({ type: "chat.read", up_to: lastRead });
+  }
+
+  function connect(start, firstMessage) {
+    ws = new WebSocket(wsUrl);
+    ws.onopen = () => {
+      ws.send(JSON.stringify(start || { type: "chat.resume", token }));
+    };
+    ws.onmessage = (event) => {
+      let frame;
+      try { frame = JSON.parse(event.data); } catch { return; }
+      handle(frame, firstMessage);
+      if (frame.type === "chat.welcome") firstMessage = null;
+    };
+    ws.onclose = (event) => {
+      ws = null;
+      if (ended) return;
+      if (event.code === 4404 || event.code === 4410) {
+        localStorage.removeItem(storeKey);
+        token = null;
+        if (event.code === 4410) return finish();
+        return render();
+      }
+      if (!token) return;
+      retry = Math.min(retry + 1, 6);
+      setTimeout(() => connect(null), 500 * 2 ** retry);
+    };
+  }
+
+  function handle(frame, firstMessage) {
+    switch (frame.type) {
+      case "chat.welcome":
+        retry = 0;
+        if (frame.token) { token = frame.token; localStorage.setItem(storeKey, token); }
+        if (firstMessage) say(firstMessage);
+        // Messages not acknowledged before the connection dropped go again (same client ids).
+        else for (const [clientId, text] of pending) send({ type: "chat.send", client_id: clientId, text });
+        break;
+      case "chat.transcript":
+        for (const m of frame.messages) bubble(m, m.author.kind === "visitor");
+        lastRead = Math.max(lastRead, ...frame.messages.filter((m) => m.author.kind !== "visitor").map((m) => m.id), 0);
+        markRead();
+        break;
+      case "chat.ack":
+        pending.delete(frame.client_id);
+        bubble(frame.message, true);
+        break;
+      case "chat.message":
+        status.textContent = "";
+        bubble(frame, frame.author.kind === "visitor");
+        lastRead = frame.id;
+        markRead();
+        break;
+      case "chat.typing":
+        status.textContent = frame.on ? `${frame.name} ${t.typing}` : "";
+        break;
+      case "chat.read":
+        for (const node of log.querySelectorAll(".msg.me")) {
+          if (Number(node.dataset.id) <= frame.up_to) node.title = t.read;
+        }
+        break;
+      case "chat.status":
+        if (frame.status === "queued") status.textContent = t.queued;
+        else if (frame.status === "connected") status.textContent = "";
+        break;
+      case "chat.joined":
+        note(`${frame.name} ✓`);
+        break;
+      case "chat.left":
+        note(`${frame.name} ←`);
+        break;
+      case "chat.idle_warning":
+        note(t.idle);
+        break;
+      case "chat.ended":
+        finish();
+        break;
+      case "error":
+        if (frame.client_id && frame.code !== "store_failed") pending.delete(frame.client_id);
+        status.textContent = frame.message;
+        break;
+    }
+  }
+
+  function finish() {
+    ended = true;
+    localStorage.removeItem(storeKey);
+    note(t.ended);
+    composer.remove();
+    endButton.remove();
+    if (ws) ws.close();
+  }
+
+  function render() {
+    body.replaceChildren(config.available ? prechatForm() : offlineForm());
+    launcher.textContent = config.available ? t.chat : t.message;
+    launcher.hidden = !panel.hidden;
+  }
+
+  async function init() {
+    try {
+      const res = await fetch(`${api}?language=${encodeURIComponent(browserLanguage)}`);
+      if (!res.ok) throw new Error(`vacd chat: ${res.status}`);
+      config = await res.json();
+    } catch (err) {
+      console.warn("vacd chat widget disabled:", err.message);
+      return;
+    }
+    const sheet = el("style", { text: style(config.color) });
+    title.textContent = config.title;
+    log.setAttribute("aria-label", config.title);
+    if (config.logo_url) header.prepend(el("img", { src: config.logo_url, alt: "" }));
+    root.append(sheet, launcher, panel);
+    document.body.append(host);
+    if (token) {
+      // A chat is going on (a reload): straight back into it.
+      launcher.textContent = t.chat;
+      showChat();
+      panel.hidden = false;
+      connect(null);
+    } else {
+      render();
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
+  else init();
+})();
