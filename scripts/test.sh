@@ -12,6 +12,11 @@ command -v sipp >/dev/null || need_apt+=(sip-tester)
 # The browser tests (tests/browser.rs) drive Debian's chromium with node's playwright-core.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+# The ticket tests (tests/tickets.rs) fetch from a private Dovecot (IMAP and POP3) and send to
+# aiosmtpd, both started by the tests on loopback ports.
+[ -x /usr/sbin/dovecot ] || need_apt+=(dovecot-imapd dovecot-pop3d)
+command -v aiosmtpd >/dev/null || need_apt+=(python3-aiosmtpd)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

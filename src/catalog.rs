@@ -59,6 +59,11 @@ pub enum Kind {
     /// Written as a plain SIP password together with the `SipUser` column of the same row;
     /// stored as the digest HA1 values in `sip_ha1` (see `crate::sip::credentials`), never read.
     SipPassword,
+    /// A credential vacd itself must use (a mail account's password): stored as written, at
+    /// most `max_len` characters, never read back through the API.
+    Secret {
+        max_len: usize,
+    },
     /// Unix milliseconds set by the server on insert; read-only.
     CreatedAt,
     /// An integer maintained by routing (queue order, assignee, …); read-only, may be null.
@@ -96,7 +101,10 @@ impl Column {
     }
 
     pub fn readable(&self) -> bool {
-        !matches!(self.kind, Kind::Password | Kind::SipPassword)
+        !matches!(
+            self.kind,
+            Kind::Password | Kind::SipPassword | Kind::Secret { .. }
+        )
     }
 
     pub fn writable(&self) -> bool {
@@ -674,6 +682,46 @@ pub static CHAT_WIDGETS: Resource = Resource {
     delete: Some(Role::Admin),
 };
 
+pub const MAIL_PROTOCOLS: &[&str] = &["imap", "pop3"];
+pub const MAIL_SECURITY: &[&str] = &["tls", "starttls", "plain"];
+
+/// The mail account of an email service address (see `channels::email`); its passwords are
+/// never read back.
+pub static MAIL_ACCOUNTS: Resource = Resource {
+    path: "mail-accounts",
+    table: "mail_accounts",
+    schema: "MailAccount",
+    columns: &[
+        filter(req("service_address_id", Kind::Ref("service_addresses"))),
+        req("protocol", Kind::OneOf(MAIL_PROTOCOLS)),
+        req("host", text(255)),
+        req("port", Kind::Int { min: 1, max: 65535 }),
+        req("security", Kind::OneOf(MAIL_SECURITY)),
+        req("username", text(255)),
+        req("password", Kind::Secret { max_len: 255 }),
+        Column {
+            default: Some(DefaultValue::Text("INBOX")),
+            required: false,
+            ..req("folder", text(255))
+        },
+        Column {
+            default: Some(DefaultValue::Text("delete")),
+            required: false,
+            ..req("after_fetch", Kind::OneOf(&["delete", "flag"]))
+        },
+        opt("smtp_host", text(255)),
+        opt("smtp_port", Kind::Int { min: 1, max: 65535 }),
+        opt("smtp_security", Kind::OneOf(MAIL_SECURITY)),
+        opt("smtp_username", text(255)),
+        opt("smtp_password", Kind::Secret { max_len: 255 }),
+        opt("auto_reply_template", text(100)),
+        int_default("enabled", 0, 1, 1),
+    ],
+    read: Role::Admin,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
 /// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
 pub static RESOURCES: &[&Resource] = &[
     &MAILBOXES,
@@ -696,6 +744,7 @@ pub static RESOURCES: &[&Resource] = &[
     &TEMPLATES,
     &TEXT_MODULES,
     &CHAT_WIDGETS,
+    &MAIL_ACCOUNTS,
 ];
 
 #[cfg(test)]

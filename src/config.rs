@@ -36,6 +36,7 @@ pub struct Config {
     pub demo: DemoConfig,
     pub sip: SipConfig,
     pub chat: ChatSettings,
+    pub channels: crate::channels::ChannelsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -362,6 +363,9 @@ impl Config {
             });
         }
         self.validate_sip()?;
+        self.channels
+            .validate()
+            .map_err(|(key, problem)| Error::Invalid { key, problem })?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level).map_err(|e| Error::Invalid {
             key: "log.level",
             problem: e.to_string(),

@@ -6,9 +6,11 @@
 
 pub mod api;
 pub mod catalog;
+pub mod channels;
 pub mod chat;
 pub mod config;
 pub mod demo;
+pub mod language;
 pub mod metrics;
 pub mod report_metrics;
 pub mod reports;

@@ -14,6 +14,10 @@ pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
 pub const CHATS_LIVE: &str = "vacd_chats_live";
 pub const CHAT_MESSAGES: &str = "vacd_chat_messages_total";
 pub const CREATE_BATCH: &str = "vacd_store_create_batch_size";
+pub const TICKET_MESSAGES: &str = "vacd_ticket_messages_total";
+pub const MAILS_DROPPED: &str = "vacd_mails_dropped_total";
+pub const MAIL_ACCOUNT_UP: &str = "vacd_mail_account_up";
+pub const MAIL_ACCOUNT_FAILURES: &str = "vacd_mail_account_failures_total";
 // Today's report figures (`crate::report_metrics`), per tenant and queue / agent.
 pub const QUEUE_OFFERED: &str = "vacd_queue_today_offered";
 pub const QUEUE_ANSWERED: &str = "vacd_queue_today_answered";
@@ -49,6 +53,13 @@ pub fn install() -> PrometheusHandle {
                 CREATE_BATCH,
                 "creates committed together in one transaction (group commit)"
             );
+            metrics::describe_counter!(
+                TICKET_MESSAGES,
+                "inbound written messages stored, by channel and outcome (created, joined, reopened, duplicate)"
+            );
+            metrics::describe_counter!(MAILS_DROPPED, "inbound mails dropped by loop and spam screening");
+            metrics::describe_gauge!(MAIL_ACCOUNT_UP, "1 while the mail account's server session is up, 0 while it is retried");
+            metrics::describe_counter!(MAIL_ACCOUNT_FAILURES, "failed mail server sessions, by account");
             describe_report_gauges();
             handle
         })

@@ -433,7 +433,7 @@ impl RoutingHandle {
     }
 
     /// Routes a freshly created interaction (`row` as the store returns it) that names a queue.
-    pub(crate) async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
+    pub async fn enqueue(&self, tenant: i64, row: &Json) -> Result<(), RouterError> {
         let (Some(id), Some(queue)) = (row["id"].as_i64(), row["queue_id"].as_i64()) else {
             return Ok(());
         };

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::channels::Channels;
 use crate::chat::{self, ChatHub, ChatTap};
 use crate::config::Config;
 use crate::routing::{self, CallTap, Routing};
@@ -51,6 +52,7 @@ pub struct Running {
     pub store: Store,
     routing: Routing,
     chat: ChatHub,
+    channels: Channels,
     sip: SipEndpoint,
     stop: oneshot::Sender<()>,
     task: JoinHandle<Result<(), Error>>,
@@ -67,6 +69,9 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     let (calls, call_ends) = CallTap::new();
     let chat_tap = ChatTap::default();
     let routing = Routing::start(store.clone(), calls.clone(), chat_tap.clone()).await?;
+    // The recorder first: the channels count from their first connection attempt on.
+    let recorder = metrics::install();
+    let channels = Channels::start(config.channels.clone(), store.clone(), routing.handle());
     let chat = ChatHub::new(
         store.clone(),
         routing.handle(),
@@ -84,8 +89,9 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         chat.clone(),
         &config.auth.operator_token,
         config.token_ttl().as_millis() as i64,
-        metrics::install(),
-    );
+        recorder,
+    )
+    .with_channels(channels.clone());
     let app = api::router(state, config.http.max_body_bytes);
     let listener = TcpListener::bind(config.http.listen)
         .await
@@ -122,6 +128,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         store,
         routing,
         chat,
+        channels,
         sip,
         stop,
         task,
@@ -136,6 +143,8 @@ impl Running {
         self.sip.shutdown().await;
         // Chat actors stop (their visitors' sockets close); open chats come back at start.
         self.chat.shutdown();
+        // Before routing: a message in hand is committed (and routed) or left on its server.
+        self.channels.shutdown().await;
         // Stopping routing ends the agent consoles' websockets, which the HTTP server would
         // otherwise wait for.
         self.routing.shutdown().await;

@@ -96,6 +96,8 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
             json!({ "name": format!("m-{tag}"), "language": "en", "body": "Thanks!" }),
         )
         .await;
+    let widget = s.create("/api/v1/chat-widgets", token, json!({ "service_address_id": address, "title": "Help", "color": "#123456", "welcome": "Hi", "offline_text": "Later", "prechat": "name" })).await;
+    let mail_account = s.create("/api/v1/mail-accounts", token, json!({ "service_address_id": address, "protocol": "pop3", "host": "mail.example.test", "port": 110, "security": "starttls", "username": "u", "password": "p" })).await;
     vec![
         ("skills", skill, json!({ "kind": "language" })),
         (
@@ -146,6 +148,16 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
         ),
         ("templates", template, json!({ "subject": "Re: {subject}" })),
         ("text-modules", module, json!({ "shortcut": "/thx" })),
+        (
+            "mail-accounts",
+            mail_account,
+            json!({ "port": 995, "enabled": 0 }),
+        ),
+        (
+            "chat-widgets",
+            widget,
+            json!({ "color": "#654321", "topics": "Billing,Orders" }),
+        ),
     ]
 }
 
@@ -214,14 +226,14 @@ async fn filters_and_pagination(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.demo_login("ada").await;
     let (_, all) = s.get("/api/v1/queues", &admin).await;
-    assert_eq!(all["total"], 4);
+    assert_eq!(all["total"], 5);
     let (_, page) = s.get("/api/v1/queues?limit=3&offset=2", &admin).await;
     assert_eq!(
         (
             page["total"].clone(),
             page["items"].as_array().map(Vec::len)
         ),
-        (json!(4), Some(2))
+        (json!(5), Some(3))
     );
     assert_eq!(page["items"][0]["id"], all["items"][2]["id"]);
     let sales = all["items"][0]["mailbox_id"].clone();

@@ -5,6 +5,8 @@
 mod common;
 
 use common::console::Console;
+use common::feed::Feed;
+use common::visitor::Visitor;
 use common::{Db, TestServer};
 use serde_json::json;
 
@@ -33,32 +35,14 @@ async fn node(script: &str, args: &[&str]) -> String {
     stdout
 }
 
-/// A German visitor chats through the widget on /demo with Bruno and keeps the transcript over
-/// a reload; a French visitor with nobody ready leaves a message with the keyboard only, which
-/// becomes a ticket. The widget's gzipped size is printed and held to its budget.
+/// A German visitor chats through the widget on /demo with Bruno on /console (two browser
+/// contexts) and keeps the transcript over a reload; a French visitor with nobody ready leaves
+/// a message with the keyboard only, which becomes a ticket. The widget's gzipped size is
+/// printed and held to its budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widget_in_chromium() {
     let s = TestServer::start(Db::Sqlite).await;
-    let token = s.demo_login("bruno").await;
-    let mut bruno = Console::connect(&s, &token).await;
-    bruno.ready().await;
-    let browser = tokio::spawn({
-        let base = s.base.clone();
-        async move { node("widget.mjs", &[&base]).await }
-    });
-    let offer = bruno
-        .expect_where("offer", |f| f["channel"] == "chat")
-        .await;
-    let interaction = offer["interaction"].clone();
-    bruno
-        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
-        .await;
-    bruno.expect("chat.transcript").await;
-    bruno
-        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Hallo Vera, wie kann ich helfen?" }))
-        .await;
-    let output = browser.await.expect("browser task");
-    println!("{output}");
+    println!("{}", node("widget.mjs", &[&s.base]).await);
     let admin = s.demo_login("ada").await;
     let (_, tickets) = s.get("/api/v1/interactions?channel=email", &admin).await;
     let ticket = &tickets["items"][0];
@@ -67,6 +51,52 @@ async fn widget_in_chromium() {
         "{tickets}"
     );
     assert_eq!(ticket["language"], "fr");
+    s.stop().await;
+}
+
+/// Supervisor sam monitors a chat from /console (as the wallboard links it): his whisper
+/// reaches the agent and not the visitor; after taking over, the visitor reads him.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_monitoring_in_chromium() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let token = s.demo_login("bruno").await;
+    let mut bruno = Console::connect(&s, &token).await;
+    bruno.ready().await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say(
+        "v-1",
+        "Guten Tag, ich habe eine Frage zu meiner Rechnung vom letzten Monat.",
+    )
+    .await;
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
+    let interaction = offer["interaction"].as_u64().expect("interaction");
+    bruno
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    let browser = tokio::spawn({
+        let base = s.base.clone();
+        async move { node("monitor.mjs", &[&base, &interaction.to_string()]).await }
+    });
+    let whisper = bruno
+        .expect_where("chat.message", |f| f["text"] == "Biete die Gutschrift an.")
+        .await;
+    assert_eq!(whisper["whisper"], true);
+    assert_eq!(whisper["author"]["kind"], "supervisor");
+    vera.ws
+        .expect_where("chat.joined", |f| f["name"] == "Sam Supervisor")
+        .await;
+    vera.hears("Ich übernehme das Gespräch.").await;
+    assert!(
+        vera.ws
+            .seen
+            .iter()
+            .all(|f| !f.to_string().contains("Gutschrift")),
+        "the visitor never got the whisper"
+    );
+    vera.say("v-2", "Danke, sehr nett!").await;
+    println!("{}", browser.await.expect("browser task"));
     s.stop().await;
 }
 
@@ -120,4 +150,177 @@ async fn wallboard_in_chromium() {
         .expect_where("presence.changed", |f| f["to"]["reason"] == "break")
         .await;
     s.stop().await;
+}
+
+/// The agent console in chromium: bruno signs in and goes ready; a German visitor's chat is
+/// offered to him with a countdown; he accepts and sees the message, the customer's history and
+/// her typing; a second chat comes in beside it, into which he invites alice. He answers both
+/// with the `/hi` text module (each visitor's name filled in; she sees him typing first) and
+/// sees the read receipt; he reloads the page and finds his work again; the second visitor
+/// ends her chat, bruno ends the first; each goes through wrap-up. Then an email is offered: a
+/// plain card he rejects once, then accepts and transfers to alice.
+/// The visitors are real chat sockets here (`visitors`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_chromium() {
+    let s = TestServer::start(Db::Sqlite).await;
+    let sam = s.demo_login("sam").await;
+    let mut feed = Feed::connect(&s, &sam).await;
+    let (_, me) = s.get("/api/v1/me", &s.demo_login("bruno").await).await;
+    let bruno = me["id"].as_i64().expect("bruno's id");
+    // Alice, a colleague bruno invites into a chat and transfers an email to.
+    let alice_token = s.demo_login("alice").await;
+    let mut alice = Console::connect(&s, &alice_token).await;
+    alice.ready().await;
+    let (_, me) = s.get("/api/v1/me", &alice_token).await;
+    let alice_id = me["id"].as_i64().expect("alice's id");
+    // A returning customer: the screen pop shows her earlier email.
+    let vera = s
+        .create(
+            "/api/v1/customers",
+            &sam,
+            json!({ "name": "Vera Vogel", "language": "de" }),
+        )
+        .await;
+    s.create(
+        "/api/v1/customer-identities",
+        &sam,
+        json!({ "customer_id": vera, "kind": "email", "value": "vera@example.com" }),
+    )
+    .await;
+    s.create(
+        "/api/v1/interactions",
+        &sam,
+        json!({ "channel": "email", "customer_id": vera, "language": "de", "state": "done", "subject": "Rechnung März" }),
+    )
+    .await;
+
+    let mut browser = tokio::spawn({
+        let (base, alice) = (s.base.clone(), alice_id.to_string());
+        async move { node("console.mjs", &[&base, &alice]).await }
+    });
+    {
+        let visitors = visitors(&s, &mut feed, &mut alice, &sam, bruno, vera);
+        tokio::pin!(visitors);
+        // A browser script that fails early is reported at once.
+        let visitors_done = tokio::select! {
+            output = &mut browser => {
+                output.expect("the console script passes");
+                false
+            }
+            () = &mut visitors => true,
+        };
+        if visitors_done {
+            browser.await.expect("the console script passes");
+        } else {
+            visitors.await;
+        }
+    }
+    s.stop().await;
+}
+
+/// The other side of `console_in_chromium`: two visitors chat with bruno (each step waits for
+/// what his console did) and alice joins one of the chats; then an email comes in for bruno,
+/// which he transfers to alice.
+async fn visitors(
+    s: &TestServer,
+    feed: &mut Feed,
+    alice: &mut Console,
+    sam: &str,
+    bruno: i64,
+    vera: i64,
+) {
+    let ready = feed
+        .until("bruno ready", |f| {
+            common::feed::agent_of(f, bruno).is_some_and(|a| a["presence"]["presence"] == "ready")
+        })
+        .await;
+    let mut first = Visitor::start(
+        s,
+        json!({ "name": "Vera Vogel", "email": "vera@example.com", "language": "de" }),
+    )
+    .await;
+    first
+        .say(
+            "v-1",
+            "Guten Tag, ich habe eine Frage zu meiner Rechnung. Können Sie mir bitte helfen?",
+        )
+        .await;
+    let read = first
+        .ws
+        .expect_where("chat.read", |f| f["party"]["kind"] == "agent")
+        .await;
+    assert_eq!(
+        read["party"]["id"], bruno,
+        "bruno's console read it: {read}"
+    );
+
+    // Bruno has the first chat open: he sees her typing, and a second chat comes in beside it.
+    first
+        .frame(json!({ "type": "chat.typing", "on": true }))
+        .await;
+    let mut second = Visitor::start(s, json!({ "name": "Klara Klein", "language": "de" })).await;
+    second
+        .say(
+            "k-1",
+            "Hallo, mein Paket ist noch nicht angekommen. Wo bleibt meine Bestellung?",
+        )
+        .await;
+
+    first
+        .ws
+        .expect_where("chat.typing", |f| {
+            f["party"]["kind"] == "agent" && f["on"] == true
+        })
+        .await;
+    let answer = first
+        .hears("Hallo Vera Vogel, danke für Ihre Nachricht. Wie kann ich helfen?")
+        .await;
+    assert_eq!(answer["author"]["id"], bruno, "{answer}");
+    first
+        .frame(json!({ "type": "chat.read", "up_to": answer["id"] }))
+        .await;
+    // Bruno invites alice into the second chat: she gets its transcript, the visitor sees her.
+    let transcript = alice.expect("chat.transcript").await;
+    assert!(
+        transcript["messages"][0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("Paket")),
+        "{transcript}"
+    );
+    second
+        .ws
+        .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
+        .await;
+    second
+        .hears("Hallo Klara Klein, danke für Ihre Nachricht. Wie kann ich helfen?")
+        .await;
+    second.frame(json!({ "type": "chat.end" })).await;
+    let ended = second.ws.expect("chat.ended").await;
+    assert_eq!(ended["reason"], "visitor");
+    let ended = first.ws.expect("chat.ended").await;
+    assert_eq!(ended["reason"], "agent");
+
+    // Back from wrap-up, bruno gets an email.
+    let since = common::feed::agent_of(&ready, bruno).and_then(|a| a["since"].as_i64());
+    feed.until("bruno ready again", |f| {
+        common::feed::agent_of(f, bruno)
+            .is_some_and(|a| a["presence"]["presence"] == "ready" && a["since"].as_i64() > since)
+    })
+    .await;
+    let (_, queues) = s.get("/api/v1/queues?name=Support%20DE", sam).await;
+    let support_de = queues["items"][0]["id"].clone();
+    let email = s
+        .create(
+            "/api/v1/interactions",
+            sam,
+            json!({ "channel": "email", "queue_id": support_de, "customer_id": vera, "language": "de", "subject": "Mahnung" }),
+        )
+        .await;
+    // Bruno rejects it once, then takes it and transfers it to alice.
+    alice
+        .expect_where("offer", |f| f["interaction"] == email)
+        .await;
+    alice
+        .ok(json!({ "type": "offer.accept", "interaction": email }))
+        .await;
 }

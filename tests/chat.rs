@@ -561,7 +561,108 @@ async fn the_supervisor_feed_follows_a_chat(db: Db) {
     s.stop().await;
 }
 
+async fn agents_see_their_colleagues_by_name_only(db: Db) {
+    let s = TestServer::start(db).await;
+    let bruno = s.demo_login("bruno").await;
+    let (status, colleagues) = s.get("/api/v1/colleagues", &bruno).await;
+    assert_eq!(status, StatusCode::OK, "{colleagues}");
+    let alice = colleagues["items"]
+        .as_array()
+        .and_then(|items| items.iter().find(|u| u["display_name"] == "Alice Andersen"))
+        .expect("Alice is listed");
+    assert_eq!(alice["role"], "agent");
+    assert!(alice.get("username").is_none() && alice.get("sip_username").is_none());
+    let (status, _) = s.get("/api/v1/colleagues", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    s.stop().await;
+}
+
+/// The visitor asks for the transcript: it goes by email (SMTP, to a real receiver) from the
+/// widget mailbox's address, with the visible messages and without the agents' whispers.
+async fn the_visitor_gets_the_transcript_by_email(db: Db) {
+    use common::mail::{Dovecot, SmtpReceiver, MAIL_WAIT, PASSWORD};
+    use vacd::channels::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
+    let dovecot = Dovecot::start().await;
+    let smtp = SmtpReceiver::start().await;
+    let account = MailAccountConfig {
+        address: "support@demo.vacd.test".into(),
+        protocol: Protocol::Imap,
+        host: "127.0.0.1".into(),
+        port: dovecot.imap_port,
+        security: Security::Plain,
+        username: "support".into(),
+        password: PASSWORD.into(),
+        folder: "INBOX".into(),
+        after_fetch: AfterFetch::Delete,
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: smtp.port,
+            security: Security::Plain,
+            username: None,
+            password: None,
+        }),
+        auto_reply_template: None,
+        ca_file: None,
+    };
+    let s = TestServer::start_with(db, |c| {
+        c.channels.poll_interval_ms = 100;
+        c.channels.reload_interval_ms = 100;
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let (mut diego, _) = ready(&s, "diego").await;
+    let mut vera =
+        Visitor::start(&s, json!({ "language": "en", "email": "vera@example.com" })).await;
+    vera.say("v-1", ENGLISH).await;
+    let (interaction, _) = accept_chat(&mut diego).await;
+    diego
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Only for colleagues", "whisper": true }))
+        .await;
+    diego
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "It ships on Monday." }))
+        .await;
+    vera.hears("It ships on Monday.").await;
+    // The account's sender is up once /ready lists it as up.
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+        if ready["channels"]["mail_accounts"]["file:support@demo.vacd.test"]["up"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail account never came up: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    vera.frame(json!({ "type": "chat.email_transcript" })).await;
+    let sent = vera.ws.expect("chat.transcript_sent").await;
+    assert_eq!(sent["email"], "vera@example.com");
+    let mail = smtp
+        .expect("the transcript", |m| m.raw.contains("It ships on Monday."))
+        .await;
+    assert!(
+        mail.raw.contains("Vera Visitor: Hello, I have a question"),
+        "{}",
+        mail.raw
+    );
+    assert!(
+        !mail.raw.contains("Only for colleagues"),
+        "no whispers: {}",
+        mail.raw
+    );
+    assert!(mail
+        .header("To")
+        .is_some_and(|to| to.contains("vera@example.com")));
+    assert!(mail
+        .header("From")
+        .is_some_and(|f| f.contains("support@demo.vacd.test")));
+    s.stop().await;
+}
+
 on_both_backends!(
+    the_visitor_gets_the_transcript_by_email,
+    agents_see_their_colleagues_by_name_only,
     the_supervisor_feed_follows_a_chat,
     one_address_is_limited_in_new_chats_and_messages,
     a_german_visitor_chats_with_the_german_speaking_agent,

@@ -18,8 +18,8 @@
 
   const german = browserLanguage.startsWith("de");
   const t = german
-    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", offline: "Senden" }
-    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", offline: "Send" };
+    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", mail: "Verlauf per E-Mail", mailed: "Verlauf gesendet an", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", offline: "Senden" }
+    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", mail: "Email me the transcript", mailed: "Transcript sent to", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", offline: "Send" };
 
   const host = document.createElement("div");
   host.id = "vacd-chat";
@@ -68,7 +68,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
 .body{flex:1;display:flex;flex-direction:column;min-height:0;overflow-y:auto}
 .composer{display:flex;flex-direction:row;gap:.4em;padding:.6em;border-top:1px solid #ddd}
 .composer textarea{flex:1;resize:none;height:2.6em}
-.end{background:#666;margin:0 .6em .6em;align-self:flex-end}
+.actions{display:flex;justify-content:flex-end;gap:.4em;margin:0 .6em .6em}.end{background:#666}
 @media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-height:100vh;height:100vh;border-radius:0}}`;
   }
 
@@ -157,6 +157,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
   const input = el("textarea", { "aria-label": t.first, rows: 1, maxlength: 4000 });
   const composer = el("form", { class: "composer" }, input, el("button", { type: "submit", text: t.send }));
   const endButton = el("button", { class: "end", type: "button", text: t.end, onclick: () => send({ type: "chat.end" }) });
+  const mailButton = el("button", { class: "end", type: "button", text: t.mail, onclick: () => send({ type: "chat.email_transcript" }) });
   let typingTimer = null;
   let typingOn = false;
 
@@ -177,7 +178,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
   });
 
   function showChat() {
-    body.replaceChildren(log, status, composer, endButton);
+    body.replaceChildren(log, status, composer, el("div", { class: "actions" }, mailButton, endButton));
     input.focus();
   }
 
@@ -290,6 +291,9 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       case "chat.idle_warning":
         note(t.idle);
         break;
+      case "chat.transcript_sent":
+        note(`${t.mailed} ${frame.email}`);
+        break;
       case "chat.ended":
         finish();
         break;
@@ -305,7 +309,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     localStorage.removeItem(storeKey);
     note(t.ended);
     composer.remove();
-    endButton.remove();
+    endButton.parentNode?.remove();
     if (ws) ws.close();
   }
 

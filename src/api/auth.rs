@@ -213,3 +213,27 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<se
         state.store.get(&USERS, who.tenant_id, who.user_id).await?,
     ))
 }
+
+/// `GET /api/v1/colleagues`: the users of the caller's tenant by id, name and role — what any
+/// agent needs to invite or transfer to a colleague (the users resource itself is for team
+/// leads and up).
+#[utoipa::path(get, path = "/api/v1/colleagues", tag = "auth", security(("bearer" = [])),
+    responses((status = 200, description = "`{items: [{id, display_name, role, team_id}]}`"), (status = 401, body = super::error::ErrorBody)))]
+pub async fn colleagues(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>> {
+    let who = caller.user_with(Role::Agent)?;
+    let all = crate::store::ListQuery {
+        filters: Vec::new(),
+        limit: 10_000,
+        offset: 0,
+    };
+    let users = state.store.list(&USERS, who.tenant_id, &all).await?;
+    let items: Vec<serde_json::Value> = users
+        .items
+        .iter()
+        .map(|u| serde_json::json!({ "id": u["id"], "display_name": u["display_name"], "role": u["role"], "team_id": u["team_id"] }))
+        .collect();
+    Ok(Json(serde_json::json!({ "items": items })))
+}

@@ -2,7 +2,8 @@
 //! - `GET /api/v1/chat/widgets/{tenant}/{widget}?language=de`: the widget's look, pre-chat
 //!   form and whether an agent speaking that language is ready to chat now;
 //! - `POST /api/v1/chat/widgets/{tenant}/{widget}/offline`: the offline form, which becomes a
-//!   ticket (channel email) with the visitor's address;
+//!   ticket (channel email, answered from the mailbox's email address) with the visitor's
+//!   address;
 //! - `GET /ws/chat`: the chat itself. The first frame opens a chat (`chat.start`) or returns to
 //!   one (`chat.resume` with the token from `chat.welcome`); then messages, typing, read
 //!   receipts and the end. The protocol is documented in `docs/chat-protocol.md`.
@@ -23,11 +24,17 @@ use vacd_actors::{Channel, QueueId, TenantId};
 
 use super::error::{Error, Result};
 use super::AppState;
-use crate::chat::{language, Attached};
-use crate::store::ChatWidget;
+use crate::channels::sla;
+use crate::chat::Attached;
+use crate::language;
+use crate::store::{ChatWidget, NewWritten};
 
 /// Largest frame a visitor may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+
+/// The socket's read buffer. Chat frames are small and thousands of sockets stay idle, so the
+/// buffers are a few KiB rather than tungstenite's 128 KiB.
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 
 /// How long a new connection may take to say which chat it wants.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
@@ -76,6 +83,10 @@ async fn serving(
     Ok((language, queue))
 }
 
+/// A widget's look and form, and whether an agent can chat in the visitor's language now.
+#[utoipa::path(get, path = "/api/v1/chat/widgets/{tenant}/{widget}", tag = "chat",
+    params(("tenant" = String, Path), ("widget" = String, Path), ("language" = Option<String>, Query)),
+    responses((status = 200, description = "the widget's settings with `available` and `language`"), (status = 404, body = super::error::ErrorBody)))]
 pub async fn widget_info(
     State(state): State<AppState>,
     Path((tenant, address)): Path<(String, String)>,
@@ -111,7 +122,7 @@ pub async fn widget_info(
     Ok(([("cache-control", "no-store")], Json(body)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfflineForm {
     name: Option<String>,
@@ -120,6 +131,10 @@ pub struct OfflineForm {
     language: Option<String>,
 }
 
+/// The widget's offline form: becomes an email ticket of the customer with that address.
+#[utoipa::path(post, path = "/api/v1/chat/widgets/{tenant}/{widget}/offline", tag = "chat",
+    params(("tenant" = String, Path), ("widget" = String, Path)),
+    responses((status = 201, description = "`{interaction}`"), (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 pub async fn offline(
     State(state): State<AppState>,
     Path((tenant, address)): Path<(String, String)>,
@@ -139,15 +154,43 @@ pub async fn offline(
     let name = visitor_name(form.name.as_deref(), &email);
     let detected = language::detect(message);
     let (language, queue) = serving(&state, &widget, detected.or(form.language.as_deref())).await?;
-    let interaction = state
+    let channels = state
+        .channels
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("written channels are not running".into()))?;
+    let address = state
         .store
-        .offline_message(&widget, queue, &name, &email, message, &language)
-        .await?;
+        .widget_reply_address(
+            widget.tenant_id,
+            widget.mailbox_id,
+            widget.service_address_id,
+        )
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no chat widget {address} of tenant {tenant}")))?;
+    let now = crate::store::now_ms();
+    let new = NewWritten {
+        tenant: widget.tenant_id,
+        service_address: address.id,
+        mailbox: widget.mailbox_id,
+        queue,
+        channel: "email",
+        source_key: format!("widget:{}:{email}:{now}", widget.service_address_id),
+        sender_name: Some(name.clone()),
+        contact: Some(email.clone()),
+        identity_kind: "email",
+        recipients: vec![address.address.clone()],
+        subject: format!("Offline message from {name}"),
+        text: message.to_owned(),
+        language: Some(language),
+        first_answer_due: sla::first_answer_due(
+            now,
+            address.sla_seconds,
+            address.business_hours.as_deref(),
+        ),
+        ..NewWritten::default()
+    };
+    let interaction = channels.accept(&new).await?.interaction;
     tracing::info!(tenant, interaction, "offline chat form became a ticket");
-    let row = json!({ "id": interaction, "queue_id": queue, "state": "new", "channel": "email", "language": language });
-    if let Err(e) = state.routing.enqueue(widget.tenant_id, &row).await {
-        tracing::warn!(tenant, interaction, error = %e, "offline ticket not routed");
-    }
     Ok((
         StatusCode::CREATED,
         Json(json!({ "interaction": interaction })),
@@ -192,6 +235,9 @@ pub async fn chat_socket(
         upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
     Ok(upgrade
         .max_message_size(MAX_FRAME_BYTES)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        // Every frame is written out at once: nothing is gathered per idle socket.
+        .write_buffer_size(0)
         .on_upgrade(move |socket| serve(socket, state, peer)))
 }
 
@@ -437,10 +483,32 @@ async fn visitor_frame(
             None => return Some(error("invalid_command", "`up_to` is missing", None)),
         },
         Some("chat.end") => ChatInput::End { by: Party::Visitor },
+        Some("chat.email_transcript") => {
+            if !state.chat.may_send(peer.ip()) {
+                return Some(error(
+                    "rate_limited",
+                    "too many requests from this address",
+                    None,
+                ));
+            }
+            return Some(
+                match email_transcript(state, attached.chat, frame["email"].as_str()).await {
+                    Ok(to) => text(&json!({ "type": "chat.transcript_sent", "email": to })),
+                    Err(e) => {
+                        tracing::info!(chat = attached.chat, error = %e, "chat transcript not sent");
+                        let code = match &e {
+                            Error::Invalid { code, .. } => code,
+                            _ => "transcript_failed",
+                        };
+                        error(code, &e.to_string(), None)
+                    }
+                },
+            );
+        }
         _ => {
             return Some(error(
                 "invalid_command",
-                "expected chat.send, chat.typing, chat.read or chat.end",
+                "expected chat.send, chat.typing, chat.read, chat.email_transcript or chat.end",
                 None,
             ))
         }
@@ -456,4 +524,69 @@ async fn visitor_frame(
             Some(error(e.code(), &e.to_string(), client_id.as_deref()))
         }
     }
+}
+
+/// Emails the chat's transcript (what the visitor saw: no whispers) to the address the visitor
+/// gave at the start, or — only if none was given — to `requested`. Sent from the widget
+/// mailbox's email address like a ticket's answer. The address it went to.
+async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) -> Result<String> {
+    let row = state
+        .store
+        .chat_by_id(chat)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no chat {chat}")))?;
+    let to = match (&row.visitor_email, requested) {
+        (Some(email), _) => email.clone(),
+        (None, Some(email)) => valid_email(email)
+            .ok_or_else(|| Error::invalid("invalid_value", "`email` must be an email address"))?,
+        (None, None) => {
+            return Err(Error::invalid(
+                "invalid_value",
+                "this chat has no email address; send `email`",
+            ))
+        }
+    };
+    let interaction = row
+        .interaction
+        .ok_or_else(|| Error::invalid("empty_chat", "the chat has no messages yet"))?;
+    let widget = state
+        .store
+        .chat_widget_of(row.tenant, row.service_address)
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("the widget of chat {chat} is gone")))?;
+    let messages = state
+        .store
+        .chat_messages(row.tenant, interaction, &row.visitor_name)
+        .await?;
+    let mut body = format!("Your chat with {}\n\n", widget.title);
+    for m in messages.iter().filter(|m| !m.whisper) {
+        body.push_str(&format!("{}: {}\n\n", m.name, m.text));
+    }
+    let channels = state
+        .channels
+        .as_ref()
+        .ok_or_else(|| Error::NotFound("written channels are not running".into()))?;
+    let context = crate::store::ReplyContext {
+        tenant: row.tenant,
+        interaction,
+        channel: "email".into(),
+        subject: format!("Your chat with {}", widget.title),
+        contact: Some(to.clone()),
+        customer_name: Some(row.visitor_name.clone()),
+        language: row.language.clone().unwrap_or_else(|| "en".into()),
+        address: state
+            .store
+            .widget_reply_address(row.tenant, widget.mailbox_id, widget.service_address_id)
+            .await?,
+        thread_ids: Vec::new(),
+        last_inbound: None,
+    };
+    channels
+        .send(&context, &to, &context.subject, &body, true)
+        .await
+        .map_err(|e| Error::Conflict {
+            code: "transcript_failed",
+            message: e.to_string(),
+        })?;
+    Ok(to)
 }

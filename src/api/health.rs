@@ -19,7 +19,15 @@ pub async fn health() -> Json<Value> {
     responses((status = 200, description = "store reachable, migrations applied"), (status = 503, description = "not ready")))]
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     match state.store.ready().await {
-        Ok(true) => (StatusCode::OK, Json(json!({ "status": "ready" }))),
+        Ok(true) => {
+            // Mail servers are outside vacd: one that is down is reported, not a reason to
+            // take vacd out of service.
+            let channels = state.channels.as_ref().map(|c| c.health());
+            (
+                StatusCode::OK,
+                Json(json!({ "status": "ready", "channels": channels })),
+            )
+        }
         Ok(false) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "not_ready", "reason": "migrations pending" })),

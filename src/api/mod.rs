@@ -21,6 +21,7 @@ mod reports;
 pub mod resources;
 mod supervisor;
 mod tenants;
+mod tickets;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,6 +50,8 @@ pub struct AppState {
     openapi: Arc<String>,
     /// The floors the supervisors' feeds watch, one look per tenant.
     floors: supervisor::Floors,
+    /// The written channels (tickets' replies go out through them); `None` until set.
+    pub channels: Option<crate::channels::Channels>,
     /// Today's report figures on `/metrics`, refreshed on scrape.
     report_gauges: crate::report_metrics::ReportGauges,
 }
@@ -76,8 +79,15 @@ impl AppState {
             metrics,
             openapi: Arc::new(openapi),
             floors: supervisor::Floors::default(),
+            channels: None,
             report_gauges: Default::default(),
         }
+    }
+
+    /// The state with the written channels to answer tickets through.
+    pub fn with_channels(mut self, channels: crate::channels::Channels) -> AppState {
+        self.channels = Some(channels);
+        self
     }
 }
 
@@ -90,6 +100,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/v1/auth/login", post(auth::login))
         .route("/api/v1/auth/logout", post(auth::logout))
         .route("/api/v1/me", get(auth::me))
+        .route("/api/v1/colleagues", get(auth::colleagues))
         .route("/ws/agent", get(console::agent_socket))
         .route("/ws/supervisor", get(supervisor::supervisor_socket))
         .route("/ws/chat", get(chat::chat_socket))
@@ -105,6 +116,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/wallboard.js", get(pages::wallboard_js))
         .route("/widget.js", get(pages::widget_js))
         .route("/demo", get(pages::demo))
+        .route("/console", get(pages::console))
+        .route("/console.js", get(pages::console_js))
         .route(
             "/api/v1/agents/{agent}/status",
             axum::routing::put(supervisor::set_status),
@@ -119,6 +132,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             axum::routing::put(calls::start).delete(calls::stop),
         )
         .merge(tenants::routes())
+        .merge(tickets::routes())
         .merge(resources::routes())
         .fallback(|| async { error::Error::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { error::Error::MethodNotAllowed })

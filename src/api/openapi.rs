@@ -11,13 +11,13 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required,
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{auth, calls, health, interactions, tenants};
+use super::{auth, calls, chat, health, interactions, tenants};
 use crate::catalog::{Column, Kind, Resource, RESOURCES};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vacd admin API", description = "Tenants, mailboxes, queues, skills, users and everything else vacd routes with. Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(auth::login, auth::logout, auth::me, tenants::list, tenants::create, tenants::read, tenants::update, tenants::remove, health::health, health::ready, health::metrics, calls::start, calls::stop, interactions::move_interaction),
+    paths(auth::login, auth::logout, auth::me, auth::colleagues, chat::widget_info, chat::offline, tenants::list, tenants::create, tenants::read, tenants::update, tenants::remove, health::health, health::ready, health::metrics, calls::start, calls::stop, interactions::move_interaction),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
@@ -39,6 +39,7 @@ impl Modify for BearerAuth {
 /// Builds the whole document; called once at start.
 pub fn document() -> Document {
     let mut doc = Fixed::openapi();
+    doc.merge(super::tickets::TicketPaths::openapi());
     for resource in RESOURCES {
         add_resource(&mut doc, resource);
     }
@@ -86,6 +87,12 @@ fn column_schema(c: &Column) -> Schema {
             ObjectBuilder::new()
                 .min_length(Some(8))
                 .max_length(Some(256))
+                .write_only(Some(true)),
+        ),
+        Kind::Secret { max_len } => (
+            Type::String,
+            ObjectBuilder::new()
+                .max_length(Some(max_len))
                 .write_only(Some(true)),
         ),
         Kind::SipUser => (

@@ -379,7 +379,7 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
             }
             Ok(Value::Int(Some(v)))
         }
-        Kind::Text { max_len } => {
+        Kind::Text { max_len } | Kind::Secret { max_len } => {
             let s = json.as_str().ok_or_else(|| wrong("a string"))?;
             if s.trim().is_empty() && c.required {
                 return Err(Error::invalid(

@@ -7,7 +7,6 @@
 //! (interaction → actor) are written by the actors themselves when they start and stop;
 //! `consoles` ((tenant, agent) → the console's chat frames) by the console sockets.
 
-pub mod language;
 mod session;
 
 use std::net::IpAddr;

@@ -20,7 +20,8 @@ use vacd_actors::{
     AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId,
 };
 
-use super::{language, Error, Inner};
+use super::{Error, Inner};
+use crate::language;
 use crate::store::{ChatRow, ChatWidget};
 
 pub(crate) enum ChatMsg {

@@ -227,6 +227,17 @@ impl Store {
         row.as_ref().map(chat_row).transpose()
     }
 
+    /// The chat with id `id`.
+    pub async fn chat_by_id(&self, id: i64) -> Result<Option<ChatRow>> {
+        let row = sqlx::query(&format!(
+            "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(chat_row).transpose()
+    }
+
     /// Chats still open (to bring back after a restart).
     pub async fn open_chats(&self) -> Result<Vec<ChatRow>> {
         let rows = sqlx::query(&format!(
@@ -408,51 +419,6 @@ impl Store {
             Some(row) => Some(row.try_get("display_name")?),
             None => None,
         })
-    }
-
-    /// The offline form of `widget` as a ticket: an email interaction (state `new`, for routing)
-    /// of the customer with this address, holding the visitor's message. Its id.
-    pub async fn offline_message(
-        &self,
-        widget: &ChatWidget,
-        queue: Option<i64>,
-        name: &str,
-        email: &str,
-        message: &str,
-        language: &str,
-    ) -> Result<i64> {
-        let mut tx = self.begin().await?;
-        let now = now_ms();
-        let tenant = widget.tenant_id;
-        let customer = find_or_create(&mut tx, tenant, "email", email, name, now).await?;
-        let interaction: i64 = sqlx::query(
-            "INSERT INTO interactions \
-             (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, subject, created_at) \
-             VALUES ($1, 'email', $2, $3, $4, $5, 0, 'new', $6, $7) RETURNING id",
-        )
-        .bind(tenant)
-        .bind(widget.mailbox_id)
-        .bind(queue)
-        .bind(customer)
-        .bind(language.to_owned())
-        .bind(format!("Offline message from {name}"))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
-        sqlx::query(
-            "INSERT INTO messages (tenant_id, interaction_id, direction, author, body, created_at) \
-             VALUES ($1, $2, 'in', $3, $4, $5)",
-        )
-        .bind(tenant)
-        .bind(interaction)
-        .bind(email.to_owned())
-        .bind(message.to_owned())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(interaction)
     }
 
     /// Closes a chat for `reason`.

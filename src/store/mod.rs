@@ -25,6 +25,7 @@ mod routing;
 mod sessions;
 mod sip;
 mod tenants;
+mod tickets;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -44,6 +45,10 @@ pub use routing::OutputBatch;
 pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};
 pub use tenants::Tenant;
+pub use tickets::{
+    Ingested, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outcome, ReplyContext,
+    WrittenAddress,
+};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");

@@ -1,8 +1,9 @@
 // Browser test of the chat widget: Debian's chromium (headless) driven by playwright-core.
 // 1. The widget's gzipped size is printed and held to its 15 KB budget.
-// 2. A German visitor on /demo (phone-sized viewport) sees the chat launcher (the Rust side has
-//    Bruno ready), fills the pre-chat form, writes, and reads the agent's answer; after a reload
-//    the transcript is still there.
+// 2. Agent Bruno signs in on /console and goes ready (one browser context); a German visitor on
+//    /demo (another context, phone-sized) sees the chat launcher, fills the pre-chat form and
+//    writes; Bruno accepts the offer on /console and answers; the visitor reads the answer, and
+//    after a reload the transcript is still there.
 // 3. A French visitor (nobody ready) gets the offline form and sends it using the keyboard only.
 // Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
 import { gzipSync } from "node:zlib";
@@ -24,6 +25,15 @@ const browser = await chromium.launch({
          "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
 try {
+  const agent = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
+  agent.setDefaultTimeout(WAIT);
+  await agent.goto(`${base}/console`);
+  await agent.getByLabel("User").fill("bruno");
+  await agent.getByLabel("Password").fill("demo-password");
+  await agent.getByRole("button", { name: "Sign in" }).click();
+  await agent.getByRole("button", { name: "Ready" }).click();
+  await agent.locator("#presence", { hasText: "ready (inbound)" }).waitFor();
+
   const german = await browser.newContext({ locale: "de-DE", viewport: { width: 390, height: 780 } });
   const page = await german.newPage();
   page.setDefaultTimeout(WAIT);
@@ -37,7 +47,15 @@ try {
   await dialog.getByLabel("Ihre Nachricht").press("Enter");
   const log = dialog.getByRole("log");
   await log.getByText("Frage zu meiner Rechnung").waitFor();
+
+  const offer = agent.locator("article.offer").filter({ has: agent.getByRole("heading", { name: "chat — Vera" }) });
+  await offer.getByRole("button", { name: "Accept" }).click();
+  const panel = agent.getByRole("tabpanel", { name: "chat: Vera" });
+  await panel.getByRole("log", { name: "Transcript" }).getByText("Frage zu meiner Rechnung").waitFor();
+  await panel.getByLabel("Message").fill("Hallo Vera, wie kann ich helfen?");
+  await panel.getByLabel("Message").press("Enter");
   await log.getByText("Hallo Vera, wie kann ich helfen?").waitFor();
+  await agent.screenshot({ path: `${screenshots}/widget-agent.png` });
   await page.screenshot({ path: `${screenshots}/widget-chat.png` });
 
   await page.reload();

@@ -9,6 +9,7 @@
 
 pub mod console;
 pub mod feed;
+pub mod mail;
 pub mod phone;
 pub mod visitor;
 

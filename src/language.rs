@@ -1,6 +1,7 @@
-//! The language of a visitor's text, as the ISO 639-1 code the tenant's language skills use.
-//! Detection (whatlang) is trusted only when it says it is reliable; short greetings are not,
-//! and then the browser's language stands.
+//! The language of a customer's text — a chat message, a mail, an SMS — as the ISO 639-1 code
+//! the tenant's language skills use. No I/O. Detection (whatlang) is trusted only when it says
+//! it is reliable; short texts are not, and then the browser's or the mailbox's language
+//! stands.
 
 use whatlang::Lang;
 
@@ -59,6 +60,10 @@ mod tests {
         assert_eq!(
             detect("Hello, I have a question about my last invoice and the delivery date."),
             Some("en")
+        );
+        assert_eq!(
+            detect("Bonjour, je voudrais savoir pourquoi ma facture est si élevée ce mois-ci."),
+            Some("fr")
         );
         assert_eq!(detect("ok"), None);
     }

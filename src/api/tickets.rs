@@ -1,0 +1,467 @@
+//! The ticket desk's REST API, for the agent console (documented in `docs/tickets.md`):
+//! `GET /api/v1/tickets/{id}` (thread, customer, history), `POST …/preview` and `…/reply`
+//! (a template and/or text, variables filled, sent through the ticket's channel), `…/notes`,
+//! `…/forward`, `…/close`, `…/reopen`, `PUT …/follow-up`; and the SMS gateway's webhook
+//! `POST /api/v1/sms/inbound` (its own bearer token). Agents and above, own tenant only.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value as Json_};
+use utoipa::{OpenApi, ToSchema};
+use vacd_actors::{Input, InteractionId, TenantId};
+
+use super::auth::{self, Caller};
+use super::error::{Error, Result};
+use super::AppState;
+use crate::catalog::Role;
+use crate::channels::{self, reply, sms, Channels};
+use crate::store::{self, NewOutbound, Principal};
+
+/// The ticket desk's part of the OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        ticket,
+        preview,
+        send_reply,
+        note,
+        forward,
+        close,
+        reopen,
+        follow_up,
+        sms_inbound
+    ),
+    components(schemas(
+        ReplyRequest,
+        NoteRequest,
+        ForwardRequest,
+        FollowUpRequest,
+        sms::InboundSms
+    ))
+)]
+pub struct TicketPaths;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tickets/{id}", get(ticket))
+        .route("/api/v1/tickets/{id}/preview", post(preview))
+        .route("/api/v1/tickets/{id}/reply", post(send_reply))
+        .route("/api/v1/tickets/{id}/notes", post(note))
+        .route("/api/v1/tickets/{id}/forward", post(forward))
+        .route("/api/v1/tickets/{id}/close", post(close))
+        .route("/api/v1/tickets/{id}/reopen", post(reopen))
+        .route("/api/v1/tickets/{id}/follow-up", put(follow_up))
+        .route("/api/v1/sms/inbound", post(sms_inbound))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplyRequest {
+    /// A template name; its subject and body are used unless `subject` / `body` are given.
+    template: Option<String>,
+    subject: Option<String>,
+    body: Option<String>,
+    /// Close the ticket with this reply (default: answered, waiting for the customer).
+    close: bool,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoteRequest {
+    body: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardRequest {
+    to: String,
+    #[serde(default)]
+    body: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FollowUpRequest {
+    /// Unix ms; `null` clears it.
+    at: Option<i64>,
+}
+
+fn ticket_id(raw: &str) -> Result<i64> {
+    raw.parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("no ticket {raw}")))
+}
+
+fn channels_of(state: &AppState) -> Result<&Channels> {
+    state.channels.as_ref().ok_or_else(|| Error::Conflict {
+        code: "channels_stopped",
+        message: "the written channels are not running".into(),
+    })
+}
+
+fn refusal(e: channels::Error) -> Error {
+    let message = e.to_string();
+    match e {
+        channels::Error::Store(e) => Error::Internal(e),
+        channels::Error::UnknownTemplate(_) => Error::invalid("unknown_template", message),
+        channels::Error::NoRecipient => Error::invalid("no_recipient", message),
+        channels::Error::NotConfigured(_) => Error::Conflict {
+            code: "not_configured",
+            message,
+        },
+        channels::Error::Smtp(_) | channels::Error::Sms(_) | channels::Error::Letter(_) => {
+            tracing::warn!(error = %message, "answer not sent");
+            Error::Conflict {
+                code: "send_failed",
+                message,
+            }
+        }
+    }
+}
+
+async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
+    state
+        .store
+        .user_name(who.tenant_id, vacd_actors::AgentId(who.user_id as u64))
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("no user {}", who.user_id)))
+}
+
+/// Ends the ticket's routing work: a connected ticket goes to wrap-up, a waiting one leaves
+/// its queue, a finished one needs nothing. Routing's own view decides (the stored state may
+/// lag behind it), so `End` is tried first, then `Abandon`.
+async fn finish_routing(state: &AppState, tenant: i64, id: i64) {
+    let interaction = InteractionId(id as u64);
+    let router = state.routing.router();
+    let tenant_id = TenantId(tenant as u64);
+    if router
+        .input(tenant_id, Input::End { interaction })
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    if let Err(e) = router
+        .input(tenant_id, Input::Abandon { interaction })
+        .await
+    {
+        tracing::debug!(tenant, interaction_id = id, error = %e, "ticket had no routing work left");
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/tickets/{id}", tag = "tickets", params(("id" = i64, Path, description = "the ticket's interaction")), security(("bearer" = [])),
+    responses((status = 200, description = "the ticket with its thread, customer and history (docs/tickets.md)"), (status = 404, body = super::error::ErrorBody)))]
+async fn ticket(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>> {
+    let who = caller.user_with(Role::Agent)?;
+    Ok(Json(
+        state.store.ticket(who.tenant_id, ticket_id(&id)?).await?,
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/preview", tag = "tickets", request_body = ReplyRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "`{subject, body, to}` as a reply would send them"), (status = 422, body = super::error::ErrorBody)))]
+async fn preview(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<ReplyRequest>, JsonRejection>,
+) -> Result<Json<Json_>> {
+    let who = caller.user_with(Role::Agent)?;
+    let Json(request) = body?;
+    let ctx = state
+        .store
+        .reply_context(who.tenant_id, ticket_id(&id)?)
+        .await?;
+    let agent = agent_name(&state, &who).await?;
+    let composed = reply::compose(
+        &state.store,
+        &ctx,
+        request.template.as_deref(),
+        request.body.as_deref(),
+        Some(&agent),
+    )
+    .await
+    .map_err(refusal)?;
+    let subject = request.subject.unwrap_or(composed.subject);
+    Ok(Json(
+        json!({ "subject": subject, "body": composed.body, "to": ctx.contact }),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reply", tag = "tickets", request_body = ReplyRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, description = "sent through the ticket's channel"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+async fn send_reply(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<ReplyRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Json_>)> {
+    let who = caller.user_with(Role::Agent)?;
+    let Json(request) = body?;
+    let channels = channels_of(&state)?;
+    let id = ticket_id(&id)?;
+    let ctx = state.store.reply_context(who.tenant_id, id).await?;
+    if request.template.is_none() && request.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
+        return Err(Error::invalid("empty_reply", "give a template or a body"));
+    }
+    let agent = agent_name(&state, &who).await?;
+    let composed = reply::compose(
+        &state.store,
+        &ctx,
+        request.template.as_deref(),
+        request.body.as_deref(),
+        Some(&agent),
+    )
+    .await
+    .map_err(refusal)?;
+    let subject = request.subject.unwrap_or(composed.subject);
+    let to = ctx
+        .contact
+        .clone()
+        .ok_or_else(|| refusal(channels::Error::NoRecipient))?;
+    let sent = channels
+        .send(&ctx, &to, &subject, &composed.body, false)
+        .await
+        .map_err(refusal)?;
+    let status = if request.close { "closed" } else { "answered" };
+    let message = state
+        .store
+        .record_outbound(&NewOutbound {
+            tenant: who.tenant_id,
+            interaction: id,
+            author: agent,
+            agent: Some(who.user_id),
+            subject: subject.clone(),
+            body: composed.body.clone(),
+            recipients: vec![sent.to.clone()],
+            message_id: sent.message_id.clone(),
+            status,
+            event: "ticket.replied",
+            attachments: sent.document.into_iter().collect(),
+        })
+        .await?;
+    finish_routing(&state, who.tenant_id, id).await;
+    tracing::info!(
+        tenant = who.tenant_id,
+        interaction_id = id,
+        agent = who.user_id,
+        message,
+        "ticket answered"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "message": message, "message_id": sent.message_id, "to": sent.to, "subject": subject, "body": composed.body, "status": status }),
+        ),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/notes", tag = "tickets", request_body = NoteRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, description = "an internal note"), (status = 404, body = super::error::ErrorBody)))]
+async fn note(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<NoteRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Json_>)> {
+    let who = caller.user_with(Role::Agent)?;
+    let Json(request) = body?;
+    if request.body.trim().is_empty() {
+        return Err(Error::invalid("empty_note", "a note needs a body"));
+    }
+    let author = agent_name(&state, &who).await?;
+    let message = state
+        .store
+        .add_note(
+            who.tenant_id,
+            ticket_id(&id)?,
+            Some(who.user_id),
+            &author,
+            &request.body,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "message": message }))))
+}
+
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/forward", tag = "tickets", request_body = ForwardRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 201, description = "forwarded by mail"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+async fn forward(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<ForwardRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Json_>)> {
+    let who = caller.user_with(Role::Agent)?;
+    let Json(request) = body?;
+    let channels = channels_of(&state)?;
+    let id = ticket_id(&id)?;
+    let ctx = state.store.reply_context(who.tenant_id, id).await?;
+    if ctx.channel != "email" {
+        return Err(Error::invalid(
+            "not_email",
+            "only email tickets can be forwarded",
+        ));
+    }
+    let ticket = state.store.ticket(who.tenant_id, id).await?;
+    let last_in = ticket["thread"]
+        .as_array()
+        .and_then(|t| t.iter().rev().find(|m| m["direction"] == "in"))
+        .and_then(|m| m["body"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    let text = format!(
+        "{}\n\n---------- Forwarded message ----------\nFrom: {}\nSubject: {}\n\n{last_in}",
+        request.body.unwrap_or_default(),
+        ctx.contact.as_deref().unwrap_or("unknown sender"),
+        ctx.subject
+    );
+    let subject = format!("Fwd: {} {}", ctx.subject, channels::threading::tag(id));
+    let sent = channels
+        .send(&ctx, &request.to, &subject, &text, false)
+        .await
+        .map_err(refusal)?;
+    let agent = agent_name(&state, &who).await?;
+    let status = state.store.ticket(who.tenant_id, id).await?["status"]
+        .as_str()
+        .map(|s| match s {
+            "closed" => "closed",
+            "answered" => "answered",
+            _ => "open",
+        })
+        .unwrap_or("open");
+    let message = state
+        .store
+        .record_outbound(&NewOutbound {
+            tenant: who.tenant_id,
+            interaction: id,
+            author: agent,
+            agent: Some(who.user_id),
+            subject,
+            body: text,
+            recipients: vec![sent.to.clone()],
+            message_id: sent.message_id,
+            status,
+            event: "ticket.forwarded",
+            attachments: Vec::new(),
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "message": message, "to": sent.to })),
+    ))
+}
+
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/close", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "the closed ticket"), (status = 404, body = super::error::ErrorBody)))]
+async fn close(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>> {
+    let who = caller.user_with(Role::Agent)?;
+    let id = ticket_id(&id)?;
+    state
+        .store
+        .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
+        .await?;
+    finish_routing(&state, who.tenant_id, id).await;
+    Ok(Json(state.store.ticket(who.tenant_id, id).await?))
+}
+
+#[utoipa::path(post, path = "/api/v1/tickets/{id}/reopen", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 200, description = "the reopened ticket, routed again"), (status = 404, body = super::error::ErrorBody)))]
+async fn reopen(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Json_>> {
+    let who = caller.user_with(Role::Agent)?;
+    let channels = channels_of(&state)?;
+    let id = ticket_id(&id)?;
+    // The stored state must include what routing did before this request.
+    state.routing.flushed().await;
+    let before = state
+        .store
+        .set_ticket_status(who.tenant_id, id, Some(who.user_id), "open")
+        .await?;
+    if !matches!(
+        before.as_str(),
+        "new" | "queued" | "offered" | "connected" | "wrap_up"
+    ) {
+        channels.route(who.tenant_id, id).await;
+    }
+    Ok(Json(state.store.ticket(who.tenant_id, id).await?))
+}
+
+#[utoipa::path(put, path = "/api/v1/tickets/{id}/follow-up", tag = "tickets", request_body = FollowUpRequest, params(("id" = i64, Path)), security(("bearer" = [])),
+    responses((status = 204, description = "follow-up date set or cleared"), (status = 404, body = super::error::ErrorBody)))]
+async fn follow_up(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: std::result::Result<Json<FollowUpRequest>, JsonRejection>,
+) -> Result<StatusCode> {
+    let who = caller.user_with(Role::Agent)?;
+    let Json(request) = body?;
+    state
+        .store
+        .set_follow_up(
+            who.tenant_id,
+            ticket_id(&id)?,
+            Some(who.user_id),
+            request.at,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/sms/inbound", tag = "tickets", request_body = sms::InboundSms, security(("bearer" = [])),
+    responses((status = 202, description = "`{ticket, outcome}`"), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+async fn sms_inbound(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: std::result::Result<Json<sms::InboundSms>, JsonRejection>,
+) -> Result<(StatusCode, Json<Json_>)> {
+    let channels = channels_of(&state)?;
+    let expected = &channels.config().sms.inbound_token;
+    let given = auth::bearer(&headers)?;
+    if expected.is_empty() || auth::token_hash(given) != auth::token_hash(expected) {
+        return Err(Error::Unauthorized("not the SMS gateway's token"));
+    }
+    let Json(message) = body?;
+    if message.from.trim().is_empty() || message.text.is_empty() {
+        return Err(Error::invalid(
+            "empty_sms",
+            "an SMS needs a sender and a text",
+        ));
+    }
+    let address = state
+        .store
+        .written_address("sms", message.to.trim())
+        .await?
+        .ok_or_else(|| {
+            Error::invalid(
+                "unknown_number",
+                format!("{} is no SMS service number", message.to),
+            )
+        })?;
+    let open = state
+        .store
+        .open_ticket_of(address.tenant, address.id, message.from.trim())
+        .await?;
+    let new = sms::inbound(&message, &address, open, store::now_ms());
+    let ingested = channels.accept(&new).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            json!({ "ticket": ingested.interaction, "outcome": format!("{:?}", ingested.outcome).to_lowercase() }),
+        ),
+    ))
+}

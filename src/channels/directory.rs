@@ -1,0 +1,250 @@
+//! Fax and letter inboxes: a directory per service address, checked every poll interval.
+//! Each TIFF or PDF file dropped there (optionally with `<name>.json` beside it giving
+//! `sender`, `contact` and `subject`) becomes a ticket with the document attached; once the
+//! ticket is committed the files move to `processed/` inside the inbox. A crash in between
+//! leaves the file in place; its source key (`<kind>:<address>:<file name>:<SHA-256>`) tells
+//! the store it is a ticket already, and it is only moved.
+//!
+//! A file is taken only when its size was the same at two checks in a row, so a document still
+//! being written is left for the next round. A document that is not a readable TIFF or PDF
+//! still becomes a ticket (nothing is lost), with a note saying so.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use super::config::{DirectoryConfig, DirectoryKind};
+use super::{sla, Channels};
+use crate::language;
+use crate::store::{NewAttachment, NewWritten};
+
+/// What the side file may say.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct SideFile {
+    sender: Option<String>,
+    contact: Option<String>,
+    subject: Option<String>,
+    text: Option<String>,
+}
+
+/// The kind of document `data` is, if it is one we take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Document {
+    Pdf,
+    Tiff,
+}
+
+impl Document {
+    /// By file extension.
+    pub fn of_name(path: &Path) -> Option<Document> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "pdf" => Some(Document::Pdf),
+            "tif" | "tiff" => Some(Document::Tiff),
+            _ => None,
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Document::Pdf => "application/pdf",
+            Document::Tiff => "image/tiff",
+        }
+    }
+
+    /// Why `data` is not a readable document of this kind, if it is not.
+    pub fn check(self, data: &[u8]) -> Option<&'static str> {
+        match self {
+            Document::Pdf => {
+                let tail = &data[data.len().saturating_sub(1024)..];
+                if !data.starts_with(b"%PDF-") {
+                    Some("the file is not a PDF (no %PDF- header)")
+                } else if !tail.windows(5).any(|w| w == b"%%EOF") {
+                    Some("the PDF is truncated (no %%EOF trailer)")
+                } else {
+                    None
+                }
+            }
+            Document::Tiff => {
+                let header_ok =
+                    data.len() >= 8 && (data.starts_with(b"II*\0") || data.starts_with(b"MM\0*"));
+                if !header_ok {
+                    return Some("the file is not a TIFF (bad header)");
+                }
+                let offset = if data.starts_with(b"II") {
+                    u32::from_le_bytes([data[4], data[5], data[6], data[7]])
+                } else {
+                    u32::from_be_bytes([data[4], data[5], data[6], data[7]])
+                } as usize;
+                (offset < 8 || offset.saturating_add(2) > data.len())
+                    .then_some("the TIFF is truncated (its first directory lies outside the file)")
+            }
+        }
+    }
+}
+
+/// Checks `config.inbox` every poll interval until `stop`.
+pub async fn watch(channels: Channels, config: DirectoryConfig, mut stop: watch::Receiver<bool>) {
+    let mut sizes: HashMap<PathBuf, u64> = HashMap::new();
+    loop {
+        if let Err(e) = scan(&channels, &config, &mut sizes).await {
+            tracing::warn!(inbox = %config.inbox.display(), error = %e, "inbox directory not read");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(channels.config().poll_interval()) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ScanError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("no {kind} service address `{address}` exists")]
+    NoAddress { kind: &'static str, address: String },
+    #[error("store: {0}")]
+    Store(#[from] crate::store::Error),
+}
+
+async fn scan(
+    channels: &Channels,
+    config: &DirectoryConfig,
+    sizes: &mut HashMap<PathBuf, u64>,
+) -> Result<(), ScanError> {
+    let kind = config.kind.as_str();
+    let address = channels
+        .store()
+        .written_address(kind, &config.address)
+        .await?
+        .ok_or_else(|| ScanError::NoAddress {
+            kind,
+            address: config.address.clone(),
+        })?;
+    let mut seen = HashMap::new();
+    for entry in std::fs::read_dir(&config.inbox)? {
+        let entry = entry?;
+        let path = entry.path();
+        let meta = entry.metadata()?;
+        let Some(document) = Document::of_name(&path).filter(|_| meta.is_file()) else {
+            continue;
+        };
+        let size = meta.len();
+        seen.insert(path.clone(), size);
+        if sizes.get(&path) != Some(&size) {
+            continue;
+        }
+        let data = std::fs::read(&path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let side_path = path.with_extension("json");
+        let mut notes = Vec::new();
+        let side = match std::fs::read(&side_path) {
+            Ok(bytes) => serde_json::from_slice::<SideFile>(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(file = %side_path.display(), error = %e, "side file is not valid JSON; ignored");
+                notes.push(format!("the side file {} was not valid JSON: {e}", side_path.display()));
+                SideFile::default()
+            }),
+            Err(_) => SideFile::default(),
+        };
+        if let Some(problem) = document.check(&data) {
+            tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
+            notes.push(format!("{name}: {problem}"));
+        }
+        let hash = hex::encode(Sha256::digest(&data));
+        let sender = side.sender.clone().or_else(|| side.contact.clone());
+        let text = side
+            .text
+            .clone()
+            .unwrap_or_else(|| format!("{} received: {name}", label(config.kind)));
+        let new = NewWritten {
+            tenant: address.tenant,
+            service_address: address.id,
+            mailbox: address.mailbox,
+            queue: address.queue,
+            channel: kind,
+            source_key: format!("{kind}:{}:{name}:{hash}", address.id),
+            sender_name: sender.clone(),
+            contact: side.contact.clone(),
+            identity_kind: match config.kind {
+                DirectoryKind::Fax => "phone",
+                DirectoryKind::Letter => "postal",
+            },
+            subject: side.subject.clone().unwrap_or_else(|| {
+                format!(
+                    "{} from {}",
+                    label(config.kind),
+                    sender.as_deref().unwrap_or("unknown sender")
+                )
+            }),
+            language: side
+                .text
+                .as_deref()
+                .and_then(language::detect)
+                .map(str::to_owned)
+                .or_else(|| address.language.clone()),
+            text,
+            attachments: vec![NewAttachment {
+                filename: name.clone(),
+                content_type: if notes.iter().any(|n| n.starts_with(&name)) {
+                    "application/octet-stream".into()
+                } else {
+                    document.content_type().into()
+                },
+                data,
+            }],
+            notes,
+            first_answer_due: sla::first_answer_due(
+                crate::store::now_ms(),
+                address.sla_seconds,
+                address.business_hours.as_deref(),
+            ),
+            ..NewWritten::default()
+        };
+        channels.accept(&new).await?;
+        let done = config.inbox.join("processed");
+        std::fs::create_dir_all(&done)?;
+        std::fs::rename(&path, done.join(&name))?;
+        if side_path.exists() {
+            if let Some(side_name) = side_path.file_name() {
+                std::fs::rename(&side_path, done.join(side_name))?;
+            }
+        }
+        seen.remove(&path);
+    }
+    *sizes = seen;
+    Ok(())
+}
+
+fn label(kind: DirectoryKind) -> &'static str {
+    match kind {
+        DirectoryKind::Fax => "Fax",
+        DirectoryKind::Letter => "Letter",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_are_checked() {
+        assert_eq!(Document::Pdf.check(b"%PDF-1.4 ... %%EOF\n"), None);
+        assert!(Document::Pdf.check(b"%PDF-1.4 truncated").is_some());
+        assert!(Document::Pdf.check(b"hello").is_some());
+        assert_eq!(Document::Tiff.check(b"II*\0\x08\0\0\0\0\0"), None);
+        assert!(Document::Tiff.check(b"II*\0\xff\0\0\0").is_some());
+        assert!(Document::Tiff.check(b"GIF89a").is_some());
+        assert!(Document::Tiff.check(b"").is_some());
+        assert_eq!(
+            Document::of_name(Path::new("a/Fax.TIFF")),
+            Some(Document::Tiff)
+        );
+        assert_eq!(Document::of_name(Path::new("a/x.json")), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Fetching mail over POP3 (RFC 1939, STLS from RFC 2595): log in, list the messages with
+//! their unique ids (UIDL), retrieve and store each, mark those committed for deletion (DELE)
+//! and end with QUIT, which is when the server deletes them. A crash before QUIT deletes
+//! nothing; the next session fetches the same messages again, and their source keys
+//! (`pop3:<account>:<UIDL>`) tell the store they are tickets already.
+//!
+//! POP3 has no push: sessions repeat every poll interval. Line parsing ([`status`],
+//! [`unstuff`]) is separate from the socket.
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::watch;
+
+use super::transport::{self, MailStream};
+use super::{MailAccount, SessionError};
+use crate::channels::config::Security;
+use crate::channels::Channels;
+
+/// Longest line or message accepted (a message above this is a server fault here).
+const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+struct Connection {
+    stream: BufReader<MailStream>,
+}
+
+impl Connection {
+    async fn line(&mut self) -> Result<String, SessionError> {
+        let mut line = Vec::new();
+        let n = (&mut self.stream)
+            .take(64 * 1024)
+            .read_until(b'\n', &mut line)
+            .await?;
+        if n == 0 {
+            return Err(SessionError::Protocol(
+                "the server closed the connection".into(),
+            ));
+        }
+        Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
+    }
+
+    /// Sends `command` and returns the text after `+OK`.
+    async fn command(&mut self, command: &str) -> Result<String, SessionError> {
+        self.stream
+            .get_mut()
+            .write_all(format!("{command}\r\n").as_bytes())
+            .await?;
+        self.stream.get_mut().flush().await?;
+        let verb = command.split(' ').next().unwrap_or_default();
+        status(&self.line().await?).map_err(|e| SessionError::Protocol(format!("{verb}: {e}")))
+    }
+
+    /// Reads a multi-line response's body up to the terminating `.` line.
+    async fn body(&mut self) -> Result<Vec<u8>, SessionError> {
+        let mut raw = Vec::new();
+        loop {
+            let start = raw.len();
+            let n = self.stream.read_until(b'\n', &mut raw).await?;
+            if n == 0 {
+                return Err(SessionError::Protocol(
+                    "the server closed inside a response".into(),
+                ));
+            }
+            let line = &raw[start..];
+            if line == b".\r\n" || line == b".\n" {
+                raw.truncate(start);
+                return Ok(unstuff(&raw));
+            }
+            if raw.len() > MAX_MESSAGE {
+                return Err(SessionError::Protocol(
+                    "response larger than accepted".into(),
+                ));
+            }
+        }
+    }
+}
+
+/// The text of a `+OK` status line, or the server's error.
+fn status(line: &str) -> Result<String, String> {
+    if let Some(rest) = line.strip_prefix("+OK") {
+        Ok(rest.trim().to_owned())
+    } else if let Some(rest) = line.strip_prefix("-ERR") {
+        Err(rest.trim().to_owned())
+    } else {
+        Err(format!("unexpected reply `{line}`"))
+    }
+}
+
+/// Removes the dot-stuffing of a multi-line body (a leading `..` is one `.`).
+fn unstuff(body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    for line in body.split_inclusive(|b| *b == b'\n') {
+        out.extend_from_slice(
+            line.strip_prefix(b".")
+                .filter(|l| l.starts_with(b"."))
+                .unwrap_or(line),
+        );
+    }
+    out
+}
+
+/// `(message number, unique id)` pairs of a UIDL listing.
+fn uidl(body: &[u8]) -> Vec<(u32, String)> {
+    String::from_utf8_lossy(body)
+        .lines()
+        .filter_map(|l| {
+            let (n, id) = l.trim().split_once(' ')?;
+            Some((n.parse().ok()?, id.trim().to_owned()))
+        })
+        .collect()
+}
+
+async fn open(account: &MailAccount) -> Result<Connection, SessionError> {
+    let tcp = transport::connect(&account.host, account.port).await?;
+    let stream = match account.security {
+        Security::Tls => transport::tls(tcp, &account.host, account.ca_file.as_deref()).await?,
+        _ => MailStream::Plain(tcp),
+    };
+    let mut conn = Connection {
+        stream: BufReader::new(stream),
+    };
+    status(&conn.line().await?).map_err(|e| SessionError::Protocol(format!("greeting: {e}")))?;
+    if account.security == Security::Starttls {
+        conn.command("STLS").await?;
+        let MailStream::Plain(tcp) = conn.stream.into_inner() else {
+            return Err(SessionError::Protocol("STLS on a TLS connection".into()));
+        };
+        conn = Connection {
+            stream: BufReader::new(
+                transport::tls(tcp, &account.host, account.ca_file.as_deref()).await?,
+            ),
+        };
+    }
+    conn.command(&format!("USER {}", account.username)).await?;
+    conn.command(&format!("PASS {}", account.password))
+        .await
+        .map_err(|e| SessionError::Login(e.to_string()))?;
+    Ok(conn)
+}
+
+/// Polls until `stop`: one POP3 session per poll interval.
+pub(super) async fn session(
+    channels: &Channels,
+    account: &MailAccount,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), SessionError> {
+    loop {
+        let mut conn = open(account).await?;
+        channels.account_up(&account.key);
+        conn.command("UIDL").await?;
+        let listing = uidl(&conn.body().await?);
+        for (n, id) in listing {
+            conn.command(&format!("RETR {n}")).await?;
+            let raw = conn.body().await?;
+            let source = format!("pop3:{}:{id}", account.key);
+            match super::ingest(channels, account, &source, &raw).await {
+                Ok(()) => {
+                    conn.command(&format!("DELE {n}")).await?;
+                }
+                Err(e) => {
+                    tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
+                }
+            }
+        }
+        conn.command("QUIT").await?;
+        tokio::select! {
+            _ = tokio::time::sleep(channels.config().poll_interval()) => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status("+OK 2 messages"), Ok("2 messages".into()));
+        assert_eq!(
+            status("-ERR no such message"),
+            Err("no such message".into())
+        );
+        assert!(status("* junk").is_err());
+    }
+
+    #[test]
+    fn dot_stuffing_is_undone() {
+        assert_eq!(unstuff(b"a\r\n..b\r\n.c\r\n"), b"a\r\n.b\r\n.c\r\n");
+    }
+
+    #[test]
+    fn uidl_listings() {
+        assert_eq!(
+            uidl(b"1 abc\r\n2 def\r\nbad\r\n"),
+            [(1, "abc".into()), (2, "def".into())]
+        );
+    }
+}

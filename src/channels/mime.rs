@@ -1,0 +1,303 @@
+//! Inbound mail, parsed: bytes from a mail server in, an [`InboundMail`] out — sender, subject,
+//! threading headers, text and HTML bodies (decoded from their transfer encodings and charsets by
+//! `mail-parser`), attachments, and the headers loop protection looks at. No I/O.
+//!
+//! Parsing never fails on content: `mail-parser` reads what it can of broken MIME, an unknown
+//! charset falls back to a lossy UTF-8 reading, and bytes that are no mail at all still become an
+//! [`InboundMail`] whose body is the raw text with a [`Problem`] saying so, so that a ticket is
+//! created for every message that exists. Attachments above the size limit are not kept; the
+//! problem list names them, and the store writes that list as an internal note.
+
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// A mail address with its display name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub name: Option<String>,
+    /// Lowercased address (`erika@example.test`).
+    pub address: String,
+}
+
+impl Mailbox {
+    /// The display name, or the address when there is none.
+    pub fn display(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.address)
+    }
+}
+
+/// One attachment kept with the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    pub filename: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+/// Something about a message that a person should know, kept as an internal note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// The bytes could not be read as a mail at all; the body is the raw text.
+    Unparseable,
+    /// The MIME structure gave no readable body; the raw body text is kept instead.
+    BrokenStructure,
+    /// There is no usable From address: the ticket cannot be answered by mail.
+    NoSender,
+    /// An attachment larger than the limit was dropped.
+    AttachmentTooLarge {
+        filename: String,
+        size: usize,
+        limit: usize,
+    },
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Unparseable => write!(f, "the message could not be parsed as MIME; its raw text is kept as the body"),
+            Problem::BrokenStructure => write!(f, "the MIME structure could not be read; the raw body text is kept"),
+            Problem::NoSender => write!(f, "the message names no sender address; it cannot be answered by mail"),
+            Problem::AttachmentTooLarge { filename, size, limit } => write!(
+                f,
+                "attachment `{filename}` ({size} bytes) exceeds the limit of {limit} bytes and was not kept"
+            ),
+        }
+    }
+}
+
+/// A parsed inbound mail.
+#[derive(Debug, Clone, Default)]
+pub struct InboundMail {
+    /// Without angle brackets.
+    pub message_id: Option<String>,
+    /// Message-IDs this one answers (In-Reply-To, then References), without angle brackets.
+    pub parents: Vec<String>,
+    pub from: Option<Mailbox>,
+    pub to: Vec<String>,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+    pub attachments: Vec<Attachment>,
+    /// `Auto-Submitted`, lowercased (`auto-replied`, `auto-generated`, …; `no` is kept too).
+    pub auto_submitted: Option<String>,
+    /// `Precedence`, lowercased (`bulk`, `list`, `junk`).
+    pub precedence: Option<String>,
+    /// Every header as `(name, raw value)`, for configurable rules.
+    pub headers: Vec<(String, String)>,
+    pub problems: Vec<Problem>,
+}
+
+/// Parses `raw`; attachments above `max_attachment_bytes` are dropped (and listed as problems).
+pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
+    let Some(message) = MessageParser::default().parse(raw) else {
+        return InboundMail {
+            subject: "(unreadable message)".into(),
+            text: String::from_utf8_lossy(raw).into_owned(),
+            problems: vec![Problem::Unparseable, Problem::NoSender],
+            ..InboundMail::default()
+        };
+    };
+    let mut mail = InboundMail {
+        message_id: message.message_id().map(strip_brackets),
+        subject: message.subject().unwrap_or_default().trim().to_owned(),
+        text: message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default(),
+        // Only a real HTML part: mail-parser would render a plain text as HTML here.
+        html: message
+            .html_part(0)
+            .filter(|p| p.is_text_html())
+            .and_then(|p| p.text_contents())
+            .map(str::to_owned),
+        auto_submitted: header_lower(&message, "Auto-Submitted"),
+        precedence: header_lower(&message, "Precedence"),
+        headers: message
+            .headers_raw()
+            .map(|(name, value)| (name.to_owned(), value.trim().to_owned()))
+            .collect(),
+        ..InboundMail::default()
+    };
+    // A message without a text part but with an HTML one: mail-parser renders the HTML as
+    // text for body_text.
+    for value in [message.in_reply_to(), message.references()] {
+        if let Some(ids) = value.as_text_list() {
+            mail.parents.extend(ids.iter().map(|id| strip_brackets(id)));
+        } else if let Some(id) = value.as_text() {
+            mail.parents.push(strip_brackets(id));
+        }
+    }
+    if mail.text.trim().is_empty() && mail.html.is_none() {
+        let raw_body = raw_body(raw);
+        if !raw_body.trim().is_empty() {
+            mail.text = raw_body.trim().to_owned();
+            mail.problems.push(Problem::BrokenStructure);
+        }
+    }
+    mail.from = message
+        .from()
+        .or_else(|| message.sender())
+        .and_then(|a| a.first())
+        .and_then(|a| {
+            let address = a.address()?.trim().to_lowercase();
+            address.contains('@').then(|| Mailbox {
+                name: a
+                    .name()
+                    .map(|n| n.trim().to_owned())
+                    .filter(|n| !n.is_empty()),
+                address,
+            })
+        });
+    if mail.from.is_none() {
+        mail.problems.push(Problem::NoSender);
+    }
+    mail.to = message
+        .to()
+        .into_iter()
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address().map(|s| s.trim().to_lowercase()))
+        .collect();
+    for (n, part) in message.attachments().enumerate() {
+        let filename = part
+            .attachment_name()
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("attachment-{}", n + 1));
+        let data = part.contents();
+        if data.len() > max_attachment_bytes {
+            mail.problems.push(Problem::AttachmentTooLarge {
+                filename,
+                size: data.len(),
+                limit: max_attachment_bytes,
+            });
+            continue;
+        }
+        let content_type = part
+            .content_type()
+            .map(|c| match c.subtype() {
+                Some(sub) => format!("{}/{}", c.ctype(), sub),
+                None => c.ctype().to_owned(),
+            })
+            .unwrap_or_else(|| "application/octet-stream".into());
+        mail.attachments.push(Attachment {
+            filename,
+            content_type: content_type.to_lowercase(),
+            data: data.to_vec(),
+        });
+    }
+    mail
+}
+
+/// The text after the header block of `raw`, read leniently.
+fn raw_body(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    let start = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
+        .unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[start..])
+}
+
+fn header_lower(message: &mail_parser::Message<'_>, name: &str) -> Option<String> {
+    message
+        .header_raw(name)
+        .map(|v| v.trim().to_lowercase())
+        .filter(|v| !v.is_empty())
+}
+
+fn strip_brackets(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_mail() {
+        let raw = b"From: Erika Mustermann <Erika@Example.TEST>\r\nTo: support@demo.vacd.test\r\n\
+Subject: Invoice\r\nMessage-ID: <abc@example.test>\r\nIn-Reply-To: <t1@vacd>\r\n\
+References: <t0@vacd> <t1@vacd>\r\n\r\nHello\r\n";
+        let mail = parse(raw, 1000);
+        assert_eq!(mail.message_id.as_deref(), Some("abc@example.test"));
+        assert_eq!(
+            mail.from,
+            Some(Mailbox {
+                name: Some("Erika Mustermann".into()),
+                address: "erika@example.test".into()
+            })
+        );
+        assert_eq!(mail.to, ["support@demo.vacd.test"]);
+        assert_eq!(mail.subject, "Invoice");
+        assert_eq!(mail.text.trim(), "Hello");
+        assert_eq!(mail.html, None, "no HTML made up for a plain text");
+        assert_eq!(mail.parents, ["t1@vacd", "t0@vacd", "t1@vacd"]);
+        assert!(mail.problems.is_empty());
+    }
+
+    #[test]
+    fn charsets_encodings_html_and_attachments() {
+        let raw = "From: a@b.test\r\nSubject: =?ISO-8859-1?Q?Gr=FC=DFe?=\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: multipart/alternative; boundary=\"b2\"\r\n\r\n--b2\r\n\
+Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+Gr=FC=DFe aus K=F6ln\r\n--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Gr&uuml;&szlig;e</p>\r\n--b2--\r\n\
+--b1\r\nContent-Type: application/pdf; name=\"r.pdf\"\r\nContent-Disposition: attachment; filename=\"r.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQ=\r\n--b1\r\n\
+Content-Type: application/octet-stream; name=\"big.bin\"\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n--b1--\r\n";
+        let mail = parse(raw.as_bytes(), 10);
+        assert_eq!(mail.subject, "Grüße");
+        assert_eq!(mail.text.trim(), "Grüße aus Köln");
+        assert!(mail.html.as_deref().is_some_and(|h| h.contains("<p>")));
+        assert_eq!(mail.attachments.len(), 1);
+        assert_eq!(mail.attachments[0].filename, "r.pdf");
+        assert_eq!(mail.attachments[0].content_type, "application/pdf");
+        assert_eq!(mail.attachments[0].data, b"%PDF-1.4");
+        assert!(matches!(
+            &mail.problems[..],
+            [Problem::AttachmentTooLarge { filename, size: 27, limit: 10 }] if filename == "big.bin"
+        ));
+    }
+
+    #[test]
+    fn an_unknown_charset_and_no_sender() {
+        let raw = b"Subject: x\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nqapla\xff\r\n";
+        let mail = parse(raw, 1000);
+        assert!(mail.text.starts_with("qapla"));
+        assert_eq!(mail.from, None);
+        assert_eq!(mail.problems, [Problem::NoSender]);
+    }
+
+    #[test]
+    fn garbage_never_panics_and_keeps_its_bytes() {
+        for raw in [
+            &b""[..],
+            b"\r\n\r\n",
+            b"Content-Type: multipart/mixed; boundary=\"\r\n\r\n--",
+            b"\xff\xfe\x00",
+        ] {
+            let mail = parse(raw, 10);
+            assert!(mail.problems.contains(&Problem::NoSender));
+        }
+        assert!(parse(b"", 10).problems.contains(&Problem::Unparseable));
+    }
+
+    #[test]
+    fn an_unterminated_multipart_keeps_its_text() {
+        let raw = b"From: a@x.test\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nbroken part";
+        let mail = parse(raw, 10);
+        assert!(mail.text.contains("broken part"), "{}", mail.text);
+    }
+
+    #[test]
+    fn loop_headers_are_read() {
+        let raw =
+            b"From: daemon@x.test\r\nAuto-Submitted: Auto-Replied\r\nPrecedence: BULK\r\n\r\nbye";
+        let mail = parse(raw, 10);
+        assert_eq!(mail.auto_submitted.as_deref(), Some("auto-replied"));
+        assert_eq!(mail.precedence.as_deref(), Some("bulk"));
+    }
+}

@@ -1,0 +1,374 @@
+//! The written channels: email (IMAP, POP3 in; SMTP out), SMS (an HTTP gateway), fax and letter
+//! (watched directories; letters out as PDF). Every adapter turns what arrives into a
+//! [`NewWritten`](crate::store::NewWritten) and hands it to [`Channels::accept`], which stores it
+//! as a ticket and routes it like any other interaction; answers go out through
+//! [`Channels::send`], which picks the channel's way out.
+//!
+//! The protocol-free parts are separate and tested without I/O: `mime` (parsing), `threading`
+//! (ticket tags and reply headers), `screening` (loops and spam), `template` (variables and
+//! salutations), `language` (detection), `sla` (business-hours deadlines). `reply` composes answers from templates. Start
+//! reading at [`Channels`].
+
+pub mod config;
+pub mod directory;
+pub mod email;
+pub mod letter;
+pub mod mime;
+pub mod reply;
+pub mod screening;
+pub mod sla;
+pub mod sms;
+pub mod template;
+pub mod threading;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde_json::{json, Value as Json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::routing::RoutingHandle;
+use crate::store::{self, Ingested, NewWritten, ReplyContext, Store};
+pub use config::ChannelsConfig;
+use email::MailAccount;
+
+/// Why a message could not go out (or in).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the ticket has no address to answer to")]
+    NoRecipient,
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error("no template `{0}` exists")]
+    UnknownTemplate(String),
+    #[error("sending mail failed: {0}")]
+    Smtp(#[from] email::smtp::SendError),
+    #[error("sending the SMS failed: {0}")]
+    Sms(String),
+    #[error("writing the letter failed: {0}")]
+    Letter(String),
+    #[error("store: {0}")]
+    Store(#[from] store::Error),
+}
+
+/// How an account's server connection stands, for `/ready`.
+#[derive(Debug, Clone, serde::Serialize)]
+struct AccountHealth {
+    up: bool,
+    error: Option<String>,
+    since: i64,
+}
+
+/// What went out.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub message_id: Option<String>,
+    pub to: String,
+    /// A rendered letter: the PDF, kept with the message.
+    pub document: Option<store::NewAttachment>,
+}
+
+/// The running written channels. Cheap to clone.
+#[derive(Clone)]
+pub struct Channels {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    routing: RoutingHandle,
+    config: ChannelsConfig,
+    health: DashMap<String, AccountHealth>,
+    /// The running mail accounts by service address id: where replies are sent from.
+    senders: DashMap<i64, Arc<MailAccount>>,
+    stop: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    http: reqwest::Client,
+    /// Makes generated Message-IDs unique within the millisecond.
+    sequence: AtomicU64,
+}
+
+impl Channels {
+    /// Starts the mail account supervisor and the directory watchers.
+    pub fn start(config: ChannelsConfig, store: Store, routing: RoutingHandle) -> Channels {
+        let (stop, stopped) = watch::channel(false);
+        let channels = Channels {
+            inner: Arc::new(Inner {
+                store,
+                routing,
+                config,
+                health: DashMap::new(),
+                senders: DashMap::new(),
+                stop,
+                tasks: Mutex::new(Vec::new()),
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .unwrap_or_default(),
+                sequence: AtomicU64::new(0),
+            }),
+        };
+        let mut tasks = vec![tokio::spawn(email::supervise(
+            channels.clone(),
+            stopped.clone(),
+        ))];
+        for dir in &channels.inner.config.directories {
+            tasks.push(tokio::spawn(directory::watch(
+                channels.clone(),
+                dir.clone(),
+                stopped.clone(),
+            )));
+        }
+        *channels.tasks() = tasks;
+        channels
+    }
+
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.inner
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Stops fetching: sessions finish the message in hand (what is committed stays
+    /// committed; what is not is fetched again next start).
+    pub async fn shutdown(&self) {
+        let _ = self.inner.stop.send(true);
+        let tasks = std::mem::take(&mut *self.tasks());
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a channel task did not stop in time");
+            }
+        }
+    }
+
+    pub fn config(&self) -> &ChannelsConfig {
+        &self.inner.config
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub(crate) fn account_up(&self, key: &str) {
+        metrics::gauge!(crate::metrics::MAIL_ACCOUNT_UP, "account" => key.to_owned()).set(1.0);
+        self.inner.health.insert(
+            key.to_owned(),
+            AccountHealth {
+                up: true,
+                error: None,
+                since: store::now_ms(),
+            },
+        );
+    }
+
+    /// Records a failed session; returns whether the account had been up.
+    pub(crate) fn account_down(&self, key: &str, error: &str) -> bool {
+        metrics::gauge!(crate::metrics::MAIL_ACCOUNT_UP, "account" => key.to_owned()).set(0.0);
+        metrics::counter!(crate::metrics::MAIL_ACCOUNT_FAILURES, "account" => key.to_owned())
+            .increment(1);
+        let was_up = self.inner.health.get(key).is_some_and(|h| h.up);
+        self.inner.health.insert(
+            key.to_owned(),
+            AccountHealth {
+                up: false,
+                error: Some(error.to_owned()),
+                since: store::now_ms(),
+            },
+        );
+        was_up
+    }
+
+    fn register_account(&self, account: &Arc<MailAccount>) {
+        self.inner
+            .senders
+            .insert(account.address.id, account.clone());
+    }
+
+    fn forget_account(&self, key: &str, address: i64) {
+        self.inner.health.remove(key);
+        self.inner.senders.remove_if(&address, |_, a| a.key == key);
+    }
+
+    /// The state of every mail account, for `/ready`.
+    pub fn health(&self) -> Json {
+        let accounts: serde_json::Map<String, Json> = self
+            .inner
+            .health
+            .iter()
+            .map(|h| (h.key().clone(), json!(h.value())))
+            .collect();
+        json!({ "mail_accounts": accounts })
+    }
+
+    /// Stores an inbound message and routes the ticket if it is new or reopened.
+    pub async fn accept(&self, new: &NewWritten) -> Result<Ingested, store::Error> {
+        let ingested = self.inner.store.ingest(new).await?;
+        let outcome = format!("{:?}", ingested.outcome).to_lowercase();
+        metrics::counter!(crate::metrics::TICKET_MESSAGES, "channel" => new.channel, "outcome" => outcome)
+            .increment(1);
+        tracing::info!(tenant = new.tenant, interaction_id = ingested.interaction, channel = new.channel, outcome = ?ingested.outcome, source = new.source_key, "written message stored");
+        if ingested.needs_routing() {
+            self.route(new.tenant, ingested.interaction).await;
+        } else if ingested.outcome == store::Outcome::Joined {
+            // The stored state may have lagged behind routing: a ticket routing finished
+            // meanwhile is reopened now that the journal has caught up.
+            self.inner.routing.flushed().await;
+            if self
+                .inner
+                .store
+                .reopen_if_finished(new.tenant, ingested.interaction)
+                .await?
+            {
+                self.route(new.tenant, ingested.interaction).await;
+            }
+        }
+        Ok(ingested)
+    }
+
+    /// Enqueues ticket `id` (new or reopened) in routing.
+    pub async fn route(&self, tenant: i64, id: i64) {
+        match self.inner.store.ticket_routing_row(tenant, id).await {
+            Ok(row) => {
+                if let Err(e) = self.inner.routing.enqueue(tenant, &row).await {
+                    // It stays `new` in the store; routing takes it up again at the next start.
+                    tracing::warn!(tenant, interaction_id = id, error = %e, "ticket not routed");
+                }
+            }
+            Err(e) => tracing::error!(tenant, interaction_id = id, error = %e, "ticket not routed"),
+        }
+    }
+
+    pub fn routing(&self) -> &RoutingHandle {
+        &self.inner.routing
+    }
+
+    /// Sends the acknowledgement `template` for the new ticket `ticket`.
+    pub async fn acknowledge(&self, tenant: i64, ticket: i64, template: &str) -> Result<(), Error> {
+        let ctx = self.inner.store.reply_context(tenant, ticket).await?;
+        let composed = reply::compose(&self.inner.store, &ctx, Some(template), None, None).await?;
+        let to = ctx.contact.clone().ok_or(Error::NoRecipient)?;
+        let sent = self
+            .send(&ctx, &to, &composed.subject, &composed.body, true)
+            .await?;
+        self.inner
+            .store
+            .record_outbound(&store::NewOutbound {
+                tenant,
+                interaction: ticket,
+                author: "vacd".into(),
+                agent: None,
+                subject: composed.subject,
+                body: composed.body,
+                recipients: vec![sent.to],
+                message_id: sent.message_id,
+                status: "open",
+                event: "ticket.acknowledged",
+                attachments: Vec::new(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Sends `body` under `subject` to `to` the way the ticket's channel answers: SMTP from the
+    /// service address's account, the SMS gateway, or a PDF letter in the outbox.
+    pub async fn send(
+        &self,
+        ctx: &ReplyContext,
+        to: &str,
+        subject: &str,
+        body: &str,
+        automatic: bool,
+    ) -> Result<Sent, Error> {
+        let address = ctx
+            .address
+            .as_ref()
+            .ok_or_else(|| Error::NotConfigured("the ticket's service address is gone".into()))?;
+        match ctx.channel.as_str() {
+            "email" => {
+                let account = self
+                    .inner
+                    .senders
+                    .get(&address.id)
+                    .map(|a| a.clone())
+                    .ok_or_else(|| {
+                        Error::NotConfigured(format!("no mail account for {}", address.address))
+                    })?;
+                let smtp = account.smtp.as_ref().ok_or_else(|| {
+                    Error::NotConfigured(format!("no SMTP server for {}", address.address))
+                })?;
+                let unique = store::now_ms() * 1000
+                    + (self.inner.sequence.fetch_add(1, Ordering::Relaxed) % 1000) as i64;
+                let message_id =
+                    threading::message_id(&address.address, ctx.interaction, 0, unique);
+                let (in_reply_to, references) = match &ctx.last_inbound {
+                    Some(parent) => (
+                        Some(parent.clone()),
+                        threading::reply_references(parent, &ctx.thread_ids),
+                    ),
+                    None => (None, ctx.thread_ids.clone()),
+                };
+                let out = email::smtp::Outgoing {
+                    from: address.address.clone(),
+                    from_name: None,
+                    to: to.to_owned(),
+                    subject: subject.to_owned(),
+                    body: body.to_owned(),
+                    message_id: message_id.clone(),
+                    in_reply_to,
+                    references,
+                    automatic,
+                };
+                email::smtp::send(smtp, account.ca_file.as_deref(), &out).await?;
+                Ok(Sent {
+                    message_id: Some(message_id),
+                    to: to.to_owned(),
+                    document: None,
+                })
+            }
+            "sms" => {
+                sms::send(
+                    &self.inner.http,
+                    &self.inner.config.sms,
+                    &address.address,
+                    to,
+                    body,
+                )
+                .await?;
+                Ok(Sent {
+                    message_id: None,
+                    to: to.to_owned(),
+                    document: None,
+                })
+            }
+            "letter" | "fax" => {
+                let outbox = self
+                    .inner
+                    .config
+                    .directories
+                    .iter()
+                    .find(|d| d.address == address.address)
+                    .and_then(|d| d.outbox.clone())
+                    .ok_or_else(|| {
+                        Error::NotConfigured(format!("no outbox directory for {}", address.address))
+                    })?;
+                let document = letter::write(&outbox, ctx.interaction, to, subject, body)
+                    .map_err(|e| Error::Letter(e.to_string()))?;
+                Ok(Sent {
+                    message_id: None,
+                    to: to.to_owned(),
+                    document: Some(document),
+                })
+            }
+            other => Err(Error::NotConfigured(format!(
+                "{other} interactions are not answered here"
+            ))),
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! Loop and spam protection for inbound written messages: whether a message becomes a ticket,
+//! and whether it may get an automatic acknowledgement. No I/O; [`screen`] is the one entry.
+//!
+//! - Mail from one of our own service addresses is a loop (our auto-reply or reply came back):
+//!   it is dropped.
+//! - Configured rules match a header (case-insensitive name, substring of the value) and either
+//!   drop the message (spam) or only suppress the auto-reply.
+//! - Machine-sent mail (`Auto-Submitted` other than `no`, `Precedence: bulk|list|junk`, a
+//!   `List-Id`) and mail without a sender become tickets but are never auto-answered
+//!   (RFC 3834 §2).
+
+use serde::{Deserialize, Serialize};
+
+use super::mime::InboundMail;
+
+/// What a rule does with a message it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleAction {
+    /// No ticket: the message is removed from the server with a log line.
+    Drop,
+    /// A ticket, but no acknowledgement.
+    NoAutoReply,
+}
+
+/// A configured screening rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Header name, e.g. `X-Spam-Flag` or `From`.
+    pub header: String,
+    /// Matched as a case-insensitive substring of the header's value.
+    pub contains: String,
+    pub action: RuleAction,
+}
+
+/// The outcome of screening one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Becomes (or joins) a ticket; `auto_reply` says whether an acknowledgement may be sent.
+    Ticket { auto_reply: bool },
+    /// Not a ticket, for the reason given.
+    Drop(String),
+}
+
+/// Screens `mail` arriving at a mailbox whose own addresses are `own` (lowercase).
+pub fn screen(mail: &InboundMail, own: &[String], rules: &[Rule]) -> Verdict {
+    if let Some(from) = &mail.from {
+        if own.contains(&from.address) {
+            return Verdict::Drop(format!(
+                "sent from our own address {} (a loop)",
+                from.address
+            ));
+        }
+    }
+    let mut auto_reply = mail.from.is_some();
+    for rule in rules {
+        let needle = rule.contains.to_lowercase();
+        let hit = mail.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case(&rule.header) && value.to_lowercase().contains(&needle)
+        });
+        if hit {
+            match rule.action {
+                RuleAction::Drop => {
+                    return Verdict::Drop(format!(
+                        "rule {}: {} matched",
+                        rule.header, rule.contains
+                    ))
+                }
+                RuleAction::NoAutoReply => auto_reply = false,
+            }
+        }
+    }
+    let machine = mail.auto_submitted.as_deref().is_some_and(|v| v != "no")
+        || mail
+            .precedence
+            .as_deref()
+            .is_some_and(|p| matches!(p, "bulk" | "list" | "junk"))
+        || mail
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("List-Id"));
+    Verdict::Ticket {
+        auto_reply: auto_reply && !machine,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mime;
+    use super::*;
+
+    fn mail(headers: &str) -> InboundMail {
+        mime::parse(format!("{headers}\r\n\r\nbody").as_bytes(), 100)
+    }
+
+    #[test]
+    fn a_person_gets_an_acknowledgement() {
+        let m = mail("From: erika@example.test");
+        assert_eq!(screen(&m, &[], &[]), Verdict::Ticket { auto_reply: true });
+    }
+
+    #[test]
+    fn machines_and_lists_get_none() {
+        for h in [
+            "From: a@x.test\r\nAuto-Submitted: auto-replied",
+            "From: a@x.test\r\nPrecedence: bulk",
+            "From: a@x.test\r\nList-Id: <news.x.test>",
+            "Subject: no sender",
+        ] {
+            assert_eq!(
+                screen(&mail(h), &[], &[]),
+                Verdict::Ticket { auto_reply: false },
+                "{h}"
+            );
+        }
+        let m = mail("From: a@x.test\r\nAuto-Submitted: no");
+        assert_eq!(screen(&m, &[], &[]), Verdict::Ticket { auto_reply: true });
+    }
+
+    #[test]
+    fn our_own_address_is_a_loop() {
+        let m = mail("From: Support <Support@Demo.test>");
+        assert!(matches!(
+            screen(&m, &["support@demo.test".into()], &[]),
+            Verdict::Drop(_)
+        ));
+    }
+
+    #[test]
+    fn rules_drop_or_silence() {
+        let rules = [
+            Rule {
+                header: "x-spam-flag".into(),
+                contains: "YES".into(),
+                action: RuleAction::Drop,
+            },
+            Rule {
+                header: "From".into(),
+                contains: "@partner.test".into(),
+                action: RuleAction::NoAutoReply,
+            },
+        ];
+        let spam = mail("From: a@x.test\r\nX-Spam-Flag: yes");
+        assert!(matches!(screen(&spam, &[], &rules), Verdict::Drop(_)));
+        let partner = mail("From: b@partner.test");
+        assert_eq!(
+            screen(&partner, &[], &rules),
+            Verdict::Ticket { auto_reply: false }
+        );
+    }
+}

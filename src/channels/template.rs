@@ -1,0 +1,111 @@
+//! Reply templates and text modules: variables (`{{customer.name}}`, `{{ticket.id}}`,
+//! `{{agent.name}}`, …; the single-brace form `{customer.name}` of older templates too) filled
+//! from a [`Vars`] map, and salutations by language. No I/O: the store supplies the texts and
+//! the values.
+//!
+//! An unknown variable is left as written, so a typo shows in the editor's preview instead of
+//! vanishing from the sent mail.
+
+use std::collections::BTreeMap;
+
+/// Variable values by name (`customer.name` → `Erika Mustermann`).
+pub type Vars = BTreeMap<String, String>;
+
+/// `text` with every known variable replaced by its value.
+pub fn render(text: &str, vars: &Vars) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open..];
+        let (double, inner_start) = if after.starts_with("{{") {
+            (true, 2)
+        } else {
+            (false, 1)
+        };
+        let close = if double { "}}" } else { "}" };
+        let replaced = after[inner_start..].find(close).and_then(|end| {
+            let name = after[inner_start..inner_start + end].trim();
+            let valid = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            let value = vars.get(name).filter(|_| valid)?;
+            Some((value, inner_start + end + close.len()))
+        });
+        match replaced {
+            Some((value, consumed)) => {
+                out.push_str(value);
+                rest = &after[consumed..];
+            }
+            None => {
+                let skip = if double { 2 } else { 1 };
+                out.push_str(&after[..skip]);
+                rest = &after[skip..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The salutation that opens a reply in `language` (ISO 639-1) to `name`.
+pub fn salutation(language: &str, name: Option<&str>) -> String {
+    match (language, name) {
+        ("de", Some(n)) => format!("Guten Tag {n},"),
+        ("de", None) => "Guten Tag,".into(),
+        ("fr", Some(n)) => format!("Bonjour {n},"),
+        ("fr", None) => "Bonjour,".into(),
+        ("es", Some(n)) => format!("Hola {n}:"),
+        ("es", None) => "Hola:".into(),
+        (_, Some(n)) => format!("Dear {n},"),
+        (_, None) => "Hello,".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars() -> Vars {
+        [
+            ("customer.name", "Erika"),
+            ("ticket.id", "T-7"),
+            ("agent.name", "Chloé"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn both_brace_forms() {
+        assert_eq!(
+            render(
+                "Hi {{customer.name}}, ticket {ticket.id} — {{ agent.name }}",
+                &vars()
+            ),
+            "Hi Erika, ticket T-7 — Chloé"
+        );
+    }
+
+    #[test]
+    fn unknown_and_broken_placeholders_stay() {
+        assert_eq!(
+            render("{{nope}} {x y} { {{ }} {", &vars()),
+            "{{nope}} {x y} { {{ }} {"
+        );
+        assert_eq!(render("json {\"a\": 1}", &vars()), "json {\"a\": 1}");
+        assert_eq!(render("ünï {{customer.name}}€", &vars()), "ünï Erika€");
+    }
+
+    #[test]
+    fn salutations_by_language() {
+        assert_eq!(
+            salutation("de", Some("Frau Muster")),
+            "Guten Tag Frau Muster,"
+        );
+        assert_eq!(salutation("en", None), "Hello,");
+        assert_eq!(salutation("xx", Some("A")), "Dear A,");
+    }
+}

@@ -1,0 +1,1134 @@
+//! Written channels end to end, on SQLite and PostgreSQL, against real servers on loopback: a
+//! private Dovecot (IMAP, POP3) and aiosmtpd. A mail appended to the mailbox becomes a ticket,
+//! is offered to the agent with the right language, is acknowledged, answered with a template
+//! (the reply reaches the SMTP receiver with the right threading headers), and the customer's
+//! answer lands in the same ticket. Also: a crash between fetching and committing (the vacd
+//! binary, killed), POP3, bad mail, fax/letter directories with PDF out, and SMS.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::console::Console;
+use common::mail::{self, poll, Dovecot, SmtpReceiver, MAIL_WAIT};
+use common::{Db, TestDb, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::Row;
+use vacd::channels::config::{
+    AfterFetch, DirectoryConfig, DirectoryKind, MailAccountConfig, Protocol, Security, SmtpConfig,
+};
+use vacd::config::Config;
+
+const SUPPORT: &str = "support@demo.vacd.test";
+const ERIKA: &str = "Erika Mustermann <erika@example.test>";
+
+fn offer_of(id: i64) -> impl Fn(&Value) -> bool {
+    move |f: &Value| f["interaction"] == id
+}
+
+/// Fast polling for tests.
+fn quick(config: &mut Config) {
+    config.channels.poll_interval_ms = 100;
+    config.channels.reload_interval_ms = 100;
+}
+
+fn imap_account(dovecot: &Dovecot, smtp: Option<&SmtpReceiver>) -> MailAccountConfig {
+    MailAccountConfig {
+        address: SUPPORT.into(),
+        protocol: Protocol::Imap,
+        host: "127.0.0.1".into(),
+        port: dovecot.imap_port,
+        security: Security::Plain,
+        username: "support".into(),
+        password: mail::PASSWORD.into(),
+        folder: "INBOX".into(),
+        after_fetch: AfterFetch::Delete,
+        smtp: smtp.map(|s| SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: s.port,
+            security: Security::Plain,
+            username: None,
+            password: None,
+        }),
+        auto_reply_template: None,
+        ca_file: None,
+    }
+}
+
+async fn service_address(s: &TestServer, token: &str, kind: &str) -> Value {
+    let (status, page) = s
+        .get(&format!("/api/v1/service-addresses?kind={kind}"), token)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"][0].clone()
+}
+
+/// Waits until the ticket (or its newest message) satisfies `check`.
+async fn ticket_where(
+    s: &TestServer,
+    token: &str,
+    id: i64,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let (status, ticket) = s.get(&format!("/api/v1/tickets/{id}"), token).await;
+        if status == StatusCode::OK && check(&ticket) {
+            return ticket;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "ticket {id} never got there: {ticket}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
+    let dovecot = Dovecot::start().await;
+    let smtp = SmtpReceiver::start().await;
+    let s = TestServer::start_with(db, quick).await;
+    let admin = s.demo_login("ada").await;
+    // The account is administered through the API (config-file accounts: see the crash test).
+    let address = service_address(&s, &admin, "email").await;
+    let account = imap_account(&dovecot, Some(&smtp));
+    s.create(
+        "/api/v1/mail-accounts",
+        &admin,
+        json!({ "service_address_id": address["id"], "protocol": "imap", "host": "127.0.0.1",
+                "port": account.port, "security": "plain", "username": "support",
+                "password": mail::PASSWORD, "smtp_host": "127.0.0.1", "smtp_port": smtp.port,
+                "smtp_security": "plain", "auto_reply_template": "acknowledgement" }),
+    )
+    .await;
+    s.create(
+        "/api/v1/templates",
+        &admin,
+        json!({ "name": "answer", "language": "fr", "body": "{{salutation}}\n\nmerci, votre dossier {{ticket.id}} est réglé.\n\n{{agent.name}}" }),
+    )
+    .await;
+    // Chloé speaks French; Diego does not. Both serve Support EN.
+    let chloe_token = s.demo_login("chloe").await;
+    let diego_token = s.demo_login("diego").await;
+    let mut diego = Console::connect(&s, &diego_token).await;
+    diego.ready().await;
+    let mut chloe = Console::connect(&s, &chloe_token).await;
+    chloe.ready().await;
+
+    let first = mail::mail(
+        ERIKA,
+        SUPPORT,
+        "Facture",
+        "m1@example.test",
+        "",
+        "Bonjour, je voudrais savoir pourquoi ma facture est si élevée ce mois-ci. Merci beaucoup.",
+    );
+    dovecot.append("support", &first).await;
+
+    let offer = chloe.expect("offer").await;
+    assert_eq!(offer["channel"], "email");
+    let id = offer["interaction"].as_i64().expect("id");
+    assert_eq!(offer["details"]["subject"], "Facture");
+    assert_eq!(offer["details"]["language"], "fr");
+    chloe
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    // Committed, so deleted from the server.
+    poll("the mail deleted from the server", MAIL_WAIT, || {
+        (dovecot.messages("support") == 0).then_some(())
+    })
+    .await;
+    // The acknowledgement, automatic and tagged.
+    let tag = format!("[#T-{id}]");
+    let ack = smtp
+        .expect("the acknowledgement", |m| {
+            m.header("Subject").is_some_and(|s| s.contains(&tag))
+        })
+        .await;
+    assert_eq!(
+        ack.header("Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        ack.header("In-Reply-To").as_deref(),
+        Some("<m1@example.test>")
+    );
+
+    // The acknowledgement is in the thread once recorded.
+    let ticket = ticket_where(&s, &chloe_token, id, |t| {
+        t["thread"].as_array().is_some_and(|m| m.len() == 2)
+    })
+    .await;
+    assert_eq!(ticket["number"], format!("T-{id}"));
+    assert_eq!(ticket["customer"]["name"], "Erika Mustermann");
+    assert_eq!(ticket["contact"], "erika@example.test");
+    assert_eq!(ticket["thread"][0]["direction"], "in");
+    assert!(ticket["thread"][0]["body"]
+        .as_str()
+        .is_some_and(|b| b.contains("facture")));
+
+    let (status, preview) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/preview"),
+            &chloe_token,
+            json!({ "template": "answer" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    let body = preview["body"].as_str().expect("body");
+    assert!(body.starts_with("Bonjour Erika Mustermann,"), "{body}");
+    assert!(
+        body.contains(&format!("T-{id}")) && body.contains("Chloé Charpentier"),
+        "{body}"
+    );
+    assert!(
+        body.contains("Your Demo support team"),
+        "the mailbox signature: {body}"
+    );
+
+    let (status, sent) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &chloe_token,
+            json!({ "template": "answer" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let reply_id = sent["message_id"].as_str().expect("message id").to_owned();
+    let reply = smtp
+        .expect("the reply", |m| {
+            m.header("Message-ID").as_deref() == Some(format!("<{reply_id}>").as_str())
+        })
+        .await;
+    assert_eq!(
+        reply.header("In-Reply-To").as_deref(),
+        Some("<m1@example.test>")
+    );
+    assert!(reply
+        .header("References")
+        .is_some_and(|r| r.contains("<m1@example.test>")));
+    assert!(
+        reply.header("Subject").is_some_and(|s| s.contains(&tag)),
+        "{}",
+        reply.raw
+    );
+    assert!(reply
+        .header("To")
+        .is_some_and(|t| t.contains("erika@example.test")));
+    assert_eq!(reply.header("Auto-Submitted"), None);
+    chloe.expect_where("interaction.ended", offer_of(id)).await;
+    chloe
+        .ok(json!({ "type": "wrapup.done", "interaction": id }))
+        .await;
+
+    // The customer answers the reply (threaded by In-Reply-To alone, no tag): same ticket,
+    // reopened and offered again.
+    let answer = mail::mail(
+        ERIKA,
+        SUPPORT,
+        "Re: Facture",
+        "m2@example.test",
+        &format!("In-Reply-To: <{reply_id}>\r\nReferences: <m1@example.test> <{reply_id}>\r\n"),
+        "Merci, mais la facture reste trop élevée. Pouvez-vous vérifier encore une fois?",
+    );
+    dovecot.append("support", &answer).await;
+    let again = chloe.expect_where("offer", offer_of(id)).await;
+    assert_eq!(again["channel"], "email");
+    let ticket = ticket_where(&s, &chloe_token, id, |t| {
+        t["thread"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == "m2@example.test"))
+    })
+    .await;
+    assert_eq!(ticket["status"], "open");
+    let directions: Vec<&str> = ticket["thread"]
+        .as_array()
+        .expect("thread")
+        .iter()
+        .filter_map(|m| m["direction"].as_str())
+        .collect();
+    assert_eq!(directions, ["in", "out", "out", "in"], "{ticket}");
+    // And one by the tag alone (a new mail, not a reply): same ticket.
+    let tagged = mail::mail(
+        ERIKA,
+        SUPPORT,
+        &format!("Nachtrag {tag}"),
+        "m3@example.test",
+        "",
+        "P.S.",
+    );
+    dovecot.append("support", &tagged).await;
+    ticket_where(&s, &chloe_token, id, |t| {
+        t["thread"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == "m3@example.test"))
+    })
+    .await;
+    // The desk's other actions: note, follow-up, forward, close, reopen.
+    chloe
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/notes"),
+            &chloe_token,
+            json!({ "body": "Billing checks the tariff." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let due = vacd::store::now_ms() + 86_400_000;
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tickets/{id}/follow-up"),
+            Some(&chloe_token),
+            Some(json!({ "at": due })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, forwarded) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/forward"),
+            &chloe_token,
+            json!({ "to": "billing@example.test", "body": "Please check." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{forwarded}");
+    let fwd = smtp
+        .expect("the forward", |m| {
+            m.header("To")
+                .is_some_and(|t| t.contains("billing@example.test"))
+        })
+        .await;
+    assert!(fwd
+        .header("Subject")
+        .is_some_and(|s| s.starts_with("Fwd:") && s.contains(&tag)));
+    let (status, closed) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/close"),
+            &chloe_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    assert_eq!(closed["status"], "closed");
+    assert_eq!(closed["follow_up_at"], due);
+    assert!(closed["thread"].as_array().is_some_and(|t| t
+        .iter()
+        .any(|m| m["direction"] == "internal" && m["author"] == "Chloé Charpentier")));
+    chloe.expect_where("interaction.ended", offer_of(id)).await;
+    chloe
+        .ok(json!({ "type": "wrapup.done", "interaction": id }))
+        .await;
+    let (status, reopened) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reopen"),
+            &chloe_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reopened}");
+    assert_eq!(reopened["status"], "open");
+    chloe.expect_where("offer", offer_of(id)).await;
+    // Everything Diego was sent so far arrives before the reply to this command.
+    diego
+        .command(json!({ "type": "presence.set", "status": "ready", "mode": "inbound" }))
+        .await;
+    assert!(
+        !diego.seen.iter().any(|f| f["type"] == "offer"),
+        "Diego speaks no French: {:?}",
+        diego.seen
+    );
+    s.stop().await;
+}
+
+/// The committed inbound mails in the database at `url` (0 while it does not exist yet).
+async fn committed(url: &str) -> i64 {
+    let Ok(pool) = sqlx::AnyPool::connect(url).await else {
+        return 0;
+    };
+    let n = sqlx::query("SELECT COUNT(*) AS n FROM messages WHERE source_key LIKE 'imap:%'")
+        .fetch_one(&pool)
+        .await
+        .ok()
+        .and_then(|r| r.try_get::<i64, _>("n").ok())
+        .unwrap_or(0);
+    pool.close().await;
+    n
+}
+
+/// Starts the vacd binary with `config` (TOML).
+fn spawn_vacd(dir: &Path, config: &str) -> tokio::process::Child {
+    let path = dir.join("vacd.toml");
+    std::fs::write(&path, config).expect("write config");
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_vacd"))
+        .args(["--config", &path.display().to_string(), "serve"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("vacd starts")
+}
+
+/// vacd is killed (SIGKILL) while it works through a batch of fetched mails: some are
+/// committed but still on the server, the rest fetched but not committed. After a restart every
+/// mail is a ticket exactly once and the server is empty.
+async fn a_crash_between_fetch_and_commit_loses_and_duplicates_nothing(db: Db) {
+    const MAILS: usize = 300;
+    sqlx::any::install_default_drivers();
+    let dovecot = Dovecot::start().await;
+    let test_db = TestDb::new(db).await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let raws: Vec<Vec<u8>> = (0..MAILS)
+        .map(|n| {
+            mail::mail(
+                &format!("Customer {n} <c{n}@example.test>"),
+                SUPPORT,
+                &format!("Question {n}"),
+                &format!("crash-{n}@example.test"),
+                "",
+                "Hello, I have a question about my contract and the last invoice you sent me.",
+            )
+        })
+        .collect();
+    dovecot.append_all("support", &raws).await;
+    let config = format!(
+        "[http]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\n[sip]\nudp = \"127.0.0.1:0\"\ntcp = \"127.0.0.1:0\"\n\
+         [demo]\nenabled = true\n[log]\nlevel = \"warn\"\n\
+         [channels]\npoll_interval_ms = 100\nfetch_batch = 1000\n\
+         [[channels.accounts]]\naddress = \"{SUPPORT}\"\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {}\n\
+         security = \"plain\"\nusername = \"support\"\npassword = \"{}\"\n",
+        test_db.url,
+        dovecot.imap_port,
+        mail::PASSWORD
+    );
+    let mut vacd = spawn_vacd(dir.path(), &config);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while committed(&test_db.url).await == 0 {
+        assert!(std::time::Instant::now() < deadline, "vacd stored no mail");
+    }
+    vacd.start_kill().expect("SIGKILL");
+    vacd.wait().await.expect("killed");
+    let before = committed(&test_db.url).await;
+    assert!(
+        before > 0 && (before as usize) < MAILS,
+        "killed mid-batch: {before} committed"
+    );
+    assert_eq!(
+        dovecot.messages("support"),
+        MAILS,
+        "nothing is deleted before its batch is committed"
+    );
+
+    let mut vacd = spawn_vacd(dir.path(), &config);
+    poll(
+        "every mail stored and deleted",
+        Duration::from_secs(60),
+        || (dovecot.messages("support") == 0).then_some(()),
+    )
+    .await;
+    let pool = sqlx::AnyPool::connect(&test_db.url).await.expect("connect");
+    let count = |sql: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(sql)
+                .fetch_one(&pool)
+                .await
+                .expect("count")
+                .try_get::<i64, _>("n")
+                .expect("n")
+        }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM messages WHERE direction = 'in'").await,
+        MAILS as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(DISTINCT message_id) AS n FROM messages WHERE direction = 'in'").await,
+        MAILS as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM tickets").await,
+        MAILS as i64
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM interactions WHERE channel = 'email'").await,
+        MAILS as i64
+    );
+    pool.close().await;
+    let pid = vacd.id().expect("running").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), vacd.wait())
+        .await
+        .expect("exits after SIGTERM")
+        .expect("wait");
+    assert!(status.success(), "graceful shutdown: {status}");
+    test_db.drop_db().await;
+}
+
+/// Subjects of the demo tenant's tickets, with their thread, by subject.
+async fn tickets_by_subject(
+    s: &TestServer,
+    token: &str,
+) -> std::collections::BTreeMap<String, Value> {
+    let (_, page) = s.get("/api/v1/interactions?limit=100", token).await;
+    let mut out = std::collections::BTreeMap::new();
+    for i in page["items"].as_array().expect("items") {
+        let id = i["id"].as_i64().expect("id");
+        let (status, ticket) = s.get(&format!("/api/v1/tickets/{id}"), token).await;
+        if status == StatusCode::OK {
+            out.insert(
+                ticket["subject"].as_str().unwrap_or_default().to_owned(),
+                ticket,
+            );
+        }
+    }
+    out
+}
+
+/// Bad mail over POP3 (an account from the config file): every message that exists becomes a
+/// ticket, with notes about what was wrong; loops and spam are dropped; machines get no
+/// acknowledgement; a mail delivered twice is stored once.
+async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
+    let dovecot = Dovecot::start().await;
+    let smtp = SmtpReceiver::start().await;
+    let mut account = imap_account(&dovecot, Some(&smtp));
+    account.protocol = Protocol::Pop3;
+    account.port = dovecot.pop3_port;
+    account.auto_reply_template = Some("acknowledgement".into());
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.max_attachment_bytes = 1000;
+        c.channels.rules = vec![vacd::channels::screening::Rule {
+            header: "X-Spam-Flag".into(),
+            contains: "yes".into(),
+            action: vacd::channels::screening::RuleAction::Drop,
+        }];
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let huge = "A".repeat(4000);
+    let mails = vec![
+        b"From: a@example.test\r\nSubject: broken\r\nMessage-ID: <b1@x>\r\nContent-Type: multipart/mixed; boundary=\"zz\"\r\n\r\n--zz\r\nContent-Type: text/plain\r\n\r\nbroken part without an end".to_vec(),
+        b"From: b@example.test\r\nSubject: klingon\r\nMessage-ID: <b2@x>\r\nContent-Type: text/plain; charset=x-klingon\r\n\r\nqapla\xff'".to_vec(),
+        format!("From: c@example.test\r\nSubject: huge\r\nMessage-ID: <b3@x>\r\nContent-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--q\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=\"big.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{huge}\r\n--q--\r\n").into_bytes(),
+        b"Subject: anonymous\r\nMessage-ID: <b4@x>\r\n\r\nwho am I".to_vec(),
+        mail::mail("d@example.test", SUPPORT, "twice", "b5@x", "", "same mail twice"),
+        mail::mail("d@example.test", SUPPORT, "twice", "b5@x", "", "same mail twice"),
+        mail::mail(SUPPORT, SUPPORT, "loop", "b6@x", "", "our own acknowledgement came back"),
+        mail::mail("daemon@example.test", SUPPORT, "auto", "b7@x", "Auto-Submitted: auto-replied\r\n", "I am on holiday"),
+        mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
+        b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
+    ];
+    for (n, raw) in mails.iter().enumerate() {
+        dovecot.deliver("support", &format!("{n}.bad"), raw);
+    }
+    poll("every bad mail taken from the server", MAIL_WAIT, || {
+        (dovecot.messages("support") == 0).then_some(())
+    })
+    .await;
+    // Acknowledgements for the people: broken, klingon, huge, twice, nul.
+    let expected = [
+        "a@example.test",
+        "b@example.test",
+        "c@example.test",
+        "d@example.test",
+        "e@example.test",
+    ];
+    poll("the acknowledgements", MAIL_WAIT, || {
+        (smtp.received().len() >= expected.len()).then_some(())
+    })
+    .await;
+    let acked: Vec<String> = smtp
+        .received()
+        .iter()
+        .filter_map(|m| m.header("To"))
+        .collect();
+    for to in expected {
+        assert!(
+            acked.iter().any(|a| a.contains(to)),
+            "{to} acknowledged: {acked:?}"
+        );
+    }
+    assert_eq!(
+        acked.len(),
+        expected.len(),
+        "nobody else is acknowledged: {acked:?}"
+    );
+
+    let tickets = tickets_by_subject(&s, &admin).await;
+    let subjects: Vec<&str> = tickets.keys().map(String::as_str).collect();
+    assert_eq!(
+        subjects,
+        [
+            "anonymous",
+            "auto",
+            "broken",
+            "huge",
+            "klingon",
+            "nul",
+            "twice"
+        ]
+    );
+    assert_eq!(
+        tickets["nul"]["thread"][0]["body"].as_str().map(str::trim),
+        Some("beforeafter"),
+        "NUL removed, not refused"
+    );
+    let body = |t: &str| {
+        tickets[t]["thread"][0]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(body("broken").contains("broken part"), "{}", body("broken"));
+    assert!(body("klingon").starts_with("qapla"));
+    let huge = &tickets["huge"];
+    assert_eq!(huge["thread"][0]["attachments"], json!([]));
+    assert!(huge["thread"][1]["body"]
+        .as_str()
+        .is_some_and(|n| n.contains("big.bin") && n.contains("exceeds the limit")));
+    assert_eq!(huge["thread"][1]["direction"], "internal");
+    let anonymous = &tickets["anonymous"];
+    assert_eq!(anonymous["contact"], Value::Null);
+    assert!(anonymous["thread"][1]["body"]
+        .as_str()
+        .is_some_and(|n| n.contains("no sender")));
+    let twice = tickets["twice"]["thread"].as_array().expect("thread");
+    assert_eq!(
+        twice.iter().filter(|m| m["direction"] == "in").count(),
+        1,
+        "stored once"
+    );
+
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("text");
+    // The recorder is shared by every server of this test process: at least these two.
+    let dropped: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vacd_mails_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(dropped >= 2.0, "loop and spam counted: {dropped}");
+    s.stop().await;
+}
+
+/// A mail server that is down is retried with back-off, shown in `/ready` and the metrics, and
+/// used as soon as it is up.
+async fn an_unreachable_mail_server_is_retried_and_visible(db: Db) {
+    let (imap_port, pop3_port) = (mail::free_port(), mail::free_port());
+    let account = MailAccountConfig {
+        port: imap_port,
+        ..imap_account_on(imap_port)
+    };
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let key = format!("file:{SUPPORT}");
+    let ready = |s: &TestServer| {
+        let url = format!("{}/ready", s.base);
+        let http = s.http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .expect("ready")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    let down = loop {
+        let r = ready(&s).await;
+        if r["channels"]["mail_accounts"][&key]["up"] == false {
+            break r;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the account never showed as down: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(down["status"], "ready", "vacd itself stays ready");
+    assert!(down["channels"]["mail_accounts"][&key]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("connection")));
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("metrics");
+    let text = metrics.text().await.expect("text");
+    assert!(text.contains("vacd_mail_account_failures_total"), "{text}");
+
+    let dovecot = Dovecot::start_on(imap_port, pop3_port).await;
+    dovecot
+        .append(
+            "support",
+            &mail::mail(ERIKA, SUPPORT, "late", "late@example.test", "", "finally"),
+        )
+        .await;
+    // The account flags instead of deleting.
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    while dovecot.flagged("support", "$VacdTicket").await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail fetched once the server is up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        dovecot.messages("support"),
+        1,
+        "flagged, kept on the server"
+    );
+    let r = ready(&s).await;
+    assert_eq!(r["channels"]["mail_accounts"][&key]["up"], true, "{r}");
+    s.stop().await;
+}
+
+fn imap_account_on(port: u16) -> MailAccountConfig {
+    MailAccountConfig {
+        address: SUPPORT.into(),
+        protocol: Protocol::Imap,
+        host: "127.0.0.1".into(),
+        port,
+        security: Security::Plain,
+        username: "support".into(),
+        password: mail::PASSWORD.into(),
+        folder: "INBOX".into(),
+        after_fetch: AfterFetch::Flag,
+        smtp: None,
+        auto_reply_template: None,
+        ca_file: None,
+    }
+}
+
+/// The SMS gateway's side for the test: records what vacd posts to it.
+async fn sms_gateway() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>,
+) {
+    use axum::http::HeaderMap;
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                sink.lock().expect("lock").push((auth, body.0));
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/send"), got)
+}
+
+/// SMS in through the authenticated webhook (threaded by sender, repeated posts stored once)
+/// and out through the configured gateway.
+async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
+    let (url, sent) = sms_gateway().await;
+    let s = TestServer::start_with(db, |c| {
+        c.channels.sms.inbound_token = "gateway-secret".into();
+        c.channels.sms.outbound_url = Some(url);
+        c.channels.sms.outbound_token = Some("outbound-secret".into());
+    })
+    .await;
+    let (_, doc) = s
+        .call(reqwest::Method::GET, "/api/v1/openapi.json", None, None)
+        .await;
+    for path in [
+        "/api/v1/tickets/{id}",
+        "/api/v1/tickets/{id}/reply",
+        "/api/v1/sms/inbound",
+        "/api/v1/mail-accounts",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} in the OpenAPI document"
+        );
+    }
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    let (support, queue) = (email["mailbox_id"].clone(), email["queue_id"].clone());
+    s.create(
+        "/api/v1/service-addresses",
+        &admin,
+        json!({ "kind": "sms", "address": "+4930111", "mailbox_id": support, "queue_id": queue }),
+    )
+    .await;
+    let sms = json!({ "from": "+491701234567", "to": "+4930111", "text": "Hello, my parcel has not arrived yet. Can you check it please?", "id": "gw-1" });
+    let wrong = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("nope"),
+            Some(sms.clone()),
+        )
+        .await;
+    common::assert_error(&wrong, StatusCode::UNAUTHORIZED, "unauthorized");
+    let (status, first) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(sms.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    assert_eq!(first["outcome"], "created");
+    let id = first["ticket"].as_i64().expect("ticket");
+    let (_, again) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(sms),
+        )
+        .await;
+    assert_eq!(again["outcome"], "duplicate");
+    let follow = json!({ "from": "+491701234567", "to": "+4930111", "text": "It is order 42.", "id": "gw-2" });
+    let (_, joined) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(follow),
+        )
+        .await;
+    assert_eq!(joined, json!({ "ticket": id, "outcome": "joined" }));
+    let unknown = json!({ "from": "+49170", "to": "+4999", "text": "x" });
+    let refused = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(unknown),
+        )
+        .await;
+    common::assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "unknown_number");
+
+    let diego = s.demo_login("diego").await;
+    let ticket = s.get(&format!("/api/v1/tickets/{id}"), &diego).await.1;
+    assert_eq!(ticket["channel"], "sms");
+    assert_eq!(ticket["language"], "en");
+    assert_eq!(
+        ticket["customer"]["identities"][0],
+        json!({ "kind": "phone", "value": "+491701234567" })
+    );
+    let (status, reply) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &diego,
+            json!({ "body": "Your parcel arrives tomorrow. {{agent.name}}", "close": true }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let posted = sent.lock().expect("lock").clone();
+    assert_eq!(posted.len(), 1);
+    assert_eq!(posted[0].0.as_deref(), Some("Bearer outbound-secret"));
+    assert_eq!(posted[0].1["from"], "+4930111");
+    assert_eq!(posted[0].1["to"], "+491701234567");
+    assert!(posted[0].1["text"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("Your parcel arrives tomorrow. Diego Díaz")));
+    let ticket = s.get(&format!("/api/v1/tickets/{id}"), &diego).await.1;
+    assert_eq!(ticket["status"], "closed");
+    s.stop().await;
+}
+
+/// A minimal valid TIFF (one empty image directory).
+const TIFF: &[u8] = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+
+/// Waits for a ticket of `channel` whose subject is `subject`.
+async fn ticket_of(s: &TestServer, token: &str, channel: &str, subject: &str) -> Value {
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let (_, page) = s
+            .get(
+                &format!("/api/v1/interactions?channel={channel}&limit=100"),
+                token,
+            )
+            .await;
+        if let Some(found) = page["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["subject"] == subject))
+        {
+            let id = found["id"].as_i64().expect("id");
+            return s.get(&format!("/api/v1/tickets/{id}"), token).await.1;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {channel} ticket `{subject}`: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Fax and letter inboxes: documents dropped there become tickets with the document attached
+/// (a corrupt one too, with a note); a letter's answer is a PDF in the outbox whose text is
+/// the reply.
+async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (fax_in, letter_in, letter_out) = (
+        dir.path().join("fax"),
+        dir.path().join("letters"),
+        dir.path().join("out"),
+    );
+    for d in [&fax_in, &letter_in] {
+        std::fs::create_dir_all(d).expect("inbox");
+    }
+    let directories = vec![
+        DirectoryConfig {
+            address: "+4930555".into(),
+            kind: DirectoryKind::Fax,
+            inbox: fax_in.clone(),
+            outbox: None,
+        },
+        DirectoryConfig {
+            address: "letters".into(),
+            kind: DirectoryKind::Letter,
+            inbox: letter_in.clone(),
+            outbox: Some(letter_out.clone()),
+        },
+    ];
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.directories = directories;
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    let (support, queue) = (email["mailbox_id"].clone(), email["queue_id"].clone());
+    for (kind, address) in [("fax", "+4930555"), ("letter", "letters")] {
+        s.create(
+            "/api/v1/service-addresses",
+            &admin,
+            json!({ "kind": kind, "address": address, "mailbox_id": support, "queue_id": queue }),
+        )
+        .await;
+    }
+    std::fs::write(
+        fax_in.join("order.json"),
+        r#"{"sender": "Erika Mustermann", "contact": "+4930777", "subject": "Fax order"}"#,
+    )
+    .expect("side file");
+    std::fs::write(fax_in.join("order.tif"), TIFF).expect("fax");
+    std::fs::write(fax_in.join("broken.pdf"), b"%PDF-1.4 cut off in the middle").expect("fax");
+    let letter =
+        vacd::channels::letter::render("Max Muster", "Kuendigung", "I cancel my contract.")
+            .expect("pdf");
+    std::fs::write(letter_in.join("scan.json"), r#"{"sender": "Max Muster", "contact": "Max Muster\nHauptstrasse 1\n10115 Berlin", "subject": "Cancellation"}"#).expect("side file");
+    std::fs::write(letter_in.join("scan.pdf"), &letter).expect("letter");
+
+    let fax = ticket_of(&s, &admin, "fax", "Fax order").await;
+    let document = &fax["thread"][0]["attachments"][0];
+    assert_eq!(document["filename"], "order.tif");
+    assert_eq!(document["content_type"], "image/tiff");
+    let bytes = s
+        .http
+        .get(format!(
+            "{}/api/v1/attachments/{}/content",
+            s.base, document["id"]
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("content")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&bytes[..], TIFF, "the document is viewable as sent");
+    assert_eq!(fax["customer"]["name"], "Erika Mustermann");
+    let broken = ticket_of(&s, &admin, "fax", "Fax from unknown sender").await;
+    assert!(
+        broken["thread"][1]["body"]
+            .as_str()
+            .is_some_and(|n| n.contains("broken.pdf") && n.contains("truncated")),
+        "{broken}"
+    );
+    poll("the faxes moved to processed/", MAIL_WAIT, || {
+        (fax_in.join("processed/order.tif").exists()
+            && fax_in.join("processed/broken.pdf").exists())
+        .then_some(())
+    })
+    .await;
+
+    let letter = ticket_of(&s, &admin, "letter", "Cancellation").await;
+    let id = letter["id"].as_i64().expect("id");
+    assert_eq!(
+        letter["thread"][0]["attachments"][0]["content_type"],
+        "application/pdf"
+    );
+    let (status, reply) = s
+        .post(&format!("/api/v1/tickets/{id}/reply"), &admin, json!({ "body": "{{salutation}}\n\nwe confirm the cancellation of your contract.\n\n{{agent.name}}" }))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let pdf = poll("the letter in the outbox", MAIL_WAIT, || {
+        std::fs::read_dir(&letter_out)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "pdf"))
+    })
+    .await;
+    let doc = lopdf::Document::load(&pdf).expect("a readable PDF");
+    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
+    let text = doc.extract_text(&pages).expect("text");
+    assert!(text.contains("Hauptstrasse 1"), "{text}");
+    assert!(text.contains(&format!("[#T-{id}]")), "{text}");
+    assert!(
+        text.contains("we confirm the cancellation of your contract."),
+        "{text}"
+    );
+    assert!(text.contains("Dear Max Muster,"), "{text}");
+    s.stop().await;
+}
+
+/// Encrypted mail servers: IMAP over TLS, IMAP with STARTTLS, POP3 with STLS, and replies over
+/// SMTP with STARTTLS, all against a self-signed certificate the accounts trust (`ca_file`).
+async fn tls_and_starttls_to_imap_pop3_and_smtp(db: Db) {
+    let certificate = mail::Certificate::new();
+    let dovecot = Dovecot::start_tls(&certificate).await;
+    let smtp = SmtpReceiver::start_tls(&certificate).await;
+    let account = |address: &str, user: &str, protocol, port, security| MailAccountConfig {
+        address: address.into(),
+        protocol,
+        port,
+        security,
+        username: user.into(),
+        after_fetch: AfterFetch::Delete,
+        ca_file: Some(certificate.cert.clone()),
+        ..imap_account_on(port)
+    };
+    let mut support = account(
+        SUPPORT,
+        "support",
+        Protocol::Imap,
+        dovecot.imaps_port,
+        Security::Tls,
+    );
+    support.auto_reply_template = Some("acknowledgement".into());
+    support.smtp = Some(SmtpConfig {
+        host: "127.0.0.1".into(),
+        port: smtp.port,
+        security: Security::Starttls,
+        username: None,
+        password: None,
+    });
+    let accounts = vec![
+        support,
+        account(
+            "sales@demo.vacd.test",
+            "sales",
+            Protocol::Imap,
+            dovecot.imap_port,
+            Security::Starttls,
+        ),
+        account(
+            "info@demo.vacd.test",
+            "info",
+            Protocol::Pop3,
+            dovecot.pop3_port,
+            Security::Starttls,
+        ),
+    ];
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.accounts = accounts;
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    for address in ["sales@demo.vacd.test", "info@demo.vacd.test"] {
+        s.create(
+            "/api/v1/service-addresses",
+            &admin,
+            json!({ "kind": "email", "address": address, "mailbox_id": email["mailbox_id"], "queue_id": email["queue_id"] }),
+        )
+        .await;
+    }
+    for (user, address) in [
+        ("support", SUPPORT),
+        ("sales", "sales@demo.vacd.test"),
+        ("info", "info@demo.vacd.test"),
+    ] {
+        let raw = mail::mail(
+            ERIKA,
+            address,
+            &format!("via {user}"),
+            &format!("{user}@example.test"),
+            "",
+            "Hello, please call me back.",
+        );
+        dovecot.deliver(user, "1.tls", &raw);
+    }
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    while !["support", "sales", "info"]
+        .iter()
+        .all(|u| dovecot.messages(u) == 0)
+    {
+        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "every mail fetched over TLS: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ack = smtp
+        .expect("the acknowledgement over STARTTLS", |m| {
+            m.header("In-Reply-To").as_deref() == Some("<support@example.test>")
+        })
+        .await;
+    assert!(ack.header("Subject").is_some_and(|s| s.contains("[#T-")));
+    let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+    for key in [
+        "file:support@demo.vacd.test",
+        "file:sales@demo.vacd.test",
+        "file:info@demo.vacd.test",
+    ] {
+        assert_eq!(
+            ready["channels"]["mail_accounts"][key]["up"], true,
+            "{key}: {ready}"
+        );
+    }
+    s.stop().await;
+}
+
+on_both_backends!(
+    mail_becomes_a_ticket_answered_with_a_template,
+    a_crash_between_fetch_and_commit_loses_and_duplicates_nothing,
+    bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
+    an_unreachable_mail_server_is_retried_and_visible,
+    sms_in_through_the_webhook_and_out_through_the_gateway,
+    fax_and_letter_directories_in_and_pdf_out,
+    tls_and_starttls_to_imap_pop3_and_smtp,
+);

@@ -1,0 +1,797 @@
+// The agent console: signs in over the REST API and works over /ws/agent
+// (docs/agent-protocol.md, docs/chat-protocol.md). Presence buttons; offers as cards with a
+// countdown and accept / reject; one tab per open interaction — a chat panel (transcript,
+// composer, typing, read receipts, text modules, invite / transfer / end) beside the customer's
+// screen pop, or a plain card for calls and tickets; wrap-up; the figures of the agent's queues.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const TYPING_IDLE_MS = 3000;
+
+  let token = null;
+  let me = null; // { id, name }
+  let ws = null;
+  let stopped = false;
+  let nextId = 0;
+  let nextClientId = 0;
+  // Command id → what it was (for the status line) and what to do on its ack.
+  const pending = new Map();
+  // Interaction id → everything the console knows and shows about it.
+  const work = new Map();
+  const queues = new Map(); // queue id → name
+  let agents = []; // [{ id, name }] for invite and transfer
+  const modules = new Map(); // language → Promise of text modules
+  let selected = null; // the interaction whose tab is shown
+  let ticker = null;
+
+  const el = (tag, props = {}, ...children) => {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "dataset") Object.assign(node.dataset, value);
+      else if (key.startsWith("aria-") || key === "role" || key === "for") node.setAttribute(key, value);
+      else node[key] = value;
+    }
+    node.append(...children);
+    return node;
+  };
+  const setStatus = (text) => { $("status").textContent = text; };
+  const announce = (text) => { $("announce").textContent = text; };
+  const time = (ms) => new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  const date = (ms) => new Date(ms).toLocaleDateString();
+  const customerName = (item) => item.customer?.name || `Customer ${item.details?.customer_id ?? "unknown"}`;
+  const presenceText = (p) => (p.presence === "not_ready" ? `not ready (${p.reason})`
+    : p.presence === "ready" ? `ready (${p.mode})` : p.presence.replace("_", " "));
+
+  // ---- REST -------------------------------------------------------------------------------
+
+  async function api(path) {
+    const response = await fetch(path, { headers: { authorization: `Bearer ${token}` } });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw Object.assign(new Error(body.error?.message ?? `${path}: ${response.status}`), { status: response.status });
+    }
+    return body;
+  }
+
+  // Queues by name, and the colleagues to invite or transfer to.
+  async function loadDirectory() {
+    const [queueList, colleagues] = await Promise.all([
+      api("/api/v1/queues?limit=500").catch(() => ({ items: [] })),
+      api("/api/v1/colleagues").catch(() => ({ items: [] })),
+    ]);
+    for (const q of queueList.items) queues.set(q.id, q.name);
+    for (const row of $("queue-stats").children) {
+      row.firstChild.textContent = queues.get(Number(row.dataset.queue)) ?? row.firstChild.textContent;
+    }
+    agents = colleagues.items.filter((u) => u.role !== "admin").map((u) => ({ id: u.id, name: u.display_name }));
+    for (const item of work.values()) if (item.panel) renderTools(item);
+  }
+
+  function textModules(language) {
+    if (!modules.has(language)) {
+      modules.set(language, api(`/api/v1/text-modules?language=${encodeURIComponent(language)}&limit=500`)
+        .then((page) => page.items)
+        .catch((e) => { setStatus(`text modules not loaded: ${e.message}`); modules.delete(language); return []; }));
+    }
+    return modules.get(language);
+  }
+
+  // A text module's body with its variables filled in: `{customer.name}` or
+  // `{{customer.name}}`; a variable without a value stays visible so the agent sees the gap.
+  function fill(body, item) {
+    const email = item.identities?.find((i) => i.kind === "email")?.value;
+    const values = {
+      "customer.name": item.customer?.name,
+      "customer.email": email,
+      "agent.name": me.name,
+      "interaction.id": item.id,
+    };
+    return body.replace(/\{\{\s*([\w.]+)\s*\}\}|\{\s*([\w.]+)\s*\}/g, (whole, a, b) => {
+      const value = values[a ?? b];
+      return value === undefined || value === null || value === "" ? whole : String(value);
+    });
+  }
+
+  // ---- the socket -------------------------------------------------------------------------
+
+  function command(type, fields, label, onAck) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      setStatus(`not connected: ${label} not sent`);
+      return null;
+    }
+    const id = String(++nextId);
+    pending.set(id, { label, onAck });
+    ws.send(JSON.stringify({ id, type, ...fields }));
+    return id;
+  }
+
+  function connect() {
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    ws = new WebSocket(`${scheme}://${location.host}/ws/agent?token=${encodeURIComponent(token)}`);
+    ws.addEventListener("open", () => setStatus("connected"));
+    ws.addEventListener("message", (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        setStatus("unreadable frame from the server");
+        return;
+      }
+      try {
+        handle(frame);
+      } catch (e) {
+        setStatus(`could not show ${frame?.type ?? "a frame"}: ${e.message}`);
+      }
+    });
+    ws.addEventListener("close", () => {
+      pending.clear();
+      if (stopped) return;
+      setStatus("reconnecting…");
+      // A token that is no longer valid means signing in again, not retrying for ever.
+      api("/api/v1/me").then(() => setTimeout(connect, 2000), (e) => {
+        if (e.status === 401) signedOut("The sign-in has ended; sign in again.");
+        else setTimeout(connect, 2000);
+      });
+    });
+  }
+
+  const handlers = {
+    hello(f) {
+      me.id = f.agent;
+      showPresence(f.presence);
+      showStatus(f.status?.status, f.status?.reason);
+      restore(f.work);
+      // /console#monitor=42 (the wallboard links there): start monitoring that chat.
+      const asked = /^#monitor=(\d+)$/.exec(location.hash);
+      if (asked && supervises()) monitor(Number(asked[1]));
+    },
+    ack(f) {
+      const done = pending.get(f.id);
+      pending.delete(f.id);
+      done?.onAck?.();
+    },
+    error(f) {
+      const what = pending.get(String(f.id))?.label;
+      pending.delete(String(f.id));
+      setStatus(`${what ? `${what}: ` : ""}${f.message} (${f.code})`);
+      if (f.client_id && f.interaction) {
+        const item = work.get(f.interaction);
+        const node = item?.transcript?.querySelector(`[data-client-id="${CSS.escape(f.client_id)}"]`);
+        if (node) node.querySelector(".receipt").textContent = "not sent";
+      }
+    },
+    "presence.changed"(f) { showPresence(f.to); },
+    "session.replaced"() {
+      stopped = true;
+      setStatus("signed in on another console; this one is closed");
+    },
+    offer(f) {
+      const item = upsert(f.interaction, f.channel);
+      item.state = "offered";
+      item.details = f.details ?? null;
+      item.queue = f.queue;
+      showOffer(item, f.timeout_ms);
+      announce(`New ${f.channel} offer`);
+    },
+    "customer.screen_pop"(f) {
+      const item = work.get(f.interaction);
+      if (!item) return;
+      item.customer = f.customer;
+      item.identities = f.identities;
+      item.history = f.history;
+      if (item.offer) {
+        item.offer.querySelector("h2").textContent = `${item.channel} — ${customerName(item)}`;
+        announce(`New ${item.channel} offer from ${customerName(item)}`);
+      }
+      if (item.panel) renderCustomer(item);
+    },
+    "offer.revoked"(f) {
+      const item = work.get(f.interaction);
+      if (!item || item.state !== "offered") return;
+      removeOffer(item);
+      work.delete(item.id);
+      setStatus(`offer ${f.interaction} withdrawn (${f.reason.replace("_", " ")})`);
+    },
+    "interaction.connected"(f) {
+      const item = upsert(f.interaction, work.get(f.interaction)?.channel ?? "chat");
+      item.state = "connected";
+      item.queue = f.queue;
+      removeOffer(item);
+      openPanel(item);
+      // Keyboard flow: from Accept on to the new work.
+      if (selected === item.id && idle()) item.panel.querySelector("textarea:enabled, [data-action]:not([hidden])")?.focus();
+    },
+    "interaction.ended"(f) {
+      const item = work.get(f.interaction);
+      if (!item) return;
+      item.state = "wrap_up";
+      removeOffer(item);
+      if (item.panel) renderState(item);
+    },
+    "wrapup.ended"(f) {
+      const item = work.get(f.interaction);
+      if (item) closePanel(item);
+    },
+    "queue.stats"(f) { showQueueStats(f); },
+    "chat.transcript"(f) {
+      const item = chatItem(f, true);
+      item.transcript.replaceChildren();
+      item.messages.clear();
+      item.unread = 0;
+      for (const message of f.messages) showMessage(item, message);
+      renderTab(item);
+      markRead(item);
+    },
+    "chat.message"(f) {
+      const item = chatItem(f);
+      if (!item) return;
+      showMessage(item, f);
+      if (!mine(f.author)) {
+        announce(`${f.name}: ${f.text}`);
+        markRead(item);
+      }
+    },
+    "chat.ack"(f) {
+      const item = chatItem(f);
+      if (!item) return;
+      const node = item.transcript.querySelector(`[data-client-id="${CSS.escape(f.client_id ?? "")}"]`);
+      if (node) {
+        node.dataset.message = f.message.id;
+        item.messages.set(f.message.id, node);
+        node.querySelector(".receipt").textContent = item.readUpTo >= f.message.id ? "read" : "sent";
+      } else {
+        showMessage(item, f.message);
+      }
+    },
+    "chat.typing"(f) {
+      const item = chatItem(f);
+      if (!item || mine(f.party)) return;
+      item.typing.textContent = f.on ? `${f.name} is typing…` : "";
+    },
+    "chat.read"(f) {
+      const item = chatItem(f);
+      if (!item || f.party.kind !== "visitor") return;
+      item.readUpTo = Math.max(item.readUpTo, f.up_to);
+      for (const [id, node] of item.messages) {
+        if (id <= f.up_to && node.classList.contains("mine")) node.querySelector(".receipt").textContent = "read";
+      }
+    },
+    "chat.joined"(f) { note(chatItem(f), `${f.name} joined`); },
+    "chat.left"(f) { note(chatItem(f), `${f.name} left`); },
+    "chat.idle_warning"(f) {
+      note(chatItem(f), `The chat ends in ${Math.round(f.ends_in_ms / 60000)} min unless someone writes`);
+    },
+    "chat.ended"(f) {
+      const item = chatItem(f);
+      if (!item) return;
+      item.chatEnded = true;
+      item.typing.textContent = "";
+      note(item, `Chat ended (${f.reason})`);
+      renderState(item);
+    },
+  };
+
+  function handle(frame) {
+    const handler = handlers[frame?.type];
+    if (handler) handler(frame);
+  }
+
+  const mine = (party) => (party?.kind === "agent" || party?.kind === "supervisor") && party.id === me.id;
+  const supervises = () => ["team_lead", "supervisor", "admin"].includes(me.role);
+
+  // A team lead or supervisor joins a chat unseen by the visitor; its messages are whispers
+  // to the agents until it takes over.
+  const monitoring = new Set();
+  function monitor(interaction) {
+    monitoring.add(interaction);
+    command("chat.monitor", { interaction }, `monitor chat ${interaction}`, () => setStatus(`monitoring chat ${interaction}`));
+  }
+  $("monitor").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const id = Number($("monitor-id").value);
+    if (id) monitor(id);
+  });
+  // The agent is not typing or choosing anything, so moving the focus takes nothing away.
+  const idle = () => !document.activeElement?.matches("input, textarea, select");
+
+  // ---- work items -------------------------------------------------------------------------
+
+  function upsert(id, channel) {
+    let item = work.get(id);
+    if (!item) {
+      item = { id, channel, state: "offered", details: null, customer: null, identities: [], history: [],
+               messages: new Map(), readUpTo: 0, lastRead: 0, unread: 0, chatEnded: false, invited: false };
+      work.set(id, item);
+    }
+    return item;
+  }
+
+  // The item a chat frame is about (none once its panel is closed); a chat the agent was
+  // invited to gets its panel with its transcript.
+  function chatItem(frame, invitation = false) {
+    let item = work.get(frame.interaction);
+    if (!item && !invitation) return null;
+    if (!item) {
+      item = upsert(frame.interaction, "chat");
+      item.state = "connected";
+      item.invited = true;
+      item.monitoring = monitoring.delete(frame.interaction);
+      loadCustomer(item, frame.customer);
+    }
+    if (!item.panel) openPanel(item);
+    return item;
+  }
+
+  async function loadCustomer(item, customerId) {
+    if (!customerId) return;
+    try {
+      const [customer, identities, history] = await Promise.all([
+        api(`/api/v1/customers/${customerId}`),
+        api(`/api/v1/customer-identities?customer_id=${customerId}`),
+        api(`/api/v1/interactions?customer_id=${customerId}&limit=20`),
+      ]);
+      Object.assign(item, { customer, identities: identities.items, history: history.items });
+      if (item.panel) { renderCustomer(item); renderTab(item); }
+    } catch (e) {
+      setStatus(`customer not loaded: ${e.message}`);
+    }
+  }
+
+  // After a (re)connect: what the agent holds comes back from `hello`.
+  async function restore(items) {
+    const held = new Set(items.map((w) => w.interaction));
+    for (const item of [...work.values()]) {
+      if (!held.has(item.id)) { removeOffer(item); closePanel(item); }
+    }
+    for (const w of items) {
+      const known = work.get(w.interaction);
+      const channel = known?.channel ?? (w.kind === "ticket" ? "email" : w.kind);
+      const item = upsert(w.interaction, channel);
+      item.state = w.state;
+      if (!known) {
+        try {
+          item.details = await api(`/api/v1/interactions/${item.id}`);
+          item.channel = item.details.channel;
+        } catch (e) {
+          setStatus(`interaction ${item.id} not loaded: ${e.message}`);
+        }
+        loadCustomer(item, item.details?.customer_id);
+      }
+      if (item.state === "offered") showOffer(item, null);
+      else openPanel(item);
+      if (item.channel === "chat" && item.state === "connected") {
+        command("chat.transcript", { interaction: item.id }, "transcript");
+      }
+    }
+  }
+
+  // ---- presence and queues ----------------------------------------------------------------
+
+  // The presence routing derives (busy, wrap-up, …) is shown as text; the buttons show the
+  // status the agent chose, which holds while working.
+  function showPresence(p) {
+    $("presence").textContent = presenceText(p);
+    if (["ready", "not_ready", "offline"].includes(p.presence)) showStatus(p.presence, p.reason);
+  }
+
+  function showStatus(status, reason) {
+    for (const button of $("presence-buttons").querySelectorAll("button")) {
+      const on = button.dataset.status === status && (status !== "not_ready" || button.dataset.reason === reason);
+      button.setAttribute("aria-pressed", String(on));
+    }
+  }
+
+  $("presence-buttons").addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const { status, reason } = button.dataset;
+    const fields = status === "ready" ? { status, mode: "inbound" }
+      : status === "not_ready" ? { status, reason } : { status };
+    command("presence.set", fields, `set ${button.textContent}`, () => showStatus(status, reason));
+  });
+
+  function showQueueStats(f) {
+    let row = $("queue-stats").querySelector(`[data-queue="${f.queue}"]`);
+    if (!row) {
+      row = el("li", { dataset: { queue: f.queue } }, el("span"), el("span"));
+      $("queue-stats").append(row);
+    }
+    row.firstChild.textContent = queues.get(f.queue) ?? `Queue ${f.queue}`;
+    row.lastChild.textContent = `${f.waiting} waiting · ${f.agents_ready} ready · ${f.agents_busy} busy`;
+  }
+
+  // ---- offers -----------------------------------------------------------------------------
+
+  function showOffer(item, timeoutMs) {
+    removeOffer(item);
+    const d = item.details ?? {};
+    const countdown = el("span", { className: "countdown" });
+    const bar = el("progress", { "aria-label": "Time left to accept" });
+    const accept = el("button", { type: "button", className: "primary", textContent: "Accept" });
+    const reject = el("button", { type: "button", className: "danger", textContent: "Reject" });
+    accept.addEventListener("click", () => command("offer.accept", { interaction: item.id }, "accept"));
+    reject.addEventListener("click", () => command("offer.reject", { interaction: item.id }, "reject"));
+    const facts = [d.subject, queues.get(item.queue), d.language && `language ${d.language}`].filter(Boolean);
+    const card = el("article", { className: "offer", "aria-label": `Offer ${item.id}`, dataset: { offer: item.id, channel: item.channel } },
+      el("h2", { textContent: `${item.channel} — ${customerName(item)}` }),
+      el("div", { className: "actions" }, accept, reject),
+      el("p", {}, `${facts.join(" · ")} `, countdown),
+      bar);
+    if (timeoutMs) {
+      item.deadline = Date.now() + timeoutMs;
+      bar.max = timeoutMs;
+    } else {
+      item.deadline = null;
+      countdown.textContent = "waiting for you";
+      bar.hidden = true;
+    }
+    item.offer = card;
+    $("offers").append(card);
+    // Keyboard flow: an idle page puts the new offer's Accept under the agent's hand.
+    if (idle()) accept.focus();
+    tick();
+    ticker ??= setInterval(tick, 250);
+  }
+
+  function tick() {
+    let live = false;
+    for (const item of work.values()) {
+      if (!item.offer || !item.deadline) continue;
+      live = true;
+      const left = Math.max(0, item.deadline - Date.now());
+      item.offer.querySelector(".countdown").textContent = `${Math.ceil(left / 1000)} s left`;
+      item.offer.querySelector("progress").value = left;
+    }
+    if (!live && ticker) { clearInterval(ticker); ticker = null; }
+  }
+
+  function removeOffer(item) {
+    item.offer?.remove();
+    item.offer = null;
+  }
+
+  // ---- panels -----------------------------------------------------------------------------
+
+  function openPanel(item) {
+    if (item.panel) { renderState(item); return; }
+    const tab = el("button", { type: "button", role: "tab", id: `tab-${item.id}`, "aria-controls": `panel-${item.id}`,
+                               dataset: { interaction: item.id } });
+    tab.addEventListener("click", () => select(item.id));
+    const panel = el("section", { className: "panel", role: "tabpanel", id: `panel-${item.id}`,
+                                  "aria-labelledby": `tab-${item.id}`, dataset: { interaction: item.id, channel: item.channel } });
+    item.tab = tab;
+    item.panel = panel;
+    if (item.channel === "chat") buildChat(item);
+    else buildCard(item);
+    $("tabs").append(tab);
+    $("panels").append(panel);
+    renderTab(item);
+    renderState(item);
+    renderCustomer(item);
+    if (selected === null || !work.get(selected)?.panel) select(item.id);
+    else {
+      panel.hidden = true;
+      tab.setAttribute("aria-selected", "false");
+      tab.tabIndex = -1;
+    }
+    $("idle").hidden = true;
+  }
+
+  function closePanel(item) {
+    item.panel?.remove();
+    item.tab?.remove();
+    clearTimeout(item.typingTimer);
+    work.delete(item.id);
+    if (selected === item.id) {
+      selected = null;
+      const next = [...work.values()].find((w) => w.panel);
+      if (next) select(next.id);
+    }
+    $("idle").hidden = [...work.values()].some((w) => w.panel);
+  }
+
+  function select(id) {
+    selected = id;
+    for (const item of work.values()) {
+      if (!item.panel) continue;
+      const on = item.id === id;
+      item.panel.hidden = !on;
+      item.tab.setAttribute("aria-selected", String(on));
+      item.tab.tabIndex = on ? 0 : -1;
+      if (on) { item.unread = 0; renderTab(item); markRead(item); }
+    }
+  }
+
+  // Arrow keys move between tabs (the ARIA tabs pattern).
+  $("tabs").addEventListener("keydown", (event) => {
+    if (event.key !== "ArrowRight" && event.key !== "ArrowLeft") return;
+    const tabs = [...$("tabs").querySelectorAll('[role="tab"]')];
+    const at = tabs.indexOf(document.activeElement);
+    if (at < 0) return;
+    const next = tabs[(at + (event.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length];
+    next.focus();
+    select(Number(next.dataset.interaction));
+  });
+
+  function renderTab(item) {
+    if (!item.tab) return;
+    const badge = item.unread ? el("span", { className: "badge", "aria-label": `${item.unread} unread` }, String(item.unread)) : "";
+    item.tab.replaceChildren(`${item.channel}: ${customerName(item)}`, badge);
+  }
+
+  function renderCustomer(item) {
+    const box = item.panel?.querySelector(".customer");
+    if (!box) return;
+    const identities = (item.identities ?? []).map((i) => el("li", {}, `${i.kind}: ${i.value}`));
+    const history = (item.history ?? []).filter((h) => h.id !== item.id).map((h) =>
+      el("li", { dataset: { interaction: h.id } },
+        `${date(h.created_at)} · ${h.channel} · ${h.subject ?? "no subject"} · ${h.state}`));
+    box.replaceChildren(
+      el("h3", { textContent: customerName(item) }),
+      identities.length ? el("ul", { "aria-label": "Contact" }, ...identities) : el("p", { className: "none", textContent: "No contact details" }),
+      el("h3", { textContent: "History" }),
+      history.length ? el("ul", { "aria-label": "History" }, ...history) : el("p", { className: "none", textContent: "No earlier contacts" }));
+  }
+
+  // What the panel offers depends on where the interaction stands.
+  function renderState(item) {
+    if (!item.panel) return;
+    const state = item.panel.querySelector(".state");
+    const open = item.state === "connected" && !item.chatEnded;
+    state.textContent = item.state === "wrap_up" ? "Wrap-up: finish your notes, then press Done."
+      : item.chatEnded ? "The chat has ended."
+      : item.monitoring ? "Monitoring: the visitor does not see you; what you write goes to the agents only, until you take over."
+      : item.invited ? "You were invited to this chat." : "Connected";
+    const show = (name, on) => { const b = item.panel.querySelector(`[data-action="${name}"]`); if (b) b.hidden = !on; };
+    show("end", open && !item.invited);
+    show("leave", item.invited && !item.chatEnded);
+    show("takeover", Boolean(item.monitoring) && !item.chatEnded);
+    show("close", item.invited && item.chatEnded);
+    show("done", item.state === "wrap_up");
+    const tools = item.panel.querySelector(".tools");
+    if (tools) tools.hidden = !open;
+    const composer = item.panel.querySelector(".composer");
+    if (composer) for (const c of composer.elements) c.disabled = !open;
+  }
+
+  function actionButtons(item) {
+    const button = (action, text, className, onClick) => {
+      const b = el("button", { type: "button", className, textContent: text, dataset: { action } });
+      b.addEventListener("click", onClick);
+      return b;
+    };
+    return el("div", { className: "tools actions-row" },
+      button("end", "End", "danger", () => (item.channel === "chat"
+        ? command("chat.end", { interaction: item.id }, "end chat")
+        : command("interaction.end", { interaction: item.id }, "end"))),
+      button("leave", "Leave", "", () => command("chat.leave", { interaction: item.id }, "leave", () => closePanel(item))),
+      button("takeover", "Take over", "", () => command("chat.takeover", { interaction: item.id }, "take over", () => {
+        item.monitoring = false;
+        renderState(item);
+      })),
+      button("close", "Close", "", () => closePanel(item)),
+      button("done", "Done", "primary", () => command("wrapup.done", { interaction: item.id }, "wrap-up done")));
+  }
+
+  // Invite (chats) and transfer: pickers of agents and queues.
+  function renderTools(item) {
+    const tools = item.panel.querySelector(".tools:not(.actions-row)");
+    if (!tools) return;
+    const others = agents.filter((a) => a.id !== me.id);
+    const agentOptions = () => others.map((a) => el("option", { value: `agent:${a.id}`, textContent: a.name }));
+    const parts = [];
+    if (item.channel === "chat") {
+      const invite = el("select", { id: `invite-${item.id}` }, ...agentOptions());
+      const button = el("button", { type: "button", textContent: "Invite" });
+      button.addEventListener("click", () => {
+        const agent = Number(invite.value.split(":")[1]);
+        if (agent) command("chat.invite", { interaction: item.id, agent }, "invite", () => setStatus("invited"));
+      });
+      parts.push(el("label", { for: invite.id }, "Invite agent", invite), button);
+    }
+    if (!item.invited) {
+      const target = el("select", { id: `transfer-${item.id}` },
+        el("optgroup", { label: "Agents" }, ...agentOptions()),
+        el("optgroup", { label: "Queues" }, ...[...queues].map(([id, name]) => el("option", { value: `queue:${id}`, textContent: name }))));
+      const button = el("button", { type: "button", textContent: "Transfer" });
+      button.addEventListener("click", () => {
+        const [kind, id] = target.value.split(":");
+        if (!id) return;
+        const to = kind === "agent" ? { target: "agent", agent: Number(id) } : { target: "queue", queue: Number(id) };
+        command("interaction.transfer", { interaction: item.id, to }, "transfer");
+      });
+      parts.push(el("label", { for: target.id }, "Transfer to", target), button);
+    }
+    if (item.channel === "chat") {
+      const picker = el("select", { id: `modules-${item.id}` }, el("option", { value: "", textContent: "Choose…" }));
+      textModules(item.details?.language ?? "en").then((list) => {
+        item.modules = list;
+        picker.append(...list.map((m, i) => el("option", { value: String(i), textContent: m.shortcut ? `${m.name} (${m.shortcut})` : m.name })));
+      });
+      picker.addEventListener("change", () => {
+        const module = item.modules?.[Number(picker.value)];
+        picker.value = "";
+        if (module) useModule(item, module);
+      });
+      parts.unshift(el("label", { for: picker.id }, "Text module", picker));
+    }
+    tools.replaceChildren(...parts);
+  }
+
+  function useModule(item, module) {
+    const box = item.panel.querySelector("textarea");
+    box.value = fill(module.body, item);
+    box.focus();
+  }
+
+  function buildChat(item) {
+    item.transcript = el("div", { className: "transcript", role: "log", "aria-live": "polite", "aria-label": "Transcript" });
+    item.typing = el("div", { className: "typing", "aria-live": "polite" });
+    const box = el("textarea", { id: `message-${item.id}`, rows: 2, placeholder: "Write a message, or a shortcut like /hi" });
+    const form = el("form", { className: "composer" },
+      el("label", { for: box.id, className: "visually-hidden" }, "Message"), box,
+      el("button", { type: "submit", className: "primary", textContent: "Send" }));
+    box.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+    box.addEventListener("input", () => typing(item, box.value.length > 0));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const text = box.value.trim();
+      if (!text) return;
+      // A shortcut alone expands into its text module, for a look before it goes.
+      const module = item.modules?.find((m) => m.shortcut && m.shortcut === text);
+      if (module) { useModule(item, module); return; }
+      const clientId = `a${me.id}-${Date.now().toString(36)}-${++nextClientId}`;
+      if (!command("chat.send", { interaction: item.id, text, client_id: clientId }, "send")) return;
+      showMessage(item, { author: { kind: "agent", id: me.id }, name: me.name, text, at: Date.now(), client_id: clientId, whisper: false }, true);
+      box.value = "";
+      typing(item, false);
+    });
+    item.panel.append(
+      el("p", { className: "state" }),
+      el("div", { className: "chat" },
+        el("div", {}, item.transcript, item.typing, form, el("div", { className: "tools" }), actionButtons(item)),
+        el("aside", { className: "customer", "aria-label": "Customer" })));
+    renderTools(item);
+  }
+
+  function buildCard(item) {
+    const d = item.details ?? {};
+    const facts = [["Channel", item.channel], ["Subject", d.subject], ["Queue", queues.get(item.queue ?? d.queue_id)],
+                   ["Language", d.language], ["Interaction", item.id]].filter(([, v]) => v !== undefined && v !== null);
+    item.panel.append(
+      el("p", { className: "state" }),
+      el("div", { className: "chat card" },
+        el("div", {},
+          el("dl", {}, ...facts.flatMap(([k, v]) => [el("dt", { textContent: k }), el("dd", { textContent: String(v) })])),
+          el("div", { className: "tools" }), actionButtons(item)),
+        el("aside", { className: "customer", "aria-label": "Customer" })));
+    renderTools(item);
+  }
+
+  function typing(item, on) {
+    clearTimeout(item.typingTimer);
+    if (on) item.typingTimer = setTimeout(() => typing(item, false), TYPING_IDLE_MS);
+    if (item.typingOn === on || item.state !== "connected" || item.chatEnded) return;
+    item.typingOn = on;
+    command("chat.typing", { interaction: item.id, on }, "typing");
+  }
+
+  function showMessage(item, m, sending = false) {
+    if (m.id && item.messages.has(m.id)) return;
+    const own = mine(m.author);
+    const node = el("div", { className: `msg${own ? " mine" : ""}${m.whisper ? " whisper" : ""}` },
+      el("div", { className: "who", textContent: `${m.name}${m.whisper ? " (whisper)" : ""} · ${time(m.at)}` }),
+      el("div", { className: "text", textContent: m.text }));
+    if (own) node.append(el("div", { className: "receipt", textContent: sending ? "sending…" : item.readUpTo >= m.id ? "read" : "sent" }));
+    if (m.client_id) node.dataset.clientId = m.client_id;
+    if (m.id) { node.dataset.message = m.id; item.messages.set(m.id, node); }
+    item.transcript.append(node);
+    item.transcript.scrollTop = item.transcript.scrollHeight;
+    if (!own && selected !== item.id) { item.unread += 1; renderTab(item); }
+  }
+
+  function note(item, text) {
+    if (!item) return;
+    item.transcript.append(el("div", { className: "msg note", textContent: text }));
+    item.transcript.scrollTop = item.transcript.scrollHeight;
+  }
+
+  // Read receipt for what the agent can see: the shown tab of a visible page.
+  function markRead(item) {
+    if (selected !== item.id || document.visibilityState !== "visible" || item.chatEnded) return;
+    let last = 0;
+    for (const [id, node] of item.messages) if (!node.classList.contains("mine")) last = Math.max(last, id);
+    if (last > item.lastRead) {
+      item.lastRead = last;
+      command("chat.read", { interaction: item.id, up_to: last }, "read receipt");
+    }
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    const item = work.get(selected);
+    if (item?.transcript) markRead(item);
+  });
+
+  // ---- sign-in ----------------------------------------------------------------------------
+  // The token is kept for the tab's session, so a reload comes back to the same work.
+
+  const SAVED = "vacd.console";
+
+  function start(session) {
+    stopped = false;
+    token = session.token;
+    me = session.me;
+    sessionStorage.setItem(SAVED, JSON.stringify(session));
+    $("agent-name").textContent = me.name;
+    $("monitor").hidden = !supervises();
+    $("login").hidden = true;
+    $("me").hidden = false;
+    $("desk").hidden = false;
+    loadDirectory();
+    connect();
+  }
+
+  $("login").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    let response;
+    let body;
+    try {
+      response = await fetch("/api/v1/auth/login", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(Object.fromEntries(form)),
+      });
+      body = await response.json().catch(() => ({}));
+    } catch (e) {
+      $("login-error").textContent = `sign-in failed: ${e.message}`;
+      return;
+    }
+    if (!response.ok) {
+      $("login-error").textContent = body.error?.message ?? "sign-in failed";
+      return;
+    }
+    start({ token: body.token, me: { id: body.user.id, name: body.user.display_name, role: body.user.role } });
+  });
+
+  function signedOut(reason) {
+    stopped = true; // no reconnect
+    sessionStorage.removeItem(SAVED);
+    ws?.close();
+    $("desk").hidden = true;
+    $("me").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = reason;
+    setStatus("signed out");
+  }
+
+  $("sign-out").addEventListener("click", () => {
+    fetch("/api/v1/auth/logout", { method: "POST", headers: { authorization: `Bearer ${token}` } }).catch(() => {});
+    signedOut("");
+  });
+
+  (async () => {
+    let saved = null;
+    try {
+      saved = JSON.parse(sessionStorage.getItem(SAVED));
+    } catch {
+      saved = null;
+    }
+    if (!saved?.token || !saved.me) return;
+    token = saved.token;
+    try {
+      await api("/api/v1/me");
+    } catch {
+      sessionStorage.removeItem(SAVED);
+      token = null;
+      return;
+    }
+    start(saved);
+  })();
+})();
