@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod language;
 pub mod metrics;
+pub mod report_metrics;
 pub mod reports;
 pub mod routing;
 pub mod server;

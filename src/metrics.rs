@@ -18,6 +18,16 @@ pub const TICKET_MESSAGES: &str = "vacd_ticket_messages_total";
 pub const MAILS_DROPPED: &str = "vacd_mails_dropped_total";
 pub const MAIL_ACCOUNT_UP: &str = "vacd_mail_account_up";
 pub const MAIL_ACCOUNT_FAILURES: &str = "vacd_mail_account_failures_total";
+// Today's report figures (`crate::report_metrics`), per tenant and queue / agent.
+pub const QUEUE_OFFERED: &str = "vacd_queue_today_offered";
+pub const QUEUE_ANSWERED: &str = "vacd_queue_today_answered";
+pub const QUEUE_ABANDONED: &str = "vacd_queue_today_abandoned";
+pub const QUEUE_SERVICE_LEVEL: &str = "vacd_queue_today_service_level_ratio";
+pub const QUEUE_ASA: &str = "vacd_queue_today_asa_seconds";
+pub const QUEUE_AHT: &str = "vacd_queue_today_aht_seconds";
+pub const QUEUE_LONGEST_WAIT: &str = "vacd_queue_today_longest_wait_seconds";
+pub const AGENT_OCCUPANCY: &str = "vacd_agent_today_occupancy_ratio";
+pub const TENANT_OCCUPANCY: &str = "vacd_tenant_today_occupancy_ratio";
 
 /// Installs the global recorder on first use and returns the handle that renders it.
 pub fn install() -> PrometheusHandle {
@@ -50,7 +60,59 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(MAILS_DROPPED, "inbound mails dropped by loop and spam screening");
             metrics::describe_gauge!(MAIL_ACCOUNT_UP, "1 while the mail account's server session is up, 0 while it is retried");
             metrics::describe_counter!(MAIL_ACCOUNT_FAILURES, "failed mail server sessions, by account");
+            describe_report_gauges();
             handle
         })
         .clone()
+}
+
+fn describe_report_gauges() {
+    for (name, unit, help) in [
+        (
+            QUEUE_OFFERED,
+            None,
+            "interactions that entered the queue today (UTC)",
+        ),
+        (QUEUE_ANSWERED, None, "of today's, connected to an agent"),
+        (
+            QUEUE_ABANDONED,
+            None,
+            "of today's, left by the customer while waiting",
+        ),
+        (
+            QUEUE_SERVICE_LEVEL,
+            None,
+            "today's service level, 0-1 (see docs/reports.md)",
+        ),
+        (
+            QUEUE_ASA,
+            Some(metrics::Unit::Seconds),
+            "today's average speed of answer",
+        ),
+        (
+            QUEUE_AHT,
+            Some(metrics::Unit::Seconds),
+            "today's average handle time",
+        ),
+        (
+            QUEUE_LONGEST_WAIT,
+            Some(metrics::Unit::Seconds),
+            "today's longest ended wait",
+        ),
+        (
+            AGENT_OCCUPANCY,
+            None,
+            "today's busy time over logged-in time, 0-1",
+        ),
+        (
+            TENANT_OCCUPANCY,
+            None,
+            "today's busy time over logged-in time of all agents, 0-1",
+        ),
+    ] {
+        match unit {
+            Some(unit) => metrics::describe_gauge!(name, unit, help),
+            None => metrics::describe_gauge!(name, help),
+        }
+    }
 }

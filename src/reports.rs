@@ -6,7 +6,9 @@
 //!   **ASA** and **longest wait** belong to the interval in which the interaction entered the
 //!   queue (`routing.queued`), so that an interval's service level compares like with like.
 //!   A wait ends with `routing.connected` (answered) or `routing.abandoned`; waits still open
-//!   at the end of the data count as offered only.
+//!   at the end of the data count as offered only. A supervisor's move to another queue
+//!   (`routing.moved`) takes the wait with it: it counts in the new queue, from when it first
+//!   entered the old one.
 //! - **Service level** = answered within the queue's target ÷ (offered − short abandons);
 //!   an abandon sooner than the short-abandon threshold is not held against the queue.
 //! - **AHT** (average handle time) = talk (connected → ended) + wrap-up (ended → wrap-up
@@ -238,6 +240,21 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 let Some(queue) = event.queue else { continue };
                 waits.insert(id, Wait { queue, since: at });
                 if let Some(row) = b.queue(queue, at) {
+                    row.offered += 1;
+                }
+            }
+            ("routing.moved", Some(id), _) => {
+                let (Some(queue), Some(wait)) = (event.queue, waits.get_mut(&id)) else {
+                    continue;
+                };
+                if queue == wait.queue {
+                    continue;
+                }
+                let (from, since) = (std::mem::replace(&mut wait.queue, queue), wait.since);
+                if let Some(row) = b.queue(from, since) {
+                    row.offered = row.offered.saturating_sub(1);
+                }
+                if let Some(row) = b.queue(queue, since) {
                     row.offered += 1;
                 }
             }
@@ -492,6 +509,39 @@ mod tests {
         assert_eq!(agent.busy_ms, 7 * MIN);
         assert_eq!(agent.logged_in_ms, 60 * MIN);
         assert_eq!(agent.occupancy, Some(7.0 / 60.0));
+    }
+
+    /// A call waits 30 s in queue Q, is moved to queue 2 and answered there 10 s later: it
+    /// counts in queue 2 only, with its whole 40 s wait (inside queue 2's 60 s target).
+    #[test]
+    fn a_moved_wait_counts_in_the_new_queue_from_its_first_arrival() {
+        let mut moved = event(MIN + 30_000, "moved", 1, None);
+        moved.queue = Some(2);
+        let events = vec![
+            event(MIN, "queued", 1, None),
+            moved,
+            Event {
+                queue: Some(2),
+                ..event(MIN + 40_000, "connected", 1, Some(1))
+            },
+        ];
+        let mut settings = settings(Interval::Hour, 0, 60 * MIN);
+        settings.targets.insert(2, 60_000);
+        let report = build(&events, &settings);
+        let rows: Vec<_> = report
+            .queues
+            .iter()
+            .map(|q| {
+                (
+                    q.queue,
+                    q.offered,
+                    q.answered,
+                    q.answered_in_target,
+                    q.asa_ms,
+                )
+            })
+            .collect();
+        assert_eq!(rows, vec![(2, 1, 1, 1, Some(40_000.0)), (Q, 0, 0, 0, None)]);
     }
 
     /// A call from 10:50 to 11:20 (wrap-up to 11:25) seen in 15-minute intervals: the wait

@@ -238,6 +238,7 @@ pub(crate) fn interaction_of(output: &Output) -> Option<InteractionId> {
         | Output::Done { interaction }
         | Output::Abandoned { interaction, .. }
         | Output::Transferred { interaction, .. }
+        | Output::Moved { interaction, .. }
         | Output::Escalated { interaction, .. }
         | Output::SlaBreached { interaction, .. } => Some(*interaction),
         Output::PresenceChanged { .. } => None,

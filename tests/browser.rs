@@ -101,7 +101,9 @@ async fn chat_monitoring_in_chromium() {
 }
 
 /// The wallboard signs in, follows the live feed, and its Break button sets an agent not ready
-/// (which the agent's own console sees).
+/// (which the agent's own console sees); it draws today's charts from the reports (one email
+/// answered in Sales DE), and moves a waiting email from a queue nobody serves to Sales DE with
+/// the keyboard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallboard_in_chromium() {
     let s = TestServer::start(Db::Sqlite).await;
@@ -110,7 +112,40 @@ async fn wallboard_in_chromium() {
     console.ready().await;
     let (_, me) = s.get("/api/v1/me", &token).await;
     let bruno = me["id"].as_i64().expect("bruno's id");
-    node("wallboard.mjs", &[&s.base, &bruno.to_string()]).await;
+    let admin = s.demo_login("ada").await;
+    let (_, queues) = s.get("/api/v1/queues?limit=500", &admin).await;
+    let sales_de = queues["items"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["name"] == "Sales DE"))
+        .and_then(|q| q["id"].as_i64())
+        .expect("the demo's Sales DE queue");
+    let email = |queue: i64| json!({ "channel": "email", "queue_id": queue, "language": "de", "subject": "Hallo" });
+    let answered = s
+        .create("/api/v1/interactions", &admin, email(sales_de))
+        .await;
+    console
+        .expect_where("offer", |f| f["interaction"] == answered)
+        .await;
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": answered }))
+        .await;
+    console
+        .ok(json!({ "type": "interaction.end", "interaction": answered }))
+        .await;
+    console
+        .ok(json!({ "type": "wrapup.done", "interaction": answered }))
+        .await;
+    let unserved = s
+        .create("/api/v1/queues", &admin, json!({ "name": "Nobody serves" }))
+        .await;
+    let waiting = s
+        .create("/api/v1/interactions", &admin, email(unserved))
+        .await;
+    node(
+        "wallboard.mjs",
+        &[&s.base, &bruno.to_string(), &waiting.to_string()],
+    )
+    .await;
     console
         .expect_where("presence.changed", |f| f["to"]["reason"] == "break")
         .await;

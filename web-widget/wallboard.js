@@ -1,7 +1,10 @@
 // The supervisor wallboard: signs in over the REST API, follows the live feed
 // (/ws/supervisor, docs/supervisor-feed.md) and shows one tile per queue — waiting callers,
 // longest wait, today's service level coloured by threshold — and a table of agents with their
-// state, time in state and work; a supervisor can send an agent on a break or back to ready.
+// state, time in state and work; a supervisor can send an agent on a break or back to ready,
+// and move a waiting interaction to another queue or to a ready agent. Below the tiles, per
+// queue, today's service level and longest wait per 15 minutes from the reports endpoint, drawn
+// as inline SVG and coloured by the queue's own service-level target.
 "use strict";
 
 (() => {
@@ -10,8 +13,22 @@
 
   const seconds = (ms) => `${Math.round(ms / 1000)} s`;
   const percent = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);
-  // Service level colours: at or above 80 % good, 60 % warning, below that bad.
-  const grade = (sl) => (sl === null || sl === undefined ? "" : sl >= 0.8 ? "ok" : sl >= 0.6 ? "warn" : "bad");
+  // Each queue's service-level target ({percent, seconds}) from /api/v1/queues; 80 % in 20 s
+  // until known.
+  const targets = new Map();
+  const targetOf = (queue) => targets.get(queue) ?? { percent: 80, seconds: 20 };
+  // Service level colours: at or above the queue's target good, up to 15 points below warning,
+  // below that bad.
+  const grade = (sl, queue) => {
+    if (sl === null || sl === undefined) return "";
+    const goal = targetOf(queue).percent / 100;
+    return sl >= goal ? "ok" : sl >= goal - 0.15 ? "warn" : "bad";
+  };
+  // Wait colours: within the target good, up to twice the target warning, beyond that bad.
+  const waitGrade = (ms, queue) => {
+    const goal = targetOf(queue).seconds * 1000;
+    return ms <= goal ? "ok" : ms <= 2 * goal ? "warn" : "bad";
+  };
   const stateText = (p) => (p.presence === "not_ready" ? `not ready (${p.reason})` : p.mode ? `${p.presence} (${p.mode})` : p.presence);
 
   function cell(row, text) {
@@ -25,7 +42,7 @@
     const box = $("queues");
     box.replaceChildren(...queues.map((q) => {
       const tile = document.createElement("article");
-      tile.className = `tile ${grade(q.today.service_level)}`;
+      tile.className = `tile ${grade(q.today.service_level, q.queue)}`;
       tile.dataset.queue = q.queue;
       tile.setAttribute("aria-label", `Queue ${q.name ?? q.queue}`);
       const h = document.createElement("h2");
@@ -72,6 +89,199 @@
     }));
   }
 
+  // Waiting rows are kept across frames (keyed by interaction) so that a target being chosen
+  // keeps its focus and selection while the feed updates the figures around it.
+  const waitingRows = new Map();
+
+  function moveTargets(w, queues, agents) {
+    const targets = queues
+      .filter((q) => q.queue !== w.queue)
+      .map((q) => [`queue:${q.queue}`, `queue ${q.name ?? q.queue}`]);
+    for (const a of agents) {
+      if (a.presence.presence === "ready" && a.presence.mode === "inbound") {
+        targets.push([`agent:${a.agent}`, `agent ${a.name ?? a.agent}`]);
+      }
+    }
+    return targets;
+  }
+
+  function renderWaiting(queues, agents) {
+    const waiting = queues.flatMap((q) => (q.waiting_interactions ?? []).map((w) => ({ ...w, queue: q.queue, queueName: q.name ?? `Queue ${q.queue}` })));
+    const rows = waiting.map((w) => {
+      let entry = waitingRows.get(w.interaction);
+      if (!entry) {
+        const row = document.createElement("tr");
+        row.dataset.interaction = w.interaction;
+        const label = cell(row, "");
+        const queue = cell(row, "");
+        const waited = cell(row, "");
+        const select = document.createElement("select");
+        select.setAttribute("aria-label", `Move ${w.channel} ${w.interaction} to`);
+        const button = document.createElement("button");
+        button.textContent = "Move";
+        button.setAttribute("aria-label", `Move ${w.channel} ${w.interaction}`);
+        button.addEventListener("click", () => move(w.interaction, select.value));
+        const td = cell(row, "");
+        td.append(select, " ", button);
+        entry = { row, label, queue, waited, select, button, options: "" };
+        waitingRows.set(w.interaction, entry);
+      }
+      entry.label.textContent = `${w.channel} ${w.interaction}`;
+      entry.queue.textContent = `${w.queueName} (#${w.position})`;
+      entry.waited.textContent = seconds(w.waited_ms);
+      const targets = moveTargets(w, queues, agents);
+      const options = JSON.stringify(targets);
+      if (options !== entry.options) {
+        const chosen = entry.select.value;
+        entry.select.replaceChildren(...targets.map(([value, text]) => {
+          const option = document.createElement("option");
+          option.value = value;
+          option.textContent = text;
+          return option;
+        }));
+        if (targets.some(([value]) => value === chosen)) entry.select.value = chosen;
+        entry.options = options;
+      }
+      entry.button.disabled = targets.length === 0;
+      return entry.row;
+    });
+    const live = new Set(waiting.map((w) => w.interaction));
+    for (const id of waitingRows.keys()) if (!live.has(id)) waitingRows.delete(id);
+    const body = $("waiting");
+    // Only reorder when the order changed, so that a focused control is not detached.
+    if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) {
+      body.replaceChildren(...rows);
+    }
+  }
+
+  async function move(interaction, target) {
+    const [kind, id] = target.split(":");
+    const response = await fetch(`/api/v1/interactions/${interaction}/move`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: JSON.stringify({ [kind]: Number(id) }),
+    });
+    if (response.ok) {
+      $("status").textContent = `moved ${interaction} to ${kind} ${id}`;
+    } else {
+      const body = await response.json().catch(() => ({}));
+      $("status").textContent = body.error?.message ?? `not moved (${response.status})`;
+    }
+  }
+
+  // Charts: x = the 96 quarter-hours of the UTC day, left to right.
+  const SVG = "http://www.w3.org/2000/svg";
+  const QUARTER = 15 * 60 * 1000;
+  const W = 560, H = 150, LEFT = 44, RIGHT = 18, TOP = 8, BOTTOM = 22;
+  const slotX = (slot) => LEFT + (slot / 96) * (W - LEFT - RIGHT);
+  const valueY = (value, max) => TOP + (1 - Math.min(value, max) / max) * (H - TOP - BOTTOM);
+
+  function svgEl(name, attrs, text) {
+    const el = document.createElementNS(SVG, name);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (text !== undefined) el.textContent = text;
+    return el;
+  }
+
+  function frame(svg, max, format) {
+    svg.append(svgEl("line", { class: "axis", x1: LEFT, y1: H - BOTTOM, x2: W - RIGHT, y2: H - BOTTOM }));
+    svg.append(svgEl("line", { class: "axis", x1: LEFT, y1: TOP, x2: LEFT, y2: H - BOTTOM }));
+    for (const hour of [0, 6, 12, 18, 24]) {
+      svg.append(svgEl("text", { x: slotX(hour * 4), y: H - 6, "text-anchor": "middle" }, `${hour}:00`));
+    }
+    for (const value of [0, max / 2, max]) {
+      svg.append(svgEl("text", { x: LEFT - 4, y: valueY(value, max) + 4, "text-anchor": "end" }, format(value)));
+    }
+  }
+
+  function chart(caption, label, build) {
+    const figure = document.createElement("figure");
+    figure.className = "chart";
+    const title = document.createElement("figcaption");
+    title.textContent = caption;
+    const svg = svgEl("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label });
+    build(svg);
+    figure.append(title, svg);
+    return figure;
+  }
+
+  function serviceLevelChart(queue, name, rows, dayStart) {
+    const target = targetOf(queue);
+    const points = rows.filter((r) => r.service_level !== null && r.service_level !== undefined);
+    return chart(`${name}: service level (target ${target.percent} % in ${target.seconds} s)`,
+      `Service level today, ${name}`, (svg) => {
+        frame(svg, 100, (v) => `${v} %`);
+        const goal = valueY(target.percent, 100);
+        svg.append(svgEl("line", { class: "target", x1: LEFT, y1: goal, x2: W - RIGHT, y2: goal }));
+        const xy = points.map((r) => [slotX((r.interval_start - dayStart) / QUARTER + 0.5), valueY(r.service_level * 100, 100)]);
+        if (xy.length > 1) svg.append(svgEl("polyline", { class: "line", points: xy.map((p) => p.join(",")).join(" ") }));
+        points.forEach((r, i) => {
+          const dot = svgEl("circle", { class: `point ${grade(r.service_level, queue)}`, cx: xy[i][0], cy: xy[i][1], r: 4 });
+          dot.append(svgEl("title", {}, `${new Date(r.interval_start).toISOString().slice(11, 16)} ${percent(r.service_level)}`));
+          svg.append(dot);
+        });
+      });
+  }
+
+  function waitChart(queue, name, rows, dayStart) {
+    const goal = targetOf(queue).seconds * 1000;
+    const max = Math.max(2 * goal, ...rows.map((r) => r.longest_wait_ms));
+    const width = slotX(1) - slotX(0) - 1;
+    return chart(`${name}: longest wait`, `Longest wait today, ${name}`, (svg) => {
+      frame(svg, max, (v) => seconds(v));
+      const y = valueY(goal, max);
+      svg.append(svgEl("line", { class: "target", x1: LEFT, y1: y, x2: W - RIGHT, y2: y }));
+      for (const r of rows) {
+        // At least a sliver, so that an interval with traffic and no wait still shows.
+        const top = Math.min(valueY(r.longest_wait_ms, max), H - BOTTOM - 1);
+        const bar = svgEl("rect", {
+          class: `bar ${waitGrade(r.longest_wait_ms, queue)}`,
+          x: slotX((r.interval_start - dayStart) / QUARTER), y: top, width, height: H - BOTTOM - top,
+        });
+        bar.append(svgEl("title", {}, `${new Date(r.interval_start).toISOString().slice(11, 16)} ${seconds(r.longest_wait_ms)}`));
+        svg.append(bar);
+      }
+    });
+  }
+
+  let queueNames = new Map();
+
+  async function refreshCharts() {
+    const headers = { authorization: `Bearer ${token}` };
+    const [queues, report] = await Promise.all([
+      fetch("/api/v1/queues?limit=500", { headers }),
+      fetch("/api/v1/reports/queues?interval=15m", { headers }),
+    ]);
+    if (queues.ok) {
+      for (const q of (await queues.json()).items ?? []) {
+        targets.set(q.id, { percent: q.sla_percent, seconds: q.sla_seconds });
+        if (!queueNames.has(q.id)) queueNames.set(q.id, q.name);
+      }
+    }
+    if (!report.ok) {
+      $("charts-note").textContent = report.status === 403 ? "Charts need the supervisor role." : `Charts unavailable (${report.status}).`;
+      return;
+    }
+    $("charts-note").textContent = "";
+    const rows = (await report.json()).items ?? [];
+    const dayStart = Math.floor(Date.now() / 86400000) * 86400000;
+    const byQueue = new Map();
+    for (const r of rows) {
+      if (!byQueue.has(r.queue)) byQueue.set(r.queue, []);
+      byQueue.get(r.queue).push(r);
+    }
+    const charts = [];
+    for (const [queue, name] of queueNames) {
+      const list = byQueue.get(queue) ?? [];
+      const box = document.createElement("div");
+      box.className = "queue-charts";
+      box.dataset.queue = queue;
+      box.append(serviceLevelChart(queue, name, list, dayStart), waitChart(queue, name, list, dayStart));
+      charts.push(box);
+    }
+    $("charts").replaceChildren(...charts);
+  }
+
   async function setStatus(agent, status) {
     const response = await fetch(`/api/v1/agents/${agent}/status`, {
       method: "PUT",
@@ -92,6 +302,13 @@
       const frame = JSON.parse(event.data);
       if (frame.type !== "floor") return;
       renderQueues(frame.queues);
+      let newQueue = false;
+      for (const q of frame.queues) {
+        if (!queueNames.has(q.queue)) newQueue = true;
+        queueNames.set(q.queue, q.name ?? `Queue ${q.queue}`);
+      }
+      if (newQueue) refreshCharts();
+      renderWaiting(frame.queues, frame.agents);
       renderAgents(frame.agents);
     });
     ws.addEventListener("close", () => {
@@ -117,5 +334,8 @@
     $("login").hidden = true;
     $("board").hidden = false;
     follow();
+    refreshCharts();
+    // Quarter-hour figures change slowly: once a minute is plenty.
+    setInterval(refreshCharts, 60000);
   });
 })();

@@ -339,6 +339,8 @@ impl crate::Error {
             AgentUnavailable(_) => "agent_unavailable",
             TransferToSelf { .. } => "transfer_to_self",
             QueueInUse { .. } => "queue_in_use",
+            NotMovable { .. } => "not_movable",
+            AlreadyInQueue { .. } => "already_in_queue",
         }
     }
 }

@@ -8,8 +8,8 @@
 //!
 //! Reading order: this file (the API and the dispatch), then `routing.rs` (matching agents and
 //! interactions, the indexes), `lifecycle.rs` (offer → connected → wrap-up → done, transfer,
-//! abandon, presence), `escalation.rs` (waiting-time rules and SLA), `admin.rs` (live
-//! configuration) and `stats.rs` (queries).
+//! abandon, presence), `moves.rs` (supervisors moving waiting work), `escalation.rs`
+//! (waiting-time rules and SLA), `admin.rs` (live configuration) and `stats.rs` (queries).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -107,6 +107,7 @@ impl Engine {
             Input::End { interaction } => self.end(interaction, now),
             Input::WrapUpDone { agent, interaction } => self.wrap_up_done(agent, interaction, now),
             Input::Transfer { interaction, to } => self.transfer(interaction, to, now),
+            Input::Move { interaction, to } => self.move_waiting(interaction, to, now),
         };
         self.handle_timeout(now);
         result
@@ -361,6 +362,8 @@ mod tests {
         WrapUpDone(usize),
         TransferToQueue(usize, u64),
         TransferToAgent(usize, u64),
+        MoveToQueue(u64, u64),
+        MoveToAgent(u64, u64),
         Advance(u64),
         UpsertAgent(AgentConfig),
         RemoveAgent(u64),
@@ -404,6 +407,8 @@ mod tests {
             2 => any::<usize>().prop_map(Op::WrapUpDone),
             2 => (any::<usize>(), 1..=QUEUES).prop_map(|(p, q)| Op::TransferToQueue(p, q)),
             2 => (any::<usize>(), agent.clone()).prop_map(|(p, a)| Op::TransferToAgent(p, a)),
+            2 => (1u64..16, 1..=QUEUES + 1).prop_map(|(i, q)| Op::MoveToQueue(i, q)),
+            2 => (1u64..16, agent.clone()).prop_map(|(i, a)| Op::MoveToAgent(i, a)),
             4 => (0u64..25).prop_map(Op::Advance),
             1 => (agent.clone()).prop_flat_map(agent_config).prop_map(Op::UpsertAgent),
             1 => agent.prop_map(Op::RemoveAgent),
@@ -533,6 +538,26 @@ mod tests {
                     seen.overflow.clear();
                     if let TransferTarget::Agent { agent } = to {
                         seen.directed_to = Some(*agent);
+                    }
+                }
+                Output::Moved {
+                    interaction,
+                    queue,
+                    to,
+                    ..
+                } => {
+                    let seen = self.seen.get_mut(interaction).expect("moved after queued");
+                    assert!(
+                        seen.connected.is_none() && !seen.wrap_up,
+                        "moved {interaction} while connected"
+                    );
+                    seen.queue = Some(*queue);
+                    match to {
+                        TransferTarget::Queue { .. } => {
+                            seen.relaxed = false;
+                            seen.overflow.clear();
+                        }
+                        TransferTarget::Agent { agent } => seen.directed_to = Some(*agent),
                     }
                 }
                 Output::Escalated {
@@ -736,6 +761,18 @@ mod tests {
             },
             Op::TransferToAgent(i, agent) => Input::Transfer {
                 interaction: pick(&connected, *i)?.1,
+                to: TransferTarget::Agent {
+                    agent: AgentId(*agent),
+                },
+            },
+            Op::MoveToQueue(id, queue) => Input::Move {
+                interaction: InteractionId(*id),
+                to: TransferTarget::Queue {
+                    queue: QueueId(*queue),
+                },
+            },
+            Op::MoveToAgent(id, agent) => Input::Move {
+                interaction: InteractionId(*id),
                 to: TransferTarget::Agent {
                     agent: AgentId(*agent),
                 },

@@ -80,6 +80,24 @@ pub enum Error {
         /// The agent.
         agent: AgentId,
     },
+    /// Move of an interaction that is connected or in wrap-up.
+    #[error(
+        "interaction {interaction} is {state}; only queued or offered interactions can be moved"
+    )]
+    NotMovable {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Where it stands.
+        state: InteractionState,
+    },
+    /// Move of an interaction to the queue it already waits in.
+    #[error("interaction {interaction} already waits in queue {queue}")]
+    AlreadyInQueue {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The queue.
+        queue: QueueId,
+    },
     /// Removal of a queue live interactions belong to.
     #[error("queue {queue} still has {interactions} live interactions")]
     QueueInUse {

@@ -12,7 +12,7 @@ use crate::interaction::NewInteraction;
 use crate::presence::AgentStatus;
 use crate::queue::QueueConfig;
 
-/// Where a connected interaction is transferred to.
+/// Where a connected interaction is transferred to, or a waiting one moved to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "target", rename_all = "snake_case")]
 pub enum TransferTarget {
@@ -98,6 +98,16 @@ pub enum Input {
     },
     /// Transfer a connected interaction; the transferring agent goes to wrap-up.
     Transfer {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Where to.
+        to: TransferTarget,
+    },
+    /// A supervisor moves a queued or offered interaction: to another queue (it keeps its
+    /// enqueue order and wait time) or straight to an agent (offered at once; the agent must be
+    /// ready inbound with free capacity, skills are the supervisor's judgement). A pending offer
+    /// is revoked first.
+    Move {
         /// The interaction.
         interaction: InteractionId,
         /// Where to.

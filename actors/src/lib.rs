@@ -66,6 +66,7 @@ mod ids;
 mod input;
 mod interaction;
 mod lifecycle;
+mod moves;
 mod output;
 mod presence;
 mod queue;

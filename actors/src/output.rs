@@ -29,6 +29,8 @@ pub enum RevokeReason {
     Abandoned,
     /// The agent went not ready, outbound, back office or offline, or was removed.
     AgentUnavailable,
+    /// A supervisor moved the interaction elsewhere.
+    Moved,
 }
 
 /// A domain event produced by the engine.
@@ -122,6 +124,22 @@ pub enum Output {
         to: TransferTarget,
         /// Wrap-up time granted to `from`.
         wrap_up: Duration,
+    },
+    /// A supervisor moved a waiting interaction (see [`Input::Move`](crate::Input::Move)). Its
+    /// pending offers are revoked after this; a move to an agent is followed by the offer. A
+    /// move to a queue is no new wait (no [`Output::Queued`]): the interaction keeps `order` and
+    /// its wait time.
+    Moved {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The queue it waited in before.
+        from_queue: QueueId,
+        /// The queue it waits in now (`from_queue` unless moved to a queue).
+        queue: QueueId,
+        /// Where to.
+        to: TransferTarget,
+        /// Its enqueue order, unchanged.
+        order: u64,
     },
     /// An escalation step of the queue applied to the interaction.
     Escalated {

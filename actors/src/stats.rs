@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capacity::WorkKind;
+use crate::capacity::{Channel, WorkKind};
 use crate::error::Error;
 use crate::ids::{InteractionId, QueueId};
 use crate::interaction::Stage;
@@ -51,6 +51,8 @@ pub struct QueuePosition {
     pub interaction: InteractionId,
     /// Its queue.
     pub queue: QueueId,
+    /// Its channel.
+    pub channel: Channel,
     /// 1 = next to be served among interactions of its kind in its queue (overflowed-in ones
     /// of higher rank count as ahead).
     pub position: usize,
@@ -129,6 +131,7 @@ impl Engine {
         Ok(QueuePosition {
             interaction: id,
             queue: inter.queue,
+            channel: inter.channel,
             position,
             waited: now.saturating_duration_since(inter.enqueued_at),
             estimated_wait: estimate(queue, position, self.serving(inter.queue)),
@@ -152,6 +155,7 @@ impl Engine {
                 positions.push(QueuePosition {
                     interaction: key.interaction,
                     queue: id,
+                    channel: inter.channel,
                     position: index + 1,
                     waited: now.saturating_duration_since(inter.enqueued_at),
                     estimated_wait: estimate(queue, index + 1, serving),

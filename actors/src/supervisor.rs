@@ -56,11 +56,13 @@ pub struct TenantSetup {
 }
 
 /// A tenant's floor at one moment: every queue's live figures and every agent's state, in id
-/// order (what a supervisor's wallboard shows).
+/// order, and the interactions waiting in each queue, in service order (what a supervisor's
+/// wallboard shows).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Floor {
     pub queues: Vec<crate::QueueStats>,
     pub agents: Vec<crate::AgentView>,
+    pub waiting: Vec<crate::QueuePosition>,
 }
 
 /// A boxed future, so that [`Host`] can be used as a trait object.

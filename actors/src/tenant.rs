@@ -416,6 +416,12 @@ impl Actor for TenantActor {
                         .iter()
                         .filter_map(|a| state.engine.agent(*a))
                         .collect(),
+                    waiting: state
+                        .queues
+                        .keys()
+                        .filter_map(|q| state.engine.queue_positions(*q, now).ok())
+                        .flatten()
+                        .collect(),
                 };
                 let _ = reply.send(floor);
             }

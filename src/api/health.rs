@@ -1,5 +1,6 @@
 //! Operational endpoints outside `/api/v1`: `/health` (the process answers), `/ready` (the store
-//! is reachable and fully migrated) and `/metrics` (Prometheus text).
+//! is reachable and fully migrated) and `/metrics` (Prometheus text; today's report figures are
+//! brought up to date first, see `crate::report_metrics`).
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -43,6 +44,10 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state
+        .report_gauges
+        .refresh(&state.store, &state.routing)
+        .await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -14,6 +14,7 @@ mod chat;
 mod console;
 pub mod error;
 mod health;
+mod interactions;
 mod openapi;
 mod pages;
 mod reports;
@@ -51,6 +52,8 @@ pub struct AppState {
     floors: supervisor::Floors,
     /// The written channels (tickets' replies go out through them); `None` until set.
     pub channels: Option<crate::channels::Channels>,
+    /// Today's report figures on `/metrics`, refreshed on scrape.
+    report_gauges: crate::report_metrics::ReportGauges,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
             openapi: Arc::new(openapi),
             floors: supervisor::Floors::default(),
             channels: None,
+            report_gauges: Default::default(),
         }
     }
 
@@ -119,6 +123,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             axum::routing::put(supervisor::set_status),
         )
         .route("/api/v1/reports/{table}", get(reports::report))
+        .route(
+            "/api/v1/interactions/{interaction}/move",
+            post(interactions::move_interaction),
+        )
         .route(
             "/api/v1/calls/{interaction}/monitor",
             axum::routing::put(calls::start).delete(calls::stop),

@@ -109,10 +109,24 @@ impl Feed {
                         "longest_wait_ms": t.longest_wait_ms,
                     })
                 });
+                let waiting: Vec<Json> = floor
+                    .waiting
+                    .iter()
+                    .filter(|w| w.queue == q.queue)
+                    .map(|w| {
+                        json!({
+                            "interaction": w.interaction.0,
+                            "channel": w.channel,
+                            "position": w.position,
+                            "waited_ms": w.waited.as_millis() as u64,
+                        })
+                    })
+                    .collect();
                 json!({
                     "queue": id,
                     "name": self.queue_names.get(&id),
                     "waiting": q.waiting,
+                    "waiting_interactions": waiting,
                     "offered": q.offered,
                     "in_progress": q.in_progress,
                     "longest_wait_ms": q.longest_wait.as_millis() as u64,

@@ -16,7 +16,7 @@ use sqlx::Row;
 use vacd_actors::{
     AgentConfig, AgentId, AgentSkill, Capacity, Channel, EngineConfig, EscalationAction,
     EscalationStep, InteractionId, NewInteraction, Output, QueueConfig, QueueId, Restored,
-    ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup,
+    ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup, TransferTarget,
 };
 
 use super::events::{self, NewEvent};
@@ -47,6 +47,16 @@ impl RowChange {
     fn apply(&mut self, output: &Output, at: i64) {
         let (state, agent) = match output {
             Output::Queued { queue, order, .. } => {
+                self.queued = Some((queue.0 as i64, *order as i64, at));
+                ("queued", Assignee::Clear)
+            }
+            // A move to a queue is no new wait: `queued_at` keeps the first queueing.
+            Output::Moved {
+                queue,
+                to: TransferTarget::Queue { .. },
+                order,
+                ..
+            } => {
                 self.queued = Some((queue.0 as i64, *order as i64, at));
                 ("queued", Assignee::Clear)
             }

@@ -1,10 +1,12 @@
 // Browser test of the wallboard: Debian's chromium (headless) driven by playwright-core.
 // A supervisor signs in on /wallboard; the queue tiles and the agents' table follow the live
-// feed; the Break button sets an agent not ready; a screenshot goes to SCREENSHOTS.
-// Usage: node wallboard.mjs BASE_URL AGENT_ID SCREENSHOTS_DIR — run by tests/browser.rs.
+// feed; the Break button sets an agent not ready; today's charts are drawn (service level with
+// a coloured point for Sales DE, where one email was answered); the waiting interaction
+// WAITING_ID is moved to Sales DE with the keyboard; a screenshot goes to SCREENSHOTS.
+// Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
 
-const [base, agentId, screenshots] = process.argv.slice(2);
+const [base, agentId, waitingId, screenshots] = process.argv.slice(2);
 const WAIT = 15000;
 
 const browser = await chromium.launch({
@@ -27,6 +29,27 @@ try {
   await row.waitFor();
   await row.getByRole("button", { name: "Break" }).click();
   await row.getByText("not ready (break)").waitFor();
+  // Today's charts: an SVG per queue and figure; Sales DE has a graded service-level point.
+  const sl = page.getByRole("img", { name: "Service level today, Sales DE" });
+  await sl.waitFor();
+  await sl.locator("circle.point.ok").first().waitFor();
+  await page.getByRole("img", { name: "Longest wait today, Sales DE" }).locator("rect.bar").first().waitFor();
+  // Move the waiting email to Sales DE (Bruno is on a break, so it stays waiting there),
+  // keyboard only: focus the select, pick with the arrow keys, press the Move button.
+  const waiting = page.locator(`tr[data-interaction="${waitingId}"]`);
+  await waiting.getByText("Nobody serves (#1)").waitFor();
+  const select = waiting.getByRole("combobox", { name: `Move email ${waitingId} to` });
+  await select.focus();
+  const options = await select.locator("option").evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
+  const steps = options.findIndex(([, text]) => text === "queue Sales DE");
+  if (steps < 0) throw new Error(`no Sales DE among ${options}`);
+  for (let i = 0; i < steps; i++) await page.keyboard.press("ArrowDown");
+  if ((await select.inputValue()) !== options[steps][0]) {
+    throw new Error(`arrow keys selected ${await select.inputValue()}, not ${options[steps][0]}`);
+  }
+  await page.keyboard.press("Tab");
+  await page.keyboard.press("Enter");
+  await waiting.getByText("Sales DE (#1)").waitFor();
   await page.screenshot({ path: `${screenshots}/wallboard.png`, fullPage: true });
   console.log("wallboard ok");
 } finally {

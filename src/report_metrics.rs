@@ -1,0 +1,128 @@
+//! Today's report figures as Prometheus gauges on `/metrics`: per tenant and queue offered,
+//! answered, abandoned, service level, ASA, AHT and longest wait; occupancy per agent and per
+//! tenant — the same arithmetic as the reports (`crate::reports`, interval = the current UTC
+//! day), so a dashboard and `GET /api/v1/reports/queues?interval=day` never disagree.
+//!
+//! Refreshed on scrape, cheaply: the routing journal is flushed, then a tenant's figures are
+//! recomputed from the event log only when it has new events (or a new day began) since the
+//! last scrape; otherwise the gauges keep their values. [`ReportGauges`] remembers, per tenant,
+//! the newest event and the day it computed. Figures with nothing to average are `NaN`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::metrics as names;
+use crate::reports::{self, Interval, Settings};
+use crate::routing::RoutingHandle;
+use crate::store::{self, now_ms, Store};
+
+/// Events one tenant's day may have at most for its gauges to be computed.
+const MAX_EVENTS: i64 = 2_000_000;
+/// Waits and logins that began this long before midnight still count.
+const LOOKBACK_MS: i64 = 86_400_000;
+
+/// What the last scrape computed: per tenant, its newest event id and the day (Unix ms of
+/// midnight UTC).
+#[derive(Clone, Default)]
+pub struct ReportGauges {
+    seen: Arc<Mutex<HashMap<i64, (i64, i64)>>>,
+}
+
+impl ReportGauges {
+    /// Brings every tenant's gauges up to date with the event log.
+    pub async fn refresh(&self, store: &Store, routing: &RoutingHandle) {
+        routing.flushed().await;
+        let tenants = match store.tenant_ids().await {
+            Ok(tenants) => tenants,
+            Err(err) => {
+                tracing::warn!(%err, "report gauges not refreshed");
+                return;
+            }
+        };
+        let now = now_ms();
+        let day = Interval::Day.start_of(now);
+        for tenant in tenants {
+            let last = match store.last_event_id(tenant).await {
+                Ok(last) => last,
+                Err(err) => {
+                    tracing::warn!(tenant, %err, "report gauges not refreshed");
+                    continue;
+                }
+            };
+            let seen = self.lock().get(&tenant).copied();
+            if seen == Some((last, day)) {
+                continue;
+            }
+            match publish(store, tenant, day, now).await {
+                Ok(true) => {
+                    self.lock().insert(tenant, (last, day));
+                }
+                Ok(false) => {
+                    tracing::warn!(tenant, "too many events today for the report gauges")
+                }
+                Err(err) => tracing::warn!(tenant, %err, "report gauges not refreshed"),
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (i64, i64)>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn seconds(ms: Option<f64>) -> f64 {
+    ms.map_or(f64::NAN, |ms| ms / 1000.0)
+}
+
+/// Computes `tenant`'s figures for the day starting at `day` and sets its gauges; `false` when
+/// the day has too many events.
+async fn publish(store: &Store, tenant: i64, day: i64, now: i64) -> store::Result<bool> {
+    let settings = Settings {
+        targets: store.sla_targets(tenant).await?,
+        short_abandon_ms: 5_000,
+        interval: Interval::Day,
+        from: day,
+        to: now + 1,
+    };
+    let Some(events) = store
+        .report_events(tenant, day - LOOKBACK_MS, settings.to, MAX_EVENTS)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let (people, _) = store.floor_labels(tenant).await?;
+    let report = reports::build(&events, &settings);
+    let label = tenant.to_string();
+    for &queue in settings.targets.keys() {
+        let row = report.queues.iter().find(|r| r.queue == queue);
+        let labels = [("tenant", label.clone()), ("queue", queue.to_string())];
+        let count = |f: fn(&reports::QueueRow) -> u64| row.map_or(0.0, |r| f(r) as f64);
+        metrics::gauge!(names::QUEUE_OFFERED, &labels).set(count(|r| r.offered));
+        metrics::gauge!(names::QUEUE_ANSWERED, &labels).set(count(|r| r.answered));
+        metrics::gauge!(names::QUEUE_ABANDONED, &labels).set(count(|r| r.abandoned));
+        metrics::gauge!(names::QUEUE_SERVICE_LEVEL, &labels)
+            .set(row.and_then(|r| r.service_level).unwrap_or(f64::NAN));
+        metrics::gauge!(names::QUEUE_ASA, &labels).set(seconds(row.and_then(|r| r.asa_ms)));
+        metrics::gauge!(names::QUEUE_AHT, &labels).set(seconds(row.and_then(|r| r.aht_ms)));
+        metrics::gauge!(names::QUEUE_LONGEST_WAIT, &labels)
+            .set(seconds(row.map(|r| r.longest_wait_ms as f64)));
+    }
+    let (mut busy, mut logged_in) = (0i64, 0i64);
+    for person in &people {
+        let row = report.agents.iter().find(|r| r.agent == person.id);
+        if let Some(row) = row {
+            busy += row.busy_ms;
+            logged_in += row.logged_in_ms;
+        }
+        let labels = [("tenant", label.clone()), ("agent", person.id.to_string())];
+        metrics::gauge!(names::AGENT_OCCUPANCY, &labels)
+            .set(row.and_then(|r| r.occupancy).unwrap_or(f64::NAN));
+    }
+    let occupancy = if logged_in > 0 {
+        busy as f64 / logged_in as f64
+    } else {
+        f64::NAN
+    };
+    metrics::gauge!(names::TENANT_OCCUPANCY, "tenant" => label).set(occupancy);
+    Ok(true)
+}
