@@ -20,7 +20,9 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-const DEADLINE: Duration = Duration::from_secs(600);
+const DEADLINE: Duration = Duration::from_secs(900);
+/// Chats being opened at once.
+const OPENING: usize = 200;
 const PASSWORD: &str = "chat-load-password";
 const FIRST: &str = "Hello, I have a question about my last order and its delivery date.";
 
@@ -196,7 +198,9 @@ async fn visitor(
     start: Instant,
     mut ticks: mpsc::UnboundedReceiver<()>,
     joined: Arc<AtomicUsize>,
+    opening: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<()> {
+    let mut opening = Some(opening);
     let (ws, _) = tokio_tungstenite::connect_async(api.ws("/ws/chat")).await?;
     let (mut sink, mut stream) = ws.split();
     let hello = json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Load", "language": "en" });
@@ -222,7 +226,11 @@ async fn visitor(
                 let Message::Text(text) = message? else { continue };
                 let frame: Value = serde_json::from_str(text.as_str())?;
                 match frame["type"].as_str() {
-                    Some("chat.joined") => { joined.fetch_add(1, Ordering::Relaxed); }
+                    Some("chat.joined") => {
+                        joined.fetch_add(1, Ordering::Relaxed);
+                        // Joined: the next visitor may start opening.
+                        drop(opening.take());
+                    }
                     Some("error") => eprintln!("visitor error: {frame}"),
                     _ => {}
                 }
@@ -291,6 +299,7 @@ async fn run() -> Result<()> {
     let mut ticks = Vec::with_capacity(visitors);
     let opened = Instant::now();
     let half = visitors / 2;
+    let opening = Arc::new(tokio::sync::Semaphore::new(OPENING));
     let mut rss_half = 0;
     for n in 0..visitors {
         if n == half {
@@ -300,15 +309,14 @@ async fn run() -> Result<()> {
         let (tx, rx) = mpsc::unbounded_channel();
         ticks.push(tx);
         let (api, joined) = (api.clone(), joined.clone());
+        // At most OPENING chats are being opened (connected, first message, not yet joined by
+        // an agent) at a time, so the opening rate follows what the server sustains.
+        let permit = opening.clone().acquire_owned().await?;
         tokio::spawn(async move {
-            if let Err(e) = visitor(api, start, rx, joined).await {
+            if let Err(e) = visitor(api, start, rx, joined, permit).await {
                 eprintln!("visitor: {e:#}");
             }
         });
-        // Opening at a bounded pace: 500 connections per 100 ms.
-        if n % 500 == 499 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
     }
     let connected = wait_for(
         &joined,
