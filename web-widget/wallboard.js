@@ -85,8 +85,40 @@
         ? { status: "ready", mode: "inbound" }
         : { status: "not_ready", reason: "break" }));
       cell(row, "").appendChild(action);
+      cell(row, "").append(...a.work.filter((w) => w.state === "connected").flatMap(listenIn));
       return row;
     }));
+  }
+
+  // Listening in on an agent's connected work: calls through the supervisor's phone (silent,
+  // whisper, barge, stop), chats in the console, where the supervisor joins unseen.
+  function listenIn(w) {
+    if (w.kind === "chat") {
+      const link = document.createElement("a");
+      link.href = `/console#monitor=${w.interaction}`;
+      link.textContent = `Monitor chat ${w.interaction}`;
+      return [link];
+    }
+    if (w.kind !== "call") return [];
+    return [["silent", "Listen"], ["whisper", "Whisper"], ["barge", "Barge"], [null, "Stop"]].map(([mode, label]) => {
+      const button = document.createElement("button");
+      button.textContent = label;
+      button.setAttribute("aria-label", `${label} call ${w.interaction}`);
+      button.addEventListener("click", () => monitorCall(w.interaction, mode));
+      return button;
+    });
+  }
+
+  async function monitorCall(interaction, mode) {
+    const response = await fetch(`/api/v1/calls/${interaction}/monitor`, {
+      method: mode ? "PUT" : "DELETE",
+      headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
+      body: mode ? JSON.stringify({ mode }) : undefined,
+    });
+    const body = await response.json().catch(() => ({}));
+    $("status").textContent = response.ok
+      ? (mode ? `${mode} on call ${interaction}: your phone rings` : `stopped listening to call ${interaction}`)
+      : body.error?.message ?? `monitoring refused (${response.status})`;
   }
 
   // Waiting rows are kept across frames (keyed by interaction) so that a target being chosen

@@ -1,5 +1,6 @@
-// Browser test of chat monitoring: supervisor sam opens /console#monitor=ID (the wallboard's
-// link) and signs in; the chat opens in its own panel, marked as monitored; sam whispers to the
+// Browser test of chat monitoring: supervisor sam signs in on /wallboard, follows the agent's
+// "Monitor chat" link to /console#monitor=ID and signs in there; the chat opens in its own
+// panel, marked as monitored; sam whispers to the
 // agent, then takes over and writes to the visitor, and reads the visitor's answer. The Rust
 // side (tests/browser.rs) plays the visitor and the agent and checks who received what.
 // Usage: node monitor.mjs BASE_URL INTERACTION SCREENSHOTS_DIR — run by tests/browser.rs.
@@ -18,7 +19,12 @@ try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.setDefaultTimeout(WAIT);
   page.on("pageerror", (e) => { console.error(`page error: ${e.message}`); process.exitCode = 1; });
-  await page.goto(`${base}/console#monitor=${interaction}`);
+  await page.goto(`${base}/wallboard`);
+  await page.getByLabel("User").fill("sam");
+  await page.getByLabel("Password").fill("demo-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: `Monitor chat ${interaction}` }).click();
+  await page.waitForURL(`**/console#monitor=${interaction}`);
   await page.getByLabel("User").fill("sam");
   await page.getByLabel("Password").fill("demo-password");
   await page.getByRole("button", { name: "Sign in" }).click();
