@@ -6,7 +6,7 @@
 #   loadtests/chat/run.sh            # from anywhere
 #
 # Knobs (environment): VISITORS (10000), AGENTS (1000; 10 chats each), RATE (messages/s, 5000),
-# SECONDS (20), CARGO_TARGET_DIR. Everything goes to 127.0.0.1 and every loop is bounded.
+# DURATION (seconds of messages, 20), CARGO_TARGET_DIR. Everything goes to 127.0.0.1 and every loop is bounded.
 # vacd runs with a fixed glibc mmap threshold so that the argon2 buffers of the agents' logins
 # go back to the system instead of inflating the memory the sessions are measured against.
 
@@ -17,7 +17,7 @@ cd "$root"
 VISITORS=${VISITORS:-10000}
 AGENTS=${AGENTS:-1000}
 RATE=${RATE:-5000}
-SECONDS_=${SECONDS:-20}
+DURATION=${DURATION:-20}
 target=${CARGO_TARGET_DIR:-$root/target}
 port=18390
 work=$(mktemp -d /tmp/chatload.XXXXXX)
@@ -39,4 +39,4 @@ for _ in $(seq 100); do
     sleep 0.2
 done
 echo "vacd pid $vacd on 127.0.0.1:$port, work directory $work"
-"$target/release/chat" "http://127.0.0.1:$port" "$vacd" "$VISITORS" "$AGENTS" "$RATE" "$SECONDS_"
+"$target/release/chat" "http://127.0.0.1:$port" "$vacd" "$VISITORS" "$AGENTS" "$RATE" "$DURATION"
