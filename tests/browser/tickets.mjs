@@ -1,7 +1,8 @@
 // Browser test of the ticket panel in the agent console: Debian's chromium (headless) driven by
 // playwright-core. Bruno signs in on /console and goes ready; a German message from the chat
 // widget's offline form becomes an email ticket offered to him. Accepted, it shows the thread
-// (the customer's message with subject, sender and time) beside the customer; sending without
+// (the customer's message with subject, sender and time) beside the customer, also after a
+// reload; sending without
 // text is refused in the status line; the "antwort" template fills the editor through the
 // preview (salutation, ticket number, his name, the mailbox's signature); the "rueckruf" text
 // module goes in at the cursor; an internal note joins the thread; the reply is sent, shows in
@@ -64,6 +65,13 @@ try {
   await customer.getByText("email: olga@example.com").waitFor();
   await page.getByRole("tab", { name: "email: Olga", selected: true }).waitFor();
   await panel.getByText(`Connected · ${number} · open`).waitFor();
+  // A reload comes back to the ticket with its thread.
+  await page.reload();
+  await inbound.getByText("noch immer keine Lieferung erhalten").waitFor();
+  await customer.getByText("email: olga@example.com").waitFor();
+  // The dropped connection may have set bruno not ready; he chooses Ready again.
+  await page.getByRole("button", { name: "Ready" }).click();
+  await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Ready" }).waitFor();
 
   // Errors of the API show in the status line: a reply needs a text or a template.
   await panel.getByRole("button", { name: "Send reply" }).click();
