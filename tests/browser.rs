@@ -157,8 +157,9 @@ async fn wallboard_in_chromium() {
 /// her typing; a second chat comes in beside it, into which he invites alice. He answers both
 /// with the `/hi` text module (each visitor's name filled in; she sees him typing first) and
 /// sees the read receipt; he reloads the page and finds his work again; the second visitor
-/// ends her chat, bruno ends the first; each goes through wrap-up. Then an email is offered: a
-/// plain card he rejects once, then accepts and transfers to alice.
+/// ends her chat, bruno ends the first; each goes through wrap-up. Then an email is offered
+/// (made through the API, without a ticket thread): he rejects it once, then accepts and
+/// transfers it to alice.
 /// The visitors are real chat sockets here (`visitors`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_chromium() {
@@ -323,4 +324,111 @@ async fn visitors(
     alice
         .ok(json!({ "type": "offer.accept", "interaction": email }))
         .await;
+}
+
+/// The ticket panel of /console in chromium (`tests/browser/tickets.mjs`): bruno answers a
+/// German email ticket from the widget's offline form with the "antwort" template (filled
+/// through the preview) and the "rueckruf" text module, adds a note, sends the reply — which
+/// the SMTP receiver gets with the variables, the salutation and the mailbox's signature — and
+/// closes a second ticket without an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_desk_in_chromium() {
+    use common::mail::{Dovecot, SmtpReceiver, MAIL_WAIT, PASSWORD};
+    use vacd::channels::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
+    let dovecot = Dovecot::start().await;
+    let smtp = SmtpReceiver::start().await;
+    let account = MailAccountConfig {
+        address: "support@demo.vacd.test".into(),
+        protocol: Protocol::Imap,
+        host: "127.0.0.1".into(),
+        port: dovecot.imap_port,
+        security: Security::Plain,
+        username: "support".into(),
+        password: PASSWORD.into(),
+        folder: "INBOX".into(),
+        after_fetch: AfterFetch::Delete,
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: smtp.port,
+            security: Security::Plain,
+            username: None,
+            password: None,
+        }),
+        auto_reply_template: None,
+        ca_file: None,
+    };
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        c.channels.poll_interval_ms = 100;
+        c.channels.reload_interval_ms = 100;
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    s.create(
+        "/api/v1/templates",
+        &admin,
+        json!({ "name": "antwort", "language": "de", "subject": "Ihre Bestellung",
+                "body": "{{salutation}}\n\nvielen Dank fuer Ihre Nachricht. Ihre Ticketnummer ist {{ticket.id}}.\n\nMit freundlichen Gruessen\n{{agent.name}}" }),
+    )
+    .await;
+    s.create(
+        "/api/v1/text-modules",
+        &admin,
+        json!({ "name": "rueckruf", "language": "de", "shortcut": "/rr",
+                "body": "Wir rufen Sie zu {{ticket.id}} morgen an, {{customer.name}}." }),
+    )
+    .await;
+    // The account's sender is up once /ready lists it as up.
+    let deadline = std::time::Instant::now() + MAIL_WAIT;
+    loop {
+        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+        if ready["channels"]["mail_accounts"]["file:support@demo.vacd.test"]["up"] == true {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the mail account never came up: {ready}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let output = node("tickets.mjs", &[&s.base]).await;
+    let ids: serde_json::Value = output
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("the script prints the tickets: {output}"));
+    let tag = format!("[#T-{}]", ids["answered"]);
+    let reply = smtp
+        .expect("the reply", |m| {
+            m.header("Subject").is_some_and(|s| s.contains(&tag))
+        })
+        .await;
+    for part in [
+        "Guten Tag Olga,".to_owned(),
+        format!("Ihre Ticketnummer ist T-{}.", ids["answered"]),
+        format!("Wir rufen Sie zu T-{} morgen an, Olga.", ids["answered"]),
+        "Bruno Becker".to_owned(),
+        "Your Demo support team".to_owned(),
+    ] {
+        assert!(reply.raw.contains(&part), "{part} in {}", reply.raw);
+    }
+    assert!(
+        !reply.raw.contains("Paket 4711"),
+        "no internal note: {}",
+        reply.raw
+    );
+    assert!(reply
+        .header("To")
+        .is_some_and(|to| to.contains("olga@example.com")));
+    let bruno = s.demo_login("bruno").await;
+    let (_, answered) = s
+        .get(&format!("/api/v1/tickets/{}", ids["answered"]), &bruno)
+        .await;
+    assert_eq!(answered["status"], "answered", "{answered}");
+    let (_, closed) = s
+        .get(&format!("/api/v1/tickets/{}", ids["closed"]), &bruno)
+        .await;
+    assert_eq!(closed["status"], "closed", "{closed}");
+    s.stop().await;
 }

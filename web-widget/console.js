@@ -2,12 +2,15 @@
 // (docs/agent-protocol.md, docs/chat-protocol.md). Presence buttons; offers as cards with a
 // countdown and accept / reject; one tab per open interaction — a chat panel (transcript,
 // composer, typing, read receipts, text modules, invite / transfer / end) beside the customer's
-// screen pop, or a plain card for calls and tickets; wrap-up; the figures of the agent's queues.
+// screen pop; a ticket panel for email, fax, letter and SMS (the thread, a reply editor with
+// templates and text modules, internal notes, close — docs/tickets.md) beside the customer's
+// history; a plain card for calls; wrap-up; the figures of the agent's queues.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const TYPING_IDLE_MS = 3000;
+  const WRITTEN = new Set(["email", "fax", "letter", "sms"]); // the channels of tickets
 
   let token = null;
   let me = null; // { id, name }
@@ -45,11 +48,18 @@
 
   // ---- REST -------------------------------------------------------------------------------
 
-  async function api(path) {
-    const response = await fetch(path, { headers: { authorization: `Bearer ${token}` } });
+  // A GET, or with `send` (JSON) a POST.
+  async function api(path, send) {
+    const init = { headers: { authorization: `Bearer ${token}` } };
+    if (send !== undefined) {
+      Object.assign(init, { method: "POST", body: JSON.stringify(send) });
+      init.headers["content-type"] = "application/json";
+    }
+    const response = await fetch(path, init);
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      throw Object.assign(new Error(body.error?.message ?? `${path}: ${response.status}`), { status: response.status });
+      const code = body.error?.code ? ` (${body.error.code})` : "";
+      throw Object.assign(new Error(`${body.error?.message ?? `${path}: ${response.status}`}${code}`), { status: response.status });
     }
     return body;
   }
@@ -86,6 +96,7 @@
       "customer.email": email,
       "agent.name": me.name,
       "interaction.id": item.id,
+      ...(item.ticket ? { "ticket.id": item.ticket.number, "ticket.number": item.ticket.number, ticket: item.ticket.number } : {}),
     };
     return body.replace(/\{\{\s*([\w.]+)\s*\}\}|\{\s*([\w.]+)\s*\}/g, (whole, a, b) => {
       const value = values[a ?? b];
@@ -463,6 +474,7 @@
     item.tab = tab;
     item.panel = panel;
     if (item.channel === "chat") buildChat(item);
+    else if (WRITTEN.has(item.channel)) buildTicket(item);
     else buildCard(item);
     $("tabs").append(tab);
     $("panels").append(panel);
@@ -540,6 +552,7 @@
     const state = item.panel.querySelector(".state");
     const open = item.state === "connected" && !item.chatEnded;
     state.textContent = item.state === "wrap_up" ? "Wrap-up: finish your notes, then press Done."
+      : item.ticket ? `Connected · ${item.ticket.number} · ${item.ticket.status}`
       : item.chatEnded ? "The chat has ended."
       : item.monitoring ? "Monitoring: the visitor does not see you; what you write goes to the agents only, until you take over."
       : item.invited ? "You were invited to this chat." : "Connected";
@@ -549,6 +562,11 @@
     show("takeover", Boolean(item.monitoring) && !item.chatEnded);
     show("close", item.invited && item.chatEnded);
     show("done", item.state === "wrap_up");
+    show("close-ticket", Boolean(item.ticket) && item.ticket.status !== "closed");
+    const reply = item.panel.querySelector("form.reply");
+    if (reply) reply.hidden = !open || !item.ticket;
+    const noteForm = item.panel.querySelector("form.note-form");
+    if (noteForm) noteForm.hidden = !item.ticket;
     const tools = item.panel.querySelector(".tools");
     if (tools) tools.hidden = !open;
     const composer = item.panel.querySelector(".composer");
@@ -571,6 +589,7 @@
         renderState(item);
       })),
       button("close", "Close", "", () => closePanel(item)),
+      button("close-ticket", "Close ticket", "danger", () => closeTicket(item)),
       button("done", "Done", "primary", () => command("wrapup.done", { interaction: item.id }, "wrap-up done")));
   }
 
@@ -672,6 +691,171 @@
           el("div", { className: "tools" }), actionButtons(item)),
         el("aside", { className: "customer", "aria-label": "Customer" })));
     renderTools(item);
+  }
+
+  // ---- tickets ----------------------------------------------------------------------------
+  // The desk API (docs/tickets.md) does the work: it renders templates and text with the
+  // variables and the mailbox's signature, sends, and ends the routing work (wrap-up comes as
+  // `interaction.ended`). The panel shows the thread and what the API answers.
+
+  const DIRECTION = { in: "From the customer", out: "Sent", internal: "Internal note" };
+  const stamp = (ms) => `${date(ms)} ${time(ms)}`;
+
+  function buildTicket(item) {
+    const d = item.details ?? {};
+    item.thread = el("div", { className: "thread", role: "log", "aria-label": "Thread" },
+      el("p", { className: "none", textContent: "Loading the ticket…" }));
+    const template = el("select", { id: `template-${item.id}` }, el("option", { value: "", textContent: "Choose…" }));
+    const picker = el("select", { id: `ticket-modules-${item.id}` }, el("option", { value: "", textContent: "Choose…" }));
+    const subject = el("input", { id: `subject-${item.id}`, size: 40 });
+    const box = el("textarea", { id: `reply-${item.id}`, rows: 14 });
+    const reply = el("form", { className: "reply", "aria-label": "Reply editor" },
+      el("div", { className: "editor-tools" },
+        el("label", { for: template.id }, "Template", template),
+        el("label", { for: picker.id }, "Text module", picker)),
+      el("label", { for: subject.id }, "Subject", subject),
+      el("label", { for: box.id }, "Reply", box),
+      el("button", { type: "submit", className: "primary", textContent: "Send reply" }));
+    const noteBox = el("textarea", { id: `note-${item.id}`, rows: 2 });
+    const noteForm = el("form", { className: "note-form", "aria-label": "Notes" },
+      el("label", { for: noteBox.id }, "Internal note", noteBox),
+      el("button", { type: "submit", textContent: "Add note" }));
+    template.addEventListener("change", () => previewTemplate(item, template.value, subject, box));
+    picker.addEventListener("change", () => {
+      const module = item.modules?.[Number(picker.value)];
+      picker.value = "";
+      if (module) insertAtCursor(box, fill(module.body, item));
+    });
+    reply.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendReply(item, { template: template.value || undefined, subject: subject.value.trim() || undefined,
+                        body: box.value.trim() ? box.value : undefined }, () => {
+        template.value = "";
+        subject.value = "";
+        box.value = "";
+      });
+    });
+    noteForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      if (!noteBox.value.trim()) return;
+      ticketCall(item, "notes", { body: noteBox.value }, "note", () => { noteBox.value = ""; setStatus("note added"); });
+    });
+    item.panel.append(
+      el("p", { className: "state" }),
+      el("div", { className: "chat ticket" },
+        el("div", {},
+          el("h2", { className: "subject", textContent: d.subject ?? `Ticket ${item.id}` }),
+          item.thread, reply, noteForm, el("div", { className: "tools" }), actionButtons(item)),
+        el("aside", { className: "customer", "aria-label": "Customer" })));
+    renderTools(item);
+    loadTicket(item).then(() => {
+      if (!item.ticket) return;
+      // Keyboard flow: from Accept on to the template.
+      if (selected === item.id && idle()) template.focus();
+      const language = item.ticket.language ?? d.language;
+      const query = `channel=${encodeURIComponent(item.channel)}&limit=500${language ? `&language=${encodeURIComponent(language)}` : ""}`;
+      api(`/api/v1/templates?${query}`).then((page) => {
+        template.append(...page.items.map((t) => el("option", { value: t.name, textContent: t.name })));
+      }, (e) => setStatus(`templates not loaded: ${e.message}`));
+      textModules(language ?? "en").then((list) => {
+        item.modules = list;
+        picker.append(...list.map((m, i) => el("option", { value: String(i), textContent: m.shortcut ? `${m.name} (${m.shortcut})` : m.name })));
+      });
+    });
+  }
+
+  // The ticket with its thread, customer and history; an interaction without a ticket (one
+  // made through the API) keeps the panel without thread and editor.
+  async function loadTicket(item) {
+    try {
+      showTicket(item, await api(`/api/v1/tickets/${item.id}`));
+    } catch (e) {
+      item.thread.replaceChildren(el("p", { className: "none", textContent: `No ticket thread: ${e.message}` }));
+      setStatus(`ticket not loaded: ${e.message}`);
+    }
+  }
+
+  function showTicket(item, ticket) {
+    item.ticket = ticket;
+    if (ticket.customer) {
+      Object.assign(item, { customer: ticket.customer, identities: ticket.customer.identities ?? [], history: ticket.history ?? [] });
+      renderCustomer(item);
+      renderTab(item);
+    }
+    item.thread.replaceChildren(...ticket.thread.map((m) => {
+      const from = m.sender && m.sender !== m.author ? `${m.author ?? ""} <${m.sender}>`.trim() : (m.author ?? "unknown");
+      const files = (m.attachments ?? []).map((a) => el("li", {}, attachmentLink(a), ` (${a.content_type}, ${a.size_bytes} bytes)`));
+      return el("article", { className: `mail ${m.direction}`, dataset: { message: m.id, direction: m.direction },
+                             "aria-label": `${DIRECTION[m.direction] ?? m.direction}: ${from}` },
+        el("div", { className: "who", textContent: `${DIRECTION[m.direction] ?? m.direction} · ${from} · ${stamp(m.created_at)}` }),
+        m.subject ? el("h3", { textContent: m.subject }) : "",
+        el("div", { className: "text", textContent: m.body ?? "" }),
+        files.length ? el("ul", { className: "files", "aria-label": "Attachments" }, ...files) : "");
+    }));
+    item.thread.scrollTop = item.thread.scrollHeight;
+    renderState(item);
+  }
+
+  // Attachments need the bearer token, so the link fetches the content and opens it.
+  function attachmentLink(a) {
+    const link = el("a", { href: `/api/v1/attachments/${a.id}/content`, textContent: a.filename ?? `attachment ${a.id}` });
+    link.addEventListener("click", async (event) => {
+      event.preventDefault();
+      try {
+        const response = await fetch(link.href, { headers: { authorization: `Bearer ${token}` } });
+        if (!response.ok) throw new Error(`${response.status}`);
+        const url = URL.createObjectURL(await response.blob());
+        window.open(url, "_blank", "noopener");
+        setTimeout(() => URL.revokeObjectURL(url), 60000);
+      } catch (e) {
+        setStatus(`attachment not opened: ${e.message}`);
+      }
+    });
+    return link;
+  }
+
+  // A template rendered for this ticket (salutation, variables, signature) into the editor.
+  async function previewTemplate(item, name, subject, box) {
+    if (!name) return;
+    try {
+      const preview = await api(`/api/v1/tickets/${item.id}/preview`, { template: name });
+      subject.value = preview.subject;
+      box.value = preview.body;
+      box.focus();
+      box.setSelectionRange(0, 0);
+      setStatus(`template ${name} for ${preview.to ?? "nobody"}`);
+    } catch (e) {
+      setStatus(`preview: ${e.message}`);
+    }
+  }
+
+  function insertAtCursor(box, text) {
+    box.setRangeText(text, box.selectionStart, box.selectionEnd, "end");
+    box.focus();
+  }
+
+  function sendReply(item, request, onSent) {
+    ticketCall(item, "reply", request, "reply", (sent) => {
+      onSent();
+      setStatus(`reply sent to ${sent.to}; the ticket is ${sent.status}`);
+    });
+  }
+
+  function closeTicket(item) {
+    ticketCall(item, "close", {}, "close", () => setStatus(`${item.ticket.number} closed`));
+  }
+
+  // A desk call; the thread is read again after it, errors go to the status line.
+  async function ticketCall(item, action, request, label, onDone) {
+    let answer;
+    try {
+      answer = await api(`/api/v1/tickets/${item.id}/${action}`, request);
+    } catch (e) {
+      setStatus(`${label}: ${e.message}`);
+      return;
+    }
+    onDone(answer);
+    if (item.panel) await loadTicket(item);
   }
 
   function typing(item, on) {

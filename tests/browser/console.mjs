@@ -6,8 +6,9 @@
 // visitor's name filled in) and sends it, sees the read receipt; reloads the page and finds his
 // work again; invites alice into the second chat and answers it from the text-module picker,
 // and that visitor ends it; is refused going offline while holding the first (the error shows
-// in the status line), ends it and finishes wrap-up. Then an email: a plain card he rejects
-// once, accepts when it comes back, and transfers to alice. Last he signs out. Screenshots go
+// in the status line), ends it and finishes wrap-up. Then an email made through the API (no
+// ticket thread, so no reply editor; tickets.mjs answers real tickets): he rejects it once,
+// accepts it when it comes back, and transfers it to alice. Last he signs out. Screenshots go
 // to SCREENSHOTS.
 // Usage: node console.mjs BASE_URL ALICE_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { chromium } from "playwright-core";
@@ -119,7 +120,7 @@ try {
   await panel.waitFor({ state: "detached" });
   await page.getByText("No open interactions").waitFor();
 
-  // An email (the Rust side creates it once bruno is ready again): a plain card, no chat.
+  // An email (the Rust side creates it once bruno is ready again): no chat composer.
   // Rejected once, it comes back when bruno is ready again; accepted, he transfers it to alice.
   const email = page.locator('article.offer[data-channel="email"]');
   await email.getByRole("button", { name: "Reject" }).click();
@@ -131,7 +132,7 @@ try {
   const card = page.locator('[role="tabpanel"][data-channel="email"]');
   await card.getByText("Mahnung").waitFor();
   if (await card.getByLabel("Message").count()) throw new Error("an email got a chat composer");
-  await page.screenshot({ path: `${screenshots}/console-ticket.png`, fullPage: true });
+  await page.screenshot({ path: `${screenshots}/console-email.png`, fullPage: true });
   await card.getByLabel("Transfer to").selectOption(`agent:${aliceId}`);
   await card.getByRole("button", { name: "Transfer" }).click();
   await card.getByText("Wrap-up").waitFor();
