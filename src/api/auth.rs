@@ -167,8 +167,14 @@ pub async fn login(
         .await?;
     let hash = login
         .as_ref()
-        .map_or(decoy_hash(), |l| l.password_hash.as_str());
-    let valid = verify_password(&request.password, hash);
+        .map_or(decoy_hash(), |l| l.password_hash.as_str())
+        .to_owned();
+    // Argon2 takes tens of milliseconds of CPU on purpose: off the async workers, so that a
+    // burst of logins does not stall every other request.
+    let password = request.password.clone();
+    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
     let Some(login) = login.filter(|_| valid) else {
         tracing::warn!(tenant = %request.tenant, username = %request.username, "login failed");
         return Err(Error::Unauthorized("unknown tenant, user or password"));
