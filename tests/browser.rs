@@ -333,30 +333,10 @@ async fn visitors(
 /// closes a second ticket without an answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticket_desk_in_chromium() {
-    use common::mail::{Dovecot, SmtpReceiver, MAIL_WAIT, PASSWORD};
-    use vacd::channels::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
+    use common::mail::{self, Dovecot, SmtpReceiver};
     let dovecot = Dovecot::start().await;
     let smtp = SmtpReceiver::start().await;
-    let account = MailAccountConfig {
-        address: "support@demo.vacd.test".into(),
-        protocol: Protocol::Imap,
-        host: "127.0.0.1".into(),
-        port: dovecot.imap_port,
-        security: Security::Plain,
-        username: "support".into(),
-        password: PASSWORD.into(),
-        folder: "INBOX".into(),
-        after_fetch: AfterFetch::Delete,
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp.port,
-            security: Security::Plain,
-            username: None,
-            password: None,
-        }),
-        auto_reply_template: None,
-        ca_file: None,
-    };
+    let account = mail::support_account(dovecot.imap_port, Some(&smtp));
     let s = TestServer::start_with(Db::Sqlite, |c| {
         c.channels.poll_interval_ms = 100;
         c.channels.reload_interval_ms = 100;
@@ -378,19 +358,7 @@ async fn ticket_desk_in_chromium() {
                 "body": "Wir rufen Sie zu {{ticket.id}} morgen an, {{customer.name}}." }),
     )
     .await;
-    // The account's sender is up once /ready lists it as up.
-    let deadline = std::time::Instant::now() + MAIL_WAIT;
-    loop {
-        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
-        if ready["channels"]["mail_accounts"]["file:support@demo.vacd.test"]["up"] == true {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the mail account never came up: {ready}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    mail::support_account_up(&s).await;
 
     let output = node("tickets.mjs", &[&s.base]).await;
     let ids: serde_json::Value = output

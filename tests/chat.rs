@@ -608,30 +608,10 @@ async fn agents_see_their_colleagues_by_name_only(db: Db) {
 /// The visitor asks for the transcript: it goes by email (SMTP, to a real receiver) from the
 /// widget mailbox's address, with the visible messages and without the agents' whispers.
 async fn the_visitor_gets_the_transcript_by_email(db: Db) {
-    use common::mail::{Dovecot, SmtpReceiver, MAIL_WAIT, PASSWORD};
-    use vacd::channels::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
+    use common::mail::{self, Dovecot, SmtpReceiver};
     let dovecot = Dovecot::start().await;
     let smtp = SmtpReceiver::start().await;
-    let account = MailAccountConfig {
-        address: "support@demo.vacd.test".into(),
-        protocol: Protocol::Imap,
-        host: "127.0.0.1".into(),
-        port: dovecot.imap_port,
-        security: Security::Plain,
-        username: "support".into(),
-        password: PASSWORD.into(),
-        folder: "INBOX".into(),
-        after_fetch: AfterFetch::Delete,
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: smtp.port,
-            security: Security::Plain,
-            username: None,
-            password: None,
-        }),
-        auto_reply_template: None,
-        ca_file: None,
-    };
+    let account = mail::support_account(dovecot.imap_port, Some(&smtp));
     let s = TestServer::start_with(db, |c| {
         c.channels.poll_interval_ms = 100;
         c.channels.reload_interval_ms = 100;
@@ -650,19 +630,7 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
         .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "It ships on Monday." }))
         .await;
     vera.hears("It ships on Monday.").await;
-    // The account's sender is up once /ready lists it as up.
-    let deadline = std::time::Instant::now() + MAIL_WAIT;
-    loop {
-        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
-        if ready["channels"]["mail_accounts"]["file:support@demo.vacd.test"]["up"] == true {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the mail account never came up: {ready}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    mail::support_account_up(&s).await;
     vera.frame(json!({ "type": "chat.email_transcript" })).await;
     let sent = vera.ws.expect("chat.transcript_sent").await;
     assert_eq!(sent["email"], "vera@example.com");

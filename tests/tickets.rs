@@ -22,7 +22,7 @@ use vacd::channels::config::{
 };
 use vacd::config::Config;
 
-const SUPPORT: &str = "support@demo.vacd.test";
+use common::mail::SUPPORT;
 const ERIKA: &str = "Erika Mustermann <erika@example.test>";
 
 fn offer_of(id: i64) -> impl Fn(&Value) -> bool {
@@ -36,26 +36,7 @@ fn quick(config: &mut Config) {
 }
 
 fn imap_account(dovecot: &Dovecot, smtp: Option<&SmtpReceiver>) -> MailAccountConfig {
-    MailAccountConfig {
-        address: SUPPORT.into(),
-        protocol: Protocol::Imap,
-        host: "127.0.0.1".into(),
-        port: dovecot.imap_port,
-        security: Security::Plain,
-        username: "support".into(),
-        password: mail::PASSWORD.into(),
-        folder: "INBOX".into(),
-        after_fetch: AfterFetch::Delete,
-        smtp: smtp.map(|s| SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: s.port,
-            security: Security::Plain,
-            username: None,
-            password: None,
-        }),
-        auto_reply_template: None,
-        ca_file: None,
-    }
+    mail::support_account(dovecot.imap_port, smtp)
 }
 
 async fn service_address(s: &TestServer, token: &str, kind: &str) -> Value {
@@ -707,18 +688,8 @@ async fn an_unreachable_mail_server_is_retried_and_visible(db: Db) {
 
 fn imap_account_on(port: u16) -> MailAccountConfig {
     MailAccountConfig {
-        address: SUPPORT.into(),
-        protocol: Protocol::Imap,
-        host: "127.0.0.1".into(),
-        port,
-        security: Security::Plain,
-        username: "support".into(),
-        password: mail::PASSWORD.into(),
-        folder: "INBOX".into(),
         after_fetch: AfterFetch::Flag,
-        smtp: None,
-        auto_reply_template: None,
-        ca_file: None,
+        ..mail::support_account(port, None)
     }
 }
 

@@ -384,3 +384,53 @@ pub fn mail(
     )
     .into_bytes()
 }
+
+/// The demo's email address in the config file: IMAP on `imap_port` (plain, delete after
+/// fetch), answers through `smtp` if given.
+pub fn support_account(
+    imap_port: u16,
+    smtp: Option<&SmtpReceiver>,
+) -> vacd::channels::config::MailAccountConfig {
+    use vacd::channels::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
+    MailAccountConfig {
+        address: SUPPORT.into(),
+        protocol: Protocol::Imap,
+        host: "127.0.0.1".into(),
+        port: imap_port,
+        security: Security::Plain,
+        username: "support".into(),
+        password: PASSWORD.into(),
+        folder: "INBOX".into(),
+        after_fetch: AfterFetch::Delete,
+        smtp: smtp.map(|s| SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: s.port,
+            security: Security::Plain,
+            username: None,
+            password: None,
+        }),
+        auto_reply_template: None,
+        ca_file: None,
+    }
+}
+
+/// The demo's email address.
+pub const SUPPORT: &str = "support@demo.vacd.test";
+
+/// Waits until `/ready` lists the config-file account of the demo's email address as up (its
+/// SMTP sender is then registered too).
+pub async fn support_account_up(s: &super::TestServer) {
+    let key = format!("file:{SUPPORT}");
+    let deadline = Instant::now() + MAIL_WAIT;
+    loop {
+        let (_, ready) = s.call(reqwest::Method::GET, "/ready", None, None).await;
+        if ready["channels"]["mail_accounts"][&key]["up"] == true {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the mail account never came up: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
