@@ -57,32 +57,6 @@ async fn widget(state: &AppState, tenant: &str, address: &str) -> Result<ChatWid
         .ok_or_else(|| Error::NotFound(format!("no chat widget {address} of tenant {tenant}")))
 }
 
-/// The language a visitor is served in: the requested one if the tenant has it as a skill,
-/// else the widget mailbox's; with its queue.
-async fn serving(
-    state: &AppState,
-    widget: &ChatWidget,
-    requested: Option<&str>,
-) -> Result<(String, Option<i64>)> {
-    let requested = requested.and_then(language::primary);
-    let mut language = widget
-        .mailbox_language
-        .clone()
-        .unwrap_or_else(|| "en".into());
-    if let Some(code) = requested {
-        if state
-            .store
-            .language_skill(widget.tenant_id, &code)
-            .await?
-            .is_some()
-        {
-            language = code;
-        }
-    }
-    let queue = state.store.chat_queue(widget, &language).await?;
-    Ok((language, queue))
-}
-
 /// A widget's look and form, and whether an agent can chat in the visitor's language now.
 #[utoipa::path(get, path = "/api/v1/chat/widgets/{tenant}/{widget}", tag = "chat",
     params(("tenant" = String, Path), ("widget" = String, Path), ("language" = Option<String>, Query)),
@@ -94,12 +68,9 @@ pub async fn widget_info(
 ) -> Result<Response> {
     let Query(query) = query?;
     let widget = widget(&state, &tenant, &address).await?;
-    let (language, queue) = serving(&state, &widget, query.language.as_deref()).await?;
-    let skill = state
-        .store
-        .language_skill(widget.tenant_id, &language)
-        .await?;
-    let available = match queue {
+    let browser = query.language.as_deref().and_then(language::primary);
+    let route = state.store.chat_route(&widget, browser).await?;
+    let available = match route.queue {
         Some(queue) => state
             .routing
             .router()
@@ -107,7 +78,7 @@ pub async fn widget_info(
                 TenantId(widget.tenant_id as u64),
                 QueueId(queue as u64),
                 Channel::Chat,
-                skill,
+                route.skill,
             )
             .await
             .unwrap_or_else(|e| {
@@ -118,7 +89,7 @@ pub async fn widget_info(
     };
     let mut body = serde_json::to_value(&widget).unwrap_or(Json_::Null);
     body["available"] = json!(available);
-    body["language"] = json!(language);
+    body["language"] = json!(route.language);
     Ok(([("cache-control", "no-store")], Json(body)).into_response())
 }
 
@@ -153,7 +124,14 @@ pub async fn offline(
     }
     let name = visitor_name(form.name.as_deref(), &email);
     let detected = language::detect(message);
-    let (language, queue) = serving(&state, &widget, detected.or(form.language.as_deref())).await?;
+    let candidates = [
+        detected.map(str::to_owned),
+        form.language.as_deref().and_then(language::primary),
+    ];
+    let route = state
+        .store
+        .chat_route(&widget, candidates.into_iter().flatten())
+        .await?;
     let channels = state
         .channels
         .as_ref()
@@ -172,7 +150,7 @@ pub async fn offline(
         tenant: widget.tenant_id,
         service_address: address.id,
         mailbox: widget.mailbox_id,
-        queue,
+        queue: route.queue,
         channel: "email",
         source_key: format!("widget:{}:{email}:{now}", widget.service_address_id),
         sender_name: Some(name.clone()),
@@ -181,7 +159,7 @@ pub async fn offline(
         recipients: vec![address.address.clone()],
         subject: format!("Offline message from {name}"),
         text: message.to_owned(),
-        language: Some(language),
+        language: Some(route.language),
         first_answer_due: sla::first_answer_due(
             now,
             address.sla_seconds,

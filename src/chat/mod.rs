@@ -24,7 +24,7 @@ use crate::catalog::Role;
 use crate::config::ChatSettings;
 use crate::routing::RoutingHandle;
 use crate::sip::rate_limit::{RateLimiter, Verdict};
-use crate::store::{self, ChatWidget, NewChat, Principal, Store};
+use crate::store::{self, ChatRow, ChatWidget, NewChat, Principal, Store};
 
 use session::{ChatMsg, StaffCommand};
 
@@ -207,7 +207,7 @@ impl ChatHub {
         let chats = self.inner.store.open_chats().await?;
         let mut restored = 0;
         for chat in chats {
-            match session::spawn(&self.inner, chat.clone()).await {
+            match session::spawn(&self.inner, chat.clone(), None).await {
                 Ok(_) => restored += 1,
                 Err(e) => tracing::warn!(chat = chat.id, error = %e, "chat not restored"),
             }
@@ -235,14 +235,20 @@ impl ChatHub {
             language,
         };
         let id = self.inner.store.open_chat(&new).await?;
-        let chat = self
-            .inner
-            .store
-            .chat_by_token(&new.token_hash)
-            .await?
-            .ok_or(Error::UnknownSession)?;
+        let chat = ChatRow {
+            id,
+            tenant: new.tenant,
+            service_address: new.service_address,
+            interaction: None,
+            customer: None,
+            visitor_name: new.visitor_name,
+            visitor_email: new.visitor_email,
+            topic: new.topic,
+            language: new.language,
+            open: true,
+        };
         tracing::info!(tenant = chat.tenant, chat = id, "chat opened");
-        let actor = session::spawn(&self.inner, chat).await?;
+        let actor = session::spawn(&self.inner, chat, Some(widget.clone())).await?;
         Ok((token, self.attach(id, actor).await?))
     }
 
@@ -270,7 +276,7 @@ impl ChatHub {
         let id = chat.id;
         let actor = match self.inner.sessions.get(&id).map(|a| a.clone()) {
             Some(actor) => actor,
-            None => session::spawn(&self.inner, chat).await?,
+            None => session::spawn(&self.inner, chat, None).await?,
         };
         self.attach(id, actor).await
     }

@@ -22,7 +22,7 @@ use vacd_actors::{
 
 use super::{Error, Inner};
 use crate::language;
-use crate::store::{ChatRow, ChatWidget};
+use crate::store::{ChatRoute, ChatRow, ChatWidget};
 
 pub(crate) enum ChatMsg {
     /// A visitor connection: gets the transcript and the chat's status, then every event.
@@ -86,15 +86,20 @@ struct Actor {
 }
 
 /// Starts the actor of an open chat (loading its transcript) and registers it.
+/// `widget` is the chat's widget when the caller has it at hand (a chat just opened).
 pub(crate) async fn spawn(
     hub: &Arc<Inner>,
     chat: ChatRow,
+    widget: Option<ChatWidget>,
 ) -> Result<mpsc::UnboundedSender<ChatMsg>, Error> {
-    let widget = hub
-        .store
-        .chat_widget_of(chat.tenant, chat.service_address)
-        .await?
-        .ok_or(Error::Ended)?;
+    let widget = match widget {
+        Some(widget) => widget,
+        None => hub
+            .store
+            .chat_widget_of(chat.tenant, chat.service_address)
+            .await?
+            .ok_or(Error::Ended)?,
+    };
     let history = match chat.interaction {
         Some(interaction) => {
             hub.store
@@ -309,10 +314,10 @@ impl Actor {
     /// and hands it back to the session, which acknowledges and delivers it.
     async fn store(&mut self, new: NewMessage) {
         let first = self.chat.interaction.is_none();
-        let mut queue = None;
+        let mut route = None;
         if first {
             match self.start_interaction(&new.text).await {
-                Ok(q) => queue = q,
+                Ok(r) => route = Some(r),
                 Err(e) => {
                     tracing::error!(chat = self.chat.id, error = %e, "chat interaction not created");
                     self.refuse(
@@ -348,68 +353,53 @@ impl Actor {
                 );
             }
         }
-        if first {
-            self.enqueue(interaction, queue).await;
+        if let Some(route) = route {
+            self.enqueue(interaction, route).await;
         }
     }
 
-    /// Creates the interaction for the visitor's first message: language from the text (when
-    /// clear), else the browser's, else the mailbox's; the queue of the widget's mailbox that
-    /// asks for that language. Returns that queue.
-    async fn start_interaction(&mut self, text: &str) -> Result<Option<i64>, crate::store::Error> {
+    /// Creates the interaction for the visitor's first message, routed by the text's language
+    /// (when clear), else the browser's, else the mailbox's (see `Store::chat_route`).
+    async fn start_interaction(&mut self, text: &str) -> Result<ChatRoute, crate::store::Error> {
         let store = &self.hub.store;
         let tenant = self.chat.tenant;
-        let mut candidates = Vec::new();
-        candidates.extend(language::detect(text).map(str::to_owned));
-        candidates.extend(self.chat.language.clone());
-        candidates.extend(self.widget.mailbox_language.clone());
-        let mut chosen = None;
-        for code in &candidates {
-            if store.language_skill(tenant, code).await?.is_some() {
-                chosen = Some(code.clone());
-                break;
-            }
-        }
-        let language = chosen
-            .or_else(|| candidates.first().cloned())
-            .unwrap_or_else(|| "en".into());
-        let queue = store.chat_queue(&self.widget, &language).await?;
+        let candidates = [
+            language::detect(text).map(str::to_owned),
+            self.chat.language.clone(),
+        ];
+        let route = store
+            .chat_route(&self.widget, candidates.into_iter().flatten())
+            .await?;
         let (interaction, customer) = store
-            .start_chat_interaction(&self.chat, self.widget.mailbox_id, queue, &language)
+            .start_chat_interaction(
+                &self.chat,
+                self.widget.mailbox_id,
+                route.queue,
+                &route.language,
+            )
             .await?;
         self.chat.interaction = Some(interaction);
         self.chat.customer = Some(customer);
-        self.chat.language = Some(language);
+        self.chat.language = Some(route.language.clone());
         self.hub
             .tap
             .chats
             .insert(interaction as u64, (tenant, self.me.clone()));
-        Ok(queue)
+        Ok(route)
     }
 
-    async fn enqueue(&mut self, interaction: i64, queue: Option<i64>) {
+    async fn enqueue(&mut self, interaction: i64, route: ChatRoute) {
         let tenant = self.chat.tenant;
-        let store = &self.hub.store;
-        let Some(queue) = queue else {
+        let Some(queue) = route.queue else {
             tracing::warn!(chat = self.chat.id, "no queue for this chat");
             self.session.end(EndReason::System);
             return;
-        };
-        let language = match self.chat.language.as_deref() {
-            Some(code) => store
-                .language_skill(tenant, code)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(chat = self.chat.id, error = %e, "language lookup failed");
-                    None
-                }),
-            None => None,
         };
         let new = NewInteraction {
             id: InteractionId(interaction as u64),
             channel: Channel::Chat,
             queue: QueueId(queue as u64),
-            language,
+            language: route.skill,
             skills: Vec::new(),
             priority: 0,
             restored: None,

@@ -35,6 +35,15 @@ pub struct ChatWidget {
     pub topics: Vec<String>,
 }
 
+/// Where a chat (or the widget's offline ticket) goes: the language it is served in, that
+/// language's skill, and its queue.
+#[derive(Clone, Debug)]
+pub struct ChatRoute {
+    pub language: String,
+    pub skill: Option<vacd_actors::SkillId>,
+    pub queue: Option<i64>,
+}
+
 /// A chat to open.
 #[derive(Clone, Debug)]
 pub struct NewChat {
@@ -175,9 +184,30 @@ impl Store {
         row.as_ref().map(widget_row).transpose()
     }
 
-    /// The queue a chat of `widget` in `language` waits in: a queue of the widget's mailbox
-    /// that asks for that language, else the widget's own queue.
-    pub async fn chat_queue(&self, widget: &ChatWidget, language: &str) -> Result<Option<i64>> {
+    /// Where a chat of `widget` goes: the first of `candidates` (detected, then the browser's
+    /// language) the tenant has a language skill for, else the widget mailbox's language; and
+    /// the queue of the widget's mailbox that asks for that language, else the widget's own.
+    pub async fn chat_route(
+        &self,
+        widget: &ChatWidget,
+        candidates: impl IntoIterator<Item = String>,
+    ) -> Result<ChatRoute> {
+        let fallback = widget
+            .mailbox_language
+            .clone()
+            .unwrap_or_else(|| "en".into());
+        let mut route = ChatRoute {
+            language: fallback.clone(),
+            skill: None,
+            queue: None,
+        };
+        for code in candidates.into_iter().chain(std::iter::once(fallback)) {
+            if let Some(skill) = self.language_skill(widget.tenant_id, &code).await? {
+                route.language = code;
+                route.skill = Some(skill);
+                break;
+            }
+        }
         let row = sqlx::query(
             "SELECT q.id FROM queues q \
              JOIN queue_skills qs ON qs.queue_id = q.id \
@@ -187,13 +217,14 @@ impl Store {
         )
         .bind(widget.tenant_id)
         .bind(widget.mailbox_id)
-        .bind(language.to_owned())
+        .bind(route.language.clone())
         .fetch_optional(&self.pool)
         .await?;
-        Ok(match row {
+        route.queue = match row {
             Some(row) => Some(row.try_get("id")?),
             None => widget.queue_id,
-        })
+        };
+        Ok(route)
     }
 
     /// Opens a chat session; its id.

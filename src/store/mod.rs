@@ -37,7 +37,7 @@ use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::mpsc;
 
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
-pub use chat::{ChatRow, ChatWidget, NewChat};
+pub use chat::{ChatRoute, ChatRow, ChatWidget, NewChat};
 pub use crud::{ListQuery, Page, Value};
 pub use events::NewEvent;
 pub use reports::Person;
