@@ -11,18 +11,12 @@
 // accepts it when it comes back, and transfers it to alice. Last he signs out. Screenshots go
 // to SCREENSHOTS.
 // Usage: node console.mjs BASE_URL ALICE_ID SCREENSHOTS_DIR — run by tests/browser.rs.
-import { chromium } from "playwright-core";
+import { launch, WAIT } from "./chromium.mjs";
 
 const [base, aliceId, screenshots] = process.argv.slice(2);
-const WAIT = 15000;
 const GREETING = (name) => `Hallo ${name}, danke für Ihre Nachricht. Wie kann ich helfen?`;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.setDefaultTimeout(WAIT);

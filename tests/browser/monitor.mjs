@@ -4,17 +4,11 @@
 // agent, then takes over and writes to the visitor, and reads the visitor's answer. The Rust
 // side (tests/browser.rs) plays the visitor and the agent and checks who received what.
 // Usage: node monitor.mjs BASE_URL INTERACTION SCREENSHOTS_DIR — run by tests/browser.rs.
-import { chromium } from "playwright-core";
+import { launch, WAIT } from "./chromium.mjs";
 
 const [base, interaction, screenshots] = process.argv.slice(2);
-const WAIT = 15000;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.setDefaultTimeout(WAIT);

@@ -10,10 +10,9 @@
 // Prints the two tickets' ids as JSON for the Rust side (tests/browser.rs), which checks the
 // mail the SMTP receiver got. Screenshots go to SCREENSHOTS.
 // Usage: node tickets.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
-import { chromium } from "playwright-core";
+import { launch, WAIT } from "./chromium.mjs";
 
 const [base, screenshots] = process.argv.slice(2);
-const WAIT = 15000;
 const GERMAN = "Guten Tag, ich habe meine Bestellung vor zwei Wochen aufgegeben und noch immer keine Lieferung erhalten. Können Sie bitte nachsehen?";
 const AGAIN = "Hallo, bitte kündigen Sie mein Abonnement zum Monatsende. Vielen Dank und freundliche Grüße.";
 
@@ -29,12 +28,7 @@ async function offlineMessage(message) {
   return body.interaction;
 }
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(WAIT);

@@ -4,17 +4,11 @@
 // a coloured point for Sales DE, where one email was answered); the waiting interaction
 // WAITING_ID is moved to Sales DE with the keyboard; a screenshot goes to SCREENSHOTS.
 // Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
-import { chromium } from "playwright-core";
+import { launch, WAIT } from "./chromium.mjs";
 
 const [base, agentId, waitingId, screenshots] = process.argv.slice(2);
-const WAIT = 15000;
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.setDefaultTimeout(WAIT);

@@ -7,10 +7,9 @@
 // 3. A French visitor (nobody ready) gets the offline form and sends it using the keyboard only.
 // Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
 import { gzipSync } from "node:zlib";
-import { chromium } from "playwright-core";
+import { launch, WAIT } from "./chromium.mjs";
 
 const [base, screenshots] = process.argv.slice(2);
-const WAIT = 15000;
 const BUDGET = 15 * 1024;
 
 const source = Buffer.from(await (await fetch(`${base}/widget.js`)).arrayBuffer());
@@ -18,12 +17,7 @@ const gzipped = gzipSync(source, { level: 9 }).length;
 console.log(`widget.js: ${source.length} bytes, ${gzipped} bytes gzipped (budget ${BUDGET})`);
 if (gzipped > BUDGET) throw new Error(`widget.js is ${gzipped} bytes gzipped, over its budget`);
 
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-});
+const browser = await launch();
 try {
   const agent = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
   agent.setDefaultTimeout(WAIT);
