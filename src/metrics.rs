@@ -14,6 +14,7 @@ pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
 pub const CHATS_LIVE: &str = "vacd_chats_live";
 pub const CHAT_MESSAGES: &str = "vacd_chat_messages_total";
 pub const CREATE_BATCH: &str = "vacd_store_create_batch_size";
+pub const CHAT_MESSAGE_BATCH: &str = "vacd_store_chat_message_batch_size";
 pub const TICKET_MESSAGES: &str = "vacd_ticket_messages_total";
 pub const MAILS_DROPPED: &str = "vacd_mails_dropped_total";
 pub const MAIL_ACCOUNT_UP: &str = "vacd_mail_account_up";
@@ -52,6 +53,10 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_histogram!(
                 CREATE_BATCH,
                 "creates committed together in one transaction (group commit)"
+            );
+            metrics::describe_histogram!(
+                CHAT_MESSAGE_BATCH,
+                "chat messages committed together in one transaction (group commit)"
             );
             metrics::describe_counter!(
                 TICKET_MESSAGES,

@@ -560,6 +560,85 @@ async fn offer_details_follow_changes(db: Db) {
     db.drop_db().await;
 }
 
+/// Messages of many chats arriving at once are committed together: each gets its own row, and
+/// a resend (same interaction, author and client id) — also one in the same batch — gets the
+/// row stored first.
+async fn concurrent_chat_messages_are_each_stored_once(db: Db) {
+    use vacd::catalog::INTERACTIONS;
+    use vacd_actors::chat::{NewMessage, Party};
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let mut interactions = Vec::new();
+    for n in 0..10 {
+        let values = new_values(
+            &INTERACTIONS,
+            json!({ "channel": "chat", "subject": format!("c-{n}") }),
+        )
+        .expect("valid");
+        let row = store
+            .create(&INTERACTIONS, t, None, &values)
+            .await
+            .expect("created");
+        interactions.push(row["id"].as_i64().expect("id"));
+    }
+    // Every fourth message has no client id; the others repeat each client id of an
+    // interaction several times (n and n + 40 share interaction and client id).
+    let message = |n: usize| NewMessage {
+        author: Party::Visitor,
+        name: "Vera".into(),
+        text: format!("m-{n}"),
+        client_id: (n % 4 != 0).then(|| format!("c-{}", n % 40)),
+        whisper: false,
+    };
+    let mut tasks = Vec::new();
+    for n in 0..400 {
+        let store = store.clone();
+        let interaction = interactions[n % 10];
+        tasks.push(tokio::spawn(async move {
+            let stored = store.store_chat_message(t, interaction, &message(n)).await;
+            (n, interaction, stored)
+        }));
+    }
+    let mut by_key = std::collections::HashMap::new();
+    let mut anonymous = std::collections::BTreeSet::new();
+    for task in tasks {
+        let (n, interaction, stored) = task.await.expect("task");
+        let stored = stored.unwrap_or_else(|e| panic!("{n}: {e:?}"));
+        match message(n).client_id {
+            None => {
+                assert_eq!(stored.text, format!("m-{n}"));
+                assert!(anonymous.insert(stored.id), "{n}: a row of its own");
+            }
+            Some(client) => {
+                let first = *by_key.entry((interaction, client)).or_insert(stored.id);
+                assert_eq!(stored.id, first, "{n}: every copy gets the same row");
+            }
+        }
+    }
+    assert_eq!(anonymous.len(), 100);
+    assert_eq!(by_key.len(), 30, "one row per interaction and client id");
+    let mut rows = 0;
+    for interaction in &interactions {
+        let messages = store
+            .chat_messages(t, *interaction, "Vera")
+            .await
+            .expect("messages");
+        for m in &messages {
+            let expected = match &m.client_id {
+                Some(client) => by_key[&(*interaction, client.clone())],
+                None => m.id,
+            };
+            assert_eq!(m.id, expected, "the stored row is the one answered");
+            assert!(m.client_id.is_some() || anonymous.contains(&m.id));
+        }
+        rows += messages.len();
+    }
+    assert_eq!(rows, 130, "nothing stored twice, nothing lost");
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     migrations_apply_once_and_report_ready,
     rows_belong_to_their_tenant,
@@ -568,5 +647,6 @@ on_both_backends!(
     sessions_expire_and_follow_the_role,
     routing_outputs_update_interactions,
     concurrent_creates_each_get_their_own_outcome,
+    concurrent_chat_messages_are_each_stored_once,
     offer_details_follow_changes,
 );

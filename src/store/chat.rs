@@ -12,6 +12,7 @@ use vacd_actors::AgentId;
 
 use super::customers::find_or_create;
 use super::events::append_in;
+use super::message_commit::{self, Message};
 use super::{now_ms, NewEvent, Result, Store};
 
 /// A widget: where its chats go and how it looks.
@@ -242,7 +243,7 @@ impl Store {
         .bind(chat.topic.clone())
         .bind(chat.language.clone())
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?
         .try_get("id")?)
     }
@@ -339,6 +340,7 @@ impl Store {
     }
 
     /// Stores a chat message once per (author, client id); a resend returns the stored one.
+    /// Messages of all chats are committed together (see `message_commit`).
     pub async fn store_chat_message(
         &self,
         tenant: i64,
@@ -351,42 +353,22 @@ impl Store {
             (_, true) => "internal",
             (_, false) => "out",
         };
-        let now = now_ms();
-        let inserted = sqlx::query(
-            "INSERT INTO messages (tenant_id, interaction_id, direction, author, body, created_at, client_id, whisper) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (interaction_id, author, client_id) DO NOTHING RETURNING id, created_at",
-        )
-        .bind(tenant)
-        .bind(interaction)
-        .bind(direction)
-        .bind(author.clone())
-        .bind(message.text.clone())
-        .bind(now)
-        .bind(message.client_id.clone())
-        .bind(i64::from(message.whisper))
-        .fetch_optional(&self.pool)
-        .await?;
-        let row = match inserted {
-            Some(row) => row,
-            None => {
-                sqlx::query(
-                    "SELECT id, created_at FROM messages \
-                     WHERE interaction_id = $1 AND author = $2 AND client_id = $3",
-                )
-                .bind(interaction)
-                .bind(author)
-                .bind(message.client_id.clone())
-                .fetch_one(&self.pool)
-                .await?
-            }
+        let row = Message {
+            tenant,
+            interaction,
+            direction,
+            author,
+            body: message.text.clone(),
+            client_id: message.client_id.clone(),
+            whisper: message.whisper,
         };
+        let stored = message_commit::submit(&self.messages, row).await?;
         Ok(ChatMessage {
-            id: row.try_get("id")?,
+            id: stored.id,
             author: message.author,
             name: message.name.clone(),
             text: message.text.clone(),
-            at: row.try_get("created_at")?,
+            at: stored.at,
             client_id: message.client_id.clone(),
             whisper: message.whisper,
         })

@@ -9,7 +9,8 @@
 //!
 //! Writes that arrive many at a time are grouped: `group_commit` inserts the creates of many
 //! concurrent requests in one transaction (each request is answered when that transaction has
-//! committed), and the routing journal writes many outputs per transaction. Multi-row statements
+//! committed), `message_commit` does the same for the messages of all chats, and the routing
+//! journal writes many outputs per transaction. Multi-row statements
 //! are cut into chunks of a few fixed sizes ([`sized_chunks`]) so the connections' statement
 //! caches keep hitting.
 
@@ -19,6 +20,7 @@ mod crud;
 mod customers;
 mod events;
 mod group_commit;
+mod message_commit;
 mod offer_details;
 mod reports;
 mod routing;
@@ -107,6 +109,9 @@ pub enum Backend {
 /// Requests waiting for the group committer at most; more make creators wait for room.
 const PENDING_CREATES: usize = 4096;
 
+/// Chat messages waiting for their committer at most; more make chats wait for room.
+const PENDING_MESSAGES: usize = 8192;
+
 #[derive(Clone)]
 pub struct Store {
     /// Reads (and, on PostgreSQL, writes).
@@ -119,6 +124,8 @@ pub struct Store {
     /// The group committer of creates; `None` in the committer's own handle, which writes
     /// directly.
     creates: Option<mpsc::Sender<group_commit::Create>>,
+    /// The group committer of chat messages.
+    messages: mpsc::Sender<message_commit::Pending>,
     /// Live sessions already read from the database (see `sessions`).
     sessions: Arc<sessions::Cache>,
     /// Interaction rows just created, for their first offer (see `offer_details`).
@@ -149,11 +156,14 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
+        let (messages, pending) = mpsc::channel(PENDING_MESSAGES);
+        tokio::spawn(message_commit::run(writer.clone(), backend, pending));
         let mut store = Store {
             pool,
             writer,
             backend,
             creates: None,
+            messages,
             sessions: Arc::default(),
             fresh: Arc::default(),
         };

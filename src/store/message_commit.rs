@@ -1,0 +1,213 @@
+//! Group commit of chat messages. Every chat's actor hands its messages to one task that takes
+//! all messages waiting for it — of any chat — inserts them with multi-row statements in one
+//! transaction on the writer and answers each once that transaction has committed: a message is
+//! still stored before it is acknowledged, but thousands of chats share a commit instead of
+//! queueing one by one for SQLite's single writer.
+//!
+//! A message is stored once per (interaction, author, client id): a resend conflicts and is
+//! answered with the row stored first, also when both copies are in the same batch. Rows are
+//! matched to messages by that key; messages without a client id (which never conflict) are
+//! matched by ascending id, as both databases hand out ids in the order of the `VALUES` list,
+//! and each match is checked. If the batch fails, every message is stored again in a
+//! transaction of its own, so one bad message costs only itself.
+
+use std::collections::HashMap;
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{now_ms, sized_chunks, Backend, Error, Result};
+
+/// Most messages committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// The columns a message row is written with, in the order they are bound.
+const COLUMNS: &str =
+    "tenant_id, interaction_id, direction, author, body, created_at, client_id, whisper";
+
+/// One message as it goes into `messages`.
+#[derive(Clone, Debug)]
+pub(super) struct Message {
+    pub tenant: i64,
+    pub interaction: i64,
+    pub direction: &'static str,
+    pub author: String,
+    pub body: String,
+    pub client_id: Option<String>,
+    pub whisper: bool,
+}
+
+/// Where a message was stored: its row id and time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Stored {
+    pub id: i64,
+    pub at: i64,
+}
+
+/// One message waiting for its batch.
+pub(super) struct Pending {
+    row: Message,
+    reply: oneshot::Sender<Result<Stored>>,
+}
+
+/// Hands a message to the committer and waits until its batch has committed.
+pub(super) async fn submit(committer: &mpsc::Sender<Pending>, row: Message) -> Result<Stored> {
+    let (reply, answer) = oneshot::channel();
+    committer
+        .send(Pending { row, reply })
+        .await
+        .map_err(|_| Error::Closed)?;
+    answer.await.map_err(|_| Error::Closed)?
+}
+
+/// The committer: commits what has gathered, batch after batch, until every sender is gone.
+pub(super) async fn run(writer: AnyPool, backend: Backend, mut incoming: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        metrics::histogram!(crate::metrics::CHAT_MESSAGE_BATCH).record(batch.len() as f64);
+        let rows: Vec<&Message> = batch.iter().map(|p| &p.row).collect();
+        let outcome = store(&writer, backend, &rows).await;
+        match outcome {
+            Ok(stored) => {
+                for (pending, stored) in batch.drain(..).zip(stored) {
+                    let _ = pending.reply.send(Ok(stored));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                if let Some(pending) = batch.pop() {
+                    let _ = pending.reply.send(Err(e));
+                }
+            }
+            Err(e) => {
+                tracing::info!(error = %e, messages = batch.len(), "chat message batch failed; storing one by one");
+                for pending in batch.drain(..) {
+                    let outcome = store(&writer, backend, &[&pending.row]).await;
+                    let stored = outcome.and_then(|stored| {
+                        stored
+                            .into_iter()
+                            .next()
+                            .ok_or_else(|| mismatch("no row stored"))
+                    });
+                    let _ = pending.reply.send(stored);
+                }
+            }
+        }
+    }
+}
+
+/// The key a message with a client id is stored once under: interaction, author, client id.
+type Key = (i64, String, String);
+
+/// Stores `rows` in one transaction; `Ok` holds where each was stored, in order, after the
+/// commit; `Err` means nothing was committed.
+async fn store(writer: &AnyPool, backend: Backend, rows: &[&Message]) -> Result<Vec<Stored>> {
+    let mut tx = match backend {
+        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => writer.begin().await?,
+    };
+    let now = now_ms();
+    let mut keyed: HashMap<Key, Stored> = HashMap::new();
+    let mut anonymous: Vec<(i64, i64, String)> = Vec::new();
+    for chunk in sized_chunks(rows) {
+        for row in insert(&mut tx, backend, chunk, now).await? {
+            let id: i64 = row.try_get("id")?;
+            let interaction: i64 = row.try_get("interaction_id")?;
+            let author: String = row.try_get("author")?;
+            match row.try_get::<Option<String>, _>("client_id")? {
+                Some(client_id) => {
+                    keyed.insert((interaction, author, client_id), Stored { id, at: now });
+                }
+                None => anonymous.push((id, interaction, author)),
+            }
+        }
+    }
+    anonymous.sort_by_key(|(id, ..)| *id);
+    let mut anonymous = anonymous.into_iter();
+    let mut stored = Vec::with_capacity(rows.len());
+    for row in rows {
+        let Some(client_id) = &row.client_id else {
+            let (id, interaction, author) = anonymous
+                .next()
+                .ok_or_else(|| mismatch("fewer rows returned than inserted"))?;
+            if interaction != row.interaction || author != row.author {
+                return Err(mismatch("a returned row does not match its message"));
+            }
+            stored.push(Stored { id, at: now });
+            continue;
+        };
+        let key = (row.interaction, row.author.clone(), client_id.clone());
+        let found = match keyed.get(&key) {
+            Some(found) => *found,
+            None => {
+                // A resend of a message committed earlier.
+                let earlier = sqlx::query(
+                    "SELECT id, created_at FROM messages \
+                     WHERE interaction_id = $1 AND author = $2 AND client_id = $3",
+                )
+                .bind(row.interaction)
+                .bind(row.author.as_str())
+                .bind(client_id.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+                let found = Stored {
+                    id: earlier.try_get("id")?,
+                    at: earlier.try_get("created_at")?,
+                };
+                keyed.insert(key, found);
+                found
+            }
+        };
+        stored.push(found);
+    }
+    tx.commit().await?;
+    Ok(stored)
+}
+
+/// Inserts `rows` with one statement, skipping resends; returns the rows inserted.
+async fn insert(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    backend: Backend,
+    rows: &[&Message],
+    now: i64,
+) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
+    let width = COLUMNS.split(',').count();
+    let mut n = 0;
+    let tuples = rows
+        .iter()
+        .map(|_| {
+            let params: Vec<String> = (0..width)
+                .map(|_| {
+                    n += 1;
+                    backend.param(n)
+                })
+                .collect();
+            format!("({})", params.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "INSERT INTO messages ({COLUMNS}) VALUES {tuples} \
+         ON CONFLICT (interaction_id, author, client_id) DO NOTHING \
+         RETURNING id, interaction_id, author, client_id"
+    );
+    let mut statement = sqlx::query(&sql);
+    for row in rows {
+        statement = statement
+            .bind(row.tenant)
+            .bind(row.interaction)
+            .bind(row.direction)
+            .bind(row.author.clone())
+            .bind(row.body.clone())
+            .bind(now)
+            .bind(row.client_id.clone())
+            .bind(i64::from(row.whisper));
+    }
+    statement.fetch_all(&mut **tx).await
+}
+
+fn mismatch(what: &str) -> Error {
+    Error::Database(sqlx::Error::Protocol(format!(
+        "chat message commit: {what}"
+    )))
+}
