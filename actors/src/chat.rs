@@ -14,7 +14,7 @@
 //! author and delivers it. A repeated client message id (a resend after a reconnect) is
 //! acknowledged again with the stored message and delivered to no one.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -237,8 +237,6 @@ pub struct ChatSession {
     participants: BTreeMap<Party, Participant>,
     /// Recent messages, oldest first (at most `transcript_limit`).
     transcript: VecDeque<ChatMessage>,
-    /// Stored messages by their author's client id.
-    sent: HashMap<(Party, String), ChatMessage>,
     /// Client ids asked to be stored and not yet stored.
     storing: Vec<(Party, String)>,
     /// When the visitor last wrote or typed.
@@ -260,7 +258,6 @@ impl ChatSession {
         let mut session = ChatSession {
             participants: BTreeMap::new(),
             transcript: VecDeque::new(),
-            sent: HashMap::new(),
             storing: Vec::new(),
             visitor_active: now,
             warned: false,
@@ -306,9 +303,14 @@ impl ChatSession {
         }
     }
 
-    /// Next output to carry out.
+    /// Next output to carry out. Once all are out the queue gives its buffer back, so that an
+    /// idle chat holds none.
     pub fn poll_output(&mut self) -> Option<ChatOutput> {
-        self.outputs.pop_front()
+        let output = self.outputs.pop_front();
+        if output.is_none() {
+            self.outputs = VecDeque::new();
+        }
+        output
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should run next.
@@ -456,7 +458,7 @@ impl ChatSession {
             .get_mut(&from)
             .ok_or(ChatError::NotParticipant)?;
         if let Some(id) = &client_id {
-            if let Some(message) = self.sent.get(&(from, id.clone())) {
+            if let Some(message) = stored_copy(&self.transcript, from, id) {
                 let event = ChatEvent::Ack {
                     client_id: client_id.clone(),
                     message: message.clone(),
@@ -517,7 +519,6 @@ impl ChatSession {
         let author = message.author;
         if let Some(id) = &message.client_id {
             self.storing.retain(|(p, c)| !(*p == author && c == id));
-            self.sent.insert((author, id.clone()), message.clone());
         }
         if self.participants.contains_key(&author) {
             let ack = ChatEvent::Ack {
@@ -538,17 +539,9 @@ impl ChatSession {
     }
 
     fn remember(&mut self, message: ChatMessage) {
-        if let Some(id) = &message.client_id {
-            self.sent
-                .insert((message.author, id.clone()), message.clone());
-        }
         self.transcript.push_back(message);
         while self.transcript.len() > self.config.transcript_limit {
-            if let Some(old) = self.transcript.pop_front() {
-                if let Some(id) = old.client_id {
-                    self.sent.remove(&(old.author, id));
-                }
-            }
+            self.transcript.pop_front();
         }
     }
 
@@ -598,6 +591,18 @@ impl ChatSession {
     fn push(&mut self, to: Party, event: ChatEvent) {
         self.outputs.push_back(ChatOutput::Send { to, event });
     }
+}
+
+/// The stored message `author` sent with `client_id`, if the transcript still holds it.
+fn stored_copy<'a>(
+    transcript: &'a VecDeque<ChatMessage>,
+    author: Party,
+    client_id: &str,
+) -> Option<&'a ChatMessage> {
+    transcript
+        .iter()
+        .rev()
+        .find(|m| m.author == author && m.client_id.as_deref() == Some(client_id))
 }
 
 #[cfg(test)]

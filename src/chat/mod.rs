@@ -26,7 +26,7 @@ use crate::routing::RoutingHandle;
 use crate::sip::rate_limit::{RateLimiter, Verdict};
 use crate::store::{self, ChatRow, ChatWidget, NewChat, Principal, Store};
 
-use session::{ChatMsg, StaffCommand};
+use session::{ChatMsg, Mailbox, StaffCommand};
 
 /// Why a chat could not be opened, resumed or commanded.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ fn allowed(limiter: &Mutex<RateLimiter>, source: IpAddr, what: &str) -> bool {
 /// tenant).
 #[derive(Clone, Default)]
 pub struct ChatTap {
-    chats: Arc<DashMap<u64, (i64, mpsc::UnboundedSender<ChatMsg>)>>,
+    chats: Arc<DashMap<u64, (i64, Mailbox)>>,
 }
 
 impl ChatTap {
@@ -110,7 +110,7 @@ pub struct Attached {
     pub chat: i64,
     pub events: mpsc::UnboundedReceiver<String>,
     conn: u64,
-    actor: mpsc::UnboundedSender<ChatMsg>,
+    actor: Mailbox,
 }
 
 impl Attached {
@@ -158,7 +158,7 @@ pub(crate) struct Inner {
     routing: RoutingHandle,
     tap: ChatTap,
     rules: ChatConfig,
-    sessions: DashMap<i64, mpsc::UnboundedSender<ChatMsg>>,
+    sessions: DashMap<i64, Mailbox>,
     consoles: DashMap<(i64, u64), (u64, mpsc::UnboundedSender<String>)>,
     next_id: AtomicU64,
     /// New chats, and visitor messages, per source address.
@@ -281,11 +281,7 @@ impl ChatHub {
         self.attach(id, actor).await
     }
 
-    async fn attach(
-        &self,
-        chat: i64,
-        actor: mpsc::UnboundedSender<ChatMsg>,
-    ) -> Result<Attached, Error> {
+    async fn attach(&self, chat: i64, actor: Mailbox) -> Result<Attached, Error> {
         let (tx, events) = mpsc::unbounded_channel();
         let conn = self.inner.next();
         let (reply, done) = oneshot::channel();

@@ -74,13 +74,29 @@ pub(crate) enum StaffCommand {
     End,
 }
 
+/// A chat actor's address. Messages travel boxed: tokio's channels allocate room for 32
+/// messages at once, and thousands of idle chats should not each hold 32 unboxed `ChatMsg`s
+/// (~4 KiB).
+#[derive(Clone)]
+pub(crate) struct Mailbox(mpsc::UnboundedSender<Box<ChatMsg>>);
+
+impl Mailbox {
+    /// Sends `message` to the actor; an error if the actor has stopped.
+    pub(crate) fn send(
+        &self,
+        message: ChatMsg,
+    ) -> Result<(), mpsc::error::SendError<Box<ChatMsg>>> {
+        self.0.send(Box::new(message))
+    }
+}
+
 struct Actor {
     hub: Arc<Inner>,
     chat: ChatRow,
     widget: ChatWidget,
     session: ChatSession,
     visitors: Vec<(u64, mpsc::UnboundedSender<String>)>,
-    me: mpsc::UnboundedSender<ChatMsg>,
+    me: Mailbox,
     /// Routing still has the interaction (queued, offered or connected).
     routed: bool,
 }
@@ -91,7 +107,7 @@ pub(crate) async fn spawn(
     hub: &Arc<Inner>,
     chat: ChatRow,
     widget: Option<ChatWidget>,
-) -> Result<mpsc::UnboundedSender<ChatMsg>, Error> {
+) -> Result<Mailbox, Error> {
     let widget = match widget {
         Some(widget) => widget,
         None => hub
@@ -109,6 +125,7 @@ pub(crate) async fn spawn(
         None => Vec::new(),
     };
     let (me, mailbox) = mpsc::unbounded_channel();
+    let me = Mailbox(me);
     let session = ChatSession::new(
         hub.rules.clone(),
         chat.visitor_name.clone(),
@@ -140,7 +157,7 @@ pub(crate) async fn spawn(
         {
             tracing::error!(chat = id, "chat actor failed; closing the chat");
             actor.session.end(EndReason::System);
-            actor.carry_out().await;
+            Box::pin(actor.carry_out()).await;
         }
         actor.unregister();
     });
@@ -148,7 +165,10 @@ pub(crate) async fn spawn(
 }
 
 impl Actor {
-    async fn run(&mut self, mut mailbox: mpsc::UnboundedReceiver<ChatMsg>) {
+    /// Works off the mailbox until the chat ends or is stopped. The rare, deep work (storing,
+    /// routing, closing) runs in futures of its own, so that what every idle chat keeps while
+    /// it waits stays small.
+    async fn run(&mut self, mut mailbox: mpsc::UnboundedReceiver<Box<ChatMsg>>) {
         if self.routed {
             // A restored chat: routing re-queued it, or it was with an agent when vacd stopped
             // (then it ended with the restart); either way the agent who gets it joins anew.
@@ -160,7 +180,7 @@ impl Actor {
                 message = mailbox.recv() => message,
                 () = sleep_until(deadline) => {
                     self.session.handle_timeout(Instant::now());
-                    self.carry_out().await;
+                    Box::pin(self.carry_out()).await;
                     if self.session.ended().is_some() {
                         return;
                     }
@@ -168,7 +188,7 @@ impl Actor {
                 }
             };
             let Some(message) = message else { return };
-            match message {
+            match *message {
                 ChatMsg::Attach {
                     conn,
                     events,
@@ -192,13 +212,13 @@ impl Actor {
                     let result = self.staff(user, command);
                     let _ = reply.send(result);
                 }
-                ChatMsg::Routed(output) => self.routed(output).await,
+                ChatMsg::Routed(output) => Box::pin(self.routed(output)).await,
                 ChatMsg::Stop => {
                     self.visitors.clear();
                     return;
                 }
             }
-            self.carry_out().await;
+            Box::pin(self.carry_out()).await;
             if self.session.ended().is_some() {
                 return;
             }
