@@ -469,6 +469,12 @@ async fn offers_carry_details_and_a_screen_pop(db: Db) {
         json!({ "customer_id": customer, "kind": "email", "value": "erika@example.test" }),
     )
     .await;
+    // Her earlier contacts, created as done (history, not routed).
+    let mut earlier = Vec::new();
+    for subject in ["Vertrag", "Umzug"] {
+        let body = json!({ "channel": "call", "state": "done", "customer_id": customer, "subject": subject });
+        earlier.push(d.s.create("/api/v1/interactions", &d.admin, body).await);
+    }
     let mut console = d.console(&token).await;
     console.ready().await;
     let id = d
@@ -480,9 +486,20 @@ async fn offers_carry_details_and_a_screen_pop(db: Db) {
     let pop = console.expect("customer.screen_pop").await;
     assert_eq!(pop["customer"]["name"], "Erika Mustermann");
     assert_eq!(pop["identities"][0]["value"], "erika@example.test");
-    assert!(pop["history"]
+    let history: Vec<_> = pop["history"]
         .as_array()
-        .is_some_and(|h| h.iter().any(|i| i["id"] == id)));
+        .expect("history")
+        .iter()
+        .map(|i| (i["id"].clone(), i["subject"].clone()))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (json!(earlier[1]), json!("Umzug")),
+            (json!(earlier[0]), json!("Vertrag")),
+        ],
+        "earlier contacts, newest first, without the offered one"
+    );
     d.s.stop().await;
 }
 

@@ -20,8 +20,8 @@ use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 use super::auth;
 use super::error::{Error, Result};
 use super::AppState;
-use crate::catalog::{Role, CUSTOMERS, CUSTOMER_IDENTITIES, INTERACTIONS};
-use crate::store::{ListQuery, Principal, Value};
+use crate::catalog::Role;
+use crate::store::Principal;
 
 /// How long one frame may take to go out before the console counts as gone.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -377,36 +377,17 @@ async fn screen_pop(
     interaction: i64,
     customer_id: i64,
 ) -> Option<Json> {
-    let store = &state.store;
-    let customer = store
-        .get(&CUSTOMERS, who.tenant_id, customer_id)
+    let card = state
+        .store
+        .customer_card(who.tenant_id, customer_id, interaction)
         .await
-        .ok()?;
-    let by_customer = |resource: &'static crate::catalog::Resource| ListQuery {
-        filters: vec![(
-            resource.column("customer_id").expect("catalog column"),
-            Value::Int(Some(customer_id)),
-        )],
-        limit: 20,
-        offset: 0,
-    };
-    let identities = store
-        .list(
-            &CUSTOMER_IDENTITIES,
-            who.tenant_id,
-            &by_customer(&CUSTOMER_IDENTITIES),
-        )
-        .await
-        .ok()?;
-    let history = store
-        .list(&INTERACTIONS, who.tenant_id, &by_customer(&INTERACTIONS))
-        .await
+        .map_err(|e| tracing::warn!(interaction, customer_id, error = %e, "no screen pop"))
         .ok()?;
     Some(json!({
         "type": "customer.screen_pop",
         "interaction": interaction,
-        "customer": customer,
-        "identities": identities.items,
-        "history": history.items,
+        "identities": card.customer["identities"],
+        "customer": card.customer,
+        "history": card.history,
     }))
 }

@@ -1,9 +1,92 @@
 //! Customers by identity: the caller's number, the visitor's email address. Channels find the
-//! customer behind an identity, or create one, inside their own transaction.
+//! customer behind an identity, or create one, inside their own transaction; the agent's screen
+//! pop and the ticket desk show the customer's card (record, identities, recent history).
 
+use serde_json::{json, Value as Json};
 use sqlx::{Any, Row, Transaction};
 
-use super::Result;
+use super::{Result, Store};
+
+/// Earlier interactions a customer's card shows at most, newest first.
+const HISTORY: i64 = 50;
+
+/// What an agent sees of a customer beside an interaction.
+#[derive(Debug)]
+pub struct CustomerCard {
+    /// `id`, `name`, `language`, `notes` and `identities` (`kind`, `value`).
+    pub customer: Json,
+    /// The customer's other interactions, newest first: `id`, `channel`, `state`, `subject`,
+    /// `created_at`.
+    pub history: Vec<Json>,
+}
+
+impl Store {
+    /// The card of customer `customer` of `tenant` beside interaction `current` (left out of the
+    /// history).
+    pub async fn customer_card(
+        &self,
+        tenant: i64,
+        customer: i64,
+        current: i64,
+    ) -> Result<CustomerCard> {
+        let c = sqlx::query(
+            "SELECT id, name, language, notes FROM customers WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .fetch_one(&self.pool)
+        .await?;
+        let identities = sqlx::query(
+            "SELECT kind, value FROM customer_identities WHERE tenant_id = $1 AND customer_id = $2 \
+             ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .fetch_all(&self.pool)
+        .await?;
+        let history = sqlx::query(
+            "SELECT id, channel, state, subject, created_at FROM interactions \
+             WHERE tenant_id = $1 AND customer_id = $2 AND id <> $3 ORDER BY id DESC LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(customer)
+        .bind(current)
+        .bind(HISTORY)
+        .fetch_all(&self.pool)
+        .await?;
+        let identities = identities
+            .iter()
+            .map(|r| {
+                Ok(json!({
+                    "kind": r.try_get::<String, _>("kind")?,
+                    "value": r.try_get::<String, _>("value")?,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let history = history
+            .iter()
+            .map(|r| {
+                Ok(json!({
+                    "id": r.try_get::<i64, _>("id")?,
+                    "channel": r.try_get::<String, _>("channel")?,
+                    "state": r.try_get::<String, _>("state")?,
+                    "subject": r.try_get::<Option<String>, _>("subject")?,
+                    "created_at": r.try_get::<i64, _>("created_at")?,
+                }))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(CustomerCard {
+            customer: json!({
+                "id": customer,
+                "name": c.try_get::<String, _>("name")?,
+                "language": c.try_get::<Option<String>, _>("language")?,
+                "notes": c.try_get::<Option<String>, _>("notes")?,
+                "identities": identities,
+            }),
+            history,
+        })
+    }
+}
 
 /// The customer with identity `kind` = `value` in `tenant`, created (named `name`) if there is
 /// none.

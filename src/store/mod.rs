@@ -41,6 +41,7 @@ use tokio::sync::mpsc;
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
 pub use chat::{ChatRoute, ChatRow, ChatWidget, NewChat};
 pub use crud::{ListQuery, Page, Value};
+pub use customers::CustomerCard;
 pub use events::NewEvent;
 pub use reports::Person;
 pub use routing::OutputBatch;

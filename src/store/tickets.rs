@@ -590,54 +590,9 @@ impl Store {
         }
         ticket["thread"] = Json::Array(thread);
         if let Some(customer) = customer_id {
-            let c = sqlx::query(
-                "SELECT id, name, language, notes FROM customers WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(customer)
-            .fetch_one(&self.pool)
-            .await?;
-            let identities = sqlx::query(
-                "SELECT kind, value FROM customer_identities WHERE tenant_id = $1 AND customer_id = $2 \
-                 ORDER BY id",
-            )
-            .bind(tenant)
-            .bind(customer)
-            .fetch_all(&self.pool)
-            .await?;
-            let history = sqlx::query(
-                "SELECT id, channel, state, subject, created_at FROM interactions \
-                 WHERE tenant_id = $1 AND customer_id = $2 AND id <> $3 ORDER BY id DESC LIMIT 50",
-            )
-            .bind(tenant)
-            .bind(customer)
-            .bind(id)
-            .fetch_all(&self.pool)
-            .await?;
-            ticket["customer"] = json!({
-                "id": customer,
-                "name": c.try_get::<String, _>("name")?,
-                "language": c.try_get::<Option<String>, _>("language")?,
-                "notes": c.try_get::<Option<String>, _>("notes")?,
-                "identities": identities.iter().map(|r| Ok(json!({
-                    "kind": r.try_get::<String, _>("kind")?,
-                    "value": r.try_get::<String, _>("value")?,
-                }))).collect::<Result<Vec<_>>>()?,
-            });
-            ticket["history"] = Json::Array(
-                history
-                    .iter()
-                    .map(|r| {
-                        Ok(json!({
-                            "id": r.try_get::<i64, _>("id")?,
-                            "channel": r.try_get::<String, _>("channel")?,
-                            "state": r.try_get::<String, _>("state")?,
-                            "subject": r.try_get::<Option<String>, _>("subject")?,
-                            "created_at": r.try_get::<i64, _>("created_at")?,
-                        }))
-                    })
-                    .collect::<Result<Vec<_>>>()?,
-            );
+            let card = self.customer_card(tenant, customer, id).await?;
+            ticket["customer"] = card.customer;
+            ticket["history"] = Json::Array(card.history);
         } else {
             ticket["customer"] = Json::Null;
             ticket["history"] = json!([]);
