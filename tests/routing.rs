@@ -296,6 +296,38 @@ async fn a_skill_changed_live_changes_routing(db: Db) {
     d.s.stop().await;
 }
 
+/// Many changes at once (an import) share reloads, and every one of them is in effect when
+/// its request is answered: the agent made a member of twelve queues concurrently hears the
+/// figures of each.
+async fn concurrent_changes_all_take_effect(db: Db) {
+    let d = Desk::new(db).await;
+    let mut queues = Vec::new();
+    for n in 0..12 {
+        queues.push(d.queue(&format!("Import {n}"), json!({})).await);
+    }
+    let (agent_id, token) = d.agent("imported", &[("en", 5)], &[]).await;
+    let mut console = d.console(&token).await;
+    let memberships = queues.iter().map(|queue| {
+        d.s.create(
+            "/api/v1/queue-members",
+            &d.admin,
+            json!({ "queue_id": queue, "user_id": agent_id }),
+        )
+    });
+    futures_util::future::join_all(memberships).await;
+    for queue in &queues {
+        d.interaction(*queue, "en").await;
+    }
+    let mut heard = std::collections::BTreeSet::new();
+    while heard.len() < queues.len() {
+        let stats = console
+            .expect_where("queue.stats", |f| f["waiting"] == 1)
+            .await;
+        heard.extend(stats["queue"].as_i64().filter(|q| queues.contains(q)));
+    }
+    d.s.stop().await;
+}
+
 async fn queue_settings_changed_live(db: Db) {
     let d = Desk::new(db).await;
     let queue = d
@@ -767,6 +799,7 @@ on_both_backends!(
     wrap_up_timer_returns_the_agent_to_ready,
     transfer_to_queue_and_agent,
     a_skill_changed_live_changes_routing,
+    concurrent_changes_all_take_effect,
     queue_settings_changed_live,
     escalation_overflows_to_another_queue,
     replies_follow_their_events,
