@@ -75,6 +75,10 @@ impl Binding {
 pub struct Registrar {
     config: RegistrarConfig,
     bindings: HashMap<String, Vec<Binding>>,
+    /// No binding lapses before this. Exact after [`Registrar::remove_expired`]; a refresh or
+    /// removal may leave it early, and the next `remove_expired` then sets it right — so the
+    /// endpoint's loop (which asks on every message) never scans all bindings for it.
+    earliest: Option<Instant>,
 }
 
 enum Change {
@@ -88,6 +92,7 @@ impl Registrar {
         Self {
             config,
             bindings: HashMap::new(),
+            earliest: None,
         }
     }
 
@@ -208,11 +213,16 @@ impl Registrar {
                     binding.remaining(now)
                 ))));
         }
+        let lapses = next.iter().map(|b| b.expires_at).min();
         if next.is_empty() {
             self.bindings.remove(&aor);
         } else {
             *current = next;
         }
+        self.earliest = match (self.earliest, lapses) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         response
     }
 
@@ -225,8 +235,12 @@ impl Registrar {
             .filter(move |b| b.live(now))
     }
 
-    /// Drops every binding expired at `now`; returns how many were dropped.
+    /// Drops every binding expired at `now`; returns how many were dropped. Cheap before the
+    /// earliest expiry: nothing is looked at.
     pub fn remove_expired(&mut self, now: Instant) -> usize {
+        if self.earliest.is_none_or(|earliest| earliest > now) {
+            return 0;
+        }
         let mut removed = 0;
         self.bindings.retain(|_, list| {
             let before = list.len();
@@ -234,12 +248,14 @@ impl Registrar {
             removed += before - list.len();
             !list.is_empty()
         });
+        self.earliest = self.bindings.values().flatten().map(|b| b.expires_at).min();
         removed
     }
 
-    /// When the next binding lapses, for scheduling [`Registrar::remove_expired`].
+    /// When to call [`Registrar::remove_expired`] next: no binding lapses before this (one may
+    /// lapse later, if it was refreshed or removed since).
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.bindings.values().flatten().map(|b| b.expires_at).min()
+        self.earliest
     }
 }
 
@@ -389,6 +405,32 @@ CSeq: {cseq} REGISTER\r\n"
             0
         );
         assert_eq!(registrar.remove_expired(t0 + Duration::from_secs(60)), 1);
+        assert_eq!(registrar.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_refresh_moves_the_next_expiry_once_the_old_one_has_passed() {
+        let t0 = Instant::now();
+        let mut registrar = Registrar::default_config();
+        registrar.register(
+            &register("c1", 1, &["<sip:agent1@10.0.0.5>"], Some("60")),
+            source(),
+            t0,
+        );
+        registrar.register(
+            &register("c1", 2, &["<sip:agent1@10.0.0.5>"], Some("600")),
+            source(),
+            t0 + Duration::from_secs(30),
+        );
+        // Still the old, earlier time: nothing lapses then, and looking finds it out.
+        assert_eq!(registrar.next_expiry(), Some(t0 + Duration::from_secs(60)));
+        assert_eq!(registrar.remove_expired(t0 + Duration::from_secs(60)), 0);
+        assert_eq!(registrar.next_expiry(), Some(t0 + Duration::from_secs(630)));
+        assert_eq!(
+            registrar.lookup(AOR, t0 + Duration::from_secs(629)).count(),
+            1
+        );
+        assert_eq!(registrar.remove_expired(t0 + Duration::from_secs(630)), 1);
         assert_eq!(registrar.next_expiry(), None);
     }
 
