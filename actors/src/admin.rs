@@ -113,7 +113,7 @@ impl Engine {
             self.rebuild_idle(id);
             return Ok(());
         };
-        let old = std::mem::replace(&mut queue.config, config);
+        let old = queue.reconfigure(config);
         let mut homed: Vec<_> = queue.homed.iter().copied().collect();
         homed.sort_unstable();
         let new = &queue.config;
@@ -158,7 +158,7 @@ impl Engine {
         let queue = self.queues.remove(&id).expect("checked it exists above");
         // Interactions that overflowed here stop looking at it.
         for kind in WorkKind::ALL {
-            for key in queue.waiting(kind) {
+            for key in queue.waiting(kind).iter() {
                 if let Some(inter) = self.interactions.get_mut(&key.interaction) {
                     inter.escalation.overflow.retain(|&q| q != id);
                 }

@@ -79,6 +79,7 @@ mod strategy;
 mod supervisor;
 mod tenant;
 mod timer;
+mod waiting;
 
 #[cfg(test)]
 mod harness;

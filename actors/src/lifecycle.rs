@@ -15,7 +15,6 @@ use crate::input::TransferTarget;
 use crate::interaction::{Escalation, Interaction, NewInteraction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
-use crate::skill::effective_needs;
 use crate::timer::Timer;
 use crate::Engine;
 
@@ -52,12 +51,7 @@ impl Engine {
             escalation.apply(&step.action, new.queue, &self.queues);
             escalation.next_step += 1;
         }
-        let needs = effective_needs(
-            &queue.config.required_skills,
-            &new.skills,
-            new.language,
-            escalation.relaxation,
-        );
+        let needs = queue.needs_of(&new.skills, new.language, escalation.relaxation);
         let id = new.id;
         let wait_timer = wait_due_after(&queue.config, escalation.next_step, sla_breached)
             .and_then(|after| self.timers.schedule_in(enqueued_at, after, Timer::Wait(id)));

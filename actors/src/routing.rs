@@ -31,7 +31,6 @@ use crate::interaction::{Interaction, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::queue::{Queue, WaitKey};
-use crate::skill::effective_needs;
 use crate::strategy::{Entrant, RankInputs, RankKey, Strategy};
 use crate::timer::Timer;
 use crate::Engine;
@@ -64,13 +63,14 @@ fn is_current(listings: &[u64], key: &RankKey) -> bool {
 }
 
 impl Engine {
-    /// Offers a queued interaction to the best eligible agent(s), if there are any.
-    pub(crate) fn route(&mut self, id: InteractionId, now: Instant) {
+    /// Offers a queued interaction to the best eligible agent(s), if there are any. Returns
+    /// whether it is still queued (nobody could take it).
+    pub(crate) fn route(&mut self, id: InteractionId, now: Instant) -> bool {
         let Some(inter) = self.interactions.get(&id) else {
-            return;
+            return false;
         };
         if inter.stage != Stage::Queued {
-            return;
+            return false;
         }
         // Entries of agents that stopped being available are dropped where a walk meets them.
         let listings = &self.listings;
@@ -127,12 +127,13 @@ impl Engine {
             None => &chosen,
         };
         if chosen.is_empty() {
-            return;
+            return true;
         }
         self.offer(id, chosen, now);
         for &agent in chosen {
             self.settle_agent(agent, now, false);
         }
+        false
     }
 
     /// Lets an available agent take waiting work until it is full or nothing fits.
@@ -150,7 +151,7 @@ impl Engine {
             let summary = agent.skills.summary();
             for queue in agent.queues.iter().filter_map(|q| self.queues.get(q)) {
                 for kind in free.iter() {
-                    for key in queue.waiting(kind) {
+                    for key in queue.waiting(kind).iter() {
                         if best.is_some_and(|best| *key >= best) {
                             break;
                         }
@@ -263,12 +264,7 @@ impl Engine {
     /// (routing first spares the waiting lists an insert and a remove for every interaction that
     /// finds an agent at once).
     pub(crate) fn route_or_wait(&mut self, id: InteractionId, now: Instant) {
-        self.route(id, now);
-        if self
-            .interactions
-            .get(&id)
-            .is_some_and(|i| i.stage == Stage::Queued)
-        {
+        if self.route(id, now) {
             self.list_waiting(id);
         }
     }
@@ -424,12 +420,7 @@ impl Engine {
             .queues
             .get(&inter.queue)
             .expect("a queue with live interactions cannot be removed");
-        inter.needs = effective_needs(
-            &queue.config.required_skills,
-            &inter.skills,
-            inter.language,
-            inter.escalation.relaxation,
-        );
+        inter.needs = queue.needs_of(&inter.skills, inter.language, inter.escalation.relaxation);
     }
 
     /// Lists a queued interaction in the waiting lists of its queue and overflow queues.

@@ -127,7 +127,7 @@ impl Engine {
             });
         };
         let queue = self.queue(inter.queue);
-        let position = queue.waiting(inter.kind).range(..key).count() + 1;
+        let position = queue.waiting(inter.kind).ahead_of(&key) + 1;
         Ok(QueuePosition {
             interaction: id,
             queue: inter.queue,
