@@ -43,16 +43,10 @@ impl Engine {
         }
         match known {
             None => {
-                let slot = match self.free_slots.pop() {
-                    Some(slot) => slot,
-                    None => {
-                        self.listings.push(0);
-                        u32::try_from(self.listings.len() - 1)
-                            .expect("fewer than 4 billion agents per tenant")
-                    }
-                };
-                let agent = Agent::new(id, slot, skills, queues, capacity, blending);
-                self.agents.insert(id, agent);
+                self.agents.insert_with(id, |slot| {
+                    Agent::new(id, slot, skills, queues, capacity, blending)
+                });
+                self.listings.resize(self.agents.rows(), 0);
             }
             Some(_) => {
                 self.unlist(id);
@@ -80,7 +74,6 @@ impl Engine {
         }
         self.unlist(id);
         let agent = self.agents.remove(&id).expect("checked it is known above");
-        self.free_slots.push(agent.slot);
         for q in &agent.queues {
             if let Some(members) = self.members.get_mut(q) {
                 members.remove(&id);
@@ -114,7 +107,12 @@ impl Engine {
             return Ok(());
         };
         let old = queue.reconfigure(config);
-        let mut homed: Vec<_> = queue.homed.iter().copied().collect();
+        let interactions = &self.interactions;
+        let mut homed: Vec<_> = queue
+            .homed
+            .iter()
+            .filter_map(|&row| interactions.at(row).map(|i| i.id))
+            .collect();
         homed.sort_unstable();
         let new = &queue.config;
         if old.strategy != new.strategy || old.required_skills != new.required_skills {
@@ -142,7 +140,9 @@ impl Engine {
         }
         waiting.sort_unstable();
         for key in waiting {
-            self.route(key.interaction, now);
+            if let Some(slot) = self.interactions.slot(&key.interaction) {
+                self.route(slot, now);
+            }
         }
         Ok(())
     }

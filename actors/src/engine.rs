@@ -26,6 +26,7 @@ use crate::interaction::{Interaction, InteractionView};
 use crate::output::Output;
 use crate::queue::Queue;
 use crate::skill::{effective_needs, Relaxation};
+use crate::table::Table;
 use crate::timer::{Timer, Timers};
 
 /// One tenant's routing engine.
@@ -38,11 +39,11 @@ use crate::timer::{Timer, Timers};
 #[derive(Clone, Debug)]
 pub struct Engine {
     pub(crate) config: EngineConfig,
-    pub(crate) agents: FxHashMap<AgentId, Agent>,
+    pub(crate) agents: Table<AgentId, Agent>,
     pub(crate) queues: FxHashMap<QueueId, Queue>,
     /// Agents serving each queue id, whether or not the queue exists (yet).
     pub(crate) members: FxHashMap<QueueId, BTreeSet<AgentId>>,
-    pub(crate) interactions: FxHashMap<InteractionId, Interaction>,
+    pub(crate) interactions: Table<InteractionId, Interaction>,
     pub(crate) timers: Timers,
     pub(crate) outbox: VecDeque<Output>,
     /// The next enqueue order to hand out.
@@ -50,11 +51,9 @@ pub struct Engine {
     /// Activity clock: bumped on every routing activity of an agent (longest-idle ranks by it).
     pub(crate) clock: u64,
     /// The current listing id of each agent row (0: not listed); idle-index entries made by an
-    /// older listing are stale. A dense table, so that a walk tells stale entries without
-    /// touching the agents.
+    /// older listing are stale. Parallel to the rows of `agents`, so that a walk tells stale
+    /// entries without touching the agents.
     pub(crate) listings: Vec<u64>,
-    /// Rows of removed agents, for reuse.
-    pub(crate) free_slots: Vec<u32>,
     /// The last listing id handed out.
     pub(crate) last_listing: u64,
     /// Queued interactions per kind, so that a freed agent skips looking for work that is not
@@ -67,16 +66,15 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
             config,
-            agents: FxHashMap::default(),
+            agents: Table::default(),
             queues: FxHashMap::default(),
             members: FxHashMap::default(),
-            interactions: FxHashMap::default(),
+            interactions: Table::default(),
             timers: Timers::default(),
             outbox: VecDeque::new(),
             next_order: 0,
             clock: 0,
             listings: Vec::new(),
-            free_slots: Vec::new(),
             last_listing: 0,
             waiting: [0; 3],
         }
@@ -181,12 +179,6 @@ impl Engine {
     pub(crate) fn queue(&self, id: QueueId) -> &Queue {
         self.queues
             .get(&id)
-            .expect("a queue with live interactions cannot be removed")
-    }
-
-    pub(crate) fn queue_mut(&mut self, id: QueueId) -> &mut Queue {
-        self.queues
-            .get_mut(&id)
             .expect("a queue with live interactions cannot be removed")
     }
 

@@ -209,10 +209,15 @@ pub(crate) fn revokes(outputs: &[Output]) -> Vec<(u64, u64, RevokeReason)> {
 /// (no queued interaction has an eligible agent idle in a queue it waits in).
 pub(crate) fn assert_consistent(engine: &Engine) {
     let mut expected_waiting: BTreeMap<(QueueId, WorkKind), BTreeSet<WaitKey>> = BTreeMap::new();
-    for (id, inter) in &engine.interactions {
+    for inter in engine.interactions.values() {
+        let id = &inter.id;
         assert_eq!(*id, inter.id);
         let queue = engine.queues.get(&inter.queue).expect("home queue exists");
-        assert!(queue.homed.contains(id), "{id} not homed in its queue");
+        assert_eq!(
+            queue.homed.get(inter.homed_at).copied(),
+            engine.interactions.slot(id),
+            "{id} not homed in its queue"
+        );
         assert_eq!(
             inter.needs,
             effective_needs(
@@ -285,8 +290,8 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             keys.windows(2).all(|w| w[0] < w[1]),
             "idle index of {q} out of order"
         );
-        for id in &queue.homed {
-            assert_eq!(engine.interactions[id].queue, *q);
+        for &row in &queue.homed {
+            assert_eq!(engine.interactions.at(row).map(|i| i.queue), Some(*q));
         }
     }
     assert!(expected_waiting.is_empty(), "waiting lists missing");
@@ -302,7 +307,8 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             "queued {kind:?} count"
         );
     }
-    for (id, agent) in &engine.agents {
+    for agent in engine.agents.values() {
+        let id = &agent.id;
         let mut load = crate::capacity::Load::default();
         for slot in &agent.slots {
             load.add(slot.kind);
@@ -344,7 +350,8 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             assert!(engine.members[q].contains(id), "membership of {id} in {q}");
         }
     }
-    for (id, inter) in &engine.interactions {
+    for inter in engine.interactions.values() {
+        let id = &inter.id;
         if inter.stage != Stage::Queued {
             continue;
         }

@@ -77,6 +77,7 @@ mod skill;
 mod stats;
 mod strategy;
 mod supervisor;
+mod table;
 mod tenant;
 mod timer;
 mod waiting;

@@ -10,7 +10,7 @@ use std::time::Instant;
 use crate::agent::SlotState;
 use crate::error::Error;
 use crate::escalation::wait_due_after;
-use crate::ids::{AgentId, InteractionId};
+use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::input::TransferTarget;
 use crate::interaction::{Escalation, Interaction, NewInteraction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
@@ -55,27 +55,25 @@ impl Engine {
         let id = new.id;
         let wait_timer = wait_due_after(&queue.config, escalation.next_step, sla_breached)
             .and_then(|after| self.timers.schedule_in(enqueued_at, after, Timer::Wait(id)));
-        self.interactions.insert(
+        let slot = self.interactions.insert_with(id, |_| Interaction {
             id,
-            Interaction {
-                id,
-                channel: new.channel,
-                kind: new.channel.kind(),
-                queue: new.queue,
-                language: new.language,
-                skills: new.skills,
-                priority: new.priority,
-                order,
-                enqueued_at,
-                escalation,
-                needs,
-                stage: Stage::Queued,
-                wait_key: None,
-                wait_timer,
-                sla_breached,
-            },
-        );
-        self.queue_mut(new.queue).homed.insert(id);
+            channel: new.channel,
+            kind: new.channel.kind(),
+            queue: new.queue,
+            language: new.language,
+            skills: new.skills,
+            priority: new.priority,
+            order,
+            enqueued_at,
+            escalation,
+            needs,
+            stage: Stage::Queued,
+            wait_key: None,
+            wait_timer,
+            sla_breached,
+            homed_at: 0,
+        });
+        self.home(slot);
         self.push(Output::Queued {
             interaction: id,
             queue: new.queue,
@@ -85,6 +83,58 @@ impl Engine {
         });
         self.route_or_wait(id, now);
         Ok(())
+    }
+
+    /// Adds the interaction in row `row` to the homed list of its queue.
+    fn home(&mut self, row: u32) {
+        let Some(inter) = self.interactions.at_mut(row) else {
+            return;
+        };
+        let homed = &mut self
+            .queues
+            .get_mut(&inter.queue)
+            .expect("a queue with live interactions cannot be removed")
+            .homed;
+        inter.homed_at = homed.len();
+        homed.push(row);
+    }
+
+    /// Takes the interaction in row `row` out of the homed list of its queue; the last one of
+    /// the list takes its place.
+    fn unhome(&mut self, row: u32) {
+        let Some(inter) = self.interactions.at(row) else {
+            return;
+        };
+        let at = inter.homed_at;
+        let homed = &mut self
+            .queues
+            .get_mut(&inter.queue)
+            .expect("a queue with live interactions cannot be removed")
+            .homed;
+        homed.swap_remove(at);
+        if let Some(&moved) = homed.get(at) {
+            if let Some(moved) = self.interactions.at_mut(moved) {
+                moved.homed_at = at;
+            }
+        }
+    }
+
+    /// Moves a live interaction to `queue` (transfer, supervisor move).
+    pub(crate) fn rehome(&mut self, id: InteractionId, queue: QueueId) {
+        let Some(row) = self.interactions.slot(&id) else {
+            return;
+        };
+        self.unhome(row);
+        if let Some(inter) = self.interactions.at_mut(row) {
+            inter.queue = queue;
+        }
+        self.home(row);
+    }
+
+    /// Removes a finished or abandoned interaction; returns it.
+    fn forget(&mut self, id: InteractionId) -> Option<Interaction> {
+        self.unhome(self.interactions.slot(&id)?);
+        self.interactions.remove(&id)
     }
 
     /// Checks that an offer of `id` is pending for `agent`.
@@ -202,12 +252,8 @@ impl Engine {
         for &agent in &agents {
             self.revoke(id, agent, RevokeReason::Abandoned);
         }
-        let inter = self
-            .interactions
-            .remove(&id)
-            .expect("checked it is live above");
+        let inter = self.forget(id).expect("checked it is live above");
         self.timers.cancel(inter.wait_timer);
-        self.queue_mut(inter.queue).homed.remove(&id);
         self.push(Output::Abandoned {
             interaction: id,
             queue: inter.queue,
@@ -324,11 +370,8 @@ impl Engine {
             .interactions
             .get(&id)
             .is_some_and(|i| i.stage == Stage::WrapUp { agent: agent_id });
-        if finished {
-            if let Some(inter) = self.interactions.remove(&id) {
-                self.queue_mut(inter.queue).homed.remove(&id);
-                self.push(Output::Done { interaction: id });
-            }
+        if finished && self.forget(id).is_some() {
+            self.push(Output::Done { interaction: id });
         }
         self.settle_agent(agent_id, now, true);
     }
@@ -402,15 +445,12 @@ impl Engine {
             .expect("checked it is live above");
         inter.enqueued_at = now;
         inter.escalation = Escalation::default();
-        let old_queue = inter.queue;
         match to {
             TransferTarget::Queue { queue } => {
-                inter.queue = queue;
                 inter.order = order;
                 inter.stage = Stage::Queued;
                 let (channel, priority) = (inter.channel, inter.priority);
-                self.queue_mut(old_queue).homed.remove(&id);
-                self.queue_mut(queue).homed.insert(id);
+                self.rehome(id, queue);
                 self.refresh_needs(id);
                 self.push(Output::Queued {
                     interaction: id,
@@ -424,7 +464,7 @@ impl Engine {
             }
             TransferTarget::Agent { agent } => {
                 self.refresh_needs(id);
-                self.offer(id, &[agent], now);
+                self.offer_to(id, agent, now);
                 self.schedule_wait(id);
                 self.settle_agent(agent, now, false);
             }

@@ -16,7 +16,6 @@
 use std::cmp::Reverse;
 use std::time::Duration;
 
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::WorkKind;
@@ -232,10 +231,11 @@ pub(crate) struct Queue {
     pub(crate) idle: IdleIndex,
     /// Queued interactions per kind (own and overflowed-in), in service order.
     pub(crate) waiting: [WaitingList; 3],
-    /// Live interactions whose queue this is (queued, offered, connected or in wrap-up). A hash
-    /// set: every interaction enters and leaves it once, and the rare walks over it (queue
+    /// Rows (in the engine's interaction table) of the live interactions whose queue this is:
+    /// queued, offered, connected or in wrap-up. Unordered — each interaction knows its place
+    /// (`Interaction::homed_at`), so it leaves with a swap — and the rare walks over it (queue
     /// reconfiguration, statistics) sort it or do not depend on its order.
-    pub(crate) homed: FxHashSet<InteractionId>,
+    pub(crate) homed: Vec<u32>,
     /// The agent round-robin chose last.
     pub(crate) rr_cursor: Option<AgentId>,
     /// Moving average of handle time (connect to end of wrap-up), for wait estimates.
@@ -250,7 +250,7 @@ impl Queue {
             config,
             idle,
             waiting: Default::default(),
-            homed: FxHashSet::default(),
+            homed: Vec::new(),
             rr_cursor: None,
             handle_time,
         }

@@ -21,13 +21,12 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
 
 use crate::agent::Agent;
 use crate::config::MissedOffer;
 use crate::idle::IdleIndex;
 use crate::ids::{AgentId, InteractionId, QueueId};
-use crate::interaction::{Interaction, Stage};
+use crate::interaction::{Interaction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::queue::{Queue, WaitKey};
@@ -63,10 +62,10 @@ fn is_current(listings: &[u64], key: &RankKey) -> bool {
 }
 
 impl Engine {
-    /// Offers a queued interaction to the best eligible agent(s), if there are any. Returns
-    /// whether it is still queued (nobody could take it).
-    pub(crate) fn route(&mut self, id: InteractionId, now: Instant) -> bool {
-        let Some(inter) = self.interactions.get(&id) else {
+    /// Offers the queued interaction in row `slot` to the best eligible agent(s), if there are
+    /// any. Returns whether it is still queued (nobody could take it).
+    pub(crate) fn route(&mut self, slot: u32, now: Instant) -> bool {
+        let Some(inter) = self.interactions.at(slot) else {
             return false;
         };
         if inter.stage != Stage::Queued {
@@ -75,14 +74,15 @@ impl Engine {
         // Entries of agents that stopped being available are dropped where a walk meets them.
         let listings = &self.listings;
         let agents = &self.agents;
+        // Asked of current entries only, whose row holds their agent.
         let is_eligible = |key: &RankKey| {
             inter.needs.may_be_met_by(key.skills)
                 && agents
-                    .get(&key.agent)
+                    .at(key.slot)
                     .is_some_and(|agent| eligible(agent, inter))
         };
-        let mut chosen: Vec<AgentId> = Vec::new();
-        let mut picked: Option<AgentId> = None;
+        let mut chosen: Vec<u32> = Vec::new();
+        let mut picked: Option<u32> = None;
         if self.queue(inter.queue).config.strategy == Strategy::RingAll {
             for q in inter.visible_in() {
                 let Some(queue) = self.queues.get_mut(&q) else {
@@ -90,14 +90,11 @@ impl Engine {
                 };
                 // Visits every entry in order, keeping all but the stale ones it meets.
                 queue.idle.compact(|key| {
-                    if chosen.contains(&key.agent) {
-                        return true;
-                    }
                     if !is_current(listings, key) {
                         return false;
                     }
-                    if is_eligible(key) {
-                        chosen.push(key.agent);
+                    if !chosen.contains(&key.slot) && is_eligible(key) {
+                        chosen.push(key.slot);
                     }
                     true
                 });
@@ -114,32 +111,33 @@ impl Engine {
                     |key| is_current(listings, key),
                     is_eligible,
                 );
-                if let Some(agent) = pick {
-                    picked = Some(agent);
-                    queue.rr_cursor = Some(agent);
+                if let Some(key) = pick {
+                    picked = Some(key.slot);
+                    queue.rr_cursor = Some(key.agent);
                     break;
                 }
             }
         }
         // One agent unless ring-all: no list to allocate.
-        let chosen: &[AgentId] = match &picked {
+        let chosen: &[u32] = match &picked {
             Some(agent) => std::slice::from_ref(agent),
             None => &chosen,
         };
         if chosen.is_empty() {
             return true;
         }
-        self.offer(id, chosen, now);
+        self.offer(slot, chosen, now);
         for &agent in chosen {
-            self.settle_agent(agent, now, false);
+            self.settle_agent_at(agent, now, false);
         }
         false
     }
 
-    /// Lets an available agent take waiting work until it is full or nothing fits.
-    pub(crate) fn pull_work(&mut self, agent_id: AgentId, now: Instant) {
+    /// Lets the available agent in row `agent_slot` take waiting work until it is full or
+    /// nothing fits.
+    fn pull_work(&mut self, agent_slot: u32, now: Instant) {
         loop {
-            let Some(agent) = self.agents.get(&agent_id) else {
+            let Some(agent) = self.agents.at(agent_slot) else {
                 return;
             };
             let mut free = agent.free_kinds();
@@ -175,19 +173,19 @@ impl Engine {
                     }
                 }
             }
-            let Some(best) = best else {
+            let Some(best) = best.and_then(|key| self.interactions.slot(&key.interaction)) else {
                 return;
             };
-            self.offer(best.interaction, &[agent_id], now);
+            self.offer(best, &[agent_slot], now);
         }
     }
 
-    /// Takes a queued interaction out of its waiting lists, reserves `agents` and offers it to
-    /// them. The caller settles the agents.
-    pub(crate) fn offer(&mut self, id: InteractionId, agents: &[AgentId], now: Instant) {
+    /// Takes the queued interaction in row `slot` out of its waiting lists, reserves the agents
+    /// in rows `agent_slots` and offers it to them. The caller settles the agents.
+    pub(crate) fn offer(&mut self, slot: u32, agent_slots: &[u32], now: Instant) {
         let inter = self
             .interactions
-            .get_mut(&id)
+            .at_mut(slot)
             .expect("only live interactions are offered");
         unlist_waiting(inter, &mut self.queues, &mut self.waiting);
         let queue = self
@@ -195,27 +193,44 @@ impl Engine {
             .get(&inter.queue)
             .expect("a queue with live interactions cannot be removed");
         let timeout = queue.config.offer_timeout;
+        let id = inter.id;
         let timer = self.timers.schedule_in(now, timeout, Timer::Offer(id));
-        inter.stage = Stage::Offered {
-            agents: SmallVec::from_slice(agents),
-            timer,
-        };
-        for &agent_id in agents {
+        let mut offered = OfferedTo::new();
+        for &agent_slot in agent_slots {
             let agent = self
                 .agents
-                .get_mut(&agent_id)
+                .at_mut(agent_slot)
                 .expect("only known agents are chosen");
             agent.add_slot(id, inter.kind);
             self.clock += 1;
             agent.last_activity = self.clock;
+            offered.push(agent.id);
             self.outbox.push_back(Output::Offered {
                 interaction: id,
-                agent: agent_id,
+                agent: agent.id,
                 queue: inter.queue,
                 channel: inter.channel,
                 timeout,
             });
         }
+        inter.stage = Stage::Offered {
+            agents: offered,
+            timer,
+        };
+    }
+
+    /// Offers a queued interaction to one known agent (a transfer or move to that agent). The
+    /// caller settles the agent.
+    pub(crate) fn offer_to(&mut self, id: InteractionId, agent: AgentId, now: Instant) {
+        let slot = self
+            .interactions
+            .slot(&id)
+            .expect("only live interactions are offered");
+        let agent_slot = self
+            .agents
+            .slot(&agent)
+            .expect("only known agents are chosen");
+        self.offer(slot, &[agent_slot], now);
     }
 
     /// Withdraws the offer of `id` from `agent_id` and hides the agent from routing until the
@@ -264,7 +279,10 @@ impl Engine {
     /// (routing first spares the waiting lists an insert and a remove for every interaction that
     /// finds an agent at once).
     pub(crate) fn route_or_wait(&mut self, id: InteractionId, now: Instant) {
-        if self.route(id, now) {
+        let Some(slot) = self.interactions.slot(&id) else {
+            return;
+        };
+        if self.route(slot, now) {
             self.list_waiting(id);
         }
     }
@@ -288,24 +306,29 @@ impl Engine {
     /// that meets them or by its next listing, whichever comes first. That keeps "reserve an
     /// agent" from touching the indexes of all the queues it serves on every routing decision.
     pub(crate) fn settle_agent(&mut self, agent_id: AgentId, now: Instant, pull: bool) {
-        if pull {
-            self.pull_work(agent_id, now);
+        if let Some(slot) = self.agents.slot(&agent_id) {
+            self.settle_agent_at(slot, now, pull);
         }
-        let Some(agent) = self.agents.get_mut(&agent_id) else {
+    }
+
+    /// [`Engine::settle_agent`] for the agent in row `slot`.
+    fn settle_agent_at(&mut self, slot: u32, now: Instant, pull: bool) {
+        if pull {
+            self.pull_work(slot, now);
+        }
+        let Some(agent) = self.agents.at_mut(slot) else {
             return;
         };
         let wanted = agent.wanted_listing();
         if wanted != agent.listed {
-            if let Some(inputs) = wanted {
-                // The old entries turn stale with the new listing.
-                agent.listed_keys.clear();
-                self.list(agent_id, inputs);
-                self.sync_presence(agent_id);
-                return;
+            match wanted {
+                Some(inputs) => self.list(slot, inputs),
+                None => end_listing(agent, &mut self.listings),
             }
-            end_listing(agent, &mut self.listings);
         }
-        report_presence(agent, &mut self.outbox);
+        if let Some(agent) = self.agents.at_mut(slot) {
+            report_presence(agent, &mut self.outbox);
+        }
     }
 
     /// Removes an agent's current entries from the idle indexes of its queues at once (before
@@ -329,10 +352,13 @@ impl Engine {
         }
     }
 
-    fn list(&mut self, agent_id: AgentId, inputs: RankInputs) {
-        let Some(agent) = self.agents.get_mut(&agent_id) else {
+    /// Lists the agent in row `slot` in the idle indexes of its queues, ranked by `inputs`; the
+    /// entries of its previous listing turn stale.
+    fn list(&mut self, slot: u32, inputs: RankInputs) {
+        let Some(agent) = self.agents.at_mut(slot) else {
             return;
         };
+        agent.listed_keys.clear();
         self.last_listing += 1;
         let listing = self.last_listing;
         if let Some(row) = usize::try_from(agent.slot)
@@ -400,13 +426,6 @@ impl Engine {
                 Some(entry) => entry.1 = key,
                 None => agent.listed_keys.push((q, key)),
             }
-        }
-    }
-
-    /// Reports the agent's presence if it changed since last reported.
-    pub(crate) fn sync_presence(&mut self, agent_id: AgentId) {
-        if let Some(agent) = self.agents.get_mut(&agent_id) {
-            report_presence(agent, &mut self.outbox);
         }
     }
 
