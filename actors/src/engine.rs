@@ -130,6 +130,13 @@ impl Engine {
     /// Fires every timer due at or before `now`, in deadline order.
     #[inline]
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Checked here, inlined into every input, so that the usual case costs no call.
+        if self.timers.next_deadline().is_some_and(|due| due <= now) {
+            self.fire_timers(now);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Wait(interaction) => self.wait_timer_fired(interaction, now),

@@ -172,21 +172,32 @@ impl Needs {
     /// These needs plus `language` at any level, as [`effective_needs`] adds it: the same as
     /// computing them again with the language, without the sort.
     pub(crate) fn with_language(&self, language: Option<SkillId>) -> Needs {
-        let mut needs = self.clone();
-        if let Some(language) = language {
-            let at = needs.list.partition_point(|n| n.skill < language);
-            if needs.list.get(at).map(|n| n.skill) != Some(language) {
-                needs.list.insert(
-                    at,
-                    Need {
-                        skill: language,
-                        level: SkillLevel::MIN.0,
-                    },
-                );
-                needs.summary |= summary_bit(language);
-            }
+        let at = language.map(|language| self.list.partition_point(|n| n.skill < language));
+        let (Some(language), Some(at)) = (language, at) else {
+            return self.copied();
+        };
+        if self.list.get(at).is_some_and(|n| n.skill == language) {
+            return self.copied();
         }
-        needs
+        let mut list = SmallVec::new();
+        list.extend_from_slice(&self.list[..at]);
+        list.push(Need {
+            skill: language,
+            level: SkillLevel::MIN.0,
+        });
+        list.extend_from_slice(&self.list[at..]);
+        Needs {
+            list,
+            summary: self.summary | summary_bit(language),
+        }
+    }
+
+    /// A copy (`clone` would push the needs one by one).
+    fn copied(&self) -> Needs {
+        Needs {
+            list: SmallVec::from_slice(&self.list),
+            summary: self.summary,
+        }
     }
 }
 
