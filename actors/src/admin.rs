@@ -102,7 +102,7 @@ impl Engine {
         }
         let Some(queue) = self.queues.get_mut(&id) else {
             let queue = Queue::new(config, self.config.default_handle_time);
-            self.queues.insert(id, queue);
+            self.queues.insert_with(id, |_| queue);
             self.rebuild_idle(id);
             return Ok(());
         };

@@ -40,7 +40,7 @@ use crate::timer::{Timer, Timers};
 pub struct Engine {
     pub(crate) config: EngineConfig,
     pub(crate) agents: Table<AgentId, Agent>,
-    pub(crate) queues: FxHashMap<QueueId, Queue>,
+    pub(crate) queues: Table<QueueId, Queue>,
     /// Agents serving each queue id, whether or not the queue exists (yet).
     pub(crate) members: FxHashMap<QueueId, BTreeSet<AgentId>>,
     pub(crate) interactions: Table<InteractionId, Interaction>,
@@ -67,7 +67,7 @@ impl Engine {
         Engine {
             config,
             agents: Table::default(),
-            queues: FxHashMap::default(),
+            queues: Table::default(),
             members: FxHashMap::default(),
             interactions: Table::default(),
             timers: Timers::default(),
@@ -154,7 +154,7 @@ impl Engine {
     /// A live interaction; `None` if unknown, done or abandoned.
     pub fn interaction(&self, interaction: InteractionId) -> Option<InteractionView> {
         let inter = self.interactions.get(&interaction)?;
-        let queue_priority = self.queue(inter.queue).config.priority;
+        let queue_priority = self.queue_of(inter).config.priority;
         Some(inter.view(queue_priority))
     }
 
@@ -183,9 +183,10 @@ impl Engine {
         })
     }
 
-    pub(crate) fn queue(&self, id: QueueId) -> &Queue {
+    /// The queue `inter` is homed in.
+    pub(crate) fn queue_of(&self, inter: &Interaction) -> &Queue {
         self.queues
-            .get(&id)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed")
     }
 

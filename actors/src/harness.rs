@@ -214,6 +214,11 @@ pub(crate) fn assert_consistent(engine: &Engine) {
         assert_eq!(*id, inter.id);
         let queue = engine.queues.get(&inter.queue).expect("home queue exists");
         assert_eq!(
+            engine.queues.slot(&inter.queue),
+            Some(inter.home),
+            "{id}'s home row"
+        );
+        assert_eq!(
             queue.homed.get(inter.homed_at).copied(),
             engine.interactions.slot(id),
             "{id} not homed in its queue"
@@ -277,7 +282,8 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             }
         }
     }
-    for (q, queue) in &engine.queues {
+    for queue in engine.queues.values() {
+        let q = &queue.config.id;
         assert_eq!(*q, queue.config.id);
         for kind in WorkKind::ALL {
             let expected = expected_waiting.remove(&(*q, kind)).unwrap_or_default();

@@ -153,8 +153,7 @@ impl IdleIndex {
 /// Walks `deque[start..end)` for the first current entry for which `eligible` holds, dropping the
 /// stale entries it passes: once one was passed, the current entries after it slide down over
 /// the gap as the walk goes, and the gap left behind is closed with one shift when the walk stops
-/// (instead of one per stale entry). The walk runs on one contiguous slice: the deque is made
-/// contiguous first, which moves entries only when it has wrapped around since the last walk.
+/// (instead of one per stale entry).
 fn walk_pruning(
     deque: &mut VecDeque<RankKey>,
     start: usize,
@@ -162,18 +161,18 @@ fn walk_pruning(
     current: &mut impl FnMut(&RankKey) -> bool,
     eligible: &mut impl FnMut(&RankKey) -> bool,
 ) -> Option<RankKey> {
-    let keys = deque.make_contiguous();
     let mut stale = 0;
     let mut at = start;
     let mut found = None;
-    while let Some(&key) = keys[..end].get(at) {
+    while at < end {
+        let key = deque[at];
         if !current(&key) {
             stale += 1;
         } else if eligible(&key) {
             found = Some(key);
             break;
         } else if stale > 0 {
-            keys[at - stale] = key;
+            deque[at - stale] = key;
         }
         at += 1;
     }

@@ -26,9 +26,10 @@ impl Engine {
         if self.interactions.contains_key(&new.id) {
             return Err(Error::DuplicateInteraction(new.id));
         }
-        let Some(queue) = self.queues.get(&new.queue) else {
+        let Some(home) = self.queues.slot(&new.queue) else {
             return Err(Error::UnknownQueue(new.queue));
         };
+        let queue = self.queues.at(home).expect("the index names used rows");
         let (order, enqueued_at, applied, sla_breached) = match new.restored {
             Some(restored) => {
                 self.next_order = self.next_order.max(restored.order.saturating_add(1));
@@ -71,6 +72,7 @@ impl Engine {
             wait_key: None,
             wait_timer,
             sla_breached,
+            home,
             homed_at: 0,
         });
         self.home(slot);
@@ -92,7 +94,7 @@ impl Engine {
         };
         let homed = &mut self
             .queues
-            .get_mut(&inter.queue)
+            .at_mut(inter.home)
             .expect("a queue with live interactions cannot be removed")
             .homed;
         inter.homed_at = homed.len();
@@ -108,7 +110,7 @@ impl Engine {
         let at = inter.homed_at;
         let homed = &mut self
             .queues
-            .get_mut(&inter.queue)
+            .at_mut(inter.home)
             .expect("a queue with live interactions cannot be removed")
             .homed;
         homed.swap_remove(at);
@@ -119,14 +121,16 @@ impl Engine {
         }
     }
 
-    /// Moves a live interaction to `queue` (transfer, supervisor move).
+    /// Moves a live interaction to `queue`, which exists (transfer, supervisor move).
     pub(crate) fn rehome(&mut self, id: InteractionId, queue: QueueId) {
-        let Some(row) = self.interactions.slot(&id) else {
+        let (Some(row), Some(home)) = (self.interactions.slot(&id), self.queues.slot(&queue))
+        else {
             return;
         };
         self.unhome(row);
         if let Some(inter) = self.interactions.at_mut(row) {
             inter.queue = queue;
+            inter.home = home;
         }
         self.home(row);
     }
@@ -277,8 +281,13 @@ impl Engine {
             });
         };
         inter.stage = Stage::WrapUp { agent };
-        let queue = inter.queue;
-        let wrap_up = self.queue(queue).config.wrap_up;
+        let home = inter.home;
+        let wrap_up = self
+            .queues
+            .at(home)
+            .expect("a queue with live interactions cannot be removed")
+            .config
+            .wrap_up;
         self.push(Output::Ended {
             interaction: id,
             agent,
@@ -291,10 +300,10 @@ impl Engine {
     /// Moves the agent's slot of `id` from connected to wrap-up, with the timer of the
     /// interaction's current queue; a zero wrap-up ends at once.
     fn start_wrap_up(&mut self, agent: AgentId, id: InteractionId, now: Instant) {
-        let Some(queue) = self.interactions.get(&id).map(|i| i.queue) else {
+        let Some(inter) = self.interactions.get(&id) else {
             return;
         };
-        let wrap_up = self.queue(queue).config.wrap_up;
+        let wrap_up = self.queue_of(inter).config.wrap_up;
         let timer = if wrap_up.is_zero() {
             None
         } else {
@@ -411,7 +420,7 @@ impl Engine {
                 }
             }
         }
-        let wrap_up = self.queue(inter.queue).config.wrap_up;
+        let wrap_up = self.queue_of(inter).config.wrap_up;
         self.push(Output::Transferred {
             interaction: id,
             from,

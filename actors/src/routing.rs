@@ -20,8 +20,6 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
-
 use crate::agent::Agent;
 use crate::config::MissedOffer;
 use crate::idle::IdleIndex;
@@ -31,6 +29,7 @@ use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::queue::{Queue, WaitKey};
 use crate::strategy::{Entrant, RankInputs, RankKey, Strategy};
+use crate::table::Table;
 use crate::timer::Timer;
 use crate::Engine;
 
@@ -83,9 +82,9 @@ impl Engine {
         };
         let mut chosen: Vec<u32> = Vec::new();
         let mut picked: Option<u32> = None;
-        if self.queue(inter.queue).config.strategy == Strategy::RingAll {
+        if self.queue_of(inter).config.strategy == Strategy::RingAll {
             for q in inter.visible_in() {
-                let Some(queue) = self.queues.get_mut(&q) else {
+                let Some(queue) = visible_queue(&mut self.queues, inter, q) else {
                     continue;
                 };
                 // Visits every entry in order, keeping all but the stale ones it meets.
@@ -101,7 +100,7 @@ impl Engine {
             }
         } else {
             for q in inter.visible_in() {
-                let Some(queue) = self.queues.get_mut(&q) else {
+                let Some(queue) = visible_queue(&mut self.queues, inter, q) else {
                     continue;
                 };
                 let strategy = queue.config.strategy;
@@ -190,7 +189,7 @@ impl Engine {
         unlist_waiting(inter, &mut self.queues, &mut self.waiting);
         let queue = self
             .queues
-            .get(&inter.queue)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed");
         let timeout = queue.config.offer_timeout;
         let id = inter.id;
@@ -437,7 +436,7 @@ impl Engine {
         };
         let queue = self
             .queues
-            .get(&inter.queue)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed");
         inter.needs = queue.needs_of(&inter.skills, inter.language, inter.escalation.relaxation);
     }
@@ -450,7 +449,7 @@ impl Engine {
         let queues = &mut self.queues;
         inter.escalation.overflow.retain(|q| queues.contains_key(q));
         let priority = queues
-            .get(&inter.queue)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed")
             .config
             .priority;
@@ -460,7 +459,7 @@ impl Engine {
             self.waiting[inter.kind.index()] += 1;
         }
         for q in inter.visible_in() {
-            if let Some(queue) = queues.get_mut(&q) {
+            if let Some(queue) = visible_queue(queues, inter, q) {
                 queue.waiting_mut(inter.kind).insert(key);
             }
         }
@@ -478,7 +477,7 @@ impl Engine {
 /// kind.
 fn unlist_waiting(
     inter: &mut Interaction,
-    queues: &mut FxHashMap<QueueId, Queue>,
+    queues: &mut Table<QueueId, Queue>,
     waiting: &mut [usize; 3],
 ) {
     let Some(key) = inter.wait_key.take() else {
@@ -486,9 +485,22 @@ fn unlist_waiting(
     };
     waiting[inter.kind.index()] -= 1;
     for q in inter.visible_in() {
-        if let Some(queue) = queues.get_mut(&q) {
+        if let Some(queue) = visible_queue(queues, inter, q) {
             queue.waiting_mut(inter.kind).remove(&key);
         }
+    }
+}
+
+/// Queue `q` among those `inter` is visible in: its home by row, an overflow queue by id.
+fn visible_queue<'q>(
+    queues: &'q mut Table<QueueId, Queue>,
+    inter: &Interaction,
+    q: QueueId,
+) -> Option<&'q mut Queue> {
+    if q == inter.queue {
+        queues.at_mut(inter.home)
+    } else {
+        queues.get_mut(&q)
     }
 }
 

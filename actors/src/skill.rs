@@ -172,32 +172,32 @@ impl Needs {
     /// These needs plus `language` at any level, as [`effective_needs`] adds it: the same as
     /// computing them again with the language, without the sort.
     pub(crate) fn with_language(&self, language: Option<SkillId>) -> Needs {
-        let at = language.map(|language| self.list.partition_point(|n| n.skill < language));
-        let (Some(language), Some(at)) = (language, at) else {
-            return self.copied();
+        let mut needs = Needs {
+            list: SmallVec::new(),
+            summary: self.summary,
         };
-        if self.list.get(at).is_some_and(|n| n.skill == language) {
-            return self.copied();
+        let mut language =
+            language.filter(|&language| self.list.iter().all(|need| need.skill != language));
+        // Element by element: the lists are short, and copying slices of them calls memcpy.
+        for &need in &self.list {
+            if let Some(skill) = language.filter(|&skill| skill < need.skill) {
+                needs.push_language(skill);
+                language = None;
+            }
+            needs.list.push(need);
         }
-        let mut list = SmallVec::new();
-        list.extend_from_slice(&self.list[..at]);
-        list.push(Need {
+        if let Some(skill) = language {
+            needs.push_language(skill);
+        }
+        needs
+    }
+
+    fn push_language(&mut self, language: SkillId) {
+        self.list.push(Need {
             skill: language,
             level: SkillLevel::MIN.0,
         });
-        list.extend_from_slice(&self.list[at..]);
-        Needs {
-            list,
-            summary: self.summary | summary_bit(language),
-        }
-    }
-
-    /// A copy (`clone` would push the needs one by one).
-    fn copied(&self) -> Needs {
-        Needs {
-            list: SmallVec::from_slice(&self.list),
-            summary: self.summary,
-        }
+        self.summary |= summary_bit(language);
     }
 }
 

@@ -130,7 +130,7 @@ impl Engine {
                 state: inter.state(),
             });
         };
-        let queue = self.queue(inter.queue);
+        let queue = self.queue_of(inter);
         let position = queue.waiting(inter.kind).ahead_of(&key) + 1;
         Ok(QueuePosition {
             interaction: id,
