@@ -30,23 +30,20 @@ impl Engine {
         let blending = config.blending.unwrap_or(self.config.blending);
         let known = self.agents.get(&id).map(|agent| agent.queues.clone());
         let old_queues = known.as_deref().unwrap_or_default();
-        for q in old_queues.iter().filter(|q| !queues.contains(q)) {
-            if let Some(members) = self.members.get_mut(q) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.members.remove(q);
-                }
-            }
+        for &q in old_queues.iter().filter(|q| !queues.contains(q)) {
+            self.leave(q, id);
         }
         for &q in queues.iter().filter(|q| !old_queues.contains(q)) {
             self.members.entry(q).or_default().insert(id);
+            self.count_members(q);
         }
         match known {
             None => {
-                self.agents.insert_with(id, |slot| {
+                let slot = self.agents.insert_with(id, |slot| {
                     Agent::new(id, slot, skills, queues, capacity, blending)
                 });
                 self.listings.resize(self.agents.rows(), 0);
+                self.refresh_served(slot);
             }
             Some(_) => {
                 self.unlist(id);
@@ -55,6 +52,8 @@ impl Engine {
                 agent.queues = queues;
                 agent.capacity = capacity;
                 agent.blending = blending;
+                let slot = agent.slot;
+                self.refresh_served(slot);
                 self.settle_agent(id, now, true);
             }
         }
@@ -74,13 +73,8 @@ impl Engine {
         }
         self.unlist(id);
         let agent = self.agents.remove(&id).expect("checked it is known above");
-        for q in &agent.queues {
-            if let Some(members) = self.members.get_mut(q) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.members.remove(q);
-                }
-            }
+        for &q in &agent.queues {
+            self.leave(q, id);
         }
         if agent.presence != Presence::Offline {
             self.push(Output::PresenceChanged {
@@ -103,6 +97,8 @@ impl Engine {
         let Some(queue) = self.queues.get_mut(&id) else {
             let queue = Queue::new(config, self.config.default_handle_time);
             self.queues.insert_with(id, |_| queue);
+            self.count_members(id);
+            self.refresh_members_served(id);
             self.rebuild_idle(id);
             return Ok(());
         };
@@ -171,7 +167,50 @@ impl Engine {
                 }
             }
         }
+        // Its row is free for another queue.
+        self.refresh_members_served(id);
         Ok(())
+    }
+
+    /// Agent `id` stops serving queue `q`.
+    fn leave(&mut self, q: QueueId, id: AgentId) {
+        if let Some(members) = self.members.get_mut(&q) {
+            members.remove(&id);
+            if members.is_empty() {
+                self.members.remove(&q);
+            }
+        }
+        self.count_members(q);
+    }
+
+    /// Copies the number of agents serving `q` into the queue, if it exists.
+    fn count_members(&mut self, q: QueueId) {
+        let count = self.members.get(&q).map_or(0, |members| members.len());
+        if let Some(queue) = self.queues.get_mut(&q) {
+            queue.members = count;
+        }
+    }
+
+    /// Recomputes the rows of the existing queues the agent in row `slot` serves.
+    fn refresh_served(&mut self, slot: u32) {
+        let queues = &self.queues;
+        if let Some(agent) = self.agents.at_mut(slot) {
+            agent.served = agent.queues.iter().filter_map(|q| queues.slot(q)).collect();
+        }
+    }
+
+    /// [`Engine::refresh_served`] for every agent serving `q` (created or removed).
+    fn refresh_members_served(&mut self, q: QueueId) {
+        let slots: Vec<u32> = self
+            .members
+            .get(&q)
+            .into_iter()
+            .flatten()
+            .filter_map(|agent| self.agents.slot(agent))
+            .collect();
+        for slot in slots {
+            self.refresh_served(slot);
+        }
     }
 }
 

@@ -119,6 +119,11 @@ pub(crate) struct Agent {
     pub(crate) skills: SkillSet,
     /// Served queues, sorted, unique.
     pub(crate) queues: Vec<QueueId>,
+    /// Rows (in the engine's queue table) of those of `queues` that exist, in the same order,
+    /// so that listing the agent and its looking for work reach them without hashing. The
+    /// engine refreshes them when the agent's queues change or one of them is created or
+    /// removed.
+    pub(crate) served: Vec<u32>,
     pub(crate) capacity: Capacity,
     pub(crate) blending: Blending,
     pub(crate) status: AgentStatus,
@@ -149,6 +154,7 @@ impl Agent {
             slot,
             skills,
             queues,
+            served: Vec::new(),
             capacity,
             blending,
             status: AgentStatus::Offline,

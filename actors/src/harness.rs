@@ -291,6 +291,11 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             let expected: Vec<WaitKey> = expected.into_iter().collect();
             assert_eq!(listed, expected, "waiting list of {q} {kind:?}");
         }
+        assert_eq!(
+            queue.members,
+            engine.members.get(q).map_or(0, |m| m.len()),
+            "members of {q}"
+        );
         let keys: Vec<_> = queue.idle.iter().copied().collect();
         assert!(
             keys.windows(2).all(|w| w[0] < w[1]),
@@ -315,6 +320,12 @@ pub(crate) fn assert_consistent(engine: &Engine) {
     }
     for agent in engine.agents.values() {
         let id = &agent.id;
+        let served: Vec<u32> = agent
+            .queues
+            .iter()
+            .filter_map(|q| engine.queues.slot(q))
+            .collect();
+        assert_eq!(agent.served, served, "rows of {id}'s queues");
         let mut load = crate::capacity::Load::default();
         for slot in &agent.slots {
             load.add(slot.kind);

@@ -236,6 +236,9 @@ pub(crate) struct Queue {
     /// (`Interaction::homed_at`), so it leaves with a swap — and the rare walks over it (queue
     /// reconfiguration, statistics) sort it or do not depend on its order.
     pub(crate) homed: Vec<u32>,
+    /// Number of agents serving it (members of the engine's `members`), which bounds how many
+    /// entries its idle index may hold.
+    pub(crate) members: usize,
     /// The agent round-robin chose last.
     pub(crate) rr_cursor: Option<AgentId>,
     /// Moving average of handle time (connect to end of wrap-up), for wait estimates.
@@ -251,6 +254,7 @@ impl Queue {
             idle,
             waiting: Default::default(),
             homed: Vec::new(),
+            members: 0,
             rr_cursor: None,
             handle_time,
         }

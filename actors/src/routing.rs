@@ -146,7 +146,7 @@ impl Engine {
             }
             let mut best: Option<WaitKey> = None;
             let summary = agent.skills.summary();
-            for queue in agent.queues.iter().filter_map(|q| self.queues.get(q)) {
+            for queue in agent.served.iter().filter_map(|&row| self.queues.at(row)) {
                 for kind in free.iter() {
                     for key in queue.waiting(kind).iter() {
                         if best.is_some_and(|best| *key >= best) {
@@ -367,18 +367,18 @@ impl Engine {
             *row = listing;
         }
         let mut overgrown = Vec::new();
-        for &q in &agent.queues {
-            let Some(queue) = self.queues.get_mut(&q) else {
+        for &row in &agent.served {
+            let Some(queue) = self.queues.at_mut(row) else {
                 continue;
             };
+            let q = queue.config.id;
             let key = rank_key(queue, agent, inputs, listing);
             let listings = &self.listings;
             queue
                 .idle
                 .insert_over_stale(key, |k| is_current(listings, k));
             agent.listed_keys.push((q, key));
-            let members = self.members.get(&q).map_or(0, |m| m.len());
-            if queue.idle.len() > 2 * members + 16 {
+            if queue.idle.len() > 2 * queue.members + 16 {
                 overgrown.push(q);
             }
         }
