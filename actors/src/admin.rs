@@ -196,6 +196,10 @@ impl Engine {
         let queues = &self.queues;
         if let Some(agent) = self.agents.at_mut(slot) {
             agent.served = agent.queues.iter().filter_map(|q| queues.slot(q)).collect();
+            // Highest priority first (see `Agent::served`); stable, so ties stay in id order.
+            agent.served.sort_by_key(|&row| {
+                std::cmp::Reverse(queues.at(row).map_or(0, |queue| queue.config.priority))
+            });
         }
     }
 

@@ -320,12 +320,15 @@ pub(crate) fn assert_consistent(engine: &Engine) {
     }
     for agent in engine.agents.values() {
         let id = &agent.id;
-        let served: Vec<u32> = agent
+        let mut served: Vec<u32> = agent
             .queues
             .iter()
             .filter_map(|q| engine.queues.slot(q))
             .collect();
-        assert_eq!(agent.served, served, "rows of {id}'s queues");
+        served.sort_unstable();
+        let mut listed = agent.served.clone();
+        listed.sort_unstable();
+        assert_eq!(listed, served, "rows of {id}'s queues");
         let mut load = crate::capacity::Load::default();
         for slot in &agent.slots {
             load.add(slot.kind);
