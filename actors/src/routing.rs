@@ -34,6 +34,7 @@ use crate::timer::Timer;
 use crate::Engine;
 
 /// Whether `agent` may be offered `interaction` now.
+#[inline]
 pub(crate) fn eligible(agent: &Agent, interaction: &Interaction) -> bool {
     agent.free_kinds().contains(interaction.kind)
         && agent.skills.meets(&interaction.needs)
