@@ -39,9 +39,17 @@ impl WaitingList {
     /// Takes `key` out (nothing if it is not there). The key taken is usually among the first
     /// few (an agent takes the first one it meets), so those are looked at before searching.
     pub(crate) fn remove(&mut self, key: &WaitKey) {
-        let near_head = self.0.iter().take(HEAD_PROBE).position(|k| k == key);
-        if let Some(at) = near_head.or_else(|| self.0.binary_search(key).ok()) {
-            self.0.remove(at);
+        // An interaction has one key, so its id tells its entry.
+        let near_head =
+            (self.0.iter().take(HEAD_PROBE)).position(|k| k.interaction == key.interaction);
+        match near_head.or_else(|| self.0.binary_search(key).ok()) {
+            Some(0) => {
+                self.0.pop_front();
+            }
+            Some(at) => {
+                self.0.remove(at);
+            }
+            None => {}
         }
     }
 
