@@ -9,7 +9,9 @@
 //! Reading order: this file (the API and the dispatch), then `routing.rs` (matching agents and
 //! interactions, the indexes), `lifecycle.rs` (offer → connected → wrap-up → done, transfer,
 //! abandon, presence), `moves.rs` (supervisors moving waiting work), `escalation.rs`
-//! (waiting-time rules and SLA), `admin.rs` (live configuration) and `stats.rs` (queries).
+//! (waiting-time rules and SLA), `admin.rs` (live configuration) and `stats.rs` (queries). The
+//! state lives in dense tables (`table.rs`) whose rows the indexes (`idle.rs`, `waiting.rs`)
+//! and the records themselves use as handles.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -39,10 +41,14 @@ use crate::timer::{Timer, Timers};
 #[derive(Clone, Debug)]
 pub struct Engine {
     pub(crate) config: EngineConfig,
+    /// By row (`Agent::slot`), which idle-index entries hold.
     pub(crate) agents: Table<AgentId, Agent>,
+    /// By row, which an interaction holds of its queue (`Interaction::home`) and an agent of
+    /// the queues it serves (`Agent::served`).
     pub(crate) queues: Table<QueueId, Queue>,
     /// Agents serving each queue id, whether or not the queue exists (yet).
     pub(crate) members: FxHashMap<QueueId, BTreeSet<AgentId>>,
+    /// By row, which a queue holds of the interactions homed in it (`Queue::homed`).
     pub(crate) interactions: Table<InteractionId, Interaction>,
     pub(crate) timers: Timers,
     pub(crate) outbox: VecDeque<Output>,
