@@ -30,29 +30,20 @@ impl Engine {
         let blending = config.blending.unwrap_or(self.config.blending);
         let known = self.agents.get(&id).map(|agent| agent.queues.clone());
         let old_queues = known.as_deref().unwrap_or_default();
-        for q in old_queues.iter().filter(|q| !queues.contains(q)) {
-            if let Some(members) = self.members.get_mut(q) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.members.remove(q);
-                }
-            }
+        for &q in old_queues.iter().filter(|q| !queues.contains(q)) {
+            self.leave(q, id);
         }
         for &q in queues.iter().filter(|q| !old_queues.contains(q)) {
             self.members.entry(q).or_default().insert(id);
+            self.count_members(q);
         }
         match known {
             None => {
-                let slot = match self.free_slots.pop() {
-                    Some(slot) => slot,
-                    None => {
-                        self.listings.push(0);
-                        u32::try_from(self.listings.len() - 1)
-                            .expect("fewer than 4 billion agents per tenant")
-                    }
-                };
-                let agent = Agent::new(id, slot, skills, queues, capacity, blending);
-                self.agents.insert(id, agent);
+                let slot = self.agents.insert_with(id, |slot| {
+                    Agent::new(id, slot, skills, queues, capacity, blending)
+                });
+                self.listings.resize(self.agents.rows(), 0);
+                self.refresh_served(slot);
             }
             Some(_) => {
                 self.unlist(id);
@@ -61,6 +52,8 @@ impl Engine {
                 agent.queues = queues;
                 agent.capacity = capacity;
                 agent.blending = blending;
+                let slot = agent.slot;
+                self.refresh_served(slot);
                 self.settle_agent(id, now, true);
             }
         }
@@ -80,14 +73,8 @@ impl Engine {
         }
         self.unlist(id);
         let agent = self.agents.remove(&id).expect("checked it is known above");
-        self.free_slots.push(agent.slot);
-        for q in &agent.queues {
-            if let Some(members) = self.members.get_mut(q) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.members.remove(q);
-                }
-            }
+        for &q in &agent.queues {
+            self.leave(q, id);
         }
         if agent.presence != Presence::Offline {
             self.push(Output::PresenceChanged {
@@ -109,12 +96,19 @@ impl Engine {
         }
         let Some(queue) = self.queues.get_mut(&id) else {
             let queue = Queue::new(config, self.config.default_handle_time);
-            self.queues.insert(id, queue);
+            self.queues.insert_with(id, |_| queue);
+            self.count_members(id);
+            self.refresh_members_served(id);
             self.rebuild_idle(id);
             return Ok(());
         };
-        let old = std::mem::replace(&mut queue.config, config);
-        let mut homed: Vec<_> = queue.homed.iter().copied().collect();
+        let old = queue.reconfigure(config);
+        let interactions = &self.interactions;
+        let mut homed: Vec<_> = queue
+            .homed
+            .iter()
+            .filter_map(|&row| interactions.at(row).map(|i| i.id))
+            .collect();
         homed.sort_unstable();
         let new = &queue.config;
         if old.strategy != new.strategy || old.required_skills != new.required_skills {
@@ -142,7 +136,9 @@ impl Engine {
         }
         waiting.sort_unstable();
         for key in waiting {
-            self.route(key.interaction, now);
+            if let Some(slot) = self.interactions.slot(&key.interaction) {
+                self.route(slot, now);
+            }
         }
         Ok(())
     }
@@ -158,7 +154,7 @@ impl Engine {
         let queue = self.queues.remove(&id).expect("checked it exists above");
         // Interactions that overflowed here stop looking at it.
         for kind in WorkKind::ALL {
-            for key in queue.waiting(kind) {
+            for key in queue.waiting(kind).iter() {
                 if let Some(inter) = self.interactions.get_mut(&key.interaction) {
                     inter.escalation.overflow.retain(|&q| q != id);
                 }
@@ -171,7 +167,54 @@ impl Engine {
                 }
             }
         }
+        // Its row is free for another queue.
+        self.refresh_members_served(id);
         Ok(())
+    }
+
+    /// Agent `id` stops serving queue `q`.
+    fn leave(&mut self, q: QueueId, id: AgentId) {
+        if let Some(members) = self.members.get_mut(&q) {
+            members.remove(&id);
+            if members.is_empty() {
+                self.members.remove(&q);
+            }
+        }
+        self.count_members(q);
+    }
+
+    /// Copies the number of agents serving `q` into the queue, if it exists.
+    fn count_members(&mut self, q: QueueId) {
+        let count = self.members.get(&q).map_or(0, |members| members.len());
+        if let Some(queue) = self.queues.get_mut(&q) {
+            queue.members = count;
+        }
+    }
+
+    /// Recomputes the rows of the existing queues the agent in row `slot` serves.
+    fn refresh_served(&mut self, slot: u32) {
+        let queues = &self.queues;
+        if let Some(agent) = self.agents.at_mut(slot) {
+            agent.served = agent.queues.iter().filter_map(|q| queues.slot(q)).collect();
+            // Highest priority first (see `Agent::served`); stable, so ties stay in id order.
+            agent.served.sort_by_key(|&row| {
+                std::cmp::Reverse(queues.at(row).map_or(0, |queue| queue.config.priority))
+            });
+        }
+    }
+
+    /// [`Engine::refresh_served`] for every agent serving `q` (created or removed).
+    fn refresh_members_served(&mut self, q: QueueId) {
+        let slots: Vec<u32> = self
+            .members
+            .get(&q)
+            .into_iter()
+            .flatten()
+            .filter_map(|agent| self.agents.slot(agent))
+            .collect();
+        for slot in slots {
+            self.refresh_served(slot);
+        }
     }
 }
 

@@ -119,6 +119,14 @@ pub(crate) struct Agent {
     pub(crate) skills: SkillSet,
     /// Served queues, sorted, unique.
     pub(crate) queues: Vec<QueueId>,
+    /// Rows (in the engine's queue table) of those of `queues` that exist, so that listing the
+    /// agent and its looking for work reach them without hashing. The engine refreshes them
+    /// when the agent's queues change or one of them is created or removed. Ordered by queue
+    /// priority, highest first: the agent looking for work then usually finds the best
+    /// waiting interaction in the first lists it walks, and every later list stops at its
+    /// head. (Only the cost depends on that order, not the choice, so a queue whose priority
+    /// changes later does not reorder its members.)
+    pub(crate) served: Vec<u32>,
     pub(crate) capacity: Capacity,
     pub(crate) blending: Blending,
     pub(crate) status: AgentStatus,
@@ -149,6 +157,7 @@ impl Agent {
             slot,
             skills,
             queues,
+            served: Vec::new(),
             capacity,
             blending,
             status: AgentStatus::Offline,

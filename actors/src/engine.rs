@@ -9,7 +9,9 @@
 //! Reading order: this file (the API and the dispatch), then `routing.rs` (matching agents and
 //! interactions, the indexes), `lifecycle.rs` (offer → connected → wrap-up → done, transfer,
 //! abandon, presence), `moves.rs` (supervisors moving waiting work), `escalation.rs`
-//! (waiting-time rules and SLA), `admin.rs` (live configuration) and `stats.rs` (queries).
+//! (waiting-time rules and SLA), `admin.rs` (live configuration) and `stats.rs` (queries). The
+//! state lives in dense tables (`table.rs`) whose rows the indexes (`idle.rs`, `waiting.rs`)
+//! and the records themselves use as handles.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -26,6 +28,7 @@ use crate::interaction::{Interaction, InteractionView};
 use crate::output::Output;
 use crate::queue::Queue;
 use crate::skill::{effective_needs, Relaxation};
+use crate::table::Table;
 use crate::timer::{Timer, Timers};
 
 /// One tenant's routing engine.
@@ -38,11 +41,15 @@ use crate::timer::{Timer, Timers};
 #[derive(Clone, Debug)]
 pub struct Engine {
     pub(crate) config: EngineConfig,
-    pub(crate) agents: FxHashMap<AgentId, Agent>,
-    pub(crate) queues: FxHashMap<QueueId, Queue>,
+    /// By row (`Agent::slot`), which idle-index entries hold.
+    pub(crate) agents: Table<AgentId, Agent>,
+    /// By row, which an interaction holds of its queue (`Interaction::home`) and an agent of
+    /// the queues it serves (`Agent::served`).
+    pub(crate) queues: Table<QueueId, Queue>,
     /// Agents serving each queue id, whether or not the queue exists (yet).
     pub(crate) members: FxHashMap<QueueId, BTreeSet<AgentId>>,
-    pub(crate) interactions: FxHashMap<InteractionId, Interaction>,
+    /// By row, which a queue holds of the interactions homed in it (`Queue::homed`).
+    pub(crate) interactions: Table<InteractionId, Interaction>,
     pub(crate) timers: Timers,
     pub(crate) outbox: VecDeque<Output>,
     /// The next enqueue order to hand out.
@@ -50,11 +57,9 @@ pub struct Engine {
     /// Activity clock: bumped on every routing activity of an agent (longest-idle ranks by it).
     pub(crate) clock: u64,
     /// The current listing id of each agent row (0: not listed); idle-index entries made by an
-    /// older listing are stale. A dense table, so that a walk tells stale entries without
-    /// touching the agents.
+    /// older listing are stale. Parallel to the rows of `agents`, so that a walk tells stale
+    /// entries without touching the agents.
     pub(crate) listings: Vec<u64>,
-    /// Rows of removed agents, for reuse.
-    pub(crate) free_slots: Vec<u32>,
     /// The last listing id handed out.
     pub(crate) last_listing: u64,
     /// Queued interactions per kind, so that a freed agent skips looking for work that is not
@@ -67,16 +72,15 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Engine {
         Engine {
             config,
-            agents: FxHashMap::default(),
-            queues: FxHashMap::default(),
+            agents: Table::default(),
+            queues: Table::default(),
             members: FxHashMap::default(),
-            interactions: FxHashMap::default(),
+            interactions: Table::default(),
             timers: Timers::default(),
             outbox: VecDeque::new(),
             next_order: 0,
             clock: 0,
             listings: Vec::new(),
-            free_slots: Vec::new(),
             last_listing: 0,
             waiting: [0; 3],
         }
@@ -132,6 +136,13 @@ impl Engine {
     /// Fires every timer due at or before `now`, in deadline order.
     #[inline]
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Checked here, inlined into every input, so that the usual case costs no call.
+        if self.timers.next_deadline().is_some_and(|due| due <= now) {
+            self.fire_timers(now);
+        }
+    }
+
+    fn fire_timers(&mut self, now: Instant) {
         while let Some(timer) = self.timers.pop_due(now) {
             match timer {
                 Timer::Wait(interaction) => self.wait_timer_fired(interaction, now),
@@ -149,7 +160,7 @@ impl Engine {
     /// A live interaction; `None` if unknown, done or abandoned.
     pub fn interaction(&self, interaction: InteractionId) -> Option<InteractionView> {
         let inter = self.interactions.get(&interaction)?;
-        let queue_priority = self.queue(inter.queue).config.priority;
+        let queue_priority = self.queue_of(inter).config.priority;
         Some(inter.view(queue_priority))
     }
 
@@ -178,15 +189,10 @@ impl Engine {
         })
     }
 
-    pub(crate) fn queue(&self, id: QueueId) -> &Queue {
+    /// The queue `inter` is homed in.
+    pub(crate) fn queue_of(&self, inter: &Interaction) -> &Queue {
         self.queues
-            .get(&id)
-            .expect("a queue with live interactions cannot be removed")
-    }
-
-    pub(crate) fn queue_mut(&mut self, id: QueueId) -> &mut Queue {
-        self.queues
-            .get_mut(&id)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed")
     }
 

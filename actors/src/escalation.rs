@@ -8,12 +8,11 @@
 
 use std::time::{Duration, Instant};
 
-use rustc_hash::FxHashMap;
-
 use crate::ids::{InteractionId, QueueId};
 use crate::interaction::{Escalation, Stage};
 use crate::output::Output;
 use crate::queue::{EscalationAction, Queue, QueueConfig};
+use crate::table::Table;
 use crate::timer::Timer;
 use crate::Engine;
 
@@ -24,7 +23,7 @@ impl Escalation {
         &mut self,
         action: &EscalationAction,
         own: QueueId,
-        queues: &FxHashMap<QueueId, Queue>,
+        queues: &Table<QueueId, Queue>,
     ) {
         match action {
             EscalationAction::LowerSkillLevels { by } => {

@@ -209,10 +209,20 @@ pub(crate) fn revokes(outputs: &[Output]) -> Vec<(u64, u64, RevokeReason)> {
 /// (no queued interaction has an eligible agent idle in a queue it waits in).
 pub(crate) fn assert_consistent(engine: &Engine) {
     let mut expected_waiting: BTreeMap<(QueueId, WorkKind), BTreeSet<WaitKey>> = BTreeMap::new();
-    for (id, inter) in &engine.interactions {
+    for inter in engine.interactions.values() {
+        let id = &inter.id;
         assert_eq!(*id, inter.id);
         let queue = engine.queues.get(&inter.queue).expect("home queue exists");
-        assert!(queue.homed.contains(id), "{id} not homed in its queue");
+        assert_eq!(
+            engine.queues.slot(&inter.queue),
+            Some(inter.home),
+            "{id}'s home row"
+        );
+        assert_eq!(
+            queue.homed.get(inter.homed_at).copied(),
+            engine.interactions.slot(id),
+            "{id} not homed in its queue"
+        );
         assert_eq!(
             inter.needs,
             effective_needs(
@@ -272,23 +282,27 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             }
         }
     }
-    for (q, queue) in &engine.queues {
+    for queue in engine.queues.values() {
+        let q = &queue.config.id;
         assert_eq!(*q, queue.config.id);
         for kind in WorkKind::ALL {
             let expected = expected_waiting.remove(&(*q, kind)).unwrap_or_default();
-            assert_eq!(
-                queue.waiting(kind),
-                &expected,
-                "waiting list of {q} {kind:?}"
-            );
+            let listed: Vec<WaitKey> = queue.waiting(kind).iter().copied().collect();
+            let expected: Vec<WaitKey> = expected.into_iter().collect();
+            assert_eq!(listed, expected, "waiting list of {q} {kind:?}");
         }
+        assert_eq!(
+            queue.members,
+            engine.members.get(q).map_or(0, |m| m.len()),
+            "members of {q}"
+        );
         let keys: Vec<_> = queue.idle.iter().copied().collect();
         assert!(
             keys.windows(2).all(|w| w[0] < w[1]),
             "idle index of {q} out of order"
         );
-        for id in &queue.homed {
-            assert_eq!(engine.interactions[id].queue, *q);
+        for &row in &queue.homed {
+            assert_eq!(engine.interactions.at(row).map(|i| i.queue), Some(*q));
         }
     }
     assert!(expected_waiting.is_empty(), "waiting lists missing");
@@ -304,7 +318,17 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             "queued {kind:?} count"
         );
     }
-    for (id, agent) in &engine.agents {
+    for agent in engine.agents.values() {
+        let id = &agent.id;
+        let mut served: Vec<u32> = agent
+            .queues
+            .iter()
+            .filter_map(|q| engine.queues.slot(q))
+            .collect();
+        served.sort_unstable();
+        let mut listed = agent.served.clone();
+        listed.sort_unstable();
+        assert_eq!(listed, served, "rows of {id}'s queues");
         let mut load = crate::capacity::Load::default();
         for slot in &agent.slots {
             load.add(slot.kind);
@@ -346,7 +370,8 @@ pub(crate) fn assert_consistent(engine: &Engine) {
             assert!(engine.members[q].contains(id), "membership of {id} in {q}");
         }
     }
-    for (id, inter) in &engine.interactions {
+    for inter in engine.interactions.values() {
+        let id = &inter.id;
         if inter.stage != Stage::Queued {
             continue;
         }

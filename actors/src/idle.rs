@@ -108,7 +108,7 @@ impl IdleIndex {
         cursor: Option<AgentId>,
         mut current: impl FnMut(&RankKey) -> bool,
         mut eligible: impl FnMut(&RankKey) -> bool,
-    ) -> Option<AgentId> {
+    ) -> Option<RankKey> {
         let deque = &mut self.0;
         let split = match (strategy, cursor) {
             (Strategy::RoundRobin, Some(last)) => {
@@ -151,32 +151,33 @@ impl IdleIndex {
 }
 
 /// Walks `deque[start..end)` for the first current entry for which `eligible` holds, dropping the
-/// stale entries it passes: current entries slide down over them as the walk goes, and the gap
-/// left behind is closed with one shift when the walk stops (instead of one per stale entry).
+/// stale entries it passes: once one was passed, the current entries after it slide down over
+/// the gap as the walk goes, and the gap left behind is closed with one shift when the walk stops
+/// (instead of one per stale entry).
 fn walk_pruning(
     deque: &mut VecDeque<RankKey>,
     start: usize,
     end: usize,
     current: &mut impl FnMut(&RankKey) -> bool,
     eligible: &mut impl FnMut(&RankKey) -> bool,
-) -> Option<AgentId> {
-    let mut kept = start;
+) -> Option<RankKey> {
+    let mut stale = 0;
     let mut at = start;
     let mut found = None;
     while at < end {
         let key = deque[at];
-        if current(&key) {
-            if eligible(&key) {
-                found = Some(key.agent);
-                break;
-            }
-            deque[kept] = key;
-            kept += 1;
+        if !current(&key) {
+            stale += 1;
+        } else if eligible(&key) {
+            found = Some(key);
+            break;
+        } else if stale > 0 {
+            deque[at - stale] = key;
         }
         at += 1;
     }
-    if kept < at {
-        deque.drain(kept..at);
+    if stale > 0 {
+        deque.drain(at - stale..at);
     }
     found
 }

@@ -155,6 +155,10 @@ pub(crate) struct Interaction {
     /// Next escalation step or SLA deadline, while queued or offered.
     pub(crate) wait_timer: Option<TimerId>,
     pub(crate) sla_breached: bool,
+    /// The row of `queue` in the engine's queue table (its home).
+    pub(crate) home: u32,
+    /// Its place in the homed list of its queue (`Queue::homed`).
+    pub(crate) homed_at: usize,
 }
 
 impl Interaction {

@@ -77,8 +77,10 @@ mod skill;
 mod stats;
 mod strategy;
 mod supervisor;
+mod table;
 mod tenant;
 mod timer;
+mod waiting;
 
 #[cfg(test)]
 mod harness;

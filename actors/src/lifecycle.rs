@@ -10,12 +10,11 @@ use std::time::Instant;
 use crate::agent::SlotState;
 use crate::error::Error;
 use crate::escalation::wait_due_after;
-use crate::ids::{AgentId, InteractionId};
+use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::input::TransferTarget;
 use crate::interaction::{Escalation, Interaction, NewInteraction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
-use crate::skill::effective_needs;
 use crate::timer::Timer;
 use crate::Engine;
 
@@ -27,9 +26,10 @@ impl Engine {
         if self.interactions.contains_key(&new.id) {
             return Err(Error::DuplicateInteraction(new.id));
         }
-        let Some(queue) = self.queues.get(&new.queue) else {
+        let Some(home) = self.queues.slot(&new.queue) else {
             return Err(Error::UnknownQueue(new.queue));
         };
+        let queue = self.queues.at(home).expect("the index names used rows");
         let (order, enqueued_at, applied, sla_breached) = match new.restored {
             Some(restored) => {
                 self.next_order = self.next_order.max(restored.order.saturating_add(1));
@@ -52,36 +52,30 @@ impl Engine {
             escalation.apply(&step.action, new.queue, &self.queues);
             escalation.next_step += 1;
         }
-        let needs = effective_needs(
-            &queue.config.required_skills,
-            &new.skills,
-            new.language,
-            escalation.relaxation,
-        );
+        let needs = queue.needs_of(&new.skills, new.language, escalation.relaxation);
         let id = new.id;
         let wait_timer = wait_due_after(&queue.config, escalation.next_step, sla_breached)
             .and_then(|after| self.timers.schedule_in(enqueued_at, after, Timer::Wait(id)));
-        self.interactions.insert(
+        let slot = self.interactions.insert_with(id, |_| Interaction {
             id,
-            Interaction {
-                id,
-                channel: new.channel,
-                kind: new.channel.kind(),
-                queue: new.queue,
-                language: new.language,
-                skills: new.skills,
-                priority: new.priority,
-                order,
-                enqueued_at,
-                escalation,
-                needs,
-                stage: Stage::Queued,
-                wait_key: None,
-                wait_timer,
-                sla_breached,
-            },
-        );
-        self.queue_mut(new.queue).homed.insert(id);
+            channel: new.channel,
+            kind: new.channel.kind(),
+            queue: new.queue,
+            language: new.language,
+            skills: new.skills,
+            priority: new.priority,
+            order,
+            enqueued_at,
+            escalation,
+            needs,
+            stage: Stage::Queued,
+            wait_key: None,
+            wait_timer,
+            sla_breached,
+            home,
+            homed_at: 0,
+        });
+        self.home(slot);
         self.push(Output::Queued {
             interaction: id,
             queue: new.queue,
@@ -91,6 +85,60 @@ impl Engine {
         });
         self.route_or_wait(id, now);
         Ok(())
+    }
+
+    /// Adds the interaction in row `row` to the homed list of its queue.
+    fn home(&mut self, row: u32) {
+        let Some(inter) = self.interactions.at_mut(row) else {
+            return;
+        };
+        let homed = &mut self
+            .queues
+            .at_mut(inter.home)
+            .expect("a queue with live interactions cannot be removed")
+            .homed;
+        inter.homed_at = homed.len();
+        homed.push(row);
+    }
+
+    /// Takes the interaction in row `row` out of the homed list of its queue; the last one of
+    /// the list takes its place.
+    fn unhome(&mut self, row: u32) {
+        let Some(inter) = self.interactions.at(row) else {
+            return;
+        };
+        let at = inter.homed_at;
+        let homed = &mut self
+            .queues
+            .at_mut(inter.home)
+            .expect("a queue with live interactions cannot be removed")
+            .homed;
+        homed.swap_remove(at);
+        if let Some(&moved) = homed.get(at) {
+            if let Some(moved) = self.interactions.at_mut(moved) {
+                moved.homed_at = at;
+            }
+        }
+    }
+
+    /// Moves a live interaction to `queue`, which exists (transfer, supervisor move).
+    pub(crate) fn rehome(&mut self, id: InteractionId, queue: QueueId) {
+        let (Some(row), Some(home)) = (self.interactions.slot(&id), self.queues.slot(&queue))
+        else {
+            return;
+        };
+        self.unhome(row);
+        if let Some(inter) = self.interactions.at_mut(row) {
+            inter.queue = queue;
+            inter.home = home;
+        }
+        self.home(row);
+    }
+
+    /// Removes a finished or abandoned interaction; returns it.
+    fn forget(&mut self, id: InteractionId) -> Option<Interaction> {
+        self.unhome(self.interactions.slot(&id)?);
+        self.interactions.remove(&id)
     }
 
     /// Checks that an offer of `id` is pending for `agent`.
@@ -208,12 +256,8 @@ impl Engine {
         for &agent in &agents {
             self.revoke(id, agent, RevokeReason::Abandoned);
         }
-        let inter = self
-            .interactions
-            .remove(&id)
-            .expect("checked it is live above");
+        let inter = self.forget(id).expect("checked it is live above");
         self.timers.cancel(inter.wait_timer);
-        self.queue_mut(inter.queue).homed.remove(&id);
         self.push(Output::Abandoned {
             interaction: id,
             queue: inter.queue,
@@ -237,8 +281,13 @@ impl Engine {
             });
         };
         inter.stage = Stage::WrapUp { agent };
-        let queue = inter.queue;
-        let wrap_up = self.queue(queue).config.wrap_up;
+        let home = inter.home;
+        let wrap_up = self
+            .queues
+            .at(home)
+            .expect("a queue with live interactions cannot be removed")
+            .config
+            .wrap_up;
         self.push(Output::Ended {
             interaction: id,
             agent,
@@ -251,10 +300,10 @@ impl Engine {
     /// Moves the agent's slot of `id` from connected to wrap-up, with the timer of the
     /// interaction's current queue; a zero wrap-up ends at once.
     fn start_wrap_up(&mut self, agent: AgentId, id: InteractionId, now: Instant) {
-        let Some(queue) = self.interactions.get(&id).map(|i| i.queue) else {
+        let Some(inter) = self.interactions.get(&id) else {
             return;
         };
-        let wrap_up = self.queue(queue).config.wrap_up;
+        let wrap_up = self.queue_of(inter).config.wrap_up;
         let timer = if wrap_up.is_zero() {
             None
         } else {
@@ -330,11 +379,8 @@ impl Engine {
             .interactions
             .get(&id)
             .is_some_and(|i| i.stage == Stage::WrapUp { agent: agent_id });
-        if finished {
-            if let Some(inter) = self.interactions.remove(&id) {
-                self.queue_mut(inter.queue).homed.remove(&id);
-                self.push(Output::Done { interaction: id });
-            }
+        if finished && self.forget(id).is_some() {
+            self.push(Output::Done { interaction: id });
         }
         self.settle_agent(agent_id, now, true);
     }
@@ -374,7 +420,7 @@ impl Engine {
                 }
             }
         }
-        let wrap_up = self.queue(inter.queue).config.wrap_up;
+        let wrap_up = self.queue_of(inter).config.wrap_up;
         self.push(Output::Transferred {
             interaction: id,
             from,
@@ -408,15 +454,12 @@ impl Engine {
             .expect("checked it is live above");
         inter.enqueued_at = now;
         inter.escalation = Escalation::default();
-        let old_queue = inter.queue;
         match to {
             TransferTarget::Queue { queue } => {
-                inter.queue = queue;
                 inter.order = order;
                 inter.stage = Stage::Queued;
                 let (channel, priority) = (inter.channel, inter.priority);
-                self.queue_mut(old_queue).homed.remove(&id);
-                self.queue_mut(queue).homed.insert(id);
+                self.rehome(id, queue);
                 self.refresh_needs(id);
                 self.push(Output::Queued {
                     interaction: id,
@@ -430,7 +473,7 @@ impl Engine {
             }
             TransferTarget::Agent { agent } => {
                 self.refresh_needs(id);
-                self.offer(id, &[agent], now);
+                self.offer_to(id, agent, now);
                 self.schedule_wait(id);
                 self.settle_agent(agent, now, false);
             }

@@ -80,16 +80,14 @@ impl Engine {
         inter.stage = Stage::Queued;
         match to {
             TransferTarget::Queue { queue } => {
-                inter.queue = queue;
                 inter.escalation = Escalation::default();
-                self.queue_mut(from_queue).homed.remove(&id);
-                self.queue_mut(queue).homed.insert(id);
+                self.rehome(id, queue);
                 self.refresh_needs(id);
                 self.schedule_wait(id);
                 self.route_or_wait(id, now);
             }
             TransferTarget::Agent { agent } => {
-                self.offer(id, &[agent], now);
+                self.offer_to(id, agent, now);
                 self.settle_agent(agent, now, false);
             }
         }

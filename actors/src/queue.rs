@@ -3,7 +3,8 @@
 //! Per queue and per [`WorkKind`] the engine keeps
 //! - `waiting`: queued interactions ordered by [`WaitKey`] — effective priority (highest first),
 //!   then enqueue order. Interactions that overflowed here from another queue are listed too,
-//!   with the same key, so an agent compares all its queues' heads on one scale;
+//!   with the same key, so an agent compares all its queues' heads on one scale
+//!   ([`WaitingList`]);
 //! - `idle` (one per queue, all kinds): agents that serve the queue and could take one more
 //!   interaction of some kind right now, ordered by the queue's [`Strategy`]
 //!   ([`IdleIndex`]). The kind is checked while walking it; one index instead of one per kind
@@ -13,17 +14,16 @@
 //! of its queues. Neither looks at agents or queues it has nothing to do with.
 
 use std::cmp::Reverse;
-use std::collections::BTreeSet;
 use std::time::Duration;
 
-use rustc_hash::FxHashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::capacity::WorkKind;
 use crate::idle::IdleIndex;
 use crate::ids::{AgentId, InteractionId, QueueId, SkillId};
-use crate::skill::{Need, Needs, SkillRequirement};
+use crate::skill::{effective_needs, Need, Needs, Relaxation, SkillRequirement};
 use crate::strategy::Strategy;
+use crate::waiting::WaitingList;
 
 /// A service-level target such as "80 % answered within 20 s".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,14 +224,21 @@ impl WaitKey {
 #[derive(Clone, Debug)]
 pub(crate) struct Queue {
     pub(crate) config: QueueConfig,
+    /// The needs of its required skills alone (no own skills, language or relaxation), so that
+    /// an arriving interaction that adds nothing but a language need not sort them again.
+    base_needs: Needs,
     /// Available agents, in strategy order (with stale entries, see `idle.rs`).
     pub(crate) idle: IdleIndex,
     /// Queued interactions per kind (own and overflowed-in), in service order.
-    pub(crate) waiting: [BTreeSet<WaitKey>; 3],
-    /// Live interactions whose queue this is (queued, offered, connected or in wrap-up). A hash
-    /// set: every interaction enters and leaves it once, and the rare walks over it (queue
+    pub(crate) waiting: [WaitingList; 3],
+    /// Rows (in the engine's interaction table) of the live interactions whose queue this is:
+    /// queued, offered, connected or in wrap-up. Unordered — each interaction knows its place
+    /// (`Interaction::homed_at`), so it leaves with a swap — and the rare walks over it (queue
     /// reconfiguration, statistics) sort it or do not depend on its order.
-    pub(crate) homed: FxHashSet<InteractionId>,
+    pub(crate) homed: Vec<u32>,
+    /// Number of agents serving it (members of the engine's `members`), which bounds how many
+    /// entries its idle index may hold.
+    pub(crate) members: usize,
     /// The agent round-robin chose last.
     pub(crate) rr_cursor: Option<AgentId>,
     /// Moving average of handle time (connect to end of wrap-up), for wait estimates.
@@ -242,20 +249,46 @@ impl Queue {
     pub(crate) fn new(config: QueueConfig, handle_time: Duration) -> Queue {
         let idle = IdleIndex::new(config.strategy);
         Queue {
+            base_needs: base_needs(&config),
             config,
             idle,
             waiting: Default::default(),
-            homed: FxHashSet::default(),
+            homed: Vec::new(),
+            members: 0,
             rr_cursor: None,
             handle_time,
         }
     }
 
-    pub(crate) fn waiting(&self, kind: WorkKind) -> &BTreeSet<WaitKey> {
+    /// Replaces the configuration; returns the old one.
+    pub(crate) fn reconfigure(&mut self, config: QueueConfig) -> QueueConfig {
+        self.base_needs = base_needs(&config);
+        std::mem::replace(&mut self.config, config)
+    }
+
+    /// The effective needs of an interaction of this queue (see [`effective_needs`]).
+    pub(crate) fn needs_of(
+        &self,
+        own_skills: &[SkillRequirement],
+        language: Option<SkillId>,
+        relaxation: Relaxation,
+    ) -> Needs {
+        if own_skills.is_empty() && relaxation == Relaxation::default() {
+            return self.base_needs.with_language(language);
+        }
+        effective_needs(
+            &self.config.required_skills,
+            own_skills,
+            language,
+            relaxation,
+        )
+    }
+
+    pub(crate) fn waiting(&self, kind: WorkKind) -> &WaitingList {
         &self.waiting[kind.index()]
     }
 
-    pub(crate) fn waiting_mut(&mut self, kind: WorkKind) -> &mut BTreeSet<WaitKey> {
+    pub(crate) fn waiting_mut(&mut self, kind: WorkKind) -> &mut WaitingList {
         &mut self.waiting[kind.index()]
     }
 
@@ -267,8 +300,14 @@ impl Queue {
     }
 }
 
+fn base_needs(config: &QueueConfig) -> Needs {
+    effective_needs(&config.required_skills, &[], None, Relaxation::default())
+}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
     use crate::ids::SkillId;
     use crate::skill::SkillLevel;

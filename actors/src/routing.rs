@@ -20,23 +20,21 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use rustc_hash::FxHashMap;
-use smallvec::SmallVec;
-
 use crate::agent::Agent;
 use crate::config::MissedOffer;
 use crate::idle::IdleIndex;
 use crate::ids::{AgentId, InteractionId, QueueId};
-use crate::interaction::{Interaction, Stage};
+use crate::interaction::{Interaction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::queue::{Queue, WaitKey};
-use crate::skill::effective_needs;
 use crate::strategy::{Entrant, RankInputs, RankKey, Strategy};
+use crate::table::Table;
 use crate::timer::Timer;
 use crate::Engine;
 
 /// Whether `agent` may be offered `interaction` now.
+#[inline]
 pub(crate) fn eligible(agent: &Agent, interaction: &Interaction) -> bool {
     agent.free_kinds().contains(interaction.kind)
         && agent.skills.meets(&interaction.needs)
@@ -64,47 +62,46 @@ fn is_current(listings: &[u64], key: &RankKey) -> bool {
 }
 
 impl Engine {
-    /// Offers a queued interaction to the best eligible agent(s), if there are any.
-    pub(crate) fn route(&mut self, id: InteractionId, now: Instant) {
-        let Some(inter) = self.interactions.get(&id) else {
-            return;
+    /// Offers the queued interaction in row `slot` to the best eligible agent(s), if there are
+    /// any. Returns whether it is still queued (nobody could take it).
+    pub(crate) fn route(&mut self, slot: u32, now: Instant) -> bool {
+        let Some(inter) = self.interactions.at(slot) else {
+            return false;
         };
         if inter.stage != Stage::Queued {
-            return;
+            return false;
         }
         // Entries of agents that stopped being available are dropped where a walk meets them.
         let listings = &self.listings;
         let agents = &self.agents;
+        // Asked of current entries only, whose row holds their agent.
         let is_eligible = |key: &RankKey| {
             inter.needs.may_be_met_by(key.skills)
                 && agents
-                    .get(&key.agent)
+                    .at(key.slot)
                     .is_some_and(|agent| eligible(agent, inter))
         };
-        let mut chosen: Vec<AgentId> = Vec::new();
-        let mut picked: Option<AgentId> = None;
-        if self.queue(inter.queue).config.strategy == Strategy::RingAll {
+        let mut chosen: Vec<u32> = Vec::new();
+        let mut picked: Option<u32> = None;
+        if self.queue_of(inter).config.strategy == Strategy::RingAll {
             for q in inter.visible_in() {
-                let Some(queue) = self.queues.get_mut(&q) else {
+                let Some(queue) = visible_queue(&mut self.queues, inter, q) else {
                     continue;
                 };
                 // Visits every entry in order, keeping all but the stale ones it meets.
                 queue.idle.compact(|key| {
-                    if chosen.contains(&key.agent) {
-                        return true;
-                    }
                     if !is_current(listings, key) {
                         return false;
                     }
-                    if is_eligible(key) {
-                        chosen.push(key.agent);
+                    if !chosen.contains(&key.slot) && is_eligible(key) {
+                        chosen.push(key.slot);
                     }
                     true
                 });
             }
         } else {
             for q in inter.visible_in() {
-                let Some(queue) = self.queues.get_mut(&q) else {
+                let Some(queue) = visible_queue(&mut self.queues, inter, q) else {
                     continue;
                 };
                 let strategy = queue.config.strategy;
@@ -114,31 +111,33 @@ impl Engine {
                     |key| is_current(listings, key),
                     is_eligible,
                 );
-                if let Some(agent) = pick {
-                    picked = Some(agent);
-                    queue.rr_cursor = Some(agent);
+                if let Some(key) = pick {
+                    picked = Some(key.slot);
+                    queue.rr_cursor = Some(key.agent);
                     break;
                 }
             }
         }
         // One agent unless ring-all: no list to allocate.
-        let chosen: &[AgentId] = match &picked {
+        let chosen: &[u32] = match &picked {
             Some(agent) => std::slice::from_ref(agent),
             None => &chosen,
         };
         if chosen.is_empty() {
-            return;
+            return true;
         }
-        self.offer(id, chosen, now);
+        self.offer(slot, chosen, now);
         for &agent in chosen {
-            self.settle_agent(agent, now, false);
+            self.settle_agent_at(agent, now, false);
         }
+        false
     }
 
-    /// Lets an available agent take waiting work until it is full or nothing fits.
-    pub(crate) fn pull_work(&mut self, agent_id: AgentId, now: Instant) {
+    /// Lets the available agent in row `agent_slot` take waiting work until it is full or
+    /// nothing fits.
+    fn pull_work(&mut self, agent_slot: u32, now: Instant) {
         loop {
-            let Some(agent) = self.agents.get(&agent_id) else {
+            let Some(agent) = self.agents.at(agent_slot) else {
                 return;
             };
             let mut free = agent.free_kinds();
@@ -148,9 +147,9 @@ impl Engine {
             }
             let mut best: Option<WaitKey> = None;
             let summary = agent.skills.summary();
-            for queue in agent.queues.iter().filter_map(|q| self.queues.get(q)) {
+            for queue in agent.served.iter().filter_map(|&row| self.queues.at(row)) {
                 for kind in free.iter() {
-                    for key in queue.waiting(kind) {
+                    for key in queue.waiting(kind).iter() {
                         if best.is_some_and(|best| *key >= best) {
                             break;
                         }
@@ -174,47 +173,64 @@ impl Engine {
                     }
                 }
             }
-            let Some(best) = best else {
+            let Some(best) = best.and_then(|key| self.interactions.slot(&key.interaction)) else {
                 return;
             };
-            self.offer(best.interaction, &[agent_id], now);
+            self.offer(best, &[agent_slot], now);
         }
     }
 
-    /// Takes a queued interaction out of its waiting lists, reserves `agents` and offers it to
-    /// them. The caller settles the agents.
-    pub(crate) fn offer(&mut self, id: InteractionId, agents: &[AgentId], now: Instant) {
+    /// Takes the queued interaction in row `slot` out of its waiting lists, reserves the agents
+    /// in rows `agent_slots` and offers it to them. The caller settles the agents.
+    pub(crate) fn offer(&mut self, slot: u32, agent_slots: &[u32], now: Instant) {
         let inter = self
             .interactions
-            .get_mut(&id)
+            .at_mut(slot)
             .expect("only live interactions are offered");
         unlist_waiting(inter, &mut self.queues, &mut self.waiting);
         let queue = self
             .queues
-            .get(&inter.queue)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed");
         let timeout = queue.config.offer_timeout;
+        let id = inter.id;
         let timer = self.timers.schedule_in(now, timeout, Timer::Offer(id));
-        inter.stage = Stage::Offered {
-            agents: SmallVec::from_slice(agents),
-            timer,
-        };
-        for &agent_id in agents {
+        let mut offered = OfferedTo::new();
+        for &agent_slot in agent_slots {
             let agent = self
                 .agents
-                .get_mut(&agent_id)
+                .at_mut(agent_slot)
                 .expect("only known agents are chosen");
             agent.add_slot(id, inter.kind);
             self.clock += 1;
             agent.last_activity = self.clock;
+            offered.push(agent.id);
             self.outbox.push_back(Output::Offered {
                 interaction: id,
-                agent: agent_id,
+                agent: agent.id,
                 queue: inter.queue,
                 channel: inter.channel,
                 timeout,
             });
         }
+        inter.stage = Stage::Offered {
+            agents: offered,
+            timer,
+        };
+    }
+
+    /// Offers a queued interaction to one known agent (a transfer or move to that agent). The
+    /// caller settles the agent.
+    pub(crate) fn offer_to(&mut self, id: InteractionId, agent: AgentId, now: Instant) {
+        let slot = self
+            .interactions
+            .slot(&id)
+            .expect("only live interactions are offered");
+        let agent_slot = self
+            .agents
+            .slot(&agent)
+            .expect("only known agents are chosen");
+        self.offer(slot, &[agent_slot], now);
     }
 
     /// Withdraws the offer of `id` from `agent_id` and hides the agent from routing until the
@@ -263,12 +279,10 @@ impl Engine {
     /// (routing first spares the waiting lists an insert and a remove for every interaction that
     /// finds an agent at once).
     pub(crate) fn route_or_wait(&mut self, id: InteractionId, now: Instant) {
-        self.route(id, now);
-        if self
-            .interactions
-            .get(&id)
-            .is_some_and(|i| i.stage == Stage::Queued)
-        {
+        let Some(slot) = self.interactions.slot(&id) else {
+            return;
+        };
+        if self.route(slot, now) {
             self.list_waiting(id);
         }
     }
@@ -292,24 +306,29 @@ impl Engine {
     /// that meets them or by its next listing, whichever comes first. That keeps "reserve an
     /// agent" from touching the indexes of all the queues it serves on every routing decision.
     pub(crate) fn settle_agent(&mut self, agent_id: AgentId, now: Instant, pull: bool) {
-        if pull {
-            self.pull_work(agent_id, now);
+        if let Some(slot) = self.agents.slot(&agent_id) {
+            self.settle_agent_at(slot, now, pull);
         }
-        let Some(agent) = self.agents.get_mut(&agent_id) else {
+    }
+
+    /// [`Engine::settle_agent`] for the agent in row `slot`.
+    fn settle_agent_at(&mut self, slot: u32, now: Instant, pull: bool) {
+        if pull {
+            self.pull_work(slot, now);
+        }
+        let Some(agent) = self.agents.at_mut(slot) else {
             return;
         };
         let wanted = agent.wanted_listing();
         if wanted != agent.listed {
-            if let Some(inputs) = wanted {
-                // The old entries turn stale with the new listing.
-                agent.listed_keys.clear();
-                self.list(agent_id, inputs);
-                self.sync_presence(agent_id);
-                return;
+            match wanted {
+                Some(inputs) => self.list(slot, inputs),
+                None => end_listing(agent, &mut self.listings),
             }
-            end_listing(agent, &mut self.listings);
         }
-        report_presence(agent, &mut self.outbox);
+        if let Some(agent) = self.agents.at_mut(slot) {
+            report_presence(agent, &mut self.outbox);
+        }
     }
 
     /// Removes an agent's current entries from the idle indexes of its queues at once (before
@@ -333,10 +352,13 @@ impl Engine {
         }
     }
 
-    fn list(&mut self, agent_id: AgentId, inputs: RankInputs) {
-        let Some(agent) = self.agents.get_mut(&agent_id) else {
+    /// Lists the agent in row `slot` in the idle indexes of its queues, ranked by `inputs`; the
+    /// entries of its previous listing turn stale.
+    fn list(&mut self, slot: u32, inputs: RankInputs) {
+        let Some(agent) = self.agents.at_mut(slot) else {
             return;
         };
+        agent.listed_keys.clear();
         self.last_listing += 1;
         let listing = self.last_listing;
         if let Some(row) = usize::try_from(agent.slot)
@@ -346,18 +368,18 @@ impl Engine {
             *row = listing;
         }
         let mut overgrown = Vec::new();
-        for &q in &agent.queues {
-            let Some(queue) = self.queues.get_mut(&q) else {
+        for &row in &agent.served {
+            let Some(queue) = self.queues.at_mut(row) else {
                 continue;
             };
+            let q = queue.config.id;
             let key = rank_key(queue, agent, inputs, listing);
             let listings = &self.listings;
             queue
                 .idle
                 .insert_over_stale(key, |k| is_current(listings, k));
             agent.listed_keys.push((q, key));
-            let members = self.members.get(&q).map_or(0, |m| m.len());
-            if queue.idle.len() > 2 * members + 16 {
+            if queue.idle.len() > 2 * queue.members + 16 {
                 overgrown.push(q);
             }
         }
@@ -407,13 +429,6 @@ impl Engine {
         }
     }
 
-    /// Reports the agent's presence if it changed since last reported.
-    pub(crate) fn sync_presence(&mut self, agent_id: AgentId) {
-        if let Some(agent) = self.agents.get_mut(&agent_id) {
-            report_presence(agent, &mut self.outbox);
-        }
-    }
-
     /// Recomputes a live interaction's effective needs from its queue, own skills, language and
     /// escalation.
     pub(crate) fn refresh_needs(&mut self, id: InteractionId) {
@@ -422,14 +437,9 @@ impl Engine {
         };
         let queue = self
             .queues
-            .get(&inter.queue)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed");
-        inter.needs = effective_needs(
-            &queue.config.required_skills,
-            &inter.skills,
-            inter.language,
-            inter.escalation.relaxation,
-        );
+        inter.needs = queue.needs_of(&inter.skills, inter.language, inter.escalation.relaxation);
     }
 
     /// Lists a queued interaction in the waiting lists of its queue and overflow queues.
@@ -440,7 +450,7 @@ impl Engine {
         let queues = &mut self.queues;
         inter.escalation.overflow.retain(|q| queues.contains_key(q));
         let priority = queues
-            .get(&inter.queue)
+            .at(inter.home)
             .expect("a queue with live interactions cannot be removed")
             .config
             .priority;
@@ -450,7 +460,7 @@ impl Engine {
             self.waiting[inter.kind.index()] += 1;
         }
         for q in inter.visible_in() {
-            if let Some(queue) = queues.get_mut(&q) {
+            if let Some(queue) = visible_queue(queues, inter, q) {
                 queue.waiting_mut(inter.kind).insert(key);
             }
         }
@@ -468,7 +478,7 @@ impl Engine {
 /// kind.
 fn unlist_waiting(
     inter: &mut Interaction,
-    queues: &mut FxHashMap<QueueId, Queue>,
+    queues: &mut Table<QueueId, Queue>,
     waiting: &mut [usize; 3],
 ) {
     let Some(key) = inter.wait_key.take() else {
@@ -476,9 +486,22 @@ fn unlist_waiting(
     };
     waiting[inter.kind.index()] -= 1;
     for q in inter.visible_in() {
-        if let Some(queue) = queues.get_mut(&q) {
+        if let Some(queue) = visible_queue(queues, inter, q) {
             queue.waiting_mut(inter.kind).remove(&key);
         }
+    }
+}
+
+/// Queue `q` among those `inter` is visible in: its home by row, an overflow queue by id.
+fn visible_queue<'q>(
+    queues: &'q mut Table<QueueId, Queue>,
+    inter: &Interaction,
+    q: QueueId,
+) -> Option<&'q mut Queue> {
+    if q == inter.queue {
+        queues.at_mut(inter.home)
+    } else {
+        queues.get_mut(&q)
     }
 }
 

@@ -168,6 +168,37 @@ impl Needs {
     pub(crate) fn may_be_met_by(&self, summary: u64) -> bool {
         summary & self.summary == self.summary
     }
+
+    /// These needs plus `language` at any level, as [`effective_needs`] adds it: the same as
+    /// computing them again with the language, without the sort.
+    pub(crate) fn with_language(&self, language: Option<SkillId>) -> Needs {
+        let mut needs = Needs {
+            list: SmallVec::new(),
+            summary: self.summary,
+        };
+        let mut language =
+            language.filter(|&language| self.list.iter().all(|need| need.skill != language));
+        // Element by element: the lists are short, and copying slices of them calls memcpy.
+        for &need in &self.list {
+            if let Some(skill) = language.filter(|&skill| skill < need.skill) {
+                needs.push_language(skill);
+                language = None;
+            }
+            needs.list.push(need);
+        }
+        if let Some(skill) = language {
+            needs.push_language(skill);
+        }
+        needs
+    }
+
+    fn push_language(&mut self, language: SkillId) {
+        self.list.push(Need {
+            skill: language,
+            level: SkillLevel::MIN.0,
+        });
+        self.summary |= summary_bit(language);
+    }
 }
 
 /// One effective requirement of an interaction: `skill` at `level` or better.
@@ -341,6 +372,20 @@ mod tests {
                 level: 1
             }]
         );
+    }
+
+    #[test]
+    fn adding_the_language_later_gives_the_same_needs() {
+        let queue = [req(7, 4), req(2, 6), req(100, 3)];
+        for language in [None, Some(1), Some(2), Some(5), Some(100), Some(101)] {
+            let language = language.map(SkillId);
+            let base = effective_needs(&queue, &[], None, Relaxation::default());
+            assert_eq!(
+                base.with_language(language),
+                effective_needs(&queue, &[], language, Relaxation::default()),
+                "{language:?}"
+            );
+        }
     }
 
     #[test]

@@ -87,7 +87,11 @@ impl Engine {
             agents_not_ready: 0,
             handle_time: queue.handle_time,
         };
-        for inter in queue.homed.iter().filter_map(|i| self.interactions.get(i)) {
+        for inter in queue
+            .homed
+            .iter()
+            .filter_map(|&row| self.interactions.at(row))
+        {
             match inter.stage {
                 Stage::Queued => stats.waiting += 1,
                 Stage::Offered { .. } => stats.offered += 1,
@@ -126,8 +130,8 @@ impl Engine {
                 state: inter.state(),
             });
         };
-        let queue = self.queue(inter.queue);
-        let position = queue.waiting(inter.kind).range(..key).count() + 1;
+        let queue = self.queue_of(inter);
+        let position = queue.waiting(inter.kind).ahead_of(&key) + 1;
         Ok(QueuePosition {
             interaction: id,
             queue: inter.queue,

@@ -49,6 +49,7 @@ pub(crate) struct Timers {
 }
 
 impl Timers {
+    #[inline]
     pub(crate) fn schedule(&mut self, at: Instant, timer: Timer) -> TimerId {
         self.seq += 1;
         let row = match self.free.pop() {
@@ -67,6 +68,7 @@ impl Timers {
 
     /// Schedules `timer` `after` from `now`, unless that instant is not representable (then it
     /// never fires).
+    #[inline]
     pub(crate) fn schedule_in(
         &mut self,
         now: Instant,
@@ -90,6 +92,7 @@ impl Timers {
         }
     }
 
+    #[inline]
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.due.peek().map(|Reverse(id)| id.0)
     }
