@@ -29,21 +29,17 @@ impl Store {
         customer: i64,
         current: i64,
     ) -> Result<CustomerCard> {
-        let c = sqlx::query(
-            "SELECT id, name, language, notes FROM customers WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant)
-        .bind(customer)
-        .fetch_one(&self.pool)
-        .await?;
-        let identities = sqlx::query(
-            "SELECT kind, value FROM customer_identities WHERE tenant_id = $1 AND customer_id = $2 \
-             ORDER BY id",
+        // The customer with its identities (one row each, or one row of NULLs if it has none).
+        let rows = sqlx::query(
+            "SELECT c.name, c.language, c.notes, ci.kind, ci.value FROM customers c \
+             LEFT JOIN customer_identities ci ON ci.tenant_id = c.tenant_id AND ci.customer_id = c.id \
+             WHERE c.tenant_id = $1 AND c.id = $2 ORDER BY ci.id",
         )
         .bind(tenant)
         .bind(customer)
         .fetch_all(&self.pool)
         .await?;
+        let c = rows.first().ok_or(super::Error::NotFound)?;
         let history = sqlx::query(
             "SELECT id, channel, state, subject, created_at FROM interactions \
              WHERE tenant_id = $1 AND customer_id = $2 AND id <> $3 ORDER BY id DESC LIMIT $4",
@@ -54,15 +50,15 @@ impl Store {
         .bind(HISTORY)
         .fetch_all(&self.pool)
         .await?;
-        let identities = identities
-            .iter()
-            .map(|r| {
-                Ok(json!({
-                    "kind": r.try_get::<String, _>("kind")?,
-                    "value": r.try_get::<String, _>("value")?,
-                }))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let mut identities = Vec::new();
+        for r in &rows {
+            if let (Some(kind), Some(value)) = (
+                r.try_get::<Option<String>, _>("kind")?,
+                r.try_get::<Option<String>, _>("value")?,
+            ) {
+                identities.push(json!({ "kind": kind, "value": value }));
+            }
+        }
         let history = history
             .iter()
             .map(|r| {
