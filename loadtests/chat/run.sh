@@ -7,8 +7,6 @@
 #
 # Knobs (environment): VISITORS (10000), AGENTS (1000; 10 chats each), RATE (messages/s, 5000),
 # DURATION (seconds of messages, 20), CARGO_TARGET_DIR. Everything goes to 127.0.0.1 and every loop is bounded.
-# vacd runs with a fixed glibc mmap threshold so that the argon2 buffers of the agents' logins
-# go back to the system instead of inflating the memory the sessions are measured against.
 
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -29,7 +27,6 @@ VACD_DATABASE__URL="sqlite://$work/vacd.db?mode=rwc" \
 VACD_SIP__UDP=127.0.0.1:0 VACD_SIP__TCP=127.0.0.1:0 \
 VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 VACD_CHAT__MESSAGES_PER_SECOND_PER_IP=1000000 \
 VACD_LOG__LEVEL=warn \
-MALLOC_MMAP_THRESHOLD_=131072 \
     "$target/release/vacd" --config config/vacd.toml >"$work/vacd.log" 2>&1 &
 vacd=$!
 trap 'kill $vacd 2>/dev/null || true; wait $vacd 2>/dev/null || true' EXIT
