@@ -101,6 +101,7 @@ start_phones() {
         port=$((phone_port + 2 * k))
         (cd "$work" && exec sipp -sf "$here/agent.xml" -i 127.0.0.1 -p "$port" \
             -mp $((phone_port + 1000 + 10 * k)) -timeout 3600s -nostdin -max_socket 20000 \
+            -buff_size 4194304 \
             -trace_err -error_file "$work/phone-$k-$1-errors.log" \
             "$2" >"$work/phone-$k-$1.log" 2>&1) &
         phones+=("$!")
@@ -190,7 +191,7 @@ step() {
     for ((k = 0; k < CALLERS; k++)); do
         (cd "$dir" && exec sipp -sf "$here/caller.xml" -s "$number" -i 127.0.0.1 \
             -p $((caller_port + 2 * k)) -mp $((caller_port + 1000 + 10 * k)) \
-            -r "$per_rate" -m "$calls" -l 20000 -max_socket 20000 \
+            -r "$per_rate" -m "$calls" -l 20000 -max_socket 20000 -buff_size 4194304 \
             -timeout $((STEP_SECONDS + 90))s -timeout_error -nostdin \
             -trace_stat -stf "$dir/stat-$k.csv" -fd 1 -trace_rtt -rtt_freq 20 \
             -trace_err -error_file "$dir/errors-$k.log" \
