@@ -532,6 +532,28 @@ async fn offers_carry_details_and_a_screen_pop(db: Db) {
         ],
         "earlier contacts, newest first, without the offered one"
     );
+    // A console that got no screen pop (it joined later, or reloaded) asks for the same card.
+    let (status, card) =
+        d.s.get(&format!("/api/v1/interactions/{id}/customer"), &token)
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(card["customer"], pop["customer"]);
+    assert_eq!(card["history"], pop["history"]);
+    let (status, _) =
+        d.s.get(
+            &format!("/api/v1/interactions/{}/customer", earlier[0] + 1000),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let anonymous = d.interaction(queue, "de").await;
+    let (status, body) =
+        d.s.get(
+            &format!("/api/v1/interactions/{anonymous}/customer"),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
     d.s.stop().await;
 }
 

@@ -328,21 +328,17 @@
       item.state = "connected";
       item.invited = true;
       item.monitoring = monitoring.delete(frame.interaction);
-      loadCustomer(item, frame.customer);
+      if (frame.customer) loadCustomer(item);
     }
     if (!item.panel) openPanel(item);
     return item;
   }
 
-  async function loadCustomer(item, customerId) {
-    if (!customerId) return;
+  // The customer's card (as the screen pop has it) for an item that got no screen pop.
+  async function loadCustomer(item) {
     try {
-      const [customer, identities, history] = await Promise.all([
-        api(`/api/v1/customers/${customerId}`),
-        api(`/api/v1/customer-identities?customer_id=${customerId}`),
-        api(`/api/v1/interactions?customer_id=${customerId}&limit=20`),
-      ]);
-      Object.assign(item, { customer, identities: identities.items, history: history.items });
+      const card = await api(`/api/v1/interactions/${item.id}/customer`);
+      Object.assign(item, { customer: card.customer, identities: card.customer.identities, history: card.history });
       if (item.panel) { renderCustomer(item); renderTab(item); }
     } catch (e) {
       setStatus(`customer not loaded: ${e.message}`);
@@ -367,7 +363,7 @@
         } catch (e) {
           setStatus(`interaction ${item.id} not loaded: ${e.message}`);
         }
-        loadCustomer(item, item.details?.customer_id);
+        if (item.details?.customer_id) loadCustomer(item);
       }
       if (item.state === "offered") showOffer(item, null);
       else openPanel(item);

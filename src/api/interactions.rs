@@ -1,8 +1,12 @@
-//! Supervisor actions on waiting interactions: `POST /api/v1/interactions/{id}/move` with
-//! `{"queue": ID}` or `{"agent": ID}` moves a queued (or offered) interaction to another queue
-//! of the tenant, keeping its place by arrival and its wait time, or offers it straight to an
-//! agent who is ready with free capacity. Team leads and above, own tenant only; routing
-//! decides ([`vacd_actors::Input::Move`]) and the event log records it as `routing.moved`.
+//! Actions on interactions beyond the generic resource API:
+//! - `POST /api/v1/interactions/{id}/move` with `{"queue": ID}` or `{"agent": ID}` moves a
+//!   queued (or offered) interaction to another queue of the tenant, keeping its place by
+//!   arrival and its wait time, or offers it straight to an agent who is ready with free
+//!   capacity. Team leads and above, own tenant only; routing decides
+//!   ([`vacd_actors::Input::Move`]) and the event log records it as `routing.moved`.
+//! - `GET /api/v1/interactions/{id}/customer`: the card of the interaction's customer (the
+//!   same as the screen pop: record, identities, other interactions newest first), for a
+//!   console that joins a chat it was not offered or reloads. Agents and above.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -15,7 +19,7 @@ use vacd_actors::{AgentId, Input, InteractionId, QueueId, RouterError, TenantId,
 use super::auth::Caller;
 use super::error::{Error, Result};
 use super::AppState;
-use crate::catalog::Role;
+use crate::catalog::{Role, INTERACTIONS};
 
 /// Exactly one of `queue` and `agent`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -25,6 +29,39 @@ pub struct MoveRequest {
     queue: Option<u64>,
     /// Offer to this agent now.
     agent: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/v1/interactions/{interaction}/customer", tag = "interactions",
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{customer: {id, name, language, notes, identities}, history: [{id, channel, state, subject, created_at}]}`"),
+        (status = 401, body = super::error::ErrorBody),
+        (status = 404, description = "no such interaction, or it has no customer", body = super::error::ErrorBody)))]
+pub async fn customer(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(raw): Path<String>,
+) -> Result<Json<serde_json::Value>> {
+    let who = caller.user_with(Role::Agent)?;
+    let interaction = raw
+        .parse::<i64>()
+        .map_err(|_| Error::NotFound(format!("no interaction {raw}")))?;
+    let row = state
+        .store
+        .get(&INTERACTIONS, who.tenant_id, interaction)
+        .await?;
+    let Some(customer) = row["customer_id"].as_i64() else {
+        return Err(Error::NotFound(format!(
+            "interaction {interaction} has no customer"
+        )));
+    };
+    let card = state
+        .store
+        .customer_card(who.tenant_id, customer, interaction)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "customer": card.customer,
+        "history": card.history,
+    })))
 }
 
 #[utoipa::path(post, path = "/api/v1/interactions/{interaction}/move", tag = "interactions",

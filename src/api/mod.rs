@@ -128,6 +128,10 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             post(interactions::move_interaction),
         )
         .route(
+            "/api/v1/interactions/{interaction}/customer",
+            get(interactions::customer),
+        )
+        .route(
             "/api/v1/calls/{interaction}/monitor",
             axum::routing::put(calls::start).delete(calls::stop),
         )

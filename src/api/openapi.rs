@@ -17,7 +17,7 @@ use crate::catalog::{Column, Kind, Resource, RESOURCES};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vacd admin API", description = "Tenants, mailboxes, queues, skills, users and everything else vacd routes with. Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(auth::login, auth::logout, auth::me, auth::colleagues, chat::widget_info, chat::offline, tenants::list, tenants::create, tenants::read, tenants::update, tenants::remove, health::health, health::ready, health::metrics, calls::start, calls::stop, interactions::move_interaction),
+    paths(auth::login, auth::logout, auth::me, auth::colleagues, chat::widget_info, chat::offline, tenants::list, tenants::create, tenants::read, tenants::update, tenants::remove, health::health, health::ready, health::metrics, calls::start, calls::stop, interactions::move_interaction, interactions::customer),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
