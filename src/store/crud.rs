@@ -297,23 +297,7 @@ pub(super) async fn insert_rows(
     names: &[&str],
     rows: &[Vec<Value>],
 ) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
-    let mut n = 0;
-    let mut param = || {
-        n += 1;
-        backend.param(n)
-    };
-    let tuples = rows
-        .iter()
-        .map(|row| {
-            let mut tuple = param();
-            for _ in row {
-                tuple.push_str(", ");
-                tuple.push_str(&param());
-            }
-            format!("({tuple})")
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let tuples = backend.values(rows.len(), names.len() + 1);
     let columns = std::iter::once("tenant_id")
         .chain(names.iter().copied())
         .collect::<Vec<_>>()

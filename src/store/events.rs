@@ -47,19 +47,7 @@ pub(super) async fn append_many(
 
 /// The insert of `rows` events; [`bind`] binds their values.
 pub(super) fn insert_sql(backend: Backend, rows: usize) -> String {
-    let mut n = 0;
-    let tuples = (0..rows)
-        .map(|_| {
-            let params: Vec<String> = (0..7)
-                .map(|_| {
-                    n += 1;
-                    backend.param(n)
-                })
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let tuples = backend.values(rows, 7);
     format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {tuples}")
 }
 

@@ -171,21 +171,7 @@ async fn insert(
     rows: &[&Message],
     now: i64,
 ) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
-    let width = COLUMNS.split(',').count();
-    let mut n = 0;
-    let tuples = rows
-        .iter()
-        .map(|_| {
-            let params: Vec<String> = (0..width)
-                .map(|_| {
-                    n += 1;
-                    backend.param(n)
-                })
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let tuples = backend.values(rows.len(), COLUMNS.split(',').count());
     let sql = format!(
         "INSERT INTO messages ({COLUMNS}) VALUES {tuples} \
          ON CONFLICT (interaction_id, author, client_id) DO NOTHING \

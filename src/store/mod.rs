@@ -229,6 +229,24 @@ impl Backend {
             Backend::Postgres => format!("${n}"),
         }
     }
+
+    /// The `VALUES` list of a multi-row statement: `rows` tuples of `width` parameters,
+    /// numbered in order from 1 (`(?, ?), (?, ?)` or `($1, $2), ($3, $4)`).
+    fn values(self, rows: usize, width: usize) -> String {
+        let mut n = 0;
+        (0..rows)
+            .map(|_| {
+                let params: Vec<String> = (0..width)
+                    .map(|_| {
+                        n += 1;
+                        self.param(n)
+                    })
+                    .collect();
+                format!("({})", params.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// Chunk sizes of multi-row statements, largest first. Few distinct sizes mean few distinct
@@ -307,5 +325,7 @@ mod tests {
     fn parameters_per_backend() {
         assert_eq!(Backend::Sqlite.param(3), "?");
         assert_eq!(Backend::Postgres.param(3), "$3");
+        assert_eq!(Backend::Sqlite.values(2, 2), "(?, ?), (?, ?)");
+        assert_eq!(Backend::Postgres.values(2, 3), "($1, $2, $3), ($4, $5, $6)");
     }
 }

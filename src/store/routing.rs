@@ -144,19 +144,7 @@ async fn write_rows(
 /// One `UPDATE … FROM (VALUES …)` of `rows` interactions (both databases name the columns of a
 /// `VALUES` list `column1`, `column2`, …); [`bind_rows`] binds their values.
 fn rows_sql(backend: Backend, rows: usize) -> String {
-    let mut n = 0;
-    let values = (0..rows)
-        .map(|_| {
-            let params: Vec<String> = (0..ROW_PARAMS)
-                .map(|_| {
-                    n += 1;
-                    backend.param(n)
-                })
-                .collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = backend.values(rows, ROW_PARAMS);
     format!(
         "UPDATE interactions SET \
          state = v.column3, \
