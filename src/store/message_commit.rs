@@ -17,7 +17,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{now_ms, sized_chunks, Backend, Error, Result};
+use super::{begin_on, now_ms, sized_chunks, Backend, Error, Result};
 
 /// Most messages committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -102,10 +102,7 @@ type Key = (i64, String, String);
 /// Stores `rows` in one transaction; `Ok` holds where each was stored, in order, after the
 /// commit; `Err` means nothing was committed.
 async fn store(writer: &AnyPool, backend: Backend, rows: &[&Message]) -> Result<Vec<Stored>> {
-    let mut tx = match backend {
-        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => writer.begin().await?,
-    };
+    let mut tx = begin_on(writer, backend).await?;
     let now = now_ms();
     let mut keyed: HashMap<Key, Stored> = HashMap::new();
     let mut anonymous: Vec<(i64, i64, String)> = Vec::new();

@@ -190,10 +190,7 @@ impl Store {
     /// transaction that reads first could not upgrade to a writer once another connection has
     /// committed, and would fail instead of waiting.
     async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.writer.begin().await?,
-        })
+        begin_on(&self.writer, self.backend).await
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -247,6 +244,17 @@ impl Backend {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+/// A write transaction on `writer` (see [`Store::begin`]).
+async fn begin_on(
+    writer: &AnyPool,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    Ok(match backend {
+        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Postgres => writer.begin().await?,
+    })
 }
 
 /// Chunk sizes of multi-row statements, largest first. Few distinct sizes mean few distinct
