@@ -560,9 +560,9 @@ async fn offer_details_follow_changes(db: Db) {
     db.drop_db().await;
 }
 
-/// Messages of many chats arriving at once are committed together: each gets its own row, and
-/// a resend (same interaction, author and client id) — also one in the same batch — gets the
-/// row stored first.
+/// Messages of many chats arriving at once are committed together: each gets its own row, a
+/// resend (same interaction, author and client id) — also one in the same batch — gets the row
+/// stored first, and a message that cannot be stored fails without taking its batch along.
 async fn concurrent_chat_messages_are_each_stored_once(db: Db) {
     use vacd::catalog::INTERACTIONS;
     use vacd_actors::chat::{NewMessage, Party};
@@ -599,6 +599,19 @@ async fn concurrent_chat_messages_are_each_stored_once(db: Db) {
             let stored = store.store_chat_message(t, interaction, &message(n)).await;
             (n, interaction, stored)
         }));
+    }
+    // Messages of an interaction that does not exist fail alone, whatever batch they land in.
+    let strays: Vec<_> = (0..5)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move { store.store_chat_message(t, -1, &message(1000 + n)).await })
+        })
+        .collect();
+    for stray in strays {
+        assert!(
+            stray.await.expect("task").is_err(),
+            "no row for a missing interaction"
+        );
     }
     let mut by_key = std::collections::HashMap::new();
     let mut anonymous = std::collections::BTreeSet::new();
