@@ -652,6 +652,74 @@ async fn concurrent_chat_messages_are_each_stored_once(db: Db) {
     db.drop_db().await;
 }
 
+/// Calls starting and ending at once share transactions: each gets its own interaction and
+/// record, callers are one customer per number, and a write that cannot be done (a tenant
+/// that does not exist) fails alone.
+async fn concurrent_call_records_are_each_written_once(db: Db) {
+    use vacd::store::{CallEnd, CallResult, HangupBy, NewCall};
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let call = |n: usize, tenant: i64| NewCall {
+        tenant,
+        mailbox: None,
+        queue: None,
+        call_id: format!("call-{n}"),
+        trunk: "test".into(),
+        caller: Some(format!("+4917000000{}", n % 7)),
+        dialled: "+4930123456".into(),
+        dialled_by: None,
+    };
+    let mut tasks = Vec::new();
+    for n in 0..120 {
+        let store = store.clone();
+        let tenant = if n % 40 == 13 { -1 } else { t };
+        tasks.push(tokio::spawn(async move {
+            let started = store.start_call(&call(n, tenant)).await;
+            if let Ok(started) = &started {
+                let end = CallEnd {
+                    tenant,
+                    interaction: started.interaction,
+                    agent: None,
+                    connected_at: None,
+                    result: CallResult::Abandoned,
+                    hangup_by: HangupBy::Caller,
+                    outbound: false,
+                };
+                store.end_call(&end).await.expect("ended");
+            }
+            (n, tenant, started)
+        }));
+    }
+    let mut interactions = std::collections::BTreeSet::new();
+    let mut customers = std::collections::BTreeMap::new();
+    for task in tasks {
+        let (n, tenant, started) = task.await.expect("task");
+        if tenant != t {
+            assert!(started.is_err(), "{n}: no record for an unknown tenant");
+            continue;
+        }
+        let started = started.unwrap_or_else(|e| panic!("{n}: {e:?}"));
+        assert!(
+            interactions.insert(started.interaction),
+            "{n}: its own interaction"
+        );
+        let customer = started.customer.expect("a caller's customer");
+        assert_eq!(
+            *customers.entry(n % 7).or_insert(customer),
+            customer,
+            "{n}: one customer per number"
+        );
+    }
+    assert_eq!(interactions.len(), 117);
+    assert_eq!(customers.len(), 7);
+    let events = store.list(&EVENTS, t, &all()).await.expect("events");
+    let count = |kind: &str| events.items.iter().filter(|e| e["kind"] == kind).count();
+    assert_eq!((count("call.started"), count("call.ended")), (117, 117));
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     migrations_apply_once_and_report_ready,
     rows_belong_to_their_tenant,
@@ -661,5 +729,6 @@ on_both_backends!(
     routing_outputs_update_interactions,
     concurrent_creates_each_get_their_own_outcome,
     concurrent_chat_messages_are_each_stored_once,
+    concurrent_call_records_are_each_written_once,
     offer_details_follow_changes,
 );

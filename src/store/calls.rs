@@ -1,11 +1,13 @@
 //! What the call actors write: a call's interaction with the customer behind the caller's
 //! number (found by its phone identity, or created on the first call), its call detail record
-//! (`call_records`), and the record's completion when the call ends. Each write is one
-//! transaction together with its event in the log (`call.started`, `call.ended`).
+//! (`call_records`), and the record's completion when the call ends. Each write goes into the
+//! log with its event (`call.started`, `call.ended`), in a transaction shared with the other
+//! calls' writes waiting at the moment (`call_commit`).
 
 use serde_json::json;
 use sqlx::Row;
 
+use super::call_commit::{self, Done, Job};
 use super::events::{append_in, NewEvent};
 use super::{now_ms, Result, Store};
 
@@ -94,131 +96,22 @@ pub struct CallEnd {
 
 impl Store {
     /// Finds or creates the caller's customer, then creates the call's interaction (state
-    /// `new`, for routing to take over) and its call record.
+    /// `new`, for routing to take over) and its call record. Committed together with the
+    /// other calls' records waiting at the moment (see `call_commit`).
     pub async fn start_call(&self, call: &NewCall) -> Result<StartedCall> {
-        let mut tx = self.begin().await?;
-        let now = now_ms();
-        let customer = match &call.caller {
-            None => None,
-            Some(number) => Some(
-                super::customers::find_or_create(
-                    &mut tx,
-                    call.tenant,
-                    "phone",
-                    number,
-                    number,
-                    now,
-                )
-                .await?,
-            ),
-        };
-        let (state, subject, direction) = match call.dialled_by {
-            Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
-            None => (
-                "new",
-                format!(
-                    "Call from {}",
-                    call.caller.as_deref().unwrap_or("anonymous")
-                ),
-                "inbound",
-            ),
-        };
-        let interaction: i64 = sqlx::query(
-            "INSERT INTO interactions \
-             (tenant_id, channel, mailbox_id, queue_id, customer_id, priority, state, subject, \
-              agent_id, created_at) \
-             VALUES ($1, 'call', $2, $3, $4, 0, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(call.tenant)
-        .bind(call.mailbox)
-        .bind(call.queue)
-        .bind(customer)
-        .bind(state)
-        .bind(subject)
-        .bind(call.dialled_by)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("id")?;
-        sqlx::query(
-            "INSERT INTO call_records \
-             (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at, direction, agent_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(call.tenant)
-        .bind(interaction)
-        .bind(call.call_id.clone())
-        .bind(call.trunk.clone())
-        .bind(call.caller.clone().unwrap_or_else(|| "anonymous".into()))
-        .bind(call.dialled.clone())
-        .bind(now)
-        .bind(direction)
-        .bind(call.dialled_by)
-        .execute(&mut *tx)
-        .await?;
-        let event = NewEvent {
-            tenant: call.tenant,
-            kind: "call.started".into(),
-            interaction_id: Some(interaction),
-            agent_id: None,
-            queue_id: call.queue,
-            payload: json!({
-                "direction": direction,
-                "call_id": call.call_id,
-                "trunk": call.trunk,
-                "caller": call.caller,
-                "dialled": call.dialled,
-            }),
-        };
-        append_in(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(StartedCall {
-            interaction,
-            customer,
-        })
+        match call_commit::submit(&self.calls, Job::Start(call.clone())).await? {
+            Done::Started(started) => Ok(started),
+            Done::Ended => Err(call_commit::mismatch()),
+        }
     }
 
-    /// Completes the call's record and logs `call.ended` with its durations.
+    /// Completes the call's record and logs `call.ended` with its durations (committed like
+    /// [`Store::start_call`]).
     pub async fn end_call(&self, end: &CallEnd) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let now = now_ms();
-        let started: i64 = sqlx::query(
-            "UPDATE call_records SET ended_at = $1, result = $2, hangup_by = $3, agent_id = $4, \
-             connected_at = $5 WHERE tenant_id = $6 AND interaction_id = $7 RETURNING started_at",
-        )
-        .bind(now)
-        .bind(end.result.as_str())
-        .bind(end.hangup_by.as_str())
-        .bind(end.agent)
-        .bind(end.connected_at)
-        .bind(end.tenant)
-        .bind(end.interaction)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("started_at")?;
-        if end.outbound {
-            sqlx::query("UPDATE interactions SET state = 'done' WHERE tenant_id = $1 AND id = $2")
-                .bind(end.tenant)
-                .bind(end.interaction)
-                .execute(&mut *tx)
-                .await?;
+        match call_commit::submit(&self.calls, Job::End(*end)).await? {
+            Done::Ended => Ok(()),
+            Done::Started(_) => Err(call_commit::mismatch()),
         }
-        let event = NewEvent {
-            tenant: end.tenant,
-            kind: "call.ended".into(),
-            interaction_id: Some(end.interaction),
-            agent_id: end.agent,
-            queue_id: None,
-            payload: json!({
-                "result": end.result.as_str(),
-                "hangup_by": end.hangup_by.as_str(),
-                "duration_ms": now - started,
-                "talk_ms": end.connected_at.map(|at| now - at),
-            }),
-        };
-        append_in(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Calls that were live when vacd stopped cannot be resumed (their media and dialogs are
@@ -251,4 +144,125 @@ impl Store {
         tx.commit().await?;
         Ok(failed)
     }
+}
+
+/// Writes a call's start inside `tx` (which the caller commits).
+pub(super) async fn start_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    call: &NewCall,
+) -> Result<StartedCall> {
+    let now = now_ms();
+    let customer = match &call.caller {
+        None => None,
+        Some(number) => Some(
+            super::customers::find_or_create(tx, call.tenant, "phone", number, number, now).await?,
+        ),
+    };
+    let (state, subject, direction) = match call.dialled_by {
+        Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
+        None => (
+            "new",
+            format!(
+                "Call from {}",
+                call.caller.as_deref().unwrap_or("anonymous")
+            ),
+            "inbound",
+        ),
+    };
+    let interaction: i64 = sqlx::query(
+        "INSERT INTO interactions \
+         (tenant_id, channel, mailbox_id, queue_id, customer_id, priority, state, subject, \
+          agent_id, created_at) \
+         VALUES ($1, 'call', $2, $3, $4, 0, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(call.tenant)
+    .bind(call.mailbox)
+    .bind(call.queue)
+    .bind(customer)
+    .bind(state)
+    .bind(subject)
+    .bind(call.dialled_by)
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("id")?;
+    sqlx::query(
+        "INSERT INTO call_records \
+         (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at, direction, agent_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(call.tenant)
+    .bind(interaction)
+    .bind(call.call_id.clone())
+    .bind(call.trunk.clone())
+    .bind(call.caller.clone().unwrap_or_else(|| "anonymous".into()))
+    .bind(call.dialled.clone())
+    .bind(now)
+    .bind(direction)
+    .bind(call.dialled_by)
+    .execute(&mut **tx)
+    .await?;
+    let event = NewEvent {
+        tenant: call.tenant,
+        kind: "call.started".into(),
+        interaction_id: Some(interaction),
+        agent_id: None,
+        queue_id: call.queue,
+        payload: json!({
+            "direction": direction,
+            "call_id": call.call_id,
+            "trunk": call.trunk,
+            "caller": call.caller,
+            "dialled": call.dialled,
+        }),
+    };
+    append_in(tx, &event).await?;
+    Ok(StartedCall {
+        interaction,
+        customer,
+    })
+}
+
+/// Writes a call's end inside `tx` (which the caller commits).
+pub(super) async fn end_in(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    end: &CallEnd,
+) -> Result<()> {
+    let now = now_ms();
+    let started: i64 = sqlx::query(
+        "UPDATE call_records SET ended_at = $1, result = $2, hangup_by = $3, agent_id = $4, \
+         connected_at = $5 WHERE tenant_id = $6 AND interaction_id = $7 RETURNING started_at",
+    )
+    .bind(now)
+    .bind(end.result.as_str())
+    .bind(end.hangup_by.as_str())
+    .bind(end.agent)
+    .bind(end.connected_at)
+    .bind(end.tenant)
+    .bind(end.interaction)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get("started_at")?;
+    if end.outbound {
+        sqlx::query("UPDATE interactions SET state = 'done' WHERE tenant_id = $1 AND id = $2")
+            .bind(end.tenant)
+            .bind(end.interaction)
+            .execute(&mut **tx)
+            .await?;
+    }
+    let event = NewEvent {
+        tenant: end.tenant,
+        kind: "call.ended".into(),
+        interaction_id: Some(end.interaction),
+        agent_id: end.agent,
+        queue_id: None,
+        payload: json!({
+            "result": end.result.as_str(),
+            "hangup_by": end.hangup_by.as_str(),
+            "duration_ms": now - started,
+            "talk_ms": end.connected_at.map(|at| now - at),
+        }),
+    };
+    append_in(tx, &event).await?;
+    Ok(())
 }

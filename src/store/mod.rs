@@ -9,11 +9,12 @@
 //!
 //! Writes that arrive many at a time are grouped: `group_commit` inserts the creates of many
 //! concurrent requests in one transaction (each request is answered when that transaction has
-//! committed), `message_commit` does the same for the messages of all chats, and the routing
-//! journal writes many outputs per transaction. Multi-row statements
+//! committed), `message_commit` does the same for the messages of all chats, `call_commit` for
+//! the calls' records, and the routing journal writes many outputs per transaction. Multi-row statements
 //! are cut into chunks of a few fixed sizes ([`sized_chunks`]) so the connections' statement
 //! caches keep hitting.
 
+mod call_commit;
 mod calls;
 mod chat;
 mod crud;
@@ -113,6 +114,9 @@ const PENDING_CREATES: usize = 4096;
 /// Chat messages waiting for their committer at most; more make chats wait for room.
 const PENDING_MESSAGES: usize = 8192;
 
+/// Call record writes waiting for their committer at most; more make calls wait for room.
+const PENDING_CALL_WRITES: usize = 4096;
+
 #[derive(Clone)]
 pub struct Store {
     /// Reads (and, on PostgreSQL, writes).
@@ -127,6 +131,8 @@ pub struct Store {
     creates: Option<mpsc::Sender<group_commit::Create>>,
     /// The group committer of chat messages.
     messages: mpsc::Sender<message_commit::Pending>,
+    /// The group committer of call records.
+    calls: mpsc::Sender<call_commit::Pending>,
     /// Live sessions already read from the database (see `sessions`).
     sessions: Arc<sessions::Cache>,
     /// Interaction rows just created, for their first offer (see `offer_details`).
@@ -159,12 +165,15 @@ impl Store {
         };
         let (messages, pending) = mpsc::channel(PENDING_MESSAGES);
         tokio::spawn(message_commit::run(writer.clone(), backend, pending));
+        let (calls, pending) = mpsc::channel(PENDING_CALL_WRITES);
+        tokio::spawn(call_commit::run(writer.clone(), backend, pending));
         let mut store = Store {
             pool,
             writer,
             backend,
             creates: None,
             messages,
+            calls,
             sessions: Arc::default(),
             fresh: Arc::default(),
         };
