@@ -9,7 +9,7 @@
 # Knobs (environment): AGENTS (2000), RATES (calls/s tried in turn, "100 200 …"), STEP_SECONDS
 # (10), CALLERS (sipp caller processes in parallel, 4), PHONES (sipp agent-phone processes, 2),
 # KAMAILIO_RATES, CONCURRENCY (bridged calls held at once, tried in turn, "500 1000 1500 2000"),
-# HOLD_SECONDS (20), PERF (1: profile vacd with perf at the top rate), PHASES (which parts run:
+# HOLD_SECONDS (40), PERF (1: profile vacd with perf at the top rate), PHASES (which parts run:
 # "vacd kamailio concurrency"; "kamailio" alone needs neither vacd's agents nor its set-up),
 # CARGO_TARGET_DIR. A rate that fails is tried once more before the search stops: the cores
 # are shared, and a stall of a second makes sipp retransmit and fail calls on its own.
@@ -35,7 +35,7 @@ CALLERS=${CALLERS:-4}
 PHONES=${PHONES:-2}
 KAMAILIO_RATES=${KAMAILIO_RATES:-"500 1000 1500 2000 3000 4000 5000"}
 CONCURRENCY=${CONCURRENCY:-"500 1000 1500 2000"}
-HOLD_SECONDS=${HOLD_SECONDS:-20}
+HOLD_SECONDS=${HOLD_SECONDS:-40}
 PERF=${PERF:-1}
 PHASES=${PHASES:-"vacd kamailio concurrency"}
 target=${CARGO_TARGET_DIR:-$root/target}
