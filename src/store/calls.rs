@@ -8,6 +8,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use super::call_commit::{self, Done, Job};
+use super::committer;
 use super::events::{append_in, NewEvent};
 use super::{now_ms, Result, Store};
 
@@ -99,7 +100,7 @@ impl Store {
     /// `new`, for routing to take over) and its call record. Committed together with the
     /// other calls' records waiting at the moment (see `call_commit`).
     pub async fn start_call(&self, call: &NewCall) -> Result<StartedCall> {
-        match call_commit::submit(&self.calls, Job::Start(call.clone())).await? {
+        match committer::submit(&self.calls, Job::Start(call.clone())).await? {
             Done::Started(started) => Ok(started),
             Done::Ended => Err(call_commit::mismatch()),
         }
@@ -108,7 +109,7 @@ impl Store {
     /// Completes the call's record and logs `call.ended` with its durations (committed like
     /// [`Store::start_call`]).
     pub async fn end_call(&self, end: &CallEnd) -> Result<()> {
-        match call_commit::submit(&self.calls, Job::End(*end)).await? {
+        match committer::submit(&self.calls, Job::End(*end)).await? {
             Done::Ended => Ok(()),
             Done::Started(_) => Err(call_commit::mismatch()),
         }

@@ -10,9 +10,10 @@ use sqlx::Row;
 use vacd_actors::chat::{ChatMessage, Party};
 use vacd_actors::AgentId;
 
+use super::committer;
 use super::customers::find_or_create;
 use super::events::append_in;
-use super::message_commit::{self, Message};
+use super::message_commit::Message;
 use super::{now_ms, NewEvent, Result, Store};
 
 /// A widget: where its chats go and how it looks.
@@ -362,7 +363,7 @@ impl Store {
             client_id: message.client_id.clone(),
             whisper: message.whisper,
         };
-        let stored = message_commit::submit(&self.messages, row).await?;
+        let stored = committer::submit(&self.messages, row).await?;
         Ok(ChatMessage {
             id: stored.id,
             author: message.author,

@@ -8,19 +8,15 @@
 //! answered with the row stored first, also when both copies are in the same batch. Rows are
 //! matched to messages by that key; messages without a client id (which never conflict) are
 //! matched by ascending id, as both databases hand out ids in the order of the `VALUES` list,
-//! and each match is checked. If the batch fails, every message is stored again in a
-//! transaction of its own, so one bad message costs only itself.
+//! and each match is checked. The loop, and what happens when a batch fails, is `committer`'s.
 
 use std::collections::HashMap;
 
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
 
+use super::committer::Batch;
 use super::{begin_on, now_ms, sized_chunks, Backend, Error, Result};
-
-/// Most messages committed in one transaction.
-const MAX_BATCH: usize = 1024;
 
 /// The columns a message row is written with, in the order they are bound.
 const COLUMNS: &str =
@@ -45,54 +41,21 @@ pub(super) struct Stored {
     pub at: i64,
 }
 
-/// One message waiting for its batch.
-pub(super) struct Pending {
-    row: Message,
-    reply: oneshot::Sender<Result<Stored>>,
-}
+/// The batches of chat messages.
+pub(super) struct Messages;
 
-/// Hands a message to the committer and waits until its batch has committed.
-pub(super) async fn submit(committer: &mpsc::Sender<Pending>, row: Message) -> Result<Stored> {
-    let (reply, answer) = oneshot::channel();
-    committer
-        .send(Pending { row, reply })
-        .await
-        .map_err(|_| Error::Closed)?;
-    answer.await.map_err(|_| Error::Closed)?
-}
+impl Batch for Messages {
+    type Write = Message;
+    type Done = Stored;
+    const WHAT: &'static str = "chat message";
+    const MAX: usize = 1024;
 
-/// The committer: commits what has gathered, batch after batch, until every sender is gone.
-pub(super) async fn run(writer: AnyPool, backend: Backend, mut incoming: mpsc::Receiver<Pending>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        metrics::histogram!(crate::metrics::CHAT_MESSAGE_BATCH).record(batch.len() as f64);
-        let rows: Vec<&Message> = batch.iter().map(|p| &p.row).collect();
-        let outcome = store(&writer, backend, &rows).await;
-        match outcome {
-            Ok(stored) => {
-                for (pending, stored) in batch.drain(..).zip(stored) {
-                    let _ = pending.reply.send(Ok(stored));
-                }
-            }
-            Err(e) if batch.len() == 1 => {
-                if let Some(pending) = batch.pop() {
-                    let _ = pending.reply.send(Err(e));
-                }
-            }
-            Err(e) => {
-                tracing::info!(error = %e, messages = batch.len(), "chat message batch failed; storing one by one");
-                for pending in batch.drain(..) {
-                    let outcome = store(&writer, backend, &[&pending.row]).await;
-                    let stored = outcome.and_then(|stored| {
-                        stored
-                            .into_iter()
-                            .next()
-                            .ok_or_else(|| mismatch("no row stored"))
-                    });
-                    let _ = pending.reply.send(stored);
-                }
-            }
-        }
+    async fn write(writer: &AnyPool, backend: Backend, rows: &[&Message]) -> Result<Vec<Stored>> {
+        store(writer, backend, rows).await
+    }
+
+    fn batched(size: usize) {
+        metrics::histogram!(crate::metrics::CHAT_MESSAGE_BATCH).record(size as f64);
     }
 }
 

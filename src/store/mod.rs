@@ -17,6 +17,7 @@
 mod call_commit;
 mod calls;
 mod chat;
+mod committer;
 mod crud;
 mod customers;
 mod events;
@@ -130,9 +131,9 @@ pub struct Store {
     /// directly.
     creates: Option<mpsc::Sender<group_commit::Create>>,
     /// The group committer of chat messages.
-    messages: mpsc::Sender<message_commit::Pending>,
+    messages: mpsc::Sender<committer::Pending<message_commit::Messages>>,
     /// The group committer of call records.
-    calls: mpsc::Sender<call_commit::Pending>,
+    calls: mpsc::Sender<committer::Pending<call_commit::Calls>>,
     /// Live sessions already read from the database (see `sessions`).
     sessions: Arc<sessions::Cache>,
     /// Interaction rows just created, for their first offer (see `offer_details`).
@@ -164,9 +165,17 @@ impl Store {
             }
         };
         let (messages, pending) = mpsc::channel(PENDING_MESSAGES);
-        tokio::spawn(message_commit::run(writer.clone(), backend, pending));
+        tokio::spawn(committer::run::<message_commit::Messages>(
+            writer.clone(),
+            backend,
+            pending,
+        ));
         let (calls, pending) = mpsc::channel(PENDING_CALL_WRITES);
-        tokio::spawn(call_commit::run(writer.clone(), backend, pending));
+        tokio::spawn(committer::run::<call_commit::Calls>(
+            writer.clone(),
+            backend,
+            pending,
+        ));
         let mut store = Store {
             pool,
             writer,
