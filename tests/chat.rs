@@ -40,6 +40,25 @@ async fn accept_chat(console: &mut Console) -> (u64, Value) {
     (interaction, transcript)
 }
 
+/// Olga's German message through the demo widget's offline form; the ticket's interaction,
+/// once `agent` is offered it as an email.
+async fn offline_ticket(s: &TestServer, agent: &mut Console) -> i64 {
+    let (status, created) = s
+        .post(
+            "/api/v1/chat/widgets/demo/demo-widget/offline",
+            "",
+            json!({ "name": "Olga", "email": "olga@example.com", "message": GERMAN }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let interaction = created["interaction"].as_i64().expect("interaction");
+    let offer = agent
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(offer["channel"], "email");
+    interaction
+}
+
 fn texts(transcript: &Value) -> Vec<String> {
     transcript["messages"]
         .as_array()
@@ -316,19 +335,7 @@ async fn availability_follows_language_and_the_offline_form_makes_a_ticket(db: D
     let (status, _) = s.get("/api/v1/chat/widgets/nobody/demo-widget", "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
-    let (status, created) = s
-        .post(
-            "/api/v1/chat/widgets/demo/demo-widget/offline",
-            "",
-            json!({ "name": "Olga", "email": "olga@example.com", "message": GERMAN }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let interaction = created["interaction"].as_i64().expect("interaction");
-    let offer = bruno
-        .expect_where("offer", |f| f["interaction"] == interaction)
-        .await;
-    assert_eq!(offer["channel"], "email");
+    let interaction = offline_ticket(&s, &mut bruno).await;
     let admin = s.demo_login("ada").await;
     let (_, messages) = s
         .get(
@@ -564,19 +571,7 @@ async fn the_supervisor_feed_follows_a_chat_and_a_ticket(db: Db) {
         .await;
 
     // A ticket (the widget's offline form) moves through the same floor.
-    let (status, created) = s
-        .post(
-            "/api/v1/chat/widgets/demo/demo-widget/offline",
-            "",
-            json!({ "name": "Olga", "email": "olga@example.com", "message": GERMAN }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{created}");
-    let ticket = created["interaction"].as_u64().expect("ticket");
-    let offer = bruno
-        .expect_where("offer", |f| f["interaction"] == ticket)
-        .await;
-    assert_eq!(offer["channel"], "email");
+    let ticket = offline_ticket(&s, &mut bruno).await;
     bruno
         .ok(json!({ "type": "offer.accept", "interaction": ticket }))
         .await;

@@ -79,15 +79,7 @@ async fn report_figures_on_metrics(db: Db) {
     let answered = s
         .create("/api/v1/interactions", &admin, email.clone())
         .await;
-    console
-        .expect_where("offer", |f| f["interaction"] == answered)
-        .await;
-    console
-        .ok(json!({ "type": "offer.accept", "interaction": answered }))
-        .await;
-    console
-        .ok(json!({ "type": "interaction.end", "interaction": answered }))
-        .await;
+    console.handle(answered).await;
     console
         .ok(json!({ "type": "presence.set", "status": "not_ready", "reason": "metrics" }))
         .await;

@@ -624,13 +624,7 @@ async fn reports_from_the_event_log(db: Db) {
     let mut console = d.console(&token).await;
     console.ready().await;
     let handled = d.interaction(queue, "en").await;
-    console.expect_where("offer", offer_of(handled)).await;
-    console
-        .ok(json!({ "type": "offer.accept", "interaction": handled }))
-        .await;
-    console
-        .ok(json!({ "type": "interaction.end", "interaction": handled }))
-        .await;
+    console.handle(handled).await;
     console
         .ok(json!({ "type": "presence.set", "status": "not_ready", "reason": "report" }))
         .await;

@@ -138,6 +138,16 @@ impl Console {
         frames
     }
 
+    /// Waits for the offer of `interaction`, accepts it and ends it (the agent is in wrap-up).
+    pub async fn handle(&mut self, interaction: i64) {
+        self.expect_where("offer", |f| f["interaction"] == interaction)
+            .await;
+        self.ok(json!({ "type": "offer.accept", "interaction": interaction }))
+            .await;
+        self.ok(json!({ "type": "interaction.end", "interaction": interaction }))
+            .await;
+    }
+
     pub async fn ready(&mut self) -> Vec<Value> {
         self.ok(json!({ "type": "presence.set", "status": "ready", "mode": "inbound" }))
             .await
