@@ -51,19 +51,7 @@ async fn report_figures_on_metrics(db: Db) {
             json!({ "name": "Metered", "sla_seconds": 60, "wrapup_seconds": 0 }),
         )
         .await;
-    let agent = s
-        .create(
-            "/api/v1/users",
-            &admin,
-            json!({ "username": "metered", "display_name": "Metered", "password": "metered-password" }),
-        )
-        .await;
-    s.create(
-        "/api/v1/queue-members",
-        &admin,
-        json!({ "queue_id": queue, "user_id": agent }),
-    )
-    .await;
+    let (agent, token) = s.demo_agent(&admin, "metered", &[queue]).await;
     let before = scrape(&s).await;
     let labels = [("tenant", tenant), ("queue", queue)];
     assert_eq!(
@@ -72,7 +60,6 @@ async fn report_figures_on_metrics(db: Db) {
         "a queue without traffic shows zero: {before}"
     );
 
-    let token = s.login("demo", "metered", "metered-password").await;
     let mut console = Console::connect(&s, &token).await;
     console.ready().await;
     let email = json!({ "channel": "email", "queue_id": queue, "subject": "Hello" });

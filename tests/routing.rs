@@ -52,15 +52,7 @@ impl Desk {
 
     /// A new agent with these language skills serving these queues; returns its id and token.
     async fn agent(&self, username: &str, skills: &[(&str, i64)], queues: &[i64]) -> (i64, String) {
-        let password = format!("{username}-password");
-        let user = self
-            .s
-            .create(
-                "/api/v1/users",
-                &self.admin,
-                json!({ "username": username, "display_name": username, "password": password }),
-            )
-            .await;
+        let (user, token) = self.s.demo_agent(&self.admin, username, queues).await;
         for (skill, level) in skills {
             let skill = self.skill(skill).await;
             self.s
@@ -71,16 +63,7 @@ impl Desk {
                 )
                 .await;
         }
-        for queue in queues {
-            self.s
-                .create(
-                    "/api/v1/queue-members",
-                    &self.admin,
-                    json!({ "queue_id": queue, "user_id": user }),
-                )
-                .await;
-        }
-        (user, self.s.login("demo", username, &password).await)
+        (user, token)
     }
 
     async fn console(&self, token: &str) -> Console {

@@ -38,25 +38,7 @@ impl Floor {
 
     /// A new agent serving `queues`, its console connected and ready; returns its id.
     async fn agent(&self, username: &str, queues: &[i64]) -> (i64, Console) {
-        let password = format!("{username}-password");
-        let user = self
-            .s
-            .create(
-                "/api/v1/users",
-                &self.admin,
-                json!({ "username": username, "display_name": username, "password": password }),
-            )
-            .await;
-        for queue in queues {
-            self.s
-                .create(
-                    "/api/v1/queue-members",
-                    &self.admin,
-                    json!({ "queue_id": queue, "user_id": user }),
-                )
-                .await;
-        }
-        let token = self.s.login("demo", username, &password).await;
+        let (user, token) = self.s.demo_agent(&self.admin, username, queues).await;
         let mut console = Console::connect(&self.s, &token).await;
         console.ready().await;
         (user, console)

@@ -247,6 +247,28 @@ impl TestServer {
         self.login("demo", username, DEMO_PASSWORD).await
     }
 
+    /// A new agent of the demo tenant (password `<username>-password`) serving `queues`,
+    /// created with `admin`'s token; returns its id and its own token.
+    pub async fn demo_agent(&self, admin: &str, username: &str, queues: &[i64]) -> (i64, String) {
+        let password = format!("{username}-password");
+        let user = self
+            .create(
+                "/api/v1/users",
+                admin,
+                json!({ "username": username, "display_name": username, "password": password }),
+            )
+            .await;
+        for queue in queues {
+            self.create(
+                "/api/v1/queue-members",
+                admin,
+                json!({ "queue_id": queue, "user_id": user }),
+            )
+            .await;
+        }
+        (user, self.login("demo", username, &password).await)
+    }
+
     /// Creates a tenant with an admin `admin` / `admin-password` and returns its id and the
     /// admin's token.
     pub async fn new_tenant(&self, name: &str) -> (i64, String) {
