@@ -13,70 +13,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use vacd_loadtests::Api;
 
 const DEADLINE: Duration = Duration::from_secs(900);
 /// Chats being opened at once.
 const OPENING: usize = 200;
 const PASSWORD: &str = "chat-load-password";
 const FIRST: &str = "Hello, I have a question about my last order and its delivery date.";
-
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> Result<Value> {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("{path}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    async fn login(&self, user: &str, password: &str) -> Result<String> {
-        let body = json!({ "tenant": "demo", "username": user, "password": password });
-        let reply = self
-            .call(reqwest::Method::POST, "/api/v1/auth/login", "", Some(body))
-            .await?;
-        reply["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("login token")
-    }
-
-    async fn id_of(&self, path: &str, token: &str) -> Result<i64> {
-        let page = self.call(reqwest::Method::GET, path, token, None).await?;
-        page["items"][0]["id"]
-            .as_i64()
-            .with_context(|| format!("{path}: nothing"))
-    }
-
-    fn ws(&self, path: &str) -> String {
-        format!("{}{path}", self.base.replacen("http", "ws", 1))
-    }
-}
 
 fn rss_kib(pid: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -251,11 +200,7 @@ async fn wait_for(counter: &AtomicUsize, target: usize, what: &str, limit: Durat
 }
 
 fn percentile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index] as f64 / 1000.0
+    vacd_loadtests::percentile(sorted, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
 async fn run() -> Result<()> {
@@ -272,10 +217,7 @@ async fn run() -> Result<()> {
         |i: usize, default: usize| args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default);
     let (visitors, agents, rate, seconds) =
         (arg(3, 10_000), arg(4, 1_000), arg(5, 5_000), arg(6, 20));
-    let api = Arc::new(Api {
-        base,
-        http: reqwest::Client::new(),
-    });
+    let api = Arc::new(Api::new(&base));
     let admin = api.login("ada", "demo-password").await?;
     let names = create_agents(&api, &admin, agents).await?;
 

@@ -50,10 +50,7 @@ async fn get(http: &reqwest::Client, url: String, token: &str) -> Result<Value> 
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    vacd_loadtests::percentile(sorted, p).unwrap_or_default()
 }
 
 fn waiting(maildir: &Path) -> usize {

@@ -15,54 +15,12 @@ use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
+use vacd_loadtests::Api;
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
-struct Run {
-    base: String,
-    http: reqwest::Client,
-    admin: String,
-}
-
-impl Run {
-    async fn post(&self, path: &str, token: &str, body: Value) -> Result<Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await?;
-        let status = response.status();
-        let body: Value = response.json().await?;
-        if !status.is_success() {
-            bail!("POST {path}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    async fn login(&self, user: &str, password: &str) -> Result<String> {
-        let body = json!({ "tenant": "demo", "username": user, "password": password });
-        let response: Value = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&body)
-            .send()
-            .await?
-            .json()
-            .await?;
-        response["token"]
-            .as_str()
-            .map(str::to_owned)
-            .context("login token")
-    }
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    vacd_loadtests::percentile(sorted, p).unwrap_or_default()
 }
 
 #[tokio::main]
@@ -78,16 +36,11 @@ async fn main() -> Result<()> {
     if !base.starts_with("http://127.0.0.1") && !base.starts_with("http://localhost") {
         bail!("load is only sent to loopback");
     }
-    let http = reqwest::Client::new();
-    let mut run = Run {
-        base: base.clone(),
-        http,
-        admin: String::new(),
-    };
-    run.admin = run.login("ada", "demo-password").await?;
+    let api = Api::new(&base);
+    let admin = api.login("ada", "demo-password").await?;
     let tag = format!("{}", std::process::id());
-    let queue = run
-        .post("/api/v1/queues", &run.admin, json!({ "name": format!("load-{tag}"), "wrapup_seconds": 0, "offer_timeout_seconds": 600 }))
+    let queue = api
+        .post("/api/v1/queues", &admin, json!({ "name": format!("load-{tag}"), "wrapup_seconds": 0, "offer_timeout_seconds": 600 }))
         .await?["id"]
         .as_i64()
         .context("queue id")?;
@@ -100,19 +53,19 @@ async fn main() -> Result<()> {
     for n in 0..agents {
         let username = format!("load-{tag}-{n}");
         let password = "load-password";
-        let user = run
-            .post("/api/v1/users", &run.admin, json!({ "username": username, "display_name": username, "password": password, "capacity_tickets": 5 }))
+        let user = api
+            .post("/api/v1/users", &admin, json!({ "username": username, "display_name": username, "password": password, "capacity_tickets": 5 }))
             .await?["id"]
             .as_i64()
             .context("user id")?;
-        run.post(
+        api.post(
             "/api/v1/queue-members",
-            &run.admin,
+            &admin,
             json!({ "queue_id": queue, "user_id": user }),
         )
         .await?;
-        let token = run.login(&username, password).await?;
-        let url = format!("{}/ws/agent?token={token}", base.replacen("http", "ws", 1));
+        let token = api.login(&username, password).await?;
+        let url = api.ws(&format!("/ws/agent?token={token}"));
         let (ws, _) = tokio_tungstenite::connect_async(url).await?;
         let (mut tx, mut rx) = ws.split();
         tx.send(Message::Text(
@@ -164,11 +117,12 @@ async fn main() -> Result<()> {
     let create_latency: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
-    let run = Arc::new(run);
+    let (api, admin) = (Arc::new(api), Arc::new(admin));
     let mut workers = Vec::new();
     for _ in 0..clients {
-        let (run, sent, create_latency, next) = (
-            run.clone(),
+        let (api, admin, sent, create_latency, next) = (
+            api.clone(),
+            admin.clone(),
             sent.clone(),
             create_latency.clone(),
             next.clone(),
@@ -183,7 +137,7 @@ async fn main() -> Result<()> {
                 let at = Instant::now();
                 sent.lock().expect("sent map").insert(subject.clone(), at);
                 let body = json!({ "channel": "email", "queue_id": queue, "subject": subject });
-                if let Err(e) = run.post("/api/v1/interactions", &run.admin, body).await {
+                if let Err(e) = api.post("/api/v1/interactions", &admin, body).await {
                     eprintln!("create failed: {e}");
                     return;
                 }

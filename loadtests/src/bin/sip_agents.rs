@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
+use vacd_loadtests::{items, Api};
 use vacd_sip::digest::answer_challenge;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, parse_datagram, Limits};
 use vacd_sip::rsip::headers::UntypedHeader;
@@ -79,82 +80,19 @@ impl Floor {
     }
 }
 
-/// The admin API over HTTP.
-struct Api {
-    base: String,
-    http: reqwest::Client,
-    admin: String,
-}
-
-impl Api {
-    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value> {
-        let response = request
-            .timeout(WAIT)
-            .send()
-            .await
-            .with_context(|| format!("{what}: request"))?;
-        let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .with_context(|| format!("{what}: JSON body"))?;
-        if !status.is_success() {
-            bail!("{what}: {status} {body}");
-        }
-        Ok(body)
-    }
-
-    async fn get(&self, path: &str) -> Result<Value> {
-        let request = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin);
-        self.send(request, &format!("GET {path}")).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Result<Value> {
-        let request = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin)
-            .json(&body);
-        self.send(request, &format!("POST {path}")).await
-    }
-
-    async fn patch(&self, path: &str, body: Value) -> Result<Value> {
-        let request = self
-            .http
-            .patch(format!("{}{path}", self.base))
-            .bearer_auth(&self.admin)
-            .json(&body);
-        self.send(request, &format!("PATCH {path}")).await
-    }
-
-    async fn login(&self, user: &str, password: &str) -> Result<String> {
-        let body = json!({ "tenant": "demo", "username": user, "password": password });
-        let request = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&body);
-        let response = self.send(request, &format!("login {user}")).await?;
-        response["token"]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("login {user}: no token in {response}"))
-    }
-}
-
-/// The items of a list response.
-fn items(page: &Value) -> &[Value] {
-    page["items"].as_array().map_or(&[], Vec::as_slice)
-}
-
 /// Creates agent `n` for `queue` with `skills` (skill id, level); returns its login token.
-async fn provision(api: &Api, n: usize, queue: i64, skills: &[(i64, i64)]) -> Result<String> {
+async fn provision(
+    api: &Api,
+    admin: &str,
+    n: usize,
+    queue: i64,
+    skills: &[(i64, i64)],
+) -> Result<String> {
     let username = format!("sipload-{n}");
     let user = api
         .post(
             "/api/v1/users",
+            admin,
             json!({ "username": username, "display_name": format!("Load agent {n}"),
                     "password": PASSWORD, "role": "agent",
                     "sip_username": username, "sip_password": SIP_PASSWORD }),
@@ -165,12 +103,14 @@ async fn provision(api: &Api, n: usize, queue: i64, skills: &[(i64, i64)]) -> Re
     for (skill, level) in skills {
         api.post(
             "/api/v1/agent-skills",
+            admin,
             json!({ "user_id": user, "skill_id": skill, "level": level }),
         )
         .await?;
     }
     api.post(
         "/api/v1/queue-members",
+        admin,
         json!({ "queue_id": queue, "user_id": user }),
     )
     .await?;
@@ -345,10 +285,7 @@ async fn work(n: usize, ws: Ws, floor: Arc<Floor>) {
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+    vacd_loadtests::percentile(sorted, p).unwrap_or_default()
 }
 
 fn report(floor: &Floor) -> String {
@@ -411,13 +348,9 @@ async fn main() -> Result<()> {
     }
     let started = std::time::Instant::now();
 
-    let mut api = Api {
-        base: base.clone(),
-        http: reqwest::Client::new(),
-        admin: String::new(),
-    };
-    api.admin = api.login("ada", "demo-password").await?;
-    let queues = api.get("/api/v1/queues?limit=100").await?;
+    let api = Api::new(&base);
+    let admin = api.login("ada", "demo-password").await?;
+    let queues = api.get("/api/v1/queues?limit=100", &admin).await?;
     let queue = items(&queues)
         .iter()
         .find(|q| q["name"] == QUEUE)
@@ -425,11 +358,15 @@ async fn main() -> Result<()> {
         .with_context(|| format!("queue {QUEUE} in {queues}"))?;
     api.patch(
         &format!("/api/v1/queues/{queue}"),
+        &admin,
         json!({ "wrapup_seconds": 0 }),
     )
     .await?;
     let required = api
-        .get(&format!("/api/v1/queue-skills?queue_id={queue}&limit=100"))
+        .get(
+            &format!("/api/v1/queue-skills?queue_id={queue}&limit=100"),
+            &admin,
+        )
         .await?;
     let skills: Vec<(i64, i64)> = items(&required)
         .iter()
@@ -449,14 +386,14 @@ async fn main() -> Result<()> {
         presence: Mutex::new(vec!["offline".to_owned(); agents]),
         changed: tokio::sync::Notify::new(),
     });
-    let api = &api;
+    let (api, admin) = (&api, admin.as_str());
     let skills = &skills;
     let consoles: Vec<(usize, Ws)> = stream::iter(0..agents)
         .map(|n| {
             let contact = contacts[n % contacts.len()];
             let base = base.clone();
             async move {
-                let token = provision(api, n, queue, skills)
+                let token = provision(api, admin, n, queue, skills)
                     .await
                     .with_context(|| format!("agent {n}"))?;
                 register(server, &format!("sipload-{n}"), contact).await?;

@@ -36,6 +36,7 @@ use futures_util::{stream, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
+use vacd_loadtests::{items, Api};
 use vacd_sip::digest::answer_challenge;
 use vacd_sip::message::Limits;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, parse_datagram, response_to};
@@ -115,60 +116,6 @@ impl Shared {
 /// Microseconds since the run's epoch.
 fn micros(epoch: Instant) -> u64 {
     epoch.elapsed().as_micros() as u64
-}
-
-/// The admin API over HTTP.
-struct Api {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Api {
-    async fn send(&self, request: reqwest::RequestBuilder, what: &str) -> Result<Value> {
-        let response = request
-            .timeout(WAIT)
-            .send()
-            .await
-            .with_context(|| format!("{what}: request"))?;
-        let status = response.status();
-        let text = response.text().await.context("body")?;
-        if !status.is_success() {
-            bail!("{what}: {status} {text}");
-        }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Value,
-    ) -> Result<Value> {
-        let request = self
-            .http
-            .request(method.clone(), format!("{}{path}", self.base))
-            .bearer_auth(token)
-            .json(&body);
-        self.send(request, &format!("{method} {path}")).await
-    }
-
-    async fn login(&self, user: &str, password: &str) -> Result<String> {
-        let body = json!({ "tenant": "demo", "username": user, "password": password });
-        let request = self
-            .http
-            .post(format!("{}/api/v1/auth/login", self.base))
-            .json(&body);
-        let response = self.send(request, &format!("login {user}")).await?;
-        response["token"]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("login {user}: no token"))
-    }
-}
-
-fn items(page: &Value) -> &[Value] {
-    page["items"].as_array().map_or(&[], Vec::as_slice)
 }
 
 /// A loopback UDP socket with a 1 MiB receive buffer.
@@ -475,10 +422,7 @@ fn clock_ticks_per_second() -> f64 {
 }
 
 fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64 / 1000.0
+    vacd_loadtests::percentile(sorted, p).map_or(f64::NAN, |us| us as f64 / 1000.0)
 }
 
 /// Holds for `hold` with counting on, then prints the figures of the hold named `name`.
@@ -559,9 +503,9 @@ async fn provision(
             reqwest::Method::POST,
             "/api/v1/users",
             admin,
-            json!({
+            Some(json!({
             "username": username, "display_name": username, "password": PASSWORD, "role": role,
-            "sip_username": username, "sip_password": SIP_PASSWORD }),
+            "sip_username": username, "sip_password": SIP_PASSWORD })),
         )
         .await?["id"]
         .as_i64()
@@ -572,7 +516,7 @@ async fn provision(
                 reqwest::Method::POST,
                 "/api/v1/agent-skills",
                 admin,
-                json!({ "user_id": user, "skill_id": skill, "level": 10 }),
+                Some(json!({ "user_id": user, "skill_id": skill, "level": 10 })),
             )
             .await?;
         }
@@ -580,7 +524,7 @@ async fn provision(
             reqwest::Method::POST,
             "/api/v1/queue-members",
             admin,
-            json!({ "queue_id": queue, "user_id": user }),
+            Some(json!({ "queue_id": queue, "user_id": user })),
         )
         .await?;
     }
@@ -606,17 +550,14 @@ async fn main() -> Result<()> {
         bail!("SIP_ADDR must be loopback, CALLS 1…1000, RATE positive");
     }
     let epoch = Instant::now();
-    let api = Api {
-        base: base.clone(),
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new(&base);
     let admin = api.login("ada", "demo-password").await?;
     let queues = api
         .call(
             reqwest::Method::GET,
             "/api/v1/queues?limit=100",
             &admin,
-            Value::Null,
+            None,
         )
         .await?;
     let queue = items(&queues)
@@ -628,7 +569,7 @@ async fn main() -> Result<()> {
         reqwest::Method::PATCH,
         &format!("/api/v1/queues/{queue}"),
         &admin,
-        json!({ "wrapup_seconds": 0 }),
+        Some(json!({ "wrapup_seconds": 0 })),
     )
     .await?;
     let required = api
@@ -636,7 +577,7 @@ async fn main() -> Result<()> {
             reqwest::Method::GET,
             &format!("/api/v1/queue-skills?queue_id={queue}&limit=100"),
             &admin,
-            Value::Null,
+            None,
         )
         .await?;
     let skills: Vec<i64> = items(&required)
@@ -844,7 +785,7 @@ From: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: 2 BYE\r\nContent-Length:
             reqwest::Method::PUT,
             &format!("/api/v1/calls/{interaction}/monitor"),
             &supervisor_tokens[i].1,
-            json!({ "mode": "silent" }),
+            Some(json!({ "mode": "silent" })),
         )
         .await
         .with_context(|| format!("monitor call {i}"))?;
