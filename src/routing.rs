@@ -213,7 +213,7 @@ impl CallTap {
             return;
         }
         for output in outputs {
-            let Some(interaction) = interaction_of(output) else {
+            let Some(interaction) = output.interaction() else {
                 continue;
             };
             if let Some(call) = self.calls.get(&interaction.0).map(|c| *c) {
@@ -226,25 +226,6 @@ impl CallTap {
                 }
             }
         }
-    }
-}
-
-/// The interaction an output is about (presence changes are about no interaction).
-pub(crate) fn interaction_of(output: &Output) -> Option<InteractionId> {
-    match output {
-        Output::Queued { interaction, .. }
-        | Output::Offered { interaction, .. }
-        | Output::OfferRevoked { interaction, .. }
-        | Output::Connected { interaction, .. }
-        | Output::Ended { interaction, .. }
-        | Output::WrapUpEnded { interaction, .. }
-        | Output::Done { interaction }
-        | Output::Abandoned { interaction, .. }
-        | Output::Transferred { interaction, .. }
-        | Output::Moved { interaction, .. }
-        | Output::Escalated { interaction, .. }
-        | Output::SlaBreached { interaction, .. } => Some(*interaction),
-        Output::PresenceChanged { .. } => None,
     }
 }
 

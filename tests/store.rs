@@ -168,7 +168,7 @@ async fn event_log_appends_and_filters(db: Db) {
                 interaction_id: Some(interaction),
                 agent_id: None,
                 queue_id: Some(3),
-                payload: json!({ "note": kind }),
+                payload: json!({ "note": kind }).to_string(),
             })
             .await
             .expect("append");

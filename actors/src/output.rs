@@ -174,9 +174,182 @@ pub enum Output {
     },
 }
 
+impl Output {
+    /// Its `type` in JSON, e.g. `offer_revoked`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Output::Queued { .. } => "queued",
+            Output::Offered { .. } => "offered",
+            Output::OfferRevoked { .. } => "offer_revoked",
+            Output::Connected { .. } => "connected",
+            Output::Ended { .. } => "ended",
+            Output::WrapUpEnded { .. } => "wrap_up_ended",
+            Output::Done { .. } => "done",
+            Output::Abandoned { .. } => "abandoned",
+            Output::Transferred { .. } => "transferred",
+            Output::Moved { .. } => "moved",
+            Output::Escalated { .. } => "escalated",
+            Output::SlaBreached { .. } => "sla_breached",
+            Output::PresenceChanged { .. } => "presence_changed",
+        }
+    }
+
+    /// The interaction it is about (presence changes are about none).
+    pub fn interaction(&self) -> Option<InteractionId> {
+        match self {
+            Output::Queued { interaction, .. }
+            | Output::Offered { interaction, .. }
+            | Output::OfferRevoked { interaction, .. }
+            | Output::Connected { interaction, .. }
+            | Output::Ended { interaction, .. }
+            | Output::WrapUpEnded { interaction, .. }
+            | Output::Done { interaction }
+            | Output::Abandoned { interaction, .. }
+            | Output::Transferred { interaction, .. }
+            | Output::Moved { interaction, .. }
+            | Output::Escalated { interaction, .. }
+            | Output::SlaBreached { interaction, .. } => Some(*interaction),
+            Output::PresenceChanged { .. } => None,
+        }
+    }
+
+    /// The agent it is about: the one offered, connected, ending or changing presence, or the
+    /// one who transferred.
+    pub fn agent(&self) -> Option<AgentId> {
+        match self {
+            Output::Offered { agent, .. }
+            | Output::OfferRevoked { agent, .. }
+            | Output::Connected { agent, .. }
+            | Output::Ended { agent, .. }
+            | Output::WrapUpEnded { agent, .. }
+            | Output::PresenceChanged { agent, .. }
+            | Output::Transferred { from: agent, .. } => Some(*agent),
+            Output::Queued { .. }
+            | Output::Done { .. }
+            | Output::Abandoned { .. }
+            | Output::Moved { .. }
+            | Output::Escalated { .. }
+            | Output::SlaBreached { .. } => None,
+        }
+    }
+
+    /// The queue it names (after a move, the queue the interaction waits in now).
+    pub fn queue(&self) -> Option<QueueId> {
+        match self {
+            Output::Queued { queue, .. }
+            | Output::Offered { queue, .. }
+            | Output::Connected { queue, .. }
+            | Output::Abandoned { queue, .. }
+            | Output::Moved { queue, .. }
+            | Output::Escalated { queue, .. }
+            | Output::SlaBreached { queue, .. } => Some(*queue),
+            Output::OfferRevoked { .. }
+            | Output::Ended { .. }
+            | Output::WrapUpEnded { .. }
+            | Output::Done { .. }
+            | Output::Transferred { .. }
+            | Output::PresenceChanged { .. } => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::*;
+
+    /// The accessors say what the JSON says: the event log's columns come from them, its
+    /// payload from the JSON.
+    #[test]
+    fn accessors_agree_with_the_json() {
+        use std::time::Duration;
+        let (i, a, q) = (InteractionId(4), AgentId(2), QueueId(3));
+        let d = Duration::from_secs(1);
+        let outputs = [
+            Output::Queued {
+                interaction: i,
+                queue: q,
+                channel: Channel::Chat,
+                order: 1,
+                priority: 0,
+            },
+            Output::Offered {
+                interaction: i,
+                agent: a,
+                queue: q,
+                channel: Channel::Call,
+                timeout: d,
+            },
+            Output::OfferRevoked {
+                interaction: i,
+                agent: a,
+                reason: RevokeReason::TimedOut,
+            },
+            Output::Connected {
+                interaction: i,
+                agent: a,
+                queue: q,
+                waited: d,
+            },
+            Output::Ended {
+                interaction: i,
+                agent: a,
+                wrap_up: d,
+            },
+            Output::WrapUpEnded {
+                interaction: i,
+                agent: a,
+            },
+            Output::Done { interaction: i },
+            Output::Abandoned {
+                interaction: i,
+                queue: q,
+                waited: d,
+            },
+            Output::Transferred {
+                interaction: i,
+                from: a,
+                to: TransferTarget::Queue { queue: QueueId(9) },
+                wrap_up: d,
+            },
+            Output::Moved {
+                interaction: i,
+                from_queue: QueueId(8),
+                queue: q,
+                to: TransferTarget::Agent { agent: AgentId(7) },
+                order: 1,
+            },
+            Output::Escalated {
+                interaction: i,
+                queue: q,
+                step: 0,
+                action: EscalationAction::DropSkills,
+            },
+            Output::SlaBreached {
+                interaction: i,
+                queue: q,
+                waited: d,
+                target: d,
+            },
+            Output::PresenceChanged {
+                agent: a,
+                from: Presence::Offline,
+                to: Presence::Offline,
+            },
+        ];
+        for output in outputs {
+            let json = serde_json::to_value(&output).expect("outputs serialize");
+            let number = |key: &str| json.get(key).and_then(serde_json::Value::as_u64);
+            assert_eq!(json["type"], output.kind(), "{output:?}");
+            assert_eq!(
+                number("interaction"),
+                output.interaction().map(|i| i.0),
+                "{output:?}"
+            );
+            let agent = number("agent").or_else(|| number("from"));
+            assert_eq!(agent, output.agent().map(|a| a.0), "{output:?}");
+            assert_eq!(number("queue"), output.queue().map(|q| q.0), "{output:?}");
+        }
+    }
 
     #[test]
     fn inputs_and_outputs_round_trip_as_tagged_snake_case_json() {

@@ -95,7 +95,7 @@ impl ChatTap {
             return;
         }
         for output in outputs {
-            let Some(interaction) = crate::routing::interaction_of(output) else {
+            let Some(interaction) = output.interaction() else {
                 continue;
             };
             if let Some(entry) = self.chats.get(&interaction.0) {

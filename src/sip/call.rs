@@ -278,7 +278,7 @@ impl CallActor {
                     interaction_id: Some(self.interaction.0 as i64),
                     agent_id: self.talked.map(|c| c.agent.0 as i64),
                     queue_id: None,
-                    payload: serde_json::json!({ "to": number }),
+                    payload: serde_json::json!({ "to": number }).to_string(),
                 };
                 if let Err(err) = self.store.append_event(&event).await {
                     tracing::error!(call = self.key, %err, "call.transferred not logged");

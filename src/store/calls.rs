@@ -215,7 +215,8 @@ pub(super) async fn start_in(
             "trunk": call.trunk,
             "caller": call.caller,
             "dialled": call.dialled,
-        }),
+        })
+        .to_string(),
     };
     append_in(tx, &event).await?;
     Ok(StartedCall {
@@ -262,7 +263,8 @@ pub(super) async fn end_in(
             "hangup_by": end.hangup_by.as_str(),
             "duration_ms": now - started,
             "talk_ms": end.connected_at.map(|at| now - at),
-        }),
+        })
+        .to_string(),
     };
     append_in(tx, &event).await?;
     Ok(())

@@ -333,7 +333,8 @@ impl Store {
             interaction_id: Some(interaction),
             agent_id: None,
             queue_id: queue,
-            payload: json!({ "chat": chat.id, "language": language, "topic": chat.topic }),
+            payload: json!({ "chat": chat.id, "language": language, "topic": chat.topic })
+                .to_string(),
         };
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
@@ -453,7 +454,7 @@ impl Store {
                 interaction_id: chat.interaction,
                 agent_id: None,
                 queue_id: None,
-                payload: json!({ "chat": chat.id, "reason": reason }),
+                payload: json!({ "chat": chat.id, "reason": reason }).to_string(),
             };
             append_in(&mut tx, &event).await?;
         }

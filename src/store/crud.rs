@@ -263,7 +263,7 @@ pub(super) fn audit(
         interaction_id: None,
         agent_id: actor,
         queue_id: None,
-        payload: serde_json::json!({ "table": resource.table, "id": id }),
+        payload: serde_json::json!({ "table": resource.table, "id": id }).to_string(),
     }
 }
 

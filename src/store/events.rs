@@ -4,7 +4,7 @@
 
 use sqlx::Any;
 
-use super::{now_ms, sized_chunks, AnyQuery, Backend, Result, Store};
+use super::{now_ms, sized_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -15,7 +15,8 @@ pub struct NewEvent {
     pub interaction_id: Option<i64>,
     pub agent_id: Option<i64>,
     pub queue_id: Option<i64>,
-    pub payload: serde_json::Value,
+    /// JSON text.
+    pub payload: String,
 }
 
 /// Appends inside a caller's transaction, so the event commits with the change it records.
@@ -39,19 +40,21 @@ pub(super) async fn append_many(
     events: &[(NewEvent, i64)],
 ) -> Result<()> {
     for chunk in sized_chunks(events) {
-        let sql = insert_sql(backend, chunk.len());
+        let sql = INSERT_MANY.get(backend, chunk.len());
         bind(sqlx::query(&sql), chunk).execute(&mut **tx).await?;
     }
     Ok(())
 }
 
+static INSERT_MANY: ChunkSql = ChunkSql::new(insert_sql);
+
 /// The insert of `rows` events; [`bind`] binds their values.
-pub(super) fn insert_sql(backend: Backend, rows: usize) -> String {
+fn insert_sql(backend: Backend, rows: usize) -> String {
     let tuples = backend.values(rows, 7);
     format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {tuples}")
 }
 
-pub(super) fn bind<'q>(mut query: AnyQuery<'q>, events: &[(NewEvent, i64)]) -> AnyQuery<'q> {
+pub(super) fn bind<'q>(mut query: AnyQuery<'q>, events: &'q [(NewEvent, i64)]) -> AnyQuery<'q> {
     for (event, at) in events {
         query = query
             .bind(event.tenant)
@@ -60,7 +63,7 @@ pub(super) fn bind<'q>(mut query: AnyQuery<'q>, events: &[(NewEvent, i64)]) -> A
             .bind(event.interaction_id)
             .bind(event.agent_id)
             .bind(event.queue_id)
-            .bind(event.payload.to_string());
+            .bind(event.payload.as_str());
     }
     query
 }

@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Row};
 
 use super::committer::Batch;
-use super::{begin_on, now_ms, sized_chunks, Backend, Error, Result};
+use super::{begin_on, now_ms, sized_chunks, Backend, ChunkSql, Error, Result};
 
 /// The columns a message row is written with, in the order they are bound.
 const COLUMNS: &str =
@@ -124,6 +124,18 @@ async fn store(writer: &AnyPool, backend: Backend, rows: &[&Message]) -> Result<
     Ok(stored)
 }
 
+static INSERT: ChunkSql = ChunkSql::new(insert_sql);
+
+/// The insert of `rows` messages that skips resends.
+fn insert_sql(backend: Backend, rows: usize) -> String {
+    let tuples = backend.values(rows, COLUMNS.split(',').count());
+    format!(
+        "INSERT INTO messages ({COLUMNS}) VALUES {tuples} \
+         ON CONFLICT (interaction_id, author, client_id) DO NOTHING \
+         RETURNING id, interaction_id, author, client_id"
+    )
+}
+
 /// Inserts `rows` with one statement, skipping resends; returns the rows inserted.
 async fn insert(
     tx: &mut sqlx::Transaction<'static, Any>,
@@ -131,12 +143,7 @@ async fn insert(
     rows: &[&Message],
     now: i64,
 ) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
-    let tuples = backend.values(rows.len(), COLUMNS.split(',').count());
-    let sql = format!(
-        "INSERT INTO messages ({COLUMNS}) VALUES {tuples} \
-         ON CONFLICT (interaction_id, author, client_id) DO NOTHING \
-         RETURNING id, interaction_id, author, client_id"
-    );
+    let sql = INSERT.get(backend, rows.len());
     let mut statement = sqlx::query(&sql);
     for row in rows {
         statement = statement

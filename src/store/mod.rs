@@ -31,8 +31,9 @@ mod sip;
 mod tenants;
 mod tickets;
 
+use std::borrow::Cow;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
@@ -278,6 +279,31 @@ async fn begin_on(
 /// Chunk sizes of multi-row statements, largest first. Few distinct sizes mean few distinct
 /// statements, which the connections prepare once and then find in their statement cache.
 const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+/// A multi-row statement's SQL for each backend and chunk size, built the first time it is
+/// needed (formatting a statement of 64 rows cost more than binding its values).
+pub(super) struct ChunkSql {
+    build: fn(Backend, usize) -> String,
+    built: [[OnceLock<String>; CHUNK_SIZES.len()]; 2],
+}
+
+impl ChunkSql {
+    pub(super) const fn new(build: fn(Backend, usize) -> String) -> ChunkSql {
+        ChunkSql {
+            build,
+            built: [const { [const { OnceLock::new() }; CHUNK_SIZES.len()] }; 2],
+        }
+    }
+
+    /// The statement for `rows` rows (built afresh for a size that is no chunk size).
+    pub(super) fn get(&'static self, backend: Backend, rows: usize) -> Cow<'static, str> {
+        let Some(size) = CHUNK_SIZES.iter().position(|s| *s == rows) else {
+            return Cow::Owned((self.build)(backend, rows));
+        };
+        let slot = &self.built[backend as usize][size];
+        Cow::Borrowed(slot.get_or_init(|| (self.build)(backend, rows)))
+    }
+}
 
 /// `items` cut into chunks of the sizes in [`CHUNK_SIZES`], largest first.
 fn sized_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {

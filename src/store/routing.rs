@@ -20,7 +20,7 @@ use vacd_actors::{
 };
 
 use super::events::{self, NewEvent};
-use super::{now_ms, sized_chunks, AnyQuery, Backend, Result, Store};
+use super::{now_ms, sized_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// What outputs do to an interaction's `agent_id`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -133,13 +133,15 @@ async fn write_rows(
     rows: &[((i64, i64), RowValues)],
 ) -> Result<()> {
     for chunk in sized_chunks(rows) {
-        let sql = rows_sql(backend, chunk.len());
+        let sql = ROWS.get(backend, chunk.len());
         bind_rows(sqlx::query(&sql), chunk)
             .execute(&mut **tx)
             .await?;
     }
     Ok(())
 }
+
+static ROWS: ChunkSql = ChunkSql::new(rows_sql);
 
 /// One `UPDATE … FROM (VALUES …)` of `rows` interactions (both databases name the columns of a
 /// `VALUES` list `column1`, `column2`, …); [`bind_rows`] binds their values.
@@ -428,19 +430,13 @@ impl Store {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64);
             for output in &batch.outputs {
-                let payload = serde_json::to_value(output).unwrap_or(Json::Null);
-                let number = |key: &str| payload.get(key).and_then(Json::as_i64);
-                let kind = payload
-                    .get("type")
-                    .and_then(Json::as_str)
-                    .unwrap_or("unknown");
                 let event = NewEvent {
                     tenant: batch.tenant,
-                    kind: format!("routing.{kind}"),
-                    interaction_id: number("interaction"),
-                    agent_id: number("agent").or_else(|| number("from")),
-                    queue_id: number("queue"),
-                    payload: payload.clone(),
+                    kind: format!("routing.{}", output.kind()),
+                    interaction_id: output.interaction().map(|i| i.0 as i64),
+                    agent_id: output.agent().map(|a| a.0 as i64),
+                    queue_id: output.queue().map(|q| q.0 as i64),
+                    payload: serde_json::to_string(output).unwrap_or_else(|_| "null".into()),
                 };
                 if let Some(interaction) = event.interaction_id {
                     rows.entry((batch.tenant, interaction))

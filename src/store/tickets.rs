@@ -473,7 +473,8 @@ impl Store {
                 "message": message,
                 "message_id": new.message_id,
                 "attachments": new.attachments.len(),
-            }),
+            })
+            .to_string(),
         };
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
@@ -753,7 +754,9 @@ impl Store {
             interaction_id: Some(out.interaction),
             agent_id: out.agent,
             queue_id: None,
-            payload: json!({ "message": message, "to": out.recipients, "message_id": out.message_id }),
+            payload:
+                json!({ "message": message, "to": out.recipients, "message_id": out.message_id })
+                    .to_string(),
         };
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
@@ -782,7 +785,7 @@ impl Store {
             interaction_id: Some(id),
             agent_id: agent,
             queue_id: None,
-            payload: json!({ "message": message }),
+            payload: json!({ "message": message }).to_string(),
         };
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
@@ -838,7 +841,7 @@ impl Store {
             interaction_id: Some(id),
             agent_id: agent,
             queue_id: None,
-            payload: json!({ "from_state": state }),
+            payload: json!({ "from_state": state }).to_string(),
         };
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
@@ -872,7 +875,7 @@ impl Store {
             interaction_id: Some(id),
             agent_id: agent,
             queue_id: None,
-            payload: json!({ "at": at }),
+            payload: json!({ "at": at }).to_string(),
         };
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
@@ -899,7 +902,7 @@ impl Store {
                 interaction_id: Some(id),
                 agent_id: None,
                 queue_id: None,
-                payload: json!({ "by": "customer" }),
+                payload: json!({ "by": "customer" }).to_string(),
             };
             append_in(&mut tx, &event).await?;
         }
