@@ -32,10 +32,6 @@ use crate::store::{ChatWidget, NewWritten};
 /// Largest frame a visitor may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
-/// The socket's read buffer. Chat frames are small and thousands of sockets stay idle, so the
-/// buffers are a few KiB rather than tungstenite's 128 KiB.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
-
 /// How long a new connection may take to say which chat it wants.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -213,7 +209,7 @@ pub async fn chat_socket(
         upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
     Ok(upgrade
         .max_message_size(MAX_FRAME_BYTES)
-        .read_buffer_size(READ_BUFFER_BYTES)
+        .read_buffer_size(super::WS_READ_BUFFER_BYTES)
         // Every frame is written out at once: nothing is gathered per idle socket.
         .write_buffer_size(0)
         .on_upgrade(move |socket| serve(socket, state, peer)))

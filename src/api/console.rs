@@ -10,7 +10,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
@@ -25,6 +25,10 @@ use crate::store::Principal;
 
 /// How long one frame may take to go out before the console counts as gone.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Most commands answered in one write; a console sending more at once waits for its next turn
+/// beside the events and chat frames.
+const MAX_ANSWERED_TOGETHER: usize = 32;
 
 /// Largest command frame a console may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
@@ -64,8 +68,9 @@ pub(super) async fn authenticate(
             return Err(Error::Forbidden("the operator token is no user".into()))
         }
     };
-    let upgrade =
-        upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
+    let upgrade = upgrade
+        .map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?
+        .read_buffer_size(super::WS_READ_BUFFER_BYTES);
     Ok((who, upgrade))
 }
 
@@ -86,6 +91,14 @@ pub async fn agent_socket(
 
 fn frame(event: &Json) -> Message {
     Message::Text(event.to_string().into())
+}
+
+/// An event as a frame, serialized straight to text.
+fn event_frame(event: &ConsoleEvent) -> Message {
+    match serde_json::to_string(event) {
+        Ok(text) => Message::Text(text.into()),
+        Err(e) => error_frame(None, "internal", &e.to_string()),
+    }
 }
 
 fn error_frame(id: Option<String>, code: &str, message: &str) -> Message {
@@ -114,42 +127,29 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
     let mut chat_frames = true;
     tracing::info!(tenant = who.tenant_id, %agent, "console connected");
     metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);
-    loop {
+    'serve: loop {
         tokio::select! {
-            received = stream.next() => match received {
-                Some(Ok(Message::Text(text))) => {
-                    let reply = if let Some(request) = call_request(text.as_str()) {
-                        request.carry_out(&state, who).await
-                    } else if let Some(frame) = chat_command(text.as_str()) {
-                        chat(&state, who, &frame).await
-                    } else {
-                        command(&session, text.as_str()).await
-                    };
-                    // Events that reached the session before the command was carried out go out
-                    // before its reply, so a reply is a barrier a console can rely on.
-                    let mut delivered = true;
-                    while let Ok(event) = incoming.try_recv() {
-                        delivered &= feed_event(&mut sink, &state, who, &event).await;
+            received = stream.next() => {
+                // Commands that arrived together (a console may send several in one write) are
+                // answered together, in one write.
+                let (mut received, mut answered) = (received, 0);
+                loop {
+                    if !answer(&mut sink, &state, who, &session, &mut incoming, received).await {
+                        break 'serve;
                     }
-                    if !delivered || !feed(&mut sink, reply).await || !flush(&mut sink, who).await {
-                        break;
+                    answered += 1;
+                    let next = (answered < MAX_ANSWERED_TOGETHER)
+                        .then(|| stream.next().now_or_never())
+                        .flatten();
+                    match next {
+                        Some(next) => received = next,
+                        None => break,
                     }
                 }
-                Some(Ok(Message::Binary(_))) => {
-                    let reply = error_frame(None, "unsupported_frame", "commands are JSON text frames");
-                    if sink.send(reply).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::info!(tenant = who.tenant_id, %agent, error = %e, "console connection failed");
-                    let close = CloseFrame { code: 1009, reason: "frame too large or broken".into() };
-                    let _ = sink.send(Message::Close(Some(close))).await;
+                if !flush(&mut sink, who).await {
                     break;
                 }
-            },
+            }
             frame = chats.frames.recv(), if chat_frames => {
                 // `None`: a newer console of the agent took the chat frames over; routing's
                 // `session.replaced` closes this one.
@@ -187,6 +187,51 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
+/// Carries out what the console sent and queues the reply (without flushing); false when the
+/// console is gone or closed the connection.
+async fn answer(
+    sink: &mut Sink,
+    state: &AppState,
+    who: Principal,
+    session: &AgentSession,
+    incoming: &mut mpsc::UnboundedReceiver<ConsoleEvent>,
+    received: Option<std::result::Result<Message, axum::Error>>,
+) -> bool {
+    match received {
+        Some(Ok(Message::Text(text))) => {
+            let reply = if let Some(request) = call_request(text.as_str()) {
+                request.carry_out(state, who).await
+            } else if let Some(frame) = chat_command(text.as_str()) {
+                chat(state, who, &frame).await
+            } else {
+                command(session, text.as_str()).await
+            };
+            // Events that reached the session before the command was carried out go out
+            // before its reply, so a reply is a barrier a console can rely on.
+            let mut delivered = true;
+            while let Ok(event) = incoming.try_recv() {
+                delivered &= feed_event(sink, state, who, &event).await;
+            }
+            delivered && feed(sink, reply).await
+        }
+        Some(Ok(Message::Binary(_))) => {
+            let reply = error_frame(None, "unsupported_frame", "commands are JSON text frames");
+            feed(sink, reply).await
+        }
+        Some(Ok(Message::Close(_))) | None => false,
+        Some(Ok(_)) => true,
+        Some(Err(e)) => {
+            tracing::info!(tenant = who.tenant_id, agent = who.user_id, error = %e, "console connection failed");
+            let close = CloseFrame {
+                code: 1009,
+                reason: "frame too large or broken".into(),
+            };
+            let _ = sink.send(Message::Close(Some(close))).await;
+            false
+        }
+    }
+}
+
 /// Queues a frame for the socket (written out by [`flush`], or when the buffer is full); false
 /// when the socket is gone or does not take it in time.
 async fn feed(sink: &mut Sink, message: Message) -> bool {
@@ -220,10 +265,10 @@ async fn feed_event(
     who: Principal,
     event: &ConsoleEvent,
 ) -> bool {
-    let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
     let ConsoleEvent::Offer { interaction, .. } = event else {
-        return feed(sink, frame(&json)).await;
+        return feed(sink, event_frame(event)).await;
     };
+    let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
     // An offer gets the interaction's details, read once for it and its screen pop.
     let interaction = interaction.0 as i64;
     let details = state
@@ -287,7 +332,7 @@ async fn chat(state: &AppState, who: Principal, frame: &Json) -> Message {
 }
 
 fn frame_ack(id: &str) -> Message {
-    frame(&json!({ "type": "ack", "id": id }))
+    event_frame(&ConsoleEvent::Ack { id: id.to_owned() })
 }
 
 /// A console command about calls that the SIP endpoint carries out (routing knows only
