@@ -101,8 +101,13 @@ impl TenantState {
             }
             self.host.record(self.tenant, SystemTime::now(), outputs);
         }
+        // A timer already armed stays unless the engine needs an earlier one: firing early
+        // costs one timeout that finds nothing due (and arms the next), while re-arming at
+        // every change cost a task spawned and aborted per command, the earliest offer
+        // deadline moving with nearly every accept.
         let next = self.engine.poll_timeout();
-        if next == self.timer.as_ref().map(|(at, _)| *at) {
+        let armed = self.timer.as_ref().map(|(at, _)| *at);
+        if next.is_none() || armed.is_some_and(|armed| Some(armed) <= next) {
             return;
         }
         if let Some((_, handle)) = self.timer.take() {
