@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 /// The longest a request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,6 +69,28 @@ impl Api {
             .await
     }
 
+    /// `POST path` as `token`, for load: the answer's body is read but not parsed.
+    pub async fn post_only(&self, path: &str, token: &str, body: &Value) -> Result<()> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .timeout(REQUEST_TIMEOUT)
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}: request"))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .with_context(|| format!("POST {path}: body"))?;
+        if !status.is_success() {
+            bail!("POST {path}: {status} {}", String::from_utf8_lossy(&body));
+        }
+        Ok(())
+    }
+
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Result<Value> {
         self.call(reqwest::Method::PATCH, path, token, Some(body))
             .await
@@ -95,6 +118,20 @@ impl Api {
     pub fn ws(&self, path: &str) -> String {
         format!("{}{path}", self.base.replacen("http", "ws", 1))
     }
+}
+
+/// A websocket to vacd.
+pub type WebSocket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens a websocket with a small read buffer: tungstenite zeroes the free part of its buffer
+/// (128 KiB by default) before every read, which cost a generator more than its own work.
+pub async fn connect(url: &str) -> Result<WebSocket> {
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .with_context(|| format!("websocket {url}"))?;
+    Ok(ws)
 }
 
 /// The items of a list response.

@@ -97,8 +97,7 @@ async fn agent(
     ready: Arc<AtomicUsize>,
 ) -> Result<()> {
     let token = api.login(&name, PASSWORD).await?;
-    let (ws, _) =
-        tokio_tungstenite::connect_async(api.ws(&format!("/ws/agent?token={token}"))).await?;
+    let ws = vacd_loadtests::connect(&api.ws(&format!("/ws/agent?token={token}"))).await?;
     let (mut sink, mut stream) = ws.split();
     sink.send(Message::Text(
         json!({ "id": "ready", "type": "presence.set", "status": "ready", "mode": "inbound" })
@@ -150,7 +149,7 @@ async fn visitor(
     opening: tokio::sync::OwnedSemaphorePermit,
 ) -> Result<()> {
     let mut opening = Some(opening);
-    let (ws, _) = tokio_tungstenite::connect_async(api.ws("/ws/chat")).await?;
+    let ws = vacd_loadtests::connect(&api.ws("/ws/chat")).await?;
     let (mut sink, mut stream) = ws.split();
     let hello = json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "Load", "language": "en" });
     sink.send(Message::Text(hello.to_string().into())).await?;

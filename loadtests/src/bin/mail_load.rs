@@ -130,7 +130,7 @@ async fn main() -> Result<()> {
         .await?;
         let token = login(username, "load-password").await?;
         let url = format!("{}/ws/agent?token={token}", base.replacen("http", "ws", 1));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let ws = vacd_loadtests::connect(&url).await?;
         let (mut tx, mut rx) = ws.split();
         tx.send(Message::Text(
             json!({ "id": "ready", "type": "presence.set", "status": "ready", "mode": "inbound" })

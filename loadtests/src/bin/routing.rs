@@ -66,7 +66,7 @@ async fn main() -> Result<()> {
         .await?;
         let token = api.login(&username, password).await?;
         let url = api.ws(&format!("/ws/agent?token={token}"));
-        let (ws, _) = tokio_tungstenite::connect_async(url).await?;
+        let ws = vacd_loadtests::connect(&url).await?;
         let (mut tx, mut rx) = ws.split();
         tx.send(Message::Text(
             json!({ "id": "ready", "type": "presence.set", "status": "ready", "mode": "inbound" })
@@ -79,6 +79,10 @@ async fn main() -> Result<()> {
         consoles.push(tokio::spawn(async move {
             let mut n = 0u64;
             while let Some(Ok(Message::Text(text))) = rx.next().await {
+                // Only offers are worth parsing.
+                if !text.as_str().contains(r#""type":"offer""#) {
+                    continue;
+                }
                 let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
                     continue;
                 };
@@ -137,7 +141,7 @@ async fn main() -> Result<()> {
                 let at = Instant::now();
                 sent.lock().expect("sent map").insert(subject.clone(), at);
                 let body = json!({ "channel": "email", "queue_id": queue, "subject": subject });
-                if let Err(e) = api.post("/api/v1/interactions", &admin, body).await {
+                if let Err(e) = api.post_only("/api/v1/interactions", &admin, &body).await {
                     eprintln!("create failed: {e}");
                     return;
                 }

@@ -196,16 +196,14 @@ Contact: <sip:{user}@{contact}>\r\nExpires: 3600\r\n{extra}Content-Length: 0\r\n
     Ok(())
 }
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use vacd_loadtests::WebSocket as Ws;
 
 /// Logs agent `n` in on the console and sets it ready; returns the open websocket.
 async fn console(base: &str, token: &str) -> Result<Ws> {
     let url = format!("{}/ws/agent?token={token}", base.replacen("http", "ws", 1));
-    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+    let mut ws = tokio::time::timeout(WAIT, vacd_loadtests::connect(&url))
         .await
-        .context("console connect timed out")?
-        .context("console connect")?;
+        .context("console connect timed out")??;
     let ready =
         json!({ "id": "ready", "type": "presence.set", "status": "ready", "mode": "inbound" });
     ws.send(Message::Text(ready.to_string().into()))

@@ -645,7 +645,7 @@ async fn main() -> Result<()> {
         if agent {
             agent_rtp.push((n, rtp));
             let url = format!("{}/ws/agent?token={token}", base.replacen("http", "ws", 1));
-            let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            let mut ws = tokio::time::timeout(WAIT, vacd_loadtests::connect(&url))
                 .await
                 .context("console")??;
             let ready = json!({ "id": "ready", "type": "presence.set", "status": "ready", "mode": "inbound" });
