@@ -1,18 +1,15 @@
-//! The session actor: one per connected agent console. It passes the console's commands to its
-//! tenant actor (which turns them into engine inputs) and forwards the events meant for its agent to the
-//! console's outgoing channel. It holds no routing state; when it stops (console closed,
-//! replaced by a newer console, or failed) its tenant actor logs the agent out.
+//! The session actor: one per connected agent console. It stands for the console in its tenant
+//! actor (which takes the console's commands directly, checking they come from the current
+//! session) and forwards the events meant for its agent to the console's outgoing channel. It
+//! holds no routing state; when it stops (console closed, replaced by a newer console, or failed)
+//! its tenant actor logs the agent out.
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
 
-use crate::console::{Command, ConsoleEvent};
-use crate::supervisor::{RouterError, TenantId};
-use crate::tenant::TenantMsg;
-use crate::AgentId;
+use crate::console::ConsoleEvent;
 
 pub(crate) enum SessionMsg {
-    Command(Command, RpcReplyPort<Result<(), RouterError>>),
     Event(ConsoleEvent),
     /// A newer console of the same agent took over.
     Replaced,
@@ -23,9 +20,6 @@ pub(crate) enum SessionMsg {
 }
 
 pub(crate) struct SessionArgs {
-    pub(crate) agent: AgentId,
-    pub(crate) tenant_id: TenantId,
-    pub(crate) tenant: ActorRef<TenantMsg>,
     pub(crate) events: mpsc::UnboundedSender<ConsoleEvent>,
     pub(crate) hello: ConsoleEvent,
 }
@@ -33,9 +27,6 @@ pub(crate) struct SessionArgs {
 pub(crate) struct SessionActor;
 
 pub(crate) struct SessionState {
-    agent: AgentId,
-    tenant_id: TenantId,
-    tenant: ActorRef<TenantMsg>,
     events: mpsc::UnboundedSender<ConsoleEvent>,
 }
 
@@ -51,9 +42,6 @@ impl Actor for SessionActor {
     ) -> Result<SessionState, ActorProcessingErr> {
         let _ = args.events.send(args.hello);
         Ok(SessionState {
-            agent: args.agent,
-            tenant_id: args.tenant_id,
-            tenant: args.tenant,
             events: args.events,
         })
     }
@@ -65,30 +53,6 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            SessionMsg::Command(command, reply) => {
-                let agent = state.agent;
-                let result = match state
-                    .tenant
-                    .call(
-                        |tx| TenantMsg::Command {
-                            agent,
-                            command,
-                            reply: tx,
-                        },
-                        None,
-                    )
-                    .await
-                {
-                    Ok(ractor::rpc::CallResult::Success(result)) => {
-                        result.map_err(RouterError::Rejected)
-                    }
-                    _ => Err(RouterError::Unavailable(
-                        state.tenant_id,
-                        "tenant routing is restarting".into(),
-                    )),
-                };
-                let _ = reply.send(result);
-            }
             SessionMsg::Event(event) => {
                 if state.events.send(event).is_err() {
                     myself.stop(Some("console gone".into()));

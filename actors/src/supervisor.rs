@@ -306,7 +306,12 @@ impl Router {
         })
         .await
         .map_err(|e| RouterError::Unavailable(tenant, e))??;
-        Ok(AgentSession { tenant, session })
+        Ok(AgentSession {
+            tenant,
+            agent,
+            actor,
+            session,
+        })
     }
 
     #[cfg(test)]
@@ -318,15 +323,25 @@ impl Router {
 /// One connected console. Dropping it does not disconnect; call [`AgentSession::close`].
 pub struct AgentSession {
     tenant: TenantId,
+    agent: AgentId,
+    /// The tenant actor, which carries out the commands.
+    actor: ActorRef<TenantMsg>,
     session: ActorRef<SessionMsg>,
 }
 
 impl AgentSession {
     /// Carries out a console command; `Err` holds the code and message for the `error` frame.
+    /// Commands go straight to the tenant actor (one round trip, not two through the session
+    /// actor), naming the session, so a console replaced by a newer one can no longer act.
     pub async fn command(&self, command: Command) -> Result<(), RouterError> {
-        call(&self.session, |reply| SessionMsg::Command(command, reply))
-            .await
-            .map_err(|e| RouterError::Unavailable(self.tenant, e))?
+        call(&self.actor, |reply| TenantMsg::Command {
+            agent: self.agent,
+            session: self.session.get_id(),
+            command,
+            reply,
+        })
+        .await
+        .map_err(|e| RouterError::Unavailable(self.tenant, e))?
     }
 
     /// The console went away: the agent is logged out (or set not ready if it holds work).
@@ -484,6 +499,33 @@ mod tests {
                 "round {round}: {queued:?}"
             );
         }
+        router.stop();
+    }
+
+    /// A second console of the agent takes over: the first is told so, and its commands are
+    /// refused from then on while the new console's are carried out.
+    #[tokio::test]
+    async fn a_replaced_console_can_no_longer_act() {
+        let host = Arc::new(MemoryHost::default());
+        host.setups
+            .lock()
+            .expect("setups")
+            .insert(T1, setup(&[1], &[]));
+        let router = start(&host).await;
+        let (old, mut old_rx) = console(&router, T1, 1).await;
+        let (new, _new_rx) = console(&router, T1, 1).await;
+        until(&mut old_rx, |e| matches!(e, ConsoleEvent::SessionReplaced)).await;
+        let break_ = || Command::PresenceSet {
+            status: crate::AgentStatus::NotReady {
+                reason: "break".into(),
+            },
+        };
+        let refused = old.command(break_()).await;
+        assert!(
+            matches!(refused, Err(RouterError::Unavailable(..))),
+            "{refused:?}"
+        );
+        new.command(break_()).await.expect("the new console acts");
         router.stop();
     }
 

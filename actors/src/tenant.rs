@@ -28,8 +28,10 @@ pub(crate) enum TenantMsg {
     /// A console command of `agent`.
     Command {
         agent: AgentId,
+        /// The session actor of the console that sent it.
+        session: ActorId,
         command: Command,
-        reply: RpcReplyPort<Result<(), Error>>,
+        reply: RpcReplyPort<Result<(), RouterError>>,
     },
     Reconfigure(RpcReplyPort<Result<(), String>>),
     Connect {
@@ -343,12 +345,19 @@ impl Actor for TenantActor {
             }
             TenantMsg::Command {
                 agent,
+                session,
                 command,
                 reply,
             } => {
-                let result = match state.input_for(agent, command) {
-                    Ok(input) => state.apply(&myself, input),
-                    Err(e) => Err(e),
+                let current = state.sessions.get(&agent).map(|s| s.get_id());
+                let result = if current == Some(session) {
+                    state
+                        .input_for(agent, command)
+                        .and_then(|input| state.apply(&myself, input))
+                        .map_err(RouterError::Rejected)
+                } else {
+                    let reason = "this console was replaced by a newer one".to_string();
+                    Err(RouterError::Unavailable(state.tenant, reason))
                 };
                 let _ = reply.send(result);
             }
@@ -381,9 +390,6 @@ impl Actor for TenantActor {
                     work: view.work,
                 };
                 let args = SessionArgs {
-                    agent,
-                    tenant_id: state.tenant,
-                    tenant: myself.clone(),
                     events: events.clone(),
                     hello,
                 };
