@@ -16,12 +16,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 use std::time::SystemTime;
 
 use ractor::concurrency::JoinHandle;
 use ractor::rpc::CallResult;
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, ActorStatus, RpcReplyPort, SupervisionEvent};
 use tokio::sync::mpsc;
 
 use crate::console::{Command, ConsoleEvent};
@@ -205,6 +205,9 @@ impl Actor for Supervisor {
 #[derive(Clone)]
 pub struct Router {
     supervisor: ActorRef<SupervisorMsg>,
+    /// The tenant actors asked of the supervisor before, so that an input costs one round trip,
+    /// not two; one that is no longer running is asked for again.
+    tenants: Arc<RwLock<BTreeMap<TenantId, ActorRef<TenantMsg>>>>,
 }
 
 async fn call<M: ractor::Message, T: Send + 'static>(
@@ -222,7 +225,11 @@ impl Router {
     /// Starts the supervision tree.
     pub async fn start(host: Arc<dyn Host>) -> Result<(Router, JoinHandle<()>), ractor::SpawnErr> {
         let (supervisor, handle) = Actor::spawn(None, Supervisor, host).await?;
-        Ok((Router { supervisor }, handle))
+        let router = Router {
+            supervisor,
+            tenants: Arc::default(),
+        };
+        Ok((router, handle))
     }
 
     /// Stops every actor.
@@ -231,12 +238,26 @@ impl Router {
     }
 
     async fn tenant(&self, tenant: TenantId) -> Result<ActorRef<TenantMsg>, RouterError> {
-        call(&self.supervisor, |reply| {
+        let known = self.known().get(&tenant).cloned();
+        if let Some(actor) = known.filter(|a| a.get_status() == ActorStatus::Running) {
+            return Ok(actor);
+        }
+        let actor = call(&self.supervisor, |reply| {
             SupervisorMsg::Tenant(tenant, reply)
         })
         .await
         .and_then(|r| r)
-        .map_err(|e| RouterError::Unavailable(tenant, e))
+        .map_err(|e| RouterError::Unavailable(tenant, e))?;
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(tenant, actor.clone());
+        Ok(actor)
+    }
+
+    fn known(&self) -> RwLockReadGuard<'_, BTreeMap<TenantId, ActorRef<TenantMsg>>> {
+        // Every write is one insert, so the map is whole even after a writer panicked.
+        self.tenants.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Starts the tenant's routing (restoring its waiting interactions) if it is not running.
