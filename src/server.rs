@@ -90,8 +90,8 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         &config.auth.operator_token,
         config.token_ttl().as_millis() as i64,
         recorder,
-    )
-    .with_channels(channels.clone());
+        Some(channels.clone()),
+    );
     let app = api::router(state, config.http.max_body_bytes);
     let listener = TcpListener::bind(config.http.listen)
         .await

@@ -43,8 +43,20 @@ use crate::store::Store;
 /// its default of 128 KiB that zeroing was a twentieth of the server's time under console load.
 const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
 
+/// What every handler is given. axum clones it for every request, so it is one shared
+/// reference ([`Shared`] holds the ~30 handles inside).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Store,
     pub routing: RoutingHandle,
     pub chat: ChatHub,
@@ -55,7 +67,7 @@ pub struct AppState {
     openapi: Arc<String>,
     /// The floors the supervisors' feeds watch, one look per tenant.
     floors: supervisor::Floors,
-    /// The written channels (tickets' replies go out through them); `None` until set.
+    /// The written channels (tickets' replies go out through them); `None` without.
     pub channels: Option<crate::channels::Channels>,
     /// Today's report figures on `/metrics`, refreshed on scrape.
     report_gauges: crate::report_metrics::ReportGauges,
@@ -69,12 +81,13 @@ impl AppState {
         operator_token: &str,
         token_ttl_ms: i64,
         metrics: PrometheusHandle,
+        channels: Option<crate::channels::Channels>,
     ) -> AppState {
         let openapi = serde_json::to_string(&openapi::document()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot render the OpenAPI document");
             "{}".into()
         });
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             routing,
             chat,
@@ -84,15 +97,9 @@ impl AppState {
             metrics,
             openapi: Arc::new(openapi),
             floors: supervisor::Floors::default(),
-            channels: None,
+            channels,
             report_gauges: Default::default(),
-        }
-    }
-
-    /// The state with the written channels to answer tickets through.
-    pub fn with_channels(mut self, channels: crate::channels::Channels) -> AppState {
-        self.channels = Some(channels);
-        self
+        }))
     }
 }
 
