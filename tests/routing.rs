@@ -392,6 +392,46 @@ async fn replies_follow_their_events(db: Db) {
     d.s.stop().await;
 }
 
+/// Accept, end and finish wrap-up sent in one write: carried out in order, each reply after the
+/// events it caused, and the agent is free for the next offer.
+async fn commands_sent_together_are_answered_in_order(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Together", json!({ "wrapup_seconds": 600 })).await;
+    let (_, token) = d.agent("quick", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let first = d.interaction(queue, "en").await;
+    console.expect_where("offer", offer_of(first)).await;
+    let (ids, frames) = console
+        .together(&[
+            json!({ "type": "offer.accept", "interaction": first }),
+            json!({ "type": "interaction.end", "interaction": first }),
+            json!({ "type": "wrapup.done", "interaction": first }),
+        ])
+        .await;
+    let replies: Vec<(&str, &str)> = frames
+        .iter()
+        .filter(|f| f["type"] == "ack" || f["type"] == "error")
+        .map(|f| {
+            (
+                f["type"].as_str().unwrap_or_default(),
+                f["id"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str)> = ids.iter().map(|id| ("ack", id.as_str())).collect();
+    assert_eq!(replies, expected, "acks in the order sent: {frames:?}");
+    let at = |matches: &dyn Fn(&Value) -> bool| frames.iter().position(matches);
+    let reply_to = |n: usize| at(&|f| f["type"] == "ack" && f["id"] == ids[n].as_str());
+    let connected = at(&|f| f["type"] == "interaction.connected");
+    let ended = at(&|f| f["type"] == "interaction.ended");
+    assert!(connected.is_some() && connected < reply_to(0), "{frames:?}");
+    assert!(ended.is_some() && ended < reply_to(1), "{frames:?}");
+    let second = d.interaction(queue, "en").await;
+    console.expect_where("offer", offer_of(second)).await;
+    d.s.stop().await;
+}
+
 async fn a_second_console_takes_over(db: Db) {
     let d = Desk::new(db).await;
     let queue = d.queue("Takeover", json!({})).await;
@@ -802,6 +842,7 @@ on_both_backends!(
     queue_settings_changed_live,
     escalation_overflows_to_another_queue,
     replies_follow_their_events,
+    commands_sent_together_are_answered_in_order,
     a_second_console_takes_over,
     bad_frames_get_errors,
     offers_carry_details_and_a_screen_pop,

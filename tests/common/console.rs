@@ -130,6 +130,33 @@ impl Console {
         }
     }
 
+    /// Sends `commands` in one write; their ids, and the frames up to and including the reply to
+    /// the last.
+    pub async fn together(&mut self, commands: &[Value]) -> (Vec<String>, Vec<Value>) {
+        let mut ids = Vec::new();
+        for command in commands {
+            self.next_id += 1;
+            let id = self.next_id.to_string();
+            let mut command = command.clone();
+            command["id"] = json!(id);
+            ids.push(id);
+            let frame = Message::Text(command.to_string().into());
+            self.ws.feed(frame).await.expect("queue a command");
+        }
+        self.ws.flush().await.expect("send the commands");
+        let last = ids.last().cloned().unwrap_or_default();
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.receive().await.expect("replies before close");
+            let done = frame["id"] == last.as_str()
+                && (frame["type"] == "ack" || frame["type"] == "error");
+            frames.push(frame);
+            if done {
+                return (ids, frames);
+            }
+        }
+    }
+
     /// Sends a command that must succeed; returns the frames before its ack.
     pub async fn ok(&mut self, command: Value) -> Vec<Value> {
         let mut frames = self.command(command.clone()).await;
