@@ -4,8 +4,11 @@
 //! HTTP clients. Prints routed interactions per second and the latency from sending the create
 //! request to the agent receiving the offer (p50/p99), plus the create request's own latency.
 //!
+//! Given the server's process id (same machine), also prints the server's CPU time per routed
+//! interaction, counted from the first create to the last offer (`/proc/PID/stat`).
+//!
 //! Bounded in count and time. Usage (against a server started with the default config):
-//! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS]`
+//! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS] [SERVER_PID]`
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +36,7 @@ async fn main() -> Result<()> {
     let total: usize = args.get(2).map_or(Ok(20_000), |s| s.parse())?;
     let agents: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let clients: usize = args.get(4).map_or(Ok(64), |s| s.parse())?;
+    let server: Option<u32> = args.get(5).map(|s| s.parse()).transpose()?;
     if !base.starts_with("http://127.0.0.1") && !base.starts_with("http://localhost") {
         bail!("load is only sent to loopback");
     }
@@ -121,6 +125,7 @@ async fn main() -> Result<()> {
     let create_latency: Arc<Mutex<Vec<Duration>>> = Arc::default();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
+    let cpu_before = server.and_then(cpu_ticks);
     let (api, admin) = (Arc::new(api), Arc::new(admin));
     let mut workers = Vec::new();
     for _ in 0..clients {
@@ -165,6 +170,7 @@ async fn main() -> Result<()> {
         }
     }
     let routed_in = started.elapsed();
+    let cpu = cpu_before.zip(server.and_then(cpu_ticks));
     let offered = offered.lock().expect("offer map").clone();
     let sent = sent.lock().expect("sent map").clone();
     let mut latency: Vec<Duration> = offered
@@ -195,8 +201,30 @@ async fn main() -> Result<()> {
         percentile(&latency, 0.5),
         percentile(&latency, 0.99)
     );
+    if let Some((before, after)) = cpu {
+        let ms = (after - before) as f64 * TICK_MS;
+        println!(
+            "server    {ms:.0} ms CPU = {:.0} µs per routed interaction ({:.2} cores)",
+            ms * 1000.0 / offered.len().max(1) as f64,
+            ms / 1000.0 / routed_in.as_secs_f64()
+        );
+    }
     for console in consoles {
         console.abort();
     }
     Ok(())
+}
+
+/// Length of the clock ticks `/proc/PID/stat` counts in (USER_HZ, 100 on Linux).
+const TICK_MS: f64 = 10.0;
+
+/// User plus system CPU time of process `pid` so far, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) in parentheses; utime and stime
+    // are the 14th and 15th of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let number = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(number(11)? + number(12)?)
 }

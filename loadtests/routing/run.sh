@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The end-to-end routing load test: starts vacd (release, default config, a fresh SQLite
+# database unless DATABASE says otherwise, other ports) and runs the `routing` load generator
+# against it once per configuration, each with new agents on a new queue. Prints routed
+# interactions/s, latencies and the server's CPU per interaction; asserts nothing.
+#
+#   loadtests/routing/run.sh            # from anywhere
+#
+# Knobs (environment): INTERACTIONS per run (30000), RUNS ("AGENTS:CLIENTS ...", default
+# "100:32 100:128 1000:128"), DATABASE (a database URL, e.g. an empty PostgreSQL database),
+# CARGO_TARGET_DIR. Everything goes to 127.0.0.1 and every loop is bounded.
+
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+cd "$root"
+INTERACTIONS=${INTERACTIONS:-30000}
+RUNS=${RUNS:-"100:32 100:128 1000:128"}
+target=${CARGO_TARGET_DIR:-$root/target}
+port=18490
+work=$(mktemp -d /tmp/routingload.XXXXXX)
+DATABASE=${DATABASE:-"sqlite://$work/vacd.db?mode=rwc"}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+cargo build --release -q -p vacd -p vacd-loadtests
+VACD_HTTP__LISTEN=127.0.0.1:$port VACD_DATABASE__URL="$DATABASE" \
+VACD_SIP__UDP=127.0.0.1:0 VACD_SIP__TCP=127.0.0.1:0 VACD_LOG__LEVEL=warn \
+    "$target/release/vacd" --config config/vacd.toml >"$work/vacd.log" 2>&1 &
+vacd=$!
+trap 'kill $vacd 2>/dev/null || true; wait $vacd 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+    kill -0 "$vacd" 2>/dev/null || { cat "$work/vacd.log" >&2; exit 1; }
+    sleep 0.2
+done
+echo "vacd pid $vacd on 127.0.0.1:$port, database $DATABASE"
+for run in $RUNS; do
+    agents=${run%%:*}
+    clients=${run##*:}
+    echo "== $INTERACTIONS interactions, $agents agents, $clients HTTP clients"
+    "$target/release/routing" "http://127.0.0.1:$port" "$INTERACTIONS" "$agents" "$clients" "$vacd"
+done
