@@ -440,9 +440,12 @@ mod tests {
         }
     }
 
-    async fn start(host: &Arc<MemoryHost>) -> Router {
+    /// A router over a host that serves `setups`; the host, to read what was recorded.
+    async fn start(setups: Vec<(TenantId, TenantSetup)>) -> (Arc<MemoryHost>, Router) {
+        let host = Arc::new(MemoryHost::default());
+        host.setups.lock().expect("setups").extend(setups);
         let (router, _) = Router::start(host.clone()).await.expect("router starts");
-        router
+        (host, router)
     }
 
     /// Receives events until one matches, failing after a bounded wait.
@@ -490,12 +493,7 @@ mod tests {
     /// channel: the websocket layer relies on this to make replies barriers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn events_of_a_command_are_queued_before_its_reply() {
-        let host = Arc::new(MemoryHost::default());
-        host.setups
-            .lock()
-            .expect("setups")
-            .insert(T1, setup(&[1], &[]));
-        let router = start(&host).await;
+        let (_, router) = start(vec![(T1, setup(&[1], &[]))]).await;
         let (session, mut rx) = console(&router, T1, 1).await;
         while rx.try_recv().is_ok() {}
         for round in 0..200 {
@@ -527,12 +525,7 @@ mod tests {
     /// refused from then on while the new console's are carried out.
     #[tokio::test]
     async fn a_replaced_console_can_no_longer_act() {
-        let host = Arc::new(MemoryHost::default());
-        host.setups
-            .lock()
-            .expect("setups")
-            .insert(T1, setup(&[1], &[]));
-        let router = start(&host).await;
+        let (_, router) = start(vec![(T1, setup(&[1], &[]))]).await;
         let (old, mut old_rx) = console(&router, T1, 1).await;
         let (new, _new_rx) = console(&router, T1, 1).await;
         until(&mut old_rx, |e| matches!(e, ConsoleEvent::SessionReplaced)).await;
@@ -552,12 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_session_is_cleaned_up_and_its_offer_rerouted() {
-        let host = Arc::new(MemoryHost::default());
-        host.setups
-            .lock()
-            .expect("setups")
-            .insert(T1, setup(&[1, 2], &[]));
-        let router = start(&host).await;
+        let (host, router) = start(vec![(T1, setup(&[1, 2], &[]))]).await;
         let (first, mut first_rx) = console(&router, T1, 1).await;
         router
             .input(
@@ -605,16 +593,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_tenant_restarts_from_the_host_and_others_keep_running() {
-        let host = Arc::new(MemoryHost::default());
-        host.setups
-            .lock()
-            .expect("setups")
-            .insert(T1, setup(&[1], &[7]));
-        host.setups
-            .lock()
-            .expect("setups")
-            .insert(T2, setup(&[1], &[]));
-        let router = start(&host).await;
+        let (_, router) = start(vec![(T1, setup(&[1], &[7])), (T2, setup(&[1], &[]))]).await;
         let (_other, mut other_rx) = console(&router, T2, 1).await;
         let (_session, mut rx) = console(&router, T1, 1).await;
         until(&mut rx, offer_of(7)).await;

@@ -22,18 +22,8 @@ work=$(mktemp -d /tmp/chatload.XXXXXX)
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -q -p vacd -p vacd-loadtests
-VACD_HTTP__LISTEN=127.0.0.1:$port \
-VACD_DATABASE__URL="sqlite://$work/vacd.db?mode=rwc" \
-VACD_SIP__UDP=127.0.0.1:0 VACD_SIP__TCP=127.0.0.1:0 \
-VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 VACD_CHAT__MESSAGES_PER_SECOND_PER_IP=1000000 \
-VACD_LOG__LEVEL=warn \
-    "$target/release/vacd" --config config/vacd.toml >"$work/vacd.log" 2>&1 &
-vacd=$!
-trap 'kill $vacd 2>/dev/null || true; wait $vacd 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-    kill -0 "$vacd" 2>/dev/null || { cat "$work/vacd.log" >&2; exit 1; }
-    sleep 0.2
-done
+source "$here/../vacd.sh"
+start_vacd VACD_DATABASE__URL="sqlite://$work/vacd.db?mode=rwc" \
+    VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 VACD_CHAT__MESSAGES_PER_SECOND_PER_IP=1000000
 echo "vacd pid $vacd on 127.0.0.1:$port, work directory $work"
 "$target/release/chat" "http://127.0.0.1:$port" "$vacd" "$VISITORS" "$AGENTS" "$RATE" "$DURATION"
