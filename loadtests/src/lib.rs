@@ -34,6 +34,26 @@ impl Api {
         token: &str,
         body: Option<Value>,
     ) -> Result<Value> {
+        let answer = self.send(method, path, token, body.as_ref()).await?;
+        Ok(serde_json::from_slice(answer.as_ref()).unwrap_or(Value::Null))
+    }
+
+    /// `POST path` as `token`, for load: the answer's body is read but not parsed.
+    pub async fn post_only(&self, path: &str, token: &str, body: &Value) -> Result<()> {
+        self.send(reqwest::Method::POST, path, token, Some(body))
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends the request; the answer's body, or an error naming the request on any status but
+    /// 2xx.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> Result<impl AsRef<[u8]>> {
         let what = format!("{method} {path}");
         let mut request = self
             .http
@@ -43,21 +63,21 @@ impl Api {
             request = request.bearer_auth(token);
         }
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(body);
         }
         let response = request
             .send()
             .await
             .with_context(|| format!("{what}: request"))?;
         let status = response.status();
-        let text = response
-            .text()
+        let answer = response
+            .bytes()
             .await
             .with_context(|| format!("{what}: body"))?;
         if !status.is_success() {
-            bail!("{what}: {status} {text}");
+            bail!("{what}: {status} {}", String::from_utf8_lossy(&answer));
         }
-        Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+        Ok(answer)
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Result<Value> {
@@ -67,28 +87,6 @@ impl Api {
     pub async fn post(&self, path: &str, token: &str, body: Value) -> Result<Value> {
         self.call(reqwest::Method::POST, path, token, Some(body))
             .await
-    }
-
-    /// `POST path` as `token`, for load: the answer's body is read but not parsed.
-    pub async fn post_only(&self, path: &str, token: &str, body: &Value) -> Result<()> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .timeout(REQUEST_TIMEOUT)
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}: request"))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .with_context(|| format!("POST {path}: body"))?;
-        if !status.is_success() {
-            bail!("POST {path}: {status} {}", String::from_utf8_lossy(&body));
-        }
-        Ok(())
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: Value) -> Result<Value> {
