@@ -201,6 +201,35 @@ async fn offer_timeout_reroutes_and_marks_missed(db: Db) {
     d.s.stop().await;
 }
 
+/// The tenant's timer is armed for the earliest offer deadline; when that offer is answered, the
+/// timer fires for nothing and must still arm the later deadline of another offer.
+async fn a_later_offer_deadline_fires_after_the_earlier_offer_was_answered(db: Db) {
+    let d = Desk::new(db).await;
+    let short = d
+        .queue("Short", json!({ "offer_timeout_seconds": 1 }))
+        .await;
+    let long = d.queue("Long", json!({ "offer_timeout_seconds": 2 })).await;
+    let (_, quick) = d.agent("quick", &[("en", 5)], &[short]).await;
+    let (_, slow) = d.agent("slow", &[("en", 5)], &[long]).await;
+    let mut quick = d.console(&quick).await;
+    let mut slow = d.console(&slow).await;
+    quick.ready().await;
+    slow.ready().await;
+    let answered = d.interaction(short, "en").await;
+    quick.expect_where("offer", offer_of(answered)).await;
+    let missed = d.interaction(long, "en").await;
+    slow.expect_where("offer", offer_of(missed)).await;
+    quick
+        .ok(json!({ "type": "offer.accept", "interaction": answered }))
+        .await;
+    let revoked = slow.expect("offer.revoked").await;
+    assert_eq!(
+        (revoked["interaction"].as_i64(), revoked["reason"].as_str()),
+        (Some(missed), Some("timed_out"))
+    );
+    d.s.stop().await;
+}
+
 async fn wrap_up_timer_returns_the_agent_to_ready(db: Db) {
     let d = Desk::new(db).await;
     let queue = d.queue("Wrap", json!({ "wrapup_seconds": 1 })).await;
@@ -835,6 +864,7 @@ on_both_backends!(
     agents_get_their_languages_and_not_ready_gets_nothing,
     reject_goes_to_the_next_agent,
     offer_timeout_reroutes_and_marks_missed,
+    a_later_offer_deadline_fires_after_the_earlier_offer_was_answered,
     wrap_up_timer_returns_the_agent_to_ready,
     transfer_to_queue_and_agent,
     a_skill_changed_live_changes_routing,
