@@ -64,7 +64,7 @@ pub struct Shared {
     pub operator_token_hash: Option<String>,
     pub token_ttl_ms: i64,
     pub metrics: PrometheusHandle,
-    openapi: Arc<String>,
+    openapi: String,
     /// The floors the supervisors' feeds watch, one look per tenant.
     floors: supervisor::Floors,
     /// The written channels (tickets' replies go out through them); `None` without.
@@ -95,7 +95,7 @@ impl AppState {
                 .then(|| auth::token_hash(operator_token)),
             token_ttl_ms,
             metrics,
-            openapi: Arc::new(openapi),
+            openapi,
             floors: supervisor::Floors::default(),
             channels,
             report_gauges: Default::default(),

@@ -21,8 +21,7 @@ pub struct NewEvent {
 
 /// Appends inside a caller's transaction, so the event commits with the change it records.
 pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEvent) -> Result<()> {
-    let one = [(event.clone(), now_ms())];
-    bind(sqlx::query(INSERT_ONE), &one)
+    bind(sqlx::query(INSERT_ONE), [(event, now_ms())])
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -41,7 +40,8 @@ pub(super) async fn append_many(
 ) -> Result<()> {
     for chunk in sized_chunks(events) {
         let sql = INSERT_MANY.get(backend, chunk.len());
-        bind(sqlx::query(&sql), chunk).execute(&mut **tx).await?;
+        let rows = chunk.iter().map(|(event, at)| (event, *at));
+        bind(sqlx::query(&sql), rows).execute(&mut **tx).await?;
     }
     Ok(())
 }
@@ -54,12 +54,16 @@ fn insert_sql(backend: Backend, rows: usize) -> String {
     format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {tuples}")
 }
 
-pub(super) fn bind<'q>(mut query: AnyQuery<'q>, events: &'q [(NewEvent, i64)]) -> AnyQuery<'q> {
+/// Binds each event and the time it happened, borrowed for as long as the query lives.
+fn bind<'q>(
+    mut query: AnyQuery<'q>,
+    events: impl IntoIterator<Item = (&'q NewEvent, i64)>,
+) -> AnyQuery<'q> {
     for (event, at) in events {
         query = query
             .bind(event.tenant)
-            .bind(*at)
-            .bind(event.kind.clone())
+            .bind(at)
+            .bind(event.kind.as_str())
             .bind(event.interaction_id)
             .bind(event.agent_id)
             .bind(event.queue_id)

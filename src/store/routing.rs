@@ -436,7 +436,10 @@ impl Store {
                     interaction_id: output.interaction().map(|i| i.0 as i64),
                     agent_id: output.agent().map(|a| a.0 as i64),
                     queue_id: output.queue().map(|q| q.0 as i64),
-                    payload: serde_json::to_string(output).unwrap_or_else(|_| "null".into()),
+                    payload: serde_json::to_string(output).unwrap_or_else(|e| {
+                        tracing::error!(tenant = batch.tenant, error = %e, "routing output not serializable; logged without payload");
+                        "null".into()
+                    }),
                 };
                 if let Some(interaction) = event.interaction_id {
                     rows.entry((batch.tenant, interaction))
