@@ -34,26 +34,6 @@ impl Api {
         token: &str,
         body: Option<Value>,
     ) -> Result<Value> {
-        let answer = self.send(method, path, token, body.as_ref()).await?;
-        Ok(serde_json::from_slice(answer.as_ref()).unwrap_or(Value::Null))
-    }
-
-    /// `POST path` as `token`, for load: the answer's body is read but not parsed.
-    pub async fn post_only(&self, path: &str, token: &str, body: &Value) -> Result<()> {
-        self.send(reqwest::Method::POST, path, token, Some(body))
-            .await
-            .map(|_| ())
-    }
-
-    /// Sends the request; the answer's body, or an error naming the request on any status but
-    /// 2xx.
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<&Value>,
-    ) -> Result<impl AsRef<[u8]>> {
         let what = format!("{method} {path}");
         let mut request = self
             .http
@@ -62,7 +42,7 @@ impl Api {
         if !token.is_empty() {
             request = request.bearer_auth(token);
         }
-        if let Some(body) = body {
+        if let Some(body) = &body {
             request = request.json(body);
         }
         let response = request
@@ -77,7 +57,7 @@ impl Api {
         if !status.is_success() {
             bail!("{what}: {status} {}", String::from_utf8_lossy(&answer));
         }
-        Ok(answer)
+        Ok(serde_json::from_slice(&answer).unwrap_or(Value::Null))
     }
 
     pub async fn get(&self, path: &str, token: &str) -> Result<Value> {
@@ -115,6 +95,68 @@ impl Api {
     /// The websocket URL of `path`.
     pub fn ws(&self, path: &str) -> String {
         format!("{}{path}", self.base.replacen("http", "ws", 1))
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection to vacd for load: requests go out one after another on
+/// it, each with a ready-made body and authorization.
+pub struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+    host: hyper::header::HeaderValue,
+}
+
+impl Connection {
+    /// Connects to `base` (`http://127.0.0.1:8080`).
+    pub async fn open(base: &str) -> Result<Connection> {
+        let authority = base
+            .strip_prefix("http://")
+            .with_context(|| format!("{base}: not an http:// address"))?
+            .trim_end_matches('/');
+        let stream = tokio::net::TcpStream::connect(authority)
+            .await
+            .with_context(|| format!("connect {authority}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(Connection {
+            sender,
+            host: hyper::header::HeaderValue::from_str(authority)?,
+        })
+    }
+
+    /// `POST path` with the JSON `body`, authorized by `authorization` (`Bearer …`); the answer's
+    /// body is read but not parsed, any status but 2xx is an error.
+    pub async fn post(
+        &mut self,
+        path: &str,
+        authorization: &hyper::header::HeaderValue,
+        body: String,
+    ) -> Result<()> {
+        use http_body_util::BodyExt;
+        use hyper::header;
+        let request = hyper::Request::post(path)
+            .header(header::HOST, &self.host)
+            .header(header::AUTHORIZATION, authorization)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(body.into()))?;
+        let answer = tokio::time::timeout(REQUEST_TIMEOUT, async {
+            let response = self.sender.send_request(request).await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, body))
+        })
+        .await
+        .with_context(|| format!("POST {path}: no answer in {REQUEST_TIMEOUT:?}"))?
+        .with_context(|| format!("POST {path}"))?;
+        if !answer.0.is_success() {
+            bail!(
+                "POST {path}: {} {}",
+                answer.0,
+                String::from_utf8_lossy(&answer.1)
+            );
+        }
+        Ok(())
     }
 }
 

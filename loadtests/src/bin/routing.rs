@@ -1,7 +1,9 @@
 //! Drives a running vacd through its public interfaces and prints routing throughput and
 //! latency: agents log in over the API and work through the agent websocket (accept at once, end
 //! at once, no wrap-up); interactions are created with `POST /api/v1/interactions` by concurrent
-//! HTTP clients. Prints routed interactions per second and the latency from sending the create
+//! HTTP clients, each on a keep-alive connection of its own. The generator shares the machine's
+//! cores with the server, so it does little per interaction: offers are read into a borrowed
+//! struct, times are kept in tables indexed by the interaction's number. Prints routed interactions per second and the latency from sending the create
 //! request to the agent receiving the offer (p50/p99), plus the create request's own latency.
 //!
 //! Given the server's process id (same machine), also prints the server's CPU time per routed
@@ -10,21 +12,41 @@
 //! Bounded in count and time. Usage (against a server started with the default config):
 //! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS] [SERVER_PID]`
 
-use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use vacd_loadtests::Api;
+use vacd_loadtests::{Api, Connection};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     vacd_loadtests::percentile(sorted, p).unwrap_or_default()
 }
+
+/// What a console reads of a frame: the type, and of an offer the interaction and the subject
+/// (`load-N`, N the interaction's number in this run).
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: &'a str,
+    interaction: Option<u64>,
+    #[serde(borrow)]
+    details: Option<Details<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Details<'a> {
+    subject: Option<&'a str>,
+}
+
+/// When each interaction (by number) was sent or offered.
+type Times = Arc<Mutex<Vec<Option<Instant>>>>;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -50,7 +72,8 @@ async fn main() -> Result<()> {
         .context("queue id")?;
 
     // Agents: each console accepts and ends every offer at once and reports when it saw it.
-    let offered: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let offered: Times = Arc::new(Mutex::new(vec![None; total]));
+    let offers = Arc::new(AtomicUsize::new(0));
     let mut consoles = Vec::new();
     // Signalled by the consoles at every offer, so the end of the run is awaited, not polled.
     let progress = Arc::new(tokio::sync::Notify::new());
@@ -78,8 +101,7 @@ async fn main() -> Result<()> {
                 .into(),
         ))
         .await?;
-        let offered = offered.clone();
-        let progress = progress.clone();
+        let (offered, offers, progress) = (offered.clone(), offers.clone(), progress.clone());
         consoles.push(tokio::spawn(async move {
             let mut n = 0u64;
             while let Some(Ok(Message::Text(text))) = rx.next().await {
@@ -87,29 +109,31 @@ async fn main() -> Result<()> {
                 if !text.as_str().contains(r#""type":"offer""#) {
                     continue;
                 }
-                let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+                let Ok(frame) = serde_json::from_str::<Frame>(text.as_str()) else {
                     continue;
                 };
-                if frame["type"] != "offer" {
+                let (Some(id), "offer") = (frame.interaction, frame.kind) else {
                     continue;
-                }
-                if let Some(subject) = frame["details"]["subject"].as_str() {
+                };
+                let number = frame
+                    .details
+                    .and_then(|d| d.subject?.strip_prefix("load-")?.parse::<usize>().ok());
+                if let Some(slot) = number.and_then(|number| {
+                    let mut offered = offered.lock().expect("offer times");
                     offered
-                        .lock()
-                        .expect("offer map")
-                        .insert(subject.to_owned(), Instant::now());
-                    progress.notify_one();
+                        .get_mut(number)
+                        .map(|slot| slot.replace(Instant::now()))
+                }) {
+                    if slot.is_none() {
+                        offers.fetch_add(1, Ordering::Relaxed);
+                        progress.notify_one();
+                    }
                 }
                 // The three commands go out in one write.
-                let id = &frame["interaction"];
                 for command in ["offer.accept", "interaction.end", "wrapup.done"] {
                     n += 1;
-                    let frame = json!({ "id": n, "type": command, "interaction": id });
-                    if tx
-                        .feed(Message::Text(frame.to_string().into()))
-                        .await
-                        .is_err()
-                    {
+                    let frame = format!(r#"{{"id":{n},"type":"{command}","interaction":{id}}}"#);
+                    if tx.feed(Message::Text(frame.into())).await.is_err() {
                         return;
                     }
                 }
@@ -121,32 +145,38 @@ async fn main() -> Result<()> {
     }
     println!("{agents} agents ready on queue {queue}; creating {total} interactions with {clients} clients");
 
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let sent: Times = Arc::new(Mutex::new(vec![None; total]));
     let create_latency: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = Arc::new(AtomicUsize::new(0));
+    let authorization = hyper::header::HeaderValue::from_str(&format!("Bearer {admin}"))?;
+    let mut connections = Vec::new();
+    for _ in 0..clients {
+        connections.push(Connection::open(&base).await?);
+    }
     let started = Instant::now();
     let cpu_before = server.and_then(cpu_ticks);
-    let (api, admin) = (Arc::new(api), Arc::new(admin));
     let mut workers = Vec::new();
-    for _ in 0..clients {
-        let (api, admin, sent, create_latency, next) = (
-            api.clone(),
-            admin.clone(),
+    for mut connection in connections {
+        let (authorization, sent, create_latency, next) = (
+            authorization.clone(),
             sent.clone(),
             create_latency.clone(),
             next.clone(),
         );
         workers.push(tokio::spawn(async move {
             loop {
-                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let n = next.fetch_add(1, Ordering::Relaxed);
                 if n >= total || started.elapsed() > DEADLINE {
                     return;
                 }
-                let subject = format!("load-{n}");
+                let body =
+                    format!(r#"{{"channel":"email","queue_id":{queue},"subject":"load-{n}"}}"#);
                 let at = Instant::now();
-                sent.lock().expect("sent map").insert(subject.clone(), at);
-                let body = json!({ "channel": "email", "queue_id": queue, "subject": subject });
-                if let Err(e) = api.post_only("/api/v1/interactions", &admin, &body).await {
+                sent.lock().expect("send times")[n] = Some(at);
+                let created = connection
+                    .post("/api/v1/interactions", &authorization, body)
+                    .await;
+                if let Err(e) = created {
                     eprintln!("create failed: {e}");
                     return;
                 }
@@ -160,7 +190,7 @@ async fn main() -> Result<()> {
     let created_in = started.elapsed();
     // Wait (bounded) until every created interaction was offered.
     let created = create_latency.lock().expect("latencies").len();
-    while offered.lock().expect("offer map").len() < created {
+    while offers.load(Ordering::Relaxed) < created {
         let left = DEADLINE.saturating_sub(started.elapsed());
         if tokio::time::timeout(left, progress.notified())
             .await
@@ -171,11 +201,15 @@ async fn main() -> Result<()> {
     }
     let routed_in = started.elapsed();
     let cpu = cpu_before.zip(server.and_then(cpu_ticks));
-    let offered = offered.lock().expect("offer map").clone();
-    let sent = sent.lock().expect("sent map").clone();
+    let routed = offers.load(Ordering::Relaxed);
+    let offered = offered.lock().expect("offer times").clone();
+    let sent = sent.lock().expect("send times").clone();
     let mut latency: Vec<Duration> = offered
         .iter()
-        .filter_map(|(s, at)| sent.get(s).map(|t| at.saturating_duration_since(*t)))
+        .zip(&sent)
+        .filter_map(|(offered, sent)| {
+            Some(offered.as_ref()?.saturating_duration_since(*sent.as_ref()?))
+        })
         .collect();
     latency.sort();
     let mut creates = create_latency.lock().expect("latencies").clone();
@@ -187,9 +221,9 @@ async fn main() -> Result<()> {
     );
     println!(
         "routed    {} offered in {:.2} s = {:.0}/s end to end",
-        offered.len(),
+        routed,
         routed_in.as_secs_f64(),
-        offered.len() as f64 / routed_in.as_secs_f64()
+        routed as f64 / routed_in.as_secs_f64()
     );
     println!(
         "create    p50 {:?}  p99 {:?}",
@@ -205,7 +239,7 @@ async fn main() -> Result<()> {
         let ms = (after - before) as f64 * TICK_MS;
         println!(
             "server    {ms:.0} ms CPU = {:.0} µs per routed interaction ({:.2} cores)",
-            ms * 1000.0 / offered.len().max(1) as f64,
+            ms * 1000.0 / routed.max(1) as f64,
             ms / 1000.0 / routed_in.as_secs_f64()
         );
     }
