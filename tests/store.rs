@@ -413,6 +413,36 @@ async fn routing_outputs_update_interactions(db: Db) {
             .total,
         4
     );
+    // The event log holds the outputs in the order they were recorded, each with its own
+    // columns and payload.
+    let of_first = ListQuery {
+        filters: vec![(
+            EVENTS.column("interaction_id").expect("column"),
+            store::Value::Int(Some(ids[0])),
+        )],
+        ..all()
+    };
+    let events = store.list(&EVENTS, t, &of_first).await.expect("events");
+    let kinds: Vec<_> = events.items.iter().map(|e| e["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "routing.queued",
+            "routing.offered",
+            "routing.offer_revoked",
+            "routing.offered",
+            "routing.connected"
+        ]
+        .map(Some)
+    );
+    let revoke = &events.items[2];
+    assert_eq!(
+        (revoke["agent_id"].as_i64(), revoke["queue_id"].as_i64()),
+        (Some(7), None)
+    );
+    let payload: serde_json::Value =
+        serde_json::from_str(revoke["payload"].as_str().expect("payload text")).expect("JSON");
+    assert_eq!(payload["reason"], "rejected");
     store.close().await;
     db.drop_db().await;
 }
