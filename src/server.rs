@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -110,6 +111,14 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     .await?;
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
+    // Console events, chat frames and answers are small writes that must go out at once: with
+    // Nagle's algorithm a frame written while the previous one is unacknowledged waits for the
+    // peer's delayed ACK (up to 40 ms on Linux).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "TCP_NODELAY not set on an HTTP connection");
+        }
+    });
     let task = tokio::spawn(async move {
         axum::serve(
             listener,

@@ -6,8 +6,9 @@
 #
 #   loadtests/routing/run.sh            # from anywhere
 #
-# Knobs (environment): INTERACTIONS per run (30000), RUNS ("AGENTS:CLIENTS ...", default
-# "100:32 100:128 1000:128"), DATABASE (a database URL, e.g. an empty PostgreSQL database),
+# Knobs (environment): INTERACTIONS per run (30000), RUNS ("AGENTS:CLIENTS[:RATE] ...", default
+# "100:32 100:128 1000:128"; a RATE in interactions/s makes the run open loop, see
+# loadtests/src/bin/routing.rs), DATABASE (a database URL, e.g. an empty PostgreSQL database),
 # CARGO_TARGET_DIR. Everything goes to 127.0.0.1 and every loop is bounded.
 
 set -euo pipefail
@@ -27,8 +28,7 @@ source "$here/../vacd.sh"
 start_vacd VACD_DATABASE__URL="$DATABASE"
 echo "vacd pid $vacd on 127.0.0.1:$port, database $DATABASE"
 for run in $RUNS; do
-    agents=${run%%:*}
-    clients=${run##*:}
-    echo "== $INTERACTIONS interactions, $agents agents, $clients HTTP clients"
-    "$target/release/routing" "http://127.0.0.1:$port" "$INTERACTIONS" "$agents" "$clients" "$vacd"
+    IFS=: read -r agents clients rate <<<"$run"
+    echo "== $INTERACTIONS interactions, $agents agents, $clients HTTP clients${rate:+, $rate/s}"
+    "$target/release/routing" "http://127.0.0.1:$port" "$INTERACTIONS" "$agents" "$clients" "$vacd" ${rate:+"$rate"}
 done

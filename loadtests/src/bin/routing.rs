@@ -9,8 +9,14 @@
 //! Given the server's process id (same machine), also prints the server's CPU time per routed
 //! interaction, counted from the first create to the last offer (`/proc/PID/stat`).
 //!
+//! Closed loop by default: each client sends its next create as soon as the last is answered,
+//! so the figures are those of a saturated server. Given a RATE (interactions/s), open loop: the
+//! Nth create is due at N / RATE seconds after the start and the clients send each when it is
+//! due (or as soon as one is free, if all are busy); latencies count from when the create was
+//! due, so a server falling behind shows in them instead of slowing the generator down.
+//!
 //! Bounded in count and time. Usage (against a server started with the default config):
-//! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS] [SERVER_PID]`
+//! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS] [SERVER_PID] [RATE]`
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,7 +64,15 @@ async fn main() -> Result<()> {
     let total: usize = args.get(2).map_or(Ok(20_000), |s| s.parse())?;
     let agents: usize = args.get(3).map_or(Ok(200), |s| s.parse())?;
     let clients: usize = args.get(4).map_or(Ok(64), |s| s.parse())?;
-    let server: Option<u32> = args.get(5).map(|s| s.parse()).transpose()?;
+    let server: Option<u32> = args
+        .get(5)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse())
+        .transpose()?;
+    let rate: Option<f64> = args.get(6).map(|s| s.parse()).transpose()?;
+    if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+        bail!("RATE must be a positive number of interactions per second");
+    }
     if !base.starts_with("http://127.0.0.1") && !base.starts_with("http://localhost") {
         bail!("load is only sent to loopback");
     }
@@ -143,7 +157,8 @@ async fn main() -> Result<()> {
             }
         }));
     }
-    println!("{agents} agents ready on queue {queue}; creating {total} interactions with {clients} clients");
+    let pace = rate.map_or("as fast as answered".to_owned(), |r| format!("at {r}/s"));
+    println!("{agents} agents ready on queue {queue}; creating {total} interactions with {clients} clients, {pace}");
 
     let sent: Times = Arc::new(Mutex::new(vec![None; total]));
     let create_latency: Arc<Mutex<Vec<Duration>>> = Arc::default();
@@ -171,7 +186,14 @@ async fn main() -> Result<()> {
                 }
                 let body =
                     format!(r#"{{"channel":"email","queue_id":{queue},"subject":"load-{n}"}}"#);
-                let at = Instant::now();
+                let at = match rate {
+                    Some(rate) => {
+                        let due = started + Duration::from_secs_f64(n as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                        due
+                    }
+                    None => Instant::now(),
+                };
                 sent.lock().expect("send times")[n] = Some(at);
                 let created = connection
                     .post("/api/v1/interactions", &authorization, body)
