@@ -94,6 +94,14 @@ impl FrameError {
 pub fn parse_command(frame: &str) -> Result<(String, Command), (Option<String>, FrameError)> {
     let value: serde_json::Value =
         serde_json::from_str(frame).map_err(|e| (None, FrameError::Malformed(e.to_string())))?;
+    command_of(value)
+}
+
+/// [`parse_command`] of a frame already parsed as JSON (the server parses each frame once and
+/// looks at its `type` before it knows whose command it is).
+pub fn command_of(
+    value: serde_json::Value,
+) -> Result<(String, Command), (Option<String>, FrameError)> {
     let serde_json::Value::Object(mut object) = value else {
         return Err((None, FrameError::Malformed("expected an object".into())));
     };

@@ -14,7 +14,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
-use vacd_actors::console::{parse_command, ConsoleEvent};
+use vacd_actors::console::{command_of, ConsoleEvent, FrameError};
 use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 
 use super::auth;
@@ -199,12 +199,9 @@ async fn answer(
 ) -> bool {
     match received {
         Some(Ok(Message::Text(text))) => {
-            let reply = if let Some(request) = call_request(text.as_str()) {
-                request.carry_out(state, who).await
-            } else if let Some(frame) = chat_command(text.as_str()) {
-                chat(state, who, &frame).await
-            } else {
-                command(session, text.as_str()).await
+            let reply = match serde_json::from_str::<Json>(text.as_str()) {
+                Ok(frame) => carry_out(state, who, session, frame).await,
+                Err(e) => refused(None, &FrameError::Malformed(e.to_string())),
             };
             // Events that reached the session before the command was carried out go out
             // before its reply, so a reply is a barrier a console can rely on.
@@ -292,13 +289,30 @@ async fn feed_event(
     }
 }
 
-/// Carries out one command frame and returns the reply frame.
-async fn command(session: &AgentSession, text: &str) -> Message {
-    match parse_command(text) {
-        Err((id, e)) => {
-            tracing::info!(code = e.code(), error = %e, "console command refused");
-            error_frame(id, e.code(), &e.to_string())
-        }
+/// Carries out one command frame (parsed once) by whoever it is for — the SIP endpoint, the
+/// chat or routing — and returns the reply frame.
+async fn carry_out(
+    state: &AppState,
+    who: Principal,
+    session: &AgentSession,
+    frame: Json,
+) -> Message {
+    if let Some(request) = call_request(&frame) {
+        request.carry_out(state, who).await
+    } else if frame["type"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("chat."))
+    {
+        chat(state, who, &frame).await
+    } else {
+        command(session, frame).await
+    }
+}
+
+/// Carries out a routing command and returns the reply frame.
+async fn command(session: &AgentSession, frame: Json) -> Message {
+    match command_of(frame) {
+        Err((id, e)) => refused(id, &e),
         Ok((id, command)) => match session.command(command).await {
             Ok(()) => frame_ack(&id),
             Err(e) => error_frame(Some(id), e.code(), &e.to_string()),
@@ -306,13 +320,10 @@ async fn command(session: &AgentSession, text: &str) -> Message {
     }
 }
 
-/// A `chat.*` command frame (carried out by the chat, not by routing).
-fn chat_command(text: &str) -> Option<Json> {
-    let frame: Json = serde_json::from_str(text).ok()?;
-    frame["type"]
-        .as_str()
-        .is_some_and(|t| t.starts_with("chat."))
-        .then_some(frame)
+/// The reply to a frame that is no command.
+fn refused(id: Option<String>, e: &FrameError) -> Message {
+    tracing::info!(code = e.code(), error = %e, "console command refused");
+    error_frame(id, e.code(), &e.to_string())
 }
 
 /// Carries out a `chat.*` command and returns the reply frame.
@@ -350,8 +361,7 @@ enum CallCommandKind {
     Dial,
 }
 
-fn call_request(text: &str) -> Option<CallCommand> {
-    let frame: Json = serde_json::from_str(text).ok()?;
+fn call_request(frame: &Json) -> Option<CallCommand> {
     let (kind, number) =
         if frame["type"] == "interaction.transfer" && frame["to"]["target"] == "number" {
             let interaction = frame["interaction"].as_u64();
