@@ -655,8 +655,47 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
     s.stop().await;
 }
 
+/// A chat command sent in the same write as the accept before it is carried out after the
+/// accept (the websocket task sends routing commands on without waiting for them), and the
+/// replies keep the order of the commands.
+async fn accept_and_greet_in_one_write(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de-DE" })).await;
+    vera.ws
+        .expect_where("chat.status", |f| f["status"] == "new")
+        .await;
+    vera.say("v-1", GERMAN).await;
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
+    let interaction = offer["interaction"].as_u64().expect("interaction");
+    let (ids, frames) = bruno
+        .together(&[
+            json!({ "type": "offer.accept", "interaction": interaction }),
+            json!({ "type": "chat.send", "interaction": interaction, "text": "Guten Tag!", "client_id": "b-1" }),
+        ])
+        .await;
+    let replies: Vec<_> = frames
+        .iter()
+        .filter(|f| f["type"] == "ack" || f["type"] == "error")
+        .map(|f| (f["id"].as_str(), f["type"].as_str()))
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            (Some(ids[0].as_str()), Some("ack")),
+            (Some(ids[1].as_str()), Some("ack"))
+        ],
+        "{frames:?}"
+    );
+    assert_eq!(vera.hears("Guten Tag!").await["name"], "Bruno Becker");
+    s.stop().await;
+}
+
 on_both_backends!(
     the_visitor_gets_the_transcript_by_email,
+    accept_and_greet_in_one_write,
     agents_see_their_colleagues_by_name_only,
     the_supervisor_feed_follows_a_chat_and_a_ticket,
     one_address_is_limited_in_new_chats_and_messages,

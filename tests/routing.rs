@@ -456,6 +456,20 @@ async fn commands_sent_together_are_answered_in_order(db: Db) {
     let ended = at(&|f| f["type"] == "interaction.ended");
     assert!(connected.is_some() && connected < reply_to(0), "{frames:?}");
     assert!(ended.is_some() && ended < reply_to(1), "{frames:?}");
+    // More than a console may have unanswered at once: every one answered, in order.
+    let flood: Vec<Value> = (0..150)
+        .map(|n| match n % 2 {
+            0 => json!({ "type": "presence.set", "status": "not_ready", "reason": "break" }),
+            _ => json!({ "type": "presence.set", "status": "ready", "mode": "inbound" }),
+        })
+        .collect();
+    let (ids, frames) = console.together(&flood).await;
+    let acks: Vec<&str> = frames
+        .iter()
+        .filter(|f| f["type"] == "ack")
+        .map(|f| f["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(acks, ids.iter().map(String::as_str).collect::<Vec<_>>());
     let second = d.interaction(queue, "en").await;
     console.expect_where("offer", offer_of(second)).await;
     d.s.stop().await;

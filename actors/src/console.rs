@@ -245,6 +245,23 @@ impl From<&QueueStats> for ConsoleEvent {
 }
 
 impl ConsoleEvent {
+    /// The reply to the command with this id.
+    pub fn reply(id: String, result: Result<(), crate::RouterError>) -> ConsoleEvent {
+        match result {
+            Ok(()) => ConsoleEvent::Ack { id },
+            Err(e) => ConsoleEvent::Error {
+                id: Some(id),
+                code: e.code().to_owned(),
+                message: e.to_string(),
+            },
+        }
+    }
+
+    /// Whether this is the reply to a command (`ack` or `error`).
+    pub fn is_reply(&self) -> bool {
+        matches!(self, ConsoleEvent::Ack { .. } | ConsoleEvent::Error { .. })
+    }
+
     /// What an engine output means for one agent's console, with the agent it is for.
     pub fn for_agent(output: &crate::Output) -> Option<(AgentId, ConsoleEvent)> {
         use crate::Output;

@@ -322,7 +322,7 @@ impl Router {
         let actor = self.tenant(tenant).await?;
         let session = call(&actor, |reply| TenantMsg::Connect {
             agent,
-            events,
+            events: events.clone(),
             reply,
         })
         .await
@@ -332,6 +332,7 @@ impl Router {
             agent,
             actor,
             session,
+            events: events.downgrade(),
         })
     }
 
@@ -348,21 +349,32 @@ pub struct AgentSession {
     /// The tenant actor, which carries out the commands.
     actor: ActorRef<TenantMsg>,
     session: ActorRef<SessionMsg>,
+    /// The console's event channel, where the replies go; weakly, for the channel closes
+    /// when the session ends, and that is how the console learns it.
+    events: mpsc::WeakUnboundedSender<ConsoleEvent>,
 }
 
 impl AgentSession {
-    /// Carries out a console command; `Err` holds the code and message for the `error` frame.
-    /// Commands go straight to the tenant actor (one round trip, not two through the session
-    /// actor), naming the session, so a console replaced by a newer one can no longer act.
-    pub async fn command(&self, command: Command) -> Result<(), RouterError> {
-        call(&self.actor, |reply| TenantMsg::Command {
-            agent: self.agent,
-            session: self.session.get_id(),
-            command,
-            reply,
-        })
-        .await
-        .map_err(|e| RouterError::Unavailable(self.tenant, e))?
+    /// Hands console commands, each with the id of its reply, to the tenant actor, which
+    /// carries them out in order and answers each with [`ConsoleEvent::Ack`] or
+    /// [`ConsoleEvent::Error`] on the console's event channel after the events it caused: a
+    /// reply is a barrier in the channel, and commands sent together are one message with no
+    /// round trip. They go straight to the tenant actor, naming the session, so a console
+    /// replaced by a newer one can no longer act. `Err`: the tenant's routing is gone and
+    /// nothing was carried out.
+    pub fn send(&self, commands: Vec<(String, Command)>) -> Result<(), RouterError> {
+        let Some(replies) = self.events.upgrade() else {
+            let reason = "this console's session has ended".to_string();
+            return Err(RouterError::Unavailable(self.tenant, reason));
+        };
+        self.actor
+            .cast(TenantMsg::Commands {
+                agent: self.agent,
+                session: self.session.get_id(),
+                commands,
+                replies,
+            })
+            .map_err(|e| RouterError::Unavailable(self.tenant, e.to_string()))
     }
 
     /// The console went away: the agent is logged out (or set not ready if it holds work).
@@ -478,24 +490,30 @@ mod tests {
             .connect(tenant, AgentId(agent), tx)
             .await
             .expect("connects");
-        session
-            .command(Command::PresenceSet {
-                status: crate::AgentStatus::Ready {
-                    mode: ReadyMode::Inbound,
-                },
-            })
-            .await
-            .expect("ready");
+        let ready = Command::PresenceSet {
+            status: crate::AgentStatus::Ready {
+                mode: ReadyMode::Inbound,
+            },
+        };
+        session.send(vec![("ready".into(), ready)]).expect("sent");
         (session, rx)
     }
 
-    /// When a command's reply arrives, the events it caused are already in the console's
-    /// channel: the websocket layer relies on this to make replies barriers.
+    fn reply_to(id: &str) -> impl Fn(&ConsoleEvent) -> bool + '_ {
+        move |e| match e {
+            ConsoleEvent::Ack { id: of } => of == id,
+            ConsoleEvent::Error { id: of, .. } => of.as_deref() == Some(id),
+            _ => false,
+        }
+    }
+
+    /// A command's reply comes on the console's channel after the events it caused: the
+    /// websocket layer relies on this to make replies barriers.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn events_of_a_command_are_queued_before_its_reply() {
+    async fn the_events_of_a_command_come_before_its_reply() {
         let (_, router) = start(vec![(T1, setup(&[1], &[]))]).await;
         let (session, mut rx) = console(&router, T1, 1).await;
-        while rx.try_recv().is_ok() {}
+        until(&mut rx, reply_to("ready")).await;
         for round in 0..200 {
             let status = if round % 2 == 0 {
                 crate::AgentStatus::NotReady {
@@ -506,16 +524,24 @@ mod tests {
                     mode: ReadyMode::Inbound,
                 }
             };
+            let id = round.to_string();
             session
-                .command(Command::PresenceSet { status })
-                .await
-                .expect("accepted");
-            let queued: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+                .send(vec![(id.clone(), Command::PresenceSet { status })])
+                .expect("sent");
+            let mut before = Vec::new();
+            loop {
+                let event = until(&mut rx, |_| true).await;
+                if reply_to(&id)(&event) {
+                    assert_eq!(event, ConsoleEvent::Ack { id: id.clone() });
+                    break;
+                }
+                before.push(event);
+            }
             assert!(
-                queued
+                before
                     .iter()
                     .any(|e| matches!(e, ConsoleEvent::PresenceChanged { .. })),
-                "round {round}: {queued:?}"
+                "round {round}: {before:?}"
             );
         }
         router.stop();
@@ -527,19 +553,30 @@ mod tests {
     async fn a_replaced_console_can_no_longer_act() {
         let (_, router) = start(vec![(T1, setup(&[1], &[]))]).await;
         let (old, mut old_rx) = console(&router, T1, 1).await;
-        let (new, _new_rx) = console(&router, T1, 1).await;
+        let (new, mut new_rx) = console(&router, T1, 1).await;
         until(&mut old_rx, |e| matches!(e, ConsoleEvent::SessionReplaced)).await;
-        let break_ = || Command::PresenceSet {
-            status: crate::AgentStatus::NotReady {
+        let break_ = || {
+            let status = crate::AgentStatus::NotReady {
                 reason: "break".into(),
+            };
+            vec![("break".to_string(), Command::PresenceSet { status })]
+        };
+        // Refused at once if the old session is already gone, else by the tenant.
+        let code = match old.send(break_()) {
+            Err(e) => e.code().to_string(),
+            Ok(()) => match until(&mut old_rx, reply_to("break")).await {
+                ConsoleEvent::Error { code, .. } => code,
+                other => panic!("the old console acted: {other:?}"),
             },
         };
-        let refused = old.command(break_()).await;
-        assert!(
-            matches!(refused, Err(RouterError::Unavailable(..))),
-            "{refused:?}"
+        assert_eq!(code, "unavailable");
+        new.send(break_()).expect("sent");
+        let acted = until(&mut new_rx, reply_to("break")).await;
+        assert_eq!(
+            acted,
+            ConsoleEvent::Ack { id: "break".into() },
+            "the new console acts"
         );
-        new.command(break_()).await.expect("the new console acts");
         router.stop();
     }
 
@@ -571,12 +608,17 @@ mod tests {
         {}
         // … its pending offer goes to the other agent, and the tenant keeps serving.
         until(&mut second_rx, offer_of(100)).await;
-        second
-            .command(Command::OfferAccept {
-                interaction: InteractionId(100),
-            })
-            .await
-            .expect("accepted");
+        let accept = Command::OfferAccept {
+            interaction: InteractionId(100),
+        };
+        second.send(vec![("accept".into(), accept)]).expect("sent");
+        let accepted = until(&mut second_rx, reply_to("accept")).await;
+        assert_eq!(
+            accepted,
+            ConsoleEvent::Ack {
+                id: "accept".into()
+            }
+        );
         let recorded = host.recorded.lock().expect("recorded").clone();
         assert!(
             recorded.iter().any(|(_, o)| matches!(

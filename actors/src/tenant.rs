@@ -25,13 +25,14 @@ const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 pub(crate) enum TenantMsg {
     Input(Input, Option<RpcReplyPort<Result<(), Error>>>),
-    /// A console command of `agent`.
-    Command {
+    /// Console commands of `agent`, each with the id its reply carries, carried out in order;
+    /// each is answered with `Ack` or `Error` on `replies` after the events it caused.
+    Commands {
         agent: AgentId,
-        /// The session actor of the console that sent it.
+        /// The session actor of the console that sent them.
         session: ActorId,
-        command: Command,
-        reply: RpcReplyPort<Result<(), RouterError>>,
+        commands: Vec<(String, Command)>,
+        replies: mpsc::UnboundedSender<ConsoleEvent>,
     },
     Reconfigure(RpcReplyPort<Result<(), String>>),
     Connect {
@@ -343,23 +344,25 @@ impl Actor for TenantActor {
                     let _ = reply.send(result);
                 }
             }
-            TenantMsg::Command {
+            TenantMsg::Commands {
                 agent,
                 session,
-                command,
-                reply,
+                commands,
+                replies,
             } => {
                 let current = state.sessions.get(&agent).map(|s| s.get_id());
-                let result = if current == Some(session) {
-                    state
-                        .input_for(agent, command)
-                        .and_then(|input| state.apply(&myself, input))
-                        .map_err(RouterError::Rejected)
-                } else {
-                    let reason = "this console was replaced by a newer one".to_string();
-                    Err(RouterError::Unavailable(state.tenant, reason))
-                };
-                let _ = reply.send(result);
+                for (id, command) in commands {
+                    let result = if current == Some(session) {
+                        state
+                            .input_for(agent, command)
+                            .and_then(|input| state.apply(&myself, input))
+                            .map_err(RouterError::Rejected)
+                    } else {
+                        let reason = "this console was replaced by a newer one".to_string();
+                        Err(RouterError::Unavailable(state.tenant, reason))
+                    };
+                    let _ = replies.send(ConsoleEvent::reply(id, result));
+                }
             }
             TenantMsg::Reconfigure(reply) => {
                 let result = match state.host.load(state.tenant).await {

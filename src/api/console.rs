@@ -14,7 +14,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
-use vacd_actors::console::{command_of, ConsoleEvent, FrameError};
+use vacd_actors::console::{command_of, Command, ConsoleEvent, FrameError};
 use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 
 use super::auth;
@@ -29,6 +29,9 @@ const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Most commands answered in one write; a console sending more at once waits for its next turn
 /// beside the events and chat frames.
 const MAX_ANSWERED_TOGETHER: usize = 32;
+
+/// Most routing commands of one console sent and not answered yet; more wait for the answers.
+const MAX_UNANSWERED: usize = 64;
 
 /// Largest command frame a console may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
@@ -108,7 +111,7 @@ fn error_frame(id: Option<String>, code: &str, message: &str) -> Message {
 async fn serve(socket: WebSocket, state: AppState, who: Principal) {
     let agent = AgentId(who.user_id as u64);
     let (mut sink, mut stream) = socket.split();
-    let (events, mut incoming) = mpsc::unbounded_channel();
+    let (events, incoming) = mpsc::unbounded_channel();
     let session = match state
         .routing
         .router()
@@ -127,14 +130,23 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
     let mut chat_frames = true;
     tracing::info!(tenant = who.tenant_id, %agent, "console connected");
     metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);
+    let mut console = Console {
+        sink,
+        incoming,
+        state,
+        who,
+        session,
+        gathered: Vec::new(),
+        pending: 0,
+    };
     'serve: loop {
         tokio::select! {
             received = stream.next() => {
-                // Commands that arrived together (a console may send several in one write) are
-                // answered together, in one write.
+                // Commands that arrived together (a console may send several in one write) go
+                // to routing together, and their replies out in one write.
                 let (mut received, mut answered) = (received, 0);
                 loop {
-                    if !answer(&mut sink, &state, who, &session, &mut incoming, received).await {
+                    if !console.read(received).await {
                         break 'serve;
                     }
                     answered += 1;
@@ -146,7 +158,13 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                         None => break,
                     }
                 }
-                if !flush(&mut sink, who).await {
+                // A console that sends faster than routing answers waits for the answers.
+                let sent = if console.pending + console.gathered.len() > MAX_UNANSWERED {
+                    console.settle().await
+                } else {
+                    console.send_gathered().await
+                };
+                if !sent || !console.flush().await {
                     break;
                 }
             }
@@ -157,75 +175,163 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                     chat_frames = false;
                     continue;
                 };
-                let mut delivered = feed(&mut sink, Message::Text(frame.into())).await;
+                let mut delivered = feed(&mut console.sink, Message::Text(frame.into())).await;
                 while let Ok(frame) = chats.frames.try_recv() {
-                    delivered &= feed(&mut sink, Message::Text(frame.into())).await;
+                    delivered &= feed(&mut console.sink, Message::Text(frame.into())).await;
                 }
-                if !delivered || !flush(&mut sink, who).await {
+                if !delivered || !console.flush().await {
                     break;
                 }
             }
-            event = incoming.recv() => {
+            event = console.incoming.recv() => {
                 // `None`: the session ended (replaced by another console, or failed).
                 let Some(event) = event else { break };
                 // Whatever else is already waiting goes out in the same write.
-                let mut delivered = feed_event(&mut sink, &state, who, &event).await;
-                while let Ok(event) = incoming.try_recv() {
-                    delivered &= feed_event(&mut sink, &state, who, &event).await;
+                let mut delivered = console.deliver(&event).await;
+                while let Ok(event) = console.incoming.try_recv() {
+                    delivered &= console.deliver(&event).await;
                 }
-                if !delivered || !flush(&mut sink, who).await {
+                if !delivered || !console.flush().await {
                     break;
                 }
             }
         }
     }
-    session.close();
-    let _ = sink.close().await;
+    console.session.close();
+    let _ = console.sink.close().await;
     metrics::gauge!(crate::metrics::CONSOLES).decrement(1.0);
     tracing::info!(tenant = who.tenant_id, %agent, "console disconnected");
 }
 
 type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
 
-/// Carries out what the console sent and queues the reply (without flushing); false when the
-/// console is gone or closed the connection.
-async fn answer(
-    sink: &mut Sink,
-    state: &AppState,
+/// One connected console as its websocket task drives it. Routing commands are not awaited one
+/// by one: those read together are sent to the tenant in one message, and their replies come
+/// back on the event channel after the events each caused. A command routing does not carry
+/// out (a chat or call command) and a refused frame are answered here, once every routing
+/// command before them was answered, so replies keep the order of the commands.
+struct Console {
+    sink: Sink,
+    /// Routing events and the replies to routing commands.
+    incoming: mpsc::UnboundedReceiver<ConsoleEvent>,
+    state: AppState,
     who: Principal,
-    session: &AgentSession,
-    incoming: &mut mpsc::UnboundedReceiver<ConsoleEvent>,
-    received: Option<std::result::Result<Message, axum::Error>>,
-) -> bool {
-    match received {
-        Some(Ok(Message::Text(text))) => {
-            let reply = match serde_json::from_str::<Json>(text.as_str()) {
-                Ok(frame) => carry_out(state, who, session, frame).await,
-                Err(e) => refused(None, &FrameError::Malformed(e.to_string())),
-            };
-            // Events that reached the session before the command was carried out go out
-            // before its reply, so a reply is a barrier a console can rely on.
-            let mut delivered = true;
-            while let Ok(event) = incoming.try_recv() {
-                delivered &= feed_event(sink, state, who, &event).await;
+    session: AgentSession,
+    /// Routing commands read from the frames at hand, not sent yet.
+    gathered: Vec<(String, Command)>,
+    /// Routing commands sent whose reply has not been delivered yet.
+    pending: usize,
+}
+
+impl Console {
+    /// Takes in one frame the console sent: gathers a routing command, carries out anything
+    /// else and queues its reply (without flushing). False when the console is gone or closed
+    /// the connection.
+    async fn read(&mut self, received: Option<std::result::Result<Message, axum::Error>>) -> bool {
+        match received {
+            Some(Ok(Message::Text(text))) => match serde_json::from_str::<Json>(text.as_str()) {
+                Ok(frame) => {
+                    if let Some(request) = call_request(&frame) {
+                        self.settle().await && {
+                            let reply = request.carry_out(&self.state, self.who).await;
+                            feed(&mut self.sink, reply).await
+                        }
+                    } else if frame["type"]
+                        .as_str()
+                        .is_some_and(|t| t.starts_with("chat."))
+                    {
+                        self.settle().await && {
+                            let reply = chat(&self.state, self.who, &frame).await;
+                            feed(&mut self.sink, reply).await
+                        }
+                    } else {
+                        match command_of(frame) {
+                            Ok(command) => {
+                                self.gathered.push(command);
+                                true
+                            }
+                            Err((id, e)) => self.answer(refused(id, &e)).await,
+                        }
+                    }
+                }
+                Err(e) => {
+                    let reply = refused(None, &FrameError::Malformed(e.to_string()));
+                    self.answer(reply).await
+                }
+            },
+            Some(Ok(Message::Binary(_))) => {
+                let reply = error_frame(None, "unsupported_frame", "commands are JSON text frames");
+                self.answer(reply).await
             }
-            delivered && feed(sink, reply).await
+            Some(Ok(Message::Close(_))) | None => false,
+            Some(Ok(_)) => true,
+            Some(Err(e)) => {
+                tracing::info!(tenant = self.who.tenant_id, agent = self.who.user_id, error = %e, "console connection failed");
+                let close = CloseFrame {
+                    code: 1009,
+                    reason: "frame too large or broken".into(),
+                };
+                let _ = self.sink.send(Message::Close(Some(close))).await;
+                false
+            }
         }
-        Some(Ok(Message::Binary(_))) => {
-            let reply = error_frame(None, "unsupported_frame", "commands are JSON text frames");
-            feed(sink, reply).await
+    }
+
+    /// Queues a reply made here, after the replies of the routing commands before it.
+    async fn answer(&mut self, reply: Message) -> bool {
+        self.settle().await && feed(&mut self.sink, reply).await
+    }
+
+    /// Sends the gathered routing commands; if routing is gone, each is refused at once.
+    async fn send_gathered(&mut self) -> bool {
+        if self.gathered.is_empty() {
+            return true;
         }
-        Some(Ok(Message::Close(_))) | None => false,
-        Some(Ok(_)) => true,
-        Some(Err(e)) => {
-            tracing::info!(tenant = who.tenant_id, agent = who.user_id, error = %e, "console connection failed");
-            let close = CloseFrame {
-                code: 1009,
-                reason: "frame too large or broken".into(),
+        let commands = std::mem::take(&mut self.gathered);
+        let ids: Vec<String> = commands.iter().map(|(id, _)| id.clone()).collect();
+        match self.session.send(commands) {
+            Ok(()) => {
+                self.pending += ids.len();
+                true
+            }
+            Err(e) => {
+                let mut delivered = true;
+                for id in ids {
+                    let reply = error_frame(Some(id), e.code(), &e.to_string());
+                    delivered &= feed(&mut self.sink, reply).await;
+                }
+                delivered
+            }
+        }
+    }
+
+    /// Sends what was gathered and waits until every routing command sent was answered,
+    /// queueing the events and replies that come meanwhile.
+    async fn settle(&mut self) -> bool {
+        if !self.send_gathered().await {
+            return false;
+        }
+        while self.pending > 0 {
+            let Some(event) = self.incoming.recv().await else {
+                return false;
             };
-            let _ = sink.send(Message::Close(Some(close))).await;
-            false
+            if !self.deliver(&event).await {
+                return false;
+            }
         }
+        true
+    }
+
+    /// Queues an event or reply from routing (see [`feed_event`]).
+    async fn deliver(&mut self, event: &ConsoleEvent) -> bool {
+        if event.is_reply() {
+            self.pending = self.pending.saturating_sub(1);
+        }
+        feed_event(&mut self.sink, &self.state, self.who, event).await
+    }
+
+    async fn flush(&mut self) -> bool {
+        flush(&mut self.sink, self.who).await
     }
 }
 
@@ -286,37 +392,6 @@ async fn feed_event(
             None => true,
         },
         None => true,
-    }
-}
-
-/// Carries out one command frame (parsed once) by whoever it is for — the SIP endpoint, the
-/// chat or routing — and returns the reply frame.
-async fn carry_out(
-    state: &AppState,
-    who: Principal,
-    session: &AgentSession,
-    frame: Json,
-) -> Message {
-    if let Some(request) = call_request(&frame) {
-        request.carry_out(state, who).await
-    } else if frame["type"]
-        .as_str()
-        .is_some_and(|t| t.starts_with("chat."))
-    {
-        chat(state, who, &frame).await
-    } else {
-        command(session, frame).await
-    }
-}
-
-/// Carries out a routing command and returns the reply frame.
-async fn command(session: &AgentSession, frame: Json) -> Message {
-    match command_of(frame) {
-        Err((id, e)) => refused(id, &e),
-        Ok((id, command)) => match session.command(command).await {
-            Ok(()) => frame_ack(&id),
-            Err(e) => error_frame(Some(id), e.code(), &e.to_string()),
-        },
     }
 }
 
