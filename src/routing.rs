@@ -1,7 +1,8 @@
 //! Wires routing (`vacd-actors`) to the store and the API. [`Routing`] starts the actor tree with
 //! a [`Host`] backed by the store: tenants are loaded from it, and every output of the engines
-//! goes through a journal task that writes them in batches (one transaction per batch) to the
-//! event log and the interactions table. At start every tenant's routing is started, which
+//! goes to the store's journal ([`Store::journal`]), which writes them in rounds (with the
+//! creates of the same moment, one transaction per round) to the event log and the interactions
+//! table. At start every tenant's routing is started, which
 //! re-queues the written interactions that were waiting when vacd stopped.
 //!
 //! The admin API calls [`Routing::after_change`] after each committed change, so skills, queue
@@ -20,7 +21,6 @@ use std::time::{Duration, SystemTime};
 use dashmap::DashMap;
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use vacd_actors::{
     AgentId, BoxFuture, Channel, Host, Input, InteractionId, NewInteraction, Output, QueueId,
     Router, RouterError, TenantId, TenantSetup,
@@ -33,9 +33,6 @@ use crate::chat::ChatTap;
 use crate::sip::MonitorError;
 use crate::store::{OutputBatch, Store};
 
-/// Largest number of batches written in one transaction.
-const JOURNAL_BATCH: usize = 512;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("routing did not start: {0}")]
@@ -44,16 +41,8 @@ pub enum Error {
     Store(#[from] crate::store::Error),
 }
 
-/// What the journal task receives: outputs to write, or a request to say when everything
-/// sent before it is written.
-enum Journal {
-    Batch(OutputBatch),
-    Flushed(oneshot::Sender<()>),
-}
-
 struct StoreHost {
     store: Store,
-    journal: mpsc::UnboundedSender<Journal>,
     calls: CallTap,
     chats: ChatTap,
 }
@@ -234,12 +223,8 @@ impl Host for StoreHost {
     /// not read rows its predecessor's last outputs have yet to change), then reads.
     fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>> {
         let store = self.store.clone();
-        let (flushed, written) = oneshot::channel();
-        let queued = self.journal.send(Journal::Flushed(flushed)).is_ok();
         Box::pin(async move {
-            if queued {
-                let _ = written.await;
-            }
+            store.flushed().await;
             store
                 .routing_setup(tenant.0 as i64)
                 .await
@@ -250,59 +235,18 @@ impl Host for StoreHost {
     fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>) {
         self.calls.forward(&outputs);
         self.chats.forward(&outputs);
-        let batch = OutputBatch {
+        self.store.journal(OutputBatch {
             tenant: tenant.0 as i64,
             at,
             outputs,
-        };
-        if self.journal.send(Journal::Batch(batch)).is_err() {
-            tracing::error!(%tenant, "routing journal is closed; outputs not persisted");
-        }
+        });
     }
 }
 
-/// Writes routing outputs until every sender is gone.
-async fn journal(store: Store, mut incoming: mpsc::UnboundedReceiver<Journal>) {
-    let mut received = Vec::with_capacity(JOURNAL_BATCH);
-    let mut batches = Vec::with_capacity(JOURNAL_BATCH);
-    while incoming.recv_many(&mut received, JOURNAL_BATCH).await > 0 {
-        for message in received.drain(..) {
-            match message {
-                Journal::Batch(batch) => batches.push(batch),
-                Journal::Flushed(done) => {
-                    write(&store, &mut batches).await;
-                    let _ = done.send(());
-                }
-            }
-        }
-        write(&store, &mut batches).await;
-    }
-}
-
-/// Writes the batches in one transaction; if that fails, each on its own, so one bad batch
-/// (say, of a tenant deleted meanwhile) costs only its own outputs.
-async fn write(store: &Store, batches: &mut Vec<OutputBatch>) {
-    if batches.is_empty() {
-        return;
-    }
-    let outputs: usize = batches.iter().map(|b| b.outputs.len()).sum();
-    metrics::counter!(crate::metrics::ROUTING_OUTPUTS).increment(outputs as u64);
-    if let Err(e) = store.record_outputs(batches).await {
-        tracing::warn!(error = %e, "writing routing outputs failed; writing batch by batch");
-        for batch in batches.iter() {
-            if let Err(e) = store.record_outputs(std::slice::from_ref(batch)).await {
-                tracing::error!(tenant = batch.tenant, error = %e, outputs = batch.outputs.len(), "routing outputs lost from the event log");
-            }
-        }
-    }
-    batches.clear();
-}
-
-/// The running routing: the actor tree and its journal. Owned by the server.
+/// The running routing: the actor tree. Owned by the server.
 pub struct Routing {
     handle: RoutingHandle,
     supervisor: ractor::concurrency::JoinHandle<()>,
-    journal: JoinHandle<()>,
 }
 
 /// What request handlers use: the router and the hooks for admin changes. Cheap to clone.
@@ -311,8 +255,6 @@ pub struct RoutingHandle {
     router: Router,
     store: Store,
     calls: CallTap,
-    /// The journal, weakly: handles must not keep it alive past the actors at shutdown.
-    journal: mpsc::WeakUnboundedSender<Journal>,
     reloads: Arc<DashMap<i64, Arc<Reloads>>>,
 }
 
@@ -329,12 +271,8 @@ struct Reloads {
 impl Routing {
     /// Starts the actor tree and the routing of every tenant in the store.
     pub async fn start(store: Store, calls: CallTap, chats: ChatTap) -> Result<Routing, Error> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let journal_tx = tx.downgrade();
-        let journal_task = tokio::spawn(journal(store.clone(), rx));
         let host = Arc::new(StoreHost {
             store: store.clone(),
-            journal: tx,
             calls: calls.clone(),
             chats,
         });
@@ -349,11 +287,9 @@ impl Routing {
                 router,
                 store,
                 calls,
-                journal: journal_tx,
                 reloads: Arc::default(),
             },
             supervisor,
-            journal: journal_task,
         })
     }
 
@@ -364,10 +300,14 @@ impl Routing {
     /// Stops every actor, then waits until the journal has written everything they produced.
     pub async fn shutdown(self) {
         self.handle.router.stop();
-        drop(self.handle);
         let _ = self.supervisor.await;
-        // The host (and the journal's sender) went away with the last actor.
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.journal).await;
+        let flushed = self.handle.store.flushed();
+        if tokio::time::timeout(Duration::from_secs(30), flushed)
+            .await
+            .is_err()
+        {
+            tracing::error!("routing journal not written within 30 s of the stop");
+        }
     }
 }
 
@@ -379,15 +319,7 @@ impl RoutingHandle {
     /// Waits until the journal has written every routing output produced so far (reports read
     /// the event log after this, so they include everything routed before the request).
     pub async fn flushed(&self) {
-        let Some(journal) = self.journal.upgrade() else {
-            return;
-        };
-        let (done, written) = oneshot::channel();
-        let queued = journal.send(Journal::Flushed(done)).is_ok();
-        drop(journal);
-        if queued {
-            let _ = written.await;
-        }
+        self.store.flushed().await;
     }
 
     /// The bridge to live calls (for console requests the SIP endpoint carries out).

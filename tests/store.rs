@@ -750,8 +750,55 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
     db.drop_db().await;
 }
 
+/// Routing's outputs are committed in the same rounds as creates; a round that fails for one
+/// create (a duplicate) writes the create on its own and still every output of the round.
+async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
+    use std::time::SystemTime;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{AgentId, Output, Presence};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let twin = new_values(&QUEUES, json!({ "name": "twin" })).expect("valid");
+    store.create(&QUEUES, t, None, &twin).await.expect("queue");
+    let rounds = 50;
+    for round in 0..rounds {
+        for agent in 0..4 {
+            store.journal(OutputBatch {
+                tenant: t,
+                at: SystemTime::now(),
+                outputs: vec![Output::PresenceChanged {
+                    agent: AgentId(round * 10 + agent),
+                    from: Presence::Offline,
+                    to: Presence::Busy,
+                }],
+            });
+        }
+        // Sent while the outputs wait (or are being written): usually the same round.
+        let refused = store.create(&QUEUES, t, None, &twin).await;
+        assert!(
+            matches!(refused, Err(store::Error::Duplicate("Queue"))),
+            "{refused:?}"
+        );
+    }
+    store.flushed().await;
+    let presence = ListQuery {
+        filters: vec![(
+            EVENTS.column("kind").expect("column"),
+            store::Value::Text(Some("routing.presence_changed".into())),
+        )],
+        ..all()
+    };
+    let events = store.list(&EVENTS, t, &presence).await.expect("events");
+    assert_eq!(events.total, rounds as i64 * 4, "no output lost");
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     migrations_apply_once_and_report_ready,
+    routing_outputs_survive_a_failed_create_in_their_round,
     rows_belong_to_their_tenant,
     constraint_violations_are_domain_errors,
     event_log_appends_and_filters,

@@ -1,14 +1,18 @@
-//! Group commit of creates. Every [`Store::create`] of the catalog's resources goes to one task
-//! that takes all requests waiting for it, inserts them in one transaction — one reference check
-//! per distinct referenced row, rows of the same table and columns many per statement, all audit
-//! events together — and answers each request once that transaction has committed. While one
-//! batch commits the next one gathers, so the batch grows with the load and a lone request waits
-//! for nothing.
+//! Group commit of the busiest writes: the creates of the catalog's resources ([`Store::create`])
+//! and routing's outputs ([`Store::journal`]). One task takes every write waiting for it and
+//! commits them in one transaction — for the creates one reference check per distinct
+//! referenced row and rows of the same table and columns many per statement; then the outputs'
+//! events (with the creates' audit events, in one append) and the changes they make to their
+//! interactions — and answers each create once that transaction has committed. While one round
+//! commits the next one gathers, so a round grows with the load and a lone write waits for
+//! nothing; a create and the outputs routing produced meanwhile share one commit instead of
+//! taking the write connection in turn.
 //!
-//! Each request still gets its own answer: a request whose reference points nowhere gets its
-//! `UnknownReference` and the rest of the batch goes on; if anything else fails (a duplicate, a
-//! database error) the whole transaction is rolled back and every request of the batch is
-//! inserted again in a transaction of its own, so one bad request costs only itself.
+//! Each create still gets its own answer: a create whose reference points nowhere gets its
+//! `UnknownReference` and the rest of the round goes on; if anything else fails (a duplicate, a
+//! database error) the whole transaction is rolled back, every create of the round is inserted
+//! again in a transaction of its own, and the outputs are written batch by batch, so one bad
+//! write costs only itself.
 //!
 //! A multi-row `INSERT … RETURNING` returns its rows in no documented order. Rows are matched to
 //! requests by ascending id (both databases hand out ids in the order of the `VALUES` list, the
@@ -23,13 +27,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::crud::{audit, insert_rows, insert_values, row_to_json};
 use super::events::{self, NewEvent};
+use super::routing::{output_changes, write_rows, OutputBatch};
 use super::{now_ms, sized_chunks, Error, Result, Store, Value};
 use crate::catalog::{Column, Kind, Resource};
 
-/// Most requests committed in one transaction.
+/// Most creates committed in one round.
 const MAX_BATCH: usize = 512;
 
-/// One create waiting for its batch.
+/// Most journal messages (routing's output batches) taken into one round.
+const MAX_JOURNAL: usize = 512;
+
+/// One create waiting for its round.
 pub(super) struct Create {
     resource: &'static Resource,
     tenant: i64,
@@ -38,7 +46,14 @@ pub(super) struct Create {
     reply: oneshot::Sender<Result<Json>>,
 }
 
-/// Hands a create to the committer and waits until its batch has committed.
+/// What routing hands the committer: outputs to write, or a request to be told when everything
+/// sent before it is written.
+pub(super) enum Journal {
+    Batch(OutputBatch),
+    Flushed(oneshot::Sender<()>),
+}
+
+/// Hands a create to the committer and waits until its round has committed.
 pub(super) async fn submit(
     committer: &mpsc::Sender<Create>,
     resource: &'static Resource,
@@ -58,32 +73,97 @@ pub(super) async fn submit(
     answer.await.map_err(|_| Error::Closed)?
 }
 
-/// The committer: commits what has gathered, batch after batch, until every sender is gone.
-/// `store` is a handle without a committer of its own (it writes directly).
-pub(super) async fn run(store: Store, mut incoming: mpsc::Receiver<Create>) {
+/// The committer: commits what has gathered, round after round, until every sender of both
+/// channels is gone. `store` is a handle without a committer of its own (it writes directly).
+pub(super) async fn run(
+    store: Store,
+    mut creates: mpsc::Receiver<Create>,
+    mut journal: mpsc::UnboundedReceiver<Journal>,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    let mut journaled = Vec::with_capacity(MAX_JOURNAL);
+    let (mut creating, mut journaling) = (true, true);
+    while creating || journaling {
+        tokio::select! {
+            n = creates.recv_many(&mut batch, MAX_BATCH), if creating => creating = n > 0,
+            n = journal.recv_many(&mut journaled, MAX_JOURNAL), if journaling => journaling = n > 0,
+        }
+        // Whatever else is waiting joins the round.
+        while batch.len() < MAX_BATCH {
+            let Ok(create) = creates.try_recv() else {
+                break;
+            };
+            batch.push(create);
+        }
+        while journaled.len() < MAX_JOURNAL {
+            let Ok(message) = journal.try_recv() else {
+                break;
+            };
+            journaled.push(message);
+        }
+        commit(&store, &mut batch, &mut journaled).await;
+    }
+}
+
+/// Commits one round and answers its creates and flush requests.
+async fn commit(store: &Store, batch: &mut Vec<Create>, journaled: &mut Vec<Journal>) {
+    let mut outputs = Vec::new();
+    let mut flushed = Vec::new();
+    for message in journaled.drain(..) {
+        match message {
+            Journal::Batch(b) => outputs.push(b),
+            Journal::Flushed(done) => flushed.push(done),
+        }
+    }
+    if !batch.is_empty() {
         metrics::histogram!(crate::metrics::CREATE_BATCH).record(batch.len() as f64);
-        if batch.len() > 1 {
-            match insert_batch(&store, &batch).await {
-                Ok(outcomes) => {
-                    for (create, outcome) in batch.drain(..).zip(outcomes) {
-                        let _ = create.reply.send(outcome);
-                    }
-                    continue;
+    }
+    let written: usize = outputs.iter().map(|b| b.outputs.len()).sum();
+    metrics::counter!(crate::metrics::ROUTING_OUTPUTS).increment(written as u64);
+    if !batch.is_empty() || !outputs.is_empty() {
+        match write_round(store, batch, &outputs).await {
+            Ok(outcomes) => {
+                for (create, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = create.reply.send(outcome);
                 }
-                Err(e) => {
-                    tracing::info!(error = %e, creates = batch.len(), "group commit failed; creating one by one");
+            }
+            Err(e) => {
+                tracing::info!(error = %e, creates = batch.len(), outputs = written, "group commit failed; writing one by one");
+                for create in batch.drain(..) {
+                    let outcome = store
+                        .create_alone(create.resource, create.tenant, create.actor, &create.values)
+                        .await;
+                    let _ = create.reply.send(outcome);
+                }
+                for output in &outputs {
+                    if let Err(e) = store.record_outputs(std::slice::from_ref(output)).await {
+                        tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
+                    }
                 }
             }
         }
-        for create in batch.drain(..) {
-            let outcome = store
-                .create_alone(create.resource, create.tenant, create.actor, &create.values)
-                .await;
-            let _ = create.reply.send(outcome);
-        }
     }
+    for done in flushed {
+        let _ = done.send(());
+    }
+}
+
+/// Writes a round in one transaction: the creates, then every event (the creates' audit events
+/// and the outputs'), then the interactions the outputs change. `Ok` holds each create's
+/// outcome (in batch order) after the commit; `Err` means nothing was committed.
+async fn write_round(
+    store: &Store,
+    batch: &[Create],
+    outputs: &[OutputBatch],
+) -> Result<Vec<Result<Json>>> {
+    let mut tx = store.begin().await?;
+    let mut events = Vec::new();
+    let outcomes = insert_batch(&mut tx, store, batch, &mut events).await?;
+    let rows = output_changes(outputs, &mut events);
+    events::append_many(&mut tx, store.backend, &events).await?;
+    write_rows(&mut tx, store.backend, &rows).await?;
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 /// The rows a group of requests (same tenant, table and columns) inserts.
@@ -95,11 +175,15 @@ struct Group {
     rows: Vec<(usize, Vec<Value>)>,
 }
 
-/// Inserts the batch in one transaction. `Ok` holds each request's outcome (in batch order)
-/// after the commit; `Err` means nothing was committed.
-async fn insert_batch(store: &Store, batch: &[Create]) -> Result<Vec<Result<Json>>> {
+/// Inserts the batch in `tx` and adds their audit events to `audits`; each request's outcome,
+/// in batch order.
+async fn insert_batch(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    store: &Store,
+    batch: &[Create],
+    audits: &mut Vec<(NewEvent, i64)>,
+) -> Result<Vec<Result<Json>>> {
     let mut outcomes: Vec<Option<Result<Json>>> = batch.iter().map(|_| None).collect();
-    let mut tx = store.begin().await?;
 
     // References: each distinct target looked up once.
     let mut exists: HashMap<(&'static str, i64, i64), bool> = HashMap::new();
@@ -116,7 +200,7 @@ async fn insert_batch(store: &Store, batch: &[Create]) -> Result<Vec<Result<Json
                     let row = sqlx::query(&sql)
                         .bind(*target)
                         .bind(create.tenant)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut **tx)
                         .await?;
                     exists.insert(key, row.is_some());
                     row.is_some()
@@ -155,12 +239,11 @@ async fn insert_batch(store: &Store, batch: &[Create]) -> Result<Vec<Result<Json
         }
     }
 
-    let mut audits: Vec<(NewEvent, i64)> = Vec::new();
     for group in &groups {
         for chunk in sized_chunks(&group.rows) {
             let values: Vec<Vec<Value>> = chunk.iter().map(|(_, row)| row.clone()).collect();
             let rows = insert_rows(
-                &mut tx,
+                tx,
                 store.backend,
                 group.resource,
                 group.tenant,
@@ -197,8 +280,6 @@ async fn insert_batch(store: &Store, batch: &[Create]) -> Result<Vec<Result<Json
             }
         }
     }
-    events::append_many(&mut tx, store.backend, &audits).await?;
-    tx.commit().await?;
     Ok(outcomes
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(mismatch("a create got no outcome"))))

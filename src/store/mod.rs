@@ -8,9 +8,9 @@
 //! that owns it.
 //!
 //! Writes that arrive many at a time are grouped: `group_commit` inserts the creates of many
-//! concurrent requests in one transaction (each request is answered when that transaction has
-//! committed), `message_commit` does the same for the messages of all chats, `call_commit` for
-//! the calls' records, and the routing journal writes many outputs per transaction. Multi-row statements
+//! concurrent requests and writes routing's outputs (the journal) in one transaction per round
+//! (each create is answered when that transaction has committed), `message_commit` does the
+//! same for the messages of all chats, `call_commit` for the calls' records. Multi-row statements
 //! are cut into chunks of a few fixed sizes ([`sized_chunks`]) so the connections' statement
 //! caches keep hitting.
 
@@ -39,7 +39,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
 pub use chat::{ChatRoute, ChatRow, ChatWidget, NewChat};
@@ -131,6 +131,8 @@ pub struct Store {
     /// The group committer of creates; `None` in the committer's own handle, which writes
     /// directly.
     creates: Option<mpsc::Sender<group_commit::Create>>,
+    /// The same committer's journal of routing outputs (`None` in its own handle).
+    journal: Option<mpsc::UnboundedSender<group_commit::Journal>>,
     /// The group committer of chat messages.
     messages: mpsc::Sender<committer::Pending<message_commit::Messages>>,
     /// The group committer of call records.
@@ -182,6 +184,7 @@ impl Store {
             writer,
             backend,
             creates: None,
+            journal: None,
             messages,
             calls,
             sessions: Arc::default(),
@@ -189,9 +192,35 @@ impl Store {
         };
         store.migrate().await?;
         let (creates, incoming) = mpsc::channel(PENDING_CREATES);
-        tokio::spawn(group_commit::run(store.clone(), incoming));
+        let (journal, journaled) = mpsc::unbounded_channel();
+        tokio::spawn(group_commit::run(store.clone(), incoming, journaled));
         store.creates = Some(creates);
+        store.journal = Some(journal);
         Ok(store)
+    }
+
+    /// Hands routing outputs to the group committer, which writes them with its next round
+    /// (see `group_commit`).
+    pub fn journal(&self, batch: OutputBatch) {
+        let (tenant, outputs) = (batch.tenant, batch.outputs.len());
+        let journal = self.journal.as_ref();
+        let sent = journal.is_some_and(|j| j.send(group_commit::Journal::Batch(batch)).is_ok());
+        if !sent {
+            tracing::error!(
+                tenant,
+                outputs,
+                "the store's committer is gone; routing outputs not persisted"
+            );
+        }
+    }
+
+    /// Returns once every routing output handed to [`Store::journal`] before is written.
+    pub async fn flushed(&self) {
+        let Some(journal) = &self.journal else { return };
+        let (done, written) = oneshot::channel();
+        if journal.send(group_commit::Journal::Flushed(done)).is_ok() {
+            let _ = written.await;
+        }
     }
 
     pub fn backend(&self) -> Backend {

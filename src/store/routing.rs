@@ -113,7 +113,7 @@ impl RowChange {
 }
 
 /// One interaction's row change, as bound into the batched update.
-struct RowValues {
+pub(super) struct RowValues {
     state: &'static str,
     agent_mode: i64,
     agent: Option<i64>,
@@ -127,7 +127,7 @@ struct RowValues {
 const ROW_PARAMS: usize = 9;
 
 /// Applies the row changes many rows per statement (in chunks of [`sized_chunks`]).
-async fn write_rows(
+pub(super) async fn write_rows(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     backend: Backend,
     rows: &[((i64, i64), RowValues)],
@@ -174,6 +174,44 @@ fn bind_rows<'q>(mut query: AnyQuery<'q>, rows: &[((i64, i64), RowValues)]) -> A
             .bind(row.only_if_offered);
     }
     query
+}
+
+/// What batches of routing outputs write: every output becomes an event (added to `events`), and
+/// each interaction they concern is set to where it stands after all of them (the row changes
+/// returned, for [`write_rows`]).
+pub(super) fn output_changes(
+    batches: &[OutputBatch],
+    events: &mut Vec<(NewEvent, i64)>,
+) -> Vec<((i64, i64), RowValues)> {
+    let mut rows: BTreeMap<(i64, i64), RowChange> = BTreeMap::new();
+    for batch in batches {
+        let at = batch
+            .at
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for output in &batch.outputs {
+            let event = NewEvent {
+                tenant: batch.tenant,
+                kind: format!("routing.{}", output.kind()),
+                interaction_id: output.interaction().map(|i| i.0 as i64),
+                agent_id: output.agent().map(|a| a.0 as i64),
+                queue_id: output.queue().map(|q| q.0 as i64),
+                payload: serde_json::to_string(output).unwrap_or_else(|e| {
+                    tracing::error!(tenant = batch.tenant, error = %e, "routing output not serializable; logged without payload");
+                    "null".into()
+                }),
+            };
+            if let Some(interaction) = event.interaction_id {
+                rows.entry((batch.tenant, interaction))
+                    .or_default()
+                    .apply(output, at);
+            }
+            events.push((event, at));
+        }
+    }
+    rows.into_iter()
+        .filter_map(|(key, change)| Some((key, change.values()?)))
+        .collect()
 }
 
 /// Outputs of one tenant, in the order the engine produced them, at one moment.
@@ -418,41 +456,12 @@ impl Store {
         })
     }
 
-    /// Writes batches of routing outputs in one transaction: every output becomes an event,
-    /// and each interaction they concern is set to where it stands after all of them; both
-    /// many rows per statement.
+    /// Writes batches of routing outputs in one transaction of their own (see
+    /// [`output_changes`]). Routing's outputs normally go to the group committer
+    /// ([`Store::journal`]); this is its fallback when a round failed.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
         let mut events = Vec::new();
-        let mut rows: BTreeMap<(i64, i64), RowChange> = BTreeMap::new();
-        for batch in batches {
-            let at = batch
-                .at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            for output in &batch.outputs {
-                let event = NewEvent {
-                    tenant: batch.tenant,
-                    kind: format!("routing.{}", output.kind()),
-                    interaction_id: output.interaction().map(|i| i.0 as i64),
-                    agent_id: output.agent().map(|a| a.0 as i64),
-                    queue_id: output.queue().map(|q| q.0 as i64),
-                    payload: serde_json::to_string(output).unwrap_or_else(|e| {
-                        tracing::error!(tenant = batch.tenant, error = %e, "routing output not serializable; logged without payload");
-                        "null".into()
-                    }),
-                };
-                if let Some(interaction) = event.interaction_id {
-                    rows.entry((batch.tenant, interaction))
-                        .or_default()
-                        .apply(output, at);
-                }
-                events.push((event, at));
-            }
-        }
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter_map(|(key, change)| Some((key, change.values()?)))
-            .collect();
+        let rows = output_changes(batches, &mut events);
         let mut tx = self.begin().await?;
         events::append_many(&mut tx, self.backend, &events).await?;
         write_rows(&mut tx, self.backend, &rows).await?;
