@@ -5,8 +5,9 @@
 //! events (with the creates' audit events, in one append) and the changes they make to their
 //! interactions — and answers each create once that transaction has committed. While one round
 //! commits the next one gathers, so a round grows with the load and a lone write waits for
-//! nothing; a create and the outputs routing produced meanwhile share one commit instead of
-//! taking the write connection in turn.
+//! nothing. On SQLite a create and the outputs routing produced meanwhile share one commit
+//! instead of taking the one write connection in turn; on PostgreSQL, where transactions commit
+//! side by side, creates and outputs have a committer each.
 //!
 //! Each create still gets its own answer: a create whose reference points nowhere gets its
 //! `UnknownReference` and the rest of the round goes on; if anything else fails (a duplicate, a
@@ -73,33 +74,50 @@ pub(super) async fn submit(
     answer.await.map_err(|_| Error::Closed)?
 }
 
-/// The committer: commits what has gathered, round after round, until every sender of both
+/// The committer: commits what has gathered, round after round, until every sender of its
 /// channels is gone. `store` is a handle without a committer of its own (it writes directly).
+/// On SQLite one committer takes both channels (SQLite has one writer, and a round that holds
+/// both commits once); on PostgreSQL creates and outputs get a committer each, whose
+/// transactions commit side by side (each waits for its own WAL flush).
 pub(super) async fn run(
     store: Store,
-    mut creates: mpsc::Receiver<Create>,
-    mut journal: mpsc::UnboundedReceiver<Journal>,
+    mut creates: Option<mpsc::Receiver<Create>>,
+    mut journal: Option<mpsc::UnboundedReceiver<Journal>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut journaled = Vec::with_capacity(MAX_JOURNAL);
-    let (mut creating, mut journaling) = (true, true);
+    let (mut creating, mut journaling) = (creates.is_some(), journal.is_some());
     while creating || journaling {
         tokio::select! {
-            n = creates.recv_many(&mut batch, MAX_BATCH), if creating => creating = n > 0,
-            n = journal.recv_many(&mut journaled, MAX_JOURNAL), if journaling => journaling = n > 0,
+            n = async {
+                match creates.as_mut() {
+                    Some(creates) => creates.recv_many(&mut batch, MAX_BATCH).await,
+                    None => 0,
+                }
+            }, if creating => creating = n > 0,
+            n = async {
+                match journal.as_mut() {
+                    Some(journal) => journal.recv_many(&mut journaled, MAX_JOURNAL).await,
+                    None => 0,
+                }
+            }, if journaling => journaling = n > 0,
         }
         // Whatever else is waiting joins the round.
-        while batch.len() < MAX_BATCH {
-            let Ok(create) = creates.try_recv() else {
-                break;
-            };
-            batch.push(create);
+        if let Some(creates) = creates.as_mut() {
+            while batch.len() < MAX_BATCH {
+                let Ok(create) = creates.try_recv() else {
+                    break;
+                };
+                batch.push(create);
+            }
         }
-        while journaled.len() < MAX_JOURNAL {
-            let Ok(message) = journal.try_recv() else {
-                break;
-            };
-            journaled.push(message);
+        if let Some(journal) = journal.as_mut() {
+            while journaled.len() < MAX_JOURNAL {
+                let Ok(message) = journal.try_recv() else {
+                    break;
+                };
+                journaled.push(message);
+            }
         }
         commit(&store, &mut batch, &mut journaled).await;
     }

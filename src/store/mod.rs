@@ -8,8 +8,8 @@
 //! that owns it.
 //!
 //! Writes that arrive many at a time are grouped: `group_commit` inserts the creates of many
-//! concurrent requests and writes routing's outputs (the journal) in one transaction per round
-//! (each create is answered when that transaction has committed), `message_commit` does the
+//! concurrent requests and writes routing's outputs (the journal) many per transaction (on
+//! SQLite both in one transaction per round; each create is answered when it has committed), `message_commit` does the
 //! same for the messages of all chats, `call_commit` for the calls' records. Multi-row statements
 //! are cut into chunks of a few fixed sizes ([`sized_chunks`]) so the connections' statement
 //! caches keep hitting.
@@ -193,7 +193,19 @@ impl Store {
         store.migrate().await?;
         let (creates, incoming) = mpsc::channel(PENDING_CREATES);
         let (journal, journaled) = mpsc::unbounded_channel();
-        tokio::spawn(group_commit::run(store.clone(), incoming, journaled));
+        match backend {
+            Backend::Sqlite => {
+                tokio::spawn(group_commit::run(
+                    store.clone(),
+                    Some(incoming),
+                    Some(journaled),
+                ));
+            }
+            Backend::Postgres => {
+                tokio::spawn(group_commit::run(store.clone(), Some(incoming), None));
+                tokio::spawn(group_commit::run(store.clone(), None, Some(journaled)));
+            }
+        }
         store.creates = Some(creates);
         store.journal = Some(journal);
         Ok(store)
