@@ -1,9 +1,8 @@
 //! Wires routing (`vacd-actors`) to the store and the API. [`Routing`] starts the actor tree with
 //! a [`Host`] backed by the store: tenants are loaded from it, and every output of the engines
-//! goes to the store's journal ([`Store::journal`]), which writes them in rounds (with the
-//! creates of the same moment, one transaction per round) to the event log and the interactions
-//! table. At start every tenant's routing is started, which
-//! re-queues the written interactions that were waiting when vacd stopped.
+//! goes to the store's journal ([`Store::journal`]), which writes them in rounds to the event log
+//! and the interactions table. At start every tenant's routing is started, which re-queues the
+//! written interactions that were waiting when vacd stopped.
 //!
 //! The admin API calls [`Routing::after_change`] after each committed change, so skills, queue
 //! settings and assignments take effect in the running engine before the API answers. Changes
@@ -45,6 +44,9 @@ struct StoreHost {
     store: Store,
     calls: CallTap,
     chats: ChatTap,
+    /// Never sent: its receiver learns that the host is dropped, i.e. that every actor that
+    /// could still record outputs is gone.
+    _alive: oneshot::Sender<()>,
 }
 
 /// A routing output about a live call, for the SIP endpoint.
@@ -247,6 +249,8 @@ impl Host for StoreHost {
 pub struct Routing {
     handle: RoutingHandle,
     supervisor: ractor::concurrency::JoinHandle<()>,
+    /// Resolves once the host, which every actor holds, is dropped.
+    host_gone: oneshot::Receiver<()>,
 }
 
 /// What request handlers use: the router and the hooks for admin changes. Cheap to clone.
@@ -271,10 +275,12 @@ struct Reloads {
 impl Routing {
     /// Starts the actor tree and the routing of every tenant in the store.
     pub async fn start(store: Store, calls: CallTap, chats: ChatTap) -> Result<Routing, Error> {
+        let (alive, host_gone) = oneshot::channel();
         let host = Arc::new(StoreHost {
             store: store.clone(),
             calls: calls.clone(),
             chats,
+            _alive: alive,
         });
         let (router, supervisor) = Router::start(host).await?;
         for tenant in store.tenant_ids().await? {
@@ -290,6 +296,7 @@ impl Routing {
                 reloads: Arc::default(),
             },
             supervisor,
+            host_gone,
         })
     }
 
@@ -297,16 +304,21 @@ impl Routing {
         self.handle.clone()
     }
 
-    /// Stops every actor, then waits until the journal has written everything they produced.
+    /// Stops every actor, waits until the last is gone (the supervisor's children are killed
+    /// after it stops, and one still busy may record outputs), then until the journal has
+    /// written everything they produced.
     pub async fn shutdown(self) {
         self.handle.router.stop();
-        let _ = self.supervisor.await;
-        let flushed = self.handle.store.flushed();
-        if tokio::time::timeout(Duration::from_secs(30), flushed)
+        let stopped = async {
+            let _ = self.supervisor.await;
+            let _ = self.host_gone.await;
+            self.handle.store.flushed().await;
+        };
+        if tokio::time::timeout(Duration::from_secs(30), stopped)
             .await
             .is_err()
         {
-            tracing::error!("routing journal not written within 30 s of the stop");
+            tracing::error!("routing not stopped and written within 30 s");
         }
     }
 }
