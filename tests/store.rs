@@ -750,8 +750,9 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
     db.drop_db().await;
 }
 
-/// Routing's outputs are committed in the same rounds as creates; a round that fails for one
-/// create (a duplicate) writes the create on its own and still every output of the round.
+/// Routing's outputs are committed in the same rounds as creates (on SQLite; PostgreSQL has a
+/// committer for each); a round that fails for one create (a duplicate) writes the create on its
+/// own and still every output of the round.
 async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
     use std::time::SystemTime;
     use vacd::store::OutputBatch;

@@ -169,7 +169,7 @@ async fn commit(store: &Store, batch: &mut Vec<Create>, journaled: &mut Vec<Jour
 /// Writes a round in one transaction: the creates, then every event (the creates' audit events
 /// and the outputs'), then the interactions the outputs change. `Ok` holds each create's
 /// outcome (in batch order) after the commit; `Err` means nothing was committed.
-async fn write_round(
+pub(super) async fn write_round(
     store: &Store,
     batch: &[Create],
     outputs: &[OutputBatch],

@@ -9,10 +9,10 @@
 //!
 //! Writes that arrive many at a time are grouped: `group_commit` inserts the creates of many
 //! concurrent requests and writes routing's outputs (the journal) many per transaction (on
-//! SQLite both in one transaction per round; each create is answered when it has committed), `message_commit` does the
-//! same for the messages of all chats, `call_commit` for the calls' records. Multi-row statements
-//! are cut into chunks of a few fixed sizes ([`sized_chunks`]) so the connections' statement
-//! caches keep hitting.
+//! SQLite both in one transaction per round; each create is answered when it has committed),
+//! `message_commit` does the same for the messages of all chats, `call_commit` for the calls'
+//! records. Multi-row statements are cut into chunks of a few fixed sizes ([`sized_chunks`]) so
+//! the connections' statement caches keep hitting.
 
 mod call_commit;
 mod calls;

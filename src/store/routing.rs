@@ -19,7 +19,7 @@ use vacd_actors::{
     ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup, TransferTarget,
 };
 
-use super::events::{self, NewEvent};
+use super::events::NewEvent;
 use super::{now_ms, sized_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// What outputs do to an interaction's `agent_id`.
@@ -460,12 +460,7 @@ impl Store {
     /// [`output_changes`]). Routing's outputs normally go to the group committer
     /// ([`Store::journal`]); this is its fallback when a round failed.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
-        let mut events = Vec::new();
-        let rows = output_changes(batches, &mut events);
-        let mut tx = self.begin().await?;
-        events::append_many(&mut tx, self.backend, &events).await?;
-        write_rows(&mut tx, self.backend, &rows).await?;
-        tx.commit().await?;
+        super::group_commit::write_round(self, &[], batches).await?;
         Ok(())
     }
 }
