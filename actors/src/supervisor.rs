@@ -360,21 +360,29 @@ impl AgentSession {
     /// [`ConsoleEvent::Error`] on the console's event channel after the events it caused: a
     /// reply is a barrier in the channel, and commands sent together are one message with no
     /// round trip. They go straight to the tenant actor, naming the session, so a console
-    /// replaced by a newer one can no longer act. `Err`: the tenant's routing is gone and
-    /// nothing was carried out.
+    /// replaced by a newer one can no longer act; if the tenant actor is gone, each is refused
+    /// on the channel all the same. `Err`: the session has ended (its channel is closing).
     pub fn send(&self, commands: Vec<(String, Command)>) -> Result<(), RouterError> {
         let Some(replies) = self.events.upgrade() else {
             let reason = "this console's session has ended".to_string();
             return Err(RouterError::Unavailable(self.tenant, reason));
         };
-        self.actor
-            .cast(TenantMsg::Commands {
-                agent: self.agent,
-                session: self.session.get_id(),
-                commands,
-                replies,
-            })
-            .map_err(|e| RouterError::Unavailable(self.tenant, e.to_string()))
+        let message = TenantMsg::Commands {
+            agent: self.agent,
+            session: self.session.get_id(),
+            commands,
+            replies,
+        };
+        if let Err(ractor::MessagingErr::SendErr(TenantMsg::Commands {
+            commands, replies, ..
+        })) = self.actor.cast(message)
+        {
+            let gone = RouterError::Unavailable(self.tenant, "tenant routing is gone".into());
+            for (id, _) in commands {
+                let _ = replies.send(ConsoleEvent::reply(id, Err(gone.clone())));
+            }
+        }
+        Ok(())
     }
 
     /// The console went away: the agent is logged out (or set not ready if it holds work).

@@ -162,7 +162,7 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                 let sent = if console.pending + console.gathered.len() > MAX_UNANSWERED {
                     console.settle().await
                 } else {
-                    console.send_gathered().await
+                    console.send_gathered()
                 };
                 if !sent || !console.flush().await {
                     break;
@@ -231,28 +231,28 @@ impl Console {
         match received {
             Some(Ok(Message::Text(text))) => match serde_json::from_str::<Json>(text.as_str()) {
                 Ok(frame) => {
-                    if let Some(request) = call_request(&frame) {
-                        self.settle().await && {
-                            let reply = request.carry_out(&self.state, self.who).await;
-                            feed(&mut self.sink, reply).await
-                        }
-                    } else if frame["type"]
+                    let request = call_request(&frame);
+                    let is_chat = frame["type"]
                         .as_str()
-                        .is_some_and(|t| t.starts_with("chat."))
-                    {
-                        self.settle().await && {
-                            let reply = chat(&self.state, self.who, &frame).await;
-                            feed(&mut self.sink, reply).await
-                        }
-                    } else {
-                        match command_of(frame) {
+                        .is_some_and(|t| t.starts_with("chat."));
+                    if request.is_none() && !is_chat {
+                        return match command_of(frame) {
                             Ok(command) => {
                                 self.gathered.push(command);
                                 true
                             }
                             Err((id, e)) => self.answer(refused(id, &e)).await,
-                        }
+                        };
                     }
+                    // Carried out here, after the routing commands before it.
+                    if !self.settle().await {
+                        return false;
+                    }
+                    let reply = match request {
+                        Some(request) => request.carry_out(&self.state, self.who).await,
+                        None => chat(&self.state, self.who, &frame).await,
+                    };
+                    feed(&mut self.sink, reply).await
                 }
                 Err(e) => {
                     let reply = refused(None, &FrameError::Malformed(e.to_string()));
@@ -282,25 +282,20 @@ impl Console {
         self.settle().await && feed(&mut self.sink, reply).await
     }
 
-    /// Sends the gathered routing commands; if routing is gone, each is refused at once.
-    async fn send_gathered(&mut self) -> bool {
+    /// Sends the gathered routing commands; false if the session has ended.
+    fn send_gathered(&mut self) -> bool {
         if self.gathered.is_empty() {
             return true;
         }
-        let commands = std::mem::take(&mut self.gathered);
-        let ids: Vec<String> = commands.iter().map(|(id, _)| id.clone()).collect();
-        match self.session.send(commands) {
+        let sent = self.gathered.len();
+        match self.session.send(std::mem::take(&mut self.gathered)) {
             Ok(()) => {
-                self.pending += ids.len();
+                self.pending += sent;
                 true
             }
             Err(e) => {
-                let mut delivered = true;
-                for id in ids {
-                    let reply = error_frame(Some(id), e.code(), &e.to_string());
-                    delivered &= feed(&mut self.sink, reply).await;
-                }
-                delivered
+                tracing::info!(tenant = self.who.tenant_id, agent = self.who.user_id, error = %e, "console commands after its session ended");
+                false
             }
         }
     }
@@ -308,7 +303,7 @@ impl Console {
     /// Sends what was gathered and waits until every routing command sent was answered,
     /// queueing the events and replies that come meanwhile.
     async fn settle(&mut self) -> bool {
-        if !self.send_gathered().await {
+        if !self.send_gathered() {
             return false;
         }
         while self.pending > 0 {
