@@ -1,10 +1,11 @@
 //! Drives a running vacd through its public interfaces and prints routing throughput and
 //! latency: agents log in over the API and work through the agent websocket (accept at once, end
 //! at once, no wrap-up); interactions are created with `POST /api/v1/interactions` by concurrent
-//! HTTP clients, each on a keep-alive connection of its own. The generator shares the machine's
-//! cores with the server, so it does little per interaction: offers are read into a borrowed
-//! struct, times are kept in tables indexed by the interaction's number. Prints routed interactions per second and the latency from sending the create
-//! request to the agent receiving the offer (p50/p99), plus the create request's own latency.
+//! HTTP clients, each on a keep-alive connection of its own. Prints routed interactions per
+//! second and the latency from sending the create request to the agent receiving its first offer
+//! (p50/p99), plus the create request's own latency. The generator shares the machine's cores
+//! with the server, so it does little per interaction: offers are read into a borrowed struct,
+//! times are kept in tables indexed by the interaction's number.
 //!
 //! Given the server's process id (same machine), also prints the server's CPU time per routed
 //! interaction, counted from the first create to the last offer (`/proc/PID/stat`).
@@ -132,16 +133,16 @@ async fn main() -> Result<()> {
                 let number = frame
                     .details
                     .and_then(|d| d.subject?.strip_prefix("load-")?.parse::<usize>().ok());
-                if let Some(slot) = number.and_then(|number| {
+                let first_offer = number.is_some_and(|number| {
                     let mut offered = offered.lock().expect("offer times");
-                    offered
-                        .get_mut(number)
-                        .map(|slot| slot.replace(Instant::now()))
-                }) {
-                    if slot.is_none() {
-                        offers.fetch_add(1, Ordering::Relaxed);
-                        progress.notify_one();
+                    match offered.get_mut(number) {
+                        Some(slot @ None) => slot.replace(Instant::now()).is_none(),
+                        _ => false,
                     }
+                });
+                if first_offer {
+                    offers.fetch_add(1, Ordering::Relaxed);
+                    progress.notify_one();
                 }
                 // The three commands go out in one write.
                 for command in ["offer.accept", "interaction.end", "wrapup.done"] {
