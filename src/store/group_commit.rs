@@ -21,15 +21,18 @@
 //! request wrote; a mismatch counts as a failure and falls back as above.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use sqlx::Row;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::{self, WalFrames};
 use super::crud::{audit, insert_rows, insert_values, row_to_json};
 use super::events::{self, NewEvent};
 use super::routing::{output_changes, write_rows, OutputBatch};
-use super::{now_ms, sized_chunks, Error, Result, Store, Value};
+use super::{begin_in, now_ms, sized_chunks, Error, Result, Store, Value};
 use crate::catalog::{Column, Kind, Resource};
 
 /// Most creates committed in one round.
@@ -37,6 +40,12 @@ const MAX_BATCH: usize = 512;
 
 /// Most journal messages (routing's output batches) taken into one round.
 const MAX_JOURNAL: usize = 512;
+
+/// How long the committer keeps the writer connection while work keeps coming: taking it from
+/// the pool and handing it back costs a trip to SQLite's worker thread and a task the runtime
+/// must schedule, which under load took longer than the round itself. The other writers (chat
+/// messages, call records, logins) wait at most this long for their turn.
+const HOLD: Duration = Duration::from_millis(20);
 
 /// One create waiting for its round.
 pub(super) struct Create {
@@ -83,10 +92,13 @@ pub(super) async fn run(
     store: Store,
     mut creates: Option<mpsc::Receiver<Create>>,
     mut journal: Option<mpsc::UnboundedReceiver<Journal>>,
+    wal: Option<WalFrames>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut journaled = Vec::with_capacity(MAX_JOURNAL);
     let (mut creating, mut journaling) = (creates.is_some(), journal.is_some());
+    let mut held = None;
+    let mut held_since = Instant::now();
     while creating || journaling {
         tokio::select! {
             n = async {
@@ -119,12 +131,31 @@ pub(super) async fn run(
                 journaled.push(message);
             }
         }
-        commit(&store, &mut batch, &mut journaled).await;
+        if held.is_none() {
+            held_since = Instant::now();
+        }
+        commit(&store, &mut held, &mut batch, &mut journaled).await;
+        if let (Some(writer), Some(wal)) = (held.as_mut(), &wal) {
+            checkpoint::restart_if_long(writer, wal).await;
+        }
+        // The writer is handed back when no work came in meanwhile or it was held for HOLD.
+        let more = creates.as_ref().is_some_and(|c| !c.is_empty())
+            || journal.as_ref().is_some_and(|j| !j.is_empty());
+        if !more || held_since.elapsed() >= HOLD {
+            held = None;
+        }
     }
 }
 
-/// Commits one round and answers its creates and flush requests.
-async fn commit(store: &Store, batch: &mut Vec<Create>, journaled: &mut Vec<Journal>) {
+/// Commits one round on the writer connection in `held` (taken from the pool if empty) and
+/// answers its creates and flush requests. A failed round hands the connection back first: its
+/// one-by-one fallback takes connections from the pool.
+async fn commit(
+    store: &Store,
+    held: &mut Option<PoolConnection<Any>>,
+    batch: &mut Vec<Create>,
+    journaled: &mut Vec<Journal>,
+) {
     let mut outputs = Vec::new();
     let mut flushed = Vec::new();
     for message in journaled.drain(..) {
@@ -139,13 +170,23 @@ async fn commit(store: &Store, batch: &mut Vec<Create>, journaled: &mut Vec<Jour
     let written: usize = outputs.iter().map(|b| b.outputs.len()).sum();
     metrics::counter!(crate::metrics::ROUTING_OUTPUTS).increment(written as u64);
     if !batch.is_empty() || !outputs.is_empty() {
-        match write_round(store, batch, &outputs).await {
+        let written_round = match held {
+            Some(connection) => write_round(store, connection, batch, &outputs).await,
+            None => match store.writer.acquire().await {
+                Ok(connection) => {
+                    write_round(store, held.insert(connection), batch, &outputs).await
+                }
+                Err(e) => Err(e.into()),
+            },
+        };
+        match written_round {
             Ok(outcomes) => {
                 for (create, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = create.reply.send(outcome);
                 }
             }
             Err(e) => {
+                *held = None;
                 tracing::info!(error = %e, creates = batch.len(), outputs = written, "group commit failed; writing one by one");
                 for create in batch.drain(..) {
                     let outcome = store
@@ -166,15 +207,17 @@ async fn commit(store: &Store, batch: &mut Vec<Create>, journaled: &mut Vec<Jour
     }
 }
 
-/// Writes a round in one transaction: the creates, then every event (the creates' audit events
-/// and the outputs'), then the interactions the outputs change. `Ok` holds each create's
-/// outcome (in batch order) after the commit; `Err` means nothing was committed.
+/// Writes a round in one transaction on `connection` (a writer): the creates, then every event
+/// (the creates' audit events and the outputs'), then the interactions the outputs change.
+/// `Ok` holds each create's outcome (in batch order) after the commit; `Err` means nothing was
+/// committed.
 pub(super) async fn write_round(
     store: &Store,
+    connection: &mut AnyConnection,
     batch: &[Create],
     outputs: &[OutputBatch],
 ) -> Result<Vec<Result<Json>>> {
-    let mut tx = store.begin().await?;
+    let mut tx = begin_in(connection, store.backend).await?;
     let mut events = Vec::new();
     let outcomes = insert_batch(&mut tx, store, batch, &mut events).await?;
     let rows = output_changes(outputs, &mut events);
@@ -196,7 +239,7 @@ struct Group {
 /// Inserts the batch in `tx` and adds their audit events to `audits`; each request's outcome,
 /// in batch order.
 async fn insert_batch(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, Any>,
     store: &Store,
     batch: &[Create],
     audits: &mut Vec<(NewEvent, i64)>,

@@ -12,11 +12,13 @@
 //! SQLite both in one transaction per round; each create is answered when it has committed),
 //! `message_commit` does the same for the messages of all chats, `call_commit` for the calls'
 //! records. Multi-row statements are cut into chunks of a few fixed sizes ([`sized_chunks`]) so
-//! the connections' statement caches keep hitting.
+//! the connections' statement caches keep hitting. On SQLite, `checkpoint` copies the WAL into
+//! the database file beside the writer, so that no commit has to.
 
 mod call_commit;
 mod calls;
 mod chat;
+mod checkpoint;
 mod committer;
 mod crud;
 mod customers;
@@ -156,8 +158,13 @@ impl Store {
         };
         let (pool, writer) = match backend {
             Backend::Sqlite => {
-                let writer = sqlite_pool(1).connect(url).await?;
-                (sqlite_pool(max_connections).connect(url).await?, writer)
+                // A writer is never left broken in the pool (a failed transaction is rolled
+                // back), so it is not tested with a round trip each time it is taken.
+                let writer = sqlite_pool(1, WRITER_PRAGMAS)
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await?;
+                (sqlite_pool(max_connections, "").connect(url).await?, writer)
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
@@ -195,15 +202,28 @@ impl Store {
         let (journal, journaled) = mpsc::unbounded_channel();
         match backend {
             Backend::Sqlite => {
+                let frames = checkpoint::WalFrames::default();
+                tokio::spawn(checkpoint::run(
+                    sqlite_pool(1, "").connect(url).await?,
+                    store.writer.clone(),
+                    creates.downgrade(),
+                    frames.clone(),
+                ));
                 tokio::spawn(group_commit::run(
                     store.clone(),
                     Some(incoming),
                     Some(journaled),
+                    Some(frames),
                 ));
             }
             Backend::Postgres => {
-                tokio::spawn(group_commit::run(store.clone(), Some(incoming), None));
-                tokio::spawn(group_commit::run(store.clone(), None, Some(journaled)));
+                tokio::spawn(group_commit::run(store.clone(), Some(incoming), None, None));
+                tokio::spawn(group_commit::run(
+                    store.clone(),
+                    None,
+                    Some(journaled),
+                    None,
+                ));
             }
         }
         store.creates = Some(creates);
@@ -312,10 +332,24 @@ async fn begin_on(
     backend: Backend,
 ) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
     Ok(match backend {
-        Backend::Sqlite => writer.begin_with("BEGIN IMMEDIATE").await?,
+        Backend::Sqlite => writer.begin_with(BEGIN_WRITE).await?,
         Backend::Postgres => writer.begin().await?,
     })
 }
+
+/// A write transaction on a writer connection already at hand (see [`Store::begin`]).
+async fn begin_in(
+    connection: &mut sqlx::AnyConnection,
+    backend: Backend,
+) -> Result<sqlx::Transaction<'_, sqlx::Any>> {
+    use sqlx::Connection;
+    Ok(match backend {
+        Backend::Sqlite => connection.begin_with(BEGIN_WRITE).await?,
+        Backend::Postgres => connection.begin().await?,
+    })
+}
+
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// Chunk sizes of multi-row statements, largest first. Few distinct sizes mean few distinct
 /// statements, which the connections prepare once and then find in their statement cache.
@@ -358,16 +392,22 @@ fn sized_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
 
 /// SQLite connections in write-ahead-log mode: readers run beside the writer; `synchronous =
 /// NORMAL` syncs at checkpoints, which WAL keeps crash-safe (a power cut may lose the last
-/// commits, never corrupt the file).
-fn sqlite_pool(max_connections: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(max_connections).after_connect(|conn, _| {
+/// commits, never corrupt the file). `pragmas`, if any, run on each connection after those.
+fn sqlite_pool(max_connections: u32, pragmas: &'static str) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max_connections).after_connect(move |conn, _| {
         Box::pin(async move {
             conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
                 .await?;
+            if !pragmas.is_empty() {
+                conn.execute(pragmas).await?;
+            }
             Ok(())
         })
     })
 }
+
+/// The writer leaves checkpoints to `checkpoint`.
+const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0";
 
 /// `sqlite://data/vacd.db?mode=rwc` → make sure `data/` exists.
 fn create_sqlite_dir(url: &str) -> Result<()> {

@@ -128,7 +128,7 @@ const ROW_PARAMS: usize = 9;
 
 /// Applies the row changes many rows per statement (in chunks of [`sized_chunks`]).
 pub(super) async fn write_rows(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     rows: &[((i64, i64), RowValues)],
 ) -> Result<()> {
@@ -460,7 +460,8 @@ impl Store {
     /// [`output_changes`]). Routing's outputs normally go to the group committer
     /// ([`Store::journal`]); this is its fallback when a round failed.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
-        super::group_commit::write_round(self, &[], batches).await?;
+        let mut writer = self.writer.acquire().await?;
+        super::group_commit::write_round(self, &mut writer, &[], batches).await?;
         Ok(())
     }
 }

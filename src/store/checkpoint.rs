@@ -1,0 +1,177 @@
+//! SQLite's WAL checkpoints, off the write path. By default the connection whose commit makes
+//! the WAL pass 1,000 pages copies the WAL into the database file then and there, with two
+//! fsyncs, while it holds the write lock; on this store's single writer that stalled every
+//! create and routing output for about 20 ms, several times a second under load (the slowest
+//! commits of the load test were all such checkpoints).
+//!
+//! So the writer runs with `wal_autocheckpoint = 0`, and [`run`] copies the WAL into the
+//! database on a connection of its own (`PASSIVE`: beside the writer, never blocking it) every
+//! [`INTERVAL`]. A WAL starts over only when a checkpoint has copied all of it, which under a
+//! steady stream of writes never happens; once it holds [`RESTART_FRAMES`] frames, the group
+//! committer, between two rounds, restarts it on the writer itself ([`restart_if_long`]): by
+//! then nearly everything is copied, so that takes little. Doing the restart from the
+//! checkpointer instead would hold off the writer, whose busy handler sleeps in steps of
+//! milliseconds.
+//!
+//! The checkpointer ends when the store is closed or every handle to it is gone; the last
+//! connection to close checkpoints what is left.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{AnyConnection, AnyPool, Row};
+use tokio::sync::mpsc;
+
+/// How often the WAL is copied into the database file.
+const INTERVAL: Duration = Duration::from_millis(100);
+
+/// WAL length (in pages) from which the group committer makes the WAL start over.
+const RESTART_FRAMES: i64 = 8_192;
+
+/// The WAL's length in pages, as the checkpointer last saw it.
+pub(super) type WalFrames = Arc<AtomicI64>;
+
+/// Checkpoints `checkpointer`'s database until `writer` is closed or `alive` has no sender
+/// left, keeping `frames` up to date.
+pub(super) async fn run<T>(
+    checkpointer: AnyPool,
+    writer: AnyPool,
+    alive: mpsc::WeakSender<T>,
+    frames: WalFrames,
+) {
+    let mut tick = tokio::time::interval(INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if writer.is_closed() || alive.upgrade().is_none() {
+            break;
+        }
+        match checkpoint(&checkpointer, "PASSIVE").await {
+            Ok((_, log)) => frames.store(log, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
+        }
+    }
+    checkpointer.close().await;
+}
+
+/// On the writer between two rounds: makes the WAL start over once it is long. A restart the
+/// checkpointer is in the way of (it holds the checkpoint lock) is tried again after the next
+/// round.
+pub(super) async fn restart_if_long(writer: &mut AnyConnection, frames: &WalFrames) {
+    if frames.load(Ordering::Relaxed) < RESTART_FRAMES {
+        return;
+    }
+    match checkpoint(&mut *writer, "RESTART").await {
+        // The next write starts the WAL over.
+        Ok((false, _)) => frames.store(0, Ordering::Relaxed),
+        Ok((true, _)) => {}
+        Err(e) => tracing::warn!(error = %e, "WAL restart failed; the WAL keeps growing"),
+    }
+}
+
+/// Runs a checkpoint in `mode`: whether it was kept from completing, and the WAL's length in
+/// pages (-1 when the database is not in WAL mode).
+async fn checkpoint<'e, E>(executor: E, mode: &str) -> Result<(bool, i64), sqlx::Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
+        .fetch_one(executor)
+        .await?;
+    Ok((row.try_get::<i64, _>(0)? != 0, row.try_get::<i64, _>(1)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::resources::new_values;
+    use crate::catalog::SKILLS;
+    use crate::store::{sqlite_pool, Store, WRITER_PRAGMAS};
+    use sqlx::Connection;
+
+    fn url(dir: &tempfile::TempDir) -> String {
+        format!("sqlite://{}/vacd.db?mode=rwc", dir.path().display())
+    }
+
+    fn size(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Fifty rows of a kilobyte in one transaction.
+    async fn write(writer: &mut AnyConnection) {
+        let mut tx = writer.begin().await.expect("begin");
+        for _ in 0..50 {
+            sqlx::query("INSERT INTO t VALUES (?)")
+                .bind("y".repeat(1000))
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+        }
+        tx.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn the_checkpointer_copies_the_wal_into_the_database_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&url(&dir), 2).await.expect("store opens");
+        let file = dir.path().join("vacd.db");
+        let tenant = store.create_tenant("t", "T").await.expect("tenant").id;
+        let before = size(&file);
+        // The writer does not checkpoint: what it writes reaches the file only through the
+        // checkpointer.
+        for n in 0..50 {
+            let skill = new_values(&SKILLS, serde_json::json!({ "name": format!("skill {n}") }))
+                .expect("valid");
+            store
+                .create(&SKILLS, tenant, None, &skill)
+                .await
+                .expect("created");
+        }
+        let grown = tokio::time::timeout(Duration::from_secs(10), async {
+            while size(&file) <= before {
+                tokio::time::sleep(INTERVAL / 4).await;
+            }
+        })
+        .await;
+        assert!(grown.is_ok(), "the database file stayed at {before} bytes");
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_long_wal_starts_over_on_the_writer_and_a_short_one_does_not() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // A writer as the store has it, without a checkpointer beside it.
+        sqlx::any::install_default_drivers();
+        let writer = sqlite_pool(1, WRITER_PRAGMAS)
+            .connect(&url(&dir))
+            .await
+            .expect("writer");
+        let mut writer = writer.acquire().await.expect("connection");
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(&mut *writer)
+            .await
+            .expect("table");
+        let wal = dir.path().join("vacd.db-wal");
+        write(&mut writer).await;
+        let first = size(&wal);
+        assert!(first > 0, "written to the WAL");
+
+        // Short of the limit: the WAL goes on growing.
+        let frames = WalFrames::new(AtomicI64::new(RESTART_FRAMES - 1));
+        restart_if_long(&mut writer, &frames).await;
+        write(&mut writer).await;
+        let grown = size(&wal);
+        assert!(
+            grown > first,
+            "WAL of {grown} bytes after {first}: no restart"
+        );
+
+        // At the limit: restarted, so the next write begins again at the start of the file.
+        frames.store(RESTART_FRAMES, Ordering::Relaxed);
+        restart_if_long(&mut writer, &frames).await;
+        assert_eq!(frames.load(Ordering::Relaxed), 0, "known to be restarted");
+        write(&mut writer).await;
+        assert_eq!(size(&wal), grown, "the WAL started over instead of growing");
+    }
+}
