@@ -4,7 +4,7 @@
 
 use sqlx::Any;
 
-use super::{now_ms, sized_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
+use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -32,26 +32,46 @@ const INSERT_ONE: &str =
     "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-/// Appends many events, many rows per statement (in chunks of [`super::sized_chunks`]).
+/// Appends many events, many rows per statement (in chunks of [`super::padded_chunks`]).
 pub(super) async fn append_many(
     tx: &mut sqlx::Transaction<'_, Any>,
     backend: Backend,
     events: &[(NewEvent, i64)],
 ) -> Result<()> {
-    for chunk in sized_chunks(events) {
-        let sql = INSERT_MANY.get(backend, chunk.len());
+    for (chunk, size) in padded_chunks(events) {
+        let sql = INSERT_MANY.get(backend, size);
         let rows = chunk.iter().map(|(event, at)| (event, *at));
-        bind(sqlx::query(&sql), rows).execute(&mut **tx).await?;
+        let mut query = bind(sqlx::query(&sql), rows);
+        for _ in chunk.len()..size {
+            query = bind_nulls(query);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
 
 static INSERT_MANY: ChunkSql = ChunkSql::new(insert_sql);
 
-/// The insert of `rows` events; [`bind`] binds their values.
+/// The insert of up to `rows` events; [`bind`] binds their values, [`bind_nulls`] the rows of
+/// NULLs that pad the statement, which it skips.
 fn insert_sql(backend: Backend, rows: usize) -> String {
     let tuples = backend.values(rows, 7);
-    format!("INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) VALUES {tuples}")
+    format!(
+        "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
+         SELECT * FROM (VALUES {tuples}) AS v WHERE v.column1 IS NOT NULL"
+    )
+}
+
+/// One padding row of [`insert_sql`].
+fn bind_nulls(query: AnyQuery<'_>) -> AnyQuery<'_> {
+    query
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<&str>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<&str>)
 }
 
 /// Binds each event and the time it happened, borrowed for as long as the query lives.

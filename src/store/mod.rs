@@ -390,6 +390,28 @@ fn sized_chunks<T>(mut items: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// `items` cut into as few statements of the sizes in [`CHUNK_SIZES`] as hold them: full
+/// chunks of the largest size, then the rest in one chunk of the smallest size that holds it.
+/// Each chunk comes with its statement's size; the rows it lacks are bound as NULLs, which the
+/// statement skips. On SQLite every statement is a trip to the connection's worker thread and
+/// back, so 11 events are one statement of 16 rows rather than five of 4, 4, 1, 1 and 1.
+fn padded_chunks<T>(mut items: &[T]) -> impl Iterator<Item = (&[T], usize)> {
+    std::iter::from_fn(move || {
+        if items.is_empty() {
+            return None;
+        }
+        let largest = CHUNK_SIZES[0];
+        let size = CHUNK_SIZES
+            .into_iter()
+            .rev()
+            .find(|s| *s >= items.len())
+            .unwrap_or(largest);
+        let (chunk, rest) = items.split_at(items.len().min(largest));
+        items = rest;
+        Some((chunk, size))
+    })
+}
+
 /// SQLite connections in write-ahead-log mode: readers run beside the writer; `synchronous =
 /// NORMAL` syncs at checkpoints, which WAL keeps crash-safe (a power cut may lose the last
 /// commits, never corrupt the file). `pragmas`, if any, run on each connection after those.
@@ -452,6 +474,25 @@ mod tests {
             assert!(chunks.iter().all(|c| CHUNK_SIZES.contains(&c.len())));
             assert!(chunks.windows(2).all(|w| w[0].len() >= w[1].len()));
         }
+    }
+
+    #[test]
+    fn padded_chunks_cover_everything_in_as_few_statements_as_fit() {
+        for n in 0..300 {
+            let items: Vec<usize> = (0..n).collect();
+            let chunks: Vec<(&[usize], usize)> = padded_chunks(&items).collect();
+            let rows: Vec<&[usize]> = chunks.iter().map(|(c, _)| *c).collect();
+            assert_eq!(rows.concat(), items);
+            assert_eq!(chunks.len(), n.div_ceil(CHUNK_SIZES[0]), "{n} items");
+            for (chunk, size) in &chunks {
+                assert!(CHUNK_SIZES.contains(size));
+                assert!(chunk.len() <= *size);
+                // No smaller statement would hold the chunk.
+                assert!(CHUNK_SIZES.iter().all(|s| s >= size || *s < chunk.len()));
+            }
+        }
+        let sizes: Vec<usize> = padded_chunks(&[0; 11]).map(|(_, s)| s).collect();
+        assert_eq!(sizes, [16]);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use vacd_actors::{
 };
 
 use super::events::NewEvent;
-use super::{now_ms, sized_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
+use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// What outputs do to an interaction's `agent_id`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -126,17 +126,23 @@ pub(super) struct RowValues {
 /// Parameters per row of the batched update.
 const ROW_PARAMS: usize = 9;
 
-/// Applies the row changes many rows per statement (in chunks of [`sized_chunks`]).
+/// Applies the row changes many rows per statement (in chunks of [`padded_chunks`]; a padding
+/// row of NULLs matches no interaction).
 pub(super) async fn write_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     backend: Backend,
     rows: &[((i64, i64), RowValues)],
 ) -> Result<()> {
-    for chunk in sized_chunks(rows) {
-        let sql = ROWS.get(backend, chunk.len());
-        bind_rows(sqlx::query(&sql), chunk)
-            .execute(&mut **tx)
-            .await?;
+    for (chunk, size) in padded_chunks(rows) {
+        let sql = ROWS.get(backend, size);
+        let mut query = bind_rows(sqlx::query(&sql), chunk);
+        for _ in chunk.len()..size {
+            query = query.bind(None::<i64>).bind(None::<i64>).bind(None::<&str>);
+            for _ in 3..ROW_PARAMS {
+                query = query.bind(None::<i64>);
+            }
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }
