@@ -7,7 +7,9 @@
 //! commits the next one gathers, so a round grows with the load and a lone write waits for
 //! nothing. On SQLite a create and the outputs routing produced meanwhile share one commit
 //! instead of taking the one write connection in turn; on PostgreSQL, where transactions commit
-//! side by side, creates and outputs have a committer each.
+//! side by side, creates and outputs have a committer each. A committer keeps its connection
+//! from round to round while work keeps coming (at most [`HOLD`]), and on SQLite restarts the
+//! WAL between rounds once it is long (see `checkpoint`).
 //!
 //! Each create still gets its own answer: a create whose reference points nowhere gets its
 //! `UnknownReference` and the rest of the round goes on; if anything else fails (a duplicate, a
