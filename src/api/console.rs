@@ -1,9 +1,9 @@
 //! `GET /ws/agent`: the agent console's websocket. Authenticates the token (query parameter
 //! `token`, or the `Authorization` header), connects a session to the agent's tenant routing,
 //! then moves frames: console commands to routing, the chat or the SIP endpoint (each answered
-//! with `ack` or `error`, in the order sent), routing events to the console. An `offer` carries the interaction's details and is followed
-//! by a `customer.screen_pop` with the customer's identities and history when it has a
-//! customer. The protocol is documented in `docs/agent-protocol.md`.
+//! with `ack` or `error`, in the order sent), routing events to the console. An `offer` carries
+//! the interaction's details and is followed by a `customer.screen_pop` with the customer's
+//! identities and history when it has a customer. The protocol is documented in `docs/agent-protocol.md`.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};

@@ -13,15 +13,14 @@
 //! checkpointer instead would hold off the writer, whose busy handler sleeps in steps of
 //! milliseconds.
 //!
-//! The checkpointer ends when the store is closed or every handle to it is gone; the last
-//! connection to close checkpoints what is left.
+//! The checkpointer reports the WAL's length after each checkpoint on a watch channel, whose
+//! receivers every store handle carries; it ends when the store is closed or every handle is
+//! gone. The last connection to close checkpoints what is left.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{AnyConnection, AnyPool, Row};
-use tokio::sync::mpsc;
+use tokio::sync::watch;
 
 /// How often the WAL is copied into the database file.
 const INTERVAL: Duration = Duration::from_millis(100);
@@ -29,44 +28,38 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// WAL length (in pages) from which the group committer makes the WAL start over.
 const RESTART_FRAMES: i64 = 8_192;
 
-/// The WAL's length in pages, as the checkpointer last saw it.
-pub(super) type WalFrames = Arc<AtomicI64>;
+/// The WAL's length in pages, as the checkpointer last reported it.
+pub(super) type WalFrames = watch::Receiver<i64>;
 
-/// Checkpoints `checkpointer`'s database until `writer` is closed or `alive` has no sender
-/// left, keeping `frames` up to date.
-pub(super) async fn run<T>(
-    checkpointer: AnyPool,
-    writer: AnyPool,
-    alive: mpsc::WeakSender<T>,
-    frames: WalFrames,
-) {
+/// Checkpoints `checkpointer`'s database and reports the WAL's length on `frames` until
+/// `writer` is closed or no receiver of `frames` is left.
+pub(super) async fn run(checkpointer: AnyPool, writer: AnyPool, frames: watch::Sender<i64>) {
     let mut tick = tokio::time::interval(INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if writer.is_closed() || alive.upgrade().is_none() {
+        if writer.is_closed() || frames.is_closed() {
             break;
         }
         match checkpoint(&checkpointer, "PASSIVE").await {
-            Ok((_, log)) => frames.store(log, Ordering::Relaxed),
+            Ok((_, log)) => {
+                frames.send_replace(log);
+            }
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; retrying"),
         }
     }
     checkpointer.close().await;
 }
 
-/// On the writer between two rounds: makes the WAL start over once it is long. A restart the
-/// checkpointer is in the way of (it holds the checkpoint lock) is tried again after the next
-/// round.
-pub(super) async fn restart_if_long(writer: &mut AnyConnection, frames: &WalFrames) {
-    if frames.load(Ordering::Relaxed) < RESTART_FRAMES {
+/// On the writer between two rounds: makes the WAL start over if the checkpointer's latest
+/// report, not acted on yet, says it is long. A restart the checkpointer was in the way of (it
+/// holds the checkpoint lock) is tried again at its next report.
+pub(super) async fn restart_if_long(writer: &mut AnyConnection, frames: &mut WalFrames) {
+    if !frames.has_changed().unwrap_or(false) || *frames.borrow_and_update() < RESTART_FRAMES {
         return;
     }
-    match checkpoint(&mut *writer, "RESTART").await {
-        // The next write starts the WAL over.
-        Ok((false, _)) => frames.store(0, Ordering::Relaxed),
-        Ok((true, _)) => {}
-        Err(e) => tracing::warn!(error = %e, "WAL restart failed; the WAL keeps growing"),
+    if let Err(e) = checkpoint(&mut *writer, "RESTART").await {
+        tracing::warn!(error = %e, "WAL restart failed; the WAL keeps growing");
     }
 }
 
@@ -118,6 +111,10 @@ mod tests {
         let file = dir.path().join("vacd.db");
         let tenant = store.create_tenant("t", "T").await.expect("tenant").id;
         let before = size(&file);
+        let mut reports = store
+            .wal
+            .clone()
+            .expect("a SQLite store has a checkpointer");
         // The writer does not checkpoint: what it writes reaches the file only through the
         // checkpointer.
         for n in 0..50 {
@@ -128,13 +125,16 @@ mod tests {
                 .await
                 .expect("created");
         }
-        let grown = tokio::time::timeout(Duration::from_secs(10), async {
-            while size(&file) <= before {
-                tokio::time::sleep(INTERVAL / 4).await;
-            }
-        })
-        .await;
-        assert!(grown.is_ok(), "the database file stayed at {before} bytes");
+        // Its first report after the writes comes from a checkpoint begun after them.
+        reports.borrow_and_update();
+        tokio::time::timeout(Duration::from_secs(10), reports.changed())
+            .await
+            .expect("the checkpointer reports")
+            .expect("the checkpointer runs");
+        assert!(
+            size(&file) > before,
+            "the database file stayed at {before} bytes"
+        );
         store.close().await;
     }
 
@@ -158,8 +158,9 @@ mod tests {
         assert!(first > 0, "written to the WAL");
 
         // Short of the limit: the WAL goes on growing.
-        let frames = WalFrames::new(AtomicI64::new(RESTART_FRAMES - 1));
-        restart_if_long(&mut writer, &frames).await;
+        let (report, mut frames) = watch::channel(0);
+        report.send_replace(RESTART_FRAMES - 1);
+        restart_if_long(&mut writer, &mut frames).await;
         write(&mut writer).await;
         let grown = size(&wal);
         assert!(
@@ -168,9 +169,12 @@ mod tests {
         );
 
         // At the limit: restarted, so the next write begins again at the start of the file.
-        frames.store(RESTART_FRAMES, Ordering::Relaxed);
-        restart_if_long(&mut writer, &frames).await;
-        assert_eq!(frames.load(Ordering::Relaxed), 0, "known to be restarted");
+        report.send_replace(RESTART_FRAMES);
+        restart_if_long(&mut writer, &mut frames).await;
+        assert!(
+            !frames.has_changed().expect("open"),
+            "the report is acted on once"
+        );
         write(&mut writer).await;
         assert_eq!(size(&wal), grown, "the WAL started over instead of growing");
     }

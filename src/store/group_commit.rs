@@ -30,7 +30,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::checkpoint::{self, WalFrames};
+use super::checkpoint;
 use super::crud::{audit, insert_rows, insert_values, row_to_json};
 use super::events::{self, NewEvent};
 use super::routing::{output_changes, write_rows, OutputBatch};
@@ -94,8 +94,8 @@ pub(super) async fn run(
     store: Store,
     mut creates: Option<mpsc::Receiver<Create>>,
     mut journal: Option<mpsc::UnboundedReceiver<Journal>>,
-    wal: Option<WalFrames>,
 ) {
+    let mut wal = store.wal.clone();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut journaled = Vec::with_capacity(MAX_JOURNAL);
     let (mut creating, mut journaling) = (creates.is_some(), journal.is_some());
@@ -137,7 +137,7 @@ pub(super) async fn run(
             held_since = Instant::now();
         }
         commit(&store, &mut held, &mut batch, &mut journaled).await;
-        if let (Some(writer), Some(wal)) = (held.as_mut(), &wal) {
+        if let (Some(writer), Some(wal)) = (held.as_mut(), wal.as_mut()) {
             checkpoint::restart_if_long(writer, wal).await;
         }
         // The writer is handed back when no work came in meanwhile or it was held for HOLD.

@@ -143,6 +143,8 @@ pub struct Store {
     sessions: Arc<sessions::Cache>,
     /// Interaction rows just created, for their first offer (see `offer_details`).
     fresh: Arc<offer_details::Fresh>,
+    /// On SQLite, the checkpointer's reports of the WAL's length (see `checkpoint`).
+    wal: Option<checkpoint::WalFrames>,
 }
 
 impl Store {
@@ -196,34 +198,29 @@ impl Store {
             calls,
             sessions: Arc::default(),
             fresh: Arc::default(),
+            wal: None,
         };
         store.migrate().await?;
         let (creates, incoming) = mpsc::channel(PENDING_CREATES);
         let (journal, journaled) = mpsc::unbounded_channel();
         match backend {
             Backend::Sqlite => {
-                let frames = checkpoint::WalFrames::default();
+                let (reports, frames) = tokio::sync::watch::channel(0);
                 tokio::spawn(checkpoint::run(
                     sqlite_pool(1, "").connect(url).await?,
                     store.writer.clone(),
-                    creates.downgrade(),
-                    frames.clone(),
+                    reports,
                 ));
+                store.wal = Some(frames);
                 tokio::spawn(group_commit::run(
                     store.clone(),
                     Some(incoming),
                     Some(journaled),
-                    Some(frames),
                 ));
             }
             Backend::Postgres => {
-                tokio::spawn(group_commit::run(store.clone(), Some(incoming), None, None));
-                tokio::spawn(group_commit::run(
-                    store.clone(),
-                    None,
-                    Some(journaled),
-                    None,
-                ));
+                tokio::spawn(group_commit::run(store.clone(), Some(incoming), None));
+                tokio::spawn(group_commit::run(store.clone(), None, Some(journaled)));
             }
         }
         store.creates = Some(creates);

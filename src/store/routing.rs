@@ -137,10 +137,7 @@ pub(super) async fn write_rows(
         let sql = ROWS.get(backend, size);
         let mut query = bind_rows(sqlx::query(&sql), chunk);
         for _ in chunk.len()..size {
-            query = query.bind(None::<i64>).bind(None::<i64>).bind(None::<&str>);
-            for _ in 3..ROW_PARAMS {
-                query = query.bind(None::<i64>);
-            }
+            query = bind_null_row(query);
         }
         query.execute(&mut **tx).await?;
     }
@@ -164,6 +161,20 @@ fn rows_sql(backend: Backend, rows: usize) -> String {
          WHERE interactions.tenant_id = v.column1 AND interactions.id = v.column2 \
          AND (v.column9 = 0 OR interactions.state = 'offered')"
     )
+}
+
+/// One padding row of [`rows_sql`]: the nine values of [`bind_rows`], all NULL.
+fn bind_null_row(query: AnyQuery<'_>) -> AnyQuery<'_> {
+    query
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<&str>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
+        .bind(None::<i64>)
 }
 
 fn bind_rows<'q>(mut query: AnyQuery<'q>, rows: &[((i64, i64), RowValues)]) -> AnyQuery<'q> {
