@@ -14,6 +14,8 @@ use crate::{QueueId, QueueStats};
 
 pub(crate) enum QueueMsg {
     Stats(QueueStats, Vec<ActorRef<SessionMsg>>),
+    #[cfg(test)]
+    Panic,
 }
 
 pub(crate) struct QueueActor;
@@ -45,7 +47,11 @@ impl Actor for QueueActor {
         message: QueueMsg,
         state: &mut QueueState,
     ) -> Result<(), ActorProcessingErr> {
-        let QueueMsg::Stats(stats, subscribers) = message;
+        let (stats, subscribers) = match message {
+            QueueMsg::Stats(stats, subscribers) => (stats, subscribers),
+            #[cfg(test)]
+            QueueMsg::Panic => panic!("queue actor panic requested by a test"),
+        };
         let changed = state.last.as_ref() != Some(&stats);
         let event = ConsoleEvent::from(&stats);
         for session in &subscribers {

@@ -642,6 +642,37 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_queue_actor_is_restarted_and_the_tenant_keeps_routing() {
+        let (_, router) = start(vec![(T1, setup(&[1], &[]))]).await;
+        let (_session, mut rx) = console(&router, T1, 1).await;
+        until(&mut rx, reply_to("ready")).await;
+        router
+            .tenant_ref(T1)
+            .await
+            .cast(crate::tenant::TenantMsg::PanicQueue(Q))
+            .expect("message delivered");
+        router
+            .input(
+                T1,
+                Input::Enqueue {
+                    interaction: email(100),
+                },
+            )
+            .await
+            .expect("enqueued");
+        // Routing went on without the queue actor …
+        until(&mut rx, offer_of(100)).await;
+        // … and the queue's figures, which only its actor publishes after the console's first
+        // ones, come again: from the restarted actor.
+        until(
+            &mut rx,
+            |e| matches!(e, ConsoleEvent::QueueStats { queue, offered: 1, .. } if *queue == Q),
+        )
+        .await;
+        router.stop();
+    }
+
+    #[tokio::test]
     async fn a_failed_tenant_restarts_from_the_host_and_others_keep_running() {
         let (_, router) = start(vec![(T1, setup(&[1], &[7])), (T2, setup(&[1], &[]))]).await;
         let (_other, mut other_rx) = console(&router, T2, 1).await;

@@ -54,6 +54,9 @@ pub(crate) enum TenantMsg {
     StatsTick,
     #[cfg(test)]
     Panic,
+    /// Makes the queue's actor panic.
+    #[cfg(test)]
+    PanicQueue(QueueId),
 }
 
 pub(crate) struct TenantArgs {
@@ -449,6 +452,12 @@ impl Actor for TenantActor {
             }
             #[cfg(test)]
             TenantMsg::Panic => panic!("tenant actor panic requested by a test"),
+            #[cfg(test)]
+            TenantMsg::PanicQueue(queue) => {
+                if let Some(actor) = state.queues.get(&queue) {
+                    let _ = actor.cast(QueueMsg::Panic);
+                }
+            }
         }
         Ok(())
     }
