@@ -641,12 +641,25 @@ async fn queue_stats_reach_the_members(db: Db) {
 async fn waiting_interactions_survive_a_restart_in_order(db: Db) {
     let d = Desk::new(db).await;
     let queue = d.queue("Durable", json!({})).await;
-    d.agent("keeper", &[("en", 5)], &[queue]).await;
-    let ids = [
-        d.interaction(queue, "en").await,
-        d.interaction(queue, "en").await,
-        d.interaction(queue, "en").await,
-    ];
+    let (_, token) = d.agent("keeper", &[("en", 5)], &[queue]).await;
+    // The first interaction created is transferred back into the queue after the other two,
+    // so its place is behind them: their order is not the order of their ids.
+    let first = d.interaction(queue, "en").await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    console.expect_where("offer", offer_of(first)).await;
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": first }))
+        .await;
+    console
+        .ok(json!({ "type": "presence.set", "status": "not_ready", "reason": "lunch" }))
+        .await;
+    let second = d.interaction(queue, "en").await;
+    let third = d.interaction(queue, "en").await;
+    console
+        .ok(json!({ "type": "interaction.transfer", "interaction": first, "to": { "target": "queue", "queue": queue } }))
+        .await;
+    let ids = [second, third, first];
     let s = d.s.restart().await;
     let token = s.login("demo", "keeper", "keeper-password").await;
     let mut console = Console::connect(&s, &token).await;
