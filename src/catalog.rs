@@ -226,6 +226,10 @@ pub const STRATEGIES: &[&str] = &[
     "round_robin",
     "ring_all",
 ];
+/// How an agent mixes calls, chats and tickets (`vacd_actors::Blending`, same names).
+pub const BLENDINGS: &[&str] = &["call_blocks_others", "exclusive", "independent"];
+/// What a missed offer does to the agent: `not_ready` with the tenant's reason, or `stay_ready`.
+pub const MISSED_OFFERS: &[&str] = &["not_ready", "stay_ready"];
 pub const ADDRESS_KINDS: &[&str] = &["phone", "email", "widget", "sms", "fax", "letter"];
 pub const IDENTITY_KINDS: &[&str] = &["phone", "email", "visitor"];
 
@@ -370,6 +374,8 @@ pub static USERS: Resource = Resource {
         int_default("capacity_calls", 0, 1, 1),
         int_default("capacity_chats", 0, 10, 3),
         int_default("capacity_tickets", 0, 50, 5),
+        // NULL: the tenant's blending (`GET /api/v1/tenants/{id}`).
+        opt("blending", Kind::OneOf(BLENDINGS)),
         // The agent's phone: REGISTERs as `sip:<sip_username>@…` with digest auth.
         filter(opt("sip_username", Kind::SipUser)),
         opt("sip_password", Kind::SipPassword),
@@ -771,6 +777,14 @@ mod tests {
                     c.name
                 );
             }
+        }
+    }
+
+    #[test]
+    fn blendings_are_the_engines() {
+        for name in BLENDINGS {
+            let parsed = serde_json::from_value::<vacd_actors::Blending>(serde_json::json!(name));
+            assert!(parsed.is_ok(), "{name}");
         }
     }
 

@@ -4,8 +4,10 @@
 //! and the interactions table. At start every tenant's routing is started, which re-queues the
 //! written interactions that were waiting when vacd stopped.
 //!
-//! The admin API calls [`Routing::after_change`] after each committed change, so skills, queue
-//! settings and assignments take effect in the running engine before the API answers. Changes
+//! The admin API calls [`Routing::after_change`] after each committed change (and
+//! [`RoutingHandle::reconfigure`] after a change of a tenant's routing settings), so skills,
+//! queue settings, assignments, blending and the missed-offer policy take effect in the running
+//! engine before the API answers. Changes
 //! that arrive while a tenant is being reloaded share the next reload ([`Reloads`]): an import
 //! of 2,000 agents costs a few reloads, not one per row.
 //!
@@ -369,9 +371,11 @@ impl RoutingHandle {
         }
     }
 
-    /// Reloads `tenant`'s routing after a committed change, once for all changes that arrived
-    /// while the previous reload ran; returns when a reload that began after this change is done.
-    async fn reconfigure(&self, tenant: i64) {
+    /// Reloads `tenant`'s routing after a committed change (of the catalog, through
+    /// [`RoutingHandle::after_change`], or of the tenant's routing settings), once for all
+    /// changes that arrived while the previous reload ran; returns when a reload that began
+    /// after this change is done.
+    pub async fn reconfigure(&self, tenant: i64) {
         let reloads = self.reloads.entry(tenant).or_default().clone();
         let mine = reloads.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut covered = reloads.covered.lock().await;

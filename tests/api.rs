@@ -1,6 +1,6 @@
 //! The admin API over real HTTP, on SQLite and on PostgreSQL: CRUD round trips for every
-//! resource, login and tokens, the role checks, the tenant-isolation matrix, bad input, the
-//! OpenAPI document and the operational endpoints.
+//! resource, login and tokens, the role checks, the tenant-isolation matrix, bad input, routing
+//! settings of tenants and users, the OpenAPI document and the operational endpoints.
 
 mod common;
 
@@ -853,10 +853,172 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         "invalid_body",
     );
 
+    // Routing settings: each bad value is refused naming its field, and a bad field refuses
+    // the good ones sent with it.
+    let (_, tenant_before) = s.get("/api/v1/tenants/1", &admin).await;
+    let reason_too_long = "x".repeat(65);
+    for (change, code, field) in [
+        (
+            json!({ "blending": "round_robin" }),
+            "invalid_value",
+            "blending",
+        ),
+        (
+            json!({ "blending": "Exclusive" }),
+            "invalid_value",
+            "blending",
+        ),
+        (
+            json!({ "missed_offer": "ignore" }),
+            "invalid_value",
+            "missed_offer",
+        ),
+        (
+            json!({ "blending": "exclusive", "missed_offer": "sometimes" }),
+            "invalid_value",
+            "missed_offer",
+        ),
+        (
+            json!({ "missed_offer_reason": "" }),
+            "out_of_range",
+            "missed_offer_reason",
+        ),
+        (
+            json!({ "missed_offer_reason": "  " }),
+            "out_of_range",
+            "missed_offer_reason",
+        ),
+        (
+            json!({ "missed_offer_reason": reason_too_long }),
+            "out_of_range",
+            "missed_offer_reason",
+        ),
+        (
+            json!({ "display_name": "" }),
+            "out_of_range",
+            "display_name",
+        ),
+    ] {
+        let response = s.patch("/api/v1/tenants/1", &admin, change.clone()).await;
+        assert_error(&response, StatusCode::UNPROCESSABLE_ENTITY, code);
+        let message = response.1["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(&format!("`{field}`")),
+            "{change}: {message}"
+        );
+    }
+    assert_error(
+        &s.patch("/api/v1/tenants/1", &admin, json!({ "blending": 1 }))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert_error(
+        &s.patch("/api/v1/tenants/1", &admin, json!({ "timezone": "UTC" }))
+            .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+    );
+    assert_eq!(s.get("/api/v1/tenants/1", &admin).await.1, tenant_before);
+    assert_error(
+        &s.post(
+            "/api/v1/users",
+            &admin,
+            json!({ "username": "mixer", "display_name": "M", "password": "long-enough", "blending": "sometimes" }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    );
+
     // Nothing of the above changed any table (the event log included).
     assert_eq!(snapshot(&s).await, before);
     let (_, tenants) = s.get("/api/v1/tenants", OPERATOR_TOKEN).await;
     assert_eq!(tenants["total"], 1, "{tenants}");
+    s.stop().await;
+}
+
+/// The tenant's routing settings: defaults, a change of some of them by the tenant's admin or
+/// the operator (audited), refused for lesser roles; a user's own blending and its reset.
+async fn routing_settings_of_tenants_and_users(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let (status, tenant) = s.get("/api/v1/tenants/1", &admin).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            &tenant["blending"],
+            &tenant["missed_offer"],
+            &tenant["missed_offer_reason"]
+        ),
+        (
+            &json!("call_blocks_others"),
+            &json!("not_ready"),
+            &json!("missed")
+        ),
+        "{tenant}"
+    );
+    let (status, changed) = s
+        .patch(
+            "/api/v1/tenants/1",
+            &admin,
+            json!({ "blending": "independent", "missed_offer_reason": "no answer" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["blending"], "independent");
+    assert_eq!(changed["missed_offer"], "not_ready", "left as it was");
+    assert_eq!(changed["missed_offer_reason"], "no answer");
+    assert_eq!(changed["display_name"], tenant["display_name"]);
+    let (_, read) = s.get("/api/v1/tenants/1", &admin).await;
+    assert_eq!(read, changed);
+    let (status, changed) = s
+        .patch(
+            "/api/v1/tenants/1",
+            OPERATOR_TOKEN,
+            json!({ "missed_offer": "stay_ready" }),
+        )
+        .await;
+    assert_eq!(
+        (status, changed["missed_offer"].as_str()),
+        (StatusCode::OK, Some("stay_ready"))
+    );
+    let (_, events) = s
+        .get("/api/v1/events?kind=admin.tenants.updated", &admin)
+        .await;
+    assert_eq!(events["total"], 2, "{events}");
+    let sam = s.demo_login("sam").await;
+    assert_error(
+        &s.patch(
+            "/api/v1/tenants/1",
+            &sam,
+            json!({ "blending": "exclusive" }),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+    );
+
+    let user = s
+        .create(
+            "/api/v1/users",
+            &admin,
+            json!({ "username": "mixer", "display_name": "M", "password": "long-enough", "blending": "exclusive" }),
+        )
+        .await;
+    let (_, row) = s.get(&format!("/api/v1/users/{user}"), &admin).await;
+    assert_eq!(row["blending"], "exclusive");
+    let (status, row) = s
+        .patch(
+            &format!("/api/v1/users/{user}"),
+            &admin,
+            json!({ "blending": null }),
+        )
+        .await;
+    assert_eq!(
+        (status, row["blending"].clone()),
+        (StatusCode::OK, Value::Null)
+    );
     s.stop().await;
 }
 
@@ -975,6 +1137,22 @@ async fn openapi_describes_every_route(db: Db) {
     assert!(
         doc["components"]["schemas"]["UserCreate"]["properties"]["password"]["writeOnly"] == true
     );
+    for schema in ["Tenant", "TenantUpdate"] {
+        let blending = &doc["components"]["schemas"][schema]["properties"]["blending"]["enum"];
+        assert!(
+            blending
+                .as_array()
+                .is_some_and(|names| names.contains(&json!("independent"))),
+            "{schema}: {blending}"
+        );
+        let missed = &doc["components"]["schemas"][schema]["properties"]["missed_offer"]["enum"];
+        assert!(
+            missed
+                .as_array()
+                .is_some_and(|names| names.contains(&json!("stay_ready"))),
+            "{schema}: {missed}"
+        );
+    }
     s.stop().await;
 }
 
@@ -1010,6 +1188,7 @@ on_both_backends!(
     roles_are_checked_on_every_route,
     tenants_are_isolated,
     bad_input_is_rejected_and_changes_nothing,
+    routing_settings_of_tenants_and_users,
     mailboxes_inherit_settings,
     attachment_bytes_round_trip,
     openapi_describes_every_route,

@@ -1,7 +1,7 @@
 //! Routing end to end over real websockets and HTTP, on SQLite and PostgreSQL: language-based
 //! routing, not-ready agents, reject and offer timeout re-routing, wrap-up, transfer, live skill
-//! changes, console takeover, bad frames, screen pop, and waiting interactions surviving a
-//! restart in their order.
+//! changes, routing settings (missed-offer policy, blending) changed live, console takeover, bad
+//! frames, screen pop, and waiting interactions surviving a restart in their order.
 
 mod common;
 
@@ -64,6 +64,27 @@ impl Desk {
                 .await;
         }
         (user, token)
+    }
+
+    /// Changes the demo tenant's settings through `PATCH /api/v1/tenants/{id}`.
+    async fn settings(&self, change: Value) -> Value {
+        let tenant = self
+            .s
+            .store()
+            .tenant_by_name("demo")
+            .await
+            .expect("tenant read")
+            .expect("the demo tenant");
+        let (status, body) = self
+            .s
+            .patch(
+                &format!("/api/v1/tenants/{}", tenant.id),
+                &self.admin,
+                change.clone(),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{change}: {body}");
+        body
     }
 
     async fn console(&self, token: &str) -> Console {
@@ -198,6 +219,105 @@ async fn offer_timeout_reroutes_and_marks_missed(db: Db) {
         })
         .await;
     awake.expect_where("offer", offer_of(id)).await;
+    d.s.stop().await;
+}
+
+/// What the agent became each time it stopped being reserved (an offer left it).
+fn presence_after_offers(frames: &[Value]) -> Vec<Value> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "presence.changed" && f["from"]["presence"] == "reserved")
+        .map(|f| f["to"].clone())
+        .collect()
+}
+
+/// The missed-offer policy is the tenant's and changes live: with `stay_ready` an agent that
+/// rejects stays ready (and is offered the next interaction); with `not_ready` and a reason of
+/// the tenant's, it goes not ready with that reason.
+async fn missed_offer_policy_changed_live(db: Db) {
+    let d = Desk::new(db).await;
+    let shared = d.queue("Shared", json!({})).await;
+    let own = d.queue("Own", json!({})).await;
+    let (_, picky) = d.agent("picky", &[("en", 5)], &[shared, own]).await;
+    let (_, other) = d.agent("other", &[("en", 5)], &[shared]).await;
+    let mut picky = d.console(&picky).await;
+    let mut other = d.console(&other).await;
+    picky.ready().await;
+    other.ready().await;
+    let settings = d.settings(json!({ "missed_offer": "stay_ready" })).await;
+    assert_eq!(settings["missed_offer"], "stay_ready");
+
+    let id = d.interaction(shared, "en").await;
+    picky.expect_where("offer", offer_of(id)).await;
+    // The events of the reject come before its ack.
+    let frames = picky
+        .ok(json!({ "type": "offer.reject", "interaction": id }))
+        .await;
+    assert_eq!(
+        presence_after_offers(&frames),
+        [json!({ "presence": "ready", "mode": "inbound" })],
+        "{frames:?}"
+    );
+    other.expect_where("offer", offer_of(id)).await;
+    let next = d.interaction(own, "en").await;
+    picky.expect_where("offer", offer_of(next)).await;
+
+    let settings = d
+        .settings(json!({ "missed_offer": "not_ready", "missed_offer_reason": "break" }))
+        .await;
+    assert_eq!(settings["missed_offer_reason"], "break");
+    let frames = picky
+        .ok(json!({ "type": "offer.reject", "interaction": next }))
+        .await;
+    assert_eq!(
+        presence_after_offers(&frames),
+        [json!({ "presence": "not_ready", "reason": "break" })],
+        "{frames:?}"
+    );
+    d.s.stop().await;
+}
+
+/// Blending is the tenant's, overridden per agent, both live: with the tenant's `exclusive` an
+/// agent holding a chat is offered no email (the default, a call blocks the rest, would offer
+/// it); set to `independent` for that agent, it is offered the waiting email at once.
+async fn blending_changed_live(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Blended", json!({})).await;
+    let (agent_id, token) = d.agent("blender", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let settings = d.settings(json!({ "blending": "exclusive" })).await;
+    assert_eq!(settings["blending"], "exclusive");
+
+    let chat =
+        d.s.create(
+            "/api/v1/interactions",
+            &d.admin,
+            json!({ "channel": "chat", "queue_id": queue, "language": "en" }),
+        )
+        .await;
+    console.expect_where("offer", offer_of(chat)).await;
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": chat }))
+        .await;
+    let email = d.interaction(queue, "en").await;
+    // A barrier: an offer of the email would come before this reply.
+    let frames = console.ready().await;
+    assert!(offers(&frames).is_empty(), "exclusive: {frames:?}");
+
+    let (status, user) =
+        d.s.patch(
+            &format!("/api/v1/users/{agent_id}"),
+            &d.admin,
+            json!({ "blending": "independent" }),
+        )
+        .await;
+    assert_eq!(
+        (status, user["blending"].as_str()),
+        (StatusCode::OK, Some("independent")),
+        "{user}"
+    );
+    console.expect_where("offer", offer_of(email)).await;
     d.s.stop().await;
 }
 
@@ -891,6 +1011,8 @@ on_both_backends!(
     agents_get_their_languages_and_not_ready_gets_nothing,
     reject_goes_to_the_next_agent,
     offer_timeout_reroutes_and_marks_missed,
+    missed_offer_policy_changed_live,
+    blending_changed_live,
     a_later_offer_deadline_fires_after_the_earlier_offer_was_answered,
     wrap_up_timer_returns_the_agent_to_ready,
     transfer_to_queue_and_agent,

@@ -368,4 +368,38 @@ mod tests {
             Err(Error::UnknownAgent(AgentId(1)))
         );
     }
+
+    #[test]
+    fn new_settings_apply_to_the_next_miss_and_the_next_upsert() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        let exclusive = EngineConfig {
+            blending: Blending::Exclusive,
+            missed_offer: MissedOffer::StayReady,
+            ..EngineConfig::default()
+        };
+        h.input(Input::Configure { config: exclusive });
+        h.enqueue(interaction(10, Channel::Chat, 1));
+        assert_eq!(offers(&h.reject(1, 10)), vec![(10, 2)]);
+        assert_eq!(
+            h.presence(1),
+            Presence::Ready {
+                mode: ReadyMode::Inbound
+            }
+        );
+        h.accept(2, 10);
+        h.status(1, not_ready("break"));
+        // Upserted again, agent 2 takes the new default: holding a chat, no email for it.
+        h.agent(2, &[1], &[]);
+        assert!(offers(&h.enqueue(interaction(11, Channel::Email, 1))).is_empty());
+        h.input(Input::Configure {
+            config: EngineConfig::default(),
+        });
+        let mut agent = AgentConfig::new(AgentId(2));
+        agent.queues = vec![QueueId(1)];
+        let out = h.input(Input::UpsertAgent { agent });
+        assert_eq!(offers(&out), vec![(11, 2)]);
+    }
 }

@@ -99,6 +99,10 @@ impl Engine {
     pub fn handle(&mut self, input: Input, now: Instant) -> Result<(), Error> {
         self.handle_timeout(now);
         let result = match input {
+            Input::Configure { config } => {
+                self.config = config;
+                Ok(())
+            }
             Input::UpsertAgent { agent } => self.upsert_agent(agent, now),
             Input::RemoveAgent { agent } => self.remove_agent(agent, now),
             Input::UpsertQueue { queue } => self.upsert_queue(queue, now),

@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentConfig;
+use crate::config::EngineConfig;
 use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::interaction::NewInteraction;
 use crate::presence::AgentStatus;
@@ -33,6 +34,13 @@ pub enum TransferTarget {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Input {
+    /// Replace the engine-wide settings. The missed-offer policy applies from the next missed
+    /// offer; the default capacity and blending apply to agents that do not set their own at
+    /// their next [`Input::UpsertAgent`], the default handle time to queues created after.
+    Configure {
+        /// The new settings.
+        config: EngineConfig,
+    },
     /// Create or change an agent (skills, capacity, queues served); routing re-runs for it.
     UpsertAgent {
         /// Its configuration.

@@ -274,7 +274,8 @@ impl Router {
             .map_err(RouterError::Rejected)
     }
 
-    /// Reloads the tenant's queues and agents from the host and applies the difference live.
+    /// Reloads the tenant's settings, queues and agents from the host and applies the difference
+    /// live.
     pub async fn reconfigure(&self, tenant: TenantId) -> Result<(), RouterError> {
         let actor = self.tenant(tenant).await?;
         call(&actor, TenantMsg::Reconfigure)

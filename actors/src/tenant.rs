@@ -128,9 +128,17 @@ impl TenantState {
         }
     }
 
-    /// Brings queues and agents in line with `setup`: upserts what is there, removes what is not.
+    /// Brings the engine's settings, queues and agents in line with `setup`: takes its settings
+    /// first (so every agent upserted below gets the new default blending and capacity), upserts
+    /// what is there, removes what is not.
     async fn configure(&mut self, myself: &ActorRef<TenantMsg>, setup: &TenantSetup) {
         let now = Instant::now();
+        if self.engine.config() != &setup.config {
+            let config = setup.config.clone();
+            if let Err(e) = self.engine.handle(Input::Configure { config }, now) {
+                tracing::warn!(tenant = %self.tenant, error = %e, "engine settings refused");
+            }
+        }
         let mut queues = BTreeSet::new();
         for queue in &setup.queues {
             queues.insert(queue.id);

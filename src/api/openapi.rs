@@ -12,7 +12,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::{auth, calls, chat, health, interactions, tenants};
-use crate::catalog::{Column, Kind, Resource, RESOURCES};
+use crate::catalog::{Column, Kind, Resource, BLENDINGS, MISSED_OFFERS, RESOURCES};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -39,11 +39,39 @@ impl Modify for BearerAuth {
 /// Builds the whole document; called once at start.
 pub fn document() -> Document {
     let mut doc = Fixed::openapi();
+    tenant_settings(&mut doc);
     doc.merge(super::tickets::TicketPaths::openapi());
     for resource in RESOURCES {
         add_resource(&mut doc, resource);
     }
     doc
+}
+
+/// The tenant's routing settings list the names the server accepts, from the same lists that
+/// validate them (`api::tenants`).
+fn tenant_settings(doc: &mut Document) {
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in ["Tenant", "TenantUpdate"] {
+        let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema) else {
+            continue;
+        };
+        for (field, names) in [("blending", BLENDINGS), ("missed_offer", MISSED_OFFERS)] {
+            let Some(RefOr::T(Schema::Object(property))) = object.properties.get_mut(field) else {
+                continue;
+            };
+            let mut values: Vec<serde_json::Value> = names
+                .iter()
+                .map(|name| serde_json::Value::from(*name))
+                .collect();
+            if matches!(&property.schema_type, SchemaType::Array(types) if types.contains(&Type::Null))
+            {
+                values.push(serde_json::Value::Null);
+            }
+            property.enum_values = Some(values);
+        }
+    }
 }
 
 fn column_schema(c: &Column) -> Schema {

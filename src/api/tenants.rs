@@ -1,6 +1,7 @@
 //! `/api/v1/tenants`: the operator creates (with the tenant's first admin), lists and deletes
-//! tenants; a tenant's own users read it and its admin renames it. Another tenant's id answers
-//! 404, exactly like an id that does not exist.
+//! tenants; a tenant's own users read it and its admin changes its display name and routing
+//! settings (blending, missed-offer policy), which the running routing takes before the answer.
+//! Another tenant's id answers 404, exactly like an id that does not exist.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -15,8 +16,8 @@ use super::auth::Caller;
 use super::error::{Error, Result};
 use super::resources::{new_values, DEFAULT_LIMIT, MAX_LIMIT};
 use super::AppState;
-use crate::catalog::{Role, USERS};
-use crate::store::Tenant;
+use crate::catalog::{Role, BLENDINGS, MISSED_OFFERS, USERS};
+use crate::store::{Tenant, TenantChange};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -38,10 +39,19 @@ pub struct NewTenant {
     pub admin_password: String,
 }
 
+/// Any subset of the fields; those left out keep their value.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantUpdate {
-    pub display_name: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub display_name: Option<String>,
+    /// How agents mix calls, chats and tickets unless a user sets its own `blending`.
+    pub blending: Option<String>,
+    /// What a rejected or timed-out offer does to the agent.
+    pub missed_offer: Option<String>,
+    /// The not-ready reason a missed offer sets (with `missed_offer` `not_ready`).
+    #[schema(min_length = 1, max_length = 64)]
+    pub missed_offer_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,6 +92,48 @@ fn check_display_name(display_name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "invalid_value",
+        format!("`{field}` must be one of {}", allowed.join(", ")),
+    ))
+}
+
+fn check_reason(reason: &str) -> Result<()> {
+    if reason.trim().is_empty() || reason.chars().count() > 64 {
+        return Err(Error::invalid(
+            "out_of_range",
+            "`missed_offer_reason` must be 1 to 64 characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every field of an update before anything is written.
+fn check_update(update: TenantUpdate) -> Result<TenantChange> {
+    if let Some(display_name) = &update.display_name {
+        check_display_name(display_name)?;
+    }
+    if let Some(blending) = &update.blending {
+        check_one_of("blending", blending, BLENDINGS)?;
+    }
+    if let Some(missed_offer) = &update.missed_offer {
+        check_one_of("missed_offer", missed_offer, MISSED_OFFERS)?;
+    }
+    if let Some(reason) = &update.missed_offer_reason {
+        check_reason(reason)?;
+    }
+    Ok(TenantChange {
+        display_name: update.display_name,
+        blending: update.blending,
+        missed_offer: update.missed_offer,
+        missed_offer_reason: update.missed_offer_reason,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(Paging), security(("bearer" = [])),
@@ -163,8 +215,11 @@ async fn read(
     Ok(Json(state.store.tenant(id).await?))
 }
 
+/// Changes the display name and routing settings; like every admin change it writes an audit
+/// event, and the tenant's routing is reloaded before the answer, so the next offer follows
+/// the new settings.
 #[utoipa::path(patch, path = "/api/v1/tenants/{id}", tag = "tenants", request_body = TenantUpdate, security(("bearer" = [])),
-    responses((status = 200, body = Tenant), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, body = Tenant), (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -172,12 +227,18 @@ async fn update(
     body: std::result::Result<Json<TenantUpdate>, JsonRejection>,
 ) -> Result<Json<Tenant>> {
     let Path(id) = id?;
+    let actor = match &caller {
+        Caller::Operator => None,
+        Caller::User(p) => Some(p.user_id),
+    };
     visible(caller, id, Role::Admin)?;
-    let Json(change) = body?;
-    check_display_name(&change.display_name)?;
-    Ok(Json(
-        state.store.rename_tenant(id, &change.display_name).await?,
-    ))
+    let Json(update) = body?;
+    let change = check_update(update)?;
+    let tenant = state.store.update_tenant(id, actor, &change).await?;
+    if change.touches_routing() {
+        state.routing.reconfigure(id).await;
+    }
+    Ok(Json(tenant))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{id}", tag = "tenants", security(("bearer" = [])),

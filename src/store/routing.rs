@@ -1,6 +1,7 @@
-//! What routing needs from the store and gives back to it: a tenant's queues, agents and
-//! waiting interactions as the routing engine's configuration types ([`TenantSetup`]), and the
-//! engine's outputs written to the event log and to the interactions they change.
+//! What routing needs from the store and gives back to it: a tenant's routing settings, queues,
+//! agents and waiting interactions as the routing engine's configuration types
+//! ([`TenantSetup`]), and the engine's outputs written to the event log and to the interactions
+//! they change.
 //!
 //! Restore rule: interactions of written channels (everything but calls) that were queued,
 //! offered, connected or in wrap-up when vacd stopped are queued again, in their original queue
@@ -14,9 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value as Json;
 use sqlx::Row;
 use vacd_actors::{
-    AgentConfig, AgentId, AgentSkill, Capacity, Channel, EngineConfig, EscalationAction,
-    EscalationStep, InteractionId, NewInteraction, Output, QueueConfig, QueueId, Restored,
-    ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup, TransferTarget,
+    AgentConfig, AgentId, AgentSkill, Blending, Capacity, Channel, EngineConfig, EscalationAction,
+    EscalationStep, InteractionId, MissedOffer, NewInteraction, Output, QueueConfig, QueueId,
+    Restored, ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup,
+    TransferTarget,
 };
 
 use super::events::NewEvent;
@@ -280,6 +282,33 @@ impl Store {
         })
     }
 
+    /// The tenant's routing settings (its row in `tenants`) as the engine's settings; a name
+    /// this build does not know falls back to the engine's default.
+    async fn engine_config(&self, tenant: i64) -> Result<EngineConfig> {
+        let row = sqlx::query(
+            "SELECT blending, missed_offer, missed_offer_reason FROM tenants WHERE id = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(EngineConfig::default());
+        };
+        let blending: String = row.try_get("blending")?;
+        let missed_offer: String = row.try_get("missed_offer")?;
+        let missed_offer = match missed_offer.as_str() {
+            "stay_ready" => MissedOffer::StayReady,
+            _ => MissedOffer::NotReady {
+                reason: row.try_get("missed_offer_reason")?,
+            },
+        };
+        Ok(EngineConfig {
+            blending: named::<Blending>(&blending).unwrap_or_default(),
+            missed_offer,
+            ..EngineConfig::default()
+        })
+    }
+
     pub async fn routing_setup(&self, tenant: i64) -> Result<TenantSetup> {
         let mut queues: BTreeMap<i64, QueueConfig> = BTreeMap::new();
         let rows = sqlx::query(
@@ -354,8 +383,9 @@ impl Store {
             }
         }
 
+        let config = self.engine_config(tenant).await?;
         let mut agents: BTreeMap<i64, AgentConfig> = BTreeMap::new();
-        let rows = sqlx::query("SELECT id, capacity_calls, capacity_chats, capacity_tickets FROM users WHERE tenant_id = $1 ORDER BY id")
+        let rows = sqlx::query("SELECT id, capacity_calls, capacity_chats, capacity_tickets, blending FROM users WHERE tenant_id = $1 ORDER BY id")
             .bind(tenant)
             .fetch_all(&self.pool)
             .await?;
@@ -369,6 +399,8 @@ impl Store {
                 chats: cap("capacity_chats")?,
                 tickets: cap("capacity_tickets")?,
             });
+            let blending: Option<String> = row.try_get("blending")?;
+            agent.blending = blending.as_deref().and_then(named::<Blending>);
             agents.insert(user, agent);
         }
         let rows = sqlx::query("SELECT user_id, skill_id, level FROM agent_skills WHERE tenant_id = $1 ORDER BY skill_id")
@@ -466,7 +498,7 @@ impl Store {
             });
         }
         Ok(TenantSetup {
-            config: EngineConfig::default(),
+            config,
             queues: queues.into_values().collect(),
             agents: agents.into_values().collect(),
             waiting,

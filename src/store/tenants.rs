@@ -1,11 +1,13 @@
 //! Tenants, the isolation boundary. Unlike the catalog's resources they are not owned by a
-//! tenant: the operator creates, lists and deletes them; a tenant's admin reads and renames its
-//! own. Deleting a tenant removes every row it owns (the schema cascades).
+//! tenant: the operator creates, lists and deletes them; a tenant's admin reads its own and
+//! changes its display name and routing settings. Deleting a tenant removes every row it owns
+//! (the schema cascades).
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::events::{self, NewEvent};
 use super::{now_ms, Error, Result, Store};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -13,6 +15,12 @@ pub struct Tenant {
     pub id: i64,
     pub name: String,
     pub display_name: String,
+    /// How agents mix calls, chats and tickets unless a user sets its own `blending`.
+    pub blending: String,
+    /// What a rejected or timed-out offer does to the agent: `not_ready` or `stay_ready`.
+    pub missed_offer: String,
+    /// The not-ready reason a missed offer sets (with `missed_offer` `not_ready`).
+    pub missed_offer_reason: String,
     pub created_at: i64,
 }
 
@@ -21,11 +29,44 @@ fn tenant(row: &AnyRow) -> Result<Tenant> {
         id: row.try_get("id")?,
         name: row.try_get("name")?,
         display_name: row.try_get("display_name")?,
+        blending: row.try_get("blending")?,
+        missed_offer: row.try_get("missed_offer")?,
+        missed_offer_reason: row.try_get("missed_offer_reason")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
-const COLUMNS: &str = "id, name, display_name, created_at";
+const COLUMNS: &str =
+    "id, name, display_name, blending, missed_offer, missed_offer_reason, created_at";
+
+/// The fields of a tenant an admin may change, already validated; `None` keeps the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantChange {
+    pub display_name: Option<String>,
+    pub blending: Option<String>,
+    pub missed_offer: Option<String>,
+    pub missed_offer_reason: Option<String>,
+}
+
+impl TenantChange {
+    /// Whether the change concerns routing (it reloads the tenant's routing).
+    pub fn touches_routing(&self) -> bool {
+        self.blending.is_some() || self.missed_offer.is_some() || self.missed_offer_reason.is_some()
+    }
+
+    /// Column and value of each field that changes.
+    fn sets(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("display_name", &self.display_name),
+            ("blending", &self.blending),
+            ("missed_offer", &self.missed_offer),
+            ("missed_offer_reason", &self.missed_offer_reason),
+        ]
+        .into_iter()
+        .filter_map(|(column, value)| Some((column, value.as_deref()?)))
+        .collect()
+    }
+}
 
 impl Store {
     pub async fn create_tenant(&self, name: &str, display_name: &str) -> Result<Tenant> {
@@ -73,16 +114,48 @@ impl Store {
         row.as_ref().map(tenant).transpose()
     }
 
-    pub async fn rename_tenant(&self, id: i64, display_name: &str) -> Result<Tenant> {
-        let done = sqlx::query("UPDATE tenants SET display_name = $1 WHERE id = $2")
-            .bind(display_name.to_owned())
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound);
+    /// Changes a tenant's display name and routing settings; the change and its audit event
+    /// (`admin.tenants.updated`, by `actor`, `None` for the operator) commit together.
+    pub async fn update_tenant(
+        &self,
+        id: i64,
+        actor: Option<i64>,
+        change: &TenantChange,
+    ) -> Result<Tenant> {
+        let sets = change.sets();
+        if sets.is_empty() {
+            return self.tenant(id).await;
         }
-        self.tenant(id).await
+        let assignments = sets
+            .iter()
+            .enumerate()
+            .map(|(i, (column, _))| format!("{column} = ${}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!("UPDATE tenants SET {assignments} WHERE id = $1 RETURNING {COLUMNS}");
+        let mut update = sqlx::query(&sql).bind(id);
+        for (_, value) in &sets {
+            update = update.bind(value.to_string());
+        }
+        let mut tx = self.begin().await?;
+        let row = update
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let updated = tenant(&row)?;
+        let fields: Vec<&str> = sets.iter().map(|(column, _)| *column).collect();
+        let event = NewEvent {
+            tenant: id,
+            kind: "admin.tenants.updated".into(),
+            interaction_id: None,
+            agent_id: actor,
+            queue_id: None,
+            payload: serde_json::json!({ "table": "tenants", "id": id, "fields": fields })
+                .to_string(),
+        };
+        events::append_in(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(updated)
     }
 
     pub async fn delete_tenant(&self, id: i64) -> Result<()> {
