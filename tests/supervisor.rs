@@ -257,7 +257,43 @@ async fn bad_moves_are_refused(db: Db) {
     f.s.stop().await;
 }
 
+/// A waiting interaction's estimated wait: position × the queue's handle time (3 minutes before
+/// anything was handled) ÷ its members taking inbound work; none while nobody serves the queue.
+async fn the_feed_estimates_each_wait(db: Db) {
+    let f = Floor::new(db).await;
+    let unserved = f.queue("Nobody here").await;
+    let served = f.queue("Waiting room").await;
+    // Ready, but without French: the French email waits in the served queue.
+    let (_, _member) = f.agent("member", &[served]).await;
+    let french = |queue: i64| {
+        f.s.create(
+            "/api/v1/interactions",
+            &f.admin,
+            json!({ "channel": "email", "queue_id": queue, "language": "fr", "subject": "Bonjour" }),
+        )
+    };
+    let (waits, alone) = (french(served).await, french(unserved).await);
+    let mut feed = Feed::connect(&f.s, &f.sam).await;
+    let frame = feed
+        .until("both emails", |fr| {
+            lists(fr, served, waits) && lists(fr, unserved, alone)
+        })
+        .await;
+    let listed = |queue| queue_of(&frame, queue).expect("queue")["waiting_interactions"][0].clone();
+    let waiting = listed(served);
+    assert_eq!(waiting["position"], 1, "{waiting}");
+    assert_eq!(waiting["estimated_wait_ms"], 180_000, "{waiting}");
+    let unserved = listed(unserved);
+    assert_eq!(
+        unserved.get("estimated_wait_ms"),
+        Some(&Value::Null),
+        "{unserved}"
+    );
+    f.s.stop().await;
+}
+
 on_both_backends!(
     a_supervisor_moves_waiting_interactions,
-    bad_moves_are_refused
+    bad_moves_are_refused,
+    the_feed_estimates_each_wait
 );

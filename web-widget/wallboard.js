@@ -160,7 +160,7 @@
       }
       entry.label.textContent = `${w.channel} ${w.interaction}`;
       entry.queue.textContent = `${w.queueName} (#${w.position})`;
-      entry.waited.textContent = seconds(w.waited_ms);
+      entry.waited.textContent = w.estimated_wait_ms == null ? seconds(w.waited_ms) : `${seconds(w.waited_ms)} (≈ ${seconds(w.estimated_wait_ms)} more)`;
       const targets = moveTargets(w, queues, agents);
       const options = JSON.stringify(targets);
       if (options !== entry.options) {

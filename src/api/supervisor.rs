@@ -119,6 +119,7 @@ impl Feed {
                             "channel": w.channel,
                             "position": w.position,
                             "waited_ms": w.waited.as_millis() as u64,
+                            "estimated_wait_ms": w.estimated_wait.map(|d| d.as_millis() as u64),
                         })
                     })
                     .collect();
