@@ -15,6 +15,7 @@
 //! [`CallTap`] hands the outputs about live calls (offers to ring an agent's phone, revoked
 //! offers to cancel it, ends from the console to hang up) to the endpoint as they happen.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -23,8 +24,8 @@ use dashmap::DashMap;
 use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 use vacd_actors::{
-    AgentId, BoxFuture, Channel, Host, Input, InteractionId, NewInteraction, Output, QueueId,
-    Router, RouterError, TenantId, TenantSetup,
+    AgentId, BoxFuture, Channel, Host, Input, InteractionId, Load, NewInteraction, Output, QueueId,
+    RevokeReason, Router, RouterError, TenantId, TenantSetup,
 };
 
 use vacd_sip::mix::Monitor;
@@ -32,7 +33,7 @@ use vacd_sip::mix::Monitor;
 use crate::catalog::{self, Resource};
 use crate::chat::ChatTap;
 use crate::sip::MonitorError;
-use crate::store::{OutputBatch, Store};
+use crate::store::{OutputBatch, RoutingSetup, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -201,6 +202,11 @@ impl CallTap {
         self.calls.remove(&interaction.0);
     }
 
+    /// The interactions of the calls live now.
+    fn live(&self) -> BTreeSet<i64> {
+        self.calls.iter().map(|c| *c.key() as i64).collect()
+    }
+
     fn forward(&self, outputs: &[Output]) {
         if self.calls.is_empty() {
             return;
@@ -224,15 +230,30 @@ impl CallTap {
 
 impl Host for StoreHost {
     /// Waits until the journal has written every output sent so far (a restarted tenant must
-    /// not read rows its predecessor's last outputs have yet to change), then reads.
-    fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>> {
-        let store = self.store.clone();
+    /// not read rows its predecessor's last outputs have yet to change), then reads. The calls
+    /// still on the line wait again in their places (the SIP endpoint holds them whatever
+    /// happened to routing); at a start, the phones their void offers ring are told to stop,
+    /// as if the agents had become unavailable, before the restored routing offers them anew.
+    fn load(&self, tenant: TenantId, why: Load) -> BoxFuture<Result<TenantSetup, String>> {
+        let (store, calls) = (self.store.clone(), self.calls.clone());
         Box::pin(async move {
             store.flushed().await;
-            store
-                .routing_setup(tenant.0 as i64)
+            let RoutingSetup { setup, ringing } = store
+                .routing_setup(tenant.0 as i64, &calls.live())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?;
+            if why == Load::Start {
+                let revoked: Vec<Output> = ringing
+                    .into_iter()
+                    .map(|(interaction, agent)| Output::OfferRevoked {
+                        interaction,
+                        agent,
+                        reason: RevokeReason::AgentUnavailable,
+                    })
+                    .collect();
+                calls.forward(&revoked);
+            }
+            Ok(setup)
         })
     }
 

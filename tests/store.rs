@@ -797,7 +797,117 @@ async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
     db.drop_db().await;
 }
 
+/// What a tenant's routing restarts from: waiting work in its order, with calls only while
+/// their caller is still on the line (live) and not yet connected; the offered live call names
+/// the agent whose phone rings.
+async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, SystemTime};
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::{OutputBatch, RoutingSetup};
+    use vacd_actors::{AgentId, Channel, InteractionId, Output, QueueId};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let queue = store
+        .create(
+            &QUEUES,
+            t,
+            None,
+            &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid"),
+        )
+        .await
+        .expect("queue")["id"]
+        .as_i64()
+        .expect("id");
+    let q = QueueId(queue as u64);
+    let channels = [
+        Channel::Call,
+        Channel::Call,
+        Channel::Call,
+        Channel::Call,
+        Channel::Email,
+    ];
+    let mut ids = Vec::new();
+    let mut outputs = Vec::new();
+    for (n, channel) in channels.into_iter().enumerate() {
+        let name = if channel == Channel::Call {
+            "call"
+        } else {
+            "email"
+        };
+        let values = new_values(&INTERACTIONS, json!({ "channel": name, "queue_id": queue }))
+            .expect("valid");
+        let id = store
+            .create(&INTERACTIONS, t, None, &values)
+            .await
+            .expect("interaction")["id"]
+            .as_i64()
+            .expect("id");
+        ids.push(id);
+        // Queued in reverse order of creation, so the order is not the ids'.
+        outputs.push(Output::Queued {
+            interaction: InteractionId(id as u64),
+            queue: q,
+            channel,
+            order: 10 - n as u64,
+            priority: 0,
+        });
+    }
+    let i = |n: usize| InteractionId(ids[n] as u64);
+    outputs.push(Output::Offered {
+        interaction: i(1),
+        agent: AgentId(7),
+        queue: q,
+        channel: Channel::Call,
+        timeout: Duration::from_secs(20),
+    });
+    outputs.push(Output::Offered {
+        interaction: i(3),
+        agent: AgentId(8),
+        queue: q,
+        channel: Channel::Call,
+        timeout: Duration::from_secs(20),
+    });
+    outputs.push(Output::Connected {
+        interaction: i(3),
+        agent: AgentId(8),
+        queue: q,
+        waited: Duration::from_secs(1),
+    });
+    store
+        .record_outputs(&[OutputBatch {
+            tenant: t,
+            at: SystemTime::now(),
+            outputs,
+        }])
+        .await
+        .expect("recorded");
+
+    // Calls 0, 1 and 3 are still on the line; 2 is not (a restart of vacd: none are).
+    let live: BTreeSet<i64> = [ids[0], ids[1], ids[3]].into();
+    let RoutingSetup { setup, ringing } = store.routing_setup(t, &live).await.expect("setup");
+    let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
+    assert_eq!(
+        waiting,
+        [i(4), i(1), i(0)],
+        "live waiting calls and the email, in order"
+    );
+    assert_eq!(ringing, [(i(1), AgentId(7))]);
+    let RoutingSetup { setup, ringing } = store
+        .routing_setup(t, &BTreeSet::new())
+        .await
+        .expect("setup");
+    let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
+    assert_eq!(waiting, [i(4)], "no call outlives vacd");
+    assert!(ringing.is_empty());
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
+    routing_restarts_with_the_live_calls_still_waiting,
     migrations_apply_once_and_report_ready,
     routing_outputs_survive_a_failed_create_in_their_round,
     rows_belong_to_their_tenant,

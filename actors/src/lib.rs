@@ -100,5 +100,5 @@ pub use skill::{AgentSkill, SkillLevel, SkillLevelOutOfRange, SkillRequirement};
 pub use stats::{QueuePosition, QueueStats};
 pub use strategy::Strategy;
 pub use supervisor::{
-    AgentSession, BoxFuture, Floor, Host, Router, RouterError, TenantId, TenantSetup,
+    AgentSession, BoxFuture, Floor, Host, Load, Router, RouterError, TenantId, TenantSetup,
 };

@@ -68,10 +68,20 @@ pub struct Floor {
 /// A boxed future, so that [`Host`] can be used as a trait object.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// Why a tenant's setup is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// The tenant's routing starts (with vacd, or again after a failure): everything counts,
+    /// the waiting interactions too.
+    Start,
+    /// An admin change: only the settings, queues and agents are taken.
+    Reconfigure,
+}
+
 /// What the actors need from the server: configuration in, domain events out.
 pub trait Host: Send + Sync + 'static {
-    /// Loads a tenant's queues and agents, and the interactions still waiting.
-    fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>>;
+    /// Loads a tenant's settings, queues and agents, and the interactions still waiting.
+    fn load(&self, tenant: TenantId, why: Load) -> BoxFuture<Result<TenantSetup, String>>;
     /// Persists outputs in order. Must not block: queue them for a writer.
     fn record(&self, tenant: TenantId, at: SystemTime, outputs: Vec<Output>);
 }
@@ -114,7 +124,7 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         tenant: TenantId,
     ) -> Result<ActorRef<TenantMsg>, String> {
-        let setup = self.host.load(tenant).await?;
+        let setup = self.host.load(tenant, Load::Start).await?;
         let args = TenantArgs {
             tenant,
             setup,
@@ -408,7 +418,7 @@ mod tests {
     }
 
     impl Host for MemoryHost {
-        fn load(&self, tenant: TenantId) -> BoxFuture<Result<TenantSetup, String>> {
+        fn load(&self, tenant: TenantId, _: Load) -> BoxFuture<Result<TenantSetup, String>> {
             let setup = self
                 .setups
                 .lock()

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use crate::console::{Command, ConsoleEvent};
 use crate::queue_actor::{QueueActor, QueueMsg};
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
-use crate::supervisor::Floor;
+use crate::supervisor::{Floor, Load};
 use crate::supervisor::{Host, RouterError, TenantId, TenantSetup};
 use crate::{AgentId, AgentStatus, Channel, Engine, Error, Input, QueueId, SkillId};
 
@@ -376,7 +376,7 @@ impl Actor for TenantActor {
                 }
             }
             TenantMsg::Reconfigure(reply) => {
-                let result = match state.host.load(state.tenant).await {
+                let result = match state.host.load(state.tenant, Load::Reconfigure).await {
                     Ok(setup) => {
                         state.configure(&myself, &setup).await;
                         Ok(())

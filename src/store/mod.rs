@@ -49,7 +49,7 @@ pub use crud::{ListQuery, Page, Value};
 pub use customers::CustomerCard;
 pub use events::NewEvent;
 pub use reports::Person;
-pub use routing::OutputBatch;
+pub use routing::{OutputBatch, RoutingSetup};
 pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};
 pub use tenants::{Tenant, TenantChange};

@@ -9,7 +9,7 @@
 //! interactions still `new` with a queue (their enqueue never reached routing). Escalation
 //! steps and SLA breaches already in the event log are not logged again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value as Json;
@@ -23,6 +23,15 @@ use vacd_actors::{
 
 use super::events::NewEvent;
 use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
+
+/// What a tenant's routing starts from ([`Store::routing_setup`]).
+#[derive(Debug)]
+pub struct RoutingSetup {
+    pub setup: TenantSetup,
+    /// Live calls offered when the previous routing stopped, with the agent whose phone rings:
+    /// their offers are void, the restored routing offers them anew.
+    pub ringing: Vec<(InteractionId, AgentId)>,
+}
 
 /// What outputs do to an interaction's `agent_id`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -309,7 +318,17 @@ impl Store {
         })
     }
 
-    pub async fn routing_setup(&self, tenant: i64) -> Result<TenantSetup> {
+    /// Everything `tenant`'s routing starts from: settings, queues, agents, and the
+    /// interactions still waiting, in their order. Calls are waiting only while their caller is
+    /// still on the line, so only those of `live_calls` (interaction ids) that are new, queued or
+    /// offered are included; a restart of vacd has none, a tenant's routing restarted after a
+    /// failure has the calls the SIP endpoint still holds. [`RoutingSetup::ringing`] names the
+    /// agents whose phones the offered ones ring.
+    pub async fn routing_setup(
+        &self,
+        tenant: i64,
+        live_calls: &BTreeSet<i64>,
+    ) -> Result<RoutingSetup> {
         let mut queues: BTreeMap<i64, QueueConfig> = BTreeMap::new();
         let rows = sqlx::query(
             "SELECT id, priority, strategy, sla_percent, sla_seconds, offer_timeout_seconds, wrapup_seconds \
@@ -436,8 +455,9 @@ impl Store {
                 .map(|r| Ok((r.try_get::<String, _>("name")?, skill_id(r.try_get("id")?))))
                 .collect::<Result<_>>()?;
         let rows = sqlx::query(
-            "SELECT id, channel, queue_id, language, priority, queue_order, queued_at FROM interactions \
-             WHERE tenant_id = $1 AND queue_id IS NOT NULL AND channel <> 'call' \
+            "SELECT id, channel, queue_id, language, priority, queue_order, queued_at, state, agent_id \
+             FROM interactions \
+             WHERE tenant_id = $1 AND queue_id IS NOT NULL \
              AND state IN ('new', 'queued', 'offered', 'connected', 'wrap_up') \
              ORDER BY queue_order IS NULL, queue_order, id",
         )
@@ -465,6 +485,7 @@ impl Store {
         }
         let now = now_ms();
         let mut waiting = Vec::new();
+        let mut ringing = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
             let count = |kind: &str| {
@@ -479,6 +500,18 @@ impl Store {
             let Some(channel) = named::<Channel>(&channel) else {
                 continue;
             };
+            if channel == Channel::Call {
+                let state: String = row.try_get("state")?;
+                if !live_calls.contains(&interaction)
+                    || !matches!(state.as_str(), "new" | "queued" | "offered")
+                {
+                    continue;
+                }
+                let agent: Option<i64> = row.try_get("agent_id")?;
+                if let (Some(agent), "offered") = (agent, state.as_str()) {
+                    ringing.push((InteractionId(id(interaction)), AgentId(id(agent))));
+                }
+            }
             let language: Option<String> = row.try_get("language")?;
             let queued_at: Option<i64> = row.try_get("queued_at")?;
             let order: Option<i64> = row.try_get("queue_order")?;
@@ -497,12 +530,13 @@ impl Store {
                 }),
             });
         }
-        Ok(TenantSetup {
+        let setup = TenantSetup {
             config,
             queues: queues.into_values().collect(),
             agents: agents.into_values().collect(),
             waiting,
-        })
+        };
+        Ok(RoutingSetup { setup, ringing })
     }
 
     /// Writes batches of routing outputs in one transaction of their own (see
