@@ -428,6 +428,42 @@ async fn a_skill_changed_live_changes_routing(db: Db) {
     d.s.stop().await;
 }
 
+/// Queue membership changed through the API moves offers at once: an agent made a member is
+/// offered what waits there; removed again, it is offered nothing more from that queue.
+async fn a_membership_changed_live_changes_routing(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Assigned", json!({})).await;
+    let (agent_id, token) = d.agent("assignee", &[("en", 8)], &[]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let first = d.interaction(queue, "en").await;
+    assert!(
+        offers(&console.ready().await).is_empty(),
+        "not a member yet"
+    );
+    let membership =
+        d.s.create(
+            "/api/v1/queue-members",
+            &d.admin,
+            json!({ "queue_id": queue, "user_id": agent_id }),
+        )
+        .await;
+    console.handle(first).await;
+    let (status, body) =
+        d.s.delete(&format!("/api/v1/queue-members/{membership}"), &d.admin)
+            .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let second = d.interaction(queue, "en").await;
+    let frames = console
+        .ok(json!({ "type": "wrapup.done", "interaction": first }))
+        .await;
+    assert!(
+        !offers(&frames).contains(&second) && offers(&console.ready().await).is_empty(),
+        "no longer a member: {frames:?}"
+    );
+    d.s.stop().await;
+}
+
 /// Many changes at once (an import) share reloads, and every one of them is in effect when
 /// its request is answered: the agent made a member of twelve queues concurrently hears the
 /// figures of each.
@@ -1017,6 +1053,7 @@ on_both_backends!(
     wrap_up_timer_returns_the_agent_to_ready,
     transfer_to_queue_and_agent,
     a_skill_changed_live_changes_routing,
+    a_membership_changed_live_changes_routing,
     concurrent_changes_all_take_effect,
     queue_settings_changed_live,
     escalation_overflows_to_another_queue,
