@@ -229,30 +229,36 @@ impl CallTap {
 }
 
 impl Host for StoreHost {
-    /// Waits until the journal has written every output sent so far (a restarted tenant must
-    /// not read rows its predecessor's last outputs have yet to change), then reads. The calls
-    /// still on the line wait again in their places (the SIP endpoint holds them whatever
-    /// happened to routing); at a start, the phones their void offers ring are told to stop,
-    /// as if the agents had become unavailable, before the restored routing offers them anew.
+    /// At a start, waits until the journal has written every output sent so far (a restarted
+    /// tenant must not read rows its predecessor's last outputs have yet to change), then reads
+    /// the waiting work too. The calls still on the line wait again in their places (the SIP
+    /// endpoint holds them whatever happened to routing); the phones their void offers ring are
+    /// told to stop, as if the agents had become unavailable, before the restored routing offers
+    /// them anew. An admin change reads only the configuration, which the journal never writes.
     fn load(&self, tenant: TenantId, why: Load) -> BoxFuture<Result<TenantSetup, String>> {
         let (store, calls) = (self.store.clone(), self.calls.clone());
+        let tenant = tenant.0 as i64;
         Box::pin(async move {
+            if why == Load::Reconfigure {
+                return store
+                    .routing_config(tenant)
+                    .await
+                    .map_err(|e| e.to_string());
+            }
             store.flushed().await;
             let RoutingSetup { setup, ringing } = store
-                .routing_setup(tenant.0 as i64, &calls.live())
+                .routing_setup(tenant, &calls.live())
                 .await
                 .map_err(|e| e.to_string())?;
-            if why == Load::Start {
-                let revoked: Vec<Output> = ringing
-                    .into_iter()
-                    .map(|(interaction, agent)| Output::OfferRevoked {
-                        interaction,
-                        agent,
-                        reason: RevokeReason::AgentUnavailable,
-                    })
-                    .collect();
-                calls.forward(&revoked);
-            }
+            let revoked: Vec<Output> = ringing
+                .into_iter()
+                .map(|(interaction, agent)| Output::OfferRevoked {
+                    interaction,
+                    agent,
+                    reason: RevokeReason::AgentUnavailable,
+                })
+                .collect();
+            calls.forward(&revoked);
             Ok(setup)
         })
     }

@@ -318,17 +318,27 @@ impl Store {
         })
     }
 
-    /// Everything `tenant`'s routing starts from: settings, queues, agents, and the
-    /// interactions still waiting, in their order. Calls are waiting only while their caller is
-    /// still on the line, so only those of `live_calls` (interaction ids) that are new, queued or
-    /// offered are included; a restart of vacd has none, a tenant's routing restarted after a
-    /// failure has the calls the SIP endpoint still holds. [`RoutingSetup::ringing`] names the
-    /// agents whose phones the offered ones ring.
+    /// Everything `tenant`'s routing starts from: its configuration ([`Store::routing_config`])
+    /// and the interactions still waiting, in their order. Calls are waiting only while their
+    /// caller is still on the line, so only those of `live_calls` (interaction ids) that are new,
+    /// queued or offered are included; a restart of vacd has none, a tenant's routing restarted
+    /// after a failure has the calls the SIP endpoint still holds. [`RoutingSetup::ringing`]
+    /// names the agents whose phones the offered ones ring.
     pub async fn routing_setup(
         &self,
         tenant: i64,
         live_calls: &BTreeSet<i64>,
     ) -> Result<RoutingSetup> {
+        let mut setup = self.routing_config(tenant).await?;
+        let ringing = self
+            .waiting_work(tenant, live_calls, &mut setup.waiting)
+            .await?;
+        Ok(RoutingSetup { setup, ringing })
+    }
+
+    /// `tenant`'s routing settings, queues and agents, without waiting work: what an admin
+    /// change reloads.
+    pub async fn routing_config(&self, tenant: i64) -> Result<TenantSetup> {
         let mut queues: BTreeMap<i64, QueueConfig> = BTreeMap::new();
         let rows = sqlx::query(
             "SELECT id, priority, strategy, sla_percent, sla_seconds, offer_timeout_seconds, wrapup_seconds \
@@ -445,7 +455,22 @@ impl Store {
                 agent.queues.push(QueueId(id(row.try_get("queue_id")?)));
             }
         }
+        Ok(TenantSetup {
+            config,
+            queues: queues.into_values().collect(),
+            agents: agents.into_values().collect(),
+            waiting: Vec::new(),
+        })
+    }
 
+    /// Appends `tenant`'s waiting work to `waiting` (see [`Store::routing_setup`]); returns the
+    /// live calls offered, with the agents whose phones ring.
+    async fn waiting_work(
+        &self,
+        tenant: i64,
+        live_calls: &BTreeSet<i64>,
+        waiting: &mut Vec<NewInteraction>,
+    ) -> Result<Vec<(InteractionId, AgentId)>> {
         let languages: BTreeMap<String, SkillId> =
             sqlx::query("SELECT id, name FROM skills WHERE tenant_id = $1 AND kind = 'language'")
                 .bind(tenant)
@@ -484,7 +509,6 @@ impl Store {
             );
         }
         let now = now_ms();
-        let mut waiting = Vec::new();
         let mut ringing = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
@@ -530,13 +554,7 @@ impl Store {
                 }),
             });
         }
-        let setup = TenantSetup {
-            config,
-            queues: queues.into_values().collect(),
-            agents: agents.into_values().collect(),
-            waiting,
-        };
-        Ok(RoutingSetup { setup, ringing })
+        Ok(ringing)
     }
 
     /// Writes batches of routing outputs in one transaction of their own (see
