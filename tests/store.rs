@@ -797,6 +797,51 @@ async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
     db.drop_db().await;
 }
 
+/// A round of outputs that cannot be written (its tenant is gone) fails alone: nothing of it
+/// stays behind on the writer, and the next rounds (on SQLite one multi-statement trip each, on
+/// PostgreSQL a transaction) are written whole.
+async fn a_failed_output_round_leaves_the_writer_clean(db: Db) {
+    use std::time::SystemTime;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{AgentId, Output, Presence};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let presence = |tenant: i64, agent: u64| OutputBatch {
+        tenant,
+        at: SystemTime::now(),
+        outputs: vec![Output::PresenceChanged {
+            agent: AgentId(agent),
+            from: Presence::Offline,
+            to: Presence::Busy,
+        }],
+    };
+    let failed = store
+        .record_outputs(&[presence(t, 1), presence(t + 1000, 2)])
+        .await;
+    assert!(failed.is_err(), "an event of no tenant is refused");
+    for agent in 3..6 {
+        store
+            .record_outputs(&[presence(t, agent)])
+            .await
+            .expect("a later round is written");
+    }
+    let events = store.list(&EVENTS, t, &all()).await.expect("events");
+    let agents: Vec<i64> = events
+        .items
+        .iter()
+        .filter_map(|e| e["agent_id"].as_i64())
+        .collect();
+    assert_eq!(
+        agents,
+        [3, 4, 5],
+        "the failed round left nothing: {events:?}"
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// What a tenant's routing restarts from: waiting work in its order, with calls only while
 /// their caller is still on the line (live) and not yet connected; the offered live call names
 /// the agent whose phone rings.
@@ -908,6 +953,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
 
 on_both_backends!(
     routing_restarts_with_the_live_calls_still_waiting,
+    a_failed_output_round_leaves_the_writer_clean,
     migrations_apply_once_and_report_ready,
     routing_outputs_survive_a_failed_create_in_their_round,
     rows_belong_to_their_tenant,

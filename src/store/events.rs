@@ -40,17 +40,27 @@ pub(super) async fn append_many(
 ) -> Result<()> {
     for (chunk, size) in padded_chunks(events) {
         let sql = INSERT_MANY.get(backend, size);
-        let rows = chunk.iter().map(|(event, at)| (event, *at));
-        let mut query = bind(sqlx::query(&sql), rows);
-        for _ in chunk.len()..size {
-            query = bind_nulls(query);
-        }
-        query.execute(&mut **tx).await?;
+        bind_padded(sqlx::query(&sql), chunk, size)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
 
-static INSERT_MANY: ChunkSql = ChunkSql::new(insert_sql);
+pub(super) static INSERT_MANY: ChunkSql = ChunkSql::new(insert_sql);
+
+/// Binds a chunk of events to the insert of `size` rows, padded with rows of NULLs.
+pub(super) fn bind_padded<'q>(
+    query: AnyQuery<'q>,
+    chunk: &'q [(NewEvent, i64)],
+    size: usize,
+) -> AnyQuery<'q> {
+    let mut query = bind(query, chunk.iter().map(|(event, at)| (event, *at)));
+    for _ in chunk.len()..size {
+        query = bind_nulls(query);
+    }
+    query
+}
 
 /// The insert of up to `rows` events; [`bind`] binds their values, [`bind_nulls`] the rows of
 /// NULLs that pad the statement, which it skips.

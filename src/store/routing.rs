@@ -146,16 +146,27 @@ pub(super) async fn write_rows(
 ) -> Result<()> {
     for (chunk, size) in padded_chunks(rows) {
         let sql = ROWS.get(backend, size);
-        let mut query = bind_rows(sqlx::query(&sql), chunk);
-        for _ in chunk.len()..size {
-            query = bind_null_row(query);
-        }
-        query.execute(&mut **tx).await?;
+        bind_padded_rows(sqlx::query(&sql), chunk, size)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
 
-static ROWS: ChunkSql = ChunkSql::new(rows_sql);
+pub(super) static ROWS: ChunkSql = ChunkSql::new(rows_sql);
+
+/// Binds a chunk of row changes to the update of `size` rows, padded with rows of NULLs.
+pub(super) fn bind_padded_rows<'q>(
+    query: AnyQuery<'q>,
+    chunk: &[((i64, i64), RowValues)],
+    size: usize,
+) -> AnyQuery<'q> {
+    let mut query = bind_rows(query, chunk);
+    for _ in chunk.len()..size {
+        query = bind_null_row(query);
+    }
+    query
+}
 
 /// One `UPDATE … FROM (VALUES …)` of `rows` interactions (both databases name the columns of a
 /// `VALUES` list `column1`, `column2`, …); [`bind_rows`] binds their values.
