@@ -22,6 +22,23 @@ async fn open(db: &TestDb) -> Store {
     Store::open(&db.url, 4).await.expect("store opens")
 }
 
+/// A tenant `t` with one queue `Q`: their ids.
+async fn tenant_with_queue(store: &Store) -> (i64, i64) {
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let queue = store
+        .create(
+            &QUEUES,
+            t,
+            None,
+            &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid"),
+        )
+        .await
+        .expect("queue")["id"]
+        .as_i64()
+        .expect("id");
+    (t, queue)
+}
+
 async fn migrations_apply_once_and_report_ready(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
@@ -260,18 +277,7 @@ async fn routing_outputs_update_interactions(db: Db) {
 
     let db = TestDb::new(db).await;
     let store = open(&db).await;
-    let t = store.create_tenant("t", "T").await.expect("tenant").id;
-    let queue = store
-        .create(
-            &QUEUES,
-            t,
-            None,
-            &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid"),
-        )
-        .await
-        .expect("queue")["id"]
-        .as_i64()
-        .expect("id");
+    let (t, queue) = tenant_with_queue(&store).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         let values = new_values(
@@ -854,18 +860,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
 
     let db = TestDb::new(db).await;
     let store = open(&db).await;
-    let t = store.create_tenant("t", "T").await.expect("tenant").id;
-    let queue = store
-        .create(
-            &QUEUES,
-            t,
-            None,
-            &new_values(&QUEUES, json!({ "name": "Q" })).expect("valid"),
-        )
-        .await
-        .expect("queue")["id"]
-        .as_i64()
-        .expect("id");
+    let (t, queue) = tenant_with_queue(&store).await;
     let q = QueueId(queue as u64);
     let channels = [
         Channel::Call,

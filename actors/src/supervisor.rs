@@ -471,6 +471,19 @@ mod tests {
         }
     }
 
+    /// Enqueues the email `id` in `tenant`'s queue.
+    async fn enqueue(router: &Router, tenant: TenantId, id: u64) {
+        router
+            .input(
+                tenant,
+                Input::Enqueue {
+                    interaction: email(id),
+                },
+            )
+            .await
+            .expect("enqueued");
+    }
+
     /// A router over a host that serves `setups`; the host, to read what was recorded.
     async fn start(setups: Vec<(TenantId, TenantSetup)>) -> (Arc<MemoryHost>, Router) {
         let host = Arc::new(MemoryHost::default());
@@ -603,15 +616,7 @@ mod tests {
     async fn a_failed_session_is_cleaned_up_and_its_offer_rerouted() {
         let (host, router) = start(vec![(T1, setup(&[1, 2], &[]))]).await;
         let (first, mut first_rx) = console(&router, T1, 1).await;
-        router
-            .input(
-                T1,
-                Input::Enqueue {
-                    interaction: email(100),
-                },
-            )
-            .await
-            .expect("enqueued");
+        enqueue(&router, T1, 100).await;
         until(&mut first_rx, offer_of(100)).await;
 
         let (second, mut second_rx) = console(&router, T1, 2).await;
@@ -662,15 +667,7 @@ mod tests {
             .await
             .cast(crate::tenant::TenantMsg::PanicQueue(Q))
             .expect("message delivered");
-        router
-            .input(
-                T1,
-                Input::Enqueue {
-                    interaction: email(100),
-                },
-            )
-            .await
-            .expect("enqueued");
+        enqueue(&router, T1, 100).await;
         // Routing went on without the queue actor …
         until(&mut rx, offer_of(100)).await;
         // … and the queue's figures, which only its actor publishes after the console's first
@@ -705,15 +702,7 @@ mod tests {
         let (_session, mut rx) = console(&router, T1, 1).await;
         until(&mut rx, offer_of(7)).await;
         // The other tenant never noticed.
-        router
-            .input(
-                T2,
-                Input::Enqueue {
-                    interaction: email(8),
-                },
-            )
-            .await
-            .expect("enqueued");
+        enqueue(&router, T2, 8).await;
         until(&mut other_rx, offer_of(8)).await;
         router.stop();
     }
