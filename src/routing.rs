@@ -7,9 +7,10 @@
 //! The admin API calls [`Routing::after_change`] after each committed change (and
 //! [`RoutingHandle::reconfigure`] after a change of a tenant's routing settings), so skills,
 //! queue settings, assignments, blending and the missed-offer policy take effect in the running
-//! engine before the API answers. Changes
-//! that arrive while a tenant is being reloaded share the next reload ([`Reloads`]): an import
-//! of 2,000 agents costs a few reloads, not one per row.
+//! engine before the API answers. Changes that arrive while a tenant is being reloaded share the
+//! next reload ([`Reloads`]): an import of 2,000 agents costs a few reloads, not one per row.
+//! A tenant's routing restarted after a failure also takes back the calls still waiting on the
+//! SIP endpoint (see [`StoreHost`]'s `load`).
 //!
 //! Calls are routed like everything else, but their signalling lives in the SIP endpoint: a
 //! [`CallTap`] hands the outputs about live calls (offers to ring an agent's phone, revoked
