@@ -10,7 +10,7 @@
 //! engine before the API answers. Changes that arrive while a tenant is being reloaded share the
 //! next reload ([`Reloads`]): an import of 2,000 agents costs a few reloads, not one per row.
 //! A tenant's routing restarted after a failure also takes back the calls still waiting on the
-//! SIP endpoint (see [`StoreHost`]'s `load`).
+//! SIP endpoint (the store host's `load`).
 //!
 //! Calls are routed like everything else, but their signalling lives in the SIP endpoint: a
 //! [`CallTap`] hands the outputs about live calls (offers to ring an agent's phone, revoked
