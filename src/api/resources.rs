@@ -340,6 +340,17 @@ fn sip_credentials(values: &mut Vec<(&'static Column, Value)>) -> Result<()> {
     Ok(())
 }
 
+/// `value` of the field `name` must be one of `allowed` (`invalid_value` otherwise).
+pub(super) fn one_of(name: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "invalid_value",
+        format!("`{name}` must be one of {}", allowed.join(", ")),
+    ))
+}
+
 fn value(c: &Column, json: JsonValue) -> Result<Value> {
     let name = c.name;
     let nullable = !c.required && c.default.is_none();
@@ -397,12 +408,7 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
         }
         Kind::OneOf(allowed) => {
             let s = json.as_str().ok_or_else(|| wrong("a string"))?;
-            if !allowed.contains(&s) {
-                return Err(Error::invalid(
-                    "invalid_value",
-                    format!("`{name}` must be one of {}", allowed.join(", ")),
-                ));
-            }
+            one_of(name, s, allowed)?;
             Ok(Value::Text(Some(s.to_owned())))
         }
         Kind::Language => {

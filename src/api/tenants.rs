@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{Error, Result};
-use super::resources::{new_values, DEFAULT_LIMIT, MAX_LIMIT};
+use super::resources::{new_values, one_of, DEFAULT_LIMIT, MAX_LIMIT};
 use super::AppState;
 use crate::catalog::{Role, BLENDINGS, MISSED_OFFERS, USERS};
 use crate::store::{Tenant, TenantChange};
@@ -94,16 +94,6 @@ fn check_display_name(display_name: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
-    if allowed.contains(&value) {
-        return Ok(());
-    }
-    Err(Error::invalid(
-        "invalid_value",
-        format!("`{field}` must be one of {}", allowed.join(", ")),
-    ))
-}
-
 fn check_reason(reason: &str) -> Result<()> {
     if reason.trim().is_empty() || reason.chars().count() > 64 {
         return Err(Error::invalid(
@@ -120,10 +110,10 @@ fn check_update(update: TenantUpdate) -> Result<TenantChange> {
         check_display_name(display_name)?;
     }
     if let Some(blending) = &update.blending {
-        check_one_of("blending", blending, BLENDINGS)?;
+        one_of("blending", blending, BLENDINGS)?;
     }
     if let Some(missed_offer) = &update.missed_offer {
-        check_one_of("missed_offer", missed_offer, MISSED_OFFERS)?;
+        one_of("missed_offer", missed_offer, MISSED_OFFERS)?;
     }
     if let Some(reason) = &update.missed_offer_reason {
         check_reason(reason)?;

@@ -167,7 +167,11 @@ impl Store {
         let row = rows.first().ok_or(Error::NotFound)?;
         let id: i64 = row.try_get("id")?;
         let created = row_to_json(resource, row)?;
-        events::append_in(&mut tx, &audit(resource, "created", tenant, actor, id)).await?;
+        events::append_in(
+            &mut tx,
+            &audit(resource.table, "created", tenant, actor, id),
+        )
+        .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -206,7 +210,11 @@ impl Store {
             .map_err(|e| Error::classify(e, resource.schema))?
             .ok_or(Error::NotFound)?;
         let updated = row_to_json(resource, &row)?;
-        events::append_in(&mut tx, &audit(resource, "updated", tenant, actor, id)).await?;
+        events::append_in(
+            &mut tx,
+            &audit(resource.table, "updated", tenant, actor, id),
+        )
+        .await?;
         tx.commit().await?;
         if std::ptr::eq(resource, &USERS) {
             self.user_changed(tenant, id);
@@ -238,7 +246,11 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
-        events::append_in(&mut tx, &audit(resource, "deleted", tenant, actor, id)).await?;
+        events::append_in(
+            &mut tx,
+            &audit(resource.table, "deleted", tenant, actor, id),
+        )
+        .await?;
         tx.commit().await?;
         if std::ptr::eq(resource, &USERS) {
             self.user_changed(tenant, id);
@@ -250,20 +262,16 @@ impl Store {
     }
 }
 
-pub(super) fn audit(
-    resource: &Resource,
-    verb: &str,
-    tenant: i64,
-    actor: Option<i64>,
-    id: i64,
-) -> NewEvent {
+/// The audit event of an admin change (`verb`) of the row `id` of `table`, by `actor` (`None`:
+/// the operator or the system).
+pub(super) fn audit(table: &str, verb: &str, tenant: i64, actor: Option<i64>, id: i64) -> NewEvent {
     NewEvent {
         tenant,
-        kind: format!("admin.{}.{verb}", resource.table),
+        kind: format!("admin.{table}.{verb}"),
         interaction_id: None,
         agent_id: actor,
         queue_id: None,
-        payload: serde_json::json!({ "table": resource.table, "id": id }).to_string(),
+        payload: serde_json::json!({ "table": table, "id": id }).to_string(),
     }
 }
 
@@ -396,7 +404,7 @@ impl Store {
             .await?;
         events::append_in(
             &mut tx,
-            &audit(&ATTACHMENTS, "content_stored", tenant, actor, id),
+            &audit(ATTACHMENTS.table, "content_stored", tenant, actor, id),
         )
         .await?;
         tx.commit().await?;

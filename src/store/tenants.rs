@@ -7,7 +7,8 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::events::{self, NewEvent};
+use super::crud::audit;
+use super::events;
 use super::{now_ms, Error, Result, Store};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -143,17 +144,7 @@ impl Store {
             .await?
             .ok_or(Error::NotFound)?;
         let updated = tenant(&row)?;
-        let fields: Vec<&str> = sets.iter().map(|(column, _)| *column).collect();
-        let event = NewEvent {
-            tenant: id,
-            kind: "admin.tenants.updated".into(),
-            interaction_id: None,
-            agent_id: actor,
-            queue_id: None,
-            payload: serde_json::json!({ "table": "tenants", "id": id, "fields": fields })
-                .to_string(),
-        };
-        events::append_in(&mut tx, &event).await?;
+        events::append_in(&mut tx, &audit("tenants", "updated", id, actor, id)).await?;
         tx.commit().await?;
         Ok(updated)
     }
