@@ -36,7 +36,8 @@ use super::crud::{audit, insert_rows, insert_values, row_to_json};
 use super::events::{self, NewEvent};
 use super::routing::{bind_padded_rows, output_changes, write_rows, OutputBatch, ROWS};
 use super::{
-    begin_in, now_ms, sized_chunks, Backend, Error, Result, Store, Value, BEGIN_WRITE, CHUNK_SIZES,
+    begin_in, now_ms, padded_chunks, sized_chunks, Backend, Error, Result, Store, Value,
+    BEGIN_WRITE, CHUNK_SIZES,
 };
 use crate::catalog::{Column, Kind, Resource};
 
@@ -251,20 +252,31 @@ async fn write_outputs_in_one_trip(
 ) -> Result<()> {
     let mut events = Vec::new();
     let rows = output_changes(outputs, &mut events);
-    let Some(event_size) = padded_size(events.len()) else {
+    // One event per output, at most 64 (the caller counted): one chunk each, as
+    // `padded_chunks` sizes it. More would not be written; the fallback writes batch by batch.
+    if events.len() > CHUNK_SIZES[0] {
+        return Err(mismatch("a one-trip round holds more than one chunk"));
+    }
+    let Some((_, event_size)) = padded_chunks(&events).next() else {
         return Ok(());
     };
-    let row_size = padded_size(rows.len());
-    let sql = ONE_TRIP[event_size.1][row_size.map_or(0, |(_, i)| i + 1)].get_or_init(|| {
-        let events = events::INSERT_MANY.get(Backend::Sqlite, event_size.0);
-        let rows = row_size.map(|(size, _)| ROWS.get(Backend::Sqlite, size));
-        match rows {
-            Some(rows) => format!("{BEGIN_WRITE}; {events}; {rows}; COMMIT"),
-            None => format!("{BEGIN_WRITE}; {events}; COMMIT"),
-        }
-    });
-    let mut query = events::bind_padded(sqlx::query(sql), &events, event_size.0);
-    if let Some((size, _)) = row_size {
+    let row_size = padded_chunks(&rows).next().map(|(_, size)| size);
+    let slot = |size| {
+        CHUNK_SIZES
+            .iter()
+            .position(|s| *s == size)
+            .expect("padded chunks have a chunk size")
+    };
+    let sql =
+        ONE_TRIP[slot(event_size)][row_size.map_or(0, |size| slot(size) + 1)].get_or_init(|| {
+            let events = events::INSERT_MANY.get(Backend::Sqlite, event_size);
+            match row_size.map(|size| ROWS.get(Backend::Sqlite, size)) {
+                Some(rows) => format!("{BEGIN_WRITE}; {events}; {rows}; COMMIT"),
+                None => format!("{BEGIN_WRITE}; {events}; COMMIT"),
+            }
+        });
+    let mut query = events::bind_padded(sqlx::query(sql), &events, event_size);
+    if let Some(size) = row_size {
         query = bind_padded_rows(query, &rows, size);
     }
     if let Err(e) = query.execute(&mut *connection).await {
@@ -274,19 +286,6 @@ async fn write_outputs_in_one_trip(
         return Err(e.into());
     }
     Ok(())
-}
-
-/// The smallest chunk size holding `n` rows (at most the largest), with its index in
-/// [`CHUNK_SIZES`]; `None` for no rows.
-fn padded_size(n: usize) -> Option<(usize, usize)> {
-    (n > 0).then(|| {
-        CHUNK_SIZES
-            .iter()
-            .enumerate()
-            .rev()
-            .find(|(_, size)| **size >= n)
-            .map_or((CHUNK_SIZES[0], 0), |(i, size)| (*size, i))
-    })
 }
 
 /// The one-trip rounds' queries by event chunk size and row chunk size (or none), built once.
@@ -395,7 +394,7 @@ async fn insert_batch(
                 }
                 audits.push((
                     audit(
-                        create.resource,
+                        create.resource.table,
                         "created",
                         create.tenant,
                         create.actor,
