@@ -456,3 +456,100 @@ impl RoutingHandle {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::resources::new_values;
+    use crate::catalog::{INTERACTIONS, QUEUES};
+    use serde_json::json;
+
+    /// A tenant's routing started after a failure takes back a live call that was offered and
+    /// tells the SIP endpoint to stop the ringing phone; an admin change's reload reads only the
+    /// configuration and stops nothing.
+    #[tokio::test]
+    async fn a_start_takes_back_live_calls_and_cancels_their_void_offers() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/vacd.db?mode=rwc", dir.path().display());
+        let store = Store::open(&url, 2).await.expect("store opens");
+        let tenant = store.create_tenant("t", "T").await.expect("tenant").id;
+        let create = |resource, body| {
+            let values = new_values(resource, body).expect("valid");
+            let store = store.clone();
+            async move {
+                store
+                    .create(resource, tenant, None, &values)
+                    .await
+                    .expect("created")["id"]
+                    .as_i64()
+                    .expect("id")
+            }
+        };
+        let queue = create(&QUEUES, json!({ "name": "Q" })).await;
+        let call = create(
+            &INTERACTIONS,
+            json!({ "channel": "call", "queue_id": queue }),
+        )
+        .await;
+        let (interaction, queue_id) = (InteractionId(call as u64), QueueId(queue as u64));
+        store
+            .record_outputs(&[OutputBatch {
+                tenant,
+                at: SystemTime::now(),
+                outputs: vec![
+                    Output::Queued {
+                        interaction,
+                        queue: queue_id,
+                        channel: Channel::Call,
+                        order: 1,
+                        priority: 0,
+                    },
+                    Output::Offered {
+                        interaction,
+                        agent: AgentId(7),
+                        queue: queue_id,
+                        channel: Channel::Call,
+                        timeout: Duration::from_secs(20),
+                    },
+                ],
+            }])
+            .await
+            .expect("recorded");
+        let (calls, mut ends) = CallTap::new();
+        calls.register(interaction, 42);
+        let host = StoreHost {
+            store: store.clone(),
+            calls,
+            chats: ChatTap::default(),
+            _alive: oneshot::channel().0,
+        };
+
+        let setup = host
+            .load(TenantId(tenant as u64), Load::Reconfigure)
+            .await
+            .expect("configuration");
+        assert!(setup.waiting.is_empty());
+        assert!(ends.routed.try_recv().is_err(), "a reload stops no phone");
+
+        let setup = host
+            .load(TenantId(tenant as u64), Load::Start)
+            .await
+            .expect("setup");
+        let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
+        assert_eq!(waiting, [interaction]);
+        let routed = ends
+            .routed
+            .try_recv()
+            .expect("the ringing phone is stopped");
+        assert_eq!(routed.call, 42);
+        assert_eq!(
+            routed.output,
+            Output::OfferRevoked {
+                interaction,
+                agent: AgentId(7),
+                reason: RevokeReason::AgentUnavailable,
+            }
+        );
+        store.close().await;
+    }
+}
