@@ -235,7 +235,9 @@ impl Host for StoreHost {
     /// the waiting work too. The calls still on the line wait again in their places (the SIP
     /// endpoint holds them whatever happened to routing); the phones their void offers ring are
     /// told to stop, as if the agents had become unavailable, before the restored routing offers
-    /// them anew. An admin change reads only the configuration, which the journal never writes.
+    /// them anew. After a failure, the work agents held (connected or in wrap-up: its call or
+    /// chat went on) is theirs again. An admin change reads only the configuration, which the
+    /// journal never writes.
     fn load(&self, tenant: TenantId, why: Load) -> BoxFuture<Result<TenantSetup, String>> {
         let (store, calls) = (self.store.clone(), self.calls.clone());
         let tenant = tenant.0 as i64;
@@ -248,7 +250,7 @@ impl Host for StoreHost {
             }
             store.flushed().await;
             let RoutingSetup { setup, ringing } = store
-                .routing_setup(tenant, &calls.live())
+                .routing_setup(tenant, &calls.live(), why == Load::Restart)
                 .await
                 .map_err(|e| e.to_string())?;
             let revoked: Vec<Output> = ringing
@@ -465,10 +467,11 @@ mod tests {
     use serde_json::json;
 
     /// A tenant's routing started after a failure takes back a live call that was offered and
-    /// tells the SIP endpoint to stop the ringing phone; an admin change's reload reads only the
+    /// tells the SIP endpoint to stop the ringing phone, and gives a live connected call back to
+    /// its agent; a start with vacd gives nothing back; an admin change's reload reads only the
     /// configuration and stops nothing.
     #[tokio::test]
-    async fn a_start_takes_back_live_calls_and_cancels_their_void_offers() {
+    async fn a_restart_takes_back_live_calls_and_cancels_their_void_offers() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}/vacd.db?mode=rwc", dir.path().display());
         let store = Store::open(&url, 2).await.expect("store opens");
@@ -491,32 +494,47 @@ mod tests {
             json!({ "channel": "call", "queue_id": queue }),
         )
         .await;
+        let answered = create(
+            &INTERACTIONS,
+            json!({ "channel": "call", "queue_id": queue }),
+        )
+        .await;
         let (interaction, queue_id) = (InteractionId(call as u64), QueueId(queue as u64));
+        let answered = InteractionId(answered as u64);
+        let mut outputs = Vec::new();
+        for (call, agent) in [(interaction, AgentId(7)), (answered, AgentId(8))] {
+            outputs.push(Output::Queued {
+                interaction: call,
+                queue: queue_id,
+                channel: Channel::Call,
+                order: call.0,
+                priority: 0,
+            });
+            outputs.push(Output::Offered {
+                interaction: call,
+                agent,
+                queue: queue_id,
+                channel: Channel::Call,
+                timeout: Duration::from_secs(20),
+            });
+        }
+        outputs.push(Output::Connected {
+            interaction: answered,
+            agent: AgentId(8),
+            queue: queue_id,
+            waited: Duration::from_secs(3),
+        });
         store
             .record_outputs(&[OutputBatch {
                 tenant,
                 at: SystemTime::now(),
-                outputs: vec![
-                    Output::Queued {
-                        interaction,
-                        queue: queue_id,
-                        channel: Channel::Call,
-                        order: 1,
-                        priority: 0,
-                    },
-                    Output::Offered {
-                        interaction,
-                        agent: AgentId(7),
-                        queue: queue_id,
-                        channel: Channel::Call,
-                        timeout: Duration::from_secs(20),
-                    },
-                ],
+                outputs,
             }])
             .await
             .expect("recorded");
         let (calls, mut ends) = CallTap::new();
         calls.register(interaction, 42);
+        calls.register(answered, 43);
         let host = StoreHost {
             store: store.clone(),
             calls,
@@ -535,8 +553,21 @@ mod tests {
             .load(TenantId(tenant as u64), Load::Start)
             .await
             .expect("setup");
+        assert!(setup.held.is_empty(), "{:?}", setup.held);
+        while ends.routed.try_recv().is_ok() {}
+
+        let setup = host
+            .load(TenantId(tenant as u64), Load::Restart)
+            .await
+            .expect("setup");
         let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
         assert_eq!(waiting, [interaction]);
+        let held: Vec<(InteractionId, AgentId)> = setup
+            .held
+            .iter()
+            .map(|h| (h.interaction.id, h.agent))
+            .collect();
+        assert_eq!(held, [(answered, AgentId(8))]);
         let routed = ends
             .routed
             .try_recv()

@@ -849,8 +849,9 @@ async fn a_failed_output_round_leaves_the_writer_clean(db: Db) {
 }
 
 /// What a tenant's routing restarts from: waiting work in its order, with calls only while
-/// their caller is still on the line (live) and not yet connected; the offered live call names
-/// the agent whose phone rings.
+/// their caller is still on the line (live); the offered live call names the agent whose phone
+/// rings. After a failure, work agents held (a live connected call, an email in wrap-up) is
+/// theirs again; at a start of vacd, the email waits again and no call is left.
 async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
@@ -867,6 +868,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         Channel::Call,
         Channel::Call,
         Channel::Call,
+        Channel::Email,
         Channel::Email,
     ];
     let mut ids = Vec::new();
@@ -916,6 +918,24 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         queue: q,
         waited: Duration::from_secs(1),
     });
+    outputs.push(Output::Offered {
+        interaction: i(5),
+        agent: AgentId(9),
+        queue: q,
+        channel: Channel::Email,
+        timeout: Duration::from_secs(20),
+    });
+    outputs.push(Output::Connected {
+        interaction: i(5),
+        agent: AgentId(9),
+        queue: q,
+        waited: Duration::from_secs(2),
+    });
+    outputs.push(Output::Ended {
+        interaction: i(5),
+        agent: AgentId(9),
+        wrap_up: Duration::from_secs(30),
+    });
     store
         .record_outputs(&[OutputBatch {
             tenant: t,
@@ -927,20 +947,35 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
 
     // Calls 0, 1 and 3 are still on the line; 2 is not (a restart of vacd: none are).
     let live: BTreeSet<i64> = [ids[0], ids[1], ids[3]].into();
-    let RoutingSetup { setup, ringing } = store.routing_setup(t, &live).await.expect("setup");
+    let RoutingSetup { setup, ringing } = store.routing_setup(t, &live, true).await.expect("setup");
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
     assert_eq!(
         waiting,
         [i(4), i(1), i(0)],
-        "live waiting calls and the email, in order"
+        "live waiting calls and the waiting email, in order"
+    );
+    let held: Vec<(InteractionId, AgentId, bool)> = setup
+        .held
+        .iter()
+        .map(|h| (h.interaction.id, h.agent, h.wrap_up))
+        .collect();
+    assert_eq!(
+        held,
+        [(i(5), AgentId(9), true), (i(3), AgentId(8), false)],
+        "the email in wrap-up and the connected live call, back with their agents"
     );
     assert_eq!(ringing, [(i(1), AgentId(7))]);
     let RoutingSetup { setup, ringing } = store
-        .routing_setup(t, &BTreeSet::new())
+        .routing_setup(t, &BTreeSet::new(), false)
         .await
         .expect("setup");
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
-    assert_eq!(waiting, [i(4)], "no call outlives vacd");
+    assert_eq!(
+        waiting,
+        [i(5), i(4)],
+        "both emails wait again; no call outlives vacd"
+    );
+    assert!(setup.held.is_empty());
     assert!(ringing.is_empty());
     store.close().await;
     db.drop_db().await;

@@ -109,6 +109,7 @@ impl Engine {
             Input::RemoveQueue { queue } => self.remove_queue(queue),
             Input::SetStatus { agent, status } => self.set_status(agent, status, now),
             Input::Enqueue { interaction } => self.enqueue(interaction, now),
+            Input::Resume { held } => self.resume(held, now),
             Input::Accept { agent, interaction } => self.accept(agent, interaction, now),
             Input::Reject { agent, interaction } => self.reject(agent, interaction, now),
             Input::Abandon { interaction } => self.abandon(interaction, now),

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::agent::AgentConfig;
 use crate::config::EngineConfig;
 use crate::ids::{AgentId, InteractionId, QueueId};
-use crate::interaction::NewInteraction;
+use crate::interaction::{Held, NewInteraction};
 use crate::presence::AgentStatus;
 use crate::queue::QueueConfig;
 
@@ -72,6 +72,13 @@ pub enum Input {
     Enqueue {
         /// The interaction.
         interaction: NewInteraction,
+    },
+    /// Work an agent held when the tenant's routing stopped is its again (after a failure of
+    /// the routing, while the call or chat went on). Logs no event for the interaction; an
+    /// offline agent becomes not ready (`"disconnected"`).
+    Resume {
+        /// The work.
+        held: Held,
     },
     /// The agent accepts (answers) a pending offer.
     Accept {

@@ -57,6 +57,20 @@ pub struct Restored {
     pub sla_breached: bool,
 }
 
+/// Work an agent held when its tenant's routing stopped: given back to it at the next start
+/// ([`Input::Resume`](crate::Input::Resume)).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct Held {
+    /// The interaction (its `restored` keeps its enqueue order).
+    pub interaction: NewInteraction,
+    /// The agent connected to it.
+    pub agent: AgentId,
+    /// Whether it had ended and the agent was wrapping it up.
+    #[serde(default)]
+    pub wrap_up: bool,
+}
+
 /// Where a live interaction stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

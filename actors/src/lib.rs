@@ -92,7 +92,7 @@ pub use engine::Engine;
 pub use error::Error;
 pub use ids::{AgentId, InteractionId, QueueId, SkillId};
 pub use input::{Input, TransferTarget};
-pub use interaction::{InteractionState, InteractionView, NewInteraction, Restored};
+pub use interaction::{Held, InteractionState, InteractionView, NewInteraction, Restored};
 pub use output::{Output, RevokeReason};
 pub use presence::{AgentStatus, Presence, ReadyMode};
 pub use queue::{EscalationAction, EscalationStep, QueueConfig, ServiceLevel};

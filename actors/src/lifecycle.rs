@@ -12,7 +12,7 @@ use crate::error::Error;
 use crate::escalation::wait_due_after;
 use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::input::TransferTarget;
-use crate::interaction::{Escalation, Interaction, NewInteraction, OfferedTo, Stage};
+use crate::interaction::{Escalation, Held, Interaction, NewInteraction, OfferedTo, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::AgentStatus;
 use crate::timer::Timer;
@@ -20,6 +20,23 @@ use crate::Engine;
 
 impl Engine {
     pub(crate) fn enqueue(&mut self, new: NewInteraction, now: Instant) -> Result<(), Error> {
+        let (id, queue, channel, priority) = (new.id, new.queue, new.channel, new.priority);
+        let order = self.admit(new, now)?;
+        self.push(Output::Queued {
+            interaction: id,
+            queue,
+            channel,
+            order,
+            priority,
+        });
+        self.route_or_wait(id, now);
+        Ok(())
+    }
+
+    /// Takes in a new or restored interaction as queued but not yet listed or routed; returns
+    /// its enqueue order.
+    #[inline]
+    fn admit(&mut self, new: NewInteraction, now: Instant) -> Result<u64, Error> {
         // Field by field rather than through helpers, so that the hottest input looks each map
         // up as few times as it can. (Not through `entry`: that may grow the map, and a refused
         // input must change nothing.)
@@ -76,14 +93,48 @@ impl Engine {
             homed_at: 0,
         });
         self.home(slot);
-        self.push(Output::Queued {
-            interaction: id,
-            queue: new.queue,
-            channel: new.channel,
-            order,
-            priority: new.priority,
-        });
-        self.route_or_wait(id, now);
+        Ok(order)
+    }
+
+    /// Gives the agent back work it held when the tenant's routing stopped. Nothing is logged
+    /// for the interaction (its rows already say connected or in wrap-up); an agent that is
+    /// offline, as every agent is when routing starts, becomes not ready ("disconnected") as if
+    /// its console had just gone, and a wrap-up starts its timer again.
+    pub(crate) fn resume(&mut self, held: Held, now: Instant) -> Result<(), Error> {
+        let Held {
+            interaction,
+            agent: agent_id,
+            wrap_up,
+        } = held;
+        if !self.agents.contains_key(&agent_id) {
+            return Err(Error::UnknownAgent(agent_id));
+        }
+        let id = interaction.id;
+        self.admit(interaction, now)?;
+        let inter = self.interactions.get_mut(&id).expect("admitted just above");
+        self.timers.cancel(inter.wait_timer.take());
+        inter.stage = if wrap_up {
+            Stage::WrapUp { agent: agent_id }
+        } else {
+            Stage::Connected { agent: agent_id }
+        };
+        let (queue, kind) = (inter.queue, inter.kind);
+        let agent = self
+            .agents
+            .get_mut(&agent_id)
+            .expect("checked it is known above");
+        agent.add_slot(id, kind);
+        if let Some(slot) = agent.slot_mut(id) {
+            slot.state = SlotState::Connected { since: now, queue };
+        }
+        if agent.status == AgentStatus::Offline {
+            agent.status = AgentStatus::disconnected();
+        }
+        if wrap_up {
+            self.start_wrap_up(agent_id, id, now);
+        } else {
+            self.settle_agent(agent_id, now, false);
+        }
         Ok(())
     }
 
@@ -555,6 +606,91 @@ mod tests {
         let mut queue = QueueConfig::new(QueueId(id));
         queue.wrap_up = wrap_up;
         queue
+    }
+
+    /// Work an agent held before its tenant's routing restarted is the agent's again: the agent
+    /// shows as not ready ("disconnected") with it, it counts against the agent's capacity,
+    /// ends and wraps up as work does; held wrap-up gets its timer again. A resume naming an
+    /// unknown agent or a live interaction is refused and changes nothing.
+    #[test]
+    fn held_work_is_the_agents_again_after_a_restart() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(30)));
+        h.agent(1, &[1], &[]);
+        h.agent(2, &[1], &[]);
+        let resume = |id, agent, wrap_up| Input::Resume {
+            held: Held {
+                interaction: interaction(id, Channel::Call, 1),
+                agent: AgentId(agent),
+                wrap_up,
+            },
+        };
+        let out = h.input(resume(10, 1, false));
+        assert_eq!(
+            out,
+            vec![Output::PresenceChanged {
+                agent: AgentId(1),
+                from: Presence::Offline,
+                to: Presence::Busy
+            }],
+            "no event for the interaction: its rows say connected already"
+        );
+        assert_eq!(h.state(10), Some(InteractionState::Connected));
+        assert_eq!(
+            h.engine.agent(AgentId(1)).map(|a| a.status),
+            Some(AgentStatus::disconnected())
+        );
+        assert_eq!(
+            h.try_input(resume(11, 9, false)),
+            Err(Error::UnknownAgent(AgentId(9)))
+        );
+        assert_eq!(
+            h.try_input(resume(10, 2, false)),
+            Err(Error::DuplicateInteraction(InteractionId(10)))
+        );
+
+        // Ready again on its console, the agent still holds the call: nothing more is offered.
+        h.status(1, ready());
+        assert!(offers(&h.call(12, 1)).is_empty());
+        let out = h.end(10);
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(Presence::Busy, Presence::WrapUp)]
+        );
+        let out = h.advance(secs(30));
+        assert!(out.contains(&Output::Done {
+            interaction: InteractionId(10)
+        }));
+        assert_eq!(
+            offers(&out),
+            vec![(12, 1)],
+            "free again, it takes the waiting call"
+        );
+        h.accept(1, 12);
+
+        let out = h.input(resume(20, 2, true));
+        assert_eq!(
+            presence_changes(&out, 2),
+            vec![(Presence::Offline, Presence::WrapUp)]
+        );
+        assert_eq!(
+            h.engine.poll_timeout(),
+            Some(h.now + secs(30)),
+            "wrap-up timer"
+        );
+        let out = h.advance(secs(30));
+        assert!(out.contains(&Output::Done {
+            interaction: InteractionId(20)
+        }));
+        assert_eq!(
+            presence_changes(&out, 2),
+            vec![(
+                Presence::WrapUp,
+                Presence::NotReady {
+                    reason: "disconnected".into()
+                }
+            )]
+        );
     }
 
     #[test]

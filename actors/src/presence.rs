@@ -50,6 +50,14 @@ impl AgentStatus {
         )
     }
 
+    /// The status of an agent whose console went away while it still held work (it cannot go
+    /// offline before that work is done).
+    pub fn disconnected() -> AgentStatus {
+        AgentStatus::NotReady {
+            reason: "disconnected".into(),
+        }
+    }
+
     fn as_presence(&self) -> Presence {
         match self {
             AgentStatus::Offline => Presence::Offline,

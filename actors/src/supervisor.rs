@@ -9,10 +9,11 @@
 //!
 //! The server implements [`Host`]: it loads a tenant's configuration and waiting interactions
 //! from the store ([`TenantSetup`]) and persists the engine's outputs. Policy: a tenant actor
-//! that fails is logged and started again from the store (its waiting written interactions are
-//! restored in their order; its consoles are disconnected and reconnect); nothing else stops.
+//! that fails is logged and started again from the store (its waiting interactions are restored
+//! in their order, the work its agents held is given back to them; its consoles are disconnected
+//! and reconnect); nothing else stops.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -28,7 +29,7 @@ use crate::console::{Command, ConsoleEvent};
 use crate::session::SessionMsg;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
 use crate::{
-    AgentConfig, AgentId, Channel, EngineConfig, Input, NewInteraction, Output, QueueConfig,
+    AgentConfig, AgentId, Channel, EngineConfig, Held, Input, NewInteraction, Output, QueueConfig,
     QueueId, SkillId,
 };
 
@@ -53,6 +54,9 @@ pub struct TenantSetup {
     pub agents: Vec<AgentConfig>,
     /// Interactions to enqueue again, in their original order (written channels only).
     pub waiting: Vec<NewInteraction>,
+    /// Work agents held when the routing stopped, to give back to them (at a restart after a
+    /// failure only).
+    pub held: Vec<Held>,
 }
 
 /// A tenant's floor at one moment: every queue's live figures and every agent's state, in id
@@ -71,9 +75,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// Why a tenant's setup is loaded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Load {
-    /// The tenant's routing starts (with vacd, or again after a failure): everything counts,
-    /// the waiting interactions too.
+    /// The tenant's routing starts with vacd: everything counts, the waiting interactions too.
     Start,
+    /// The tenant's routing starts again after a failure while vacd ran: as [`Load::Start`],
+    /// and the calls, chats and tickets its agents held are theirs again.
+    Restart,
     /// An admin change: only the settings, queues and agents are taken.
     Reconfigure,
 }
@@ -116,6 +122,8 @@ pub(crate) struct Supervisor;
 pub(crate) struct SupervisorState {
     host: Arc<dyn Host>,
     tenants: BTreeMap<TenantId, ActorRef<TenantMsg>>,
+    /// Every tenant started so far: a second start is a restart after a failure.
+    started: BTreeSet<TenantId>,
 }
 
 impl SupervisorState {
@@ -124,7 +132,12 @@ impl SupervisorState {
         myself: &ActorRef<SupervisorMsg>,
         tenant: TenantId,
     ) -> Result<ActorRef<TenantMsg>, String> {
-        let setup = self.host.load(tenant, Load::Start).await?;
+        let why = if self.started.contains(&tenant) {
+            Load::Restart
+        } else {
+            Load::Start
+        };
+        let setup = self.host.load(tenant, why).await?;
         let args = TenantArgs {
             tenant,
             setup,
@@ -134,6 +147,7 @@ impl SupervisorState {
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!(%tenant, "tenant routing started");
+        self.started.insert(tenant);
         self.tenants.insert(tenant, actor.clone());
         Ok(actor)
     }
@@ -152,6 +166,7 @@ impl Actor for Supervisor {
         Ok(SupervisorState {
             host,
             tenants: BTreeMap::new(),
+            started: BTreeSet::new(),
         })
     }
 
@@ -410,15 +425,17 @@ mod tests {
     use super::*;
     use crate::{Channel, InteractionId, QueueId, ReadyMode};
 
-    /// A host that serves fixed setups and keeps what it is told to record.
+    /// A host that serves fixed setups and keeps what it is told to record and why it loaded.
     #[derive(Default)]
     struct MemoryHost {
         setups: Mutex<BTreeMap<TenantId, TenantSetup>>,
         recorded: Mutex<Vec<(TenantId, Output)>>,
+        loads: Mutex<Vec<(TenantId, Load)>>,
     }
 
     impl Host for MemoryHost {
-        fn load(&self, tenant: TenantId, _: Load) -> BoxFuture<Result<TenantSetup, String>> {
+        fn load(&self, tenant: TenantId, why: Load) -> BoxFuture<Result<TenantSetup, String>> {
+            self.loads.lock().expect("loads").push((tenant, why));
             let setup = self
                 .setups
                 .lock()
@@ -456,6 +473,7 @@ mod tests {
             queues: vec![QueueConfig::new(Q)],
             agents,
             waiting,
+            held: Vec::new(),
         }
     }
 
@@ -680,12 +698,25 @@ mod tests {
         router.stop();
     }
 
+    /// A failed tenant is loaded again as a restart: with its waiting work, and with the work
+    /// its agents held given back to them (the agent's new console finds it).
     #[tokio::test]
     async fn a_failed_tenant_restarts_from_the_host_and_others_keep_running() {
-        let (_, router) = start(vec![(T1, setup(&[1], &[7])), (T2, setup(&[1], &[]))]).await;
+        let (host, router) = start(vec![(T1, setup(&[1], &[7])), (T2, setup(&[1], &[]))]).await;
         let (_other, mut other_rx) = console(&router, T2, 1).await;
         let (_session, mut rx) = console(&router, T1, 1).await;
         until(&mut rx, offer_of(7)).await;
+        // What the host will have for the restart: agent 1 was connected to email 9.
+        let held = Held {
+            interaction: email(9),
+            agent: AgentId(1),
+            wrap_up: false,
+        };
+        host.setups
+            .lock()
+            .expect("setups")
+            .entry(T1)
+            .and_modify(|setup| setup.held.push(held));
 
         router
             .tenant_ref(T1)
@@ -698,9 +729,24 @@ mod tests {
             .expect("closes")
             .is_some()
         {}
-        // It comes back from the host with its waiting interaction; a new console gets it.
+        // It comes back from the host with its waiting interaction; a new console gets it, and
+        // finds the email it was connected to.
         let (_session, mut rx) = console(&router, T1, 1).await;
+        let hello = until(&mut rx, |e| matches!(e, ConsoleEvent::Hello { .. })).await;
+        let ConsoleEvent::Hello { status, work, .. } = hello else {
+            unreachable!("matched above")
+        };
+        assert_eq!(status, crate::AgentStatus::disconnected());
+        let work: Vec<_> = work.iter().map(|w| (w.interaction, w.state)).collect();
+        assert_eq!(work, [(InteractionId(9), crate::WorkState::Connected)]);
         until(&mut rx, offer_of(7)).await;
+        let loads = host.loads.lock().expect("loads").clone();
+        let of_t1: Vec<Load> = loads
+            .into_iter()
+            .filter(|(t, _)| *t == T1)
+            .map(|(_, why)| why)
+            .collect();
+        assert_eq!(of_t1, [Load::Start, Load::Restart]);
         // The other tenant never noticed.
         enqueue(&router, T2, 8).await;
         until(&mut other_rx, offer_of(8)).await;

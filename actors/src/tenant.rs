@@ -250,9 +250,7 @@ impl TenantState {
             },
         );
         if let Err(Error::AgentHasWork(_)) = offline {
-            let status = AgentStatus::NotReady {
-                reason: "disconnected".into(),
-            };
+            let status = AgentStatus::disconnected();
             if let Err(e) = self.apply(myself, Input::SetStatus { agent, status }) {
                 tracing::warn!(tenant = %self.tenant, %agent, error = %e, "cannot mark the agent disconnected");
             }
@@ -320,6 +318,13 @@ impl Actor for TenantActor {
         };
         state.configure(&myself, &args.setup).await;
         let now = Instant::now();
+        // Held work first, so the agents' capacity counts it before waiting work is offered.
+        for held in args.setup.held {
+            let (id, agent) = (held.interaction.id, held.agent);
+            if let Err(e) = state.engine.handle(Input::Resume { held }, now) {
+                tracing::warn!(tenant = %state.tenant, interaction = %id, %agent, error = %e, "held work not given back");
+            }
+        }
         for interaction in args.setup.waiting {
             let id = interaction.id;
             if let Err(e) = state.engine.handle(Input::Enqueue { interaction }, now) {

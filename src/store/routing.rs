@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 use sqlx::Row;
 use vacd_actors::{
     AgentConfig, AgentId, AgentSkill, Blending, Capacity, Channel, EngineConfig, EscalationAction,
-    EscalationStep, InteractionId, MissedOffer, NewInteraction, Output, QueueConfig, QueueId,
+    EscalationStep, Held, InteractionId, MissedOffer, NewInteraction, Output, QueueConfig, QueueId,
     Restored, ServiceLevel, SkillId, SkillLevel, SkillRequirement, Strategy, TenantSetup,
     TransferTarget,
 };
@@ -330,19 +330,22 @@ impl Store {
     }
 
     /// Everything `tenant`'s routing starts from: its configuration ([`Store::routing_config`])
-    /// and the interactions still waiting, in their order. Calls are waiting only while their
-    /// caller is still on the line, so only those of `live_calls` (interaction ids) that are new,
-    /// queued or offered are included; a restart of vacd has none, a tenant's routing restarted
-    /// after a failure has the calls the SIP endpoint still holds. [`RoutingSetup::ringing`]
-    /// names the agents whose phones the offered ones ring.
+    /// and the live work, in its order. Calls count only while their caller is still on the
+    /// line, so only those of `live_calls` (interaction ids) are included; a restart of vacd has
+    /// none, a tenant's routing restarted after a failure has the calls the SIP endpoint still
+    /// holds. Work that was waiting (new, queued, offered) waits again. Work an agent held
+    /// (connected, wrap-up) is given back to that agent `after_failure` (its call or chat went
+    /// on); at a start of vacd, written work waits again and calls are gone.
+    /// [`RoutingSetup::ringing`] names the agents whose phones the offered calls ring.
     pub async fn routing_setup(
         &self,
         tenant: i64,
         live_calls: &BTreeSet<i64>,
+        after_failure: bool,
     ) -> Result<RoutingSetup> {
         let mut setup = self.routing_config(tenant).await?;
         let ringing = self
-            .waiting_work(tenant, live_calls, &mut setup.waiting)
+            .live_work(tenant, live_calls, after_failure, &mut setup)
             .await?;
         Ok(RoutingSetup { setup, ringing })
     }
@@ -471,16 +474,19 @@ impl Store {
             queues: queues.into_values().collect(),
             agents: agents.into_values().collect(),
             waiting: Vec::new(),
+            held: Vec::new(),
         })
     }
 
-    /// Appends `tenant`'s waiting work to `waiting` (see [`Store::routing_setup`]); returns the
-    /// live calls offered, with the agents whose phones ring.
-    async fn waiting_work(
+    /// Adds `tenant`'s live work to `setup`'s waiting and held work (see
+    /// [`Store::routing_setup`]); returns the live calls offered, with the agents whose phones
+    /// ring.
+    async fn live_work(
         &self,
         tenant: i64,
         live_calls: &BTreeSet<i64>,
-        waiting: &mut Vec<NewInteraction>,
+        after_failure: bool,
+        setup: &mut TenantSetup,
     ) -> Result<Vec<(InteractionId, AgentId)>> {
         let languages: BTreeMap<String, SkillId> =
             sqlx::query("SELECT id, name FROM skills WHERE tenant_id = $1 AND kind = 'language'")
@@ -535,22 +541,28 @@ impl Store {
             let Some(channel) = named::<Channel>(&channel) else {
                 continue;
             };
+            let state: String = row.try_get("state")?;
+            let agent = row
+                .try_get::<Option<i64>, _>("agent_id")?
+                .map(|agent| AgentId(id(agent)));
+            let held = match (state.as_str(), agent) {
+                ("connected" | "wrap_up", Some(agent)) if after_failure => Some(agent),
+                _ => None,
+            };
             if channel == Channel::Call {
-                let state: String = row.try_get("state")?;
                 if !live_calls.contains(&interaction)
-                    || !matches!(state.as_str(), "new" | "queued" | "offered")
+                    || (held.is_none() && !matches!(state.as_str(), "new" | "queued" | "offered"))
                 {
                     continue;
                 }
-                let agent: Option<i64> = row.try_get("agent_id")?;
                 if let (Some(agent), "offered") = (agent, state.as_str()) {
-                    ringing.push((InteractionId(id(interaction)), AgentId(id(agent))));
+                    ringing.push((InteractionId(id(interaction)), agent));
                 }
             }
             let language: Option<String> = row.try_get("language")?;
             let queued_at: Option<i64> = row.try_get("queued_at")?;
             let order: Option<i64> = row.try_get("queue_order")?;
-            waiting.push(NewInteraction {
+            let work = NewInteraction {
                 id: InteractionId(id(interaction)),
                 channel,
                 queue: QueueId(id(row.try_get("queue_id")?)),
@@ -563,7 +575,15 @@ impl Store {
                     escalations_applied,
                     sla_breached,
                 }),
-            });
+            };
+            match held {
+                Some(agent) => setup.held.push(Held {
+                    interaction: work,
+                    agent,
+                    wrap_up: state == "wrap_up",
+                }),
+                None => setup.waiting.push(work),
+            }
         }
         Ok(ringing)
     }
