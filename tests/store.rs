@@ -803,6 +803,109 @@ async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
     db.drop_db().await;
 }
 
+/// A create that shares its round with routing outputs (on SQLite, usually one multi-statement
+/// trip) is inserted with its audit event when its references hold, and refused naming the
+/// reference that points nowhere otherwise; either way every output of the round is written
+/// once.
+async fn a_lone_create_and_its_round_are_written_whole(db: Db) {
+    use std::time::SystemTime;
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{AgentId, Output, Presence};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let (t, queue) = tenant_with_queue(&store).await;
+    let rounds = 40;
+    let mut created = Vec::new();
+    for round in 0..rounds {
+        for agent in 0..3 {
+            store.journal(OutputBatch {
+                tenant: t,
+                at: SystemTime::now(),
+                outputs: vec![Output::PresenceChanged {
+                    agent: AgentId(round * 10 + agent),
+                    from: Presence::Offline,
+                    to: Presence::Busy,
+                }],
+            });
+        }
+        // Sent while the outputs wait (or are being written): usually the same round. Every
+        // other round one of two references points nowhere (the mailbox; the queue holds).
+        let (nowhere, field, table) = if round % 2 == 0 {
+            let body = json!({ "channel": "email", "queue_id": queue + 1000 });
+            (body, "queue_id", "queues")
+        } else {
+            let body = json!({ "channel": "email", "mailbox_id": 4242, "queue_id": queue });
+            (body, "mailbox_id", "mailboxes")
+        };
+        let nowhere = new_values(&INTERACTIONS, nowhere).expect("valid");
+        match store.create(&INTERACTIONS, t, None, &nowhere).await {
+            Err(store::Error::UnknownReference {
+                field: f,
+                table: tb,
+            }) => {
+                assert_eq!((f, tb), (field, table));
+            }
+            other => panic!("round {round}: {other:?}"),
+        }
+        let values = new_values(
+            &INTERACTIONS,
+            json!({ "channel": "email", "queue_id": queue, "subject": format!("round {round}") }),
+        )
+        .expect("valid");
+        let row = store
+            .create(&INTERACTIONS, t, Some(7), &values)
+            .await
+            .expect("created");
+        assert_eq!(row["queue_id"], queue);
+        assert_eq!(row["subject"], format!("round {round}"));
+        created.push(row["id"].as_i64().expect("id"));
+    }
+    store.flushed().await;
+    let kind = |kind: &str| ListQuery {
+        filters: vec![(
+            EVENTS.column("kind").expect("column"),
+            store::Value::Text(Some(kind.into())),
+        )],
+        ..all()
+    };
+    let presence = store
+        .list(&EVENTS, t, &kind("routing.presence_changed"))
+        .await
+        .expect("events");
+    assert_eq!(presence.total, rounds as i64 * 3, "every output once");
+    let audits = store
+        .list(&EVENTS, t, &kind("admin.interactions.created"))
+        .await
+        .expect("events");
+    let audited: Vec<(i64, String, i64)> = audits
+        .items
+        .iter()
+        .map(|e| {
+            let payload: serde_json::Value =
+                serde_json::from_str(e["payload"].as_str().expect("payload")).expect("json");
+            (
+                payload["id"].as_i64().expect("id"),
+                payload["table"].as_str().expect("table").to_owned(),
+                e["agent_id"].as_i64().expect("actor"),
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, String, i64)> = created
+        .iter()
+        .map(|id| (*id, "interactions".to_owned(), 7))
+        .collect();
+    assert_eq!(audited, expected, "one audit event per created row");
+    let rows = store
+        .list(&INTERACTIONS, t, &all())
+        .await
+        .expect("interactions");
+    assert_eq!(rows.total, rounds as i64, "nothing of the refused creates");
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// A round of outputs that cannot be written (its tenant is gone) fails alone: nothing of it
 /// stays behind on the writer, and the next rounds (on SQLite one multi-statement trip each, on
 /// PostgreSQL a transaction) are written whole.
@@ -984,6 +1087,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
 on_both_backends!(
     routing_restarts_with_the_live_calls_still_waiting,
     a_failed_output_round_leaves_the_writer_clean,
+    a_lone_create_and_its_round_are_written_whole,
     migrations_apply_once_and_report_ready,
     routing_outputs_survive_a_failed_create_in_their_round,
     rows_belong_to_their_tenant,

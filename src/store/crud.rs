@@ -35,14 +35,14 @@ pub struct Page {
     pub offset: i64,
 }
 
-fn bind<'q>(query: AnyQuery<'q>, value: &Value) -> AnyQuery<'q> {
+pub(super) fn bind<'q>(query: AnyQuery<'q>, value: &Value) -> AnyQuery<'q> {
     match value {
         Value::Int(v) => query.bind(*v),
         Value::Text(v) => query.bind(v.clone()),
     }
 }
 
-fn select_list(resource: &Resource) -> String {
+pub(super) fn select_list(resource: &Resource) -> String {
     let mut cols = String::from("id");
     for c in resource.columns.iter().filter(|c| c.readable()) {
         cols.push_str(", ");

@@ -32,7 +32,7 @@ use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint;
-use super::crud::{audit, insert_rows, insert_values, row_to_json};
+use super::crud::{audit, bind, insert_rows, insert_values, row_to_json, select_list};
 use super::events::{self, NewEvent};
 use super::routing::{bind_padded_rows, output_changes, write_rows, OutputBatch, ROWS};
 use super::{
@@ -223,11 +223,17 @@ pub(super) async fn write_round(
     batch: &[Create],
     outputs: &[OutputBatch],
 ) -> Result<Vec<Result<Json>>> {
-    if batch.is_empty() && store.backend == Backend::Sqlite {
+    if store.backend == Backend::Sqlite {
         let count: usize = outputs.iter().map(|b| b.outputs.len()).sum();
-        if (1..=CHUNK_SIZES[0]).contains(&count) {
-            write_outputs_in_one_trip(connection, outputs).await?;
-            return Ok(Vec::new());
+        match batch {
+            [] if (1..=CHUNK_SIZES[0]).contains(&count) => {
+                write_outputs_in_one_trip(connection, outputs).await?;
+                return Ok(Vec::new());
+            }
+            [create] if count <= CHUNK_SIZES[0] => {
+                return Ok(vec![create_in_one_trip(connection, create, outputs).await?]);
+            }
+            _ => {}
         }
     }
     let mut tx = begin_in(connection, store.backend).await?;
@@ -286,6 +292,136 @@ async fn write_outputs_in_one_trip(
         return Err(e.into());
     }
     Ok(())
+}
+
+/// On SQLite, a round of one create — the usual round at moderate load, where creates arrive
+/// one at a time — is one trip too, with the outputs that came along (at most 64): `BEGIN
+/// IMMEDIATE`; a check of each reference the create makes; its insert, made only if every
+/// reference holds; its audit event, only if it inserted; the outputs' events and row changes;
+/// `COMMIT`. Instead of five or six trips (each statement of the general round, which must see
+/// the check's answer before it inserts). The check's row says which reference points nowhere:
+/// that create gets its `UnknownReference` and the outputs are committed all the same, as in a
+/// general round. `Err` means nothing was committed (the transaction is rolled back).
+async fn create_in_one_trip(
+    connection: &mut AnyConnection,
+    create: &Create,
+    outputs: &[OutputBatch],
+) -> Result<Result<Json>> {
+    let references: Vec<(&'static Column, &'static str, i64)> = create
+        .values
+        .iter()
+        .filter_map(|(column, value)| match (column.kind, value) {
+            (Kind::Ref(table), Value::Int(Some(target))) => Some((*column, table, *target)),
+            _ => None,
+        })
+        .collect();
+    let mut events = Vec::new();
+    let rows = output_changes(outputs, &mut events);
+    if events.len() > CHUNK_SIZES[0] {
+        return Err(mismatch("a one-trip round holds more than one chunk"));
+    }
+    let (resource, tenant) = (create.resource, create.tenant);
+    let now = now_ms();
+    let (names, values) = insert_values(resource, &create.values, now);
+    let exists =
+        |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE id = ? AND tenant_id = ?)");
+    let mut sql = format!("{BEGIN_WRITE}; ");
+    if !references.is_empty() {
+        let checks: Vec<String> = references
+            .iter()
+            .enumerate()
+            .map(|(i, (_, table, _))| format!("{} AS ref{i}", exists(table)))
+            .collect();
+        sql.push_str(&format!("SELECT {}; ", checks.join(", ")));
+    }
+    let guard: Vec<String> = references
+        .iter()
+        .map(|(_, table, _)| exists(table))
+        .collect();
+    sql.push_str(&format!(
+        "INSERT INTO {} (tenant_id, {}) SELECT ?{} {} RETURNING {}; ",
+        resource.table,
+        names.join(", "),
+        ", ?".repeat(names.len()),
+        if guard.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", guard.join(" AND "))
+        },
+        select_list(resource)
+    ));
+    sql.push_str(
+        "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
+         SELECT ?, ?, ?, NULL, ?, NULL, json_object('table', ?, 'id', last_insert_rowid()) \
+         WHERE changes() = 1; ",
+    );
+    let event_size = padded_chunks(&events).next().map(|(_, size)| size);
+    let row_size = padded_chunks(&rows).next().map(|(_, size)| size);
+    if let Some(size) = event_size {
+        sql.push_str(&events::INSERT_MANY.get(Backend::Sqlite, size));
+        sql.push_str("; ");
+    }
+    if let Some(size) = row_size {
+        sql.push_str(&ROWS.get(Backend::Sqlite, size));
+        sql.push_str("; ");
+    }
+    sql.push_str("COMMIT");
+
+    let mut query = sqlx::query(&sql);
+    for (_, _, target) in &references {
+        query = query.bind(*target).bind(tenant);
+    }
+    query = query.bind(tenant);
+    for value in &values {
+        query = bind(query, value);
+    }
+    for (_, _, target) in &references {
+        query = query.bind(*target).bind(tenant);
+    }
+    let audited = audit(resource.table, "created", tenant, create.actor, 0);
+    query = query
+        .bind(tenant)
+        .bind(now)
+        .bind(audited.kind)
+        .bind(audited.agent_id)
+        .bind(resource.table);
+    if let Some(size) = event_size {
+        query = events::bind_padded(query, &events, size);
+    }
+    if let Some(size) = row_size {
+        query = bind_padded_rows(query, &rows, size);
+    }
+    let returned = match query.fetch_all(&mut *connection).await {
+        Ok(returned) => returned,
+        Err(e) => {
+            if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *connection).await {
+                tracing::debug!(error = %rollback, "nothing to roll back after a failed round");
+            }
+            return Err(e.into());
+        }
+    };
+    // Committed: from here on only this create's answer can go wrong, never the round.
+    let mut returned = returned.iter();
+    let mut answer = || {
+        if !references.is_empty() {
+            let checked = returned
+                .next()
+                .ok_or_else(|| mismatch("no reference check returned"))?;
+            for (i, (column, table, _)) in references.iter().enumerate() {
+                if checked.try_get::<i64, _>(format!("ref{i}").as_str())? == 0 {
+                    return Err(Error::UnknownReference {
+                        field: column.name,
+                        table,
+                    });
+                }
+            }
+        }
+        let row = returned
+            .next()
+            .ok_or_else(|| mismatch("the insert returned no row"))?;
+        row_to_json(resource, row)
+    };
+    Ok(answer())
 }
 
 /// The one-trip rounds' queries by event chunk size and row chunk size (or none), built once.
