@@ -376,6 +376,14 @@ mod tests {
         MoveToQueue(u64, u64),
         MoveToAgent(u64, u64),
         Advance(u64),
+        /// Work held before a restart, given back to an agent.
+        Resume {
+            id: u64,
+            channel: Channel,
+            queue: u64,
+            agent: u64,
+            wrap_up: bool,
+        },
         UpsertAgent(AgentConfig),
         RemoveAgent(u64),
         UpsertQueue(QueueConfig),
@@ -421,6 +429,20 @@ mod tests {
             2 => (1u64..16, 1..=QUEUES + 1).prop_map(|(i, q)| Op::MoveToQueue(i, q)),
             2 => (1u64..16, agent.clone()).prop_map(|(i, a)| Op::MoveToAgent(i, a)),
             4 => (0u64..25).prop_map(Op::Advance),
+            1 => (
+                1u64..16,
+                prop_oneof![Just(Channel::Call), Just(Channel::Chat), Just(Channel::Email)],
+                1..=QUEUES + 1,
+                agent.clone(),
+                any::<bool>(),
+            )
+                .prop_map(|(id, channel, queue, agent, wrap_up)| Op::Resume {
+                    id,
+                    channel,
+                    queue,
+                    agent,
+                    wrap_up,
+                }),
             1 => (agent.clone()).prop_flat_map(agent_config).prop_map(Op::UpsertAgent),
             1 => agent.prop_map(Op::RemoveAgent),
             1 => (1..=QUEUES + 1).prop_flat_map(queue_config).prop_map(Op::UpsertQueue),
@@ -781,6 +803,27 @@ mod tests {
                     Input::Reject { agent, interaction }
                 }
             }
+            Op::Resume {
+                id,
+                channel,
+                queue,
+                agent,
+                wrap_up,
+            } => Input::Resume {
+                held: Held {
+                    interaction: NewInteraction {
+                        id: InteractionId(*id),
+                        channel: *channel,
+                        queue: QueueId(*queue),
+                        language: None,
+                        skills: Vec::new(),
+                        priority: 0,
+                        restored: None,
+                    },
+                    agent: AgentId(*agent),
+                    wrap_up: *wrap_up,
+                },
+            },
             Op::AcceptRaw(agent, interaction) => Input::Accept {
                 agent: AgentId(*agent),
                 interaction: InteractionId(*interaction),
@@ -935,6 +978,29 @@ mod tests {
                             assert!(
                                 matches!(engine.outbox.front(), Some(Output::Queued { .. })),
                                 "an accepted enqueue is announced first"
+                            );
+                        }
+                        Input::Resume { held } => {
+                            let id = held.interaction.id;
+                            model.seen.insert(
+                                id,
+                                Seen {
+                                    queue: Some(held.interaction.queue),
+                                    connected: Some(held.agent),
+                                    wrap_up: held.wrap_up,
+                                    ..Seen::default()
+                                },
+                            );
+                            model
+                                .held
+                                .insert((held.agent, id), held.interaction.channel.kind());
+                            assert!(
+                                engine.outbox.iter().all(|o| o.interaction() != Some(id)
+                                    || matches!(
+                                        o,
+                                        Output::WrapUpEnded { .. } | Output::Done { .. }
+                                    )),
+                                "resumed work is not announced again"
                             );
                         }
                         _ => {}
