@@ -338,11 +338,12 @@ async fn create_in_one_trip(
         .iter()
         .map(|(_, table, _)| exists(table))
         .collect();
+    let columns: Vec<&str> = std::iter::once("tenant_id").chain(names).collect();
     sql.push_str(&format!(
-        "INSERT INTO {} (tenant_id, {}) SELECT ?{} {} RETURNING {}; ",
+        "INSERT INTO {} ({}) SELECT ?{} {} RETURNING {}; ",
         resource.table,
-        names.join(", "),
-        ", ?".repeat(names.len()),
+        columns.join(", "),
+        ", ?".repeat(columns.len() - 1),
         if guard.is_empty() {
             String::new()
         } else {
