@@ -756,14 +756,29 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
     db.drop_db().await;
 }
 
-/// Routing's outputs are committed in the same rounds as creates (on SQLite; PostgreSQL has a
-/// committer for each); a round that fails for one create (a duplicate) writes the create on its
-/// own and still every output of the round.
-async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
+/// Hands the journal `agents` presence changes of round `round`, one output batch each.
+fn journal_presence_changes(store: &Store, tenant: i64, round: u64, agents: u64) {
     use std::time::SystemTime;
     use vacd::store::OutputBatch;
     use vacd_actors::{AgentId, Output, Presence};
 
+    for agent in 0..agents {
+        store.journal(OutputBatch {
+            tenant,
+            at: SystemTime::now(),
+            outputs: vec![Output::PresenceChanged {
+                agent: AgentId(round * 10 + agent),
+                from: Presence::Offline,
+                to: Presence::Busy,
+            }],
+        });
+    }
+}
+
+/// Routing's outputs are committed in the same rounds as creates (on SQLite; PostgreSQL has a
+/// committer for each); a round that fails for one create (a duplicate) writes the create on its
+/// own and still every output of the round.
+async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let t = store.create_tenant("t", "T").await.expect("tenant").id;
@@ -771,17 +786,7 @@ async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
     store.create(&QUEUES, t, None, &twin).await.expect("queue");
     let rounds = 50;
     for round in 0..rounds {
-        for agent in 0..4 {
-            store.journal(OutputBatch {
-                tenant: t,
-                at: SystemTime::now(),
-                outputs: vec![Output::PresenceChanged {
-                    agent: AgentId(round * 10 + agent),
-                    from: Presence::Offline,
-                    to: Presence::Busy,
-                }],
-            });
-        }
+        journal_presence_changes(&store, t, round, 4);
         // Sent while the outputs wait (or are being written): usually the same round.
         let refused = store.create(&QUEUES, t, None, &twin).await;
         assert!(
@@ -808,10 +813,7 @@ async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
 /// reference that points nowhere otherwise; either way every output of the round is written
 /// once.
 async fn a_lone_create_and_its_round_are_written_whole(db: Db) {
-    use std::time::SystemTime;
     use vacd::catalog::INTERACTIONS;
-    use vacd::store::OutputBatch;
-    use vacd_actors::{AgentId, Output, Presence};
 
     let db = TestDb::new(db).await;
     let store = open(&db).await;
@@ -819,17 +821,7 @@ async fn a_lone_create_and_its_round_are_written_whole(db: Db) {
     let rounds = 40;
     let mut created = Vec::new();
     for round in 0..rounds {
-        for agent in 0..3 {
-            store.journal(OutputBatch {
-                tenant: t,
-                at: SystemTime::now(),
-                outputs: vec![Output::PresenceChanged {
-                    agent: AgentId(round * 10 + agent),
-                    from: Presence::Offline,
-                    to: Presence::Busy,
-                }],
-            });
-        }
+        journal_presence_changes(&store, t, round, 3);
         // Sent while the outputs wait (or are being written): usually the same round. Every
         // other round one of two references points nowhere (the mailbox; the queue holds).
         let (nowhere, field, table) = if round % 2 == 0 {
@@ -1008,32 +1000,22 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         channel: Channel::Call,
         timeout: Duration::from_secs(20),
     });
-    outputs.push(Output::Offered {
-        interaction: i(3),
-        agent: AgentId(8),
-        queue: q,
-        channel: Channel::Call,
-        timeout: Duration::from_secs(20),
-    });
-    outputs.push(Output::Connected {
-        interaction: i(3),
-        agent: AgentId(8),
-        queue: q,
-        waited: Duration::from_secs(1),
-    });
-    outputs.push(Output::Offered {
-        interaction: i(5),
-        agent: AgentId(9),
-        queue: q,
-        channel: Channel::Email,
-        timeout: Duration::from_secs(20),
-    });
-    outputs.push(Output::Connected {
-        interaction: i(5),
-        agent: AgentId(9),
-        queue: q,
-        waited: Duration::from_secs(2),
-    });
+    // The call 3 and the email 5 are answered, and the email ended (its agent wraps it up).
+    for (n, agent, channel) in [(3, 8, Channel::Call), (5, 9, Channel::Email)] {
+        outputs.push(Output::Offered {
+            interaction: i(n),
+            agent: AgentId(agent),
+            queue: q,
+            channel,
+            timeout: Duration::from_secs(20),
+        });
+        outputs.push(Output::Connected {
+            interaction: i(n),
+            agent: AgentId(agent),
+            queue: q,
+            waited: Duration::from_secs(1),
+        });
+    }
     outputs.push(Output::Ended {
         interaction: i(5),
         agent: AgentId(9),
