@@ -945,8 +945,9 @@ async fn a_failed_output_round_leaves_the_writer_clean(db: Db) {
 
 /// What a tenant's routing restarts from: waiting work in its order, with calls only while
 /// their caller is still on the line (live); the offered live call names the agent whose phone
-/// rings. After a failure, work agents held (a live connected call, an email in wrap-up) is
-/// theirs again; at a start of vacd, the email waits again and no call is left.
+/// rings. After a failure, work agents held (a live connected call, an email in wrap-up, a call
+/// that hung up meanwhile, to wrap up) is theirs again; at a start of vacd, the email waits
+/// again and no call is left.
 async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
@@ -965,6 +966,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         Channel::Call,
         Channel::Email,
         Channel::Email,
+        Channel::Call,
     ];
     let mut ids = Vec::new();
     let mut outputs = Vec::new();
@@ -1000,8 +1002,13 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         channel: Channel::Call,
         timeout: Duration::from_secs(20),
     });
-    // The call 3 and the email 5 are answered, and the email ended (its agent wraps it up).
-    for (n, agent, channel) in [(3, 8, Channel::Call), (5, 9, Channel::Email)] {
+    // The calls 3 and 6 and the email 5 are answered, and the email ended (its agent wraps it
+    // up).
+    for (n, agent, channel) in [
+        (3, 8, Channel::Call),
+        (5, 9, Channel::Email),
+        (6, 10, Channel::Call),
+    ] {
         outputs.push(Output::Offered {
             interaction: i(n),
             agent: AgentId(agent),
@@ -1030,7 +1037,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         .await
         .expect("recorded");
 
-    // Calls 0, 1 and 3 are still on the line; 2 is not (a restart of vacd: none are).
+    // Calls 0, 1 and 3 are still on the line; 2 and 6 are not (a restart of vacd: none are).
     let live: BTreeSet<i64> = [ids[0], ids[1], ids[3]].into();
     let RoutingSetup { setup, ringing } = store.routing_setup(t, &live, true).await.expect("setup");
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
@@ -1046,8 +1053,13 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         .collect();
     assert_eq!(
         held,
-        [(i(5), AgentId(9), true), (i(3), AgentId(8), false)],
-        "the email in wrap-up and the connected live call, back with their agents"
+        [
+            (i(6), AgentId(10), true),
+            (i(5), AgentId(9), true),
+            (i(3), AgentId(8), false)
+        ],
+        "back with their agents: the call that ended meanwhile and the email in wrap-up, the \
+         connected live call"
     );
     assert_eq!(ringing, [(i(1), AgentId(7))]);
     let RoutingSetup { setup, ringing } = store

@@ -510,20 +510,32 @@ mod tests {
         (host, router)
     }
 
-    /// Receives events until one matches, failing after a bounded wait.
+    /// Receives events until one matches, failing after a bounded wait (for all of them: the
+    /// queue figures come every second whatever else happens).
     async fn until(
         rx: &mut mpsc::UnboundedReceiver<ConsoleEvent>,
         matches: impl Fn(&ConsoleEvent) -> bool,
     ) -> ConsoleEvent {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let event = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            let event = tokio::time::timeout_at(deadline, rx.recv())
                 .await
-                .expect("event within the wait")
+                .expect("the event within the wait")
                 .expect("session open");
             if matches(&event) {
                 return event;
             }
         }
+    }
+
+    /// Waits (boundedly) until the console's channel is closed.
+    async fn closed(rx: &mut mpsc::UnboundedReceiver<ConsoleEvent>) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("closes within the wait")
+            .is_some()
+        {}
     }
 
     fn offer_of(id: u64) -> impl Fn(&ConsoleEvent) -> bool {
@@ -643,11 +655,7 @@ mod tests {
             .cast(SessionMsg::Panic)
             .expect("message delivered");
         // The failed session's console is closed …
-        while tokio::time::timeout(Duration::from_secs(10), first_rx.recv())
-            .await
-            .expect("closes")
-            .is_some()
-        {}
+        closed(&mut first_rx).await;
         // … its pending offer goes to the other agent, and the tenant keeps serving.
         until(&mut second_rx, offer_of(100)).await;
         let accept = Command::OfferAccept {
@@ -699,24 +707,26 @@ mod tests {
     }
 
     /// A failed tenant is loaded again as a restart: with its waiting work, and with the work
-    /// its agents held given back to them (the agent's new console finds it).
+    /// its agents held given back to them (the agent's new console finds it); held work of an
+    /// agent that is gone waits again.
     #[tokio::test]
     async fn a_failed_tenant_restarts_from_the_host_and_others_keep_running() {
         let (host, router) = start(vec![(T1, setup(&[1], &[7])), (T2, setup(&[1], &[]))]).await;
         let (_other, mut other_rx) = console(&router, T2, 1).await;
         let (_session, mut rx) = console(&router, T1, 1).await;
         until(&mut rx, offer_of(7)).await;
-        // What the host will have for the restart: agent 1 was connected to email 9.
-        let held = Held {
-            interaction: email(9),
-            agent: AgentId(1),
+        // What the host will have for the restart: agent 1 was connected to email 9, and a
+        // user deleted since (agent 99) to email 11.
+        let held = |id, agent| Held {
+            interaction: email(id),
+            agent: AgentId(agent),
             wrap_up: false,
         };
         host.setups
             .lock()
             .expect("setups")
             .entry(T1)
-            .and_modify(|setup| setup.held.push(held));
+            .and_modify(|setup| setup.held.extend([held(9, 1), held(11, 99)]));
 
         router
             .tenant_ref(T1)
@@ -724,11 +734,7 @@ mod tests {
             .cast(crate::tenant::TenantMsg::Panic)
             .expect("message delivered");
         // The tenant's consoles are closed with it.
-        while tokio::time::timeout(Duration::from_secs(10), rx.recv())
-            .await
-            .expect("closes")
-            .is_some()
-        {}
+        closed(&mut rx).await;
         // It comes back from the host with its waiting interaction; a new console gets it, and
         // finds the email it was connected to.
         let (_session, mut rx) = console(&router, T1, 1).await;
@@ -739,7 +745,15 @@ mod tests {
         assert_eq!(status, crate::AgentStatus::disconnected());
         let work: Vec<_> = work.iter().map(|w| (w.interaction, w.state)).collect();
         assert_eq!(work, [(InteractionId(9), crate::WorkState::Connected)]);
-        until(&mut rx, offer_of(7)).await;
+        // The waiting email is offered, and so is the email of the agent that is gone.
+        let mut offered = BTreeSet::new();
+        while offered.len() < 2 {
+            let offer = until(&mut rx, |e| matches!(e, ConsoleEvent::Offer { .. })).await;
+            if let ConsoleEvent::Offer { interaction, .. } = offer {
+                offered.insert(interaction.0);
+            }
+        }
+        assert_eq!(offered, BTreeSet::from([7, 11]));
         let loads = host.loads.lock().expect("loads").clone();
         let of_t1: Vec<Load> = loads
             .into_iter()

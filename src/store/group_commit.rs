@@ -353,7 +353,7 @@ async fn create_in_one_trip(
     ));
     sql.push_str(
         "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
-         SELECT ?, ?, ?, NULL, ?, NULL, json_object('table', ?, 'id', last_insert_rowid()) \
+         SELECT ?, ?, ?, NULL, ?, NULL, json_object('id', last_insert_rowid(), 'table', ?) \
          WHERE changes() = 1; ",
     );
     let event_size = padded_chunks(&events).next().map(|(_, size)| size);

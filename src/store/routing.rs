@@ -335,7 +335,8 @@ impl Store {
     /// none, a tenant's routing restarted after a failure has the calls the SIP endpoint still
     /// holds. Work that was waiting (new, queued, offered) waits again. Work an agent held
     /// (connected, wrap-up) is given back to that agent `after_failure` (its call or chat went
-    /// on); at a start of vacd, written work waits again and calls are gone.
+    /// on; a call the endpoint no longer holds has ended, and is given back in wrap-up); at a
+    /// start of vacd, written work waits again and calls are gone.
     /// [`RoutingSetup::ringing`] names the agents whose phones the offered calls ring.
     pub async fn routing_setup(
         &self,
@@ -549,10 +550,14 @@ impl Store {
                 ("connected" | "wrap_up", Some(agent)) if after_failure => Some(agent),
                 _ => None,
             };
+            let mut wrap_up = state == "wrap_up";
             if channel == Channel::Call {
-                if !live_calls.contains(&interaction)
-                    || (held.is_none() && !matches!(state.as_str(), "new" | "queued" | "offered"))
-                {
+                let live = live_calls.contains(&interaction);
+                if held.is_some() {
+                    // A held call the endpoint no longer holds has ended (in wrap-up already, or
+                    // hung up while routing was down): its agent wraps it up.
+                    wrap_up |= !live;
+                } else if !live || !matches!(state.as_str(), "new" | "queued" | "offered") {
                     continue;
                 }
                 if let (Some(agent), "offered") = (agent, state.as_str()) {
@@ -580,7 +585,7 @@ impl Store {
                 Some(agent) => setup.held.push(Held {
                     interaction: work,
                     agent,
-                    wrap_up: state == "wrap_up",
+                    wrap_up,
                 }),
                 None => setup.waiting.push(work),
             }

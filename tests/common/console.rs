@@ -88,10 +88,15 @@ impl Console {
         self.expect_where(kind, |_| true).await
     }
 
-    /// Waits for a frame of `kind` that satisfies `matches`.
+    /// Waits for a frame of `kind` that satisfies `matches`, at most [`WAIT`] in all (queue
+    /// figures come every second, so a bound per frame would never end the wait).
     pub async fn expect_where(&mut self, kind: &str, matches: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let frame = self.next().await.unwrap_or_else(|| {
+            let frame = tokio::time::timeout_at(deadline, self.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {kind} within the wait; saw {:?}", self.seen));
+            let frame = frame.unwrap_or_else(|| {
                 panic!(
                     "connection closed while waiting for {kind}; saw {:?}",
                     self.seen

@@ -24,11 +24,15 @@ impl Feed {
         Feed { ws }
     }
 
-    /// Waits (bounded) for a `floor` frame that satisfies `matches`.
+    /// Waits for a `floor` frame that satisfies `matches`, at most [`WAIT`] in all (frames keep
+    /// coming while the floor changes, so a bound per frame might never end the wait).
+    ///
+    /// [`WAIT`]: super::console::WAIT
     pub async fn until(&mut self, what: &str, matches: impl Fn(&Value) -> bool) -> Value {
         use futures_util::StreamExt;
+        let deadline = tokio::time::Instant::now() + super::console::WAIT;
         loop {
-            let message = tokio::time::timeout(super::console::WAIT, self.ws.next())
+            let message = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .unwrap_or_else(|_| panic!("no floor frame with {what} within the wait"))
                 .expect("feed open")
