@@ -898,6 +898,72 @@ async fn a_lone_create_and_its_round_are_written_whole(db: Db) {
     db.drop_db().await;
 }
 
+/// A round larger than the largest statement (300 creates, then 300 outputs in one batch) is
+/// written whole: every row inserted once, every event appended, every row changed.
+async fn a_round_of_more_than_one_chunk_is_written_whole(db: Db) {
+    use std::time::SystemTime;
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{Channel, InteractionId, Output, QueueId};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let (t, queue) = tenant_with_queue(&store).await;
+    let tasks: Vec<_> = (0..300)
+        .map(|n| {
+            let store = store.clone();
+            let body =
+                json!({ "channel": "email", "queue_id": queue, "subject": format!("s-{n}") });
+            let values = new_values(&INTERACTIONS, body).expect("valid");
+            tokio::spawn(async move { store.create(&INTERACTIONS, t, None, &values).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        let row = task.await.expect("task").expect("created");
+        ids.push(row["id"].as_i64().expect("id"));
+    }
+    let unique: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), 300, "each create its own row");
+    let outputs = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| Output::Queued {
+            interaction: InteractionId(*id as u64),
+            queue: QueueId(queue as u64),
+            channel: Channel::Email,
+            order: n as u64,
+            priority: 0,
+        })
+        .collect();
+    store
+        .record_outputs(&[OutputBatch {
+            tenant: t,
+            at: SystemTime::now(),
+            outputs,
+        }])
+        .await
+        .expect("recorded");
+    let queued = ListQuery {
+        filters: vec![(
+            EVENTS.column("kind").expect("column"),
+            store::Value::Text(Some("routing.queued".into())),
+        )],
+        ..all()
+    };
+    assert_eq!(
+        store.list(&EVENTS, t, &queued).await.expect("events").total,
+        300
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let row = store.get(&INTERACTIONS, t, *id).await.expect("row");
+        assert_eq!(row["state"], "queued", "{row}");
+        assert_eq!(row["queue_order"], n as i64, "{row}");
+    }
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// A round of outputs that cannot be written (its tenant is gone) fails alone: nothing of it
 /// stays behind on the writer, and the next rounds (on SQLite one multi-statement trip each, on
 /// PostgreSQL a transaction) are written whole.
@@ -1082,6 +1148,7 @@ on_both_backends!(
     routing_restarts_with_the_live_calls_still_waiting,
     a_failed_output_round_leaves_the_writer_clean,
     a_lone_create_and_its_round_are_written_whole,
+    a_round_of_more_than_one_chunk_is_written_whole,
     migrations_apply_once_and_report_ready,
     routing_outputs_survive_a_failed_create_in_their_round,
     rows_belong_to_their_tenant,

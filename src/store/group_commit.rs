@@ -248,7 +248,7 @@ pub(super) async fn write_round(
 
 /// On SQLite, every statement is a trip to the connection's worker thread and back (two thread
 /// wake-ups), which at moderate load cost more than the statements: a round of routing outputs
-/// alone — most rounds — whose events and row changes fit one statement each (at most 64
+/// alone — most rounds — whose events and row changes fit one statement each (at most 256
 /// outputs, one event each) is therefore sent as one multi-statement query: `BEGIN IMMEDIATE`,
 /// the event insert, the row update and `COMMIT`, one trip instead of four. Should a statement
 /// fail, the transaction it leaves open is rolled back before the error is returned.
@@ -258,7 +258,7 @@ async fn write_outputs_in_one_trip(
 ) -> Result<()> {
     let mut events = Vec::new();
     let rows = output_changes(outputs, &mut events);
-    // One event per output, at most 64 (the caller counted): one chunk each, as
+    // One event per output, at most 256 (the caller counted): one chunk each, as
     // `padded_chunks` sizes it. More would not be written; the fallback writes batch by batch.
     if events.len() > CHUNK_SIZES[0] {
         return Err(mismatch("a one-trip round holds more than one chunk"));
@@ -295,7 +295,7 @@ async fn write_outputs_in_one_trip(
 }
 
 /// On SQLite, a round of one create — the usual round at moderate load, where creates arrive
-/// one at a time — is one trip too, with the outputs that came along (at most 64): `BEGIN
+/// one at a time — is one trip too, with the outputs that came along (at most 256): `BEGIN
 /// IMMEDIATE`; a check of each reference the create makes; its insert, made only if every
 /// reference holds; its audit event, only if it inserted; the outputs' events and row changes;
 /// `COMMIT`. Instead of five or six trips (each statement of the general round, which must see

@@ -350,7 +350,7 @@ const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// Chunk sizes of multi-row statements, largest first. Few distinct sizes mean few distinct
 /// statements, which the connections prepare once and then find in their statement cache.
-const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+const CHUNK_SIZES: [usize; 5] = [256, 64, 16, 4, 1];
 
 /// A multi-row statement's SQL for each backend and chunk size, built the first time it is
 /// needed (formatting a statement of 64 rows cost more than binding its values).
