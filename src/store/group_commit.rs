@@ -23,10 +23,10 @@
 //! request wrote; a mismatch counts as a failure and falls back as above.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
+use sqlx::any::AnyRow;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
@@ -36,7 +36,7 @@ use super::crud::{audit, bind, insert_rows, insert_values, row_to_json, select_l
 use super::events::{self, NewEvent};
 use super::routing::{bind_padded_rows, output_changes, write_rows, OutputBatch, ROWS};
 use super::{
-    begin_in, now_ms, padded_chunks, sized_chunks, Backend, Error, Result, Store, Value,
+    begin_in, now_ms, padded_chunks, sized_chunks, AnyQuery, Backend, Error, Result, Store, Value,
     BEGIN_WRITE, CHUNK_SIZES,
 };
 use crate::catalog::{Column, Kind, Resource};
@@ -227,11 +227,10 @@ pub(super) async fn write_round(
         let count: usize = outputs.iter().map(|b| b.outputs.len()).sum();
         match batch {
             [] if (1..=CHUNK_SIZES[0]).contains(&count) => {
-                write_outputs_in_one_trip(connection, outputs).await?;
-                return Ok(Vec::new());
+                return write_in_one_trip(connection, None, outputs).await;
             }
             [create] if count <= CHUNK_SIZES[0] => {
-                return Ok(vec![create_in_one_trip(connection, create, outputs).await?]);
+                return write_in_one_trip(connection, Some(create), outputs).await;
             }
             _ => {}
         }
@@ -246,118 +245,34 @@ pub(super) async fn write_round(
     Ok(outcomes)
 }
 
-/// On SQLite, every statement is a trip to the connection's worker thread and back (two thread
-/// wake-ups), which at moderate load cost more than the statements: a round of routing outputs
-/// alone — most rounds — whose events and row changes fit one statement each (at most 256
-/// outputs, one event each) is therefore sent as one multi-statement query: `BEGIN IMMEDIATE`,
-/// the event insert, the row update and `COMMIT`, one trip instead of four. Should a statement
-/// fail, the transaction it leaves open is rolled back before the error is returned.
-async fn write_outputs_in_one_trip(
+/// On SQLite every statement is a trip to the connection's worker thread and back (two thread
+/// wake-ups), which at moderate load cost more than the statements. So a round of routing
+/// outputs alone or with one create — most rounds: creates arrive one at a time — whose events
+/// and row changes fit one statement each (at most 256 outputs, one event each) is sent as one
+/// multi-statement query: `BEGIN IMMEDIATE`; for the create, a check of each reference it
+/// makes, its insert (made only if every reference holds) and its audit event (only if it
+/// inserted, naming the new id); the outputs' events and row changes; `COMMIT`. The check's row
+/// says which reference points nowhere: that create gets its `UnknownReference` and the outputs
+/// are committed all the same, as in a general round. `Err` means nothing was committed (the
+/// transaction a failed statement left open is rolled back); once the `COMMIT` has run, only
+/// the create's answer can go wrong, never the round (its fallback would write it twice).
+async fn write_in_one_trip(
     connection: &mut AnyConnection,
+    create: Option<&Create>,
     outputs: &[OutputBatch],
-) -> Result<()> {
-    let mut events = Vec::new();
-    let rows = output_changes(outputs, &mut events);
-    // One event per output, at most 256 (the caller counted): one chunk each, as
-    // `padded_chunks` sizes it. More would not be written; the fallback writes batch by batch.
-    if events.len() > CHUNK_SIZES[0] {
-        return Err(mismatch("a one-trip round holds more than one chunk"));
-    }
-    let Some((_, event_size)) = padded_chunks(&events).next() else {
-        return Ok(());
-    };
-    let row_size = padded_chunks(&rows).next().map(|(_, size)| size);
-    let slot = |size| {
-        CHUNK_SIZES
-            .iter()
-            .position(|s| *s == size)
-            .expect("padded chunks have a chunk size")
-    };
-    let sql =
-        ONE_TRIP[slot(event_size)][row_size.map_or(0, |size| slot(size) + 1)].get_or_init(|| {
-            let events = events::INSERT_MANY.get(Backend::Sqlite, event_size);
-            match row_size.map(|size| ROWS.get(Backend::Sqlite, size)) {
-                Some(rows) => format!("{BEGIN_WRITE}; {events}; {rows}; COMMIT"),
-                None => format!("{BEGIN_WRITE}; {events}; COMMIT"),
-            }
-        });
-    let mut query = events::bind_padded(sqlx::query(sql), &events, event_size);
-    if let Some(size) = row_size {
-        query = bind_padded_rows(query, &rows, size);
-    }
-    if let Err(e) = query.execute(&mut *connection).await {
-        if let Err(rollback) = sqlx::query("ROLLBACK").execute(&mut *connection).await {
-            tracing::debug!(error = %rollback, "nothing to roll back after a failed round");
-        }
-        return Err(e.into());
-    }
-    Ok(())
-}
-
-/// On SQLite, a round of one create — the usual round at moderate load, where creates arrive
-/// one at a time — is one trip too, with the outputs that came along (at most 256): `BEGIN
-/// IMMEDIATE`; a check of each reference the create makes; its insert, made only if every
-/// reference holds; its audit event, only if it inserted; the outputs' events and row changes;
-/// `COMMIT`. Instead of five or six trips (each statement of the general round, which must see
-/// the check's answer before it inserts). The check's row says which reference points nowhere:
-/// that create gets its `UnknownReference` and the outputs are committed all the same, as in a
-/// general round. `Err` means nothing was committed (the transaction is rolled back).
-async fn create_in_one_trip(
-    connection: &mut AnyConnection,
-    create: &Create,
-    outputs: &[OutputBatch],
-) -> Result<Result<Json>> {
-    let references: Vec<(&'static Column, &'static str, i64)> = create
-        .values
-        .iter()
-        .filter_map(|(column, value)| match (column.kind, value) {
-            (Kind::Ref(table), Value::Int(Some(target))) => Some((*column, table, *target)),
-            _ => None,
-        })
-        .collect();
+) -> Result<Vec<Result<Json>>> {
     let mut events = Vec::new();
     let rows = output_changes(outputs, &mut events);
     if events.len() > CHUNK_SIZES[0] {
         return Err(mismatch("a one-trip round holds more than one chunk"));
     }
-    let (resource, tenant) = (create.resource, create.tenant);
-    let now = now_ms();
-    let (names, values) = insert_values(resource, &create.values, now);
-    let exists =
-        |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE id = ? AND tenant_id = ?)");
-    let mut sql = format!("{BEGIN_WRITE}; ");
-    if !references.is_empty() {
-        let checks: Vec<String> = references
-            .iter()
-            .enumerate()
-            .map(|(i, (_, table, _))| format!("{} AS ref{i}", exists(table)))
-            .collect();
-        sql.push_str(&format!("SELECT {}; ", checks.join(", ")));
-    }
-    let guard: Vec<String> = references
-        .iter()
-        .map(|(_, table, _)| exists(table))
-        .collect();
-    let columns: Vec<&str> = std::iter::once("tenant_id").chain(names).collect();
-    sql.push_str(&format!(
-        "INSERT INTO {} ({}) SELECT ?{} {} RETURNING {}; ",
-        resource.table,
-        columns.join(", "),
-        ", ?".repeat(columns.len() - 1),
-        if guard.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", guard.join(" AND "))
-        },
-        select_list(resource)
-    ));
-    sql.push_str(
-        "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
-         SELECT ?, ?, ?, NULL, ?, NULL, json_object('id', last_insert_rowid(), 'table', ?) \
-         WHERE changes() = 1; ",
-    );
+    let insert = create.map(OneInsert::new);
     let event_size = padded_chunks(&events).next().map(|(_, size)| size);
     let row_size = padded_chunks(&rows).next().map(|(_, size)| size);
+    let mut sql = format!("{BEGIN_WRITE}; ");
+    if let Some(insert) = &insert {
+        insert.push_sql(&mut sql);
+    }
     if let Some(size) = event_size {
         sql.push_str(&events::INSERT_MANY.get(Backend::Sqlite, size));
         sql.push_str("; ");
@@ -369,23 +284,9 @@ async fn create_in_one_trip(
     sql.push_str("COMMIT");
 
     let mut query = sqlx::query(&sql);
-    for (_, _, target) in &references {
-        query = query.bind(*target).bind(tenant);
+    if let Some(insert) = &insert {
+        query = insert.bind(query);
     }
-    query = query.bind(tenant);
-    for value in &values {
-        query = bind(query, value);
-    }
-    for (_, _, target) in &references {
-        query = query.bind(*target).bind(tenant);
-    }
-    let audited = audit(resource.table, "created", tenant, create.actor, 0);
-    query = query
-        .bind(tenant)
-        .bind(now)
-        .bind(audited.kind)
-        .bind(audited.agent_id)
-        .bind(resource.table);
     if let Some(size) = event_size {
         query = events::bind_padded(query, &events, size);
     }
@@ -401,14 +302,107 @@ async fn create_in_one_trip(
             return Err(e.into());
         }
     };
-    // Committed: from here on only this create's answer can go wrong, never the round.
-    let mut returned = returned.iter();
-    let mut answer = || {
-        if !references.is_empty() {
+    Ok(insert.map(|i| i.answer(&returned)).into_iter().collect())
+}
+
+/// The one create of a one-trip round ([`write_in_one_trip`]).
+struct OneInsert<'a> {
+    create: &'a Create,
+    /// Each reference the create makes: its column, the table and the row it names.
+    references: Vec<(&'static Column, &'static str, i64)>,
+    names: Vec<&'static str>,
+    values: Vec<Value>,
+    now: i64,
+}
+
+impl<'a> OneInsert<'a> {
+    fn new(create: &'a Create) -> OneInsert<'a> {
+        let references = create
+            .values
+            .iter()
+            .filter_map(|(column, value)| match (column.kind, value) {
+                (Kind::Ref(table), Value::Int(Some(target))) => Some((*column, table, *target)),
+                _ => None,
+            })
+            .collect();
+        let now = now_ms();
+        let (names, values) = insert_values(create.resource, &create.values, now);
+        OneInsert {
+            create,
+            references,
+            names,
+            values,
+            now,
+        }
+    }
+
+    /// The reference check, the guarded insert and its audit event.
+    fn push_sql(&self, sql: &mut String) {
+        let exists =
+            |table: &str| format!("EXISTS (SELECT 1 FROM {table} WHERE id = ? AND tenant_id = ?)");
+        let guard: Vec<String> = self.references.iter().map(|(_, t, _)| exists(t)).collect();
+        if !guard.is_empty() {
+            let checks: Vec<String> = guard
+                .iter()
+                .enumerate()
+                .map(|(i, check)| format!("{check} AS ref{i}"))
+                .collect();
+            sql.push_str(&format!("SELECT {}; ", checks.join(", ")));
+        }
+        let resource = self.create.resource;
+        let columns: Vec<&str> = std::iter::once("tenant_id")
+            .chain(self.names.iter().copied())
+            .collect();
+        sql.push_str(&format!(
+            "INSERT INTO {} ({}) SELECT ?{} {} RETURNING {}; ",
+            resource.table,
+            columns.join(", "),
+            ", ?".repeat(columns.len() - 1),
+            if guard.is_empty() {
+                String::new()
+            } else {
+                format!("WHERE {}", guard.join(" AND "))
+            },
+            select_list(resource)
+        ));
+        sql.push_str(
+            "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
+             SELECT ?, ?, ?, NULL, ?, NULL, json_object('id', last_insert_rowid(), 'table', ?) \
+             WHERE changes() = 1; ",
+        );
+    }
+
+    /// Binds what [`OneInsert::push_sql`] wrote, in its order.
+    fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        let (resource, tenant) = (self.create.resource, self.create.tenant);
+        for (_, _, target) in &self.references {
+            query = query.bind(*target).bind(tenant);
+        }
+        query = query.bind(tenant);
+        for value in &self.values {
+            query = bind(query, value);
+        }
+        for (_, _, target) in &self.references {
+            query = query.bind(*target).bind(tenant);
+        }
+        let audited = audit(resource.table, "created", tenant, self.create.actor, 0);
+        query
+            .bind(tenant)
+            .bind(self.now)
+            .bind(audited.kind)
+            .bind(audited.agent_id)
+            .bind(resource.table)
+    }
+
+    /// The create's answer from the rows the committed trip returned: the reference check's
+    /// (if it made one), then the inserted row (if every reference held).
+    fn answer(&self, returned: &[AnyRow]) -> Result<Json> {
+        let mut returned = returned.iter();
+        if !self.references.is_empty() {
             let checked = returned
                 .next()
                 .ok_or_else(|| mismatch("no reference check returned"))?;
-            for (i, (column, table, _)) in references.iter().enumerate() {
+            for (i, (column, table, _)) in self.references.iter().enumerate() {
                 if checked.try_get::<i64, _>(format!("ref{i}").as_str())? == 0 {
                     return Err(Error::UnknownReference {
                         field: column.name,
@@ -420,14 +414,9 @@ async fn create_in_one_trip(
         let row = returned
             .next()
             .ok_or_else(|| mismatch("the insert returned no row"))?;
-        row_to_json(resource, row)
-    };
-    Ok(answer())
+        row_to_json(self.create.resource, row)
+    }
 }
-
-/// The one-trip rounds' queries by event chunk size and row chunk size (or none), built once.
-static ONE_TRIP: [[OnceLock<String>; CHUNK_SIZES.len() + 1]; CHUNK_SIZES.len()] =
-    [const { [const { OnceLock::new() }; CHUNK_SIZES.len() + 1] }; CHUNK_SIZES.len()];
 
 /// The rows a group of requests (same tenant, table and columns) inserts.
 struct Group {
