@@ -463,7 +463,7 @@ impl RoutingHandle {
 mod tests {
     use super::*;
     use crate::api::resources::new_values;
-    use crate::catalog::{INTERACTIONS, QUEUES};
+    use crate::catalog::{INTERACTIONS, QUEUES, USERS};
     use serde_json::json;
 
     /// A tenant's routing started after a failure takes back a live call that was offered and
@@ -499,10 +499,15 @@ mod tests {
             json!({ "channel": "call", "queue_id": queue }),
         )
         .await;
+        let agent = create(
+            &USERS,
+            json!({ "username": "a", "display_name": "A", "password": "password1" }),
+        )
+        .await;
         let (interaction, queue_id) = (InteractionId(call as u64), QueueId(queue as u64));
-        let answered = InteractionId(answered as u64);
+        let (answered, agent) = (InteractionId(answered as u64), AgentId(agent as u64));
         let mut outputs = Vec::new();
-        for (call, agent) in [(interaction, AgentId(7)), (answered, AgentId(8))] {
+        for (call, agent) in [(interaction, AgentId(7)), (answered, agent)] {
             outputs.push(Output::Queued {
                 interaction: call,
                 queue: queue_id,
@@ -520,7 +525,7 @@ mod tests {
         }
         outputs.push(Output::Connected {
             interaction: answered,
-            agent: AgentId(8),
+            agent,
             queue: queue_id,
             waited: Duration::from_secs(3),
         });
@@ -567,7 +572,7 @@ mod tests {
             .iter()
             .map(|h| (h.interaction.id, h.agent))
             .collect();
-        assert_eq!(held, [(answered, AgentId(8))]);
+        assert_eq!(held, [(answered, agent)]);
         let routed = ends
             .routed
             .try_recv()

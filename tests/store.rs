@@ -1012,12 +1012,13 @@ async fn a_failed_output_round_leaves_the_writer_clean(db: Db) {
 /// What a tenant's routing restarts from: waiting work in its order, with calls only while
 /// their caller is still on the line (live); the offered live call names the agent whose phone
 /// rings. After a failure, work agents held (a live connected call, an email in wrap-up, a call
-/// that hung up meanwhile, to wrap up) is theirs again; at a start of vacd, the email waits
-/// again and no call is left.
+/// that hung up meanwhile, to wrap up) is theirs again, and the email of an agent that is gone
+/// waits again; at a start of vacd, the emails wait again and no call is left.
 async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
     use vacd::catalog::INTERACTIONS;
+    use vacd::catalog::USERS;
     use vacd::store::{OutputBatch, RoutingSetup};
     use vacd_actors::{AgentId, Channel, InteractionId, Output, QueueId};
 
@@ -1025,6 +1026,15 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     let store = open(&db).await;
     let (t, queue) = tenant_with_queue(&store).await;
     let q = QueueId(queue as u64);
+    let mut agents = Vec::new();
+    for name in ["a", "b", "c"] {
+        let body = json!({ "username": name, "display_name": name, "password": "password1" });
+        let values = new_values(&USERS, body).expect("valid");
+        let user = store.create(&USERS, t, None, &values).await.expect("user");
+        agents.push(AgentId(user["id"].as_u64().expect("id")));
+    }
+    // An agent deleted since (or never there): its held email waits again.
+    let gone = AgentId(4242);
     let channels = [
         Channel::Call,
         Channel::Call,
@@ -1033,6 +1043,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         Channel::Email,
         Channel::Email,
         Channel::Call,
+        Channel::Email,
     ];
     let mut ids = Vec::new();
     let mut outputs = Vec::new();
@@ -1068,30 +1079,31 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         channel: Channel::Call,
         timeout: Duration::from_secs(20),
     });
-    // The calls 3 and 6 and the email 5 are answered, and the email ended (its agent wraps it
-    // up).
+    // The calls 3 and 6 and the emails 5 and 7 are answered, and the email 5 ended (its agent
+    // wraps it up).
     for (n, agent, channel) in [
-        (3, 8, Channel::Call),
-        (5, 9, Channel::Email),
-        (6, 10, Channel::Call),
+        (3, agents[0], Channel::Call),
+        (5, agents[1], Channel::Email),
+        (6, agents[2], Channel::Call),
+        (7, gone, Channel::Email),
     ] {
         outputs.push(Output::Offered {
             interaction: i(n),
-            agent: AgentId(agent),
+            agent,
             queue: q,
             channel,
             timeout: Duration::from_secs(20),
         });
         outputs.push(Output::Connected {
             interaction: i(n),
-            agent: AgentId(agent),
+            agent,
             queue: q,
             waited: Duration::from_secs(1),
         });
     }
     outputs.push(Output::Ended {
         interaction: i(5),
-        agent: AgentId(9),
+        agent: agents[1],
         wrap_up: Duration::from_secs(30),
     });
     store
@@ -1109,8 +1121,8 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
     assert_eq!(
         waiting,
-        [i(4), i(1), i(0)],
-        "live waiting calls and the waiting email, in order"
+        [i(7), i(4), i(1), i(0)],
+        "live waiting calls, the waiting email and the email of the agent that is gone, in order"
     );
     let held: Vec<(InteractionId, AgentId, bool)> = setup
         .held
@@ -1120,9 +1132,9 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     assert_eq!(
         held,
         [
-            (i(6), AgentId(10), true),
-            (i(5), AgentId(9), true),
-            (i(3), AgentId(8), false)
+            (i(6), agents[2], true),
+            (i(5), agents[1], true),
+            (i(3), agents[0], false)
         ],
         "back with their agents: the call that ended meanwhile and the email in wrap-up, the \
          connected live call"
@@ -1135,8 +1147,8 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
     assert_eq!(
         waiting,
-        [i(5), i(4)],
-        "both emails wait again; no call outlives vacd"
+        [i(7), i(5), i(4)],
+        "the emails wait again; no call outlives vacd"
     );
     assert!(setup.held.is_empty());
     assert!(ringing.is_empty());

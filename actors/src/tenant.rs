@@ -319,25 +319,13 @@ impl Actor for TenantActor {
         state.configure(&myself, &args.setup).await;
         let now = Instant::now();
         // Held work first, so the agents' capacity counts it before waiting work is offered.
-        // Written work whose agent is gone waits again for another; a call cannot (it is still
-        // bridged to that agent's phone).
-        let mut waiting = Vec::new();
         for held in args.setup.held {
             let (id, agent) = (held.interaction.id, held.agent);
-            let interaction = held.interaction.clone();
-            match state.engine.handle(Input::Resume { held }, now) {
-                Ok(()) => {}
-                Err(Error::UnknownAgent(_)) if interaction.channel != Channel::Call => {
-                    tracing::warn!(tenant = %state.tenant, interaction = %id, %agent, "held work of an agent that is gone waits again");
-                    waiting.push(interaction);
-                }
-                Err(e) => {
-                    tracing::warn!(tenant = %state.tenant, interaction = %id, %agent, error = %e, "held work not given back");
-                }
+            if let Err(e) = state.engine.handle(Input::Resume { held }, now) {
+                tracing::warn!(tenant = %state.tenant, interaction = %id, %agent, error = %e, "held work not given back");
             }
         }
-        waiting.extend(args.setup.waiting);
-        for interaction in waiting {
+        for interaction in args.setup.waiting {
             let id = interaction.id;
             if let Err(e) = state.engine.handle(Input::Enqueue { interaction }, now) {
                 tracing::warn!(tenant = %state.tenant, interaction = %id, error = %e, "waiting interaction not restored");

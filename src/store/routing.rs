@@ -7,7 +7,9 @@
 //! offered, connected or in wrap-up when vacd stopped are queued again, in their original queue
 //! order, so nothing accepted is lost; an agent may see again what it was working on. So are
 //! interactions still `new` with a queue (their enqueue never reached routing). Escalation
-//! steps and SLA breaches already in the event log are not logged again.
+//! steps and SLA breaches already in the event log are not logged again. When only a tenant's
+//! routing restarted after a failure (vacd ran on), work its agents held — connected or in
+//! wrap-up — goes back to them instead (see [`Store::routing_setup`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -335,8 +337,9 @@ impl Store {
     /// none, a tenant's routing restarted after a failure has the calls the SIP endpoint still
     /// holds. Work that was waiting (new, queued, offered) waits again. Work an agent held
     /// (connected, wrap-up) is given back to that agent `after_failure` (its call or chat went
-    /// on; a call the endpoint no longer holds has ended, and is given back in wrap-up); at a
-    /// start of vacd, written work waits again and calls are gone.
+    /// on; a call the endpoint no longer holds has ended, and is given back in wrap-up), unless
+    /// the agent is gone: then written work waits again, a call is left out; at a start of vacd,
+    /// written work waits again and calls are gone.
     /// [`RoutingSetup::ringing`] names the agents whose phones the offered calls ring.
     pub async fn routing_setup(
         &self,
@@ -527,6 +530,7 @@ impl Store {
             );
         }
         let now = now_ms();
+        let agents: BTreeSet<AgentId> = setup.agents.iter().map(|a| a.id).collect();
         let mut ringing = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
@@ -546,8 +550,14 @@ impl Store {
             let agent = row
                 .try_get::<Option<i64>, _>("agent_id")?
                 .map(|agent| AgentId(id(agent)));
+            // Held work goes back to its agent if that agent is still there; written work of
+            // one that is gone waits again for another.
             let held = match (state.as_str(), agent) {
-                ("connected" | "wrap_up", Some(agent)) if after_failure => Some(agent),
+                ("connected" | "wrap_up", Some(agent))
+                    if after_failure && agents.contains(&agent) =>
+                {
+                    Some(agent)
+                }
                 _ => None,
             };
             let mut wrap_up = state == "wrap_up";
@@ -558,6 +568,15 @@ impl Store {
                     // hung up while routing was down): its agent wraps it up.
                     wrap_up |= !live;
                 } else if !live || !matches!(state.as_str(), "new" | "queued" | "offered") {
+                    if live && after_failure {
+                        // Still bridged to the phone of an agent deleted since: it cannot
+                        // wait for another.
+                        tracing::warn!(
+                            tenant,
+                            interaction,
+                            "call of an agent that is gone not given back"
+                        );
+                    }
                     continue;
                 }
                 if let (Some(agent), "offered") = (agent, state.as_str()) {
