@@ -17,7 +17,7 @@ use super::error::{Error, Result};
 use super::resources::{new_values, one_of, DEFAULT_LIMIT, MAX_LIMIT};
 use super::AppState;
 use crate::catalog::{Role, BLENDINGS, MISSED_OFFERS, USERS};
-use crate::store::{Tenant, TenantChange};
+use crate::store::{Tenant, TenantUpdate};
 
 pub fn routes() -> Router<AppState> {
     Router::new()
@@ -37,21 +37,6 @@ pub struct NewTenant {
     /// Username of the tenant's first admin.
     pub admin_username: String,
     pub admin_password: String,
-}
-
-/// Any subset of the fields; those left out keep their value.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TenantUpdate {
-    #[schema(min_length = 1, max_length = 200)]
-    pub display_name: Option<String>,
-    /// How agents mix calls, chats and tickets unless a user sets its own `blending`.
-    pub blending: Option<String>,
-    /// What a rejected or timed-out offer does to the agent.
-    pub missed_offer: Option<String>,
-    /// The not-ready reason a missed offer sets (with `missed_offer` `not_ready`).
-    #[schema(min_length = 1, max_length = 64)]
-    pub missed_offer_reason: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -105,7 +90,7 @@ fn check_reason(reason: &str) -> Result<()> {
 }
 
 /// Checks every field of an update before anything is written.
-fn check_update(update: TenantUpdate) -> Result<TenantChange> {
+fn check_update(update: &TenantUpdate) -> Result<()> {
     if let Some(display_name) = &update.display_name {
         check_display_name(display_name)?;
     }
@@ -118,12 +103,7 @@ fn check_update(update: TenantUpdate) -> Result<TenantChange> {
     if let Some(reason) = &update.missed_offer_reason {
         check_reason(reason)?;
     }
-    Ok(TenantChange {
-        display_name: update.display_name,
-        blending: update.blending,
-        missed_offer: update.missed_offer,
-        missed_offer_reason: update.missed_offer_reason,
-    })
+    Ok(())
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants", params(Paging), security(("bearer" = [])),
@@ -223,9 +203,9 @@ async fn update(
     };
     visible(caller, id, Role::Admin)?;
     let Json(update) = body?;
-    let change = check_update(update)?;
-    let tenant = state.store.update_tenant(id, actor, &change).await?;
-    if change.touches_routing() {
+    check_update(&update)?;
+    let tenant = state.store.update_tenant(id, actor, &update).await?;
+    if update.touches_routing() {
         state.routing.reconfigure(id).await;
     }
     Ok(Json(tenant))

@@ -52,7 +52,7 @@ pub use reports::Person;
 pub use routing::{OutputBatch, RoutingSetup};
 pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};
-pub use tenants::{Tenant, TenantChange};
+pub use tenants::{Tenant, TenantUpdate};
 pub use tickets::{
     Ingested, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outcome, ReplyContext,
     WrittenAddress,

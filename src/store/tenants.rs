@@ -3,7 +3,7 @@
 //! changes its display name and routing settings. Deleting a tenant removes every row it owns
 //! (the schema cascades).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -40,16 +40,23 @@ fn tenant(row: &AnyRow) -> Result<Tenant> {
 const COLUMNS: &str =
     "id, name, display_name, blending, missed_offer, missed_offer_reason, created_at";
 
-/// The fields of a tenant an admin may change, already validated; `None` keeps the value.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TenantChange {
+/// The fields of a tenant an admin may change (`PATCH /api/v1/tenants/{id}`, which validates
+/// them): any subset; those left out keep their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUpdate {
+    #[schema(min_length = 1, max_length = 200)]
     pub display_name: Option<String>,
+    /// How agents mix calls, chats and tickets unless a user sets its own `blending`.
     pub blending: Option<String>,
+    /// What a rejected or timed-out offer does to the agent.
     pub missed_offer: Option<String>,
+    /// The not-ready reason a missed offer sets (with `missed_offer` `not_ready`).
+    #[schema(min_length = 1, max_length = 64)]
     pub missed_offer_reason: Option<String>,
 }
 
-impl TenantChange {
+impl TenantUpdate {
     /// Whether the change concerns routing (it reloads the tenant's routing).
     pub fn touches_routing(&self) -> bool {
         self.blending.is_some() || self.missed_offer.is_some() || self.missed_offer_reason.is_some()
@@ -121,7 +128,7 @@ impl Store {
         &self,
         id: i64,
         actor: Option<i64>,
-        change: &TenantChange,
+        change: &TenantUpdate,
     ) -> Result<Tenant> {
         let sets = change.sets();
         if sets.is_empty() {
