@@ -22,8 +22,13 @@ use std::time::Duration;
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::watch;
 
-/// How often the WAL is copied into the database file.
-const INTERVAL: Duration = Duration::from_millis(100);
+/// How often the WAL is copied into the database file. A checkpoint copies and fsyncs what
+/// gathered since the last one, on the cores and the disk the writer uses: the more it does at
+/// once, the longer the writer's commits beside it take (measured, not explained). At
+/// 15,000 routed interactions/s a checkpoint every 100 ms (~11 MiB each) made the p99 of
+/// create → offer 14–18 ms, every 20 ms 9–14 ms; every 5 ms was worse again (the fsyncs' own
+/// cost).
+const INTERVAL: Duration = Duration::from_millis(20);
 
 /// WAL length (in pages) from which the group committer makes the WAL start over.
 const RESTART_FRAMES: i64 = 8_192;

@@ -1,6 +1,6 @@
 //! Drives a running vacd through its public interfaces and prints routing throughput and
 //! latency: agents log in over the API and work through the agent websocket (accept at once, end
-//! at once, no wrap-up); interactions are created with `POST /api/v1/interactions` by concurrent
+//! at once; the queue has no wrap-up); interactions are created with `POST /api/v1/interactions` by concurrent
 //! HTTP clients, each on a keep-alive connection of its own. Prints routed interactions per
 //! second and the latency from sending the create request to the agent receiving its first offer
 //! (p50/p99), plus the create request's own latency. The generator shares the machine's cores
@@ -144,8 +144,8 @@ async fn main() -> Result<()> {
                     offers.fetch_add(1, Ordering::Relaxed);
                     progress.notify_one();
                 }
-                // The three commands go out in one write.
-                for command in ["offer.accept", "interaction.end", "wrapup.done"] {
+                // Both commands go out in one write; the queue has no wrap-up to finish.
+                for command in ["offer.accept", "interaction.end"] {
                     n += 1;
                     let frame = format!(r#"{{"id":{n},"type":"{command}","interaction":{id}}}"#);
                     if tx.feed(Message::Text(frame.into())).await.is_err() {
