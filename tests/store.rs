@@ -964,6 +964,73 @@ async fn a_round_of_more_than_one_chunk_is_written_whole(db: Db) {
     db.drop_db().await;
 }
 
+/// Rounds of several creates (on SQLite: `BEGIN`, the inserts, then the events, row changes and
+/// `COMMIT` in one trip) write every create and output once, also when one create of the round
+/// fails and the round is done again one by one; the writer is clean afterwards.
+async fn rounds_of_several_creates_are_written_whole(db: Db) {
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let twin = new_values(&QUEUES, json!({ "name": "twin" })).expect("valid");
+    store.create(&QUEUES, t, None, &twin).await.expect("queue");
+    let rounds = 10;
+    for round in 0..rounds {
+        journal_presence_changes(&store, t, round, 5);
+        // Sent together: they gather in one or two rounds beside the outputs. Every other
+        // round one of them is a duplicate.
+        let tasks: Vec<_> = (0..8)
+            .map(|n| {
+                let store = store.clone();
+                let name = if round % 2 == 1 && n == 3 {
+                    "twin".to_owned()
+                } else {
+                    format!("q-{round}-{n}")
+                };
+                let values = new_values(&QUEUES, json!({ "name": name })).expect("valid");
+                tokio::spawn(async move { store.create(&QUEUES, t, None, &values).await })
+            })
+            .collect();
+        for (n, task) in tasks.into_iter().enumerate() {
+            let outcome = task.await.expect("task");
+            if round % 2 == 1 && n == 3 {
+                assert!(
+                    matches!(outcome, Err(store::Error::Duplicate("Queue"))),
+                    "{outcome:?}"
+                );
+            } else {
+                let row = outcome.expect("created");
+                assert_eq!(row["name"], format!("q-{round}-{n}"));
+            }
+        }
+    }
+    store.flushed().await;
+    let count = |kind: &'static str| {
+        let store = store.clone();
+        async move {
+            let query = ListQuery {
+                filters: vec![(
+                    EVENTS.column("kind").expect("column"),
+                    store::Value::Text(Some(kind.into())),
+                )],
+                ..all()
+            };
+            store.list(&EVENTS, t, &query).await.expect("events").total
+        }
+    };
+    let created = 1 + rounds as i64 * 8 - rounds as i64 / 2;
+    assert_eq!(count("routing.presence_changed").await, rounds as i64 * 5);
+    assert_eq!(count("admin.queues.created").await, created);
+    let queues = store.list(&QUEUES, t, &all()).await.expect("queues");
+    assert_eq!(queues.total, created, "each create once");
+    let after = new_values(&QUEUES, json!({ "name": "after" })).expect("valid");
+    store
+        .create(&QUEUES, t, None, &after)
+        .await
+        .expect("the writer takes the next round");
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// A round of outputs that cannot be written (its tenant is gone) fails alone: nothing of it
 /// stays behind on the writer, and the next rounds (on SQLite one multi-statement trip each, on
 /// PostgreSQL a transaction) are written whole.
@@ -1161,6 +1228,7 @@ on_both_backends!(
     a_failed_output_round_leaves_the_writer_clean,
     a_lone_create_and_its_round_are_written_whole,
     a_round_of_more_than_one_chunk_is_written_whole,
+    rounds_of_several_creates_are_written_whole,
     migrations_apply_once_and_report_ready,
     routing_outputs_survive_a_failed_create_in_their_round,
     rows_belong_to_their_tenant,

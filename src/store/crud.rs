@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value as Json};
 use sqlx::any::AnyRow;
-use sqlx::{Any, Row};
+use sqlx::{Any, AnyConnection, Row};
 
 use super::events::{self, NewEvent};
 use super::{group_commit, now_ms, AnyQuery, Backend, Error, Result, Store};
@@ -298,7 +298,7 @@ pub(super) fn insert_values(
 /// Inserts `rows` (each with the values of `names`, in order) with one statement and returns
 /// what was inserted, as readable columns plus `id`, in no particular order.
 pub(super) async fn insert_rows(
-    tx: &mut sqlx::Transaction<'_, Any>,
+    connection: &mut AnyConnection,
     backend: Backend,
     resource: &Resource,
     tenant: i64,
@@ -322,7 +322,7 @@ pub(super) async fn insert_rows(
             insert = bind(insert, value);
         }
     }
-    insert.fetch_all(&mut **tx).await
+    insert.fetch_all(connection).await
 }
 
 /// Every referenced id must exist in the same tenant; a column referencing its own table

@@ -2,7 +2,7 @@
 //! row. Reports, audit and recovery read it; nothing updates or deletes a row (only the removal of
 //! a whole tenant does).
 
-use sqlx::Any;
+use sqlx::{Any, AnyConnection};
 
 use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
@@ -34,14 +34,14 @@ const INSERT_ONE: &str =
 
 /// Appends many events, many rows per statement (in chunks of [`super::padded_chunks`]).
 pub(super) async fn append_many(
-    tx: &mut sqlx::Transaction<'_, Any>,
+    connection: &mut AnyConnection,
     backend: Backend,
     events: &[(NewEvent, i64)],
 ) -> Result<()> {
     for (chunk, size) in padded_chunks(events) {
         let sql = INSERT_MANY.get(backend, size);
         bind_padded(sqlx::query(&sql), chunk, size)
-            .execute(&mut **tx)
+            .execute(&mut *connection)
             .await?;
     }
     Ok(())

@@ -142,14 +142,14 @@ const ROW_PARAMS: usize = 9;
 /// Applies the row changes many rows per statement (in chunks of [`padded_chunks`]; a padding
 /// row of NULLs matches no interaction).
 pub(super) async fn write_rows(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    connection: &mut sqlx::AnyConnection,
     backend: Backend,
     rows: &[((i64, i64), RowValues)],
 ) -> Result<()> {
     for (chunk, size) in padded_chunks(rows) {
         let sql = ROWS.get(backend, size);
         bind_padded_rows(sqlx::query(&sql), chunk, size)
-            .execute(&mut **tx)
+            .execute(&mut *connection)
             .await?;
     }
     Ok(())

@@ -13,8 +13,10 @@
 //! Closed loop by default: each client sends its next create as soon as the last is answered,
 //! so the figures are those of a saturated server. Given a RATE (interactions/s), open loop: the
 //! Nth create is due at N / RATE seconds after the start and the clients send each when it is
-//! due (or as soon as one is free, if all are busy); latencies count from when the create was
-//! due, so a server falling behind shows in them instead of slowing the generator down.
+//! due (or as soon as one is free, if all are busy). Its latency counts from when it was sent,
+//! or — if no client was free when it was due — from when it was due, so a server falling
+//! behind shows in the figures instead of slowing the generator down, while the generator's own
+//! timer (late by up to a millisecond) does not.
 //!
 //! Bounded in count and time. Usage (against a server started with the default config):
 //! `cargo run --release -p vacd-loadtests --bin routing -- [BASE_URL] [INTERACTIONS] [AGENTS] [CLIENTS] [SERVER_PID] [RATE]`
@@ -188,10 +190,18 @@ async fn main() -> Result<()> {
                 let body =
                     format!(r#"{{"channel":"email","queue_id":{queue},"subject":"load-{n}"}}"#);
                 let at = match rate {
+                    // A client free before the create is due sends it when its timer fires
+                    // (tokio's wheel ticks in milliseconds: up to ~1 ms after it was due, which
+                    // is the generator's delay, not the server's); one that was busy until
+                    // after, counts from when it was due.
                     Some(rate) => {
                         let due = started + Duration::from_secs_f64(n as f64 / rate);
-                        tokio::time::sleep_until(due.into()).await;
-                        due
+                        if due > Instant::now() {
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        } else {
+                            due
+                        }
                     }
                     None => Instant::now(),
                 };
