@@ -161,7 +161,7 @@ impl Store {
         let mut tx = self.begin().await?;
         check_references(&mut tx, resource, tenant, None, values).await?;
         let (names, row) = insert_values(resource, values, now_ms());
-        let rows = insert_rows(&mut tx, self.backend, resource, tenant, &names, &[row])
+        let rows = insert_rows(&mut tx, "", self.backend, resource, tenant, &names, &[row])
             .await
             .map_err(|e| Error::classify(e, resource.schema))?;
         let row = rows.first().ok_or(Error::NotFound)?;
@@ -295,10 +295,12 @@ pub(super) fn insert_values(
     (names, row)
 }
 
-/// Inserts `rows` (each with the values of `names`, in order) with one statement and returns
-/// what was inserted, as readable columns plus `id`, in no particular order.
+/// Inserts `rows` (each with the values of `names`, in order) with one statement, sent after
+/// `lead` (SQL of statements without parameters, or nothing) in one query, and returns what was
+/// inserted, as readable columns plus `id`, in no particular order.
 pub(super) async fn insert_rows(
     connection: &mut AnyConnection,
+    lead: &str,
     backend: Backend,
     resource: &Resource,
     tenant: i64,
@@ -311,7 +313,7 @@ pub(super) async fn insert_rows(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "INSERT INTO {} ({columns}) VALUES {tuples} RETURNING {}",
+        "{lead}INSERT INTO {} ({columns}) VALUES {tuples} RETURNING {}",
         resource.table,
         select_list(resource)
     );

@@ -237,7 +237,7 @@ pub(super) async fn write_round(
     }
     let mut tx = begin_in(connection, store.backend).await?;
     let mut events = Vec::new();
-    let outcomes = insert_batch(&mut tx, store, batch, &mut events).await?;
+    let outcomes = insert_batch(&mut tx, store, batch, &mut events, &mut None).await?;
     let rows = output_changes(outputs, &mut events);
     events::append_many(&mut tx, store.backend, &events).await?;
     write_rows(&mut tx, store.backend, &rows).await?;
@@ -285,31 +285,35 @@ async fn write_in_one_trip(
     Ok(insert.map(|i| i.answer(&returned)).into_iter().collect())
 }
 
-/// A SQLite round of several creates: `BEGIN IMMEDIATE`, the creates as in a general round,
-/// then the events and row changes with the `COMMIT` in one trip when they fit one statement
-/// each — four trips to SQLite's worker thread for a round of creates of one kind, instead of
-/// six. Every create's answer is made before the `COMMIT` is sent; `Err` means nothing was
-/// committed.
+/// A SQLite round of several creates: the creates as in a general round, `BEGIN IMMEDIATE`
+/// sent with the first of their statements, then the events and row changes with the `COMMIT`
+/// in one trip when they fit one statement each — three trips to SQLite's worker thread for a
+/// round of creates of one kind that reference one row, instead of six. Every create's answer
+/// is made before the `COMMIT` is sent; `Err` means nothing was committed.
 async fn write_in_few_trips(
     store: &Store,
     connection: &mut AnyConnection,
     batch: &[Create],
     outputs: &[OutputBatch],
 ) -> Result<Vec<Result<Json>>> {
-    sqlx::query(BEGIN_WRITE).execute(&mut *connection).await?;
+    let mut begin = Some(BEGIN_WRITE);
     let written = async {
         let mut events = Vec::new();
-        let outcomes = insert_batch(&mut *connection, store, batch, &mut events).await?;
+        let outcomes =
+            insert_batch(&mut *connection, store, batch, &mut events, &mut begin).await?;
         let rows = output_changes(outputs, &mut events);
         match Tail::new(&events, &rows) {
             Some(tail) => {
-                let mut sql = String::new();
+                let mut sql = lead_sql(&mut begin);
                 tail.push_sql(&mut sql);
                 tail.bind(sqlx::query(&sql))
                     .execute(&mut *connection)
                     .await?;
             }
             None => {
+                if let Some(begin) = begin.take() {
+                    sqlx::query(begin).execute(&mut *connection).await?;
+                }
                 events::append_many(&mut *connection, Backend::Sqlite, &events).await?;
                 write_rows(&mut *connection, Backend::Sqlite, &rows).await?;
                 sqlx::query("COMMIT").execute(&mut *connection).await?;
@@ -322,6 +326,14 @@ async fn write_in_few_trips(
         roll_back(connection).await;
     }
     written
+}
+
+/// `lead` (SQL still to be sent ahead of the next statement, such as a deferred `BEGIN`) as
+/// the start of that statement's text, taking it.
+fn lead_sql(lead: &mut Option<&'static str>) -> String {
+    lead.take()
+        .map(|sql| format!("{sql}; "))
+        .unwrap_or_default()
 }
 
 /// Rolls back the transaction a failed statement of a round left open, if any.
@@ -503,13 +515,15 @@ struct Group {
     rows: Vec<(usize, Vec<Value>)>,
 }
 
-/// Inserts the batch in `tx` and adds their audit events to `audits`; each request's outcome,
-/// in batch order.
+/// Inserts the batch on `connection` (inside a transaction, or `lead` begins it) and adds their
+/// audit events to `audits`; each request's outcome, in batch order. `lead` goes out with the
+/// first statement, if the batch needs any.
 async fn insert_batch(
     connection: &mut AnyConnection,
     store: &Store,
     batch: &[Create],
     audits: &mut Vec<(NewEvent, i64)>,
+    lead: &mut Option<&'static str>,
 ) -> Result<Vec<Result<Json>>> {
     let mut outcomes: Vec<Option<Result<Json>>> = batch.iter().map(|_| None).collect();
 
@@ -524,14 +538,20 @@ async fn insert_batch(
             let found = match exists.get(&key) {
                 Some(found) => *found,
                 None => {
-                    let sql = format!("SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2");
-                    let row = sqlx::query(&sql)
+                    let sql = format!(
+                        "{}SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2",
+                        lead_sql(lead)
+                    );
+                    // All rows, not the first result: a `lead` statement yields a result of
+                    // its own, which sqlx's `Any` driver would take for the answer.
+                    let found = !sqlx::query(&sql)
                         .bind(*target)
                         .bind(create.tenant)
-                        .fetch_optional(&mut *connection)
-                        .await?;
-                    exists.insert(key, row.is_some());
-                    row.is_some()
+                        .fetch_all(&mut *connection)
+                        .await?
+                        .is_empty();
+                    exists.insert(key, found);
+                    found
                 }
             };
             if !found {
@@ -572,6 +592,7 @@ async fn insert_batch(
             let values: Vec<Vec<Value>> = chunk.iter().map(|(_, row)| row.clone()).collect();
             let rows = insert_rows(
                 &mut *connection,
+                &lead_sql(lead),
                 store.backend,
                 group.resource,
                 group.tenant,
