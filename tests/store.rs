@@ -561,11 +561,20 @@ async fn offer_details_follow_changes(db: Db) {
         let store = store.clone();
         async move { store.create(&INTERACTIONS, t, None, &values).await }
     };
+    let details = |id: i64| {
+        let store = store.clone();
+        async move {
+            let details = store.offer_details(t, id).await?;
+            Ok::<_, store::Error>(
+                serde_json::from_str::<serde_json::Value>(details.record.get()).expect("json"),
+            )
+        }
+    };
     let first = create("first").await.expect("created");
     let id = first["id"].as_i64().expect("id");
-    assert_eq!(store.offer_details(t, id).await.expect("details"), first);
+    assert_eq!(details(id).await.expect("details"), first);
     // Offered again: read from the database, same record.
-    assert_eq!(store.offer_details(t, id).await.expect("details"), first);
+    assert_eq!(details(id).await.expect("details"), first);
 
     let second = create("before").await.expect("created");
     let id = second["id"].as_i64().expect("id");
@@ -577,10 +586,7 @@ async fn offer_details_follow_changes(db: Db) {
         .update(&INTERACTIONS, t, None, id, &subject)
         .await
         .expect("updated");
-    assert_eq!(
-        store.offer_details(t, id).await.expect("details")["subject"],
-        "after"
-    );
+    assert_eq!(details(id).await.expect("details")["subject"], "after");
     let third = create("gone").await.expect("created")["id"]
         .as_i64()
         .expect("id");
@@ -588,10 +594,7 @@ async fn offer_details_follow_changes(db: Db) {
         .delete(&INTERACTIONS, t, None, third)
         .await
         .expect("deleted");
-    assert!(matches!(
-        store.offer_details(t, third).await,
-        Err(store::Error::NotFound)
-    ));
+    assert!(matches!(details(third).await, Err(store::Error::NotFound)));
     store.close().await;
     db.drop_db().await;
 }

@@ -366,28 +366,41 @@ async fn feed_event(
     let ConsoleEvent::Offer { interaction, .. } = event else {
         return feed(sink, event_frame(event)).await;
     };
-    let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
     // An offer gets the interaction's details, read once for it and its screen pop.
     let interaction = interaction.0 as i64;
-    let details = state
-        .store
-        .offer_details(who.tenant_id, interaction)
-        .await
-        .ok();
-    let customer = details.as_ref().and_then(|d| d["customer_id"].as_i64());
-    if let Some(details) = details {
-        json["details"] = details;
-    }
-    if !feed(sink, frame(&json)).await {
+    let details = match state.store.offer_details(who.tenant_id, interaction).await {
+        Ok(details) => details,
+        Err(e) => {
+            tracing::warn!(tenant = who.tenant_id, interaction, error = %e, "offer sent without its details");
+            return feed(sink, event_frame(event)).await;
+        }
+    };
+    let offer = Offer {
+        event,
+        details: &details.record,
+    };
+    let offered = match serde_json::to_string(&offer) {
+        Ok(text) => Message::Text(text.into()),
+        Err(e) => error_frame(None, "internal", &e.to_string()),
+    };
+    if !feed(sink, offered).await {
         return false;
     }
-    match customer {
+    match details.customer {
         Some(customer) => match screen_pop(state, who, interaction, customer).await {
             Some(pop) => feed(sink, frame(&pop)).await,
             None => true,
         },
         None => true,
     }
+}
+
+/// An offer with the interaction's record.
+#[derive(serde::Serialize)]
+struct Offer<'a> {
+    #[serde(flatten)]
+    event: &'a ConsoleEvent,
+    details: &'a serde_json::value::RawValue,
 }
 
 /// The reply to a frame that is no command.
