@@ -6,8 +6,9 @@
 #
 #   loadtests/routing/run.sh            # from anywhere
 #
-# Knobs (environment): INTERACTIONS per run (30000), RUNS ("AGENTS:CLIENTS[:RATE] ...", default
-# "100:128 100:512 1000:512 100:256:5000"; a RATE in interactions/s makes the run open loop, see
+# Knobs (environment): INTERACTIONS per run (30000), RUNS ("AGENTS:CLIENTS[:RATE] ...",
+# default "100:128 100:512 1000:512 100:256:5000 100:256:20000", the last at the routing
+# issue's goal rate; a RATE in interactions/s makes the run open loop, see
 # loadtests/src/bin/routing.rs), DATABASE (a database URL, e.g. an empty PostgreSQL database),
 # CARGO_TARGET_DIR. Everything goes to 127.0.0.1 and every loop is bounded.
 
@@ -16,7 +17,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
 cd "$root"
 INTERACTIONS=${INTERACTIONS:-30000}
-RUNS=${RUNS:-"100:128 100:512 1000:512 100:256:5000"}
+RUNS=${RUNS:-"100:128 100:512 1000:512 100:256:5000 100:256:20000"}
 target=${CARGO_TARGET_DIR:-$root/target}
 port=18490
 work=$(mktemp -d /tmp/routingload.XXXXXX)
