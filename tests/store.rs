@@ -18,6 +18,17 @@ fn all() -> ListQuery {
     }
 }
 
+/// Every event of `kind`.
+fn of_kind(kind: &str) -> ListQuery {
+    ListQuery {
+        filters: vec![(
+            EVENTS.column("kind").expect("column"),
+            store::Value::Text(Some(kind.into())),
+        )],
+        ..all()
+    }
+}
+
 async fn open(db: &TestDb) -> Store {
     Store::open(&db.url, 4).await.expect("store opens")
 }
@@ -404,16 +415,9 @@ async fn routing_outputs_update_interactions(db: Db) {
         (Some("done"), Some(9)),
         "a late revoke leaves a finished row alone"
     );
-    let routing_events = ListQuery {
-        filters: vec![(
-            EVENTS.column("kind").expect("column"),
-            store::Value::Text(Some("routing.offered".into())),
-        )],
-        ..all()
-    };
     assert_eq!(
         store
-            .list(&EVENTS, t, &routing_events)
+            .list(&EVENTS, t, &of_kind("routing.offered"))
             .await
             .expect("events")
             .total,
@@ -798,13 +802,7 @@ async fn routing_outputs_survive_a_failed_create_in_their_round(db: Db) {
         );
     }
     store.flushed().await;
-    let presence = ListQuery {
-        filters: vec![(
-            EVENTS.column("kind").expect("column"),
-            store::Value::Text(Some("routing.presence_changed".into())),
-        )],
-        ..all()
-    };
+    let presence = of_kind("routing.presence_changed");
     let events = store.list(&EVENTS, t, &presence).await.expect("events");
     assert_eq!(events.total, rounds as i64 * 4, "no output lost");
     store.close().await;
@@ -858,20 +856,13 @@ async fn a_lone_create_and_its_round_are_written_whole(db: Db) {
         created.push(row["id"].as_i64().expect("id"));
     }
     store.flushed().await;
-    let kind = |kind: &str| ListQuery {
-        filters: vec![(
-            EVENTS.column("kind").expect("column"),
-            store::Value::Text(Some(kind.into())),
-        )],
-        ..all()
-    };
     let presence = store
-        .list(&EVENTS, t, &kind("routing.presence_changed"))
+        .list(&EVENTS, t, &of_kind("routing.presence_changed"))
         .await
         .expect("events");
     assert_eq!(presence.total, rounds as i64 * 3, "every output once");
     let audits = store
-        .list(&EVENTS, t, &kind("admin.interactions.created"))
+        .list(&EVENTS, t, &of_kind("admin.interactions.created"))
         .await
         .expect("events");
     let audited: Vec<(i64, String, i64)> = audits
@@ -947,15 +938,12 @@ async fn a_round_of_more_than_one_chunk_is_written_whole(db: Db) {
         }])
         .await
         .expect("recorded");
-    let queued = ListQuery {
-        filters: vec![(
-            EVENTS.column("kind").expect("column"),
-            store::Value::Text(Some("routing.queued".into())),
-        )],
-        ..all()
-    };
     assert_eq!(
-        store.list(&EVENTS, t, &queued).await.expect("events").total,
+        store
+            .list(&EVENTS, t, &of_kind("routing.queued"))
+            .await
+            .expect("events")
+            .total,
         300
     );
     for (n, id) in ids.iter().enumerate() {
@@ -1010,14 +998,8 @@ async fn rounds_of_several_creates_are_written_whole(db: Db) {
     let count = |kind: &'static str| {
         let store = store.clone();
         async move {
-            let query = ListQuery {
-                filters: vec![(
-                    EVENTS.column("kind").expect("column"),
-                    store::Value::Text(Some(kind.into())),
-                )],
-                ..all()
-            };
-            store.list(&EVENTS, t, &query).await.expect("events").total
+            let events = store.list(&EVENTS, t, &of_kind(kind)).await;
+            events.expect("events").total
         }
     };
     let created = 1 + rounds as i64 * 8 - rounds as i64 / 2;
