@@ -1167,6 +1167,12 @@ async fn operational_endpoints(db: Db) {
         (status, ready["status"].as_str()),
         (StatusCode::OK, Some("ready"))
     );
+    // A method of the client's own invention is counted, under `other`.
+    let invented = Method::from_bytes(b"BREW").expect("a method name");
+    assert_eq!(
+        s.call(invented, "/health", None, None).await.0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     let text = s
         .http
         .get(format!("{}/metrics", s.base))
@@ -1178,6 +1184,11 @@ async fn operational_endpoints(db: Db) {
         .expect("text");
     assert!(text.contains("vacd_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/ready\""), "{text}");
+    assert!(
+        text.contains("method=\"other\",route=\"/health\",status=\"405\""),
+        "{text}"
+    );
+    assert!(!text.contains("BREW"), "{text}");
     s.stop().await;
 }
 

@@ -71,6 +71,8 @@ pub struct Shared {
     pub channels: Option<crate::channels::Channels>,
     /// Today's report figures on `/metrics`, refreshed on scrape.
     report_gauges: crate::report_metrics::ReportGauges,
+    /// The request metrics `track` records.
+    http_metrics: crate::metrics::HttpMetrics,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
             floors: supervisor::Floors::default(),
             channels,
             report_gauges: Default::default(),
+            http_metrics: Default::default(),
         }))
     }
 }
@@ -153,7 +156,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(|| async { error::Error::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { error::Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(track))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 
@@ -166,18 +169,18 @@ async fn openapi_json(axum::extract::State(state): axum::extract::State<AppState
 }
 
 /// Counts requests per route and status, and times them.
-async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().to_string();
+async fn track(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(crate::metrics::HTTP_REQUESTS, "method" => method, "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(crate::metrics::HTTP_DURATION, "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state
+        .http_metrics
+        .record(route, &method, response.status(), started.elapsed());
     response
 }
