@@ -682,9 +682,28 @@ async fn bad_frames_get_errors(db: Db) {
         .send_raw(Message::Text("x".repeat(64 * 1024).into()))
         .await;
     // The connection closes (events that were already on their way may come first).
-    while other.next().await.is_some() {}
+    assert_eq!(other.closed().await, Some(1009));
     let mut again = d.console(&token).await;
     again.ready().await;
+    // Every kind of command takes the same ids: a number, or a string of 1 to 64 bytes.
+    let long = "x".repeat(65);
+    for frame in [
+        json!({ "id": "", "type": "call.dial", "number": "+4930123456" }),
+        json!({ "id": long, "type": "call.dial", "number": "+4930123456" }),
+        json!({ "id": long, "type": "chat.send", "interaction": 1, "text": "hi" }),
+        json!({ "id": long, "type": "presence.set", "status": "offline" }),
+        json!({ "id": true, "type": "chat.send", "interaction": 1, "text": "hi" }),
+    ] {
+        again
+            .send_raw(Message::Text(frame.to_string().into()))
+            .await;
+        let error = again.expect("error").await;
+        assert_eq!(
+            (code(&error), &error["id"]),
+            ("missing_id".into(), &Value::Null),
+            "{frame}"
+        );
+    }
 
     // Wrong tokens never get a websocket.
     let url = format!(
@@ -703,6 +722,35 @@ async fn bad_frames_get_errors(db: Db) {
         StatusCode::UNAUTHORIZED,
         "unauthorized",
     );
+    d.s.stop().await;
+}
+
+/// Commands a console sent just before closing its connection, in the same write as the
+/// close, are carried out all the same.
+async fn commands_sent_with_the_close_are_carried_out(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Closing", json!({ "wrapup_seconds": 600 })).await;
+    let (_, token) = d.agent("leaver", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let interaction = d.interaction(queue, "en").await;
+    console.expect_where("offer", offer_of(interaction)).await;
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    let end = json!({ "id": "end", "type": "interaction.end", "interaction": interaction });
+    console
+        .send_together(vec![
+            Message::Text(end.to_string().into()),
+            Message::Close(None),
+        ])
+        .await;
+    // The server has read both once it answers the close.
+    console.closed().await;
+    let again = d.console(&token).await;
+    let hello = again.seen.first().expect("hello");
+    assert_eq!(hello["work"][0]["interaction"], interaction, "{hello}");
+    assert_eq!(hello["work"][0]["state"], "wrap_up", "{hello}");
     d.s.stop().await;
 }
 
@@ -1061,6 +1109,7 @@ on_both_backends!(
     commands_sent_together_are_answered_in_order,
     a_second_console_takes_over,
     bad_frames_get_errors,
+    commands_sent_with_the_close_are_carried_out,
     offers_carry_details_and_a_screen_pop,
     queue_stats_reach_the_members,
     waiting_interactions_survive_a_restart_in_order,

@@ -71,7 +71,7 @@ pub enum FrameError {
     #[error("the frame is not a JSON object: {0}")]
     Malformed(String),
     /// No usable `id`.
-    #[error("every command needs an `id` (a string or a number)")]
+    #[error("every command needs an `id`: a number, or a non-empty string of at most 64 bytes")]
     MissingId,
     /// A JSON object that is no known command, or one with wrong fields.
     #[error("{0}")]
@@ -97,6 +97,21 @@ pub fn parse_command(frame: &str) -> Result<(String, Command), (Option<String>, 
     command_of(value)
 }
 
+/// Longest command `id`, in bytes.
+pub const MAX_ID_BYTES: usize = 64;
+
+/// A command frame's `id` (`frame["id"]`) as its reply carries it: a number, or a non-empty
+/// string of at most [`MAX_ID_BYTES`] bytes. The same for every command, whoever carries it out.
+pub fn command_id(id: Option<&serde_json::Value>) -> Result<String, FrameError> {
+    match id {
+        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= MAX_ID_BYTES => {
+            Ok(s.clone())
+        }
+        Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(FrameError::MissingId),
+    }
+}
+
 /// [`parse_command`] of a frame already parsed as JSON (the server parses each frame once and
 /// looks at its `type` before it knows whose command it is).
 pub fn command_of(
@@ -105,11 +120,8 @@ pub fn command_of(
     let serde_json::Value::Object(mut object) = value else {
         return Err((None, FrameError::Malformed("expected an object".into())));
     };
-    let id = match object.remove("id") {
-        Some(serde_json::Value::String(s)) if !s.is_empty() && s.len() <= 64 => s,
-        Some(serde_json::Value::Number(n)) => n.to_string(),
-        _ => return Err((None, FrameError::MissingId)),
-    };
+    let id = command_id(object.get("id")).map_err(|e| (None, e))?;
+    object.remove("id");
     match serde_json::from_value(serde_json::Value::Object(object)) {
         Ok(command) => Ok((id, command)),
         Err(e) => Err((Some(id), FrameError::Invalid(e.to_string()))),

@@ -387,11 +387,16 @@ impl AgentSession {
     /// reply is a barrier in the channel, and commands sent together are one message with no
     /// round trip. They go straight to the tenant actor, naming the session, so a console
     /// replaced by a newer one can no longer act; if the tenant actor is gone, each is refused
-    /// on the channel all the same. `Err`: the session has ended (its channel is closing).
-    pub fn send(&self, commands: Vec<(String, Command)>) -> Result<(), RouterError> {
+    /// on the channel all the same. `Err`: the session has ended (replaced by a newer console,
+    /// or failed; its channel is closing), with the commands, not carried out, for the console
+    /// to refuse.
+    pub fn send(
+        &self,
+        commands: Vec<(String, Command)>,
+    ) -> Result<(), (RouterError, Vec<(String, Command)>)> {
         let Some(replies) = self.events.upgrade() else {
             let reason = "this console's session has ended".to_string();
-            return Err(RouterError::Unavailable(self.tenant, reason));
+            return Err((RouterError::Unavailable(self.tenant, reason), commands));
         };
         let message = TenantMsg::Commands {
             agent: self.agent,
@@ -623,9 +628,13 @@ mod tests {
             };
             vec![("break".to_string(), Command::PresenceSet { status })]
         };
-        // Refused at once if the old session is already gone, else by the tenant.
+        // Refused at once if the old session is already gone (the commands come back, not
+        // carried out), else by the tenant.
         let code = match old.send(break_()) {
-            Err(e) => e.code().to_string(),
+            Err((e, commands)) => {
+                assert_eq!(commands, break_());
+                e.code().to_string()
+            }
             Ok(()) => match until(&mut old_rx, reply_to("break")).await {
                 ConsoleEvent::Error { code, .. } => code,
                 other => panic!("the old console acted: {other:?}"),

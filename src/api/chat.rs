@@ -209,6 +209,7 @@ pub async fn chat_socket(
         upgrade.map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?;
     Ok(upgrade
         .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES)
         .read_buffer_size(super::WS_READ_BUFFER_BYTES)
         // Every frame is written out at once: nothing is gathered per idle socket.
         .write_buffer_size(0)

@@ -14,7 +14,7 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
-use vacd_actors::console::{command_of, Command, ConsoleEvent, FrameError};
+use vacd_actors::console::{command_id, command_of, Command, ConsoleEvent, FrameError};
 use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 
 use super::auth;
@@ -42,7 +42,8 @@ pub struct TokenQuery {
 }
 
 /// The user behind a websocket's token (query parameter `token`, else the `Authorization`
-/// header), if its role is at least `role`, and the upgrade to carry on with.
+/// header), if its role is at least `role`, and the upgrade to carry on with: frames and
+/// messages over [`MAX_FRAME_BYTES`] are refused as they arrive, before they are buffered.
 pub(super) async fn authenticate(
     state: &AppState,
     query: std::result::Result<Query<TokenQuery>, QueryRejection>,
@@ -73,7 +74,9 @@ pub(super) async fn authenticate(
     };
     let upgrade = upgrade
         .map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?
-        .read_buffer_size(super::WS_READ_BUFFER_BYTES);
+        .read_buffer_size(super::WS_READ_BUFFER_BYTES)
+        .max_message_size(MAX_FRAME_BYTES)
+        .max_frame_size(MAX_FRAME_BYTES);
     Ok((who, upgrade))
 }
 
@@ -87,9 +90,7 @@ pub async fn agent_socket(
     >,
 ) -> Result<Response> {
     let (who, upgrade) = authenticate(&state, query, &headers, upgrade, Role::Agent).await?;
-    Ok(upgrade
-        .max_message_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| serve(socket, state, who)))
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, who)))
 }
 
 fn frame(event: &Json) -> Message {
@@ -121,8 +122,9 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
         Ok(session) => session,
         Err(e) => {
             tracing::warn!(tenant = who.tenant_id, %agent, error = %e, "console refused");
-            let _ = sink.send(error_frame(None, e.code(), &e.to_string())).await;
-            let _ = sink.close().await;
+            let refusal = error_frame(None, e.code(), &e.to_string());
+            let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(refusal)).await;
+            let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
             return;
         }
     };
@@ -162,7 +164,7 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                 let sent = if console.pending + console.gathered.len() > MAX_UNANSWERED {
                     console.settle().await
                 } else {
-                    console.send_gathered()
+                    console.send_gathered().await
                 };
                 if !sent || !console.flush().await {
                     break;
@@ -176,8 +178,9 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                     continue;
                 };
                 let mut delivered = feed(&mut console.sink, Message::Text(frame.into())).await;
-                while let Ok(frame) = chats.frames.try_recv() {
-                    delivered &= feed(&mut console.sink, Message::Text(frame.into())).await;
+                while delivered {
+                    let Ok(frame) = chats.frames.try_recv() else { break };
+                    delivered = feed(&mut console.sink, Message::Text(frame.into())).await;
                 }
                 if !delivered || !console.flush().await {
                     break;
@@ -186,10 +189,12 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             event = console.incoming.recv() => {
                 // `None`: the session ended (replaced by another console, or failed).
                 let Some(event) = event else { break };
-                // Whatever else is already waiting goes out in the same write.
+                // Whatever else is already waiting goes out in the same write; a socket that
+                // did not take one frame in time is given no more.
                 let mut delivered = console.deliver(&event).await;
-                while let Ok(event) = console.incoming.try_recv() {
-                    delivered &= console.deliver(&event).await;
+                while delivered {
+                    let Ok(event) = console.incoming.try_recv() else { break };
+                    delivered = console.deliver(&event).await;
                 }
                 if !delivered || !console.flush().await {
                     break;
@@ -197,8 +202,9 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             }
         }
     }
+    console.finish().await;
     console.session.close();
-    let _ = console.sink.close().await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, console.sink.close()).await;
     metrics::gauge!(crate::metrics::CONSOLES).decrement(1.0);
     tracing::info!(tenant = who.tenant_id, %agent, "console disconnected");
 }
@@ -241,7 +247,7 @@ impl Console {
                                 self.gathered.push(command);
                                 true
                             }
-                            Err((id, e)) => self.answer(refused(id, &e)).await,
+                            Err((id, e)) => self.answer(refused(self.who, id, &e)).await,
                         };
                     }
                     // Carried out here, after the routing commands before it.
@@ -255,12 +261,13 @@ impl Console {
                     feed(&mut self.sink, reply).await
                 }
                 Err(e) => {
-                    let reply = refused(None, &FrameError::Malformed(e.to_string()));
+                    let reply = refused(self.who, None, &FrameError::Malformed(e.to_string()));
                     self.answer(reply).await
                 }
             },
             Some(Ok(Message::Binary(_))) => {
-                let reply = error_frame(None, "unsupported_frame", "commands are JSON text frames");
+                let message = "commands are JSON text frames";
+                let reply = rejected(self.who, None, "unsupported_frame", message);
                 self.answer(reply).await
             }
             Some(Ok(Message::Close(_))) | None => false,
@@ -271,7 +278,8 @@ impl Console {
                     code: 1009,
                     reason: "frame too large or broken".into(),
                 };
-                let _ = self.sink.send(Message::Close(Some(close))).await;
+                let close = self.sink.send(Message::Close(Some(close)));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, close).await;
                 false
             }
         }
@@ -282,28 +290,38 @@ impl Console {
         self.settle().await && feed(&mut self.sink, reply).await
     }
 
-    /// Sends the gathered routing commands; false if the session has ended.
-    fn send_gathered(&mut self) -> bool {
+    /// Sends the gathered routing commands. False if the session has ended (a newer console
+    /// of the agent replaced this one): then each is refused with `unavailable`, and the
+    /// refusals are written out before the connection closes.
+    async fn send_gathered(&mut self) -> bool {
         if self.gathered.is_empty() {
             return true;
         }
         let sent = self.gathered.len();
-        match self.session.send(std::mem::take(&mut self.gathered)) {
+        let (e, commands) = match self.session.send(std::mem::take(&mut self.gathered)) {
             Ok(()) => {
                 self.pending += sent;
-                true
+                return true;
             }
-            Err(e) => {
-                tracing::info!(tenant = self.who.tenant_id, agent = self.who.user_id, error = %e, "console commands after its session ended");
-                false
+            Err(ended) => ended,
+        };
+        let mut delivered = true;
+        for (id, _) in commands {
+            if delivered {
+                let reply = rejected(self.who, Some(id), e.code(), &e.to_string());
+                delivered = feed(&mut self.sink, reply).await;
             }
         }
+        if delivered {
+            self.flush().await;
+        }
+        false
     }
 
     /// Sends what was gathered and waits until every routing command sent was answered,
     /// queueing the events and replies that come meanwhile.
     async fn settle(&mut self) -> bool {
-        if !self.send_gathered() {
+        if !self.send_gathered().await {
             return false;
         }
         while self.pending > 0 {
@@ -315,6 +333,26 @@ impl Console {
             }
         }
         true
+    }
+
+    /// The connection is ending: routing commands read before (in the same write as a close,
+    /// say) are still carried out. They are sent and their replies awaited, not delivered,
+    /// before the session is closed — the tenant hears of a session's end before its other
+    /// messages, so closing at once could log the agent out ahead of them.
+    async fn finish(&mut self) {
+        if !self.send_gathered().await {
+            return;
+        }
+        let answered = async {
+            while self.pending > 0 {
+                match self.incoming.recv().await {
+                    Some(event) if event.is_reply() => self.pending -= 1,
+                    Some(_) => {}
+                    None => break,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(SEND_TIMEOUT, answered).await;
     }
 
     /// Queues an event or reply from routing (see [`feed_event`]).
@@ -404,24 +442,32 @@ struct Offer<'a> {
 }
 
 /// The reply to a frame that is no command.
-fn refused(id: Option<String>, e: &FrameError) -> Message {
-    tracing::info!(code = e.code(), error = %e, "console command refused");
-    error_frame(id, e.code(), &e.to_string())
+fn refused(who: Principal, id: Option<String>, e: &FrameError) -> Message {
+    rejected(who, id, e.code(), &e.to_string())
+}
+
+/// An `error` reply to `who`'s console, logged.
+fn rejected(who: Principal, id: Option<String>, code: &str, message: &str) -> Message {
+    tracing::info!(
+        tenant = who.tenant_id,
+        agent = who.user_id,
+        id,
+        code,
+        message,
+        "console command refused"
+    );
+    error_frame(id, code, message)
 }
 
 /// Carries out a `chat.*` command and returns the reply frame.
 async fn chat(state: &AppState, who: Principal, frame: &Json) -> Message {
-    let id = match &frame["id"] {
-        Json::String(id) if !id.is_empty() => id.clone(),
-        Json::Number(id) => id.to_string(),
-        _ => return error_frame(None, "missing_id", "every command needs an `id`"),
+    let id = match command_id(frame.get("id")) {
+        Ok(id) => id,
+        Err(e) => return refused(who, None, &e),
     };
     match state.chat.command(who, frame).await {
         Ok(()) => frame_ack(&id),
-        Err(e) => {
-            tracing::info!(tenant = who.tenant_id, agent = who.user_id, code = e.code(), error = %e, "chat command refused");
-            error_frame(Some(id), e.code(), &e.to_string())
-        }
+        Err(e) => rejected(who, Some(id), e.code(), &e.to_string()),
     }
 }
 
@@ -433,7 +479,7 @@ fn frame_ack(id: &str) -> Message {
 /// agents and queues): `interaction.transfer` of a call to an external number (`"to":
 /// {"target": "number", "number": "+49…"}`) and `call.dial` (`"number"`, click-to-dial).
 struct CallCommand {
-    id: Json,
+    id: Option<Json>,
     kind: CallCommandKind,
     /// The number, normalised to E.164 (`None` when it is not a phone number).
     number: Option<String>,
@@ -458,7 +504,7 @@ fn call_request(frame: &Json) -> Option<CallCommand> {
             return None;
         };
     Some(CallCommand {
-        id: frame["id"].clone(),
+        id: frame.get("id").cloned(),
         number: number.as_str().and_then(crate::sip::normalise_e164),
         kind,
     })
@@ -466,24 +512,20 @@ fn call_request(frame: &Json) -> Option<CallCommand> {
 
 impl CallCommand {
     async fn carry_out(self, state: &AppState, who: Principal) -> Message {
-        let id = match &self.id {
-            Json::String(id) => Some(id.clone()),
-            Json::Number(id) => Some(id.to_string()),
-            _ => None,
-        };
-        let Some(id) = id else {
-            return error_frame(None, "missing_id", "every command needs an `id`");
+        let id = match command_id(self.id.as_ref()) {
+            Ok(id) => id,
+            Err(e) => return refused(who, None, &e),
         };
         let agent = AgentId(who.user_id as u64);
         let calls = state.routing.calls();
         let (result, failure) = match (self.kind, self.number) {
             (_, None) => {
                 let message = "the number must be E.164 (+49…) or international (0049…)";
-                return error_frame(Some(id), "invalid_command", message);
+                return rejected(who, Some(id), "invalid_command", message);
             }
             (CallCommandKind::TransferOut { interaction: None }, _) => {
                 let message = "a transfer needs the `interaction`";
-                return error_frame(Some(id), "invalid_command", message);
+                return rejected(who, Some(id), "invalid_command", message);
             }
             (
                 CallCommandKind::TransferOut {
@@ -503,7 +545,7 @@ impl CallCommand {
         };
         match result {
             Ok(()) => frame_ack(&id),
-            Err(message) => error_frame(Some(id), failure, &message),
+            Err(message) => rejected(who, Some(id), failure, &message),
         }
     }
 }

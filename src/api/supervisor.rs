@@ -321,7 +321,7 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             },
         }
     }
-    let _ = sink.close().await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.close()).await;
     tracing::info!(
         tenant = who.tenant_id,
         user = who.user_id,

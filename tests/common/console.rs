@@ -112,6 +112,14 @@ impl Console {
         self.ws.send(message).await.expect("send");
     }
 
+    /// Sends `messages` in one write.
+    pub async fn send_together(&mut self, messages: Vec<Message>) {
+        for message in messages {
+            self.ws.feed(message).await.expect("queue a frame");
+        }
+        self.ws.flush().await.expect("send the frames");
+    }
+
     /// Sends a command and returns the frames up to and including its reply (`ack` or `error`).
     /// The frames before the reply also stay queued for [`Console::next`] and the `expect`s.
     pub async fn command(&mut self, mut command: Value) -> Vec<Value> {
@@ -139,16 +147,16 @@ impl Console {
     /// the last.
     pub async fn together(&mut self, commands: &[Value]) -> (Vec<String>, Vec<Value>) {
         let mut ids = Vec::new();
+        let mut frames = Vec::new();
         for command in commands {
             self.next_id += 1;
             let id = self.next_id.to_string();
             let mut command = command.clone();
             command["id"] = json!(id);
             ids.push(id);
-            let frame = Message::Text(command.to_string().into());
-            self.ws.feed(frame).await.expect("queue a command");
+            frames.push(Message::Text(command.to_string().into()));
         }
-        self.ws.flush().await.expect("send the commands");
+        self.send_together(frames).await;
         let last = ids.last().cloned().unwrap_or_default();
         let mut frames = Vec::new();
         loop {
