@@ -864,6 +864,14 @@ async fn waiting_interactions_survive_a_restart_in_order(db: Db) {
         .ok(json!({ "type": "interaction.transfer", "interaction": first, "to": { "target": "queue", "queue": queue } }))
         .await;
     let ids = [second, third, first];
+    // A record imported in a routing state is history: not routed, before or after a restart.
+    let imported =
+        d.s.create(
+            "/api/v1/interactions",
+            &d.admin,
+            json!({ "channel": "email", "queue_id": queue, "state": "queued", "subject": "Imported" }),
+        )
+        .await;
     let s = d.s.restart().await;
     let token = s.login("demo", "keeper", "keeper-password").await;
     let mut console = Console::connect(&s, &token).await;
@@ -889,6 +897,15 @@ async fn waiting_interactions_survive_a_restart_in_order(db: Db) {
         )
         .await;
     assert!(events["total"].as_i64().is_some_and(|n| n >= 1), "{events}");
+    let (status, _) = s
+        .call(
+            reqwest::Method::POST,
+            &format!("/api/v1/interactions/{imported}/move"),
+            Some(&admin),
+            Some(json!({ "queue": queue })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "routing does not know it");
     s.stop().await;
 }
 

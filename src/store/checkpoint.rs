@@ -57,15 +57,33 @@ pub(super) async fn run(checkpointer: AnyPool, writer: AnyPool, frames: watch::S
 }
 
 /// On the writer between two rounds: makes the WAL start over if the checkpointer's latest
-/// report, not acted on yet, says it is long. A restart the checkpointer was in the way of (it
-/// holds the checkpoint lock) is tried again at its next report.
+/// report, not acted on yet, says it is long. A restart that a reader or the checkpointer (it
+/// holds the checkpoint lock) was in the way of is tried again at the next report.
 pub(super) async fn restart_if_long(writer: &mut AnyConnection, frames: &mut WalFrames) {
     if !frames.has_changed().unwrap_or(false) || *frames.borrow_and_update() < RESTART_FRAMES {
         return;
     }
-    if let Err(e) = checkpoint(&mut *writer, "RESTART").await {
-        tracing::warn!(error = %e, "WAL restart failed; the WAL keeps growing");
+    match restart(writer).await {
+        Ok(false) => {}
+        Ok(true) => {
+            tracing::debug!("WAL restart put off: a reader or the checkpointer is in the way")
+        }
+        Err(e) => tracing::warn!(error = %e, "WAL restart failed; the WAL keeps growing"),
     }
+}
+
+/// Restarts the WAL without waiting: a reader still in the WAL (a long report, say) would keep
+/// a restart waiting through the busy timeout, and every write behind it; without a busy
+/// handler SQLite gives up at once. True when it gave up.
+async fn restart(writer: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query("PRAGMA busy_timeout = 0")
+        .execute(&mut *writer)
+        .await?;
+    let restarted = checkpoint(&mut *writer, "RESTART").await;
+    sqlx::query(super::BUSY_TIMEOUT)
+        .execute(&mut *writer)
+        .await?;
+    Ok(restarted?.0)
 }
 
 /// Runs a checkpoint in `mode`: whether it was kept from completing, and the WAL's length in
@@ -182,5 +200,62 @@ mod tests {
         );
         write(&mut writer).await;
         assert_eq!(size(&wal), grown, "the WAL started over instead of growing");
+    }
+
+    #[tokio::test]
+    async fn a_restart_does_not_wait_for_a_reader_in_the_wal() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        sqlx::any::install_default_drivers();
+        let writer = sqlite_pool(1, WRITER_PRAGMAS)
+            .connect(&url(&dir))
+            .await
+            .expect("writer");
+        let mut writer = writer.acquire().await.expect("connection");
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(&mut *writer)
+            .await
+            .expect("table");
+        write(&mut writer).await;
+        // A reader holding a snapshot of the WAL (a long report, say).
+        let reader = sqlite_pool(1, "")
+            .connect(&url(&dir))
+            .await
+            .expect("reader");
+        let mut reader = reader.acquire().await.expect("connection");
+        sqlx::query("BEGIN")
+            .execute(&mut *reader)
+            .await
+            .expect("begin");
+        sqlx::query("SELECT count(*) FROM t")
+            .fetch_one(&mut *reader)
+            .await
+            .expect("read");
+        let (report, mut frames) = watch::channel(0);
+        report.send_replace(RESTART_FRAMES);
+        // Without giving up at once it would wait out the 5 s busy timeout.
+        tokio::time::timeout(
+            Duration::from_secs(2),
+            restart_if_long(&mut writer, &mut frames),
+        )
+        .await
+        .expect("the restart gave way to the reader");
+        let timeout: i64 = sqlx::query("PRAGMA busy_timeout")
+            .fetch_one(&mut *writer)
+            .await
+            .expect("busy timeout")
+            .try_get(0)
+            .expect("a number");
+        assert_eq!(timeout, 5000, "the writer waits for locks again");
+        // The reader is unharmed, and once it is done the restart goes through.
+        sqlx::query("COMMIT")
+            .execute(&mut *reader)
+            .await
+            .expect("commit");
+        report.send_replace(RESTART_FRAMES);
+        restart_if_long(&mut writer, &mut frames).await;
+        let wal = dir.path().join("vacd.db-wal");
+        let before = size(&wal);
+        write(&mut writer).await;
+        assert_eq!(size(&wal), before, "the WAL started over");
     }
 }

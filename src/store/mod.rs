@@ -409,20 +409,27 @@ fn padded_chunks<T>(mut items: &[T]) -> impl Iterator<Item = (&[T], usize)> {
     })
 }
 
+/// How long a SQLite connection waits for a lock held by another one (set on every
+/// connection; `checkpoint` sets it back with this after doing without for a while).
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
+
 /// SQLite connections in write-ahead-log mode: readers run beside the writer; `synchronous =
 /// NORMAL` syncs at checkpoints, which WAL keeps crash-safe (a power cut may lose the last
 /// commits, never corrupt the file). `pragmas`, if any, run on each connection after those.
 fn sqlite_pool(max_connections: u32, pragmas: &'static str) -> AnyPoolOptions {
-    AnyPoolOptions::new().max_connections(max_connections).after_connect(move |conn, _| {
-        Box::pin(async move {
-            conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000")
-                .await?;
-            if !pragmas.is_empty() {
-                conn.execute(pragmas).await?;
-            }
-            Ok(())
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL")
+                    .await?;
+                conn.execute(BUSY_TIMEOUT).await?;
+                if !pragmas.is_empty() {
+                    conn.execute(pragmas).await?;
+                }
+                Ok(())
+            })
         })
-    })
 }
 
 /// The writer leaves checkpoints to `checkpoint`.

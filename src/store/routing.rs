@@ -484,7 +484,9 @@ impl Store {
 
     /// Adds `tenant`'s live work to `setup`'s waiting and held work (see
     /// [`Store::routing_setup`]); returns the live calls offered, with the agents whose phones
-    /// ring.
+    /// ring. Live work is what routing took in (it numbered its place, `queue_order`), and what
+    /// was created new with a queue but not routed yet; a record imported in a routing state is
+    /// history, as it was when created.
     async fn live_work(
         &self,
         tenant: i64,
@@ -504,6 +506,7 @@ impl Store {
             "SELECT id, channel, queue_id, language, priority, queue_order, queued_at, state, agent_id \
              FROM interactions \
              WHERE tenant_id = $1 AND queue_id IS NOT NULL \
+             AND (state = 'new' OR queue_order IS NOT NULL) \
              AND state IN ('new', 'queued', 'offered', 'connected', 'wrap_up') \
              ORDER BY queue_order IS NULL, queue_order, id",
         )
