@@ -457,6 +457,81 @@ async fn routing_outputs_update_interactions(db: Db) {
     db.drop_db().await;
 }
 
+/// An enqueue or a transfer to a queue starts a wait (`queued_at`, from which a restart
+/// restores how long the interaction has waited); a supervisor's move keeps the wait it has.
+async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{Channel, InteractionId, Output, QueueId, TransferTarget};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let (t, queue) = tenant_with_queue(&store).await;
+    let values = new_values(
+        &INTERACTIONS,
+        json!({ "channel": "email", "queue_id": queue }),
+    )
+    .expect("valid");
+    let id = store
+        .create(&INTERACTIONS, t, None, &values)
+        .await
+        .expect("interaction")["id"]
+        .as_i64()
+        .expect("id");
+    let (interaction, q) = (InteractionId(id as u64), QueueId(queue as u64));
+    let queued = |order| Output::Queued {
+        interaction,
+        queue: q,
+        channel: Channel::Email,
+        order,
+        priority: 0,
+    };
+    let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let minutes = |n: u64| start + Duration::from_secs(60 * n);
+    let ms = |at: SystemTime| {
+        at.duration_since(UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_millis() as i64
+    };
+    let record = |at, outputs| {
+        let store = store.clone();
+        async move {
+            let batch = OutputBatch {
+                tenant: t,
+                at,
+                outputs,
+            };
+            store.record_outputs(&[batch]).await.expect("recorded");
+            store.get(&INTERACTIONS, t, id).await.expect("row")["queued_at"].as_i64()
+        }
+    };
+    assert_eq!(record(start, vec![queued(1)]).await, Some(ms(start)));
+    // Transferred back into the queue after a minute: a new wait.
+    assert_eq!(
+        record(minutes(1), vec![queued(7)]).await,
+        Some(ms(minutes(1)))
+    );
+    // Moved by a supervisor (in the same run as a transfer, or alone): the wait goes on.
+    let moved = Output::Moved {
+        interaction,
+        from_queue: q,
+        queue: q,
+        to: TransferTarget::Queue { queue: q },
+        order: 7,
+    };
+    assert_eq!(
+        record(minutes(2), vec![moved.clone()]).await,
+        Some(ms(minutes(1)))
+    );
+    assert_eq!(
+        record(minutes(3), vec![queued(9), moved]).await,
+        Some(ms(minutes(3)))
+    );
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// Many creates at once are committed together (group commit); each still gets its own row,
 /// its own audit event and its own error.
 async fn concurrent_creates_each_get_their_own_outcome(db: Db) {
@@ -1221,6 +1296,7 @@ on_both_backends!(
     event_log_appends_and_filters,
     sessions_expire_and_follow_the_role,
     routing_outputs_update_interactions,
+    a_transfer_starts_a_new_wait_and_a_move_does_not,
     concurrent_creates_each_get_their_own_outcome,
     concurrent_chat_messages_are_each_stored_once,
     concurrent_call_records_are_each_written_once,

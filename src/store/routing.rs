@@ -49,8 +49,9 @@ enum Assignee {
 struct RowChange {
     state: Option<&'static str>,
     agent: Assignee,
-    /// Queue, queue order and time of a `Queued` output.
-    queued: Option<(i64, i64, i64)>,
+    /// Queue and queue order of a `Queued` or `Moved` output, and the time of a `Queued` one:
+    /// an enqueue or a transfer to a queue starts a new wait, a move keeps the one it has.
+    queued: Option<(i64, i64, Option<i64>)>,
     /// The run began with a revoked offer: back to queued only if the row is still offered
     /// (ring-all revokes the losing offers after the winner connected).
     revoke_if_offered: bool,
@@ -60,17 +61,18 @@ impl RowChange {
     fn apply(&mut self, output: &Output, at: i64) {
         let (state, agent) = match output {
             Output::Queued { queue, order, .. } => {
-                self.queued = Some((queue.0 as i64, *order as i64, at));
+                self.queued = Some((queue.0 as i64, *order as i64, Some(at)));
                 ("queued", Assignee::Clear)
             }
-            // A move to a queue is no new wait: `queued_at` keeps the first queueing.
+            // A move to a queue is no new wait: `queued_at` keeps the last queueing.
             Output::Moved {
                 queue,
                 to: TransferTarget::Queue { .. },
                 order,
                 ..
             } => {
-                self.queued = Some((queue.0 as i64, *order as i64, at));
+                let since = self.queued.and_then(|(_, _, since)| since);
+                self.queued = Some((queue.0 as i64, *order as i64, since));
                 ("queued", Assignee::Clear)
             }
             Output::Offered { agent, .. } => ("offered", Assignee::Set(agent.0 as i64)),
@@ -110,7 +112,7 @@ impl RowChange {
             Assignee::Clear => (2, None),
         };
         let (queue, order, at) = match self.queued {
-            Some((queue, order, at)) => (Some(queue), Some(order), Some(at)),
+            Some((queue, order, at)) => (Some(queue), Some(order), at),
             None => (None, None, None),
         };
         Some(RowValues {
@@ -180,7 +182,7 @@ fn rows_sql(backend: Backend, rows: usize) -> String {
          agent_id = CASE v.column4 WHEN 1 THEN v.column5 WHEN 2 THEN NULL ELSE interactions.agent_id END, \
          queue_id = CASE WHEN v.column6 IS NULL THEN interactions.queue_id ELSE v.column6 END, \
          queue_order = CASE WHEN v.column6 IS NULL THEN interactions.queue_order ELSE v.column7 END, \
-         queued_at = COALESCE(interactions.queued_at, v.column8) \
+         queued_at = COALESCE(v.column8, interactions.queued_at) \
          FROM (VALUES {values}) AS v \
          WHERE interactions.tenant_id = v.column1 AND interactions.id = v.column2 \
          AND (v.column9 = 0 OR interactions.state = 'offered')"
