@@ -69,7 +69,8 @@ pub enum Error {
     /// Going offline or being removed while connected or in wrap-up.
     #[error("agent {0} still holds connected or wrap-up work")]
     AgentHasWork(AgentId),
-    /// Transfer to an agent that is not ready inbound with free capacity for the interaction.
+    /// Transfer to an agent that is not ready inbound with free capacity for the interaction,
+    /// or transfer or resume to an agent that already holds it.
     #[error("agent {0} cannot take the interaction now")]
     AgentUnavailable(AgentId),
     /// Transfer to the agent that holds the interaction.

@@ -100,16 +100,24 @@ impl Engine {
     /// for the interaction (its rows already say connected or in wrap-up); an agent that is
     /// offline, as every agent is when routing starts, becomes not ready ("disconnected") as if
     /// its console had just gone, and a wrap-up starts its timer again.
+    ///
+    /// Refused if the agent already holds the id: an agent has one slot per interaction, and
+    /// the id may be free again while the agent still wraps up its earlier part of it
+    /// (transferred away, then abandoned or finished elsewhere).
     pub(crate) fn resume(&mut self, held: Held, now: Instant) -> Result<(), Error> {
         let Held {
             interaction,
             agent: agent_id,
             wrap_up,
         } = held;
-        if !self.agents.contains_key(&agent_id) {
-            return Err(Error::UnknownAgent(agent_id));
-        }
         let id = interaction.id;
+        let agent = self
+            .agents
+            .get(&agent_id)
+            .ok_or(Error::UnknownAgent(agent_id))?;
+        if agent.holds(id) {
+            return Err(Error::AgentUnavailable(agent_id));
+        }
         self.admit(interaction, now)?;
         let inter = self.interactions.get_mut(&id).expect("admitted just above");
         self.timers.cancel(inter.wait_timer.take());
@@ -260,9 +268,14 @@ impl Engine {
     ) -> Result<(), Error> {
         self.pending_offer(agent, id)?;
         let orphaned = self.revoke(id, agent, RevokeReason::Rejected);
-        self.miss(agent);
+        let unavailable = self.miss(agent);
+        // The missed interaction is re-routed first, then the agent's other offers (each keeps
+        // its place in the queue).
         if orphaned {
             self.requeue(id, now);
+        }
+        if unavailable {
+            self.withdraw_offers(agent, now);
         }
         self.settle_agent(agent, now, true);
         Ok(())
@@ -276,12 +289,19 @@ impl Engine {
         };
         let agents = agents.clone();
         let mut orphaned = false;
+        let mut unavailable = Vec::new();
         for &agent in &agents {
             orphaned = self.revoke(id, agent, RevokeReason::TimedOut);
-            self.miss(agent);
+            if self.miss(agent) {
+                unavailable.push(agent);
+            }
         }
+        // The timed-out interaction first, then the other offers of the agents that missed it.
         if orphaned {
             self.requeue(id, now);
+        }
+        for &agent in &unavailable {
+            self.withdraw_offers(agent, now);
         }
         for agent in agents {
             self.settle_agent(agent, now, true);
@@ -561,16 +581,8 @@ impl Engine {
             .expect("checked it is known above");
         agent.status = status;
         agent.last_activity = clock;
-        let mut orphans = Vec::new();
         if !takes_inbound {
-            for id in agent.offered() {
-                if self.revoke(id, agent_id, RevokeReason::AgentUnavailable) {
-                    orphans.push(id);
-                }
-            }
-        }
-        for id in orphans {
-            self.requeue(id, now);
+            self.withdraw_offers(agent_id, now);
         }
         self.settle_agent(agent_id, now, takes_inbound);
         Ok(())
@@ -691,6 +703,49 @@ mod tests {
                 }
             )]
         );
+    }
+
+    /// An agent holds one slot per interaction. Its earlier part of an interaction (transferred
+    /// away, then abandoned) may still be in wrap-up when the id is free again: resuming the id
+    /// to that agent is refused, instead of leaving it a second, never-answered slot.
+    #[test]
+    fn resume_of_an_id_the_agent_still_wraps_up_is_refused() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(30)));
+        h.agent(3, &[1], &[]);
+        let resume = || Input::Resume {
+            held: Held {
+                interaction: interaction(4, Channel::Call, 1),
+                agent: AgentId(3),
+                wrap_up: false,
+            },
+        };
+        h.input(resume());
+        h.input(Input::Transfer {
+            interaction: InteractionId(4),
+            to: TransferTarget::Queue { queue: QueueId(1) },
+        });
+        h.input(Input::Abandon {
+            interaction: InteractionId(4),
+        });
+        assert_eq!(
+            h.try_input(resume()),
+            Err(Error::AgentUnavailable(AgentId(3)))
+        );
+        let out = h.advance(secs(30));
+        assert!(out.contains(&Output::WrapUpEnded {
+            interaction: InteractionId(4),
+            agent: AgentId(3)
+        }));
+        // Its wrap-up over, the agent holds nothing and takes the id again.
+        h.input(resume());
+        let agent = h.engine.agent(AgentId(3)).expect("agent 3 exists");
+        let work: Vec<_> = agent
+            .work
+            .iter()
+            .map(|w| (w.interaction, w.state))
+            .collect();
+        assert_eq!(work, [(InteractionId(4), WorkState::Connected)]);
     }
 
     #[test]
@@ -938,6 +993,78 @@ mod tests {
         assert_eq!(h.presence(1), inbound());
         let out = h.reject(2, 10);
         assert_eq!(offers(&out), vec![(10, 1)], "back to the only ready agent");
+    }
+
+    /// Agent 1 is offered chats 10 then 11, five seconds apart; agent 2 becomes ready after.
+    fn two_chats_offered_to_agent_1(config: EngineConfig) -> Harness {
+        let mut h = Harness::with_config(config);
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        h.enqueue(interaction(10, Channel::Chat, 1));
+        h.advance(secs(5));
+        h.enqueue(interaction(11, Channel::Chat, 1));
+        h.ready_agent(2, &[1], &[]);
+        let offered = h.engine.agent(AgentId(1)).expect("agent 1 exists").work;
+        assert_eq!(offered.len(), 2, "both chats offered to agent 1");
+        h
+    }
+
+    /// A miss that makes the agent not ready withdraws its other pending offers at once, as
+    /// setting itself not ready does, instead of leaving them to time out at an agent that
+    /// takes nothing; the missed interaction is re-routed first.
+    #[test]
+    fn a_rejected_offer_withdraws_the_agents_other_offers() {
+        let mut h = two_chats_offered_to_agent_1(EngineConfig::default());
+        let out = h.reject(1, 10);
+        assert_eq!(
+            revokes(&out),
+            vec![
+                (10, 1, RevokeReason::Rejected),
+                (11, 1, RevokeReason::AgentUnavailable)
+            ]
+        );
+        assert_eq!(offers(&out), vec![(10, 2), (11, 2)]);
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(
+                Presence::Reserved,
+                Presence::NotReady {
+                    reason: "missed".into()
+                }
+            )]
+        );
+
+        // An agent that stays ready after a miss keeps its other offers.
+        let config = EngineConfig {
+            missed_offer: MissedOffer::StayReady,
+            ..EngineConfig::default()
+        };
+        let mut h = two_chats_offered_to_agent_1(config);
+        let out = h.reject(1, 10);
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::Rejected)]);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        assert_eq!(h.presence(1), Presence::Reserved);
+    }
+
+    /// The same for an offer that times out.
+    #[test]
+    fn a_timed_out_offer_withdraws_the_agents_other_offers() {
+        let mut h = two_chats_offered_to_agent_1(EngineConfig::default());
+        let out = h.advance(secs(15));
+        assert_eq!(
+            revokes(&out),
+            vec![
+                (10, 1, RevokeReason::TimedOut),
+                (11, 1, RevokeReason::AgentUnavailable)
+            ]
+        );
+        assert_eq!(offers(&out), vec![(10, 2), (11, 2)]);
+        assert_eq!(
+            h.presence(1),
+            Presence::NotReady {
+                reason: "missed".into()
+            }
+        );
     }
 
     #[test]

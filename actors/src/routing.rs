@@ -287,15 +287,39 @@ impl Engine {
         }
     }
 
-    /// Applies the missed-offer policy to an agent that rejected or let an offer time out.
-    pub(crate) fn miss(&mut self, agent_id: AgentId) {
-        if let MissedOffer::NotReady { reason } = &self.config.missed_offer {
-            if let Some(agent) = self.agents.get_mut(&agent_id) {
-                agent.status = AgentStatus::NotReady {
-                    reason: reason.clone(),
-                };
+    /// Withdraws every offer pending for an agent that stopped taking inbound work, and puts
+    /// those nobody else holds back in the queue, keeping their place. The caller settles the
+    /// agent.
+    pub(crate) fn withdraw_offers(&mut self, agent_id: AgentId, now: Instant) {
+        let Some(agent) = self.agents.get(&agent_id) else {
+            return;
+        };
+        let mut orphans = Vec::new();
+        for id in agent.offered() {
+            if self.revoke(id, agent_id, RevokeReason::AgentUnavailable) {
+                orphans.push(id);
             }
         }
+        for id in orphans {
+            self.requeue(id, now);
+        }
+    }
+
+    /// Applies the missed-offer policy to an agent that rejected or let an offer time out.
+    /// Returns whether it made the agent not ready: then the caller withdraws the agent's other
+    /// offers ([`Engine::withdraw_offers`]) once it has re-routed the missed interaction, as
+    /// for an agent that set itself not ready.
+    pub(crate) fn miss(&mut self, agent_id: AgentId) -> bool {
+        let MissedOffer::NotReady { reason } = &self.config.missed_offer else {
+            return false;
+        };
+        let Some(agent) = self.agents.get_mut(&agent_id) else {
+            return false;
+        };
+        agent.status = AgentStatus::NotReady {
+            reason: reason.clone(),
+        };
+        true
     }
 
     /// Ends every change to an agent: optionally lets it pull waiting work, then fixes its idle

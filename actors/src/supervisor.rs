@@ -715,6 +715,78 @@ mod tests {
         router.stop();
     }
 
+    /// An agent deleted from the configuration while it holds work is kept until that work is
+    /// done, but takes nothing new meanwhile; it is removed as soon as its wrap-up ends, not at
+    /// the next reconfiguration.
+    #[tokio::test]
+    async fn a_deleted_agent_finishes_its_work_takes_nothing_new_and_goes() {
+        let mut with_wrap_up = setup(&[1], &[]);
+        with_wrap_up.queues[0].wrap_up = Duration::from_secs(30);
+        let (host, router) = start(vec![(T1, with_wrap_up)]).await;
+        let ready = crate::AgentStatus::Ready {
+            mode: ReadyMode::Inbound,
+        };
+        let apply = |input| router.input(T1, input);
+        apply(Input::SetStatus {
+            agent: AgentId(1),
+            status: ready,
+        })
+        .await
+        .expect("agent 1 ready");
+        enqueue(&router, T1, 100).await;
+        apply(Input::Accept {
+            agent: AgentId(1),
+            interaction: InteractionId(100),
+        })
+        .await
+        .expect("accepted");
+
+        // The administrator deletes agent 1 while it is connected to email 100.
+        host.setups
+            .lock()
+            .expect("setups")
+            .entry(T1)
+            .and_modify(|setup| setup.agents.clear());
+        router.reconfigure(T1).await.expect("reconfigured");
+        enqueue(&router, T1, 101).await;
+        let floor = router.floor(T1).await.expect("floor");
+        let waiting: Vec<_> = floor.waiting.iter().map(|p| p.interaction).collect();
+        assert_eq!(waiting, [InteractionId(101)], "not offered to agent 1");
+        assert!(floor.agents.iter().any(|a| a.id == AgentId(1)), "kept");
+
+        apply(Input::End {
+            interaction: InteractionId(100),
+        })
+        .await
+        .expect("ended");
+        let floor = router.floor(T1).await.expect("floor");
+        assert!(
+            floor.agents.iter().any(|a| a.id == AgentId(1)),
+            "kept while in wrap-up"
+        );
+        apply(Input::WrapUpDone {
+            agent: AgentId(1),
+            interaction: InteractionId(100),
+        })
+        .await
+        .expect("wrap-up done");
+        let floor = router.floor(T1).await.expect("floor");
+        assert!(floor.agents.is_empty(), "removed once its work is done");
+        let recorded = host.recorded.lock().expect("recorded").clone();
+        assert!(
+            recorded.iter().any(|(_, o)| matches!(
+                o,
+                Output::PresenceChanged {
+                    agent: AgentId(1),
+                    to: crate::Presence::Offline,
+                    ..
+                }
+            )),
+            "{recorded:?}"
+        );
+        router.stop();
+    }
+
     /// A failed tenant is loaded again as a restart: with its waiting work, and with the work
     /// its agents held given back to them (the agent's new console finds it).
     #[tokio::test]

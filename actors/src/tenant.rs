@@ -18,7 +18,7 @@ use crate::queue_actor::{QueueActor, QueueMsg};
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
 use crate::supervisor::{Floor, Load};
 use crate::supervisor::{Host, RouterError, TenantId, TenantSetup};
-use crate::{AgentId, AgentStatus, Channel, Engine, Error, Input, QueueId, SkillId};
+use crate::{AgentConfig, AgentId, AgentStatus, Channel, Engine, Error, Input, QueueId, SkillId};
 
 /// How often live queue figures are published to the consoles.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -82,6 +82,9 @@ pub(crate) struct TenantState {
     /// Agents serving each queue, for publishing its figures.
     members: BTreeMap<QueueId, BTreeSet<AgentId>>,
     agents: BTreeSet<AgentId>,
+    /// Agents gone from the configuration but kept in the engine until their work is done (see
+    /// [`TenantState::configure`]); in `agents` too until removed.
+    departing: BTreeSet<AgentId>,
     timer: Option<(Instant, TimerHandle)>,
     generation: u64,
 }
@@ -94,8 +97,11 @@ impl TenantState {
         result
     }
 
-    /// Hands the engine's outputs to the host and the sessions, and re-arms the timer.
+    /// Hands the engine's outputs to the host and the sessions, and re-arms the timer. Departing
+    /// agents whose work is done are removed first, so their removal goes out with the change
+    /// that ended their work.
     fn flush(&mut self, myself: &ActorRef<TenantMsg>) {
+        self.remove_departed();
         let outputs: Vec<_> = self.engine.drain_outputs().collect();
         if !outputs.is_empty() {
             for output in &outputs {
@@ -130,7 +136,7 @@ impl TenantState {
 
     /// Brings the engine's settings, queues and agents in line with `setup`: takes its settings
     /// first (so every agent upserted below gets the new default blending and capacity), upserts
-    /// what is there, removes what is not.
+    /// what is there, removes what is not (an agent that holds work once it is done).
     async fn configure(&mut self, myself: &ActorRef<TenantMsg>, setup: &TenantSetup) {
         let now = Instant::now();
         if self.engine.config() != &setup.config {
@@ -167,16 +173,28 @@ impl TenantState {
                 tracing::warn!(tenant = %self.tenant, agent = %agent.id, error = %e, "agent configuration refused");
             }
         }
-        // A removal refused while the agent still holds work is tried again on the next
-        // reconfiguration.
-        let mut kept = Vec::new();
+        // The engine refuses to remove an agent that still holds connected or wrap-up work.
+        // Such an agent is kept with no queues and no skills, so that it takes no new work while
+        // it finishes what it holds, and removed when it holds none: tried again after every
+        // change (`remove_departed`), and on every reconfiguration until then.
+        self.departing.clear();
         for gone in self.agents.difference(&agents) {
-            if let Err(e) = self.engine.handle(Input::RemoveAgent { agent: *gone }, now) {
-                tracing::warn!(tenant = %self.tenant, agent = %gone, error = %e, "agent kept until its work is done");
-                kept.push(*gone);
+            match self.engine.handle(Input::RemoveAgent { agent: *gone }, now) {
+                Ok(()) => {}
+                Err(Error::AgentHasWork(_)) => {
+                    tracing::info!(tenant = %self.tenant, agent = %gone, "agent kept until its work is done");
+                    let idle = AgentConfig::new(*gone);
+                    if let Err(e) = self.engine.handle(Input::UpsertAgent { agent: idle }, now) {
+                        tracing::warn!(tenant = %self.tenant, agent = %gone, error = %e, "departing agent not taken off its queues");
+                    }
+                    self.departing.insert(*gone);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, agent = %gone, error = %e, "agent removal refused");
+                }
             }
         }
-        agents.extend(kept);
+        agents.extend(self.departing.iter().copied());
         let known: BTreeSet<QueueId> = self.queues.keys().copied().collect();
         for gone in known.difference(&queues) {
             if let Err(e) = self.engine.handle(Input::RemoveQueue { queue: *gone }, now) {
@@ -191,6 +209,26 @@ impl TenantState {
         }
         self.agents = agents;
         self.flush(myself);
+    }
+
+    /// Removes the departing agents that no longer hold connected or wrap-up work.
+    fn remove_departed(&mut self) {
+        if self.departing.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (tenant, engine, agents) = (self.tenant, &mut self.engine, &mut self.agents);
+        self.departing.retain(|&agent| {
+            match engine.handle(Input::RemoveAgent { agent }, now) {
+                Err(Error::AgentHasWork(_)) => return true,
+                Ok(()) => tracing::info!(%tenant, %agent, "departing agent removed, its work done"),
+                Err(e) => {
+                    tracing::warn!(%tenant, %agent, error = %e, "departing agent not removed")
+                }
+            }
+            agents.remove(&agent);
+            false
+        });
     }
 
     async fn spawn_queue(&mut self, myself: &ActorRef<TenantMsg>, queue: QueueId) {
@@ -313,6 +351,7 @@ impl Actor for TenantActor {
             queues: BTreeMap::new(),
             members: BTreeMap::new(),
             agents: BTreeSet::new(),
+            departing: BTreeSet::new(),
             timer: None,
             generation: 0,
         };
