@@ -532,6 +532,82 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
     db.drop_db().await;
 }
 
+/// Routing outputs that cannot be written together (a move to a queue deleted meanwhile) lose
+/// only the change that cannot be made: every event is written, and every other row change.
+async fn a_bad_row_change_costs_only_itself(db: Db) {
+    use std::time::SystemTime;
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{Channel, InteractionId, Output, QueueId, TransferTarget};
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let (t, queue) = tenant_with_queue(&store).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let values = new_values(
+            &INTERACTIONS,
+            json!({ "channel": "email", "queue_id": queue }),
+        )
+        .expect("valid");
+        ids.push(
+            store
+                .create(&INTERACTIONS, t, None, &values)
+                .await
+                .expect("interaction")["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    let (moved, queued) = (InteractionId(ids[0] as u64), InteractionId(ids[1] as u64));
+    let (q, gone) = (QueueId(queue as u64), QueueId(9_999_999));
+    let batch = OutputBatch {
+        tenant: t,
+        at: SystemTime::now(),
+        outputs: vec![
+            Output::Moved {
+                interaction: moved,
+                from_queue: q,
+                queue: gone,
+                to: TransferTarget::Queue { queue: gone },
+                order: 1,
+            },
+            Output::Queued {
+                interaction: queued,
+                queue: q,
+                channel: Channel::Email,
+                order: 2,
+                priority: 0,
+            },
+        ],
+    };
+    store.record_outputs(&[batch]).await.expect("recorded");
+    let row = |n: usize| {
+        let store = store.clone();
+        let id = ids[n];
+        async move { store.get(&INTERACTIONS, t, id).await.expect("row") }
+    };
+    let (r0, r1) = (row(0).await, row(1).await);
+    assert_eq!(
+        (r0["state"].as_str(), r0["queue_id"].as_i64()),
+        (Some("new"), Some(queue)),
+        "the impossible change is not made"
+    );
+    assert_eq!(
+        (r1["state"].as_str(), r1["queue_order"].as_i64()),
+        (Some("queued"), Some(2))
+    );
+    for kind in ["routing.moved", "routing.queued"] {
+        let events = store
+            .list(&EVENTS, t, &of_kind(kind))
+            .await
+            .expect("events");
+        assert_eq!(events.total, 1, "{kind}");
+    }
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// Many creates at once are committed together (group commit); each still gets its own row,
 /// its own audit event and its own error.
 async fn concurrent_creates_each_get_their_own_outcome(db: Db) {
@@ -1297,6 +1373,7 @@ on_both_backends!(
     sessions_expire_and_follow_the_role,
     routing_outputs_update_interactions,
     a_transfer_starts_a_new_wait_and_a_move_does_not,
+    a_bad_row_change_costs_only_itself,
     concurrent_creates_each_get_their_own_outcome,
     concurrent_chat_messages_are_each_stored_once,
     concurrent_call_records_are_each_written_once,

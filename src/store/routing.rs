@@ -619,10 +619,26 @@ impl Store {
 
     /// Writes batches of routing outputs in one transaction of their own (see
     /// [`output_changes`]). Routing's outputs normally go to the group committer
-    /// ([`Store::journal`]); this is its fallback when a round failed.
+    /// ([`Store::journal`]); this is its fallback when a round failed. If the batches fail
+    /// together, their events are written alone (they refer to nothing but the tenant), then
+    /// each interaction's row change alone: one change that cannot be made (to a queue deleted
+    /// meanwhile, say) costs only itself. `Err` only when the events could not be written.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
         let mut writer = self.writer.acquire().await?;
-        super::group_commit::write_round(self, &mut writer, &[], batches).await?;
+        let whole = super::group_commit::write_round(self, &mut writer, &[], batches).await;
+        let Err(e) = whole else { return Ok(()) };
+        tracing::warn!(error = %e, "routing outputs not written together; writing their events, then each row change, alone");
+        let mut events = Vec::new();
+        let rows = output_changes(batches, &mut events);
+        let mut tx = super::begin_in(&mut writer, self.backend).await?;
+        super::events::append_many(&mut tx, self.backend, &events).await?;
+        tx.commit().await?;
+        for row in &rows {
+            let ((tenant, interaction), _) = row;
+            if let Err(e) = write_rows(&mut writer, self.backend, std::slice::from_ref(row)).await {
+                tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events");
+            }
+        }
         Ok(())
     }
 }
