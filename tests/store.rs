@@ -532,6 +532,122 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
     db.drop_db().await;
 }
 
+/// A restart re-applies silently only the escalation steps of the interaction's current queue
+/// and wait: a move to another queue, and a transfer, start escalation over.
+async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db: Db) {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, SystemTime};
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{
+        AgentId, Channel, EscalationAction, InteractionId, Output, QueueId, TransferTarget,
+    };
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let (t, a) = tenant_with_queue(&store).await;
+    let values = new_values(&QUEUES, json!({ "name": "Overflow" })).expect("valid");
+    let b = store
+        .create(&QUEUES, t, None, &values)
+        .await
+        .expect("queue")["id"]
+        .as_i64()
+        .expect("id");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let values =
+            new_values(&INTERACTIONS, json!({ "channel": "email", "queue_id": a })).expect("valid");
+        ids.push(
+            store
+                .create(&INTERACTIONS, t, None, &values)
+                .await
+                .expect("interaction")["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    let (moved, transferred) = (InteractionId(ids[0] as u64), InteractionId(ids[1] as u64));
+    let (qa, qb) = (QueueId(a as u64), QueueId(b as u64));
+    let queued = |interaction, queue, order| Output::Queued {
+        interaction,
+        queue,
+        channel: Channel::Email,
+        order,
+        priority: 0,
+    };
+    let escalated = |interaction, queue, step| Output::Escalated {
+        interaction,
+        queue,
+        step,
+        action: EscalationAction::DropSkills,
+    };
+    let an_hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    let batch = |at, outputs| OutputBatch {
+        tenant: t,
+        at,
+        outputs,
+    };
+    store
+        .record_outputs(&[
+            batch(
+                an_hour_ago,
+                vec![
+                    queued(moved, qa, 1),
+                    escalated(moved, qa, 0),
+                    escalated(moved, qa, 1),
+                    queued(transferred, qa, 2),
+                    escalated(transferred, qa, 0),
+                    Output::Connected {
+                        interaction: transferred,
+                        agent: AgentId(1),
+                        queue: qa,
+                        waited: Duration::from_secs(1),
+                    },
+                ],
+            ),
+            batch(
+                SystemTime::now(),
+                vec![
+                    Output::Moved {
+                        interaction: moved,
+                        from_queue: qa,
+                        queue: qb,
+                        to: TransferTarget::Queue { queue: qb },
+                        order: 1,
+                    },
+                    escalated(moved, qb, 0),
+                    Output::Transferred {
+                        interaction: transferred,
+                        from: AgentId(1),
+                        to: TransferTarget::Queue { queue: qa },
+                        wrap_up: Duration::ZERO,
+                    },
+                    queued(transferred, qa, 3),
+                ],
+            ),
+        ])
+        .await
+        .expect("recorded");
+    let setup = store
+        .routing_setup(t, &BTreeSet::new(), false)
+        .await
+        .expect("setup");
+    let applied = |interaction: InteractionId| {
+        let waiting = setup.setup.waiting.iter().find(|w| w.id == interaction);
+        waiting
+            .and_then(|w| w.restored.as_ref())
+            .map(|r| r.escalations_applied)
+    };
+    assert_eq!(
+        applied(moved),
+        Some(1),
+        "the overflow queue's first step only"
+    );
+    assert_eq!(applied(transferred), Some(0), "a new wait");
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// Routing outputs that cannot be written together (a move to a queue deleted meanwhile) lose
 /// only the change that cannot be made: every event is written, and every other row change.
 async fn a_bad_row_change_costs_only_itself(db: Db) {
@@ -1374,6 +1490,7 @@ on_both_backends!(
     routing_outputs_update_interactions,
     a_transfer_starts_a_new_wait_and_a_move_does_not,
     a_bad_row_change_costs_only_itself,
+    a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait,
     concurrent_creates_each_get_their_own_outcome,
     concurrent_chat_messages_are_each_stored_once,
     concurrent_call_records_are_each_written_once,

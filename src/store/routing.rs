@@ -516,13 +516,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         // What was already logged for them, so a restart neither repeats escalation events nor
-        // reports an SLA breach twice.
+        // reports an SLA breach twice. Escalation starts over with a transfer to a queue (a new
+        // wait: `queued_at`) and with a move (to another queue, whose steps are logged with
+        // it), so only the steps of the current queue since the current wait count.
         let mut logged: BTreeMap<(i64, String), i64> = BTreeMap::new();
         let counts = sqlx::query(
             "SELECT e.interaction_id, e.kind, COUNT(*) AS n FROM events e \
              JOIN interactions i ON i.id = e.interaction_id AND i.tenant_id = e.tenant_id \
              WHERE e.tenant_id = $1 AND e.kind IN ('routing.escalated', 'routing.sla_breached') \
              AND i.state IN ('queued', 'offered', 'connected', 'wrap_up') \
+             AND (e.kind = 'routing.sla_breached' \
+                  OR (e.queue_id = i.queue_id AND e.at >= i.queued_at)) \
              GROUP BY e.interaction_id, e.kind",
         )
         .bind(tenant)
