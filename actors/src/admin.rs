@@ -1,7 +1,8 @@
 //! Live configuration: agents and queues created, changed and removed while routing runs.
 //!
-//! A change takes effect at once and re-runs routing for what it touches: a changed agent pulls
-//! work it may now take; a changed queue re-indexes its agents, re-ranks and re-checks its waiting
+//! A change takes effect at once and re-runs routing for what it touches: a changed agent gives
+//! back the offers it no longer qualifies for (not those made straight to it) and pulls work it
+//! may now take; a changed queue re-indexes its agents, re-ranks and re-checks its waiting
 //! interactions and reschedules their escalation. Removal is refused while it would strand work
 //! (an agent with connected or wrap-up work, a queue with live interactions).
 
@@ -11,7 +12,7 @@ use crate::agent::{Agent, AgentConfig};
 use crate::capacity::WorkKind;
 use crate::error::Error;
 use crate::ids::{AgentId, QueueId};
-use crate::interaction::Stage;
+use crate::interaction::{Interaction, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::Presence;
 use crate::queue::{Queue, QueueConfig, WaitKey};
@@ -54,10 +55,31 @@ impl Engine {
                 agent.blending = blending;
                 let slot = agent.slot;
                 self.refresh_served(slot);
+                self.withdraw_unqualified_offers(id, now);
                 self.settle_agent(id, now, true);
             }
         }
         Ok(())
+    }
+
+    /// Withdraws the offers pending for a reconfigured agent that it no longer qualifies for,
+    /// and puts them back in the queue with their place, so that an agent that does qualify
+    /// gets them. The caller settles the agent.
+    fn withdraw_unqualified_offers(&mut self, id: AgentId, now: Instant) {
+        let Some(agent) = self.agents.get(&id) else {
+            return;
+        };
+        let interactions = &self.interactions;
+        let unqualified = agent
+            .offered()
+            .into_iter()
+            .filter(|i| {
+                interactions
+                    .get(i)
+                    .is_some_and(|inter| !qualifies(agent, inter))
+            })
+            .collect();
+        self.withdraw(id, unqualified, now);
     }
 
     pub(crate) fn remove_agent(&mut self, id: AgentId, now: Instant) -> Result<(), Error> {
@@ -218,6 +240,17 @@ impl Engine {
     }
 }
 
+/// Whether `agent` may keep its pending offer of `inter`: it serves a queue the interaction is
+/// visible in and meets its needs (skills, levels, language), or the offer was made straight to
+/// it, whatever its queues and skills.
+fn qualifies(agent: &Agent, inter: &Interaction) -> bool {
+    matches!(inter.stage, Stage::Offered { direct: true, .. })
+        || (inter
+            .visible_in()
+            .any(|q| agent.queues.binary_search(&q).is_ok())
+            && agent.skills.meets(&inter.needs))
+}
+
 #[cfg(test)]
 mod tests {
     use crate::harness::*;
@@ -331,6 +364,63 @@ mod tests {
         assert!(h.engine.agent(AgentId(1)).is_none());
         let out = h.end(11);
         assert_eq!(offers(&out), vec![(10, 2)]);
+    }
+
+    #[test]
+    fn an_agent_losing_its_skill_and_queue_loses_their_offers() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(5, 5)];
+        h.queue(queue);
+        h.ready_agent(1, &[1], &[(5, 5)]);
+        assert_eq!(offers(&h.call(10, 1)), vec![(10, 1)]);
+        h.ready_agent(2, &[1], &[(5, 9)]);
+        let out = h.input(Input::UpsertAgent {
+            agent: AgentConfig::new(AgentId(1)),
+        });
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::AgentUnavailable)]);
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        assert_eq!(
+            h.try_input(Input::Accept {
+                agent: AgentId(1),
+                interaction: InteractionId(10)
+            }),
+            Err(Error::OfferNotPending {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            })
+        );
+        // Losing only the skill is enough: it still serves the queue.
+        h.agent(2, &[1], &[(5, 4)]);
+        assert_eq!(h.state(10), Some(InteractionState::Queued));
+    }
+
+    #[test]
+    fn an_offer_made_straight_to_an_agent_survives_its_queues_changing() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(5, 5)];
+        h.queue(queue);
+        h.ready_agent(1, &[1], &[(5, 5)]);
+        h.ready_agent(2, &[1], &[(5, 5)]);
+        h.call(10, 1);
+        h.accept(1, 10);
+        let out = h.input(Input::Transfer {
+            interaction: InteractionId(10),
+            to: TransferTarget::Agent { agent: AgentId(2) },
+        });
+        assert_eq!(offers(&out), vec![(10, 2)]);
+        let out = h.input(Input::UpsertAgent {
+            agent: AgentConfig::new(AgentId(2)),
+        });
+        assert!(revokes(&out).is_empty(), "{out:?}");
+        let out = h.accept(2, 10);
+        assert!(out.contains(&Output::Connected {
+            interaction: InteractionId(10),
+            agent: AgentId(2),
+            queue: QueueId(1),
+            waited: secs(0)
+        }));
     }
 
     #[test]

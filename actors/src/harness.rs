@@ -259,9 +259,17 @@ pub(crate) fn assert_consistent(engine: &Engine) {
                         .insert(key);
                 }
             }
-            Stage::Offered { agents, timer } => {
+            Stage::Offered {
+                agents,
+                timer,
+                direct,
+            } => {
                 assert!(inter.wait_key.is_none());
                 assert!(!agents.is_empty(), "{id} offered to nobody");
+                assert!(
+                    !direct || agents.len() == 1,
+                    "{id} offered directly to many"
+                );
                 assert!(timer.is_some(), "{id} offered without a timeout");
                 for agent in agents {
                     let slot = engine.agents[agent].slot(*id).expect("offer has a slot");

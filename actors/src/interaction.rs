@@ -129,6 +129,9 @@ pub(crate) enum Stage {
     Offered {
         agents: OfferedTo,
         timer: Option<TimerId>,
+        /// Offered straight to its one agent (a transfer or move to the agent), not routed: the
+        /// agent need not serve its queue nor meet its needs.
+        direct: bool,
     },
     Connected {
         agent: AgentId,

@@ -254,9 +254,7 @@ impl Engine {
         for &other in &others {
             self.revoke(id, other, RevokeReason::AnsweredElsewhere);
         }
-        for other in others {
-            self.settle_agent(other, now, true);
-        }
+        self.settle_freed(&others, now);
         Ok(())
     }
 
@@ -303,9 +301,7 @@ impl Engine {
         for &agent in &unavailable {
             self.withdraw_offers(agent, now);
         }
-        for agent in agents {
-            self.settle_agent(agent, now, true);
-        }
+        self.settle_freed(&agents, now);
     }
 
     pub(crate) fn abandon(&mut self, id: InteractionId, now: Instant) -> Result<(), Error> {
@@ -334,9 +330,7 @@ impl Engine {
             queue: inter.queue,
             waited: now.saturating_duration_since(inter.enqueued_at),
         });
-        for agent in agents {
-            self.settle_agent(agent, now, true);
-        }
+        self.settle_freed(&agents, now);
         Ok(())
     }
 

@@ -91,9 +91,7 @@ impl Engine {
                 self.settle_agent(agent, now, false);
             }
         }
-        for agent in offered {
-            self.settle_agent(agent, now, true);
-        }
+        self.settle_freed(&offered, now);
         Ok(())
     }
 }

@@ -5,7 +5,8 @@
 //! - [`Engine::route`]: a queued interaction looks for agents, walking the idle index of its
 //!   queue, then of its overflow queues, in each queue's strategy order (ring-all takes them all);
 //! - [`Engine::pull_work`]: an agent that became available takes the best waiting interaction
-//!   across all queues it serves (highest effective priority, then earliest enqueue order).
+//!   across all queues it serves (highest effective priority, then earliest enqueue order); a
+//!   ring-all one rings the idle agents that may take it too.
 //!
 //! Together they keep one invariant after every input: no queued interaction has an eligible agent
 //! sitting in the idle index of a queue it waits in. Every change that could create such a pair
@@ -53,6 +54,46 @@ fn rank_key(queue: &Queue, agent: &Agent, inputs: RankInputs, listing: u64) -> R
     })
 }
 
+/// Whether the agent of a current idle-index entry may be offered `interaction` now (the skill
+/// summary in the key first, which spares most mismatches a visit to the agent's row).
+fn entry_eligible(
+    agents: &Table<AgentId, Agent>,
+    interaction: &Interaction,
+    key: &RankKey,
+) -> bool {
+    interaction.needs.may_be_met_by(key.skills)
+        && agents
+            .at(key.slot)
+            .is_some_and(|agent| eligible(agent, interaction))
+}
+
+/// Adds to `chosen` (rows of agents) every agent idle and eligible for `inter` in the queues it
+/// is visible in, in index order: the agents a ring-all offer rings. Drops the stale entries it
+/// meets.
+fn ring_idle(
+    inter: &Interaction,
+    queues: &mut Table<QueueId, Queue>,
+    agents: &Table<AgentId, Agent>,
+    listings: &[u64],
+    chosen: &mut Vec<u32>,
+) {
+    for q in inter.visible_in() {
+        let Some(queue) = visible_queue(queues, inter, q) else {
+            continue;
+        };
+        // Visits every entry in order, keeping all but the stale ones it meets.
+        queue.idle.compact(|key| {
+            if !is_current(listings, key) {
+                return false;
+            }
+            if !chosen.contains(&key.slot) && entry_eligible(agents, inter, key) {
+                chosen.push(key.slot);
+            }
+            true
+        });
+    }
+}
+
 /// Whether an idle-index entry was made by its agent's current listing.
 fn is_current(listings: &[u64], key: &RankKey) -> bool {
     usize::try_from(key.slot)
@@ -74,31 +115,10 @@ impl Engine {
         // Entries of agents that stopped being available are dropped where a walk meets them.
         let listings = &self.listings;
         let agents = &self.agents;
-        // Asked of current entries only, whose row holds their agent.
-        let is_eligible = |key: &RankKey| {
-            inter.needs.may_be_met_by(key.skills)
-                && agents
-                    .at(key.slot)
-                    .is_some_and(|agent| eligible(agent, inter))
-        };
         let mut chosen: Vec<u32> = Vec::new();
         let mut picked: Option<u32> = None;
         if self.queue_of(inter).config.strategy == Strategy::RingAll {
-            for q in inter.visible_in() {
-                let Some(queue) = visible_queue(&mut self.queues, inter, q) else {
-                    continue;
-                };
-                // Visits every entry in order, keeping all but the stale ones it meets.
-                queue.idle.compact(|key| {
-                    if !is_current(listings, key) {
-                        return false;
-                    }
-                    if !chosen.contains(&key.slot) && is_eligible(key) {
-                        chosen.push(key.slot);
-                    }
-                    true
-                });
-            }
+            ring_idle(inter, &mut self.queues, agents, listings, &mut chosen);
         } else {
             for q in inter.visible_in() {
                 let Some(queue) = visible_queue(&mut self.queues, inter, q) else {
@@ -109,7 +129,8 @@ impl Engine {
                     strategy,
                     queue.rr_cursor,
                     |key| is_current(listings, key),
-                    is_eligible,
+                    // Asked of current entries only, whose row holds their agent.
+                    |key| entry_eligible(agents, inter, key),
                 );
                 if let Some(key) = pick {
                     picked = Some(key.slot);
@@ -126,7 +147,7 @@ impl Engine {
         if chosen.is_empty() {
             return true;
         }
-        self.offer(slot, chosen, now);
+        self.offer(slot, chosen, false, now);
         for &agent in chosen {
             self.settle_agent_at(agent, now, false);
         }
@@ -176,13 +197,35 @@ impl Engine {
             let Some(best) = best.and_then(|key| self.interactions.slot(&key.interaction)) else {
                 return;
             };
-            self.offer(best, &[agent_slot], now);
+            let inter = self
+                .interactions
+                .at(best)
+                .expect("waiting lists hold live interactions only");
+            if self.queue_of(inter).config.strategy != Strategy::RingAll {
+                self.offer(best, &[agent_slot], false, now);
+                continue;
+            }
+            // Agents freed together with this one were listed before it pulled (see
+            // `Engine::settle_freed`): ring them too, not this agent alone.
+            let mut chosen = vec![agent_slot];
+            ring_idle(
+                inter,
+                &mut self.queues,
+                &self.agents,
+                &self.listings,
+                &mut chosen,
+            );
+            self.offer(best, &chosen, false, now);
+            for &other in &chosen[1..] {
+                self.settle_agent_at(other, now, false);
+            }
         }
     }
 
     /// Takes the queued interaction in row `slot` out of its waiting lists, reserves the agents
-    /// in rows `agent_slots` and offers it to them. The caller settles the agents.
-    pub(crate) fn offer(&mut self, slot: u32, agent_slots: &[u32], now: Instant) {
+    /// in rows `agent_slots` and offers it to them; `direct` when it is offered straight to one
+    /// agent rather than routed. The caller settles the agents.
+    pub(crate) fn offer(&mut self, slot: u32, agent_slots: &[u32], direct: bool, now: Instant) {
         let inter = self
             .interactions
             .at_mut(slot)
@@ -216,6 +259,7 @@ impl Engine {
         inter.stage = Stage::Offered {
             agents: offered,
             timer,
+            direct,
         };
     }
 
@@ -230,7 +274,7 @@ impl Engine {
             .agents
             .slot(&agent)
             .expect("only known agents are chosen");
-        self.offer(slot, &[agent_slot], now);
+        self.offer(slot, &[agent_slot], true, now);
     }
 
     /// Withdraws the offer of `id` from `agent_id` and hides the agent from routing until the
@@ -244,7 +288,7 @@ impl Engine {
     ) -> bool {
         let mut orphaned = false;
         if let Some(inter) = self.interactions.get_mut(&id) {
-            if let Stage::Offered { agents, timer } = &mut inter.stage {
+            if let Stage::Offered { agents, timer, .. } = &mut inter.stage {
                 agents.retain(|a| *a != agent_id);
                 if agents.is_empty() {
                     self.timers.cancel(timer.take());
@@ -291,11 +335,23 @@ impl Engine {
     /// those nobody else holds back in the queue, keeping their place. The caller settles the
     /// agent.
     pub(crate) fn withdraw_offers(&mut self, agent_id: AgentId, now: Instant) {
-        let Some(agent) = self.agents.get(&agent_id) else {
-            return;
-        };
+        let offered = self
+            .agents
+            .get(&agent_id)
+            .map(Agent::offered)
+            .unwrap_or_default();
+        self.withdraw(agent_id, offered, now);
+    }
+
+    /// [`Engine::withdraw_offers`] for the offers of `offered` only.
+    pub(crate) fn withdraw(
+        &mut self,
+        agent_id: AgentId,
+        offered: Vec<InteractionId>,
+        now: Instant,
+    ) {
         let mut orphans = Vec::new();
-        for id in agent.offered() {
+        for id in offered {
             if self.revoke(id, agent_id, RevokeReason::AgentUnavailable) {
                 orphans.push(id);
             }
@@ -335,11 +391,34 @@ impl Engine {
         }
     }
 
+    /// Settles agents whose offers were all revoked by one change (a ring-all offer answered,
+    /// missed, abandoned or moved), letting each pull waiting work. Revoking hid them; all but
+    /// the first are listed again before the first pulls, so that a ring-all interaction one of
+    /// them pulls rings the others too rather than that agent alone.
+    pub(crate) fn settle_freed(&mut self, agents: &[AgentId], now: Instant) {
+        for agent in agents.iter().skip(1) {
+            if let Some(slot) = self.agents.slot(agent) {
+                self.relist(slot);
+            }
+        }
+        for &agent in agents {
+            self.settle_agent(agent, now, true);
+        }
+    }
+
     /// [`Engine::settle_agent`] for the agent in row `slot`.
     fn settle_agent_at(&mut self, slot: u32, now: Instant, pull: bool) {
         if pull {
             self.pull_work(slot, now);
         }
+        self.relist(slot);
+        if let Some(agent) = self.agents.at_mut(slot) {
+            report_presence(agent, &mut self.outbox);
+        }
+    }
+
+    /// Makes the idle listing of the agent in row `slot` match its state.
+    fn relist(&mut self, slot: u32) {
         let Some(agent) = self.agents.at_mut(slot) else {
             return;
         };
@@ -349,9 +428,6 @@ impl Engine {
                 Some(inputs) => self.list(slot, inputs),
                 None => end_listing(agent, &mut self.listings),
             }
-        }
-        if let Some(agent) = self.agents.at_mut(slot) {
-            report_presence(agent, &mut self.outbox);
         }
     }
 
@@ -766,6 +842,47 @@ mod tests {
             ]
         );
         assert_eq!(h.state(10), Some(InteractionState::Queued));
+    }
+
+    #[test]
+    fn ring_all_rings_everyone_again_after_a_timeout_when_misses_stay_ready() {
+        let config = EngineConfig {
+            missed_offer: MissedOffer::StayReady,
+            ..EngineConfig::default()
+        };
+        let mut h = Harness::with_config(config);
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.strategy = Strategy::RingAll;
+        h.queue(queue);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        assert_eq!(offers(&h.call(10, 1)), vec![(10, 1), (10, 2)]);
+        let out = h.advance(secs(20));
+        assert_eq!(
+            revokes(&out),
+            vec![
+                (10, 1, RevokeReason::TimedOut),
+                (10, 2, RevokeReason::TimedOut)
+            ]
+        );
+        assert_eq!(offers(&out), vec![(10, 1), (10, 2)]);
+        let out = h.advance(secs(20));
+        assert_eq!(offers(&out), vec![(10, 1), (10, 2)], "and every time");
+    }
+
+    #[test]
+    fn ring_all_rings_the_next_waiting_call_at_everyone_the_answer_frees() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.strategy = Strategy::RingAll;
+        h.queue(queue);
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.ready_agent(3, &[1], &[]);
+        h.call(10, 1);
+        assert!(offers(&h.call(11, 1)).is_empty());
+        let out = h.accept(1, 10);
+        assert_eq!(offers(&out), vec![(11, 2), (11, 3)]);
     }
 
     #[test]
