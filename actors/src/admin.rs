@@ -1,22 +1,25 @@
 //! Live configuration: agents and queues created, changed and removed while routing runs.
 //!
 //! A change takes effect at once and re-runs routing for what it touches: a changed agent gives
-//! back the offers it no longer qualifies for (not those made straight to it) and pulls work it
-//! may now take; a changed queue re-indexes its agents, re-ranks and re-checks its waiting
-//! interactions and reschedules their escalation. Removal is refused while it would strand work
-//! (an agent with connected or wrap-up work, a queue with live interactions).
+//! back the offers it may no longer hold — those it no longer qualifies for (not those made
+//! straight to it) and those beyond its capacity — and pulls work it may now take; a changed
+//! queue re-indexes its agents, re-ranks and re-checks its waiting interactions, takes its
+//! offered ones back from agents that no longer qualify for them, and reschedules their
+//! escalation. Removal is refused while it would strand work (an agent with connected or wrap-up
+//! work, a queue with live interactions).
 
 use std::time::Instant;
 
-use crate::agent::{Agent, AgentConfig};
-use crate::capacity::WorkKind;
+use crate::agent::{Agent, AgentConfig, SlotState};
+use crate::capacity::{self, Load, WorkKind};
 use crate::error::Error;
-use crate::ids::{AgentId, QueueId};
+use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::interaction::{Interaction, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::Presence;
 use crate::queue::{Queue, QueueConfig, WaitKey};
 use crate::skill::SkillSet;
+use crate::table::Table;
 use crate::Engine;
 
 impl Engine {
@@ -55,31 +58,56 @@ impl Engine {
                 agent.blending = blending;
                 let slot = agent.slot;
                 self.refresh_served(slot);
-                self.withdraw_unqualified_offers(id, now);
+                self.withdraw_untenable_offers(id, now);
                 self.settle_agent(id, now, true);
             }
         }
         Ok(())
     }
 
-    /// Withdraws the offers pending for a reconfigured agent that it no longer qualifies for,
-    /// and puts them back in the queue with their place, so that an agent that does qualify
-    /// gets them. The caller settles the agent.
-    fn withdraw_unqualified_offers(&mut self, id: AgentId, now: Instant) {
+    /// Withdraws the offers pending for a reconfigured agent that it may no longer hold (see
+    /// [`untenable_offers`]), and puts them back in the queue with their place, so that an agent
+    /// that may gets them. The caller settles the agent.
+    fn withdraw_untenable_offers(&mut self, id: AgentId, now: Instant) {
         let Some(agent) = self.agents.get(&id) else {
             return;
         };
-        let interactions = &self.interactions;
-        let unqualified = agent
-            .offered()
-            .into_iter()
-            .filter(|i| {
-                interactions
-                    .get(i)
-                    .is_some_and(|inter| !qualifies(agent, inter))
-            })
+        let untenable = untenable_offers(agent, &self.interactions);
+        self.withdraw(id, untenable, now);
+    }
+
+    /// Revokes the offers of interaction `id` made to agents that no longer qualify for it (its
+    /// needs changed with its queue), adding those agents to `revoked`. Returns whether nobody
+    /// holds it any more: then it is queued again, keeping its order, and the caller lists it.
+    fn revoke_unqualified(&mut self, id: InteractionId, revoked: &mut Vec<AgentId>) -> bool {
+        let Some(inter) = self.interactions.get(&id) else {
+            return false;
+        };
+        let Stage::Offered {
+            agents: offered, ..
+        } = &inter.stage
+        else {
+            return false;
+        };
+        let agents = &self.agents;
+        let unqualified: Vec<AgentId> = offered
+            .iter()
+            .copied()
+            .filter(|a| agents.get(a).is_some_and(|agent| !qualifies(agent, inter)))
             .collect();
-        self.withdraw(id, unqualified, now);
+        let mut orphaned = false;
+        for agent in unqualified {
+            orphaned = self.revoke(id, agent, RevokeReason::AgentUnavailable);
+            revoked.push(agent);
+        }
+        if orphaned {
+            // As `Engine::requeue` does, but routed by the caller together with the queue's
+            // other waiting interactions, in rank order.
+            if let Some(inter) = self.interactions.get_mut(&id) {
+                inter.stage = Stage::Queued;
+            }
+        }
+        orphaned
     }
 
     pub(crate) fn remove_agent(&mut self, id: AgentId, now: Instant) -> Result<(), Error> {
@@ -137,8 +165,11 @@ impl Engine {
             queue.rr_cursor = None;
             self.rebuild_idle(id);
         }
-        // Needs, ranks and wait timers of its interactions follow the new configuration.
+        // Needs, ranks and wait timers of its interactions follow the new configuration; an
+        // offered one is taken back from the agents its new (possibly relaxed) needs exclude, and
+        // waits again with its place if that was every agent it was offered to.
         let mut waiting: Vec<WaitKey> = Vec::new();
+        let mut revoked: Vec<AgentId> = Vec::new();
         for &interaction in &homed {
             let queued = self
                 .interactions
@@ -148,6 +179,7 @@ impl Engine {
                 self.unlist_waiting(interaction);
             }
             self.refresh_needs(interaction);
+            let queued = queued || self.revoke_unqualified(interaction, &mut revoked);
             if queued {
                 self.list_waiting(interaction);
                 if let Some(key) = self.interactions.get(&interaction).and_then(|i| i.wait_key) {
@@ -162,6 +194,10 @@ impl Engine {
                 self.route(slot, now);
             }
         }
+        // Revoking hid the agents that gave offers back; they take other work now.
+        revoked.sort_unstable();
+        revoked.dedup();
+        self.settle_freed(&revoked, now);
         Ok(())
     }
 
@@ -249,6 +285,38 @@ fn qualifies(agent: &Agent, inter: &Interaction) -> bool {
             .visible_in()
             .any(|q| agent.queues.binary_search(&q).is_ok())
             && agent.skills.meets(&inter.needs))
+}
+
+/// The offers pending for `agent` that it may no longer hold: those it does not qualify for
+/// ([`qualifies`]), and those its capacity and blending no longer leave room for.
+///
+/// Its work is replayed in the order it got it, each offer kept only if routing could offer it
+/// on top of the work kept before it ([`capacity::free_kinds`], the check made when it was
+/// offered, direct offers included). Under an unchanged configuration every offer passes again,
+/// since work only left since and less work never blocks a kind. Under a lowered capacity or
+/// tighter blending the newest offers go first, as the last ones taken on are the ones that no
+/// longer fit. Connected and wrap-up work is only counted, never given back.
+fn untenable_offers(
+    agent: &Agent,
+    interactions: &Table<InteractionId, Interaction>,
+) -> Vec<InteractionId> {
+    let mut kept = Load::default();
+    let mut untenable = Vec::new();
+    for slot in &agent.slots {
+        if slot.state == SlotState::Offered {
+            let fits =
+                capacity::free_kinds(&agent.capacity, agent.blending, &kept).contains(slot.kind);
+            let qualified = interactions
+                .get(&slot.interaction)
+                .is_none_or(|inter| qualifies(agent, inter));
+            if !(fits && qualified) {
+                untenable.push(slot.interaction);
+                continue;
+            }
+        }
+        kept.add(slot.kind);
+    }
+    untenable
 }
 
 #[cfg(test)]
@@ -414,6 +482,10 @@ mod tests {
             agent: AgentConfig::new(AgentId(2)),
         });
         assert!(revokes(&out).is_empty(), "{out:?}");
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(5, 9)];
+        let out = h.input(Input::UpsertQueue { queue });
+        assert!(revokes(&out).is_empty(), "{out:?}");
         let out = h.accept(2, 10);
         assert!(out.contains(&Output::Connected {
             interaction: InteractionId(10),
@@ -421,6 +493,120 @@ mod tests {
             queue: QueueId(1),
             waited: secs(0)
         }));
+    }
+
+    #[test]
+    fn a_queue_requiring_more_takes_its_offers_back_from_agents_short_of_it() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(5, 5)];
+        h.queue(queue.clone());
+        h.ready_agent(1, &[1], &[(5, 5)]);
+        assert_eq!(offers(&h.call(10, 1)), vec![(10, 1)]);
+        h.call(11, 1);
+        queue.required_skills = vec![req(5, 7)];
+        let out = h.input(Input::UpsertQueue { queue });
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::AgentUnavailable)]);
+        assert!(offers(&out).is_empty(), "{out:?}");
+        assert_eq!(
+            h.try_input(Input::Accept {
+                agent: AgentId(1),
+                interaction: InteractionId(10)
+            }),
+            Err(Error::OfferNotPending {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            })
+        );
+        // It waits with its place: ahead of 11, which came later.
+        h.agent(2, &[1], &[(5, 9)]);
+        assert_eq!(offers(&h.status(2, ready())), vec![(10, 2)]);
+    }
+
+    #[test]
+    fn a_queue_change_checks_offers_against_the_needs_escalation_relaxed() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.required_skills = vec![req(5, 6)];
+        queue.escalation = vec![EscalationStep {
+            after: secs(10),
+            action: EscalationAction::LowerSkillLevels { by: 2 },
+        }];
+        h.queue(queue.clone());
+        h.ready_agent(1, &[1], &[(5, 4)]);
+        h.call(10, 1);
+        assert_eq!(offers(&h.advance(secs(10))), vec![(10, 1)], "6 - 2 = 4");
+        queue.required_skills = vec![req(5, 5)];
+        let out = h.input(Input::UpsertQueue {
+            queue: queue.clone(),
+        });
+        assert!(revokes(&out).is_empty(), "5 - 2 = 3 <= 4: {out:?}");
+        queue.required_skills = vec![req(5, 7)];
+        let out = h.input(Input::UpsertQueue { queue });
+        assert_eq!(
+            revokes(&out),
+            vec![(10, 1, RevokeReason::AgentUnavailable)],
+            "7 - 2 = 5 > 4"
+        );
+        assert_eq!(h.state(10), Some(InteractionState::Queued));
+    }
+
+    #[test]
+    fn a_lowered_capacity_gives_back_the_newest_offers_and_keeps_connected_work() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.ready_agent(1, &[1], &[]);
+        for id in [10, 11, 12] {
+            assert_eq!(
+                offers(&h.enqueue(interaction(id, Channel::Chat, 1))),
+                vec![(id, 1)]
+            );
+        }
+        h.accept(1, 10);
+        let with_chats = |chats| {
+            let mut agent = AgentConfig::new(AgentId(1));
+            agent.queues = vec![QueueId(1)];
+            agent.capacity = Some(Capacity {
+                calls: 1,
+                chats,
+                tickets: 5,
+            });
+            Input::UpsertAgent { agent }
+        };
+        let out = h.input(with_chats(2));
+        assert_eq!(revokes(&out), vec![(12, 1, RevokeReason::AgentUnavailable)]);
+        let out = h.input(with_chats(0));
+        assert_eq!(revokes(&out), vec![(11, 1, RevokeReason::AgentUnavailable)]);
+        assert_eq!(h.state(10), Some(InteractionState::Connected));
+        // Both wait with their places.
+        h.ready_agent(2, &[1], &[]);
+        assert_eq!(h.state(11), Some(InteractionState::Offered));
+        assert_eq!(
+            h.engine.interaction(InteractionId(11)).map(|i| i.agents),
+            Some(vec![AgentId(2)])
+        );
+    }
+
+    #[test]
+    fn tighter_blending_gives_back_the_offers_it_no_longer_allows() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        let mut agent = AgentConfig::new(AgentId(1));
+        agent.queues = vec![QueueId(1)];
+        agent.blending = Some(Blending::Independent);
+        h.input(Input::UpsertAgent {
+            agent: agent.clone(),
+        });
+        h.status(1, ready());
+        h.enqueue(interaction(10, Channel::Chat, 1));
+        assert_eq!(
+            offers(&h.enqueue(interaction(11, Channel::Email, 1))),
+            vec![(11, 1)]
+        );
+        agent.blending = Some(Blending::Exclusive);
+        let out = h.input(Input::UpsertAgent { agent });
+        assert_eq!(revokes(&out), vec![(11, 1, RevokeReason::AgentUnavailable)]);
+        assert_eq!(h.state(10), Some(InteractionState::Offered));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::agent::SlotState;
-use crate::capacity::WorkKind;
+use crate::capacity::{free_kinds, WorkKind};
 use crate::interaction::Stage;
 use crate::queue::WaitKey;
 use crate::routing::eligible;
@@ -272,8 +272,24 @@ pub(crate) fn assert_consistent(engine: &Engine) {
                 );
                 assert!(timer.is_some(), "{id} offered without a timeout");
                 for agent in agents {
-                    let slot = engine.agents[agent].slot(*id).expect("offer has a slot");
+                    let agent = &engine.agents[agent];
+                    let slot = agent.slot(*id).expect("offer has a slot");
                     assert_eq!(slot.state, SlotState::Offered);
+                    if *direct {
+                        continue;
+                    }
+                    // A routed offer stays one its agent may be given: configuration changed
+                    // since it was made withdraws it otherwise.
+                    assert!(
+                        inter.visible_in().any(|q| agent.queues.contains(&q)),
+                        "{id} offered to {} serving none of its queues",
+                        agent.id
+                    );
+                    assert!(
+                        agent.skills.meets(&inter.needs),
+                        "{id} offered to {} lacking its needs",
+                        agent.id
+                    );
                 }
             }
             Stage::Connected { agent } => {
@@ -339,12 +355,20 @@ pub(crate) fn assert_consistent(engine: &Engine) {
         assert_eq!(listed, served, "rows of {id}'s queues");
         let mut load = crate::capacity::Load::default();
         for slot in &agent.slots {
-            load.add(slot.kind);
             match slot.state {
                 SlotState::Offered => {
                     let inter = &engine.interactions[&slot.interaction];
                     assert!(
                         matches!(&inter.stage, Stage::Offered { agents, .. } if agents.contains(id))
+                    );
+                    // Every offer, direct or not, fits the agent's capacity and blending on top
+                    // of the work it got before it (connected work may exceed a lowered limit).
+                    assert!(
+                        free_kinds(&agent.capacity, agent.blending, &load).contains(slot.kind),
+                        "{id} offered {} beyond {:?} {:?} holding {load:?}",
+                        slot.interaction,
+                        agent.capacity,
+                        agent.blending
                     );
                 }
                 SlotState::Connected { .. } => {
@@ -353,6 +377,7 @@ pub(crate) fn assert_consistent(engine: &Engine) {
                 }
                 SlotState::WrapUp { .. } => {}
             }
+            load.add(slot.kind);
         }
         assert_eq!(load, agent.load, "load of {id}");
         assert_eq!(agent.presence, agent.current_presence(), "presence of {id}");
