@@ -416,6 +416,13 @@ impl AgentSession {
         Ok(())
     }
 
+    /// Where this session stands among the sessions routing took in: a later connection of the
+    /// agent, which replaced this one, has a higher number (its session actor was spawned
+    /// later, and ractor numbers local actors as it spawns them).
+    pub fn order(&self) -> u64 {
+        self.session.get_id().pid()
+    }
+
     /// The console went away: the agent is logged out (or set not ready if it holds work).
     pub fn close(&self) {
         let _ = self.session.cast(SessionMsg::Close);

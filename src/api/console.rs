@@ -128,7 +128,9 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             return;
         }
     };
-    let mut chats = state.chat.link_console(who.tenant_id, agent);
+    let mut chats = state
+        .chat
+        .link_console(who.tenant_id, agent, session.order());
     let mut chat_frames = true;
     tracing::info!(tenant = who.tenant_id, %agent, "console connected");
     metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);

@@ -138,6 +138,31 @@ pub struct ConsoleLink {
     hub: Arc<Inner>,
 }
 
+/// Puts `tx` in `consoles` under `key` unless a newer console (higher `order`) is there; a
+/// link left out finds its channel closed, as a replaced console's does.
+fn link(
+    consoles: &DashMap<(i64, u64), (u64, mpsc::UnboundedSender<String>)>,
+    key: (i64, u64),
+    order: u64,
+    tx: mpsc::UnboundedSender<String>,
+) {
+    match consoles.entry(key) {
+        dashmap::Entry::Occupied(newer) if newer.get().0 > order => {
+            tracing::debug!(
+                tenant = key.0,
+                agent = key.1,
+                "a newer console has the chat frames"
+            );
+        }
+        dashmap::Entry::Occupied(mut older) => {
+            older.insert((order, tx));
+        }
+        dashmap::Entry::Vacant(free) => {
+            free.insert((order, tx));
+        }
+    }
+}
+
 impl Drop for ConsoleLink {
     fn drop(&mut self) {
         self.hub
@@ -301,17 +326,18 @@ impl ChatHub {
         })
     }
 
-    /// Registers an agent's console for chat frames (replacing an older one of the agent).
-    pub fn link_console(&self, tenant: i64, agent: AgentId) -> ConsoleLink {
+    /// Registers an agent's console for chat frames, replacing an older one of the agent;
+    /// `order` is the console's routing session's ([`vacd_actors::AgentSession::order`]), so
+    /// that of two consoles connecting at once the one routing took last gets the frames,
+    /// whichever links first.
+    pub fn link_console(&self, tenant: i64, agent: AgentId, order: u64) -> ConsoleLink {
+        let key = (tenant, agent.0);
         let (tx, frames) = mpsc::unbounded_channel();
-        let generation = self.inner.next();
-        self.inner
-            .consoles
-            .insert((tenant, agent.0), (generation, tx));
+        link(&self.inner.consoles, key, order, tx);
         ConsoleLink {
             frames,
-            key: (tenant, agent.0),
-            generation,
+            key,
+            generation: order,
             hub: self.inner.clone(),
         }
     }
@@ -400,5 +426,36 @@ impl ChatHub {
         for entry in self.inner.sessions.iter() {
             let _ = entry.value().send(ChatMsg::Stop);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Of two consoles of an agent connecting at once, the one routing took last keeps the chat
+    /// frames, whichever links first.
+    #[test]
+    fn the_newer_console_keeps_the_chat_frames_whichever_links_first() {
+        let consoles = DashMap::new();
+        let key = (1, 7);
+        let (newer, mut to_newer) = mpsc::unbounded_channel();
+        let (older, mut to_older) = mpsc::unbounded_channel();
+        link(&consoles, key, 2, newer);
+        link(&consoles, key, 1, older);
+        let linked = consoles.get(&key).map(|entry| entry.0);
+        assert_eq!(linked, Some(2));
+        if let Some(entry) = consoles.get(&key) {
+            entry
+                .1
+                .send("frame".to_owned())
+                .expect("the newer console listens");
+        }
+        assert_eq!(to_newer.try_recv().ok().as_deref(), Some("frame"));
+        assert!(to_older.try_recv().is_err(), "the older one is left out");
+        // In the usual order the newer one replaces the older.
+        let (newest, _) = mpsc::unbounded_channel();
+        link(&consoles, key, 3, newest);
+        assert_eq!(consoles.get(&key).map(|entry| entry.0), Some(3));
     }
 }
