@@ -11,7 +11,7 @@
 use std::time::Instant;
 
 use crate::agent::{Agent, AgentConfig, SlotState};
-use crate::capacity::{self, Load, WorkKind};
+use crate::capacity::{self, Load};
 use crate::error::Error;
 use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::interaction::{Interaction, Stage};
@@ -201,7 +201,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) fn remove_queue(&mut self, id: QueueId) -> Result<(), Error> {
+    pub(crate) fn remove_queue(&mut self, id: QueueId, now: Instant) -> Result<(), Error> {
         let queue = self.queues.get(&id).ok_or(Error::UnknownQueue(id))?;
         if !queue.homed.is_empty() {
             return Err(Error::QueueInUse {
@@ -209,15 +209,7 @@ impl Engine {
                 interactions: queue.homed.len(),
             });
         }
-        let queue = self.queues.remove(&id).expect("checked it exists above");
-        // Interactions that overflowed here stop looking at it.
-        for kind in WorkKind::ALL {
-            for key in queue.waiting(kind).iter() {
-                if let Some(inter) = self.interactions.get_mut(&key.interaction) {
-                    inter.escalation.overflow.retain(|&q| q != id);
-                }
-            }
-        }
+        self.queues.remove(&id).expect("checked it exists above");
         if let Some(members) = self.members.get(&id) {
             for agent in members {
                 if let Some(agent) = self.agents.get_mut(agent) {
@@ -227,6 +219,39 @@ impl Engine {
         }
         // Its row is free for another queue.
         self.refresh_members_served(id);
+        // Interactions that overflowed here stop looking at it: the queued ones left its waiting
+        // lists with it; an offered one is taken back from the agents it was offered to through
+        // it, and waits again with its place if that was every agent it was offered to.
+        let mut overflowed: Vec<InteractionId> = self
+            .interactions
+            .values()
+            .filter(|inter| inter.escalation.overflow.contains(&id))
+            .map(|inter| inter.id)
+            .collect();
+        overflowed.sort_unstable();
+        let mut waiting: Vec<WaitKey> = Vec::new();
+        let mut revoked: Vec<AgentId> = Vec::new();
+        for interaction in overflowed {
+            if let Some(inter) = self.interactions.get_mut(&interaction) {
+                inter.escalation.overflow.retain(|&q| q != id);
+            }
+            if self.revoke_unqualified(interaction, &mut revoked) {
+                self.list_waiting(interaction);
+                if let Some(key) = self.interactions.get(&interaction).and_then(|i| i.wait_key) {
+                    waiting.push(key);
+                }
+            }
+        }
+        waiting.sort_unstable();
+        for key in waiting {
+            if let Some(slot) = self.interactions.slot(&key.interaction) {
+                self.route(slot, now);
+            }
+        }
+        // Revoking hid the agents that gave offers back; they take other work now.
+        revoked.sort_unstable();
+        revoked.dedup();
+        self.settle_freed(&revoked, now);
         Ok(())
     }
 
@@ -677,5 +702,55 @@ mod tests {
         agent.queues = vec![QueueId(1)];
         let out = h.input(Input::UpsertAgent { agent });
         assert_eq!(offers(&out), vec![(11, 2)]);
+    }
+
+    #[test]
+    fn removing_an_overflow_queue_takes_back_the_offers_made_through_it() {
+        let mut h = Harness::new();
+        let mut home = QueueConfig::new(QueueId(1));
+        home.escalation = vec![EscalationStep {
+            after: secs(20),
+            action: EscalationAction::AddOverflowQueues {
+                queues: vec![QueueId(2)],
+            },
+        }];
+        h.queue(home);
+        h.simple_queue(2);
+        h.ready_agent(1, &[2], &[]);
+        h.call(10, 1);
+        h.call(11, 1);
+        let out = h.advance(secs(20));
+        assert_eq!(offers(&out), vec![(10, 1)], "through overflow queue 2");
+        let out = h.input(Input::RemoveQueue { queue: QueueId(2) });
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::AgentUnavailable)]);
+        assert!(
+            offers(&out).is_empty(),
+            "agent 1 serves none of 1's queues: {out:?}"
+        );
+        assert_eq!(
+            h.try_input(Input::Accept {
+                agent: AgentId(1),
+                interaction: InteractionId(10)
+            }),
+            Err(Error::OfferNotPending {
+                interaction: InteractionId(10),
+                agent: AgentId(1)
+            })
+        );
+        assert_eq!(h.state(10), Some(InteractionState::Queued));
+        assert_eq!(
+            h.engine
+                .queue_position(InteractionId(10), h.now)
+                .map(|p| p.position),
+            Ok(1),
+            "it waits with its place, ahead of 11"
+        );
+        assert!(h.engine.interactions[&InteractionId(10)]
+            .escalation
+            .overflow
+            .is_empty());
+        // It waits with its place: ahead of 11, which came later.
+        h.agent(2, &[1], &[]);
+        assert_eq!(offers(&h.status(2, ready())), vec![(10, 2)]);
     }
 }

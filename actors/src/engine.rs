@@ -106,7 +106,7 @@ impl Engine {
             Input::UpsertAgent { agent } => self.upsert_agent(agent, now),
             Input::RemoveAgent { agent } => self.remove_agent(agent, now),
             Input::UpsertQueue { queue } => self.upsert_queue(queue, now),
-            Input::RemoveQueue { queue } => self.remove_queue(queue),
+            Input::RemoveQueue { queue } => self.remove_queue(queue, now),
             Input::SetStatus { agent, status } => self.set_status(agent, status, now),
             Input::Enqueue { interaction } => self.enqueue(interaction, now),
             Input::Resume { held } => self.resume(held, now),

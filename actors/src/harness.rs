@@ -265,6 +265,10 @@ pub(crate) fn assert_consistent(engine: &Engine) {
                 direct,
             } => {
                 assert!(inter.wait_key.is_none());
+                assert!(
+                    inter.visible_in().all(|q| engine.queues.contains_key(&q)),
+                    "{id} visible in missing queue"
+                );
                 assert!(!agents.is_empty(), "{id} offered to nobody");
                 assert!(
                     !direct || agents.len() == 1,
@@ -281,7 +285,9 @@ pub(crate) fn assert_consistent(engine: &Engine) {
                     // A routed offer stays one its agent may be given: configuration changed
                     // since it was made withdraws it otherwise.
                     assert!(
-                        inter.visible_in().any(|q| agent.queues.contains(&q)),
+                        inter
+                            .visible_in()
+                            .any(|q| agent.queues.contains(&q) && engine.queues.contains_key(&q)),
                         "{id} offered to {} serving none of its queues",
                         agent.id
                     );
