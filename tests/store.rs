@@ -50,6 +50,24 @@ async fn tenant_with_queue(store: &Store) -> (i64, i64) {
     (t, queue)
 }
 
+/// `n` new emails waiting for routing in `queue`; their ids.
+async fn new_emails(store: &Store, t: i64, queue: i64, n: usize) -> Vec<i64> {
+    let values = new_values(
+        &vacd::catalog::INTERACTIONS,
+        json!({ "channel": "email", "queue_id": queue }),
+    )
+    .expect("valid");
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let created = store
+            .create(&vacd::catalog::INTERACTIONS, t, None, &values)
+            .await
+            .expect("interaction");
+        ids.push(created["id"].as_i64().expect("id"));
+    }
+    ids
+}
+
 async fn migrations_apply_once_and_report_ready(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
@@ -289,22 +307,7 @@ async fn routing_outputs_update_interactions(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let (t, queue) = tenant_with_queue(&store).await;
-    let mut ids = Vec::new();
-    for _ in 0..4 {
-        let values = new_values(
-            &INTERACTIONS,
-            json!({ "channel": "email", "queue_id": queue }),
-        )
-        .expect("valid");
-        ids.push(
-            store
-                .create(&INTERACTIONS, t, None, &values)
-                .await
-                .expect("interaction")["id"]
-                .as_i64()
-                .expect("id"),
-        );
-    }
+    let ids = new_emails(&store, t, queue, 4).await;
     let (i, q) = (
         |n: usize| InteractionId(ids[n] as u64),
         QueueId(queue as u64),
@@ -468,17 +471,7 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let (t, queue) = tenant_with_queue(&store).await;
-    let values = new_values(
-        &INTERACTIONS,
-        json!({ "channel": "email", "queue_id": queue }),
-    )
-    .expect("valid");
-    let id = store
-        .create(&INTERACTIONS, t, None, &values)
-        .await
-        .expect("interaction")["id"]
-        .as_i64()
-        .expect("id");
+    let id = new_emails(&store, t, queue, 1).await[0];
     let (interaction, q) = (InteractionId(id as u64), QueueId(queue as u64));
     let queued = |order| Output::Queued {
         interaction,
@@ -537,7 +530,6 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
 async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
-    use vacd::catalog::INTERACTIONS;
     use vacd::store::OutputBatch;
     use vacd_actors::{
         AgentId, Channel, EscalationAction, InteractionId, Output, QueueId, TransferTarget,
@@ -553,19 +545,7 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         .expect("queue")["id"]
         .as_i64()
         .expect("id");
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let values =
-            new_values(&INTERACTIONS, json!({ "channel": "email", "queue_id": a })).expect("valid");
-        ids.push(
-            store
-                .create(&INTERACTIONS, t, None, &values)
-                .await
-                .expect("interaction")["id"]
-                .as_i64()
-                .expect("id"),
-        );
-    }
+    let ids = new_emails(&store, t, a, 2).await;
     let (moved, transferred) = (InteractionId(ids[0] as u64), InteractionId(ids[1] as u64));
     let (qa, qb) = (QueueId(a as u64), QueueId(b as u64));
     let queued = |interaction, queue, order| Output::Queued {
@@ -659,22 +639,7 @@ async fn a_bad_row_change_costs_only_itself(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let (t, queue) = tenant_with_queue(&store).await;
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let values = new_values(
-            &INTERACTIONS,
-            json!({ "channel": "email", "queue_id": queue }),
-        )
-        .expect("valid");
-        ids.push(
-            store
-                .create(&INTERACTIONS, t, None, &values)
-                .await
-                .expect("interaction")["id"]
-                .as_i64()
-                .expect("id"),
-        );
-    }
+    let ids = new_emails(&store, t, queue, 2).await;
     let (moved, queued) = (InteractionId(ids[0] as u64), InteractionId(ids[1] as u64));
     let (q, gone) = (QueueId(queue as u64), QueueId(9_999_999));
     let batch = OutputBatch {
@@ -698,12 +663,8 @@ async fn a_bad_row_change_costs_only_itself(db: Db) {
         ],
     };
     store.record_outputs(&[batch]).await.expect("recorded");
-    let row = |n: usize| {
-        let store = store.clone();
-        let id = ids[n];
-        async move { store.get(&INTERACTIONS, t, id).await.expect("row") }
-    };
-    let (r0, r1) = (row(0).await, row(1).await);
+    let r0 = store.get(&INTERACTIONS, t, ids[0]).await.expect("row");
+    let r1 = store.get(&INTERACTIONS, t, ids[1]).await.expect("row");
     assert_eq!(
         (r0["state"].as_str(), r0["queue_id"].as_i64()),
         (Some("new"), Some(queue)),
