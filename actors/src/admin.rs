@@ -179,25 +179,12 @@ impl Engine {
                 self.unlist_waiting(interaction);
             }
             self.refresh_needs(interaction);
-            let queued = queued || self.revoke_unqualified(interaction, &mut revoked);
-            if queued {
-                self.list_waiting(interaction);
-                if let Some(key) = self.interactions.get(&interaction).and_then(|i| i.wait_key) {
-                    waiting.push(key);
-                }
+            if queued || self.revoke_unqualified(interaction, &mut revoked) {
+                self.wait_again(interaction, &mut waiting);
             }
             self.schedule_wait(interaction);
         }
-        waiting.sort_unstable();
-        for key in waiting {
-            if let Some(slot) = self.interactions.slot(&key.interaction) {
-                self.route(slot, now);
-            }
-        }
-        // Revoking hid the agents that gave offers back; they take other work now.
-        revoked.sort_unstable();
-        revoked.dedup();
-        self.settle_freed(&revoked, now);
+        self.route_again(waiting, revoked, now);
         Ok(())
     }
 
@@ -236,23 +223,35 @@ impl Engine {
                 inter.escalation.overflow.retain(|&q| q != id);
             }
             if self.revoke_unqualified(interaction, &mut revoked) {
-                self.list_waiting(interaction);
-                if let Some(key) = self.interactions.get(&interaction).and_then(|i| i.wait_key) {
-                    waiting.push(key);
-                }
+                self.wait_again(interaction, &mut waiting);
             }
         }
+        self.route_again(waiting, revoked, now);
+        Ok(())
+    }
+
+    /// Lists `interaction` among the waiting again and notes its wait key for
+    /// [`Engine::route_again`].
+    fn wait_again(&mut self, interaction: InteractionId, waiting: &mut Vec<WaitKey>) {
+        self.list_waiting(interaction);
+        if let Some(key) = self.interactions.get(&interaction).and_then(|i| i.wait_key) {
+            waiting.push(key);
+        }
+    }
+
+    /// After a queue change: routes the interactions waiting again (`waiting`) in rank order,
+    /// then lets the agents that gave offers back (`revoked`; a revoke hides its agent) take
+    /// other work.
+    fn route_again(&mut self, mut waiting: Vec<WaitKey>, mut revoked: Vec<AgentId>, now: Instant) {
         waiting.sort_unstable();
         for key in waiting {
             if let Some(slot) = self.interactions.slot(&key.interaction) {
                 self.route(slot, now);
             }
         }
-        // Revoking hid the agents that gave offers back; they take other work now.
         revoked.sort_unstable();
         revoked.dedup();
         self.settle_freed(&revoked, now);
-        Ok(())
     }
 
     /// Agent `id` stops serving queue `q`.

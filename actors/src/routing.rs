@@ -634,6 +634,13 @@ mod tests {
     use crate::harness::*;
     use crate::*;
 
+    /// Queue 1 with `strategy`.
+    fn queue_with(strategy: Strategy) -> QueueConfig {
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.strategy = strategy;
+        queue
+    }
+
     #[test]
     fn offers_only_to_ready_inbound_agents() {
         let mut h = Harness::new();
@@ -738,9 +745,7 @@ mod tests {
     #[test]
     fn least_occupied_spreads_chats() {
         let mut h = Harness::new();
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::LeastOccupied;
-        h.queue(queue);
+        h.queue(queue_with(Strategy::LeastOccupied));
         h.ready_agent(1, &[1], &[]);
         h.ready_agent(2, &[1], &[]);
         let mut got = Vec::new();
@@ -754,8 +759,7 @@ mod tests {
     #[test]
     fn best_skill_prefers_the_highest_levels() {
         let mut h = Harness::new();
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::BestSkill;
+        let mut queue = queue_with(Strategy::BestSkill);
         queue.required_skills = vec![req(1, 1), req(2, 1)];
         h.queue(queue);
         h.ready_agent(1, &[1], &[(1, 3), (2, 3)]);
@@ -769,9 +773,7 @@ mod tests {
     #[test]
     fn round_robin_takes_turns_by_id() {
         let mut h = Harness::new();
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::RoundRobin;
-        h.queue(queue);
+        h.queue(queue_with(Strategy::RoundRobin));
         h.ready_agent(3, &[1], &[]);
         h.ready_agent(1, &[1], &[]);
         h.ready_agent(2, &[1], &[]);
@@ -788,9 +790,7 @@ mod tests {
     #[test]
     fn ring_all_offers_everyone_and_the_first_accept_wins() {
         let mut h = Harness::new();
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::RingAll;
-        h.queue(queue);
+        h.queue(queue_with(Strategy::RingAll));
         h.ready_agent(1, &[1], &[]);
         h.ready_agent(2, &[1], &[]);
         h.ready_agent(3, &[1], &[]);
@@ -827,9 +827,7 @@ mod tests {
     #[test]
     fn ring_all_timeout_revokes_everyone_and_requeues() {
         let mut h = Harness::new();
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::RingAll;
-        h.queue(queue);
+        h.queue(queue_with(Strategy::RingAll));
         h.ready_agent(1, &[1], &[]);
         h.ready_agent(2, &[1], &[]);
         h.call(10, 1);
@@ -851,9 +849,7 @@ mod tests {
             ..EngineConfig::default()
         };
         let mut h = Harness::with_config(config);
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::RingAll;
-        h.queue(queue);
+        h.queue(queue_with(Strategy::RingAll));
         h.ready_agent(1, &[1], &[]);
         h.ready_agent(2, &[1], &[]);
         assert_eq!(offers(&h.call(10, 1)), vec![(10, 1), (10, 2)]);
@@ -873,9 +869,7 @@ mod tests {
     #[test]
     fn ring_all_rings_the_next_waiting_call_at_everyone_the_answer_frees() {
         let mut h = Harness::new();
-        let mut queue = QueueConfig::new(QueueId(1));
-        queue.strategy = Strategy::RingAll;
-        h.queue(queue);
+        h.queue(queue_with(Strategy::RingAll));
         h.ready_agent(1, &[1], &[]);
         h.ready_agent(2, &[1], &[]);
         h.ready_agent(3, &[1], &[]);
