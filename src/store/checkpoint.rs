@@ -104,6 +104,7 @@ mod tests {
     use crate::api::resources::new_values;
     use crate::catalog::SKILLS;
     use crate::store::{sqlite_pool, Store, WRITER_PRAGMAS};
+    use sqlx::pool::PoolConnection;
     use sqlx::Connection;
 
     fn url(dir: &tempfile::TempDir) -> String {
@@ -112,6 +113,22 @@ mod tests {
 
     fn size(path: &std::path::Path) -> u64 {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// A writer as the store has it, without a checkpointer beside it, on a database with a
+    /// table `t` (the WAL checkpoints nothing on its own).
+    async fn writer(dir: &tempfile::TempDir) -> PoolConnection<sqlx::Any> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlite_pool(1, WRITER_PRAGMAS)
+            .connect(&url(dir))
+            .await
+            .expect("writer");
+        let mut writer = pool.acquire().await.expect("connection");
+        sqlx::query("CREATE TABLE t (v TEXT)")
+            .execute(&mut *writer)
+            .await
+            .expect("table");
+        writer
     }
 
     /// Fifty rows of a kilobyte in one transaction.
@@ -164,17 +181,7 @@ mod tests {
     #[tokio::test]
     async fn a_long_wal_starts_over_on_the_writer_and_a_short_one_does_not() {
         let dir = tempfile::tempdir().expect("temp dir");
-        // A writer as the store has it, without a checkpointer beside it.
-        sqlx::any::install_default_drivers();
-        let writer = sqlite_pool(1, WRITER_PRAGMAS)
-            .connect(&url(&dir))
-            .await
-            .expect("writer");
-        let mut writer = writer.acquire().await.expect("connection");
-        sqlx::query("CREATE TABLE t (v TEXT)")
-            .execute(&mut *writer)
-            .await
-            .expect("table");
+        let mut writer = writer(&dir).await;
         let wal = dir.path().join("vacd.db-wal");
         write(&mut writer).await;
         let first = size(&wal);
@@ -205,16 +212,7 @@ mod tests {
     #[tokio::test]
     async fn a_restart_does_not_wait_for_a_reader_in_the_wal() {
         let dir = tempfile::tempdir().expect("temp dir");
-        sqlx::any::install_default_drivers();
-        let writer = sqlite_pool(1, WRITER_PRAGMAS)
-            .connect(&url(&dir))
-            .await
-            .expect("writer");
-        let mut writer = writer.acquire().await.expect("connection");
-        sqlx::query("CREATE TABLE t (v TEXT)")
-            .execute(&mut *writer)
-            .await
-            .expect("table");
+        let mut writer = writer(&dir).await;
         write(&mut writer).await;
         // A reader holding a snapshot of the WAL (a long report, say).
         let reader = sqlite_pool(1, "")
