@@ -70,6 +70,14 @@ impl Harness {
         }
     }
 
+    /// Whether an accept by `agent` of `interaction` is refused because no such offer is
+    /// pending (refused inputs change nothing, see [`Harness::try_input`]).
+    pub(crate) fn offer_is_gone(&mut self, agent: u64, interaction: u64) -> bool {
+        let (agent, interaction) = (AgentId(agent), InteractionId(interaction));
+        self.try_input(Input::Accept { agent, interaction })
+            == Err(Error::OfferNotPending { interaction, agent })
+    }
+
     /// Applies an input; returns its outputs or its error (checking that an error changed
     /// nothing).
     pub(crate) fn try_input(&mut self, input: Input) -> Result<Vec<Output>, Error> {
