@@ -464,6 +464,39 @@ async fn a_membership_changed_live_changes_routing(db: Db) {
     d.s.stop().await;
 }
 
+/// An agent taken off a queue live gives back the offer it holds from that queue at once: the
+/// console is told, and accepting it is refused.
+async fn a_membership_removed_live_takes_back_its_offer(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Withdrawn", json!({})).await;
+    let (agent_id, token) = d.agent("withdrawn", &[("en", 5)], &[]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let membership =
+        d.s.create(
+            "/api/v1/queue-members",
+            &d.admin,
+            json!({ "queue_id": queue, "user_id": agent_id }),
+        )
+        .await;
+    let waiting = d.interaction(queue, "en").await;
+    console.expect_where("offer", offer_of(waiting)).await;
+    let (status, body) =
+        d.s.delete(&format!("/api/v1/queue-members/{membership}"), &d.admin)
+            .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let revoked = console
+        .expect_where("offer.revoked", offer_of(waiting))
+        .await;
+    assert_eq!(revoked["reason"], "agent_unavailable", "{revoked}");
+    let frames = console
+        .command(json!({ "type": "offer.accept", "interaction": waiting }))
+        .await;
+    let reply = frames.last().expect("reply");
+    assert_eq!(reply["code"], "offer_not_pending", "{reply}");
+    d.s.stop().await;
+}
+
 /// Many changes at once (an import) share reloads, and every one of them is in effect when
 /// its request is answered: the agent made a member of twelve queues concurrently hears the
 /// figures of each.
@@ -1119,6 +1152,7 @@ on_both_backends!(
     transfer_to_queue_and_agent,
     a_skill_changed_live_changes_routing,
     a_membership_changed_live_changes_routing,
+    a_membership_removed_live_takes_back_its_offer,
     concurrent_changes_all_take_effect,
     queue_settings_changed_live,
     escalation_overflows_to_another_queue,
