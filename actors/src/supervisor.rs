@@ -423,9 +423,14 @@ impl AgentSession {
         self.session.get_id().pid()
     }
 
-    /// The console went away: the agent is logged out (or set not ready if it holds work).
+    /// The console went away: the agent is logged out (or set not ready if it holds work),
+    /// after the commands it sent before. A session no longer current (replaced) ends on its
+    /// own; one whose tenant actor is gone is stopped directly.
     pub fn close(&self) {
-        let _ = self.session.cast(SessionMsg::Close);
+        let close = TenantMsg::Close(self.session.get_id());
+        if self.actor.cast(close).is_err() {
+            let _ = self.session.cast(SessionMsg::Close);
+        }
     }
 }
 

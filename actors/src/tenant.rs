@@ -34,6 +34,10 @@ pub(crate) enum TenantMsg {
         commands: Vec<(String, Command)>,
         replies: mpsc::UnboundedSender<ConsoleEvent>,
     },
+    /// The console of this session actor closed: the session ends after the commands it sent
+    /// before (the tenant hears of an actor's end on ractor's supervision port, ahead of its
+    /// messages, so stopping the session straight away would log the agent out first).
+    Close(ActorId),
     Reconfigure(RpcReplyPort<Result<(), String>>),
     Connect {
         agent: AgentId,
@@ -417,6 +421,11 @@ impl Actor for TenantActor {
                         Err(RouterError::Unavailable(state.tenant, reason))
                     };
                     let _ = replies.send(ConsoleEvent::reply(id, result));
+                }
+            }
+            TenantMsg::Close(session) => {
+                if let Some(actor) = state.sessions.values().find(|s| s.get_id() == session) {
+                    let _ = actor.cast(SessionMsg::Close);
                 }
             }
             TenantMsg::Reconfigure(reply) => {

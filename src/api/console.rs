@@ -204,7 +204,9 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
             }
         }
     }
-    console.finish().await;
+    // Commands read before the connection ended (in the same write as a close, say) are still
+    // carried out: the session closes behind them.
+    console.send_gathered().await;
     console.session.close();
     let _ = tokio::time::timeout(SEND_TIMEOUT, console.sink.close()).await;
     metrics::gauge!(crate::metrics::CONSOLES).decrement(1.0);
@@ -335,26 +337,6 @@ impl Console {
             }
         }
         true
-    }
-
-    /// The connection is ending: routing commands read before (in the same write as a close,
-    /// say) are still carried out. They are sent and their replies awaited, not delivered,
-    /// before the session is closed — the tenant hears of a session's end before its other
-    /// messages, so closing at once could log the agent out ahead of them.
-    async fn finish(&mut self) {
-        if !self.send_gathered().await {
-            return;
-        }
-        let answered = async {
-            while self.pending > 0 {
-                match self.incoming.recv().await {
-                    Some(event) if event.is_reply() => self.pending -= 1,
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-        };
-        let _ = tokio::time::timeout(SEND_TIMEOUT, answered).await;
     }
 
     /// Queues an event or reply from routing (see [`feed_event`]).
