@@ -26,7 +26,7 @@ use serde_json::Value as Json;
 use tokio::sync::{mpsc, oneshot};
 use vacd_actors::{
     AgentId, BoxFuture, Channel, Host, Input, InteractionId, Load, NewInteraction, Output, QueueId,
-    RevokeReason, Router, RouterError, TenantId, TenantSetup,
+    Router, RouterError, TenantId, TenantSetup,
 };
 
 use vacd_sip::mix::Monitor;
@@ -53,12 +53,15 @@ struct StoreHost {
     _alive: oneshot::Sender<()>,
 }
 
-/// A routing output about a live call, for the SIP endpoint.
-#[derive(Debug)]
-pub struct CallRouted {
-    /// The endpoint's key of the call.
-    pub call: u64,
-    pub output: Output,
+/// What routing tells the SIP endpoint about a live call (`call` is the endpoint's key of it).
+#[derive(Debug, PartialEq)]
+pub enum CallRouted {
+    /// A routing output about the call.
+    Output { call: u64, output: Output },
+    /// The tenant's routing restarted after a failure and the call waits again: whatever it was
+    /// offered is void, so every agent's phone still ringing for it stops (the restored routing
+    /// offers it anew).
+    OffersVoid { call: u64 },
 }
 
 /// What the console asks of a live call that routing cannot do: the SIP endpoint does it and
@@ -213,17 +216,28 @@ impl CallTap {
             return;
         }
         for output in outputs {
-            let Some(interaction) = output.interaction() else {
-                continue;
-            };
-            if let Some(call) = self.calls.get(&interaction.0).map(|c| *c) {
-                let routed = CallRouted {
+            if let Some(interaction) = output.interaction() {
+                self.tell(interaction, |call| CallRouted::Output {
                     call,
                     output: output.clone(),
-                };
-                if self.events.send(routed).is_err() {
-                    tracing::warn!(%interaction, "SIP endpoint gone; call output dropped");
-                }
+                });
+            }
+        }
+    }
+
+    /// Tells the SIP endpoint that the offers of the live calls `interactions` are void (see
+    /// [`CallRouted::OffersVoid`]).
+    pub fn void_offers(&self, interactions: &[InteractionId]) {
+        for interaction in interactions {
+            self.tell(*interaction, |call| CallRouted::OffersVoid { call });
+        }
+    }
+
+    /// Sends the endpoint what `news` makes of the key of `interaction`'s call, if it is live.
+    fn tell(&self, interaction: InteractionId, news: impl FnOnce(u64) -> CallRouted) {
+        if let Some(call) = self.calls.get(&interaction.0).map(|c| *c) {
+            if self.events.send(news(call)).is_err() {
+                tracing::warn!(%interaction, "SIP endpoint gone; call news dropped");
             }
         }
     }
@@ -249,19 +263,14 @@ impl Host for StoreHost {
                     .map_err(|e| e.to_string());
             }
             store.flushed().await;
-            let RoutingSetup { setup, ringing } = store
+            let RoutingSetup {
+                setup,
+                waiting_calls,
+            } = store
                 .routing_setup(tenant, &calls.live(), why == Load::Restart)
                 .await
                 .map_err(|e| e.to_string())?;
-            let revoked: Vec<Output> = ringing
-                .into_iter()
-                .map(|(interaction, agent)| Output::OfferRevoked {
-                    interaction,
-                    agent,
-                    reason: RevokeReason::AgentUnavailable,
-                })
-                .collect();
-            calls.forward(&revoked);
+            calls.void_offers(&waiting_calls);
             Ok(setup)
         })
     }
@@ -467,7 +476,7 @@ mod tests {
     use serde_json::json;
 
     /// A tenant's routing started after a failure takes back a live call that was offered and
-    /// tells the SIP endpoint to stop the ringing phone, and gives a live connected call back to
+    /// tells the SIP endpoint to stop every phone still ringing for it, and gives a live connected call back to
     /// its agent; a start with vacd gives nothing back; an admin change's reload reads only the
     /// configuration and stops nothing.
     #[tokio::test]
@@ -523,6 +532,20 @@ mod tests {
                 timeout: Duration::from_secs(20),
             });
         }
+        // Ring-all: the waiting call rings a second phone, and the first one rejects — the
+        // row says `queued` while the other phone still rings.
+        outputs.push(Output::Offered {
+            interaction,
+            agent: AgentId(8),
+            queue: queue_id,
+            channel: Channel::Call,
+            timeout: Duration::from_secs(20),
+        });
+        outputs.push(Output::OfferRevoked {
+            interaction,
+            agent: AgentId(7),
+            reason: vacd_actors::RevokeReason::Rejected,
+        });
         outputs.push(Output::Connected {
             interaction: answered,
             agent,
@@ -573,18 +596,14 @@ mod tests {
             .map(|h| (h.interaction.id, h.agent))
             .collect();
         assert_eq!(held, [(answered, agent)]);
-        let routed = ends
-            .routed
-            .try_recv()
-            .expect("the ringing phone is stopped");
-        assert_eq!(routed.call, 42);
         assert_eq!(
-            routed.output,
-            Output::OfferRevoked {
-                interaction,
-                agent: AgentId(7),
-                reason: RevokeReason::AgentUnavailable,
-            }
+            ends.routed.try_recv().ok(),
+            Some(CallRouted::OffersVoid { call: 42 }),
+            "the phones still ringing for the waiting call stop"
+        );
+        assert!(
+            ends.routed.try_recv().is_err(),
+            "the held call rings nothing"
         );
         store.close().await;
     }

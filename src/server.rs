@@ -145,6 +145,11 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
 }
 
 impl Running {
+    /// The running routing's handle (what request handlers use).
+    pub fn routing(&self) -> crate::routing::RoutingHandle {
+        self.routing.handle()
+    }
+
     /// Stops accepting connections, stops SIP, stops routing (closing the consoles) once its journal is
     /// written, lets running requests finish, then closes the store.
     pub async fn shutdown(self) -> Result<(), Error> {

@@ -338,6 +338,60 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
     f.s.stop().await;
 }
 
+/// Ring-all rings every ready agent's phone; when the tenant's routing restarts after a
+/// failure, the offers of the calls still waiting are void and every phone still ringing for
+/// them is cancelled (the restored routing offers them anew).
+async fn a_routing_restart_stops_every_phone_ringing_for_a_waiting_call(db: Db) {
+    let f = Floor::new(db).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, queues) = f.s.get("/api/v1/queues?limit=100", &admin).await;
+    let queue = queues["items"]
+        .as_array()
+        .and_then(|qs| qs.iter().find(|q| q["name"] == "Sales DE"))
+        .and_then(|q| q["id"].as_i64())
+        .expect("Sales DE");
+    let (status, _) =
+        f.s.patch(
+            &format!("/api/v1/queues/{queue}"),
+            &admin,
+            json!({ "strategy": "ring_all" }),
+        )
+        .await;
+    assert!(status.is_success());
+    let mut alice = f.agent("alice", None).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    bruno
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    let mut ringing = Vec::new();
+    for agent in [&mut alice, &mut bruno] {
+        let invite = agent.phone.request(Method::Invite).await;
+        agent.phone.respond(&invite, 180, "ring", false).await;
+        ringing.push(invite);
+    }
+
+    f.s.routing()
+        .calls()
+        .void_offers(&[vacd_actors::InteractionId(interaction as u64)]);
+    for (agent, invite) in [&mut alice, &mut bruno].into_iter().zip(&ringing) {
+        let cancel = agent.phone.request(Method::Cancel).await;
+        assert_eq!(
+            message::call_id(&cancel.headers),
+            message::call_id(&invite.headers),
+            "the ringing INVITE is cancelled"
+        );
+        agent.phone.respond(&cancel, 200, "ring", false).await;
+        agent.phone.respond(invite, 487, "ring", false).await;
+        agent.phone.request(Method::Ack).await;
+    }
+    assert_eq!(caller.bye(&leg).await, 200);
+    f.s.stop().await;
+}
+
 /// The first phone rings out the offer timeout: vacd cancels it, alice shows
 /// `not_ready("missed")`, and bruno gets the call.
 async fn unanswered_call_is_rerouted(db: Db) {
@@ -1118,6 +1172,7 @@ on_both_backends!(
     caller_abandons_while_queued,
     rejected_call_goes_to_the_next_agent,
     unanswered_call_is_rerouted,
+    a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,
     console_ends_the_call,
     agent_holds_and_resumes,
     console_accept_then_phone_answers,

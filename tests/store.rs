@@ -1290,8 +1290,7 @@ async fn a_failed_output_round_leaves_the_writer_clean(db: Db) {
 }
 
 /// What a tenant's routing restarts from: waiting work in its order, with calls only while
-/// their caller is still on the line (live); the offered live call names the agent whose phone
-/// rings. After a failure, work agents held (a live connected call, an email in wrap-up, a call
+/// their caller is still on the line (live), which are named apart (their rings must stop). After a failure, work agents held (a live connected call, an email in wrap-up, a call
 /// that hung up meanwhile, to wrap up) is theirs again, and the email of an agent that is gone
 /// waits again; at a start of vacd, the emails wait again and no call is left.
 async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
@@ -1397,7 +1396,10 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
 
     // Calls 0, 1 and 3 are still on the line; 2 and 6 are not (a restart of vacd: none are).
     let live: BTreeSet<i64> = [ids[0], ids[1], ids[3]].into();
-    let RoutingSetup { setup, ringing } = store.routing_setup(t, &live, true).await.expect("setup");
+    let RoutingSetup {
+        setup,
+        waiting_calls,
+    } = store.routing_setup(t, &live, true).await.expect("setup");
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
     assert_eq!(
         waiting,
@@ -1419,8 +1421,15 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         "back with their agents: the call that ended meanwhile and the email in wrap-up, the \
          connected live call"
     );
-    assert_eq!(ringing, [(i(1), AgentId(7))]);
-    let RoutingSetup { setup, ringing } = store
+    assert_eq!(
+        waiting_calls,
+        [i(1), i(0)],
+        "the live calls that wait again, queued or offered: their rings stop"
+    );
+    let RoutingSetup {
+        setup,
+        waiting_calls,
+    } = store
         .routing_setup(t, &BTreeSet::new(), false)
         .await
         .expect("setup");
@@ -1431,7 +1440,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         "the emails wait again; no call outlives vacd"
     );
     assert!(setup.held.is_empty());
-    assert!(ringing.is_empty());
+    assert!(waiting_calls.is_empty());
     store.close().await;
     db.drop_db().await;
 }

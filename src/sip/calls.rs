@@ -8,7 +8,9 @@
 //! What moves a call along:
 //! - routing (through the [`CallTap`]): `offered` rings an agent's phone, `offer_revoked`
 //!   cancels it (timeout, ring-all answered elsewhere), `ended` (from the console) hangs up,
-//!   `transferred` hangs up the agent's leg while the caller waits again;
+//!   `transferred` hangs up the agent's leg while the caller waits again; a restart of the
+//!   tenant's routing after a failure voids every offer of a waiting call and stops every agent
+//!   phone still ringing for it;
 //! - the agent's phone: 2xx → ACK and bridge, ≥ 300 / timeout → the offer is rejected and
 //!   routing re-routes;
 //! - BYE from either side ends both legs;
@@ -461,7 +463,7 @@ impl Calls {
         self.calls.get(&call).map(|c| c.tenant)
     }
 
-    /// A routing output about a call; `phone` is the offered agent's registered phone.
+    /// What routing tells about a call; `phone` is the offered agent's registered phone.
     pub fn on_routed(
         &mut self,
         layer: &mut TransactionLayer,
@@ -469,11 +471,18 @@ impl Calls {
         phone: Option<PhoneTarget>,
         now: Instant,
     ) {
-        let key = routed.call;
+        let (key, output) = match routed {
+            CallRouted::Output { call, output } => (call, output),
+            CallRouted::OffersVoid { call } => {
+                tracing::info!(call, "routing restarted; the phones still ringing stop");
+                self.cancel_legs(layer, call, |party| matches!(party, Party::Agent(_)), now);
+                return;
+            }
+        };
         let Some(over) = self.calls.get(&key).filter(|c| !c.detached).map(|c| c.over) else {
             return;
         };
-        match routed.output {
+        match output {
             Output::Offered { agent, .. } if !over => {
                 let rung = match phone {
                     Some(target) => {
@@ -582,19 +591,32 @@ impl Calls {
         }
     }
 
-    /// Cancels a ringing far leg (its INVITE then ends with 487).
+    /// Cancels the party's ringing far leg (its INVITE then ends with 487).
     fn cancel_leg(&mut self, layer: &mut TransactionLayer, key: u64, party: &Party, now: Instant) {
+        self.cancel_legs(layer, key, |p| p == party, now);
+    }
+
+    /// Cancels every ringing far leg of a party that `whose` picks.
+    fn cancel_legs(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        whose: impl Fn(&Party) -> bool,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
         for leg in call
             .agents
             .iter_mut()
-            .filter(|l| &l.party == party && matches!(l.state, AgentState::Ringing))
+            .filter(|l| whose(&l.party) && matches!(l.state, AgentState::Ringing))
         {
             match layer.cancel(&leg.key, now) {
                 Ok(_) => leg.state = AgentState::Cancelling,
-                Err(err) => tracing::debug!(call = key, ?party, %err, "leg not cancelled"),
+                Err(err) => {
+                    tracing::debug!(call = key, party = ?leg.party, %err, "leg not cancelled")
+                }
             }
         }
     }

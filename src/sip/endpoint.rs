@@ -339,12 +339,15 @@ impl Endpoint {
         })
     }
 
-    /// A routing output about a call: ringing an offered agent needs its registered phone.
+    /// What routing tells about a call: ringing an offered agent needs its registered phone.
     fn on_routed(&mut self, routed: CallRouted, now: Instant) {
-        let phone = match &routed.output {
-            vacd_actors::Output::Offered { agent, .. } => self
+        let phone = match &routed {
+            CallRouted::Output {
+                call,
+                output: vacd_actors::Output::Offered { agent, .. },
+            } => self
                 .calls
-                .tenant_of(routed.call)
+                .tenant_of(*call)
                 .and_then(|tenant| self.phone_of(tenant, *agent, now)),
             _ => None,
         };

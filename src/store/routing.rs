@@ -30,9 +30,11 @@ use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 #[derive(Debug)]
 pub struct RoutingSetup {
     pub setup: TenantSetup,
-    /// Live calls offered when the previous routing stopped, with the agent whose phone rings:
-    /// their offers are void, the restored routing offers them anew.
-    pub ringing: Vec<(InteractionId, AgentId)>,
+    /// The live calls that wait again, in their order: whatever they were offered when the
+    /// previous routing stopped is void (the phones still ringing for them must stop; with
+    /// ring-all more than one may ring, whatever the row's state says), and the restored
+    /// routing offers them anew.
+    pub waiting_calls: Vec<InteractionId>,
 }
 
 /// What outputs do to an interaction's `agent_id`.
@@ -342,7 +344,7 @@ impl Store {
     /// on; a call the endpoint no longer holds has ended, and is given back in wrap-up), unless
     /// the agent is gone: then written work waits again, a call is left out; at a start of vacd,
     /// written work waits again and calls are gone.
-    /// [`RoutingSetup::ringing`] names the agents whose phones the offered calls ring.
+    /// [`RoutingSetup::waiting_calls`] names the live calls among the waiting work.
     pub async fn routing_setup(
         &self,
         tenant: i64,
@@ -350,10 +352,13 @@ impl Store {
         after_failure: bool,
     ) -> Result<RoutingSetup> {
         let mut setup = self.routing_config(tenant).await?;
-        let ringing = self
+        let waiting_calls = self
             .live_work(tenant, live_calls, after_failure, &mut setup)
             .await?;
-        Ok(RoutingSetup { setup, ringing })
+        Ok(RoutingSetup {
+            setup,
+            waiting_calls,
+        })
     }
 
     /// `tenant`'s routing settings, queues and agents, without waiting work: what an admin
@@ -485,8 +490,7 @@ impl Store {
     }
 
     /// Adds `tenant`'s live work to `setup`'s waiting and held work (see
-    /// [`Store::routing_setup`]); returns the live calls offered, with the agents whose phones
-    /// ring. Live work is what routing took in (it numbered its place, `queue_order`), and what
+    /// [`Store::routing_setup`]); returns the live calls among the waiting work. Live work is what routing took in (it numbered its place, `queue_order`), and what
     /// was created new with a queue but not routed yet; a record imported in a routing state is
     /// history, as it was when created.
     async fn live_work(
@@ -495,7 +499,7 @@ impl Store {
         live_calls: &BTreeSet<i64>,
         after_failure: bool,
         setup: &mut TenantSetup,
-    ) -> Result<Vec<(InteractionId, AgentId)>> {
+    ) -> Result<Vec<InteractionId>> {
         let languages: BTreeMap<String, SkillId> =
             sqlx::query("SELECT id, name FROM skills WHERE tenant_id = $1 AND kind = 'language'")
                 .bind(tenant)
@@ -540,7 +544,7 @@ impl Store {
         }
         let now = now_ms();
         let agents: BTreeSet<AgentId> = setup.agents.iter().map(|a| a.id).collect();
-        let mut ringing = Vec::new();
+        let mut waiting_calls = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
             let count = |kind: &str| {
@@ -588,8 +592,8 @@ impl Store {
                     }
                     continue;
                 }
-                if let (Some(agent), "offered") = (agent, state.as_str()) {
-                    ringing.push((InteractionId(id(interaction)), agent));
+                if held.is_none() {
+                    waiting_calls.push(InteractionId(id(interaction)));
                 }
             }
             let language: Option<String> = row.try_get("language")?;
@@ -618,7 +622,7 @@ impl Store {
                 None => setup.waiting.push(work),
             }
         }
-        Ok(ringing)
+        Ok(waiting_calls)
     }
 
     /// Writes batches of routing outputs in one transaction of their own (see

@@ -173,6 +173,10 @@ impl TestServer {
         &self.running.store
     }
 
+    pub fn routing(&self) -> vacd::routing::RoutingHandle {
+        self.running.routing()
+    }
+
     pub async fn stop(self) {
         self.running.shutdown().await.expect("clean shutdown");
         self.db.drop_db().await;
