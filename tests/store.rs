@@ -1445,6 +1445,127 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     db.drop_db().await;
 }
 
+/// A TCP proxy in front of PostgreSQL that, once armed, passes the next `COMMIT` on and then
+/// cuts that connection: the server commits, the client never hears so.
+struct CommitCutter {
+    /// The database's URL through the proxy.
+    url: String,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl CommitCutter {
+    async fn start(url: &str) -> CommitCutter {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (authority, database) = rest.split_once('/').expect("a database");
+        let (user, upstream) = authority.rsplit_once('@').expect("a user");
+        let upstream = upstream.to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let proxy = listener.local_addr().expect("address");
+        let armed = Arc::new(AtomicBool::new(false));
+        let arm = armed.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("PostgreSQL");
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                let (arm, cut) = (arm.clone(), Arc::new(AtomicBool::new(false)));
+                let cutting = cut.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = from_client.read(&mut buffer).await {
+                        let chunk = &buffer[..n];
+                        let commit = chunk.windows(6).any(|w| w == b"COMMIT");
+                        if commit && arm.swap(false, Ordering::SeqCst) {
+                            // Cut before the server can answer: nothing it sends from now on
+                            // reaches the client.
+                            cutting.store(true, Ordering::SeqCst);
+                            let _ = to_server.write_all(chunk).await;
+                            return;
+                        }
+                        if to_server.write_all(chunk).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let mut buffer = vec![0; 64 * 1024];
+                    while let Ok(n @ 1..) = from_server.read(&mut buffer).await {
+                        if cut.load(Ordering::SeqCst)
+                            || to_client.write_all(&buffer[..n]).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        CommitCutter {
+            url: format!("{scheme}://{user}@{proxy}/{database}?sslmode=disable"),
+            armed,
+        }
+    }
+
+    fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// PostgreSQL: the connection breaks after a round's `COMMIT` went out, so whether the round
+/// committed is unknown. Its create is not written again — it did commit, and is there once —
+/// and its caller hears that it may be stored; the store writes on with a new connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_create_whose_commit_went_unanswered_is_not_written_twice() {
+    use vacd::catalog::INTERACTIONS;
+
+    let db = TestDb::new(Db::Postgres).await;
+    let cutter = CommitCutter::start(&db.url).await;
+    let store = Store::open(&cutter.url, 4).await.expect("store opens");
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let task = |subject: &str| {
+        new_values(
+            &INTERACTIONS,
+            json!({ "channel": "email", "subject": subject }),
+        )
+        .expect("valid")
+    };
+
+    cutter.arm();
+    let outcome = store.create(&INTERACTIONS, t, None, &task("first")).await;
+    assert!(
+        matches!(outcome, Err(store::Error::CommitUnknown)),
+        "{outcome:?}"
+    );
+    store
+        .create(&INTERACTIONS, t, None, &task("second"))
+        .await
+        .expect("the next create is written");
+    let direct = open(&db).await;
+    let subjects: Vec<String> = direct
+        .list(&INTERACTIONS, t, &all())
+        .await
+        .expect("interactions")
+        .items
+        .iter()
+        .filter_map(|i| i["subject"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        subjects,
+        ["first", "second"],
+        "the create that committed is there once"
+    );
+    store.close().await;
+    direct.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     routing_restarts_with_the_live_calls_still_waiting,
     a_failed_output_round_leaves_the_writer_clean,

@@ -67,6 +67,9 @@ impl Error {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
             }
             Error::Internal(store::Error::Cycle(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "cycle"),
+            Error::Internal(store::Error::CommitUnknown) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown")
+            }
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -90,6 +93,7 @@ impl IntoResponse for Error {
         let message = match &self {
             // Store errors other than the domain ones are faults of ours: log the cause, tell
             // the client only that it happened.
+            Error::Internal(e @ store::Error::CommitUnknown) => e.to_string(),
             Error::Internal(e) if status.is_server_error() => {
                 tracing::error!(error = %e, "request failed");
                 self.to_string()

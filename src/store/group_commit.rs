@@ -191,6 +191,21 @@ async fn commit(
                     let _ = create.reply.send(outcome);
                 }
             }
+            Err(Error::CommitUnknown) => {
+                // Written again, a create that was committed would be there twice: its caller
+                // hears that it may be stored. Outputs are written again all the same: an event
+                // logged twice is better than one lost.
+                *held = None;
+                tracing::error!(
+                    creates = batch.len(),
+                    outputs = written,
+                    "group commit's outcome unknown; its creates are not written again"
+                );
+                for create in batch.drain(..) {
+                    let _ = create.reply.send(Err(Error::CommitUnknown));
+                }
+                record_one_by_one(store, &outputs).await;
+            }
             Err(e) => {
                 *held = None;
                 tracing::info!(error = %e, creates = batch.len(), outputs = written, "group commit failed; writing one by one");
@@ -200,16 +215,34 @@ async fn commit(
                         .await;
                     let _ = create.reply.send(outcome);
                 }
-                for output in &outputs {
-                    if let Err(e) = store.record_outputs(std::slice::from_ref(output)).await {
-                        tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
-                    }
-                }
+                record_one_by_one(store, &outputs).await;
             }
         }
     }
     for done in flushed {
         let _ = done.send(());
+    }
+}
+
+/// Writes the outputs of a failed round batch by batch, so that one bad batch costs only itself.
+async fn record_one_by_one(store: &Store, outputs: &[OutputBatch]) {
+    for output in outputs {
+        if let Err(e) = store.record_outputs(std::slice::from_ref(output)).await {
+            tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
+        }
+    }
+}
+
+/// The error of a failed trip that carried a round's `COMMIT`: the database's refusal means
+/// nothing was committed; anything else (the connection broke, SQLite's worker thread died)
+/// leaves the outcome unknown.
+fn commit_failed(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(_) => Error::Database(e),
+        e => {
+            tracing::error!(error = %e, "the connection broke during a commit");
+            Error::CommitUnknown
+        }
     }
 }
 
@@ -241,7 +274,7 @@ pub(super) async fn write_round(
     let rows = output_changes(outputs, &mut events);
     events::append_many(&mut tx, store.backend, &events).await?;
     write_rows(&mut tx, store.backend, &rows).await?;
-    tx.commit().await?;
+    tx.commit().await.map_err(commit_failed)?;
     Ok(outcomes)
 }
 
@@ -279,7 +312,7 @@ async fn write_in_one_trip(
         Ok(returned) => returned,
         Err(e) => {
             roll_back(connection).await;
-            return Err(e.into());
+            return Err(commit_failed(e));
         }
     };
     Ok(insert.map(|i| i.answer(&returned)).into_iter().collect())
@@ -308,7 +341,8 @@ async fn write_in_few_trips(
                 tail.push_sql(&mut sql);
                 tail.bind(sqlx::query(&sql))
                     .execute(&mut *connection)
-                    .await?;
+                    .await
+                    .map_err(commit_failed)?;
             }
             None => {
                 if let Some(begin) = begin.take() {
@@ -316,7 +350,10 @@ async fn write_in_few_trips(
                 }
                 events::append_many(&mut *connection, Backend::Sqlite, &events).await?;
                 write_rows(&mut *connection, Backend::Sqlite, &rows).await?;
-                sqlx::query("COMMIT").execute(&mut *connection).await?;
+                sqlx::query("COMMIT")
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(commit_failed)?;
             }
         }
         Ok(outcomes)

@@ -84,6 +84,13 @@ pub enum Error {
     },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The connection broke while a commit was under way: what it wrote may have been stored
+    /// (the cause is logged where it happened).
+    #[error(
+        "the database connection broke during the commit: the write may have been stored; \
+         look for it before writing it again"
+    )]
+    CommitUnknown,
     #[error("the store is shutting down")]
     Closed,
     #[error("migration: {0}")]

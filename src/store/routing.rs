@@ -635,6 +635,12 @@ impl Store {
         let mut writer = self.writer.acquire().await?;
         let whole = super::group_commit::write_round(self, &mut writer, &[], batches).await;
         let Err(e) = whole else { return Ok(()) };
+        if matches!(e, super::Error::CommitUnknown) {
+            // The connection broke: a new one writes the rest.
+            writer.close_on_drop();
+            drop(writer);
+            writer = self.writer.acquire().await?;
+        }
         tracing::warn!(error = %e, "routing outputs not written together; writing their events, then each row change, alone");
         let mut events = Vec::new();
         let rows = output_changes(batches, &mut events);
