@@ -571,6 +571,22 @@ Content-Length: 50\r\n\r\nshort";
     s.stop().await;
 }
 
+/// Over TCP, a header section that does not parse is dropped with a log line and the
+/// connection reads on: the next request on it is answered.
+async fn a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on(db: Db) {
+    let s = TestServer::start(db).await;
+    let mut ua = Ua::tcp(s.sip_tcp()).await;
+    let uri = format!("sip:{}", s.sip_tcp());
+    let text = ua.request("OPTIONS", &uri, &uri, "");
+    ua.send(&format!("X\n\r\n\r\n{text}")).await;
+    let ok = ua
+        .next_response_within(WAIT)
+        .await
+        .expect("the OPTIONS after it is answered");
+    assert_eq!(ok.status_code.code(), 200, "{ok}");
+    s.stop().await;
+}
+
 /// A source sending faster than `sip.rate_limit_per_second` loses the excess; others do not.
 async fn floods_are_rate_limited(db: Db) {
     let s = TestServer::start_with(db, |config| config.sip.rate_limit_per_second = 10).await;
@@ -645,6 +661,7 @@ async fn sipp_registers(db: Db) {
 on_both_backends!(
     register_over_udp,
     register_over_tcp,
+    a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on,
     sip_credentials_through_the_api,
     options_bye_and_unknown_methods,
     invites_are_screened,

@@ -151,7 +151,15 @@ impl StreamFramer {
                 return Ok(None);
             }
         };
-        let head = normalize_head(&self.buf[..head_len])?;
+        // A header section that does not parse (a malformed start line, say) is consumed with
+        // its error, so that the next call moves on instead of failing on it again.
+        let head = match normalize_head(&self.buf[..head_len]) {
+            Ok(head) => head,
+            Err(err) => {
+                self.consume(head_len);
+                return Err(err);
+            }
+        };
         let body_len = head
             .content_length
             .ok_or(ParseError::MissingContentLength)?;
@@ -214,6 +222,19 @@ Content-Length: 5\r\n\r\nhello";
                 assert_eq!(m.body(), b"hello");
             }
         }
+    }
+
+    #[test]
+    fn a_header_section_that_does_not_parse_is_dropped_and_framing_goes_on() {
+        let mut framer = StreamFramer::new(Limits::default());
+        framer.push(format!("X\n\r\n\r\n{OPTIONS}").as_bytes());
+        let err = framer.next_frame().expect_err("a malformed start line");
+        assert!(!err.breaks_framing(), "{err}");
+        let Ok(Some(Frame::Message(m))) = framer.next_frame() else {
+            panic!("the next message is framed")
+        };
+        assert_eq!(m.body(), b"hello");
+        assert_eq!(framer.buffered(), 0);
     }
 
     #[test]
