@@ -972,6 +972,18 @@ async fn reports_from_the_event_log(db: Db) {
     assert!(status.is_success());
 
     let sam = d.s.demo_login("sam").await;
+    // Spans whose rows could not be made, or not in time, are refused.
+    for query in [
+        "from=0&to=9000000000000000000&interval=15m",
+        "from=-9000000000000000000&to=0&interval=day",
+        "from=0&to=9000000000000&interval=15m",
+    ] {
+        let (status, body) =
+            d.s.get(&format!("/api/v1/reports/agents?{query}"), &sam)
+                .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_query", "{body}");
+    }
     let (status, page) = d.s.get("/api/v1/reports/queues?interval=day", &sam).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let row = page["items"]

@@ -22,6 +22,11 @@ use crate::store::now_ms;
 const LOOKBACK_MS: i64 = 86_400_000;
 /// Events one report reads at most; a longer span is refused.
 const MAX_EVENTS: i64 = 2_000_000;
+/// Intervals one report spans at most (over 100 days of quarter hours, 27 years of days): the
+/// rows of agents logged in through the span are made interval by interval.
+const MAX_INTERVALS: i64 = 10_000;
+/// The end of 9999 (UTC), in Unix ms: the latest `to`.
+const LATEST_MS: i64 = 253_402_300_800_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,6 +56,16 @@ pub async fn report(
     let from = params.from.unwrap_or_else(|| Interval::Day.start_of(now));
     if from >= to {
         return Err(Error::InvalidQuery("`from` must be before `to`".into()));
+    }
+    if from < 0 || to > LATEST_MS {
+        return Err(Error::InvalidQuery(
+            "`from` and `to` are Unix milliseconds from 1970 to 9999".into(),
+        ));
+    }
+    if (to - from) / interval.millis() > MAX_INTERVALS {
+        return Err(Error::InvalidQuery(format!(
+            "a report spans at most {MAX_INTERVALS} intervals: narrow `from`–`to` or widen `interval`"
+        )));
     }
     let csv = match params.format.as_deref() {
         None | Some("json") => false,
