@@ -652,6 +652,12 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         ),
         ("queues", json!({ "name": "" }), "out_of_range"),
         ("queues", json!({ "name": "x".repeat(101) }), "out_of_range"),
+        ("queues", json!({ "name": "a\u{0}b" }), "invalid_value"),
+        (
+            "interactions",
+            json!({ "channel": "email", "subject": "\u{0}" }),
+            "invalid_value",
+        ),
         (
             "queues",
             json!({ "name": "x", "strategy": "random" }),

@@ -509,6 +509,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         mail::mail("daemon@example.test", SUPPORT, "auto", "b7@x", "Auto-Submitted: auto-replied\r\n", "I am on holiday"),
         mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
         b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
+        format!("From: f@example.test\r\nTo: <{SUPPORT}>, <a\0b@example.test>\r\nSubject: nul address\r\nMessage-ID: <b10@x>\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--n\r\nContent-Type: text/x-n\0ul\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\nnul\r\n--n--\r\n").into_bytes(),
     ];
     for (n, raw) in mails.iter().enumerate() {
         dovecot.deliver("support", &format!("{n}.bad"), raw);
@@ -517,13 +518,14 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         (dovecot.messages("support") == 0).then_some(())
     })
     .await;
-    // Acknowledgements for the people: broken, klingon, huge, twice, nul.
+    // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address.
     let expected = [
         "a@example.test",
         "b@example.test",
         "c@example.test",
         "d@example.test",
         "e@example.test",
+        "f@example.test",
     ];
     poll("the acknowledgements", MAIL_WAIT, || {
         (smtp.received().len() >= expected.len()).then_some(())
@@ -557,6 +559,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "huge",
             "klingon",
             "nul",
+            "nul address",
             "twice"
         ]
     );

@@ -176,6 +176,12 @@ pub enum ChatInput {
     },
     /// A message asked for by [`ChatOutput::Store`] is stored.
     Stored { message: ChatMessage },
+    /// A message asked for by [`ChatOutput::Store`] could not be stored (its author was told
+    /// to send it again): a copy sent again with the same `client_id` is stored afresh.
+    NotStored {
+        author: Party,
+        client_id: Option<String>,
+    },
     /// A party started or stopped typing.
     Typing { from: Party, on: bool },
     /// A party has read up to a message.
@@ -378,6 +384,11 @@ impl ChatSession {
                 whisper,
             } => self.say(from, client_id, text, whisper, now)?,
             ChatInput::Stored { message } => self.stored(message),
+            ChatInput::NotStored { author, client_id } => {
+                if let Some(id) = client_id {
+                    self.storing.retain(|(p, c)| !(*p == author && *c == id));
+                }
+            }
             ChatInput::Typing { from, on } => {
                 let participant = self
                     .participants
@@ -471,6 +482,8 @@ impl ChatSession {
                 return Ok(());
             }
         }
+        // NUL means nothing in a message, and PostgreSQL's text cannot hold it.
+        let text = text.replace('\0', "");
         let text = text.trim();
         if text.is_empty() {
             return Err(ChatError::Empty);
@@ -744,6 +757,57 @@ mod tests {
         assert!(
             messages_to(&sent, Party::Visitor).is_empty(),
             "no echo to the author"
+        );
+    }
+
+    #[test]
+    fn a_message_not_stored_is_stored_when_sent_again() {
+        let mut chat = Chat::new();
+        chat.join(ALICE, "Alice");
+        let say = ChatInput::Say {
+            from: Party::Visitor,
+            client_id: Some("c1".into()),
+            text: "Hello".into(),
+            whisper: false,
+        };
+        chat.session.handle(say.clone(), chat.now).expect("said");
+        let Some(ChatOutput::Store(new)) = chat.session.poll_output() else {
+            panic!("a store is asked for")
+        };
+        chat.session
+            .handle(
+                ChatInput::NotStored {
+                    author: new.author,
+                    client_id: new.client_id,
+                },
+                chat.now,
+            )
+            .expect("not stored");
+        chat.session.handle(say, chat.now).expect("said again");
+        assert!(
+            matches!(chat.session.poll_output(), Some(ChatOutput::Store(new)) if new.text == "Hello"),
+            "the copy sent again is stored"
+        );
+    }
+
+    #[test]
+    fn nul_characters_are_dropped_from_a_message() {
+        let mut chat = Chat::new();
+        chat.join(ALICE, "Alice");
+        let say = |text: &str| ChatInput::Say {
+            from: Party::Visitor,
+            client_id: None,
+            text: text.into(),
+            whisper: false,
+        };
+        chat.session.handle(say("He\0llo"), chat.now).expect("said");
+        assert!(
+            matches!(chat.session.poll_output(), Some(ChatOutput::Store(new)) if new.text == "Hello"),
+            "stored without the NUL"
+        );
+        assert_eq!(
+            chat.session.handle(say("\0 \0"), chat.now),
+            Err(ChatError::Empty)
         );
     }
 

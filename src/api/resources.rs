@@ -395,6 +395,13 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
         };
     }
     let wrong = |what: &str| Error::invalid("invalid_type", format!("`{name}` must be {what}"));
+    // PostgreSQL's text cannot hold NUL, and no field means anything by it.
+    if json.as_str().is_some_and(|s| s.contains('\0')) {
+        return Err(Error::invalid(
+            "invalid_value",
+            format!("`{name}` must not contain NUL characters"),
+        ));
+    }
     match c.kind {
         Kind::Int { min, max } => {
             let v = json.as_i64().ok_or_else(|| wrong("an integer"))?;

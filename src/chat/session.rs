@@ -465,7 +465,14 @@ impl Actor {
     }
 
     /// Tells the author a message was not taken.
+    /// Tells the author of a message that could not be stored to send it again (the session
+    /// forgets it, so that the copy sent again is stored).
     fn refuse(&mut self, new: &NewMessage, code: &str, message: &str) {
+        let not_stored = ChatInput::NotStored {
+            author: new.author,
+            client_id: new.client_id.clone(),
+        };
+        let _ = self.session.handle(not_stored, Instant::now());
         let error = json!({ "type": "error", "code": code, "message": message, "client_id": new.client_id });
         match new.author {
             Party::Visitor => self.send_visitors(error.to_string()),

@@ -1042,7 +1042,7 @@ async fn insert_message(
     m: MessageRow<'_>,
     now: i64,
 ) -> Result<i64> {
-    let recipients = (!m.recipients.is_empty()).then(|| m.recipients.join(","));
+    let recipients = (!m.recipients.is_empty()).then(|| text(&m.recipients.join(",")));
     Ok(sqlx::query(
         "INSERT INTO messages (tenant_id, interaction_id, direction, author, body, subject, \
          html_body, sender, recipients, message_id, source_key, created_at) \
@@ -1080,7 +1080,7 @@ async fn insert_attachments(
         .bind(tenant)
         .bind(message)
         .bind(truncate(&a.filename, 255))
-        .bind(a.content_type.clone())
+        .bind(text(&a.content_type))
         .bind(a.data.len() as i64)
         .bind(now)
         .fetch_one(&mut **tx)
