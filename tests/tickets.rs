@@ -910,6 +910,13 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         )
         .await;
     }
+    // A document that cannot be moved to `processed/` (a directory of its name is there)
+    // becomes its ticket but stays, tried again every round; documents dropped later are
+    // taken all the same.
+    std::fs::create_dir_all(fax_in.join("processed/stuck.pdf/in-the-way")).expect("obstacle");
+    std::fs::write(fax_in.join("stuck.json"), r#"{"subject": "Stuck fax"}"#).expect("side file");
+    std::fs::write(fax_in.join("stuck.pdf"), b"%PDF-1.4 stuck %%EOF").expect("fax");
+    ticket_of(&s, &admin, "fax", "Stuck fax").await;
     std::fs::write(
         fax_in.join("order.json"),
         r#"{"sender": "Erika Mustermann", "contact": "+4930777", "subject": "Fax order"}"#,
@@ -955,6 +962,17 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         .then_some(())
     })
     .await;
+    assert!(fax_in.join("stuck.pdf").exists(), "the stuck fax stays");
+    let (_, stuck) = s
+        .get("/api/v1/interactions?channel=fax&limit=100", &admin)
+        .await;
+    let stuck = stuck["items"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .filter(|t| t["subject"] == "Stuck fax")
+        .count();
+    assert_eq!(stuck, 1, "taken again every round, its ticket is made once");
 
     let letter = ticket_of(&s, &admin, "letter", "Cancellation").await;
     let id = letter["id"].as_i64().expect("id");

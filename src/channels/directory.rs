@@ -6,7 +6,8 @@
 //! the store it is a ticket already, and it is only moved.
 //!
 //! A file is taken only when its size was the same at two checks in a row, so a document still
-//! being written is left for the next round. A document that is not a readable TIFF or PDF
+//! being written is left for the next round; one that cannot be taken (unreadable, or not
+//! movable to `processed/`) is logged and tried again next round while the others go on. A document that is not a readable TIFF or PDF
 //! still becomes a ticket (nothing is lost), with a note saying so.
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use tokio::sync::watch;
 use super::config::{DirectoryConfig, DirectoryKind};
 use super::{sla, Channels};
 use crate::language;
-use crate::store::{NewAttachment, NewWritten};
+use crate::store::{NewAttachment, NewWritten, WrittenAddress};
 
 /// What the side file may say.
 #[derive(Debug, Default, Deserialize)]
@@ -126,9 +127,10 @@ async fn scan(
         })?;
     let mut seen = HashMap::new();
     for entry in std::fs::read_dir(&config.inbox)? {
-        let entry = entry?;
-        let path = entry.path();
-        let meta = entry.metadata()?;
+        // An entry gone since the listing is no document.
+        let Ok((path, meta)) = entry.and_then(|e| Ok((e.path(), e.metadata()?))) else {
+            continue;
+        };
         let Some(document) = Document::of_name(&path).filter(|_| meta.is_file()) else {
             continue;
         };
@@ -137,87 +139,109 @@ async fn scan(
         if sizes.get(&path) != Some(&size) {
             continue;
         }
-        let data = std::fs::read(&path)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let side_path = path.with_extension("json");
-        let mut notes = Vec::new();
-        let side = match std::fs::read(&side_path) {
-            Ok(bytes) => serde_json::from_slice::<SideFile>(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(file = %side_path.display(), error = %e, "side file is not valid JSON; ignored");
-                notes.push(format!("the side file {} was not valid JSON: {e}", side_path.display()));
-                SideFile::default()
-            }),
-            Err(_) => SideFile::default(),
-        };
-        if let Some(problem) = document.check(&data) {
-            tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
-            notes.push(format!("{name}: {problem}"));
-        }
-        let hash = hex::encode(Sha256::digest(&data));
-        let sender = side.sender.clone().or_else(|| side.contact.clone());
-        let text = side
-            .text
-            .clone()
-            .unwrap_or_else(|| format!("{} received: {name}", label(config.kind)));
-        let new = NewWritten {
-            tenant: address.tenant,
-            service_address: address.id,
-            mailbox: address.mailbox,
-            queue: address.queue,
-            channel: kind,
-            source_key: format!("{kind}:{}:{name}:{hash}", address.id),
-            sender_name: sender.clone(),
-            contact: side.contact.clone(),
-            identity_kind: match config.kind {
-                DirectoryKind::Fax => "phone",
-                DirectoryKind::Letter => "postal",
-            },
-            subject: side.subject.clone().unwrap_or_else(|| {
-                format!(
-                    "{} from {}",
-                    label(config.kind),
-                    sender.as_deref().unwrap_or("unknown sender")
-                )
-            }),
-            language: side
-                .text
-                .as_deref()
-                .and_then(language::detect)
-                .map(str::to_owned)
-                .or_else(|| address.language.clone()),
-            text,
-            attachments: vec![NewAttachment {
-                filename: name.clone(),
-                content_type: if notes.iter().any(|n| n.starts_with(&name)) {
-                    "application/octet-stream".into()
-                } else {
-                    document.content_type().into()
-                },
-                data,
-            }],
-            notes,
-            first_answer_due: sla::first_answer_due(
-                crate::store::now_ms(),
-                address.sla_seconds,
-                address.business_hours.as_deref(),
-            ),
-            ..NewWritten::default()
-        };
-        channels.accept(&new).await?;
-        let done = config.inbox.join("processed");
-        std::fs::create_dir_all(&done)?;
-        std::fs::rename(&path, done.join(&name))?;
-        if side_path.exists() {
-            if let Some(side_name) = side_path.file_name() {
-                std::fs::rename(&side_path, done.join(side_name))?;
+        // A file that cannot be taken (unreadable, not movable) stays for the next round; the
+        // others go on.
+        match take(channels, config, &address, &path, document).await {
+            Ok(()) => {
+                seen.remove(&path);
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "inbox document not taken; tried again next round")
             }
         }
-        seen.remove(&path);
     }
     *sizes = seen;
+    Ok(())
+}
+
+/// Makes the ticket of one document (stable in size since the last round) and moves the
+/// document and its side file to `processed/`.
+async fn take(
+    channels: &Channels,
+    config: &DirectoryConfig,
+    address: &WrittenAddress,
+    path: &Path,
+    document: Document,
+) -> Result<(), ScanError> {
+    let kind = config.kind.as_str();
+    let data = std::fs::read(path)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let side_path = path.with_extension("json");
+    let mut notes = Vec::new();
+    let side = match std::fs::read(&side_path) {
+        Ok(bytes) => serde_json::from_slice::<SideFile>(&bytes).unwrap_or_else(|e| {
+            tracing::warn!(file = %side_path.display(), error = %e, "side file is not valid JSON; ignored");
+            notes.push(format!("the side file {} was not valid JSON: {e}", side_path.display()));
+            SideFile::default()
+        }),
+        Err(_) => SideFile::default(),
+    };
+    if let Some(problem) = document.check(&data) {
+        tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
+        notes.push(format!("{name}: {problem}"));
+    }
+    let hash = hex::encode(Sha256::digest(&data));
+    let sender = side.sender.clone().or_else(|| side.contact.clone());
+    let text = side
+        .text
+        .clone()
+        .unwrap_or_else(|| format!("{} received: {name}", label(config.kind)));
+    let new = NewWritten {
+        tenant: address.tenant,
+        service_address: address.id,
+        mailbox: address.mailbox,
+        queue: address.queue,
+        channel: kind,
+        source_key: format!("{kind}:{}:{name}:{hash}", address.id),
+        sender_name: sender.clone(),
+        contact: side.contact.clone(),
+        identity_kind: match config.kind {
+            DirectoryKind::Fax => "phone",
+            DirectoryKind::Letter => "postal",
+        },
+        subject: side.subject.clone().unwrap_or_else(|| {
+            format!(
+                "{} from {}",
+                label(config.kind),
+                sender.as_deref().unwrap_or("unknown sender")
+            )
+        }),
+        language: side
+            .text
+            .as_deref()
+            .and_then(language::detect)
+            .map(str::to_owned)
+            .or_else(|| address.language.clone()),
+        text,
+        attachments: vec![NewAttachment {
+            filename: name.clone(),
+            content_type: if notes.iter().any(|n| n.starts_with(&name)) {
+                "application/octet-stream".into()
+            } else {
+                document.content_type().into()
+            },
+            data,
+        }],
+        notes,
+        first_answer_due: sla::first_answer_due(
+            crate::store::now_ms(),
+            address.sla_seconds,
+            address.business_hours.as_deref(),
+        ),
+        ..NewWritten::default()
+    };
+    channels.accept(&new).await?;
+    let done = config.inbox.join("processed");
+    std::fs::create_dir_all(&done)?;
+    std::fs::rename(path, done.join(&name))?;
+    if side_path.exists() {
+        if let Some(side_name) = side_path.file_name() {
+            std::fs::rename(&side_path, done.join(side_name))?;
+        }
+    }
     Ok(())
 }
 
