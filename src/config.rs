@@ -363,6 +363,19 @@ impl Config {
             });
         }
         self.validate_sip()?;
+        // A day at most: a later deadline is no idle rule, and an unbounded one overflows the
+        // clock's arithmetic.
+        for (key, seconds) in [
+            ("chat.idle_warning_seconds", self.chat.idle_warning_seconds),
+            ("chat.idle_timeout_seconds", self.chat.idle_timeout_seconds),
+        ] {
+            if seconds > 86_400 {
+                return Err(Error::Invalid {
+                    key,
+                    problem: "must be at most 86400 (a day)".into(),
+                });
+            }
+        }
         self.channels
             .validate()
             .map_err(|(key, problem)| Error::Invalid { key, problem })?;
@@ -517,6 +530,14 @@ mod tests {
     fn bad_value_names_the_key() {
         let err = rejection("[database]\nurl = \"mysql://x\"\n");
         assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn chat_idle_times_are_bounded() {
+        let err = rejection("[chat]\nidle_timeout_seconds = 9223372036854775807\n");
+        assert!(err.contains("chat.idle_timeout_seconds"), "{err}");
+        let err = rejection("[chat]\nidle_warning_seconds = 86401\n");
+        assert!(err.contains("chat.idle_warning_seconds"), "{err}");
     }
 
     #[test]

@@ -185,7 +185,9 @@ async fn effective_mailbox(
     let Path(id) = id?;
     let mut mailbox = state.store.get(&MAILBOXES, who.tenant_id, id).await?;
     let mut parent = mailbox["parent_id"].as_i64();
-    while let Some(up) = parent {
+    // Hierarchies are acyclic (updates refuse cycles); the bound guards a corrupt table.
+    for _ in 0..32 {
+        let Some(up) = parent else { break };
         let ancestor = state.store.get(&MAILBOXES, who.tenant_id, up).await?;
         for key in ["language", "sla_seconds", "business_hours", "signature"] {
             if mailbox[key].is_null() {

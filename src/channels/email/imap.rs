@@ -183,7 +183,7 @@ fn uid_set(uids: &[u32]) -> String {
     while i < uids.len() {
         let start = uids[i];
         let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+        while i + 1 < uids.len() && Some(uids[i + 1]) == end.checked_add(1) {
             i += 1;
             end = uids[i];
         }
@@ -209,5 +209,10 @@ mod tests {
         assert_eq!(uid_set(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
         assert_eq!(uid_set(&[5]), "5");
         assert_eq!(uid_set(&[]), "");
+        assert_eq!(
+            uid_set(&[u32::MAX, 1]),
+            "4294967295,1",
+            "no overflow past the largest UID"
+        );
     }
 }
