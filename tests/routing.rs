@@ -1151,7 +1151,60 @@ async fn supervisor_feed_follows_the_floor(db: Db) {
     d.s.stop().await;
 }
 
+/// A websocket lives only as long as the login that opened it grants what it granted then: a
+/// change of the user's role, a logout or the user's deletion closes the console and the
+/// supervisor feed (code 4001); a change that leaves the rights as they were does not.
+async fn sockets_close_when_their_login_ends_or_changes(db: Db) {
+    let d = Desk::new(db).await;
+    let (agent_id, token) = d.agent("fleeting", &[], &[]).await;
+    let user = format!("/api/v1/users/{agent_id}");
+    let mut console = d.console(&token).await;
+    let (status, _) =
+        d.s.patch(&user, &d.admin, json!({ "display_name": "Renamed" }))
+            .await;
+    assert!(status.is_success());
+    console.ready().await;
+
+    let (status, _) =
+        d.s.patch(&user, &d.admin, json!({ "role": "team_lead" }))
+            .await;
+    assert!(status.is_success());
+    assert_eq!(console.closed().await, Some(4001), "promoted: log in again");
+    let mut console = d.console(&token).await;
+    let mut feed = Feed::connect(&d.s, &token).await;
+    feed.until("a frame", |_| true).await;
+
+    let (status, _) = d.s.patch(&user, &d.admin, json!({ "role": "agent" })).await;
+    assert!(status.is_success());
+    assert_eq!(
+        feed.closed().await,
+        Some(4001),
+        "demoted: the floor is no longer theirs"
+    );
+    assert_eq!(console.closed().await, Some(4001));
+
+    let mut console = d.console(&token).await;
+    let (status, _) =
+        d.s.call(
+            reqwest::Method::POST,
+            "/api/v1/auth/logout",
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(console.closed().await, Some(4001), "logged out");
+
+    let token = d.s.login("demo", "fleeting", "fleeting-password").await;
+    let mut console = d.console(&token).await;
+    let (status, _) = d.s.delete(&user, &d.admin).await;
+    assert!(status.is_success());
+    assert_eq!(console.closed().await, Some(4001), "deleted");
+    d.s.stop().await;
+}
+
 on_both_backends!(
+    sockets_close_when_their_login_ends_or_changes,
     supervisor_feed_follows_the_floor,
     reports_from_the_event_log,
     agents_get_their_languages_and_not_ready_gets_nothing,

@@ -3,6 +3,7 @@
 //! route takes a [`Caller`]: a tenant's user resolved from that token, or the operator, whose
 //! token comes from the config (`auth.operator_token`) and who alone manages tenants.
 
+use std::pin::Pin;
 use std::sync::OnceLock;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
@@ -15,12 +16,83 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{Role, USERS};
 use crate::store::{now_ms, Principal};
+
+/// A websocket's session: who connected, and what tells when that no longer holds.
+pub struct LiveSession {
+    pub who: Principal,
+    token_hash: String,
+    /// Fires when the session expires.
+    expiry: Pin<Box<tokio::time::Sleep>>,
+    changes: watch::Receiver<u64>,
+    /// The store's session epoch this session was last checked at.
+    checked: u64,
+}
+
+impl LiveSession {
+    /// The live session of `token` with the principal it resolved to, read now.
+    pub async fn of(state: &AppState, token: &str) -> Result<Option<LiveSession>> {
+        let token_hash = token_hash(token);
+        let changes = state.store.session_changes();
+        let checked = *changes.borrow();
+        let Some((who, expires_at)) = state.store.session_until(&token_hash).await? else {
+            return Ok(None);
+        };
+        Ok(Some(LiveSession {
+            who,
+            token_hash,
+            expiry: Box::pin(tokio::time::sleep_until(instant_of(expires_at))),
+            changes,
+            checked,
+        }))
+    }
+
+    /// Resolves once the session no longer grants what it granted when the socket connected:
+    /// it was logged out or expired, its user was changed (another role, another tenant) or
+    /// deleted, its tenant deleted — or it could not be checked. Cancel-safe: a check cut short
+    /// is made again at the next call.
+    pub async fn ended(&mut self, state: &AppState) {
+        loop {
+            let checked = self.checked;
+            tokio::select! {
+                () = &mut self.expiry => {}
+                open = async { self.changes.wait_for(|epoch| *epoch != checked).await.is_ok() } => {
+                    if !open {
+                        // The store is gone; the server is stopping.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+            let epoch = *self.changes.borrow();
+            match state.store.session_until(&self.token_hash).await {
+                Ok(Some((who, expires_at))) if who == self.who => {
+                    self.expiry.as_mut().reset(instant_of(expires_at));
+                    self.checked = epoch;
+                }
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(user = self.who.user_id, error = %e, "session not checked again; its socket closes");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The instant of a Unix time in ms (now, if it has passed).
+fn instant_of(unix_ms: i64) -> tokio::time::Instant {
+    let left = std::time::Duration::from_millis(u64::try_from(unix_ms - now_ms()).unwrap_or(0));
+    let now = tokio::time::Instant::now();
+    // Past the clock's range: a year is as good as never for a session.
+    now.checked_add(left)
+        .unwrap_or(now + std::time::Duration::from_secs(365 * 86_400))
+}
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy)]

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use vacd_actors::console::{command_id, command_of, Command, ConsoleEvent, FrameError};
 use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
 
-use super::auth;
+use super::auth::{self, LiveSession};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::Role;
@@ -36,6 +36,9 @@ const MAX_UNANSWERED: usize = 64;
 /// Largest command frame a console may send.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
+/// The close code of a socket whose session ended or changed.
+const SESSION_ENDED: u16 = 4001;
+
 #[derive(Debug, Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,
@@ -53,23 +56,25 @@ pub(super) async fn authenticate(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
     role: Role,
-) -> Result<(Principal, WebSocketUpgrade)> {
+) -> Result<(LiveSession, WebSocketUpgrade)> {
     let Query(query) = query?;
     let token = match query.token {
         Some(token) => token,
         None => auth::bearer(headers)?.to_owned(),
     };
-    let who = match auth::resolve(state, &token).await? {
-        auth::Caller::User(who) if who.role >= role => who,
-        auth::Caller::User(who) => {
+    let live = match LiveSession::of(state, &token).await? {
+        Some(live) if live.who.role >= role => live,
+        Some(live) => {
             return Err(Error::Forbidden(format!(
                 "role {} may not connect here; it needs {}",
-                who.role.as_str(),
+                live.who.role.as_str(),
                 role.as_str()
             )))
         }
-        auth::Caller::Operator => {
-            return Err(Error::Forbidden("the operator token is no user".into()))
+        None => {
+            // The operator's token resolves to no session either: it is no user.
+            tracing::warn!("invalid or expired token presented");
+            return Err(Error::Unauthorized("invalid or expired token"));
         }
     };
     let upgrade = upgrade
@@ -77,7 +82,20 @@ pub(super) async fn authenticate(
         .read_buffer_size(super::WS_READ_BUFFER_BYTES)
         .max_message_size(MAX_FRAME_BYTES)
         .max_frame_size(MAX_FRAME_BYTES);
-    Ok((who, upgrade))
+    Ok((live, upgrade))
+}
+
+/// Closes a socket whose session ended or changed (see [`LiveSession::ended`]): code 4001, and
+/// the client logs in (or connects) again.
+pub(super) async fn close_for_session<S>(sink: &mut S)
+where
+    S: futures_util::Sink<Message> + Unpin,
+{
+    let close = Message::Close(Some(CloseFrame {
+        code: SESSION_ENDED,
+        reason: "the session ended or changed; log in again".into(),
+    }));
+    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
 }
 
 pub async fn agent_socket(
@@ -89,8 +107,8 @@ pub async fn agent_socket(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let (who, upgrade) = authenticate(&state, query, &headers, upgrade, Role::Agent).await?;
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, who)))
+    let (live, upgrade) = authenticate(&state, query, &headers, upgrade, Role::Agent).await?;
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, live)))
 }
 
 fn frame(event: &Json) -> Message {
@@ -109,7 +127,8 @@ fn error_frame(id: Option<String>, code: &str, message: &str) -> Message {
     frame(&json!({ "type": "error", "id": id, "code": code, "message": message }))
 }
 
-async fn serve(socket: WebSocket, state: AppState, who: Principal) {
+async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
+    let who = live.who;
     let agent = AgentId(who.user_id as u64);
     let (mut sink, mut stream) = socket.split();
     let (events, incoming) = mpsc::unbounded_channel();
@@ -187,6 +206,11 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                 if !delivered || !console.flush().await {
                     break;
                 }
+            }
+            () = live.ended(&console.state) => {
+                tracing::info!(tenant = who.tenant_id, %agent, "console closed: its login ended or changed");
+                close_for_session(&mut console.sink).await;
+                break;
             }
             event = console.incoming.recv() => {
                 // `None`: the session ended (replaced by another console, or failed).

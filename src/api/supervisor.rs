@@ -21,7 +21,8 @@ use serde_json::{json, Value as Json};
 use tokio::sync::watch;
 use vacd_actors::{Floor, TenantId};
 
-use super::console::{authenticate, TokenQuery};
+use super::auth::LiveSession;
+use super::console::{authenticate, close_for_session, TokenQuery};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::Role;
@@ -44,8 +45,8 @@ pub async fn supervisor_socket(
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
     >,
 ) -> Result<Response> {
-    let (who, upgrade) = authenticate(&state, query, &headers, upgrade, Role::TeamLead).await?;
-    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, who)))
+    let (live, upgrade) = authenticate(&state, query, &headers, upgrade, Role::TeamLead).await?;
+    Ok(upgrade.on_upgrade(move |socket| serve(socket, state, live)))
 }
 
 /// What the feed keeps between looks.
@@ -280,7 +281,8 @@ async fn today(
     )))
 }
 
-async fn serve(socket: WebSocket, state: AppState, who: Principal) {
+async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
+    let who = live.who;
     let (mut sink, mut stream) = socket.split();
     let mut feed = match Feed::new(&state, who).await {
         Ok(feed) => feed,
@@ -313,6 +315,11 @@ async fn serve(socket: WebSocket, state: AppState, who: Principal) {
                     Ok(Ok(())) => last = Some(frame),
                     _ => break,
                 }
+            }
+            () = live.ended(&state) => {
+                tracing::info!(tenant = who.tenant_id, user = who.user_id, "supervisor feed closed: its login ended or changed");
+                close_for_session(&mut sink).await;
+                break;
             }
             received = stream.next() => match received {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,

@@ -14,6 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use tokio::sync::watch;
 
 use super::{now_ms, Result, Store};
 use crate::catalog::Role;
@@ -22,9 +23,21 @@ use crate::catalog::Role;
 const MAX_CACHED: usize = 100_000;
 
 /// Live sessions by token hash.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Cache {
     inner: Mutex<CacheInner>,
+    /// The epoch after every invalidation, for long-lived connections that must learn that
+    /// their session may have changed (see [`Store::session_changes`]).
+    changes: watch::Sender<u64>,
+}
+
+impl Default for Cache {
+    fn default() -> Cache {
+        Cache {
+            inner: Mutex::default(),
+            changes: watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -44,10 +57,10 @@ impl Cache {
 
     /// The cached principal of a live session, and the epoch to pass to [`Cache::fill`] if
     /// there is none.
-    fn get(&self, token_hash: &str, now: i64) -> std::result::Result<Principal, u64> {
+    fn get(&self, token_hash: &str, now: i64) -> std::result::Result<(Principal, i64), u64> {
         let mut inner = self.lock();
         match inner.sessions.get(token_hash) {
-            Some((principal, expires_at)) if *expires_at > now => Ok(*principal),
+            Some((principal, expires_at)) if *expires_at > now => Ok((*principal, *expires_at)),
             Some(_) => {
                 inner.sessions.remove(token_hash);
                 Err(inner.epoch)
@@ -84,6 +97,7 @@ impl Cache {
         inner
             .sessions
             .retain(|hash, (principal, _)| !stale(hash, principal));
+        self.changes.send_replace(inner.epoch);
     }
 }
 
@@ -162,9 +176,14 @@ impl Store {
     /// The principal of a live session. The role is the user's current one: a change of the
     /// user through this store takes effect on the next request.
     pub async fn session(&self, token_hash: &str) -> Result<Option<Principal>> {
+        Ok(self.session_until(token_hash).await?.map(|(who, _)| who))
+    }
+
+    /// The principal of a live session and when the session expires (Unix ms).
+    pub async fn session_until(&self, token_hash: &str) -> Result<Option<(Principal, i64)>> {
         let now = now_ms();
         let epoch = match self.sessions.get(token_hash, now) {
-            Ok(principal) => return Ok(Some(principal)),
+            Ok(live) => return Ok(Some(live)),
             Err(epoch) => epoch,
         };
         let row = sqlx::query(
@@ -179,9 +198,15 @@ impl Store {
         let Some(who) = principal(&row)? else {
             return Ok(None);
         };
-        self.sessions
-            .fill(epoch, token_hash, who, row.try_get("expires_at")?);
-        Ok(Some(who))
+        let expires_at = row.try_get("expires_at")?;
+        self.sessions.fill(epoch, token_hash, who, expires_at);
+        Ok(Some((who, expires_at)))
+    }
+
+    /// Changes whenever a session may have ended or changed (a logout, a user changed or
+    /// deleted, a tenant deleted): a websocket holding a session checks it again then.
+    pub fn session_changes(&self) -> watch::Receiver<u64> {
+        self.sessions.changes.subscribe()
     }
 
     pub async fn delete_session(&self, token_hash: &str) -> Result<()> {
@@ -225,7 +250,7 @@ mod tests {
     fn an_entry_lives_until_its_expiry() {
         let cache = Cache::default();
         cache.fill(epoch(&cache, "a"), "a", who(1, 1), 1_000);
-        assert_eq!(cache.get("a", 999), Ok(who(1, 1)));
+        assert_eq!(cache.get("a", 999), Ok((who(1, 1), 1_000)));
         assert!(cache.get("a", 1_000).is_err(), "expired at its expiry");
         assert!(cache.get("a", 10).is_err(), "and gone once seen expired");
     }
@@ -240,7 +265,7 @@ mod tests {
         assert!(cache.get("a", 0).is_err());
         cache.invalidate(|_, p| p.tenant_id == 1 && p.user_id == 2);
         assert!(cache.get("b", 0).is_err());
-        assert_eq!(cache.get("c", 0), Ok(who(3, 2)));
+        assert_eq!(cache.get("c", 0), Ok((who(3, 2), i64::MAX)));
         cache.invalidate(|_, p| p.tenant_id == 2);
         assert!(cache.get("c", 0).is_err() && cache.get("d", 0).is_err());
     }

@@ -48,6 +48,23 @@ impl Feed {
     }
 }
 
+impl Feed {
+    /// Waits until the server closes the feed; its close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        use futures_util::StreamExt;
+        loop {
+            let message = tokio::time::timeout(super::console::WAIT, self.ws.next())
+                .await
+                .expect("the feed closes within the wait");
+            match message {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+                None | Some(Err(_)) => return None,
+            }
+        }
+    }
+}
+
 pub fn queue_of(frame: &Value, queue: i64) -> Option<&Value> {
     frame["queues"]
         .as_array()?
