@@ -235,6 +235,12 @@ impl Registrar {
             .filter(move |b| b.live(now))
     }
 
+    /// Drops every binding of `aor`: the address now belongs to someone else (its username was
+    /// given to another user), whose phones alone it may reach.
+    pub fn forget(&mut self, aor: &str) {
+        self.bindings.remove(aor);
+    }
+
     /// Drops every binding expired at `now`; returns how many were dropped. Cheap before the
     /// earliest expiry: nothing is looked at.
     pub fn remove_expired(&mut self, now: Instant) -> usize {
@@ -406,6 +412,20 @@ CSeq: {cseq} REGISTER\r\n"
         );
         assert_eq!(registrar.remove_expired(t0 + Duration::from_secs(60)), 1);
         assert_eq!(registrar.next_expiry(), None);
+    }
+
+    #[test]
+    fn a_forgotten_address_has_no_bindings() {
+        let t0 = Instant::now();
+        let mut registrar = Registrar::default_config();
+        registrar.register(
+            &register("c1", 1, &["<sip:agent1@10.0.0.5>"], Some("60")),
+            source(),
+            t0,
+        );
+        registrar.forget(AOR);
+        assert_eq!(registrar.lookup(AOR, t0).count(), 0);
+        assert_eq!(registrar.remove_expired(t0 + Duration::from_secs(60)), 0);
     }
 
     #[test]

@@ -89,8 +89,8 @@ pub struct Endpoint {
     trunks: Trunks,
     max_calls: u32,
     calls: Calls,
-    /// The address-of-record each agent (tenant, user) registered its phone under.
-    phones: HashMap<(i64, u64), String>,
+    /// Which agent registered its phone under which address-of-record.
+    phones: PhoneBook,
     store: Store,
     udp: Arc<UdpSocket>,
     /// Open TCP connections by remote address.
@@ -120,7 +120,7 @@ impl Endpoint {
             trunks: settings.trunks,
             max_calls: settings.max_calls,
             calls,
-            phones: HashMap::new(),
+            phones: PhoneBook::default(),
             store,
             udp,
             connections: HashMap::new(),
@@ -327,7 +327,7 @@ impl Endpoint {
         agent: vacd_actors::AgentId,
         now: Instant,
     ) -> Option<PhoneTarget> {
-        let aor = self.phones.get(&(tenant, agent.0))?;
+        let aor = self.phones.address_of((tenant, agent.0))?;
         let binding = self
             .registrar
             .lookup(aor, now)
@@ -406,12 +406,8 @@ impl Endpoint {
     fn in_dialog(&mut self, key: TransactionKey, request: Request, now: Instant) {
         let phones = &self.phones;
         // A REFER's target agent: the one whose phone registered under that SIP username.
-        let agent_named = |tenant: i64, name: &str| {
-            phones.iter().find_map(|((t, user), aor)| {
-                let registered = aor.strip_prefix("sip:")?.split('@').next()?;
-                (*t == tenant && registered == name).then_some(vacd_actors::AgentId(*user))
-            })
-        };
+        let agent_named =
+            |tenant: i64, name: &str| phones.named(tenant, name).map(vacd_actors::AgentId);
         if !self
             .calls
             .on_request(&mut self.layer, &key, &request, agent_named, now)
@@ -528,11 +524,15 @@ impl Endpoint {
                     self.reply(&key, &request, 403, now);
                     return;
                 }
-                let response = self.registrar.register(&request, peer, now);
                 if let Some(aor) = Registrar::aor_of(&request) {
-                    self.phones
-                        .insert((user.tenant_id, user.user_id as u64), aor);
+                    for void in self
+                        .phones
+                        .claim((user.tenant_id, user.user_id as u64), aor)
+                    {
+                        self.registrar.forget(&void);
+                    }
                 }
+                let response = self.registrar.register(&request, peer, now);
                 tracing::info!(
                     tenant = user.tenant_id,
                     user = user.user_id,
@@ -670,6 +670,51 @@ fn contact_peer(uri: &str, source: Peer) -> Peer {
     }
 }
 
+/// Which agent (tenant, user) registered its phone under which address-of-record, both ways.
+/// An address belongs to the agent that registered under it last: an admin may give a SIP
+/// username to another user — of another tenant, even — and the address must then ring only
+/// that user's phones, never the previous owner's, nor may the previous owner's calls ring
+/// the new owner's phone.
+#[derive(Debug, Default)]
+struct PhoneBook {
+    by_agent: HashMap<(i64, u64), String>,
+    by_address: HashMap<String, (i64, u64)>,
+}
+
+impl PhoneBook {
+    /// Records that `agent` registered under `aor`. Returns the addresses whose bindings are
+    /// void: `aor`, if another agent held it; the agent's previous address, if it changed.
+    fn claim(&mut self, agent: (i64, u64), aor: String) -> Vec<String> {
+        let mut void = Vec::new();
+        if let Some(previous) = self.by_address.insert(aor.clone(), agent) {
+            if previous != agent {
+                self.by_agent.remove(&previous);
+                void.push(aor.clone());
+            }
+        }
+        if let Some(old) = self.by_agent.insert(agent, aor.clone()) {
+            if old != aor {
+                self.by_address.remove(&old);
+                void.push(old);
+            }
+        }
+        void
+    }
+
+    /// The address `agent`'s phone registered under.
+    fn address_of(&self, agent: (i64, u64)) -> Option<&String> {
+        self.by_agent.get(&agent)
+    }
+
+    /// The agent of `tenant` whose phone registered under the SIP username `name`.
+    fn named(&self, tenant: i64, name: &str) -> Option<u64> {
+        self.by_address.iter().find_map(|(aor, (t, user))| {
+            let registered = aor.strip_prefix("sip:")?.split('@').next()?;
+            (*t == tenant && registered == name).then_some(*user)
+        })
+    }
+}
+
 /// The user part of the To URI: the SIP username whose address a REGISTER binds.
 fn to_user(request: &Request) -> Option<String> {
     let to = message::to_value(&request.headers)?;
@@ -691,6 +736,34 @@ Call-ID: r1\r\nCSeq: 1 REGISTER\r\n{authorization}Content-Length: 0\r\n\r\n"
             Ok(SipMessage::Request(r)) => r,
             other => panic!("not a request: {other:?}"),
         }
+    }
+
+    #[test]
+    fn an_address_rings_only_its_latest_owner() {
+        let mut book = PhoneBook::default();
+        let (x, y) = ((1, 7), (2, 9));
+        let alice = "sip:alice@vacd".to_owned();
+        assert!(book.claim(x, alice.clone()).is_empty());
+        assert!(
+            book.claim(x, alice.clone()).is_empty(),
+            "a refresh voids nothing"
+        );
+        assert_eq!(book.named(1, "alice"), Some(7));
+        // X's username goes to Y of another tenant, whose phone registers under it.
+        assert_eq!(
+            book.claim(y, alice.clone()),
+            ["sip:alice@vacd"],
+            "X's bindings go"
+        );
+        assert_eq!(book.address_of(x), None, "X's calls no longer ring alice");
+        assert_eq!(book.address_of(y), Some(&alice));
+        assert_eq!(book.named(1, "alice"), None);
+        assert_eq!(book.named(2, "alice"), Some(9));
+        // Y registers under a new username: the old address is nobody's.
+        let bob = "sip:bob@vacd".to_owned();
+        assert_eq!(book.claim(y, bob.clone()), [alice]);
+        assert_eq!(book.named(2, "alice"), None);
+        assert_eq!(book.address_of(y), Some(&bob));
     }
 
     #[test]
