@@ -611,6 +611,48 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     s.stop().await;
 }
 
+/// PostgreSQL refuses to store some mails (a trigger stands in for any lasting failure): a full
+/// batch of them stays on the server, and the mail behind them becomes its ticket all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_mails_that_cannot_be_stored_do_not_hold_back_the_others() {
+    use sqlx::Connection;
+    let dovecot = Dovecot::start().await;
+    let s = TestServer::start_with(Db::Postgres, |c| {
+        quick(c);
+        c.channels.fetch_batch = 2;
+        c.channels.accounts = vec![imap_account(&dovecot, None)];
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let mut db = sqlx::PgConnection::connect(s.database_url())
+        .await
+        .expect("database");
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_poison() RETURNS trigger AS $$ BEGIN \
+         IF NEW.subject = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_poison BEFORE INSERT ON messages \
+         FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+    )
+    .execute(&mut db)
+    .await
+    .expect("trigger");
+    db.close().await.expect("closed");
+    let mails: Vec<Vec<u8>> = ["p1@x", "p2@x"]
+        .into_iter()
+        .map(|id| mail::mail(ERIKA, SUPPORT, "poison", id, "", "refused"))
+        .chain([mail::mail(ERIKA, SUPPORT, "fine", "f1@x", "", "stored")])
+        .collect();
+    dovecot.append_all("support", &mails).await;
+
+    ticket_of(&s, &admin, "email", "fine").await;
+    poll("the fine mail taken from the server", MAIL_WAIT, || {
+        (dovecot.messages("support") == 2).then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
 /// A mail server that is down is retried with back-off, shown in `/ready` and the metrics, and
 /// used as soon as it is up.
 async fn an_unreachable_mail_server_is_retried_and_visible(db: Db) {

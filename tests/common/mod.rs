@@ -173,6 +173,11 @@ impl TestServer {
         &self.running.store
     }
 
+    /// The database the server runs on.
+    pub fn database_url(&self) -> &str {
+        &self.db.url
+    }
+
     pub fn routing(&self) -> vacd::routing::RoutingHandle {
         self.running.routing()
     }

@@ -7,6 +7,8 @@
 //! Each message's source key is `imap:<account>:<UIDVALIDITY>:<UID>`, so a message fetched
 //! again after a crash between commit and marking is recognised by the store and only marked.
 
+use std::collections::HashSet;
+
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
@@ -37,9 +39,22 @@ pub(super) async fn session(
     drop(capabilities);
     channels.account_up(&account.key);
     tracing::info!(account = %account.key, host = %account.host, idle, "IMAP session open");
+    // Mails that could not be stored in this wake-up: left on the server, skipped until the
+    // next one, so that they neither hold back the mails behind them nor are fetched again
+    // and again without a pause.
+    let mut failed = HashSet::new();
     loop {
+        failed.clear();
         loop {
-            let fetched = round(channels, account, &mut session, generation, uidplus).await?;
+            let fetched = round(
+                channels,
+                account,
+                &mut session,
+                generation,
+                uidplus,
+                &mut failed,
+            )
+            .await?;
             if fetched < channels.config().fetch_batch {
                 break;
             }
@@ -107,20 +122,22 @@ where
     }
 }
 
-/// Stores up to one batch of waiting messages and marks those committed; returns how many it
-/// fetched.
+/// Stores up to one batch of waiting messages (but those in `failed`) and marks those
+/// committed; returns how many it fetched. The ones that could not be stored join `failed`.
 async fn round(
     channels: &Channels,
     account: &MailAccount,
     session: &mut Session,
     generation: u32,
     uidplus: bool,
+    failed: &mut HashSet<u32>,
 ) -> Result<usize, SessionError> {
     let query = match account.after_fetch {
         AfterFetch::Delete => "UNDELETED".to_owned(),
         AfterFetch::Flag => format!("UNKEYWORD {KEYWORD} UNDELETED"),
     };
     let mut uids: Vec<u32> = session.uid_search(&query).await?.into_iter().collect();
+    uids.retain(|uid| !failed.contains(uid));
     uids.sort_unstable();
     uids.truncate(channels.config().fetch_batch);
     if uids.is_empty() {
@@ -143,8 +160,9 @@ async fn round(
         let source = format!("imap:{}:{generation}:{uid}", account.key);
         match super::ingest(channels, account, &source, &raw).await {
             Ok(()) => done.push(uid),
-            // Left on the server: the next round tries again.
+            // Left on the server: the next wake-up tries again.
             Err(e) => {
+                failed.insert(uid);
                 tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
             }
         }
