@@ -815,6 +815,10 @@ impl TransactionLayer {
         let cancel = message::cancel_for(invite)?;
         txn.cancel = CancelState::Sent;
         let peer = txn.peer;
+        // §9.1: a cancelled INVITE that gets no final response ends 64·T1 after the CANCEL (a
+        // phone that rang and then fell silent), reported as a timeout.
+        let timeout = self.config.timers.timeout();
+        self.set_deadline(id, now + timeout, Deadline::B);
         self.send_request(cancel, peer, now).map(|_| ())
     }
 
@@ -1559,6 +1563,25 @@ Content-Length: 0\r\n\r\n"
                 (Method::Invite, 487)
             ]
         );
+    }
+
+    #[test]
+    fn a_cancelled_invite_without_a_final_response_times_out() {
+        let mut h = Harness::new();
+        let invite = request("INVITE", "z9hG4bKc4");
+        let key = h.send(invite.clone(), peer(Transport::Udp));
+        h.receive(response_for(&invite, 180, Some("t")), peer(Transport::Udp));
+        h.drain();
+        h.events.clear();
+        h.layer.cancel(&key, h.now).expect("cancel");
+        // The phone answers neither the CANCEL nor the INVITE again.
+        h.run_until(64 * 500 * MS);
+        assert!(
+            h.events.contains(&(32000 * MS, Event::Timeout { key })),
+            "{:?}",
+            h.events
+        );
+        assert!(h.layer.is_empty(), "both transactions ended");
     }
 
     #[test]
