@@ -510,6 +510,65 @@ async fn an_idle_visitor_is_warned_and_then_let_go(db: Db) {
     s.stop().await;
 }
 
+/// A chat nobody is in — no agent, and no connection of its visitor — ends after the idle
+/// timeout and leaves its queue; a visitor's connections beyond eight close the oldest.
+async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.chat.idle_warning_seconds = 1;
+        c.chat.idle_timeout_seconds = 1;
+    })
+    .await;
+    let mut vera = Visitor::start(&s, json!({ "language": "en" })).await;
+    let mut tabs = Vec::new();
+    for _ in 0..8 {
+        tabs.push(Visitor::resume(&s, &vera.token).await);
+    }
+    assert_eq!(
+        vera.ws.closed().await,
+        Some(1000),
+        "the oldest tab is let go"
+    );
+    let mut tabs = tabs.into_iter();
+    let mut last = tabs.next_back().expect("a tab");
+    last.say("v-1", ENGLISH).await;
+    for mut tab in tabs {
+        tab.ws.send_raw(Message::Close(None)).await;
+        tab.ws.closed().await;
+    }
+    last.ws.send_raw(Message::Close(None)).await;
+    last.ws.closed().await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let chat = s.store().chat_by_id(vera.chat).await.expect("chat");
+        if chat.as_ref().is_some_and(|c| !c.open) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the chat nobody is in ends"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let interaction = s
+        .store()
+        .chat_by_id(vera.chat)
+        .await
+        .expect("chat")
+        .and_then(|c| c.interaction)
+        .expect("its interaction");
+    let admin = s.demo_login("ada").await;
+    s.routing().flushed().await;
+    let (_, events) = s
+        .get(
+            &format!("/api/v1/events?kind=routing.abandoned&interaction_id={interaction}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(events["total"], 1, "it left its queue: {events}");
+    s.stop().await;
+}
+
 async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
     let s = TestServer::start_with(db, |c| {
         c.chat.starts_per_second_per_ip = 1;
@@ -694,6 +753,7 @@ async fn accept_and_greet_in_one_write(db: Db) {
 }
 
 on_both_backends!(
+    a_chat_nobody_is_in_ends_and_tabs_are_bounded,
     the_visitor_gets_the_transcript_by_email,
     accept_and_greet_in_one_write,
     agents_see_their_colleagues_by_name_only,

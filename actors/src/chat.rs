@@ -2,7 +2,8 @@
 //! they happened ([`ChatSession::handle`]) and drained of what to do ([`ChatOutput`]): store a
 //! message, send an event to a party, end the chat. Sockets, the store and routing are not here;
 //! the server's chat actor moves frames and rows around it, so the rules — who sees what, when a
-//! message counts as sent, when an idle visitor is warned and let go — are tested without I/O.
+//! message counts as sent, when an idle visitor is warned and let go, when a chat nobody is in
+//! ends — are tested without I/O.
 //!
 //! Parties: the visitor (one party, however many browser tabs), agents (routing connects them;
 //! others join by invitation) and supervisors, who are invisible to the visitor until they take
@@ -167,6 +168,8 @@ pub enum ChatInput {
     Join { party: Party, name: String },
     /// A party leaves (transferred away, stopped monitoring).
     Leave { party: Party },
+    /// The visitor's first connection opened (`true`), or its last one closed (`false`).
+    Visitor { connected: bool },
     /// A party sends a message.
     Say {
         from: Party,
@@ -248,6 +251,8 @@ pub struct ChatSession {
     /// When the visitor last wrote or typed.
     visitor_active: Instant,
     warned: bool,
+    /// Since when no connection of the visitor has been open (`None` while one is).
+    visitor_gone: Option<Instant>,
     ended: Option<EndReason>,
     outputs: VecDeque<ChatOutput>,
 }
@@ -267,6 +272,7 @@ impl ChatSession {
             storing: Vec::new(),
             visitor_active: now,
             warned: false,
+            visitor_gone: Some(now),
             ended: None,
             outputs: VecDeque::new(),
             config,
@@ -321,8 +327,13 @@ impl ChatSession {
 
     /// When [`handle_timeout`](Self::handle_timeout) should run next.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.ended.is_some() || self.agents().next().is_none() {
+        if self.ended.is_some() {
             return None;
+        }
+        if self.agents().next().is_none() {
+            return self
+                .visitor_gone
+                .map(|since| since + self.config.idle_timeout);
         }
         Some(if self.warned {
             self.visitor_active + self.config.idle_timeout
@@ -331,9 +342,19 @@ impl ChatSession {
         })
     }
 
-    /// Warns, then lets go, a visitor who stays silent while an agent is with them.
+    /// Warns, then lets go, a visitor who stays silent while an agent is with them; ends a chat
+    /// without an agent whose visitor has had no connection open for the idle timeout.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.ended.is_some() || self.agents().next().is_none() {
+        if self.ended.is_some() {
+            return;
+        }
+        if self.agents().next().is_none() {
+            let gone = self
+                .visitor_gone
+                .map(|since| now.saturating_duration_since(since));
+            if gone.is_some_and(|gone| gone >= self.config.idle_timeout) {
+                self.end(EndReason::Idle);
+            }
             return;
         }
         let silent = now.saturating_duration_since(self.visitor_active);
@@ -384,6 +405,12 @@ impl ChatSession {
                 whisper,
             } => self.say(from, client_id, text, whisper, now)?,
             ChatInput::Stored { message } => self.stored(message),
+            ChatInput::Visitor { connected } => {
+                self.visitor_gone = match (connected, self.visitor_gone) {
+                    (true, _) => None,
+                    (false, since) => since.or(Some(now)),
+                };
+            }
             ChatInput::NotStored { author, client_id } => {
                 if let Some(id) = client_id {
                     self.storing.retain(|(p, c)| !(*p == author && *c == id));
@@ -791,6 +818,29 @@ mod tests {
     }
 
     #[test]
+    fn a_chat_without_agent_ends_once_its_visitor_is_gone_for_the_idle_timeout() {
+        let mut chat = Chat::new();
+        let t0 = chat.now;
+        let idle = ChatConfig::default().idle_timeout;
+        let visitor = |connected| ChatInput::Visitor { connected };
+        assert_eq!(
+            chat.session.poll_timeout(),
+            Some(t0 + idle),
+            "no visitor yet"
+        );
+        chat.session.handle(visitor(true), t0).expect("attached");
+        assert_eq!(chat.session.poll_timeout(), None, "the visitor is there");
+        let left = t0 + Duration::from_secs(5);
+        chat.session.handle(visitor(false), left).expect("detached");
+        assert_eq!(chat.session.poll_timeout(), Some(left + idle));
+        chat.session
+            .handle_timeout(left + idle - Duration::from_millis(1));
+        assert_eq!(chat.session.ended(), None);
+        chat.session.handle_timeout(left + idle);
+        assert_eq!(chat.session.ended(), Some(EndReason::Idle));
+    }
+
+    #[test]
     fn nul_characters_are_dropped_from_a_message() {
         let mut chat = Chat::new();
         chat.join(ALICE, "Alice");
@@ -975,6 +1025,8 @@ mod tests {
     #[test]
     fn an_idle_visitor_is_warned_then_let_go() {
         let mut chat = Chat::new();
+        chat.run(ChatInput::Visitor { connected: true })
+            .expect("attached");
         assert_eq!(
             chat.session.poll_timeout(),
             None,

@@ -34,6 +34,8 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 
 /// How long a new connection may take to say which chat it wants.
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one frame may take to go out before the visitor's connection counts as gone.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Longest visitor name, email address, topic and offline message.
 const MAX_NAME: usize = 100;
@@ -231,7 +233,16 @@ async fn close(sink: &mut Sink, code: u16, reason: &str) {
         code,
         reason: reason.to_owned().into(),
     };
-    let _ = sink.send(Message::Close(Some(frame))).await;
+    send(sink, Message::Close(Some(frame))).await;
+}
+
+/// Sends one frame; false when the visitor's browser did not take it within [`SEND_TIMEOUT`]
+/// (a connection that stopped reading is let go rather than buffered for).
+async fn send(sink: &mut Sink, message: Message) -> bool {
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, sink.send(message)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// Reads the first frame and opens or resumes its chat; `None` when the connection is done.
@@ -241,8 +252,10 @@ async fn first(
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Option<Attached> {
+    // One deadline for the opening frame, whatever else (pings, refused frames) comes first.
+    let deadline = tokio::time::Instant::now() + FIRST_FRAME_TIMEOUT;
     loop {
-        let received = tokio::time::timeout(FIRST_FRAME_TIMEOUT, stream.next()).await;
+        let received = tokio::time::timeout_at(deadline, stream.next()).await;
         let text_frame = match received {
             Err(_) => {
                 close(sink, 4408, "no chat.start or chat.resume in time").await;
@@ -251,9 +264,14 @@ async fn first(
             Ok(Some(Ok(Message::Text(t)))) => t,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Ok(Message::Binary(_)))) => {
-                let _ = sink
-                    .send(error("unsupported_frame", "frames are JSON text", None))
-                    .await;
+                if !send(
+                    sink,
+                    error("unsupported_frame", "frames are JSON text", None),
+                )
+                .await
+                {
+                    return None;
+                }
                 continue;
             }
             Ok(Some(Err(e))) => {
@@ -267,9 +285,9 @@ async fn first(
             Ok(frame) => frame,
             Err(e) => {
                 tracing::info!(%peer, error = %e, "chat frame is not JSON");
-                let _ = sink
-                    .send(error("malformed_json", &e.to_string(), None))
-                    .await;
+                if !send(sink, error("malformed_json", &e.to_string(), None)).await {
+                    return None;
+                }
                 continue;
             }
         };
@@ -293,14 +311,14 @@ async fn first(
             Ok((token, attached)) => {
                 let welcome =
                     json!({ "type": "chat.welcome", "chat": attached.chat, "token": token });
-                if sink.send(text(&welcome)).await.is_err() {
+                if !send(sink, text(&welcome)).await {
                     return None;
                 }
                 return Some(attached);
             }
             Err((code, message)) => {
                 tracing::info!(%peer, code, message, "chat refused");
-                let _ = sink.send(error(code, &message, None)).await;
+                send(sink, error(code, &message, None)).await;
                 let close_code = match code {
                     "invalid_command" | "invalid_value" => continue,
                     "rate_limited" => 4429,
@@ -376,13 +394,13 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(t))) => {
                     if let Some(reply) = visitor_frame(&state, peer, &attached, t.as_str()).await {
-                        if sink.send(reply).await.is_err() {
+                        if !send(&mut sink, reply).await {
                             break;
                         }
                     }
                 }
                 Some(Ok(Message::Binary(_))) => {
-                    if sink.send(error("unsupported_frame", "frames are JSON text", None)).await.is_err() {
+                    if !send(&mut sink, error("unsupported_frame", "frames are JSON text", None)).await {
                         break;
                     }
                 }
@@ -400,7 +418,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
                     close(&mut sink, 1000, "chat over").await;
                     break;
                 };
-                if sink.send(Message::Text(event.into())).await.is_err() {
+                if !send(&mut sink, Message::Text(event.into())).await {
                     break;
                 }
             }

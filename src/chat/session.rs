@@ -3,7 +3,7 @@
 //! with the visitor's first one, then routing it), send an event to the visitor's connections
 //! or an agent's console, close the chat — and feeds it what happens: the visitor's and the
 //! agents' inputs, routing's outputs (an agent connected, transferred away, ended), the idle
-//! timer. A panic inside is caught: the chat is closed with reason `system` and its
+//! timer, and whether the visitor has a connection open. A panic inside is caught: the chat is closed with reason `system` and its
 //! interaction ended, nothing else stops.
 
 use std::panic::AssertUnwindSafe;
@@ -23,6 +23,9 @@ use vacd_actors::{
 use super::{Error, Inner};
 use crate::language;
 use crate::store::{ChatRoute, ChatRow, ChatWidget};
+
+/// Most connections of one visitor (browser tabs) served at once; a newer one closes the oldest.
+const MAX_VISITOR_CONNECTIONS: usize = 8;
 
 pub(crate) enum ChatMsg {
     /// A visitor connection: gets the transcript and the chat's status, then every event.
@@ -196,10 +199,22 @@ impl Actor {
                 } => {
                     let _ = events.send(frame(&self.session.transcript_for(Party::Visitor)));
                     let _ = events.send(self.status());
+                    if self.visitors.len() >= MAX_VISITOR_CONNECTIONS {
+                        // The oldest connection goes: its socket closes when its events end.
+                        self.visitors.remove(0);
+                    }
                     self.visitors.push((conn, events));
                     let _ = reply.send(());
+                    if self.visitors.len() == 1 {
+                        self.visitor_present(true);
+                    }
                 }
-                ChatMsg::Detach { conn } => self.visitors.retain(|(c, _)| *c != conn),
+                ChatMsg::Detach { conn } => {
+                    self.visitors.retain(|(c, _)| *c != conn);
+                    if self.visitors.is_empty() {
+                        self.visitor_present(false);
+                    }
+                }
                 ChatMsg::Input { input, reply } => {
                     let result = self.session.handle(input, Instant::now());
                     let _ = reply.send(result);
@@ -464,7 +479,14 @@ impl Actor {
         tracing::info!(chat = self.chat.id, reason, "chat ended");
     }
 
-    /// Tells the author a message was not taken.
+    /// Tells the session whether the visitor has a connection open (a chat nobody is in ends
+    /// after the idle timeout).
+    fn visitor_present(&mut self, connected: bool) {
+        let _ = self
+            .session
+            .handle(ChatInput::Visitor { connected }, Instant::now());
+    }
+
     /// Tells the author of a message that could not be stored to send it again (the session
     /// forgets it, so that the copy sent again is stored).
     fn refuse(&mut self, new: &NewMessage, code: &str, message: &str) {
