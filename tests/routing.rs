@@ -1151,6 +1151,28 @@ async fn supervisor_feed_follows_the_floor(db: Db) {
     d.s.stop().await;
 }
 
+/// An interaction routing still holds is not deleted (409 `in_routing`): routing would go on
+/// offering a row that is gone. Once done, it can be.
+async fn an_interaction_in_routing_is_not_deleted(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Kept", json!({ "wrapup_seconds": 0 })).await;
+    let (_, token) = d.agent("keeper", &[("en", 5)], &[queue]).await;
+    let id = d.interaction(queue, "en").await;
+    let path = format!("/api/v1/interactions/{id}");
+    assert_error(
+        &d.s.delete(&path, &d.admin).await,
+        StatusCode::CONFLICT,
+        "in_routing",
+    );
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    console.handle(id).await;
+    d.s.routing().flushed().await;
+    let (status, body) = d.s.delete(&path, &d.admin).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    d.s.stop().await;
+}
+
 /// A websocket lives only as long as the login that opened it grants what it granted then: a
 /// change of the user's role, a logout or the user's deletion closes the console and the
 /// supervisor feed (code 4001); a change that leaves the rights as they were does not.
@@ -1204,6 +1226,7 @@ async fn sockets_close_when_their_login_ends_or_changes(db: Db) {
 }
 
 on_both_backends!(
+    an_interaction_in_routing_is_not_deleted,
     sockets_close_when_their_login_ends_or_changes,
     supervisor_feed_follows_the_floor,
     reports_from_the_event_log,

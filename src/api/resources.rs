@@ -20,7 +20,8 @@ use super::auth::{hash_password, Caller};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{
-    Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, MAILBOXES, RESOURCES, USERS,
+    Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, INTERACTIONS, MAILBOXES, RESOURCES,
+    USERS,
 };
 use crate::store::{ListQuery, Page, Value};
 
@@ -138,6 +139,21 @@ async fn remove(
     let role = r.delete.ok_or_else(|| read_only(r))?;
     let who = caller.user_with(role)?;
     let Path(id) = id?;
+    if std::ptr::eq(r, &INTERACTIONS) {
+        let row = state.store.get(r, who.tenant_id, id).await?;
+        let routed = match row["state"].as_str() {
+            Some("queued" | "offered" | "connected" | "wrap_up") => true,
+            Some("new") => !row["queue_id"].is_null(),
+            _ => false,
+        };
+        if routed {
+            // Routing would go on offering and working a row that is gone.
+            return Err(Error::Conflict {
+                code: "in_routing",
+                message: format!("interaction {id} is still routed or worked on; it can be deleted once it is done"),
+            });
+        }
+    }
     to_the_end(async move {
         state
             .store
