@@ -80,7 +80,13 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
         .await;
     let identity = s.create("/api/v1/customer-identities", token, json!({ "customer_id": customer, "kind": "phone", "value": format!("+49301{}", tag.len()) })).await;
     // A record without a queue: routing never holds it, so the round trip may delete it.
-    let interaction = s.create("/api/v1/interactions", token, json!({ "channel": "email", "customer_id": customer, "subject": "Invoice" })).await;
+    let interaction = s
+        .create(
+            "/api/v1/interactions",
+            token,
+            json!({ "channel": "email", "customer_id": customer, "subject": "Invoice" }),
+        )
+        .await;
     let message = s.create("/api/v1/messages", token, json!({ "interaction_id": interaction, "direction": "in", "author": "erika@example.test", "body": "Hello" })).await;
     let attachment = s.create("/api/v1/attachments", token, json!({ "message_id": message, "filename": "scan.pdf", "content_type": "application/pdf" })).await;
     let template = s

@@ -1566,6 +1566,67 @@ async fn postgres_a_create_whose_commit_went_unanswered_is_not_written_twice() {
     db.drop_db().await;
 }
 
+/// PostgreSQL: a batch of chat messages whose `COMMIT` went unanswered is not written again
+/// one by one (a message without a client id would be there twice); their authors hear that
+/// they may be stored. On one thread, so that both messages are in the batch.
+#[tokio::test]
+async fn postgres_chat_messages_whose_commit_went_unanswered_are_not_written_twice() {
+    use vacd::catalog::INTERACTIONS;
+    use vacd_actors::chat::{NewMessage, Party};
+
+    let db = TestDb::new(Db::Postgres).await;
+    let cutter = CommitCutter::start(&db.url).await;
+    let store = Store::open(&cutter.url, 4).await.expect("store opens");
+    let t = store.create_tenant("t", "T").await.expect("tenant").id;
+    let values = new_values(&INTERACTIONS, json!({ "channel": "chat" })).expect("valid");
+    let interaction = store
+        .create(&INTERACTIONS, t, None, &values)
+        .await
+        .expect("interaction")["id"]
+        .as_i64()
+        .expect("id");
+    let said = |text: &str| NewMessage {
+        author: Party::Visitor,
+        name: "Vera".into(),
+        text: text.into(),
+        client_id: None,
+        whisper: false,
+    };
+
+    cutter.arm();
+    let (first, second) = (said("first"), said("second"));
+    let outcomes = tokio::join!(
+        store.store_chat_message(t, interaction, &first),
+        store.store_chat_message(t, interaction, &second)
+    );
+    for outcome in [outcomes.0, outcomes.1] {
+        assert!(
+            matches!(outcome, Err(store::Error::CommitUnknown)),
+            "{outcome:?}"
+        );
+    }
+    store
+        .store_chat_message(t, interaction, &said("third"))
+        .await
+        .expect("the next message is stored");
+    let direct = open(&db).await;
+    let texts: Vec<String> = direct
+        .chat_messages(t, interaction, "Vera")
+        .await
+        .expect("messages")
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(
+        texts,
+        ["first", "second", "third"],
+        "the batch that committed is there once"
+    );
+    store.close().await;
+    direct.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
     routing_restarts_with_the_live_calls_still_waiting,
     a_failed_output_round_leaves_the_writer_clean,

@@ -45,7 +45,7 @@ impl Batch for Calls {
                 }
             });
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(super::commit_failed)?;
         Ok(done)
     }
 }

@@ -3,7 +3,8 @@
 //! transaction by its [`Batch`], and answers each once that transaction has committed. While one
 //! batch commits the next gathers, so a batch grows with the load and a lone write waits for
 //! nothing. If a batch fails, each of its writes is done again in a transaction of its own, so
-//! one bad write costs only itself.
+//! one bad write costs only itself — unless the connection broke during the commit, when the
+//! batch may be stored and is not written again.
 
 use std::future::Future;
 
@@ -66,6 +67,19 @@ pub(super) async fn run<B: Batch>(
             Ok(done) => {
                 for (pending, done) in batch.drain(..).zip(done) {
                     let _ = pending.reply.send(Ok(done));
+                }
+            }
+            Err(Error::CommitUnknown) => {
+                // Written again, what did commit would be there twice: each caller hears that
+                // its write may be stored (a chat message is sent again with its client id,
+                // which finds the stored one).
+                tracing::error!(
+                    writes = batch.len(),
+                    "{} batch's outcome unknown; not written again",
+                    B::WHAT
+                );
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(Error::CommitUnknown));
                 }
             }
             Err(e) if batch.len() == 1 => {

@@ -36,8 +36,8 @@ use super::crud::{audit, bind, insert_rows, insert_values, row_to_json, select_l
 use super::events::{self, NewEvent};
 use super::routing::{bind_padded_rows, output_changes, write_rows, OutputBatch, RowValues, ROWS};
 use super::{
-    begin_in, now_ms, padded_chunks, sized_chunks, AnyQuery, Backend, Error, Result, Store, Value,
-    BEGIN_WRITE, CHUNK_SIZES,
+    begin_in, commit_failed, now_ms, padded_chunks, sized_chunks, AnyQuery, Backend, Error, Result,
+    Store, Value, BEGIN_WRITE, CHUNK_SIZES,
 };
 use crate::catalog::{Column, Kind, Resource};
 
@@ -229,19 +229,6 @@ async fn record_one_by_one(store: &Store, outputs: &[OutputBatch]) {
     for output in outputs {
         if let Err(e) = store.record_outputs(std::slice::from_ref(output)).await {
             tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
-        }
-    }
-}
-
-/// The error of a failed trip that carried a round's `COMMIT`: the database's refusal means
-/// nothing was committed; anything else (the connection broke, SQLite's worker thread died)
-/// leaves the outcome unknown.
-fn commit_failed(e: sqlx::Error) -> Error {
-    match e {
-        sqlx::Error::Database(_) => Error::Database(e),
-        e => {
-            tracing::error!(error = %e, "the connection broke during a commit");
-            Error::CommitUnknown
         }
     }
 }

@@ -120,7 +120,7 @@ async fn store(writer: &AnyPool, backend: Backend, rows: &[&Message]) -> Result<
         };
         stored.push(found);
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(super::commit_failed)?;
     Ok(stored)
 }
 

@@ -111,6 +111,19 @@ impl Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The error of a failed trip that carried a transaction's `COMMIT`: the database's refusal
+/// means nothing was committed; anything else (the connection broke, SQLite's worker thread
+/// died) leaves the outcome unknown, and the writes must not be made again.
+fn commit_failed(e: sqlx::Error) -> Error {
+    match e {
+        sqlx::Error::Database(_) => Error::Database(e),
+        e => {
+            tracing::error!(error = %e, "the connection broke during a commit");
+            Error::CommitUnknown
+        }
+    }
+}
+
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, AnyArguments<'q>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
