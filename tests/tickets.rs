@@ -881,6 +881,83 @@ async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
     s.stop().await;
 }
 
+/// A customer who answers while the agent still wraps the ticket up is heard: the ticket waits
+/// again and is offered to the next agent, while the first agent's wrap-up runs on.
+async fn a_reply_during_wrap_up_waits_again(db: Db) {
+    let (url, _) = sms_gateway().await;
+    let s = TestServer::start_with(db, |c| {
+        c.channels.sms.inbound_token = "gateway-secret".into();
+        c.channels.sms.outbound_url = Some(url);
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let email = service_address(&s, &admin, "email").await;
+    let (support, queue) = (email["mailbox_id"].clone(), email["queue_id"].clone());
+    s.create(
+        "/api/v1/service-addresses",
+        &admin,
+        json!({ "kind": "sms", "address": "+4930111", "mailbox_id": support, "queue_id": queue }),
+    )
+    .await;
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/queues/{queue}"),
+            &admin,
+            json!({ "wrapup_seconds": 600 }),
+        )
+        .await;
+    assert!(status.is_success());
+    let inbound = |id: &str, text: &str| {
+        let sms = json!({ "from": "+491701234567", "to": "+4930111", "text": text, "id": id });
+        s.call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(sms),
+        )
+    };
+    let diego_token = s.demo_login("diego").await;
+    let mut diego = Console::connect(&s, &diego_token).await;
+    diego.ready().await;
+    let (_, first) = inbound(
+        "gw-1",
+        "Hello, my parcel has not arrived yet. Can you check it please?",
+    )
+    .await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    diego
+        .expect_where("offer", |f| f["interaction"] == id)
+        .await;
+    diego
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    let (status, reply) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &diego_token,
+            json!({ "body": "It arrives tomorrow." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    diego
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
+        .await;
+
+    let chloe_token = s.demo_login("chloe").await;
+    let mut chloe = Console::connect(&s, &chloe_token).await;
+    chloe.ready().await;
+    let (_, again) = inbound(
+        "gw-2",
+        "It did not arrive today either, can you check again please?",
+    )
+    .await;
+    assert_eq!(again["ticket"], id, "{again}");
+    chloe
+        .expect_where("offer", |f| f["interaction"] == id)
+        .await;
+    s.stop().await;
+}
+
 /// A minimal valid TIFF (one empty image directory).
 const TIFF: &[u8] = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 
@@ -1163,6 +1240,7 @@ on_both_backends!(
     bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
     an_unreachable_mail_server_is_retried_and_visible,
     sms_in_through_the_webhook_and_out_through_the_gateway,
+    a_reply_during_wrap_up_waits_again,
     fax_and_letter_directories_in_and_pdf_out,
     tls_and_starttls_to_imap_pop3_and_smtp,
 );

@@ -20,6 +20,12 @@ use crate::Engine;
 
 impl Engine {
     pub(crate) fn enqueue(&mut self, new: NewInteraction, now: Instant) -> Result<(), Error> {
+        if let Some(inter) = self.interactions.get(&new.id) {
+            return match inter.stage {
+                Stage::WrapUp { .. } => self.written_again(new, now),
+                _ => Err(Error::DuplicateInteraction(new.id)),
+            };
+        }
         let (id, queue, channel, priority) = (new.id, new.queue, new.channel, new.priority);
         let order = self.admit(new, now)?;
         self.push(Output::Queued {
@@ -33,16 +39,56 @@ impl Engine {
         Ok(())
     }
 
+    /// The customer wrote again while an agent wraps the interaction up (a reply to a ticket
+    /// just answered): it waits again, a new wait, with what `new` says of it now (its queue,
+    /// language, skills and priority), and the agent's wrap-up goes on (it ends without
+    /// finishing the interaction).
+    fn written_again(&mut self, new: NewInteraction, now: Instant) -> Result<(), Error> {
+        if !self.queues.contains_key(&new.queue) {
+            return Err(Error::UnknownQueue(new.queue));
+        }
+        let Some(inter) = self.interactions.get_mut(&new.id) else {
+            return Err(Error::UnknownInteraction(new.id));
+        };
+        inter.language = new.language;
+        inter.skills = new.skills;
+        inter.priority = new.priority;
+        self.wait_again_in(new.id, new.queue, now);
+        Ok(())
+    }
+
+    /// Starts a new wait of `id` in `queue`: a new place at the back, escalation and the wait
+    /// clock start over, and it is routed at once if it can be.
+    fn wait_again_in(&mut self, id: InteractionId, queue: QueueId, now: Instant) {
+        let order = self.take_order();
+        let Some(inter) = self.interactions.get_mut(&id) else {
+            return;
+        };
+        inter.enqueued_at = now;
+        inter.escalation = Escalation::default();
+        inter.order = order;
+        inter.stage = Stage::Queued;
+        let (channel, priority) = (inter.channel, inter.priority);
+        self.rehome(id, queue);
+        self.refresh_needs(id);
+        self.push(Output::Queued {
+            interaction: id,
+            queue,
+            channel,
+            order,
+            priority,
+        });
+        self.schedule_wait(id);
+        self.route_or_wait(id, now);
+    }
+
     /// Takes in a new or restored interaction as queued but not yet listed or routed; returns
     /// its enqueue order.
     #[inline]
     fn admit(&mut self, new: NewInteraction, now: Instant) -> Result<u64, Error> {
         // Field by field rather than through helpers, so that the hottest input looks each map
         // up as few times as it can. (Not through `entry`: that may grow the map, and a refused
-        // input must change nothing.)
-        if self.interactions.contains_key(&new.id) {
-            return Err(Error::DuplicateInteraction(new.id));
-        }
+        // input must change nothing.) The callers have checked that `new.id` is not live.
         let Some(home) = self.queues.slot(&new.queue) else {
             return Err(Error::UnknownQueue(new.queue));
         };
@@ -117,6 +163,9 @@ impl Engine {
             .ok_or(Error::UnknownAgent(agent_id))?;
         if agent.holds(id) {
             return Err(Error::AgentUnavailable(agent_id));
+        }
+        if self.interactions.contains_key(&id) {
+            return Err(Error::DuplicateInteraction(id));
         }
         self.admit(interaction, now)?;
         let inter = self.interactions.get_mut(&id).expect("admitted just above");
@@ -509,34 +558,15 @@ impl Engine {
             }
         }
         // The interaction starts a new wait: escalation and the wait clock start over.
-        let order = match to {
-            TransferTarget::Queue { .. } => self.take_order(),
-            TransferTarget::Agent { .. } => 0,
-        };
-        let inter = self
-            .interactions
-            .get_mut(&id)
-            .expect("checked it is live above");
-        inter.enqueued_at = now;
-        inter.escalation = Escalation::default();
         match to {
-            TransferTarget::Queue { queue } => {
-                inter.order = order;
-                inter.stage = Stage::Queued;
-                let (channel, priority) = (inter.channel, inter.priority);
-                self.rehome(id, queue);
-                self.refresh_needs(id);
-                self.push(Output::Queued {
-                    interaction: id,
-                    queue,
-                    channel,
-                    order,
-                    priority,
-                });
-                self.schedule_wait(id);
-                self.route_or_wait(id, now);
-            }
+            TransferTarget::Queue { queue } => self.wait_again_in(id, queue, now),
             TransferTarget::Agent { agent } => {
+                let inter = self
+                    .interactions
+                    .get_mut(&id)
+                    .expect("checked it is live above");
+                inter.enqueued_at = now;
+                inter.escalation = Escalation::default();
                 self.refresh_needs(id);
                 self.offer_to(id, agent, now);
                 self.schedule_wait(id);
@@ -845,6 +875,43 @@ mod tests {
         );
         assert_eq!(h.state(10), None, "done interactions are forgotten");
         assert_eq!(h.engine.live_interactions(), 0);
+    }
+
+    #[test]
+    fn written_again_during_wrap_up_waits_again_and_the_wrap_up_goes_on() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(30)));
+        h.ready_agent(1, &[1], &[]);
+        let email = || interaction(10, Channel::Email, 1);
+        h.enqueue(email());
+        h.accept(1, 10);
+        h.end(10);
+        h.ready_agent(2, &[1], &[]);
+        // The customer answers while agent 1 wraps up.
+        let out = h.enqueue(email());
+        assert!(
+            matches!(out.first(), Some(Output::Queued { interaction, .. }) if *interaction == InteractionId(10)),
+            "{out:?}"
+        );
+        assert_eq!(
+            offers(&out),
+            vec![(10, 2)],
+            "not to the agent wrapping it up"
+        );
+        assert_eq!(h.presence(1), Presence::WrapUp);
+        h.accept(2, 10);
+        let out = h.advance(secs(30));
+        assert!(out.contains(&Output::WrapUpEnded {
+            interaction: InteractionId(10),
+            agent: AgentId(1)
+        }));
+        assert!(
+            !out.contains(&Output::Done {
+                interaction: InteractionId(10)
+            }),
+            "agent 2 has it now"
+        );
+        assert_eq!(h.state(10), Some(InteractionState::Connected));
     }
 
     #[test]

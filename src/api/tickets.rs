@@ -391,10 +391,8 @@ async fn reopen(
         .store
         .set_ticket_status(who.tenant_id, id, Some(who.user_id), "open")
         .await?;
-    if !matches!(
-        before.as_str(),
-        "new" | "queued" | "offered" | "connected" | "wrap_up"
-    ) {
+    // A ticket in wrap-up waits again (routing lets the agent's wrap-up run on).
+    if !matches!(before.as_str(), "new" | "queued" | "offered" | "connected") {
         channels.route(who.tenant_id, id).await;
     }
     Ok(Json(state.store.ticket(who.tenant_id, id).await?))

@@ -819,10 +819,8 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        let active = matches!(
-            state.as_str(),
-            "new" | "queued" | "offered" | "connected" | "wrap_up"
-        );
+        // In wrap-up the agent is done with it: reopened, it waits again (see `ingest`).
+        let active = matches!(state.as_str(), "new" | "queued" | "offered" | "connected");
         if status == "open" && !active {
             sqlx::query(
                 "UPDATE interactions SET state = 'new', agent_id = NULL WHERE tenant_id = $1 AND id = $2",
@@ -882,12 +880,13 @@ impl Store {
         Ok(())
     }
 
-    /// Makes ticket `id` `new` again if routing has finished it; returns whether it did.
+    /// Makes ticket `id` `new` again if routing has finished it or its agent wraps it up;
+    /// returns whether it did.
     pub async fn reopen_if_finished(&self, tenant: i64, id: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
         let reopened = sqlx::query(
             "UPDATE interactions SET state = 'new', agent_id = NULL WHERE tenant_id = $1 AND id = $2 \
-             AND state IN ('done', 'abandoned', 'failed')",
+             AND state IN ('wrap_up', 'done', 'abandoned', 'failed')",
         )
         .bind(tenant)
         .bind(id)
