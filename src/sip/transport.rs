@@ -28,6 +28,8 @@ use super::reject::response_to_unparsable;
 const MAX_DATAGRAM: usize = 65_535;
 /// Queued outgoing messages per TCP connection before the connection counts as stuck.
 const WRITER_QUEUE: usize = 256;
+/// How long the TCP listener rests after a failed accept (out of file descriptors, say).
+const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What the transports tell the endpoint.
 // Boxing the message would cost an allocation per message on the hot path; the value is moved
@@ -146,7 +148,12 @@ pub async fn run_tcp(
                         limits,
                     ));
                 }
-                Err(err) => tracing::warn!(%err, "TCP accept failed"),
+                Err(err) => {
+                    // Out of file descriptors, typically: accepting again at once would fail
+                    // again at once, spinning a core and flooding the log.
+                    tracing::warn!(%err, "TCP accept failed; pausing accepts briefly");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                }
             },
         }
     }
