@@ -33,6 +33,8 @@ pub struct Event {
     pub queue: Option<i64>,
     /// For `routing.presence_changed`: whether the agent is logged in afterwards.
     pub logged_in: Option<bool>,
+    /// For `routing.queued`: a wait restored after a restart, no new entry.
+    pub restored: bool,
 }
 
 /// How long a report interval is.
@@ -238,6 +240,12 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
         match (event.kind.as_str(), event.interaction, event.agent) {
             ("routing.queued", Some(id), _) => {
                 let Some(queue) = event.queue else { continue };
+                if event.restored {
+                    // The wait goes on from its first entry (seen earlier, or before the
+                    // events read: then it counts from here, but offers nothing new).
+                    waits.entry(id).or_insert(Wait { queue, since: at });
+                    continue;
+                }
                 waits.insert(id, Wait { queue, since: at });
                 if let Some(row) = b.queue(queue, at) {
                     row.offered += 1;
@@ -444,6 +452,7 @@ mod tests {
             agent,
             queue: Some(Q),
             logged_in: None,
+            restored: false,
         }
     }
 
@@ -455,6 +464,7 @@ mod tests {
             agent: Some(agent),
             queue: None,
             logged_in: Some(logged_in),
+            restored: false,
         }
     }
 
@@ -466,6 +476,25 @@ mod tests {
             from,
             to,
         }
+    }
+
+    /// A wait restored after a restart goes on from its first entry: no second offer, and the
+    /// answer's wait counts from the first queueing.
+    #[test]
+    fn a_restored_wait_is_no_new_entry() {
+        let restored = Event {
+            restored: true,
+            ..event(5 * MIN, "queued", 1, None)
+        };
+        let events = vec![
+            event(MIN, "queued", 1, None),
+            restored,
+            event(6 * MIN, "connected", 1, Some(1)),
+        ];
+        let report = build(&events, &settings(Interval::Hour, 0, 60 * MIN));
+        let q = &report.queues[0];
+        assert_eq!((q.offered, q.answered), (1, 1));
+        assert_eq!(q.asa_ms, Some(5.0 * 60_000.0));
     }
 
     /// Hand-computed: three calls in one hour.

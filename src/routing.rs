@@ -523,6 +523,7 @@ mod tests {
                 channel: Channel::Call,
                 order: call.0,
                 priority: 0,
+                waited: std::time::Duration::ZERO,
             });
             outputs.push(Output::Offered {
                 interaction: call,

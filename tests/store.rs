@@ -318,6 +318,7 @@ async fn routing_outputs_update_interactions(db: Db) {
         channel: Channel::Email,
         order,
         priority: 0,
+        waited: std::time::Duration::ZERO,
     };
     let offered = |n: usize, agent: u64| Output::Offered {
         interaction: i(n),
@@ -479,6 +480,7 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
         channel: Channel::Email,
         order,
         priority: 0,
+        waited: std::time::Duration::ZERO,
     };
     let start = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let minutes = |n: u64| start + Duration::from_secs(60 * n);
@@ -554,6 +556,7 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         channel: Channel::Email,
         order,
         priority: 0,
+        waited: std::time::Duration::ZERO,
     };
     let escalated = |interaction, queue, step| Output::Escalated {
         interaction,
@@ -624,6 +627,69 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         "the overflow queue's first step only"
     );
     assert_eq!(applied(transferred), Some(0), "a new wait");
+
+    // The restored routing announces the waits it took back (`Queued` with how long each had
+    // waited): a second restart finds the same steps and the same wait, not a new one.
+    let restored: Vec<Output> = setup
+        .setup
+        .waiting
+        .iter()
+        .filter_map(|w| {
+            let r = w.restored.as_ref()?;
+            Some(Output::Queued {
+                interaction: w.id,
+                queue: w.queue,
+                channel: w.channel,
+                order: r.order,
+                priority: w.priority,
+                waited: r.waited,
+            })
+        })
+        .collect();
+    let waited = |setup: &vacd::store::RoutingSetup, interaction: InteractionId| {
+        setup
+            .setup
+            .waiting
+            .iter()
+            .find(|w| w.id == interaction)
+            .and_then(|w| w.restored.as_ref())
+            .map(|r| r.waited)
+            .expect("restored")
+    };
+    let first_wait = waited(&setup, moved);
+    assert!(first_wait >= Duration::from_secs(3599), "{first_wait:?}");
+    store
+        .record_outputs(&[batch(SystemTime::now(), restored)])
+        .await
+        .expect("recorded");
+    let again = store
+        .routing_setup(t, &BTreeSet::new(), false)
+        .await
+        .expect("setup");
+    assert!(waited(&again, moved) >= first_wait, "the wait goes on");
+    let applied_again = |interaction: InteractionId| {
+        again
+            .setup
+            .waiting
+            .iter()
+            .find(|w| w.id == interaction)
+            .and_then(|w| w.restored.as_ref())
+            .map(|r| r.escalations_applied)
+    };
+    assert_eq!(applied_again(moved), Some(1), "the steps taken stay taken");
+    let events = store
+        .report_events(t, 0, vacd::store::now_ms() + 1, 1000)
+        .await
+        .expect("events")
+        .expect("within the limit");
+    let restored_waits = events
+        .iter()
+        .filter(|e| e.kind == "routing.queued" && e.restored)
+        .count();
+    assert_eq!(
+        restored_waits, 2,
+        "the restored waits are marked so in the log"
+    );
     store.close().await;
     db.drop_db().await;
 }
@@ -659,6 +725,7 @@ async fn a_bad_row_change_costs_only_itself(db: Db) {
                 channel: Channel::Email,
                 order: 2,
                 priority: 0,
+                waited: std::time::Duration::ZERO,
             },
         ],
     };
@@ -1156,6 +1223,7 @@ async fn a_round_of_more_than_one_chunk_is_written_whole(db: Db) {
             channel: Channel::Email,
             order: n as u64,
             priority: 0,
+            waited: std::time::Duration::ZERO,
         })
         .collect();
     store
@@ -1348,6 +1416,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
             channel,
             order: 10 - n as u64,
             priority: 0,
+            waited: std::time::Duration::ZERO,
         });
     }
     let i = |n: usize| InteractionId(ids[n] as u64);

@@ -5,7 +5,7 @@
 //! agents are settled last ([`Engine::settle_agent`]) so that re-routing an interaction never
 //! hands it straight back to the agent that just missed it while someone else could take it.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::agent::SlotState;
 use crate::error::Error;
@@ -27,6 +27,7 @@ impl Engine {
             };
         }
         let (id, queue, channel, priority) = (new.id, new.queue, new.channel, new.priority);
+        let waited = new.restored.map(|r| r.waited).unwrap_or_default();
         let order = self.admit(new, now)?;
         self.push(Output::Queued {
             interaction: id,
@@ -34,6 +35,7 @@ impl Engine {
             channel,
             order,
             priority,
+            waited,
         });
         self.route_or_wait(id, now);
         Ok(())
@@ -77,6 +79,7 @@ impl Engine {
             channel,
             order,
             priority,
+            waited: Duration::ZERO,
         });
         self.schedule_wait(id);
         self.route_or_wait(id, now);
@@ -792,7 +795,8 @@ mod tests {
                     queue: QueueId(1),
                     channel: Channel::Call,
                     order: 0,
-                    priority: 0
+                    priority: 0,
+                    waited: Duration::ZERO
                 },
                 Output::Offered {
                     interaction: InteractionId(10),
@@ -1208,7 +1212,8 @@ mod tests {
                     queue: QueueId(2),
                     channel: Channel::Call,
                     order: 1,
-                    priority: 0
+                    priority: 0,
+                    waited: Duration::ZERO
                 },
             ]
         );
@@ -1376,10 +1381,14 @@ mod tests {
             escalations_applied: 0,
             sla_breached: false,
         });
-        h.enqueue(earlier);
+        let out = h.enqueue(earlier);
+        assert!(
+            matches!(out[0], Output::Queued { waited, .. } if waited == secs(30)),
+            "a restored wait says how long it has waited"
+        );
         let out = h.call(12, 1);
         assert!(
-            matches!(out[0], Output::Queued { order: 42, .. }),
+            matches!(out[0], Output::Queued { order: 42, waited, .. } if waited.is_zero()),
             "new orders continue after restored ones"
         );
         let position = h

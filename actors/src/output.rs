@@ -49,6 +49,10 @@ pub enum Output {
         order: u64,
         /// Its own priority (added to the queue's).
         priority: i32,
+        /// How long it had waited already: zero for a new wait; a wait restored after a
+        /// restart goes on (its start is `waited` before this output, it is no new entry).
+        #[serde(default, skip_serializing_if = "Duration::is_zero")]
+        waited: Duration,
     },
     /// The agent is reserved and offered the interaction.
     Offered {
@@ -271,6 +275,7 @@ mod tests {
                 channel: Channel::Chat,
                 order: 1,
                 priority: 0,
+                waited: std::time::Duration::ZERO,
             },
             Output::Offered {
                 interaction: i,

@@ -50,6 +50,9 @@ impl Store {
             } else {
                 None
             };
+            // Only a restored wait's payload names how long it had waited.
+            let restored = kind == "routing.queued"
+                && row.try_get::<String, _>("payload")?.contains("\"waited\"");
             events.push(Event {
                 at: row.try_get("at")?,
                 kind,
@@ -57,6 +60,7 @@ impl Store {
                 agent: row.try_get("agent_id")?,
                 queue: row.try_get("queue_id")?,
                 logged_in,
+                restored,
             });
         }
         Ok(Some(events))

@@ -62,8 +62,16 @@ struct RowChange {
 impl RowChange {
     fn apply(&mut self, output: &Output, at: i64) {
         let (state, agent) = match output {
-            Output::Queued { queue, order, .. } => {
-                self.queued = Some((queue.0 as i64, *order as i64, Some(at)));
+            Output::Queued {
+                queue,
+                order,
+                waited,
+                ..
+            } => {
+                // A restored wait keeps its start.
+                let since =
+                    at.saturating_sub(i64::try_from(waited.as_millis()).unwrap_or(i64::MAX));
+                self.queued = Some((queue.0 as i64, *order as i64, Some(since)));
                 ("queued", Assignee::Clear)
             }
             // A move to a queue is no new wait: `queued_at` keeps the last queueing.
