@@ -51,9 +51,10 @@ pub struct ChatSettings {
     /// Messages a participant may send in a burst, and how many come back per second.
     pub message_burst: u32,
     pub messages_per_second: u32,
-    /// New chats one IP address may open per second.
+    /// New chats one source (an IPv4 address or an IPv6 /64) may open per second.
     pub starts_per_second_per_ip: u32,
-    /// Visitor messages one IP address may send per second, over all its chats.
+    /// Visitor messages one source (an IPv4 address or an IPv6 /64) may send per second, over
+    /// all its chats.
     pub messages_per_second_per_ip: u32,
 }
 
@@ -148,7 +149,8 @@ pub struct SipConfig {
     pub realm: String,
     /// Most simultaneous calls; further INVITEs get 503 with Retry-After.
     pub max_calls: u32,
-    /// Messages per second accepted from one source IP address; the rest are dropped.
+    /// Messages per second accepted from one source (an IPv4 address or an IPv6 /64); the rest
+    /// are dropped.
     pub rate_limit_per_second: u32,
     /// Digest algorithms offered in challenges, most preferred first. Old phones (and sipp)
     /// read only the first challenge; put `MD5` first for them.

@@ -1,5 +1,5 @@
-//! Flood protection: at most N messages per second from one source IP address, counted in
-//! one-second windows. What exceeds the limit is dropped before it is parsed; the first drop
+//! Flood protection: at most N messages per second from one source (an IPv4 address or an
+//! IPv6 /64), counted in one-second windows. What exceeds the limit is dropped before it is parsed; the first drop
 //! of a window is reported (one log line per source and window, not one per packet), so a
 //! flood can neither starve the endpoint nor fill the log.
 //!
@@ -13,6 +13,18 @@ use std::time::{Duration, Instant};
 const WINDOW: Duration = Duration::from_secs(1);
 /// Forget idle sources after this long, so the table stays as small as the active set.
 const IDLE: Duration = Duration::from_secs(10);
+
+/// The source a limit counts for: an IPv4 address, or an IPv6 /64 — the network one subscriber
+/// usually gets, whose 2^64 addresses would otherwise each have a limit of their own.
+fn subscriber(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+        v4 => v4,
+    }
+}
 
 /// What to do with one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +64,7 @@ impl RateLimiter {
 
     pub fn check(&mut self, source: IpAddr, now: Instant) -> Verdict {
         self.sweep(now);
-        let window = self.sources.entry(source).or_insert(Window {
+        let window = self.sources.entry(subscriber(source)).or_insert(Window {
             start: now,
             count: 0,
             dropped: 0,
@@ -97,6 +109,30 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_subscriber_network_shares_one_limit() {
+        let t0 = Instant::now();
+        let mut limiter = RateLimiter::new(1);
+        let ip = |text: &str| text.parse::<IpAddr>().expect("address");
+        assert_eq!(limiter.check(ip("2001:db8:1:2::1"), t0), Verdict::Accept);
+        assert!(
+            matches!(
+                limiter.check(ip("2001:db8:1:2:ffff::9"), t0),
+                Verdict::Drop { .. }
+            ),
+            "the same /64"
+        );
+        assert_eq!(limiter.check(ip("2001:db8:1:3::1"), t0), Verdict::Accept);
+        assert_eq!(limiter.check(ip("192.0.2.7"), t0), Verdict::Accept);
+        assert!(
+            matches!(
+                limiter.check(ip("::ffff:192.0.2.7"), t0),
+                Verdict::Drop { .. }
+            ),
+            "an IPv4-mapped address is its IPv4 address"
+        );
+    }
 
     #[test]
     fn drops_beyond_the_limit_and_reports_once_per_window() {
