@@ -1360,7 +1360,8 @@ async fn a_failed_output_round_leaves_the_writer_clean(db: Db) {
 /// What a tenant's routing restarts from: waiting work in its order, with calls only while
 /// their caller is still on the line (live), which are named apart (their rings must stop). After a failure, work agents held (a live connected call, an email in wrap-up, a call
 /// that hung up meanwhile, to wrap up) is theirs again, and the email of an agent that is gone
-/// waits again; at a start of vacd, the emails wait again and no call is left.
+/// waits again; at a start of vacd, the emails wait again — but the one in wrap-up, which is
+/// finished — and no call is left.
 async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
@@ -1505,8 +1506,16 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
     let waiting: Vec<InteractionId> = setup.waiting.iter().map(|w| w.id).collect();
     assert_eq!(
         waiting,
-        [i(7), i(5), i(4)],
-        "the emails wait again; no call outlives vacd"
+        [i(7), i(4)],
+        "the emails wait again, but the one in wrap-up; no call outlives vacd"
+    );
+    let finished = store
+        .get(&INTERACTIONS, t, ids[5])
+        .await
+        .expect("the email in wrap-up");
+    assert_eq!(
+        finished["state"], "done",
+        "its agent had ended it: {finished}"
     );
     assert!(setup.held.is_empty());
     assert!(waiting_calls.is_empty());

@@ -4,12 +4,13 @@
 //! they change.
 //!
 //! Restore rule: interactions of written channels (everything but calls) that were queued,
-//! offered, connected or in wrap-up when vacd stopped are queued again, in their original queue
-//! order, so nothing accepted is lost; an agent may see again what it was working on. So are
-//! interactions still `new` with a queue (their enqueue never reached routing). Escalation
-//! steps and SLA breaches already in the event log are not logged again. When only a tenant's
-//! routing restarted after a failure (vacd ran on), work its agents held — connected or in
-//! wrap-up — goes back to them instead (see [`Store::routing_setup`]).
+//! offered or connected when vacd stopped are queued again, in their original queue order, so
+//! nothing accepted is lost; an agent may see again what it was working on. So are
+//! interactions still `new` with a queue (their enqueue never reached routing). Those in
+//! wrap-up are finished (`done`): their agent had ended them. Escalation steps and SLA
+//! breaches already in the event log are not logged again. When only a tenant's routing
+//! restarted after a failure (vacd ran on), work its agents held — connected or in wrap-up —
+//! goes back to them instead (see [`Store::routing_setup`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -350,8 +351,9 @@ impl Store {
     /// holds. Work that was waiting (new, queued, offered) waits again. Work an agent held
     /// (connected, wrap-up) is given back to that agent `after_failure` (its call or chat went
     /// on; a call the endpoint no longer holds has ended, and is given back in wrap-up), unless
-    /// the agent is gone: then written work waits again, a call is left out; at a start of vacd,
-    /// written work waits again and calls are gone.
+    /// the agent is gone: then connected written work waits again, a call is left out; at a
+    /// start of vacd, connected written work waits again and calls are gone. Written work in
+    /// wrap-up that goes back to no agent is finished (its agent had ended it).
     /// [`RoutingSetup::waiting_calls`] names the live calls among the waiting work.
     pub async fn routing_setup(
         &self,
@@ -553,6 +555,7 @@ impl Store {
         let now = now_ms();
         let agents: BTreeSet<AgentId> = setup.agents.iter().map(|a| a.id).collect();
         let mut waiting_calls = Vec::new();
+        let mut finished = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
             let count = |kind: &str| {
@@ -581,6 +584,14 @@ impl Store {
                 }
                 _ => None,
             };
+            if held.is_none() && state == "wrap_up" && channel != Channel::Call {
+                // Its agent had ended it and only the wrap-up time was left: finished, not
+                // offered again (a closed ticket, an ended chat).
+                finished.push(Output::Done {
+                    interaction: InteractionId(id(interaction)),
+                });
+                continue;
+            }
             let mut wrap_up = state == "wrap_up";
             if channel == Channel::Call {
                 let live = live_calls.contains(&interaction);
@@ -629,6 +640,19 @@ impl Store {
                 }),
                 None => setup.waiting.push(work),
             }
+        }
+        if !finished.is_empty() {
+            tracing::info!(
+                tenant,
+                finished = finished.len(),
+                "work left in wrap-up finished"
+            );
+            self.record_outputs(&[OutputBatch {
+                tenant,
+                at: SystemTime::now(),
+                outputs: finished,
+            }])
+            .await?;
         }
         Ok(waiting_calls)
     }
