@@ -392,6 +392,40 @@ async fn a_routing_restart_stops_every_phone_ringing_for_a_waiting_call(db: Db) 
     f.s.stop().await;
 }
 
+/// The agent rejects in the console while its phone rings: vacd cancels the ringing phone and
+/// offers the call to the next agent.
+async fn a_console_reject_stops_the_ringing_phone(db: Db) {
+    let f = Floor::new(db).await;
+    let mut alice = f.agent("alice", None).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.respond(&invite, 180, "ring", false).await;
+    alice
+        .console
+        .ok(json!({ "type": "offer.reject", "interaction": interaction }))
+        .await;
+    let cancel = alice.phone.request(Method::Cancel).await;
+    alice.phone.respond(&cancel, 200, "ring", false).await;
+    alice.phone.respond(&invite, 487, "ring", false).await;
+    alice.phone.request(Method::Ack).await;
+    bruno
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// The first phone rings out the offer timeout: vacd cancels it, alice shows
 /// `not_ready("missed")`, and bruno gets the call.
 async fn unanswered_call_is_rerouted(db: Db) {
@@ -1172,6 +1206,7 @@ on_both_backends!(
     caller_abandons_while_queued,
     rejected_call_goes_to_the_next_agent,
     unanswered_call_is_rerouted,
+    a_console_reject_stops_the_ringing_phone,
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,
     console_ends_the_call,
     agent_holds_and_resumes,

@@ -7,7 +7,7 @@
 //!
 //! What moves a call along:
 //! - routing (through the [`CallTap`]): `offered` rings an agent's phone, `offer_revoked`
-//!   cancels it (timeout, ring-all answered elsewhere), `ended` (from the console) hangs up,
+//!   cancels it (timeout, rejected in the console, ring-all answered elsewhere), `ended` (from the console) hangs up,
 //!   `transferred` hangs up the agent's leg while the caller waits again; a restart of the
 //!   tenant's routing after a failure voids every offer of a waiting call and stops every agent
 //!   phone still ringing for it;
@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
-use vacd_actors::{AgentId, Output, RevokeReason, TransferTarget};
+use vacd_actors::{AgentId, Output, TransferTarget};
 use vacd_sip::dialog::Dialog;
 use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
@@ -497,7 +497,9 @@ impl Calls {
                     self.command(key, CallCmd::AgentFailed { agent });
                 }
             }
-            Output::OfferRevoked { agent, reason, .. } if reason != RevokeReason::Rejected => {
+            // Also a rejection: one made in the console leaves the phone ringing (a phone's own
+            // refusal left no ringing leg to cancel).
+            Output::OfferRevoked { agent, .. } => {
                 self.cancel_leg(layer, key, &Party::Agent(agent), now)
             }
             Output::Transferred { from, .. } if !over => {
