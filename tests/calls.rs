@@ -864,6 +864,37 @@ async fn click_to_dial(db: Db) {
     f.s.stop().await;
 }
 
+/// Click-to-dial whose agent's own phone declines: the call ends at once as `failed` instead
+/// of holding its slot and media for ever.
+async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
+    let carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let outbound = carrier.addr;
+    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
+    let mut bruno = f.agent("bruno", None).await;
+    bruno
+        .console
+        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.decline(&invite, 603).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, records) =
+            f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
+                .await;
+        if records["items"][0]["result"] == "failed" {
+            assert_eq!(records["items"][0]["hangup_by"], "agent", "{records}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the declined click-to-dial ends: {records}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    f.s.stop().await;
+}
+
 /// Without an outbound trunk, click-to-dial is refused and nothing rings.
 async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
     let f = Floor::new(db).await;
@@ -1218,6 +1249,7 @@ on_both_backends!(
     phone_refers_to_an_external_number,
     console_transfers_to_an_external_number,
     click_to_dial,
+    click_to_dial_declined_by_the_agents_phone_ends,
     click_to_dial_needs_an_outbound_trunk,
     supervisor_monitors_whispers_and_barges,
     calls_live_at_a_crash_are_closed_at_start,

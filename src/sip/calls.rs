@@ -1062,9 +1062,16 @@ impl Calls {
     }
 
     /// A far leg vacd placed failed: an agent's refusal goes to routing (which re-routes), a
-    /// failed transfer to an external number ends the call.
+    /// click-to-dial agent's refusal or a failed transfer to an external number ends the call.
     fn leg_failed(&mut self, layer: &mut TransactionLayer, key: u64, party: Party, now: Instant) {
+        let dialling = self.calls.get(&key).is_some_and(|c| c.dial.is_some());
         match party {
+            // A click-to-dial whose agent's own phone refused (or never answered) has nobody
+            // to call for: it ends (result `failed`), freeing its slot and media.
+            Party::Agent(agent) if dialling => {
+                tracing::info!(call = key, %agent, "the dialling agent's phone did not answer; call ended");
+                self.hang_up(layer, key, HangupBy::Agent, now);
+            }
             Party::Agent(agent) => self.command(key, CallCmd::AgentFailed { agent }),
             Party::External(number) => {
                 tracing::warn!(
