@@ -548,6 +548,36 @@ async fn console_accept_then_phone_answers(db: Db) {
     f.s.stop().await;
 }
 
+/// Accepted in the console, then the agent's phone declines: the caller is not left on hold
+/// music — the call waits again and the next agent gets it.
+async fn console_accept_then_phone_declines(db: Db) {
+    let f = Floor::new(db).await;
+    let mut alice = f.agent("alice", None).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    alice
+        .console
+        .ok(json!({ "type": "offer.accept", "interaction": interaction }))
+        .await;
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.decline(&invite, 486).await;
+    bruno
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// Blind transfer from the console to another agent: vacd hangs up the first agent's phone,
 /// rings the target's, and bridges the caller with it.
 async fn console_transfers_to_another_agent(db: Db) {
@@ -1242,6 +1272,7 @@ on_both_backends!(
     console_ends_the_call,
     agent_holds_and_resumes,
     console_accept_then_phone_answers,
+    console_accept_then_phone_declines,
     console_transfers_to_another_agent,
     call_over_tcp,
     storm_does_not_stop_a_concurrent_call,

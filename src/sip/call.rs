@@ -164,6 +164,8 @@ struct CallActor {
     agent_holds: bool,
     /// A click-to-dial call: outside routing.
     outbound: bool,
+    /// The queue the call came in on.
+    queue: Option<QueueId>,
     /// The external number answered (a transfer out, or the customer of a click-to-dial).
     reached: bool,
 }
@@ -209,6 +211,30 @@ impl CallActor {
                     }
                 }
                 None
+            }
+            CallCmd::AgentFailed { agent } if self.connected.is_some_and(|c| c.agent == agent) => {
+                // Accepted in the console, then its phone refused or never answered: the caller
+                // waits again in the call's queue (the agent's part ends as after a transfer).
+                let Some(queue) = self.queue else {
+                    return Some(HangupBy::System);
+                };
+                let to = TransferTarget::Queue { queue };
+                let requeued = self
+                    .input(Input::Transfer {
+                        interaction: self.interaction,
+                        to,
+                    })
+                    .await;
+                match requeued {
+                    Ok(()) => {
+                        tracing::info!(call = self.key, %agent, "the accepting agent's phone did not answer; the call waits again");
+                        None
+                    }
+                    Err(err) => {
+                        tracing::warn!(call = self.key, %agent, %err, "call not queued again; hanging up");
+                        Some(HangupBy::System)
+                    }
+                }
             }
             CallCmd::AgentFailed { agent } => {
                 let rejected = self
@@ -380,6 +406,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         talked: None,
         agent_holds: false,
         outbound: call.dialled_by.is_some(),
+        queue: call.queue.map(|q| QueueId(q as u64)),
         reached: false,
     };
     tap.register(interaction, key);
