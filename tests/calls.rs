@@ -151,7 +151,38 @@ struct Connected {
     agent_leg: common::phone::Leg,
 }
 
+/// `agent` is offered `interaction` next, its phone rings and answers, and its console sees
+/// the call connected.
+async fn takes_over(agent: &mut Agent, interaction: i64) {
+    agent
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    let invite = agent.phone.request(Method::Invite).await;
+    agent.phone.answer(&invite).await;
+    agent
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+}
+
 impl Floor {
+    /// Changes the queue the service number's calls go to (Sales DE).
+    async fn sales_de(&self, change: Value) {
+        let admin = self.s.demo_login("ada").await;
+        let (_, queues) = self.s.get("/api/v1/queues?limit=100", &admin).await;
+        let queue = queues["items"]
+            .as_array()
+            .and_then(|qs| qs.iter().find(|q| q["name"] == "Sales DE"))
+            .and_then(|q| q["id"].as_i64())
+            .expect("Sales DE");
+        let (status, body) = self
+            .s
+            .patch(&format!("/api/v1/queues/{queue}"), &admin, change)
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
     /// A caller from the trunk dials the service number; `agent`'s console gets the offer and
     /// its phone rings and answers.
     async fn connect(&self, agent: &mut Agent) -> Connected {
@@ -321,16 +352,7 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
         .console
         .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
         .await;
-    bruno
-        .console
-        .expect_where("offer", |f| f["interaction"] == interaction)
-        .await;
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    takes_over(&mut bruno, interaction).await;
     let ended = f
         .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
         .await;
@@ -343,21 +365,7 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
 /// them is cancelled (the restored routing offers them anew).
 async fn a_routing_restart_stops_every_phone_ringing_for_a_waiting_call(db: Db) {
     let f = Floor::new(db).await;
-    let admin = f.s.demo_login("ada").await;
-    let (_, queues) = f.s.get("/api/v1/queues?limit=100", &admin).await;
-    let queue = queues["items"]
-        .as_array()
-        .and_then(|qs| qs.iter().find(|q| q["name"] == "Sales DE"))
-        .and_then(|q| q["id"].as_i64())
-        .expect("Sales DE");
-    let (status, _) =
-        f.s.patch(
-            &format!("/api/v1/queues/{queue}"),
-            &admin,
-            json!({ "strategy": "ring_all" }),
-        )
-        .await;
-    assert!(status.is_success());
+    f.sales_de(json!({ "strategy": "ring_all" })).await;
     let mut alice = f.agent("alice", None).await;
     let mut bruno = f.agent("bruno", None).await;
     let mut caller = f.caller().await;
@@ -378,15 +386,7 @@ async fn a_routing_restart_stops_every_phone_ringing_for_a_waiting_call(db: Db) 
         .calls()
         .void_offers(&[vacd_actors::InteractionId(interaction as u64)]);
     for (agent, invite) in [&mut alice, &mut bruno].into_iter().zip(&ringing) {
-        let cancel = agent.phone.request(Method::Cancel).await;
-        assert_eq!(
-            message::call_id(&cancel.headers),
-            message::call_id(&invite.headers),
-            "the ringing INVITE is cancelled"
-        );
-        agent.phone.respond(&cancel, 200, "ring", false).await;
-        agent.phone.respond(invite, 487, "ring", false).await;
-        agent.phone.request(Method::Ack).await;
+        agent.phone.cancelled(invite).await;
     }
     assert_eq!(caller.bye(&leg).await, 200);
     f.s.stop().await;
@@ -407,20 +407,8 @@ async fn a_console_reject_stops_the_ringing_phone(db: Db) {
         .console
         .ok(json!({ "type": "offer.reject", "interaction": interaction }))
         .await;
-    let cancel = alice.phone.request(Method::Cancel).await;
-    alice.phone.respond(&cancel, 200, "ring", false).await;
-    alice.phone.respond(&invite, 487, "ring", false).await;
-    alice.phone.request(Method::Ack).await;
-    bruno
-        .console
-        .expect_where("offer", |f| f["interaction"] == interaction)
-        .await;
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    alice.phone.cancelled(&invite).await;
+    takes_over(&mut bruno, interaction).await;
     f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
         .await;
     f.s.stop().await;
@@ -430,21 +418,7 @@ async fn a_console_reject_stops_the_ringing_phone(db: Db) {
 /// `not_ready("missed")`, and bruno gets the call.
 async fn unanswered_call_is_rerouted(db: Db) {
     let f = Floor::new(db).await;
-    let admin = f.s.demo_login("ada").await;
-    let (_, queues) = f.s.get("/api/v1/queues?limit=100", &admin).await;
-    let queue = queues["items"]
-        .as_array()
-        .and_then(|qs| qs.iter().find(|q| q["name"] == "Sales DE"))
-        .and_then(|q| q["id"].as_i64())
-        .expect("Sales DE");
-    let (status, _) =
-        f.s.patch(
-            &format!("/api/v1/queues/{queue}"),
-            &admin,
-            json!({ "offer_timeout_seconds": 1 }),
-        )
-        .await;
-    assert!(status.is_success());
+    f.sales_de(json!({ "offer_timeout_seconds": 1 })).await;
     let mut alice = f.agent("alice", None).await;
     let mut bruno = f.agent("bruno", None).await;
     let mut caller = f.caller().await;
@@ -453,10 +427,7 @@ async fn unanswered_call_is_rerouted(db: Db) {
     let invite = alice.phone.request(Method::Invite).await;
     alice.phone.respond(&invite, 180, "ring", false).await;
     // No answer: the offer times out and vacd cancels the ringing phone.
-    let cancel = alice.phone.request(Method::Cancel).await;
-    alice.phone.respond(&cancel, 200, "ring", false).await;
-    alice.phone.respond(&invite, 487, "ring", false).await;
-    alice.phone.request(Method::Ack).await;
+    alice.phone.cancelled(&invite).await;
     alice
         .console
         .expect_where("offer.revoked", |f| f["interaction"] == interaction)
@@ -563,16 +534,7 @@ async fn console_accept_then_phone_declines(db: Db) {
         .await;
     let invite = alice.phone.request(Method::Invite).await;
     alice.phone.decline(&invite, 486).await;
-    bruno
-        .console
-        .expect_where("offer", |f| f["interaction"] == interaction)
-        .await;
-    let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    takes_over(&mut bruno, interaction).await;
     f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
         .await;
     f.s.stop().await;

@@ -512,6 +512,19 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
         bye
     }
 
+    /// Takes the CANCEL of the ringing `invite`: 200 to it, 487 to the INVITE, and the ACK.
+    pub async fn cancelled(&mut self, invite: &Request) {
+        let cancel = self.request(Method::Cancel).await;
+        assert_eq!(
+            message::call_id(&cancel.headers),
+            message::call_id(&invite.headers),
+            "the ringing INVITE is cancelled"
+        );
+        self.respond(&cancel, 200, "ring", false).await;
+        self.respond(invite, 487, "ring", false).await;
+        self.request(Method::Ack).await;
+    }
+
     /// Declines a ringing INVITE with `code` and takes the ACK.
     pub async fn decline(&mut self, invite: &Request, code: u16) {
         self.respond(invite, code, &new_tag(), false).await;
