@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use common::console::Console;
 use common::feed::{agent_of, Feed};
 use common::phone::{tone_level, Phone};
-use common::{Db, TestServer};
+use common::{eventually, Db, TestServer};
 use serde_json::{json, Value};
 use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
 use vacd_sip::message;
@@ -869,21 +869,15 @@ async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
         .await;
     let invite = bruno.phone.request(Method::Invite).await;
     bruno.phone.decline(&invite, 603).await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    let record = eventually("the declined click-to-dial's record", || async {
         let (_, records) =
             f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
                 .await;
-        if records["items"][0]["result"] == "failed" {
-            assert_eq!(records["items"][0]["hangup_by"], "agent", "{records}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the declined click-to-dial ends: {records}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+        let record = records["items"][0].clone();
+        (record["result"] == "failed").then_some(record)
+    })
+    .await;
+    assert_eq!(record["hangup_by"], "agent", "{record}");
     f.s.stop().await;
 }
 

@@ -7,7 +7,7 @@ mod common;
 use common::console::Console;
 use common::feed::{agent_of, queue_of, Feed};
 use common::visitor::Visitor;
-use common::{Db, TestServer};
+use common::{eventually, Db, TestServer};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
@@ -518,7 +518,12 @@ async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
         c.chat.idle_timeout_seconds = 1;
     })
     .await;
-    let mut vera = Visitor::start(&s, json!({ "language": "en" })).await;
+    let admin = s.demo_login("ada").await;
+    let (_, queues) = s.get("/api/v1/queues?name=Support%20DE", &admin).await;
+    let queue = queues["items"][0]["id"].as_i64().expect("Support DE");
+    let sam = s.demo_login("sam").await;
+    let mut feed = Feed::connect(&s, &sam).await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
     let mut tabs = Vec::new();
     for _ in 0..8 {
         tabs.push(Visitor::resume(&s, &vera.token).await);
@@ -530,7 +535,11 @@ async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
     );
     let mut tabs = tabs.into_iter();
     let mut last = tabs.next_back().expect("a tab");
-    last.say("v-1", ENGLISH).await;
+    last.say("v-1", GERMAN).await;
+    feed.until("the chat waiting", |f| {
+        queue_of(f, queue).is_some_and(|q| q["waiting"] == 1)
+    })
+    .await;
     for mut tab in tabs {
         tab.ws.send_raw(Message::Close(None)).await;
         tab.ws.closed().await;
@@ -538,26 +547,17 @@ async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
     last.ws.send_raw(Message::Close(None)).await;
     last.ws.closed().await;
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
+    feed.until("the chat nobody is in gone from its queue", |f| {
+        queue_of(f, queue).is_some_and(|q| q["waiting"] == 0)
+    })
+    .await;
+    // Routing lets go of the chat first, then its row is closed.
+    let chat = eventually("the chat's row closed", || async {
         let chat = s.store().chat_by_id(vera.chat).await.expect("chat");
-        if chat.as_ref().is_some_and(|c| !c.open) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the chat nobody is in ends"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let interaction = s
-        .store()
-        .chat_by_id(vera.chat)
-        .await
-        .expect("chat")
-        .and_then(|c| c.interaction)
-        .expect("its interaction");
-    let admin = s.demo_login("ada").await;
+        chat.filter(|c| !c.open)
+    })
+    .await;
+    let interaction = chat.interaction.expect("its interaction");
     s.routing().flushed().await;
     let (_, events) = s
         .get(

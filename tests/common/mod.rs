@@ -292,6 +292,26 @@ impl TestServer {
     }
 }
 
+/// Checks state that no event announces (a row, a record) until `check` finds it, failing
+/// after the console wait with `what`; the async sibling of [`mail::poll`].
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + console::WAIT;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Asserts an error response: status, the JSON error shape and its code.
 #[track_caller]
 pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, code: &str) {
