@@ -1216,6 +1216,19 @@ async fn sockets_close_when_their_login_ends_or_changes(db: Db) {
         .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     assert_eq!(console.closed().await, Some(4001), "logged out");
+    // Refused before the upgrade: a token logged out, and the operator's, which is no user's.
+    for (token, status) in [(token.as_str(), 401), (common::OPERATOR_TOKEN, 403)] {
+        let url = format!(
+            "{}/ws/agent?token={token}",
+            d.s.base.replacen("http", "ws", 1)
+        );
+        match tokio_tungstenite::connect_async(url).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status().as_u16(), status)
+            }
+            other => panic!("refused with {status}: {other:?}"),
+        }
+    }
 
     let token = d.s.login("demo", "fleeting", "fleeting-password").await;
     let mut console = d.console(&token).await;

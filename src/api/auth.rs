@@ -36,21 +36,25 @@ pub struct LiveSession {
 }
 
 impl LiveSession {
-    /// The live session of `token` with the principal it resolved to, read now.
-    pub async fn of(state: &AppState, token: &str) -> Result<Option<LiveSession>> {
+    /// The live session of `token` with the principal it resolves to now; refused like
+    /// [`resolve`] refuses, and the operator's token is no user's.
+    pub async fn of(state: &AppState, token: &str) -> Result<LiveSession> {
         let token_hash = token_hash(token);
+        if state.operator_token_hash.as_ref() == Some(&token_hash) {
+            return Err(Error::Forbidden("the operator token is no user".into()));
+        }
         let changes = state.store.session_changes();
         let checked = *changes.borrow();
         let Some((who, expires_at)) = state.store.session_until(&token_hash).await? else {
-            return Ok(None);
+            return Err(unknown_token());
         };
-        Ok(Some(LiveSession {
+        Ok(LiveSession {
             who,
             token_hash,
             expiry: Box::pin(tokio::time::sleep_until(instant_of(expires_at))),
             changes,
             checked,
-        }))
+        })
     }
 
     /// Resolves once the session no longer grants what it granted when the socket connected:
@@ -162,11 +166,14 @@ pub async fn resolve(state: &AppState, token: &str) -> Result<Caller> {
     }
     match state.store.session(&hash).await? {
         Some(principal) => Ok(Caller::User(principal)),
-        None => {
-            tracing::warn!("invalid or expired token presented");
-            Err(Error::Unauthorized("invalid or expired token"))
-        }
+        None => Err(unknown_token()),
     }
+}
+
+/// The refusal of a token that names no live session (logged).
+fn unknown_token() -> Error {
+    tracing::warn!("invalid or expired token presented");
+    Error::Unauthorized("invalid or expired token")
 }
 
 pub fn hash_password(password: &str) -> Result<String> {

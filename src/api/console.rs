@@ -62,21 +62,14 @@ pub(super) async fn authenticate(
         Some(token) => token,
         None => auth::bearer(headers)?.to_owned(),
     };
-    let live = match LiveSession::of(state, &token).await? {
-        Some(live) if live.who.role >= role => live,
-        Some(live) => {
-            return Err(Error::Forbidden(format!(
-                "role {} may not connect here; it needs {}",
-                live.who.role.as_str(),
-                role.as_str()
-            )))
-        }
-        None => {
-            // The operator's token resolves to no session either: it is no user.
-            tracing::warn!("invalid or expired token presented");
-            return Err(Error::Unauthorized("invalid or expired token"));
-        }
-    };
+    let live = LiveSession::of(state, &token).await?;
+    if live.who.role < role {
+        return Err(Error::Forbidden(format!(
+            "role {} may not connect here; it needs {}",
+            live.who.role.as_str(),
+            role.as_str()
+        )));
+    }
     let upgrade = upgrade
         .map_err(|e| Error::InvalidQuery(format!("not a websocket upgrade: {e}")))?
         .read_buffer_size(super::WS_READ_BUFFER_BYTES)
