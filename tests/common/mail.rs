@@ -26,14 +26,7 @@ pub fn free_port() -> u16 {
 
 /// Polls `check` until it returns `Some`, failing after `wait` with `what`.
 pub async fn poll<T>(what: &str, wait: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + wait;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    super::eventually_within(what, wait, || std::future::ready(check())).await
 }
 
 async fn wait_for_greeting(port: u16, what: &str) {

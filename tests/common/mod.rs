@@ -293,13 +293,22 @@ impl TestServer {
 }
 
 /// Checks state that no event announces (a row, a record) until `check` finds it, failing
-/// after the console wait with `what`; the async sibling of [`mail::poll`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+/// after the console wait with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = std::time::Instant::now() + console::WAIT;
+    eventually_within(what, console::WAIT, check).await
+}
+
+/// [`eventually`], failing after `wait`.
+pub async fn eventually_within<T, F, Fut>(what: &str, wait: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + wait;
     loop {
         if let Some(value) = check().await {
             return value;
