@@ -111,6 +111,17 @@ impl TestDb {
     }
 }
 
+/// Sends the servers' warnings and errors to the test's captured output, so that a failed
+/// test shows what the server logged (`VACD_TEST_LOG` sets another filter). The first call
+/// installs it; the test harness's capture follows each test's runtime threads.
+fn log_warnings() {
+    let filter = std::env::var("VACD_TEST_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .try_init();
+}
+
 /// A vacd serving on 127.0.0.1 with the demo tenant and the operator token set.
 pub struct TestServer {
     pub base: String,
@@ -141,6 +152,7 @@ impl TestServer {
     }
 
     async fn start_configured(db: TestDb, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        log_warnings();
         let mut config = Config::default();
         config.sip.udp = "127.0.0.1:0".parse().expect("address");
         config.sip.tcp = "127.0.0.1:0".parse().expect("address");
