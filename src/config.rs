@@ -95,6 +95,12 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
     /// Largest accepted request body in bytes.
     pub max_body_bytes: usize,
+    /// Open connections at most, websockets included; past it a connection is answered 503
+    /// and closed. Keep it below the process's file descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// Seconds a client has to send a request head, counted from the connection's opening or
+    /// its last answer: a keep-alive connection idle that long is closed too.
+    pub header_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -288,6 +294,8 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
+            max_connections: 8192,
+            header_timeout_seconds: 30,
         }
     }
 }
@@ -362,6 +370,18 @@ impl Config {
             return Err(Error::Invalid {
                 key: "http.max_body_bytes",
                 problem: "must be at least 1024".into(),
+            });
+        }
+        if self.http.max_connections == 0 {
+            return Err(Error::Invalid {
+                key: "http.max_connections",
+                problem: "must be at least 1".into(),
+            });
+        }
+        if !(1..=3600).contains(&self.http.header_timeout_seconds) {
+            return Err(Error::Invalid {
+                key: "http.header_timeout_seconds",
+                problem: "must be 1 to 3600".into(),
             });
         }
         self.validate_sip()?;

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod report_metrics;
 pub mod reports;
 pub mod routing;
+pub mod serve;
 pub mod server;
 pub mod sip;
 pub mod store;

@@ -6,7 +6,6 @@
 
 use std::net::SocketAddr;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -18,7 +17,7 @@ use crate::config::Config;
 use crate::routing::{self, CallTap, Routing};
 use crate::sip::{self, SipEndpoint};
 use crate::store::{self, Store};
-use crate::{demo, metrics};
+use crate::{demo, metrics, serve};
 
 /// How long running requests may take to finish once shutdown begins.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -56,7 +55,7 @@ pub struct Running {
     channels: Channels,
     sip: SipEndpoint,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<(), Error>>,
+    task: JoinHandle<()>,
 }
 
 pub async fn start(config: &Config) -> Result<Running, Error> {
@@ -111,25 +110,13 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     .await?;
     tracing::info!(%addr, "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
-    // Console events, chat frames and answers are small writes that must go out at once: with
-    // Nagle's algorithm a frame written while the previous one is unacknowledged waits for the
-    // peer's delayed ACK (up to 40 ms on Linux).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "TCP_NODELAY not set on an HTTP connection");
-        }
-    });
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
-            let _ = stopped.await;
-        })
-        .await
-        .map_err(Error::Serve)
-    });
+    let limits = serve::Limits {
+        max_connections: config.http.max_connections,
+        header_timeout: std::time::Duration::from_secs(config.http.header_timeout_seconds),
+    };
+    let task = tokio::spawn(serve::run(listener, app, limits, async {
+        let _ = stopped.await;
+    }));
     Ok(Running {
         addr,
         sip_udp: sip.udp_addr,
@@ -166,7 +153,7 @@ impl Running {
         // shutdown forever.
         let mut task = self.task;
         let served = match tokio::time::timeout(SHUTDOWN_GRACE, &mut task).await {
-            Ok(Ok(result)) => result,
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Serve(std::io::Error::other(e))),
             Err(_) => {
                 tracing::warn!(grace = ?SHUTDOWN_GRACE, "requests still running at shutdown were cut off");

@@ -1,12 +1,15 @@
 //! The admin API over real HTTP, on SQLite and on PostgreSQL: CRUD round trips for every
 //! resource, login and tokens, the role checks, the tenant-isolation matrix, bad input, routing
-//! settings of tenants and users, the OpenAPI document and the operational endpoints.
+//! settings of tenants and users, the OpenAPI document and the operational endpoints; the
+//! HTTP listener's header deadline and connection cap.
 
 mod common;
 
-use common::{assert_error, Db, TestServer, OPERATOR_TOKEN};
+use common::{assert_error, console, Db, TestServer, OPERATOR_TOKEN};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use vacd::catalog::RESOURCES;
 
 /// One row per resource in the tenant of `token`, created in dependency order. Returns, per
@@ -1202,6 +1205,69 @@ async fn operational_endpoints(db: Db) {
         "{text}"
     );
     assert!(!text.contains("BREW"), "{text}");
+    s.stop().await;
+}
+
+/// Sends `request` on a connection of its own; everything the server wrote until it closed.
+async fn exchange(s: &TestServer, request: &[u8]) -> String {
+    let mut tcp = TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    tcp.write_all(request).await.expect("request sent");
+    read_to_close(&mut tcp).await
+}
+
+/// What the server writes on `tcp` until it closes the connection.
+async fn read_to_close(tcp: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    tokio::time::timeout(console::WAIT, tcp.read_to_end(&mut answer))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+const HEALTH: &[u8] = b"GET /health HTTP/1.1\r\nhost: vacd\r\nconnection: close\r\n\r\n";
+
+/// A client that never finishes its request head loses its connection after the header
+/// timeout; others are served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_has_a_deadline() {
+    let s = TestServer::start_with(Db::Sqlite, |c| c.http.header_timeout_seconds = 1).await;
+    let mut slow = TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    slow.write_all(b"GET /health HTTP/1.1\r\nhost: vacd\r\n")
+        .await
+        .expect("half a head sent");
+    assert!(exchange(&s, HEALTH).await.starts_with("HTTP/1.1 200"));
+    let answer = read_to_close(&mut slow).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+    s.stop().await;
+}
+
+/// Past `http.max_connections` open connections (a websocket is one) a connection is answered
+/// 503 and closed; a place freed is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_refused() {
+    let s = TestServer::start_with(Db::Sqlite, |c| c.http.max_connections = 3).await;
+    // The first place: the harness's client keeps its connection for the next request.
+    let token = s.demo_login("alice").await;
+    let _console = console::Console::connect(&s, &token).await;
+    let idle = TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    let refused = exchange(&s, HEALTH).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("too_many_connections"), "{refused}");
+    drop(idle);
+    common::eventually("a freed place taken again", || async {
+        exchange(&s, HEALTH)
+            .await
+            .starts_with("HTTP/1.1 200")
+            .then_some(())
+    })
+    .await;
     s.stop().await;
 }
 

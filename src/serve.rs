@@ -1,0 +1,192 @@
+//! The HTTP listener: accepts connections up to a cap, answers the ones past it with 503 and
+//! closes them, gives every request head a deadline — which also ends keep-alive connections
+//! left idle that long — and at shutdown lets running requests finish. `axum::serve` has none
+//! of these limits: a client that opens connections and sends its headers a byte a minute
+//! would hold them, and their file descriptors, for ever.
+//!
+//! A websocket keeps its connection's place under the cap until it closes (the place travels
+//! with the socket, see [`Counted`]); shutdown waits for requests, not for websockets — their
+//! owners (routing, chat) close them.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
+use tower::Service;
+
+/// How long the listener rests after a failed accept (out of file descriptors, say): accepting
+/// again at once would fail again and spin.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
+/// Connections past the cap being answered at once; past that many they are closed unanswered.
+const REFUSING: usize = 64;
+
+/// How long a refused connection is given to take its answer.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// The body of the answer to a connection refused for the cap.
+const REFUSAL: &str =
+    r#"{"error":{"code":"too_many_connections","message":"too many connections; try again"}}"#;
+
+/// The listener's limits (`[http]` in the configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections, websockets included.
+    pub max_connections: usize,
+    /// From the first wait for a request head (a new connection, or a keep-alive one after its
+    /// last answer) to its last byte.
+    pub header_timeout: Duration,
+}
+
+/// Serves `app` on `listener` until `stop` fires (or its sender is gone), then waits for the
+/// connections' running requests.
+pub async fn run(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: impl Future<Output = ()>,
+) {
+    let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
+    let places = Arc::new(Semaphore::new(limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(REFUSING));
+    let (closing, _) = watch::channel(());
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let mut connections = JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "HTTP accept failed; pausing accepts briefly");
+                    tokio::time::sleep(ACCEPT_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(place) = places.clone().try_acquire_owned() else {
+            refuse(tcp, peer, &refusing, limits.max_connections);
+            continue;
+        };
+        // Console events, chat frames and answers are small writes that must go out at once:
+        // with Nagle's algorithm a frame written while the previous one is unacknowledged
+        // waits for the peer's delayed ACK (up to 40 ms on Linux).
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "TCP_NODELAY not set on an HTTP connection");
+        }
+        let service = match make.call(peer).await {
+            Ok(service) => service,
+            Err(never) => match never {},
+        };
+        let io = TokioIo::new(Counted { tcp, _place: place });
+        let connection = builder
+            .serve_connection(io, TowerToHyperService::new(service))
+            .with_upgrades();
+        let mut closing = closing.subscribe();
+        connections.spawn(async move {
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = closing.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!(%peer, error = %e, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    closing.send_replace(());
+    while connections.join_next().await.is_some() {}
+}
+
+/// Answers a connection past the cap with 503 and closes it, unless too many are being
+/// answered already: then it is closed at once.
+fn refuse(mut tcp: TcpStream, peer: SocketAddr, refusing: &Arc<Semaphore>, cap: usize) {
+    tracing::warn!(%peer, cap, "HTTP connection refused: too many connections");
+    let Ok(answering) = refusing.clone().try_acquire_owned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        let _answering = answering;
+        // Closing a socket with unread data sends a reset, which can overtake the answer; so
+        // the client's request is read (and dropped) until it closes, for a moment at most.
+        let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+            let answer = format!(
+                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+                 connection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL}",
+                REFUSAL.len()
+            );
+            tcp.write_all(answer.as_bytes()).await?;
+            tcp.shutdown().await?;
+            tokio::io::copy(&mut tcp, &mut tokio::io::sink()).await
+        })
+        .await;
+    });
+}
+
+/// A connection holding its place under the cap; the place is free again when the connection
+/// is dropped — for a websocket, when the socket closes.
+struct Counted {
+    tcp: TcpStream,
+    _place: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
