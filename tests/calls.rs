@@ -360,6 +360,37 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
     f.s.stop().await;
 }
 
+/// The caller hangs up while the agent's phone rings, and the phone's 200 crosses vacd's CANCEL
+/// after the call has ended: vacd acknowledges and hangs up that leg, and the call's place is
+/// free again — with room for one call, the next caller gets through.
+async fn an_answer_crossing_the_cancel_frees_the_call(db: Db) {
+    let f = Floor::with(db, |config| config.sip.max_calls = 1).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.respond(&invite, 180, "late", false).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    let cancel = bruno.phone.request(Method::Cancel).await;
+    bruno.phone.respond(&cancel, 200, "late", false).await;
+    // The call's end reached routing after its record: the call is over on vacd's side.
+    bruno
+        .console
+        .expect_where("offer.revoked", |f| f["interaction"] == interaction)
+        .await;
+    bruno.phone.respond(&invite, 200, "late", true).await;
+    bruno.phone.request(Method::Ack).await;
+    bruno.phone.take_bye().await;
+    let mut next = f.caller().await;
+    let leg = next
+        .call(NUMBER)
+        .await
+        .expect("the next caller is answered");
+    assert_eq!(next.bye(&leg).await, 200);
+    f.s.stop().await;
+}
+
 /// Ring-all rings every ready agent's phone; when the tenant's routing restarts after a
 /// failure, the offers of the calls still waiting are void and every phone still ringing for
 /// them is cancelled (the restored routing offers them anew).
@@ -1222,6 +1253,7 @@ on_both_backends!(
     agent_hangs_up,
     caller_abandons_while_queued,
     rejected_call_goes_to_the_next_agent,
+    an_answer_crossing_the_cancel_frees_the_call,
     unanswered_call_is_rerouted,
     a_console_reject_stops_the_ringing_phone,
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,

@@ -740,8 +740,11 @@ impl TransactionLayer {
                     txn.state = State::Proceeding;
                     txn.retransmit_at = None;
                     // Timer B guards only the Calling state; a proceeding INVITE waits for the
-                    // TU to CANCEL it.
-                    txn.deadline = None;
+                    // TU to CANCEL it — once cancelled, its Timer B runs on (a 1xx crossing the
+                    // CANCEL must not leave it waiting for ever).
+                    if txn.cancel != CancelState::Sent {
+                        txn.deadline = None;
+                    }
                     let send_cancel = txn.cancel == CancelState::Pending;
                     self.event(Event::Response { key, response });
                     if send_cancel {
@@ -1574,7 +1577,8 @@ Content-Length: 0\r\n\r\n"
         h.drain();
         h.events.clear();
         h.layer.cancel(&key, h.now).expect("cancel");
-        // The phone answers neither the CANCEL nor the INVITE again.
+        // A 183 crosses the CANCEL; then the phone answers neither the CANCEL nor the INVITE.
+        h.receive(response_for(&invite, 183, Some("t")), peer(Transport::Udp));
         h.run_until(64 * 500 * MS);
         assert!(
             h.events.contains(&(32000 * MS, Event::Timeout { key })),

@@ -945,16 +945,19 @@ impl Calls {
         match leg.state {
             // A retransmitted 2xx: the ACK above was all it needed.
             AgentState::Answered(_) => {}
+            // The answer crossed our CANCEL, or came after the call ended: hang up this leg —
+            // the last one of an ended call, whose place it held until now.
             AgentState::Cancelling => {
-                // The answer crossed our CANCEL: the offer is gone, hang up this leg.
                 leg.state = AgentState::Answered(dialog);
                 let party = leg.party.clone();
                 self.hang_up_leg(layer, call_key, &party, now);
+                self.remove_if_done(call_key);
             }
             AgentState::Ringing if call.over => {
                 leg.state = AgentState::Answered(dialog);
                 let party = leg.party.clone();
                 self.hang_up_leg(layer, call_key, &party, now);
+                self.remove_if_done(call_key);
             }
             AgentState::Ringing => {
                 let remote = SessionDescription::parse(&response.body)

@@ -118,6 +118,7 @@ fn log_warnings() {
     let filter = std::env::var("VACD_TEST_LOG").unwrap_or_else(|_| "warn".into());
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
+        .with_ansi(false)
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .try_init();
 }
