@@ -612,6 +612,30 @@ async fn floods_are_rate_limited(db: Db) {
     s.stop().await;
 }
 
+/// Over TCP nothing is dropped (nobody would send it again): a connection past the rate limit
+/// is read on once the next window opens, and every request is answered — whether the requests
+/// come one per read or many in one.
+async fn a_tcp_flood_waits_instead_of_losing_messages(db: Db) {
+    let s = TestServer::start_with(db, |config| config.sip.rate_limit_per_second = 10).await;
+    let mut ua = Ua::tcp(s.sip_tcp()).await;
+    let uri = format!("sip:{}", s.sip_tcp());
+    for _ in 0..15 {
+        let text = ua.request("OPTIONS", &uri, &uri, "");
+        assert_eq!(ua.transact(&text).await.status_code.code(), 200);
+    }
+    let burst: String = (0..15)
+        .map(|_| ua.request("OPTIONS", &uri, &uri, ""))
+        .collect();
+    ua.send(&burst).await;
+    for cseq in 16..=30 {
+        let response = ua.next_response().await.expect("every OPTIONS is answered");
+        assert_eq!(response.status_code.code(), 200, "{response}");
+        let answered = vacd_sip::message::cseq(&response.headers).expect("CSeq");
+        assert_eq!(answered.0, cseq, "{response}");
+    }
+    s.stop().await;
+}
+
 /// sipp registers the demo agent `bruno` with digest auth (`loadtests/sip/register.xml`).
 async fn sipp_registers(db: Db) {
     // sipp answers only the first challenge and knows no SHA-256: offer MD5 first.
@@ -661,6 +685,7 @@ async fn sipp_registers(db: Db) {
 on_both_backends!(
     register_over_udp,
     register_over_tcp,
+    a_tcp_flood_waits_instead_of_losing_messages,
     a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on,
     sip_credentials_through_the_api,
     options_bye_and_unknown_methods,

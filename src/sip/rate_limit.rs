@@ -1,7 +1,9 @@
 //! Flood protection: at most N messages per second from one source (an IPv4 address or an
-//! IPv6 /64), counted in one-second windows. What exceeds the limit is dropped before it is parsed; the first drop
-//! of a window is reported (one log line per source and window, not one per packet), so a
-//! flood can neither starve the endpoint nor fill the log.
+//! IPv6 /64), counted in one-second windows. A datagram over the limit is dropped before it is
+//! parsed; a TCP connection over it stops being read until the window ends (dropping part of a
+//! stream would lose messages that nobody retransmits). The first refusal of a window is
+//! reported (one log line per source and window, not one per packet), so a flood can neither
+//! starve the endpoint nor fill the log.
 //!
 //! Sans-IO like the SIP core: [`RateLimiter::check`] takes the time explicitly. The transport
 //! tasks share one limiter behind a mutex; the critical section is a hash lookup.
@@ -30,11 +32,13 @@ fn subscriber(source: IpAddr) -> IpAddr {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Accept,
-    /// Drop it; `report` is set on the first drop of the window (log it), and `dropped_before`
-    /// is how many were dropped from this source in the previous window.
+    /// Over the limit until `until` (the window's end): a datagram is dropped, a stream waits.
+    /// `report` is set on the first refusal of the window (log it), and `dropped_before` is how
+    /// many were refused from this source in the previous window.
     Drop {
         report: bool,
         dropped_before: u64,
+        until: Instant,
     },
 }
 
@@ -84,6 +88,7 @@ impl RateLimiter {
         Verdict::Drop {
             report: window.dropped == 1,
             dropped_before: window.dropped_before,
+            until: window.start + WINDOW,
         }
     }
 
@@ -147,14 +152,16 @@ mod tests {
             limiter.check(flood, t0),
             Verdict::Drop {
                 report: true,
-                dropped_before: 0
+                dropped_before: 0,
+                until: t0 + WINDOW
             }
         );
         assert_eq!(
             limiter.check(flood, t0 + Duration::from_millis(10)),
             Verdict::Drop {
                 report: false,
-                dropped_before: 0
+                dropped_before: 0,
+                until: t0 + WINDOW
             }
         );
         // Another source is not affected.
@@ -168,7 +175,8 @@ mod tests {
             limiter.check(flood, t1),
             Verdict::Drop {
                 report: true,
-                dropped_before: 2
+                dropped_before: 2,
+                until: t1 + WINDOW
             }
         );
     }

@@ -55,21 +55,26 @@ pub enum Inbound {
 pub type Limiter = Arc<Mutex<RateLimiter>>;
 
 /// Whether a message from `peer` may pass; logs the first drop of each window.
-fn admit(limiter: &Limiter, peer: Peer) -> bool {
+fn admit(limiter: &Limiter, peer: Peer) -> Result<(), Instant> {
     let verdict = limiter
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
         .check(peer.addr.ip(), Instant::now());
     match verdict {
-        Verdict::Accept => true,
+        Verdict::Accept => Ok(()),
         Verdict::Drop {
             report,
             dropped_before,
+            until,
         } => {
             if report {
-                tracing::warn!(%peer, dropped_last_second = dropped_before, "SIP flood: rate limit reached, dropping messages from this source");
+                let what = match peer.transport {
+                    Transport::Udp => "dropping its datagrams",
+                    _ => "its connection waits",
+                };
+                tracing::warn!(%peer, refused_last_second = dropped_before, "SIP flood: rate limit reached, {what}");
             }
-            false
+            Err(until)
         }
     }
 }
@@ -98,7 +103,7 @@ pub async fn run_udp(
         };
         let peer = Peer::new(Transport::Udp, addr);
         let bytes = &buf[..len];
-        if is_keep_alive(bytes) || !admit(&limiter, peer) {
+        if is_keep_alive(bytes) || admit(&limiter, peer).is_err() {
             continue;
         }
         match parse_datagram(bytes, &limits) {
@@ -180,37 +185,19 @@ async fn run_connection(
     let (mut reader, mut write_half) = stream.into_split();
     let mut framer = StreamFramer::new(limits);
     let mut buf = vec![0u8; 16 * 1024];
+    // A message over the rate limit, held (and the connection not read) until `resume`.
+    let mut held: Option<SipMessage> = None;
+    let mut resume: Option<Instant> = None;
     let reason = 'connection: loop {
         tokio::select! {
-            read = reader.read(&mut buf) => {
-                let len = match read {
+            () = tokio::time::sleep_until(resume.unwrap_or_else(Instant::now).into()), if resume.is_some() => {
+                resume = None;
+            }
+            read = reader.read(&mut buf), if resume.is_none() => {
+                match read {
                     Ok(0) => break 'connection "closed by peer",
-                    Ok(len) => len,
+                    Ok(len) => framer.push(&buf[..len]),
                     Err(_) => break 'connection "read error",
-                };
-                if !admit(&limiter, peer) {
-                    continue;
-                }
-                framer.push(&buf[..len]);
-                loop {
-                    match framer.next_frame() {
-                        Ok(None) => break,
-                        Ok(Some(Frame::KeepAlive)) => {
-                            if write_half.write_all(b"\r\n").await.is_err() {
-                                break 'connection "write error";
-                            }
-                        }
-                        Ok(Some(Frame::Message(message))) => {
-                            if to_endpoint.send(Inbound::Message { message, peer }).await.is_err() {
-                                break 'connection "endpoint stopped";
-                            }
-                        }
-                        Err(err) if err.breaks_framing() => {
-                            tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
-                            break 'connection "malformed stream";
-                        }
-                        Err(err) => tracing::info!(%peer, %err, "dropping malformed SIP message"),
-                    }
                 }
             }
             payload = outgoing.recv() => {
@@ -218,6 +205,42 @@ async fn run_connection(
                 if write_half.write_all(&payload).await.is_err() {
                     break 'connection "write error";
                 }
+                continue;
+            }
+        }
+        loop {
+            let message = match held.take() {
+                Some(message) => message,
+                None => match framer.next_frame() {
+                    Ok(None) => break,
+                    Ok(Some(Frame::KeepAlive)) => {
+                        if write_half.write_all(b"\r\n").await.is_err() {
+                            break 'connection "write error";
+                        }
+                        continue;
+                    }
+                    Ok(Some(Frame::Message(message))) => message,
+                    Err(err) if err.breaks_framing() => {
+                        tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
+                        break 'connection "malformed stream";
+                    }
+                    Err(err) => {
+                        tracing::info!(%peer, %err, "dropping malformed SIP message");
+                        continue;
+                    }
+                },
+            };
+            if let Err(until) = admit(&limiter, peer) {
+                held = Some(message);
+                resume = Some(until);
+                break;
+            }
+            if to_endpoint
+                .send(Inbound::Message { message, peer })
+                .await
+                .is_err()
+            {
+                break 'connection "endpoint stopped";
             }
         }
     };
