@@ -881,9 +881,9 @@ async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
     s.stop().await;
 }
 
-/// A customer who answers while the agent still wraps the ticket up is heard: the ticket waits
-/// again and is offered to the next agent, while the first agent's wrap-up runs on.
-async fn a_reply_during_wrap_up_waits_again(db: Db) {
+/// A server with an SMS number (+4930111) on the support queue's mailbox, whose queue's wrap-up
+/// lasts 10 minutes, the outgoing SMS going to a gateway of the test's.
+async fn sms_desk(db: Db) -> TestServer {
     let (url, _) = sms_gateway().await;
     let s = TestServer::start_with(db, |c| {
         c.channels.sms.inbound_token = "gateway-secret".into();
@@ -907,19 +907,39 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
         )
         .await;
     assert!(status.is_success());
-    let inbound = |id: &str, text: &str| {
-        let sms = json!({ "from": "+491701234567", "to": "+4930111", "text": text, "id": id });
-        s.call(
+    s
+}
+
+/// The customer's SMS `text` (gateway id `id`) to the desk's number; the webhook's answer.
+async fn sms_in(s: &TestServer, id: &str, text: &str) -> Value {
+    let sms = json!({ "from": "+491701234567", "to": "+4930111", "text": text, "id": id });
+    let (status, answer) = s
+        .call(
             reqwest::Method::POST,
             "/api/v1/sms/inbound",
             Some("gateway-secret"),
             Some(sms),
         )
-    };
-    let diego_token = s.demo_login("diego").await;
-    let mut diego = Console::connect(&s, &diego_token).await;
-    diego.ready().await;
-    let (_, first) = inbound(
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    answer
+}
+
+/// `user` logs in, connects a console and is ready; their token and console.
+async fn ready_agent(s: &TestServer, user: &str) -> (String, Console) {
+    let token = s.demo_login(user).await;
+    let mut console = Console::connect(s, &token).await;
+    console.ready().await;
+    (token, console)
+}
+
+/// A customer who answers while the agent still wraps the ticket up is heard: the ticket waits
+/// again and is offered to the next agent, while the first agent's wrap-up runs on.
+async fn a_reply_during_wrap_up_waits_again(db: Db) {
+    let s = sms_desk(db).await;
+    let (diego_token, mut diego) = ready_agent(&s, "diego").await;
+    let first = sms_in(
+        &s,
         "gw-1",
         "Hello, my parcel has not arrived yet. Can you check it please?",
     )
@@ -943,10 +963,9 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
         .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
         .await;
 
-    let chloe_token = s.demo_login("chloe").await;
-    let mut chloe = Console::connect(&s, &chloe_token).await;
-    chloe.ready().await;
-    let (_, again) = inbound(
+    let (_, mut chloe) = ready_agent(&s, "chloe").await;
+    let again = sms_in(
+        &s,
         "gw-2",
         "It did not arrive today either, can you check again please?",
     )
@@ -954,6 +973,55 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
     assert_eq!(again["ticket"], id, "{again}");
     chloe
         .expect_where("offer", |f| f["interaction"] == id)
+        .await;
+    s.stop().await;
+}
+
+/// A ticket routing connected to one agent is theirs: another agent can neither answer nor
+/// close it (a note is fine); a supervisor can, which ends the first agent's work.
+async fn a_ticket_another_agent_works_on_is_theirs(db: Db) {
+    let s = sms_desk(db).await;
+    let (_, mut diego) = ready_agent(&s, "diego").await;
+    let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    diego
+        .expect_where("offer", |f| f["interaction"] == id)
+        .await;
+    diego
+        .ok(json!({ "type": "offer.accept", "interaction": id }))
+        .await;
+    let chloe = s.demo_login("chloe").await;
+    let reply = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &chloe,
+            json!({ "body": "I took this one." }),
+        )
+        .await;
+    common::assert_error(&reply, StatusCode::CONFLICT, "held_by_another");
+    let close = s
+        .post(&format!("/api/v1/tickets/{id}/close"), &chloe, json!({}))
+        .await;
+    common::assert_error(&close, StatusCode::CONFLICT, "held_by_another");
+    let (status, _) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/notes"),
+            &chloe,
+            json!({ "body": "Customer called about this too." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let ticket = s.get(&format!("/api/v1/tickets/{id}"), &chloe).await.1;
+    assert_eq!(ticket["status"], "open", "{ticket}");
+
+    let sam = s.demo_login("sam").await;
+    let (status, closed) = s
+        .post(&format!("/api/v1/tickets/{id}/close"), &sam, json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{closed}");
+    assert_eq!(closed["status"], "closed", "{closed}");
+    diego
+        .expect_where("interaction.ended", |f| f["interaction"] == id)
         .await;
     s.stop().await;
 }
@@ -1241,6 +1309,7 @@ on_both_backends!(
     an_unreachable_mail_server_is_retried_and_visible,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,
+    a_ticket_another_agent_works_on_is_theirs,
     fax_and_letter_directories_in_and_pdf_out,
     tls_and_starttls_to_imap_pop3_and_smtp,
 );

@@ -17,7 +17,7 @@ use vacd_actors::{Input, InteractionId, TenantId};
 use super::auth::{self, Caller};
 use super::error::{Error, Result};
 use super::AppState;
-use crate::catalog::Role;
+use crate::catalog::{Role, INTERACTIONS};
 use crate::channels::{self, reply, sms, Channels};
 use crate::store::{self, NewOutbound, Principal};
 
@@ -130,6 +130,29 @@ async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
         .ok_or_else(|| Error::NotFound(format!("no user {}", who.user_id)))
 }
 
+/// An agent may not answer, forward or close a ticket routing has connected to another agent
+/// (409 `held_by_another`); a team lead or above may, and their reply or close ends that
+/// agent's work. Tickets waiting, offered or done are the desk's: any agent may answer them.
+async fn not_held_by_another(state: &AppState, who: &Principal, id: i64) -> Result<()> {
+    if who.role >= Role::TeamLead {
+        return Ok(());
+    }
+    // The stored state must include what routing did before this request.
+    state.routing.flushed().await;
+    let row = state.store.get(&INTERACTIONS, who.tenant_id, id).await?;
+    match row["agent_id"].as_i64() {
+        Some(agent) if row["state"] == "connected" && agent != who.user_id => {
+            Err(Error::Conflict {
+                code: "held_by_another",
+                message: format!(
+                    "agent {agent} is working on ticket {id}; a team lead or supervisor may take it over"
+                ),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Ends the ticket's routing work: a connected ticket goes to wrap-up, a waiting one leaves
 /// its queue, a finished one needs nothing. Routing's own view decides (the stored state may
 /// lag behind it), so `End` is tried first, then `Abandon`.
@@ -208,6 +231,7 @@ async fn send_reply(
     let channels = channels_of(&state)?;
     let id = ticket_id(&id)?;
     let ctx = state.store.reply_context(who.tenant_id, id).await?;
+    not_held_by_another(&state, &who, id).await?;
     if request.template.is_none() && request.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(Error::invalid("empty_reply", "give a template or a body"));
     }
@@ -309,6 +333,7 @@ async fn forward(
             "only email tickets can be forwarded",
         ));
     }
+    not_held_by_another(&state, &who, id).await?;
     let ticket = state.store.ticket(who.tenant_id, id).await?;
     let last_in = ticket["thread"]
         .as_array()
@@ -359,7 +384,7 @@ async fn forward(
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/close", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "the closed ticket"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the closed ticket"), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 async fn close(
     State(state): State<AppState>,
     caller: Caller,
@@ -367,6 +392,7 @@ async fn close(
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
     let id = ticket_id(&id)?;
+    not_held_by_another(&state, &who, id).await?;
     state
         .store
         .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
