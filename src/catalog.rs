@@ -516,8 +516,16 @@ pub static MESSAGES: Resource = Resource {
             mutable: false,
             ..req("direction", Kind::OneOf(&["in", "out", "internal"]))
         }),
-        req("author", text(200)),
-        req("body", text(1_000_000)),
+        // A message is a record of what was said: written once, never edited (an admin may
+        // delete it).
+        Column {
+            mutable: false,
+            ..req("author", text(200))
+        },
+        Column {
+            mutable: false,
+            ..req("body", text(1_000_000))
+        },
         created_at(),
     ],
     read: Role::Agent,

@@ -150,7 +150,7 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
             interaction,
             json!({ "priority": 70, "subject": "Invoice 2" }),
         ),
-        ("messages", message, json!({ "body": "Hello again" })),
+        ("messages", message, json!({})),
         (
             "attachments",
             attachment,
@@ -1104,6 +1104,33 @@ async fn attachment_bytes_round_trip(db: Db) {
         .expect("get");
     assert_eq!(response.headers()["content-type"], "image/tiff");
     assert_eq!(response.bytes().await.expect("bytes").to_vec(), bytes);
+    // Written once: an agent cannot replace the bytes (the old ones stay), an admin can.
+    let put =
+        |token: &str, body: &'static [u8]| s.http.put(&url).bearer_auth(token).body(body).send();
+    let refused = put(&agent, b"other bytes").await.expect("put");
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let refused: Value = refused.json().await.expect("json");
+    assert_eq!(refused["error"]["code"], "content_stored", "{refused}");
+    let kept = s
+        .http
+        .get(&url)
+        .bearer_auth(&agent)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(kept.bytes().await.expect("bytes").to_vec(), bytes);
+    let admin = s.demo_login("ada").await;
+    let replaced = put(&admin, b"redacted").await.expect("put");
+    assert_eq!(replaced.status(), StatusCode::OK);
+    // A message is a record: nobody edits what it said.
+    let edit = s
+        .patch(
+            &format!("/api/v1/messages/{message}"),
+            &admin,
+            json!({ "body": "something else" }),
+        )
+        .await;
+    assert_error(&edit, StatusCode::UNPROCESSABLE_ENTITY, "immutable_field");
     s.stop().await;
 }
 

@@ -67,6 +67,9 @@ impl Error {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
             }
             Error::Internal(store::Error::Cycle(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "cycle"),
+            Error::Internal(store::Error::ContentStored(_)) => {
+                (StatusCode::CONFLICT, "content_stored")
+            }
             Error::Internal(store::Error::CommitUnknown) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown")
             }

@@ -239,10 +239,13 @@ async fn put_attachment_content(
 ) -> Result<Json<JsonValue>> {
     let who = caller.user_with(writer(&ATTACHMENTS)?)?;
     let Path(id) = id?;
+    // Content is written once; replacing it destroys the old bytes, which only those who may
+    // delete attachments may do.
+    let may_replace = ATTACHMENTS.delete.is_some_and(|role| who.role >= role);
     Ok(Json(
         state
             .store
-            .put_attachment_content(who.tenant_id, Some(who.user_id), id, &bytes)
+            .put_attachment_content(who.tenant_id, Some(who.user_id), id, &bytes, may_replace)
             .await?,
     ))
 }

@@ -383,6 +383,7 @@ impl Store {
         actor: Option<i64>,
         id: i64,
         bytes: &[u8],
+        may_replace: bool,
     ) -> Result<Json> {
         let mut tx = self.begin().await?;
         let done =
@@ -395,10 +396,13 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
-        sqlx::query("DELETE FROM attachment_blobs WHERE attachment_id = $1")
+        let replaced = sqlx::query("DELETE FROM attachment_blobs WHERE attachment_id = $1")
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if replaced.rows_affected() > 0 && !may_replace {
+            return Err(Error::ContentStored(id));
+        }
         sqlx::query("INSERT INTO attachment_blobs (attachment_id, data) VALUES ($1, $2)")
             .bind(id)
             .bind(bytes.to_vec())

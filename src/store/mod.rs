@@ -93,6 +93,9 @@ pub enum Error {
     CommitUnknown,
     #[error("the store is shutting down")]
     Closed,
+    /// Content written once already, which only an admin may replace.
+    #[error("attachment {0} has its content already; only an admin may replace it")]
+    ContentStored(i64),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
