@@ -586,6 +586,15 @@ async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
         .await;
     assert_eq!(third.expect("error").await["code"], "rate_limited");
     assert_eq!(third.closed().await, Some(4429));
+    // The offline form starts a contact too: within the same second it is refused.
+    let form = s
+        .post(
+            "/api/v1/chat/widgets/demo/demo-widget/offline",
+            "",
+            json!({ "email": "olga@example.test", "message": ENGLISH }),
+        )
+        .await;
+    common::assert_error(&form, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     for n in 0..3 {
         first
             .frame(json!({ "type": "chat.send", "client_id": format!("m-{n}"), "text": ENGLISH }))

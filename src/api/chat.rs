@@ -103,14 +103,21 @@ pub struct OfflineForm {
 /// The widget's offline form: becomes an email ticket of the customer with that address.
 #[utoipa::path(post, path = "/api/v1/chat/widgets/{tenant}/{widget}/offline", tag = "chat",
     params(("tenant" = String, Path), ("widget" = String, Path)),
-    responses((status = 201, description = "`{interaction}`"), (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 201, description = "`{interaction}`"), (status = 404, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 pub async fn offline(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((tenant, address)): Path<(String, String)>,
     body: std::result::Result<Json<OfflineForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response> {
     let Json(form) = body?;
     let widget = widget(&state, &tenant, &address).await?;
+    // A form sent is a contact started, like a chat: the same per-source limit.
+    if !state.chat.may_start(peer.ip()) {
+        return Err(Error::RateLimited(
+            "too many new contacts from this address; try again in a second".into(),
+        ));
+    }
     let email = valid_email(&form.email)
         .ok_or_else(|| Error::invalid("invalid_value", "`email` must be an email address"))?;
     let message = form.message.trim();

@@ -32,6 +32,9 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The caller's source sent more than its limit allows (429).
+    #[error("{0}")]
+    RateLimited(String),
     #[error("internal error")]
     Internal(#[from] store::Error),
 }
@@ -57,6 +60,7 @@ impl Error {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Error::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Error::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Error::Invalid { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Error::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
