@@ -526,17 +526,23 @@ impl TransactionLayer {
     }
 
     /// Reports that `peer` cannot be reached (connection refused or closed, ICMP error): every
-    /// transaction with that peer ends with [`Event::TransportError`].
+    /// transaction with that peer ends with [`Event::TransportError`] — silently, an answered
+    /// INVITE whose ACK came: it only waited to absorb retransmissions, and its call is up.
     pub fn handle_transport_error(&mut self, peer: Peer) {
-        let mut failed: Vec<(u64, TransactionKey)> = self
+        let mut failed: Vec<(u64, TransactionKey, bool)> = self
             .transactions
             .iter()
             .filter(|(_, t)| t.peer == peer)
-            .map(|(id, t)| (*id, t.key.clone()))
+            .map(|(id, t)| {
+                let settled = t.kind == Kind::InviteServer && t.state == State::Accepted && t.acked;
+                (*id, t.key.clone(), settled)
+            })
             .collect();
-        failed.sort_by_key(|(id, _)| *id);
-        for (id, key) in failed {
-            self.event(Event::TransportError { key });
+        failed.sort_by_key(|(id, ..)| *id);
+        for (id, key, settled) in failed {
+            if !settled {
+                self.event(Event::TransportError { key });
+            }
             self.terminate(id);
         }
     }
@@ -1402,6 +1408,36 @@ Content-Length: 0\r\n\r\n"
             .iter()
             .any(|(_, e)| matches!(e, Event::AckTimeout { .. })));
         assert!(h.layer.is_empty());
+    }
+
+    #[test]
+    fn a_lost_connection_after_the_ack_fails_nothing() {
+        let mut h = Harness::new();
+        let invite = request("INVITE", "z9hG4bKs8");
+        h.receive(invite.clone().into(), peer(Transport::Tcp));
+        let (key, req) = h.server_request();
+        h.respond(&key, response_to(&req, 200, Some("me")));
+        h.receive(request("ACK", "z9hG4bKack8").into(), peer(Transport::Tcp));
+        h.events.clear();
+        h.layer.handle_transport_error(peer(Transport::Tcp));
+        h.drain();
+        assert_eq!(
+            h.events,
+            vec![],
+            "the answered, acknowledged call is not failed"
+        );
+        assert!(h.layer.is_empty());
+        // Without the ACK the same loss fails the INVITE.
+        h.receive(request("INVITE", "z9hG4bKs9").into(), peer(Transport::Tcp));
+        let (key, req) = h.server_request();
+        h.respond(&key, response_to(&req, 200, Some("me")));
+        h.events.clear();
+        h.layer.handle_transport_error(peer(Transport::Tcp));
+        h.drain();
+        assert_eq!(
+            h.events,
+            vec![(Duration::ZERO, Event::TransportError { key })]
+        );
     }
 
     #[test]
