@@ -391,6 +391,25 @@ async fn an_answer_crossing_the_cancel_frees_the_call(db: Db) {
     f.s.stop().await;
 }
 
+/// The caller's INVITE arrives a second time by another path (or forked to a second number):
+/// 482, and the call it belongs to goes on unharmed.
+async fn a_merged_invite_is_refused_and_the_call_goes_on(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let again = caller.invite_again(NUMBER, &leg).await;
+    assert_eq!(again.status_code.code(), 482, "{again}");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
 /// Ring-all rings every ready agent's phone; when the tenant's routing restarts after a
 /// failure, the offers of the calls still waiting are void and every phone still ringing for
 /// them is cancelled (the restored routing offers them anew).
@@ -1254,6 +1273,7 @@ on_both_backends!(
     caller_abandons_while_queued,
     rejected_call_goes_to_the_next_agent,
     an_answer_crossing_the_cancel_frees_the_call,
+    a_merged_invite_is_refused_and_the_call_goes_on,
     unanswered_call_is_rerouted,
     a_console_reject_stops_the_ringing_phone,
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,

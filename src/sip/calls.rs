@@ -264,6 +264,11 @@ impl Calls {
         self.calls.len()
     }
 
+    /// Whether a live call has a leg with this Call-ID.
+    pub fn has_call_id(&self, call_id: &str) -> bool {
+        self.by_call_id.contains_key(call_id)
+    }
+
     fn sent_by(&self, transport: Transport) -> SocketAddr {
         match transport {
             Transport::Tcp => self.ctx.tcp,

@@ -11,7 +11,8 @@
 //! - OPTIONS: 200. BYE in a call's dialog: the call ends (`calls`); outside any: 481. CANCEL
 //!   and ACK: handled by the layer. Other methods: 405 (501 for unknown methods, answered by
 //!   the transport).
-//! - INVITE: screened — 503 over `sip.max_calls`, 403 unless it comes from a trunk's source
+//! - INVITE: screened — 482 for a second INVITE of a call already here (same Call-ID, another
+//!   branch: forked or merged), 503 over `sip.max_calls`, 403 unless it comes from a trunk's source
 //!   network or authenticates as a trunk, 404 unless the Request-URI names a phone service
 //!   number — and then answered by vacd and queued ([`Calls::answer`]).
 //!
@@ -22,7 +23,7 @@
 //! Store reads never run on this task: they are spawned, and their results come back as
 //! [`Lookup`]s, so a slow database delays one request, not the endpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -96,6 +97,8 @@ pub struct Endpoint {
     /// Open TCP connections by remote address.
     connections: HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>>,
     lookups: mpsc::Sender<Lookup>,
+    /// Call-IDs of new INVITEs whose dialled number is being looked up.
+    looking_up: HashSet<String>,
 }
 
 impl Endpoint {
@@ -125,6 +128,7 @@ impl Endpoint {
             udp,
             connections: HashMap::new(),
             lookups,
+            looking_up: HashSet::new(),
         }
     }
 
@@ -461,35 +465,39 @@ impl Endpoint {
                 trunk,
                 number,
                 result,
-            } => match result {
-                Err(err) => {
-                    tracing::error!(%err, number, "cannot look up the dialled number");
-                    self.reply(&key, &request, 500, now);
+            } => {
+                self.looking_up
+                    .remove(message::call_id(&request.headers).unwrap_or_default());
+                match result {
+                    Err(err) => {
+                        tracing::error!(%err, number, "cannot look up the dialled number");
+                        self.reply(&key, &request, 500, now);
+                    }
+                    Ok(None) => {
+                        tracing::info!(trunk, number, "INVITE to an unknown number");
+                        self.reply(&key, &request, 404, now);
+                    }
+                    Ok(Some(service)) => {
+                        tracing::info!(
+                            tenant = service.tenant_id,
+                            mailbox = service.mailbox_id,
+                            queue = service.queue_id,
+                            trunk,
+                            number,
+                            "call to a service number"
+                        );
+                        let incoming = Incoming {
+                            key,
+                            request,
+                            peer,
+                            trunk,
+                            number,
+                            service,
+                        };
+                        self.calls.answer(&mut self.layer, incoming, now);
+                    }
                 }
-                Ok(None) => {
-                    tracing::info!(trunk, number, "INVITE to an unknown number");
-                    self.reply(&key, &request, 404, now);
-                }
-                Ok(Some(service)) => {
-                    tracing::info!(
-                        tenant = service.tenant_id,
-                        mailbox = service.mailbox_id,
-                        queue = service.queue_id,
-                        trunk,
-                        number,
-                        "call to a service number"
-                    );
-                    let incoming = Incoming {
-                        key,
-                        request,
-                        peer,
-                        trunk,
-                        number,
-                        service,
-                    };
-                    self.calls.answer(&mut self.layer, incoming, now);
-                }
-            },
+            }
         }
     }
 
@@ -556,6 +564,15 @@ impl Endpoint {
     }
 
     fn on_invite(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
+        // A second new INVITE of a call already here (forked towards two of our numbers, or
+        // one request come by two paths): RFC 3261 §8.2.2.2 — 482, or the two would share
+        // one Call-ID's dialog and acknowledgements.
+        let call_id = message::call_id(&request.headers).unwrap_or_default();
+        if self.calls.has_call_id(call_id) || self.looking_up.contains(call_id) {
+            tracing::info!(%peer, call_id, "a second INVITE of a call already here, 482");
+            self.reply(&key, &request, 482, now);
+            return;
+        }
         if self.calls.len() >= self.max_calls as usize {
             tracing::warn!(%peer, max_calls = self.max_calls, "over call capacity, 503");
             let mut response = response_to(&request, 503, Some(&message::new_tag()));
@@ -606,6 +623,7 @@ impl Endpoint {
             self.reply(&key, &request, 404, now);
             return;
         };
+        self.looking_up.insert(call_id.to_owned());
         let store = self.store.clone();
         let done = self.lookups.clone();
         tokio::spawn(async move {

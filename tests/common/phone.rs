@@ -347,16 +347,9 @@ Content-Length: {}\r\n\r\n{body}",
         let cseq = self.next_cseq();
         let to = format!("<{uri}>");
         let invite = self.request_text("INVITE", &uri, &local, &to, &call_id, cseq, &extra, &body);
-        let response = self.transact(&invite, Method::Invite).await;
+        let response = self.invite(&invite).await;
         let remote = message::to_value(&response.headers).expect("To").to_owned();
         if response.status_code.code() >= 300 {
-            // The ACK of a non-2xx: the INVITE's branch, the response's To.
-            let via = invite.lines().find(|l| l.starts_with("Via:")).expect("Via");
-            let ack = format!(
-                "ACK {uri} SIP/2.0\r\n{via}\r\nMax-Forwards: 70\r\nFrom: {local}\r\nTo: {remote}\r\n\
-Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
-            );
-            self.send(&ack).await;
             return Err(response);
         }
         let target = contact_of(&response.headers).expect("Contact in the 2xx");
@@ -371,6 +364,55 @@ Call-ID: {call_id}\r\nCSeq: {cseq} ACK\r\nContent-Length: 0\r\n\r\n"
             remote_rtp: rtp_address(&response.body),
             cseq,
         })
+    }
+
+    /// Sends the INVITE `text` and returns its final response, acknowledged if it is no 2xx
+    /// (the ACK of a non-2xx: the INVITE's branch, the response's To).
+    async fn invite(&mut self, text: &str) -> Response {
+        let response = self.transact(text, Method::Invite).await;
+        if response.status_code.code() >= 300 {
+            let line = |name: &str| {
+                text.lines()
+                    .find(|l| l.starts_with(name))
+                    .expect("the INVITE's header")
+                    .to_owned()
+            };
+            let uri = text.split(' ').nth(1).expect("Request-URI");
+            let to = message::to_value(&response.headers).expect("To");
+            let cseq = line("CSeq:").replace("INVITE", "ACK");
+            let ack = format!(
+                "ACK {uri} SIP/2.0\r\n{}\r\nMax-Forwards: 70\r\n{}\r\nTo: {to}\r\n{}\r\n{cseq}\r\n\
+Content-Length: 0\r\n\r\n",
+                line("Via:"),
+                line("From:"),
+                line("Call-ID:"),
+            );
+            self.send(&ack).await;
+        }
+        response
+    }
+
+    /// The INVITE of the call `leg` sent again by another path (same Call-ID, From tag and
+    /// CSeq, another branch), to `number`; its final response.
+    pub async fn invite_again(&mut self, number: &str, leg: &Leg) -> Response {
+        let uri = format!("sip:{number}@{}", self.server);
+        let extra = format!(
+            "Contact: <sip:caller@{}>\r\nContent-Type: application/sdp\r\n",
+            self.addr
+        );
+        let body = self.sdp();
+        let to = format!("<{uri}>");
+        let text = self.request_text(
+            "INVITE",
+            &uri,
+            &leg.local,
+            &to,
+            &leg.call_id,
+            leg.cseq,
+            &extra,
+            &body,
+        );
+        self.invite(&text).await
     }
 
     /// Hangs up `leg` and returns the status of the BYE's response.
