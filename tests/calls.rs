@@ -391,6 +391,31 @@ async fn an_answer_crossing_the_cancel_frees_the_call(db: Db) {
     f.s.stop().await;
 }
 
+/// The agent's INVITE was forked on its way and a second phone answers too: vacd acknowledges
+/// that answer and hangs it up; the call stays with the first.
+async fn a_second_answer_of_a_forked_invite_is_hung_up(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.answer(&invite).await;
+    bruno.phone.respond(&invite, 200, "forked", true).await;
+    let ack = bruno.phone.request(Method::Ack).await;
+    assert_eq!(message::to_tag(&ack.headers), Some("forked"), "{ack}");
+    let bye = bruno.phone.take_bye().await;
+    assert_eq!(message::to_tag(&bye.headers), Some("forked"), "{bye}");
+    caller
+        .rtp_reaches(leg.remote_rtp, b"still with the first answer", &bruno.phone)
+        .await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
 /// The caller's INVITE arrives a second time by another path (or forked to a second number):
 /// 482, and the call it belongs to goes on unharmed.
 async fn a_merged_invite_is_refused_and_the_call_goes_on(db: Db) {
@@ -1274,6 +1299,7 @@ on_both_backends!(
     rejected_call_goes_to_the_next_agent,
     an_answer_crossing_the_cancel_frees_the_call,
     a_merged_invite_is_refused_and_the_call_goes_on,
+    a_second_answer_of_a_forked_invite_is_hung_up,
     unanswered_call_is_rerouted,
     a_console_reject_stops_the_ringing_phone,
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,

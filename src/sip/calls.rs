@@ -947,7 +947,21 @@ impl Calls {
             Ok(ack) => layer.send_stateless(&rsip::SipMessage::Request(ack), leg.peer),
             Err(err) => tracing::warn!(call = call_key, %err, "ACK not built"),
         }
+        let forked =
+            matches!(&leg.state, AgentState::Answered(answered) if answered.id() != dialog.id());
         match leg.state {
+            // A 2xx of a second dialog (the INVITE forked on its way): acknowledged above, then
+            // hung up (RFC 3261 §13.2.2.4); the leg stays with the first answer.
+            AgentState::Answered(_) if forked => {
+                let mut second = dialog;
+                let bye = second.request(Method::Bye, "");
+                let peer = leg.peer;
+                tracing::info!(
+                    call = call_key,
+                    "a second answer of a forked INVITE; hung up"
+                );
+                self.send_in_dialog(layer, call_key, bye, peer, now);
+            }
             // A retransmitted 2xx: the ACK above was all it needed.
             AgentState::Answered(_) => {}
             // The answer crossed our CANCEL, or came after the call ended: hang up this leg —
