@@ -391,6 +391,34 @@ async fn an_answer_crossing_the_cancel_frees_the_call(db: Db) {
     f.s.stop().await;
 }
 
+/// An agent's phone answers with a 200 vacd cannot acknowledge (no Contact): that counts as a
+/// refusal — the next agent gets the call at once, and the first phone's leg holds nothing.
+async fn an_answer_without_contact_counts_as_a_refusal(db: Db) {
+    let f = Floor::new(db).await;
+    let mut alice = f.agent("alice", None).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let interaction = interaction_of(&alice.console.expect("offer").await);
+    let invite = alice.phone.request(Method::Invite).await;
+    let broken = message::response_to(&invite, 200, Some("no-contact"));
+    let text = message::encode(&vacd_sip::rsip::SipMessage::Response(broken));
+    alice
+        .phone
+        .send(std::str::from_utf8(&text).expect("text"))
+        .await;
+    alice
+        .console
+        .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
+        .await;
+    takes_over(&mut bruno, interaction).await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
 /// The agent's INVITE was forked on its way and a second phone answers too: vacd acknowledges
 /// that answer and hangs it up; the call stays with the first.
 async fn a_second_answer_of_a_forked_invite_is_hung_up(db: Db) {
@@ -1300,6 +1328,7 @@ on_both_backends!(
     an_answer_crossing_the_cancel_frees_the_call,
     a_merged_invite_is_refused_and_the_call_goes_on,
     a_second_answer_of_a_forked_invite_is_hung_up,
+    an_answer_without_contact_counts_as_a_refusal,
     unanswered_call_is_rerouted,
     a_console_reject_stops_the_ringing_phone,
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,

@@ -919,7 +919,18 @@ impl Calls {
         if code < 200 {
             return true;
         }
-        if code >= 300 {
+        let leg = &mut call.agents[index];
+        // A 2xx that forms no dialog (no To tag, no Contact) cannot be acknowledged or hung
+        // up: it counts as a refusal, as a final error response does.
+        let dialog = match Dialog::uac(&leg.invite, response) {
+            Ok(dialog) => Some(dialog),
+            Err(err) if code < 300 => {
+                tracing::warn!(call = call_key, %err, "agent's 2xx forms no dialog; taken as a refusal");
+                None
+            }
+            Err(_) => None,
+        };
+        let Some(dialog) = dialog else {
             let Some(leg) = self.drop_leg(call_key, |l| &l.key == key) else {
                 return true;
             };
@@ -929,14 +940,6 @@ impl Calls {
             }
             self.remove_if_done(call_key);
             return true;
-        }
-        let leg = &mut call.agents[index];
-        let dialog = match Dialog::uac(&leg.invite, response) {
-            Ok(dialog) => dialog,
-            Err(err) => {
-                tracing::warn!(call = call_key, %err, "agent's 2xx forms no dialog");
-                return true;
-            }
         };
         let via = if leg.peer.transport == Transport::Tcp {
             via_tcp
