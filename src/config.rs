@@ -158,6 +158,10 @@ pub struct SipConfig {
     /// Messages per second accepted from one source (an IPv4 address or an IPv6 /64); the rest
     /// are dropped.
     pub rate_limit_per_second: u32,
+    /// Seconds a phone vacd calls outside of routing's offers — an external number (transfer,
+    /// click-to-dial), a click-to-dial agent's own phone, a monitoring supervisor's — may ring
+    /// before vacd gives up and cancels it.
+    pub ring_timeout_seconds: u64,
     /// Digest algorithms offered in challenges, most preferred first. Old phones (and sipp)
     /// read only the first challenge; put `MD5` first for them.
     pub digest_algorithms: Vec<DigestAlgorithm>,
@@ -279,6 +283,7 @@ impl Default for SipConfig {
             realm: "vacd".into(),
             max_calls: 1000,
             rate_limit_per_second: 200,
+            ring_timeout_seconds: 60,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             trunks: Vec::new(),
             rtp_address: IpAddr::from([127, 0, 0, 1]),
@@ -420,6 +425,12 @@ impl Config {
             return Err(Error::Invalid {
                 key: "sip.realm",
                 problem: "must be 1 to 128 printable ASCII characters without quotes".into(),
+            });
+        }
+        if !(1..=3600).contains(&sip.ring_timeout_seconds) {
+            return Err(Error::Invalid {
+                key: "sip.ring_timeout_seconds",
+                problem: "must be 1 to 3600".into(),
             });
         }
         if sip.rate_limit_per_second == 0 {

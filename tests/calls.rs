@@ -853,6 +853,39 @@ async fn phone_refers_to_an_external_number(db: Db) {
     f.s.stop().await;
 }
 
+/// A transfer to an external number that rings and never answers is given up after
+/// `sip.ring_timeout_seconds`: the far end is cancelled and the call ends as a failed transfer
+/// does, instead of the caller hearing music for ever.
+async fn an_external_number_that_never_answers_is_given_up(db: Db) {
+    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let outbound = carrier.addr;
+    let f = Floor::with(db, |config| {
+        config.sip.trunks[0].outbound = Some(outbound);
+        config.sip.ring_timeout_seconds = 1;
+    })
+    .await;
+    carrier.retarget(f.s.sip_udp());
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
+    bruno
+        .console
+        .ok(
+            json!({ "type": "interaction.transfer", "interaction": interaction,
+                    "to": { "target": "number", "number": "+4940999888" } }),
+        )
+        .await;
+    bruno.phone.take_bye().await;
+    let outgoing = carrier.request(Method::Invite).await;
+    carrier.respond(&outgoing, 180, "rings", false).await;
+    carrier.cancelled(&outgoing).await;
+    caller.take_bye().await;
+    f.s.stop().await;
+}
+
 /// The console transfers a call to an external number; a transfer without an outbound trunk,
 /// or of a call the agent does not hold, is refused with an error and changes nothing.
 async fn console_transfers_to_an_external_number(db: Db) {
@@ -1328,6 +1361,7 @@ on_both_backends!(
     an_answer_crossing_the_cancel_frees_the_call,
     a_merged_invite_is_refused_and_the_call_goes_on,
     a_second_answer_of_a_forked_invite_is_hung_up,
+    an_external_number_that_never_answers_is_given_up,
     an_answer_without_contact_counts_as_a_refusal,
     unanswered_call_is_rerouted,
     a_console_reject_stops_the_ringing_phone,

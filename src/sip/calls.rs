@@ -16,10 +16,11 @@
 //! - BYE from either side ends both legs;
 //! - the call actor's reports (its answer was too late, it failed, it finished).
 
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use vacd_actors::{AgentId, Output, TransferTarget};
@@ -51,6 +52,8 @@ pub struct CallContext {
     pub tcp: SocketAddr,
     /// Where calls to external numbers go (the first trunk with `outbound`), over UDP.
     pub outbound: Option<SocketAddr>,
+    /// How long a leg routing does not time (see [`Calls::ring`]) may ring.
+    pub ring_timeout: Duration,
     pub reports: mpsc::UnboundedSender<CallReport>,
 }
 
@@ -238,6 +241,9 @@ pub struct Calls {
     by_call_id: HashMap<String, u64>,
     /// Callers' INVITE server transactions and agents' INVITE client transactions.
     by_invite: HashMap<TransactionKey, u64>,
+    /// When legs routing does not time stop ringing: (deadline, call, the leg's Call-ID),
+    /// earliest first; entries of legs answered or gone meanwhile are skipped when due.
+    ring_deadlines: BinaryHeap<Reverse<(Instant, u64, String)>>,
     next_key: u64,
 }
 
@@ -255,7 +261,35 @@ impl Calls {
             calls: HashMap::new(),
             by_call_id: HashMap::new(),
             by_invite: HashMap::new(),
+            ring_deadlines: BinaryHeap::new(),
             next_key: 1,
+        }
+    }
+
+    /// When the next ringing leg without an offer timeout is due to give up.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.ring_deadlines.peek().map(|Reverse((at, ..))| *at)
+    }
+
+    /// Gives up on the legs due by `now` that still ring: they are cancelled and fail as a
+    /// refusal would (a transfer or click-to-dial ends, a supervisor's listening is gone).
+    pub fn handle_timeout(&mut self, layer: &mut TransactionLayer, now: Instant) {
+        while let Some(Reverse((at, key, call_id))) = self.ring_deadlines.peek().cloned() {
+            if at > now {
+                break;
+            }
+            self.ring_deadlines.pop();
+            let party = self.calls.get(&key).and_then(|call| {
+                call.agents
+                    .iter()
+                    .find(|l| l.call_id == call_id && matches!(l.state, AgentState::Ringing))
+                    .map(|l| l.party.clone())
+            });
+            if let Some(party) = party {
+                tracing::info!(call = key, ?party, "no answer within the ring timeout");
+                self.cancel_leg(layer, key, &party, now);
+                self.leg_failed(layer, key, party, now);
+            }
         }
     }
 
@@ -573,9 +607,19 @@ impl Calls {
                 return false;
             }
         };
+        // Routing times its offers to agents; every other leg gets the ring timeout.
+        let timed = match &party {
+            Party::Agent(_) => call.dial.is_some(),
+            Party::External(_) | Party::Supervisor(_) => true,
+        };
         match layer.send_request(invite.clone(), target.peer, now) {
             Ok(invite_key) => {
                 tracing::info!(call = key, ?party, phone = %target.peer, "ringing");
+                if timed {
+                    let until = now + self.ctx.ring_timeout;
+                    self.ring_deadlines
+                        .push(Reverse((until, key, call_id.clone())));
+                }
                 self.by_invite.insert(invite_key.clone(), key);
                 self.by_call_id.insert(call_id.clone(), key);
                 call.agents.push(AgentLeg {

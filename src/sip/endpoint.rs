@@ -166,6 +166,7 @@ impl Endpoint {
                     let now = Instant::now();
                     self.layer.handle_timeout(now);
                     self.registrar.remove_expired(now);
+                    self.calls.handle_timeout(&mut self.layer, now);
                 }
             }
             self.flush().await;
@@ -194,10 +195,14 @@ impl Endpoint {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        match (self.layer.poll_timeout(), self.registrar.next_expiry()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.layer.poll_timeout(),
+            self.registrar.next_expiry(),
+            self.calls.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn on_inbound(&mut self, input: Inbound, now: Instant) {

@@ -111,6 +111,7 @@ impl SipEndpoint {
             udp: udp_addr,
             tcp: tcp_addr,
             outbound: config.trunks.iter().find_map(|t| t.outbound),
+            ring_timeout: std::time::Duration::from_secs(config.ring_timeout_seconds),
             reports: reports_tx,
         });
         let udp = Arc::new(udp);
