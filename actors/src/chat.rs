@@ -165,7 +165,12 @@ pub enum ChatOutput {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ChatInput {
     /// A party joins (routing connected an agent, an invitation, a monitoring supervisor).
-    Join { party: Party, name: String },
+    /// A `guest` (an agent another agent invited) may talk and leave, not end the chat.
+    Join {
+        party: Party,
+        name: String,
+        guest: bool,
+    },
     /// A party leaves (transferred away, stopped monitoring).
     Leave { party: Party },
     /// The visitor's first connection opened (`true`), or its last one closed (`false`).
@@ -212,6 +217,8 @@ pub enum ChatError {
     RateLimited,
     #[error("only a supervisor may do this")]
     NotSupervisor,
+    #[error("an invited agent may leave the chat, not end it")]
+    Guest,
 }
 
 impl ChatError {
@@ -225,6 +232,7 @@ impl ChatError {
             ChatError::TooLong(_) => "message_too_long",
             ChatError::RateLimited => "rate_limited",
             ChatError::NotSupervisor => "not_supervisor",
+            ChatError::Guest => "invited_guest",
         }
     }
 }
@@ -234,6 +242,8 @@ struct Participant {
     name: String,
     /// Seen by the visitor (always for agents and the visitor; supervisors after a takeover).
     visible: bool,
+    /// Invited by another agent: may not end the chat.
+    guest: bool,
     /// Token bucket of its messages: tokens left and when it was last refilled.
     tokens: u32,
     refilled: Instant,
@@ -277,7 +287,7 @@ impl ChatSession {
             outputs: VecDeque::new(),
             config,
         };
-        session.add(Party::Visitor, visitor_name, now);
+        session.add(Party::Visitor, visitor_name, false, now);
         for message in history {
             session.remember(message);
         }
@@ -376,11 +386,16 @@ impl ChatSession {
             return Err(ChatError::Ended);
         }
         match input {
-            ChatInput::Join { party, name } => {
-                if self.participants.contains_key(&party) {
+            ChatInput::Join { party, name, guest } => {
+                if let Some(participant) = self.participants.get_mut(&party) {
+                    // A guest the chat is then routed to (transferred) becomes its owner.
+                    if participant.guest && !guest {
+                        participant.guest = false;
+                        return Ok(());
+                    }
                     return Err(ChatError::AlreadyJoined(name));
                 }
-                self.add(party, name.clone(), now);
+                self.add(party, name.clone(), guest, now);
                 self.push(party, self.transcript_for(party));
                 let visible = !matches!(party, Party::Supervisor(_));
                 let event = ChatEvent::Joined { party, name };
@@ -459,8 +474,10 @@ impl ChatSession {
                 }
             }
             ChatInput::End { by } => {
-                if !self.participants.contains_key(&by) {
-                    return Err(ChatError::NotParticipant);
+                match self.participants.get(&by) {
+                    None => return Err(ChatError::NotParticipant),
+                    Some(participant) if participant.guest => return Err(ChatError::Guest),
+                    Some(_) => {}
                 }
                 let reason = match by {
                     Party::Visitor => EndReason::Visitor,
@@ -589,13 +606,14 @@ impl ChatSession {
         !message.whisper
     }
 
-    fn add(&mut self, party: Party, name: String, now: Instant) {
+    fn add(&mut self, party: Party, name: String, guest: bool, now: Instant) {
         let visible = !matches!(party, Party::Supervisor(_));
         self.participants.insert(
             party,
             Participant {
                 name,
                 visible,
+                guest,
                 tokens: self.config.burst,
                 refilled: now,
             },
@@ -705,6 +723,7 @@ mod tests {
             self.run(ChatInput::Join {
                 party,
                 name: name.into(),
+                guest: false,
             })
             .expect("joins");
         }
@@ -906,6 +925,7 @@ mod tests {
             .run(ChatInput::Join {
                 party: ALICE,
                 name: "Alice".into(),
+                guest: false,
             })
             .expect("joins");
         assert!(sent.iter().any(|(to, e)| *to == ALICE
@@ -922,6 +942,7 @@ mod tests {
             .run(ChatInput::Join {
                 party: SAM,
                 name: "Sam".into(),
+                guest: false,
             })
             .expect("joins");
         assert!(
@@ -1085,6 +1106,28 @@ mod tests {
         assert_eq!(outputs.last(), Some(&ChatOutput::Ended(EndReason::Agent)));
         chat.session.end(EndReason::System);
         assert_eq!(chat.session.poll_output(), None);
+    }
+
+    #[test]
+    fn an_invited_agent_may_leave_but_not_end_the_chat_until_it_is_theirs() {
+        let mut chat = Chat::new();
+        chat.join(ALICE, "Alice");
+        chat.run(ChatInput::Join {
+            party: BRUNO,
+            name: "Bruno".into(),
+            guest: true,
+        })
+        .expect("joins");
+        assert_eq!(
+            chat.run(ChatInput::End { by: BRUNO }).err(),
+            Some(ChatError::Guest)
+        );
+        assert!(chat.session.ended().is_none());
+        // Routed to Bruno (a transfer): the chat is his now.
+        chat.run(ChatInput::Leave { party: ALICE }).expect("leaves");
+        chat.join(BRUNO, "Bruno");
+        chat.run(ChatInput::End { by: BRUNO }).expect("ends");
+        assert!(chat.session.ended().is_some());
     }
 
     #[test]

@@ -267,11 +267,13 @@ impl Actor {
                 ChatInput::Join {
                     party: Party::Agent(agent),
                     name,
+                    guest: true,
                 }
             }
             StaffCommand::Monitor { name } => ChatInput::Join {
                 party: Party::Supervisor(user),
                 name,
+                guest: false,
             },
             StaffCommand::TakeOver => ChatInput::TakeOver { supervisor: user },
             StaffCommand::Leave => ChatInput::Leave { party },
@@ -303,6 +305,7 @@ impl Actor {
                 let join = ChatInput::Join {
                     party: Party::Agent(agent),
                     name,
+                    guest: false,
                 };
                 if let Err(e) = self.session.handle(join, now) {
                     tracing::debug!(chat = self.chat.id, %agent, error = %e, "connected agent not joined");
