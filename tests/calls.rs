@@ -1062,18 +1062,31 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     let caller_voice = caller.play_tone(leg.remote_rtp, CALLER, 400);
     let agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
 
-    // An agent may not monitor; an unknown call is 404.
+    // An agent may not monitor, nor may the team lead of another team; an unknown call is 404.
     let path = format!("/api/v1/calls/{interaction}/monitor");
     let bruno_token = f.s.demo_login("bruno").await;
-    let (status, _) =
-        f.s.call(
-            reqwest::Method::PUT,
-            &path,
-            Some(&bruno_token),
-            Some(json!({ "mode": "silent" })),
+    let admin = f.s.demo_login("ada").await;
+    let hamburg =
+        f.s.create("/api/v1/teams", &admin, json!({ "name": "Team Hamburg" }))
+            .await;
+    let (_, outsider) =
+        f.s.demo_user(
+            &admin,
+            "tl-hamburg",
+            json!({ "role": "team_lead", "team_id": hamburg }),
         )
         .await;
-    assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    for token in [&bruno_token, &outsider] {
+        let (status, _) =
+            f.s.call(
+                reqwest::Method::PUT,
+                &path,
+                Some(token),
+                Some(json!({ "mode": "silent" })),
+            )
+            .await;
+        assert_eq!(status, reqwest::StatusCode::FORBIDDEN);
+    }
     let (status, _) =
         f.s.call(
             reqwest::Method::PUT,

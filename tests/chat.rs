@@ -304,6 +304,32 @@ async fn a_supervisor_monitors_invisibly_whispers_and_takes_over(db: Db) {
     sam.ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ich übernehme." }))
         .await;
     vera.hears("Ich übernehme.").await;
+
+    // A team lead watches their own team's chats only (Bruno is in Team Berlin).
+    let admin = s.demo_login("ada").await;
+    let (_, teams) = s.get("/api/v1/teams", &admin).await;
+    let berlin = teams["items"][0]["id"].clone();
+    let hamburg = s
+        .create("/api/v1/teams", &admin, json!({ "name": "Team Hamburg" }))
+        .await;
+    for (lead, team, code) in [
+        ("tl-hamburg", json!(hamburg), Some("forbidden")),
+        ("tl-berlin", berlin, None),
+    ] {
+        let (_, token) = s
+            .demo_user(
+                &admin,
+                lead,
+                json!({ "role": "team_lead", "team_id": team }),
+            )
+            .await;
+        let mut console = Console::connect(&s, &token).await;
+        let reply = console
+            .command(json!({ "type": "chat.monitor", "interaction": interaction }))
+            .await;
+        let reply = reply.last().expect("reply");
+        assert_eq!(reply["code"].as_str(), code, "{lead}: {reply}");
+    }
     s.stop().await;
 }
 

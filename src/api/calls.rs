@@ -79,6 +79,16 @@ pub async fn start(
     let who = caller.user_with(Role::TeamLead)?;
     let Json(request) = body?;
     let interaction = interaction_id(&interaction)?;
+    if who.role == Role::TeamLead
+        && !state
+            .store
+            .worked_in_team_of(who.tenant_id, who.user_id, interaction.0 as i64)
+            .await?
+    {
+        return Err(Error::Forbidden(
+            "a team lead listens to their own team's calls only".into(),
+        ));
+    }
     state
         .routing
         .calls()

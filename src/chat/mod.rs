@@ -379,7 +379,18 @@ impl ChatHub {
                 }
             }
             "chat.monitor" => {
-                if who.role < Role::TeamLead {
+                let reach = match who.role {
+                    Role::Agent => false,
+                    // A team lead watches their own team's chats only.
+                    Role::TeamLead => {
+                        self.inner
+                            .store
+                            .worked_in_team_of(who.tenant_id, who.user_id, interaction as i64)
+                            .await?
+                    }
+                    Role::Supervisor | Role::Admin => true,
+                };
+                if !reach {
                     return Err(Error::Forbidden);
                 }
                 let name = self

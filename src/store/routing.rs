@@ -294,6 +294,28 @@ fn named<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
 }
 
 impl Store {
+    /// Whether the agent routing gave `interaction` to is in the team of `lead` (a team lead
+    /// watches their own team only). Reads after routing's pending writes.
+    pub async fn worked_in_team_of(
+        &self,
+        tenant: i64,
+        lead: i64,
+        interaction: i64,
+    ) -> Result<bool> {
+        self.flushed().await;
+        let row = sqlx::query(
+            "SELECT 1 AS found FROM interactions i JOIN users a ON a.id = i.agent_id \
+             JOIN users l ON l.id = $3 AND l.tenant_id = i.tenant_id \
+             WHERE i.tenant_id = $1 AND i.id = $2 AND a.team_id = l.team_id",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .bind(lead)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     /// Ids of every tenant, for restoring routing at start.
     pub async fn tenant_ids(&self) -> Result<Vec<i64>> {
         let rows = sqlx::query("SELECT id FROM tenants ORDER BY id")

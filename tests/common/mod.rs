@@ -272,14 +272,7 @@ impl TestServer {
     /// A new agent of the demo tenant (password `<username>-password`) serving `queues`,
     /// created with `admin`'s token; returns its id and its own token.
     pub async fn demo_agent(&self, admin: &str, username: &str, queues: &[i64]) -> (i64, String) {
-        let password = format!("{username}-password");
-        let user = self
-            .create(
-                "/api/v1/users",
-                admin,
-                json!({ "username": username, "display_name": username, "password": password }),
-            )
-            .await;
+        let (user, token) = self.demo_user(admin, username, json!({})).await;
         for queue in queues {
             self.create(
                 "/api/v1/queue-members",
@@ -288,7 +281,20 @@ impl TestServer {
             )
             .await;
         }
-        (user, self.login("demo", username, &password).await)
+        (user, token)
+    }
+
+    /// A new user of the demo tenant (password `<username>-password`) with `fields` (a role,
+    /// a team, …), created with `admin`'s token; returns its id and its own token.
+    pub async fn demo_user(&self, admin: &str, username: &str, fields: Value) -> (i64, String) {
+        let password = format!("{username}-password");
+        let mut user =
+            json!({ "username": username, "display_name": username, "password": password });
+        if let (Some(user), Some(fields)) = (user.as_object_mut(), fields.as_object()) {
+            user.extend(fields.clone());
+        }
+        let id = self.create("/api/v1/users", admin, user).await;
+        (id, self.login("demo", username, &password).await)
     }
 
     /// Creates a tenant with an admin `admin` / `admin-password` and returns its id and the
