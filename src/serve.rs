@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::server::conn::http1;
@@ -32,6 +32,9 @@ const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// Connections past the cap being answered at once; past that many they are closed unanswered.
 const REFUSING: usize = 64;
+
+/// How often refused connections are logged (with their count since the last line).
+const REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// How long a refused connection is given to take its answer.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
@@ -58,6 +61,7 @@ pub async fn run(
     limits: Limits,
     stop: impl Future<Output = ()>,
 ) {
+    warn_above_descriptor_limit(limits.max_connections);
     let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
     let places = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(REFUSING));
@@ -67,6 +71,7 @@ pub async fn run(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
     let mut connections = JoinSet::new();
+    let mut refused = Refused::default();
     tokio::pin!(stop);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -74,6 +79,11 @@ pub async fn run(
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
+                // The client gave up before it was accepted: nothing to pause for.
+                Err(e) if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                ) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "HTTP accept failed; pausing accepts briefly");
                     tokio::time::sleep(ACCEPT_PAUSE).await;
@@ -82,7 +92,8 @@ pub async fn run(
             },
         };
         let Ok(place) = places.clone().try_acquire_owned() else {
-            refuse(tcp, peer, &refusing, limits.max_connections);
+            refused.count(peer, limits.max_connections);
+            refuse(tcp, &refusing);
             continue;
         };
         // Console events, chat frames and answers are small writes that must go out at once:
@@ -119,10 +130,53 @@ pub async fn run(
     while connections.join_next().await.is_some() {}
 }
 
+/// Warns when the cap is above the process's soft limit of open files (Linux): past that
+/// limit connections fail to be accepted (and SIP and the database run short) instead of
+/// getting 503.
+fn warn_above_descriptor_limit(max_connections: usize) {
+    let Ok(limits) = std::fs::read_to_string("/proc/self/limits") else {
+        return;
+    };
+    let soft = limits
+        .lines()
+        .find_map(|line| line.strip_prefix("Max open files"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|soft| soft.parse::<usize>().ok());
+    if let Some(soft) = soft.filter(|soft| *soft < max_connections) {
+        tracing::warn!(
+            max_connections,
+            open_files = soft,
+            "http.max_connections is above the open file limit (ulimit -n): raise the limit or lower the cap"
+        );
+    }
+}
+
+/// Connections refused for the cap, logged once a second (a flood must not fill the log).
+#[derive(Default)]
+struct Refused {
+    since: Option<Instant>,
+    count: u64,
+}
+
+impl Refused {
+    fn count(&mut self, peer: SocketAddr, cap: usize) {
+        self.count += 1;
+        let now = Instant::now();
+        if self
+            .since
+            .is_some_and(|since| now.duration_since(since) < REPORT_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(%peer, cap, refused = self.count, "HTTP connections refused: too many connections");
+        self.since = Some(now);
+        self.count = 0;
+    }
+}
+
 /// Answers a connection past the cap with 503 and closes it, unless too many are being
 /// answered already: then it is closed at once.
-fn refuse(mut tcp: TcpStream, peer: SocketAddr, refusing: &Arc<Semaphore>, cap: usize) {
-    tracing::warn!(%peer, cap, "HTTP connection refused: too many connections");
+fn refuse(mut tcp: TcpStream, refusing: &Arc<Semaphore>) {
     let Ok(answering) = refusing.clone().try_acquire_owned() else {
         return;
     };

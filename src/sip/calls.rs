@@ -965,9 +965,14 @@ impl Calls {
         }
         let leg = &mut call.agents[index];
         // A 2xx that forms no dialog (no To tag, no Contact) cannot be acknowledged or hung
-        // up: it counts as a refusal, as a final error response does.
+        // up: it counts as a refusal, as a final error response does — unless the leg is
+        // answered already (a second, forked answer), which stays.
         let dialog = match Dialog::uac(&leg.invite, response) {
             Ok(dialog) => Some(dialog),
+            Err(err) if matches!(leg.state, AgentState::Answered(_)) => {
+                tracing::warn!(call = call_key, %err, "a second 2xx that forms no dialog; ignored");
+                return true;
+            }
             Err(err) if code < 300 => {
                 tracing::warn!(call = call_key, %err, "agent's 2xx forms no dialog; taken as a refusal");
                 None

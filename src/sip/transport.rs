@@ -208,39 +208,56 @@ async fn run_connection(
                 continue;
             }
         }
+        // Every frame counts against the limit — pings and malformed messages too, which cost
+        // an answer or a log line each. A message over it is held and goes first once the
+        // window ends; anything else is handled, and reading waits all the same.
         loop {
-            let message = match held.take() {
-                Some(message) => message,
-                None => match framer.next_frame() {
-                    Ok(None) => break,
-                    Ok(Some(Frame::KeepAlive)) => {
-                        if write_half.write_all(b"\r\n").await.is_err() {
-                            break 'connection "write error";
-                        }
-                        continue;
-                    }
-                    Ok(Some(Frame::Message(message))) => message,
-                    Err(err) if err.breaks_framing() => {
-                        tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
-                        break 'connection "malformed stream";
-                    }
-                    Err(err) => {
-                        tracing::info!(%peer, %err, "dropping malformed SIP message");
-                        continue;
-                    }
-                },
+            if let Some(message) = held.take() {
+                if let Err(until) = admit(&limiter, peer) {
+                    held = Some(message);
+                    resume = Some(until);
+                    break;
+                }
+                if to_endpoint
+                    .send(Inbound::Message { message, peer })
+                    .await
+                    .is_err()
+                {
+                    break 'connection "endpoint stopped";
+                }
+                continue;
+            }
+            let frame = match framer.next_frame() {
+                Ok(None) => break,
+                Ok(Some(frame)) => Ok(frame),
+                Err(err) => Err(err),
             };
-            if let Err(until) = admit(&limiter, peer) {
-                held = Some(message);
+            let admitted = admit(&limiter, peer);
+            match frame {
+                Ok(Frame::KeepAlive) => {
+                    if write_half.write_all(b"\r\n").await.is_err() {
+                        break 'connection "write error";
+                    }
+                }
+                Ok(Frame::Message(message)) if admitted.is_err() => held = Some(message),
+                Ok(Frame::Message(message)) => {
+                    if to_endpoint
+                        .send(Inbound::Message { message, peer })
+                        .await
+                        .is_err()
+                    {
+                        break 'connection "endpoint stopped";
+                    }
+                }
+                Err(err) if err.breaks_framing() => {
+                    tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
+                    break 'connection "malformed stream";
+                }
+                Err(err) => tracing::info!(%peer, %err, "dropping malformed SIP message"),
+            }
+            if let Err(until) = admitted {
                 resume = Some(until);
                 break;
-            }
-            if to_endpoint
-                .send(Inbound::Message { message, peer })
-                .await
-                .is_err()
-            {
-                break 'connection "endpoint stopped";
             }
         }
     };
