@@ -1,5 +1,5 @@
-//! The HTTP listener: accepts connections up to a cap, answers the ones past it with 503 and
-//! closes them, gives every request head a deadline — which also ends keep-alive connections
+//! The HTTP listener: accepts connections up to a cap, in all and per source, answers the ones
+//! past it with 503 and closes them, gives every request head a deadline — which also ends keep-alive connections
 //! left idle that long — and at shutdown lets running requests finish. `axum::serve` has none
 //! of these limits: a client that opens connections and sends its headers a byte a minute
 //! would hold them, and their file descriptors, for ever.
@@ -8,11 +8,12 @@
 //! with the socket, see [`Counted`]); shutdown waits for requests, not for websockets — their
 //! owners (routing, chat) close them.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tower::Service;
+
+use crate::sip::rate_limit::subscriber;
 
 /// How long the listener rests after a failed accept (out of file descriptors, say): accepting
 /// again at once would fail again and spin.
@@ -48,6 +51,9 @@ const REFUSAL: &str =
 pub struct Limits {
     /// Open connections, websockets included.
     pub max_connections: usize,
+    /// Open connections from one source (an IPv4 address or an IPv6 /64); 0: no such limit
+    /// (behind a reverse proxy, whose address every connection has).
+    pub max_connections_per_source: usize,
     /// From the first wait for a request head (a new connection, or a keep-alive one after its
     /// last answer) to its last byte.
     pub header_timeout: Duration,
@@ -64,6 +70,7 @@ pub async fn run(
     warn_above_descriptor_limit(limits.max_connections);
     let mut make = app.into_make_service_with_connect_info::<SocketAddr>();
     let places = Arc::new(Semaphore::new(limits.max_connections));
+    let sources = Sources::default();
     let refusing = Arc::new(Semaphore::new(REFUSING));
     let (closing, _) = watch::channel(());
     let mut builder = http1::Builder::new();
@@ -91,8 +98,11 @@ pub async fn run(
                 }
             },
         };
-        let Ok(place) = places.clone().try_acquire_owned() else {
-            refused.count(peer, limits.max_connections);
+        let (Ok(place), Some(source)) = (
+            places.clone().try_acquire_owned(),
+            sources.take(peer, limits.max_connections_per_source),
+        ) else {
+            refused.count(peer);
             refuse(tcp, &refusing);
             continue;
         };
@@ -106,7 +116,11 @@ pub async fn run(
             Ok(service) => service,
             Err(never) => match never {},
         };
-        let io = TokioIo::new(Counted { tcp, _place: place });
+        let io = TokioIo::new(Counted {
+            tcp,
+            _place: place,
+            _source: source,
+        });
         let connection = builder
             .serve_connection(io, TowerToHyperService::new(service))
             .with_upgrades();
@@ -159,7 +173,7 @@ struct Refused {
 }
 
 impl Refused {
-    fn count(&mut self, peer: SocketAddr, cap: usize) {
+    fn count(&mut self, peer: SocketAddr) {
         self.count += 1;
         let now = Instant::now();
         if self
@@ -168,7 +182,7 @@ impl Refused {
         {
             return;
         }
-        tracing::warn!(%peer, cap, refused = self.count, "HTTP connections refused: too many connections");
+        tracing::warn!(%peer, refused = self.count, "HTTP connections refused: too many connections, in all or from one source");
         self.since = Some(now);
         self.count = 0;
     }
@@ -198,11 +212,59 @@ fn refuse(mut tcp: TcpStream, refusing: &Arc<Semaphore>) {
     });
 }
 
-/// A connection holding its place under the cap; the place is free again when the connection
+/// Open connections per source (see [`subscriber`]).
+#[derive(Default, Clone)]
+struct Sources(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+impl Sources {
+    /// A place for one more connection from `peer`'s source, unless it has `max` (0: no
+    /// limit) open already.
+    fn take(&self, peer: SocketAddr, max: usize) -> Option<SourcePlace> {
+        let key = subscriber(peer.ip());
+        let mut open = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let count = open.entry(key).or_default();
+        if max > 0 && *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SourcePlace {
+            sources: self.clone(),
+            key,
+        })
+    }
+}
+
+/// One connection's place among its source's; given back when dropped.
+struct SourcePlace {
+    sources: Sources,
+    key: IpAddr,
+}
+
+impl Drop for SourcePlace {
+    fn drop(&mut self) {
+        let mut open = self
+            .sources
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.key) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// A connection holding its places under the caps; they are free again when the connection
 /// is dropped — for a websocket, when the socket closes.
 struct Counted {
     tcp: TcpStream,
     _place: OwnedSemaphorePermit,
+    _source: SourcePlace,
 }
 
 impl AsyncRead for Counted {

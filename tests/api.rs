@@ -1298,6 +1298,33 @@ async fn connections_past_the_cap_are_refused() {
     s.stop().await;
 }
 
+/// One source (an address) cannot take every place: past `http.max_connections_per_source` its
+/// connections are answered 503, while another source is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_source_cannot_take_every_place() {
+    let s = TestServer::start_with(Db::Sqlite, |c| c.http.max_connections_per_source = 2).await;
+    let addr: std::net::SocketAddr = s
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let _held = [
+        TcpStream::connect(addr).await.expect("connects"),
+        TcpStream::connect(addr).await.expect("connects"),
+    ];
+    let refused = exchange(&s, HEALTH).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.2:0".parse().expect("address"))
+        .expect("bind 127.0.0.2");
+    let mut other = socket.connect(addr).await.expect("connects");
+    other.write_all(HEALTH).await.expect("request sent");
+    let served = read_to_close(&mut other).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    s.stop().await;
+}
+
 on_both_backends!(
     crud_round_trip_for_every_resource,
     filters_and_pagination,

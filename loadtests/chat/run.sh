@@ -23,7 +23,9 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -q -p vacd -p vacd-loadtests
 source "$here/../vacd.sh"
+# Every visitor and agent is a connection from 127.0.0.1: no per-source cap, room for all.
 start_vacd VACD_DATABASE__URL="sqlite://$work/vacd.db?mode=rwc" \
-    VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 VACD_CHAT__MESSAGES_PER_SECOND_PER_IP=1000000
+    VACD_CHAT__STARTS_PER_SECOND_PER_IP=1000000 VACD_CHAT__MESSAGES_PER_SECOND_PER_IP=1000000 \
+    VACD_HTTP__MAX_CONNECTIONS=$((VISITORS + AGENTS + 1000)) VACD_HTTP__MAX_CONNECTIONS_PER_SOURCE=0
 echo "vacd pid $vacd on 127.0.0.1:$port, work directory $work"
 "$target/release/chat" "http://127.0.0.1:$port" "$vacd" "$VISITORS" "$AGENTS" "$RATE" "$DURATION"

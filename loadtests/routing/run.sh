@@ -26,7 +26,8 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 cargo build --release -q -p vacd -p vacd-loadtests
 source "$here/../vacd.sh"
-start_vacd VACD_DATABASE__URL="$DATABASE"
+# Every agent and client is a connection from 127.0.0.1: no per-source cap.
+start_vacd VACD_DATABASE__URL="$DATABASE" VACD_HTTP__MAX_CONNECTIONS_PER_SOURCE=0
 echo "vacd pid $vacd on 127.0.0.1:$port, database $DATABASE"
 for run in $RUNS; do
     IFS=: read -r agents clients rate <<<"$run"

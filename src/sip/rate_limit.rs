@@ -18,7 +18,7 @@ const IDLE: Duration = Duration::from_secs(10);
 
 /// The source a limit counts for: an IPv4 address, or an IPv6 /64 — the network one subscriber
 /// usually gets, whose 2^64 addresses would otherwise each have a limit of their own.
-fn subscriber(source: IpAddr) -> IpAddr {
+pub fn subscriber(source: IpAddr) -> IpAddr {
     match source {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
