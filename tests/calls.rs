@@ -601,6 +601,48 @@ async fn agent_holds_and_resumes(db: Db) {
     f.s.stop().await;
 }
 
+/// The agent's phone holds with a re-INVITE without an offer (delayed offer): vacd offers in
+/// its 200, the phone answers sendonly in the ACK, and the caller hears music.
+async fn a_reinvite_without_an_offer_gets_one(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        mut agent_leg,
+    } = f.connect(&mut bruno).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"before hold", &bruno.phone)
+        .await;
+    let offered = bruno
+        .phone
+        .reinvite_without_offer(&mut agent_leg, "sendonly")
+        .await;
+    assert_eq!(offered.status_code.code(), 200, "{offered}");
+    let offer = String::from_utf8_lossy(&offered.body).into_owned();
+    assert!(
+        offer.contains("m=audio") && offer.contains("a=sendrecv"),
+        "{offer}"
+    );
+    // The answer in the ACK put the call on hold: music reaches the caller.
+    caller.drain_rtp().await;
+    let (from, music) = caller
+        .recv_rtp_within(common::phone::WAIT)
+        .await
+        .expect("music on hold");
+    assert_eq!(from, leg.remote_rtp);
+    assert_eq!(music.len(), 160, "20 ms of G.711");
+    let resumed = bruno.phone.reinvite(&mut agent_leg, "sendrecv").await;
+    assert_eq!(resumed.status_code.code(), 200, "{resumed}");
+    caller
+        .rtp_reaches_after(leg.remote_rtp, b"after hold", &bruno.phone)
+        .await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// Accepting a call in the console is allowed: the phone keeps ringing, and its answer
 /// bridges the media.
 async fn console_accept_then_phone_answers(db: Db) {
@@ -1378,6 +1420,7 @@ on_both_backends!(
     a_merged_invite_is_refused_and_the_call_goes_on,
     a_second_answer_of_a_forked_invite_is_hung_up,
     an_external_number_that_never_answers_is_given_up,
+    a_reinvite_without_an_offer_gets_one,
     an_answer_without_contact_counts_as_a_refusal,
     unanswered_call_is_rerouted,
     a_console_reject_stops_the_ringing_phone,

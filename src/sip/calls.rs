@@ -214,6 +214,9 @@ struct Call {
     agent_sdp: LocalSdp,
     /// The monitoring supervisor's RTP socket address and SDP, once one was called.
     supervisor_media: Option<(SocketAddr, LocalSdp)>,
+    /// A re-INVITE without an offer was answered with ours: the Call-ID of its dialog, the
+    /// relay leg it renegotiates and our offer, until the ACK brings the answer.
+    awaiting_answer: Option<(String, LegId, SessionDescription)>,
     agents: Vec<AgentLeg>,
     actor: mpsc::UnboundedSender<CallCmd>,
     /// Hung up: both legs are being ended.
@@ -487,6 +490,7 @@ impl Calls {
                 agent_rtp: media.agent_rtp,
                 agent_sdp: LocalSdp::new(media.agent_rtp.ip()),
                 supervisor_media: None,
+                awaiting_answer: None,
                 agents: Vec::new(),
                 actor,
                 over: false,
@@ -845,7 +849,8 @@ impl Calls {
 
     /// A re-INVITE: hold (sendonly, inactive, c=0.0.0.0), resume or a moved phone. vacd answers
     /// for its side of that leg and tells the actor where the leg's media goes now; a holding
-    /// agent's caller hears music meanwhile. Without an SDP offer (unsupported): 488.
+    /// agent's caller hears music meanwhile. Without an SDP offer, vacd's 2xx offers and the
+    /// ACK's answer is applied ([`Calls::on_ack`]).
     fn reinvite(
         &mut self,
         layer: &mut TransactionLayer,
@@ -890,14 +895,26 @@ impl Calls {
             ptime: 20,
             direction: sdp::Direction::SendRecv,
         };
+        if request.body.is_empty() {
+            // No offer (RFC 3261 §14.2): the 2xx carries ours, the ACK brings the answer.
+            tracing::info!(
+                call = call_key,
+                ?side,
+                "re-INVITE without an offer: offering"
+            );
+            let offer = sdp::offer(&media, session);
+            call.awaiting_answer = Some((call_id.to_owned(), leg, offer.clone()));
+            let mut response = response_to(request, 200, None);
+            response.headers.push(contact);
+            response.body = with_sdp(&mut response.headers, &offer);
+            if let Err(err) = layer.send_response(key, response, now) {
+                tracing::debug!(%key, %err, "re-INVITE response not sent");
+            }
+            return;
+        }
         let answered = SessionDescription::parse(&request.body)
             .map_err(|e| e.to_string())
-            .and_then(|offer| {
-                if request.body.is_empty() {
-                    return Err("no SDP offer".to_owned());
-                }
-                sdp::answer(&offer, &media, session).map_err(|e| e.to_string())
-            });
+            .and_then(|offer| sdp::answer(&offer, &media, session).map_err(|e| e.to_string()));
         let response = match answered {
             Ok((answer, negotiated)) => {
                 let receiving = !negotiated.remote_hold;
@@ -1109,6 +1126,49 @@ impl Calls {
                 self.leg_failed(layer, call_key, leg.party, now);
             }
             self.remove_if_done(call_key);
+        }
+    }
+
+    /// An ACK in a call's dialog: the answer to the offer vacd made in its 2xx to a re-INVITE
+    /// without one, if it waited for that. An unusable answer leaves the media as it was.
+    pub fn on_ack(&mut self, request: &Request) {
+        let call_id = message::call_id(&request.headers).unwrap_or_default();
+        let Some(&key) = self.by_call_id.get(call_id) else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let Some((_, leg, offer)) = call.awaiting_answer.take_if(|(id, ..)| id == call_id) else {
+            return;
+        };
+        let negotiated = SessionDescription::parse(&request.body)
+            .map_err(|e| e.to_string())
+            .and_then(|answer| sdp::accept_answer(&offer, &answer).map_err(|e| e.to_string()));
+        match negotiated {
+            Ok(negotiated) => {
+                let receiving = !negotiated.remote_hold;
+                tracing::info!(
+                    call = key,
+                    hold = !receiving,
+                    "re-INVITE answered in the ACK"
+                );
+                call.command(
+                    key,
+                    CallCmd::Renegotiated {
+                        leg,
+                        remote: negotiated.remote,
+                        receiving,
+                    },
+                );
+            }
+            Err(err) => {
+                tracing::warn!(
+                    call = key,
+                    err,
+                    "ACK without a usable answer; media unchanged"
+                )
+            }
         }
     }
 

@@ -263,6 +263,7 @@ impl Endpoint {
             Event::Request { key, request, peer } => self.on_request(key, request, peer, now),
             Event::Ack { request, peer, .. } => {
                 tracing::debug!(%peer, call_id = message::call_id(&request.headers).unwrap_or_default(), "ACK");
+                self.calls.on_ack(&request);
             }
             Event::Cancelled { invite, .. } => tracing::info!(%invite, "INVITE cancelled"),
             Event::Response { key, response } => {

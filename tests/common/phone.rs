@@ -432,6 +432,38 @@ Content-Length: 0\r\n\r\n",
         self.transact(&text, Method::Bye).await.status_code.code()
     }
 
+    /// Sends a re-INVITE in `leg` without an offer, answers the 2xx's offer in the ACK with our
+    /// SDP in `direction`, and returns the final response.
+    pub async fn reinvite_without_offer(&mut self, leg: &mut Leg, direction: &str) -> Response {
+        self.cseq = self.cseq.max(leg.cseq);
+        let cseq = self.next_cseq();
+        leg.cseq = cseq;
+        let contact = format!("Contact: <sip:phone@{}>\r\n", self.addr);
+        let text = self.request_text(
+            "INVITE",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            &contact,
+            "",
+        );
+        let response = self.transact(&text, Method::Invite).await;
+        let ack = self.request_text(
+            "ACK",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            "Content-Type: application/sdp\r\n",
+            &self.sdp_with(direction),
+        );
+        self.send(&ack).await;
+        response
+    }
+
     /// Sends a re-INVITE in `leg` with our SDP in `direction`, acknowledges the answer and
     /// returns the final response.
     pub async fn reinvite(&mut self, leg: &mut Leg, direction: &str) -> Response {
