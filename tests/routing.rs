@@ -942,6 +942,31 @@ async fn waiting_interactions_survive_a_restart_in_order(db: Db) {
     s.stop().await;
 }
 
+/// Written work its agent was still wrapping up when vacd stopped is finished at the restart,
+/// and counted handled: the wrap-up's end is logged before it is done.
+async fn a_wrap_up_cut_short_by_a_restart_is_counted_handled(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Wrapped", json!({ "wrapup_seconds": 600 })).await;
+    let (agent_id, token) = d.agent("wrapper", &[("en", 5)], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let handled = d.interaction(queue, "en").await;
+    console.handle(handled).await;
+    console
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
+        .await;
+    let s = d.s.restart().await;
+    let sam = s.demo_login("sam").await;
+    let (_, agents) = s.get("/api/v1/reports/agents?interval=hour", &sam).await;
+    assert!(
+        agents["items"].as_array().is_some_and(|rows| rows
+            .iter()
+            .any(|r| r["agent"] == agent_id && r["handled"] == 1)),
+        "{agents}"
+    );
+    s.stop().await;
+}
+
 /// Reports over the real event log: two interactions in a fresh queue, one handled and one
 /// still waiting; the queue, agent and tenant reports (JSON and CSV) show them, and only
 /// supervisors may read them.
@@ -1265,4 +1290,5 @@ on_both_backends!(
     offers_carry_details_and_a_screen_pop,
     queue_stats_reach_the_members,
     waiting_interactions_survive_a_restart_in_order,
+    a_wrap_up_cut_short_by_a_restart_is_counted_handled,
 );

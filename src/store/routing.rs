@@ -608,10 +608,13 @@ impl Store {
             };
             if held.is_none() && state == "wrap_up" && channel != Channel::Call {
                 // Its agent had ended it and only the wrap-up time was left: finished, not
-                // offered again (a closed ticket, an ended chat).
-                finished.push(Output::Done {
-                    interaction: InteractionId(id(interaction)),
-                });
+                // offered again (a closed ticket, an ended chat) — its wrap-up ends now, which
+                // the reports count as the handling's end.
+                let interaction = InteractionId(id(interaction));
+                if let Some(agent) = agent {
+                    finished.push(Output::WrapUpEnded { interaction, agent });
+                }
+                finished.push(Output::Done { interaction });
                 continue;
             }
             let mut wrap_up = state == "wrap_up";
