@@ -323,6 +323,32 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         "Diego speaks no French: {:?}",
         diego.seen
     );
+    // A stranger quoting the tag gets a ticket of their own: ticket numbers are no secret.
+    let spoofed = mail::mail(
+        "mallory@example.test",
+        SUPPORT,
+        &format!("Please change the bank account {tag}"),
+        "x1@example.test",
+        "",
+        "Pay the refund to my account instead.",
+    );
+    dovecot.append("support", &spoofed).await;
+    let subject = format!("Please change the bank account {tag}");
+    let own = common::eventually("the stranger's mail stored", || async {
+        tickets_by_subject(&s, &chloe_token).await.remove(&subject)
+    })
+    .await;
+    assert_ne!(own["number"], format!("T-{id}"), "{own}");
+    let ticket = s
+        .get(&format!("/api/v1/tickets/{id}"), &chloe_token)
+        .await
+        .1;
+    assert!(
+        ticket["thread"]
+            .as_array()
+            .is_some_and(|m| m.iter().all(|m| m["message_id"] != "x1@example.test")),
+        "{ticket}"
+    );
     s.stop().await;
 }
 

@@ -325,27 +325,6 @@ impl Store {
             }
         }
         let now = now_ms();
-        // The ticket it threads into: the tag first, then the nearest known parent.
-        let mut existing: Option<(i64, String, String)> = None;
-        if let Some(tag) = new.tag {
-            existing = ticket_state(&mut tx, t, tag).await?;
-        }
-        for parent in &new.parents {
-            if existing.is_some() {
-                break;
-            }
-            let row = sqlx::query(
-                "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND message_id = $2 \
-                 ORDER BY id LIMIT 1",
-            )
-            .bind(t)
-            .bind(text(parent))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(row) = row {
-                existing = ticket_state(&mut tx, t, row.try_get("interaction_id")?).await?;
-            }
-        }
         let customer = match &new.contact {
             Some(contact) => Some(
                 find_or_create_customer(
@@ -361,6 +340,41 @@ impl Store {
             ),
             None => None,
         };
+        // The ticket it threads into: the nearest known parent (a Message-ID of the thread),
+        // else the ticket its tag names — if the sender is that ticket's customer. Ticket
+        // numbers are no secret: a stranger's "[#T-42]" must not write into someone else's
+        // ticket (it opens a ticket of its own).
+        let mut existing: Option<(i64, String, String)> = None;
+        for parent in &new.parents {
+            let row = sqlx::query(
+                "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND message_id = $2 \
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(t)
+            .bind(text(parent))
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(row) = row {
+                existing = ticket_state(&mut tx, t, row.try_get("interaction_id")?).await?;
+                if existing.is_some() {
+                    break;
+                }
+            }
+        }
+        if let (None, Some(tag), Some(customer)) = (&existing, new.tag, customer) {
+            let theirs = sqlx::query(
+                "SELECT 1 AS found FROM interactions WHERE tenant_id = $1 AND id = $2 \
+                 AND customer_id = $3",
+            )
+            .bind(t)
+            .bind(tag)
+            .bind(customer)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if theirs.is_some() {
+                existing = ticket_state(&mut tx, t, tag).await?;
+            }
+        }
         let (interaction, outcome) = match existing {
             Some((id, state, status)) => {
                 let active = matches!(state.as_str(), "new" | "queued" | "offered" | "connected");
