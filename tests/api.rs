@@ -1103,6 +1103,8 @@ async fn attachment_bytes_round_trip(db: Db) {
         .await
         .expect("get");
     assert_eq!(response.headers()["content-type"], "image/tiff");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["content-security-policy"], "sandbox");
     assert_eq!(response.bytes().await.expect("bytes").to_vec(), bytes);
     // Written once: an agent cannot replace the bytes (the old ones stay), an admin can.
     let put =

@@ -800,7 +800,14 @@
       try {
         const response = await fetch(link.href, { headers: { authorization: `Bearer ${token}` } });
         if (!response.ok) throw new Error(`${response.status}`);
-        const url = URL.createObjectURL(await response.blob());
+        // A blob URL has the console's origin: only types a browser shows without running
+        // anything are opened; anything else (HTML, SVG, …) is handed over as a download.
+        const shown = ["application/pdf", "image/png", "image/jpeg", "image/gif", "text/plain"];
+        const type = (response.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+        const bytes = await response.arrayBuffer();
+        const url = URL.createObjectURL(
+          new Blob([bytes], { type: shown.includes(type) ? type : "application/octet-stream" }),
+        );
         window.open(url, "_blank", "noopener");
         setTimeout(() => URL.revokeObjectURL(url), 60000);
       } catch (e) {

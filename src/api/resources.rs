@@ -228,7 +228,17 @@ async fn attachment_content(
         .as_str()
         .unwrap_or("application/octet-stream")
         .to_owned();
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    // The content type is the customer's: a page or script sent as an attachment must not run
+    // as vacd's own (no sniffing, a sandbox without scripts or origin).
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".to_owned()),
+        ],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn put_attachment_content(

@@ -122,6 +122,18 @@ fn refusal(e: channels::Error) -> Error {
     }
 }
 
+/// The subject of a reply: the agent's own if given — with the ticket's tag, so that the
+/// customer's answer finds the ticket — else the composed one (which has it).
+fn subject_of(own: Option<String>, composed: String, ticket: i64) -> String {
+    let Some(own) = own else { return composed };
+    let tag = channels::threading::tag(ticket);
+    if own.contains(&tag) {
+        own
+    } else {
+        format!("{} {tag}", own.trim_end())
+    }
+}
+
 async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
     state
         .store
@@ -212,7 +224,7 @@ async fn preview(
     )
     .await
     .map_err(refusal)?;
-    let subject = request.subject.unwrap_or(composed.subject);
+    let subject = subject_of(request.subject, composed.subject, ctx.interaction);
     Ok(Json(
         json!({ "subject": subject, "body": composed.body, "to": ctx.contact }),
     ))
@@ -245,7 +257,7 @@ async fn send_reply(
     )
     .await
     .map_err(refusal)?;
-    let subject = request.subject.unwrap_or(composed.subject);
+    let subject = subject_of(request.subject, composed.subject, ctx.interaction);
     let to = ctx
         .contact
         .clone()
@@ -488,4 +500,23 @@ async fn sms_inbound(
             json!({ "ticket": ingested.interaction, "outcome": format!("{:?}", ingested.outcome).to_lowercase() }),
         ),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject_of;
+
+    #[test]
+    fn an_agents_own_subject_keeps_the_ticket_tag() {
+        let composed = "Re: Invoice [#T-42]".to_owned();
+        assert_eq!(
+            subject_of(Some("Your refund ".into()), composed.clone(), 42),
+            "Your refund [#T-42]"
+        );
+        assert_eq!(
+            subject_of(Some("[#T-42] Your refund".into()), composed.clone(), 42),
+            "[#T-42] Your refund"
+        );
+        assert_eq!(subject_of(None, composed.clone(), 42), composed);
+    }
 }
