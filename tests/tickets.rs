@@ -133,6 +133,13 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         ack.header("Auto-Submitted").as_deref(),
         Some("auto-replied")
     );
+    // Sent with the null reverse path: a bounce of it goes nowhere.
+    assert_eq!(
+        ack.header("X-MailFrom").as_deref(),
+        Some("<>"),
+        "{}",
+        ack.raw
+    );
     assert_eq!(
         ack.header("In-Reply-To").as_deref(),
         Some("<m1@example.test>")

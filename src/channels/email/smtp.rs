@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lettre::address::Envelope;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
@@ -125,7 +126,17 @@ pub async fn send(
     if let (Some(user), Some(password)) = (&smtp.username, &smtp.password) {
         transport = transport.credentials(Credentials::new(user.clone(), password.clone()));
     }
-    transport.build().send(message).await?;
+    // An automatic reply goes out with the null reverse path (RFC 3834 §3.3, RFC 5321
+    // §4.5.5): a bounce of it comes back to nobody, not as a new ticket.
+    let mut envelope = message.envelope().clone();
+    if out.automatic {
+        envelope = Envelope::new(None, envelope.to().to_vec())
+            .map_err(|e| SendError::Build(e.to_string()))?;
+    }
+    transport
+        .build()
+        .send_raw(&envelope, &message.formatted())
+        .await?;
     Ok(())
 }
 
