@@ -772,23 +772,29 @@ fn imap_account_on(port: u16) -> MailAccountConfig {
 }
 
 /// The SMS gateway's side for the test: records what vacd posts to it.
-async fn sms_gateway() -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>,
-) {
+/// What a test SMS gateway was sent: the Authorization header and the JSON body of each.
+type SmsSent = std::sync::Arc<std::sync::Mutex<Vec<(Option<String>, Value)>>>;
+
+/// A test SMS gateway: its URL and what it was sent. With a `gate`, each request is recorded
+/// and then answered only once the gate gives it a permit.
+async fn sms_gateway(gate: Option<std::sync::Arc<tokio::sync::Semaphore>>) -> (String, SmsSent) {
     use axum::http::HeaderMap;
-    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let got = SmsSent::default();
     let sink = got.clone();
     let app = axum::Router::new().route(
         "/send",
         axum::routing::post(move |headers: HeaderMap, body: axum::Json<Value>| {
             let sink = sink.clone();
+            let gate = gate.clone();
             async move {
                 let auth = headers
                     .get("authorization")
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_owned);
                 sink.lock().expect("lock").push((auth, body.0));
+                if let Some(gate) = gate {
+                    let _ = gate.acquire().await.map(|permit| permit.forget());
+                }
                 StatusCode::OK
             }
         }),
@@ -804,7 +810,7 @@ async fn sms_gateway() -> (
 /// SMS in through the authenticated webhook (threaded by sender, repeated posts stored once)
 /// and out through the configured gateway.
 async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
-    let (url, sent) = sms_gateway().await;
+    let (url, sent) = sms_gateway(None).await;
     let s = TestServer::start_with(db, |c| {
         c.channels.sms.inbound_token = "gateway-secret".into();
         c.channels.sms.outbound_url = Some(url);
@@ -915,9 +921,12 @@ async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
 }
 
 /// A server with an SMS number (+4930111) on the support queue's mailbox, whose queue's wrap-up
-/// lasts 10 minutes, the outgoing SMS going to a gateway of the test's.
-async fn sms_desk(db: Db) -> TestServer {
-    let (url, _) = sms_gateway().await;
+/// lasts 10 minutes, the outgoing SMS going to a gateway of the test's (see [`sms_gateway`]).
+async fn sms_desk(
+    db: Db,
+    gate: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+) -> (TestServer, SmsSent) {
+    let (url, sent) = sms_gateway(gate).await;
     let s = TestServer::start_with(db, |c| {
         c.channels.sms.inbound_token = "gateway-secret".into();
         c.channels.sms.outbound_url = Some(url);
@@ -940,7 +949,7 @@ async fn sms_desk(db: Db) -> TestServer {
         )
         .await;
     assert!(status.is_success());
-    s
+    (s, sent)
 }
 
 /// The customer's SMS `text` (gateway id `id`) to the desk's number; the webhook's answer.
@@ -969,7 +978,7 @@ async fn ready_agent(s: &TestServer, user: &str) -> (String, Console) {
 /// A customer who answers while the agent still wraps the ticket up is heard: the ticket waits
 /// again and is offered to the next agent, while the first agent's wrap-up runs on.
 async fn a_reply_during_wrap_up_waits_again(db: Db) {
-    let s = sms_desk(db).await;
+    let (s, _) = sms_desk(db, None).await;
     let (diego_token, mut diego) = ready_agent(&s, "diego").await;
     let first = sms_in(
         &s,
@@ -1010,10 +1019,35 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
     s.stop().await;
 }
 
+/// A second reply while the first is still on its way to the customer (a double click) is
+/// refused, so the customer does not get the same message twice.
+async fn a_reply_is_sent_once_however_often_it_is_clicked(db: Db) {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (s, sent) = sms_desk(db, Some(gate.clone())).await;
+    let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    let diego = s.demo_login("diego").await;
+    let path = format!("/api/v1/tickets/{id}/reply");
+    let body = json!({ "body": "It arrives tomorrow." });
+    let (replied, second) = tokio::join!(s.post(&path, &diego, body.clone()), async {
+        common::eventually("the first reply at the gateway", || async {
+            (!sent.lock().expect("lock").is_empty()).then_some(())
+        })
+        .await;
+        let second = s.post(&path, &diego, body.clone()).await;
+        gate.add_permits(1);
+        second
+    });
+    assert_eq!(replied.0, StatusCode::CREATED, "{}", replied.1);
+    common::assert_error(&second, StatusCode::CONFLICT, "send_in_progress");
+    assert_eq!(sent.lock().expect("lock").len(), 1);
+    s.stop().await;
+}
+
 /// A ticket routing connected to one agent is theirs: another agent can neither answer nor
 /// close it (a note is fine); a supervisor can, which ends the first agent's work.
 async fn a_ticket_another_agent_works_on_is_theirs(db: Db) {
-    let s = sms_desk(db).await;
+    let (s, _) = sms_desk(db, None).await;
     let (_, mut diego) = ready_agent(&s, "diego").await;
     let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
     let id = first["ticket"].as_i64().expect("ticket");
@@ -1343,6 +1377,7 @@ on_both_backends!(
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,
     a_ticket_another_agent_works_on_is_theirs,
+    a_reply_is_sent_once_however_often_it_is_clicked,
     fax_and_letter_directories_in_and_pdf_out,
     tls_and_starttls_to_imap_pop3_and_smtp,
 );

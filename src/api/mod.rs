@@ -71,6 +71,8 @@ pub struct Shared {
     pub channels: Option<crate::channels::Channels>,
     /// Today's report figures on `/metrics`, refreshed on scrape.
     report_gauges: crate::report_metrics::ReportGauges,
+    /// Tickets (tenant, id) with a reply or forward being sent right now.
+    sending: tickets::Sending,
     /// The request metrics `track` records.
     http_metrics: crate::metrics::HttpMetrics,
 }
@@ -101,6 +103,7 @@ impl AppState {
             floors: supervisor::Floors::default(),
             channels,
             report_gauges: Default::default(),
+            sending: Default::default(),
             http_metrics: Default::default(),
         }))
     }

@@ -142,6 +142,41 @@ async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
         .ok_or_else(|| Error::NotFound(format!("no user {}", who.user_id)))
 }
 
+/// Tickets with a reply or forward on its way out: a second one for the same ticket meanwhile
+/// (a double click, a retry of a request that seemed to hang) is refused instead of sending the
+/// customer the same message twice.
+#[derive(Default)]
+pub(super) struct Sending(dashmap::DashSet<(i64, i64)>);
+
+/// A ticket's place in [`Sending`], given back when dropped.
+struct SendingGuard<'a> {
+    sending: &'a Sending,
+    ticket: (i64, i64),
+}
+
+impl Sending {
+    fn start(&self, tenant: i64, ticket: i64) -> Result<SendingGuard<'_>> {
+        if !self.0.insert((tenant, ticket)) {
+            return Err(Error::Conflict {
+                code: "send_in_progress",
+                message: format!(
+                    "a reply or forward of ticket {ticket} is being sent; see the ticket before sending again"
+                ),
+            });
+        }
+        Ok(SendingGuard {
+            sending: self,
+            ticket: (tenant, ticket),
+        })
+    }
+}
+
+impl Drop for SendingGuard<'_> {
+    fn drop(&mut self) {
+        self.sending.0.remove(&self.ticket);
+    }
+}
+
 /// An agent may not answer, forward or close a ticket routing has connected to another agent
 /// (409 `held_by_another`); a team lead or above may, and their reply or close ends that
 /// agent's work. Tickets waiting, offered or done are the desk's: any agent may answer them.
@@ -244,6 +279,7 @@ async fn send_reply(
     let id = ticket_id(&id)?;
     let ctx = state.store.reply_context(who.tenant_id, id).await?;
     not_held_by_another(&state, &who, id).await?;
+    let _sending = state.sending.start(who.tenant_id, id)?;
     if request.template.is_none() && request.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(Error::invalid("empty_reply", "give a template or a body"));
     }
@@ -346,6 +382,7 @@ async fn forward(
         ));
     }
     not_held_by_another(&state, &who, id).await?;
+    let _sending = state.sending.start(who.tenant_id, id)?;
     let ticket = state.store.ticket(who.tenant_id, id).await?;
     let last_in = ticket["thread"]
         .as_array()
