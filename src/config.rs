@@ -99,7 +99,8 @@ pub struct HttpConfig {
     /// and closed. Keep it below the process's file descriptor limit (`ulimit -n`).
     pub max_connections: usize,
     /// Open connections from one source (an IPv4 address or an IPv6 /64) at most; past it
-    /// 503 too. 0 turns it off — behind a reverse proxy every connection has its address.
+    /// 503 too. 0 (the default) turns it off: behind a reverse proxy — vacd's usual place —
+    /// every connection has the proxy's address. Set it when clients reach vacd directly.
     pub max_connections_per_source: usize,
     /// Seconds a client has to send a request head, counted from the connection's opening or
     /// its last answer: a keep-alive connection idle that long is closed too.
@@ -303,7 +304,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             max_body_bytes: 1024 * 1024,
             max_connections: 8192,
-            max_connections_per_source: 512,
+            max_connections_per_source: 0,
             header_timeout_seconds: 30,
         }
     }

@@ -801,14 +801,20 @@
         const response = await fetch(link.href, { headers: { authorization: `Bearer ${token}` } });
         if (!response.ok) throw new Error(`${response.status}`);
         // A blob URL has the console's origin: only types a browser shows without running
-        // anything are opened; anything else (HTML, SVG, …) is handed over as a download.
+        // anything are opened; anything else (HTML, SVG, …) is saved under its file name.
         const shown = ["application/pdf", "image/png", "image/jpeg", "image/gif", "text/plain"];
-        const type = (response.headers.get("content-type") ?? "").split(";")[0].trim().toLowerCase();
+        const contentType = response.headers.get("content-type") ?? "";
+        const type = contentType.split(";")[0].trim().toLowerCase();
         const bytes = await response.arrayBuffer();
+        const safe = shown.includes(type);
         const url = URL.createObjectURL(
-          new Blob([bytes], { type: shown.includes(type) ? type : "application/octet-stream" }),
+          new Blob([bytes], { type: safe ? contentType : "application/octet-stream" }),
         );
-        window.open(url, "_blank", "noopener");
+        if (safe) {
+          window.open(url, "_blank", "noopener");
+        } else {
+          el("a", { href: url, download: a.filename ?? `attachment-${a.id}` }).click();
+        }
         setTimeout(() => URL.revokeObjectURL(url), 60000);
       } catch (e) {
         setStatus(`attachment not opened: ${e.message}`);

@@ -187,3 +187,42 @@ async fn track(
         .record(route, &method, response.status(), started.elapsed());
     response
 }
+
+/// Runs a write and what follows from it to the end, even when the client goes away
+/// meanwhile: hyper drops the handler of a connection that closed, and a change committed
+/// without routing hearing of it would stay unrouted (a created interaction never offered, a
+/// changed skill not applied) until the next reload or restart; a reply sent and not recorded
+/// would be sent again.
+async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = error::Result<T>> + Send + 'static,
+) -> error::Result<T> {
+    match tokio::spawn(work).await {
+        Ok(result) => result,
+        // Never cancelled: a panic of the work is the handler's own.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::to_the_end;
+
+    /// The work goes on when the handler awaiting it is dropped (its client went away).
+    #[tokio::test]
+    async fn work_run_to_the_end_outlives_its_handler() {
+        let (started, running) = tokio::sync::oneshot::channel();
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let handler = tokio::spawn(to_the_end(async move {
+            let _ = started.send(());
+            let _ = gate.await;
+            let _ = done.send(());
+            Ok(())
+        }));
+        running.await.expect("the work started");
+        handler.abort();
+        assert!(handler.await.is_err_and(|e| e.is_cancelled()));
+        go.send(()).expect("the work is still waiting");
+        finished.await.expect("the work ran to its end");
+    }
+}

@@ -89,7 +89,7 @@ async fn create(
     let who = caller.user_with(writer(r)?)?;
     let Json(body) = body?;
     let values = fields(r, body, Mode::Create)?;
-    let created = to_the_end(async move {
+    let created = super::to_the_end(async move {
         let created = state
             .store
             .create(r, who.tenant_id, Some(who.user_id), &values)
@@ -115,7 +115,7 @@ async fn update(
     let Path(id) = id?;
     let Json(body) = body?;
     let values = fields(r, body, Mode::Update)?;
-    let updated = to_the_end(async move {
+    let updated = super::to_the_end(async move {
         let updated = state
             .store
             .update(r, who.tenant_id, Some(who.user_id), id, &values)
@@ -154,7 +154,7 @@ async fn remove(
             });
         }
     }
-    to_the_end(async move {
+    super::to_the_end(async move {
         state
             .store
             .delete(r, who.tenant_id, Some(who.user_id), id)
@@ -167,20 +167,6 @@ async fn remove(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Runs a write and what routing makes of it to the end, even when the client goes away
-/// meanwhile: hyper drops the handler of a connection that closed, and a change committed
-/// without routing hearing of it would stay unrouted (a created interaction never offered, a
-/// changed skill not applied) until the next reload or restart.
-async fn to_the_end<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T>> + Send + 'static,
-) -> Result<T> {
-    match tokio::spawn(work).await {
-        Ok(result) => result,
-        // Never cancelled: a panic of the work is the handler's own.
-        Err(e) => std::panic::resume_unwind(e.into_panic()),
-    }
 }
 
 fn writer(r: &Resource) -> Result<Role> {
@@ -530,28 +516,4 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
 /// Validates a create request body outside HTTP (the demo seed uses it).
 pub fn new_values(r: &Resource, body: JsonValue) -> Result<Vec<(&'static Column, Value)>> {
     fields(r, body, Mode::Create)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The work goes on when the handler awaiting it is dropped (its client went away).
-    #[tokio::test]
-    async fn work_run_to_the_end_outlives_its_handler() {
-        let (started, running) = tokio::sync::oneshot::channel();
-        let (go, gate) = tokio::sync::oneshot::channel::<()>();
-        let (done, finished) = tokio::sync::oneshot::channel();
-        let handler = tokio::spawn(to_the_end(async move {
-            let _ = started.send(());
-            let _ = gate.await;
-            let _ = done.send(());
-            Ok(())
-        }));
-        running.await.expect("the work started");
-        handler.abort();
-        assert!(handler.await.is_err_and(|e| e.is_cancelled()));
-        go.send(()).expect("the work is still waiting");
-        finished.await.expect("the work ran to its end");
-    }
 }

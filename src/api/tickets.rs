@@ -149,14 +149,14 @@ async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
 pub(super) struct Sending(dashmap::DashSet<(i64, i64)>);
 
 /// A ticket's place in [`Sending`], given back when dropped.
-struct SendingGuard<'a> {
-    sending: &'a Sending,
+struct SendingGuard {
+    state: AppState,
     ticket: (i64, i64),
 }
 
 impl Sending {
-    fn start(&self, tenant: i64, ticket: i64) -> Result<SendingGuard<'_>> {
-        if !self.0.insert((tenant, ticket)) {
+    fn start(state: &AppState, tenant: i64, ticket: i64) -> Result<SendingGuard> {
+        if !state.sending.0.insert((tenant, ticket)) {
             return Err(Error::Conflict {
                 code: "send_in_progress",
                 message: format!(
@@ -165,15 +165,15 @@ impl Sending {
             });
         }
         Ok(SendingGuard {
-            sending: self,
+            state: state.clone(),
             ticket: (tenant, ticket),
         })
     }
 }
 
-impl Drop for SendingGuard<'_> {
+impl Drop for SendingGuard {
     fn drop(&mut self) {
-        self.sending.0.remove(&self.ticket);
+        self.state.sending.0.remove(&self.ticket);
     }
 }
 
@@ -275,11 +275,22 @@ async fn send_reply(
 ) -> Result<(StatusCode, Json<Json_>)> {
     let who = caller.user_with(Role::Agent)?;
     let Json(request) = body?;
+    // Sent, then recorded: both happen, and the ticket stays guarded meanwhile, even if the
+    // client goes away (a retry then finds the reply recorded, not sent twice).
+    super::to_the_end(reply(state, who, id, request)).await
+}
+
+async fn reply(
+    state: AppState,
+    who: Principal,
+    id: String,
+    request: ReplyRequest,
+) -> Result<(StatusCode, Json<Json_>)> {
     let channels = channels_of(&state)?;
     let id = ticket_id(&id)?;
     let ctx = state.store.reply_context(who.tenant_id, id).await?;
     not_held_by_another(&state, &who, id).await?;
-    let _sending = state.sending.start(who.tenant_id, id)?;
+    let _sending = Sending::start(&state, who.tenant_id, id)?;
     if request.template.is_none() && request.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(Error::invalid("empty_reply", "give a template or a body"));
     }
@@ -372,6 +383,16 @@ async fn forward(
 ) -> Result<(StatusCode, Json<Json_>)> {
     let who = caller.user_with(Role::Agent)?;
     let Json(request) = body?;
+    // As a reply: sent and recorded to the end.
+    super::to_the_end(forward_to(state, who, id, request)).await
+}
+
+async fn forward_to(
+    state: AppState,
+    who: Principal,
+    id: String,
+    request: ForwardRequest,
+) -> Result<(StatusCode, Json<Json_>)> {
     let channels = channels_of(&state)?;
     let id = ticket_id(&id)?;
     let ctx = state.store.reply_context(who.tenant_id, id).await?;
@@ -382,7 +403,7 @@ async fn forward(
         ));
     }
     not_held_by_another(&state, &who, id).await?;
-    let _sending = state.sending.start(who.tenant_id, id)?;
+    let _sending = Sending::start(&state, who.tenant_id, id)?;
     let ticket = state.store.ticket(who.tenant_id, id).await?;
     let last_in = ticket["thread"]
         .as_array()

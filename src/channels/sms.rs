@@ -45,7 +45,7 @@ pub fn inbound(
             Some(id) => format!("sms:{}:{id}", address.id),
             None => format!("sms:{}:{from}:{now_ms}", address.id),
         },
-        tag: open_ticket,
+        open_ticket,
         sender_name: None,
         contact: Some(from.clone()),
         identity_kind: "phone",

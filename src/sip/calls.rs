@@ -214,9 +214,9 @@ struct Call {
     agent_sdp: LocalSdp,
     /// The monitoring supervisor's RTP socket address and SDP, once one was called.
     supervisor_media: Option<(SocketAddr, LocalSdp)>,
-    /// A re-INVITE without an offer was answered with ours: the Call-ID of its dialog, the
-    /// relay leg it renegotiates and our offer, until the ACK brings the answer.
-    awaiting_answer: Option<(String, LegId, SessionDescription)>,
+    /// Re-INVITEs without an offer answered with ours, until their ACKs bring the answers:
+    /// each one's Call-ID and CSeq number, the relay leg it renegotiates and our offer.
+    awaiting_answers: Vec<(String, u32, LegId, SessionDescription)>,
     agents: Vec<AgentLeg>,
     actor: mpsc::UnboundedSender<CallCmd>,
     /// Hung up: both legs are being ended.
@@ -490,7 +490,7 @@ impl Calls {
                 agent_rtp: media.agent_rtp,
                 agent_sdp: LocalSdp::new(media.agent_rtp.ip()),
                 supervisor_media: None,
-                awaiting_answer: None,
+                awaiting_answers: Vec::new(),
                 agents: Vec::new(),
                 actor,
                 over: false,
@@ -903,7 +903,10 @@ impl Calls {
                 "re-INVITE without an offer: offering"
             );
             let offer = sdp::offer(&media, session);
-            call.awaiting_answer = Some((call_id.to_owned(), leg, offer.clone()));
+            let cseq = message::cseq(&request.headers).map_or(0, |(n, _)| n);
+            call.awaiting_answers.retain(|(id, ..)| id != call_id);
+            call.awaiting_answers
+                .push((call_id.to_owned(), cseq, leg, offer.clone()));
             let mut response = response_to(request, 200, None);
             response.headers.push(contact);
             response.body = with_sdp(&mut response.headers, &offer);
@@ -1139,9 +1142,15 @@ impl Calls {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
-        let Some((_, leg, offer)) = call.awaiting_answer.take_if(|(id, ..)| id == call_id) else {
+        let cseq = message::cseq(&request.headers).map_or(0, |(n, _)| n);
+        let Some(index) = call
+            .awaiting_answers
+            .iter()
+            .position(|(id, number, ..)| id == call_id && *number == cseq)
+        else {
             return;
         };
+        let (_, _, leg, offer) = call.awaiting_answers.swap_remove(index);
         let negotiated = SessionDescription::parse(&request.body)
             .map_err(|e| e.to_string())
             .and_then(|answer| sdp::accept_answer(&offer, &answer).map_err(|e| e.to_string()));

@@ -30,8 +30,11 @@ pub struct NewWritten {
     pub message_id: Option<String>,
     /// Message-IDs this one answers, nearest first.
     pub parents: Vec<String>,
-    /// The ticket named by a tag in the subject.
+    /// The ticket named by a tag in the subject: joined only when the sender is its customer.
     pub tag: Option<i64>,
+    /// The sender's open ticket as the channel itself found it (an SMS: by the sender's
+    /// number at this service address): joined as is.
+    pub open_ticket: Option<i64>,
     /// The sender's display name.
     pub sender_name: Option<String>,
     /// Where replies go (email address, phone number); `None` when unknown.
@@ -344,8 +347,14 @@ impl Store {
         // else the ticket its tag names — if the sender is that ticket's customer. Ticket
         // numbers are no secret: a stranger's "[#T-42]" must not write into someone else's
         // ticket (it opens a ticket of its own).
-        let mut existing: Option<(i64, String, String)> = None;
+        let mut existing = match new.open_ticket {
+            Some(ticket) => ticket_state(&mut tx, t, ticket).await?,
+            None => None,
+        };
         for parent in &new.parents {
+            if existing.is_some() {
+                break;
+            }
             let row = sqlx::query(
                 "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND message_id = $2 \
                  ORDER BY id LIMIT 1",
@@ -356,9 +365,6 @@ impl Store {
             .await?;
             if let Some(row) = row {
                 existing = ticket_state(&mut tx, t, row.try_get("interaction_id")?).await?;
-                if existing.is_some() {
-                    break;
-                }
             }
         }
         if let (None, Some(tag), Some(customer)) = (&existing, new.tag, customer) {

@@ -250,6 +250,7 @@ pub async fn ingest(
         message_id: mail.message_id.clone(),
         parents: mail.parents.clone(),
         tag: threading::find_tag(&mail.subject),
+        open_ticket: None,
         sender_name: mail.from.as_ref().map(|f| f.display().to_owned()),
         contact: mail.from.as_ref().map(|f| f.address.clone()),
         identity_kind: "email",
