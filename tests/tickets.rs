@@ -346,6 +346,19 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
     })
     .await;
     assert_ne!(own["number"], format!("T-{id}"), "{own}");
+    // Forwarding it (to have it checked) answers nobody: its SLA's first answer is still due.
+    let own_id = own["id"].as_i64().expect("id");
+    let (status, forwarded) = s
+        .post(
+            &format!("/api/v1/tickets/{own_id}/forward"),
+            &chloe_token,
+            json!({ "to": "security@example.test", "body": "Suspicious." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{forwarded}");
+    let own = s.get(&format!("/api/v1/tickets/{own_id}"), &chloe_token).await.1;
+    assert_eq!(own["first_answered_at"], Value::Null, "{own}");
+    assert_eq!(own["status"], "open", "{own}");
     let ticket = s
         .get(&format!("/api/v1/tickets/{id}"), &chloe_token)
         .await

@@ -19,7 +19,7 @@ use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{Role, INTERACTIONS};
 use crate::channels::{self, reply, sms, Channels};
-use crate::store::{self, NewOutbound, Principal};
+use crate::store::{self, NewOutbound, Outbound, Principal};
 
 /// The ticket desk's part of the OpenAPI document.
 #[derive(OpenApi)]
@@ -325,8 +325,9 @@ async fn reply(
             body: composed.body.clone(),
             recipients: vec![sent.to.clone()],
             message_id: sent.message_id.clone(),
-            status,
-            event: "ticket.replied",
+            kind: Outbound::Reply {
+                close: request.close,
+            },
             attachments: sent.document.into_iter().collect(),
         })
         .await?;
@@ -423,14 +424,6 @@ async fn forward_to(
         .await
         .map_err(refusal)?;
     let agent = agent_name(&state, &who).await?;
-    let status = state.store.ticket(who.tenant_id, id).await?["status"]
-        .as_str()
-        .map(|s| match s {
-            "closed" => "closed",
-            "answered" => "answered",
-            _ => "open",
-        })
-        .unwrap_or("open");
     let message = state
         .store
         .record_outbound(&NewOutbound {
@@ -442,8 +435,7 @@ async fn forward_to(
             body: text,
             recipients: vec![sent.to.clone()],
             message_id: sent.message_id,
-            status,
-            event: "ticket.forwarded",
+            kind: Outbound::Forward,
             attachments: Vec::new(),
         })
         .await?;

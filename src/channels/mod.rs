@@ -268,8 +268,7 @@ impl Channels {
                 body: composed.body,
                 recipients: vec![sent.to],
                 message_id: sent.message_id,
-                status: "open",
-                event: "ticket.acknowledged",
+                kind: store::Outbound::Acknowledgement,
                 attachments: Vec::new(),
             })
             .await?;

@@ -54,8 +54,8 @@ pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};
 pub use tenants::{Tenant, TenantUpdate};
 pub use tickets::{
-    Ingested, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outcome, ReplyContext,
-    WrittenAddress,
+    Ingested, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outbound, Outcome,
+    ReplyContext, WrittenAddress,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -154,11 +154,31 @@ pub struct NewOutbound {
     pub body: String,
     pub recipients: Vec<String>,
     pub message_id: Option<String>,
-    /// The ticket's status afterwards (`answered`, or `closed`).
-    pub status: &'static str,
-    /// `ticket.replied`, `ticket.forwarded`, `ticket.acknowledged`.
-    pub event: &'static str,
+    pub kind: Outbound,
     pub attachments: Vec<NewAttachment>,
+}
+
+/// What an outgoing message is to its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outbound {
+    /// An agent's answer: the customer's first answer (for the SLA), leaving the ticket
+    /// `answered`, or `closed`.
+    Reply { close: bool },
+    /// Sent on to someone else; the ticket stays as it is.
+    Forward,
+    /// vacd's automatic acknowledgement of a new ticket.
+    Acknowledgement,
+}
+
+impl Outbound {
+    /// The event it is logged as.
+    fn event(self) -> &'static str {
+        match self {
+            Outbound::Reply { .. } => "ticket.replied",
+            Outbound::Forward => "ticket.forwarded",
+            Outbound::Acknowledgement => "ticket.acknowledged",
+        }
+    }
 }
 
 const SELECT_ADDRESS: &str = "SELECT s.id, s.tenant_id, s.address, s.mailbox_id, s.queue_id, \
@@ -751,17 +771,29 @@ impl Store {
         )
         .await?;
         insert_attachments(&mut tx, out.tenant, message, &out.attachments, now).await?;
-        if out.event != "ticket.acknowledged" {
+        // A reply answers the customer (the SLA's first answer) and may close the ticket; a
+        // forward only touches it; an acknowledgement changes nothing.
+        if let Outbound::Reply { close } = out.kind {
+            let status = if close { "closed" } else { "answered" };
             sqlx::query(
                 "UPDATE tickets SET status = $1, updated_at = $2, \
                  first_answered_at = COALESCE(first_answered_at, $3), \
                  closed_at = CASE WHEN $4 = 'closed' THEN $5 ELSE closed_at END \
                  WHERE tenant_id = $6 AND interaction_id = $7",
             )
-            .bind(out.status)
+            .bind(status)
             .bind(now)
             .bind(now)
-            .bind(out.status)
+            .bind(status)
+            .bind(now)
+            .bind(out.tenant)
+            .bind(out.interaction)
+            .execute(&mut *tx)
+            .await?;
+        } else if out.kind == Outbound::Forward {
+            sqlx::query(
+                "UPDATE tickets SET updated_at = $1 WHERE tenant_id = $2 AND interaction_id = $3",
+            )
             .bind(now)
             .bind(out.tenant)
             .bind(out.interaction)
@@ -770,7 +802,7 @@ impl Store {
         }
         let event = NewEvent {
             tenant: out.tenant,
-            kind: out.event.into(),
+            kind: out.kind.event().into(),
             interaction_id: Some(out.interaction),
             agent_id: out.agent,
             queue_id: None,
