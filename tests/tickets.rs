@@ -356,7 +356,10 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{forwarded}");
-    let own = s.get(&format!("/api/v1/tickets/{own_id}"), &chloe_token).await.1;
+    let own = s
+        .get(&format!("/api/v1/tickets/{own_id}"), &chloe_token)
+        .await
+        .1;
     assert_eq!(own["first_answered_at"], Value::Null, "{own}");
     assert_eq!(own["status"], "open", "{own}");
     let ticket = s
