@@ -220,11 +220,15 @@ async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
     bruno
         .expect_where("chat.message", |f| f["text"] == "Ich helfe mit.")
         .await;
-    // An invited colleague helps; ending the chat is Bruno's.
+    // An invited colleague helps; ending the chat is Bruno's, who cannot just leave it.
     let refused = alice
         .command(json!({ "type": "chat.end", "interaction": interaction }))
         .await;
     assert_eq!(refused.last().expect("reply")["code"], "invited_guest");
+    let refused = bruno
+        .command(json!({ "type": "chat.leave", "interaction": interaction }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "own_chat");
     alice
         .ok(json!({ "type": "chat.leave", "interaction": interaction }))
         .await;

@@ -219,6 +219,10 @@ pub enum ChatError {
     NotSupervisor,
     #[error("an invited agent may leave the chat, not end it")]
     Guest,
+    #[error(
+        "the chat's own agent transfers or ends it; leaving is for invited agents and supervisors"
+    )]
+    Owner,
 }
 
 impl ChatError {
@@ -233,6 +237,7 @@ impl ChatError {
             ChatError::RateLimited => "rate_limited",
             ChatError::NotSupervisor => "not_supervisor",
             ChatError::Guest => "invited_guest",
+            ChatError::Owner => "own_chat",
         }
     }
 }
@@ -295,6 +300,11 @@ impl ChatSession {
     }
 
     /// Whether the chat is over.
+    /// Whether `party` is an agent the chat was routed to (not a guest, not a supervisor).
+    pub fn is_owner(&self, party: Party) -> bool {
+        matches!(party, Party::Agent(_)) && self.participants.get(&party).is_some_and(|p| !p.guest)
+    }
+
     pub fn ended(&self) -> Option<EndReason> {
         self.ended
     }

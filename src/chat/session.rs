@@ -276,6 +276,11 @@ impl Actor {
                 guest: false,
             },
             StaffCommand::TakeOver => ChatInput::TakeOver { supervisor: user },
+            // Routing's transfer takes the chat's own agent out; on its own it would leave the
+            // visitor with nobody who may end the chat.
+            StaffCommand::Leave if self.session.is_owner(party) => {
+                return Err(ChatError::Owner.into());
+            }
             StaffCommand::Leave => ChatInput::Leave { party },
             StaffCommand::Transcript => {
                 if !self.session.has(party) {
