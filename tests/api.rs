@@ -1083,6 +1083,7 @@ async fn attachment_bytes_round_trip(db: Db) {
         .await;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(5000).collect();
     let url = format!("{}/api/v1/attachments/{attachment}/content", s.base);
+    let get = || s.http.get(&url).bearer_auth(&agent).send();
     let stored: Value = s
         .http
         .put(&url)
@@ -1095,13 +1096,7 @@ async fn attachment_bytes_round_trip(db: Db) {
         .await
         .expect("json");
     assert_eq!(stored["size_bytes"], 5000);
-    let response = s
-        .http
-        .get(&url)
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .expect("get");
+    let response = get().await.expect("get");
     assert_eq!(response.headers()["content-type"], "image/tiff");
     assert_eq!(response.headers()["x-content-type-options"], "nosniff");
     assert_eq!(response.headers()["content-security-policy"], "sandbox");
@@ -1113,13 +1108,7 @@ async fn attachment_bytes_round_trip(db: Db) {
     assert_eq!(refused.status(), StatusCode::CONFLICT);
     let refused: Value = refused.json().await.expect("json");
     assert_eq!(refused["error"]["code"], "content_stored", "{refused}");
-    let kept = s
-        .http
-        .get(&url)
-        .bearer_auth(&agent)
-        .send()
-        .await
-        .expect("get");
+    let kept = get().await.expect("get");
     assert_eq!(kept.bytes().await.expect("bytes").to_vec(), bytes);
     let admin = s.demo_login("ada").await;
     let replaced = put(&admin, b"redacted").await.expect("put");

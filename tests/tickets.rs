@@ -1003,12 +1003,7 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
     )
     .await;
     let id = first["ticket"].as_i64().expect("ticket");
-    diego
-        .expect_where("offer", |f| f["interaction"] == id)
-        .await;
-    diego
-        .ok(json!({ "type": "offer.accept", "interaction": id }))
-        .await;
+    diego.accept(id).await;
     let (status, reply) = s
         .post(
             &format!("/api/v1/tickets/{id}/reply"),
@@ -1067,12 +1062,7 @@ async fn a_ticket_another_agent_works_on_is_theirs(db: Db) {
     let (_, mut diego) = ready_agent(&s, "diego").await;
     let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
     let id = first["ticket"].as_i64().expect("ticket");
-    diego
-        .expect_where("offer", |f| f["interaction"] == id)
-        .await;
-    diego
-        .ok(json!({ "type": "offer.accept", "interaction": id }))
-        .await;
+    diego.accept(id).await;
     let chloe = s.demo_login("chloe").await;
     let reply = s
         .post(

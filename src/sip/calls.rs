@@ -895,8 +895,9 @@ impl Calls {
             ptime: 20,
             direction: sdp::Direction::SendRecv,
         };
-        if request.body.is_empty() {
-            // No offer (RFC 3261 §14.2): the 2xx carries ours, the ACK brings the answer.
+        // The SDP of our 200: the answer to the phone's offer, or — without one (RFC 3261
+        // §14.2) — our offer, whose answer the ACK brings.
+        let ours = if request.body.is_empty() {
             tracing::info!(
                 call = call_key,
                 ?side,
@@ -907,32 +908,30 @@ impl Calls {
             call.awaiting_answers.retain(|(id, ..)| id != call_id);
             call.awaiting_answers
                 .push((call_id.to_owned(), cseq, leg, offer.clone()));
-            let mut response = response_to(request, 200, None);
-            response.headers.push(contact);
-            response.body = with_sdp(&mut response.headers, &offer);
-            if let Err(err) = layer.send_response(key, response, now) {
-                tracing::debug!(%key, %err, "re-INVITE response not sent");
-            }
-            return;
-        }
-        let answered = SessionDescription::parse(&request.body)
-            .map_err(|e| e.to_string())
-            .and_then(|offer| sdp::answer(&offer, &media, session).map_err(|e| e.to_string()));
-        let response = match answered {
-            Ok((answer, negotiated)) => {
-                let receiving = !negotiated.remote_hold;
-                tracing::info!(call = call_key, ?side, hold = !receiving, "re-INVITE");
-                call.command(
-                    call_key,
-                    CallCmd::Renegotiated {
-                        leg,
-                        remote: negotiated.remote,
-                        receiving,
-                    },
-                );
+            Ok(offer)
+        } else {
+            SessionDescription::parse(&request.body)
+                .map_err(|e| e.to_string())
+                .and_then(|offer| sdp::answer(&offer, &media, session).map_err(|e| e.to_string()))
+                .map(|(answer, negotiated)| {
+                    let receiving = !negotiated.remote_hold;
+                    tracing::info!(call = call_key, ?side, hold = !receiving, "re-INVITE");
+                    call.command(
+                        call_key,
+                        CallCmd::Renegotiated {
+                            leg,
+                            remote: negotiated.remote,
+                            receiving,
+                        },
+                    );
+                    answer
+                })
+        };
+        let response = match ours {
+            Ok(sdp) => {
                 let mut response = response_to(request, 200, None);
                 response.headers.push(contact);
-                response.body = with_sdp(&mut response.headers, &answer);
+                response.body = with_sdp(&mut response.headers, &sdp);
                 response
             }
             Err(err) => {

@@ -180,11 +180,16 @@ impl Console {
 
     /// Waits for the offer of `interaction`, accepts it and ends it (the agent is in wrap-up).
     pub async fn handle(&mut self, interaction: i64) {
+        self.accept(interaction).await;
+        self.ok(json!({ "type": "interaction.end", "interaction": interaction }))
+            .await;
+    }
+
+    /// Waits for the offer of `interaction` and accepts it.
+    pub async fn accept(&mut self, interaction: i64) {
         self.expect_where("offer", |f| f["interaction"] == interaction)
             .await;
         self.ok(json!({ "type": "offer.accept", "interaction": interaction }))
-            .await;
-        self.ok(json!({ "type": "interaction.end", "interaction": interaction }))
             .await;
     }
 

@@ -432,49 +432,33 @@ Content-Length: 0\r\n\r\n",
         self.transact(&text, Method::Bye).await.status_code.code()
     }
 
-    /// Sends a re-INVITE in `leg` without an offer, answers the 2xx's offer in the ACK with our
-    /// SDP in `direction`, and returns the final response.
-    pub async fn reinvite_without_offer(&mut self, leg: &mut Leg, direction: &str) -> Response {
-        self.cseq = self.cseq.max(leg.cseq);
-        let cseq = self.next_cseq();
-        leg.cseq = cseq;
-        let contact = format!("Contact: <sip:phone@{}>\r\n", self.addr);
-        let text = self.request_text(
-            "INVITE",
-            &leg.target,
-            &leg.local,
-            &leg.remote,
-            &leg.call_id,
-            cseq,
-            &contact,
-            "",
-        );
-        let response = self.transact(&text, Method::Invite).await;
-        let ack = self.request_text(
-            "ACK",
-            &leg.target,
-            &leg.local,
-            &leg.remote,
-            &leg.call_id,
-            cseq,
-            "Content-Type: application/sdp\r\n",
-            &self.sdp_with(direction),
-        );
-        self.send(&ack).await;
-        response
-    }
-
     /// Sends a re-INVITE in `leg` with our SDP in `direction`, acknowledges the answer and
     /// returns the final response.
     pub async fn reinvite(&mut self, leg: &mut Leg, direction: &str) -> Response {
+        self.reinvite_offering(leg, direction, true).await
+    }
+
+    /// Sends a re-INVITE in `leg` without an offer, answers the 2xx's offer in the ACK with our
+    /// SDP in `direction`, and returns the final response.
+    pub async fn reinvite_without_offer(&mut self, leg: &mut Leg, direction: &str) -> Response {
+        self.reinvite_offering(leg, direction, false).await
+    }
+
+    /// A re-INVITE whose SDP in `direction` goes in the INVITE (`offer`) or in the ACK.
+    async fn reinvite_offering(&mut self, leg: &mut Leg, direction: &str, offer: bool) -> Response {
         self.cseq = self.cseq.max(leg.cseq);
         let cseq = self.next_cseq();
         leg.cseq = cseq;
-        let extra = format!(
-            "Contact: <sip:phone@{}>\r\nContent-Type: application/sdp\r\n",
-            self.addr
+        let sdp = (
+            "Content-Type: application/sdp\r\n",
+            self.sdp_with(direction),
         );
-        let body = self.sdp_with(direction);
+        let (invite_sdp, ack_sdp) = if offer {
+            (sdp, ("", String::new()))
+        } else {
+            (("", String::new()), sdp)
+        };
+        let extra = format!("Contact: <sip:phone@{}>\r\n{}", self.addr, invite_sdp.0);
         let text = self.request_text(
             "INVITE",
             &leg.target,
@@ -483,7 +467,7 @@ Content-Length: 0\r\n\r\n",
             &leg.call_id,
             cseq,
             &extra,
-            &body,
+            &invite_sdp.1,
         );
         let response = self.transact(&text, Method::Invite).await;
         let ack = self.request_text(
@@ -493,8 +477,8 @@ Content-Length: 0\r\n\r\n",
             &leg.remote,
             &leg.call_id,
             cseq,
-            "",
-            "",
+            ack_sdp.0,
+            &ack_sdp.1,
         );
         self.send(&ack).await;
         response
