@@ -524,6 +524,15 @@ async fn tickets_by_subject(
     out
 }
 
+/// `len` characters no compression shortens (PostgreSQL compresses long index entries).
+fn incompressible(len: usize) -> String {
+    let mut text: String = (1..=len.div_ceil(16) as u64)
+        .map(|n| format!("{:016x}", n.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    text.truncate(len);
+    text
+}
+
 /// Bad mail over POP3 (an account from the config file): every message that exists becomes a
 /// ticket, with notes about what was wrong; loops and spam are dropped; machines get no
 /// acknowledgement; a mail delivered twice is stored once.
@@ -559,6 +568,9 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
         b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
         format!("From: f@example.test\r\nTo: <{SUPPORT}>, <a\0b@example.test>\r\nSubject: nul address\r\nMessage-ID: <b10@x>\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--n\r\nContent-Type: text/x-n\0ul\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\nnul\r\n--n--\r\n").into_bytes(),
+        // Longer than a PostgreSQL index takes (and than RFC 5322 and 5321 allow).
+        mail::mail("g@example.test", SUPPORT, "long id", &format!("{}@x", incompressible(4000)), "", "hello"),
+        mail::mail(&format!("{}@example.test", incompressible(4000)), SUPPORT, "long sender", "b12@x", "", "hello"),
     ];
     for (n, raw) in mails.iter().enumerate() {
         dovecot.deliver("support", &format!("{n}.bad"), raw);
@@ -567,7 +579,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         (dovecot.messages("support") == 0).then_some(())
     })
     .await;
-    // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address.
+    // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address, long id.
     let expected = [
         "a@example.test",
         "b@example.test",
@@ -575,6 +587,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         "d@example.test",
         "e@example.test",
         "f@example.test",
+        "g@example.test",
     ];
     poll("the acknowledgements", MAIL_WAIT, || {
         (smtp.received().len() >= expected.len()).then_some(())
@@ -607,11 +620,31 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "broken",
             "huge",
             "klingon",
+            "long id",
+            "long sender",
             "nul",
             "nul address",
             "twice"
         ]
     );
+    let note = |t: &str| {
+        tickets[t]["thread"][1]["body"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        note("long id").contains("Message-ID has 4002 characters"),
+        "{}",
+        note("long id")
+    );
+    assert_eq!(tickets["long id"]["contact"], "g@example.test");
+    assert!(
+        note("long sender").contains("sender address has 4013 characters"),
+        "{}",
+        note("long sender")
+    );
+    assert_eq!(tickets["long sender"]["contact"], Value::Null);
     assert_eq!(
         tickets["nul"]["thread"][0]["body"].as_str().map(str::trim),
         Some("beforeafter"),
@@ -906,6 +939,21 @@ async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
         )
         .await;
     common::assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "unknown_number");
+    // Values too long to be a number or a gateway's id (and for the store's indexes).
+    for oversized in [
+        json!({ "from": "+49".repeat(100), "to": "+4930111", "text": "x" }),
+        json!({ "from": "+49170", "to": "+4930111", "text": "x", "id": incompressible(4000) }),
+    ] {
+        let refused = s
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/sms/inbound",
+                Some("gateway-secret"),
+                Some(oversized),
+            )
+            .await;
+        common::assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_sms");
+    }
 
     let diego = s.demo_login("diego").await;
     let ticket = s.get(&format!("/api/v1/tickets/{id}"), &diego).await.1;
@@ -1215,6 +1263,21 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
             .as_str()
             .is_some_and(|n| n.contains("broken.pdf") && n.contains("truncated")),
         "{broken}"
+    );
+    // A contact longer than the store indexes is left out, with a note; the fax is a ticket.
+    std::fs::write(
+        fax_in.join("long.json"),
+        json!({ "contact": incompressible(4000), "subject": "Long contact" }).to_string(),
+    )
+    .expect("side file");
+    std::fs::write(fax_in.join("long.pdf"), b"%PDF-1.4 long %%EOF").expect("fax");
+    let long = ticket_of(&s, &admin, "fax", "Long contact").await;
+    assert_eq!(long["contact"], Value::Null, "{long}");
+    assert!(
+        long["thread"][1]["body"]
+            .as_str()
+            .is_some_and(|n| n.contains("contact has 4000 bytes")),
+        "{long}"
     );
     poll("the faxes moved to processed/", MAIL_WAIT, || {
         (fax_in.join("processed/order.tif").exists()

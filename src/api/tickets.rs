@@ -508,6 +508,11 @@ async fn follow_up(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Longest SMS sender (a number or an alphanumeric sender id) taken, in bytes.
+const MAX_SMS_SENDER: usize = 64;
+/// Longest gateway message id taken, in bytes.
+const MAX_SMS_ID: usize = 256;
+
 #[utoipa::path(post, path = "/api/v1/sms/inbound", tag = "tickets", request_body = sms::InboundSms, security(("bearer" = [])),
     responses((status = 202, description = "`{ticket, outcome}`"), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
 async fn sms_inbound(
@@ -526,6 +531,17 @@ async fn sms_inbound(
         return Err(Error::invalid(
             "empty_sms",
             "an SMS needs a sender and a text",
+        ));
+    }
+    // Numbers and alphanumeric sender ids are short; the store indexes both values.
+    if message.from.trim().len() > MAX_SMS_SENDER
+        || message.id.as_ref().is_some_and(|id| id.len() > MAX_SMS_ID)
+    {
+        return Err(Error::invalid(
+            "invalid_sms",
+            format!(
+                "an SMS sender has at most {MAX_SMS_SENDER} bytes and its id at most {MAX_SMS_ID}"
+            ),
         ));
     }
     let address = state

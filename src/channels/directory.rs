@@ -171,7 +171,7 @@ async fn take(
         .unwrap_or_default();
     let side_path = path.with_extension("json");
     let mut notes = Vec::new();
-    let side = match std::fs::read(&side_path) {
+    let mut side = match std::fs::read(&side_path) {
         Ok(bytes) => serde_json::from_slice::<SideFile>(&bytes).unwrap_or_else(|e| {
             tracing::warn!(file = %side_path.display(), error = %e, "side file is not valid JSON; ignored");
             notes.push(format!("the side file {} was not valid JSON: {e}", side_path.display()));
@@ -182,6 +182,16 @@ async fn take(
     if let Some(problem) = document.check(&data) {
         tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
         notes.push(format!("{name}: {problem}"));
+    }
+    if let Some(length) = side.contact.as_ref().map(String::len) {
+        if length > super::MAX_INDEXED {
+            tracing::warn!(file = %side_path.display(), length, "contact in the side file too long; ignored");
+            notes.push(format!(
+                "the side file's contact has {length} bytes, more than the {} kept; it was ignored",
+                super::MAX_INDEXED
+            ));
+            side.contact = None;
+        }
     }
     let hash = hex::encode(Sha256::digest(&data));
     let sender = side.sender.clone().or_else(|| side.contact.clone());

@@ -7,8 +7,19 @@
 //! [`InboundMail`] whose body is the raw text with a [`Problem`] saying so, so that a ticket is
 //! created for every message that exists. Attachments above the size limit are not kept; the
 //! problem list names them, and the store writes that list as an internal note.
+//!
+//! Values the store indexes are bounded: a Message-ID longer than [`MAX_MESSAGE_ID`] (a whole
+//! RFC 5322 line) is not kept, and a sender address longer than [`MAX_ADDRESS`] (RFC 5321's
+//! limit) is no sender; either is a [`Problem`].
 
 use mail_parser::{MessageParser, MimeHeaders};
+
+/// Longest Message-ID kept, in bytes (see [`super::MAX_INDEXED`]).
+pub const MAX_MESSAGE_ID: usize = super::MAX_INDEXED;
+
+/// Longest sender address taken as one (RFC 5321: a path holds at most 256 characters, the
+/// angle brackets included).
+pub const MAX_ADDRESS: usize = 254;
 
 /// A mail address with its display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +53,11 @@ pub enum Problem {
     BrokenStructure,
     /// There is no usable From address: the ticket cannot be answered by mail.
     NoSender,
+    /// The From address is longer than [`MAX_ADDRESS`]: no address, and not answerable.
+    SenderTooLong { length: usize },
+    /// The Message-ID is longer than [`MAX_MESSAGE_ID`] and was not kept: answers to the
+    /// message thread by the ticket's tag only.
+    MessageIdTooLong { length: usize },
     /// An attachment larger than the limit was dropped.
     AttachmentTooLarge {
         filename: String,
@@ -56,6 +72,14 @@ impl std::fmt::Display for Problem {
             Problem::Unparseable => write!(f, "the message could not be parsed as MIME; its raw text is kept as the body"),
             Problem::BrokenStructure => write!(f, "the MIME structure could not be read; the raw body text is kept"),
             Problem::NoSender => write!(f, "the message names no sender address; it cannot be answered by mail"),
+            Problem::SenderTooLong { length } => write!(
+                f,
+                "the sender address has {length} characters, more than the {MAX_ADDRESS} an address may have; it cannot be answered by mail"
+            ),
+            Problem::MessageIdTooLong { length } => write!(
+                f,
+                "the Message-ID has {length} characters, more than the {MAX_MESSAGE_ID} kept; answers thread by the ticket number only"
+            ),
             Problem::AttachmentTooLarge { filename, size, limit } => write!(
                 f,
                 "attachment `{filename}` ({size} bytes) exceeds the limit of {limit} bytes and was not kept"
@@ -119,6 +143,12 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
     };
     // A message without a text part but with an HTML one: mail-parser renders the HTML as
     // text for body_text.
+    if let Some(length) = mail.message_id.as_ref().map(String::len) {
+        if length > MAX_MESSAGE_ID {
+            mail.message_id = None;
+            mail.problems.push(Problem::MessageIdTooLong { length });
+        }
+    }
     for value in [message.in_reply_to(), message.references()] {
         if let Some(ids) = value.as_text_list() {
             mail.parents.extend(ids.iter().map(|id| strip_brackets(id)));
@@ -126,6 +156,8 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
             mail.parents.push(strip_brackets(id));
         }
     }
+    // Too long to be one of ours or any stored one.
+    mail.parents.retain(|id| id.len() <= MAX_MESSAGE_ID);
     if mail.text.trim().is_empty() && mail.html.is_none() {
         let raw_body = raw_body(raw);
         if !raw_body.trim().is_empty() {
@@ -147,8 +179,15 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
                 address,
             })
         });
-    if mail.from.is_none() {
-        mail.problems.push(Problem::NoSender);
+    match &mail.from {
+        None => mail.problems.push(Problem::NoSender),
+        Some(from) if from.address.len() > MAX_ADDRESS => {
+            mail.problems.push(Problem::SenderTooLong {
+                length: from.address.len(),
+            });
+            mail.from = None;
+        }
+        Some(_) => {}
     }
     mail.to = message
         .to()
@@ -235,6 +274,41 @@ References: <t0@vacd> <t1@vacd>\r\n\r\nHello\r\n";
         assert_eq!(mail.html, None, "no HTML made up for a plain text");
         assert_eq!(mail.parents, ["t1@vacd", "t0@vacd", "t1@vacd"]);
         assert!(mail.problems.is_empty());
+    }
+
+    #[test]
+    fn overlong_message_ids_and_addresses_are_not_kept() {
+        let long = "x".repeat(MAX_MESSAGE_ID);
+        let raw = format!(
+            "From: {local}@example.test\r\nSubject: long\r\nMessage-ID: <{long}@x>\r\n\
+In-Reply-To: <{long}@y>\r\nReferences: <t1@vacd>\r\n\r\nHello\r\n",
+            local = "a".repeat(MAX_ADDRESS)
+        );
+        let mail = parse(raw.as_bytes(), 1000);
+        assert_eq!(mail.message_id, None);
+        assert_eq!(mail.from, None);
+        assert_eq!(mail.parents, ["t1@vacd"], "the overlong parent is dropped");
+        assert_eq!(
+            mail.problems,
+            [
+                Problem::MessageIdTooLong {
+                    length: MAX_MESSAGE_ID + 2
+                },
+                Problem::SenderTooLong {
+                    length: MAX_ADDRESS + 13
+                }
+            ]
+        );
+        // At the limits both are kept.
+        let raw = format!(
+            "From: {local}@example.test\r\nMessage-ID: <{id}@x>\r\n\r\nHello\r\n",
+            local = "a".repeat(MAX_ADDRESS - 13),
+            id = "x".repeat(MAX_MESSAGE_ID - 2)
+        );
+        let mail = parse(raw.as_bytes(), 1000);
+        assert_eq!(mail.message_id.map(|id| id.len()), Some(MAX_MESSAGE_ID));
+        assert_eq!(mail.from.map(|f| f.address.len()), Some(MAX_ADDRESS));
+        assert!(mail.problems.is_empty(), "{:?}", mail.problems);
     }
 
     #[test]

@@ -1633,7 +1633,8 @@ fn key_transport(request: &Request) -> Transport {
 }
 
 /// The caller's number: P-Asserted-Identity, else From; E.164 when it can be normalised, the
-/// plain user part otherwise; `None` for anonymous callers.
+/// plain user part otherwise; `None` for anonymous callers and user parts longer than
+/// [`MAX_CALLER`].
 fn caller_number(request: &Request) -> Option<String> {
     let asserted = request.headers.iter().find_map(|h| match h {
         Header::Other(name, value) if name.eq_ignore_ascii_case("P-Asserted-Identity") => {
@@ -1647,8 +1648,19 @@ fn caller_number(request: &Request) -> Option<String> {
     if user.is_empty() || user.eq_ignore_ascii_case("anonymous") {
         return None;
     }
+    if user.len() > MAX_CALLER {
+        tracing::info!(
+            length = user.len(),
+            "caller's user part too long for a number; taken as anonymous"
+        );
+        return None;
+    }
     Some(normalise_e164(&user).unwrap_or(user))
 }
+
+/// Longest caller user part taken as the caller's number (an E.164 number has at most 15
+/// digits; the store indexes it as the customer's identity).
+const MAX_CALLER: usize = 64;
 
 /// The INVITE to an agent's phone: the caller's number in From (and P-Asserted-Identity), the
 /// agent's address-of-record in To. Contact and body are added by the caller.
@@ -1706,6 +1718,14 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         assert_eq!(caller_number(&asserted).as_deref(), Some("+4940111"));
         let anonymous = invite("P-Asserted-Identity: <sip:anonymous@anonymous.invalid>\r\n");
         assert_eq!(caller_number(&anonymous), None);
+        let long = format!("P-Asserted-Identity: <sip:{}@carrier>\r\n", "1".repeat(65));
+        assert_eq!(
+            caller_number(&invite(&long)),
+            None,
+            "no number is that long"
+        );
+        let longest = format!("P-Asserted-Identity: <sip:{}@carrier>\r\n", "a".repeat(64));
+        assert_eq!(caller_number(&invite(&longest)).map(|n| n.len()), Some(64));
     }
 
     #[tokio::test]
