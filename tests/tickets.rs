@@ -735,6 +735,83 @@ async fn postgres_mails_that_cannot_be_stored_do_not_hold_back_the_others() {
     s.stop().await;
 }
 
+/// A mail larger than `channels.max_message_bytes` is not downloaded, over IMAP or POP3: its
+/// header becomes the ticket, with a note, and the message stays on the server (and is not
+/// made a ticket again); the mails around it are taken as always.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
+    for protocol in [Protocol::Imap, Protocol::Pop3] {
+        let dovecot = Dovecot::start().await;
+        let mut account = imap_account(&dovecot, None);
+        if protocol == Protocol::Pop3 {
+            account.protocol = protocol;
+            account.port = dovecot.pop3_port;
+        }
+        let s = TestServer::start_with(Db::Sqlite, |c| {
+            quick(c);
+            c.channels.max_message_bytes = 4096;
+            c.channels.fetch_batch = 2;
+            c.channels.accounts = vec![account];
+        })
+        .await;
+        let admin = s.demo_login("ada").await;
+        let big = "a line of a long attachment, seventy-six characters with the line end.\r\n"
+            .repeat(100);
+        let mails: Vec<Vec<u8>> = [
+            ("small 1", "s1@x", "hello"),
+            ("big", "big@x", big.as_str()),
+            ("small 2", "s2@x", "hello"),
+            ("small 3", "s3@x", "hello"),
+        ]
+        .into_iter()
+        .map(|(subject, id, body)| mail::mail(ERIKA, SUPPORT, subject, id, "", body))
+        .collect();
+        dovecot.append_all("support", &mails).await;
+        for subject in ["small 1", "small 2", "small 3"] {
+            ticket_of(&s, &admin, "email", subject).await;
+        }
+        let ticket = ticket_of(&s, &admin, "email", "big").await;
+        assert_eq!(
+            ticket["contact"], "erika@example.test",
+            "{protocol:?}: {ticket}"
+        );
+        assert!(
+            ticket["thread"][1]["body"]
+                .as_str()
+                .is_some_and(|n| n.contains("more than the 4096 taken")
+                    && n.contains("stays on the mail server")),
+            "{protocol:?}: {ticket}"
+        );
+        poll("the small mails taken from the server", MAIL_WAIT, || {
+            (dovecot.messages("support") == 1).then_some(())
+        })
+        .await;
+        // Later rounds leave the big one alone.
+        dovecot
+            .append(
+                "support",
+                &mail::mail(ERIKA, SUPPORT, "later", "s4@x", "", "hello"),
+            )
+            .await;
+        ticket_of(&s, &admin, "email", "later").await;
+        poll("the later mail taken from the server", MAIL_WAIT, || {
+            (dovecot.messages("support") == 1).then_some(())
+        })
+        .await;
+        let (_, page) = s
+            .get("/api/v1/interactions?channel=email&limit=100", &admin)
+            .await;
+        let bigs = page["items"]
+            .as_array()
+            .expect("tickets")
+            .iter()
+            .filter(|t| t["subject"] == "big")
+            .count();
+        assert_eq!(bigs, 1, "{protocol:?}: one ticket for the big mail");
+        s.stop().await;
+    }
+}
+
 /// A mail server that is down is retried with back-off, shown in `/ready` and the metrics, and
 /// used as soon as it is up.
 async fn an_unreachable_mail_server_is_retried_and_visible(db: Db) {

@@ -25,6 +25,11 @@ pub struct ChannelsConfig {
     pub fetch_batch: usize,
     /// Largest attachment kept; larger ones are noted in the ticket and dropped.
     pub max_attachment_bytes: usize,
+    /// Largest mail downloaded, as the server states its size. A larger one becomes a ticket
+    /// from its header alone, with a note, and stays on the server for someone to fetch with a
+    /// mail client. Also what IMAP downloads at once: a round's messages are fetched in groups
+    /// of at most this many bytes (or one message).
+    pub max_message_bytes: usize,
     /// Screening rules applied to every inbound mail.
     pub rules: Vec<Rule>,
     /// Mail accounts given in the file.
@@ -155,6 +160,7 @@ impl Default for ChannelsConfig {
             reload_interval_ms: 10_000,
             fetch_batch: 200,
             max_attachment_bytes: 20 * 1024 * 1024,
+            max_message_bytes: 64 * 1024 * 1024,
             rules: Vec::new(),
             accounts: Vec::new(),
             directories: Vec::new(),
@@ -189,6 +195,9 @@ impl ChannelsConfig {
         }
         if self.fetch_batch == 0 {
             return Err(("channels.fetch_batch", "must be at least 1".into()));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(("channels.max_message_bytes", "must be at least 1024".into()));
         }
         for a in &self.accounts {
             if a.protocol == Protocol::Pop3 && a.after_fetch == AfterFetch::Flag {

@@ -58,6 +58,9 @@ pub enum Problem {
     /// The Message-ID is longer than [`MAX_MESSAGE_ID`] and was not kept: answers to the
     /// message thread by the ticket's tag only.
     MessageIdTooLong { length: usize },
+    /// The message is larger than the limit: only its header was read, and the message stays
+    /// on the mail server.
+    MessageTooLarge { size: u64, limit: usize },
     /// An attachment larger than the limit was dropped.
     AttachmentTooLarge {
         filename: String,
@@ -79,6 +82,10 @@ impl std::fmt::Display for Problem {
             Problem::MessageIdTooLong { length } => write!(
                 f,
                 "the Message-ID has {length} characters, more than the {MAX_MESSAGE_ID} kept; answers thread by the ticket number only"
+            ),
+            Problem::MessageTooLarge { size, limit } => write!(
+                f,
+                "the message has {size} bytes, more than the {limit} taken: only its header was read; the whole message stays on the mail server"
             ),
             Problem::AttachmentTooLarge { filename, size, limit } => write!(
                 f,

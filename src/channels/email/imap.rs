@@ -4,6 +4,11 @@
 //! expunge, or the keyword `$VacdTicket`). Between rounds it waits in IDLE (RFC 2177) when the
 //! server offers it, else for the poll interval.
 //!
+//! Memory stays bounded: a round first asks for the messages' sizes and downloads them in
+//! groups of at most `channels.max_message_bytes`; a message larger than that is not
+//! downloaded — its header becomes the ticket (with a note) and the message stays on the
+//! server.
+//!
 //! Each message's source key is `imap:<account>:<UIDVALIDITY>:<UID>`, so a message fetched
 //! again after a crash between commit and marking is recognised by the store and only marked.
 
@@ -13,7 +18,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::transport::{self, MailStream};
-use super::{MailAccount, SessionError};
+use super::{Fetched, MailAccount, SessionError};
 use crate::channels::config::{AfterFetch, Security};
 use crate::channels::Channels;
 
@@ -39,12 +44,9 @@ pub(super) async fn session(
     drop(capabilities);
     channels.account_up(&account.key);
     tracing::info!(account = %account.key, host = %account.host, idle, "IMAP session open");
-    // Mails that could not be stored in this wake-up: left on the server, skipped until the
-    // next one, so that they neither hold back the mails behind them nor are fetched again
-    // and again without a pause.
-    let mut failed = HashSet::new();
+    let mut skip = Skipped::default();
     loop {
-        failed.clear();
+        skip.failed.clear();
         loop {
             let fetched = round(
                 channels,
@@ -52,7 +54,7 @@ pub(super) async fn session(
                 &mut session,
                 generation,
                 uidplus,
-                &mut failed,
+                &mut skip,
             )
             .await?;
             if fetched < channels.config().fetch_batch {
@@ -122,65 +124,115 @@ where
     }
 }
 
-/// Stores up to one batch of waiting messages (but those in `failed`) and marks those
-/// committed; returns how many it fetched. The ones that could not be stored join `failed`.
+/// Stores up to one batch of waiting messages (but those in `skip`) and marks those
+/// committed; returns how many it looked at. Messages are downloaded in groups of at most
+/// `max_message_bytes`; a larger one is stored from its header and left on the server (flagged
+/// with the `flag` disposal, else added to `skip`). The ones that could not be stored join
+/// `failed`.
 async fn round(
     channels: &Channels,
     account: &MailAccount,
     session: &mut Session,
     generation: u32,
     uidplus: bool,
-    failed: &mut HashSet<u32>,
+    skip: &mut Skipped,
 ) -> Result<usize, SessionError> {
     let query = match account.after_fetch {
         AfterFetch::Delete => "UNDELETED".to_owned(),
         AfterFetch::Flag => format!("UNKEYWORD {KEYWORD} UNDELETED"),
     };
     let mut uids: Vec<u32> = session.uid_search(&query).await?.into_iter().collect();
-    uids.retain(|uid| !failed.contains(uid));
+    uids.retain(|uid| !skip.failed.contains(uid) && !skip.too_large.contains(uid));
     uids.sort_unstable();
     uids.truncate(channels.config().fetch_batch);
     if uids.is_empty() {
         return Ok(0);
     }
-    let set = uid_set(&uids);
-    let mut messages = Vec::with_capacity(uids.len());
+    let limit = channels.config().max_message_bytes;
+    let mut sizes = Vec::with_capacity(uids.len());
     {
-        let mut fetches = session.uid_fetch(&set, "(UID BODY.PEEK[])").await?;
+        let mut fetches = session
+            .uid_fetch(uid_set(&uids), "(UID RFC822.SIZE)")
+            .await?;
         while let Some(fetch) = fetches.next().await {
             let fetch = fetch?;
-            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
-                messages.push((uid, body.to_vec()));
+            if let Some(uid) = fetch.uid {
+                sizes.push((uid, fetch.size.unwrap_or(0)));
             }
         }
     }
-    let fetched = messages.len();
-    let mut done = Vec::with_capacity(fetched);
-    for (uid, raw) in messages {
-        let source = format!("imap:{}:{generation}:{uid}", account.key);
-        match super::ingest(channels, account, &source, &raw).await {
-            Ok(()) => done.push(uid),
-            // Left on the server: the next wake-up tries again.
+    sizes.sort_unstable();
+    let (large, fitting): (Vec<_>, Vec<_>) = sizes
+        .into_iter()
+        .partition(|&(_, size)| size as usize > limit);
+    let source = |uid: u32| format!("imap:{}:{generation}:{uid}", account.key);
+    let mut done = Vec::with_capacity(fitting.len());
+    for group in groups(&fitting, limit) {
+        let mut messages = Vec::with_capacity(group.len());
+        {
+            let mut fetches = session
+                .uid_fetch(uid_set(&group), "(UID BODY.PEEK[])")
+                .await?;
+            while let Some(fetch) = fetches.next().await {
+                let fetch = fetch?;
+                if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
+                    messages.push((uid, body.to_vec()));
+                }
+            }
+        }
+        for (uid, raw) in messages {
+            let source = source(uid);
+            match super::ingest(channels, account, &source, Fetched::Whole(&raw)).await {
+                Ok(()) => done.push(uid),
+                // Left on the server: the next wake-up tries again.
+                Err(e) => {
+                    skip.failed.insert(uid);
+                    tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
+                }
+            }
+        }
+    }
+    let mut flagged = Vec::new();
+    for (uid, size) in large {
+        let mut header = None;
+        {
+            let mut fetches = session
+                .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])")
+                .await?;
+            while let Some(fetch) = fetches.next().await {
+                let fetch = fetch?;
+                if let (Some(found), Some(h)) = (fetch.uid, fetch.header()) {
+                    if found == uid {
+                        header = Some(h.to_vec());
+                    }
+                }
+            }
+        }
+        let source = source(uid);
+        let fetched = Fetched::Header {
+            header: header.as_deref().unwrap_or_default(),
+            size: u64::from(size),
+        };
+        tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
+        match super::ingest(channels, account, &source, fetched).await {
+            Ok(()) if account.after_fetch == AfterFetch::Flag => flagged.push(uid),
+            Ok(()) => {
+                skip.too_large.insert(uid);
+            }
             Err(e) => {
-                failed.insert(uid);
+                skip.failed.insert(uid);
                 tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
             }
         }
     }
     if !done.is_empty() {
-        let set = uid_set(&done);
         let flags = match account.after_fetch {
             AfterFetch::Delete => "+FLAGS.SILENT (\\Deleted)".to_owned(),
             AfterFetch::Flag => format!("+FLAGS.SILENT ({KEYWORD})"),
         };
-        {
-            let mut stored = session.uid_store(&set, &flags).await?;
-            while let Some(r) = stored.next().await {
-                r?;
-            }
-        }
+        store_flags(session, &done, &flags).await?;
         if account.after_fetch == AfterFetch::Delete && uidplus {
-            let mut expunged = std::pin::pin!(session.uid_expunge(&set).await?);
+            let mut expunged = std::pin::pin!(session.uid_expunge(uid_set(&done)).await?);
             while let Some(r) = expunged.next().await {
                 r?;
             }
@@ -191,7 +243,50 @@ async fn round(
             }
         }
     }
-    Ok(fetched)
+    if !flagged.is_empty() {
+        store_flags(session, &flagged, &format!("+FLAGS.SILENT ({KEYWORD})")).await?;
+    }
+    Ok(uids.len())
+}
+
+/// What a session leaves alone when it looks for new mail.
+#[derive(Debug, Default)]
+struct Skipped {
+    /// Could not be stored in this wake-up: left on the server, skipped until the next one,
+    /// so that they neither hold back the mails behind them nor are fetched again and again
+    /// without a pause.
+    failed: HashSet<u32>,
+    /// Too large to download, stored from their header and left on the server (the `delete`
+    /// disposal): skipped for the rest of the session; a new one finds their tickets.
+    too_large: HashSet<u32>,
+}
+
+async fn store_flags(session: &mut Session, uids: &[u32], flags: &str) -> Result<(), SessionError> {
+    let mut stored = session.uid_store(uid_set(uids), flags).await?;
+    while let Some(r) = stored.next().await {
+        r?;
+    }
+    Ok(())
+}
+
+/// `(uid, size)` in runs of at most `limit` bytes (a run holds at least one message).
+fn groups(sizes: &[(u32, u32)], limit: usize) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    let mut bytes = 0usize;
+    for &(uid, size) in sizes {
+        let size = size as usize;
+        match out.last_mut() {
+            Some(group) if bytes.saturating_add(size) <= limit => {
+                group.push(uid);
+                bytes += size;
+            }
+            _ => {
+                out.push(vec![uid]);
+                bytes = size;
+            }
+        }
+    }
+    out
 }
 
 /// `1:3,7,9:10` for sorted UIDs.
@@ -220,7 +315,18 @@ fn uid_set(uids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::uid_set;
+    use super::{groups, uid_set};
+
+    #[test]
+    fn downloads_are_grouped_by_size() {
+        let sizes = [(1, 40), (2, 50), (3, 10), (4, 200), (5, 100), (6, 1)];
+        assert_eq!(
+            groups(&sizes, 100),
+            [vec![1, 2, 3], vec![4], vec![5], vec![6]],
+            "a run holds what fits, and at least one message"
+        );
+        assert!(groups(&[], 100).is_empty());
+    }
 
     #[test]
     fn uid_sets_are_compact() {

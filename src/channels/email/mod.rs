@@ -214,16 +214,35 @@ async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Rec
     }
 }
 
-/// Stores one raw message fetched from `account` under `source` (see the store's exactly-once
-/// rule). `Ok` means the message may be removed from the server: it is a ticket (now or
-/// before), or screening dropped it.
+/// What was downloaded of a message.
+#[derive(Debug, Clone, Copy)]
+pub enum Fetched<'a> {
+    /// The whole message.
+    Whole(&'a [u8]),
+    /// Only the header of a message of `size` bytes, more than `channels.max_message_bytes`.
+    Header { header: &'a [u8], size: u64 },
+}
+
+/// Stores one message fetched from `account` under `source` (see the store's exactly-once
+/// rule). `Ok` means the message is dealt with: it is a ticket (now or before), or screening
+/// dropped it; a whole one may be removed from the server.
 pub async fn ingest(
     channels: &Channels,
     account: &MailAccount,
     source: &str,
-    raw: &[u8],
+    fetched: Fetched<'_>,
 ) -> Result<(), store::Error> {
-    let mail = mime::parse(raw, channels.config().max_attachment_bytes);
+    let config = channels.config();
+    let mail = match fetched {
+        Fetched::Whole(raw) => mime::parse(raw, config.max_attachment_bytes),
+        Fetched::Header { header, size } => {
+            let mut mail = mime::parse(header, config.max_attachment_bytes);
+            let limit = config.max_message_bytes;
+            mail.problems
+                .insert(0, mime::Problem::MessageTooLarge { size, limit });
+            mail
+        }
+    };
     let own = [account.address.address.to_lowercase()];
     let auto_reply = match screening::screen(&mail, &own, &channels.config().rules) {
         Verdict::Drop(reason) => {

@@ -1,22 +1,25 @@
 //! Fetching mail over POP3 (RFC 1939, STLS from RFC 2595): log in, list the messages with
-//! their unique ids (UIDL), retrieve and store each, mark those committed for deletion (DELE)
+//! their sizes (LIST) and unique ids (UIDL), retrieve and store each (a too large one: only
+//! its header, see [`session`]), mark those committed for deletion (DELE)
 //! and end with QUIT, which is when the server deletes them. A crash before QUIT deletes
 //! nothing; the next session fetches the same messages again, and their source keys
 //! (`pop3:<account>:<UIDL>`) tell the store they are tickets already.
 //!
 //! POP3 has no push: sessions repeat every poll interval. Line parsing ([`status`],
-//! [`unstuff`]) is separate from the socket.
+//! [`unstuff`], [`listing`]) is separate from the socket.
+
+use std::collections::{HashMap, HashSet};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use super::transport::{self, MailStream};
-use super::{MailAccount, SessionError};
+use super::{Fetched, MailAccount, SessionError};
 use crate::channels::config::Security;
 use crate::channels::Channels;
 
-/// Longest line or message accepted (a message above this is a server fault here).
-const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+/// Largest listing or header accepted (more is a server fault).
+const MAX_LISTING: usize = 16 * 1024 * 1024;
 
 struct Connection {
     stream: BufReader<MailStream>,
@@ -48,8 +51,9 @@ impl Connection {
         status(&self.line().await?).map_err(|e| SessionError::Protocol(format!("{verb}: {e}")))
     }
 
-    /// Reads a multi-line response's body up to the terminating `.` line.
-    async fn body(&mut self) -> Result<Vec<u8>, SessionError> {
+    /// Reads a multi-line response's body up to the terminating `.` line; more than `max`
+    /// bytes is a server fault.
+    async fn body(&mut self, max: usize) -> Result<Vec<u8>, SessionError> {
         let mut raw = Vec::new();
         loop {
             let start = raw.len();
@@ -64,7 +68,7 @@ impl Connection {
                 raw.truncate(start);
                 return Ok(unstuff(&raw));
             }
-            if raw.len() > MAX_MESSAGE {
+            if raw.len() > max {
                 return Err(SessionError::Protocol(
                     "response larger than accepted".into(),
                 ));
@@ -97,13 +101,13 @@ fn unstuff(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `(message number, unique id)` pairs of a UIDL listing.
-fn uidl(body: &[u8]) -> Vec<(u32, String)> {
+/// `(message number, value)` pairs of a UIDL (unique ids) or LIST (sizes) listing.
+fn listing(body: &[u8]) -> Vec<(u32, String)> {
     String::from_utf8_lossy(body)
         .lines()
         .filter_map(|l| {
-            let (n, id) = l.trim().split_once(' ')?;
-            Some((n.parse().ok()?, id.trim().to_owned()))
+            let (n, value) = l.trim().split_once(' ')?;
+            Some((n.parse().ok()?, value.trim().to_owned()))
         })
         .collect()
 }
@@ -136,22 +140,49 @@ async fn open(account: &MailAccount) -> Result<Connection, SessionError> {
     Ok(conn)
 }
 
-/// Polls until `stop`: one POP3 session per poll interval.
+/// Polls until `stop`: one POP3 session per poll interval. A message larger than
+/// `channels.max_message_bytes` (by LIST) is not retrieved: its header (`TOP n 0`) becomes the
+/// ticket and the message stays on the server, left alone until vacd restarts (when its
+/// source key finds the ticket).
 pub(super) async fn session(
     channels: &Channels,
     account: &MailAccount,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
+    let limit = channels.config().max_message_bytes;
+    let mut too_large = HashSet::new();
     loop {
         let mut conn = open(account).await?;
         channels.account_up(&account.key);
+        conn.command("LIST").await?;
+        let sizes: HashMap<u32, u64> = listing(&conn.body(MAX_LISTING).await?)
+            .into_iter()
+            .filter_map(|(n, size)| Some((n, size.parse().ok()?)))
+            .collect();
         conn.command("UIDL").await?;
-        let listing = uidl(&conn.body().await?);
-        for (n, id) in listing {
-            conn.command(&format!("RETR {n}")).await?;
-            let raw = conn.body().await?;
+        let ids = listing(&conn.body(MAX_LISTING).await?);
+        for (n, id) in ids {
+            if too_large.contains(&id) {
+                continue;
+            }
             let source = format!("pop3:{}:{id}", account.key);
-            match super::ingest(channels, account, &source, &raw).await {
+            let size = sizes.get(&n).copied().unwrap_or(0);
+            let raw;
+            let fetched = if size > limit as u64 {
+                tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
+                conn.command(&format!("TOP {n} 0")).await?;
+                raw = conn.body(MAX_LISTING).await?;
+                Fetched::Header { header: &raw, size }
+            } else {
+                conn.command(&format!("RETR {n}")).await?;
+                // Dot-stuffing may double a message's size.
+                raw = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await?;
+                Fetched::Whole(&raw)
+            };
+            match super::ingest(channels, account, &source, fetched).await {
+                Ok(()) if matches!(fetched, Fetched::Header { .. }) => {
+                    too_large.insert(id);
+                }
                 Ok(()) => {
                     conn.command(&format!("DELE {n}")).await?;
                 }
@@ -191,9 +222,9 @@ mod tests {
     }
 
     #[test]
-    fn uidl_listings() {
+    fn listings() {
         assert_eq!(
-            uidl(b"1 abc\r\n2 def\r\nbad\r\n"),
+            listing(b"1 abc\r\n2 def\r\nbad\r\n"),
             [(1, "abc".into()), (2, "def".into())]
         );
     }
