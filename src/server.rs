@@ -71,13 +71,18 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     let routing = Routing::start(store.clone(), calls.clone(), chat_tap.clone()).await?;
     // The recorder first: the channels count from their first connection attempt on.
     let recorder = metrics::install();
-    let channels = Channels::start(config.channels.clone(), store.clone(), routing.handle());
     let chat = ChatHub::new(
         store.clone(),
         routing.handle(),
         chat_tap,
         config.chat.rules(),
         &config.chat,
+    );
+    let channels = Channels::start(
+        config.channels.clone(),
+        store.clone(),
+        routing.handle(),
+        chat.clone(),
     );
     let restored = chat.restore().await?;
     if restored > 0 {

@@ -321,8 +321,9 @@ async fn visitors(
 /// The ticket panel of /console in chromium (`tests/browser/tickets.mjs`): bruno answers a
 /// German email ticket from the widget's offline form with the "antwort" template (filled
 /// through the preview) and the "rueckruf" text module, adds a note, sends the reply — which
-/// the SMTP receiver gets with the variables, the salutation and the mailbox's signature — and
-/// closes a second ticket without an answer.
+/// the SMTP receiver gets with the variables, the salutation and the mailbox's signature —,
+/// sees the customer's mail arriving meanwhile in the open thread, and closes a second ticket
+/// without an answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ticket_desk_in_chromium() {
     use common::mail::{self, Dovecot, SmtpReceiver};
@@ -352,7 +353,8 @@ async fn ticket_desk_in_chromium() {
     .await;
     mail::support_account_up(&s).await;
 
-    let output = node("tickets.mjs", &[&s.base]).await;
+    let imap_port = dovecot.imap_port.to_string();
+    let output = node("tickets.mjs", &[&s.base, &imap_port, mail::PASSWORD]).await;
     let ids: serde_json::Value = output
         .lines()
         .last()

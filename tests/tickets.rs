@@ -259,6 +259,31 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
     chloe
         .ok(json!({ "type": "offer.accept", "interaction": id }))
         .await;
+    // A message joining the ticket while Chloé works on it is announced to her console.
+    let more = mail::mail(
+        ERIKA,
+        SUPPORT,
+        &format!("Noch etwas {tag}"),
+        "m4@example.test",
+        "",
+        "P.P.S.",
+    );
+    dovecot.append("support", &more).await;
+    let announced = chloe.expect("ticket.message").await;
+    assert_eq!(
+        announced,
+        json!({ "type": "ticket.message", "interaction": id, "channel": "email" })
+    );
+    let ticket = s
+        .get(&format!("/api/v1/tickets/{id}"), &chloe_token)
+        .await
+        .1;
+    assert!(
+        ticket["thread"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m["message_id"] == "m4@example.test")),
+        "stored before it is announced: {ticket}"
+    );
     let (status, _) = s
         .post(
             &format!("/api/v1/tickets/{id}/notes"),

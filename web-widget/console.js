@@ -225,6 +225,13 @@
       if (item) closePanel(item);
     },
     "queue.stats"(f) { showQueueStats(f); },
+    // A customer's new message joined a ticket this agent works on: the thread is read again.
+    "ticket.message"(f) {
+      const item = work.get(f.interaction);
+      if (!item) return;
+      announce(`New ${f.channel} message from ${customerName(item)}`);
+      if (item.panel) loadTicket(item);
+    },
     "chat.transcript"(f) {
       const item = chatItem(f, true);
       item.transcript.replaceChildren();

@@ -29,7 +29,9 @@ use dashmap::DashMap;
 use serde_json::{json, Value as Json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use vacd_actors::AgentId;
 
+use crate::chat::ChatHub;
 use crate::routing::RoutingHandle;
 use crate::store::{self, Ingested, NewWritten, ReplyContext, Store};
 pub use config::ChannelsConfig;
@@ -85,6 +87,8 @@ pub struct Channels {
 struct Inner {
     store: Store,
     routing: RoutingHandle,
+    /// Where frames to the agents' consoles go.
+    consoles: ChatHub,
     config: ChannelsConfig,
     health: DashMap<String, AccountHealth>,
     /// The running mail accounts by service address id: where replies are sent from.
@@ -98,12 +102,18 @@ struct Inner {
 
 impl Channels {
     /// Starts the mail account supervisor and the directory watchers.
-    pub fn start(config: ChannelsConfig, store: Store, routing: RoutingHandle) -> Channels {
+    pub fn start(
+        config: ChannelsConfig,
+        store: Store,
+        routing: RoutingHandle,
+        consoles: ChatHub,
+    ) -> Channels {
         let (stop, stopped) = watch::channel(false);
         let channels = Channels {
             inner: Arc::new(Inner {
                 store,
                 routing,
+                consoles,
                 config,
                 health: DashMap::new(),
                 senders: DashMap::new(),
@@ -225,13 +235,21 @@ impl Channels {
             // The stored state may have lagged behind routing: a ticket routing finished
             // meanwhile is reopened now that the journal has caught up.
             self.inner.routing.flushed().await;
-            if self
+            match self
                 .inner
                 .store
                 .reopen_if_finished(new.tenant, ingested.interaction)
                 .await?
             {
-                self.route(new.tenant, ingested.interaction).await;
+                store::Joined::Reopened => self.route(new.tenant, ingested.interaction).await,
+                // The agent on it sees the new message at once.
+                store::Joined::Connected { agent } => self.inner.consoles.to_console(
+                    new.tenant,
+                    AgentId(agent as u64),
+                    json!({ "type": "ticket.message", "interaction": ingested.interaction, "channel": new.channel })
+                        .to_string(),
+                ),
+                store::Joined::Waiting => {}
             }
         }
         Ok(ingested)

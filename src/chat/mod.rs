@@ -326,6 +326,12 @@ impl ChatHub {
         })
     }
 
+    /// Sends a frame to an agent's console, if it is connected (the written channels tell it
+    /// of a customer's new message this way).
+    pub fn to_console(&self, tenant: i64, agent: AgentId, frame: String) {
+        self.inner.to_console(tenant, agent, frame);
+    }
+
     /// Registers an agent's console for chat frames, replacing an older one of the agent;
     /// `order` is the console's routing session's ([`vacd_actors::AgentSession::order`]), so
     /// that of two consoles connecting at once the one routing took last gets the frames,

@@ -54,7 +54,7 @@ pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};
 pub use tenants::{Tenant, TenantUpdate};
 pub use tickets::{
-    Ingested, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outbound, Outcome,
+    Ingested, Joined, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outbound, Outcome,
     ReplyContext, WrittenAddress,
 };
 

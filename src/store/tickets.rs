@@ -60,6 +60,17 @@ pub struct NewAttachment {
     pub data: Vec<u8>,
 }
 
+/// Where a ticket stands after a message joined it ([`Store::reopen_if_finished`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joined {
+    /// It was finished (or in wrap-up) and is `new` again, to be routed.
+    Reopened,
+    /// Agent `agent` works on it.
+    Connected { agent: i64 },
+    /// It waits in its queue or is offered.
+    Waiting,
+}
+
 /// What storing an inbound message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -932,9 +943,9 @@ impl Store {
         Ok(())
     }
 
-    /// Makes ticket `id` `new` again if routing has finished it or its agent wraps it up;
-    /// returns whether it did.
-    pub async fn reopen_if_finished(&self, tenant: i64, id: i64) -> Result<bool> {
+    /// After a message joined ticket `id`: makes it `new` again if routing has finished it
+    /// or its agent wraps it up, else says who works on it.
+    pub async fn reopen_if_finished(&self, tenant: i64, id: i64) -> Result<Joined> {
         let mut tx = self.begin().await?;
         let reopened = sqlx::query(
             "UPDATE interactions SET state = 'new', agent_id = NULL WHERE tenant_id = $1 AND id = $2 \
@@ -946,7 +957,7 @@ impl Store {
         .await?
         .rows_affected()
             > 0;
-        if reopened {
+        let joined = if reopened {
             let event = NewEvent {
                 tenant,
                 kind: "ticket.reopened".into(),
@@ -956,9 +967,26 @@ impl Store {
                 payload: json!({ "by": "customer" }).to_string(),
             };
             append_in(&mut tx, &event).await?;
-        }
+            Joined::Reopened
+        } else {
+            let row = sqlx::query(
+                "SELECT agent_id FROM interactions WHERE tenant_id = $1 AND id = $2 \
+                 AND state = 'connected'",
+            )
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match row
+                .map(|r| r.try_get::<Option<i64>, _>("agent_id"))
+                .transpose()?
+            {
+                Some(Some(agent)) => Joined::Connected { agent },
+                _ => Joined::Waiting,
+            }
+        };
         tx.commit().await?;
-        Ok(reopened)
+        Ok(joined)
     }
 
     /// The newest ticket of `contact` at service address `address` that is not closed (an SMS

@@ -6,13 +6,33 @@
 // text is refused in the status line; the "antwort" template fills the editor through the
 // preview (salutation, ticket number, his name, the mailbox's signature); the "rueckruf" text
 // module goes in at the cursor; an internal note joins the thread; the reply is sent, shows in
-// the thread, and the ticket goes to wrap-up. A second ticket he closes without an answer.
+// the thread, and the ticket goes to wrap-up. Olga's mail arriving meanwhile (tagged with the
+// ticket number, appended to the support mailbox over IMAP) shows in the open thread at once,
+// the reply being written kept. A second ticket he closes without an answer.
 // Prints the two tickets' ids as JSON for the Rust side (tests/browser.rs), which checks the
 // mail the SMTP receiver got. Screenshots go to SCREENSHOTS.
-// Usage: node tickets.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
+// Usage: node tickets.mjs BASE_URL IMAP_PORT MAIL_PASSWORD SCREENSHOTS_DIR — run by
+// tests/browser.rs.
+import net from "node:net";
 import { launch, WAIT } from "./chromium.mjs";
 
-const [base, screenshots] = process.argv.slice(2);
+const [base, imapPort, mailPassword, screenshots] = process.argv.slice(2);
+
+// Delivers `raw` to the support mailbox as a mail client would: IMAP APPEND with a
+// non-synchronising literal (RFC 7888), then LOGOUT; resolves once the server said OK.
+function appendMail(raw) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(imapPort), "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk) => {
+      received += chunk;
+      if (/^c OK/m.test(received)) { socket.end(); resolve(); }
+      if (/^[ab] (NO|BAD)/m.test(received)) { socket.destroy(); reject(new Error(`IMAP: ${received}`)); }
+    });
+    socket.on("error", reject);
+    socket.write(`a LOGIN support ${mailPassword}\r\nb APPEND INBOX {${Buffer.byteLength(raw)}+}\r\n${raw}\r\nc LOGOUT\r\n`);
+  });
+}
 const GERMAN = "Guten Tag, ich habe meine Bestellung vor zwei Wochen aufgegeben und noch immer keine Lieferung erhalten. Können Sie bitte nachsehen?";
 const AGAIN = "Hallo, bitte kündigen Sie mein Abonnement zum Monatsende. Vielen Dank und freundliche Grüße.";
 
@@ -96,6 +116,15 @@ try {
   await panel.getByRole("button", { name: "Add note" }).click();
   await thread.locator('article[data-direction="internal"]', { hasText: "Olga wartet auf Paket 4711." }).waitFor();
   await page.screenshot({ path: `${screenshots}/console-ticket.png`, fullPage: true });
+
+  // Olga writes again while bruno is at it: her mail shows in the thread without a reload,
+  // and what he has written stays.
+  await appendMail(`From: Olga <olga@example.com>\r\nTo: support@demo.vacd.test\r\nSubject: Nachtrag [#${number}]\r\n` +
+    `Message-ID: <nachtrag@example.com>\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nIch bin ab Montag verreist.\r\n`);
+  await thread.getByRole("article", { name: "From the customer: Olga <olga@example.com>" })
+    .getByText("Ich bin ab Montag verreist.").waitFor();
+  await page.locator("#announce", { hasText: "New email message from Olga" }).waitFor({ state: "attached" });
+  if (await box.inputValue() !== edited) throw new Error(`the reply being written was lost: ${await box.inputValue()}`);
 
   // Send: the reply shows in the thread and the work goes to wrap-up.
   await panel.getByRole("button", { name: "Send reply" }).click();
