@@ -593,6 +593,8 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
         b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
         format!("From: f@example.test\r\nTo: <{SUPPORT}>, <a\0b@example.test>\r\nSubject: nul address\r\nMessage-ID: <b10@x>\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--n\r\nContent-Type: text/x-n\0ul\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\nnul\r\n--n--\r\n").into_bytes(),
+        // A web form sends from our own address on the customer's behalf: no loop.
+        mail::mail(SUPPORT, SUPPORT, "web form", "b13@x", "Reply-To: Hanna <h@example.test>\r\n", "call me back"),
         // Longer than a PostgreSQL index takes (and than RFC 5322 and 5321 allow).
         mail::mail("g@example.test", SUPPORT, "long id", &format!("{}@x", incompressible(4000)), "", "hello"),
         mail::mail(&format!("{}@example.test", incompressible(4000)), SUPPORT, "long sender", "b12@x", "", "hello"),
@@ -604,7 +606,8 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         (dovecot.messages("support") == 0).then_some(())
     })
     .await;
-    // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address, long id.
+    // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address, long id,
+    // web form.
     let expected = [
         "a@example.test",
         "b@example.test",
@@ -613,6 +616,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         "e@example.test",
         "f@example.test",
         "g@example.test",
+        "h@example.test",
     ];
     poll("the acknowledgements", MAIL_WAIT, || {
         (smtp.received().len() >= expected.len()).then_some(())
@@ -649,9 +653,12 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "long sender",
             "nul",
             "nul address",
-            "twice"
+            "twice",
+            "web form"
         ]
     );
+    assert_eq!(tickets["web form"]["contact"], "h@example.test");
+    assert_eq!(tickets["web form"]["customer"]["name"], "Hanna");
     let note = |t: &str| {
         tickets[t]["thread"][1]["body"]
             .as_str()

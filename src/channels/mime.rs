@@ -51,9 +51,9 @@ pub enum Problem {
     Unparseable,
     /// The MIME structure gave no readable body; the raw body text is kept instead.
     BrokenStructure,
-    /// There is no usable From address: the ticket cannot be answered by mail.
+    /// There is no usable From or Reply-To address: the ticket cannot be answered by mail.
     NoSender,
-    /// The From address is longer than [`MAX_ADDRESS`]: no address, and not answerable.
+    /// The From address is longer than [`MAX_ADDRESS`] and was not kept.
     SenderTooLong { length: usize },
     /// The Message-ID is longer than [`MAX_MESSAGE_ID`] and was not kept: answers to the
     /// message thread by the ticket's tag only.
@@ -77,7 +77,7 @@ impl std::fmt::Display for Problem {
             Problem::NoSender => write!(f, "the message names no sender address; it cannot be answered by mail"),
             Problem::SenderTooLong { length } => write!(
                 f,
-                "the sender address has {length} characters, more than the {MAX_ADDRESS} an address may have; it cannot be answered by mail"
+                "the sender address has {length} characters, more than the {MAX_ADDRESS} an address may have; it was not kept"
             ),
             Problem::MessageIdTooLong { length } => write!(
                 f,
@@ -103,6 +103,9 @@ pub struct InboundMail {
     /// Message-IDs this one answers (In-Reply-To, then References), without angle brackets.
     pub parents: Vec<String>,
     pub from: Option<Mailbox>,
+    /// `Reply-To`: where the sender wants answers (a web form sends from its own address and
+    /// names the customer here).
+    pub reply_to: Option<Mailbox>,
     pub to: Vec<String>,
     pub subject: String,
     pub text: String,
@@ -115,6 +118,17 @@ pub struct InboundMail {
     /// Every header as `(name, raw value)`, for configurable rules.
     pub headers: Vec<(String, String)>,
     pub problems: Vec<Problem>,
+}
+
+impl InboundMail {
+    /// Where answers go (RFC 5322 §3.6.2): `Reply-To` if given and not one of `own` (our own
+    /// addresses, lowercase), else `From`.
+    pub fn answer_to(&self, own: &[String]) -> Option<&Mailbox> {
+        self.reply_to
+            .as_ref()
+            .filter(|r| !own.contains(&r.address))
+            .or(self.from.as_ref())
+    }
 }
 
 /// Parses `raw`; attachments above `max_attachment_bytes` are dropped (and listed as problems).
@@ -172,29 +186,27 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
             mail.problems.push(Problem::BrokenStructure);
         }
     }
-    mail.from = message
-        .from()
-        .or_else(|| message.sender())
-        .and_then(|a| a.first())
-        .and_then(|a| {
-            let address = a.address()?.trim().to_lowercase();
-            address.contains('@').then(|| Mailbox {
-                name: a
-                    .name()
-                    .map(|n| n.trim().to_owned())
-                    .filter(|n| !n.is_empty()),
-                address,
-            })
-        });
-    match &mail.from {
-        None => mail.problems.push(Problem::NoSender),
-        Some(from) if from.address.len() > MAX_ADDRESS => {
-            mail.problems.push(Problem::SenderTooLong {
-                length: from.address.len(),
-            });
+    let first = |list: Option<&mail_parser::Address<'_>>| {
+        let a = list?.first()?;
+        let address = a.address()?.trim().to_lowercase();
+        address.contains('@').then(|| Mailbox {
+            name: a
+                .name()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty()),
+            address,
+        })
+    };
+    mail.from = first(message.from().or_else(|| message.sender()));
+    if let Some(length) = mail.from.as_ref().map(|f| f.address.len()) {
+        if length > MAX_ADDRESS {
+            mail.problems.push(Problem::SenderTooLong { length });
             mail.from = None;
         }
-        Some(_) => {}
+    }
+    mail.reply_to = first(message.reply_to()).filter(|r| r.address.len() <= MAX_ADDRESS);
+    if mail.answer_to(&[]).is_none() {
+        mail.problems.push(Problem::NoSender);
     }
     mail.to = message
         .to()
@@ -303,7 +315,8 @@ In-Reply-To: <{long}@y>\r\nReferences: <t1@vacd>\r\n\r\nHello\r\n",
                 },
                 Problem::SenderTooLong {
                     length: MAX_ADDRESS + 13
-                }
+                },
+                Problem::NoSender
             ]
         );
         // At the limits both are kept.
@@ -316,6 +329,27 @@ In-Reply-To: <{long}@y>\r\nReferences: <t1@vacd>\r\n\r\nHello\r\n",
         assert_eq!(mail.message_id.map(|id| id.len()), Some(MAX_MESSAGE_ID));
         assert_eq!(mail.from.map(|f| f.address.len()), Some(MAX_ADDRESS));
         assert!(mail.problems.is_empty(), "{:?}", mail.problems);
+    }
+
+    #[test]
+    fn answers_go_to_reply_to() {
+        let raw =
+            b"From: Website <noreply@shop.test>\r\nReply-To: Erika <Erika@Example.TEST>\r\n\r\nHi";
+        let mail = parse(raw, 1000);
+        let erika = Mailbox {
+            name: Some("Erika".into()),
+            address: "erika@example.test".into(),
+        };
+        assert_eq!(mail.answer_to(&[]), Some(&erika));
+        assert_eq!(
+            mail.answer_to(&["erika@example.test".into()])
+                .map(|m| m.address.as_str()),
+            Some("noreply@shop.test"),
+            "never to our own address"
+        );
+        let only = parse(b"Reply-To: erika@example.test\r\n\r\nHi", 1000);
+        assert!(only.problems.is_empty(), "answerable: {:?}", only.problems);
+        assert_eq!(parse(b"From: a@b.test\r\n\r\nHi", 1000).reply_to, None);
     }
 
     #[test]

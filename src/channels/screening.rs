@@ -2,7 +2,8 @@
 //! and whether it may get an automatic acknowledgement. No I/O; [`screen`] is the one entry.
 //!
 //! - Mail from one of our own service addresses is a loop (our auto-reply or reply came back):
-//!   it is dropped.
+//!   it is dropped — unless its `Reply-To` names someone else (a web form sending from our
+//!   address on a customer's behalf).
 //! - Configured rules match a header (case-insensitive name, substring of the value) and either
 //!   drop the message (spam) or only suppress the auto-reply.
 //! - Machine-sent mail (`Auto-Submitted` other than `no`, `Precedence: bulk|list|junk`, a
@@ -45,15 +46,11 @@ pub enum Verdict {
 
 /// Screens `mail` arriving at a mailbox whose own addresses are `own` (lowercase).
 pub fn screen(mail: &InboundMail, own: &[String], rules: &[Rule]) -> Verdict {
-    if let Some(from) = &mail.from {
-        if own.contains(&from.address) {
-            return Verdict::Drop(format!(
-                "sent from our own address {} (a loop)",
-                from.address
-            ));
-        }
+    let answer_to = mail.answer_to(own);
+    if let Some(to) = answer_to.filter(|to| own.contains(&to.address)) {
+        return Verdict::Drop(format!("sent from our own address {} (a loop)", to.address));
     }
-    let mut auto_reply = mail.from.is_some();
+    let mut auto_reply = answer_to.is_some();
     for rule in rules {
         let needle = rule.contains.to_lowercase();
         let hit = mail.headers.iter().any(|(name, value)| {
@@ -125,6 +122,15 @@ mod tests {
             screen(&m, &["support@demo.test".into()], &[]),
             Verdict::Drop(_)
         ));
+    }
+
+    #[test]
+    fn a_web_form_sending_from_our_address_is_no_loop() {
+        let own = ["support@demo.test".to_owned()];
+        let m = mail("From: support@demo.test\r\nReply-To: Erika <erika@example.test>");
+        assert_eq!(screen(&m, &own, &[]), Verdict::Ticket { auto_reply: true });
+        let m = mail("From: support@demo.test\r\nReply-To: support@demo.test");
+        assert!(matches!(screen(&m, &own, &[]), Verdict::Drop(_)));
     }
 
     #[test]

@@ -256,6 +256,7 @@ pub async fn ingest(
         tracing::warn!(account = %account.key, source, message_id = ?mail.message_id, %problem, "mail accepted with a problem");
     }
     let address = &account.address;
+    let answer_to = mail.answer_to(&own);
     let language = language::detect(&format!("{}\n{}", mail.subject, mail.text))
         .map(str::to_owned)
         .or_else(|| address.language.clone());
@@ -270,8 +271,8 @@ pub async fn ingest(
         parents: mail.parents.clone(),
         tag: threading::find_tag(&mail.subject),
         open_ticket: None,
-        sender_name: mail.from.as_ref().map(|f| f.display().to_owned()),
-        contact: mail.from.as_ref().map(|f| f.address.clone()),
+        sender_name: answer_to.map(|f| f.display().to_owned()),
+        contact: answer_to.map(|f| f.address.clone()),
         identity_kind: "email",
         recipients: mail.to.clone(),
         subject: mail.subject.clone(),
