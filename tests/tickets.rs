@@ -1313,6 +1313,7 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
     ];
     let s = TestServer::start_with(db, |c| {
         quick(c);
+        c.channels.max_attachment_bytes = 1024 * 1024;
         c.channels.directories = directories;
     })
     .await;
@@ -1330,9 +1331,15 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
     // A document that cannot be moved to `processed/` (a directory of its name is there)
     // becomes its ticket but stays, tried again every round; documents dropped later are
     // taken all the same.
-    std::fs::create_dir_all(fax_in.join("processed/stuck.pdf/in-the-way")).expect("obstacle");
+    // (Directories hold both names it could go by: its own and the one with its hash.)
+    let stuck = b"%PDF-1.4 stuck %%EOF";
+    let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(stuck));
+    for taken in ["stuck.pdf".to_owned(), format!("stuck.{}.pdf", &hash[..12])] {
+        std::fs::create_dir_all(fax_in.join("processed").join(taken).join("in-the-way"))
+            .expect("obstacle");
+    }
     std::fs::write(fax_in.join("stuck.json"), r#"{"subject": "Stuck fax"}"#).expect("side file");
-    std::fs::write(fax_in.join("stuck.pdf"), b"%PDF-1.4 stuck %%EOF").expect("fax");
+    std::fs::write(fax_in.join("stuck.pdf"), stuck).expect("fax");
     ticket_of(&s, &admin, "fax", "Stuck fax").await;
     std::fs::write(
         fax_in.join("order.json"),
@@ -1394,6 +1401,41 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         .then_some(())
     })
     .await;
+    // The same name again, another fax: both are kept in processed/.
+    std::fs::write(
+        fax_in.join("order.json"),
+        r#"{"subject": "Fax order again"}"#,
+    )
+    .expect("side file");
+    std::fs::write(fax_in.join("order.tif"), [TIFF, b"2"].concat()).expect("fax");
+    ticket_of(&s, &admin, "fax", "Fax order again").await;
+    let processed = |ext: &str| {
+        std::fs::read_dir(fax_in.join("processed"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with("order.") && n.ends_with(ext))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    poll("both orders in processed/", MAIL_WAIT, || {
+        (processed(".tif") == 2 && processed(".json") == 2).then_some(())
+    })
+    .await;
+    // One larger than max_attachment_bytes: a ticket that says where it is, nothing attached.
+    let mut huge = b"%PDF-1.4 ".to_vec();
+    huge.resize(1024 * 1024 + 1, b' ');
+    std::fs::write(fax_in.join("huge.json"), r#"{"subject": "Huge fax"}"#).expect("side file");
+    std::fs::write(fax_in.join("huge.pdf"), &huge).expect("fax");
+    let big = ticket_of(&s, &admin, "fax", "Huge fax").await;
+    assert_eq!(big["thread"][0]["attachments"], json!([]), "{big}");
+    assert!(
+        big["thread"][1]["body"]
+            .as_str()
+            .is_some_and(|n| n.contains("huge.pdf has 1048577 bytes") && n.contains("processed/")),
+        "{big}"
+    );
     assert!(fax_in.join("stuck.pdf").exists(), "the stuck fax stays");
     let (_, stuck) = s
         .get("/api/v1/interactions?channel=fax&limit=100", &admin)

@@ -7,8 +7,11 @@
 //!
 //! A file is taken only when its size was the same at two checks in a row, so a document still
 //! being written is left for the next round; one that cannot be taken (unreadable, or not
-//! movable to `processed/`) is logged and tried again next round while the others go on. A document that is not a readable TIFF or PDF
-//! still becomes a ticket (nothing is lost), with a note saying so.
+//! movable to `processed/`) is logged and tried again next round while the others go on. A
+//! document that is not a readable TIFF or PDF still becomes a ticket (nothing is lost), with a
+//! note saying so; so does one larger than `channels.max_attachment_bytes`, which is not read
+//! into memory nor attached (the note points to `processed/`). A document whose name is taken
+//! in `processed/` by an earlier one is moved there under a name with its content hash.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,9 @@ use super::config::{DirectoryConfig, DirectoryKind};
 use super::{sla, Channels};
 use crate::language;
 use crate::store::{NewAttachment, NewWritten, WrittenAddress};
+
+/// Largest side file read.
+const MAX_SIDE_FILE: u64 = 64 * 1024;
 
 /// What the side file may say.
 #[derive(Debug, Default, Deserialize)]
@@ -164,25 +170,56 @@ async fn take(
     document: Document,
 ) -> Result<(), ScanError> {
     let kind = config.kind.as_str();
-    let data = std::fs::read(path)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let side_path = path.with_extension("json");
     let mut notes = Vec::new();
-    let mut side = match std::fs::read(&side_path) {
-        Ok(bytes) => serde_json::from_slice::<SideFile>(&bytes).unwrap_or_else(|e| {
+    let mut side = match std::fs::metadata(&side_path) {
+        Ok(meta) if meta.len() > MAX_SIDE_FILE => {
+            tracing::warn!(file = %side_path.display(), size = meta.len(), "side file too large; ignored");
+            notes.push(format!(
+                "the side file {} has {} bytes, more than the {MAX_SIDE_FILE} read; it was ignored",
+                side_path.display(),
+                meta.len()
+            ));
+            SideFile::default()
+        }
+        Ok(_) => serde_json::from_slice::<SideFile>(&std::fs::read(&side_path)?).unwrap_or_else(|e| {
             tracing::warn!(file = %side_path.display(), error = %e, "side file is not valid JSON; ignored");
             notes.push(format!("the side file {} was not valid JSON: {e}", side_path.display()));
             SideFile::default()
         }),
         Err(_) => SideFile::default(),
     };
-    if let Some(problem) = document.check(&data) {
-        tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
-        notes.push(format!("{name}: {problem}"));
-    }
+    // Hashed as it is read, so that a document too large to keep is never held in memory.
+    let mut hasher = Sha256::new();
+    let size = std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    let hash = hex::encode(hasher.finalize());
+    let limit = channels.config().max_attachment_bytes;
+    let attachments = if size > limit as u64 {
+        tracing::warn!(file = %path.display(), size, limit, "document too large to attach");
+        notes.push(format!(
+            "{name} has {size} bytes, more than the {limit} kept: it is not attached; it is in processed/ of the {kind} inbox"
+        ));
+        Vec::new()
+    } else {
+        let data = std::fs::read(path)?;
+        let problem = document.check(&data);
+        if let Some(problem) = problem {
+            tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
+            notes.push(format!("{name}: {problem}"));
+        }
+        vec![NewAttachment {
+            filename: name.clone(),
+            content_type: match problem {
+                Some(_) => "application/octet-stream".into(),
+                None => document.content_type().into(),
+            },
+            data,
+        }]
+    };
     if let Some(length) = side.contact.as_ref().map(String::len) {
         if length > super::MAX_INDEXED {
             tracing::warn!(file = %side_path.display(), length, "contact in the side file too long; ignored");
@@ -193,7 +230,6 @@ async fn take(
             side.contact = None;
         }
     }
-    let hash = hex::encode(Sha256::digest(&data));
     let sender = side.sender.clone().or_else(|| side.contact.clone());
     let text = side
         .text
@@ -226,15 +262,7 @@ async fn take(
             .map(str::to_owned)
             .or_else(|| address.language.clone()),
         text,
-        attachments: vec![NewAttachment {
-            filename: name.clone(),
-            content_type: if notes.iter().any(|n| n.starts_with(&name)) {
-                "application/octet-stream".into()
-            } else {
-                document.content_type().into()
-            },
-            data,
-        }],
+        attachments,
         notes,
         first_answer_due: sla::first_answer_due(
             crate::store::now_ms(),
@@ -246,13 +274,29 @@ async fn take(
     channels.accept(&new).await?;
     let done = config.inbox.join("processed");
     std::fs::create_dir_all(&done)?;
-    std::fs::rename(path, done.join(&name))?;
+    let target = unused_name(&done, path, &hash);
+    std::fs::rename(path, &target)?;
     if side_path.exists() {
-        if let Some(side_name) = side_path.file_name() {
-            std::fs::rename(&side_path, done.join(side_name))?;
-        }
+        std::fs::rename(&side_path, target.with_extension("json"))?;
     }
     Ok(())
+}
+
+/// Where `path` goes in `done`: under its own name, or — if an earlier document took that name —
+/// with the start of its content hash added (`scan.3fa4…c2.pdf`), so no document overwrites
+/// another. (The same name with the same content is the same document: it may overwrite.)
+fn unused_name(done: &Path, path: &Path, hash: &str) -> PathBuf {
+    let name = path.file_name().unwrap_or_default();
+    let plain = done.join(name);
+    if !plain.exists() {
+        return plain;
+    }
+    let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+    let tag = &hash[..hash.len().min(12)];
+    match path.extension() {
+        Some(ext) => done.join(format!("{stem}.{tag}.{}", ext.to_string_lossy())),
+        None => done.join(format!("{stem}.{tag}")),
+    }
 }
 
 fn label(kind: DirectoryKind) -> &'static str {
