@@ -593,6 +593,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         mail::mail("spammer@example.test", SUPPORT, "spam", "b8@x", "X-Spam-Flag: YES\r\n", "buy now"),
         b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
         format!("From: f@example.test\r\nTo: <{SUPPORT}>, <a\0b@example.test>\r\nSubject: nul address\r\nMessage-ID: <b10@x>\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--n\r\nContent-Type: text/x-n\0ul\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\nnul\r\n--n--\r\n").into_bytes(),
+        mail::mail("MAILER-DAEMON@mx.example.test", SUPPORT, "bounce", "b14@x", "", "Undelivered Mail Returned to Sender"),
         // A web form sends from our own address on the customer's behalf: no loop.
         mail::mail(SUPPORT, SUPPORT, "web form", "b13@x", "Reply-To: Hanna <h@example.test>\r\n", "call me back"),
         // Longer than a PostgreSQL index takes (and than RFC 5322 and 5321 allow).
@@ -646,6 +647,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         [
             "anonymous",
             "auto",
+            "bounce",
             "broken",
             "huge",
             "klingon",

@@ -7,12 +7,17 @@
 //! - Configured rules match a header (case-insensitive name, substring of the value) and either
 //!   drop the message (spam) or only suppress the auto-reply.
 //! - Machine-sent mail (`Auto-Submitted` other than `no`, `Precedence: bulk|list|junk`, a
-//!   `List-Id`) and mail without a sender become tickets but are never auto-answered
-//!   (RFC 3834 §2).
+//!   `List-Id`, `X-Autoreply` and its kin, bounces and read receipts — `multipart/report` — and
+//!   mail from `mailer-daemon@` or `postmaster@`) and mail without a sender become tickets but
+//!   are never auto-answered (RFC 3834 §2).
 
 use serde::{Deserialize, Serialize};
 
 use super::mime::InboundMail;
+
+/// Headers of robots that do not set `Auto-Submitted` (vacation responders' `X-Autoreply`,
+/// `X-Autorespond`) and Microsoft's request not to be answered automatically.
+const MACHINE_HEADERS: [&str; 3] = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"];
 
 /// What a rule does with a message it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -73,10 +78,17 @@ pub fn screen(mail: &InboundMail, own: &[String], rules: &[Rule]) -> Verdict {
             .precedence
             .as_deref()
             .is_some_and(|p| matches!(p, "bulk" | "list" | "junk"))
-        || mail
-            .headers
-            .iter()
-            .any(|(n, _)| n.eq_ignore_ascii_case("List-Id"));
+        || mail.headers.iter().any(|(name, value)| {
+            name.eq_ignore_ascii_case("List-Id")
+                || MACHINE_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+                // Bounces (delivery-status) and read receipts (disposition-notification).
+                || (name.eq_ignore_ascii_case("Content-Type")
+                    && value.to_lowercase().contains("multipart/report"))
+        })
+        || mail.from.as_ref().is_some_and(|from| {
+            let local = from.address.split('@').next().unwrap_or_default();
+            matches!(local, "mailer-daemon" | "postmaster")
+        });
     Verdict::Ticket {
         auto_reply: auto_reply && !machine,
     }
@@ -104,6 +116,11 @@ mod tests {
             "From: a@x.test\r\nPrecedence: bulk",
             "From: a@x.test\r\nList-Id: <news.x.test>",
             "Subject: no sender",
+            "From: MAILER-DAEMON@mx.x.test\r\nSubject: Undelivered Mail Returned to Sender",
+            "From: a@x.test\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b",
+            "From: a@x.test\r\nContent-Type: Multipart/Report; report-type=disposition-notification",
+            "From: a@x.test\r\nX-Autoreply: yes",
+            "From: a@x.test\r\nX-Auto-Response-Suppress: All",
         ] {
             assert_eq!(
                 screen(&mail(h), &[], &[]),
