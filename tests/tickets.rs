@@ -594,6 +594,8 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
         format!("From: f@example.test\r\nTo: <{SUPPORT}>, <a\0b@example.test>\r\nSubject: nul address\r\nMessage-ID: <b10@x>\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--n\r\nContent-Type: text/x-n\0ul\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\nnul\r\n--n--\r\n").into_bytes(),
         mail::mail("MAILER-DAEMON@mx.example.test", SUPPORT, "bounce", "b14@x", "", "Undelivered Mail Returned to Sender"),
+        // Answers wanted elsewhere: the ticket answers there; the customer is who wrote.
+        mail::mail("i@example.test", SUPPORT, "reply elsewhere", "b15@x", "Reply-To: other@example.test\r\n", "write to my other address"),
         // A web form sends from our own address on the customer's behalf: no loop.
         mail::mail(SUPPORT, SUPPORT, "web form", "b13@x", "Reply-To: Hanna <h@example.test>\r\n", "call me back"),
         // Longer than a PostgreSQL index takes (and than RFC 5322 and 5321 allow).
@@ -608,7 +610,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     })
     .await;
     // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address, long id,
-    // web form.
+    // web form, reply elsewhere (to the other address).
     let expected = [
         "a@example.test",
         "b@example.test",
@@ -618,6 +620,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         "f@example.test",
         "g@example.test",
         "h@example.test",
+        "other@example.test",
     ];
     poll("the acknowledgements", MAIL_WAIT, || {
         (smtp.received().len() >= expected.len()).then_some(())
@@ -655,9 +658,16 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "long sender",
             "nul",
             "nul address",
+            "reply elsewhere",
             "twice",
             "web form"
         ]
+    );
+    let elsewhere = &tickets["reply elsewhere"];
+    assert_eq!(elsewhere["contact"], "other@example.test");
+    assert_eq!(
+        elsewhere["customer"]["identities"],
+        json!([{ "kind": "email", "value": "i@example.test" }])
     );
     assert_eq!(tickets["web form"]["contact"], "h@example.test");
     assert_eq!(tickets["web form"]["customer"]["name"], "Hanna");
@@ -774,13 +784,26 @@ async fn postgres_mails_that_cannot_be_stored_do_not_hold_back_the_others() {
 /// made a ticket again); the mails around it are taken as always.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
-    for protocol in [Protocol::Imap, Protocol::Pop3] {
+    for (protocol, after_fetch) in [
+        (Protocol::Imap, AfterFetch::Delete),
+        (Protocol::Imap, AfterFetch::Flag),
+        (Protocol::Pop3, AfterFetch::Delete),
+    ] {
         let dovecot = Dovecot::start().await;
         let mut account = imap_account(&dovecot, None);
+        account.after_fetch = after_fetch;
         if protocol == Protocol::Pop3 {
             account.protocol = protocol;
             account.port = dovecot.pop3_port;
         }
+        // Taken off the server: deleted, or (flag) flagged and kept. The big one is never
+        // deleted; flag accounts flag it too, so that later rounds do not look at it again.
+        let taken = |n: usize| match after_fetch {
+            AfterFetch::Delete => dovecot.messages("support") == 1,
+            AfterFetch::Flag => {
+                dovecot.keyworded("support") == n && dovecot.messages("support") == n
+            }
+        };
         let s = TestServer::start_with(Db::Sqlite, |c| {
             quick(c);
             c.channels.max_message_bytes = 4096;
@@ -816,8 +839,8 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
                     && n.contains("stays on the mail server")),
             "{protocol:?}: {ticket}"
         );
-        poll("the small mails taken from the server", MAIL_WAIT, || {
-            (dovecot.messages("support") == 1).then_some(())
+        poll("the mails taken from the server", MAIL_WAIT, || {
+            taken(4).then_some(())
         })
         .await;
         // Later rounds leave the big one alone.
@@ -829,7 +852,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
             .await;
         ticket_of(&s, &admin, "email", "later").await;
         poll("the later mail taken from the server", MAIL_WAIT, || {
-            (dovecot.messages("support") == 1).then_some(())
+            taken(5).then_some(())
         })
         .await;
         let (_, page) = s

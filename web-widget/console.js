@@ -769,12 +769,17 @@
 
   // The ticket with its thread, customer and history; an interaction without a ticket (one
   // made through the API) keeps the panel without thread and editor.
+  // Of loads that overlap (a reply's and a new message's), the last one started shows; a
+  // failed reload keeps the thread on screen.
   async function loadTicket(item) {
+    const load = (item.loads = (item.loads ?? 0) + 1);
     try {
-      showTicket(item, await api(`/api/v1/tickets/${item.id}`));
+      const ticket = await api(`/api/v1/tickets/${item.id}`);
+      if (load === item.loads) showTicket(item, ticket);
     } catch (e) {
-      item.thread.replaceChildren(el("p", { className: "none", textContent: `No ticket thread: ${e.message}` }));
+      if (load !== item.loads) return;
       setStatus(`ticket not loaded: ${e.message}`);
+      if (!item.ticket) item.thread.replaceChildren(el("p", { className: "none", textContent: `No ticket thread: ${e.message}` }));
     }
   }
 

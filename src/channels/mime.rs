@@ -60,7 +60,7 @@ pub enum Problem {
     MessageIdTooLong { length: usize },
     /// The message is larger than the limit: only its header was read, and the message stays
     /// on the mail server.
-    MessageTooLarge { size: u64, limit: usize },
+    MessageTooLarge { size: Option<u64>, limit: usize },
     /// An attachment larger than the limit was dropped.
     AttachmentTooLarge {
         filename: String,
@@ -83,9 +83,13 @@ impl std::fmt::Display for Problem {
                 f,
                 "the Message-ID has {length} characters, more than the {MAX_MESSAGE_ID} kept; answers thread by the ticket number only"
             ),
-            Problem::MessageTooLarge { size, limit } => write!(
+            Problem::MessageTooLarge { size: Some(size), limit } => write!(
                 f,
                 "the message has {size} bytes, more than the {limit} taken: only its header was read; the whole message stays on the mail server"
+            ),
+            Problem::MessageTooLarge { size: None, .. } => write!(
+                f,
+                "the mail server did not state the message's size: only its header was read; the whole message stays on the mail server"
             ),
             Problem::AttachmentTooLarge { filename, size, limit } => write!(
                 f,
@@ -121,6 +125,17 @@ pub struct InboundMail {
 }
 
 impl InboundMail {
+    /// Who wrote, as the customer's identity: `From`, unless it is one of `own` (our own
+    /// addresses, lowercase: a web form sending on a customer's behalf), then `Reply-To`.
+    /// `Reply-To` alone names no one: anybody may put anybody's address there.
+    pub fn identity(&self, own: &[String]) -> Option<&Mailbox> {
+        let foreign = |m: &&Mailbox| !own.contains(&m.address);
+        match self.from.as_ref().filter(foreign) {
+            Some(from) => Some(from),
+            None => self.reply_to.as_ref().filter(foreign),
+        }
+    }
+
     /// Where answers go (RFC 5322 §3.6.2): `Reply-To` if given and not one of `own` (our own
     /// addresses, lowercase), else `From`.
     pub fn answer_to(&self, own: &[String]) -> Option<&Mailbox> {
@@ -341,6 +356,16 @@ In-Reply-To: <{long}@y>\r\nReferences: <t1@vacd>\r\n\r\nHello\r\n",
             address: "erika@example.test".into(),
         };
         assert_eq!(mail.answer_to(&[]), Some(&erika));
+        assert_eq!(
+            mail.identity(&[]).map(|m| m.address.as_str()),
+            Some("noreply@shop.test"),
+            "From says who wrote"
+        );
+        assert_eq!(
+            mail.identity(&["noreply@shop.test".into()]),
+            Some(&erika),
+            "unless it is our own address"
+        );
         assert_eq!(
             mail.answer_to(&["erika@example.test".into()])
                 .map(|m| m.address.as_str()),

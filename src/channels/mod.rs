@@ -37,12 +37,12 @@ use crate::store::{self, Ingested, NewWritten, ReplyContext, Store};
 pub use config::ChannelsConfig;
 use email::MailAccount;
 
-/// Why a message could not go out (or in).
 /// Longest value from outside (in bytes) the store indexes: Message-IDs and contacts. One
 /// RFC 5322 line; PostgreSQL's B-tree refuses entries of more than about 2,700 bytes, and a
 /// message the store refused would be fetched again and again and never become a ticket.
 pub const MAX_INDEXED: usize = 998;
 
+/// Why a message could not go out (or in).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the ticket has no address to answer to")]

@@ -37,8 +37,11 @@ pub struct NewWritten {
     pub open_ticket: Option<i64>,
     /// The sender's display name.
     pub sender_name: Option<String>,
-    /// Where replies go (email address, phone number); `None` when unknown.
+    /// Who wrote (email address, phone number): the customer's identity, and where replies go
+    /// unless `reply_to` says otherwise; `None` when unknown.
     pub contact: Option<String>,
+    /// Where replies go instead of `contact` (a mail's `Reply-To`): a new ticket's contact.
+    pub reply_to: Option<String>,
     /// The customer identity kind of `contact` (`email`, `phone`).
     pub identity_kind: &'static str,
     pub recipients: Vec<String>,
@@ -473,7 +476,7 @@ impl Store {
                 .bind(id)
                 .bind(t)
                 .bind(new.service_address)
-                .bind(new.contact.as_deref().map(text))
+                .bind(new.reply_to.as_deref().or(new.contact.as_deref()).map(text))
                 .bind(new.first_answer_due)
                 .bind(now)
                 .execute(&mut *tx)

@@ -187,6 +187,19 @@ impl Dovecot {
         maildir_files(&self.maildir(user)).len()
     }
 
+    /// Messages in `user`'s INBOX carrying a keyword (Dovecot's maildir writes keywords as
+    /// lowercase letters after `:2,` in the file name).
+    pub fn keyworded(&self, user: &str) -> usize {
+        maildir_files(&self.maildir(user))
+            .iter()
+            .filter(|path| {
+                path.to_string_lossy()
+                    .rsplit_once(":2,")
+                    .is_some_and(|(_, flags)| flags.chars().any(|c| c.is_ascii_lowercase()))
+            })
+            .count()
+    }
+
     /// Appends `raw` to `user`'s INBOX over IMAP, as a mail client or delivery agent would.
     pub async fn append(&self, user: &str, raw: &[u8]) {
         self.append_all(user, &[raw.to_vec()]).await;

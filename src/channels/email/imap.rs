@@ -12,7 +12,7 @@
 //! Each message's source key is `imap:<account>:<UIDVALIDITY>:<UID>`, so a message fetched
 //! again after a crash between commit and marking is recognised by the store and only marked.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -124,10 +124,11 @@ where
     }
 }
 
-/// Stores up to one batch of waiting messages (but those in `skip`) and marks those
-/// committed; returns how many it looked at. Messages are downloaded in groups of at most
-/// `max_message_bytes`; a larger one is stored from its header and left on the server (flagged
-/// with the `flag` disposal, else added to `skip`). The ones that could not be stored join
+/// Stores up to one batch of waiting messages (but those in `skip`), in UID order, and marks
+/// those committed; returns how many it looked at. Messages are downloaded in groups of at most
+/// `max_message_bytes`; a larger one (or one whose size the server does not state) is stored
+/// from its header and left on the server (flagged with the `flag` disposal, else added to
+/// `skip`). The ones that could not be stored — or that the server did not deliver — join
 /// `failed`.
 async fn round(
     channels: &Channels,
@@ -149,90 +150,60 @@ async fn round(
         return Ok(0);
     }
     let limit = channels.config().max_message_bytes;
-    let mut sizes = Vec::with_capacity(uids.len());
+    let mut sizes = BTreeMap::new();
     {
         let mut fetches = session
             .uid_fetch(uid_set(&uids), "(UID RFC822.SIZE)")
             .await?;
         while let Some(fetch) = fetches.next().await {
             let fetch = fetch?;
-            if let Some(uid) = fetch.uid {
-                sizes.push((uid, fetch.size.unwrap_or(0)));
+            // Only the answers asked for (a server may slip in other messages' updates).
+            if let Some(uid) = fetch.uid.filter(|uid| uids.binary_search(uid).is_ok()) {
+                sizes.insert(uid, fetch.size);
             }
         }
     }
-    sizes.sort_unstable();
-    let (large, fitting): (Vec<_>, Vec<_>) = sizes
-        .into_iter()
-        .partition(|&(_, size)| size as usize > limit);
-    let source = |uid: u32| format!("imap:{}:{generation}:{uid}", account.key);
-    let mut done = Vec::with_capacity(fitting.len());
-    for group in groups(&fitting, limit) {
-        let mut messages = Vec::with_capacity(group.len());
-        {
-            let mut fetches = session
-                .uid_fetch(uid_set(&group), "(UID BODY.PEEK[])")
+    let mut handled = Handled::default();
+    let mut group = Vec::new();
+    let mut group_bytes = 0usize;
+    for (&uid, &size) in &sizes {
+        match size.map(|s| s as usize).filter(|&s| s <= limit) {
+            Some(size) => {
+                if !group.is_empty() && group_bytes.saturating_add(size) > limit {
+                    whole(channels, account, session, generation, &group, &mut handled).await?;
+                    group.clear();
+                    group_bytes = 0;
+                }
+                group.push(uid);
+                group_bytes += size;
+            }
+            None => {
+                // In UID order: what arrived before it is stored before it.
+                whole(channels, account, session, generation, &group, &mut handled).await?;
+                group.clear();
+                group_bytes = 0;
+                header_only(
+                    channels,
+                    account,
+                    session,
+                    generation,
+                    uid,
+                    size,
+                    &mut handled,
+                )
                 .await?;
-            while let Some(fetch) = fetches.next().await {
-                let fetch = fetch?;
-                if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
-                    messages.push((uid, body.to_vec()));
-                }
-            }
-        }
-        for (uid, raw) in messages {
-            let source = source(uid);
-            match super::ingest(channels, account, &source, Fetched::Whole(&raw)).await {
-                Ok(()) => done.push(uid),
-                // Left on the server: the next wake-up tries again.
-                Err(e) => {
-                    skip.failed.insert(uid);
-                    tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
-                }
             }
         }
     }
-    let mut flagged = Vec::new();
-    for (uid, size) in large {
-        let mut header = None;
-        {
-            let mut fetches = session
-                .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])")
-                .await?;
-            while let Some(fetch) = fetches.next().await {
-                let fetch = fetch?;
-                if let (Some(found), Some(h)) = (fetch.uid, fetch.header()) {
-                    if found == uid {
-                        header = Some(h.to_vec());
-                    }
-                }
-            }
-        }
-        let source = source(uid);
-        let fetched = Fetched::Header {
-            header: header.as_deref().unwrap_or_default(),
-            size: u64::from(size),
-        };
-        tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
-        match super::ingest(channels, account, &source, fetched).await {
-            Ok(()) if account.after_fetch == AfterFetch::Flag => flagged.push(uid),
-            Ok(()) => {
-                skip.too_large.insert(uid);
-            }
-            Err(e) => {
-                skip.failed.insert(uid);
-                tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
-            }
-        }
-    }
-    if !done.is_empty() {
+    whole(channels, account, session, generation, &group, &mut handled).await?;
+    if !handled.done.is_empty() {
         let flags = match account.after_fetch {
             AfterFetch::Delete => "+FLAGS.SILENT (\\Deleted)".to_owned(),
             AfterFetch::Flag => format!("+FLAGS.SILENT ({KEYWORD})"),
         };
-        store_flags(session, &done, &flags).await?;
+        store_flags(session, &handled.done, &flags).await?;
         if account.after_fetch == AfterFetch::Delete && uidplus {
-            let mut expunged = std::pin::pin!(session.uid_expunge(uid_set(&done)).await?);
+            let mut expunged = std::pin::pin!(session.uid_expunge(uid_set(&handled.done)).await?);
             while let Some(r) = expunged.next().await {
                 r?;
             }
@@ -243,10 +214,124 @@ async fn round(
             }
         }
     }
+    let mut flagged = Vec::new();
+    for uid in handled.too_large {
+        match account.after_fetch {
+            AfterFetch::Flag => flagged.push(uid),
+            AfterFetch::Delete => {
+                skip.too_large.insert(uid);
+            }
+        }
+    }
     if !flagged.is_empty() {
         store_flags(session, &flagged, &format!("+FLAGS.SILENT ({KEYWORD})")).await?;
     }
-    Ok(uids.len())
+    // What the server did not deliver waits for the next wake-up like a failure, so that a
+    // round of such messages does not start again at once.
+    let looked = uids.len();
+    for uid in uids {
+        if !handled.done.contains(&uid) && !flagged.contains(&uid) && !skip.too_large.contains(&uid)
+        {
+            skip.failed.insert(uid);
+        }
+    }
+    Ok(looked)
+}
+
+/// What a round did with its messages.
+#[derive(Debug, Default)]
+struct Handled {
+    /// Stored whole (or dropped by screening): to be removed or flagged.
+    done: Vec<u32>,
+    /// Stored from their header: to stay on the server.
+    too_large: Vec<u32>,
+}
+
+/// Downloads the messages `uids` (a group of at most `max_message_bytes`) and stores each.
+async fn whole(
+    channels: &Channels,
+    account: &MailAccount,
+    session: &mut Session,
+    generation: u32,
+    uids: &[u32],
+    handled: &mut Handled,
+) -> Result<(), SessionError> {
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let mut messages = Vec::with_capacity(uids.len());
+    {
+        let mut fetches = session
+            .uid_fetch(uid_set(uids), "(UID BODY.PEEK[])")
+            .await?;
+        while let Some(fetch) = fetches.next().await {
+            let fetch = fetch?;
+            if let (Some(uid), Some(body)) = (fetch.uid, fetch.body()) {
+                if uids.contains(&uid) {
+                    messages.push((uid, body.to_vec()));
+                }
+            }
+        }
+    }
+    messages.sort_by_key(|(uid, _)| *uid);
+    for (uid, raw) in messages {
+        let source = source(account, generation, uid);
+        match super::ingest(channels, account, &source, Fetched::Whole(&raw)).await {
+            Ok(()) => handled.done.push(uid),
+            // Left on the server: the next wake-up tries again.
+            Err(e) => {
+                tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Stores message `uid`, too large to download (`size` bytes, if the server said), from its
+/// header.
+async fn header_only(
+    channels: &Channels,
+    account: &MailAccount,
+    session: &mut Session,
+    generation: u32,
+    uid: u32,
+    size: Option<u32>,
+    handled: &mut Handled,
+) -> Result<(), SessionError> {
+    let mut header = None;
+    {
+        let mut fetches = session
+            .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])")
+            .await?;
+        while let Some(fetch) = fetches.next().await {
+            let fetch = fetch?;
+            if fetch.uid == Some(uid) {
+                header = header.or_else(|| fetch.header().map(<[u8]>::to_vec));
+            }
+        }
+    }
+    let source = source(account, generation, uid);
+    let Some(header) = header else {
+        tracing::error!(account = %account.key, source, "the server did not deliver the header of a large mail; tried again next wake-up");
+        return Ok(());
+    };
+    let limit = channels.config().max_message_bytes;
+    tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
+    let fetched = Fetched::Header {
+        header: &header,
+        size: size.map(u64::from),
+    };
+    match super::ingest(channels, account, &source, fetched).await {
+        Ok(()) => handled.too_large.push(uid),
+        Err(e) => {
+            tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
+        }
+    }
+    Ok(())
+}
+
+fn source(account: &MailAccount, generation: u32, uid: u32) -> String {
+    format!("imap:{}:{generation}:{uid}", account.key)
 }
 
 /// What a session leaves alone when it looks for new mail.
@@ -267,26 +352,6 @@ async fn store_flags(session: &mut Session, uids: &[u32], flags: &str) -> Result
         r?;
     }
     Ok(())
-}
-
-/// `(uid, size)` in runs of at most `limit` bytes (a run holds at least one message).
-fn groups(sizes: &[(u32, u32)], limit: usize) -> Vec<Vec<u32>> {
-    let mut out: Vec<Vec<u32>> = Vec::new();
-    let mut bytes = 0usize;
-    for &(uid, size) in sizes {
-        let size = size as usize;
-        match out.last_mut() {
-            Some(group) if bytes.saturating_add(size) <= limit => {
-                group.push(uid);
-                bytes += size;
-            }
-            _ => {
-                out.push(vec![uid]);
-                bytes = size;
-            }
-        }
-    }
-    out
 }
 
 /// `1:3,7,9:10` for sorted UIDs.
@@ -315,18 +380,7 @@ fn uid_set(uids: &[u32]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{groups, uid_set};
-
-    #[test]
-    fn downloads_are_grouped_by_size() {
-        let sizes = [(1, 40), (2, 50), (3, 10), (4, 200), (5, 100), (6, 1)];
-        assert_eq!(
-            groups(&sizes, 100),
-            [vec![1, 2, 3], vec![4], vec![5], vec![6]],
-            "a run holds what fits, and at least one message"
-        );
-        assert!(groups(&[], 100).is_empty());
-    }
+    use super::uid_set;
 
     #[test]
     fn uid_sets_are_compact() {

@@ -53,6 +53,9 @@ pub enum SessionError {
     Login(String),
     #[error("protocol: {0}")]
     Protocol(String),
+    /// The server answered a command with an error (POP3 `-ERR`); the session is still usable.
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 impl MailAccount {
@@ -219,8 +222,9 @@ async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Rec
 pub enum Fetched<'a> {
     /// The whole message.
     Whole(&'a [u8]),
-    /// Only the header of a message of `size` bytes, more than `channels.max_message_bytes`.
-    Header { header: &'a [u8], size: u64 },
+    /// Only the header of a message of `size` bytes, more than `channels.max_message_bytes`
+    /// (or of unknown size: the server did not state it).
+    Header { header: &'a [u8], size: Option<u64> },
 }
 
 /// Stores one message fetched from `account` under `source` (see the store's exactly-once
@@ -257,6 +261,7 @@ pub async fn ingest(
     }
     let address = &account.address;
     let answer_to = mail.answer_to(&own);
+    let identity = mail.identity(&own);
     let language = language::detect(&format!("{}\n{}", mail.subject, mail.text))
         .map(str::to_owned)
         .or_else(|| address.language.clone());
@@ -271,8 +276,11 @@ pub async fn ingest(
         parents: mail.parents.clone(),
         tag: threading::find_tag(&mail.subject),
         open_ticket: None,
-        sender_name: answer_to.map(|f| f.display().to_owned()),
-        contact: answer_to.map(|f| f.address.clone()),
+        sender_name: identity.map(|f| f.display().to_owned()),
+        contact: identity.map(|f| f.address.clone()),
+        reply_to: answer_to
+            .filter(|a| identity.is_none_or(|i| i.address != a.address))
+            .map(|a| a.address.clone()),
         identity_kind: "email",
         recipients: mail.to.clone(),
         subject: mail.subject.clone(),
@@ -297,7 +305,11 @@ pub async fn ingest(
     };
     let ingested = channels.accept(&new).await?;
     if ingested.outcome == Outcome::Duplicate {
-        tracing::info!(account = %account.key, source, message_id = ?mail.message_id, ticket = ingested.interaction, "mail already a ticket; removed from the server only");
+        let what = match fetched {
+            Fetched::Whole(_) => "mail already a ticket; removed from the server only",
+            Fetched::Header { .. } => "large mail already a ticket; left on the server",
+        };
+        tracing::info!(account = %account.key, source, message_id = ?mail.message_id, ticket = ingested.interaction, "{what}");
     }
     if ingested.outcome == Outcome::Created && auto_reply {
         if let Some(template) = account.auto_reply_template.clone() {

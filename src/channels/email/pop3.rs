@@ -48,7 +48,11 @@ impl Connection {
             .await?;
         self.stream.get_mut().flush().await?;
         let verb = command.split(' ').next().unwrap_or_default();
-        status(&self.line().await?).map_err(|e| SessionError::Protocol(format!("{verb}: {e}")))
+        let line = self.line().await?;
+        if let Some(refusal) = line.strip_prefix("-ERR") {
+            return Err(SessionError::Refused(format!("{verb}: {}", refusal.trim())));
+        }
+        status(&line).map_err(|e| SessionError::Protocol(format!("{verb}: {e}")))
     }
 
     /// Reads a multi-line response's body up to the terminating `.` line; more than `max`
@@ -142,8 +146,8 @@ async fn open(account: &MailAccount) -> Result<Connection, SessionError> {
 
 /// Polls until `stop`: one POP3 session per poll interval. A message larger than
 /// `channels.max_message_bytes` (by LIST) is not retrieved: its header (`TOP n 0`) becomes the
-/// ticket and the message stays on the server, left alone until vacd restarts (when its
-/// source key finds the ticket).
+/// ticket and the message stays on the server, left alone from then on (after a reconnect or a
+/// restart, its source key finds the ticket again).
 pub(super) async fn session(
     channels: &Channels,
     account: &MailAccount,
@@ -166,18 +170,29 @@ pub(super) async fn session(
                 continue;
             }
             let source = format!("pop3:{}:{id}", account.key);
-            let size = sizes.get(&n).copied().unwrap_or(0);
+            // A message LIST left out counts as too large: its size is unknown.
+            let size = sizes.get(&n).copied();
             let raw;
-            let fetched = if size > limit as u64 {
-                tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
-                conn.command(&format!("TOP {n} 0")).await?;
-                raw = conn.body(MAX_LISTING).await?;
-                Fetched::Header { header: &raw, size }
-            } else {
-                conn.command(&format!("RETR {n}")).await?;
-                // Dot-stuffing may double a message's size.
-                raw = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await?;
-                Fetched::Whole(&raw)
+            let fetched = match size.filter(|&s| s <= limit as u64) {
+                Some(_) => {
+                    conn.command(&format!("RETR {n}")).await?;
+                    // Dot-stuffing may double a message's size.
+                    raw = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await?;
+                    Fetched::Whole(&raw)
+                }
+                None => {
+                    tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
+                    // TOP is optional (RFC 1939): without it, the ticket is the note alone.
+                    raw = match conn.command(&format!("TOP {n} 0")).await {
+                        Ok(_) => conn.body(MAX_LISTING).await?,
+                        Err(SessionError::Refused(e)) => {
+                            tracing::warn!(account = %account.key, source, error = %e, "the server cannot send only the header");
+                            Vec::new()
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    Fetched::Header { header: &raw, size }
+                }
             };
             match super::ingest(channels, account, &source, fetched).await {
                 Ok(()) if matches!(fetched, Fetched::Header { .. }) => {
