@@ -119,7 +119,9 @@ pub struct InboundMail {
     pub auto_submitted: Option<String>,
     /// `Precedence`, lowercased (`bulk`, `list`, `junk`).
     pub precedence: Option<String>,
-    /// Every header as `(name, raw value)`, for configurable rules.
+    /// Every header as `(name, raw value)`, and text and address headers also as `(name,
+    /// decoded value)` — for configurable rules, which thus match an encoded subject
+    /// (`=?UTF-8?Q?Rechnung_f=C3=BCr?=`) as it reads.
     pub headers: Vec<(String, String)>,
     pub problems: Vec<Problem>,
 }
@@ -174,6 +176,12 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
         headers: message
             .headers_raw()
             .map(|(name, value)| (name.to_owned(), value.trim().to_owned()))
+            .chain(
+                message
+                    .headers()
+                    .iter()
+                    .filter_map(|h| Some((h.name().to_owned(), decoded(&h.value)?))),
+            )
             .collect(),
         ..InboundMail::default()
     };
@@ -268,6 +276,26 @@ fn raw_body(raw: &[u8]) -> std::borrow::Cow<'_, str> {
         .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 2))
         .unwrap_or(raw.len());
     String::from_utf8_lossy(&raw[start..])
+}
+
+/// A text or address header's value as it reads (encoded words decoded).
+fn decoded(value: &mail_parser::HeaderValue<'_>) -> Option<String> {
+    use mail_parser::HeaderValue;
+    match value {
+        HeaderValue::Text(text) => Some(text.to_string()),
+        HeaderValue::TextList(list) => Some(list.join(", ")),
+        HeaderValue::Address(address) => Some(
+            address
+                .iter()
+                .map(|a| match (a.name(), a.address()) {
+                    (Some(name), Some(address)) => format!("{name} <{address}>"),
+                    (name, address) => name.or(address).unwrap_or_default().to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        _ => None,
+    }
 }
 
 fn header_lower(message: &mail_parser::Message<'_>, name: &str) -> Option<String> {

@@ -166,6 +166,37 @@ mod tests {
         ];
         let spam = mail("From: a@x.test\r\nX-Spam-Flag: yes");
         assert!(matches!(screen(&spam, &[], &rules), Verdict::Drop(_)));
+        // Encoded words are matched as they read.
+        let rules = [Rule {
+            header: "Subject".into(),
+            contains: "Rechnung für".into(),
+            action: RuleAction::Drop,
+        }];
+        let encoded =
+            mail("From: a@x.test\r\nSubject: =?UTF-8?Q?Ihre_Rechnung_f=C3=BCr_M=C3=A4rz?=");
+        assert!(matches!(screen(&encoded, &[], &rules), Verdict::Drop(_)));
+        let rules = [Rule {
+            header: "From".into(),
+            contains: "Müller".into(),
+            action: RuleAction::NoAutoReply,
+        }];
+        let named = mail("From: =?ISO-8859-1?Q?M=FCller?= <m@x.test>");
+        assert_eq!(
+            screen(&named, &[], &rules),
+            Verdict::Ticket { auto_reply: false }
+        );
+        let rules = [
+            Rule {
+                header: "x-spam-flag".into(),
+                contains: "YES".into(),
+                action: RuleAction::Drop,
+            },
+            Rule {
+                header: "From".into(),
+                contains: "@partner.test".into(),
+                action: RuleAction::NoAutoReply,
+            },
+        ];
         let partner = mail("From: b@partner.test");
         assert_eq!(
             screen(&partner, &[], &rules),
