@@ -596,6 +596,9 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         mail::mail("MAILER-DAEMON@mx.example.test", SUPPORT, "bounce", "b14@x", "", "Undelivered Mail Returned to Sender"),
         // Answers wanted elsewhere: the ticket answers there; the customer is who wrote.
         mail::mail("i@example.test", SUPPORT, "reply elsewhere", "b15@x", "Reply-To: other@example.test\r\n", "write to my other address"),
+        // Two new mails of one customer: two tickets, one acknowledgement (RFC 3834).
+        mail::mail("j@example.test", SUPPORT, "first of two", "b16@x", "", "one thing"),
+        mail::mail("j@example.test", SUPPORT, "second of two", "b17@x", "", "another thing"),
         // A web form sends from our own address on the customer's behalf: no loop.
         mail::mail(SUPPORT, SUPPORT, "web form", "b13@x", "Reply-To: Hanna <h@example.test>\r\n", "call me back"),
         // Longer than a PostgreSQL index takes (and than RFC 5322 and 5321 allow).
@@ -610,7 +613,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     })
     .await;
     // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address, long id,
-    // web form, reply elsewhere (to the other address).
+    // web form, reply elsewhere (to the other address), the first of two.
     let expected = [
         "a@example.test",
         "b@example.test",
@@ -621,6 +624,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         "g@example.test",
         "h@example.test",
         "other@example.test",
+        "j@example.test",
     ];
     poll("the acknowledgements", MAIL_WAIT, || {
         (smtp.received().len() >= expected.len()).then_some(())
@@ -652,6 +656,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "auto",
             "bounce",
             "broken",
+            "first of two",
             "huge",
             "klingon",
             "long id",
@@ -659,6 +664,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "nul",
             "nul address",
             "reply elsewhere",
+            "second of two",
             "twice",
             "web form"
         ]
@@ -867,6 +873,86 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
         assert_eq!(bigs, 1, "{protocol:?}: one ticket for the big mail");
         s.stop().await;
     }
+}
+
+/// The store finds a customer's acknowledgement on their other tickets within the window —
+/// what keeps a customer from being acknowledged twice an hour across a restart.
+async fn acknowledgements_are_found_by_customer_and_time(db: Db) {
+    use vacd::store::{NewOutbound, NewWritten, Outbound, ACKNOWLEDGER};
+    let s = TestServer::start_with(db, quick).await;
+    let store = s.store();
+    let address = store
+        .written_address("email", SUPPORT)
+        .await
+        .expect("store")
+        .expect("the demo's email address");
+    let t = address.tenant;
+    let ticket = |n: usize, from: &str| NewWritten {
+        tenant: t,
+        service_address: address.id,
+        mailbox: address.mailbox,
+        queue: address.queue,
+        channel: "email",
+        source_key: format!("test:ack:{n}"),
+        contact: Some(from.to_owned()),
+        identity_kind: "email",
+        subject: format!("ticket {n}"),
+        text: "hello".into(),
+        ..NewWritten::default()
+    };
+    let mut ids = Vec::new();
+    for (n, from) in [
+        "erika@example.test",
+        "erika@example.test",
+        "max@example.test",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ids.push(
+            store
+                .ingest(&ticket(n, from))
+                .await
+                .expect("ingested")
+                .interaction,
+        );
+    }
+    let before = vacd::store::now_ms() - 1;
+    store
+        .record_outbound(&NewOutbound {
+            tenant: t,
+            interaction: ids[0],
+            author: ACKNOWLEDGER.into(),
+            agent: None,
+            subject: "received".into(),
+            body: "we have your message".into(),
+            recipients: vec!["erika@example.test".into()],
+            message_id: None,
+            kind: Outbound::Acknowledgement,
+            attachments: Vec::new(),
+        })
+        .await
+        .expect("recorded");
+    let since = |ticket: i64, at: i64| store.acknowledged_since(t, ticket, at);
+    assert!(
+        since(ids[1], before).await.expect("query"),
+        "Erika's other ticket sees it"
+    );
+    assert!(
+        !since(ids[1], vacd::store::now_ms() + 1)
+            .await
+            .expect("query"),
+        "not after the window"
+    );
+    assert!(
+        !since(ids[0], before).await.expect("query"),
+        "a ticket's own acknowledgement does not count"
+    );
+    assert!(
+        !since(ids[2], before).await.expect("query"),
+        "another customer's tickets do not see it"
+    );
+    s.stop().await;
 }
 
 /// A mail server that is down is retried with back-off, shown in `/ready` and the metrics, and
@@ -1618,6 +1704,7 @@ on_both_backends!(
     mail_becomes_a_ticket_answered_with_a_template,
     a_crash_between_fetch_and_commit_loses_and_duplicates_nothing,
     bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
+    acknowledgements_are_found_by_customer_and_time,
     an_unreachable_mail_server_is_retried_and_visible,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,

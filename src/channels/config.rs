@@ -30,6 +30,9 @@ pub struct ChannelsConfig {
     /// mail client. Also what IMAP downloads at once: a round's messages are fetched in groups
     /// of at most this many bytes (or one message).
     pub max_message_bytes: usize,
+    /// A customer acknowledged within this many seconds gets no acknowledgement of another new
+    /// ticket (RFC 3834 §2); 0 acknowledges every one.
+    pub acknowledgement_interval_seconds: u64,
     /// Screening rules applied to every inbound mail.
     pub rules: Vec<Rule>,
     /// Mail accounts given in the file.
@@ -161,6 +164,7 @@ impl Default for ChannelsConfig {
             fetch_batch: 200,
             max_attachment_bytes: 20 * 1024 * 1024,
             max_message_bytes: 64 * 1024 * 1024,
+            acknowledgement_interval_seconds: 3600,
             rules: Vec::new(),
             accounts: Vec::new(),
             directories: Vec::new(),

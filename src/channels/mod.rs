@@ -98,6 +98,8 @@ struct Inner {
     http: reqwest::Client,
     /// Makes generated Message-IDs unique within the millisecond.
     sequence: AtomicU64,
+    /// When each contact ((tenant, address)) was last acknowledged by this process.
+    acknowledged: DashMap<(i64, String), i64>,
 }
 
 impl Channels {
@@ -124,6 +126,7 @@ impl Channels {
                     .build()
                     .unwrap_or_default(),
                 sequence: AtomicU64::new(0),
+                acknowledged: DashMap::new(),
             }),
         };
         let mut tasks = vec![tokio::spawn(email::supervise(
@@ -275,17 +278,50 @@ impl Channels {
     /// Sends the acknowledgement `template` for the new ticket `ticket`.
     pub async fn acknowledge(&self, tenant: i64, ticket: i64, template: &str) -> Result<(), Error> {
         let ctx = self.inner.store.reply_context(tenant, ticket).await?;
-        let composed = reply::compose(&self.inner.store, &ctx, Some(template), None, None).await?;
         let to = ctx.contact.clone().ok_or(Error::NoRecipient)?;
-        let sent = self
-            .send(&ctx, &to, &composed.subject, &composed.body, true)
-            .await?;
+        // One acknowledgement per customer and interval (RFC 3834 §2): a flood of new mails, or
+        // of mails in someone else's name, does not become a flood of answers. The store knows
+        // the ones sent before a restart; `acknowledged` those being sent now.
+        let interval = self.inner.config.acknowledgement_interval_seconds;
+        if interval > 0 {
+            let now = store::now_ms();
+            let window = i64::try_from(interval.saturating_mul(1000)).unwrap_or(i64::MAX);
+            let fresh = self
+                .inner
+                .store
+                .acknowledged_since(tenant, ticket, now - window)
+                .await?;
+            if fresh || !self.claim_acknowledgement(tenant, &to, now, window) {
+                tracing::info!(
+                    tenant,
+                    ticket,
+                    interval,
+                    "customer acknowledged recently; no acknowledgement"
+                );
+                return Ok(());
+            }
+        }
+        let sent = match reply::compose(&self.inner.store, &ctx, Some(template), None, None).await {
+            Ok(composed) => self
+                .send(&ctx, &to, &composed.subject, &composed.body, true)
+                .await
+                .map(|sent| (composed, sent)),
+            Err(e) => Err(e),
+        };
+        let (composed, sent) = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                // Not acknowledged after all: the next new ticket may be.
+                self.inner.acknowledged.remove(&(tenant, to.to_lowercase()));
+                return Err(e);
+            }
+        };
         self.inner
             .store
             .record_outbound(&store::NewOutbound {
                 tenant,
                 interaction: ticket,
-                author: "vacd".into(),
+                author: store::ACKNOWLEDGER.into(),
                 agent: None,
                 subject: composed.subject,
                 body: composed.body,
@@ -296,6 +332,22 @@ impl Channels {
             })
             .await?;
         Ok(())
+    }
+
+    /// Takes the turn to acknowledge `to` at `now` unless someone took it less than `window` ms
+    /// ago (Unix ms); forgets turns older than that once the list is long.
+    fn claim_acknowledgement(&self, tenant: i64, to: &str, now: i64, window: i64) -> bool {
+        let acknowledged = &self.inner.acknowledged;
+        if acknowledged.len() > 10_000 {
+            acknowledged.retain(|_, at| now - *at < window);
+        }
+        match acknowledged.entry((tenant, to.to_lowercase())) {
+            dashmap::Entry::Occupied(entry) if now - *entry.get() < window => false,
+            entry => {
+                entry.insert(now);
+                true
+            }
+        }
     }
 
     /// Sends `body` under `subject` to `to` the way the ticket's channel answers: SMTP from the

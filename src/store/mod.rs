@@ -55,7 +55,7 @@ pub use sip::{ServiceNumber, SipUser};
 pub use tenants::{Tenant, TenantUpdate};
 pub use tickets::{
     Ingested, Joined, MailAccountRow, NewAttachment, NewOutbound, NewWritten, Outbound, Outcome,
-    ReplyContext, WrittenAddress,
+    ReplyContext, WrittenAddress, ACKNOWLEDGER,
 };
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

@@ -63,6 +63,9 @@ pub struct NewAttachment {
     pub data: Vec<u8>,
 }
 
+/// The author of acknowledgements, the messages vacd sends by itself.
+pub const ACKNOWLEDGER: &str = "vacd";
+
 /// Where a ticket stands after a message joined it ([`Store::reopen_if_finished`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Joined {
@@ -944,6 +947,25 @@ impl Store {
         append_in(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Whether the customer of ticket `ticket` got an acknowledgement (an outbound message by
+    /// vacd itself) on another ticket since `since` (Unix ms).
+    pub async fn acknowledged_since(&self, tenant: i64, ticket: i64, since: i64) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS hit FROM interactions t \
+             JOIN interactions i ON i.tenant_id = t.tenant_id AND i.customer_id = t.customer_id \
+             JOIN messages m ON m.interaction_id = i.id \
+             WHERE t.tenant_id = $1 AND t.id = $2 AND i.id <> t.id \
+             AND m.direction = 'out' AND m.author = $3 AND m.created_at > $4 LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(ticket)
+        .bind(ACKNOWLEDGER)
+        .bind(since)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
     }
 
     /// After a message joined ticket `id`: makes it `new` again if routing has finished it
