@@ -293,21 +293,33 @@ impl DigestAuthenticator {
         now: Instant,
         lookup: impl FnOnce(&str) -> Option<Credential>,
     ) -> Verdict {
-        let realm = self.config.realm.clone();
-        let header = request.headers.iter().find_map(|h| {
+        let Some(value) = self.credentials_of(request, proxy) else {
+            return Verdict::Missing;
+        };
+        let uri = request.uri.to_string();
+        self.verify(value, &request.method.to_string(), &uri, now, lookup)
+    }
+
+    /// The value of `request`'s Authorization (or, with `proxy`, Proxy-Authorization) header
+    /// that names our realm.
+    pub fn credentials_of<'r>(&self, request: &'r Request, proxy: bool) -> Option<&'r str> {
+        request.headers.iter().find_map(|h| {
             let value = match h {
                 Header::Authorization(v) if !proxy => v.value(),
                 Header::ProxyAuthorization(v) if proxy => v.value(),
                 _ => return None,
             };
             let params = parse_credentials(value)?;
-            (param(&params, "realm")? == realm).then_some(value)
-        });
-        let Some(value) = header else {
-            return Verdict::Missing;
-        };
-        let uri = request.uri.to_string();
-        self.verify(value, &request.method.to_string(), &uri, now, lookup)
+            (param(&params, "realm")? == self.config.realm).then_some(value)
+        })
+    }
+
+    /// Whether `credentials` answer a nonce this authenticator issued (fresh or not) — the
+    /// check that needs no user: only such credentials are worth reading a user's for.
+    pub fn issued_here(&self, credentials: &str) -> bool {
+        parse_credentials(credentials)
+            .and_then(|params| param(&params, "nonce").and_then(|n| self.check_nonce(&n)))
+            .is_some()
     }
 
     /// Verifies one credentials value against `method` and the Request-URI `request_uri`.
@@ -672,6 +684,12 @@ mod tests {
         );
         let other = authenticator(t0);
         let foreign = answer(&other, t0, 0, 1, "s3cret");
+        assert!(auth.issued_here(&good), "our nonce");
+        assert!(
+            !auth.issued_here(&foreign),
+            "another's nonce, before any lookup"
+        );
+        assert!(!auth.issued_here("Digest username=\"agent1\""), "no nonce");
         assert_eq!(
             auth.verify(&foreign, "REGISTER", URI, t0, lookup),
             Verdict::Rejected(Rejection::ForeignNonce)

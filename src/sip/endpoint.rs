@@ -7,7 +7,8 @@
 //! What a request gets (see [`Endpoint::on_request`]):
 //! - REGISTER: a digest challenge, then the registrar's answer once the agent's credentials
 //!   (read from the store by SIP username, see `docs/decisions.md`) verify; a wrong password
-//!   gets 403.
+//!   gets 403. Credentials answering a nonce we did not issue are challenged again without
+//!   reading the store.
 //! - OPTIONS: 200. BYE in a call's dialog: the call ends (`calls`); outside any: 481. CANCEL
 //!   and ACK: handled by the layer. Other methods: 405 (501 for unknown methods, answered by
 //!   the transport).
@@ -439,6 +440,17 @@ impl Endpoint {
             self.challenge(&key, &request, false, now);
             return;
         };
+        // Credentials for a nonce we never issued are refused before the store is asked for the
+        // user: a flood of made-up REGISTERs costs no database reads.
+        let ours = self
+            .auth
+            .credentials_of(&request, false)
+            .is_some_and(|c| self.auth.issued_here(c));
+        if !ours {
+            tracing::debug!(%peer, username, "REGISTER with a nonce not ours; challenged");
+            self.challenge(&key, &request, false, now);
+            return;
+        }
         let store = self.store.clone();
         let done = self.lookups.clone();
         tokio::spawn(async move {
