@@ -105,6 +105,9 @@ pub struct HttpConfig {
     /// Seconds a client has to send a request head, counted from the connection's opening or
     /// its last answer: a keep-alive connection idle that long is closed too.
     pub header_timeout_seconds: u64,
+    /// Seconds a write to a client may wait for it to take the bytes (its receive window full:
+    /// it does not read its answers) before the connection is closed.
+    pub write_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -306,6 +309,7 @@ impl Default for HttpConfig {
             max_connections: 8192,
             max_connections_per_source: 0,
             header_timeout_seconds: 30,
+            write_timeout_seconds: 30,
         }
     }
 }
@@ -391,6 +395,12 @@ impl Config {
         if !(1..=3600).contains(&self.http.header_timeout_seconds) {
             return Err(Error::Invalid {
                 key: "http.header_timeout_seconds",
+                problem: "must be 1 to 3600".into(),
+            });
+        }
+        if !(1..=3600).contains(&self.http.write_timeout_seconds) {
+            return Err(Error::Invalid {
+                key: "http.write_timeout_seconds",
                 problem: "must be 1 to 3600".into(),
             });
         }

@@ -1,6 +1,7 @@
 //! The HTTP listener: accepts connections up to a cap, in all and per source, answers the ones
 //! past it with 503 and closes them, gives every request head a deadline — which also ends keep-alive connections
-//! left idle that long — and at shutdown lets running requests finish. `axum::serve` has none
+//! left idle that long — and every write one (a client that reads no answers is closed), and at
+//! shutdown lets running requests finish. `axum::serve` has none
 //! of these limits: a client that opens connections and sends its headers a byte a minute
 //! would hold them, and their file descriptors, for ever.
 //!
@@ -57,6 +58,8 @@ pub struct Limits {
     /// From the first wait for a request head (a new connection, or a keep-alive one after its
     /// last answer) to its last byte.
     pub header_timeout: Duration,
+    /// How long a write may wait for the client to take the bytes, a websocket's too.
+    pub write_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `stop` fires (or its sender is gone), then waits for the
@@ -120,6 +123,8 @@ pub async fn run(
             tcp,
             _place: place,
             _source: source,
+            write_timeout: limits.write_timeout,
+            stalled: None,
         });
         let connection = builder
             .serve_connection(io, TowerToHyperService::new(service))
@@ -260,11 +265,40 @@ impl Drop for SourcePlace {
 }
 
 /// A connection holding its places under the caps; they are free again when the connection
-/// is dropped — for a websocket, when the socket closes.
+/// is dropped — for a websocket, when the socket closes. A write the client has not taken for
+/// `write_timeout` (it sends requests but reads no answers) fails, which closes the connection.
 struct Counted {
     tcp: TcpStream,
     _place: OwnedSemaphorePermit,
     _source: SourcePlace,
+    write_timeout: Duration,
+    /// Since when writes wait for the client, if they do.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Counted {
+    /// `write`'s outcome, or — while it keeps waiting — an error once the deadline has passed.
+    fn deadline<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        write: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.stalled = None;
+            return write;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client took no bytes within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 impl AsyncRead for Counted {
@@ -283,7 +317,8 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write(cx, buf)
+        let write = Pin::new(&mut self.tcp).poll_write(cx, buf);
+        self.deadline(cx, write)
     }
 
     fn poll_write_vectored(
@@ -291,7 +326,8 @@ impl AsyncWrite for Counted {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        let write = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
+        self.deadline(cx, write)
     }
 
     fn is_write_vectored(&self) -> bool {

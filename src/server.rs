@@ -119,6 +119,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         max_connections: config.http.max_connections,
         max_connections_per_source: config.http.max_connections_per_source,
         header_timeout: std::time::Duration::from_secs(config.http.header_timeout_seconds),
+        write_timeout: std::time::Duration::from_secs(config.http.write_timeout_seconds),
     };
     let task = tokio::spawn(serve::run(listener, app, limits, async {
         let _ = stopped.await;

@@ -1264,6 +1264,48 @@ async fn a_request_head_has_a_deadline() {
     s.stop().await;
 }
 
+/// A client that sends requests but reads no answers loses its connection once a write has
+/// waited `http.write_timeout_seconds` for it — and with it the place it held under the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_reads_no_answers_is_closed() {
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        c.http.max_connections = 1;
+        c.http.write_timeout_seconds = 1;
+        c.http.header_timeout_seconds = 3600;
+    })
+    .await;
+    let address = s
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("small receive buffer");
+    let mut deaf = socket.connect(address).await.expect("connects");
+    // Far more answer than the socket buffers between us hold (the API description is tens of
+    // kilobytes): the server's writes stop, and stay stopped.
+    let request = b"GET /api/v1/openapi.json HTTP/1.1\r\nhost: vacd\r\n\r\n".repeat(2000);
+    deaf.write_all(&request).await.expect("requests sent");
+    // Its connection holds the one place; once it is closed, a new one is served.
+    let deadline = std::time::Instant::now() + console::WAIT;
+    loop {
+        let answer = exchange(&s, HEALTH).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.contains("too_many_connections"), "{answer}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the deaf client keeps its connection"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(deaf);
+    s.stop().await;
+}
+
 /// Past `http.max_connections` open connections (a websocket is one) a connection is answered
 /// 503 and closed; a place freed is taken again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
