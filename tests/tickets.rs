@@ -1544,7 +1544,8 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
     assert!(
         big["thread"][1]["body"]
             .as_str()
-            .is_some_and(|n| n.contains("huge.pdf has 1048577 bytes") && n.contains("processed/")),
+            .is_some_and(|n| n.contains("huge.pdf has 1048577 bytes")
+                && n.contains("find it as processed/huge.pdf in")),
         "{big}"
     );
     assert!(fax_in.join("stuck.pdf").exists(), "the stuck fax stays");

@@ -186,22 +186,30 @@ async fn take(
             ));
             SideFile::default()
         }
-        Ok(_) => serde_json::from_slice::<SideFile>(&std::fs::read(&side_path)?).unwrap_or_else(|e| {
-            tracing::warn!(file = %side_path.display(), error = %e, "side file is not valid JSON; ignored");
-            notes.push(format!("the side file {} was not valid JSON: {e}", side_path.display()));
-            SideFile::default()
-        }),
+        // Unreadable (a directory of its name, no permission) or not JSON: the document goes on
+        // without it.
+        Ok(_) => std::fs::read(&side_path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| serde_json::from_slice::<SideFile>(&bytes).map_err(|e| e.to_string()))
+            .unwrap_or_else(|e| {
+                tracing::warn!(file = %side_path.display(), error = %e, "side file not readable as JSON; ignored");
+                notes.push(format!("the side file {} was not readable as JSON: {e}", side_path.display()));
+                SideFile::default()
+            }),
         Err(_) => SideFile::default(),
     };
     // Hashed as it is read, so that a document too large to keep is never held in memory.
     let mut hasher = Sha256::new();
     let size = std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
     let hash = hex::encode(hasher.finalize());
+    let done = config.inbox.join("processed");
+    let target = unused_name(&done, path, &hash);
     let limit = channels.config().max_attachment_bytes;
     let attachments = if size > limit as u64 {
         tracing::warn!(file = %path.display(), size, limit, "document too large to attach");
         notes.push(format!(
-            "{name} has {size} bytes, more than the {limit} kept: it is not attached; it is in processed/ of the {kind} inbox"
+            "{name} has {size} bytes, more than the {limit} kept: it is not attached; find it as {} in the {kind} inbox",
+            target.strip_prefix(&config.inbox).unwrap_or(&target).display()
         ));
         Vec::new()
     } else {
@@ -272,9 +280,7 @@ async fn take(
         ..NewWritten::default()
     };
     channels.accept(&new).await?;
-    let done = config.inbox.join("processed");
     std::fs::create_dir_all(&done)?;
-    let target = unused_name(&done, path, &hash);
     std::fs::rename(path, &target)?;
     if side_path.exists() {
         std::fs::rename(&side_path, target.with_extension("json"))?;
@@ -282,13 +288,14 @@ async fn take(
     Ok(())
 }
 
-/// Where `path` goes in `done`: under its own name, or — if an earlier document took that name —
-/// with the start of its content hash added (`scan.3fa4…c2.pdf`), so no document overwrites
-/// another. (The same name with the same content is the same document: it may overwrite.)
+/// Where `path` goes in `done` (its side file beside it, as `.json`): under its own name, or —
+/// if an earlier document or side file took that name — with the start of its content hash added
+/// (`scan.3fa4…c2.pdf`), so nothing overwrites another's. (The same name with the same content is
+/// the same document: it may overwrite.)
 fn unused_name(done: &Path, path: &Path, hash: &str) -> PathBuf {
     let name = path.file_name().unwrap_or_default();
     let plain = done.join(name);
-    if !plain.exists() {
+    if !plain.exists() && !plain.with_extension("json").exists() {
         return plain;
     }
     let stem = path.file_stem().unwrap_or_default().to_string_lossy();

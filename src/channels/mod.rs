@@ -286,12 +286,15 @@ impl Channels {
         if interval > 0 {
             let now = store::now_ms();
             let window = i64::try_from(interval.saturating_mul(1000)).unwrap_or(i64::MAX);
-            let fresh = self
-                .inner
-                .store
-                .acknowledged_since(tenant, ticket, now - window)
-                .await?;
-            if fresh || !self.claim_acknowledgement(tenant, &to, now, window) {
+            // The claim first: a flood is turned away in memory; a claim the store then finds
+            // answered already stays, so the rest of the flood is too.
+            if !self.claim_acknowledgement(tenant, &to, now, window)
+                || self
+                    .inner
+                    .store
+                    .acknowledged_since(tenant, ticket, now - window)
+                    .await?
+            {
                 tracing::info!(
                     tenant,
                     ticket,

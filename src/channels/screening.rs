@@ -7,7 +7,8 @@
 //! - Configured rules match a header (case-insensitive name, substring of the value) and either
 //!   drop the message (spam) or only suppress the auto-reply.
 //! - Machine-sent mail (`Auto-Submitted` other than `no`, `Precedence: bulk|list|junk`, a
-//!   `List-Id`, `X-Autoreply` and its kin, bounces and read receipts — `multipart/report` — and
+//!   `List-Id`, `X-Autoreply` and its kin, `X-Auto-Response-Suppress: All|AutoReply`, bounces
+//!   and read receipts — `multipart/report` — and
 //!   mail from `mailer-daemon@` or `postmaster@`) and mail without a sender become tickets but
 //!   are never auto-answered (RFC 3834 §2).
 
@@ -15,9 +16,19 @@ use serde::{Deserialize, Serialize};
 
 use super::mime::InboundMail;
 
-/// Headers of robots that do not set `Auto-Submitted` (vacation responders' `X-Autoreply`,
-/// `X-Autorespond`) and Microsoft's request not to be answered automatically.
-const MACHINE_HEADERS: [&str; 3] = ["X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress"];
+/// Headers of robots that do not set `Auto-Submitted` (vacation responders').
+const MACHINE_HEADERS: [&str; 2] = ["X-Autoreply", "X-Autorespond"];
+
+/// Whether `(name, value)` is Microsoft's request not to be answered automatically
+/// (`X-Auto-Response-Suppress: All`, or a list naming `AutoReply`; `DR`, `RN`, `OOF` … ask
+/// other things).
+fn suppresses_auto_reply(name: &str, value: &str) -> bool {
+    name.eq_ignore_ascii_case("X-Auto-Response-Suppress")
+        && value.split(',').any(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("All") || v.eq_ignore_ascii_case("AutoReply")
+        })
+}
 
 /// What a rule does with a message it matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,6 +92,7 @@ pub fn screen(mail: &InboundMail, own: &[String], rules: &[Rule]) -> Verdict {
         || mail.headers.iter().any(|(name, value)| {
             name.eq_ignore_ascii_case("List-Id")
                 || MACHINE_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+                || suppresses_auto_reply(name, value)
                 // Bounces (delivery-status) and read receipts (disposition-notification).
                 || (name.eq_ignore_ascii_case("Content-Type")
                     && value.to_lowercase().contains("multipart/report"))
@@ -121,6 +133,7 @@ mod tests {
             "From: a@x.test\r\nContent-Type: Multipart/Report; report-type=disposition-notification",
             "From: a@x.test\r\nX-Autoreply: yes",
             "From: a@x.test\r\nX-Auto-Response-Suppress: All",
+            "From: a@x.test\r\nX-Auto-Response-Suppress: DR, AutoReply",
         ] {
             assert_eq!(
                 screen(&mail(h), &[], &[]),
@@ -129,6 +142,8 @@ mod tests {
             );
         }
         let m = mail("From: a@x.test\r\nAuto-Submitted: no");
+        assert_eq!(screen(&m, &[], &[]), Verdict::Ticket { auto_reply: true });
+        let m = mail("From: a@x.test\r\nX-Auto-Response-Suppress: DR, RN");
         assert_eq!(screen(&m, &[], &[]), Verdict::Ticket { auto_reply: true });
     }
 
