@@ -729,6 +729,10 @@ mod tests {
         let mut auth = authenticator(t0);
         let credentials = answer(&auth, t0, 0, 1, "s3cret");
         let later = t0 + Duration::from_secs(301);
+        assert!(
+            auth.issued_here(&credentials),
+            "an expired nonce is still ours: it goes on to the check that calls it stale"
+        );
         assert_eq!(
             auth.verify(&credentials, "REGISTER", URI, later, lookup),
             Verdict::Stale
