@@ -594,6 +594,8 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
         b"From: e@example.test\r\nSubject: nul\r\nMessage-ID: <b9@x>\r\n\r\nbefore\0after".to_vec(),
         format!("From: f@example.test\r\nTo: <{SUPPORT}>, <a\0b@example.test>\r\nSubject: nul address\r\nMessage-ID: <b10@x>\r\nContent-Type: multipart/mixed; boundary=\"n\"\r\n\r\n--n\r\nContent-Type: text/plain\r\n\r\nsee attachment\r\n--n\r\nContent-Type: text/x-n\0ul\r\nContent-Disposition: attachment; filename=\"n.txt\"\r\n\r\nnul\r\n--n--\r\n").into_bytes(),
         mail::mail("MAILER-DAEMON@mx.example.test", SUPPORT, "bounce", "b14@x", "", "Undelivered Mail Returned to Sender"),
+        // A web form's Reply-To nobody can use: still no loop, a ticket without a contact.
+        mail::mail(SUPPORT, SUPPORT, "broken form", "b18@x", &format!("Reply-To: {}@example.test\r\n", incompressible(300)), "call me"),
         // Answers wanted elsewhere: the ticket answers there; the customer is who wrote.
         mail::mail("i@example.test", SUPPORT, "reply elsewhere", "b15@x", "Reply-To: other@example.test\r\n", "write to my other address"),
         // Two new mails of one customer: two tickets, one acknowledgement (RFC 3834).
@@ -656,6 +658,7 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "auto",
             "bounce",
             "broken",
+            "broken form",
             "first of two",
             "huge",
             "klingon",
@@ -668,6 +671,14 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
             "twice",
             "web form"
         ]
+    );
+    assert_eq!(tickets["broken form"]["contact"], Value::Null);
+    assert!(
+        tickets["broken form"]["thread"][1]["body"]
+            .as_str()
+            .is_some_and(|n| n.contains("Reply-To names no usable address")),
+        "{}",
+        tickets["broken form"]
     );
     let elsewhere = &tickets["reply elsewhere"];
     assert_eq!(elsewhere["contact"], "other@example.test");

@@ -55,6 +55,8 @@ pub enum Problem {
     NoSender,
     /// The From address is longer than [`MAX_ADDRESS`] and was not kept.
     SenderTooLong { length: usize },
+    /// The message has a `Reply-To`, but no usable address in it (none, or too long).
+    ReplyToUnusable,
     /// The Message-ID is longer than [`MAX_MESSAGE_ID`] and was not kept: answers to the
     /// message thread by the ticket's tag only.
     MessageIdTooLong { length: usize },
@@ -79,6 +81,7 @@ impl std::fmt::Display for Problem {
                 f,
                 "the sender address has {length} characters, more than the {MAX_ADDRESS} an address may have; it was not kept"
             ),
+            Problem::ReplyToUnusable => write!(f, "the Reply-To names no usable address; it was ignored"),
             Problem::MessageIdTooLong { length } => write!(
                 f,
                 "the Message-ID has {length} characters, more than the {MAX_MESSAGE_ID} kept; answers thread by the ticket number only"
@@ -228,6 +231,9 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
         }
     }
     mail.reply_to = first(message.reply_to()).filter(|r| r.address.len() <= MAX_ADDRESS);
+    if message.reply_to().is_some() && mail.reply_to.is_none() {
+        mail.problems.push(Problem::ReplyToUnusable);
+    }
     if mail.answer_to(&[]).is_none() {
         mail.problems.push(Problem::NoSender);
     }

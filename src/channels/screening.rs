@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mime::InboundMail;
+use super::mime::{InboundMail, Problem};
 
 /// Headers of robots that do not set `Auto-Submitted` (vacation responders').
 const MACHINE_HEADERS: [&str; 2] = ["X-Autoreply", "X-Autorespond"];
@@ -63,10 +63,15 @@ pub enum Verdict {
 /// Screens `mail` arriving at a mailbox whose own addresses are `own` (lowercase).
 pub fn screen(mail: &InboundMail, own: &[String], rules: &[Rule]) -> Verdict {
     let answer_to = mail.answer_to(own);
+    // A mail from us naming someone else in a Reply-To we cannot read (a web form's, broken) is
+    // no loop: it becomes a ticket, which cannot be answered by mail.
+    let foreign_reply_to = mail.problems.contains(&Problem::ReplyToUnusable);
     if let Some(to) = answer_to.filter(|to| own.contains(&to.address)) {
-        return Verdict::Drop(format!("sent from our own address {} (a loop)", to.address));
+        if !foreign_reply_to {
+            return Verdict::Drop(format!("sent from our own address {} (a loop)", to.address));
+        }
     }
-    let mut auto_reply = answer_to.is_some();
+    let mut auto_reply = answer_to.is_some_and(|to| !own.contains(&to.address));
     for rule in rules {
         let needle = rule.contains.to_lowercase();
         let hit = mail.headers.iter().any(|(name, value)| {
@@ -163,6 +168,15 @@ mod tests {
         assert_eq!(screen(&m, &own, &[]), Verdict::Ticket { auto_reply: true });
         let m = mail("From: support@demo.test\r\nReply-To: support@demo.test");
         assert!(matches!(screen(&m, &own, &[]), Verdict::Drop(_)));
+        let long = format!(
+            "From: support@demo.test\r\nReply-To: {}@example.test",
+            "x".repeat(300)
+        );
+        assert_eq!(
+            screen(&mail(&long), &own, &[]),
+            Verdict::Ticket { auto_reply: false },
+            "an unreadable Reply-To: a ticket nobody is answered for"
+        );
     }
 
     #[test]

@@ -260,7 +260,8 @@ pub async fn ingest(
         tracing::warn!(account = %account.key, source, message_id = ?mail.message_id, %problem, "mail accepted with a problem");
     }
     let address = &account.address;
-    let answer_to = mail.answer_to(&own);
+    // Never our own address: answers would come back as loops.
+    let answer_to = mail.answer_to(&own).filter(|a| !own.contains(&a.address));
     let identity = mail.identity(&own);
     let language = language::detect(&format!("{}\n{}", mail.subject, mail.text))
         .map(str::to_owned)
