@@ -9,11 +9,12 @@
 //! being written is left for the next round; one that cannot be taken (unreadable, or not
 //! movable to `processed/`) is logged and tried again next round while the others go on. A
 //! document that is not a readable TIFF or PDF still becomes a ticket (nothing is lost), with a
-//! note saying so; so does one larger than `channels.max_attachment_bytes`, which is not read
-//! into memory nor attached (the note points to `processed/`). A document whose name is taken
+//! note saying so; so does one larger than `channels.max_attachment_bytes`, which is not held
+//! in memory beyond that limit nor attached (the note points to `processed/`). A document whose name is taken
 //! in `processed/` by an earlier one is moved there under a name with its content hash.
 
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -198,14 +199,23 @@ async fn take(
             }),
         Err(_) => SideFile::default(),
     };
-    // Hashed as it is read, so that a document too large to keep is never held in memory.
+    // One pass: up to the limit into memory, the rest of a larger document only hashed.
+    let limit = channels.config().max_attachment_bytes;
+    let mut file = std::fs::File::open(path)?;
+    let mut data = Vec::new();
+    (&mut file).take(limit as u64 + 1).read_to_end(&mut data)?;
     let mut hasher = Sha256::new();
-    let size = std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    hasher.update(&data);
+    let too_large = data.len() > limit;
+    let mut size = data.len() as u64;
+    if too_large {
+        data = Vec::new();
+        size += std::io::copy(&mut file, &mut hasher)?;
+    }
     let hash = hex::encode(hasher.finalize());
     let done = config.inbox.join("processed");
     let target = unused_name(&done, path, &hash);
-    let limit = channels.config().max_attachment_bytes;
-    let attachments = if size > limit as u64 {
+    let attachments = if too_large {
         tracing::warn!(file = %path.display(), size, limit, "document too large to attach");
         notes.push(format!(
             "{name} has {size} bytes, more than the {limit} kept: it is not attached; find it as {} in the {kind} inbox",
@@ -213,7 +223,6 @@ async fn take(
         ));
         Vec::new()
     } else {
-        let data = std::fs::read(path)?;
         let problem = document.check(&data);
         if let Some(problem) = problem {
             tracing::warn!(file = %path.display(), problem, "document accepted with a problem");
