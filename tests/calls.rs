@@ -553,6 +553,18 @@ async fn unanswered_call_is_rerouted(db: Db) {
     f.s.stop().await;
 }
 
+/// The caller (after what it had received) hears vacd's music on hold: 20 ms G.711 frames from
+/// the call's media address.
+async fn hears_music(caller: &mut Phone, leg: &common::phone::Leg) {
+    caller.drain_rtp().await;
+    let (from, music) = caller
+        .recv_rtp_within(common::phone::WAIT)
+        .await
+        .expect("music on hold");
+    assert_eq!(from, leg.remote_rtp);
+    assert_eq!(music.len(), 160, "20 ms of G.711");
+}
+
 /// The agent's phone holds the call (re-INVITE sendonly): vacd answers recvonly, the caller
 /// hears music and nothing the caller sends reaches the agent; resuming bridges again.
 async fn agent_holds_and_resumes(db: Db) {
@@ -573,13 +585,7 @@ async fn agent_holds_and_resumes(db: Db) {
     let answer = String::from_utf8_lossy(&held.body).into_owned();
     assert!(answer.contains("a=recvonly"), "{answer}");
     // On hold: music reaches the caller again, the caller's voice does not reach the agent.
-    caller.drain_rtp().await;
-    let (from, music) = caller
-        .recv_rtp_within(common::phone::WAIT)
-        .await
-        .expect("music on hold");
-    assert_eq!(from, leg.remote_rtp);
-    assert_eq!(music.len(), 160, "20 ms of G.711");
+    hears_music(&mut caller, &leg).await;
     for sequence in 0..5 {
         caller
             .send_rtp(leg.remote_rtp, sequence, b"while on hold")
@@ -626,13 +632,7 @@ async fn a_reinvite_without_an_offer_gets_one(db: Db) {
         "{offer}"
     );
     // The answer in the ACK put the call on hold: music reaches the caller.
-    caller.drain_rtp().await;
-    let (from, music) = caller
-        .recv_rtp_within(common::phone::WAIT)
-        .await
-        .expect("music on hold");
-    assert_eq!(from, leg.remote_rtp);
-    assert_eq!(music.len(), 160, "20 ms of G.711");
+    hears_music(&mut caller, &leg).await;
     let resumed = bruno.phone.reinvite(&mut agent_leg, "sendrecv").await;
     assert_eq!(resumed.status_code.code(), 200, "{resumed}");
     caller

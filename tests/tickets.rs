@@ -872,15 +872,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
             taken(5).then_some(())
         })
         .await;
-        let (_, page) = s
-            .get("/api/v1/interactions?channel=email&limit=100", &admin)
-            .await;
-        let bigs = page["items"]
-            .as_array()
-            .expect("tickets")
-            .iter()
-            .filter(|t| t["subject"] == "big")
-            .count();
+        let bigs = tickets_titled(&s, &admin, "email", "big").await;
         assert_eq!(bigs, 1, "{protocol:?}: one ticket for the big mail");
         s.stop().await;
     }
@@ -1381,6 +1373,22 @@ async fn a_ticket_another_agent_works_on_is_theirs(db: Db) {
 /// A minimal valid TIFF (one empty image directory).
 const TIFF: &[u8] = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 
+/// How many `channel` interactions (of the first 100) have the subject `subject`.
+async fn tickets_titled(s: &TestServer, token: &str, channel: &str, subject: &str) -> usize {
+    let (_, page) = s
+        .get(
+            &format!("/api/v1/interactions?channel={channel}&limit=100"),
+            token,
+        )
+        .await;
+    page["items"]
+        .as_array()
+        .expect("tickets")
+        .iter()
+        .filter(|t| t["subject"] == subject)
+        .count()
+}
+
 /// Waits for a ticket of `channel` whose subject is `subject`.
 async fn ticket_of(s: &TestServer, token: &str, channel: &str, subject: &str) -> Value {
     let deadline = std::time::Instant::now() + MAIL_WAIT;
@@ -1560,15 +1568,7 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         "{big}"
     );
     assert!(fax_in.join("stuck.pdf").exists(), "the stuck fax stays");
-    let (_, stuck) = s
-        .get("/api/v1/interactions?channel=fax&limit=100", &admin)
-        .await;
-    let stuck = stuck["items"]
-        .as_array()
-        .expect("tickets")
-        .iter()
-        .filter(|t| t["subject"] == "Stuck fax")
-        .count();
+    let stuck = tickets_titled(&s, &admin, "fax", "Stuck fax").await;
     assert_eq!(stuck, 1, "taken again every round, its ticket is made once");
 
     let letter = ticket_of(&s, &admin, "letter", "Cancellation").await;

@@ -195,7 +195,15 @@ mod tests {
         ];
         let spam = mail("From: a@x.test\r\nX-Spam-Flag: yes");
         assert!(matches!(screen(&spam, &[], &rules), Verdict::Drop(_)));
-        // Encoded words are matched as they read.
+        let partner = mail("From: b@partner.test");
+        assert_eq!(
+            screen(&partner, &[], &rules),
+            Verdict::Ticket { auto_reply: false }
+        );
+    }
+
+    #[test]
+    fn rules_match_encoded_words_as_they_read() {
         let rules = [Rule {
             header: "Subject".into(),
             contains: "Rechnung für".into(),
@@ -212,23 +220,6 @@ mod tests {
         let named = mail("From: =?ISO-8859-1?Q?M=FCller?= <m@x.test>");
         assert_eq!(
             screen(&named, &[], &rules),
-            Verdict::Ticket { auto_reply: false }
-        );
-        let rules = [
-            Rule {
-                header: "x-spam-flag".into(),
-                contains: "YES".into(),
-                action: RuleAction::Drop,
-            },
-            Rule {
-                header: "From".into(),
-                contains: "@partner.test".into(),
-                action: RuleAction::NoAutoReply,
-            },
-        ];
-        let partner = mail("From: b@partner.test");
-        assert_eq!(
-            screen(&partner, &[], &rules),
             Verdict::Ticket { auto_reply: false }
         );
     }
