@@ -209,16 +209,10 @@ const fn text(max_len: usize) -> Kind {
 }
 
 pub const CHANNELS: &[&str] = &["call", "chat", "email", "fax", "letter", "sms"];
-pub const INTERACTION_STATES: &[&str] = &[
-    "new",
-    "queued",
-    "offered",
-    "connected",
-    "wrap_up",
-    "done",
-    "abandoned",
-    "failed",
-];
+/// The states an interaction can be created in through the API: `new` (routing takes it), or
+/// finished (a record of past work). The others are routing's to set: a row created `queued`
+/// would be in no queue routing knows, and could never be deleted.
+pub const CREATED_INTERACTION_STATES: &[&str] = &["new", "done", "abandoned", "failed"];
 pub const STRATEGIES: &[&str] = &[
     "longest_idle",
     "least_occupied",
@@ -486,7 +480,7 @@ pub static INTERACTIONS: Resource = Resource {
             default: Some(DefaultValue::Text("new")),
             required: false,
             mutable: false,
-            ..req("state", Kind::OneOf(INTERACTION_STATES))
+            ..req("state", Kind::OneOf(CREATED_INTERACTION_STATES))
         }),
         opt("subject", text(500)),
         opt(

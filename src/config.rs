@@ -103,7 +103,8 @@ pub struct HttpConfig {
     /// every connection has the proxy's address. Set it when clients reach vacd directly.
     pub max_connections_per_source: usize,
     /// Seconds a client has to send a request head, counted from the connection's opening or
-    /// its last answer: a keep-alive connection idle that long is closed too.
+    /// its last answer: a keep-alive connection idle that long is closed too. A request body
+    /// may pause no longer than this between two of its pieces.
     pub header_timeout_seconds: u64,
     /// Seconds a write to a client may wait for it to take the bytes (its receive window full:
     /// it does not read its answers) before the connection is closed.
@@ -126,6 +127,10 @@ pub struct AuthConfig {
     /// Bearer token of the operator, the only caller who may create, list and delete tenants.
     /// Empty disables those operations.
     pub operator_token: String,
+    /// Failed logins of one account (tenant and username) within `failed_login_window_seconds`
+    /// after which it is refused (429) until that window ends; 0 turns this off.
+    pub max_failed_logins: u32,
+    pub failed_login_window_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -328,6 +333,8 @@ impl Default for AuthConfig {
         AuthConfig {
             token_ttl_seconds: 12 * 3600,
             operator_token: String::new(),
+            max_failed_logins: 10,
+            failed_login_window_seconds: 300,
         }
     }
 }
@@ -508,10 +515,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    pub fn token_ttl(&self) -> Duration {
-        Duration::from_secs(self.auth.token_ttl_seconds)
     }
 }
 

@@ -92,12 +92,15 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         store.clone(),
         routing.handle(),
         chat.clone(),
-        &config.auth.operator_token,
-        config.token_ttl().as_millis() as i64,
+        &config.auth,
         recorder,
         Some(channels.clone()),
     );
-    let app = api::router(state, config.http.max_body_bytes);
+    let app = api::router(
+        state,
+        config.http.max_body_bytes,
+        std::time::Duration::from_secs(config.http.header_timeout_seconds),
+    );
     let listener = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| Error::Bind {

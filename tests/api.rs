@@ -50,7 +50,14 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
             json!({ "queue_id": queue, "skill_id": skill, "min_level": 4 }),
         )
         .await;
-    let escalation = s.create("/api/v1/queue-escalations", token, json!({ "queue_id": queue, "after_seconds": 60, "action": "add_overflow_queue", "overflow_queue_id": queue })).await;
+    let overflow = s
+        .create(
+            "/api/v1/queues",
+            token,
+            json!({ "name": format!("q-{tag}-overflow") }),
+        )
+        .await;
+    let escalation = s.create("/api/v1/queue-escalations", token, json!({ "queue_id": queue, "after_seconds": 60, "action": "add_overflow_queue", "overflow_queue_id": overflow })).await;
     let team = s
         .create(
             "/api/v1/teams",
@@ -282,6 +289,42 @@ async fn login_and_tokens(db: Db) {
         "unauthorized",
     );
 
+    // Guessing: after 10 failures (the default) Diego's account is refused even the right
+    // password, a made-up account locks the same way, and everyone else logs in as before.
+    for _ in 0..10 {
+        for user in ["diego", "no-one"] {
+            assert_error(
+                &login("demo", user, "guess").await,
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+            );
+        }
+    }
+    for user in ["Diego", "no-one"] {
+        assert_error(
+            &login("demo", user, "demo-password").await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+        );
+    }
+    s.demo_login("chloe").await;
+
+    // A NUL is no character PostgreSQL stores or looks for: a clear refusal, never a 500.
+    let nul = login("demo\u{0}", "alice", "demo-password").await;
+    let skills = s
+        .get("/api/v1/skills?name=%00", &s.demo_login("ada").await)
+        .await;
+    match db {
+        Db::Postgres => {
+            assert_error(&nul, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text");
+            assert_error(&skills, StatusCode::UNPROCESSABLE_ENTITY, "invalid_text");
+        }
+        Db::Sqlite => {
+            assert_error(&nul, StatusCode::UNAUTHORIZED, "unauthorized");
+            assert_eq!(skills.1["total"], 0, "{}", skills.1);
+        }
+    }
+
     let token = s.demo_login("alice").await;
     let (status, me) = s.get("/api/v1/me", &token).await;
     assert_eq!(status, StatusCode::OK);
@@ -308,6 +351,33 @@ async fn login_and_tokens(db: Db) {
         &s.get("/api/v1/me", &token).await,
         StatusCode::UNAUTHORIZED,
         "unauthorized",
+    );
+
+    // A password reset ends the logins made with the old password; other changes do not.
+    let admin = s.demo_login("ada").await;
+    let old = s.demo_login("alice").await;
+    let (_, alice) = s.get("/api/v1/me", &old).await;
+    let alice_url = format!("/api/v1/users/{}", alice["id"]);
+    let (status, _) = s
+        .patch(&alice_url, &admin, json!({ "display_name": "Alice A." }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(s.get("/api/v1/me", &old).await.0, StatusCode::OK);
+    let (status, _) = s
+        .patch(&alice_url, &admin, json!({ "password": "a-new-password" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(
+        &s.get("/api/v1/me", &old).await,
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+    );
+    let new = s.login("demo", "alice", "a-new-password").await;
+    assert_eq!(s.get("/api/v1/me", &new).await.0, StatusCode::OK);
+    assert_eq!(
+        s.get("/api/v1/me", &admin).await.0,
+        StatusCode::OK,
+        "the admin's own login lives on"
     );
     s.stop().await;
 }
@@ -584,9 +654,16 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             json!({ "channel": "email" }),
         )
         .await;
-    let before = snapshot(&s).await;
     let (_, queues) = s.get("/api/v1/queues", &admin).await;
     let queue = queues["items"][0]["id"].as_i64().expect("queue id");
+    let step = s
+        .create(
+            "/api/v1/queue-escalations",
+            &admin,
+            json!({ "queue_id": queue, "after_seconds": 60, "action": "lower_skill_levels" }),
+        )
+        .await;
+    let before = snapshot(&s).await;
     let raw = |method: Method, path: &str, content_type: Option<&str>, body: &'static [u8]| {
         let mut request = s
             .http
@@ -714,6 +791,34 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             json!({ "user_id": 1, "skill_id": 1, "level": 11 }),
             "out_of_range",
         ),
+        // Steps routing would refuse, and with them the queue's whole configuration.
+        (
+            "queue-escalations",
+            json!({ "queue_id": queue, "after_seconds": 60, "action": "add_overflow_queue", "overflow_queue_id": queue }),
+            "invalid_value",
+        ),
+        (
+            "queue-escalations",
+            json!({ "queue_id": queue, "after_seconds": 60, "action": "add_overflow_queue" }),
+            "missing_field",
+        ),
+        // A content type is served as a header.
+        (
+            "attachments",
+            json!({ "message_id": 1, "filename": "a", "content_type": "text/plain\r\nX-Evil: 1" }),
+            "invalid_value",
+        ),
+        (
+            "attachments",
+            json!({ "message_id": 1, "filename": "a", "content_type": "pdf" }),
+            "invalid_value",
+        ),
+        // Routing's states are routing's to set.
+        (
+            "interactions",
+            json!({ "channel": "email", "state": "queued" }),
+            "invalid_value",
+        ),
     ];
     for (path, body, code) in cases {
         let response = s
@@ -744,6 +849,16 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "immutable_field",
+    );
+    assert_error(
+        &s.patch(
+            &format!("/api/v1/queue-escalations/{step}"),
+            &admin,
+            json!({ "action": "add_overflow_queue", "overflow_queue_id": queue }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
     );
     // Routing owns an interaction's state and queue once it exists.
     for change in [json!({ "state": "done" }), json!({ "queue_id": queue })] {
@@ -1261,6 +1376,26 @@ async fn a_request_head_has_a_deadline() {
     assert!(exchange(&s, HEALTH).await.starts_with("HTTP/1.1 200"));
     let answer = read_to_close(&mut slow).await;
     assert!(!answer.contains("200 OK"), "{answer}");
+    s.stop().await;
+}
+
+/// A client that sends its request head and then stops in the middle of the body is answered
+/// and closed once it has paused for the timeout, the login it started failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_has_a_deadline() {
+    let s = TestServer::start_with(Db::Sqlite, |c| c.http.header_timeout_seconds = 1).await;
+    let mut slow = TcpStream::connect(s.base.trim_start_matches("http://"))
+        .await
+        .expect("connects");
+    slow.write_all(
+        b"POST /api/v1/auth/login HTTP/1.1\r\nhost: vacd\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\n\r\n{\"tenant\": \"demo\",",
+    )
+    .await
+    .expect("half a body sent");
+    assert!(exchange(&s, HEALTH).await.starts_with("HTTP/1.1 200"));
+    let answer = read_to_close(&mut slow).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     s.stop().await;
 }
 

@@ -908,6 +908,7 @@ async fn acknowledgements_are_found_by_customer_and_time(db: Db) {
         "erika@example.test",
         "erika@example.test",
         "max@example.test",
+        "max@example.test",
     ]
     .into_iter()
     .enumerate()
@@ -921,19 +922,33 @@ async fn acknowledgements_are_found_by_customer_and_time(db: Db) {
         );
     }
     let before = vacd::store::now_ms() - 1;
+    let sent = |ticket: i64, to: &str, kind: Outbound| NewOutbound {
+        tenant: t,
+        interaction: ticket,
+        author: ACKNOWLEDGER.into(),
+        agent: None,
+        subject: "received".into(),
+        body: "we have your message".into(),
+        recipients: vec![to.into()],
+        message_id: None,
+        kind,
+        attachments: Vec::new(),
+    };
     store
-        .record_outbound(&NewOutbound {
-            tenant: t,
-            interaction: ids[0],
-            author: ACKNOWLEDGER.into(),
-            agent: None,
-            subject: "received".into(),
-            body: "we have your message".into(),
-            recipients: vec!["erika@example.test".into()],
-            message_id: None,
-            kind: Outbound::Acknowledgement,
-            attachments: Vec::new(),
-        })
+        .record_outbound(&sent(
+            ids[0],
+            "erika@example.test",
+            Outbound::Acknowledgement,
+        ))
+        .await
+        .expect("recorded");
+    // An agent who happens to be called like vacd answers Max: no acknowledgement.
+    store
+        .record_outbound(&sent(
+            ids[2],
+            "max@example.test",
+            Outbound::Reply { close: false },
+        ))
         .await
         .expect("recorded");
     let since = |ticket: i64, at: i64| store.acknowledged_since(t, ticket, at);
@@ -954,6 +969,10 @@ async fn acknowledgements_are_found_by_customer_and_time(db: Db) {
     assert!(
         !since(ids[2], before).await.expect("query"),
         "another customer's tickets do not see it"
+    );
+    assert!(
+        !since(ids[3], before).await.expect("query"),
+        "an agent's reply is no acknowledgement, whatever the author's name"
     );
     s.stop().await;
 }

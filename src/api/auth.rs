@@ -5,6 +5,7 @@
 
 use std::pin::Pin;
 use std::sync::OnceLock;
+use std::time::Instant;
 
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -234,30 +235,45 @@ pub struct Me {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = super::error::ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     body: std::result::Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>> {
     let Json(request) = body?;
-    let login = state
-        .store
-        .find_login(&request.tenant, &request.username)
-        .await?;
+    let (tenant, username) = (request.tenant.as_str(), request.username.as_str());
+    if let Err(left) = guard(&state).check(tenant, username, Instant::now()) {
+        tracing::warn!(%tenant, %username, "login refused: too many failed logins");
+        return Err(Error::RateLimited(format!(
+            "too many failed logins; try again in {} seconds",
+            left.as_secs() + 1
+        )));
+    }
+    let login = state.store.find_login(tenant, username).await?;
     let hash = login
         .as_ref()
         .map_or(decoy_hash(), |l| l.password_hash.as_str())
         .to_owned();
-    // Argon2 takes tens of milliseconds of CPU on purpose: off the async workers, so that a
-    // burst of logins does not stall every other request.
-    let password = request.password.clone();
-    let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false);
+    // Argon2 takes tens of milliseconds of CPU and ~19 MiB on purpose: off the async workers,
+    // so that a burst of logins does not stall every other request, and a few at a time, so
+    // that a flood of them cannot take every core and gigabytes of memory.
+    let valid = {
+        let _turn = state
+            .password_checks
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal(crate::store::Error::Closed))?;
+        let password = request.password.clone();
+        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+            .await
+            .unwrap_or(false)
+    };
     let Some(login) = login.filter(|_| valid) else {
-        tracing::warn!(tenant = %request.tenant, username = %request.username, "login failed");
+        guard(&state).failed(tenant, username, Instant::now());
+        tracing::warn!(%tenant, %username, "login failed");
         return Err(Error::Unauthorized("unknown tenant, user or password"));
     };
+    guard(&state).succeeded(tenant, username);
     let token = random_token();
     let expires_at = now_ms() + state.token_ttl_ms;
     state
@@ -279,6 +295,13 @@ pub async fn login(
             display_name: login.display_name,
         },
     }))
+}
+
+fn guard(state: &AppState) -> std::sync::MutexGuard<'_, super::login_guard::LoginGuard> {
+    state
+        .login_guard
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("bearer" = [])),

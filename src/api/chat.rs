@@ -347,7 +347,13 @@ async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
     let (Some(tenant), Some(address)) = (field("tenant"), field("widget")) else {
         return Err(("invalid_command", "`tenant` and `widget` are needed".into()));
     };
-    let widget = match state.store.chat_widget(tenant, address).await {
+    // No tenant or widget name holds a NUL (PostgreSQL could not even look for one).
+    let looked_up = if tenant.contains('\0') || address.contains('\0') {
+        Ok(None)
+    } else {
+        state.store.chat_widget(tenant, address).await
+    };
+    let widget = match looked_up {
         Ok(Some(widget)) => widget,
         Ok(None) => {
             return Err((
@@ -355,7 +361,13 @@ async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
                 format!("no chat widget {address} of tenant {tenant}"),
             ))
         }
-        Err(e) => return Err(("store_failed", e.to_string())),
+        Err(e) => {
+            tracing::error!(%tenant, widget = %address, error = %e, "chat widget not read");
+            return Err((
+                "store_failed",
+                "the chat could not be started; try again".into(),
+            ));
+        }
     };
     if !state.chat.may_start(peer.ip()) {
         return Err((

@@ -32,7 +32,8 @@ pub enum Error {
     Conflict { code: &'static str, message: String },
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// The caller's source sent more than its limit allows (429).
+    /// The caller went over a limit: its source sent too much, or the account it logs in to
+    /// failed too often (429).
     #[error("{0}")]
     RateLimited(String),
     #[error("internal error")]
@@ -77,6 +78,9 @@ impl Error {
             Error::Internal(store::Error::CommitUnknown) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown")
             }
+            Error::Internal(e) if e.is_unstorable_text() => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_text")
+            }
             Error::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -101,6 +105,9 @@ impl IntoResponse for Error {
             // Store errors other than the domain ones are faults of ours: log the cause, tell
             // the client only that it happened.
             Error::Internal(e @ store::Error::CommitUnknown) => e.to_string(),
+            Error::Internal(e) if e.is_unstorable_text() => {
+                "a text holds a character that cannot be stored (such as NUL)".into()
+            }
             Error::Internal(e) if status.is_server_error() => {
                 tracing::error!(error = %e, "request failed");
                 self.to_string()

@@ -15,6 +15,7 @@ mod console;
 pub mod error;
 mod health;
 mod interactions;
+mod login_guard;
 mod openapi;
 mod pages;
 mod reports;
@@ -24,7 +25,7 @@ mod tenants;
 mod tickets;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::header;
@@ -63,6 +64,10 @@ pub struct Shared {
     /// SHA-256 of the operator token; `None` when tenant management is disabled.
     pub operator_token_hash: Option<String>,
     pub token_ttl_ms: i64,
+    /// Locks accounts whose passwords are being guessed.
+    login_guard: std::sync::Mutex<login_guard::LoginGuard>,
+    /// Password checks under way at most (each takes ~19 MiB and tens of ms of a core).
+    password_checks: tokio::sync::Semaphore,
     pub metrics: PrometheusHandle,
     openapi: String,
     /// The floors the supervisors' feeds watch, one look per tenant.
@@ -82,8 +87,7 @@ impl AppState {
         store: Store,
         routing: RoutingHandle,
         chat: ChatHub,
-        operator_token: &str,
-        token_ttl_ms: i64,
+        auth: &crate::config::AuthConfig,
         metrics: PrometheusHandle,
         channels: Option<crate::channels::Channels>,
     ) -> AppState {
@@ -95,9 +99,17 @@ impl AppState {
             store,
             routing,
             chat,
-            operator_token_hash: (!operator_token.is_empty())
-                .then(|| auth::token_hash(operator_token)),
-            token_ttl_ms,
+            operator_token_hash: (!auth.operator_token.is_empty())
+                .then(|| auth::token_hash(&auth.operator_token)),
+            token_ttl_ms: i64::try_from(auth.token_ttl_seconds.saturating_mul(1000))
+                .unwrap_or(i64::MAX),
+            login_guard: std::sync::Mutex::new(login_guard::LoginGuard::new(
+                auth.max_failed_logins,
+                Duration::from_secs(auth.failed_login_window_seconds),
+            )),
+            password_checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
             metrics,
             openapi,
             floors: supervisor::Floors::default(),
@@ -109,7 +121,10 @@ impl AppState {
     }
 }
 
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The API's routes; a request body may be `max_body_bytes` long and pause at most
+/// `body_timeout` between two of its pieces (a client that sends its headers and then nothing
+/// would otherwise hold its connection, and a place under the cap, for ever).
+pub fn router(state: AppState, max_body_bytes: usize, body_timeout: Duration) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ready", get(health::ready))
@@ -159,6 +174,9 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(|| async { error::Error::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { error::Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            body_timeout,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }

@@ -20,8 +20,8 @@ use super::auth::{hash_password, Caller};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{
-    Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, INTERACTIONS, MAILBOXES, RESOURCES,
-    USERS,
+    Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, INTERACTIONS, MAILBOXES,
+    QUEUE_ESCALATIONS, RESOURCES, USERS,
 };
 use crate::store::{ListQuery, Page, Value};
 
@@ -89,6 +89,9 @@ async fn create(
     let who = caller.user_with(writer(r)?)?;
     let Json(body) = body?;
     let values = fields(r, body, Mode::Create)?;
+    if std::ptr::eq(r, &QUEUE_ESCALATIONS) {
+        escalation_step(&JsonValue::Null, &values)?;
+    }
     let created = super::to_the_end(async move {
         let created = state
             .store
@@ -115,6 +118,9 @@ async fn update(
     let Path(id) = id?;
     let Json(body) = body?;
     let values = fields(r, body, Mode::Update)?;
+    if std::ptr::eq(r, &QUEUE_ESCALATIONS) {
+        escalation_step(&state.store.get(r, who.tenant_id, id).await?, &values)?;
+    }
     let updated = super::to_the_end(async move {
         let updated = state
             .store
@@ -210,8 +216,10 @@ async fn attachment_content(
     let Path(id) = id?;
     let meta = state.store.get(&ATTACHMENTS, who.tenant_id, id).await?;
     let bytes = state.store.attachment_content(who.tenant_id, id).await?;
+    // Rows written before the API checked media types may hold no valid header value.
     let content_type = meta["content_type"]
         .as_str()
+        .filter(|t| is_media_type(t))
         .unwrap_or("application/octet-stream")
         .to_owned();
     // The content type is the customer's: a page or script sent as an attachment must not run
@@ -339,7 +347,70 @@ fn fields(r: &Resource, body: JsonValue, mode: Mode) -> Result<Vec<(&'static Col
         }
     }
     sip_credentials(&mut values)?;
+    if std::ptr::eq(r, &ATTACHMENTS) {
+        media_type(&values)?;
+    }
     Ok(values)
+}
+
+/// An attachment's `content_type` is served as its `Content-Type` header: a `type/subtype`
+/// (parameters after it allowed) of printable ASCII only.
+fn media_type(values: &[(&'static Column, Value)]) -> Result<()> {
+    let Some((_, Value::Text(Some(given)))) = values.iter().find(|(c, _)| c.name == "content_type")
+    else {
+        return Ok(());
+    };
+    if is_media_type(given) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "invalid_value",
+            "`content_type` must be a media type such as `application/pdf`",
+        ))
+    }
+}
+
+fn is_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
+    value.bytes().all(|b| matches!(b, b' '..=b'~'))
+        && essence
+            .split_once('/')
+            .is_some_and(|(kind, sub)| token(kind) && token(sub))
+}
+
+/// An escalation step as it would be stored — `values` written over `stored` (`Null` for a
+/// new step) — must be one routing takes: a step adding an overflow queue names one, other
+/// than its own queue (routing refuses a queue whose step does not).
+fn escalation_step(stored: &JsonValue, values: &[(&'static Column, Value)]) -> Result<()> {
+    let int = |name: &str| match values.iter().find(|(c, _)| c.name == name) {
+        Some((_, Value::Int(v))) => *v,
+        Some((_, Value::Text(_))) => None,
+        None => stored[name].as_i64(),
+    };
+    let action = match values.iter().find(|(c, _)| c.name == "action") {
+        Some((_, Value::Text(Some(action)))) => Some(action.as_str()),
+        Some(_) => None,
+        None => stored["action"].as_str(),
+    };
+    if action != Some("add_overflow_queue") {
+        return Ok(());
+    }
+    match int("overflow_queue_id") {
+        None => Err(Error::invalid(
+            "missing_field",
+            "`overflow_queue_id` is required for `add_overflow_queue`",
+        )),
+        Some(overflow) if Some(overflow) == int("queue_id") => Err(Error::invalid(
+            "invalid_value",
+            "a queue cannot overflow into itself",
+        )),
+        Some(_) => Ok(()),
+    }
 }
 
 /// The digest hashes of a SIP password bind it to the SIP username (HA1 =

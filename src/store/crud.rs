@@ -210,6 +210,14 @@ impl Store {
             .map_err(|e| Error::classify(e, resource.schema))?
             .ok_or(Error::NotFound)?;
         let updated = row_to_json(resource, &row)?;
+        // A new password ends every login made with the old one: a reset locks out whoever
+        // knew it, on REST and on the open sockets (which check their session again).
+        if values.iter().any(|(c, _)| matches!(c.kind, Kind::Password)) {
+            sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         events::append_in(
             &mut tx,
             &audit(resource.table, "updated", tenant, actor, id),

@@ -101,6 +101,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the database refused a text it was given (PostgreSQL takes no NUL character,
+    /// nor bytes that are not UTF-8): the caller's fault, whichever field it was.
+    pub fn is_unstorable_text(&self) -> bool {
+        match self {
+            Error::Database(sqlx::Error::Database(db)) => {
+                // character_not_in_repertoire, untranslatable_character
+                matches!(db.code().as_deref(), Some("22021" | "22P05"))
+            }
+            _ => false,
+        }
+    }
+
     /// Turns constraint violations into domain errors about `what` (a schema name).
     fn classify(e: sqlx::Error, what: &'static str) -> Error {
         match &e {

@@ -450,6 +450,16 @@ impl Store {
                 ("raise_priority", _) => EscalationAction::RaisePriority {
                     by: amount.unwrap_or(10).clamp(1, 100) as i32,
                 },
+                // Routing refuses a queue overflowing into itself, and with it the queue's
+                // whole configuration: the step is dropped instead (the API refuses it too).
+                ("add_overflow_queue", Some(overflow)) if overflow == queue_id => {
+                    tracing::warn!(
+                        tenant,
+                        queue = queue_id,
+                        "escalation step overflowing into its own queue ignored"
+                    );
+                    continue;
+                }
                 ("add_overflow_queue", Some(overflow)) => EscalationAction::AddOverflowQueues {
                     queues: vec![QueueId(id(overflow))],
                 },

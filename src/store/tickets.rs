@@ -949,19 +949,20 @@ impl Store {
         Ok(())
     }
 
-    /// Whether the customer of ticket `ticket` got an acknowledgement (an outbound message by
-    /// vacd itself) on another ticket since `since` (Unix ms).
+    /// Whether the customer of ticket `ticket` got an acknowledgement on another ticket since
+    /// `since` (Unix ms). Told by the `ticket.acknowledged` events, not by the messages' author:
+    /// an agent may be called like vacd itself.
     pub async fn acknowledged_since(&self, tenant: i64, ticket: i64, since: i64) -> Result<bool> {
         let row = sqlx::query(
             "SELECT 1 AS hit FROM interactions t \
              JOIN interactions i ON i.tenant_id = t.tenant_id AND i.customer_id = t.customer_id \
-             JOIN messages m ON m.interaction_id = i.id \
+             JOIN events e ON e.tenant_id = i.tenant_id AND e.interaction_id = i.id \
              WHERE t.tenant_id = $1 AND t.id = $2 AND i.id <> t.id \
-             AND m.direction = 'out' AND m.author = $3 AND m.created_at > $4 LIMIT 1",
+             AND e.kind = $3 AND e.at > $4 LIMIT 1",
         )
         .bind(tenant)
         .bind(ticket)
-        .bind(ACKNOWLEDGER)
+        .bind(Outbound::Acknowledgement.event())
         .bind(since)
         .fetch_optional(&self.pool)
         .await?;
