@@ -255,6 +255,42 @@ async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
     s.stop().await;
 }
 
+/// A chat sent back to its queue while an invited colleague stays in it, then ended by the
+/// visitor, is let go by routing too: no agent is offered a chat that is over.
+async fn a_chat_ended_while_queued_with_a_guest_in_it_is_let_go(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+    let (mut alice, alice_id) = ready(&s, "alice").await;
+    bruno
+        .ok(json!({ "type": "chat.invite", "interaction": interaction, "agent": alice_id }))
+        .await;
+    alice
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    let url = format!("/api/v1/interactions/{interaction}");
+    let (_, row) = s.get(&url, &admin).await;
+    bruno
+        .ok(json!({ "type": "interaction.transfer", "interaction": interaction, "to": { "target": "queue", "queue": row["queue_id"] } }))
+        .await;
+    vera.ws
+        .expect_where("chat.left", |f| f["name"] == "Bruno Becker")
+        .await;
+    vera.frame(json!({ "type": "chat.end" })).await;
+    vera.ws
+        .expect_where("chat.ended", |f| f["reason"] == "visitor")
+        .await;
+    eventually("the ended chat let go by routing", || async {
+        let (_, row) = s.get(&url, &admin).await;
+        (row["state"] == "abandoned").then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
 async fn a_supervisor_monitors_invisibly_whispers_and_takes_over(db: Db) {
     let s = TestServer::start(db).await;
     let (mut bruno, _) = ready(&s, "bruno").await;
@@ -755,6 +791,21 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
     assert!(mail
         .header("From")
         .is_some_and(|f| f.contains("support@demo.vacd.test")));
+
+    // A visitor who gave no address names one, which stays the chat's only one, and a chat
+    // sends three transcripts at most: the company's mailbox is nobody's way to mail anybody.
+    let mut eve = Visitor::start(&s, json!({ "language": "en" })).await;
+    eve.say("e-1", "Please mail me this").await;
+    for asked in ["eve@example.com", "victim@example.org", "other@example.net"] {
+        eve.frame(json!({ "type": "chat.email_transcript", "email": asked }))
+            .await;
+        let sent = eve.ws.expect("chat.transcript_sent").await;
+        assert_eq!(sent["email"], "eve@example.com");
+    }
+    eve.frame(json!({ "type": "chat.email_transcript", "email": "eve@example.com" }))
+        .await;
+    let refused = eve.ws.expect("error").await;
+    assert_eq!(refused["code"], "rate_limited", "{refused}");
     s.stop().await;
 }
 
@@ -806,6 +857,7 @@ on_both_backends!(
     a_german_visitor_chats_with_the_german_speaking_agent,
     a_reconnecting_visitor_gets_the_transcript_and_resends_count_once,
     invite_makes_a_conference_and_transfer_hands_over_the_history,
+    a_chat_ended_while_queued_with_a_guest_in_it_is_let_go,
     a_supervisor_monitors_invisibly_whispers_and_takes_over,
     availability_follows_language_and_the_offline_form_makes_a_ticket,
     bad_input_gets_clear_errors_and_hurts_no_other_chat,

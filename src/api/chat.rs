@@ -510,6 +510,7 @@ async fn visitor_frame(
                         tracing::info!(chat = attached.chat, error = %e, "chat transcript not sent");
                         let code = match &e {
                             Error::Invalid { code, .. } => code,
+                            Error::RateLimited(_) => "rate_limited",
                             _ => "transcript_failed",
                         };
                         error(code, &e.to_string(), None)
@@ -538,16 +539,33 @@ async fn visitor_frame(
     }
 }
 
+/// Transcripts one chat may email at most.
+const MAX_TRANSCRIPTS: usize = 3;
+
 /// Emails the chat's transcript (what the visitor saw: no whispers) to the address the visitor
-/// gave at the start, or — only if none was given — to `requested`. Sent from the widget
-/// mailbox's email address like a ticket's answer. The address it went to.
+/// gave at the start, or — only if none was given — to `requested`, which then stays the
+/// chat's one address. Sent from the widget mailbox's email address like a ticket's answer, at
+/// most [`MAX_TRANSCRIPTS`] times per chat: the visitor writes the text, and the company's own
+/// mailbox must not become anyone's way to mail anybody. The address it went to.
 async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) -> Result<String> {
     let row = state
         .store
         .chat_by_id(chat)
         .await?
         .ok_or_else(|| Error::NotFound(format!("no chat {chat}")))?;
-    let to = match (&row.visitor_email, requested) {
+    let interaction = row
+        .interaction
+        .ok_or_else(|| Error::invalid("empty_chat", "the chat has no messages yet"))?;
+    let sent = state
+        .store
+        .transcripts_sent(row.tenant, interaction)
+        .await?;
+    if sent.len() >= MAX_TRANSCRIPTS {
+        return Err(Error::RateLimited(format!(
+            "this chat's transcript was sent {MAX_TRANSCRIPTS} times already"
+        )));
+    }
+    let to = match (row.visitor_email.as_ref().or(sent.first()), requested) {
         (Some(email), _) => email.clone(),
         (None, Some(email)) => valid_email(email)
             .ok_or_else(|| Error::invalid("invalid_value", "`email` must be an email address"))?,
@@ -558,9 +576,6 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
             ))
         }
     };
-    let interaction = row
-        .interaction
-        .ok_or_else(|| Error::invalid("empty_chat", "the chat has no messages yet"))?;
     let widget = state
         .store
         .chat_widget_of(row.tenant, row.service_address)
@@ -600,5 +615,9 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
             code: "transcript_failed",
             message: e.to_string(),
         })?;
+    state
+        .store
+        .transcript_sent(row.tenant, interaction, &to)
+        .await?;
     Ok(to)
 }

@@ -464,14 +464,23 @@ impl Actor {
     async fn close(&mut self, reason: EndReason) {
         if let (true, Some(interaction)) = (self.routed, self.chat.interaction) {
             let interaction = InteractionId(interaction as u64);
-            let input = if self.session.agents().next().is_some() {
-                Input::End { interaction }
+            // Ended if an agent has it, abandoned if it waits. The session's agents are a
+            // hint, not routing's view: an invited agent may stay in a chat that was
+            // transferred back to a queue, a transfer may be ringing. So the other input is
+            // tried when routing refuses the first — a chat left queued would be offered to
+            // an agent who could never end it.
+            let (end, abandon) = (Input::End { interaction }, Input::Abandon { interaction });
+            let (first, then) = if self.session.agents().next().is_some() {
+                (end, abandon)
             } else {
-                Input::Abandon { interaction }
+                (abandon, end)
             };
             let tenant = TenantId(self.chat.tenant as u64);
-            if let Err(e) = self.hub.routing.router().input(tenant, input).await {
-                tracing::debug!(chat = self.chat.id, error = %e, "routing had let go of the chat");
+            let router = self.hub.routing.router();
+            if let Err(e) = router.input(tenant, first).await {
+                if let Err(again) = router.input(tenant, then).await {
+                    tracing::debug!(chat = self.chat.id, error = %e, %again, "routing had let go of the chat");
+                }
             }
             self.routed = false;
         }

@@ -16,6 +16,9 @@ use super::events::append_in;
 use super::message_commit::Message;
 use super::{now_ms, NewEvent, Result, Store};
 
+/// The event of a chat transcript emailed to the visitor.
+const TRANSCRIPT_SENT: &str = "chat.transcript_sent";
+
 /// A widget: where its chats go and how it looks.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChatWidget {
@@ -269,6 +272,40 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(chat_row).transpose()
+    }
+
+    /// The addresses chat `interaction`'s transcript was emailed to, the first first (its
+    /// `chat.transcript_sent` events).
+    pub async fn transcripts_sent(&self, tenant: i64, interaction: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT payload FROM events WHERE tenant_id = $1 AND interaction_id = $2 \
+             AND kind = $3 ORDER BY id",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .bind(TRANSCRIPT_SENT)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut sent = Vec::with_capacity(rows.len());
+        for row in rows {
+            let payload: String = row.try_get("payload")?;
+            let payload: serde_json::Value = serde_json::from_str(&payload).unwrap_or_default();
+            sent.push(payload["to"].as_str().unwrap_or_default().to_owned());
+        }
+        Ok(sent)
+    }
+
+    /// Logs that chat `interaction`'s transcript was emailed to `to`.
+    pub async fn transcript_sent(&self, tenant: i64, interaction: i64, to: &str) -> Result<()> {
+        self.append_event(&NewEvent {
+            tenant,
+            kind: TRANSCRIPT_SENT.into(),
+            interaction_id: Some(interaction),
+            agent_id: None,
+            queue_id: None,
+            payload: json!({ "to": to }).to_string(),
+        })
+        .await
     }
 
     /// Chats still open (to bring back after a restart).
