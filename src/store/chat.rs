@@ -16,9 +16,6 @@ use super::events::append_in;
 use super::message_commit::Message;
 use super::{now_ms, NewEvent, Result, Store};
 
-/// The event of a chat transcript emailed to the visitor.
-const TRANSCRIPT_SENT: &str = "chat.transcript_sent";
-
 /// A widget: where its chats go and how it looks.
 #[derive(Clone, Debug, Serialize)]
 pub struct ChatWidget {
@@ -279,11 +276,10 @@ impl Store {
     pub async fn transcripts_sent(&self, tenant: i64, interaction: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT payload FROM events WHERE tenant_id = $1 AND interaction_id = $2 \
-             AND kind = $3 ORDER BY id",
+             AND kind = 'chat.transcript_sent' ORDER BY id",
         )
         .bind(tenant)
         .bind(interaction)
-        .bind(TRANSCRIPT_SENT)
         .fetch_all(&self.pool)
         .await?;
         let mut sent = Vec::with_capacity(rows.len());
@@ -299,7 +295,7 @@ impl Store {
     pub async fn transcript_sent(&self, tenant: i64, interaction: i64, to: &str) -> Result<()> {
         self.append_event(&NewEvent {
             tenant,
-            kind: TRANSCRIPT_SENT.into(),
+            kind: "chat.transcript_sent".into(),
             interaction_id: Some(interaction),
             agent_id: None,
             queue_id: None,
