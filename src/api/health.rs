@@ -1,14 +1,16 @@
 //! Operational endpoints outside `/api/v1`: `/health` (the process answers), `/ready` (the store
-//! is reachable and fully migrated) and `/metrics` (Prometheus text; today's report figures are
-//! brought up to date first, see `crate::report_metrics`).
+//! is reachable and fully migrated; mail accounts up or down, and why only for the operator
+//! token) and `/metrics` (Prometheus text; today's report figures are brought up to date
+//! first, see `crate::report_metrics`). `/metrics` is for a scraper inside the deployment:
+//! block it at the reverse proxy (see docs/decisions.md).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::AppState;
+use super::{auth, AppState};
 
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, description = "the process is up")))]
 pub async fn health() -> Json<Value> {
@@ -16,13 +18,17 @@ pub async fn health() -> Json<Value> {
 }
 
 #[utoipa::path(get, path = "/ready", tag = "operations",
-    responses((status = 200, description = "store reachable, migrations applied"), (status = 503, description = "not ready")))]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    responses((status = 200, description = "store reachable, migrations applied; each mail account up or down (with its last error for the operator token)"), (status = 503, description = "not ready")))]
+pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (StatusCode, Json<Value>) {
     match state.store.ready().await {
         Ok(true) => {
             // Mail servers are outside vacd: one that is down is reported, not a reason to
-            // take vacd out of service.
-            let channels = state.channels.as_ref().map(|c| c.health());
+            // take vacd out of service. What it said is for the operator only: `/ready` is on
+            // the public listener, and a tenant admin chooses the host an account talks to.
+            let operator = auth::bearer(&headers).is_ok_and(|token| {
+                state.operator_token_hash.as_deref() == Some(auth::token_hash(token).as_str())
+            });
+            let channels = state.channels.as_ref().map(|c| c.health(operator));
             (
                 StatusCode::OK,
                 Json(json!({ "status": "ready", "channels": channels })),

@@ -214,13 +214,22 @@ impl Channels {
         self.inner.senders.remove_if(&address, |_, a| a.key == key);
     }
 
-    /// The state of every mail account, for `/ready`.
-    pub fn health(&self) -> Json {
+    /// The state of every mail account, for `/ready`; with `errors`, the last error of each
+    /// account that is down (a mail server's words, which may name hosts and users).
+    pub fn health(&self, errors: bool) -> Json {
         let accounts: serde_json::Map<String, Json> = self
             .inner
             .health
             .iter()
-            .map(|h| (h.key().clone(), json!(h.value())))
+            .map(|h| {
+                let mut health = json!(h.value());
+                if !errors {
+                    if let Some(health) = health.as_object_mut() {
+                        health.remove("error");
+                    }
+                }
+                (h.key().clone(), health)
+            })
             .collect();
         json!({ "mail_accounts": accounts })
     }
