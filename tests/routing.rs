@@ -1199,6 +1199,52 @@ async fn an_interaction_in_routing_is_not_deleted(db: Db) {
     d.s.stop().await;
 }
 
+/// The feed reads teams and names again when users change: a team lead moved to another team
+/// sees that team's agents (one created after the feed connected by name too), not the old
+/// team's.
+async fn a_team_leads_feed_follows_the_leads_team(db: Db) {
+    let d = Desk::new(db).await;
+    let north =
+        d.s.create("/api/v1/teams", &d.admin, json!({ "name": "North" }))
+            .await;
+    let south =
+        d.s.create("/api/v1/teams", &d.admin, json!({ "name": "South" }))
+            .await;
+    let (lead_id, lead) =
+        d.s.demo_user(
+            &d.admin,
+            "lead",
+            json!({ "role": "team_lead", "team_id": north }),
+        )
+        .await;
+    let mut feed = Feed::connect(&d.s, &lead).await;
+    feed.until("a frame", |_| true).await;
+    let (agent_id, token) = d.agent("southerner", &[], &[]).await;
+    let (status, _) =
+        d.s.patch(
+            &format!("/api/v1/users/{agent_id}"),
+            &d.admin,
+            json!({ "team_id": south }),
+        )
+        .await;
+    assert!(status.is_success());
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let (status, _) =
+        d.s.patch(
+            &format!("/api/v1/users/{lead_id}"),
+            &d.admin,
+            json!({ "team_id": south }),
+        )
+        .await;
+    assert!(status.is_success());
+    feed.until("the southerner, by name, on the lead's new team", |f| {
+        agent_of(f, agent_id).is_some_and(|a| a["name"] == "southerner")
+    })
+    .await;
+    d.s.stop().await;
+}
+
 /// A websocket lives only as long as the login that opened it grants what it granted then: a
 /// change of the user's role, a logout or the user's deletion closes the console and the
 /// supervisor feed (code 4001); a change that leaves the rights as they were does not.
@@ -1268,6 +1314,7 @@ on_both_backends!(
     an_interaction_in_routing_is_not_deleted,
     sockets_close_when_their_login_ends_or_changes,
     supervisor_feed_follows_the_floor,
+    a_team_leads_feed_follows_the_leads_team,
     reports_from_the_event_log,
     agents_get_their_languages_and_not_ready_gets_nothing,
     reject_goes_to_the_next_agent,

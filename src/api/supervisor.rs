@@ -61,8 +61,25 @@ struct Feed {
 
 impl Feed {
     async fn new(state: &AppState, who: Principal) -> crate::store::Result<Feed> {
+        let since = state.store.presence_since(who.tenant_id).await?;
+        let presence = since
+            .into_iter()
+            .map(|(agent, at)| (agent, (Json::Null, at)))
+            .collect();
+        let mut feed = Feed {
+            team: None,
+            people: BTreeMap::new(),
+            queue_names: BTreeMap::new(),
+            presence,
+        };
+        feed.relabel(state, who).await?;
+        Ok(feed)
+    }
+
+    /// Reads the names of people and queues, and the viewer's team, again.
+    async fn relabel(&mut self, state: &AppState, who: Principal) -> crate::store::Result<()> {
         let (users, queue_names) = state.store.floor_labels(who.tenant_id).await?;
-        let team = match who.role {
+        self.team = match who.role {
             Role::TeamLead => {
                 let own = users
                     .iter()
@@ -78,20 +95,12 @@ impl Feed {
             }
             _ => None,
         };
-        let since = state.store.presence_since(who.tenant_id).await?;
-        let presence = since
+        self.people = users
             .into_iter()
-            .map(|(agent, at)| (agent, (Json::Null, at)))
+            .map(|Person { id, name, .. }| (id, name))
             .collect();
-        Ok(Feed {
-            team,
-            people: users
-                .into_iter()
-                .map(|Person { id, name, .. }| (id, name))
-                .collect(),
-            queue_names,
-            presence,
-        })
+        self.queue_names = queue_names;
+        Ok(())
     }
 
     /// The frame for the tenant's `floor` as this viewer sees it.
@@ -298,9 +307,18 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
         "supervisor feed connected"
     );
     let mut watching = state.floors.subscribe(&state, who.tenant_id);
+    // A user changed (moved to another team, renamed, added): the team and the names are read
+    // again, and the next look shows them.
+    let mut users = state.store.session_changes();
     let mut last: Option<Json> = None;
     loop {
         tokio::select! {
+            Ok(()) = users.changed() => {
+                if let Err(err) = feed.relabel(&state, who).await {
+                    tracing::warn!(tenant = who.tenant_id, %err, "supervisor feed's names not read again");
+                }
+                watching.mark_changed();
+            }
             changed = watching.changed() => {
                 if changed.is_err() {
                     break;

@@ -147,6 +147,12 @@ impl Store {
         if std::ptr::eq(resource, &INTERACTIONS) {
             self.fresh.hold(tenant, &created);
         }
+        if std::ptr::eq(resource, &USERS) {
+            // No session to forget, but the supervisors' feeds learn the new name.
+            if let Some(id) = created["id"].as_i64() {
+                self.user_changed(tenant, id);
+            }
+        }
         Ok(created)
     }
 

@@ -204,7 +204,8 @@ impl Store {
     }
 
     /// Changes whenever a session may have ended or changed (a logout, a user changed or
-    /// deleted, a tenant deleted): a websocket holding a session checks it again then.
+    /// deleted, a tenant deleted): a websocket holding a session checks it again then. A user
+    /// added changes it too (the supervisors' feeds read their names again).
     pub fn session_changes(&self) -> watch::Receiver<u64> {
         self.sessions.changes.subscribe()
     }
