@@ -599,10 +599,11 @@ async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
     for _ in 0..8 {
         tabs.push(Visitor::resume(&s, &vera.token).await);
     }
+    vera.ws.expect("chat.replaced").await;
     assert_eq!(
         vera.ws.closed().await,
-        Some(1000),
-        "the oldest tab is let go"
+        Some(4409),
+        "the oldest tab is let go, told not to come straight back"
     );
     let mut tabs = tabs.into_iter();
     let mut last = tabs.next_back().expect("a tab");

@@ -18,8 +18,8 @@
 
   const german = browserLanguage.startsWith("de");
   const t = german
-    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", mail: "Verlauf per E-Mail", mailed: "Verlauf gesendet an", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", offline: "Senden" }
-    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", mail: "Email me the transcript", mailed: "Transcript sent to", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", offline: "Send" };
+    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", mail: "Verlauf per E-Mail", mailed: "Verlauf gesendet an", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", offline: "Senden", failed: "Der Chat konnte nicht beginnen. Bitte versuchen Sie es noch einmal." }
+    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", mail: "Email me the transcript", mailed: "Transcript sent to", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", offline: "Send", failed: "The chat could not start. Please try again." };
 
   const host = document.createElement("div");
   host.id = "vacd-chat";
@@ -99,7 +99,9 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     return el("label", { for: control.id }, label, control);
   }
 
-  function prechatForm() {
+  // The pre-chat form, filled with `filled` (what the visitor entered before a start that
+  // failed) and showing `problem`, why it failed.
+  function prechatForm(filled = {}, problem = "") {
     const form = el("form", { "aria-label": t.start });
     if (config.welcome) form.append(el("p", { class: "note", text: config.welcome }));
     if (config.prechat.includes("name")) form.append(field("name", t.name, el("input", { autocomplete: "name", maxlength: 100 })));
@@ -108,7 +110,8 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       form.append(field("topic", t.topic, el("select", {}, ...config.topics.map((topic) => el("option", { value: topic, text: topic })))));
     }
     const text = el("textarea", { required: true, rows: 3, maxlength: 4000 });
-    form.append(field("text", t.first, text), el("button", { type: "submit", text: t.start }));
+    form.append(field("text", t.first, text), el("p", { class: "status", role: "alert", text: problem }), el("button", { type: "submit", text: t.start }));
+    for (const [name, value] of Object.entries(filled)) if (form.elements[name]) form.elements[name].value = value;
     text.addEventListener("keydown", (e) => {
       if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); form.requestSubmit(); }
     });
@@ -121,7 +124,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       connect({
         type: "chat.start", tenant, widget: widgetId, language: browserLanguage,
         name: data.get("name") || undefined, email: data.get("email") || undefined, topic: data.get("topic") || undefined,
-      }, first);
+      }, first, Object.fromEntries(data));
     });
     return form;
   }
@@ -220,20 +223,46 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     send({ type: "chat.read", up_to: lastRead });
   }
 
-  function connect(start, firstMessage) {
-    ws = new WebSocket(wsUrl);
-    ws.onopen = () => {
-      ws.send(JSON.stringify(start || { type: "chat.resume", token }));
+  // Opens the chat's socket: `start` a new chat (its first message `firstMessage`, the form as
+  // `filled`), or resume the stored one. A start refused or cut off before the welcome brings
+  // the form back as the visitor filled it, with the reason: nothing typed is lost.
+  function connect(start, firstMessage, filled) {
+    const socket = new WebSocket(wsUrl);
+    ws = socket;
+    let welcomed = false;
+    const startFailed = (problem) => {
+      if (ws === socket) ws = null;
+      socket.onclose = null;
+      socket.close();
+      body.replaceChildren(prechatForm(filled, problem));
+      body.querySelector("textarea")?.focus();
     };
-    ws.onmessage = (event) => {
+    socket.onopen = () => {
+      socket.send(JSON.stringify(start || { type: "chat.resume", token }));
+    };
+    socket.onmessage = (event) => {
       let frame;
       try { frame = JSON.parse(event.data); } catch { return; }
+      if (start && !welcomed && frame.type === "error") return startFailed(frame.message);
       handle(frame, firstMessage);
-      if (frame.type === "chat.welcome") firstMessage = null;
+      if (frame.type === "chat.welcome") { welcomed = true; firstMessage = null; }
     };
-    ws.onclose = (event) => {
+    socket.onclose = (event) => {
+      if (start && !welcomed) return startFailed(t.failed);
       ws = null;
       if (ended) return;
+      if (event.code === 4409) {
+        // A newer tab took this one's place: back when the visitor comes back to this tab.
+        const back = () => {
+          if (document.visibilityState !== "visible") return;
+          document.removeEventListener("visibilitychange", back);
+          window.removeEventListener("focus", back);
+          if (!ended && !ws) connect(null);
+        };
+        document.addEventListener("visibilitychange", back);
+        window.addEventListener("focus", back);
+        return;
+      }
       if (event.code === 4404 || event.code === 4410) {
         localStorage.removeItem(storeKey);
         token = null;

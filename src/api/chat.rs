@@ -408,6 +408,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
         return;
     };
     let chat = attached.chat;
+    let mut replaced = false;
     loop {
         tokio::select! {
             received = stream.next() => match received {
@@ -433,10 +434,15 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
             },
             event = attached.events.recv() => {
                 let Some(event) = event else {
-                    // The chat ended (its last frame was `chat.ended`) or vacd is stopping.
-                    close(&mut sink, 1000, "chat over").await;
+                    if replaced {
+                        close(&mut sink, 4409, "a newer connection took this one's place").await;
+                    } else {
+                        // The chat ended (its last frame was `chat.ended`) or vacd is stopping.
+                        close(&mut sink, 1000, "chat over").await;
+                    }
                     break;
                 };
+                replaced = event == crate::chat::REPLACED;
                 if !send(&mut sink, Message::Text(event.into())).await {
                     break;
                 }

@@ -9,6 +9,10 @@
 
 mod session;
 
+/// The last frame of a visitor connection that a newer one of the same chat pushed out (a
+/// visitor has at most 8); its socket then closes with code 4409.
+pub const REPLACED: &str = r#"{"type":"chat.replaced"}"#;
+
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};

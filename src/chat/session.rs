@@ -200,8 +200,11 @@ impl Actor {
                     let _ = events.send(frame(&self.session.transcript_for(Party::Visitor)));
                     let _ = events.send(self.status());
                     if self.visitors.len() >= MAX_VISITOR_CONNECTIONS {
-                        // The oldest connection goes: its socket closes when its events end.
-                        self.visitors.remove(0);
+                        // The oldest connection goes, told why (its tab must not connect
+                        // again at once and push out the next): its socket closes when its
+                        // events end.
+                        let (_, oldest) = self.visitors.remove(0);
+                        let _ = oldest.send(super::REPLACED.to_owned());
                     }
                     self.visitors.push((conn, events));
                     let _ = reply.send(());
