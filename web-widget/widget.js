@@ -61,7 +61,7 @@ label{display:flex;flex-direction:column;gap:.2em;font-size:.9em}
 input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;background:#fff;color:#1d1d1f}
 .log{flex:1;overflow-y:auto;padding:.8em;display:flex;flex-direction:column;gap:.4em;min-height:200px}
 .msg{max-width:80%;padding:.45em .7em;border-radius:10px;background:#eef;align-self:flex-start;white-space:pre-wrap;overflow-wrap:anywhere}
-.msg.me{align-self:flex-end;background:${color};color:#fff}.msg.pending{opacity:.6}
+.msg.me{align-self:flex-end;background:${color};color:#fff}.msg.pending{opacity:.6}.msg.failed{text-decoration:line-through}
 .who{display:block;font-size:.75em;opacity:.75}
 .note{align-self:center;font-size:.85em;color:#555;text-align:center}
 .status{font-size:.85em;color:#555;padding:0 .8em;min-height:1.3em}
@@ -214,6 +214,17 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     send({ type: "chat.send", client_id: clientId, text });
   }
 
+  // Sends every message not yet acknowledged again, a second from now (vacd stores each
+  // client id once, so one that was on its way is not doubled).
+  let resendTimer = null;
+  function resendSoon() {
+    if (resendTimer) return;
+    resendTimer = setTimeout(() => {
+      resendTimer = null;
+      for (const [clientId, text] of pending) send({ type: "chat.send", client_id: clientId, text });
+    }, 1000);
+  }
+
   function send(frame) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
   }
@@ -327,7 +338,15 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         finish();
         break;
       case "error":
-        if (frame.client_id && frame.code !== "store_failed") pending.delete(frame.client_id);
+        if (frame.client_id && pending.has(frame.client_id)) {
+          // Refused for now (too fast, not stored): sent again shortly, in order, with the
+          // same client id. Refused for good (too long, say): shown as not sent.
+          if (frame.code === "rate_limited" || frame.code === "store_failed") resendSoon();
+          else {
+            pending.delete(frame.client_id);
+            log.querySelector(`[data-client="${CSS.escape(frame.client_id)}"]`)?.classList.replace("pending", "failed");
+          }
+        }
         status.textContent = frame.message;
         break;
     }

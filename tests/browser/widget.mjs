@@ -66,6 +66,17 @@ try {
   await again.getByText("Frage zu meiner Rechnung").waitFor();
   await again.getByText("Hallo Vera, wie kann ich helfen?").waitFor();
   await page.screenshot({ path: `${screenshots}/widget-reloaded.png` });
+
+  // Faster than a visitor may write (a burst of 10, then 2 a second): the refused lines are
+  // sent again until each is stored, and Bruno gets all of them.
+  const composer = page.getByRole("dialog", { name: "Demo GmbH support" }).getByLabel("Ihre Nachricht");
+  for (let n = 1; n <= 14; n++) {
+    await composer.fill(`Zeile ${n}`);
+    await composer.press("Enter");
+  }
+  const transcript = panel.getByRole("log", { name: "Transcript" });
+  for (let n = 1; n <= 14; n++) await transcript.getByText(`Zeile ${n}`, { exact: true }).waitFor();
+  await again.locator(".msg.pending").first().waitFor({ state: "detached" });
   console.log("chat ok");
 
   const french = await browser.newContext({ locale: "fr-FR", viewport: { width: 1024, height: 700 } });
