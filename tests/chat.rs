@@ -320,6 +320,18 @@ async fn a_supervisor_monitors_invisibly_whispers_and_takes_over(db: Db) {
         .expect_where("chat.message", |f| f["text"] == "Biete die Gutschrift an.")
         .await;
     assert_eq!(whisper["whisper"], true);
+    // Sam's console reconnects (a reload): monitoring again brings the whole transcript back.
+    drop(sam);
+    let mut sam = Console::connect(&s, &sam_token).await;
+    sam.ok(json!({ "type": "chat.monitor", "interaction": interaction }))
+        .await;
+    let again = sam
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(
+        texts(&again),
+        [GERMAN, "Sind Sie noch da?", "Biete die Gutschrift an."]
+    );
     // Bruno's next message is a barrier: everything before it has reached the visitor.
     bruno
         .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ja, ich bin da." }))

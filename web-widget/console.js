@@ -106,13 +106,13 @@
 
   // ---- the socket -------------------------------------------------------------------------
 
-  function command(type, fields, label, onAck) {
+  function command(type, fields, label, onAck, onError) {
     if (!ws || ws.readyState !== WebSocket.OPEN) {
       setStatus(`not connected: ${label} not sent`);
       return null;
     }
     const id = String(++nextId);
-    pending.set(id, { label, onAck });
+    pending.set(id, { label, onAck, onError });
     ws.send(JSON.stringify({ id, type, ...fields }));
     return id;
   }
@@ -154,8 +154,12 @@
       showStatus(f.status?.status, f.status?.reason);
       restore(f.work);
       // /console#monitor=42 (the wallboard links there): start monitoring that chat.
+      // Once: a reconnect must not join a chat the supervisor has left since.
       const asked = /^#monitor=(\d+)$/.exec(location.hash);
-      if (asked && supervises()) monitor(Number(asked[1]));
+      if (asked && supervises()) {
+        history.replaceState(null, "", location.pathname + location.search);
+        monitor(Number(asked[1]));
+      }
     },
     ack(f) {
       const done = pending.get(f.id);
@@ -163,8 +167,10 @@
       done?.onAck?.();
     },
     error(f) {
-      const what = pending.get(String(f.id))?.label;
+      const done = pending.get(String(f.id));
+      const what = done?.label;
       pending.delete(String(f.id));
+      done?.onError?.(f);
       setStatus(`${what ? `${what}: ` : ""}${f.message} (${f.code})`);
       if (f.client_id && f.interaction) {
         const item = work.get(f.interaction);
@@ -356,7 +362,15 @@
   async function restore(items) {
     const held = new Set(items.map((w) => w.interaction));
     for (const item of [...work.values()]) {
-      if (!held.has(item.id)) { removeOffer(item); closePanel(item); }
+      if (held.has(item.id)) continue;
+      if (item.invited && item.panel) {
+        // A chat joined as a guest or monitor is the chat's, not routing's: asked again, it
+        // says whether this agent is still in it.
+        command("chat.transcript", { interaction: item.id }, "transcript", null, () => closePanel(item));
+        continue;
+      }
+      removeOffer(item);
+      closePanel(item);
     }
     for (const w of items) {
       const known = work.get(w.interaction);

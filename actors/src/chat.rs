@@ -207,8 +207,6 @@ pub enum ChatError {
     Ended,
     #[error("you are not part of this chat")]
     NotParticipant,
-    #[error("{0} is already part of this chat")]
-    AlreadyJoined(String),
     #[error("a message needs text")]
     Empty,
     #[error("the message is longer than {0} characters")]
@@ -231,7 +229,6 @@ impl ChatError {
         match self {
             ChatError::Ended => "chat_ended",
             ChatError::NotParticipant => "not_participant",
-            ChatError::AlreadyJoined(_) => "already_joined",
             ChatError::Empty => "empty_message",
             ChatError::TooLong(_) => "message_too_long",
             ChatError::RateLimited => "rate_limited",
@@ -403,7 +400,10 @@ impl ChatSession {
                         participant.guest = false;
                         return Ok(());
                     }
-                    return Err(ChatError::AlreadyJoined(name));
+                    // Joining again (a console that lost its panel: reloaded, reconnected)
+                    // brings the transcript back; the others see nothing.
+                    self.push(party, self.transcript_for(party));
+                    return Ok(());
                 }
                 self.add(party, name.clone(), guest, now);
                 self.push(party, self.transcript_for(party));
