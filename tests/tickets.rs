@@ -933,6 +933,7 @@ async fn acknowledgements_are_found_by_customer_and_time(db: Db) {
         message_id: None,
         kind,
         attachments: Vec::new(),
+        client_id: None,
     };
     store
         .record_outbound(&sent(
@@ -1328,8 +1329,43 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
     s.stop().await;
 }
 
+/// A customer who writes while the reply is on its way is not left in an answered ticket: the
+/// reply did not answer that message, so the ticket waits again and is offered.
+async fn a_message_that_crosses_the_reply_is_routed_again(db: Db) {
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let (s, sent) = sms_desk(db, Some(gate.clone())).await;
+    let (diego_token, mut diego) = ready_agent(&s, "diego").await;
+    let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    diego.accept(id).await;
+    let (_, mut chloe) = ready_agent(&s, "chloe").await;
+    let path = format!("/api/v1/tickets/{id}/reply");
+    let body = json!({ "body": "It arrives tomorrow." });
+    let (replied, _) = tokio::join!(s.post(&path, &diego_token, body), async {
+        common::eventually("the reply at the gateway", || async {
+            (!sent.lock().expect("lock").is_empty()).then_some(())
+        })
+        .await;
+        let crossing = sms_in(
+            &s,
+            "gw-2",
+            "Also, can I change the delivery address please?",
+        )
+        .await;
+        assert_eq!(crossing["ticket"], id, "{crossing}");
+        gate.add_permits(1);
+    });
+    assert_eq!(replied.0, StatusCode::CREATED, "{}", replied.1);
+    assert_eq!(replied.1["status"], "open", "{}", replied.1);
+    chloe
+        .expect_where("offer", |f| f["interaction"] == id)
+        .await;
+    s.stop().await;
+}
+
 /// A second reply while the first is still on its way to the customer (a double click) is
-/// refused, so the customer does not get the same message twice.
+/// refused, and one sent again after it went (a retry after a lost answer) is answered with the
+/// stored reply: the customer does not get the same message twice.
 async fn a_reply_is_sent_once_however_often_it_is_clicked(db: Db) {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
     let (s, sent) = sms_desk(db, Some(gate.clone())).await;
@@ -1337,7 +1373,7 @@ async fn a_reply_is_sent_once_however_often_it_is_clicked(db: Db) {
     let id = first["ticket"].as_i64().expect("ticket");
     let diego = s.demo_login("diego").await;
     let path = format!("/api/v1/tickets/{id}/reply");
-    let body = json!({ "body": "It arrives tomorrow." });
+    let body = json!({ "body": "It arrives tomorrow.", "client_id": "draft-1" });
     let (replied, second) = tokio::join!(s.post(&path, &diego, body.clone()), async {
         common::eventually("the first reply at the gateway", || async {
             (!sent.lock().expect("lock").is_empty()).then_some(())
@@ -1349,6 +1385,10 @@ async fn a_reply_is_sent_once_however_often_it_is_clicked(db: Db) {
     });
     assert_eq!(replied.0, StatusCode::CREATED, "{}", replied.1);
     common::assert_error(&second, StatusCode::CONFLICT, "send_in_progress");
+    let (status, repeated) = s.post(&path, &diego, body).await;
+    assert_eq!(status, StatusCode::OK, "{repeated}");
+    assert_eq!(repeated["repeated"], true, "{repeated}");
+    assert_eq!(repeated["message"], replied.1["message"], "{repeated}");
     assert_eq!(sent.lock().expect("lock").len(), 1);
     s.stop().await;
 }
@@ -1749,6 +1789,7 @@ on_both_backends!(
     a_reply_during_wrap_up_waits_again,
     a_ticket_another_agent_works_on_is_theirs,
     a_reply_is_sent_once_however_often_it_is_clicked,
+    a_message_that_crosses_the_reply_is_routed_again,
     fax_and_letter_directories_in_and_pdf_out,
     tls_and_starttls_to_imap_pop3_and_smtp,
 );

@@ -387,7 +387,13 @@
         if (item.details?.customer_id) loadCustomer(item);
       }
       if (item.state === "offered") showOffer(item, null);
-      else openPanel(item);
+      else {
+        // Accepted meanwhile (or on the phone): the offer card goes.
+        removeOffer(item);
+        openPanel(item);
+        // What came while the socket was down (a customer's new mail) is read again.
+        if (known && item.ticket) loadTicket(item);
+      }
       if (item.channel === "chat" && item.state === "connected") {
         command("chat.transcript", { interaction: item.id }, "transcript");
       }
@@ -574,7 +580,7 @@
       : item.monitoring ? "Monitoring: the visitor does not see you; what you write goes to the agents only, until you take over."
       : item.invited ? "You were invited to this chat." : "Connected";
     const show = (name, on) => { const b = item.panel.querySelector(`[data-action="${name}"]`); if (b) b.hidden = !on; };
-    show("end", open && !item.invited);
+    show("end", open && (!item.invited || item.tookOver));
     show("leave", item.invited && !item.chatEnded);
     show("takeover", Boolean(item.monitoring) && !item.chatEnded);
     show("close", item.invited && item.chatEnded);
@@ -603,6 +609,8 @@
       button("leave", "Leave", "", () => command("chat.leave", { interaction: item.id }, "leave", () => closePanel(item))),
       button("takeover", "Take over", "", () => command("chat.takeover", { interaction: item.id }, "take over", () => {
         item.monitoring = false;
+        item.tookOver = true;
+        renderTools(item);
         renderState(item);
       })),
       button("close", "Close", "", () => closePanel(item)),
@@ -617,7 +625,9 @@
     const others = agents.filter((a) => a.id !== me.id);
     const agentOptions = () => others.map((a) => el("option", { value: `agent:${a.id}`, textContent: a.name }));
     const parts = [];
-    if (item.channel === "chat") {
+    // A supervisor in the chat (monitoring, or having taken over) invites nobody: the chat
+    // refuses it.
+    if (item.channel === "chat" && !item.monitoring && !item.tookOver) {
       const invite = el("select", { id: `invite-${item.id}` }, ...agentOptions());
       const button = el("button", { type: "button", textContent: "Invite" });
       button.addEventListener("click", () => {
@@ -743,14 +753,25 @@
       picker.value = "";
       if (module) insertAtCursor(box, fill(module.body, item));
     });
-    reply.addEventListener("submit", (event) => {
+    // One id per draft: the same draft sent twice (a double click, a retry after a lost
+    // answer) is sent once; the button rests while it goes.
+    const newDraft = () => `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+    let draft = newDraft();
+    reply.addEventListener("submit", async (event) => {
       event.preventDefault();
-      sendReply(item, { template: template.value || undefined, subject: subject.value.trim() || undefined,
-                        body: box.value.trim() ? box.value : undefined }, () => {
-        template.value = "";
-        subject.value = "";
-        box.value = "";
-      });
+      const button = reply.querySelector("button[type=submit]");
+      button.disabled = true;
+      try {
+        await sendReply(item, { template: template.value || undefined, subject: subject.value.trim() || undefined,
+                                body: box.value.trim() ? box.value : undefined, client_id: draft }, () => {
+          template.value = "";
+          subject.value = "";
+          box.value = "";
+          draft = newDraft();
+        });
+      } finally {
+        button.disabled = false;
+      }
     });
     noteForm.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -870,7 +891,7 @@
   }
 
   function sendReply(item, request, onSent) {
-    ticketCall(item, "reply", request, "reply", (sent) => {
+    return ticketCall(item, "reply", request, "reply", (sent) => {
       onSent();
       setStatus(`reply sent to ${sent.to}; the ticket is ${sent.status}`);
     });

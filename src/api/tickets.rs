@@ -67,6 +67,11 @@ pub struct ReplyRequest {
     body: Option<String>,
     /// Close the ticket with this reply (default: answered, waiting for the customer).
     close: bool,
+    /// The console's id of this reply (one per draft, at most 64 bytes): a repeat of a reply
+    /// that was sent (a double click, a retry after a lost answer) is answered with the stored
+    /// reply (200) instead of sending it again.
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -294,6 +299,27 @@ async fn reply(
     if request.template.is_none() && request.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(Error::invalid("empty_reply", "give a template or a body"));
     }
+    if let Some(client_id) = &request.client_id {
+        if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID || client_id.contains('\0') {
+            return Err(Error::invalid(
+                "invalid_value",
+                format!("`client_id` must have 1 to {MAX_CLIENT_ID} bytes"),
+            ));
+        }
+        // Sent already (the guard above was held until it was recorded): not again.
+        if let Some(mut sent) = state
+            .store
+            .sent_with_client_id(who.tenant_id, id, client_id)
+            .await?
+        {
+            sent["status"] = state.store.ticket(who.tenant_id, id).await?["status"].clone();
+            sent["repeated"] = json!(true);
+            return Ok((StatusCode::OK, Json(sent)));
+        }
+    }
+    // The customer's newest message now: one that arrives while this reply goes out is not
+    // answered by it, and must not be left behind in an answered ticket.
+    let newest = state.store.newest_inbound(who.tenant_id, id).await?;
     let agent = agent_name(&state, &who).await?;
     let composed = reply::compose(
         &state.store,
@@ -329,9 +355,26 @@ async fn reply(
                 close: request.close,
             },
             attachments: sent.document.into_iter().collect(),
+            client_id: request.client_id.clone(),
         })
         .await?;
     finish_routing(&state, who.tenant_id, id).await;
+    let status = if state.store.newest_inbound(who.tenant_id, id).await? > newest {
+        tracing::info!(
+            tenant = who.tenant_id,
+            interaction_id = id,
+            "the customer wrote while the reply went out; the ticket waits again"
+        );
+        state.routing.flushed().await;
+        state
+            .store
+            .set_ticket_status(who.tenant_id, id, None, "open")
+            .await?;
+        channels.route(who.tenant_id, id).await;
+        "open"
+    } else {
+        status
+    };
     tracing::info!(
         tenant = who.tenant_id,
         interaction_id = id,
@@ -437,6 +480,7 @@ async fn forward_to(
             message_id: sent.message_id,
             kind: Outbound::Forward,
             attachments: Vec::new(),
+            client_id: None,
         })
         .await?;
     Ok((
@@ -507,6 +551,9 @@ async fn follow_up(
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
+
+/// Longest `client_id` of a reply, in bytes.
+const MAX_CLIENT_ID: usize = 64;
 
 /// Longest SMS sender (a number or an alphanumeric sender id) taken, in bytes.
 const MAX_SMS_SENDER: usize = 64;

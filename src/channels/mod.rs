@@ -341,6 +341,7 @@ impl Channels {
                 message_id: sent.message_id,
                 kind: store::Outbound::Acknowledgement,
                 attachments: Vec::new(),
+                client_id: None,
             })
             .await?;
         Ok(())

@@ -173,6 +173,8 @@ pub struct NewOutbound {
     pub message_id: Option<String>,
     pub kind: Outbound,
     pub attachments: Vec<NewAttachment>,
+    /// The sender's own id of the message (an agent's draft), by which a repeat finds it.
+    pub client_id: Option<String>,
 }
 
 /// What an outgoing message is to its ticket.
@@ -506,6 +508,7 @@ impl Store {
                 recipients: &new.recipients,
                 message_id: new.message_id.as_deref(),
                 source_key: Some(&new.source_key),
+                client_id: None,
             },
             now,
         )
@@ -765,6 +768,47 @@ impl Store {
         }
     }
 
+    /// The message sent in ticket `id` with the sender's id `client_id`:
+    /// `{message, subject, body, to}`.
+    pub async fn sent_with_client_id(
+        &self,
+        tenant: i64,
+        id: i64,
+        client_id: &str,
+    ) -> Result<Option<Json>> {
+        let row = sqlx::query(
+            "SELECT id, subject, body, recipients FROM messages WHERE tenant_id = $1 \
+             AND interaction_id = $2 AND direction = 'out' AND client_id = $3",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(client_id.to_owned())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| {
+            Ok(json!({
+                "message": row.try_get::<i64, _>("id")?,
+                "subject": row.try_get::<Option<String>, _>("subject")?,
+                "body": row.try_get::<String, _>("body")?,
+                "to": row.try_get::<Option<String>, _>("recipients")?,
+            }))
+        })
+        .transpose()
+    }
+
+    /// The newest message the customer sent in ticket `id` (its row id).
+    pub async fn newest_inbound(&self, tenant: i64, id: i64) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(id) AS newest FROM messages WHERE tenant_id = $1 AND interaction_id = $2 \
+             AND direction = 'in'",
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("newest")?)
+    }
+
     /// Records a sent message in its ticket and moves the ticket's status.
     pub async fn record_outbound(&self, out: &NewOutbound) -> Result<i64> {
         let mut tx = self.begin().await?;
@@ -783,6 +827,7 @@ impl Store {
                 recipients: &out.recipients,
                 message_id: out.message_id.as_deref(),
                 source_key: None,
+                client_id: out.client_id.as_deref(),
             },
             now,
         )
@@ -1123,6 +1168,7 @@ struct MessageRow<'a> {
     recipients: &'a [String],
     message_id: Option<&'a str>,
     source_key: Option<&'a str>,
+    client_id: Option<&'a str>,
 }
 
 impl<'a> MessageRow<'a> {
@@ -1137,6 +1183,7 @@ impl<'a> MessageRow<'a> {
             recipients: &[],
             message_id: None,
             source_key: None,
+            client_id: None,
         }
     }
 }
@@ -1151,8 +1198,8 @@ async fn insert_message(
     let recipients = (!m.recipients.is_empty()).then(|| text(&m.recipients.join(",")));
     Ok(sqlx::query(
         "INSERT INTO messages (tenant_id, interaction_id, direction, author, body, subject, \
-         html_body, sender, recipients, message_id, source_key, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING id",
+         html_body, sender, recipients, message_id, source_key, client_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
     )
     .bind(tenant)
     .bind(interaction)
@@ -1165,6 +1212,7 @@ async fn insert_message(
     .bind(recipients)
     .bind(m.message_id.map(text))
     .bind(m.source_key.map(text))
+    .bind(m.client_id.map(text))
     .bind(now)
     .fetch_one(&mut **tx)
     .await?
