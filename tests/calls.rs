@@ -328,6 +328,37 @@ async fn caller_abandons_while_queued(db: Db) {
     f.s.stop().await;
 }
 
+/// A waiting caller keeps the music whatever reaches the call's other socket: the trunk's
+/// RTCP reports (sent to RTP + 1, which is where vacd binds the call's agent side), or a
+/// stranger's packet. Neither is latched on, and the caller's voice goes nowhere.
+async fn a_waiting_caller_keeps_the_music(db: Db) {
+    let f = Floor::new(db).await;
+    let mut caller = f.caller().await;
+    let leg = caller
+        .call(NUMBER)
+        .await
+        .expect("answered while nobody is ready");
+    hears_music(&mut caller, &leg).await;
+    let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let next_port = std::net::SocketAddr::new(leg.remote_rtp.ip(), leg.remote_rtp.port() + 1);
+    // A sender report (RFC 3550 §6.4.1) with no report blocks, to RTP + 1 and to RTP itself.
+    let mut report = vec![0x80, 200, 0x00, 0x06];
+    report.extend_from_slice(&[0; 24]);
+    for to in [next_port, leg.remote_rtp] {
+        stranger.send_to(&report, to).await.expect("send");
+    }
+    stranger
+        .send_to(&[0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9, 0xff], next_port)
+        .await
+        .expect("send");
+    caller.send_rtp(leg.remote_rtp, 1, b"hello?").await;
+    hears_music(&mut caller, &leg).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    f.s.stop().await;
+}
+
 /// The interaction of the only call the server has seen.
 async fn started_interaction(f: &Floor) -> i64 {
     let (_, page) = f.s.get("/api/v1/events?kind=call.started", &f.sam).await;
@@ -1415,6 +1446,7 @@ on_both_backends!(
     call_reaches_an_agent_and_rtp_crosses_the_bridge,
     agent_hangs_up,
     caller_abandons_while_queued,
+    a_waiting_caller_keeps_the_music,
     rejected_call_goes_to_the_next_agent,
     an_answer_crossing_the_cancel_frees_the_call,
     a_merged_invite_is_refused_and_the_call_goes_on,

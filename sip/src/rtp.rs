@@ -12,9 +12,9 @@
 //! Like the rest of the crate this is sans-IO: no sockets, no clock reads. RTCP is ignored:
 //! nothing here reads or writes it, so a media task built on this module binds only the RTP
 //! port and the phones' sender/receiver reports (sent to RTP + 1) go unanswered, which RFC 3550
-//! endpoints tolerate. With RTCP multiplexing (RFC 5761) an RTCP packet arriving on the RTP
-//! port is forwarded untouched but not counted. Quality figures come from [`LegStats`]
-//! instead. SRTP is out of scope.
+//! endpoints tolerate. An RTCP packet that reaches an RTP port anyway (RTP + 1 of a
+//! neighbouring call's socket) is dropped, never latched on: no RTCP multiplexing is
+//! negotiated. Quality figures come from [`LegStats`] instead. SRTP is out of scope.
 
 use std::net::SocketAddr;
 
@@ -441,6 +441,10 @@ pub enum DropReason {
     WrongSource,
     /// The other leg has no address yet, or is on hold.
     NoDestination,
+    /// An RTCP packet. vacd negotiates no RTCP multiplexing, so RTCP on an RTP port was meant
+    /// for another socket: peers send their reports to RTP + 1, which may be another call's
+    /// port (or this call's other leg). Latching on it would take a leg's stream away.
+    Rtcp,
 }
 
 /// Symmetric RTP relay between two legs. For each datagram read on leg `L`'s local socket,
@@ -490,6 +494,10 @@ impl Relay {
                 return RelayAction::Drop(DropReason::Malformed(err));
             }
         };
+        if packet.header.is_rtcp() {
+            leg.stats.dropped += 1;
+            return RelayAction::Drop(DropReason::Rtcp);
+        }
         match leg.latched {
             // The address the leg's SDP names always wins: a stray packet that latched first
             // (a late packet of the call that used this port before) cannot cut the real
@@ -508,9 +516,7 @@ impl Relay {
                 leg.latched = Some(from);
             }
         }
-        if !packet.header.is_rtcp() {
-            leg.stats.record(&packet.header, packet.payload.len());
-        }
+        leg.stats.record(&packet.header, packet.payload.len());
         let other = on.other();
         match self.leg(other).destination() {
             Some(to) => RelayAction::Forward { via: other, to },
@@ -808,6 +814,31 @@ mod tests {
             RelayAction::Drop(DropReason::WrongSource),
             "once the real peer latched, the stray is dropped"
         );
+    }
+
+    /// A sender report (RFC 3550 §6.4.1, no report blocks) as a phone sends it to RTP + 1.
+    fn sender_report() -> Vec<u8> {
+        let mut report = vec![0x80, 200, 0x00, 0x06];
+        report.extend_from_slice(&[0; 24]);
+        report
+    }
+
+    #[test]
+    fn rtcp_on_an_rtp_port_is_neither_latched_on_nor_forwarded() {
+        let caller = addr("192.0.2.1:4000");
+        let mut relay = Relay::new(Some(caller), None);
+        let neighbour = addr("192.0.2.9:5001");
+        assert_eq!(
+            relay.handle_packet(LegId::B, neighbour, &sender_report()),
+            RelayAction::Drop(DropReason::Rtcp)
+        );
+        assert_eq!(relay.leg(LegId::B).latched(), None);
+        assert_eq!(
+            relay.handle_packet(LegId::A, caller, &packet(1, 1, b"voice")),
+            RelayAction::Drop(DropReason::NoDestination),
+            "the caller's voice does not go to whoever sent the report"
+        );
+        assert_eq!(relay.leg(LegId::B).stats().dropped, 1);
     }
 
     #[test]

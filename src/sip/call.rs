@@ -442,10 +442,14 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
     let (result, hangup_by) = match enqueued {
         Ok(()) => {
             tracing::info!(call = key, %interaction, queue = call.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call started");
+            // The agent side takes nothing until a phone answers: a packet reaching its socket
+            // before (a stray, a neighbour's RTCP) must not latch it and end the music.
+            let mut relay = Relay::new(caller_remote, None);
+            relay.leg_mut(LegId::B).renegotiate(None, false);
             let mut media = Media {
                 caller: caller_socket,
                 agent: agent_socket,
-                relay: Relay::new(caller_remote, None),
+                relay,
                 playlist: Playlist::new(law, sounds.greeting.clone(), Some(sounds.music.clone())),
                 packetizer: Packetizer::random(payload_type),
                 law,
