@@ -863,6 +863,11 @@ async fn phone_refers_to_another_agent(db: Db) {
         interaction,
         mut agent_leg,
     } = f.connect(&mut bruno).await;
+    // Bare digits are an extension without a registered phone, not a number abroad: refused,
+    // and bruno keeps the call.
+    let extension = format!("sip:2002@{}", f.s.sip_udp());
+    let refused = bruno.phone.refer(&mut agent_leg, &extension).await;
+    assert_eq!(refused.status_code.code(), 404, "{refused}");
     let mut alice = f.agent("alice", None).await;
     let target = format!("sip:alice@{}", f.s.sip_udp());
     let accepted = bruno.phone.refer(&mut agent_leg, &target).await;

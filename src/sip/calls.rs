@@ -1258,7 +1258,10 @@ impl Calls {
             return;
         };
         let target = agent_named(tenant, &user).map(|agent| TransferTarget::Agent { agent });
-        let number = normalise_e164(&user);
+        // A number only as one is dialled abroad (`+`, `00`): bare digits are more likely a
+        // colleague's extension whose phone is not registered, and dialling `+2002` would
+        // drop the caller.
+        let number = refer_number(&user);
         let code = if target.is_some() || number.is_some() {
             leg.referred = true;
             202
@@ -1695,6 +1698,15 @@ fn agent_invite(
     })
 }
 
+/// The E.164 number a REFER's target user names, if it is written as an international number
+/// (`+49…`, `%2B49…`, `0049…`).
+fn refer_number(user: &str) -> Option<String> {
+    let international = ["+", "%2B", "%2b", "00"]
+        .iter()
+        .any(|prefix| user.starts_with(prefix));
+    international.then(|| normalise_e164(user)).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1726,6 +1738,19 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         let longest = format!("P-Asserted-Identity: <sip:{}@carrier>\r\n", "a".repeat(64));
         assert_eq!(caller_number(&invite(&longest)).map(|n| n.len()), Some(64));
+    }
+
+    #[test]
+    fn a_refer_names_a_number_only_as_one_dialled_abroad() {
+        assert_eq!(refer_number("+4940999888").as_deref(), Some("+4940999888"));
+        assert_eq!(
+            refer_number("%2B4940999888").as_deref(),
+            Some("+4940999888")
+        );
+        assert_eq!(refer_number("004940999888").as_deref(), Some("+4940999888"));
+        assert_eq!(refer_number("2002"), None, "an extension");
+        assert_eq!(refer_number("040999888"), None, "a national number");
+        assert_eq!(refer_number("+49abc"), None);
     }
 
     #[tokio::test]
