@@ -25,7 +25,7 @@
 //! [`Lookup`]s, so a slow database delays one request, not the endpoint.
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -690,8 +690,9 @@ fn authorization_username(request: &Request, realm: &str) -> Option<String> {
 
 /// Where requests to a registered contact go. Over TCP: the phone's own connection (the
 /// REGISTER's source). Over UDP: the contact URI's address when it is an IP literal — a phone
-/// may register a contact other than its source — else the source, where a phone behind NAT
-/// is reachable.
+/// may register a contact other than its source — unless that address is a private one and
+/// the REGISTER came from a public one: a phone behind NAT (a home office) registers its LAN
+/// address, and only the pinhole its REGISTER opened reaches it. Else the source.
 fn contact_peer(uri: &str, source: Peer) -> Peer {
     if source.transport != Transport::Udp {
         return source;
@@ -701,8 +702,30 @@ fn contact_peer(uri: &str, source: Peer) -> Peer {
     };
     let port = uri.host_with_port.port.map_or(5060, |p| *p.value());
     match uri.host_with_port.host {
+        rsip::Host::IpAddr(ip) if is_private(ip) && !is_private(source.addr.ip()) => source,
         rsip::Host::IpAddr(ip) => Peer::new(Transport::Udp, SocketAddr::new(ip, port)),
         rsip::Host::Domain(_) => source,
+    }
+}
+
+/// Whether `ip` is reachable only inside its own network: RFC 1918, shared (CGNAT, RFC 6598),
+/// link-local, loopback, unique local (IPv6).
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_private(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+            }
+        },
     }
 }
 
@@ -772,6 +795,31 @@ Call-ID: r1\r\nCSeq: 1 REGISTER\r\n{authorization}Content-Length: 0\r\n\r\n"
             Ok(SipMessage::Request(r)) => r,
             other => panic!("not a request: {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_phone_behind_nat_is_reached_where_its_register_came_from() {
+        let udp = |a: &str| Peer::new(Transport::Udp, a.parse().expect("address"));
+        let home = udp("203.0.113.5:40000");
+        assert_eq!(contact_peer("sip:1001@192.168.1.20:5060", home), home);
+        assert_eq!(contact_peer("sip:1001@100.64.7.1", home), home, "CGNAT");
+        assert_eq!(contact_peer("sip:1001@[fd00::20]:5060", home), home);
+        // On the same LAN, or a public contact: the contact, as the phone asked.
+        let lan = udp("192.168.1.20:5062");
+        assert_eq!(
+            contact_peer("sip:1001@192.168.1.21:5060", lan),
+            udp("192.168.1.21:5060")
+        );
+        assert_eq!(
+            contact_peer("sip:1001@198.51.100.7", home),
+            udp("198.51.100.7:5060")
+        );
+        assert_eq!(contact_peer("sip:1001@phone.example.com", home), home);
+        let tcp = Peer::new(
+            Transport::Tcp,
+            "203.0.113.5:40000".parse().expect("address"),
+        );
+        assert_eq!(contact_peer("sip:1001@192.168.1.20", tcp), tcp);
     }
 
     #[test]
