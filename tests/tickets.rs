@@ -176,6 +176,19 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         body.contains("Your Demo support team"),
         "the mailbox signature: {body}"
     );
+    // A text module by its shortcut (the demo's greeting is `/hi`).
+    let (_, preview) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/preview"),
+            &chloe_token,
+            json!({ "body": "{{module./hi}}" }),
+        )
+        .await;
+    let body = preview["body"].as_str().expect("body");
+    assert!(
+        body.contains("thank you for contacting us") && !body.contains("{{"),
+        "{body}"
+    );
 
     let (status, sent) = s
         .post(

@@ -55,13 +55,14 @@ pub fn variables(ctx: &ReplyContext, agent: Option<&str>) -> Vars {
     vars
 }
 
-/// Names of the text modules `text` refers to as `{{module.NAME}}` or `{module.NAME}`.
+/// Names (or shortcuts) of the text modules `text` refers to as `{{module.NAME}}` or
+/// `{module.NAME}`.
 fn module_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     for (at, _) in text.match_indices("module.") {
         let name: String = text[at + 7..]
             .chars()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take_while(|c| template::is_name_char(*c))
             .collect();
         if !name.is_empty() && !names.contains(&name) {
             names.push(name);
@@ -156,8 +157,10 @@ mod tests {
     #[test]
     fn module_references() {
         assert_eq!(
-            module_names("{{module.greeting}} and {module.bye-now} {{module.greeting}}"),
-            ["greeting", "bye-now"]
+            module_names(
+                "{{module.greeting}} and {module.bye-now} {{module.greeting}} {{module./hi}}"
+            ),
+            ["greeting", "bye-now", "/hi"]
         );
     }
 }

@@ -26,10 +26,7 @@ pub fn render(text: &str, vars: &Vars) -> String {
         let close = if double { "}}" } else { "}" };
         let replaced = after[inner_start..].find(close).and_then(|end| {
             let name = after[inner_start..inner_start + end].trim();
-            let valid = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            let valid = !name.is_empty() && name.chars().all(|c| c == '.' || is_name_char(c));
             let value = vars.get(name).filter(|_| valid)?;
             Some((value, inner_start + end + close.len()))
         });
@@ -47,6 +44,12 @@ pub fn render(text: &str, vars: &Vars) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// Whether `c` may be part of a variable's name after its `.`: a text module's name or
+/// shortcut (`{{module.bye-now}}`, `{{module./hi}}`).
+pub fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '/')
 }
 
 /// The salutation that opens a reply in `language` (ISO 639-1) to `name`.
@@ -97,6 +100,17 @@ mod tests {
         );
         assert_eq!(render("json {\"a\": 1}", &vars()), "json {\"a\": 1}");
         assert_eq!(render("ünï {{customer.name}}€", &vars()), "ünï Erika€");
+    }
+
+    #[test]
+    fn module_names_and_shortcuts_are_variables_too() {
+        let mut vars = vars();
+        vars.insert("module.bye-now".into(), "Bye!".into());
+        vars.insert("module./hi".into(), "Hi!".into());
+        assert_eq!(
+            render("{{module./hi}} … {{module.bye-now}}", &vars),
+            "Hi! … Bye!"
+        );
     }
 
     #[test]
