@@ -244,6 +244,13 @@
       item.messages.clear();
       item.unread = 0;
       for (const message of f.messages) showMessage(item, message);
+      // Lines written into a connection that was already dead (after a reconnect): those the
+      // chat did not store go again, with their ids (the chat stores each id once).
+      const stored = new Set(f.messages.map((m) => m.client_id).filter(Boolean));
+      for (const [clientId, text] of item.unsent ?? []) {
+        if (stored.has(clientId)) item.unsent.delete(clientId);
+        else sendChat(item, text, clientId);
+      }
       renderTab(item);
       markRead(item);
     },
@@ -259,6 +266,7 @@
     "chat.ack"(f) {
       const item = chatItem(f);
       if (!item) return;
+      item.unsent?.delete(f.client_id);
       const node = item.transcript.querySelector(`[data-client-id="${CSS.escape(f.client_id ?? "")}"]`);
       if (node) {
         node.dataset.message = f.message.id;
@@ -692,9 +700,7 @@
       // A shortcut alone expands into its text module, for a look before it goes.
       const module = item.modules?.find((m) => m.shortcut && m.shortcut === text);
       if (module) { useModule(item, module); return; }
-      const clientId = `a${me.id}-${Date.now().toString(36)}-${++nextClientId}`;
-      if (!command("chat.send", { interaction: item.id, text, client_id: clientId }, "send")) return;
-      showMessage(item, { author: { kind: "agent", id: me.id }, name: me.name, text, at: Date.now(), client_id: clientId, whisper: false }, true);
+      if (!sendChat(item, text, `a${me.id}-${Date.now().toString(36)}-${++nextClientId}`)) return;
       box.value = "";
       typing(item, false);
     });
@@ -704,6 +710,23 @@
         el("div", {}, item.transcript, item.typing, form, el("div", { className: "tools" }), actionButtons(item)),
         el("aside", { className: "customer", "aria-label": "Customer" })));
     renderTools(item);
+  }
+
+  // Sends a chat line (shown at once, marked sent when the chat acknowledges it). Kept until
+  // then, to go again after a reconnect; a refusal marks it not sent and gives the text back to
+  // an empty composer.
+  function sendChat(item, text, clientId) {
+    const sent = command("chat.send", { interaction: item.id, text, client_id: clientId }, "send", null, () => {
+      item.unsent?.delete(clientId);
+      const node = item.transcript.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`);
+      if (node) node.querySelector(".receipt").textContent = "not sent";
+      const box = item.panel?.querySelector(".composer textarea");
+      if (box && !box.value) box.value = text;
+    });
+    if (!sent) return false;
+    (item.unsent ??= new Map()).set(clientId, text);
+    showMessage(item, { author: { kind: "agent", id: me.id }, name: me.name, text, at: Date.now(), client_id: clientId, whisper: false }, true);
+    return true;
   }
 
   function buildCard(item) {

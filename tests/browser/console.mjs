@@ -72,6 +72,14 @@ try {
   const sent = transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") });
   await sent.locator(".receipt", { hasText: "read" }).waitFor();
   if ((await box.inputValue()) !== "") throw new Error("the composer was not cleared");
+  // A line the chat refuses (over its 4,000 characters) is marked not sent, and its text comes
+  // back to the composer.
+  const long = "x".repeat(4001);
+  await box.fill(long);
+  await box.press("Enter");
+  await transcript.locator(".msg.mine", { hasText: "xxxx" }).locator(".receipt", { hasText: "not sent" }).waitFor();
+  if ((await box.inputValue()) !== long) throw new Error("the refused text was lost");
+  await box.fill("");
   await page.screenshot({ path: `${screenshots}/console-chat.png`, fullPage: true });
   await page.setViewportSize({ width: 390, height: 844 });
   await page.screenshot({ path: `${screenshots}/console-phone.png`, fullPage: true });
