@@ -76,7 +76,8 @@
       row.dataset.agent = a.agent;
       cell(row, a.name ?? `Agent ${a.agent}`);
       cell(row, stateText(a.presence));
-      cell(row, seconds(Math.max(0, now - a.since)));
+      // Time in state runs on between frames (the feed sends one only when the floor changes).
+      cell(row, seconds(Math.max(0, now - a.since))).dataset.since = a.since;
       cell(row, String(a.work.length));
       const action = document.createElement("button");
       const onBreak = a.presence.presence === "not_ready";
@@ -343,10 +344,28 @@
       renderWaiting(frame.queues, frame.agents);
       renderAgents(frame.agents);
     });
-    ws.addEventListener("close", () => {
+    ws.addEventListener("close", (event) => {
+      // 4001: the sign-in ended (logged out, expired, rights changed): sign in again, no
+      // retrying for ever with a dead token behind stale figures.
+      if (event.code === 4001) {
+        token = null;
+        clearInterval(timers.charts);
+        $("board").hidden = true;
+        $("login").hidden = false;
+        $("login-error").textContent = "The sign-in has ended; sign in again.";
+        return;
+      }
       $("status").textContent = "reconnecting…";
       setTimeout(follow, 2000);
     });
+  }
+
+  const timers = {};
+  function tickTimes() {
+    const now = Date.now();
+    for (const td of document.querySelectorAll("#agents td[data-since]")) {
+      td.textContent = seconds(Math.max(0, now - Number(td.dataset.since)));
+    }
   }
 
   $("login").addEventListener("submit", async (event) => {
@@ -365,9 +384,12 @@
     token = body.token;
     $("login").hidden = true;
     $("board").hidden = false;
+    $("login-error").textContent = "";
     follow();
     refreshCharts();
     // Quarter-hour figures change slowly: once a minute is plenty.
-    setInterval(refreshCharts, 60000);
+    clearInterval(timers.charts);
+    timers.charts = setInterval(refreshCharts, 60000);
+    timers.times ??= setInterval(tickTimes, 1000);
   });
 })();
