@@ -416,6 +416,13 @@ impl AgentSession {
         Ok(())
     }
 
+    /// Whether the session still stands: not replaced by a newer console of the agent, nor
+    /// failed (its event channel then closes). For the commands routing does not carry out
+    /// (chat, calls), which must not act for a replaced console either.
+    pub fn is_live(&self) -> bool {
+        self.events.upgrade().is_some()
+    }
+
     /// Where this session stands among the sessions routing took in: a later connection of the
     /// agent, which replaced this one, has a higher number (its session actor was spawned
     /// later, and ractor numbers local actors as it spawns them).
@@ -660,6 +667,11 @@ mod tests {
             ConsoleEvent::Ack { id: "break".into() },
             "the new console acts"
         );
+        // Once its channel has closed, the old session says it no longer stands (what the
+        // console asks before a chat or call command), while the new one does.
+        while old_rx.recv().await.is_some() {}
+        assert!(!old.is_live());
+        assert!(new.is_live());
         router.stop();
     }
 

@@ -275,6 +275,17 @@ impl Console {
                     if !self.settle().await {
                         return false;
                     }
+                    // A console another one replaced changes nothing, in a chat or on a call
+                    // as in routing.
+                    if !self.session.is_live() {
+                        let id = command_id(frame.get("id")).ok();
+                        let message = "this console was replaced by a newer one of the agent";
+                        return feed(
+                            &mut self.sink,
+                            rejected(self.who, id, "unavailable", message),
+                        )
+                        .await;
+                    }
                     let reply = match request {
                         Some(request) => request.carry_out(&self.state, self.who).await,
                         None => chat(&self.state, self.who, &frame).await,
