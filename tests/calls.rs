@@ -1036,14 +1036,18 @@ async fn click_to_dial(db: Db) {
         .command(json!({ "type": "call.dial", "number": "030 555" }))
         .await;
     assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
-    bruno
+    // Ready for outbound work first, then the reply (the protocol's order).
+    let dialled = bruno
         .console
-        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .command(json!({ "type": "call.dial", "number": "+4940555000" }))
         .await;
-    bruno
-        .console
-        .expect_where("presence.changed", |f| f["to"]["mode"] == "outbound")
-        .await;
+    assert_eq!(dialled.last().expect("reply")["type"], "ack", "{dialled:?}");
+    assert!(
+        dialled
+            .iter()
+            .any(|f| f["type"] == "presence.changed" && f["to"]["mode"] == "outbound"),
+        "{dialled:?}"
+    );
     let invite = bruno.phone.request(Method::Invite).await;
     let agent_leg = bruno.phone.answer(&invite).await;
     let outgoing = carrier.request(Method::Invite).await;

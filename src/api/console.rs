@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::mpsc;
 use vacd_actors::console::{command_id, command_of, Command, ConsoleEvent, FrameError};
-use vacd_actors::{AgentId, AgentSession, InteractionId, TenantId};
+use vacd_actors::{AgentId, AgentSession, AgentStatus, Input, InteractionId, ReadyMode, TenantId};
 
 use super::auth::{self, LiveSession};
 use super::error::{Error, Result};
@@ -290,6 +290,13 @@ impl Console {
                         Some(request) => request.carry_out(&self.state, self.who).await,
                         None => chat(&self.state, self.who, &frame).await,
                     };
+                    // Events the command caused in routing (a dial's presence change) go
+                    // before its reply.
+                    while let Ok(event) = self.incoming.try_recv() {
+                        if !self.deliver(&event).await {
+                            return false;
+                        }
+                    }
                     feed(&mut self.sink, reply).await
                 }
                 Err(e) => {
@@ -550,10 +557,26 @@ impl CallCommand {
                     .await,
                 "transfer_failed",
             ),
-            (CallCommandKind::Dial, Some(number)) => (
-                calls.dial(who.tenant_id, agent, number).await,
-                "dial_failed",
-            ),
+            (CallCommandKind::Dial, Some(number)) => {
+                // First ready for outbound work (the doc's order): no inbound call is offered,
+                // nor the agent's phone rung, while the dial is being set up.
+                let status = AgentStatus::Ready {
+                    mode: ReadyMode::Outbound,
+                };
+                let outbound = state
+                    .routing
+                    .router()
+                    .input(
+                        TenantId(who.tenant_id as u64),
+                        Input::SetStatus { agent, status },
+                    )
+                    .await;
+                let result = match outbound {
+                    Ok(()) => calls.dial(who.tenant_id, agent, number).await,
+                    Err(e) => Err(e.to_string()),
+                };
+                (result, "dial_failed")
+            }
         };
         match result {
             Ok(()) => frame_ack(&id),
