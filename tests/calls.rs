@@ -15,6 +15,7 @@ use common::phone::{tone_level, Phone};
 use common::{eventually, Db, TestServer};
 use serde_json::{json, Value};
 use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
+use vacd_sip::g711::Law;
 use vacd_sip::message;
 use vacd_sip::rsip::Method;
 
@@ -1079,6 +1080,63 @@ async fn click_to_dial(db: Db) {
 
 /// Click-to-dial whose agent's own phone declines: the call ends at once as `failed` instead
 /// of holding its slot and media for ever.
+/// A call dialled from an A-law phone runs in A-law end to end: the customer is offered it, and
+/// a supervisor listening in hears both sides (the mix follows the law the phone chose).
+async fn click_to_dial_in_a_law_is_monitored(db: Db) {
+    const CUSTOMER: f32 = 440.0;
+    const AGENT: f32 = 1000.0;
+    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    carrier.law = Law::ALaw;
+    let outbound = carrier.addr;
+    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
+    carrier.retarget(f.s.sip_udp());
+    let mut phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    phone.law = Law::ALaw;
+    let mut bruno = f.agent_with("bruno", phone, None).await;
+    let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    sam_phone.law = Law::ALaw;
+    sam_phone.register("sam", SIP_PASSWORD, None).await;
+    bruno
+        .console
+        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    let agent_leg = bruno.phone.answer(&invite).await;
+    let outgoing = carrier.request(Method::Invite).await;
+    let offer = String::from_utf8_lossy(&outgoing.body).into_owned();
+    assert!(offer.contains("PCMA") && !offer.contains("PCMU"), "{offer}");
+    let customer = carrier.answer(&outgoing).await;
+    let _customer_voice = carrier.play_tone(customer.remote_rtp, CUSTOMER, 400);
+    let _agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
+    let interaction = eventually("the call's interaction", || async {
+        let (_, page) = f.s.get("/api/v1/events?kind=call.started", &f.sam).await;
+        page["items"][0]["interaction_id"].as_i64()
+    })
+    .await;
+    let (status, body) =
+        f.s.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/calls/{interaction}/monitor"),
+            Some(&f.sam),
+            Some(json!({ "mode": "silent" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    let invite = sam_phone.request(Method::Invite).await;
+    sam_phone.answer(&invite).await;
+    let heard = sam_phone.hear(40).await;
+    let heard = &heard[20 * 160..];
+    for (who, tone) in [("customer", CUSTOMER), ("agent", AGENT)] {
+        assert!(
+            tone_level(heard, tone) > 1000.0,
+            "the {who} in the mix: {}",
+            tone_level(heard, tone)
+        );
+    }
+    assert_eq!(carrier.bye(&customer).await, 200);
+    f.s.stop().await;
+}
+
 async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
     let carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
     let outbound = carrier.addr;
@@ -1478,6 +1536,7 @@ on_both_backends!(
     console_transfers_to_an_external_number,
     click_to_dial,
     click_to_dial_declined_by_the_agents_phone_ends,
+    click_to_dial_in_a_law_is_monitored,
     click_to_dial_needs_an_outbound_trunk,
     supervisor_monitors_whispers_and_barges,
     calls_live_at_a_crash_are_closed_at_start,

@@ -68,6 +68,9 @@ impl Sounds {
 /// What the endpoint tells a call actor.
 #[derive(Debug)]
 pub enum CallCmd {
+    /// Click-to-dial: the agent's phone answered in `law`, which the customer's leg is then
+    /// offered too; music, the monitoring mixes and what vacd sends switch to it.
+    Codec { law: Law },
     /// The offered agent's phone answered; its RTP goes to `remote`.
     AgentAnswered {
         agent: AgentId,
@@ -317,8 +320,9 @@ impl CallActor {
                 None
             }
             CallCmd::Hangup { by } => Some(by),
-            // Monitoring belongs to the media loop (`Media::handle`).
-            CallCmd::Monitor { .. }
+            // Monitoring and the codec belong to the media loop (`Media::handle`).
+            CallCmd::Codec { .. }
+            | CallCmd::Monitor { .. }
             | CallCmd::SupervisorAnswered { .. }
             | CallCmd::MonitorMode { .. }
             | CallCmd::SupervisorGone => None,
@@ -454,6 +458,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
                 packetizer: Packetizer::random(payload_type),
                 law,
                 payload_type,
+                music: sounds.music.clone(),
                 supervisor: None,
             };
             let by = match AssertUnwindSafe(media.run(&mut actor, &mut commands))
@@ -517,6 +522,8 @@ struct Media {
     packetizer: Packetizer,
     law: Law,
     payload_type: u8,
+    /// The music on hold, for a playlist in another law.
+    music: Sound,
     supervisor: Option<Supervisor>,
 }
 
@@ -548,6 +555,16 @@ impl Media {
     /// Monitoring commands change the media here; the rest go to the actor.
     async fn handle(&mut self, actor: &mut CallActor, command: CallCmd) -> Option<HangupBy> {
         match command {
+            CallCmd::Codec { law } => {
+                if law != self.law {
+                    tracing::debug!(call = actor.key, ?law, "media switches law");
+                    self.law = law;
+                    self.payload_type = law.payload_type();
+                    self.packetizer = Packetizer::random(self.payload_type);
+                    self.playlist = Playlist::new(law, None, Some(self.music.clone()));
+                }
+                None
+            }
             CallCmd::Monitor { socket, mode } => {
                 tracing::info!(call = actor.key, ?mode, "monitoring starts");
                 self.supervisor = Some(Supervisor {

@@ -1068,9 +1068,16 @@ impl Calls {
                                 remote: negotiated.remote,
                             },
                         );
-                        // Click-to-dial: the agent is on the line, now call the customer.
+                        // Click-to-dial: the agent is on the line, now call the customer (in
+                        // the law the agent's phone chose, which the media follows).
                         if let Some(number) = call.dial.take() {
                             call.law = negotiated.law;
+                            call.command(
+                                call_key,
+                                CallCmd::Codec {
+                                    law: negotiated.law,
+                                },
+                            );
                             call.telephone_event = negotiated.telephone_event.is_some();
                             self.dial_customer(layer, call_key, number, now);
                         }

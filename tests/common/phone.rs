@@ -58,6 +58,8 @@ pub struct Phone {
     /// Branches of requests already taken, so retransmissions are not taken twice.
     taken: HashSet<String>,
     cseq: u32,
+    /// The one G.711 law this phone offers, answers with, plays and hears (µ-law unless set).
+    pub law: Law,
 }
 
 impl Phone {
@@ -98,11 +100,12 @@ impl Phone {
             rtp: Arc::new(rtp),
             inbox: VecDeque::new(),
             taken: HashSet::new(),
+            law: Law::MuLaw,
             cseq: 0,
         }
     }
 
-    /// Our SDP: PCMU and telephone-event at the RTP socket.
+    /// Our SDP: the phone's law (PCMU unless set) and telephone-event at the RTP socket.
     pub fn sdp(&self) -> String {
         self.sdp_with("sendrecv")
     }
@@ -110,9 +113,13 @@ impl Phone {
     /// Our SDP with the given direction attribute (`sendonly` holds the other side).
     pub fn sdp_with(&self, direction: &str) -> String {
         let ip = self.rtp_addr.ip();
+        let (pt, name) = match self.law {
+            Law::MuLaw => (0, "PCMU"),
+            Law::ALaw => (8, "PCMA"),
+        };
         format!(
             "v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=test\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+m=audio {} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
 a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n",
             self.rtp_addr.port()
         )
@@ -651,8 +658,8 @@ Content-Length: 0\r\n\r\n",
 }
 
 impl Phone {
-    /// Plays a sine tone of `frequency` Hz to `to` as 20 ms µ-law packets, paced in real time,
-    /// for `frames` packets (a talking phone); runs in the background.
+    /// Plays a sine tone of `frequency` Hz to `to` as 20 ms packets in the phone's law, paced
+    /// in real time, for `frames` packets (a talking phone); runs in the background.
     pub fn play_tone(
         &self,
         to: SocketAddr,
@@ -660,6 +667,7 @@ impl Phone {
         frames: u16,
     ) -> tokio::task::JoinHandle<()> {
         let socket = self.rtp.clone();
+        let law = self.law;
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(20));
             let step = 2.0 * std::f32::consts::PI * frequency / 8000.0;
@@ -672,13 +680,13 @@ impl Phone {
                     })
                     .collect();
                 let mut payload = [0u8; 160];
-                Law::MuLaw.encode(&samples, &mut payload);
+                law.encode(&samples, &mut payload);
                 let header = RtpHeader {
                     padding: false,
                     extension: false,
                     csrc_count: 0,
                     marker: sequence == 0,
-                    payload_type: 0,
+                    payload_type: law.payload_type(),
                     sequence,
                     timestamp: u32::from(sequence) * 160,
                     ssrc: frequency as u32,
@@ -692,7 +700,8 @@ impl Phone {
         })
     }
 
-    /// The audio of the next `packets` RTP packets (µ-law, decoded), each within the wait.
+    /// The audio of the next `packets` RTP packets (decoded in the phone's law), each within
+    /// the wait.
     pub async fn hear(&self, packets: usize) -> Vec<i16> {
         let mut samples = Vec::with_capacity(packets * 160);
         for _ in 0..packets {
@@ -701,7 +710,7 @@ impl Phone {
                 .await
                 .expect("RTP within the wait");
             let mut decoded = vec![0i16; payload.len()];
-            Law::MuLaw.decode(&payload, &mut decoded);
+            self.law.decode(&payload, &mut decoded);
             samples.extend(decoded);
         }
         samples
