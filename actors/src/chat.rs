@@ -249,6 +249,8 @@ struct Participant {
     /// Token bucket of its messages: tokens left and when it was last refilled.
     tokens: u32,
     refilled: Instant,
+    /// Shown as typing to the others (its last typing input was `on`).
+    typing: bool,
 }
 
 /// One chat's rules and memory.
@@ -412,6 +414,7 @@ impl ChatSession {
                 self.send_others(party, visible, &event);
             }
             ChatInput::Leave { party } => {
+                self.stop_typing(party);
                 let left = self
                     .participants
                     .remove(&party)
@@ -431,6 +434,9 @@ impl ChatSession {
             } => self.say(from, client_id, text, whisper, now)?,
             ChatInput::Stored { message } => self.stored(message),
             ChatInput::Visitor { connected } => {
+                if !connected {
+                    self.stop_typing(Party::Visitor);
+                }
                 self.visitor_gone = match (connected, self.visitor_gone) {
                     (true, _) => None,
                     (false, since) => since.or(Some(now)),
@@ -444,8 +450,9 @@ impl ChatSession {
             ChatInput::Typing { from, on } => {
                 let participant = self
                     .participants
-                    .get(&from)
+                    .get_mut(&from)
                     .ok_or(ChatError::NotParticipant)?;
+                participant.typing = on;
                 let (visible, name) = (participant.visible, participant.name.clone());
                 if from == Party::Visitor {
                     self.active(now);
@@ -616,6 +623,22 @@ impl ChatSession {
         !message.whisper
     }
 
+    /// A party shown as typing that leaves (or whose last connection closes) stops typing for
+    /// the others: no indicator outlives its typist.
+    fn stop_typing(&mut self, party: Party) {
+        let Some(participant) = self.participants.get_mut(&party).filter(|p| p.typing) else {
+            return;
+        };
+        participant.typing = false;
+        let (visible, name) = (participant.visible, participant.name.clone());
+        let event = ChatEvent::Typing {
+            party,
+            name,
+            on: false,
+        };
+        self.send_others(party, visible, &event);
+    }
+
     fn add(&mut self, party: Party, name: String, guest: bool, now: Instant) {
         let visible = !matches!(party, Party::Supervisor(_));
         self.participants.insert(
@@ -626,6 +649,7 @@ impl ChatSession {
                 guest,
                 tokens: self.config.burst,
                 refilled: now,
+                typing: false,
             },
         );
         if matches!(party, Party::Agent(_)) && self.agents().count() == 1 {
@@ -942,6 +966,38 @@ mod tests {
             && matches!(e, ChatEvent::Transcript { messages } if messages.len() == 1)));
         assert!(sent.iter().any(|(to, e)| *to == Party::Visitor
             && matches!(e, ChatEvent::Joined { name, .. } if name == "Alice")));
+    }
+
+    #[test]
+    fn no_typing_indicator_outlives_its_typist() {
+        let mut chat = Chat::new();
+        chat.join(ALICE, "Alice");
+        let typing_off = |sent: &[(Party, ChatEvent)], to: Party, from: Party| {
+            sent.iter().any(|(p, e)| {
+                *p == to
+                    && matches!(e, ChatEvent::Typing { party, on: false, .. } if *party == from)
+            })
+        };
+        chat.run(ChatInput::Typing {
+            from: Party::Visitor,
+            on: true,
+        })
+        .expect("typing");
+        let sent = chat
+            .run(ChatInput::Visitor { connected: false })
+            .expect("gone");
+        assert!(typing_off(&sent, ALICE, Party::Visitor), "{sent:?}");
+        let sent = chat
+            .run(ChatInput::Visitor { connected: false })
+            .expect("still gone");
+        assert!(sent.is_empty(), "told once: {sent:?}");
+        chat.run(ChatInput::Typing {
+            from: ALICE,
+            on: true,
+        })
+        .expect("typing");
+        let sent = chat.run(ChatInput::Leave { party: ALICE }).expect("leaves");
+        assert!(typing_off(&sent, Party::Visitor, ALICE), "{sent:?}");
     }
 
     #[test]
