@@ -266,7 +266,9 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                     row.offered += 1;
                 }
             }
-            ("routing.connected", Some(id), Some(agent)) => {
+            // Answered: connected, or closed from the ticket desk while it waited (no
+            // handling: nothing to time).
+            ("routing.connected" | "routing.closed", Some(id), Some(agent)) => {
                 let queue = waits.remove(&id).map(|wait| {
                     let waited = at - wait.since;
                     let target = settings.targets.get(&wait.queue).copied().unwrap_or(20_000);
@@ -282,6 +284,9 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 });
                 if let Some(row) = b.agent(agent, at) {
                     row.answered += 1;
+                }
+                if event.kind == "routing.closed" {
+                    continue;
                 }
                 handlings.insert(
                     (id, agent),

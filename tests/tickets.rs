@@ -1342,6 +1342,52 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
     s.stop().await;
 }
 
+/// A waiting ticket answered from the desk (no offer: nobody is ready) is answered in the
+/// reports, by whoever answered it — the customer did not abandon it.
+async fn a_waiting_ticket_answered_from_the_desk_counts_answered(db: Db) {
+    let (s, _) = sms_desk(db, None).await;
+    let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    let diego = s.demo_login("diego").await;
+    let (status, reply) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/reply"),
+            &diego,
+            json!({ "body": "It arrives tomorrow." }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    s.routing().flushed().await;
+    let sam = s.demo_login("sam").await;
+    let (_, events) = s
+        .get(&format!("/api/v1/events?interaction_id={id}"), &sam)
+        .await;
+    let kinds: Vec<&str> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"routing.closed"), "{kinds:?}");
+    assert!(!kinds.contains(&"routing.abandoned"), "{kinds:?}");
+    let (_, report) = s.get("/api/v1/reports/queues?interval=day", &sam).await;
+    let (answered, abandoned) =
+        report["items"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .fold((0, 0), |(a, b), r| {
+                (
+                    a + r["answered"].as_i64().unwrap_or(0),
+                    b + r["abandoned"].as_i64().unwrap_or(0),
+                )
+            });
+    assert_eq!((answered, abandoned), (1, 0), "{report}");
+    let (_, row) = s.get(&format!("/api/v1/interactions/{id}"), &sam).await;
+    assert_eq!(row["state"], "done", "{row}");
+    s.stop().await;
+}
+
 /// A customer who writes while the reply is on its way is not left in an answered ticket: the
 /// reply did not answer that message, so the ticket waits again and is offered.
 async fn a_message_that_crosses_the_reply_is_routed_again(db: Db) {
@@ -1803,6 +1849,7 @@ on_both_backends!(
     a_ticket_another_agent_works_on_is_theirs,
     a_reply_is_sent_once_however_often_it_is_clicked,
     a_message_that_crosses_the_reply_is_routed_again,
+    a_waiting_ticket_answered_from_the_desk_counts_answered,
     fax_and_letter_directories_in_and_pdf_out,
     tls_and_starttls_to_imap_pop3_and_smtp,
 );

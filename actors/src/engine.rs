@@ -113,6 +113,7 @@ impl Engine {
             Input::Accept { agent, interaction } => self.accept(agent, interaction, now),
             Input::Reject { agent, interaction } => self.reject(agent, interaction, now),
             Input::Abandon { interaction } => self.abandon(interaction, now),
+            Input::Close { interaction, agent } => self.close(interaction, agent, now),
             Input::End { interaction } => self.end(interaction, now),
             Input::WrapUpDone { agent, interaction } => self.wrap_up_done(agent, interaction, now),
             Input::Transfer { interaction, to } => self.transfer(interaction, to, now),
@@ -369,6 +370,7 @@ mod tests {
         Reject(usize),
         AcceptRaw(u64, u64),
         Abandon(u64),
+        Close(u64, u64),
         End(usize),
         WrapUpDone(usize),
         TransferToQueue(usize, u64),
@@ -422,6 +424,7 @@ mod tests {
             2 => any::<usize>().prop_map(Op::Reject),
             1 => (agent.clone(), 1u64..16).prop_map(|(a, i)| Op::AcceptRaw(a, i)),
             2 => (1u64..16).prop_map(Op::Abandon),
+            1 => (1u64..16, agent.clone()).prop_map(|(i, a)| Op::Close(i, a)),
             4 => any::<usize>().prop_map(Op::End),
             2 => any::<usize>().prop_map(Op::WrapUpDone),
             2 => (any::<usize>(), 1..=QUEUES).prop_map(|(p, q)| Op::TransferToQueue(p, q)),
@@ -566,11 +569,11 @@ mod tests {
                     assert!(seen.wrap_up && seen.offered.is_empty());
                     seen.finished = true;
                 }
-                Output::Abandoned { interaction, .. } => {
+                Output::Abandoned { interaction, .. } | Output::Closed { interaction, .. } => {
                     let seen = self
                         .seen
                         .get_mut(interaction)
-                        .expect("abandoned after queued");
+                        .expect("abandoned or closed after queued");
                     assert!(seen.connected.is_none() && seen.offered.is_empty());
                     seen.finished = true;
                 }
@@ -830,6 +833,10 @@ mod tests {
             },
             Op::Abandon(id) => Input::Abandon {
                 interaction: InteractionId(*id),
+            },
+            Op::Close(id, agent) => Input::Close {
+                interaction: InteractionId(*id),
+                agent: AgentId(*agent),
             },
             Op::End(i) => Input::End {
                 interaction: pick(&connected, *i)?.1,

@@ -99,6 +99,15 @@ pub enum Input {
         /// The interaction.
         interaction: InteractionId,
     },
+    /// An agent finished a waiting interaction without taking it through routing (a ticket
+    /// answered or closed from the ticket desk): it leaves its queue answered, not abandoned.
+    /// Pending offers are withdrawn; `agent` needs no routing state (a supervisor may close).
+    Close {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Who finished it.
+        agent: AgentId,
+    },
     /// A connected interaction ended (either side); its agent goes to wrap-up.
     End {
         /// The interaction.

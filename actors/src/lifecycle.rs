@@ -357,6 +357,26 @@ impl Engine {
     }
 
     pub(crate) fn abandon(&mut self, id: InteractionId, now: Instant) -> Result<(), Error> {
+        self.let_go_waiting(id, None, now)
+    }
+
+    pub(crate) fn close(
+        &mut self,
+        id: InteractionId,
+        by: AgentId,
+        now: Instant,
+    ) -> Result<(), Error> {
+        self.let_go_waiting(id, Some(by), now)
+    }
+
+    /// A waiting (queued or offered) interaction leaves routing: abandoned by the customer
+    /// (`by` none), or closed by agent `by` from outside routing.
+    fn let_go_waiting(
+        &mut self,
+        id: InteractionId,
+        by: Option<AgentId>,
+        now: Instant,
+    ) -> Result<(), Error> {
         let inter = self
             .interactions
             .get(&id)
@@ -372,15 +392,31 @@ impl Engine {
             }
         };
         self.unlist_waiting(id);
+        let reason = match by {
+            None => RevokeReason::Abandoned,
+            Some(_) => RevokeReason::AnsweredElsewhere,
+        };
         for &agent in &agents {
-            self.revoke(id, agent, RevokeReason::Abandoned);
+            self.revoke(id, agent, reason);
         }
         let inter = self.forget(id).expect("checked it is live above");
         self.timers.cancel(inter.wait_timer);
-        self.push(Output::Abandoned {
-            interaction: id,
-            queue: inter.queue,
-            waited: now.saturating_duration_since(inter.enqueued_at),
+        let (queue, waited) = (
+            inter.queue,
+            now.saturating_duration_since(inter.enqueued_at),
+        );
+        self.push(match by {
+            None => Output::Abandoned {
+                interaction: id,
+                queue,
+                waited,
+            },
+            Some(agent) => Output::Closed {
+                interaction: id,
+                queue,
+                agent,
+                waited,
+            },
         });
         self.settle_freed(&agents, now);
         Ok(())
@@ -1166,6 +1202,49 @@ mod tests {
                 interaction: InteractionId(12),
                 state: InteractionState::Connected
             })
+        );
+    }
+
+    #[test]
+    fn a_waiting_interaction_closed_by_an_agent_is_answered_not_abandoned() {
+        let mut h = Harness::new();
+        h.simple_queue(1);
+        h.call(10, 1);
+        h.advance(secs(5));
+        let out = h.input(Input::Close {
+            interaction: InteractionId(10),
+            agent: AgentId(9),
+        });
+        assert_eq!(
+            out,
+            vec![Output::Closed {
+                interaction: InteractionId(10),
+                queue: QueueId(1),
+                agent: AgentId(9),
+                waited: secs(5)
+            }]
+        );
+        // Offered to someone else: that offer is answered elsewhere.
+        h.ready_agent(1, &[1], &[]);
+        h.call(11, 1);
+        let out = h.input(Input::Close {
+            interaction: InteractionId(11),
+            agent: AgentId(9),
+        });
+        assert_eq!(
+            revokes(&out),
+            vec![(11, 1, RevokeReason::AnsweredElsewhere)]
+        );
+        assert_eq!(h.presence(1), inbound());
+        h.call(12, 1);
+        h.accept(1, 12);
+        assert!(
+            h.try_input(Input::Close {
+                interaction: InteractionId(12),
+                agent: AgentId(9)
+            })
+            .is_err(),
+            "a connected interaction is ended, not closed"
         );
     }
 

@@ -118,6 +118,18 @@ pub enum Output {
         /// How long it waited.
         waited: Duration,
     },
+    /// `agent` finished the waiting interaction outside routing (see
+    /// [`Input::Close`](crate::Input::Close)): answered after `waited`, not abandoned.
+    Closed {
+        /// The interaction.
+        interaction: InteractionId,
+        /// Its queue.
+        queue: QueueId,
+        /// Who finished it.
+        agent: AgentId,
+        /// How long it waited.
+        waited: Duration,
+    },
     /// The connected agent handed the interaction on and is in wrap-up for `wrap_up`.
     Transferred {
         /// The interaction.
@@ -190,6 +202,7 @@ impl Output {
             Output::WrapUpEnded { .. } => "wrap_up_ended",
             Output::Done { .. } => "done",
             Output::Abandoned { .. } => "abandoned",
+            Output::Closed { .. } => "closed",
             Output::Transferred { .. } => "transferred",
             Output::Moved { .. } => "moved",
             Output::Escalated { .. } => "escalated",
@@ -209,6 +222,7 @@ impl Output {
             | Output::WrapUpEnded { interaction, .. }
             | Output::Done { interaction }
             | Output::Abandoned { interaction, .. }
+            | Output::Closed { interaction, .. }
             | Output::Transferred { interaction, .. }
             | Output::Moved { interaction, .. }
             | Output::Escalated { interaction, .. }
@@ -227,6 +241,7 @@ impl Output {
             | Output::Ended { agent, .. }
             | Output::WrapUpEnded { agent, .. }
             | Output::PresenceChanged { agent, .. }
+            | Output::Closed { agent, .. }
             | Output::Transferred { from: agent, .. } => Some(*agent),
             Output::Queued { .. }
             | Output::Done { .. }
@@ -244,6 +259,7 @@ impl Output {
             | Output::Offered { queue, .. }
             | Output::Connected { queue, .. }
             | Output::Abandoned { queue, .. }
+            | Output::Closed { queue, .. }
             | Output::Moved { queue, .. }
             | Output::Escalated { queue, .. }
             | Output::SlaBreached { queue, .. } => Some(*queue),
@@ -308,6 +324,12 @@ mod tests {
             Output::Abandoned {
                 interaction: i,
                 queue: q,
+                waited: d,
+            },
+            Output::Closed {
+                interaction: i,
+                queue: q,
+                agent: a,
                 waited: d,
             },
             Output::Transferred {

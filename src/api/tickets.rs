@@ -12,7 +12,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value as Json_};
 use utoipa::{OpenApi, ToSchema};
-use vacd_actors::{Input, InteractionId, TenantId};
+use vacd_actors::{AgentId, Input, InteractionId, TenantId};
 
 use super::auth::{self, Caller};
 use super::error::{Error, Result};
@@ -205,10 +205,11 @@ async fn not_held_by_another(state: &AppState, who: &Principal, id: i64) -> Resu
     }
 }
 
-/// Ends the ticket's routing work: a connected ticket goes to wrap-up, a waiting one leaves
-/// its queue, a finished one needs nothing. Routing's own view decides (the stored state may
-/// lag behind it), so `End` is tried first, then `Abandon`.
-async fn finish_routing(state: &AppState, tenant: i64, id: i64) {
+/// Ends the ticket's routing work after `agent` answered or closed it: a connected ticket goes
+/// to wrap-up, a waiting one leaves its queue (closed by `agent`: answered, not abandoned), a
+/// finished one needs nothing. Routing's own view decides (the stored state may lag behind
+/// it), so `End` is tried first, then `Close`.
+async fn finish_routing(state: &AppState, tenant: i64, id: i64, agent: i64) {
     let interaction = InteractionId(id as u64);
     let router = state.routing.router();
     let tenant_id = TenantId(tenant as u64);
@@ -219,8 +220,11 @@ async fn finish_routing(state: &AppState, tenant: i64, id: i64) {
     {
         return;
     }
+    // Still waiting (a ticket answered or closed from the desk): answered by whoever did,
+    // not abandoned by the customer.
+    let agent = AgentId(agent as u64);
     if let Err(e) = router
-        .input(tenant_id, Input::Abandon { interaction })
+        .input(tenant_id, Input::Close { interaction, agent })
         .await
     {
         tracing::debug!(tenant, interaction_id = id, error = %e, "ticket had no routing work left");
@@ -358,7 +362,7 @@ async fn reply(
             client_id: request.client_id.clone(),
         })
         .await?;
-    finish_routing(&state, who.tenant_id, id).await;
+    finish_routing(&state, who.tenant_id, id, who.user_id).await;
     let status = if state.store.newest_inbound(who.tenant_id, id).await? > newest {
         tracing::info!(
             tenant = who.tenant_id,
@@ -503,7 +507,7 @@ async fn close(
         .store
         .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
         .await?;
-    finish_routing(&state, who.tenant_id, id).await;
+    finish_routing(&state, who.tenant_id, id, who.user_id).await;
     Ok(Json(state.store.ticket(who.tenant_id, id).await?))
 }
 

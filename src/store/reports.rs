@@ -11,8 +11,10 @@ use super::{Result, Store};
 use crate::reports::Event;
 
 /// The event kinds reports are built from.
-const KINDS: &str = "'routing.queued', 'routing.connected', 'routing.abandoned', 'routing.ended', \
-    'routing.transferred', 'routing.wrap_up_ended', 'routing.presence_changed', 'routing.moved'";
+const KINDS: &str =
+    "'routing.queued', 'routing.connected', 'routing.closed', 'routing.abandoned', \
+    'routing.ended', 'routing.transferred', 'routing.wrap_up_ended', 'routing.presence_changed', \
+    'routing.moved'";
 
 impl Store {
     /// Routing events of `tenant` with `from <= at < to`, oldest first; at most `limit`

@@ -99,6 +99,7 @@ impl RowChange {
             Output::Ended { agent, .. } => ("wrap_up", Assignee::Set(agent.0 as i64)),
             Output::Done { .. } => ("done", Assignee::Keep),
             Output::Abandoned { .. } => ("abandoned", Assignee::Clear),
+            Output::Closed { agent, .. } => ("done", Assignee::Set(agent.0 as i64)),
             _ => return,
         };
         self.state = Some(state);
