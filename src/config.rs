@@ -375,6 +375,15 @@ impl Config {
                 problem: format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
             });
         }
+        // Each connection of the pool would get a database of its own, unmigrated but one.
+        if url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory")) {
+            return Err(Error::Invalid {
+                key: "database.url",
+                problem: "an in-memory SQLite database is not shared between connections; \
+                          give a file (sqlite://data/vacd.db?mode=rwc)"
+                    .into(),
+            });
+        }
         if self.database.max_connections == 0 {
             return Err(Error::Invalid {
                 key: "database.max_connections",
@@ -412,6 +421,36 @@ impl Config {
             });
         }
         self.validate_sip()?;
+        // Zero would refuse every chat, message or visitor line, not turn a limit off.
+        for (key, value) in [
+            (
+                "chat.starts_per_second_per_ip",
+                self.chat.starts_per_second_per_ip,
+            ),
+            (
+                "chat.messages_per_second_per_ip",
+                self.chat.messages_per_second_per_ip,
+            ),
+            ("chat.messages_per_second", self.chat.messages_per_second),
+            (
+                "chat.max_message_chars",
+                u32::try_from(self.chat.max_message_chars).unwrap_or(u32::MAX),
+            ),
+        ] {
+            if value == 0 {
+                return Err(Error::Invalid {
+                    key,
+                    problem: "must be at least 1 (0 would refuse everything)".into(),
+                });
+            }
+        }
+        // A login lives a year at most: far beyond that the expiry overflows.
+        if !(1..=366 * 86_400).contains(&self.auth.token_ttl_seconds) {
+            return Err(Error::Invalid {
+                key: "auth.token_ttl_seconds",
+                problem: "must be 1 to 31622400 (a year)".into(),
+            });
+        }
         // A day at most: a later deadline is no idle rule, and an unbounded one overflows the
         // clock's arithmetic.
         for (key, seconds) in [
@@ -581,6 +620,38 @@ mod tests {
     fn bad_value_names_the_key() {
         let err = rejection("[database]\nurl = \"mysql://x\"\n");
         assert!(err.contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn values_that_would_refuse_everything_are_refused() {
+        for (toml, key) in [
+            (
+                "[chat]\nstarts_per_second_per_ip = 0\n",
+                "chat.starts_per_second_per_ip",
+            ),
+            (
+                "[chat]\nmessages_per_second_per_ip = 0\n",
+                "chat.messages_per_second_per_ip",
+            ),
+            (
+                "[chat]\nmessages_per_second = 0\n",
+                "chat.messages_per_second",
+            ),
+            ("[chat]\nmax_message_chars = 0\n", "chat.max_message_chars"),
+            (
+                "[auth]\ntoken_ttl_seconds = 9223372036854775807\n",
+                "auth.token_ttl_seconds",
+            ),
+            ("[auth]\ntoken_ttl_seconds = 0\n", "auth.token_ttl_seconds"),
+            ("[database]\nurl = \"sqlite::memory:\"\n", "database.url"),
+            (
+                "[database]\nurl = \"sqlite://x.db?mode=memory\"\n",
+                "database.url",
+            ),
+        ] {
+            let err = rejection(toml);
+            assert!(err.contains(key), "{toml}: {err}");
+        }
     }
 
     #[test]

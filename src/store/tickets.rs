@@ -437,7 +437,7 @@ impl Store {
                     Outcome::Joined
                 } else {
                     sqlx::query(
-                        "UPDATE interactions SET state = 'new', agent_id = NULL \
+                        "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL \
                          WHERE tenant_id = $1 AND id = $2",
                     )
                     .bind(t)
@@ -937,7 +937,7 @@ impl Store {
         let active = matches!(state.as_str(), "new" | "queued" | "offered" | "connected");
         if status == "open" && !active {
             sqlx::query(
-                "UPDATE interactions SET state = 'new', agent_id = NULL WHERE tenant_id = $1 AND id = $2",
+                "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant)
             .bind(id)
@@ -1020,7 +1020,7 @@ impl Store {
     pub async fn reopen_if_finished(&self, tenant: i64, id: i64) -> Result<Joined> {
         let mut tx = self.begin().await?;
         let reopened = sqlx::query(
-            "UPDATE interactions SET state = 'new', agent_id = NULL WHERE tenant_id = $1 AND id = $2 \
+            "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2 \
              AND state IN ('wrap_up', 'done', 'abandoned', 'failed')",
         )
         .bind(tenant)
