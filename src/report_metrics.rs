@@ -83,6 +83,7 @@ async fn publish(store: &Store, tenant: i64, day: i64, now: i64) -> store::Resul
         interval: Interval::Day,
         from: day,
         to: now + 1,
+        now,
     };
     let Some(events) = store
         .report_events(tenant, day - LOOKBACK_MS, settings.to, MAX_EVENTS)

@@ -81,6 +81,9 @@ pub struct Settings {
     /// handlings, but only intervals inside are reported.
     pub from: i64,
     pub to: i64,
+    /// The time of the report: logins and handlings still open count up to here (or `to`, if
+    /// earlier), not into intervals that have not happened.
+    pub now: i64,
 }
 
 /// A queue's figures in one interval.
@@ -148,6 +151,9 @@ struct Builder<'a> {
     settings: &'a Settings,
     queues: BTreeMap<(i64, i64), QueueRow>,
     agents: BTreeMap<(i64, i64), AgentRow>,
+    /// Each agent's busy spans, merged and spread at the end: an agent with three chats at
+    /// once is busy once, not three times (occupancy stays at most 1).
+    busy: BTreeMap<i64, Vec<(i64, i64)>>,
 }
 
 impl Builder<'_> {
@@ -195,7 +201,8 @@ impl Builder<'_> {
             .interval
             .start_of(begin.max(self.settings.from));
         while start < end.min(self.settings.to) {
-            let part = end.min(start + length) - begin.max(start);
+            let part = end.min(start + length).min(self.settings.to)
+                - begin.max(start).max(self.settings.from);
             if part > 0 {
                 if let Some(row) = self.agent(agent, start.max(self.settings.from)) {
                     if busy {
@@ -221,7 +228,32 @@ impl Builder<'_> {
             row.handled += 1;
             row.handle_sum += time;
         }
-        self.spread(handling.agent, handling.connected, finished, true);
+        self.busy_from(handling.agent, handling.connected, finished);
+    }
+
+    fn busy_from(&mut self, agent: i64, begin: i64, end: i64) {
+        self.busy.entry(agent).or_default().push((begin, end));
+    }
+
+    /// Spreads each agent's busy time: the union of its spans.
+    fn spread_busy(&mut self) {
+        for (agent, mut spans) in std::mem::take(&mut self.busy) {
+            spans.sort_unstable();
+            let mut merged: Option<(i64, i64)> = None;
+            for (begin, end) in spans {
+                merged = match merged {
+                    Some((b, e)) if begin <= e => Some((b, e.max(end))),
+                    Some((b, e)) => {
+                        self.spread(agent, b, e, true);
+                        Some((begin, end))
+                    }
+                    None => Some((begin, end)),
+                };
+            }
+            if let Some((b, e)) = merged {
+                self.spread(agent, b, e, true);
+            }
+        }
     }
 }
 
@@ -231,6 +263,7 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
         settings,
         queues: BTreeMap::new(),
         agents: BTreeMap::new(),
+        busy: BTreeMap::new(),
     };
     let mut waits: BTreeMap<i64, Wait> = BTreeMap::new();
     let mut handlings: BTreeMap<(i64, i64), Handling> = BTreeMap::new();
@@ -334,15 +367,16 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
             _ => {}
         }
     }
-    // Open at the end of the data: handlings count as busy, logins as logged in, up to `to`.
+    // Open at the end of the data: handlings count as busy, logins as logged in, up to now
+    // (or `to`, if earlier).
+    let open_until = settings.to.min(settings.now);
     for handling in handlings.values() {
-        let end = settings
-            .to
-            .max(handling.ended.unwrap_or(handling.connected));
-        b.spread(handling.agent, handling.connected, end, true);
+        let end = open_until.max(handling.ended.unwrap_or(handling.connected));
+        b.busy_from(handling.agent, handling.connected, end);
     }
+    b.spread_busy();
     for (agent, since) in logins {
-        b.spread(agent, since, settings.to, false);
+        b.spread(agent, since, open_until, false);
     }
     finish(b)
 }
@@ -480,6 +514,7 @@ mod tests {
             interval,
             from,
             to,
+            now: to,
         }
     }
 
@@ -626,6 +661,49 @@ mod tests {
             busy,
             vec![(0, 10, 15), (15 * MIN, 15, 15), (30 * MIN, 10, 15)]
         );
+    }
+
+    /// Three chats at once are one busy hour, not three: occupancy stays at most 1.
+    #[test]
+    fn an_agent_busy_with_several_at_once_is_busy_once() {
+        let a = Some(1);
+        let hour = 60 * MIN;
+        let mut events = vec![presence(0, 1, true)];
+        for chat in 1..=3 {
+            events.push(event(chat * MIN, "queued", chat, None));
+            events.push(event(chat * MIN, "connected", chat, a));
+        }
+        for chat in 1..=3 {
+            events.push(event(50 * MIN + chat * MIN, "ended", chat, a));
+            events.push(event(50 * MIN + chat * MIN, "wrap_up_ended", chat, a));
+        }
+        events.push(presence(hour, 1, false));
+        let report = build(&events, &settings(Interval::Hour, 0, hour));
+        let row = &report.agents[0];
+        assert_eq!(
+            (row.busy_ms / MIN, row.logged_in_ms / MIN),
+            (52, 60),
+            "from the first connect to the last end"
+        );
+        assert!(row.occupancy.is_some_and(|o| o <= 1.0), "{row:?}");
+    }
+
+    /// Time before `from` is not reported, even in the interval `from` falls in; time after
+    /// `now` has not happened.
+    #[test]
+    fn agent_time_is_clipped_to_the_span_and_to_now() {
+        let hour = 60 * MIN;
+        let events = vec![presence(8 * hour, 1, true), presence(17 * hour, 1, false)];
+        let report = build(&events, &settings(Interval::Day, 12 * hour, 24 * hour));
+        assert_eq!(report.agents[0].logged_in_ms, 5 * hour, "12:00 to 17:00");
+        let still_in = vec![presence(8 * hour, 1, true)];
+        let at_noon = Settings {
+            now: 12 * hour,
+            ..settings(Interval::Hour, 0, 24 * hour)
+        };
+        let report = build(&still_in, &at_noon);
+        let logged: i64 = report.agents.iter().map(|r| r.logged_in_ms).sum();
+        assert_eq!(logged, 4 * hour, "08:00 to now, not to the end of the day");
     }
 
     #[test]

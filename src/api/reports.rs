@@ -81,6 +81,7 @@ pub async fn report(
         interval,
         from,
         to,
+        now,
     };
     // Everything routed before this request is in the event log.
     state.routing.flushed().await;

@@ -222,7 +222,7 @@ async fn look_after(
     let mut look = tokio::time::interval(LOOK);
     let mut looks = 0u32;
     let mut totals = BTreeMap::new();
-    let mut last_event = -1;
+    let mut seen = (-1, -1);
     loop {
         look.tick().await;
         {
@@ -235,9 +235,9 @@ async fn look_after(
             }
         }
         if looks % TOTALS_EVERY == 0 {
-            match today(&state, tenant, last_event).await {
-                Ok(Some((event, fresh))) => {
-                    last_event = event;
+            match today(&state, tenant, seen).await {
+                Ok(Some((now_seen, fresh))) => {
+                    seen = now_seen;
                     totals = fresh;
                 }
                 Ok(None) => {}
@@ -258,23 +258,27 @@ async fn look_after(
     }
 }
 
-/// Today's totals per queue, if events were written since `last_event` (with the newest id).
+/// Today's totals per queue, unless `seen` (the newest event id and the day they were taken
+/// on) is still current: events were written since, or a new day began (its totals start at
+/// nothing, event or not). With the totals, what they saw.
 async fn today(
     state: &AppState,
     tenant: i64,
-    last_event: i64,
-) -> crate::store::Result<Option<(i64, BTreeMap<i64, QueueRow>)>> {
+    seen: (i64, i64),
+) -> crate::store::Result<Option<((i64, i64), BTreeMap<i64, QueueRow>)>> {
     let last = state.store.last_event_id(tenant).await?;
-    if last == last_event {
+    let now = now_ms();
+    let day = Interval::Day.start_of(now);
+    if (last, day) == seen {
         return Ok(None);
     }
-    let now = now_ms();
     let settings = Settings {
         targets: state.store.sla_targets(tenant).await?,
         short_abandon_ms: 5_000,
         interval: Interval::Day,
         from: Interval::Day.start_of(now),
         to: now + 1,
+        now,
     };
     let Some(events) = state
         .store
@@ -285,7 +289,7 @@ async fn today(
     };
     let report = reports::build(&events, &settings);
     Ok(Some((
-        last,
+        (last, day),
         report.queues.into_iter().map(|r| (r.queue, r)).collect(),
     )))
 }
