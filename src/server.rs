@@ -15,7 +15,7 @@ use crate::channels::Channels;
 use crate::chat::{self, ChatHub, ChatTap};
 use crate::config::Config;
 use crate::routing::{self, CallTap, Routing};
-use crate::sip::{self, SipEndpoint};
+use crate::sip::{self, SipEndpoint, SipSockets};
 use crate::store::{self, Store};
 use crate::{demo, metrics, serve};
 
@@ -59,6 +59,15 @@ pub struct Running {
 }
 
 pub async fn start(config: &Config) -> Result<Running, Error> {
+    // The ports first: a port in use (another vacd, say) stops this one before it touches the
+    // database, which starting routing does (restores, finishes wrap-ups).
+    let listener = TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let sip_sockets = SipSockets::bind(&config.sip).await?;
     let store = Store::open(&config.database.url, config.database.max_connections).await?;
     tracing::info!(backend = ?store.backend(), "store open, migrations applied");
     // Before seeding: the demo agents' SIP passwords are hashed with the configured realm.
@@ -101,15 +110,10 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         config.http.max_body_bytes,
         std::time::Duration::from_secs(config.http.header_timeout_seconds),
     );
-    let listener = TcpListener::bind(config.http.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.http.listen,
-            source,
-        })?;
     let addr = listener.local_addr().map_err(Error::Serve)?;
     let sip = SipEndpoint::start(
         &config.sip,
+        sip_sockets,
         store.clone(),
         routing.handle(),
         calls,

@@ -827,7 +827,7 @@ From: <sip:s@x>;tag=1\r\nTo: <sip:x>;tag=2\r\nCall-ID: storm\r\n";
         while !*stopped.borrow_and_update() && sent < 2_000_000 {
             let _ = socket.send_to(&junk[sent % junk.len()], server).await;
             sent += 1;
-            if sent % 100 == 0 {
+            if sent.is_multiple_of(100) {
                 tokio::task::yield_now().await;
             }
         }

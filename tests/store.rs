@@ -81,6 +81,25 @@ async fn migrations_apply_once_and_report_ready(db: Db) {
     db.drop_db().await;
 }
 
+/// A SQLite file is one process's: a second open is refused by name while the first holds it,
+/// and taken once it was closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_file_is_opened_by_one_store_at_a_time() {
+    let db = TestDb::new(Db::Sqlite).await;
+    let store = open(&db).await;
+    match Store::open(&db.url, 4).await {
+        Err(e @ store::Error::Locked { .. }) => {
+            assert!(e.to_string().contains("vacd.db"), "{e}");
+        }
+        Err(e) => panic!("refused for another reason: {e}"),
+        Ok(_) => panic!("a second store opened the same file"),
+    }
+    store.close().await;
+    let again = open(&db).await;
+    assert!(again.ready().await.expect("ready query"));
+    again.close().await;
+}
+
 async fn rows_belong_to_their_tenant(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
@@ -926,7 +945,7 @@ async fn concurrent_chat_messages_are_each_stored_once(db: Db) {
         author: Party::Visitor,
         name: "Vera".into(),
         text: format!("m-{n}"),
-        client_id: (n % 4 != 0).then(|| format!("c-{}", n % 40)),
+        client_id: (!n.is_multiple_of(4)).then(|| format!("c-{}", n % 40)),
         whisper: false,
     };
     let mut tasks = Vec::new();

@@ -234,7 +234,7 @@ async fn look_after(
                 return;
             }
         }
-        if looks % TOTALS_EVERY == 0 {
+        if looks.is_multiple_of(TOTALS_EVERY) {
             match today(&state, tenant, seen).await {
                 Ok(Some((now_seen, fresh))) => {
                     seen = now_seen;

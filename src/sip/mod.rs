@@ -63,18 +63,17 @@ pub struct SipEndpoint {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl SipEndpoint {
-    /// Binds both transports and starts the endpoint task. Calls are routed through `routing`;
-    /// `tap` and its `ends` carry routing's outputs and the console's requests about them (see
-    /// [`CallTap`]).
-    pub async fn start(
-        config: &SipConfig,
-        store: Store,
-        routing: RoutingHandle,
-        tap: CallTap,
-        ends: CallTapEnds,
-    ) -> Result<SipEndpoint, Error> {
-        credentials::set_realm(&config.realm);
+/// The endpoint's sockets, bound before anything else starts: a port in use stops vacd
+/// before it has touched the database.
+pub struct SipSockets {
+    udp: UdpSocket,
+    udp_addr: SocketAddr,
+    tcp: TcpListener,
+    tcp_addr: SocketAddr,
+}
+
+impl SipSockets {
+    pub async fn bind(config: &SipConfig) -> Result<SipSockets, Error> {
         let bind_error = |transport, addr| {
             move |source| Error::Bind {
                 transport,
@@ -91,6 +90,34 @@ impl SipEndpoint {
             .await
             .map_err(bind_error("TCP", config.tcp))?;
         let tcp_addr = tcp.local_addr().map_err(bind_error("TCP", config.tcp))?;
+        Ok(SipSockets {
+            udp,
+            udp_addr,
+            tcp,
+            tcp_addr,
+        })
+    }
+}
+
+impl SipEndpoint {
+    /// Binds both transports and starts the endpoint task. Calls are routed through `routing`;
+    /// `tap` and its `ends` carry routing's outputs and the console's requests about them (see
+    /// [`CallTap`]).
+    pub async fn start(
+        config: &SipConfig,
+        sockets: SipSockets,
+        store: Store,
+        routing: RoutingHandle,
+        tap: CallTap,
+        ends: CallTapEnds,
+    ) -> Result<SipEndpoint, Error> {
+        credentials::set_realm(&config.realm);
+        let SipSockets {
+            udp,
+            udp_addr,
+            tcp,
+            tcp_addr,
+        } = sockets;
         tracing::info!(udp = %udp_addr, tcp = %tcp_addr, realm = config.realm, trunks = config.trunks.len(), "SIP listening");
 
         match store.fail_stale_calls().await {

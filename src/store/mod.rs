@@ -82,6 +82,17 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
+    /// Another process holds the SQLite database (see [`Store::open`]).
+    #[error(
+        "{path} is in use by another vacd (its lock file {path}.lock is held): \
+         one process per database"
+    )]
+    Locked { path: String },
+    #[error("cannot lock the database {path}: {source}")]
+    Lock {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
     /// The connection broke while a commit was under way: what it wrote may have been stored
@@ -180,15 +191,26 @@ pub struct Store {
     fresh: Arc<offer_details::Fresh>,
     /// On SQLite, the checkpointer's reports of the WAL's length (see `checkpoint`).
     wal: Option<checkpoint::WalFrames>,
+    /// On SQLite with a file, the lock that keeps a second process out (see [`Store::open`]);
+    /// let go by [`Store::close`] or when the last handle is dropped.
+    lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
 }
 
 impl Store {
     /// Opens the database (creating the SQLite file and its directory if needed) and applies
-    /// pending migrations.
+    /// pending migrations. A SQLite file is locked (`<file>.lock`, an advisory lock the system
+    /// lets go of when the process ends): routing holds each tenant's state in memory and the
+    /// writes of two processes would interleave, so a second vacd on the same file is refused
+    /// before it writes anything. PostgreSQL is not locked: one vacd per database is the
+    /// operator's to keep.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
+        let mut lock = None;
         let backend = if url.starts_with("sqlite:") {
-            create_sqlite_dir(url)?;
+            if let Some(path) = sqlite_path(url) {
+                create_sqlite_dir(path)?;
+                lock = Some(lock_sqlite(path)?);
+            }
             Backend::Sqlite
         } else {
             Backend::Postgres
@@ -234,6 +256,7 @@ impl Store {
             sessions: Arc::default(),
             fresh: Arc::default(),
             wal: None,
+            lock: Arc::new(std::sync::Mutex::new(lock)),
         };
         store.migrate().await?;
         let (creates, incoming) = mpsc::channel(PENDING_CREATES);
@@ -323,6 +346,11 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
+        // Closed: another process may have the file now.
+        self.lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
     }
 }
 
@@ -470,17 +498,41 @@ fn sqlite_pool(max_connections: u32, pragmas: &'static str) -> AnyPoolOptions {
 /// The writer leaves checkpoints to `checkpoint`.
 const WRITER_PRAGMAS: &str = "PRAGMA wal_autocheckpoint = 0";
 
-/// `sqlite://data/vacd.db?mode=rwc` → make sure `data/` exists.
-fn create_sqlite_dir(url: &str) -> Result<()> {
+/// `sqlite://data/vacd.db?mode=rwc` → `data/vacd.db`; `None` for an in-memory database.
+fn sqlite_path(url: &str) -> Option<&str> {
     let path = url
         .trim_start_matches("sqlite:")
         .trim_start_matches("//")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Ok(());
+    (!path.is_empty() && path != ":memory:" && !url.contains("mode=memory")).then_some(path)
+}
+
+/// Takes the lock of the SQLite database at `path`, or says who holds it.
+fn lock_sqlite(path: &str) -> Result<std::fs::File> {
+    let lock_path = format!("{path}.lock");
+    let failed = |source| Error::Lock {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
+            path: path.to_owned(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
     }
+}
+
+/// The directory of the SQLite database at `path` exists.
+fn create_sqlite_dir(path: &str) -> Result<()> {
     match Path::new(path).parent() {
         Some(dir) if !dir.as_os_str().is_empty() => {
             std::fs::create_dir_all(dir).map_err(|source| Error::Directory {

@@ -388,7 +388,7 @@ async fn talk(
         for (dir, socket, to) in [(0, &caller, to_caller_leg), (1, &agent, to_agent_leg)] {
             packet[8..12]
                 .copy_from_slice(&(0x5b00_0000 | (dir as u32) << 20 | call as u32).to_be_bytes());
-            let pulse = dir == 0 && seq % PULSE_EVERY == 0;
+            let pulse = dir == 0 && seq.is_multiple_of(PULSE_EVERY);
             packet[12..].fill(if pulse { 0x00 } else { 0xff });
             if pulse {
                 shared.pulse_sent[call].store(micros(epoch), Relaxed);
