@@ -33,6 +33,8 @@ pub struct Event {
     pub queue: Option<i64>,
     /// For `routing.presence_changed`: whether the agent is logged in afterwards.
     pub logged_in: Option<bool>,
+    /// For `routing.presence_changed`: a login (from `offline`).
+    pub login: bool,
     /// For `routing.queued`: a wait restored after a restart, no new entry.
     pub restored: bool,
 }
@@ -137,6 +139,10 @@ pub struct Report {
 struct Wait {
     queue: i64,
     since: i64,
+    /// Counted as offered in its queue. A wait restored after a restart with no entry seen
+    /// (it entered before the events read, or it had been answered and was queued again
+    /// because vacd stopped) is not: its answer is no queue figure either.
+    counted: bool,
 }
 
 /// An agent's open handling of an interaction.
@@ -268,6 +274,8 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
     let mut waits: BTreeMap<i64, Wait> = BTreeMap::new();
     let mut handlings: BTreeMap<(i64, i64), Handling> = BTreeMap::new();
     let mut logins: BTreeMap<i64, i64> = BTreeMap::new();
+    // When each agent was last named by an event: where a stop left it.
+    let mut last_seen: BTreeMap<i64, i64> = BTreeMap::new();
     for event in events {
         let at = event.at;
         match (event.kind.as_str(), event.interaction, event.agent) {
@@ -276,10 +284,21 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 if event.restored {
                     // The wait goes on from its first entry (seen earlier, or before the
                     // events read: then it counts from here, but offers nothing new).
-                    waits.entry(id).or_insert(Wait { queue, since: at });
+                    waits.entry(id).or_insert(Wait {
+                        queue,
+                        since: at,
+                        counted: false,
+                    });
                     continue;
                 }
-                waits.insert(id, Wait { queue, since: at });
+                waits.insert(
+                    id,
+                    Wait {
+                        queue,
+                        since: at,
+                        counted: true,
+                    },
+                );
                 if let Some(row) = b.queue(queue, at) {
                     row.offered += 1;
                 }
@@ -305,7 +324,7 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 let queue = waits.remove(&id).map(|wait| {
                     let waited = at - wait.since;
                     let target = settings.targets.get(&wait.queue).copied().unwrap_or(20_000);
-                    if let Some(row) = b.queue(wait.queue, wait.since) {
+                    if let Some(row) = b.queue(wait.queue, wait.since).filter(|_| wait.counted) {
                         row.answered += 1;
                         row.wait_sum += waited;
                         row.longest_wait_ms = row.longest_wait_ms.max(waited);
@@ -334,7 +353,7 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
             ("routing.abandoned", Some(id), _) => {
                 if let Some(wait) = waits.remove(&id) {
                     let waited = at - wait.since;
-                    if let Some(row) = b.queue(wait.queue, wait.since) {
+                    if let Some(row) = b.queue(wait.queue, wait.since).filter(|_| wait.counted) {
                         row.abandoned += 1;
                         row.longest_wait_ms = row.longest_wait_ms.max(waited);
                         if waited < settings.short_abandon_ms {
@@ -354,6 +373,28 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 }
             }
             ("routing.presence_changed", _, Some(agent)) => match event.logged_in {
+                // A login while one is open: vacd stopped in between (nobody logs in twice
+                // otherwise). What the stop left open ends where the agent was last seen,
+                // not at this login: the downtime is neither logged in nor busy.
+                Some(true) if event.login && logins.contains_key(&agent) => {
+                    let since = logins.insert(agent, at).unwrap_or(at);
+                    let end = last_seen.get(&agent).copied().unwrap_or(since).max(since);
+                    b.spread(agent, since, end, false);
+                    let stale: Vec<_> = handlings
+                        .keys()
+                        .filter(|(_, a)| *a == agent)
+                        .copied()
+                        .collect();
+                    for key in stale {
+                        if let Some(h) = handlings.remove(&key) {
+                            b.busy_from(
+                                agent,
+                                h.connected,
+                                h.ended.unwrap_or(end).max(h.connected),
+                            );
+                        }
+                    }
+                }
                 Some(true) => {
                     logins.entry(agent).or_insert(at);
                 }
@@ -365,6 +406,9 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 None => {}
             },
             _ => {}
+        }
+        if let Some(agent) = event.agent {
+            last_seen.insert(agent, at);
         }
     }
     // Open at the end of the data: handlings count as busy, logins as logged in, up to now
@@ -491,6 +535,7 @@ mod tests {
             agent,
             queue: Some(Q),
             logged_in: None,
+            login: false,
             restored: false,
         }
     }
@@ -503,6 +548,7 @@ mod tests {
             agent: Some(agent),
             queue: None,
             logged_in: Some(logged_in),
+            login: logged_in,
             restored: false,
         }
     }
@@ -535,6 +581,42 @@ mod tests {
         let q = &report.queues[0];
         assert_eq!((q.offered, q.answered), (1, 1));
         assert_eq!(q.asa_ms, Some(5.0 * 60_000.0));
+    }
+
+    /// vacd stopped while an agent was logged in and on a call: the login and the call end
+    /// where the agent was last seen, not at the next login; the chat connected before the
+    /// stop and queued again after it is answered once in its queue.
+    #[test]
+    fn what_a_stop_left_open_ends_where_it_was_last_seen() {
+        let hour = 60 * MIN;
+        let restored = Event {
+            restored: true,
+            ..event(10 * hour + MIN, "queued", 2, None)
+        };
+        let events = vec![
+            presence(8 * hour, 1, true),
+            event(9 * hour, "queued", 1, None),
+            event(9 * hour, "connected", 1, Some(1)),
+            event(9 * hour + 30 * MIN, "queued", 2, None),
+            event(9 * hour + 30 * MIN, "connected", 2, Some(1)),
+            // vacd stops; it starts at 10:00 and the agent logs in again.
+            presence(10 * hour, 1, true),
+            restored,
+            event(10 * hour + 2 * MIN, "connected", 2, Some(1)),
+            event(10 * hour + 10 * MIN, "ended", 2, Some(1)),
+            event(10 * hour + 10 * MIN, "wrap_up_ended", 2, Some(1)),
+            presence(11 * hour, 1, false),
+        ];
+        let report = build(&events, &settings(Interval::Day, 0, 24 * hour));
+        let agent = &report.agents[0];
+        assert_eq!(
+            agent.logged_in_ms,
+            (90 + 60) * MIN,
+            "08:00–09:30 and 10:00–11:00"
+        );
+        assert_eq!(agent.busy_ms, (30 + 8) * MIN, "09:00–09:30 and 10:02–10:10");
+        let q = &report.queues[0];
+        assert_eq!((q.offered, q.answered), (2, 2), "the chat answered once");
     }
 
     /// Hand-computed: three calls in one hour.

@@ -44,13 +44,15 @@ impl Store {
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let kind: String = row.try_get("kind")?;
-            let logged_in = if kind == "routing.presence_changed" {
+            let (logged_in, login) = if kind == "routing.presence_changed" {
                 let payload: String = row.try_get("payload")?;
-                serde_json::from_str::<Json>(&payload)
-                    .ok()
-                    .map(|p| p["to"]["presence"] != "offline")
+                let payload = serde_json::from_str::<Json>(&payload).ok();
+                let online =
+                    |side: &str| payload.as_ref().map(|p| p[side]["presence"] != "offline");
+                let to = online("to");
+                (to, to == Some(true) && online("from") == Some(false))
             } else {
-                None
+                (None, false)
             };
             // Only a restored wait's payload names how long it had waited.
             let restored = kind == "routing.queued"
@@ -62,6 +64,7 @@ impl Store {
                 agent: row.try_get("agent_id")?,
                 queue: row.try_get("queue_id")?,
                 logged_in,
+                login,
                 restored,
             });
         }
