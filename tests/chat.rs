@@ -572,6 +572,48 @@ async fn open_chats_come_back_after_a_restart(db: Db) {
     s.stop().await;
 }
 
+/// A chat whose interaction routing finished while vacd stopped (the chat row still open) is
+/// ended at the start, not brought back to wait for ever.
+async fn a_chat_finished_in_routing_at_a_stop_is_not_restored(db: Db) {
+    let s = TestServer::start(db).await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    let token = vera.token.clone();
+    let admin = s.demo_login("ada").await;
+    let (_, chats) = s.get("/api/v1/interactions?channel=chat", &admin).await;
+    let interaction = chats["items"][0]["id"].as_i64().expect("the chat's interaction");
+    let queue = chats["items"][0]["queue_id"].as_i64().expect("its queue");
+    let tenant = s
+        .store()
+        .tenant_by_name("demo")
+        .await
+        .expect("tenant read")
+        .expect("demo")
+        .id;
+    // Routing's end of it reached the log; the chat's own end did not (vacd stopped between).
+    s.store()
+        .record_outputs(&[vacd::store::OutputBatch {
+            tenant,
+            at: std::time::SystemTime::now(),
+            outputs: vec![vacd_actors::Output::Abandoned {
+                interaction: vacd_actors::InteractionId(interaction as u64),
+                queue: vacd_actors::QueueId(queue as u64),
+                waited: std::time::Duration::from_secs(1),
+            }],
+        }])
+        .await
+        .expect("recorded");
+    let s = s.restart().await;
+    assert!(vera.ws.closed().await.is_some());
+    let mut back = Console::open(&s, "/ws/chat").await;
+    back.send_raw(Message::Text(
+        json!({ "type": "chat.resume", "token": token }).to_string().into(),
+    ))
+    .await;
+    assert_eq!(back.closed().await, Some(4410), "the chat has ended");
+    s.stop().await;
+}
+
 async fn an_idle_visitor_is_warned_and_then_let_go(db: Db) {
     let s = TestServer::start_with(db, |c| {
         c.chat.idle_warning_seconds = 1;
@@ -876,5 +918,6 @@ on_both_backends!(
     bad_input_gets_clear_errors_and_hurts_no_other_chat,
     a_visitor_ends_the_chat_and_cannot_resume_it,
     open_chats_come_back_after_a_restart,
+    a_chat_finished_in_routing_at_a_stop_is_not_restored,
     an_idle_visitor_is_warned_and_then_let_go,
 );

@@ -487,6 +487,26 @@ impl Actor {
             }
             self.routed = false;
         }
+        // Routing may never have heard of it (its first enqueue failed): a row left waiting
+        // would be offered at routing's next load, a chat with nobody behind it.
+        if let Some(interaction) = self.chat.interaction {
+            match self
+                .hub
+                .store
+                .abandon_waiting_chat(self.chat.tenant, interaction)
+                .await
+            {
+                Ok(true) => tracing::info!(
+                    chat = self.chat.id,
+                    interaction,
+                    "waiting chat marked abandoned"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(chat = self.chat.id, error = %e, "chat's interaction not closed")
+                }
+            }
+        }
         let reason = match reason {
             EndReason::Visitor => "visitor",
             EndReason::Agent => "agent",

@@ -304,6 +304,37 @@ impl Store {
         .await
     }
 
+    /// Where chat `interaction`'s routing stands in the store (`None`: no such row).
+    pub async fn chat_interaction_state(
+        &self,
+        tenant: i64,
+        interaction: i64,
+    ) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT state FROM interactions WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(interaction)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| r.try_get("state"))
+            .transpose()
+            .map_err(Into::into)
+    }
+
+    /// Makes chat `interaction` abandoned if it still waits: its chat ended, and routing —
+    /// which may not have heard of it (its first enqueue failed) — must never offer it.
+    pub async fn abandon_waiting_chat(&self, tenant: i64, interaction: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE interactions SET state = 'abandoned', agent_id = NULL \
+             WHERE tenant_id = $1 AND id = $2 AND state IN ('new', 'queued', 'offered')",
+        )
+        .bind(tenant)
+        .bind(interaction)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(done > 0)
+    }
+
     /// Chats still open (to bring back after a restart).
     pub async fn open_chats(&self) -> Result<Vec<ChatRow>> {
         let rows = sqlx::query(&format!(
