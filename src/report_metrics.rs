@@ -4,9 +4,12 @@
 //! day), so a dashboard and `GET /api/v1/reports/queues?interval=day` never disagree.
 //!
 //! Refreshed on scrape, cheaply: the routing journal is flushed, then a tenant's figures are
-//! recomputed from the event log only when it has new events (or a new day began) since the
-//! last scrape; otherwise the gauges keep their values. [`ReportGauges`] remembers, per tenant,
-//! the newest event and the day it computed. Figures with nothing to average are `NaN`.
+//! recomputed from the event log only when it has new events or a new minute began since the
+//! last scrape; otherwise the gauges keep their values. The minute, because occupancy goes on
+//! changing without events (an agent on a call grows busier), and because on PostgreSQL a
+//! newer event id may commit before an older one the last look missed. [`ReportGauges`]
+//! remembers, per tenant, the newest event and the minute it computed. Figures with nothing
+//! to average are `NaN`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,8 +24,7 @@ const MAX_EVENTS: i64 = 2_000_000;
 /// Waits and logins that began this long before midnight still count.
 const LOOKBACK_MS: i64 = 86_400_000;
 
-/// What the last scrape computed: per tenant, its newest event id and the day (Unix ms of
-/// midnight UTC).
+/// What the last scrape computed: per tenant, its newest event id and the minute (Unix ms / 60 000).
 #[derive(Clone, Default)]
 pub struct ReportGauges {
     seen: Arc<Mutex<HashMap<i64, (i64, i64)>>>,
@@ -41,6 +43,7 @@ impl ReportGauges {
         };
         let now = now_ms();
         let day = Interval::Day.start_of(now);
+        let minute = now / 60_000;
         for tenant in tenants {
             let last = match store.last_event_id(tenant).await {
                 Ok(last) => last,
@@ -50,12 +53,12 @@ impl ReportGauges {
                 }
             };
             let seen = self.lock().get(&tenant).copied();
-            if seen == Some((last, day)) {
+            if seen == Some((last, minute)) {
                 continue;
             }
             match publish(store, tenant, day, now).await {
                 Ok(true) => {
-                    self.lock().insert(tenant, (last, day));
+                    self.lock().insert(tenant, (last, minute));
                 }
                 Ok(false) => {
                     tracing::warn!(tenant, "too many events today for the report gauges")

@@ -581,7 +581,9 @@ async fn a_chat_finished_in_routing_at_a_stop_is_not_restored(db: Db) {
     let token = vera.token.clone();
     let admin = s.demo_login("ada").await;
     let (_, chats) = s.get("/api/v1/interactions?channel=chat", &admin).await;
-    let interaction = chats["items"][0]["id"].as_i64().expect("the chat's interaction");
+    let interaction = chats["items"][0]["id"]
+        .as_i64()
+        .expect("the chat's interaction");
     let queue = chats["items"][0]["queue_id"].as_i64().expect("its queue");
     let tenant = s
         .store()
@@ -607,7 +609,9 @@ async fn a_chat_finished_in_routing_at_a_stop_is_not_restored(db: Db) {
     assert!(vera.ws.closed().await.is_some());
     let mut back = Console::open(&s, "/ws/chat").await;
     back.send_raw(Message::Text(
-        json!({ "type": "chat.resume", "token": token }).to_string().into(),
+        json!({ "type": "chat.resume", "token": token })
+            .to_string()
+            .into(),
     ))
     .await;
     assert_eq!(back.closed().await, Some(4410), "the chat has ended");
