@@ -486,7 +486,7 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
     use vacd::catalog::INTERACTIONS;
     use vacd::store::OutputBatch;
-    use vacd_actors::{Channel, InteractionId, Output, QueueId, TransferTarget};
+    use vacd_actors::{AgentId, Channel, InteractionId, Output, QueueId, TransferTarget};
 
     let db = TestDb::new(db).await;
     let store = open(&db).await;
@@ -542,6 +542,23 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
         record(minutes(3), vec![queued(9), moved]).await,
         Some(ms(minutes(3)))
     );
+    // Transferred to an agent: a new wait too, in the same queue and place.
+    let to_agent = vec![
+        Output::Transferred {
+            interaction,
+            from: AgentId(1),
+            to: TransferTarget::Agent { agent: AgentId(2) },
+            wrap_up: Duration::ZERO,
+        },
+        Output::Offered {
+            interaction,
+            agent: AgentId(2),
+            queue: q,
+            channel: Channel::Email,
+            timeout: Duration::from_secs(20),
+        },
+    ];
+    assert_eq!(record(minutes(4), to_agent).await, Some(ms(minutes(4))));
     store.close().await;
     db.drop_db().await;
 }

@@ -58,6 +58,9 @@ struct RowChange {
     /// The run began with a revoked offer: back to queued only if the row is still offered
     /// (ring-all revokes the losing offers after the winner connected).
     revoke_if_offered: bool,
+    /// When a transfer to an agent started a new wait in the same queue and place (the
+    /// escalation and the wait clock start over; a restore counts from here).
+    rewait: Option<i64>,
 }
 
 impl RowChange {
@@ -85,6 +88,13 @@ impl RowChange {
                 let since = self.queued.and_then(|(_, _, since)| since);
                 self.queued = Some((queue.0 as i64, *order as i64, since));
                 ("queued", Assignee::Clear)
+            }
+            Output::Transferred {
+                to: TransferTarget::Agent { .. },
+                ..
+            } => {
+                self.rewait = Some(at);
+                return;
             }
             Output::Offered { agent, .. } => ("offered", Assignee::Set(agent.0 as i64)),
             Output::OfferRevoked { .. } => match self.state {
@@ -124,8 +134,8 @@ impl RowChange {
             Assignee::Clear => (2, None),
         };
         let (queue, order, at) = match self.queued {
-            Some((queue, order, at)) => (Some(queue), Some(order), at),
-            None => (None, None, None),
+            Some((queue, order, at)) => (Some(queue), Some(order), at.or(self.rewait)),
+            None => (None, None, self.rewait),
         };
         Some(RowValues {
             state,
