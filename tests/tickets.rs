@@ -1693,6 +1693,38 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
                 && n.contains("find it as processed/huge.pdf in")),
         "{big}"
     );
+    // A side file that is a link or a pipe is not read (a pipe would block the inbox for
+    // ever): the faxes are tickets with a note.
+    let elsewhere = fax_in.parent().expect("parent").join("elsewhere.json");
+    std::fs::write(&elsewhere, r#"{"subject": "Linked fax"}"#).expect("target");
+    std::os::unix::fs::symlink(&elsewhere, fax_in.join("linked.json")).expect("symlink");
+    std::fs::write(fax_in.join("linked.pdf"), b"%PDF-1.4 linked %%EOF").expect("fax");
+    let made = std::process::Command::new("mkfifo")
+        .arg(fax_in.join("piped.json"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    std::fs::write(fax_in.join("piped.pdf"), b"%PDF-1.4 piped %%EOF").expect("fax");
+    for side in ["linked.json", "piped.json"] {
+        common::eventually(&format!("the fax beside {side}"), || async {
+            let (_, page) = s
+                .get("/api/v1/interactions?channel=fax&limit=100", &admin)
+                .await;
+            for item in page["items"].as_array()? {
+                let id = item["id"].as_i64()?;
+                let ticket = s.get(&format!("/api/v1/tickets/{id}"), &admin).await.1;
+                if ticket
+                    .to_string()
+                    .contains(&format!("{side} is no plain file"))
+                {
+                    return Some(());
+                }
+            }
+            None
+        })
+        .await;
+    }
+    assert_eq!(tickets_titled(&s, &admin, "fax", "Linked fax").await, 0);
     assert!(fax_in.join("stuck.pdf").exists(), "the stuck fax stays");
     let stuck = tickets_titled(&s, &admin, "fax", "Stuck fax").await;
     assert_eq!(stuck, 1, "taken again every round, its ticket is made once");

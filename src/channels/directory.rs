@@ -177,7 +177,17 @@ async fn take(
         .unwrap_or_default();
     let side_path = path.with_extension("json");
     let mut notes = Vec::new();
-    let mut side = match std::fs::metadata(&side_path) {
+    // Not followed if a link, and only a plain file: a FIFO of that name would block the read
+    // for ever, a link to /dev/zero never end it.
+    let mut side = match std::fs::symlink_metadata(&side_path) {
+        Ok(meta) if !meta.is_file() => {
+            tracing::warn!(file = %side_path.display(), "side file is no plain file; ignored");
+            notes.push(format!(
+                "the side file {} is no plain file (a link, a pipe, a directory); it was ignored",
+                side_path.display()
+            ));
+            SideFile::default()
+        }
         Ok(meta) if meta.len() > MAX_SIDE_FILE => {
             tracing::warn!(file = %side_path.display(), size = meta.len(), "side file too large; ignored");
             notes.push(format!(
@@ -189,7 +199,13 @@ async fn take(
         }
         // Unreadable (a directory of its name, no permission) or not JSON: the document goes on
         // without it.
-        Ok(_) => std::fs::read(&side_path)
+        Ok(_) => std::fs::File::open(&side_path)
+            .and_then(|file| {
+                // Read no more than the limit, should the file have grown since.
+                let mut bytes = Vec::new();
+                file.take(MAX_SIDE_FILE).read_to_end(&mut bytes)?;
+                Ok(bytes)
+            })
             .map_err(|e| e.to_string())
             .and_then(|bytes| serde_json::from_slice::<SideFile>(&bytes).map_err(|e| e.to_string()))
             .unwrap_or_else(|e| {
