@@ -17,6 +17,9 @@ use mail_parser::{MessageParser, MimeHeaders};
 /// Longest Message-ID kept, in bytes (see [`super::MAX_INDEXED`]).
 pub const MAX_MESSAGE_ID: usize = super::MAX_INDEXED;
 
+/// Parents (In-Reply-To and the nearest References) a mail is threaded by at most.
+const MAX_PARENTS: usize = 20;
+
 /// Longest sender address taken as one (RFC 5321: a path holds at most 256 characters, the
 /// angle brackets included).
 pub const MAX_ADDRESS: usize = 254;
@@ -196,15 +199,29 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
             mail.problems.push(Problem::MessageIdTooLong { length });
         }
     }
-    for value in [message.in_reply_to(), message.references()] {
+    // In-Reply-To, then the nearest of References (the newest are last): each looked up in
+    // the store, so a mail naming millions cannot stall the account.
+    let ids = |value: &mail_parser::HeaderValue<'_>| -> Vec<String> {
         if let Some(ids) = value.as_text_list() {
-            mail.parents.extend(ids.iter().map(|id| strip_brackets(id)));
-        } else if let Some(id) = value.as_text() {
-            mail.parents.push(strip_brackets(id));
+            ids.iter().map(|id| strip_brackets(id)).collect()
+        } else {
+            value.as_text().map(strip_brackets).into_iter().collect()
+        }
+    };
+    let references = ids(message.references());
+    let nearest = references.len().saturating_sub(MAX_PARENTS);
+    for id in ids(message.in_reply_to())
+        .into_iter()
+        .chain(references.into_iter().skip(nearest).rev())
+    {
+        // Too long to be one of ours or any stored one.
+        if id.len() <= MAX_MESSAGE_ID && !mail.parents.contains(&id) {
+            mail.parents.push(id);
+        }
+        if mail.parents.len() == MAX_PARENTS {
+            break;
         }
     }
-    // Too long to be one of ours or any stored one.
-    mail.parents.retain(|id| id.len() <= MAX_MESSAGE_ID);
     if mail.text.trim().is_empty() && mail.html.is_none() {
         let raw_body = raw_body(raw);
         if !raw_body.trim().is_empty() {
@@ -340,8 +357,25 @@ References: <t0@vacd> <t1@vacd>\r\n\r\nHello\r\n";
         assert_eq!(mail.subject, "Invoice");
         assert_eq!(mail.text.trim(), "Hello");
         assert_eq!(mail.html, None, "no HTML made up for a plain text");
-        assert_eq!(mail.parents, ["t1@vacd", "t0@vacd", "t1@vacd"]);
+        assert_eq!(
+            mail.parents,
+            ["t1@vacd", "t0@vacd"],
+            "In-Reply-To, then the nearest References, each once"
+        );
         assert!(mail.problems.is_empty());
+    }
+
+    #[test]
+    fn a_mail_is_threaded_by_twenty_parents_at_most() {
+        let references: Vec<String> = (0..5000).map(|n| format!("<r{n}@x>")).collect();
+        let raw = format!(
+            "From: a@example.test\r\nSubject: many\r\nIn-Reply-To: <p@x>\r\n\
+References: {}\r\n\r\nHello\r\n",
+            references.join(" ")
+        );
+        let mail = parse(raw.as_bytes(), 1000);
+        assert_eq!(mail.parents.len(), MAX_PARENTS);
+        assert_eq!(mail.parents[..3], ["p@x", "r4999@x", "r4998@x"]);
     }
 
     #[test]

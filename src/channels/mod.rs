@@ -21,7 +21,7 @@ pub mod sms;
 pub mod template;
 pub mod threading;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -96,8 +96,6 @@ struct Inner {
     stop: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     http: reqwest::Client,
-    /// Makes generated Message-IDs unique within the millisecond.
-    sequence: AtomicU64,
     /// When each contact ((tenant, address)) was last acknowledged by this process.
     acknowledged: DashMap<(i64, String), i64>,
 }
@@ -125,7 +123,6 @@ impl Channels {
                     .timeout(Duration::from_secs(30))
                     .build()
                     .unwrap_or_default(),
-                sequence: AtomicU64::new(0),
                 acknowledged: DashMap::new(),
             }),
         };
@@ -390,10 +387,13 @@ impl Channels {
                 let smtp = account.smtp.as_ref().ok_or_else(|| {
                     Error::NotConfigured(format!("no SMTP server for {}", address.address))
                 })?;
-                let unique = store::now_ms() * 1000
-                    + (self.inner.sequence.fetch_add(1, Ordering::Relaxed) % 1000) as i64;
+                // 128 random bits: a Message-ID of ours must not be guessable, for a mail that
+                // names it as its parent joins (and reopens) that ticket.
+                let mut nonce = [0u8; 16];
+                OsRng.fill_bytes(&mut nonce);
+                let unique = format!("{}.{}", store::now_ms(), hex::encode(nonce));
                 let message_id =
-                    threading::message_id(&address.address, ctx.interaction, 0, unique);
+                    threading::message_id(&address.address, ctx.interaction, 0, &unique);
                 let (in_reply_to, references) = match &ctx.last_inbound {
                     Some(parent) => (
                         Some(parent.clone()),

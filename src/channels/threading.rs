@@ -55,8 +55,9 @@ pub fn reply_subject(subject: &str, ticket: i64) -> String {
 }
 
 /// A fresh `Message-ID` (without brackets) for message `message` of ticket `ticket`, sent from
-/// `from` (its domain is used). `unique` makes ids of equal messages differ (a timestamp).
-pub fn message_id(from: &str, ticket: i64, message: i64, unique: i64) -> String {
+/// `from` (its domain is used). `unique` makes ids of equal messages differ, and unguessable
+/// (a timestamp and random bits).
+pub fn message_id(from: &str, ticket: i64, message: i64, unique: &str) -> String {
     let domain = from
         .rsplit_once('@')
         .map_or("vacd.invalid", |(_, d)| d)
@@ -115,9 +116,9 @@ mod tests {
     #[test]
     fn message_ids_use_the_sender_domain() {
         assert_eq!(
-            message_id("support@demo.test", 4, 9, 1),
-            "t4.m9.1@demo.test"
+            message_id("support@demo.test", 4, 9, "1.ab"),
+            "t4.m9.1.ab@demo.test"
         );
-        assert_eq!(message_id("nobody", 4, 9, 1), "t4.m9.1@vacd.invalid");
+        assert_eq!(message_id("nobody", 4, 9, "1"), "t4.m9.1@vacd.invalid");
     }
 }
