@@ -813,6 +813,23 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             json!({ "message_id": 1, "filename": "a", "content_type": "pdf" }),
             "invalid_value",
         ),
+        // A POP3 account cannot keep mail (it would delete what "flag" meant to keep), and no
+        // password goes unencrypted beyond this machine.
+        (
+            "mail-accounts",
+            json!({ "service_address_id": 1, "protocol": "pop3", "host": "127.0.0.1", "port": 110, "security": "plain", "username": "u", "password": "p", "after_fetch": "flag" }),
+            "invalid_value",
+        ),
+        (
+            "mail-accounts",
+            json!({ "service_address_id": 1, "protocol": "imap", "host": "mail.example.test", "port": 143, "security": "plain", "username": "u", "password": "p" }),
+            "invalid_value",
+        ),
+        (
+            "mail-accounts",
+            json!({ "service_address_id": 1, "protocol": "imap", "host": "mail.example.test", "port": 993, "security": "tls", "username": "u", "password": "p", "smtp_host": "smtp.example.test", "smtp_port": 25, "smtp_security": "plain" }),
+            "invalid_value",
+        ),
         // Routing's states are routing's to set.
         (
             "interactions",

@@ -21,7 +21,7 @@ use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{
     Column, DefaultValue, Kind, Resource, Role, ATTACHMENTS, INTERACTIONS, MAILBOXES,
-    QUEUE_ESCALATIONS, RESOURCES, USERS,
+    MAIL_ACCOUNTS, QUEUE_ESCALATIONS, RESOURCES, USERS,
 };
 use crate::store::{ListQuery, Page, Value};
 
@@ -92,6 +92,9 @@ async fn create(
     if std::ptr::eq(r, &QUEUE_ESCALATIONS) {
         escalation_step(&JsonValue::Null, &values)?;
     }
+    if std::ptr::eq(r, &MAIL_ACCOUNTS) {
+        mail_account(&JsonValue::Null, &values)?;
+    }
     let created = super::to_the_end(async move {
         let created = state
             .store
@@ -120,6 +123,9 @@ async fn update(
     let values = fields(r, body, Mode::Update)?;
     if std::ptr::eq(r, &QUEUE_ESCALATIONS) {
         escalation_step(&state.store.get(r, who.tenant_id, id).await?, &values)?;
+    }
+    if std::ptr::eq(r, &MAIL_ACCOUNTS) {
+        mail_account(&state.store.get(r, who.tenant_id, id).await?, &values)?;
     }
     let updated = super::to_the_end(async move {
         let updated = state
@@ -381,6 +387,47 @@ fn is_media_type(value: &str) -> bool {
         && essence
             .split_once('/')
             .is_some_and(|(kind, sub)| token(kind) && token(sub))
+}
+
+/// The text of column `name` as a row would be stored: `values` written over `stored`.
+fn text_after<'a>(
+    stored: &'a JsonValue,
+    values: &'a [(&'static Column, Value)],
+    name: &str,
+) -> Option<&'a str> {
+    match values.iter().find(|(c, _)| c.name == name) {
+        Some((_, Value::Text(text))) => text.as_deref(),
+        Some((_, Value::Int(_))) => None,
+        None => stored[name].as_str(),
+    }
+}
+
+/// A mail account as it would be stored must be one the channels can run safely (see
+/// `channels::config::account_problem`).
+fn mail_account(stored: &JsonValue, values: &[(&'static Column, Value)]) -> Result<()> {
+    use crate::channels::config::{account_problem, AfterFetch, Protocol, Security};
+    fn parse<T: serde::de::DeserializeOwned>(text: Option<&str>) -> Option<T> {
+        serde_json::from_value(JsonValue::String(text?.to_owned())).ok()
+    }
+    let text = |name| text_after(stored, values, name);
+    let (Some(protocol), Some(security)) = (
+        parse::<Protocol>(text("protocol")),
+        parse::<Security>(text("security")),
+    ) else {
+        return Ok(());
+    };
+    let after_fetch = parse::<AfterFetch>(text("after_fetch")).unwrap_or_default();
+    let smtp = text("smtp_host").zip(parse::<Security>(text("smtp_security")));
+    match account_problem(
+        protocol,
+        after_fetch,
+        text("host").unwrap_or_default(),
+        security,
+        smtp,
+    ) {
+        Some(problem) => Err(Error::invalid("invalid_value", problem)),
+        None => Ok(()),
+    }
 }
 
 /// An escalation step as it would be stored — `values` written over `stored` (`Null` for a

@@ -204,11 +204,11 @@ impl ChannelsConfig {
             return Err(("channels.max_message_bytes", "must be at least 1024".into()));
         }
         for a in &self.accounts {
-            if a.protocol == Protocol::Pop3 && a.after_fetch == AfterFetch::Flag {
-                return Err((
-                    "channels.accounts.after_fetch",
-                    format!("`{}`: POP3 cannot flag messages; use delete", a.address),
-                ));
+            let smtp = a.smtp.as_ref().map(|s| (s.host.as_str(), s.security));
+            if let Some(problem) =
+                account_problem(a.protocol, a.after_fetch, &a.host, a.security, smtp)
+            {
+                return Err(("channels.accounts", format!("`{}`: {problem}", a.address)));
             }
             if a.host.trim().is_empty() || a.username.is_empty() {
                 return Err((
@@ -227,4 +227,40 @@ impl ChannelsConfig {
         }
         Ok(())
     }
+}
+/// What is wrong with a mail account's settings, wherever they come from (the config file,
+/// the API, a stored row): POP3 cannot flag a message (it would delete what the admin meant
+/// to keep), and no password goes unencrypted to anything but this machine (`smtp`: the SMTP
+/// server's host and security, if any).
+pub fn account_problem(
+    protocol: Protocol,
+    after_fetch: AfterFetch,
+    host: &str,
+    security: Security,
+    smtp: Option<(&str, Security)>,
+) -> Option<String> {
+    if protocol == Protocol::Pop3 && after_fetch == AfterFetch::Flag {
+        return Some("POP3 cannot flag messages; use delete".into());
+    }
+    let servers = [
+        (Some((host, security)), "mail server"),
+        (smtp, "SMTP server"),
+    ];
+    for (server, what) in servers {
+        let Some((host, security)) = server else {
+            continue;
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if security == Security::Plain && !loopback {
+            return Some(format!(
+                "the {what} {host} is not on this machine: `plain` would send the password \
+                 unencrypted; use tls or starttls"
+            ));
+        }
+    }
+    None
 }

@@ -72,7 +72,7 @@ impl MailAccount {
                 }),
                 _ => None,
             };
-            Some(MailAccount {
+            let account = MailAccount {
                 key: key.clone(),
                 protocol: parse(&row.protocol)?,
                 host: row.host.clone(),
@@ -86,7 +86,23 @@ impl MailAccount {
                 auto_reply_template: row.auto_reply_template.clone(),
                 ca_file: None,
                 address: row.address.clone(),
-            })
+            };
+            // Rows written before the API checked this.
+            let smtp = account.smtp.as_ref().map(|s| (s.host.as_str(), s.security));
+            let problem = super::config::account_problem(
+                account.protocol,
+                account.after_fetch,
+                &account.host,
+                account.security,
+                smtp,
+            );
+            match problem {
+                Some(problem) => {
+                    tracing::warn!(account = key, problem, "mail account not started");
+                    None
+                }
+                None => Some(account),
+            }
         })();
         if account.is_none() {
             tracing::warn!(
