@@ -143,7 +143,18 @@ async fn round(
         AfterFetch::Flag => format!("UNKEYWORD {KEYWORD} UNDELETED"),
     };
     let mut uids: Vec<u32> = session.uid_search(&query).await?.into_iter().collect();
-    uids.retain(|uid| !skip.failed.contains(uid) && !skip.too_large.contains(uid));
+    let unmarked = uids.iter().filter(|uid| skip.marked.contains(uid)).count();
+    if unmarked > 0 && !skip.unmarked_told {
+        skip.unmarked_told = true;
+        tracing::warn!(
+            account = %account.key,
+            unmarked,
+            "the server keeps no mark vacd set on taken mail (a read-only folder, or a keyword it does not store?): they stay on the server and are skipped"
+        );
+    }
+    uids.retain(|uid| {
+        !skip.failed.contains(uid) && !skip.too_large.contains(uid) && !skip.marked.contains(uid)
+    });
     uids.sort_unstable();
     uids.truncate(channels.config().fetch_batch);
     if uids.is_empty() {
@@ -202,6 +213,7 @@ async fn round(
             AfterFetch::Flag => format!("+FLAGS.SILENT ({KEYWORD})"),
         };
         store_flags(session, &handled.done, &flags).await?;
+        skip.marked.extend(&handled.done);
         if account.after_fetch == AfterFetch::Delete && uidplus {
             let mut expunged = std::pin::pin!(session.uid_expunge(uid_set(&handled.done)).await?);
             while let Some(r) = expunged.next().await {
@@ -225,6 +237,7 @@ async fn round(
     }
     if !flagged.is_empty() {
         store_flags(session, &flagged, &format!("+FLAGS.SILENT ({KEYWORD})")).await?;
+        skip.marked.extend(&flagged);
     }
     // What the server did not deliver waits for the next wake-up like a failure, so that a
     // round of such messages does not start again at once.
@@ -344,6 +357,13 @@ struct Skipped {
     /// Too large to download, stored from their header and left on the server (the `delete`
     /// disposal): skipped for the rest of the session; a new one finds their tickets.
     too_large: HashSet<u32>,
+    /// Stored and marked (deleted or flagged) in this session. A server that does not keep
+    /// the mark (a read-only folder, a keyword it does not store, a refused STORE the client
+    /// library reads as done) lists them again: skipped, they neither come back as duplicates
+    /// round after round nor keep the session from the mail behind them.
+    marked: HashSet<u32>,
+    /// Whether that was logged in this session.
+    unmarked_told: bool,
 }
 
 async fn store_flags(session: &mut Session, uids: &[u32], flags: &str) -> Result<(), SessionError> {
