@@ -131,11 +131,11 @@ fn refusal(e: channels::Error) -> Error {
 /// customer's answer finds the ticket — else the composed one (which has it).
 fn subject_of(own: Option<String>, composed: String, ticket: i64) -> String {
     let Some(own) = own else { return composed };
-    let tag = channels::threading::tag(ticket);
-    if own.contains(&tag) {
+    // Ours the last tag: that is the one a customer's answer threads by.
+    if channels::threading::find_tag(&own) == Some(ticket) {
         own
     } else {
-        format!("{} {tag}", own.trim_end())
+        format!("{} {}", own.trim_end(), channels::threading::tag(ticket))
     }
 }
 
@@ -635,5 +635,10 @@ mod tests {
             "[#T-42] Your refund"
         );
         assert_eq!(subject_of(None, composed.clone(), 42), composed);
+        assert_eq!(
+            subject_of(Some("[#T-42] about [#T-5]".into()), composed.clone(), 42),
+            "[#T-42] about [#T-5] [#T-42]",
+            "ours must be the last tag"
+        );
     }
 }

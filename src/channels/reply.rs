@@ -106,6 +106,7 @@ pub async fn compose(
         Some(s) => template::render(&s, &vars),
         None => threading::reply_subject(&ctx.subject, ctx.interaction),
     };
+    // Ours the last tag: that is the one a customer's answer threads by.
     let subject = if threading::find_tag(&subject) == Some(ctx.interaction) {
         subject
     } else {

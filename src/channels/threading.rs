@@ -11,20 +11,22 @@ pub fn tag(ticket: i64) -> String {
     format!("[#T-{ticket}]")
 }
 
-/// The ticket named by the first well-formed tag in `subject`.
+/// The ticket named by the last well-formed tag in `subject`: vacd appends its own at the end,
+/// so a subject that quotes another ticket's tag still threads into the ticket it came from.
 pub fn find_tag(subject: &str) -> Option<i64> {
     let mut rest = subject;
+    let mut found = None;
     while let Some(at) = rest.find("[#T-") {
         let after = &rest[at + 4..];
         let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
         if !digits.is_empty() && after[digits.len()..].starts_with(']') {
             if let Ok(id) = digits.parse::<i64>() {
-                return Some(id);
+                found = Some(id);
             }
         }
         rest = after;
     }
-    None
+    found
 }
 
 /// The subject of a reply in ticket `ticket`: `Re: ` once, the original subject without its
@@ -89,6 +91,11 @@ mod tests {
         assert_eq!(find_tag("Re: Invoice [#T-1042]"), Some(1042));
         assert_eq!(find_tag("[#T-] [#T-x] [#T-7"), None);
         assert_eq!(find_tag("[#T-] then [#T-9]"), Some(9));
+        assert_eq!(
+            find_tag("Re: About [#T-5] [#T-9]"),
+            Some(9),
+            "ours is appended last"
+        );
         assert_eq!(find_tag("[#T-99999999999999999999999]"), None);
         assert_eq!(find_tag("no tag"), None);
     }
