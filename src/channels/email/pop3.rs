@@ -155,6 +155,10 @@ pub(super) async fn session(
 ) -> Result<(), SessionError> {
     let limit = channels.config().max_message_bytes;
     let mut too_large = HashSet::new();
+    // Messages the server refused to send or delete (-ERR): skipped while the account runs,
+    // so that one of them holds back neither the mail behind it nor the deletions before it
+    // (POP3 deletes only at QUIT).
+    let mut refused = HashSet::new();
     loop {
         let mut conn = open(account).await?;
         channels.account_up(&account.key);
@@ -166,7 +170,7 @@ pub(super) async fn session(
         conn.command("UIDL").await?;
         let ids = listing(&conn.body(MAX_LISTING).await?);
         for (n, id) in ids {
-            if too_large.contains(&id) {
+            if too_large.contains(&id) || refused.contains(&id) {
                 continue;
             }
             let source = format!("pop3:{}:{id}", account.key);
@@ -174,12 +178,19 @@ pub(super) async fn session(
             let size = sizes.get(&n).copied();
             let raw;
             let fetched = match size.filter(|&s| s <= limit as u64) {
-                Some(_) => {
-                    conn.command(&format!("RETR {n}")).await?;
-                    // Dot-stuffing may double a message's size.
-                    raw = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await?;
-                    Fetched::Whole(&raw)
-                }
+                Some(_) => match conn.command(&format!("RETR {n}")).await {
+                    Ok(_) => {
+                        // Dot-stuffing may double a message's size.
+                        raw = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await?;
+                        Fetched::Whole(&raw)
+                    }
+                    Err(SessionError::Refused(e)) => {
+                        tracing::warn!(account = %account.key, source, error = %e, "the server refused to send a mail; skipped");
+                        refused.insert(id);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
                 None => {
                     tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
                     // TOP is optional (RFC 1939): without it, the ticket is the note alone.
@@ -198,9 +209,15 @@ pub(super) async fn session(
                 Ok(()) if matches!(fetched, Fetched::Header { .. }) => {
                     too_large.insert(id);
                 }
-                Ok(()) => {
-                    conn.command(&format!("DELE {n}")).await?;
-                }
+                Ok(()) => match conn.command(&format!("DELE {n}")).await {
+                    Ok(_) => {}
+                    // Stored: a later session finds it a duplicate once the server lets go.
+                    Err(SessionError::Refused(e)) => {
+                        tracing::warn!(account = %account.key, source, error = %e, "the server refused to delete a stored mail; skipped");
+                        refused.insert(id);
+                    }
+                    Err(e) => return Err(e),
+                },
                 Err(e) => {
                     tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
                 }
