@@ -117,6 +117,9 @@ fn refusal(e: channels::Error) -> Error {
             code: "not_configured",
             message,
         },
+        channels::Error::Letter(channels::letter::LetterError::Unprintable(_)) => {
+            Error::invalid("unprintable", message)
+        }
         channels::Error::Smtp(_) | channels::Error::Sms(_) | channels::Error::Letter(_) => {
             tracing::warn!(error = %message, "answer not sent");
             Error::Conflict {

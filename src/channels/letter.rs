@@ -11,6 +11,12 @@ use crate::store::NewAttachment;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LetterError {
+    /// The built-in font (WinAnsi) has no glyph for these: printed, they would silently vanish.
+    #[error(
+        "the letter font cannot print {0}: write the letter in Latin letters (or answer on \
+         another channel)"
+    )]
+    Unprintable(String),
     #[error("rendering the PDF: {0}")]
     Pdf(#[from] printpdf::Error),
     #[error("writing {path}: {source}")]
@@ -44,8 +50,27 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     lines
 }
 
-/// The PDF of a letter to `recipient` (name and postal address, one line each).
+/// Whether Helvetica's WinAnsi encoding (Windows-1252) has `c`; line breaks and tabs are
+/// laid out, not printed.
+fn printable(c: char) -> bool {
+    matches!(c, ' '..='~' | '\u{a0}'..='\u{ff}' | '\n' | '\r' | '\t')
+        || "€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ".contains(c)
+}
+
+/// The PDF of a letter to `recipient` (name and postal address, one line each). Refused if
+/// any of it cannot be printed: a letter missing letters is worse than none.
 pub fn render(recipient: &str, subject: &str, body: &str) -> Result<Vec<u8>, LetterError> {
+    let mut unprintable: Vec<char> = [recipient, subject, body]
+        .iter()
+        .flat_map(|text| text.chars())
+        .filter(|c| !printable(*c))
+        .collect();
+    if !unprintable.is_empty() {
+        unprintable.sort_unstable();
+        unprintable.dedup();
+        let shown: String = unprintable.iter().take(20).collect();
+        return Err(LetterError::Unprintable(format!("“{shown}”")));
+    }
     let (doc, page, layer) = PdfDocument::new(subject, Mm(210.0), Mm(297.0), "text");
     let font = doc.add_builtin_font(BuiltinFont::Helvetica)?;
     let bold = doc.add_builtin_font(BuiltinFont::HelveticaBold)?;
@@ -104,6 +129,19 @@ mod tests {
     #[test]
     fn wrapping_keeps_words_and_paragraphs() {
         assert_eq!(wrap("aa bb cc\n\ndd", 5), ["aa bb", "cc", "", "dd"]);
+    }
+
+    #[test]
+    fn what_the_font_cannot_print_is_refused_not_dropped() {
+        assert!(render("Frau Müller\nHauptstraße 1", "Rückfrage – 5 €", "Grüße\n").is_ok());
+        match render("Pan Łukasz", "Dzień dobry", "Шановний") {
+            Err(LetterError::Unprintable(chars)) => {
+                for c in ['Ł', 'ń', 'Ш'] {
+                    assert!(chars.contains(c), "{chars}");
+                }
+            }
+            other => panic!("printed: {:?}", other.map(|pdf| pdf.len())),
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub enum Error {
     #[error("sending the SMS failed: {0}")]
     Sms(String),
     #[error("writing the letter failed: {0}")]
-    Letter(String),
+    Letter(#[from] letter::LetterError),
     #[error("store: {0}")]
     Store(#[from] store::Error),
 }
@@ -445,8 +445,7 @@ impl Channels {
                     .ok_or_else(|| {
                         Error::NotConfigured(format!("no outbox directory for {}", address.address))
                     })?;
-                let document = letter::write(&outbox, ctx.interaction, to, subject, body)
-                    .map_err(|e| Error::Letter(e.to_string()))?;
+                let document = letter::write(&outbox, ctx.interaction, to, subject, body)?;
                 Ok(Sent {
                     message_id: None,
                     to: to.to_owned(),
