@@ -1397,6 +1397,18 @@ async fn calls_live_at_a_crash_are_closed_at_start(db: Db) {
         )
         .await;
     assert_eq!(interaction["state"], "failed", "{interaction}");
+    // The event log hears it too: the waiting call was abandoned (else the reports would
+    // count it offered and never finished).
+    let (_, events) =
+        f.s.get(
+            &format!(
+                "/api/v1/events?kind=routing.abandoned&interaction_id={}",
+                started.interaction
+            ),
+            &f.sam,
+        )
+        .await;
+    assert_eq!(events["total"], 1, "{events}");
     f.s.stop().await;
 }
 

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::call_commit::{self, Done, Job};
 use super::committer;
-use super::events::{append_in, NewEvent};
+use super::events::{self, append_in, NewEvent};
 use super::{now_ms, Result, Store};
 
 /// A call vacd has answered and is about to queue, or a click-to-dial call it places.
@@ -117,11 +117,46 @@ impl Store {
 
     /// Calls that were live when vacd stopped cannot be resumed (their media and dialogs are
     /// gone): their interactions become `failed` (or `done` if only wrap-up was left) and their
-    /// records are closed by the system.
+    /// records are closed by the system. The event log is told too, dated at the tenant's last
+    /// event (the last moment vacd is known to have run): a waiting call was abandoned, a
+    /// connected one ended, a wrap-up ended — else the reports would count the call offered
+    /// but never finished, and its agent busy for ever.
     /// Returns how many there were.
     pub async fn fail_stale_calls(&self) -> Result<u64> {
         let mut tx = self.begin().await?;
         let now = now_ms();
+        let stale = sqlx::query(
+            "SELECT i.id, i.tenant_id, i.state, i.agent_id, i.queue_id, \
+             (SELECT MAX(e.at) FROM events e WHERE e.tenant_id = i.tenant_id) AS last_at \
+             FROM interactions i WHERE i.channel = 'call' \
+             AND i.state IN ('new', 'queued', 'offered', 'connected', 'wrap_up')",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for row in stale {
+            let (id, tenant): (i64, i64) = (row.try_get("id")?, row.try_get("tenant_id")?);
+            let state: String = row.try_get("state")?;
+            let agent: Option<i64> = row.try_get("agent_id")?;
+            let queue: Option<i64> = row.try_get("queue_id")?;
+            let at = row.try_get::<Option<i64>, _>("last_at")?.unwrap_or(now);
+            let kinds: &[&str] = match (state.as_str(), agent) {
+                ("connected", Some(_)) => &["routing.ended", "routing.wrap_up_ended"],
+                ("wrap_up", Some(_)) => &["routing.wrap_up_ended"],
+                ("new" | "queued" | "offered", _) => &["routing.abandoned"],
+                _ => &[],
+            };
+            for kind in kinds {
+                let event = NewEvent {
+                    tenant,
+                    kind: (*kind).into(),
+                    interaction_id: Some(id),
+                    agent_id: agent.filter(|_| *kind != "routing.abandoned"),
+                    queue_id: queue,
+                    payload: json!({ "interaction": id, "reason": "vacd stopped" }).to_string(),
+                };
+                events::append_at(&mut tx, &event, at).await?;
+            }
+        }
         sqlx::query(
             "UPDATE call_records SET ended_at = $1, result = 'failed', hangup_by = 'system' \
              WHERE ended_at IS NULL",

@@ -21,7 +21,16 @@ pub struct NewEvent {
 
 /// Appends inside a caller's transaction, so the event commits with the change it records.
 pub(super) async fn append_in(tx: &mut sqlx::Transaction<'_, Any>, event: &NewEvent) -> Result<()> {
-    bind(sqlx::query(INSERT_ONE), [(event, now_ms())])
+    append_at(tx, event, now_ms()).await
+}
+
+/// [`append_in`], dated `at` (Unix ms) instead of now.
+pub(super) async fn append_at(
+    tx: &mut sqlx::Transaction<'_, Any>,
+    event: &NewEvent,
+    at: i64,
+) -> Result<()> {
+    bind(sqlx::query(INSERT_ONE), [(event, at)])
         .execute(&mut **tx)
         .await?;
     Ok(())
