@@ -1074,6 +1074,32 @@ async fn reports_from_the_event_log(db: Db) {
         StatusCode::BAD_REQUEST,
         "invalid_query",
     );
+    // The waiting one is answered after a report's `to`: that report counts it answered all the
+    // same (a wait belongs to the interval it entered in, whenever it ends).
+    d.s.routing().flushed().await;
+    let to = vacd::store::now_ms();
+    console.ready().await;
+    console.accept(abandoned).await;
+    d.s.routing().flushed().await;
+    let (_, page) =
+        d.s.get(
+            &format!(
+                "/api/v1/reports/queues?interval=day&from={}&to={to}",
+                to - to.rem_euclid(86_400_000)
+            ),
+            &sam,
+        )
+        .await;
+    let row = page["items"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
+        .cloned()
+        .unwrap_or_else(|| panic!("a row for the queue: {page}"));
+    assert_eq!(
+        (row["offered"].as_u64(), row["answered"].as_u64()),
+        (Some(2), Some(2)),
+        "{row}"
+    );
     assert_error(
         &d.s.get("/api/v1/reports/nothing", &sam).await,
         StatusCode::NOT_FOUND,

@@ -20,6 +20,11 @@ use crate::store::now_ms;
 
 /// Waits and logins that began this long before `from` are still seen.
 const LOOKBACK_MS: i64 = 86_400_000;
+
+/// Events this long after `to` (until now) are read too: a call that entered at 23:59:55 and
+/// was answered at 00:00:08 counts answered in yesterday's report, whatever `to` is asked.
+/// Outside `[from, to)` they close waits, logins and handlings and count nothing themselves.
+const LOOKAHEAD_MS: i64 = 86_400_000;
 /// Events one report reads at most; a longer span is refused.
 const MAX_EVENTS: i64 = 2_000_000;
 /// Intervals one report spans at most (over 100 days of quarter hours, 27 years of days): the
@@ -90,7 +95,7 @@ pub async fn report(
         .report_events(
             who.tenant_id,
             from.saturating_sub(LOOKBACK_MS),
-            to,
+            to.saturating_add(LOOKAHEAD_MS).min(now + 1).max(to),
             MAX_EVENTS,
         )
         .await?
