@@ -81,23 +81,28 @@ async fn migrations_apply_once_and_report_ready(db: Db) {
     db.drop_db().await;
 }
 
-/// A SQLite file is one process's: a second open is refused by name while the first holds it,
-/// and taken once it was closed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_file_is_opened_by_one_store_at_a_time() {
-    let db = TestDb::new(Db::Sqlite).await;
+/// A database is one process's: a second open is refused while the first holds it (a SQLite
+/// file by name), and taken once it was closed.
+async fn a_database_is_opened_by_one_store_at_a_time(db: Db) {
+    let kind = db;
+    let db = TestDb::new(db).await;
     let store = open(&db).await;
     match Store::open(&db.url, 4).await {
         Err(e @ store::Error::Locked { .. }) => {
-            assert!(e.to_string().contains("vacd.db"), "{e}");
+            let named = match kind {
+                Db::Sqlite => "vacd.db",
+                Db::Postgres => "PostgreSQL",
+            };
+            assert!(e.to_string().contains(named), "{e}");
         }
         Err(e) => panic!("refused for another reason: {e}"),
-        Ok(_) => panic!("a second store opened the same file"),
+        Ok(_) => panic!("a second store opened the same database"),
     }
     store.close().await;
     let again = open(&db).await;
     assert!(again.ready().await.expect("ready query"));
     again.close().await;
+    db.drop_db().await;
 }
 
 async fn rows_belong_to_their_tenant(db: Db) {
@@ -1661,6 +1666,8 @@ async fn postgres_a_create_whose_commit_went_unanswered_is_not_written_twice() {
         .create(&INTERACTIONS, t, None, &task("second"))
         .await
         .expect("the next create is written");
+    // Read back on a store of its own: one store holds the database at a time.
+    store.close().await;
     let direct = open(&db).await;
     let subjects: Vec<String> = direct
         .list(&INTERACTIONS, t, &all())
@@ -1675,7 +1682,6 @@ async fn postgres_a_create_whose_commit_went_unanswered_is_not_written_twice() {
         ["first", "second"],
         "the create that committed is there once"
     );
-    store.close().await;
     direct.close().await;
     db.drop_db().await;
 }
@@ -1723,6 +1729,8 @@ async fn postgres_chat_messages_whose_commit_went_unanswered_are_not_written_twi
         .store_chat_message(t, interaction, &said("third"))
         .await
         .expect("the next message is stored");
+    // Read back on a store of its own: one store holds the database at a time.
+    store.close().await;
     let direct = open(&db).await;
     let texts: Vec<String> = direct
         .chat_messages(t, interaction, "Vera")
@@ -1736,12 +1744,12 @@ async fn postgres_chat_messages_whose_commit_went_unanswered_are_not_written_twi
         ["first", "second", "third"],
         "the batch that committed is there once"
     );
-    store.close().await;
     direct.close().await;
     db.drop_db().await;
 }
 
 on_both_backends!(
+    a_database_is_opened_by_one_store_at_a_time,
     routing_restarts_with_the_live_calls_still_waiting,
     a_failed_output_round_leaves_the_writer_clean,
     a_lone_create_and_its_round_are_written_whole,

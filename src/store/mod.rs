@@ -82,12 +82,9 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    /// Another process holds the SQLite database (see [`Store::open`]).
-    #[error(
-        "{path} is in use by another vacd (its lock file {path}.lock is held): \
-         one process per database"
-    )]
-    Locked { path: String },
+    /// Another process holds the database (see [`Store::open`]).
+    #[error("{what} is in use by another vacd: one process per database")]
+    Locked { what: String },
     #[error("cannot lock the database {path}: {source}")]
     Lock {
         path: String,
@@ -191,28 +188,42 @@ pub struct Store {
     fresh: Arc<offer_details::Fresh>,
     /// On SQLite, the checkpointer's reports of the WAL's length (see `checkpoint`).
     wal: Option<checkpoint::WalFrames>,
-    /// On SQLite with a file, the lock that keeps a second process out (see [`Store::open`]);
-    /// let go by [`Store::close`] or when the last handle is dropped.
-    lock: Arc<std::sync::Mutex<Option<std::fs::File>>>,
+    /// The lock that keeps a second process out (see [`Store::open`]); let go by
+    /// [`Store::close`] or when the last handle is dropped.
+    lock: Arc<std::sync::Mutex<Option<Held>>>,
 }
+
+/// What holds a database for this process.
+enum Held {
+    /// A SQLite file's lock file, locked (held, never read).
+    File { _locked: std::fs::File },
+    /// A PostgreSQL session holding the advisory lock [`ADVISORY_LOCK`].
+    Postgres(sqlx::AnyConnection),
+}
+
+/// The PostgreSQL advisory lock of a vacd database ("vacd" in ASCII).
+const ADVISORY_LOCK: i64 = 0x7661_6364;
 
 impl Store {
     /// Opens the database (creating the SQLite file and its directory if needed) and applies
-    /// pending migrations. A SQLite file is locked (`<file>.lock`, an advisory lock the system
-    /// lets go of when the process ends): routing holds each tenant's state in memory and the
-    /// writes of two processes would interleave, so a second vacd on the same file is refused
-    /// before it writes anything. PostgreSQL is not locked: one vacd per database is the
-    /// operator's to keep.
+    /// pending migrations. The database is locked for this process: routing holds each
+    /// tenant's state in memory and the writes of two processes would interleave, so a second
+    /// vacd on it is refused before it writes anything. A SQLite file by its lock file
+    /// (`<file>.lock`, locked); PostgreSQL by an advisory lock a session of its own holds. Both
+    /// are let go of when the process ends, however it ends.
     pub async fn open(url: &str, max_connections: u32) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let mut lock = None;
         let backend = if url.starts_with("sqlite:") {
             if let Some(path) = sqlite_path(url) {
                 create_sqlite_dir(path)?;
-                lock = Some(lock_sqlite(path)?);
+                lock = Some(Held::File {
+                    _locked: lock_sqlite(path)?,
+                });
             }
             Backend::Sqlite
         } else {
+            lock = Some(Held::Postgres(lock_postgres(url).await?));
             Backend::Postgres
         };
         let (pool, writer) = match backend {
@@ -346,11 +357,17 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;
-        // Closed: another process may have the file now.
-        self.lock
+        // Closed: another process may have the database now.
+        let held = self
+            .lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        if let Some(Held::Postgres(session)) = held {
+            if let Err(e) = sqlx::Connection::close(session).await {
+                tracing::debug!(error = %e, "the lock's session did not close cleanly");
+            }
+        }
     }
 }
 
@@ -525,9 +542,26 @@ fn lock_sqlite(path: &str) -> Result<std::fs::File> {
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked {
-            path: path.to_owned(),
+            what: format!("{path} (its lock file {lock_path} is held)"),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
+    }
+}
+
+/// A session of its own holding the database's advisory lock, or who holds it.
+async fn lock_postgres(url: &str) -> Result<sqlx::AnyConnection> {
+    use sqlx::Connection;
+    let mut session = sqlx::AnyConnection::connect(url).await?;
+    let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS held")
+        .bind(ADVISORY_LOCK)
+        .fetch_one(&mut session)
+        .await?;
+    if row.try_get::<bool, _>("held")? {
+        Ok(session)
+    } else {
+        Err(Error::Locked {
+            what: "the PostgreSQL database".into(),
+        })
     }
 }
 
