@@ -334,6 +334,9 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                     }
                     wait.queue
                 });
+                // Connected without a wait (a transfer straight to an agent): its handle time
+                // still belongs to the queue the connect names.
+                let queue = queue.or(event.queue);
                 if let Some(row) = b.agent(agent, at) {
                     row.answered += 1;
                 }
@@ -617,6 +620,25 @@ mod tests {
         assert_eq!(agent.busy_ms, (30 + 8) * MIN, "09:00–09:30 and 10:02–10:10");
         let q = &report.queues[0];
         assert_eq!((q.offered, q.answered), (2, 2), "the chat answered once");
+    }
+
+    /// A transfer straight to another agent starts no wait, but the second agent's handling
+    /// counts in the queue's handle time all the same.
+    #[test]
+    fn a_handling_after_a_transfer_to_an_agent_counts_in_its_queue() {
+        let (a, b) = (Some(1), Some(2));
+        let events = vec![
+            event(0, "queued", 1, None),
+            event(MIN, "connected", 1, a),
+            event(3 * MIN, "transferred", 1, a),
+            event(3 * MIN, "wrap_up_ended", 1, a),
+            event(4 * MIN, "connected", 1, b),
+            event(10 * MIN, "ended", 1, b),
+            event(10 * MIN, "wrap_up_ended", 1, b),
+        ];
+        let report = build(&events, &settings(Interval::Hour, 0, 60 * MIN));
+        let q = &report.queues[0];
+        assert_eq!((q.offered, q.answered, q.handled), (1, 1, 2), "{q:?}");
     }
 
     /// Hand-computed: three calls in one hour.
