@@ -229,10 +229,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
   }
 
+  // Read means seen: not while the panel is closed or the page's tab is in the background
+  // (the receipts go when it is shown again).
   function markRead() {
-    if (panel.hidden || !lastRead) return;
+    if (panel.hidden || document.visibilityState !== "visible" || !lastRead) return;
     send({ type: "chat.read", up_to: lastRead });
   }
+  document.addEventListener("visibilitychange", markRead);
 
   // Opens the chat's socket: `start` a new chat (its first message `firstMessage`, the form as
   // `filled`), or resume the stored one. A start refused or cut off before the welcome brings
