@@ -237,26 +237,15 @@ impl ChatHub {
     pub async fn restore(&self) -> Result<usize, Error> {
         let chats = self.inner.store.open_chats().await?;
         let mut restored = 0;
-        for chat in chats {
-            if let Some(interaction) = chat.interaction {
-                let state = self
-                    .inner
-                    .store
-                    .chat_interaction_state(chat.tenant, interaction)
-                    .await?;
-                if !matches!(
-                    state.as_deref(),
-                    Some("new" | "queued" | "offered" | "connected")
-                ) {
-                    tracing::info!(
-                        chat = chat.id,
-                        interaction,
-                        state,
-                        "chat over while vacd stopped; ended"
-                    );
-                    self.inner.store.end_chat(&chat, "system").await?;
-                    continue;
-                }
+        for (chat, live) in chats {
+            if !live {
+                tracing::info!(
+                    chat = chat.id,
+                    interaction = chat.interaction,
+                    "chat over while vacd stopped; ended"
+                );
+                self.inner.store.end_chat(&chat, "system").await?;
+                continue;
             }
             match session::spawn(&self.inner, chat.clone(), None).await {
                 Ok(_) => restored += 1,

@@ -465,6 +465,8 @@ impl Actor {
 
     /// Closes the chat: routing lets go of its interaction, the store marks it ended.
     async fn close(&mut self, reason: EndReason) {
+        // Whether routing took the chat's end: its outputs then bring the row up to date.
+        let mut let_go = false;
         if let (true, Some(interaction)) = (self.routed, self.chat.interaction) {
             let interaction = InteractionId(interaction as u64);
             // Ended if an agent has it, abandoned if it waits. The session's agents are a
@@ -480,16 +482,22 @@ impl Actor {
             };
             let tenant = TenantId(self.chat.tenant as u64);
             let router = self.hub.routing.router();
-            if let Err(e) = router.input(tenant, first).await {
-                if let Err(again) = router.input(tenant, then).await {
-                    tracing::debug!(chat = self.chat.id, error = %e, %again, "routing had let go of the chat");
-                }
-            }
+            let_go = match router.input(tenant, first).await {
+                Ok(()) => true,
+                Err(e) => match router.input(tenant, then).await {
+                    Ok(()) => true,
+                    Err(again) => {
+                        tracing::debug!(chat = self.chat.id, error = %e, %again, "routing had let go of the chat");
+                        false
+                    }
+                },
+            };
             self.routed = false;
         }
-        // Routing may never have heard of it (its first enqueue failed): a row left waiting
-        // would be offered at routing's next load, a chat with nobody behind it.
-        if let Some(interaction) = self.chat.interaction {
+        // Routing did not take it (its first enqueue failed, or it knows the chat no more): a
+        // row left waiting would be offered at routing's next load, a chat with nobody behind
+        // it.
+        if let (false, Some(interaction)) = (let_go, self.chat.interaction) {
             match self
                 .hub
                 .store

@@ -304,22 +304,6 @@ impl Store {
         .await
     }
 
-    /// Where chat `interaction`'s routing stands in the store (`None`: no such row).
-    pub async fn chat_interaction_state(
-        &self,
-        tenant: i64,
-        interaction: i64,
-    ) -> Result<Option<String>> {
-        let row = sqlx::query("SELECT state FROM interactions WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(interaction)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| r.try_get("state"))
-            .transpose()
-            .map_err(Into::into)
-    }
-
     /// Makes chat `interaction` abandoned if it still waits: its chat ended, and routing —
     /// which may not have heard of it (its first enqueue failed) — must never offer it.
     pub async fn abandon_waiting_chat(&self, tenant: i64, interaction: i64) -> Result<bool> {
@@ -335,14 +319,21 @@ impl Store {
         Ok(done > 0)
     }
 
-    /// Chats still open (to bring back after a restart).
-    pub async fn open_chats(&self) -> Result<Vec<ChatRow>> {
+    /// Chats still open (to bring back after a restart), each with whether routing still has
+    /// its interaction (false: finished or failed while vacd stopped; true for a chat with no
+    /// interaction yet).
+    pub async fn open_chats(&self) -> Result<Vec<(ChatRow, bool)>> {
         let rows = sqlx::query(&format!(
-            "SELECT {CHAT_COLUMNS} FROM chat_sessions WHERE state = 'open' ORDER BY id"
+            "SELECT {CHAT_COLUMNS}, CAST(CASE WHEN interaction_id IS NULL OR EXISTS ( \
+             SELECT 1 FROM interactions i WHERE i.id = chat_sessions.interaction_id \
+             AND i.state IN ('new', 'queued', 'offered', 'connected')) THEN 1 ELSE 0 END \
+             AS BIGINT) AS live FROM chat_sessions WHERE state = 'open' ORDER BY id"
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(chat_row).collect()
+        rows.iter()
+            .map(|row| Ok((chat_row(row)?, row.try_get::<i64, _>("live")? == 1)))
+            .collect()
     }
 
     /// Turns a chat into an interaction (channel `chat`, state `new`, for routing) with the
