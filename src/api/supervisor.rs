@@ -312,20 +312,22 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
     );
     let mut watching = state.floors.subscribe(&state, who.tenant_id);
     // A user changed (moved to another team, renamed, added): the team and the names are read
-    // again, and the next look shows them.
+    // again at the next look (every LOOK) — once, however many changes (a shift's logouts)
+    // came meanwhile.
     let mut users = state.store.session_changes();
+    let mut relabel = false;
     let mut last: Option<Json> = None;
     loop {
         tokio::select! {
-            Ok(()) = users.changed() => {
-                if let Err(err) = feed.relabel(&state, who).await {
-                    tracing::warn!(tenant = who.tenant_id, %err, "supervisor feed's names not read again");
-                }
-                watching.mark_changed();
-            }
+            Ok(()) = users.changed() => relabel = true,
             changed = watching.changed() => {
                 if changed.is_err() {
                     break;
+                }
+                if std::mem::take(&mut relabel) {
+                    if let Err(err) = feed.relabel(&state, who).await {
+                        tracing::warn!(tenant = who.tenant_id, %err, "supervisor feed's names not read again");
+                    }
                 }
                 let watched = watching.borrow_and_update().clone();
                 let frame = feed.frame(&watched);
