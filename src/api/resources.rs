@@ -439,12 +439,7 @@ fn escalation_step(stored: &JsonValue, values: &[(&'static Column, Value)]) -> R
         Some((_, Value::Text(_))) => None,
         None => stored[name].as_i64(),
     };
-    let action = match values.iter().find(|(c, _)| c.name == "action") {
-        Some((_, Value::Text(Some(action)))) => Some(action.as_str()),
-        Some(_) => None,
-        None => stored["action"].as_str(),
-    };
-    if action != Some("add_overflow_queue") {
+    if text_after(stored, values, "action") != Some("add_overflow_queue") {
         return Ok(());
     }
     match int("overflow_queue_id") {

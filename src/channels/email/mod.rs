@@ -61,7 +61,7 @@ pub enum SessionError {
 impl MailAccount {
     fn from_row(row: MailAccountRow) -> Option<MailAccount> {
         let key = format!("api:{}", row.id);
-        let account = (|| {
+        let parsed = (|| {
             let smtp = match (&row.smtp_host, row.smtp_port, &row.smtp_security) {
                 (Some(host), Some(port), Some(security)) => Some(SmtpConfig {
                     host: host.clone(),
@@ -72,7 +72,7 @@ impl MailAccount {
                 }),
                 _ => None,
             };
-            let account = MailAccount {
+            Some(MailAccount {
                 key: key.clone(),
                 protocol: parse(&row.protocol)?,
                 host: row.host.clone(),
@@ -86,31 +86,29 @@ impl MailAccount {
                 auto_reply_template: row.auto_reply_template.clone(),
                 ca_file: None,
                 address: row.address.clone(),
-            };
-            // Rows written before the API checked this.
-            let smtp = account.smtp.as_ref().map(|s| (s.host.as_str(), s.security));
-            let problem = super::config::account_problem(
-                account.protocol,
-                account.after_fetch,
-                &account.host,
-                account.security,
-                smtp,
-            );
-            match problem {
-                Some(problem) => {
-                    tracing::warn!(account = key, problem, "mail account not started");
-                    None
-                }
-                None => Some(account),
-            }
+            })
         })();
-        if account.is_none() {
+        let Some(account) = parsed else {
             tracing::warn!(
                 account = key,
                 "mail account has invalid settings; not started"
             );
+            return None;
+        };
+        // Rows written before the API checked this.
+        let smtp = account.smtp.as_ref().map(|s| (s.host.as_str(), s.security));
+        let problem = super::config::account_problem(
+            account.protocol,
+            account.after_fetch,
+            &account.host,
+            account.security,
+            smtp,
+        );
+        if let Some(problem) = problem {
+            tracing::warn!(account = key, problem, "mail account not started");
+            return None;
         }
-        account
+        Some(account)
     }
 
     fn from_config(config: &MailAccountConfig, address: WrittenAddress) -> MailAccount {
