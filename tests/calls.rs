@@ -361,11 +361,13 @@ async fn a_waiting_caller_keeps_the_music(db: Db) {
 }
 
 /// The interaction of the only call the server has seen.
+/// Waits for it: the call task writes its start while the call goes on.
 async fn started_interaction(f: &Floor) -> i64 {
-    let (_, page) = f.s.get("/api/v1/events?kind=call.started", &f.sam).await;
-    page["items"][0]["interaction_id"]
-        .as_i64()
-        .expect("a call.started event")
+    eventually("a call.started event", || async {
+        let (_, page) = f.s.get("/api/v1/events?kind=call.started", &f.sam).await;
+        page["items"][0]["interaction_id"].as_i64()
+    })
+    .await
 }
 
 /// The first phone declines (busy): routing offers the call to the next agent at once, and the
@@ -1108,11 +1110,7 @@ async fn click_to_dial_in_a_law_is_monitored(db: Db) {
     let customer = carrier.answer(&outgoing).await;
     let _customer_voice = carrier.play_tone(customer.remote_rtp, CUSTOMER, 400);
     let _agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
-    let interaction = eventually("the call's interaction", || async {
-        let (_, page) = f.s.get("/api/v1/events?kind=call.started", &f.sam).await;
-        page["items"][0]["interaction_id"].as_i64()
-    })
-    .await;
+    let interaction = started_interaction(&f).await;
     let (status, body) =
         f.s.call(
             reqwest::Method::PUT,

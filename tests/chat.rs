@@ -195,20 +195,26 @@ async fn a_reconnecting_visitor_gets_the_transcript_and_resends_count_once(db: D
     s.stop().await;
 }
 
-async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
-    let s = TestServer::start(db).await;
-    let (mut bruno, _) = ready(&s, "bruno").await;
-    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+/// Vera's German chat, Bruno's, with Alice invited (her transcript taken): Bruno, Alice and
+/// her id, Vera, the interaction, and the transcript Alice got.
+async fn conference(s: &TestServer) -> (Console, Console, i64, Visitor, u64, Value) {
+    let (mut bruno, _) = ready(s, "bruno").await;
+    let mut vera = Visitor::start(s, json!({ "language": "de" })).await;
     vera.say("v-1", GERMAN).await;
     let (interaction, _) = accept_chat(&mut bruno).await;
-    let (mut alice, alice_id) = ready(&s, "alice").await;
-
+    let (mut alice, alice_id) = ready(s, "alice").await;
     bruno
         .ok(json!({ "type": "chat.invite", "interaction": interaction, "agent": alice_id }))
         .await;
     let joined = alice
         .expect_where("chat.transcript", |f| f["interaction"] == interaction)
         .await;
+    (bruno, alice, alice_id, vera, interaction, joined)
+}
+
+async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut bruno, mut alice, alice_id, mut vera, interaction, joined) = conference(&s).await;
     assert_eq!(texts(&joined), [GERMAN]);
     vera.ws
         .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
@@ -260,17 +266,7 @@ async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
 async fn a_chat_ended_while_queued_with_a_guest_in_it_is_let_go(db: Db) {
     let s = TestServer::start(db).await;
     let admin = s.demo_login("ada").await;
-    let (mut bruno, _) = ready(&s, "bruno").await;
-    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
-    vera.say("v-1", GERMAN).await;
-    let (interaction, _) = accept_chat(&mut bruno).await;
-    let (mut alice, alice_id) = ready(&s, "alice").await;
-    bruno
-        .ok(json!({ "type": "chat.invite", "interaction": interaction, "agent": alice_id }))
-        .await;
-    alice
-        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
-        .await;
+    let (mut bruno, _alice, _, mut vera, interaction, _) = conference(&s).await;
     let url = format!("/api/v1/interactions/{interaction}");
     let (_, row) = s.get(&url, &admin).await;
     bruno

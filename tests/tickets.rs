@@ -190,14 +190,7 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         "{body}"
     );
 
-    let (status, sent) = s
-        .post(
-            &format!("/api/v1/tickets/{id}/reply"),
-            &chloe_token,
-            json!({ "template": "answer" }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{sent}");
+    let sent = replied(&s, &chloe_token, id, json!({ "template": "answer" })).await;
     let reply_id = sent["message_id"].as_str().expect("message id").to_owned();
     let reply = smtp
         .expect("the reply", |m| {
@@ -1227,14 +1220,13 @@ async fn sms_in_through_the_webhook_and_out_through_the_gateway(db: Db) {
         ticket["customer"]["identities"][0],
         json!({ "kind": "phone", "value": "+491701234567" })
     );
-    let (status, reply) = s
-        .post(
-            &format!("/api/v1/tickets/{id}/reply"),
-            &diego,
-            json!({ "body": "Your parcel arrives tomorrow. {{agent.name}}", "close": true }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    replied(
+        &s,
+        &diego,
+        id,
+        json!({ "body": "Your parcel arrives tomorrow. {{agent.name}}", "close": true }),
+    )
+    .await;
     let posted = sent.lock().expect("lock").clone();
     assert_eq!(posted.len(), 1);
     assert_eq!(posted[0].0.as_deref(), Some("Bearer outbound-secret"));
@@ -1316,14 +1308,13 @@ async fn a_reply_during_wrap_up_waits_again(db: Db) {
     .await;
     let id = first["ticket"].as_i64().expect("ticket");
     diego.accept(id).await;
-    let (status, reply) = s
-        .post(
-            &format!("/api/v1/tickets/{id}/reply"),
-            &diego_token,
-            json!({ "body": "It arrives tomorrow." }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    replied(
+        &s,
+        &diego_token,
+        id,
+        json!({ "body": "It arrives tomorrow." }),
+    )
+    .await;
     diego
         .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
         .await;
@@ -1349,14 +1340,7 @@ async fn a_waiting_ticket_answered_from_the_desk_counts_answered(db: Db) {
     let first = sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
     let id = first["ticket"].as_i64().expect("ticket");
     let diego = s.demo_login("diego").await;
-    let (status, reply) = s
-        .post(
-            &format!("/api/v1/tickets/{id}/reply"),
-            &diego,
-            json!({ "body": "It arrives tomorrow." }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    replied(&s, &diego, id, json!({ "body": "It arrives tomorrow." })).await;
     s.routing().flushed().await;
     let sam = s.demo_login("sam").await;
     let (_, events) = s
@@ -1516,6 +1500,15 @@ async fn tickets_titled(s: &TestServer, token: &str, channel: &str, subject: &st
 }
 
 /// Waits for a ticket of `channel` whose subject is `subject`.
+/// Ticket `id` answered by `token` with `body` (the reply request): the answer, 201 checked.
+async fn replied(s: &TestServer, token: &str, id: i64, body: Value) -> Value {
+    let (status, reply) = s
+        .post(&format!("/api/v1/tickets/{id}/reply"), token, body)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    reply
+}
+
 async fn ticket_of(s: &TestServer, token: &str, channel: &str, subject: &str) -> Value {
     let deadline = std::time::Instant::now() + MAIL_WAIT;
     loop {
