@@ -17,6 +17,9 @@ command -v node >/dev/null || need_apt+=(nodejs npm)
 [ -x /usr/sbin/dovecot ] || need_apt+=(dovecot-imapd dovecot-pop3d)
 command -v aiosmtpd >/dev/null || need_apt+=(python3-aiosmtpd)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# Letters in an embedded font (DejaVu), read back as a PDF reader does (poppler's pdftotext).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
+command -v pdftotext >/dev/null || need_apt+=(poppler-utils)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing: ${need_apt[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"

@@ -611,6 +611,12 @@ mod tests {
     }
 
     #[test]
+    fn a_bold_letter_font_needs_its_regular_face() {
+        let err = rejection("[channels]\nletter_bold_font = \"/fonts/Bold.ttf\"\n");
+        assert!(err.contains("channels.letter_bold_font"), "{err}");
+    }
+
+    #[test]
     fn wrong_type_names_the_key() {
         let err = rejection("[database]\nmax_connections = \"many\"\n");
         assert!(err.contains("database.max_connections"), "{err}");

@@ -59,6 +59,10 @@ async fn main() -> anyhow::Result<()> {
     init_logging(&config);
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => {
+            vacd::channels::letter::LetterFonts::load(
+                config.channels.letter_font.as_deref(),
+                config.channels.letter_bold_font.as_deref(),
+            )?;
             println!("configuration {} is valid", cli.config.display());
             Ok(())
         }

@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState};
+use crate::channels::letter::LetterFonts;
 use crate::channels::Channels;
 use crate::chat::{self, ChatHub, ChatTap};
 use crate::config::Config;
@@ -39,6 +40,8 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    LetterFont(#[from] crate::channels::letter::FontError),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
 }
@@ -59,6 +62,10 @@ pub struct Running {
 }
 
 pub async fn start(config: &Config) -> Result<Running, Error> {
+    let letter_fonts = LetterFonts::load(
+        config.channels.letter_font.as_deref(),
+        config.channels.letter_bold_font.as_deref(),
+    )?;
     // The ports first: a port in use (another vacd, say) stops this one before it touches the
     // database, which starting routing does (restores, finishes wrap-ups).
     let listener = TcpListener::bind(config.http.listen)
@@ -89,6 +96,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     );
     let channels = Channels::start(
         config.channels.clone(),
+        letter_fonts,
         store.clone(),
         routing.handle(),
         chat.clone(),

@@ -1535,7 +1535,7 @@ async fn ticket_of(s: &TestServer, token: &str, channel: &str, subject: &str) ->
 
 /// Fax and letter inboxes: documents dropped there become tickets with the document attached
 /// (a corrupt one too, with a note); a letter's answer is a PDF in the outbox whose text is
-/// the reply.
+/// the reply, printed in the configured letter font (Polish and Greek included).
 async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let (fax_in, letter_in, letter_out) = (
@@ -1564,6 +1564,9 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         quick(c);
         c.channels.max_attachment_bytes = 1024 * 1024;
         c.channels.directories = directories;
+        c.channels.letter_font = Some("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf".into());
+        c.channels.letter_bold_font =
+            Some("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf".into());
     })
     .await;
     let admin = s.demo_login("ada").await;
@@ -1597,9 +1600,13 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
     .expect("side file");
     std::fs::write(fax_in.join("order.tif"), TIFF).expect("fax");
     std::fs::write(fax_in.join("broken.pdf"), b"%PDF-1.4 cut off in the middle").expect("fax");
-    let letter =
-        vacd::channels::letter::render("Max Muster", "Kuendigung", "I cancel my contract.")
-            .expect("pdf");
+    let letter = vacd::channels::letter::render(
+        &Default::default(),
+        "Max Muster",
+        "Kuendigung",
+        "I cancel my contract.",
+    )
+    .expect("pdf");
     std::fs::write(letter_in.join("scan.json"), r#"{"sender": "Max Muster", "contact": "Max Muster\nHauptstrasse 1\n10115 Berlin", "subject": "Cancellation"}"#).expect("side file");
     std::fs::write(letter_in.join("scan.pdf"), &letter).expect("letter");
 
@@ -1729,7 +1736,7 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         "application/pdf"
     );
     let (status, reply) = s
-        .post(&format!("/api/v1/tickets/{id}/reply"), &admin, json!({ "body": "{{salutation}}\n\nwe confirm the cancellation of your contract.\n\n{{agent.name}}" }))
+        .post(&format!("/api/v1/tickets/{id}/reply"), &admin, json!({ "body": "{{salutation}}\n\nwe confirm the cancellation of your contract.\nPozdrawiamy z Łodzi, Ευχαριστώ.\n\n{{agent.name}}" }))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{reply}");
     let pdf = poll("the letter in the outbox", MAIL_WAIT, || {
@@ -1740,9 +1747,14 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
             .find(|p| p.extension().is_some_and(|x| x == "pdf"))
     })
     .await;
-    let doc = lopdf::Document::load(&pdf).expect("a readable PDF");
-    let pages: Vec<u32> = doc.get_pages().keys().copied().collect();
-    let text = doc.extract_text(&pages).expect("text");
+    // The text as a reader extracts it (poppler's pdftotext).
+    let extracted = std::process::Command::new("pdftotext")
+        .arg(&pdf)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) runs");
+    assert!(extracted.status.success(), "pdftotext failed on {pdf:?}");
+    let text = String::from_utf8(extracted.stdout).expect("UTF-8 text");
     assert!(text.contains("Hauptstrasse 1"), "{text}");
     assert!(text.contains(&format!("[#T-{id}]")), "{text}");
     assert!(
@@ -1750,6 +1762,7 @@ async fn fax_and_letter_directories_in_and_pdf_out(db: Db) {
         "{text}"
     );
     assert!(text.contains("Dear Max Muster,"), "{text}");
+    assert!(text.contains("Pozdrawiamy z Łodzi, Ευχαριστώ."), "{text}");
     s.stop().await;
 }
 

@@ -40,6 +40,12 @@ pub struct ChannelsConfig {
     /// Watched inbox directories of fax and letter service addresses.
     pub directories: Vec<DirectoryConfig>,
     pub sms: SmsConfig,
+    /// A TrueType font (`.ttf`, or the first face of a `.ttc`) that letters are printed in,
+    /// embedded in each: every character it has a glyph for can be printed. Without it,
+    /// Helvetica, which every PDF reader has, but only for Windows-1252's characters.
+    pub letter_font: Option<PathBuf>,
+    /// Its bold face, for a letter's subject line; `letter_font` itself if not given.
+    pub letter_bold_font: Option<PathBuf>,
 }
 
 /// A mail account: where its mail is fetched from and where its replies are sent.
@@ -169,6 +175,8 @@ impl Default for ChannelsConfig {
             accounts: Vec::new(),
             directories: Vec::new(),
             sms: SmsConfig::default(),
+            letter_font: None,
+            letter_bold_font: None,
         }
     }
 }
@@ -216,6 +224,12 @@ impl ChannelsConfig {
                     format!("`{}` needs a host and a username", a.address),
                 ));
             }
+        }
+        if self.letter_bold_font.is_some() && self.letter_font.is_none() {
+            return Err((
+                "channels.letter_bold_font",
+                "needs `letter_font`, the regular face, too".into(),
+            ));
         }
         if let Some(url) = &self.sms.outbound_url {
             if !(url.starts_with("http://") || url.starts_with("https://")) {

@@ -90,6 +90,7 @@ struct Inner {
     /// Where frames to the agents' consoles go.
     consoles: ChatHub,
     config: ChannelsConfig,
+    letter_fonts: letter::LetterFonts,
     health: DashMap<String, AccountHealth>,
     /// The running mail accounts by service address id: where replies are sent from.
     senders: DashMap<i64, Arc<MailAccount>>,
@@ -104,6 +105,7 @@ impl Channels {
     /// Starts the mail account supervisor and the directory watchers.
     pub fn start(
         config: ChannelsConfig,
+        letter_fonts: letter::LetterFonts,
         store: Store,
         routing: RoutingHandle,
         consoles: ChatHub,
@@ -115,6 +117,7 @@ impl Channels {
                 routing,
                 consoles,
                 config,
+                letter_fonts,
                 health: DashMap::new(),
                 senders: DashMap::new(),
                 stop,
@@ -445,7 +448,14 @@ impl Channels {
                     .ok_or_else(|| {
                         Error::NotConfigured(format!("no outbox directory for {}", address.address))
                     })?;
-                let document = letter::write(&outbox, ctx.interaction, to, subject, body)?;
+                let document = letter::write(
+                    &self.inner.letter_fonts,
+                    &outbox,
+                    ctx.interaction,
+                    to,
+                    subject,
+                    body,
+                )?;
                 Ok(Sent {
                     message_id: None,
                     to: to.to_owned(),
