@@ -891,6 +891,62 @@ async fn phone_refers_to_another_agent(db: Db) {
     f.s.stop().await;
 }
 
+/// Many phones end a blind transfer with REFER and BYE at once, without waiting for the
+/// NOTIFY: the phone is let go, the transfer goes on, and the caller is bridged with the target.
+async fn phone_refers_and_hangs_up_at_once(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        mut agent_leg,
+    } = f.connect(&mut bruno).await;
+    let mut alice = f.agent("alice", None).await;
+    let target = format!("sip:alice@{}", f.s.sip_udp());
+    let (referred, hung_up) = bruno.phone.refer_and_hang_up(&mut agent_leg, &target).await;
+    assert_eq!(referred, 202);
+    // 200: the BYE came before routing's transfer (the case this is about, nearly always);
+    // 481: routing was quicker and vacd had hung the phone up already.
+    assert!(matches!(hung_up, 200 | 481), "BYE answered {hung_up}");
+    let invite = alice.phone.request(Method::Invite).await;
+    alice.phone.answer(&invite).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"referred", &alice.phone)
+        .await;
+    let ended = f
+        .caller_hangs_up(&mut caller, &leg, &mut alice, interaction)
+        .await;
+    assert_eq!(ended["result"], "connected", "{ended}");
+    f.s.stop().await;
+}
+
+/// The same, but routing refuses the transfer (the target's console is not open): with the
+/// phone gone nobody is left for the caller, and the call ends as if the agent had hung up.
+async fn phone_refers_to_an_absent_agent_and_hangs_up(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        interaction,
+        mut agent_leg,
+        ..
+    } = f.connect(&mut bruno).await;
+    // Alice's phone is registered (so the REFER names an agent), her console is not open.
+    let mut alice = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    alice.register("alice", SIP_PASSWORD, None).await;
+    let target = format!("sip:alice@{}", f.s.sip_udp());
+    let (referred, hung_up) = bruno.phone.refer_and_hang_up(&mut agent_leg, &target).await;
+    assert_eq!((referred, hung_up), (202, 200));
+    caller.take_bye().await;
+    common::eventually("the call's interaction ended", || async {
+        let ended = f.events("routing.ended", interaction).await;
+        (!ended.is_empty()).then_some(())
+    })
+    .await;
+    f.s.stop().await;
+}
+
 /// REFER to an external number: vacd calls it through the trunk's outbound address, the agent
 /// is released to wrap-up, and caller and number are bridged until the number hangs up.
 async fn phone_refers_to_an_external_number(db: Db) {
@@ -1542,6 +1598,8 @@ on_both_backends!(
     call_over_tcp,
     storm_does_not_stop_a_concurrent_call,
     phone_refers_to_another_agent,
+    phone_refers_and_hangs_up_at_once,
+    phone_refers_to_an_absent_agent_and_hangs_up,
     phone_refers_to_an_external_number,
     console_transfers_to_an_external_number,
     click_to_dial,

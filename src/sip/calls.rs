@@ -226,6 +226,10 @@ struct Call {
     detached: bool,
     /// The actor has written the record and stopped.
     finished: bool,
+    /// The agent whose phone hung up right after asking for a blind transfer with REFER (as
+    /// many phones do, without waiting for the NOTIFY): the transfer goes on without the
+    /// phone; if routing refuses it, the call ends as if the agent had hung up.
+    left_referring: Option<AgentId>,
 }
 
 impl Call {
@@ -496,6 +500,7 @@ impl Calls {
                 over: false,
                 detached: false,
                 finished: false,
+                left_referring: None,
             },
         );
         key
@@ -547,6 +552,9 @@ impl Calls {
             }
             Output::Transferred { from, .. } if !over => {
                 // The caller waits again (queue) or is offered to the target agent next.
+                if let Some(call) = self.calls.get_mut(&key) {
+                    call.left_referring = None;
+                }
                 self.hang_up_leg(layer, key, &Party::Agent(from), now);
                 self.command(key, CallCmd::Transferred);
             }
@@ -820,15 +828,23 @@ impl Calls {
             Side::Caller => HangupBy::Caller,
             Side::Agent => match self
                 .drop_leg(call_key, |l| l.call_id == call_id)
-                .map(|l| l.party)
+                .map(|l| (l.party, l.referred))
             {
-                Some(Party::Supervisor(_)) => {
+                Some((Party::Supervisor(_), _)) => {
                     // The supervisor stops monitoring; the call goes on.
                     self.command(call_key, CallCmd::SupervisorGone);
                     return true;
                 }
-                Some(Party::External(_)) => HangupBy::Remote,
-                Some(Party::Agent(_)) | None => HangupBy::Agent,
+                Some((Party::Agent(agent), true)) => {
+                    // REFER, 202, BYE: the phone is done, the transfer it asked for goes on.
+                    tracing::info!(call = call_key, %agent, "the transferring phone hung up; the transfer goes on");
+                    if let Some(call) = self.calls.get_mut(&call_key) {
+                        call.left_referring = Some(agent);
+                    }
+                    return true;
+                }
+                Some((Party::External(_), _)) => HangupBy::Remote,
+                Some((Party::Agent(_), false)) | None => HangupBy::Agent,
             },
         };
         tracing::info!(call = call_key, by = by.as_str(), "BYE");
@@ -1298,11 +1314,21 @@ impl Calls {
         agent: AgentId,
         now: Instant,
     ) {
-        let Some(leg) = self.calls.get_mut(&key).and_then(|c| {
-            c.agents
-                .iter_mut()
-                .find(|l| l.party == Party::Agent(agent) && l.referred)
-        }) else {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        if call.left_referring == Some(agent) {
+            // The phone is gone already: nobody is left to take the call back.
+            call.left_referring = None;
+            tracing::info!(call = key, %agent, "transfer refused after the phone hung up; the call ends");
+            self.hang_up(layer, key, HangupBy::Agent, now);
+            return;
+        }
+        let Some(leg) = call
+            .agents
+            .iter_mut()
+            .find(|l| l.party == Party::Agent(agent) && l.referred)
+        else {
             return;
         };
         leg.referred = false;

@@ -494,6 +494,33 @@ Content-Length: 0\r\n\r\n",
     /// Asks the server (REFER in `leg`) to transfer the call to `target`; returns the REFER's
     /// final response.
     pub async fn refer(&mut self, leg: &mut Leg, target: &str) -> Response {
+        let text = self.refer_text(leg, target);
+        self.transact(&text, Method::Refer).await
+    }
+
+    /// REFER to `target` and, without waiting for its answer, BYE in `leg` (as many phones do
+    /// a blind transfer); the status codes of both final responses.
+    pub async fn refer_and_hang_up(&mut self, leg: &mut Leg, target: &str) -> (u16, u16) {
+        let refer = self.refer_text(leg, target);
+        let cseq = self.next_cseq();
+        let bye = self.request_text(
+            "BYE",
+            &leg.target,
+            &leg.local,
+            &leg.remote,
+            &leg.call_id,
+            cseq,
+            "",
+            "",
+        );
+        self.send(&refer).await;
+        self.send(&bye).await;
+        let referred = self.final_response(Method::Refer).await;
+        let hung_up = self.final_response(Method::Bye).await;
+        (referred.status_code.code(), hung_up.status_code.code())
+    }
+
+    fn refer_text(&mut self, leg: &mut Leg, target: &str) -> String {
         self.cseq = self.cseq.max(leg.cseq);
         let cseq = self.next_cseq();
         leg.cseq = cseq;
@@ -501,7 +528,7 @@ Content-Length: 0\r\n\r\n",
             "Contact: <sip:phone@{}>\r\nRefer-To: <{target}>\r\n",
             self.addr
         );
-        let text = self.request_text(
+        self.request_text(
             "REFER",
             &leg.target,
             &leg.local,
@@ -510,8 +537,7 @@ Content-Length: 0\r\n\r\n",
             cseq,
             &extra,
             "",
-        );
-        self.transact(&text, Method::Refer).await
+        )
     }
 
     /// From now on this phone talks to `server` (a phone made before the server existed).
