@@ -309,6 +309,20 @@ async fn login_and_tokens(db: Db) {
     }
     s.demo_login("chloe").await;
 
+    // Guesses sent side by side do not get past the limit by queueing for the password check
+    // together: at most one more per check running at once.
+    let guesses = (0..40).map(|_| login("demo", "mallory", "guess"));
+    let answers = futures_util::future::join_all(guesses).await;
+    let checked = answers
+        .iter()
+        .filter(|(status, _)| *status != StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+    assert!(
+        (10..=10 + parallel).contains(&checked),
+        "{checked} of 40 guesses were checked, not refused"
+    );
+
     // A NUL is no character PostgreSQL stores or looks for: a clear refusal, never a 500.
     let nul = login("demo\u{0}", "alice", "demo-password").await;
     let skills = s

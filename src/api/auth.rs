@@ -242,13 +242,17 @@ pub async fn login(
 ) -> Result<Json<LoginResponse>> {
     let Json(request) = body?;
     let (tenant, username) = (request.tenant.as_str(), request.username.as_str());
-    if let Err(left) = guard(&state).check(tenant, username, Instant::now()) {
-        tracing::warn!(%tenant, %username, "login refused: too many failed logins");
-        return Err(Error::RateLimited(format!(
-            "too many failed logins; try again in {} seconds",
-            left.as_secs() + 1
-        )));
-    }
+    let locked = || match guard(&state).check(tenant, username, Instant::now()) {
+        Ok(()) => Ok(()),
+        Err(left) => {
+            tracing::warn!(%tenant, %username, "login refused: too many failed logins");
+            Err(Error::RateLimited(format!(
+                "too many failed logins; try again in {} seconds",
+                left.as_secs() + 1
+            )))
+        }
+    };
+    locked()?;
     let login = state.store.find_login(tenant, username).await?;
     let hash = login
         .as_ref()
@@ -263,13 +267,20 @@ pub async fn login(
             .acquire()
             .await
             .map_err(|_| Error::Internal(crate::store::Error::Closed))?;
+        // Again with the turn: guesses sent side by side all passed the first check while
+        // they queued for it. A failure is counted before the turn is handed on, so at most
+        // one guess per turn gets past the limit.
+        locked()?;
         let password = request.password.clone();
-        tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+        let valid = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
             .await
-            .unwrap_or(false)
+            .unwrap_or(false);
+        if !(valid && login.is_some()) {
+            guard(&state).failed(tenant, username, Instant::now());
+        }
+        valid
     };
     let Some(login) = login.filter(|_| valid) else {
-        guard(&state).failed(tenant, username, Instant::now());
         tracing::warn!(%tenant, %username, "login failed");
         return Err(Error::Unauthorized("unknown tenant, user or password"));
     };
