@@ -149,6 +149,10 @@ const fn req(name: &'static str, kind: Kind) -> Column {
         filter: false,
     }
 }
+/// Deepest parent chain (mailboxes in mailboxes): deeper ones are refused, and walks up a
+/// chain stop there, so a corrupt table cannot make them loop.
+pub const MAX_HIERARCHY_DEPTH: usize = 32;
+
 const fn opt(name: &'static str, kind: Kind) -> Column {
     Column {
         name,
@@ -468,14 +472,22 @@ pub static INTERACTIONS: Resource = Resource {
         }),
         filter(opt("mailbox_id", Kind::Ref("mailboxes"))),
         // Routing owns where an interaction is and how it stands once created (move it with a
-        // transfer from the console), so the API sets queue and state only at creation.
+        // transfer from the console), so the API sets queue and state only at creation — and
+        // language and priority, which routing reads only then: changed in the table alone they
+        // would reorder the queue at the next restart, not now.
         filter(Column {
             mutable: false,
             ..opt("queue_id", Kind::Ref("queues"))
         }),
         filter(opt("customer_id", Kind::Ref("customers"))),
-        opt("language", Kind::Language),
-        int_default("priority", 0, 100, 50),
+        Column {
+            mutable: false,
+            ..opt("language", Kind::Language)
+        },
+        Column {
+            mutable: false,
+            ..int_default("priority", 0, 100, 50)
+        },
         filter(Column {
             default: Some(DefaultValue::Text("new")),
             required: false,

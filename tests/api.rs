@@ -155,7 +155,7 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
         (
             "interactions",
             interaction,
-            json!({ "priority": 70, "subject": "Invoice 2" }),
+            json!({ "subject": "Invoice 2" }),
         ),
         ("messages", message, json!({})),
         (
@@ -260,6 +260,32 @@ async fn filters_and_pagination(db: Db) {
     assert_eq!(filtered["total"], 2, "{filtered}");
     let (_, agents) = s.get("/api/v1/users?role=agent", &admin).await;
     assert_eq!(agents["total"], 4);
+    s.stop().await;
+}
+
+/// A parent chain is walked at most 32 levels up: a deeper one is refused like a cycle, so that
+/// a cycle two concurrent changes stored cannot make the walk go on for ever.
+async fn hierarchies_deeper_than_32_levels_are_refused(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let mut deepest = None;
+    for level in 0..=32 {
+        let body = json!({ "name": format!("Level {level}"), "parent_id": deepest });
+        deepest = Some(s.create("/api/v1/mailboxes", &admin, body).await);
+    }
+    let under = s
+        .create("/api/v1/mailboxes", &admin, json!({ "name": "Too deep" }))
+        .await;
+    assert_error(
+        &s.patch(
+            &format!("/api/v1/mailboxes/{under}"),
+            &admin,
+            json!({ "parent_id": deepest }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "cycle",
+    );
     s.stop().await;
 }
 
@@ -891,8 +917,13 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_value",
     );
-    // Routing owns an interaction's state and queue once it exists.
-    for change in [json!({ "state": "done" }), json!({ "queue_id": queue })] {
+    // Routing owns an interaction's state, queue, language and priority once it exists.
+    for change in [
+        json!({ "state": "done" }),
+        json!({ "queue_id": queue }),
+        json!({ "language": "de" }),
+        json!({ "priority": 100 }),
+    ] {
         assert_error(
             &s.patch(
                 &format!("/api/v1/interactions/{interaction}"),
@@ -1537,6 +1568,7 @@ on_both_backends!(
     crud_round_trip_for_every_resource,
     filters_and_pagination,
     login_and_tokens,
+    hierarchies_deeper_than_32_levels_are_refused,
     roles_are_checked_on_every_route,
     tenants_are_isolated,
     bad_input_is_rejected_and_changes_nothing,

@@ -200,7 +200,7 @@ async fn effective_mailbox(
     let mut mailbox = state.store.get(&MAILBOXES, who.tenant_id, id).await?;
     let mut parent = mailbox["parent_id"].as_i64();
     // Hierarchies are acyclic (updates refuse cycles); the bound guards a corrupt table.
-    for _ in 0..32 {
+    for _ in 0..crate::catalog::MAX_HIERARCHY_DEPTH {
         let Some(up) = parent else { break };
         let ancestor = state.store.get(&MAILBOXES, who.tenant_id, up).await?;
         for key in ["language", "sla_seconds", "business_hours", "signature"] {

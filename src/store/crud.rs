@@ -10,7 +10,9 @@ use sqlx::{Any, AnyConnection, Row};
 
 use super::events::{self, NewEvent};
 use super::{group_commit, now_ms, AnyQuery, Backend, Error, Result, Store};
-use crate::catalog::{Column, Kind, Resource, ATTACHMENTS, INTERACTIONS, RESOURCES, USERS};
+use crate::catalog::{
+    Column, Kind, Resource, ATTACHMENTS, INTERACTIONS, MAX_HIERARCHY_DEPTH, RESOURCES, USERS,
+};
 
 /// A value to store in one column; the `None`s are typed so PostgreSQL accepts them.
 #[derive(Debug, Clone, PartialEq)]
@@ -367,14 +369,18 @@ async fn check_references(
             });
         }
         if let (true, Some(id)) = (table == resource.table, id) {
-            // Walk up from the new parent; existing rows form no cycle, so this ends.
+            // Walk up from the new parent. Stored rows should form no cycle, but two changes
+            // committed side by side on PostgreSQL can each pass this check before the other
+            // commits: a walk that long is refused as a cycle instead of never ending.
             let sql = format!(
                 "SELECT {} AS up FROM {table} WHERE id = $1 AND tenant_id = $2",
                 column.sql_name()
             );
             let mut at = Some(*target);
+            let mut steps = 0;
             while let Some(current) = at {
-                if current == id {
+                steps += 1;
+                if current == id || steps > MAX_HIERARCHY_DEPTH {
                     return Err(Error::Cycle(column.name));
                 }
                 let row = sqlx::query(&sql)

@@ -75,7 +75,7 @@ pub enum Error {
         field: &'static str,
         table: &'static str,
     },
-    #[error("`{0}` would make the hierarchy a cycle")]
+    #[error("`{0}` would make the hierarchy a cycle (or deeper than {depth} levels)", depth = crate::catalog::MAX_HIERARCHY_DEPTH)]
     Cycle(&'static str),
     #[error("cannot create the database directory {path}: {source}")]
     Directory {

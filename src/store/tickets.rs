@@ -274,7 +274,7 @@ impl Store {
         };
         let mut parent: Option<i64> = row.try_get("parent_id")?;
         // Hierarchies are acyclic (the API refuses cycles); the bound guards a corrupt table.
-        for _ in 0..32 {
+        for _ in 0..crate::catalog::MAX_HIERARCHY_DEPTH {
             let Some(id) = parent else { break };
             let row = sqlx::query(
                 "SELECT language, sla_seconds, signature, business_hours, parent_id FROM mailboxes \
