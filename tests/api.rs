@@ -289,6 +289,51 @@ async fn hierarchies_deeper_than_32_levels_are_refused(db: Db) {
     s.stop().await;
 }
 
+/// A tenant keeps an admin: the last one cannot be demoted or deleted (only an admin manages
+/// users, and the operator token does not), once another is made admin it can.
+async fn the_last_admin_stays(db: Db) {
+    let s = TestServer::start(db).await;
+    let ada = s.demo_login("ada").await;
+    let (_, me) = s.get("/api/v1/me", &ada).await;
+    let id = me["id"].as_i64().or(me["user"]["id"].as_i64()).expect("id");
+    let me = format!("/api/v1/users/{id}");
+    assert_error(
+        &s.patch(&me, &ada, json!({ "role": "supervisor" })).await,
+        StatusCode::CONFLICT,
+        "last_admin",
+    );
+    assert_error(
+        &s.delete(&me, &ada).await,
+        StatusCode::CONFLICT,
+        "last_admin",
+    );
+    let (_, still) = s.get(&me, &ada).await;
+    assert_eq!(still["role"], "admin", "{still}");
+    // Other changes of the last admin go through.
+    let (status, renamed) = s
+        .patch(&me, &ada, json!({ "display_name": "Ada L." }))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renamed}");
+
+    let grace = s
+        .create(
+            "/api/v1/users",
+            &ada,
+            json!({ "username": "grace", "display_name": "Grace", "password": "grace-password-1", "role": "admin" }),
+        )
+        .await;
+    let (status, demoted) = s.patch(&me, &ada, json!({ "role": "supervisor" })).await;
+    assert_eq!(status, StatusCode::OK, "{demoted}");
+    let grace_token = s.login("demo", "grace", "grace-password-1").await;
+    assert_error(
+        &s.delete(&format!("/api/v1/users/{grace}"), &grace_token)
+            .await,
+        StatusCode::CONFLICT,
+        "last_admin",
+    );
+    s.stop().await;
+}
+
 async fn login_and_tokens(db: Db) {
     let s = TestServer::start(db).await;
     let login = |tenant: &str, user: &str, password: &str| {
@@ -1568,6 +1613,7 @@ on_both_backends!(
     crud_round_trip_for_every_resource,
     filters_and_pagination,
     login_and_tokens,
+    the_last_admin_stays,
     hierarchies_deeper_than_32_levels_are_refused,
     roles_are_checked_on_every_route,
     tenants_are_isolated,

@@ -68,6 +68,7 @@ impl Error {
             Error::Internal(store::Error::NotFound) => (StatusCode::NOT_FOUND, "not_found"),
             Error::Internal(store::Error::Duplicate(_)) => (StatusCode::CONFLICT, "duplicate"),
             Error::Internal(store::Error::InUse(_)) => (StatusCode::CONFLICT, "in_use"),
+            Error::Internal(store::Error::LastAdmin) => (StatusCode::CONFLICT, "last_admin"),
             Error::Internal(store::Error::UnknownReference { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
             }

@@ -196,6 +196,11 @@ impl Store {
             return self.get(resource, tenant, id).await;
         }
         let mut tx = self.begin().await?;
+        let demoting =
+            std::ptr::eq(resource, &USERS) && values.iter().any(|(c, _)| c.name == "role");
+        if demoting {
+            admins_in_turn(&mut tx, self.backend, tenant).await?;
+        }
         check_references(&mut tx, resource, tenant, Some(id), values).await?;
         let sets = values
             .iter()
@@ -218,6 +223,9 @@ impl Store {
             .map_err(|e| Error::classify(e, resource.schema))?
             .ok_or(Error::NotFound)?;
         let updated = row_to_json(resource, &row)?;
+        if demoting {
+            an_admin_left(&mut tx, tenant).await?;
+        }
         // A new password ends every login made with the old one: a reset locks out whoever
         // knew it, on REST and on the open sockets (which check their session again).
         if values.iter().any(|(c, _)| matches!(c.kind, Kind::Password)) {
@@ -249,6 +257,10 @@ impl Store {
         id: i64,
     ) -> Result<()> {
         let mut tx = self.begin().await?;
+        let user = std::ptr::eq(resource, &USERS);
+        if user {
+            admins_in_turn(&mut tx, self.backend, tenant).await?;
+        }
         let sql = format!(
             "DELETE FROM {} WHERE tenant_id = $1 AND id = $2",
             resource.table
@@ -261,6 +273,9 @@ impl Store {
             .map_err(|e| Error::classify(e, resource.schema))?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
+        }
+        if user {
+            an_admin_left(&mut tx, tenant).await?;
         }
         events::append_in(
             &mut tx,
@@ -276,6 +291,39 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Before a change that may take a tenant's last admin away: on PostgreSQL, where write
+/// transactions run side by side, such changes of one tenant wait for each other (each locks
+/// the tenant's row), so two admins demoting each other at once cannot both see the other
+/// still admin. SQLite has one writer: they are in turn already.
+async fn admins_in_turn(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    backend: Backend,
+    tenant: i64,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant)
+            .fetch_optional(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// After such a change: refused unless the tenant still has an admin, the one role that can
+/// manage its users (the operator token manages tenants, not their users).
+async fn an_admin_left(tx: &mut sqlx::Transaction<'static, Any>, tenant: i64) -> Result<()> {
+    let admins: i64 =
+        sqlx::query("SELECT COUNT(*) AS admins FROM users WHERE tenant_id = $1 AND role = 'admin'")
+            .bind(tenant)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get("admins")?;
+    if admins == 0 {
+        return Err(Error::LastAdmin);
+    }
+    Ok(())
 }
 
 /// The audit event of an admin change (`verb`) of the row `id` of `table`, by `actor` (`None`:

@@ -75,6 +75,10 @@ pub enum Error {
         field: &'static str,
         table: &'static str,
     },
+    #[error(
+        "the tenant's last admin cannot be deleted or lose the role: make another user admin first"
+    )]
+    LastAdmin,
     #[error("`{0}` would make the hierarchy a cycle (or deeper than {depth} levels)", depth = crate::catalog::MAX_HIERARCHY_DEPTH)]
     Cycle(&'static str),
     #[error("cannot create the database directory {path}: {source}")]
