@@ -1193,6 +1193,20 @@ async fn supervisor_feed_follows_the_floor(db: Db) {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    // A reason is 1 to 64 characters: it goes into every event and frame about the agent.
+    for reason in [String::new(), "x".repeat(65)] {
+        assert_error(
+            &d.s.call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/agents/{agent_id}/status"),
+                Some(&sam),
+                Some(json!({ "status": "not_ready", "reason": reason })),
+            )
+            .await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_reason",
+        );
+    }
 
     let refused = tokio_tungstenite::connect_async(format!(
         "{}/ws/supervisor?token={token}",

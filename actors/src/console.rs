@@ -123,6 +123,11 @@ pub fn command_of(
     let id = command_id(object.get("id")).map_err(|e| (None, e))?;
     object.remove("id");
     match serde_json::from_value(serde_json::Value::Object(object)) {
+        // A status some other way than its presence buttons (a supervisor) is checked the same.
+        Ok(Command::PresenceSet { status }) => match status.check() {
+            Ok(()) => Ok((id, Command::PresenceSet { status })),
+            Err(problem) => Err((Some(id), FrameError::Invalid(problem))),
+        },
         Ok(command) => Ok((id, command)),
         Err(e) => Err((Some(id), FrameError::Invalid(e.to_string()))),
     }
@@ -480,6 +485,24 @@ mod tests {
             code(r#"{"id":"x","type":"presence.set","status":"sleeping"}"#),
             Err((Some("x".into()), "invalid_command"))
         );
+        // A not-ready reason is 1 to 64 characters, not just spaces.
+        let long = format!(
+            r#"{{"id":"x","type":"presence.set","status":"not_ready","reason":"{}"}}"#,
+            "z".repeat(65)
+        );
+        for frame in [
+            r#"{"id":"x","type":"presence.set","status":"not_ready","reason":""}"#,
+            r#"{"id":"x","type":"presence.set","status":"not_ready","reason":"  "}"#,
+            long.as_str(),
+        ] {
+            assert_eq!(
+                code(frame),
+                Err((Some("x".into()), "invalid_command")),
+                "{frame}"
+            );
+        }
+        let longest = long.replacen("z", "", 1);
+        assert!(code(&longest).is_ok(), "64 characters are fine");
     }
 
     #[test]

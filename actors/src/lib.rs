@@ -94,7 +94,7 @@ pub use ids::{AgentId, InteractionId, QueueId, SkillId};
 pub use input::{Input, TransferTarget};
 pub use interaction::{Held, InteractionState, InteractionView, NewInteraction, Restored};
 pub use output::{Output, RevokeReason};
-pub use presence::{AgentStatus, Presence, ReadyMode};
+pub use presence::{check_reason, AgentStatus, Presence, ReadyMode, MAX_REASON_CHARS};
 pub use queue::{EscalationAction, EscalationStep, QueueConfig, ServiceLevel};
 pub use skill::{AgentSkill, SkillLevel, SkillLevelOutOfRange, SkillRequirement};
 pub use stats::{QueuePosition, QueueStats};

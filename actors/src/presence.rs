@@ -39,7 +39,30 @@ pub enum AgentStatus {
     },
 }
 
+/// Longest not-ready reason, in characters: it goes into every event, wallboard frame and
+/// console that shows the agent.
+pub const MAX_REASON_CHARS: usize = 64;
+
+/// Whether `reason` can be a not-ready reason: 1 to [`MAX_REASON_CHARS`] characters, not
+/// only white space; `Err` says what is wrong.
+pub fn check_reason(reason: &str) -> Result<(), String> {
+    if reason.trim().is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(format!(
+            "a not-ready reason must be 1 to {MAX_REASON_CHARS} characters"
+        ));
+    }
+    Ok(())
+}
+
 impl AgentStatus {
+    /// The status as someone may choose it: a not-ready reason within [`check_reason`].
+    pub fn check(&self) -> Result<(), String> {
+        match self {
+            AgentStatus::NotReady { reason } => check_reason(reason),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether an agent with this status receives offers.
     pub fn takes_inbound(&self) -> bool {
         matches!(

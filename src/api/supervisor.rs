@@ -373,6 +373,9 @@ pub async fn set_status(
 ) -> Result<axum::http::StatusCode> {
     let who = caller.user_with(Role::Supervisor)?;
     let axum::Json(status) = body?;
+    status
+        .check()
+        .map_err(|problem| Error::invalid("invalid_reason", problem))?;
     let agent = agent
         .parse::<u64>()
         .map(vacd_actors::AgentId)

@@ -80,13 +80,9 @@ fn check_display_name(display_name: &str) -> Result<()> {
 }
 
 fn check_reason(reason: &str) -> Result<()> {
-    if reason.trim().is_empty() || reason.chars().count() > 64 {
-        return Err(Error::invalid(
-            "out_of_range",
-            "`missed_offer_reason` must be 1 to 64 characters",
-        ));
-    }
-    Ok(())
+    vacd_actors::check_reason(reason).map_err(|problem| {
+        Error::invalid("out_of_range", format!("`missed_offer_reason`: {problem}"))
+    })
 }
 
 /// Checks every field of an update before anything is written.
