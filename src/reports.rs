@@ -311,6 +311,10 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                     continue;
                 }
                 let (from, since) = (std::mem::replace(&mut wait.queue, queue), wait.since);
+                // A wait restored after a restart was never counted offered: nothing to move.
+                if !wait.counted {
+                    continue;
+                }
                 if let Some(row) = b.queue(from, since) {
                     row.offered = row.offered.saturating_sub(1);
                 }
@@ -584,6 +588,31 @@ mod tests {
         let q = &report.queues[0];
         assert_eq!((q.offered, q.answered), (1, 1));
         assert_eq!(q.asa_ms, Some(5.0 * 60_000.0));
+    }
+
+    /// A wait restored after a restart with no entry seen (it began before `from`) was never
+    /// counted offered; moved to another queue, it is not counted there either.
+    #[test]
+    fn a_restored_wait_moved_counts_in_neither_queue() {
+        const Q2: i64 = 8;
+        let events = vec![
+            Event {
+                restored: true,
+                ..event(MIN, "queued", 1, None)
+            },
+            Event {
+                queue: Some(Q2),
+                ..event(2 * MIN, "moved", 1, None)
+            },
+            Event {
+                queue: Some(Q2),
+                ..event(3 * MIN, "connected", 1, Some(1))
+            },
+        ];
+        let report = build(&events, &settings(Interval::Hour, 0, 60 * MIN));
+        for q in &report.queues {
+            assert_eq!((q.offered, q.answered), (0, 0), "queue {}", q.queue);
+        }
     }
 
     /// vacd stopped while an agent was logged in and on a call: the login and the call end
