@@ -276,6 +276,14 @@ impl Engine {
         id: InteractionId,
         now: Instant,
     ) -> Result<(), Error> {
+        // Accepted already by the same agent: the console and the phone answering at once
+        // (whichever came second would otherwise hang up the call it just took).
+        if matches!(
+            self.interactions.get(&id).map(|i| &i.stage),
+            Some(Stage::Connected { agent: holder }) if *holder == agent
+        ) {
+            return Ok(());
+        }
         let others: Vec<AgentId> = self
             .pending_offer(agent, id)?
             .iter()
@@ -1029,13 +1037,19 @@ mod tests {
         );
         h.engine.drain_outputs().for_each(drop);
         h.accept(2, 10);
+        h.engine.drain_outputs().for_each(drop);
         assert_eq!(
             h.try_input(accept(2, 10)),
+            Ok(Vec::new()),
+            "accepting twice changes nothing"
+        );
+        assert_eq!(
+            h.try_input(accept(1, 10)),
             Err(Error::OfferNotPending {
                 interaction: InteractionId(10),
-                agent: AgentId(2)
+                agent: AgentId(1)
             }),
-            "accepting twice"
+            "another agent"
         );
     }
 

@@ -18,8 +18,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use vacd_actors::{
-    AgentId, AgentStatus, Channel, Input, InteractionId, NewInteraction, QueueId, ReadyMode,
-    TenantId, TransferTarget,
+    AgentId, AgentStatus, Channel, Error as RoutingError, Input, InteractionId, NewInteraction,
+    QueueId, ReadyMode, RouterError, TenantId, TransferTarget,
 };
 use vacd_sip::g711::Law;
 use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
@@ -357,17 +357,26 @@ impl CallActor {
         if self.outbound {
             return;
         }
-        let input = match self.connected {
-            Some(_) => Input::End {
-                interaction: self.interaction,
-            },
-            None => Input::Abandon {
-                interaction: self.interaction,
-            },
+        let interaction = self.interaction;
+        let (end, abandon) = (Input::End { interaction }, Input::Abandon { interaction });
+        let (first, other) = match self.connected {
+            Some(_) => (end, abandon),
+            None => (abandon, end),
         };
-        // Refused when the console already ended it.
-        if let Err(err) = self.input(input).await {
-            tracing::debug!(call = self.key, %err, "end of call not applied");
+        match self.input(first).await {
+            Ok(()) => {}
+            // What this call knew of routing lagged behind it: a transfer back to the queue, or
+            // an accept in the console, crossed the hang-up. Left there, routing would go on
+            // offering a call that is gone (or keep an agent connected to it).
+            Err(RouterError::Rejected(
+                RoutingError::NotConnected { .. } | RoutingError::NotWaiting { .. },
+            )) => {
+                if let Err(err) = self.input(other).await {
+                    tracing::debug!(call = self.key, %err, "end of call not applied");
+                }
+            }
+            // Refused when the console already ended it.
+            Err(err) => tracing::debug!(call = self.key, %err, "end of call not applied"),
         }
     }
 }
