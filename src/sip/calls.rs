@@ -1691,7 +1691,25 @@ fn caller_number(request: &Request) -> Option<String> {
         );
         return None;
     }
-    Some(normalise_e164(&user).unwrap_or(user))
+    // A national number keeps its digits, without the spaces and brackets it was written with.
+    let caller = normalise_e164(&user)
+        .unwrap_or_else(|| user.chars().filter(|c| !" ()".contains(*c)).collect());
+    // It goes into the agent's INVITE (From's display name and URI) and the console: a quote,
+    // a space or an escape there would make the phone refuse the INVITE as malformed.
+    if !caller.chars().all(caller_char) {
+        tracing::info!(
+            caller,
+            "caller's user part is no number or name; taken as anonymous"
+        );
+        return None;
+    }
+    Some(caller)
+}
+
+/// What a caller's user part may hold to be shown and passed on: digits and letters, `+ * #`
+/// (dialled numbers), `. _ -` (names).
+fn caller_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+*#._-".contains(c)
 }
 
 /// Longest caller user part taken as the caller's number (an E.164 number has at most 15
@@ -1771,6 +1789,15 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         let longest = format!("P-Asserted-Identity: <sip:{}@carrier>\r\n", "a".repeat(64));
         assert_eq!(caller_number(&invite(&longest)).map(|n| n.len()), Some(64));
+        // Whatever would break the agent's INVITE (quotes, escapes) is no caller number.
+        for odd in [r#"12"34"#, "12%2234", "a;b"] {
+            let header = format!("P-Asserted-Identity: <sip:{odd}@carrier>\r\n");
+            assert_eq!(caller_number(&invite(&header)), None, "{odd}");
+        }
+        let named = invite("P-Asserted-Identity: <sip:frontdesk@carrier>\r\n");
+        assert_eq!(caller_number(&named).as_deref(), Some("frontdesk"));
+        let national = invite("P-Asserted-Identity: <sip:030 1234567@carrier>\r\n");
+        assert_eq!(caller_number(&national).as_deref(), Some("0301234567"));
     }
 
     #[test]
