@@ -170,6 +170,14 @@ pub struct SipConfig {
     /// Messages per second accepted from one source (an IPv4 address or an IPv6 /64); the rest
     /// are dropped.
     pub rate_limit_per_second: u32,
+    /// Most open SIP TCP connections; further ones are closed at once.
+    pub max_tcp_connections: usize,
+    /// Most open SIP TCP connections from one source (an IPv4 address or an IPv6 /64); 0: no
+    /// such limit. The phones of an office behind one NAT address all count here.
+    pub max_tcp_connections_per_source: usize,
+    /// Seconds a new SIP TCP connection may take to send its first message (or keep-alive)
+    /// before it is closed.
+    pub tcp_first_message_seconds: u64,
     /// Seconds a phone vacd calls outside of routing's offers — an external number (transfer,
     /// click-to-dial), a click-to-dial agent's own phone, a monitoring supervisor's — may ring
     /// before vacd gives up and cancels it.
@@ -295,6 +303,9 @@ impl Default for SipConfig {
             realm: "vacd".into(),
             max_calls: 1000,
             rate_limit_per_second: 200,
+            max_tcp_connections: 4096,
+            max_tcp_connections_per_source: 256,
+            tcp_first_message_seconds: 30,
             ring_timeout_seconds: 60,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             trunks: Vec::new(),
@@ -492,6 +503,18 @@ impl Config {
             return Err(Error::Invalid {
                 key: "sip.ring_timeout_seconds",
                 problem: "must be 1 to 3600".into(),
+            });
+        }
+        if !(1..=3600).contains(&sip.tcp_first_message_seconds) {
+            return Err(Error::Invalid {
+                key: "sip.tcp_first_message_seconds",
+                problem: "must be 1 to 3600".into(),
+            });
+        }
+        if sip.max_tcp_connections == 0 {
+            return Err(Error::Invalid {
+                key: "sip.max_tcp_connections",
+                problem: "must be at least 1".into(),
             });
         }
         if sip.rate_limit_per_second == 0 {

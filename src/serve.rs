@@ -217,14 +217,15 @@ fn refuse(mut tcp: TcpStream, refusing: &Arc<Semaphore>) {
     });
 }
 
-/// Open connections per source (see [`subscriber`]).
+/// Open connections per source (see [`subscriber`]); the SIP endpoint's TCP connections are
+/// counted the same way.
 #[derive(Default, Clone)]
-struct Sources(Arc<Mutex<HashMap<IpAddr, usize>>>);
+pub(crate) struct Sources(Arc<Mutex<HashMap<IpAddr, usize>>>);
 
 impl Sources {
     /// A place for one more connection from `peer`'s source, unless it has `max` (0: no
     /// limit) open already.
-    fn take(&self, peer: SocketAddr, max: usize) -> Option<SourcePlace> {
+    pub(crate) fn take(&self, peer: SocketAddr, max: usize) -> Option<SourcePlace> {
         let key = subscriber(peer.ip());
         let mut open = self
             .0
@@ -243,7 +244,7 @@ impl Sources {
 }
 
 /// One connection's place among its source's; given back when dropped.
-struct SourcePlace {
+pub(crate) struct SourcePlace {
     sources: Sources,
     key: IpAddr,
 }

@@ -637,6 +637,50 @@ async fn a_tcp_flood_waits_instead_of_losing_messages(db: Db) {
 }
 
 /// sipp registers the demo agent `bruno` with digest auth (`loadtests/sip/register.xml`).
+/// SIP TCP connections are capped per source, and one that sends nothing whole in time is
+/// closed: a host opening idle connections by the thousand cannot use up the descriptors.
+async fn idle_and_excess_tcp_connections_are_closed(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.sip.max_tcp_connections_per_source = 2;
+        c.sip.tcp_first_message_seconds = 1;
+    })
+    .await;
+    let connect = || async {
+        tokio::time::timeout(WAIT, TcpStream::connect(s.sip_tcp()))
+            .await
+            .expect("connect in time")
+            .expect("connected")
+    };
+    let closed = |mut stream: TcpStream| async move {
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(WAIT, stream.read(&mut buf)).await;
+        matches!(read, Ok(Ok(0)) | Ok(Err(_)))
+    };
+    let mut talking = connect().await;
+    let silent = connect().await;
+    // A third from the same source is one too many.
+    assert!(
+        closed(connect().await).await,
+        "the third connection is closed at once"
+    );
+    // The silent one goes once its second is up; the one that spoke stays.
+    talking.write_all(b"\r\n\r\n").await.expect("ping");
+    let mut pong = [0u8; 2];
+    tokio::time::timeout(WAIT, talking.read_exact(&mut pong))
+        .await
+        .expect("pong in time")
+        .expect("pong");
+    assert_eq!(&pong, b"\r\n");
+    assert!(closed(silent).await, "the silent connection is closed");
+    // The one that spoke still answers.
+    talking.write_all(b"\r\n\r\n").await.expect("ping");
+    tokio::time::timeout(WAIT, talking.read_exact(&mut pong))
+        .await
+        .expect("pong in time")
+        .expect("pong");
+    s.stop().await;
+}
+
 async fn sipp_registers(db: Db) {
     // sipp answers only the first challenge and knows no SHA-256: offer MD5 first.
     let s = TestServer::start_with(db, |config| {
@@ -686,6 +730,7 @@ on_both_backends!(
     register_over_udp,
     register_over_tcp,
     a_tcp_flood_waits_instead_of_losing_messages,
+    idle_and_excess_tcp_connections_are_closed,
     a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on,
     sip_credentials_through_the_api,
     options_bye_and_unknown_methods,

@@ -179,6 +179,13 @@ impl SipEndpoint {
                 inbound_tx,
                 limiter,
                 limits,
+                transport::TcpCaps {
+                    max: config.max_tcp_connections,
+                    per_source: config.max_tcp_connections_per_source,
+                    first_message_within: std::time::Duration::from_secs(
+                        config.tcp_first_message_seconds,
+                    ),
+                },
                 stopped.clone(),
             )),
             tokio::spawn(endpoint.run(inbound_rx, lookup_rx, ends, reports, stopped)),

@@ -23,6 +23,7 @@ use vacd_sip::{Peer, Transport};
 
 use super::rate_limit::{RateLimiter, Verdict};
 use super::reject::response_to_unparsable;
+use crate::serve::{SourcePlace, Sources};
 
 /// Largest datagram read; larger ones are truncated by the kernel and then fail to parse.
 const MAX_DATAGRAM: usize = 65_535;
@@ -30,6 +31,8 @@ const MAX_DATAGRAM: usize = 65_535;
 const WRITER_QUEUE: usize = 256;
 /// How long the TCP listener rests after a failed accept (out of file descriptors, say).
 const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Refused connections are logged at most this often.
+const REFUSAL_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What the transports tell the endpoint.
 // Boxing the message would cost an allocation per message on the hot path; the value is moved
@@ -128,21 +131,46 @@ pub async fn run_udp(
     }
 }
 
-/// Accepts TCP connections until `stop` fires, then closes them all.
+/// How many SIP TCP connections may be open: in all, and from one source (0: no limit); and
+/// how long a new one may take to send something whole (a message or a keep-alive) before it
+/// is closed — it would hold its place and a file descriptor for nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpCaps {
+    pub max: usize,
+    pub per_source: usize,
+    pub first_message_within: std::time::Duration,
+}
+
+/// Accepts TCP connections until `stop` fires, then closes them all. A connection beyond
+/// `caps` is closed at once (and logged, at most once a second).
 pub async fn run_tcp(
     listener: TcpListener,
     to_endpoint: mpsc::Sender<Inbound>,
     limiter: Limiter,
     limits: Limits,
+    caps: TcpCaps,
     mut stop: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let sources = Sources::default();
+    let mut last_refusal_logged: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, addr)) => {
+                    let place = (connections.len() < caps.max)
+                        .then(|| sources.take(addr, caps.per_source))
+                        .flatten();
+                    let Some(place) = place else {
+                        if last_refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+                            last_refusal_logged = Some(Instant::now());
+                            tracing::warn!(%addr, open = connections.len(), "SIP TCP connection refused: too many open (in all or from this source)");
+                        }
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let peer = Peer::new(Transport::Tcp, addr);
                     connections.spawn(run_connection(
@@ -151,6 +179,8 @@ pub async fn run_tcp(
                         to_endpoint.clone(),
                         limiter.clone(),
                         limits,
+                        caps.first_message_within,
+                        place,
                     ));
                 }
                 Err(err) => {
@@ -165,13 +195,16 @@ pub async fn run_tcp(
     connections.shutdown().await;
 }
 
-/// One TCP connection: frames what it reads, writes what the endpoint queues for it.
+/// One TCP connection: frames what it reads, writes what the endpoint queues for it, and ends
+/// if nothing whole came within `first_message_within` of opening.
 async fn run_connection(
     stream: TcpStream,
     peer: Peer,
     to_endpoint: mpsc::Sender<Inbound>,
     limiter: Limiter,
     limits: Limits,
+    first_message_within: std::time::Duration,
+    _place: SourcePlace,
 ) {
     tracing::debug!(%peer, "SIP connection opened");
     let (writer, mut outgoing) = mpsc::channel::<Arc<[u8]>>(WRITER_QUEUE);
@@ -188,8 +221,13 @@ async fn run_connection(
     // A message over the rate limit, held (and the connection not read) until `resume`.
     let mut held: Option<SipMessage> = None;
     let mut resume: Option<Instant> = None;
+    // Until the first whole frame.
+    let mut silent_until = Some(tokio::time::Instant::now() + first_message_within);
     let reason = 'connection: loop {
         tokio::select! {
+            () = tokio::time::sleep_until(silent_until.unwrap_or_else(tokio::time::Instant::now)), if silent_until.is_some() => {
+                break 'connection "nothing sent in time";
+            }
             () = tokio::time::sleep_until(resume.unwrap_or_else(Instant::now).into()), if resume.is_some() => {
                 resume = None;
             }
@@ -232,6 +270,7 @@ async fn run_connection(
                 Ok(Some(frame)) => Ok(frame),
                 Err(err) => Err(err),
             };
+            silent_until = None;
             let admitted = admit(&limiter, peer);
             match frame {
                 Ok(Frame::KeepAlive) => {
