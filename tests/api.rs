@@ -695,6 +695,23 @@ async fn tenants_are_isolated(db: Db) {
         )
         .await;
     assert!(demo_tenant_admin > 0);
+    // A tenant with a chat or call still in routing is not deleted from under it.
+    let (busy_id, busy_admin) = s.new_tenant("busy").await;
+    let queue = s
+        .create("/api/v1/queues", &busy_admin, json!({ "name": "Chats" }))
+        .await;
+    s.create(
+        "/api/v1/interactions",
+        &busy_admin,
+        json!({ "channel": "chat", "queue_id": queue }),
+    )
+    .await;
+    assert_error(
+        &s.delete(&format!("/api/v1/tenants/{busy_id}"), OPERATOR_TOKEN)
+            .await,
+        StatusCode::CONFLICT,
+        "tenant_busy",
+    );
     // Deleting a tenant removes everything it owned.
     let (status, _) = s
         .delete(&format!("/api/v1/tenants/{other_id}"), OPERATOR_TOKEN)

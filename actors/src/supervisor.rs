@@ -115,6 +115,8 @@ impl RouterError {
 
 pub(crate) enum SupervisorMsg {
     Tenant(TenantId, RpcReplyPort<Result<ActorRef<TenantMsg>, String>>),
+    /// The tenant is gone (deleted): its actor stops and is not restarted.
+    Forget(TenantId, RpcReplyPort<()>),
 }
 
 pub(crate) struct Supervisor;
@@ -190,6 +192,15 @@ impl Actor for Supervisor {
                     None => state.start_tenant(&myself, tenant).await,
                 };
                 let _ = reply.send(actor);
+            }
+            SupervisorMsg::Forget(tenant, reply) => {
+                // Out of the map first: its termination is then no failure to restart from.
+                if let Some(actor) = state.tenants.remove(&tenant) {
+                    actor.stop(Some("tenant deleted".into()));
+                    tracing::info!(%tenant, "tenant routing stopped: the tenant is gone");
+                }
+                state.started.remove(&tenant);
+                let _ = reply.send(());
             }
         }
         Ok(())
@@ -281,8 +292,23 @@ impl Router {
     }
 
     fn known(&self) -> RwLockReadGuard<'_, BTreeMap<TenantId, ActorRef<TenantMsg>>> {
-        // Every write is one insert, so the map is whole even after a writer panicked.
+        // Every write is one insert or one remove, so the map is whole even after a writer
+        // panicked.
         self.tenants.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the tenant's routing for good (the tenant was deleted): its timers stop and
+    /// nothing more is recorded for it. A later input would start it again from the store.
+    pub async fn forget(&self, tenant: TenantId) -> Result<(), RouterError> {
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&tenant);
+        call(&self.supervisor, |reply| {
+            SupervisorMsg::Forget(tenant, reply)
+        })
+        .await
+        .map_err(|e| RouterError::Unavailable(tenant, e))
     }
 
     /// Starts the tenant's routing (restoring its waiting interactions) if it is not running.
@@ -672,6 +698,26 @@ mod tests {
         while old_rx.recv().await.is_some() {}
         assert!(!old.is_live());
         assert!(new.is_live());
+        router.stop();
+    }
+
+    /// A deleted tenant's routing stops for good: no restart from the store (it would record
+    /// outputs of a tenant that is gone); another tenant is untouched, and a later use starts
+    /// the tenant afresh.
+    #[tokio::test]
+    async fn a_forgotten_tenant_is_not_restarted() {
+        let (host, router) = start(vec![(T1, setup(&[1], &[])), (T2, setup(&[1], &[]))]).await;
+        enqueue(&router, T1, 100).await;
+        enqueue(&router, T2, 200).await;
+        router.forget(T1).await.expect("forgotten");
+        enqueue(&router, T2, 201).await;
+        enqueue(&router, T1, 101).await;
+        let loads = host.loads.lock().expect("loads").clone();
+        assert_eq!(
+            loads,
+            vec![(T1, Load::Start), (T2, Load::Start), (T1, Load::Start)],
+            "started anew, never restarted"
+        );
         router.stop();
     }
 

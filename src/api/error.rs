@@ -69,6 +69,9 @@ impl Error {
             Error::Internal(store::Error::Duplicate(_)) => (StatusCode::CONFLICT, "duplicate"),
             Error::Internal(store::Error::InUse(_)) => (StatusCode::CONFLICT, "in_use"),
             Error::Internal(store::Error::LastAdmin) => (StatusCode::CONFLICT, "last_admin"),
+            Error::Internal(store::Error::TenantBusy { .. }) => {
+                (StatusCode::CONFLICT, "tenant_busy")
+            }
             Error::Internal(store::Error::UnknownReference { .. }) => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
             }

@@ -216,7 +216,18 @@ async fn remove(
 ) -> Result<StatusCode> {
     caller.operator()?;
     let Path(id) = id?;
+    // What routing did last is in the table before it is asked whether any work is left.
+    state.routing.flushed().await;
     state.store.delete_tenant(id).await?;
+    // Its routing stops for good: no timers, no outputs recorded for a tenant that is gone.
+    if let Err(e) = state
+        .routing
+        .router()
+        .forget(vacd_actors::TenantId(id as u64))
+        .await
+    {
+        tracing::warn!(tenant = id, error = %e, "deleted tenant's routing not stopped");
+    }
     tracing::info!(tenant = id, "tenant deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -75,6 +75,8 @@ pub enum Error {
         field: &'static str,
         table: &'static str,
     },
+    #[error("the tenant still has {live} calls or chats in routing (waiting, offered or connected); delete it once they are over")]
+    TenantBusy { live: i64 },
     #[error(
         "the tenant's last admin cannot be deleted or lose the role: make another user admin first"
     )]

@@ -156,15 +156,31 @@ impl Store {
         Ok(updated)
     }
 
+    /// Deletes the tenant and everything of it — refused while routing holds any of its calls
+    /// or chats (waiting, offered or connected): a caller or visitor would be left hanging.
+    /// Written interactions go with it. The caller makes routing's pending writes land first.
     pub async fn delete_tenant(&self, id: i64) -> Result<()> {
+        let mut tx = self.begin().await?;
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS live FROM interactions WHERE tenant_id = $1 \
+             AND channel IN ('call', 'chat') AND state IN ('queued', 'offered', 'connected')",
+        )
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("live")?;
+        if live > 0 {
+            return Err(Error::TenantBusy { live });
+        }
         let done = sqlx::query("DELETE FROM tenants WHERE id = $1")
             .bind(id)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await
             .map_err(|e| Error::classify(e, "Tenant"))?;
         if done.rows_affected() == 0 {
             return Err(Error::NotFound);
         }
+        tx.commit().await?;
         self.tenant_deleted(id);
         Ok(())
     }
