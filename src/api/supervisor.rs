@@ -223,6 +223,8 @@ async fn look_after(
     let mut looks = 0u32;
     let mut totals = BTreeMap::new();
     let mut seen = (-1, -1);
+    // After too many events: when to try again.
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
         look.tick().await;
         {
@@ -234,13 +236,26 @@ async fn look_after(
                 return;
             }
         }
-        if looks.is_multiple_of(TOTALS_EVERY) {
+        let due = retry_at.is_none_or(|at| tokio::time::Instant::now() >= at);
+        if looks.is_multiple_of(TOTALS_EVERY) && due {
+            retry_at = None;
             match today(&state, tenant, seen).await {
-                Ok(Some((now_seen, fresh))) => {
+                Ok(Today::Fresh(now_seen, fresh)) => {
                     seen = now_seen;
                     totals = fresh;
                 }
-                Ok(None) => {}
+                Ok(Today::Unchanged) => {}
+                Ok(Today::TooMany) => {
+                    // Reading them all again every two seconds would load the database for
+                    // nothing: the wallboard keeps its last totals and it is tried again later.
+                    tracing::warn!(
+                        tenant,
+                        max = MAX_TODAY_EVENTS,
+                        retry_seconds = TOO_MANY_RETRY.as_secs(),
+                        "today's totals not refreshed: too many events since yesterday"
+                    );
+                    retry_at = Some(tokio::time::Instant::now() + TOO_MANY_RETRY);
+                }
                 Err(err) => tracing::warn!(tenant, %err, "today's totals not refreshed"),
             }
         }
@@ -258,19 +273,32 @@ async fn look_after(
     }
 }
 
+/// What [`today`] found.
+enum Today {
+    /// Nothing new since the totals were taken.
+    Unchanged,
+    /// New totals per queue, and what they saw.
+    Fresh((i64, i64), BTreeMap<i64, QueueRow>),
+    /// More events since yesterday than [`MAX_TODAY_EVENTS`]: not computed.
+    TooMany,
+}
+
+/// Most events read for today's totals (from yesterday's start on, for the waits that began
+/// then).
+const MAX_TODAY_EVENTS: i64 = 2_000_000;
+
+/// How often a tenant with too many events for today's totals is tried again.
+const TOO_MANY_RETRY: Duration = Duration::from_secs(60);
+
 /// Today's totals per queue, unless `seen` (the newest event id and the day they were taken
 /// on) is still current: events were written since, or a new day began (its totals start at
-/// nothing, event or not). With the totals, what they saw.
-async fn today(
-    state: &AppState,
-    tenant: i64,
-    seen: (i64, i64),
-) -> crate::store::Result<Option<((i64, i64), BTreeMap<i64, QueueRow>)>> {
+/// nothing, event or not).
+async fn today(state: &AppState, tenant: i64, seen: (i64, i64)) -> crate::store::Result<Today> {
     let last = state.store.last_event_id(tenant).await?;
     let now = now_ms();
     let day = Interval::Day.start_of(now);
     if (last, day) == seen {
-        return Ok(None);
+        return Ok(Today::Unchanged);
     }
     let settings = Settings {
         targets: state.store.sla_targets(tenant).await?,
@@ -282,16 +310,21 @@ async fn today(
     };
     let Some(events) = state
         .store
-        .report_events(tenant, settings.from - 86_400_000, settings.to, 2_000_000)
+        .report_events(
+            tenant,
+            settings.from - 86_400_000,
+            settings.to,
+            MAX_TODAY_EVENTS,
+        )
         .await?
     else {
-        return Ok(None);
+        return Ok(Today::TooMany);
     };
     let report = reports::build(&events, &settings);
-    Ok(Some((
+    Ok(Today::Fresh(
         (last, day),
         report.queues.into_iter().map(|r| (r.queue, r)).collect(),
-    )))
+    ))
 }
 
 async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
