@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use common::console::Console;
 use common::feed::{agent_of, Feed};
 use common::phone::{tone_level, Phone};
-use common::{eventually, Db, TestServer};
+use common::{assert_error, eventually, Db, TestServer};
 use serde_json::{json, Value};
 use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
 use vacd_sip::g711::Law;
@@ -1294,14 +1294,32 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
         .await;
     assert_eq!(status, reqwest::StatusCode::NOT_FOUND);
 
-    let (status, body) =
+    let monitor = |mode: &'static str| {
         f.s.call(
             reqwest::Method::PUT,
             &path,
             Some(&f.sam),
-            Some(json!({ "mode": "silent" })),
+            Some(json!({ "mode": mode })),
         )
-        .await;
+    };
+    // Started and stopped before Sam's phone answers: while its CANCEL is unanswered, a new
+    // start is refused (it would end with the old leg), not acknowledged and dropped.
+    let (status, body) = monitor("silent").await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    let ringing = sam_phone.request(Method::Invite).await;
+    sam_phone.respond(&ringing, 180, "ring", false).await;
+    let (status, body) =
+        f.s.call(reqwest::Method::DELETE, &path, Some(&f.sam), None)
+            .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    assert_error(
+        &monitor("silent").await,
+        reqwest::StatusCode::CONFLICT,
+        "monitor_ending",
+    );
+    sam_phone.cancelled(&ringing).await;
+
+    let (status, body) = monitor("silent").await;
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
     let invite = sam_phone.request(Method::Invite).await;
     let sam_leg = sam_phone.answer(&invite).await;

@@ -57,6 +57,10 @@ fn refusal(err: MonitorError) -> Error {
             code: "busy",
             message,
         },
+        MonitorError::Ending => Error::Conflict {
+            code: "monitor_ending",
+            message,
+        },
         MonitorError::NoPhone => Error::invalid("no_phone", message),
         MonitorError::NoPorts => Error::Conflict {
             code: "no_capacity",

@@ -1491,11 +1491,18 @@ impl Calls {
             .ok_or(MonitorError::NoCall)?;
         let party = Party::Supervisor(supervisor);
         let listening = call.agents.iter().any(|l| l.party == party);
+        // The supervisor's last leg is still being cancelled (a stop, or an unanswered ring,
+        // moments ago): its end would also end a new one started now.
+        let ending = call
+            .agents
+            .iter()
+            .any(|l| l.party == party && matches!(l.state, AgentState::Cancelling));
         let other = call
             .agents
             .iter()
             .any(|l| matches!(l.party, Party::Supervisor(s) if s != supervisor));
         match (mode, listening) {
+            (Some(_), true) if ending => Err(MonitorError::Ending),
             (None, true) => {
                 self.hang_up_leg(layer, key, &party, now);
                 self.command(key, CallCmd::SupervisorGone);
@@ -1595,6 +1602,10 @@ pub enum MonitorError {
     Busy,
     #[error("the supervisor is not monitoring this call")]
     NotMonitoring,
+    #[error(
+        "the supervisor's last monitoring of this call is still being ended; try again in a moment"
+    )]
+    Ending,
     #[error("no free RTP ports")]
     NoPorts,
 }
