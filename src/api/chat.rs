@@ -91,6 +91,29 @@ pub async fn widget_info(
     Ok(([("cache-control", "no-store")], Json(body)).into_response())
 }
 
+/// The widget's own endpoints: its settings and its offline form. The widget runs on the
+/// customer's site, so any origin may read them (CORS, with the preflight of the form's JSON
+/// POST); they need no credentials.
+pub fn widget_routes() -> axum::Router<AppState> {
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([axum::http::header::CONTENT_TYPE]);
+    // The preflight (OPTIONS) is answered by the CORS layer; the route needs the method for
+    // the request to reach the layer at all.
+    let preflight = || async { axum::http::StatusCode::NO_CONTENT };
+    axum::Router::new()
+        .route(
+            "/api/v1/chat/widgets/{tenant}/{widget}",
+            axum::routing::get(widget_info).options(preflight),
+        )
+        .route(
+            "/api/v1/chat/widgets/{tenant}/{widget}/offline",
+            axum::routing::post(offline).options(preflight),
+        )
+        .layer(cors)
+}
+
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OfflineForm {

@@ -137,14 +137,7 @@ pub fn router(state: AppState, max_body_bytes: usize, body_timeout: Duration) ->
         .route("/ws/agent", get(console::agent_socket))
         .route("/ws/supervisor", get(supervisor::supervisor_socket))
         .route("/ws/chat", get(chat::chat_socket))
-        .route(
-            "/api/v1/chat/widgets/{tenant}/{widget}",
-            get(chat::widget_info),
-        )
-        .route(
-            "/api/v1/chat/widgets/{tenant}/{widget}/offline",
-            post(chat::offline),
-        )
+        .merge(chat::widget_routes())
         .route("/wallboard", get(pages::wallboard))
         .route("/wallboard.js", get(pages::wallboard_js))
         .route("/widget.js", get(pages::widget_js))

@@ -5,8 +5,10 @@
 //    address vacd refuses first: the form comes back filled, with the reason) and
 //    writes; Bruno accepts the offer on /console and answers; the visitor reads the answer, and
 //    after a reload the transcript is still there.
-// 3. A French visitor (nobody ready) gets the offline form and sends it using the keyboard only.
+// 3. A French visitor (nobody ready) on a shop's own site (another origin) gets the offline form
+//    and sends it using the keyboard only.
 // Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
+import { createServer } from "node:http";
 import { gzipSync } from "node:zlib";
 import { launch, WAIT } from "./chromium.mjs";
 
@@ -80,9 +82,20 @@ try {
   console.log("chat ok");
 
   const french = await browser.newContext({ locale: "fr-FR", viewport: { width: 1024, height: 700 } });
+  // Olivier is on the customer's own site, another origin than vacd's (a server of its own on
+  // another port): the widget reads its settings and sends the form across origins (CORS, with
+  // a preflight for the JSON POST).
+  const site = createServer((_, response) => {
+    response.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    response.end(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>
+<body><h1>A shop elsewhere</h1><p><a href="/">Home</a></p>
+<script src="${base}/widget.js" data-tenant="demo" data-mailbox="demo-widget" async></script></body></html>`);
+  });
+  await new Promise((listening) => site.listen(0, "127.0.0.1", listening));
+  const shop = `http://127.0.0.1:${site.address().port}`;
   const offline = await french.newPage();
   offline.setDefaultTimeout(WAIT);
-  await offline.goto(`${base}/demo`);
+  await offline.goto(`${shop}/`);
   const launcher = offline.getByRole("button", { name: "Leave a message" });
   await launcher.waitFor();
   // Keyboard only: Tab to the launcher (the page's link comes first), Enter, fill, send.
@@ -103,6 +116,7 @@ try {
   await offline.keyboard.press("Escape");
   if (!(await launcher.evaluate((b) => b.matches(":focus")))) throw new Error("Escape did not return focus to the launcher");
   console.log("offline ok");
+  site.close();
 } finally {
   await browser.close();
 }
