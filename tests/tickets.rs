@@ -325,6 +325,11 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
     assert!(fwd
         .header("Subject")
         .is_some_and(|s| s.starts_with("Fwd:") && s.contains(&tag)));
+    // Outside the ticket's thread: sent to another address of the tenant, it would otherwise
+    // be taken for the customer's mail and join this ticket again.
+    for threading in ["In-Reply-To", "References"] {
+        assert_eq!(fwd.header(threading), None, "{threading} in the forward");
+    }
     let (status, closed) = s
         .post(
             &format!("/api/v1/tickets/{id}/close"),

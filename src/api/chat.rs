@@ -638,7 +638,13 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
         last_inbound: None,
     };
     channels
-        .send(&context, &to, &context.subject, &body, true)
+        .send(
+            &context,
+            &to,
+            &context.subject,
+            &body,
+            crate::channels::SendKind::Automatic,
+        )
         .await
         .map_err(|e| Error::Conflict {
             code: "transcript_failed",

@@ -18,7 +18,7 @@ use super::auth::{self, Caller};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::{Role, INTERACTIONS};
-use crate::channels::{self, reply, sms, Channels};
+use crate::channels::{self, reply, sms, Channels, SendKind};
 use crate::store::{self, NewOutbound, Outbound, Principal};
 
 /// The ticket desk's part of the OpenAPI document.
@@ -343,7 +343,7 @@ async fn reply(
         .clone()
         .ok_or_else(|| refusal(channels::Error::NoRecipient))?;
     let sent = channels
-        .send(&ctx, &to, &subject, &composed.body, false)
+        .send(&ctx, &to, &subject, &composed.body, SendKind::Reply)
         .await
         .map_err(refusal)?;
     let status = if request.close { "closed" } else { "answered" };
@@ -470,7 +470,7 @@ async fn forward_to(
     );
     let subject = format!("Fwd: {} {}", ctx.subject, channels::threading::tag(id));
     let sent = channels
-        .send(&ctx, &request.to, &subject, &text, false)
+        .send(&ctx, &request.to, &subject, &text, SendKind::Forward)
         .await
         .map_err(refusal)?;
     let agent = agent_name(&state, &who).await?;

@@ -69,6 +69,18 @@ struct AccountHealth {
     since: i64,
 }
 
+/// What a message sent for a ticket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    /// An agent's reply to the customer, in the ticket's thread.
+    Reply,
+    /// Sent by vacd itself — a new ticket's acknowledgement, a chat's transcript — and marked
+    /// so (`Auto-Submitted`), so that other robots do not answer it.
+    Automatic,
+    /// The ticket forwarded to someone else: outside the ticket's thread.
+    Forward,
+}
+
 /// What went out.
 #[derive(Debug, Clone)]
 pub struct Sent {
@@ -315,7 +327,13 @@ impl Channels {
         }
         let sent = match reply::compose(&self.inner.store, &ctx, Some(template), None, None).await {
             Ok(composed) => self
-                .send(&ctx, &to, &composed.subject, &composed.body, true)
+                .send(
+                    &ctx,
+                    &to,
+                    &composed.subject,
+                    &composed.body,
+                    SendKind::Automatic,
+                )
                 .await
                 .map(|sent| (composed, sent)),
             Err(e) => Err(e),
@@ -371,7 +389,7 @@ impl Channels {
         to: &str,
         subject: &str,
         body: &str,
-        automatic: bool,
+        kind: SendKind,
     ) -> Result<Sent, Error> {
         let address = ctx
             .address
@@ -397,12 +415,16 @@ impl Channels {
                 let unique = format!("{}.{}", store::now_ms(), hex::encode(nonce));
                 let message_id =
                     threading::message_id(&address.address, ctx.interaction, 0, &unique);
-                let (in_reply_to, references) = match &ctx.last_inbound {
-                    Some(parent) => (
+                let (in_reply_to, references) = match (kind, &ctx.last_inbound) {
+                    // Not in the ticket's thread: sent to another of the tenant's addresses,
+                    // vacd would take it for the customer's mail and join it to this ticket.
+                    // Its answer still finds the ticket by the forward's own Message-ID.
+                    (SendKind::Forward, _) => (None, Vec::new()),
+                    (_, Some(parent)) => (
                         Some(parent.clone()),
                         threading::reply_references(parent, &ctx.thread_ids),
                     ),
-                    None => (None, ctx.thread_ids.clone()),
+                    (_, None) => (None, ctx.thread_ids.clone()),
                 };
                 let out = email::smtp::Outgoing {
                     from: address.address.clone(),
@@ -413,7 +435,7 @@ impl Channels {
                     message_id: message_id.clone(),
                     in_reply_to,
                     references,
-                    automatic,
+                    automatic: kind == SendKind::Automatic,
                 };
                 email::smtp::send(smtp, account.ca_file.as_deref(), &out).await?;
                 Ok(Sent {

@@ -11,6 +11,9 @@ use std::collections::BTreeMap;
 /// Variable values by name (`customer.name` → `Erika Mustermann`).
 pub type Vars = BTreeMap<String, String>;
 
+/// Longest variable name between braces, in bytes; a brace whose close is farther is text.
+const MAX_NAME_BYTES: usize = 128;
+
 /// `text` with every known variable replaced by its value.
 pub fn render(text: &str, vars: &Vars) -> String {
     let mut out = String::with_capacity(text.len());
@@ -24,7 +27,14 @@ pub fn render(text: &str, vars: &Vars) -> String {
             (false, 1)
         };
         let close = if double { "}}" } else { "}" };
-        let replaced = after[inner_start..].find(close).and_then(|end| {
+        // Looked for only as far as a name can reach: searching to the end for every `{` made
+        // a text of many unclosed braces take quadratic time.
+        let window = &after.as_bytes()[inner_start..];
+        let window = &window[..window.len().min(MAX_NAME_BYTES + close.len())];
+        let found = window
+            .windows(close.len())
+            .position(|w| w == close.as_bytes());
+        let replaced = found.and_then(|end| {
             let name = after[inner_start..inner_start + end].trim();
             let valid = !name.is_empty() && name.chars().all(|c| c == '.' || is_name_char(c));
             let value = vars.get(name).filter(|_| valid)?;
@@ -100,6 +110,12 @@ mod tests {
         );
         assert_eq!(render("json {\"a\": 1}", &vars()), "json {\"a\": 1}");
         assert_eq!(render("ünï {{customer.name}}€", &vars()), "ünï Erika€");
+        // A close beyond the longest name is not looked for: the braces stay text, and a text
+        // of unclosed braces is passed once, not searched to its end for each of them.
+        let far = format!("{{{{customer.name{}}}}}", " ".repeat(MAX_NAME_BYTES));
+        assert_eq!(render(&far, &vars()), far);
+        let braces = "{".repeat(100_000) + "ü {{customer.name}}";
+        assert_eq!(render(&braces, &vars()), "{".repeat(100_000) + "ü Erika");
     }
 
     #[test]
