@@ -809,7 +809,8 @@ async fn postgres_mails_that_cannot_be_stored_do_not_hold_back_the_others() {
 
 /// A mail larger than `channels.max_message_bytes` is not downloaded, over IMAP or POP3: its
 /// header becomes the ticket, with a note, and the message stays on the server (and is not
-/// made a ticket again); the mails around it are taken as always.
+/// made a ticket again); the mails around it are taken as always. Once the limit is raised, the
+/// whole mail joins that ticket before it is taken off the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
     for (protocol, after_fetch) in [
@@ -832,6 +833,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
                 dovecot.keyworded("support") == n && dovecot.messages("support") == n
             }
         };
+        let again = account.clone();
         let s = TestServer::start_with(Db::Sqlite, |c| {
             quick(c);
             c.channels.max_message_bytes = 4096;
@@ -885,6 +887,35 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
         .await;
         let bigs = tickets_titled(&s, &admin, "email", "big").await;
         assert_eq!(bigs, 1, "{protocol:?}: one ticket for the big mail");
+        if after_fetch == AfterFetch::Flag {
+            // Flagged, it is not looked at again.
+            s.stop().await;
+            continue;
+        }
+        let s = s
+            .restart_with(|c| {
+                quick(c);
+                c.channels.max_message_bytes = 1024 * 1024;
+                c.channels.accounts = vec![again];
+            })
+            .await;
+        let admin = s.demo_login("ada").await;
+        poll("the big mail taken from the server", MAIL_WAIT, || {
+            (dovecot.messages("support") == 0).then_some(())
+        })
+        .await;
+        let id = ticket["id"].as_i64().expect("id");
+        let (_, joined) = s.get(&format!("/api/v1/tickets/{id}"), &admin).await;
+        assert!(
+            joined["thread"]
+                .as_array()
+                .is_some_and(|thread| thread.iter().any(|m| m["body"]
+                    .as_str()
+                    .is_some_and(|b| b.contains("seventy-six characters")))),
+            "{protocol:?}: the whole mail is in the ticket: {joined}"
+        );
+        let bigs = tickets_titled(&s, &admin, "email", "big").await;
+        assert_eq!(bigs, 1, "{protocol:?}: still one ticket for the big mail");
         s.stop().await;
     }
 }

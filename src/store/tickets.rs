@@ -331,6 +331,18 @@ impl Store {
         Ok(accounts)
     }
 
+    /// The ticket the message stored under `source_key` went into, if one was.
+    pub async fn ticket_of_source(&self, tenant: i64, source_key: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND source_key = $2",
+        )
+        .bind(tenant)
+        .bind(text(source_key))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("interaction_id")).transpose()?)
+    }
+
     /// Stores an inbound message: in the ticket it threads into, or as a new ticket. One
     /// transaction; see [`Outcome`].
     pub async fn ingest(&self, new: &NewWritten) -> Result<Ingested> {

@@ -144,8 +144,13 @@ impl TestServer {
 
     /// Stops the server gracefully and starts a new one on the same database.
     pub async fn restart(self) -> TestServer {
+        self.restart_with(|_| {}).await
+    }
+
+    /// Like [`TestServer::restart`], with the new server's configuration adjusted by `adjust`.
+    pub async fn restart_with(self, adjust: impl FnOnce(&mut Config)) -> TestServer {
         self.running.shutdown().await.expect("clean shutdown");
-        TestServer::start_on(self.db).await
+        TestServer::start_configured(self.db, adjust).await
     }
 
     async fn start_on(db: TestDb) -> TestServer {

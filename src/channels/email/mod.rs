@@ -241,6 +241,9 @@ pub enum Fetched<'a> {
     Header { header: &'a [u8], size: Option<u64> },
 }
 
+/// What a source key gets when only the message's header was stored.
+const HEADER_ONLY: &str = "#header";
+
 /// Stores one message fetched from `account` under `source` (see the store's exactly-once
 /// rule). `Ok` means the message is dealt with: it is a ticket (now or before), or screening
 /// dropped it; a whole one may be removed from the server.
@@ -274,6 +277,20 @@ pub async fn ingest(
         tracing::warn!(account = %account.key, source, message_id = ?mail.message_id, %problem, "mail accepted with a problem");
     }
     let address = &account.address;
+    // A mail too large to download is stored from its header under a key of its own; taken
+    // whole later (a higher limit, a server that now states its size), it joins that ticket
+    // instead of counting as a duplicate — which would delete it from the server unread.
+    let header_key = format!("{source}{HEADER_ONLY}");
+    let (source_key, open_ticket) = match fetched {
+        Fetched::Header { .. } => (header_key, None),
+        Fetched::Whole(_) => (
+            source.to_owned(),
+            channels
+                .store()
+                .ticket_of_source(address.tenant, &header_key)
+                .await?,
+        ),
+    };
     // Never our own address: answers would come back as loops.
     let answer_to = mail.answer_to(&own).filter(|a| !own.contains(&a.address));
     let identity = mail.identity(&own);
@@ -286,11 +303,11 @@ pub async fn ingest(
         mailbox: address.mailbox,
         queue: address.queue,
         channel: "email",
-        source_key: source.to_owned(),
+        source_key,
         message_id: mail.message_id.clone(),
         parents: mail.parents.clone(),
         tag: threading::find_tag(&mail.subject),
-        open_ticket: None,
+        open_ticket,
         sender_name: identity.map(|f| f.display().to_owned()),
         contact: identity.map(|f| f.address.clone()),
         reply_to: answer_to
