@@ -121,6 +121,8 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       const first = String(data.get("text") || "").trim();
       if (!first) return;
       showChat();
+      if (data.get("email")) localStorage.setItem(`${storeKey}.email`, String(data.get("email")));
+      else localStorage.removeItem(`${storeKey}.email`);
       connect({
         type: "chat.start", tenant, widget: widgetId, language: browserLanguage,
         name: data.get("name") || undefined, email: data.get("email") || undefined, topic: data.get("topic") || undefined,
@@ -160,7 +162,20 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
   const input = el("textarea", { "aria-label": t.first, rows: 1, maxlength: 4000 });
   const composer = el("form", { class: "composer" }, input, el("button", { type: "submit", text: t.send }));
   const endButton = el("button", { class: "end", type: "button", text: t.end, onclick: () => send({ type: "chat.end" }) });
-  const mailButton = el("button", { class: "end", type: "button", text: t.mail, onclick: () => send({ type: "chat.email_transcript" }) });
+  // The transcript goes to the address given at the start; without one, the visitor types it.
+  const mailButton = el("button", { class: "end", type: "button", text: t.mail, onclick: () => {
+    const known = localStorage.getItem(`${storeKey}.email`);
+    if (known) return send({ type: "chat.email_transcript" });
+    const address = el("input", { type: "email", required: true, autocomplete: "email", maxlength: 200, "aria-label": t.email });
+    const ask = el("form", { class: "composer" }, address, el("button", { type: "submit", text: t.send }));
+    ask.addEventListener("submit", (e) => {
+      e.preventDefault();
+      send({ type: "chat.email_transcript", email: address.value.trim() });
+      ask.replaceWith(mailButton);
+    });
+    mailButton.replaceWith(ask);
+    address.focus();
+  } });
   let typingTimer = null;
   let typingOn = false;
 
@@ -294,9 +309,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       case "chat.welcome":
         retry = 0;
         if (frame.token) { token = frame.token; localStorage.setItem(storeKey, token); }
-        if (firstMessage) say(firstMessage);
-        // Messages not acknowledged before the connection dropped go again (same client ids).
-        else for (const [clientId, text] of pending) send({ type: "chat.send", client_id: clientId, text });
+        {
+          // Messages not acknowledged before the connection dropped — or typed before it was
+          // open — go (again) after the first one, with the same client ids.
+          const waiting = [...pending];
+          if (firstMessage) say(firstMessage);
+          for (const [clientId, text] of waiting) send({ type: "chat.send", client_id: clientId, text });
+        }
         break;
       case "chat.transcript":
         for (const m of frame.messages) bubble(m, m.author.kind === "visitor");
