@@ -251,7 +251,15 @@ struct Participant {
     refilled: Instant,
     /// Shown as typing to the others (its last typing input was `on`).
     typing: bool,
+    /// When the others were last told it started typing: at most once per [`TYPING_EVERY`].
+    typing_told: Option<Instant>,
+    /// The highest message it was last told the others it has read.
+    read_told: i64,
 }
+
+/// How often the others may be told that a participant started typing: a client switching
+/// typing on and off as fast as it can must not flood the consoles.
+pub const TYPING_EVERY: Duration = Duration::from_secs(1);
 
 /// One chat's rules and memory.
 #[derive(Debug)]
@@ -452,7 +460,21 @@ impl ChatSession {
                     .participants
                     .get_mut(&from)
                     .ok_or(ChatError::NotParticipant)?;
+                // Told on a change only, and a start at most once per TYPING_EVERY (a stop
+                // always, or the others would see it typing on).
+                let recently = participant
+                    .typing_told
+                    .is_some_and(|at| now.saturating_duration_since(at) < TYPING_EVERY);
+                if participant.typing == on || (on && recently) {
+                    if from == Party::Visitor {
+                        self.active(now);
+                    }
+                    return Ok(());
+                }
                 participant.typing = on;
+                if on {
+                    participant.typing_told = Some(now);
+                }
                 let (visible, name) = (participant.visible, participant.name.clone());
                 if from == Party::Visitor {
                     self.active(now);
@@ -468,11 +490,19 @@ impl ChatSession {
                 );
             }
             ChatInput::Read { from, up_to } => {
-                let visible = self
+                // Told only when it reaches a message of the chat's it had not reached: a read
+                // again (or of a message that does not exist) tells nobody anything.
+                let newest = self.transcript.back().map_or(0, |m| m.id);
+                let participant = self
                     .participants
-                    .get(&from)
-                    .ok_or(ChatError::NotParticipant)?
-                    .visible;
+                    .get_mut(&from)
+                    .ok_or(ChatError::NotParticipant)?;
+                let up_to = up_to.min(newest);
+                if up_to <= participant.read_told {
+                    return Ok(());
+                }
+                participant.read_told = up_to;
+                let visible = participant.visible;
                 self.send_others(from, visible, &ChatEvent::Read { party: from, up_to });
             }
             ChatInput::TakeOver { supervisor } => {
@@ -650,6 +680,8 @@ impl ChatSession {
                 tokens: self.config.burst,
                 refilled: now,
                 typing: false,
+                typing_told: None,
+                read_told: 0,
             },
         );
         if matches!(party, Party::Agent(_)) && self.agents().count() == 1 {
@@ -998,6 +1030,59 @@ mod tests {
         .expect("typing");
         let sent = chat.run(ChatInput::Leave { party: ALICE }).expect("leaves");
         assert!(typing_off(&sent, Party::Visitor, ALICE), "{sent:?}");
+    }
+
+    /// A visitor switching typing on and off, or marking the same message read, as fast as it
+    /// can: the agent is told of a start at most once a second, of each stop, and of each
+    /// message read once.
+    #[test]
+    fn typing_and_read_floods_reach_nobody() {
+        let mut chat = Chat::new();
+        chat.join(ALICE, "Alice");
+        chat.say(ALICE, "a1", "Hello");
+        chat.say(ALICE, "a2", "How can I help?");
+        let typing = |chat: &mut Chat, on| {
+            chat.run(ChatInput::Typing {
+                from: Party::Visitor,
+                on,
+            })
+            .expect("typing")
+            .len()
+        };
+        let mut told = 0;
+        for _ in 0..100 {
+            told += typing(&mut chat, true);
+            told += typing(&mut chat, false);
+        }
+        assert_eq!(
+            told, 2,
+            "one start, its stop; the rest within the second is dropped"
+        );
+        chat.now += TYPING_EVERY;
+        assert_eq!(typing(&mut chat, true), 1, "a second later, a start again");
+        assert_eq!(
+            typing(&mut chat, true),
+            0,
+            "typing on while on tells nothing"
+        );
+
+        let read = |chat: &mut Chat, up_to| {
+            chat.run(ChatInput::Read {
+                from: Party::Visitor,
+                up_to,
+            })
+            .expect("read")
+        };
+        assert_eq!(read(&mut chat, 1).len(), 1);
+        for _ in 0..100 {
+            assert!(read(&mut chat, 1).is_empty(), "the same read again");
+        }
+        // Beyond the newest message: told as read up to the newest, once.
+        assert!(matches!(
+            read(&mut chat, 99).as_slice(),
+            [(_, ChatEvent::Read { up_to: 2, .. })]
+        ));
+        assert!(read(&mut chat, 1000).is_empty());
     }
 
     #[test]
