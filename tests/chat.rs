@@ -861,6 +861,34 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
         .await;
     let refused = eve.ws.expect("error").await;
     assert_eq!(refused["code"], "rate_limited", "{refused}");
+
+    // Asked from several tabs at once, each with another address: one address at most gets
+    // mail (the others are refused while one is sent, or get it sent to that one).
+    let mut tabs = vec![Visitor::start(&s, json!({ "language": "en" })).await];
+    tabs[0].say("m-1", "Mail it everywhere").await;
+    let token = tabs[0].token.clone();
+    for _ in 0..3 {
+        tabs.push(Visitor::resume(&s, &token).await);
+    }
+    let asks = tabs.iter_mut().enumerate().map(|(n, tab)| async move {
+        let email = format!("tab{n}@example.org");
+        tab.frame(json!({ "type": "chat.email_transcript", "email": email }))
+            .await;
+        loop {
+            let frame = tab.ws.next().await.expect("the chat stays open");
+            if frame["type"] == "chat.transcript_sent" || frame["type"] == "error" {
+                return frame;
+            }
+        }
+    });
+    let answers = futures_util::future::join_all(asks).await;
+    let mut addresses: Vec<&str> = answers
+        .iter()
+        .filter(|f| f["type"] == "chat.transcript_sent")
+        .filter_map(|f| f["email"].as_str())
+        .collect();
+    addresses.dedup();
+    assert_eq!(addresses.len(), 1, "{answers:?}");
     s.stop().await;
 }
 

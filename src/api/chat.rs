@@ -585,6 +585,15 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
     let interaction = row
         .interaction
         .ok_or_else(|| Error::invalid("empty_chat", "the chat has no messages yet"))?;
+    // One at a time per chat: sent side by side (from several tabs), each would find the
+    // count and the address still free and send.
+    let _sending =
+        super::tickets::Sending::claim(state, row.tenant, interaction).ok_or_else(|| {
+            Error::Conflict {
+                code: "send_in_progress",
+                message: "this chat's transcript is being sent".into(),
+            }
+        })?;
     let sent = state
         .store
         .transcripts_sent(row.tenant, interaction)

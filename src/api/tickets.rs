@@ -156,25 +156,32 @@ async fn agent_name(state: &AppState, who: &Principal) -> Result<String> {
 #[derive(Default)]
 pub(super) struct Sending(dashmap::DashSet<(i64, i64)>);
 
-/// A ticket's place in [`Sending`], given back when dropped.
-struct SendingGuard {
+/// An interaction's place in [`Sending`], given back when dropped.
+pub(super) struct SendingGuard {
     state: AppState,
     ticket: (i64, i64),
 }
 
 impl Sending {
+    /// The interaction's place, unless something of it is being sent already (a chat's
+    /// transcript takes its place the same way).
+    pub(super) fn claim(state: &AppState, tenant: i64, interaction: i64) -> Option<SendingGuard> {
+        state
+            .sending
+            .0
+            .insert((tenant, interaction))
+            .then(|| SendingGuard {
+                state: state.clone(),
+                ticket: (tenant, interaction),
+            })
+    }
+
     fn start(state: &AppState, tenant: i64, ticket: i64) -> Result<SendingGuard> {
-        if !state.sending.0.insert((tenant, ticket)) {
-            return Err(Error::Conflict {
-                code: "send_in_progress",
-                message: format!(
-                    "a reply or forward of ticket {ticket} is being sent; see the ticket before sending again"
-                ),
-            });
-        }
-        Ok(SendingGuard {
-            state: state.clone(),
-            ticket: (tenant, ticket),
+        Sending::claim(state, tenant, ticket).ok_or_else(|| Error::Conflict {
+            code: "send_in_progress",
+            message: format!(
+                "a reply or forward of ticket {ticket} is being sent; see the ticket before sending again"
+            ),
         })
     }
 }
