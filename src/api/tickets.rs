@@ -513,12 +513,16 @@ async fn close(
     let who = caller.user_with(Role::Agent)?;
     let id = ticket_id(&id)?;
     not_held_by_another(&state, &who, id).await?;
-    state
-        .store
-        .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
-        .await?;
-    finish_routing(&state, who.tenant_id, id, who.user_id).await;
-    Ok(Json(state.store.ticket(who.tenant_id, id).await?))
+    // Closed in the store and in routing alike, even if the client goes away meanwhile.
+    super::to_the_end(async move {
+        state
+            .store
+            .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
+            .await?;
+        finish_routing(&state, who.tenant_id, id, who.user_id).await;
+        Ok(Json(state.store.ticket(who.tenant_id, id).await?))
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/reopen", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
@@ -529,19 +533,23 @@ async fn reopen(
     Path(id): Path<String>,
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
-    let channels = channels_of(&state)?;
+    let channels = channels_of(&state)?.clone();
     let id = ticket_id(&id)?;
-    // The stored state must include what routing did before this request.
-    state.routing.flushed().await;
-    let before = state
-        .store
-        .set_ticket_status(who.tenant_id, id, Some(who.user_id), "open")
-        .await?;
-    // A ticket in wrap-up waits again (routing lets the agent's wrap-up run on).
-    if !matches!(before.as_str(), "new" | "queued" | "offered" | "connected") {
-        channels.route(who.tenant_id, id).await;
-    }
-    Ok(Json(state.store.ticket(who.tenant_id, id).await?))
+    // Reopened in the store and routed, even if the client goes away meanwhile.
+    super::to_the_end(async move {
+        // The stored state must include what routing did before this request.
+        state.routing.flushed().await;
+        let before = state
+            .store
+            .set_ticket_status(who.tenant_id, id, Some(who.user_id), "open")
+            .await?;
+        // A ticket in wrap-up waits again (routing lets the agent's wrap-up run on).
+        if !matches!(before.as_str(), "new" | "queued" | "offered" | "connected") {
+            channels.route(who.tenant_id, id).await;
+        }
+        Ok(Json(state.store.ticket(who.tenant_id, id).await?))
+    })
+    .await
 }
 
 #[utoipa::path(put, path = "/api/v1/tickets/{id}/follow-up", tag = "tickets", request_body = FollowUpRequest, params(("id" = i64, Path)), security(("bearer" = [])),
@@ -620,7 +628,11 @@ async fn sms_inbound(
         .open_ticket_of(address.tenant, address.id, message.from.trim())
         .await?;
     let new = sms::inbound(&message, &address, open, store::now_ms());
-    let ingested = channels.accept(&new).await?;
+    // Stored and routed to the end even if the gateway hangs up meanwhile: its retry finds
+    // the message stored (a duplicate), which is not routed again.
+    let channels = channels.clone();
+    let ingested =
+        super::to_the_end(async move { channels.accept(&new).await.map_err(Error::from) }).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(
