@@ -1106,6 +1106,44 @@ async fn an_unreachable_mail_server_is_retried_and_visible(db: Db) {
     s.stop().await;
 }
 
+/// A mail server that accepts the connection and then says nothing: the session is given up
+/// once it has waited the poll interval and 10 s more, and the account shows as down, why.
+async fn a_mail_server_that_stops_answering_is_given_up(db: Db) {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("listener");
+    let port = silent.local_addr().expect("address").port();
+    // Accepted connections are kept open and never written to.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = silent.accept().await {
+            held.push(tcp);
+        }
+    });
+    let s = TestServer::start_with(db, |c| {
+        quick(c);
+        c.channels.accounts = vec![imap_account_on(port)];
+    })
+    .await;
+    let key = format!("file:{SUPPORT}");
+    let down = common::eventually_within("the silent server's account down", MAIL_WAIT, || async {
+        let (_, ready) = s
+            .call(reqwest::Method::GET, "/ready", Some(OPERATOR_TOKEN), None)
+            .await;
+        let account = &ready["channels"]["mail_accounts"][&key];
+        (account["up"] == false && account["error"].is_string()).then(|| account.clone())
+    })
+    .await;
+    assert!(
+        down["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("did not answer")),
+        "{down}"
+    );
+    holder.abort();
+    s.stop().await;
+}
+
 fn imap_account_on(port: u16) -> MailAccountConfig {
     MailAccountConfig {
         after_fetch: AfterFetch::Flag,
@@ -1918,6 +1956,7 @@ on_both_backends!(
     bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
     acknowledgements_are_found_by_customer_and_time,
     an_unreachable_mail_server_is_retried_and_visible,
+    a_mail_server_that_stops_answering_is_given_up,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,
     a_ticket_another_agent_works_on_is_theirs,

@@ -186,6 +186,12 @@ impl ChannelsConfig {
         Duration::from_millis(self.poll_interval_ms)
     }
 
+    /// How long a mail server may leave a read or write of vacd's waiting before the session
+    /// is given up: a poll interval (an IMAP IDLE waits that long for news) and 10 s more.
+    pub fn stall(&self) -> Duration {
+        self.poll_interval() + Duration::from_secs(10)
+    }
+
     pub fn retry_max(&self) -> Duration {
         Duration::from_secs(self.retry_max_seconds)
     }

@@ -13,6 +13,7 @@
 //! again after a crash between commit and marking is recognised by the store and only marked.
 
 use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio::sync::watch;
@@ -33,7 +34,7 @@ pub(super) async fn session(
     account: &MailAccount,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
-    let mut session = login(account).await?;
+    let mut session = login(account, channels.config().stall()).await?;
     let mailbox = session.select(&account.folder).await?;
     let generation = mailbox.uid_validity.unwrap_or(0);
     let capabilities = session.capabilities().await?;
@@ -84,8 +85,8 @@ pub(super) async fn session(
     }
 }
 
-async fn login(account: &MailAccount) -> Result<Session, SessionError> {
-    let tcp = transport::connect(&account.host, account.port).await?;
+async fn login(account: &MailAccount, stall: Duration) -> Result<Session, SessionError> {
+    let tcp = transport::connect(&account.host, account.port, stall).await?;
     let stream = match account.security {
         Security::Tls => transport::tls(tcp, &account.host, account.ca_file.as_deref()).await?,
         Security::Plain => MailStream::Plain(tcp),

@@ -9,6 +9,7 @@
 //! [`unstuff`], [`listing`]) is separate from the socket.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
@@ -116,8 +117,8 @@ fn listing(body: &[u8]) -> Vec<(u32, String)> {
         .collect()
 }
 
-async fn open(account: &MailAccount) -> Result<Connection, SessionError> {
-    let tcp = transport::connect(&account.host, account.port).await?;
+async fn open(account: &MailAccount, stall: Duration) -> Result<Connection, SessionError> {
+    let tcp = transport::connect(&account.host, account.port, stall).await?;
     let stream = match account.security {
         Security::Tls => transport::tls(tcp, &account.host, account.ca_file.as_deref()).await?,
         _ => MailStream::Plain(tcp),
@@ -160,7 +161,7 @@ pub(super) async fn session(
     // (POP3 deletes only at QUIT).
     let mut refused = HashSet::new();
     loop {
-        let mut conn = open(account).await?;
+        let mut conn = open(account, channels.config().stall()).await?;
         channels.account_up(&account.key);
         conn.command("LIST").await?;
         let sizes: HashMap<u32, u64> = listing(&conn.body(MAX_LISTING).await?)

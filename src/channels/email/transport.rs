@@ -2,6 +2,7 @@
 //! certificates plus an account's own CA file) from the start or after STARTTLS. IMAP and
 //! SMTP-independent; the protocol modules drive it.
 
+use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -22,24 +23,98 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 /// A connection to a mail server.
 #[derive(Debug)]
 pub enum MailStream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
+    Plain(Tcp),
+    Tls(Box<TlsStream<Tcp>>),
 }
 
-/// Opens a TCP connection to `host:port`.
-pub async fn connect(host: &str, port: u16) -> io::Result<TcpStream> {
-    tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
+/// A TCP connection to a mail server that fails a read or write waiting longer than its
+/// `stall` for the server: one that accepts and then stops answering would otherwise hold the
+/// account's session for ever, its mail unfetched and its health still `up`.
+#[derive(Debug)]
+pub struct Tcp {
+    tcp: TcpStream,
+    stall: Duration,
+    /// Armed while an operation waits for the server.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Tcp {
+    /// `Ready` with the operation's result, or a time-out error once it has waited `stall`.
+    fn limit<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.waiting = None;
+            return poll;
+        }
+        let stall = self.stall;
+        let waiting = self
+            .waiting
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        match waiting.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.waiting = None;
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("the mail server did not answer for {} s", stall.as_secs()),
+                )))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Opens a TCP connection to `host:port` whose reads and writes wait at most `stall`.
+pub async fn connect(host: &str, port: u16, stall: Duration) -> io::Result<Tcp> {
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host, port)))
         .await
         .map_err(|_| {
             io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("connecting to {host}:{port} timed out"),
             )
-        })?
+        })??;
+    Ok(Tcp {
+        tcp,
+        stall,
+        waiting: None,
+    })
+}
+
+impl AsyncRead for Tcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        this.limit(cx, poll)
+    }
+}
+
+impl AsyncWrite for Tcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.limit(cx, poll)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.tcp).poll_flush(cx);
+        this.limit(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 /// Wraps `tcp` in TLS for `host`, trusting the web's roots and `ca_file`'s certificates.
-pub async fn tls(tcp: TcpStream, host: &str, ca_file: Option<&Path>) -> io::Result<MailStream> {
+pub async fn tls(tcp: Tcp, host: &str, ca_file: Option<&Path>) -> io::Result<MailStream> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
