@@ -369,7 +369,17 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(Held::Postgres(session)) = held {
+        if let Some(Held::Postgres(mut session)) = held {
+            // Let go of explicitly: the server drops a closed session's locks only once its
+            // backend has wound down, after the close returned — a vacd started right after
+            // (a restart) found the database still locked.
+            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(ADVISORY_LOCK)
+                .execute(&mut session)
+                .await;
+            if let Err(e) = unlocked {
+                tracing::warn!(error = %e, "the database's lock not let go of; it goes with the session");
+            }
             if let Err(e) = sqlx::Connection::close(session).await {
                 tracing::debug!(error = %e, "the lock's session did not close cleanly");
             }
