@@ -198,9 +198,11 @@ impl Store {
         let mut tx = self.begin().await?;
         let demoting =
             std::ptr::eq(resource, &USERS) && values.iter().any(|(c, _)| c.name == "role");
-        if demoting {
-            admins_in_turn(&mut tx, self.backend, tenant).await?;
-        }
+        let admins_before = if demoting {
+            admins_in_turn(&mut tx, self.backend, tenant).await?
+        } else {
+            0
+        };
         check_references(&mut tx, resource, tenant, Some(id), values).await?;
         let sets = values
             .iter()
@@ -224,7 +226,7 @@ impl Store {
             .ok_or(Error::NotFound)?;
         let updated = row_to_json(resource, &row)?;
         if demoting {
-            an_admin_left(&mut tx, tenant).await?;
+            an_admin_left(&mut tx, tenant, admins_before).await?;
         }
         // A new password ends every login made with the old one: a reset locks out whoever
         // knew it, on REST and on the open sockets (which check their session again).
@@ -258,9 +260,11 @@ impl Store {
     ) -> Result<()> {
         let mut tx = self.begin().await?;
         let user = std::ptr::eq(resource, &USERS);
-        if user {
-            admins_in_turn(&mut tx, self.backend, tenant).await?;
-        }
+        let admins_before = if user {
+            admins_in_turn(&mut tx, self.backend, tenant).await?
+        } else {
+            0
+        };
         let sql = format!(
             "DELETE FROM {} WHERE tenant_id = $1 AND id = $2",
             resource.table
@@ -275,7 +279,7 @@ impl Store {
             return Err(Error::NotFound);
         }
         if user {
-            an_admin_left(&mut tx, tenant).await?;
+            an_admin_left(&mut tx, tenant, admins_before).await?;
         }
         events::append_in(
             &mut tx,
@@ -293,37 +297,45 @@ impl Store {
     }
 }
 
-/// Before a change that may take a tenant's last admin away: on PostgreSQL, where write
-/// transactions run side by side, such changes of one tenant wait for each other (each locks
-/// the tenant's row), so two admins demoting each other at once cannot both see the other
-/// still admin. SQLite has one writer: they are in turn already.
+/// Before a change that may take a tenant's last admin away: how many admins it has now. On
+/// PostgreSQL, where write transactions run side by side, such changes of one tenant wait for
+/// each other (each locks the tenant's row), so two admins demoting each other at once cannot
+/// both see the other still admin. SQLite has one writer: they are in turn already.
 async fn admins_in_turn(
     tx: &mut sqlx::Transaction<'static, Any>,
     backend: Backend,
     tenant: i64,
-) -> Result<()> {
+) -> Result<i64> {
     if backend == Backend::Postgres {
         sqlx::query("SELECT id FROM tenants WHERE id = $1 FOR UPDATE")
             .bind(tenant)
             .fetch_optional(&mut **tx)
             .await?;
     }
+    admins(tx, tenant).await
+}
+
+/// After such a change: refused if it took away the tenant's last admin, the one role that can
+/// manage its users (the operator token manages tenants, not their users).
+async fn an_admin_left(
+    tx: &mut sqlx::Transaction<'static, Any>,
+    tenant: i64,
+    before: i64,
+) -> Result<()> {
+    if before > 0 && admins(tx, tenant).await? == 0 {
+        return Err(Error::LastAdmin);
+    }
     Ok(())
 }
 
-/// After such a change: refused unless the tenant still has an admin, the one role that can
-/// manage its users (the operator token manages tenants, not their users).
-async fn an_admin_left(tx: &mut sqlx::Transaction<'static, Any>, tenant: i64) -> Result<()> {
-    let admins: i64 =
+async fn admins(tx: &mut sqlx::Transaction<'static, Any>, tenant: i64) -> Result<i64> {
+    Ok(
         sqlx::query("SELECT COUNT(*) AS admins FROM users WHERE tenant_id = $1 AND role = 'admin'")
             .bind(tenant)
             .fetch_one(&mut **tx)
             .await?
-            .try_get("admins")?;
-    if admins == 0 {
-        return Err(Error::LastAdmin);
-    }
-    Ok(())
+            .try_get("admins")?,
+    )
 }
 
 /// The audit event of an admin change (`verb`) of the row `id` of `table`, by `actor` (`None`:
