@@ -109,6 +109,12 @@ pub struct HttpConfig {
     /// Seconds a write to a client may wait for it to take the bytes (its receive window full:
     /// it does not read its answers) before the connection is closed.
     pub write_timeout_seconds: u64,
+    /// Reverse proxies in front of vacd (addresses or networks, `10.0.0.0/8`): a request from
+    /// one counts for the client its `X-Forwarded-For` names — the nearest address there that
+    /// is no trusted proxy — in the chat's per-source limits. Empty (the default): every
+    /// request counts for the address it came from, and `X-Forwarded-For` is ignored (anyone
+    /// could write it).
+    pub trusted_proxies: Vec<Network>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -326,6 +332,7 @@ impl Default for HttpConfig {
             max_connections_per_source: 0,
             header_timeout_seconds: 30,
             write_timeout_seconds: 30,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -112,6 +112,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         &config.auth,
         recorder,
         Some(channels.clone()),
+        config.http.trusted_proxies.clone(),
     );
     let app = api::router(
         state,

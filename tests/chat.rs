@@ -735,6 +735,46 @@ async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
     s.stop().await;
 }
 
+/// Behind a trusted reverse proxy each visitor has the per-source limit of the address the
+/// proxy names in `X-Forwarded-For`; from anywhere else the header is ignored (anyone can
+/// write it).
+async fn behind_a_trusted_proxy_each_visitor_has_its_own_limit(db: Db) {
+    let form = |s: &TestServer, forwarded: &'static str| {
+        s.http
+            .post(format!(
+                "{}/api/v1/chat/widgets/demo/demo-widget/offline",
+                s.base
+            ))
+            .header("x-forwarded-for", forwarded)
+            .json(&json!({ "email": "olga@example.test", "message": ENGLISH }))
+            .send()
+    };
+    let limited = |c: &mut vacd::config::Config| c.chat.starts_per_second_per_ip = 1;
+    // The test's connections come from 127.0.0.1, here the proxy.
+    let s = TestServer::start_with(db, |c| {
+        limited(c);
+        c.http.trusted_proxies =
+            vec![vacd::config::Network::try_from("127.0.0.0/8".to_owned()).expect("network")];
+    })
+    .await;
+    for client in ["203.0.113.1", "203.0.113.2", "198.51.100.7, 203.0.113.3"] {
+        let sent = form(&s, client).await.expect("form sent");
+        assert_eq!(sent.status(), StatusCode::CREATED, "{client}");
+    }
+    s.stop().await;
+
+    let s = TestServer::start_with(db, limited).await;
+    let first = form(&s, "203.0.113.1").await.expect("form sent");
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let second = form(&s, "203.0.113.2").await.expect("form sent");
+    assert_eq!(
+        second.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "an untrusted X-Forwarded-For changes nothing"
+    );
+    s.stop().await;
+}
+
 /// The supervisors' feed follows a chat and then a ticket through queue and agent.
 async fn the_supervisor_feed_follows_a_chat_and_a_ticket(db: Db) {
     let s = TestServer::start(db).await;
@@ -937,6 +977,7 @@ on_both_backends!(
     agents_see_their_colleagues_by_name_only,
     the_supervisor_feed_follows_a_chat_and_a_ticket,
     one_address_is_limited_in_new_chats_and_messages,
+    behind_a_trusted_proxy_each_visitor_has_its_own_limit,
     a_german_visitor_chats_with_the_german_speaking_agent,
     a_reconnecting_visitor_gets_the_transcript_and_resends_count_once,
     invite_makes_a_conference_and_transfer_hands_over_the_history,

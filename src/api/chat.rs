@@ -8,7 +8,7 @@
 //!   one (`chat.resume` with the token from `chat.welcome`); then messages, typing, read
 //!   receipts and the end. The protocol is documented in `docs/chat-protocol.md`.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -130,13 +130,14 @@ pub struct OfflineForm {
 pub async fn offline(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Path((tenant, address)): Path<(String, String)>,
     body: std::result::Result<Json<OfflineForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response> {
     let Json(form) = body?;
     let widget = widget(&state, &tenant, &address).await?;
     // A form sent is a contact started, like a chat: the same per-source limit.
-    if !state.chat.may_start(peer.ip()) {
+    if !state.chat.may_start(state.client_ip(peer, &headers)) {
         return Err(Error::RateLimited(
             "too many new contacts from this address; try again in a second".into(),
         ));
@@ -232,6 +233,7 @@ fn visitor_name(name: Option<&str>, fallback: &str) -> String {
 pub async fn chat_socket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     upgrade: std::result::Result<
         WebSocketUpgrade,
         axum::extract::ws::rejection::WebSocketUpgradeRejection,
@@ -245,7 +247,10 @@ pub async fn chat_socket(
         .read_buffer_size(super::WS_READ_BUFFER_BYTES)
         // Every frame is written out at once: nothing is gathered per idle socket.
         .write_buffer_size(0)
-        .on_upgrade(move |socket| serve(socket, state, peer)))
+        .on_upgrade(move |socket| {
+            let client = state.client_ip(peer, &headers);
+            serve(socket, state, client)
+        }))
 }
 
 fn text(value: &Json_) -> Message {
@@ -278,7 +283,7 @@ async fn send(sink: &mut Sink, message: Message) -> bool {
 /// Reads the first frame and opens or resumes its chat; `None` when the connection is done.
 async fn first(
     state: &AppState,
-    peer: SocketAddr,
+    client: IpAddr,
     sink: &mut Sink,
     stream: &mut futures_util::stream::SplitStream<WebSocket>,
 ) -> Option<Attached> {
@@ -305,7 +310,7 @@ async fn first(
                 continue;
             }
             Ok(Some(Err(e))) => {
-                tracing::info!(%peer, error = %e, "chat connection failed");
+                tracing::info!(%client, error = %e, "chat connection failed");
                 close(sink, 1009, "frame too large or broken").await;
                 return None;
             }
@@ -314,7 +319,7 @@ async fn first(
         let frame: Json_ = match serde_json::from_str(text_frame.as_str()) {
             Ok(frame) => frame,
             Err(e) => {
-                tracing::info!(%peer, error = %e, "chat frame is not JSON");
+                tracing::info!(%client, error = %e, "chat frame is not JSON");
                 if !send(sink, error("malformed_json", &e.to_string(), None)).await {
                     return None;
                 }
@@ -322,7 +327,7 @@ async fn first(
             }
         };
         let opened = match frame["type"].as_str() {
-            Some("chat.start") => start(state, peer, &frame).await,
+            Some("chat.start") => start(state, client, &frame).await,
             Some("chat.resume") => match frame["token"].as_str() {
                 Some(token) => state
                     .chat
@@ -347,7 +352,7 @@ async fn first(
                 return Some(attached);
             }
             Err((code, message)) => {
-                tracing::info!(%peer, code, message, "chat refused");
+                tracing::info!(%client, code, message, "chat refused");
                 send(sink, error(code, &message, None)).await;
                 let close_code = match code {
                     "invalid_command" | "invalid_value" => continue,
@@ -365,7 +370,7 @@ async fn first(
 
 type Opened = std::result::Result<(Option<String>, Attached), (&'static str, String)>;
 
-async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
+async fn start(state: &AppState, client: IpAddr, frame: &Json_) -> Opened {
     let field = |key: &str| frame[key].as_str().map(str::trim).filter(|s| !s.is_empty());
     let (Some(tenant), Some(address)) = (field("tenant"), field("widget")) else {
         return Err(("invalid_command", "`tenant` and `widget` are needed".into()));
@@ -392,7 +397,7 @@ async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
             ));
         }
     };
-    if !state.chat.may_start(peer.ip()) {
+    if !state.chat.may_start(client) {
         return Err((
             "rate_limited",
             "too many new chats from this address".into(),
@@ -424,9 +429,9 @@ async fn start(state: &AppState, peer: SocketAddr, frame: &Json_) -> Opened {
         .map_err(|e| (e.code(), e.to_string()))
 }
 
-async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
+async fn serve(socket: WebSocket, state: AppState, client: IpAddr) {
     let (mut sink, mut stream) = socket.split();
-    let Some(mut attached) = first(&state, peer, &mut sink, &mut stream).await else {
+    let Some(mut attached) = first(&state, client, &mut sink, &mut stream).await else {
         let _ = sink.close().await;
         return;
     };
@@ -436,7 +441,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
         tokio::select! {
             received = stream.next() => match received {
                 Some(Ok(Message::Text(t))) => {
-                    if let Some(reply) = visitor_frame(&state, peer, &attached, t.as_str()).await {
+                    if let Some(reply) = visitor_frame(&state, client, &attached, t.as_str()).await {
                         if !send(&mut sink, reply).await {
                             break;
                         }
@@ -450,7 +455,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => {
-                    tracing::info!(chat, %peer, error = %e, "chat connection failed");
+                    tracing::info!(chat, %client, error = %e, "chat connection failed");
                     close(&mut sink, 1009, "frame too large or broken").await;
                     break;
                 }
@@ -478,7 +483,7 @@ async fn serve(socket: WebSocket, state: AppState, peer: SocketAddr) {
 /// Carries out one visitor frame; the error frame to send back, if it was refused.
 async fn visitor_frame(
     state: &AppState,
-    peer: SocketAddr,
+    client: IpAddr,
     attached: &Attached,
     text_frame: &str,
 ) -> Option<Message> {
@@ -490,7 +495,7 @@ async fn visitor_frame(
         .as_str()
         .map(|c| c.chars().take(64).collect::<String>());
     let input = match frame["type"].as_str() {
-        Some("chat.send") if !state.chat.may_send(peer.ip()) => {
+        Some("chat.send") if !state.chat.may_send(client) => {
             return Some(error(
                 "rate_limited",
                 "too many messages from this address; slow down",
@@ -525,7 +530,7 @@ async fn visitor_frame(
         },
         Some("chat.end") => ChatInput::End { by: Party::Visitor },
         Some("chat.email_transcript") => {
-            if !state.chat.may_send(peer.ip()) {
+            if !state.chat.may_send(client) {
                 return Some(error(
                     "rate_limited",
                     "too many requests from this address",

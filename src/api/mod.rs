@@ -24,6 +24,7 @@ mod supervisor;
 mod tenants;
 mod tickets;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Shared {
+    /// Reverse proxies whose `X-Forwarded-For` is believed (`http.trusted_proxies`).
+    trusted_proxies: Vec<crate::config::Network>,
     pub store: Store,
     pub routing: RoutingHandle,
     pub chat: ChatHub,
@@ -83,6 +86,32 @@ pub struct Shared {
 }
 
 impl AppState {
+    /// The client's address: the connection's, or — from a trusted reverse proxy — the nearest
+    /// address in `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends the
+    /// address it was reached from, so the ones to the left are the client's own say).
+    pub fn client_ip(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let trusted = |ip: IpAddr| self.0.trusted_proxies.iter().any(|n| n.contains(ip));
+        if !trusted(peer.ip()) {
+            return peer.ip();
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            match hop.parse::<IpAddr>() {
+                Ok(ip) if trusted(ip) => continue,
+                Ok(ip) => return ip,
+                // Not an address: nothing to its left can be believed.
+                Err(_) => break,
+            }
+        }
+        peer.ip()
+    }
+
     pub fn new(
         store: Store,
         routing: RoutingHandle,
@@ -90,6 +119,7 @@ impl AppState {
         auth: &crate::config::AuthConfig,
         metrics: PrometheusHandle,
         channels: Option<crate::channels::Channels>,
+        trusted_proxies: Vec<crate::config::Network>,
     ) -> AppState {
         let openapi = serde_json::to_string(&openapi::document()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "cannot render the OpenAPI document");
@@ -114,6 +144,7 @@ impl AppState {
             openapi,
             floors: supervisor::Floors::default(),
             channels,
+            trusted_proxies,
             report_gauges: Default::default(),
             sending: Default::default(),
             http_metrics: Default::default(),
