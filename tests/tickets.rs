@@ -920,6 +920,55 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
     }
 }
 
+/// A mail stored again under another source key (another account, a server that renumbered
+/// it) is a duplicate only when it is the same mail: same Message-ID, sender, text and
+/// attachments. A scanner whose Message-IDs start over sends another scan under an old id and
+/// the same words: a ticket of its own.
+async fn a_duplicate_is_the_same_mail_attachments_included(db: Db) {
+    use vacd::store::{NewAttachment, NewWritten, Outcome};
+    let s = TestServer::start_with(db, quick).await;
+    let store = s.store();
+    let address = store
+        .written_address("email", SUPPORT)
+        .await
+        .expect("store")
+        .expect("the demo's email address");
+    let scan = |n: usize, bytes: usize| NewWritten {
+        tenant: address.tenant,
+        service_address: address.id,
+        mailbox: address.mailbox,
+        queue: address.queue,
+        channel: "email",
+        source_key: format!("test:scan:{n}"),
+        message_id: Some("1@scanner.example.test".into()),
+        contact: Some("scanner@example.test".into()),
+        identity_kind: "email",
+        subject: "Scan".into(),
+        text: "Please find attached".into(),
+        attachments: vec![NewAttachment {
+            filename: "scan.pdf".into(),
+            content_type: "application/pdf".into(),
+            data: vec![b'%'; bytes],
+        }],
+        ..NewWritten::default()
+    };
+    let first = store.ingest(&scan(1, 100)).await.expect("ingested");
+    assert_eq!(first.outcome, Outcome::Created);
+    let other = store.ingest(&scan(2, 200)).await.expect("ingested");
+    assert_eq!(
+        other.outcome,
+        Outcome::Created,
+        "another scan, another ticket"
+    );
+    let again = store.ingest(&scan(3, 100)).await.expect("ingested");
+    assert_eq!(
+        (again.outcome, again.interaction),
+        (Outcome::Duplicate, first.interaction),
+        "the first scan again"
+    );
+    s.stop().await;
+}
+
 /// The store finds a customer's acknowledgement on their other tickets within the window —
 /// what keeps a customer from being acknowledged twice an hour across a restart.
 async fn acknowledgements_are_found_by_customer_and_time(db: Db) {
@@ -1956,6 +2005,7 @@ on_both_backends!(
     bad_mail_over_pop3_is_kept_loops_and_spam_are_not,
     acknowledgements_are_found_by_customer_and_time,
     an_unreachable_mail_server_is_retried_and_visible,
+    a_duplicate_is_the_same_mail_attachments_included,
     a_mail_server_that_stops_answering_is_given_up,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,

@@ -362,20 +362,44 @@ impl Store {
             });
         }
         if let Some(id) = &new.message_id {
+            // The same mail fetched again (through another account, say): same Message-ID,
+            // sender, text and attachments (by name and size). A device whose Message-IDs
+            // start over after a reboot sends different scans under an old id and the same
+            // "please find attached": those are no duplicates.
             let same = sqlx::query(
-                "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND message_id = $2 \
-                 AND direction = 'in' AND body = $3",
+                "SELECT id, interaction_id FROM messages WHERE tenant_id = $1 AND message_id = $2 \
+                 AND direction = 'in' AND body = $3 AND COALESCE(sender, '') = $4",
             )
             .bind(t)
             .bind(text(id))
             .bind(text(&new.text))
-            .fetch_optional(&mut *tx)
+            .bind(new.contact.as_deref().map(text).unwrap_or_default())
+            .fetch_all(&mut *tx)
             .await?;
-            if let Some(row) = same {
-                return Ok(Ingested {
-                    interaction: row.try_get("interaction_id")?,
-                    outcome: Outcome::Duplicate,
-                });
+            let mut attached: Vec<(String, i64)> = new
+                .attachments
+                .iter()
+                .map(|a| (truncate(&a.filename, 255), a.data.len() as i64))
+                .collect();
+            attached.sort();
+            for row in same {
+                let stored: i64 = row.try_get("id")?;
+                let mut theirs: Vec<(String, i64)> = sqlx::query(
+                    "SELECT filename, size_bytes FROM attachments WHERE message_id = $1",
+                )
+                .bind(stored)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|a| Ok((a.try_get("filename")?, a.try_get("size_bytes")?)))
+                .collect::<Result<_>>()?;
+                theirs.sort();
+                if theirs == attached {
+                    return Ok(Ingested {
+                        interaction: row.try_get("interaction_id")?,
+                        outcome: Outcome::Duplicate,
+                    });
+                }
             }
         }
         let now = now_ms();
