@@ -966,6 +966,20 @@ async fn a_duplicate_is_the_same_mail_attachments_included(db: Db) {
         (Outcome::Duplicate, first.interaction),
         "the first scan again"
     );
+    // One mail fetched by several accounts at the same moment (To and Cc both the tenant's):
+    // one ticket, the others its duplicates — also where transactions run side by side.
+    let copy = |n: usize| NewWritten {
+        source_key: format!("test:copy:{n}"),
+        message_id: Some("2@scanner.example.test".into()),
+        ..scan(n, 300)
+    };
+    let copies: Vec<NewWritten> = (0..8).map(copy).collect();
+    let stored = futures_util::future::join_all(copies.iter().map(|c| store.ingest(c))).await;
+    let created = stored
+        .iter()
+        .filter(|r| r.as_ref().expect("ingested").outcome == Outcome::Created)
+        .count();
+    assert_eq!(created, 1, "{stored:?}");
     s.stop().await;
 }
 

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::events::{append_in, NewEvent};
-use super::{now_ms, Error, Result, Store};
+use super::{now_ms, Backend, Error, Result, Store};
 
 /// An inbound message of a written channel, ready to store.
 #[derive(Debug, Clone, Default)]
@@ -348,6 +348,17 @@ impl Store {
     pub async fn ingest(&self, new: &NewWritten) -> Result<Ingested> {
         let mut tx = self.begin().await?;
         let t = new.tenant;
+        if let (Backend::Postgres, Some(id)) = (self.backend, &new.message_id) {
+            // One mail fetched by two accounts at once (To one of ours, Cc another): stored one
+            // after the other, so that the second finds the first as its duplicate. SQLite has
+            // one writer: they are in turn already. (A lock of two 32-bit keys: a key space of
+            // its own, apart from the database's lock.)
+            sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+                .bind(MESSAGE_ID_LOCKS)
+                .bind(message_id_lock(t, id))
+                .execute(&mut *tx)
+                .await?;
+        }
         let seen = sqlx::query(
             "SELECT interaction_id FROM messages WHERE tenant_id = $1 AND source_key = $2",
         )
@@ -1288,6 +1299,20 @@ async fn insert_attachments(
 /// At most `max` characters of `text` (the catalog's limits), storable (see [`text`]).
 fn truncate(text: &str, max: usize) -> String {
     text.chars().filter(|c| *c != '\0').take(max).collect()
+}
+
+/// The class of the advisory locks that put the ingests of one Message-ID in turn.
+const MESSAGE_ID_LOCKS: i32 = 1;
+
+/// The advisory lock of Message-ID `id` in `tenant` (a hash: two ids may share one, and wait
+/// for each other for nothing).
+fn message_id_lock(tenant: i64, id: &str) -> i32 {
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(tenant.to_le_bytes())
+        .chain_update(id.as_bytes())
+        .finalize();
+    i32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
 }
 
 /// `value` without NUL characters, which PostgreSQL's text cannot hold (a mail may carry them).
