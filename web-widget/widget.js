@@ -361,9 +361,9 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         break;
       case "error":
         if (frame.client_id && pending.has(frame.client_id)) {
-          // Refused for now (too fast, not stored): sent again shortly, in order, with the
-          // same client id. Refused for good (too long, say): shown as not sent.
-          if (frame.code === "rate_limited" || frame.code === "store_failed") resendSoon();
+          // Refused for now (too fast, not stored, vacd restarting): sent again shortly, in
+          // order, with the same client id. Refused for good (too long, say): shown as not sent.
+          if (["rate_limited", "store_failed", "unavailable"].includes(frame.code)) resendSoon();
           else {
             pending.delete(frame.client_id);
             log.querySelector(`[data-client="${CSS.escape(frame.client_id)}"]`)?.classList.replace("pending", "failed");

@@ -14,7 +14,7 @@ mod session;
 pub const REPLACED: &str = r#"{"type":"chat.replaced"}"#;
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -115,16 +115,25 @@ pub struct Attached {
     pub events: mpsc::UnboundedReceiver<String>,
     conn: u64,
     actor: Mailbox,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Attached {
-    /// Feeds one of the visitor's inputs to the chat.
+    /// Feeds one of the visitor's inputs to the chat. The chat's actor gone: the chat ended —
+    /// or vacd is stopping (`unavailable`: a message is sent again after the restart).
     pub async fn input(&self, input: ChatInput) -> Result<(), Error> {
+        let gone = || {
+            if self.stopping.load(Ordering::Relaxed) {
+                Error::Gone
+            } else {
+                Error::Ended
+            }
+        };
         let (reply, done) = oneshot::channel();
         self.actor
             .send(ChatMsg::Input { input, reply })
-            .map_err(|_| Error::Ended)?;
-        done.await.map_err(|_| Error::Ended)?.map_err(Error::from)
+            .map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?.map_err(Error::from)
     }
 }
 
@@ -193,6 +202,9 @@ pub(crate) struct Inner {
     /// New chats, and visitor messages, per source address.
     starts: Mutex<RateLimiter>,
     messages: Mutex<RateLimiter>,
+    /// vacd is stopping: a chat's actor gone now is no chat ended (it goes on after the
+    /// restart).
+    stopping: Arc<AtomicBool>,
 }
 
 impl Inner {
@@ -225,6 +237,7 @@ impl ChatHub {
                 sessions: DashMap::new(),
                 consoles: DashMap::new(),
                 next_id: AtomicU64::new(1),
+                stopping: Arc::default(),
                 starts: Mutex::new(RateLimiter::new(settings.starts_per_second_per_ip)),
                 messages: Mutex::new(RateLimiter::new(settings.messages_per_second_per_ip)),
             }),
@@ -338,6 +351,7 @@ impl ChatHub {
             events,
             conn,
             actor,
+            stopping: self.inner.stopping.clone(),
         })
     }
 
@@ -455,6 +469,7 @@ impl ChatHub {
     /// Stops every chat actor (their visitors' sockets close; the chats stay open in the store
     /// and come back with [`restore`](Self::restore)).
     pub fn shutdown(&self) {
+        self.inner.stopping.store(true, Ordering::Relaxed);
         for entry in self.inner.sessions.iter() {
             let _ = entry.value().send(ChatMsg::Stop);
         }
