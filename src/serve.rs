@@ -8,6 +8,9 @@
 //! A websocket keeps its connection's place under the cap until it closes (the place travels
 //! with the socket, see [`Counted`]); shutdown waits for requests, not for websockets — their
 //! owners (routing, chat) close them.
+//!
+//! Two of its pieces serve other streams too: the per-source count ([`Sources`], the SIP
+//! endpoint's TCP connections) and the wait limit ([`Stall`], the mail servers' streams).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -123,8 +126,10 @@ pub async fn run(
             tcp,
             _place: place,
             _source: source,
-            write_timeout: limits.write_timeout,
-            stalled: None,
+            write_stall: Stall::new(
+                limits.write_timeout,
+                "the client took no bytes within the write timeout",
+            ),
         });
         let connection = builder
             .serve_connection(io, TowerToHyperService::new(service))
@@ -272,31 +277,49 @@ struct Counted {
     tcp: TcpStream,
     _place: OwnedSemaphorePermit,
     _source: SourcePlace,
-    write_timeout: Duration,
-    /// Since when writes wait for the client, if they do.
-    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Writes waiting for the client.
+    write_stall: Stall,
 }
 
-impl Counted {
-    /// `write`'s outcome, or — while it keeps waiting — an error once the deadline has passed.
-    fn deadline<T>(
+/// A limit on how long an I/O operation of a stream may keep waiting for its peer: wrapped
+/// around each poll of the operation, it fails the operation with `TimedOut` once it has been
+/// pending for `after` without a break (the mail servers' streams use it too).
+pub(crate) struct Stall {
+    after: Duration,
+    what: &'static str,
+    /// Since when the operation waits, if it does.
+    since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Stall {
+    /// Fails waits longer than `after` with the error message `what`.
+    pub(crate) fn new(after: Duration, what: &'static str) -> Stall {
+        Stall {
+            after,
+            what,
+            since: None,
+        }
+    }
+
+    /// `poll`'s outcome, or — while it keeps waiting — the time-out once `after` has passed.
+    pub(crate) fn limit<T>(
         &mut self,
         cx: &mut Context<'_>,
-        write: Poll<io::Result<T>>,
+        poll: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
-        if write.is_ready() {
-            self.stalled = None;
-            return write;
+        if poll.is_ready() {
+            self.since = None;
+            return poll;
         }
-        let timeout = self.write_timeout;
-        let stalled = self
-            .stalled
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-        match stalled.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the client took no bytes within the write timeout",
-            ))),
+        let after = self.after;
+        let since = self
+            .since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        match since.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                self.since = None;
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, self.what)))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -319,7 +342,7 @@ impl AsyncWrite for Counted {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let write = Pin::new(&mut self.tcp).poll_write(cx, buf);
-        self.deadline(cx, write)
+        self.write_stall.limit(cx, write)
     }
 
     fn poll_write_vectored(
@@ -328,7 +351,7 @@ impl AsyncWrite for Counted {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let write = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        self.deadline(cx, write)
+        self.write_stall.limit(cx, write)
     }
 
     fn is_write_vectored(&self) -> bool {

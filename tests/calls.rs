@@ -117,6 +117,24 @@ impl Floor {
         self.call_ended(agent, interaction).await
     }
 
+    /// The transfer's target answers its phone, hears the caller, and the caller hangs up:
+    /// the call's record says connected.
+    async fn target_takes_the_call(
+        &self,
+        caller: &mut Phone,
+        leg: &common::phone::Leg,
+        target: &mut Agent,
+        interaction: i64,
+    ) {
+        let invite = target.phone.request(Method::Invite).await;
+        target.phone.answer(&invite).await;
+        caller
+            .rtp_reaches(leg.remote_rtp, b"transferred", &target.phone)
+            .await;
+        let ended = self.caller_hangs_up(caller, leg, target, interaction).await;
+        assert_eq!(ended["result"], "connected", "{ended}");
+    }
+
     async fn ended_payload(&self, interaction: i64) -> Value {
         let events = self.events("call.ended", interaction).await;
         assert_eq!(
@@ -750,15 +768,8 @@ async fn console_transfers_to_another_agent(db: Db) {
         .console
         .expect_where("offer", |f| f["interaction"] == interaction)
         .await;
-    let invite = alice.phone.request(Method::Invite).await;
-    alice.phone.answer(&invite).await;
-    caller
-        .rtp_reaches(leg.remote_rtp, b"for alice", &alice.phone)
+    f.target_takes_the_call(&mut caller, &leg, &mut alice, interaction)
         .await;
-    let ended = f
-        .caller_hangs_up(&mut caller, &leg, &mut alice, interaction)
-        .await;
-    assert_eq!(ended["result"], "connected", "{ended}");
     let record = f.events("call.ended", interaction).await;
     assert_eq!(
         record[0]["agent_id"], alice.id,
@@ -879,15 +890,8 @@ async fn phone_refers_to_another_agent(db: Db) {
     assert!(String::from_utf8_lossy(&notify.body).contains("200"));
     bruno.phone.respond(&notify, 200, "", false).await;
     bruno.phone.take_bye().await;
-    let invite = alice.phone.request(Method::Invite).await;
-    alice.phone.answer(&invite).await;
-    caller
-        .rtp_reaches(leg.remote_rtp, b"referred", &alice.phone)
+    f.target_takes_the_call(&mut caller, &leg, &mut alice, interaction)
         .await;
-    let ended = f
-        .caller_hangs_up(&mut caller, &leg, &mut alice, interaction)
-        .await;
-    assert_eq!(ended["result"], "connected", "{ended}");
     f.s.stop().await;
 }
 
@@ -909,15 +913,8 @@ async fn phone_refers_and_hangs_up_at_once(db: Db) {
     // 200: the BYE came before routing's transfer (the case this is about, nearly always);
     // 481: routing was quicker and vacd had hung the phone up already.
     assert!(matches!(hung_up, 200 | 481), "BYE answered {hung_up}");
-    let invite = alice.phone.request(Method::Invite).await;
-    alice.phone.answer(&invite).await;
-    caller
-        .rtp_reaches(leg.remote_rtp, b"referred", &alice.phone)
+    f.target_takes_the_call(&mut caller, &leg, &mut alice, interaction)
         .await;
-    let ended = f
-        .caller_hangs_up(&mut caller, &leg, &mut alice, interaction)
-        .await;
-    assert_eq!(ended["result"], "connected", "{ended}");
     f.s.stop().await;
 }
 

@@ -424,9 +424,15 @@ Content-Length: 0\r\n\r\n",
 
     /// Hangs up `leg` and returns the status of the BYE's response.
     pub async fn bye(&mut self, leg: &Leg) -> u16 {
+        let text = self.bye_text(leg);
+        self.transact(&text, Method::Bye).await.status_code.code()
+    }
+
+    /// A BYE in `leg`, with the next CSeq.
+    fn bye_text(&mut self, leg: &Leg) -> String {
         self.cseq = self.cseq.max(leg.cseq);
         let cseq = self.next_cseq();
-        let text = self.request_text(
+        self.request_text(
             "BYE",
             &leg.target,
             &leg.local,
@@ -435,8 +441,7 @@ Content-Length: 0\r\n\r\n",
             cseq,
             "",
             "",
-        );
-        self.transact(&text, Method::Bye).await.status_code.code()
+        )
     }
 
     /// Sends a re-INVITE in `leg` with our SDP in `direction`, acknowledges the answer and
@@ -502,17 +507,7 @@ Content-Length: 0\r\n\r\n",
     /// a blind transfer); the status codes of both final responses.
     pub async fn refer_and_hang_up(&mut self, leg: &mut Leg, target: &str) -> (u16, u16) {
         let refer = self.refer_text(leg, target);
-        let cseq = self.next_cseq();
-        let bye = self.request_text(
-            "BYE",
-            &leg.target,
-            &leg.local,
-            &leg.remote,
-            &leg.call_id,
-            cseq,
-            "",
-            "",
-        );
+        let bye = self.bye_text(leg);
         self.send(&refer).await;
         self.send(&bye).await;
         let referred = self.final_response(Method::Refer).await;

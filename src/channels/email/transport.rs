@@ -2,7 +2,6 @@
 //! certificates plus an account's own CA file) from the start or after STARTTLS. IMAP and
 //! SMTP-independent; the protocol modules drive it.
 
-use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
@@ -17,6 +16,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::{client::TlsStream, TlsConnector};
 
+use crate::serve::Stall;
+
 /// How long connecting (TCP and TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -28,37 +29,16 @@ pub enum MailStream {
 }
 
 /// A TCP connection to a mail server that fails a read or write waiting longer than its
-/// `stall` for the server: one that accepts and then stops answering would otherwise hold the
-/// account's session for ever, its mail unfetched and its health still `up`.
-#[derive(Debug)]
+/// stall limit for the server: one that accepts and then stops answering would otherwise hold
+/// the account's session for ever, its mail unfetched and its health still `up`.
 pub struct Tcp {
     tcp: TcpStream,
-    stall: Duration,
-    /// Armed while an operation waits for the server.
-    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: Stall,
 }
 
-impl Tcp {
-    /// `Ready` with the operation's result, or a time-out error once it has waited `stall`.
-    fn limit<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if poll.is_ready() {
-            self.waiting = None;
-            return poll;
-        }
-        let stall = self.stall;
-        let waiting = self
-            .waiting
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-        match waiting.as_mut().poll(cx) {
-            Poll::Ready(()) => {
-                self.waiting = None;
-                Poll::Ready(Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the mail server did not answer for {} s", stall.as_secs()),
-                )))
-            }
-            Poll::Pending => Poll::Pending,
-        }
+impl std::fmt::Debug for Tcp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.tcp.fmt(f)
     }
 }
 
@@ -74,8 +54,7 @@ pub async fn connect(host: &str, port: u16, stall: Duration) -> io::Result<Tcp> 
         })??;
     Ok(Tcp {
         tcp,
-        stall,
-        waiting: None,
+        stall: Stall::new(stall, "the mail server stopped answering"),
     })
 }
 
@@ -87,7 +66,7 @@ impl AsyncRead for Tcp {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.tcp).poll_read(cx, buf);
-        this.limit(cx, poll)
+        this.stall.limit(cx, poll)
     }
 }
 
@@ -99,13 +78,13 @@ impl AsyncWrite for Tcp {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.tcp).poll_write(cx, buf);
-        this.limit(cx, poll)
+        this.stall.limit(cx, poll)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let poll = Pin::new(&mut this.tcp).poll_flush(cx);
-        this.limit(cx, poll)
+        this.stall.limit(cx, poll)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
