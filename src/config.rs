@@ -136,6 +136,9 @@ pub struct AuthConfig {
     /// Failed logins of one account (tenant and username) within `failed_login_window_seconds`
     /// after which it is refused (429) until that window ends; 0 turns this off.
     pub max_failed_logins: u32,
+    /// Failed logins from one client address (any accounts) within the same window after which
+    /// it is refused until its window ends; 0 turns this off. See `api::login_guard`.
+    pub max_failed_logins_per_source: u32,
     pub failed_login_window_seconds: u64,
 }
 
@@ -352,6 +355,7 @@ impl Default for AuthConfig {
             token_ttl_seconds: 12 * 3600,
             operator_token: String::new(),
             max_failed_logins: 10,
+            max_failed_logins_per_source: 100,
             failed_login_window_seconds: 300,
         }
     }

@@ -467,6 +467,53 @@ async fn login_and_tokens(db: Db) {
     s.stop().await;
 }
 
+/// One password tried on many accounts: after `auth.max_failed_logins_per_source` failures
+/// from one client address (here forwarded by a trusted proxy) that address is refused for any
+/// account, even with the right password, while the accounts log in from elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guessing_from_one_address_locks_that_address() {
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        c.auth.max_failed_logins_per_source = 3;
+        c.http.trusted_proxies =
+            vec![vacd::config::Network::try_from("127.0.0.0/8".to_owned()).expect("network")];
+    })
+    .await;
+    let login = |from: &'static str, user: &'static str, password: &'static str| {
+        let body = json!({ "tenant": "demo", "username": user, "password": password });
+        let request = s
+            .http
+            .post(format!("{}/api/v1/auth/login", s.base))
+            .header("x-forwarded-for", from)
+            .json(&body);
+        async move {
+            let response = request.send().await.expect("request sent");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("JSON body"))
+        }
+    };
+    for user in ["alice", "diego", "no-one"] {
+        assert_error(
+            &login("203.0.113.1", user, "summer2026").await,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        );
+    }
+    let refused = login("203.0.113.1", "chloe", "demo-password").await;
+    assert_error(&refused, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("from this address")),
+        "{}",
+        refused.1
+    );
+    for user in ["chloe", "alice"] {
+        let (status, body) = login("203.0.113.2", user, "demo-password").await;
+        assert_eq!(status, StatusCode::OK, "{user} from elsewhere: {body}");
+    }
+    s.stop().await;
+}
+
 async fn roles_are_checked_on_every_route(db: Db) {
     let s = TestServer::start(db).await;
     let agent = s.demo_login("alice").await;

@@ -3,6 +3,7 @@
 //! route takes a [`Caller`]: a tenant's user resolved from that token, or the operator, whose
 //! token comes from the config (`auth.operator_token`) and who alone manages tenants.
 
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -11,7 +12,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::Json;
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use utoipa::ToSchema;
 
 use super::error::{Error, Result};
+use super::login_guard::Locked;
 use super::AppState;
 use crate::catalog::{Role, USERS};
 use crate::store::{now_ms, Principal};
@@ -238,16 +240,23 @@ pub struct Me {
     responses((status = 200, body = LoginResponse), (status = 401, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     body: std::result::Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>> {
     let Json(request) = body?;
     let (tenant, username) = (request.tenant.as_str(), request.username.as_str());
-    let locked = || match guard(&state).check(tenant, username, Instant::now()) {
+    let source = state.client_ip(peer, &headers);
+    let locked = || match guard(&state).check(tenant, username, source, Instant::now()) {
         Ok(()) => Ok(()),
-        Err(left) => {
-            tracing::warn!(%tenant, %username, "login refused: too many failed logins");
+        Err(locked) => {
+            let (whose, left) = match locked {
+                Locked::Account(left) => ("this account", left),
+                Locked::Source(left) => ("this address", left),
+            };
+            tracing::warn!(%tenant, %username, %source, "login refused: too many failed logins from {whose}");
             Err(Error::RateLimited(format!(
-                "too many failed logins; try again in {} seconds",
+                "too many failed logins from {whose}; try again in {} seconds",
                 left.as_secs() + 1
             )))
         }
@@ -276,12 +285,12 @@ pub async fn login(
             .await
             .unwrap_or(false);
         if !(valid && login.is_some()) {
-            guard(&state).failed(tenant, username, Instant::now());
+            guard(&state).failed(tenant, username, source, Instant::now());
         }
         valid
     };
     let Some(login) = login.filter(|_| valid) else {
-        tracing::warn!(%tenant, %username, "login failed");
+        tracing::warn!(%tenant, %username, %source, "login failed");
         return Err(Error::Unauthorized("unknown tenant, user or password"));
     };
     guard(&state).succeeded(tenant, username);

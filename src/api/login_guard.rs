@@ -1,17 +1,24 @@
-//! Password guessing: an account whose logins failed `auth.max_failed_logins` times within
-//! `auth.failed_login_window_seconds` is refused (429) for the rest of that window, whatever
-//! password comes next, and a success forgets its failures. Counted per tenant and username as
-//! typed (lower-cased) whether or not such a user exists, so a lock-out says nothing about which
-//! accounts are real. Per account rather than per source address: behind a reverse proxy, vacd's
-//! usual place, every login comes from the proxy.
+//! Password guessing, limited two ways within `auth.failed_login_window_seconds`:
+//! - an account whose logins failed `auth.max_failed_logins` times is refused (429) for the rest
+//!   of that window, whatever password comes next, and a success forgets its failures. Counted
+//!   per tenant and username as typed (lower-cased) whether or not such a user exists, so a
+//!   lock-out says nothing about which accounts are real;
+//! - a source address (the client's, as [`AppState::client_ip`](super::AppState::client_ip)
+//!   tells it behind trusted proxies) from which `auth.max_failed_logins_per_source` logins
+//!   failed is refused for the rest of its window, whichever account it tries next: one
+//!   password tried on many accounts. A success does not forget these (one real account would
+//!   otherwise let a source guess on), so the limit is set high enough for an office behind one
+//!   address.
 //!
 //! Sans-IO: the caller passes the time. The API holds one guard behind a mutex; its critical
-//! sections are a hash lookup (and, once the table is long, a sweep of expired windows).
+//! sections are hash lookups (and, once a table is long, a sweep of expired windows).
 
 use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-/// Accounts remembered before expired windows are swept out.
+/// Keys remembered in one table before expired windows are swept out.
 const SWEEP_ABOVE: usize = 10_000;
 
 #[derive(Debug)]
@@ -21,29 +28,29 @@ struct Failures {
     count: u32,
 }
 
+/// Failures counted per key in fixed windows that start with a key's first failure.
 #[derive(Debug)]
-pub struct LoginGuard {
+struct Counter<K> {
     max_failures: u32,
     window: Duration,
-    accounts: HashMap<(String, String), Failures>,
+    keys: HashMap<K, Failures>,
 }
 
-impl LoginGuard {
-    /// `max_failures` 0 turns the guard off.
-    pub fn new(max_failures: u32, window: Duration) -> LoginGuard {
-        LoginGuard {
+impl<K: Eq + Hash> Counter<K> {
+    fn new(max_failures: u32, window: Duration) -> Counter<K> {
+        Counter {
             max_failures,
             window,
-            accounts: HashMap::new(),
+            keys: HashMap::new(),
         }
     }
 
-    /// `Err` with the time left until the account may try again, if it is locked now.
-    pub fn check(&self, tenant: &str, username: &str, now: Instant) -> Result<(), Duration> {
+    /// `Err` with the time left if `key` is locked now.
+    fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
         if self.max_failures == 0 {
             return Ok(());
         }
-        match self.accounts.get(&key(tenant, username)) {
+        match self.keys.get(key) {
             Some(f) if f.count >= self.max_failures => {
                 let left = self
                     .window
@@ -58,23 +65,19 @@ impl LoginGuard {
         }
     }
 
-    /// Counts a failed login of the account.
-    pub fn failed(&mut self, tenant: &str, username: &str, now: Instant) {
+    fn failed(&mut self, key: K, now: Instant) {
         if self.max_failures == 0 {
             return;
         }
-        if self.accounts.len() >= SWEEP_ABOVE {
+        if self.keys.len() >= SWEEP_ABOVE {
             let window = self.window;
-            self.accounts
+            self.keys
                 .retain(|_, f| now.saturating_duration_since(f.since) < window);
         }
-        let failures = self
-            .accounts
-            .entry(key(tenant, username))
-            .or_insert(Failures {
-                since: now,
-                count: 0,
-            });
+        let failures = self.keys.entry(key).or_insert(Failures {
+            since: now,
+            count: 0,
+        });
         if now.saturating_duration_since(failures.since) >= self.window {
             *failures = Failures {
                 since: now,
@@ -83,10 +86,53 @@ impl LoginGuard {
         }
         failures.count = failures.count.saturating_add(1);
     }
+}
 
-    /// Forgets the account's failures after a successful login.
+/// What is locked, and for how long still.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Locked {
+    Account(Duration),
+    Source(Duration),
+}
+
+#[derive(Debug)]
+pub struct LoginGuard {
+    accounts: Counter<(String, String)>,
+    sources: Counter<IpAddr>,
+}
+
+impl LoginGuard {
+    /// A limit of 0 turns its half off.
+    pub fn new(max_per_account: u32, max_per_source: u32, window: Duration) -> LoginGuard {
+        LoginGuard {
+            accounts: Counter::new(max_per_account, window),
+            sources: Counter::new(max_per_source, window),
+        }
+    }
+
+    /// `Err` if the source or the account is locked now.
+    pub fn check(
+        &self,
+        tenant: &str,
+        username: &str,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<(), Locked> {
+        self.sources.check(&source, now).map_err(Locked::Source)?;
+        self.accounts
+            .check(&key(tenant, username), now)
+            .map_err(Locked::Account)
+    }
+
+    /// Counts a failed login of the account from `source`.
+    pub fn failed(&mut self, tenant: &str, username: &str, source: IpAddr, now: Instant) {
+        self.accounts.failed(key(tenant, username), now);
+        self.sources.failed(source, now);
+    }
+
+    /// Forgets the account's failures after a successful login (not its source's).
     pub fn succeeded(&mut self, tenant: &str, username: &str) {
-        self.accounts.remove(&key(tenant, username));
+        self.accounts.keys.remove(&key(tenant, username));
     }
 }
 
@@ -99,56 +145,93 @@ mod tests {
     use super::*;
 
     const WINDOW: Duration = Duration::from_secs(300);
+    const HOME: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+    const AWAY: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 2));
 
     #[test]
     fn an_account_is_locked_after_its_failures_until_the_window_ends() {
-        let mut guard = LoginGuard::new(3, WINDOW);
+        let mut guard = LoginGuard::new(3, 0, WINDOW);
         let t0 = Instant::now();
         for i in 0..3 {
-            assert_eq!(guard.check("demo", "alice", t0), Ok(()), "attempt {i}");
-            guard.failed("demo", "Alice", t0 + Duration::from_secs(i));
+            assert_eq!(
+                guard.check("demo", "alice", HOME, t0),
+                Ok(()),
+                "attempt {i}"
+            );
+            guard.failed("demo", "Alice", HOME, t0 + Duration::from_secs(i));
         }
         assert_eq!(
-            guard.check("Demo", "alice", t0 + Duration::from_secs(100)),
-            Err(Duration::from_secs(200)),
-            "locked, counted from the first failure, whatever the case"
+            guard.check("Demo", "alice", AWAY, t0 + Duration::from_secs(100)),
+            Err(Locked::Account(Duration::from_secs(200))),
+            "locked from everywhere, counted from the first failure, whatever the case"
         );
-        assert_eq!(guard.check("demo", "bob", t0), Ok(()), "others may log in");
-        assert_eq!(guard.check("other", "alice", t0), Ok(()), "per tenant");
-        assert_eq!(guard.check("demo", "alice", t0 + WINDOW), Ok(()));
+        assert_eq!(
+            guard.check("demo", "bob", HOME, t0),
+            Ok(()),
+            "others may log in"
+        );
+        assert_eq!(
+            guard.check("other", "alice", HOME, t0),
+            Ok(()),
+            "per tenant"
+        );
+        assert_eq!(guard.check("demo", "alice", HOME, t0 + WINDOW), Ok(()));
         // A new window counts from zero.
-        guard.failed("demo", "alice", t0 + WINDOW);
-        assert_eq!(guard.check("demo", "alice", t0 + WINDOW), Ok(()));
+        guard.failed("demo", "alice", HOME, t0 + WINDOW);
+        assert_eq!(guard.check("demo", "alice", HOME, t0 + WINDOW), Ok(()));
     }
 
     #[test]
-    fn a_success_forgets_the_failures() {
-        let mut guard = LoginGuard::new(2, WINDOW);
+    fn a_source_is_locked_after_failures_on_many_accounts() {
+        let mut guard = LoginGuard::new(3, 5, WINDOW);
         let t0 = Instant::now();
-        guard.failed("demo", "alice", t0);
-        guard.succeeded("demo", "alice");
-        guard.failed("demo", "alice", t0);
-        assert_eq!(guard.check("demo", "alice", t0), Ok(()));
+        for i in 0..5 {
+            assert_eq!(guard.check("demo", &format!("user{i}"), HOME, t0), Ok(()));
+            guard.failed("demo", &format!("user{i}"), HOME, t0);
+        }
+        // A success of one account does not clear its source.
+        guard.succeeded("demo", "user0");
+        assert_eq!(
+            guard.check("demo", "someone", HOME, t0 + Duration::from_secs(60)),
+            Err(Locked::Source(Duration::from_secs(240))),
+            "locked for any account"
+        );
+        assert_eq!(
+            guard.check("demo", "someone", AWAY, t0),
+            Ok(()),
+            "other sources log in"
+        );
+        assert_eq!(guard.check("demo", "someone", HOME, t0 + WINDOW), Ok(()));
     }
 
     #[test]
-    fn zero_turns_it_off() {
-        let mut guard = LoginGuard::new(0, WINDOW);
+    fn a_success_forgets_the_accounts_failures() {
+        let mut guard = LoginGuard::new(2, 0, WINDOW);
+        let t0 = Instant::now();
+        guard.failed("demo", "alice", HOME, t0);
+        guard.succeeded("demo", "alice");
+        guard.failed("demo", "alice", HOME, t0);
+        assert_eq!(guard.check("demo", "alice", HOME, t0), Ok(()));
+    }
+
+    #[test]
+    fn zero_turns_a_limit_off() {
+        let mut guard = LoginGuard::new(0, 0, WINDOW);
         let t0 = Instant::now();
         for _ in 0..100 {
-            guard.failed("demo", "alice", t0);
+            guard.failed("demo", "alice", HOME, t0);
         }
-        assert_eq!(guard.check("demo", "alice", t0), Ok(()));
+        assert_eq!(guard.check("demo", "alice", HOME, t0), Ok(()));
     }
 
     #[test]
     fn expired_windows_are_swept_once_the_table_is_long() {
-        let mut guard = LoginGuard::new(1, WINDOW);
+        let mut guard = LoginGuard::new(1, 1, WINDOW);
         let t0 = Instant::now();
         for i in 0..SWEEP_ABOVE {
-            guard.failed("demo", &format!("user{i}"), t0);
+            guard.failed("demo", &format!("user{i}"), HOME, t0);
         }
-        guard.failed("demo", "late", t0 + WINDOW);
-        assert_eq!(guard.accounts.len(), 1, "only the live window is left");
+        guard.failed("demo", "late", AWAY, t0 + WINDOW);
+        assert_eq!(guard.accounts.keys.len(), 1, "only the live window is left");
     }
 }

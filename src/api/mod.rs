@@ -135,6 +135,7 @@ impl AppState {
                 .unwrap_or(i64::MAX),
             login_guard: std::sync::Mutex::new(login_guard::LoginGuard::new(
                 auth.max_failed_logins,
+                auth.max_failed_logins_per_source,
                 Duration::from_secs(auth.failed_login_window_seconds),
             )),
             password_checks: tokio::sync::Semaphore::new(
