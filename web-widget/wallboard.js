@@ -69,34 +69,64 @@
     }));
   }
 
+  // Agent rows are kept across frames (keyed by agent), and their buttons are made anew only
+  // when what they do changes: the feed sends a frame every half second while anything waits,
+  // and a button replaced between mouse-down and mouse-up, or while focused, loses the click.
+  const agentRows = new Map();
+
   function renderAgents(agents) {
     const now = Date.now();
-    $("agents").replaceChildren(...agents.map((a) => {
-      const row = document.createElement("tr");
-      row.dataset.agent = a.agent;
-      cell(row, a.name ?? `Agent ${a.agent}`);
-      cell(row, stateText(a.presence));
-      // Time in state runs on between frames (the feed sends one only when the floor changes).
-      cell(row, seconds(Math.max(0, now - a.since))).dataset.since = a.since;
-      cell(row, String(a.work.length));
-      const action = document.createElement("button");
+    const rows = agents.map((a) => {
+      let entry = agentRows.get(a.agent);
+      if (!entry) {
+        const row = document.createElement("tr");
+        row.dataset.agent = a.agent;
+        entry = {
+          row, name: cell(row, ""), state: cell(row, ""), since: cell(row, ""), work: cell(row, ""),
+          action: cell(row, ""), listen: cell(row, ""), onBreak: null, listening: null,
+        };
+        agentRows.set(a.agent, entry);
+      }
+      entry.name.textContent = a.name ?? `Agent ${a.agent}`;
+      entry.state.textContent = stateText(a.presence);
+      // Time in state runs on between frames (tickTimes).
+      entry.since.dataset.since = a.since;
+      entry.since.textContent = seconds(Math.max(0, now - a.since));
+      entry.work.textContent = String(a.work.length);
       const onBreak = a.presence.presence === "not_ready";
-      action.textContent = onBreak ? "Ready" : "Break";
-      action.addEventListener("click", () => setStatus(a.agent, onBreak
-        ? { status: "ready", mode: "inbound" }
-        : { status: "not_ready", reason: "break" }));
-      cell(row, "").appendChild(action);
-      cell(row, "").append(...a.work.filter((w) => w.state === "connected").flatMap(listenIn));
-      return row;
-    }));
+      if (entry.onBreak !== onBreak) {
+        const action = document.createElement("button");
+        action.textContent = onBreak ? "Ready" : "Break";
+        action.addEventListener("click", () => setStatus(a.agent, onBreak
+          ? { status: "ready", mode: "inbound" }
+          : { status: "not_ready", reason: "break" }));
+        entry.action.replaceChildren(action);
+        entry.onBreak = onBreak;
+      }
+      const connected = a.work.filter((w) => w.state === "connected");
+      const listening = JSON.stringify(connected.map((w) => [w.kind, w.interaction]));
+      if (entry.listening !== listening) {
+        entry.listen.replaceChildren(...connected.flatMap(listenIn));
+        entry.listening = listening;
+      }
+      return entry.row;
+    });
+    const live = new Set(agents.map((a) => a.agent));
+    for (const id of agentRows.keys()) if (!live.has(id)) agentRows.delete(id);
+    const body = $("agents");
+    if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) {
+      body.replaceChildren(...rows);
+    }
   }
 
   // Listening in on an agent's connected work: calls through the supervisor's phone (silent,
-  // whisper, barge, stop), chats in the console, where the supervisor joins unseen.
+  // whisper, barge, stop), chats in the console, where the supervisor joins unseen — in a tab
+  // of its own, so that the wallboard (whose sign-in lives only in this page) stays.
   function listenIn(w) {
     if (w.kind === "chat") {
       const link = document.createElement("a");
       link.href = `/console#monitor=${w.interaction}`;
+      link.target = "_blank";
       link.textContent = `Monitor chat ${w.interaction}`;
       return [link];
     }
@@ -344,20 +374,36 @@
       renderWaiting(frame.queues, frame.agents);
       renderAgents(frame.agents);
     });
-    ws.addEventListener("close", (event) => {
+    ws.addEventListener("close", async (event) => {
       // 4001: the sign-in ended (logged out, expired, rights changed): sign in again, no
-      // retrying for ever with a dead token behind stale figures.
-      if (event.code === 4001) {
-        token = null;
-        clearInterval(timers.charts);
-        $("board").hidden = true;
-        $("login").hidden = false;
-        $("login-error").textContent = "The sign-in has ended; sign in again.";
+      // retrying for ever with a dead token behind stale figures. A connection that broke
+      // (the laptop slept, the network went) may have outlived its token as well: asked first.
+      if (event.code === 4001 || !(await signedIn())) {
+        signedOut();
         return;
       }
       $("status").textContent = "reconnecting…";
       setTimeout(follow, 2000);
     });
+  }
+
+  // False only when the server says the token is no longer valid (not when it cannot be
+  // reached: then the wallboard keeps trying).
+  async function signedIn() {
+    try {
+      const response = await fetch("/api/v1/me", { headers: { authorization: `Bearer ${token}` } });
+      return response.status !== 401;
+    } catch {
+      return true;
+    }
+  }
+
+  function signedOut() {
+    token = null;
+    clearInterval(timers.charts);
+    $("board").hidden = true;
+    $("login").hidden = false;
+    $("login-error").textContent = "The sign-in has ended; sign in again.";
   }
 
   const timers = {};

@@ -1,6 +1,7 @@
 // Browser test of the wallboard: Debian's chromium (headless) driven by playwright-core.
 // A supervisor signs in on /wallboard; the queue tiles and the agents' table follow the live
-// feed; the Break button sets an agent not ready; today's charts are drawn (service level with
+// feed; the Break button sets an agent not ready, and the agent's buttons outlive the feed's
+// frames; today's charts are drawn (service level with
 // a coloured point for Sales DE, where one email was answered); the waiting interaction
 // WAITING_ID is moved to Sales DE with the keyboard; a screenshot goes to SCREENSHOTS.
 // Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
@@ -23,6 +24,13 @@ try {
   await row.waitFor();
   await row.getByRole("button", { name: "Break" }).click();
   await row.getByText("not ready (break)").waitFor();
+  // The feed sends a frame every half second while something waits (WAITING_ID does): the
+  // agent's button stays the same element across frames, so a click is never lost to one.
+  const ready = await row.getByRole("button", { name: "Ready" }).elementHandle();
+  const waited = page.locator(`tr[data-interaction="${waitingId}"] td`).nth(2);
+  const before = await waited.textContent();
+  await page.waitForFunction(([cell, text]) => cell.textContent !== text, [await waited.elementHandle(), before]);
+  if (!(await ready.evaluate((b) => b.isConnected))) throw new Error("the Ready button was replaced by a feed frame");
   // Today's charts: an SVG per queue and figure; Sales DE has a graded service-level point.
   const sl = page.getByRole("img", { name: "Service level today, Sales DE" });
   await sl.waitFor();
