@@ -1208,6 +1208,39 @@ async fn supervisor_feed_follows_the_floor(db: Db) {
         );
     }
 
+    // Without a console the agent is away: neither sent on a break (that would log it in) nor
+    // made ready (offers would go to nobody).
+    drop(console);
+    feed.until("the agent offline", |f| {
+        agent_of(f, agent_id).is_some_and(|a| a["presence"]["presence"] == "offline")
+    })
+    .await;
+    for status in [
+        json!({ "status": "ready", "mode": "inbound" }),
+        json!({ "status": "not_ready", "reason": "break" }),
+    ] {
+        assert_error(
+            &d.s.call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/agents/{agent_id}/status"),
+                Some(&sam),
+                Some(status),
+            )
+            .await,
+            StatusCode::CONFLICT,
+            "agent_not_connected",
+        );
+    }
+    let floor = Feed::connect(&d.s, &sam)
+        .await
+        .until("the floor now", |_| true)
+        .await;
+    assert_eq!(
+        agent_of(&floor, agent_id).expect("agent")["presence"]["presence"],
+        "offline",
+        "{floor}"
+    );
+
     let refused = tokio_tungstenite::connect_async(format!(
         "{}/ws/supervisor?token={token}",
         d.s.base.replacen("http", "ws", 1)

@@ -29,8 +29,8 @@ use crate::console::{Command, ConsoleEvent};
 use crate::session::SessionMsg;
 use crate::tenant::{TenantActor, TenantArgs, TenantMsg};
 use crate::{
-    AgentConfig, AgentId, Channel, EngineConfig, Held, Input, NewInteraction, Output, QueueConfig,
-    QueueId, SkillId,
+    AgentConfig, AgentId, AgentStatus, Channel, EngineConfig, Held, Input, NewInteraction, Output,
+    QueueConfig, QueueId, SkillId,
 };
 
 /// A tenant, the unit of isolation and placement.
@@ -101,6 +101,9 @@ pub enum RouterError {
     /// The tenant could not be loaded or its actor is gone.
     #[error("tenant {0} is unavailable: {1}")]
     Unavailable(TenantId, String),
+    /// A supervisor's status change for an agent whose console is not connected.
+    #[error("agent {0} has no console connected")]
+    NoConsole(AgentId),
 }
 
 impl RouterError {
@@ -109,6 +112,7 @@ impl RouterError {
         match self {
             RouterError::Rejected(e) => e.code(),
             RouterError::Unavailable(..) => "unavailable",
+            RouterError::NoConsole(_) => "agent_not_connected",
         }
     }
 }
@@ -323,6 +327,25 @@ impl Router {
             .await
             .map_err(|e| RouterError::Unavailable(tenant, e))?
             .map_err(RouterError::Rejected)
+    }
+
+    /// A supervisor sets an agent's status, as the agent's own presence button would. Only an
+    /// agent whose console is connected: one set ready without a console would be offered work
+    /// nobody sees, and a break would log in an agent who is away.
+    pub async fn supervise(
+        &self,
+        tenant: TenantId,
+        agent: AgentId,
+        status: AgentStatus,
+    ) -> Result<(), RouterError> {
+        let actor = self.tenant(tenant).await?;
+        call(&actor, |reply| TenantMsg::Supervise {
+            agent,
+            status,
+            reply,
+        })
+        .await
+        .map_err(|e| RouterError::Unavailable(tenant, e))?
     }
 
     /// Reloads the tenant's settings, queues and agents from the host and applies the difference

@@ -39,6 +39,12 @@ pub(crate) enum TenantMsg {
     /// messages, so stopping the session straight away would log the agent out first).
     Close(ActorId),
     Reconfigure(RpcReplyPort<Result<(), String>>),
+    /// A supervisor sets the status of `agent`, whose console must be connected.
+    Supervise {
+        agent: AgentId,
+        status: AgentStatus,
+        reply: RpcReplyPort<Result<(), RouterError>>,
+    },
     Connect {
         agent: AgentId,
         events: mpsc::UnboundedSender<ConsoleEvent>,
@@ -402,6 +408,22 @@ impl Actor for TenantActor {
                 if let Some(reply) = reply {
                     let _ = reply.send(result);
                 }
+            }
+            TenantMsg::Supervise {
+                agent,
+                status,
+                reply,
+            } => {
+                let result = if state.sessions.contains_key(&agent) {
+                    state
+                        .apply(&myself, Input::SetStatus { agent, status })
+                        .map_err(RouterError::Rejected)
+                } else if state.engine.agent(agent).is_none() {
+                    Err(RouterError::Rejected(Error::UnknownAgent(agent)))
+                } else {
+                    Err(RouterError::NoConsole(agent))
+                };
+                let _ = reply.send(result);
             }
             TenantMsg::Commands {
                 agent,

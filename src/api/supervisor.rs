@@ -394,7 +394,8 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
 }
 
 /// `PUT /api/v1/agents/{id}/status`: a supervisor sets an agent's status (routing applies it
-/// like the agent's own presence button; an agent holding work cannot be set offline).
+/// like the agent's own presence button; an agent holding work cannot be set offline, and an
+/// agent without a connected console is refused with 409 `agent_not_connected`).
 pub async fn set_status(
     State(state): State<AppState>,
     caller: super::auth::Caller,
@@ -413,14 +414,10 @@ pub async fn set_status(
         .parse::<u64>()
         .map(vacd_actors::AgentId)
         .map_err(|_| Error::NotFound(format!("no agent {agent}")))?;
-    let input = vacd_actors::Input::SetStatus {
-        agent,
-        status: status.clone(),
-    };
     match state
         .routing
         .router()
-        .input(TenantId(who.tenant_id as u64), input)
+        .supervise(TenantId(who.tenant_id as u64), agent, status.clone())
         .await
     {
         Ok(()) => {
