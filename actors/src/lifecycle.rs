@@ -339,18 +339,21 @@ impl Engine {
         Ok(())
     }
 
-    /// The offer timer of `id` fired: every agent still offered missed it.
+    /// The offer timer of `id` fired: the agent offered it missed it. A ring-all offer that
+    /// rang at several agents is missed by none of them (nobody was the one to answer it, and
+    /// the missed-offer policy would take the whole group off at once): it rings again.
     pub(crate) fn offer_timed_out(&mut self, id: InteractionId, now: Instant) {
         let Some(Stage::Offered { agents, .. }) = self.interactions.get(&id).map(|i| &i.stage)
         else {
             return;
         };
         let agents = agents.clone();
+        let blamed = agents.len() == 1;
         let mut orphaned = false;
         let mut unavailable = Vec::new();
         for &agent in &agents {
             orphaned = self.revoke(id, agent, RevokeReason::TimedOut);
-            if self.miss(agent) {
+            if blamed && self.miss(agent) {
                 unavailable.push(agent);
             }
         }

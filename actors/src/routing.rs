@@ -825,7 +825,7 @@ mod tests {
     }
 
     #[test]
-    fn ring_all_timeout_revokes_everyone_and_requeues() {
+    fn ring_all_timeout_revokes_everyone_and_rings_again_missed_by_nobody() {
         let mut h = Harness::new();
         h.queue(queue_with(Strategy::RingAll));
         h.ready_agent(1, &[1], &[]);
@@ -839,7 +839,25 @@ mod tests {
                 (10, 2, RevokeReason::TimedOut)
             ]
         );
+        assert_eq!(offers(&out), vec![(10, 1), (10, 2)], "rings the group again");
+        assert!((1..=2).all(|a| h.presence(a) == Presence::Reserved));
+    }
+
+    #[test]
+    fn ring_all_timeout_at_a_single_agent_is_that_agents_miss() {
+        let mut h = Harness::new();
+        h.queue(queue_with(Strategy::RingAll));
+        h.ready_agent(1, &[1], &[]);
+        h.call(10, 1);
+        let out = h.advance(secs(20));
+        assert_eq!(revokes(&out), vec![(10, 1, RevokeReason::TimedOut)]);
         assert_eq!(h.state(10), Some(InteractionState::Queued));
+        assert_eq!(
+            h.presence(1),
+            Presence::NotReady {
+                reason: "missed".into()
+            }
+        );
     }
 
     #[test]
