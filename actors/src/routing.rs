@@ -839,7 +839,11 @@ mod tests {
                 (10, 2, RevokeReason::TimedOut)
             ]
         );
-        assert_eq!(offers(&out), vec![(10, 1), (10, 2)], "rings the group again");
+        assert_eq!(
+            offers(&out),
+            vec![(10, 1), (10, 2)],
+            "rings the group again"
+        );
         assert!((1..=2).all(|a| h.presence(a) == Presence::Reserved));
     }
 

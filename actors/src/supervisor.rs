@@ -880,6 +880,71 @@ mod tests {
         router.stop();
     }
 
+    /// An agent whose console closes while it holds work is `not_ready("disconnected")` until
+    /// that work is done, then offline — it does not stay logged in for the reports. A supervisor
+    /// cannot set an agent without a console ready meanwhile.
+    #[tokio::test]
+    async fn a_disconnected_agent_goes_offline_once_its_work_is_done() {
+        let mut with_wrap_up = setup(&[1], &[]);
+        with_wrap_up.queues[0].wrap_up = Duration::from_secs(30);
+        let (_, router) = start(vec![(T1, with_wrap_up)]).await;
+        let (session, mut rx) = console(&router, T1, 1).await;
+        enqueue(&router, T1, 100).await;
+        until(&mut rx, offer_of(100)).await;
+        let apply = |input| router.input(T1, input);
+        apply(Input::Accept {
+            agent: AgentId(1),
+            interaction: InteractionId(100),
+        })
+        .await
+        .expect("accepted");
+        session.close();
+        closed(&mut rx).await;
+        let presence = |floor: Floor| {
+            floor
+                .agents
+                .iter()
+                .find(|a| a.id == AgentId(1))
+                .map(|a| (a.status.clone(), a.presence.clone()))
+        };
+        let floor = router.floor(T1).await.expect("floor");
+        let disconnected = crate::AgentStatus::disconnected();
+        assert_eq!(
+            presence(floor),
+            Some((disconnected.clone(), crate::Presence::Busy))
+        );
+        let ready = crate::AgentStatus::Ready {
+            mode: ReadyMode::Inbound,
+        };
+        assert!(matches!(
+            router.supervise(T1, AgentId(1), ready).await,
+            Err(RouterError::NoConsole(AgentId(1)))
+        ));
+        apply(Input::End {
+            interaction: InteractionId(100),
+        })
+        .await
+        .expect("ended");
+        let floor = router.floor(T1).await.expect("floor");
+        assert_eq!(
+            presence(floor),
+            Some((disconnected, crate::Presence::WrapUp)),
+            "wrap-up first"
+        );
+        apply(Input::WrapUpDone {
+            agent: AgentId(1),
+            interaction: InteractionId(100),
+        })
+        .await
+        .expect("wrap-up done");
+        let floor = router.floor(T1).await.expect("floor");
+        assert_eq!(
+            presence(floor),
+            Some((crate::AgentStatus::Offline, crate::Presence::Offline))
+        );
+        router.stop();
+    }
+
     /// A failed tenant is loaded again as a restart: with its waiting work, and with the work
     /// its agents held given back to them (the agent's new console finds it).
     #[tokio::test]

@@ -95,6 +95,9 @@ pub(crate) struct TenantState {
     /// Agents gone from the configuration but kept in the engine until their work is done (see
     /// [`TenantState::configure`]); in `agents` too until removed.
     departing: BTreeSet<AgentId>,
+    /// Agents whose console went away while they held work (`not_ready("disconnected")`): they
+    /// go offline once that work is done, unless a console of theirs connects first.
+    disconnected: BTreeSet<AgentId>,
     timer: Option<(Instant, TimerHandle)>,
     generation: u64,
 }
@@ -112,6 +115,7 @@ impl TenantState {
     /// that ended their work.
     fn flush(&mut self, myself: &ActorRef<TenantMsg>) {
         self.remove_departed();
+        self.log_off_disconnected();
         let outputs: Vec<_> = self.engine.drain_outputs().collect();
         if !outputs.is_empty() {
             for output in &outputs {
@@ -241,6 +245,39 @@ impl TenantState {
         });
     }
 
+    /// Sets the disconnected agents whose work is done offline (their presence change goes out
+    /// with the change that ended the work). One whose status changed meanwhile is left as it is.
+    fn log_off_disconnected(&mut self) {
+        if self.disconnected.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        let (tenant, engine) = (self.tenant, &mut self.engine);
+        self.disconnected.retain(|&agent| {
+            let still = engine
+                .agent(agent)
+                .is_some_and(|view| view.status == AgentStatus::disconnected());
+            if !still {
+                return false;
+            }
+            let offline = Input::SetStatus {
+                agent,
+                status: AgentStatus::Offline,
+            };
+            match engine.handle(offline, now) {
+                Err(Error::AgentHasWork(_)) => true,
+                Ok(()) => {
+                    tracing::info!(%tenant, %agent, "disconnected agent offline, its work done");
+                    false
+                }
+                Err(e) => {
+                    tracing::warn!(%tenant, %agent, error = %e, "disconnected agent not set offline");
+                    false
+                }
+            }
+        });
+    }
+
     async fn spawn_queue(&mut self, myself: &ActorRef<TenantMsg>, queue: QueueId) {
         match Actor::spawn_linked(None, QueueActor, queue, myself.get_cell()).await {
             Ok((actor, _)) => {
@@ -299,8 +336,13 @@ impl TenantState {
         );
         if let Err(Error::AgentHasWork(_)) = offline {
             let status = AgentStatus::disconnected();
-            if let Err(e) = self.apply(myself, Input::SetStatus { agent, status }) {
-                tracing::warn!(tenant = %self.tenant, %agent, error = %e, "cannot mark the agent disconnected");
+            match self.apply(myself, Input::SetStatus { agent, status }) {
+                Ok(()) => {
+                    self.disconnected.insert(agent);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %self.tenant, %agent, error = %e, "cannot mark the agent disconnected")
+                }
             }
         }
     }
@@ -360,6 +402,7 @@ impl Actor for TenantActor {
             consoles: BTreeMap::new(),
             queues: BTreeMap::new(),
             members: BTreeMap::new(),
+            disconnected: BTreeSet::new(),
             agents: BTreeSet::new(),
             departing: BTreeSet::new(),
             timer: None,
@@ -370,8 +413,14 @@ impl Actor for TenantActor {
         // Held work first, so the agents' capacity counts it before waiting work is offered.
         for held in args.setup.held {
             let (id, agent) = (held.interaction.id, held.agent);
-            if let Err(e) = state.engine.handle(Input::Resume { held }, now) {
-                tracing::warn!(tenant = %state.tenant, interaction = %id, %agent, error = %e, "held work not given back");
+            match state.engine.handle(Input::Resume { held }, now) {
+                // Given back to an agent without a console: offline once it is done.
+                Ok(()) => {
+                    state.disconnected.insert(agent);
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %state.tenant, interaction = %id, %agent, error = %e, "held work not given back")
+                }
             }
         }
         for interaction in args.setup.waiting {
@@ -472,6 +521,7 @@ impl Actor for TenantActor {
                 if let Some(old) = state.sessions.remove(&agent) {
                     let _ = old.cast(SessionMsg::Replaced);
                 }
+                state.disconnected.remove(&agent);
                 let hello = ConsoleEvent::Hello {
                     agent,
                     presence: view.presence,
@@ -490,6 +540,9 @@ impl Actor for TenantActor {
                         let _ = reply.send(Ok(session));
                     }
                     Err(e) => {
+                        // The console it replaced is gone too: the agent is logged off as if
+                        // that one had closed, not left ready with nobody to see its offers.
+                        state.session_ended(&myself, agent);
                         let _ =
                             reply.send(Err(RouterError::Unavailable(state.tenant, e.to_string())));
                     }
