@@ -5,7 +5,7 @@
 //! straight to it) and those beyond its capacity — and pulls work it may now take; a changed
 //! queue re-indexes its agents, re-ranks and re-checks its waiting interactions, takes its
 //! offered ones back from agents that no longer qualify for them, and reschedules their
-//! escalation. Removal is refused while it would strand work (an agent with connected or wrap-up
+//! escalation (changed steps count from the waiting time of the last step each interaction got). Removal is refused while it would strand work (an agent with connected or wrap-up
 //! work, a queue with live interactions).
 
 use std::time::Instant;
@@ -17,7 +17,7 @@ use crate::ids::{AgentId, InteractionId, QueueId};
 use crate::interaction::{Interaction, Stage};
 use crate::output::{Output, RevokeReason};
 use crate::presence::Presence;
-use crate::queue::{Queue, QueueConfig, WaitKey};
+use crate::queue::{EscalationStep, Queue, QueueConfig, WaitKey};
 use crate::skill::SkillSet;
 use crate::table::Table;
 use crate::Engine;
@@ -161,6 +161,7 @@ impl Engine {
             .collect();
         homed.sort_unstable();
         let new = &queue.config;
+        let new_steps = (old.escalation != new.escalation).then(|| new.escalation.clone());
         if old.strategy != new.strategy || old.required_skills != new.required_skills {
             queue.rr_cursor = None;
             self.rebuild_idle(id);
@@ -170,6 +171,14 @@ impl Engine {
         // waits again with its place if that was every agent it was offered to.
         let mut waiting: Vec<WaitKey> = Vec::new();
         let mut revoked: Vec<AgentId> = Vec::new();
+        if let Some(steps) = new_steps {
+            for &interaction in &homed {
+                if let Some(inter) = self.interactions.get_mut(&interaction) {
+                    let next = &mut inter.escalation.next_step;
+                    *next = next_step_after_change(&old.escalation, &steps, *next);
+                }
+            }
+        }
         for &interaction in &homed {
             let queued = self
                 .interactions
@@ -297,6 +306,19 @@ impl Engine {
         for slot in slots {
             self.refresh_served(slot);
         }
+    }
+}
+
+/// Where an interaction that got the first `next` steps of `old` stands in `new`, a changed list
+/// of its queue's escalation steps: every step of `new` at or before the waiting time of the last
+/// step it got counts as done (what that step did stays; a step added there is not applied after
+/// the fact), and the ones after apply when due — at once if their time has passed. Indexes into
+/// the old list mean nothing in the new one: a step inserted in front made the step just applied
+/// apply again, a step removed made the next one be skipped.
+fn next_step_after_change(old: &[EscalationStep], new: &[EscalationStep], next: usize) -> usize {
+    match next.checked_sub(1).and_then(|last| old.get(last)) {
+        Some(last) => new.partition_point(|step| step.after <= last.after),
+        None => 0,
     }
 }
 

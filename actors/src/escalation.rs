@@ -204,6 +204,68 @@ mod tests {
         assert_eq!(offers(&out), vec![(10, 1)], "8 - 4 = 4 <= 5");
     }
 
+    fn priority(h: &Harness, id: u64) -> i64 {
+        h.engine
+            .interaction(InteractionId(id))
+            .expect("live")
+            .priority
+    }
+
+    /// Steps changed while an interaction waits count from the waiting time of the last step it
+    /// got: one inserted before it is not applied after the fact, and the step it got is not
+    /// applied again.
+    #[test]
+    fn a_step_inserted_before_the_last_one_applied_changes_nothing_for_the_waiting() {
+        let raise = |by| EscalationAction::RaisePriority { by };
+        let mut h = Harness::new();
+        h.queue(escalating_queue(1, vec![(60, raise(5)), (120, raise(100))]));
+        h.enqueue(german_call(10, 1));
+        assert_eq!(escalated(&h.advance(secs(61))), vec![0]);
+        assert_eq!(priority(&h, 10), 5);
+        h.queue(escalating_queue(
+            1,
+            vec![(30, raise(1000)), (60, raise(5)), (120, raise(100))],
+        ));
+        assert_eq!(priority(&h, 10), 5, "neither step applied again");
+        assert!(escalated(&h.advance(secs(1))).is_empty());
+        let out = h.advance(secs(58));
+        assert_eq!(escalated(&out), vec![2], "the next step, at its time");
+        assert_eq!(priority(&h, 10), 105);
+    }
+
+    /// A step removed after an interaction got it takes nothing from the next one.
+    #[test]
+    fn removing_a_step_already_applied_keeps_the_next_one() {
+        let raise = |by| EscalationAction::RaisePriority { by };
+        let mut h = Harness::new();
+        h.queue(escalating_queue(1, vec![(30, raise(1)), (60, raise(10))]));
+        h.enqueue(german_call(10, 1));
+        assert_eq!(escalated(&h.advance(secs(45))), vec![0]);
+        h.queue(escalating_queue(1, vec![(60, raise(10))]));
+        let out = h.advance(secs(15));
+        assert_eq!(
+            escalated(&out),
+            vec![0],
+            "the 60 s step, first of the new list"
+        );
+        assert_eq!(priority(&h, 10), 11);
+    }
+
+    /// Steps added before an interaction got any apply as they would have: at once if due.
+    #[test]
+    fn steps_added_before_any_applied_are_due_by_the_waiting_time() {
+        let raise = |by| EscalationAction::RaisePriority { by };
+        let mut h = Harness::new();
+        h.queue(escalating_queue(1, vec![(90, raise(10))]));
+        h.enqueue(german_call(10, 1));
+        h.advance(secs(40));
+        let queue = escalating_queue(1, vec![(30, raise(1)), (90, raise(10))]);
+        let mut out = h.input(Input::UpsertQueue { queue });
+        out.extend(h.advance(secs(0)));
+        assert_eq!(escalated(&out), vec![0]);
+        assert_eq!(priority(&h, 10), 1);
+    }
+
     #[test]
     fn dropping_skills_keeps_the_language() {
         let mut h = Harness::new();
