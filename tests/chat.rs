@@ -214,8 +214,19 @@ async fn conference(s: &TestServer) -> (Console, Console, i64, Visitor, u64, Val
 
 async fn invite_makes_a_conference_and_transfer_hands_over_the_history(db: Db) {
     let s = TestServer::start(db).await;
-    let (mut bruno, mut alice, alice_id, mut vera, interaction, joined) = conference(&s).await;
+    let (mut bruno, alice, alice_id, mut vera, interaction, joined) = conference(&s).await;
     assert_eq!(texts(&joined), [GERMAN]);
+    // Alice's console reloads: the chat she is a guest in comes back to the new one by itself
+    // (routing's `hello` knows nothing of it).
+    drop(alice);
+    let mut alice = Console::connect(&s, &s.demo_login("alice").await).await;
+    let again = alice
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(again["joined_as"], "guest", "{again}");
+    assert_eq!(texts(&again), [GERMAN]);
+    // Her old console's end logged her off (the guest chat is no routing work of hers).
+    alice.ready().await;
     vera.ws
         .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
         .await;
@@ -316,18 +327,25 @@ async fn a_supervisor_monitors_invisibly_whispers_and_takes_over(db: Db) {
         .expect_where("chat.message", |f| f["text"] == "Biete die Gutschrift an.")
         .await;
     assert_eq!(whisper["whisper"], true);
-    // Sam's console reconnects (a reload): monitoring again brings the whole transcript back.
+    // Sam's console reconnects (a reload): the chat brings the whole transcript back by itself,
+    // saying that Sam monitors it; monitoring again does too.
     drop(sam);
     let mut sam = Console::connect(&s, &sam_token).await;
+    let back = sam
+        .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(back["joined_as"], "monitor", "{back}");
     sam.ok(json!({ "type": "chat.monitor", "interaction": interaction }))
         .await;
     let again = sam
         .expect_where("chat.transcript", |f| f["interaction"] == interaction)
         .await;
-    assert_eq!(
-        texts(&again),
-        [GERMAN, "Sind Sie noch da?", "Biete die Gutschrift an."]
-    );
+    for transcript in [&back, &again] {
+        assert_eq!(
+            texts(transcript),
+            [GERMAN, "Sind Sie noch da?", "Biete die Gutschrift an."]
+        );
+    }
     // Bruno's next message is a barrier: everything before it has reached the visitor.
     bruno
         .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ja, ich bin da." }))

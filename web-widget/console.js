@@ -340,7 +340,8 @@
   }
 
   // The item a chat frame is about (none once its panel is closed); a chat the agent was
-  // invited to gets its panel with its transcript.
+  // invited to gets its panel with its transcript. After a reload the chat says how this user
+  // had joined it (`joined_as`: guest, monitor or took_over).
   function chatItem(frame, invitation = false) {
     let item = work.get(frame.interaction);
     if (!item && !invitation) return null;
@@ -348,7 +349,8 @@
       item = upsert(frame.interaction, "chat");
       item.state = "connected";
       item.invited = true;
-      item.monitoring = monitoring.delete(frame.interaction);
+      item.monitoring = monitoring.delete(frame.interaction) || frame.joined_as === "monitor";
+      item.tookOver = frame.joined_as === "took_over";
       if (frame.customer) loadCustomer(item);
     }
     if (!item.panel) openPanel(item);

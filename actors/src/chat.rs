@@ -239,6 +239,20 @@ impl ChatError {
     }
 }
 
+/// How a member of staff takes part in a chat ([`ChatSession::staff_role`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaffRole {
+    /// The agent routing gave the chat to.
+    Owner,
+    /// An agent another one invited.
+    Guest,
+    /// A supervisor the visitor does not see.
+    Monitor,
+    /// A supervisor who took the chat over (the visitor sees them).
+    TookOver,
+}
+
 #[derive(Clone, Debug)]
 struct Participant {
     name: String,
@@ -310,6 +324,19 @@ impl ChatSession {
     /// Whether `party` is an agent the chat was routed to (not a guest, not a supervisor).
     pub fn is_owner(&self, party: Party) -> bool {
         matches!(party, Party::Agent(_)) && self.participants.get(&party).is_some_and(|p| !p.guest)
+    }
+
+    /// How `party`, a member of staff, takes part: `None` for the visitor and for someone not in
+    /// the chat.
+    pub fn staff_role(&self, party: Party) -> Option<StaffRole> {
+        let p = self.participants.get(&party)?;
+        Some(match party {
+            Party::Visitor => return None,
+            Party::Agent(_) if p.guest => StaffRole::Guest,
+            Party::Agent(_) => StaffRole::Owner,
+            Party::Supervisor(_) if p.visible => StaffRole::TookOver,
+            Party::Supervisor(_) => StaffRole::Monitor,
+        })
     }
 
     pub fn ended(&self) -> Option<EndReason> {

@@ -361,7 +361,8 @@ impl ChatHub {
         self.inner.to_console(tenant, agent, frame);
     }
 
-    /// Registers an agent's console for chat frames, replacing an older one of the agent;
+    /// Registers an agent's console for chat frames, replacing an older one of the agent, and
+    /// has the chats it takes part in as a guest or monitor send it their transcripts;
     /// `order` is the console's routing session's ([`vacd_actors::AgentSession::order`]), so
     /// that of two consoles connecting at once the one routing took last gets the frames,
     /// whichever links first.
@@ -369,6 +370,13 @@ impl ChatHub {
         let key = (tenant, agent.0);
         let (tx, frames) = mpsc::unbounded_channel();
         link(&self.inner.consoles, key, order, tx);
+        // Chats the agent joined as a guest or monitor are the chats', not routing's: the new
+        // console (a reload, say) gets their transcripts from them, as when it joined.
+        for chat in self.inner.tap.chats.iter() {
+            if chat.0 == tenant {
+                let _ = chat.1.send(ChatMsg::ConsoleLinked { user: agent });
+            }
+        }
         ConsoleLink {
             frames,
             key,

@@ -15,6 +15,7 @@ use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot};
 use vacd_actors::chat::{
     ChatError, ChatEvent, ChatInput, ChatOutput, ChatSession, EndReason, NewMessage, Party,
+    StaffRole,
 };
 use vacd_actors::{
     AgentId, Channel, Input, InteractionId, NewInteraction, Output, QueueId, TenantId,
@@ -49,6 +50,11 @@ pub(crate) enum ChatMsg {
         reply: oneshot::Sender<Result<(), Error>>,
     },
     Routed(Output),
+    /// A console of `user` connected: if the user is in the chat as a guest or a supervisor, it
+    /// gets the transcript (routing's own agent gets its work from routing's `hello`).
+    ConsoleLinked {
+        user: AgentId,
+    },
     Stop,
 }
 
@@ -231,6 +237,7 @@ impl Actor {
                     let _ = reply.send(result);
                 }
                 ChatMsg::Routed(output) => Box::pin(self.routed(output)).await,
+                ChatMsg::ConsoleLinked { user } => self.rejoin(user),
                 ChatMsg::Stop => {
                     self.visitors.clear();
                     return;
@@ -296,6 +303,20 @@ impl Actor {
             StaffCommand::End => ChatInput::End { by: party },
         };
         Ok(self.session.handle(input, now)?)
+    }
+
+    /// Sends the transcript to a new console of `user` if the user is in the chat as a guest or
+    /// a supervisor, saying how (`joined_as`).
+    fn rejoin(&self, user: AgentId) {
+        let joined = [Party::Agent(user), Party::Supervisor(user)]
+            .into_iter()
+            .find_map(|party| Some((party, self.session.staff_role(party)?)));
+        let Some((party, role)) = joined.filter(|(_, role)| *role != StaffRole::Owner) else {
+            return;
+        };
+        let mut json = serde_json::to_value(self.session.transcript_for(party)).unwrap_or_default();
+        json["joined_as"] = json!(role);
+        self.to_staff_json(user, json);
     }
 
     async fn routed(&mut self, output: Output) {
@@ -574,7 +595,10 @@ impl Actor {
     }
 
     fn to_staff(&self, user: AgentId, event: &ChatEvent) {
-        let mut json = serde_json::to_value(event).unwrap_or(Json::Null);
+        self.to_staff_json(user, serde_json::to_value(event).unwrap_or(Json::Null));
+    }
+
+    fn to_staff_json(&self, user: AgentId, mut json: Json) {
         json["interaction"] = json!(self.chat.interaction);
         json["customer"] = json!(self.chat.customer);
         self.hub
