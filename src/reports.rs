@@ -151,6 +151,9 @@ struct Handling {
     queue: Option<i64>,
     connected: i64,
     ended: Option<i64>,
+    /// When vacd stopped during it (its agent was logged off then): it counts until there,
+    /// however late its end is logged after the restart.
+    cut: Option<i64>,
 }
 
 struct Builder<'a> {
@@ -223,6 +226,7 @@ impl Builder<'_> {
     }
 
     fn handled(&mut self, handling: &Handling, finished: i64) {
+        let finished = handling.cut.map_or(finished, |cut| cut.min(finished));
         let time = finished - handling.connected;
         if let Some(queue) = handling.queue {
             if let Some(row) = self.queue(queue, finished) {
@@ -354,6 +358,7 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                         queue,
                         connected: at,
                         ended: None,
+                        cut: None,
                     },
                 );
             }
@@ -387,27 +392,20 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                     let since = logins.insert(agent, at).unwrap_or(at);
                     let end = last_seen.get(&agent).copied().unwrap_or(since).max(since);
                     b.spread(agent, since, end, false);
-                    let stale: Vec<_> = handlings
-                        .keys()
-                        .filter(|(_, a)| *a == agent)
-                        .copied()
-                        .collect();
-                    for key in stale {
-                        if let Some(h) = handlings.remove(&key) {
-                            b.busy_from(
-                                agent,
-                                h.connected,
-                                h.ended.unwrap_or(end).max(h.connected),
-                            );
-                        }
-                    }
+                    close_handlings(&mut b, &mut handlings, agent, end);
                 }
                 Some(true) => {
                     logins.entry(agent).or_insert(at);
                 }
+                // Logged off. An agent holding work cannot log off, except as vacd stops (every
+                // agent is logged off then): what it held is cut here; its end, logged after the
+                // restart, still counts it handled.
                 Some(false) => {
                     if let Some(since) = logins.remove(&agent) {
                         b.spread(agent, since, at, false);
+                    }
+                    for handling in handlings.values_mut().filter(|h| h.agent == agent) {
+                        handling.cut.get_or_insert(at);
                     }
                 }
                 None => {}
@@ -422,7 +420,10 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
     // (or `to`, if earlier).
     let open_until = settings.to.min(settings.now);
     for handling in handlings.values() {
-        let end = open_until.max(handling.ended.unwrap_or(handling.connected));
+        let end = match handling.cut {
+            Some(cut) => cut.max(handling.connected),
+            None => open_until.max(handling.ended.unwrap_or(handling.connected)),
+        };
         b.busy_from(handling.agent, handling.connected, end);
     }
     b.spread_busy();
@@ -430,6 +431,27 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
         b.spread(agent, since, open_until, false);
     }
     finish(b)
+}
+
+/// Ends the handlings a crash of vacd left `agent` (seen again logging in) at `end`: busy until
+/// then, or until each ended or was cut by a stop.
+fn close_handlings(
+    b: &mut Builder<'_>,
+    handlings: &mut BTreeMap<(i64, i64), Handling>,
+    agent: i64,
+    end: i64,
+) {
+    let stale: Vec<_> = handlings
+        .keys()
+        .filter(|(_, a)| *a == agent)
+        .copied()
+        .collect();
+    for key in stale {
+        if let Some(h) = handlings.remove(&key) {
+            let end = h.cut.or(h.ended).unwrap_or(end);
+            b.busy_from(agent, h.connected, end.max(h.connected));
+        }
+    }
 }
 
 /// The tenant's figures per interval: the queues' rows summed (queue 0).
@@ -649,6 +671,29 @@ mod tests {
         assert_eq!(agent.busy_ms, (30 + 8) * MIN, "09:00–09:30 and 10:02–10:10");
         let q = &report.queues[0];
         assert_eq!((q.offered, q.answered), (2, 2), "the chat answered once");
+    }
+
+    /// vacd stopped while an agent was handling two emails and logged it off (as a stop does):
+    /// login and work end at the stop, even if the agent never logs in again; the email whose
+    /// end the restart logs counts handled, with its time up to the stop.
+    #[test]
+    fn a_stop_logs_the_agent_off_and_cuts_what_it_held() {
+        let hour = 60 * MIN;
+        let events = vec![
+            presence(8 * hour, 1, true),
+            event(9 * hour, "queued", 1, None),
+            event(9 * hour, "connected", 1, Some(1)),
+            event(9 * hour + 10 * MIN, "queued", 2, None),
+            event(9 * hour + 10 * MIN, "connected", 2, Some(1)),
+            presence(9 * hour + 20 * MIN, 1, false),
+            event(12 * hour, "wrap_up_ended", 1, Some(1)),
+        ];
+        let report = build(&events, &settings(Interval::Day, 0, 24 * hour));
+        let agent = &report.agents[0];
+        assert_eq!(agent.logged_in_ms, 80 * MIN, "08:00–09:20");
+        assert_eq!(agent.busy_ms, 20 * MIN, "09:00–09:20, not until now");
+        assert_eq!(agent.handled, 1);
+        assert_eq!(agent.aht_ms, Some((20 * MIN) as f64), "up to the stop");
     }
 
     /// A transfer straight to another agent starts no wait, but the second agent's handling

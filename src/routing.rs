@@ -345,10 +345,11 @@ impl Routing {
         self.handle.clone()
     }
 
-    /// Stops every actor, waits until the last is gone (the supervisor's children are killed
+    /// Logs every agent off in the event log, stops every actor, waits until the last is gone (the supervisor's children are killed
     /// after it stops, and one still busy may record outputs), then until the journal has
     /// written everything they produced.
     pub async fn shutdown(self) {
+        self.handle.router.log_off_all().await;
         self.handle.router.stop();
         let stopped = async {
             let _ = self.supervisor.await;

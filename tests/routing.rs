@@ -965,6 +965,32 @@ async fn a_wrap_up_cut_short_by_a_restart_is_counted_handled(db: Db) {
             .any(|r| r["agent"] == agent_id && r["handled"] == 1)),
         "{agents}"
     );
+    // The stop logged the agent off, in wrap-up as it was: its login ended there.
+    let (_, events) = s
+        .get(
+            &format!("/api/v1/events?kind=routing.presence_changed&agent_id={agent_id}"),
+            &sam,
+        )
+        .await;
+    let last = events["items"]
+        .as_array()
+        .and_then(|items| items.iter().max_by_key(|e| e["id"].as_i64()))
+        .cloned()
+        .unwrap_or_default();
+    let payload = |e: &Value| -> Value {
+        e["payload"]
+            .as_str()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_else(|| e["payload"].clone())
+    };
+    assert_eq!(
+        (
+            &payload(&last)["from"]["presence"],
+            &payload(&last)["to"]["presence"]
+        ),
+        (&json!("wrap_up"), &json!("offline")),
+        "{events}"
+    );
     s.stop().await;
 }
 

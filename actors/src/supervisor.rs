@@ -277,6 +277,21 @@ impl Router {
         self.supervisor.stop(Some("shutdown".into()));
     }
 
+    /// As vacd stops, before [`Router::stop`]: every running tenant records its agents that
+    /// are not offline going offline (see the tenant actor's `log_off_all`).
+    pub async fn log_off_all(&self) {
+        let tenants: Vec<(TenantId, ActorRef<TenantMsg>)> = self
+            .known()
+            .iter()
+            .map(|(tenant, actor)| (*tenant, actor.clone()))
+            .collect();
+        for (tenant, actor) in tenants {
+            if let Err(e) = call(&actor, TenantMsg::LogOffAll).await {
+                tracing::warn!(%tenant, error = %e, "agents not logged off at the stop");
+            }
+        }
+    }
+
     async fn tenant(&self, tenant: TenantId) -> Result<ActorRef<TenantMsg>, RouterError> {
         let known = self.known().get(&tenant).cloned();
         if let Some(actor) = known.filter(|a| a.get_status() == ActorStatus::Running) {
@@ -942,6 +957,47 @@ mod tests {
             presence(floor),
             Some((crate::AgentStatus::Offline, crate::Presence::Offline))
         );
+        router.stop();
+    }
+
+    /// As vacd stops, the agents not offline are logged off in the event log, whatever they
+    /// hold; offline ones are not logged again.
+    #[tokio::test]
+    async fn stopping_logs_every_agent_off() {
+        let (host, router) = start(vec![(T1, setup(&[1, 2, 3], &[]))]).await;
+        let (_one, mut rx) = console(&router, T1, 1).await;
+        enqueue(&router, T1, 100).await;
+        until(&mut rx, offer_of(100)).await;
+        router
+            .input(
+                T1,
+                Input::Accept {
+                    agent: AgentId(1),
+                    interaction: InteractionId(100),
+                },
+            )
+            .await
+            .expect("accepted");
+        let (_two, mut rx) = console(&router, T1, 2).await;
+        until(&mut rx, reply_to("ready")).await;
+        host.recorded.lock().expect("recorded").clear();
+        router.log_off_all().await;
+        let recorded = host.recorded.lock().expect("recorded").clone();
+        let offline: Vec<_> = recorded
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::PresenceChanged {
+                    agent,
+                    from,
+                    to: crate::Presence::Offline,
+                } => Some((agent.0, from.clone())),
+                _ => None,
+            })
+            .collect();
+        let ready = crate::Presence::Ready {
+            mode: ReadyMode::Inbound,
+        };
+        assert_eq!(offline, [(1, crate::Presence::Busy), (2, ready)]);
         router.stop();
     }
 

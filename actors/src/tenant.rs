@@ -18,7 +18,10 @@ use crate::queue_actor::{QueueActor, QueueMsg};
 use crate::session::{SessionActor, SessionArgs, SessionMsg};
 use crate::supervisor::{Floor, Load};
 use crate::supervisor::{Host, RouterError, TenantId, TenantSetup};
-use crate::{AgentConfig, AgentId, AgentStatus, Channel, Engine, Error, Input, QueueId, SkillId};
+use crate::{
+    AgentConfig, AgentId, AgentStatus, Channel, Engine, Error, Input, Output, Presence, QueueId,
+    SkillId,
+};
 
 /// How often live queue figures are published to the consoles.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
@@ -52,6 +55,8 @@ pub(crate) enum TenantMsg {
     },
     /// The live figures of every queue and the state of every agent (supervisors' feed).
     Floor(RpcReplyPort<Floor>),
+    /// vacd stops: every agent not offline is logged off in the event log.
+    LogOffAll(RpcReplyPort<()>),
     /// Whether a new interaction of the queue, channel and language could be offered now.
     CanServe {
         queue: QueueId,
@@ -276,6 +281,28 @@ impl TenantState {
                 }
             }
         });
+    }
+
+    /// Records every agent that is not offline going offline, as vacd stops: the reports end
+    /// their logins there, not at the next start (or never, for one who does not come back).
+    /// Only the event log hears of it; the engine, about to stop with the tenant, keeps its
+    /// state (work an agent holds is routing's to restore at the next start).
+    fn log_off_all(&mut self) {
+        let outputs: Vec<Output> = self
+            .agents
+            .iter()
+            .filter_map(|&agent| self.engine.agent(agent))
+            .filter(|view| view.presence != Presence::Offline)
+            .map(|view| Output::PresenceChanged {
+                agent: view.id,
+                from: view.presence,
+                to: Presence::Offline,
+            })
+            .collect();
+        if !outputs.is_empty() {
+            tracing::info!(tenant = %self.tenant, agents = outputs.len(), "agents logged off as vacd stops");
+            self.host.record(self.tenant, SystemTime::now(), outputs);
+        }
     }
 
     async fn spawn_queue(&mut self, myself: &ActorRef<TenantMsg>, queue: QueueId) {
@@ -556,6 +583,10 @@ impl Actor for TenantActor {
                 }
             }
             TenantMsg::StatsTick => state.publish_stats(),
+            TenantMsg::LogOffAll(reply) => {
+                state.log_off_all();
+                let _ = reply.send(());
+            }
             TenantMsg::Floor(reply) => {
                 let now = Instant::now();
                 let floor = Floor {
