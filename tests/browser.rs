@@ -101,7 +101,7 @@ async fn chat_monitoring_in_chromium() {
 }
 
 /// The wallboard signs in, follows the live feed, and its Break button sets an agent not ready
-/// (which the agent's own console sees); it draws today's charts from the reports (one email
+/// (which the agent's own console sees; a team lead gets no such button); it draws today's charts from the reports (one email
 /// answered in Sales DE), and moves a waiting email from a queue nobody serves to Sales DE with
 /// the keyboard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,6 +133,14 @@ async fn wallboard_in_chromium() {
     let waiting = s
         .create("/api/v1/interactions", &admin, email(unserved))
         .await;
+    // A team lead of bruno's team watches the board too, without the supervisors' buttons.
+    let (_, bruno_row) = s.get(&format!("/api/v1/users/{bruno}"), &admin).await;
+    s.create(
+        "/api/v1/users",
+        &admin,
+        json!({ "username": "tina", "display_name": "Tina Teamlead", "password": "tina-password", "role": "team_lead", "team_id": bruno_row["team_id"] }),
+    )
+    .await;
     node(
         "wallboard.mjs",
         &[&s.base, &bruno.to_string(), &waiting.to_string()],

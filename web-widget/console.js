@@ -240,10 +240,17 @@
     },
     "chat.transcript"(f) {
       const item = chatItem(f, true);
+      const known = new Set(item.messages.keys());
+      const before = item.unread;
       item.transcript.replaceChildren();
       item.messages.clear();
       item.unread = 0;
       for (const message of f.messages) showMessage(item, message);
+      // A reconnect's transcript repeats what was shown: only what came meanwhile is news.
+      if (known.size) {
+        const missed = f.messages.filter((m) => !known.has(m.id) && !mine(m.author)).length;
+        item.unread = selected === item.id ? 0 : before + missed;
+      }
       // Lines written into a connection that was already dead (after a reconnect): those the
       // chat did not store go again, with their ids (the chat stores each id once).
       const stored = new Set(f.messages.map((m) => m.client_id).filter(Boolean));
@@ -394,6 +401,8 @@
         } catch (e) {
           setStatus(`interaction ${item.id} not loaded: ${e.message}`);
         }
+        // Revoked or finished while its details were fetched: nothing to show any more.
+        if (work.get(w.interaction) !== item) continue;
         if (item.details?.customer_id) loadCustomer(item);
       }
       if (item.state === "offered") showOffer(item, null);

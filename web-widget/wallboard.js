@@ -10,6 +10,7 @@
 (() => {
   const $ = (id) => document.getElementById(id);
   let token = null;
+  let mayChangeStatus = false;
 
   const seconds = (ms) => `${Math.round(ms / 1000)} s`;
   const percent = (x) => (x === null || x === undefined ? "–" : `${Math.round(x * 100)} %`);
@@ -94,7 +95,8 @@
       entry.since.textContent = seconds(Math.max(0, now - a.since));
       entry.work.textContent = String(a.work.length);
       const onBreak = a.presence.presence === "not_ready";
-      if (entry.onBreak !== onBreak) {
+      // Setting an agent's status is for supervisors and admins (a team lead's would be refused).
+      if (mayChangeStatus && entry.onBreak !== onBreak) {
         const action = document.createElement("button");
         action.textContent = onBreak ? "Ready" : "Break";
         action.addEventListener("click", () => setStatus(a.agent, onBreak
@@ -400,6 +402,8 @@
 
   function signedOut() {
     token = null;
+    // The next sign-in may be someone else's, with other rights: rows are made anew.
+    agentRows.clear();
     clearInterval(timers.charts);
     $("board").hidden = true;
     $("login").hidden = false;
@@ -428,6 +432,7 @@
       return;
     }
     token = body.token;
+    mayChangeStatus = ["supervisor", "admin"].includes(body.user?.role);
     $("login").hidden = true;
     $("board").hidden = false;
     $("login-error").textContent = "";

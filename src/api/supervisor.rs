@@ -290,14 +290,15 @@ const MAX_TODAY_EVENTS: i64 = 2_000_000;
 /// How often a tenant with too many events for today's totals is tried again.
 const TOO_MANY_RETRY: Duration = Duration::from_secs(60);
 
-/// Today's totals per queue, unless `seen` (the newest event id and the day they were taken
-/// on) is still current: events were written since, or a new day began (its totals start at
-/// nothing, event or not).
+/// Today's totals per queue, unless `seen` (the newest event id and the minute they were taken
+/// in) is still current: events were written since, or a new minute began — a new day's totals
+/// start at nothing, event or not, and on PostgreSQL an event with a smaller id than the newest
+/// seen may commit after it was looked at (as `report_metrics` does).
 async fn today(state: &AppState, tenant: i64, seen: (i64, i64)) -> crate::store::Result<Today> {
     let last = state.store.last_event_id(tenant).await?;
     let now = now_ms();
-    let day = Interval::Day.start_of(now);
-    if (last, day) == seen {
+    let minute = now / 60_000;
+    if (last, minute) == seen {
         return Ok(Today::Unchanged);
     }
     let settings = Settings {
@@ -322,7 +323,7 @@ async fn today(state: &AppState, tenant: i64, seen: (i64, i64)) -> crate::store:
     };
     let report = reports::build(&events, &settings);
     Ok(Today::Fresh(
-        (last, day),
+        (last, minute),
         report.queues.into_iter().map(|r| (r.queue, r)).collect(),
     ))
 }

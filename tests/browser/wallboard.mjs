@@ -1,7 +1,7 @@
 // Browser test of the wallboard: Debian's chromium (headless) driven by playwright-core.
 // A supervisor signs in on /wallboard; the queue tiles and the agents' table follow the live
 // feed; the Break button sets an agent not ready, and the agent's buttons outlive the feed's
-// frames; today's charts are drawn (service level with
+// frames (a team lead sees none); today's charts are drawn (service level with
 // a coloured point for Sales DE, where one email was answered); the waiting interaction
 // WAITING_ID is moved to Sales DE with the keyboard; a screenshot goes to SCREENSHOTS.
 // Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
@@ -53,6 +53,18 @@ try {
   await page.keyboard.press("Enter");
   await waiting.getByText("Sales DE (#1)").waitFor();
   await page.screenshot({ path: `${screenshots}/wallboard.png`, fullPage: true });
+  // A team lead (tina, made by the Rust side) sees bruno's row without a Break or Ready button:
+  // setting an agent's status is the supervisors'.
+  const lead = await (await browser.newContext()).newPage();
+  lead.setDefaultTimeout(WAIT);
+  await lead.goto(`${base}/wallboard`);
+  await lead.getByLabel("User").fill("tina");
+  await lead.getByLabel("Password").fill("tina-password");
+  await lead.getByRole("button", { name: "Sign in" }).click();
+  const leadRow = lead.locator(`tr[data-agent="${agentId}"]`);
+  await leadRow.getByText("not ready (break)").waitFor();
+  const buttons = await leadRow.getByRole("button").count();
+  if (buttons !== 0) throw new Error(`a team lead sees ${buttons} buttons in an agent's row`);
   console.log("wallboard ok");
 } finally {
   await browser.close();
