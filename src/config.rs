@@ -111,7 +111,7 @@ pub struct HttpConfig {
     pub write_timeout_seconds: u64,
     /// Reverse proxies in front of vacd (addresses or networks, `10.0.0.0/8`): a request from
     /// one counts for the client its `X-Forwarded-For` names — the nearest address there that
-    /// is no trusted proxy — in the chat's per-source limits. Empty (the default): every
+    /// is no trusted proxy — in the chat's and the logins' per-source limits. Empty (the default): every
     /// request counts for the address it came from, and `X-Forwarded-For` is ignored (anyone
     /// could write it).
     pub trusted_proxies: Vec<Network>,
@@ -140,6 +140,9 @@ pub struct AuthConfig {
     /// it is refused until its window ends; 0 turns this off. See `api::login_guard`.
     pub max_failed_logins_per_source: u32,
     pub failed_login_window_seconds: u64,
+    /// Bearer token `/metrics` asks of its scraper; empty: `/metrics` is open to whoever reaches
+    /// the listener (the reverse proxy must then keep it from the internet).
+    pub metrics_token: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -356,6 +359,7 @@ impl Default for AuthConfig {
             operator_token: String::new(),
             max_failed_logins: 10,
             max_failed_logins_per_source: 100,
+            metrics_token: String::new(),
             failed_login_window_seconds: 300,
         }
     }

@@ -8,8 +8,10 @@
 //! last scrape; otherwise the gauges keep their values. The minute, because occupancy goes on
 //! changing without events (an agent on a call grows busier), and because on PostgreSQL a
 //! newer event id may commit before an older one the last look missed. [`ReportGauges`]
-//! remembers, per tenant, the newest event and the minute it computed. Figures with nothing
-//! to average are `NaN`.
+//! remembers, per tenant, the newest event and the minute it computed. One scrape at a time
+//! refreshes (the others wait their turn, and then find little left to do), so `/metrics` asked
+//! in a loop or by many at once costs at most one refresh under way. Figures with nothing to
+//! average are `NaN`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,11 +30,14 @@ const LOOKBACK_MS: i64 = 86_400_000;
 #[derive(Clone, Default)]
 pub struct ReportGauges {
     seen: Arc<Mutex<HashMap<i64, (i64, i64)>>>,
+    /// One refresh at a time: scrapes side by side would each read every busy tenant's day.
+    refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl ReportGauges {
     /// Brings every tenant's gauges up to date with the event log.
     pub async fn refresh(&self, store: &Store, routing: &RoutingHandle) {
+        let _turn = self.refreshing.lock().await;
         routing.flushed().await;
         let tenants = match store.tenant_ids().await {
             Ok(tenants) => tenants,

@@ -1,5 +1,6 @@
-//! `/metrics` carries today's report figures: after an email was routed, answered and wrapped
-//! up (and a second one still waits), a scrape shows the queue's offered, answered, service
+//! `/metrics` carries today's report figures, for the scraper with `auth.metrics_token` only:
+//! after an email was routed, answered and wrapped up (and a second one still waits), a scrape
+//! shows the queue's offered, answered, service
 //! level, ASA, AHT and longest wait, and the agent's and the tenant's occupancy — on SQLite, then
 //! on PostgreSQL. One test in this binary: the Prometheus recorder is per process, so two
 //! servers with the same tenant and queue ids must not run side by side here.
@@ -23,9 +24,13 @@ fn sample(text: &str, name: &str, labels: &[(&str, i64)]) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
+/// The scraper's token (`auth.metrics_token`).
+const TOKEN: &str = "scraper-token";
+
 async fn scrape(s: &TestServer) -> String {
     s.http
         .get(format!("{}/metrics", s.base))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .expect("scrape")
@@ -35,7 +40,22 @@ async fn scrape(s: &TestServer) -> String {
 }
 
 async fn report_figures_on_metrics(db: Db) {
-    let s = TestServer::start(db).await;
+    let s = TestServer::start_with(db, |c| c.auth.metrics_token = TOKEN.into()).await;
+    // Without the token, or with another, nothing is shown.
+    for token in [None, Some("guess")] {
+        let mut request = s.http.get(format!("{}/metrics", s.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("scrape");
+        assert_eq!(
+            response.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "{token:?}"
+        );
+        let body = response.text().await.expect("body");
+        assert!(!body.contains("vacd_"), "{body}");
+    }
     let admin = s.demo_login("ada").await;
     let tenant = s
         .store()

@@ -1,8 +1,9 @@
 //! Operational endpoints outside `/api/v1`: `/health` (the process answers), `/ready` (the store
 //! is reachable and fully migrated; mail accounts up or down, and why only for the operator
 //! token) and `/metrics` (Prometheus text; today's report figures are brought up to date
-//! first, see `crate::report_metrics`). `/metrics` is for a scraper inside the deployment:
-//! block it at the reverse proxy (see docs/decisions.md).
+//! first, see `crate::report_metrics`). `/metrics` is for a scraper inside the deployment: it
+//! asks for `auth.metrics_token` if one is set; otherwise block it at the reverse proxy (see
+//! docs/decisions.md).
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -48,14 +49,28 @@ pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (Status
     }
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", security((), ("bearer" = [])),
+    responses((status = 200, description = "Prometheus text format"),
+        (status = 401, description = "`auth.metrics_token` is set and the request does not carry it", body = super::error::ErrorBody)))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> super::error::Result<impl IntoResponse> {
+    if let Some(expected) = state.metrics_token_hash.as_deref() {
+        let carried = auth::bearer(&headers).is_ok_and(|token| auth::token_hash(token) == expected);
+        if !carried {
+            tracing::warn!("/metrics refused: no or a wrong metrics token");
+            return Err(super::error::Error::Unauthorized(
+                "/metrics needs the metrics token",
+            ));
+        }
+    }
     state
         .report_gauges
         .refresh(&state.store, &state.routing)
         .await;
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }

@@ -66,6 +66,8 @@ pub struct Shared {
     pub chat: ChatHub,
     /// SHA-256 of the operator token; `None` when tenant management is disabled.
     pub operator_token_hash: Option<String>,
+    /// SHA-256 of the token `/metrics` asks for; `None`: it asks for none.
+    metrics_token_hash: Option<String>,
     pub token_ttl_ms: i64,
     /// Locks accounts whose passwords are being guessed.
     login_guard: std::sync::Mutex<login_guard::LoginGuard>,
@@ -131,6 +133,8 @@ impl AppState {
             chat,
             operator_token_hash: (!auth.operator_token.is_empty())
                 .then(|| auth::token_hash(&auth.operator_token)),
+            metrics_token_hash: (!auth.metrics_token.is_empty())
+                .then(|| auth::token_hash(&auth.metrics_token)),
             token_ttl_ms: i64::try_from(auth.token_ttl_seconds.saturating_mul(1000))
                 .unwrap_or(i64::MAX),
             login_guard: std::sync::Mutex::new(login_guard::LoginGuard::new(
