@@ -1423,6 +1423,22 @@ async fn sms_in(s: &TestServer, id: &str, text: &str) -> Value {
     answer
 }
 
+/// A long text the gateway delivers as several SMS at once (one request each): one ticket,
+/// the first SMS making it and the others joining it, however the requests interleave.
+async fn sms_sent_together_make_one_ticket(db: Db) {
+    let (s, _) = sms_desk(db, None).await;
+    let ids: Vec<String> = (0..8).map(|n| format!("part-{n}")).collect();
+    let answers = futures_util::future::join_all(ids.iter().map(|id| sms_in(&s, id, "Teil"))).await;
+    let tickets: std::collections::BTreeSet<i64> = answers
+        .iter()
+        .map(|a| a["ticket"].as_i64().expect("ticket"))
+        .collect();
+    assert_eq!(tickets.len(), 1, "{answers:?}");
+    let created = answers.iter().filter(|a| a["outcome"] == "created").count();
+    assert_eq!(created, 1, "{answers:?}");
+    s.stop().await;
+}
+
 /// `user` logs in, connects a console and is ready; their token and console.
 async fn ready_agent(s: &TestServer, user: &str) -> (String, Console) {
     let token = s.demo_login(user).await;
@@ -2022,6 +2038,7 @@ on_both_backends!(
     a_mail_server_that_stops_answering_is_given_up,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,
+    sms_sent_together_make_one_ticket,
     a_ticket_another_agent_works_on_is_theirs,
     a_reply_is_sent_once_however_often_it_is_clicked,
     a_message_that_crosses_the_reply_is_routed_again,

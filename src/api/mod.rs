@@ -83,6 +83,8 @@ pub struct Shared {
     report_gauges: crate::report_metrics::ReportGauges,
     /// Tickets (tenant, id) with a reply or forward being sent right now.
     sending: tickets::Sending,
+    /// SMS senders whose messages are being taken in, one at a time each.
+    sms_senders: tickets::SmsSenders,
     /// The request metrics `track` records.
     http_metrics: crate::metrics::HttpMetrics,
 }
@@ -152,6 +154,7 @@ impl AppState {
             trusted_proxies,
             report_gauges: Default::default(),
             sending: Default::default(),
+            sms_senders: Default::default(),
             http_metrics: Default::default(),
         }))
     }

@@ -4,6 +4,8 @@
 //! `…/forward`, `…/close`, `…/reopen`, `PUT …/follow-up`; and the SMS gateway's webhook
 //! `POST /api/v1/sms/inbound` (its own bearer token). Agents and above, own tenant only.
 
+use std::sync::Arc;
+
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -189,6 +191,41 @@ impl Sending {
 impl Drop for SendingGuard {
     fn drop(&mut self) {
         self.state.sending.0.remove(&self.ticket);
+    }
+}
+
+/// Senders whose SMS are being taken in: one SMS of a sender at a time, so that the parts of
+/// a long text the gateway posts side by side find the ticket the first one opened instead of
+/// each opening its own (looking for the open ticket and storing the SMS are two steps).
+#[derive(Default)]
+pub(super) struct SmsSenders(dashmap::DashMap<(i64, i64, String), Arc<tokio::sync::Mutex<()>>>);
+
+/// A sender's turn in [`SmsSenders`]; the entry goes when nobody else waits for it.
+struct SmsTurn {
+    state: AppState,
+    key: (i64, i64, String),
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl SmsSenders {
+    async fn turn(state: &AppState, key: (i64, i64, String)) -> SmsTurn {
+        let lock = state.sms_senders.0.entry(key.clone()).or_default().clone();
+        SmsTurn {
+            state: state.clone(),
+            key,
+            _turn: lock.lock_owned().await,
+        }
+    }
+}
+
+impl Drop for SmsTurn {
+    fn drop(&mut self) {
+        // The map's and this turn's: nobody else holds or waits for the lock (taking one
+        // needs the map's entry, which this removal holds locked).
+        self.state
+            .sms_senders
+            .0
+            .remove_if(&self.key, |_, lock| Arc::strong_count(lock) <= 2);
     }
 }
 
@@ -623,16 +660,20 @@ async fn sms_inbound(
                 format!("{} is no SMS service number", message.to),
             )
         })?;
-    let open = state
-        .store
-        .open_ticket_of(address.tenant, address.id, message.from.trim())
-        .await?;
-    let new = sms::inbound(&message, &address, open, store::now_ms());
     // Stored and routed to the end even if the gateway hangs up meanwhile: its retry finds
     // the message stored (a duplicate), which is not routed again.
     let channels = channels.clone();
-    let ingested =
-        super::to_the_end(async move { channels.accept(&new).await.map_err(Error::from) }).await?;
+    let ingested = super::to_the_end(async move {
+        let sender = (address.tenant, address.id, message.from.trim().to_owned());
+        let _turn = SmsSenders::turn(&state, sender).await;
+        let open = state
+            .store
+            .open_ticket_of(address.tenant, address.id, message.from.trim())
+            .await?;
+        let new = sms::inbound(&message, &address, open, store::now_ms());
+        channels.accept(&new).await.map_err(Error::from)
+    })
+    .await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(
