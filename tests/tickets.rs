@@ -947,7 +947,8 @@ async fn mail_to_support(store: &vacd::store::Store) -> (i64, impl Fn(String, &s
 /// A mail stored again under another source key (another account, a server that renumbered
 /// it) is a duplicate only when it is the same mail: same Message-ID, sender, text and
 /// attachments. A scanner whose Message-IDs start over sends another scan under an old id and
-/// the same words: a ticket of its own.
+/// the same words: a ticket of its own. Mails of one new sender stored side by side make one
+/// customer.
 async fn a_duplicate_is_the_same_mail_attachments_included(db: Db) {
     use vacd::store::{NewAttachment, Outcome};
     let s = TestServer::start_with(db, quick).await;
@@ -992,6 +993,29 @@ async fn a_duplicate_is_the_same_mail_attachments_included(db: Db) {
         .filter(|r| r.as_ref().expect("ingested").outcome == Outcome::Created)
         .count();
     assert_eq!(created, 1, "{stored:?}");
+    // Different mails of a new customer stored side by side: each a ticket, one customer.
+    let news: Vec<NewWritten> = (0..8)
+        .map(|n| NewWritten {
+            subject: format!("new {n}"),
+            text: format!("mail {n}"),
+            ..mail(format!("new:{n}"), "newcomer@example.test")
+        })
+        .collect();
+    let stored = futures_util::future::join_all(news.iter().map(|m| store.ingest(m))).await;
+    let mut customers = std::collections::BTreeSet::new();
+    for ingested in stored {
+        let ingested = ingested.expect("ingested: the identity taken in turn");
+        let admin = s.demo_login("ada").await;
+        let ticket = s
+            .get(
+                &format!("/api/v1/interactions/{}", ingested.interaction),
+                &admin,
+            )
+            .await
+            .1;
+        customers.insert(ticket["customer_id"].as_i64().expect("a customer"));
+    }
+    assert_eq!(customers.len(), 1, "{customers:?}");
     s.stop().await;
 }
 

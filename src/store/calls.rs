@@ -191,7 +191,18 @@ pub(super) async fn start_in(
     let customer = match &call.caller {
         None => None,
         Some(number) => Some(
-            super::customers::find_or_create(tx, call.tenant, "phone", number, number, now).await?,
+            super::customers::find_or_create(
+                tx,
+                call.tenant,
+                super::customers::Identity {
+                    kind: "phone",
+                    value: number,
+                    name: number,
+                    language: None,
+                },
+                now,
+            )
+            .await?,
         ),
     };
     let (state, subject, direction) = match call.dialled_by {

@@ -11,7 +11,7 @@ use vacd_actors::chat::{ChatMessage, Party};
 use vacd_actors::AgentId;
 
 use super::committer;
-use super::customers::find_or_create;
+use super::customers::{find_or_create, Identity};
 use super::events::append_in;
 use super::message_commit::Message;
 use super::{now_ms, NewEvent, Result, Store};
@@ -352,8 +352,13 @@ impl Store {
             Some(email) => ("email", email.clone()),
             None => ("visitor", format!("chat-{}", chat.id)),
         };
-        let customer =
-            find_or_create(&mut tx, chat.tenant, kind, &value, &chat.visitor_name, now).await?;
+        let identity = Identity {
+            kind,
+            value: &value,
+            name: &chat.visitor_name,
+            language: None,
+        };
+        let customer = find_or_create(&mut tx, chat.tenant, identity, now).await?;
         let subject = match &chat.topic {
             Some(topic) => format!("Chat: {topic}"),
             None => format!("Chat with {}", chat.visitor_name),

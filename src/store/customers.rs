@@ -5,7 +5,7 @@
 use serde_json::{json, Value as Json};
 use sqlx::{Any, Row, Transaction};
 
-use super::{Result, Store};
+use super::{text, truncate, Result, Store};
 
 /// Earlier interactions a customer's card shows at most, newest first.
 const HISTORY: i64 = 50;
@@ -84,33 +84,52 @@ impl Store {
     }
 }
 
-/// The customer with identity `kind` = `value` in `tenant`, created (named `name`) if there is
-/// none.
+/// Who a channel met: an identity (`kind` = `value`, e.g. a phone number) and, for a customer
+/// made for it, a name and a language.
+pub(super) struct Identity<'a> {
+    pub kind: &'a str,
+    pub value: &'a str,
+    pub name: &'a str,
+    pub language: Option<&'a str>,
+}
+
+/// The customer with `identity` in `tenant`, created if there is none.
 pub(super) async fn find_or_create(
     tx: &mut Transaction<'static, Any>,
     tenant: i64,
-    kind: &str,
-    value: &str,
-    name: &str,
+    identity: Identity<'_>,
     now: i64,
 ) -> Result<i64> {
+    let value = text(identity.value);
+    if tx.backend_name() == "PostgreSQL" {
+        // Two channels meeting a new customer at once (two calls from one switchboard number,
+        // an SMS and a mail) would each make one, and the second fail on the identity's
+        // uniqueness: one after the other, the second finds the first's.
+        sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+            .bind(super::IDENTITY_LOCKS)
+            .bind(super::advisory_key(tenant, &[identity.kind, &value]))
+            .execute(&mut **tx)
+            .await?;
+    }
     let known = sqlx::query(
         "SELECT customer_id FROM customer_identities \
          WHERE tenant_id = $1 AND kind = $2 AND value = $3",
     )
     .bind(tenant)
-    .bind(kind.to_owned())
-    .bind(value.to_owned())
+    .bind(identity.kind.to_owned())
+    .bind(value.clone())
     .fetch_optional(&mut **tx)
     .await?;
     if let Some(row) = known {
         return Ok(row.try_get("customer_id")?);
     }
     let id: i64 = sqlx::query(
-        "INSERT INTO customers (tenant_id, name, created_at) VALUES ($1, $2, $3) RETURNING id",
+        "INSERT INTO customers (tenant_id, name, language, created_at) \
+         VALUES ($1, $2, $3, $4) RETURNING id",
     )
     .bind(tenant)
-    .bind(name.to_owned())
+    .bind(truncate(identity.name, 200))
+    .bind(identity.language.map(str::to_owned))
     .bind(now)
     .fetch_one(&mut **tx)
     .await?
@@ -121,8 +140,8 @@ pub(super) async fn find_or_create(
     )
     .bind(tenant)
     .bind(id)
-    .bind(kind.to_owned())
-    .bind(value.to_owned())
+    .bind(identity.kind.to_owned())
+    .bind(value)
     .execute(&mut **tx)
     .await?;
     Ok(id)

@@ -594,6 +594,35 @@ fn create_sqlite_dir(path: &str) -> Result<()> {
     }
 }
 
+/// `value` without NUL characters, which PostgreSQL's text cannot hold (a mail may carry them).
+pub(crate) fn text(value: &str) -> String {
+    value.replace('\0', "")
+}
+
+/// At most `max` characters of `text` (the catalog's limits), storable (see [`text`]).
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    text.chars().filter(|c| *c != '\0').take(max).collect()
+}
+
+/// The classes of PostgreSQL's advisory transaction locks (the first of their two keys: a key
+/// space of vacd's own, apart from the database's lock): the ingests of one Message-ID, and the
+/// writers that meet one customer identity, each in turn. SQLite has one writer: its
+/// transactions are in turn already.
+const MESSAGE_ID_LOCKS: i32 = 1;
+const IDENTITY_LOCKS: i32 = 2;
+
+/// The second key of the advisory lock of `parts` in `tenant` (a hash: two may share one, and
+/// wait for each other for nothing).
+fn advisory_key(tenant: i64, parts: &[&str]) -> i32 {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new().chain_update(tenant.to_le_bytes());
+    for part in parts {
+        hash = hash.chain_update(part.as_bytes()).chain_update([0]);
+    }
+    let digest = hash.finalize();
+    i32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
+}
+
 /// Wall-clock time as stored: Unix milliseconds.
 pub fn now_ms() -> i64 {
     SystemTime::now()

@@ -14,7 +14,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::events::{append_in, NewEvent};
-use super::{now_ms, Backend, Error, Result, Store};
+use super::{now_ms, text, truncate, Backend, Error, Result, Store};
 
 /// An inbound message of a written channel, ready to store.
 #[derive(Debug, Clone, Default)]
@@ -354,8 +354,8 @@ impl Store {
             // one writer: they are in turn already. (A lock of two 32-bit keys: a key space of
             // its own, apart from the database's lock.)
             sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
-                .bind(MESSAGE_ID_LOCKS)
-                .bind(message_id_lock(t, id))
+                .bind(super::MESSAGE_ID_LOCKS)
+                .bind(super::advisory_key(t, &[id]))
                 .execute(&mut *tx)
                 .await?;
         }
@@ -416,13 +416,15 @@ impl Store {
         let now = now_ms();
         let customer = match &new.contact {
             Some(contact) => Some(
-                find_or_create_customer(
+                super::customers::find_or_create(
                     &mut tx,
                     t,
-                    new.identity_kind,
-                    contact,
-                    new.sender_name.as_deref().unwrap_or(contact),
-                    new.language.as_deref(),
+                    super::customers::Identity {
+                        kind: new.identity_kind,
+                        value: contact,
+                        name: new.sender_name.as_deref().unwrap_or(contact),
+                        language: new.language.as_deref(),
+                    },
                     now,
                 )
                 .await?,
@@ -1163,48 +1165,6 @@ async fn ticket_state(tx: &mut Tx, tenant: i64, id: i64) -> Result<Option<(i64, 
     }
 }
 
-async fn find_or_create_customer(
-    tx: &mut Tx,
-    tenant: i64,
-    kind: &str,
-    value: &str,
-    name: &str,
-    language: Option<&str>,
-    now: i64,
-) -> Result<i64> {
-    let known = sqlx::query(
-        "SELECT customer_id FROM customer_identities WHERE tenant_id = $1 AND kind = $2 AND value = $3",
-    )
-    .bind(tenant)
-    .bind(kind.to_owned())
-    .bind(text(value))
-    .fetch_optional(&mut **tx)
-    .await?;
-    if let Some(row) = known {
-        return Ok(row.try_get("customer_id")?);
-    }
-    let id: i64 = sqlx::query(
-        "INSERT INTO customers (tenant_id, name, language, created_at) VALUES ($1, $2, $3, $4) RETURNING id",
-    )
-    .bind(tenant)
-    .bind(truncate(name, 200))
-    .bind(language.map(str::to_owned))
-    .bind(now)
-    .fetch_one(&mut **tx)
-    .await?
-    .try_get("id")?;
-    sqlx::query(
-        "INSERT INTO customer_identities (tenant_id, customer_id, kind, value) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(tenant)
-    .bind(id)
-    .bind(kind.to_owned())
-    .bind(text(value))
-    .execute(&mut **tx)
-    .await?;
-    Ok(id)
-}
-
 struct MessageRow<'a> {
     direction: &'static str,
     author: &'a str,
@@ -1294,28 +1254,4 @@ async fn insert_attachments(
             .await?;
     }
     Ok(())
-}
-
-/// At most `max` characters of `text` (the catalog's limits), storable (see [`text`]).
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().filter(|c| *c != '\0').take(max).collect()
-}
-
-/// The class of the advisory locks that put the ingests of one Message-ID in turn.
-const MESSAGE_ID_LOCKS: i32 = 1;
-
-/// The advisory lock of Message-ID `id` in `tenant` (a hash: two ids may share one, and wait
-/// for each other for nothing).
-fn message_id_lock(tenant: i64, id: &str) -> i32 {
-    use sha2::Digest;
-    let digest = sha2::Sha256::new()
-        .chain_update(tenant.to_le_bytes())
-        .chain_update(id.as_bytes())
-        .finalize();
-    i32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]])
-}
-
-/// `value` without NUL characters, which PostgreSQL's text cannot hold (a mail may carry them).
-fn text(value: &str) -> String {
-    value.replace('\0', "")
 }
