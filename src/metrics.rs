@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "vacd_http_requests_total";
 pub const HTTP_DURATION: &str = "vacd_http_request_duration_seconds";
 pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
+pub const JOURNAL_RETRIES: &str = "vacd_routing_output_retries_total";
 pub const CONSOLES: &str = "vacd_agent_consoles";
 pub const CALLS_ACTIVE: &str = "vacd_calls_active";
 pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
@@ -113,6 +114,10 @@ pub fn install() -> PrometheusHandle {
             );
             metrics::describe_gauge!(CHATS_LIVE, "chat sessions with a running actor");
             metrics::describe_counter!(CHAT_MESSAGES, "chat messages stored");
+            metrics::describe_counter!(
+                JOURNAL_RETRIES,
+                "routing output batches tried again because the database could not take them"
+            );
             metrics::describe_gauge!(CALLS_ACTIVE, "calls answered by vacd and not yet over");
             metrics::describe_counter!(CALLS_ENDED, "calls ended, by result and who hung up");
             metrics::describe_histogram!(

@@ -225,13 +225,34 @@ async fn commit(
 }
 
 /// Writes the outputs of a failed round batch by batch, so that one bad batch costs only itself.
+/// A batch the database could not take for the moment (its connection broke, it restarts, the
+/// disk is full, another process holds SQLite's write lock: [`Error::is_transient`]) is tried
+/// again, waiting longer each time, until it is written or the store closes: routing has moved
+/// on and nobody else would write it. Meanwhile the next rounds wait in the journal.
 async fn record_one_by_one(store: &Store, outputs: &[OutputBatch]) {
     for output in outputs {
-        if let Err(e) = store.record_outputs(std::slice::from_ref(output)).await {
-            tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
+        let mut pause = RETRY_FIRST;
+        loop {
+            let e = match store.record_outputs(std::slice::from_ref(output)).await {
+                Ok(()) => break,
+                Err(e) => e,
+            };
+            if !e.is_transient() || store.writer.is_closed() {
+                tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
+                break;
+            }
+            tracing::warn!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), retry_in = ?pause, "routing outputs not written yet; trying again");
+            metrics::counter!(crate::metrics::JOURNAL_RETRIES).increment(1);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(RETRY_LAST);
         }
     }
 }
+
+/// The first and the longest wait before routing outputs the database could not take are
+/// written again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LAST: Duration = Duration::from_secs(5);
 
 /// Writes a round in one transaction on `connection` (a writer): the creates, then every event
 /// (the creates' audit events and the outputs'), then the interactions the outputs change.
@@ -673,4 +694,113 @@ fn wrote(row: &Json, values: &[(&'static Column, Value)]) -> bool {
 
 fn mismatch(what: &str) -> Error {
     Error::Database(sqlx::Error::Protocol(format!("group commit: {what}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use sqlx::Connection;
+    use tokio::sync::Notify;
+    use vacd_actors::{AgentId, Output, Presence};
+
+    use super::*;
+
+    /// What a test's subscriber logged, and a bell rung at every line.
+    #[derive(Clone, Default)]
+    struct Logged {
+        text: Arc<Mutex<Vec<u8>>>,
+        bell: Arc<Notify>,
+    }
+
+    impl std::io::Write for Logged {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.text
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend_from_slice(bytes);
+            self.bell.notify_one();
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Logged {
+        async fn until(&self, line: &str) {
+            loop {
+                let bell = self.bell.notified();
+                let text = self.text.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                if String::from_utf8_lossy(&text).contains(line) {
+                    return;
+                }
+                tokio::time::timeout(Duration::from_secs(30), bell)
+                    .await
+                    .unwrap_or_else(|_| panic!("no {line:?} logged"));
+            }
+        }
+    }
+
+    /// Another process holds SQLite's write lock past the busy timeout: the routing outputs a
+    /// failed round left are tried again until it lets go, and then written — not lost.
+    #[tokio::test]
+    async fn outputs_the_database_cannot_take_yet_are_written_once_it_can() {
+        let logged = Logged::default();
+        let writer = logged.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_max_level(tracing::Level::WARN)
+            .finish();
+        let _logging = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/vacd.db?mode=rwc", dir.path().display());
+        let store = Store::open(&url, 2).await.expect("store opens");
+        let tenant = store.create_tenant("t", "T").await.expect("tenant").id;
+        // The writer gives up on a lock at once instead of after five seconds.
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut *store.writer.acquire().await.expect("writer"))
+            .await
+            .expect("busy timeout");
+        let mut other = sqlx::AnyConnection::connect(&url).await.expect("connects");
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("the other process holds the write lock");
+
+        let outputs = vec![OutputBatch {
+            tenant,
+            at: std::time::SystemTime::now(),
+            outputs: vec![Output::PresenceChanged {
+                agent: AgentId(1),
+                from: Presence::Offline,
+                to: Presence::Busy,
+            }],
+        }];
+        let writing = {
+            let store = store.clone();
+            tokio::spawn(async move { record_one_by_one(&store, &outputs).await })
+        };
+        logged.until("not written yet; trying again").await;
+        sqlx::query("ROLLBACK")
+            .execute(&mut other)
+            .await
+            .expect("lets go");
+        writing.await.expect("written");
+        let written: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM events WHERE tenant_id = ? AND kind = 'routing.presence_changed'",
+        )
+        .bind(tenant)
+        .fetch_one(&store.pool)
+        .await
+        .expect("counted")
+        .try_get("n")
+        .expect("a number");
+        assert_eq!(written, 1);
+        let logged = String::from_utf8_lossy(&logged.text.lock().expect("log")).into_owned();
+        assert!(!logged.contains("lost"), "{logged}");
+        store.close().await;
+    }
 }

@@ -115,6 +115,44 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether the write may go through if tried again later: the connection broke or could not
+    /// be had, the database is restarting, short of resources, or (SQLite) locked by another
+    /// process past the busy timeout — not what the data itself makes it refuse.
+    pub fn is_transient(&self) -> bool {
+        let db = match self {
+            Error::CommitUnknown => return true,
+            Error::Database(sqlx::Error::Database(db)) => db,
+            Error::Database(e) => {
+                return matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::Protocol(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::WorkerCrashed
+                )
+            }
+            _ => return false,
+        };
+        let Some(code) = db.code() else {
+            return false;
+        };
+        match code.len() {
+            // PostgreSQL's SQLSTATE: connection exception, insufficient resources, operator
+            // intervention (a shutdown), system error, serialization failure, deadlock.
+            5 => {
+                ["08", "53", "57", "58"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                    || matches!(code.as_ref(), "40001" | "40P01")
+            }
+            // SQLite's (extended) result code: BUSY, LOCKED, IOERR, FULL, CANTOPEN.
+            _ => code
+                .parse::<u32>()
+                .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 10 | 13 | 14)),
+        }
+    }
+
     /// Whether the database refused a text it was given (PostgreSQL takes no NUL character,
     /// nor bytes that are not UTF-8): the caller's fault, whichever field it was.
     pub fn is_unstorable_text(&self) -> bool {
