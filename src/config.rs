@@ -382,7 +382,13 @@ impl Config {
         }
         let config: Config = Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(path))
-            .merge(Env::prefixed("VACD_").split("__"))
+            // Only `VACD_<SECTION>__<KEY>`: `VACD_CONFIG` (the file's path) and the tests'
+            // `VACD_TEST_*` are no settings.
+            .merge(
+                Env::prefixed("VACD_")
+                    .filter(|key| key.as_str().contains("__"))
+                    .split("__"),
+            )
             .extract()
             .map_err(|e| Error::Parse(describe(e)))?;
         config.validate()?;
@@ -401,8 +407,19 @@ impl Config {
                 problem: format!("`{url}` is neither a sqlite: nor a postgres:// URL"),
             });
         }
-        // Each connection of the pool would get a database of its own, unmigrated but one.
-        if url.starts_with("sqlite:") && (url.contains(":memory:") || url.contains("mode=memory")) {
+        // Each connection of the pool would get a database of its own, unmigrated but one
+        // (so would a URL without a path: a temporary database per connection).
+        let sqlite_without_file = url.starts_with("sqlite:")
+            && url
+                .trim_start_matches("sqlite:")
+                .trim_start_matches("//")
+                .split('?')
+                .next()
+                .is_none_or(str::is_empty);
+        if sqlite_without_file
+            || url.starts_with("sqlite:")
+                && (url.contains(":memory:") || url.contains("mode=memory"))
+        {
             return Err(Error::Invalid {
                 key: "database.url",
                 problem: "an in-memory SQLite database is not shared between connections; \
@@ -490,6 +507,21 @@ impl Config {
                 });
             }
         }
+        // Zero would end every chat the moment an agent joins.
+        if self.chat.idle_timeout_seconds == 0 {
+            return Err(Error::Invalid {
+                key: "chat.idle_timeout_seconds",
+                problem: "must be at least 1".into(),
+            });
+        }
+        // Zero would count every failure in a window of its own: no lock-out at all (turn it
+        // off with `auth.max_failed_logins = 0` instead).
+        if self.auth.failed_login_window_seconds == 0 {
+            return Err(Error::Invalid {
+                key: "auth.failed_login_window_seconds",
+                problem: "must be at least 1".into(),
+            });
+        }
         self.channels
             .validate()
             .map_err(|(key, problem)| Error::Invalid { key, problem })?;
@@ -524,6 +556,12 @@ impl Config {
             return Err(Error::Invalid {
                 key: "sip.tcp_first_message_seconds",
                 problem: "must be 1 to 3600".into(),
+            });
+        }
+        if sip.max_calls == 0 {
+            return Err(Error::Invalid {
+                key: "sip.max_calls",
+                problem: "must be at least 1 (0 would answer every call 503)".into(),
             });
         }
         if sip.max_tcp_connections == 0 {
@@ -692,6 +730,16 @@ mod tests {
                 "[database]\nurl = \"sqlite://x.db?mode=memory\"\n",
                 "database.url",
             ),
+            ("[database]\nurl = \"sqlite://?mode=rwc\"\n", "database.url"),
+            (
+                "[chat]\nidle_timeout_seconds = 0\n",
+                "chat.idle_timeout_seconds",
+            ),
+            (
+                "[auth]\nfailed_login_window_seconds = 0\n",
+                "auth.failed_login_window_seconds",
+            ),
+            ("[sip]\nmax_calls = 0\n", "sip.max_calls"),
         ] {
             let err = rejection(toml);
             assert!(err.contains(key), "{toml}: {err}");
@@ -759,9 +807,15 @@ mod tests {
             jail.create_file("vacd.toml", "[http]\nlisten = \"127.0.0.1:1\"\n")?;
             jail.set_env("VACD_HTTP__LISTEN", "127.0.0.1:2");
             jail.set_env("VACD_DATABASE__MAX_CONNECTIONS", "3");
+            // A token of digits, quoted so that it stays text.
+            jail.set_env("VACD_AUTH__OPERATOR_TOKEN", "\"0123456\"");
+            // Variables of vacd's that are no settings are left alone.
+            jail.set_env("VACD_CONFIG", "elsewhere.toml");
+            jail.set_env("VACD_TEST_POSTGRES", "postgres://postgres@127.0.0.1/test");
             let config = Config::load(Path::new("vacd.toml")).map_err(|e| e.to_string())?;
             assert_eq!(config.http.listen.port(), 2);
             assert_eq!(config.database.max_connections, 3);
+            assert_eq!(config.auth.operator_token, "0123456");
             Ok(())
         });
     }
