@@ -284,14 +284,18 @@ async fn sessions_expire_and_follow_the_role(db: Db) {
         role: Role::Agent,
     };
     let now = store::now_ms();
-    store
-        .create_session("live", who, now + 60_000)
+    let login = store
+        .find_login("t", "u")
         .await
-        .expect("session");
-    store
-        .create_session("dead", who, now - 1)
-        .await
-        .expect("session");
+        .expect("lookup")
+        .expect("the user logs in");
+    assert_eq!(login.principal, who);
+    for (token, expires) in [("live", now + 60_000), ("dead", now - 1)] {
+        assert!(store
+            .create_session(token, &login, expires)
+            .await
+            .expect("session"));
+    }
     assert_eq!(store.session("live").await.expect("lookup"), Some(who));
     assert_eq!(store.session("dead").await.expect("lookup"), None);
     let promote = [(
@@ -308,15 +312,26 @@ async fn sessions_expire_and_follow_the_role(db: Db) {
     );
     store.delete_session("live").await.expect("logout");
     assert_eq!(store.session("live").await.expect("lookup"), None);
-    let login = store
-        .find_login("t", "u")
-        .await
-        .expect("lookup")
-        .expect("user exists");
     assert!(
         login.password_hash.starts_with("$argon2"),
         "stored as an argon2 hash"
     );
+    // A login checked against the old password while a reset commits starts no session.
+    let reset = [(
+        USERS.column("password").expect("column"),
+        store::Value::Text(Some(
+            vacd::api::auth::hash_password("password2").expect("hashed"),
+        )),
+    )];
+    store
+        .update(&USERS, t, None, user, &reset)
+        .await
+        .expect("reset");
+    assert!(!store
+        .create_session("late", &login, now + 60_000)
+        .await
+        .expect("refused, not failed"));
+    assert_eq!(store.session("late").await.expect("lookup"), None);
     store.close().await;
     db.drop_db().await;
 }

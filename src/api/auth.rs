@@ -296,10 +296,14 @@ pub async fn login(
     guard(&state).succeeded(tenant, username);
     let token = random_token();
     let expires_at = now_ms() + state.token_ttl_ms;
-    state
+    let started = state
         .store
-        .create_session(&token_hash(&token), login.principal, expires_at)
+        .create_session(&token_hash(&token), &login, expires_at)
         .await?;
+    if !started {
+        tracing::warn!(%tenant, %username, "login refused: the password changed while it was checked");
+        return Err(Error::Unauthorized("unknown tenant, user or password"));
+    }
     tracing::info!(
         tenant = login.principal.tenant_id,
         user = login.principal.user_id,

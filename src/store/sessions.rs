@@ -16,7 +16,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use tokio::sync::watch;
 
-use super::{now_ms, Result, Store};
+use super::{now_ms, Backend, Result, Store};
 use crate::catalog::Role;
 
 /// Sessions kept at most; beyond that the expired ones go, and if that is not enough, all.
@@ -152,25 +152,40 @@ impl Store {
         }))
     }
 
+    /// Starts a session for `login`, if its password is still the one the login was checked
+    /// against: a password reset committed while the (slow) check ran ends every session of the
+    /// user, and must not be outlived by one made with the old password. `false` when it
+    /// changed. On PostgreSQL the user's row is locked for the insert, so a reset under way is
+    /// waited for and seen.
     pub async fn create_session(
         &self,
         token_hash: &str,
-        who: Principal,
+        login: &Login,
         expires_at: i64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         // Expired sessions are swept whenever a new one starts.
         sqlx::query("DELETE FROM sessions WHERE expires_at < $1")
             .bind(now_ms())
             .execute(&self.writer)
             .await?;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, tenant_id, expires_at) VALUES ($1, $2, $3, $4)")
-            .bind(token_hash.to_owned())
-            .bind(who.user_id)
-            .bind(who.tenant_id)
-            .bind(expires_at)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let lock = match self.backend {
+            Backend::Postgres => " FOR SHARE",
+            Backend::Sqlite => "",
+        };
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO sessions (token_hash, user_id, tenant_id, expires_at) \
+             SELECT $1, id, tenant_id, $2 FROM users \
+             WHERE id = $3 AND tenant_id = $4 AND password_hash = $5{lock}"
+        ))
+        .bind(token_hash.to_owned())
+        .bind(expires_at)
+        .bind(login.principal.user_id)
+        .bind(login.principal.tenant_id)
+        .bind(login.password_hash.clone())
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        Ok(inserted == 1)
     }
 
     /// The principal of a live session. The role is the user's current one: a change of the
