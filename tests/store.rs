@@ -584,7 +584,7 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
 }
 
 /// A restart re-applies silently only the escalation steps of the interaction's current queue
-/// and wait: a move to another queue, and a transfer, start escalation over.
+/// and wait: a move to another queue (and back), and a transfer, start escalation over.
 async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
@@ -746,6 +746,37 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         restored_waits, 2,
         "the restored waits are marked so in the log"
     );
+
+    // Moved back to its first queue, whose first step is due at once again: only the steps of
+    // this stay count, not the first stay's two as well.
+    store
+        .record_outputs(&[batch(
+            SystemTime::now(),
+            vec![
+                Output::Moved {
+                    interaction: moved,
+                    from_queue: qb,
+                    queue: qa,
+                    to: TransferTarget::Queue { queue: qa },
+                    order: 1,
+                },
+                escalated(moved, qa, 0),
+            ],
+        )])
+        .await
+        .expect("recorded");
+    let back = store
+        .routing_setup(t, &BTreeSet::new(), false)
+        .await
+        .expect("setup");
+    let applied_back = back
+        .setup
+        .waiting
+        .iter()
+        .find(|w| w.id == moved)
+        .and_then(|w| w.restored.as_ref())
+        .map(|r| r.escalations_applied);
+    assert_eq!(applied_back, Some(1), "the steps since the move back");
     store.close().await;
     db.drop_db().await;
 }

@@ -574,8 +574,10 @@ impl Store {
         .await?;
         // What was already logged for them, so a restart neither repeats escalation events nor
         // reports an SLA breach twice. Escalation starts over with a transfer to a queue (a new
-        // wait: `queued_at`) and with a move (to another queue, whose steps are logged with
-        // it), so only the steps of the current queue since the current wait count.
+        // wait: `queued_at`) and with a move (to another queue, whose steps are logged after
+        // it), so only the steps of the current queue since the current wait and the last
+        // move count — a move keeps the wait, and a move back would count the first stay's
+        // steps too.
         let mut logged: BTreeMap<(i64, String), i64> = BTreeMap::new();
         let counts = sqlx::query(
             "SELECT e.interaction_id, e.kind, COUNT(*) AS n FROM events e \
@@ -583,7 +585,10 @@ impl Store {
              WHERE e.tenant_id = $1 AND e.kind IN ('routing.escalated', 'routing.sla_breached') \
              AND i.state IN ('queued', 'offered', 'connected', 'wrap_up') \
              AND (e.kind = 'routing.sla_breached' \
-                  OR (e.queue_id = i.queue_id AND e.at >= i.queued_at)) \
+                  OR (e.queue_id = i.queue_id AND e.at >= i.queued_at \
+                      AND NOT EXISTS (SELECT 1 FROM events m \
+                          WHERE m.tenant_id = e.tenant_id AND m.interaction_id = e.interaction_id \
+                          AND m.kind = 'routing.moved' AND m.id > e.id))) \
              GROUP BY e.interaction_id, e.kind",
         )
         .bind(tenant)
