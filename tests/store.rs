@@ -1816,3 +1816,67 @@ on_both_backends!(
     concurrent_call_records_are_each_written_once,
     offer_details_follow_changes,
 );
+
+/// PostgreSQL: the session holding the database's lock breaks (here: terminated) and another
+/// process takes the lock meanwhile. The store, which checks its session, reports itself not
+/// ready — another vacd may be routing on the database — until the lock is its own again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_postgres_lock_makes_the_store_unready_until_taken_back() {
+    use sqlx::{Connection, Row};
+    use std::time::Duration;
+
+    /// vacd's advisory lock ("vacd" in ASCII).
+    const LOCK: i64 = 0x7661_6364;
+    let db = TestDb::new(Db::Postgres).await;
+    let store = open(&db).await;
+    let mut lost = store
+        .lock_watch()
+        .expect("a PostgreSQL store watches its lock");
+    let mut other = sqlx::AnyConnection::connect(&db.url)
+        .await
+        .expect("another process");
+    let holder: i64 = sqlx::query(
+        "SELECT pid::bigint AS pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND objid::bigint = $1 \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .bind(LOCK)
+    .fetch_one(&mut other)
+    .await
+    .expect("the store's lock")
+    .try_get("pid")
+    .expect("a pid");
+    sqlx::query("SELECT pg_terminate_backend($1::int)")
+        .bind(holder)
+        .execute(&mut other)
+        .await
+        .expect("terminated");
+    // Waits until the terminated session has let go.
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(LOCK)
+        .execute(&mut other)
+        .await
+        .expect("the other process holds the lock");
+    let wait = Duration::from_secs(30);
+    tokio::time::timeout(wait, lost.wait_for(|lost| *lost))
+        .await
+        .expect("noticed within the wait")
+        .expect("watched");
+    assert!(
+        matches!(store.ready().await, Err(store::Error::LockLost)),
+        "not ready while another holds the lock"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(LOCK)
+        .execute(&mut other)
+        .await
+        .expect("let go");
+    tokio::time::timeout(wait, lost.wait_for(|lost| !*lost))
+        .await
+        .expect("taken back within the wait")
+        .expect("watched");
+    assert!(store.ready().await.expect("ready query"));
+    other.close().await.expect("closed");
+    store.close().await;
+    db.drop_db().await;
+}

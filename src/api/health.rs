@@ -41,9 +41,13 @@ pub async fn ready(State(state): State<AppState>, headers: HeaderMap) -> (Status
         ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
+            let reason = match e {
+                crate::store::Error::LockLost => "database lock lost",
+                _ => "store unreachable",
+            };
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "not_ready", "reason": "store unreachable" })),
+                Json(json!({ "status": "not_ready", "reason": reason })),
             )
         }
     }

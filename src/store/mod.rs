@@ -26,6 +26,7 @@ mod events;
 mod group_commit;
 mod message_commit;
 mod offer_details;
+mod pg_lock;
 mod reports;
 mod routing;
 mod sessions;
@@ -107,6 +108,10 @@ pub enum Error {
     CommitUnknown,
     #[error("the store is shutting down")]
     Closed,
+    /// The PostgreSQL session holding the database's lock broke and the lock could not be
+    /// taken again: another vacd may be routing on the database.
+    #[error("the database's lock is lost: another vacd may be using the database")]
+    LockLost,
     /// Content written once already, which only an admin may replace.
     #[error("attachment {0} has its content already; only an admin may replace it")]
     ContentStored(i64),
@@ -241,12 +246,9 @@ pub struct Store {
 enum Held {
     /// A SQLite file's lock file, locked (held, never read).
     File { _locked: std::fs::File },
-    /// A PostgreSQL session holding the advisory lock [`ADVISORY_LOCK`].
-    Postgres(sqlx::AnyConnection),
+    /// PostgreSQL's advisory lock, held by a watched session of its own.
+    Postgres(pg_lock::PgLock),
 }
-
-/// The PostgreSQL advisory lock of a vacd database ("vacd" in ASCII).
-const ADVISORY_LOCK: i64 = 0x7661_6364;
 
 impl Store {
     /// Opens the database (creating the SQLite file and its directory if needed) and applies
@@ -267,7 +269,7 @@ impl Store {
             }
             Backend::Sqlite
         } else {
-            lock = Some(Held::Postgres(lock_postgres(url).await?));
+            lock = Some(Held::Postgres(pg_lock::PgLock::take(url).await?));
             Backend::Postgres
         };
         let (pool, writer) = match backend {
@@ -388,14 +390,30 @@ impl Store {
         Ok(())
     }
 
-    /// Reachable and every migration this build knows applied successfully.
+    /// Reachable, still this process's (see `pg_lock`), and every migration this build knows
+    /// applied successfully.
     pub async fn ready(&self) -> Result<bool> {
+        if self.lock_watch().is_some_and(|lost| *lost.borrow()) {
+            return Err(Error::LockLost);
+        }
         let row: AnyRow =
             sqlx::query("SELECT COUNT(*) AS n FROM _sqlx_migrations WHERE success = TRUE")
                 .fetch_one(&self.pool)
                 .await?;
         let applied: i64 = row.try_get("n")?;
         Ok(applied as usize >= self.migrator().iter().count())
+    }
+
+    /// On PostgreSQL, whether the database's lock is lost now, and when that changes.
+    pub fn lock_watch(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match &*self
+            .lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        {
+            Some(Held::Postgres(lock)) => Some(lock.watch()),
+            _ => None,
+        }
     }
 
     pub async fn close(&self) {
@@ -407,20 +425,8 @@ impl Store {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(Held::Postgres(mut session)) = held {
-            // Let go of explicitly: the server drops a closed session's locks only once its
-            // backend has wound down, after the close returned — a vacd started right after
-            // (a restart) found the database still locked.
-            let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(ADVISORY_LOCK)
-                .execute(&mut session)
-                .await;
-            if let Err(e) = unlocked {
-                tracing::warn!(error = %e, "the database's lock not let go of; it goes with the session");
-            }
-            if let Err(e) = sqlx::Connection::close(session).await {
-                tracing::debug!(error = %e, "the lock's session did not close cleanly");
-            }
+        if let Some(Held::Postgres(lock)) = held {
+            lock.release().await;
         }
     }
 }
@@ -599,23 +605,6 @@ fn lock_sqlite(path: &str) -> Result<std::fs::File> {
             what: format!("{path} (its lock file {lock_path} is held)"),
         }),
         Err(std::fs::TryLockError::Error(e)) => Err(failed(e)),
-    }
-}
-
-/// A session of its own holding the database's advisory lock, or who holds it.
-async fn lock_postgres(url: &str) -> Result<sqlx::AnyConnection> {
-    use sqlx::Connection;
-    let mut session = sqlx::AnyConnection::connect(url).await?;
-    let row = sqlx::query("SELECT pg_try_advisory_lock($1) AS held")
-        .bind(ADVISORY_LOCK)
-        .fetch_one(&mut session)
-        .await?;
-    if row.try_get::<bool, _>("held")? {
-        Ok(session)
-    } else {
-        Err(Error::Locked {
-            what: "the PostgreSQL database".into(),
-        })
     }
 }
 
