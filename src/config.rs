@@ -137,7 +137,9 @@ pub struct AuthConfig {
     /// after which it is refused (429) until that window ends; 0 turns this off.
     pub max_failed_logins: u32,
     /// Failed logins from one client address (any accounts) within the same window after which
-    /// it is refused until its window ends; 0 turns this off. See `api::login_guard`.
+    /// it is refused until its window ends; 0 (the default) turns this off. Set it only where
+    /// vacd sees its clients' addresses: directly, or behind `http.trusted_proxies`. See
+    /// `api::login_guard`.
     pub max_failed_logins_per_source: u32,
     pub failed_login_window_seconds: u64,
     /// Bearer token `/metrics` asks of its scraper; empty: `/metrics` is open to whoever reaches
@@ -358,7 +360,7 @@ impl Default for AuthConfig {
             token_ttl_seconds: 12 * 3600,
             operator_token: String::new(),
             max_failed_logins: 10,
-            max_failed_logins_per_source: 100,
+            max_failed_logins_per_source: 0,
             metrics_token: String::new(),
             failed_login_window_seconds: 300,
         }
@@ -507,16 +509,20 @@ impl Config {
                 });
             }
         }
-        // Zero would end every chat the moment an agent joins.
-        if self.chat.idle_timeout_seconds == 0 {
+        // Both zero would end every chat the moment an agent joins (the timeout is at least
+        // the warning's).
+        if self.chat.idle_timeout_seconds == 0 && self.chat.idle_warning_seconds == 0 {
             return Err(Error::Invalid {
                 key: "chat.idle_timeout_seconds",
-                problem: "must be at least 1".into(),
+                problem: "must be at least 1 (with chat.idle_warning_seconds 0 too, every chat \
+                          would end at once)"
+                    .into(),
             });
         }
-        // Zero would count every failure in a window of its own: no lock-out at all (turn it
-        // off with `auth.max_failed_logins = 0` instead).
-        if self.auth.failed_login_window_seconds == 0 {
+        // Zero would count every failure in a window of its own: no lock-out at all (turn the
+        // limits off with `auth.max_failed_logins = 0` instead).
+        let limited = self.auth.max_failed_logins > 0 || self.auth.max_failed_logins_per_source > 0;
+        if limited && self.auth.failed_login_window_seconds == 0 {
             return Err(Error::Invalid {
                 key: "auth.failed_login_window_seconds",
                 problem: "must be at least 1".into(),
@@ -732,7 +738,7 @@ mod tests {
             ),
             ("[database]\nurl = \"sqlite://?mode=rwc\"\n", "database.url"),
             (
-                "[chat]\nidle_timeout_seconds = 0\n",
+                "[chat]\nidle_timeout_seconds = 0\nidle_warning_seconds = 0\n",
                 "chat.idle_timeout_seconds",
             ),
             (

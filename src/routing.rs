@@ -349,7 +349,14 @@ impl Routing {
     /// after it stops, and one still busy may record outputs), then until the journal has
     /// written everything they produced.
     pub async fn shutdown(self) {
-        self.handle.router.log_off_all().await;
+        // Bounded like the rest: a tenant busy reloading must not hold the stop.
+        let logging_off = self.handle.router.log_off_all();
+        if tokio::time::timeout(Duration::from_secs(10), logging_off)
+            .await
+            .is_err()
+        {
+            tracing::error!("agents not all logged off within 10 s");
+        }
         self.handle.router.stop();
         let stopped = async {
             let _ = self.supervisor.await;

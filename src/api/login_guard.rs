@@ -3,12 +3,14 @@
 //!   of that window, whatever password comes next, and a success forgets its failures. Counted
 //!   per tenant and username as typed (lower-cased) whether or not such a user exists, so a
 //!   lock-out says nothing about which accounts are real;
-//! - a source address (the client's, as [`AppState::client_ip`](super::AppState::client_ip)
-//!   tells it behind trusted proxies) from which `auth.max_failed_logins_per_source` logins
-//!   failed is refused for the rest of its window, whichever account it tries next: one
-//!   password tried on many accounts. A success does not forget these (one real account would
-//!   otherwise let a source guess on), so the limit is set high enough for an office behind one
-//!   address.
+//! - a source (the client's address as [`AppState::client_ip`](super::AppState::client_ip)
+//!   tells it behind trusted proxies; an IPv6 address by its /64) from which
+//!   `auth.max_failed_logins_per_source` logins failed is refused for the rest of its window,
+//!   whichever account it tries next: one password tried on many accounts. A success does not
+//!   forget these (one real account would otherwise let a source guess on), so the limit is
+//!   meant high enough for an office behind one address. Off by default: behind a reverse proxy
+//!   not named in `http.trusted_proxies` every login comes from the proxy, and one guesser
+//!   would lock everyone out.
 //!
 //! Sans-IO: the caller passes the time. The API holds one guard behind a mutex; its critical
 //! sections are hash lookups (and, once a table is long, a sweep of expired windows).
@@ -17,6 +19,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
+
+use crate::sip::rate_limit::subscriber;
 
 /// Keys remembered in one table before expired windows are swept out.
 const SWEEP_ABOVE: usize = 10_000;
@@ -118,7 +122,9 @@ impl LoginGuard {
         source: IpAddr,
         now: Instant,
     ) -> Result<(), Locked> {
-        self.sources.check(&source, now).map_err(Locked::Source)?;
+        self.sources
+            .check(&subscriber(source), now)
+            .map_err(Locked::Source)?;
         self.accounts
             .check(&key(tenant, username), now)
             .map_err(Locked::Account)
@@ -127,7 +133,7 @@ impl LoginGuard {
     /// Counts a failed login of the account from `source`.
     pub fn failed(&mut self, tenant: &str, username: &str, source: IpAddr, now: Instant) {
         self.accounts.failed(key(tenant, username), now);
-        self.sources.failed(source, now);
+        self.sources.failed(subscriber(source), now);
     }
 
     /// Forgets the account's failures after a successful login (not its source's).
@@ -202,6 +208,26 @@ mod tests {
             "other sources log in"
         );
         assert_eq!(guard.check("demo", "someone", HOME, t0 + WINDOW), Ok(()));
+    }
+
+    /// An IPv6 client is its /64: the addresses of one subscriber's network count together.
+    #[test]
+    fn an_ipv6_source_is_its_64() {
+        let mut guard = LoginGuard::new(0, 2, WINDOW);
+        let t0 = Instant::now();
+        let address = |last: &str| {
+            format!("2001:db8:1:2::{last}")
+                .parse::<IpAddr>()
+                .expect("v6")
+        };
+        guard.failed("demo", "a", address("1"), t0);
+        guard.failed("demo", "b", address("ffff"), t0);
+        assert!(matches!(
+            guard.check("demo", "c", address("42"), t0),
+            Err(Locked::Source(_))
+        ));
+        let elsewhere = "2001:db8:1:3::1".parse().expect("v6");
+        assert_eq!(guard.check("demo", "c", elsewhere, t0), Ok(()));
     }
 
     #[test]

@@ -143,10 +143,11 @@ impl Error {
             return false;
         };
         match code.len() {
-            // PostgreSQL's SQLSTATE: connection exception, insufficient resources, operator
-            // intervention (a shutdown), system error, serialization failure, deadlock.
+            // PostgreSQL's SQLSTATE: connection exception, insufficient resources, a shutdown
+            // or restart (not a cancelled statement, which a retry would repeat), system
+            // error, serialization failure, deadlock.
             5 => {
-                ["08", "53", "57", "58"]
+                ["08", "53", "57P", "58"]
                     .iter()
                     .any(|class| code.starts_with(class))
                     || matches!(code.as_ref(), "40001" | "40P01")

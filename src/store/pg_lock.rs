@@ -85,10 +85,27 @@ async fn watch(
             _ = &mut stop => break,
             _ = check.tick() => {}
         }
-        if sqlx::query("SELECT 1").execute(&mut session).await.is_ok() {
+        // A session that does not answer within the check's time (a network gone silent)
+        // counts as broken; the stop is heard meanwhile.
+        let asked = sqlx::query("SELECT 1").execute(&mut session);
+        let answered = tokio::select! {
+            _ = &mut stop => break,
+            answered = tokio::time::timeout(CHECK_EVERY, asked) => matches!(answered, Ok(Ok(_))),
+        };
+        if answered {
+            // Its session holds the lock for as long as it lives.
+            if lost.send_replace(false) {
+                tracing::warn!("the database's lock is this vacd's again");
+            }
             continue;
         }
-        match lock(&url).await {
+        let again = tokio::select! {
+            _ = &mut stop => break,
+            again = tokio::time::timeout(CHECK_EVERY, lock(&url)) => {
+                again.unwrap_or(Err(Error::Closed))
+            }
+        };
+        match again {
             Ok(again) => {
                 session = again;
                 if lost.send_replace(false) {
@@ -101,7 +118,7 @@ async fn watch(
             }
             Err(e) => {
                 if !lost.send_replace(true) {
-                    tracing::error!(error = %e, "the database's lock is lost (its session broke) and cannot be taken again: another vacd may be routing on this database; not ready until it is back");
+                    tracing::error!(error = %e, "the database's lock is lost (its session broke or went silent) and cannot be taken again: another vacd may be routing on this database; not ready until it is back");
                 }
             }
         }
