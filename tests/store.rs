@@ -584,7 +584,8 @@ async fn a_transfer_starts_a_new_wait_and_a_move_does_not(db: Db) {
 }
 
 /// A restart re-applies silently only the escalation steps of the interaction's current queue
-/// and wait: a move to another queue (and back), and a transfer, start escalation over.
+/// and wait — those at or before the wait at which its last one was logged: a move to another
+/// queue (and back), and a transfer, start escalation over; a move to an agent does not.
 async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db: Db) {
     use std::collections::BTreeSet;
     use std::time::{Duration, SystemTime};
@@ -603,6 +604,19 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         .expect("queue")["id"]
         .as_i64()
         .expect("id");
+    // Both queues: a step after a minute and one after two hours. What a restart re-applies is
+    // read by the wait at the last logged step: an hour here, so the first step only.
+    for queue in [a, b] {
+        for after in [60, 7200] {
+            let step =
+                json!({ "queue_id": queue, "after_seconds": after, "action": "drop_skills" });
+            let values = new_values(&vacd::catalog::QUEUE_ESCALATIONS, step).expect("valid step");
+            store
+                .create(&vacd::catalog::QUEUE_ESCALATIONS, t, None, &values)
+                .await
+                .expect("step");
+        }
+    }
     let ids = new_emails(&store, t, a, 2).await;
     let (moved, transferred) = (InteractionId(ids[0] as u64), InteractionId(ids[1] as u64));
     let (qa, qb) = (QueueId(a as u64), QueueId(b as u64));
@@ -777,6 +791,37 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         .and_then(|w| w.restored.as_ref())
         .map(|r| r.escalations_applied);
     assert_eq!(applied_back, Some(1), "the steps since the move back");
+
+    // A supervisor offers it straight to an agent: no new escalation, the step stays taken.
+    store
+        .record_outputs(&[batch(
+            SystemTime::now(),
+            vec![Output::Moved {
+                interaction: moved,
+                from_queue: qa,
+                queue: qa,
+                to: TransferTarget::Agent { agent: AgentId(1) },
+                order: 1,
+            }],
+        )])
+        .await
+        .expect("recorded");
+    let to_agent = store
+        .routing_setup(t, &BTreeSet::new(), false)
+        .await
+        .expect("setup");
+    let applied_to_agent = to_agent
+        .setup
+        .waiting
+        .iter()
+        .find(|w| w.id == moved)
+        .and_then(|w| w.restored.as_ref())
+        .map(|r| r.escalations_applied);
+    assert_eq!(
+        applied_to_agent,
+        Some(1),
+        "a move to an agent starts nothing over"
+    );
     store.close().await;
     db.drop_db().await;
 }

@@ -38,6 +38,29 @@ pub struct RoutingSetup {
     pub waiting_calls: Vec<InteractionId>,
 }
 
+/// What the event log says of a restored interaction's wait.
+#[derive(Debug, Default, Clone, Copy)]
+struct Logged {
+    /// When its last escalation step in its current queue, since its current wait began and
+    /// its last move to a queue (which starts escalation over), was logged (Unix ms).
+    last_escalation: Option<i64>,
+    sla_breached: bool,
+}
+
+impl Logged {
+    /// How many of its queue's (current) `steps` count as applied: those at or before the wait
+    /// at which it got its last one — the engine's rule for steps changed while it waits, so a
+    /// list changed before the restart is read the same way. Every step due then was applied
+    /// then, together.
+    fn steps_applied(&self, steps: &[EscalationStep], queued_at: i64) -> usize {
+        let Some(at) = self.last_escalation else {
+            return 0;
+        };
+        let waited = Duration::from_millis(u64::try_from(at - queued_at).unwrap_or(0));
+        steps.partition_point(|step| step.after <= waited)
+    }
+}
+
 /// What outputs do to an interaction's `agent_id`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Assignee {
@@ -573,47 +596,74 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         // What was already logged for them, so a restart neither repeats escalation events nor
-        // reports an SLA breach twice. Escalation starts over with a transfer to a queue (a new
-        // wait: `queued_at`) and with a move (to another queue, whose steps are logged after
-        // it), so only the steps of the current queue since the current wait and the last
-        // move count — a move keeps the wait, and a move back would count the first stay's
-        // steps too.
-        let mut logged: BTreeMap<(i64, String), i64> = BTreeMap::new();
-        let counts = sqlx::query(
-            "SELECT e.interaction_id, e.kind, COUNT(*) AS n FROM events e \
-             JOIN interactions i ON i.id = e.interaction_id AND i.tenant_id = e.tenant_id \
-             WHERE e.tenant_id = $1 AND e.kind IN ('routing.escalated', 'routing.sla_breached') \
-             AND i.state IN ('queued', 'offered', 'connected', 'wrap_up') \
+        // reports an SLA breach twice (see [`Logged`]).
+        let mut logged: BTreeMap<i64, Logged> = BTreeMap::new();
+        // Two reads, each by the partial index of its kinds, put in the log's order.
+        let live = "JOIN interactions i ON i.id = e.interaction_id AND i.tenant_id = e.tenant_id \
+             WHERE e.tenant_id = $1 AND i.state IN ('queued', 'offered', 'connected', 'wrap_up')";
+        let mut events = sqlx::query(&format!(
+            "SELECT e.id, e.interaction_id, e.kind, e.at, e.payload FROM events e {live} \
+             AND e.kind IN ('routing.escalated', 'routing.sla_breached') \
              AND (e.kind = 'routing.sla_breached' \
-                  OR (e.queue_id = i.queue_id AND e.at >= i.queued_at \
-                      AND NOT EXISTS (SELECT 1 FROM events m \
-                          WHERE m.tenant_id = e.tenant_id AND m.interaction_id = e.interaction_id \
-                          AND m.kind = 'routing.moved' AND m.id > e.id))) \
-             GROUP BY e.interaction_id, e.kind",
-        )
+                  OR (e.queue_id = i.queue_id AND e.at >= i.queued_at))"
+        ))
         .bind(tenant)
         .fetch_all(&self.pool)
         .await?;
-        for row in counts {
-            logged.insert(
-                (row.try_get("interaction_id")?, row.try_get("kind")?),
-                row.try_get("n")?,
-            );
+        events.extend(
+            sqlx::query(&format!(
+                "SELECT e.id, e.interaction_id, e.kind, e.at, e.payload FROM events e {live} \
+                 AND e.kind = 'routing.moved'"
+            ))
+            .bind(tenant)
+            .fetch_all(&self.pool)
+            .await?,
+        );
+        let mut ordered = Vec::with_capacity(events.len());
+        for event in events {
+            ordered.push((event.try_get::<i64, _>("id")?, event));
         }
+        ordered.sort_by_key(|(id, _)| *id);
+        for (_, event) in ordered {
+            let entry = logged.entry(event.try_get("interaction_id")?).or_default();
+            match event.try_get::<String, _>("kind")?.as_str() {
+                "routing.sla_breached" => entry.sla_breached = true,
+                "routing.escalated" => entry.last_escalation = Some(event.try_get("at")?),
+                // A move to a queue starts escalation over; one straight to an agent does not.
+                _ => {
+                    let payload: String = event.try_get("payload")?;
+                    let to_queue = matches!(
+                        serde_json::from_str(&payload),
+                        Ok(Output::Moved {
+                            to: TransferTarget::Queue { .. },
+                            ..
+                        })
+                    );
+                    if to_queue {
+                        entry.last_escalation = None;
+                    }
+                }
+            }
+        }
+        let steps: BTreeMap<QueueId, &[EscalationStep]> = setup
+            .queues
+            .iter()
+            .map(|q| (q.id, q.escalation.as_slice()))
+            .collect();
         let now = now_ms();
         let agents: BTreeSet<AgentId> = setup.agents.iter().map(|a| a.id).collect();
         let mut waiting_calls = Vec::new();
         let mut finished = Vec::new();
         for row in rows {
             let interaction: i64 = row.try_get("id")?;
-            let count = |kind: &str| {
-                logged
-                    .get(&(interaction, kind.to_owned()))
-                    .copied()
-                    .unwrap_or(0)
-            };
-            let escalations_applied = usize::try_from(count("routing.escalated")).unwrap_or(0);
-            let sla_breached = count("routing.sla_breached") > 0;
+            let seen = logged.get(&interaction).copied().unwrap_or_default();
+            let queue = QueueId(id(row.try_get("queue_id")?));
+            let queued_at: Option<i64> = row.try_get("queued_at")?;
+            let escalations_applied = seen.steps_applied(
+                steps.get(&queue).copied().unwrap_or_default(),
+                queued_at.unwrap_or(now),
+            );
+            let sla_breached = seen.sla_breached;
             let channel: String = row.try_get("channel")?;
             let Some(channel) = named::<Channel>(&channel) else {
                 continue;
@@ -667,12 +717,11 @@ impl Store {
                 }
             }
             let language: Option<String> = row.try_get("language")?;
-            let queued_at: Option<i64> = row.try_get("queued_at")?;
             let order: Option<i64> = row.try_get("queue_order")?;
             let work = NewInteraction {
                 id: InteractionId(id(interaction)),
                 channel,
-                queue: QueueId(id(row.try_get("queue_id")?)),
+                queue,
                 language: language.and_then(|l| languages.get(&l).copied()),
                 skills: Vec::new(),
                 priority: row.try_get::<i64, _>("priority")? as i32,
