@@ -326,6 +326,33 @@ async fn agent_hangs_up(db: Db) {
     f.s.stop().await;
 }
 
+/// vacd listening for SIP on every interface names a reachable address in its Contact and Via
+/// (its media address), never 0.0.0.0: the caller's ACK and the agent phone's BYE find it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listening_everywhere_names_a_reachable_address() {
+    let f = Floor::with(Db::Sqlite, |config| {
+        config.sip.udp = "0.0.0.0:0".parse().expect("address");
+    })
+    .await;
+    let mut alice = f.agent("alice", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        agent_leg,
+        ..
+    } = f.connect(&mut alice).await;
+    let port = f.s.sip_udp().port();
+    for target in [&leg.target, &agent_leg.target] {
+        assert!(
+            target.contains(&format!("127.0.0.1:{port}")) && !target.contains("0.0.0.0"),
+            "{target}"
+        );
+    }
+    assert_eq!(alice.phone.bye(&agent_leg).await, 200);
+    caller.take_bye().await;
+    f.s.stop().await;
+}
+
 /// Nobody is ready: the caller waits, hangs up, and the call is an abandon.
 async fn caller_abandons_while_queued(db: Db) {
     let f = Floor::new(db).await;

@@ -129,14 +129,24 @@ impl SipEndpoint {
             Err(err) => tracing::error!(%err, "calls live at the last stop could not be closed"),
         }
         let (reports_tx, reports) = mpsc::unbounded_channel();
+        // What vacd names itself in its Via and Contact headers: where it listens, or — when
+        // it listens on every interface — the address it gives for media (`sip.rtp_address`,
+        // always a concrete one): a peer sends its ACK and BYE there.
+        let advertised = |listening: SocketAddr| {
+            if listening.ip().is_unspecified() {
+                SocketAddr::new(config.rtp_address, listening.port())
+            } else {
+                listening
+            }
+        };
         let calls = Calls::new(CallContext {
             store: store.clone(),
             routing,
             tap,
             sounds: Arc::new(Sounds::load(&config.sounds)),
             rtp: RtpPorts::new(config.rtp_address, config.rtp_port_min, config.rtp_port_max),
-            udp: udp_addr,
-            tcp: tcp_addr,
+            udp: advertised(udp_addr),
+            tcp: advertised(tcp_addr),
             outbound: config.trunks.iter().find_map(|t| t.outbound),
             ring_timeout: std::time::Duration::from_secs(config.ring_timeout_seconds),
             reports: reports_tx,
