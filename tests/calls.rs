@@ -1080,6 +1080,22 @@ async fn console_transfers_to_an_external_number(db: Db) {
         )
         .await;
     assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    // Sam listens in; the call leaving the contact center takes him off it, and it cannot be
+    // listened to any more.
+    let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    sam_phone.register("sam", SIP_PASSWORD, None).await;
+    let path = format!("/api/v1/calls/{interaction}/monitor");
+    let monitor = || {
+        f.s.call(
+            reqwest::Method::PUT,
+            &path,
+            Some(&f.sam),
+            Some(json!({ "mode": "whisper" })),
+        )
+    };
+    assert!(monitor().await.0.is_success());
+    let ringing = sam_phone.request(Method::Invite).await;
+    sam_phone.answer(&ringing).await;
     bruno
         .console
         .ok(
@@ -1088,6 +1104,8 @@ async fn console_transfers_to_an_external_number(db: Db) {
         )
         .await;
     bruno.phone.take_bye().await;
+    sam_phone.take_bye().await;
+    assert_eq!(monitor().await.0, reqwest::StatusCode::NOT_FOUND);
     let outgoing = carrier.request(Method::Invite).await;
     assert_eq!(
         outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),

@@ -1370,7 +1370,19 @@ impl Calls {
                 number: number.clone(),
             },
         );
+        // The call leaves the contact center: a supervisor listening in goes with the agent
+        // (a whisper would reach the outside party).
+        let supervisors: Vec<Party> = call
+            .agents
+            .iter()
+            .filter(|l| matches!(l.party, Party::Supervisor(_)))
+            .map(|l| l.party.clone())
+            .collect();
         self.hang_up_leg(layer, key, &Party::Agent(from), now);
+        for supervisor in &supervisors {
+            self.hang_up_leg(layer, key, supervisor, now);
+            self.command(key, CallCmd::SupervisorGone);
+        }
         self.call_number(layer, key, trunk, number, Socket::Agent, now);
         Ok(())
     }
@@ -1484,10 +1496,12 @@ impl Calls {
         phone: Option<PhoneTarget>,
         now: Instant,
     ) -> Result<(), MonitorError> {
+        // A call transferred out of the contact center is monitored no more (only a stop is
+        // taken, of a leg still ending).
         let call = self
             .calls
             .get_mut(&key)
-            .filter(|c| c.tenant == tenant && !c.over)
+            .filter(|c| c.tenant == tenant && !c.over && (!c.detached || mode.is_none()))
             .ok_or(MonitorError::NoCall)?;
         let party = Party::Supervisor(supervisor);
         let listening = call.agents.iter().any(|l| l.party == party);
