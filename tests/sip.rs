@@ -344,8 +344,34 @@ async fn registration_flow(mut ua: Ua) {
     assert_eq!(ok.status_code.code(), 200, "{ok}");
     assert!(contacts(&ok).is_empty(), "{ok}");
 
-    // One agent cannot register another's address with its own credentials.
+    // The same answer twice (a replay, or two REGISTERs of the phone checked out of order):
+    // the second gets a fresh nonce (stale), not a refusal that would make the phone give up.
     let uri = format!("sip:{server}");
+    let text = ua.request(
+        "REGISTER",
+        &uri,
+        &format!("sip:alice@{server}"),
+        &format!("Contact: <{phone1}>\r\n"),
+    );
+    let challenge = ua.transact(&text).await;
+    let offer = www_authenticate(&challenge).remove(0);
+    let auth =
+        answer_challenge(&offer, "REGISTER", &uri, "alice", SIP_PASSWORD, 1, "r").expect("answer");
+    let contact = format!("Contact: <{phone1}>\r\nExpires: 0\r\nAuthorization: {auth}\r\n");
+    let aor = format!("sip:alice@{server}");
+    let text = ua.request("REGISTER", &uri, &aor, &contact);
+    assert_eq!(ua.transact(&text).await.status_code.code(), 200);
+    let text = ua.request("REGISTER", &uri, &aor, &contact);
+    let again = ua.transact(&text).await;
+    assert_eq!(again.status_code.code(), 401, "{again}");
+    assert!(
+        www_authenticate(&again)
+            .iter()
+            .any(|c| c.contains("stale=true")),
+        "{again}"
+    );
+
+    // One agent cannot register another's address with its own credentials.
     let text = ua.request(
         "REGISTER",
         &uri,

@@ -5,8 +5,9 @@
 //! Start with [`DigestAuthenticator`]. Its nonces need no storage: each carries its issue
 //! time and an HMAC over it under a per-process key, so any nonce can be checked for
 //! authenticity and age; an expired one earns a fresh challenge with `stale=true`. Replays are
-//! stopped by tracking the highest nonce-count seen per nonce in a bounded table; a nonce whose
-//! entry had to be evicted is treated as stale. Only `qop=auth` is accepted (no `auth-int`, no
+//! stopped by tracking the highest nonce-count seen per nonce in a bounded table (the endpoint
+//! answers one with a fresh challenge too: two requests of a phone may be checked out of
+//! order); a nonce whose entry had to be evicted is treated as stale. Only `qop=auth` is accepted (no `auth-int`, no
 //! `-sess` algorithms, no `userhash`); MD5 and SHA-256 are offered, SHA-256 first.
 
 use std::borrow::Cow;

@@ -572,7 +572,12 @@ impl Endpoint {
             (Verdict::Missing | Verdict::Rejected(Rejection::ForeignNonce), _) => {
                 self.challenge(&key, &request, false, now)
             }
-            (Verdict::Stale, _) => self.challenge(&key, &request, true, now),
+            // A count seen already is a replay — or two requests of the phone's checked out of
+            // order (their lookups run side by side): a fresh nonce, not a refusal that would
+            // make the phone give up.
+            (Verdict::Stale | Verdict::Rejected(Rejection::Replay), _) => {
+                self.challenge(&key, &request, true, now)
+            }
             (Verdict::Rejected(Rejection::Malformed), _) => self.reply(&key, &request, 400, now),
             (verdict, _) => {
                 tracing::info!(%peer, username, ?verdict, "REGISTER refused");
@@ -619,7 +624,7 @@ impl Endpoint {
                         self.challenge(&key, &request, false, now);
                         return;
                     }
-                    Verdict::Stale => {
+                    Verdict::Stale | Verdict::Rejected(Rejection::Replay) => {
                         self.challenge(&key, &request, true, now);
                         return;
                     }
