@@ -229,7 +229,8 @@ pub struct TrunkConfig {
     /// Addresses or networks (`203.0.113.7`, `198.51.100.0/24`, `2001:db8::/32`).
     #[serde(default)]
     pub sources: Vec<Network>,
-    /// Digest username the trunk authenticates with (together with `password`).
+    /// Digest username the trunk authenticates with (together with `password`); on the trunk
+    /// with `outbound`, also what vacd answers the provider's challenge to its INVITEs with.
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]

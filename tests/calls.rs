@@ -1123,6 +1123,83 @@ async fn console_transfers_to_an_external_number(db: Db) {
     f.s.stop().await;
 }
 
+/// A provider that authenticates the calls it carries challenges vacd's INVITE (407): vacd
+/// sends it again once with the outbound trunk's credentials, and the transfer goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_trunk_that_challenges_gets_its_answer() {
+    use vacd_sip::rsip::headers::UntypedHeader;
+    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let outbound = carrier.addr;
+    let f = Floor::with(Db::Sqlite, |config| {
+        let trunk = &mut config.sip.trunks[0];
+        trunk.outbound = Some(outbound);
+        trunk.username = Some("vacd-account".into());
+        trunk.password = Some("carrier-secret".into());
+    })
+    .await;
+    carrier.retarget(f.s.sip_udp());
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
+    bruno
+        .console
+        .ok(
+            json!({ "type": "interaction.transfer", "interaction": interaction,
+                    "to": { "target": "number", "number": "+4940999888" } }),
+        )
+        .await;
+    bruno.phone.take_bye().await;
+    let first = carrier.request(Method::Invite).await;
+    let answer_of = |invite: &vacd_sip::rsip::Request| {
+        invite.headers.iter().find_map(|h| match h {
+            vacd_sip::rsip::Header::ProxyAuthorization(v) => Some(v.value().to_owned()),
+            _ => None,
+        })
+    };
+    assert_eq!(answer_of(&first), None, "no credentials unasked");
+    carrier.challenge(&first, "carrier", "n-1").await;
+    let second = carrier.request(Method::Invite).await;
+    let answer = answer_of(&second).expect("the challenge answered");
+    let cnonce = answer
+        .split("cnonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a cnonce");
+    let challenge = "Digest realm=\"carrier\", nonce=\"n-1\", qop=\"auth\", algorithm=MD5";
+    let expected = vacd_sip::digest::answer_challenge(
+        challenge,
+        "INVITE",
+        &second.uri.to_string(),
+        "vacd-account",
+        "carrier-secret",
+        1,
+        cnonce,
+    )
+    .expect("an answer");
+    let response = |value: &str| {
+        value
+            .split("response=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .map(str::to_owned)
+    };
+    assert_eq!(response(&answer), response(&expected), "{answer}");
+    let cseq = |invite: &vacd_sip::rsip::Request| message::cseq(&invite.headers).expect("CSeq").0;
+    assert_eq!(cseq(&second), cseq(&first) + 1);
+    // Answered: the caller and the outside party talk.
+    carrier.answer(&second).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"outside", &carrier)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    carrier.take_bye().await;
+    f.s.stop().await;
+}
+
 /// Click-to-dial: the console dials a number; vacd rings the agent's phone first, then calls
 /// the number through the outbound trunk and bridges them. The agent is set ready for outbound
 /// work meanwhile, so no inbound offer interrupts.

@@ -52,6 +52,9 @@ pub struct CallContext {
     pub tcp: SocketAddr,
     /// Where calls to external numbers go (the first trunk with `outbound`), over UDP.
     pub outbound: Option<SocketAddr>,
+    /// That trunk's username and password: what vacd answers its challenge with (a provider
+    /// that authenticates the calls it carries answers an INVITE 401 or 407).
+    pub outbound_credentials: Option<(String, String)>,
     /// How long a leg routing does not time (see [`Calls::ring`]) may ring.
     pub ring_timeout: Duration,
     pub reports: mpsc::UnboundedSender<CallReport>,
@@ -976,6 +979,103 @@ impl Calls {
         Some((key, side))
     }
 
+    /// A 401 or 407 from the outbound trunk to an INVITE of ours: the INVITE goes again with
+    /// the trunk's credentials (RFC 3261 §22.2), CSeq one up, on a new branch; the layer
+    /// acknowledges the challenge. Only once: a challenge to an INVITE that carried an answer
+    /// means the credentials are wrong, and the refusal stands. True when sent again.
+    fn answer_challenge(
+        &mut self,
+        layer: &mut TransactionLayer,
+        call_key: u64,
+        key: &TransactionKey,
+        response: &Response,
+        now: Instant,
+    ) -> bool {
+        let Some((username, password)) = self.ctx.outbound_credentials.clone() else {
+            return false;
+        };
+        let Some(leg) = self
+            .calls
+            .get(&call_key)
+            .and_then(|call| call.agents.iter().find(|l| &l.key == key))
+        else {
+            return false;
+        };
+        let answered_before = leg
+            .invite
+            .headers
+            .iter()
+            .any(|h| matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
+        if !matches!(leg.party, Party::External(_))
+            || !matches!(leg.state, AgentState::Ringing)
+            || answered_before
+        {
+            return false;
+        }
+        let proxy = response.status_code.code() == 407;
+        let challenge = response.headers.iter().find_map(|h| match h {
+            Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_owned()),
+            Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_owned()),
+            _ => None,
+        });
+        let uri = leg.invite.uri.to_string();
+        let answer = challenge.and_then(|challenge| {
+            vacd_sip::digest::answer_challenge(
+                &challenge,
+                "INVITE",
+                &uri,
+                &username,
+                &password,
+                1,
+                &new_tag(),
+            )
+        });
+        let (Some(answer), Ok((cseq, _))) = (answer, message::cseq(&leg.invite.headers)) else {
+            tracing::warn!(call = call_key, "the trunk's challenge cannot be answered");
+            return false;
+        };
+        let via = self.via(leg.peer.transport);
+        let mut invite = leg.invite.clone();
+        invite.headers = invite
+            .headers
+            .iter()
+            .map(|h| match h {
+                Header::Via(_) => Header::Via(rsip::headers::Via::new(via.clone())),
+                Header::CSeq(_) => {
+                    Header::CSeq(rsip::headers::CSeq::new(format!("{} INVITE", cseq + 1)))
+                }
+                other => other.clone(),
+            })
+            .collect::<Vec<_>>()
+            .into();
+        invite.headers.push(if proxy {
+            Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(answer))
+        } else {
+            Header::Authorization(rsip::headers::Authorization::new(answer))
+        });
+        let peer = leg.peer;
+        match layer.send_request(invite.clone(), peer, now) {
+            Ok(again) => {
+                self.by_invite.remove(key);
+                self.by_invite.insert(again.clone(), call_key);
+                let leg = self
+                    .calls
+                    .get_mut(&call_key)
+                    .and_then(|call| call.agents.iter_mut().find(|l| &l.key == key));
+                if let Some(leg) = leg {
+                    leg.key = again;
+                    leg.invite = invite;
+                }
+                tracing::info!(call = call_key, "the trunk's challenge answered");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(call = call_key, %err, "the answer to the trunk's challenge not sent");
+                false
+            }
+        }
+    }
+
     /// A response to one of our requests; `false` if it is no agent INVITE's.
     pub fn on_response(
         &mut self,
@@ -987,6 +1087,11 @@ impl Calls {
         let Some(&call_key) = self.by_invite.get(key) else {
             return false;
         };
+        if matches!(response.status_code.code(), 401 | 407)
+            && self.answer_challenge(layer, call_key, key, response, now)
+        {
+            return true;
+        }
         let (via_udp, via_tcp) = (self.via(Transport::Udp), self.via(Transport::Tcp));
         let Some(call) = self.calls.get_mut(&call_key) else {
             return false;

@@ -148,6 +148,11 @@ impl SipEndpoint {
             udp: advertised(udp_addr),
             tcp: advertised(tcp_addr),
             outbound: config.trunks.iter().find_map(|t| t.outbound),
+            outbound_credentials: config
+                .trunks
+                .iter()
+                .find(|t| t.outbound.is_some())
+                .and_then(|t| Some((t.username.clone()?, t.password.clone()?))),
             ring_timeout: std::time::Duration::from_secs(config.ring_timeout_seconds),
             reports: reports_tx,
         });

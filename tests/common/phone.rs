@@ -562,6 +562,18 @@ Content-Length: 0\r\n\r\n",
         self.send_message(SipMessage::Response(response)).await;
     }
 
+    /// Refuses `request` with 407 and a digest challenge of `realm` with `nonce` (a provider's
+    /// proxy asking for credentials).
+    pub async fn challenge(&self, request: &Request, realm: &str, nonce: &str) {
+        let mut response = message::response_to(request, 407, Some(&new_tag()));
+        response.headers.push(Header::ProxyAuthenticate(
+            vacd_sip::rsip::headers::ProxyAuthenticate::new(format!(
+                "Digest realm=\"{realm}\", nonce=\"{nonce}\", qop=\"auth\", algorithm=MD5"
+            )),
+        ));
+        self.send_message(SipMessage::Response(response)).await;
+    }
+
     /// Answers a ringing INVITE (180, then 200 with our SDP) and waits for the ACK.
     pub async fn answer(&mut self, invite: &Request) -> Leg {
         let tag = new_tag();
