@@ -229,8 +229,7 @@ pub struct TrunkConfig {
     /// Addresses or networks (`203.0.113.7`, `198.51.100.0/24`, `2001:db8::/32`).
     #[serde(default)]
     pub sources: Vec<Network>,
-    /// Digest username the trunk authenticates with (together with `password`); on the trunk
-    /// with `outbound`, also what vacd answers the provider's challenge to its INVITEs with.
+    /// Digest username the trunk authenticates with (together with `password`).
     #[serde(default)]
     pub username: Option<String>,
     #[serde(default)]
@@ -239,6 +238,12 @@ pub struct TrunkConfig {
     /// over UDP). The first trunk that has one carries transfers to external numbers.
     #[serde(default)]
     pub outbound: Option<SocketAddr>,
+    /// What vacd answers the provider's challenge (401/407) to its INVITEs with: the account
+    /// vacd has at the provider — not `username`/`password`, which let callers in.
+    #[serde(default)]
+    pub outbound_username: Option<String>,
+    #[serde(default)]
+    pub outbound_password: Option<String>,
 }
 
 /// An IP network in CIDR notation; a bare address is a network of one.
@@ -630,6 +635,19 @@ impl Config {
                         key: "sip.trunks.password",
                         problem: format!(
                             "trunk `{}` needs both a non-empty username and password, or neither",
+                            trunk.name
+                        ),
+                    })
+                }
+            }
+            match (&trunk.outbound_username, &trunk.outbound_password) {
+                (Some(u), Some(p)) if !u.is_empty() && !p.is_empty() => {}
+                (None, None) => {}
+                _ => {
+                    return Err(Error::Invalid {
+                        key: "sip.trunks.outbound_password",
+                        problem: format!(
+                            "trunk `{}` needs both a non-empty outbound_username and outbound_password, or neither",
                             trunk.name
                         ),
                     })

@@ -49,6 +49,8 @@ impl Floor {
                 username: None,
                 password: None,
                 outbound: None,
+                outbound_username: None,
+                outbound_password: None,
             }];
             // Test phones answer the MD5 challenge.
             config.sip.digest_algorithms = vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256];
@@ -1133,8 +1135,8 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     let f = Floor::with(Db::Sqlite, |config| {
         let trunk = &mut config.sip.trunks[0];
         trunk.outbound = Some(outbound);
-        trunk.username = Some("vacd-account".into());
-        trunk.password = Some("carrier-secret".into());
+        trunk.outbound_username = Some("vacd-account".into());
+        trunk.outbound_password = Some("carrier-secret".into());
     })
     .await;
     carrier.retarget(f.s.sip_udp());
@@ -1162,6 +1164,10 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     };
     assert_eq!(answer_of(&first), None, "no credentials unasked");
     carrier.challenge(&first, "carrier", "n-1").await;
+    // The challenge is acknowledged (its INVITE's CSeq), then the INVITE comes again.
+    let acked = carrier.request(Method::Ack).await;
+    let cseq = |request: &vacd_sip::rsip::Request| message::cseq(&request.headers).expect("CSeq").0;
+    assert_eq!(cseq(&acked), cseq(&first));
     let second = carrier.request(Method::Invite).await;
     let answer = answer_of(&second).expect("the challenge answered");
     let cnonce = answer
@@ -1188,10 +1194,13 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
             .map(str::to_owned)
     };
     assert_eq!(response(&answer), response(&expected), "{answer}");
-    let cseq = |invite: &vacd_sip::rsip::Request| message::cseq(&invite.headers).expect("CSeq").0;
     assert_eq!(cseq(&second), cseq(&first) + 1);
-    // Answered: the caller and the outside party talk.
-    carrier.answer(&second).await;
+    // Answered: its ACK has the INVITE's CSeq and credentials; caller and outside party talk.
+    let tag = message::new_tag();
+    carrier.respond(&second, 200, &tag, true).await;
+    let ack = carrier.request(Method::Ack).await;
+    assert_eq!(cseq(&ack), cseq(&second));
+    assert_eq!(answer_of(&ack).as_deref(), Some(answer.as_str()));
     caller
         .rtp_reaches(leg.remote_rtp, b"outside", &carrier)
         .await;

@@ -275,6 +275,8 @@ async fn server_with_trunk(db: Db) -> TestServer {
             username: None,
             password: None,
             outbound: None,
+            outbound_username: None,
+            outbound_password: None,
         }];
     })
     .await
@@ -530,6 +532,8 @@ async fn trunk_digest_auth(db: Db) {
             username: Some("pbx".into()),
             password: Some("trunk-password".into()),
             outbound: None,
+            outbound_username: None,
+            outbound_password: None,
         }];
     })
     .await;

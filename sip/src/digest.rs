@@ -455,7 +455,8 @@ impl DigestAuthenticator {
 
 /// Builds the Authorization value answering `challenge` (a WWW-/Proxy-Authenticate value)
 /// for a request with `method` and `uri`, using nonce-count `nc` and client nonce `cnonce`.
-/// `None` if the challenge is not a Digest challenge we can answer (qop=auth, MD5/SHA-256).
+/// `None` if the challenge is not a Digest challenge we can answer (qop=auth, or no qop as
+/// RFC 2069 has it; MD5/SHA-256).
 pub fn answer_challenge(
     challenge: &str,
     method: &str,
@@ -472,19 +473,34 @@ pub fn answer_challenge(
         None => Algorithm::Md5,
         Some(name) => Algorithm::from_name(&name)?,
     };
-    let offers_auth = param(&params, "qop")
-        .is_some_and(|q| q.split(',').any(|v| v.trim().eq_ignore_ascii_case("auth")));
-    if !offers_auth {
-        return None;
-    }
-    let nc = format!("{nc:08x}");
     let ha1 = ha1(algorithm, username, &realm, password);
-    let response = response_value(algorithm, &ha1, &nonce, &nc, cnonce, method, uri);
-    let mut value = format!(
-        "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+    let mut value = match param(&params, "qop") {
+        Some(qop)
+            if qop
+                .split(',')
+                .any(|v| v.trim().eq_ignore_ascii_case("auth")) =>
+        {
+            let nc = format!("{nc:08x}");
+            let response = response_value(algorithm, &ha1, &nonce, &nc, cnonce, method, uri);
+            format!(
+                "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
 response=\"{response}\", algorithm={}, qop=auth, nc={nc}, cnonce=\"{cnonce}\"",
-        algorithm.name()
-    );
+                algorithm.name()
+            )
+        }
+        // Only other protections offered (auth-int): none we speak.
+        Some(_) => return None,
+        // No qop at all (RFC 2069, which RFC 3261 §22.4 keeps): response = H(HA1:nonce:HA2).
+        None => {
+            let ha2 = algorithm.hex(&[method, uri]);
+            let response = algorithm.hex(&[&ha1, &nonce, &ha2]);
+            format!(
+                "Digest username=\"{username}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", \
+response=\"{response}\", algorithm={}",
+                algorithm.name()
+            )
+        }
+    };
     if let Some(opaque) = param(&params, "opaque") {
         let _ = write!(value, ", opaque=\"{opaque}\"");
     }
@@ -583,6 +599,32 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A challenge without `qop` (RFC 2069, as RFC 3261 §22.4 keeps it) is answered with
+    /// response = H(HA1:nonce:HA2) and neither nc nor cnonce; one offering only `auth-int`
+    /// is not answered.
+    #[test]
+    fn a_challenge_without_qop_is_answered_the_old_way() {
+        let challenge = "Digest realm=\"carrier\", nonce=\"abc\", algorithm=MD5";
+        let answer = answer_challenge(challenge, "INVITE", "sip:+49@carrier", "u", "p", 1, "c")
+            .expect("answered");
+        let ha1 = Algorithm::Md5.hex(&["u", "carrier", "p"]);
+        let ha2 = Algorithm::Md5.hex(&["INVITE", "sip:+49@carrier"]);
+        let expected = Algorithm::Md5.hex(&[&ha1, "abc", &ha2]);
+        assert!(
+            answer.contains(&format!("response=\"{expected}\"")),
+            "{answer}"
+        );
+        assert!(
+            !answer.contains("nc=") && !answer.contains("cnonce"),
+            "{answer}"
+        );
+        let only_int = "Digest realm=\"carrier\", nonce=\"abc\", qop=\"auth-int\"";
+        assert_eq!(
+            answer_challenge(only_int, "INVITE", "sip:+49@carrier", "u", "p", 1, "c"),
+            None
+        );
+    }
 
     // RFC 7616 §3.9.1.
     const USER: &str = "Mufasa";

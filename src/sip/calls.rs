@@ -1135,8 +1135,18 @@ impl Calls {
         } else {
             via_udp
         };
-        match dialog.ack(1, &via) {
-            Ok(ack) => layer.send_stateless(&rsip::SipMessage::Request(ack), leg.peer),
+        // The INVITE's own CSeq number (two after a trunk's challenge), and its credentials
+        // (RFC 3261 §13.2.2.4).
+        let invite_cseq = message::cseq(&leg.invite.headers).map_or(1, |(number, _)| number);
+        match dialog.ack(invite_cseq, &via) {
+            Ok(mut ack) => {
+                for credentials in leg.invite.headers.iter().filter(|h| {
+                    matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_))
+                }) {
+                    ack.headers.push(credentials.clone());
+                }
+                layer.send_stateless(&rsip::SipMessage::Request(ack), leg.peer)
+            }
             Err(err) => tracing::warn!(call = call_key, %err, "ACK not built"),
         }
         let forked =

@@ -152,7 +152,7 @@ impl SipEndpoint {
                 .trunks
                 .iter()
                 .find(|t| t.outbound.is_some())
-                .and_then(|t| Some((t.username.clone()?, t.password.clone()?))),
+                .and_then(|t| Some((t.outbound_username.clone()?, t.outbound_password.clone()?))),
             ring_timeout: std::time::Duration::from_secs(config.ring_timeout_seconds),
             reports: reports_tx,
         });

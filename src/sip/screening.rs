@@ -133,6 +133,8 @@ mod tests {
                 username: None,
                 password: None,
                 outbound: None,
+                outbound_username: None,
+                outbound_password: None,
             },
             TrunkConfig {
                 name: "roaming".into(),
@@ -140,6 +142,8 @@ mod tests {
                 username: Some("pbx".into()),
                 password: Some("trunk-secret".into()),
                 outbound: None,
+                outbound_username: None,
+                outbound_password: None,
             },
         ]);
         let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
