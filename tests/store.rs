@@ -822,6 +822,37 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         Some(1),
         "a move to an agent starts nothing over"
     );
+
+    // Moved to a queue with nothing logged since: escalation starts over there, none taken.
+    store
+        .record_outputs(&[batch(
+            SystemTime::now(),
+            vec![Output::Moved {
+                interaction: moved,
+                from_queue: qa,
+                queue: qb,
+                to: TransferTarget::Queue { queue: qb },
+                order: 1,
+            }],
+        )])
+        .await
+        .expect("recorded");
+    let to_queue = store
+        .routing_setup(t, &BTreeSet::new(), false)
+        .await
+        .expect("setup");
+    let applied_to_queue = to_queue
+        .setup
+        .waiting
+        .iter()
+        .find(|w| w.id == moved)
+        .and_then(|w| w.restored.as_ref())
+        .map(|r| r.escalations_applied);
+    assert_eq!(
+        applied_to_queue,
+        Some(0),
+        "a move to a queue starts escalation over"
+    );
     store.close().await;
     db.drop_db().await;
 }
