@@ -36,6 +36,20 @@ struct Agent {
     phone: Phone,
 }
 
+impl Agent {
+    /// Transfers its connected call `interaction` to the outside `number` from the console;
+    /// its phone is hung up.
+    async fn transfer_out(&mut self, interaction: i64, number: &str) {
+        self.console
+            .ok(
+                json!({ "type": "interaction.transfer", "interaction": interaction,
+                        "to": { "target": "number", "number": number } }),
+            )
+            .await;
+        self.phone.take_bye().await;
+    }
+}
+
 impl Floor {
     async fn new(db: Db) -> Floor {
         Floor::with(db, |_| {}).await
@@ -202,6 +216,42 @@ impl Floor {
             .patch(&format!("/api/v1/queues/{queue}"), &admin, change)
             .await;
         assert!(status.is_success(), "{body}");
+    }
+
+    /// A floor whose trunk sends calls to outside numbers to a carrier of the test's (the phone
+    /// returned), configured further by `adjust`.
+    async fn with_carrier(
+        db: Db,
+        adjust: impl FnOnce(&mut vacd::config::Config),
+    ) -> (Floor, Phone) {
+        let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+        let outbound = carrier.addr;
+        let f = Floor::with(db, |config| {
+            config.sip.trunks[0].outbound = Some(outbound);
+            adjust(config);
+        })
+        .await;
+        carrier.retarget(f.s.sip_udp());
+        (f, carrier)
+    }
+
+    /// Sam's phone, registered.
+    async fn supervisor_phone(&self) -> Phone {
+        let mut phone = Phone::new("127.0.0.1", self.s.sip_udp()).await;
+        phone.register("sam", SIP_PASSWORD, None).await;
+        phone
+    }
+
+    /// Sam starts (or switches to) monitoring `interaction` in `mode`; the answer.
+    async fn monitor(&self, interaction: i64, mode: &str) -> (reqwest::StatusCode, Value) {
+        self.s
+            .call(
+                reqwest::Method::PUT,
+                &format!("/api/v1/calls/{interaction}/monitor"),
+                Some(&self.sam),
+                Some(json!({ "mode": mode })),
+            )
+            .await
     }
 
     /// A caller from the trunk dials the service number; `agent`'s console gets the offer and
@@ -976,10 +1026,7 @@ async fn phone_refers_to_an_absent_agent_and_hangs_up(db: Db) {
 /// REFER to an external number: vacd calls it through the trunk's outbound address, the agent
 /// is released to wrap-up, and caller and number are bridged until the number hangs up.
 async fn phone_refers_to_an_external_number(db: Db) {
-    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
-    let outbound = carrier.addr;
-    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
-    carrier.retarget(f.s.sip_udp());
+    let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
     let Connected {
         mut caller,
@@ -1023,28 +1070,15 @@ async fn phone_refers_to_an_external_number(db: Db) {
 /// `sip.ring_timeout_seconds`: the far end is cancelled and the call ends as a failed transfer
 /// does, instead of the caller hearing music for ever.
 async fn an_external_number_that_never_answers_is_given_up(db: Db) {
-    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
-    let outbound = carrier.addr;
-    let f = Floor::with(db, |config| {
-        config.sip.trunks[0].outbound = Some(outbound);
-        config.sip.ring_timeout_seconds = 1;
-    })
-    .await;
-    carrier.retarget(f.s.sip_udp());
+    let (f, mut carrier) =
+        Floor::with_carrier(db, |config| config.sip.ring_timeout_seconds = 1).await;
     let mut bruno = f.agent("bruno", None).await;
     let Connected {
         mut caller,
         interaction,
         ..
     } = f.connect(&mut bruno).await;
-    bruno
-        .console
-        .ok(
-            json!({ "type": "interaction.transfer", "interaction": interaction,
-                    "to": { "target": "number", "number": "+4940999888" } }),
-        )
-        .await;
-    bruno.phone.take_bye().await;
+    bruno.transfer_out(interaction, "+4940999888").await;
     let outgoing = carrier.request(Method::Invite).await;
     carrier.respond(&outgoing, 180, "rings", false).await;
     carrier.cancelled(&outgoing).await;
@@ -1055,10 +1089,7 @@ async fn an_external_number_that_never_answers_is_given_up(db: Db) {
 /// The console transfers a call to an external number; a transfer without an outbound trunk,
 /// or of a call the agent does not hold, is refused with an error and changes nothing.
 async fn console_transfers_to_an_external_number(db: Db) {
-    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
-    let outbound = carrier.addr;
-    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
-    carrier.retarget(f.s.sip_udp());
+    let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
     let Connected {
         mut caller,
@@ -1084,30 +1115,16 @@ async fn console_transfers_to_an_external_number(db: Db) {
     assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
     // Sam listens in; the call leaving the contact center takes him off it, and it cannot be
     // listened to any more.
-    let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
-    sam_phone.register("sam", SIP_PASSWORD, None).await;
-    let path = format!("/api/v1/calls/{interaction}/monitor");
-    let monitor = || {
-        f.s.call(
-            reqwest::Method::PUT,
-            &path,
-            Some(&f.sam),
-            Some(json!({ "mode": "whisper" })),
-        )
-    };
-    assert!(monitor().await.0.is_success());
+    let mut sam_phone = f.supervisor_phone().await;
+    assert!(f.monitor(interaction, "whisper").await.0.is_success());
     let ringing = sam_phone.request(Method::Invite).await;
     sam_phone.answer(&ringing).await;
-    bruno
-        .console
-        .ok(
-            json!({ "type": "interaction.transfer", "interaction": interaction,
-                    "to": { "target": "number", "number": "0049 40 999888" } }),
-        )
-        .await;
-    bruno.phone.take_bye().await;
+    bruno.transfer_out(interaction, "0049 40 999888").await;
     sam_phone.take_bye().await;
-    assert_eq!(monitor().await.0, reqwest::StatusCode::NOT_FOUND);
+    assert_eq!(
+        f.monitor(interaction, "whisper").await.0,
+        reqwest::StatusCode::NOT_FOUND
+    );
     let outgoing = carrier.request(Method::Invite).await;
     assert_eq!(
         outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),
@@ -1130,16 +1147,12 @@ async fn console_transfers_to_an_external_number(db: Db) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     use vacd_sip::rsip::headers::UntypedHeader;
-    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
-    let outbound = carrier.addr;
-    let f = Floor::with(Db::Sqlite, |config| {
+    let (f, mut carrier) = Floor::with_carrier(Db::Sqlite, |config| {
         let trunk = &mut config.sip.trunks[0];
-        trunk.outbound = Some(outbound);
         trunk.outbound_username = Some("vacd-account".into());
         trunk.outbound_password = Some("carrier-secret".into());
     })
     .await;
-    carrier.retarget(f.s.sip_udp());
     let mut bruno = f.agent("bruno", None).await;
     let Connected {
         mut caller,
@@ -1147,14 +1160,7 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
         interaction,
         ..
     } = f.connect(&mut bruno).await;
-    bruno
-        .console
-        .ok(
-            json!({ "type": "interaction.transfer", "interaction": interaction,
-                    "to": { "target": "number", "number": "+4940999888" } }),
-        )
-        .await;
-    bruno.phone.take_bye().await;
+    bruno.transfer_out(interaction, "+4940999888").await;
     let first = carrier.request(Method::Invite).await;
     let answer_of = |invite: &vacd_sip::rsip::Request| {
         invite.headers.iter().find_map(|h| match h {
@@ -1213,10 +1219,7 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
 /// the number through the outbound trunk and bridges them. The agent is set ready for outbound
 /// work meanwhile, so no inbound offer interrupts.
 async fn click_to_dial(db: Db) {
-    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
-    let outbound = carrier.addr;
-    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
-    carrier.retarget(f.s.sip_udp());
+    let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
     let refused = bruno
         .console
@@ -1271,17 +1274,13 @@ async fn click_to_dial(db: Db) {
 async fn click_to_dial_in_a_law_is_monitored(db: Db) {
     const CUSTOMER: f32 = 440.0;
     const AGENT: f32 = 1000.0;
-    let mut carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
+    let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     carrier.law = Law::ALaw;
-    let outbound = carrier.addr;
-    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
-    carrier.retarget(f.s.sip_udp());
     let mut phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
     phone.law = Law::ALaw;
     let mut bruno = f.agent_with("bruno", phone, None).await;
-    let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    let mut sam_phone = f.supervisor_phone().await;
     sam_phone.law = Law::ALaw;
-    sam_phone.register("sam", SIP_PASSWORD, None).await;
     bruno
         .console
         .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
@@ -1295,14 +1294,7 @@ async fn click_to_dial_in_a_law_is_monitored(db: Db) {
     let _customer_voice = carrier.play_tone(customer.remote_rtp, CUSTOMER, 400);
     let _agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
     let interaction = started_interaction(&f).await;
-    let (status, body) =
-        f.s.call(
-            reqwest::Method::PUT,
-            &format!("/api/v1/calls/{interaction}/monitor"),
-            Some(&f.sam),
-            Some(json!({ "mode": "silent" })),
-        )
-        .await;
+    let (status, body) = f.monitor(interaction, "silent").await;
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
     let invite = sam_phone.request(Method::Invite).await;
     sam_phone.answer(&invite).await;
@@ -1366,8 +1358,7 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     const SUPERVISOR: f32 = 2000.0;
     let f = Floor::new(db).await;
     let mut floor = Feed::connect(&f.s, &f.sam).await;
-    let mut sam_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
-    sam_phone.register("sam", SIP_PASSWORD, None).await;
+    let mut sam_phone = f.supervisor_phone().await;
 
     let mut bruno = f.agent("bruno", None).await;
     let Connected {
