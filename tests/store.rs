@@ -685,22 +685,28 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         .routing_setup(t, &BTreeSet::new(), false)
         .await
         .expect("setup");
-    let applied = |interaction: InteractionId| {
-        let waiting = setup.setup.waiting.iter().find(|w| w.id == interaction);
-        waiting
-            .and_then(|w| w.restored.as_ref())
-            .map(|r| r.escalations_applied)
+    // What a restart finds of an interaction's wait.
+    let restored = |setup: &vacd::store::RoutingSetup, interaction: InteractionId| {
+        setup
+            .setup
+            .waiting
+            .iter()
+            .find(|w| w.id == interaction)
+            .and_then(|w| w.restored)
+    };
+    let applied = |setup: &vacd::store::RoutingSetup, interaction| {
+        restored(setup, interaction).map(|r| r.escalations_applied)
     };
     assert_eq!(
-        applied(moved),
+        applied(&setup, moved),
         Some(1),
         "the overflow queue's first step only"
     );
-    assert_eq!(applied(transferred), Some(0), "a new wait");
+    assert_eq!(applied(&setup, transferred), Some(0), "a new wait");
 
     // The restored routing announces the waits it took back (`Queued` with how long each had
     // waited): a second restart finds the same steps and the same wait, not a new one.
-    let restored: Vec<Output> = setup
+    let announced: Vec<Output> = setup
         .setup
         .waiting
         .iter()
@@ -716,37 +722,32 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
             })
         })
         .collect();
-    let waited = |setup: &vacd::store::RoutingSetup, interaction: InteractionId| {
-        setup
-            .setup
-            .waiting
-            .iter()
-            .find(|w| w.id == interaction)
-            .and_then(|w| w.restored.as_ref())
-            .map(|r| r.waited)
-            .expect("restored")
+    let waited = |setup: &vacd::store::RoutingSetup, interaction| {
+        restored(setup, interaction).expect("restored").waited
+    };
+    // Outputs logged now, then what a restart finds.
+    let after = |outputs: Vec<Output>| {
+        let store = &store;
+        async move {
+            store
+                .record_outputs(&[batch(SystemTime::now(), outputs)])
+                .await
+                .expect("recorded");
+            store
+                .routing_setup(t, &BTreeSet::new(), false)
+                .await
+                .expect("setup")
+        }
     };
     let first_wait = waited(&setup, moved);
     assert!(first_wait >= Duration::from_secs(3599), "{first_wait:?}");
-    store
-        .record_outputs(&[batch(SystemTime::now(), restored)])
-        .await
-        .expect("recorded");
-    let again = store
-        .routing_setup(t, &BTreeSet::new(), false)
-        .await
-        .expect("setup");
+    let again = after(announced).await;
     assert!(waited(&again, moved) >= first_wait, "the wait goes on");
-    let applied_again = |interaction: InteractionId| {
-        again
-            .setup
-            .waiting
-            .iter()
-            .find(|w| w.id == interaction)
-            .and_then(|w| w.restored.as_ref())
-            .map(|r| r.escalations_applied)
-    };
-    assert_eq!(applied_again(moved), Some(1), "the steps taken stay taken");
+    assert_eq!(
+        applied(&again, moved),
+        Some(1),
+        "the steps taken stay taken"
+    );
     let events = store
         .report_events(t, 0, vacd::store::now_ms() + 1, 1000)
         .await
@@ -761,98 +762,38 @@ async fn a_restart_counts_the_escalation_steps_of_the_current_queue_and_wait(db:
         "the restored waits are marked so in the log"
     );
 
-    // Moved back to its first queue, whose first step is due at once again: only the steps of
-    // this stay count, not the first stay's two as well.
-    store
-        .record_outputs(&[batch(
-            SystemTime::now(),
-            vec![
-                Output::Moved {
-                    interaction: moved,
-                    from_queue: qb,
-                    queue: qa,
-                    to: TransferTarget::Queue { queue: qa },
-                    order: 1,
-                },
-                escalated(moved, qa, 0),
-            ],
-        )])
-        .await
-        .expect("recorded");
-    let back = store
-        .routing_setup(t, &BTreeSet::new(), false)
-        .await
-        .expect("setup");
-    let applied_back = back
-        .setup
-        .waiting
-        .iter()
-        .find(|w| w.id == moved)
-        .and_then(|w| w.restored.as_ref())
-        .map(|r| r.escalations_applied);
-    assert_eq!(applied_back, Some(1), "the steps since the move back");
-
-    // A supervisor offers it straight to an agent: no new escalation, the step stays taken.
-    store
-        .record_outputs(&[batch(
-            SystemTime::now(),
-            vec![Output::Moved {
-                interaction: moved,
-                from_queue: qa,
-                queue: qa,
-                to: TransferTarget::Agent { agent: AgentId(1) },
-                order: 1,
-            }],
-        )])
-        .await
-        .expect("recorded");
-    let to_agent = store
-        .routing_setup(t, &BTreeSet::new(), false)
-        .await
-        .expect("setup");
-    let applied_to_agent = to_agent
-        .setup
-        .waiting
-        .iter()
-        .find(|w| w.id == moved)
-        .and_then(|w| w.restored.as_ref())
-        .map(|r| r.escalations_applied);
-    assert_eq!(
-        applied_to_agent,
-        Some(1),
-        "a move to an agent starts nothing over"
-    );
-
-    // Moved to a queue with nothing logged since: escalation starts over there, none taken.
-    store
-        .record_outputs(&[batch(
-            SystemTime::now(),
-            vec![Output::Moved {
-                interaction: moved,
-                from_queue: qa,
-                queue: qb,
-                to: TransferTarget::Queue { queue: qb },
-                order: 1,
-            }],
-        )])
-        .await
-        .expect("recorded");
-    let to_queue = store
-        .routing_setup(t, &BTreeSet::new(), false)
-        .await
-        .expect("setup");
-    let applied_to_queue = to_queue
-        .setup
-        .waiting
-        .iter()
-        .find(|w| w.id == moved)
-        .and_then(|w| w.restored.as_ref())
-        .map(|r| r.escalations_applied);
-    assert_eq!(
-        applied_to_queue,
-        Some(0),
-        "a move to a queue starts escalation over"
-    );
+    let moved_to = |from_queue, queue, to| Output::Moved {
+        interaction: moved,
+        from_queue,
+        queue,
+        to,
+        order: 1,
+    };
+    let to_queue = |queue| TransferTarget::Queue { queue };
+    for (outputs, steps, why) in [
+        (
+            vec![moved_to(qb, qa, to_queue(qa)), escalated(moved, qa, 0)],
+            1,
+            "moved back to its first queue, whose first step is due at once again: the steps \
+             of this stay, not the first stay's two as well",
+        ),
+        (
+            vec![moved_to(
+                qa,
+                qa,
+                TransferTarget::Agent { agent: AgentId(1) },
+            )],
+            1,
+            "offered straight to an agent: no new escalation, the step stays taken",
+        ),
+        (
+            vec![moved_to(qa, qb, to_queue(qb))],
+            0,
+            "moved to a queue with nothing logged since: escalation starts over there",
+        ),
+    ] {
+        assert_eq!(applied(&after(outputs).await, moved), Some(steps), "{why}");
+    }
     store.close().await;
     db.drop_db().await;
 }
