@@ -218,8 +218,27 @@ To: {to}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
         expires: u32,
         algorithm: &str,
     ) -> Response {
+        let (uri, aor, headers) = self
+            .answered_register(user, user, password, contact, expires, algorithm)
+            .await;
+        let text = self.request("REGISTER", &uri, &aor, &headers);
+        self.transact(&text).await
+    }
+
+    /// A REGISTER of `contact` for the address of `owner`, answered with `user`'s `password`
+    /// (first challenge of `algorithm`): its Request-URI, address of record and headers, to be
+    /// sent as often as wanted.
+    async fn answered_register(
+        &mut self,
+        owner: &str,
+        user: &str,
+        password: &str,
+        contact: &str,
+        expires: u32,
+        algorithm: &str,
+    ) -> (String, String, String) {
         let uri = format!("sip:{}", self.server);
-        let aor = format!("sip:{user}@{}", self.server);
+        let aor = format!("sip:{owner}@{}", self.server);
         let extra = format!("Contact: <{contact}>\r\nExpires: {expires}\r\n");
         let text = self.request("REGISTER", &uri, &aor, &extra);
         let challenge = self.transact(&text).await;
@@ -232,8 +251,7 @@ To: {to}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
             answer_challenge(&offer, "REGISTER", &uri, user, password, 1, &new_tag())
                 .expect("answerable challenge");
         let extra = format!("{extra}Authorization: {authorization}\r\n");
-        let text = self.request("REGISTER", &uri, &aor, &extra);
-        self.transact(&text).await
+        (uri, aor, extra)
     }
 }
 
@@ -348,22 +366,12 @@ async fn registration_flow(mut ua: Ua) {
 
     // The same answer twice (a replay, or two REGISTERs of the phone checked out of order):
     // the second gets a fresh nonce (stale), not a refusal that would make the phone give up.
-    let uri = format!("sip:{server}");
-    let text = ua.request(
-        "REGISTER",
-        &uri,
-        &format!("sip:alice@{server}"),
-        &format!("Contact: <{phone1}>\r\n"),
-    );
-    let challenge = ua.transact(&text).await;
-    let offer = www_authenticate(&challenge).remove(0);
-    let auth =
-        answer_challenge(&offer, "REGISTER", &uri, "alice", SIP_PASSWORD, 1, "r").expect("answer");
-    let contact = format!("Contact: <{phone1}>\r\nExpires: 0\r\nAuthorization: {auth}\r\n");
-    let aor = format!("sip:alice@{server}");
-    let text = ua.request("REGISTER", &uri, &aor, &contact);
+    let (uri, aor, headers) = ua
+        .answered_register("alice", "alice", SIP_PASSWORD, &phone1, 0, "MD5")
+        .await;
+    let text = ua.request("REGISTER", &uri, &aor, &headers);
     assert_eq!(ua.transact(&text).await.status_code.code(), 200);
-    let text = ua.request("REGISTER", &uri, &aor, &contact);
+    let text = ua.request("REGISTER", &uri, &aor, &headers);
     let again = ua.transact(&text).await;
     assert_eq!(again.status_code.code(), 401, "{again}");
     assert!(
@@ -374,22 +382,10 @@ async fn registration_flow(mut ua: Ua) {
     );
 
     // One agent cannot register another's address with its own credentials.
-    let text = ua.request(
-        "REGISTER",
-        &uri,
-        &format!("sip:bruno@{server}"),
-        &format!("Contact: <{phone1}>\r\n"),
-    );
-    let challenge = ua.transact(&text).await;
-    let offer = www_authenticate(&challenge).remove(0);
-    let auth =
-        answer_challenge(&offer, "REGISTER", &uri, "alice", SIP_PASSWORD, 1, "c").expect("answer");
-    let text = ua.request(
-        "REGISTER",
-        &uri,
-        &format!("sip:bruno@{server}"),
-        &format!("Contact: <{phone1}>\r\nAuthorization: {auth}\r\n"),
-    );
+    let (uri, aor, headers) = ua
+        .answered_register("bruno", "alice", SIP_PASSWORD, &phone1, 300, "MD5")
+        .await;
+    let text = ua.request("REGISTER", &uri, &aor, &headers);
     assert_eq!(ua.transact(&text).await.status_code.code(), 403);
 }
 
