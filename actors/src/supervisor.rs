@@ -626,6 +626,27 @@ mod tests {
         {}
     }
 
+    /// Agent `agent` of T1 accepts its offer of `id`, then ends it, then finishes its wrap-up:
+    /// each step one input routing must take.
+    async fn accept(router: &Router, agent: u64, id: u64) {
+        let (agent, interaction) = (AgentId(agent), InteractionId(id));
+        let input = Input::Accept { agent, interaction };
+        router.input(T1, input).await.expect("accepted");
+    }
+
+    async fn end(router: &Router, id: u64) {
+        let input = Input::End {
+            interaction: InteractionId(id),
+        };
+        router.input(T1, input).await.expect("ended");
+    }
+
+    async fn wrap_up_done(router: &Router, agent: u64, id: u64) {
+        let (agent, interaction) = (AgentId(agent), InteractionId(id));
+        let input = Input::WrapUpDone { agent, interaction };
+        router.input(T1, input).await.expect("wrap-up done");
+    }
+
     fn offer_of(id: u64) -> impl Fn(&ConsoleEvent) -> bool {
         move |e| matches!(e, ConsoleEvent::Offer { interaction, .. } if *interaction == InteractionId(id))
     }
@@ -842,12 +863,7 @@ mod tests {
         .await
         .expect("agent 1 ready");
         enqueue(&router, T1, 100).await;
-        apply(Input::Accept {
-            agent: AgentId(1),
-            interaction: InteractionId(100),
-        })
-        .await
-        .expect("accepted");
+        accept(&router, 1, 100).await;
 
         // The administrator deletes agent 1 while it is connected to email 100.
         host.setups
@@ -862,22 +878,13 @@ mod tests {
         assert_eq!(waiting, [InteractionId(101)], "not offered to agent 1");
         assert!(floor.agents.iter().any(|a| a.id == AgentId(1)), "kept");
 
-        apply(Input::End {
-            interaction: InteractionId(100),
-        })
-        .await
-        .expect("ended");
+        end(&router, 100).await;
         let floor = router.floor(T1).await.expect("floor");
         assert!(
             floor.agents.iter().any(|a| a.id == AgentId(1)),
             "kept while in wrap-up"
         );
-        apply(Input::WrapUpDone {
-            agent: AgentId(1),
-            interaction: InteractionId(100),
-        })
-        .await
-        .expect("wrap-up done");
+        wrap_up_done(&router, 1, 100).await;
         let floor = router.floor(T1).await.expect("floor");
         assert!(floor.agents.is_empty(), "removed once its work is done");
         let recorded = host.recorded.lock().expect("recorded").clone();
@@ -906,13 +913,7 @@ mod tests {
         let (session, mut rx) = console(&router, T1, 1).await;
         enqueue(&router, T1, 100).await;
         until(&mut rx, offer_of(100)).await;
-        let apply = |input| router.input(T1, input);
-        apply(Input::Accept {
-            agent: AgentId(1),
-            interaction: InteractionId(100),
-        })
-        .await
-        .expect("accepted");
+        accept(&router, 1, 100).await;
         session.close();
         closed(&mut rx).await;
         let presence = |floor: Floor| {
@@ -935,23 +936,14 @@ mod tests {
             router.supervise(T1, AgentId(1), ready).await,
             Err(RouterError::NoConsole(AgentId(1)))
         ));
-        apply(Input::End {
-            interaction: InteractionId(100),
-        })
-        .await
-        .expect("ended");
+        end(&router, 100).await;
         let floor = router.floor(T1).await.expect("floor");
         assert_eq!(
             presence(floor),
             Some((disconnected, crate::Presence::WrapUp)),
             "wrap-up first"
         );
-        apply(Input::WrapUpDone {
-            agent: AgentId(1),
-            interaction: InteractionId(100),
-        })
-        .await
-        .expect("wrap-up done");
+        wrap_up_done(&router, 1, 100).await;
         let floor = router.floor(T1).await.expect("floor");
         assert_eq!(
             presence(floor),
@@ -968,16 +960,7 @@ mod tests {
         let (_one, mut rx) = console(&router, T1, 1).await;
         enqueue(&router, T1, 100).await;
         until(&mut rx, offer_of(100)).await;
-        router
-            .input(
-                T1,
-                Input::Accept {
-                    agent: AgentId(1),
-                    interaction: InteractionId(100),
-                },
-            )
-            .await
-            .expect("accepted");
+        accept(&router, 1, 100).await;
         let (_two, mut rx) = console(&router, T1, 2).await;
         until(&mut rx, reply_to("ready")).await;
         host.recorded.lock().expect("recorded").clear();
