@@ -38,7 +38,7 @@ impl Batch for Calls {
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             done.push(match job {
-                Job::Start(call) => Done::Started(start_in(&mut tx, call).await?),
+                Job::Start(call) => Done::Started(start_in(&mut tx, backend, call).await?),
                 Job::End(end) => {
                     end_in(&mut tx, end).await?;
                     Done::Ended

@@ -185,6 +185,7 @@ impl Store {
 /// Writes a call's start inside `tx` (which the caller commits).
 pub(super) async fn start_in(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    backend: super::Backend,
     call: &NewCall,
 ) -> Result<StartedCall> {
     let now = now_ms();
@@ -193,6 +194,7 @@ pub(super) async fn start_in(
         Some(number) => Some(
             super::customers::find_or_create(
                 tx,
+                backend,
                 call.tenant,
                 super::customers::Identity {
                     kind: "phone",

@@ -358,7 +358,7 @@ impl Store {
             name: &chat.visitor_name,
             language: None,
         };
-        let customer = find_or_create(&mut tx, chat.tenant, identity, now).await?;
+        let customer = find_or_create(&mut tx, self.backend, chat.tenant, identity, now).await?;
         let subject = match &chat.topic {
             Some(topic) => format!("Chat: {topic}"),
             None => format!("Chat with {}", chat.visitor_name),

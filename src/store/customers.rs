@@ -5,7 +5,7 @@
 use serde_json::{json, Value as Json};
 use sqlx::{Any, Row, Transaction};
 
-use super::{text, truncate, Result, Store};
+use super::{text, truncate, Backend, Result, Store};
 
 /// Earlier interactions a customer's card shows at most, newest first.
 const HISTORY: i64 = 50;
@@ -96,12 +96,13 @@ pub(super) struct Identity<'a> {
 /// The customer with `identity` in `tenant`, created if there is none.
 pub(super) async fn find_or_create(
     tx: &mut Transaction<'static, Any>,
+    backend: Backend,
     tenant: i64,
     identity: Identity<'_>,
     now: i64,
 ) -> Result<i64> {
     let value = text(identity.value);
-    if tx.backend_name() == "PostgreSQL" {
+    if backend == Backend::Postgres {
         // Two channels meeting a new customer at once (two calls from one switchboard number,
         // an SMS and a mail) would each make one, and the second fail on the identity's
         // uniqueness: one after the other, the second finds the first's.

@@ -418,6 +418,7 @@ impl Store {
             Some(contact) => Some(
                 super::customers::find_or_create(
                     &mut tx,
+                    self.backend,
                     t,
                     super::customers::Identity {
                         kind: new.identity_kind,
