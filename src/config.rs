@@ -382,6 +382,33 @@ impl Default for LogConfig {
     }
 }
 
+/// `Err` naming `key` unless `value` lies in `range`.
+fn within(
+    key: &'static str,
+    value: impl TryInto<u64>,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<(), Error> {
+    if value.try_into().is_ok_and(|value| range.contains(&value)) {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        key,
+        problem: format!("must be {} to {}", range.start(), range.end()),
+    })
+}
+
+/// `Err` naming `key` if `value` is zero, which would refuse everything instead of turning a
+/// limit off.
+fn at_least_one(key: &'static str, value: impl TryInto<u64>) -> Result<(), Error> {
+    if value.try_into().is_ok_and(|value| value >= 1) {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        key,
+        problem: "must be at least 1 (0 would refuse everything)".into(),
+    })
+}
+
 impl Config {
     /// Defaults, then the TOML file, then `VACD_*` environment variables.
     pub fn load(path: &Path) -> Result<Config, Error> {
@@ -435,73 +462,43 @@ impl Config {
                     .into(),
             });
         }
-        if self.database.max_connections == 0 {
-            return Err(Error::Invalid {
-                key: "database.max_connections",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if self.auth.token_ttl_seconds < 60 {
-            return Err(Error::Invalid {
-                key: "auth.token_ttl_seconds",
-                problem: "must be at least 60".into(),
-            });
-        }
+        at_least_one("database.max_connections", self.database.max_connections)?;
         if self.http.max_body_bytes < 1024 {
             return Err(Error::Invalid {
                 key: "http.max_body_bytes",
                 problem: "must be at least 1024".into(),
             });
         }
-        if self.http.max_connections == 0 {
-            return Err(Error::Invalid {
-                key: "http.max_connections",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if !(1..=3600).contains(&self.http.header_timeout_seconds) {
-            return Err(Error::Invalid {
-                key: "http.header_timeout_seconds",
-                problem: "must be 1 to 3600".into(),
-            });
-        }
-        if !(1..=3600).contains(&self.http.write_timeout_seconds) {
-            return Err(Error::Invalid {
-                key: "http.write_timeout_seconds",
-                problem: "must be 1 to 3600".into(),
-            });
-        }
+        at_least_one("http.max_connections", self.http.max_connections)?;
+        within(
+            "http.header_timeout_seconds",
+            self.http.header_timeout_seconds,
+            1..=3600,
+        )?;
+        within(
+            "http.write_timeout_seconds",
+            self.http.write_timeout_seconds,
+            1..=3600,
+        )?;
         self.validate_sip()?;
         // Zero would refuse every chat, message or visitor line, not turn a limit off.
-        for (key, value) in [
-            (
-                "chat.starts_per_second_per_ip",
-                self.chat.starts_per_second_per_ip,
-            ),
-            (
-                "chat.messages_per_second_per_ip",
-                self.chat.messages_per_second_per_ip,
-            ),
-            ("chat.messages_per_second", self.chat.messages_per_second),
-            (
-                "chat.max_message_chars",
-                u32::try_from(self.chat.max_message_chars).unwrap_or(u32::MAX),
-            ),
-        ] {
-            if value == 0 {
-                return Err(Error::Invalid {
-                    key,
-                    problem: "must be at least 1 (0 would refuse everything)".into(),
-                });
-            }
-        }
+        let chat = &self.chat;
+        at_least_one(
+            "chat.starts_per_second_per_ip",
+            chat.starts_per_second_per_ip,
+        )?;
+        at_least_one(
+            "chat.messages_per_second_per_ip",
+            chat.messages_per_second_per_ip,
+        )?;
+        at_least_one("chat.messages_per_second", chat.messages_per_second)?;
+        at_least_one("chat.max_message_chars", chat.max_message_chars)?;
         // A login lives a year at most: far beyond that the expiry overflows.
-        if !(1..=366 * 86_400).contains(&self.auth.token_ttl_seconds) {
-            return Err(Error::Invalid {
-                key: "auth.token_ttl_seconds",
-                problem: "must be 1 to 31622400 (a year)".into(),
-            });
-        }
+        within(
+            "auth.token_ttl_seconds",
+            self.auth.token_ttl_seconds,
+            1..=366 * 86_400,
+        )?;
         // A day at most: a later deadline is no idle rule, and an unbounded one overflows the
         // clock's arithmetic.
         for (key, seconds) in [
@@ -558,36 +555,19 @@ impl Config {
                 problem: "must be 1 to 128 printable ASCII characters without quotes".into(),
             });
         }
-        if !(1..=3600).contains(&sip.ring_timeout_seconds) {
-            return Err(Error::Invalid {
-                key: "sip.ring_timeout_seconds",
-                problem: "must be 1 to 3600".into(),
-            });
-        }
-        if !(1..=3600).contains(&sip.tcp_first_message_seconds) {
-            return Err(Error::Invalid {
-                key: "sip.tcp_first_message_seconds",
-                problem: "must be 1 to 3600".into(),
-            });
-        }
-        if sip.max_calls == 0 {
-            return Err(Error::Invalid {
-                key: "sip.max_calls",
-                problem: "must be at least 1 (0 would answer every call 503)".into(),
-            });
-        }
-        if sip.max_tcp_connections == 0 {
-            return Err(Error::Invalid {
-                key: "sip.max_tcp_connections",
-                problem: "must be at least 1".into(),
-            });
-        }
-        if sip.rate_limit_per_second == 0 {
-            return Err(Error::Invalid {
-                key: "sip.rate_limit_per_second",
-                problem: "must be at least 1".into(),
-            });
-        }
+        within(
+            "sip.ring_timeout_seconds",
+            sip.ring_timeout_seconds,
+            1..=3600,
+        )?;
+        within(
+            "sip.tcp_first_message_seconds",
+            sip.tcp_first_message_seconds,
+            1..=3600,
+        )?;
+        at_least_one("sip.max_calls", sip.max_calls)?;
+        at_least_one("sip.max_tcp_connections", sip.max_tcp_connections)?;
+        at_least_one("sip.rate_limit_per_second", sip.rate_limit_per_second)?;
         if sip.rtp_port_min == 0 || sip.rtp_port_max < sip.rtp_port_min.saturating_add(1) {
             return Err(Error::Invalid {
                 key: "sip.rtp_port_max",
