@@ -113,9 +113,16 @@
       }
       return entry.row;
     });
-    const live = new Set(agents.map((a) => a.agent));
-    for (const id of agentRows.keys()) if (!live.has(id)) agentRows.delete(id);
-    const body = $("agents");
+    placeRows("agents", rows, agentRows, agents.map((a) => a.agent));
+  }
+
+  // Shows the kept `rows` in table body `id` and forgets the kept rows of ids no longer
+  // `live`. The body is rebuilt only when the order changed, so that a focused control is not
+  // detached.
+  function placeRows(id, rows, kept, live) {
+    const current = new Set(live);
+    for (const key of kept.keys()) if (!current.has(key)) kept.delete(key);
+    const body = $(id);
     if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) {
       body.replaceChildren(...rows);
     }
@@ -210,13 +217,7 @@
       entry.button.disabled = targets.length === 0;
       return entry.row;
     });
-    const live = new Set(waiting.map((w) => w.interaction));
-    for (const id of waitingRows.keys()) if (!live.has(id)) waitingRows.delete(id);
-    const body = $("waiting");
-    // Only reorder when the order changed, so that a focused control is not detached.
-    if (rows.length !== body.children.length || rows.some((row, i) => body.children[i] !== row)) {
-      body.replaceChildren(...rows);
-    }
+    placeRows("waiting", rows, waitingRows, waiting.map((w) => w.interaction));
   }
 
   async function move(interaction, target) {
