@@ -1143,7 +1143,8 @@ async fn console_transfers_to_an_external_number(db: Db) {
 }
 
 /// A provider that authenticates the calls it carries challenges vacd's INVITE (407): vacd
-/// sends it again once with the outbound trunk's credentials, and the transfer goes through.
+/// sends it again once with the outbound trunk's credentials, and the transfer goes through;
+/// the BYE that ends the call is challenged and answered the same way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     use vacd_sip::rsip::headers::UntypedHeader;
@@ -1176,11 +1177,14 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     assert_eq!(cseq(&acked), cseq(&first));
     let second = carrier.request(Method::Invite).await;
     let answer = answer_of(&second).expect("the challenge answered");
-    let cnonce = answer
-        .split("cnonce=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("a cnonce");
+    let cnonce_of = |answer: &str| -> String {
+        answer
+            .split("cnonce=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .expect("a cnonce")
+            .to_owned()
+    };
     let challenge = "Digest realm=\"carrier\", nonce=\"n-1\", qop=\"auth\", algorithm=MD5";
     let expected = vacd_sip::digest::answer_challenge(
         challenge,
@@ -1189,7 +1193,7 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
         "vacd-account",
         "carrier-secret",
         1,
-        cnonce,
+        &cnonce_of(&answer),
     )
     .expect("an answer");
     let response = |value: &str| {
@@ -1210,8 +1214,30 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     caller
         .rtp_reaches(leg.remote_rtp, b"outside", &carrier)
         .await;
+    // The caller hangs up; the provider challenges the BYE too, and gets its answer once.
     assert_eq!(caller.bye(&leg).await, 200);
-    carrier.take_bye().await;
+    let bye = carrier.request(Method::Bye).await;
+    assert_eq!(answer_of(&bye), None, "no credentials unasked");
+    carrier.challenge(&bye, "carrier", "n-2").await;
+    let again = carrier.request(Method::Bye).await;
+    let answer = answer_of(&again).expect("the BYE's challenge answered");
+    let expected = vacd_sip::digest::answer_challenge(
+        &challenge.replace("n-1", "n-2"),
+        "BYE",
+        &again.uri.to_string(),
+        "vacd-account",
+        "carrier-secret",
+        1,
+        &cnonce_of(&answer),
+    )
+    .expect("an answer");
+    assert_eq!(response(&answer), response(&expected), "{answer}");
+    assert_eq!(cseq(&again), cseq(&bye) + 1);
+    assert_eq!(
+        message::call_id(&again.headers).ok(),
+        message::call_id(&bye.headers).ok()
+    );
+    carrier.respond(&again, 200, "", false).await;
     f.s.stop().await;
 }
 

@@ -254,6 +254,9 @@ pub struct Calls {
     /// When legs routing does not time stop ringing: (deadline, call, the leg's Call-ID),
     /// earliest first; entries of legs answered or gone meanwhile are skipped when due.
     ring_deadlines: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// In-dialog requests sent to the outbound trunk while it has credentials, until their
+    /// final response: a challenge to one is answered once (see `answer_in_dialog_challenge`).
+    to_trunk: HashMap<TransactionKey, (Request, Peer)>,
     next_key: u64,
 }
 
@@ -272,6 +275,7 @@ impl Calls {
             by_call_id: HashMap::new(),
             by_invite: HashMap::new(),
             ring_deadlines: BinaryHeap::new(),
+            to_trunk: HashMap::new(),
             next_key: 1,
         }
     }
@@ -713,9 +717,10 @@ impl Calls {
         }
     }
 
-    /// Sends a request built by a dialog (its Via placeholder replaced by ours).
+    /// Sends a request built by a dialog (its Via placeholder replaced by ours); one to the
+    /// outbound trunk is kept until its final response, in case the trunk challenges it.
     fn send_in_dialog(
-        &self,
+        &mut self,
         layer: &mut TransactionLayer,
         key: u64,
         request: Result<Request, vacd_sip::Error>,
@@ -737,8 +742,19 @@ impl Calls {
             }
         }
         let method = request.method;
-        if let Err(err) = layer.send_request(request, peer, now) {
-            tracing::warn!(call = key, %peer, %method, %err, "in-dialog request not sent");
+        let to_trunk = self.ctx.outbound_credentials.is_some()
+            && self.ctx.outbound == Some(peer.addr)
+            && peer.transport == Transport::Udp;
+        let kept = to_trunk.then(|| request.clone());
+        match layer.send_request(request, peer, now) {
+            Ok(sent) => {
+                if let Some(request) = kept {
+                    self.to_trunk.insert(sent, (request, peer));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(call = key, %peer, %method, %err, "in-dialog request not sent")
+            }
         }
     }
 
@@ -991,9 +1007,6 @@ impl Calls {
         response: &Response,
         now: Instant,
     ) -> bool {
-        let Some((username, password)) = self.ctx.outbound_credentials.clone() else {
-            return false;
-        };
         let Some(leg) = self
             .calls
             .get(&call_key)
@@ -1001,59 +1014,17 @@ impl Calls {
         else {
             return false;
         };
-        let answered_before = leg
-            .invite
-            .headers
-            .iter()
-            .any(|h| matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)));
-        if !matches!(leg.party, Party::External(_))
-            || !matches!(leg.state, AgentState::Ringing)
-            || answered_before
-        {
+        if !matches!(leg.party, Party::External(_)) || !matches!(leg.state, AgentState::Ringing) {
             return false;
         }
-        let proxy = response.status_code.code() == 407;
-        let challenge = response.headers.iter().find_map(|h| match h {
-            Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_owned()),
-            Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_owned()),
-            _ => None,
-        });
-        let uri = leg.invite.uri.to_string();
-        let answer = challenge.and_then(|challenge| {
-            vacd_sip::digest::answer_challenge(
-                &challenge,
-                "INVITE",
-                &uri,
-                &username,
-                &password,
-                1,
-                &new_tag(),
-            )
-        });
-        let (Some(answer), Ok((cseq, _))) = (answer, message::cseq(&leg.invite.headers)) else {
-            tracing::warn!(call = call_key, "the trunk's challenge cannot be answered");
+        let peer = leg.peer;
+        let Some(invite) = self.authorized(&leg.invite, response, peer) else {
+            tracing::warn!(
+                call = call_key,
+                "the trunk's challenge not answered: no credentials for it, or they were refused"
+            );
             return false;
         };
-        let via = self.via(leg.peer.transport);
-        let mut invite = leg.invite.clone();
-        invite.headers = invite
-            .headers
-            .iter()
-            .map(|h| match h {
-                Header::Via(_) => Header::Via(rsip::headers::Via::new(via.clone())),
-                Header::CSeq(_) => {
-                    Header::CSeq(rsip::headers::CSeq::new(format!("{} INVITE", cseq + 1)))
-                }
-                other => other.clone(),
-            })
-            .collect::<Vec<_>>()
-            .into();
-        invite.headers.push(if proxy {
-            Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(answer))
-        } else {
-            Header::Authorization(rsip::headers::Authorization::new(answer))
-        });
-        let peer = leg.peer;
         match layer.send_request(invite.clone(), peer, now) {
             Ok(again) => {
                 self.by_invite.remove(key);
@@ -1076,7 +1047,94 @@ impl Calls {
         }
     }
 
-    /// A response to one of our requests; `false` if it is no agent INVITE's.
+    /// `request` again with the outbound trunk's answer to the challenge in `response` (401:
+    /// Authorization, 407: Proxy-Authorization), CSeq one up, on a new branch. None when vacd
+    /// has no credentials for the trunk, `request` carried an answer already (the credentials
+    /// are wrong: the refusal stands), or the challenge cannot be answered.
+    fn authorized(&self, request: &Request, response: &Response, peer: Peer) -> Option<Request> {
+        let (username, password) = self.ctx.outbound_credentials.as_ref()?;
+        if request
+            .headers
+            .iter()
+            .any(|h| matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_)))
+        {
+            return None;
+        }
+        let proxy = response.status_code.code() == 407;
+        let challenge = response.headers.iter().find_map(|h| match h {
+            Header::ProxyAuthenticate(v) if proxy => Some(v.value().to_owned()),
+            Header::WwwAuthenticate(v) if !proxy => Some(v.value().to_owned()),
+            _ => None,
+        })?;
+        let method = request.method.to_string();
+        let answer = vacd_sip::digest::answer_challenge(
+            &challenge,
+            &method,
+            &request.uri.to_string(),
+            username,
+            password,
+            1,
+            &new_tag(),
+        )?;
+        let (cseq, _) = message::cseq(&request.headers).ok()?;
+        let via = self.via(peer.transport);
+        let mut again = request.clone();
+        again.headers = request
+            .headers
+            .iter()
+            .map(|h| match h {
+                Header::Via(_) => Header::Via(rsip::headers::Via::new(via.clone())),
+                Header::CSeq(_) => {
+                    Header::CSeq(rsip::headers::CSeq::new(format!("{} {method}", cseq + 1)))
+                }
+                other => other.clone(),
+            })
+            .collect::<Vec<_>>()
+            .into();
+        again.headers.push(if proxy {
+            Header::ProxyAuthorization(rsip::headers::ProxyAuthorization::new(answer))
+        } else {
+            Header::Authorization(rsip::headers::Authorization::new(answer))
+        });
+        Some(again)
+    }
+
+    /// A 401 or 407 to an in-dialog request vacd sent the outbound trunk (a provider that
+    /// challenges its calls' INVITEs may challenge their BYEs too): sent again once with the
+    /// trunk's credentials, as the INVITE was. Any final response ends the wait for it.
+    fn answer_in_dialog_challenge(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: &TransactionKey,
+        response: &Response,
+        now: Instant,
+    ) -> bool {
+        let code = response.status_code.code();
+        if code < 200 {
+            return self.to_trunk.contains_key(key);
+        }
+        let Some((request, peer)) = self.to_trunk.remove(key) else {
+            return false;
+        };
+        if !matches!(code, 401 | 407) {
+            return true;
+        }
+        let method = request.method;
+        let Some(again) = self.authorized(&request, response, peer) else {
+            tracing::warn!(%peer, %method, code, "the trunk refused an in-dialog request");
+            return true;
+        };
+        match layer.send_request(again, peer, now) {
+            Ok(_) => tracing::info!(%peer, %method, "the trunk's challenge answered"),
+            Err(err) => {
+                tracing::warn!(%peer, %method, %err, "the answer to the trunk's challenge not sent")
+            }
+        }
+        true
+    }
+
+    /// A response to one of our requests; `false` if it is neither an agent INVITE's nor one
+    /// to an in-dialog request kept for the trunk's challenge.
     pub fn on_response(
         &mut self,
         layer: &mut TransactionLayer,
@@ -1085,7 +1143,7 @@ impl Calls {
         now: Instant,
     ) -> bool {
         let Some(&call_key) = self.by_invite.get(key) else {
-            return false;
+            return self.answer_in_dialog_challenge(layer, key, response, now);
         };
         if matches!(response.status_code.code(), 401 | 407)
             && self.answer_challenge(layer, call_key, key, response, now)
@@ -1244,8 +1302,12 @@ impl Calls {
     }
 
     /// A transaction ended without an answer: an agent's INVITE that timed out or could not
-    /// be sent counts as a refusal; a caller that never acknowledged our answer is hung up.
+    /// be sent counts as a refusal; a caller that never acknowledged our answer is hung up; an
+    /// in-dialog request to the trunk is no longer kept.
     pub fn on_failed(&mut self, layer: &mut TransactionLayer, key: &TransactionKey, now: Instant) {
+        if self.to_trunk.remove(key).is_some() {
+            return;
+        }
         let Some(&call_key) = self.by_invite.get(key) else {
             return;
         };
