@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use argon2::password_hash::rand_core::{OsRng, RngCore};
 use tokio::sync::mpsc;
 use vacd_actors::{AgentId, Output, TransferTarget};
 use vacd_sip::dialog::Dialog;
@@ -83,26 +84,23 @@ pub struct RtpPorts {
     ip: IpAddr,
     min: u16,
     max: u16,
-    next: u16,
 }
 
 impl RtpPorts {
     pub fn new(ip: IpAddr, min: u16, max: u16) -> RtpPorts {
-        RtpPorts {
-            ip,
-            min,
-            max,
-            next: min,
-        }
+        RtpPorts { ip, min, max }
     }
 
-    /// The next free port of the range (wrapping around), as a non-blocking socket.
+    /// A free port of the range, as a non-blocking socket: the search starts at a random port
+    /// and goes up from there (wrapping around), so the next call's ports cannot be guessed
+    /// from this one's — a stranger's packet that reached a leg's port first would be latched
+    /// on (see `vacd_sip::rtp::Relay`).
     pub fn bind(&mut self) -> std::io::Result<tokio::net::UdpSocket> {
         let span = u32::from(self.max - self.min) + 1;
+        let start = OsRng.next_u32() % span;
         let mut last = None;
-        for _ in 0..span {
-            let port = self.next;
-            self.next = if port >= self.max { self.min } else { port + 1 };
+        for offset in 0..span {
+            let port = self.min + ((start + offset) % span) as u16;
             match std::net::UdpSocket::bind((self.ip, port)) {
                 Ok(socket) => {
                     socket.set_nonblocking(true)?;
@@ -2024,5 +2022,28 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         drop(taken);
         let socket = ports.bind().expect("the port is free again");
         assert_eq!(socket.local_addr().expect("addr").port(), port);
+    }
+
+    #[tokio::test]
+    async fn rtp_ports_are_not_handed_out_in_sequence() {
+        let mut ports = RtpPorts::new(IpAddr::from([127, 0, 0, 1]), 40_000, 49_999);
+        let bound: Vec<u16> = (0..16)
+            .map(|_| {
+                ports
+                    .bind()
+                    .expect("a free port")
+                    .local_addr()
+                    .expect("addr")
+                    .port()
+            })
+            .collect();
+        assert!(
+            bound.iter().all(|p| (40_000..=49_999).contains(p)),
+            "{bound:?}"
+        );
+        assert!(
+            bound.windows(2).any(|w| w[1] != w[0] + 1),
+            "each call's ports follow the last one's: {bound:?}"
+        );
     }
 }
