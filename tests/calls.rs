@@ -1241,6 +1241,47 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     f.s.stop().await;
 }
 
+/// A supervisor's phone behind NAT names an address of its own network in its SDP: vacd
+/// sends it the mix where its packets come from once one has come, and takes its voice from
+/// there — the agent hears the whisper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supervisor_behind_nat_whispers() {
+    const CALLER: f32 = 440.0;
+    const SUPERVISOR: f32 = 2000.0;
+    let f = Floor::new(Db::Sqlite).await;
+    let mut sam_phone = f.supervisor_phone().await;
+    sam_phone.behind_nat = Some(std::net::IpAddr::from([192, 0, 2, 10]));
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
+    let _caller_voice = caller.play_tone(leg.remote_rtp, CALLER, 400);
+    let (status, body) = f.monitor(interaction, "whisper").await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    let invite = sam_phone.request(Method::Invite).await;
+    let sam_leg = sam_phone.answer(&invite).await;
+    let _sam_voice = sam_phone.play_tone(sam_leg.remote_rtp, SUPERVISOR, 400);
+    let heard = sam_phone.hear(40).await;
+    let heard = &heard[20 * 160..];
+    assert!(
+        tone_level(heard, CALLER) > 1000.0,
+        "the caller in the supervisor's mix: {}",
+        tone_level(heard, CALLER)
+    );
+    bruno.phone.drain_rtp().await;
+    let at_agent = bruno.phone.hear(45).await;
+    let at_agent = &at_agent[20 * 160..];
+    assert!(
+        tone_level(at_agent, SUPERVISOR) > 1000.0,
+        "the whisper reaches the agent: {}",
+        tone_level(at_agent, SUPERVISOR)
+    );
+    f.s.stop().await;
+}
+
 /// Click-to-dial: the console dials a number; vacd rings the agent's phone first, then calls
 /// the number through the outbound trunk and bridges them. The agent is set ready for outbound
 /// work meanwhile, so no inbound offer interrupts.

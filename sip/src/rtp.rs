@@ -393,6 +393,27 @@ impl RelayLeg {
         self.latched
     }
 
+    /// Whether an RTP packet from `from` is this leg's: the first one since the last
+    /// negotiation latches its source, later ones must come from there — except from the
+    /// address the leg's SDP names, which always wins: a stray packet that latched first (a
+    /// late packet of the call that used this port before) cannot cut the real peer off for
+    /// the rest of the call.
+    pub fn latch(&mut self, from: SocketAddr) -> bool {
+        match self.latched {
+            Some(addr) if addr != from && self.signalled == Some(from) => {
+                tracing::debug!(%from, stray = %addr, "RTP source re-latched to the SDP address");
+                self.latched = Some(from);
+                true
+            }
+            Some(addr) => addr == from,
+            None => {
+                tracing::debug!(%from, "RTP source latched");
+                self.latched = Some(from);
+                true
+            }
+        }
+    }
+
     /// What this leg has sent so far.
     pub fn stats(&self) -> &LegStats {
         &self.stats
@@ -498,23 +519,9 @@ impl Relay {
             leg.stats.dropped += 1;
             return RelayAction::Drop(DropReason::Rtcp);
         }
-        match leg.latched {
-            // The address the leg's SDP names always wins: a stray packet that latched first
-            // (a late packet of the call that used this port before) cannot cut the real
-            // peer off for the rest of the call.
-            Some(addr) if addr != from && leg.signalled == Some(from) => {
-                tracing::debug!(leg = ?on, %from, stray = %addr, "RTP source re-latched to the SDP address");
-                leg.latched = Some(from);
-            }
-            Some(addr) if addr != from => {
-                leg.stats.dropped += 1;
-                return RelayAction::Drop(DropReason::WrongSource);
-            }
-            Some(_) => {}
-            None => {
-                tracing::debug!(leg = ?on, %from, "RTP source latched");
-                leg.latched = Some(from);
-            }
+        if !leg.latch(from) {
+            leg.stats.dropped += 1;
+            return RelayAction::Drop(DropReason::WrongSource);
         }
         leg.stats.record(&packet.header, packet.payload.len());
         let other = on.other();

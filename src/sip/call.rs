@@ -24,7 +24,7 @@ use vacd_actors::{
 use vacd_sip::g711::Law;
 use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
 use vacd_sip::mix::{decode_frame, encode_frame, Monitor, PcmFrame};
-use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction, RtpPacket};
+use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction, RelayLeg, RtpPacket};
 
 use crate::routing::{CallTap, RoutingHandle};
 use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, NewEvent, Store};
@@ -539,8 +539,10 @@ struct Media {
 /// A supervisor monitoring the call from its own phone leg.
 struct Supervisor {
     socket: UdpSocket,
-    /// Where its phone receives RTP; `None` until it answers.
-    remote: Option<SocketAddr>,
+    /// Its phone's RTP, `None` until it answers: sent to the address its SDP names until a
+    /// packet comes from it, then to where its packets come from (a phone behind NAT names
+    /// an address of its own network).
+    phone: Option<RelayLeg>,
     mode: Monitor,
     /// Our stream to the supervisor (the mix).
     to_supervisor: Packetizer,
@@ -557,7 +559,7 @@ impl Media {
     fn monitoring(&self) -> Option<Monitor> {
         self.supervisor
             .as_ref()
-            .filter(|s| s.remote.is_some())
+            .filter(|s| s.phone.is_some())
             .map(|s| s.mode)
     }
 
@@ -578,7 +580,7 @@ impl Media {
                 tracing::info!(call = actor.key, ?mode, "monitoring starts");
                 self.supervisor = Some(Supervisor {
                     socket,
-                    remote: None,
+                    phone: None,
                     mode,
                     to_supervisor: Packetizer::random(self.payload_type),
                     to_agent: Packetizer::random(self.payload_type),
@@ -590,7 +592,7 @@ impl Media {
             }
             CallCmd::SupervisorAnswered { remote } => {
                 if let Some(supervisor) = self.supervisor.as_mut() {
-                    supervisor.remote = remote;
+                    supervisor.phone = remote.map(|remote| RelayLeg::new(Some(remote)));
                 }
                 None
             }
@@ -711,7 +713,7 @@ impl Media {
         let mixed = supervisor
             .mode
             .mix(caller.as_ref(), agent.as_ref(), microphone.as_ref());
-        if let Some(to) = supervisor.remote {
+        if let Some(to) = supervisor.phone.as_ref().and_then(RelayLeg::destination) {
             packet.clear();
             supervisor
                 .to_supervisor
@@ -743,22 +745,21 @@ impl Media {
         }
     }
 
-    /// The supervisor's own audio, kept for the next mix (only from its phone's address).
+    /// The supervisor's own audio, kept for the next mix (only from its phone's latched
+    /// address, see [`RelayLeg::latch`]).
     fn take_microphone(&mut self, from: SocketAddr, datagram: &[u8]) {
         let (law, payload_type) = (self.law, self.payload_type);
         let Some(supervisor) = self.supervisor.as_mut() else {
             return;
         };
-        if supervisor
-            .remote
-            .is_none_or(|remote| remote.ip() != from.ip())
-        {
+        let (Some(phone), Ok(rtp)) = (supervisor.phone.as_mut(), RtpPacket::parse(datagram)) else {
+            return;
+        };
+        if rtp.header.is_rtcp() || !phone.latch(from) {
             return;
         }
-        if let Ok(rtp) = RtpPacket::parse(datagram) {
-            if rtp.header.payload_type == payload_type {
-                supervisor.microphone = Some(decode_frame(law, rtp.payload));
-            }
+        if rtp.header.payload_type == payload_type {
+            supervisor.microphone = Some(decode_frame(law, rtp.payload));
         }
     }
 

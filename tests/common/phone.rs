@@ -60,6 +60,9 @@ pub struct Phone {
     cseq: u32,
     /// The one G.711 law this phone offers, answers with, plays and hears (µ-law unless set).
     pub law: Law,
+    /// The address its SDP names instead of its RTP socket's: a phone behind NAT names one of
+    /// its own network, which vacd cannot reach.
+    pub behind_nat: Option<std::net::IpAddr>,
 }
 
 impl Phone {
@@ -101,6 +104,7 @@ impl Phone {
             inbox: VecDeque::new(),
             taken: HashSet::new(),
             law: Law::MuLaw,
+            behind_nat: None,
             cseq: 0,
         }
     }
@@ -112,7 +116,7 @@ impl Phone {
 
     /// Our SDP with the given direction attribute (`sendonly` holds the other side).
     pub fn sdp_with(&self, direction: &str) -> String {
-        let ip = self.rtp_addr.ip();
+        let ip = self.behind_nat.unwrap_or(self.rtp_addr.ip());
         let (pt, name) = match self.law {
             Law::MuLaw => (0, "PCMU"),
             Law::ALaw => (8, "PCMA"),
