@@ -1241,6 +1241,26 @@ async fn an_outbound_trunk_that_challenges_gets_its_answer() {
     f.s.stop().await;
 }
 
+/// A caller whose provider gives telephone-event (DTMF) another payload type than vacd's
+/// default: the agent's phone is offered the caller's number, so the key presses the relay
+/// forwards as they are mean the same on both legs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dtmf_keeps_the_callers_payload_type() {
+    let f = Floor::new(Db::Sqlite).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    caller.telephone_event = 96;
+    caller.call(NUMBER).await.expect("vacd answers the call");
+    bruno.console.expect("offer").await;
+    let invite = bruno.phone.request(Method::Invite).await;
+    let offer = String::from_utf8_lossy(&invite.body).into_owned();
+    assert!(
+        offer.contains("a=rtpmap:96 telephone-event/8000") && !offer.contains("rtpmap:101"),
+        "{offer}"
+    );
+    f.s.stop().await;
+}
+
 /// A supervisor's phone behind NAT names an address of its own network in its SDP: vacd
 /// sends it the mix where its packets come from once one has come, and takes its voice from
 /// there — the agent hears the whisper.

@@ -728,8 +728,9 @@ pub struct LocalMedia {
     /// The G.711 laws we accept, in our order of preference (used in our offers; an answer
     /// follows the offerer's order).
     pub codecs: Vec<Law>,
-    /// Whether to offer / accept RFC 4733 telephone-event (DTMF).
-    pub telephone_event: bool,
+    /// RFC 4733 telephone-event (DTMF): the payload type our offers give it, `None` to
+    /// neither offer nor accept it (an answer keeps the offerer's number).
+    pub telephone_event: Option<u8>,
     /// Packet time we send and ask for, in milliseconds.
     pub ptime: u32,
     /// The direction we want (sendrecv normally; sendonly when we put the leg on hold).
@@ -742,7 +743,7 @@ impl LocalMedia {
         Self {
             rtp,
             codecs: vec![Law::MuLaw, Law::ALaw],
-            telephone_event: true,
+            telephone_event: Some(TELEPHONE_EVENT_PT),
             ptime: 20,
             direction: Direction::SendRecv,
         }
@@ -895,7 +896,9 @@ pub fn answer(
         };
         let remote_direction = effective_direction(offer, index);
         let direction = remote_direction.reversed().intersect(local.direction);
-        let telephone_event = offered.telephone_event().filter(|_| local.telephone_event);
+        let telephone_event = offered
+            .telephone_event()
+            .filter(|_| local.telephone_event.is_some());
         let mut m = MediaDescription::new(&offered.media, local.rtp.port(), &offered.protocol);
         push_codec(&mut m, pt, law);
         if let Some(te) = telephone_event {
@@ -947,15 +950,15 @@ fn push_telephone_event(m: &mut MediaDescription, pt: u8, events: &str) {
 }
 
 /// Builds our offer: one audio stream with `local.codecs` in order and telephone-event at
-/// [`TELEPHONE_EVENT_PT`], in `local.direction` (sendonly to put the far end on hold).
+/// `local.telephone_event`, in `local.direction` (sendonly to put the far end on hold).
 pub fn offer(local: &LocalMedia, session: &mut LocalSdp) -> SessionDescription {
     let mut sdp = session.skeleton(local.rtp);
     let mut m = MediaDescription::new("audio", local.rtp.port(), "RTP/AVP");
     for law in &local.codecs {
         push_codec(&mut m, law.payload_type(), *law);
     }
-    if local.telephone_event {
-        push_telephone_event(&mut m, TELEPHONE_EVENT_PT, "0-16");
+    if let Some(pt) = local.telephone_event {
+        push_telephone_event(&mut m, pt, "0-16");
     }
     m.ptime = Some(local.ptime);
     m.direction = Some(local.direction);
@@ -1194,7 +1197,7 @@ a=sendrecv\r\n";
     fn answer_follows_local_codec_support() {
         let mut pcmu_only = local();
         pcmu_only.codecs = vec![Law::MuLaw];
-        pcmu_only.telephone_event = false;
+        pcmu_only.telephone_event = None;
         let (sdp, n) = answer(&parse(OFFER), &pcmu_only, &mut session()).expect("answer");
         assert_eq!(
             (n.law, n.payload_type, n.telephone_event),

@@ -189,7 +189,9 @@ struct CallMedia {
     caller_remote: Option<SocketAddr>,
     law: Law,
     payload_type: u8,
-    telephone_event: bool,
+    /// The caller's telephone-event payload type, offered to the other legs under the same
+    /// number: the relay forwards packets as they are.
+    telephone_event: Option<u8>,
 }
 
 /// The caller's leg: the dialog of the trunk's INVITE that vacd answered.
@@ -208,7 +210,8 @@ struct Call {
     /// The caller's number as shown to agents.
     caller_number: String,
     law: Law,
-    telephone_event: bool,
+    /// The telephone-event payload type of the call's legs (see [`CallMedia`]).
+    telephone_event: Option<u8>,
     caller_rtp: SocketAddr,
     caller_sdp: LocalSdp,
     agent_rtp: SocketAddr,
@@ -439,7 +442,7 @@ impl Calls {
             caller_remote: negotiated.remote,
             law: negotiated.law,
             payload_type: negotiated.payload_type,
-            telephone_event: negotiated.telephone_event.is_some(),
+            telephone_event: negotiated.telephone_event,
         };
         let caller = CallerLeg {
             dialog: caller,
@@ -1265,7 +1268,7 @@ impl Calls {
                                     law: negotiated.law,
                                 },
                             );
-                            call.telephone_event = negotiated.telephone_event.is_some();
+                            call.telephone_event = negotiated.telephone_event;
                             self.dial_customer(layer, call_key, number, now);
                         }
                     }
@@ -1626,7 +1629,7 @@ impl Calls {
             caller_remote: None,
             law: Law::MuLaw,
             payload_type: Law::MuLaw.payload_type(),
-            telephone_event: true,
+            telephone_event: Some(sdp::TELEPHONE_EVENT_PT),
         };
         // The agent's phone shows the number it is calling.
         let call_key = self.start(record, media, None, Some(number.clone()), number);

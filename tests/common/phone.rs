@@ -63,6 +63,8 @@ pub struct Phone {
     /// The address its SDP names instead of its RTP socket's: a phone behind NAT names one of
     /// its own network, which vacd cannot reach.
     pub behind_nat: Option<std::net::IpAddr>,
+    /// The payload type its SDP gives telephone-event (101 unless set).
+    pub telephone_event: u8,
 }
 
 impl Phone {
@@ -105,6 +107,7 @@ impl Phone {
             taken: HashSet::new(),
             law: Law::MuLaw,
             behind_nat: None,
+            telephone_event: 101,
             cseq: 0,
         }
     }
@@ -121,10 +124,11 @@ impl Phone {
             Law::MuLaw => (0, "PCMU"),
             Law::ALaw => (8, "PCMA"),
         };
+        let te = self.telephone_event;
         format!(
             "v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=test\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
-m=audio {} RTP/AVP {pt} 101\r\na=rtpmap:{pt} {name}/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
-a=fmtp:101 0-16\r\na=ptime:20\r\na={direction}\r\n",
+m=audio {} RTP/AVP {pt} {te}\r\na=rtpmap:{pt} {name}/8000\r\na=rtpmap:{te} telephone-event/8000\r\n\
+a=fmtp:{te} 0-16\r\na=ptime:20\r\na={direction}\r\n",
             self.rtp_addr.port()
         )
     }
