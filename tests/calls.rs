@@ -1263,7 +1263,8 @@ async fn dtmf_keeps_the_callers_payload_type() {
 
 /// A supervisor's phone behind NAT names an address of its own network in its SDP: vacd
 /// sends it the mix where its packets come from once one has come, and takes its voice from
-/// there — the agent hears the whisper.
+/// there — the agent hears the whisper. A stranger's packets that reach the leg first (from
+/// neither the SDP's IP nor the phone's SIP address) are not latched on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_behind_nat_whispers() {
     const CALLER: f32 = 440.0;
@@ -1283,6 +1284,8 @@ async fn a_supervisor_behind_nat_whispers() {
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
     let invite = sam_phone.request(Method::Invite).await;
     let sam_leg = sam_phone.answer(&invite).await;
+    let stranger = Phone::new("127.0.0.3", f.s.sip_udp()).await;
+    stranger.send_rtp(sam_leg.remote_rtp, 1, &[0xff; 160]).await;
     let _sam_voice = sam_phone.play_tone(sam_leg.remote_rtp, SUPERVISOR, 400);
     let heard = sam_phone.hear(40).await;
     let heard = &heard[20 * 160..];

@@ -950,14 +950,18 @@ fn push_telephone_event(m: &mut MediaDescription, pt: u8, events: &str) {
 }
 
 /// Builds our offer: one audio stream with `local.codecs` in order and telephone-event at
-/// `local.telephone_event`, in `local.direction` (sendonly to put the far end on hold).
+/// `local.telephone_event` (left out if a codec has that number), in `local.direction`
+/// (sendonly to put the far end on hold).
 pub fn offer(local: &LocalMedia, session: &mut LocalSdp) -> SessionDescription {
     let mut sdp = session.skeleton(local.rtp);
     let mut m = MediaDescription::new("audio", local.rtp.port(), "RTP/AVP");
     for law in &local.codecs {
         push_codec(&mut m, law.payload_type(), *law);
     }
-    if let Some(pt) = local.telephone_event {
+    let telephone_event = local
+        .telephone_event
+        .filter(|pt| local.codecs.iter().all(|law| law.payload_type() != *pt));
+    if let Some(pt) = telephone_event {
         push_telephone_event(&mut m, pt, "0-16");
     }
     m.ptime = Some(local.ptime);
@@ -1329,6 +1333,25 @@ a=sendrecv\r\n";
         assert_eq!(n.telephone_event, Some(101));
         assert_eq!(n.remote, Some("198.51.100.9:30000".parse().expect("addr")));
         assert_eq!(n.direction, Direction::SendRecv);
+    }
+
+    #[test]
+    fn telephone_event_is_offered_at_the_number_asked_unless_a_codec_has_it() {
+        let mut ours = session();
+        let caller_s = LocalMedia {
+            telephone_event: Some(96),
+            ..local()
+        };
+        let m = &offer(&caller_s, &mut ours).media[0];
+        assert_eq!(m.formats, vec!["0", "8", "96"]);
+        assert_eq!(m.fmtp(96), Some("0-16"));
+        let clashing = LocalMedia {
+            telephone_event: Some(8),
+            ..local()
+        };
+        let m = &offer(&clashing, &mut ours).media[0];
+        assert_eq!(m.formats, vec!["0", "8"]);
+        assert_eq!(m.rtpmaps.len(), 2, "{:?}", m.rtpmaps);
     }
 
     #[test]

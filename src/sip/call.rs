@@ -9,7 +9,7 @@
 //! and hears back through [`CallReport`]s. A panic in here ends only this task; the endpoint
 //! sees the command channel close and hangs up both legs (see `calls`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
@@ -103,8 +103,12 @@ pub enum CallCmd {
     },
     /// A supervisor's phone is being called to monitor the call in `mode`, with this socket.
     Monitor { socket: UdpSocket, mode: Monitor },
-    /// The supervisor's phone answered; its RTP goes to `remote`.
-    SupervisorAnswered { remote: Option<SocketAddr> },
+    /// The supervisor's phone answered; its RTP goes to `remote` (its SDP's address), and
+    /// comes from that address's IP or from `signalling`, the IP its SIP messages come from.
+    SupervisorAnswered {
+        remote: Option<SocketAddr>,
+        signalling: IpAddr,
+    },
     /// The supervisor switches between silent, whisper and barge (same phone leg).
     MonitorMode { mode: Monitor },
     /// The supervisor stopped monitoring (hung up, refused, or asked to stop).
@@ -543,6 +547,10 @@ struct Supervisor {
     /// packet comes from it, then to where its packets come from (a phone behind NAT names
     /// an address of its own network).
     phone: Option<RelayLeg>,
+    /// The IPs its packets may come from: its SDP's and the one its SIP messages come from.
+    /// Anyone else's packets are dropped before they could latch: whoever latched would hear
+    /// the call, and while whispering or barging talk into it.
+    phone_ips: Vec<IpAddr>,
     mode: Monitor,
     /// Our stream to the supervisor (the mix).
     to_supervisor: Packetizer,
@@ -581,6 +589,7 @@ impl Media {
                 self.supervisor = Some(Supervisor {
                     socket,
                     phone: None,
+                    phone_ips: Vec::new(),
                     mode,
                     to_supervisor: Packetizer::random(self.payload_type),
                     to_agent: Packetizer::random(self.payload_type),
@@ -590,9 +599,11 @@ impl Media {
                 });
                 None
             }
-            CallCmd::SupervisorAnswered { remote } => {
+            CallCmd::SupervisorAnswered { remote, signalling } => {
                 if let Some(supervisor) = self.supervisor.as_mut() {
-                    supervisor.phone = remote.map(|remote| RelayLeg::new(Some(remote)));
+                    supervisor.phone = Some(RelayLeg::new(remote));
+                    supervisor.phone_ips = remote.map(|r| r.ip()).into_iter().collect();
+                    supervisor.phone_ips.push(signalling);
                 }
                 None
             }
@@ -745,7 +756,7 @@ impl Media {
         }
     }
 
-    /// The supervisor's own audio, kept for the next mix (only from its phone's latched
+    /// The supervisor's own audio, kept for the next mix (only from its phone's IPs and latched
     /// address, see [`RelayLeg::latch`]).
     fn take_microphone(&mut self, from: SocketAddr, datagram: &[u8]) {
         let (law, payload_type) = (self.law, self.payload_type);
@@ -755,7 +766,8 @@ impl Media {
         let (Some(phone), Ok(rtp)) = (supervisor.phone.as_mut(), RtpPacket::parse(datagram)) else {
             return;
         };
-        if rtp.header.is_rtcp() || !phone.latch(from) {
+        if rtp.header.is_rtcp() || !supervisor.phone_ips.contains(&from.ip()) || !phone.latch(from)
+        {
             return;
         }
         if rtp.header.payload_type == payload_type {

@@ -255,8 +255,8 @@ pub struct Calls {
     /// When legs routing does not time stop ringing: (deadline, call, the leg's Call-ID),
     /// earliest first; entries of legs answered or gone meanwhile are skipped when due.
     ring_deadlines: BinaryHeap<Reverse<(Instant, u64, String)>>,
-    /// In-dialog requests sent to the outbound trunk while it has credentials, until their
-    /// final response: a challenge to one is answered once (see `answer_in_dialog_challenge`).
+    /// BYEs sent to the outbound trunk while it has credentials, until their final response:
+    /// a challenge to one is answered once (see `answer_in_dialog_challenge`).
     to_trunk: HashMap<TransactionKey, (Request, Peer)>,
     next_key: u64,
 }
@@ -718,8 +718,10 @@ impl Calls {
         }
     }
 
-    /// Sends a request built by a dialog (its Via placeholder replaced by ours); one to the
-    /// outbound trunk is kept until its final response, in case the trunk challenges it.
+    /// Sends a request built by a dialog (its Via placeholder replaced by ours); a BYE to the
+    /// outbound trunk's IP (its calls to vacd may come from another port) is kept until its
+    /// final response, in case the trunk challenges it. Only BYEs: the answer goes one CSeq
+    /// up, past the dialog's count, which the BYE ends.
     fn send_in_dialog(
         &mut self,
         layer: &mut TransactionLayer,
@@ -743,8 +745,9 @@ impl Calls {
             }
         }
         let method = request.method;
-        let to_trunk = self.ctx.outbound_credentials.is_some()
-            && self.ctx.outbound == Some(peer.addr)
+        let to_trunk = method == Method::Bye
+            && self.ctx.outbound_credentials.is_some()
+            && self.ctx.outbound.is_some_and(|o| o.ip() == peer.addr.ip())
             && peer.transport == Transport::Udp;
         let kept = to_trunk.then(|| request.clone());
         match layer.send_request(request, peer, now) {
@@ -1100,9 +1103,10 @@ impl Calls {
         Some(again)
     }
 
-    /// A 401 or 407 to an in-dialog request vacd sent the outbound trunk (a provider that
-    /// challenges its calls' INVITEs may challenge their BYEs too): sent again once with the
-    /// trunk's credentials, as the INVITE was. Any final response ends the wait for it.
+    /// A 401 or 407 to a BYE vacd sent the outbound trunk (a provider that challenges its
+    /// calls' INVITEs may challenge their BYEs too): sent again once with the trunk's
+    /// credentials, as the INVITE was, and kept so that a refusal of those is logged. Any
+    /// final response ends the wait for it.
     fn answer_in_dialog_challenge(
         &mut self,
         layer: &mut TransactionLayer,
@@ -1122,11 +1126,14 @@ impl Calls {
         }
         let method = request.method;
         let Some(again) = self.authorized(&request, response, peer) else {
-            tracing::warn!(%peer, %method, code, "the trunk refused an in-dialog request");
+            tracing::warn!(%peer, %method, code, "the trunk refused our request: no credentials for it, or they were refused");
             return true;
         };
-        match layer.send_request(again, peer, now) {
-            Ok(_) => tracing::info!(%peer, %method, "the trunk's challenge answered"),
+        match layer.send_request(again.clone(), peer, now) {
+            Ok(sent) => {
+                tracing::info!(%peer, %method, "the trunk's challenge answered");
+                self.to_trunk.insert(sent, (again, peer));
+            }
             Err(err) => {
                 tracing::warn!(%peer, %method, %err, "the answer to the trunk's challenge not sent")
             }
@@ -1246,7 +1253,7 @@ impl Calls {
                         sdp::accept_answer(&leg.offer, &answer).map_err(|e| e.to_string())
                     });
                 let party = leg.party.clone();
-                let media = leg.media;
+                let (media, peer) = (leg.media, leg.peer);
                 leg.state = AgentState::Answered(dialog);
                 match (remote, &party) {
                     (Ok(negotiated), Party::Agent(agent)) => {
@@ -1288,6 +1295,7 @@ impl Calls {
                             call_key,
                             CallCmd::SupervisorAnswered {
                                 remote: negotiated.remote,
+                                signalling: peer.addr.ip(),
                             },
                         );
                     }
@@ -2025,6 +2033,26 @@ Call-ID: c1\r\nCSeq: 1 INVITE\r\n{extra}Content-Length: 0\r\n\r\n"
         drop(taken);
         let socket = ports.bind().expect("the port is free again");
         assert_eq!(socket.local_addr().expect("addr").port(), port);
+    }
+
+    #[tokio::test]
+    async fn rtp_ports_search_on_past_the_end_of_the_range() {
+        // Two neighbouring ports, the upper one taken: every search that starts there wraps
+        // around to the lower one.
+        let (lower, upper) = (0..50)
+            .find_map(|_| {
+                let lower = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+                let port = lower.local_addr().ok()?.port();
+                let upper = std::net::UdpSocket::bind(("127.0.0.1", port.checked_add(1)?)).ok()?;
+                Some((port, upper))
+            })
+            .expect("two neighbouring free ports");
+        let mut ports = RtpPorts::new(IpAddr::from([127, 0, 0, 1]), lower, lower + 1);
+        for _ in 0..16 {
+            let socket = ports.bind().expect("the lower port is free");
+            assert_eq!(socket.local_addr().expect("addr").port(), lower);
+        }
+        drop(upper);
     }
 
     #[tokio::test]
