@@ -408,6 +408,8 @@
     clearInterval(timers.charts);
     $("board").hidden = true;
     $("login").hidden = false;
+    // Not "live" (or "reconnecting…") over the sign-in form.
+    $("status").textContent = "signed out";
     $("login-error").textContent = "The sign-in has ended; sign in again.";
   }
 

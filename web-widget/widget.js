@@ -3,7 +3,10 @@
 // Plain JavaScript, no framework, no build step. It asks vacd whether someone who speaks the
 // visitor's language can chat now: if so it shows a chat launcher, otherwise an offline form
 // (which becomes a ticket). The chat runs over /ws/chat (docs/chat-protocol.md); the resume
-// token in localStorage brings a reload or a dropped connection back to the same chat.
+// token in localStorage brings a reload or a dropped connection back to the same chat. While
+// the chat is minimised the launcher counts the others' messages the visitor has not seen; what
+// was seen is kept beside the token, so a reload counts only what is newer
+// (docs/decisions.md, "Unread in the widget").
 (() => {
   "use strict";
   const script = document.currentScript || document.querySelector("script[data-tenant][data-mailbox]");
@@ -18,8 +21,8 @@
 
   const german = browserLanguage.startsWith("de");
   const t = german
-    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", mail: "Verlauf per E-Mail", mailed: "Verlauf gesendet an", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", offline: "Senden", failed: "Der Chat konnte nicht beginnen. Bitte versuchen Sie es noch einmal." }
-    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", mail: "Email me the transcript", mailed: "Transcript sent to", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", offline: "Send", failed: "The chat could not start. Please try again." };
+    ? { chat: "Chat starten", message: "Nachricht hinterlassen", name: "Name", email: "E-Mail", topic: "Thema", first: "Ihre Nachricht", start: "Chat beginnen", send: "Senden", end: "Chat beenden", mail: "Verlauf per E-Mail", mailed: "Verlauf gesendet an", close: "Schließen", typing: "schreibt …", queued: "Einen Moment, wir verbinden Sie …", ended: "Der Chat ist beendet. Danke!", idle: "Sind Sie noch da? Der Chat endet bald.", sent: "Danke! Wir antworten per E-Mail.", read: "gelesen", unread: "ungelesen", offline: "Senden", failed: "Der Chat konnte nicht beginnen. Bitte versuchen Sie es noch einmal." }
+    : { chat: "Chat with us", message: "Leave a message", name: "Name", email: "Email", topic: "Topic", first: "Your message", start: "Start chat", send: "Send", end: "End chat", mail: "Email me the transcript", mailed: "Transcript sent to", close: "Close", typing: "is typing …", queued: "One moment, connecting you …", ended: "The chat has ended. Thank you!", idle: "Are you still there? The chat will end soon.", sent: "Thank you! We will answer by email.", read: "read", unread: "unread", offline: "Send", failed: "The chat could not start. Please try again." };
 
   const host = document.createElement("div");
   host.id = "vacd-chat";
@@ -33,6 +36,13 @@
   const pending = new Map(); // client_id -> text, until acknowledged
   const shown = new Set(); // message ids on screen
   let lastRead = 0;
+  // Unread: the others' messages on screen, and the newest of them the visitor has seen (kept
+  // per chat; null while not known: then the history a resume brings counts as seen).
+  const seenKey = `${storeKey}.seen`;
+  const minimisedKey = `${storeKey}.minimised`;
+  const theirs = new Set();
+  let seen = localStorage.getItem(seenKey);
+  seen = seen === null ? null : Number(seen);
 
   const el = (tag, attrs = {}, ...children) => {
     const node = document.createElement(tag);
@@ -52,7 +62,8 @@ button{cursor:pointer;border:0;border-radius:6px;padding:.55em 1em;background:${
 button:focus-visible,input:focus-visible,textarea:focus-visible,select:focus-visible{outline:3px solid #ffbf47;outline-offset:1px}
 .launcher{position:fixed;right:20px;bottom:20px;border-radius:24px;padding:.8em 1.3em;box-shadow:0 4px 14px #0004;z-index:2147483000}
 .panel{position:fixed;right:20px;bottom:20px;width:360px;max-height:min(600px,calc(100vh - 40px));display:flex;flex-direction:column;background:#fff;border-radius:12px;box-shadow:0 8px 30px #0005;overflow:hidden;z-index:2147483001}
-.panel[hidden],.launcher[hidden]{display:none}
+.panel[hidden],.launcher[hidden],.badge[hidden]{display:none}
+.badge{display:inline-block;min-width:1.5em;margin-left:.5em;padding:0 .35em;border-radius:999px;background:#fff;color:#b3261e;font-weight:700;text-align:center}
 header{display:flex;align-items:center;gap:.6em;background:${color};color:#fff;padding:.7em 1em}
 header img{height:28px}header h2{flex:1;margin:0;font-weight:600;font-size:1.05em}
 header button{background:transparent;font-size:1.3em;padding:0 .3em}
@@ -72,7 +83,9 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
 @media (max-width:480px){.panel{right:0;bottom:0;width:100vw;max-height:100vh;height:100vh;border-radius:0}}`;
   }
 
-  const launcher = el("button", { class: "launcher", type: "button", "aria-haspopup": "dialog", hidden: true, onclick: () => open() });
+  const launcherText = el("span");
+  const badge = el("span", { class: "badge", "aria-hidden": "true", hidden: true });
+  const launcher = el("button", { class: "launcher", type: "button", "aria-haspopup": "dialog", hidden: true, onclick: () => open() }, launcherText, badge);
   const title = el("h2", { id: "vacd-title" });
   const closeButton = el("button", { type: "button", "aria-label": t.close, text: "×", onclick: () => hide() });
   const header = el("header", {}, title, closeButton);
@@ -84,11 +97,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     panel.hidden = false;
     const first = panel.querySelector("input, textarea, select");
     (first || closeButton).focus();
+    localStorage.removeItem(minimisedKey);
     markRead();
   }
 
   function hide() {
     panel.hidden = true;
+    if (token) localStorage.setItem(minimisedKey, "1");
     launcher.hidden = false;
     launcher.focus();
   }
@@ -218,6 +233,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     if (!mine) node.append(el("span", { class: "who", text: message.name }));
     node.append(message.text);
     if (message.id) shown.add(message.id); else node.classList.add("pending");
+    if (!mine && message.id) theirs.add(message.id);
     log.append(node);
     log.scrollTop = log.scrollHeight;
   }
@@ -249,8 +265,31 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
   function markRead() {
     if (panel.hidden || document.visibilityState !== "visible" || !lastRead) return;
     send({ type: "chat.read", up_to: lastRead });
+    see(lastRead);
   }
   document.addEventListener("visibilitychange", markRead);
+
+  // The others' messages up to `id` are seen (here or in another tab of this visitor); kept
+  // while the chat goes on.
+  function see(id) {
+    if (seen === null || id > seen) {
+      seen = id;
+      if (token) localStorage.setItem(seenKey, String(id));
+    }
+    countUnread();
+  }
+  window.addEventListener("storage", (e) => {
+    if (e.key === seenKey && e.newValue !== null && token) see(Number(e.newValue));
+  });
+
+  function countUnread() {
+    let n = 0;
+    for (const id of theirs) if (id > (seen ?? Infinity)) n++;
+    badge.textContent = String(n);
+    badge.hidden = !n;
+    if (n) launcher.setAttribute("aria-label", `${launcherText.textContent} (${n} ${t.unread})`);
+    else launcher.removeAttribute("aria-label");
+  }
 
   // Opens the chat's socket: `start` a new chat (its first message `firstMessage`, the form as
   // `filled`), or resume the stored one. A start refused or cut off before the welcome brings
@@ -293,8 +332,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         return;
       }
       if (event.code === 4404 || event.code === 4410) {
-        localStorage.removeItem(storeKey);
-        token = null;
+        forget();
         if (event.code === 4410) return finish();
         return render();
       }
@@ -308,7 +346,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     switch (frame.type) {
       case "chat.welcome":
         retry = 0;
-        if (frame.token) { token = frame.token; localStorage.setItem(storeKey, token); }
+        if (frame.token) {
+          // A new chat: nothing of it seen yet.
+          token = frame.token;
+          localStorage.setItem(storeKey, token);
+          seen = 0;
+          localStorage.setItem(seenKey, "0");
+        }
         {
           // Messages not acknowledged before the connection dropped — or typed before it was
           // open — go (again) after the first one, with the same client ids.
@@ -320,7 +364,9 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       case "chat.transcript":
         for (const m of frame.messages) bubble(m, m.author.kind === "visitor");
         lastRead = Math.max(lastRead, ...frame.messages.filter((m) => m.author.kind !== "visitor").map((m) => m.id), 0);
+        if (seen === null) see(lastRead);
         markRead();
+        countUnread();
         break;
       case "chat.ack":
         pending.delete(frame.client_id);
@@ -331,6 +377,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         bubble(frame, frame.author.kind === "visitor");
         lastRead = frame.id;
         markRead();
+        countUnread();
         break;
       case "chat.typing":
         status.textContent = frame.on ? `${frame.name} ${t.typing}` : "";
@@ -374,9 +421,15 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     }
   }
 
+  // The chat is over or gone: nothing of it is kept for the next page.
+  function forget() {
+    for (const key of [storeKey, seenKey, minimisedKey]) localStorage.removeItem(key);
+    token = null;
+  }
+
   function finish() {
     ended = true;
-    localStorage.removeItem(storeKey);
+    forget();
     note(t.ended);
     composer.remove();
     endButton.parentNode?.remove();
@@ -384,8 +437,10 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
   }
 
   function render() {
+    theirs.clear();
     body.replaceChildren(config.available ? prechatForm() : offlineForm());
-    launcher.textContent = config.available ? t.chat : t.message;
+    launcherText.textContent = config.available ? t.chat : t.message;
+    countUnread();
     launcher.hidden = !panel.hidden;
   }
 
@@ -405,10 +460,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     root.append(sheet, launcher, panel);
     document.body.append(host);
     if (token) {
-      // A chat is going on (a reload): straight back into it.
-      launcher.textContent = t.chat;
+      // A chat is going on (a reload): straight back into it, minimised if the visitor had
+      // minimised it.
+      launcherText.textContent = t.chat;
       showChat();
-      panel.hidden = false;
+      const minimised = localStorage.getItem(minimisedKey) !== null;
+      panel.hidden = minimised;
+      launcher.hidden = !minimised;
       connect(null);
     } else {
       render();

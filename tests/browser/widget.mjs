@@ -4,7 +4,9 @@
 //    /demo (another context, phone-sized) sees the chat launcher, fills the pre-chat form (an
 //    address vacd refuses first: the form comes back filled, with the reason) and
 //    writes; Bruno accepts the offer on /console and answers; the visitor reads the answer, and
-//    after a reload the transcript is still there.
+//    after a reload the transcript is still there. Minimised and reloaded, the chat counts
+//    none of what Vera has read as unread; Bruno's next answer is 1 unread (also after
+//    another reload) until she opens the chat.
 // 3. A French visitor (nobody ready) on a shop's own site (another origin) gets the offline form
 //    and sends it using the keyboard only.
 // Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
@@ -80,6 +82,38 @@ try {
   for (let n = 1; n <= 14; n++) await transcript.getByText(`Zeile ${n}`, { exact: true }).waitFor();
   await again.locator(".msg.pending").first().waitFor({ state: "detached" });
   console.log("chat ok");
+
+  // Unread (docs/decisions.md, "Unread in the widget"): Vera minimises the chat and reloads;
+  // the widget comes back minimised, and the history she has read is not unread.
+  const chatLauncher = page.locator("#vacd-chat .launcher");
+  const unread = (n) => page.getByRole("button", { name: n ? `Chat starten (${n} ungelesen)` : "Chat starten", exact: true });
+  const history = (text) => page.locator("#vacd-chat .log .msg", { hasText: text }).waitFor({ state: "attached" });
+  // Checked at once: the count is made as the transcript is shown.
+  const noneUnread = async (when) => {
+    if (!(await unread(0).isVisible()) || (await chatLauncher.locator(".badge").isVisible())) {
+      throw new Error(`unread ${when}: the launcher shows "${await chatLauncher.innerText()}"`);
+    }
+  };
+  await page.getByRole("button", { name: "Schließen" }).click();
+  await noneUnread("after minimising what was read");
+  await page.reload();
+  await history("Zeile 14");
+  if (!(await page.getByRole("dialog").isHidden())) throw new Error("the minimised chat opened again on reload");
+  await noneUnread("for the history restored on reload");
+  // A new answer while minimised is 1 unread, after a reload still; opened, it is read.
+  await panel.getByLabel("Message").fill("Haben Sie noch eine Frage?");
+  await panel.getByLabel("Message").press("Enter");
+  await unread(1).waitFor();
+  if ((await chatLauncher.locator(".badge").textContent()) !== "1") throw new Error("the badge does not show 1");
+  await page.screenshot({ path: `${screenshots}/widget-unread.png` });
+  await page.reload();
+  await history("Haben Sie noch eine Frage?");
+  await unread(1).waitFor();
+  await unread(1).click();
+  await page.getByRole("dialog").getByText("Haben Sie noch eine Frage?").waitFor();
+  await page.getByRole("button", { name: "Schließen" }).click();
+  await noneUnread("after reading the answer");
+  console.log("unread ok");
 
   const french = await browser.newContext({ locale: "fr-FR", viewport: { width: 1024, height: 700 } });
   // Olivier is on the customer's own site, another origin than vacd's (a server of its own on
