@@ -7,7 +7,8 @@
 //!
 //! A websocket keeps its connection's place under the cap until it closes (the place travels
 //! with the socket, see [`Counted`]); shutdown waits for requests, not for websockets — their
-//! owners (routing, chat) close them.
+//! owners close them (routing the consoles and, as it stops, the supervisors' feeds; chat the
+//! visitors').
 //!
 //! Two of its pieces serve other streams too: the per-source count ([`Sources`], the SIP
 //! endpoint's TCP connections) and the wait limit ([`Stall`], the mail servers' streams).

@@ -292,6 +292,18 @@ async fn the_feed_estimates_each_wait(db: Db) {
     f.s.stop().await;
 }
 
+/// vacd shutting down closes the supervisors' feeds with "going away" (the wallboard tries
+/// again), rather than leaving them open on figures that no longer change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_the_feeds() {
+    let f = Floor::new(Db::Sqlite).await;
+    let mut feed = Feed::connect(&f.s, &f.sam).await;
+    feed.until("a first frame", |_| true).await;
+    let stopping = tokio::spawn(f.s.stop());
+    assert_eq!(feed.closed().await, Some(1001));
+    stopping.await.expect("shut down");
+}
+
 on_both_backends!(
     a_supervisor_moves_waiting_interactions,
     bad_moves_are_refused,

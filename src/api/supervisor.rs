@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -35,6 +35,8 @@ const LOOK: Duration = Duration::from_millis(500);
 const TOTALS_EVERY: u32 = 4;
 /// How long one frame may take to go out.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// The close code of a feed that ends because vacd shuts down (RFC 6455 §7.4.1, going away).
+const GOING_AWAY: u16 = 1001;
 
 pub async fn supervisor_socket(
     State(state): State<AppState>,
@@ -212,7 +214,8 @@ impl Floors {
 }
 
 /// Looks at `tenant`'s floor twice a second and recomputes today's totals when new events
-/// were written (at most every two seconds), while any feed watches.
+/// were written (at most every two seconds), while any feed watches and routing runs: once it
+/// has stopped (vacd shuts down) the look ends, and with it every feed of the tenant.
 async fn look_after(
     floors: Floors,
     state: AppState,
@@ -267,6 +270,15 @@ async fn look_after(
                     totals: totals.clone(),
                 };
                 publish.send_replace(Arc::new(watched));
+            }
+            Err(_) if state.routing.router().is_stopped() => {
+                tracing::info!(tenant, "routing stopped; the supervisors' feeds close");
+                floors
+                    .tenants
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&tenant);
+                return;
             }
             Err(err) => tracing::warn!(tenant, %err, "floor unavailable"),
         }
@@ -356,6 +368,12 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
             Ok(()) = users.changed() => relabel = true,
             changed = watching.changed() => {
                 if changed.is_err() {
+                    // Routing stopped: vacd is going away (the wallboard tries again).
+                    let close = Message::Close(Some(CloseFrame {
+                        code: GOING_AWAY,
+                        reason: "vacd is shutting down".into(),
+                    }));
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
                     break;
                 }
                 if std::mem::take(&mut relabel) {
