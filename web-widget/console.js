@@ -246,10 +246,16 @@
       item.messages.clear();
       item.unread = 0;
       for (const message of f.messages) showMessage(item, message);
-      // A reconnect's transcript repeats what was shown: only what came meanwhile is news.
+      // A reconnect's transcript repeats what was shown: only what came meanwhile is news. A
+      // fresh page (a reload) knows nothing shown: what this agent read before (`read_up_to`,
+      // its own read receipts) is not news either.
+      const read = f.read_up_to ?? 0;
+      item.lastRead = Math.max(item.lastRead, read);
       if (known.size) {
         const missed = f.messages.filter((m) => !known.has(m.id) && !mine(m.author)).length;
         item.unread = selected === item.id ? 0 : before + missed;
+      } else if (selected !== item.id) {
+        item.unread = f.messages.filter((m) => m.id > read && !mine(m.author)).length;
       }
       // Lines written into a connection that was already dead (after a reconnect): those the
       // chat did not store go again, with their ids (the chat stores each id once).

@@ -139,9 +139,14 @@ pub enum ChatEvent {
     /// Someone left.
     #[serde(rename = "chat.left")]
     Left { party: Party, name: String },
-    /// The messages so far (sent to a party that joins or resumes).
+    /// The messages so far (sent to a party that joins or resumes), and the newest of them the
+    /// party has told it read (`chat.read`; 0: none): a reloaded client counts as unread only
+    /// what came after it.
     #[serde(rename = "chat.transcript")]
-    Transcript { messages: Vec<ChatMessage> },
+    Transcript {
+        messages: Vec<ChatMessage>,
+        read_up_to: i64,
+    },
     /// The visitor will be let go in `ends_in_ms` unless they write.
     #[serde(rename = "chat.idle_warning")]
     IdleWarning { ends_in_ms: u64 },
@@ -366,6 +371,7 @@ impl ChatSession {
                 .filter(|m| party != Party::Visitor || self.visitor_sees(m))
                 .cloned()
                 .collect(),
+            read_up_to: self.participants.get(&party).map_or(0, |p| p.read_told),
         }
     }
 
@@ -987,7 +993,7 @@ mod tests {
             messages_to(&again, ALICE).is_empty(),
             "the resend reaches no one"
         );
-        let ChatEvent::Transcript { messages } = chat.session.transcript_for(ALICE) else {
+        let ChatEvent::Transcript { messages, .. } = chat.session.transcript_for(ALICE) else {
             unreachable!()
         };
         assert_eq!(messages.len(), 1);
@@ -1022,7 +1028,7 @@ mod tests {
             })
             .expect("joins");
         assert!(sent.iter().any(|(to, e)| *to == ALICE
-            && matches!(e, ChatEvent::Transcript { messages } if messages.len() == 1)));
+            && matches!(e, ChatEvent::Transcript { messages, .. } if messages.len() == 1)));
         assert!(sent.iter().any(|(to, e)| *to == Party::Visitor
             && matches!(e, ChatEvent::Joined { name, .. } if name == "Alice")));
     }
@@ -1110,6 +1116,12 @@ mod tests {
             [(_, ChatEvent::Read { up_to: 2, .. })]
         ));
         assert!(read(&mut chat, 1000).is_empty());
+        // What a party has read comes back with its transcript (a reloaded client's unread).
+        let read_up_to = |party| match chat.session.transcript_for(party) {
+            ChatEvent::Transcript { read_up_to, .. } => read_up_to,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((read_up_to(Party::Visitor), read_up_to(ALICE)), (2, 0));
     }
 
     #[test]
@@ -1143,7 +1155,8 @@ mod tests {
             })
             .expect("typing");
         assert!(typing.iter().all(|(to, _)| *to != Party::Visitor));
-        let ChatEvent::Transcript { messages } = chat.session.transcript_for(Party::Visitor) else {
+        let ChatEvent::Transcript { messages, .. } = chat.session.transcript_for(Party::Visitor)
+        else {
             unreachable!()
         };
         assert_eq!(

@@ -3,9 +3,9 @@
 // (tests/browser.rs) then starts German visitor chats. The first offer shows with a countdown;
 // bruno accepts with the keyboard (Enter), sees the visitor's message, her history and that she
 // is typing; a second chat arrives in its own tab. He expands the /hi text module (the
-// visitor's name filled in) and sends it, sees the read receipt; reloads the page and finds his
-// work again; invites alice into the second chat and answers it from the text-module picker,
-// and that visitor ends it; is refused going offline while holding the first (the error shows
+// visitor's name filled in) and sends it, sees the read receipt; reads the second chat and
+// invites alice into it; reloads the page and finds his work again, the read chat not unread;
+// answers the second chat from the text-module picker, and that visitor ends it; is refused going offline while holding the first (the error shows
 // in the status line), ends it and finishes wrap-up. Then an email made through the API (no
 // ticket thread, so no reply editor; tickets.mjs answers real tickets): he rejects it once,
 // accepts it when it comes back, and transfers it to alice. Last he signs out. Screenshots go
@@ -85,22 +85,33 @@ try {
   await page.screenshot({ path: `${screenshots}/console-phone.png`, fullPage: true });
   await page.setViewportSize({ width: 1280, height: 800 });
 
-  // A reload comes back signed in to the same work: the chats, the transcript, the customer.
-  await page.reload();
-  await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
-  await transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") }).waitFor();
-  await customer.getByText("Rechnung März").waitFor();
-  // The dropped connection may have set bruno not ready; he chooses Ready again.
-  await page.getByRole("button", { name: "Ready" }).click();
-  await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Ready" }).waitFor();
-
-  // The second chat: the picker fills in the text module; the visitor ends the chat.
+  // The second chat read (its tab shown) and alice invited into it (shown once the chat has
+  // taken the read before it), then back to the first.
   await secondTab.click();
   const second = page.getByRole("tabpanel", { name: "chat: Klara Klein" });
   await second.getByText("mein Paket ist noch nicht angekommen").waitFor();
   await second.getByLabel("Invite agent").selectOption(`agent:${aliceId}`);
   await second.getByRole("button", { name: "Invite" }).click();
   await second.getByText("Alice Andersen joined").waitFor();
+  await page.getByRole("tab", { name: "chat: Vera Vogel" }).click();
+
+  // A reload comes back signed in to the same work: the chats, the transcript, the customer —
+  // and what was read is not unread again.
+  await page.reload();
+  await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
+  await transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") }).waitFor();
+  await customer.getByText("Rechnung März").waitFor();
+  await page.getByRole("tabpanel", { name: "chat: Klara Klein", includeHidden: true })
+    .getByText("mein Paket ist noch nicht angekommen").waitFor({ state: "attached" });
+  const badge = await secondTab.locator(".badge").count();
+  if (badge) throw new Error(`the read chat is unread again after the reload: ${await secondTab.textContent()}`);
+  // The dropped connection may have set bruno not ready; he chooses Ready again.
+  await page.getByRole("button", { name: "Ready" }).click();
+  await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Ready" }).waitFor();
+
+  // The second chat: the picker fills in the text module; the visitor ends the chat.
+  await secondTab.click();
+  await second.getByText("mein Paket ist noch nicht angekommen").waitFor();
   await second.getByLabel("Text module").selectOption({ label: "greeting (/hi)" });
   const secondBox = second.getByLabel("Message");
   if ((await secondBox.inputValue()) !== GREETING("Klara Klein")) throw new Error(`picker filled ${await secondBox.inputValue()}`);
