@@ -57,6 +57,7 @@ pub struct Running {
     chat: ChatHub,
     channels: Channels,
     sip: SipEndpoint,
+    floors: api::Floors,
     stop: oneshot::Sender<()>,
     task: JoinHandle<()>,
 }
@@ -114,6 +115,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         Some(channels.clone()),
         config.http.trusted_proxies.clone(),
     );
+    let floors = state.floors();
     let app = api::router(
         state,
         config.http.max_body_bytes,
@@ -148,6 +150,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         routing,
         chat,
         channels,
+        floors,
         sip,
         stop,
         task,
@@ -172,6 +175,9 @@ impl Running {
         // Stopping routing ends the agent consoles' websockets, which the HTTP server would
         // otherwise wait for.
         self.routing.shutdown().await;
+        // The supervisors' feeds have no owner to close them: they are told to (with "going
+        // away", so the wallboards try again) and waited for.
+        self.floors.close(SHUTDOWN_GRACE).await;
         // Requests get a bounded time to finish; a client that never reads must not hold the
         // shutdown forever.
         let mut task = self.task;

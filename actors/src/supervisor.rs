@@ -292,14 +292,6 @@ impl Router {
         }
     }
 
-    /// Whether routing has stopped (or is stopping): shutting down, it answers nothing more.
-    pub fn is_stopped(&self) -> bool {
-        matches!(
-            self.supervisor.get_status(),
-            ActorStatus::Stopping | ActorStatus::Stopped
-        )
-    }
-
     async fn tenant(&self, tenant: TenantId) -> Result<ActorRef<TenantMsg>, RouterError> {
         let known = self.known().get(&tenant).cloned();
         if let Some(actor) = known.filter(|a| a.get_status() == ActorStatus::Running) {

@@ -39,6 +39,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::chat::ChatHub;
 use crate::routing::RoutingHandle;
 use crate::store::Store;
+pub use supervisor::Floors;
 
 /// Every websocket's read buffer. Frames from consoles and visitors are small, thousands of
 /// sockets stay idle, and tungstenite zeroes the free part of its buffer before every read: at
@@ -90,6 +91,11 @@ pub struct Shared {
 }
 
 impl AppState {
+    /// The supervisors' feeds, for shutdown to close them.
+    pub fn floors(&self) -> supervisor::Floors {
+        self.floors.clone()
+    }
+
     /// The client's address: the connection's, or — from a trusted reverse proxy — the nearest
     /// address in `X-Forwarded-For` that is not itself a trusted proxy (each proxy appends the
     /// address it was reached from, so the ones to the left are the client's own say).

@@ -197,9 +197,23 @@ pub struct Watched {
 #[derive(Clone, Default)]
 pub struct Floors {
     tenants: Arc<Mutex<HashMap<i64, watch::Receiver<Arc<Watched>>>>>,
+    /// True once vacd shuts down; every feed holds a receiver until it has closed.
+    closing: Arc<watch::Sender<bool>>,
 }
 
 impl Floors {
+    /// Closes every feed with "going away" and waits (at most `grace`) until they have closed,
+    /// so that the close frames go out before vacd exits.
+    pub async fn close(&self, grace: Duration) {
+        self.closing.send_replace(true);
+        if tokio::time::timeout(grace, self.closing.closed())
+            .await
+            .is_err()
+        {
+            tracing::warn!(?grace, "supervisor feeds still open at shutdown");
+        }
+    }
+
     /// The watch on `tenant`'s floor, starting its task if no feed watches it yet.
     fn subscribe(&self, state: &AppState, tenant: i64) -> watch::Receiver<Arc<Watched>> {
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
@@ -214,8 +228,7 @@ impl Floors {
 }
 
 /// Looks at `tenant`'s floor twice a second and recomputes today's totals when new events
-/// were written (at most every two seconds), while any feed watches and routing runs: once it
-/// has stopped (vacd shuts down) the look ends, and with it every feed of the tenant.
+/// were written (at most every two seconds), while any feed watches.
 async fn look_after(
     floors: Floors,
     state: AppState,
@@ -270,15 +283,6 @@ async fn look_after(
                     totals: totals.clone(),
                 };
                 publish.send_replace(Arc::new(watched));
-            }
-            Err(_) if state.routing.router().is_stopped() => {
-                tracing::info!(tenant, "routing stopped; the supervisors' feeds close");
-                floors
-                    .tenants
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&tenant);
-                return;
             }
             Err(err) => tracing::warn!(tenant, %err, "floor unavailable"),
         }
@@ -356,6 +360,7 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
         user = who.user_id,
         "supervisor feed connected"
     );
+    let mut closing = state.floors.closing.subscribe();
     let mut watching = state.floors.subscribe(&state, who.tenant_id);
     // A user changed (moved to another team, renamed, added): the team and the names are read
     // again at the next look (every LOOK) — once, however many changes (a shift's logouts)
@@ -366,14 +371,18 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
     loop {
         tokio::select! {
             Ok(()) = users.changed() => relabel = true,
+            // (The state holds the sender: this never fails.)
+            Ok(()) = async { closing.wait_for(|closing| *closing).await.map(|_| ()) } => {
+                // vacd is going away (the wallboard tries again).
+                let close = Message::Close(Some(CloseFrame {
+                    code: GOING_AWAY,
+                    reason: "vacd is shutting down".into(),
+                }));
+                let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
+                break;
+            }
             changed = watching.changed() => {
                 if changed.is_err() {
-                    // Routing stopped: vacd is going away (the wallboard tries again).
-                    let close = Message::Close(Some(CloseFrame {
-                        code: GOING_AWAY,
-                        reason: "vacd is shutting down".into(),
-                    }));
-                    let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(close)).await;
                     break;
                 }
                 if std::mem::take(&mut relabel) {
