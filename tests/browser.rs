@@ -304,6 +304,9 @@ async fn visitors(
         .ws
         .expect_where("chat.joined", |f| f["name"] == "Alice Andersen")
         .await;
+    // Bruno back in the first chat, the second visitor writes again: unread in his console.
+    first.hears("Einen Moment bitte.").await;
+    second.say("k-2", "Die Sendungsnummer ist 4711.").await;
     second
         .hears("Hallo Klara Klein, danke für Ihre Nachricht. Wie kann ich helfen?")
         .await;

@@ -250,7 +250,7 @@
       // fresh page (a reload) knows nothing shown: what this agent read before (`read_up_to`,
       // its own read receipts) is not news either.
       const read = f.read_up_to ?? 0;
-      item.lastRead = Math.max(item.lastRead, read);
+      item.lastRead = read;
       if (known.size) {
         const missed = f.messages.filter((m) => !known.has(m.id) && !mine(m.author)).length;
         item.unread = selected === item.id ? 0 : before + missed;
