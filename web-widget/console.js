@@ -242,6 +242,8 @@
       const item = chatItem(f, true);
       const known = new Set(item.messages.keys());
       const before = item.unread;
+      // The visitor's read position: a reloaded console shows its receipts again.
+      item.readUpTo = Math.max(item.readUpTo, f.others_read_up_to ?? 0);
       item.transcript.replaceChildren();
       item.messages.clear();
       item.unread = 0;

@@ -365,6 +365,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         for (const m of frame.messages) bubble(m, m.author.kind === "visitor");
         lastRead = Math.max(lastRead, ...frame.messages.filter((m) => m.author.kind !== "visitor").map((m) => m.id), 0);
         if (seen === null) see(lastRead);
+        readByThem(frame.others_read_up_to ?? 0);
         markRead();
         countUnread();
         break;
@@ -383,9 +384,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         status.textContent = frame.on ? `${frame.name} ${t.typing}` : "";
         break;
       case "chat.read":
-        for (const node of log.querySelectorAll(".msg.me")) {
-          if (Number(node.dataset.id) <= frame.up_to) node.title = t.read;
-        }
+        readByThem(frame.up_to);
         break;
       case "chat.status":
         if (frame.status === "queued") status.textContent = t.queued;
@@ -418,6 +417,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
         }
         status.textContent = frame.message;
         break;
+    }
+  }
+
+  // The visitor's own messages up to `upTo` are read by the agent.
+  function readByThem(upTo) {
+    for (const node of log.querySelectorAll(".msg.me")) {
+      if (Number(node.dataset.id) <= upTo) node.title = t.read;
     }
   }
 

@@ -139,13 +139,15 @@ pub enum ChatEvent {
     /// Someone left.
     #[serde(rename = "chat.left")]
     Left { party: Party, name: String },
-    /// The messages so far (sent to a party that joins or resumes), and the newest of them the
+    /// The messages so far (sent to a party that joins or resumes); the newest of them the
     /// party has told it read (`chat.read`; 0: none): a reloaded client counts as unread only
-    /// what came after it.
+    /// what came after it; and the newest the other side has read — for the visitor the
+    /// furthest read of the staff it sees, for staff the visitor's — for the read receipts.
     #[serde(rename = "chat.transcript")]
     Transcript {
         messages: Vec<ChatMessage>,
         read_up_to: i64,
+        others_read_up_to: i64,
     },
     /// The visitor will be let go in `ends_in_ms` unless they write.
     #[serde(rename = "chat.idle_warning")]
@@ -372,6 +374,16 @@ impl ChatSession {
                 .cloned()
                 .collect(),
             read_up_to: self.participants.get(&party).map_or(0, |p| p.read_told),
+            others_read_up_to: self
+                .participants
+                .iter()
+                .filter(|(other, p)| match party {
+                    Party::Visitor => **other != Party::Visitor && p.visible,
+                    _ => **other == Party::Visitor,
+                })
+                .map(|(_, p)| p.read_told)
+                .max()
+                .unwrap_or(0),
         }
     }
 
@@ -1118,10 +1130,19 @@ mod tests {
         assert!(read(&mut chat, 1000).is_empty());
         // What a party has read comes back with its transcript (a reloaded client's unread).
         let read_up_to = |party| match chat.session.transcript_for(party) {
-            ChatEvent::Transcript { read_up_to, .. } => read_up_to,
+            ChatEvent::Transcript {
+                read_up_to,
+                others_read_up_to,
+                ..
+            } => (read_up_to, others_read_up_to),
             other => panic!("{other:?}"),
         };
-        assert_eq!((read_up_to(Party::Visitor), read_up_to(ALICE)), (2, 0));
+        assert_eq!(read_up_to(Party::Visitor), (2, 0));
+        assert_eq!(
+            read_up_to(ALICE),
+            (0, 2),
+            "the visitor's read, for alice's receipts"
+        );
     }
 
     #[test]

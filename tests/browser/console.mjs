@@ -5,7 +5,7 @@
 // is typing; a second chat arrives in its own tab. He expands the /hi text module (the
 // visitor's name filled in) and sends it, sees the read receipt; reads the second chat and
 // invites alice into it; a new line there is unread, and after a reload — his work found
-// again — that line still is, and what he had read is not;
+// again, the visitor's read receipt too — that line still is, and what he had read is not;
 // answers the second chat from the text-module picker, and that visitor ends it; is refused going offline while holding the first (the error shows
 // in the status line), ends it and finishes wrap-up. Then an email made through the API (no
 // ticket thread, so no reply editor; tickets.mjs answers real tickets): he rejects it once,
@@ -105,7 +105,7 @@ try {
   // and what was read is not unread again.
   await page.reload();
   await page.getByRole("tab", { name: "chat: Vera Vogel", selected: true }).waitFor();
-  await transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") }).waitFor();
+  await transcript.locator(".msg.mine", { hasText: GREETING("Vera Vogel") }).locator(".receipt", { hasText: "read" }).waitFor();
   await customer.getByText("Rechnung März").waitFor();
   await page.getByRole("tabpanel", { name: "chat: Klara Klein", includeHidden: true })
     .getByText("mein Paket ist noch nicht angekommen").waitFor({ state: "attached" });

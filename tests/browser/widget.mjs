@@ -4,7 +4,7 @@
 //    /demo (another context, phone-sized) sees the chat launcher, fills the pre-chat form (an
 //    address vacd refuses first: the form comes back filled, with the reason) and
 //    writes; Bruno accepts the offer on /console and answers; the visitor reads the answer, and
-//    after a reload the transcript is still there. Minimised and reloaded, the chat counts
+//    after a reload the transcript is still there, Bruno's read receipt too. Minimised and reloaded, the chat counts
 //    none of what Vera has read as unread; Bruno's next answer is 1 unread (also after
 //    another reload) until she opens the chat.
 // 3. A French visitor (nobody ready) on a shop's own site (another origin) gets the offline form
@@ -65,9 +65,13 @@ try {
   await agent.screenshot({ path: `${screenshots}/widget-agent.png` });
   await page.screenshot({ path: `${screenshots}/widget-chat.png` });
 
+  // Bruno read her question (its read receipt); after a reload it still shows as read.
+  const readQuestion = (where) => where.locator('.msg.me[title="gelesen"]', { hasText: "Frage zu meiner Rechnung" });
+  await readQuestion(log).waitFor();
   await page.reload();
   const again = page.getByRole("dialog", { name: "Demo GmbH support" }).getByRole("log");
   await again.getByText("Frage zu meiner Rechnung").waitFor();
+  await readQuestion(again).waitFor();
   await again.getByText("Hallo Vera, wie kann ich helfen?").waitFor();
   await page.screenshot({ path: `${screenshots}/widget-reloaded.png` });
 
