@@ -37,8 +37,9 @@ async fn node(script: &str, args: &[&str]) -> String {
 
 /// A German visitor chats through the widget on /demo with Bruno on /console (two browser
 /// contexts) and keeps the transcript over a reload; minimised, the chat counts only Bruno's
-/// messages she has not seen as unread, also over a reload; a French visitor with nobody ready
-/// leaves a message with the keyboard only, which becomes a ticket. The widget's gzipped size
+/// messages she has not seen as unread, also over a reload; a French visitor's widget, loaded
+/// with nobody ready, offers the chat once Chloé is ready and the form again once she is not;
+/// he leaves a message with the keyboard only, which becomes a ticket. The widget's gzipped size
 /// is printed and held to its budget.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn widget_in_chromium() {

@@ -3,7 +3,8 @@
 // Plain JavaScript, no framework, no build step. It asks vacd whether someone who speaks the
 // visitor's language can chat now: if so it shows a chat launcher, otherwise an offline form
 // (which becomes a ticket). The chat runs over /ws/chat (docs/chat-protocol.md); the resume
-// token in localStorage brings a reload or a dropped connection back to the same chat. While
+// token in localStorage brings a reload or a dropped connection back to the same chat; until a
+// chat starts, the question is asked again (opening the widget, every minute). While
 // the chat is minimised the launcher counts the others' messages the visitor has not seen; what
 // was seen is kept beside the token, so a reload counts only what is newer
 // (docs/decisions.md, "Unread in the widget").
@@ -85,7 +86,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
 
   const launcherText = el("span");
   const badge = el("span", { class: "badge", "aria-hidden": "true", hidden: true });
-  const launcher = el("button", { class: "launcher", type: "button", "aria-haspopup": "dialog", hidden: true, onclick: () => open() }, launcherText, badge);
+  const launcher = el("button", { class: "launcher", type: "button", "aria-haspopup": "dialog", hidden: true, onclick: () => launch() }, launcherText, badge);
   const title = el("h2", { id: "vacd-title" });
   const closeButton = el("button", { type: "button", "aria-label": t.close, text: "×", onclick: () => hide() });
   const header = el("header", {}, title, closeButton);
@@ -99,6 +100,13 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     (first || closeButton).focus();
     localStorage.removeItem(minimisedKey);
     markRead();
+  }
+
+  // The launcher opens the chat, or — none going on — the form, and asks again what is possible
+  // now (the form switches if that changed).
+  function launch() {
+    open();
+    recheck();
   }
 
   function hide() {
@@ -146,7 +154,8 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     return form;
   }
 
-  function offlineForm() {
+  // The offline form, filled with `filled` (what the visitor entered in the pre-chat form).
+  function offlineForm(filled = {}) {
     const form = el("form", { "aria-label": t.message });
     form.append(el("p", { class: "note", text: config.offline_text }));
     form.append(field("name", t.name, el("input", { autocomplete: "name", maxlength: 100 })));
@@ -154,6 +163,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     form.append(field("message", t.first, el("textarea", { required: true, rows: 4, maxlength: 10000 })));
     const status = el("p", { class: "status", role: "status" });
     form.append(el("button", { type: "submit", text: t.offline }), status);
+    for (const [name, value] of Object.entries(filled)) if (form.elements[name]) form.elements[name].value = value;
     form.addEventListener("submit", async (e) => {
       e.preventDefault();
       const data = Object.fromEntries(new FormData(form));
@@ -442,12 +452,38 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     if (ws) ws.close();
   }
 
-  function render() {
+  function render(filled = {}) {
     theirs.clear();
-    body.replaceChildren(config.available ? prechatForm() : offlineForm());
+    body.replaceChildren(config.available ? prechatForm(filled) : offlineForm(filled));
     launcherText.textContent = config.available ? t.chat : t.message;
     countUnread();
     launcher.hidden = !panel.hidden;
+  }
+
+  // Whether someone can answer, asked again while no chat goes on — when the visitor opens the
+  // widget, when the page is shown again and every minute — so that a page left open neither
+  // offers a chat nobody answers nor a form when someone could chat. A changed answer switches
+  // the form, keeping what the visitor typed; a failed check keeps what is known.
+  const RECHECK_MS = 60_000;
+  async function recheck() {
+    if (token || document.visibilityState !== "visible") return;
+    let fresh;
+    try {
+      const res = await fetch(`${api}?language=${encodeURIComponent(browserLanguage)}`);
+      if (!res.ok) return;
+      fresh = await res.json();
+    } catch {
+      return;
+    }
+    if (token || fresh.available === config.available) return;
+    const form = body.querySelector("form");
+    const filled = form ? Object.fromEntries(new FormData(form)) : {};
+    filled.text ??= filled.message;
+    filled.message ??= filled.text;
+    const focused = { text: "message", message: "text" }[root.activeElement?.name] ?? root.activeElement?.name;
+    config.available = fresh.available;
+    render(filled);
+    if (!panel.hidden) body.querySelector("form")?.elements[focused]?.focus();
   }
 
   async function init() {
@@ -465,6 +501,8 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     if (config.logo_url) header.prepend(el("img", { src: config.logo_url, alt: "" }));
     root.append(sheet, launcher, panel);
     document.body.append(host);
+    document.addEventListener("visibilitychange", recheck);
+    setInterval(recheck, RECHECK_MS);
     if (token) {
       // A chat is going on (a reload): straight back into it, minimised if the visitor had
       // minimised it.

@@ -8,7 +8,8 @@
 //    none of what Vera has read as unread; Bruno's next answer is 1 unread (also after
 //    another reload) until she opens the chat.
 // 3. A French visitor (nobody ready) on a shop's own site (another origin) gets the offline form
-//    and sends it using the keyboard only.
+//    and sends it using the keyboard only; Chloé (French) goes ready, and opening the widget
+//    again offers the chat; she goes offline, and the offline form comes back with his text.
 // Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
 import { createServer } from "node:http";
 import { gzipSync } from "node:zlib";
@@ -136,6 +137,33 @@ try {
   await offline.goto(`${shop}/`);
   const launcher = offline.getByRole("button", { name: "Leave a message" });
   await launcher.waitFor();
+
+  // Chloé, who speaks French, signs in and goes ready while Olivier's page stays open: opening
+  // the widget asks anew and offers the chat; what he types is kept when she leaves again.
+  const chloe = await (await browser.newContext()).newPage();
+  chloe.setDefaultTimeout(WAIT);
+  await chloe.goto(`${base}/console`);
+  await chloe.getByLabel("User").fill("chloe");
+  await chloe.getByLabel("Password").fill("demo-password");
+  await chloe.getByRole("button", { name: "Sign in" }).click();
+  await chloe.locator("#presence", { hasText: "offline" }).waitFor();
+  await chloe.getByRole("button", { name: "Ready" }).click();
+  await chloe.locator("#presence", { hasText: "ready (inbound)" }).waitFor();
+  await launcher.click();
+  const start = offline.getByRole("form", { name: "Start chat" });
+  await start.waitFor();
+  await start.getByLabel("Your message").fill("Bonjour, encore moi.");
+  await offline.getByRole("button", { name: "Close" }).click();
+  await chloe.getByRole("button", { name: "Offline" }).click();
+  await chloe.locator("#presence", { hasText: "offline" }).waitFor();
+  await offline.getByRole("button", { name: "Chat with us" }).click();
+  const form = offline.getByRole("form", { name: "Leave a message" });
+  await form.waitFor();
+  if ((await form.getByLabel("Your message").inputValue()) !== "Bonjour, encore moi.") throw new Error("the typed text was lost when the form changed");
+  await form.getByLabel("Your message").fill("");
+  await offline.getByRole("button", { name: "Close" }).click();
+  console.log("availability ok");
+
   // Keyboard only: Tab to the launcher (the page's link comes first), Enter, fill, send.
   for (let n = 0; n < 5 && !(await launcher.evaluate((b) => b.matches(":focus"))); n++) {
     await offline.keyboard.press("Tab");
