@@ -129,8 +129,13 @@ async fn wallboard_in_chromium() {
     console
         .ok(json!({ "type": "wrapup.done", "interaction": answered }))
         .await;
+    // Its service-level target is a second: the email waiting there breaches it.
     let unserved = s
-        .create("/api/v1/queues", &admin, json!({ "name": "Nobody serves" }))
+        .create(
+            "/api/v1/queues",
+            &admin,
+            json!({ "name": "Nobody serves", "sla_seconds": 1 }),
+        )
         .await;
     let waiting = s
         .create("/api/v1/interactions", &admin, email(unserved))

@@ -200,7 +200,10 @@
       }
       entry.label.textContent = `${w.channel} ${w.interaction}`;
       entry.queue.textContent = `${w.queueName} (#${w.position})`;
-      entry.waited.textContent = w.estimated_wait_ms == null ? seconds(w.waited_ms) : `${seconds(w.waited_ms)} (≈ ${seconds(w.estimated_wait_ms)} more)`;
+      const waited = w.estimated_wait_ms == null ? seconds(w.waited_ms) : `${seconds(w.waited_ms)} (≈ ${seconds(w.estimated_wait_ms)} more)`;
+      // Past its queue's service-level target: marked, in words and in colour.
+      entry.waited.textContent = w.sla_breached ? `${waited} · SLA breached` : waited;
+      entry.row.classList.toggle("breached", Boolean(w.sla_breached));
       const targets = moveTargets(w, queues, agents);
       const options = JSON.stringify(targets);
       if (options !== entry.options) {

@@ -369,7 +369,15 @@ mod tests {
         h.advance(secs(19));
         h.ready_agent(1, &[1], &[]);
         h.accept(1, 10);
+        let breached = |h: &Harness| {
+            h.engine
+                .queue_position(InteractionId(11), h.now)
+                .expect("waiting")
+                .sla_breached
+        };
+        assert!(!breached(&h));
         let out = h.advance(secs(1));
+        assert!(breached(&h), "the supervisors' listing shows the breach");
         assert_eq!(
             out,
             vec![Output::SlaBreached {

@@ -60,6 +60,8 @@ pub struct QueuePosition {
     pub waited: Duration,
     /// `position × handle time ÷ serving agents`; `None` when nobody serves the queue.
     pub estimated_wait: Option<Duration>,
+    /// It has waited past its queue's SLA target (the breach was reported).
+    pub sla_breached: bool,
 }
 
 fn estimate(queue: &Queue, position: usize, serving: usize) -> Option<Duration> {
@@ -139,6 +141,7 @@ impl Engine {
             position,
             waited: now.saturating_duration_since(inter.enqueued_at),
             estimated_wait: estimate(queue, position, self.serving(inter.queue)),
+            sla_breached: inter.sla_breached,
         })
     }
 
@@ -163,6 +166,7 @@ impl Engine {
                     position: index + 1,
                     waited: now.saturating_duration_since(inter.enqueued_at),
                     estimated_wait: estimate(queue, index + 1, serving),
+                    sla_breached: inter.sla_breached,
                 });
             }
         }

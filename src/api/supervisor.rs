@@ -132,6 +132,7 @@ impl Feed {
                             "position": w.position,
                             "waited_ms": w.waited.as_millis() as u64,
                             "estimated_wait_ms": w.estimated_wait.map(|d| d.as_millis() as u64),
+                            "sla_breached": w.sla_breached,
                         })
                     })
                     .collect();

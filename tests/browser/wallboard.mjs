@@ -3,7 +3,8 @@
 // feed; the Break button sets an agent not ready, and the agent's buttons outlive the feed's
 // frames (a team lead sees none); today's charts are drawn (service level with
 // a coloured point for Sales DE, where one email was answered); the waiting interaction
-// WAITING_ID is moved to Sales DE with the keyboard; a screenshot goes to SCREENSHOTS.
+// WAITING_ID, marked as past its queue's SLA target, is moved to Sales DE with the keyboard; a
+// screenshot goes to SCREENSHOTS.
 // Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { launch, WAIT } from "./chromium.mjs";
 
@@ -40,6 +41,8 @@ try {
   // keyboard only: focus the select, pick with the arrow keys, press the Move button.
   const waiting = page.locator(`tr[data-interaction="${waitingId}"]`);
   await waiting.getByText("Nobody serves (#1)").waitFor();
+  // Waiting past the queue's one-second target: marked as an SLA breach.
+  await waiting.getByText("SLA breached").waitFor();
   const select = waiting.getByRole("combobox", { name: `Move email ${waitingId} to` });
   await select.focus();
   const options = await select.locator("option").evaluateAll((os) => os.map((o) => [o.value, o.textContent]));
