@@ -11,13 +11,13 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, Required,
 use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
-use super::{auth, calls, chat, health, interactions, tenants};
+use super::{auth, calls, chat, health, interactions, reports, resources, supervisor, tenants};
 use crate::catalog::{Column, Kind, Resource, BLENDINGS, MISSED_OFFERS, RESOURCES};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "vacd admin API", description = "Tenants, mailboxes, queues, skills, users and everything else vacd routes with. Every error is `{\"error\": {\"code\", \"message\"}}`."),
-    paths(auth::login, auth::logout, auth::me, auth::colleagues, chat::widget_info, chat::offline, tenants::list, tenants::create, tenants::read, tenants::update, tenants::remove, health::health, health::ready, health::metrics, calls::start, calls::stop, interactions::move_interaction, interactions::customer),
+    paths(auth::login, auth::logout, auth::me, auth::colleagues, chat::widget_info, chat::offline, tenants::list, tenants::create, tenants::read, tenants::update, tenants::remove, health::health, health::ready, health::metrics, calls::start, calls::stop, interactions::move_interaction, interactions::customer, reports::report, supervisor::set_status, resources::effective_mailbox, resources::attachment_content, resources::put_attachment_content),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth)
 )]
@@ -335,6 +335,52 @@ fn add_resource(doc: &mut Document, r: &Resource) {
                 .response("204", ResponseBuilder::new().description("deleted").build())
                 .response("404", error("no such row in the caller's tenant"))
                 .response("409", error("still referenced")),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The paths the API's route tables register (`.route("/api/v1/…"` in its sources), with
+    /// the catalog's own routes, which `add_resource` describes, left out.
+    fn routed_paths() -> Vec<String> {
+        let sources = [
+            include_str!("mod.rs"),
+            include_str!("resources.rs"),
+            include_str!("tickets.rs"),
+            include_str!("tenants.rs"),
+            include_str!("chat.rs"),
+        ];
+        let mut paths = Vec::new();
+        for source in sources {
+            for after in source.split(".route(").skip(1) {
+                let literal = after.trim_start();
+                let Some(rest) = literal.strip_prefix('"') else {
+                    continue;
+                };
+                let path = rest.split('"').next().unwrap_or_default();
+                if path.starts_with("/api/v1/") {
+                    paths.push(path.to_owned());
+                }
+            }
+        }
+        paths
+    }
+
+    #[test]
+    fn every_api_route_is_described() {
+        let doc = document();
+        let routed = routed_paths();
+        assert!(routed.len() > 20, "the route tables were found: {routed:?}");
+        let missing: Vec<&String> = routed
+            .iter()
+            .filter(|p| p.as_str() != "/api/v1/openapi.json" && !doc.paths.paths.contains_key(*p))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from the OpenAPI document: {missing:?}"
         );
     }
 }

@@ -43,6 +43,18 @@ pub struct Params {
     format: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/v1/reports/{table}", tag = "reports",
+    params(("table" = String, Path, description = "`queues`, `agents` or `tenant`"),
+        ("from" = Option<i64>, Query, description = "span start, Unix ms, inclusive (default: today's start, UTC)"),
+        ("to" = Option<i64>, Query, description = "span end, Unix ms, exclusive (default: now)"),
+        ("interval" = Option<String>, Query, description = "`15m`, `hour` (default) or `day`"),
+        ("short_abandon_seconds" = Option<i64>, Query, description = "abandons sooner are short (default 5)"),
+        ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "`{items: [...], from, to}`, or CSV with a header line (docs/reports.md)"),
+        (status = 400, description = "invalid query", body = super::error::ErrorBody),
+        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 404, description = "no such report", body = super::error::ErrorBody)))]
 pub async fn report(
     State(state): State<AppState>,
     caller: Caller,

@@ -190,7 +190,13 @@ fn read_only(r: &Resource) -> Error {
 }
 
 /// A mailbox with the settings it inherits from its ancestors filled in.
-async fn effective_mailbox(
+#[utoipa::path(get, path = "/api/v1/mailboxes/{id}/effective", tag = "mailboxes",
+    params(("id" = i64, Path, description = "a mailbox of the caller's tenant")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the mailbox, with `language`, `sla_seconds`, `business_hours` and `signature` it leaves empty taken from its nearest ancestor that sets them"),
+        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody)))]
+pub(super) async fn effective_mailbox(
     State(state): State<AppState>,
     caller: Caller,
     id: Id,
@@ -213,7 +219,13 @@ async fn effective_mailbox(
     Ok(Json(mailbox))
 }
 
-async fn attachment_content(
+#[utoipa::path(get, path = "/api/v1/attachments/{id}/content", tag = "attachments",
+    params(("id" = i64, Path, description = "an attachment of the caller's tenant")),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the bytes, with the attachment's content type (`nosniff`, sandboxed)"),
+        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 404, description = "no such attachment, or no content stored", body = super::error::ErrorBody)))]
+pub(super) async fn attachment_content(
     State(state): State<AppState>,
     caller: Caller,
     id: Id,
@@ -241,7 +253,15 @@ async fn attachment_content(
         .into_response())
 }
 
-async fn put_attachment_content(
+#[utoipa::path(put, path = "/api/v1/attachments/{id}/content", tag = "attachments",
+    params(("id" = i64, Path, description = "an attachment of the caller's tenant")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the bytes"),
+    security(("bearer" = [])),
+    responses((status = 200, description = "the attachment's record"),
+        (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
+        (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "`content_stored`: written once; only an admin may replace it", body = super::error::ErrorBody)))]
+pub(super) async fn put_attachment_content(
     State(state): State<AppState>,
     caller: Caller,
     id: Id,

@@ -422,9 +422,18 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
     );
 }
 
-/// `PUT /api/v1/agents/{id}/status`: a supervisor sets an agent's status (routing applies it
+/// `PUT /api/v1/agents/{agent}/status`: a supervisor sets an agent's status (routing applies it
 /// like the agent's own presence button; an agent holding work cannot be set offline, and an
 /// agent without a connected console is refused with 409 `agent_not_connected`).
+#[utoipa::path(put, path = "/api/v1/agents/{agent}/status", tag = "supervisor",
+    request_body(content = serde_json::Value, description = "the body of the console's `presence.set`: `{\"status\": \"ready\", \"mode\": \"inbound\"}`, `{\"status\": \"not_ready\", \"reason\": \"coaching\"}` or `{\"status\": \"offline\"}`"),
+    params(("agent" = u64, Path, description = "an agent of the caller's tenant")),
+    security(("bearer" = [])),
+    responses((status = 204, description = "set, as if the agent had pressed the button"),
+        (status = 400, body = super::error::ErrorBody), (status = 401, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
+        (status = 409, description = "`agent_has_work` (offline while holding work) or `agent_not_connected`", body = super::error::ErrorBody),
+        (status = 422, body = super::error::ErrorBody)))]
 pub async fn set_status(
     State(state): State<AppState>,
     caller: super::auth::Caller,
