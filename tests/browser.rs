@@ -393,6 +393,8 @@ async fn ticket_desk_in_chromium() {
     let reply = smtp
         .expect("the reply", |m| {
             m.header("Subject").is_some_and(|s| s.contains(&tag))
+                && m.header("To")
+                    .is_some_and(|to| to.contains("olga@example.com"))
         })
         .await;
     for part in [
@@ -412,6 +414,24 @@ async fn ticket_desk_in_chromium() {
     assert!(reply
         .header("To")
         .is_some_and(|to| to.contains("olga@example.com")));
+    let forward = smtp
+        .expect("the forward", |m| {
+            m.header("To")
+                .is_some_and(|to| to.contains("lager@example.test"))
+        })
+        .await;
+    assert!(
+        forward
+            .header("Subject")
+            .is_some_and(|s| s.starts_with("Fwd:") && s.contains(&tag)),
+        "{}",
+        forward.raw
+    );
+    assert!(
+        forward.raw.contains("Bitte Paket 4711 pr"),
+        "the comment: {}",
+        forward.raw
+    );
     let bruno = s.demo_login("bruno").await;
     let (_, answered) = s
         .get(&format!("/api/v1/tickets/{}", ids["answered"]), &bruno)

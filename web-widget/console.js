@@ -789,6 +789,15 @@
     const noteForm = el("form", { className: "note-form", "aria-label": "Notes" },
       el("label", { for: noteBox.id }, "Internal note", noteBox),
       el("button", { type: "submit", textContent: "Add note" }));
+    // Email tickets only: the customer's latest message goes to another address (a colleague
+    // outside vacd, a supplier) with a comment; the ticket stays as it is.
+    const forwardTo = el("input", { id: `forward-to-${item.id}`, type: "email", required: true, size: 30 });
+    const forwardNote = el("textarea", { id: `forward-note-${item.id}`, rows: 2 });
+    const forwardForm = el("form", { className: "note-form", "aria-label": "Forward" },
+      el("label", { for: forwardTo.id }, "Forward to", forwardTo),
+      el("label", { for: forwardNote.id }, "Comment", forwardNote),
+      el("button", { type: "submit", textContent: "Forward" }));
+    forwardForm.hidden = item.channel !== "email";
     template.addEventListener("change", () => previewTemplate(item, template.value, subject, box));
     picker.addEventListener("change", () => {
       const module = item.modules?.[Number(picker.value)];
@@ -815,6 +824,15 @@
         button.disabled = false;
       }
     });
+    forwardForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const to = forwardTo.value.trim();
+      ticketCall(item, "forward", { to, body: forwardNote.value.trim() || undefined }, "forward", () => {
+        forwardTo.value = "";
+        forwardNote.value = "";
+        setStatus(`forwarded to ${to}`);
+      });
+    });
     noteForm.addEventListener("submit", (event) => {
       event.preventDefault();
       if (!noteBox.value.trim()) return;
@@ -825,7 +843,7 @@
       el("div", { className: "chat ticket" },
         el("div", {},
           el("h2", { className: "subject", textContent: d.subject ?? `Ticket ${item.id}` }),
-          item.thread, reply, noteForm, el("div", { className: "tools" }), actionButtons(item)),
+          item.thread, reply, noteForm, forwardForm, el("div", { className: "tools" }), actionButtons(item)),
         el("aside", { className: "customer", "aria-label": "Customer" })));
     renderTools(item);
     loadTicket(item).then(() => {

@@ -5,7 +5,8 @@
 // reload; sending without
 // text is refused in the status line; the "antwort" template fills the editor through the
 // preview (salutation, ticket number, his name, the mailbox's signature); the "rueckruf" text
-// module goes in at the cursor; an internal note joins the thread; the reply is sent, shows in
+// module goes in at the cursor; an internal note joins the thread; the ticket is forwarded to
+// the warehouse with a comment; the reply is sent, shows in
 // the thread, and the ticket goes to wrap-up. Olga's mail arriving meanwhile (tagged with the
 // ticket number, appended to the support mailbox over IMAP) shows in the open thread at once,
 // the reply being written kept. A second ticket he closes without an answer.
@@ -115,6 +116,12 @@ try {
   await panel.getByLabel("Internal note").fill("Olga wartet auf Paket 4711.");
   await panel.getByRole("button", { name: "Add note" }).click();
   await thread.locator('article[data-direction="internal"]', { hasText: "Olga wartet auf Paket 4711." }).waitFor();
+  // Forwarded to the warehouse with a comment (the Rust side reads the mail that went out).
+  await panel.getByLabel("Forward to").fill("lager@example.test");
+  await panel.getByLabel("Comment").fill("Bitte Paket 4711 prüfen.");
+  await panel.getByRole("button", { name: "Forward", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: "forwarded to lager@example.test" }).waitFor();
+  if (await panel.getByLabel("Forward to").inputValue() !== "") throw new Error("the forward form was not cleared");
   await page.screenshot({ path: `${screenshots}/console-ticket.png`, fullPage: true });
 
   // Olga writes again while bruno is at it: her mail shows in the thread without a reload,
@@ -132,7 +139,7 @@ try {
   await thread.getByRole("article", { name: /^Sent: Bruno Becker/ }).getByText("Wir rufen Sie zu").waitFor();
   await page.getByRole("status").filter({ hasText: "reply sent to olga@example.com; the ticket is answered" }).waitFor();
   await page.waitForFunction(() => !document.querySelector("form.reply button[type=submit]")?.disabled);
-  const replies = await thread.getByRole("article", { name: /^Sent: Bruno Becker/ }).count();
+  const replies = await thread.getByRole("article", { name: /^Sent: Bruno Becker/ }).filter({ hasText: "Wir rufen Sie zu" }).count();
   if (replies !== 1) throw new Error(`the reply went ${replies} times`);
   await panel.getByText("Wrap-up").waitFor();
   if (await panel.getByRole("button", { name: "Send reply" }).isVisible()) throw new Error("the editor stays in wrap-up");
