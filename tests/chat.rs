@@ -988,7 +988,60 @@ async fn accept_and_greet_in_one_write(db: Db) {
     s.stop().await;
 }
 
+/// An anonymous visitor's browser keeps a key for the widget: its chats find one customer, so
+/// the agent's screen pop shows the earlier ones; another browser is another customer; a key
+/// that is no such key is refused.
+async fn a_browsers_key_finds_the_anonymous_visitors_customer(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let (here, there) = (
+        "0123456789abcdef0123456789abcdef",
+        "fedcba9876543210fedcba9876543210",
+    );
+    for (n, key) in [here, here, there].into_iter().enumerate() {
+        let mut visitor = Visitor::start(&s, json!({ "visitor": key })).await;
+        visitor
+            .say(&format!("v-{n}"), "Hallo, ich bin es wieder.")
+            .await;
+    }
+    let (_, chats) = s
+        .get("/api/v1/interactions?channel=chat&limit=10", &admin)
+        .await;
+    let mut customers: Vec<(i64, i64)> = chats["items"]
+        .as_array()
+        .expect("the chats' interactions")
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_i64().expect("id"),
+                i["customer_id"].as_i64().expect("a customer"),
+            )
+        })
+        .collect();
+    customers.sort();
+    let customers: Vec<i64> = customers.into_iter().map(|(_, c)| c).collect();
+    assert_eq!(customers.len(), 3, "{chats}");
+    assert_eq!(customers[0], customers[1], "one browser, one customer");
+    assert_ne!(
+        customers[0], customers[2],
+        "another browser, another customer"
+    );
+    for bad in ["short", "0123456789abcdef0123456789abcdef;drop"] {
+        let mut ws = Console::open(&s, "/ws/chat").await;
+        ws.send_raw(tokio_tungstenite::tungstenite::Message::Text(
+            json!({ "type": "chat.start", "tenant": "demo", "widget": "demo-widget", "name": "X", "visitor": bad })
+                .to_string()
+                .into(),
+        ))
+        .await;
+        let refused = ws.expect("error").await;
+        assert_eq!(refused["code"], "invalid_value", "{bad}: {refused}");
+    }
+    s.stop().await;
+}
+
 on_both_backends!(
+    a_browsers_key_finds_the_anonymous_visitors_customer,
     a_chat_nobody_is_in_ends_and_tabs_are_bounded,
     the_visitor_gets_the_transcript_by_email,
     accept_and_greet_in_one_write,

@@ -147,7 +147,7 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
       if (data.get("email")) localStorage.setItem(`${storeKey}.email`, String(data.get("email")));
       else localStorage.removeItem(`${storeKey}.email`);
       connect({
-        type: "chat.start", tenant, widget: widgetId, language: browserLanguage,
+        type: "chat.start", tenant, widget: widgetId, language: browserLanguage, visitor: visitorKey(),
         name: data.get("name") || undefined, email: data.get("email") || undefined, topic: data.get("topic") || undefined,
       }, first, Object.fromEntries(data));
     });
@@ -435,6 +435,18 @@ input,textarea,select{border:1px solid #999;border-radius:6px;padding:.5em;backg
     for (const node of log.querySelectorAll(".msg.me")) {
       if (Number(node.dataset.id) <= upTo) node.title = t.read;
     }
+  }
+
+  // This browser's key for the widget, made once and kept: the agent sees an anonymous
+  // visitor's earlier chats (docs/chat-protocol.md).
+  function visitorKey() {
+    const keyName = `${storeKey}.visitor`;
+    let key = localStorage.getItem(keyName);
+    if (!key) {
+      key = Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+      localStorage.setItem(keyName, key);
+    }
+    return key;
   }
 
   // The chat is over or gone: nothing of it is kept for the next page.

@@ -205,6 +205,14 @@ pub async fn offline(
         .into_response())
 }
 
+/// A browser's key for the widget: random, so long enough not to be guessed, and plain.
+fn valid_visitor_key(key: &str) -> bool {
+    (16..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 fn valid_email(email: &str) -> Option<String> {
     let email = email.trim();
     let (local, domain) = email.split_once('@')?;
@@ -421,9 +429,20 @@ async fn start(state: &AppState, client: IpAddr, frame: &Json_) -> Opened {
     }
     let name = visitor_name(field("name"), "Visitor");
     let language = field("language").and_then(language::primary);
+    let key = match field("visitor") {
+        Some(key) if valid_visitor_key(key) => Some(key.to_owned()),
+        Some(_) => {
+            return Err((
+                "invalid_value",
+                "`visitor` is 16 to 64 letters, digits, `-` or `_`".into(),
+            ))
+        }
+        None => None,
+    };
+    let visitor = crate::chat::Visitor { name, email, key };
     state
         .chat
-        .open(&widget, name, email, topic, language)
+        .open(&widget, visitor, topic, language)
         .await
         .map(|(token, attached)| (Some(token), attached))
         .map_err(|e| (e.code(), e.to_string()))

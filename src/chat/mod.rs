@@ -186,6 +186,15 @@ impl Drop for ConsoleLink {
     }
 }
 
+/// Who opens a chat, as the widget's `chat.start` says.
+pub struct Visitor {
+    pub name: String,
+    pub email: Option<String>,
+    /// The key the visitor's browser keeps for the widget: its anonymous chats find one
+    /// customer.
+    pub key: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct ChatHub {
     inner: Arc<Inner>,
@@ -268,12 +277,11 @@ impl ChatHub {
         Ok(restored)
     }
 
-    /// Opens a chat on `widget`; the resume token and the visitor's connection.
+    /// Opens a chat on `widget` for `visitor`; the resume token and the visitor's connection.
     pub async fn open(
         &self,
         widget: &ChatWidget,
-        name: String,
-        email: Option<String>,
+        visitor: Visitor,
         topic: Option<String>,
         language: Option<String>,
     ) -> Result<(String, Attached), Error> {
@@ -282,8 +290,9 @@ impl ChatHub {
             tenant: widget.tenant_id,
             service_address: widget.service_address_id,
             token_hash: token_hash(&token),
-            visitor_name: name,
-            visitor_email: email,
+            visitor_name: visitor.name,
+            visitor_email: visitor.email,
+            visitor_key: visitor.key,
             topic,
             language,
         };
@@ -296,6 +305,7 @@ impl ChatHub {
             customer: None,
             visitor_name: new.visitor_name,
             visitor_email: new.visitor_email,
+            visitor_key: new.visitor_key,
             topic: new.topic,
             language: new.language,
             open: true,

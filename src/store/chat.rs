@@ -54,6 +54,8 @@ pub struct NewChat {
     pub token_hash: String,
     pub visitor_name: String,
     pub visitor_email: Option<String>,
+    /// The key the visitor's browser keeps for the widget, if it sent one.
+    pub visitor_key: Option<String>,
     pub topic: Option<String>,
     pub language: Option<String>,
 }
@@ -68,13 +70,14 @@ pub struct ChatRow {
     pub customer: Option<i64>,
     pub visitor_name: String,
     pub visitor_email: Option<String>,
+    pub visitor_key: Option<String>,
     pub topic: Option<String>,
     pub language: Option<String>,
     pub open: bool,
 }
 
 const CHAT_COLUMNS: &str = "id, tenant_id, service_address_id, interaction_id, customer_id, \
-     visitor_name, visitor_email, topic, language, state";
+     visitor_name, visitor_email, visitor_key, topic, language, state";
 
 fn chat_row(row: &AnyRow) -> Result<ChatRow> {
     Ok(ChatRow {
@@ -85,6 +88,7 @@ fn chat_row(row: &AnyRow) -> Result<ChatRow> {
         customer: row.try_get("customer_id")?,
         visitor_name: row.try_get("visitor_name")?,
         visitor_email: row.try_get("visitor_email")?,
+        visitor_key: row.try_get("visitor_key")?,
         topic: row.try_get("topic")?,
         language: row.try_get("language")?,
         open: row.try_get::<String, _>("state")? == "open",
@@ -233,14 +237,15 @@ impl Store {
     pub async fn open_chat(&self, chat: &NewChat) -> Result<i64> {
         Ok(sqlx::query(
             "INSERT INTO chat_sessions \
-             (tenant_id, service_address_id, token_hash, visitor_name, visitor_email, topic, language, state, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'open', $8) RETURNING id",
+             (tenant_id, service_address_id, token_hash, visitor_name, visitor_email, visitor_key, topic, language, state, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'open', $9) RETURNING id",
         )
         .bind(chat.tenant)
         .bind(chat.service_address)
         .bind(chat.token_hash.clone())
         .bind(chat.visitor_name.clone())
         .bind(chat.visitor_email.clone())
+        .bind(chat.visitor_key.clone())
         .bind(chat.topic.clone())
         .bind(chat.language.clone())
         .bind(now_ms())
@@ -337,7 +342,8 @@ impl Store {
     }
 
     /// Turns a chat into an interaction (channel `chat`, state `new`, for routing) with the
-    /// customer behind the visitor's email address (a new one for an anonymous visitor).
+    /// customer behind the visitor's email address, else behind its browser's key (the same
+    /// for every chat from that browser), else a new one.
     /// Returns the interaction and the customer.
     pub async fn start_chat_interaction(
         &self,
@@ -348,9 +354,10 @@ impl Store {
     ) -> Result<(i64, i64)> {
         let mut tx = self.begin().await?;
         let now = now_ms();
-        let (kind, value) = match &chat.visitor_email {
-            Some(email) => ("email", email.clone()),
-            None => ("visitor", format!("chat-{}", chat.id)),
+        let (kind, value) = match (&chat.visitor_email, &chat.visitor_key) {
+            (Some(email), _) => ("email", email.clone()),
+            (None, Some(key)) => ("visitor", format!("browser-{key}")),
+            (None, None) => ("visitor", format!("chat-{}", chat.id)),
         };
         let identity = Identity {
             kind,
