@@ -1408,6 +1408,7 @@ async fn sms_desk(
 ) -> (TestServer, SmsSent) {
     let (url, sent) = sms_gateway(gate).await;
     let s = TestServer::start_with(db, |c| {
+        quick(c);
         c.channels.sms.inbound_token = "gateway-secret".into();
         c.channels.sms.outbound_url = Some(url);
     })
@@ -1545,6 +1546,56 @@ async fn a_waiting_ticket_answered_from_the_desk_counts_answered(db: Db) {
     assert_eq!((answered, abandoned), (1, 0), "{report}");
     let (_, row) = s.get(&format!("/api/v1/interactions/{id}"), &sam).await;
     assert_eq!(row["state"], "done", "{row}");
+    s.stop().await;
+}
+
+/// A ticket answered and done comes back at its follow-up date: opened again and offered, the
+/// date used up, the reopening logged as the follow-up's.
+async fn a_follow_up_date_brings_the_ticket_back(db: Db) {
+    let (s, _) = sms_desk(db, None).await;
+    let first = sms_in(
+        &s,
+        "gw-1",
+        "Please call me back about my contract next week.",
+    )
+    .await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    let diego_token = s.demo_login("diego").await;
+    replied(
+        &s,
+        &diego_token,
+        id,
+        json!({ "body": "We will get back to you." }),
+    )
+    .await;
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tickets/{id}/follow-up"),
+            Some(&diego_token),
+            Some(json!({ "at": vacd::store::now_ms() })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let mut diego = Console::connect(&s, &diego_token).await;
+    diego.ready().await;
+    diego.expect_where("offer", offer_of(id)).await;
+    let ticket = ticket_where(&s, &diego_token, id, |t| t["status"] == "open").await;
+    assert_eq!(ticket["follow_up_at"], Value::Null, "{ticket}");
+    let sam = s.demo_login("sam").await;
+    let (_, events) = s
+        .get(
+            &format!("/api/v1/events?interaction_id={id}&kind=ticket.reopened"),
+            &sam,
+        )
+        .await;
+    let payload: Value = serde_json::from_str(
+        events["items"][0]["payload"]
+            .as_str()
+            .expect("a ticket.reopened event"),
+    )
+    .expect("JSON payload");
+    assert_eq!(payload["by"], "follow_up", "{events}");
     s.stop().await;
 }
 
@@ -2067,6 +2118,7 @@ on_both_backends!(
     a_reply_is_sent_once_however_often_it_is_clicked,
     a_message_that_crosses_the_reply_is_routed_again,
     a_waiting_ticket_answered_from_the_desk_counts_answered,
+    a_follow_up_date_brings_the_ticket_back,
     fax_and_letter_directories_in_and_pdf_out,
     tls_and_starttls_to_imap_pop3_and_smtp,
 );

@@ -6,12 +6,14 @@
 //!
 //! The protocol-free parts are separate and tested without I/O: `mime` (parsing), `threading`
 //! (ticket tags and reply headers), `screening` (loops and spam), `template` (variables and
-//! salutations), `language` (detection), `sla` (business-hours deadlines). `reply` composes answers from templates. Start
+//! salutations), `language` (detection), `sla` (business-hours deadlines). `reply` composes answers from templates;
+//! `follow_up` brings tickets back at their follow-up dates. Start
 //! reading at [`Channels`].
 
 pub mod config;
 pub mod directory;
 pub mod email;
+pub mod follow_up;
 pub mod letter;
 pub mod mime;
 pub mod reply;
@@ -145,6 +147,10 @@ impl Channels {
             channels.clone(),
             stopped.clone(),
         ))];
+        tasks.push(tokio::spawn(follow_up::watch(
+            channels.clone(),
+            stopped.clone(),
+        )));
         for dir in &channels.inner.config.directories {
             tasks.push(tokio::spawn(directory::watch(
                 channels.clone(),

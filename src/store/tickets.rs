@@ -1010,6 +1010,78 @@ impl Store {
         Ok(state)
     }
 
+    /// The tickets whose follow-up date has come by `now` (at most 100, earliest first), their
+    /// dates cleared: each is acted on once.
+    pub async fn take_due_follow_ups(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+        let mut tx = self.begin().await?;
+        let rows = sqlx::query(
+            "SELECT tenant_id, interaction_id FROM tickets \
+             WHERE follow_up_at IS NOT NULL AND follow_up_at <= $1 \
+             ORDER BY follow_up_at, interaction_id LIMIT 100",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in rows {
+            let (tenant, id): (i64, i64) =
+                (row.try_get("tenant_id")?, row.try_get("interaction_id")?);
+            sqlx::query(
+                "UPDATE tickets SET follow_up_at = NULL WHERE tenant_id = $1 AND interaction_id = $2",
+            )
+            .bind(tenant)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            due.push((tenant, id));
+        }
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    /// Opens a ticket again for its follow-up date (`ticket.reopened` with `by: follow_up`),
+    /// its interaction new for routing — unless it is still waiting or worked on: false then.
+    pub async fn reopen_for_follow_up(&self, tenant: i64, id: i64) -> Result<bool> {
+        let mut tx = self.begin().await?;
+        let Some((_, state, _)) = ticket_state(&mut tx, tenant, id).await? else {
+            return Ok(false);
+        };
+        if matches!(
+            state.as_str(),
+            "new" | "queued" | "offered" | "connected" | "wrap_up"
+        ) {
+            return Ok(false);
+        }
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE tickets SET status = 'open', updated_at = $1, closed_at = NULL \
+             WHERE tenant_id = $2 AND interaction_id = $3",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let event = NewEvent {
+            tenant,
+            kind: "ticket.reopened".into(),
+            interaction_id: Some(id),
+            agent_id: None,
+            queue_id: None,
+            payload: json!({ "from_state": state, "by": "follow_up" }).to_string(),
+        };
+        append_in(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
     /// Sets (or clears) the follow-up date.
     pub async fn set_follow_up(
         &self,
