@@ -986,13 +986,7 @@ impl Store {
         // In wrap-up the agent is done with it: reopened, it waits again (see `ingest`).
         let active = matches!(state.as_str(), "new" | "queued" | "offered" | "connected");
         if status == "open" && !active {
-            sqlx::query(
-                "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+            wait_again_in(&mut tx, tenant, id).await?;
         }
         let event = NewEvent {
             tenant,
@@ -1062,13 +1056,7 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        wait_again_in(&mut tx, tenant, id).await?;
         let event = NewEvent {
             tenant,
             kind: "ticket.reopened".into(),
@@ -1221,6 +1209,18 @@ impl Store {
 }
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The ticket's interaction waits for routing again (`new`, no agent, no place in a queue).
+async fn wait_again_in(tx: &mut Tx, tenant: i64, id: i64) -> Result<()> {
+    sqlx::query(
+        "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(tenant)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
 
 /// `(id, interaction state, ticket status)` of ticket `id`, if it is a ticket of `tenant`.
 async fn ticket_state(tx: &mut Tx, tenant: i64, id: i64) -> Result<Option<(i64, String, String)>> {
