@@ -1726,56 +1726,54 @@ async fn console_ends_the_call(db: Db) {
 
 /// sipp plays both phones with the scenarios in `loadtests/sip/`: the agent's phone
 /// (`agent.xml`, registered by the test) answers, the caller (`caller.xml`) talks and hangs up.
+/// sipp picks its own ports where the test need not know them (without `-p` and `-mp` it binds
+/// the first free SIP and media ports itself, so no other socket can take one in between); the
+/// agent's phone listens where the test registered it, a port the test holds until sipp starts.
 async fn sipp_call_flow(db: Db) {
     let f = Floor::new(db).await;
-    let sipp_port = free_udp_port();
-    let agent_contact: SocketAddr = format!("127.0.0.1:{sipp_port}").parse().expect("address");
-    let _bruno = f.agent("bruno", Some(agent_contact)).await;
+    let phone = free_udp_port(SIPP_PHONE_IP);
+    let phone_address = phone.local_addr().expect("address");
+    let _bruno = f.agent("bruno", Some(phone_address)).await;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/loadtests/sip");
     let server = f.s.sip_udp().to_string();
-    let agent = sipp(&[
-        "-sf",
-        &format!("{dir}/agent.xml"),
-        "-m",
-        "1",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &sipp_port.to_string(),
-        "-mp",
-        &free_udp_port().to_string(),
-        &server,
-    ]);
-    let caller_port = free_udp_port().to_string();
-    let caller = sipp(&[
-        "-sf",
-        &format!("{dir}/caller.xml"),
-        "-m",
-        "1",
-        "-s",
-        NUMBER,
-        "-i",
-        TRUNK_IP,
-        "-p",
-        &caller_port,
-        "-mp",
-        &free_udp_port().to_string(),
-        &server,
-    ]);
-    for (name, child) in [("caller", caller), ("agent", agent)] {
-        let output =
-            tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
-                .await
-                .expect("sipp finishes within 60 s")
-                .expect("sipp output");
-        assert!(
-            output.status.success(),
-            "sipp {name} failed with {}:\n{}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    drop(phone);
+    let agent = sipp(
+        "agent",
+        &[
+            "-sf",
+            &format!("{dir}/agent.xml"),
+            "-m",
+            "1",
+            "-i",
+            SIPP_PHONE_IP,
+            "-p",
+            &phone_address.port().to_string(),
+            &server,
+        ],
+    );
+    let caller = sipp(
+        "caller",
+        &[
+            "-sf",
+            &format!("{dir}/caller.xml"),
+            "-m",
+            "1",
+            "-s",
+            NUMBER,
+            "-i",
+            TRUNK_IP,
+            &server,
+        ],
+    );
+    // Both at once: when one fails, the other's account is part of the story (an agent's
+    // phone that gave up leaves the caller waiting for a BYE until its timeout).
+    let (caller, agent) = tokio::join!(caller.finish(), agent.finish());
+    assert!(
+        caller.success && agent.success,
+        "sipp failed:\n{}\n{}",
+        caller.report,
+        agent.report
+    );
     let f = f.restart().await;
     let interaction = started_interaction(&f).await;
     let ended = f.ended_payload(interaction).await;
@@ -1783,23 +1781,76 @@ async fn sipp_call_flow(db: Db) {
     f.s.stop().await;
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .expect("free port")
-        .port()
+/// Where sipp's agent phone listens: an address of its own (nothing else in the tests binds
+/// it), so the port it was given cannot be taken by another test's socket while sipp starts.
+const SIPP_PHONE_IP: &str = "127.0.0.4";
+
+/// A UDP socket on a port of `ip` that the kernel found free; holding it keeps the port from
+/// being given to anyone else until it is dropped.
+fn free_udp_port(ip: &str) -> std::net::UdpSocket {
+    std::net::UdpSocket::bind((ip, 0)).expect("a free UDP port")
 }
 
-fn sipp(args: &[&str]) -> tokio::process::Child {
-    tokio::process::Command::new("sipp")
+/// A running sipp; it traces the messages it sent and received, and the unexpected ones, into
+/// a directory of its own.
+struct Sipp {
+    name: &'static str,
+    child: tokio::process::Child,
+    traces: tempfile::TempDir,
+}
+
+/// How a sipp ended: whether it succeeded, and everything it printed and traced.
+struct SippEnd {
+    success: bool,
+    report: String,
+}
+
+fn sipp(name: &'static str, args: &[&str]) -> Sipp {
+    let traces = tempfile::tempdir().expect("temporary directory");
+    let file = |kind: &str| traces.path().join(kind).display().to_string();
+    let child = tokio::process::Command::new("sipp")
         .args(args)
         .args(["-timeout", "40s", "-timeout_error", "-nostdin"])
+        .args(["-trace_msg", "-message_file", &file("messages")])
+        .args(["-trace_err", "-error_file", &file("errors")])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("sipp runs (Debian package sip-tester; scripts/test.sh installs it)")
+        .expect("sipp runs (Debian package sip-tester; scripts/test.sh installs it)");
+    Sipp {
+        name,
+        child,
+        traces,
+    }
+}
+
+impl Sipp {
+    /// Waits for sipp to end (it gives up by itself after its `-timeout`).
+    async fn finish(self) -> SippEnd {
+        let output = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.child.wait_with_output(),
+        )
+        .await
+        .expect("sipp finishes within 60 s")
+        .expect("sipp output");
+        let trace =
+            |kind: &str| std::fs::read_to_string(self.traces.path().join(kind)).unwrap_or_default();
+        SippEnd {
+            success: output.status.success(),
+            report: format!(
+                "--- sipp {name}: {status}\n{stdout}\n{stderr}\n--- {name}'s messages:\n{messages}\n--- {name}'s unexpected messages:\n{errors}",
+                name = self.name,
+                status = output.status,
+                stdout = String::from_utf8_lossy(&output.stdout),
+                stderr = String::from_utf8_lossy(&output.stderr),
+                messages = trace("messages"),
+                errors = trace("errors"),
+            ),
+        }
+    }
 }
 
 on_both_backends!(
