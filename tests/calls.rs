@@ -426,9 +426,8 @@ async fn caller_abandons_while_queued(db: Db) {
     f.s.stop().await;
 }
 
-/// A waiting caller keeps the music whatever reaches the call's other socket: the trunk's
-/// RTCP reports (sent to RTP + 1, which is where vacd binds the call's agent side), or a
-/// stranger's packet. Neither is latched on, and the caller's voice goes nowhere.
+/// A waiting caller keeps the music whatever else reaches its RTP port: a stranger's RTCP
+/// report is not latched on, and the caller's voice goes nowhere.
 async fn a_waiting_caller_keeps_the_music(db: Db) {
     let f = Floor::new(db).await;
     let mut caller = f.caller().await;
@@ -440,20 +439,41 @@ async fn a_waiting_caller_keeps_the_music(db: Db) {
     let stranger = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let next_port = std::net::SocketAddr::new(leg.remote_rtp.ip(), leg.remote_rtp.port() + 1);
-    // A sender report (RFC 3550 §6.4.1) with no report blocks, to RTP + 1 and to RTP itself.
+    // A sender report (RFC 3550 §6.4.1) with no report blocks, to the caller's RTP port.
     let mut report = vec![0x80, 200, 0x00, 0x06];
     report.extend_from_slice(&[0; 24]);
-    for to in [next_port, leg.remote_rtp] {
-        stranger.send_to(&report, to).await.expect("send");
-    }
     stranger
-        .send_to(&[0x80, 0, 0, 1, 0, 0, 0, 160, 0, 0, 0, 9, 0xff], next_port)
+        .send_to(&report, leg.remote_rtp)
         .await
         .expect("send");
     caller.send_rtp(leg.remote_rtp, 1, b"hello?").await;
     hears_music(&mut caller, &leg).await;
     assert_eq!(caller.bye(&leg).await, 200);
+    f.s.stop().await;
+}
+
+/// While an agent's phone rings, the port vacd offered it is open: a stranger's packets there
+/// (the phone has not answered, so none are its) do not reach the waiting caller, who hears
+/// nothing but music.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_cannot_talk_to_a_waiting_caller() {
+    let f = Floor::new(Db::Sqlite).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    bruno.console.expect("offer").await;
+    let ringing = bruno.phone.request(Method::Invite).await;
+    let offered = common::phone::rtp_address(&ringing.body);
+    hears_music(&mut caller, &leg).await;
+    let stranger = Phone::new("127.0.0.3", f.s.sip_udp()).await;
+    stranger.send_rtp(offered, 1, &[0xff]).await;
+    for _ in 0..10 {
+        let (from, payload) = caller
+            .recv_rtp_within(common::phone::WAIT)
+            .await
+            .expect("music on hold");
+        assert_eq!((from, payload.len()), (leg.remote_rtp, 160), "music only");
+    }
     f.s.stop().await;
 }
 

@@ -662,8 +662,9 @@ impl Media {
                 }
                 received = self.agent.recv_from(&mut from_agent) => {
                     burst += 1;
-                    // A holding phone may send its own music: the caller hears ours.
-                    if let (Ok((len, from)), false) = (received, actor.agent_holds) {
+                    // A holding phone may send its own music: the caller hears ours. Before a
+                    // phone's answer bridged this socket, whatever reaches it is a stranger's.
+                    if let (Ok((len, from)), false, false) = (received, actor.agent_holds, music) {
                         self.relay_packet(LegId::B, from, &from_agent[..len]).await;
                     }
                 }
