@@ -177,6 +177,16 @@ fn payload(event: &Value) -> Value {
 }
 
 /// A call from the trunk that `Floor::connect` put through to an agent.
+/// A call offered to an agent whose phone now rings.
+struct Ringing {
+    caller: Phone,
+    /// The caller's leg.
+    leg: common::phone::Leg,
+    interaction: i64,
+    /// The INVITE ringing the agent's phone.
+    invite: vacd_sip::rsip::Request,
+}
+
 struct Connected {
     caller: Phone,
     /// The caller's leg.
@@ -255,12 +265,32 @@ impl Floor {
     }
 
     /// A caller from the trunk dials the service number; `agent`'s console gets the offer and
-    /// its phone rings and answers.
-    async fn connect(&self, agent: &mut Agent) -> Connected {
-        let mut caller = self.caller().await;
+    /// its phone rings.
+    async fn ring(&self, agent: &mut Agent) -> Ringing {
+        self.ring_from(self.caller().await, agent).await
+    }
+
+    /// [`Floor::ring`] with a caller of the test's own making.
+    async fn ring_from(&self, mut caller: Phone, agent: &mut Agent) -> Ringing {
         let leg = caller.call(NUMBER).await.expect("vacd answers the call");
         let interaction = interaction_of(&agent.console.expect("offer").await);
         let invite = agent.phone.request(Method::Invite).await;
+        Ringing {
+            caller,
+            leg,
+            interaction,
+            invite,
+        }
+    }
+
+    /// [`Floor::ring`], and the agent's phone answers.
+    async fn connect(&self, agent: &mut Agent) -> Connected {
+        let Ringing {
+            caller,
+            leg,
+            interaction,
+            invite,
+        } = self.ring(agent).await;
         let agent_leg = agent.phone.answer(&invite).await;
         Connected {
             caller,
@@ -459,11 +489,13 @@ async fn a_waiting_caller_keeps_the_music(db: Db) {
 async fn a_stranger_cannot_talk_to_a_waiting_caller() {
     let f = Floor::new(Db::Sqlite).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    bruno.console.expect("offer").await;
-    let ringing = bruno.phone.request(Method::Invite).await;
-    let offered = common::phone::rtp_address(&ringing.body);
+    let Ringing {
+        mut caller,
+        leg,
+        invite,
+        ..
+    } = f.ring(&mut bruno).await;
+    let offered = common::phone::rtp_address(&invite.body);
     hears_music(&mut caller, &leg).await;
     let stranger = Phone::new("127.0.0.3", f.s.sip_udp()).await;
     stranger.send_rtp(offered, 1, &[0xff]).await;
@@ -493,11 +525,13 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
     let f = Floor::new(db).await;
     let mut alice = f.agent("alice", None).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
     // Longest idle first: alice became ready first.
-    let interaction = interaction_of(&alice.console.expect("offer").await);
-    let invite = alice.phone.request(Method::Invite).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut alice).await;
     alice.phone.decline(&invite, 486).await;
     alice
         .console
@@ -517,10 +551,12 @@ async fn rejected_call_goes_to_the_next_agent(db: Db) {
 async fn an_answer_crossing_the_cancel_frees_the_call(db: Db) {
     let f = Floor::with(db, |config| config.sip.max_calls = 1).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut bruno).await;
     bruno.phone.respond(&invite, 180, "late", false).await;
     assert_eq!(caller.bye(&leg).await, 200);
     let cancel = bruno.phone.request(Method::Cancel).await;
@@ -550,10 +586,12 @@ async fn an_answer_without_contact_counts_as_a_refusal(db: Db) {
     let f = Floor::new(db).await;
     let mut alice = f.agent("alice", None).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&alice.console.expect("offer").await);
-    let invite = alice.phone.request(Method::Invite).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut alice).await;
     let broken = message::response_to(&invite, 200, Some("no-contact"));
     let text = message::encode(&vacd_sip::rsip::SipMessage::Response(broken));
     alice
@@ -577,10 +615,12 @@ async fn an_answer_without_contact_counts_as_a_refusal(db: Db) {
 async fn a_second_answer_of_a_forked_invite_is_hung_up(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut bruno).await;
     bruno.phone.answer(&invite).await;
     bruno.phone.respond(&invite, 200, "forked", true).await;
     // vacd acknowledges the second answer (ACKs of the first may still come: the phone
@@ -655,10 +695,12 @@ async fn a_console_reject_stops_the_ringing_phone(db: Db) {
     let f = Floor::new(db).await;
     let mut alice = f.agent("alice", None).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&alice.console.expect("offer").await);
-    let invite = alice.phone.request(Method::Invite).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut alice).await;
     alice.phone.respond(&invite, 180, "ring", false).await;
     alice
         .console
@@ -678,10 +720,12 @@ async fn unanswered_call_is_rerouted(db: Db) {
     f.sales_de(json!({ "offer_timeout_seconds": 1 })).await;
     let mut alice = f.agent("alice", None).await;
     let mut bruno = f.agent("bruno", None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("answered");
-    let interaction = interaction_of(&alice.console.expect("offer").await);
-    let invite = alice.phone.request(Method::Invite).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut alice).await;
     alice.phone.respond(&invite, 180, "ring", false).await;
     // No answer: the offer times out and vacd cancels the ringing phone.
     alice.phone.cancelled(&invite).await;
@@ -1270,9 +1314,7 @@ async fn dtmf_keeps_the_callers_payload_type() {
     let mut bruno = f.agent("bruno", None).await;
     let mut caller = f.caller().await;
     caller.telephone_event = 96;
-    caller.call(NUMBER).await.expect("vacd answers the call");
-    bruno.console.expect("offer").await;
-    let invite = bruno.phone.request(Method::Invite).await;
+    let Ringing { invite, .. } = f.ring_from(caller, &mut bruno).await;
     let offer = String::from_utf8_lossy(&invite.body).into_owned();
     assert!(
         offer.contains("a=rtpmap:96 telephone-event/8000") && !offer.contains("rtpmap:101"),
