@@ -969,37 +969,8 @@ impl Store {
         let (_, state, _) = ticket_state(&mut tx, tenant, id)
             .await?
             .ok_or(Error::NotFound)?;
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE tickets SET status = $1, updated_at = $2, \
-             closed_at = CASE WHEN $3 = 'closed' THEN $4 ELSE NULL END \
-             WHERE tenant_id = $5 AND interaction_id = $6",
-        )
-        .bind(status)
-        .bind(now)
-        .bind(status)
-        .bind(now)
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        // In wrap-up the agent is done with it: reopened, it waits again (see `ingest`).
-        let active = matches!(state.as_str(), "new" | "queued" | "offered" | "connected");
-        if status == "open" && !active {
-            wait_again_in(&mut tx, tenant, id).await?;
-        }
-        let event = NewEvent {
-            tenant,
-            kind: format!(
-                "ticket.{}",
-                if status == "open" { "reopened" } else { status }
-            ),
-            interaction_id: Some(id),
-            agent_id: agent,
-            queue_id: None,
-            payload: json!({ "from_state": state }).to_string(),
-        };
-        append_in(&mut tx, &event).await?;
+        let payload = json!({ "from_state": state });
+        set_status_in(&mut tx, tenant, id, &state, agent, status, payload).await?;
         tx.commit().await?;
         Ok(state)
     }
@@ -1046,26 +1017,8 @@ impl Store {
         ) {
             return Ok(false);
         }
-        let now = now_ms();
-        sqlx::query(
-            "UPDATE tickets SET status = 'open', updated_at = $1, closed_at = NULL \
-             WHERE tenant_id = $2 AND interaction_id = $3",
-        )
-        .bind(now)
-        .bind(tenant)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        wait_again_in(&mut tx, tenant, id).await?;
-        let event = NewEvent {
-            tenant,
-            kind: "ticket.reopened".into(),
-            interaction_id: Some(id),
-            agent_id: None,
-            queue_id: None,
-            payload: json!({ "from_state": state, "by": "follow_up" }).to_string(),
-        };
-        append_in(&mut tx, &event).await?;
+        let payload = json!({ "from_state": state, "by": "follow_up" });
+        set_status_in(&mut tx, tenant, id, &state, None, "open", payload).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -1210,16 +1163,54 @@ impl Store {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-/// The ticket's interaction waits for routing again (`new`, no agent, no place in a queue).
-async fn wait_again_in(tx: &mut Tx, tenant: i64, id: i64) -> Result<()> {
+/// Sets ticket `id`'s status (its interaction in `state`) and logs `ticket.<status>` (`ticket.reopened`
+/// for `open`) with `payload`. Reopened, an interaction nobody works on waits for routing again;
+/// in wrap-up the agent is done with it, so it waits again too (see `ingest`).
+async fn set_status_in(
+    tx: &mut Tx,
+    tenant: i64,
+    id: i64,
+    state: &str,
+    agent: Option<i64>,
+    status: &'static str,
+    payload: Json,
+) -> Result<()> {
+    let now = now_ms();
     sqlx::query(
-        "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
+        "UPDATE tickets SET status = $1, updated_at = $2, \
+         closed_at = CASE WHEN $3 = 'closed' THEN $4 ELSE NULL END \
+         WHERE tenant_id = $5 AND interaction_id = $6",
     )
+    .bind(status)
+    .bind(now)
+    .bind(status)
+    .bind(now)
     .bind(tenant)
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    let active = matches!(state, "new" | "queued" | "offered" | "connected");
+    if status == "open" && !active {
+        sqlx::query(
+            "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, queued_at = NULL WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let event = NewEvent {
+        tenant,
+        kind: format!(
+            "ticket.{}",
+            if status == "open" { "reopened" } else { status }
+        ),
+        interaction_id: Some(id),
+        agent_id: agent,
+        queue_id: None,
+        payload: payload.to_string(),
+    };
+    append_in(tx, &event).await
 }
 
 /// `(id, interaction state, ticket status)` of ticket `id`, if it is a ticket of `tenant`.
