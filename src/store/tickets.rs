@@ -975,33 +975,20 @@ impl Store {
         Ok(state)
     }
 
-    /// The tickets whose follow-up date has come by `now` (at most 100, earliest first), their
-    /// dates cleared: each is acted on once.
+    /// The tickets whose follow-up date has come by `now`, their dates cleared in the same
+    /// statement: each is acted on once.
     pub async fn take_due_follow_ups(&self, now: i64) -> Result<Vec<(i64, i64)>> {
-        let mut tx = self.begin().await?;
         let rows = sqlx::query(
-            "SELECT tenant_id, interaction_id FROM tickets \
+            "UPDATE tickets SET follow_up_at = NULL \
              WHERE follow_up_at IS NOT NULL AND follow_up_at <= $1 \
-             ORDER BY follow_up_at, interaction_id LIMIT 100",
+             RETURNING tenant_id, interaction_id",
         )
         .bind(now)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.writer)
         .await?;
-        let mut due = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (tenant, id): (i64, i64) =
-                (row.try_get("tenant_id")?, row.try_get("interaction_id")?);
-            sqlx::query(
-                "UPDATE tickets SET follow_up_at = NULL WHERE tenant_id = $1 AND interaction_id = $2",
-            )
-            .bind(tenant)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-            due.push((tenant, id));
-        }
-        tx.commit().await?;
-        Ok(due)
+        rows.iter()
+            .map(|row| Ok((row.try_get("tenant_id")?, row.try_get("interaction_id")?)))
+            .collect()
     }
 
     /// Opens a ticket again for its follow-up date (`ticket.reopened` with `by: follow_up`),
