@@ -83,6 +83,13 @@ pub enum CallRequest {
         mode: Option<Monitor>,
         reply: oneshot::Sender<Result<(), MonitorError>>,
     },
+    /// `agent`'s console puts its connected call on hold (`on`) or takes it off.
+    Hold {
+        call: u64,
+        agent: AgentId,
+        on: bool,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Click-to-dial: ring `agent`'s phone, then call `number` and bridge them.
     Dial {
         tenant: i64,
@@ -183,11 +190,7 @@ impl CallTap {
         agent: AgentId,
         number: String,
     ) -> Result<(), String> {
-        let call = self
-            .calls
-            .get(&interaction.0)
-            .map(|c| *c)
-            .ok_or_else(|| format!("interaction {interaction} is no live call"))?;
+        let call = self.live_call(interaction)?;
         self.ask(|reply| CallRequest::TransferOut {
             call,
             agent,
@@ -195,6 +198,31 @@ impl CallTap {
             reply,
         })
         .await
+    }
+
+    /// Asks the SIP endpoint to put `agent`'s call `interaction` on hold (`on`) or take it off.
+    pub async fn hold(
+        &self,
+        interaction: InteractionId,
+        agent: AgentId,
+        on: bool,
+    ) -> Result<(), String> {
+        let call = self.live_call(interaction)?;
+        self.ask(|reply| CallRequest::Hold {
+            call,
+            agent,
+            on,
+            reply,
+        })
+        .await
+    }
+
+    /// The key of `interaction`'s call, if it is live.
+    fn live_call(&self, interaction: InteractionId) -> Result<u64, String> {
+        self.calls
+            .get(&interaction.0)
+            .map(|c| *c)
+            .ok_or_else(|| format!("interaction {interaction} is no live call"))
     }
 
     /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`.

@@ -802,6 +802,74 @@ async fn agent_holds_and_resumes(db: Db) {
     f.s.stop().await;
 }
 
+/// The agent's console holds the call: the caller hears music and nothing passes between the
+/// legs, either way; resuming bridges them again. Both are in the event log; a hold of a call
+/// the agent does not hold is refused.
+async fn console_holds_and_resumes(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        agent_leg,
+    } = f.connect(&mut bruno).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"before hold", &bruno.phone)
+        .await;
+    let refused = bruno
+        .console
+        .command(json!({ "type": "call.hold", "interaction": interaction + 1000 }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "hold_failed");
+    let refused = bruno.console.command(json!({ "type": "call.hold" })).await;
+    assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+
+    bruno
+        .console
+        .ok(json!({ "type": "call.hold", "interaction": interaction }))
+        .await;
+    hears_music(&mut caller, &leg).await;
+    for sequence in 0..5 {
+        caller
+            .send_rtp(leg.remote_rtp, sequence, b"caller on hold")
+            .await;
+        bruno
+            .phone
+            .send_rtp(agent_leg.remote_rtp, sequence, b"agent on hold")
+            .await;
+    }
+    // Resumed: both directions cross the bridge again, and what was sent on hold never did
+    // (loopback keeps the order, so it would have come first).
+    bruno
+        .console
+        .ok(json!({ "type": "call.resume", "interaction": interaction }))
+        .await;
+    let (_, to_agent) = caller
+        .rtp_reaches_after(leg.remote_rtp, b"after hold", &bruno.phone)
+        .await;
+    assert!(
+        !to_agent.iter().any(|p| p == b"caller on hold"),
+        "held audio reached the agent: {to_agent:?}"
+    );
+    let (_, to_caller) = bruno
+        .phone
+        .rtp_reaches_after(agent_leg.remote_rtp, b"agent back", &caller)
+        .await;
+    assert!(
+        !to_caller.iter().any(|p| p == b"agent on hold"),
+        "held audio reached the caller: {to_caller:?}"
+    );
+    for kind in ["call.held", "call.resumed"] {
+        let logged = f.events(kind, interaction).await;
+        assert_eq!(logged.len(), 1, "{kind}: {logged:?}");
+        assert_eq!(logged[0]["agent_id"], bruno.id, "{kind}: {logged:?}");
+    }
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// The agent's phone holds with a re-INVITE without an offer (delayed offer): vacd offers in
 /// its 200, the phone answers sendonly in the ACK, and the caller hears music.
 async fn a_reinvite_without_an_offer_gets_one(db: Db) {
@@ -1932,6 +2000,7 @@ on_both_backends!(
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,
     console_ends_the_call,
     agent_holds_and_resumes,
+    console_holds_and_resumes,
     console_accept_then_phone_answers,
     console_accept_then_phone_declines,
     console_transfers_to_another_agent,

@@ -496,7 +496,8 @@ fn frame_ack(id: &str) -> Message {
 
 /// A console command about calls that the SIP endpoint carries out (routing knows only
 /// agents and queues): `interaction.transfer` of a call to an external number (`"to":
-/// {"target": "number", "number": "+49…"}`) and `call.dial` (`"number"`, click-to-dial).
+/// {"target": "number", "number": "+49…"}`), `call.dial` (`"number"`, click-to-dial) and
+/// `call.hold` / `call.resume` (`"interaction"`).
 struct CallCommand {
     id: Option<Json>,
     kind: CallCommandKind,
@@ -507,6 +508,7 @@ struct CallCommand {
 enum CallCommandKind {
     TransferOut { interaction: Option<u64> },
     Dial,
+    Hold { interaction: Option<u64>, on: bool },
 }
 
 fn call_request(frame: &Json) -> Option<CallCommand> {
@@ -519,6 +521,10 @@ fn call_request(frame: &Json) -> Option<CallCommand> {
             )
         } else if frame["type"] == "call.dial" {
             (CallCommandKind::Dial, &frame["number"])
+        } else if frame["type"] == "call.hold" || frame["type"] == "call.resume" {
+            let interaction = frame["interaction"].as_u64();
+            let on = frame["type"] == "call.hold";
+            (CallCommandKind::Hold { interaction, on }, &Json::Null)
         } else {
             return None;
         };
@@ -538,6 +544,14 @@ impl CallCommand {
         let agent = AgentId(who.user_id as u64);
         let calls = state.routing.calls();
         let (result, failure) = match (self.kind, self.number) {
+            (CallCommandKind::Hold { interaction, on }, _) => {
+                let Some(interaction) = interaction else {
+                    let message = "a hold needs the `interaction`";
+                    return rejected(who, Some(id), "invalid_command", message);
+                };
+                let held = calls.hold(InteractionId(interaction), agent, on).await;
+                (held, "hold_failed")
+            }
             (_, None) => {
                 let message = "the number must be E.164 (+49…) or international (0049…)";
                 return rejected(who, Some(id), "invalid_command", message);

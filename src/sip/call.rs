@@ -88,6 +88,9 @@ pub enum CallCmd {
         remote: Option<SocketAddr>,
         receiving: bool,
     },
+    /// The connected agent put the call on hold from its console (`on`), or took it off: the
+    /// caller hears music meanwhile and nothing passes between the legs.
+    Hold { on: bool },
     /// The connected agent transferred the call; its leg is hung up and the caller waits
     /// (with music) until routing offers the call again.
     Transferred,
@@ -169,6 +172,9 @@ struct CallActor {
     talked: Option<Connected>,
     /// The agent's phone holds the call: the caller hears music, nothing is relayed.
     agent_holds: bool,
+    /// The agent's console holds the call: the caller hears music, nothing passes between the
+    /// legs (the agent's phone stays bridged, to resume without a re-INVITE).
+    console_holds: bool,
     /// A click-to-dial call: outside routing.
     outbound: bool,
     /// The queue the call came in on.
@@ -271,8 +277,19 @@ impl CallActor {
                 }
                 None
             }
+            CallCmd::Hold { on } => {
+                if on != self.console_holds {
+                    self.console_holds = on;
+                    let agent = self.connected.map(|c| c.agent);
+                    tracing::info!(call = self.key, ?agent, hold = on, "console hold");
+                    let kind = if on { "call.held" } else { "call.resumed" };
+                    self.log(kind, agent, serde_json::json!({})).await;
+                }
+                None
+            }
             CallCmd::Transferred => {
                 self.agent_holds = false;
+                self.console_holds = false;
                 self.connected = None;
                 relay.leg_mut(LegId::B).renegotiate(None, false);
                 None
@@ -304,18 +321,11 @@ impl CallActor {
                 }
                 self.connected = None;
                 self.agent_holds = false;
+                self.console_holds = false;
                 relay.leg_mut(LegId::B).renegotiate(None, false);
-                let event = NewEvent {
-                    tenant: self.tenant.0 as i64,
-                    kind: "call.transferred".into(),
-                    interaction_id: Some(self.interaction.0 as i64),
-                    agent_id: self.talked.map(|c| c.agent.0 as i64),
-                    queue_id: None,
-                    payload: serde_json::json!({ "to": number }).to_string(),
-                };
-                if let Err(err) = self.store.append_event(&event).await {
-                    tracing::error!(call = self.key, %err, "call.transferred not logged");
-                }
+                let agent = self.talked.map(|c| c.agent);
+                let payload = serde_json::json!({ "to": number });
+                self.log("call.transferred", agent, payload).await;
                 None
             }
             CallCmd::ExternalAnswered { leg, remote } => {
@@ -343,6 +353,27 @@ impl CallActor {
             at_ms: now_ms(),
         });
         self.talked = self.connected;
+        self.console_holds = false;
+    }
+
+    /// The caller hears music while an agent's phone or console holds the call.
+    fn holding(&self) -> bool {
+        self.agent_holds || self.console_holds
+    }
+
+    /// Appends `kind` about this call to the event log, with `agent` and `payload`.
+    async fn log(&self, kind: &str, agent: Option<AgentId>, payload: serde_json::Value) {
+        let event = NewEvent {
+            tenant: self.tenant.0 as i64,
+            kind: kind.into(),
+            interaction_id: Some(self.interaction.0 as i64),
+            agent_id: agent.map(|a| a.0 as i64),
+            queue_id: None,
+            payload: payload.to_string(),
+        };
+        if let Err(err) = self.store.append_event(&event).await {
+            tracing::error!(call = self.key, %err, kind, "call event not logged");
+        }
     }
 
     /// The call's outcome for its record.
@@ -422,6 +453,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         connected: None,
         talked: None,
         agent_holds: false,
+        console_holds: false,
         outbound: call.dialled_by.is_some(),
         queue: call.queue.map(|q| QueueId(q as u64)),
         reached: false,
@@ -650,22 +682,22 @@ impl Media {
                 }
             }
             // Music until an agent's media is bridged, and while the agent holds the call.
-            let music = self.relay.leg(LegId::B).destination().is_none();
+            let music = self.relay.leg(LegId::B).destination().is_none() || actor.console_holds;
             let mixing = self.monitoring().is_some();
             tokio::select! {
                 biased;
                 received = self.caller.recv_from(&mut from_caller) => {
                     burst += 1;
                     if let Ok((len, from)) = received {
-                        self.relay_packet(LegId::A, from, &from_caller[..len]).await;
+                        self.relay_packet(LegId::A, from, &from_caller[..len], actor.console_holds).await;
                     }
                 }
                 received = self.agent.recv_from(&mut from_agent) => {
                     burst += 1;
                     // A holding phone may send its own music: the caller hears ours. Before a
                     // phone's answer bridged this socket, whatever reaches it is a stranger's.
-                    if let (Ok((len, from)), false, false) = (received, actor.agent_holds, music) {
-                        self.relay_packet(LegId::B, from, &from_agent[..len]).await;
+                    if let (Ok((len, from)), false, false) = (received, actor.holding(), music) {
+                        self.relay_packet(LegId::B, from, &from_agent[..len], false).await;
                     }
                 }
                 received = async {
@@ -776,8 +808,13 @@ impl Media {
         }
     }
 
-    async fn relay_packet(&mut self, on: LegId, from: SocketAddr, datagram: &[u8]) {
+    /// Relays a packet that came in on leg `on`, and keeps it for the monitoring mix.
+    async fn relay_packet(&mut self, on: LegId, from: SocketAddr, datagram: &[u8], held: bool) {
         let action = self.relay.handle_packet(on, from, datagram);
+        // A held call's packets only keep their leg latched (the caller may move meanwhile).
+        if held {
+            return;
+        }
         if let Some(mode) = self.monitoring() {
             // What the supervisor's mix needs; and while whispering the agent hears the mix
             // instead of the caller, while barging nobody hears the other leg directly.

@@ -1537,18 +1537,7 @@ impl Calls {
         now: Instant,
     ) -> Result<(), TransferError> {
         let trunk = self.ctx.outbound.ok_or(TransferError::NoOutboundTrunk)?;
-        let call = self
-            .calls
-            .get_mut(&key)
-            .filter(|c| !c.over && !c.detached)
-            .ok_or(TransferError::NotConnected)?;
-        if !call
-            .agents
-            .iter()
-            .any(|l| l.party == Party::Agent(from) && matches!(l.state, AgentState::Answered(_)))
-        {
-            return Err(TransferError::NotConnected);
-        }
+        let call = self.talking(key, from).ok_or(TransferError::NotConnected)?;
         call.detached = true;
         call.command(
             key,
@@ -1571,6 +1560,28 @@ impl Calls {
         }
         self.call_number(layer, key, trunk, number, Socket::Agent, now);
         Ok(())
+    }
+
+    /// Puts `agent`'s call on hold from its console (`on`), or takes it off: the caller hears
+    /// music meanwhile, and nothing passes between caller and agent. The agent's phone is not
+    /// asked: vacd relays the media, so holding it there needs no re-INVITE.
+    pub fn hold(&mut self, key: u64, agent: AgentId, on: bool) -> Result<(), TransferError> {
+        self.talking(key, agent)
+            .ok_or(TransferError::NotConnected)?
+            .command(key, CallCmd::Hold { on });
+        Ok(())
+    }
+
+    /// The live call `key`, if `agent`'s phone is talking on it.
+    fn talking(&mut self, key: u64, agent: AgentId) -> Option<&mut Call> {
+        self.calls
+            .get_mut(&key)
+            .filter(|c| !c.over && !c.detached)
+            .filter(|c| {
+                c.agents.iter().any(|l| {
+                    l.party == Party::Agent(agent) && matches!(l.state, AgentState::Answered(_))
+                })
+            })
     }
 
     /// Calls `number` through the outbound trunk on `socket`'s side of the call; if that

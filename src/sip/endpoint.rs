@@ -300,6 +300,15 @@ impl Endpoint {
                     .map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
+            CallRequest::Hold {
+                call,
+                agent,
+                on,
+                reply,
+            } => {
+                let result = self.calls.hold(call, agent, on).map_err(|e| e.to_string());
+                let _ = reply.send(result);
+            }
             CallRequest::Monitor {
                 call,
                 tenant,
