@@ -802,6 +802,33 @@ async fn agent_holds_and_resumes(db: Db) {
     f.s.stop().await;
 }
 
+/// The agent's phone sends its 2xx again (the ACK was lost, for all it knows): vacd sends the
+/// same ACK again each time (RFC 3261 §13.2.2.4), not a new transaction, and the call goes on.
+async fn a_repeated_answer_gets_the_same_ack(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut bruno).await;
+    let agent_leg = bruno.phone.answer(&invite).await;
+    let first = bruno.phone.repeat_answer(&invite, &agent_leg).await;
+    let second = bruno.phone.repeat_answer(&invite, &agent_leg).await;
+    assert_eq!(first.to_string(), second.to_string());
+    assert_eq!(
+        message::cseq(&first.headers).expect("CSeq"),
+        (message::cseq(&invite.headers).expect("CSeq").0, Method::Ack)
+    );
+    caller
+        .rtp_reaches(leg.remote_rtp, b"still bridged", &bruno.phone)
+        .await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// The agent's console holds the call: the caller hears music and nothing passes between the
 /// legs, either way; resuming bridges them again. Both are in the event log; a hold of a call
 /// the agent does not hold is refused.
@@ -2000,6 +2027,7 @@ on_both_backends!(
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,
     console_ends_the_call,
     agent_holds_and_resumes,
+    a_repeated_answer_gets_the_same_ack,
     console_holds_and_resumes,
     console_accept_then_phone_answers,
     console_accept_then_phone_declines,

@@ -171,6 +171,9 @@ struct AgentLeg {
     peer: Peer,
     offer: SessionDescription,
     state: AgentState,
+    /// The ACK sent for the answer's 2xx, sent again for each retransmission of that 2xx
+    /// (RFC 3261 §13.2.2.4).
+    ack: Option<Request>,
 }
 
 impl AgentLeg {
@@ -652,6 +655,7 @@ impl Calls {
                     peer: target.peer,
                     offer,
                     state: AgentState::Ringing,
+                    ack: None,
                 });
                 true
             }
@@ -1201,22 +1205,35 @@ impl Calls {
         } else {
             via_udp
         };
-        // The INVITE's own CSeq number (two after a trunk's challenge), and its credentials
-        // (RFC 3261 §13.2.2.4).
-        let invite_cseq = message::cseq(&leg.invite.headers).map_or(1, |(number, _)| number);
-        match dialog.ack(invite_cseq, &via) {
-            Ok(mut ack) => {
-                for credentials in leg.invite.headers.iter().filter(|h| {
-                    matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_))
-                }) {
-                    ack.headers.push(credentials.clone());
+        let answered = match &leg.state {
+            AgentState::Answered(answered) => Some(answered.id() == dialog.id()),
+            _ => None,
+        };
+        let (retransmitted, forked) = (answered == Some(true), answered == Some(false));
+        match leg.ack.as_ref().filter(|_| retransmitted) {
+            // The same ACK again, not a new one on a new branch.
+            Some(ack) => layer.send_stateless(&rsip::SipMessage::Request(ack.clone()), leg.peer),
+            // The INVITE's own CSeq number (two after a trunk's challenge), and its credentials
+            // (RFC 3261 §13.2.2.4).
+            None => {
+                let invite_cseq =
+                    message::cseq(&leg.invite.headers).map_or(1, |(number, _)| number);
+                match dialog.ack(invite_cseq, &via) {
+                    Ok(mut ack) => {
+                        for credentials in leg.invite.headers.iter().filter(|h| {
+                            matches!(h, Header::Authorization(_) | Header::ProxyAuthorization(_))
+                        }) {
+                            ack.headers.push(credentials.clone());
+                        }
+                        layer.send_stateless(&rsip::SipMessage::Request(ack.clone()), leg.peer);
+                        if answered.is_none() {
+                            leg.ack = Some(ack);
+                        }
+                    }
+                    Err(err) => tracing::warn!(call = call_key, %err, "ACK not built"),
                 }
-                layer.send_stateless(&rsip::SipMessage::Request(ack), leg.peer)
             }
-            Err(err) => tracing::warn!(call = call_key, %err, "ACK not built"),
         }
-        let forked =
-            matches!(&leg.state, AgentState::Answered(answered) if answered.id() != dialog.id());
         match leg.state {
             // A 2xx of a second dialog (the INVITE forked on its way): acknowledged above, then
             // hung up (RFC 3261 §13.2.2.4); the leg stays with the first answer.

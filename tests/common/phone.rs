@@ -611,6 +611,21 @@ Content-Length: 0\r\n\r\n",
         }
     }
 
+    /// Sends the 2xx of `leg`, the answer to `invite`, again (as if its ACK had been lost) and
+    /// returns the ACK that comes for it — a repeat of an ACK seen before included.
+    pub async fn repeat_answer(&mut self, invite: &Request, leg: &Leg) -> Request {
+        let tag = leg.local.rsplit_once(";tag=").expect("our To tag").1;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            self.respond(invite, 200, tag, true).await;
+            match self.next_message_within(Duration::from_millis(500)).await {
+                Some(SipMessage::Request(r)) if r.method == Method::Ack => return r,
+                Some(other) => self.inbox.push_back(other),
+                None => assert!(tokio::time::Instant::now() < deadline, "no ACK for the 2xx"),
+            }
+        }
+    }
+
     /// Takes the next BYE, answers it 200 and returns it.
     pub async fn take_bye(&mut self) -> Request {
         let bye = self.request(Method::Bye).await;
