@@ -35,6 +35,105 @@ async fn node(script: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// A browser script that takes turns with the test (`tests/browser/calls.mjs`): it prints a
+/// line when it reaches a step, and where it needs the test's part done first it waits for a
+/// line on its stdin. Every wait is bounded; nothing sleeps.
+struct Script {
+    name: &'static str,
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+    /// What the script wrote to stderr, collected as it comes (so that it never blocks).
+    stderr: tokio::task::JoinHandle<String>,
+}
+
+impl Script {
+    /// How long the script may take to reach its next step.
+    const STEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+    /// Starts `tests/browser/{name}` with `args`, screenshots going to `target/screenshots/`.
+    fn start(name: &'static str, args: &[&str]) -> Script {
+        use std::process::Stdio;
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let screenshots = concat!(env!("CARGO_MANIFEST_DIR"), "/target/screenshots");
+        std::fs::create_dir_all(screenshots).expect("screenshot directory");
+        let path = format!("{}/tests/browser/{name}", env!("CARGO_MANIFEST_DIR"));
+        let mut child = tokio::process::Command::new("node")
+            .arg(&path)
+            .args(args)
+            .arg(screenshots)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs (scripts/test.sh installs node's playwright-core and chromium)");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = tokio::spawn(async move {
+            let mut text = String::new();
+            let _ = err.read_to_string(&mut text).await;
+            text
+        });
+        Script {
+            name,
+            child,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Waits until the script prints a line starting with `step`; the rest of that line. Fails
+    /// with the script's output when it ends (or stalls) first.
+    async fn reached(&mut self, step: &str) -> String {
+        let mut seen = Vec::new();
+        loop {
+            let line = tokio::time::timeout(Script::STEP, self.stdout.next_line()).await;
+            match line {
+                Ok(Ok(Some(line))) => {
+                    if let Some(rest) = line.strip_prefix(step) {
+                        return rest.trim().to_owned();
+                    }
+                    seen.push(line);
+                }
+                _ => {
+                    let _ = self.child.start_kill();
+                    let _ = self.child.wait().await;
+                    let stderr = (&mut self.stderr).await.unwrap_or_default();
+                    panic!(
+                        "{} did not reach \"{step}\"; it printed {seen:?}\n{stderr}",
+                        self.name
+                    );
+                }
+            }
+        }
+    }
+
+    /// Tells the script that the test has done its part (a line on its stdin).
+    async fn tell(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("the script reads its stdin");
+        self.stdin.flush().await.expect("flush");
+    }
+
+    /// Waits for the script's last line (`done`) and its successful end.
+    async fn finish(mut self, done: &str) {
+        self.reached(done).await;
+        drop(self.stdin);
+        let status = tokio::time::timeout(Script::STEP, self.child.wait()).await;
+        let stderr = self.stderr.await.unwrap_or_default();
+        match status {
+            Ok(Ok(status)) => assert!(status.success(), "{} failed: {status}\n{stderr}", self.name),
+            other => panic!("{} did not end: {other:?}\n{stderr}", self.name),
+        }
+    }
+}
+
 /// A German visitor chats through the widget on /demo with Bruno on /console (two browser
 /// contexts) and keeps the transcript over a reload; minimised, the chat counts only Bruno's
 /// messages she has not seen as unread, also over a reload; a French visitor's widget, loaded
@@ -441,5 +540,126 @@ async fn ticket_desk_in_chromium() {
         .get(&format!("/api/v1/tickets/{}", ids["closed"]), &bruno)
         .await;
     assert_eq!(closed["status"], "closed", "{closed}");
+    s.stop().await;
+}
+
+/// The console's call controls in chromium (`tests/browser/calls.mjs`) over real SIP, with a
+/// trunk whose outside numbers go to the test's carrier: bruno's click-to-dial shows the
+/// server's refusals (a national number: `invalid_command`; no registered phone yet:
+/// `dial_failed`), then rings his phone and, answered, the dialled number at the carrier, and
+/// the two talk. A caller from the trunk is offered to bruno and his phone answers; Hold in the
+/// console gives the caller music and keeps caller and agent apart (both in the event log),
+/// Resume bridges them again; a transfer to an outside number hangs up bruno's phone and puts
+/// the caller through to the carrier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_controls_in_chromium() {
+    use common::phone::Phone;
+    use common::trunk;
+    use vacd_sip::rsip::Method;
+    let mut carrier = trunk::carrier().await;
+    let s = TestServer::start_with(Db::Sqlite, |c| trunk::configure(c, Some(carrier.addr))).await;
+    carrier.retarget(s.sip_udp());
+    let dialled =
+        |invite: &vacd_sip::rsip::Request| invite.uri.auth.as_ref().map(|a| a.user.clone());
+    let mut phone = Phone::new("127.0.0.1", s.sip_udp()).await;
+    let mut script = Script::start("calls.mjs", &[&s.base]);
+
+    // Click-to-dial: refused until bruno's phone is registered; then it rings first, and once
+    // it answers the carrier gets the number.
+    script.reached("dial refused").await;
+    phone.register("bruno", trunk::SIP_PASSWORD, None).await;
+    script.tell("registered").await;
+    let ringing = phone.request(Method::Invite).await;
+    let agent_leg = phone.answer(&ringing).await;
+    let outgoing = carrier.request(Method::Invite).await;
+    assert_eq!(dialled(&outgoing).as_deref(), Some("+4940555000"));
+    let customer = carrier.answer(&outgoing).await;
+    phone
+        .rtp_reaches(agent_leg.remote_rtp, b"hello customer", &carrier)
+        .await;
+    assert_eq!(carrier.bye(&customer).await, 200);
+    phone.take_bye().await;
+    script.tell("dialled").await;
+
+    // An inbound call: offered in the console, answered by the phone.
+    script.reached("ready").await;
+    let (mut caller, leg) = trunk::call_in(s.sip_udp()).await;
+    let ringing = phone.request(Method::Invite).await;
+    script.reached("offered").await;
+    let agent_leg = phone.answer(&ringing).await;
+    let interaction: i64 = script
+        .reached("connected")
+        .await
+        .parse()
+        .expect("the call's interaction");
+    caller
+        .rtp_reaches(leg.remote_rtp, b"before hold", &phone)
+        .await;
+    script.tell("bridged").await;
+
+    // Held from the console: the caller hears vacd's music (20 ms G.711 frames from the call's
+    // media address; bruno's phone sends nothing, so it is nothing of his), and what either
+    // side says goes nowhere.
+    script.reached("held").await;
+    for _ in 0..5 {
+        let (from, music) = caller
+            .recv_rtp_within(common::phone::WAIT)
+            .await
+            .expect("music on hold");
+        assert_eq!((from, music.len()), (leg.remote_rtp, 160), "music on hold");
+    }
+    for sequence in 0..5 {
+        caller
+            .send_rtp(leg.remote_rtp, sequence, b"caller on hold")
+            .await;
+        phone
+            .send_rtp(agent_leg.remote_rtp, sequence, b"agent on hold")
+            .await;
+    }
+    script.tell("resume").await;
+
+    // Resumed: both directions cross again, and what was said on hold never did (loopback
+    // keeps the order, so it would have come first).
+    script.reached("resumed").await;
+    let (_, to_agent) = caller
+        .rtp_reaches_after(leg.remote_rtp, b"after hold", &phone)
+        .await;
+    assert!(
+        !to_agent.iter().any(|p| p == b"caller on hold"),
+        "held audio reached the agent: {to_agent:?}"
+    );
+    let (_, to_caller) = phone
+        .rtp_reaches_after(agent_leg.remote_rtp, b"agent back", &caller)
+        .await;
+    assert!(
+        !to_caller.iter().any(|p| p == b"agent on hold"),
+        "held audio reached the caller: {to_caller:?}"
+    );
+    let sam = s.demo_login("sam").await;
+    for kind in ["call.held", "call.resumed"] {
+        let (_, events) = s
+            .get(
+                &format!("/api/v1/events?kind={kind}&interaction_id={interaction}"),
+                &sam,
+            )
+            .await;
+        let events = events["items"].as_array().cloned().unwrap_or_default();
+        assert_eq!(events.len(), 1, "one {kind}: {events:?}");
+    }
+    script.tell("transfer").await;
+
+    // Transferred to an outside number: bruno's phone is hung up, the carrier gets the call
+    // and the caller's voice.
+    script.reached("transferred").await;
+    phone.take_bye().await;
+    let outgoing = carrier.request(Method::Invite).await;
+    assert_eq!(dialled(&outgoing).as_deref(), Some("+4940999888"));
+    carrier.answer(&outgoing).await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"outside", &carrier)
+        .await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    carrier.take_bye().await;
+    script.finish("calls ok").await;
     s.stop().await;
 }

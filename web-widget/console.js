@@ -4,7 +4,9 @@
 // composer, typing, read receipts, text modules, invite / transfer / end) beside the customer's
 // screen pop; a ticket panel for email, fax, letter and SMS (the thread, a reply editor with
 // templates and text modules, internal notes, close — docs/tickets.md) beside the customer's
-// history; a plain card for calls; wrap-up; the figures of the agent's queues.
+// history; a card for calls with Hold / Resume and transfer also to an outside number; a
+// click-to-dial form (`call.dial`: the agent's phone rings first, then the number); wrap-up;
+// the figures of the agent's queues.
 "use strict";
 
 (() => {
@@ -151,7 +153,7 @@
     hello(f) {
       me.id = f.agent;
       showPresence(f.presence);
-      showStatus(f.status?.status, f.status?.reason);
+      showStatus(f.status?.status, f.status?.reason, f.status?.mode);
       restore(f.work);
       // /console#monitor=42 (the wallboard links there): start monitoring that chat.
       // Once: a reconnect must not join a chat the supervisor has left since.
@@ -223,6 +225,7 @@
       const item = work.get(f.interaction);
       if (!item) return;
       item.state = "wrap_up";
+      item.held = false;
       removeOffer(item);
       if (item.panel) renderState(item);
     },
@@ -339,6 +342,18 @@
     const id = Number($("monitor-id").value);
     if (id) monitor(id);
   });
+  // Click-to-dial: vacd rings the agent's phone, then calls the number through the outbound
+  // trunk; the agent is ready for outbound work meanwhile. A refused number stays in the box
+  // to be corrected, the reason in the status line.
+  $("dial").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const number = $("dial-number").value.trim();
+    if (!number) return;
+    command("call.dial", { number }, `call ${number}`, () => {
+      if ($("dial-number").value.trim() === number) $("dial-number").value = "";
+      setStatus(`calling ${number}: answer your phone, then the number rings`);
+    });
+  });
   // The agent is not typing or choosing anything, so moving the focus takes nothing away.
   const idle = () => !document.activeElement?.matches("input, textarea, select");
 
@@ -433,12 +448,15 @@
   // status the agent chose, which holds while working.
   function showPresence(p) {
     $("presence").textContent = presenceText(p);
-    if (["ready", "not_ready", "offline"].includes(p.presence)) showStatus(p.presence, p.reason);
+    if (["ready", "not_ready", "offline"].includes(p.presence)) showStatus(p.presence, p.reason, p.mode);
   }
 
-  function showStatus(status, reason) {
+  // Ready is the inbound mode: ready for outbound work (after a click-to-dial) presses no
+  // button, so Ready takes the agent back to inbound offers.
+  function showStatus(status, reason, mode) {
     for (const button of $("presence-buttons").querySelectorAll("button")) {
-      const on = button.dataset.status === status && (status !== "not_ready" || button.dataset.reason === reason);
+      const on = button.dataset.status === status && (status !== "not_ready" || button.dataset.reason === reason)
+        && (status !== "ready" || (mode ?? "inbound") === "inbound");
       button.setAttribute("aria-pressed", String(on));
     }
   }
@@ -602,11 +620,15 @@
     const state = item.panel.querySelector(".state");
     const open = item.state === "connected" && !item.chatEnded;
     state.textContent = item.state === "wrap_up" ? "Wrap-up: finish your notes, then press Done."
+      : item.held ? "On hold: the caller hears music and you do not hear each other."
       : item.ticket ? `Connected · ${item.ticket.number} · ${item.ticket.status}`
       : item.chatEnded ? "The chat has ended."
       : item.monitoring ? "Monitoring: the visitor does not see you; what you write goes to the agents only, until you take over."
       : item.invited ? "You were invited to this chat." : "Connected";
     const show = (name, on) => { const b = item.panel.querySelector(`[data-action="${name}"]`); if (b) b.hidden = !on; };
+    show("hold", open && item.channel === "call");
+    const holdButton = item.panel.querySelector('[data-action="hold"]');
+    if (holdButton) holdButton.textContent = item.held ? "Resume" : "Hold";
     show("end", open && (!item.invited || item.tookOver));
     show("leave", item.invited && !item.chatEnded);
     show("takeover", Boolean(item.monitoring) && !item.chatEnded);
@@ -630,6 +652,7 @@
       return b;
     };
     return el("div", { className: "tools actions-row" },
+      button("hold", "Hold", "", () => hold(item, !item.held)),
       button("end", "End", "danger", () => (item.channel === "chat"
         ? command("chat.end", { interaction: item.id }, "end chat")
         : command("interaction.end", { interaction: item.id }, "end"))),
@@ -645,10 +668,29 @@
       button("done", "Done", "primary", () => command("wrapup.done", { interaction: item.id }, "wrap-up done")));
   }
 
-  // Invite (chats) and transfer: pickers of agents and queues.
+  // Hold (`on`) or resume a connected call from the console: vacd plays the caller music and
+  // nothing passes between the legs meanwhile. The button shows the other command once vacd
+  // has acknowledged one; a second press before that sends the same command again, which
+  // vacd takes as it is. (After a reload the console does not know a hold: Hold then shows,
+  // and pressing it acknowledges the hold the call has.)
+  function hold(item, on) {
+    command(on ? "call.hold" : "call.resume", { interaction: item.id }, on ? "hold" : "resume", () => {
+      item.held = on;
+      renderState(item);
+      const text = on ? "call on hold" : "call resumed";
+      setStatus(text);
+      announce(text);
+    });
+  }
+
+  // Invite (chats) and transfer: pickers of agents and queues, for calls also an outside
+  // number ("Number…" shows the number's input). A redraw (the directory loaded) keeps what
+  // was chosen and typed.
   function renderTools(item) {
     const tools = item.panel.querySelector(".tools:not(.actions-row)");
     if (!tools) return;
+    const chosen = tools.querySelector(`#transfer-${item.id}`)?.value;
+    const typed = tools.querySelector(`#transfer-number-${item.id}`)?.value ?? "";
     const others = agents.filter((a) => a.id !== me.id);
     const agentOptions = () => others.map((a) => el("option", { value: `agent:${a.id}`, textContent: a.name }));
     const parts = [];
@@ -664,17 +706,37 @@
       parts.push(el("label", { for: invite.id }, "Invite agent", invite), button);
     }
     if (!item.invited) {
+      const call = item.channel === "call";
       const target = el("select", { id: `transfer-${item.id}` },
         el("optgroup", { label: "Agents" }, ...agentOptions()),
-        el("optgroup", { label: "Queues" }, ...[...queues].map(([id, name]) => el("option", { value: `queue:${id}`, textContent: name }))));
+        el("optgroup", { label: "Queues" }, ...[...queues].map(([id, name]) => el("option", { value: `queue:${id}`, textContent: name }))),
+        ...(call ? [el("optgroup", { label: "Outside" }, el("option", { value: "number", textContent: "Number…" }))] : []));
+      if (chosen && [...target.options].some((o) => o.value === chosen)) target.value = chosen;
+      const number = el("input", { id: `transfer-number-${item.id}`, type: "tel", autocomplete: "off", size: 16,
+                                   placeholder: "+49…", value: typed });
+      const numberLabel = el("label", { for: number.id }, "Transfer to number", number);
+      // Shown next to the picker, not focused: arrow keys on a closed select change it.
+      const showNumber = () => { numberLabel.hidden = target.value !== "number"; };
+      target.addEventListener("change", showNumber);
+      showNumber();
       const button = el("button", { type: "button", textContent: "Transfer" });
       button.addEventListener("click", () => {
+        if (target.value === "number") {
+          const to = number.value.trim();
+          if (!to) { setStatus("transfer: type the number first"); number.focus(); return; }
+          command("interaction.transfer", { interaction: item.id, to: { target: "number", number: to } }, `transfer to ${to}`,
+                  () => setStatus(`transferred to ${to}`));
+          return;
+        }
         const [kind, id] = target.value.split(":");
         if (!id) return;
         const to = kind === "agent" ? { target: "agent", agent: Number(id) } : { target: "queue", queue: Number(id) };
         command("interaction.transfer", { interaction: item.id, to }, "transfer");
       });
-      parts.push(el("label", { for: target.id }, "Transfer to", target), button);
+      number.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" && !event.isComposing) { event.preventDefault(); button.click(); }
+      });
+      parts.push(el("label", { for: target.id }, "Transfer to", target), ...(call ? [numberLabel] : []), button);
     }
     if (item.channel === "chat") {
       const picker = el("select", { id: `modules-${item.id}` }, el("option", { value: "", textContent: "Choose…" }));

@@ -11,6 +11,7 @@ pub mod console;
 pub mod feed;
 pub mod mail;
 pub mod phone;
+pub mod trunk;
 pub mod visitor;
 
 use std::sync::atomic::{AtomicU32, Ordering};
