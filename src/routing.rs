@@ -478,17 +478,10 @@ impl RoutingHandle {
         else {
             return Ok(());
         };
-        let language = match row["language"].as_str() {
-            Some(code) => self
-                .store
-                .language_skill(tenant, code)
-                .await
-                .unwrap_or_else(|e| {
-                    tracing::warn!(tenant, error = %e, "language lookup failed");
-                    None
-                }),
-            None => None,
-        };
+        let language = self
+            .store
+            .language_need(tenant, row["language"].as_str())
+            .await;
         let interaction = NewInteraction {
             id: InteractionId(id as u64),
             channel,

@@ -802,6 +802,59 @@ async fn agent_holds_and_resumes(db: Db) {
     f.s.stop().await;
 }
 
+/// A call is served in its caller's language: the number's mailbox's (Sales: German) for a
+/// new caller, the customer's own once it is known — even when an agent who does not speak it
+/// has waited longer.
+async fn a_caller_reaches_an_agent_who_speaks_their_language(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut bruno).await;
+    let (_, record) =
+        f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
+            .await;
+    assert_eq!(record["language"], "de", "{record}");
+    // The caller gives up; bruno is ready again, and has waited longest from then on.
+    bruno.phone.respond(&invite, 180, "ring", false).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    bruno.phone.cancelled(&invite).await;
+    bruno
+        .console
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "ready")
+        .await;
+    let mut alice = f.agent("alice", None).await;
+    // Bruno learnt the caller speaks English (bruno does not, alice does).
+    let customer = record["customer_id"]
+        .as_i64()
+        .expect("the caller's customer");
+    let (status, body) =
+        f.s.patch(
+            &format!("/api/v1/customers/{customer}"),
+            &f.sam,
+            json!({ "language": "en" }),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring_from(f.caller().await, &mut alice).await;
+    let (_, record) =
+        f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
+            .await;
+    assert_eq!(record["language"], "en", "{record}");
+    alice.phone.respond(&invite, 180, "ring", false).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    alice.phone.cancelled(&invite).await;
+    f.s.stop().await;
+}
+
 /// The agent's phone sends its 2xx again (the ACK was lost, for all it knows): vacd sends the
 /// same ACK again each time (RFC 3261 §13.2.2.4), not a new transaction, and the call goes on.
 async fn a_repeated_answer_gets_the_same_ack(db: Db) {
@@ -1811,6 +1864,7 @@ async fn calls_live_at_a_crash_are_closed_at_start(db: Db) {
                 caller: Some("+491701234567".into()),
                 dialled: NUMBER.into(),
                 dialled_by: None,
+                language: None,
             })
             .await
             .expect("call recorded");
@@ -2027,6 +2081,7 @@ on_both_backends!(
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,
     console_ends_the_call,
     agent_holds_and_resumes,
+    a_caller_reaches_an_agent_who_speaks_their_language,
     a_repeated_answer_gets_the_same_ack,
     console_holds_and_resumes,
     console_accept_then_phone_answers,

@@ -1111,6 +1111,7 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
         caller: Some(format!("+4917000000{}", n % 7)),
         dialled: "+4930123456".into(),
         dialled_by: None,
+        language: None,
     };
     let mut tasks = Vec::new();
     for n in 0..120 {

@@ -925,7 +925,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
 /// (source key `test:<key>`); the rest of its fields are the caller's.
 async fn mail_to_support(store: &vacd::store::Store) -> (i64, impl Fn(String, &str) -> NewWritten) {
     let address = store
-        .written_address("email", SUPPORT)
+        .service_address("email", SUPPORT)
         .await
         .expect("store")
         .expect("the demo's email address");

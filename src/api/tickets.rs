@@ -652,7 +652,7 @@ async fn sms_inbound(
     }
     let address = state
         .store
-        .written_address("sms", message.to.trim())
+        .service_address("sms", message.to.trim())
         .await?
         .ok_or_else(|| {
             Error::invalid(

@@ -126,7 +126,7 @@ async fn scan(
     let kind = config.kind.as_str();
     let address = channels
         .store()
-        .written_address(kind, &config.address)
+        .service_address(kind, &config.address)
         .await?
         .ok_or_else(|| ScanError::NoAddress {
             kind,

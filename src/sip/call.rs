@@ -461,13 +461,16 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
     tap.register(interaction, key);
     let enqueued = match (call.queue, call.dialled_by) {
         (Some(queue), _) => {
+            let language = store
+                .language_need(call.tenant, started.language.as_deref())
+                .await;
             actor
                 .input(Input::Enqueue {
                     interaction: NewInteraction {
                         id: interaction,
                         channel: Channel::Call,
                         queue: QueueId(queue as u64),
-                        language: None,
+                        language,
                         skills: Vec::new(),
                         priority: 0,
                         restored: None,

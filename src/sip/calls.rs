@@ -435,6 +435,7 @@ impl Calls {
             caller: caller_number.clone(),
             dialled: number,
             dialled_by: None,
+            language: service.language,
         };
         let media = CallMedia {
             caller_socket,
@@ -1655,6 +1656,7 @@ impl Calls {
             caller: Some(number.clone()),
             dialled: number.clone(),
             dialled_by: Some(agent.0 as i64),
+            language: None,
         };
         let media = CallMedia {
             caller_socket,

@@ -29,13 +29,18 @@ pub struct NewCall {
     pub dialled: String,
     /// The agent who placed a click-to-dial call.
     pub dialled_by: Option<i64>,
+    /// The language of the dialled number's mailbox: the call's, unless the caller is a
+    /// customer whose own language is known.
+    pub language: Option<String>,
 }
 
 /// The rows a started call got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedCall {
     pub interaction: i64,
     pub customer: Option<i64>,
+    /// The language the call is served in (ISO 639-1), if any.
+    pub language: Option<String>,
 }
 
 /// How a call ended.
@@ -207,6 +212,16 @@ pub(super) async fn start_in(
             .await?,
         ),
     };
+    // A known customer's own language before the number's.
+    let known = match customer {
+        Some(customer) => sqlx::query("SELECT language FROM customers WHERE id = $1")
+            .bind(customer)
+            .fetch_one(&mut **tx)
+            .await?
+            .try_get::<Option<String>, _>("language")?,
+        None => None,
+    };
+    let language = known.or_else(|| call.language.clone());
     let (state, subject, direction) = match call.dialled_by {
         Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
         None => (
@@ -220,14 +235,15 @@ pub(super) async fn start_in(
     };
     let interaction: i64 = sqlx::query(
         "INSERT INTO interactions \
-         (tenant_id, channel, mailbox_id, queue_id, customer_id, priority, state, subject, \
-          agent_id, created_at) \
-         VALUES ($1, 'call', $2, $3, $4, 0, $5, $6, $7, $8) RETURNING id",
+         (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, \
+          subject, agent_id, created_at) \
+         VALUES ($1, 'call', $2, $3, $4, $5, 0, $6, $7, $8, $9) RETURNING id",
     )
     .bind(call.tenant)
     .bind(call.mailbox)
     .bind(call.queue)
     .bind(customer)
+    .bind(language.clone())
     .bind(state)
     .bind(subject)
     .bind(call.dialled_by)
@@ -270,6 +286,7 @@ pub(super) async fn start_in(
     Ok(StartedCall {
         interaction,
         customer,
+        language,
     })
 }
 

@@ -373,6 +373,17 @@ impl Store {
         })
     }
 
+    /// The language skill an interaction in `code` needs: none without a language, for one the
+    /// tenant has no skill for, or when the lookup fails (logged) — routing it without the
+    /// language beats not routing it.
+    pub async fn language_need(&self, tenant: i64, code: Option<&str>) -> Option<SkillId> {
+        let code = code?;
+        self.language_skill(tenant, code).await.unwrap_or_else(|e| {
+            tracing::warn!(tenant, code, error = %e, "language lookup failed");
+            None
+        })
+    }
+
     /// The tenant's routing settings (its row in `tenants`) as the engine's settings; a name
     /// this build does not know falls back to the engine's default.
     async fn engine_config(&self, tenant: i64) -> Result<EngineConfig> {

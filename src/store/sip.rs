@@ -1,6 +1,7 @@
 //! What the SIP endpoint reads from the store: an agent's phone credentials by SIP username
-//! (globally unique, so a REGISTER finds its tenant) and the tenant, mailbox and queue a dialled
-//! phone number belongs to (phone service addresses are globally unique too). Both are plain
+//! (globally unique, so a REGISTER finds its tenant) and the tenant, mailbox, queue and
+//! language a dialled phone number belongs to (phone service addresses are globally unique
+//! too). Both are plain
 //! reads; the endpoint calls them off its own task so a slow database never stalls signalling.
 
 use sqlx::Row;
@@ -19,12 +20,15 @@ pub struct SipUser {
 }
 
 /// The owner of a dialled phone service number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceNumber {
     pub tenant_id: i64,
     pub address_id: i64,
     pub mailbox_id: i64,
     pub queue_id: Option<i64>,
+    /// The mailbox's language (inherited from its parents): the callers' unless a caller's
+    /// own is known.
+    pub language: Option<String>,
 }
 
 impl Store {
@@ -48,21 +52,13 @@ impl Store {
 
     /// The phone service address stored exactly as `number` (E.164, `+4930123456`).
     pub async fn phone_number(&self, number: &str) -> Result<Option<ServiceNumber>> {
-        let row = sqlx::query(
-            "SELECT id, tenant_id, mailbox_id, queue_id FROM service_addresses \
-             WHERE kind = 'phone' AND address = $1",
-        )
-        .bind(number.to_owned())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(ServiceNumber {
-                tenant_id: row.try_get("tenant_id")?,
-                address_id: row.try_get("id")?,
-                mailbox_id: row.try_get("mailbox_id")?,
-                queue_id: row.try_get("queue_id")?,
-            })
-        })
-        .transpose()
+        let address = self.service_address("phone", number).await?;
+        Ok(address.map(|a| ServiceNumber {
+            tenant_id: a.tenant,
+            address_id: a.id,
+            mailbox_id: a.mailbox,
+            queue_id: a.queue,
+            language: a.language,
+        }))
     }
 }

@@ -205,8 +205,9 @@ const SELECT_ADDRESS: &str = "SELECT s.id, s.tenant_id, s.address, s.mailbox_id,
      JOIN mailboxes m ON m.id = s.mailbox_id";
 
 impl Store {
-    /// The written service address `address` of `kind` (`email`, `fax`, `letter`, `sms`).
-    pub async fn written_address(
+    /// The service address `address` of `kind` (`email`, `fax`, `letter`, `sms`, `phone`), with
+    /// what its mailbox leaves unset filled in from the mailbox's parents.
+    pub async fn service_address(
         &self,
         kind: &str,
         address: &str,

@@ -141,7 +141,7 @@ async fn wanted(channels: &Channels) -> Result<Vec<MailAccount>, store::Error> {
     for config in &channels.config().accounts {
         match channels
             .store()
-            .written_address("email", &config.address)
+            .service_address("email", &config.address)
             .await?
         {
             Some(address) => accounts.push(MailAccount::from_config(config, address)),
