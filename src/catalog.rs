@@ -49,6 +49,8 @@ pub enum Kind {
     OneOf(&'static [&'static str]),
     /// An ISO 639-1 language code: two lowercase ASCII letters.
     Language,
+    /// Opening hours such as `Mo-Fr 08:00-18:00` (see `channels::sla::BusinessHours`).
+    Hours,
     /// An id of a row in the named table of the same tenant.
     Ref(&'static str),
     /// Written as a plain password, stored as an argon2 hash in `password_hash`, never read.
@@ -246,7 +248,7 @@ pub static MAILBOXES: Resource = Resource {
                 max: 365 * 24 * 3600,
             },
         ),
-        opt("business_hours", text(200)),
+        opt("business_hours", Kind::Hours),
         opt("signature", text(2000)),
     ],
     read: Role::Agent,
@@ -743,6 +745,31 @@ pub static MAIL_ACCOUNTS: Resource = Resource {
 };
 
 /// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
+/// Classification (`crate::classify`): the first enabled rule by `position` whose conditions
+/// all hold sends a new interaction to its queue.
+pub static ROUTING_RULES: Resource = Resource {
+    path: "routing-rules",
+    table: "routing_rules",
+    schema: "RoutingRule",
+    columns: &[
+        req("name", text(100)),
+        int_default("position", 0, 10_000, 100),
+        int_default("enabled", 0, 1, 1),
+        filter(opt("channel", Kind::OneOf(CHANNELS))),
+        filter(opt("service_address_id", Kind::Ref("service_addresses"))),
+        opt("keywords", text(500)),
+        opt("language", Kind::Language),
+        opt("customer_id", Kind::Ref("customers")),
+        opt("hours", Kind::Hours),
+        int_default("outside_hours", 0, 1, 0),
+        filter(req("queue_id", Kind::Ref("queues"))),
+        opt("priority", Kind::Int { min: 0, max: 100 }),
+    ],
+    read: Role::Supervisor,
+    write: Some(Role::Admin),
+    delete: Some(Role::Admin),
+};
+
 pub static RESOURCES: &[&Resource] = &[
     &MAILBOXES,
     &SKILLS,
@@ -765,6 +792,7 @@ pub static RESOURCES: &[&Resource] = &[
     &TEXT_MODULES,
     &CHAT_WIDGETS,
     &MAIL_ACCOUNTS,
+    &ROUTING_RULES,
 ];
 
 #[cfg(test)]

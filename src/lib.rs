@@ -8,6 +8,7 @@ pub mod api;
 pub mod catalog;
 pub mod channels;
 pub mod chat;
+pub mod classify;
 pub mod config;
 pub mod demo;
 pub mod language;

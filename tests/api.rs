@@ -115,6 +115,7 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
         .await;
     let widget = s.create("/api/v1/chat-widgets", token, json!({ "service_address_id": address, "title": "Help", "color": "#123456", "welcome": "Hi", "offline_text": "Later", "prechat": "name" })).await;
     let mail_account = s.create("/api/v1/mail-accounts", token, json!({ "service_address_id": address, "protocol": "pop3", "host": "mail.example.test", "port": 110, "security": "starttls", "username": "u", "password": "p" })).await;
+    let rule = s.create("/api/v1/routing-rules", token, json!({ "name": format!("r-{tag}"), "service_address_id": address, "customer_id": customer, "keywords": "invoice, bill", "hours": "Mo-Fr 08:00-18:00", "queue_id": queue, "priority": 70 })).await;
     vec![
         ("skills", skill, json!({ "kind": "language" })),
         (
@@ -174,6 +175,11 @@ async fn fixture(s: &TestServer, token: &str, tag: &str) -> Vec<(&'static str, i
             "chat-widgets",
             widget,
             json!({ "color": "#654321", "topics": "Billing,Orders" }),
+        ),
+        (
+            "routing-rules",
+            rule,
+            json!({ "position": 5, "enabled": 0, "outside_hours": 1 }),
         ),
     ]
 }

@@ -1858,6 +1858,7 @@ async fn calls_live_at_a_crash_are_closed_at_start(db: Db) {
             .start_call(&vacd::store::NewCall {
                 tenant,
                 mailbox: None,
+                service_address: None,
                 queue: Some(queue),
                 call_id: "crashed@test".into(),
                 trunk: "carrier".into(),

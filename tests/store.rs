@@ -1105,6 +1105,7 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
     let call = |n: usize, tenant: i64| NewCall {
         tenant,
         mailbox: None,
+        service_address: None,
         queue: None,
         call_id: format!("call-{n}"),
         trunk: "test".into(),

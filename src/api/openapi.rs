@@ -110,6 +110,12 @@ fn column_schema(c: &Column) -> Schema {
                 .max_length(Some(2))
                 .description(Some("ISO 639-1 code")),
         ),
+        Kind::Hours => (
+            Type::String,
+            ObjectBuilder::new()
+                .max_length(Some(200))
+                .description(Some("Opening hours in UTC, e.g. `Mo-Fr 08:00-18:00`")),
+        ),
         Kind::Password => (
             Type::String,
             ObjectBuilder::new()

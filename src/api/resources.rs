@@ -604,6 +604,16 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
             }
             Ok(Value::Text(Some(s.to_owned())))
         }
+        Kind::Hours => {
+            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            if s.len() > 200 || crate::channels::sla::BusinessHours::parse(s).is_none() {
+                return Err(Error::invalid(
+                    "invalid_value",
+                    format!("`{name}` must be opening hours such as `Mo-Fr 08:00-18:00` (UTC)"),
+                ));
+            }
+            Ok(Value::Text(Some(s.to_owned())))
+        }
         Kind::Password => {
             let s = json.as_str().ok_or_else(|| wrong("a string"))?;
             if !(8..=256).contains(&s.chars().count()) {

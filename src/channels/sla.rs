@@ -60,6 +60,13 @@ impl BusinessHours {
         (open < close).then_some(BusinessHours { days, open, close })
     }
 
+    /// Whether the moment `at` (Unix ms) is inside these hours.
+    pub fn contains(&self, at: i64) -> bool {
+        let weekday = (at.div_euclid(DAY_MS) + 3).rem_euclid(7) as usize;
+        let minute = at.rem_euclid(DAY_MS) / 60_000;
+        self.days[weekday] && (self.open..self.close).contains(&minute)
+    }
+
     /// The moment `seconds` of business time after `start` (Unix ms).
     pub fn deadline(&self, start: i64, seconds: i64) -> i64 {
         let mut remaining = seconds.max(0) * 1000;
@@ -107,6 +114,18 @@ mod tests {
     fn at(day: i64, h: i64, m: i64) -> i64 {
         let monday = 1_795_996_800_000; // 2026-11-30T00:00:00Z
         monday + day * DAY_MS + (h * 60 + m) * 60_000
+    }
+
+    #[test]
+    fn contains_open_minutes_of_open_days() {
+        let h = BusinessHours::parse("Mo-Fr 08:00-18:00").expect("parses");
+        assert!(h.contains(at(0, 8, 0)));
+        assert!(h.contains(at(4, 17, 59)));
+        assert!(!h.contains(at(0, 7, 59)));
+        assert!(!h.contains(at(0, 18, 0)));
+        assert!(!h.contains(at(5, 12, 0)), "Saturday");
+        let all_day = BusinessHours::parse("Mo-So 00:00-24:00").expect("parses");
+        assert!(all_day.contains(at(6, 23, 59)));
     }
 
     #[test]

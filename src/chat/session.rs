@@ -434,16 +434,11 @@ impl Actor {
             language::detect(text).map(str::to_owned),
             self.chat.language.clone(),
         ];
-        let route = store
+        let mut route = store
             .chat_route(&self.widget, candidates.into_iter().flatten())
             .await?;
         let (interaction, customer) = store
-            .start_chat_interaction(
-                &self.chat,
-                self.widget.mailbox_id,
-                route.queue,
-                &route.language,
-            )
+            .start_chat_interaction(&self.chat, &self.widget, &mut route, text)
             .await?;
         self.chat.interaction = Some(interaction);
         self.chat.customer = Some(customer);
@@ -468,7 +463,7 @@ impl Actor {
             queue: QueueId(queue as u64),
             language: route.skill,
             skills: Vec::new(),
-            priority: 0,
+            priority: route.priority,
             restored: None,
         };
         let router = self.hub.routing.router();

@@ -455,11 +455,11 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         agent_holds: false,
         console_holds: false,
         outbound: call.dialled_by.is_some(),
-        queue: call.queue.map(|q| QueueId(q as u64)),
+        queue: started.queue.map(|q| QueueId(q as u64)),
         reached: false,
     };
     tap.register(interaction, key);
-    let enqueued = match (call.queue, call.dialled_by) {
+    let enqueued = match (started.queue, call.dialled_by) {
         (Some(queue), _) => {
             let language = store
                 .language_need(call.tenant, started.language.as_deref())
@@ -472,7 +472,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
                         queue: QueueId(queue as u64),
                         language,
                         skills: Vec::new(),
-                        priority: 0,
+                        priority: started.priority,
                         restored: None,
                     },
                 })
@@ -493,7 +493,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
     };
     let (result, hangup_by) = match enqueued {
         Ok(()) => {
-            tracing::info!(call = key, %interaction, queue = call.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call started");
+            tracing::info!(call = key, %interaction, queue = started.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call started");
             // The agent side takes nothing until a phone answers: a packet reaching its socket
             // before (a stray, a neighbour's RTCP) must not latch it and end the music.
             let mut relay = Relay::new(caller_remote, None);

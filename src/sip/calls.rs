@@ -429,6 +429,7 @@ impl Calls {
         let record = NewCall {
             tenant: service.tenant_id,
             mailbox: Some(service.mailbox_id),
+            service_address: Some(service.address_id),
             queue: Some(queue),
             call_id: caller.id().call_id.clone(),
             trunk,
@@ -1650,6 +1651,7 @@ impl Calls {
         let record = NewCall {
             tenant,
             mailbox: None,
+            service_address: None,
             queue: None,
             call_id: new_call_id(&self.ctx.udp.ip().to_string()),
             trunk: trunk.to_string(),

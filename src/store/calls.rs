@@ -11,12 +11,15 @@ use super::call_commit::{self, Done, Job};
 use super::committer;
 use super::events::{self, append_in, NewEvent};
 use super::{now_ms, Result, Store};
+use crate::classify::Facts;
 
 /// A call vacd has answered and is about to queue, or a click-to-dial call it places.
 #[derive(Debug, Clone)]
 pub struct NewCall {
     pub tenant: i64,
     pub mailbox: Option<i64>,
+    /// The dialled service number's address row (inbound calls).
+    pub service_address: Option<i64>,
     /// The queue of an inbound call; `None` for click-to-dial.
     pub queue: Option<i64>,
     /// The caller's SIP Call-ID.
@@ -41,6 +44,9 @@ pub struct StartedCall {
     pub customer: Option<i64>,
     /// The language the call is served in (ISO 639-1), if any.
     pub language: Option<String>,
+    /// The queue it waits in: the service number's, or a routing rule's.
+    pub queue: Option<i64>,
+    pub priority: i32,
 }
 
 /// How a call ended.
@@ -251,6 +257,22 @@ pub(super) async fn start_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
+    let classified = match call.queue {
+        Some(_) => {
+            let facts = Facts {
+                channel: "call",
+                service_address: call.service_address,
+                text: "",
+                language: language.as_deref(),
+                customer,
+                at: now,
+            };
+            super::rules::classify_in(tx, call.tenant, interaction, &facts).await?
+        }
+        None => None,
+    };
+    let queue = classified.map(|d| d.queue).or(call.queue);
+    let priority = classified.and_then(|d| d.priority).unwrap_or(0);
     sqlx::query(
         "INSERT INTO call_records \
          (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at, direction, agent_id) \
@@ -272,7 +294,7 @@ pub(super) async fn start_in(
         kind: "call.started".into(),
         interaction_id: Some(interaction),
         agent_id: None,
-        queue_id: call.queue,
+        queue_id: queue,
         payload: json!({
             "direction": direction,
             "call_id": call.call_id,
@@ -287,6 +309,8 @@ pub(super) async fn start_in(
         interaction,
         customer,
         language,
+        queue,
+        priority,
     })
 }
 

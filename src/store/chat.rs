@@ -15,6 +15,7 @@ use super::customers::{find_or_create, Identity};
 use super::events::append_in;
 use super::message_commit::Message;
 use super::{now_ms, NewEvent, Result, Store};
+use crate::classify::Facts;
 
 /// A widget: where its chats go and how it looks.
 #[derive(Clone, Debug, Serialize)]
@@ -38,12 +39,13 @@ pub struct ChatWidget {
 }
 
 /// Where a chat (or the widget's offline ticket) goes: the language it is served in, that
-/// language's skill, and its queue.
+/// language's skill, its queue and priority (a routing rule's, once the first message is in).
 #[derive(Clone, Debug)]
 pub struct ChatRoute {
     pub language: String,
     pub skill: Option<vacd_actors::SkillId>,
     pub queue: Option<i64>,
+    pub priority: i32,
 }
 
 /// A chat to open.
@@ -206,6 +208,7 @@ impl Store {
             language: fallback.clone(),
             skill: None,
             queue: None,
+            priority: 0,
         };
         for code in candidates.into_iter().chain(std::iter::once(fallback)) {
             if let Some(skill) = self.language_skill(widget.tenant_id, &code).await? {
@@ -343,15 +346,17 @@ impl Store {
 
     /// Turns a chat into an interaction (channel `chat`, state `new`, for routing) with the
     /// customer behind the visitor's email address, else behind its browser's key (the same
-    /// for every chat from that browser), else a new one.
+    /// for every chat from that browser), else a new one; the routing rules may move it from
+    /// `route`'s queue (by its topic and `first` message, say), which `route` then names.
     /// Returns the interaction and the customer.
     pub async fn start_chat_interaction(
         &self,
         chat: &ChatRow,
-        mailbox: i64,
-        queue: Option<i64>,
-        language: &str,
+        widget: &ChatWidget,
+        route: &mut ChatRoute,
+        first: &str,
     ) -> Result<(i64, i64)> {
+        let (mailbox, queue, language) = (widget.mailbox_id, route.queue, route.language.clone());
         let mut tx = self.begin().await?;
         let now = now_ms();
         let (kind, value) = match (&chat.visitor_email, &chat.visitor_key) {
@@ -394,12 +399,27 @@ impl Store {
         .bind(chat.id)
         .execute(&mut *tx)
         .await?;
+        let text = format!("{}\n{first}", chat.topic.as_deref().unwrap_or_default());
+        let facts = Facts {
+            channel: "chat",
+            service_address: Some(widget.service_address_id),
+            text: &text,
+            language: Some(&language),
+            customer: Some(customer),
+            at: now,
+        };
+        if let Some(decision) =
+            super::rules::classify_in(&mut tx, chat.tenant, interaction, &facts).await?
+        {
+            route.queue = Some(decision.queue);
+            route.priority = decision.priority.unwrap_or(route.priority);
+        }
         let event = NewEvent {
             tenant: chat.tenant,
             kind: "chat.started".into(),
             interaction_id: Some(interaction),
             agent_id: None,
-            queue_id: queue,
+            queue_id: route.queue,
             payload: json!({ "chat": chat.id, "language": language, "topic": chat.topic })
                 .to_string(),
         };

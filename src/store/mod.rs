@@ -29,6 +29,7 @@ mod offer_details;
 mod pg_lock;
 mod reports;
 mod routing;
+mod rules;
 mod sessions;
 mod sip;
 mod tenants;

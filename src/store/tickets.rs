@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use super::events::{append_in, NewEvent};
 use super::{now_ms, text, truncate, Backend, Error, Result, Store};
+use crate::classify::Facts;
 
 /// An inbound message of a written channel, ready to store.
 #[derive(Debug, Clone, Default)]
@@ -537,6 +538,16 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                let text = format!("{}\n{}", new.subject, new.text);
+                let facts = Facts {
+                    channel: new.channel,
+                    service_address: Some(new.service_address),
+                    text: &text,
+                    language: new.language.as_deref(),
+                    customer,
+                    at: now,
+                };
+                super::rules::classify_in(&mut tx, t, id, &facts).await?;
                 (id, Outcome::Created)
             }
         };

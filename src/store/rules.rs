@@ -1,0 +1,94 @@
+//! The store's side of classification: reads a tenant's enabled routing rules inside the
+//! transaction that creates an interaction, lets [`classify`] pick, moves the new row to the
+//! rule's queue (and priority) and logs the pick (`routing.classified`) — so what a rule did is
+//! in the event log beside what routing did.
+
+use sqlx::{Any, Row, Transaction};
+
+use super::events::{append_in, NewEvent};
+use super::Result;
+use crate::channels::sla::BusinessHours;
+use crate::classify::{classify, Decision, Facts, Hours, Rule};
+
+/// Classifies the interaction `interaction` just inserted (of `tenant`, described by `facts`):
+/// the matching rule's decision, already written to the row and logged. A stored rule that cannot be read (hours written before they were
+/// checked) is skipped with a warning rather than failing the interaction.
+pub(super) async fn classify_in(
+    tx: &mut Transaction<'static, Any>,
+    tenant: i64,
+    interaction: i64,
+    facts: &Facts<'_>,
+) -> Result<Option<Decision>> {
+    let rows = sqlx::query(
+        "SELECT id, channel, service_address_id, keywords, language, customer_id, hours, \
+         outside_hours, queue_id, priority FROM routing_rules \
+         WHERE tenant_id = $1 AND enabled <> 0 ORDER BY position, id",
+    )
+    .bind(tenant)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut rules = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: i64 = row.try_get("id")?;
+        let hours = match row.try_get::<Option<String>, _>("hours")? {
+            None => None,
+            Some(text) => match BusinessHours::parse(&text) {
+                Some(hours) => Some(Hours {
+                    hours,
+                    outside: row.try_get::<i64, _>("outside_hours")? != 0,
+                }),
+                None => {
+                    tracing::warn!(
+                        tenant,
+                        rule = id,
+                        hours = text,
+                        "rule's hours unreadable; rule skipped"
+                    );
+                    continue;
+                }
+            },
+        };
+        rules.push(Rule {
+            id,
+            channel: row.try_get("channel")?,
+            service_address: row.try_get("service_address_id")?,
+            keywords: row
+                .try_get::<Option<String>, _>("keywords")?
+                .map(|k| Rule::keywords(&k))
+                .unwrap_or_default(),
+            language: row.try_get("language")?,
+            customer: row.try_get("customer_id")?,
+            hours,
+            queue: row.try_get("queue_id")?,
+            priority: row
+                .try_get::<Option<i64>, _>("priority")?
+                .map(|p| p.clamp(0, 100) as i32),
+        });
+    }
+    let Some(decision) = classify(&rules, facts) else {
+        return Ok(None);
+    };
+    let event = NewEvent {
+        tenant,
+        kind: "routing.classified".into(),
+        interaction_id: Some(interaction),
+        agent_id: None,
+        queue_id: Some(decision.queue),
+        payload: serde_json::json!({
+            "rule": decision.rule,
+            "queue": decision.queue,
+            "priority": decision.priority,
+        })
+        .to_string(),
+    };
+    append_in(tx, &event).await?;
+    sqlx::query(
+        "UPDATE interactions SET queue_id = $1, priority = COALESCE($2, priority) WHERE id = $3",
+    )
+    .bind(decision.queue)
+    .bind(decision.priority.map(i64::from))
+    .bind(interaction)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(decision))
+}

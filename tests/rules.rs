@@ -1,0 +1,191 @@
+//! Classification end to end: routing rules administered through the API send a phone call, an
+//! SMS and a chat to the queue the first matching rule names — by service address and time of
+//! day, by keyword, by the chat's first message — and everything else to its service
+//! address's queue; each pick is in the event log.
+
+mod common;
+
+use common::console::Console;
+use common::phone::Phone;
+use common::visitor::Visitor;
+use common::{assert_error, trunk, Db, TestServer};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use vacd_sip::rsip::Method;
+
+/// All day, every day: a rule limited to these hours always applies, one outside them never.
+const ALWAYS: &str = "Mo-So 00:00-24:00";
+
+/// The id of the demo queue `name`.
+async fn queue(s: &TestServer, admin: &str, name: &str) -> i64 {
+    let (_, page) = s.get(&format!("/api/v1/queues?name={name}"), admin).await;
+    page["items"][0]["id"].as_i64().expect("the demo queue")
+}
+
+async fn ready(s: &TestServer, user: &str) -> Console {
+    let mut console = Console::connect(s, &s.demo_login(user).await).await;
+    console.ready().await;
+    console
+}
+
+/// The `routing.classified` events of `interaction`.
+async fn classified(s: &TestServer, admin: &str, interaction: i64) -> Vec<Value> {
+    let (_, page) = s
+        .get(
+            &format!("/api/v1/events?kind=routing.classified&interaction_id={interaction}"),
+            admin,
+        )
+        .await;
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+async fn routing_rules_pick_the_queue(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        trunk::configure(c, None);
+        c.channels.sms.inbound_token = "gateway-secret".into();
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let (sales_de, support_de) = (
+        queue(&s, &admin, "Sales%20DE").await,
+        queue(&s, &admin, "Support%20DE").await,
+    );
+    let (_, phones) = s.get("/api/v1/service-addresses?kind=phone", &admin).await;
+    let hotline = phones["items"][0]["id"].as_i64().expect("the demo number");
+
+    // Bad rules are refused with a clear error.
+    for (bad, code) in [
+        (
+            json!({ "name": "x", "queue_id": support_de, "hours": "weekdays" }),
+            "invalid_value",
+        ),
+        (
+            json!({ "name": "x", "queue_id": support_de, "channel": "pigeon" }),
+            "invalid_value",
+        ),
+        (json!({ "name": "x" }), "missing_field"),
+    ] {
+        let refused = s
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/routing-rules",
+                Some(&admin),
+                Some(bad.clone()),
+            )
+            .await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, code);
+    }
+    // Agents may not read or write them.
+    let agent = s.demo_login("bruno").await;
+    let (status, _) = s.get("/api/v1/routing-rules", &agent).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Calls to the hotline: a rule for outside the hours comes first and never applies; the
+    // next sends them to Support DE at a higher priority. A disabled rule does nothing.
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "disabled", "position": 1, "enabled": 0, "queue_id": sales_de, "channel": "call" }),
+    )
+    .await;
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "after hours", "position": 2, "channel": "call", "hours": ALWAYS, "outside_hours": 1, "queue_id": sales_de }),
+    )
+    .await;
+    let by_day = s
+        .create(
+            "/api/v1/routing-rules",
+            &admin,
+            json!({ "name": "hotline by day", "position": 3, "service_address_id": hotline, "hours": ALWAYS, "queue_id": support_de, "priority": 90 }),
+        )
+        .await;
+    let mut bruno = ready(&s, "bruno").await;
+    let mut phone = Phone::new("127.0.0.1", s.sip_udp()).await;
+    phone.register("bruno", trunk::SIP_PASSWORD, None).await;
+    let (mut caller, leg) = trunk::call_in(s.sip_udp()).await;
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "call")
+        .await;
+    assert_eq!(offer["queue"], support_de, "{offer}");
+    let call = offer["interaction"].as_i64().expect("interaction");
+    let (_, record) = s.get(&format!("/api/v1/interactions/{call}"), &admin).await;
+    assert_eq!(
+        (&record["queue_id"], &record["priority"]),
+        (&json!(support_de), &json!(90)),
+        "{record}"
+    );
+    let picks = classified(&s, &admin, call).await;
+    assert_eq!(picks.len(), 1, "{picks:?}");
+    let payload: Value = serde_json::from_str(picks[0]["payload"].as_str().unwrap_or("null"))
+        .expect("the event's payload");
+    assert_eq!(payload["rule"], by_day, "{payload}");
+    let invite = phone.request(Method::Invite).await;
+    phone.respond(&invite, 180, "ring", false).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    phone.cancelled(&invite).await;
+    bruno
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "ready")
+        .await;
+
+    // SMS: one with a keyword goes to Support DE, one without to the number's own queue.
+    s.create(
+        "/api/v1/service-addresses",
+        &admin,
+        json!({ "kind": "sms", "address": "+4930111", "mailbox_id": record["mailbox_id"], "queue_id": sales_de }),
+    )
+    .await;
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "cancellations", "channel": "sms", "keywords": "kündigen, cancel", "queue_id": support_de }),
+    )
+    .await;
+    let sms_queue = async |from: &str, text: &str| {
+        let (status, body) = s
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/sms/inbound",
+                Some("gateway-secret"),
+                Some(json!({ "from": from, "to": "+4930111", "text": text, "id": from })),
+            )
+            .await;
+        assert_eq!(body["outcome"], "created", "{status}: {body}");
+        let interaction = body["ticket"].as_i64().expect("the SMS's ticket");
+        let (_, record) = s
+            .get(&format!("/api/v1/interactions/{interaction}"), &admin)
+            .await;
+        record["queue_id"].clone()
+    };
+    assert_eq!(
+        sms_queue("+491709999991", "Ich möchte meinen Vertrag KÜNDIGEN.").await,
+        support_de
+    );
+    assert_eq!(
+        sms_queue("+491709999992", "Wo bleibt meine Lieferung?").await,
+        sales_de
+    );
+
+    // Chat: the first message decides; the demo widget's German chats wait in Support DE
+    // unless the rule sends them to Sales DE.
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "chat offers", "channel": "chat", "keywords": "angebot", "queue_id": sales_de }),
+    )
+    .await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de-DE" })).await;
+    vera.say(
+        "v-1",
+        "Guten Tag, ich hätte gerne ein Angebot für zehn Lizenzen.",
+    )
+    .await;
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "chat")
+        .await;
+    assert_eq!(offer["queue"], sales_de, "{offer}");
+    s.stop().await;
+}
+
+on_both_backends!(routing_rules_pick_the_queue);
