@@ -51,6 +51,9 @@ pub enum Kind {
     Language,
     /// Opening hours such as `Mo-Fr 08:00-18:00` (see `channels::sla::BusinessHours`).
     Hours,
+    /// The name of a WAV file in the sounds directory (`sip.sounds`): 1–100 characters of
+    /// `[A-Za-z0-9._-]`, ending in `.wav`, not starting with a dot — no path leads out.
+    SoundFile,
     /// An id of a row in the named table of the same tenant.
     Ref(&'static str),
     /// Written as a plain password, stored as an argon2 hash in `password_hash`, never read.
@@ -290,6 +293,8 @@ pub static QUEUES: Resource = Resource {
         int_default("sla_seconds", 1, 30 * 24 * 3600, 20),
         int_default("offer_timeout_seconds", 1, 600, 20),
         int_default("wrapup_seconds", 0, 3600, 30),
+        opt("greeting", Kind::SoundFile),
+        opt("music", Kind::SoundFile),
     ],
     read: Role::Agent,
     write: Some(Role::Admin),

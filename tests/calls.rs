@@ -482,6 +482,68 @@ async fn a_waiting_caller_keeps_the_music(db: Db) {
     f.s.stop().await;
 }
 
+/// `seconds` of a sine tone of `frequency` Hz as a WAV file (16-bit PCM, 8 kHz, mono).
+fn tone_wav(frequency: f32, seconds: u32) -> Vec<u8> {
+    let samples = 8000 * seconds;
+    let mut wav = b"RIFF".to_vec();
+    wav.extend_from_slice(&(36 + samples * 2).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    // PCM, mono, 8000 Hz, 16000 bytes/s, 2-byte frames, 16 bits.
+    for field in [1u16, 1] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    for field in [2u16, 16] {
+        wav.extend_from_slice(&field.to_le_bytes());
+    }
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(samples * 2).to_le_bytes());
+    let step = 2.0 * std::f32::consts::PI * frequency / 8000.0;
+    for n in 0..samples {
+        let sample = (8000.0 * (step * n as f32).sin()) as i16;
+        wav.extend_from_slice(&sample.to_le_bytes());
+    }
+    wav
+}
+
+/// A queue plays its own greeting (a WAV file in the sounds directory) to its callers, where
+/// the directory has none; a name that would lead out of the directory is refused.
+async fn a_queue_plays_its_own_greeting(db: Db) {
+    const WELCOME: f32 = 1000.0;
+    let sounds = tempfile::tempdir().expect("a sounds directory");
+    std::fs::write(sounds.path().join("welcome.wav"), tone_wav(WELCOME, 2)).expect("write");
+    let dir = sounds.path().to_owned();
+    let f = Floor::with(db, |c| c.sip.sounds = dir).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, queues) = f.s.get("/api/v1/queues?name=Sales%20DE", &admin).await;
+    let queue = format!("/api/v1/queues/{}", queues["items"][0]["id"]);
+    for bad in ["../welcome.wav", ".hidden.wav", "welcome.mp3", "a/b.wav"] {
+        let refused = f.s.patch(&queue, &admin, json!({ "greeting": bad })).await;
+        assert_error(
+            &refused,
+            reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_value",
+        );
+    }
+    let (status, body) =
+        f.s.patch(&queue, &admin, json!({ "greeting": "welcome.wav" }))
+            .await;
+    assert!(status.is_success(), "{body}");
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    let heard = caller.hear(25).await;
+    // The default music here is the generated comfort tone (425 Hz): the queue's file plays.
+    let (welcome, comfort) = (tone_level(&heard, WELCOME), tone_level(&heard, 425.0));
+    assert!(
+        welcome > 1000.0 && welcome > 10.0 * comfort,
+        "1000 Hz at {welcome}, 425 Hz at {comfort}"
+    );
+    assert_eq!(caller.bye(&leg).await, 200);
+    f.s.stop().await;
+}
+
 /// While an agent's phone rings, the port vacd offered it is open: a stranger's packets there
 /// (the phone has not answered, so none are its) do not reach the waiting caller, who hears
 /// nothing but music.
@@ -2082,6 +2144,7 @@ on_both_backends!(
     a_routing_restart_stops_every_phone_ringing_for_a_waiting_call,
     console_ends_the_call,
     agent_holds_and_resumes,
+    a_queue_plays_its_own_greeting,
     a_caller_reaches_an_agent_who_speaks_their_language,
     a_repeated_answer_gets_the_same_ack,
     console_holds_and_resumes,

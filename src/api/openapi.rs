@@ -116,6 +116,12 @@ fn column_schema(c: &Column) -> Schema {
                 .max_length(Some(200))
                 .description(Some("Opening hours in UTC, e.g. `Mo-Fr 08:00-18:00`")),
         ),
+        Kind::SoundFile => (
+            Type::String,
+            ObjectBuilder::new()
+                .max_length(Some(100))
+                .description(Some("A WAV file name in the sounds directory (`sip.sounds`)")),
+        ),
         Kind::Password => (
             Type::String,
             ObjectBuilder::new()

@@ -614,6 +614,23 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
             }
             Ok(Value::Text(Some(s.to_owned())))
         }
+        Kind::SoundFile => {
+            let s = json.as_str().ok_or_else(|| wrong("a string"))?;
+            let plain = s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            if !(5..=100).contains(&s.len())
+                || !plain
+                || s.starts_with('.')
+                || !s.to_ascii_lowercase().ends_with(".wav")
+            {
+                return Err(Error::invalid(
+                    "invalid_value",
+                    format!("`{name}` must be a WAV file name in the sounds directory, such as `sales-music.wav`"),
+                ));
+            }
+            Ok(Value::Text(Some(s.to_owned())))
+        }
         Kind::Password => {
             let s = json.as_str().ok_or_else(|| wrong("a string"))?;
             if !(8..=256).contains(&s.chars().count()) {

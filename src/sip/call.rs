@@ -9,9 +9,11 @@
 //! and hears back through [`CallReport`]s. A panic in here ends only this task; the endpoint
 //! sees the command channel close and hangs up both legs (see `calls`).
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use futures_util::FutureExt;
 use tokio::net::UdpSocket;
@@ -27,24 +29,30 @@ use vacd_sip::mix::{decode_frame, encode_frame, Monitor, PcmFrame};
 use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction, RelayLeg, RtpPacket};
 
 use crate::routing::{CallTap, RoutingHandle};
-use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, NewEvent, Store};
+use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, NewEvent, QueueSounds, Store};
 
 /// Largest RTP datagram relayed.
 const MAX_RTP: usize = 2048;
 /// RTP packets handled in a row before a pending command gets its turn.
 const MAX_BURST: u32 = 64;
 
-/// The sounds every waiting caller hears, loaded once (µ-law; converted per call if needed).
-#[derive(Debug, Clone)]
+/// What waiting callers hear (µ-law; converted per call if needed): `greeting.wav` and
+/// `music.wav` of the sounds directory, loaded once, unless the call's queue names files of its
+/// own there (`greeting`, `music`), which are loaded when a call first needs them and kept.
+#[derive(Debug)]
 pub struct Sounds {
-    pub greeting: Option<Sound>,
-    pub music: Sound,
+    dir: PathBuf,
+    greeting: Option<Sound>,
+    music: Sound,
+    /// The queues' own files by name, as loaded; a file that could not be loaded is tried
+    /// again by the next call (an admin may add it meanwhile).
+    loaded: Mutex<HashMap<String, Sound>>,
 }
 
 impl Sounds {
     /// `greeting.wav` and `music.wav` from `dir`; missing music becomes the comfort tone, a
     /// missing greeting is skipped.
-    pub fn load(dir: &std::path::Path) -> Sounds {
+    pub fn load(dir: &Path) -> Sounds {
         let read = |name: &str| {
             let path = dir.join(name);
             match std::fs::read(&path) {
@@ -61,7 +69,47 @@ impl Sounds {
                 .ok()
         });
         let music = Sound::from_wav_or_tone(read("music.wav").as_deref(), Law::MuLaw);
-        Sounds { greeting, music }
+        Sounds {
+            dir: dir.to_owned(),
+            greeting,
+            music,
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The greeting and music of a call waiting in a queue that names `sounds` (each file
+    /// name, if set, in the sounds directory); what is not set or cannot be loaded is the
+    /// default's.
+    pub async fn for_queue(&self, sounds: &QueueSounds) -> (Option<Sound>, Sound) {
+        let greeting = match &sounds.greeting {
+            Some(name) => self.named(name).await.or_else(|| self.greeting.clone()),
+            None => self.greeting.clone(),
+        };
+        let music = match &sounds.music {
+            Some(name) => self.named(name).await,
+            None => None,
+        };
+        (greeting, music.unwrap_or_else(|| self.music.clone()))
+    }
+
+    async fn named(&self, name: &str) -> Option<Sound> {
+        if let Some(sound) = self.loaded.lock().ok()?.get(name) {
+            return Some(sound.clone());
+        }
+        let path = self.dir.join(name);
+        let sound = match tokio::fs::read(&path).await {
+            Ok(bytes) => Sound::from_wav(&bytes, Law::MuLaw)
+                .map_err(|err| tracing::warn!(path = %path.display(), %err, "queue's sound unusable; the default plays"))
+                .ok()?,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), %err, "queue's sound not readable; the default plays");
+                return None;
+            }
+        };
+        if let Ok(mut loaded) = self.loaded.lock() {
+            loaded.insert(name.to_owned(), sound.clone());
+        }
+        Some(sound)
     }
 }
 
@@ -496,17 +544,18 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
             tracing::info!(call = key, %interaction, queue = started.queue, caller = call.caller.as_deref().unwrap_or("anonymous"), "call started");
             // The agent side takes nothing until a phone answers: a packet reaching its socket
             // before (a stray, a neighbour's RTCP) must not latch it and end the music.
+            let (greeting, music) = sounds.for_queue(&started.sounds).await;
             let mut relay = Relay::new(caller_remote, None);
             relay.leg_mut(LegId::B).renegotiate(None, false);
             let mut media = Media {
                 caller: caller_socket,
                 agent: agent_socket,
                 relay,
-                playlist: Playlist::new(law, sounds.greeting.clone(), Some(sounds.music.clone())),
+                playlist: Playlist::new(law, greeting, Some(music.clone())),
                 packetizer: Packetizer::random(payload_type),
                 law,
                 payload_type,
-                music: sounds.music.clone(),
+                music,
                 supervisor: None,
             };
             let by = match AssertUnwindSafe(media.run(&mut actor, &mut commands))

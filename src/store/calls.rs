@@ -37,6 +37,14 @@ pub struct NewCall {
     pub language: Option<String>,
 }
 
+/// The sound files (in the sounds directory) a queue plays to its waiting callers instead of
+/// the default ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSounds {
+    pub greeting: Option<String>,
+    pub music: Option<String>,
+}
+
 /// The rows a started call got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartedCall {
@@ -47,6 +55,8 @@ pub struct StartedCall {
     /// The queue it waits in: the service number's, or a routing rule's.
     pub queue: Option<i64>,
     pub priority: i32,
+    /// What that queue plays.
+    pub sounds: QueueSounds,
 }
 
 /// How a call ended.
@@ -273,6 +283,22 @@ pub(super) async fn start_in(
     };
     let queue = classified.map(|d| d.queue).or(call.queue);
     let priority = classified.and_then(|d| d.priority).unwrap_or(0);
+    let sounds = match queue {
+        Some(queue) => {
+            let row = sqlx::query("SELECT greeting, music FROM queues WHERE id = $1")
+                .bind(queue)
+                .fetch_optional(&mut **tx)
+                .await?;
+            match row {
+                Some(row) => QueueSounds {
+                    greeting: row.try_get("greeting")?,
+                    music: row.try_get("music")?,
+                },
+                None => QueueSounds::default(),
+            }
+        }
+        None => QueueSounds::default(),
+    };
     sqlx::query(
         "INSERT INTO call_records \
          (tenant_id, interaction_id, call_id, trunk, caller, dialled, started_at, direction, agent_id) \
@@ -311,6 +337,7 @@ pub(super) async fn start_in(
         language,
         queue,
         priority,
+        sounds,
     })
 }
 

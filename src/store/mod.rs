@@ -45,7 +45,7 @@ use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
-pub use calls::{CallEnd, CallResult, HangupBy, NewCall, StartedCall};
+pub use calls::{CallEnd, CallResult, HangupBy, NewCall, QueueSounds, StartedCall};
 pub use chat::{ChatRoute, ChatRow, ChatWidget, NewChat};
 pub use crud::{ListQuery, Page, Value};
 pub use customers::CustomerCard;
