@@ -102,8 +102,8 @@ pub struct HttpConfig {
     /// 503 too. 0 (the default) turns it off: behind a reverse proxy — vacd's usual place —
     /// every connection has the proxy's address. Set it when clients reach vacd directly.
     pub max_connections_per_source: usize,
-    /// Seconds a client has to send a request head, counted from the connection's opening or
-    /// its last answer: a keep-alive connection idle that long is closed too. A request body
+    /// Seconds a client has to send a request head, counted from the connection's opening (with
+    /// TLS: the handshake's end) or its last answer: a keep-alive connection idle that long is closed too. A request body
     /// may pause no longer than this between two of its pieces.
     pub header_timeout_seconds: u64,
     /// Seconds a write to a client may wait for it to take the bytes (its receive window full:
@@ -115,6 +115,13 @@ pub struct HttpConfig {
     /// request counts for the address it came from, and `X-Forwarded-For` is ignored (anyone
     /// could write it).
     pub trusted_proxies: Vec<Network>,
+    /// The server's certificate chain (PEM: its own certificate first, then the intermediates).
+    /// Set together with `tls_key`, the listener speaks TLS only: HTTPS and WSS on `listen`.
+    pub tls_certificate: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted) of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a new connection has to finish its TLS handshake before it is closed (with TLS).
+    pub tls_handshake_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -347,6 +354,9 @@ impl Default for HttpConfig {
             header_timeout_seconds: 30,
             write_timeout_seconds: 30,
             trusted_proxies: Vec::new(),
+            tls_certificate: None,
+            tls_key: None,
+            tls_handshake_timeout_seconds: 10,
         }
     }
 }
@@ -480,6 +490,7 @@ impl Config {
             self.http.write_timeout_seconds,
             1..=3600,
         )?;
+        self.validate_tls()?;
         self.validate_sip()?;
         // Zero would refuse every chat, message or visitor line, not turn a limit off.
         let chat = &self.chat;
@@ -539,6 +550,46 @@ impl Config {
             problem: e.to_string(),
         })?;
         Ok(())
+    }
+
+    /// Both TLS files or neither, each a path; whether they hold a matching certificate and
+    /// key is checked where they are read (`serve::Tls::configured`).
+    fn validate_tls(&self) -> Result<(), Error> {
+        let http = &self.http;
+        within(
+            "http.tls_handshake_timeout_seconds",
+            http.tls_handshake_timeout_seconds,
+            1..=3600,
+        )?;
+        for (key, path) in [
+            ("http.tls_certificate", &http.tls_certificate),
+            ("http.tls_key", &http.tls_key),
+        ] {
+            if path
+                .as_ref()
+                .is_some_and(|path| path.as_os_str().is_empty())
+            {
+                return Err(Error::Invalid {
+                    key,
+                    problem: "must name a PEM file (leave it out for plain HTTP)".into(),
+                });
+            }
+        }
+        match (&http.tls_certificate, &http.tls_key) {
+            (Some(_), None) => Err(Error::Invalid {
+                key: "http.tls_key",
+                problem: "http.tls_certificate is set: TLS needs the certificate's private key \
+                          too (or neither, for plain HTTP)"
+                    .into(),
+            }),
+            (None, Some(_)) => Err(Error::Invalid {
+                key: "http.tls_certificate",
+                problem: "http.tls_key is set: TLS needs the certificate (chain) too (or \
+                          neither, for plain HTTP)"
+                    .into(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn validate_sip(&self) -> Result<(), Error> {
@@ -745,6 +796,16 @@ mod tests {
                 "auth.failed_login_window_seconds",
             ),
             ("[sip]\nmax_calls = 0\n", "sip.max_calls"),
+            ("[http]\ntls_certificate = \"cert.pem\"\n", "http.tls_key"),
+            ("[http]\ntls_key = \"key.pem\"\n", "http.tls_certificate"),
+            (
+                "[http]\ntls_certificate = \"\"\ntls_key = \"key.pem\"\n",
+                "http.tls_certificate",
+            ),
+            (
+                "[http]\ntls_handshake_timeout_seconds = 0\n",
+                "http.tls_handshake_timeout_seconds",
+            ),
         ] {
             let err = rejection(toml);
             assert!(err.contains(key), "{toml}: {err}");

@@ -63,6 +63,7 @@ async fn main() -> anyhow::Result<()> {
                 config.channels.letter_font.as_deref(),
                 config.channels.letter_bold_font.as_deref(),
             )?;
+            vacd::serve::Tls::configured(&config.http)?;
             println!("configuration {} is valid", cli.config.display());
             Ok(())
         }

@@ -10,6 +10,12 @@
 //! owners close them (routing the consoles and, as it stops, the supervisors' feeds; chat the
 //! visitors').
 //!
+//! With a certificate and key ([`Tls`]) the listener speaks TLS only — HTTPS, and WSS for
+//! the websockets — with ALPN `http/1.1` (hyper serves HTTP/1 here; h2 is not offered). A new
+//! connection's handshake has a deadline of its own (the header deadline starts after it), a
+//! failed one ends that connection alone, and a plain-HTTP request to the port is answered
+//! 400 `https_required` so that the mistake is plain to see.
+//!
 //! Two of its pieces serve other streams too: the per-source count ([`Sources`], the SIP
 //! endpoint's TCP connections) and the wait limit ([`Stall`], the mail servers' streams).
 
@@ -17,6 +23,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -26,12 +33,18 @@ use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_rustls::rustls::pki_types::pem::{self, PemObject};
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::{self, ServerConfig};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
+use crate::config::HttpConfig;
 use crate::sip::rate_limit::subscriber;
 
 /// How long the listener rests after a failed accept (out of file descriptors, say): accepting
@@ -51,6 +64,13 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 const REFUSAL: &str =
     r#"{"error":{"code":"too_many_connections","message":"too many connections; try again"}}"#;
 
+/// The content type of a TLS handshake record, the first byte a TLS client sends: anything
+/// else on the TLS listener is plain HTTP sent to the wrong scheme.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
+/// The body of the answer to a plain-HTTP request on the TLS listener.
+const HTTPS_REQUIRED: &str = r#"{"error":{"code":"https_required","message":"this port speaks HTTPS only: use https:// (wss:// for websockets)"}}"#;
+
 /// The listener's limits (`[http]` in the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -66,12 +86,203 @@ pub struct Limits {
     pub write_timeout: Duration,
 }
 
-/// Serves `app` on `listener` until `stop` fires (or its sender is gone), then waits for the
-/// connections' running requests.
+/// What is wrong with the listener's TLS certificate or key: each names the file to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error(
+        "`{set}` is set but `{missing}` is not: TLS needs both the certificate and its private \
+         key (or neither, for plain HTTP)"
+    )]
+    Incomplete {
+        set: &'static str,
+        missing: &'static str,
+    },
+    #[error("TLS certificate {}: {problem}", path.display())]
+    Certificate { path: PathBuf, problem: String },
+    #[error("TLS private key {}: {problem}", path.display())]
+    Key { path: PathBuf, problem: String },
+    #[error(
+        "TLS private key {} does not belong to the certificate {} (its public key differs)",
+        key.display(),
+        certificate.display()
+    )]
+    Mismatch { certificate: PathBuf, key: PathBuf },
+    #[error(
+        "TLS certificate {} with private key {}: {problem}",
+        certificate.display(),
+        key.display()
+    )]
+    Rejected {
+        certificate: PathBuf,
+        key: PathBuf,
+        problem: String,
+    },
+}
+
+/// TLS on the listener: the certificate chain and key, read once at start (a renewed
+/// certificate takes a restart), and how long a client has for its handshake.
+#[derive(Clone)]
+pub struct Tls {
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
+impl Tls {
+    /// The listener's TLS from `[http]`: `None` without `tls_certificate` and `tls_key`; an
+    /// error when only one is set, or a file cannot be read, holds no certificate or key, or
+    /// the key is not the certificate's.
+    pub fn configured(http: &HttpConfig) -> Result<Option<Tls>, TlsError> {
+        let handshake_timeout = Duration::from_secs(http.tls_handshake_timeout_seconds);
+        match (&http.tls_certificate, &http.tls_key) {
+            (None, None) => Ok(None),
+            (Some(certificate), Some(key)) => {
+                Tls::load(certificate, key, handshake_timeout).map(Some)
+            }
+            (Some(_), None) => Err(TlsError::Incomplete {
+                set: "http.tls_certificate",
+                missing: "http.tls_key",
+            }),
+            (None, Some(_)) => Err(TlsError::Incomplete {
+                set: "http.tls_key",
+                missing: "http.tls_certificate",
+            }),
+        }
+    }
+
+    /// Reads the PEM certificate chain at `certificate` and the private key at `key`.
+    pub fn load(
+        certificate: &Path,
+        key: &Path,
+        handshake_timeout: Duration,
+    ) -> Result<Tls, TlsError> {
+        let bad_certificate = |problem: String| TlsError::Certificate {
+            path: certificate.to_path_buf(),
+            problem,
+        };
+        let chain = CertificateDer::pem_file_iter(certificate)
+            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad_certificate(pem_problem(e)))?;
+        if chain.is_empty() {
+            return Err(bad_certificate(
+                "holds no certificate (a PEM `CERTIFICATE` block)".into(),
+            ));
+        }
+        let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+            path: key.to_path_buf(),
+            problem: match e {
+                pem::Error::NoItemsFound => "holds no unencrypted private key (a PEM `PRIVATE \
+                                             KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)"
+                    .into(),
+                e => pem_problem(e),
+            },
+        })?;
+        let mut config =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| TlsError::Rejected {
+                    certificate: certificate.to_path_buf(),
+                    key: key.to_path_buf(),
+                    problem: e.to_string(),
+                })?
+                .with_no_client_auth()
+                .with_single_cert(chain, private_key)
+                .map_err(|e| match e {
+                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                        TlsError::Mismatch {
+                            certificate: certificate.to_path_buf(),
+                            key: key.to_path_buf(),
+                        }
+                    }
+                    e => TlsError::Rejected {
+                        certificate: certificate.to_path_buf(),
+                        key: key.to_path_buf(),
+                        problem: e.to_string(),
+                    },
+                })?;
+        // hyper serves HTTP/1 here (websockets need it: their upgrade is HTTP/1's).
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            handshake_timeout,
+        })
+    }
+
+    /// Opens TLS on a new connection within the handshake deadline; `None` (logged) when the
+    /// client fails the handshake, is too slow, closes, or `closing` (shutdown) fires first.
+    /// A plain-HTTP request is answered 400 first.
+    async fn open(
+        &self,
+        io: Counted,
+        peer: SocketAddr,
+        closing: &mut watch::Receiver<()>,
+    ) -> Option<Box<TlsStream<Counted>>> {
+        let handshake = async {
+            let mut first = [0u8; 1];
+            match io.tcp.peek(&mut first).await {
+                Ok(0) => return Opening::Closed,
+                Err(e) => return Opening::Failed(e),
+                Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => return Opening::Plain(io),
+                Ok(_) => {}
+            }
+            match self.acceptor.accept(io).await {
+                Ok(stream) => Opening::Opened(Box::new(stream)),
+                Err(e) => Opening::Failed(e),
+            }
+        };
+        let opening = tokio::select! {
+            opening = tokio::time::timeout(self.handshake_timeout, handshake) => opening,
+            _ = closing.changed() => return None,
+        };
+        match opening {
+            Ok(Opening::Opened(stream)) => return Some(stream),
+            Ok(Opening::Plain(io)) => {
+                tracing::debug!(%peer, "plain HTTP on the TLS listener; answered 400 https_required");
+                let _ = tokio::time::timeout(
+                    REFUSAL_LINGER,
+                    answer_and_close(io, "400 Bad Request", HTTPS_REQUIRED),
+                )
+                .await;
+            }
+            Ok(Opening::Closed) => {
+                tracing::debug!(%peer, "connection closed before its TLS handshake");
+            }
+            Ok(Opening::Failed(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
+            }
+            Err(_) => {
+                tracing::debug!(%peer, timeout = ?self.handshake_timeout, "no TLS handshake within the timeout; connection closed");
+            }
+        }
+        None
+    }
+}
+
+/// How a new connection's TLS handshake went.
+enum Opening {
+    Opened(Box<TlsStream<Counted>>),
+    /// Its first byte was no handshake record: plain HTTP, most likely.
+    Plain(Counted),
+    /// Closed before sending anything.
+    Closed,
+    Failed(io::Error),
+}
+
+/// A PEM file's problem in an admin's words.
+fn pem_problem(e: pem::Error) -> String {
+    match e {
+        pem::Error::Io(e) => format!("cannot be read: {e}"),
+        pem::Error::NoItemsFound => "holds nothing of the kind".into(),
+        e => format!("is not valid PEM: {e}"),
+    }
+}
+
+/// Serves `app` on `listener` — over TLS when `tls` is given — until `stop` fires (or its
+/// sender is gone), then waits for the connections' running requests.
 pub async fn run(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<Tls>,
     stop: impl Future<Output = ()>,
 ) {
     warn_above_descriptor_limit(limits.max_connections);
@@ -110,7 +321,7 @@ pub async fn run(
             sources.take(peer, limits.max_connections_per_source),
         ) else {
             refused.count(peer);
-            refuse(tcp, &refusing);
+            refuse(tcp, &refusing, tls.as_ref());
             continue;
         };
         // Console events, chat frames and answers are small writes that must go out at once:
@@ -123,20 +334,31 @@ pub async fn run(
             Ok(service) => service,
             Err(never) => match never {},
         };
-        let io = TokioIo::new(Counted {
-            tcp,
+        let counted = Counted {
             _place: place,
             _source: source,
+            tcp,
             write_stall: Stall::new(
                 limits.write_timeout,
                 "the client took no bytes within the write timeout",
             ),
-        });
-        let connection = builder
-            .serve_connection(io, TowerToHyperService::new(service))
-            .with_upgrades();
+        };
         let mut closing = closing.subscribe();
+        let builder = builder.clone();
+        let tls = tls.clone();
         connections.spawn(async move {
+            // The handshake runs here, not in the accept loop: a slow client must not hold
+            // up the others' accepts.
+            let stream = match tls {
+                None => Stream::Plain(counted),
+                Some(tls) => match tls.open(counted, peer, &mut closing).await {
+                    Some(stream) => Stream::Tls(stream),
+                    None => return,
+                },
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .with_upgrades();
             tokio::pin!(connection);
             let served = tokio::select! {
                 served = connection.as_mut() => served,
@@ -199,28 +421,53 @@ impl Refused {
     }
 }
 
-/// Answers a connection past the cap with 503 and closes it, unless too many are being
-/// answered already: then it is closed at once.
-fn refuse(mut tcp: TcpStream, refusing: &Arc<Semaphore>) {
+/// Answers a connection past the cap with 503 (over TLS on a TLS listener) and closes it,
+/// unless too many are being answered already: then it is closed at once. The handshake and
+/// the answer together get [`REFUSAL_LINGER`].
+fn refuse(tcp: TcpStream, refusing: &Arc<Semaphore>, tls: Option<&Tls>) {
     let Ok(answering) = refusing.clone().try_acquire_owned() else {
         return;
     };
+    let acceptor = tls.map(|tls| tls.acceptor.clone());
     tokio::spawn(async move {
         let _answering = answering;
-        // Closing a socket with unread data sends a reset, which can overtake the answer; so
-        // the client's request is read (and dropped) until it closes, for a moment at most.
         let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-            let answer = format!(
-                "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
-                 connection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL}",
-                REFUSAL.len()
-            );
-            tcp.write_all(answer.as_bytes()).await?;
-            tcp.shutdown().await?;
-            tokio::io::copy(&mut tcp, &mut tokio::io::sink()).await
+            let status = "503 Service Unavailable";
+            match acceptor {
+                None => answer_and_close(tcp, status, REFUSAL).await,
+                Some(acceptor) => {
+                    answer_and_close(acceptor.accept(tcp).await?, status, REFUSAL).await
+                }
+            }
         })
         .await;
     });
+}
+
+/// Writes an HTTP answer with `status` and the JSON `body` on a connection no request is
+/// served on, and closes it.
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    status: &str,
+    body: &str,
+) -> io::Result<u64> {
+    // The answer waits for the request's first bytes: one that comes before the client has
+    // sent its request is an error to the client (hyper's "unexpected message"), which is
+    // likely right after a TLS handshake.
+    let mut request = [0u8; 1024];
+    if stream.read(&mut request).await? == 0 {
+        return Ok(0);
+    }
+    let answer = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(answer.as_bytes()).await?;
+    stream.shutdown().await?;
+    // Closing a socket with unread data sends a reset, which can overtake the answer; so the
+    // client's request is read (and dropped) until it closes — the caller bounds how long.
+    tokio::io::copy(&mut stream, &mut tokio::io::sink()).await
 }
 
 /// Open connections per source (see [`subscriber`]); the SIP endpoint's TCP connections are
@@ -275,11 +522,77 @@ impl Drop for SourcePlace {
 /// is dropped — for a websocket, when the socket closes. A write the client has not taken for
 /// `write_timeout` (it sends requests but reads no answers) fails, which closes the connection.
 struct Counted {
-    tcp: TcpStream,
+    // The places come before the socket: fields drop in order, so a place is free again
+    // before the peer can see the connection close (and open the next one).
     _place: OwnedSemaphorePermit,
     _source: SourcePlace,
+    tcp: TcpStream,
     /// Writes waiting for the client.
     write_stall: Stall,
+}
+
+/// A served connection: plain, or TLS on a TLS listener.
+enum Stream {
+    Plain(Counted),
+    Tls(Box<TlsStream<Counted>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
 }
 
 /// A limit on how long an I/O operation of a stream may keep waiting for its peer: wrapped

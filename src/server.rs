@@ -42,6 +42,8 @@ pub enum Error {
     },
     #[error("{0}")]
     LetterFont(#[from] crate::channels::letter::FontError),
+    #[error(transparent)]
+    Tls(#[from] serve::TlsError),
     #[error("HTTP server: {0}")]
     Serve(std::io::Error),
 }
@@ -67,6 +69,9 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         config.channels.letter_font.as_deref(),
         config.channels.letter_bold_font.as_deref(),
     )?;
+    // Like the fonts, the certificate and key are read before anything else starts: a wrong
+    // file stops the start with its name.
+    let tls = serve::Tls::configured(&config.http)?;
     // The ports first: a port in use (another vacd, say) stops this one before it touches the
     // database, which starting routing does (restores, finishes wrap-ups).
     let listener = TcpListener::bind(config.http.listen)
@@ -131,7 +136,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         call_ends,
     )
     .await?;
-    tracing::info!(%addr, "HTTP listening");
+    tracing::info!(%addr, tls = tls.is_some(), "HTTP listening");
     let (stop, stopped) = oneshot::channel::<()>();
     let limits = serve::Limits {
         max_connections: config.http.max_connections,
@@ -139,7 +144,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         header_timeout: std::time::Duration::from_secs(config.http.header_timeout_seconds),
         write_timeout: std::time::Duration::from_secs(config.http.write_timeout_seconds),
     };
-    let task = tokio::spawn(serve::run(listener, app, limits, async {
+    let task = tokio::spawn(serve::run(listener, app, limits, tls, async {
         let _ = stopped.await;
     }));
     Ok(Running {

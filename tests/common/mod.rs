@@ -170,12 +170,22 @@ impl TestServer {
         config.demo.enabled = true;
         adjust(&mut config);
         let running = vacd::server::start(&config).await.expect("server starts");
+        // With TLS configured: HTTPS, by a client that trusts the (self-signed) certificate.
+        let (scheme, http) = match &config.http.tls_certificate {
+            Some(certificate) => ("https", https_client(certificate)),
+            None => ("http", reqwest::Client::new()),
+        };
         TestServer {
-            base: format!("http://{}", running.addr),
-            http: reqwest::Client::new(),
+            base: format!("{scheme}://{}", running.addr),
+            http,
             running,
             db,
         }
+    }
+
+    /// Where the server's HTTP listener is.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.running.addr
     }
 
     /// Where the server's SIP endpoint listens for UDP.
@@ -315,6 +325,15 @@ impl TestServer {
             .await;
         (id, self.login(name, "admin", "admin-password").await)
     }
+}
+
+/// An HTTPS client (rustls) that trusts the PEM certificate at `certificate` and nothing else.
+pub fn https_client(certificate: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(certificate).expect("read the test certificate");
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM certificate"))
+        .build()
+        .expect("HTTPS client")
 }
 
 /// Checks state that no event announces (a row, a record) until `check` finds it, failing

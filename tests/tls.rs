@@ -1,0 +1,355 @@
+//! HTTPS and WSS: with `http.tls_certificate` and `http.tls_key` the listener speaks TLS only.
+//! Real sockets throughout: reqwest (rustls) and a tokio-rustls + tungstenite websocket client
+//! that trust the test's self-signed certificate, a raw TCP client that never says hello, a
+//! plain-HTTP client on the TLS port, and the `vacd` binary with files it cannot use. TLS does
+//! not depend on the database: SQLite only.
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+use vacd::config::Config;
+
+use common::console::WAIT;
+use common::mail::Certificate;
+use common::{assert_error, Db, TestServer, DEMO_PASSWORD};
+
+/// A vacd over TLS with `certificate`, its configuration adjusted by `adjust` too.
+async fn tls_server(certificate: &Certificate, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let (cert, key) = (certificate.cert.clone(), certificate.key.clone());
+    TestServer::start_with(Db::Sqlite, move |config| {
+        config.http.tls_certificate = Some(cert);
+        config.http.tls_key = Some(key);
+        adjust(config);
+    })
+    .await
+}
+
+/// A TLS client that trusts `trusted` (none: nothing at all) and offers `alpn`.
+fn tls_connector(trusted: Option<&Path>, alpn: &[&[u8]]) -> TlsConnector {
+    let mut roots = RootCertStore::empty();
+    if let Some(path) = trusted {
+        for cert in CertificateDer::pem_file_iter(path).expect("open the certificate") {
+            roots.add(cert.expect("PEM certificate")).expect("a root");
+        }
+    }
+    let mut config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS connection to the server's listener, as 127.0.0.1 (the certificate's address).
+async fn tls_connect(
+    server: &TestServer,
+    connector: &TlsConnector,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(server.addr()).await?;
+    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
+    tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("the handshake ends within the wait")
+}
+
+type Wss = WebSocketStream<TlsStream<TcpStream>>;
+
+/// The next JSON frame of type `kind` on `ws` (skipping others), within the wait.
+async fn expect_frame(ws: &mut Wss, kind: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let message = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => panic!("no {kind} frame within the wait"),
+            Ok(None) => panic!("websocket closed before {kind}"),
+            Ok(Some(message)) => message.expect("websocket frame"),
+        };
+        if let Message::Text(text) = message {
+            let frame: Value = serde_json::from_str(text.as_str()).expect("JSON frame");
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_and_wss_serve_the_api_and_the_agent_console() {
+    let certificate = Certificate::new();
+    let s = tls_server(&certificate, |_| {}).await;
+    assert!(s.base.starts_with("https://"), "{}", s.base);
+
+    let health = s
+        .http
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(health.status(), StatusCode::OK);
+    let token = s.login("demo", "alice", DEMO_PASSWORD).await;
+
+    // The console over wss://, its client offering h2 too: the listener picks HTTP/1.1, which
+    // the websocket upgrade needs.
+    let connector = tls_connector(Some(&certificate.cert), &[b"h2", b"http/1.1"]);
+    let tls = tls_connect(&s, &connector).await.expect("TLS handshake");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let url = format!("wss://{}/ws/agent?token={token}", s.addr());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("websocket over TLS");
+    let hello = expect_frame(&mut ws, "hello").await;
+    assert!(hello.is_object(), "{hello}");
+
+    // A client that does not trust the certificate fails its handshake; that ends its own
+    // connection only: the console still answers, and new HTTPS requests are served.
+    let untrusting = tls_connector(None, &[b"http/1.1"]);
+    assert!(tls_connect(&s, &untrusting).await.is_err());
+    let command =
+        json!({ "type": "presence.set", "status": "not_ready", "reason": "break", "id": "1" });
+    ws.send(Message::Text(command.to_string().into()))
+        .await
+        .expect("send a command");
+    let ack = expect_frame(&mut ws, "ack").await;
+    assert_eq!(ack["id"], "1", "{ack}");
+    let (status, _) = s.get("/api/v1/queues", &token).await;
+    assert_eq!(status, StatusCode::OK);
+
+    ws.close(None).await.expect("close the console");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_on_the_tls_port_is_answered_https_required() {
+    let certificate = Certificate::new();
+    let s = tls_server(&certificate, |_| {}).await;
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/health", s.addr()))
+        .send()
+        .await
+        .expect("a plain-HTTP answer");
+    let status = plain.status();
+    let body: Value = plain.json().await.expect("JSON body");
+    assert_error(&(status, body), StatusCode::BAD_REQUEST, "https_required");
+
+    // ws:// fails the same way: no websocket.
+    let url = format!("ws://{}/ws/agent?token=x", s.addr());
+    assert!(tokio_tungstenite::connect_async(url).await.is_err());
+
+    // The listener goes on serving HTTPS.
+    let health = s
+        .http
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(health.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+/// A client that connects and never sends its ClientHello holds its place only until the
+/// handshake timeout: here the only place (`max_connections = 1`), so an HTTPS request gets
+/// 503 (over TLS) while it lasts and is served once the server has closed the silent one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_says_hello_is_closed_after_the_handshake_timeout() {
+    let certificate = Certificate::new();
+    let s = tls_server(&certificate, |config| {
+        config.http.tls_handshake_timeout_seconds = 1;
+        config.http.max_connections = 1;
+    })
+    .await;
+    let opened = Instant::now();
+    let mut silent = TcpStream::connect(s.addr()).await.expect("connect");
+
+    // Accepted after the silent connection (the listener accepts in order): no place left.
+    let refused = s
+        .http
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .expect("an answer over TLS");
+    let status = refused.status();
+    let body: Value = refused.json().await.expect("JSON body");
+    assert_error(
+        &(status, body),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too_many_connections",
+    );
+
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut byte))
+        .await
+        .expect("the server closes the silent connection within the wait");
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed without a byte: {read:?}"
+    );
+    // Timers do not fire early: it was the handshake timeout that closed it.
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        opened.elapsed()
+    );
+
+    // Its place is free again (it is given back before the socket closes).
+    let health = s
+        .http
+        .get(format!("{}/health", s.base))
+        .send()
+        .await
+        .expect("HTTPS request");
+    assert_eq!(health.status(), StatusCode::OK);
+    s.stop().await;
+}
+
+/// A configuration for `vacd::server::start` with these TLS files, everything else on
+/// ephemeral ports and a SQLite file in `dir`.
+fn config_with(dir: &Path, certificate: Option<&Path>, key: Option<&Path>) -> Config {
+    let mut config = Config::default();
+    config.http.listen = "127.0.0.1:0".parse().expect("address");
+    config.sip.udp = "127.0.0.1:0".parse().expect("address");
+    config.sip.tcp = "127.0.0.1:0".parse().expect("address");
+    config.database.url = format!("sqlite://{}/vacd.db?mode=rwc", dir.display());
+    config.http.tls_certificate = certificate.map(Path::to_path_buf);
+    config.http.tls_key = key.map(Path::to_path_buf);
+    config
+}
+
+/// The error with which the server refuses to start with `config`.
+async fn start_error(config: &Config) -> String {
+    match vacd::server::start(config).await {
+        Ok(running) => {
+            running.shutdown().await.expect("clean shutdown");
+            panic!("the server started with {:?}", config.http);
+        }
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_unreadable_or_mismatched_tls_files_stop_the_start() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let certificate = Certificate::new();
+    let other = Certificate::new();
+    let (cert, key) = (certificate.cert.as_path(), certificate.key.as_path());
+
+    let err = start_error(&config_with(dir.path(), Some(cert), None)).await;
+    assert!(err.contains("http.tls_key"), "{err}");
+    let err = start_error(&config_with(dir.path(), None, Some(key))).await;
+    assert!(err.contains("http.tls_certificate"), "{err}");
+
+    let nowhere = dir.path().join("no-such-key.pem");
+    let err = start_error(&config_with(dir.path(), Some(cert), Some(&nowhere))).await;
+    assert!(
+        err.contains(&nowhere.display().to_string()) && err.contains("cannot be read"),
+        "{err}"
+    );
+
+    // The files swapped: the certificate's file holds a key only.
+    let err = start_error(&config_with(dir.path(), Some(key), Some(cert))).await;
+    assert!(
+        err.contains(&key.display().to_string()) && err.contains("no certificate"),
+        "{err}"
+    );
+
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n",
+    )
+    .expect("write");
+    let err = start_error(&config_with(dir.path(), Some(&garbage), Some(key))).await;
+    assert!(err.contains(&garbage.display().to_string()), "{err}");
+
+    // Another certificate's key.
+    let err = start_error(&config_with(dir.path(), Some(cert), Some(&other.key))).await;
+    assert!(
+        err.contains("does not belong")
+            && err.contains(&other.key.display().to_string())
+            && err.contains(&cert.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("vacd.db").exists(),
+        "the files are checked before the database is opened"
+    );
+}
+
+/// What `vacd <args>` with the default configuration and `env` prints and exits with.
+async fn run_vacd(dir: &Path, args: &[&str], env: &[(&str, PathBuf)]) -> (Option<i32>, String) {
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/vacd.toml");
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_vacd"));
+    command
+        .arg("--config")
+        .arg(&config)
+        .args(args)
+        .current_dir(dir)
+        .env("VACD_HTTP__LISTEN", "127.0.0.1:0")
+        .env("VACD_SIP__UDP", "127.0.0.1:0")
+        .env("VACD_SIP__TCP", "127.0.0.1:0")
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(60), command.output())
+        .await
+        .expect("vacd exits within a minute")
+        .expect("vacd runs");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (output.status.code(), stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_names_the_tls_setting_or_file_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let certificate = Certificate::new();
+
+    // A certificate without its key: the configuration is invalid (status 2), the key named.
+    let (code, stderr) = run_vacd(
+        dir.path(),
+        &["check-config"],
+        &[("VACD_HTTP__TLS_CERTIFICATE", certificate.cert.clone())],
+    )
+    .await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("http.tls_key"), "{stderr}");
+
+    // A key file that is not there: `check-config` and `serve` both name it.
+    let nowhere = dir.path().join("missing-key.pem");
+    let files = [
+        ("VACD_HTTP__TLS_CERTIFICATE", certificate.cert.clone()),
+        ("VACD_HTTP__TLS_KEY", nowhere.clone()),
+    ];
+    for command in ["check-config", "serve"] {
+        let (code, stderr) = run_vacd(dir.path(), &[command], &files).await;
+        assert!(
+            code.is_some_and(|code| code != 0),
+            "{command}: {code:?} {stderr}"
+        );
+        assert!(
+            stderr.contains(&nowhere.display().to_string()),
+            "{command}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "serve stopped before opening the database"
+    );
+}
