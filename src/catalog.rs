@@ -749,7 +749,6 @@ pub static MAIL_ACCOUNTS: Resource = Resource {
     delete: Some(Role::Admin),
 };
 
-/// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
 /// Classification (`crate::classify`): the first enabled rule by `position` whose conditions
 /// all hold sends a new interaction to its queue.
 pub static ROUTING_RULES: Resource = Resource {
@@ -775,6 +774,7 @@ pub static ROUTING_RULES: Resource = Resource {
     delete: Some(Role::Admin),
 };
 
+/// Every tenant-owned resource of the admin API, in the order the OpenAPI document lists them.
 pub static RESOURCES: &[&Resource] = &[
     &MAILBOXES,
     &SKILLS,

@@ -38,7 +38,8 @@ impl Rule {
             .collect()
     }
 
-    fn holds(&self, facts: &Facts) -> bool {
+    /// Whether every condition holds; `text` is `facts.text` in lowercase.
+    fn holds(&self, facts: &Facts, text: &str) -> bool {
         let some_is = |condition: Option<&str>, fact: Option<&str>| {
             condition.is_none_or(|c| fact.is_some_and(|f| f == c))
         };
@@ -51,10 +52,7 @@ impl Rule {
             && self
                 .hours
                 .is_none_or(|h| h.hours.contains(facts.at) != h.outside)
-            && (self.keywords.is_empty() || {
-                let text = facts.text.to_lowercase();
-                self.keywords.iter().any(|k| text.contains(k.as_str()))
-            })
+            && (self.keywords.is_empty() || self.keywords.iter().any(|k| text.contains(k.as_str())))
     }
 }
 
@@ -81,11 +79,20 @@ pub struct Decision {
 
 /// The first of `rules` (in their order) whose conditions hold for `facts`.
 pub fn classify(rules: &[Rule], facts: &Facts) -> Option<Decision> {
-    rules.iter().find(|r| r.holds(facts)).map(|r| Decision {
-        rule: r.id,
-        queue: r.queue,
-        priority: r.priority,
-    })
+    // Lowercased once (a mail's whole text), and only if a rule looks for keywords.
+    let text = if rules.iter().any(|r| !r.keywords.is_empty()) {
+        facts.text.to_lowercase()
+    } else {
+        String::new()
+    };
+    rules
+        .iter()
+        .find(|r| r.holds(facts, &text))
+        .map(|r| Decision {
+            rule: r.id,
+            queue: r.queue,
+            priority: r.priority,
+        })
 }
 
 #[cfg(test)]
@@ -199,7 +206,11 @@ mod tests {
             ),
         ];
         for (r, matches) in cases {
-            assert_eq!(classify(std::slice::from_ref(&r), &base).is_some(), matches, "{r:?}");
+            assert_eq!(
+                classify(std::slice::from_ref(&r), &base).is_some(),
+                matches,
+                "{r:?}"
+            );
         }
     }
 
@@ -225,7 +236,11 @@ mod tests {
                 ..rule(1, 1)
             },
         ] {
-            assert_eq!(classify(std::slice::from_ref(&r), &anonymous), None, "{r:?}");
+            assert_eq!(
+                classify(std::slice::from_ref(&r), &anonymous),
+                None,
+                "{r:?}"
+            );
         }
     }
 

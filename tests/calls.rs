@@ -865,8 +865,9 @@ async fn agent_holds_and_resumes(db: Db) {
 }
 
 /// A call is served in its caller's language: the number's mailbox's (Sales: German) for a
-/// new caller, the customer's own once it is known — even when an agent who does not speak it
-/// has waited longer.
+/// new caller; the customer's own once it is known, in the mailbox's queue for it (Sales EN) —
+/// even when an agent who does not speak it has waited longer; and the number's language
+/// again when the mailbox has no queue for the customer's (French).
 async fn a_caller_reaches_an_agent_who_speaks_their_language(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
@@ -911,9 +912,39 @@ async fn a_caller_reaches_an_agent_who_speaks_their_language(db: Db) {
         f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
             .await;
     assert_eq!(record["language"], "en", "{record}");
+    let (_, queue) =
+        f.s.get(&format!("/api/v1/queues/{}", record["queue_id"]), &f.sam)
+            .await;
+    assert_eq!(queue["name"], "Sales EN", "{queue}");
     alice.phone.respond(&invite, 180, "ring", false).await;
     assert_eq!(caller.bye(&leg).await, 200);
     alice.phone.cancelled(&invite).await;
+    alice
+        .console
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "ready")
+        .await;
+    // French: a language of the tenant's, but Sales has no queue for it.
+    let (status, body) =
+        f.s.patch(
+            &format!("/api/v1/customers/{customer}"),
+            &f.sam,
+            json!({ "language": "fr" }),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring_from(f.caller().await, &mut bruno).await;
+    let (_, record) =
+        f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
+            .await;
+    assert_eq!(record["language"], "de", "{record}");
+    bruno.phone.respond(&invite, 180, "ring", false).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    bruno.phone.cancelled(&invite).await;
     f.s.stop().await;
 }
 
@@ -928,12 +959,13 @@ async fn a_repeated_answer_gets_the_same_ack(db: Db) {
         interaction,
         invite,
     } = f.ring(&mut bruno).await;
-    let agent_leg = bruno.phone.answer(&invite).await;
+    let (agent_leg, ack) = bruno.phone.answer_with_ack(&invite).await;
     let first = bruno.phone.repeat_answer(&invite, &agent_leg).await;
     let second = bruno.phone.repeat_answer(&invite, &agent_leg).await;
-    assert_eq!(first.to_string(), second.to_string());
+    assert_eq!(first.to_string(), ack.to_string());
+    assert_eq!(second.to_string(), ack.to_string());
     assert_eq!(
-        message::cseq(&first.headers).expect("CSeq"),
+        message::cseq(&ack.headers).expect("CSeq"),
         (message::cseq(&invite.headers).expect("CSeq").0, Method::Ack)
     );
     caller
@@ -966,6 +998,12 @@ async fn console_holds_and_resumes(db: Db) {
     assert_eq!(refused.last().expect("reply")["code"], "hold_failed");
     let refused = bruno.console.command(json!({ "type": "call.hold" })).await;
     assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    // A colleague cannot hold bruno's call.
+    let mut alice = Console::connect(&f.s, &f.s.demo_login("alice").await).await;
+    let refused = alice
+        .command(json!({ "type": "call.hold", "interaction": interaction }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "hold_failed");
 
     bruno
         .console
@@ -1002,13 +1040,33 @@ async fn console_holds_and_resumes(db: Db) {
         !to_caller.iter().any(|p| p == b"agent on hold"),
         "held audio reached the caller: {to_caller:?}"
     );
-    for kind in ["call.held", "call.resumed"] {
-        let logged = f.events(kind, interaction).await;
-        assert_eq!(logged.len(), 1, "{kind}: {logged:?}");
-        assert_eq!(logged[0]["agent_id"], bruno.id, "{kind}: {logged:?}");
-    }
+    // Held again, then the caller hangs up: that ends the hold too.
+    bruno
+        .console
+        .ok(json!({ "type": "call.hold", "interaction": interaction }))
+        .await;
+    hears_music(&mut caller, &leg).await;
     f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
         .await;
+    for (kind, reasons) in [
+        ("call.held", vec![Value::Null, Value::Null]),
+        ("call.resumed", vec![json!("console"), json!("hung up")]),
+    ] {
+        let logged = eventually(kind, || async {
+            let logged = f.events(kind, interaction).await;
+            (logged.len() == 2).then_some(logged)
+        })
+        .await;
+        let mut got = Vec::new();
+        for event in &logged {
+            assert_eq!(event["agent_id"], bruno.id, "{kind}: {logged:?}");
+            let payload: Value = serde_json::from_str(event["payload"].as_str().unwrap_or("{}"))
+                .expect("the event's payload");
+            got.push(payload["reason"].clone());
+        }
+        got.sort_by_key(|r| r.to_string());
+        assert_eq!(got, reasons, "{kind}: {logged:?}");
+    }
     f.s.stop().await;
 }
 

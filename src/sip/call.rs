@@ -325,19 +325,22 @@ impl CallActor {
                 }
                 None
             }
-            CallCmd::Hold { on } => {
-                if on != self.console_holds {
-                    self.console_holds = on;
+            CallCmd::Hold { on: true } => {
+                if !self.console_holds {
+                    self.console_holds = true;
                     let agent = self.connected.map(|c| c.agent);
-                    tracing::info!(call = self.key, ?agent, hold = on, "console hold");
-                    let kind = if on { "call.held" } else { "call.resumed" };
-                    self.log(kind, agent, serde_json::json!({})).await;
+                    tracing::info!(call = self.key, ?agent, "console hold");
+                    self.log("call.held", agent, serde_json::json!({}));
                 }
                 None
             }
+            CallCmd::Hold { on: false } => {
+                self.resume("console");
+                None
+            }
             CallCmd::Transferred => {
+                self.resume("transferred");
                 self.agent_holds = false;
-                self.console_holds = false;
                 self.connected = None;
                 relay.leg_mut(LegId::B).renegotiate(None, false);
                 None
@@ -367,13 +370,13 @@ impl CallActor {
                 if let Err(err) = ended {
                     tracing::warn!(call = self.key, %err, "routing did not end the transferred call");
                 }
+                self.resume("transferred");
                 self.connected = None;
                 self.agent_holds = false;
-                self.console_holds = false;
                 relay.leg_mut(LegId::B).renegotiate(None, false);
                 let agent = self.talked.map(|c| c.agent);
                 let payload = serde_json::json!({ "to": number });
-                self.log("call.transferred", agent, payload).await;
+                self.log("call.transferred", agent, payload);
                 None
             }
             CallCmd::ExternalAnswered { leg, remote } => {
@@ -396,12 +399,26 @@ impl CallActor {
         if self.connected.is_some_and(|c| c.agent == agent) {
             return;
         }
+        self.resume("new agent");
         self.connected = Some(Connected {
             agent,
             at_ms: now_ms(),
         });
         self.talked = self.connected;
-        self.console_holds = false;
+    }
+
+    /// Ends the console's hold, if there is one, for `reason` (the console, a transfer, a new
+    /// agent, the hang-up): logged as `call.resumed`, so every `call.held` has its end.
+    fn resume(&mut self, reason: &str) {
+        if std::mem::take(&mut self.console_holds) {
+            let agent = self.connected.map(|c| c.agent);
+            tracing::info!(call = self.key, ?agent, reason, "console hold ends");
+            self.log(
+                "call.resumed",
+                agent,
+                serde_json::json!({ "reason": reason }),
+            );
+        }
     }
 
     /// The caller hears music while an agent's phone or console holds the call.
@@ -409,8 +426,9 @@ impl CallActor {
         self.agent_holds || self.console_holds
     }
 
-    /// Appends `kind` about this call to the event log, with `agent` and `payload`.
-    async fn log(&self, kind: &str, agent: Option<AgentId>, payload: serde_json::Value) {
+    /// Appends `kind` about this call to the event log, with `agent` and `payload` — on a task
+    /// of its own: the media must not wait for the store's writer.
+    fn log(&self, kind: &'static str, agent: Option<AgentId>, payload: serde_json::Value) {
         let event = NewEvent {
             tenant: self.tenant.0 as i64,
             kind: kind.into(),
@@ -419,9 +437,12 @@ impl CallActor {
             queue_id: None,
             payload: payload.to_string(),
         };
-        if let Err(err) = self.store.append_event(&event).await {
-            tracing::error!(call = self.key, %err, kind, "call event not logged");
-        }
+        let (store, call) = (self.store.clone(), self.key);
+        tokio::spawn(async move {
+            if let Err(err) = store.append_event(&event).await {
+                tracing::error!(call, %err, kind, "call event not logged");
+            }
+        });
     }
 
     /// The call's outcome for its record.
@@ -569,6 +590,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
                     HangupBy::System
                 }
             };
+            actor.resume("hung up");
             (Some(actor.result()), by)
         }
         Err(err) => {

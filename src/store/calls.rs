@@ -237,7 +237,26 @@ pub(super) async fn start_in(
             .try_get::<Option<String>, _>("language")?,
         None => None,
     };
-    let language = known.or_else(|| call.language.clone());
+    // A customer whose language is not the number's is served by the queue of the number's
+    // mailbox for that language, if there is one (an English caller of the German hotline
+    // waits in Sales EN); else in the number's language and queue — never with a language
+    // the number's queue may have no agent for.
+    let mut language = call.language.clone();
+    let mut queue = call.queue;
+    if let (Some(code), Some(mailbox), Some(_)) = (known, call.mailbox, call.queue) {
+        if Some(&code) != call.language.as_ref() {
+            let row = sqlx::query(super::LANGUAGE_QUEUE)
+                .bind(call.tenant)
+                .bind(mailbox)
+                .bind(code.clone())
+                .fetch_optional(&mut **tx)
+                .await?;
+            if let Some(row) = row {
+                queue = Some(row.try_get("id")?);
+                language = Some(code);
+            }
+        }
+    }
     let (state, subject, direction) = match call.dialled_by {
         Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
         None => (
@@ -257,7 +276,7 @@ pub(super) async fn start_in(
     )
     .bind(call.tenant)
     .bind(call.mailbox)
-    .bind(call.queue)
+    .bind(queue)
     .bind(customer)
     .bind(language.clone())
     .bind(state)
@@ -267,7 +286,7 @@ pub(super) async fn start_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
-    let classified = match call.queue {
+    let classified = match queue {
         Some(_) => {
             let facts = Facts {
                 channel: "call",
@@ -281,7 +300,7 @@ pub(super) async fn start_in(
         }
         None => None,
     };
-    let queue = classified.map(|d| d.queue).or(call.queue);
+    let queue = classified.map(|d| d.queue).or(queue);
     let priority = classified.and_then(|d| d.priority).unwrap_or(0);
     let sounds = match queue {
         Some(queue) => {

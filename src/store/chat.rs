@@ -217,18 +217,12 @@ impl Store {
                 break;
             }
         }
-        let row = sqlx::query(
-            "SELECT q.id FROM queues q \
-             JOIN queue_skills qs ON qs.queue_id = q.id \
-             JOIN skills k ON k.id = qs.skill_id AND k.kind = 'language' AND k.name = $3 \
-             WHERE q.tenant_id = $1 AND q.mailbox_id = $2 \
-             ORDER BY q.priority DESC, q.id LIMIT 1",
-        )
-        .bind(widget.tenant_id)
-        .bind(widget.mailbox_id)
-        .bind(route.language.clone())
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(super::LANGUAGE_QUEUE)
+            .bind(widget.tenant_id)
+            .bind(widget.mailbox_id)
+            .bind(route.language.clone())
+            .fetch_optional(&self.pool)
+            .await?;
         route.queue = match row {
             Some(row) => Some(row.try_get("id")?),
             None => widget.queue_id,

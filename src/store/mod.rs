@@ -553,6 +553,14 @@ fn padded_chunks<T>(mut items: &[T]) -> impl Iterator<Item = (&[T], usize)> {
 
 /// How long a SQLite connection waits for a lock held by another one (set on every
 /// connection; `checkpoint` sets it back with this after doing without for a while).
+/// The queue of a mailbox ($2, of tenant $1) that serves a language ($3, a language skill's
+/// name): the one of highest priority among those requiring that skill.
+const LANGUAGE_QUEUE: &str = "SELECT q.id FROM queues q \
+     JOIN queue_skills qs ON qs.queue_id = q.id \
+     JOIN skills k ON k.id = qs.skill_id AND k.kind = 'language' AND k.name = $3 \
+     WHERE q.tenant_id = $1 AND q.mailbox_id = $2 \
+     ORDER BY q.priority DESC, q.id LIMIT 1";
+
 const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000";
 
 /// SQLite connections in write-ahead-log mode: readers run beside the writer; `synchronous =

@@ -472,6 +472,8 @@ impl Store {
                 existing = ticket_state(&mut tx, t, tag).await?;
             }
         }
+        // The queue the event names: a new ticket's classified one.
+        let mut queue = new.queue;
         let (interaction, outcome) = match existing {
             Some((id, state, status)) => {
                 let active = matches!(state.as_str(), "new" | "queued" | "offered" | "connected");
@@ -547,7 +549,9 @@ impl Store {
                     customer,
                     at: now,
                 };
-                super::rules::classify_in(&mut tx, t, id, &facts).await?;
+                if let Some(decision) = super::rules::classify_in(&mut tx, t, id, &facts).await? {
+                    queue = Some(decision.queue);
+                }
                 (id, Outcome::Created)
             }
         };
@@ -589,7 +593,7 @@ impl Store {
             kind: kind.into(),
             interaction_id: Some(interaction),
             agent_id: None,
-            queue_id: new.queue,
+            queue_id: queue,
             payload: json!({
                 "channel": new.channel,
                 "message": message,

@@ -584,20 +584,25 @@ Content-Length: 0\r\n\r\n",
 
     /// Answers a ringing INVITE (180, then 200 with our SDP) and waits for the ACK.
     pub async fn answer(&mut self, invite: &Request) -> Leg {
+        self.answer_with_ack(invite).await.0
+    }
+
+    /// [`Phone::answer`], also returning the ACK.
+    pub async fn answer_with_ack(&mut self, invite: &Request) -> (Leg, Request) {
         let tag = new_tag();
         self.respond(invite, 180, &tag, false).await;
         // The 2xx is repeated until the ACK comes (RFC 3261 §13.3.1.4), bounded by WAIT.
         let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        let ack = loop {
             self.respond(invite, 200, &tag, true).await;
             match self.receive_within(Duration::from_millis(500)).await {
-                Some(SipMessage::Request(r)) if r.method == Method::Ack => break,
+                Some(SipMessage::Request(r)) if r.method == Method::Ack => break r,
                 Some(other) => self.inbox.push_back(other),
                 None => assert!(tokio::time::Instant::now() < deadline, "no ACK for the 2xx"),
             }
-        }
+        };
         let to = message::to_value(&invite.headers).expect("To");
-        Leg {
+        let leg = Leg {
             call_id: message::call_id(&invite.headers)
                 .expect("Call-ID")
                 .to_owned(),
@@ -608,7 +613,8 @@ Content-Length: 0\r\n\r\n",
             target: contact_of(&invite.headers).expect("Contact in the INVITE"),
             remote_rtp: rtp_address(&invite.body),
             cseq: 0,
-        }
+        };
+        (leg, ack)
     }
 
     /// Sends the 2xx of `leg`, the answer to `invite`, again (as if its ACK had been lost) and
