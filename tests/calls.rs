@@ -283,6 +283,39 @@ impl Floor {
         }
     }
 
+    /// A caller rings `agent`'s phone and hangs up before it answers; once the agent is ready
+    /// again, returns the call's interaction record.
+    async fn rings_and_hangs_up(&self, agent: &mut Agent) -> Value {
+        let Ringing {
+            mut caller,
+            leg,
+            interaction,
+            invite,
+        } = self.ring(agent).await;
+        let (_, record) = self
+            .s
+            .get(&format!("/api/v1/interactions/{interaction}"), &self.sam)
+            .await;
+        agent.phone.respond(&invite, 180, "ring", false).await;
+        assert_eq!(caller.bye(&leg).await, 200);
+        agent.phone.cancelled(&invite).await;
+        agent
+            .console
+            .expect_where("presence.changed", |f| f["to"]["presence"] == "ready")
+            .await;
+        record
+    }
+
+    /// The customer `customer` is known to speak `language`.
+    async fn customer_speaks(&self, customer: i64, language: &str) {
+        let path = format!("/api/v1/customers/{customer}");
+        let (status, body) = self
+            .s
+            .patch(&path, &self.sam, json!({ "language": language }))
+            .await;
+        assert!(status.is_success(), "{body}");
+    }
+
     /// [`Floor::ring`], and the agent's phone answers.
     async fn connect(&self, agent: &mut Agent) -> Connected {
         let Ringing {
@@ -871,80 +904,25 @@ async fn agent_holds_and_resumes(db: Db) {
 async fn a_caller_reaches_an_agent_who_speaks_their_language(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
-    let Ringing {
-        mut caller,
-        leg,
-        interaction,
-        invite,
-    } = f.ring(&mut bruno).await;
-    let (_, record) =
-        f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
-            .await;
-    assert_eq!(record["language"], "de", "{record}");
-    // The caller gives up; bruno is ready again, and has waited longest from then on.
-    bruno.phone.respond(&invite, 180, "ring", false).await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.cancelled(&invite).await;
-    bruno
-        .console
-        .expect_where("presence.changed", |f| f["to"]["presence"] == "ready")
-        .await;
+    let first = f.rings_and_hangs_up(&mut bruno).await;
+    assert_eq!(first["language"], "de", "{first}");
+    // Bruno is ready again, and has waited longest from then on; he learnt the caller speaks
+    // English (he does not, alice does).
     let mut alice = f.agent("alice", None).await;
-    // Bruno learnt the caller speaks English (bruno does not, alice does).
-    let customer = record["customer_id"]
+    let customer = first["customer_id"]
         .as_i64()
         .expect("the caller's customer");
-    let (status, body) =
-        f.s.patch(
-            &format!("/api/v1/customers/{customer}"),
-            &f.sam,
-            json!({ "language": "en" }),
-        )
-        .await;
-    assert!(status.is_success(), "{body}");
-    let Ringing {
-        mut caller,
-        leg,
-        interaction,
-        invite,
-    } = f.ring_from(f.caller().await, &mut alice).await;
-    let (_, record) =
-        f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
-            .await;
-    assert_eq!(record["language"], "en", "{record}");
+    f.customer_speaks(customer, "en").await;
+    let english = f.rings_and_hangs_up(&mut alice).await;
+    assert_eq!(english["language"], "en", "{english}");
     let (_, queue) =
-        f.s.get(&format!("/api/v1/queues/{}", record["queue_id"]), &f.sam)
+        f.s.get(&format!("/api/v1/queues/{}", english["queue_id"]), &f.sam)
             .await;
     assert_eq!(queue["name"], "Sales EN", "{queue}");
-    alice.phone.respond(&invite, 180, "ring", false).await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    alice.phone.cancelled(&invite).await;
-    alice
-        .console
-        .expect_where("presence.changed", |f| f["to"]["presence"] == "ready")
-        .await;
     // French: a language of the tenant's, but Sales has no queue for it.
-    let (status, body) =
-        f.s.patch(
-            &format!("/api/v1/customers/{customer}"),
-            &f.sam,
-            json!({ "language": "fr" }),
-        )
-        .await;
-    assert!(status.is_success(), "{body}");
-    let Ringing {
-        mut caller,
-        leg,
-        interaction,
-        invite,
-    } = f.ring_from(f.caller().await, &mut bruno).await;
-    let (_, record) =
-        f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
-            .await;
-    assert_eq!(record["language"], "de", "{record}");
-    bruno.phone.respond(&invite, 180, "ring", false).await;
-    assert_eq!(caller.bye(&leg).await, 200);
-    bruno.phone.cancelled(&invite).await;
+    f.customer_speaks(customer, "fr").await;
+    let french = f.rings_and_hangs_up(&mut bruno).await;
+    assert_eq!(french["language"], "de", "{french}");
     f.s.stop().await;
 }
 
