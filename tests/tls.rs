@@ -96,13 +96,7 @@ async fn https_and_wss_serve_the_api_and_the_agent_console() {
     let s = tls_server(&certificate, |_| {}).await;
     assert!(s.base.starts_with("https://"), "{}", s.base);
 
-    let health = s
-        .http
-        .get(format!("{}/health", s.base))
-        .send()
-        .await
-        .expect("HTTPS request");
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_https_serves(&s).await;
     let token = s.login("demo", "alice", DEMO_PASSWORD).await;
 
     // The console over wss://, its client offering h2 too: the listener picks HTTP/1.1, which
@@ -153,13 +147,7 @@ async fn plain_http_on_the_tls_port_is_answered_https_required() {
     assert!(tokio_tungstenite::connect_async(url).await.is_err());
 
     // The listener goes on serving HTTPS.
-    let health = s
-        .http
-        .get(format!("{}/health", s.base))
-        .send()
-        .await
-        .expect("HTTPS request");
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_https_serves(&s).await;
     s.stop().await;
 }
 
@@ -208,13 +196,7 @@ async fn a_client_that_never_says_hello_is_closed_after_the_handshake_timeout() 
     );
 
     // Its place is free again (it is given back before the socket closes).
-    let health = s
-        .http
-        .get(format!("{}/health", s.base))
-        .send()
-        .await
-        .expect("HTTPS request");
-    assert_eq!(health.status(), StatusCode::OK);
+    assert_https_serves(&s).await;
     s.stop().await;
 }
 
@@ -352,4 +334,10 @@ async fn the_binary_names_the_tls_setting_or_file_it_cannot_use() {
         !dir.path().join("data").exists(),
         "serve stopped before opening the database"
     );
+}
+
+/// `GET /health` over HTTPS is answered 200.
+async fn assert_https_serves(s: &TestServer) {
+    let (status, body) = s.call(reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
