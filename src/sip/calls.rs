@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::rand_core::{OsRng, RngCore};
 use tokio::sync::mpsc;
 use vacd_actors::{AgentId, Output, TransferTarget};
-use vacd_sip::dialog::Dialog;
+use vacd_sip::dialog::{Dialog, DialogId};
 use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
 use vacd_sip::mix::Monitor;
@@ -174,6 +174,8 @@ struct AgentLeg {
     /// The ACK sent for the answer's 2xx, sent again for each retransmission of that 2xx
     /// (RFC 3261 §13.2.2.4).
     ack: Option<Request>,
+    /// The same for the second answers of a forked INVITE, which were hung up.
+    forks: Vec<(DialogId, Request)>,
 }
 
 impl AgentLeg {
@@ -658,6 +660,7 @@ impl Calls {
                     offer,
                     state: AgentState::Ringing,
                     ack: None,
+                    forks: Vec::new(),
                 });
                 true
             }
@@ -1211,8 +1214,19 @@ impl Calls {
             AgentState::Answered(answered) => Some(answered.id() == dialog.id()),
             _ => None,
         };
-        let (retransmitted, forked) = (answered == Some(true), answered == Some(false));
-        match leg.ack.as_ref().filter(|_| retransmitted) {
+        let forked = answered == Some(false);
+        // The ACK already sent for this dialog's 2xx, if this is a retransmission of it.
+        let sent = match answered {
+            Some(true) => leg.ack.as_ref(),
+            Some(false) => leg
+                .forks
+                .iter()
+                .find(|(id, _)| id == dialog.id())
+                .map(|(_, ack)| ack),
+            None => None,
+        };
+        let repeated = sent.is_some();
+        match sent {
             // The same ACK again, not a new one on a new branch.
             Some(ack) => layer.send_stateless(&rsip::SipMessage::Request(ack.clone()), leg.peer),
             // The INVITE's own CSeq number (two after a trunk's challenge), and its credentials
@@ -1228,7 +1242,9 @@ impl Calls {
                             ack.headers.push(credentials.clone());
                         }
                         layer.send_stateless(&rsip::SipMessage::Request(ack.clone()), leg.peer);
-                        if answered.is_none() {
+                        if forked {
+                            leg.forks.push((dialog.id().clone(), ack));
+                        } else {
                             leg.ack = Some(ack);
                         }
                     }
@@ -1238,8 +1254,8 @@ impl Calls {
         }
         match leg.state {
             // A 2xx of a second dialog (the INVITE forked on its way): acknowledged above, then
-            // hung up (RFC 3261 §13.2.2.4); the leg stays with the first answer.
-            AgentState::Answered(_) if forked => {
+            // hung up (RFC 3261 §13.2.2.4) — once; the leg stays with the first answer.
+            AgentState::Answered(_) if forked && !repeated => {
                 let mut second = dialog;
                 let bye = second.request(Method::Bye, "");
                 let peer = leg.peer;
@@ -1249,7 +1265,8 @@ impl Calls {
                 );
                 self.send_in_dialog(layer, call_key, bye, peer, now);
             }
-            // A retransmitted 2xx: the ACK above was all it needed.
+            // A retransmitted 2xx (of the answer or of a fork already hung up): the ACK above
+            // was all it needed.
             AgentState::Answered(_) => {}
             // The answer crossed our CANCEL, or came after the call ended: hang up this leg —
             // the last one of an ended call, whose place it held until now.

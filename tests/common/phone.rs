@@ -38,6 +38,13 @@ pub struct Leg {
     pub cseq: u32,
 }
 
+impl Leg {
+    /// Our tag in the dialog.
+    pub fn tag(&self) -> &str {
+        self.local.rsplit_once(";tag=").map_or("", |(_, tag)| tag)
+    }
+}
+
 /// The phone's signalling connection.
 enum Conn {
     Udp(UdpSocket),
@@ -617,10 +624,9 @@ Content-Length: 0\r\n\r\n",
         (leg, ack)
     }
 
-    /// Sends the 2xx of `leg`, the answer to `invite`, again (as if its ACK had been lost) and
+    /// Sends our 2xx with To tag `tag` to `invite` again (as if its ACK had been lost) and
     /// returns the ACK that comes for it — a repeat of an ACK seen before included.
-    pub async fn repeat_answer(&mut self, invite: &Request, leg: &Leg) -> Request {
-        let tag = leg.local.rsplit_once(";tag=").expect("our To tag").1;
+    pub async fn repeat_answer(&mut self, invite: &Request, tag: &str) -> Request {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             self.respond(invite, 200, tag, true).await;
