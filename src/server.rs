@@ -134,6 +134,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         routing.handle(),
         calls,
         call_ends,
+        chat.clone(),
     )
     .await?;
     tracing::info!(%addr, tls = tls.is_some(), "HTTP listening");

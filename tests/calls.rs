@@ -880,6 +880,13 @@ async fn agent_holds_and_resumes(db: Db) {
 
     let held = bruno.phone.reinvite(&mut agent_leg, "sendonly").await;
     assert_eq!(held.status_code.code(), 200, "{held}");
+    // The console hears of it.
+    bruno
+        .console
+        .expect_where("call.held", |f| {
+            f["interaction"] == interaction && f["by"] == "phone"
+        })
+        .await;
     let answer = String::from_utf8_lossy(&held.body).into_owned();
     assert!(answer.contains("a=recvonly"), "{answer}");
     // On hold: music reaches the caller again, the caller's voice does not reach the agent.
@@ -893,6 +900,10 @@ async fn agent_holds_and_resumes(db: Db) {
     // arrived (loopback keeps the order, so it would have come before).
     let resumed = bruno.phone.reinvite(&mut agent_leg, "sendrecv").await;
     assert_eq!(resumed.status_code.code(), 200, "{resumed}");
+    bruno
+        .console
+        .expect_where("call.resumed", |f| f["by"] == "phone")
+        .await;
     let (_, before) = caller
         .rtp_reaches_after(leg.remote_rtp, b"after hold", &bruno.phone)
         .await;
@@ -995,6 +1006,12 @@ async fn console_holds_and_resumes(db: Db) {
         .console
         .ok(json!({ "type": "call.hold", "interaction": interaction }))
         .await;
+    bruno
+        .console
+        .expect_where("call.held", |f| {
+            f["interaction"] == interaction && f["by"] == "console"
+        })
+        .await;
     hears_music(&mut caller, &leg).await;
     for sequence in 0..5 {
         caller
@@ -1010,6 +1027,10 @@ async fn console_holds_and_resumes(db: Db) {
     bruno
         .console
         .ok(json!({ "type": "call.resume", "interaction": interaction }))
+        .await;
+    bruno
+        .console
+        .expect_where("call.resumed", |f| f["interaction"] == interaction)
         .await;
     let (_, to_agent) = caller
         .rtp_reaches_after(leg.remote_rtp, b"after hold", &bruno.phone)

@@ -233,6 +233,10 @@
       const item = work.get(f.interaction);
       if (item) closePanel(item);
     },
+    // The call went on or off hold: from this console (or another of the agent's), or its
+    // phone (re-INVITE).
+    "call.held"(f) { showHold(f, true); },
+    "call.resumed"(f) { showHold(f, false); },
     "queue.stats"(f) { showQueueStats(f); },
     // A customer's new message joined a ticket this agent works on: the thread is read again.
     "ticket.message"(f) {
@@ -670,17 +674,22 @@
 
   // Hold (`on`) or resume a connected call from the console: vacd plays the caller music and
   // nothing passes between the legs meanwhile. The button shows the other command once vacd
-  // has acknowledged one; a second press before that sends the same command again, which
-  // vacd takes as it is. (After a reload the console does not know a hold: Hold then shows,
-  // and pressing it acknowledges the hold the call has.)
+  // has acknowledged one (and says so with `call.held` / `call.resumed`, which a hold from the
+  // phone sends too); a second press before that sends the same command again, which vacd
+  // takes as it is. (After a reload the console does not know a hold until it changes: Hold
+  // then shows, and pressing it acknowledges the hold the call has.)
   function hold(item, on) {
-    command(on ? "call.hold" : "call.resume", { interaction: item.id }, on ? "hold" : "resume", () => {
-      item.held = on;
-      renderState(item);
-      const text = on ? "call on hold" : "call resumed";
-      setStatus(text);
-      announce(text);
-    });
+    command(on ? "call.hold" : "call.resume", { interaction: item.id }, on ? "hold" : "resume", () => showHold({ interaction: item.id }, on));
+  }
+
+  function showHold(f, on) {
+    const item = work.get(f.interaction);
+    if (!item || item.held === on) return;
+    item.held = on;
+    if (item.panel) renderState(item);
+    const text = on ? "call on hold" : "call resumed";
+    setStatus(f.by === "phone" ? `${text} (phone)` : text);
+    announce(text);
   }
 
   // Invite (chats) and transfer: pickers of agents and queues, for calls also an outside

@@ -28,6 +28,7 @@ use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
 use vacd_sip::mix::{decode_frame, encode_frame, Monitor, PcmFrame};
 use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction, RelayLeg, RtpPacket};
 
+use crate::chat::ChatHub;
 use crate::routing::{CallTap, RoutingHandle};
 use crate::store::{now_ms, CallEnd, CallResult, HangupBy, NewCall, NewEvent, QueueSounds, Store};
 
@@ -196,6 +197,7 @@ pub struct CallSetup {
     pub sounds: Arc<Sounds>,
     pub routing: RoutingHandle,
     pub tap: CallTap,
+    pub consoles: ChatHub,
     pub store: Store,
     pub reports: mpsc::UnboundedSender<CallReport>,
 }
@@ -212,6 +214,7 @@ struct CallActor {
     tenant: TenantId,
     interaction: InteractionId,
     routing: RoutingHandle,
+    consoles: ChatHub,
     store: Store,
     reports: mpsc::UnboundedSender<CallReport>,
     /// The agent talking to the caller now.
@@ -320,8 +323,14 @@ impl CallActor {
                 receiving,
             } => {
                 relay.leg_mut(leg).renegotiate(remote, receiving);
-                if leg == LegId::B {
+                if leg == LegId::B && self.agent_holds == receiving {
                     self.agent_holds = !receiving;
+                    let kind = if receiving {
+                        "call.resumed"
+                    } else {
+                        "call.held"
+                    };
+                    self.tell_agent(serde_json::json!({ "type": kind, "by": "phone" }));
                 }
                 None
             }
@@ -331,6 +340,7 @@ impl CallActor {
                     let agent = self.connected.map(|c| c.agent);
                     tracing::info!(call = self.key, ?agent, "console hold");
                     self.log("call.held", agent, serde_json::json!({}));
+                    self.tell_agent(serde_json::json!({ "type": "call.held", "by": "console" }));
                 }
                 None
             }
@@ -418,6 +428,17 @@ impl CallActor {
                 agent,
                 serde_json::json!({ "reason": reason }),
             );
+            self.tell_agent(serde_json::json!({ "type": "call.resumed", "by": "console" }));
+        }
+    }
+
+    /// Sends the connected agent's console `frame` about this call (its `interaction` added).
+    fn tell_agent(&self, mut frame: serde_json::Value) {
+        if let Some(connected) = self.connected {
+            frame["interaction"] = self.interaction.0.into();
+            let tenant = self.tenant.0 as i64;
+            self.consoles
+                .to_console(tenant, connected.agent, frame.to_string());
         }
     }
 
@@ -498,6 +519,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         sounds,
         routing,
         tap,
+        consoles,
         store,
         reports,
     } = setup;
@@ -517,6 +539,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         tenant: TenantId(call.tenant as u64),
         interaction,
         routing,
+        consoles,
         store: store.clone(),
         reports,
         connected: None,

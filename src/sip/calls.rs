@@ -38,6 +38,7 @@ use vacd_sip::{Peer, Transport};
 
 use super::call::{self, CallCmd, CallReport, CallSetup, Sounds};
 use super::screening::normalise_e164;
+use crate::chat::ChatHub;
 use crate::routing::{CallRouted, CallTap, RoutingHandle};
 use crate::store::{HangupBy, NewCall, ServiceNumber, Store};
 
@@ -46,6 +47,8 @@ pub struct CallContext {
     pub store: Store,
     pub routing: RoutingHandle,
     pub tap: CallTap,
+    /// The agents' consoles, told of holds.
+    pub consoles: ChatHub,
     pub sounds: Arc<Sounds>,
     pub rtp: RtpPorts,
     /// Our SIP addresses, for Via and Contact.
@@ -485,6 +488,7 @@ impl Calls {
             sounds: self.ctx.sounds.clone(),
             routing: self.ctx.routing.clone(),
             tap: self.ctx.tap.clone(),
+            consoles: self.ctx.consoles.clone(),
             store: self.ctx.store.clone(),
             reports: self.ctx.reports.clone(),
         };

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use vacd_sip::digest::Algorithm;
 use vacd_sip::message::Limits;
 
+use crate::chat::ChatHub;
 use crate::config::{DigestAlgorithm, SipConfig};
 use crate::routing::{CallTap, CallTapEnds, RoutingHandle};
 use crate::store::Store;
@@ -110,6 +111,7 @@ impl SipEndpoint {
         routing: RoutingHandle,
         tap: CallTap,
         ends: CallTapEnds,
+        consoles: ChatHub,
     ) -> Result<SipEndpoint, Error> {
         credentials::set_realm(&config.realm);
         let SipSockets {
@@ -143,6 +145,7 @@ impl SipEndpoint {
             store: store.clone(),
             routing,
             tap,
+            consoles,
             sounds: Arc::new(Sounds::load(&config.sounds)),
             rtp: RtpPorts::new(config.rtp_address, config.rtp_port_min, config.rtp_port_max),
             udp: advertised(udp_addr),
