@@ -1620,7 +1620,7 @@ async fn dtmf_keeps_the_callers_payload_type() {
 /// neither the SDP's IP nor the phone's SIP address) are not latched on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_behind_nat_whispers() {
-    const CALLER: f32 = 440.0;
+    const CALLER: f32 = 450.0;
     const SUPERVISOR: f32 = 2000.0;
     let f = Floor::new(Db::Sqlite).await;
     let mut sam_phone = f.supervisor_phone().await;
@@ -1715,7 +1715,7 @@ async fn click_to_dial(db: Db) {
 /// A call dialled from an A-law phone runs in A-law end to end: the customer is offered it, and
 /// a supervisor listening in hears both sides (the mix follows the law the phone chose).
 async fn click_to_dial_in_a_law_is_monitored(db: Db) {
-    const CUSTOMER: f32 = 440.0;
+    const CUSTOMER: f32 = 450.0;
     const AGENT: f32 = 1000.0;
     let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     carrier.law = Law::ALaw;
@@ -1791,14 +1791,20 @@ async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
 }
 
 /// Silent monitoring, whisper and barge over real UDP: caller and agent each play a tone
-/// (440 Hz, 1,000 Hz), the supervisor's phone plays 2,000 Hz. Silent: the supervisor hears
+/// (450 Hz, 1,000 Hz), the supervisor's phone plays 2,000 Hz. Silent: the supervisor hears
 /// both tones, nobody hears the supervisor. Whisper: the agent hears the supervisor, the
 /// caller does not. The mode switches keep the supervisor's leg (no second INVITE); the
 /// supervisor hanging up leaves the call running.
 async fn supervisor_monitors_whispers_and_barges(db: Db) {
-    const CALLER: f32 = 440.0;
+    // Whole cycles per 20 ms frame (see `Phone::play_tone`): a busy machine makes the mix drop
+    // or skip frames, which must not cancel a tone out.
+    const CALLER: f32 = 450.0;
     const AGENT: f32 = 1000.0;
     const SUPERVISOR: f32 = 2000.0;
+    // The phones talk until the supervisor has hung up, then they are stopped. A minute of
+    // frames outlasts that with room to spare: the monitoring below takes about 4 s, and up to
+    // 7.5 s on a 2-core machine under heavy load.
+    const TALK: u16 = 3_000;
     let f = Floor::new(db).await;
     let mut floor = Feed::connect(&f.s, &f.sam).await;
     let mut sam_phone = f.supervisor_phone().await;
@@ -1818,8 +1824,8 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
             })
         })
         .await;
-    let caller_voice = caller.play_tone(leg.remote_rtp, CALLER, 400);
-    let agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, 400);
+    let caller_voice = caller.play_tone(leg.remote_rtp, CALLER, TALK);
+    let agent_voice = bruno.phone.play_tone(agent_leg.remote_rtp, AGENT, TALK);
 
     // An agent may not monitor, nor may the team lead of another team; an unknown call is 404.
     let path = format!("/api/v1/calls/{interaction}/monitor");
@@ -1885,7 +1891,7 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
     let invite = sam_phone.request(Method::Invite).await;
     let sam_leg = sam_phone.answer(&invite).await;
-    let sam_voice = sam_phone.play_tone(sam_leg.remote_rtp, SUPERVISOR, 400);
+    let sam_voice = sam_phone.play_tone(sam_leg.remote_rtp, SUPERVISOR, TALK);
 
     // Silent: both tones reach the supervisor; the supervisor reaches nobody.
     let heard = sam_phone.hear(40).await;
@@ -1927,8 +1933,14 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
-    let at_agent = bruno.phone.hear(45).await;
-    let at_agent = &at_agent[20 * 160..];
+    // The 204 may come before the call's media takes the switch, and packets from before it
+    // are still queued at the phone: the agent's audio counts from the first frame with the
+    // supervisor in it.
+    let supervisor_in = |frame: &[i16]| tone_level(frame, SUPERVISOR) > 1000.0;
+    let at_agent = &bruno
+        .phone
+        .hear_from("the whisper", 25, supervisor_in)
+        .await;
     let at_caller = caller.hear(45).await;
     let at_caller = &at_caller[20 * 160..];
     assert!(
@@ -1956,8 +1968,8 @@ async fn supervisor_monitors_whispers_and_barges(db: Db) {
         )
         .await;
     assert_eq!(status, reqwest::StatusCode::NO_CONTENT);
-    let at_caller = caller.hear(45).await;
-    let at_caller = &at_caller[20 * 160..];
+    // Likewise the caller's, from the first frame with the supervisor in it.
+    let at_caller = &caller.hear_from("the barge", 25, supervisor_in).await;
     assert!(
         tone_level(at_caller, SUPERVISOR) > 1000.0,
         "barge reaches the caller: {}",

@@ -728,6 +728,12 @@ Content-Length: 0\r\n\r\n",
 impl Phone {
     /// Plays a sine tone of `frequency` Hz to `to` as 20 ms packets in the phone's law, paced
     /// in real time, for `frames` packets (a talking phone); runs in the background.
+    ///
+    /// Give a multiple of 50 Hz, a whole number of cycles per packet: vacd's monitoring mix
+    /// takes each leg's latest packet per 20 ms tick, so when packets or ticks come late (a
+    /// busy machine) a packet is dropped or a tick is silent. With whole cycles the tone goes on
+    /// in phase and [`tone_level`] drops only by the share missing; with 8.8 cycles (440 Hz) a
+    /// few such shifts cancel the tone out of the sum.
     pub fn play_tone(
         &self,
         to: SocketAddr,
@@ -782,6 +788,29 @@ impl Phone {
             samples.extend(decoded);
         }
         samples
+    }
+
+    /// Like [`Phone::hear`], from the first packet whose audio `first` accepts (those before it
+    /// are dropped, for at most the wait; `what` names it): what the phone hears once a change
+    /// in the call has reached it.
+    pub async fn hear_from(
+        &self,
+        what: &str,
+        packets: usize,
+        first: impl Fn(&[i16]) -> bool,
+    ) -> Vec<i16> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let mut samples = self.hear(1).await;
+            if first(&samples) {
+                samples.extend(self.hear(packets.saturating_sub(1)).await);
+                return samples;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no RTP packet with {what} within the wait"
+            );
+        }
     }
 }
 
