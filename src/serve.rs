@@ -46,6 +46,7 @@ use tower::Service;
 
 use crate::config::HttpConfig;
 use crate::sip::rate_limit::subscriber;
+use crate::stream::MaybeTls;
 
 /// How long the listener rests after a failed accept (out of file descriptors, say): accepting
 /// again at once would fail again and spin.
@@ -102,7 +103,7 @@ pub enum TlsError {
     #[error("TLS private key {}: {problem}", path.display())]
     Key { path: PathBuf, problem: String },
     #[error(
-        "TLS private key {} does not belong to the certificate {} (its public key differs)",
+        "TLS private key {} does not belong to the certificate {} (its public key differs; the file must start with the server's own certificate, then its chain)",
         key.display(),
         certificate.display()
     )]
@@ -529,72 +530,6 @@ struct Counted {
     tcp: TcpStream,
     /// Writes waiting for the client.
     write_stall: Stall,
-}
-
-/// A connection that is plain or TLS (client or server side): the HTTP listener's on a TLS
-/// listener, a mail server's after STARTTLS or from the start.
-#[derive(Debug)]
-pub enum MaybeTls<S> {
-    Plain(S),
-    Tls(Box<tokio_rustls::TlsStream<S>>),
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for MaybeTls<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for MaybeTls<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
-        }
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        match self {
-            MaybeTls::Plain(s) => s.is_write_vectored(),
-            MaybeTls::Tls(s) => s.is_write_vectored(),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_flush(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            MaybeTls::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            MaybeTls::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
 }
 
 /// A limit on how long an I/O operation of a stream may keep waiting for its peer: wrapped

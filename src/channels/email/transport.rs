@@ -16,7 +16,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_rustls::TlsConnector;
 
-use crate::serve::{MaybeTls, Stall};
+use crate::serve::Stall;
+use crate::stream::MaybeTls;
 
 /// How long connecting (TCP and TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
