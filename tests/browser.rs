@@ -635,15 +635,16 @@ async fn call_controls_in_chromium() {
         !to_caller.iter().any(|p| p == b"agent on hold"),
         "held audio reached the caller: {to_caller:?}"
     );
+    // The call logs its holds on a task of its own: they come to the event log soon after.
     let sam = s.demo_login("sam").await;
     for kind in ["call.held", "call.resumed"] {
-        let (_, events) = s
-            .get(
-                &format!("/api/v1/events?kind={kind}&interaction_id={interaction}"),
-                &sam,
-            )
-            .await;
-        let events = events["items"].as_array().cloned().unwrap_or_default();
+        let path = format!("/api/v1/events?kind={kind}&interaction_id={interaction}");
+        let events = common::eventually(kind, || async {
+            let (_, events) = s.get(&path, &sam).await;
+            let events = events["items"].as_array().cloned().unwrap_or_default();
+            (!events.is_empty()).then_some(events)
+        })
+        .await;
         assert_eq!(events.len(), 1, "one {kind}: {events:?}");
     }
     script.tell("transfer").await;

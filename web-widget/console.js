@@ -227,7 +227,11 @@
       item.state = "wrap_up";
       item.held = false;
       removeOffer(item);
-      if (item.panel) renderState(item);
+      if (!item.panel) return;
+      // The buttons of a connected call hide now: focus inside the panel goes on to Done.
+      const focused = item.panel.contains(document.activeElement);
+      renderState(item);
+      if (focused) item.panel.querySelector('[data-action="done"]')?.focus();
     },
     "wrapup.ended"(f) {
       const item = work.get(f.interaction);
