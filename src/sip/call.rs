@@ -9,7 +9,7 @@
 //! and hears back through [`CallReport`]s. A panic in here ends only this task; the endpoint
 //! sees the command channel close and hangs up both legs (see `calls`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
@@ -685,10 +685,33 @@ struct Supervisor {
     to_supervisor: Packetizer,
     /// Our stream to the agent while whispering or barging (the agent hears a mix).
     to_agent: Packetizer,
-    /// The latest frame of each party since the last tick.
-    caller: Option<PcmFrame>,
-    agent: Option<PcmFrame>,
-    microphone: Option<PcmFrame>,
+    /// Each party's frames waiting for the mix.
+    caller: Frames,
+    agent: Frames,
+    microphone: Frames,
+}
+
+/// Frames a monitoring mix keeps of one party, at most this many: a tick that comes late (a
+/// busy machine) no longer loses the frames that arrived meanwhile, for at most 60 ms more
+/// delay; past that the oldest goes.
+const MIX_DEPTH: usize = 3;
+
+/// One party's frames waiting for the mix, oldest first.
+#[derive(Default)]
+struct Frames(VecDeque<PcmFrame>);
+
+impl Frames {
+    fn push(&mut self, frame: PcmFrame) {
+        if self.0.len() == MIX_DEPTH {
+            self.0.pop_front();
+        }
+        self.0.push_back(frame);
+    }
+
+    /// The next frame for the mix; none is silence.
+    fn next(&mut self) -> Option<PcmFrame> {
+        self.0.pop_front()
+    }
 }
 
 impl Media {
@@ -722,9 +745,9 @@ impl Media {
                     mode,
                     to_supervisor: Packetizer::random(self.payload_type),
                     to_agent: Packetizer::random(self.payload_type),
-                    caller: None,
-                    agent: None,
-                    microphone: None,
+                    caller: Frames::default(),
+                    agent: Frames::default(),
+                    microphone: Frames::default(),
                 });
                 None
             }
@@ -847,9 +870,9 @@ impl Media {
             return;
         };
         let (caller, agent, microphone) = (
-            supervisor.caller.take(),
-            supervisor.agent.take(),
-            supervisor.microphone.take(),
+            supervisor.caller.next(),
+            supervisor.agent.next(),
+            supervisor.microphone.next(),
         );
         let mixed = supervisor
             .mode
@@ -901,7 +924,7 @@ impl Media {
             return;
         }
         if rtp.header.payload_type == payload_type {
-            supervisor.microphone = Some(decode_frame(law, rtp.payload));
+            supervisor.microphone.push(decode_frame(law, rtp.payload));
         }
     }
 
@@ -950,10 +973,36 @@ impl Media {
         if rtp.header.payload_type != payload_type {
             return;
         }
-        let frame = Some(decode_frame(law, rtp.payload));
+        let frame = decode_frame(law, rtp.payload);
         match on {
-            LegId::A => supervisor.caller = frame,
-            LegId::B => supervisor.agent = frame,
+            LegId::A => supervisor.caller.push(frame),
+            LegId::B => supervisor.agent.push(frame),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(n: i16) -> PcmFrame {
+        [n; vacd_sip::rtp::FRAME_SAMPLES]
+    }
+
+    #[test]
+    fn the_mix_takes_frames_in_order_and_keeps_the_newest() {
+        let mut frames = Frames::default();
+        assert_eq!(frames.next(), None, "nothing is silence");
+        // Two frames before a late tick: both are mixed, one per tick.
+        frames.push(frame(1));
+        frames.push(frame(2));
+        assert_eq!(frames.next(), Some(frame(1)));
+        assert_eq!(frames.next(), Some(frame(2)));
+        // More than the depth: the oldest go.
+        for n in 3..=7 {
+            frames.push(frame(n));
+        }
+        let kept: Vec<i16> = std::iter::from_fn(|| frames.next()).map(|f| f[0]).collect();
+        assert_eq!(kept, [5, 6, 7]);
     }
 }
