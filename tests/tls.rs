@@ -336,6 +336,28 @@ async fn the_binary_names_the_tls_setting_or_file_it_cannot_use() {
     );
 }
 
+/// Stopping vacd does not wait for a handshake still pending (the listener waits for its
+/// connections, and this one would wait an hour).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_does_not_wait_for_a_pending_handshake() {
+    let certificate = Certificate::new();
+    let s = tls_server(&certificate, |config| {
+        config.http.tls_handshake_timeout_seconds = 3600;
+    })
+    .await;
+    let mut silent = TcpStream::connect(s.addr()).await.expect("connect");
+    // Accepted in order: once this is served, the silent connection is in its handshake.
+    assert_https_serves(&s).await;
+    tokio::time::timeout(WAIT, s.stop())
+        .await
+        .expect("the stop does not wait for the pending handshake");
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut byte))
+        .await
+        .expect("the silent connection is closed");
+    assert!(matches!(read, Ok(0)) || read.is_err(), "{read:?}");
+}
+
 /// `GET /health` over HTTPS is answered 200.
 async fn assert_https_serves(s: &TestServer) {
     let (status, body) = s.call(reqwest::Method::GET, "/health", None, None).await;
