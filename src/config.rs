@@ -183,6 +183,17 @@ pub struct SipConfig {
     pub udp: SocketAddr,
     /// TCP address of the SIP endpoint.
     pub tcp: SocketAddr,
+    /// SIP over TLS (RFC 3261 §26, `transport=tls`; port 5061 by convention): its address,
+    /// unset (the default) for none. Needs `tls_certificate` and `tls_key`.
+    pub tls: Option<SocketAddr>,
+    /// The certificate chain SIP over TLS presents (PEM: its own certificate first, then the
+    /// intermediates). SIP's own, not the HTTP listener's: see `docs/decisions.md`.
+    pub tls_certificate: Option<PathBuf>,
+    /// The private key (PEM: PKCS#8, PKCS#1 or SEC1, unencrypted) of `tls_certificate`.
+    pub tls_key: Option<PathBuf>,
+    /// Seconds a new SIP TLS connection has to finish its handshake before it is closed; the
+    /// first message's time (`tcp_first_message_seconds`) starts after it.
+    pub tls_handshake_timeout_seconds: u64,
     /// Digest realm of registrations and trunk authentication. The agents' stored HA1 values
     /// are computed with it: after changing it, set their SIP passwords again.
     pub realm: String,
@@ -191,13 +202,14 @@ pub struct SipConfig {
     /// Messages per second accepted from one source (an IPv4 address or an IPv6 /64); the rest
     /// are dropped.
     pub rate_limit_per_second: u32,
-    /// Most open SIP TCP connections; further ones are closed at once.
+    /// Most open SIP TCP connections, TLS ones included; further ones are closed at once.
     pub max_tcp_connections: usize,
-    /// Most open SIP TCP connections from one source (an IPv4 address or an IPv6 /64); 0: no
-    /// such limit. The phones of an office behind one NAT address all count here.
+    /// Most open SIP TCP connections (TLS ones included) from one source (an IPv4 address or
+    /// an IPv6 /64); 0: no such limit. The phones of an office behind one NAT address all
+    /// count here.
     pub max_tcp_connections_per_source: usize,
-    /// Seconds a new SIP TCP connection may take to send its first message (or keep-alive)
-    /// before it is closed.
+    /// Seconds a new SIP TCP connection (a TLS one: after its handshake) may take to send its
+    /// first message (or keep-alive) before it is closed.
     pub tcp_first_message_seconds: u64,
     /// Seconds a phone vacd calls outside of routing's offers — an external number (transfer,
     /// click-to-dial), a click-to-dial agent's own phone, a monitoring supervisor's — may ring
@@ -327,6 +339,10 @@ impl Default for SipConfig {
         SipConfig {
             udp: SocketAddr::from(([127, 0, 0, 1], 5060)),
             tcp: SocketAddr::from(([127, 0, 0, 1], 5060)),
+            tls: None,
+            tls_certificate: None,
+            tls_key: None,
+            tls_handshake_timeout_seconds: 10,
             realm: "vacd".into(),
             max_calls: 1000,
             rate_limit_per_second: 200,
@@ -616,6 +632,12 @@ impl Config {
             sip.tcp_first_message_seconds,
             1..=3600,
         )?;
+        within(
+            "sip.tls_handshake_timeout_seconds",
+            sip.tls_handshake_timeout_seconds,
+            1..=3600,
+        )?;
+        validate_sip_tls(sip)?;
         at_least_one("sip.max_calls", sip.max_calls)?;
         at_least_one("sip.max_tcp_connections", sip.max_tcp_connections)?;
         at_least_one("sip.rate_limit_per_second", sip.rate_limit_per_second)?;
@@ -687,6 +709,40 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// SIP over TLS: an address with both files, or none of the three; the files' contents are
+/// checked where they are read (`sip::load_tls`).
+fn validate_sip_tls(sip: &SipConfig) -> Result<(), Error> {
+    for (key, path) in [
+        ("sip.tls_certificate", &sip.tls_certificate),
+        ("sip.tls_key", &sip.tls_key),
+    ] {
+        match path {
+            Some(path) if path.as_os_str().is_empty() => {
+                return Err(Error::Invalid {
+                    key,
+                    problem: "must name a PEM file (leave it out without SIP over TLS)".into(),
+                })
+            }
+            Some(_) if sip.tls.is_none() => {
+                return Err(Error::Invalid {
+                    key,
+                    problem: "is set but `sip.tls` (the address SIP over TLS listens on) is                               not: set it, or leave the TLS files out"
+                        .into(),
+                })
+            }
+            None if sip.tls.is_some() => {
+                return Err(Error::Invalid {
+                    key,
+                    problem: "`sip.tls` is set: SIP over TLS needs its certificate and private                               key (they may be the HTTP listener's files)"
+                        .into(),
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Figment's errors carry the key path; render every one of them on its own line.
@@ -818,6 +874,40 @@ mod tests {
         assert!(err.contains("chat.idle_timeout_seconds"), "{err}");
         let err = rejection("[chat]\nidle_warning_seconds = 86401\n");
         assert!(err.contains("chat.idle_warning_seconds"), "{err}");
+    }
+
+    #[test]
+    fn sip_over_tls_needs_its_address_and_both_files() {
+        for (toml, key) in [
+            ("[sip]\ntls = \"127.0.0.1:5061\"\n", "sip.tls_certificate"),
+            (
+                "[sip]\ntls = \"127.0.0.1:5061\"\ntls_certificate = \"c.pem\"\n",
+                "sip.tls_key",
+            ),
+            (
+                "[sip]\ntls_certificate = \"c.pem\"\ntls_key = \"k.pem\"\n",
+                "sip.tls_certificate",
+            ),
+            (
+                "[sip]\ntls = \"127.0.0.1:5061\"\ntls_certificate = \"c.pem\"\ntls_key = \"\"\n",
+                "sip.tls_key",
+            ),
+            (
+                "[sip]\ntls_handshake_timeout_seconds = 0\n",
+                "sip.tls_handshake_timeout_seconds",
+            ),
+        ] {
+            let err = rejection(toml);
+            assert!(err.contains(key), "{toml}: {err}");
+        }
+        let toml =
+            "[sip]\ntls = \"127.0.0.1:5061\"\ntls_certificate = \"c.pem\"\ntls_key = \"k.pem\"\n";
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("vacd.toml", toml)?;
+            let config = Config::load(Path::new("vacd.toml")).expect("valid");
+            assert_eq!(config.sip.tls.map(|a| a.port()), Some(5061));
+            Ok(())
+        });
     }
 
     #[test]

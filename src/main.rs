@@ -64,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
                 config.channels.letter_bold_font.as_deref(),
             )?;
             vacd::serve::Tls::configured(&config.http)?;
+            vacd::sip::load_tls(&config.sip)?;
             println!("configuration {} is valid", cli.config.display());
             Ok(())
         }

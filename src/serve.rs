@@ -16,8 +16,10 @@
 //! failed one ends that connection alone, and a plain-HTTP request to the port is answered
 //! 400 `https_required` so that the mistake is plain to see.
 //!
-//! Two of its pieces serve other streams too: the per-source count ([`Sources`], the SIP
-//! endpoint's TCP connections) and the wait limit ([`Stall`], the mail servers' streams).
+//! Some of its pieces serve other streams too: the per-source count ([`Sources`], the SIP
+//! endpoint's TCP and TLS connections), the certificate loading ([`server_config`], SIP over
+//! TLS), the plain-or-TLS stream ([`MaybeTls`], SIP and mail) and the wait limit ([`Stall`],
+//! the mail servers' streams).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -156,50 +158,7 @@ impl Tls {
         key: &Path,
         handshake_timeout: Duration,
     ) -> Result<Tls, TlsError> {
-        let bad_certificate = |problem: String| TlsError::Certificate {
-            path: certificate.to_path_buf(),
-            problem,
-        };
-        let chain = CertificateDer::pem_file_iter(certificate)
-            .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| bad_certificate(pem_problem(e)))?;
-        if chain.is_empty() {
-            return Err(bad_certificate(
-                "holds no certificate (a PEM `CERTIFICATE` block)".into(),
-            ));
-        }
-        let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
-            path: key.to_path_buf(),
-            problem: match e {
-                pem::Error::NoItemsFound => "holds no unencrypted private key (a PEM `PRIVATE \
-                                             KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)"
-                    .into(),
-                e => pem_problem(e),
-            },
-        })?;
-        let mut config =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| TlsError::Rejected {
-                    certificate: certificate.to_path_buf(),
-                    key: key.to_path_buf(),
-                    problem: e.to_string(),
-                })?
-                .with_no_client_auth()
-                .with_single_cert(chain, private_key)
-                .map_err(|e| match e {
-                    rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                        TlsError::Mismatch {
-                            certificate: certificate.to_path_buf(),
-                            key: key.to_path_buf(),
-                        }
-                    }
-                    e => TlsError::Rejected {
-                        certificate: certificate.to_path_buf(),
-                        key: key.to_path_buf(),
-                        problem: e.to_string(),
-                    },
-                })?;
+        let mut config = server_config(certificate, key)?;
         // hyper serves HTTP/1 here (websockets need it: their upgrade is HTTP/1's).
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Tls {
@@ -256,6 +215,56 @@ impl Tls {
         }
         None
     }
+}
+
+/// A TLS server configuration — TLS 1.2 and 1.3 (rustls with ring), no client certificates,
+/// no ALPN — from the PEM certificate chain at `certificate` and the private key at `key`: the
+/// HTTP listener's ([`Tls::load`]) and SIP over TLS's (`crate::sip`). Every error names the
+/// file to fix.
+pub fn server_config(certificate: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
+    let bad_certificate = |problem: String| TlsError::Certificate {
+        path: certificate.to_path_buf(),
+        problem,
+    };
+    let chain = CertificateDer::pem_file_iter(certificate)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad_certificate(pem_problem(e)))?;
+    if chain.is_empty() {
+        return Err(bad_certificate(
+            "holds no certificate (a PEM `CERTIFICATE` block)".into(),
+        ));
+    }
+    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.to_path_buf(),
+        problem: match e {
+            pem::Error::NoItemsFound => "holds no unencrypted private key (a PEM `PRIVATE \
+                                         KEY`, `RSA PRIVATE KEY` or `EC PRIVATE KEY` block)"
+                .into(),
+            e => pem_problem(e),
+        },
+    })?;
+    ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Rejected {
+            certificate: certificate.to_path_buf(),
+            key: key.to_path_buf(),
+            problem: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_single_cert(chain, private_key)
+        .map_err(|e| match e {
+            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                TlsError::Mismatch {
+                    certificate: certificate.to_path_buf(),
+                    key: key.to_path_buf(),
+                }
+            }
+            e => TlsError::Rejected {
+                certificate: certificate.to_path_buf(),
+                key: key.to_path_buf(),
+                problem: e.to_string(),
+            },
+        })
 }
 
 /// How a new connection's TLS handshake went.

@@ -54,6 +54,8 @@ pub struct Running {
     /// Where SIP listens (the configured ports, or the ones picked for port 0).
     pub sip_udp: SocketAddr,
     pub sip_tcp: SocketAddr,
+    /// With SIP over TLS on (`sip.tls`).
+    pub sip_tls: Option<SocketAddr>,
     pub store: Store,
     routing: Routing,
     chat: ChatHub,
@@ -73,7 +75,8 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
     // file stops the start with its name.
     let tls = serve::Tls::configured(&config.http)?;
     // The ports first: a port in use (another vacd, say) stops this one before it touches the
-    // database, which starting routing does (restores, finishes wrap-ups).
+    // database, which starting routing does (restores, finishes wrap-ups). SIP over TLS's
+    // certificate and key are read with SIP's sockets.
     let listener = TcpListener::bind(config.http.listen)
         .await
         .map_err(|source| Error::Bind {
@@ -152,6 +155,7 @@ pub async fn start(config: &Config) -> Result<Running, Error> {
         addr,
         sip_udp: sip.udp_addr,
         sip_tcp: sip.tcp_addr,
+        sip_tls: sip.tls_addr,
         store,
         routing,
         chat,

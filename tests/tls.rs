@@ -1,8 +1,10 @@
-//! HTTPS and WSS: with `http.tls_certificate` and `http.tls_key` the listener speaks TLS only.
-//! Real sockets throughout: reqwest (rustls) and a tokio-rustls + tungstenite websocket client
-//! that trust the test's self-signed certificate, a raw TCP client that never says hello, a
-//! plain-HTTP client on the TLS port, and the `vacd` binary with files it cannot use. TLS does
-//! not depend on the database: SQLite only.
+//! HTTPS and WSS: with `http.tls_certificate` and `http.tls_key` the listener speaks TLS only;
+//! SIP over TLS: with `sip.tls` (and `sip.tls_certificate`, `sip.tls_key`) phones and trunks
+//! signal over TLS too. Real sockets throughout: reqwest (rustls) and a tokio-rustls +
+//! tungstenite websocket client that trust the test's self-signed certificate, the test SIP
+//! phone over TLS, raw TCP clients that never say hello, a plain-HTTP client on the TLS port,
+//! and the `vacd` binary with files it cannot use. TLS does not depend on the database: SQLite
+//! only.
 
 mod common;
 
@@ -26,9 +28,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use vacd::config::Config;
 
-use common::console::WAIT;
+use common::console::{Console, WAIT};
 use common::mail::Certificate;
+use common::phone::Phone;
+use common::trunk::{self, NUMBER, SIP_PASSWORD, TRUNK_IP};
 use common::{assert_error, Db, TestServer, DEMO_PASSWORD};
+use vacd_sip::message;
+use vacd_sip::rsip::Method;
 
 /// A vacd over TLS with `certificate`, its configuration adjusted by `adjust` too.
 async fn tls_server(certificate: &Certificate, adjust: impl FnOnce(&mut Config)) -> TestServer {
@@ -362,4 +368,206 @@ async fn a_stop_does_not_wait_for_a_pending_handshake() {
 async fn assert_https_serves(s: &TestServer) {
     let (status, body) = s.call(reqwest::Method::GET, "/health", None, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// A vacd with SIP over TLS on a free loopback port with `certificate`, and the test trunk
+/// (`127.0.0.2`); its configuration adjusted by `adjust` too.
+async fn sip_tls_server(certificate: &Certificate, adjust: impl FnOnce(&mut Config)) -> TestServer {
+    let (cert, key) = (certificate.cert.clone(), certificate.key.clone());
+    TestServer::start_with(Db::Sqlite, move |config| {
+        config.sip.tls = Some("127.0.0.1:0".parse().expect("address"));
+        config.sip.tls_certificate = Some(cert);
+        config.sip.tls_key = Some(key);
+        trunk::configure(config, None);
+        adjust(config);
+    })
+    .await
+}
+
+/// An agent's phone registers over TLS (digest auth); a caller on the trunk comes in over UDP
+/// and is offered to the agent, whose phone is rung over its own TLS connection with vacd
+/// named as a TLS hop; it answers, RTP crosses both ways, and its BYE ends both legs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_registered_over_tls_is_rung_over_its_connection() {
+    let certificate = Certificate::new();
+    let s = sip_tls_server(&certificate, |_| {}).await;
+    let mut phone = Phone::tls("127.0.0.1", s.sip_tls(), &certificate.cert).await;
+    // Challenged (401) first, then registered (200): `register` asserts both.
+    phone.register("bruno", SIP_PASSWORD, None).await;
+    let token = s.demo_login("bruno").await;
+    let mut console = Console::connect(&s, &token).await;
+    console.ready().await;
+
+    let (mut caller, leg) = trunk::call_in(s.sip_udp()).await;
+    let offer = console.expect("offer").await;
+    let invite = phone.request(Method::Invite).await;
+    let via = message::top_via(&invite.headers).expect("Via");
+    assert_eq!(
+        (via.transport, via.sent_by),
+        ("TLS", s.sip_tls().to_string().as_str()),
+        "the agent's phone is rung over TLS"
+    );
+    let agent_leg = phone.answer(&invite).await;
+    assert_eq!(
+        agent_leg.target,
+        format!("sip:vacd@{};transport=tls", s.sip_tls()),
+        "vacd's Contact on the TLS leg"
+    );
+
+    caller
+        .rtp_reaches(leg.remote_rtp, b"to the agent", &phone)
+        .await;
+    phone
+        .rtp_reaches(agent_leg.remote_rtp, b"to the caller", &caller)
+        .await;
+
+    assert_eq!(phone.bye(&agent_leg).await, 200);
+    caller.take_bye().await;
+    console
+        .expect_where("interaction.ended", |f| {
+            f["interaction"] == offer["interaction"]
+        })
+        .await;
+    s.stop().await;
+}
+
+/// A trunk may call over TLS too: vacd answers on that connection and names itself there as a
+/// TLS hop; the caller's BYE is taken on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_calls_over_tls() {
+    let certificate = Certificate::new();
+    let s = sip_tls_server(&certificate, |_| {}).await;
+    let mut caller = Phone::tls(TRUNK_IP, s.sip_tls(), &certificate.cert).await;
+    let leg = caller.call(NUMBER).await.expect("vacd answers over TLS");
+    assert_eq!(
+        leg.target,
+        format!("sip:vacd@{};transport=tls", s.sip_tls())
+    );
+    assert_eq!(caller.bye(&leg).await, 200);
+    s.stop().await;
+}
+
+/// A client that connects to SIP over TLS and never sends its ClientHello holds its place only
+/// until the handshake timeout: here the only place for its address
+/// (`max_tcp_connections_per_source = 1`), so a second TLS client is refused while it lasts,
+/// and a phone connects and registers once the server has closed the silent one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sip_client_that_never_says_hello_is_closed_after_the_handshake_timeout() {
+    let certificate = Certificate::new();
+    let s = sip_tls_server(&certificate, |config| {
+        config.sip.tls_handshake_timeout_seconds = 1;
+        config.sip.max_tcp_connections_per_source = 1;
+    })
+    .await;
+    let opened = Instant::now();
+    let mut silent = TcpStream::connect(s.sip_tls()).await.expect("connect");
+
+    // Accepted after the silent connection (the listener accepts in order): no place left,
+    // closed before its handshake.
+    let connector = tls_connector(Some(&certificate.cert), &[]);
+    let tcp = TcpStream::connect(s.sip_tls()).await.expect("connect");
+    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
+    let refused = tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("the handshake ends within the wait");
+    assert!(refused.is_err(), "a second connection is refused");
+
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(WAIT, silent.read(&mut byte))
+        .await
+        .expect("the server closes the silent connection within the wait");
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed without a byte: {read:?}"
+    );
+    // Timers do not fire early: it was the handshake timeout that closed it.
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        opened.elapsed()
+    );
+
+    // Its place is free again (it is given back before the socket closes).
+    let mut phone = Phone::tls("127.0.0.1", s.sip_tls(), &certificate.cert).await;
+    phone.register("bruno", SIP_PASSWORD, None).await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_over_tls_with_files_it_cannot_use_stops_the_start() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let certificate = Certificate::new();
+    let other = Certificate::new();
+    let (cert, key) = (certificate.cert.as_path(), certificate.key.as_path());
+    let sip_tls = |certificate: Option<&Path>, key: Option<&Path>| {
+        let mut config = config_with(dir.path(), None, None);
+        config.sip.tls = Some("127.0.0.1:0".parse().expect("address"));
+        config.sip.tls_certificate = certificate.map(Path::to_path_buf);
+        config.sip.tls_key = key.map(Path::to_path_buf);
+        config
+    };
+
+    let err = start_error(&sip_tls(Some(cert), None)).await;
+    assert!(err.contains("sip.tls_key"), "{err}");
+
+    let nowhere = dir.path().join("no-such-certificate.pem");
+    let err = start_error(&sip_tls(Some(&nowhere), Some(key))).await;
+    assert!(
+        err.contains("SIP over TLS")
+            && err.contains(&nowhere.display().to_string())
+            && err.contains("cannot be read"),
+        "{err}"
+    );
+
+    // The files swapped: the certificate's file holds a key only.
+    let err = start_error(&sip_tls(Some(key), Some(cert))).await;
+    assert!(
+        err.contains(&key.display().to_string()) && err.contains("no certificate"),
+        "{err}"
+    );
+
+    let err = start_error(&sip_tls(Some(cert), Some(&other.key))).await;
+    assert!(
+        err.contains("does not belong") && err.contains(&other.key.display().to_string()),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("vacd.db").exists(),
+        "the files are checked before the database is opened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_names_the_sip_tls_setting_or_file_it_cannot_use() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let certificate = Certificate::new();
+    let address = || ("VACD_SIP__TLS", PathBuf::from("127.0.0.1:0"));
+
+    // An address without the files: the configuration is invalid (status 2), a file named.
+    let (code, stderr) = run_vacd(dir.path(), &["check-config"], &[address()]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("sip.tls_certificate"), "{stderr}");
+
+    // A key file that is not there: `check-config` and `serve` both name it.
+    let nowhere = dir.path().join("missing-key.pem");
+    let files = [
+        address(),
+        ("VACD_SIP__TLS_CERTIFICATE", certificate.cert.clone()),
+        ("VACD_SIP__TLS_KEY", nowhere.clone()),
+    ];
+    for command in ["check-config", "serve"] {
+        let (code, stderr) = run_vacd(dir.path(), &[command], &files).await;
+        assert!(
+            code.is_some_and(|code| code != 0),
+            "{command}: {code:?} {stderr}"
+        );
+        assert!(
+            stderr.contains(&nowhere.display().to_string()),
+            "{command}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("data").exists(),
+        "serve stopped before opening the database"
+    );
 }

@@ -54,6 +54,8 @@ pub struct CallContext {
     /// Our SIP addresses, for Via and Contact.
     pub udp: SocketAddr,
     pub tcp: SocketAddr,
+    /// With SIP over TLS on.
+    pub tls: Option<SocketAddr>,
     /// Where calls to external numbers go (the first trunk with `outbound`), over UDP.
     pub outbound: Option<SocketAddr>,
     /// That trunk's username and password: what vacd answers its challenge with (a provider
@@ -62,6 +64,27 @@ pub struct CallContext {
     /// How long a leg routing does not time (see [`Calls::ring`]) may ring.
     pub ring_timeout: Duration,
     pub reports: mpsc::UnboundedSender<CallReport>,
+}
+
+impl CallContext {
+    /// Our address on `transport` (UDP's for the transports vacd does not serve). A TLS peer
+    /// exists only with the TLS listener, whose address is then known.
+    fn sent_by(&self, transport: Transport) -> SocketAddr {
+        match transport {
+            Transport::Tcp => self.tcp,
+            Transport::Tls => self.tls.unwrap_or(self.tcp),
+            _ => self.udp,
+        }
+    }
+
+    /// A Via value naming us on `transport`, with a new branch.
+    fn via(&self, transport: Transport) -> String {
+        via_value(
+            transport,
+            &self.sent_by(transport).to_string(),
+            &new_branch(),
+        )
+    }
 }
 
 /// An INVITE from a trunk to a known service number, ready to be answered.
@@ -327,25 +350,18 @@ impl Calls {
     }
 
     fn sent_by(&self, transport: Transport) -> SocketAddr {
-        match transport {
-            Transport::Tcp => self.ctx.tcp,
-            _ => self.ctx.udp,
-        }
+        self.ctx.sent_by(transport)
     }
 
     fn via(&self, transport: Transport) -> String {
-        via_value(
-            transport,
-            &self.sent_by(transport).to_string(),
-            &new_branch(),
-        )
+        self.ctx.via(transport)
     }
 
     fn contact(&self, transport: Transport) -> Header {
-        let token = if transport == Transport::Tcp {
-            "tcp"
-        } else {
-            "udp"
+        let token = match transport {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            _ => "udp",
         };
         Header::Contact(rsip::headers::Contact::new(format!(
             "<sip:vacd@{};transport={token}>",
@@ -1171,7 +1187,6 @@ impl Calls {
         {
             return true;
         }
-        let (via_udp, via_tcp) = (self.via(Transport::Udp), self.via(Transport::Tcp));
         let Some(call) = self.calls.get_mut(&call_key) else {
             return false;
         };
@@ -1209,11 +1224,7 @@ impl Calls {
             self.remove_if_done(call_key);
             return true;
         };
-        let via = if leg.peer.transport == Transport::Tcp {
-            via_tcp
-        } else {
-            via_udp
-        };
+        let via = self.ctx.via(leg.peer.transport);
         let answered = match &leg.state {
             AgentState::Answered(answered) => Some(answered.id() == dialog.id()),
             _ => None,

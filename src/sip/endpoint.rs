@@ -95,8 +95,8 @@ pub struct Endpoint {
     phones: PhoneBook,
     store: Store,
     udp: Arc<UdpSocket>,
-    /// Open TCP connections by remote address.
-    connections: HashMap<SocketAddr, mpsc::Sender<Arc<[u8]>>>,
+    /// Open TCP and TLS connections by peer.
+    connections: HashMap<Peer, mpsc::Sender<Arc<[u8]>>>,
     lookups: mpsc::Sender<Lookup>,
     /// Call-IDs of new INVITEs whose dialled number is being looked up.
     looking_up: HashSet<String>,
@@ -216,10 +216,10 @@ impl Endpoint {
                 self.layer.handle_message(message, peer, now);
             }
             Inbound::Connected { peer, writer } => {
-                self.connections.insert(peer.addr, writer);
+                self.connections.insert(peer, writer);
             }
             Inbound::Disconnected { peer } => {
-                self.connections.remove(&peer.addr);
+                self.connections.remove(&peer);
                 self.layer.handle_transport_error(peer);
             }
         }
@@ -242,10 +242,10 @@ impl Endpoint {
                     tracing::debug!(%peer, %err, "UDP send failed");
                 }
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let sent = self
                     .connections
-                    .get(&peer.addr)
+                    .get(&peer)
                     .is_some_and(|writer| writer.try_send(payload).is_ok());
                 if !sent {
                     tracing::info!(%peer, "no open connection with room for this message");
@@ -702,7 +702,7 @@ fn authorization_username(request: &Request, realm: &str) -> Option<String> {
     })
 }
 
-/// Where requests to a registered contact go. Over TCP: the phone's own connection (the
+/// Where requests to a registered contact go. Over TCP or TLS: the phone's own connection (the
 /// REGISTER's source). Over UDP: the contact URI's address when it is an IP literal — a phone
 /// may register a contact other than its source — unless that address is a private one and
 /// the REGISTER came from a public one: a phone behind NAT (a home office) registers its LAN
@@ -834,6 +834,11 @@ Call-ID: r1\r\nCSeq: 1 REGISTER\r\n{authorization}Content-Length: 0\r\n\r\n"
             "203.0.113.5:40000".parse().expect("address"),
         );
         assert_eq!(contact_peer("sip:1001@192.168.1.20", tcp), tcp);
+        let tls = Peer::new(Transport::Tls, tcp.addr);
+        assert_eq!(
+            contact_peer("sip:1001@198.51.100.7;transport=tls", tls),
+            tls
+        );
     }
 
     #[test]

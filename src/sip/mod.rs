@@ -1,8 +1,8 @@
-//! The SIP endpoint of the server: the sockets (UDP and TCP on `sip.udp` / `sip.tcp`) and the
-//! task that owns all SIP state. Everything that *is* SIP — parsing, framing, transactions,
-//! digest auth, the registrar — is the sans-IO core in `vacd-sip`; this module only moves
-//! bytes and messages around it and applies vacd's policy (who may register, which trunks may
-//! call, which numbers exist).
+//! The SIP endpoint of the server: the sockets (UDP and TCP on `sip.udp` / `sip.tcp`, TLS on
+//! `sip.tls` when set) and the task that owns all SIP state. Everything that *is* SIP —
+//! parsing, framing, transactions, digest auth, the registrar — is the sans-IO core in
+//! `vacd-sip`; this module only moves bytes and messages around it and applies vacd's policy
+//! (who may register, which trunks may call, which numbers exist).
 //!
 //! Start with [`SipEndpoint::start`]; then `endpoint` (the transaction user: what each request
 //! gets), `calls` (the B2BUA's dialogs: caller leg, agent legs), `call` (the call actor: a
@@ -28,12 +28,14 @@ use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use vacd_sip::digest::Algorithm;
 use vacd_sip::message::Limits;
 
 use crate::chat::ChatHub;
 use crate::config::{DigestAlgorithm, SipConfig};
 use crate::routing::{CallTap, CallTapEnds, RoutingHandle};
+use crate::serve::{self, TlsError};
 use crate::store::Store;
 use call::Sounds;
 use calls::{CallContext, Calls, RtpPorts};
@@ -52,6 +54,27 @@ pub enum Error {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(
+        "`sip.tls` is set: SIP over TLS needs `sip.tls_certificate` and `sip.tls_key` (PEM files)"
+    )]
+    TlsFilesMissing,
+    #[error("SIP over TLS: {0}")]
+    Tls(#[from] TlsError),
+}
+
+/// The TLS configuration of SIP over TLS: `None` without `sip.tls`; an error when a file is not
+/// set, cannot be read, holds no certificate or key, or the key is not the certificate's.
+/// Read once at start (a renewed certificate takes a restart), like the HTTP listener's, and
+/// by the same code ([`serve::server_config`]).
+pub fn load_tls(config: &SipConfig) -> Result<Option<TlsAcceptor>, Error> {
+    if config.tls.is_none() {
+        return Ok(None);
+    }
+    let (Some(certificate), Some(key)) = (&config.tls_certificate, &config.tls_key) else {
+        return Err(Error::TlsFilesMissing);
+    };
+    let tls = serve::server_config(certificate, key)?;
+    Ok(Some(TlsAcceptor::from(Arc::new(tls))))
 }
 
 /// The running SIP endpoint.
@@ -60,21 +83,25 @@ pub struct SipEndpoint {
     pub udp_addr: SocketAddr,
     /// The bound TCP address.
     pub tcp_addr: SocketAddr,
+    /// The bound TLS address, if SIP over TLS is on.
+    pub tls_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// The endpoint's sockets, bound before anything else starts: a port in use stops vacd
-/// before it has touched the database.
+/// The endpoint's sockets, bound before anything else starts: a port in use — or, with TLS,
+/// a certificate or key that cannot be used — stops vacd before it has touched the database.
 pub struct SipSockets {
     udp: UdpSocket,
     udp_addr: SocketAddr,
     tcp: TcpListener,
     tcp_addr: SocketAddr,
+    tls: Option<(transport::TlsListener, SocketAddr)>,
 }
 
 impl SipSockets {
     pub async fn bind(config: &SipConfig) -> Result<SipSockets, Error> {
+        let acceptor = load_tls(config)?;
         let bind_error = |transport, addr| {
             move |source| Error::Bind {
                 transport,
@@ -91,19 +118,37 @@ impl SipSockets {
             .await
             .map_err(bind_error("TCP", config.tcp))?;
         let tcp_addr = tcp.local_addr().map_err(bind_error("TCP", config.tcp))?;
+        let tls = match (config.tls, acceptor) {
+            (Some(addr), Some(acceptor)) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(bind_error("TLS", addr))?;
+                let bound = listener.local_addr().map_err(bind_error("TLS", addr))?;
+                let listener = transport::TlsListener {
+                    listener,
+                    acceptor,
+                    handshake_within: std::time::Duration::from_secs(
+                        config.tls_handshake_timeout_seconds,
+                    ),
+                };
+                Some((listener, bound))
+            }
+            _ => None,
+        };
         Ok(SipSockets {
             udp,
             udp_addr,
             tcp,
             tcp_addr,
+            tls,
         })
     }
 }
 
 impl SipEndpoint {
-    /// Binds both transports and starts the endpoint task. Calls are routed through `routing`;
-    /// `tap` and its `ends` carry routing's outputs and the console's requests about them (see
-    /// [`CallTap`]).
+    /// Starts the transports on their sockets and the endpoint task. Calls are routed through
+    /// `routing`; `tap` and its `ends` carry routing's outputs and the console's requests about
+    /// them (see [`CallTap`]).
     pub async fn start(
         config: &SipConfig,
         sockets: SipSockets,
@@ -119,8 +164,10 @@ impl SipEndpoint {
             udp_addr,
             tcp,
             tcp_addr,
+            tls,
         } = sockets;
-        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, realm = config.realm, trunks = config.trunks.len(), "SIP listening");
+        let (tls, tls_addr) = tls.unzip();
+        tracing::info!(udp = %udp_addr, tcp = %tcp_addr, tls = ?tls_addr, realm = config.realm, trunks = config.trunks.len(), "SIP listening");
 
         match store.fail_stale_calls().await {
             Ok(0) => {}
@@ -150,6 +197,7 @@ impl SipEndpoint {
             rtp: RtpPorts::new(config.rtp_address, config.rtp_port_min, config.rtp_port_max),
             udp: advertised(udp_addr),
             tcp: advertised(tcp_addr),
+            tls: tls_addr.map(advertised),
             outbound: config.trunks.iter().find_map(|t| t.outbound),
             outbound_credentials: config
                 .trunks
@@ -192,8 +240,9 @@ impl SipEndpoint {
                 limits,
                 stopped.clone(),
             )),
-            tokio::spawn(transport::run_tcp(
+            tokio::spawn(transport::run_streams(
                 tcp,
+                tls,
                 inbound_tx,
                 limiter,
                 limits,
@@ -211,6 +260,7 @@ impl SipEndpoint {
         Ok(SipEndpoint {
             udp_addr,
             tcp_addr,
+            tls_addr,
             stop,
             tasks,
         })

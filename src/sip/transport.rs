@@ -1,14 +1,20 @@
-//! The sockets: one UDP socket task and one TCP listener with a task per connection. They only
-//! move bytes. Incoming bytes pass the per-source [`RateLimiter`], are parsed by `vacd-sip`
-//! (datagrams with [`parse_datagram`], streams through a [`StreamFramer`]) and handed to the
-//! endpoint task as [`Inbound`] messages; outgoing bytes come back from the endpoint — UDP is
-//! sent by the endpoint on the shared socket, TCP through the connection's writer channel,
-//! registered with the endpoint when the connection opens.
+//! The sockets: one UDP socket task, and one task accepting on the TCP listener and the TLS
+//! one (`sip.tls`) with a task per connection. They only move bytes. Incoming bytes pass the
+//! per-source [`RateLimiter`], are parsed by `vacd-sip` (datagrams with [`parse_datagram`],
+//! streams through a [`StreamFramer`]) and handed to the endpoint task as [`Inbound`]
+//! messages; outgoing bytes come back from the endpoint — UDP is sent by the endpoint on the
+//! shared socket, TCP and TLS through the connection's writer channel, registered with the
+//! endpoint when the connection opens.
+//!
+//! A TLS connection is a TCP connection with a handshake first (within
+//! [`TlsListener::handshake_within`]); after it, it is framed, limited and timed exactly as a
+//! TCP one, and its peer is a [`Transport::Tls`] one. Both kinds share the connection caps.
 //!
 //! Malformed input never reaches the endpoint. A datagram that cannot be parsed is answered
 //! statelessly with 400/501 when that is possible (see `reject`) and otherwise dropped; on TCP
 //! an error that loses the message boundary closes the connection, any other skips one message.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -16,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use vacd_sip::framer::{Frame, StreamFramer};
 use vacd_sip::message::{is_keep_alive, parse_datagram, Limits};
 use vacd_sip::rsip::SipMessage;
@@ -24,10 +31,11 @@ use vacd_sip::{Peer, Transport};
 use super::rate_limit::{RateLimiter, Verdict};
 use super::reject::response_to_unparsable;
 use crate::serve::{SourcePlace, Sources};
+use crate::stream::MaybeTls;
 
 /// Largest datagram read; larger ones are truncated by the kernel and then fail to parse.
 const MAX_DATAGRAM: usize = 65_535;
-/// Queued outgoing messages per TCP connection before the connection counts as stuck.
+/// Queued outgoing messages per TCP or TLS connection before the connection counts as stuck.
 const WRITER_QUEUE: usize = 256;
 /// How long the TCP listener rests after a failed accept (out of file descriptors, say).
 const ACCEPT_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
@@ -44,12 +52,12 @@ pub enum Inbound {
         message: SipMessage,
         peer: Peer,
     },
-    /// A TCP connection opened; send to `peer` through `writer`.
+    /// A TCP or TLS connection opened; send to `peer` through `writer`.
     Connected {
         peer: Peer,
         writer: mpsc::Sender<Arc<[u8]>>,
     },
-    /// A TCP connection closed.
+    /// A TCP or TLS connection closed.
     Disconnected {
         peer: Peer,
     },
@@ -131,9 +139,10 @@ pub async fn run_udp(
     }
 }
 
-/// How many SIP TCP connections may be open: in all, and from one source (0: no limit); and
-/// how long a new one may take to send something whole (a message or a keep-alive) before it
-/// is closed — it would hold its place and a file descriptor for nothing.
+/// How many SIP TCP connections (TLS ones included) may be open: in all, and from one source
+/// (0: no limit); and how long a new one may take to send something whole (a message or a
+/// keep-alive; with TLS, counted from the handshake's end) before it is closed — it would hold
+/// its place and a file descriptor for nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpCaps {
     pub max: usize,
@@ -141,10 +150,21 @@ pub struct TcpCaps {
     pub first_message_within: std::time::Duration,
 }
 
-/// Accepts TCP connections until `stop` fires, then closes them all. A connection beyond
-/// `caps` is closed at once (and logged, at most once a second).
-pub async fn run_tcp(
-    listener: TcpListener,
+/// The TLS listener (`sip.tls`) and what opens its connections.
+pub struct TlsListener {
+    pub listener: TcpListener,
+    pub acceptor: TlsAcceptor,
+    /// How long a new connection may take to finish its handshake: a client that connects and
+    /// says nothing must not hold a place under the caps for longer.
+    pub handshake_within: std::time::Duration,
+}
+
+/// Accepts TCP connections, and TLS ones with `tls`, until `stop` fires, then closes them all.
+/// A connection beyond `caps` (which count both kinds together) is closed at once (and logged,
+/// at most once a second).
+pub async fn run_streams(
+    tcp: TcpListener,
+    tls: Option<TlsListener>,
     to_endpoint: mpsc::Sender<Inbound>,
     limiter: Limiter,
     limits: Limits,
@@ -155,56 +175,120 @@ pub async fn run_tcp(
     let sources = Sources::default();
     let mut last_refusal_logged: Option<Instant> = None;
     loop {
-        tokio::select! {
+        let (accepted, transport) = tokio::select! {
             _ = stop.changed() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, addr)) => {
-                    let place = (connections.len() < caps.max)
-                        .then(|| sources.take(addr, caps.per_source))
-                        .flatten();
-                    let Some(place) = place else {
-                        if last_refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
-                            last_refusal_logged = Some(Instant::now());
-                            tracing::warn!(%addr, open = connections.len(), "SIP TCP connection refused: too many open (in all or from this source)");
-                        }
-                        drop(stream);
-                        continue;
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let peer = Peer::new(Transport::Tcp, addr);
-                    connections.spawn(run_connection(
-                        stream,
-                        peer,
-                        to_endpoint.clone(),
-                        limiter.clone(),
-                        limits,
-                        caps.first_message_within,
-                        place,
-                    ));
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            accepted = tcp.accept() => (accepted, Transport::Tcp),
+            accepted = accept_tls(tls.as_ref()) => (accepted, Transport::Tls),
+        };
+        let (stream, addr) = match accepted {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // Out of file descriptors, typically: accepting again at once would fail
+                // again at once, spinning a core and flooding the log.
+                tracing::warn!(%err, %transport, "SIP accept failed; pausing accepts briefly");
+                tokio::time::sleep(ACCEPT_PAUSE).await;
+                continue;
+            }
+        };
+        let place = (connections.len() < caps.max)
+            .then(|| sources.take(addr, caps.per_source))
+            .flatten();
+        let Some(place) = place else {
+            if last_refusal_logged.is_none_or(|at| at.elapsed() >= REFUSAL_LOG_EVERY) {
+                last_refusal_logged = Some(Instant::now());
+                tracing::warn!(%addr, %transport, open = connections.len(), "SIP connection refused: too many open (in all or from this source)");
+            }
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let peer = Peer::new(transport, addr);
+        // A TLS connection's acceptor and handshake deadline.
+        let opening = tls
+            .as_ref()
+            .filter(|_| transport == Transport::Tls)
+            .map(|tls| (tls.acceptor.clone(), tls.handshake_within));
+        let (to_endpoint, limiter) = (to_endpoint.clone(), limiter.clone());
+        connections.spawn(async move {
+            // The handshake runs here, not in the accept loop: a slow client must not hold up
+            // the others' accepts.
+            let (stream, place) = match opening {
+                None => (MaybeTls::Plain(stream), place),
+                Some((acceptor, within)) => {
+                    match open_tls(stream, peer, &acceptor, within, place).await {
+                        Some(opened) => opened,
+                        None => return,
+                    }
                 }
-                Err(err) => {
-                    // Out of file descriptors, typically: accepting again at once would fail
-                    // again at once, spinning a core and flooding the log.
-                    tracing::warn!(%err, "TCP accept failed; pausing accepts briefly");
-                    tokio::time::sleep(ACCEPT_PAUSE).await;
-                }
-            },
-        }
+            };
+            run_connection(
+                stream,
+                peer,
+                to_endpoint,
+                limiter,
+                limits,
+                caps.first_message_within,
+                place,
+            )
+            .await
+        });
     }
     connections.shutdown().await;
 }
 
-/// One TCP connection: frames what it reads, writes what the endpoint queues for it, and ends
-/// if nothing whole came within `first_message_within` of opening.
-async fn run_connection(
+/// The next connection on the TLS listener; never, without one.
+async fn accept_tls(tls: Option<&TlsListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+    match tls {
+        Some(tls) => tls.listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Opens TLS on a new connection within `within`; `None` (logged) when the client fails the
+/// handshake, closes or is too slow. A failed connection gives its place back before it is
+/// closed, so that a client seeing the close may connect again at once.
+async fn open_tls(
     stream: TcpStream,
+    peer: Peer,
+    acceptor: &TlsAcceptor,
+    within: std::time::Duration,
+    place: SourcePlace,
+) -> Option<(MaybeTls<TcpStream>, SourcePlace)> {
+    let handshake = tokio::time::timeout(within, acceptor.accept(stream).into_fallible());
+    tokio::pin!(handshake);
+    match handshake.as_mut().await {
+        Ok(Ok(stream)) => return Some((MaybeTls::Tls(Box::new(stream.into())), place)),
+        Ok(Err((err, stream))) => {
+            tracing::debug!(%peer, %err, "TLS handshake failed; SIP connection closed");
+            drop(place);
+            drop(stream);
+        }
+        Err(_) => {
+            tracing::debug!(%peer, timeout = ?within, "no TLS handshake within the timeout; SIP connection closed");
+            // The stream goes with the handshake, after the place.
+            drop(place);
+        }
+    }
+    None
+}
+
+/// Writes `bytes` to the connection and flushes them: TLS may hold written bytes until then.
+async fn write(stream: &mut MaybeTls<TcpStream>, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
+}
+
+/// One TCP or TLS connection (opened): frames what it reads, writes what the endpoint queues
+/// for it, and ends if nothing whole came within `first_message_within` of opening.
+async fn run_connection(
+    mut stream: MaybeTls<TcpStream>,
     peer: Peer,
     to_endpoint: mpsc::Sender<Inbound>,
     limiter: Limiter,
     limits: Limits,
     first_message_within: std::time::Duration,
-    _place: SourcePlace,
+    place: SourcePlace,
 ) {
     tracing::debug!(%peer, "SIP connection opened");
     let (writer, mut outgoing) = mpsc::channel::<Arc<[u8]>>(WRITER_QUEUE);
@@ -215,7 +299,6 @@ async fn run_connection(
     {
         return;
     }
-    let (mut reader, mut write_half) = stream.into_split();
     let mut framer = StreamFramer::new(limits);
     let mut buf = vec![0u8; 16 * 1024];
     // A message over the rate limit, held (and the connection not read) until `resume`.
@@ -231,7 +314,7 @@ async fn run_connection(
             () = tokio::time::sleep_until(resume.unwrap_or_else(Instant::now).into()), if resume.is_some() => {
                 resume = None;
             }
-            read = reader.read(&mut buf), if resume.is_none() => {
+            read = stream.read(&mut buf), if resume.is_none() => {
                 match read {
                     Ok(0) => break 'connection "closed by peer",
                     Ok(len) => framer.push(&buf[..len]),
@@ -240,7 +323,7 @@ async fn run_connection(
             }
             payload = outgoing.recv() => {
                 let Some(payload) = payload else { break 'connection "endpoint stopped" };
-                if write_half.write_all(&payload).await.is_err() {
+                if write(&mut stream, &payload).await.is_err() {
                     break 'connection "write error";
                 }
                 continue;
@@ -274,7 +357,7 @@ async fn run_connection(
             let admitted = admit(&limiter, peer);
             match frame {
                 Ok(Frame::KeepAlive) => {
-                    if write_half.write_all(b"\r\n").await.is_err() {
+                    if write(&mut stream, b"\r\n").await.is_err() {
                         break 'connection "write error";
                     }
                 }
@@ -302,4 +385,8 @@ async fn run_connection(
     };
     tracing::debug!(%peer, reason, "SIP connection closed");
     let _ = to_endpoint.send(Inbound::Disconnected { peer }).await;
+    // The place is given back before the socket closes: a client that sees the close may
+    // open its next connection at once.
+    drop(place);
+    drop(stream);
 }

@@ -198,6 +198,11 @@ impl TestServer {
         self.running.sip_tcp
     }
 
+    /// Where the server's SIP endpoint listens for TLS (`sip.tls` must be set).
+    pub fn sip_tls(&self) -> std::net::SocketAddr {
+        self.running.sip_tls.expect("SIP over TLS is on")
+    }
+
     pub fn store(&self) -> &Store {
         &self.running.store
     }

@@ -1,6 +1,6 @@
-//! A test SIP phone over UDP or TCP: registers with digest auth, calls a number as a trunk would, rings
-//! and answers (or declines) as an agent's phone would, hangs up, and sends and receives RTP on
-//! a socket of its own. Messages are written as text and read with `vacd-sip`'s parser; every
+//! A test SIP phone over UDP, TCP or TLS: registers with digest auth, calls a number as a trunk
+//! would, rings and answers (or declines) as an agent's phone would, hangs up, and sends and
+//! receives RTP on a socket of its own. Messages are written as text and read with `vacd-sip`'s parser; every
 //! wait is bounded and nothing sleeps.
 
 use std::collections::{HashSet, VecDeque};
@@ -8,10 +8,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpSocket, UdpSocket};
+use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 use tokio::sync::Mutex;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
 use vacd_sip::digest::answer_challenge;
 use vacd_sip::framer::{Frame, StreamFramer};
 use vacd_sip::g711::Law;
@@ -23,6 +29,24 @@ use vacd_sip::sdp::SessionDescription;
 
 /// How long the phone waits for the server.
 pub const WAIT: Duration = Duration::from_secs(10);
+
+/// The next message read from a stream connection through its framer.
+async fn next_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+    framer: &mut StreamFramer,
+) -> SipMessage {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match framer.next_frame().expect("framing") {
+            Some(Frame::Message(m)) => return m,
+            Some(Frame::KeepAlive) => continue,
+            None => {}
+        }
+        let len = reader.read(&mut buf).await.expect("read");
+        assert!(len > 0, "server closed the connection");
+        framer.push(&buf[..len]);
+    }
+}
 
 /// One established call leg, seen from the phone.
 #[derive(Debug, Clone)]
@@ -51,6 +75,11 @@ enum Conn {
     Tcp {
         reader: OwnedReadHalf,
         writer: Mutex<OwnedWriteHalf>,
+        framer: StreamFramer,
+    },
+    Tls {
+        reader: ReadHalf<TlsStream<TcpStream>>,
+        writer: Mutex<WriteHalf<TlsStream<TcpStream>>>,
         framer: StreamFramer,
     },
 }
@@ -102,6 +131,44 @@ impl Phone {
         Phone::with(conn, addr, ip, server).await
     }
 
+    /// A phone signalling over TLS from `ip` to `server`, trusting only the (self-signed)
+    /// certificate in the PEM file `trusted`, which must name `server`'s IP address.
+    pub async fn tls(ip: &str, server: SocketAddr, trusted: &std::path::Path) -> Phone {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(trusted).expect("open the certificate") {
+            roots.add(cert.expect("PEM certificate")).expect("a root");
+        }
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let socket = TcpSocket::new_v4().expect("TCP socket");
+        socket
+            .bind(format!("{ip}:0").parse().expect("address"))
+            .expect("bind");
+        let stream = tokio::time::timeout(WAIT, socket.connect(server))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        let addr = stream.local_addr().expect("address");
+        let name = ServerName::IpAddress(server.ip().into());
+        let stream = tokio::time::timeout(
+            WAIT,
+            TlsConnector::from(Arc::new(config)).connect(name, stream),
+        )
+        .await
+        .expect("handshake in time")
+        .expect("TLS handshake");
+        let (reader, writer) = tokio::io::split(stream);
+        let conn = Conn::Tls {
+            reader,
+            writer: Mutex::new(writer),
+            framer: StreamFramer::new(Limits::default()),
+        };
+        Phone::with(conn, addr, ip, server).await
+    }
+
     async fn with(conn: Conn, addr: SocketAddr, ip: &str, server: SocketAddr) -> Phone {
         let rtp = UdpSocket::bind(format!("{ip}:0")).await.expect("bind RTP");
         Phone {
@@ -144,6 +211,7 @@ a=fmtp:{te} 0-16\r\na=ptime:20\r\na={direction}\r\n",
         match self.conn {
             Conn::Udp(_) => "UDP",
             Conn::Tcp { .. } => "TCP",
+            Conn::Tls { .. } => "TLS",
         }
     }
 
@@ -157,6 +225,11 @@ a=fmtp:{te} 0-16\r\na=ptime:20\r\na={direction}\r\n",
                 socket.send_to(bytes, self.server).await.expect("send");
             }
             Conn::Tcp { writer, .. } => writer.lock().await.write_all(bytes).await.expect("write"),
+            Conn::Tls { writer, .. } => {
+                let mut writer = writer.lock().await;
+                writer.write_all(bytes).await.expect("write");
+                writer.flush().await.expect("flush");
+            }
         }
     }
 
@@ -179,19 +252,8 @@ a=fmtp:{te} 0-16\r\na=ptime:20\r\na={direction}\r\n",
                     let (len, _) = socket.recv_from(&mut buf).await.expect("receive");
                     parse_datagram(&buf[..len], &Limits::default()).expect("valid SIP")
                 }
-                Conn::Tcp { reader, framer, .. } => {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        match framer.next_frame().expect("framing") {
-                            Some(Frame::Message(m)) => return m,
-                            Some(Frame::KeepAlive) => continue,
-                            None => {}
-                        }
-                        let len = reader.read(&mut buf).await.expect("read");
-                        assert!(len > 0, "server closed the connection");
-                        framer.push(&buf[..len]);
-                    }
-                }
+                Conn::Tcp { reader, framer, .. } => next_frame(reader, framer).await,
+                Conn::Tls { reader, framer, .. } => next_frame(reader, framer).await,
             }
         };
         tokio::time::timeout(wait, read).await.ok()
