@@ -325,19 +325,25 @@ async fn the_binary_names_the_tls_setting_or_file_it_cannot_use() {
         ("VACD_HTTP__TLS_CERTIFICATE", certificate.cert.clone()),
         ("VACD_HTTP__TLS_KEY", nowhere.clone()),
     ];
+    both_commands_name(dir.path(), &files, &nowhere).await;
+}
+
+/// `check-config` and `serve` in `dir` with the settings `files` both fail naming the file
+/// `missing`, and `serve` stops before it opens the database.
+async fn both_commands_name(dir: &Path, files: &[(&str, PathBuf)], missing: &Path) {
     for command in ["check-config", "serve"] {
-        let (code, stderr) = run_vacd(dir.path(), &[command], &files).await;
+        let (code, stderr) = run_vacd(dir, &[command], files).await;
         assert!(
             code.is_some_and(|code| code != 0),
             "{command}: {code:?} {stderr}"
         );
         assert!(
-            stderr.contains(&nowhere.display().to_string()),
+            stderr.contains(&missing.display().to_string()),
             "{command}: {stderr}"
         );
     }
     assert!(
-        !dir.path().join("data").exists(),
+        !dir.join("data").exists(),
         "serve stopped before opening the database"
     );
 }
@@ -555,19 +561,5 @@ async fn the_binary_names_the_sip_tls_setting_or_file_it_cannot_use() {
         ("VACD_SIP__TLS_CERTIFICATE", certificate.cert.clone()),
         ("VACD_SIP__TLS_KEY", nowhere.clone()),
     ];
-    for command in ["check-config", "serve"] {
-        let (code, stderr) = run_vacd(dir.path(), &[command], &files).await;
-        assert!(
-            code.is_some_and(|code| code != 0),
-            "{command}: {code:?} {stderr}"
-        );
-        assert!(
-            stderr.contains(&nowhere.display().to_string()),
-            "{command}: {stderr}"
-        );
-    }
-    assert!(
-        !dir.path().join("data").exists(),
-        "serve stopped before opening the database"
-    );
+    both_commands_name(dir.path(), &files, &nowhere).await;
 }

@@ -103,6 +103,18 @@ pub struct Phone {
     pub telephone_event: u8,
 }
 
+/// A TCP connection from a port of `ip` to `server`, within the wait.
+async fn connect_from(ip: &str, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("TCP socket");
+    socket
+        .bind(format!("{ip}:0").parse().expect("address"))
+        .expect("bind");
+    tokio::time::timeout(WAIT, socket.connect(server))
+        .await
+        .expect("connect in time")
+        .expect("connect")
+}
+
 impl Phone {
     /// A phone with its SIP (UDP) and RTP sockets on `ip`.
     pub async fn new(ip: &str, server: SocketAddr) -> Phone {
@@ -113,14 +125,7 @@ impl Phone {
 
     /// A phone signalling over a TCP connection from `ip` to `server`.
     pub async fn tcp(ip: &str, server: SocketAddr) -> Phone {
-        let socket = TcpSocket::new_v4().expect("TCP socket");
-        socket
-            .bind(format!("{ip}:0").parse().expect("address"))
-            .expect("bind");
-        let stream = tokio::time::timeout(WAIT, socket.connect(server))
-            .await
-            .expect("connect in time")
-            .expect("connect");
+        let stream = connect_from(ip, server).await;
         let addr = stream.local_addr().expect("address");
         let (reader, writer) = stream.into_split();
         let conn = Conn::Tcp {
@@ -143,14 +148,7 @@ impl Phone {
             .expect("protocol versions")
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let socket = TcpSocket::new_v4().expect("TCP socket");
-        socket
-            .bind(format!("{ip}:0").parse().expect("address"))
-            .expect("bind");
-        let stream = tokio::time::timeout(WAIT, socket.connect(server))
-            .await
-            .expect("connect in time")
-            .expect("connect");
+        let stream = connect_from(ip, server).await;
         let addr = stream.local_addr().expect("address");
         let name = ServerName::IpAddress(server.ip().into());
         let stream = tokio::time::timeout(
