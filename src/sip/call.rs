@@ -692,8 +692,8 @@ struct Supervisor {
 }
 
 /// Frames a monitoring mix keeps of one party, at most this many: a tick that comes late (a
-/// busy machine) no longer loses the frames that arrived meanwhile, for at most 60 ms more
-/// delay; past that the oldest goes.
+/// busy machine) no longer loses the frames that arrived meanwhile — it mixes them all at once
+/// — and past that the oldest goes.
 const MIX_DEPTH: usize = 3;
 
 /// One party's frames waiting for the mix, oldest first.
@@ -711,6 +711,10 @@ impl Frames {
     /// The next frame for the mix; none is silence.
     fn next(&mut self) -> Option<PcmFrame> {
         self.0.pop_front()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -863,6 +867,21 @@ impl Media {
     /// whispering the agent gets caller and supervisor; while barging the caller gets agent
     /// and supervisor too (unless it hears music).
     async fn mix_tick(&mut self, packet: &mut Vec<u8>, music: bool) {
+        // Frames a late tick left waiting are mixed now, one packet each: catching up keeps
+        // the mix from lagging behind for the rest of the call.
+        for _ in 0..MIX_DEPTH {
+            self.mix_once(packet, music).await;
+            let drained = self.supervisor.as_ref().is_none_or(|s| {
+                s.caller.is_empty() && s.agent.is_empty() && s.microphone.is_empty()
+            });
+            if drained {
+                break;
+            }
+        }
+    }
+
+    /// One mixed packet from the next frame of each party.
+    async fn mix_once(&mut self, packet: &mut Vec<u8>, music: bool) {
         let law = self.law;
         let agent_to = self.relay.leg(LegId::B).destination();
         let caller_to = self.relay.leg(LegId::A).destination();
