@@ -225,7 +225,7 @@
       const item = work.get(f.interaction);
       if (!item) return;
       item.state = "wrap_up";
-      item.held = false;
+      item.holds = {};
       removeOffer(item);
       if (!item.panel) return;
       // The buttons of a connected call hide now: focus inside the panel goes on to Done.
@@ -628,7 +628,8 @@
     const state = item.panel.querySelector(".state");
     const open = item.state === "connected" && !item.chatEnded;
     state.textContent = item.state === "wrap_up" ? "Wrap-up: finish your notes, then press Done."
-      : item.held ? "On hold: the caller hears music and you do not hear each other."
+      : item.holds?.console ? "On hold: the caller hears music and you do not hear each other."
+      : item.holds?.phone ? "On hold on your phone: the caller hears music."
       : item.ticket ? `Connected · ${item.ticket.number} · ${item.ticket.status}`
       : item.chatEnded ? "The chat has ended."
       : item.monitoring ? "Monitoring: the visitor does not see you; what you write goes to the agents only, until you take over."
@@ -636,7 +637,7 @@
     const show = (name, on) => { const b = item.panel.querySelector(`[data-action="${name}"]`); if (b) b.hidden = !on; };
     show("hold", open && item.channel === "call");
     const holdButton = item.panel.querySelector('[data-action="hold"]');
-    if (holdButton) holdButton.textContent = item.held ? "Resume" : "Hold";
+    if (holdButton) holdButton.textContent = item.holds?.console ? "Resume" : "Hold";
     show("end", open && (!item.invited || item.tookOver));
     show("leave", item.invited && !item.chatEnded);
     show("takeover", Boolean(item.monitoring) && !item.chatEnded);
@@ -660,7 +661,7 @@
       return b;
     };
     return el("div", { className: "tools actions-row" },
-      button("hold", "Hold", "", () => hold(item, !item.held)),
+      button("hold", "Hold", "", () => hold(item, !item.holds?.console)),
       button("end", "End", "danger", () => (item.channel === "chat"
         ? command("chat.end", { interaction: item.id }, "end chat")
         : command("interaction.end", { interaction: item.id }, "end"))),
@@ -678,21 +679,23 @@
 
   // Hold (`on`) or resume a connected call from the console: vacd plays the caller music and
   // nothing passes between the legs meanwhile. The button shows the other command once vacd
-  // has acknowledged one (and says so with `call.held` / `call.resumed`, which a hold from the
-  // phone sends too); a second press before that sends the same command again, which vacd
-  // takes as it is. (After a reload the console does not know a hold until it changes: Hold
-  // then shows, and pressing it acknowledges the hold the call has.)
+  // has acknowledged one (and says so with `call.held` / `call.resumed`); a second press
+  // before that sends the same command again, which vacd takes as it is. The phone holds on
+  // its own (re-INVITE, `by: "phone"`): the console shows that hold, which only the phone
+  // ends — its button stays the console's. (After a reload the console does not know a hold
+  // until it changes: Hold then shows, and pressing it acknowledges the hold the call has.)
   function hold(item, on) {
-    command(on ? "call.hold" : "call.resume", { interaction: item.id }, on ? "hold" : "resume", () => showHold({ interaction: item.id }, on));
+    command(on ? "call.hold" : "call.resume", { interaction: item.id }, on ? "hold" : "resume", () => showHold({ interaction: item.id, by: "console" }, on));
   }
 
   function showHold(f, on) {
     const item = work.get(f.interaction);
-    if (!item || item.held === on) return;
-    item.held = on;
+    const by = f.by === "phone" ? "phone" : "console";
+    if (!item || Boolean(item.holds?.[by]) === on) return;
+    item.holds = { ...item.holds, [by]: on };
     if (item.panel) renderState(item);
     const text = on ? "call on hold" : "call resumed";
-    setStatus(f.by === "phone" ? `${text} (phone)` : text);
+    setStatus(by === "phone" ? `${text} (phone)` : text);
     announce(text);
   }
 
