@@ -728,14 +728,14 @@ fn validate_sip_tls(sip: &SipConfig) -> Result<(), Error> {
             Some(_) if sip.tls.is_none() => {
                 return Err(Error::Invalid {
                     key,
-                    problem: "is set but `sip.tls` (the address SIP over TLS listens on) is                               not: set it, or leave the TLS files out"
+                    problem: "is set but `sip.tls` (the address SIP over TLS listens on) is not: set it, or leave the TLS files out"
                         .into(),
                 })
             }
             None if sip.tls.is_some() => {
                 return Err(Error::Invalid {
                     key,
-                    problem: "`sip.tls` is set: SIP over TLS needs its certificate and private                               key (they may be the HTTP listener's files)"
+                    problem: "`sip.tls` is set: SIP over TLS needs its certificate and private key (they may be the HTTP listener's files)"
                         .into(),
                 })
             }
