@@ -191,6 +191,9 @@ pub async fn run_streams(
                 continue;
             }
         };
+        // Connections that ended meanwhile do not count: the select may have taken this
+        // accept before their ends.
+        while connections.try_join_next().is_some() {}
         let place = (connections.len() < caps.max)
             .then(|| sources.take(addr, caps.per_source))
             .flatten();
