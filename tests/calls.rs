@@ -594,13 +594,7 @@ async fn a_stranger_cannot_talk_to_a_waiting_caller() {
     hears_music(&mut caller, &leg).await;
     let stranger = Phone::new("127.0.0.3", f.s.sip_udp()).await;
     stranger.send_rtp(offered, 1, &[0xff]).await;
-    for _ in 0..10 {
-        let (from, payload) = caller
-            .recv_rtp_within(common::phone::WAIT)
-            .await
-            .expect("music on hold");
-        assert_eq!((from, payload.len()), (leg.remote_rtp, 160), "music only");
-    }
+    caller.hears_music(&leg, 10).await;
     f.s.stop().await;
 }
 
@@ -858,12 +852,7 @@ async fn unanswered_call_is_rerouted(db: Db) {
 /// the call's media address.
 async fn hears_music(caller: &mut Phone, leg: &common::phone::Leg) {
     caller.drain_rtp().await;
-    let (from, music) = caller
-        .recv_rtp_within(common::phone::WAIT)
-        .await
-        .expect("music on hold");
-    assert_eq!(from, leg.remote_rtp);
-    assert_eq!(music.len(), 160, "20 ms of G.711");
+    caller.hears_music(leg, 1).await;
 }
 
 /// The agent's phone holds the call (re-INVITE sendonly): vacd answers recvonly, the caller

@@ -186,20 +186,7 @@ async fn a_client_that_never_says_hello_is_closed_after_the_handshake_timeout() 
         "too_many_connections",
     );
 
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(WAIT, silent.read(&mut byte))
-        .await
-        .expect("the server closes the silent connection within the wait");
-    assert!(
-        matches!(read, Ok(0)) || read.is_err(),
-        "closed without a byte: {read:?}"
-    );
-    // Timers do not fire early: it was the handshake timeout that closed it.
-    assert!(
-        opened.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        opened.elapsed()
-    );
+    closed_by_the_handshake_timeout(&mut silent, opened).await;
 
     // Its place is free again (it is given back before the socket closes).
     assert_https_serves(&s).await;
@@ -363,11 +350,30 @@ async fn a_stop_does_not_wait_for_a_pending_handshake() {
     tokio::time::timeout(WAIT, s.stop())
         .await
         .expect("the stop does not wait for the pending handshake");
+    server_closes(&mut silent).await;
+}
+
+/// The server closes `silent`, a connection that sent nothing, without a byte, within the wait.
+async fn server_closes(silent: &mut TcpStream) {
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(WAIT, silent.read(&mut byte))
         .await
-        .expect("the silent connection is closed");
-    assert!(matches!(read, Ok(0)) || read.is_err(), "{read:?}");
+        .expect("the server closes the silent connection within the wait");
+    assert!(
+        matches!(read, Ok(0)) || read.is_err(),
+        "closed without a byte: {read:?}"
+    );
+}
+
+/// [`server_closes`], and not before the 1 s handshake timeout since `opened`: timers do not
+/// fire early, so it was the timeout that closed it.
+async fn closed_by_the_handshake_timeout(silent: &mut TcpStream, opened: Instant) {
+    server_closes(silent).await;
+    assert!(
+        opened.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        opened.elapsed()
+    );
 }
 
 /// `GET /health` over HTTPS is answered 200.
@@ -478,20 +484,7 @@ async fn a_sip_client_that_never_says_hello_is_closed_after_the_handshake_timeou
         .expect("the handshake ends within the wait");
     assert!(refused.is_err(), "a second connection is refused");
 
-    let mut byte = [0u8; 1];
-    let read = tokio::time::timeout(WAIT, silent.read(&mut byte))
-        .await
-        .expect("the server closes the silent connection within the wait");
-    assert!(
-        matches!(read, Ok(0)) || read.is_err(),
-        "closed without a byte: {read:?}"
-    );
-    // Timers do not fire early: it was the handshake timeout that closed it.
-    assert!(
-        opened.elapsed() >= Duration::from_secs(1),
-        "{:?}",
-        opened.elapsed()
-    );
+    closed_by_the_handshake_timeout(&mut silent, opened).await;
 
     // Its place is free again (it is given back before the socket closes).
     let mut phone = Phone::tls("127.0.0.1", s.sip_tls(), &certificate.cert).await;

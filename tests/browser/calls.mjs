@@ -13,7 +13,7 @@
 // (`hear`).
 // Usage: node calls.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
 import { createInterface } from "node:readline";
-import { launch, WAIT } from "./chromium.mjs";
+import { consolePage, launch, signIn } from "./chromium.mjs";
 
 const [base, screenshots] = process.argv.slice(2);
 const input = createInterface({ input: process.stdin });
@@ -26,14 +26,8 @@ async function hear(expected) {
 
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(WAIT);
-  page.on("pageerror", (e) => { console.error(`page error: ${e.message}`); process.exitCode = 1; });
-  await page.goto(`${base}/console`);
-  await page.getByLabel("User").fill("bruno");
-  await page.getByLabel("Password").fill("demo-password");
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("#presence", { hasText: "offline" }).waitFor();
+  const page = await consolePage(browser, base);
+  await signIn(page, "bruno");
   const status = page.getByRole("status");
 
   // Click-to-dial with the keyboard: a number that is none is refused by the server and kept.

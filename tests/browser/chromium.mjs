@@ -12,3 +12,21 @@ export function launch() {
            "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
 }
+
+// A page of `browser` on the agent console at `base`, failing the test on any page error.
+export async function consolePage(browser, base, viewport = { width: 1280, height: 800 }) {
+  const page = await browser.newPage({ viewport });
+  page.setDefaultTimeout(WAIT);
+  page.on("pageerror", (e) => { console.error(`page error: ${e.message}`); process.exitCode = 1; });
+  await page.goto(`${base}/console`);
+  return page;
+}
+
+// Signs `user` in on the console `page` with the demo password, and waits until it shows the
+// agent offline.
+export async function signIn(page, user) {
+  await page.getByLabel("User").fill(user);
+  await page.getByLabel("Password").fill("demo-password");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#presence", { hasText: "offline" }).waitFor();
+}

@@ -12,24 +12,19 @@
 // accepts it when it comes back, and transfers it to alice. Last he signs out. Screenshots go
 // to SCREENSHOTS.
 // Usage: node console.mjs BASE_URL ALICE_ID SCREENSHOTS_DIR — run by tests/browser.rs.
-import { launch, WAIT } from "./chromium.mjs";
+import { consolePage, launch, signIn } from "./chromium.mjs";
 
 const [base, aliceId, screenshots] = process.argv.slice(2);
 const GREETING = (name) => `Hallo ${name}, danke für Ihre Nachricht. Wie kann ich helfen?`;
 
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(WAIT);
-  page.on("pageerror", (e) => { console.error(`page error: ${e.message}`); process.exitCode = 1; });
-  await page.goto(`${base}/console`);
+  const page = await consolePage(browser, base);
   await page.getByLabel("User").fill("bruno");
   await page.getByLabel("Password").fill("not-the-password");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("alert").filter({ hasText: /./ }).waitFor();
-  await page.getByLabel("Password").fill("demo-password");
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("#presence", { hasText: "offline" }).waitFor();
+  await signIn(page, "bruno");
   await page.getByRole("button", { name: "Ready" }).click();
   await page.locator("#presence", { hasText: "ready (inbound)" }).waitFor();
   await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Ready" }).waitFor();

@@ -15,7 +15,7 @@
 // Usage: node tickets.mjs BASE_URL IMAP_PORT MAIL_PASSWORD SCREENSHOTS_DIR — run by
 // tests/browser.rs.
 import net from "node:net";
-import { launch, WAIT } from "./chromium.mjs";
+import { consolePage, launch, signIn } from "./chromium.mjs";
 
 const [base, imapPort, mailPassword, screenshots] = process.argv.slice(2);
 
@@ -51,14 +51,8 @@ async function offlineMessage(message) {
 
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  page.setDefaultTimeout(WAIT);
-  page.on("pageerror", (e) => { console.error(`page error: ${e.message}`); process.exitCode = 1; });
-  await page.goto(`${base}/console`);
-  await page.getByLabel("User").fill("bruno");
-  await page.getByLabel("Password").fill("demo-password");
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("#presence", { hasText: "offline" }).waitFor();
+  const page = await consolePage(browser, base, { width: 1280, height: 900 });
+  await signIn(page, "bruno");
   await page.getByRole("button", { name: "Ready" }).click();
   await page.locator("#presence", { hasText: "ready (inbound)" }).waitFor();
 

@@ -741,6 +741,15 @@ Content-Length: 0\r\n\r\n",
         self.rtp.send_to(&packet, to).await.expect("send RTP");
     }
 
+    /// The next `packets` RTP packets are vacd's music on hold: 20 ms G.711 frames from the
+    /// media address of `leg`, the call's.
+    pub async fn hears_music(&self, leg: &Leg, packets: usize) {
+        for _ in 0..packets {
+            let (from, music) = self.recv_rtp_within(WAIT).await.expect("music on hold");
+            assert_eq!((from, music.len()), (leg.remote_rtp, 160), "music on hold");
+        }
+    }
+
     /// The next RTP packet within `wait`: its source and payload.
     pub async fn recv_rtp_within(&self, wait: Duration) -> Option<(SocketAddr, Vec<u8>)> {
         let mut buf = [0u8; 2048];
