@@ -257,6 +257,22 @@ pub(super) async fn start_in(
             }
         }
     }
+    let classified = match queue {
+        Some(_) => {
+            let facts = Facts {
+                channel: "call",
+                service_address: call.service_address,
+                text: "",
+                language: language.as_deref(),
+                customer,
+                at: now,
+            };
+            super::rules::classify_in(tx, call.tenant, &facts).await?
+        }
+        None => None,
+    };
+    let queue = classified.map(|d| d.queue).or(queue);
+    let priority = classified.and_then(|d| d.priority).unwrap_or(0);
     let (state, subject, direction) = match call.dialled_by {
         Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
         None => (
@@ -272,13 +288,14 @@ pub(super) async fn start_in(
         "INSERT INTO interactions \
          (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, \
           subject, agent_id, created_at) \
-         VALUES ($1, 'call', $2, $3, $4, $5, 0, $6, $7, $8, $9) RETURNING id",
+         VALUES ($1, 'call', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
     .bind(call.tenant)
     .bind(call.mailbox)
     .bind(queue)
     .bind(customer)
     .bind(language.clone())
+    .bind(i64::from(priority))
     .bind(state)
     .bind(subject)
     .bind(call.dialled_by)
@@ -286,22 +303,9 @@ pub(super) async fn start_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("id")?;
-    let classified = match queue {
-        Some(_) => {
-            let facts = Facts {
-                channel: "call",
-                service_address: call.service_address,
-                text: "",
-                language: language.as_deref(),
-                customer,
-                at: now,
-            };
-            super::rules::classify_in(tx, call.tenant, interaction, &facts).await?
-        }
-        None => None,
-    };
-    let queue = classified.map(|d| d.queue).or(queue);
-    let priority = classified.and_then(|d| d.priority).unwrap_or(0);
+    if let Some(decision) = &classified {
+        super::rules::log_in(tx, call.tenant, interaction, decision).await?;
+    }
     let sounds = match queue {
         Some(queue) => {
             let row = sqlx::query("SELECT greeting, music FROM queues WHERE id = $1")

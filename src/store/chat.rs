@@ -350,7 +350,7 @@ impl Store {
         route: &mut ChatRoute,
         first: &str,
     ) -> Result<(i64, i64)> {
-        let (mailbox, queue, language) = (widget.mailbox_id, route.queue, route.language.clone());
+        let (mailbox, language) = (widget.mailbox_id, route.language.clone());
         let mut tx = self.begin().await?;
         let now = now_ms();
         let (kind, value) = match (&chat.visitor_email, &chat.visitor_key) {
@@ -369,16 +369,31 @@ impl Store {
             Some(topic) => format!("Chat: {topic}"),
             None => format!("Chat with {}", chat.visitor_name),
         };
+        let text = format!("{}\n{first}", chat.topic.as_deref().unwrap_or_default());
+        let facts = Facts {
+            channel: "chat",
+            service_address: Some(widget.service_address_id),
+            text: &text,
+            language: Some(&language),
+            customer: Some(customer),
+            at: now,
+        };
+        let classified = super::rules::classify_in(&mut tx, chat.tenant, &facts).await?;
+        if let Some(decision) = &classified {
+            route.queue = Some(decision.queue);
+            route.priority = decision.priority.unwrap_or(route.priority);
+        }
         let interaction: i64 = sqlx::query(
             "INSERT INTO interactions \
              (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, subject, created_at) \
-             VALUES ($1, 'chat', $2, $3, $4, $5, 0, 'new', $6, $7) RETURNING id",
+             VALUES ($1, 'chat', $2, $3, $4, $5, $6, 'new', $7, $8) RETURNING id",
         )
         .bind(chat.tenant)
         .bind(mailbox)
-        .bind(queue)
+        .bind(route.queue)
         .bind(customer)
         .bind(language.to_owned())
+        .bind(i64::from(route.priority))
         .bind(subject)
         .bind(now)
         .fetch_one(&mut *tx)
@@ -393,20 +408,8 @@ impl Store {
         .bind(chat.id)
         .execute(&mut *tx)
         .await?;
-        let text = format!("{}\n{first}", chat.topic.as_deref().unwrap_or_default());
-        let facts = Facts {
-            channel: "chat",
-            service_address: Some(widget.service_address_id),
-            text: &text,
-            language: Some(&language),
-            customer: Some(customer),
-            at: now,
-        };
-        if let Some(decision) =
-            super::rules::classify_in(&mut tx, chat.tenant, interaction, &facts).await?
-        {
-            route.queue = Some(decision.queue);
-            route.priority = decision.priority.unwrap_or(route.priority);
+        if let Some(decision) = &classified {
+            super::rules::log_in(&mut tx, chat.tenant, interaction, decision).await?;
         }
         let event = NewEvent {
             tenant: chat.tenant,

@@ -1,7 +1,7 @@
-//! The store's side of classification: reads a tenant's enabled routing rules inside the
-//! transaction that creates an interaction, lets [`classify`] pick, moves the new row to the
-//! rule's queue (and priority) and logs the pick (`routing.classified`) — so what a rule did is
-//! in the event log beside what routing did.
+//! The store's side of classification: inside the transaction that creates an interaction,
+//! [`classify_in`] reads the tenant's enabled routing rules and lets [`classify`] pick, before
+//! the row is written (with the pick's queue and priority); [`log_in`] then logs the pick
+//! (`routing.classified`) — so what a rule did is in the event log beside what routing did.
 
 use sqlx::{Any, Row, Transaction};
 
@@ -10,13 +10,12 @@ use super::Result;
 use crate::channels::sla::BusinessHours;
 use crate::classify::{classify, Decision, Facts, Hours, Rule};
 
-/// Classifies the interaction `interaction` just inserted (of `tenant`, described by `facts`):
-/// the matching rule's decision, already written to the row and logged. A stored rule that cannot be read (hours written before they were
+/// The decision of the rule that classifies a new interaction of `tenant` described by
+/// `facts`, if one does. A stored rule that cannot be read (hours written before they were
 /// checked) is skipped with a warning rather than failing the interaction.
 pub(super) async fn classify_in(
     tx: &mut Transaction<'static, Any>,
     tenant: i64,
-    interaction: i64,
     facts: &Facts<'_>,
 ) -> Result<Option<Decision>> {
     let rows = sqlx::query(
@@ -65,9 +64,16 @@ pub(super) async fn classify_in(
                 .map(|p| p.clamp(0, 100) as i32),
         });
     }
-    let Some(decision) = classify(&rules, facts) else {
-        return Ok(None);
-    };
+    Ok(classify(&rules, facts))
+}
+
+/// Logs that `decision` classified the interaction `interaction` of `tenant`.
+pub(super) async fn log_in(
+    tx: &mut Transaction<'static, Any>,
+    tenant: i64,
+    interaction: i64,
+    decision: &Decision,
+) -> Result<()> {
     let event = NewEvent {
         tenant,
         kind: "routing.classified".into(),
@@ -81,14 +87,5 @@ pub(super) async fn classify_in(
         })
         .to_string(),
     };
-    append_in(tx, &event).await?;
-    sqlx::query(
-        "UPDATE interactions SET queue_id = $1, priority = COALESCE($2, priority) WHERE id = $3",
-    )
-    .bind(decision.queue)
-    .bind(decision.priority.map(i64::from))
-    .bind(interaction)
-    .execute(&mut **tx)
-    .await?;
-    Ok(Some(decision))
+    append_in(tx, &event).await
 }

@@ -201,6 +201,9 @@ impl Outbound {
     }
 }
 
+/// The priority a new ticket waits at unless a routing rule sets one.
+const TICKET_PRIORITY: i32 = 50;
+
 const SELECT_ADDRESS: &str = "SELECT s.id, s.tenant_id, s.address, s.mailbox_id, s.queue_id, \
      m.language, m.sla_seconds, m.signature, m.business_hours, m.parent_id FROM service_addresses s \
      JOIN mailboxes m ON m.id = s.mailbox_id";
@@ -511,17 +514,34 @@ impl Store {
                 (id, outcome)
             }
             None => {
+                let content = format!("{}\n{}", new.subject, new.text);
+                let facts = Facts {
+                    channel: new.channel,
+                    service_address: Some(new.service_address),
+                    text: &content,
+                    language: new.language.as_deref(),
+                    customer,
+                    at: now,
+                };
+                let classified = super::rules::classify_in(&mut tx, t, &facts).await?;
+                if let Some(decision) = &classified {
+                    queue = Some(decision.queue);
+                }
+                let priority = classified
+                    .and_then(|d| d.priority)
+                    .unwrap_or(TICKET_PRIORITY);
                 let id: i64 = sqlx::query(
                     "INSERT INTO interactions (tenant_id, channel, mailbox_id, queue_id, \
                      customer_id, language, priority, state, subject, sla_deadline, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, 50, 'new', $7, $8, $9) RETURNING id",
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'new', $8, $9, $10) RETURNING id",
                 )
                 .bind(t)
                 .bind(new.channel)
                 .bind(new.mailbox)
-                .bind(new.queue)
+                .bind(queue)
                 .bind(customer)
                 .bind(new.language.clone())
+                .bind(i64::from(priority))
                 .bind(truncate(&new.subject, 500))
                 .bind(new.first_answer_due)
                 .bind(now)
@@ -540,17 +560,8 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-                let text = format!("{}\n{}", new.subject, new.text);
-                let facts = Facts {
-                    channel: new.channel,
-                    service_address: Some(new.service_address),
-                    text: &text,
-                    language: new.language.as_deref(),
-                    customer,
-                    at: now,
-                };
-                if let Some(decision) = super::rules::classify_in(&mut tx, t, id, &facts).await? {
-                    queue = Some(decision.queue);
+                if let Some(decision) = &classified {
+                    super::rules::log_in(&mut tx, t, id, decision).await?;
                 }
                 (id, Outcome::Created)
             }
