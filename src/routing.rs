@@ -142,10 +142,8 @@ impl CallTap {
         mode: Option<Monitor>,
     ) -> Result<(), MonitorError> {
         let call = self
-            .calls
-            .get(&interaction.0)
-            .map(|c| *c)
-            .ok_or(MonitorError::NoCall)?;
+            .live_call(interaction)
+            .map_err(|_| MonitorError::NoCall)?;
         let (reply, done) = oneshot::channel();
         self.requests
             .send(CallRequest::Monitor {
