@@ -91,6 +91,20 @@ impl Ua {
         }
     }
 
+    /// Closes a TCP connection and waits until the server has closed its side too (it tells
+    /// the endpoint before it lets the socket go, so whatever is sent next comes after).
+    async fn close(self) {
+        let Conn::Tcp { mut stream, .. } = self.conn else {
+            panic!("only a TCP connection closes");
+        };
+        stream.shutdown().await.expect("shut down");
+        let mut rest = Vec::new();
+        tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
+            .await
+            .expect("the server closes its side in time")
+            .expect("read to the end");
+    }
+
     /// A request as text; `extra` lines end with CRLF. Returns it with its branch.
     fn request(&mut self, method: &str, uri: &str, to: &str, extra: &str) -> String {
         self.cseq += 1;
@@ -597,6 +611,33 @@ Content-Length: 50\r\n\r\nshort";
     s.stop().await;
 }
 
+/// A phone registered over TCP is reached only through its connection: when that closes, its
+/// binding ends with it, and the phone's next connection registers anew — the old contact is
+/// not listed beside the new one (nor rung, nor counted against the address's bindings).
+async fn a_closed_tcp_connection_ends_its_registration(db: Db) {
+    let s = TestServer::start(db).await;
+    let mut first = Ua::tcp(s.sip_tcp()).await;
+    let old = format!("sip:alice@{};transport=tcp", first.local);
+    let ok = first
+        .register("alice", SIP_PASSWORD, &old, 300, "MD5")
+        .await;
+    assert_eq!(contacts(&ok), vec![old.clone()], "{ok}");
+    first.close().await;
+
+    let mut second = Ua::tcp(s.sip_tcp()).await;
+    let new = format!("sip:alice@{};transport=tcp", second.local);
+    let ok = second
+        .register("alice", SIP_PASSWORD, &new, 300, "MD5")
+        .await;
+    assert_eq!(ok.status_code.code(), 200, "{ok}");
+    assert_eq!(
+        contacts(&ok),
+        vec![new],
+        "the closed connection's contact is gone"
+    );
+    s.stop().await;
+}
+
 /// Over TCP, a header section that does not parse is dropped with a log line and the
 /// connection reads on: the next request on it is answered.
 async fn a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on(db: Db) {
@@ -758,6 +799,7 @@ on_both_backends!(
     a_tcp_flood_waits_instead_of_losing_messages,
     idle_and_excess_tcp_connections_are_closed,
     a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on,
+    a_closed_tcp_connection_ends_its_registration,
     sip_credentials_through_the_api,
     options_bye_and_unknown_methods,
     invites_are_screened,

@@ -241,6 +241,21 @@ impl Registrar {
         self.bindings.remove(aor);
     }
 
+    /// Drops every binding whose REGISTER came over the connection `source` (TCP or TLS) when
+    /// that connection closes: requests to those contacts could only go through it (RFC 5626
+    /// §4.2 ties a binding to its flow), and a phone that reconnects registers again over its
+    /// new connection. Returns how many were dropped.
+    pub fn drop_source(&mut self, source: Peer) -> usize {
+        let mut removed = 0;
+        self.bindings.retain(|_, list| {
+            let before = list.len();
+            list.retain(|b| b.source != source);
+            removed += before - list.len();
+            !list.is_empty()
+        });
+        removed
+    }
+
     /// Drops every binding expired at `now`; returns how many were dropped. Cheap before the
     /// earliest expiry: nothing is looked at.
     pub fn remove_expired(&mut self, now: Instant) -> usize {
@@ -390,6 +405,31 @@ CSeq: {cseq} REGISTER\r\n"
         let live: Vec<_> = registrar.lookup(AOR, t0).collect();
         assert_eq!(live.len(), 2);
         assert!(live.iter().all(|b| b.source == source()));
+    }
+
+    #[test]
+    fn a_closed_connection_takes_its_bindings_along() {
+        let t0 = Instant::now();
+        let tcp = |port| Peer::new(Transport::Tcp, ([203, 0, 113, 9], port).into());
+        let mut registrar = Registrar::default_config();
+        for (call_id, contact, from) in [
+            ("c1", "<sip:agent1@10.0.0.5;transport=tcp>", tcp(40001)),
+            ("c2", "<sip:agent1@10.0.0.6;transport=tcp>", tcp(40002)),
+            ("c3", "<sip:agent1@10.0.0.7>", source()),
+        ] {
+            let r = registrar.register(&register(call_id, 1, &[contact], Some("600")), from, t0);
+            assert_eq!(code(&r), 200);
+        }
+        assert_eq!(registrar.drop_source(tcp(40001)), 1);
+        let left: Vec<_> = registrar.lookup(AOR, t0).map(|b| b.source).collect();
+        assert_eq!(left, vec![tcp(40002), source()]);
+        assert_eq!(registrar.drop_source(tcp(40001)), 0, "nothing left to drop");
+        assert_eq!(registrar.drop_source(tcp(40002)), 1);
+        assert_eq!(
+            registrar.lookup(AOR, t0).count(),
+            1,
+            "the UDP binding stays"
+        );
     }
 
     #[test]

@@ -221,6 +221,10 @@ impl Endpoint {
             Inbound::Disconnected { peer } => {
                 self.connections.remove(&peer);
                 self.layer.handle_transport_error(peer);
+                let dropped = self.registrar.drop_source(peer);
+                if dropped > 0 {
+                    tracing::info!(%peer, bindings = dropped, "phone's SIP connection closed; its registration ends");
+                }
             }
         }
     }
