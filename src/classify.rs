@@ -5,6 +5,8 @@
 //! priority if it sets one. Without a matching rule the service address's queue stands. No I/O:
 //! the store reads the rules and the facts and writes the outcome (see `store::rules`).
 
+use jiff::tz::TimeZone;
+
 use crate::channels::sla::BusinessHours;
 
 /// One enabled rule, as read from the store.
@@ -22,10 +24,12 @@ pub struct Rule {
     pub priority: Option<i32>,
 }
 
-/// A rule's time-of-day condition: inside `hours`, or outside them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A rule's time-of-day condition: inside `hours` on the clock of `zone` (the tenant's), or
+/// outside them.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hours {
     pub hours: BusinessHours,
+    pub zone: TimeZone,
     pub outside: bool,
 }
 
@@ -51,7 +55,8 @@ impl Rule {
             && some_is(self.language.as_deref(), facts.language)
             && self
                 .hours
-                .is_none_or(|h| h.hours.contains(facts.at) != h.outside)
+                .as_ref()
+                .is_none_or(|h| h.hours.contains(facts.at, &h.zone) != h.outside)
             && (self.keywords.is_empty() || self.keywords.iter().any(|k| text.contains(k.as_str())))
     }
 }
@@ -247,24 +252,40 @@ mod tests {
     #[test]
     fn time_of_day_inside_or_outside_the_hours() {
         let office = BusinessHours::parse("Mo-Fr 08:00-18:00").expect("hours");
-        let during = Rule {
-            hours: Some(Hours {
-                hours: office,
-                outside: false,
-            }),
-            ..rule(1, 1)
+        let office_in = |zone: TimeZone| {
+            let during = Rule {
+                hours: Some(Hours {
+                    hours: office,
+                    zone: zone.clone(),
+                    outside: false,
+                }),
+                ..rule(1, 1)
+            };
+            let after = Rule {
+                hours: Some(Hours {
+                    hours: office,
+                    zone,
+                    outside: true,
+                }),
+                ..rule(2, 2)
+            };
+            [during, after]
         };
-        let after = Rule {
-            hours: Some(Hours {
-                hours: office,
-                outside: true,
-            }),
-            ..rule(2, 2)
-        };
-        let rules = [during, after];
+        let rules = office_in(TimeZone::UTC);
         let queue_at = |at: i64| classify(&rules, &Facts { at, ..facts() }).map(|d| d.queue);
         assert_eq!(queue_at(MONDAY_10), Some(1));
         assert_eq!(queue_at(MONDAY_10 + 9 * 3_600_000), Some(2), "Monday 19:00");
         assert_eq!(queue_at(MONDAY_10 + 5 * 86_400_000), Some(2), "Saturday");
+        // Monday 10:00 UTC is 19:00 in Tokyo: after hours there.
+        let tokyo = crate::channels::sla::time_zone("Asia/Tokyo").expect("Tokyo");
+        let rules = office_in(tokyo);
+        let at_monday_10 = classify(
+            &rules,
+            &Facts {
+                at: MONDAY_10,
+                ..facts()
+            },
+        );
+        assert_eq!(at_monday_10.map(|d| d.queue), Some(2));
     }
 }

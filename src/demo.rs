@@ -40,7 +40,10 @@ pub async fn seed(store: &Store) -> Result<bool, Error> {
     if store.tenant_by_name(TENANT).await?.is_some() {
         return Ok(false);
     }
-    let tenant = store.create_tenant(TENANT, "Demo GmbH").await?;
+    // A company in Berlin: its mailboxes' business hours are Berlin's.
+    let tenant = store
+        .create_tenant_in(TENANT, "Demo GmbH", "Europe/Berlin")
+        .await?;
     let s = Seeder {
         store,
         tenant: tenant.id,

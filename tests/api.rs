@@ -739,6 +739,15 @@ async fn tenants_are_isolated(db: Db) {
         (status, tenants["total"].clone()),
         (StatusCode::OK, json!(2))
     );
+    // A tenant starts on UTC's clock unless the operator names its time zone.
+    assert_eq!(tenants["items"][1]["time_zone"], "UTC", "{tenants}");
+    let (status, zoned) = s
+        .post("/api/v1/tenants", OPERATOR_TOKEN, json!({ "name": "zoned", "display_name": "x", "admin_username": "a", "admin_password": "long-enough", "time_zone": "America/New_York" }))
+        .await;
+    assert_eq!(
+        (status, &zoned["time_zone"]),
+        (StatusCode::CREATED, &json!("America/New_York"))
+    );
     // Same usernames in two tenants are two different users.
     let demo_tenant_admin = s
         .create(
@@ -1151,6 +1160,11 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         "duplicate",
     );
     assert_error(
+        &s.post("/api/v1/tenants", OPERATOR_TOKEN, json!({ "name": "fine", "display_name": "x", "admin_username": "a", "admin_password": "long-enough", "time_zone": "Europe/Gotham" })).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    );
+    assert_error(
         &s.post(
             "/api/v1/tenants",
             OPERATOR_TOKEN,
@@ -1206,6 +1220,7 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
             "out_of_range",
             "display_name",
         ),
+        (json!({ "time_zone": "CEST" }), "invalid_value", "time_zone"),
     ] {
         let response = s.patch("/api/v1/tenants/1", &admin, change.clone()).await;
         assert_error(&response, StatusCode::UNPROCESSABLE_ENTITY, code);

@@ -1,7 +1,7 @@
 //! Classification end to end: routing rules administered through the API send a phone call, an
 //! SMS and a chat to the queue the first matching rule names — by service address and time of
 //! day, by keyword, by the chat's first message — and everything else to its service
-//! address's queue; each pick is in the event log.
+//! address's queue; each pick is in the event log. Hours are read on the tenant's clock.
 
 mod common;
 
@@ -188,4 +188,113 @@ async fn routing_rules_pick_the_queue(db: Db) {
     s.stop().await;
 }
 
-on_both_backends!(routing_rules_pick_the_queue);
+/// Hours are read on the tenant's clock: a routing rule's and a mailbox's business hours that
+/// hold now in the tenant's time zone (but not in UTC) send an SMS to the rule's queue and give
+/// it a first-answer deadline one hour of business time away; set back to UTC, they do not.
+async fn hours_follow_the_tenant_time_zone(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.channels.sms.inbound_token = "gateway-secret".into();
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    let (_, demo) = s.get("/api/v1/tenants/1", &admin).await;
+    assert_eq!(demo["time_zone"], "Europe/Berlin", "{demo}");
+    assert_error(
+        &s.patch(
+            "/api/v1/tenants/1",
+            &admin,
+            json!({ "time_zone": "Mars/Olympus_Mons" }),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_value",
+    );
+
+    // A zone whose clock is 12 (or, near its midnight, 6) hours ahead of UTC, and a window of
+    // hours around its present hour that UTC's present hour is far from.
+    let utc_hour = (vacd::store::now_ms() / 3_600_000 % 24) as i64;
+    let (zone, hour) = match (utc_hour + 12) % 24 {
+        22 | 23 | 0 | 1 => ("Etc/GMT-6", (utc_hour + 6) % 24),
+        hour => ("Etc/GMT-12", hour),
+    };
+    let window = format!("Mo-So {:02}:00-{:02}:00", hour - 1, hour + 2);
+    let (status, changed) = s
+        .patch("/api/v1/tenants/1", &admin, json!({ "time_zone": zone }))
+        .await;
+    assert_eq!(
+        (status, &changed["time_zone"]),
+        (StatusCode::OK, &json!(zone))
+    );
+
+    let (sales_de, support_de) = (
+        queue(&s, &admin, "Sales%20DE").await,
+        queue(&s, &admin, "Support%20DE").await,
+    );
+    let desk = s
+        .create(
+            "/api/v1/mailboxes",
+            &admin,
+            json!({ "name": "Night desk", "sla_seconds": 3600, "business_hours": window }),
+        )
+        .await;
+    s.create(
+        "/api/v1/service-addresses",
+        &admin,
+        json!({ "kind": "sms", "address": "+4930113", "mailbox_id": desk, "queue_id": sales_de }),
+    )
+    .await;
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "night shift", "channel": "sms", "hours": window, "queue_id": support_de }),
+    )
+    .await;
+    let sms = async |from: &str| {
+        let (status, body) = s
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/sms/inbound",
+                Some("gateway-secret"),
+                Some(json!({ "from": from, "to": "+4930113", "text": "Hallo?", "id": from })),
+            )
+            .await;
+        assert_eq!(body["outcome"], "created", "{status}: {body}");
+        let interaction = body["ticket"].as_i64().expect("the SMS's ticket");
+        let (_, record) = s
+            .get(&format!("/api/v1/interactions/{interaction}"), &admin)
+            .await;
+        let (Some(due), Some(created)) = (
+            record["sla_deadline"].as_i64(),
+            record["created_at"].as_i64(),
+        ) else {
+            panic!("no deadline: {record}");
+        };
+        (record["queue_id"].clone(), due - created)
+    };
+    let (queue_id, due_in) = sms("+491709999993").await;
+    assert_eq!(
+        queue_id, support_de,
+        "inside the hours on the tenant's clock"
+    );
+    assert!(
+        (3_540_000..=3_660_000).contains(&due_in),
+        "one hour of business time from now, not {due_in} ms"
+    );
+
+    let (status, _) = s
+        .patch("/api/v1/tenants/1", &admin, json!({ "time_zone": "UTC" }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (queue_id, due_in) = sms("+491709999994").await;
+    assert_eq!(queue_id, sales_de, "outside the hours in UTC");
+    assert!(
+        due_in > 4 * 3_600_000,
+        "the hours open later in UTC: {due_in} ms"
+    );
+    s.stop().await;
+}
+
+on_both_backends!(
+    routing_rules_pick_the_queue,
+    hours_follow_the_tenant_time_zone
+);

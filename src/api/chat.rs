@@ -24,7 +24,6 @@ use vacd_actors::{Channel, QueueId, TenantId};
 
 use super::error::{Error, Result};
 use super::AppState;
-use crate::channels::sla;
 use crate::chat::Attached;
 use crate::language;
 use crate::store::{ChatWidget, NewWritten};
@@ -189,11 +188,7 @@ pub async fn offline(
         subject: format!("Offline message from {name}"),
         text: message.to_owned(),
         language: Some(route.language),
-        first_answer_due: sla::first_answer_due(
-            now,
-            address.sla_seconds,
-            address.business_hours.as_deref(),
-        ),
+        first_answer_due: address.first_answer_due(now),
         ..NewWritten::default()
     };
     let interaction = channels.accept(&new).await?.interaction;

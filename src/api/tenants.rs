@@ -1,6 +1,7 @@
 //! `/api/v1/tenants`: the operator creates (with the tenant's first admin), lists and deletes
-//! tenants; a tenant's own users read it and its admin changes its display name and routing
-//! settings (blending, missed-offer policy), which the running routing takes before the answer.
+//! tenants; a tenant's own users read it and its admin changes its display name, time zone and
+//! routing settings (blending, missed-offer policy), which the running routing takes before the
+//! answer.
 //! Another tenant's id answers 404, exactly like an id that does not exist.
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
@@ -37,6 +38,8 @@ pub struct NewTenant {
     /// Username of the tenant's first admin.
     pub admin_username: String,
     pub admin_password: String,
+    /// IANA time zone (`Europe/Berlin`) on whose clock business hours are read; UTC if left out.
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -85,6 +88,16 @@ fn check_reason(reason: &str) -> Result<()> {
     })
 }
 
+fn check_time_zone(zone: &str) -> Result<()> {
+    if zone.len() > 64 || crate::channels::sla::time_zone(zone).is_none() {
+        return Err(Error::invalid(
+            "invalid_value",
+            "`time_zone` must be an IANA time zone such as `Europe/Berlin`",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks every field of an update before anything is written.
 fn check_update(update: &TenantUpdate) -> Result<()> {
     if let Some(display_name) = &update.display_name {
@@ -98,6 +111,9 @@ fn check_update(update: &TenantUpdate) -> Result<()> {
     }
     if let Some(reason) = &update.missed_offer_reason {
         check_reason(reason)?;
+    }
+    if let Some(zone) = &update.time_zone {
+        check_time_zone(zone)?;
     }
     Ok(())
 }
@@ -138,6 +154,8 @@ async fn create(
     let Json(new) = body?;
     check_name(&new.name)?;
     check_display_name(&new.display_name)?;
+    let time_zone = new.time_zone.as_deref().unwrap_or("UTC");
+    check_time_zone(time_zone)?;
     // Validate the admin before anything is written, so a bad password creates nothing.
     let admin = new_values(
         &USERS,
@@ -150,7 +168,7 @@ async fn create(
     )?;
     let tenant = state
         .store
-        .create_tenant(&new.name, &new.display_name)
+        .create_tenant_in(&new.name, &new.display_name, time_zone)
         .await?;
     if let Err(e) = state.store.create(&USERS, tenant.id, None, &admin).await {
         state.store.delete_tenant(tenant.id).await?;

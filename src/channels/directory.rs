@@ -22,7 +22,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::config::{DirectoryConfig, DirectoryKind};
-use super::{sla, Channels};
+use super::Channels;
 use crate::language;
 use crate::store::{NewAttachment, NewWritten, WrittenAddress};
 
@@ -297,11 +297,7 @@ async fn take(
         text,
         attachments,
         notes,
-        first_answer_due: sla::first_answer_due(
-            crate::store::now_ms(),
-            address.sla_seconds,
-            address.business_hours.as_deref(),
-        ),
+        first_answer_due: address.first_answer_due(crate::store::now_ms()),
         ..NewWritten::default()
     };
     channels.accept(&new).await?;

@@ -139,6 +139,7 @@ mod tests {
                 sla_seconds: None,
                 signature: Some("Ihr Team".into()),
                 business_hours: None,
+                time_zone: "UTC".into(),
             }),
             thread_ids: Vec::new(),
             last_inbound: None,

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 
 use super::config::SmsConfig;
-use super::{sla, Error};
+use super::Error;
 use crate::language;
 use crate::store::{NewWritten, WrittenAddress};
 
@@ -55,11 +55,7 @@ pub fn inbound(
         language: language::detect(&sms.text)
             .map(str::to_owned)
             .or_else(|| address.language.clone()),
-        first_answer_due: sla::first_answer_due(
-            now_ms,
-            address.sla_seconds,
-            address.business_hours.as_deref(),
-        ),
+        first_answer_due: address.first_answer_due(now_ms),
         ..NewWritten::default()
     }
 }

@@ -7,7 +7,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::events::{append_in, NewEvent};
 use super::Result;
-use crate::channels::sla::BusinessHours;
+use crate::channels::sla::{self, BusinessHours};
 use crate::classify::{classify, Decision, Facts, Hours, Rule};
 
 /// The decision of the rule that classifies a new interaction of `tenant` described by
@@ -19,13 +19,19 @@ pub(super) async fn classify_in(
     facts: &Facts<'_>,
 ) -> Result<Option<Decision>> {
     let rows = sqlx::query(
-        "SELECT id, channel, service_address_id, keywords, language, customer_id, hours, \
-         outside_hours, queue_id, priority FROM routing_rules \
-         WHERE tenant_id = $1 AND enabled <> 0 ORDER BY position, id",
+        "SELECT r.id, r.channel, r.service_address_id, r.keywords, r.language, r.customer_id, \
+         r.hours, r.outside_hours, r.queue_id, r.priority, t.time_zone FROM routing_rules r \
+         JOIN tenants t ON t.id = r.tenant_id \
+         WHERE r.tenant_id = $1 AND r.enabled <> 0 ORDER BY r.position, r.id",
     )
     .bind(tenant)
     .fetch_all(&mut **tx)
     .await?;
+    // Every row carries the tenant's time zone.
+    let clock = match rows.first() {
+        Some(row) => sla::tenant_clock(tenant, &row.try_get::<String, _>("time_zone")?),
+        None => return Ok(None),
+    };
     let mut rules = Vec::with_capacity(rows.len());
     for row in &rows {
         let id: i64 = row.try_get("id")?;
@@ -34,6 +40,7 @@ pub(super) async fn classify_in(
             Some(text) => match BusinessHours::parse(&text) {
                 Some(hours) => Some(Hours {
                     hours,
+                    zone: clock.clone(),
                     outside: row.try_get::<i64, _>("outside_hours")? != 0,
                 }),
                 None => {

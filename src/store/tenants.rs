@@ -22,6 +22,9 @@ pub struct Tenant {
     pub missed_offer: String,
     /// The not-ready reason a missed offer sets (with `missed_offer` `not_ready`).
     pub missed_offer_reason: String,
+    /// IANA time zone (`Europe/Berlin`) on whose clock business hours and routing rules' hours
+    /// are read.
+    pub time_zone: String,
     pub created_at: i64,
 }
 
@@ -33,12 +36,13 @@ fn tenant(row: &AnyRow) -> Result<Tenant> {
         blending: row.try_get("blending")?,
         missed_offer: row.try_get("missed_offer")?,
         missed_offer_reason: row.try_get("missed_offer_reason")?,
+        time_zone: row.try_get("time_zone")?,
         created_at: row.try_get("created_at")?,
     })
 }
 
 const COLUMNS: &str =
-    "id, name, display_name, blending, missed_offer, missed_offer_reason, created_at";
+    "id, name, display_name, blending, missed_offer, missed_offer_reason, time_zone, created_at";
 
 /// The fields of a tenant an admin may change (`PATCH /api/v1/tenants/{id}`, which validates
 /// them): any subset; those left out keep their value.
@@ -54,6 +58,9 @@ pub struct TenantUpdate {
     /// The not-ready reason a missed offer sets (with `missed_offer` `not_ready`).
     #[schema(min_length = 1, max_length = 64)]
     pub missed_offer_reason: Option<String>,
+    /// IANA time zone such as `Europe/Berlin`; business hours and rules' hours are read on its
+    /// clock from the next message on.
+    pub time_zone: Option<String>,
 }
 
 impl TenantUpdate {
@@ -69,6 +76,7 @@ impl TenantUpdate {
             ("blending", &self.blending),
             ("missed_offer", &self.missed_offer),
             ("missed_offer_reason", &self.missed_offer_reason),
+            ("time_zone", &self.time_zone),
         ]
         .into_iter()
         .filter_map(|(column, value)| Some((column, value.as_deref()?)))
@@ -77,12 +85,25 @@ impl TenantUpdate {
 }
 
 impl Store {
+    /// A new tenant on UTC's clock.
     pub async fn create_tenant(&self, name: &str, display_name: &str) -> Result<Tenant> {
+        self.create_tenant_in(name, display_name, "UTC").await
+    }
+
+    /// A new tenant on the clock of `time_zone` (an IANA name the caller has checked).
+    pub async fn create_tenant_in(
+        &self,
+        name: &str,
+        display_name: &str,
+        time_zone: &str,
+    ) -> Result<Tenant> {
         let row = sqlx::query(&format!(
-            "INSERT INTO tenants (name, display_name, created_at) VALUES ($1, $2, $3) RETURNING {COLUMNS}"
+            "INSERT INTO tenants (name, display_name, time_zone, created_at) VALUES ($1, $2, $3, $4) \
+             RETURNING {COLUMNS}"
         ))
         .bind(name.to_owned())
         .bind(display_name.to_owned())
+        .bind(time_zone.to_owned())
         .bind(now_ms())
         .fetch_one(&self.writer)
         .await

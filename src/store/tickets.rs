@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use super::events::{append_in, NewEvent};
 use super::{now_ms, text, truncate, Backend, Error, Result, Store};
+use crate::channels::sla;
 use crate::classify::Facts;
 
 /// An inbound message of a written channel, ready to store.
@@ -121,6 +122,21 @@ pub struct WrittenAddress {
     pub signature: Option<String>,
     /// The mailbox's business hours (`Mo-Fr 08:00-18:00`), inherited.
     pub business_hours: Option<String>,
+    /// The tenant's time zone, whose clock the business hours are read on.
+    pub time_zone: String,
+}
+
+impl WrittenAddress {
+    /// The first-answer deadline of a message arriving at `now` (Unix ms): the mailbox's SLA in
+    /// its business hours on the tenant's clock; `None` without an SLA.
+    pub fn first_answer_due(&self, now: i64) -> Option<i64> {
+        sla::first_answer_due(
+            now,
+            self.sla_seconds,
+            self.business_hours.as_deref(),
+            &sla::tenant_clock(self.tenant, &self.time_zone),
+        )
+    }
 }
 
 /// A mail account row (the admin API's `mail-accounts`).
@@ -205,8 +221,9 @@ impl Outbound {
 const TICKET_PRIORITY: i32 = 50;
 
 const SELECT_ADDRESS: &str = "SELECT s.id, s.tenant_id, s.address, s.mailbox_id, s.queue_id, \
-     m.language, m.sla_seconds, m.signature, m.business_hours, m.parent_id FROM service_addresses s \
-     JOIN mailboxes m ON m.id = s.mailbox_id";
+     m.language, m.sla_seconds, m.signature, m.business_hours, m.parent_id, t.time_zone \
+     FROM service_addresses s JOIN mailboxes m ON m.id = s.mailbox_id \
+     JOIN tenants t ON t.id = s.tenant_id";
 
 impl Store {
     /// The service address `address` of `kind` (`email`, `fax`, `letter`, `sms`, `phone`), with
@@ -276,6 +293,7 @@ impl Store {
             sla_seconds: row.try_get("sla_seconds")?,
             signature: row.try_get("signature")?,
             business_hours: row.try_get("business_hours")?,
+            time_zone: row.try_get("time_zone")?,
         };
         let mut parent: Option<i64> = row.try_get("parent_id")?;
         // Hierarchies are acyclic (the API refuses cycles); the bound guards a corrupt table.

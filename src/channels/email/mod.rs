@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::config::{AfterFetch, MailAccountConfig, Protocol, Security, SmtpConfig};
 use super::screening::{self, Verdict};
-use super::{mime, sla, threading, Channels};
+use super::{mime, threading, Channels};
 use crate::language;
 use crate::store::{self, MailAccountRow, NewAttachment, NewWritten, Outcome, WrittenAddress};
 
@@ -329,11 +329,7 @@ pub async fn ingest(
             })
             .collect(),
         notes: mail.problems.iter().map(ToString::to_string).collect(),
-        first_answer_due: sla::first_answer_due(
-            crate::store::now_ms(),
-            address.sla_seconds,
-            address.business_hours.as_deref(),
-        ),
+        first_answer_due: address.first_answer_due(crate::store::now_ms()),
     };
     let ingested = channels.accept(&new).await?;
     if ingested.outcome == Outcome::Duplicate {
