@@ -1,7 +1,7 @@
 //! Today's report figures as Prometheus gauges on `/metrics`: per tenant and queue offered,
 //! answered, abandoned, service level, ASA, AHT and longest wait; occupancy per agent and per
-//! tenant — the same arithmetic as the reports (`crate::reports`, interval = the current UTC
-//! day), so a dashboard and `GET /api/v1/reports/queues?interval=day` never disagree.
+//! tenant — the same arithmetic as the reports (`crate::reports`, interval = the tenant's
+//! current day on its clock), so a dashboard and `GET /api/v1/reports/queues?interval=day` never disagree.
 //!
 //! Refreshed on scrape, cheaply: the routing journal is flushed, then a tenant's figures are
 //! recomputed from the event log only when it has new events or a new minute began since the
@@ -47,7 +47,6 @@ impl ReportGauges {
             }
         };
         let now = now_ms();
-        let day = Interval::Day.start_of(now);
         let minute = now / 60_000;
         for tenant in tenants {
             let last = match store.last_event_id(tenant).await {
@@ -61,7 +60,7 @@ impl ReportGauges {
             if seen == Some((last, minute)) {
                 continue;
             }
-            match publish(store, tenant, day, now).await {
+            match publish(store, tenant, now).await {
                 Ok(true) => {
                     self.lock().insert(tenant, (last, minute));
                 }
@@ -82,13 +81,16 @@ fn seconds(ms: Option<f64>) -> f64 {
     ms.map_or(f64::NAN, |ms| ms / 1000.0)
 }
 
-/// Computes `tenant`'s figures for the day starting at `day` and sets its gauges; `false` when
-/// the day has too many events.
-async fn publish(store: &Store, tenant: i64, day: i64, now: i64) -> store::Result<bool> {
+/// Computes `tenant`'s figures for its day so far (on its clock) and sets its gauges; `false`
+/// when the day has too many events.
+async fn publish(store: &Store, tenant: i64, now: i64) -> store::Result<bool> {
+    let zone = store.tenant_clock(tenant).await?;
+    let day = Interval::Day.start_of(now, &zone);
     let settings = Settings {
         targets: store.sla_targets(tenant).await?,
         short_abandon_ms: 5_000,
         interval: Interval::Day,
+        zone,
         from: day,
         to: now + 1,
         now,

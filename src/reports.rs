@@ -1,5 +1,7 @@
 //! Reports from the event log, as plain arithmetic over events (no database, no clock): per
-//! queue and per agent, in intervals of 15 minutes, an hour or a day (UTC).
+//! queue and per agent, in intervals of 15 minutes, an hour or a day on the tenant's clock
+//! (its time zone: a day runs from local midnight to local midnight, 23 or 25 hours when the
+//! clocks change; every real hour is an interval of its own, the one a change repeats too).
 //!
 //! The definitions, which `docs/reports.md` states for users:
 //! - A queue's **offered**, **answered**, **abandoned**, **short abandons**, **service level**,
@@ -19,6 +21,8 @@
 
 use std::collections::BTreeMap;
 
+use jiff::tz::TimeZone;
+use jiff::Timestamp;
 use serde::Serialize;
 
 /// One event as the reports read it.
@@ -57,6 +61,7 @@ impl Interval {
         }
     }
 
+    /// The nominal length (a day on which the clocks change is an hour shorter or longer).
     pub fn millis(self) -> i64 {
         match self {
             Interval::QuarterHour => 15 * 60_000,
@@ -65,9 +70,35 @@ impl Interval {
         }
     }
 
-    /// The start of the interval `at` falls in.
-    pub fn start_of(self, at: i64) -> i64 {
-        at.div_euclid(self.millis()) * self.millis()
+    /// The start of the interval `at` falls in, on the clock of `zone`: a quarter hour or hour
+    /// by the zone's offset at `at`, a day at local midnight (or when the day began, if a
+    /// clock change skips midnight). Out of the time zone database's range: UTC's.
+    pub fn start_of(self, at: i64, zone: &TimeZone) -> i64 {
+        let length = self.millis();
+        let utc = at.div_euclid(length) * length;
+        let Ok(moment) = Timestamp::from_millisecond(at) else {
+            return utc;
+        };
+        match self {
+            Interval::Day => moment
+                .to_zoned_datetime(zone.clone())
+                .start_of_day()
+                .map_or(utc, |midnight| midnight.timestamp().as_millisecond()),
+            Interval::QuarterHour | Interval::Hour => {
+                let offset = i64::from(zone.to_offset(moment).seconds()) * 1000;
+                (at + offset).div_euclid(length) * length - offset
+            }
+        }
+    }
+
+    /// The start of the interval after the one that starts at `start`.
+    pub fn next(self, start: i64, zone: &TimeZone) -> i64 {
+        // A day lasts 23 to 25 hours: 36 hours on is inside the next one.
+        let inside = match self {
+            Interval::Day => 36 * 3_600_000,
+            Interval::QuarterHour | Interval::Hour => self.millis(),
+        };
+        self.start_of(start + inside, zone)
     }
 }
 
@@ -79,6 +110,8 @@ pub struct Settings {
     /// Abandons sooner than this (ms) are short abandons.
     pub short_abandon_ms: i64,
     pub interval: Interval,
+    /// The tenant's clock, on which the intervals begin.
+    pub zone: TimeZone,
     /// The reported span `[from, to)`, Unix ms; events outside still close open waits and
     /// handlings, but only intervals inside are reported.
     pub from: i64,
@@ -174,7 +207,7 @@ impl Builder<'_> {
         if !self.reported(at) {
             return None;
         }
-        let start = self.settings.interval.start_of(at);
+        let start = self.settings.interval.start_of(at, &self.settings.zone);
         Some(
             self.queues
                 .entry((start, queue))
@@ -190,7 +223,7 @@ impl Builder<'_> {
         if !self.reported(at) {
             return None;
         }
-        let start = self.settings.interval.start_of(at);
+        let start = self.settings.interval.start_of(at, &self.settings.zone);
         Some(
             self.agents
                 .entry((start, agent))
@@ -204,14 +237,12 @@ impl Builder<'_> {
 
     /// Adds the part of `[begin, end)` inside each reported interval to `field` of `agent`.
     fn spread(&mut self, agent: i64, begin: i64, end: i64, busy: bool) {
-        let length = self.settings.interval.millis();
-        let mut start = self
-            .settings
-            .interval
-            .start_of(begin.max(self.settings.from));
+        let (interval, zone) = (self.settings.interval, &self.settings.zone);
+        let mut start = interval.start_of(begin.max(self.settings.from), zone);
         while start < end.min(self.settings.to) {
-            let part = end.min(start + length).min(self.settings.to)
-                - begin.max(start).max(self.settings.from);
+            let next = interval.next(start, zone);
+            let part =
+                end.min(next).min(self.settings.to) - begin.max(start).max(self.settings.from);
             if part > 0 {
                 if let Some(row) = self.agent(agent, start.max(self.settings.from)) {
                     if busy {
@@ -221,7 +252,7 @@ impl Builder<'_> {
                     }
                 }
             }
-            start += length;
+            start = next;
         }
     }
 
@@ -587,6 +618,7 @@ mod tests {
             targets: BTreeMap::from([(Q, 20_000)]),
             short_abandon_ms: 5_000,
             interval,
+            zone: TimeZone::UTC,
             from,
             to,
             now: to,
@@ -897,6 +929,52 @@ mod tests {
         assert_eq!(tenant[0].queue, 0);
         assert_eq!(tenant[0].offered, 1);
         assert_eq!(tenant[0].csv(), "0,0,1,0,0,0,0,0.0000,,0,0,");
-        assert_eq!(Interval::QuarterHour.start_of(16 * MIN + 5), 15 * MIN);
+        assert_eq!(
+            Interval::QuarterHour.start_of(16 * MIN + 5, &TimeZone::UTC),
+            15 * MIN
+        );
+    }
+
+    /// 2026-10-25, the day Berlin's clocks go back from 03:00 to 02:00, has 25 hours; its hour
+    /// 02:00–03:00 happens twice, as two intervals. In Kolkata (+05:30) hours begin at half past
+    /// UTC's.
+    #[test]
+    fn intervals_follow_the_tenant_clock() {
+        let hour = 60 * MIN;
+        let berlin = crate::channels::sla::time_zone("Europe/Berlin").expect("Berlin");
+        let midnight = 1_792_879_200_000; // 2026-10-25T00:00:00+02:00
+        let day = Interval::Day;
+        assert_eq!(day.start_of(midnight + 20 * hour, &berlin), midnight);
+        assert_eq!(day.next(midnight, &berlin), midnight + 25 * hour);
+        assert_eq!(
+            day.start_of(midnight, &TimeZone::UTC),
+            midnight + 2 * hour - 86_400_000
+        );
+        let (first, second) = (midnight + 2 * hour, midnight + 3 * hour); // 02:00 CEST, 02:00 CET
+        assert_eq!(Interval::Hour.start_of(first + 30 * MIN, &berlin), first);
+        assert_eq!(Interval::Hour.start_of(second + 30 * MIN, &berlin), second);
+        assert_eq!(Interval::Hour.next(first, &berlin), second);
+        let kolkata = crate::channels::sla::time_zone("Asia/Kolkata").expect("Kolkata");
+        assert_eq!(Interval::Hour.start_of(hour + 10 * MIN, &kolkata), 30 * MIN);
+
+        // An agent logged in all that day: 25 hours in its one row, split in the day's hours.
+        let events = vec![
+            presence(midnight - hour, 1, true),
+            presence(midnight + 26 * hour, 1, false),
+        ];
+        let in_berlin = |interval| Settings {
+            zone: berlin.clone(),
+            ..settings(interval, midnight, midnight + 25 * hour)
+        };
+        let report = build(&events, &in_berlin(Interval::Day));
+        let rows: Vec<_> = report
+            .agents
+            .iter()
+            .map(|r| (r.interval_start, r.logged_in_ms))
+            .collect();
+        assert_eq!(rows, vec![(midnight, 25 * hour)]);
+        let report = build(&events, &in_berlin(Interval::Hour));
+        assert_eq!(report.agents.len(), 25);
+        assert!(report.agents.iter().all(|r| r.logged_in_ms == hour));
     }
 }

@@ -1049,6 +1049,18 @@ async fn reports_from_the_event_log(db: Db) {
     assert_eq!(row["handled"], 1, "{row}");
     // One of the two answered in target; the other still waits (no abandon yet).
     assert_eq!(row["service_level"], 0.5, "{row}");
+    // The day is the demo tenant's: it began at midnight in Berlin, not in UTC.
+    let berlin = jiff::tz::TimeZone::get("Europe/Berlin").expect("Berlin");
+    let midnight = jiff::Timestamp::from_millisecond(vacd::store::now_ms())
+        .expect("now")
+        .to_zoned_datetime(berlin)
+        .start_of_day()
+        .expect("today's start");
+    assert_eq!(
+        row["interval_start"],
+        midnight.timestamp().as_millisecond(),
+        "{row}"
+    );
 
     let (_, agents) = d.s.get("/api/v1/reports/agents?interval=hour", &sam).await;
     assert!(

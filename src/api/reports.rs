@@ -1,6 +1,6 @@
 //! Reports over the event log (`crate::reports` has the arithmetic):
 //! `GET /api/v1/reports/{queues|agents|tenant}?from=&to=&interval=&short_abandon_seconds=&format=`
-//! — `from`/`to` Unix ms (default: today, UTC, until now), `interval` `15m`, `hour` (default)
+//! — `from`/`to` Unix ms (default: today on the tenant's clock, until now), `interval` `15m`, `hour` (default)
 //! or `day`, `format` `json` (default, `{"items": […]}`) or `csv`. Supervisors and admins.
 
 use axum::extract::rejection::QueryRejection;
@@ -45,7 +45,7 @@ pub struct Params {
 
 #[utoipa::path(get, path = "/api/v1/reports/{table}", tag = "reports",
     params(("table" = String, Path, description = "`queues`, `agents` or `tenant`"),
-        ("from" = Option<i64>, Query, description = "span start, Unix ms, inclusive (default: today's start, UTC)"),
+        ("from" = Option<i64>, Query, description = "span start, Unix ms, inclusive (default: today's start on the tenant's clock)"),
         ("to" = Option<i64>, Query, description = "span end, Unix ms, exclusive (default: now)"),
         ("interval" = Option<String>, Query, description = "`15m`, `hour` (default) or `day`"),
         ("short_abandon_seconds" = Option<i64>, Query, description = "abandons sooner are short (default 5)"),
@@ -69,8 +69,11 @@ pub async fn report(
             .ok_or_else(|| Error::InvalidQuery("interval is 15m, hour or day".into()))?,
     };
     let now = now_ms();
+    let zone = state.store.tenant_clock(who.tenant_id).await?;
     let to = params.to.unwrap_or(now);
-    let from = params.from.unwrap_or_else(|| Interval::Day.start_of(now));
+    let from = params
+        .from
+        .unwrap_or_else(|| Interval::Day.start_of(now, &zone));
     if from >= to {
         return Err(Error::InvalidQuery("`from` must be before `to`".into()));
     }
@@ -96,6 +99,7 @@ pub async fn report(
         targets: state.store.sla_targets(who.tenant_id).await?,
         short_abandon_ms: params.short_abandon_seconds.unwrap_or(5).clamp(0, 3600) * 1000,
         interval,
+        zone,
         from,
         to,
         now,

@@ -318,11 +318,13 @@ async fn today(state: &AppState, tenant: i64, seen: (i64, i64)) -> crate::store:
     if (last, minute) == seen {
         return Ok(Today::Unchanged);
     }
+    let zone = state.store.tenant_clock(tenant).await?;
     let settings = Settings {
         targets: state.store.sla_targets(tenant).await?,
         short_abandon_ms: 5_000,
         interval: Interval::Day,
-        from: Interval::Day.start_of(now),
+        from: Interval::Day.start_of(now, &zone),
+        zone,
         to: now + 1,
         now,
     };

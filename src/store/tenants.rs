@@ -135,6 +135,18 @@ impl Store {
         tenant(&row)
     }
 
+    /// The clock of `tenant`: its time zone (UTC, with a warning, if the time zone database
+    /// does not know the stored name).
+    pub async fn tenant_clock(&self, tenant: i64) -> Result<jiff::tz::TimeZone> {
+        let name: String = sqlx::query("SELECT time_zone FROM tenants WHERE id = $1")
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(Error::NotFound)?
+            .try_get("time_zone")?;
+        Ok(crate::channels::sla::tenant_clock(tenant, &name))
+    }
+
     pub async fn tenant_by_name(&self, name: &str) -> Result<Option<Tenant>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tenants WHERE name = $1"))
             .bind(name.to_owned())
