@@ -122,6 +122,10 @@ pub struct HttpConfig {
     pub tls_key: Option<PathBuf>,
     /// Seconds a new connection has to finish its TLS handshake before it is closed (with TLS).
     pub tls_handshake_timeout_seconds: u64,
+    /// TLS handshakes begun per second from one source (an IPv4 address or an IPv6 /64) at
+    /// most; a connection past it is closed before its handshake (each costs the server a
+    /// key exchange and a signature). Behind a reverse proxy every connection is the proxy's.
+    pub tls_handshakes_per_second: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +198,9 @@ pub struct SipConfig {
     /// Seconds a new SIP TLS connection has to finish its handshake before it is closed; the
     /// first message's time (`tcp_first_message_seconds`) starts after it.
     pub tls_handshake_timeout_seconds: u64,
+    /// SIP TLS handshakes begun per second from one source at most; a connection past it is
+    /// closed before its handshake.
+    pub tls_handshakes_per_second: u32,
     /// Digest realm of registrations and trunk authentication. The agents' stored HA1 values
     /// are computed with it: after changing it, set their SIP passwords again.
     pub realm: String,
@@ -343,6 +350,7 @@ impl Default for SipConfig {
             tls_certificate: None,
             tls_key: None,
             tls_handshake_timeout_seconds: 10,
+            tls_handshakes_per_second: 50,
             realm: "vacd".into(),
             max_calls: 1000,
             rate_limit_per_second: 200,
@@ -373,6 +381,7 @@ impl Default for HttpConfig {
             tls_certificate: None,
             tls_key: None,
             tls_handshake_timeout_seconds: 10,
+            tls_handshakes_per_second: 50,
         }
     }
 }
@@ -577,6 +586,10 @@ impl Config {
             http.tls_handshake_timeout_seconds,
             1..=3600,
         )?;
+        at_least_one(
+            "http.tls_handshakes_per_second",
+            http.tls_handshakes_per_second,
+        )?;
         for (key, path) in [
             ("http.tls_certificate", &http.tls_certificate),
             ("http.tls_key", &http.tls_key),
@@ -641,6 +654,10 @@ impl Config {
         at_least_one("sip.max_calls", sip.max_calls)?;
         at_least_one("sip.max_tcp_connections", sip.max_tcp_connections)?;
         at_least_one("sip.rate_limit_per_second", sip.rate_limit_per_second)?;
+        at_least_one(
+            "sip.tls_handshakes_per_second",
+            sip.tls_handshakes_per_second,
+        )?;
         if sip.rtp_port_min == 0 || sip.rtp_port_max < sip.rtp_port_min.saturating_add(1) {
             return Err(Error::Invalid {
                 key: "sip.rtp_port_max",
@@ -861,6 +878,14 @@ mod tests {
             (
                 "[http]\ntls_handshake_timeout_seconds = 0\n",
                 "http.tls_handshake_timeout_seconds",
+            ),
+            (
+                "[http]\ntls_handshakes_per_second = 0\n",
+                "http.tls_handshakes_per_second",
+            ),
+            (
+                "[sip]\ntls_handshakes_per_second = 0\n",
+                "sip.tls_handshakes_per_second",
             ),
         ] {
             let err = rejection(toml);

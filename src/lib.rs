@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod language;
 pub mod metrics;
+pub mod rate_limit;
 pub mod report_metrics;
 pub mod reports;
 pub mod routing;

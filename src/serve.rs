@@ -47,7 +47,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::Service;
 
 use crate::config::HttpConfig;
-use crate::sip::rate_limit::subscriber;
+use crate::rate_limit::{subscriber, HandshakeLimit};
 use crate::stream::MaybeTls;
 
 /// How long the listener rests after a failed accept (out of file descriptors, say): accepting
@@ -123,11 +123,13 @@ pub enum TlsError {
 }
 
 /// TLS on the listener: the certificate chain and key, read once at start (a renewed
-/// certificate takes a restart), and how long a client has for its handshake.
+/// certificate takes a restart), how long a client has for its handshake and how many it may
+/// begin per second.
 #[derive(Clone)]
 pub struct Tls {
     acceptor: TlsAcceptor,
     handshake_timeout: Duration,
+    handshakes: HandshakeLimit,
 }
 
 impl Tls {
@@ -136,10 +138,11 @@ impl Tls {
     /// the key is not the certificate's.
     pub fn configured(http: &HttpConfig) -> Result<Option<Tls>, TlsError> {
         let handshake_timeout = Duration::from_secs(http.tls_handshake_timeout_seconds);
+        let handshakes = HandshakeLimit::new(http.tls_handshakes_per_second, "HTTPS");
         match (&http.tls_certificate, &http.tls_key) {
             (None, None) => Ok(None),
             (Some(certificate), Some(key)) => {
-                Tls::load(certificate, key, handshake_timeout).map(Some)
+                Tls::load(certificate, key, handshake_timeout, handshakes).map(Some)
             }
             (Some(_), None) => Err(TlsError::Incomplete {
                 set: "http.tls_certificate",
@@ -157,6 +160,7 @@ impl Tls {
         certificate: &Path,
         key: &Path,
         handshake_timeout: Duration,
+        handshakes: HandshakeLimit,
     ) -> Result<Tls, TlsError> {
         let mut config = server_config(certificate, key)?;
         // hyper serves HTTP/1 here (websockets need it: their upgrade is HTTP/1's).
@@ -164,12 +168,13 @@ impl Tls {
         Ok(Tls {
             acceptor: TlsAcceptor::from(Arc::new(config)),
             handshake_timeout,
+            handshakes,
         })
     }
 
     /// Opens TLS on a new connection within the handshake deadline; `None` (logged) when the
-    /// client fails the handshake, is too slow, closes, or `closing` (shutdown) fires first.
-    /// A plain-HTTP request is answered 400 first.
+    /// client fails the handshake, is too slow, closes, begins more handshakes than its limit,
+    /// or `closing` (shutdown) fires first. A plain-HTTP request is answered 400 first.
     async fn open(
         &self,
         io: Counted,
@@ -182,6 +187,7 @@ impl Tls {
                 Ok(0) => return Opening::Closed,
                 Err(e) => return Opening::Failed(e),
                 Ok(_) if first[0] != TLS_HANDSHAKE_RECORD => return Opening::Plain(io),
+                Ok(_) if !self.handshakes.admit(peer) => return Opening::Limited,
                 Ok(_) => {}
             }
             match self.acceptor.accept(io).await {
@@ -205,6 +211,9 @@ impl Tls {
             }
             Ok(Opening::Closed) => {
                 tracing::debug!(%peer, "connection closed before its TLS handshake");
+            }
+            Ok(Opening::Limited) => {
+                tracing::debug!(%peer, "TLS handshake over the source's limit; connection closed");
             }
             Ok(Opening::Failed(e)) => {
                 tracing::debug!(%peer, error = %e, "TLS handshake failed; connection closed");
@@ -274,6 +283,8 @@ enum Opening {
     Plain(Counted),
     /// Closed before sending anything.
     Closed,
+    /// Its source began more handshakes this second than it may.
+    Limited,
     Failed(io::Error),
 }
 

@@ -2,13 +2,14 @@
 //! SIP over TLS: with `sip.tls` (and `sip.tls_certificate`, `sip.tls_key`) phones and trunks
 //! signal over TLS too. Real sockets throughout: reqwest (rustls) and a tokio-rustls +
 //! tungstenite websocket client that trust the test's self-signed certificate, the test SIP
-//! phone over TLS, raw TCP clients that never say hello, a plain-HTTP client on the TLS port,
+//! phone over TLS, raw TCP clients that never say hello or shake hands too often, a plain-HTTP
+//! client on the TLS port,
 //! and the `vacd` binary with files it cannot use. TLS does not depend on the database: SQLite
 //! only.
 
 mod common;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -489,6 +490,53 @@ async fn a_sip_client_that_never_says_hello_is_closed_after_the_handshake_timeou
     // Its place is free again (it is given back before the socket closes).
     let mut phone = Phone::tls("127.0.0.1", s.sip_tls(), &certificate.cert).await;
     phone.register("bruno", SIP_PASSWORD, None).await;
+    s.stop().await;
+}
+
+/// Whether a TLS handshake with `server` from the loopback address `from` succeeds.
+async fn handshakes(server: SocketAddr, from: Ipv4Addr, connector: &TlsConnector) -> bool {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(from), 0))
+        .expect("bind a loopback address");
+    let tcp = socket.connect(server).await.expect("connect");
+    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
+    tokio::time::timeout(WAIT, connector.connect(name, tcp))
+        .await
+        .expect("the handshake ends within the wait")
+        .is_ok()
+}
+
+/// One handshake per second and source (`tls_handshakes_per_second = 1`) on both TLS
+/// listeners: of five handshakes in a row from one address the first is served and at least
+/// one is closed before it begins (a one-second window holds one) — while another address is
+/// served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_are_limited_per_source() {
+    let certificate = Certificate::new();
+    let s = sip_tls_server(&certificate, |config| {
+        config.http.tls_certificate = Some(certificate.cert.clone());
+        config.http.tls_key = Some(certificate.key.clone());
+        config.http.tls_handshakes_per_second = 1;
+        config.sip.tls_handshakes_per_second = 1;
+    })
+    .await;
+    let connector = tls_connector(Some(&certificate.cert), &[]);
+    for listener in [s.addr(), s.sip_tls()] {
+        let mut begun = Vec::new();
+        for _ in 0..5 {
+            begun.push(handshakes(listener, Ipv4Addr::LOCALHOST, &connector).await);
+        }
+        assert!(begun[0], "{listener}: the first handshake is served");
+        assert!(
+            begun.contains(&false),
+            "{listener}: five handshakes in a row, each one a window's worth: {begun:?}"
+        );
+        assert!(
+            handshakes(listener, Ipv4Addr::new(127, 0, 0, 3), &connector).await,
+            "{listener}: another source is served"
+        );
+    }
     s.stop().await;
 }
 

@@ -20,7 +20,7 @@ use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use crate::sip::rate_limit::subscriber;
+use crate::rate_limit::subscriber;
 
 /// Keys remembered in one table before expired windows are swept out.
 const SWEEP_ABOVE: usize = 10_000;

@@ -26,8 +26,8 @@ use vacd_actors::{AgentId, Output};
 use crate::api::auth::{random_token, token_hash};
 use crate::catalog::Role;
 use crate::config::ChatSettings;
+use crate::rate_limit::{RateLimiter, Verdict};
 use crate::routing::RoutingHandle;
-use crate::sip::rate_limit::{RateLimiter, Verdict};
 use crate::store::{self, ChatRow, ChatWidget, NewChat, Principal, Store};
 
 use session::{ChatMsg, Mailbox, StaffCommand};

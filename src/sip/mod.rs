@@ -7,14 +7,13 @@
 //! Start with [`SipEndpoint::start`]; then `endpoint` (the transaction user: what each request
 //! gets), `calls` (the B2BUA's dialogs: caller leg, agent legs), `call` (the call actor: a
 //! call's routing, record and media), `transport` (sockets, rate limiting, parse errors),
-//! `screening` (trunks and dialled numbers), `credentials` (how SIP passwords are stored),
-//! `rate_limit` and `reject`.
+//! `screening` (trunks and dialled numbers), `credentials` (how SIP passwords are stored) and
+//! `reject`; the per-source limit is `crate::rate_limit`'s.
 
 mod call;
 mod calls;
 pub mod credentials;
 mod endpoint;
-pub(crate) mod rate_limit;
 mod reject;
 mod screening;
 
@@ -34,13 +33,13 @@ use vacd_sip::message::Limits;
 
 use crate::chat::ChatHub;
 use crate::config::{DigestAlgorithm, SipConfig};
+use crate::rate_limit::RateLimiter;
 use crate::routing::{CallTap, CallTapEnds, RoutingHandle};
 use crate::serve::{self, TlsError};
 use crate::store::Store;
 use call::Sounds;
 use calls::{CallContext, Calls, RtpPorts};
 use endpoint::{Endpoint, Settings};
-use rate_limit::RateLimiter;
 use screening::Trunks;
 
 /// Messages queued from the transports to the endpoint before the transports wait.
@@ -129,6 +128,10 @@ impl SipSockets {
                     acceptor,
                     handshake_within: std::time::Duration::from_secs(
                         config.tls_handshake_timeout_seconds,
+                    ),
+                    handshakes: crate::rate_limit::HandshakeLimit::new(
+                        config.tls_handshakes_per_second,
+                        "SIP TLS",
                     ),
                 };
                 Some((listener, bound))

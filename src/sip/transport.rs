@@ -28,8 +28,8 @@ use vacd_sip::message::{is_keep_alive, parse_datagram, Limits};
 use vacd_sip::rsip::SipMessage;
 use vacd_sip::{Peer, Transport};
 
-use super::rate_limit::{RateLimiter, Verdict};
 use super::reject::response_to_unparsable;
+use crate::rate_limit::{HandshakeLimit, RateLimiter, Verdict};
 use crate::serve::{SourcePlace, Sources};
 use crate::stream::MaybeTls;
 
@@ -157,6 +157,9 @@ pub struct TlsListener {
     /// How long a new connection may take to finish its handshake: a client that connects and
     /// says nothing must not hold a place under the caps for longer.
     pub handshake_within: std::time::Duration,
+    /// How many handshakes one source may begin per second; past it a connection is closed
+    /// before its handshake.
+    pub handshakes: HandshakeLimit,
 }
 
 /// Accepts TCP connections, and TLS ones with `tls`, until `stop` fires, then closes them all.
@@ -205,6 +208,14 @@ pub async fn run_streams(
             drop(stream);
             continue;
         };
+        if transport == Transport::Tls
+            && tls.as_ref().is_some_and(|tls| !tls.handshakes.admit(addr))
+        {
+            tracing::debug!(%addr, "SIP TLS handshake over the source's limit; connection closed");
+            drop(place);
+            drop(stream);
+            continue;
+        }
         let _ = stream.set_nodelay(true);
         let peer = Peer::new(transport, addr);
         // A TLS connection's acceptor and handshake deadline.

@@ -1,15 +1,17 @@
-//! Flood protection: at most N messages per second from one source (an IPv4 address or an
-//! IPv6 /64), counted in one-second windows. A datagram over the limit is dropped before it is
-//! parsed; a TCP connection over it stops being read until the window ends (dropping part of a
-//! stream would lose messages that nobody retransmits). The first refusal of a window is
-//! reported (one log line per source and window, not one per packet), so a flood can neither
-//! starve the endpoint nor fill the log.
+//! Flood protection: at most N of something per second from one source (an IPv4 address or an
+//! IPv6 /64), counted in one-second windows — SIP messages, chat frames and TLS handshakes.
+//! A SIP datagram over the limit is dropped before it is parsed; a SIP TCP connection over it
+//! stops being read until the window ends (dropping part of a stream would lose messages that
+//! nobody retransmits); a TLS handshake over it is not begun (the connection is closed). The
+//! first refusal of a window is reported (one log line per source and window, not one per
+//! packet), so a flood can neither starve the server nor fill the log.
 //!
-//! Sans-IO like the SIP core: [`RateLimiter::check`] takes the time explicitly. The transport
-//! tasks share one limiter behind a mutex; the critical section is a hash lookup.
+//! Sans-IO: [`RateLimiter::check`] takes the time explicitly. The tasks share one limiter
+//! behind a mutex; the critical section is a hash lookup.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(1);
@@ -108,6 +110,46 @@ impl RateLimiter {
         self.last_sweep = Some(now);
         self.sources
             .retain(|_, w| now.saturating_duration_since(w.start) < IDLE);
+    }
+}
+
+/// The per-source limit on the TLS handshakes of one listener (`http.tls_handshakes_per_second`,
+/// `sip.tls_handshakes_per_second`), shared by its connection tasks.
+#[derive(Debug, Clone)]
+pub struct HandshakeLimit {
+    limiter: Arc<Mutex<RateLimiter>>,
+    listener: &'static str,
+}
+
+impl HandshakeLimit {
+    /// At most `per_second` handshakes per source on `listener` (named in the log).
+    pub fn new(per_second: u32, listener: &'static str) -> Self {
+        Self {
+            limiter: Arc::new(Mutex::new(RateLimiter::new(per_second))),
+            listener,
+        }
+    }
+
+    /// Whether a handshake from `peer` may begin now; the first refusal of a window is logged.
+    pub fn admit(&self, peer: SocketAddr) -> bool {
+        let verdict = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .check(peer.ip(), Instant::now());
+        match verdict {
+            Verdict::Accept => true,
+            Verdict::Drop {
+                report,
+                dropped_before,
+                ..
+            } => {
+                if report {
+                    tracing::warn!(%peer, listener = self.listener, refused_last_second = dropped_before, "TLS handshake flood: rate limit reached, connections closed before their handshake");
+                }
+                false
+            }
+        }
     }
 }
 
