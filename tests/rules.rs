@@ -294,7 +294,63 @@ async fn hours_follow_the_tenant_time_zone(db: Db) {
     s.stop().await;
 }
 
+/// The chat widget shows chat as available when the queue its chats would start in can serve
+/// them: the widget's own unless a rule without keywords sends chats elsewhere — here to a
+/// queue nobody serves, then (that rule disabled) back. A keyword rule cannot be judged before
+/// the first message and leaves availability alone.
+async fn chat_availability_follows_the_rules(db: Db) {
+    let s = TestServer::start(db).await;
+    let admin = s.demo_login("ada").await;
+    let available = async || {
+        let (status, body) = s
+            .get("/api/v1/chat/widgets/demo/demo-widget?language=de", "")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["available"].clone()
+    };
+    let _bruno = ready(&s, "bruno").await;
+    assert_eq!(
+        available().await,
+        true,
+        "Bruno serves the widget's German chats"
+    );
+
+    let nobody = s
+        .create("/api/v1/queues", &admin, json!({ "name": "Nobody's" }))
+        .await;
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "offers", "position": 1, "channel": "chat", "keywords": "angebot", "queue_id": nobody }),
+    )
+    .await;
+    assert_eq!(
+        available().await,
+        true,
+        "a keyword rule waits for the words"
+    );
+    let all_chats = s
+        .create(
+            "/api/v1/routing-rules",
+            &admin,
+            json!({ "name": "all chats", "position": 2, "channel": "chat", "hours": ALWAYS, "queue_id": nobody }),
+        )
+        .await;
+    assert_eq!(available().await, false, "chats go where nobody serves");
+    let (status, _) = s
+        .patch(
+            &format!("/api/v1/routing-rules/{all_chats}"),
+            &admin,
+            json!({ "enabled": 0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(available().await, true);
+    s.stop().await;
+}
+
 on_both_backends!(
     routing_rules_pick_the_queue,
-    hours_follow_the_tenant_time_zone
+    hours_follow_the_tenant_time_zone,
+    chat_availability_follows_the_rules
 );

@@ -67,7 +67,8 @@ pub async fn widget_info(
     let widget = widget(&state, &tenant, &address).await?;
     let browser = query.language.as_deref().and_then(language::primary);
     let route = state.store.chat_route(&widget, browser).await?;
-    let available = match route.queue {
+    let queue = state.store.chat_queue_before_words(&widget, &route).await?;
+    let available = match queue {
         Some(queue) => state
             .routing
             .router()

@@ -230,6 +230,27 @@ impl Store {
         Ok(route)
     }
 
+    /// The queue a chat of `widget` would start in now, before its words are known: the
+    /// `route`'s, unless a routing rule without keywords sends it elsewhere (one with keywords
+    /// may still do so at the first message). What the widget's availability looks at.
+    pub async fn chat_queue_before_words(
+        &self,
+        widget: &ChatWidget,
+        route: &ChatRoute,
+    ) -> Result<Option<i64>> {
+        let facts = Facts {
+            channel: "chat",
+            service_address: Some(widget.service_address_id),
+            text: "",
+            language: Some(&route.language),
+            customer: None,
+            at: now_ms(),
+        };
+        let mut conn = self.pool.acquire().await?;
+        let classified = super::rules::classify_in(&mut conn, widget.tenant_id, &facts).await?;
+        Ok(classified.map(|decision| decision.queue).or(route.queue))
+    }
+
     /// Opens a chat session; its id.
     pub async fn open_chat(&self, chat: &NewChat) -> Result<i64> {
         Ok(sqlx::query(

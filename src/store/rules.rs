@@ -3,7 +3,7 @@
 //! the row is written (with the pick's queue and priority); [`log_in`] then logs the pick
 //! (`routing.classified`) — so what a rule did is in the event log beside what routing did.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::events::{append_in, NewEvent};
 use super::Result;
@@ -14,7 +14,7 @@ use crate::classify::{classify, Decision, Facts, Hours, Rule};
 /// `facts`, if one does. A stored rule that cannot be read (hours written before they were
 /// checked) is skipped with a warning rather than failing the interaction.
 pub(super) async fn classify_in(
-    tx: &mut Transaction<'static, Any>,
+    conn: &mut AnyConnection,
     tenant: i64,
     facts: &Facts<'_>,
 ) -> Result<Option<Decision>> {
@@ -25,7 +25,7 @@ pub(super) async fn classify_in(
          WHERE r.tenant_id = $1 AND r.enabled <> 0 ORDER BY r.position, r.id",
     )
     .bind(tenant)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *conn)
     .await?;
     // Every row carries the tenant's time zone.
     let clock = match rows.first() {
