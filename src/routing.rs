@@ -90,6 +90,9 @@ pub enum CallRequest {
         on: bool,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// `agent`'s console (re)connected and has its `hello`: the calls its phone is talking on
+    /// tell it their holds, which routing does not know. Nothing is replied.
+    ConsoleLinked { tenant: i64, agent: AgentId },
     /// Click-to-dial: ring `agent`'s phone, then call `number` and bridge them.
     Dial {
         tenant: i64,
@@ -213,6 +216,15 @@ impl CallTap {
             reply,
         })
         .await
+    }
+
+    /// Tells the SIP endpoint that `agent` of `tenant` has a new console, which the agent's
+    /// held calls then tell of their holds (see [`CallRequest::ConsoleLinked`]).
+    pub fn console_linked(&self, tenant: i64, agent: AgentId) {
+        // Without telephony there is no call to be held.
+        let _ = self
+            .requests
+            .send(CallRequest::ConsoleLinked { tenant, agent });
     }
 
     /// The key of `interaction`'s call, if it is live.

@@ -549,8 +549,8 @@ async fn ticket_desk_in_chromium() {
 /// `dial_failed`), then rings his phone and, answered, the dialled number at the carrier, and
 /// the two talk. A caller from the trunk is offered to bruno and his phone answers; Hold in the
 /// console gives the caller music and keeps caller and agent apart (both in the event log),
-/// Resume bridges them again; a transfer to an outside number hangs up bruno's phone and puts
-/// the caller through to the carrier.
+/// and still offers Resume after a reload of the page; Resume bridges them again; a transfer
+/// to an outside number hangs up bruno's phone and puts the caller through to the carrier.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_controls_in_chromium() {
     use common::phone::Phone;

@@ -32,11 +32,21 @@ struct Floor {
 /// An agent at work: its console and its phone.
 struct Agent {
     id: i64,
+    /// The token its console connected with.
+    token: String,
     console: Console,
     phone: Phone,
 }
 
 impl Agent {
+    /// Its console connects anew with the same token (a reload of the page): the new one gets
+    /// `hello`, the old one is replaced.
+    async fn reconnect(&mut self, s: &TestServer) {
+        let console = Console::connect(s, &self.token).await;
+        let mut old = std::mem::replace(&mut self.console, console);
+        old.expect("session.replaced").await;
+    }
+
     /// Transfers its connected call `interaction` to the outside `number` from the console;
     /// its phone is hung up.
     async fn transfer_out(&mut self, interaction: i64, number: &str) {
@@ -91,7 +101,12 @@ impl Floor {
             .as_i64()
             .or(me["user"]["id"].as_i64())
             .expect("user id");
-        Agent { id, console, phone }
+        Agent {
+            id,
+            token,
+            console,
+            phone,
+        }
     }
 
     async fn caller(&self) -> Phone {
@@ -1066,6 +1081,92 @@ async fn console_holds_and_resumes(db: Db) {
         got.sort_by_key(|r| r.to_string());
         assert_eq!(got, reasons, "{kind}: {logged:?}");
     }
+    f.s.stop().await;
+}
+
+/// The `call.held` frames `console` got, each checked to come after its `hello` (the first
+/// frame of a connection).
+fn holds_told(console: &Console) -> Vec<Value> {
+    assert_eq!(console.seen[0]["type"], "hello", "{:?}", console.seen);
+    console
+        .seen
+        .iter()
+        .filter(|f| f["type"] == "call.held")
+        .cloned()
+        .collect()
+}
+
+/// A console that connects anew (a reload: a new websocket, same token) is told right after
+/// `hello` the holds its agent's call is in — the console's and the phone's, each with its
+/// `by` — so it offers Resume; a call no longer held is told nothing.
+async fn a_reconnecting_console_learns_the_hold(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        mut agent_leg,
+    } = f.connect(&mut bruno).await;
+    bruno
+        .console
+        .ok(json!({ "type": "call.hold", "interaction": interaction }))
+        .await;
+    bruno
+        .console
+        .expect_where("call.held", |f| f["interaction"] == interaction)
+        .await;
+
+    // Held from the console: the new console hears so, and resumes the call.
+    bruno.reconnect(&f.s).await;
+    let held = bruno.console.expect("call.held").await;
+    assert_eq!(
+        held,
+        json!({ "type": "call.held", "interaction": interaction, "by": "console" })
+    );
+    assert_eq!(holds_told(&bruno.console), [held]);
+    bruno
+        .console
+        .ok(json!({ "type": "call.resume", "interaction": interaction }))
+        .await;
+    bruno
+        .console
+        .expect_where("call.resumed", |f| f["by"] == "console")
+        .await;
+    // The resume from the new console bridges the call again.
+    bruno
+        .phone
+        .rtp_reaches(agent_leg.remote_rtp, b"agent back", &caller)
+        .await;
+
+    // Resumed, then connected anew: no console hold is told — up to the phone's hold
+    // (re-INVITE, made after `hello`), of which the new console hears.
+    bruno.reconnect(&f.s).await;
+    let held = bruno.phone.reinvite(&mut agent_leg, "sendonly").await;
+    assert_eq!(held.status_code.code(), 200, "{held}");
+    bruno
+        .console
+        .expect_where("call.held", |f| f["by"] == "phone")
+        .await;
+    let told = holds_told(&bruno.console);
+    assert!(told.iter().all(|f| f["by"] == "phone"), "{told:?}");
+
+    // Held on the phone: a new console hears that hold, by the phone, and no other.
+    bruno.reconnect(&f.s).await;
+    let held = bruno.console.expect("call.held").await;
+    assert_eq!(
+        held,
+        json!({ "type": "call.held", "interaction": interaction, "by": "phone" })
+    );
+    let resumed = bruno.phone.reinvite(&mut agent_leg, "sendrecv").await;
+    assert_eq!(resumed.status_code.code(), 200, "{resumed}");
+    bruno
+        .console
+        .expect_where("call.resumed", |f| f["by"] == "phone")
+        .await;
+    assert_eq!(holds_told(&bruno.console), [held]);
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
     f.s.stop().await;
 }
 
@@ -2233,6 +2334,7 @@ on_both_backends!(
     a_caller_reaches_an_agent_who_speaks_their_language,
     a_repeated_answer_gets_the_same_ack,
     console_holds_and_resumes,
+    a_reconnecting_console_learns_the_hold,
     console_accept_then_phone_answers,
     console_accept_then_phone_declines,
     console_transfers_to_another_agent,

@@ -420,11 +420,18 @@
       removeOffer(item);
       closePanel(item);
     }
-    for (const w of items) {
+    // Every item is in place before the first wait: right after `hello` vacd tells the holds
+    // of the agent's calls (`call.held`), which must find their calls. The holds known before
+    // are forgotten — one that ended while the socket was down is not told.
+    const restored = items.map((w) => {
       const known = work.get(w.interaction);
       const channel = known?.channel ?? (w.kind === "ticket" ? "email" : w.kind);
       const item = upsert(w.interaction, channel);
       item.state = w.state;
+      item.holds = {};
+      return { known, item };
+    });
+    for (const { known, item } of restored) {
       if (!known) {
         try {
           item.details = await api(`/api/v1/interactions/${item.id}`);
@@ -432,10 +439,10 @@
         } catch (e) {
           setStatus(`interaction ${item.id} not loaded: ${e.message}`);
         }
-        // Revoked or finished while its details were fetched: nothing to show any more.
-        if (work.get(w.interaction) !== item) continue;
-        if (item.details?.customer_id) loadCustomer(item);
       }
+      // Revoked or finished while details were fetched: nothing to show any more.
+      if (work.get(item.id) !== item) continue;
+      if (!known && item.details?.customer_id) loadCustomer(item);
       if (item.state === "offered") showOffer(item, null);
       else {
         // Accepted meanwhile (or on the phone): the offer card goes.
@@ -682,8 +689,8 @@
   // has acknowledged one (and says so with `call.held` / `call.resumed`); a second press
   // before that sends the same command again, which vacd takes as it is. The phone holds on
   // its own (re-INVITE, `by: "phone"`): the console shows that hold, which only the phone
-  // ends — its button stays the console's. (After a reload the console does not know a hold
-  // until it changes: Hold then shows, and pressing it acknowledges the hold the call has.)
+  // ends — its button stays the console's. After a (re)connect vacd tells the holds in place
+  // right after `hello`, so a reloaded console offers Resume for a call it holds.
   function hold(item, on) {
     command(on ? "call.hold" : "call.resume", { interaction: item.id }, on ? "hold" : "resume", () => showHold({ interaction: item.id, by: "console" }, on));
   }

@@ -3,7 +3,8 @@
 //! then moves frames: console commands to routing, the chat or the SIP endpoint (each answered
 //! with `ack` or `error`, in the order sent), routing events to the console. An `offer` carries
 //! the interaction's details and is followed by a `customer.screen_pop` with the customer's
-//! identities and history when it has a customer. The protocol is documented in `docs/agent-protocol.md`.
+//! identities and history when it has a customer; `hello` is followed by a `call.held` for
+//! each hold the agent's calls are in. The protocol is documented in `docs/agent-protocol.md`.
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -374,12 +375,23 @@ impl Console {
         true
     }
 
-    /// Queues an event or reply from routing (see [`feed_event`]).
+    /// Queues an event or reply from routing (see [`feed_event`]). After `hello`, the agent's
+    /// calls are asked to tell their holds: a hold lives in its call, not in routing, so
+    /// `hello` cannot carry it. They answer on the chat frames' channel, linked before, so their
+    /// `call.held` follows `hello`, and a hold that changes meanwhile is told there too.
     async fn deliver(&mut self, event: &ConsoleEvent) -> bool {
         if event.is_reply() {
             self.pending = self.pending.saturating_sub(1);
         }
-        feed_event(&mut self.sink, &self.state, self.who, event).await
+        let fed = feed_event(&mut self.sink, &self.state, self.who, event).await;
+        if fed && matches!(event, ConsoleEvent::Hello { .. }) {
+            let agent = AgentId(self.who.user_id as u64);
+            self.state
+                .routing
+                .calls()
+                .console_linked(self.who.tenant_id, agent);
+        }
+        fed
     }
 
     async fn flush(&mut self) -> bool {

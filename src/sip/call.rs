@@ -140,6 +140,10 @@ pub enum CallCmd {
     /// The connected agent put the call on hold from its console (`on`), or took it off: the
     /// caller hears music meanwhile and nothing passes between the legs.
     Hold { on: bool },
+    /// `agent`'s console (re)connected: if the agent is talking on this call and it is held,
+    /// the new console is told so (`call.held`, `by` as when the hold began), which its
+    /// `hello` from routing cannot say.
+    ConsoleLinked { agent: AgentId },
     /// The connected agent transferred the call; its leg is hung up and the caller waits
     /// (with music) until routing offers the call again.
     Transferred,
@@ -346,6 +350,20 @@ impl CallActor {
             }
             CallCmd::Hold { on: false } => {
                 self.resume("console");
+                None
+            }
+            CallCmd::ConsoleLinked { agent } => {
+                if self.connected.is_some_and(|c| c.agent == agent) {
+                    // Phone and console hold independently; each is told with its own `by`.
+                    if self.agent_holds {
+                        self.tell_agent(serde_json::json!({ "type": "call.held", "by": "phone" }));
+                    }
+                    if self.console_holds {
+                        self.tell_agent(
+                            serde_json::json!({ "type": "call.held", "by": "console" }),
+                        );
+                    }
+                }
                 None
             }
             CallCmd::Transferred => {

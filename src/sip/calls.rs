@@ -1623,6 +1623,22 @@ impl Calls {
         Ok(())
     }
 
+    /// `agent` of `tenant` connected a console: each call its phone is talking on tells the
+    /// console whether it is held (see [`CallCmd::ConsoleLinked`]).
+    pub fn console_linked(&mut self, tenant: i64, agent: AgentId) {
+        let keys: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, call)| call.tenant == tenant)
+            .map(|(key, _)| *key)
+            .collect();
+        for key in keys {
+            if let Some(call) = self.talking(key, agent) {
+                call.command(key, CallCmd::ConsoleLinked { agent });
+            }
+        }
+    }
+
     /// The live call `key`, if `agent`'s phone is talking on it.
     fn talking(&mut self, key: u64, agent: AgentId) -> Option<&mut Call> {
         self.calls

@@ -313,6 +313,9 @@ impl Endpoint {
                 let result = self.calls.hold(call, agent, on).map_err(|e| e.to_string());
                 let _ = reply.send(result);
             }
+            CallRequest::ConsoleLinked { tenant, agent } => {
+                self.calls.console_linked(tenant, agent);
+            }
             CallRequest::Monitor {
                 call,
                 tenant,

@@ -5,7 +5,8 @@
 // number stays to be corrected), then a real one before his phone is registered (dial_failed);
 // once it is, he dials again: his phone rings, then the carrier. Back to Ready, a call is
 // offered and his phone answers it: the call's panel has the focus on Hold; he holds the call
-// (the button becomes Resume, the caller hears music), resumes it, is refused a transfer to a
+// (the button becomes Resume, the caller hears music), reloads the page (the call comes back
+// held, with Resume), resumes it, is refused a transfer to a
 // number without its country code, and transfers the call to an outside number; wrap-up, Done.
 //
 // The script and the test take turns: the script prints a line when it has reached a step
@@ -77,6 +78,12 @@ try {
   await state(/^On hold/).waitFor();
   if (await holdButton.count()) throw new Error("Hold still shows on a held call");
   await page.screenshot({ path: `${screenshots}/console-call-held.png`, fullPage: true });
+  // A reload during the hold: the console connects anew, and vacd tells it the hold — the
+  // button still resumes.
+  await page.reload();
+  await resumeButton.waitFor();
+  await state(/^On hold/).waitFor();
+  if (await holdButton.count()) throw new Error("Hold shows on a held call after a reload");
   tell("held");
   await hear("resume");
   await resumeButton.click();
