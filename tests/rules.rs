@@ -349,7 +349,52 @@ async fn chat_availability_follows_the_rules(db: Db) {
     s.stop().await;
 }
 
+/// A phone number without a queue of its own is refused (480) — until a rule gives its calls
+/// one: then they are answered and wait there.
+async fn a_rule_gives_a_number_without_a_queue_its_calls(db: Db) {
+    let s = TestServer::start_with(db, |c| trunk::configure(c, None)).await;
+    let admin = s.demo_login("ada").await;
+    let support_de = queue(&s, &admin, "Support%20DE").await;
+    let (_, phones) = s.get("/api/v1/service-addresses?kind=phone", &admin).await;
+    let spare = s
+        .create(
+            "/api/v1/service-addresses",
+            &admin,
+            json!({ "kind": "phone", "address": "+4930777", "mailbox_id": phones["items"][0]["mailbox_id"] }),
+        )
+        .await;
+    let mut caller = Phone::new(trunk::TRUNK_IP, s.sip_udp()).await;
+    match caller.call("+4930777").await {
+        Err(refused) => assert_eq!(refused.status_code.code(), 480, "{refused}"),
+        Ok(_) => panic!("a number without a queue answered"),
+    }
+
+    s.create(
+        "/api/v1/routing-rules",
+        &admin,
+        json!({ "name": "spare line", "service_address_id": spare, "queue_id": support_de }),
+    )
+    .await;
+    let mut bruno = ready(&s, "bruno").await;
+    let mut phone = Phone::new("127.0.0.1", s.sip_udp()).await;
+    phone.register("bruno", trunk::SIP_PASSWORD, None).await;
+    let leg = match caller.call("+4930777").await {
+        Ok(leg) => leg,
+        Err(refused) => panic!("the rule's queue takes the call: {refused}"),
+    };
+    let offer = bruno
+        .expect_where("offer", |f| f["channel"] == "call")
+        .await;
+    assert_eq!(offer["queue"], support_de, "{offer}");
+    let invite = phone.request(Method::Invite).await;
+    phone.respond(&invite, 180, "ring", false).await;
+    assert_eq!(caller.bye(&leg).await, 200);
+    phone.cancelled(&invite).await;
+    s.stop().await;
+}
+
 on_both_backends!(
+    a_rule_gives_a_number_without_a_queue_its_calls,
     routing_rules_pick_the_queue,
     hours_follow_the_tenant_time_zone,
     chat_availability_follows_the_rules

@@ -6,7 +6,8 @@
 
 use sqlx::Row;
 
-use super::{Result, Store};
+use super::{now_ms, Result, Store};
+use crate::classify::Facts;
 
 /// An agent's SIP credentials as stored: the digest HA1 values, never the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,8 @@ pub struct ServiceNumber {
     pub tenant_id: i64,
     pub address_id: i64,
     pub mailbox_id: i64,
+    /// The number's queue — or, for a number without one, the queue a routing rule gives its
+    /// calls now (judged without the caller, whom the call's own classification then knows).
     pub queue_id: Option<i64>,
     /// The mailbox's language (inherited from its parents): the callers' unless a caller's
     /// own is known.
@@ -52,13 +55,32 @@ impl Store {
 
     /// The phone service address stored exactly as `number` (E.164, `+4930123456`).
     pub async fn phone_number(&self, number: &str) -> Result<Option<ServiceNumber>> {
-        let address = self.service_address("phone", number).await?;
-        Ok(address.map(|a| ServiceNumber {
-            tenant_id: a.tenant,
-            address_id: a.id,
-            mailbox_id: a.mailbox,
-            queue_id: a.queue,
-            language: a.language,
+        let Some(address) = self.service_address("phone", number).await? else {
+            return Ok(None);
+        };
+        let queue_id = match address.queue {
+            Some(queue) => Some(queue),
+            None => {
+                let facts = Facts {
+                    channel: "call",
+                    service_address: Some(address.id),
+                    text: "",
+                    language: address.language.as_deref(),
+                    customer: None,
+                    at: now_ms(),
+                };
+                let mut conn = self.pool.acquire().await?;
+                super::rules::classify_in(&mut conn, address.tenant, &facts)
+                    .await?
+                    .map(|decision| decision.queue)
+            }
+        };
+        Ok(Some(ServiceNumber {
+            tenant_id: address.tenant,
+            address_id: address.id,
+            mailbox_id: address.mailbox,
+            queue_id,
+            language: address.language,
         }))
     }
 }
