@@ -91,14 +91,16 @@ impl Interval {
         }
     }
 
-    /// The start of the interval after the one that starts at `start`.
+    /// The start of the interval after the one that starts at `start` — always later, even
+    /// where a half-hour clock change makes the zone's quarter hours or hours overlap.
     pub fn next(self, start: i64, zone: &TimeZone) -> i64 {
         // A day lasts 23 to 25 hours: 36 hours on is inside the next one.
         let inside = match self {
             Interval::Day => 36 * 3_600_000,
             Interval::QuarterHour | Interval::Hour => self.millis(),
         };
-        self.start_of(start + inside, zone)
+        self.start_of(start.saturating_add(inside), zone)
+            .max(start + 1)
     }
 }
 
@@ -196,9 +198,24 @@ struct Builder<'a> {
     /// Each agent's busy spans, merged and spread at the end: an agent with three chats at
     /// once is busy once, not three times (occupancy stays at most 1).
     busy: BTreeMap<i64, Vec<(i64, i64)>>,
+    /// The interval last looked up, `[start, next)`: events come in time order, so most fall
+    /// in it, and the time zone is consulted once per interval, not once per event.
+    last: (i64, i64),
 }
 
 impl Builder<'_> {
+    /// The start of the interval `at` falls in.
+    fn start_of(&mut self, at: i64) -> i64 {
+        let (start, next) = self.last;
+        if (start..next).contains(&at) {
+            return start;
+        }
+        let (interval, zone) = (self.settings.interval, &self.settings.zone);
+        let start = interval.start_of(at, zone);
+        self.last = (start, interval.next(start, zone));
+        start
+    }
+
     fn reported(&self, at: i64) -> bool {
         at >= self.settings.from && at < self.settings.to
     }
@@ -207,7 +224,7 @@ impl Builder<'_> {
         if !self.reported(at) {
             return None;
         }
-        let start = self.settings.interval.start_of(at, &self.settings.zone);
+        let start = self.start_of(at);
         Some(
             self.queues
                 .entry((start, queue))
@@ -223,7 +240,7 @@ impl Builder<'_> {
         if !self.reported(at) {
             return None;
         }
-        let start = self.settings.interval.start_of(at, &self.settings.zone);
+        let start = self.start_of(at);
         Some(
             self.agents
                 .entry((start, agent))
@@ -237,14 +254,13 @@ impl Builder<'_> {
 
     /// Adds the part of `[begin, end)` inside each reported interval to `field` of `agent`.
     fn spread(&mut self, agent: i64, begin: i64, end: i64, busy: bool) {
-        let (interval, zone) = (self.settings.interval, &self.settings.zone);
-        let mut start = interval.start_of(begin.max(self.settings.from), zone);
-        while start < end.min(self.settings.to) {
-            let next = interval.next(start, zone);
-            let part =
-                end.min(next).min(self.settings.to) - begin.max(start).max(self.settings.from);
+        let settings = self.settings;
+        let mut start = self.start_of(begin.max(settings.from));
+        while start < end.min(settings.to) {
+            let next = settings.interval.next(start, &settings.zone);
+            let part = end.min(next).min(settings.to) - begin.max(start).max(settings.from);
             if part > 0 {
-                if let Some(row) = self.agent(agent, start.max(self.settings.from)) {
+                if let Some(row) = self.agent(agent, start.max(settings.from)) {
                     if busy {
                         row.busy_ms += part;
                     } else {
@@ -305,6 +321,7 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
         queues: BTreeMap::new(),
         agents: BTreeMap::new(),
         busy: BTreeMap::new(),
+        last: (0, 0),
     };
     let mut waits: BTreeMap<i64, Wait> = BTreeMap::new();
     let mut handlings: BTreeMap<(i64, i64), Handling> = BTreeMap::new();

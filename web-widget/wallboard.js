@@ -238,7 +238,8 @@
     }
   }
 
-  // Charts: x = the 96 quarter-hours of the UTC day, left to right.
+  // Charts: x = the quarter-hours of the tenant's day (its clock: the report's `time_zone`),
+  // from its midnight (the report's `from`) left to right; 96 of them but when clocks change.
   const SVG = "http://www.w3.org/2000/svg";
   const QUARTER = 15 * 60 * 1000;
   const W = 560, H = 150, LEFT = 44, RIGHT = 18, TOP = 8, BOTTOM = 22;
@@ -274,7 +275,12 @@
     return figure;
   }
 
-  function serviceLevelChart(queue, name, rows, dayStart) {
+  // An interval's start as the tenant's clock shows it.
+  function clock(ms, timeZone) {
+    return new Date(ms).toLocaleTimeString("en-GB", { timeZone, hour: "2-digit", minute: "2-digit" });
+  }
+
+  function serviceLevelChart(queue, name, rows, dayStart, timeZone) {
     const target = targetOf(queue);
     const points = rows.filter((r) => r.service_level !== null && r.service_level !== undefined);
     return chart(`${name}: service level (target ${target.percent} % in ${target.seconds} s)`,
@@ -286,13 +292,13 @@
         if (xy.length > 1) svg.append(svgEl("polyline", { class: "line", points: xy.map((p) => p.join(",")).join(" ") }));
         points.forEach((r, i) => {
           const dot = svgEl("circle", { class: `point ${grade(r.service_level, queue)}`, cx: xy[i][0], cy: xy[i][1], r: 4 });
-          dot.append(svgEl("title", {}, `${new Date(r.interval_start).toISOString().slice(11, 16)} ${percent(r.service_level)}`));
+          dot.append(svgEl("title", {}, `${clock(r.interval_start, timeZone)} ${percent(r.service_level)}`));
           svg.append(dot);
         });
       });
   }
 
-  function waitChart(queue, name, rows, dayStart) {
+  function waitChart(queue, name, rows, dayStart, timeZone) {
     const goal = targetOf(queue).seconds * 1000;
     const max = Math.max(2 * goal, ...rows.map((r) => r.longest_wait_ms));
     const width = slotX(1) - slotX(0) - 1;
@@ -307,7 +313,7 @@
           class: `bar ${waitGrade(r.longest_wait_ms, queue)}`,
           x: slotX((r.interval_start - dayStart) / QUARTER), y: top, width, height: H - BOTTOM - top,
         });
-        bar.append(svgEl("title", {}, `${new Date(r.interval_start).toISOString().slice(11, 16)} ${seconds(r.longest_wait_ms)}`));
+        bar.append(svgEl("title", {}, `${clock(r.interval_start, timeZone)} ${seconds(r.longest_wait_ms)}`));
         svg.append(bar);
       }
     });
@@ -332,8 +338,11 @@
       return;
     }
     $("charts-note").textContent = "";
-    const rows = (await report.json()).items ?? [];
-    const dayStart = Math.floor(Date.now() / 86400000) * 86400000;
+    const body = await report.json();
+    const rows = body.items ?? [];
+    // The report's span starts at the tenant's midnight, on its clock.
+    const dayStart = body.from;
+    const timeZone = body.time_zone;
     const byQueue = new Map();
     for (const r of rows) {
       if (!byQueue.has(r.queue)) byQueue.set(r.queue, []);
@@ -345,7 +354,7 @@
       const box = document.createElement("div");
       box.className = "queue-charts";
       box.dataset.queue = queue;
-      box.append(serviceLevelChart(queue, name, list, dayStart), waitChart(queue, name, list, dayStart));
+      box.append(serviceLevelChart(queue, name, list, dayStart, timeZone), waitChart(queue, name, list, dayStart, timeZone));
       charts.push(box);
     }
     $("charts").replaceChildren(...charts);

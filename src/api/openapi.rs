@@ -114,7 +114,7 @@ fn column_schema(c: &Column) -> Schema {
             Type::String,
             ObjectBuilder::new()
                 .max_length(Some(200))
-                .description(Some("Opening hours in UTC, e.g. `Mo-Fr 08:00-18:00`")),
+                .description(Some("Opening hours on the clock of the tenant's `time_zone`, e.g. `Mo-Fr 08:00-18:00`")),
         ),
         Kind::SoundFile => (
             Type::String,

@@ -51,7 +51,7 @@ pub struct Params {
         ("short_abandon_seconds" = Option<i64>, Query, description = "abandons sooner are short (default 5)"),
         ("format" = Option<String>, Query, description = "`json` (default) or `csv`")),
     security(("bearer" = [])),
-    responses((status = 200, description = "`{items: [...], from, to}`, or CSV with a header line (docs/reports.md)"),
+    responses((status = 200, description = "`{items: [...], from, to, time_zone}` (the tenant's clock the intervals follow), or CSV with a header line (docs/reports.md)"),
         (status = 400, description = "invalid query", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
         (status = 404, description = "no such report", body = super::error::ErrorBody)))]
@@ -146,5 +146,9 @@ pub async fn report(
         body.push('\n');
         return Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], body).into_response());
     }
-    Ok(Json(json!({ "items": items, "from": from, "to": to })).into_response())
+    let time_zone = settings.zone.iana_name().unwrap_or("UTC");
+    Ok(
+        Json(json!({ "items": items, "from": from, "to": to, "time_zone": time_zone }))
+            .into_response(),
+    )
 }

@@ -609,7 +609,7 @@ fn value(c: &Column, json: JsonValue) -> Result<Value> {
             if s.len() > 200 || crate::channels::sla::BusinessHours::parse(s).is_none() {
                 return Err(Error::invalid(
                     "invalid_value",
-                    format!("`{name}` must be opening hours such as `Mo-Fr 08:00-18:00` (UTC)"),
+                    format!("`{name}` must be opening hours such as `Mo-Fr 08:00-18:00` (on the tenant's clock)"),
                 ));
             }
             Ok(Value::Text(Some(s.to_owned())))

@@ -370,7 +370,7 @@ impl Calls {
     }
 
     /// Answers a trunk's INVITE to a service number and starts the call's actor, which queues
-    /// it. Refusals: 480 when the number has no queue, 488 without a usable G.711 offer, 503
+    /// it. Refusals: 480 when the number has no queue (nor a routing rule giving it one), 488 without a usable G.711 offer, 503
     /// when no RTP ports are free.
     pub fn answer(&mut self, layer: &mut TransactionLayer, incoming: Incoming, now: Instant) {
         let Incoming {
@@ -387,7 +387,7 @@ impl Calls {
             tracing::warn!(
                 number,
                 tenant = service.tenant_id,
-                "service number has no queue, 480"
+                "service number has no queue, nor a rule giving it one; 480"
             );
             refuse(layer, 480);
             return;

@@ -1,8 +1,8 @@
 // Browser test of the wallboard: Debian's chromium (headless) driven by playwright-core.
 // A supervisor signs in on /wallboard; the queue tiles and the agents' table follow the live
 // feed; the Break button sets an agent not ready, and the agent's buttons outlive the feed's
-// frames (a team lead sees none); today's charts are drawn (service level with
-// a coloured point for Sales DE, where one email was answered); the waiting interaction
+// frames (a team lead sees none); today's charts are drawn on the tenant's day (service level
+// with a coloured point for Sales DE, where one email was answered, at its Berlin time); the waiting interaction
 // WAITING_ID, marked as past its queue's SLA target, is moved to Sales DE with the keyboard; a
 // screenshot goes to SCREENSHOTS.
 // Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
@@ -35,7 +35,18 @@ try {
   // Today's charts: an SVG per queue and figure; Sales DE has a graded service-level point.
   const sl = page.getByRole("img", { name: "Service level today, Sales DE" });
   await sl.waitFor();
-  await sl.locator("circle.point.ok").first().waitFor();
+  const point = sl.locator("circle.point.ok").first();
+  await point.waitFor();
+  // Drawn on the demo tenant's day (Berlin's), inside the axes (44 to 542), and labelled with
+  // the quarter hour it started at on Berlin's clock, which the current time is in.
+  const cx = Number(await point.getAttribute("cx"));
+  if (!(cx >= 44 && cx <= 542)) throw new Error(`the point is off the chart: cx ${cx}`);
+  const label = await point.locator("title").textContent();
+  const berlin = (ms) => new Date(ms).toLocaleTimeString("en-GB", { timeZone: "Europe/Berlin", hour: "2-digit", minute: "2-digit" });
+  const quarter = 15 * 60 * 1000;
+  const now = Math.floor(Date.now() / quarter) * quarter;
+  const recent = [now, now - quarter].map(berlin);
+  if (!recent.some((time) => label.startsWith(time))) throw new Error(`the point is labelled ${label}, not ${recent.join(" or ")} (Berlin)`);
   await page.getByRole("img", { name: "Longest wait today, Sales DE" }).locator("rect.bar").first().waitFor();
   // Move the waiting email to Sales DE (Bruno is on a break, so it stays waiting there),
   // keyboard only: focus the select, pick with the arrow keys, press the Move button.
