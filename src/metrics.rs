@@ -146,7 +146,7 @@ fn describe_report_gauges() {
         (
             QUEUE_OFFERED,
             None,
-            "interactions that entered the queue today (UTC)",
+            "interactions that entered the queue today (on the tenant's clock)",
         ),
         (QUEUE_ANSWERED, None, "of today's, connected to an agent"),
         (
