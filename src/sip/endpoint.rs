@@ -97,6 +97,9 @@ pub struct Endpoint {
     udp: Arc<UdpSocket>,
     /// Open TCP and TLS connections by peer.
     connections: HashMap<Peer, mpsc::Sender<Arc<[u8]>>>,
+    /// The open connections an authenticated REGISTER came in on: only their closing can end
+    /// bindings, so a client opening and closing connections costs no look at them.
+    registered_over: HashSet<Peer>,
     lookups: mpsc::Sender<Lookup>,
     /// Call-IDs of new INVITEs whose dialled number is being looked up.
     looking_up: HashSet<String>,
@@ -128,6 +131,7 @@ impl Endpoint {
             store,
             udp,
             connections: HashMap::new(),
+            registered_over: HashSet::new(),
             lookups,
             looking_up: HashSet::new(),
         }
@@ -221,9 +225,11 @@ impl Endpoint {
             Inbound::Disconnected { peer } => {
                 self.connections.remove(&peer);
                 self.layer.handle_transport_error(peer);
-                let dropped = self.registrar.drop_source(peer);
-                if dropped > 0 {
-                    tracing::info!(%peer, bindings = dropped, "phone's SIP connection closed; its registration ends");
+                if self.registered_over.remove(&peer) {
+                    let dropped = self.registrar.drop_source(peer);
+                    if dropped > 0 {
+                        tracing::info!(%peer, bindings = dropped, "phone's SIP connection closed; its registration ends");
+                    }
                 }
             }
         }
@@ -575,6 +581,9 @@ impl Endpoint {
                     }
                 }
                 let response = self.registrar.register(&request, peer, now);
+                if peer.transport.is_stream() {
+                    self.registered_over.insert(peer);
+                }
                 tracing::info!(
                     tenant = user.tenant_id,
                     user = user.user_id,

@@ -398,6 +398,9 @@ async fn run_connection(
         }
     };
     tracing::debug!(%peer, reason, "SIP connection closed");
+    // Told before the socket is let go: a new connection from the same address and port can
+    // open only once it is, so its REGISTER reaches the endpoint after this and a late
+    // `Disconnected` never ends the new connection's registration.
     let _ = to_endpoint.send(Inbound::Disconnected { peer }).await;
     // The place is given back before the socket closes: a client that sees the close may
     // open its next connection at once.
