@@ -124,7 +124,9 @@ pub struct HttpConfig {
     pub tls_handshake_timeout_seconds: u64,
     /// TLS handshakes begun per second from one source (an IPv4 address or an IPv6 /64) at
     /// most; a connection past it is closed before its handshake (each costs the server a
-    /// key exchange and a signature). Behind a reverse proxy every connection is the proxy's.
+    /// key exchange and a signature). 0 turns the limit off. Many agents behind one NAT
+    /// address reconnecting at once (after a restart: a browser opens several connections
+    /// each) need room here.
     pub tls_handshakes_per_second: u32,
 }
 
@@ -199,7 +201,7 @@ pub struct SipConfig {
     /// first message's time (`tcp_first_message_seconds`) starts after it.
     pub tls_handshake_timeout_seconds: u64,
     /// SIP TLS handshakes begun per second from one source at most; a connection past it is
-    /// closed before its handshake.
+    /// closed before its handshake. 0 turns the limit off.
     pub tls_handshakes_per_second: u32,
     /// Digest realm of registrations and trunk authentication. The agents' stored HA1 values
     /// are computed with it: after changing it, set their SIP passwords again.
@@ -350,7 +352,7 @@ impl Default for SipConfig {
             tls_certificate: None,
             tls_key: None,
             tls_handshake_timeout_seconds: 10,
-            tls_handshakes_per_second: 50,
+            tls_handshakes_per_second: 100,
             realm: "vacd".into(),
             max_calls: 1000,
             rate_limit_per_second: 200,
@@ -381,7 +383,7 @@ impl Default for HttpConfig {
             tls_certificate: None,
             tls_key: None,
             tls_handshake_timeout_seconds: 10,
-            tls_handshakes_per_second: 50,
+            tls_handshakes_per_second: 100,
         }
     }
 }
@@ -586,10 +588,6 @@ impl Config {
             http.tls_handshake_timeout_seconds,
             1..=3600,
         )?;
-        at_least_one(
-            "http.tls_handshakes_per_second",
-            http.tls_handshakes_per_second,
-        )?;
         for (key, path) in [
             ("http.tls_certificate", &http.tls_certificate),
             ("http.tls_key", &http.tls_key),
@@ -654,10 +652,6 @@ impl Config {
         at_least_one("sip.max_calls", sip.max_calls)?;
         at_least_one("sip.max_tcp_connections", sip.max_tcp_connections)?;
         at_least_one("sip.rate_limit_per_second", sip.rate_limit_per_second)?;
-        at_least_one(
-            "sip.tls_handshakes_per_second",
-            sip.tls_handshakes_per_second,
-        )?;
         if sip.rtp_port_min == 0 || sip.rtp_port_max < sip.rtp_port_min.saturating_add(1) {
             return Err(Error::Invalid {
                 key: "sip.rtp_port_max",
@@ -878,14 +872,6 @@ mod tests {
             (
                 "[http]\ntls_handshake_timeout_seconds = 0\n",
                 "http.tls_handshake_timeout_seconds",
-            ),
-            (
-                "[http]\ntls_handshakes_per_second = 0\n",
-                "http.tls_handshakes_per_second",
-            ),
-            (
-                "[sip]\ntls_handshakes_per_second = 0\n",
-                "sip.tls_handshakes_per_second",
             ),
         ] {
             let err = rejection(toml);

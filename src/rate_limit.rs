@@ -117,23 +117,26 @@ impl RateLimiter {
 /// `sip.tls_handshakes_per_second`), shared by its connection tasks.
 #[derive(Debug, Clone)]
 pub struct HandshakeLimit {
-    limiter: Arc<Mutex<RateLimiter>>,
+    /// `None`: no limit.
+    limiter: Option<Arc<Mutex<RateLimiter>>>,
     listener: &'static str,
 }
 
 impl HandshakeLimit {
-    /// At most `per_second` handshakes per source on `listener` (named in the log).
+    /// At most `per_second` handshakes per source on `listener` (named in the log); 0: any.
     pub fn new(per_second: u32, listener: &'static str) -> Self {
         Self {
-            limiter: Arc::new(Mutex::new(RateLimiter::new(per_second))),
+            limiter: (per_second > 0).then(|| Arc::new(Mutex::new(RateLimiter::new(per_second)))),
             listener,
         }
     }
 
     /// Whether a handshake from `peer` may begin now; the first refusal of a window is logged.
     pub fn admit(&self, peer: SocketAddr) -> bool {
-        let verdict = self
-            .limiter
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        let verdict = limiter
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .check(peer.ip(), Instant::now());
@@ -156,6 +159,16 @@ impl HandshakeLimit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_handshake_limit_of_zero_is_none() {
+        let peer: SocketAddr = "192.0.2.7:40000".parse().expect("address");
+        let none = HandshakeLimit::new(0, "test");
+        assert!((0..1000).all(|_| none.admit(peer)));
+        let one = HandshakeLimit::new(1, "test");
+        assert!(one.admit(peer));
+        assert!(!one.admit(peer), "one per second");
+    }
 
     #[test]
     fn an_ipv6_subscriber_network_shares_one_limit() {

@@ -508,9 +508,9 @@ async fn handshakes(server: SocketAddr, from: Ipv4Addr, connector: &TlsConnector
 }
 
 /// One handshake per second and source (`tls_handshakes_per_second = 1`) on both TLS
-/// listeners: of five handshakes in a row from one address the first is served and at least
-/// one is closed before it begins (a one-second window holds one) — while another address is
-/// served.
+/// listeners: of five handshakes at once from one address one is served and the others are
+/// closed before they begin (unless a one-second window ended between them, which one
+/// allows for) — while another address is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_handshakes_are_limited_per_source() {
     let certificate = Certificate::new();
@@ -523,14 +523,14 @@ async fn tls_handshakes_are_limited_per_source() {
     .await;
     let connector = tls_connector(Some(&certificate.cert), &[]);
     for listener in [s.addr(), s.sip_tls()] {
-        let mut begun = Vec::new();
-        for _ in 0..5 {
-            begun.push(handshakes(listener, Ipv4Addr::LOCALHOST, &connector).await);
-        }
-        assert!(begun[0], "{listener}: the first handshake is served");
+        let begun = futures_util::future::join_all(
+            (0..5).map(|_| handshakes(listener, Ipv4Addr::LOCALHOST, &connector)),
+        )
+        .await;
+        let served = begun.iter().filter(|&&served| served).count();
         assert!(
-            begun.contains(&false),
-            "{listener}: five handshakes in a row, each one a window's worth: {begun:?}"
+            (1..=2).contains(&served),
+            "{listener}: five handshakes at once, one per second: {begun:?}"
         );
         assert!(
             handshakes(listener, Ipv4Addr::new(127, 0, 0, 3), &connector).await,
