@@ -88,18 +88,24 @@ fn check_reason(reason: &str) -> Result<()> {
     })
 }
 
-fn check_time_zone(zone: &str) -> Result<()> {
-    if zone.len() > 64 || crate::channels::sla::time_zone(zone).is_none() {
-        return Err(Error::invalid(
+/// The IANA name of the time zone `zone` names, as the time zone database spells it
+/// (`europe/berlin` is `Europe/Berlin`).
+fn check_time_zone(zone: &str) -> Result<String> {
+    let known = (zone.len() <= 64)
+        .then(|| crate::channels::sla::time_zone(zone))
+        .flatten();
+    match known.as_ref().and_then(|z| z.iana_name()) {
+        Some(name) => Ok(name.to_owned()),
+        None => Err(Error::invalid(
             "invalid_value",
             "`time_zone` must be an IANA time zone such as `Europe/Berlin`",
-        ));
+        )),
     }
-    Ok(())
 }
 
-/// Checks every field of an update before anything is written.
-fn check_update(update: &TenantUpdate) -> Result<()> {
+/// Checks every field of an update before anything is written; a time zone is respelled as
+/// the database spells it.
+fn check_update(update: &mut TenantUpdate) -> Result<()> {
     if let Some(display_name) = &update.display_name {
         check_display_name(display_name)?;
     }
@@ -112,8 +118,8 @@ fn check_update(update: &TenantUpdate) -> Result<()> {
     if let Some(reason) = &update.missed_offer_reason {
         check_reason(reason)?;
     }
-    if let Some(zone) = &update.time_zone {
-        check_time_zone(zone)?;
+    if let Some(zone) = &mut update.time_zone {
+        *zone = check_time_zone(zone)?;
     }
     Ok(())
 }
@@ -154,8 +160,7 @@ async fn create(
     let Json(new) = body?;
     check_name(&new.name)?;
     check_display_name(&new.display_name)?;
-    let time_zone = new.time_zone.as_deref().unwrap_or("UTC");
-    check_time_zone(time_zone)?;
+    let time_zone = check_time_zone(new.time_zone.as_deref().unwrap_or("UTC"))?;
     // Validate the admin before anything is written, so a bad password creates nothing.
     let admin = new_values(
         &USERS,
@@ -168,7 +173,7 @@ async fn create(
     )?;
     let tenant = state
         .store
-        .create_tenant_in(&new.name, &new.display_name, time_zone)
+        .create_tenant_in(&new.name, &new.display_name, &time_zone)
         .await?;
     if let Err(e) = state.store.create(&USERS, tenant.id, None, &admin).await {
         state.store.delete_tenant(tenant.id).await?;
@@ -216,8 +221,8 @@ async fn update(
         Caller::User(p) => Some(p.user_id),
     };
     visible(caller, id, Role::Admin)?;
-    let Json(update) = body?;
-    check_update(&update)?;
+    let Json(mut update) = body?;
+    check_update(&mut update)?;
     let tenant = state.store.update_tenant(id, actor, &update).await?;
     if update.touches_routing() {
         state.routing.reconfigure(id).await;

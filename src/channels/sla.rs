@@ -116,7 +116,8 @@ fn weekday(date: Date) -> usize {
 }
 
 /// The moment (Unix ms) `minute` minutes into `day` on the clock of `zone` (1440 is the next
-/// day's midnight); a time a clock change skips counts from the change.
+/// day's midnight); a time a clock change skips is read as the clock before the change would
+/// have it (02:30 on the night summer time starts at 02:00 is 03:30).
 fn instant(day: Date, minute: i64, zone: &TimeZone) -> Option<i64> {
     let (day, minute) = match minute {
         1440 => (day.tomorrow().ok()?, 0),
