@@ -238,17 +238,15 @@ impl Store {
         widget: &ChatWidget,
         route: &ChatRoute,
     ) -> Result<Option<i64>> {
-        let facts = Facts {
-            channel: "chat",
-            service_address: Some(widget.service_address_id),
-            text: "",
-            language: Some(&route.language),
-            customer: None,
-            at: now_ms(),
-        };
-        let mut conn = self.pool.acquire().await?;
-        let classified = super::rules::classify_in(&mut conn, widget.tenant_id, &facts).await?;
-        Ok(classified.map(|decision| decision.queue).or(route.queue))
+        let ruled = self
+            .rule_queue_before_words(
+                widget.tenant_id,
+                "chat",
+                widget.service_address_id,
+                Some(&route.language),
+            )
+            .await?;
+        Ok(ruled.or(route.queue))
     }
 
     /// Opens a chat session; its id.

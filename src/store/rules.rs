@@ -2,11 +2,13 @@
 //! [`classify_in`] reads the tenant's enabled routing rules and lets [`classify`] pick, before
 //! the row is written (with the pick's queue and priority); [`log_in`] then logs the pick
 //! (`routing.classified`) — so what a rule did is in the event log beside what routing did.
+//! [`Store::rule_queue_before_words`] asks the rules ahead, without words or customer: where a
+//! chat would start (the widget's availability), or whether a number without a queue has one.
 
 use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use super::events::{append_in, NewEvent};
-use super::Result;
+use super::{now_ms, Result, Store};
 use crate::channels::sla::{self, BusinessHours};
 use crate::classify::{classify, Decision, Facts, Hours, Rule};
 
@@ -72,6 +74,32 @@ pub(super) async fn classify_in(
         });
     }
     Ok(classify(&rules, facts))
+}
+
+impl Store {
+    /// The queue the routing rules give a new interaction of `tenant` on `channel` through
+    /// `service_address` now, judged before its words and its customer are known (so keyword
+    /// and customer rules do not match); `None` when no rule does.
+    pub(super) async fn rule_queue_before_words(
+        &self,
+        tenant: i64,
+        channel: &str,
+        service_address: i64,
+        language: Option<&str>,
+    ) -> Result<Option<i64>> {
+        let facts = Facts {
+            channel,
+            service_address: Some(service_address),
+            text: "",
+            language,
+            customer: None,
+            at: now_ms(),
+        };
+        let mut conn = self.pool.acquire().await?;
+        Ok(classify_in(&mut conn, tenant, &facts)
+            .await?
+            .map(|decision| decision.queue))
+    }
 }
 
 /// Logs that `decision` classified the interaction `interaction` of `tenant`.

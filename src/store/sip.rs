@@ -6,8 +6,7 @@
 
 use sqlx::Row;
 
-use super::{now_ms, Result, Store};
-use crate::classify::Facts;
+use super::{Result, Store};
 
 /// An agent's SIP credentials as stored: the digest HA1 values, never the password.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,18 +60,13 @@ impl Store {
         let queue_id = match address.queue {
             Some(queue) => Some(queue),
             None => {
-                let facts = Facts {
-                    channel: "call",
-                    service_address: Some(address.id),
-                    text: "",
-                    language: address.language.as_deref(),
-                    customer: None,
-                    at: now_ms(),
-                };
-                let mut conn = self.pool.acquire().await?;
-                super::rules::classify_in(&mut conn, address.tenant, &facts)
-                    .await?
-                    .map(|decision| decision.queue)
+                self.rule_queue_before_words(
+                    address.tenant,
+                    "call",
+                    address.id,
+                    address.language.as_deref(),
+                )
+                .await?
             }
         };
         Ok(Some(ServiceNumber {
