@@ -47,6 +47,23 @@ impl Agent {
         old.expect("session.replaced").await;
     }
 
+    /// Holds (`on`) or resumes its call `interaction` from the console; the console is told
+    /// so, by the console.
+    async fn holds(&mut self, interaction: i64, on: bool) {
+        let (command, told) = match on {
+            true => ("call.hold", "call.held"),
+            false => ("call.resume", "call.resumed"),
+        };
+        self.console
+            .ok(json!({ "type": command, "interaction": interaction }))
+            .await;
+        self.console
+            .expect_where(told, |f| {
+                f["interaction"] == interaction && f["by"] == "console"
+            })
+            .await;
+    }
+
     /// Transfers its connected call `interaction` to the outside `number` from the console;
     /// its phone is hung up.
     async fn transfer_out(&mut self, interaction: i64, number: &str) {
@@ -1009,16 +1026,7 @@ async fn console_holds_and_resumes(db: Db) {
         .await;
     assert_eq!(refused.last().expect("reply")["code"], "hold_failed");
 
-    bruno
-        .console
-        .ok(json!({ "type": "call.hold", "interaction": interaction }))
-        .await;
-    bruno
-        .console
-        .expect_where("call.held", |f| {
-            f["interaction"] == interaction && f["by"] == "console"
-        })
-        .await;
+    bruno.holds(interaction, true).await;
     hears_music(&mut caller, &leg).await;
     for sequence in 0..5 {
         caller
@@ -1031,14 +1039,7 @@ async fn console_holds_and_resumes(db: Db) {
     }
     // Resumed: both directions cross the bridge again, and what was sent on hold never did
     // (loopback keeps the order, so it would have come first).
-    bruno
-        .console
-        .ok(json!({ "type": "call.resume", "interaction": interaction }))
-        .await;
-    bruno
-        .console
-        .expect_where("call.resumed", |f| f["interaction"] == interaction)
-        .await;
+    bruno.holds(interaction, false).await;
     let (_, to_agent) = caller
         .rtp_reaches_after(leg.remote_rtp, b"after hold", &bruno.phone)
         .await;
@@ -1108,14 +1109,7 @@ async fn a_reconnecting_console_learns_the_hold(db: Db) {
         interaction,
         mut agent_leg,
     } = f.connect(&mut bruno).await;
-    bruno
-        .console
-        .ok(json!({ "type": "call.hold", "interaction": interaction }))
-        .await;
-    bruno
-        .console
-        .expect_where("call.held", |f| f["interaction"] == interaction)
-        .await;
+    bruno.holds(interaction, true).await;
 
     // Held from the console: the new console hears so, and resumes the call.
     bruno.reconnect(&f.s).await;
@@ -1125,14 +1119,7 @@ async fn a_reconnecting_console_learns_the_hold(db: Db) {
         json!({ "type": "call.held", "interaction": interaction, "by": "console" })
     );
     assert_eq!(holds_told(&bruno.console), [held]);
-    bruno
-        .console
-        .ok(json!({ "type": "call.resume", "interaction": interaction }))
-        .await;
-    bruno
-        .console
-        .expect_where("call.resumed", |f| f["by"] == "console")
-        .await;
+    bruno.holds(interaction, false).await;
     // The resume from the new console bridges the call again.
     bruno
         .phone

@@ -39,6 +39,24 @@ async fn classified(s: &TestServer, admin: &str, interaction: i64) -> Vec<Value>
     page["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// An SMS from `from` to the service number `to` through the gateway (token
+/// `gateway-secret`): the record of the ticket it became.
+async fn sms_in(s: &TestServer, admin: &str, from: &str, to: &str, text: &str) -> Value {
+    let (status, body) = s
+        .call(
+            reqwest::Method::POST,
+            "/api/v1/sms/inbound",
+            Some("gateway-secret"),
+            Some(json!({ "from": from, "to": to, "text": text, "id": from })),
+        )
+        .await;
+    assert_eq!(body["outcome"], "created", "{status}: {body}");
+    let interaction = body["ticket"].as_i64().expect("the SMS's ticket");
+    s.get(&format!("/api/v1/interactions/{interaction}"), admin)
+        .await
+        .1
+}
+
 async fn routing_rules_pick_the_queue(db: Db) {
     let s = TestServer::start_with(db, |c| {
         trunk::configure(c, None);
@@ -143,20 +161,7 @@ async fn routing_rules_pick_the_queue(db: Db) {
     )
     .await;
     let sms_queue = async |from: &str, text: &str| {
-        let (status, body) = s
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/sms/inbound",
-                Some("gateway-secret"),
-                Some(json!({ "from": from, "to": "+4930111", "text": text, "id": from })),
-            )
-            .await;
-        assert_eq!(body["outcome"], "created", "{status}: {body}");
-        let interaction = body["ticket"].as_i64().expect("the SMS's ticket");
-        let (_, record) = s
-            .get(&format!("/api/v1/interactions/{interaction}"), &admin)
-            .await;
-        record["queue_id"].clone()
+        sms_in(&s, &admin, from, "+4930111", text).await["queue_id"].clone()
     };
     assert_eq!(
         sms_queue("+491709999991", "Ich möchte meinen Vertrag KÜNDIGEN.").await,
@@ -250,19 +255,7 @@ async fn hours_follow_the_tenant_time_zone(db: Db) {
     )
     .await;
     let sms = async |from: &str| {
-        let (status, body) = s
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/sms/inbound",
-                Some("gateway-secret"),
-                Some(json!({ "from": from, "to": "+4930113", "text": "Hallo?", "id": from })),
-            )
-            .await;
-        assert_eq!(body["outcome"], "created", "{status}: {body}");
-        let interaction = body["ticket"].as_i64().expect("the SMS's ticket");
-        let (_, record) = s
-            .get(&format!("/api/v1/interactions/{interaction}"), &admin)
-            .await;
+        let record = sms_in(&s, &admin, from, "+4930113", "Hallo?").await;
         let (Some(due), Some(created)) = (
             record["sla_deadline"].as_i64(),
             record["created_at"].as_i64(),
