@@ -6,8 +6,9 @@
 //! first refusal of a window is reported (one log line per source and window, not one per
 //! packet), so a flood can neither starve the server nor fill the log.
 //!
-//! Sans-IO: [`RateLimiter::check`] takes the time explicitly. The tasks share one limiter
-//! behind a mutex; the critical section is a hash lookup.
+//! Sans-IO: [`RateLimiter::check`] takes the time explicitly. The tasks that count against one
+//! limit share it as a [`SharedLimit`] (behind a mutex; the critical section is a hash lookup),
+//! which also logs the refusals.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -113,46 +114,69 @@ impl RateLimiter {
     }
 }
 
+/// A [`RateLimiter`] shared by the tasks that count against it — SIP's transports, chat's
+/// visitors, a TLS listener's connections — which logs the first refusal of each source's
+/// window, with how many the window before refused.
+#[derive(Debug)]
+pub struct SharedLimit {
+    limiter: Mutex<RateLimiter>,
+    /// What is counted, for the log (`SIP messages`, `new chats`, `HTTPS handshakes`).
+    what: &'static str,
+}
+
+impl SharedLimit {
+    /// At most `per_second` of `what` per source.
+    pub fn new(per_second: u32, what: &'static str) -> Self {
+        Self {
+            limiter: Mutex::new(RateLimiter::new(per_second)),
+            what,
+        }
+    }
+
+    /// Counts one from `source`; over the limit, `Err` with the end of the source's window.
+    pub fn admit(&self, source: IpAddr) -> Result<(), Instant> {
+        let verdict = self
+            .limiter
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .check(source, Instant::now());
+        match verdict {
+            Verdict::Accept => Ok(()),
+            Verdict::Drop {
+                report,
+                dropped_before,
+                until,
+            } => {
+                if report {
+                    tracing::warn!(%source, what = self.what, refused_last_second = dropped_before, "too many from one address: refused for the rest of the second");
+                }
+                Err(until)
+            }
+        }
+    }
+}
+
 /// The per-source limit on the TLS handshakes of one listener (`http.tls_handshakes_per_second`,
 /// `sip.tls_handshakes_per_second`), shared by its connection tasks.
 #[derive(Debug, Clone)]
 pub struct HandshakeLimit {
     /// `None`: no limit.
-    limiter: Option<Arc<Mutex<RateLimiter>>>,
-    listener: &'static str,
+    limiter: Option<Arc<SharedLimit>>,
 }
 
 impl HandshakeLimit {
     /// At most `per_second` handshakes per source on `listener` (named in the log); 0: any.
     pub fn new(per_second: u32, listener: &'static str) -> Self {
         Self {
-            limiter: (per_second > 0).then(|| Arc::new(Mutex::new(RateLimiter::new(per_second)))),
-            listener,
+            limiter: (per_second > 0).then(|| Arc::new(SharedLimit::new(per_second, listener))),
         }
     }
 
-    /// Whether a handshake from `peer` may begin now; the first refusal of a window is logged.
+    /// Whether a handshake from `peer` may begin now.
     pub fn admit(&self, peer: SocketAddr) -> bool {
-        let Some(limiter) = &self.limiter else {
-            return true;
-        };
-        let verdict = limiter
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .check(peer.ip(), Instant::now());
-        match verdict {
-            Verdict::Accept => true,
-            Verdict::Drop {
-                report,
-                dropped_before,
-                ..
-            } => {
-                if report {
-                    tracing::warn!(%peer, listener = self.listener, refused_last_second = dropped_before, "TLS handshake flood: rate limit reached, connections closed before their handshake");
-                }
-                false
-            }
-        }
+        self.limiter
+            .as_ref()
+            .is_none_or(|limiter| limiter.admit(peer.ip()).is_ok())
     }
 }
 

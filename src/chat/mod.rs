@@ -15,7 +15,7 @@ pub const REPLACED: &str = r#"{"type":"chat.replaced"}"#;
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use serde_json::Value as Json;
@@ -26,7 +26,7 @@ use vacd_actors::{AgentId, Output};
 use crate::api::auth::{random_token, token_hash};
 use crate::catalog::Role;
 use crate::config::ChatSettings;
-use crate::rate_limit::{RateLimiter, Verdict};
+use crate::rate_limit::SharedLimit;
 use crate::routing::RoutingHandle;
 use crate::store::{self, ChatRow, ChatWidget, NewChat, Principal, Store};
 
@@ -65,22 +65,6 @@ impl Error {
             Error::Forbidden => "forbidden",
             Error::Store(_) => "store_failed",
             Error::Gone => "unavailable",
-        }
-    }
-}
-
-/// Counts one `what` from `source` against `limiter`; false (logged once per second) when over.
-fn allowed(limiter: &Mutex<RateLimiter>, source: IpAddr, what: &str) -> bool {
-    let mut limiter = limiter
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match limiter.check(source, std::time::Instant::now()) {
-        Verdict::Accept => true,
-        Verdict::Drop { report, .. } => {
-            if report {
-                tracing::warn!(%source, what, "too many from one address; refusing");
-            }
-            false
         }
     }
 }
@@ -209,8 +193,8 @@ pub(crate) struct Inner {
     consoles: DashMap<(i64, u64), (u64, mpsc::UnboundedSender<String>)>,
     next_id: AtomicU64,
     /// New chats, and visitor messages, per source address.
-    starts: Mutex<RateLimiter>,
-    messages: Mutex<RateLimiter>,
+    starts: SharedLimit,
+    messages: SharedLimit,
     /// vacd is stopping: a chat's actor gone now is no chat ended (it goes on after the
     /// restart).
     stopping: Arc<AtomicBool>,
@@ -247,8 +231,8 @@ impl ChatHub {
                 consoles: DashMap::new(),
                 next_id: AtomicU64::new(1),
                 stopping: Arc::default(),
-                starts: Mutex::new(RateLimiter::new(settings.starts_per_second_per_ip)),
-                messages: Mutex::new(RateLimiter::new(settings.messages_per_second_per_ip)),
+                starts: SharedLimit::new(settings.starts_per_second_per_ip, "new chats"),
+                messages: SharedLimit::new(settings.messages_per_second_per_ip, "chat messages"),
             }),
         }
     }
@@ -317,12 +301,12 @@ impl ChatHub {
 
     /// Whether `source` may open another chat now.
     pub fn may_start(&self, source: IpAddr) -> bool {
-        allowed(&self.inner.starts, source, "new chats")
+        self.inner.starts.admit(source).is_ok()
     }
 
     /// Whether `source` may send another visitor message now.
     pub fn may_send(&self, source: IpAddr) -> bool {
-        allowed(&self.inner.messages, source, "chat messages")
+        self.inner.messages.admit(source).is_ok()
     }
 
     /// Returns to the chat of a resume token.

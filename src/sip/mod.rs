@@ -22,7 +22,7 @@ pub use screening::normalise_e164;
 mod transport;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
@@ -33,7 +33,7 @@ use vacd_sip::message::Limits;
 
 use crate::chat::ChatHub;
 use crate::config::{DigestAlgorithm, SipConfig};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::SharedLimit;
 use crate::routing::{CallTap, CallTapEnds, RoutingHandle};
 use crate::serve::{self, TlsError};
 use crate::store::Store;
@@ -131,7 +131,7 @@ impl SipSockets {
                     ),
                     handshakes: crate::rate_limit::HandshakeLimit::new(
                         config.tls_handshakes_per_second,
-                        "SIP TLS",
+                        "SIP TLS handshakes",
                     ),
                 };
                 Some((listener, bound))
@@ -211,7 +211,10 @@ impl SipEndpoint {
             reports: reports_tx,
         });
         let udp = Arc::new(udp);
-        let limiter = Arc::new(Mutex::new(RateLimiter::new(config.rate_limit_per_second)));
+        let limiter = Arc::new(SharedLimit::new(
+            config.rate_limit_per_second,
+            "SIP messages",
+        ));
         let limits = Limits::default();
         let (stop, stopped) = watch::channel(false);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_QUEUE);

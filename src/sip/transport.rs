@@ -1,6 +1,6 @@
 //! The sockets: one UDP socket task, and one task accepting on the TCP listener and the TLS
 //! one (`sip.tls`) with a task per connection. They only move bytes. Incoming bytes pass the
-//! per-source [`RateLimiter`], are parsed by `vacd-sip` (datagrams with [`parse_datagram`],
+//! per-source [`Limiter`], are parsed by `vacd-sip` (datagrams with [`parse_datagram`],
 //! streams through a [`StreamFramer`]) and handed to the endpoint task as [`Inbound`]
 //! messages; outgoing bytes come back from the endpoint — UDP is sent by the endpoint on the
 //! shared socket, TCP and TLS through the connection's writer channel, registered with the
@@ -15,7 +15,7 @@
 //! an error that loses the message boundary closes the connection, any other skips one message.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,7 +29,7 @@ use vacd_sip::rsip::SipMessage;
 use vacd_sip::{Peer, Transport};
 
 use super::reject::response_to_unparsable;
-use crate::rate_limit::{HandshakeLimit, RateLimiter, Verdict};
+use crate::rate_limit::{HandshakeLimit, SharedLimit};
 use crate::serve::{SourcePlace, Sources};
 use crate::stream::MaybeTls;
 
@@ -63,32 +63,9 @@ pub enum Inbound {
     },
 }
 
-pub type Limiter = Arc<Mutex<RateLimiter>>;
-
-/// Whether a message from `peer` may pass; logs the first drop of each window.
-fn admit(limiter: &Limiter, peer: Peer) -> Result<(), Instant> {
-    let verdict = limiter
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .check(peer.addr.ip(), Instant::now());
-    match verdict {
-        Verdict::Accept => Ok(()),
-        Verdict::Drop {
-            report,
-            dropped_before,
-            until,
-        } => {
-            if report {
-                let what = match peer.transport {
-                    Transport::Udp => "dropping its datagrams",
-                    _ => "its connection waits",
-                };
-                tracing::warn!(%peer, refused_last_second = dropped_before, "SIP flood: rate limit reached, {what}");
-            }
-            Err(until)
-        }
-    }
-}
+/// The per-source message limit (`sip.rate_limit_per_second`): a datagram over it is dropped,
+/// a stream over it waits for the window's end.
+pub type Limiter = Arc<SharedLimit>;
 
 /// Receives datagrams until `stop` fires.
 pub async fn run_udp(
@@ -114,7 +91,7 @@ pub async fn run_udp(
         };
         let peer = Peer::new(Transport::Udp, addr);
         let bytes = &buf[..len];
-        if is_keep_alive(bytes) || admit(&limiter, peer).is_err() {
+        if is_keep_alive(bytes) || limiter.admit(peer.addr.ip()).is_err() {
             continue;
         }
         match parse_datagram(bytes, &limits) {
@@ -348,7 +325,7 @@ async fn run_connection(
         // window ends; anything else is handled, and reading waits all the same.
         loop {
             if let Some(message) = held.take() {
-                if let Err(until) = admit(&limiter, peer) {
+                if let Err(until) = limiter.admit(peer.addr.ip()) {
                     held = Some(message);
                     resume = Some(until);
                     break;
@@ -368,7 +345,7 @@ async fn run_connection(
                 Err(err) => Err(err),
             };
             silent_until = None;
-            let admitted = admit(&limiter, peer);
+            let admitted = limiter.admit(peer.addr.ip());
             match frame {
                 Ok(Frame::KeepAlive) => {
                     if write(&mut stream, b"\r\n").await.is_err() {
