@@ -295,6 +295,8 @@ pub static QUEUES: Resource = Resource {
         int_default("wrapup_seconds", 0, 3600, 30),
         opt("greeting", Kind::SoundFile),
         opt("music", Kind::SoundFile),
+        opt("announcement", Kind::SoundFile),
+        opt("announce_every_seconds", Kind::Int { min: 5, max: 3600 }),
     ],
     read: Role::Agent,
     write: Some(Role::Admin),

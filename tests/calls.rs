@@ -609,6 +609,61 @@ async fn a_queue_plays_its_own_greeting(db: Db) {
     f.s.stop().await;
 }
 
+/// A queue with an announcement plays it to a waiting caller after every
+/// `announce_every_seconds` of music (here 5 s: 250 packets of 20 ms), then the music goes on.
+async fn a_queue_announces_between_its_music(db: Db) {
+    const BUSY: f32 = 1500.0;
+    let sounds = tempfile::tempdir().expect("a sounds directory");
+    std::fs::write(sounds.path().join("busy.wav"), tone_wav(BUSY, 1)).expect("write");
+    let dir = sounds.path().to_owned();
+    let f = Floor::with(db, |c| c.sip.sounds = dir).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, queues) = f.s.get("/api/v1/queues?name=Sales%20DE", &admin).await;
+    let queue = format!("/api/v1/queues/{}", queues["items"][0]["id"]);
+    let too_often =
+        f.s.patch(&queue, &admin, json!({ "announce_every_seconds": 1 }))
+            .await;
+    assert_error(
+        &too_often,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "out_of_range",
+    );
+    let (status, body) =
+        f.s.patch(
+            &queue,
+            &admin,
+            json!({ "announcement": "busy.wav", "announce_every_seconds": 5 }),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("answered");
+    // Packets are told apart by their tone: the announcement's 1500 Hz or the music's
+    // (the comfort tone, 425 Hz, and its pauses).
+    let mut heard = Vec::new();
+    for _ in 0..(250 + 50 + 50) {
+        let packet = caller.hear(1).await;
+        heard.push(tone_level(&packet, BUSY) > 1000.0);
+    }
+    let music = heard.iter().take_while(|busy| !**busy).count();
+    assert!(
+        (245..=255).contains(&music),
+        "the announcement after 5 s of music, not after {music} packets"
+    );
+    let announced = heard[music..].iter().take_while(|busy| **busy).count();
+    assert!(
+        (45..=55).contains(&announced),
+        "the whole 1 s announcement, not {announced} packets"
+    );
+    assert!(
+        heard[music + announced..].iter().all(|busy| !busy),
+        "music again after the announcement"
+    );
+    assert_eq!(caller.bye(&leg).await, 200);
+    f.s.stop().await;
+}
+
 /// While an agent's phone rings, the port vacd offered it is open: a stranger's packets there
 /// (the phone has not answered, so none are its) do not reach the waiting caller, who hears
 /// nothing but music.
@@ -2305,6 +2360,7 @@ on_both_backends!(
     agent_hangs_up,
     caller_abandons_while_queued,
     a_waiting_caller_keeps_the_music,
+    a_queue_announces_between_its_music,
     rejected_call_goes_to_the_next_agent,
     an_answer_crossing_the_cancel_frees_the_call,
     a_merged_invite_is_refused_and_the_call_goes_on,

@@ -24,7 +24,7 @@ use vacd_actors::{
     QueueId, ReadyMode, RouterError, TenantId, TransferTarget,
 };
 use vacd_sip::g711::Law;
-use vacd_sip::media::{Playlist, Sound, FRAME_DURATION};
+use vacd_sip::media::{NowPlaying, Playlist, Sound, FRAME_DURATION};
 use vacd_sip::mix::{decode_frame, encode_frame, Monitor, PcmFrame};
 use vacd_sip::rtp::{LegId, Packetizer, Relay, RelayAction, RelayLeg, RtpPacket};
 
@@ -39,7 +39,8 @@ const MAX_BURST: u32 = 64;
 
 /// What waiting callers hear (µ-law; converted per call if needed): `greeting.wav` and
 /// `music.wav` of the sounds directory, loaded once, unless the call's queue names files of its
-/// own there (`greeting`, `music`), which are loaded when a call first needs them and kept.
+/// own there (`greeting`, `music`, and an `announcement` between its music), which are loaded
+/// when a call first needs them and kept.
 #[derive(Debug)]
 pub struct Sounds {
     dir: PathBuf,
@@ -76,6 +77,17 @@ impl Sounds {
             music,
             loaded: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The announcement of a queue that names `sounds`, with the 20 ms frames of music between
+    /// two: none unless the queue sets both, or if its file is unusable (logged).
+    pub async fn announcement_of(&self, sounds: &QueueSounds) -> Option<(Sound, u32)> {
+        let (name, every) = (
+            sounds.announcement.as_ref()?,
+            sounds.announce_every_seconds?,
+        );
+        let frames = u32::try_from(every.max(1) * 1000 / FRAME_DURATION.as_millis() as i64).ok()?;
+        Some((self.named(name).await?, frames))
     }
 
     /// The greeting and music of a call waiting in a queue that names `sounds` (each file
@@ -607,6 +619,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
             // The agent side takes nothing until a phone answers: a packet reaching its socket
             // before (a stray, a neighbour's RTCP) must not latch it and end the music.
             let (greeting, music) = sounds.for_queue(&started.sounds).await;
+            let announcement = sounds.announcement_of(&started.sounds).await;
             let mut relay = Relay::new(caller_remote, None);
             relay.leg_mut(LegId::B).renegotiate(None, false);
             let mut media = Media {
@@ -618,6 +631,8 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
                 law,
                 payload_type,
                 music,
+                announcement,
+                music_since_announcement: 0,
                 supervisor: None,
             };
             let by = match AssertUnwindSafe(media.run(&mut actor, &mut commands))
@@ -684,6 +699,10 @@ struct Media {
     payload_type: u8,
     /// The music on hold, for a playlist in another law.
     music: Sound,
+    /// The queue's announcement and the frames of music between two, for a waiting caller.
+    announcement: Option<(Sound, u32)>,
+    /// Frames of music a waiting caller heard since the last announcement (or the start).
+    music_since_announcement: u32,
     supervisor: Option<Supervisor>,
 }
 
@@ -871,6 +890,7 @@ impl Media {
                         continue;
                     }
                     let Some(to) = self.relay.leg(LegId::A).destination() else { continue };
+                    self.announce_when_due();
                     packet.clear();
                     self.packetizer.packetize(self.playlist.next_frame(), &mut packet);
                     if let Err(err) = self.caller.send_to(&packet, to).await {
@@ -878,6 +898,25 @@ impl Media {
                     }
                 }
             }
+        }
+    }
+
+    /// Counts a frame of music for a caller waiting for an agent (not one an agent holds) and
+    /// queues the announcement once enough have played since the last (greeting and
+    /// announcement do not count, so a long file never plays twice in a row).
+    fn announce_when_due(&mut self) {
+        let Some((announcement, every)) = &self.announcement else {
+            return;
+        };
+        if self.relay.leg(LegId::B).destination().is_some()
+            || self.playlist.now_playing() != NowPlaying::Music
+        {
+            return;
+        }
+        self.music_since_announcement += 1;
+        if self.music_since_announcement >= *every {
+            self.music_since_announcement = 0;
+            self.playlist.insert(announcement.clone());
         }
     }
 

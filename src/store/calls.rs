@@ -38,11 +38,14 @@ pub struct NewCall {
 }
 
 /// The sound files (in the sounds directory) a queue plays to its waiting callers instead of
-/// the default ones.
+/// the default ones, and the announcement it plays between its music.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueSounds {
     pub greeting: Option<String>,
     pub music: Option<String>,
+    pub announcement: Option<String>,
+    /// Seconds of music between two announcements.
+    pub announce_every_seconds: Option<i64>,
 }
 
 /// The rows a started call got.
@@ -308,14 +311,19 @@ pub(super) async fn start_in(
     }
     let sounds = match queue {
         Some(queue) => {
-            let row = sqlx::query("SELECT greeting, music FROM queues WHERE id = $1")
-                .bind(queue)
-                .fetch_optional(&mut **tx)
-                .await?;
+            let row = sqlx::query(
+                "SELECT greeting, music, announcement, announce_every_seconds FROM queues \
+                 WHERE id = $1",
+            )
+            .bind(queue)
+            .fetch_optional(&mut **tx)
+            .await?;
             match row {
                 Some(row) => QueueSounds {
                     greeting: row.try_get("greeting")?,
                     music: row.try_get("music")?,
+                    announcement: row.try_get("announcement")?,
+                    announce_every_seconds: row.try_get("announce_every_seconds")?,
                 },
                 None => QueueSounds::default(),
             }
