@@ -2,4 +2,4 @@
 -- the sounds directory (`sip.sounds`), played to a waiting caller every `announce_every_seconds`
 -- of music. Both unset (or either): no announcement. Same in both backends.
 ALTER TABLE queues ADD COLUMN announcement TEXT;
-ALTER TABLE queues ADD COLUMN announce_every_seconds INTEGER;
+ALTER TABLE queues ADD COLUMN announce_every_seconds BIGINT;

@@ -86,7 +86,16 @@ impl Sounds {
             sounds.announcement.as_ref()?,
             sounds.announce_every_seconds?,
         );
-        let frames = u32::try_from(every.max(1) * 1000 / FRAME_DURATION.as_millis() as i64).ok()?;
+        // The API keeps it in 5..=3600; a row from before, or written by hand, is brought in.
+        let seconds = every.clamp(5, 3600) as u32;
+        if i64::from(seconds) != every {
+            tracing::warn!(
+                every,
+                seconds,
+                "queue's announcement interval out of range; brought in"
+            );
+        }
+        let frames = seconds * 1000 / FRAME_DURATION.as_millis() as u32;
         Some((self.named(name).await?, frames))
     }
 
@@ -248,9 +257,17 @@ struct CallActor {
     queue: Option<QueueId>,
     /// The external number answered (a transfer out, or the customer of a click-to-dial).
     reached: bool,
+    /// Transferred to an outside number: the caller no longer waits in a queue.
+    transferred_out: bool,
 }
 
 impl CallActor {
+    /// Whether the caller waits in a queue for an agent: no agent has the call (none talking,
+    /// holding or having accepted it), and it was not dialled out or transferred out.
+    fn waiting(&self) -> bool {
+        self.connected.is_none() && !self.outbound && !self.transferred_out
+    }
+
     async fn input(&self, input: Input) -> Result<(), vacd_actors::RouterError> {
         self.routing.router().input(self.tenant, input).await
     }
@@ -413,6 +430,7 @@ impl CallActor {
                 self.resume("transferred");
                 self.connected = None;
                 self.agent_holds = false;
+                self.transferred_out = true;
                 relay.leg_mut(LegId::B).renegotiate(None, false);
                 let agent = self.talked.map(|c| c.agent);
                 let payload = serde_json::json!({ "to": number });
@@ -579,6 +597,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         outbound: call.dialled_by.is_some(),
         queue: started.queue.map(|q| QueueId(q as u64)),
         reached: false,
+        transferred_out: false,
     };
     tap.register(interaction, key);
     let enqueued = match (started.queue, call.dialled_by) {
@@ -890,7 +909,7 @@ impl Media {
                         continue;
                     }
                     let Some(to) = self.relay.leg(LegId::A).destination() else { continue };
-                    self.announce_when_due();
+                    self.announce_when_due(actor.waiting());
                     packet.clear();
                     self.packetizer.packetize(self.playlist.next_frame(), &mut packet);
                     if let Err(err) = self.caller.send_to(&packet, to).await {
@@ -901,22 +920,32 @@ impl Media {
         }
     }
 
-    /// Counts a frame of music for a caller waiting for an agent (not one an agent holds) and
-    /// queues the announcement once enough have played since the last (greeting and
-    /// announcement do not count, so a long file never plays twice in a row).
-    fn announce_when_due(&mut self) {
+    /// Before each frame of music: for a caller `waiting` in a queue, counts the frames of
+    /// music and queues the announcement once enough have played since the last (greeting
+    /// and announcement do not count, so a long file never plays twice in a row). For a caller
+    /// an agent has (holding the call, say) or who is transferred out: no announcement, and
+    /// one cut short by the agent is not finished later.
+    fn announce_when_due(&mut self, waiting: bool) {
         let Some((announcement, every)) = &self.announcement else {
             return;
         };
-        if self.relay.leg(LegId::B).destination().is_some()
-            || self.playlist.now_playing() != NowPlaying::Music
-        {
+        if !waiting {
+            if self.music_since_announcement > 0
+                || self.playlist.now_playing() == NowPlaying::Message
+            {
+                self.playlist.clear_messages();
+                self.music_since_announcement = 0;
+            }
             return;
         }
-        self.music_since_announcement += 1;
+        if self.playlist.now_playing() != NowPlaying::Music {
+            return;
+        }
         if self.music_since_announcement >= *every {
             self.music_since_announcement = 0;
             self.playlist.insert(announcement.clone());
+        } else {
+            self.music_since_announcement += 1;
         }
     }
 
