@@ -198,8 +198,10 @@ struct Builder<'a> {
     /// Each agent's busy spans, merged and spread at the end: an agent with three chats at
     /// once is busy once, not three times (occupancy stays at most 1).
     busy: BTreeMap<i64, Vec<(i64, i64)>>,
-    /// The interval last looked up, `[start, next)`: events come in time order, so most fall
-    /// in it, and the time zone is consulted once per interval, not once per event.
+    /// The interval last looked up, `[start, next)`: events come mostly in time order, so
+    /// most fall in it, and the time zone is consulted once per interval, not once per event.
+    /// Kept only when every moment in it starts there (not where a half-hour clock change
+    /// makes intervals overlap).
     last: (i64, i64),
 }
 
@@ -212,7 +214,11 @@ impl Builder<'_> {
         }
         let (interval, zone) = (self.settings.interval, &self.settings.zone);
         let start = interval.start_of(at, zone);
-        self.last = (start, interval.next(start, zone));
+        let next = interval.next(start, zone);
+        self.last = match interval.start_of(next - 1, zone) == start {
+            true => (start, next),
+            false => (0, 0),
+        };
         start
     }
 
@@ -973,6 +979,30 @@ mod tests {
         assert_eq!(Interval::Hour.next(first, &berlin), second);
         let kolkata = crate::channels::sla::time_zone("Asia/Kolkata").expect("Kolkata");
         assert_eq!(Interval::Hour.start_of(hour + 10 * MIN, &kolkata), 30 * MIN);
+        // Lord Howe Island goes from +10:30 to +11 at 02:00 local time on 2026-10-04 (15:30
+        // UTC the day before), so its hours overlap there: a wait and its answer still count
+        // in one row, the hour the wait began in.
+        let lord_howe = crate::channels::sla::time_zone("Australia/Lord_Howe").expect("Lord Howe");
+        let change = 1_791_041_400_000; // 2026-10-03T15:30:00Z
+        let wait_began = change - 45 * MIN; // 01:15 local
+        let answered = change - 20 * MIN; // 01:40 local
+        let events = vec![
+            event(wait_began, "queued", 1, None),
+            event(answered, "connected", 1, Some(1)),
+        ];
+        let report = build(
+            &events,
+            &Settings {
+                zone: lord_howe.clone(),
+                ..settings(Interval::Hour, change - 3 * hour, change + hour)
+            },
+        );
+        let q = &report.queues[0];
+        assert_eq!(
+            q.interval_start,
+            Interval::Hour.start_of(wait_began, &lord_howe)
+        );
+        assert_eq!((q.offered, q.answered), (1, 1), "{:?}", report.queues);
 
         // An agent logged in all that day: 25 hours in its one row, split in the day's hours.
         let events = vec![
