@@ -572,6 +572,15 @@ impl Endpoint {
                     self.reply(&key, &request, 403, now);
                     return;
                 }
+                if peer.transport.is_stream() {
+                    // The connection may have closed while the credentials were looked up:
+                    // a binding to it could never be reached, nor would it be ended.
+                    if !self.connections.contains_key(&peer) {
+                        tracing::debug!(%peer, username, "REGISTER's connection closed meanwhile; nothing bound");
+                        return;
+                    }
+                    self.registered_over.insert(peer);
+                }
                 if let Some(aor) = Registrar::aor_of(&request) {
                     for void in self
                         .phones
@@ -581,9 +590,6 @@ impl Endpoint {
                     }
                 }
                 let response = self.registrar.register(&request, peer, now);
-                if peer.transport.is_stream() {
-                    self.registered_over.insert(peer);
-                }
                 tracing::info!(
                     tenant = user.tenant_id,
                     user = user.user_id,
