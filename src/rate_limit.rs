@@ -120,16 +120,16 @@ impl RateLimiter {
 #[derive(Debug)]
 pub struct SharedLimit {
     limiter: Mutex<RateLimiter>,
-    /// What is counted, for the log (`SIP messages`, `new chats`, `HTTPS handshakes`).
-    what: &'static str,
+    /// What is counted and what happens past the limit, for the log (`new chats (refused)`).
+    what: std::borrow::Cow<'static, str>,
 }
 
 impl SharedLimit {
     /// At most `per_second` of `what` per source.
-    pub fn new(per_second: u32, what: &'static str) -> Self {
+    pub fn new(per_second: u32, what: impl Into<std::borrow::Cow<'static, str>>) -> Self {
         Self {
             limiter: Mutex::new(RateLimiter::new(per_second)),
-            what,
+            what: what.into(),
         }
     }
 
@@ -148,7 +148,7 @@ impl SharedLimit {
                 until,
             } => {
                 if report {
-                    tracing::warn!(%source, what = self.what, refused_last_second = dropped_before, "too many from one address: refused for the rest of the second");
+                    tracing::warn!(%source, what = %self.what, refused_last_second = dropped_before, "rate limit reached for one address until its second ends");
                 }
                 Err(until)
             }
@@ -165,10 +165,14 @@ pub struct HandshakeLimit {
 }
 
 impl HandshakeLimit {
-    /// At most `per_second` handshakes per source on `listener` (named in the log); 0: any.
+    /// At most `per_second` handshakes per source on `listener` (named in the log, such as
+    /// `HTTPS`); 0: any.
     pub fn new(per_second: u32, listener: &'static str) -> Self {
         Self {
-            limiter: (per_second > 0).then(|| Arc::new(SharedLimit::new(per_second, listener))),
+            limiter: (per_second > 0).then(|| {
+                let what = format!("{listener} handshakes (connections closed before theirs)");
+                Arc::new(SharedLimit::new(per_second, what))
+            }),
         }
     }
 

@@ -138,7 +138,7 @@ impl Tls {
     /// the key is not the certificate's.
     pub fn configured(http: &HttpConfig) -> Result<Option<Tls>, TlsError> {
         let handshake_timeout = Duration::from_secs(http.tls_handshake_timeout_seconds);
-        let handshakes = HandshakeLimit::new(http.tls_handshakes_per_second, "HTTPS handshakes");
+        let handshakes = HandshakeLimit::new(http.tls_handshakes_per_second, "HTTPS");
         match (&http.tls_certificate, &http.tls_key) {
             (None, None) => Ok(None),
             (Some(certificate), Some(key)) => {

@@ -231,8 +231,11 @@ impl ChatHub {
                 consoles: DashMap::new(),
                 next_id: AtomicU64::new(1),
                 stopping: Arc::default(),
-                starts: SharedLimit::new(settings.starts_per_second_per_ip, "new chats"),
-                messages: SharedLimit::new(settings.messages_per_second_per_ip, "chat messages"),
+                starts: SharedLimit::new(settings.starts_per_second_per_ip, "new chats (refused)"),
+                messages: SharedLimit::new(
+                    settings.messages_per_second_per_ip,
+                    "chat messages (refused)",
+                ),
             }),
         }
     }

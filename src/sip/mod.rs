@@ -131,7 +131,7 @@ impl SipSockets {
                     ),
                     handshakes: crate::rate_limit::HandshakeLimit::new(
                         config.tls_handshakes_per_second,
-                        "SIP TLS handshakes",
+                        "SIP TLS",
                     ),
                 };
                 Some((listener, bound))
@@ -213,7 +213,7 @@ impl SipEndpoint {
         let udp = Arc::new(udp);
         let limiter = Arc::new(SharedLimit::new(
             config.rate_limit_per_second,
-            "SIP messages",
+            "SIP messages (datagrams dropped, connections not read until the second ends)",
         ));
         let limits = Limits::default();
         let (stop, stopped) = watch::channel(false);
