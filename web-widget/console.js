@@ -730,11 +730,14 @@
     }
     if (!item.invited) {
       const call = item.channel === "call";
+      // Nothing chosen at first: before the directory has loaded "Number…" would be the only
+      // option, and a redraw keeps a choice.
       const target = el("select", { id: `transfer-${item.id}` },
+        el("option", { value: "", textContent: "Choose…", disabled: true }),
         el("optgroup", { label: "Agents" }, ...agentOptions()),
         el("optgroup", { label: "Queues" }, ...[...queues].map(([id, name]) => el("option", { value: `queue:${id}`, textContent: name }))),
         ...(call ? [el("optgroup", { label: "Outside" }, el("option", { value: "number", textContent: "Number…" }))] : []));
-      if (chosen && [...target.options].some((o) => o.value === chosen)) target.value = chosen;
+      target.value = chosen && [...target.options].some((o) => o.value === chosen) ? chosen : "";
       const number = el("input", { id: `transfer-number-${item.id}`, type: "tel", autocomplete: "off", size: 16,
                                    placeholder: "+49…", value: typed });
       const numberLabel = el("label", { for: number.id }, "Transfer to number", number);
@@ -752,7 +755,7 @@
           return;
         }
         const [kind, id] = target.value.split(":");
-        if (!id) return;
+        if (!id) { setStatus("transfer: choose whom to first"); target.focus(); return; }
         const to = kind === "agent" ? { target: "agent", agent: Number(id) } : { target: "queue", queue: Number(id) };
         command("interaction.transfer", { interaction: item.id, to }, "transfer");
       });
