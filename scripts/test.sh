@@ -45,4 +45,5 @@ psql "$pg_url" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'vacd\_
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+# Every test binary runs even after one fails, so a run reports all failures at once.
+cargo test --workspace --no-fail-fast
