@@ -65,12 +65,16 @@ fn tls_connector(trusted: Option<&Path>, alpn: &[&[u8]]) -> TlsConnector {
     TlsConnector::from(Arc::new(config))
 }
 
-/// A TLS connection to the server's listener, as 127.0.0.1 (the certificate's address).
+/// A TLS connection from the loopback address `from` to the listener at `server`, as
+/// 127.0.0.1 (the certificate's address).
 async fn tls_connect(
-    server: &TestServer,
+    server: SocketAddr,
+    from: Ipv4Addr,
     connector: &TlsConnector,
 ) -> std::io::Result<TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(server.addr()).await?;
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0))?;
+    let tcp = socket.connect(server).await?;
     let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
     tokio::time::timeout(WAIT, connector.connect(name, tcp))
         .await
@@ -109,7 +113,9 @@ async fn https_and_wss_serve_the_api_and_the_agent_console() {
     // The console over wss://, its client offering h2 too: the listener picks HTTP/1.1, which
     // the websocket upgrade needs.
     let connector = tls_connector(Some(&certificate.cert), &[b"h2", b"http/1.1"]);
-    let tls = tls_connect(&s, &connector).await.expect("TLS handshake");
+    let tls = tls_connect(s.addr(), Ipv4Addr::LOCALHOST, &connector)
+        .await
+        .expect("TLS handshake");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let url = format!("wss://{}/ws/agent?token={token}", s.addr());
     let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
@@ -121,7 +127,9 @@ async fn https_and_wss_serve_the_api_and_the_agent_console() {
     // A client that does not trust the certificate fails its handshake; that ends its own
     // connection only: the console still answers, and new HTTPS requests are served.
     let untrusting = tls_connector(None, &[b"http/1.1"]);
-    assert!(tls_connect(&s, &untrusting).await.is_err());
+    assert!(tls_connect(s.addr(), Ipv4Addr::LOCALHOST, &untrusting)
+        .await
+        .is_err());
     let command =
         json!({ "type": "presence.set", "status": "not_ready", "reason": "break", "id": "1" });
     ws.send(Message::Text(command.to_string().into()))
@@ -478,11 +486,7 @@ async fn a_sip_client_that_never_says_hello_is_closed_after_the_handshake_timeou
     // Accepted after the silent connection (the listener accepts in order): no place left,
     // closed before its handshake.
     let connector = tls_connector(Some(&certificate.cert), &[]);
-    let tcp = TcpStream::connect(s.sip_tls()).await.expect("connect");
-    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
-    let refused = tokio::time::timeout(WAIT, connector.connect(name, tcp))
-        .await
-        .expect("the handshake ends within the wait");
+    let refused = tls_connect(s.sip_tls(), Ipv4Addr::LOCALHOST, &connector).await;
     assert!(refused.is_err(), "a second connection is refused");
 
     closed_by_the_handshake_timeout(&mut silent, opened).await;
@@ -491,20 +495,6 @@ async fn a_sip_client_that_never_says_hello_is_closed_after_the_handshake_timeou
     let mut phone = Phone::tls("127.0.0.1", s.sip_tls(), &certificate.cert).await;
     phone.register("bruno", SIP_PASSWORD, None).await;
     s.stop().await;
-}
-
-/// Whether a TLS handshake with `server` from the loopback address `from` succeeds.
-async fn handshakes(server: SocketAddr, from: Ipv4Addr, connector: &TlsConnector) -> bool {
-    let socket = TcpSocket::new_v4().expect("socket");
-    socket
-        .bind(SocketAddr::new(IpAddr::V4(from), 0))
-        .expect("bind a loopback address");
-    let tcp = socket.connect(server).await.expect("connect");
-    let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
-    tokio::time::timeout(WAIT, connector.connect(name, tcp))
-        .await
-        .expect("the handshake ends within the wait")
-        .is_ok()
 }
 
 /// One handshake per second and source (`tls_handshakes_per_second = 1`) on both TLS
@@ -524,16 +514,21 @@ async fn tls_handshakes_are_limited_per_source() {
     let connector = tls_connector(Some(&certificate.cert), &[]);
     for listener in [s.addr(), s.sip_tls()] {
         let begun = futures_util::future::join_all(
-            (0..5).map(|_| handshakes(listener, Ipv4Addr::LOCALHOST, &connector)),
+            (0..5).map(|_| tls_connect(listener, Ipv4Addr::LOCALHOST, &connector)),
         )
-        .await;
+        .await
+        .iter()
+        .map(Result::is_ok)
+        .collect::<Vec<_>>();
         let served = begun.iter().filter(|&&served| served).count();
         assert!(
             (1..=2).contains(&served),
             "{listener}: five handshakes at once, one per second: {begun:?}"
         );
         assert!(
-            handshakes(listener, Ipv4Addr::new(127, 0, 0, 3), &connector).await,
+            tls_connect(listener, Ipv4Addr::new(127, 0, 0, 3), &connector)
+                .await
+                .is_ok(),
             "{listener}: another source is served"
         );
     }
