@@ -12,16 +12,12 @@ use std::net::SocketAddr;
 use common::console::Console;
 use common::feed::{agent_of, Feed};
 use common::phone::{tone_level, Phone};
+use common::trunk::{self, NUMBER, SIP_PASSWORD, TRUNK_IP};
 use common::{assert_error, eventually, Db, TestServer};
 use serde_json::{json, Value};
-use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
 use vacd_sip::g711::Law;
 use vacd_sip::message;
 use vacd_sip::rsip::Method;
-
-const SIP_PASSWORD: &str = vacd::demo::SIP_PASSWORD;
-const TRUNK_IP: &str = "127.0.0.2";
-const NUMBER: &str = "+4930123456";
 
 /// A server whose trunk is `127.0.0.2`, with its agents' consoles and phones.
 struct Floor {
@@ -84,17 +80,7 @@ impl Floor {
 
     async fn with(db: Db, adjust: impl FnOnce(&mut vacd::config::Config)) -> Floor {
         let s = TestServer::start_with(db, |config| {
-            config.sip.trunks = vec![TrunkConfig {
-                name: "carrier".into(),
-                sources: vec![Network::try_from(TRUNK_IP.to_owned()).expect("network")],
-                username: None,
-                password: None,
-                outbound: None,
-                outbound_username: None,
-                outbound_password: None,
-            }];
-            // Test phones answer the MD5 challenge.
-            config.sip.digest_algorithms = vec![DigestAlgorithm::Md5, DigestAlgorithm::Sha256];
+            trunk::configure(config, None);
             adjust(config);
         })
         .await;
@@ -573,17 +559,42 @@ fn tone_wav(frequency: f32, seconds: u32) -> Vec<u8> {
     wav
 }
 
-/// A queue plays its own greeting (a WAV file in the sounds directory) to its callers, where
-/// the directory has none; a name that would lead out of the directory is refused.
-async fn a_queue_plays_its_own_greeting(db: Db) {
-    const WELCOME: f32 = 1000.0;
+/// A floor whose sounds directory holds one file: `name`, a tone of `frequency` Hz for
+/// `seconds`; with an admin's token and the API path of the demo queue Sales DE.
+struct Sounding {
+    f: Floor,
+    admin: String,
+    queue: String,
+    _sounds: tempfile::TempDir,
+}
+
+async fn sounding(db: Db, name: &str, frequency: f32, seconds: u32) -> Sounding {
     let sounds = tempfile::tempdir().expect("a sounds directory");
-    std::fs::write(sounds.path().join("welcome.wav"), tone_wav(WELCOME, 2)).expect("write");
+    std::fs::write(sounds.path().join(name), tone_wav(frequency, seconds)).expect("write");
     let dir = sounds.path().to_owned();
     let f = Floor::with(db, |c| c.sip.sounds = dir).await;
     let admin = f.s.demo_login("ada").await;
     let (_, queues) = f.s.get("/api/v1/queues?name=Sales%20DE", &admin).await;
     let queue = format!("/api/v1/queues/{}", queues["items"][0]["id"]);
+    Sounding {
+        f,
+        admin,
+        queue,
+        _sounds: sounds,
+    }
+}
+
+/// A queue plays its own greeting (a WAV file in the sounds directory) to its callers, where
+/// the directory has none; a name that would lead out of the directory is refused.
+async fn a_queue_plays_its_own_greeting(db: Db) {
+    const WELCOME: f32 = 1000.0;
+    // The directory is kept (bound) until the test ends: files are read when a call needs them.
+    let Sounding {
+        f,
+        admin,
+        queue,
+        _sounds: _kept,
+    } = sounding(db, "welcome.wav", WELCOME, 2).await;
     for bad in ["../welcome.wav", ".hidden.wav", "welcome.mp3", "a/b.wav"] {
         let refused = f.s.patch(&queue, &admin, json!({ "greeting": bad })).await;
         assert_error(
@@ -614,13 +625,13 @@ async fn a_queue_plays_its_own_greeting(db: Db) {
 /// a caller an agent holds hears music only, however long.
 async fn a_queue_announces_between_its_music(db: Db) {
     const BUSY: f32 = 1500.0;
-    let sounds = tempfile::tempdir().expect("a sounds directory");
-    std::fs::write(sounds.path().join("busy.wav"), tone_wav(BUSY, 1)).expect("write");
-    let dir = sounds.path().to_owned();
-    let f = Floor::with(db, |c| c.sip.sounds = dir).await;
-    let admin = f.s.demo_login("ada").await;
-    let (_, queues) = f.s.get("/api/v1/queues?name=Sales%20DE", &admin).await;
-    let queue = format!("/api/v1/queues/{}", queues["items"][0]["id"]);
+    // The directory is kept (bound) until the test ends: files are read when a call needs them.
+    let Sounding {
+        f,
+        admin,
+        queue,
+        _sounds: _kept,
+    } = sounding(db, "busy.wav", BUSY, 1).await;
     let too_often =
         f.s.patch(&queue, &admin, json!({ "announce_every_seconds": 1 }))
             .await;

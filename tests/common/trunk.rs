@@ -3,8 +3,7 @@
 //! dials the demo service number (queue *Sales DE*, served by alice and bruno); the carrier is
 //! a [`Phone`] on the trunk's address that answers what vacd sends out.
 //!
-//! `tests/calls.rs` has the same set-up in its `Floor`; this is the part other test binaries
-//! (the browser tests) need.
+//! `tests/calls.rs` builds its `Floor` on it, as do the browser and rules tests.
 
 use std::net::SocketAddr;
 
