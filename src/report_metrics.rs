@@ -17,14 +17,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::metrics as names;
-use crate::reports::{self, Interval, Settings};
+use crate::reports;
 use crate::routing::RoutingHandle;
 use crate::store::{self, now_ms, Store};
-
-/// Events one tenant's day may have at most for its gauges to be computed.
-const MAX_EVENTS: i64 = 2_000_000;
-/// Waits and logins that began this long before midnight still count.
-const LOOKBACK_MS: i64 = 86_400_000;
 
 /// What the last scrape computed: per tenant, its newest event id and the minute (Unix ms / 60 000).
 #[derive(Clone, Default)]
@@ -84,25 +79,10 @@ fn seconds(ms: Option<f64>) -> f64 {
 /// Computes `tenant`'s figures for its day so far (on its clock) and sets its gauges; `false`
 /// when the day has too many events.
 async fn publish(store: &Store, tenant: i64, now: i64) -> store::Result<bool> {
-    let zone = store.tenant_clock(tenant).await?;
-    let day = Interval::Day.start_of(now, &zone);
-    let settings = Settings {
-        targets: store.sla_targets(tenant).await?,
-        short_abandon_ms: 5_000,
-        interval: Interval::Day,
-        zone,
-        from: day,
-        to: now + 1,
-        now,
-    };
-    let Some(events) = store
-        .report_events(tenant, day - LOOKBACK_MS, settings.to, MAX_EVENTS)
-        .await?
-    else {
+    let Some((settings, report)) = store.today_report(tenant, now).await? else {
         return Ok(false);
     };
     let (people, _) = store.floor_labels(tenant).await?;
-    let report = reports::build(&events, &settings);
     let label = tenant.to_string();
     for &queue in settings.targets.keys() {
         let row = report.queues.iter().find(|r| r.queue == queue);

@@ -26,8 +26,8 @@ use super::console::{authenticate, close_for_session, TokenQuery};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::Role;
-use crate::reports::{self, Interval, QueueRow, Settings};
-use crate::store::{now_ms, Person, Principal};
+use crate::reports::QueueRow;
+use crate::store::{now_ms, Person, Principal, MAX_TODAY_EVENTS};
 
 /// How often the floor is looked at.
 const LOOK: Duration = Duration::from_millis(500);
@@ -300,10 +300,6 @@ enum Today {
     TooMany,
 }
 
-/// Most events read for today's totals (from yesterday's start on, for the waits that began
-/// then).
-const MAX_TODAY_EVENTS: i64 = 2_000_000;
-
 /// How often a tenant with too many events for today's totals is tried again.
 const TOO_MANY_RETRY: Duration = Duration::from_secs(60);
 
@@ -318,29 +314,9 @@ async fn today(state: &AppState, tenant: i64, seen: (i64, i64)) -> crate::store:
     if (last, minute) == seen {
         return Ok(Today::Unchanged);
     }
-    let zone = state.store.tenant_clock(tenant).await?;
-    let settings = Settings {
-        targets: state.store.sla_targets(tenant).await?,
-        short_abandon_ms: 5_000,
-        interval: Interval::Day,
-        from: Interval::Day.start_of(now, &zone),
-        zone,
-        to: now + 1,
-        now,
-    };
-    let Some(events) = state
-        .store
-        .report_events(
-            tenant,
-            settings.from - 86_400_000,
-            settings.to,
-            MAX_TODAY_EVENTS,
-        )
-        .await?
-    else {
+    let Some((_, report)) = state.store.today_report(tenant, now).await? else {
         return Ok(Today::TooMany);
     };
-    let report = reports::build(&events, &settings);
     Ok(Today::Fresh(
         (last, minute),
         report.queues.into_iter().map(|r| (r.queue, r)).collect(),

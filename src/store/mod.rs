@@ -50,7 +50,7 @@ pub use chat::{ChatRoute, ChatRow, ChatWidget, NewChat};
 pub use crud::{ListQuery, Page, Value};
 pub use customers::CustomerCard;
 pub use events::NewEvent;
-pub use reports::Person;
+pub use reports::{Person, MAX_TODAY_EVENTS};
 pub use routing::{OutputBatch, RoutingSetup};
 pub use sessions::{Login, Principal};
 pub use sip::{ServiceNumber, SipUser};

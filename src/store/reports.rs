@@ -1,6 +1,7 @@
 //! What reports and the supervisors' feed read: the routing events of a tenant in a time span
-//! (in the order they were appended), the queues' service-level targets, and the labels and
-//! presence times the feed shows.
+//! (in the order they were appended), the queues' service-level targets, the labels and
+//! presence times the feed shows, and a tenant's report of its day so far (the feed's totals
+//! and the `/metrics` day gauges).
 
 use std::collections::BTreeMap;
 
@@ -8,7 +9,12 @@ use serde_json::Value as Json;
 use sqlx::Row;
 
 use super::{Result, Store};
-use crate::reports::Event;
+use crate::reports::{self, Event, Interval, Report, Settings};
+
+/// Events one tenant's day may have at most for its figures of today to be computed.
+pub const MAX_TODAY_EVENTS: i64 = 2_000_000;
+/// Waits and logins that began this long before the tenant's midnight still count today.
+const TODAY_LOOKBACK_MS: i64 = 86_400_000;
 
 /// The event kinds reports are built from.
 const KINDS: &str =
@@ -17,6 +23,34 @@ const KINDS: &str =
     'routing.moved'";
 
 impl Store {
+    /// `tenant`'s report of its day so far, on its clock, at `now` (Unix ms) — what the
+    /// supervisors' feed and the `/metrics` day gauges show — with the settings it was made
+    /// with; `None` when the day has more events than [`MAX_TODAY_EVENTS`].
+    pub async fn today_report(&self, tenant: i64, now: i64) -> Result<Option<(Settings, Report)>> {
+        let zone = self.tenant_clock(tenant).await?;
+        let settings = Settings {
+            targets: self.sla_targets(tenant).await?,
+            short_abandon_ms: 5_000,
+            interval: Interval::Day,
+            from: Interval::Day.start_of(now, &zone),
+            zone,
+            to: now + 1,
+            now,
+        };
+        let events = self
+            .report_events(
+                tenant,
+                settings.from - TODAY_LOOKBACK_MS,
+                settings.to,
+                MAX_TODAY_EVENTS,
+            )
+            .await?;
+        Ok(events.map(|events| {
+            let report = reports::build(&events, &settings);
+            (settings, report)
+        }))
+    }
+
     /// Routing events of `tenant` with `from <= at < to`, oldest first; at most `limit`
     /// (`None` when there are more: the caller should ask for a shorter span).
     pub async fn report_events(
