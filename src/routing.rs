@@ -93,13 +93,21 @@ pub enum CallRequest {
     /// `agent`'s console (re)connected and has its `hello`: the calls its phone is talking on
     /// tell it their holds, which routing does not know. Nothing is replied.
     ConsoleLinked { tenant: i64, agent: AgentId },
-    /// Click-to-dial: ring `agent`'s phone, then call `number` and bridge them.
+    /// Click-to-dial: ring the agent's phone, then call the number and bridge them.
     Dial {
-        tenant: i64,
-        agent: AgentId,
-        number: String,
+        dial: Dial,
         reply: oneshot::Sender<Result<(), String>>,
     },
+}
+
+/// A click-to-dial call to place: `agent` of `tenant` calls `number` (E.164) as work of
+/// `queue` (one it serves: the call's wrap-up and figures are that queue's).
+#[derive(Debug)]
+pub struct Dial {
+    pub tenant: i64,
+    pub agent: AgentId,
+    pub queue: i64,
+    pub number: String,
 }
 
 /// The two channels of a [`CallTap`], for the SIP endpoint.
@@ -160,15 +168,9 @@ impl CallTap {
         done.await.unwrap_or(Err(MonitorError::NoCall))
     }
 
-    /// Asks the SIP endpoint to place a click-to-dial call from `agent` to `number`.
-    pub async fn dial(&self, tenant: i64, agent: AgentId, number: String) -> Result<(), String> {
-        self.ask(|reply| CallRequest::Dial {
-            tenant,
-            agent,
-            number,
-            reply,
-        })
-        .await
+    /// Asks the SIP endpoint to place a click-to-dial call.
+    pub async fn dial(&self, dial: Dial) -> Result<(), String> {
+        self.ask(|reply| CallRequest::Dial { dial, reply }).await
     }
 
     /// Sends the request `make` builds and waits for the endpoint's reply.

@@ -546,8 +546,9 @@ async fn ticket_desk_in_chromium() {
 /// The console's call controls in chromium (`tests/browser/calls.mjs`) over real SIP, with a
 /// trunk whose outside numbers go to the test's carrier: bruno's click-to-dial shows the
 /// server's refusals (a national number: `invalid_command`; no registered phone yet:
-/// `dial_failed`), then rings his phone and, answered, the dialled number at the carrier, and
-/// the two talk. A caller from the trunk is offered to bruno and his phone answers; Hold in the
+/// `dial_failed`), then shows the call as his work (panel, customer, busy), rings his phone
+/// and, answered, the dialled number at the carrier, and the two talk; hung up, it is wrapped
+/// up with Done. A caller from the trunk is offered to bruno and his phone answers; Hold in the
 /// console gives the caller music and keeps caller and agent apart (both in the event log),
 /// and still offers Resume after a reload of the page; Resume bridges them again; a transfer
 /// to an outside number hangs up bruno's phone and puts the caller through to the carrier.

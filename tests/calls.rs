@@ -1832,7 +1832,9 @@ async fn a_supervisor_behind_nat_whispers() {
 
 /// Click-to-dial: the console dials a number; vacd rings the agent's phone first, then calls
 /// the number through the outbound trunk and bridges them. The agent is set ready for outbound
-/// work meanwhile, so no inbound offer interrupts.
+/// work, and the call is its work in routing from the start: its console shows the call
+/// (channel, details, the number's customer), the agent is busy, and the hang-up ends the call
+/// into wrap-up and done. A queue the agent does not serve is refused.
 async fn click_to_dial(db: Db) {
     let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
@@ -1841,6 +1843,25 @@ async fn click_to_dial(db: Db) {
         .command(json!({ "type": "call.dial", "number": "030 555" }))
         .await;
     assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    let (_, queues) = f.s.get("/api/v1/queues?limit=100", &f.sam).await;
+    let queue_of = |name: &str| {
+        queues["items"]
+            .as_array()
+            .and_then(|q| q.iter().find(|q| q["name"] == name))
+            .map(|q| q["id"].clone())
+            .expect("demo queue")
+    };
+    let refused = bruno
+        .console
+        .command(
+            json!({ "type": "call.dial", "number": "+4940555000", "queue": queue_of("Sales EN") }),
+        )
+        .await;
+    let reply = refused.last().expect("reply");
+    assert_eq!(
+        reply["code"], "dial_failed",
+        "not one of Bruno's queues: {reply}"
+    );
     // Ready for outbound work first, then the reply (the protocol's order).
     let dialled = bruno
         .console
@@ -1853,6 +1874,28 @@ async fn click_to_dial(db: Db) {
             .any(|f| f["type"] == "presence.changed" && f["to"]["mode"] == "outbound"),
         "{dialled:?}"
     );
+    let connected = bruno.console.expect("interaction.connected").await;
+    assert_eq!(connected["channel"], "call", "{connected}");
+    assert_eq!(
+        connected["queue"],
+        queue_of("Sales DE"),
+        "Bruno's first queue: {connected}"
+    );
+    assert_eq!(
+        connected["details"]["subject"], "Call to +4940555000",
+        "{connected}"
+    );
+    let interaction = connected["interaction"].as_i64().expect("interaction id");
+    let pop = bruno.console.expect("customer.screen_pop").await;
+    assert_eq!(pop["interaction"], interaction, "{pop}");
+    assert!(
+        pop["identities"].to_string().contains("+4940555000"),
+        "{pop}"
+    );
+    bruno
+        .console
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "busy")
+        .await;
     let invite = bruno.phone.request(Method::Invite).await;
     let agent_leg = bruno.phone.answer(&invite).await;
     let outgoing = carrier.request(Method::Invite).await;
@@ -1870,6 +1913,30 @@ async fn click_to_dial(db: Db) {
         .await;
     assert_eq!(carrier.bye(&customer).await, 200);
     bruno.phone.take_bye().await;
+    f.call_ended(&mut bruno, interaction).await;
+    bruno
+        .console
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
+        .await;
+    bruno
+        .console
+        .ok(json!({ "type": "wrapup.done", "interaction": interaction }))
+        .await;
+    bruno
+        .console
+        .expect_where("wrapup.ended", |f| f["interaction"] == interaction)
+        .await;
+    let placed = f.events("routing.placed", interaction).await;
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    assert_eq!(placed[0]["agent_id"], bruno.id, "{placed:?}");
+    let done = eventually("the dialled call's interaction done", || async {
+        let (_, row) =
+            f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
+                .await;
+        (row["state"] == "done").then_some(row)
+    })
+    .await;
+    assert_eq!(done["agent_id"], bruno.id, "{done}");
     let f = f.restart().await;
     let (_, records) =
         f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
@@ -1882,8 +1949,6 @@ async fn click_to_dial(db: Db) {
     f.s.stop().await;
 }
 
-/// Click-to-dial whose agent's own phone declines: the call ends at once as `failed` instead
-/// of holding its slot and media for ever.
 /// A call dialled from an A-law phone runs in A-law end to end: the customer is offered it, and
 /// a supervisor listening in hears both sides (the mix follows the law the phone chose).
 async fn click_to_dial_in_a_law_is_monitored(db: Db) {
@@ -1926,6 +1991,9 @@ async fn click_to_dial_in_a_law_is_monitored(db: Db) {
     f.s.stop().await;
 }
 
+/// Click-to-dial whose agent's own phone declines: the call ends at once as `failed` instead
+/// of holding its slot and media for ever, and the agent, who talked to nobody, has no wrap-up:
+/// it is ready for outbound work again at once.
 async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
     let carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
     let outbound = carrier.addr;
@@ -1946,6 +2014,16 @@ async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
     })
     .await;
     assert_eq!(record["hangup_by"], "agent", "{record}");
+    let interaction = record["interaction_id"].as_i64().expect("interaction id");
+    // Within the console's wait (15 s): the queue's wrap-up timer (30 s) never ran out.
+    bruno
+        .console
+        .expect_where("wrapup.ended", |f| f["interaction"] == interaction)
+        .await;
+    bruno
+        .console
+        .expect_where("presence.changed", |f| f["to"]["mode"] == "outbound")
+        .await;
     f.s.stop().await;
 }
 

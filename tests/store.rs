@@ -1128,7 +1128,6 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
                     connected_at: None,
                     result: CallResult::Abandoned,
                     hangup_by: HangupBy::Caller,
-                    outbound: false,
                 };
                 store.end_call(&end).await.expect("ended");
             }

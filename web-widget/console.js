@@ -212,10 +212,13 @@
       work.delete(item.id);
       setStatus(`offer ${f.interaction} withdrawn (${f.reason.replace("_", " ")})`);
     },
+    // Accepted work, or a call this agent placed (click-to-dial: it comes with its channel and
+    // details, as an offer would).
     "interaction.connected"(f) {
-      const item = upsert(f.interaction, work.get(f.interaction)?.channel ?? "chat");
+      const item = upsert(f.interaction, f.channel ?? work.get(f.interaction)?.channel ?? "chat");
       item.state = "connected";
       item.queue = f.queue;
+      if (f.details) item.details = f.details;
       removeOffer(item);
       openPanel(item);
       // Keyboard flow: from Accept on to the new work.

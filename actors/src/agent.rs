@@ -175,6 +175,11 @@ impl Agent {
         if !self.status.takes_inbound() {
             return KindSet::default();
         }
+        self.room()
+    }
+
+    /// The kinds its capacity has room for one more of, whatever its status.
+    pub(crate) fn room(&self) -> KindSet {
         capacity::free_kinds(&self.capacity, self.blending, &self.load)
     }
 

@@ -194,6 +194,10 @@ pub enum ConsoleEvent {
         queue: QueueId,
         /// How long the customer waited, in milliseconds.
         waited_ms: u64,
+        /// Its channel, given for work the agent placed itself (a click-to-dial call), which no
+        /// offer announced.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<Channel>,
     },
     /// The interaction ended (or was transferred away); wrap-up runs for `wrap_up_ms`.
     #[serde(rename = "interaction.ended")]
@@ -320,6 +324,21 @@ impl ConsoleEvent {
                     interaction: *interaction,
                     queue: *queue,
                     waited_ms: millis(*waited),
+                    channel: None,
+                },
+            ),
+            Output::Placed {
+                interaction,
+                agent,
+                queue,
+                channel,
+            } => (
+                *agent,
+                ConsoleEvent::Connected {
+                    interaction: *interaction,
+                    queue: *queue,
+                    waited_ms: 0,
+                    channel: Some(*channel),
                 },
             ),
             Output::Ended {

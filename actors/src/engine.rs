@@ -110,6 +110,7 @@ impl Engine {
             Input::SetStatus { agent, status } => self.set_status(agent, status, now),
             Input::Enqueue { interaction } => self.enqueue(interaction, now),
             Input::Resume { held } => self.resume(held, now),
+            Input::Place { interaction, agent } => self.place(interaction, agent, now),
             Input::Accept { agent, interaction } => self.accept(agent, interaction, now),
             Input::Reject { agent, interaction } => self.reject(agent, interaction, now),
             Input::Abandon { interaction } => self.abandon(interaction, now),
@@ -378,6 +379,13 @@ mod tests {
         MoveToQueue(u64, u64),
         MoveToAgent(u64, u64),
         Advance(u64),
+        /// The agent's own outbound work.
+        Place {
+            id: u64,
+            channel: Channel,
+            queue: u64,
+            agent: u64,
+        },
         /// Work held before a restart, given back to an agent.
         Resume {
             id: u64,
@@ -445,6 +453,18 @@ mod tests {
                     queue,
                     agent,
                     wrap_up,
+                }),
+            2 => (
+                1u64..16,
+                prop_oneof![Just(Channel::Call), Just(Channel::Chat), Just(Channel::Email)],
+                1..=QUEUES + 1,
+                agent.clone(),
+            )
+                .prop_map(|(id, channel, queue, agent)| Op::Place {
+                    id,
+                    channel,
+                    queue,
+                    agent,
                 }),
             1 => (agent.clone()).prop_flat_map(agent_config).prop_map(Op::UpsertAgent),
             1 => agent.prop_map(Op::RemoveAgent),
@@ -553,6 +573,25 @@ mod tests {
                     assert!(seen.offered.remove(agent), "connected without an offer");
                     seen.connected = Some(*agent);
                 }
+                Output::Placed {
+                    interaction,
+                    agent,
+                    queue,
+                    channel,
+                } => {
+                    self.take(*interaction, *agent, *channel);
+                    let seen = Seen {
+                        queue: Some(*queue),
+                        connected: Some(*agent),
+                        ..Seen::default()
+                    };
+                    assert!(
+                        self.seen
+                            .insert(*interaction, seen)
+                            .is_none_or(|s| s.finished),
+                        "placed {interaction} while it was live"
+                    );
+                }
                 Output::Ended { interaction, .. } => {
                     let seen = self
                         .seen
@@ -627,12 +666,9 @@ mod tests {
             }
         }
 
-        fn offered(&mut self, interaction: InteractionId, agent: AgentId, channel: Channel) {
-            let config = self
-                .agents
-                .get(&agent)
-                .expect("offered to a known agent")
-                .clone();
+        /// The agent takes `interaction` (offered or placed): within its capacity.
+        fn take(&mut self, interaction: InteractionId, agent: AgentId, channel: Channel) {
+            let config = &self.agents[&agent];
             let capacity = config.capacity.unwrap_or(self.engine_config.capacity);
             let blending = config.blending.unwrap_or(self.engine_config.blending);
             let mut load = Load::default();
@@ -650,6 +686,15 @@ mod tests {
                 .held
                 .insert((agent, interaction), channel.kind())
                 .is_none());
+        }
+
+        fn offered(&mut self, interaction: InteractionId, agent: AgentId, channel: Channel) {
+            self.take(interaction, agent, channel);
+            let config = self
+                .agents
+                .get(&agent)
+                .expect("offered to a known agent")
+                .clone();
             let seen = self
                 .seen
                 .get_mut(&interaction)
@@ -826,6 +871,23 @@ mod tests {
                     agent: AgentId(*agent),
                     wrap_up: *wrap_up,
                 },
+            },
+            Op::Place {
+                id,
+                channel,
+                queue,
+                agent,
+            } => Input::Place {
+                interaction: NewInteraction {
+                    id: InteractionId(*id),
+                    channel: *channel,
+                    queue: QueueId(*queue),
+                    language: None,
+                    skills: Vec::new(),
+                    priority: 0,
+                    restored: None,
+                },
+                agent: AgentId(*agent),
             },
             Op::AcceptRaw(agent, interaction) => Input::Accept {
                 agent: AgentId(*agent),

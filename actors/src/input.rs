@@ -80,6 +80,16 @@ pub enum Input {
         /// The work.
         held: Held,
     },
+    /// The agent's own outbound work (a click-to-dial call): connected to the agent at once,
+    /// without a wait or an offer, in `interaction.queue` (its wrap-up and its figures). The
+    /// agent must be logged in with free capacity for the channel (blending applies); its
+    /// status is not changed. Logged as [`Output::Placed`](crate::Output::Placed).
+    Place {
+        /// The interaction.
+        interaction: NewInteraction,
+        /// The agent who placed it.
+        agent: AgentId,
+    },
     /// The agent accepts (answers) a pending offer.
     Accept {
         /// The agent.

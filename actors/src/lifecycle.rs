@@ -198,6 +198,51 @@ impl Engine {
         Ok(())
     }
 
+    /// Connects an interaction the agent placed itself (click-to-dial) to it at once. Refused
+    /// if the agent is offline, has no free capacity for the channel (blending applies,
+    /// whatever its ready mode) or already holds the id.
+    pub(crate) fn place(
+        &mut self,
+        interaction: NewInteraction,
+        agent_id: AgentId,
+        now: Instant,
+    ) -> Result<(), Error> {
+        let id = interaction.id;
+        let kind = interaction.channel.kind();
+        let agent = self
+            .agents
+            .get(&agent_id)
+            .ok_or(Error::UnknownAgent(agent_id))?;
+        if agent.status == AgentStatus::Offline || !agent.room().contains(kind) || agent.holds(id) {
+            return Err(Error::AgentUnavailable(agent_id));
+        }
+        if self.interactions.contains_key(&id) {
+            return Err(Error::DuplicateInteraction(id));
+        }
+        let channel = interaction.channel;
+        self.admit(interaction, now)?;
+        let inter = self.interactions.get_mut(&id).expect("admitted just above");
+        self.timers.cancel(inter.wait_timer.take());
+        inter.stage = Stage::Connected { agent: agent_id };
+        let queue = inter.queue;
+        let agent = self
+            .agents
+            .get_mut(&agent_id)
+            .expect("checked it is known above");
+        agent.add_slot(id, kind);
+        if let Some(slot) = agent.slot_mut(id) {
+            slot.state = SlotState::Connected { since: now, queue };
+        }
+        self.push(Output::Placed {
+            interaction: id,
+            agent: agent_id,
+            queue,
+            channel,
+        });
+        self.settle_agent(agent_id, now, false);
+        Ok(())
+    }
+
     /// Adds the interaction in row `row` to the homed list of its queue.
     fn home(&mut self, row: u32) {
         let Some(inter) = self.interactions.at_mut(row) else {
@@ -782,6 +827,76 @@ mod tests {
     /// An agent holds one slot per interaction. Its earlier part of an interaction (transferred
     /// away, then abandoned) may still be in wrap-up when the id is free again: resuming the id
     /// to that agent is refused, instead of leaving it a second, never-answered slot.
+    /// A call the agent placed itself is connected to it at once: logged as placed, the agent
+    /// busy and its call capacity taken (no inbound call is offered to it meanwhile, even when
+    /// it turns ready inbound); it ends into the queue's wrap-up and is done. Placing needs a
+    /// logged-in agent with room for the channel.
+    #[test]
+    fn a_placed_call_is_connected_at_once_and_takes_the_agents_capacity() {
+        let mut h = Harness::new();
+        h.queue(queue_with_wrap_up(1, secs(30)));
+        h.agent(1, &[1], &[]);
+        let place = |id| Input::Place {
+            interaction: interaction(id, Channel::Call, 1),
+            agent: AgentId(1),
+        };
+        assert_eq!(
+            h.try_input(place(10)),
+            Err(Error::AgentUnavailable(AgentId(1))),
+            "an offline agent places nothing"
+        );
+        assert_eq!(h.state(10), None, "a refused place leaves nothing behind");
+        h.status(
+            1,
+            AgentStatus::Ready {
+                mode: ReadyMode::Outbound,
+            },
+        );
+        let out = h.input(place(10));
+        assert_eq!(
+            out[0],
+            Output::Placed {
+                interaction: InteractionId(10),
+                agent: AgentId(1),
+                queue: QueueId(1),
+                channel: Channel::Call,
+            }
+        );
+        assert!(!out.iter().any(|o| matches!(o, Output::Queued { .. })));
+        assert_eq!(
+            presence_changes(&out, 1),
+            vec![(
+                Presence::Ready {
+                    mode: ReadyMode::Outbound
+                },
+                Presence::Busy
+            )]
+        );
+        assert_eq!(h.state(10), Some(InteractionState::Connected));
+        assert_eq!(
+            h.try_input(place(11)),
+            Err(Error::AgentUnavailable(AgentId(1))),
+            "one call at a time"
+        );
+        h.status(1, ready());
+        assert!(offers(&h.call(12, 1)).is_empty(), "busy on its own call");
+        let out = h.end(10);
+        assert!(out.contains(&Output::Ended {
+            interaction: InteractionId(10),
+            agent: AgentId(1),
+            wrap_up: secs(30),
+        }));
+        let out = h.advance(secs(30));
+        assert!(out.contains(&Output::Done {
+            interaction: InteractionId(10)
+        }));
+        assert_eq!(
+            offers(&out),
+            vec![(12, 1)],
+            "free again, it takes the waiting call"
+        );
+    }
+
     #[test]
     fn resume_of_an_id_the_agent_still_wraps_up_is_refused() {
         let mut h = Harness::new();

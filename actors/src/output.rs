@@ -88,6 +88,18 @@ pub enum Output {
         /// How long it waited (since enqueue or transfer).
         waited: Duration,
     },
+    /// The agent placed the interaction itself (click-to-dial): connected at once, without a
+    /// wait or an offer ([`Input::Place`](crate::Input::Place)).
+    Placed {
+        /// The interaction.
+        interaction: InteractionId,
+        /// The agent.
+        agent: AgentId,
+        /// The interaction's queue.
+        queue: QueueId,
+        /// Its channel.
+        channel: Channel,
+    },
     /// The conversation ended; the agent is in wrap-up for `wrap_up` (zero: done at once).
     Ended {
         /// The interaction.
@@ -198,6 +210,7 @@ impl Output {
             Output::Offered { .. } => "offered",
             Output::OfferRevoked { .. } => "offer_revoked",
             Output::Connected { .. } => "connected",
+            Output::Placed { .. } => "placed",
             Output::Ended { .. } => "ended",
             Output::WrapUpEnded { .. } => "wrap_up_ended",
             Output::Done { .. } => "done",
@@ -218,6 +231,7 @@ impl Output {
             | Output::Offered { interaction, .. }
             | Output::OfferRevoked { interaction, .. }
             | Output::Connected { interaction, .. }
+            | Output::Placed { interaction, .. }
             | Output::Ended { interaction, .. }
             | Output::WrapUpEnded { interaction, .. }
             | Output::Done { interaction }
@@ -238,6 +252,7 @@ impl Output {
             Output::Offered { agent, .. }
             | Output::OfferRevoked { agent, .. }
             | Output::Connected { agent, .. }
+            | Output::Placed { agent, .. }
             | Output::Ended { agent, .. }
             | Output::WrapUpEnded { agent, .. }
             | Output::PresenceChanged { agent, .. }
@@ -258,6 +273,7 @@ impl Output {
             Output::Queued { queue, .. }
             | Output::Offered { queue, .. }
             | Output::Connected { queue, .. }
+            | Output::Placed { queue, .. }
             | Output::Abandoned { queue, .. }
             | Output::Closed { queue, .. }
             | Output::Moved { queue, .. }
@@ -310,6 +326,12 @@ mod tests {
                 agent: a,
                 queue: q,
                 waited: d,
+            },
+            Output::Placed {
+                interaction: i,
+                agent: a,
+                queue: q,
+                channel: Channel::Call,
             },
             Output::Ended {
                 interaction: i,

@@ -1,9 +1,10 @@
 //! `GET /ws/agent`: the agent console's websocket. Authenticates the token (query parameter
 //! `token`, or the `Authorization` header), connects a session to the agent's tenant routing,
 //! then moves frames: console commands to routing, the chat or the SIP endpoint (each answered
-//! with `ack` or `error`, in the order sent), routing events to the console. An `offer` carries
-//! the interaction's details and is followed by a `customer.screen_pop` with the customer's
-//! identities and history when it has a customer; `hello` is followed by a `call.held` for
+//! with `ack` or `error`, in the order sent), routing events to the console. An `offer` (and
+//! the `interaction.connected` of a call the agent placed itself) carries the interaction's
+//! details and is followed by a `customer.screen_pop` with the customer's identities and
+//! history when it has a customer; `hello` is followed by a `call.held` for
 //! each hold the agent's calls are in. The protocol is documented in `docs/agent-protocol.md`.
 
 use axum::extract::rejection::QueryRejection;
@@ -22,6 +23,7 @@ use super::auth::{self, LiveSession};
 use super::error::{Error, Result};
 use super::AppState;
 use crate::catalog::Role;
+use crate::routing::Dial;
 use crate::store::Principal;
 
 /// How long one frame may take to go out before the console counts as gone.
@@ -425,26 +427,32 @@ async fn flush(sink: &mut Sink, who: Principal) -> bool {
     flushed
 }
 
-/// Queues an event (and the screen pop that follows an offer); false when the socket is gone.
+/// Queues an event (and the screen pop that follows an offer, or work the agent placed
+/// itself); false when the socket is gone.
 async fn feed_event(
     sink: &mut Sink,
     state: &AppState,
     who: Principal,
     event: &ConsoleEvent,
 ) -> bool {
-    let ConsoleEvent::Offer { interaction, .. } = event else {
-        return feed(sink, event_frame(event)).await;
+    let interaction = match event {
+        ConsoleEvent::Offer { interaction, .. }
+        | ConsoleEvent::Connected {
+            interaction,
+            channel: Some(_),
+            ..
+        } => interaction.0 as i64,
+        _ => return feed(sink, event_frame(event)).await,
     };
-    // An offer gets the interaction's details, read once for it and its screen pop.
-    let interaction = interaction.0 as i64;
+    // It gets the interaction's details, read once for it and its screen pop.
     let details = match state.store.offer_details(who.tenant_id, interaction).await {
         Ok(details) => details,
         Err(e) => {
-            tracing::warn!(tenant = who.tenant_id, interaction, error = %e, "offer sent without its details");
+            tracing::warn!(tenant = who.tenant_id, interaction, error = %e, "event sent without its details");
             return feed(sink, event_frame(event)).await;
         }
     };
-    let offer = Offer {
+    let offer = WithDetails {
         event,
         details: &details.record,
     };
@@ -464,9 +472,9 @@ async fn feed_event(
     }
 }
 
-/// An offer with the interaction's record.
+/// An offer (or placed work) with the interaction's record.
 #[derive(serde::Serialize)]
-struct Offer<'a> {
+struct WithDetails<'a> {
     #[serde(flatten)]
     event: &'a ConsoleEvent,
     details: &'a serde_json::value::RawValue,
@@ -508,8 +516,8 @@ fn frame_ack(id: &str) -> Message {
 
 /// A console command about calls that the SIP endpoint carries out (routing knows only
 /// agents and queues): `interaction.transfer` of a call to an external number (`"to":
-/// {"target": "number", "number": "+49…"}`), `call.dial` (`"number"`, click-to-dial) and
-/// `call.hold` / `call.resume` (`"interaction"`).
+/// {"target": "number", "number": "+49…"}`), `call.dial` (`"number"`, click-to-dial, and
+/// optionally the `"queue"` it is work of) and `call.hold` / `call.resume` (`"interaction"`).
 struct CallCommand {
     id: Option<Json>,
     kind: CallCommandKind,
@@ -518,9 +526,17 @@ struct CallCommand {
 }
 
 enum CallCommandKind {
-    TransferOut { interaction: Option<u64> },
-    Dial,
-    Hold { interaction: Option<u64>, on: bool },
+    TransferOut {
+        interaction: Option<u64>,
+    },
+    /// `queue`: `Some(None)` when the frame names no queue, `None` when it names one badly.
+    Dial {
+        queue: Option<Option<i64>>,
+    },
+    Hold {
+        interaction: Option<u64>,
+        on: bool,
+    },
 }
 
 fn call_request(frame: &Json) -> Option<CallCommand> {
@@ -532,7 +548,11 @@ fn call_request(frame: &Json) -> Option<CallCommand> {
                 &frame["to"]["number"],
             )
         } else if frame["type"] == "call.dial" {
-            (CallCommandKind::Dial, &frame["number"])
+            let queue = match &frame["queue"] {
+                Json::Null => Some(None),
+                queue => queue.as_i64().map(Some),
+            };
+            (CallCommandKind::Dial { queue }, &frame["number"])
         } else if frame["type"] == "call.hold" || frame["type"] == "call.resume" {
             let interaction = frame["interaction"].as_u64();
             let on = frame["type"] == "call.hold";
@@ -583,7 +603,34 @@ impl CallCommand {
                     .await,
                 "transfer_failed",
             ),
-            (CallCommandKind::Dial, Some(number)) => {
+            (CallCommandKind::Dial { queue: None }, Some(_)) => {
+                let message = "the `queue` must be a queue id";
+                return rejected(who, Some(id), "invalid_command", message);
+            }
+            (
+                CallCommandKind::Dial {
+                    queue: Some(wanted),
+                },
+                Some(number),
+            ) => {
+                let queue = match state
+                    .store
+                    .dial_queue(who.tenant_id, who.user_id, wanted)
+                    .await
+                {
+                    Ok(Some(queue)) => queue,
+                    Ok(None) => {
+                        let message = match wanted {
+                            Some(queue) => format!("queue {queue} is not one of the agent's"),
+                            None => "the agent serves no queue to place the call in".to_owned(),
+                        };
+                        return rejected(who, Some(id), "dial_failed", &message);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "no queue for a click-to-dial");
+                        return rejected(who, Some(id), "internal", "the queue could not be read");
+                    }
+                };
                 // First ready for outbound work (the doc's order): no inbound call is offered,
                 // nor the agent's phone rung, while the dial is being set up.
                 let status = AgentStatus::Ready {
@@ -598,7 +645,15 @@ impl CallCommand {
                     )
                     .await;
                 let result = match outbound {
-                    Ok(()) => calls.dial(who.tenant_id, agent, number).await,
+                    Ok(()) => {
+                        let dial = Dial {
+                            tenant: who.tenant_id,
+                            agent,
+                            queue,
+                            number,
+                        };
+                        calls.dial(dial).await
+                    }
                     Err(e) => Err(e.to_string()),
                 };
                 (result, "dial_failed")

@@ -20,8 +20,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use vacd_actors::{
-    AgentId, AgentStatus, Channel, Error as RoutingError, Input, InteractionId, NewInteraction,
-    QueueId, ReadyMode, RouterError, TenantId, TransferTarget,
+    AgentId, Channel, Error as RoutingError, Input, InteractionId, NewInteraction, QueueId,
+    RouterError, TenantId, TransferTarget,
 };
 use vacd_sip::g711::Law;
 use vacd_sip::media::{NowPlaying, Playlist, Sound, FRAME_DURATION};
@@ -251,8 +251,8 @@ struct CallActor {
     /// The agent's console holds the call: the caller hears music, nothing passes between the
     /// legs (the agent's phone stays bridged, to resume without a re-INVITE).
     console_holds: bool,
-    /// A click-to-dial call: outside routing.
-    outbound: bool,
+    /// A click-to-dial call's agent, who placed it in routing (it is never offered).
+    dialler: Option<AgentId>,
     /// The queue the call came in on.
     queue: Option<QueueId>,
     /// The external number answered (a transfer out, or the customer of a click-to-dial).
@@ -265,7 +265,7 @@ impl CallActor {
     /// Whether the caller waits in a queue for an agent: no agent has the call (none talking,
     /// holding or having accepted it), and it was not dialled out or transferred out.
     fn waiting(&self) -> bool {
-        self.connected.is_none() && !self.outbound && !self.transferred_out
+        self.connected.is_none() && self.dialler.is_none() && !self.transferred_out
     }
 
     async fn input(&self, input: Input) -> Result<(), vacd_actors::RouterError> {
@@ -281,10 +281,10 @@ impl CallActor {
     async fn command(&mut self, command: CallCmd, relay: &mut Relay) -> Option<HangupBy> {
         match command {
             CallCmd::AgentAnswered { agent, remote } => {
-                // Accepted in the console already, or dialled by the agent (outside routing):
-                // the phone's answer only brings the media.
-                let accepted = if self.outbound || self.connected.is_some_and(|c| c.agent == agent)
-                {
+                // Accepted in the console already, or the dialling agent's phone (its call was
+                // placed in routing, connected to it): the phone's answer only brings the media.
+                let dialler = self.talked.is_none() && self.dialler == Some(agent);
+                let accepted = if dialler || self.connected.is_some_and(|c| c.agent == agent) {
                     Ok(())
                 } else {
                     self.input(Input::Accept {
@@ -516,7 +516,7 @@ impl CallActor {
 
     /// The call's outcome for its record.
     fn result(&self) -> CallResult {
-        match (self.outbound, self.talked, self.reached) {
+        match (self.dialler.is_some(), self.talked, self.reached) {
             (true, _, true) | (false, Some(_), _) => CallResult::Connected,
             // A click-to-dial whose number never answered.
             (true, _, false) => CallResult::Failed,
@@ -524,13 +524,23 @@ impl CallActor {
         }
     }
 
-    /// Tells routing the call is over: an end if an agent is talking, an abandon otherwise.
-    /// A click-to-dial call was never in routing.
+    /// Tells routing the call is over: an end if an agent is talking, an abandon otherwise. A
+    /// click-to-dial call whose agent's phone never answered ends without wrap-up: nobody
+    /// talked, there is nothing to note.
     async fn finish(&self) {
-        if self.outbound {
+        let interaction = self.interaction;
+        if let (Some(agent), None) = (self.dialler, self.talked) {
+            for input in [
+                Input::End { interaction },
+                Input::WrapUpDone { agent, interaction },
+            ] {
+                if let Err(err) = self.input(input).await {
+                    tracing::debug!(call = self.key, %err, "end of call not applied");
+                    break;
+                }
+            }
             return;
         }
-        let interaction = self.interaction;
         let (end, abandon) = (Input::End { interaction }, Input::Abandon { interaction });
         let (first, other) = match self.connected {
             Some(_) => (end, abandon),
@@ -594,14 +604,31 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         talked: None,
         agent_holds: false,
         console_holds: false,
-        outbound: call.dialled_by.is_some(),
+        dialler: call.dialled_by.map(|agent| AgentId(agent as u64)),
         queue: started.queue.map(|q| QueueId(q as u64)),
         reached: false,
         transferred_out: false,
     };
     tap.register(interaction, key);
-    let enqueued = match (started.queue, call.dialled_by) {
-        (Some(queue), _) => {
+    let enqueued = match (started.queue, actor.dialler) {
+        // Click-to-dial: the agent's own call, connected to it at once.
+        (Some(queue), Some(agent)) => {
+            actor
+                .input(Input::Place {
+                    interaction: NewInteraction {
+                        id: interaction,
+                        channel: Channel::Call,
+                        queue: QueueId(queue as u64),
+                        language: None,
+                        skills: Vec::new(),
+                        priority: started.priority,
+                        restored: None,
+                    },
+                    agent,
+                })
+                .await
+        }
+        (Some(queue), None) => {
             let language = store
                 .language_need(call.tenant, started.language.as_deref())
                 .await;
@@ -619,18 +646,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
                 })
                 .await
         }
-        // Click-to-dial: no inbound offers for the agent while it calls out.
-        (None, Some(agent)) => {
-            let status = AgentStatus::Ready {
-                mode: ReadyMode::Outbound,
-            };
-            let agent = AgentId(agent as u64);
-            if let Err(err) = actor.input(Input::SetStatus { agent, status }).await {
-                tracing::warn!(call = key, %agent, %err, "agent not set ready for outbound");
-            }
-            Ok(())
-        }
-        (None, None) => Ok(()),
+        (None, _) => Ok(()),
     };
     let (result, hangup_by) = match enqueued {
         Ok(()) => {
@@ -682,7 +698,6 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         connected_at: actor.talked.map(|c| c.at_ms),
         result: result.unwrap_or(CallResult::Failed),
         hangup_by,
-        outbound: actor.outbound,
     };
     if let Err(err) = store.end_call(&end).await {
         tracing::error!(call = key, %interaction, %err, "call record not completed");

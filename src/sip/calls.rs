@@ -39,7 +39,7 @@ use vacd_sip::{Peer, Transport};
 use super::call::{self, CallCmd, CallReport, CallSetup, Sounds};
 use super::screening::normalise_e164;
 use crate::chat::ChatHub;
-use crate::routing::{CallRouted, CallTap, RoutingHandle};
+use crate::routing::{CallRouted, CallTap, Dial, RoutingHandle};
 use crate::store::{HangupBy, NewCall, ServiceNumber, Store};
 
 /// What every call needs from the server.
@@ -1673,18 +1673,22 @@ impl Calls {
         }
     }
 
-    /// Click-to-dial: rings `agent`'s phone first; when it answers, vacd calls `number`
-    /// through the outbound trunk and bridges the two. The call is outside routing: the agent
-    /// is set ready for outbound work (no inbound offers meanwhile) by the call's actor.
+    /// Click-to-dial: rings the agent's phone first; when it answers, vacd calls the number
+    /// through the outbound trunk and bridges the two. The call's actor places it in routing
+    /// as the agent's work (`Input::Place`): busy, its capacity taken, wrap-up after.
     pub fn dial(
         &mut self,
         layer: &mut TransactionLayer,
-        tenant: i64,
-        agent: AgentId,
-        number: String,
+        dial: Dial,
         phone: Option<PhoneTarget>,
         now: Instant,
     ) -> Result<(), DialError> {
+        let Dial {
+            tenant,
+            agent,
+            queue,
+            number,
+        } = dial;
         let trunk = self.ctx.outbound.ok_or(DialError::NoOutboundTrunk)?;
         let phone = phone.ok_or(DialError::NoPhone)?;
         let (caller_socket, agent_socket) = self.ctx.rtp.bind_pair().map_err(|err| {
@@ -1700,7 +1704,7 @@ impl Calls {
             tenant,
             mailbox: None,
             service_address: None,
-            queue: None,
+            queue: Some(queue),
             call_id: new_call_id(&self.ctx.udp.ip().to_string()),
             trunk: trunk.to_string(),
             caller: Some(number.clone()),

@@ -335,18 +335,12 @@ impl Endpoint {
                         .monitor(&mut self.layer, call, tenant, supervisor, mode, phone, now);
                 let _ = reply.send(result);
             }
-            CallRequest::Dial {
-                tenant,
-                agent,
-                number,
-                reply,
-            } => {
+            CallRequest::Dial { dial, reply } => {
                 let result = if self.calls.len() >= self.max_calls as usize {
                     Err(DialError::OverCapacity)
                 } else {
-                    let phone = self.phone_of(tenant, agent, now);
-                    self.calls
-                        .dial(&mut self.layer, tenant, agent, number, phone, now)
+                    let phone = self.phone_of(dial.tenant, dial.agent, now);
+                    self.calls.dial(&mut self.layer, dial, phone, now)
                 };
                 let _ = reply.send(result.map_err(|e| e.to_string()));
             }

@@ -20,7 +20,8 @@ pub struct NewCall {
     pub mailbox: Option<i64>,
     /// The dialled service number's address row (inbound calls).
     pub service_address: Option<i64>,
-    /// The queue of an inbound call; `None` for click-to-dial.
+    /// The queue: an inbound call's from its number (`None`: the number has none), a
+    /// click-to-dial call's the one its agent places it in.
     pub queue: Option<i64>,
     /// The caller's SIP Call-ID.
     pub call_id: String,
@@ -115,8 +116,6 @@ pub struct CallEnd {
     pub connected_at: Option<i64>,
     pub result: CallResult,
     pub hangup_by: HangupBy,
-    /// A click-to-dial call: its interaction is closed here (routing never had it).
-    pub outbound: bool,
 }
 
 impl Store {
@@ -137,6 +136,27 @@ impl Store {
             Done::Ended => Ok(()),
             Done::Started(_) => Err(call_commit::mismatch()),
         }
+    }
+
+    /// The queue a click-to-dial call of `agent` is placed in: `wanted` if the agent serves it,
+    /// else (none wanted) the first queue it serves, by id. `None`: no such queue.
+    pub async fn dial_queue(
+        &self,
+        tenant: i64,
+        agent: i64,
+        wanted: Option<i64>,
+    ) -> Result<Option<i64>> {
+        let queue = sqlx::query(
+            "SELECT MIN(queue_id) AS queue_id FROM queue_members \
+             WHERE tenant_id = $1 AND user_id = $2 AND ($3 IS NULL OR queue_id = $3)",
+        )
+        .bind(tenant)
+        .bind(agent)
+        .bind(wanted)
+        .fetch_one(&self.pool)
+        .await?
+        .try_get("queue_id")?;
+        Ok(queue)
     }
 
     /// Calls that were live when vacd stopped cannot be resumed (their media and dialogs are
@@ -260,8 +280,9 @@ pub(super) async fn start_in(
             }
         }
     }
-    let classified = match queue {
-        Some(_) => {
+    // A click-to-dial call is its agent's, in the queue it chose: nothing to classify.
+    let classified = match (queue, call.dialled_by) {
+        (Some(_), None) => {
             let facts = Facts {
                 channel: "call",
                 service_address: call.service_address,
@@ -272,14 +293,13 @@ pub(super) async fn start_in(
             };
             super::rules::classify_in(tx, call.tenant, &facts).await?
         }
-        None => None,
+        _ => None,
     };
     let queue = classified.map(|d| d.queue).or(queue);
     let priority = classified.and_then(|d| d.priority).unwrap_or(0);
-    let (state, subject, direction) = match call.dialled_by {
-        Some(_) => ("connected", format!("Call to {}", call.dialled), "outbound"),
+    let (subject, direction) = match call.dialled_by {
+        Some(_) => (format!("Call to {}", call.dialled), "outbound"),
         None => (
-            "new",
             format!(
                 "Call from {}",
                 call.caller.as_deref().unwrap_or("anonymous")
@@ -291,7 +311,7 @@ pub(super) async fn start_in(
         "INSERT INTO interactions \
          (tenant_id, channel, mailbox_id, queue_id, customer_id, language, priority, state, \
           subject, agent_id, created_at) \
-         VALUES ($1, 'call', $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+         VALUES ($1, 'call', $2, $3, $4, $5, $6, 'new', $7, $8, $9) RETURNING id",
     )
     .bind(call.tenant)
     .bind(call.mailbox)
@@ -299,7 +319,6 @@ pub(super) async fn start_in(
     .bind(customer)
     .bind(language.clone())
     .bind(i64::from(priority))
-    .bind(state)
     .bind(subject)
     .bind(call.dialled_by)
     .bind(now)
@@ -309,8 +328,9 @@ pub(super) async fn start_in(
     if let Some(decision) = &classified {
         super::rules::log_in(tx, call.tenant, interaction, decision).await?;
     }
-    let sounds = match queue {
-        Some(queue) => {
+    // The customer of a click-to-dial call hears no queue's greeting or music.
+    let sounds = match (queue, call.dialled_by) {
+        (Some(queue), None) => {
             let row = sqlx::query(
                 "SELECT greeting, music, announcement, announce_every_seconds FROM queues \
                  WHERE id = $1",
@@ -328,7 +348,7 @@ pub(super) async fn start_in(
                 None => QueueSounds::default(),
             }
         }
-        None => QueueSounds::default(),
+        _ => QueueSounds::default(),
     };
     sqlx::query(
         "INSERT INTO call_records \
@@ -392,13 +412,6 @@ pub(super) async fn end_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("started_at")?;
-    if end.outbound {
-        sqlx::query("UPDATE interactions SET state = 'done' WHERE tenant_id = $1 AND id = $2")
-            .bind(end.tenant)
-            .bind(end.interaction)
-            .execute(&mut **tx)
-            .await?;
-    }
     let event = NewEvent {
         tenant: end.tenant,
         kind: "call.ended".into(),

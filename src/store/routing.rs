@@ -128,7 +128,9 @@ impl RowChange {
                 }
                 Some(_) => return,
             },
-            Output::Connected { agent, .. } => ("connected", Assignee::Set(agent.0 as i64)),
+            Output::Connected { agent, .. } | Output::Placed { agent, .. } => {
+                ("connected", Assignee::Set(agent.0 as i64))
+            }
             Output::Ended { agent, .. } => ("wrap_up", Assignee::Set(agent.0 as i64)),
             Output::Done { .. } => ("done", Assignee::Keep),
             Output::Abandoned { .. } => ("abandoned", Assignee::Clear),

@@ -3,7 +3,9 @@
 // caller on the trunk and the carrier behind it. Bruno signs in; with the keyboard he dials a
 // number that is no phone number (the server's invalid_command shows in the status line, the
 // number stays to be corrected), then a real one before his phone is registered (dial_failed);
-// once it is, he dials again: his phone rings, then the carrier. Back to Ready, a call is
+// once it is, he dials again: the call's panel opens (Connected, the number's customer beside
+// it), he is busy, his phone rings, then the carrier; hung up, the call is in wrap-up until he
+// presses Done, and he is ready for outbound work again. Back to Ready, a call is
 // offered and his phone answers it: the call's panel has the focus on Hold; he holds the call
 // (the button becomes Resume, the caller hears music), reloads the page (the call comes back
 // held, with Resume), resumes it, is refused a transfer to a
@@ -44,14 +46,23 @@ try {
   await status.filter({ hasText: /^call \+4940555000: .*\(dial_failed\)$/ }).waitFor();
   tell("dial refused");
   await hear("registered");
-  // Registered now: vacd rings bruno's phone, then the number; bruno is ready for outbound work,
-  // which Ready does not stand for.
+  // Registered now: vacd rings bruno's phone, then the number. The call is bruno's work at once:
+  // its panel, the customer of the number, bruno busy.
   await number.press("Enter");
   await status.filter({ hasText: "calling +4940555000" }).waitFor();
-  await page.locator("#presence", { hasText: "ready (outbound)" }).waitFor();
   if ((await number.inputValue()) !== "") throw new Error("the dialled number stayed in the box");
-  if (await page.locator('#presence-buttons [aria-pressed="true"]').count()) throw new Error("a presence button is pressed while outbound");
+  const dialled = page.locator('[role="tabpanel"][data-channel="call"]');
+  await dialled.locator(".state", { hasText: /^Connected$/ }).waitFor();
+  await dialled.locator(".customer li", { hasText: "phone: +4940555000" }).waitFor();
+  await page.locator("#presence", { hasText: /^busy$/ }).waitFor();
   await hear("dialled");
+  // Hung up: wrap-up, finished with Done; bruno is ready for outbound work, which Ready does
+  // not stand for.
+  await dialled.locator(".state", { hasText: /^Wrap-up/ }).waitFor();
+  await dialled.getByRole("button", { name: "Done" }).click();
+  await dialled.waitFor({ state: "detached" });
+  await page.locator("#presence", { hasText: "ready (outbound)" }).waitFor();
+  if (await page.locator('#presence-buttons [aria-pressed="true"]').count()) throw new Error("a presence button is pressed while outbound");
 
   // Ready for inbound calls again: a caller is offered, and bruno's phone answers.
   await page.getByRole("button", { name: "Ready" }).click();
