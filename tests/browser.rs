@@ -202,9 +202,10 @@ async fn chat_monitoring_in_chromium() {
 }
 
 /// The wallboard signs in, follows the live feed, and its Break button sets an agent not ready
-/// (which the agent's own console sees; a team lead gets no such button); it draws today's charts from the reports (one email
-/// answered in Sales DE), and moves a waiting email from a queue nobody serves to Sales DE with
-/// the keyboard.
+/// (which the agent's own console sees; a team lead gets no such button); it draws today's
+/// charts from the reports (one email answered in Sales DE) on the tenant's clock, also on a day
+/// its clocks change, and moves a waiting email from a queue nobody serves to Sales DE with the
+/// keyboard.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wallboard_in_chromium() {
     let s = TestServer::start(Db::Sqlite).await;

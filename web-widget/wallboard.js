@@ -243,7 +243,27 @@
   const SVG = "http://www.w3.org/2000/svg";
   const QUARTER = 15 * 60 * 1000;
   const W = 560, H = 150, LEFT = 44, RIGHT = 18, TOP = 8, BOTTOM = 22;
-  const slotX = (slot) => LEFT + (slot / 96) * (W - LEFT - RIGHT);
+  const slotX = (slot, day) => LEFT + (slot / day.quarters) * (W - LEFT - RIGHT);
+
+  // The tenant's day from `start`, its midnight: how many quarter-hours it has (96, or 92 / 100
+  // when its clocks change that day) and the quarter-hours its clock reads 0:00, 6:00, 12:00,
+  // 18:00 and 24:00 at — the axis marks, true to its clock on those days too.
+  function dayOf(start, timeZone) {
+    let quarters = 96;
+    const marks = [[0, "0:00"]];
+    for (let q = 1; q <= 100; q++) {
+      const time = clock(start + q * QUARTER, timeZone);
+      if (time === "00:00") {
+        quarters = q;
+        break;
+      }
+      if (["06:00", "12:00", "18:00"].includes(time)) marks.push([q, `${Number(time.slice(0, 2))}:00`]);
+    }
+    marks.push([quarters, "24:00"]);
+    return { start, timeZone, quarters, marks };
+  }
+  // Where the interval starting at `ms` begins on the day's axis.
+  const at = (ms, day) => slotX((ms - day.start) / QUARTER, day);
   const valueY = (value, max) => TOP + (1 - Math.min(value, max) / max) * (H - TOP - BOTTOM);
 
   function svgEl(name, attrs, text) {
@@ -253,11 +273,11 @@
     return el;
   }
 
-  function frame(svg, max, format) {
+  function frame(svg, max, format, day) {
     svg.append(svgEl("line", { class: "axis", x1: LEFT, y1: H - BOTTOM, x2: W - RIGHT, y2: H - BOTTOM }));
     svg.append(svgEl("line", { class: "axis", x1: LEFT, y1: TOP, x2: LEFT, y2: H - BOTTOM }));
-    for (const hour of [0, 6, 12, 18, 24]) {
-      svg.append(svgEl("text", { x: slotX(hour * 4), y: H - 6, "text-anchor": "middle" }, `${hour}:00`));
+    for (const [slot, text] of day.marks) {
+      svg.append(svgEl("text", { x: slotX(slot, day), y: H - 6, "text-anchor": "middle" }, text));
     }
     for (const value of [0, max / 2, max]) {
       svg.append(svgEl("text", { x: LEFT - 4, y: valueY(value, max) + 4, "text-anchor": "end" }, format(value)));
@@ -280,30 +300,30 @@
     return new Date(ms).toLocaleTimeString("en-GB", { timeZone, hour: "2-digit", minute: "2-digit" });
   }
 
-  function serviceLevelChart(queue, name, rows, dayStart, timeZone) {
+  function serviceLevelChart(queue, name, rows, day) {
     const target = targetOf(queue);
     const points = rows.filter((r) => r.service_level !== null && r.service_level !== undefined);
     return chart(`${name}: service level (target ${target.percent} % in ${target.seconds} s)`,
       `Service level today, ${name}`, (svg) => {
-        frame(svg, 100, (v) => `${v} %`);
+        frame(svg, 100, (v) => `${v} %`, day);
         const goal = valueY(target.percent, 100);
         svg.append(svgEl("line", { class: "target", x1: LEFT, y1: goal, x2: W - RIGHT, y2: goal }));
-        const xy = points.map((r) => [slotX((r.interval_start - dayStart) / QUARTER + 0.5), valueY(r.service_level * 100, 100)]);
+        const xy = points.map((r) => [at(r.interval_start + QUARTER / 2, day), valueY(r.service_level * 100, 100)]);
         if (xy.length > 1) svg.append(svgEl("polyline", { class: "line", points: xy.map((p) => p.join(",")).join(" ") }));
         points.forEach((r, i) => {
           const dot = svgEl("circle", { class: `point ${grade(r.service_level, queue)}`, cx: xy[i][0], cy: xy[i][1], r: 4 });
-          dot.append(svgEl("title", {}, `${clock(r.interval_start, timeZone)} ${percent(r.service_level)}`));
+          dot.append(svgEl("title", {}, `${clock(r.interval_start, day.timeZone)} ${percent(r.service_level)}`));
           svg.append(dot);
         });
       });
   }
 
-  function waitChart(queue, name, rows, dayStart, timeZone) {
+  function waitChart(queue, name, rows, day) {
     const goal = targetOf(queue).seconds * 1000;
     const max = Math.max(2 * goal, ...rows.map((r) => r.longest_wait_ms));
-    const width = slotX(1) - slotX(0) - 1;
+    const width = slotX(1, day) - slotX(0, day) - 1;
     return chart(`${name}: longest wait`, `Longest wait today, ${name}`, (svg) => {
-      frame(svg, max, (v) => seconds(v));
+      frame(svg, max, (v) => seconds(v), day);
       const y = valueY(goal, max);
       svg.append(svgEl("line", { class: "target", x1: LEFT, y1: y, x2: W - RIGHT, y2: y }));
       for (const r of rows) {
@@ -311,9 +331,9 @@
         const top = Math.min(valueY(r.longest_wait_ms, max), H - BOTTOM - 1);
         const bar = svgEl("rect", {
           class: `bar ${waitGrade(r.longest_wait_ms, queue)}`,
-          x: slotX((r.interval_start - dayStart) / QUARTER), y: top, width, height: H - BOTTOM - top,
+          x: at(r.interval_start, day), y: top, width, height: H - BOTTOM - top,
         });
-        bar.append(svgEl("title", {}, `${clock(r.interval_start, timeZone)} ${seconds(r.longest_wait_ms)}`));
+        bar.append(svgEl("title", {}, `${clock(r.interval_start, day.timeZone)} ${seconds(r.longest_wait_ms)}`));
         svg.append(bar);
       }
     });
@@ -341,8 +361,7 @@
     const body = await report.json();
     const rows = body.items ?? [];
     // The report's span starts at the tenant's midnight, on its clock.
-    const dayStart = body.from;
-    const timeZone = body.time_zone;
+    const day = dayOf(body.from, body.time_zone);
     const byQueue = new Map();
     for (const r of rows) {
       if (!byQueue.has(r.queue)) byQueue.set(r.queue, []);
@@ -354,7 +373,7 @@
       const box = document.createElement("div");
       box.className = "queue-charts";
       box.dataset.queue = queue;
-      box.append(serviceLevelChart(queue, name, list, dayStart, timeZone), waitChart(queue, name, list, dayStart, timeZone));
+      box.append(serviceLevelChart(queue, name, list, day), waitChart(queue, name, list, day));
       charts.push(box);
     }
     $("charts").replaceChildren(...charts);

@@ -4,20 +4,30 @@
 // frames (a team lead sees none); today's charts are drawn on the tenant's day (service level
 // with a coloured point for Sales DE, where one email was answered, at its Berlin time); the waiting interaction
 // WAITING_ID, marked as past its queue's SLA target, is moved to Sales DE with the keyboard; a
-// screenshot goes to SCREENSHOTS.
+// screenshot goes to SCREENSHOTS. On a day Berlin's clocks change (the report's answer turned
+// into one of 29 March 2026, 23 hours long) the axis follows the clock. A team lead sees no
+// agent buttons.
 // Usage: node wallboard.mjs BASE_URL AGENT_ID WAITING_ID SCREENSHOTS_DIR — run by tests/browser.rs.
 import { launch, WAIT } from "./chromium.mjs";
 
 const [base, agentId, waitingId, screenshots] = process.argv.slice(2);
 
+// A new page of `context` (a new one: its own sign-in) with the wallboard signed in as `user`.
+async function wallboard(context, user, password, prepare = async () => {}) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  await prepare(page);
+  await page.goto(`${base}/wallboard`);
+  await page.getByLabel("User").fill(user);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  return page;
+}
+
 const browser = await launch();
 try {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
-  page.setDefaultTimeout(WAIT);
-  await page.goto(`${base}/wallboard`);
-  await page.getByLabel("User").fill("sam");
-  await page.getByLabel("Password").fill("demo-password");
-  await page.getByRole("button", { name: "Sign in" }).click();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await wallboard(context, "sam", "demo-password");
   await page.getByRole("status").filter({ hasText: "live" }).waitFor();
   // The demo queues appear as tiles, the agents as rows.
   await page.getByRole("article", { name: "Queue Sales DE" }).waitFor();
@@ -67,14 +77,30 @@ try {
   await page.keyboard.press("Enter");
   await waiting.getByText("Sales DE (#1)").waitFor();
   await page.screenshot({ path: `${screenshots}/wallboard.png`, fullPage: true });
+  // Berlin's clocks go forward on 29 March 2026 (02:00 → 03:00): the report is answered as if
+  // today were that day, with Sales DE's point at 10:00 Berlin time (08:00 UTC). The axis follows
+  // the clock: the point (drawn mid-quarter) lies 4⅛ of the 6 hours from the 6:00 mark to the
+  // 12:00 mark — where elapsed hours from midnight would put it an hour early.
+  const dst = await wallboard(context, "sam", "demo-password", (p) =>
+    p.route("**/api/v1/reports/queues*", async (route) => {
+      const body = await (await route.fetch()).json();
+      const item = body.items.find((r) => r.service_level !== null && r.service_level !== undefined);
+      body.from = Date.UTC(2026, 2, 28, 23);
+      body.items = [{ ...item, interval_start: Date.UTC(2026, 2, 29, 8) }];
+      await route.fulfill({ json: body });
+    }));
+  const dstChart = dst.getByRole("img", { name: "Service level today, Sales DE" });
+  const dstPoint = dstChart.locator("circle.point");
+  await dstPoint.waitFor();
+  const mark = async (text) => Number(await dstChart.locator("text").filter({ hasText: new RegExp(`^${text}$`) }).getAttribute("x"));
+  const [six, noon] = [await mark("6:00"), await mark("12:00")];
+  const share = (Number(await dstPoint.getAttribute("cx")) - six) / (noon - six);
+  if (Math.abs(share - 4.125 / 6) > 0.01) throw new Error(`10:00 drawn at ${share} of 6:00 → 12:00, not ${4.125 / 6}`);
+  const dstLabel = await dstPoint.locator("title").textContent();
+  if (!dstLabel.startsWith("10:00")) throw new Error(`the point is labelled ${dstLabel}, not 10:00`);
   // A team lead (tina, made by the Rust side) sees bruno's row without a Break or Ready button:
   // setting an agent's status is the supervisors'.
-  const lead = await (await browser.newContext()).newPage();
-  lead.setDefaultTimeout(WAIT);
-  await lead.goto(`${base}/wallboard`);
-  await lead.getByLabel("User").fill("tina");
-  await lead.getByLabel("Password").fill("tina-password");
-  await lead.getByRole("button", { name: "Sign in" }).click();
+  const lead = await wallboard(await browser.newContext(), "tina", "tina-password");
   const leadRow = lead.locator(`tr[data-agent="${agentId}"]`);
   await leadRow.getByText("not ready (break)").waitFor();
   const buttons = await leadRow.getByRole("button").count();
