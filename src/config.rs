@@ -56,6 +56,9 @@ pub struct ChatSettings {
     /// Visitor messages one source (an IPv4 address or an IPv6 /64) may send per second, over
     /// all its chats.
     pub messages_per_second_per_ip: u32,
+    /// Reads of a widget's settings and availability (one per page view of the site the widget
+    /// is on) one source (an IPv4 address or an IPv6 /64) may make per second.
+    pub widget_reads_per_second_per_ip: u32,
 }
 
 impl Default for ChatSettings {
@@ -68,6 +71,7 @@ impl Default for ChatSettings {
             messages_per_second: 2,
             starts_per_second_per_ip: 5,
             messages_per_second_per_ip: 50,
+            widget_reads_per_second_per_ip: 20,
         }
     }
 }
@@ -528,6 +532,10 @@ impl Config {
         at_least_one(
             "chat.messages_per_second_per_ip",
             chat.messages_per_second_per_ip,
+        )?;
+        at_least_one(
+            "chat.widget_reads_per_second_per_ip",
+            chat.widget_reads_per_second_per_ip,
         )?;
         at_least_one("chat.messages_per_second", chat.messages_per_second)?;
         at_least_one("chat.max_message_chars", chat.max_message_chars)?;

@@ -713,12 +713,22 @@ async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
     s.stop().await;
 }
 
+/// One address opens one chat (or sends one offline form), sends two messages and reads the
+/// widget twice per second here; past that it is refused with `rate_limited`.
 async fn one_address_is_limited_in_new_chats_and_messages(db: Db) {
     let s = TestServer::start_with(db, |c| {
         c.chat.starts_per_second_per_ip = 1;
         c.chat.messages_per_second_per_ip = 2;
+        c.chat.widget_reads_per_second_per_ip = 2;
     })
     .await;
+    for _ in 0..2 {
+        let (status, body) = s.get("/api/v1/chat/widgets/demo/demo-widget", "").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = s.get("/api/v1/chat/widgets/demo/demo-widget", "").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
     let mut first = Visitor::start(&s, json!({})).await;
     let mut third = Console::open(&s, "/ws/chat").await;
     third

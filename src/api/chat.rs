@@ -57,12 +57,20 @@ async fn widget(state: &AppState, tenant: &str, address: &str) -> Result<ChatWid
 /// A widget's look and form, and whether an agent can chat in the visitor's language now.
 #[utoipa::path(get, path = "/api/v1/chat/widgets/{tenant}/{widget}", tag = "chat",
     params(("tenant" = String, Path), ("widget" = String, Path), ("language" = Option<String>, Query)),
-    responses((status = 200, description = "the widget's settings with `available` and `language`"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the widget's settings with `available` and `language`"), (status = 404, body = super::error::ErrorBody), (status = 429, description = "too many reads from this address", body = super::error::ErrorBody)))]
 pub async fn widget_info(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     Path((tenant, address)): Path<(String, String)>,
     query: std::result::Result<Query<LanguageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
+    // Public, and each read costs the store several queries: limited per source.
+    if !state.chat.may_read_widget(state.client_ip(peer, &headers)) {
+        return Err(Error::RateLimited(
+            "too many widget reads from this address; try again in a second".into(),
+        ));
+    }
     let Query(query) = query?;
     let widget = widget(&state, &tenant, &address).await?;
     let browser = query.language.as_deref().and_then(language::primary);

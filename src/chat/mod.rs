@@ -192,9 +192,10 @@ pub(crate) struct Inner {
     sessions: DashMap<i64, Mailbox>,
     consoles: DashMap<(i64, u64), (u64, mpsc::UnboundedSender<String>)>,
     next_id: AtomicU64,
-    /// New chats, and visitor messages, per source address.
+    /// New chats, visitor messages and widget reads, per source address.
     starts: SharedLimit,
     messages: SharedLimit,
+    widget_reads: SharedLimit,
     /// vacd is stopping: a chat's actor gone now is no chat ended (it goes on after the
     /// restart).
     stopping: Arc<AtomicBool>,
@@ -235,6 +236,10 @@ impl ChatHub {
                 messages: SharedLimit::new(
                     settings.messages_per_second_per_ip,
                     "chat messages (refused)",
+                ),
+                widget_reads: SharedLimit::new(
+                    settings.widget_reads_per_second_per_ip,
+                    "widget reads (refused)",
                 ),
             }),
         }
@@ -310,6 +315,11 @@ impl ChatHub {
     /// Whether `source` may send another visitor message now.
     pub fn may_send(&self, source: IpAddr) -> bool {
         self.inner.messages.admit(source).is_ok()
+    }
+
+    /// Whether `source` may read a widget's settings again now.
+    pub fn may_read_widget(&self, source: IpAddr) -> bool {
+        self.inner.widget_reads.admit(source).is_ok()
     }
 
     /// Returns to the chat of a resume token.
