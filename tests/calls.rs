@@ -2027,6 +2027,32 @@ async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
     f.s.stop().await;
 }
 
+/// An agent on a call has no room for one it would dial: routing refuses to place it, the
+/// console is told `dial_failed` (after its ack: the dial had been set up), and the dialled
+/// call's interaction is failed, not left new.
+async fn click_to_dial_without_room_is_refused_by_routing(db: Db) {
+    let (f, _carrier) = Floor::with_carrier(db, |_| {}).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected { .. } = f.connect(&mut bruno).await;
+    bruno
+        .console
+        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .await;
+    let refused = bruno
+        .console
+        .expect_where("error", |f| f["code"] == "dial_failed")
+        .await;
+    let interaction = refused["interaction"].as_i64().expect("the dialled call");
+    eventually("the refused call's interaction failed", || async {
+        let (_, row) =
+            f.s.get(&format!("/api/v1/interactions/{interaction}"), &f.sam)
+                .await;
+        (row["state"] == "failed").then_some(())
+    })
+    .await;
+    f.s.stop().await;
+}
+
 /// Without an outbound trunk, click-to-dial is refused and nothing rings.
 async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
     let f = Floor::new(db).await;
@@ -2507,6 +2533,7 @@ on_both_backends!(
     click_to_dial_declined_by_the_agents_phone_ends,
     click_to_dial_in_a_law_is_monitored,
     click_to_dial_needs_an_outbound_trunk,
+    click_to_dial_without_room_is_refused_by_routing,
     supervisor_monitors_whispers_and_barges,
     calls_live_at_a_crash_are_closed_at_start,
     sipp_call_flow,

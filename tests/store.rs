@@ -1128,6 +1128,7 @@ async fn concurrent_call_records_are_each_written_once(db: Db) {
                     connected_at: None,
                     result: CallResult::Abandoned,
                     hangup_by: HangupBy::Caller,
+                    routed: true,
                 };
                 store.end_call(&end).await.expect("ended");
             }
@@ -1525,6 +1526,26 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
             waited: std::time::Duration::ZERO,
         });
     }
+    // A call agent b placed itself (click-to-dial), never queued.
+    let values = new_values(
+        &INTERACTIONS,
+        json!({ "channel": "call", "queue_id": queue }),
+    )
+    .expect("valid");
+    let placed = store
+        .create(&INTERACTIONS, t, None, &values)
+        .await
+        .expect("interaction")["id"]
+        .as_i64()
+        .expect("id");
+    ids.push(placed);
+    outputs.push(Output::Placed {
+        interaction: InteractionId(placed as u64),
+        agent: agents[1],
+        queue: q,
+        channel: Channel::Call,
+        order: 20,
+    });
     let i = |n: usize| InteractionId(ids[n] as u64);
     outputs.push(Output::Offered {
         interaction: i(1),
@@ -1569,8 +1590,9 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         .await
         .expect("recorded");
 
-    // Calls 0, 1 and 3 are still on the line; 2 and 6 are not (a restart of vacd: none are).
-    let live: BTreeSet<i64> = [ids[0], ids[1], ids[3]].into();
+    // Calls 0, 1, 3 and the placed one are still on the line; 2 and 6 are not (a restart of
+    // vacd: none are).
+    let live: BTreeSet<i64> = [ids[0], ids[1], ids[3], placed].into();
     let RoutingSetup {
         setup,
         waiting_calls,
@@ -1591,10 +1613,11 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         [
             (i(6), agents[2], true),
             (i(5), agents[1], true),
-            (i(3), agents[0], false)
+            (i(3), agents[0], false),
+            (i(8), agents[1], false)
         ],
         "back with their agents: the call that ended meanwhile and the email in wrap-up, the \
-         connected live call"
+         connected live call, the live call its agent placed"
     );
     assert_eq!(
         waiting_calls,

@@ -246,12 +246,12 @@
   const slotX = (slot, day) => LEFT + (slot / day.quarters) * (W - LEFT - RIGHT);
 
   // The tenant's day from `start`, its midnight: how many quarter-hours it has (96, or 92 / 100
-  // when its clocks change that day) and the quarter-hours its clock reads 0:00, 6:00, 12:00,
+  // when its clocks change that day, 104 at most) and the quarter-hours its clock reads 0:00, 6:00, 12:00,
   // 18:00 and 24:00 at — the axis marks, true to its clock on those days too.
   function dayOf(start, timeZone) {
     let quarters = 96;
     const marks = [[0, "0:00"]];
-    for (let q = 1; q <= 100; q++) {
+    for (let q = 1; q <= 104; q++) {
       const time = clock(start + q * QUARTER, timeZone);
       if (time === "00:00") {
         quarters = q;

@@ -332,6 +332,7 @@ impl ConsoleEvent {
                 agent,
                 queue,
                 channel,
+                ..
             } => (
                 *agent,
                 ConsoleEvent::Connected {

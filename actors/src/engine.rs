@@ -578,6 +578,7 @@ mod tests {
                     agent,
                     queue,
                     channel,
+                    ..
                 } => {
                     self.take(*interaction, *agent, *channel);
                     let seen = Seen {

@@ -220,7 +220,7 @@ impl Engine {
             return Err(Error::DuplicateInteraction(id));
         }
         let channel = interaction.channel;
-        self.admit(interaction, now)?;
+        let order = self.admit(interaction, now)?;
         let inter = self.interactions.get_mut(&id).expect("admitted just above");
         self.timers.cancel(inter.wait_timer.take());
         inter.stage = Stage::Connected { agent: agent_id };
@@ -238,6 +238,7 @@ impl Engine {
             agent: agent_id,
             queue,
             channel,
+            order,
         });
         self.settle_agent(agent_id, now, false);
         Ok(())
@@ -824,9 +825,6 @@ mod tests {
         );
     }
 
-    /// An agent holds one slot per interaction. Its earlier part of an interaction (transferred
-    /// away, then abandoned) may still be in wrap-up when the id is free again: resuming the id
-    /// to that agent is refused, instead of leaving it a second, never-answered slot.
     /// A call the agent placed itself is connected to it at once: logged as placed, the agent
     /// busy and its call capacity taken (no inbound call is offered to it meanwhile, even when
     /// it turns ready inbound); it ends into the queue's wrap-up and is done. Placing needs a
@@ -860,6 +858,7 @@ mod tests {
                 agent: AgentId(1),
                 queue: QueueId(1),
                 channel: Channel::Call,
+                order: 0,
             }
         );
         assert!(!out.iter().any(|o| matches!(o, Output::Queued { .. })));
@@ -897,6 +896,9 @@ mod tests {
         );
     }
 
+    /// An agent holds one slot per interaction. Its earlier part of an interaction (transferred
+    /// away, then abandoned) may still be in wrap-up when the id is free again: resuming the id
+    /// to that agent is refused, instead of leaving it a second, never-answered slot.
     #[test]
     fn resume_of_an_id_the_agent_still_wraps_up_is_refused() {
         let mut h = Harness::new();

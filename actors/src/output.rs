@@ -99,6 +99,9 @@ pub enum Output {
         queue: QueueId,
         /// Its channel.
         channel: Channel,
+        /// Its order in the queue, as [`Output::Queued`]'s: store it, so that a restart of the
+        /// routing gives the work back to its agent.
+        order: u64,
     },
     /// The conversation ended; the agent is in wrap-up for `wrap_up` (zero: done at once).
     Ended {
@@ -332,6 +335,7 @@ mod tests {
                 agent: a,
                 queue: q,
                 channel: Channel::Call,
+                order: 1,
             },
             Output::Ended {
                 interaction: i,

@@ -525,22 +525,20 @@ impl CallActor {
     }
 
     /// Tells routing the call is over: an end if an agent is talking, an abandon otherwise. A
-    /// click-to-dial call whose agent's phone never answered ends without wrap-up: nobody
-    /// talked, there is nothing to note.
+    /// click-to-dial call whose agent's phone never answered leaves that agent no wrap-up:
+    /// nobody talked, there is nothing to note.
     async fn finish(&self) {
-        let interaction = self.interaction;
+        self.end_or_abandon().await;
         if let (Some(agent), None) = (self.dialler, self.talked) {
-            for input in [
-                Input::End { interaction },
-                Input::WrapUpDone { agent, interaction },
-            ] {
-                if let Err(err) = self.input(input).await {
-                    tracing::debug!(call = self.key, %err, "end of call not applied");
-                    break;
-                }
+            let interaction = self.interaction;
+            if let Err(err) = self.input(Input::WrapUpDone { agent, interaction }).await {
+                tracing::debug!(call = self.key, %err, "no wrap-up to end for the dialler");
             }
-            return;
         }
+    }
+
+    async fn end_or_abandon(&self) {
+        let interaction = self.interaction;
         let (end, abandon) = (Input::End { interaction }, Input::Abandon { interaction });
         let (first, other) = match self.connected {
             Some(_) => (end, abandon),
@@ -686,6 +684,17 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         }
         Err(err) => {
             tracing::error!(call = key, %interaction, %err, "call not queued; hanging up");
+            // The console acknowledged the dial before routing was asked: it hears it now.
+            if let Some(agent) = actor.dialler {
+                let frame = serde_json::json!({
+                    "type": "error",
+                    "code": "dial_failed",
+                    "message": format!("the call was not placed: {err}"),
+                    "interaction": interaction.0,
+                });
+                let tenant = call.tenant;
+                actor.consoles.to_console(tenant, agent, frame.to_string());
+            }
             actor.report(CallReport::Failed { call: key });
             (None, wait_for_hangup(&mut commands).await)
         }
@@ -698,6 +707,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         connected_at: actor.talked.map(|c| c.at_ms),
         result: result.unwrap_or(CallResult::Failed),
         hangup_by,
+        routed: result.is_some(),
     };
     if let Err(err) = store.end_call(&end).await {
         tracing::error!(call = key, %interaction, %err, "call record not completed");

@@ -116,6 +116,9 @@ pub struct CallEnd {
     pub connected_at: Option<i64>,
     pub result: CallResult,
     pub hangup_by: HangupBy,
+    /// Routing took the call (queued or placed); when it did not, nobody else ends its
+    /// interaction, which is written `failed` here.
+    pub routed: bool,
 }
 
 impl Store {
@@ -412,6 +415,16 @@ pub(super) async fn end_in(
     .fetch_one(&mut **tx)
     .await?
     .try_get("started_at")?;
+    if !end.routed {
+        sqlx::query(
+            "UPDATE interactions SET state = 'failed' WHERE tenant_id = $1 AND id = $2 \
+             AND state = 'new'",
+        )
+        .bind(end.tenant)
+        .bind(end.interaction)
+        .execute(&mut **tx)
+        .await?;
+    }
     let event = NewEvent {
         tenant: end.tenant,
         kind: "call.ended".into(),

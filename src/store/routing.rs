@@ -128,7 +128,15 @@ impl RowChange {
                 }
                 Some(_) => return,
             },
-            Output::Connected { agent, .. } | Output::Placed { agent, .. } => {
+            Output::Connected { agent, .. } => ("connected", Assignee::Set(agent.0 as i64)),
+            // Its queue place, so that a restore after a failure gives it back to its agent.
+            Output::Placed {
+                agent,
+                queue,
+                order,
+                ..
+            } => {
+                self.queued = Some((queue.0 as i64, *order as i64, Some(at)));
                 ("connected", Assignee::Set(agent.0 as i64))
             }
             Output::Ended { agent, .. } => ("wrap_up", Assignee::Set(agent.0 as i64)),
