@@ -416,6 +416,20 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                     },
                 );
             }
+            // A call the agent placed itself (click-to-dial): its handling, in no queue's
+            // figures (it never waited in one) and not answered by the agent.
+            ("routing.placed", Some(id), Some(agent)) => {
+                handlings.insert(
+                    (id, agent),
+                    Handling {
+                        agent,
+                        queue: None,
+                        connected: at,
+                        ended: None,
+                        cut: None,
+                    },
+                );
+            }
             ("routing.abandoned", Some(id), _) => {
                 if let Some(wait) = waits.remove(&id) {
                     let waited = at - wait.since;
@@ -646,6 +660,31 @@ mod tests {
             to,
             now: to,
         }
+    }
+
+    /// A call the agent placed itself is its handled work — busy time, handle time — but no
+    /// answer, and nothing in its queue's figures.
+    #[test]
+    fn a_placed_call_is_the_agents_work_in_no_queues_figures() {
+        let events = vec![
+            presence(0, 1, true),
+            event(MIN, "placed", 1, Some(1)),
+            event(4 * MIN, "ended", 1, Some(1)),
+            event(5 * MIN, "wrap_up_ended", 1, Some(1)),
+        ];
+        let report = build(&events, &settings(Interval::Hour, 0, 60 * MIN));
+        let agent = &report.agents[0];
+        assert_eq!((agent.answered, agent.handled), (0, 1));
+        assert_eq!(agent.aht_ms, Some(4.0 * 60_000.0));
+        assert_eq!(agent.busy_ms, 4 * MIN);
+        assert!(
+            report
+                .queues
+                .iter()
+                .all(|q| q.offered == 0 && q.handled == 0),
+            "{:?}",
+            report.queues
+        );
     }
 
     /// A wait restored after a restart goes on from its first entry: no second offer, and the

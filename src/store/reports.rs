@@ -20,7 +20,7 @@ const TODAY_LOOKBACK_MS: i64 = 86_400_000;
 const KINDS: &str =
     "'routing.queued', 'routing.connected', 'routing.closed', 'routing.abandoned', \
     'routing.ended', 'routing.transferred', 'routing.wrap_up_ended', 'routing.presence_changed', \
-    'routing.moved'";
+    'routing.moved', 'routing.placed'";
 
 impl Store {
     /// `tenant`'s report of its day so far, on its clock, at `now` (Unix ms) — what the
