@@ -22,11 +22,13 @@ export async function consolePage(browser, base, viewport = { width: 1280, heigh
   return page;
 }
 
-// Signs `user` in on the console `page` with the demo password, and waits until it shows the
-// agent offline.
+// Signs `user` in on the console `page` with the demo password, and waits until the console is
+// connected, with the agent offline.
 export async function signIn(page, user) {
   await page.getByLabel("User").fill(user);
   await page.getByLabel("Password").fill("demo-password");
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.locator("#presence", { hasText: "offline" }).waitFor();
+  // Connected: the page shows "offline" before its websocket is open (a presence button clicked
+  // then is not sent); the server's hello presses the button of the agent's status.
+  await page.locator('#presence-buttons [aria-pressed="true"]', { hasText: "Offline" }).waitFor();
 }

@@ -13,7 +13,7 @@
 // Usage: node widget.mjs BASE_URL SCREENSHOTS_DIR — run by tests/browser.rs.
 import { createServer } from "node:http";
 import { gzipSync } from "node:zlib";
-import { launch, WAIT } from "./chromium.mjs";
+import { launch, signIn, WAIT } from "./chromium.mjs";
 
 const [base, screenshots] = process.argv.slice(2);
 const BUDGET = 15 * 1024;
@@ -143,10 +143,7 @@ try {
   const chloe = await (await browser.newContext()).newPage();
   chloe.setDefaultTimeout(WAIT);
   await chloe.goto(`${base}/console`);
-  await chloe.getByLabel("User").fill("chloe");
-  await chloe.getByLabel("Password").fill("demo-password");
-  await chloe.getByRole("button", { name: "Sign in" }).click();
-  await chloe.locator("#presence", { hasText: "offline" }).waitFor();
+  await signIn(chloe, "chloe");
   await chloe.getByRole("button", { name: "Ready" }).click();
   await chloe.locator("#presence", { hasText: "ready (inbound)" }).waitFor();
   await launcher.click();
