@@ -2053,6 +2053,46 @@ async fn click_to_dial_without_room_is_refused_by_routing(db: Db) {
     f.s.stop().await;
 }
 
+/// A dialled call transferred before the agent's phone answered has nobody to transfer (the
+/// customer was not called yet): it ends, the phone stops ringing, and the agent, who talked
+/// to nobody, has no wrap-up.
+async fn click_to_dial_transferred_before_the_customer_is_called_ends(db: Db) {
+    let (f, _carrier) = Floor::with_carrier(db, |_| {}).await;
+    let mut bruno = f.agent("bruno", None).await;
+    bruno
+        .console
+        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .await;
+    let connected = bruno.console.expect("interaction.connected").await;
+    let (interaction, queue) = (connected["interaction"].clone(), connected["queue"].clone());
+    let invite = bruno.phone.request(Method::Invite).await;
+    bruno.phone.respond(&invite, 180, "ring", false).await;
+    bruno
+        .console
+        .ok(json!({
+            "type": "interaction.transfer",
+            "interaction": interaction,
+            "to": { "target": "queue", "queue": queue },
+        }))
+        .await;
+    bruno.phone.cancelled(&invite).await;
+    // Within the console's wait (15 s): the queue's wrap-up timer (30 s) never ran out.
+    bruno
+        .console
+        .expect_where("wrapup.ended", |f| f["interaction"] == interaction)
+        .await;
+    let record = eventually("the transferred dial's record", || async {
+        let (_, records) =
+            f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
+                .await;
+        let record = records["items"][0].clone();
+        (record["result"] == "failed").then_some(record)
+    })
+    .await;
+    assert_eq!(record["interaction_id"], interaction, "{record}");
+    f.s.stop().await;
+}
+
 /// Without an outbound trunk, click-to-dial is refused and nothing rings.
 async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
     let f = Floor::new(db).await;
@@ -2533,6 +2573,7 @@ on_both_backends!(
     click_to_dial_declined_by_the_agents_phone_ends,
     click_to_dial_in_a_law_is_monitored,
     click_to_dial_needs_an_outbound_trunk,
+    click_to_dial_transferred_before_the_customer_is_called_ends,
     click_to_dial_without_room_is_refused_by_routing,
     supervisor_monitors_whispers_and_barges,
     calls_live_at_a_crash_are_closed_at_start,
