@@ -232,7 +232,7 @@ mod tests {
     use proptest::strategy::Strategy as Gen;
 
     use crate::capacity::{self, Load, WorkKind};
-    use crate::harness::assert_consistent;
+    use crate::harness::{assert_consistent, interaction};
     use crate::skill::Relaxation;
     use crate::Strategy;
     use crate::*;
@@ -860,15 +860,7 @@ mod tests {
                 wrap_up,
             } => Input::Resume {
                 held: Held {
-                    interaction: NewInteraction {
-                        id: InteractionId(*id),
-                        channel: *channel,
-                        queue: QueueId(*queue),
-                        language: None,
-                        skills: Vec::new(),
-                        priority: 0,
-                        restored: None,
-                    },
+                    interaction: interaction(*id, *channel, *queue),
                     agent: AgentId(*agent),
                     wrap_up: *wrap_up,
                 },
@@ -879,15 +871,7 @@ mod tests {
                 queue,
                 agent,
             } => Input::Place {
-                interaction: NewInteraction {
-                    id: InteractionId(*id),
-                    channel: *channel,
-                    queue: QueueId(*queue),
-                    language: None,
-                    skills: Vec::new(),
-                    priority: 0,
-                    restored: None,
-                },
+                interaction: interaction(*id, *channel, *queue),
                 agent: AgentId(*agent),
             },
             Op::AcceptRaw(agent, interaction) => Input::Accept {
