@@ -5,7 +5,8 @@
 // screen pop; a ticket panel for email, fax, letter and SMS (the thread, a reply editor with
 // templates and text modules, internal notes, close — docs/tickets.md) beside the customer's
 // history; a card for calls with Hold / Resume and transfer also to an outside number; a
-// click-to-dial form (`call.dial`: the agent's phone rings first, then the number); wrap-up;
+// click-to-dial form (`call.dial`, as work of one of the agent's queues: the agent's phone rings
+// first, then the number); wrap-up;
 // the figures of the agent's queues.
 "use strict";
 
@@ -73,9 +74,7 @@
       api("/api/v1/colleagues").catch(() => ({ items: [] })),
     ]);
     for (const q of queueList.items) queues.set(q.id, q.name);
-    for (const row of $("queue-stats").children) {
-      row.firstChild.textContent = queues.get(Number(row.dataset.queue)) ?? row.firstChild.textContent;
-    }
+    nameQueues();
     agents = colleagues.items.filter((u) => u.role !== "admin").map((u) => ({ id: u.id, name: u.display_name }));
     for (const item of work.values()) if (item.panel) renderTools(item);
   }
@@ -354,13 +353,14 @@
     if (id) monitor(id);
   });
   // Click-to-dial: vacd rings the agent's phone, then calls the number through the outbound
-  // trunk; the agent is ready for outbound work meanwhile. A refused number stays in the box
-  // to be corrected, the reason in the status line.
+  // trunk; the call is the agent's work in the queue chosen (else its first). A refused number
+  // stays in the box to be corrected, the reason in the status line.
   $("dial").addEventListener("submit", (event) => {
     event.preventDefault();
     const number = $("dial-number").value.trim();
     if (!number) return;
-    command("call.dial", { number }, `call ${number}`, () => {
+    const queue = Number($("dial-queue").value);
+    command("call.dial", queue ? { number, queue } : { number }, `call ${number}`, () => {
       if ($("dial-number").value.trim() === number) $("dial-number").value = "";
       setStatus(`calling ${number}: answer your phone, then the number rings`);
     });
@@ -488,14 +488,23 @@
     command("presence.set", fields, `set ${button.textContent}`, () => showStatus(status, reason));
   });
 
+  // The agent's queues (those it gets figures of) are listed with their figures, and offered
+  // as the queue a dialled call is work of.
   function showQueueStats(f) {
     let row = $("queue-stats").querySelector(`[data-queue="${f.queue}"]`);
     if (!row) {
       row = el("li", { dataset: { queue: f.queue } }, el("span"), el("span"));
       $("queue-stats").append(row);
+      $("dial-queue").append(el("option", { value: String(f.queue) }));
+      nameQueues();
     }
-    row.firstChild.textContent = queues.get(f.queue) ?? `Queue ${f.queue}`;
     row.lastChild.textContent = `${f.waiting} waiting · ${f.agents_ready} ready · ${f.agents_busy} busy`;
+  }
+
+  function nameQueues() {
+    const name = (id) => queues.get(Number(id)) ?? `Queue ${id}`;
+    for (const row of $("queue-stats").children) row.firstChild.textContent = name(row.dataset.queue);
+    for (const option of $("dial-queue").options) if (option.value) option.textContent = name(option.value);
   }
 
   // ---- offers -----------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // caller on the trunk and the carrier behind it. Bruno signs in; with the keyboard he dials a
 // number that is no phone number (the server's invalid_command shows in the status line, the
 // number stays to be corrected), then a real one before his phone is registered (dial_failed);
-// once it is, he dials again: the call's panel opens (Connected, the number's customer beside
+// once it is, he dials again, as work of one of his queues: the call's panel opens (Connected, the number's customer beside
 // it), he is busy, his phone rings, then the carrier; hung up, the call is in wrap-up until he
 // presses Done, and he is ready for outbound work again. Back to Ready, a call is
 // offered and his phone answers it: the call's panel has the focus on Hold; he holds the call
@@ -46,14 +46,20 @@ try {
   await status.filter({ hasText: /^call \+4940555000: .*\(dial_failed\)$/ }).waitFor();
   tell("dial refused");
   await hear("registered");
-  // Registered now: vacd rings bruno's phone, then the number. The call is bruno's work at once:
-  // its panel, the customer of the number, bruno busy.
+  // Registered now: vacd rings bruno's phone, then the number. The call is bruno's work at once,
+  // in the queue he picks among his own: its panel, the customer of the number, bruno busy.
+  const queue = dial.getByLabel("as work of");
+  await queue.locator("option", { hasText: "Support DE" }).waitFor({ state: "attached" });
+  const choices = await queue.locator("option").allTextContents();
+  if (choices[0] !== "my first queue" || choices.slice(1).sort().join("|") !== "Sales DE|Support DE") throw new Error(`dial queues: ${choices}`);
+  await queue.selectOption({ label: "Support DE" });
   await number.press("Enter");
   await status.filter({ hasText: "calling +4940555000" }).waitFor();
   if ((await number.inputValue()) !== "") throw new Error("the dialled number stayed in the box");
   const dialled = page.locator('[role="tabpanel"][data-channel="call"]');
   await dialled.locator(".state", { hasText: /^Connected$/ }).waitFor();
   await dialled.locator(".customer li", { hasText: "phone: +4940555000" }).waitFor();
+  await dialled.locator("dd", { hasText: /^Support DE$/ }).waitFor();
   await page.locator("#presence", { hasText: /^busy$/ }).waitFor();
   await hear("dialled");
   // Hung up: wrap-up, finished with Done; bruno is ready for outbound work, which Ready does
