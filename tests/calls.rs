@@ -19,6 +19,9 @@ use vacd_sip::g711::Law;
 use vacd_sip::message;
 use vacd_sip::rsip::Method;
 
+/// The customer number the click-to-dial tests call.
+const DIALLED: &str = "+4940555000";
+
 /// A server whose trunk is `127.0.0.2`, with its agents' consoles and phones.
 struct Floor {
     s: TestServer,
@@ -57,6 +60,21 @@ impl Agent {
             .expect_where(told, |f| {
                 f["interaction"] == interaction && f["by"] == "console"
             })
+            .await;
+    }
+
+    /// Dials the customer number [`DIALLED`] from the console (click-to-dial); acknowledged.
+    async fn dial(&mut self) {
+        self.console
+            .ok(json!({ "type": "call.dial", "number": DIALLED }))
+            .await;
+    }
+
+    /// Its dialled call `interaction` ended without wrap-up: the wrap-up is over within the
+    /// console's wait (15 s), where the queue's wrap-up timer (30 s) would not yet have run out.
+    async fn wraps_up_nothing(&mut self, interaction: &Value) {
+        self.console
+            .expect_where("wrapup.ended", |f| f["interaction"] == *interaction)
             .await;
     }
 
@@ -167,6 +185,19 @@ impl Floor {
             .await;
         let ended = self.caller_hangs_up(caller, leg, target, interaction).await;
         assert_eq!(ended["result"], "connected", "{ended}");
+    }
+
+    /// The record of the dialled call, once it has failed.
+    async fn failed_dial(&self) -> Value {
+        eventually("the failed click-to-dial's record", || async {
+            let (_, records) = self
+                .s
+                .get("/api/v1/call-records?direction=outbound", &self.sam)
+                .await;
+            let record = records["items"][0].clone();
+            (record["result"] == "failed").then_some(record)
+        })
+        .await
     }
 
     async fn ended_payload(&self, interaction: i64) -> Value {
@@ -1853,9 +1884,7 @@ async fn click_to_dial(db: Db) {
     };
     let refused = bruno
         .console
-        .command(
-            json!({ "type": "call.dial", "number": "+4940555000", "queue": queue_of("Sales EN") }),
-        )
+        .command(json!({ "type": "call.dial", "number": DIALLED, "queue": queue_of("Sales EN") }))
         .await;
     let reply = refused.last().expect("reply");
     assert_eq!(
@@ -1865,7 +1894,7 @@ async fn click_to_dial(db: Db) {
     // Ready for outbound work first, then the reply (the protocol's order).
     let dialled = bruno
         .console
-        .command(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .command(json!({ "type": "call.dial", "number": DIALLED }))
         .await;
     assert_eq!(dialled.last().expect("reply")["type"], "ack", "{dialled:?}");
     assert!(
@@ -1888,10 +1917,7 @@ async fn click_to_dial(db: Db) {
     let interaction = connected["interaction"].as_i64().expect("interaction id");
     let pop = bruno.console.expect("customer.screen_pop").await;
     assert_eq!(pop["interaction"], interaction, "{pop}");
-    assert!(
-        pop["identities"].to_string().contains("+4940555000"),
-        "{pop}"
-    );
+    assert!(pop["identities"].to_string().contains(DIALLED), "{pop}");
     bruno
         .console
         .expect_where("presence.changed", |f| f["to"]["presence"] == "busy")
@@ -1901,7 +1927,7 @@ async fn click_to_dial(db: Db) {
     let outgoing = carrier.request(Method::Invite).await;
     assert_eq!(
         outgoing.uri.auth.as_ref().map(|a| a.user.as_str()),
-        Some("+4940555000")
+        Some(DIALLED)
     );
     let customer = carrier.answer(&outgoing).await;
     bruno
@@ -1942,7 +1968,7 @@ async fn click_to_dial(db: Db) {
         f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
             .await;
     let record = &records["items"][0];
-    assert_eq!(record["dialled"], "+4940555000", "{records}");
+    assert_eq!(record["dialled"], DIALLED, "{records}");
     assert_eq!(record["result"], "connected", "{records}");
     assert_eq!(record["hangup_by"], "remote", "{records}");
     assert_eq!(record["agent_id"], bruno.id);
@@ -1961,10 +1987,7 @@ async fn click_to_dial_in_a_law_is_monitored(db: Db) {
     let mut bruno = f.agent_with("bruno", phone, None).await;
     let mut sam_phone = f.supervisor_phone().await;
     sam_phone.law = Law::ALaw;
-    bruno
-        .console
-        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
-        .await;
+    bruno.dial().await;
     let invite = bruno.phone.request(Method::Invite).await;
     let agent_leg = bruno.phone.answer(&invite).await;
     let outgoing = carrier.request(Method::Invite).await;
@@ -1995,31 +2018,14 @@ async fn click_to_dial_in_a_law_is_monitored(db: Db) {
 /// of holding its slot and media for ever, and the agent, who talked to nobody, has no wrap-up:
 /// it is ready for outbound work again at once.
 async fn click_to_dial_declined_by_the_agents_phone_ends(db: Db) {
-    let carrier = Phone::new(TRUNK_IP, "127.0.0.1:9".parse().expect("address")).await;
-    let outbound = carrier.addr;
-    let f = Floor::with(db, |config| config.sip.trunks[0].outbound = Some(outbound)).await;
+    let (f, _carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
-    bruno
-        .console
-        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
-        .await;
+    bruno.dial().await;
     let invite = bruno.phone.request(Method::Invite).await;
     bruno.phone.decline(&invite, 603).await;
-    let record = eventually("the declined click-to-dial's record", || async {
-        let (_, records) =
-            f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
-                .await;
-        let record = records["items"][0].clone();
-        (record["result"] == "failed").then_some(record)
-    })
-    .await;
+    let record = f.failed_dial().await;
     assert_eq!(record["hangup_by"], "agent", "{record}");
-    let interaction = record["interaction_id"].as_i64().expect("interaction id");
-    // Within the console's wait (15 s): the queue's wrap-up timer (30 s) never ran out.
-    bruno
-        .console
-        .expect_where("wrapup.ended", |f| f["interaction"] == interaction)
-        .await;
+    bruno.wraps_up_nothing(&record["interaction_id"]).await;
     bruno
         .console
         .expect_where("presence.changed", |f| f["to"]["mode"] == "outbound")
@@ -2034,10 +2040,7 @@ async fn click_to_dial_without_room_is_refused_by_routing(db: Db) {
     let (f, _carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
     let Connected { .. } = f.connect(&mut bruno).await;
-    bruno
-        .console
-        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
-        .await;
+    bruno.dial().await;
     let refused = bruno
         .console
         .expect_where("error", |f| f["code"] == "dial_failed")
@@ -2059,10 +2062,7 @@ async fn click_to_dial_without_room_is_refused_by_routing(db: Db) {
 async fn click_to_dial_transferred_before_the_customer_is_called_ends(db: Db) {
     let (f, _carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
-    bruno
-        .console
-        .ok(json!({ "type": "call.dial", "number": "+4940555000" }))
-        .await;
+    bruno.dial().await;
     let connected = bruno.console.expect("interaction.connected").await;
     let (interaction, queue) = (connected["interaction"].clone(), connected["queue"].clone());
     let invite = bruno.phone.request(Method::Invite).await;
@@ -2076,19 +2076,8 @@ async fn click_to_dial_transferred_before_the_customer_is_called_ends(db: Db) {
         }))
         .await;
     bruno.phone.cancelled(&invite).await;
-    // Within the console's wait (15 s): the queue's wrap-up timer (30 s) never ran out.
-    bruno
-        .console
-        .expect_where("wrapup.ended", |f| f["interaction"] == interaction)
-        .await;
-    let record = eventually("the transferred dial's record", || async {
-        let (_, records) =
-            f.s.get("/api/v1/call-records?direction=outbound", &f.sam)
-                .await;
-        let record = records["items"][0].clone();
-        (record["result"] == "failed").then_some(record)
-    })
-    .await;
+    bruno.wraps_up_nothing(&interaction).await;
+    let record = f.failed_dial().await;
     assert_eq!(record["interaction_id"], interaction, "{record}");
     f.s.stop().await;
 }
@@ -2099,7 +2088,7 @@ async fn click_to_dial_needs_an_outbound_trunk(db: Db) {
     let mut bruno = f.agent("bruno", None).await;
     let refused = bruno
         .console
-        .command(json!({ "type": "call.dial", "number": "+4940555000" }))
+        .command(json!({ "type": "call.dial", "number": DIALLED }))
         .await;
     let reply = refused.last().expect("reply");
     assert_eq!(reply["code"], "dial_failed", "{reply}");
