@@ -734,6 +734,25 @@ mod tests {
         }
     }
 
+    /// Agent 1 turns ready inbound while it holds call 10 (in queue 1, 30 s of wrap-up): call
+    /// 12 arriving meanwhile is offered to nobody; call 10 ends (its outputs are returned),
+    /// and once its wrap-up is over the agent takes call 12.
+    fn end_then_take_the_waiting_call(h: &mut Harness) -> Vec<Output> {
+        h.status(1, ready());
+        assert!(offers(&h.call(12, 1)).is_empty(), "busy with call 10");
+        let ended = h.end(10);
+        let out = h.advance(secs(30));
+        assert!(out.contains(&Output::Done {
+            interaction: InteractionId(10)
+        }));
+        assert_eq!(
+            offers(&out),
+            vec![(12, 1)],
+            "free again, it takes the waiting call"
+        );
+        ended
+    }
+
     fn queue_with_wrap_up(id: u64, wrap_up: Duration) -> QueueConfig {
         let mut queue = QueueConfig::new(QueueId(id));
         queue.wrap_up = wrap_up;
@@ -782,21 +801,10 @@ mod tests {
         );
 
         // Ready again on its console, the agent still holds the call: nothing more is offered.
-        h.status(1, ready());
-        assert!(offers(&h.call(12, 1)).is_empty());
-        let out = h.end(10);
+        let out = end_then_take_the_waiting_call(&mut h);
         assert_eq!(
             presence_changes(&out, 1),
             vec![(Presence::Busy, Presence::WrapUp)]
-        );
-        let out = h.advance(secs(30));
-        assert!(out.contains(&Output::Done {
-            interaction: InteractionId(10)
-        }));
-        assert_eq!(
-            offers(&out),
-            vec![(12, 1)],
-            "free again, it takes the waiting call"
         );
         h.accept(1, 12);
 
@@ -877,23 +885,12 @@ mod tests {
             Err(Error::AgentUnavailable(AgentId(1))),
             "one call at a time"
         );
-        h.status(1, ready());
-        assert!(offers(&h.call(12, 1)).is_empty(), "busy on its own call");
-        let out = h.end(10);
+        let out = end_then_take_the_waiting_call(&mut h);
         assert!(out.contains(&Output::Ended {
             interaction: InteractionId(10),
             agent: AgentId(1),
             wrap_up: secs(30),
         }));
-        let out = h.advance(secs(30));
-        assert!(out.contains(&Output::Done {
-            interaction: InteractionId(10)
-        }));
-        assert_eq!(
-            offers(&out),
-            vec![(12, 1)],
-            "free again, it takes the waiting call"
-        );
     }
 
     /// An agent holds one slot per interaction. Its earlier part of an interaction (transferred
