@@ -283,9 +283,11 @@ pub(super) async fn start_in(
             }
         }
     }
-    // A click-to-dial call is its agent's, in the queue it chose: nothing to classify.
-    let classified = match (queue, call.dialled_by) {
-        (Some(_), None) => {
+    // The queue the caller waits in, whose rules classify the call and whose sounds it hears: a
+    // click-to-dial call, its agent's in the queue it chose, has none of either.
+    let waits_in = queue.filter(|_| call.dialled_by.is_none());
+    let classified = match waits_in {
+        Some(_) => {
             let facts = Facts {
                 channel: "call",
                 service_address: call.service_address,
@@ -296,9 +298,10 @@ pub(super) async fn start_in(
             };
             super::rules::classify_in(tx, call.tenant, &facts).await?
         }
-        _ => None,
+        None => None,
     };
-    let queue = classified.map(|d| d.queue).or(queue);
+    let waits_in = classified.map(|d| d.queue).or(waits_in);
+    let queue = waits_in.or(queue);
     let priority = classified.and_then(|d| d.priority).unwrap_or(0);
     let (subject, direction) = match call.dialled_by {
         Some(_) => (format!("Call to {}", call.dialled), "outbound"),
@@ -331,9 +334,8 @@ pub(super) async fn start_in(
     if let Some(decision) = &classified {
         super::rules::log_in(tx, call.tenant, interaction, decision).await?;
     }
-    // The customer of a click-to-dial call hears no queue's greeting or music.
-    let sounds = match (queue, call.dialled_by) {
-        (Some(queue), None) => {
+    let sounds = match waits_in {
+        Some(queue) => {
             let row = sqlx::query(
                 "SELECT greeting, music, announcement, announce_every_seconds FROM queues \
                  WHERE id = $1",
@@ -351,7 +353,7 @@ pub(super) async fn start_in(
                 None => QueueSounds::default(),
             }
         }
-        _ => QueueSounds::default(),
+        None => QueueSounds::default(),
     };
     sqlx::query(
         "INSERT INTO call_records \
