@@ -191,6 +191,19 @@ struct Handling {
     cut: Option<i64>,
 }
 
+impl Handling {
+    /// The handling `agent` begins at `at`, of work in `queue`.
+    fn open(agent: i64, queue: Option<i64>, at: i64) -> Handling {
+        Handling {
+            agent,
+            queue,
+            connected: at,
+            ended: None,
+            cut: None,
+        }
+    }
+}
+
 struct Builder<'a> {
     settings: &'a Settings,
     queues: BTreeMap<(i64, i64), QueueRow>,
@@ -405,30 +418,12 @@ pub fn build(events: &[Event], settings: &Settings) -> Report {
                 if event.kind == "routing.closed" {
                     continue;
                 }
-                handlings.insert(
-                    (id, agent),
-                    Handling {
-                        agent,
-                        queue,
-                        connected: at,
-                        ended: None,
-                        cut: None,
-                    },
-                );
+                handlings.insert((id, agent), Handling::open(agent, queue, at));
             }
             // A call the agent placed itself (click-to-dial): its handling, in no queue's
             // figures (it never waited in one) and not answered by the agent.
             ("routing.placed", Some(id), Some(agent)) => {
-                handlings.insert(
-                    (id, agent),
-                    Handling {
-                        agent,
-                        queue: None,
-                        connected: at,
-                        ended: None,
-                        cut: None,
-                    },
-                );
+                handlings.insert((id, agent), Handling::open(agent, None, at));
             }
             ("routing.abandoned", Some(id), _) => {
                 if let Some(wait) = waits.remove(&id) {
