@@ -1891,6 +1891,15 @@ async fn click_to_dial(db: Db) {
         reply["code"], "dial_failed",
         "not one of Bruno's queues: {reply}"
     );
+    let refused = bruno
+        .console
+        .command(json!({ "type": "call.dial", "number": DIALLED, "queue": "Sales DE" }))
+        .await;
+    let reply = refused.last().expect("reply");
+    assert_eq!(
+        reply["code"], "invalid_command",
+        "a queue is named by its id: {reply}"
+    );
     // Ready for outbound work first, then the reply (the protocol's order).
     let dialled = bruno
         .console
