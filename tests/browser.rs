@@ -579,6 +579,8 @@ async fn call_controls_in_chromium() {
     phone
         .rtp_reaches(agent_leg.remote_rtp, b"hello customer", &carrier)
         .await;
+    // Hung up only once the console has shown the call connected: it is on screen briefly.
+    script.reached("dial connected").await;
     assert_eq!(carrier.bye(&customer).await, 200);
     phone.take_bye().await;
     script.tell("dialled").await;

@@ -61,6 +61,7 @@ try {
   await dialled.locator(".customer li", { hasText: "phone: +4940555000" }).waitFor();
   await dialled.locator("dd", { hasText: /^Support DE$/ }).waitFor();
   await page.locator("#presence", { hasText: /^busy$/ }).waitFor();
+  tell("dial connected");
   await hear("dialled");
   // Hung up: wrap-up, finished with Done; bruno is ready for outbound work, which Ready does
   // not stand for.
