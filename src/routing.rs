@@ -518,8 +518,9 @@ mod tests {
 
     /// A tenant's routing started after a failure takes back a live call that was offered and
     /// tells the SIP endpoint to stop every phone still ringing for it, and gives a live connected call back to
-    /// its agent; a start with vacd gives nothing back; an admin change's reload reads only the
-    /// configuration and stops nothing.
+    /// its agent, but leaves a live call not taken in yet to its own Enqueue; a start with vacd
+    /// gives nothing back; an admin change's reload reads only the configuration and stops
+    /// nothing.
     #[tokio::test]
     async fn a_restart_takes_back_live_calls_and_cancels_their_void_offers() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -545,6 +546,12 @@ mod tests {
         )
         .await;
         let answered = create(
+            &INTERACTIONS,
+            json!({ "channel": "call", "queue_id": queue }),
+        )
+        .await;
+        // A call whose row is still `new`: its own Enqueue has not reached routing yet.
+        let arriving = create(
             &INTERACTIONS,
             json!({ "channel": "call", "queue_id": queue }),
         )
@@ -605,6 +612,7 @@ mod tests {
         let (calls, mut ends) = CallTap::new();
         calls.register(interaction, 42);
         calls.register(answered, 43);
+        calls.register(InteractionId(arriving as u64), 44);
         let host = StoreHost {
             store: store.clone(),
             calls,

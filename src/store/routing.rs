@@ -587,9 +587,10 @@ impl Store {
     }
 
     /// Adds `tenant`'s live work to `setup`'s waiting and held work (see
-    /// [`Store::routing_setup`]); returns the live calls among the waiting work. Live work is what routing took in (it numbered its place, `queue_order`), and what
-    /// was created new with a queue but not routed yet; a record imported in a routing state is
-    /// history, as it was when created.
+    /// [`Store::routing_setup`]); returns the live calls among the waiting work. Live work is
+    /// what routing took in (it numbered its place, `queue_order`), and written work created new
+    /// with a queue but not routed yet (a call not routed yet is taken in by its own input); a
+    /// record imported in a routing state is history, as it was when created.
     async fn live_work(
         &self,
         tenant: i64,
@@ -721,7 +722,11 @@ impl Store {
                     // A held call the endpoint no longer holds has ended (in wrap-up already, or
                     // hung up while routing was down): its agent wraps it up.
                     wrap_up |= !live;
-                } else if !live || !matches!(state.as_str(), "new" | "queued" | "offered") {
+                } else if !live || !matches!(state.as_str(), "queued" | "offered") {
+                    // A live call still `new` has not been taken in yet: its own `Enqueue` (or,
+                    // dialled, `Place`) is on its way and takes it in. Restored from its row as
+                    // well, the call's input would be refused as a duplicate, and a dialled
+                    // call would wait for any agent to take it.
                     if live && after_failure {
                         // Still bridged to the phone of an agent deleted since: it cannot
                         // wait for another.
