@@ -117,14 +117,22 @@ pub struct CallTapEnds {
 }
 
 /// Connects routing with the SIP endpoint: forwards routing outputs about live calls to it,
-/// and the console's requests about calls. The index of live calls (interaction → call key)
-/// has one writer, the SIP endpoint's call actors: they register a call before enqueueing it
-/// and unregister it when it ends; the tenant actors and the console only read it.
+/// and the console's requests about calls. The index of live calls (interaction → call) has
+/// one writer, the SIP endpoint's call actors: they register a call before enqueueing it and
+/// unregister it when it ends; the tenant actors and the console only read it.
 #[derive(Clone)]
 pub struct CallTap {
-    calls: Arc<DashMap<u64, u64>>,
+    calls: Arc<DashMap<u64, LiveCall>>,
     events: mpsc::UnboundedSender<CallRouted>,
     requests: mpsc::UnboundedSender<CallRequest>,
+}
+
+/// A live call in the index of a [`CallTap`].
+#[derive(Clone, Copy)]
+struct LiveCall {
+    key: u64,
+    /// A click-to-dial whose agent's phone has not answered: the customer is not called yet.
+    dialling: bool,
 }
 
 impl CallTap {
@@ -233,13 +241,31 @@ impl CallTap {
     fn live_call(&self, interaction: InteractionId) -> Result<u64, String> {
         self.calls
             .get(&interaction.0)
-            .map(|c| *c)
+            .map(|c| c.key)
             .ok_or_else(|| format!("interaction {interaction} is no live call"))
     }
 
-    /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`.
-    pub fn register(&self, interaction: InteractionId, call: u64) {
+    /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`;
+    /// `dialling` for a click-to-dial, until [`CallTap::dial_answered`].
+    pub fn register(&self, interaction: InteractionId, call: u64, dialling: bool) {
+        let call = LiveCall {
+            key: call,
+            dialling,
+        };
         self.calls.insert(interaction.0, call);
+    }
+
+    /// The agent's phone answered the click-to-dial `interaction`: the customer is called.
+    pub fn dial_answered(&self, interaction: InteractionId) {
+        if let Some(mut call) = self.calls.get_mut(&interaction.0) {
+            call.dialling = false;
+        }
+    }
+
+    /// Whether `interaction` is a click-to-dial whose customer is not called yet (the agent's
+    /// phone has not answered): there is nobody to transfer.
+    pub fn dialling(&self, interaction: InteractionId) -> bool {
+        self.calls.get(&interaction.0).is_some_and(|c| c.dialling)
     }
 
     pub fn unregister(&self, interaction: InteractionId) {
@@ -275,7 +301,7 @@ impl CallTap {
 
     /// Sends the endpoint what `news` makes of the key of `interaction`'s call, if it is live.
     fn tell(&self, interaction: InteractionId, news: impl FnOnce(u64) -> CallRouted) {
-        if let Some(call) = self.calls.get(&interaction.0).map(|c| *c) {
+        if let Some(call) = self.calls.get(&interaction.0).map(|c| c.key) {
             if self.events.send(news(call)).is_err() {
                 tracing::warn!(%interaction, "SIP endpoint gone; call news dropped");
             }
@@ -610,9 +636,9 @@ mod tests {
             .await
             .expect("recorded");
         let (calls, mut ends) = CallTap::new();
-        calls.register(interaction, 42);
-        calls.register(answered, 43);
-        calls.register(InteractionId(arriving as u64), 44);
+        calls.register(interaction, 42, false);
+        calls.register(answered, 43, false);
+        calls.register(InteractionId(arriving as u64), 44, false);
         let host = StoreHost {
             store: store.clone(),
             calls,

@@ -2065,29 +2065,43 @@ async fn click_to_dial_without_room_is_refused_by_routing(db: Db) {
     f.s.stop().await;
 }
 
-/// A dialled call transferred before the agent's phone answered has nobody to transfer (the
-/// customer was not called yet): it ends, the phone stops ringing, and the agent, who talked
-/// to nobody, has no wrap-up.
-async fn click_to_dial_transferred_before_the_customer_is_called_ends(db: Db) {
-    let (f, _carrier) = Floor::with_carrier(db, |_| {}).await;
+/// A dialled call cannot be transferred before the agent's phone answered: the customer is not
+/// called yet, so there is nobody to transfer. The console hears `not_connected`, nothing
+/// changes, and once the phone answers the customer is called and the transfer goes through.
+async fn click_to_dial_is_not_transferred_before_the_customer_is_called(db: Db) {
+    let (f, mut carrier) = Floor::with_carrier(db, |_| {}).await;
     let mut bruno = f.agent("bruno", None).await;
     bruno.dial().await;
     let connected = bruno.console.expect("interaction.connected").await;
     let (interaction, queue) = (connected["interaction"].clone(), connected["queue"].clone());
     let invite = bruno.phone.request(Method::Invite).await;
     bruno.phone.respond(&invite, 180, "ring", false).await;
+    let transfer = json!({
+        "type": "interaction.transfer",
+        "interaction": interaction,
+        "to": { "target": "queue", "queue": queue },
+    });
+    let refused = bruno.console.command(transfer.clone()).await;
+    let reply = refused.last().expect("reply");
+    assert_eq!(reply["code"], "not_connected", "{refused:?}");
+    let agent_leg = bruno.phone.answer(&invite).await;
+    let outgoing = carrier.request(Method::Invite).await;
+    let customer = carrier.answer(&outgoing).await;
     bruno
-        .console
-        .ok(json!({
-            "type": "interaction.transfer",
-            "interaction": interaction,
-            "to": { "target": "queue", "queue": queue },
-        }))
+        .phone
+        .rtp_reaches(agent_leg.remote_rtp, b"hello customer", &carrier)
         .await;
-    bruno.phone.cancelled(&invite).await;
-    bruno.wraps_up_nothing(&interaction).await;
-    let record = f.failed_dial().await;
-    assert_eq!(record["interaction_id"], interaction, "{record}");
+    bruno.console.ok(transfer).await;
+    bruno.phone.take_bye().await;
+    // Written by routing's journal soon after the reply.
+    let id = interaction.as_i64().expect("id");
+    let moved = eventually("the transfer's event", || async {
+        let moved = f.events("routing.transferred", id).await;
+        (!moved.is_empty()).then_some(moved)
+    })
+    .await;
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    assert_eq!(carrier.bye(&customer).await, 200);
     f.s.stop().await;
 }
 
@@ -2571,7 +2585,7 @@ on_both_backends!(
     click_to_dial_declined_by_the_agents_phone_ends,
     click_to_dial_in_a_law_is_monitored,
     click_to_dial_needs_an_outbound_trunk,
-    click_to_dial_transferred_before_the_customer_is_called_ends,
+    click_to_dial_is_not_transferred_before_the_customer_is_called,
     click_to_dial_without_room_is_refused_by_routing,
     supervisor_monitors_whispers_and_barges,
     calls_live_at_a_crash_are_closed_at_start,

@@ -267,6 +267,13 @@ impl Console {
                         .is_some_and(|t| t.starts_with("chat."));
                     if request.is_none() && !is_chat {
                         return match command_of(frame) {
+                            Ok((id, Command::InteractionTransfer { interaction, .. }))
+                                if self.state.routing.calls().dialling(interaction) =>
+                            {
+                                let message = "the dialled customer is not called yet: the agent's phone has not answered";
+                                let reply = rejected(self.who, Some(id), "not_connected", message);
+                                self.answer(reply).await
+                            }
                             Ok(command) => {
                                 self.gathered.push(command);
                                 true

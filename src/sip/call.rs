@@ -284,6 +284,9 @@ impl CallActor {
                 // Accepted in the console already, or the dialling agent's phone (its call was
                 // placed in routing, connected to it): the phone's answer only brings the media.
                 let dialler = self.talked.is_none() && self.dialler == Some(agent);
+                if dialler {
+                    self.routing.calls().dial_answered(self.interaction);
+                }
                 let accepted = if dialler || self.connected.is_some_and(|c| c.agent == agent) {
                     Ok(())
                 } else {
@@ -607,7 +610,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         reached: false,
         transferred_out: false,
     };
-    tap.register(interaction, key);
+    tap.register(interaction, key, actor.dialler.is_some());
     let enqueued = match (started.queue, actor.dialler) {
         // Click-to-dial: the agent's own call, connected to it at once.
         (Some(queue), Some(agent)) => {

@@ -585,17 +585,6 @@ impl Calls {
             Output::OfferRevoked { agent, .. } => {
                 self.cancel_leg(layer, key, &Party::Agent(agent), now)
             }
-            // A click-to-dial transferred before its agent's phone answered: the customer was
-            // never called, so there is nobody to transfer; the call ends.
-            Output::Transferred { .. }
-                if !over && self.calls.get(&key).is_some_and(|c| c.dial.is_some()) =>
-            {
-                tracing::info!(
-                    call = key,
-                    "click-to-dial transferred before the customer was called; call ended"
-                );
-                self.hang_up(layer, key, HangupBy::Agent, now);
-            }
             Output::Transferred { from, .. } if !over => {
                 // The caller waits again (queue) or is offered to the target agent next.
                 if let Some(call) = self.calls.get_mut(&key) {
