@@ -131,8 +131,9 @@ pub struct CallTap {
 #[derive(Clone, Copy)]
 struct LiveCall {
     key: u64,
-    /// A click-to-dial whose agent's phone has not answered: the customer is not called yet.
-    dialling: bool,
+    /// The agent of a click-to-dial whose phone has not answered: the customer is not called
+    /// yet.
+    dialling: Option<AgentId>,
 }
 
 impl CallTap {
@@ -246,8 +247,8 @@ impl CallTap {
     }
 
     /// Outputs about `interaction` go to the endpoint from now on, tagged with `call`;
-    /// `dialling` for a click-to-dial, until [`CallTap::dial_answered`].
-    pub fn register(&self, interaction: InteractionId, call: u64, dialling: bool) {
+    /// `dialling` names the agent of a click-to-dial, until [`CallTap::dial_answered`].
+    pub fn register(&self, interaction: InteractionId, call: u64, dialling: Option<AgentId>) {
         let call = LiveCall {
             key: call,
             dialling,
@@ -258,14 +259,16 @@ impl CallTap {
     /// The agent's phone answered the click-to-dial `interaction`: the customer is called.
     pub fn dial_answered(&self, interaction: InteractionId) {
         if let Some(mut call) = self.calls.get_mut(&interaction.0) {
-            call.dialling = false;
+            call.dialling = None;
         }
     }
 
-    /// Whether `interaction` is a click-to-dial whose customer is not called yet (the agent's
-    /// phone has not answered): there is nobody to transfer.
-    pub fn dialling(&self, interaction: InteractionId) -> bool {
-        self.calls.get(&interaction.0).is_some_and(|c| c.dialling)
+    /// Whether `interaction` is `agent`'s click-to-dial whose customer is not called yet (the
+    /// agent's phone has not answered): there is nobody to transfer.
+    pub fn dialling(&self, interaction: InteractionId, agent: AgentId) -> bool {
+        self.calls
+            .get(&interaction.0)
+            .is_some_and(|c| c.dialling == Some(agent))
     }
 
     pub fn unregister(&self, interaction: InteractionId) {
@@ -636,9 +639,9 @@ mod tests {
             .await
             .expect("recorded");
         let (calls, mut ends) = CallTap::new();
-        calls.register(interaction, 42, false);
-        calls.register(answered, 43, false);
-        calls.register(InteractionId(arriving as u64), 44, false);
+        calls.register(interaction, 42, None);
+        calls.register(answered, 43, None);
+        calls.register(InteractionId(arriving as u64), 44, None);
         let host = StoreHost {
             store: store.clone(),
             calls,

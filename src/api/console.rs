@@ -268,7 +268,11 @@ impl Console {
                     if request.is_none() && !is_chat {
                         return match command_of(frame) {
                             Ok((id, Command::InteractionTransfer { interaction, .. }))
-                                if self.state.routing.calls().dialling(interaction) =>
+                                if self
+                                    .state
+                                    .routing
+                                    .calls()
+                                    .dialling(interaction, AgentId(self.who.user_id as u64)) =>
                             {
                                 let message = "the dialled customer is not called yet: the agent's phone has not answered";
                                 let reply = rejected(self.who, Some(id), "not_connected", message);

@@ -610,7 +610,7 @@ pub async fn run(setup: CallSetup, mut commands: mpsc::UnboundedReceiver<CallCmd
         reached: false,
         transferred_out: false,
     };
-    tap.register(interaction, key, actor.dialler.is_some());
+    tap.register(interaction, key, actor.dialler);
     let enqueued = match (started.queue, actor.dialler) {
         // Click-to-dial: the agent's own call, connected to it at once.
         (Some(queue), Some(agent)) => {

@@ -5,8 +5,9 @@
 //!
 //! Restore rule: interactions of written channels (everything but calls) that were queued,
 //! offered or connected when vacd stopped are queued again, in their original queue order, so
-//! nothing accepted is lost; an agent may see again what it was working on. So are
-//! interactions still `new` with a queue (their enqueue never reached routing). Those in
+//! nothing accepted is lost; an agent may see again what it was working on. So are written
+//! interactions still `new` with a queue (their enqueue never reached routing); a live call
+//! still `new` is taken in by its own enqueue, which is on its way. Those in
 //! wrap-up are finished (`done`): their agent had ended them. Escalation steps and SLA
 //! breaches already in the event log are not logged again. When only a tenant's routing
 //! restarted after a failure (vacd ran on), work its agents held — connected or in wrap-up —
@@ -425,7 +426,8 @@ impl Store {
     /// and the live work, in its order. Calls count only while their caller is still on the
     /// line, so only those of `live_calls` (interaction ids) are included; a restart of vacd has
     /// none, a tenant's routing restarted after a failure has the calls the SIP endpoint still
-    /// holds. Work that was waiting (new, queued, offered) waits again. Work an agent held
+    /// holds. Work that was waiting (new, queued, offered) waits again, but for a live call
+    /// still new: its own input takes it in. Work an agent held
     /// (connected, wrap-up) is given back to that agent `after_failure` (its call or chat went
     /// on; a call the endpoint no longer holds has ended, and is given back in wrap-up), unless
     /// the agent is gone: then connected written work waits again, a call is left out; at a
@@ -722,11 +724,13 @@ impl Store {
                     // A held call the endpoint no longer holds has ended (in wrap-up already, or
                     // hung up while routing was down): its agent wraps it up.
                     wrap_up |= !live;
+                } else if state == "new" {
+                    // Not taken in yet: a live call's own `Enqueue` (or, dialled, `Place`) is
+                    // on its way and takes it in. Restored from its row as well, the call's
+                    // input would be refused as a duplicate, and a dialled call would wait for
+                    // any agent to take it.
+                    continue;
                 } else if !live || !matches!(state.as_str(), "queued" | "offered") {
-                    // A live call still `new` has not been taken in yet: its own `Enqueue` (or,
-                    // dialled, `Place`) is on its way and takes it in. Restored from its row as
-                    // well, the call's input would be refused as a duplicate, and a dialled
-                    // call would wait for any agent to take it.
                     if live && after_failure {
                         // Still bridged to the phone of an agent deleted since: it cannot
                         // wait for another.
