@@ -224,6 +224,10 @@ pub struct SipConfig {
     /// Seconds a new SIP TCP connection (a TLS one: after its handshake) may take to send its
     /// first message (or keep-alive) before it is closed.
     pub tcp_first_message_seconds: u64,
+    /// Seconds a write to a SIP TCP connection (TLS ones included) may wait for the peer to
+    /// take its bytes; a peer that stops reading is closed then, instead of holding its
+    /// connection for ever while what vacd sends it is dropped.
+    pub tcp_write_seconds: u64,
     /// Seconds a phone vacd calls outside of routing's offers — an external number (transfer,
     /// click-to-dial), a click-to-dial agent's own phone, a monitoring supervisor's — may ring
     /// before vacd gives up and cancels it.
@@ -363,6 +367,7 @@ impl Default for SipConfig {
             max_tcp_connections: 4096,
             max_tcp_connections_per_source: 256,
             tcp_first_message_seconds: 30,
+            tcp_write_seconds: 10,
             ring_timeout_seconds: 60,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             trunks: Vec::new(),
@@ -651,6 +656,7 @@ impl Config {
             sip.tcp_first_message_seconds,
             1..=3600,
         )?;
+        within("sip.tcp_write_seconds", sip.tcp_write_seconds, 1..=3600)?;
         within(
             "sip.tls_handshake_timeout_seconds",
             sip.tls_handshake_timeout_seconds,
@@ -948,6 +954,8 @@ mod tests {
         assert!(err.contains("sip.digest_algorithms"), "{err}");
         let err = rejection("[sip]\nrate_limit_per_second = 0\n");
         assert!(err.contains("sip.rate_limit_per_second"), "{err}");
+        let err = rejection("[sip]\ntcp_write_seconds = 0\n");
+        assert!(err.contains("sip.tcp_write_seconds"), "{err}");
         let err = rejection("[sip]\nrtp_port_min = 30000\nrtp_port_max = 30000\n");
         assert!(err.contains("sip.rtp_port_max"), "{err}");
         let err = rejection("[sip]\nrtp_address = \"0.0.0.0\"\n");

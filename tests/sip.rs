@@ -703,6 +703,61 @@ async fn a_tcp_flood_waits_instead_of_losing_messages(db: Db) {
     s.stop().await;
 }
 
+/// A SIP TCP peer that sends requests but never reads the answers is closed once a write to it
+/// has waited `sip.tcp_write_seconds`, which frees its place under the per-source cap: it
+/// would otherwise hold its connection for ever.
+async fn a_tcp_peer_that_stops_reading_is_closed(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.sip.max_tcp_connections_per_source = 1;
+        c.sip.tcp_write_seconds = 1;
+        c.sip.rate_limit_per_second = 1_000_000;
+    })
+    .await;
+    let server = s.sip_tcp();
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .set_recv_buffer_size(4096)
+        .expect("a small receive buffer");
+    let stuck = socket.connect(server).await.expect("connected");
+    let local = stuck.local_addr().expect("local address");
+    // Requests only, not a byte of the answers read: vacd's writes fill the buffers and wait.
+    // Each answer carries the request's Call-ID of 12,000 bytes back, so a few hundred fill
+    // vacd's send buffer (at most 4 MiB); until vacd stops reading, its queue for the
+    // connection overflows and drops answers (logged), which this needs to outlast.
+    let (_unread, mut writing) = stuck.into_split();
+    let padding = "x".repeat(12_000);
+    let flood = tokio::spawn(async move {
+        for n in 0..10_000u32 {
+            let options = format!(
+                "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bK-stuck-{n}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:stuck@{local}>;tag=s{n}\r\nTo: <sip:{server}>\r\n\
+                 Call-ID: stuck-{n}-{padding}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+            );
+            if writing.write_all(options.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+        // Everything sent and still open: vacd must close it, not the peer.
+        std::future::pending::<()>().await;
+    });
+    // While it is open, a second connection from the same source is one too many and closed at
+    // once; after vacd closed it, a new one is served.
+    let within = Duration::from_secs(60);
+    let pong = common::eventually_within("a new connection served", within, || async {
+        let mut next = TcpStream::connect(server).await.ok()?;
+        next.write_all(b"\r\n\r\n").await.ok()?;
+        let mut pong = [0u8; 2];
+        match tokio::time::timeout(WAIT, next.read_exact(&mut pong)).await {
+            Ok(Ok(_)) => Some(pong),
+            _ => None,
+        }
+    })
+    .await;
+    assert_eq!(&pong, b"\r\n");
+    flood.abort();
+    s.stop().await;
+}
+
 /// sipp registers the demo agent `bruno` with digest auth (`loadtests/sip/register.xml`).
 /// SIP TCP connections are capped per source, and one that sends nothing whole in time is
 /// closed: a host opening idle connections by the thousand cannot use up the descriptors.
@@ -798,6 +853,7 @@ on_both_backends!(
     register_over_tcp,
     a_tcp_flood_waits_instead_of_losing_messages,
     idle_and_excess_tcp_connections_are_closed,
+    a_tcp_peer_that_stops_reading_is_closed,
     a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on,
     a_closed_tcp_connection_ends_its_registration,
     sip_credentials_through_the_api,

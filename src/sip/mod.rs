@@ -258,6 +258,7 @@ impl SipEndpoint {
                     first_message_within: std::time::Duration::from_secs(
                         config.tcp_first_message_seconds,
                     ),
+                    write_within: std::time::Duration::from_secs(config.tcp_write_seconds),
                 },
                 stopped.clone(),
             )),

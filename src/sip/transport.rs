@@ -117,14 +117,16 @@ pub async fn run_udp(
 }
 
 /// How many SIP TCP connections (TLS ones included) may be open: in all, and from one source
-/// (0: no limit); and how long a new one may take to send something whole (a message or a
+/// (0: no limit); how long a new one may take to send something whole (a message or a
 /// keep-alive; with TLS, counted from the handshake's end) before it is closed — it would hold
-/// its place and a file descriptor for nothing.
+/// its place and a file descriptor for nothing; and how long a write may wait for the peer to
+/// take its bytes before the connection is closed, for the same reason.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpCaps {
     pub max: usize,
     pub per_source: usize,
     pub first_message_within: std::time::Duration,
+    pub write_within: std::time::Duration,
 }
 
 /// The TLS listener (`sip.tls`) and what opens its connections.
@@ -213,16 +215,7 @@ pub async fn run_streams(
                     }
                 }
             };
-            run_connection(
-                stream,
-                peer,
-                to_endpoint,
-                limiter,
-                limits,
-                caps.first_message_within,
-                place,
-            )
-            .await
+            run_connection(stream, peer, to_endpoint, limiter, limits, caps, place).await
         });
     }
     connections.shutdown().await;
@@ -264,21 +257,40 @@ async fn open_tls(
     None
 }
 
-/// Writes `bytes` to the connection and flushes them: TLS may hold written bytes until then.
-async fn write(stream: &mut MaybeTls<TcpStream>, bytes: &[u8]) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await
+/// Writes `bytes` to `peer`'s connection and flushes them (TLS may hold written bytes until
+/// then), waiting at most `within` for the peer to take them; `Err` says why the connection
+/// closes.
+async fn write(
+    stream: &mut MaybeTls<TcpStream>,
+    bytes: &[u8],
+    within: std::time::Duration,
+    peer: Peer,
+) -> Result<(), &'static str> {
+    let written = tokio::time::timeout(within, async {
+        stream.write_all(bytes).await?;
+        stream.flush().await
+    });
+    match written.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err("write error"),
+        Err(_) => {
+            tracing::info!(%peer, ?within, "SIP peer not reading; closing its connection");
+            Err("peer not reading")
+        }
+    }
 }
 
 /// One TCP or TLS connection (opened): frames what it reads, writes what the endpoint queues
-/// for it, and ends if nothing whole came within `first_message_within` of opening.
+/// for it, and ends if nothing whole came within `caps.first_message_within` of opening or a
+/// write waited `caps.write_within` for the peer to read (the endpoint meanwhile drops what
+/// does not fit the connection's queue, with a log line, and ends its transactions).
 async fn run_connection(
     mut stream: MaybeTls<TcpStream>,
     peer: Peer,
     to_endpoint: mpsc::Sender<Inbound>,
     limiter: Limiter,
     limits: Limits,
-    first_message_within: std::time::Duration,
+    caps: TcpCaps,
     place: SourcePlace,
 ) {
     tracing::debug!(%peer, "SIP connection opened");
@@ -296,7 +308,7 @@ async fn run_connection(
     let mut held: Option<SipMessage> = None;
     let mut resume: Option<Instant> = None;
     // Until the first whole frame.
-    let mut silent_until = Some(tokio::time::Instant::now() + first_message_within);
+    let mut silent_until = Some(tokio::time::Instant::now() + caps.first_message_within);
     let reason = 'connection: loop {
         tokio::select! {
             () = tokio::time::sleep_until(silent_until.unwrap_or_else(tokio::time::Instant::now)), if silent_until.is_some() => {
@@ -314,8 +326,8 @@ async fn run_connection(
             }
             payload = outgoing.recv() => {
                 let Some(payload) = payload else { break 'connection "endpoint stopped" };
-                if write(&mut stream, &payload).await.is_err() {
-                    break 'connection "write error";
+                if let Err(reason) = write(&mut stream, &payload, caps.write_within, peer).await {
+                    break 'connection reason;
                 }
                 continue;
             }
@@ -348,8 +360,9 @@ async fn run_connection(
             let admitted = limiter.admit(peer.addr.ip());
             match frame {
                 Ok(Frame::KeepAlive) => {
-                    if write(&mut stream, b"\r\n").await.is_err() {
-                        break 'connection "write error";
+                    if let Err(reason) = write(&mut stream, b"\r\n", caps.write_within, peer).await
+                    {
+                        break 'connection reason;
                     }
                 }
                 Ok(Frame::Message(message)) if admitted.is_err() => held = Some(message),
