@@ -1724,6 +1724,66 @@ impl CommitCutter {
     }
 }
 
+/// PostgreSQL: routing outputs whose row change the database refuses for the moment (a
+/// serialization failure, here from a trigger that fails twice): the round fails, the events
+/// are written alone, and the row change, refused once more, is made again until it is taken —
+/// not left undone with the row saying `new` while its events say `queued`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_row_change_refused_for_the_moment_is_made_again() {
+    use sqlx::Connection;
+    use std::time::SystemTime;
+    use vacd::catalog::INTERACTIONS;
+    use vacd::store::OutputBatch;
+    use vacd_actors::{Channel, InteractionId, Output, QueueId};
+
+    let db = TestDb::new(Db::Postgres).await;
+    let store = open(&db).await;
+    let (t, queue) = tenant_with_queue(&store).await;
+    let id = new_emails(&store, t, queue, 1).await[0];
+    let mut admin = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("connects");
+    for sql in [
+        "CREATE SEQUENCE refusals",
+        "CREATE FUNCTION refuse_twice() RETURNS trigger AS $$ BEGIN \
+         IF nextval('refusals') <= 2 THEN \
+         RAISE EXCEPTION 'not now' USING ERRCODE = '40001'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_twice BEFORE UPDATE ON interactions \
+         FOR EACH ROW EXECUTE FUNCTION refuse_twice()",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    admin.close().await.expect("closed");
+
+    let batch = OutputBatch {
+        tenant: t,
+        at: SystemTime::now(),
+        outputs: vec![Output::Queued {
+            interaction: InteractionId(id as u64),
+            queue: QueueId(queue as u64),
+            channel: Channel::Email,
+            order: 7,
+            priority: 0,
+            waited: std::time::Duration::ZERO,
+        }],
+    };
+    store.record_outputs(&[batch]).await.expect("recorded");
+    let row = store.get(&INTERACTIONS, t, id).await.expect("row");
+    assert_eq!(
+        (row["state"].as_str(), row["queue_order"].as_i64()),
+        (Some("queued"), Some(7)),
+        "{row}"
+    );
+    let events = store
+        .list(&EVENTS, t, &of_kind("routing.queued"))
+        .await
+        .expect("events");
+    assert_eq!(events.total, 1, "the events are written once");
+    store.close().await;
+    db.drop_db().await;
+}
+
 /// PostgreSQL: the connection breaks after a round's `COMMIT` went out, so whether the round
 /// committed is unknown. Its create is not written again — it did commit, and is there once —
 /// and its caller hears that it may be stored; the store writes on with a new connection.

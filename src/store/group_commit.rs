@@ -251,8 +251,8 @@ async fn record_one_by_one(store: &Store, outputs: &[OutputBatch]) {
 
 /// The first and the longest wait before routing outputs the database could not take are
 /// written again.
-const RETRY_FIRST: Duration = Duration::from_millis(100);
-const RETRY_LAST: Duration = Duration::from_secs(5);
+pub(super) const RETRY_FIRST: Duration = Duration::from_millis(100);
+pub(super) const RETRY_LAST: Duration = Duration::from_secs(5);
 
 /// Writes a round in one transaction on `connection` (a writer): the creates, then every event
 /// (the creates' audit events and the outputs'), then the interactions the outputs change.

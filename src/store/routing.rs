@@ -26,6 +26,7 @@ use vacd_actors::{
 };
 
 use super::events::NewEvent;
+use super::group_commit::{RETRY_FIRST, RETRY_LAST};
 use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// What a tenant's routing starts from ([`Store::routing_setup`]).
@@ -792,7 +793,11 @@ impl Store {
     /// ([`Store::journal`]); this is its fallback when a round failed. If the batches fail
     /// together, their events are written alone (they refer to nothing but the tenant), then
     /// each interaction's row change alone: one change that cannot be made (to a queue deleted
-    /// meanwhile, say) costs only itself. `Err` only when the events could not be written.
+    /// meanwhile, say) costs only itself, and one the database cannot take for the moment
+    /// ([`super::Error::is_transient`]) is made again until it is taken or the store closes —
+    /// left undone, the row would say `new` while its events say `queued`, and a restart would
+    /// not find the work. `Err` only when the events could not be written (or, after them, no
+    /// writer connection could be had).
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
         let mut writer = self.writer.acquire().await?;
         let whole = super::group_commit::write_round(self, &mut writer, &[], batches).await;
@@ -811,8 +816,25 @@ impl Store {
         tx.commit().await?;
         for row in &rows {
             let ((tenant, interaction), _) = row;
-            if let Err(e) = write_rows(&mut writer, self.backend, std::slice::from_ref(row)).await {
-                tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events");
+            let mut pause = RETRY_FIRST;
+            loop {
+                let Err(e) = write_rows(&mut writer, self.backend, std::slice::from_ref(row)).await
+                else {
+                    break;
+                };
+                if !e.is_transient() || self.writer.is_closed() {
+                    tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events");
+                    break;
+                }
+                // Its events are written: the change alone is tried again, on a new connection
+                // (the old one may be broken), until it is made or the store closes.
+                tracing::warn!(tenant, interaction, error = %e, retry_in = ?pause, "interaction row not brought in line yet; trying again");
+                metrics::counter!(crate::metrics::JOURNAL_RETRIES).increment(1);
+                writer.close_on_drop();
+                drop(writer);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_LAST);
+                writer = self.writer.acquire().await?;
             }
         }
         Ok(())
