@@ -796,8 +796,7 @@ impl Store {
     /// meanwhile, say) costs only itself, and one the database cannot take for the moment
     /// ([`super::Error::is_transient`]) is made again until it is taken or the store closes —
     /// left undone, the row would say `new` while its events say `queued`, and a restart would
-    /// not find the work. `Err` only when the events could not be written (or, after them, no
-    /// writer connection could be had).
+    /// not find the work. `Err` only when the events could not be written.
     pub async fn record_outputs(&self, batches: &[OutputBatch]) -> Result<()> {
         let mut writer = self.writer.acquire().await?;
         let whole = super::group_commit::write_round(self, &mut writer, &[], batches).await;
@@ -827,14 +826,26 @@ impl Store {
                     break;
                 }
                 // Its events are written: the change alone is tried again, on a new connection
-                // (the old one may be broken), until it is made or the store closes.
+                // (the old one may be broken), until it is made or the store closes. Nothing
+                // is returned as an error from here on: the caller would write the events again.
                 tracing::warn!(tenant, interaction, error = %e, retry_in = ?pause, "interaction row not brought in line yet; trying again");
                 metrics::counter!(crate::metrics::JOURNAL_RETRIES).increment(1);
                 writer.close_on_drop();
                 drop(writer);
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(RETRY_LAST);
-                writer = self.writer.acquire().await?;
+                writer = loop {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(RETRY_LAST);
+                    match self.writer.acquire().await {
+                        Ok(writer) => break writer,
+                        Err(e) if self.writer.is_closed() => {
+                            tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events: the store closed");
+                            return Ok(());
+                        }
+                        Err(e) => {
+                            tracing::warn!(tenant, interaction, error = %e, retry_in = ?pause, "no writer connection for an interaction row yet; trying again");
+                        }
+                    }
+                };
             }
         }
         Ok(())
