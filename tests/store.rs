@@ -52,9 +52,14 @@ async fn tenant_with_queue(store: &Store) -> (i64, i64) {
 
 /// `n` new emails waiting for routing in `queue`; their ids.
 async fn new_emails(store: &Store, t: i64, queue: i64, n: usize) -> Vec<i64> {
+    new_work(store, t, queue, "email", n).await
+}
+
+/// `n` new interactions of `channel` waiting for routing in `queue`; their ids.
+async fn new_work(store: &Store, t: i64, queue: i64, channel: &str, n: usize) -> Vec<i64> {
     let values = new_values(
         &vacd::catalog::INTERACTIONS,
-        json!({ "channel": "email", "queue_id": queue }),
+        json!({ "channel": channel, "queue_id": queue }),
     )
     .expect("valid");
     let mut ids = Vec::new();
@@ -1507,14 +1512,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         } else {
             "email"
         };
-        let values = new_values(&INTERACTIONS, json!({ "channel": name, "queue_id": queue }))
-            .expect("valid");
-        let id = store
-            .create(&INTERACTIONS, t, None, &values)
-            .await
-            .expect("interaction")["id"]
-            .as_i64()
-            .expect("id");
+        let id = new_work(&store, t, queue, name, 1).await[0];
         ids.push(id);
         // Queued in reverse order of creation, so the order is not the ids'.
         outputs.push(Output::Queued {
@@ -1527,17 +1525,7 @@ async fn routing_restarts_with_the_live_calls_still_waiting(db: Db) {
         });
     }
     // A call agent b placed itself (click-to-dial), never queued.
-    let values = new_values(
-        &INTERACTIONS,
-        json!({ "channel": "call", "queue_id": queue }),
-    )
-    .expect("valid");
-    let placed = store
-        .create(&INTERACTIONS, t, None, &values)
-        .await
-        .expect("interaction")["id"]
-        .as_i64()
-        .expect("id");
+    let placed = new_work(&store, t, queue, "call", 1).await[0];
     ids.push(placed);
     outputs.push(Output::Placed {
         interaction: InteractionId(placed as u64),
