@@ -231,28 +231,51 @@ async fn commit(
 /// on and nobody else would write it. Meanwhile the next rounds wait in the journal.
 async fn record_one_by_one(store: &Store, outputs: &[OutputBatch]) {
     for output in outputs {
-        let mut pause = RETRY_FIRST;
-        loop {
-            let e = match store.record_outputs(std::slice::from_ref(output)).await {
-                Ok(()) => break,
-                Err(e) => e,
-            };
-            if !e.is_transient() || store.writer.is_closed() {
-                tracing::error!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), "routing outputs lost from the event log");
-                break;
-            }
-            tracing::warn!(tenant = output.tenant, error = %e, outputs = output.outputs.len(), retry_in = ?pause, "routing outputs not written yet; trying again");
-            metrics::counter!(crate::metrics::JOURNAL_RETRIES).increment(1);
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(RETRY_LAST);
+        let (tenant, count) = (output.tenant, output.outputs.len());
+        let written = until_taken(
+            store,
+            || store.record_outputs(std::slice::from_ref(output)),
+            |e, pause| tracing::warn!(tenant, error = %e, outputs = count, retry_in = ?pause, "routing outputs not written yet; trying again"),
+        )
+        .await;
+        if let Err(e) = written {
+            tracing::error!(tenant, error = %e, outputs = count, "routing outputs lost from the event log");
         }
     }
 }
 
-/// The first and the longest wait before routing outputs the database could not take are
-/// written again.
-pub(super) const RETRY_FIRST: Duration = Duration::from_millis(100);
-pub(super) const RETRY_LAST: Duration = Duration::from_secs(5);
+/// Makes `write` until it is done, fails for good or the store closes: after each failure the
+/// database may get over ([`Error::is_transient`]) `retrying` hears of it and of the pause
+/// before the next try — [`RETRY_FIRST`], then twice as long each time, at most
+/// [`RETRY_LAST`]. `Err`: the failure that ended it.
+pub(super) async fn until_taken<F, Fut>(
+    store: &Store,
+    mut write: F,
+    retrying: impl Fn(&Error, Duration),
+) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let mut pause = RETRY_FIRST;
+    loop {
+        let e = match write().await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !e.is_transient() || store.writer.is_closed() {
+            return Err(e);
+        }
+        retrying(&e, pause);
+        metrics::counter!(crate::metrics::JOURNAL_RETRIES).increment(1);
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_LAST);
+    }
+}
+
+/// The first and the longest wait before a write the database could not take is tried again.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+const RETRY_LAST: Duration = Duration::from_secs(5);
 
 /// Writes a round in one transaction on `connection` (a writer): the creates, then every event
 /// (the creates' audit events and the outputs'), then the interactions the outputs change.

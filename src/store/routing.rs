@@ -26,7 +26,7 @@ use vacd_actors::{
 };
 
 use super::events::NewEvent;
-use super::group_commit::{RETRY_FIRST, RETRY_LAST};
+use super::group_commit::until_taken;
 use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// What a tenant's routing starts from ([`Store::routing_setup`]).
@@ -813,39 +813,23 @@ impl Store {
         let mut tx = super::begin_in(&mut writer, self.backend).await?;
         super::events::append_many(&mut tx, self.backend, &events).await?;
         tx.commit().await?;
+        drop(writer);
+        // The events are written: from here on nothing is an error for the caller, which would
+        // write them again. Each change takes a writer of its own, so that one whose
+        // connection broke is tried again on another.
         for row in &rows {
             let ((tenant, interaction), _) = row;
-            let mut pause = RETRY_FIRST;
-            loop {
-                let Err(e) = write_rows(&mut writer, self.backend, std::slice::from_ref(row)).await
-                else {
-                    break;
-                };
-                if !e.is_transient() || self.writer.is_closed() {
-                    tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events");
-                    break;
+            let write = || async {
+                let mut writer = self.writer.acquire().await?;
+                let made = write_rows(&mut writer, self.backend, std::slice::from_ref(row)).await;
+                if made.as_ref().is_err_and(super::Error::is_transient) {
+                    writer.close_on_drop();
                 }
-                // Its events are written: the change alone is tried again, on a new connection
-                // (the old one may be broken), until it is made or the store closes. Nothing
-                // is returned as an error from here on: the caller would write the events again.
-                tracing::warn!(tenant, interaction, error = %e, retry_in = ?pause, "interaction row not brought in line yet; trying again");
-                metrics::counter!(crate::metrics::JOURNAL_RETRIES).increment(1);
-                writer.close_on_drop();
-                drop(writer);
-                writer = loop {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(RETRY_LAST);
-                    match self.writer.acquire().await {
-                        Ok(writer) => break writer,
-                        Err(e) if self.writer.is_closed() => {
-                            tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events: the store closed");
-                            return Ok(());
-                        }
-                        Err(e) => {
-                            tracing::warn!(tenant, interaction, error = %e, retry_in = ?pause, "no writer connection for an interaction row yet; trying again");
-                        }
-                    }
-                };
+                made
+            };
+            let retrying = |e: &super::Error, pause: std::time::Duration| tracing::warn!(tenant, interaction, error = %e, retry_in = ?pause, "interaction row not brought in line yet; trying again");
+            if let Err(e) = until_taken(self, write, retrying).await {
+                tracing::error!(tenant, interaction, error = %e, "interaction row not brought in line with its routing events");
             }
         }
         Ok(())
