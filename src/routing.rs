@@ -31,10 +31,10 @@ use vacd_actors::{
 
 use vacd_sip::mix::Monitor;
 
-use crate::catalog::{self, Resource};
+use crate::catalog::{self, Column, Kind, Resource};
 use crate::chat::ChatTap;
 use crate::sip::MonitorError;
-use crate::store::{OutputBatch, RoutingSetup, Store};
+use crate::store::{OutputBatch, RoutingSetup, Store, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -502,6 +502,53 @@ impl RoutingHandle {
         if let Err(e) = self.router.reconfigure(TenantId(tenant as u64)).await {
             tracing::error!(tenant, error = %e, "routing not reconfigured after an admin change");
         }
+    }
+
+    /// Creates an interaction (`values` as the API validated them) and routes it at once, while
+    /// its insert waits for its group commit ([`Store::create_ahead`]): an offer does not wait
+    /// for the database. Answers the row as written, like [`Store::create`]. An insert that
+    /// fails after routing took the interaction withdraws it (as if its customer left; an
+    /// insert whose outcome is unknown leaves it routed). `None` when the create is not for
+    /// this path — it names no queue, is not new, or names a row only its insert checks (a
+    /// customer, a mailbox; routing itself refuses a queue it does not know, and the insert
+    /// then does too), or no id is reserved: the caller creates it as any other row.
+    pub async fn create_routed(
+        &self,
+        tenant: i64,
+        actor: Option<i64>,
+        values: &[(&'static Column, Value)],
+    ) -> Option<crate::store::Result<Json>> {
+        let routable = values
+            .iter()
+            .all(|(column, value)| match (column.name, value) {
+                ("queue_id", value) => matches!(value, Value::Int(Some(_))),
+                ("state", value) => matches!(value, Value::Text(Some(s)) if s == "new"),
+                (_, Value::Int(Some(_))) => !matches!(column.kind, Kind::Ref(_)),
+                _ => true,
+            })
+            && values.iter().any(|(c, _)| c.name == "queue_id");
+        if !routable {
+            return None;
+        }
+        let ahead = self.store.create_ahead(tenant, actor, values)?;
+        let id = ahead.row["id"].as_i64().unwrap_or_default();
+        let routed = self.enqueue(tenant, &ahead.row).await;
+        if let Err(e) = &routed {
+            tracing::warn!(tenant, interaction = id, error = %e, "interaction not routed");
+        }
+        let written = ahead.written().await;
+        match &written {
+            Err(e) if routed.is_ok() && !matches!(e, crate::store::Error::CommitUnknown) => {
+                tracing::error!(tenant, interaction = id, error = %e, "interaction routed but not written; withdrawn from routing");
+                let interaction = InteractionId(id as u64);
+                let abandon = Input::Abandon { interaction };
+                if let Err(e) = self.router.input(TenantId(tenant as u64), abandon).await {
+                    tracing::warn!(tenant, interaction = id, error = %e, "unwritten interaction not withdrawn");
+                }
+            }
+            _ => {}
+        }
+        Some(written)
     }
 
     /// Routes a freshly created interaction (`row` as the store returns it) that names a queue.

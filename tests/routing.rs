@@ -1427,7 +1427,103 @@ async fn sockets_close_when_their_login_ends_or_changes(db: Db) {
     d.s.stop().await;
 }
 
+/// An interaction created through the API is routed at once: its offer reaches the agent while
+/// its insert still waits for the database (another connection holds the write lock), and once
+/// the database takes it the create is answered with the row the offer showed, as stored.
+async fn an_offer_does_not_wait_for_the_database(db: Db) {
+    use sqlx::Connection;
+
+    let d = Desk::new(db).await;
+    let queue = d.queue("Ahead", json!({})).await;
+    let (_, token) = d.agent("early", &[], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+
+    let mut other = sqlx::AnyConnection::connect(d.s.database_url())
+        .await
+        .expect("connects");
+    let hold = match db {
+        Db::Sqlite => "BEGIN IMMEDIATE",
+        Db::Postgres => "BEGIN; LOCK TABLE interactions IN EXCLUSIVE MODE",
+    };
+    sqlx::raw_sql(hold)
+        .execute(&mut other)
+        .await
+        .expect("the other connection holds the write lock");
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "Early" });
+    let (offer, (status, created)) = {
+        let create = d.s.post("/api/v1/interactions", &d.admin, body);
+        tokio::pin!(create);
+        let offer = tokio::select! {
+            offer = console.expect("offer") => offer,
+            (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
+        };
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut other)
+            .await
+            .expect("lets go");
+        (offer, create.await)
+    };
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(offer["interaction"], created["id"], "{offer}");
+    assert_eq!(
+        offer["details"], created,
+        "the offer shows the row as written"
+    );
+    let (status, stored) =
+        d.s.get(&format!("/api/v1/interactions/{}", created["id"]), &token)
+            .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(stored["subject"], "Early");
+    assert_eq!(stored["created_at"], created["created_at"]);
+    console
+        .ok(json!({ "type": "offer.accept", "interaction": created["id"] }))
+        .await;
+    d.s.stop().await;
+}
+
+/// PostgreSQL: an interaction routed before its insert, which the database then refuses (a
+/// trigger), is answered with the error and withdrawn from routing: the agent who becomes ready
+/// afterwards is offered the next interaction, not the one that was never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_interaction_the_database_refuses_is_withdrawn_from_routing() {
+    use sqlx::Connection;
+
+    let d = Desk::new(Db::Postgres).await;
+    let queue = d.queue("Refusing", json!({})).await;
+    let (_, token) = d.agent("waiting", &[], &[queue]).await;
+    let mut admin = sqlx::PgConnection::connect(d.s.database_url())
+        .await
+        .expect("connects");
+    for sql in [
+        "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
+         IF NEW.subject = 'refused' THEN \
+         RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = '23514'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER refuse_some BEFORE INSERT ON interactions \
+         FOR EACH ROW EXECUTE FUNCTION refuse_some()",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    admin.close().await.expect("closed");
+
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "refused" });
+    let (status, refused) = d.s.post("/api/v1/interactions", &d.admin, body).await;
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {refused}"
+    );
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "kept" });
+    let kept = d.s.create("/api/v1/interactions", &d.admin, body).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let offer = console.expect("offer").await;
+    assert_eq!(offer["interaction"], kept, "{offer}");
+    d.s.stop().await;
+}
+
 on_both_backends!(
+    an_offer_does_not_wait_for_the_database,
     an_interaction_in_routing_is_not_deleted,
     sockets_close_when_their_login_ends_or_changes,
     supervisor_feed_follows_the_floor,

@@ -1883,7 +1883,60 @@ async fn postgres_chat_messages_whose_commit_went_unanswered_are_not_written_twi
     db.drop_db().await;
 }
 
+/// Interactions created ahead of their insert take ids reserved for them, which the ids the
+/// database chooses for other inserts (chats, calls, tickets) never meet — not even after a
+/// restart, when the ids handed out go on above every row. Each is written as it was
+/// announced, in one round with the outputs sent after it.
+async fn interaction_ids_made_ahead_never_meet_those_the_database_chooses(db: Db) {
+    use vacd::catalog::INTERACTIONS;
+
+    let db = TestDb::new(db).await;
+    let store = open(&db).await;
+    let (t, queue) = tenant_with_queue(&store).await;
+    let values = new_values(
+        &INTERACTIONS,
+        json!({ "channel": "email", "queue_id": queue, "subject": "Ahead" }),
+    )
+    .expect("valid");
+    let ahead = |store: &Store| {
+        store
+            .create_ahead(t, None, &values)
+            .expect("an id is reserved")
+    };
+    let first = ahead(&store);
+    let chosen = new_emails(&store, t, queue, 2).await;
+    let second = ahead(&store);
+    let mut ids = chosen.clone();
+    for made in [first, second] {
+        let announced = made.row.clone();
+        let written = made.written().await.expect("written");
+        assert_eq!(written, announced, "written as announced");
+        let stored = store
+            .get(&INTERACTIONS, t, written["id"].as_i64().expect("id"))
+            .await
+            .expect("stored");
+        assert_eq!(stored, announced);
+        ids.push(announced["id"].as_i64().expect("id"));
+    }
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ids.len(), "ids {ids:?}");
+    store.close().await;
+
+    let store = open(&db).await;
+    let after = ahead(&store);
+    let id = after.row["id"].as_i64().expect("id");
+    assert!(ids.iter().all(|&before| before < id), "{id} after {ids:?}");
+    after.written().await.expect("written");
+    let chosen = new_emails(&store, t, queue, 1).await[0];
+    assert_ne!(chosen, id);
+    store.close().await;
+    db.drop_db().await;
+}
+
 on_both_backends!(
+    interaction_ids_made_ahead_never_meet_those_the_database_chooses,
     a_database_is_opened_by_one_store_at_a_time,
     routing_restarts_with_the_live_calls_still_waiting,
     a_failed_output_round_leaves_the_writer_clean,

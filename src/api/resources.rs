@@ -96,6 +96,15 @@ async fn create(
         mail_account(&JsonValue::Null, &values)?;
     }
     let created = super::to_the_end(async move {
+        if std::ptr::eq(r, &INTERACTIONS) {
+            let routed = state
+                .routing
+                .create_routed(who.tenant_id, Some(who.user_id), &values)
+                .await;
+            if let Some(written) = routed {
+                return Ok(written?);
+            }
+        }
         let created = state
             .store
             .create(r, who.tenant_id, Some(who.user_id), &values)

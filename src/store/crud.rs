@@ -7,9 +7,11 @@
 use serde_json::{Map, Value as Json};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Row};
+use tokio::sync::oneshot;
 
 use super::events::{self, NewEvent};
-use super::{group_commit, now_ms, AnyQuery, Backend, Error, Result, Store};
+use super::group_commit::{self, Preset};
+use super::{now_ms, AnyQuery, Backend, Error, Result, Store};
 use crate::catalog::{
     Column, Kind, Resource, ATTACHMENTS, INTERACTIONS, MAX_HIERARCHY_DEPTH, RESOURCES, USERS,
 };
@@ -66,6 +68,20 @@ pub(super) fn row_to_json(resource: &Resource, row: &AnyRow) -> Result<Json> {
         object.insert(c.name.into(), value.unwrap_or(Json::Null));
     }
     Ok(Json::Object(object))
+}
+
+/// An interaction's create made ahead of its insert ([`Store::create_ahead`]).
+pub struct Ahead {
+    /// The row as it will be written.
+    pub row: Json,
+    answer: oneshot::Receiver<Result<Json>>,
+}
+
+impl Ahead {
+    /// The row as written (as [`Store::create`] answers), once its round has committed.
+    pub async fn written(self) -> Result<Json> {
+        self.answer.await.map_err(|_| Error::Closed)?
+    }
 }
 
 impl Store {
@@ -144,7 +160,10 @@ impl Store {
             (Some(committer), Some(resource)) => {
                 group_commit::submit(committer, resource, tenant, actor, values.to_vec()).await?
             }
-            _ => self.create_alone(resource, tenant, actor, values).await?,
+            _ => {
+                self.create_alone(resource, tenant, actor, values, None)
+                    .await?
+            }
         };
         if std::ptr::eq(resource, &INTERACTIONS) {
             self.fresh.hold(tenant, &created);
@@ -158,17 +177,69 @@ impl Store {
         Ok(created)
     }
 
-    /// Inserts one row in a transaction of its own.
+    /// Hands the insert of an interaction to the journal with an id reserved for it and does
+    /// not wait for it to be written, so that it can be routed at once: the journal writes it
+    /// before any routing output sent after this returns. The row as it will be written is held
+    /// for its first offer. `None` when no id is reserved (the next ones are being reserved)
+    /// or the committer is gone: the caller creates it with [`Store::create`].
+    pub fn create_ahead(
+        &self,
+        tenant: i64,
+        actor: Option<i64>,
+        values: &[(&'static Column, Value)],
+    ) -> Option<Ahead> {
+        let journal = self.journal.as_ref()?;
+        if self.ids.running_low() {
+            let store = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = store.reserve_ids().await {
+                    tracing::warn!(error = %e, "interaction ids not reserved; creates wait for their commit before routing");
+                }
+            });
+        }
+        let at = now_ms();
+        let (reply, answer) = oneshot::channel();
+        let (id, sent) = self.ids.take(|id| {
+            let preset = Preset { id, at };
+            let create =
+                group_commit::Create::ahead(&INTERACTIONS, tenant, actor, values, preset, reply);
+            (
+                id,
+                journal.send(group_commit::Journal::Create(create)).is_ok(),
+            )
+        })?;
+        if !sent {
+            return None;
+        }
+        let mut row = Map::new();
+        row.insert("id".into(), Json::from(id));
+        for c in INTERACTIONS.columns.iter().filter(|c| c.readable()) {
+            let value = match values.iter().find(|(v, _)| v.name == c.name) {
+                Some((_, Value::Int(Some(n)))) => Json::from(*n),
+                Some((_, Value::Text(Some(s)))) => Json::from(s.as_str()),
+                _ if matches!(c.kind, Kind::CreatedAt) => Json::from(at),
+                _ => Json::Null,
+            };
+            row.insert(c.name.into(), value);
+        }
+        let row = Json::Object(row);
+        self.fresh.hold(tenant, &row);
+        Some(Ahead { row, answer })
+    }
+
+    /// Inserts one row in a transaction of its own (with the id and creation time of a create
+    /// made ahead, if `preset`).
     pub(super) async fn create_alone(
         &self,
         resource: &Resource,
         tenant: i64,
         actor: Option<i64>,
         values: &[(&'static Column, Value)],
+        preset: Option<Preset>,
     ) -> Result<Json> {
         let mut tx = self.begin().await?;
         check_references(&mut tx, resource, tenant, None, values).await?;
-        let (names, row) = insert_values(resource, values, now_ms());
+        let (names, row) = insert_values(resource, values, now_ms(), preset);
         let rows = insert_rows(&mut tx, "", self.backend, resource, tenant, &names, &[row])
             .await
             .map_err(|e| Error::classify(e, resource.schema))?;
@@ -352,11 +423,12 @@ pub(super) fn audit(table: &str, verb: &str, tenant: i64, actor: Option<i64>, id
 }
 
 /// The columns an insert writes (besides `tenant_id`) and their values: `values` plus the
-/// creation time.
+/// creation time (`now`, or that of a create made ahead) and the id of a create made ahead.
 pub(super) fn insert_values(
     resource: &Resource,
     values: &[(&'static Column, Value)],
     now: i64,
+    preset: Option<Preset>,
 ) -> (Vec<&'static str>, Vec<Value>) {
     let mut names: Vec<&'static str> = values.iter().map(|(c, _)| c.sql_name()).collect();
     let mut row: Vec<Value> = values.iter().map(|(_, v)| v.clone()).collect();
@@ -366,7 +438,11 @@ pub(super) fn insert_values(
         .filter(|c| matches!(c.kind, Kind::CreatedAt))
     {
         names.push(c.sql_name());
-        row.push(Value::Int(Some(now)));
+        row.push(Value::Int(Some(preset.map_or(now, |p| p.at))));
+    }
+    if let Some(preset) = preset {
+        names.push("id");
+        row.push(Value::Int(Some(preset.id)));
     }
     (names, row)
 }

@@ -59,13 +59,45 @@ pub(super) struct Create {
     tenant: i64,
     actor: Option<i64>,
     values: Vec<(&'static Column, Value)>,
+    /// Set for a create made ahead ([`Store::create_ahead`]).
+    preset: Option<Preset>,
     reply: oneshot::Sender<Result<Json>>,
 }
 
-/// What routing hands the committer: outputs to write, or a request to be told when everything
-/// sent before it is written.
+/// The id and creation time of a row whose create was made ahead of its insert.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Preset {
+    pub(super) id: i64,
+    pub(super) at: i64,
+}
+
+impl Create {
+    /// A create made ahead, answered on `reply`.
+    pub(super) fn ahead(
+        resource: &'static Resource,
+        tenant: i64,
+        actor: Option<i64>,
+        values: &[(&'static Column, Value)],
+        preset: Preset,
+        reply: oneshot::Sender<Result<Json>>,
+    ) -> Create {
+        Create {
+            resource,
+            tenant,
+            actor,
+            values: values.to_vec(),
+            preset: Some(preset),
+            reply,
+        }
+    }
+}
+
+/// What routing hands the committer: outputs to write, a create made ahead (sent before the
+/// outputs about it, so it is written in the same round as they are or an earlier one), or a
+/// request to be told when everything sent before it is written.
 pub(super) enum Journal {
     Batch(OutputBatch),
+    Create(Create),
     Flushed(oneshot::Sender<()>),
 }
 
@@ -83,6 +115,7 @@ pub(super) async fn submit(
         tenant,
         actor,
         values,
+        preset: None,
         reply,
     };
     committer.send(create).await.map_err(|_| Error::Closed)?;
@@ -167,6 +200,7 @@ async fn commit(
     for message in journaled.drain(..) {
         match message {
             Journal::Batch(b) => outputs.push(b),
+            Journal::Create(create) => batch.push(create),
             Journal::Flushed(done) => flushed.push(done),
         }
     }
@@ -211,7 +245,13 @@ async fn commit(
                 tracing::info!(error = %e, creates = batch.len(), outputs = written, "group commit failed; writing one by one");
                 for create in batch.drain(..) {
                     let outcome = store
-                        .create_alone(create.resource, create.tenant, create.actor, &create.values)
+                        .create_alone(
+                            create.resource,
+                            create.tenant,
+                            create.actor,
+                            &create.values,
+                            create.preset,
+                        )
                         .await;
                     let _ = create.reply.send(outcome);
                 }
@@ -481,8 +521,8 @@ impl<'a> OneInsert<'a> {
                 _ => None,
             })
             .collect();
-        let now = now_ms();
-        let (names, values) = insert_values(create.resource, &create.values, now);
+        let now = create.preset.map_or_else(now_ms, |p| p.at);
+        let (names, values) = insert_values(create.resource, &create.values, now, create.preset);
         OneInsert {
             create,
             references,
@@ -638,7 +678,7 @@ async fn insert_batch(
         if outcomes[i].is_some() {
             continue;
         }
-        let (names, row) = insert_values(create.resource, &create.values, now);
+        let (names, row) = insert_values(create.resource, &create.values, now, create.preset);
         let same = |g: &&mut Group| {
             g.tenant == create.tenant
                 && std::ptr::eq(g.resource, create.resource)
@@ -655,7 +695,12 @@ async fn insert_batch(
         }
     }
 
-    for group in &groups {
+    for group in &mut groups {
+        // Rows are matched to the ids returned in ascending order: the ids of creates made
+        // ahead go in that order.
+        group
+            .rows
+            .sort_by_key(|(i, _)| batch[*i].preset.map(|p| p.id));
         for chunk in sized_chunks(&group.rows) {
             let values: Vec<Vec<Value>> = chunk.iter().map(|(_, row)| row.clone()).collect();
             let rows = insert_rows(
@@ -691,7 +736,7 @@ async fn insert_batch(
                         create.actor,
                         ids[k],
                     ),
-                    now,
+                    create.preset.map_or(now, |p| p.at),
                 ));
                 outcomes[i] = Some(Ok(created));
             }

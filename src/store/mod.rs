@@ -24,6 +24,7 @@ mod crud;
 mod customers;
 mod events;
 mod group_commit;
+mod ids;
 mod message_commit;
 mod offer_details;
 mod pg_lock;
@@ -47,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, QueueSounds, StartedCall};
 pub use chat::{ChatRoute, ChatRow, ChatWidget, NewChat};
-pub use crud::{ListQuery, Page, Value};
+pub use crud::{Ahead, ListQuery, Page, Value};
 pub use customers::CustomerCard;
 pub use events::NewEvent;
 pub use reports::{Person, MAX_TODAY_EVENTS};
@@ -237,6 +238,8 @@ pub struct Store {
     sessions: Arc<sessions::Cache>,
     /// Interaction rows just created, for their first offer (see `offer_details`).
     fresh: Arc<offer_details::Fresh>,
+    /// Interaction ids reserved for creates made ahead of their insert (see `ids`).
+    ids: Arc<ids::Ids>,
     /// On SQLite, the checkpointer's reports of the WAL's length (see `checkpoint`).
     wal: Option<checkpoint::WalFrames>,
     /// The lock that keeps a second process out (see [`Store::open`]); let go by
@@ -314,10 +317,12 @@ impl Store {
             calls,
             sessions: Arc::default(),
             fresh: Arc::default(),
+            ids: Arc::default(),
             wal: None,
             lock: Arc::new(std::sync::Mutex::new(lock)),
         };
         store.migrate().await?;
+        store.reserve_ids().await?;
         let (creates, incoming) = mpsc::channel(PENDING_CREATES);
         let (journal, journaled) = mpsc::unbounded_channel();
         match backend {
