@@ -74,13 +74,23 @@ pub(super) fn row_to_json(resource: &Resource, row: &AnyRow) -> Result<Json> {
 pub struct Ahead {
     /// The row as it will be written.
     pub row: Json,
+    tenant: i64,
     answer: oneshot::Receiver<Result<Json>>,
+    /// Where the row is held for its first offer.
+    fresh: std::sync::Arc<super::offer_details::Fresh>,
 }
 
 impl Ahead {
-    /// The row as written (as [`Store::create`] answers), once its round has committed.
+    /// The row as written (as [`Store::create`] answers), once its round has committed. A row
+    /// not written is no longer held for an offer.
     pub async fn written(self) -> Result<Json> {
-        self.answer.await.map_err(|_| Error::Closed)?
+        let written = self.answer.await.map_err(|_| Error::Closed)?;
+        if written.is_err() {
+            if let Some(id) = self.row["id"].as_i64() {
+                self.fresh.forget(self.tenant, id);
+            }
+        }
+        written
     }
 }
 
@@ -189,14 +199,7 @@ impl Store {
         values: &[(&'static Column, Value)],
     ) -> Option<Ahead> {
         let journal = self.journal.as_ref()?;
-        if self.ids.running_low() {
-            let store = self.clone();
-            tokio::spawn(async move {
-                if let Err(e) = store.reserve_ids().await {
-                    tracing::warn!(error = %e, "interaction ids not reserved; creates wait for their commit before routing");
-                }
-            });
-        }
+        self.reserve_ids_if_low();
         let at = now_ms();
         let (reply, answer) = oneshot::channel();
         let (id, sent) = self.ids.take(|id| {
@@ -224,7 +227,12 @@ impl Store {
         }
         let row = Json::Object(row);
         self.fresh.hold(tenant, &row);
-        Some(Ahead { row, answer })
+        Some(Ahead {
+            row,
+            tenant,
+            answer,
+            fresh: self.fresh.clone(),
+        })
     }
 
     /// Inserts one row in a transaction of its own (with the id and creation time of a create

@@ -4,8 +4,9 @@
 //! moving the table's `AUTOINCREMENT` counter (`sqlite_sequence`) past the block, so inserts
 //! that let SQLite choose (chats, calls, tickets) never take one of them; on PostgreSQL from
 //! the table's sequence. A block is reserved when the store opens and the next one in the
-//! background once half of what is left is used; ids of a block not used up before vacd stops
-//! are never used (ids have gaps, as after a rolled-back insert).
+//! background once less than half a block is left; while none is left, creates take the usual
+//! way (written, then routed). Ids of a block not used up before vacd stops are never used
+//! (ids have gaps, as after a rolled-back insert).
 
 use std::collections::VecDeque;
 use std::ops::Range;
@@ -18,7 +19,10 @@ use super::{begin_in, Backend, Result, Store};
 
 /// Ids reserved at a time. At 20,000 creates/s a block lasts 0.2 s, and the next one is
 /// reserved when half is left: time enough to wait for the writer between group commits.
-pub(super) const BLOCK: i64 = 4096;
+const BLOCK: i64 = 4096;
+
+/// How long after a failed reservation the next one is tried.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The ids reserved and not yet handed out.
 #[derive(Debug, Default)]
@@ -50,10 +54,17 @@ impl Ids {
     }
 
     /// Whether fewer than half a block is left and no reservation is under way; if so the
-    /// caller is to reserve ([`Store::reserve_ids`]), and no other caller is told so meanwhile.
+    /// caller is to reserve ([`Store::reserve_ids`]) and then call [`Ids::reserved`], and no
+    /// other caller is told so meanwhile.
     pub(super) fn running_low(&self) -> bool {
         let left: i64 = self.lock().iter().map(|r| r.end - r.start).sum();
         left < BLOCK / 2 && !self.reserving.swap(true, Ordering::AcqRel)
+    }
+
+    /// The reservation [`Ids::running_low`] asked for is over (made, or failed and waited
+    /// out).
+    pub(super) fn reserved(&self) {
+        self.reserving.store(false, Ordering::Release);
     }
 
     fn add(&self, ids: Vec<i64>) {
@@ -68,12 +79,26 @@ impl Ids {
 }
 
 impl Store {
-    /// Reserves a block of interaction ids (the caller has been told to by
-    /// [`Ids::running_low`], or the store is opening).
+    /// Reserves a block of interaction ids.
     pub(super) async fn reserve_ids(&self) -> Result<()> {
-        let reserved = self.reserve_block().await.map(|ids| self.ids.add(ids));
-        self.ids.reserving.store(false, Ordering::Release);
-        reserved
+        self.reserve_block().await.map(|ids| self.ids.add(ids))
+    }
+
+    /// Reserves the next block in the background if [`Ids::running_low`] says so. After a
+    /// failure the next try waits [`RETRY_PAUSE`]: meanwhile creates wait for their commit
+    /// before routing, and the writer is not asked again and again while the database is down.
+    pub(super) fn reserve_ids_if_low(&self) {
+        if !self.ids.running_low() {
+            return;
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.reserve_ids().await {
+                tracing::warn!(error = %e, retry_in = ?RETRY_PAUSE, "interaction ids not reserved; creates wait for their commit before routing");
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+            store.ids.reserved();
+        });
     }
 
     async fn reserve_block(&self) -> Result<Vec<i64>> {
@@ -137,7 +162,7 @@ mod tests {
         let ids = Ids::default();
         assert!(ids.running_low());
         assert!(!ids.running_low(), "a reservation is under way");
-        ids.reserving.store(false, Ordering::Release);
+        ids.reserved();
         ids.add((1..=BLOCK).collect());
         assert!(!ids.running_low(), "a whole block is left");
     }
