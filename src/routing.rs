@@ -507,8 +507,9 @@ impl RoutingHandle {
     /// Creates an interaction (`values` as the API validated them) and routes it at once, while
     /// its insert waits for its group commit ([`Store::create_ahead`]): an offer does not wait
     /// for the database. Answers the row as written, like [`Store::create`]. An insert that
-    /// fails after routing took the interaction withdraws it (as if its customer left; an
-    /// insert whose outcome is unknown leaves it routed). `None` when the create is not for
+    /// fails after routing took the interaction withdraws it: as if its customer left, or, if
+    /// an agent accepted it meanwhile, as if it ended (an insert whose outcome is unknown
+    /// leaves it routed). `None` when the create is not for
     /// this path — it names no queue, is not new, or names a row only its insert checks (a
     /// customer, a mailbox; routing itself refuses a queue it does not know, and the insert
     /// then does too), or no id is reserved: the caller creates it as any other row.
@@ -540,9 +541,21 @@ impl RoutingHandle {
         match &written {
             Err(e) if routed.is_ok() && !matches!(e, crate::store::Error::CommitUnknown) => {
                 tracing::error!(tenant, interaction = id, error = %e, "interaction routed but not written; withdrawn from routing");
-                let interaction = InteractionId(id as u64);
-                let abandon = Input::Abandon { interaction };
-                if let Err(e) = self.router.input(TenantId(tenant as u64), abandon).await {
+                let (interaction, tenant_id) = (InteractionId(id as u64), TenantId(tenant as u64));
+                let withdrawn = match self
+                    .router
+                    .input(tenant_id, Input::Abandon { interaction })
+                    .await
+                {
+                    // An agent took it meanwhile: it ends, and the agent wraps up.
+                    Err(RouterError::Rejected(vacd_actors::Error::NotWaiting { .. })) => {
+                        self.router
+                            .input(tenant_id, Input::End { interaction })
+                            .await
+                    }
+                    withdrawn => withdrawn,
+                };
+                if let Err(e) = withdrawn {
                     tracing::warn!(tenant, interaction = id, error = %e, "unwritten interaction not withdrawn");
                 }
             }

@@ -1522,6 +1522,65 @@ async fn postgres_an_interaction_the_database_refuses_is_withdrawn_from_routing(
     d.s.stop().await;
 }
 
+/// PostgreSQL: an interaction routed before its insert and accepted by an agent while the
+/// insert waits (the test holds a lock on the table), which the database then refuses (a
+/// trigger made meanwhile): the caller gets the error, and the interaction ends for the agent,
+/// who goes to wrap-up — it is not left connected to a record that does not exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_accepted_interaction_the_database_refuses_ends() {
+    use sqlx::Connection;
+
+    let d = Desk::new(Db::Postgres).await;
+    let queue = d.queue("Refusing late", json!({})).await;
+    let (_, token) = d.agent("quick", &[], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+    let mut other = sqlx::PgConnection::connect(d.s.database_url())
+        .await
+        .expect("connects");
+    sqlx::raw_sql("BEGIN; LOCK TABLE interactions IN EXCLUSIVE MODE")
+        .execute(&mut other)
+        .await
+        .expect("the table is held");
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "refused" });
+    let (offer, (status, refused)) = {
+        let create = d.s.post("/api/v1/interactions", &d.admin, body);
+        tokio::pin!(create);
+        let offer = tokio::select! {
+            offer = console.expect("offer") => offer,
+            (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
+        };
+        console
+            .ok(json!({ "type": "offer.accept", "interaction": offer["interaction"] }))
+            .await;
+        sqlx::raw_sql(
+            "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
+             IF NEW.subject = 'refused' THEN \
+             RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = '23514'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql; \
+             CREATE TRIGGER refuse_some BEFORE INSERT ON interactions \
+             FOR EACH ROW EXECUTE FUNCTION refuse_some(); COMMIT",
+        )
+        .execute(&mut other)
+        .await
+        .expect("the trigger is made and the table let go");
+        (offer, create.await)
+    };
+    assert!(
+        status.is_client_error() || status.is_server_error(),
+        "{status} {refused}"
+    );
+    let interaction = offer["interaction"].clone();
+    console
+        .expect_where("interaction.ended", |f| f["interaction"] == interaction)
+        .await;
+    console
+        .expect_where("presence.changed", |f| f["to"]["presence"] == "wrap_up")
+        .await;
+    other.close().await.expect("closed");
+    d.s.stop().await;
+}
+
 on_both_backends!(
     an_offer_does_not_wait_for_the_database,
     an_interaction_in_routing_is_not_deleted,

@@ -1821,6 +1821,46 @@ async fn postgres_a_create_whose_commit_went_unanswered_is_not_written_twice() {
     db.drop_db().await;
 }
 
+/// PostgreSQL: the connection breaks after the `COMMIT` of a round holding a create made ahead
+/// went out. Its id tells: the row is found there and is the answer — written once, with one
+/// audit event — not "may be stored", which would leave routing with an interaction its caller
+/// cannot find by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_create_made_ahead_whose_commit_went_unanswered_is_found_written() {
+    use vacd::catalog::INTERACTIONS;
+
+    let db = TestDb::new(Db::Postgres).await;
+    let cutter = CommitCutter::start(&db.url).await;
+    let store = Store::open(&cutter.url, 4).await.expect("store opens");
+    let (t, queue) = tenant_with_queue(&store).await;
+    let values = new_values(
+        &INTERACTIONS,
+        json!({ "channel": "email", "queue_id": queue, "subject": "ahead" }),
+    )
+    .expect("valid");
+    cutter.arm();
+    let ahead = store
+        .create_ahead(t, None, &values)
+        .expect("an id is reserved");
+    let announced = ahead.row.clone();
+    let written = ahead.written().await.expect("found written");
+    assert_eq!(written, announced);
+    store.close().await;
+    let direct = open(&db).await;
+    let rows = direct
+        .list(&INTERACTIONS, t, &all())
+        .await
+        .expect("interactions");
+    assert_eq!(rows.items, [announced], "there once");
+    let audits = direct
+        .list(&EVENTS, t, &of_kind("admin.interactions.created"))
+        .await
+        .expect("events");
+    assert_eq!(audits.total, 1, "{:?}", audits.items);
+    direct.close().await;
+    db.drop_db().await;
+}
+
 /// PostgreSQL: a batch of chat messages whose `COMMIT` went unanswered is not written again
 /// one by one (a message without a client id would be there twice); their authors hear that
 /// they may be stored. On one thread, so that both messages are in the batch.

@@ -235,8 +235,9 @@ impl Store {
         })
     }
 
-    /// Inserts one row in a transaction of its own (with the id and creation time of a create
-    /// made ahead, if `preset`).
+    /// Inserts one row in a transaction of its own. A create made ahead (`preset`: its id and
+    /// creation time) is written at most once: if its row is there already — a round holding it
+    /// committed though its `COMMIT` went unanswered — that row is the answer.
     pub(super) async fn create_alone(
         &self,
         resource: &Resource,
@@ -251,7 +252,13 @@ impl Store {
         let rows = insert_rows(&mut tx, "", self.backend, resource, tenant, &names, &[row])
             .await
             .map_err(|e| Error::classify(e, resource.schema))?;
-        let row = rows.first().ok_or(Error::NotFound)?;
+        let Some(row) = rows.first() else {
+            drop(tx);
+            return match preset {
+                Some(preset) => self.get(resource, tenant, preset.id).await,
+                None => Err(Error::NotFound),
+            };
+        };
         let id: i64 = row.try_get("id")?;
         let created = row_to_json(resource, row)?;
         events::append_in(
@@ -259,7 +266,7 @@ impl Store {
             &audit(resource.table, "created", tenant, actor, id),
         )
         .await?;
-        tx.commit().await?;
+        tx.commit().await.map_err(super::commit_failed)?;
         Ok(created)
     }
 
@@ -457,7 +464,9 @@ pub(super) fn insert_values(
 
 /// Inserts `rows` (each with the values of `names`, in order) with one statement, sent after
 /// `lead` (SQL of statements without parameters, or nothing) in one query, and returns what was
-/// inserted, as readable columns plus `id`, in no particular order.
+/// inserted, as readable columns plus `id`, in no particular order. Rows that bring their id
+/// (creates made ahead) are written at most once: one whose id is taken is neither inserted
+/// nor returned.
 pub(super) async fn insert_rows(
     connection: &mut AnyConnection,
     lead: &str,
@@ -473,8 +482,13 @@ pub(super) async fn insert_rows(
         .collect::<Vec<_>>()
         .join(", ");
     let sql = format!(
-        "{lead}INSERT INTO {} ({columns}) VALUES {tuples} RETURNING {}",
+        "{lead}INSERT INTO {} ({columns}) VALUES {tuples}{} RETURNING {}",
         resource.table,
+        if names.contains(&"id") {
+            " ON CONFLICT (id) DO NOTHING"
+        } else {
+            ""
+        },
         select_list(resource)
     );
     let mut insert = sqlx::query(&sql);

@@ -227,16 +227,32 @@ async fn commit(
             }
             Err(Error::CommitUnknown) => {
                 // Written again, a create that was committed would be there twice: its caller
-                // hears that it may be stored. Outputs are written again all the same: an event
-                // logged twice is better than one lost.
+                // hears that it may be stored — unless it was made ahead, whose id tells whether
+                // it is there. Outputs are written again all the same: an event logged twice is
+                // better than one lost.
                 *held = None;
                 tracing::error!(
                     creates = batch.len(),
                     outputs = written,
-                    "group commit's outcome unknown; its creates are not written again"
+                    "group commit's outcome unknown; only its creates made ahead are written again"
                 );
                 for create in batch.drain(..) {
-                    let _ = create.reply.send(Err(Error::CommitUnknown));
+                    let outcome = match create.preset {
+                        // Its id makes writing it again safe: there once, it is not twice.
+                        Some(preset) => {
+                            store
+                                .create_alone(
+                                    create.resource,
+                                    create.tenant,
+                                    create.actor,
+                                    &create.values,
+                                    Some(preset),
+                                )
+                                .await
+                        }
+                        None => Err(Error::CommitUnknown),
+                    };
+                    let _ = create.reply.send(outcome);
                 }
                 record_one_by_one(store, &outputs).await;
             }
