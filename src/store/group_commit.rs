@@ -238,18 +238,24 @@ async fn commit(
                 );
                 for create in batch.drain(..) {
                     let outcome = match create.preset {
-                        // Its id makes writing it again safe: there once, it is not twice.
-                        Some(preset) => {
-                            store
-                                .create_alone(
-                                    create.resource,
-                                    create.tenant,
-                                    create.actor,
-                                    &create.values,
-                                    Some(preset),
-                                )
-                                .await
-                        }
+                        // Its id makes writing it again safe: there once, it is not twice. A
+                        // database that cannot take it for the moment leaves it unknown.
+                        Some(preset) => store
+                            .create_alone(
+                                create.resource,
+                                create.tenant,
+                                create.actor,
+                                &create.values,
+                                Some(preset),
+                            )
+                            .await
+                            .map_err(|e| {
+                                if e.is_transient() {
+                                    Error::CommitUnknown
+                                } else {
+                                    e
+                                }
+                            }),
                         None => Err(Error::CommitUnknown),
                     };
                     let _ = create.reply.send(outcome);
