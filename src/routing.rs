@@ -509,10 +509,11 @@ impl RoutingHandle {
     /// for the database. Answers the row as written, like [`Store::create`]. An insert that
     /// fails after routing took the interaction withdraws it: as if its customer left, or, if
     /// an agent accepted it meanwhile, as if it ended (an insert whose outcome is unknown
-    /// leaves it routed). `None` when the create is not for
-    /// this path — it names no queue, is not new, or names a row only its insert checks (a
-    /// customer, a mailbox; routing itself refuses a queue it does not know, and the insert
-    /// then does too), or no id is reserved: the caller creates it as any other row.
+    /// leaves it routed). The rows it names besides its queue (a customer, a mailbox) are read
+    /// first; routing itself refuses a queue it does not know, and the insert then does too.
+    /// `None` when the create is not for this path — it names no queue, is not new, names a
+    /// row that is not there (the usual create reports it), or no id is reserved: the caller
+    /// creates it as any other row.
     pub async fn create_routed(
         &self,
         tenant: i64,
@@ -524,12 +525,28 @@ impl RoutingHandle {
             .all(|(column, value)| match (column.name, value) {
                 ("queue_id", value) => matches!(value, Value::Int(Some(_))),
                 ("state", value) => matches!(value, Value::Text(Some(s)) if s == "new"),
-                (_, Value::Int(Some(_))) => !matches!(column.kind, Kind::Ref(_)),
                 _ => true,
             })
             && values.iter().any(|(c, _)| c.name == "queue_id");
         if !routable {
             return None;
+        }
+        let references: Vec<_> = values
+            .iter()
+            .filter(|(c, v)| {
+                matches!((c.kind, v), (Kind::Ref(_), Value::Int(Some(_)))) && c.name != "queue_id"
+            })
+            .cloned()
+            .collect();
+        if !references.is_empty() {
+            match self.store.references_exist(tenant, &references).await {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "references not read; the interaction is written before it is routed");
+                    return None;
+                }
+            }
         }
         let ahead = self.store.create_ahead(tenant, actor, values)?;
         let id = ahead.row["id"].as_i64().unwrap_or_default();

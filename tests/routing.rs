@@ -1429,12 +1429,20 @@ async fn sockets_close_when_their_login_ends_or_changes(db: Db) {
 
 /// An interaction created through the API is routed at once: its offer reaches the agent while
 /// its insert still waits for the database (another connection holds the write lock), and once
-/// the database takes it the create is answered with the row the offer showed, as stored.
+/// the database takes it the create is answered with the row the offer showed, as stored. One
+/// naming a customer who is not there is refused as before.
 async fn an_offer_does_not_wait_for_the_database(db: Db) {
     use sqlx::Connection;
 
     let d = Desk::new(db).await;
     let queue = d.queue("Ahead", json!({})).await;
+    let customer =
+        d.s.create(
+            "/api/v1/customers",
+            &d.admin,
+            json!({ "name": "Early Bird" }),
+        )
+        .await;
     let (_, token) = d.agent("early", &[], &[queue]).await;
     let mut console = d.console(&token).await;
     console.ready().await;
@@ -1450,7 +1458,7 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
         .execute(&mut other)
         .await
         .expect("the other connection holds the write lock");
-    let body = json!({ "channel": "email", "queue_id": queue, "subject": "Early" });
+    let body = json!({ "channel": "email", "queue_id": queue, "customer_id": customer, "subject": "Early" });
     let (offer, (status, created)) = {
         let create = d.s.post("/api/v1/interactions", &d.admin, body);
         tokio::pin!(create);
@@ -1475,7 +1483,15 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
             .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored["subject"], "Early");
+    assert_eq!(stored["customer_id"], customer);
     assert_eq!(stored["created_at"], created["created_at"]);
+    let body = json!({ "channel": "email", "queue_id": queue, "customer_id": customer + 1000 });
+    let refused = d.s.post("/api/v1/interactions", &d.admin, body).await;
+    assert_error(
+        &refused,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "unknown_reference",
+    );
     console
         .ok(json!({ "type": "offer.accept", "interaction": created["id"] }))
         .await;

@@ -235,6 +235,31 @@ impl Store {
         })
     }
 
+    /// Whether every row the `references` (columns that reference a table, with the ids they
+    /// name) point to exists in `tenant` now — read, not locked: a create made ahead checks
+    /// them before routing, and its insert checks them again.
+    pub async fn references_exist(
+        &self,
+        tenant: i64,
+        references: &[(&'static Column, Value)],
+    ) -> Result<bool> {
+        for (column, value) in references {
+            let (Kind::Ref(table), Value::Int(Some(target))) = (column.kind, value) else {
+                continue;
+            };
+            let sql = format!("SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2");
+            let found = sqlx::query(&sql)
+                .bind(*target)
+                .bind(tenant)
+                .fetch_optional(&self.pool)
+                .await?;
+            if found.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
     /// Inserts one row in a transaction of its own. A create made ahead (`preset`: its id and
     /// creation time) is written at most once: if its row is there already — a round holding it
     /// committed though its `COMMIT` went unanswered — that row is the answer.
