@@ -1427,13 +1427,74 @@ async fn sockets_close_when_their_login_ends_or_changes(db: Db) {
     d.s.stop().await;
 }
 
+/// Another connection that holds the write lock on interactions (SQLite's, or on PostgreSQL a
+/// lock on the table) until [`let_go`].
+async fn hold_writes(d: &Desk, db: Db) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+
+    let mut other = sqlx::AnyConnection::connect(d.s.database_url())
+        .await
+        .expect("connects");
+    let hold = match db {
+        Db::Sqlite => "BEGIN IMMEDIATE",
+        Db::Postgres => "BEGIN; LOCK TABLE interactions IN EXCLUSIVE MODE",
+    };
+    sqlx::raw_sql(hold)
+        .execute(&mut other)
+        .await
+        .expect("the other connection holds the write lock");
+    other
+}
+
+async fn let_go(other: &mut sqlx::AnyConnection) {
+    sqlx::raw_sql("ROLLBACK")
+        .execute(other)
+        .await
+        .expect("lets go");
+}
+
+/// While its insert waits (the write lock held elsewhere), an interaction offered ahead and
+/// rejected is offered to the next agent with its details all the same: the database has no
+/// row to read them from yet.
+async fn a_second_offer_before_the_insert_shows_the_details(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Early reject", json!({})).await;
+    let (_, first) = d.agent("first", &[], &[queue]).await;
+    let (_, second) = d.agent("second", &[], &[queue]).await;
+    let mut first = d.console(&first).await;
+    first.ready().await;
+    let mut second = d.console(&second).await;
+    second.ready().await;
+
+    let mut other = hold_writes(&d, db).await;
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "Twice" });
+    let (offer, (status, created)) = {
+        let create = d.s.post("/api/v1/interactions", &d.admin, body);
+        tokio::pin!(create);
+        let again = async {
+            let offer = first.expect("offer").await;
+            first
+                .ok(json!({ "type": "offer.reject", "interaction": offer["interaction"] }))
+                .await;
+            second.expect("offer").await
+        };
+        let offer = tokio::select! {
+            offer = again => offer,
+            (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
+        };
+        let_go(&mut other).await;
+        (offer, create.await)
+    };
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(offer["details"], created, "{offer}");
+    d.s.stop().await;
+}
+
 /// An interaction created through the API is routed at once: its offer reaches the agent while
 /// its insert still waits for the database (another connection holds the write lock), and once
 /// the database takes it the create is answered with the row the offer showed, as stored. One
 /// naming a customer who is not there is refused as before.
 async fn an_offer_does_not_wait_for_the_database(db: Db) {
-    use sqlx::Connection;
-
     let d = Desk::new(db).await;
     let queue = d.queue("Ahead", json!({})).await;
     let customer =
@@ -1447,17 +1508,7 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
     let mut console = d.console(&token).await;
     console.ready().await;
 
-    let mut other = sqlx::AnyConnection::connect(d.s.database_url())
-        .await
-        .expect("connects");
-    let hold = match db {
-        Db::Sqlite => "BEGIN IMMEDIATE",
-        Db::Postgres => "BEGIN; LOCK TABLE interactions IN EXCLUSIVE MODE",
-    };
-    sqlx::raw_sql(hold)
-        .execute(&mut other)
-        .await
-        .expect("the other connection holds the write lock");
+    let mut other = hold_writes(&d, db).await;
     let body = json!({ "channel": "email", "queue_id": queue, "customer_id": customer, "subject": "Early" });
     let (offer, (status, created)) = {
         let create = d.s.post("/api/v1/interactions", &d.admin, body);
@@ -1466,10 +1517,7 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
             offer = console.expect("offer") => offer,
             (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
         };
-        sqlx::raw_sql("ROLLBACK")
-            .execute(&mut other)
-            .await
-            .expect("lets go");
+        let_go(&mut other).await;
         (offer, create.await)
     };
     assert_eq!(status, StatusCode::CREATED, "{created}");
@@ -1599,6 +1647,7 @@ async fn postgres_an_accepted_interaction_the_database_refuses_ends() {
 
 on_both_backends!(
     an_offer_does_not_wait_for_the_database,
+    a_second_offer_before_the_insert_shows_the_details,
     an_interaction_in_routing_is_not_deleted,
     sockets_close_when_their_login_ends_or_changes,
     supervisor_feed_follows_the_floor,

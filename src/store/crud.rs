@@ -82,12 +82,14 @@ pub struct Ahead {
 
 impl Ahead {
     /// The row as written (as [`Store::create`] answers), once its round has committed. A row
-    /// not written is no longer held for an offer.
+    /// not written is no longer held for an offer; one written is held until the next.
     pub async fn written(self) -> Result<Json> {
-        let written = self.answer.await.map_err(|_| Error::Closed)?;
-        if written.is_err() {
-            if let Some(id) = self.row["id"].as_i64() {
-                self.fresh.forget(self.tenant, id);
+        let written = self.answer.await.map_err(|_| Error::Closed);
+        let written = written.and_then(|w| w);
+        if let Some(id) = self.row["id"].as_i64() {
+            match written {
+                Ok(_) => self.fresh.written(self.tenant, id),
+                Err(_) => self.fresh.forget(self.tenant, id),
             }
         }
         written
@@ -176,7 +178,7 @@ impl Store {
             }
         };
         if std::ptr::eq(resource, &INTERACTIONS) {
-            self.fresh.hold(tenant, &created);
+            self.fresh.hold(tenant, &created, false);
         }
         if std::ptr::eq(resource, &USERS) {
             // No session to forget, but the supervisors' feeds learn the new name.
@@ -226,7 +228,7 @@ impl Store {
             row.insert(c.name.into(), value);
         }
         let row = Json::Object(row);
-        self.fresh.hold(tenant, &row);
+        self.fresh.hold(tenant, &row, true);
         Some(Ahead {
             row,
             tenant,

@@ -1,7 +1,8 @@
 //! What an offer shows the agent: the interaction's record. Routing offers most interactions
 //! moments after they were created, so the rows just created are kept in memory
 //! ([`Fresh`]), serialized once, until their first offer takes them, and the offer needs no
-//! database read. A later change or deletion of the row through this store drops its copy; a
+//! database read. A row created ahead of its insert is held, for every offer, until it is
+//! written: before, the database has none to read. A later change or deletion of the row through this store drops its copy; a
 //! row not held (offered before, or the holding was full) is read from the database.
 
 use std::collections::HashMap;
@@ -18,7 +19,7 @@ use crate::catalog::INTERACTIONS;
 const MAX_HELD: usize = 50_000;
 
 /// An interaction's record as an offer carries it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct OfferDetails {
     /// The record, serialized.
     pub record: Box<RawValue>,
@@ -39,21 +40,29 @@ impl OfferDetails {
     }
 }
 
-/// Interaction rows as created, by tenant and id, not yet offered.
+/// Interaction rows as created, by tenant and id, not yet offered (or not yet written).
 #[derive(Debug, Default)]
 pub(super) struct Fresh {
-    rows: Mutex<HashMap<(i64, i64), OfferDetails>>,
+    rows: Mutex<HashMap<(i64, i64), Held>>,
+}
+
+#[derive(Debug)]
+struct Held {
+    details: OfferDetails,
+    /// Created ahead of its insert, which has not committed yet.
+    unwritten: bool,
 }
 
 impl Fresh {
-    fn lock(&self) -> MutexGuard<'_, HashMap<(i64, i64), OfferDetails>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<(i64, i64), Held>> {
         // Every update is one call, so the map is consistent even after a holder panicked.
         self.rows
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn hold(&self, tenant: i64, row: &Json) {
+    /// Holds `row`, written (`unwritten` false) or created ahead of its insert.
+    pub(super) fn hold(&self, tenant: i64, row: &Json, unwritten: bool) {
         let (Some(id), Ok(details)) = (row["id"].as_i64(), OfferDetails::of(row)) else {
             return;
         };
@@ -61,11 +70,24 @@ impl Fresh {
         if rows.len() >= MAX_HELD {
             rows.clear();
         }
-        rows.insert((tenant, id), details);
+        rows.insert((tenant, id), Held { details, unwritten });
     }
 
+    /// The row for an offer: taken, unless it is not written yet.
     pub(super) fn take(&self, tenant: i64, id: i64) -> Option<OfferDetails> {
-        self.lock().remove(&(tenant, id))
+        let mut rows = self.lock();
+        match rows.get(&(tenant, id)) {
+            Some(held) if held.unwritten => Some(held.details.clone()),
+            Some(_) => rows.remove(&(tenant, id)).map(|held| held.details),
+            None => None,
+        }
+    }
+
+    /// A row created ahead is written: the next offer takes it.
+    pub(super) fn written(&self, tenant: i64, id: i64) {
+        if let Some(held) = self.lock().get_mut(&(tenant, id)) {
+            held.unwritten = false;
+        }
     }
 
     pub(super) fn forget(&self, tenant: i64, id: i64) {
@@ -91,9 +113,9 @@ mod tests {
     #[test]
     fn held_until_taken_or_forgotten() {
         let fresh = Fresh::default();
-        fresh.hold(1, &serde_json::json!({ "id": 7, "subject": "a" }));
-        fresh.hold(1, &serde_json::json!({ "id": 8 }));
-        fresh.hold(2, &serde_json::json!({ "id": 7 }));
+        fresh.hold(1, &serde_json::json!({ "id": 7, "subject": "a" }), false);
+        fresh.hold(1, &serde_json::json!({ "id": 8 }), false);
+        fresh.hold(2, &serde_json::json!({ "id": 7 }), false);
         assert_eq!(
             fresh.take(1, 7).map(|d| d.record.get().to_owned()),
             Some(r#"{"id":7,"subject":"a"}"#.into())
@@ -105,12 +127,23 @@ mod tests {
     }
 
     #[test]
+    fn a_row_created_ahead_is_held_for_every_offer_until_written() {
+        let fresh = Fresh::default();
+        fresh.hold(1, &serde_json::json!({ "id": 7 }), true);
+        assert!(fresh.take(1, 7).is_some());
+        assert!(fresh.take(1, 7).is_some(), "not written yet: offered again");
+        fresh.written(1, 7);
+        assert!(fresh.take(1, 7).is_some(), "the next offer takes it");
+        assert!(fresh.take(1, 7).is_none());
+    }
+
+    #[test]
     fn a_full_holding_is_emptied() {
         let fresh = Fresh::default();
         for id in 0..MAX_HELD as i64 {
-            fresh.hold(1, &serde_json::json!({ "id": id }));
+            fresh.hold(1, &serde_json::json!({ "id": id }), false);
         }
-        fresh.hold(1, &serde_json::json!({ "id": -1 }));
+        fresh.hold(1, &serde_json::json!({ "id": -1 }), false);
         assert_eq!(fresh.lock().len(), 1);
     }
 }
