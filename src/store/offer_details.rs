@@ -15,7 +15,8 @@ use super::{Result, Store};
 use crate::catalog::INTERACTIONS;
 
 /// Rows held at most; interactions that wait long (or are never offered) must not make the
-/// holding grow without bound, so when it is full it is emptied.
+/// holding grow without bound, so when it is full it is emptied of all but the rows not
+/// written yet (the database has nothing to offer them from).
 const MAX_HELD: usize = 50_000;
 
 /// An interaction's record as an offer carries it.
@@ -51,6 +52,8 @@ struct Held {
     details: OfferDetails,
     /// Created ahead of its insert, which has not committed yet.
     unwritten: bool,
+    /// Offered while unwritten.
+    offered: bool,
 }
 
 impl Fresh {
@@ -68,25 +71,39 @@ impl Fresh {
         };
         let mut rows = self.lock();
         if rows.len() >= MAX_HELD {
-            rows.clear();
+            rows.retain(|_, held| held.unwritten);
         }
-        rows.insert((tenant, id), Held { details, unwritten });
+        let held = Held {
+            details,
+            unwritten,
+            offered: false,
+        };
+        rows.insert((tenant, id), held);
     }
 
     /// The row for an offer: taken, unless it is not written yet.
     pub(super) fn take(&self, tenant: i64, id: i64) -> Option<OfferDetails> {
         let mut rows = self.lock();
-        match rows.get(&(tenant, id)) {
-            Some(held) if held.unwritten => Some(held.details.clone()),
+        match rows.get_mut(&(tenant, id)) {
+            Some(held) if held.unwritten => {
+                held.offered = true;
+                Some(held.details.clone())
+            }
             Some(_) => rows.remove(&(tenant, id)).map(|held| held.details),
             None => None,
         }
     }
 
-    /// A row created ahead is written: the next offer takes it.
+    /// A row created ahead is written: dropped if it was offered meanwhile (a later offer reads
+    /// the database), else left for its first offer to take.
     pub(super) fn written(&self, tenant: i64, id: i64) {
-        if let Some(held) = self.lock().get_mut(&(tenant, id)) {
-            held.unwritten = false;
+        let mut rows = self.lock();
+        match rows.get_mut(&(tenant, id)) {
+            Some(held) if held.offered => {
+                rows.remove(&(tenant, id));
+            }
+            Some(held) => held.unwritten = false,
+            None => {}
         }
     }
 
@@ -133,17 +150,32 @@ mod tests {
         assert!(fresh.take(1, 7).is_some());
         assert!(fresh.take(1, 7).is_some(), "not written yet: offered again");
         fresh.written(1, 7);
-        assert!(fresh.take(1, 7).is_some(), "the next offer takes it");
-        assert!(fresh.take(1, 7).is_none());
+        assert!(
+            fresh.take(1, 7).is_none(),
+            "offered, then written: read from the database"
+        );
+        fresh.hold(1, &serde_json::json!({ "id": 8 }), true);
+        fresh.written(1, 8);
+        assert!(
+            fresh.take(1, 8).is_some(),
+            "written before its first offer, which takes it"
+        );
+        assert!(fresh.take(1, 8).is_none());
     }
 
     #[test]
     fn a_full_holding_is_emptied() {
         let fresh = Fresh::default();
-        for id in 0..MAX_HELD as i64 {
+        fresh.hold(1, &serde_json::json!({ "id": -2 }), true);
+        for id in 0..MAX_HELD as i64 - 1 {
             fresh.hold(1, &serde_json::json!({ "id": id }), false);
         }
         fresh.hold(1, &serde_json::json!({ "id": -1 }), false);
-        assert_eq!(fresh.lock().len(), 1);
+        assert_eq!(
+            fresh.lock().len(),
+            2,
+            "all but the row not written and the new one"
+        );
+        assert!(fresh.take(1, -2).is_some());
     }
 }
