@@ -249,13 +249,7 @@ impl Store {
             let (Kind::Ref(table), Value::Int(Some(target))) = (column.kind, value) else {
                 continue;
             };
-            let sql = format!("SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2");
-            let found = sqlx::query(&sql)
-                .bind(*target)
-                .bind(tenant)
-                .fetch_optional(&self.pool)
-                .await?;
-            if found.is_none() {
+            if !in_tenant(&self.pool, table, *target, tenant).await? {
                 return Ok(false);
             }
         }
@@ -528,6 +522,22 @@ pub(super) async fn insert_rows(
     insert.fetch_all(connection).await
 }
 
+/// Whether row `target` of `table` belongs to `tenant`.
+async fn in_tenant<'e>(
+    executor: impl sqlx::Executor<'e, Database = Any>,
+    table: &str,
+    target: i64,
+    tenant: i64,
+) -> Result<bool> {
+    let sql = format!("SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2");
+    let found = sqlx::query(&sql)
+        .bind(target)
+        .bind(tenant)
+        .fetch_optional(executor)
+        .await?;
+    Ok(found.is_some())
+}
+
 /// Every referenced id must exist in the same tenant; a column referencing its own table
 /// (a hierarchy such as mailbox → parent) must not close a cycle through `id`.
 async fn check_references(
@@ -541,13 +551,7 @@ async fn check_references(
         let (Kind::Ref(table), Value::Int(Some(target))) = (column.kind, value) else {
             continue;
         };
-        let sql = format!("SELECT id FROM {table} WHERE id = $1 AND tenant_id = $2");
-        let found = sqlx::query(&sql)
-            .bind(*target)
-            .bind(tenant)
-            .fetch_optional(&mut **tx)
-            .await?;
-        if found.is_none() {
+        if !in_tenant(&mut **tx, table, *target, tenant).await? {
             return Err(Error::UnknownReference {
                 field: column.name,
                 table,
