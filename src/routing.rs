@@ -31,7 +31,7 @@ use vacd_actors::{
 
 use vacd_sip::mix::Monitor;
 
-use crate::catalog::{self, Column, Kind, Resource};
+use crate::catalog::{self, Column, Resource};
 use crate::chat::ChatTap;
 use crate::sip::MonitorError;
 use crate::store::{OutputBatch, RoutingSetup, Store, Value};
@@ -531,25 +531,20 @@ impl RoutingHandle {
         if !routable {
             return None;
         }
-        let references: Vec<_> = values
+        let others: Vec<_> = values
             .iter()
-            .filter(|(c, v)| {
-                matches!((c.kind, v), (Kind::Ref(_), Value::Int(Some(_)))) && c.name != "queue_id"
-            })
-            .cloned()
+            .filter(|(c, _)| c.name != "queue_id")
             .collect();
-        if !references.is_empty() {
-            match self.store.references_exist(tenant, &references).await {
-                Ok(true) => {}
-                Ok(false) => return None,
-                Err(e) => {
-                    tracing::warn!(tenant, error = %e, "references not read; the interaction is written before it is routed");
-                    return None;
-                }
+        match self.store.references_exist(tenant, others).await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => {
+                tracing::warn!(tenant, error = %e, "references not read; the interaction is written before it is routed");
+                return None;
             }
         }
         let ahead = self.store.create_ahead(tenant, actor, values)?;
-        let id = ahead.row["id"].as_i64().unwrap_or_default();
+        let id = ahead.id;
         let routed = self.enqueue(tenant, &ahead.row).await;
         if let Err(e) = &routed {
             tracing::warn!(tenant, interaction = id, error = %e, "interaction not routed");
@@ -558,27 +553,32 @@ impl RoutingHandle {
         match &written {
             Err(e) if routed.is_ok() && !matches!(e, crate::store::Error::CommitUnknown) => {
                 tracing::error!(tenant, interaction = id, error = %e, "interaction routed but not written; withdrawn from routing");
-                let (interaction, tenant_id) = (InteractionId(id as u64), TenantId(tenant as u64));
-                let withdrawn = match self
-                    .router
-                    .input(tenant_id, Input::Abandon { interaction })
-                    .await
-                {
-                    // An agent took it meanwhile: it ends, and the agent wraps up.
-                    Err(RouterError::Rejected(vacd_actors::Error::NotWaiting { .. })) => {
-                        self.router
-                            .input(tenant_id, Input::End { interaction })
-                            .await
-                    }
-                    withdrawn => withdrawn,
-                };
-                if let Err(e) = withdrawn {
-                    tracing::warn!(tenant, interaction = id, error = %e, "unwritten interaction not withdrawn");
-                }
+                self.withdraw(tenant, InteractionId(id as u64)).await;
             }
             _ => {}
         }
         Some(written)
+    }
+
+    /// Takes an interaction whose row was never written out of routing: as abandoned while it
+    /// waits, as ended (its agent wraps up) once an agent took it.
+    async fn withdraw(&self, tenant: i64, interaction: InteractionId) {
+        let tenant_id = TenantId(tenant as u64);
+        let abandoned = self
+            .router
+            .input(tenant_id, Input::Abandon { interaction })
+            .await;
+        let withdrawn = match abandoned {
+            Err(RouterError::Rejected(vacd_actors::Error::NotWaiting { .. })) => {
+                self.router
+                    .input(tenant_id, Input::End { interaction })
+                    .await
+            }
+            abandoned => abandoned,
+        };
+        if let Err(e) = withdrawn {
+            tracing::warn!(tenant, %interaction, error = %e, "unwritten interaction not withdrawn");
+        }
     }
 
     /// Routes a freshly created interaction (`row` as the store returns it) that names a queue.

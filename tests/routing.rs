@@ -1446,6 +1446,18 @@ async fn hold_writes(d: &Desk, db: Db) -> sqlx::AnyConnection {
     other
 }
 
+/// What `meanwhile` gives while `create` (a request whose write the database cannot take yet)
+/// stays unanswered; a panic if it is answered first.
+async fn unanswered<T>(
+    create: &mut (impl std::future::Future<Output = (StatusCode, Value)> + Unpin),
+    meanwhile: impl std::future::Future<Output = T>,
+) -> T {
+    tokio::select! {
+        got = meanwhile => got,
+        (status, body) = create => panic!("answered before the database could write it: {status} {body}"),
+    }
+}
+
 async fn let_go(other: &mut sqlx::AnyConnection) {
     sqlx::raw_sql("ROLLBACK")
         .execute(other)
@@ -1478,10 +1490,7 @@ async fn a_second_offer_before_the_insert_shows_the_details(db: Db) {
                 .await;
             second.expect("offer").await
         };
-        let offer = tokio::select! {
-            offer = again => offer,
-            (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
-        };
+        let offer = unanswered(&mut create, again).await;
         let_go(&mut other).await;
         (offer, create.await)
     };
@@ -1513,10 +1522,7 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
     let (offer, (status, created)) = {
         let create = d.s.post("/api/v1/interactions", &d.admin, body);
         tokio::pin!(create);
-        let offer = tokio::select! {
-            offer = console.expect("offer") => offer,
-            (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
-        };
+        let offer = unanswered(&mut create, console.expect("offer")).await;
         let_go(&mut other).await;
         (offer, create.await)
     };
@@ -1546,6 +1552,14 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
     d.s.stop().await;
 }
 
+/// PostgreSQL: a trigger that refuses to insert an interaction whose subject is `refused`.
+const REFUSE_SUBJECT_REFUSED: &str = "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
+    IF NEW.subject = 'refused' THEN \
+    RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = '23514'; END IF; \
+    RETURN NEW; END $$ LANGUAGE plpgsql; \
+    CREATE TRIGGER refuse_some BEFORE INSERT ON interactions \
+    FOR EACH ROW EXECUTE FUNCTION refuse_some()";
+
 /// PostgreSQL: an interaction routed before its insert, which the database then refuses (a
 /// trigger), is answered with the error and withdrawn from routing: the agent who becomes ready
 /// afterwards is offered the next interaction, not the one that was never stored.
@@ -1559,16 +1573,10 @@ async fn postgres_an_interaction_the_database_refuses_is_withdrawn_from_routing(
     let mut admin = sqlx::PgConnection::connect(d.s.database_url())
         .await
         .expect("connects");
-    for sql in [
-        "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
-         IF NEW.subject = 'refused' THEN \
-         RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = '23514'; END IF; \
-         RETURN NEW; END $$ LANGUAGE plpgsql",
-        "CREATE TRIGGER refuse_some BEFORE INSERT ON interactions \
-         FOR EACH ROW EXECUTE FUNCTION refuse_some()",
-    ] {
-        sqlx::query(sql).execute(&mut admin).await.expect(sql);
-    }
+    sqlx::raw_sql(REFUSE_SUBJECT_REFUSED)
+        .execute(&mut admin)
+        .await
+        .expect("the trigger is made");
     admin.close().await.expect("closed");
 
     let body = json!({ "channel": "email", "queue_id": queue, "subject": "refused" });
@@ -1610,24 +1618,18 @@ async fn postgres_an_accepted_interaction_the_database_refuses_ends() {
     let (offer, (status, refused)) = {
         let create = d.s.post("/api/v1/interactions", &d.admin, body);
         tokio::pin!(create);
-        let offer = tokio::select! {
-            offer = console.expect("offer") => offer,
-            (status, body) = &mut create => panic!("answered before the database could write it: {status} {body}"),
-        };
+        let offer = unanswered(&mut create, console.expect("offer")).await;
         console
             .ok(json!({ "type": "offer.accept", "interaction": offer["interaction"] }))
             .await;
-        sqlx::raw_sql(
-            "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
-             IF NEW.subject = 'refused' THEN \
-             RAISE EXCEPTION 'refused by a trigger' USING ERRCODE = '23514'; END IF; \
-             RETURN NEW; END $$ LANGUAGE plpgsql; \
-             CREATE TRIGGER refuse_some BEFORE INSERT ON interactions \
-             FOR EACH ROW EXECUTE FUNCTION refuse_some(); COMMIT",
-        )
-        .execute(&mut other)
-        .await
-        .expect("the trigger is made and the table let go");
+        sqlx::raw_sql(REFUSE_SUBJECT_REFUSED)
+            .execute(&mut other)
+            .await
+            .expect("the trigger is made");
+        sqlx::raw_sql("COMMIT")
+            .execute(&mut other)
+            .await
+            .expect("the table is let go");
         (offer, create.await)
     };
     assert!(

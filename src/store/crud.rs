@@ -72,6 +72,8 @@ pub(super) fn row_to_json(resource: &Resource, row: &AnyRow) -> Result<Json> {
 
 /// An interaction's create made ahead of its insert ([`Store::create_ahead`]).
 pub struct Ahead {
+    /// Its id, reserved for it.
+    pub id: i64,
     /// The row as it will be written.
     pub row: Json,
     tenant: i64,
@@ -84,13 +86,10 @@ impl Ahead {
     /// The row as written (as [`Store::create`] answers), once its round has committed. A row
     /// not written is no longer held for an offer; one written is held until the next.
     pub async fn written(self) -> Result<Json> {
-        let written = self.answer.await.map_err(|_| Error::Closed);
-        let written = written.and_then(|w| w);
-        if let Some(id) = self.row["id"].as_i64() {
-            match written {
-                Ok(_) => self.fresh.written(self.tenant, id),
-                Err(_) => self.fresh.forget(self.tenant, id),
-            }
+        let written = self.answer.await.unwrap_or(Err(Error::Closed));
+        match written {
+            Ok(_) => self.fresh.written(self.tenant, self.id),
+            Err(_) => self.fresh.forget(self.tenant, self.id),
         }
         written
     }
@@ -230,6 +229,7 @@ impl Store {
         let row = Json::Object(row);
         self.fresh.hold(tenant, &row, true);
         Some(Ahead {
+            id,
             row,
             tenant,
             answer,
@@ -237,15 +237,15 @@ impl Store {
         })
     }
 
-    /// Whether every row the `references` (columns that reference a table, with the ids they
-    /// name) point to exists in `tenant` now — read, not locked: a create made ahead checks
-    /// them before routing, and its insert checks them again.
-    pub async fn references_exist(
+    /// Whether every row the references among `values` (columns that reference a table, with
+    /// the ids they name) point to exists in `tenant` now — read, not locked: a create made
+    /// ahead checks them before routing, and its insert checks them again.
+    pub async fn references_exist<'v>(
         &self,
         tenant: i64,
-        references: &[(&'static Column, Value)],
+        values: impl IntoIterator<Item = &'v (&'static Column, Value)>,
     ) -> Result<bool> {
-        for (column, value) in references {
+        for (column, value) in values {
             let (Kind::Ref(table), Value::Int(Some(target))) = (column.kind, value) else {
                 continue;
             };

@@ -2,8 +2,9 @@
 //! moments after they were created, so the rows just created are kept in memory
 //! ([`Fresh`]), serialized once, until their first offer takes them, and the offer needs no
 //! database read. A row created ahead of its insert is held, for every offer, until it is
-//! written: before, the database has none to read. A later change or deletion of the row through this store drops its copy; a
-//! row not held (offered before, or the holding was full) is read from the database.
+//! written: before, the database has none to read. A later change or deletion of the row
+//! through this store drops its copy; a row not held (offered before, or the holding was full)
+//! is read from the database.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -50,10 +51,16 @@ pub(super) struct Fresh {
 #[derive(Debug)]
 struct Held {
     details: OfferDetails,
-    /// Created ahead of its insert, which has not committed yet.
-    unwritten: bool,
-    /// Offered while unwritten.
-    offered: bool,
+    stage: Stage,
+}
+
+#[derive(Debug, PartialEq)]
+enum Stage {
+    Written,
+    /// Created ahead of its insert, which has not committed yet; `offered` meanwhile.
+    Unwritten {
+        offered: bool,
+    },
 }
 
 impl Fresh {
@@ -71,22 +78,22 @@ impl Fresh {
         };
         let mut rows = self.lock();
         if rows.len() >= MAX_HELD {
-            rows.retain(|_, held| held.unwritten);
+            rows.retain(|_, held| held.stage != Stage::Written);
         }
-        let held = Held {
-            details,
-            unwritten,
-            offered: false,
+        let stage = if unwritten {
+            Stage::Unwritten { offered: false }
+        } else {
+            Stage::Written
         };
-        rows.insert((tenant, id), held);
+        rows.insert((tenant, id), Held { details, stage });
     }
 
     /// The row for an offer: taken, unless it is not written yet.
     pub(super) fn take(&self, tenant: i64, id: i64) -> Option<OfferDetails> {
         let mut rows = self.lock();
         match rows.get_mut(&(tenant, id)) {
-            Some(held) if held.unwritten => {
-                held.offered = true;
+            Some(held) if held.stage != Stage::Written => {
+                held.stage = Stage::Unwritten { offered: true };
                 Some(held.details.clone())
             }
             Some(_) => rows.remove(&(tenant, id)).map(|held| held.details),
@@ -99,10 +106,10 @@ impl Fresh {
     pub(super) fn written(&self, tenant: i64, id: i64) {
         let mut rows = self.lock();
         match rows.get_mut(&(tenant, id)) {
-            Some(held) if held.offered => {
+            Some(held) if held.stage == (Stage::Unwritten { offered: true }) => {
                 rows.remove(&(tenant, id));
             }
-            Some(held) => held.unwritten = false,
+            Some(held) => held.stage = Stage::Written,
             None => {}
         }
     }
