@@ -86,12 +86,16 @@ impl Ahead {
     /// The row as written (as [`Store::create`] answers), once its round has committed. A row
     /// not written is no longer held for an offer; one written is held until the next.
     pub async fn written(self) -> Result<Json> {
-        let written = self.answer.await.unwrap_or(Err(Error::Closed));
-        match written {
-            Ok(_) => self.fresh.written(self.tenant, self.id),
-            Err(_) => self.fresh.forget(self.tenant, self.id),
+        match self.answer.await.unwrap_or(Err(Error::Closed)) {
+            Ok(_) => {
+                self.fresh.written(self.tenant, self.id);
+                Ok(self.row)
+            }
+            Err(e) => {
+                self.fresh.forget(self.tenant, self.id);
+                Err(e)
+            }
         }
-        written
     }
 }
 
@@ -497,29 +501,72 @@ pub(super) async fn insert_rows(
     names: &[&str],
     rows: &[Vec<Value>],
 ) -> std::result::Result<Vec<AnyRow>, sqlx::Error> {
-    let tuples = backend.values(rows.len(), names.len() + 1);
+    let sql = format!(
+        "{} RETURNING {}",
+        insert_sql(lead, backend, resource, names, rows.len()),
+        select_list(resource)
+    );
+    bind_rows(sqlx::query(&sql), tenant, rows.iter().map(Vec::as_slice))
+        .fetch_all(connection)
+        .await
+}
+
+/// [`insert_rows`] for rows that bring their id (creates made ahead), returning nothing: how
+/// many were inserted (those whose id is taken are not).
+pub(super) async fn insert_rows_made_ahead<'r>(
+    connection: &mut AnyConnection,
+    lead: &str,
+    backend: Backend,
+    resource: &Resource,
+    tenant: i64,
+    names: &[&str],
+    rows: impl ExactSizeIterator<Item = &'r [Value]>,
+) -> std::result::Result<u64, sqlx::Error> {
+    let sql = insert_sql(lead, backend, resource, names, rows.len());
+    let done = bind_rows(sqlx::query(&sql), tenant, rows)
+        .execute(connection)
+        .await?;
+    Ok(done.rows_affected())
+}
+
+/// The insert of `rows` rows of `names` and `tenant_id` after `lead`; rows that bring their id
+/// skip a taken one.
+fn insert_sql(
+    lead: &str,
+    backend: Backend,
+    resource: &Resource,
+    names: &[&str],
+    rows: usize,
+) -> String {
+    let tuples = backend.values(rows, names.len() + 1);
     let columns = std::iter::once("tenant_id")
         .chain(names.iter().copied())
         .collect::<Vec<_>>()
         .join(", ");
-    let sql = format!(
-        "{lead}INSERT INTO {} ({columns}) VALUES {tuples}{} RETURNING {}",
+    format!(
+        "{lead}INSERT INTO {} ({columns}) VALUES {tuples}{}",
         resource.table,
         if names.contains(&"id") {
             " ON CONFLICT (id) DO NOTHING"
         } else {
             ""
         },
-        select_list(resource)
-    );
-    let mut insert = sqlx::query(&sql);
+    )
+}
+
+/// Binds `tenant` and the values of each row, in the order of [`insert_sql`].
+fn bind_rows<'q, 'r>(
+    mut insert: AnyQuery<'q>,
+    tenant: i64,
+    rows: impl IntoIterator<Item = &'r [Value]>,
+) -> AnyQuery<'q> {
     for row in rows {
         insert = insert.bind(tenant);
         for value in row {
             insert = bind(insert, value);
         }
     }
-    insert.fetch_all(connection).await
+    insert
 }
 
 /// Whether row `target` of `table` belongs to `tenant`.

@@ -32,7 +32,9 @@ use sqlx::{Any, AnyConnection, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint;
-use super::crud::{audit, bind, insert_rows, insert_values, row_to_json, select_list};
+use super::crud::{
+    audit, bind, insert_rows, insert_rows_made_ahead, insert_values, row_to_json, select_list,
+};
 use super::events::{self, NewEvent};
 use super::routing::{bind_padded_rows, output_changes, write_rows, OutputBatch, RowValues, ROWS};
 use super::{
@@ -72,7 +74,8 @@ pub(super) struct Preset {
 }
 
 impl Create {
-    /// A create made ahead, answered on `reply`.
+    /// A create made ahead, answered on `reply` with `Null` once written: its maker holds the
+    /// row, which is not read back.
     pub(super) fn ahead(
         resource: &'static Resource,
         tenant: i64,
@@ -571,8 +574,13 @@ impl<'a> OneInsert<'a> {
         let columns: Vec<&str> = std::iter::once("tenant_id")
             .chain(self.names.iter().copied())
             .collect();
+        // A create made ahead is not read back: its maker holds the row.
+        let returning = match self.create.preset {
+            Some(_) => String::new(),
+            None => format!(" RETURNING {}", select_list(resource)),
+        };
         sql.push_str(&format!(
-            "INSERT INTO {} ({}) SELECT ?{} {} RETURNING {}; ",
+            "INSERT INTO {} ({}) SELECT ?{} {}{returning}; ",
             resource.table,
             columns.join(", "),
             ", ?".repeat(columns.len() - 1),
@@ -581,7 +589,6 @@ impl<'a> OneInsert<'a> {
             } else {
                 format!("WHERE {}", guard.join(" AND "))
             },
-            select_list(resource)
         ));
         sql.push_str(
             "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
@@ -613,7 +620,8 @@ impl<'a> OneInsert<'a> {
     }
 
     /// The create's answer from the rows the committed trip returned: the reference check's
-    /// (if it made one), then the inserted row (if every reference held).
+    /// (if it made one), then the inserted row (if every reference held) — `Null` for a create
+    /// made ahead, which returns none.
     fn answer(&self, returned: &[AnyRow]) -> Result<Json> {
         let mut returned = returned.iter();
         if !self.references.is_empty() {
@@ -628,6 +636,11 @@ impl<'a> OneInsert<'a> {
                     });
                 }
             }
+        }
+        if self.create.preset.is_some() {
+            // Every reference held, so it was inserted (or its id was taken, which failed the
+            // round).
+            return Ok(Json::Null);
         }
         let row = returned
             .next()
@@ -718,11 +731,14 @@ async fn insert_batch(
     }
 
     for group in &mut groups {
-        // Rows are matched to the ids returned in ascending order: the ids of creates made
-        // ahead go in that order.
-        group
-            .rows
-            .sort_by_key(|(i, _)| batch[*i].preset.map(|p| p.id));
+        if group.names.contains(&"id") {
+            insert_made_ahead(&mut *connection, store.backend, batch, group, audits, lead).await?;
+            for (i, _) in &group.rows {
+                outcomes[*i] = Some(Ok(Json::Null));
+            }
+            continue;
+        }
+        // Rows are matched to the ids returned in ascending order.
         for chunk in sized_chunks(&group.rows) {
             let values: Vec<Vec<Value>> = chunk.iter().map(|(_, row)| row.clone()).collect();
             let rows = insert_rows(
@@ -758,7 +774,7 @@ async fn insert_batch(
                         create.actor,
                         ids[k],
                     ),
-                    create.preset.map_or(now, |p| p.at),
+                    now,
                 ));
                 outcomes[i] = Some(Ok(created));
             }
@@ -768,6 +784,51 @@ async fn insert_batch(
         .into_iter()
         .map(|o| o.unwrap_or_else(|| Err(mismatch("a create got no outcome"))))
         .collect())
+}
+
+/// Inserts a group of creates made ahead (their ids are reserved, so nothing needs to be read
+/// back: their makers hold the rows) and adds their audit events. Every row must be inserted:
+/// one whose id is taken is a mismatch, and the creates are then written one by one.
+async fn insert_made_ahead(
+    connection: &mut AnyConnection,
+    backend: Backend,
+    batch: &[Create],
+    group: &Group,
+    audits: &mut Vec<(NewEvent, i64)>,
+    lead: &mut Option<&'static str>,
+) -> Result<()> {
+    for chunk in sized_chunks(&group.rows) {
+        let inserted = insert_rows_made_ahead(
+            &mut *connection,
+            &lead_sql(lead),
+            backend,
+            group.resource,
+            group.tenant,
+            &group.names,
+            chunk.iter().map(|(_, row)| row.as_slice()),
+        )
+        .await?;
+        if inserted != chunk.len() as u64 {
+            return Err(mismatch("a create made ahead found its id taken"));
+        }
+        for (i, _) in chunk {
+            let create = &batch[*i];
+            let Some(preset) = create.preset else {
+                return Err(mismatch("a create made ahead has no id"));
+            };
+            audits.push((
+                audit(
+                    create.resource.table,
+                    "created",
+                    create.tenant,
+                    create.actor,
+                    preset.id,
+                ),
+                preset.at,
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Whether `row` (as returned) holds the readable values a request wrote.
