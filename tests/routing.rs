@@ -1564,6 +1564,55 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
     d.s.stop().await;
 }
 
+/// An agent who asks for an interaction offered before its insert committed (the console
+/// names it a moment after the offer) is answered once the row is written — its record, a
+/// message added to it — not with a 404 or an unknown reference.
+async fn a_request_for_an_interaction_offered_before_its_insert_waits_for_it(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Asked early", json!({})).await;
+    let (_, token) = d.agent("asker", &[], &[queue]).await;
+    let mut console = d.console(&token).await;
+    console.ready().await;
+
+    let mut other = hold_writes(&d, db).await;
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "Asked early" });
+    let (id, (status, created), ((read, record), (added, message))) = {
+        let create = d.s.post("/api/v1/interactions", &d.admin, body);
+        tokio::pin!(create);
+        let offer = unanswered(&mut create, console.expect("offer")).await;
+        let id = offer["interaction"].as_i64().expect("an interaction id");
+        let path = format!("/api/v1/interactions/{id}");
+        let message = json!({ "interaction_id": id, "direction": "in", "author": "erika@example.test", "body": "Hello" });
+        let asked = async {
+            tokio::join!(
+                d.s.get(&path, &token),
+                d.s.post("/api/v1/messages", &token, message)
+            )
+        };
+        tokio::pin!(asked);
+        // While the insert waits, the requests wait too: the server answers others meanwhile.
+        tokio::select! {
+            ((status, body), _) = &mut asked => panic!("answered before the insert: {status} {body}"),
+            (status, _) = async {
+                let mut answered = (StatusCode::OK, Value::Null);
+                for _ in 0..5 {
+                    answered = d.s.get("/api/v1/queues", &d.admin).await;
+                }
+                answered
+            } => assert_eq!(status, StatusCode::OK),
+        }
+        let_go(&mut other).await;
+        let (created, asked) = tokio::join!(create, asked);
+        (id, created, asked)
+    };
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(read, StatusCode::OK, "{record}");
+    assert_eq!(record["subject"], "Asked early");
+    assert_eq!(added, StatusCode::CREATED, "{message}");
+    assert_eq!(message["interaction_id"], id);
+    d.s.stop().await;
+}
+
 /// PostgreSQL: a trigger that refuses to insert an interaction whose subject is `refused`.
 const REFUSE_SUBJECT_REFUSED: &str = "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
     IF NEW.subject = 'refused' THEN \
@@ -1662,6 +1711,7 @@ async fn postgres_an_accepted_interaction_the_database_refuses_ends() {
 on_both_backends!(
     an_offer_does_not_wait_for_the_database,
     a_second_offer_before_the_insert_shows_the_details,
+    a_request_for_an_interaction_offered_before_its_insert_waits_for_it,
     an_interaction_in_routing_is_not_deleted,
     sockets_close_when_their_login_ends_or_changes,
     supervisor_feed_follows_the_floor,

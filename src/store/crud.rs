@@ -142,6 +142,7 @@ impl Store {
     }
 
     pub async fn get(&self, resource: &Resource, tenant: i64, id: i64) -> Result<Json> {
+        self.settled_if_interaction(resource, tenant, id).await;
         let sql = format!(
             "SELECT {} FROM {} WHERE tenant_id = $1 AND id = $2",
             select_list(resource),
@@ -166,6 +167,11 @@ impl Store {
         actor: Option<i64>,
         values: &[(&'static Column, Value)],
     ) -> Result<Json> {
+        for (column, value) in values {
+            if let (Kind::Ref("interactions"), Value::Int(Some(target))) = (column.kind, value) {
+                self.settled(tenant, *target).await;
+            }
+        }
         // The committer outlives the request, so it takes the catalog's own description.
         let listed = RESOURCES
             .iter()
@@ -260,6 +266,13 @@ impl Store {
         Ok(true)
     }
 
+    /// [`Store::settled`] for row `id` of `resource` if it is an interaction.
+    async fn settled_if_interaction(&self, resource: &Resource, tenant: i64, id: i64) {
+        if std::ptr::eq(resource, &INTERACTIONS) {
+            self.settled(tenant, id).await;
+        }
+    }
+
     /// Inserts one row in a transaction of its own. A create made ahead (`preset`: its id and
     /// creation time) is written at most once: if its row is there already — a round holding it
     /// committed though its `COMMIT` went unanswered — that row is the answer.
@@ -306,6 +319,7 @@ impl Store {
         if values.is_empty() {
             return self.get(resource, tenant, id).await;
         }
+        self.settled_if_interaction(resource, tenant, id).await;
         let mut tx = self.begin().await?;
         let demoting =
             std::ptr::eq(resource, &USERS) && values.iter().any(|(c, _)| c.name == "role");
@@ -369,6 +383,7 @@ impl Store {
         actor: Option<i64>,
         id: i64,
     ) -> Result<()> {
+        self.settled_if_interaction(resource, tenant, id).await;
         let mut tx = self.begin().await?;
         let user = std::ptr::eq(resource, &USERS);
         let admins_before = if user {

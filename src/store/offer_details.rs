@@ -2,12 +2,13 @@
 //! moments after they were created, so the rows just created are kept in memory
 //! ([`Fresh`]), serialized once, until their first offer takes them, and the offer needs no
 //! database read. A row created ahead of its insert is held, for every offer, until it is
-//! written: before, the database has none to read. A later change or deletion of the row
-//! through this store drops its copy; a row not held (offered before, or the holding was full)
-//! is read from the database.
+//! written: before, the database has none to read, and a request that names it waits for the
+//! insert ([`Store::settled`]). A later change or deletion of the row through this store drops
+//! its copy; a row not held (offered before, or the holding was full) is read from the database.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
@@ -117,9 +118,38 @@ impl Fresh {
     pub(super) fn forget(&self, tenant: i64, id: i64) {
         self.lock().remove(&(tenant, id));
     }
+
+    /// Whether row `id` of `tenant` was created ahead and its insert has not committed yet.
+    fn unwritten(&self, tenant: i64, id: i64) -> bool {
+        self.lock()
+            .get(&(tenant, id))
+            .is_some_and(|held| held.stage != Stage::Written)
+    }
 }
 
+/// Longest a request naming an interaction created ahead waits for its insert; a database that
+/// takes longer answers it as it is (without the row, most likely) rather than keep it.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
+    /// Returns once interaction `id` of `tenant` is written if it was created ahead of its
+    /// insert (or its insert failed), at once for any other: an agent who asks for an
+    /// interaction a moment after its offer finds the row, not a 404 (at most
+    /// [`SETTLE_TIMEOUT`]).
+    pub(super) async fn settled(&self, tenant: i64, id: i64) {
+        if self.fresh.unwritten(tenant, id)
+            && tokio::time::timeout(SETTLE_TIMEOUT, self.flushed())
+                .await
+                .is_err()
+        {
+            tracing::warn!(
+                tenant,
+                interaction = id,
+                "interaction created ahead not written in time; answered without waiting"
+            );
+        }
+    }
+
     /// The record of an interaction being offered: the row as created if this is its first
     /// offer and nothing changed it since, else as stored now.
     pub async fn offer_details(&self, tenant: i64, id: i64) -> Result<OfferDetails> {
