@@ -141,8 +141,16 @@ impl Store {
         })
     }
 
+    /// Row `id` of `resource` in `tenant`; an interaction created ahead is read once written
+    /// ([`Store::settled`]).
     pub async fn get(&self, resource: &Resource, tenant: i64, id: i64) -> Result<Json> {
         self.settled_if_interaction(resource, tenant, id).await;
+        self.read(resource, tenant, id).await
+    }
+
+    /// Row `id` of `resource` in `tenant` as stored now. The committer reads with this: it would
+    /// wait for itself in [`Store::settled`].
+    async fn read(&self, resource: &Resource, tenant: i64, id: i64) -> Result<Json> {
         let sql = format!(
             "SELECT {} FROM {} WHERE tenant_id = $1 AND id = $2",
             select_list(resource),
@@ -293,7 +301,7 @@ impl Store {
         let Some(row) = rows.first() else {
             drop(tx);
             return match preset {
-                Some(preset) => self.get(resource, tenant, preset.id).await,
+                Some(preset) => self.read(resource, tenant, preset.id).await,
                 None => Err(Error::NotFound),
             };
         };
