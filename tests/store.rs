@@ -1861,6 +1861,62 @@ async fn postgres_a_create_made_ahead_whose_commit_went_unanswered_is_found_writ
     db.drop_db().await;
 }
 
+/// PostgreSQL: a create made ahead whose `COMMIT` went unanswered, and which the database then
+/// cannot take for the moment when it is written again (a serialization failure, from a
+/// trigger that lets only the first insert through), is answered "may be stored" — not with
+/// the database's error, which would withdraw from routing an interaction that is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_create_made_ahead_that_cannot_be_written_again_may_be_stored() {
+    use sqlx::Connection;
+    use vacd::catalog::INTERACTIONS;
+
+    let db = TestDb::new(Db::Postgres).await;
+    let mut admin = sqlx::PgConnection::connect(&db.url)
+        .await
+        .expect("connects");
+    let cutter = CommitCutter::start(&db.url).await;
+    let store = Store::open(&cutter.url, 4).await.expect("store opens");
+    let (t, queue) = tenant_with_queue(&store).await;
+    for sql in [
+        "CREATE SEQUENCE inserts",
+        "CREATE FUNCTION only_the_first() RETURNS trigger AS $$ BEGIN \
+         IF nextval('inserts') > 1 THEN \
+         RAISE EXCEPTION 'not now' USING ERRCODE = '40001'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE TRIGGER only_the_first BEFORE INSERT ON interactions \
+         FOR EACH ROW EXECUTE FUNCTION only_the_first()",
+    ] {
+        sqlx::query(sql).execute(&mut admin).await.expect(sql);
+    }
+    let values = new_values(
+        &INTERACTIONS,
+        json!({ "channel": "email", "queue_id": queue, "subject": "ahead" }),
+    )
+    .expect("valid");
+    cutter.arm();
+    let ahead = store
+        .create_ahead(t, None, &values)
+        .expect("an id is reserved");
+    let id = ahead.id;
+    let answer = ahead.written().await;
+    assert!(
+        matches!(answer, Err(vacd::store::Error::CommitUnknown)),
+        "{answer:?}"
+    );
+    let inserts: i64 = sqlx::query_scalar("SELECT last_value FROM inserts")
+        .fetch_one(&mut admin)
+        .await
+        .expect("inserts");
+    assert_eq!(inserts, 2, "written, then tried again");
+    store.close().await;
+    admin.close().await.expect("closed");
+    let direct = open(&db).await;
+    let stored = direct.get(&INTERACTIONS, t, id).await.expect("stored");
+    assert_eq!(stored["subject"], "ahead");
+    direct.close().await;
+    db.drop_db().await;
+}
+
 /// PostgreSQL: a batch of chat messages whose `COMMIT` went unanswered is not written again
 /// one by one (a message without a client id would be there twice); their authors hear that
 /// they may be stored. On one thread, so that both messages are in the batch.
