@@ -148,8 +148,9 @@ impl Store {
         self.read(resource, tenant, id).await
     }
 
-    /// Row `id` of `resource` in `tenant` as stored now. The committer reads with this: it would
-    /// wait for itself in [`Store::settled`].
+    /// Row `id` of `resource` in `tenant` as stored now. The committer reads with this: waiting
+    /// for the journal in [`Store::settled`] there would be waiting for itself (its own handle
+    /// has no journal, so it would not today; this keeps it from depending on that).
     async fn read(&self, resource: &Resource, tenant: i64, id: i64) -> Result<Json> {
         let sql = format!(
             "SELECT {} FROM {} WHERE tenant_id = $1 AND id = $2",

@@ -574,10 +574,14 @@ impl<'a> OneInsert<'a> {
         let columns: Vec<&str> = std::iter::once("tenant_id")
             .chain(self.names.iter().copied())
             .collect();
-        // A create made ahead is not read back: its maker holds the row.
+        // A create made ahead is not read back (its maker holds the row), only counted.
         let returning = match self.create.preset {
             Some(_) => String::new(),
             None => format!(" RETURNING {}", select_list(resource)),
+        };
+        let counted = match self.create.preset {
+            Some(_) => "SELECT changes() AS inserted; ",
+            None => "",
         };
         sql.push_str(&format!(
             "INSERT INTO {} ({}) SELECT ?{} {}{returning}; ",
@@ -590,6 +594,7 @@ impl<'a> OneInsert<'a> {
                 format!("WHERE {}", guard.join(" AND "))
             },
         ));
+        sql.push_str(counted);
         sql.push_str(
             "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
              SELECT ?, ?, ?, NULL, ?, NULL, json_object('id', last_insert_rowid(), 'table', ?) \
@@ -620,8 +625,8 @@ impl<'a> OneInsert<'a> {
     }
 
     /// The create's answer from the rows the committed trip returned: the reference check's
-    /// (if it made one), then the inserted row (if every reference held) — `Null` for a create
-    /// made ahead, which returns none.
+    /// (if it made one), then the inserted row (if every reference held) — for a create made
+    /// ahead the count of rows inserted instead, and `Null`.
     fn answer(&self, returned: &[AnyRow]) -> Result<Json> {
         let mut returned = returned.iter();
         if !self.references.is_empty() {
@@ -638,9 +643,13 @@ impl<'a> OneInsert<'a> {
             }
         }
         if self.create.preset.is_some() {
-            // Every reference held, so it was inserted (or its id was taken, which failed the
-            // round).
-            return Ok(Json::Null);
+            let counted = returned
+                .next()
+                .ok_or_else(|| mismatch("the insert was not counted"))?;
+            return match counted.try_get::<i64, _>("inserted")? {
+                1 => Ok(Json::Null),
+                _ => Err(mismatch("a create made ahead was not inserted")),
+            };
         }
         let row = returned
             .next()
@@ -797,10 +806,15 @@ async fn insert_made_ahead(
     audits: &mut Vec<(NewEvent, i64)>,
     lead: &mut Option<&'static str>,
 ) -> Result<()> {
+    // The inserted rows are counted from the query's changes, which on SQLite a `BEGIN` sent
+    // ahead in the same query would not reset (the last round's would count): sent alone.
+    if let Some(begin) = lead.take() {
+        sqlx::query(begin).execute(&mut *connection).await?;
+    }
     for chunk in sized_chunks(&group.rows) {
         let inserted = insert_rows_made_ahead(
             &mut *connection,
-            &lead_sql(lead),
+            "",
             backend,
             group.resource,
             group.tenant,
