@@ -1821,6 +1821,25 @@ async fn postgres_a_create_whose_commit_went_unanswered_is_not_written_twice() {
     db.drop_db().await;
 }
 
+/// An email (subject `ahead`) to `queue` of tenant `t` created ahead on `store`, whose round's
+/// `COMMIT` `cutter` cuts.
+fn ahead_with_its_commit_cut(
+    store: &Store,
+    cutter: &CommitCutter,
+    t: i64,
+    queue: i64,
+) -> vacd::store::Ahead {
+    let values = new_values(
+        &vacd::catalog::INTERACTIONS,
+        json!({ "channel": "email", "queue_id": queue, "subject": "ahead" }),
+    )
+    .expect("valid");
+    cutter.arm();
+    store
+        .create_ahead(t, None, &values)
+        .expect("an id is reserved")
+}
+
 /// PostgreSQL: the connection breaks after the `COMMIT` of a round holding a create made ahead
 /// went out. Its id tells: the row is found there and is the answer — written once, with one
 /// audit event — not "may be stored", which would leave routing with an interaction its caller
@@ -1833,15 +1852,7 @@ async fn postgres_a_create_made_ahead_whose_commit_went_unanswered_is_found_writ
     let cutter = CommitCutter::start(&db.url).await;
     let store = Store::open(&cutter.url, 4).await.expect("store opens");
     let (t, queue) = tenant_with_queue(&store).await;
-    let values = new_values(
-        &INTERACTIONS,
-        json!({ "channel": "email", "queue_id": queue, "subject": "ahead" }),
-    )
-    .expect("valid");
-    cutter.arm();
-    let ahead = store
-        .create_ahead(t, None, &values)
-        .expect("an id is reserved");
+    let ahead = ahead_with_its_commit_cut(&store, &cutter, t, queue);
     let announced = ahead.row.clone();
     ahead.written().await.expect("found written");
     store.close().await;
@@ -1887,15 +1898,7 @@ async fn postgres_a_create_made_ahead_that_cannot_be_written_again_may_be_stored
     ] {
         sqlx::query(sql).execute(&mut admin).await.expect(sql);
     }
-    let values = new_values(
-        &INTERACTIONS,
-        json!({ "channel": "email", "queue_id": queue, "subject": "ahead" }),
-    )
-    .expect("valid");
-    cutter.arm();
-    let ahead = store
-        .create_ahead(t, None, &values)
-        .expect("an id is reserved");
+    let ahead = ahead_with_its_commit_cut(&store, &cutter, t, queue);
     let id = ahead.id;
     let answer = ahead.written().await;
     assert!(

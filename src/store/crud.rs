@@ -539,14 +539,13 @@ pub(super) async fn insert_rows(
 /// many were inserted (those whose id is taken are not).
 pub(super) async fn insert_rows_made_ahead<'r>(
     connection: &mut AnyConnection,
-    lead: &str,
     backend: Backend,
     resource: &Resource,
     tenant: i64,
     names: &[&str],
     rows: impl ExactSizeIterator<Item = &'r [Value]>,
 ) -> std::result::Result<u64, sqlx::Error> {
-    let sql = insert_sql(lead, backend, resource, names, rows.len());
+    let sql = insert_sql("", backend, resource, names, rows.len());
     let done = bind_rows(sqlx::query(&sql), tenant, rows)
         .execute(connection)
         .await?;

@@ -74,6 +74,12 @@ pub(super) struct Preset {
 }
 
 impl Create {
+    /// The audit event of its insert as row `id`, dated `at`.
+    fn audited(&self, id: i64, at: i64) -> (NewEvent, i64) {
+        let event = audit(self.resource.table, "created", self.tenant, self.actor, id);
+        (event, at)
+    }
+
     /// A create made ahead, answered on `reply` with `Null` once written: its maker holds the
     /// row, which is not read back.
     pub(super) fn ahead(
@@ -775,16 +781,7 @@ async fn insert_batch(
                 if !wrote(&created, &create.values) {
                     return Err(mismatch("a returned row does not match its request"));
                 }
-                audits.push((
-                    audit(
-                        create.resource.table,
-                        "created",
-                        create.tenant,
-                        create.actor,
-                        ids[k],
-                    ),
-                    now,
-                ));
+                audits.push(create.audited(ids[k], now));
                 outcomes[i] = Some(Ok(created));
             }
         }
@@ -814,7 +811,6 @@ async fn insert_made_ahead(
     for chunk in sized_chunks(&group.rows) {
         let inserted = insert_rows_made_ahead(
             &mut *connection,
-            "",
             backend,
             group.resource,
             group.tenant,
@@ -830,16 +826,7 @@ async fn insert_made_ahead(
             let Some(preset) = create.preset else {
                 return Err(mismatch("a create made ahead has no id"));
             };
-            audits.push((
-                audit(
-                    create.resource.table,
-                    "created",
-                    create.tenant,
-                    create.actor,
-                    preset.id,
-                ),
-                preset.at,
-            ));
+            audits.push(create.audited(preset.id, preset.at));
         }
     }
     Ok(())
