@@ -2006,14 +2006,11 @@ async fn interaction_ids_made_ahead_never_meet_those_the_database_chooses(db: Db
     let second = ahead(&store);
     let mut ids = chosen.clone();
     for made in [first, second] {
-        let announced = made.row.clone();
-        let written = made.written().await.expect("written");
-        let stored = store
-            .get(&INTERACTIONS, t, written["id"].as_i64().expect("id"))
-            .await
-            .expect("stored");
+        let (id, announced) = (made.id, made.row.clone());
+        made.written().await.expect("written");
+        let stored = store.get(&INTERACTIONS, t, id).await.expect("stored");
         assert_eq!(stored, announced);
-        ids.push(announced["id"].as_i64().expect("id"));
+        ids.push(id);
     }
     let mut distinct = ids.clone();
     distinct.sort_unstable();
@@ -2023,7 +2020,7 @@ async fn interaction_ids_made_ahead_never_meet_those_the_database_chooses(db: Db
 
     let store = open(&db).await;
     let after = ahead(&store);
-    let id = after.row["id"].as_i64().expect("id");
+    let id = after.id;
     assert!(ids.iter().all(|&before| before < id), "{id} after {ids:?}");
     after.written().await.expect("written");
     let chosen = new_emails(&store, t, queue, 1).await[0];
