@@ -100,7 +100,12 @@ impl Ahead {
 }
 
 impl Store {
+    /// A page of `resource`'s rows in `tenant`; interactions are listed once those created
+    /// ahead of their inserts so far are written ([`Store::all_settled`]).
     pub async fn list(&self, resource: &Resource, tenant: i64, query: &ListQuery) -> Result<Page> {
+        if std::ptr::eq(resource, &INTERACTIONS) {
+            self.all_settled(tenant).await;
+        }
         let mut clause = String::from("tenant_id = $1");
         for (i, (c, _)) in query.filters.iter().enumerate() {
             clause.push_str(&format!(" AND {} = ${}", c.sql_name(), i + 2));

@@ -3,7 +3,8 @@
 //! ([`Fresh`]), serialized once, until their first offer takes them, and the offer needs no
 //! database read. A row created ahead of its insert is held, for every offer, until it is
 //! written: before, the database has none to read, and a request that names it waits for the
-//! insert ([`Store::settled`]). A later change or deletion of the row through this store drops
+//! insert ([`Store::settled`]), and a listing of interactions waits for every such insert of
+//! its tenant ([`Store::all_settled`]). A later change or deletion of the row through this store drops
 //! its copy; a row not held (offered before, or the holding was full) is read from the database.
 
 use std::collections::HashMap;
@@ -125,6 +126,14 @@ impl Fresh {
             .get(&(tenant, id))
             .is_some_and(|held| held.stage != Stage::Written)
     }
+
+    /// Whether any row of `tenant` was created ahead and its insert has not committed yet. A
+    /// scan: the rows held are those not offered yet, and listings are rare beside offers.
+    fn any_unwritten(&self, tenant: i64) -> bool {
+        self.lock()
+            .iter()
+            .any(|((t, _), held)| *t == tenant && held.stage != Stage::Written)
+    }
 }
 
 /// Longest a request naming an interaction created ahead waits for its insert; a database that
@@ -137,15 +146,29 @@ impl Store {
     /// interaction a moment after its offer finds the row, not a 404 (at most
     /// [`SETTLE_TIMEOUT`]).
     pub(super) async fn settled(&self, tenant: i64, id: i64) {
-        if self.fresh.unwritten(tenant, id)
-            && tokio::time::timeout(SETTLE_TIMEOUT, self.flushed())
-                .await
-                .is_err()
+        if self.fresh.unwritten(tenant, id) {
+            self.flushed_in_time(tenant).await;
+        }
+    }
+
+    /// Returns once every interaction of `tenant` created ahead of its insert so far is
+    /// written (or its insert failed): a listing made a moment after an offer (a supervisor's,
+    /// an agent's) shows the interaction offered (at most [`SETTLE_TIMEOUT`]).
+    pub(super) async fn all_settled(&self, tenant: i64) {
+        if self.fresh.any_unwritten(tenant) {
+            self.flushed_in_time(tenant).await;
+        }
+    }
+
+    /// Waits for the journal's writes sent so far, at most [`SETTLE_TIMEOUT`].
+    async fn flushed_in_time(&self, tenant: i64) {
+        if tokio::time::timeout(SETTLE_TIMEOUT, self.flushed())
+            .await
+            .is_err()
         {
             tracing::warn!(
                 tenant,
-                interaction = id,
-                "interaction created ahead not written in time; answered without waiting"
+                "interactions created ahead not written in time; answered without waiting"
             );
         }
     }
