@@ -1566,8 +1566,8 @@ async fn an_offer_does_not_wait_for_the_database(db: Db) {
 
 /// An agent who asks for an interaction offered before its insert committed (the console
 /// names it a moment after the offer) is answered once the row is written — its record, a
-/// message added to it — not with a 404 or an unknown reference; a listing of the queue's
-/// interactions made meanwhile (a supervisor's) shows it too.
+/// message added to it, a change to it — not with a 404 or an unknown reference; a listing of
+/// the queue's interactions made meanwhile (a supervisor's) shows it too.
 async fn a_request_for_an_interaction_offered_before_its_insert_waits_for_it(db: Db) {
     let d = Desk::new(db).await;
     let queue = d.queue("Asked early", json!({})).await;
@@ -1577,7 +1577,11 @@ async fn a_request_for_an_interaction_offered_before_its_insert_waits_for_it(db:
 
     let mut other = hold_writes(&d, db).await;
     let body = json!({ "channel": "email", "queue_id": queue, "subject": "Asked early" });
-    let (id, (status, created), ((read, record), (added, message), (listed, page))) = {
+    let (
+        id,
+        (status, created),
+        ((read, record), (added, message), (changed, patched), (listed, page)),
+    ) = {
         let create = d.s.post("/api/v1/interactions", &d.admin, body);
         tokio::pin!(create);
         let offer = unanswered(&mut create, console.expect("offer")).await;
@@ -1589,13 +1593,18 @@ async fn a_request_for_an_interaction_offered_before_its_insert_waits_for_it(db:
             tokio::join!(
                 d.s.get(&path, &token),
                 d.s.post("/api/v1/messages", &token, message),
+                d.s.patch(
+                    &path,
+                    &token,
+                    json!({ "sla_deadline": 4_102_444_800_000_i64 })
+                ),
                 d.s.get(&listing, &d.admin)
             )
         };
         tokio::pin!(asked);
         // While the insert waits, the requests wait too: the server answers others meanwhile.
         tokio::select! {
-            ((status, body), _, _) = &mut asked => panic!("answered before the insert: {status} {body}"),
+            ((status, body), _, _, _) = &mut asked => panic!("answered before the insert: {status} {body}"),
             () = async {
                 for _ in 0..5 {
                     let (status, body) = d.s.get("/api/v1/queues", &d.admin).await;
@@ -1612,6 +1621,8 @@ async fn a_request_for_an_interaction_offered_before_its_insert_waits_for_it(db:
     assert_eq!(record["subject"], "Asked early");
     assert_eq!(added, StatusCode::CREATED, "{message}");
     assert_eq!(message["interaction_id"], id);
+    assert_eq!(changed, StatusCode::OK, "{patched}");
+    assert_eq!(patched["sla_deadline"], 4_102_444_800_000_i64, "{patched}");
     assert_eq!(listed, StatusCode::OK, "{page}");
     assert_eq!(page["total"], 1, "{page}");
     assert_eq!(page["items"][0]["id"], id, "{page}");

@@ -2,10 +2,10 @@
 //! moments after they were created, so the rows just created are kept in memory
 //! ([`Fresh`]), serialized once, until their first offer takes them, and the offer needs no
 //! database read. A row created ahead of its insert is held, for every offer, until it is
-//! written: before, the database has none to read, and a request that names it waits for the
-//! insert ([`Store::settled`]), and a listing of interactions waits for every such insert of
-//! its tenant ([`Store::all_settled`]). A later change or deletion of the row through this store drops
-//! its copy; a row not held (offered before, or the holding was full) is read from the database.
+//! written: before, the database has none to read, so a request that names it waits for the
+//! insert ([`Store::settled`]) and a listing of interactions for every such insert
+//! ([`Store::all_settled`]). A later change or deletion of the row through this store drops its
+//! copy; a row not held (offered before, or the holding was full) is read from the database.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -126,14 +126,6 @@ impl Fresh {
             .get(&(tenant, id))
             .is_some_and(|held| held.stage != Stage::Written)
     }
-
-    /// Whether any row of `tenant` was created ahead and its insert has not committed yet. A
-    /// scan: the rows held are those not offered yet, and listings are rare beside offers.
-    fn any_unwritten(&self, tenant: i64) -> bool {
-        self.lock()
-            .iter()
-            .any(|((t, _), held)| *t == tenant && held.stage != Stage::Written)
-    }
 }
 
 /// Longest a request naming an interaction created ahead waits for its insert; a database that
@@ -151,13 +143,13 @@ impl Store {
         }
     }
 
-    /// Returns once every interaction of `tenant` created ahead of its insert so far is
-    /// written (or its insert failed): a listing made a moment after an offer (a supervisor's,
-    /// an agent's) shows the interaction offered (at most [`SETTLE_TIMEOUT`]).
+    /// Returns once every interaction created ahead of its insert so far is written (or its
+    /// insert failed): a listing made a moment after an offer (a supervisor's, an agent's)
+    /// shows the interaction offered (at most [`SETTLE_TIMEOUT`]). It waits for the journal
+    /// as it stands rather than look for such rows: under load there nearly always is one, and
+    /// looking would hold the offers' lock through a scan of every row held.
     pub(super) async fn all_settled(&self, tenant: i64) {
-        if self.fresh.any_unwritten(tenant) {
-            self.flushed_in_time(tenant).await;
-        }
+        self.flushed_in_time(tenant).await;
     }
 
     /// Waits for the journal's writes sent so far, at most [`SETTLE_TIMEOUT`].
