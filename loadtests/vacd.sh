@@ -1,7 +1,7 @@
 # Sourced by the load test scripts. `start_vacd [VACD_KEY=value …]` starts the release vacd from
-# "$target" (or the binary $vacd_bin names) with the default config on 127.0.0.1:$port (SIP on free ports, warnings only, log in
-# "$work/vacd.log") and the settings given, sets $vacd to its pid, stops it and removes $work
-# when the script exits, and returns once it answers /ready.
+# "$target" (or the binary $vacd_bin names) with the default config on 127.0.0.1:$port (SIP on
+# free ports, warnings only, log in "$work/vacd.log") and the settings given, sets $vacd to its
+# pid, stops it and removes $work when the script exits, and returns once it answers /ready.
 start_vacd() {
     env VACD_HTTP__LISTEN="127.0.0.1:$port" VACD_SIP__UDP=127.0.0.1:0 VACD_SIP__TCP=127.0.0.1:0 \
         VACD_LOG__LEVEL=warn "$@" \
