@@ -581,13 +581,9 @@ impl<'a> OneInsert<'a> {
             .chain(self.names.iter().copied())
             .collect();
         // A create made ahead is not read back (its maker holds the row), only counted.
-        let returning = match self.create.preset {
-            Some(_) => String::new(),
-            None => format!(" RETURNING {}", select_list(resource)),
-        };
-        let counted = match self.create.preset {
-            Some(_) => "SELECT changes() AS inserted; ",
-            None => "",
+        let (returning, counted) = match self.create.preset {
+            Some(_) => (String::new(), "SELECT changes() AS inserted; "),
+            None => (format!(" RETURNING {}", select_list(resource)), ""),
         };
         sql.push_str(&format!(
             "INSERT INTO {} ({}) SELECT ?{} {}{returning}; ",
