@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::events::{self, NewEvent};
 use super::group_commit::{self, Preset};
-use super::{now_ms, AnyQuery, Backend, Error, Result, Store};
+use super::{now_ms, query_for, AnyQuery, Backend, Error, Result, Store};
 use crate::catalog::{
     Column, Kind, Resource, ATTACHMENTS, INTERACTIONS, MAX_HIERARCHY_DEPTH, RESOURCES, USERS,
 };
@@ -535,9 +535,14 @@ pub(super) async fn insert_rows(
         insert_sql(lead, backend, resource, names, rows.len()),
         select_list(resource)
     );
-    bind_rows(sqlx::query(&sql), tenant, rows.iter().map(Vec::as_slice))
-        .fetch_all(connection)
-        .await
+    let params = rows.len() * (1 + names.len());
+    bind_rows(
+        query_for(&sql, params),
+        tenant,
+        rows.iter().map(Vec::as_slice),
+    )
+    .fetch_all(connection)
+    .await
 }
 
 /// [`insert_rows`] for rows that bring their id (creates made ahead), returning nothing: how
@@ -551,7 +556,8 @@ pub(super) async fn insert_rows_made_ahead<'r>(
     rows: impl ExactSizeIterator<Item = &'r [Value]>,
 ) -> std::result::Result<u64, sqlx::Error> {
     let sql = insert_sql("", backend, resource, names, rows.len());
-    let done = bind_rows(sqlx::query(&sql), tenant, rows)
+    let params = rows.len() * (1 + names.len());
+    let done = bind_rows(query_for(&sql, params), tenant, rows)
         .execute(connection)
         .await?;
     Ok(done.rows_affected())

@@ -4,7 +4,7 @@
 
 use sqlx::{Any, AnyConnection};
 
-use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
+use super::{now_ms, padded_chunks, query_for, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// An event about to be appended.
 #[derive(Debug, Clone)]
@@ -36,6 +36,9 @@ pub(super) async fn append_at(
     Ok(())
 }
 
+/// Values bound per event.
+pub(super) const PARAMS: usize = 7;
+
 /// One event (seven named parameters are cheap to bind on both databases).
 const INSERT_ONE: &str =
     "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
@@ -49,7 +52,7 @@ pub(super) async fn append_many(
 ) -> Result<()> {
     for (chunk, size) in padded_chunks(events) {
         let sql = INSERT_MANY.get(backend, size);
-        bind_padded(sqlx::query(&sql), chunk, size)
+        bind_padded(query_for(&sql, size * PARAMS), chunk, size)
             .execute(&mut *connection)
             .await?;
     }
@@ -74,7 +77,7 @@ pub(super) fn bind_padded<'q>(
 /// The insert of up to `rows` events; [`bind`] binds their values, [`bind_nulls`] the rows of
 /// NULLs that pad the statement, which it skips.
 fn insert_sql(backend: Backend, rows: usize) -> String {
-    let tuples = backend.values(rows, 7);
+    let tuples = backend.values(rows, PARAMS);
     format!(
         "INSERT INTO events (tenant_id, at, kind, interaction_id, agent_id, queue_id, payload) \
          SELECT * FROM (VALUES {tuples}) AS v WHERE v.column1 IS NOT NULL"

@@ -38,8 +38,8 @@ use super::crud::{
 use super::events::{self, NewEvent};
 use super::routing::{bind_padded_rows, output_changes, write_rows, OutputBatch, RowValues, ROWS};
 use super::{
-    begin_in, commit_failed, now_ms, padded_chunks, sized_chunks, AnyQuery, Backend, Error, Result,
-    Store, Value, BEGIN_WRITE, CHUNK_SIZES,
+    begin_in, commit_failed, now_ms, padded_chunks, query_for, sized_chunks, AnyQuery, Backend,
+    Error, Result, Store, Value, BEGIN_WRITE, CHUNK_SIZES,
 };
 use crate::catalog::{Column, Kind, Resource};
 
@@ -406,7 +406,8 @@ async fn write_in_one_trip(
         insert.push_sql(&mut sql);
     }
     tail.push_sql(&mut sql);
-    let mut query = sqlx::query(&sql);
+    let params = insert.as_ref().map_or(0, OneInsert::params) + tail.params();
+    let mut query = query_for(&sql, params);
     if let Some(insert) = &insert {
         query = insert.bind(query);
     }
@@ -441,7 +442,7 @@ async fn write_in_few_trips(
             Some(tail) => {
                 let mut sql = lead_sql(&mut begin);
                 tail.push_sql(&mut sql);
-                tail.bind(sqlx::query(&sql))
+                tail.bind(query_for(&sql, tail.params()))
                     .execute(&mut *connection)
                     .await
                     .map_err(commit_failed)?;
@@ -515,6 +516,12 @@ impl<'a> Tail<'a> {
             sql.push_str("; ");
         }
         sql.push_str("COMMIT");
+    }
+
+    /// How many values [`Tail::bind`] binds.
+    fn params(&self) -> usize {
+        self.event_size.unwrap_or(0) * events::PARAMS
+            + self.row_size.unwrap_or(0) * super::routing::ROW_PARAMS
     }
 
     /// Binds what [`Tail::push_sql`] wrote, in its order.
@@ -602,6 +609,11 @@ impl<'a> OneInsert<'a> {
              SELECT ?, ?, ?, NULL, ?, NULL, json_object('id', last_insert_rowid(), 'table', ?) \
              WHERE changes() = 1; ",
         );
+    }
+
+    /// How many values [`OneInsert::bind`] binds.
+    fn params(&self) -> usize {
+        4 * self.references.len() + 1 + self.values.len() + 5
     }
 
     /// Binds what [`OneInsert::push_sql`] wrote, in its order.

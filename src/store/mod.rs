@@ -43,7 +43,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Arguments, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 pub use calls::{CallEnd, CallResult, HangupBy, NewCall, QueueSounds, StartedCall};
@@ -200,6 +200,14 @@ fn commit_failed(e: sqlx::Error) -> Error {
 }
 
 type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, AnyArguments<'q>>;
+
+/// A query of `sql` with room for `params` bound values: a multi-row statement binds hundreds,
+/// and its argument list grown one value at a time was copied a dozen times on the way.
+fn query_for(sql: &str, params: usize) -> AnyQuery<'_> {
+    let mut arguments = AnyArguments::default();
+    arguments.reserve(params, 0);
+    sqlx::query_with(sql, arguments)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

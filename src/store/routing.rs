@@ -27,7 +27,7 @@ use vacd_actors::{
 
 use super::events::NewEvent;
 use super::group_commit::until_taken;
-use super::{now_ms, padded_chunks, AnyQuery, Backend, ChunkSql, Result, Store};
+use super::{now_ms, padded_chunks, query_for, AnyQuery, Backend, ChunkSql, Result, Store};
 
 /// What a tenant's routing starts from ([`Store::routing_setup`]).
 #[derive(Debug)]
@@ -196,7 +196,7 @@ pub(super) struct RowValues {
 }
 
 /// Parameters per row of the batched update.
-const ROW_PARAMS: usize = 9;
+pub(super) const ROW_PARAMS: usize = 9;
 
 /// Applies the row changes many rows per statement (in chunks of [`padded_chunks`]; a padding
 /// row of NULLs matches no interaction).
@@ -207,7 +207,7 @@ pub(super) async fn write_rows(
 ) -> Result<()> {
     for (chunk, size) in padded_chunks(rows) {
         let sql = ROWS.get(backend, size);
-        bind_padded_rows(sqlx::query(&sql), chunk, size)
+        bind_padded_rows(query_for(&sql, size * ROW_PARAMS), chunk, size)
             .execute(&mut *connection)
             .await?;
     }
