@@ -824,6 +824,25 @@ async fn an_answer_crossing_the_cancel_frees_the_call(db: Db) {
     f.s.stop().await;
 }
 
+/// INVITEs that arrive together do not get past `sip.max_calls`: with room for one call, one
+/// of three callers is answered and the other two get 503 with a Retry-After.
+async fn a_burst_of_calls_beyond_capacity_gets_503(db: Db) {
+    let f = Floor::with(db, |config| config.sip.max_calls = 1).await;
+    let (mut a, mut b, mut c) = (f.caller().await, f.caller().await, f.caller().await);
+    let (a, b, c) = tokio::join!(a.call(NUMBER), b.call(NUMBER), c.call(NUMBER));
+    let refused: Vec<_> = [&a, &b, &c]
+        .into_iter()
+        .filter_map(|call| call.as_ref().err())
+        .collect();
+    let codes: Vec<u16> = refused.iter().map(|r| r.status_code.code()).collect();
+    assert_eq!(codes, [503, 503], "one answered, two refused");
+    assert!(refused.iter().all(|r| r
+        .headers
+        .iter()
+        .any(|h| matches!(h, vacd_sip::rsip::Header::RetryAfter(_)))));
+    f.s.stop().await;
+}
+
 /// An agent's phone answers with a 200 vacd cannot acknowledge (no Contact): that counts as a
 /// refusal — the next agent gets the call at once, and the first phone's leg holds nothing.
 async fn an_answer_without_contact_counts_as_a_refusal(db: Db) {
@@ -2550,6 +2569,7 @@ impl Sipp {
 
 on_both_backends!(
     call_reaches_an_agent_and_rtp_crosses_the_bridge,
+    a_burst_of_calls_beyond_capacity_gets_503,
     agent_hangs_up,
     caller_abandons_while_queued,
     a_waiting_caller_keeps_the_music,

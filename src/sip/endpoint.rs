@@ -336,7 +336,7 @@ impl Endpoint {
                 let _ = reply.send(result);
             }
             CallRequest::Dial { dial, reply } => {
-                let result = if self.calls.len() >= self.max_calls as usize {
+                let result = if self.at_capacity() {
                     Err(DialError::OverCapacity)
                 } else {
                     let phone = self.phone_of(dial.tenant, dial.agent, now);
@@ -611,6 +611,13 @@ impl Endpoint {
         }
     }
 
+    /// Whether `sip.max_calls` calls are live or on their way: an INVITE whose number is being
+    /// looked up holds its place, or a burst of INVITEs would all pass the check before the
+    /// first became a call.
+    fn at_capacity(&self) -> bool {
+        self.calls.len() + self.looking_up.len() >= self.max_calls as usize
+    }
+
     fn on_invite(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
         // A second new INVITE of a call already here (forked towards two of our numbers, or
         // one request come by two paths): RFC 3261 §8.2.2.2 — 482, or the two would share
@@ -621,7 +628,7 @@ impl Endpoint {
             self.reply(&key, &request, 482, now);
             return;
         }
-        if self.calls.len() >= self.max_calls as usize {
+        if self.at_capacity() {
             tracing::warn!(%peer, max_calls = self.max_calls, "over call capacity, 503");
             let mut response = response_to(&request, 503, Some(&message::new_tag()));
             response
