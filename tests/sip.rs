@@ -18,7 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 use vacd::config::{DigestAlgorithm, Network, TrunkConfig};
 use vacd_sip::digest::answer_challenge;
-use vacd_sip::framer::{Frame, StreamFramer};
+use vacd_sip::framer::StreamFramer;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, parse_datagram, Limits};
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{Header, Response, SipMessage};
@@ -163,17 +163,7 @@ CSeq: {} {method}\r\n\
                     buf
                 }
                 Conn::Tcp { stream, framer } => {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        match framer.next_frame().expect("framing") {
-                            Some(Frame::Message(m)) => return message::encode(&m),
-                            Some(Frame::KeepAlive) => continue,
-                            None => {}
-                        }
-                        let len = stream.read(&mut buf).await.expect("read");
-                        assert!(len > 0, "server closed the connection");
-                        framer.push(&buf[..len]);
-                    }
+                    message::encode(&common::phone::next_frame(stream, framer).await)
                 }
             }
         };
@@ -654,6 +644,30 @@ async fn a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on(db: Db
     s.stop().await;
 }
 
+/// Over TCP, a framed request that fails validation (no Max-Forwards, a CSeq of another
+/// method) is answered 400 as over UDP, and the connection reads on.
+async fn a_malformed_request_over_tcp_gets_400(db: Db) {
+    let s = TestServer::start(db).await;
+    let mut ua = Ua::tcp(s.sip_tcp()).await;
+    let uri = format!("sip:{}", s.sip_tcp());
+    let no_max_forwards = ua
+        .request("OPTIONS", &uri, &uri, "")
+        .replace("Max-Forwards: 70\r\n", "");
+    let other_method = ua
+        .request("OPTIONS", &uri, &uri, "")
+        .replace(" OPTIONS\r\n", " INFO\r\n");
+    for bad in [no_max_forwards, other_method] {
+        ua.send(&bad).await;
+        let refused = ua.next_response_within(WAIT).await.expect("an answer");
+        assert_eq!(refused.status_code.code(), 400, "{refused}");
+    }
+    let text = ua.request("OPTIONS", &uri, &uri, "");
+    ua.send(&text).await;
+    let ok = ua.next_response_within(WAIT).await.expect("an answer");
+    assert_eq!(ok.status_code.code(), 200, "{ok}");
+    s.stop().await;
+}
+
 /// A source sending faster than `sip.rate_limit_per_second` loses the excess; others do not.
 async fn floods_are_rate_limited(db: Db) {
     let s = TestServer::start_with(db, |config| config.sip.rate_limit_per_second = 10).await;
@@ -855,6 +869,7 @@ on_both_backends!(
     idle_and_excess_tcp_connections_are_closed,
     a_tcp_peer_that_stops_reading_is_closed,
     a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on,
+    a_malformed_request_over_tcp_gets_400,
     a_closed_tcp_connection_ends_its_registration,
     sip_credentials_through_the_api,
     options_bye_and_unknown_methods,

@@ -3,10 +3,11 @@
 //! Content-Length (RFC 3261 §18.3), and keep-alive pings (a bare CRLFCRLF, RFC 5626 §3.5.1)
 //! which the connection answers with a single CRLF.
 //!
-//! Size limits are checked before anything large is buffered. An error for which
-//! [`ParseError::breaks_framing`] is true leaves the stream without a message boundary; the
-//! connection must then be closed. Other errors concern one message that has been consumed, and
-//! framing goes on with the next.
+//! Size limits are checked before anything large is buffered. An error (always one for which
+//! [`ParseError::breaks_framing`] is true) leaves the stream without a message boundary; the
+//! connection must then be closed. A message that is framed but fails to parse or validate is
+//! consumed and yielded as [`Frame::Invalid`] with its header section, so that a request can be
+//! answered 400, and framing goes on with the next.
 
 use rsip::SipMessage;
 
@@ -22,6 +23,9 @@ pub enum Frame {
     Message(SipMessage),
     /// A CRLFCRLF keep-alive ping between messages; answer with `\r\n`.
     KeepAlive,
+    /// A framed message that failed to parse or validate, consumed: its header section (as
+    /// received, or normalised when only the message's checks failed) and why.
+    Invalid { error: ParseError, head: Vec<u8> },
 }
 
 /// Incremental framer for one stream connection.
@@ -40,6 +44,7 @@ pub struct StreamFramer {
 enum Found {
     KeepAlive,
     Head(PendingHead),
+    Invalid(ParseError, Vec<u8>),
 }
 
 #[derive(Debug)]
@@ -73,14 +78,15 @@ impl StreamFramer {
         self.buf.len()
     }
 
-    /// The next frame, `Ok(None)` if more bytes are needed. After an error that
-    /// [breaks framing](ParseError::breaks_framing), every call returns that error again.
+    /// The next frame, `Ok(None)` if more bytes are needed. An error means the stream cannot
+    /// be framed any further (it [breaks framing](ParseError::breaks_framing)): every later
+    /// call returns it again.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, ParseError> {
         if let Some(err) = &self.broken {
             return Err(err.clone());
         }
         match self.frame() {
-            Err(err) if err.breaks_framing() => {
+            Err(err) => {
                 self.buf = Vec::new();
                 self.broken = Some(err.clone());
                 Err(err)
@@ -94,6 +100,9 @@ impl StreamFramer {
             match self.find_head()? {
                 Some(Found::Head(pending)) => self.pending = Some(pending),
                 Some(Found::KeepAlive) => return Ok(Some(Frame::KeepAlive)),
+                Some(Found::Invalid(error, head)) => {
+                    return Ok(Some(Frame::Invalid { error, head }))
+                }
                 None => return Ok(None),
             }
         }
@@ -110,7 +119,13 @@ impl StreamFramer {
         };
         let result = assemble(&pending.head.bytes, &self.buf[pending.head_len..total]);
         self.consume(total);
-        result.map(|m| Some(Frame::Message(m)))
+        Ok(Some(match result {
+            Ok(message) => Frame::Message(message),
+            Err(error) => Frame::Invalid {
+                error,
+                head: pending.head.bytes,
+            },
+        }))
     }
 
     /// Looks for the next header section; consumes keep-alives on the way.
@@ -156,8 +171,9 @@ impl StreamFramer {
         let head = match normalize_head(&self.buf[..head_len]) {
             Ok(head) => head,
             Err(err) => {
+                let raw = self.buf[..head_len].to_vec();
                 self.consume(head_len);
-                return Err(err);
+                return Ok(Some(Found::Invalid(err, raw)));
             }
         };
         let body_len = head
@@ -228,8 +244,11 @@ Content-Length: 5\r\n\r\nhello";
     fn a_header_section_that_does_not_parse_is_dropped_and_framing_goes_on() {
         let mut framer = StreamFramer::new(Limits::default());
         framer.push(format!("X\n\r\n\r\n{OPTIONS}").as_bytes());
-        let err = framer.next_frame().expect_err("a malformed start line");
-        assert!(!err.breaks_framing(), "{err}");
+        let Ok(Some(Frame::Invalid { error, head })) = framer.next_frame() else {
+            panic!("a malformed start line")
+        };
+        assert!(!error.breaks_framing(), "{error}");
+        assert_eq!(head, b"X\n\r\n\r\n");
         let Ok(Some(Frame::Message(m))) = framer.next_frame() else {
             panic!("the next message is framed")
         };
@@ -273,10 +292,11 @@ Content-Length: 5\r\n\r\nhello";
         let bad = OPTIONS.replace("Call-ID: c1\r\n", "");
         let mut framer = StreamFramer::new(Limits::default());
         framer.push(format!("{bad}{OPTIONS}").as_bytes());
-        assert_eq!(
-            framer.next_frame(),
-            Err(ParseError::MissingHeader("Call-ID"))
-        );
+        let Ok(Some(Frame::Invalid { error, head })) = framer.next_frame() else {
+            panic!("a message without Call-ID")
+        };
+        assert_eq!(error, ParseError::MissingHeader("Call-ID"));
+        assert!(head.starts_with(b"OPTIONS sip:b@b.example SIP/2.0\r\n"));
         assert!(matches!(framer.next_frame(), Ok(Some(Frame::Message(_)))));
         assert_eq!(framer.buffered(), 0);
     }

@@ -375,11 +375,22 @@ async fn run_connection(
                         break 'connection "endpoint stopped";
                     }
                 }
-                Err(err) if err.breaks_framing() => {
+                // Answered like a malformed datagram (RFC 3261 §8.2: a request gets a 400
+                // rather than no answer, whose client would wait out its timer).
+                Ok(Frame::Invalid { error, head }) => {
+                    tracing::info!(%peer, %error, "dropping malformed SIP message");
+                    if let Some(reply) = response_to_unparsable(&head) {
+                        if let Err(reason) =
+                            write(&mut stream, &reply, caps.write_within, peer).await
+                        {
+                            break 'connection reason;
+                        }
+                    }
+                }
+                Err(err) => {
                     tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
                     break 'connection "malformed stream";
                 }
-                Err(err) => tracing::info!(%peer, %err, "dropping malformed SIP message"),
             }
             if let Err(until) = admitted {
                 resume = Some(until);

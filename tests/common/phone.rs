@@ -31,7 +31,7 @@ use vacd_sip::sdp::SessionDescription;
 pub const WAIT: Duration = Duration::from_secs(10);
 
 /// The next message read from a stream connection through its framer.
-async fn next_frame(
+pub async fn next_frame(
     reader: &mut (impl AsyncRead + Unpin),
     framer: &mut StreamFramer,
 ) -> SipMessage {
@@ -40,6 +40,7 @@ async fn next_frame(
         match framer.next_frame().expect("framing") {
             Some(Frame::Message(m)) => return m,
             Some(Frame::KeepAlive) => continue,
+            Some(Frame::Invalid { error, .. }) => panic!("vacd sent a malformed message: {error}"),
             None => {}
         }
         let len = reader.read(&mut buf).await.expect("read");
