@@ -197,8 +197,14 @@ CSeq: {} {method}\r\n\
     /// INVITE to `number` as a trunk would send it; returns the final response after
     /// acknowledging it.
     async fn invite(&mut self, number: &str) -> Response {
+        self.invite_with(number, "").await
+    }
+
+    /// [`Ua::invite`] with `extra` header lines.
+    async fn invite_with(&mut self, number: &str, extra: &str) -> Response {
         let uri = format!("sip:{number}@{}", self.server);
-        let text = self.request("INVITE", &uri, &uri, "Contact: <sip:caller@127.0.0.1>\r\n");
+        let extra = format!("Contact: <sip:caller@127.0.0.1>\r\n{extra}");
+        let text = self.request("INVITE", &uri, &uri, &extra);
         let response = self.transact(&text).await;
         // The ACK for a non-2xx final response: same branch, the response's To.
         let via = text.lines().find(|l| l.starts_with("Via:")).expect("via");
@@ -284,6 +290,7 @@ fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
     response.headers.iter().find_map(|h| match h {
         Header::Other(n, v) if n.eq_ignore_ascii_case(name) => Some(v.as_str()),
         Header::Allow(v) if name.eq_ignore_ascii_case("Allow") => Some(v.value()),
+        Header::Unsupported(v) if name.eq_ignore_ascii_case("Unsupported") => Some(v.value()),
         _ => None,
     })
 }
@@ -520,6 +527,32 @@ async fn invites_are_screened(db: Db) {
     // not acceptable (tests/calls.rs places real calls).
     assert_eq!(trunk.invite(DEMO_NUMBER).await.status_code.code(), 488);
     assert_eq!(trunk.invite("004930123456").await.status_code.code(), 488);
+    s.stop().await;
+}
+
+/// A request that requires a SIP extension (RFC 3261 §8.2.2.3) gets 420 with the extensions
+/// vacd lacks in Unsupported — an INVITE once its trunk is known, not before.
+async fn required_extensions_get_420(db: Db) {
+    let s = server_with_trunk(db).await;
+    let mut stranger = Ua::udp("127.0.0.1", s.sip_udp()).await;
+    let refused = stranger
+        .invite_with(DEMO_NUMBER, "Require: 100rel\r\n")
+        .await;
+    assert_eq!(refused.status_code.code(), 403, "{refused}");
+    let mut trunk = Ua::udp(TRUNK_IP, s.sip_udp()).await;
+    let refused = trunk
+        .invite_with(DEMO_NUMBER, "Supported: timer\r\nRequire: 100rel\r\n")
+        .await;
+    assert_eq!(refused.status_code.code(), 420, "{refused}");
+    assert_eq!(header(&refused, "Unsupported"), Some("100rel"));
+    let uri = format!("sip:{}", s.sip_udp());
+    let text = trunk.request("OPTIONS", &uri, &uri, "Require: foo, bar\r\n");
+    let refused = trunk.transact(&text).await;
+    assert_eq!(refused.status_code.code(), 420, "{refused}");
+    assert_eq!(header(&refused, "Unsupported"), Some("foo, bar"));
+    // Supported is no requirement.
+    let text = trunk.request("OPTIONS", &uri, &uri, "Supported: 100rel\r\n");
+    assert_eq!(trunk.transact(&text).await.status_code.code(), 200);
     s.stop().await;
 }
 
@@ -874,6 +907,7 @@ on_both_backends!(
     sip_credentials_through_the_api,
     options_bye_and_unknown_methods,
     invites_are_screened,
+    required_extensions_get_420,
     trunk_digest_auth,
     malformed_storm_does_not_stop_a_good_register,
     floods_are_rate_limited,

@@ -401,9 +401,10 @@ impl Endpoint {
             Method::Register => self.on_register(key, request, peer, now),
             // A re-INVITE carries the To tag of its dialog.
             Method::Invite if message::to_tag(&request.headers).is_some() => {
-                self.in_dialog(key, request, now)
+                self.in_dialog(key, request, peer, now)
             }
             Method::Invite => self.on_invite(key, request, peer, now),
+            _ if self.refused_extensions(&key, &request, peer, now) => {}
             Method::Options => {
                 let mut response = response_to(&request, 200, Some(&message::new_tag()));
                 response
@@ -416,10 +417,11 @@ impl Endpoint {
                     )));
                 self.respond(&key, response, now);
             }
-            Method::Bye | Method::Refer => self.in_dialog(key, request, now),
+            Method::Bye | Method::Refer => self.in_dialog(key, request, peer, now),
             // The transaction layer answers these itself.
             Method::Ack | Method::Cancel => {}
             _ => {
+                tracing::info!(%peer, method = %request.method, "SIP method not allowed, 405");
                 let mut response = response_to(&request, 405, Some(&message::new_tag()));
                 response
                     .headers
@@ -430,7 +432,10 @@ impl Endpoint {
     }
 
     /// A request within a call's dialog (BYE, re-INVITE, REFER); 481 if it is in none.
-    fn in_dialog(&mut self, key: TransactionKey, request: Request, now: Instant) {
+    fn in_dialog(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
+        if self.refused_extensions(&key, &request, peer, now) {
+            return;
+        }
         let phones = &self.phones;
         // A REFER's target agent: the one whose phone registered under that SIP username.
         let agent_named =
@@ -439,8 +444,45 @@ impl Endpoint {
             .calls
             .on_request(&mut self.layer, &key, &request, agent_named, now)
         {
+            let call_id = message::call_id(&request.headers).unwrap_or_default();
+            tracing::info!(%peer, method = %request.method, call_id, "request in no dialog of ours, 481");
             self.reply(&key, &request, 481, now);
         }
+    }
+
+    /// Answers 420 with the option tags vacd does not support (RFC 3261 §8.2.2.3) if the
+    /// request's Require headers name any: it supports no SIP extension a request could
+    /// require (reliable provisional responses, preconditions, session timers…), and a peer
+    /// that requires one would otherwise wait for what never comes. True if it answered.
+    fn refused_extensions(
+        &mut self,
+        key: &TransactionKey,
+        request: &Request,
+        peer: Peer,
+        now: Instant,
+    ) -> bool {
+        let required: Vec<&str> = request
+            .headers
+            .iter()
+            .filter_map(|header| match header {
+                Header::Require(require) => Some(require.value()),
+                _ => None,
+            })
+            .flat_map(split_list)
+            .collect();
+        if required.is_empty() {
+            return false;
+        }
+        let unsupported = required.join(", ");
+        tracing::info!(%peer, method = %request.method, require = unsupported, "request requires SIP extensions vacd lacks, 420");
+        let mut response = response_to(request, 420, Some(&message::new_tag()));
+        response
+            .headers
+            .push(Header::Unsupported(rsip::headers::Unsupported::new(
+                unsupported,
+            )));
+        self.respond(key, response, now);
+        true
     }
 
     fn challenge(&mut self, key: &TransactionKey, request: &Request, stale: bool, now: Instant) {
@@ -560,6 +602,8 @@ impl Endpoint {
             (name == username).then_some(credential).flatten()
         });
         match (verdict, user) {
+            (Verdict::Authorized { .. }, Some(_))
+                if self.refused_extensions(&key, &request, peer, now) => {}
             (Verdict::Authorized { username }, Some(user)) => {
                 if to_user(&request).as_deref() != Some(username.as_str()) {
                     tracing::info!(%peer, username, "REGISTER for another user's address refused");
@@ -673,6 +717,9 @@ impl Endpoint {
                 return;
             }
         };
+        if self.refused_extensions(&key, &request, peer, now) {
+            return;
+        }
         let Some(number) = dialled_number(&request) else {
             tracing::info!(%peer, trunk, uri = %request.uri, "INVITE to no phone number, 404");
             self.reply(&key, &request, 404, now);
