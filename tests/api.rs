@@ -366,6 +366,17 @@ async fn login_and_tokens(db: Db) {
         "unauthorized",
     );
 
+    // A name longer than any account's is refused as such, and never counts as a guess.
+    let long = "x".repeat(257);
+    for (tenant, user, password) in [
+        (long.as_str(), "alice", "demo-password"),
+        ("demo", &long, "demo-password"),
+        ("demo", "alice", &long),
+    ] {
+        let refused = login(tenant, user, password).await;
+        assert_error(&refused, StatusCode::UNPROCESSABLE_ENTITY, "too_long");
+    }
+
     // Guessing: after 10 failures (the default) Diego's account is refused even the right
     // password, a made-up account locks the same way, and everyone else logs in as before.
     for _ in 0..10 {

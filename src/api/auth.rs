@@ -210,6 +210,11 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password("decoy password").unwrap_or_default())
 }
 
+/// The longest tenant name, username or password a login may send. No account has a longer
+/// one (passwords are at most 256 characters, names less), and a made-up name of any length
+/// would otherwise be kept in the failed-login table and written to the log at every try.
+const MAX_LOGIN_FIELD: usize = 256;
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
@@ -237,7 +242,7 @@ pub struct Me {
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginResponse), (status = 401, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
+    responses((status = 200, body = LoginResponse), (status = 401, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody), (status = 429, body = super::error::ErrorBody)))]
 pub async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -245,8 +250,21 @@ pub async fn login(
     body: std::result::Result<Json<LoginRequest>, JsonRejection>,
 ) -> Result<Json<LoginResponse>> {
     let Json(request) = body?;
-    let (tenant, username) = (request.tenant.as_str(), request.username.as_str());
     let source = state.client_ip(peer, &headers);
+    for (field, value) in [
+        ("tenant", &request.tenant),
+        ("username", &request.username),
+        ("password", &request.password),
+    ] {
+        if value.chars().count() > MAX_LOGIN_FIELD {
+            tracing::info!(%source, field, "login refused: a field longer than any account's");
+            return Err(Error::invalid(
+                "too_long",
+                format!("`{field}` is longer than {MAX_LOGIN_FIELD} characters"),
+            ));
+        }
+    }
+    let (tenant, username) = (request.tenant.as_str(), request.username.as_str());
     let locked = || match guard(&state).check(tenant, username, source, Instant::now()) {
         Ok(()) => Ok(()),
         Err(locked) => {
