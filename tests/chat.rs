@@ -490,6 +490,15 @@ async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
         .frame(json!({ "type": "chat.send", "text": "   " }))
         .await;
     assert_eq!(noisy.ws.expect("error").await["code"], "empty_message");
+    // A client_id too long to keep whole is refused, not cut short: two ids alike in their
+    // first 64 characters would be one message sent twice.
+    let long = format!("{}-first", "m".repeat(64));
+    noisy
+        .frame(json!({ "type": "chat.send", "client_id": long, "text": ENGLISH }))
+        .await;
+    let refused = noisy.ws.expect("error").await;
+    assert_eq!(refused["code"], "invalid_command", "{refused}");
+    assert_eq!(refused["client_id"], long.as_str());
     // A flood: the burst passes, then messages are refused until tokens come back.
     for n in 0..12 {
         noisy

@@ -503,6 +503,9 @@ async fn serve(socket: WebSocket, state: AppState, client: IpAddr) {
     let _ = sink.close().await;
 }
 
+/// The longest `client_id` a visitor's message may carry.
+const MAX_CLIENT_ID: usize = 64;
+
 /// Carries out one visitor frame; the error frame to send back, if it was refused.
 async fn visitor_frame(
     state: &AppState,
@@ -514,9 +517,13 @@ async fn visitor_frame(
         Ok(frame) => frame,
         Err(e) => return Some(error("malformed_json", &e.to_string(), None)),
     };
-    let client_id = frame["client_id"]
-        .as_str()
-        .map(|c| c.chars().take(64).collect::<String>());
+    let client_id = frame["client_id"].as_str();
+    if let Some(long) = client_id.filter(|c| c.chars().count() > MAX_CLIENT_ID) {
+        // Cut short, two ids alike in their first characters would be one message sent twice.
+        let message = format!("`client_id` is longer than {MAX_CLIENT_ID} characters");
+        return Some(error("invalid_command", &message, Some(long)));
+    }
+    let client_id = client_id.map(str::to_owned);
     let input = match frame["type"].as_str() {
         Some("chat.send") if !state.chat.may_send(client) => {
             return Some(error(
