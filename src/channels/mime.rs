@@ -167,16 +167,22 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
     let mut mail = InboundMail {
         message_id: message.message_id().map(strip_brackets),
         subject: message.subject().unwrap_or_default().trim().to_owned(),
-        text: message
-            .body_text(0)
-            .map(|t| t.into_owned())
-            .unwrap_or_default(),
-        // Only a real HTML part: mail-parser would render a plain text as HTML here.
-        html: message
-            .html_part(0)
-            .filter(|p| p.is_text_html())
-            .and_then(|p| p.text_contents())
-            .map(str::to_owned),
+        // Every inline part, in order: mail programs put text, an inline picture, then more
+        // text one after the other in a multipart/mixed.
+        text: (0..message.text_body_count())
+            .filter_map(|i| message.body_text(i))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        // Only real HTML parts: mail-parser would render a plain text as HTML here.
+        html: Some(
+            message
+                .html_bodies()
+                .filter(|p| p.is_text_html())
+                .filter_map(|p| p.text_contents())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .filter(|html| !html.is_empty()),
         auto_submitted: header_lower(&message, "Auto-Submitted"),
         precedence: header_lower(&message, "Precedence"),
         headers: message
@@ -412,6 +418,24 @@ In-Reply-To: <{long}@y>\r\nReferences: <t1@vacd>\r\n\r\nHello\r\n",
         assert_eq!(mail.message_id.map(|id| id.len()), Some(MAX_MESSAGE_ID));
         assert_eq!(mail.from.map(|f| f.address.len()), Some(MAX_ADDRESS));
         assert!(mail.problems.is_empty(), "{:?}", mail.problems);
+    }
+
+    #[test]
+    fn every_inline_text_part_is_kept() {
+        let raw = "From: a@b.test\r\nSubject: refund\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+Content-Type: text/plain\r\n\r\nPlease refund order 1.\r\n--b1\r\n\
+Content-Type: image/png\r\nContent-Disposition: inline\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+iVBORw0KGgo=\r\n--b1\r\n\
+Content-Type: text/plain\r\n\r\nMy IBAN is DE00 1234.\r\n--b1--\r\n";
+        let mail = parse(raw.as_bytes(), 1000);
+        assert!(
+            mail.text.contains("Please refund order 1."),
+            "{}",
+            mail.text
+        );
+        assert!(mail.text.contains("My IBAN is DE00 1234."), "{}", mail.text);
+        assert_eq!(mail.html, None);
     }
 
     #[test]
