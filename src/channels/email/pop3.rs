@@ -106,13 +106,15 @@ fn unstuff(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `(message number, value)` pairs of a UIDL (unique ids) or LIST (sizes) listing.
+/// `(message number, value)` pairs of a UIDL (unique ids) or LIST (sizes) listing. A server
+/// may add more after the value (RFC 1939 §5: `1 96 (from a@b)`), which is not part of it.
 fn listing(body: &[u8]) -> Vec<(u32, String)> {
     String::from_utf8_lossy(body)
         .lines()
         .filter_map(|l| {
-            let (n, value) = l.trim().split_once(' ')?;
-            Some((n.parse().ok()?, value.trim().to_owned()))
+            let mut words = l.split_whitespace();
+            let n = words.next()?.parse().ok()?;
+            Some((n, words.next()?.to_owned()))
         })
         .collect()
 }
@@ -259,6 +261,11 @@ mod tests {
         assert_eq!(
             listing(b"1 abc\r\n2 def\r\nbad\r\n"),
             [(1, "abc".into()), (2, "def".into())]
+        );
+        // What a server adds after a size is no part of it.
+        assert_eq!(
+            listing(b"1 96 (from a@example.test)\r\n2  120\r\n"),
+            [(1, "96".into()), (2, "120".into())]
         );
     }
 }
