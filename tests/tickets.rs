@@ -190,6 +190,22 @@ async fn mail_becomes_a_ticket_answered_with_a_template(db: Db) {
         body.contains("thank you for contacting us") && !body.contains("{{"),
         "{body}"
     );
+    // A short text that would fill in to more than 1 MiB is refused, not built.
+    s.create(
+        "/api/v1/text-modules",
+        &admin,
+        json!({ "name": "long", "language": "en", "body": "x".repeat(20_000) }),
+    )
+    .await;
+    let (status, refused) = s
+        .post(
+            &format!("/api/v1/tickets/{id}/preview"),
+            &chloe_token,
+            json!({ "body": "{module.long}".repeat(60) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "reply_too_long");
 
     let sent = replied(&s, &chloe_token, id, json!({ "template": "answer" })).await;
     let reply_id = sent["message_id"].as_str().expect("message id").to_owned();

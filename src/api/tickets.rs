@@ -114,6 +114,7 @@ fn refusal(e: channels::Error) -> Error {
     match e {
         channels::Error::Store(e) => Error::Internal(e),
         channels::Error::UnknownTemplate(_) => Error::invalid("unknown_template", message),
+        channels::Error::ReplyTooLong(_) => Error::invalid("reply_too_long", message),
         channels::Error::NoRecipient => Error::invalid("no_recipient", message),
         channels::Error::NotConfigured(_) => Error::Conflict {
             code: "not_configured",

@@ -53,6 +53,8 @@ pub enum Error {
     NotConfigured(String),
     #[error("no template `{0}` exists")]
     UnknownTemplate(String),
+    #[error("the reply would be longer than {0} bytes")]
+    ReplyTooLong(usize),
     #[error("sending mail failed: {0}")]
     Smtp(#[from] email::smtp::SendError),
     #[error("sending the SMS failed: {0}")]

@@ -55,11 +55,20 @@ pub fn variables(ctx: &ReplyContext, agent: Option<&str>) -> Vars {
     vars
 }
 
+/// Most text modules one reply draws on; references to more are left as written.
+const MAX_MODULES: usize = 100;
+
+/// Longest reply body, in bytes, once its placeholders are filled in.
+const MAX_REPLY_BYTES: usize = 1 << 20;
+
 /// Names (or shortcuts) of the text modules `text` refers to as `{{module.NAME}}` or
-/// `{module.NAME}`.
+/// `{module.NAME}` (the first [`MAX_MODULES`]).
 fn module_names(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     for (at, _) in text.match_indices("module.") {
+        if names.len() == MAX_MODULES {
+            break;
+        }
         let name: String = text[at + 7..]
             .chars()
             .take_while(|c| template::is_name_char(*c))
@@ -97,7 +106,8 @@ pub async fn compose(
             vars.insert(format!("module.{name}"), rendered);
         }
     }
-    let mut body = template::render(&text, &vars);
+    let mut body = template::render_within(&text, &vars, MAX_REPLY_BYTES)
+        .ok_or(Error::ReplyTooLong(MAX_REPLY_BYTES))?;
     let signature = &vars["signature"];
     if !signature.is_empty() && !body.contains(signature.as_str()) {
         body = format!("{}\n\n-- \n{signature}", body.trim_end());

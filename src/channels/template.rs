@@ -16,9 +16,18 @@ const MAX_NAME_BYTES: usize = 128;
 
 /// `text` with every known variable replaced by its value.
 pub fn render(text: &str, vars: &Vars) -> String {
-    let mut out = String::with_capacity(text.len());
+    render_within(text, vars, usize::MAX).unwrap_or_default()
+}
+
+/// [`render`], or `None` as soon as the result passes `limit` bytes: a text of many
+/// placeholders for one long value would otherwise grow a thousandfold.
+pub fn render_within(text: &str, vars: &Vars, limit: usize) -> Option<String> {
+    let mut out = String::with_capacity(text.len().min(limit));
     let mut rest = text;
     while let Some(open) = rest.find('{') {
+        if out.len() > limit {
+            return None;
+        }
         out.push_str(&rest[..open]);
         let after = &rest[open..];
         let (double, inner_start) = if after.starts_with("{{") {
@@ -53,7 +62,7 @@ pub fn render(text: &str, vars: &Vars) -> String {
         }
     }
     out.push_str(rest);
-    out
+    (out.len() <= limit).then_some(out)
 }
 
 /// Whether `c` may be part of a variable's name after its `.`: a text module's name or
