@@ -1142,6 +1142,12 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         StatusCode::BAD_REQUEST,
         "invalid_query",
     );
+    let many = vec!["mailbox_id=1"; 33].join("&");
+    assert_error(
+        &s.get(&format!("/api/v1/queues?{many}"), &admin).await,
+        StatusCode::BAD_REQUEST,
+        "invalid_query",
+    );
     // Routes and methods.
     assert_error(
         &s.get("/api/v1/no-such-thing", &admin).await,

@@ -28,6 +28,10 @@ use crate::store::{ListQuery, Page, Value};
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 500;
 
+/// Most filters one list request may give: each is a condition of the query, and a thousand
+/// of them made SQLite refuse it as too deep (a server error for a bad request).
+const MAX_FILTERS: usize = 32;
+
 /// The routes of every catalog resource, plus the two that go beyond plain CRUD.
 pub fn routes() -> Router<AppState> {
     let mut router = Router::new();
@@ -314,6 +318,11 @@ fn list_query(r: &Resource, params: &[(String, String)]) -> Result<ListQuery> {
                 if query.offset < 0 {
                     return Err(Error::InvalidQuery("`offset` must not be negative".into()));
                 }
+            }
+            _ if query.filters.len() == MAX_FILTERS => {
+                return Err(Error::InvalidQuery(format!(
+                    "at most {MAX_FILTERS} filters per request"
+                )));
             }
             _ => {
                 let column = r.column(name).filter(|c| c.filter).ok_or_else(|| {
