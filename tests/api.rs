@@ -1437,6 +1437,18 @@ async fn attachment_bytes_round_trip(db: Db) {
     let admin = s.demo_login("ada").await;
     let replaced = put(&admin, b"redacted").await.expect("put");
     assert_eq!(replaced.status(), StatusCode::OK);
+    // Bytes over the body limit get the API's own error, like any other body.
+    let oversized = s
+        .http
+        .put(&url)
+        .bearer_auth(&admin)
+        .body(vec![0u8; 65 * 1024])
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(oversized.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let refused: Value = oversized.json().await.expect("a JSON error");
+    assert_eq!(refused["error"]["code"], "payload_too_large", "{refused}");
     // A message is a record: nobody edits what it said.
     let edit = s
         .patch(

@@ -2,7 +2,7 @@
 //! and a body `{"error": {"code": "…", "message": "…"}}` with a stable, machine-readable code.
 //! Client mistakes are logged at `info`, server faults at `error`; nothing panics.
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -140,6 +140,16 @@ impl From<JsonRejection> for Error {
             JsonRejection::JsonSyntaxError(e) => Error::MalformedJson(e.body_text()),
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
             other => Error::MalformedJson(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for Error {
+    fn from(rejection: BytesRejection) -> Error {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            Error::PayloadTooLarge
+        } else {
+            Error::invalid("invalid_body", rejection.body_text())
         }
     }
 }

@@ -8,7 +8,7 @@
 //! tenant isolation hold for every resource at once.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -273,15 +273,17 @@ pub(super) async fn attachment_content(
     responses((status = 200, description = "the attachment's record"),
         (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
         (status = 404, body = super::error::ErrorBody),
-        (status = 409, description = "`content_stored`: written once; only an admin may replace it", body = super::error::ErrorBody)))]
+        (status = 409, description = "`content_stored`: written once; only an admin may replace it", body = super::error::ErrorBody),
+        (status = 413, body = super::error::ErrorBody)))]
 pub(super) async fn put_attachment_content(
     State(state): State<AppState>,
     caller: Caller,
     id: Id,
-    bytes: Bytes,
+    bytes: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<Json<JsonValue>> {
     let who = caller.user_with(writer(&ATTACHMENTS)?)?;
     let Path(id) = id?;
+    let bytes = bytes?;
     // Content is written once; replacing it destroys the old bytes, which only those who may
     // delete attachments may do.
     let may_replace = ATTACHMENTS.delete.is_some_and(|role| who.role >= role);
