@@ -553,6 +553,9 @@ async fn required_extensions_get_420(db: Db) {
     // Supported is no requirement.
     let text = trunk.request("OPTIONS", &uri, &uri, "Supported: 100rel\r\n");
     assert_eq!(trunk.transact(&text).await.status_code.code(), 200);
+    // A method vacd does not serve is refused as such first (RFC 3261 §8.2.1 before §8.2.2).
+    let text = trunk.request("MESSAGE", &uri, &uri, "Require: foo\r\n");
+    assert_eq!(trunk.transact(&text).await.status_code.code(), 405);
     s.stop().await;
 }
 

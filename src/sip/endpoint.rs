@@ -404,7 +404,7 @@ impl Endpoint {
                 self.in_dialog(key, request, peer, now)
             }
             Method::Invite => self.on_invite(key, request, peer, now),
-            _ if self.refused_extensions(&key, &request, peer, now) => {}
+            Method::Options if self.refused_extensions(&key, &request, peer, now) => {}
             Method::Options => {
                 let mut response = response_to(&request, 200, Some(&message::new_tag()));
                 response
