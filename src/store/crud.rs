@@ -535,14 +535,9 @@ pub(super) async fn insert_rows(
         insert_sql(lead, backend, resource, names, rows.len()),
         select_list(resource)
     );
-    let params = rows.len() * (1 + names.len());
-    bind_rows(
-        query_for(&sql, params),
-        tenant,
-        rows.iter().map(Vec::as_slice),
-    )
-    .fetch_all(connection)
-    .await
+    bound_insert(&sql, tenant, names, rows.iter().map(Vec::as_slice))
+        .fetch_all(connection)
+        .await
 }
 
 /// [`insert_rows`] for rows that bring their id (creates made ahead), returning nothing: how
@@ -556,8 +551,7 @@ pub(super) async fn insert_rows_made_ahead<'r>(
     rows: impl ExactSizeIterator<Item = &'r [Value]>,
 ) -> std::result::Result<u64, sqlx::Error> {
     let sql = insert_sql("", backend, resource, names, rows.len());
-    let params = rows.len() * (1 + names.len());
-    let done = bind_rows(query_for(&sql, params), tenant, rows)
+    let done = bound_insert(&sql, tenant, names, rows)
         .execute(connection)
         .await?;
     Ok(done.rows_affected())
@@ -588,12 +582,15 @@ fn insert_sql(
     )
 }
 
-/// Binds `tenant` and the values of each row, in the order of [`insert_sql`].
-fn bind_rows<'q, 'r>(
-    mut insert: AnyQuery<'q>,
+/// The query of `sql` (an [`insert_sql`] of `names`) with `tenant` and the values of each row
+/// bound, in its order.
+fn bound_insert<'q, 'r>(
+    sql: &'q str,
     tenant: i64,
-    rows: impl IntoIterator<Item = &'r [Value]>,
+    names: &[&str],
+    rows: impl ExactSizeIterator<Item = &'r [Value]>,
 ) -> AnyQuery<'q> {
+    let mut insert = query_for(sql, rows.len() * (1 + names.len()));
     for row in rows {
         insert = insert.bind(tenant);
         for value in row {

@@ -139,7 +139,7 @@ impl Store {
     /// [`SETTLE_TIMEOUT`]).
     pub(super) async fn settled(&self, tenant: i64, id: i64) {
         if self.fresh.unwritten(tenant, id) {
-            self.flushed_in_time(tenant).await;
+            self.all_settled(tenant).await;
         }
     }
 
@@ -149,11 +149,6 @@ impl Store {
     /// as it stands rather than look for such rows: under load there nearly always is one, and
     /// looking would hold the offers' lock through a scan of every row held.
     pub(super) async fn all_settled(&self, tenant: i64) {
-        self.flushed_in_time(tenant).await;
-    }
-
-    /// Waits for the journal's writes sent so far, at most [`SETTLE_TIMEOUT`].
-    async fn flushed_in_time(&self, tenant: i64) {
         if tokio::time::timeout(SETTLE_TIMEOUT, self.flushed())
             .await
             .is_err()
