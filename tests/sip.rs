@@ -93,16 +93,25 @@ impl Ua {
 
     /// Closes a TCP connection and waits until the server has closed its side too (it tells
     /// the endpoint before it lets the socket go, so whatever is sent next comes after).
-    async fn close(self) {
-        let Conn::Tcp { mut stream, .. } = self.conn else {
+    async fn close(mut self) {
+        let Conn::Tcp { stream, .. } = &mut self.conn else {
             panic!("only a TCP connection closes");
         };
         stream.shutdown().await.expect("shut down");
+        self.closed_by_server().await;
+    }
+
+    /// Waits until the server closes a TCP connection; it sends nothing more before.
+    async fn closed_by_server(self) {
+        let Conn::Tcp { mut stream, .. } = self.conn else {
+            panic!("only a TCP connection closes");
+        };
         let mut rest = Vec::new();
         tokio::time::timeout(WAIT, stream.read_to_end(&mut rest))
             .await
             .expect("the server closes its side in time")
             .expect("read to the end");
+        assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
     }
 
     /// A request as text; `extra` lines end with CRLF. Returns it with its branch.
@@ -516,9 +525,21 @@ async fn options_bye_and_unknown_methods(db: Db) {
 
 async fn invites_are_screened(db: Db) {
     let s = server_with_trunk(db).await;
-    // Not a trunk: refused whatever the number.
+    // Not a trunk: refused whatever the number — statelessly: one 403 (no 100 Trying before
+    // it) per INVITE, not repeated towards a source that may be forged, as a transaction would
+    // repeat it (at 0.5 s, 1.5 s, …) until the ACK.
     let mut stranger = Ua::udp("127.0.0.1", s.sip_udp()).await;
     assert_eq!(stranger.invite(DEMO_NUMBER).await.status_code.code(), 403);
+    let uri = format!("sip:{DEMO_NUMBER}@{}", s.sip_udp());
+    let text = stranger.request("INVITE", &uri, &uri, "Contact: <sip:caller@127.0.0.1>\r\n");
+    stranger.send(&text).await;
+    let refused = stranger.next_response().await.expect("an answer");
+    assert_eq!(refused.status_code.code(), 403, "{refused}");
+    assert_eq!(
+        stranger.next_raw_within(Duration::from_millis(1700)).await,
+        None,
+        "the 403 is sent once"
+    );
 
     let mut trunk = Ua::udp(TRUNK_IP, s.sip_udp()).await;
     assert_eq!(trunk.invite("+4930999999").await.status_code.code(), 404);
@@ -681,7 +702,9 @@ async fn a_malformed_head_over_tcp_is_dropped_and_the_connection_reads_on(db: Db
 }
 
 /// Over TCP, a framed request that fails validation (no Max-Forwards, a CSeq of another
-/// method) is answered 400 as over UDP, and the connection reads on.
+/// method) is answered 400 as over UDP, and the connection reads on. One that leaves the
+/// stream without a message boundary is answered before the connection closes: 400 without a
+/// Content-Length (RFC 3261 §18.3), 413 with a body over the limit.
 async fn a_malformed_request_over_tcp_gets_400(db: Db) {
     let s = TestServer::start(db).await;
     let mut ua = Ua::tcp(s.sip_tcp()).await;
@@ -701,6 +724,16 @@ async fn a_malformed_request_over_tcp_gets_400(db: Db) {
     ua.send(&text).await;
     let ok = ua.next_response_within(WAIT).await.expect("an answer");
     assert_eq!(ok.status_code.code(), 200, "{ok}");
+    for (length, code) in [("", 400), ("Content-Length: 100000000\r\n", 413)] {
+        let mut ua = Ua::tcp(s.sip_tcp()).await;
+        let text = ua
+            .request("OPTIONS", &uri, &uri, "")
+            .replace("Content-Length: 0\r\n", length);
+        ua.send(&text).await;
+        let refused = ua.next_response_within(WAIT).await.expect("an answer");
+        assert_eq!(refused.status_code.code(), code, "{refused}");
+        ua.closed_by_server().await;
+    }
     s.stop().await;
 }
 

@@ -5,7 +5,9 @@
 //!
 //! Size limits are checked before anything large is buffered. An error (always one for which
 //! [`ParseError::breaks_framing`] is true) leaves the stream without a message boundary; the
-//! connection must then be closed. A message that is framed but fails to parse or validate is
+//! connection must then be closed — after answering the message, whose header section
+//! [`StreamFramer::broken_head`] keeps when it was read (a body over the limit, no
+//! Content-Length). A message that is framed but fails to parse or validate is
 //! consumed and yielded as [`Frame::Invalid`] with its header section, so that a request can be
 //! answered 400, and framing goes on with the next.
 
@@ -39,6 +41,8 @@ pub struct StreamFramer {
     pending: Option<PendingHead>,
     /// Set after an error that breaks framing; the framer refuses further input.
     broken: Option<ParseError>,
+    /// The header section of the message that broke framing, if it was read.
+    broken_head: Option<Vec<u8>>,
 }
 
 enum Found {
@@ -63,6 +67,7 @@ impl StreamFramer {
             scanned: 0,
             pending: None,
             broken: None,
+            broken_head: None,
         }
     }
 
@@ -71,6 +76,12 @@ impl StreamFramer {
         if self.broken.is_none() {
             self.buf.extend_from_slice(chunk);
         }
+    }
+
+    /// The header section of the message that broke framing, when it could be read: enough
+    /// to answer it before the connection closes.
+    pub fn broken_head(&self) -> Option<&[u8]> {
+        self.broken_head.as_deref()
     }
 
     /// Bytes buffered but not yet returned as a frame.
@@ -176,15 +187,15 @@ impl StreamFramer {
                 return Ok(Some(Found::Invalid(err, raw)));
             }
         };
-        let body_len = head
-            .content_length
-            .ok_or(ParseError::MissingContentLength)?;
-        if body_len > self.limits.max_body_bytes {
-            return Err(ParseError::BodyTooLarge {
-                size: body_len,
+        let body_len = match head.content_length {
+            Some(len) if len > self.limits.max_body_bytes => Err(ParseError::BodyTooLarge {
+                size: len,
                 limit: self.limits.max_body_bytes,
-            });
-        }
+            }),
+            Some(len) => Ok(len),
+            None => Err(ParseError::MissingContentLength),
+        };
+        let body_len = body_len.inspect_err(|_| self.broken_head = Some(head.bytes.clone()))?;
         Ok(Some(Found::Head(PendingHead {
             head_len,
             body_len,
@@ -262,6 +273,9 @@ Content-Length: 5\r\n\r\nhello";
         framer.push(OPTIONS.replace("Content-Length: 5\r\n", "").as_bytes());
         assert_eq!(framer.next_frame(), Err(ParseError::MissingContentLength));
         assert_eq!(framer.next_frame(), Err(ParseError::MissingContentLength));
+        assert!(framer
+            .broken_head()
+            .is_some_and(|head| head.starts_with(b"OPTIONS sip:b@b.example SIP/2.0\r\n")));
     }
 
     #[test]
@@ -276,6 +290,7 @@ Content-Length: 5\r\n\r\nhello";
             framer.next_frame(),
             Err(ParseError::HeadersTooLarge { limit: 100 })
         );
+        assert_eq!(framer.broken_head(), None, "no header section to answer");
         let mut framer = StreamFramer::new(Limits {
             max_header_bytes: 1000,
             max_body_bytes: 3,
@@ -285,6 +300,9 @@ Content-Length: 5\r\n\r\nhello";
             framer.next_frame(),
             Err(ParseError::BodyTooLarge { size: 5, limit: 3 })
         );
+        assert!(framer
+            .broken_head()
+            .is_some_and(|head| head.ends_with(b"Content-Length: 5\r\n\r\n")));
     }
 
     #[test]

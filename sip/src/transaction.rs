@@ -16,7 +16,9 @@
 //! two UAS-core chores the RFC leaves to the TU because they are pure timer work: the 2xx to an
 //! INVITE is retransmitted until its ACK arrives (§13.3.1.4, reported as
 //! [`Event::AckTimeout`] if none does), and a CANCEL is answered itself — 200 to the CANCEL,
-//! 487 to the INVITE, [`Event::Cancelled`] to the TU (§9.2). RFC 2543 peers (branch-less Via)
+//! 487 to the INVITE, [`Event::Cancelled`] to the TU (§9.2). The 100 Trying to an INVITE
+//! (§17.2.1) goes out at once unless the TU answered the INVITE in the same turn: a refusal
+//! then needs no transaction ([`TransactionLayer::send_stateless_response`]). RFC 2543 peers (branch-less Via)
 //! are not supported: the parser rejects requests without a branch.
 
 use std::cmp::Reverse;
@@ -177,7 +179,9 @@ pub struct Transmit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
     /// A request opened a new server transaction; answer it with
-    /// [`TransactionLayer::send_response`]. For INVITE the layer has already sent 100 Trying.
+    /// [`TransactionLayer::send_response`] (or refuse it with
+    /// [`TransactionLayer::send_stateless_response`]). For INVITE the layer sends 100 Trying
+    /// at its next timeout unless the TU has answered by then.
     Request {
         /// The server transaction.
         key: TransactionKey,
@@ -308,7 +312,8 @@ struct Transaction {
     ack: Option<Arc<[u8]>>,
     /// INVITE client: the INVITE, to build its ACK and CANCEL.
     request: Option<Request>,
-    /// INVITE server: the 100 Trying, the template of the 487 sent on CANCEL.
+    /// INVITE server: the 100 Trying (sent when the timer armed with the transaction fires,
+    /// unless the TU answered first), the template of the 487 sent on CANCEL.
     template: Option<Response>,
     /// INVITE server: the To tag of the TU's responses, reused by the 487.
     local_tag: Option<Box<str>>,
@@ -525,6 +530,39 @@ impl TransactionLayer {
         self.respond(id, response, cseq_number, now)
     }
 
+    /// Answers the server transaction `key` with the final `response` once and ends it, as a
+    /// stateless UAS would (§8.2.7): nothing is retransmitted or absorbed, and a retransmitted
+    /// request opens a new transaction and is answered anew. For refusals of requests whose
+    /// source is not known: a forged source address gets one response per request sent, where
+    /// an INVITE transaction would repeat its final response eleven times over 32 s waiting for
+    /// an ACK that never comes. Only before anything was sent in the transaction (an INVITE's
+    /// 100 Trying included), so that the client still retransmits until an answer arrives.
+    pub fn send_stateless_response(
+        &mut self,
+        key: &TransactionKey,
+        response: Response,
+    ) -> Result<(), Error> {
+        let id = *self.by_key.get(key).ok_or(Error::UnknownTransaction)?;
+        let via = message::top_via(&response.headers)?;
+        if via.branch != &*key.branch {
+            return Err(Error::MismatchedResponse("top Via branch differs"));
+        }
+        let txn = self
+            .transactions
+            .get(&id)
+            .ok_or(Error::UnknownTransaction)?;
+        if txn.key.role() != Role::Server || txn.wire.is_some() || response.status_code.code() < 200
+        {
+            return Err(Error::TransactionState {
+                action: "answer statelessly after a response or with a provisional one",
+            });
+        }
+        let peer = txn.peer;
+        self.terminate(id);
+        self.transmit(peer, encode(&SipMessage::Response(response)).into());
+        Ok(())
+    }
+
     /// Reports that `peer` cannot be reached (connection refused or closed, ICMP error): every
     /// transaction with that peer ends with [`Event::TransportError`] — silently, an answered
     /// INVITE whose ACK came: it only waited to absorb retransmissions, and its call is up.
@@ -572,22 +610,26 @@ impl TransactionLayer {
                 } else if request.method == Method::Cancel {
                     self.handle_cancel(key, request, peer, now);
                 } else {
-                    self.new_server_transaction(key, request, peer);
+                    self.new_server_transaction(key, request, peer, now);
                 }
             }
         }
     }
 
-    fn new_server_transaction(&mut self, key: TransactionKey, request: Request, peer: Peer) {
+    fn new_server_transaction(
+        &mut self,
+        key: TransactionKey,
+        request: Request,
+        peer: Peer,
+        now: Instant,
+    ) {
         if request.method == Method::Invite {
             let mut txn =
                 Transaction::new(key.clone(), Kind::InviteServer, State::Proceeding, peer);
-            let trying = response_to(&request, 100, None);
-            let payload: Arc<[u8]> = encode(&SipMessage::Response(trying.clone())).into();
-            txn.wire = Some(payload.clone());
-            txn.template = Some(trying);
+            txn.template = Some(response_to(&request, 100, None));
+            // Due at once: it goes out after the TU's turn, unless the TU answered.
+            txn.retransmit_at = Some(now);
             self.insert(txn);
-            self.transmit(peer, payload);
         } else {
             let txn = Transaction::new(key.clone(), Kind::NonInviteServer, State::Trying, peer);
             self.insert(txn);
@@ -856,7 +898,9 @@ impl TransactionLayer {
                 }
                 txn.wire = Some(payload.clone());
                 if code < 200 {
-                    // Stays in Proceeding; the provisional is repeated on INVITE retransmissions.
+                    // Stays in Proceeding; the provisional is repeated on INVITE
+                    // retransmissions, and the 100 Trying is not needed.
+                    txn.retransmit_at = None;
                 } else if code < 300 {
                     txn.state = State::Accepted;
                     let index = (Box::from(call_id), cseq_number);
@@ -909,7 +953,18 @@ impl TransactionLayer {
         let Some(txn) = self.transactions.get_mut(&id) else {
             return;
         };
-        if let Some(at) = txn.retransmit_at.filter(|at| *at <= now) {
+        if txn.kind == Kind::InviteServer && txn.state == State::Proceeding {
+            // The 100 Trying, if the TU has sent nothing yet.
+            let due = txn.retransmit_at.is_some_and(|at| at <= now) && txn.wire.is_none();
+            let trying = txn.template.as_ref().filter(|_| due);
+            if let Some(trying) = trying {
+                let payload: Arc<[u8]> = encode(&SipMessage::Response(trying.clone())).into();
+                txn.wire = Some(payload.clone());
+                txn.retransmit_at = None;
+                let peer = txn.peer;
+                self.transmit(peer, payload);
+            }
+        } else if let Some(at) = txn.retransmit_at.filter(|at| *at <= now) {
             let next = match (txn.kind, txn.state) {
                 // Timer A doubles without a cap.
                 (Kind::InviteClient, State::Calling) => txn.interval * 2,
@@ -1097,6 +1152,11 @@ Content-Length: 0\r\n\r\n"
             self.now = end;
         }
 
+        /// Fires the timers due now: what the endpoint does after the TU's turn.
+        fn tick(&mut self) {
+            self.run_until(self.now - self.base);
+        }
+
         fn receive(&mut self, message: SipMessage, from: Peer) {
             // Every message goes through the wire format, as in production.
             let bytes = encode(&message);
@@ -1123,6 +1183,17 @@ Content-Length: 0\r\n\r\n"
 
         fn send_times(&self) -> Vec<u128> {
             self.sent.iter().map(|(at, _)| at.as_millis()).collect()
+        }
+
+        fn server_request_last(&self) -> (TransactionKey, Request) {
+            self.events
+                .iter()
+                .rev()
+                .find_map(|(_, e)| match e {
+                    Event::Request { key, request, .. } => Some((key.clone(), request.clone())),
+                    _ => None,
+                })
+                .expect("a request event")
         }
 
         fn server_request(&self) -> (TransactionKey, Request) {
@@ -1309,6 +1380,7 @@ Content-Length: 0\r\n\r\n"
         let mut h = Harness::new();
         let invite = request("INVITE", "z9hG4bKs1");
         h.receive(invite.clone().into(), peer(Transport::Udp));
+        h.tick();
         assert_eq!(status(&h.sent[0].1), 100);
         let (key, req) = h.server_request();
         h.receive(invite.clone().into(), peer(Transport::Udp));
@@ -1328,10 +1400,63 @@ Content-Length: 0\r\n\r\n"
     }
 
     #[test]
+    fn an_invite_answered_in_the_tus_turn_gets_no_trying() {
+        let mut h = Harness::new();
+        h.receive(request("INVITE", "z9hG4bKs10").into(), peer(Transport::Udp));
+        let (key, req) = h.server_request();
+        h.respond(&key, response_to(&req, 180, Some("me")));
+        h.tick();
+        let statuses: Vec<_> = h.sent.iter().map(|(_, m)| status(m)).collect();
+        assert_eq!(statuses, vec![180]);
+    }
+
+    #[test]
+    fn a_stateless_refusal_is_sent_once_and_keeps_nothing() {
+        let mut h = Harness::new();
+        let invite = request("INVITE", "z9hG4bKs11");
+        h.receive(invite.clone().into(), peer(Transport::Udp));
+        let (key, req) = h.server_request();
+        h.layer
+            .send_stateless_response(&key, response_to(&req, 403, Some("me")))
+            .expect("refused");
+        h.drain();
+        assert!(h.layer.is_empty());
+        h.run_until(Duration::from_secs(40));
+        let statuses: Vec<_> = h.sent.iter().map(|(_, m)| status(m)).collect();
+        assert_eq!(statuses, vec![403], "no 100 Trying, no retransmission");
+        // The ACK is no transaction's; a retransmission is a new request, answered anew.
+        h.receive(request("ACK", "z9hG4bKs11").into(), peer(Transport::Udp));
+        assert!(matches!(
+            h.events.last(),
+            Some((_, Event::Ack { invite: None, .. }))
+        ));
+        h.receive(invite.into(), peer(Transport::Udp));
+        let requests = h
+            .events
+            .iter()
+            .filter(|(_, e)| matches!(e, Event::Request { .. }))
+            .count();
+        assert_eq!(requests, 2);
+        // Once something went out, the transaction has to finish statefully.
+        let (key, req) = h.server_request_last();
+        h.tick();
+        assert_eq!(status(&h.sent.last().expect("sent").1), 100);
+        assert!(h
+            .layer
+            .send_stateless_response(&key, response_to(&req, 403, Some("me")))
+            .is_err());
+        assert!(h
+            .layer
+            .send_stateless_response(&key, response_to(&req, 180, Some("me")))
+            .is_err());
+    }
+
+    #[test]
     fn invite_server_retransmits_final_with_timer_g_until_ack_then_timer_i() {
         let mut h = Harness::new();
         let invite = request("INVITE", "z9hG4bKs2");
         h.receive(invite.clone().into(), peer(Transport::Udp));
+        h.tick();
         let (key, req) = h.server_request();
         h.respond(&key, response_to(&req, 486, Some("me")));
         h.run_until(Duration::from_secs(10));
@@ -1361,6 +1486,7 @@ Content-Length: 0\r\n\r\n"
     fn invite_server_without_ack_times_out_with_timer_h() {
         let mut h = Harness::new();
         h.receive(request("INVITE", "z9hG4bKs3").into(), peer(Transport::Udp));
+        h.tick();
         let (key, req) = h.server_request();
         h.respond(&key, response_to(&req, 404, Some("me")));
         h.run_until(Duration::from_secs(40));
@@ -1376,6 +1502,7 @@ Content-Length: 0\r\n\r\n"
     fn invite_server_over_tcp_does_not_retransmit_and_ack_ends_it() {
         let mut h = Harness::new();
         h.receive(request("INVITE", "z9hG4bKs4").into(), peer(Transport::Tcp));
+        h.tick();
         let (key, req) = h.server_request();
         h.respond(&key, response_to(&req, 486, Some("me")));
         h.run_until(Duration::from_secs(10));
@@ -1389,6 +1516,7 @@ Content-Length: 0\r\n\r\n"
         let mut h = Harness::new();
         let invite = request("INVITE", "z9hG4bKs5");
         h.receive(invite.clone().into(), peer(Transport::Udp));
+        h.tick();
         let (key, req) = h.server_request();
         h.respond(&key, response_to(&req, 200, Some("me")));
         h.run_until(Duration::from_secs(2));
@@ -1444,6 +1572,7 @@ Content-Length: 0\r\n\r\n"
     fn unacknowledged_2xx_reports_ack_timeout() {
         let mut h = Harness::new();
         h.receive(request("INVITE", "z9hG4bKs6").into(), peer(Transport::Tcp));
+        h.tick();
         let (key, req) = h.server_request();
         h.respond(&key, response_to(&req, 200, Some("me")));
         h.run_until(Duration::from_secs(40));
@@ -1525,6 +1654,7 @@ Content-Length: 0\r\n\r\n"
         let mut h = Harness::new();
         let invite = request("INVITE", "z9hG4bKc1");
         h.receive(invite.clone().into(), peer(Transport::Udp));
+        h.tick();
         let (key, req) = h.server_request();
         h.respond(&key, response_to(&req, 180, Some("me")));
         h.receive(request("CANCEL", "z9hG4bKc1").into(), peer(Transport::Udp));

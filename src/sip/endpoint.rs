@@ -15,7 +15,9 @@
 //! - INVITE: screened — 482 for a second INVITE of a call already here (same Call-ID, another
 //!   branch: forked or merged), 503 over `sip.max_calls`, 403 unless it comes from a trunk's source
 //!   network or authenticates as a trunk, 404 unless the Request-URI names a phone service
-//!   number — and then answered by vacd and queued ([`Calls::answer`]).
+//!   number — and then answered by vacd and queued ([`Calls::answer`]). The refusals before the
+//!   trunk is known (482, 503, challenge, 403) are stateless: sent once per INVITE received,
+//!   never repeated towards a source address that may be forged.
 //!
 //! Routing's outputs about calls (offers to ring an agent's phone, …) arrive from the
 //! [`CallTap`](crate::routing::CallTap) and the call actors' reports from their channel; both
@@ -393,6 +395,14 @@ impl Endpoint {
         self.respond(key, response, now);
     }
 
+    /// Refuses a new INVITE not known to come from a trunk without keeping a transaction (see
+    /// [`TransactionLayer::send_stateless_response`]).
+    fn refuse(&mut self, key: &TransactionKey, response: Response) {
+        if let Err(err) = self.layer.send_stateless_response(key, response) {
+            tracing::debug!(%key, %err, "refusal not sent");
+        }
+    }
+
     /// Answers a new request (the transaction user's part).
     fn on_request(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
         let call_id = message::call_id(&request.headers).unwrap_or_default();
@@ -486,11 +496,14 @@ impl Endpoint {
     }
 
     fn challenge(&mut self, key: &TransactionKey, request: &Request, stale: bool, now: Instant) {
-        let tag = message::new_tag();
-        let response = self
-            .auth
-            .challenge_response(request, false, stale, &tag, now);
+        let response = self.challenge_for(request, stale, now);
         self.respond(key, response, now);
+    }
+
+    fn challenge_for(&mut self, request: &Request, stale: bool, now: Instant) -> Response {
+        let tag = message::new_tag();
+        self.auth
+            .challenge_response(request, false, stale, &tag, now)
     }
 
     fn on_register(&mut self, key: TransactionKey, request: Request, peer: Peer, now: Instant) {
@@ -669,7 +682,7 @@ impl Endpoint {
         let call_id = message::call_id(&request.headers).unwrap_or_default();
         if self.calls.has_call_id(call_id) || self.looking_up.contains(call_id) {
             tracing::info!(%peer, call_id, "a second INVITE of a call already here, 482");
-            self.reply(&key, &request, 482, now);
+            self.refuse(&key, response_to(&request, 482, Some(&message::new_tag())));
             return;
         }
         if self.at_capacity() {
@@ -680,7 +693,7 @@ impl Endpoint {
                 .push(Header::RetryAfter(rsip::headers::RetryAfter::new(
                     RETRY_AFTER_SECONDS.to_string(),
                 )));
-            self.respond(&key, response, now);
+            self.refuse(&key, response);
             return;
         }
         let trunk = match self.trunks.by_source(peer.addr.ip()) {
@@ -697,23 +710,25 @@ impl Endpoint {
                         .unwrap_or_default()
                         .to_owned(),
                     Verdict::Missing | Verdict::Rejected(Rejection::ForeignNonce) => {
-                        self.challenge(&key, &request, false, now);
+                        let response = self.challenge_for(&request, false, now);
+                        self.refuse(&key, response);
                         return;
                     }
                     Verdict::Stale | Verdict::Rejected(Rejection::Replay) => {
-                        self.challenge(&key, &request, true, now);
+                        let response = self.challenge_for(&request, true, now);
+                        self.refuse(&key, response);
                         return;
                     }
                     verdict => {
                         tracing::info!(%peer, ?verdict, "INVITE with bad trunk credentials, 403");
-                        self.reply(&key, &request, 403, now);
+                        self.refuse(&key, response_to(&request, 403, Some(&message::new_tag())));
                         return;
                     }
                 }
             }
             None => {
                 tracing::info!(%peer, "INVITE from a source that is no trunk, 403");
-                self.reply(&key, &request, 403, now);
+                self.refuse(&key, response_to(&request, 403, Some(&message::new_tag())));
                 return;
             }
         };

@@ -1,5 +1,6 @@
 //! Answers for requests the parser refused. RFC 3261 §8.2 wants a malformed request answered
-//! with 400 and an unknown method with 501 whenever a response can still be routed — which
+//! with 400 and an unknown method with 501 (one too large: 413 for its body, 513 for the whole,
+//! §21.4.11 and §21.5.11) whenever a response can still be routed — which
 //! needs only the Via, From, To, Call-ID and CSeq lines, copied as text. Anything less (or a
 //! response, or an ACK, which is never answered) is dropped by the caller with a log line.
 //!
@@ -8,6 +9,8 @@
 //! grows the same helper.)
 
 use std::fmt::Write as _;
+
+use vacd_sip::message::ParseError;
 
 /// Methods `rsip` parses; any other token in a request line is an unknown method (501).
 const KNOWN_METHODS: &[&str] = &[
@@ -27,9 +30,9 @@ const KNOWN_METHODS: &[&str] = &[
     "UPDATE",
 ];
 
-/// The bytes of a stateless 400 (or 501 for an unknown method) answering the refused request
-/// in `bytes`, or `None` if no response can be built.
-pub fn response_to_unparsable(bytes: &[u8]) -> Option<Vec<u8>> {
+/// The bytes of a stateless 400 (or 501, 413, 513) answering the request in `bytes` refused
+/// with `error`, or `None` if no response can be built.
+pub fn response_to_unparsable(bytes: &[u8], error: &ParseError) -> Option<Vec<u8>> {
     let mut bytes = bytes;
     while let Some(rest) = bytes.strip_prefix(b"\r\n") {
         bytes = rest;
@@ -81,10 +84,11 @@ pub fn response_to_unparsable(bytes: &[u8]) -> Option<Vec<u8>> {
     if vias.is_empty() {
         return None;
     }
-    let status = if KNOWN_METHODS.contains(&method) {
-        "400 Bad Request"
-    } else {
-        "501 Not Implemented"
+    let status = match error {
+        _ if !KNOWN_METHODS.contains(&method) => "501 Not Implemented",
+        ParseError::BodyTooLarge { .. } => "413 Request Entity Too Large",
+        ParseError::HeadersTooLarge { .. } => "513 Message Too Large",
+        _ => "400 Bad Request",
     };
     let mut out = String::with_capacity(512);
     let _ = write!(out, "SIP/2.0 {status}\r\n");
@@ -119,27 +123,50 @@ From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>\r\nCall-ID: c1\r\nCSeq: 1 ";
     #[test]
     fn unknown_method_gets_501_and_a_bad_request_400() {
         let text = format!("FOO sip:b@y SIP/2.0\r\n{HEAD}FOO\r\n\r\n");
-        let reply = String::from_utf8(response_to_unparsable(text.as_bytes()).expect("reply"))
-            .expect("utf8");
+        let reply =
+            String::from_utf8(response_to_unparsable(text.as_bytes(), &bad()).expect("reply"))
+                .expect("utf8");
         assert!(reply.starts_with("SIP/2.0 501 "), "{reply}");
         assert!(reply.contains("Call-ID: c1\r\n") && reply.contains("To: <sip:b@y>;tag="));
 
         // Missing Max-Forwards: parsed by nobody, answered with 400.
         let text =
             format!("OPTIONS sip:b@y SIP/2.0\r\n{HEAD}OPTIONS\r\nContent-Length: 9\r\n\r\nabc");
-        let reply = String::from_utf8(response_to_unparsable(text.as_bytes()).expect("reply"))
-            .expect("utf8");
+        let reply =
+            String::from_utf8(response_to_unparsable(text.as_bytes(), &bad()).expect("reply"))
+                .expect("utf8");
         assert!(reply.starts_with("SIP/2.0 400 "), "{reply}");
+    }
+
+    fn bad() -> ParseError {
+        ParseError::MissingHeader("Max-Forwards")
+    }
+
+    #[test]
+    fn a_request_too_large_gets_413_or_513() {
+        let text =
+            format!("OPTIONS sip:b@y SIP/2.0\r\n{HEAD}OPTIONS\r\nContent-Length: 99999\r\n\r\n");
+        let answer = |error| {
+            String::from_utf8(response_to_unparsable(text.as_bytes(), &error).expect("reply"))
+                .expect("utf8")
+        };
+        let body = answer(ParseError::BodyTooLarge {
+            size: 99_999,
+            limit: 10,
+        });
+        assert!(body.starts_with("SIP/2.0 413 "), "{body}");
+        let whole = answer(ParseError::HeadersTooLarge { limit: 10 });
+        assert!(whole.starts_with("SIP/2.0 513 "), "{whole}");
     }
 
     #[test]
     fn nothing_to_route_a_response_by_means_no_response() {
-        assert!(response_to_unparsable(b"").is_none());
-        assert!(response_to_unparsable(b"\xff\xfe garbage").is_none());
-        assert!(response_to_unparsable(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n").is_none());
+        assert!(response_to_unparsable(b"", &bad()).is_none());
+        assert!(response_to_unparsable(b"\xff\xfe garbage", &bad()).is_none());
+        assert!(response_to_unparsable(b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", &bad()).is_none());
         let no_via = "OPTIONS sip:b@y SIP/2.0\r\nFrom: a;tag=1\r\nTo: b\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n";
-        assert!(response_to_unparsable(no_via.as_bytes()).is_none());
+        assert!(response_to_unparsable(no_via.as_bytes(), &bad()).is_none());
         let ack = format!("ACK sip:b@y SIP/2.0\r\n{HEAD}ACK\r\n\r\n");
-        assert!(response_to_unparsable(ack.as_bytes()).is_none());
+        assert!(response_to_unparsable(ack.as_bytes(), &bad()).is_none());
     }
 }

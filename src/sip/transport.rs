@@ -106,7 +106,7 @@ pub async fn run_udp(
             }
             Err(err) => {
                 tracing::info!(%peer, %err, "dropping malformed SIP datagram");
-                if let Some(reply) = response_to_unparsable(bytes) {
+                if let Some(reply) = response_to_unparsable(bytes, &err) {
                     if let Err(err) = socket.send_to(&reply, addr).await {
                         tracing::debug!(%peer, %err, "cannot send 400");
                     }
@@ -379,7 +379,7 @@ async fn run_connection(
                 // rather than no answer, whose client would wait out its timer).
                 Ok(Frame::Invalid { error, head }) => {
                     tracing::info!(%peer, %error, "dropping malformed SIP message");
-                    if let Some(reply) = response_to_unparsable(&head) {
+                    if let Some(reply) = response_to_unparsable(&head, &error) {
                         if let Err(reason) =
                             write(&mut stream, &reply, caps.write_within, peer).await
                         {
@@ -389,6 +389,18 @@ async fn run_connection(
                 }
                 Err(err) => {
                     tracing::info!(%peer, %err, "closing SIP connection: the stream cannot be framed");
+                    // Answered first when its header section was read, so that the client
+                    // knows why (RFC 3261 §18.3: no Content-Length is a 400).
+                    let reply = framer
+                        .broken_head()
+                        .and_then(|head| response_to_unparsable(head, &err));
+                    if let Some(reply) = reply {
+                        if let Err(reason) =
+                            write(&mut stream, &reply, caps.write_within, peer).await
+                        {
+                            break 'connection reason;
+                        }
+                    }
                     break 'connection "malformed stream";
                 }
             }
