@@ -638,9 +638,12 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     for (n, raw) in mails.iter().enumerate() {
         dovecot.deliver("support", &format!("{n}.bad"), raw);
     }
-    poll("every bad mail taken from the server", MAIL_WAIT, || {
-        (dovecot.messages("support") == 0).then_some(())
-    })
+    // All but the one whose attachment was not kept.
+    poll(
+        "every whole bad mail taken from the server",
+        MAIL_WAIT,
+        || (dovecot.subjects("support") == ["huge"]).then_some(()),
+    )
     .await;
     // Acknowledgements for the people: broken, klingon, huge, twice, nul, nul address, long id,
     // web form, reply elsewhere (to the other address), the first of two.
@@ -751,7 +754,9 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     assert_eq!(huge["thread"][0]["attachments"], json!([]));
     assert!(huge["thread"][1]["body"]
         .as_str()
-        .is_some_and(|n| n.contains("big.bin") && n.contains("exceeds the limit")));
+        .is_some_and(|n| n.contains("big.bin")
+            && n.contains("exceeds the limit")
+            && n.contains("stays on the mail server")));
     assert_eq!(huge["thread"][1]["direction"], "internal");
     let anonymous = &tickets["anonymous"];
     assert_eq!(anonymous["contact"], Value::Null);
@@ -826,8 +831,9 @@ async fn postgres_mails_that_cannot_be_stored_do_not_hold_back_the_others() {
 
 /// A mail larger than `channels.max_message_bytes` is not downloaded, over IMAP or POP3: its
 /// header becomes the ticket, with a note, and the message stays on the server (and is not
-/// made a ticket again); the mails around it are taken as always. Once the limit is raised, the
-/// whole mail joins that ticket before it is taken off the server.
+/// made a ticket again); so does one whose attachment is over `channels.max_attachment_bytes`,
+/// a ticket without it. The mails around them are taken as always. Once the limits are raised,
+/// the whole mails join those tickets before they are taken off the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
     for (protocol, after_fetch) in [
@@ -842,10 +848,11 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
             account.protocol = protocol;
             account.port = dovecot.pop3_port;
         }
-        // Taken off the server: deleted, or (flag) flagged and kept. The big one is never
-        // deleted; flag accounts flag it too, so that later rounds do not look at it again.
+        // Taken off the server: deleted, or (flag) flagged and kept. The big one and the one
+        // with the large attachment are never deleted; flag accounts flag them too, so that
+        // later rounds do not look at them again.
         let taken = |n: usize| match after_fetch {
-            AfterFetch::Delete => dovecot.messages("support") == 1,
+            AfterFetch::Delete => dovecot.subjects("support") == ["attached", "big"],
             AfterFetch::Flag => {
                 dovecot.keyworded("support") == n && dovecot.messages("support") == n
             }
@@ -854,6 +861,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
         let s = TestServer::start_with(Db::Sqlite, |c| {
             quick(c);
             c.channels.max_message_bytes = 4096;
+            c.channels.max_attachment_bytes = 1000;
             c.channels.fetch_batch = 2;
             c.channels.accounts = vec![account];
         })
@@ -861,7 +869,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
         let admin = s.demo_login("ada").await;
         let big = "a line of a long attachment, seventy-six characters with the line end.\r\n"
             .repeat(100);
-        let mails: Vec<Vec<u8>> = [
+        let mut mails: Vec<Vec<u8>> = [
             ("small 1", "s1@x", "hello"),
             ("big", "big@x", big.as_str()),
             ("small 2", "s2@x", "hello"),
@@ -870,10 +878,24 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
         .into_iter()
         .map(|(subject, id, body)| mail::mail(ERIKA, SUPPORT, subject, id, "", body))
         .collect();
+        let report = "A".repeat(2000);
+        mails.insert(2, format!("From: {ERIKA}\r\nTo: {SUPPORT}\r\nSubject: attached\r\nMessage-ID: <att@x>\r\nContent-Type: multipart/mixed; boundary=\"q\"\r\n\r\n--q\r\nContent-Type: text/plain\r\n\r\nsee the report\r\n--q\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\n\r\n{report}\r\n--q--\r\n").into_bytes());
         dovecot.append_all("support", &mails).await;
         for subject in ["small 1", "small 2", "small 3"] {
             ticket_of(&s, &admin, "email", subject).await;
         }
+        let attached = ticket_of(&s, &admin, "email", "attached").await;
+        assert_eq!(
+            attached["thread"][0]["attachments"],
+            json!([]),
+            "{protocol:?}: {attached}"
+        );
+        assert!(
+            attached["thread"][1]["body"]
+                .as_str()
+                .is_some_and(|n| n.contains("report.pdf") && n.contains("stays on the mail server")),
+            "{protocol:?}: {attached}"
+        );
         let ticket = ticket_of(&s, &admin, "email", "big").await;
         assert_eq!(
             ticket["contact"], "erika@example.test",
@@ -887,7 +909,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
             "{protocol:?}: {ticket}"
         );
         poll("the mails taken from the server", MAIL_WAIT, || {
-            taken(4).then_some(())
+            taken(5).then_some(())
         })
         .await;
         // Later rounds leave the big one alone.
@@ -899,11 +921,13 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
             .await;
         ticket_of(&s, &admin, "email", "later").await;
         poll("the later mail taken from the server", MAIL_WAIT, || {
-            taken(5).then_some(())
+            taken(6).then_some(())
         })
         .await;
-        let bigs = tickets_titled(&s, &admin, "email", "big").await;
-        assert_eq!(bigs, 1, "{protocol:?}: one ticket for the big mail");
+        for subject in ["big", "attached"] {
+            let count = tickets_titled(&s, &admin, "email", subject).await;
+            assert_eq!(count, 1, "{protocol:?}: one ticket for {subject}");
+        }
         if after_fetch == AfterFetch::Flag {
             // Flagged, it is not looked at again.
             s.stop().await;
@@ -913,6 +937,7 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
             .restart_with(|c| {
                 quick(c);
                 c.channels.max_message_bytes = 1024 * 1024;
+                c.channels.max_attachment_bytes = 1024 * 1024;
                 c.channels.accounts = vec![again];
             })
             .await;
@@ -931,10 +956,54 @@ async fn a_mail_too_large_to_download_is_a_ticket_from_its_header() {
                     .is_some_and(|b| b.contains("seventy-six characters")))),
             "{protocol:?}: the whole mail is in the ticket: {joined}"
         );
-        let bigs = tickets_titled(&s, &admin, "email", "big").await;
-        assert_eq!(bigs, 1, "{protocol:?}: still one ticket for the big mail");
+        let id = attached["id"].as_i64().expect("id");
+        let (_, joined) = s.get(&format!("/api/v1/tickets/{id}"), &admin).await;
+        assert!(
+            joined["thread"].as_array().is_some_and(|thread| thread
+                .iter()
+                .any(|m| m["attachments"][0]["filename"] == "report.pdf")),
+            "{protocol:?}: the whole mail is in the ticket, attachment and all: {joined}"
+        );
+        for subject in ["big", "attached"] {
+            let count = tickets_titled(&s, &admin, "email", subject).await;
+            assert_eq!(count, 1, "{protocol:?}: still one ticket for {subject}");
+        }
         s.stop().await;
     }
+}
+
+/// A mail the IMAP server fails on — its file unreadable, Dovecot ends the session with BYE
+/// whenever it is fetched, even for its size — holds back no other: the mails before and
+/// after it become tickets, and it stays on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mail_the_server_cannot_read_holds_back_no_other() {
+    use std::os::unix::fs::PermissionsExt;
+    let dovecot = Dovecot::start().await;
+    let account = imap_account(&dovecot, None);
+    for (n, subject) in ["before", "unreadable", "after"].into_iter().enumerate() {
+        let raw = mail::mail(ERIKA, SUPPORT, subject, &format!("u{n}@x"), "", "hello");
+        dovecot.deliver("support", &format!("{n}.mail"), &raw);
+    }
+    let unreadable = dovecot.maildir("support").join("new").join("1.mail");
+    std::fs::set_permissions(&unreadable, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        quick(c);
+        c.channels.retry_max_seconds = 1;
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    for subject in ["before", "after"] {
+        ticket_of(&s, &admin, "email", subject).await;
+    }
+    poll(
+        "the readable mails taken from the server",
+        MAIL_WAIT,
+        || (dovecot.subjects("support") == ["unreadable"]).then_some(()),
+    )
+    .await;
+    assert_eq!(tickets_titled(&s, &admin, "email", "unreadable").await, 0);
+    s.stop().await;
 }
 
 /// The demo tenant, and a mail from `from` to its support address as the store is handed one

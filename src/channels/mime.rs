@@ -5,8 +5,10 @@
 //! Parsing never fails on content: `mail-parser` reads what it can of broken MIME, an unknown
 //! charset falls back to a lossy UTF-8 reading, and bytes that are no mail at all still become an
 //! [`InboundMail`] whose body is the raw text with a [`Problem`] saying so, so that a ticket is
-//! created for every message that exists. Attachments above the size limit are not kept; the
-//! problem list names them, and the store writes that list as an internal note.
+//! created for every message that exists. Attachments above the size limit, and those after
+//! the first [`MAX_ATTACHMENTS`], are not kept; the problem list names them, and the store
+//! writes that list as an internal note. Such a mail is not whole in its ticket
+//! ([`Problem::loses_content`]): it stays on the mail server.
 //!
 //! Values the store indexes are bounded: a Message-ID longer than [`MAX_MESSAGE_ID`] (a whole
 //! RFC 5322 line) is not kept, and a sender address longer than [`MAX_ADDRESS`] (RFC 5321's
@@ -23,6 +25,10 @@ const MAX_PARENTS: usize = 20;
 /// Longest sender address taken as one (RFC 5321: a path holds at most 256 characters, the
 /// angle brackets included).
 pub const MAX_ADDRESS: usize = 254;
+
+/// Attachments kept of one mail at most: a mail of many thousand parts would otherwise hold
+/// the store's writer for as many rows.
+pub const MAX_ATTACHMENTS: usize = 100;
 
 /// A mail address with its display name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +78,22 @@ pub enum Problem {
         size: usize,
         limit: usize,
     },
+    /// The mail has `count` attachments: those after the first [`MAX_ATTACHMENTS`] were
+    /// dropped.
+    TooManyAttachments { count: usize },
+}
+
+impl Problem {
+    /// Whether part of the mail is not in its ticket, which is then no reason to take the mail
+    /// off the server.
+    pub fn loses_content(&self) -> bool {
+        matches!(
+            self,
+            Problem::MessageTooLarge { .. }
+                | Problem::AttachmentTooLarge { .. }
+                | Problem::TooManyAttachments { .. }
+        )
+    }
 }
 
 impl std::fmt::Display for Problem {
@@ -99,7 +121,11 @@ impl std::fmt::Display for Problem {
             ),
             Problem::AttachmentTooLarge { filename, size, limit } => write!(
                 f,
-                "attachment `{filename}` ({size} bytes) exceeds the limit of {limit} bytes and was not kept"
+                "attachment `{filename}` ({size} bytes) exceeds the limit of {limit} bytes and was not kept; the whole message stays on the mail server"
+            ),
+            Problem::TooManyAttachments { count } => write!(
+                f,
+                "the message has {count} attachments: only the first {MAX_ATTACHMENTS} were kept; the whole message stays on the mail server"
             ),
         }
     }
@@ -266,7 +292,11 @@ pub fn parse(raw: &[u8], max_attachment_bytes: usize) -> InboundMail {
         .flat_map(|a| a.iter())
         .filter_map(|a| a.address().map(|s| s.trim().to_lowercase()))
         .collect();
-    for (n, part) in message.attachments().enumerate() {
+    let count = message.attachments().count();
+    if count > MAX_ATTACHMENTS {
+        mail.problems.push(Problem::TooManyAttachments { count });
+    }
+    for (n, part) in message.attachments().take(MAX_ATTACHMENTS).enumerate() {
         let filename = part
             .attachment_name()
             .map(str::to_owned)
@@ -492,6 +522,30 @@ Content-Transfer-Encoding: base64\r\n\r\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\
             &mail.problems[..],
             [Problem::AttachmentTooLarge { filename, size: 27, limit: 10 }] if filename == "big.bin"
         ));
+    }
+
+    #[test]
+    fn attachments_past_the_hundredth_are_not_kept() {
+        let mut raw = String::from(
+            "From: a@b.test\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+--b\r\nContent-Type: text/plain\r\n\r\nmany files\r\n",
+        );
+        for n in 0..MAX_ATTACHMENTS + 5 {
+            raw.push_str(&format!(
+                "--b\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=\"{n}.csv\"\r\n\r\n{n}\r\n"
+            ));
+        }
+        raw.push_str("--b--\r\n");
+        let mail = parse(raw.as_bytes(), 1000);
+        assert_eq!(mail.attachments.len(), MAX_ATTACHMENTS);
+        assert_eq!(mail.attachments[MAX_ATTACHMENTS - 1].filename, "99.csv");
+        assert_eq!(
+            mail.problems,
+            [Problem::TooManyAttachments {
+                count: MAX_ATTACHMENTS + 5
+            }]
+        );
+        assert!(mail.problems.iter().all(Problem::loses_content));
     }
 
     #[test]

@@ -187,6 +187,21 @@ impl Dovecot {
         maildir_files(&self.maildir(user)).len()
     }
 
+    /// The subjects of the messages in `user`'s INBOX, sorted.
+    pub fn subjects(&self, user: &str) -> Vec<String> {
+        let mut subjects: Vec<String> = maildir_files(&self.maildir(user))
+            .iter()
+            .filter_map(|path| {
+                let raw = std::fs::read(path).ok()?;
+                let text = String::from_utf8_lossy(&raw);
+                let subject = text.lines().find_map(|l| l.strip_prefix("Subject: "))?;
+                Some(subject.trim().to_owned())
+            })
+            .collect();
+        subjects.sort();
+        subjects
+    }
+
     /// Messages in `user`'s INBOX carrying a keyword (Dovecot's maildir writes keywords as
     /// lowercase letters after `:2,` in the file name).
     pub fn keyworded(&self, user: &str) -> usize {

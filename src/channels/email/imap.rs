@@ -7,19 +7,25 @@
 //! Memory stays bounded: a round first asks for the messages' sizes and downloads them in
 //! groups of at most `channels.max_message_bytes`; a message larger than that is not
 //! downloaded — its header becomes the ticket (with a note) and the message stays on the
-//! server.
+//! server, as does one whose attachments were not all kept.
 //!
 //! Each message's source key is `imap:<account>:<UIDVALIDITY>:<UID>`, so a message fetched
 //! again after a crash between commit and marking is recognised by the store and only marked.
+//!
+//! A mail the server fails on — Dovecot ends the session with BYE when a message's file cannot
+//! be read — would end every session at the same place and hold back all mail behind it; the
+//! account's [`Suspects`] single it out and leave it on the server.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use async_imap::imap_proto::{Response, Status};
+use async_imap::types::UnsolicitedResponse;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::transport::{self, MailStream};
-use super::{Fetched, MailAccount, SessionError};
+use super::{Fetched, MailAccount, SessionError, Stored};
 use crate::channels::config::{AfterFetch, Security};
 use crate::channels::Channels;
 
@@ -28,37 +34,121 @@ type Session = async_imap::Session<MailStream>;
 /// The keyword of messages that are tickets already (the `flag` disposal).
 const KEYWORD: &str = "$VacdTicket";
 
-/// One connection's life: returns `Ok` when told to stop, an error when the connection failed.
+/// Sessions a mail may end while it is fetched alone before it is given up.
+const MAX_STRIKES: u32 = 3;
+
+/// What an account's task keeps from one IMAP session to the next: the mails a session was
+/// fetching when it died. They are suspects, fetched one at a time from then on, and cleared
+/// once a round with them goes through; one that ends [`MAX_STRIKES`] sessions alone is given
+/// up — left on the server and skipped, with an error in the log, until vacd restarts or the
+/// folder's UIDVALIDITY changes.
+#[derive(Debug, Default)]
+pub(super) struct Suspects {
+    generation: u32,
+    /// The mails of the command in flight.
+    in_flight: Vec<u32>,
+    /// Mails to fetch alone, with the sessions that ended while each was fetched alone.
+    strikes: HashMap<u32, u32>,
+    given_up: HashSet<u32>,
+}
+
+impl Suspects {
+    /// The session ended with an error: what it was fetching becomes suspect.
+    pub(super) fn session_failed(&mut self, account: &MailAccount) {
+        if let [uid] = self.in_flight[..] {
+            let strikes = self.strikes.entry(uid).or_default();
+            *strikes += 1;
+            if *strikes >= MAX_STRIKES {
+                self.strikes.remove(&uid);
+                self.given_up.insert(uid);
+                tracing::error!(account = %account.key, source = source(account, self.generation, uid), sessions = MAX_STRIKES, "the mail server fails whenever this mail is fetched: it stays there and is skipped until vacd restarts");
+            }
+        } else {
+            for uid in &self.in_flight {
+                self.strikes.entry(*uid).or_default();
+            }
+        }
+        self.in_flight.clear();
+    }
+
+    fn select(&mut self, generation: u32) {
+        if self.generation != generation {
+            *self = Suspects {
+                generation,
+                ..Suspects::default()
+            };
+        }
+        self.in_flight.clear();
+    }
+
+    /// Narrows `uids` (sorted) to a round's batch: at most `batch`, given up ones left out,
+    /// a suspect alone. Returns whether more wait behind it.
+    fn batch(&self, uids: &mut Vec<u32>, batch: usize) -> bool {
+        uids.retain(|uid| !self.given_up.contains(uid));
+        let waiting = uids.len();
+        uids.truncate(batch);
+        match uids.iter().position(|uid| self.strikes.contains_key(uid)) {
+            Some(0) => uids.truncate(1),
+            Some(first) => uids.truncate(first),
+            None => {}
+        }
+        waiting > uids.len()
+    }
+
+    fn fetching(&mut self, uids: &[u32]) {
+        self.in_flight.clear();
+        self.in_flight.extend_from_slice(uids);
+    }
+
+    /// A round went through: its mails are no suspects.
+    fn cleared(&mut self, uids: &[u32]) {
+        self.in_flight.clear();
+        for uid in uids {
+            self.strikes.remove(uid);
+        }
+    }
+}
+
+/// One connection's life: returns `Ok` when told to stop, an error when the connection failed
+/// (what it was fetching then is in `suspects`).
 pub(super) async fn session(
     channels: &Channels,
     account: &MailAccount,
     stop: &mut watch::Receiver<bool>,
+    suspects: &mut Suspects,
 ) -> Result<(), SessionError> {
     let mut session = login(account, channels.config().stall()).await?;
     let mailbox = session.select(&account.folder).await?;
     let generation = mailbox.uid_validity.unwrap_or(0);
+    suspects.select(generation);
     let capabilities = session.capabilities().await?;
     let idle = capabilities.has_str("IDLE");
     // Without UIDPLUS, EXPUNGE removes every \Deleted message of the folder, which are only
     // ours when nobody else marks messages there.
     let uidplus = capabilities.has_str("UIDPLUS");
     drop(capabilities);
-    channels.account_up(&account.key);
     tracing::info!(account = %account.key, host = %account.host, idle, "IMAP session open");
     let mut skip = Skipped::default();
+    let mut up = false;
     loop {
         skip.failed.clear();
         loop {
-            let fetched = round(
+            let more = round(
                 channels,
                 account,
                 &mut session,
-                generation,
                 uidplus,
                 &mut skip,
+                suspects,
             )
             .await?;
-            if fetched < channels.config().fetch_batch {
+            // Up once a round went through: a session that keeps failing inside its first one
+            // (on the same mail, say) is down and retried with growing back-off.
+            if !up {
+                channels.account_up(&account.key);
+                up = true;
+            }
+            if !more {
                 break;
             }
         }
@@ -125,20 +215,20 @@ where
     }
 }
 
-/// Stores up to one batch of waiting messages (but those in `skip`), in UID order, and marks
-/// those committed; returns how many it looked at. Messages are downloaded in groups of at most
+/// Stores up to one batch of waiting messages (but those in `skip`, and a suspect alone), in
+/// UID order, and marks those committed; returns whether more wait. Messages are downloaded in groups of at most
 /// `max_message_bytes`; a larger one (or one whose size the server does not state) is stored
-/// from its header and left on the server (flagged with the `flag` disposal, else added to
-/// `skip`). The ones that could not be stored — or that the server did not deliver — join
+/// from its header. What is stored in part is left on the server (flagged with the `flag`
+/// disposal, else added to `skip`). The ones that could not be stored — or that the server did not deliver — join
 /// `failed`.
 async fn round(
     channels: &Channels,
     account: &MailAccount,
     session: &mut Session,
-    generation: u32,
     uidplus: bool,
     skip: &mut Skipped,
-) -> Result<usize, SessionError> {
+    suspects: &mut Suspects,
+) -> Result<bool, SessionError> {
     let query = match account.after_fetch {
         AfterFetch::Delete => "UNDELETED".to_owned(),
         AfterFetch::Flag => format!("UNKEYWORD {KEYWORD} UNDELETED"),
@@ -154,15 +244,16 @@ async fn round(
         );
     }
     uids.retain(|uid| {
-        !skip.failed.contains(uid) && !skip.too_large.contains(uid) && !skip.marked.contains(uid)
+        !skip.failed.contains(uid) && !skip.partial.contains(uid) && !skip.marked.contains(uid)
     });
     uids.sort_unstable();
-    uids.truncate(channels.config().fetch_batch);
+    let more = suspects.batch(&mut uids, channels.config().fetch_batch);
     if uids.is_empty() {
-        return Ok(0);
+        return Ok(false);
     }
     let limit = channels.config().max_message_bytes;
     let mut sizes = BTreeMap::new();
+    suspects.fetching(&uids);
     {
         let mut fetches = session
             .uid_fetch(uid_set(&uids), "(UID RFC822.SIZE)")
@@ -175,6 +266,7 @@ async fn round(
             }
         }
     }
+    said_bye(session)?;
     let mut handled = Handled::default();
     let mut group = Vec::new();
     let mut group_bytes = 0usize;
@@ -182,7 +274,7 @@ async fn round(
         match size.map(|s| s as usize).filter(|&s| s <= limit) {
             Some(size) => {
                 if !group.is_empty() && group_bytes.saturating_add(size) > limit {
-                    whole(channels, account, session, generation, &group, &mut handled).await?;
+                    whole(channels, account, session, &group, &mut handled, suspects).await?;
                     group.clear();
                     group_bytes = 0;
                 }
@@ -191,23 +283,24 @@ async fn round(
             }
             None => {
                 // In UID order: what arrived before it is stored before it.
-                whole(channels, account, session, generation, &group, &mut handled).await?;
+                whole(channels, account, session, &group, &mut handled, suspects).await?;
                 group.clear();
                 group_bytes = 0;
                 header_only(
                     channels,
                     account,
                     session,
-                    generation,
                     uid,
                     size,
                     &mut handled,
+                    suspects,
                 )
                 .await?;
             }
         }
     }
-    whole(channels, account, session, generation, &group, &mut handled).await?;
+    whole(channels, account, session, &group, &mut handled, suspects).await?;
+    suspects.cleared(&uids);
     if !handled.done.is_empty() {
         let flags = match account.after_fetch {
             AfterFetch::Delete => "+FLAGS.SILENT (\\Deleted)".to_owned(),
@@ -228,11 +321,11 @@ async fn round(
         }
     }
     let mut flagged = Vec::new();
-    for uid in handled.too_large {
+    for uid in handled.partial {
         match account.after_fetch {
             AfterFetch::Flag => flagged.push(uid),
             AfterFetch::Delete => {
-                skip.too_large.insert(uid);
+                skip.partial.insert(uid);
             }
         }
     }
@@ -242,14 +335,12 @@ async fn round(
     }
     // What the server did not deliver waits for the next wake-up like a failure, so that a
     // round of such messages does not start again at once.
-    let looked = uids.len();
     for uid in uids {
-        if !handled.done.contains(&uid) && !flagged.contains(&uid) && !skip.too_large.contains(&uid)
-        {
+        if !handled.done.contains(&uid) && !flagged.contains(&uid) && !skip.partial.contains(&uid) {
             skip.failed.insert(uid);
         }
     }
-    Ok(looked)
+    Ok(more)
 }
 
 /// What a round did with its messages.
@@ -257,8 +348,17 @@ async fn round(
 struct Handled {
     /// Stored whole (or dropped by screening): to be removed or flagged.
     done: Vec<u32>,
-    /// Stored from their header: to stay on the server.
-    too_large: Vec<u32>,
+    /// Stored in part: to stay on the server.
+    partial: Vec<u32>,
+}
+
+impl Handled {
+    fn add(&mut self, uid: u32, stored: Stored) {
+        match stored {
+            Stored::Whole => self.done.push(uid),
+            Stored::Partial => self.partial.push(uid),
+        }
+    }
 }
 
 /// Downloads the messages `uids` (a group of at most `max_message_bytes`) and stores each.
@@ -266,13 +366,15 @@ async fn whole(
     channels: &Channels,
     account: &MailAccount,
     session: &mut Session,
-    generation: u32,
     uids: &[u32],
     handled: &mut Handled,
+    suspects: &mut Suspects,
 ) -> Result<(), SessionError> {
     if uids.is_empty() {
         return Ok(());
     }
+    let generation = suspects.generation;
+    suspects.fetching(uids);
     let mut messages = Vec::with_capacity(uids.len());
     {
         let mut fetches = session
@@ -287,11 +389,20 @@ async fn whole(
             }
         }
     }
+    said_bye(session)?;
     messages.sort_by_key(|(uid, _)| *uid);
+    if messages.len() < uids.len() {
+        let missing: Vec<u32> = uids
+            .iter()
+            .filter(|uid| !messages.iter().any(|(m, _)| m == *uid))
+            .copied()
+            .collect();
+        tracing::warn!(account = %account.key, generation, uids = ?missing, "the server did not deliver these mails; kept there and tried again next wake-up");
+    }
     for (uid, raw) in messages {
         let source = source(account, generation, uid);
         match super::ingest(channels, account, &source, Fetched::Whole(&raw)).await {
-            Ok(()) => handled.done.push(uid),
+            Ok(stored) => handled.add(uid, stored),
             // Left on the server: the next wake-up tries again.
             Err(e) => {
                 tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
@@ -307,11 +418,13 @@ async fn header_only(
     channels: &Channels,
     account: &MailAccount,
     session: &mut Session,
-    generation: u32,
     uid: u32,
     size: Option<u32>,
     handled: &mut Handled,
+    suspects: &mut Suspects,
 ) -> Result<(), SessionError> {
+    let generation = suspects.generation;
+    suspects.fetching(&[uid]);
     let mut header = None;
     {
         let mut fetches = session
@@ -324,6 +437,7 @@ async fn header_only(
             }
         }
     }
+    said_bye(session)?;
     let source = source(account, generation, uid);
     let Some(header) = header else {
         tracing::error!(account = %account.key, source, "the server did not deliver the header of a large mail; tried again next wake-up");
@@ -336,12 +450,37 @@ async fn header_only(
         size: size.map(u64::from),
     };
     match super::ingest(channels, account, &source, fetched).await {
-        Ok(()) => handled.too_large.push(uid),
+        Ok(stored) => handled.add(uid, stored),
         Err(e) => {
             tracing::error!(account = %account.key, source, error = %e, "mail not stored; kept on the server")
         }
     }
     Ok(())
+}
+
+/// An error if the server said BYE. `async-imap` hands a BYE in the middle of a FETCH to the
+/// unsolicited responses and ends the FETCH as if it had been answered, though the connection
+/// is gone; looking here after each FETCH also keeps that channel from filling up.
+fn said_bye(session: &mut Session) -> Result<(), SessionError> {
+    let mut bye = None;
+    while let Ok(response) = session.unsolicited_responses.try_recv() {
+        if let UnsolicitedResponse::Other(data) = response {
+            if let Response::Data {
+                status: Status::Bye,
+                information,
+                ..
+            } = data.parsed()
+            {
+                bye = Some(information.as_deref().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    match bye {
+        Some(reason) => Err(SessionError::Protocol(format!(
+            "the server said BYE: {reason}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn source(account: &MailAccount, generation: u32, uid: u32) -> String {
@@ -355,9 +494,9 @@ struct Skipped {
     /// so that they neither hold back the mails behind them nor are fetched again and again
     /// without a pause.
     failed: HashSet<u32>,
-    /// Too large to download, stored from their header and left on the server (the `delete`
-    /// disposal): skipped for the rest of the session; a new one finds their tickets.
-    too_large: HashSet<u32>,
+    /// Stored in part and left on the server (the `delete` disposal): skipped for the rest of
+    /// the session; a new one finds their tickets.
+    partial: HashSet<u32>,
     /// Stored and marked (deleted or flagged) in this session. A server that does not keep
     /// the mark (a read-only folder, a keyword it does not store, a refused STORE the client
     /// library reads as done) lists them again: skipped, they neither come back as duplicates

@@ -201,13 +201,16 @@ pub(super) async fn supervise(channels: Channels, mut stop: watch::Receiver<bool
 /// One account's task: sessions, with back-off between failed ones, until `stop`.
 async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_secs(1);
+    let mut suspects = imap::Suspects::default();
     loop {
         // Stopping cancels a session wherever it waits: what is committed stays committed,
         // and a message committed but not yet removed is recognised when fetched again.
         let mut cancel = stop.clone();
         let session = async {
             match account.protocol {
-                Protocol::Imap => imap::session(&channels, &account, &mut stop).await,
+                Protocol::Imap => {
+                    imap::session(&channels, &account, &mut stop, &mut suspects).await
+                }
                 Protocol::Pop3 => pop3::session(&channels, &account, &mut stop).await,
             }
         };
@@ -219,6 +222,7 @@ async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Rec
             Ok(()) => return,
             Err(e) => e,
         };
+        suspects.session_failed(&account);
         if channels.account_down(&account.key, &error.to_string()) {
             backoff = Duration::from_secs(1);
         }
@@ -241,18 +245,27 @@ pub enum Fetched<'a> {
     Header { header: &'a [u8], size: Option<u64> },
 }
 
-/// What a source key gets when only the message's header was stored.
-const HEADER_ONLY: &str = "#header";
+/// What a source key gets when only part of the message was stored.
+const PARTIAL: &str = "#partial";
+
+/// What became of a fetched message that is dealt with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    /// It is a ticket (now or before), or screening dropped it: it may leave the server.
+    Whole,
+    /// Its ticket lacks part of it — only its header was downloaded, or attachments were over
+    /// the limits (the notes say which): it stays on the server.
+    Partial,
+}
 
 /// Stores one message fetched from `account` under `source` (see the store's exactly-once
-/// rule). `Ok` means the message is dealt with: it is a ticket (now or before), or screening
-/// dropped it; a whole one may be removed from the server.
+/// rule). `Ok` means the message is dealt with, and says whether it may leave the server.
 pub async fn ingest(
     channels: &Channels,
     account: &MailAccount,
     source: &str,
     fetched: Fetched<'_>,
-) -> Result<(), store::Error> {
+) -> Result<Stored, store::Error> {
     let config = channels.config();
     let mail = match fetched {
         Fetched::Whole(raw) => mime::parse(raw, config.max_attachment_bytes),
@@ -269,7 +282,7 @@ pub async fn ingest(
         Verdict::Drop(reason) => {
             tracing::info!(account = %account.key, source, message_id = ?mail.message_id, reason, "mail dropped by screening");
             metrics::counter!(crate::metrics::MAILS_DROPPED).increment(1);
-            return Ok(());
+            return Ok(Stored::Whole);
         }
         Verdict::Ticket { auto_reply } => auto_reply,
     };
@@ -277,17 +290,22 @@ pub async fn ingest(
         tracing::warn!(account = %account.key, source, message_id = ?mail.message_id, %problem, "mail accepted with a problem");
     }
     let address = &account.address;
-    // A mail too large to download is stored from its header under a key of its own; taken
-    // whole later (a higher limit, a server that now states its size), it joins that ticket
-    // instead of counting as a duplicate — which would delete it from the server unread.
-    let header_key = format!("{source}{HEADER_ONLY}");
-    let (source_key, open_ticket) = match fetched {
-        Fetched::Header { .. } => (header_key, None),
-        Fetched::Whole(_) => (
+    // A mail not stored whole is stored under a key of its own; taken whole later (higher
+    // limits, a server that now states its size), it joins that ticket instead of counting as
+    // a duplicate — which would delete it from the server unread.
+    let stored = if mail.problems.iter().any(mime::Problem::loses_content) {
+        Stored::Partial
+    } else {
+        Stored::Whole
+    };
+    let partial_key = format!("{source}{PARTIAL}");
+    let (source_key, open_ticket) = match stored {
+        Stored::Partial => (partial_key, None),
+        Stored::Whole => (
             source.to_owned(),
             channels
                 .store()
-                .ticket_of_source(address.tenant, &header_key)
+                .ticket_of_source(address.tenant, &partial_key)
                 .await?,
         ),
     };
@@ -333,9 +351,9 @@ pub async fn ingest(
     };
     let ingested = channels.accept(&new).await?;
     if ingested.outcome == Outcome::Duplicate {
-        let what = match fetched {
-            Fetched::Whole(_) => "mail already a ticket; removed from the server only",
-            Fetched::Header { .. } => "large mail already a ticket; left on the server",
+        let what = match stored {
+            Stored::Whole => "mail already a ticket; removed from the server only",
+            Stored::Partial => "mail already a ticket in part; left on the server",
         };
         tracing::info!(account = %account.key, source, message_id = ?mail.message_id, ticket = ingested.interaction, "{what}");
     }
@@ -351,5 +369,5 @@ pub async fn ingest(
             });
         }
     }
-    Ok(())
+    Ok(stored)
 }

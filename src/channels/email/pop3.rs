@@ -1,6 +1,6 @@
 //! Fetching mail over POP3 (RFC 1939, STLS from RFC 2595): log in, list the messages with
 //! their sizes (LIST) and unique ids (UIDL), retrieve and store each (a too large one: only
-//! its header, see [`session`]), mark those committed for deletion (DELE)
+//! its header, see [`session`]), mark those committed whole for deletion (DELE)
 //! and end with QUIT, which is when the server deletes them. A crash before QUIT deletes
 //! nothing; the next session fetches the same messages again, and their source keys
 //! (`pop3:<account>:<UIDL>`) tell the store they are tickets already.
@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
 use super::transport::{self, MailStream};
-use super::{Fetched, MailAccount, SessionError};
+use super::{Fetched, MailAccount, SessionError, Stored};
 use crate::channels::config::Security;
 use crate::channels::Channels;
 
@@ -150,21 +150,21 @@ async fn open(account: &MailAccount, stall: Duration) -> Result<Connection, Sess
 /// Polls until `stop`: one POP3 session per poll interval. A message larger than
 /// `channels.max_message_bytes` (by LIST) is not retrieved: its header (`TOP n 0`) becomes the
 /// ticket and the message stays on the server, left alone from then on (after a reconnect or a
-/// restart, its source key finds the ticket again).
+/// restart, its source key finds the ticket again); so does one whose attachments were not all
+/// kept.
 pub(super) async fn session(
     channels: &Channels,
     account: &MailAccount,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), SessionError> {
     let limit = channels.config().max_message_bytes;
-    let mut too_large = HashSet::new();
+    let mut partial = HashSet::new();
     // Messages the server refused to send or delete (-ERR): skipped while the account runs,
     // so that one of them holds back neither the mail behind it nor the deletions before it
     // (POP3 deletes only at QUIT).
     let mut refused = HashSet::new();
     loop {
         let mut conn = open(account, channels.config().stall()).await?;
-        channels.account_up(&account.key);
         conn.command("LIST").await?;
         let sizes: HashMap<u32, u64> = listing(&conn.body(MAX_LISTING).await?)
             .into_iter()
@@ -173,7 +173,7 @@ pub(super) async fn session(
         conn.command("UIDL").await?;
         let ids = listing(&conn.body(MAX_LISTING).await?);
         for (n, id) in ids {
-            if too_large.contains(&id) || refused.contains(&id) {
+            if partial.contains(&id) || refused.contains(&id) {
                 continue;
             }
             let source = format!("pop3:{}:{id}", account.key);
@@ -209,10 +209,10 @@ pub(super) async fn session(
                 }
             };
             match super::ingest(channels, account, &source, fetched).await {
-                Ok(()) if matches!(fetched, Fetched::Header { .. }) => {
-                    too_large.insert(id);
+                Ok(Stored::Partial) => {
+                    partial.insert(id);
                 }
-                Ok(()) => match conn.command(&format!("DELE {n}")).await {
+                Ok(Stored::Whole) => match conn.command(&format!("DELE {n}")).await {
                     Ok(_) => {}
                     // Stored: a later session finds it a duplicate once the server lets go.
                     Err(SessionError::Refused(e)) => {
@@ -227,6 +227,9 @@ pub(super) async fn session(
             }
         }
         conn.command("QUIT").await?;
+        // Up once a session went through: one that keeps failing on the way (on the same
+        // mail, say) is down and retried with growing back-off.
+        channels.account_up(&account.key);
         tokio::select! {
             _ = tokio::time::sleep(channels.config().poll_interval()) => {}
             _ = stop.changed() => {}
