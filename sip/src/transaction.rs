@@ -518,6 +518,13 @@ impl TransactionLayer {
         response: Response,
         now: Instant,
     ) -> Result<(), Error> {
+        let (id, cseq_number) = self.answered(key, &response)?;
+        self.respond(id, response, cseq_number, now)
+    }
+
+    /// The id of the server transaction `key` and the CSeq number of `response`, if
+    /// `response` answers that transaction (same top Via branch and CSeq method).
+    fn answered(&self, key: &TransactionKey, response: &Response) -> Result<(u64, u32), Error> {
         let id = *self.by_key.get(key).ok_or(Error::UnknownTransaction)?;
         let via = message::top_via(&response.headers)?;
         if via.branch != &*key.branch {
@@ -527,7 +534,7 @@ impl TransactionLayer {
         if cseq_method != key.method {
             return Err(Error::MismatchedResponse("CSeq method differs"));
         }
-        self.respond(id, response, cseq_number, now)
+        Ok((id, cseq_number))
     }
 
     /// Answers the server transaction `key` with the final `response` once and ends it, as a
@@ -542,11 +549,7 @@ impl TransactionLayer {
         key: &TransactionKey,
         response: Response,
     ) -> Result<(), Error> {
-        let id = *self.by_key.get(key).ok_or(Error::UnknownTransaction)?;
-        let via = message::top_via(&response.headers)?;
-        if via.branch != &*key.branch {
-            return Err(Error::MismatchedResponse("top Via branch differs"));
-        }
+        let (id, _) = self.answered(key, &response)?;
         let txn = self
             .transactions
             .get(&id)
@@ -1185,20 +1188,11 @@ Content-Length: 0\r\n\r\n"
             self.sent.iter().map(|(at, _)| at.as_millis()).collect()
         }
 
-        fn server_request_last(&self) -> (TransactionKey, Request) {
-            self.events
-                .iter()
-                .rev()
-                .find_map(|(_, e)| match e {
-                    Event::Request { key, request, .. } => Some((key.clone(), request.clone())),
-                    _ => None,
-                })
-                .expect("a request event")
-        }
-
+        /// The newest request passed to the TU.
         fn server_request(&self) -> (TransactionKey, Request) {
             self.events
                 .iter()
+                .rev()
                 .find_map(|(_, e)| match e {
                     Event::Request { key, request, .. } => Some((key.clone(), request.clone())),
                     _ => None,
@@ -1438,7 +1432,7 @@ Content-Length: 0\r\n\r\n"
             .count();
         assert_eq!(requests, 2);
         // Once something went out, the transaction has to finish statefully.
-        let (key, req) = h.server_request_last();
+        let (key, req) = h.server_request();
         h.tick();
         assert_eq!(status(&h.sent.last().expect("sent").1), 100);
         assert!(h
