@@ -300,6 +300,7 @@ fn header<'a>(response: &'a Response, name: &str) -> Option<&'a str> {
         Header::Other(n, v) if n.eq_ignore_ascii_case(name) => Some(v.as_str()),
         Header::Allow(v) if name.eq_ignore_ascii_case("Allow") => Some(v.value()),
         Header::Unsupported(v) if name.eq_ignore_ascii_case("Unsupported") => Some(v.value()),
+        Header::RetryAfter(v) if name.eq_ignore_ascii_case("Retry-After") => Some(v.value()),
         _ => None,
     })
 }
@@ -737,6 +738,23 @@ async fn a_malformed_request_over_tcp_gets_400(db: Db) {
     s.stop().await;
 }
 
+/// Beyond `sip.max_transactions` live transactions, a request gets a 503 with Retry-After and
+/// opens none (over UDP an answered OPTIONS holds its transaction for 32 s).
+async fn transactions_are_capped(db: Db) {
+    let s = TestServer::start_with(db, |config| config.sip.max_transactions = 2).await;
+    let mut ua = Ua::udp("127.0.0.1", s.sip_udp()).await;
+    let uri = format!("sip:{}", s.sip_udp());
+    for expected in [200, 200, 503] {
+        let text = ua.request("OPTIONS", &uri, &uri, "");
+        let response = ua.transact(&text).await;
+        assert_eq!(response.status_code.code(), expected, "{response}");
+        if expected == 503 {
+            assert_eq!(header(&response, "Retry-After"), Some("5"));
+        }
+    }
+    s.stop().await;
+}
+
 /// A source sending faster than `sip.rate_limit_per_second` loses the excess; others do not.
 async fn floods_are_rate_limited(db: Db) {
     let s = TestServer::start_with(db, |config| config.sip.rate_limit_per_second = 10).await;
@@ -947,5 +965,6 @@ on_both_backends!(
     trunk_digest_auth,
     malformed_storm_does_not_stop_a_good_register,
     floods_are_rate_limited,
+    transactions_are_capped,
     sipp_registers,
 );

@@ -823,6 +823,18 @@ pub fn response_to(
     }
 }
 
+/// A 503 to `request` asking to try again in `retry_after` seconds (RFC 3261 §21.5.4), with a
+/// new To tag.
+pub fn service_unavailable(request: &Request, retry_after: u32) -> Response {
+    let mut response = response_to(request, 503, Some(&new_tag()));
+    response
+        .headers
+        .push(Header::RetryAfter(rsip::headers::RetryAfter::new(
+            retry_after.to_string(),
+        )));
+    response
+}
+
 /// Builds the CANCEL for a client INVITE (RFC 3261 §9.1): same Request-URI, Call-ID, From, To,
 /// top Via (so the same branch) and Route headers, CSeq number of the INVITE with method CANCEL.
 pub fn cancel_for(invite: &Request) -> Result<Request, ParseError> {

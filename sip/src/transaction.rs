@@ -353,11 +353,27 @@ impl Transaction {
 }
 
 /// Configuration of a [`TransactionLayer`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
     /// T1, T2, T4 and D.
     pub timers: Timers,
+    /// Most live transactions: a new request beyond them gets a stateless 503 with
+    /// Retry-After instead of a transaction — a request over UDP holds one for 32 s after its
+    /// answer, so a flood from forged sources would otherwise hold memory without bound.
+    pub max_transactions: usize,
 }
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            timers: Timers::default(),
+            max_transactions: 50_000,
+        }
+    }
+}
+
+/// Seconds a request refused for want of room is asked to wait (Retry-After of the 503).
+const RETRY_AFTER_SECONDS: u32 = 5;
 
 /// All live transactions of one SIP endpoint, keyed by [`TransactionKey`].
 #[derive(Debug)]
@@ -372,6 +388,8 @@ pub struct TransactionLayer {
     /// Armed timers; entries whose transaction changed its timers since are skipped.
     timers: BinaryHeap<Reverse<(Instant, u64)>>,
     outbox: VecDeque<Output>,
+    /// Whether new requests are being refused for want of room (logged when it starts).
+    full: bool,
 }
 
 impl TransactionLayer {
@@ -385,6 +403,7 @@ impl TransactionLayer {
             awaiting_ack: HashMap::new(),
             timers: BinaryHeap::new(),
             outbox: VecDeque::new(),
+            full: false,
         }
     }
 
@@ -610,6 +629,7 @@ impl TransactionLayer {
             _ => {
                 if let Some(&id) = self.by_key.get(&key) {
                     self.retransmitted_request(id);
+                } else if self.no_room(&request, peer) {
                 } else if request.method == Method::Cancel {
                     self.handle_cancel(key, request, peer, now);
                 } else {
@@ -617,6 +637,29 @@ impl TransactionLayer {
                 }
             }
         }
+    }
+
+    /// Whether a new transaction would exceed [`Config::max_transactions`]; if so, `request`
+    /// is answered 503 without one.
+    fn no_room(&mut self, request: &Request, peer: Peer) -> bool {
+        let live = self.transactions.len();
+        if live < self.config.max_transactions {
+            if self.full {
+                self.full = false;
+                tracing::info!(live, "room for new SIP transactions again");
+            }
+            return false;
+        }
+        if !self.full {
+            self.full = true;
+            tracing::warn!(
+                live,
+                "SIP transactions at their limit: new requests get 503 until some end"
+            );
+        }
+        let response = message::service_unavailable(request, RETRY_AFTER_SECONDS);
+        self.transmit(peer, encode(&SipMessage::Response(response)).into());
+        true
     }
 
     fn new_server_transaction(
@@ -1121,9 +1164,13 @@ Content-Length: 0\r\n\r\n"
 
     impl Harness {
         fn new() -> Self {
+            Self::with(Config::default())
+        }
+
+        fn with(config: Config) -> Self {
             let base = Instant::now();
             Self {
-                layer: TransactionLayer::new(Config::default()),
+                layer: TransactionLayer::new(config),
                 base,
                 now: base,
                 sent: Vec::new(),
@@ -1391,6 +1438,38 @@ Content-Length: 0\r\n\r\n"
         h.respond(&key, response_to(&req, 180, Some("me")));
         h.receive(invite.into(), peer(Transport::Udp));
         assert_eq!(status(&h.sent[3].1), 180);
+    }
+
+    #[test]
+    fn requests_beyond_the_transaction_limit_get_a_stateless_503() {
+        let mut h = Harness::with(Config {
+            max_transactions: 2,
+            ..Config::default()
+        });
+        for branch in ["z9hG4bKl1", "z9hG4bKl2", "z9hG4bKl3"] {
+            h.receive(request("OPTIONS", branch).into(), peer(Transport::Udp));
+        }
+        assert_eq!(h.events.len(), 2, "the third opened no transaction");
+        assert_eq!(h.layer.len(), 2);
+        let SipMessage::Response(refused) = &h.sent[0].1 else {
+            panic!("a response")
+        };
+        assert_eq!(refused.status_code.code(), 503);
+        assert!(refused
+            .headers
+            .iter()
+            .any(|h| matches!(h, Header::RetryAfter(r) if r.value() == "5")));
+        // Answered, the two end with timer J (32 s over UDP); then there is room again.
+        for (key, req) in h.events.clone().into_iter().filter_map(|(_, e)| match e {
+            Event::Request { key, request, .. } => Some((key, request)),
+            _ => None,
+        }) {
+            h.respond(&key, response_to(&req, 200, Some("me")));
+        }
+        h.run_until(Duration::from_secs(33));
+        assert!(h.layer.is_empty());
+        h.receive(request("OPTIONS", "z9hG4bKl4").into(), peer(Transport::Udp));
+        assert_eq!(h.events.len(), 3);
     }
 
     #[test]

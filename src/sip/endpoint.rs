@@ -83,6 +83,7 @@ pub struct Settings {
     pub realm: String,
     pub algorithms: Vec<Algorithm>,
     pub max_calls: u32,
+    pub max_transactions: usize,
     pub trunks: Trunks,
 }
 
@@ -117,7 +118,10 @@ impl Endpoint {
     ) -> Self {
         let now = Instant::now();
         Self {
-            layer: TransactionLayer::new(transaction::Config::default()),
+            layer: TransactionLayer::new(transaction::Config {
+                max_transactions: settings.max_transactions,
+                ..transaction::Config::default()
+            }),
             registrar: Registrar::new(RegistrarConfig::default()),
             auth: DigestAuthenticator::new(
                 DigestConfig {
@@ -687,12 +691,7 @@ impl Endpoint {
         }
         if self.at_capacity() {
             tracing::warn!(%peer, max_calls = self.max_calls, "over call capacity, 503");
-            let mut response = response_to(&request, 503, Some(&message::new_tag()));
-            response
-                .headers
-                .push(Header::RetryAfter(rsip::headers::RetryAfter::new(
-                    RETRY_AFTER_SECONDS.to_string(),
-                )));
+            let response = message::service_unavailable(&request, RETRY_AFTER_SECONDS);
             self.refuse(&key, response);
             return;
         }

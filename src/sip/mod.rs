@@ -231,6 +231,7 @@ impl SipEndpoint {
                     })
                     .collect(),
                 max_calls: config.max_calls,
+                max_transactions: config.max_transactions,
                 trunks: Trunks::new(config.trunks.clone()),
             },
             store,
