@@ -778,6 +778,7 @@ impl TransactionLayer {
         };
         let invite_id = self.by_key.get(&invite_key).copied();
         let Some(invite_id) = invite_id else {
+            tracing::info!(%peer, branch = key.branch(), "CANCEL for no INVITE here, 481");
             let response = response_to(&request, 481, Some(&message::new_tag()));
             let _ = self.respond(cancel_id, response, cseq_number, now);
             return;

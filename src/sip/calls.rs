@@ -1510,10 +1510,20 @@ impl Calls {
             .iter_mut()
             .find(|l| l.call_id == call_id && matches!(l.state, AgentState::Answered(_)));
         let (Some(leg), Some(user)) = (from, refer_to_user(request)) else {
+            tracing::info!(
+                call = call_key,
+                call_id,
+                "REFER from no answered agent leg or without a Refer-To user, 400"
+            );
             reply(layer, key, request, 400, now);
             return;
         };
         let Party::Agent(from) = leg.party else {
+            tracing::info!(
+                call = call_key,
+                call_id,
+                "REFER from a leg that is no agent's, 403"
+            );
             reply(layer, key, request, 403, now);
             return;
         };

@@ -664,7 +664,10 @@ impl Endpoint {
             (Verdict::Stale | Verdict::Rejected(Rejection::Replay), _) => {
                 self.challenge(&key, &request, true, now)
             }
-            (Verdict::Rejected(Rejection::Malformed), _) => self.reply(&key, &request, 400, now),
+            (Verdict::Rejected(Rejection::Malformed), _) => {
+                tracing::info!(%peer, username, "REGISTER with unreadable credentials, 400");
+                self.reply(&key, &request, 400, now);
+            }
             (verdict, _) => {
                 tracing::info!(%peer, username, ?verdict, "REGISTER refused");
                 self.reply(&key, &request, 403, now);
