@@ -499,6 +499,13 @@ async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
     let refused = noisy.ws.expect("error").await;
     assert_eq!(refused["code"], "invalid_command", "{refused}");
     assert_eq!(refused["client_id"], long.as_str());
+    // So is one PostgreSQL could not store (a NUL), which would fail its batch's commit.
+    noisy
+        .frame(json!({ "type": "chat.send", "client_id": "a\u{0}b", "text": ENGLISH }))
+        .await;
+    let refused = noisy.ws.expect("error").await;
+    assert_eq!(refused["code"], "invalid_command", "{refused}");
+    assert_eq!(refused["client_id"], "a\u{0}b");
     // A flood: the burst passes, then messages are refused until tokens come back.
     for n in 0..12 {
         noisy
@@ -532,6 +539,13 @@ async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
         .command(json!({ "type": "chat.send", "interaction": interaction }))
         .await;
     assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    // An agent's client_id is held to the visitor's rules.
+    for id in ["m".repeat(65), "a\u{0}b".to_owned()] {
+        let refused = diego
+            .command(json!({ "type": "chat.send", "interaction": interaction, "text": "hi", "client_id": id }))
+            .await;
+        assert_eq!(refused.last().expect("reply")["code"], "invalid_command");
+    }
     s.stop().await;
 }
 

@@ -24,7 +24,7 @@ use vacd_actors::{Channel, QueueId, TenantId};
 
 use super::error::{Error, Result};
 use super::AppState;
-use crate::chat::Attached;
+use crate::chat::{client_id_problem, Attached};
 use crate::language;
 use crate::store::{ChatWidget, NewWritten};
 
@@ -223,7 +223,7 @@ fn valid_email(email: &str) -> Option<String> {
     (!local.is_empty()
         && domain.contains('.')
         && email.len() <= MAX_EMAIL
-        && !email.contains(char::is_whitespace))
+        && !email.contains(|c: char| c.is_whitespace() || c.is_control()))
     .then(|| email.to_owned())
 }
 
@@ -422,7 +422,12 @@ async fn start(state: &AppState, client: IpAddr, frame: &Json_) -> Opened {
         },
         None => None,
     };
-    let topic = field("topic").map(|t| t.chars().take(MAX_NAME).collect::<String>());
+    let topic = field("topic").map(|t| {
+        t.chars()
+            .filter(|c| !c.is_control())
+            .take(MAX_NAME)
+            .collect::<String>()
+    });
     if let Some(topic) = &topic {
         if !widget.topics.is_empty() && !widget.topics.contains(topic) {
             return Err((
@@ -503,9 +508,6 @@ async fn serve(socket: WebSocket, state: AppState, client: IpAddr) {
     let _ = sink.close().await;
 }
 
-/// The longest `client_id` a visitor's message may carry.
-const MAX_CLIENT_ID: usize = 64;
-
 /// Carries out one visitor frame; the error frame to send back, if it was refused.
 async fn visitor_frame(
     state: &AppState,
@@ -518,10 +520,8 @@ async fn visitor_frame(
         Err(e) => return Some(error("malformed_json", &e.to_string(), None)),
     };
     let client_id = frame["client_id"].as_str();
-    if let Some(long) = client_id.filter(|c| c.chars().count() > MAX_CLIENT_ID) {
-        // Cut short, two ids alike in their first characters would be one message sent twice.
-        let message = format!("`client_id` is longer than {MAX_CLIENT_ID} characters");
-        return Some(error("invalid_command", &message, Some(long)));
+    if let Some((id, problem)) = client_id.and_then(|id| Some((id, client_id_problem(id)?))) {
+        return Some(error("invalid_command", &problem, Some(id)));
     }
     let client_id = client_id.map(str::to_owned);
     let input = match frame["type"].as_str() {
@@ -699,4 +699,27 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
         .transcript_sent(row.tenant, interaction, &to)
         .await?;
     Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_email;
+
+    #[test]
+    fn an_email_is_an_address_a_store_can_keep() {
+        assert_eq!(
+            valid_email(" vera@example.com ").as_deref(),
+            Some("vera@example.com")
+        );
+        for bad in [
+            "vera",
+            "@example.com",
+            "vera@localhost",
+            "ve ra@example.com",
+            "a\0@example.com",
+            "a\u{7}b@example.com",
+        ] {
+            assert_eq!(valid_email(bad), None, "{bad:?}");
+        }
+    }
 }

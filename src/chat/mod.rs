@@ -32,6 +32,25 @@ use crate::store::{self, ChatRow, ChatWidget, NewChat, Principal, Store};
 
 use session::{ChatMsg, Mailbox, StaffCommand};
 
+/// Longest `client_id` of a chat message, in characters.
+pub const MAX_CLIENT_ID: usize = 64;
+
+/// Why `id` cannot be a chat message's `client_id`, if it cannot: longer than
+/// [`MAX_CLIENT_ID`] characters (cut short, two ids alike in their first characters would be
+/// one message sent twice), or holding control characters (PostgreSQL stores no NUL: the
+/// message could never be stored).
+pub fn client_id_problem(id: &str) -> Option<String> {
+    if id.chars().count() > MAX_CLIENT_ID {
+        Some(format!(
+            "`client_id` is longer than {MAX_CLIENT_ID} characters"
+        ))
+    } else if id.chars().any(char::is_control) {
+        Some("`client_id` holds control characters".into())
+    } else {
+        None
+    }
+}
+
 /// Why a chat could not be opened, resumed or commanded.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -402,7 +421,13 @@ impl ChatHub {
         let command = match kind {
             "chat.send" => StaffCommand::Send {
                 text: text("text").ok_or_else(|| Error::Invalid("`text` is missing".into()))?,
-                client_id: text("client_id"),
+                client_id: match text("client_id") {
+                    Some(id) => match client_id_problem(&id) {
+                        Some(problem) => return Err(Error::Invalid(problem)),
+                        None => Some(id),
+                    },
+                    None => None,
+                },
                 whisper: frame["whisper"].as_bool().unwrap_or(false),
             },
             "chat.typing" => StaffCommand::Typing {
