@@ -1081,6 +1081,21 @@ async fn bad_input_is_rejected_and_changes_nothing(db: Db) {
         StatusCode::NOT_FOUND,
         "not_found",
     );
+    // A path segment that is no UTF-8 is refused in the same JSON format, wherever it is.
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v1/queues/%FF"),
+        (reqwest::Method::GET, "/api/v1/tickets/%FF"),
+        (reqwest::Method::POST, "/api/v1/tickets/%FF/close"),
+        (reqwest::Method::GET, "/api/v1/reports/%FF"),
+        (reqwest::Method::GET, "/api/v1/interactions/%FF/customer"),
+        (reqwest::Method::PUT, "/api/v1/calls/%FF/monitor"),
+        (reqwest::Method::PUT, "/api/v1/agents/%FF/status"),
+        (reqwest::Method::GET, "/api/v1/chat/widgets/demo/%FF"),
+    ] {
+        let (status, body) = s.call(method, path, Some(&admin), Some(json!({}))).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "not_found", "{path}: {body}");
+    }
     let (_, mailboxes) = s.get("/api/v1/mailboxes", &admin).await;
     let child = mailboxes["items"]
         .as_array()

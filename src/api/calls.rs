@@ -4,7 +4,7 @@
 //! `DELETE` of the same path ends it. Team leads and above, own tenant only.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -13,7 +13,7 @@ use vacd_actors::{AgentId, InteractionId};
 use vacd_sip::mix::Monitor;
 
 use super::auth::Caller;
-use super::error::{Error, Result};
+use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::catalog::Role;
 use crate::sip::MonitorError;
@@ -77,7 +77,7 @@ fn refusal(err: MonitorError) -> Error {
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,
-    Path(interaction): Path<String>,
+    ApiPath(interaction): ApiPath<String>,
     body: std::result::Result<Json<MonitorRequest>, JsonRejection>,
 ) -> Result<StatusCode> {
     let who = caller.user_with(Role::TeamLead)?;
@@ -114,7 +114,7 @@ pub async fn start(
 pub async fn stop(
     State(state): State<AppState>,
     caller: Caller,
-    Path(interaction): Path<String>,
+    ApiPath(interaction): ApiPath<String>,
 ) -> Result<StatusCode> {
     let who = caller.user_with(Role::TeamLead)?;
     let interaction = interaction_id(&interaction)?;

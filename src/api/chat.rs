@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -22,7 +22,7 @@ use serde_json::{json, Value as Json_};
 use vacd_actors::chat::{ChatInput, Party};
 use vacd_actors::{Channel, QueueId, TenantId};
 
-use super::error::{Error, Result};
+use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::chat::{client_id_problem, Attached};
 use crate::language;
@@ -62,7 +62,7 @@ pub async fn widget_info(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-    Path((tenant, address)): Path<(String, String)>,
+    ApiPath((tenant, address)): ApiPath<(String, String)>,
     query: std::result::Result<Query<LanguageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response> {
     // Public, and each read costs the store several queries: limited per source.
@@ -139,7 +139,7 @@ pub async fn offline(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: axum::http::HeaderMap,
-    Path((tenant, address)): Path<(String, String)>,
+    ApiPath((tenant, address)): ApiPath<(String, String)>,
     body: std::result::Result<Json<OfflineForm>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response> {
     let Json(form) = body?;

@@ -165,3 +165,24 @@ impl From<PathRejection> for Error {
         Error::NotFound(format!("no such resource: {}", rejection.body_text()))
     }
 }
+
+/// Path parameters, refused in the API's JSON error format — axum's `Path` answers a segment
+/// that is no UTF-8 (`/tickets/%FF`) in plain text.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> std::result::Result<ApiPath<T>, Error> {
+        let axum::extract::Path(value) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(value))
+    }
+}

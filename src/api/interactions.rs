@@ -9,7 +9,7 @@
 //!   console that joins a chat it was not offered or reloads. Agents and above.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 use vacd_actors::{AgentId, Input, InteractionId, QueueId, RouterError, TenantId, TransferTarget};
 
 use super::auth::Caller;
-use super::error::{Error, Result};
+use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::catalog::{Role, INTERACTIONS};
 
@@ -39,7 +39,7 @@ pub struct MoveRequest {
 pub async fn customer(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>> {
     let who = caller.user_with(Role::Agent)?;
     let interaction = raw
@@ -75,7 +75,7 @@ pub async fn customer(
 pub async fn move_interaction(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    ApiPath(raw): ApiPath<String>,
     body: std::result::Result<Json<MoveRequest>, JsonRejection>,
 ) -> Result<StatusCode> {
     let who = caller.user_with(Role::TeamLead)?;

@@ -4,7 +4,7 @@
 //! or `day`, `format` `json` (default, `{"items": […]}`) or `csv`. Supervisors and admins.
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
-use super::error::{Error, Result};
+use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::catalog::Role;
 use crate::reports::{self, AgentRow, Interval, QueueRow, Settings};
@@ -58,7 +58,7 @@ pub struct Params {
 pub async fn report(
     State(state): State<AppState>,
     caller: Caller,
-    Path(table): Path<String>,
+    ApiPath(table): ApiPath<String>,
     params: std::result::Result<Query<Params>, QueryRejection>,
 ) -> Result<Response> {
     let who = caller.user_with(Role::Supervisor)?;

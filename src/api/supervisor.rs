@@ -23,7 +23,7 @@ use vacd_actors::{Floor, TenantId};
 
 use super::auth::LiveSession;
 use super::console::{authenticate, close_for_session, TokenQuery};
-use super::error::{Error, Result};
+use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::catalog::Role;
 use crate::reports::QueueRow;
@@ -415,7 +415,7 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
 pub async fn set_status(
     State(state): State<AppState>,
     caller: super::auth::Caller,
-    axum::extract::Path(agent): axum::extract::Path<String>,
+    ApiPath(agent): ApiPath<String>,
     body: std::result::Result<
         axum::Json<vacd_actors::AgentStatus>,
         axum::extract::rejection::JsonRejection,

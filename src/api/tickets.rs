@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -17,7 +17,7 @@ use utoipa::{OpenApi, ToSchema};
 use vacd_actors::{AgentId, Input, InteractionId, TenantId};
 
 use super::auth::{self, Caller};
-use super::error::{Error, Result};
+use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::catalog::{Role, INTERACTIONS};
 use crate::channels::{self, reply, sms, Channels, SendKind};
@@ -284,7 +284,7 @@ async fn finish_routing(state: &AppState, tenant: i64, id: i64, agent: i64) {
 async fn ticket(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
     Ok(Json(
@@ -297,7 +297,7 @@ async fn ticket(
 async fn preview(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: std::result::Result<Json<ReplyRequest>, JsonRejection>,
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
@@ -327,7 +327,7 @@ async fn preview(
 async fn send_reply(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: std::result::Result<Json<ReplyRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Json_>)> {
     let who = caller.user_with(Role::Agent)?;
@@ -447,7 +447,7 @@ async fn reply(
 async fn note(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: std::result::Result<Json<NoteRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Json_>)> {
     let who = caller.user_with(Role::Agent)?;
@@ -474,7 +474,7 @@ async fn note(
 async fn forward(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: std::result::Result<Json<ForwardRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Json_>)> {
     let who = caller.user_with(Role::Agent)?;
@@ -546,7 +546,7 @@ async fn forward_to(
 async fn close(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
     let id = ticket_id(&id)?;
@@ -568,7 +568,7 @@ async fn close(
 async fn reopen(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Json_>> {
     let who = caller.user_with(Role::Agent)?;
     let channels = channels_of(&state)?.clone();
@@ -595,7 +595,7 @@ async fn reopen(
 async fn follow_up(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     body: std::result::Result<Json<FollowUpRequest>, JsonRejection>,
 ) -> Result<StatusCode> {
     let who = caller.user_with(Role::Agent)?;
