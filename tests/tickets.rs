@@ -1745,6 +1745,14 @@ async fn a_reply_is_sent_once_however_often_it_is_clicked(db: Db) {
     assert_eq!(repeated["repeated"], true, "{repeated}");
     assert_eq!(repeated["message"], replied.1["message"], "{repeated}");
     assert_eq!(sent.lock().expect("lock").len(), 1);
+    // A client_id is its author's: a colleague's reply under the same one is a reply of its own.
+    let chloe = s.demo_login("chloe").await;
+    gate.add_permits(1);
+    let body = json!({ "body": "Tomorrow before noon.", "client_id": "draft-1" });
+    let (status, theirs) = s.post(&path, &chloe, body).await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    assert_ne!(theirs["message"], replied.1["message"], "{theirs}");
+    assert_eq!(sent.lock().expect("lock").len(), 2);
     s.stop().await;
 }
 

@@ -346,11 +346,13 @@ async fn reply(
     let channels = channels_of(&state)?;
     let id = ticket_id(&id)?;
     let ctx = state.store.reply_context(who.tenant_id, id).await?;
-    not_held_by_another(&state, &who, id).await?;
     let _sending = Sending::start(&state, who.tenant_id, id)?;
     if request.template.is_none() && request.body.as_deref().is_none_or(|b| b.trim().is_empty()) {
         return Err(Error::invalid("empty_reply", "give a template or a body"));
     }
+    let agent = agent_name(&state, &who).await?;
+    // Before the holder is checked: a retry of a reply that went out is answered as such even
+    // once the ticket has moved on to someone else.
     if let Some(client_id) = &request.client_id {
         if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID || client_id.contains('\0') {
             return Err(Error::invalid(
@@ -361,7 +363,7 @@ async fn reply(
         // Sent already (the guard above was held until it was recorded): not again.
         if let Some(mut sent) = state
             .store
-            .sent_with_client_id(who.tenant_id, id, client_id)
+            .sent_with_client_id(who.tenant_id, id, &agent, client_id)
             .await?
         {
             sent["status"] = state.store.ticket(who.tenant_id, id).await?["status"].clone();
@@ -369,10 +371,10 @@ async fn reply(
             return Ok((StatusCode::OK, Json(sent)));
         }
     }
+    not_held_by_another(&state, &who, id).await?;
     // The customer's newest message now: one that arrives while this reply goes out is not
     // answered by it, and must not be left behind in an answered ticket.
     let newest = state.store.newest_inbound(who.tenant_id, id).await?;
-    let agent = agent_name(&state, &who).await?;
     let composed = reply::compose(
         &state.store,
         &ctx,

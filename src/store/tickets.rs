@@ -863,20 +863,22 @@ impl Store {
         }
     }
 
-    /// The message sent in ticket `id` with the sender's id `client_id`:
-    /// `{message, subject, body, to}`.
+    /// The message `author` sent in ticket `id` with their own id `client_id` (ids are the
+    /// author's: another's may be the same): `{message, subject, body, to}`.
     pub async fn sent_with_client_id(
         &self,
         tenant: i64,
         id: i64,
+        author: &str,
         client_id: &str,
     ) -> Result<Option<Json>> {
         let row = sqlx::query(
             "SELECT id, subject, body, recipients FROM messages WHERE tenant_id = $1 \
-             AND interaction_id = $2 AND direction = 'out' AND client_id = $3",
+             AND interaction_id = $2 AND direction = 'out' AND author = $3 AND client_id = $4",
         )
         .bind(tenant)
         .bind(id)
+        .bind(author.to_owned())
         .bind(client_id.to_owned())
         .fetch_optional(&self.pool)
         .await?;
