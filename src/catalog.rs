@@ -554,8 +554,15 @@ pub static ATTACHMENTS: Resource = Resource {
     schema: "Attachment",
     columns: &[
         parent("message_id", "messages"),
-        req("filename", text(255)),
-        req("content_type", text(127)),
+        // What was sent or received under which name and type is a record, like the message.
+        Column {
+            mutable: false,
+            ..req("filename", text(255))
+        },
+        Column {
+            mutable: false,
+            ..req("content_type", text(127))
+        },
         Column {
             mutable: false,
             ..int_default("size_bytes", 0, i64::MAX, 0)

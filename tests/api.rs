@@ -1473,6 +1473,16 @@ async fn attachment_bytes_round_trip(db: Db) {
         )
         .await;
     assert_error(&edit, StatusCode::UNPROCESSABLE_ENTITY, "immutable_field");
+    // Nor the name and type a file came under.
+    for change in [
+        json!({ "filename": "invoice.exe" }),
+        json!({ "content_type": "text/plain" }),
+    ] {
+        let edit = s
+            .patch(&format!("/api/v1/attachments/{attachment}"), &agent, change)
+            .await;
+        assert_error(&edit, StatusCode::UNPROCESSABLE_ENTITY, "immutable_field");
+    }
     s.stop().await;
 }
 
