@@ -76,6 +76,9 @@ impl Error {
                 (StatusCode::UNPROCESSABLE_ENTITY, "unknown_reference")
             }
             Error::Internal(store::Error::Cycle(_)) => (StatusCode::UNPROCESSABLE_ENTITY, "cycle"),
+            Error::Internal(store::Error::TooDeep(_)) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "too_deep")
+            }
             Error::Internal(store::Error::ContentStored(_)) => {
                 (StatusCode::CONFLICT, "content_stored")
             }

@@ -191,8 +191,15 @@ impl Store {
             .iter()
             .copied()
             .find(|r| std::ptr::eq(*r, resource));
+        // A row put under another of its table (a mailbox in a mailbox) has its chain walked
+        // by `check_references`, which the committer's round does not do: such creates are
+        // rare and made alone.
+        let in_hierarchy = values.iter().any(|(column, value)| {
+            matches!(column.kind, Kind::Ref(table) if table == resource.table)
+                && matches!(value, Value::Int(Some(_)))
+        });
         let created = match (&self.creates, listed) {
-            (Some(committer), Some(resource)) => {
+            (Some(committer), Some(resource)) if !in_hierarchy => {
                 group_commit::submit(committer, resource, tenant, actor, values.to_vec()).await?
             }
             _ => {
@@ -617,7 +624,8 @@ async fn in_tenant<'e>(
 }
 
 /// Every referenced id must exist in the same tenant; a column referencing its own table
-/// (a hierarchy such as mailbox → parent) must not close a cycle through `id`.
+/// (a hierarchy such as mailbox → parent) must not close a cycle through `id`, nor make the
+/// chain deeper than [`MAX_HIERARCHY_DEPTH`].
 async fn check_references(
     tx: &mut sqlx::Transaction<'_, Any>,
     resource: &Resource,
@@ -635,10 +643,11 @@ async fn check_references(
                 table,
             });
         }
-        if let (true, Some(id)) = (table == resource.table, id) {
-            // Walk up from the new parent. Stored rows should form no cycle, but two changes
+        if table == resource.table {
+            // Walk up from the new parent: the row must not be found there (a cycle), nor the
+            // chain be too long for it. Stored rows should form no cycle, but two changes
             // committed side by side on PostgreSQL can each pass this check before the other
-            // commits: a walk that long is refused as a cycle instead of never ending.
+            // commits: the walk ends at the depth limit instead of never.
             let sql = format!(
                 "SELECT {} AS up FROM {table} WHERE id = $1 AND tenant_id = $2",
                 column.sql_name()
@@ -647,8 +656,11 @@ async fn check_references(
             let mut steps = 0;
             while let Some(current) = at {
                 steps += 1;
-                if current == id || steps > MAX_HIERARCHY_DEPTH {
+                if Some(current) == id {
                     return Err(Error::Cycle(column.name));
+                }
+                if steps >= MAX_HIERARCHY_DEPTH {
+                    return Err(Error::TooDeep(column.name));
                 }
                 let row = sqlx::query(&sql)
                     .bind(current)

@@ -84,8 +84,10 @@ pub enum Error {
         "the tenant's last admin cannot be deleted or lose the role: make another user admin first"
     )]
     LastAdmin,
-    #[error("`{0}` would make the hierarchy a cycle (or deeper than {depth} levels)", depth = crate::catalog::MAX_HIERARCHY_DEPTH)]
+    #[error("`{0}` would make the hierarchy a cycle")]
     Cycle(&'static str),
+    #[error("`{0}` would make the hierarchy deeper than {depth} levels", depth = crate::catalog::MAX_HIERARCHY_DEPTH)]
+    TooDeep(&'static str),
     #[error("cannot create the database directory {path}: {source}")]
     Directory {
         path: String,
