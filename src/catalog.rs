@@ -154,6 +154,11 @@ const fn req(name: &'static str, kind: Kind) -> Column {
         filter: false,
     }
 }
+/// The priority an interaction waits at unless a routing rule (or whoever creates it through
+/// the API) sets one: the middle of 0–100, the same for every channel, so that an agent who
+/// frees up takes work by queue priority, then waiting time.
+pub const DEFAULT_PRIORITY: i32 = 50;
+
 /// Deepest parent chain (mailboxes in mailboxes): deeper ones are refused, and walks up a
 /// chain stop there, so a corrupt table cannot make them loop.
 pub const MAX_HIERARCHY_DEPTH: usize = 32;
@@ -495,7 +500,7 @@ pub static INTERACTIONS: Resource = Resource {
         },
         Column {
             mutable: false,
-            ..int_default("priority", 0, 100, 50)
+            ..int_default("priority", 0, 100, DEFAULT_PRIORITY as i64)
         },
         filter(Column {
             default: Some(DefaultValue::Text("new")),

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use common::console::Console;
 use common::mail::{self, poll, Dovecot, SmtpReceiver, MAIL_WAIT};
+use common::visitor::Visitor;
 use common::{Db, TestDb, TestServer, OPERATOR_TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -1557,6 +1558,34 @@ async fn ready_agent(s: &TestServer, user: &str) -> (String, Console) {
     (token, console)
 }
 
+/// An agent who frees up takes work by queue priority, then waiting time, whatever the
+/// channel: every channel waits at the same priority unless a rule sets one, so a ticket does
+/// not jump ahead of a chat that waited longer in the same queue.
+async fn a_ticket_does_not_outrank_a_chat_that_waited_longer(db: Db) {
+    let (s, _) = sms_desk(db, None).await;
+    let mut vera = Visitor::start(&s, json!({ "language": "en" })).await;
+    vera.say(
+        "v-1",
+        "Hello, I have a question about my order, can you help me please?",
+    )
+    .await;
+    sms_in(&s, "gw-1", "Where is my parcel? It was due last week.").await;
+    // Chloé serves the queue of both.
+    let chloe_token = s.demo_login("chloe").await;
+    let mut chloe = Console::connect(&s, &chloe_token).await;
+    let first = match chloe
+        .ready()
+        .await
+        .into_iter()
+        .find(|f| f["type"] == "offer")
+    {
+        Some(offer) => offer,
+        None => chloe.expect("offer").await,
+    };
+    assert_eq!(first["channel"], "chat", "{first}");
+    s.stop().await;
+}
+
 /// A customer who answers while the agent still wraps the ticket up is heard: the ticket waits
 /// again and is offered to the next agent, while the first agent's wrap-up runs on.
 async fn a_reply_during_wrap_up_waits_again(db: Db) {
@@ -2206,6 +2235,7 @@ on_both_backends!(
     a_mail_server_that_stops_answering_is_given_up,
     sms_in_through_the_webhook_and_out_through_the_gateway,
     a_reply_during_wrap_up_waits_again,
+    a_ticket_does_not_outrank_a_chat_that_waited_longer,
     sms_sent_together_make_one_ticket,
     a_ticket_another_agent_works_on_is_theirs,
     a_reply_is_sent_once_however_often_it_is_clicked,

@@ -11,6 +11,7 @@ use super::call_commit::{self, Done, Job};
 use super::committer;
 use super::events::{self, append_in, NewEvent};
 use super::{now_ms, Result, Store};
+use crate::catalog::DEFAULT_PRIORITY;
 use crate::classify::Facts;
 
 /// A call vacd has answered and is about to queue, or a click-to-dial call it places.
@@ -302,7 +303,9 @@ pub(super) async fn start_in(
     };
     let waits_in = classified.map(|d| d.queue).or(waits_in);
     let queue = waits_in.or(queue);
-    let priority = classified.and_then(|d| d.priority).unwrap_or(0);
+    let priority = classified
+        .and_then(|d| d.priority)
+        .unwrap_or(DEFAULT_PRIORITY);
     let (subject, direction) = match call.dialled_by {
         Some(_) => (format!("Call to {}", call.dialled), "outbound"),
         None => (

@@ -15,6 +15,7 @@ use super::customers::{find_or_create, Identity};
 use super::events::append_in;
 use super::message_commit::Message;
 use super::{now_ms, NewEvent, Result, Store};
+use crate::catalog::DEFAULT_PRIORITY;
 use crate::classify::Facts;
 
 /// A widget: where its chats go and how it looks.
@@ -208,7 +209,7 @@ impl Store {
             language: fallback.clone(),
             skill: None,
             queue: None,
-            priority: 0,
+            priority: DEFAULT_PRIORITY,
         };
         for code in candidates.into_iter().chain(std::iter::once(fallback)) {
             if let Some(skill) = self.language_skill(widget.tenant_id, &code).await? {

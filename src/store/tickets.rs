@@ -15,6 +15,7 @@ use sqlx::Row;
 
 use super::events::{append_in, NewEvent};
 use super::{now_ms, text, truncate, Backend, Error, Result, Store};
+use crate::catalog::DEFAULT_PRIORITY;
 use crate::channels::sla;
 use crate::classify::Facts;
 
@@ -216,9 +217,6 @@ impl Outbound {
         }
     }
 }
-
-/// The priority a new ticket waits at unless a routing rule sets one.
-const TICKET_PRIORITY: i32 = 50;
 
 const SELECT_ADDRESS: &str = "SELECT s.id, s.tenant_id, s.address, s.mailbox_id, s.queue_id, \
      m.language, m.sla_seconds, m.signature, m.business_hours, m.parent_id, t.time_zone \
@@ -547,7 +545,7 @@ impl Store {
                 }
                 let priority = classified
                     .and_then(|d| d.priority)
-                    .unwrap_or(TICKET_PRIORITY);
+                    .unwrap_or(DEFAULT_PRIORITY);
                 let id: i64 = sqlx::query(
                     "INSERT INTO interactions (tenant_id, channel, mailbox_id, queue_id, \
                      customer_id, language, priority, state, subject, sla_deadline, created_at) \
