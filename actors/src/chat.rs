@@ -276,6 +276,10 @@ struct Participant {
     typing_told: Option<Instant>,
     /// The highest message it was last told the others it has read.
     read_told: i64,
+    /// The same as the visitor was told it: the newest message the visitor sees up to
+    /// `read_told` — a whisper's id would tell the visitor that there are messages it does not
+    /// see.
+    read_shown: i64,
 }
 
 /// How often the others may be told that a participant started typing: a client switching
@@ -381,7 +385,10 @@ impl ChatSession {
                     Party::Visitor => **other != Party::Visitor && p.visible,
                     _ => **other == Party::Visitor,
                 })
-                .map(|(_, p)| p.read_told)
+                .map(|(_, p)| match party {
+                    Party::Visitor => p.read_shown,
+                    _ => p.read_told,
+                })
                 .max()
                 .unwrap_or(0),
         }
@@ -547,8 +554,35 @@ impl ChatSession {
                     return Ok(());
                 }
                 participant.read_told = up_to;
+                let shown_before = participant.read_shown;
                 let visible = participant.visible;
-                self.send_others(from, visible, &ChatEvent::Read { party: from, up_to });
+                let read = ChatEvent::Read { party: from, up_to };
+                if from == Party::Visitor {
+                    self.send_others(from, visible, &read);
+                    return Ok(());
+                }
+                self.send_all(|to| to != from && to != Party::Visitor, &read);
+                let shown = self
+                    .transcript
+                    .iter()
+                    .rev()
+                    .find(|m| m.id <= up_to && self.visitor_sees(m))
+                    .map_or(0, |m| m.id);
+                if visible
+                    && shown > shown_before
+                    && self.participants.contains_key(&Party::Visitor)
+                {
+                    if let Some(participant) = self.participants.get_mut(&from) {
+                        participant.read_shown = shown;
+                    }
+                    self.push(
+                        Party::Visitor,
+                        ChatEvent::Read {
+                            party: from,
+                            up_to: shown,
+                        },
+                    );
+                }
             }
             ChatInput::TakeOver { supervisor } => {
                 let party = Party::Supervisor(supervisor);
@@ -727,6 +761,7 @@ impl ChatSession {
                 typing: false,
                 typing_told: None,
                 read_told: 0,
+                read_shown: 0,
             },
         );
         if matches!(party, Party::Agent(_)) && self.agents().count() == 1 {
@@ -1143,6 +1178,48 @@ mod tests {
             (0, 2),
             "the visitor's read, for alice's receipts"
         );
+    }
+
+    /// The visitor is never told a whisper is there: an agent's read receipt reaching one
+    /// tells the visitor only of the newest message it sees.
+    #[test]
+    fn a_read_receipt_tells_the_visitor_of_no_whisper() {
+        let mut chat = Chat::new();
+        chat.join(ALICE, "Alice");
+        chat.join(SAM, "Sam");
+        chat.say(Party::Visitor, "v1", "Help");
+        chat.run(ChatInput::Say {
+            from: SAM,
+            client_id: Some("s1".into()),
+            text: "Offer the voucher".into(),
+            whisper: true,
+        })
+        .expect("whispered");
+        let ChatEvent::Transcript { messages, .. } = chat.session.transcript_for(ALICE) else {
+            unreachable!()
+        };
+        let (help, whisper) = (messages[0].id, messages[1].id);
+        let sent = chat
+            .run(ChatInput::Read {
+                from: ALICE,
+                up_to: whisper,
+            })
+            .expect("read");
+        let told = |to: Party| {
+            sent.iter().find_map(|(p, e)| match e {
+                ChatEvent::Read { up_to, .. } if *p == to => Some(*up_to),
+                _ => None,
+            })
+        };
+        assert_eq!(told(SAM), Some(whisper));
+        assert_eq!(told(Party::Visitor), Some(help), "{sent:?}");
+        let ChatEvent::Transcript {
+            others_read_up_to, ..
+        } = chat.session.transcript_for(Party::Visitor)
+        else {
+            unreachable!()
+        };
+        assert_eq!(others_read_up_to, help);
     }
 
     #[test]
