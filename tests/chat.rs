@@ -939,9 +939,19 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
         .is_some_and(|f| f.contains("support@demo.vacd.test")));
 
     // A visitor who gave no address names one, which stays the chat's only one, and a chat
-    // sends three transcripts at most: the company's mailbox is nobody's way to mail anybody.
+    // sends a transcript once an agent wrote in it, three at most: the company's mailbox is
+    // nobody's way to mail anybody.
     let mut eve = Visitor::start(&s, json!({ "language": "en" })).await;
     eve.say("e-1", "Please mail me this").await;
+    eve.frame(json!({ "type": "chat.email_transcript", "email": "eve@example.com" }))
+        .await;
+    let refused = eve.ws.expect("error").await;
+    assert_eq!(refused["code"], "unanswered_chat", "{refused}");
+    let (interaction, _) = accept_chat(&mut diego).await;
+    diego
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Here it comes." }))
+        .await;
+    eve.hears("Here it comes.").await;
     for asked in ["eve@example.com", "victim@example.org", "other@example.net"] {
         eve.frame(json!({ "type": "chat.email_transcript", "email": asked }))
             .await;
@@ -957,6 +967,11 @@ async fn the_visitor_gets_the_transcript_by_email(db: Db) {
     // mail (the others are refused while one is sent, or get it sent to that one).
     let mut tabs = vec![Visitor::start(&s, json!({ "language": "en" })).await];
     tabs[0].say("m-1", "Mail it everywhere").await;
+    let (interaction, _) = accept_chat(&mut diego).await;
+    diego
+        .ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Sure." }))
+        .await;
+    tabs[0].hears("Sure.").await;
     let token = tabs[0].token.clone();
     for _ in 0..3 {
         tabs.push(Visitor::resume(&s, &token).await);

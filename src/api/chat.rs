@@ -608,9 +608,11 @@ const MAX_TRANSCRIPTS: usize = 3;
 
 /// Emails the chat's transcript (what the visitor saw: no whispers) to the address the visitor
 /// gave at the start, or — only if none was given — to `requested`, which then stays the
-/// chat's one address. Sent from the widget mailbox's email address like a ticket's answer, at
-/// most [`MAX_TRANSCRIPTS`] times per chat: the visitor writes the text, and the company's own
-/// mailbox must not become anyone's way to mail anybody. The address it went to.
+/// chat's one address. Sent from the widget mailbox's email address like a ticket's answer,
+/// once someone of the company has written in the chat and at most [`MAX_TRANSCRIPTS`] times
+/// per chat: the visitor writes the text, and the company's own mailbox must not become
+/// anyone's way to mail anybody — a script starting chats would otherwise send its words from
+/// it to any address, three mails a chat. The address it went to.
 async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) -> Result<String> {
     let row = state
         .store
@@ -658,6 +660,15 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
         .store
         .chat_messages(row.tenant, interaction, &row.visitor_name)
         .await?;
+    if !messages
+        .iter()
+        .any(|m| !m.whisper && m.author != Party::Visitor)
+    {
+        return Err(Error::invalid(
+            "unanswered_chat",
+            "a transcript is sent once an agent has written in the chat",
+        ));
+    }
     let mut body = format!("Your chat with {}\n\n", widget.title);
     for m in messages.iter().filter(|m| !m.whisper) {
         body.push_str(&format!("{}: {}\n\n", m.name, m.text));
