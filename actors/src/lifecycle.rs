@@ -405,6 +405,11 @@ impl Engine {
         }
         // The timed-out interaction first, then the other offers of the agents that missed it.
         if orphaned {
+            if !blamed {
+                // The group, hidden by the revokes, is listed again first: it rings at all of
+                // them and anyone who turned ready meanwhile, not at a newcomer alone.
+                self.list_again(&agents);
+            }
             self.requeue(id, now);
         }
         for &agent in &unavailable {

@@ -396,13 +396,19 @@ impl Engine {
     /// the first are listed again before the first pulls, so that a ring-all interaction one of
     /// them pulls rings the others too rather than that agent alone.
     pub(crate) fn settle_freed(&mut self, agents: &[AgentId], now: Instant) {
-        for agent in agents.iter().skip(1) {
+        self.list_again(agents.get(1..).unwrap_or_default());
+        for &agent in agents {
+            self.settle_agent(agent, now, true);
+        }
+    }
+
+    /// Lists agents that revoking hid as their state wants again, so that routing may pick
+    /// them.
+    pub(crate) fn list_again(&mut self, agents: &[AgentId]) {
+        for agent in agents {
             if let Some(slot) = self.agents.slot(agent) {
                 self.relist(slot);
             }
-        }
-        for &agent in agents {
-            self.settle_agent(agent, now, true);
         }
     }
 
@@ -845,6 +851,23 @@ mod tests {
             "rings the group again"
         );
         assert!((1..=2).all(|a| h.presence(a) == Presence::Reserved));
+    }
+
+    /// An agent who turned ready while the group rang is rung with the group when it rings
+    /// again — not alone, to be blamed for missing what rang at several.
+    #[test]
+    fn ring_all_rings_again_at_the_group_and_whoever_joined_it() {
+        let mut h = Harness::new();
+        h.queue(queue_with(Strategy::RingAll));
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        assert_eq!(offers(&h.call(10, 1)), vec![(10, 1), (10, 2)]);
+        h.ready_agent(3, &[1], &[]);
+        let out = h.advance(secs(20));
+        let mut rung = offers(&out);
+        rung.sort_unstable();
+        assert_eq!(rung, vec![(10, 1), (10, 2), (10, 3)]);
+        assert!((1..=3).all(|a| h.presence(a) == Presence::Reserved));
     }
 
     #[test]
