@@ -19,6 +19,7 @@ use crate::output::{Output, RevokeReason};
 use crate::presence::Presence;
 use crate::queue::{EscalationStep, Queue, QueueConfig, WaitKey};
 use crate::skill::SkillSet;
+use crate::strategy::Strategy;
 use crate::table::Table;
 use crate::Engine;
 
@@ -162,6 +163,7 @@ impl Engine {
         homed.sort_unstable();
         let new = &queue.config;
         let new_steps = (old.escalation != new.escalation).then(|| new.escalation.clone());
+        let left_ring_all = old.strategy == Strategy::RingAll && new.strategy != Strategy::RingAll;
         if old.strategy != new.strategy || old.required_skills != new.required_skills {
             queue.rr_cursor = None;
             self.rebuild_idle(id);
@@ -188,6 +190,9 @@ impl Engine {
                 self.unlist_waiting(interaction);
             }
             self.refresh_needs(interaction);
+            if left_ring_all {
+                self.ring_at_one(interaction, &mut revoked);
+            }
             if queued || self.revoke_unqualified(interaction, &mut revoked) {
                 self.wait_again(interaction, &mut waiting);
             }
@@ -195,6 +200,20 @@ impl Engine {
         }
         self.route_again(waiting, revoked, now);
         Ok(())
+    }
+
+    /// Takes an interaction offered to several agents (its queue rang everyone) back from all
+    /// but the first, adding them to `revoked`: a queue that no longer rings everyone offers
+    /// each interaction to one agent at a time.
+    fn ring_at_one(&mut self, id: InteractionId, revoked: &mut Vec<AgentId>) {
+        let Some(Stage::Offered { agents, .. }) = self.interactions.get(&id).map(|i| &i.stage)
+        else {
+            return;
+        };
+        for agent in agents.get(1..).unwrap_or_default().to_vec() {
+            self.revoke(id, agent, RevokeReason::QueueChanged);
+            revoked.push(agent);
+        }
     }
 
     pub(crate) fn remove_queue(&mut self, id: QueueId, now: Instant) -> Result<(), Error> {
@@ -412,6 +431,36 @@ mod tests {
         queue.strategy = Strategy::BestSkill;
         let out = h.input(Input::UpsertQueue { queue });
         assert_eq!(offers(&out), vec![(10, 1)]);
+    }
+
+    /// A queue that stops ringing everyone keeps each call offered to one agent only.
+    #[test]
+    fn a_queue_leaving_ring_all_keeps_each_offer_at_one_agent() {
+        let mut h = Harness::new();
+        let mut queue = QueueConfig::new(QueueId(1));
+        queue.strategy = Strategy::RingAll;
+        h.queue(queue.clone());
+        h.ready_agent(1, &[1], &[]);
+        h.ready_agent(2, &[1], &[]);
+        h.ready_agent(3, &[1], &[]);
+        assert_eq!(offers(&h.call(10, 1)), vec![(10, 1), (10, 2), (10, 3)]);
+        queue.strategy = Strategy::LongestIdle;
+        let out = h.input(Input::UpsertQueue { queue });
+        assert_eq!(
+            revokes(&out),
+            vec![
+                (10, 2, RevokeReason::QueueChanged),
+                (10, 3, RevokeReason::QueueChanged)
+            ]
+        );
+        assert_eq!(h.state(10), Some(InteractionState::Offered));
+        assert_eq!(h.presence(1), Presence::Reserved);
+        assert_eq!(
+            h.presence(2),
+            Presence::Ready {
+                mode: ReadyMode::Inbound
+            }
+        );
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub enum RevokeReason {
     AgentUnavailable,
     /// A supervisor moved the interaction elsewhere.
     Moved,
+    /// Its queue stopped ringing everyone (an admin changed its strategy from ring-all): it
+    /// stays offered to one agent only.
+    QueueChanged,
 }
 
 /// A domain event produced by the engine.
