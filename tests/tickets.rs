@@ -1764,11 +1764,21 @@ async fn a_reply_is_sent_once_however_often_it_is_clicked(db: Db) {
         })
         .await;
         let second = s.post(&path, &diego, body.clone()).await;
+        // Nor is it closed or reopened meanwhile: the reply, once recorded, would undo that.
+        let mut changes = Vec::new();
+        for change in ["close", "reopen"] {
+            let ticket = format!("/api/v1/tickets/{id}/{change}");
+            changes.push(s.post(&ticket, &diego, json!({})).await);
+        }
         gate.add_permits(1);
-        second
+        (second, changes)
     });
+    let (second, changes) = second;
     assert_eq!(replied.0, StatusCode::CREATED, "{}", replied.1);
     common::assert_error(&second, StatusCode::CONFLICT, "send_in_progress");
+    for change in &changes {
+        common::assert_error(change, StatusCode::CONFLICT, "send_in_progress");
+    }
     let (status, repeated) = s.post(&path, &diego, body).await;
     assert_eq!(status, StatusCode::OK, "{repeated}");
     assert_eq!(repeated["repeated"], true, "{repeated}");

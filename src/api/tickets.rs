@@ -553,8 +553,11 @@ async fn close(
     let who = caller.user_with(Role::Agent)?;
     let id = ticket_id(&id)?;
     not_held_by_another(&state, &who, id).await?;
+    // Not while a reply goes out: recording it would set the ticket answered over the close.
+    let sending = Sending::start(&state, who.tenant_id, id)?;
     // Closed in the store and in routing alike, even if the client goes away meanwhile.
     super::to_the_end(async move {
+        let _sending = sending;
         state
             .store
             .set_ticket_status(who.tenant_id, id, Some(who.user_id), "closed")
@@ -566,7 +569,7 @@ async fn close(
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/reopen", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "the reopened ticket, routed again"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the reopened ticket, routed again"), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
 async fn reopen(
     State(state): State<AppState>,
     caller: Caller,
@@ -575,8 +578,11 @@ async fn reopen(
     let who = caller.user_with(Role::Agent)?;
     let channels = channels_of(&state)?.clone();
     let id = ticket_id(&id)?;
+    // Not while a reply goes out: recording it would end the routing the reopen started.
+    let sending = Sending::start(&state, who.tenant_id, id)?;
     // Reopened in the store and routed, even if the client goes away meanwhile.
     super::to_the_end(async move {
+        let _sending = sending;
         // The stored state must include what routing did before this request.
         state.routing.flushed().await;
         let before = state
