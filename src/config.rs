@@ -59,6 +59,10 @@ pub struct ChatSettings {
     /// Reads of a widget's settings and availability (one per page view of the site the widget
     /// is on) one source (an IPv4 address or an IPv6 /64) may make per second.
     pub widget_reads_per_second_per_ip: u32,
+    /// A visitor's chat socket is pinged this often, in seconds; one that answered nothing for
+    /// two of them (a phone that changed networks, a laptop asleep) is closed as gone, so that
+    /// its chat sees the visitor leave.
+    pub ping_interval_seconds: u64,
 }
 
 impl Default for ChatSettings {
@@ -72,6 +76,7 @@ impl Default for ChatSettings {
             starts_per_second_per_ip: 5,
             messages_per_second_per_ip: 50,
             widget_reads_per_second_per_ip: 20,
+            ping_interval_seconds: 30,
         }
     }
 }
@@ -547,6 +552,7 @@ impl Config {
             chat.widget_reads_per_second_per_ip,
         )?;
         at_least_one("chat.messages_per_second", chat.messages_per_second)?;
+        at_least_one("chat.ping_interval_seconds", chat.ping_interval_seconds)?;
         at_least_one("chat.max_message_chars", chat.max_message_chars)?;
         // A login lives a year at most: far beyond that the expiry overflows.
         within(

@@ -676,6 +676,28 @@ async fn an_idle_visitor_is_warned_and_then_let_go(db: Db) {
     s.stop().await;
 }
 
+/// A visitor's connection that answers nothing (a phone that changed networks: the socket is
+/// half open, nothing closes it) is closed after two pings, so that its chat sees the visitor
+/// gone and ends after the idle timeout instead of waiting in its queue for ever.
+async fn a_silent_visitor_connection_is_let_go(db: Db) {
+    let s = TestServer::start_with(db, |c| {
+        c.chat.ping_interval_seconds = 1;
+        c.chat.idle_warning_seconds = 1;
+        c.chat.idle_timeout_seconds = 1;
+    })
+    .await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    // From here the visitor's socket is never read again, so no ping is answered.
+    eventually("the silent visitor's chat closed", || async {
+        let chat = s.store().chat_by_id(vera.chat).await.expect("chat");
+        chat.filter(|c| !c.open)
+    })
+    .await;
+    drop(vera);
+    s.stop().await;
+}
+
 /// A chat nobody is in — no agent, and no connection of its visitor — ends after the idle
 /// timeout and leaves its queue; a visitor's connections beyond eight close the oldest.
 async fn a_chat_nobody_is_in_ends_and_tabs_are_bounded(db: Db) {
@@ -1091,6 +1113,7 @@ async fn a_browsers_key_finds_the_anonymous_visitors_customer(db: Db) {
 on_both_backends!(
     a_browsers_key_finds_the_anonymous_visitors_customer,
     a_chat_nobody_is_in_ends_and_tabs_are_bounded,
+    a_silent_visitor_connection_is_let_go,
     the_visitor_gets_the_transcript_by_email,
     accept_and_greet_in_one_write,
     agents_see_their_colleagues_by_name_only,

@@ -465,29 +465,47 @@ async fn serve(socket: WebSocket, state: AppState, client: IpAddr) {
     };
     let chat = attached.chat;
     let mut replaced = false;
+    // A browser answers pings by itself; a connection silent for two of them is gone, and
+    // dropping it tells the chat the visitor left (else a half-open socket of a phone that
+    // changed networks would keep its chat waiting for ever).
+    let every = state.chat.ping_every();
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            received = stream.next() => match received {
-                Some(Ok(Message::Text(t))) => {
-                    if let Some(reply) = visitor_frame(&state, client, &attached, t.as_str()).await {
-                        if !send(&mut sink, reply).await {
+            _ = ping.tick() => {
+                if heard.elapsed() >= every * 2 {
+                    tracing::info!(chat, %client, "chat connection silent; closed as gone");
+                    break;
+                }
+                if !send(&mut sink, Message::Ping(Default::default())).await {
+                    break;
+                }
+            }
+            received = stream.next() => {
+                heard = tokio::time::Instant::now();
+                match received {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Some(reply) = visitor_frame(&state, client, &attached, t.as_str()).await {
+                            if !send(&mut sink, reply).await {
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if !send(&mut sink, error("unsupported_frame", "frames are JSON text", None)).await {
                             break;
                         }
                     }
-                }
-                Some(Ok(Message::Binary(_))) => {
-                    if !send(&mut sink, error("unsupported_frame", "frames are JSON text", None)).await {
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        tracing::info!(chat, %client, error = %e, "chat connection failed");
+                        close(&mut sink, 1009, "frame too large or broken").await;
                         break;
                     }
                 }
-                Some(Ok(Message::Close(_))) | None => break,
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::info!(chat, %client, error = %e, "chat connection failed");
-                    close(&mut sink, 1009, "frame too large or broken").await;
-                    break;
-                }
-            },
+            }
             event = attached.events.recv() => {
                 let Some(event) = event else {
                     if replaced {

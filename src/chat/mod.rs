@@ -16,6 +16,7 @@ pub const REPLACED: &str = r#"{"type":"chat.replaced"}"#;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use dashmap::DashMap;
 use serde_json::Value as Json;
@@ -215,6 +216,8 @@ pub(crate) struct Inner {
     starts: SharedLimit,
     messages: SharedLimit,
     widget_reads: SharedLimit,
+    /// How often a visitor's socket is pinged (`chat.ping_interval_seconds`).
+    ping_every: Duration,
     /// vacd is stopping: a chat's actor gone now is no chat ended (it goes on after the
     /// restart).
     stopping: Arc<AtomicBool>,
@@ -251,6 +254,7 @@ impl ChatHub {
                 consoles: DashMap::new(),
                 next_id: AtomicU64::new(1),
                 stopping: Arc::default(),
+                ping_every: Duration::from_secs(settings.ping_interval_seconds),
                 starts: SharedLimit::new(settings.starts_per_second_per_ip, "new chats (refused)"),
                 messages: SharedLimit::new(
                     settings.messages_per_second_per_ip,
@@ -324,6 +328,11 @@ impl ChatHub {
         tracing::info!(tenant = chat.tenant, chat = id, "chat opened");
         let actor = session::spawn(&self.inner, chat, Some(widget.clone())).await?;
         Ok((token, self.attach(id, actor).await?))
+    }
+
+    /// How often a visitor's socket is pinged; one silent for two of these is gone.
+    pub fn ping_every(&self) -> Duration {
+        self.inner.ping_every
     }
 
     /// Whether `source` may open another chat now.
