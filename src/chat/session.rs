@@ -97,6 +97,11 @@ impl Mailbox {
     ) -> Result<(), mpsc::error::SendError<Box<ChatMsg>>> {
         self.0.send(Box::new(message))
     }
+
+    /// Whether both reach the same actor.
+    fn same(&self, other: &Mailbox) -> bool {
+        self.0.same_channel(&other.0)
+    }
 }
 
 struct Actor {
@@ -150,7 +155,14 @@ pub(crate) async fn spawn(
         visitors: Vec::new(),
         me: me.clone(),
     };
-    hub.sessions.insert(actor.chat.id, me.clone());
+    // Two resumes of a chat without a running session (a failed restore, several tabs at
+    // once) may both get here: the first one's actor is the chat's, the other is not started.
+    match hub.sessions.entry(actor.chat.id) {
+        dashmap::Entry::Occupied(running) => return Ok(running.get().clone()),
+        dashmap::Entry::Vacant(place) => {
+            place.insert(me.clone());
+        }
+    }
     if let Some(interaction) = actor.chat.interaction {
         hub.tap
             .chats
@@ -600,10 +612,18 @@ impl Actor {
             .to_console(self.chat.tenant, user, json.to_string());
     }
 
+    /// Takes this actor's entries out of the hub — its own only: a chat resumed after this
+    /// actor ended may have another already.
     fn unregister(&self) {
-        self.hub.sessions.remove(&self.chat.id);
+        let me = &self.me;
+        self.hub
+            .sessions
+            .remove_if(&self.chat.id, |_, m| m.same(me));
         if let Some(interaction) = self.chat.interaction {
-            self.hub.tap.chats.remove(&(interaction as u64));
+            self.hub
+                .tap
+                .chats
+                .remove_if(&(interaction as u64), |_, (_, m)| m.same(me));
         }
         metrics::gauge!(crate::metrics::CHATS_LIVE).decrement(1.0);
     }
