@@ -351,7 +351,7 @@ async fn routing_outputs_update_interactions(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let (t, queue) = tenant_with_queue(&store).await;
-    let ids = new_emails(&store, t, queue, 4).await;
+    let ids = new_emails(&store, t, queue, 5).await;
     let (i, q) = (
         |n: usize| InteractionId(ids[n] as u64),
         QueueId(queue as u64),
@@ -440,6 +440,55 @@ async fn routing_outputs_update_interactions(db: Db) {
         let id = ids[n];
         async move { store.get(&INTERACTIONS, t, id).await.expect("row") }
     };
+    // A ticket the customer wrote to while its agent wrapped it up is made new again by the
+    // store (as a ticket's reopen does); the done of its earlier routing, written after that,
+    // must not finish it — only its new queueing changes it.
+    store
+        .record_outputs(&[batch(vec![
+            queued(4, 5),
+            Output::Ended {
+                interaction: i(4),
+                agent: AgentId(9),
+                wrap_up: Duration::from_secs(60),
+            },
+        ])])
+        .await
+        .expect("recorded");
+    {
+        use sqlx::Connection;
+        let mut other = sqlx::AnyConnection::connect(&db.url)
+            .await
+            .expect("connects");
+        sqlx::query(
+            "UPDATE interactions SET state = 'new', agent_id = NULL, queue_order = NULL, \
+             queued_at = NULL WHERE id = $1",
+        )
+        .bind(ids[4])
+        .execute(&mut other)
+        .await
+        .expect("made new");
+        other.close().await.expect("closed");
+    }
+    store
+        .record_outputs(&[batch(vec![Output::Done { interaction: i(4) }])])
+        .await
+        .expect("recorded");
+    let r4 = row(4).await;
+    assert_eq!(
+        (r4["state"].as_str(), r4["queue_order"].as_i64()),
+        (Some("new"), None),
+        "a stale done leaves the reopened row alone: {r4}"
+    );
+    store
+        .record_outputs(&[batch(vec![queued(4, 6)])])
+        .await
+        .expect("recorded");
+    let r4 = row(4).await;
+    assert_eq!(
+        (r4["state"].as_str(), r4["queue_order"].as_i64()),
+        (Some("queued"), Some(6)),
+        "its new queueing is written: {r4}"
+    );
     let (r0, r1, r2, r3) = (row(0).await, row(1).await, row(2).await, row(3).await);
     assert_eq!(
         (

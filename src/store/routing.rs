@@ -231,6 +231,11 @@ pub(super) fn bind_padded_rows<'q>(
 
 /// One `UPDATE … FROM (VALUES …)` of `rows` interactions (both databases name the columns of a
 /// `VALUES` list `column1`, `column2`, …); [`bind_rows`] binds their values.
+///
+/// A row the store made new again (a ticket reopened or written to while its agent wrapped it
+/// up: `new`, no queue place) takes only a change that queues it: the outputs of its earlier
+/// routing (wrap-up ended, done) may still be on their way, and writing them would leave a
+/// reopened ticket done, never routed again.
 fn rows_sql(backend: Backend, rows: usize) -> String {
     let values = backend.values(rows, ROW_PARAMS);
     format!(
@@ -242,7 +247,9 @@ fn rows_sql(backend: Backend, rows: usize) -> String {
          queued_at = COALESCE(v.column8, interactions.queued_at) \
          FROM (VALUES {values}) AS v \
          WHERE interactions.tenant_id = v.column1 AND interactions.id = v.column2 \
-         AND (v.column9 = 0 OR interactions.state = 'offered')"
+         AND (v.column9 = 0 OR interactions.state = 'offered') \
+         AND (v.column6 IS NOT NULL OR interactions.state <> 'new' \
+              OR interactions.queue_order IS NOT NULL)"
     )
 }
 
@@ -615,7 +622,7 @@ impl Store {
              WHERE tenant_id = $1 AND queue_id IS NOT NULL \
              AND (state = 'new' OR queue_order IS NOT NULL) \
              AND state IN ('new', 'queued', 'offered', 'connected', 'wrap_up') \
-             ORDER BY queue_order IS NULL, queue_order, id",
+             ORDER BY queue_order IS NULL, queue_order, created_at, id",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
