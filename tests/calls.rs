@@ -1022,6 +1022,66 @@ async fn unanswered_call_is_rerouted(db: Db) {
     f.s.stop().await;
 }
 
+/// The phone rings out the offer timeout and, as its agent stays ready (`missed_offer`
+/// `stay_ready`), is rung again on a new leg; the first leg's late answer crosses vacd's CANCEL.
+/// vacd hangs up that leg only — the new one rings on and connects the call.
+async fn a_late_answer_hangs_up_its_own_leg_not_the_new_ring(db: Db) {
+    let f = Floor::new(db).await;
+    f.sales_de(json!({ "offer_timeout_seconds": 1 })).await;
+    let admin = f.s.demo_login("ada").await;
+    let tenant =
+        f.s.store()
+            .tenant_by_name("demo")
+            .await
+            .expect("tenant read")
+            .expect("the demo tenant");
+    let (status, body) =
+        f.s.patch(
+            &format!("/api/v1/tenants/{}", tenant.id),
+            &admin,
+            json!({ "missed_offer": "stay_ready" }),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    let mut bruno = f.agent("bruno", None).await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut bruno).await;
+    bruno.phone.respond(&invite, 180, "late", false).await;
+    let cancel = bruno.phone.request(Method::Cancel).await;
+    assert_eq!(
+        message::call_id(&cancel.headers),
+        message::call_id(&invite.headers)
+    );
+    bruno.phone.respond(&cancel, 200, "late", false).await;
+    let again = bruno.phone.request(Method::Invite).await;
+    assert_ne!(
+        message::call_id(&again.headers),
+        message::call_id(&invite.headers),
+        "a new leg"
+    );
+    // The first leg answers after all, crossing the CANCEL: acknowledged and hung up.
+    bruno.phone.respond(&invite, 200, "late", true).await;
+    bruno.phone.request(Method::Ack).await;
+    let bye = bruno.phone.take_bye().await;
+    assert_eq!(
+        message::call_id(&bye.headers),
+        message::call_id(&invite.headers)
+    );
+    // The new leg still rings: answered, it connects the call.
+    bruno.phone.answer(&again).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// The caller (after what it had received) hears vacd's music on hold: 20 ms G.711 frames from
 /// the call's media address.
 async fn hears_music(caller: &mut Phone, leg: &common::phone::Leg) {
@@ -2576,6 +2636,7 @@ on_both_backends!(
     a_queue_announces_between_its_music,
     rejected_call_goes_to_the_next_agent,
     an_answer_crossing_the_cancel_frees_the_call,
+    a_late_answer_hangs_up_its_own_leg_not_the_new_ring,
     a_merged_invite_is_refused_and_the_call_goes_on,
     a_second_answer_of_a_forked_invite_is_hung_up,
     an_external_number_that_never_answers_is_given_up,

@@ -725,12 +725,25 @@ impl Calls {
     /// asked for the transfer with REFER first gets the NOTIFY that it succeeded.
     fn hang_up_leg(&mut self, layer: &mut TransactionLayer, key: u64, party: &Party, now: Instant) {
         self.cancel_leg(layer, key, party, now);
+        self.hang_up_answered(layer, key, |l| &l.party == party, now);
+    }
+
+    /// Sends BYE on the answered legs `which` picks (a referring phone first gets its NOTIFY).
+    /// One answer is hung up by its own leg's Call-ID: the party may be rung again on a new leg
+    /// meanwhile (a ring-all call ringing out and ringing the group again), which must go on.
+    fn hang_up_answered(
+        &mut self,
+        layer: &mut TransactionLayer,
+        key: u64,
+        which: impl Fn(&AgentLeg) -> bool,
+        now: Instant,
+    ) {
         let Some(call) = self.calls.get_mut(&key) else {
             return;
         };
         let mut requests = Vec::new();
         let mut gone = Vec::new();
-        for leg in call.agents.iter_mut().filter(|l| &l.party == party) {
+        for leg in call.agents.iter_mut().filter(|l| which(l)) {
             if let AgentState::Answered(dialog) = &mut leg.state {
                 if leg.referred {
                     requests.push((notify(dialog, 200), leg.peer));
@@ -1287,8 +1300,8 @@ impl Calls {
             // the last one of an ended call, whose place it held until now.
             AgentState::Cancelling => {
                 leg.state = AgentState::Answered(dialog);
-                let party = leg.party.clone();
-                self.hang_up_leg(layer, call_key, &party, now);
+                let call_id = leg.call_id.clone();
+                self.hang_up_answered(layer, call_key, |l| l.call_id == call_id, now);
                 self.remove_if_done(call_key);
             }
             AgentState::Ringing if call.over => {
