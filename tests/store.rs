@@ -351,7 +351,7 @@ async fn routing_outputs_update_interactions(db: Db) {
     let db = TestDb::new(db).await;
     let store = open(&db).await;
     let (t, queue) = tenant_with_queue(&store).await;
-    let ids = new_emails(&store, t, queue, 5).await;
+    let ids = new_emails(&store, t, queue, 6).await;
     let (i, q) = (
         |n: usize| InteractionId(ids[n] as u64),
         QueueId(queue as u64),
@@ -488,6 +488,35 @@ async fn routing_outputs_update_interactions(db: Db) {
         (r4["state"].as_str(), r4["queue_order"].as_i64()),
         (Some("queued"), Some(6)),
         "its new queueing is written: {r4}"
+    );
+    // Queued, then transferred to an agent, in one run: the wait starts at the transfer.
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let transfer = start + Duration::from_secs(3);
+    store
+        .record_outputs(&[
+            OutputBatch {
+                tenant: t,
+                at: start,
+                outputs: vec![queued(5, 7)],
+            },
+            OutputBatch {
+                tenant: t,
+                at: transfer,
+                outputs: vec![Output::Transferred {
+                    interaction: i(5),
+                    from: AgentId(9),
+                    to: vacd_actors::TransferTarget::Agent { agent: AgentId(8) },
+                    wrap_up: Duration::ZERO,
+                }],
+            },
+        ])
+        .await
+        .expect("recorded");
+    let r5 = row(5).await;
+    assert_eq!(
+        r5["queued_at"].as_i64(),
+        Some(1_800_000_003_000),
+        "the transfer's new wait: {r5}"
     );
     let (r0, r1, r2, r3) = (row(0).await, row(1).await, row(2).await, row(3).await);
     assert_eq!(

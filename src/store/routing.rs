@@ -118,7 +118,12 @@ impl RowChange {
                 to: TransferTarget::Agent { .. },
                 ..
             } => {
+                // The newest wait start wins: a queueing earlier in the run counts from before
+                // this transfer, one after it brings its own.
                 self.rewait = Some(at);
+                if let Some((queue, order, Some(_))) = self.queued {
+                    self.queued = Some((queue, order, None));
+                }
                 return;
             }
             Output::Offered { agent, .. } => ("offered", Assignee::Set(agent.0 as i64)),
