@@ -1082,6 +1082,34 @@ async fn a_late_answer_hangs_up_its_own_leg_not_the_new_ring(db: Db) {
     f.s.stop().await;
 }
 
+/// An agent's phone whose SDP names its media address by a host name (vacd resolves none) is
+/// bridged all the same: its first RTP packet latches its address.
+async fn an_agent_sdp_naming_a_host_is_bridged_by_its_first_packet(db: Db) {
+    let f = Floor::new(db).await;
+    let mut phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    phone.sdp_host = Some("phone.example.invalid".into());
+    let mut bruno = f.agent_with("bruno", phone, None).await;
+    let mut caller = f.caller().await;
+    let leg = caller.call(NUMBER).await.expect("vacd answers the call");
+    let interaction = interaction_of(&bruno.console.expect("offer").await);
+    let invite = bruno.phone.request(Method::Invite).await;
+    let agent_leg = bruno.phone.answer(&invite).await;
+    bruno
+        .console
+        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
+        .await;
+    bruno
+        .phone
+        .rtp_reaches(agent_leg.remote_rtp, b"hello caller", &caller)
+        .await;
+    caller
+        .rtp_reaches(leg.remote_rtp, b"hello agent", &bruno.phone)
+        .await;
+    f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// The caller (after what it had received) hears vacd's music on hold: 20 ms G.711 frames from
 /// the call's media address.
 async fn hears_music(caller: &mut Phone, leg: &common::phone::Leg) {
@@ -2637,6 +2665,7 @@ on_both_backends!(
     rejected_call_goes_to_the_next_agent,
     an_answer_crossing_the_cancel_frees_the_call,
     a_late_answer_hangs_up_its_own_leg_not_the_new_ring,
+    an_agent_sdp_naming_a_host_is_bridged_by_its_first_packet,
     a_merged_invite_is_refused_and_the_call_goes_on,
     a_second_answer_of_a_forked_invite_is_hung_up,
     an_external_number_that_never_answers_is_given_up,

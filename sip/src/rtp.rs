@@ -357,6 +357,9 @@ pub struct RelayLeg {
     latched: Option<SocketAddr>,
     /// Whether the leg wants media (not on hold).
     receiving: bool,
+    /// Whether the leg's SDP was applied (at creation with an address, or by
+    /// [`RelayLeg::renegotiate`]): until then it is no party to the call's media.
+    negotiated: bool,
     stats: LegStats,
 }
 
@@ -367,6 +370,7 @@ impl RelayLeg {
             signalled: remote,
             latched: None,
             receiving: true,
+            negotiated: remote.is_some(),
             stats: LegStats::default(),
         }
     }
@@ -378,6 +382,14 @@ impl RelayLeg {
         self.signalled = remote;
         self.latched = None;
         self.receiving = receiving;
+        self.negotiated = true;
+    }
+
+    /// Whether the leg takes part in the call's media: its SDP was applied and it wants media
+    /// — with no address yet when its SDP named none vacd can use (a host name): its first
+    /// packet latches one.
+    pub fn bridged(&self) -> bool {
+        self.negotiated && self.receiving
     }
 
     /// Where packets for this leg go: the latched address, else the signalled one.

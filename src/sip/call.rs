@@ -890,7 +890,7 @@ impl Media {
                 }
             }
             // Music until an agent's media is bridged, and while the agent holds the call.
-            let music = self.relay.leg(LegId::B).destination().is_none() || actor.console_holds;
+            let music = !self.relay.leg(LegId::B).bridged() || actor.console_holds;
             let mixing = self.monitoring().is_some();
             tokio::select! {
                 biased;

@@ -100,6 +100,8 @@ pub struct Phone {
     /// The address its SDP names instead of its RTP socket's: a phone behind NAT names one of
     /// its own network, which vacd cannot reach.
     pub behind_nat: Option<std::net::IpAddr>,
+    /// A host name its SDP names instead of any address (vacd resolves none).
+    pub sdp_host: Option<String>,
     /// The payload type its SDP gives telephone-event (101 unless set).
     pub telephone_event: u8,
 }
@@ -180,6 +182,7 @@ impl Phone {
             taken: HashSet::new(),
             law: Law::MuLaw,
             behind_nat: None,
+            sdp_host: None,
             telephone_event: 101,
             cseq: 0,
         }
@@ -192,7 +195,10 @@ impl Phone {
 
     /// Our SDP with the given direction attribute (`sendonly` holds the other side).
     pub fn sdp_with(&self, direction: &str) -> String {
-        let ip = self.behind_nat.unwrap_or(self.rtp_addr.ip());
+        let ip = match &self.sdp_host {
+            Some(host) => host.clone(),
+            None => self.behind_nat.unwrap_or(self.rtp_addr.ip()).to_string(),
+        };
         let (pt, name) = match self.law {
             Law::MuLaw => (0, "PCMU"),
             Law::ALaw => (8, "PCMA"),
@@ -781,6 +787,9 @@ Content-Length: 0\r\n\r\n",
         receiver: &Phone,
     ) -> (SocketAddr, Vec<Vec<u8>>) {
         let mut before = Vec::new();
+        // Bounded in time too: a receiver hearing other packets all along (music) would
+        // otherwise keep the inner loop going for ever.
+        let deadline = tokio::time::Instant::now() + WAIT;
         for sequence in 0..50u16 {
             self.send_rtp(to, sequence, payload).await;
             while let Some((from, got)) = receiver.recv_rtp_within(Duration::from_millis(200)).await
@@ -789,6 +798,12 @@ Content-Length: 0\r\n\r\n",
                     return (from, before);
                 }
                 before.push(got);
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
             }
         }
         panic!("RTP {payload:?} sent to {to} never arrived");
