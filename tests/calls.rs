@@ -134,8 +134,9 @@ impl Floor {
         Phone::new(TRUNK_IP, self.s.sip_udp()).await
     }
 
-    /// The events of `kind` about `interaction`.
+    /// The events of `kind` about `interaction`, once what routing said so far is written.
     async fn events(&self, kind: &str, interaction: i64) -> Vec<Value> {
+        self.s.routing().flushed().await;
         let (_, page) = self
             .s
             .get(
