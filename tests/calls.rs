@@ -254,11 +254,22 @@ async fn takes_over(agent: &mut Agent, interaction: i64) {
         .expect_where("offer", |f| f["interaction"] == interaction)
         .await;
     let invite = agent.phone.request(Method::Invite).await;
-    agent.phone.answer(&invite).await;
+    answers(agent, &invite, interaction).await;
+}
+
+/// `agent`'s phone answers the ringing `invite` of `interaction`, and its console sees the call
+/// connected; the phone's leg.
+async fn answers(
+    agent: &mut Agent,
+    invite: &vacd_sip::rsip::Request,
+    interaction: i64,
+) -> common::phone::Leg {
+    let leg = agent.phone.answer(invite).await;
     agent
         .console
         .expect_where("interaction.connected", |f| f["interaction"] == interaction)
         .await;
+    leg
 }
 
 impl Floor {
@@ -411,11 +422,7 @@ async fn call_reaches_an_agent_and_rtp_crosses_the_bridge(db: Db) {
     let invite = bruno.phone.request(Method::Invite).await;
     let from_header = message::from_value(&invite.headers).expect("From");
     assert!(from_header.contains("+491701234567"), "{from_header}");
-    let agent_leg = bruno.phone.answer(&invite).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    let agent_leg = answers(&mut bruno, &invite, interaction).await;
 
     // Media crosses the bridge, untouched, both ways.
     let arrived_from = caller
@@ -1009,11 +1016,7 @@ async fn unanswered_call_is_rerouted(db: Db) {
         .expect_where("offer.revoked", |f| f["interaction"] == interaction)
         .await;
     let invite = bruno.phone.request(Method::Invite).await;
-    bruno.phone.answer(&invite).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    answers(&mut bruno, &invite, interaction).await;
     alice
         .console
         .expect_where("presence.changed", |f| f["to"]["reason"] == "missed")
@@ -1073,11 +1076,7 @@ async fn a_late_answer_hangs_up_its_own_leg_not_the_new_ring(db: Db) {
         message::call_id(&invite.headers)
     );
     // The new leg still rings: answered, it connects the call.
-    bruno.phone.answer(&again).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    answers(&mut bruno, &again, interaction).await;
     f.caller_hangs_up(&mut caller, &leg, &mut bruno, interaction)
         .await;
     f.s.stop().await;
@@ -1090,15 +1089,13 @@ async fn an_agent_sdp_naming_a_host_is_bridged_by_its_first_packet(db: Db) {
     let mut phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
     phone.sdp_host = Some("phone.example.invalid".into());
     let mut bruno = f.agent_with("bruno", phone, None).await;
-    let mut caller = f.caller().await;
-    let leg = caller.call(NUMBER).await.expect("vacd answers the call");
-    let interaction = interaction_of(&bruno.console.expect("offer").await);
-    let invite = bruno.phone.request(Method::Invite).await;
-    let agent_leg = bruno.phone.answer(&invite).await;
-    bruno
-        .console
-        .expect_where("interaction.connected", |f| f["interaction"] == interaction)
-        .await;
+    let Ringing {
+        mut caller,
+        leg,
+        interaction,
+        invite,
+    } = f.ring(&mut bruno).await;
+    let agent_leg = answers(&mut bruno, &invite, interaction).await;
     bruno
         .phone
         .rtp_reaches(agent_leg.remote_rtp, b"hello caller", &caller)
