@@ -14,6 +14,7 @@ pub const HTTP_REQUESTS: &str = "vacd_http_requests_total";
 pub const HTTP_DURATION: &str = "vacd_http_request_duration_seconds";
 pub const ROUTING_OUTPUTS: &str = "vacd_routing_outputs_total";
 pub const JOURNAL_RETRIES: &str = "vacd_routing_output_retries_total";
+pub const JOURNAL_PENDING: &str = "vacd_routing_outputs_pending";
 pub const CONSOLES: &str = "vacd_agent_consoles";
 pub const CALLS_ACTIVE: &str = "vacd_calls_active";
 pub const CALLS_ENDED: &str = "vacd_calls_ended_total";
@@ -117,6 +118,10 @@ pub fn install() -> PrometheusHandle {
             metrics::describe_counter!(
                 JOURNAL_RETRIES,
                 "routing output batches tried again because the database could not take them"
+            );
+            metrics::describe_gauge!(
+                JOURNAL_PENDING,
+                "routing outputs handed to the event log and not yet written (grows while the database cannot take them)"
             );
             metrics::describe_gauge!(CALLS_ACTIVE, "calls answered by vacd and not yet over");
             metrics::describe_counter!(CALLS_ENDED, "calls ended, by result and who hung up");

@@ -3,9 +3,10 @@
 //! tenant — the same arithmetic as the reports (`crate::reports`, interval = the tenant's
 //! current day on its clock), so a dashboard and `GET /api/v1/reports/queues?interval=day` never disagree.
 //!
-//! Refreshed on scrape, cheaply: the routing journal is flushed, then a tenant's figures are
-//! recomputed from the event log only when it has new events or a new minute began since the
-//! last scrape; otherwise the gauges keep their values. The minute, because occupancy goes on
+//! Refreshed on scrape, cheaply: the routing journal is flushed (while the database cannot take
+//! routing's writes, for at most `store::JOURNAL_WAIT`, and the figures stay as they were), then
+//! a tenant's figures are recomputed from the event log only when it has new events or a new
+//! minute began since the last scrape; otherwise the gauges keep their values. The minute, because occupancy goes on
 //! changing without events (an agent on a call grows busier), and because on PostgreSQL a
 //! newer event id may commit before an older one the last look missed. [`ReportGauges`]
 //! remembers, per tenant, the newest event and the minute it computed. One scrape at a time
@@ -33,7 +34,11 @@ impl ReportGauges {
     /// Brings every tenant's gauges up to date with the event log.
     pub async fn refresh(&self, store: &Store, routing: &RoutingHandle) {
         let _turn = self.refreshing.lock().await;
-        routing.flushed().await;
+        // While the database cannot take routing's writes, the scrape still answers (with
+        // the figures as last refreshed): it is how the operator sees the outputs pending.
+        if routing.caught_up().await.is_err() {
+            return;
+        }
         let tenants = match store.tenant_ids().await {
             Ok(tenants) => tenants,
             Err(err) => {

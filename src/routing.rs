@@ -452,6 +452,12 @@ impl RoutingHandle {
         self.store.flushed().await;
     }
 
+    /// [`RoutingHandle::flushed`] for a request: gives up after [`crate::store::JOURNAL_WAIT`]
+    /// with `JournalBehind` while the database cannot take routing's writes.
+    pub async fn caught_up(&self) -> crate::store::Result<()> {
+        self.store.caught_up().await
+    }
+
     /// The bridge to live calls (for console requests the SIP endpoint carries out).
     pub fn calls(&self) -> &CallTap {
         &self.calls

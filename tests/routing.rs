@@ -1629,6 +1629,57 @@ async fn a_request_for_an_interaction_offered_before_its_insert_waits_for_it(db:
     d.s.stop().await;
 }
 
+/// While the database cannot take routing's outputs (another connection holds the write lock),
+/// routing goes on: the agent who becomes ready is offered the waiting interaction. A report,
+/// which must show what routing did, is refused 503 `journal_behind` after a bounded wait
+/// instead of hanging with the database, and `/metrics` answers all the same, counting the
+/// outputs pending. Once the database takes them the report shows the offer.
+async fn a_journal_behind_the_database_is_reported_not_waited_for(db: Db) {
+    let d = Desk::new(db).await;
+    let queue = d.queue("Behind", json!({})).await;
+    let body = json!({ "channel": "email", "queue_id": queue, "subject": "Behind" });
+    let created = d.s.create("/api/v1/interactions", &d.admin, body).await;
+    let (_, token) = d.agent("behind", &[], &[queue]).await;
+    let mut console = d.console(&token).await;
+
+    let mut other = hold_writes(&d, db).await;
+    console.ready().await;
+    let offer = console.expect("offer").await;
+    assert_eq!(offer["interaction"], created, "{offer}");
+    let report = "/api/v1/reports/queues?interval=day";
+    let scrape = async {
+        let response = reqwest::get(format!("{}/metrics", d.s.base))
+            .await
+            .expect("scraped");
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.expect("metrics text")
+    };
+    let (metrics, refused) = tokio::time::timeout(vacd::store::JOURNAL_WAIT * 3, async {
+        tokio::join!(scrape, d.s.get(report, &d.admin))
+    })
+    .await
+    .expect("answered while the journal is behind");
+    assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "journal_behind");
+    // Every server of this test binary shares the recorder: the others' pending outputs only
+    // add to this one's (its presence change and its offer, at least).
+    let pending = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("vacd_routing_outputs_pending "))
+        .and_then(|value| value.parse::<f64>().ok());
+    assert!(pending.is_some_and(|p| p >= 2.0), "{metrics}");
+
+    let_go(&mut other).await;
+    let (status, page) = d.s.get(report, &d.admin).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let row = page["items"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
+        .cloned()
+        .unwrap_or_else(|| panic!("a row for the queue: {page}"));
+    assert_eq!(row["offered"], 1, "{row}");
+    d.s.stop().await;
+}
+
 /// PostgreSQL: a trigger that refuses to insert an interaction whose subject is `refused`.
 const REFUSE_SUBJECT_REFUSED: &str = "CREATE FUNCTION refuse_some() RETURNS trigger AS $$ BEGIN \
     IF NEW.subject = 'refused' THEN \
@@ -1720,6 +1771,7 @@ async fn postgres_an_accepted_interaction_the_database_refuses_ends() {
 
 on_both_backends!(
     an_offer_does_not_wait_for_the_database,
+    a_journal_behind_the_database_is_reported_not_waited_for,
     a_second_offer_before_the_insert_shows_the_details,
     a_request_for_an_interaction_offered_before_its_insert_waits_for_it,
     an_interaction_in_routing_is_not_deleted,

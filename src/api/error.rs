@@ -85,6 +85,9 @@ impl Error {
             Error::Internal(store::Error::CommitUnknown) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown")
             }
+            Error::Internal(store::Error::JournalBehind) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "journal_behind")
+            }
             Error::Internal(e) if e.is_unstorable_text() => {
                 (StatusCode::UNPROCESSABLE_ENTITY, "invalid_text")
             }

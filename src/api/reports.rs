@@ -105,7 +105,7 @@ pub async fn report(
         now,
     };
     // Everything routed before this request is in the event log.
-    state.routing.flushed().await;
+    state.routing.caught_up().await?;
     let events = state
         .store
         .report_events(

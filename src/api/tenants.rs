@@ -240,7 +240,7 @@ async fn remove(
     caller.operator()?;
     let Path(id) = id?;
     // What routing did last is in the table before it is asked whether any work is left.
-    state.routing.flushed().await;
+    state.routing.caught_up().await?;
     state.store.delete_tenant(id).await?;
     // Its routing stops for good: no timers, no outputs recorded for a tenant that is gone.
     if let Err(e) = state

@@ -238,7 +238,7 @@ async fn not_held_by_another(state: &AppState, who: &Principal, id: i64) -> Resu
         return Ok(());
     }
     // The stored state must include what routing did before this request.
-    state.routing.flushed().await;
+    state.routing.caught_up().await?;
     let row = state.store.get(&INTERACTIONS, who.tenant_id, id).await?;
     match row["agent_id"].as_i64() {
         Some(agent) if row["state"] == "connected" && agent != who.user_id => {

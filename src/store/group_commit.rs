@@ -290,6 +290,8 @@ async fn commit(
             }
         }
     }
+    // Written, or tried one by one until written or lost.
+    metrics::gauge!(crate::metrics::JOURNAL_PENDING).decrement(written as f64);
     for done in flushed {
         let _ = done.send(());
     }

@@ -121,6 +121,10 @@ pub enum Error {
     ContentStored(i64),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// Routing's outputs were not all written within [`JOURNAL_WAIT`]: what the request would
+    /// read may not show what routing did before it.
+    #[error("routing's writes to the database are behind; try again shortly")]
+    JournalBehind,
 }
 
 impl Error {
@@ -225,6 +229,10 @@ const PENDING_MESSAGES: usize = 8192;
 
 /// Call record writes waiting for their committer at most; more make calls wait for room.
 const PENDING_CALL_WRITES: usize = 4096;
+
+/// How long a request that reads what routing wrote waits for the journal to catch up
+/// ([`Store::caught_up`]).
+pub const JOURNAL_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Store {
@@ -366,7 +374,9 @@ impl Store {
         let (tenant, outputs) = (batch.tenant, batch.outputs.len());
         let journal = self.journal.as_ref();
         let sent = journal.is_some_and(|j| j.send(group_commit::Journal::Batch(batch)).is_ok());
-        if !sent {
+        if sent {
+            metrics::gauge!(crate::metrics::JOURNAL_PENDING).increment(outputs as f64);
+        } else {
             tracing::error!(
                 tenant,
                 outputs,
@@ -381,6 +391,23 @@ impl Store {
         let (done, written) = oneshot::channel();
         if journal.send(group_commit::Journal::Flushed(done)).is_ok() {
             let _ = written.await;
+        }
+    }
+
+    /// [`Store::flushed`] for a request that reads what routing wrote: waits at most
+    /// [`JOURNAL_WAIT`], then gives up with [`Error::JournalBehind`] (the database is down or
+    /// slow and the journal keeps trying) instead of holding the request for as long as that
+    /// lasts.
+    pub async fn caught_up(&self) -> Result<()> {
+        match tokio::time::timeout(JOURNAL_WAIT, self.flushed()).await {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                tracing::warn!(
+                    wait = ?JOURNAL_WAIT,
+                    "routing's outputs not all written in time; the request is refused"
+                );
+                Err(Error::JournalBehind)
+            }
         }
     }
 
