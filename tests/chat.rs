@@ -549,6 +549,19 @@ async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
     s.stop().await;
 }
 
+/// A resume of `token` on a new socket: refused as `chat_ended`, the socket closed 4410.
+async fn resuming_is_refused_as_ended(s: &TestServer, token: &str) {
+    let mut late = Console::open(s, "/ws/chat").await;
+    late.send_raw(Message::Text(
+        json!({ "type": "chat.resume", "token": token })
+            .to_string()
+            .into(),
+    ))
+    .await;
+    assert_eq!(late.expect("error").await["code"], "chat_ended");
+    assert_eq!(late.closed().await, Some(4410));
+}
+
 async fn a_visitor_ends_the_chat_and_cannot_resume_it(db: Db) {
     let s = TestServer::start(db).await;
     let (mut diego, _) = ready(&s, "diego").await;
@@ -571,15 +584,28 @@ async fn a_visitor_ends_the_chat_and_cannot_resume_it(db: Db) {
         diego.expect_where("interaction.ended", this).await;
     }
 
-    let mut late = Console::open(&s, "/ws/chat").await;
-    late.send_raw(Message::Text(
-        json!({ "type": "chat.resume", "token": vera.token })
-            .to_string()
-            .into(),
-    ))
-    .await;
-    assert_eq!(late.expect("error").await["code"], "chat_ended");
-    assert_eq!(late.closed().await, Some(4410));
+    resuming_is_refused_as_ended(&s, &vera.token).await;
+
+    // Had the chat's end not been stored (the database could not take it), its row would still
+    // be open, its interaction finished: resuming it ends it instead of reviving a chat nobody
+    // would answer.
+    use sqlx::Connection;
+    let mut db = sqlx::AnyConnection::connect(s.database_url())
+        .await
+        .expect("connects");
+    sqlx::query("UPDATE chat_sessions SET state = 'open' WHERE interaction_id = $1")
+        .bind(interaction as i64)
+        .execute(&mut db)
+        .await
+        .expect("the chat's end is undone");
+    resuming_is_refused_as_ended(&s, &vera.token).await;
+    let state: String =
+        sqlx::query_scalar("SELECT state FROM chat_sessions WHERE interaction_id = $1")
+            .bind(interaction as i64)
+            .fetch_one(&mut db)
+            .await
+            .expect("the chat's row");
+    assert_eq!(state, "ended");
     s.stop().await;
 }
 

@@ -276,12 +276,7 @@ impl ChatHub {
         let mut restored = 0;
         for (chat, live) in chats {
             if !live {
-                tracing::info!(
-                    chat = chat.id,
-                    interaction = chat.interaction,
-                    "chat over while vacd stopped; ended"
-                );
-                self.inner.store.end_chat(&chat, "system").await?;
+                self.end_over(&chat).await?;
                 continue;
             }
             match session::spawn(&self.inner, chat.clone(), None).await {
@@ -364,9 +359,29 @@ impl ChatHub {
         let id = chat.id;
         let actor = match self.inner.sessions.get(&id).map(|a| a.clone()) {
             Some(actor) => actor,
-            None => session::spawn(&self.inner, chat, None).await?,
+            None => {
+                // Its session is gone. If routing finished its interaction meanwhile (the
+                // chat's end was not stored), nobody would answer it again: it ends now.
+                self.inner.routing.caught_up().await?;
+                if !self.inner.store.chat_live(id).await? {
+                    self.end_over(&chat).await?;
+                    return Err(Error::Ended);
+                }
+                session::spawn(&self.inner, chat, None).await?
+            }
         };
         self.attach(id, actor).await
+    }
+
+    /// Ends an open chat whose interaction routing has finished.
+    async fn end_over(&self, chat: &ChatRow) -> Result<(), Error> {
+        tracing::info!(
+            chat = chat.id,
+            interaction = chat.interaction,
+            "chat over while its end was not stored; ended"
+        );
+        self.inner.store.end_chat(chat, "system").await?;
+        Ok(())
     }
 
     async fn attach(&self, chat: i64, actor: Mailbox) -> Result<Attached, Error> {

@@ -82,6 +82,13 @@ pub struct ChatRow {
 const CHAT_COLUMNS: &str = "id, tenant_id, service_address_id, interaction_id, customer_id, \
      visitor_name, visitor_email, visitor_key, topic, language, state";
 
+/// 1 while routing may still have a chat's interaction (waiting, offered or connected, or no
+/// interaction yet), else 0: it finished or failed while the chat's end was not stored (vacd
+/// stopped, or the database could not take it).
+const CHAT_LIVE: &str = "CAST(CASE WHEN interaction_id IS NULL OR EXISTS ( \
+     SELECT 1 FROM interactions i WHERE i.id = chat_sessions.interaction_id \
+     AND i.state IN ('new', 'queued', 'offered', 'connected')) THEN 1 ELSE 0 END AS BIGINT)";
+
 fn chat_row(row: &AnyRow) -> Result<ChatRow> {
     Ok(ChatRow {
         id: row.try_get("id")?,
@@ -342,20 +349,29 @@ impl Store {
     }
 
     /// Chats still open (to bring back after a restart), each with whether routing still has
-    /// its interaction (false: finished or failed while vacd stopped; true for a chat with no
-    /// interaction yet).
+    /// its interaction (see [`CHAT_LIVE`]).
     pub async fn open_chats(&self) -> Result<Vec<(ChatRow, bool)>> {
         let rows = sqlx::query(&format!(
-            "SELECT {CHAT_COLUMNS}, CAST(CASE WHEN interaction_id IS NULL OR EXISTS ( \
-             SELECT 1 FROM interactions i WHERE i.id = chat_sessions.interaction_id \
-             AND i.state IN ('new', 'queued', 'offered', 'connected')) THEN 1 ELSE 0 END \
-             AS BIGINT) AS live FROM chat_sessions WHERE state = 'open' ORDER BY id"
+            "SELECT {CHAT_COLUMNS}, {CHAT_LIVE} AS live FROM chat_sessions \
+             WHERE state = 'open' ORDER BY id"
         ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| Ok((chat_row(row)?, row.try_get::<i64, _>("live")? == 1)))
             .collect()
+    }
+
+    /// Whether routing still has chat `id`'s interaction (see [`CHAT_LIVE`]).
+    pub async fn chat_live(&self, id: i64) -> Result<bool> {
+        let live: i64 = sqlx::query_scalar(&format!(
+            "SELECT {CHAT_LIVE} FROM chat_sessions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(0);
+        Ok(live == 1)
     }
 
     /// Turns a chat into an interaction (channel `chat`, state `new`, for routing) with the
