@@ -470,14 +470,7 @@ async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
     assert_eq!(unknown.expect("error").await["code"], "unknown_widget");
     assert_eq!(unknown.closed().await, Some(4404));
 
-    let mut forged = Console::open(&s, "/ws/chat").await;
-    forged
-        .send_raw(Message::Text(
-            json!({ "type": "chat.resume", "token": "00ff" })
-                .to_string()
-                .into(),
-        ))
-        .await;
+    let mut forged = Visitor::ask_to_resume(&s, "00ff").await;
     assert_eq!(forged.expect("error").await["code"], "unknown_session");
     assert_eq!(forged.closed().await, Some(4404));
 
@@ -551,13 +544,7 @@ async fn bad_input_gets_clear_errors_and_hurts_no_other_chat(db: Db) {
 
 /// A resume of `token` on a new socket: refused as `chat_ended`, the socket closed 4410.
 async fn resuming_is_refused_as_ended(s: &TestServer, token: &str) {
-    let mut late = Console::open(s, "/ws/chat").await;
-    late.send_raw(Message::Text(
-        json!({ "type": "chat.resume", "token": token })
-            .to_string()
-            .into(),
-    ))
-    .await;
+    let mut late = Visitor::ask_to_resume(s, token).await;
     assert_eq!(late.expect("error").await["code"], "chat_ended");
     assert_eq!(late.closed().await, Some(4410));
 }
@@ -670,14 +657,7 @@ async fn a_chat_finished_in_routing_at_a_stop_is_not_restored(db: Db) {
         .expect("recorded");
     let s = s.restart().await;
     assert!(vera.ws.closed().await.is_some());
-    let mut back = Console::open(&s, "/ws/chat").await;
-    back.send_raw(Message::Text(
-        json!({ "type": "chat.resume", "token": token })
-            .to_string()
-            .into(),
-    ))
-    .await;
-    assert_eq!(back.closed().await, Some(4410), "the chat has ended");
+    resuming_is_refused_as_ended(&s, &token).await;
     s.stop().await;
 }
 

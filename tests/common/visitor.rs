@@ -36,8 +36,8 @@ impl Visitor {
         }
     }
 
-    /// Returns to the chat with `token` on a new connection.
-    pub async fn resume(server: &TestServer, token: &str) -> Visitor {
+    /// A new connection that asks to return to the chat with `token` (the answer unread).
+    pub async fn ask_to_resume(server: &TestServer, token: &str) -> Console {
         let mut ws = Console::open(server, "/ws/chat").await;
         ws.send_raw(Message::Text(
             json!({ "type": "chat.resume", "token": token })
@@ -45,6 +45,12 @@ impl Visitor {
                 .into(),
         ))
         .await;
+        ws
+    }
+
+    /// Returns to the chat with `token` on a new connection.
+    pub async fn resume(server: &TestServer, token: &str) -> Visitor {
+        let mut ws = Visitor::ask_to_resume(server, token).await;
         let welcome = ws.expect("chat.welcome").await;
         Visitor {
             token: token.to_owned(),
