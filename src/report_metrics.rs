@@ -1,7 +1,8 @@
 //! Today's report figures as Prometheus gauges on `/metrics`: per tenant and queue offered,
 //! answered, abandoned, service level, ASA, AHT and longest wait; occupancy per agent and per
 //! tenant — the same arithmetic as the reports (`crate::reports`, interval = the tenant's
-//! current day on its clock), so a dashboard and `GET /api/v1/reports/queues?interval=day` never disagree.
+//! current day on its clock), so a dashboard and `GET /api/v1/reports/queues?interval=day`
+//! never disagree.
 //!
 //! Refreshed on scrape, cheaply: the routing journal is flushed (while the database cannot take
 //! routing's writes, for at most `store::JOURNAL_WAIT`, and the figures stay as they were), then
@@ -33,12 +34,13 @@ pub struct ReportGauges {
 impl ReportGauges {
     /// Brings every tenant's gauges up to date with the event log.
     pub async fn refresh(&self, store: &Store, routing: &RoutingHandle) {
-        let _turn = self.refreshing.lock().await;
         // While the database cannot take routing's writes, the scrape still answers (with
         // the figures as last refreshed): it is how the operator sees the outputs pending.
+        // Waited for before the turn, so that scrapes meanwhile do not wait one after another.
         if routing.caught_up().await.is_err() {
             return;
         }
+        let _turn = self.refreshing.lock().await;
         let tenants = match store.tenant_ids().await {
             Ok(tenants) => tenants,
             Err(err) => {

@@ -1660,8 +1660,7 @@ async fn a_journal_behind_the_database_is_reported_not_waited_for(db: Db) {
     .await
     .expect("answered while the journal is behind");
     assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "journal_behind");
-    // Every server of this test binary shares the recorder: the others' pending outputs only
-    // add to this one's (its presence change and its offer, at least).
+    // Its presence change and its offer, at least.
     let pending = metrics
         .lines()
         .find_map(|line| line.strip_prefix("vacd_routing_outputs_pending "))
@@ -1677,6 +1676,7 @@ async fn a_journal_behind_the_database_is_reported_not_waited_for(db: Db) {
         .cloned()
         .unwrap_or_else(|| panic!("a row for the queue: {page}"));
     assert_eq!(row["offered"], 1, "{row}");
+    assert_eq!(d.s.store().journal_pending(), 0, "all written");
     d.s.stop().await;
 }
 

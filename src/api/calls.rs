@@ -73,7 +73,8 @@ fn refusal(err: MonitorError) -> Error {
     params(("interaction" = u64, Path, description = "the call's interaction")), security(("bearer" = [])),
     responses((status = 204, description = "the supervisor's phone is called, or the mode switched"),
         (status = 403, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
+        (status = 503, description = "journal_behind: routing's writes are behind (the database is down or slow); try again", body = super::error::ErrorBody)))]
 pub async fn start(
     State(state): State<AppState>,
     caller: Caller,

@@ -370,6 +370,7 @@ async fn first(
                     "invalid_command" | "invalid_value" => continue,
                     "rate_limited" => 4429,
                     "chat_ended" => 4410,
+                    "unavailable" => 1013,
                     "unknown_widget" | "unknown_session" => 4404,
                     _ => 1011,
                 };

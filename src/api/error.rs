@@ -114,7 +114,9 @@ impl IntoResponse for Error {
         let message = match &self {
             // Store errors other than the domain ones are faults of ours: log the cause, tell
             // the client only that it happened.
-            Error::Internal(e @ store::Error::CommitUnknown) => e.to_string(),
+            Error::Internal(e @ (store::Error::CommitUnknown | store::Error::JournalBehind)) => {
+                e.to_string()
+            }
             Error::Internal(e) if e.is_unstorable_text() => {
                 "a text holds a character that cannot be stored (such as NUL)".into()
             }

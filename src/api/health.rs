@@ -73,6 +73,8 @@ pub async fn metrics(
         .report_gauges
         .refresh(&state.store, &state.routing)
         .await;
+    let pending = state.store.journal_pending();
+    metrics::gauge!(crate::metrics::JOURNAL_PENDING).set(pending as f64);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

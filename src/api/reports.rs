@@ -54,7 +54,8 @@ pub struct Params {
     responses((status = 200, description = "`{items: [...], from, to, time_zone}` (the tenant's clock the intervals follow), or CSV with a header line (docs/reports.md)"),
         (status = 400, description = "invalid query", body = super::error::ErrorBody),
         (status = 401, body = super::error::ErrorBody), (status = 403, body = super::error::ErrorBody),
-        (status = 404, description = "no such report", body = super::error::ErrorBody)))]
+        (status = 404, description = "no such report", body = super::error::ErrorBody),
+        (status = 503, description = "journal_behind: routing's writes are behind (the database is down or slow); try again", body = super::error::ErrorBody)))]
 pub async fn report(
     State(state): State<AppState>,
     caller: Caller,

@@ -323,7 +323,8 @@ async fn preview(
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/reply", tag = "tickets", request_body = ReplyRequest, params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 201, description = "sent through the ticket's channel"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 201, description = "sent through the ticket's channel"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
+        (status = 503, description = "journal_behind: routing's writes are behind (the database is down or slow); try again", body = super::error::ErrorBody)))]
 async fn send_reply(
     State(state): State<AppState>,
     caller: Caller,
@@ -472,7 +473,8 @@ async fn note(
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/forward", tag = "tickets", request_body = ForwardRequest, params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 201, description = "forwarded by mail"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 201, description = "forwarded by mail"), (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody),
+        (status = 503, description = "journal_behind: routing's writes are behind (the database is down or slow); try again", body = super::error::ErrorBody)))]
 async fn forward(
     State(state): State<AppState>,
     caller: Caller,
@@ -544,7 +546,8 @@ async fn forward_to(
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/close", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "the closed ticket"), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the closed ticket"), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody),
+        (status = 503, description = "journal_behind: routing's writes are behind (the database is down or slow); try again", body = super::error::ErrorBody)))]
 async fn close(
     State(state): State<AppState>,
     caller: Caller,
@@ -569,7 +572,8 @@ async fn close(
 }
 
 #[utoipa::path(post, path = "/api/v1/tickets/{id}/reopen", tag = "tickets", params(("id" = i64, Path)), security(("bearer" = [])),
-    responses((status = 200, description = "the reopened ticket, routed again"), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "the reopened ticket, routed again"), (status = 404, body = super::error::ErrorBody), (status = 409, body = super::error::ErrorBody),
+        (status = 503, description = "journal_behind: routing's writes are behind (the database is down or slow); try again", body = super::error::ErrorBody)))]
 async fn reopen(
     State(state): State<AppState>,
     caller: Caller,
@@ -584,7 +588,7 @@ async fn reopen(
     super::to_the_end(async move {
         let _sending = sending;
         // The stored state must include what routing did before this request.
-        state.routing.flushed().await;
+        state.routing.caught_up().await?;
         let before = state
             .store
             .set_ticket_status(who.tenant_id, id, Some(who.user_id), "open")

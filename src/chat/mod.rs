@@ -83,8 +83,9 @@ impl Error {
             Error::Refused(e) => e.code(),
             Error::Invalid(_) => "invalid_command",
             Error::Forbidden => "forbidden",
+            // Routing's writes are behind (the database is down or slow): try again shortly.
+            Error::Store(store::Error::JournalBehind) | Error::Gone => "unavailable",
             Error::Store(_) => "store_failed",
-            Error::Gone => "unavailable",
         }
     }
 }

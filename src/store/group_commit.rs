@@ -291,7 +291,9 @@ async fn commit(
         }
     }
     // Written, or tried one by one until written or lost.
-    metrics::gauge!(crate::metrics::JOURNAL_PENDING).decrement(written as f64);
+    store
+        .journal_pending
+        .fetch_sub(written as u64, std::sync::atomic::Ordering::Relaxed);
     for done in flushed {
         let _ = done.send(());
     }

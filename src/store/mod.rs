@@ -38,6 +38,7 @@ mod tickets;
 
 use std::borrow::Cow;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -248,6 +249,8 @@ pub struct Store {
     creates: Option<mpsc::Sender<group_commit::Create>>,
     /// The same committer's journal of routing outputs (`None` in its own handle).
     journal: Option<mpsc::UnboundedSender<group_commit::Journal>>,
+    /// Routing outputs handed to the journal and not yet written (or given up on).
+    journal_pending: Arc<AtomicU64>,
     /// The group committer of chat messages.
     messages: mpsc::Sender<committer::Pending<message_commit::Messages>>,
     /// The group committer of call records.
@@ -331,6 +334,7 @@ impl Store {
             backend,
             creates: None,
             journal: None,
+            journal_pending: Arc::default(),
             messages,
             calls,
             sessions: Arc::default(),
@@ -373,10 +377,13 @@ impl Store {
     pub fn journal(&self, batch: OutputBatch) {
         let (tenant, outputs) = (batch.tenant, batch.outputs.len());
         let journal = self.journal.as_ref();
+        // Counted before the committer can take it, so that the count never drops below zero.
+        self.journal_pending
+            .fetch_add(outputs as u64, Ordering::Relaxed);
         let sent = journal.is_some_and(|j| j.send(group_commit::Journal::Batch(batch)).is_ok());
-        if sent {
-            metrics::gauge!(crate::metrics::JOURNAL_PENDING).increment(outputs as f64);
-        } else {
+        if !sent {
+            self.journal_pending
+                .fetch_sub(outputs as u64, Ordering::Relaxed);
             tracing::error!(
                 tenant,
                 outputs,
@@ -394,6 +401,12 @@ impl Store {
         }
     }
 
+    /// Routing outputs handed to [`Store::journal`] that the database has yet to take (while
+    /// it cannot, they pile up in memory; `/metrics` shows them).
+    pub fn journal_pending(&self) -> u64 {
+        self.journal_pending.load(Ordering::Relaxed)
+    }
+
     /// [`Store::flushed`] for a request that reads what routing wrote: waits at most
     /// [`JOURNAL_WAIT`], then gives up with [`Error::JournalBehind`] (the database is down or
     /// slow and the journal keeps trying) instead of holding the request for as long as that
@@ -404,7 +417,8 @@ impl Store {
             Err(_) => {
                 tracing::warn!(
                     wait = ?JOURNAL_WAIT,
-                    "routing's outputs not all written in time; the request is refused"
+                    pending = self.journal_pending(),
+                    "routing's outputs not all written in time; not waiting longer"
                 );
                 Err(Error::JournalBehind)
             }

@@ -353,14 +353,15 @@ fn named<T: serde::de::DeserializeOwned>(name: &str) -> Option<T> {
 
 impl Store {
     /// Whether the agent routing gave `interaction` to is in the team of `lead` (a team lead
-    /// watches their own team only). Reads after routing's pending writes.
+    /// watches their own team only). Reads after routing's pending writes (waiting for them
+    /// at most [`super::JOURNAL_WAIT`]).
     pub async fn worked_in_team_of(
         &self,
         tenant: i64,
         lead: i64,
         interaction: i64,
     ) -> Result<bool> {
-        self.flushed().await;
+        self.caught_up().await?;
         let row = sqlx::query(
             "SELECT 1 AS found FROM interactions i JOIN users a ON a.id = i.agent_id \
              JOIN users l ON l.id = $3 AND l.tenant_id = i.tenant_id \

@@ -4,7 +4,7 @@
 //! straight to the next agent's websocket (round robin) as an offer, answering the create with
 //! a row of vacd's size; an agent's accept and end get vacd's replies. What it costs per
 //! interaction is what the protocol, axum, hyper, tungstenite, tokio and the kernel's loopback
-//! TCP cost (both sides on the machine's cores), which no routing server can undercut.
+//! TCP cost on this machine (both sides on its cores), before any routing or storing.
 //!
 //! Usage: `floor [PORT]` (127.0.0.1 only; 18590 by default), then
 //! `routing http://127.0.0.1:PORT INTERACTIONS AGENTS CLIENTS FLOOR_PID [RATE]` (see
@@ -66,7 +66,8 @@ async fn new_id(State(floor): State<Shared>) -> (StatusCode, Json<Value>) {
     (StatusCode::CREATED, Json(json!({ "id": id })))
 }
 
-/// The create: parsed as vacd parses it, offered to the next agent, answered with a row.
+/// The create: its body parsed into JSON (not checked), offered to the next agent, answered
+/// with a row.
 async fn create(State(floor): State<Shared>, Json(body): Json<Value>) -> (StatusCode, Json<Value>) {
     let id = floor.ids.fetch_add(1, Ordering::Relaxed) + 1;
     let row = json!({
@@ -153,7 +154,8 @@ async fn console(floor: Shared, socket: WebSocket) {
     }
 }
 
-/// vacd's replies to a command: its events, then the ack.
+/// vacd's replies to a command the generator sends: its events, then the ack (any other
+/// command: the ack alone).
 fn replies(command: &Command) -> Vec<Value> {
     let interaction = command.interaction.unwrap_or_default();
     let mut replies = match command.kind.as_str() {
@@ -164,10 +166,11 @@ fn replies(command: &Command) -> Vec<Value> {
             json!({ "type": "interaction.connected", "interaction": interaction, "queue": 1, "waited_ms": 1 }),
             json!({ "type": "presence.changed", "from": { "presence": "reserved" }, "to": { "presence": "busy" } }),
         ],
-        _ => vec![
+        "interaction.end" => vec![
             json!({ "type": "interaction.ended", "interaction": interaction, "wrap_up_ms": 0 }),
             json!({ "type": "presence.changed", "from": { "presence": "busy" }, "to": { "presence": "ready", "mode": "inbound" } }),
         ],
+        _ => Vec::new(),
     };
     replies.push(json!({ "type": "ack", "id": command.id }));
     replies
