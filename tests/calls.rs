@@ -882,7 +882,8 @@ async fn an_answer_without_contact_counts_as_a_refusal(db: Db) {
 }
 
 /// The agent's INVITE was forked on its way and a second phone answers too: vacd acknowledges
-/// that answer and hangs it up; the call stays with the first.
+/// that answer and hangs it up; the call stays with the first. Past four such answers, more
+/// are ignored (each would cost an ACK kept for the call and a BYE).
 async fn a_second_answer_of_a_forked_invite_is_hung_up(db: Db) {
     let f = Floor::new(db).await;
     let mut bruno = f.agent("bruno", None).await;
@@ -904,7 +905,17 @@ async fn a_second_answer_of_a_forked_invite_is_hung_up(db: Db) {
     };
     let bye = bruno.phone.take_bye().await;
     assert_eq!(message::to_tag(&bye.headers), Some("forked"), "{bye}");
-    // The second phone repeats its answer: the same ACK again (and no second BYE).
+    // So are the next ones, up to four in all; a fifth is ignored.
+    for tag in ["fork-2", "fork-3", "fork-4"] {
+        bruno.phone.respond(&invite, 200, tag, true).await;
+        let ack = bruno.phone.request(Method::Ack).await;
+        assert_eq!(message::to_tag(&ack.headers), Some(tag), "{ack}");
+        let bye = bruno.phone.take_bye().await;
+        assert_eq!(message::to_tag(&bye.headers), Some(tag), "{bye}");
+    }
+    bruno.phone.respond(&invite, 200, "fork-5", true).await;
+    // The second phone repeats its answer: the same ACK again (and no second BYE). The first
+    // ACK after the fifth answer is this one: the fifth got none (one socket, in order).
     let again = bruno.phone.repeat_answer(&invite, "forked").await;
     assert_eq!(again.to_string(), ack.to_string());
     caller

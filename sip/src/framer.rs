@@ -178,9 +178,15 @@ impl StreamFramer {
             }
         };
         // A header section that does not parse (a malformed start line, say) is consumed with
-        // its error, so that the next call moves on instead of failing on it again.
+        // its error, so that the next call moves on instead of failing on it again — unless
+        // the error leaves the body's length unknown (a malformed header line, a bad or
+        // conflicting Content-Length): its body would be read as the next message.
         let head = match normalize_head(&self.buf[..head_len]) {
             Ok(head) => head,
+            Err(err) if err.breaks_framing() => {
+                self.broken_head = Some(self.buf[..head_len].to_vec());
+                return Err(err);
+            }
             Err(err) => {
                 let raw = self.buf[..head_len].to_vec();
                 self.consume(head_len);
@@ -265,6 +271,26 @@ Content-Length: 5\r\n\r\nhello";
         };
         assert_eq!(m.body(), b"hello");
         assert_eq!(framer.buffered(), 0);
+    }
+
+    #[test]
+    fn a_body_of_unknown_length_breaks_the_stream() {
+        // Its "body" would otherwise be framed as the next message.
+        for head in [
+            OPTIONS.replace("Content-Length: 5\r\n", "Content-Length: five\r\n"),
+            OPTIONS.replace("Content-Length: 5\r\n", "Content-Length: 5\r\nl: 7\r\n"),
+            OPTIONS.replace("Call-ID: c1\r\n", "Call-ID c1\r\n"),
+        ] {
+            let mut framer = StreamFramer::new(Limits::default());
+            framer.push(format!("{head}{OPTIONS}").as_bytes());
+            let Err(error) = framer.next_frame() else {
+                panic!("framed after {head:?}")
+            };
+            assert!(error.breaks_framing(), "{error}");
+            assert!(framer
+                .broken_head()
+                .is_some_and(|h| h.starts_with(b"OPTIONS sip:b@b.example SIP/2.0\r\n")));
+        }
     }
 
     #[test]

@@ -81,9 +81,10 @@ pub struct Registrar {
     earliest: Option<Instant>,
 }
 
+/// What one contact of a REGISTER does to the bindings, by the contact's comparison key.
 enum Change {
     Remove(String),
-    Upsert(Binding),
+    Upsert(String, Binding),
 }
 
 impl Registrar {
@@ -122,9 +123,22 @@ impl Registrar {
             _ => None,
         })
         .collect();
+        // More contacts than an address may have bindings is refused before any is parsed:
+        // each is compared with the others, and a 16 KB header holds about 1,500.
+        if contacts.len() > self.config.max_bindings_per_aor {
+            return reply(403);
+        }
 
-        let current = self.bindings.entry(aor.clone()).or_default();
-        current.retain(|b| b.live(now));
+        // The live bindings, with their comparison keys; written back only once the request is
+        // accepted, so that a refused one leaves no entry behind.
+        let mut current: Vec<(Option<String>, Binding)> = self
+            .bindings
+            .get(&aor)
+            .into_iter()
+            .flatten()
+            .filter(|b| b.live(now))
+            .map(|b| (contact_key(&b.uri), b.clone()))
+            .collect();
 
         if contacts.contains(&"*") {
             // §10.3 step 6: "*" only alone and only with Expires: 0.
@@ -133,11 +147,10 @@ impl Registrar {
             }
             if current
                 .iter()
-                .any(|b| b.call_id == call_id && cseq <= b.cseq)
+                .any(|(_, b)| b.call_id == call_id && cseq <= b.cseq)
             {
                 return reply(500);
             }
-            current.clear();
             self.bindings.remove(&aor);
             return reply(200);
         }
@@ -164,9 +177,9 @@ impl Registrar {
                 return response;
             }
             // §10.3 step 7: a refresh in the same Call-ID must have a higher CSeq.
-            if let Some(existing) = current
+            if let Some((_, existing)) = current
                 .iter()
-                .find(|b| contact_key(&b.uri).as_ref() == Some(&key))
+                .find(|(existing, _)| existing.as_ref() == Some(&key))
             {
                 if existing.call_id == call_id && cseq <= existing.cseq {
                     return reply(500);
@@ -176,33 +189,33 @@ impl Registrar {
                 changes.push(Change::Remove(key));
             } else {
                 let granted = requested.min(self.config.max_expires);
-                changes.push(Change::Upsert(Binding {
+                let binding = Binding {
                     contact: contact_without_expires(contact),
                     uri: uri_part(contact).to_owned(),
                     call_id: call_id.to_owned(),
                     cseq,
                     expires_at: now + Duration::from_secs(u64::from(granted)),
                     source,
-                }));
+                };
+                changes.push(Change::Upsert(key, binding));
             }
         }
 
-        let mut next = current.clone();
         for change in changes {
             match change {
-                Change::Remove(key) => next.retain(|b| contact_key(&b.uri).as_ref() != Some(&key)),
-                Change::Upsert(binding) => {
-                    let key = contact_key(&binding.uri);
-                    match next.iter_mut().find(|b| contact_key(&b.uri) == key) {
-                        Some(existing) => *existing = binding,
-                        None => next.push(binding),
+                Change::Remove(key) => current.retain(|(k, _)| k.as_ref() != Some(&key)),
+                Change::Upsert(key, binding) => {
+                    match current.iter_mut().find(|(k, _)| k.as_ref() == Some(&key)) {
+                        Some((_, existing)) => *existing = binding,
+                        None => current.push((Some(key), binding)),
                     }
                 }
             }
         }
-        if next.len() > self.config.max_bindings_per_aor {
+        if current.len() > self.config.max_bindings_per_aor {
             return reply(403);
         }
+        let next: Vec<Binding> = current.into_iter().map(|(_, b)| b).collect();
         let mut response = reply(200);
         for binding in &next {
             response
@@ -217,7 +230,7 @@ impl Registrar {
         if next.is_empty() {
             self.bindings.remove(&aor);
         } else {
-            *current = next;
+            self.bindings.insert(aor, next);
         }
         self.earliest = match (self.earliest, lapses) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -587,6 +600,30 @@ CSeq: {cseq} REGISTER\r\n"
             t0 + Duration::from_secs(100),
         );
         assert_eq!(contacts(&r), vec!["<sip:agent1@10.0.0.5>;expires=200"]);
+    }
+
+    #[test]
+    fn more_contacts_than_bindings_allowed_are_refused_and_leave_nothing() {
+        let t0 = Instant::now();
+        let mut registrar = Registrar::default_config();
+        let many: Vec<String> = (0..=RegistrarConfig::default().max_bindings_per_aor)
+            .map(|n| format!("<sip:agent1@10.0.0.{n}>"))
+            .collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let r = registrar.register(&register("c1", 1, &many, Some("300")), source(), t0);
+        assert_eq!(code(&r), 403);
+        assert_eq!(registrar.lookup(AOR, t0).count(), 0);
+        // Refused for any reason, a REGISTER leaves no entry for its address behind.
+        let r = registrar.register(
+            &register("c1", 2, &["<sip:agent1@10.0.0.5>"], Some("1")),
+            source(),
+            t0,
+        );
+        assert_eq!(code(&r), 423);
+        assert!(registrar.bindings.is_empty(), "{:?}", registrar.bindings);
+        let r = registrar.register(&register("c1", 3, &many[1..], Some("300")), source(), t0);
+        assert_eq!(code(&r), 200);
+        assert_eq!(registrar.lookup(AOR, t0).count(), many.len() - 1);
     }
 
     impl Registrar {

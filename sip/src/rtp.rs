@@ -324,7 +324,7 @@ impl LegStats {
 
     fn restart(&mut self, ssrc: u32, seq: u64) {
         self.lost_before = self.lost();
-        self.restarts += 1;
+        self.restarts = self.restarts.saturating_add(1);
         self.seq = Some(SeqState {
             ssrc,
             base: seq,

@@ -200,7 +200,8 @@ struct AgentLeg {
     /// The ACK sent for the answer's 2xx, sent again for each retransmission of that 2xx
     /// (RFC 3261 §13.2.2.4).
     ack: Option<Request>,
-    /// The same for the second answers of a forked INVITE, which were hung up.
+    /// The same for the second answers of a forked INVITE, which were hung up (at most
+    /// [`MAX_FORKS`]).
     forks: Vec<(DialogId, Request)>,
 }
 
@@ -1254,6 +1255,16 @@ impl Calls {
             None => None,
         };
         let repeated = sent.is_some();
+        // Every new dialog costs an ACK kept for the rest of the call and a BYE: past a few,
+        // a peer answering with new tags again and again is left to hang up by itself.
+        if forked && !repeated && leg.forks.len() >= MAX_FORKS {
+            tracing::warn!(
+                call = call_key,
+                forks = MAX_FORKS,
+                "another answer of a forked INVITE past the limit; ignored"
+            );
+            return true;
+        }
         match sent {
             // The same ACK again, not a new one on a new branch.
             Some(ack) => layer.send_stateless(&rsip::SipMessage::Request(ack.clone()), leg.peer),
@@ -2033,6 +2044,9 @@ fn caller_char(c: char) -> bool {
 /// Longest caller user part taken as the caller's number (an E.164 number has at most 15
 /// digits; the store indexes it as the customer's identity).
 const MAX_CALLER: usize = 64;
+
+/// Second answers of a forked agent INVITE acknowledged and hung up per leg; more are ignored.
+const MAX_FORKS: usize = 4;
 
 /// The INVITE to an agent's phone: the caller's number in From (and P-Asserted-Identity), the
 /// agent's address-of-record in To. Contact and body are added by the caller.
