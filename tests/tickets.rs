@@ -788,6 +788,132 @@ async fn bad_mail_over_pop3_is_kept_loops_and_spam_are_not(db: Db) {
     s.stop().await;
 }
 
+/// A POP3 server that sends more for a mail than vacd accepts (here: one endless line) does not
+/// hold back the mail behind it: that session ends, and the next one goes past the mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pop3_answer_larger_than_accepted_holds_back_nothing() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let port = listener.local_addr().expect("bound").port();
+    tokio::spawn(endless_pop3(listener));
+    let mut account = mail::support_account(port, None);
+    account.protocol = Protocol::Pop3;
+    let s = TestServer::start_with(Db::Sqlite, |c| {
+        quick(c);
+        // A mail's answer may then be 16 MiB at most (the dot-stuffed size of the largest
+        // header, or of a whole message, accepted).
+        c.channels.max_message_bytes = 4096;
+        c.channels.accounts = vec![account];
+    })
+    .await;
+    let admin = s.demo_login("ada").await;
+    ticket_of(&s, &admin, "email", "behind it").await;
+    s.stop().await;
+}
+
+/// A POP3 server with two mails: the first (UIDL `endless`) a line that never ends, the second
+/// an ordinary mail.
+async fn endless_pop3(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut lines = BufReader::new(read).lines();
+            write.write_all(b"+OK fake POP3\r\n").await?;
+            while let Some(line) = lines.next_line().await? {
+                let reply = match line.as_str() {
+                    "LIST" => "+OK\r\n1 100\r\n2 300\r\n.\r\n".to_owned(),
+                    "UIDL" => "+OK\r\n1 endless\r\n2 fine\r\n.\r\n".to_owned(),
+                    "RETR 1" => {
+                        write.write_all(b"+OK\r\n").await?;
+                        // Until vacd hangs up: past 16 MiB, or the test's end.
+                        let chunk = vec![b'x'; 64 * 1024];
+                        for _ in 0..1024 {
+                            write.write_all(&chunk).await?;
+                        }
+                        return Ok(());
+                    }
+                    "RETR 2" => {
+                        let mail = mail::mail(ERIKA, SUPPORT, "behind it", "fine@x", "", "hello");
+                        format!("+OK\r\n{}.\r\n", String::from_utf8_lossy(&mail))
+                    }
+                    "QUIT" => {
+                        write.write_all(b"+OK bye\r\n").await?;
+                        return Ok(());
+                    }
+                    _ => "+OK\r\n".to_owned(),
+                };
+                write.write_all(reply.as_bytes()).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        });
+    }
+}
+
+/// PostgreSQL refuses to reopen a ticket at its follow-up date for a while (a trigger stands in
+/// for any failure): the date is not used up by the failed tries, and once the database takes it
+/// the ticket comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_follow_up_the_database_refuses_comes_back_later() {
+    let (s, _) = sms_desk(Db::Postgres, None).await;
+    let first = sms_in(&s, "gw-1", "Please call me back next week.").await;
+    let id = first["ticket"].as_i64().expect("ticket");
+    let diego = s.demo_login("diego").await;
+    replied(
+        &s,
+        &diego,
+        id,
+        json!({ "body": "We will get back to you." }),
+    )
+    .await;
+    let db = sqlx::PgPool::connect(s.database_url())
+        .await
+        .expect("database");
+    // The sequence counts the refused tries: it is not rolled back with them.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE reopen_refused; \
+         CREATE FUNCTION refuse_reopen() RETURNS trigger AS $$ BEGIN \
+         PERFORM nextval('reopen_refused'); RAISE EXCEPTION 'reopen refused'; \
+         END $$ LANGUAGE plpgsql; \
+         CREATE TRIGGER refuse_reopen BEFORE INSERT ON events FOR EACH ROW \
+         WHEN (NEW.kind = 'ticket.reopened') EXECUTE FUNCTION refuse_reopen()",
+    )
+    .execute(&db)
+    .await
+    .expect("trigger");
+    let due = vacd::store::now_ms();
+    let (status, _) = s
+        .call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/tickets/{id}/follow-up"),
+            Some(&diego),
+            Some(json!({ "at": due })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    common::eventually_within("a refused reopening", MAIL_WAIT, || async {
+        let tried: bool = sqlx::query_scalar("SELECT is_called FROM reopen_refused")
+            .fetch_one(&db)
+            .await
+            .expect("the count");
+        tried.then_some(())
+    })
+    .await;
+    let (_, ticket) = s.get(&format!("/api/v1/tickets/{id}"), &diego).await;
+    assert_eq!(ticket["follow_up_at"], due, "the date is kept: {ticket}");
+    assert_ne!(ticket["status"], "open", "{ticket}");
+
+    sqlx::raw_sql("DROP TRIGGER refuse_reopen ON events")
+        .execute(&db)
+        .await
+        .expect("trigger dropped");
+    let ticket = ticket_where(&s, &diego, id, |t| t["status"] == "open").await;
+    assert_eq!(ticket["follow_up_at"], Value::Null, "{ticket}");
+    db.close().await;
+    s.stop().await;
+}
+
 /// PostgreSQL refuses to store some mails (a trigger stands in for any lasting failure): a full
 /// batch of them stays on the server, and the mail behind them becomes its ticket all the same.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

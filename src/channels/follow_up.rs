@@ -20,22 +20,31 @@ pub async fn watch(channels: Channels, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// Reopens the tickets whose date has come, each on its own: one the database refuses keeps
+/// its date (and is tried again next time) without holding back the others.
 async fn reopen_due(channels: &Channels) -> crate::store::Result<()> {
     let store = &channels.inner.store;
-    let due = store.take_due_follow_ups(now_ms()).await?;
+    let now = now_ms();
+    let due = store.due_follow_ups(now).await?;
     if due.is_empty() {
         return Ok(());
     }
     // The stored states must include what routing did before.
     channels.routing().flushed().await;
     for (tenant, id) in due {
-        if store.reopen_for_follow_up(tenant, id).await? {
-            tracing::info!(
-                tenant,
-                interaction_id = id,
-                "ticket reopened: its follow-up date came"
-            );
-            channels.route(tenant, id).await;
+        match store.reopen_for_follow_up(tenant, id, now).await {
+            Ok(true) => {
+                tracing::info!(
+                    tenant,
+                    interaction_id = id,
+                    "ticket reopened: its follow-up date came"
+                );
+                channels.route(tenant, id).await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(tenant, interaction_id = id, error = %e, "ticket not reopened for its follow-up date; tried again later")
+            }
         }
     }
     Ok(())

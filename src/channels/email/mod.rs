@@ -56,6 +56,9 @@ pub enum SessionError {
     /// The server answered a command with an error (POP3 `-ERR`); the session is still usable.
     #[error("refused: {0}")]
     Refused(String),
+    /// The server's answer ran past what is accepted (POP3); the connection cannot go on.
+    #[error("answer larger than accepted: {0}")]
+    TooLarge(String),
 }
 
 impl MailAccount {
@@ -202,6 +205,7 @@ pub(super) async fn supervise(channels: Channels, mut stop: watch::Receiver<bool
 async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Receiver<bool>) {
     let mut backoff = Duration::from_secs(1);
     let mut suspects = imap::Suspects::default();
+    let mut left = pop3::Left::default();
     loop {
         // Stopping cancels a session wherever it waits: what is committed stays committed,
         // and a message committed but not yet removed is recognised when fetched again.
@@ -211,7 +215,7 @@ async fn run(channels: Channels, account: Arc<MailAccount>, mut stop: watch::Rec
                 Protocol::Imap => {
                     imap::session(&channels, &account, &mut stop, &mut suspects).await
                 }
-                Protocol::Pop3 => pop3::session(&channels, &account, &mut stop).await,
+                Protocol::Pop3 => pop3::session(&channels, &account, &mut stop, &mut left).await,
             }
         };
         let result = tokio::select! {

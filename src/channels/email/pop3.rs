@@ -57,12 +57,16 @@ impl Connection {
     }
 
     /// Reads a multi-line response's body up to the terminating `.` line; more than `max`
-    /// bytes is a server fault.
+    /// bytes (even in one line) is a server fault, read no further.
     async fn body(&mut self, max: usize) -> Result<Vec<u8>, SessionError> {
         let mut raw = Vec::new();
         loop {
             let start = raw.len();
-            let n = self.stream.read_until(b'\n', &mut raw).await?;
+            let room = (max + 1).saturating_sub(start) as u64;
+            let n = (&mut self.stream)
+                .take(room)
+                .read_until(b'\n', &mut raw)
+                .await?;
             if n == 0 {
                 return Err(SessionError::Protocol(
                     "the server closed inside a response".into(),
@@ -74,9 +78,7 @@ impl Connection {
                 return Ok(unstuff(&raw));
             }
             if raw.len() > max {
-                return Err(SessionError::Protocol(
-                    "response larger than accepted".into(),
-                ));
+                return Err(SessionError::TooLarge(format!("more than {max} bytes")));
             }
         }
     }
@@ -147,6 +149,36 @@ async fn open(account: &MailAccount, stall: Duration) -> Result<Connection, Sess
     Ok(conn)
 }
 
+/// The mails an account's task leaves on the server and skips, from one session to the next
+/// until vacd restarts (by UIDL).
+#[derive(Debug, Default)]
+pub(super) struct Left {
+    /// Stored in part (too large, or attachments not all kept): their tickets exist.
+    partial: HashSet<String>,
+    /// The server refused to send or delete them (-ERR), or sent more than accepted: one of
+    /// them holds back neither the mail behind it nor the deletions before it (POP3 deletes
+    /// only at QUIT).
+    refused: HashSet<String>,
+}
+
+impl Left {
+    /// `body`, the answer for mail `id`; one that ran past the limit makes the mail skipped
+    /// from now on (the session ends, the rest of the answer unread; the next goes past it).
+    fn unless_too_large(
+        &mut self,
+        body: Result<Vec<u8>, SessionError>,
+        id: &str,
+        account: &MailAccount,
+        source: &str,
+    ) -> Result<Vec<u8>, SessionError> {
+        if let Err(SessionError::TooLarge(e)) = &body {
+            tracing::warn!(account = %account.key, source, error = %e, "the server sent more for a mail than accepted; it stays there and is skipped");
+            self.refused.insert(id.to_owned());
+        }
+        body
+    }
+}
+
 /// Polls until `stop`: one POP3 session per poll interval. A message larger than
 /// `channels.max_message_bytes` (by LIST) is not retrieved: its header (`TOP n 0`) becomes the
 /// ticket and the message stays on the server, left alone from then on (after a reconnect or a
@@ -156,13 +188,9 @@ pub(super) async fn session(
     channels: &Channels,
     account: &MailAccount,
     stop: &mut watch::Receiver<bool>,
+    left: &mut Left,
 ) -> Result<(), SessionError> {
     let limit = channels.config().max_message_bytes;
-    let mut partial = HashSet::new();
-    // Messages the server refused to send or delete (-ERR): skipped while the account runs,
-    // so that one of them holds back neither the mail behind it nor the deletions before it
-    // (POP3 deletes only at QUIT).
-    let mut refused = HashSet::new();
     loop {
         let mut conn = open(account, channels.config().stall()).await?;
         conn.command("LIST").await?;
@@ -173,7 +201,7 @@ pub(super) async fn session(
         conn.command("UIDL").await?;
         let ids = listing(&conn.body(MAX_LISTING).await?);
         for (n, id) in ids {
-            if partial.contains(&id) || refused.contains(&id) {
+            if left.partial.contains(&id) || left.refused.contains(&id) {
                 continue;
             }
             let source = format!("pop3:{}:{id}", account.key);
@@ -184,12 +212,13 @@ pub(super) async fn session(
                 Some(_) => match conn.command(&format!("RETR {n}")).await {
                     Ok(_) => {
                         // Dot-stuffing may double a message's size.
-                        raw = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await?;
+                        let body = conn.body(limit.saturating_mul(2).max(MAX_LISTING)).await;
+                        raw = left.unless_too_large(body, &id, account, &source)?;
                         Fetched::Whole(&raw)
                     }
                     Err(SessionError::Refused(e)) => {
                         tracing::warn!(account = %account.key, source, error = %e, "the server refused to send a mail; skipped");
-                        refused.insert(id);
+                        left.refused.insert(id);
                         continue;
                     }
                     Err(e) => return Err(e),
@@ -198,7 +227,10 @@ pub(super) async fn session(
                     tracing::warn!(account = %account.key, source, size, limit, "mail too large to download; its header becomes the ticket");
                     // TOP is optional (RFC 1939): without it, the ticket is the note alone.
                     raw = match conn.command(&format!("TOP {n} 0")).await {
-                        Ok(_) => conn.body(MAX_LISTING).await?,
+                        Ok(_) => {
+                            let body = conn.body(MAX_LISTING).await;
+                            left.unless_too_large(body, &id, account, &source)?
+                        }
                         Err(SessionError::Refused(e)) => {
                             tracing::warn!(account = %account.key, source, error = %e, "the server cannot send only the header");
                             Vec::new()
@@ -210,14 +242,14 @@ pub(super) async fn session(
             };
             match super::ingest(channels, account, &source, fetched).await {
                 Ok(Stored::Partial) => {
-                    partial.insert(id);
+                    left.partial.insert(id);
                 }
                 Ok(Stored::Whole) => match conn.command(&format!("DELE {n}")).await {
                     Ok(_) => {}
                     // Stored: a later session finds it a duplicate once the server lets go.
                     Err(SessionError::Refused(e)) => {
                         tracing::warn!(account = %account.key, source, error = %e, "the server refused to delete a stored mail; skipped");
-                        refused.insert(id);
+                        left.refused.insert(id);
                     }
                     Err(e) => return Err(e),
                 },
