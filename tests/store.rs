@@ -1159,7 +1159,7 @@ async fn concurrent_chat_messages_are_each_stored_once(db: Db) {
     let mut rows = 0;
     for interaction in &interactions {
         let messages = store
-            .chat_messages(t, *interaction, "Vera")
+            .chat_messages(t, *interaction, "Vera", None)
             .await
             .expect("messages");
         for m in &messages {
@@ -2043,18 +2043,20 @@ async fn postgres_chat_messages_whose_commit_went_unanswered_are_not_written_twi
     // Read back on a store of its own: one store holds the database at a time.
     store.close().await;
     let direct = open(&db).await;
-    let texts: Vec<String> = direct
-        .chat_messages(t, interaction, "Vera")
-        .await
-        .expect("messages")
-        .into_iter()
-        .map(|m| m.text)
-        .collect();
+    let direct = &direct;
+    let texts = |last| async move {
+        let messages = direct
+            .chat_messages(t, interaction, "Vera", last)
+            .await
+            .expect("messages");
+        messages.into_iter().map(|m| m.text).collect::<Vec<_>>()
+    };
     assert_eq!(
-        texts,
+        texts(None).await,
         ["first", "second", "third"],
         "the batch that committed is there once"
     );
+    assert_eq!(texts(Some(2)).await, ["second", "third"], "the last two");
     direct.close().await;
     db.drop_db().await;
 }

@@ -677,7 +677,7 @@ async fn email_transcript(state: &AppState, chat: i64, requested: Option<&str>) 
         .ok_or_else(|| Error::NotFound(format!("the widget of chat {chat} is gone")))?;
     let messages = state
         .store
-        .chat_messages(row.tenant, interaction, &row.visitor_name)
+        .chat_messages(row.tenant, interaction, &row.visitor_name, None)
         .await?;
     if !messages
         .iter()

@@ -133,7 +133,13 @@ pub(crate) async fn spawn(
     let history = match chat.interaction {
         Some(interaction) => {
             hub.store
-                .chat_messages(chat.tenant, interaction, &chat.visitor_name)
+                .chat_messages(
+                    chat.tenant,
+                    interaction,
+                    &chat.visitor_name,
+                    // All the session keeps (the store keeps every one).
+                    Some(hub.rules.transcript_limit),
+                )
                 .await?
         }
         None => Vec::new(),

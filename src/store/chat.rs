@@ -496,20 +496,23 @@ impl Store {
         })
     }
 
-    /// A chat's messages, oldest first, with the names of their authors (`visitor` is named
-    /// `visitor_name`).
+    /// A chat's messages — the `last` so many, or all — oldest first, with the names of their
+    /// authors (`visitor` is named `visitor_name`).
     pub async fn chat_messages(
         &self,
         tenant: i64,
         interaction: i64,
         visitor_name: &str,
+        last: Option<usize>,
     ) -> Result<Vec<ChatMessage>> {
         let rows = sqlx::query(
-            "SELECT id, author, body, created_at, client_id, whisper FROM messages \
-             WHERE tenant_id = $1 AND interaction_id = $2 ORDER BY id",
+            "SELECT * FROM (SELECT id, author, body, created_at, client_id, whisper FROM messages \
+             WHERE tenant_id = $1 AND interaction_id = $2 ORDER BY id DESC LIMIT $3) AS last \
+             ORDER BY id",
         )
         .bind(tenant)
         .bind(interaction)
+        .bind(last.map_or(i64::MAX, |n| i64::try_from(n).unwrap_or(i64::MAX)))
         .fetch_all(&self.pool)
         .await?;
         let mut names = std::collections::HashMap::new();

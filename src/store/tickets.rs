@@ -9,6 +9,8 @@
 //! fetch the same message again after a crash, and removes it from its server only once this
 //! has committed.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value as Json};
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -713,20 +715,23 @@ impl Store {
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
+        // Each message's attachments, gathered in one pass (a long thread may hold many).
+        let mut files_of: HashMap<i64, Vec<Json>> = HashMap::new();
+        for a in &attachments {
+            files_of
+                .entry(a.try_get("message_id")?)
+                .or_default()
+                .push(json!({
+                    "id": a.try_get::<i64, _>("id")?,
+                    "filename": a.try_get::<String, _>("filename")?,
+                    "content_type": a.try_get::<String, _>("content_type")?,
+                    "size_bytes": a.try_get::<i64, _>("size_bytes")?,
+                }));
+        }
         let mut thread = Vec::with_capacity(messages.len());
         for m in &messages {
             let mid: i64 = m.try_get("id")?;
-            let mut files = Vec::new();
-            for a in &attachments {
-                if a.try_get::<i64, _>("message_id")? == mid {
-                    files.push(json!({
-                        "id": a.try_get::<i64, _>("id")?,
-                        "filename": a.try_get::<String, _>("filename")?,
-                        "content_type": a.try_get::<String, _>("content_type")?,
-                        "size_bytes": a.try_get::<i64, _>("size_bytes")?,
-                    }));
-                }
-            }
+            let files = files_of.remove(&mid).unwrap_or_default();
             let recipients: Option<String> = m.try_get("recipients")?;
             thread.push(json!({
                 "id": mid,
@@ -1020,39 +1025,55 @@ impl Store {
         Ok(state)
     }
 
-    /// The tickets whose follow-up date has come by `now`, their dates cleared in the same
-    /// statement: each is acted on once.
-    pub async fn take_due_follow_ups(&self, now: i64) -> Result<Vec<(i64, i64)>> {
+    /// The tickets whose follow-up date has come by `now` (tenant, interaction).
+    pub async fn due_follow_ups(&self, now: i64) -> Result<Vec<(i64, i64)>> {
         let rows = sqlx::query(
-            "UPDATE tickets SET follow_up_at = NULL \
-             WHERE follow_up_at IS NOT NULL AND follow_up_at <= $1 \
-             RETURNING tenant_id, interaction_id",
+            "SELECT tenant_id, interaction_id FROM tickets \
+             WHERE follow_up_at IS NOT NULL AND follow_up_at <= $1 ORDER BY follow_up_at",
         )
         .bind(now)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.pool)
         .await?;
         rows.iter()
             .map(|row| Ok((row.try_get("tenant_id")?, row.try_get("interaction_id")?)))
             .collect()
     }
 
-    /// Opens a ticket again for its follow-up date (`ticket.reopened` with `by: follow_up`),
-    /// its interaction new for routing — unless it is still waiting or worked on: false then.
-    pub async fn reopen_for_follow_up(&self, tenant: i64, id: i64) -> Result<bool> {
+    /// Acts on ticket `id`'s follow-up date if it has come by `now`, in one transaction: the
+    /// date is used up and the ticket opened again (`ticket.reopened` with `by: follow_up`),
+    /// its interaction new for routing — unless it is still waiting or worked on, which keeps
+    /// going as it is. True if it was reopened. Should this fail, the date stays, and the
+    /// next look tries again.
+    pub async fn reopen_for_follow_up(&self, tenant: i64, id: i64, now: i64) -> Result<bool> {
         let mut tx = self.begin().await?;
-        let Some((_, state, _)) = ticket_state(&mut tx, tenant, id).await? else {
-            return Ok(false);
-        };
-        if matches!(
-            state.as_str(),
-            "new" | "queued" | "offered" | "connected" | "wrap_up"
-        ) {
+        let used = sqlx::query(
+            "UPDATE tickets SET follow_up_at = NULL WHERE tenant_id = $1 AND interaction_id = $2 \
+             AND follow_up_at IS NOT NULL AND follow_up_at <= $3",
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Moved or cleared meanwhile.
+        if used.rows_affected() == 0 {
             return Ok(false);
         }
-        let payload = json!({ "from_state": state, "by": "follow_up" });
-        set_status_in(&mut tx, tenant, id, &state, None, "open", payload).await?;
+        let reopen = match ticket_state(&mut tx, tenant, id).await? {
+            Some((_, state, _))
+                if !matches!(
+                    state.as_str(),
+                    "new" | "queued" | "offered" | "connected" | "wrap_up"
+                ) =>
+            {
+                let payload = json!({ "from_state": state, "by": "follow_up" });
+                set_status_in(&mut tx, tenant, id, &state, None, "open", payload).await?;
+                true
+            }
+            _ => false,
+        };
         tx.commit().await?;
-        Ok(true)
+        Ok(reopen)
     }
 
     /// Sets (or clears) the follow-up date.
