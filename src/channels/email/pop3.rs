@@ -181,7 +181,7 @@ impl Left {
 
 /// Polls until `stop`: one POP3 session per poll interval. A message larger than
 /// `channels.max_message_bytes` (by LIST) is not retrieved: its header (`TOP n 0`) becomes the
-/// ticket and the message stays on the server, left alone from then on (after a reconnect or a
+/// ticket and the message stays on the server, left alone from then on (in `left`; after a
 /// restart, its source key finds the ticket again); so does one whose attachments were not all
 /// kept.
 pub(super) async fn session(
