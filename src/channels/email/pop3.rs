@@ -84,6 +84,20 @@ impl Connection {
     }
 }
 
+/// Longest unique id RFC 1939 allows (§7, UIDL).
+const MAX_UIDL: usize = 70;
+
+/// The store's source key of the mail with unique id `id` on `account`: `pop3:<account>:<id>`,
+/// or for an id longer than the RFC allows (which no index need take) its SHA-256.
+fn source_key(account: &str, id: &str) -> String {
+    if id.len() <= MAX_UIDL {
+        format!("pop3:{account}:{id}")
+    } else {
+        use sha2::{Digest, Sha256};
+        format!("pop3:{account}:sha256:{}", hex::encode(Sha256::digest(id)))
+    }
+}
+
 /// The text of a `+OK` status line, or the server's error.
 fn status(line: &str) -> Result<String, String> {
     if let Some(rest) = line.strip_prefix("+OK") {
@@ -204,7 +218,7 @@ pub(super) async fn session(
             if left.partial.contains(&id) || left.refused.contains(&id) {
                 continue;
             }
-            let source = format!("pop3:{}:{id}", account.key);
+            let source = source_key(&account.key, &id);
             // A message LIST left out counts as too large: its size is unknown.
             let size = sizes.get(&n).copied();
             let raw;
@@ -275,6 +289,16 @@ pub(super) async fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn source_keys_stay_short() {
+        assert_eq!(source_key("file:a", "17"), "pop3:file:a:17");
+        let long = "x".repeat(MAX_UIDL + 1);
+        let key = source_key("file:a", &long);
+        assert!(key.starts_with("pop3:file:a:sha256:"), "{key}");
+        assert_eq!(key.len(), "pop3:file:a:sha256:".len() + 64);
+        assert_ne!(key, source_key("file:a", &"y".repeat(MAX_UIDL + 1)));
+    }
 
     #[test]
     fn status_lines() {
