@@ -234,7 +234,11 @@ async fn round(
         AfterFetch::Flag => format!("UNKEYWORD {KEYWORD} UNDELETED"),
     };
     let mut uids: Vec<u32> = session.uid_search(&query).await?.into_iter().collect();
-    let unmarked = uids.iter().filter(|uid| skip.marked.contains(uid)).count();
+    // Marks the server kept are done with: only those it lists again are remembered, so that
+    // a session open for weeks does not remember every mail it took.
+    let listed: HashSet<u32> = uids.iter().copied().collect();
+    skip.marked.retain(|uid| listed.contains(uid));
+    let unmarked = skip.marked.len();
     if unmarked > 0 && !skip.unmarked_told {
         skip.unmarked_told = true;
         tracing::warn!(
