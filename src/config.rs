@@ -220,6 +220,9 @@ pub struct SipConfig {
     /// Most live SIP transactions (a request over UDP holds one for 32 s after its answer);
     /// further requests get a stateless 503 with Retry-After.
     pub max_transactions: usize,
+    /// Most REGISTERs whose credentials are being read from the database at once (each one
+    /// with a nonce vacd issued, any username); further ones get 503 with Retry-After.
+    pub max_credential_lookups: usize,
     /// Messages per second accepted from one source (an IPv4 address or an IPv6 /64); the rest
     /// are dropped.
     pub rate_limit_per_second: u32,
@@ -372,6 +375,7 @@ impl Default for SipConfig {
             realm: "vacd".into(),
             max_calls: 1000,
             max_transactions: 50_000,
+            max_credential_lookups: 256,
             rate_limit_per_second: 200,
             max_tcp_connections: 4096,
             max_tcp_connections_per_source: 256,
@@ -675,6 +679,7 @@ impl Config {
         validate_sip_tls(sip)?;
         at_least_one("sip.max_calls", sip.max_calls)?;
         at_least_one("sip.max_transactions", sip.max_transactions)?;
+        at_least_one("sip.max_credential_lookups", sip.max_credential_lookups)?;
         at_least_one("sip.max_tcp_connections", sip.max_tcp_connections)?;
         at_least_one("sip.rate_limit_per_second", sip.rate_limit_per_second)?;
         if sip.rtp_port_min == 0 || sip.rtp_port_max < sip.rtp_port_min.saturating_add(1) {
@@ -889,6 +894,10 @@ mod tests {
             ),
             ("[sip]\nmax_calls = 0\n", "sip.max_calls"),
             ("[sip]\nmax_transactions = 0\n", "sip.max_transactions"),
+            (
+                "[sip]\nmax_credential_lookups = 0\n",
+                "sip.max_credential_lookups",
+            ),
             ("[http]\ntls_certificate = \"cert.pem\"\n", "http.tls_key"),
             ("[http]\ntls_key = \"key.pem\"\n", "http.tls_certificate"),
             (

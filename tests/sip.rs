@@ -762,6 +762,43 @@ async fn transactions_are_capped(db: Db) {
     s.stop().await;
 }
 
+/// PostgreSQL: while `sip.max_credential_lookups` REGISTERs wait for their credentials (the test
+/// holds the users table), a further one gets 503 with Retry-After at once, without a read; the
+/// first is answered once the database lets go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_credential_lookups_are_capped() {
+    use sqlx::Connection;
+    let s = TestServer::start_with(Db::Postgres, |c| c.sip.max_credential_lookups = 1).await;
+    let mut ua = Ua::udp("127.0.0.1", s.sip_udp()).await;
+    let phone = format!("sip:alice@{}", ua.local);
+    let (uri, aor, headers) = ua
+        .answered_register("alice", "alice", SIP_PASSWORD, &phone, 300, "MD5")
+        .await;
+    let mut db = sqlx::PgConnection::connect(s.database_url())
+        .await
+        .expect("database");
+    sqlx::raw_sql("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut db)
+        .await
+        .expect("users held");
+    // One socket: the second arrives after the first.
+    for _ in 0..2 {
+        let text = ua.request("REGISTER", &uri, &aor, &headers);
+        ua.send(&text).await;
+    }
+    let busy = ua.next_response().await.expect("an answer to the second");
+    assert_eq!(busy.status_code.code(), 503, "{busy}");
+    assert_eq!(header(&busy, "Retry-After"), Some("5"));
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut db)
+        .await
+        .expect("users let go");
+    let registered = ua.next_response().await.expect("an answer to the first");
+    assert_eq!(registered.status_code.code(), 200, "{registered}");
+    db.close().await.expect("closed");
+    s.stop().await;
+}
+
 /// A source sending faster than `sip.rate_limit_per_second` loses the excess; others do not.
 async fn floods_are_rate_limited(db: Db) {
     let s = TestServer::start_with(db, |config| config.sip.rate_limit_per_second = 10).await;

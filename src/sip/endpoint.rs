@@ -84,6 +84,7 @@ pub struct Settings {
     pub algorithms: Vec<Algorithm>,
     pub max_calls: u32,
     pub max_transactions: usize,
+    pub max_credential_lookups: usize,
     pub trunks: Trunks,
 }
 
@@ -106,6 +107,10 @@ pub struct Endpoint {
     lookups: mpsc::Sender<Lookup>,
     /// Call-IDs of new INVITEs whose dialled number is being looked up.
     looking_up: HashSet<String>,
+    /// REGISTERs whose credentials are being read, and how many may be at once: any username
+    /// with a nonce vacd issued costs a read, and the nonce alone is easy to get.
+    reading_credentials: usize,
+    max_credential_lookups: usize,
 }
 
 impl Endpoint {
@@ -140,6 +145,8 @@ impl Endpoint {
             registered_over: HashSet::new(),
             lookups,
             looking_up: HashSet::new(),
+            reading_credentials: 0,
+            max_credential_lookups: settings.max_credential_lookups,
         }
     }
 
@@ -526,6 +533,13 @@ impl Endpoint {
             self.challenge(&key, &request, false, now);
             return;
         }
+        if self.reading_credentials >= self.max_credential_lookups {
+            tracing::warn!(%peer, username, max = self.max_credential_lookups, "too many REGISTERs being checked at once, 503");
+            let response = message::service_unavailable(&request, RETRY_AFTER_SECONDS);
+            self.respond(&key, response, now);
+            return;
+        }
+        self.reading_credentials += 1;
         let store = self.store.clone();
         let done = self.lookups.clone();
         tokio::spawn(async move {
@@ -550,7 +564,10 @@ impl Endpoint {
                 peer,
                 username,
                 result,
-            } => self.on_credentials(key, request, peer, &username, result, now),
+            } => {
+                self.reading_credentials = self.reading_credentials.saturating_sub(1);
+                self.on_credentials(key, request, peer, &username, result, now)
+            }
             Lookup::Number {
                 key,
                 request,

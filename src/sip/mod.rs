@@ -232,6 +232,7 @@ impl SipEndpoint {
                     .collect(),
                 max_calls: config.max_calls,
                 max_transactions: config.max_transactions,
+                max_credential_lookups: config.max_credential_lookups,
                 trunks: Trunks::new(config.trunks.clone()),
             },
             store,
