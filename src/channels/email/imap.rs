@@ -416,8 +416,12 @@ async fn whole(
     Ok(())
 }
 
+/// Most of a large mail's header downloaded (a partial fetch: the server sends no more, and
+/// what is cut off is lost to the ticket only, the mail staying on the server).
+const MAX_HEADER_BYTES: usize = 1024 * 1024;
+
 /// Stores message `uid`, too large to download (`size` bytes, if the server said), from its
-/// header.
+/// header (its first [`MAX_HEADER_BYTES`]).
 async fn header_only(
     channels: &Channels,
     account: &MailAccount,
@@ -432,7 +436,10 @@ async fn header_only(
     let mut header = None;
     {
         let mut fetches = session
-            .uid_fetch(uid.to_string(), "(UID BODY.PEEK[HEADER])")
+            .uid_fetch(
+                uid.to_string(),
+                format!("(UID BODY.PEEK[HEADER]<0.{MAX_HEADER_BYTES}>)"),
+            )
             .await?;
         while let Some(fetch) = fetches.next().await {
             let fetch = fetch?;
