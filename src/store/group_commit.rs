@@ -230,6 +230,7 @@ async fn commit(
         };
         match written_round {
             Ok(outcomes) => {
+                store.journal_written(written);
                 for (create, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = create.reply.send(outcome);
                 }
@@ -290,10 +291,6 @@ async fn commit(
             }
         }
     }
-    // Written, or tried one by one until written or lost.
-    store
-        .journal_pending
-        .fetch_sub(written as u64, std::sync::atomic::Ordering::Relaxed);
     for done in flushed {
         let _ = done.send(());
     }
@@ -316,6 +313,7 @@ async fn record_one_by_one(store: &Store, outputs: &[OutputBatch]) {
         if let Err(e) = written {
             tracing::error!(tenant, error = %e, outputs = count, "routing outputs lost from the event log");
         }
+        store.journal_written(count);
     }
 }
 

@@ -401,6 +401,12 @@ impl Store {
         }
     }
 
+    /// `outputs` handed to the journal are written (or given up on).
+    fn journal_written(&self, outputs: usize) {
+        self.journal_pending
+            .fetch_sub(outputs as u64, Ordering::Relaxed);
+    }
+
     /// Routing outputs handed to [`Store::journal`] that the database has yet to take (while
     /// it cannot, they pile up in memory; `/metrics` shows them).
     pub fn journal_pending(&self) -> u64 {
