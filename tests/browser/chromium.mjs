@@ -4,13 +4,27 @@ import { chromium } from "playwright-core";
 
 export const WAIT = 15000;
 
-export function launch() {
-  return chromium.launch({
+// Debian's chromium; every page of it fails the test when the browser refuses something by
+// the Content-Security-Policy vacd's pages carry (it says so on the page's console).
+export async function launch() {
+  const browser = await chromium.launch({
     executablePath: "/usr/bin/chromium",
     headless: true,
     args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    context.on("page", (page) => page.on("console", (message) => {
+      if (message.type() === "error" && message.text().includes("Content Security Policy")) {
+        console.error(`refused by the page's policy: ${message.text()}`);
+        process.exitCode = 1;
+      }
+    }));
+    return context;
+  };
+  return browser;
 }
 
 // A page of `browser` on the agent console at `base`, failing the test on any page error.
