@@ -98,6 +98,9 @@ pub enum CallRequest {
         dial: Dial,
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// `agent`'s SIP credentials changed or the agent is gone: its phone's registration is
+    /// void (a phone with the old password, lost or stolen, must not go on ringing).
+    ForgetPhone { tenant: i64, agent: AgentId },
 }
 
 /// A click-to-dial call to place: `agent` of `tenant` calls `number` (E.164) as work of
@@ -227,6 +230,15 @@ impl CallTap {
             reply,
         })
         .await
+    }
+
+    /// Tells the SIP endpoint that `agent` of `tenant` may register its phone only anew (its
+    /// SIP credentials changed, or it was deleted).
+    pub fn forget_phone(&self, tenant: i64, agent: AgentId) {
+        // Without telephony there is no registration.
+        let _ = self
+            .requests
+            .send(CallRequest::ForgetPhone { tenant, agent });
     }
 
     /// Tells the SIP endpoint that `agent` of `tenant` has a new console, which the agent's

@@ -244,6 +244,33 @@ To: {to}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
         self.transact(&text).await
     }
 
+    /// The contacts bound to `user`'s address, asked with its `password` (a REGISTER without
+    /// Contact).
+    async fn bindings(&mut self, user: &str, password: &str) -> Vec<String> {
+        let uri = format!("sip:{}", self.server);
+        let aor = format!("sip:{user}@{}", self.server);
+        let challenge = {
+            let text = self.request("REGISTER", &uri, &aor, "");
+            self.transact(&text).await
+        };
+        let offer = www_authenticate(&challenge)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no challenge in {challenge}"));
+        let authorization =
+            answer_challenge(&offer, "REGISTER", &uri, user, password, 1, &new_tag())
+                .expect("answerable challenge");
+        let text = self.request(
+            "REGISTER",
+            &uri,
+            &aor,
+            &format!("Authorization: {authorization}\r\n"),
+        );
+        let listed = self.transact(&text).await;
+        assert_eq!(listed.status_code.code(), 200, "{listed}");
+        contacts(&listed)
+    }
+
     /// A REGISTER of `contact` for the address of `owner`, answered with `user`'s `password`
     /// (first challenge of `algorithm`): its Request-URI, address of record and headers, to be
     /// sent as often as wanted.
@@ -471,6 +498,28 @@ async fn sip_credentials_through_the_api(db: Db) {
     let contact = format!("sip:zoe@{}", ua.local);
     let ok = ua
         .register("zoe", "zoe-sip-password", &contact, 120, "SHA-256")
+        .await;
+    assert_eq!(ok.status_code.code(), 200, "{ok}");
+    assert_eq!(
+        ua.bindings("zoe", "zoe-sip-password").await,
+        [contact.as_str()]
+    );
+
+    // A new password voids the phone registered with the old one (lost, or stolen).
+    let (status, body) = s
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            &admin,
+            serde_json::json!({ "sip_username": "zoe", "sip_password": "zoe-new-password" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ua.bindings("zoe", "zoe-new-password").await,
+        Vec::<String>::new()
+    );
+    let ok = ua
+        .register("zoe", "zoe-new-password", &contact, 120, "SHA-256")
         .await;
     assert_eq!(ok.status_code.code(), 200, "{ok}");
 

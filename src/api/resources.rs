@@ -140,11 +140,20 @@ async fn update(
     if std::ptr::eq(r, &MAIL_ACCOUNTS) {
         mail_account(&state.store.get(r, who.tenant_id, id).await?, &values)?;
     }
+    // New SIP credentials void the phone registered with the old ones.
+    let sip_changed = std::ptr::eq(r, &USERS)
+        && values
+            .iter()
+            .any(|(c, _)| matches!(c.kind, Kind::SipUser | Kind::SipPassword));
     let updated = super::to_the_end(async move {
         let updated = state
             .store
             .update(r, who.tenant_id, Some(who.user_id), id, &values)
             .await?;
+        if sip_changed {
+            let agent = vacd_actors::AgentId(u64::try_from(id).unwrap_or_default());
+            state.routing.calls().forget_phone(who.tenant_id, agent);
+        }
         state
             .routing
             .after_change(r, who.tenant_id, Some(&updated), false)
@@ -184,6 +193,10 @@ async fn remove(
             .store
             .delete(r, who.tenant_id, Some(who.user_id), id)
             .await?;
+        if std::ptr::eq(r, &USERS) {
+            let agent = vacd_actors::AgentId(u64::try_from(id).unwrap_or_default());
+            state.routing.calls().forget_phone(who.tenant_id, agent);
+        }
         state
             .routing
             .after_change(r, who.tenant_id, None, false)

@@ -357,6 +357,17 @@ impl Endpoint {
                 };
                 let _ = reply.send(result.map_err(|e| e.to_string()));
             }
+            CallRequest::ForgetPhone { tenant, agent } => {
+                if let Some(aor) = self.phones.forget((tenant, agent.0)) {
+                    tracing::info!(
+                        tenant,
+                        user = agent.0,
+                        aor,
+                        "SIP credentials changed; the phone's registration dropped"
+                    );
+                    self.registrar.forget(&aor);
+                }
+            }
         }
     }
 
@@ -876,6 +887,13 @@ impl PhoneBook {
             }
         }
         void
+    }
+
+    /// Forgets `agent`'s address; the address, if it had one.
+    fn forget(&mut self, agent: (i64, u64)) -> Option<String> {
+        let aor = self.by_agent.remove(&agent)?;
+        self.by_address.remove(&aor);
+        Some(aor)
     }
 
     /// The address `agent`'s phone registered under.
