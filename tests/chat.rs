@@ -399,6 +399,78 @@ async fn a_supervisor_monitors_invisibly_whispers_and_takes_over(db: Db) {
     s.stop().await;
 }
 
+/// A team lead watches their own team's chats only: a transfer, which may take the chat out of
+/// the team, ends their monitoring — their console gets `chat.left` naming them, and the chat
+/// takes no more of their commands. A supervisor demoted meanwhile is let go when their console
+/// comes back.
+async fn monitoring_ends_when_its_reach_does(db: Db) {
+    let s = TestServer::start(db).await;
+    let (mut bruno, _) = ready(&s, "bruno").await;
+    let mut vera = Visitor::start(&s, json!({ "language": "de" })).await;
+    vera.say("v-1", GERMAN).await;
+    let (interaction, _) = accept_chat(&mut bruno).await;
+    let admin = s.demo_login("ada").await;
+    let (_, teams) = s.get("/api/v1/teams", &admin).await;
+    let berlin = teams["items"][0]["id"].clone();
+    let (_, token) = s
+        .demo_user(
+            &admin,
+            "tl-berlin",
+            json!({ "role": "team_lead", "team_id": berlin }),
+        )
+        .await;
+    let mut lead = Console::connect(&s, &token).await;
+    let (sam_id, sam_token) = s
+        .demo_user(&admin, "sam-2", json!({ "role": "supervisor" }))
+        .await;
+    let mut sam = Console::connect(&s, &sam_token).await;
+    for monitor in [&mut lead, &mut sam] {
+        monitor
+            .ok(json!({ "type": "chat.monitor", "interaction": interaction }))
+            .await;
+        monitor
+            .expect_where("chat.transcript", |f| f["interaction"] == interaction)
+            .await;
+    }
+
+    let (_, row) = s
+        .get(&format!("/api/v1/interactions/{interaction}"), &admin)
+        .await;
+    bruno
+        .ok(json!({ "type": "interaction.transfer", "interaction": interaction, "to": { "target": "queue", "queue": row["queue_id"] } }))
+        .await;
+    let left = lead
+        .expect_where("chat.left", |f| f["interaction"] == interaction)
+        .await;
+    assert_eq!(left["name"], "tl-berlin", "{left}");
+    let refused = lead
+        .command(json!({ "type": "chat.send", "interaction": interaction, "text": "Noch da?" }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "not_participant");
+
+    // The supervisor stays through the transfer, until demoted: the console closes, and the
+    // one that comes back is let go.
+    sam.ok(json!({ "type": "chat.send", "interaction": interaction, "text": "Ich bleibe." }))
+        .await;
+    let (status, body) = s
+        .patch(
+            &format!("/api/v1/users/{sam_id}"),
+            &admin,
+            json!({ "role": "agent" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(sam.closed().await.is_some(), "demoted, the console closes");
+    let mut sam = Console::connect(&s, &sam_token).await;
+    sam.expect_where("chat.left", |f| f["interaction"] == interaction)
+        .await;
+    let refused = sam
+        .command(json!({ "type": "chat.send", "interaction": interaction, "text": "Ich bleibe." }))
+        .await;
+    assert_eq!(refused.last().expect("reply")["code"], "not_participant");
+    s.stop().await;
+}
+
 async fn availability_follows_language_and_the_offline_form_makes_a_ticket(db: Db) {
     let s = TestServer::start(db).await;
     let info = |language: &'static str| {
@@ -1131,6 +1203,7 @@ on_both_backends!(
     invite_makes_a_conference_and_transfer_hands_over_the_history,
     a_chat_ended_while_queued_with_a_guest_in_it_is_let_go,
     a_supervisor_monitors_invisibly_whispers_and_takes_over,
+    monitoring_ends_when_its_reach_does,
     availability_follows_language_and_the_offline_form_makes_a_ticket,
     bad_input_gets_clear_errors_and_hurts_no_other_chat,
     a_visitor_ends_the_chat_and_cannot_resume_it,

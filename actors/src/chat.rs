@@ -367,6 +367,11 @@ impl ChatSession {
         self.participants.contains_key(&party)
     }
 
+    /// The name `party` takes part under, if it does.
+    pub fn name_of(&self, party: Party) -> Option<String> {
+        self.participants.get(&party).map(|p| p.name.clone())
+    }
+
     /// The parties and everything they may see, to send a (re)connecting party: the transcript
     /// as it may see it.
     pub fn transcript_for(&self, party: Party) -> ChatEvent {

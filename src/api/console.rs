@@ -145,7 +145,7 @@ async fn serve(socket: WebSocket, state: AppState, mut live: LiveSession) {
     };
     let mut chats = state
         .chat
-        .link_console(who.tenant_id, agent, session.order());
+        .link_console(who.tenant_id, agent, who.role, session.order());
     let mut chat_frames = true;
     tracing::info!(tenant = who.tenant_id, %agent, "console connected");
     metrics::gauge!(crate::metrics::CONSOLES).increment(1.0);

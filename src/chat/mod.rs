@@ -416,8 +416,9 @@ impl ChatHub {
     /// has the chats it takes part in as a guest or monitor send it their transcripts;
     /// `order` is the console's routing session's ([`vacd_actors::AgentSession::order`]), so
     /// that of two consoles connecting at once the one routing took last gets the frames,
-    /// whichever links first.
-    pub fn link_console(&self, tenant: i64, agent: AgentId, order: u64) -> ConsoleLink {
+    /// whichever links first. `role` is the agent's now: one no longer a supervisor or team lead
+    /// is let go from the chats it monitored.
+    pub fn link_console(&self, tenant: i64, agent: AgentId, role: Role, order: u64) -> ConsoleLink {
         let key = (tenant, agent.0);
         let (tx, frames) = mpsc::unbounded_channel();
         link(&self.inner.consoles, key, order, tx);
@@ -425,7 +426,7 @@ impl ChatHub {
         // console (a reload, say) gets their transcripts from them, as when it joined.
         for chat in self.inner.tap.chats.iter() {
             if chat.0 == tenant {
-                let _ = chat.1.send(ChatMsg::ConsoleLinked { user: agent });
+                let _ = chat.1.send(ChatMsg::ConsoleLinked { user: agent, role });
             }
         }
         ConsoleLink {
@@ -519,6 +520,7 @@ impl ChatHub {
         actor
             .send(ChatMsg::Staff {
                 user: AgentId(who.user_id as u64),
+                role: who.role,
                 command,
                 reply,
             })

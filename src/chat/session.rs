@@ -6,6 +6,7 @@
 //! timer, and whether the visitor has a connection open. A panic inside is caught: the chat is closed with reason `system` and its
 //! interaction ended, nothing else stops.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +23,7 @@ use vacd_actors::{
 };
 
 use super::{Error, Inner};
+use crate::catalog::Role;
 use crate::language;
 use crate::store::{ChatRoute, ChatRow, ChatWidget};
 
@@ -46,6 +48,8 @@ pub(crate) enum ChatMsg {
     /// A command of an agent or supervisor (`user`).
     Staff {
         user: AgentId,
+        /// The user's role now (a supervisor demoted since joining is let go).
+        role: Role,
         command: StaffCommand,
         reply: oneshot::Sender<Result<(), Error>>,
     },
@@ -54,6 +58,7 @@ pub(crate) enum ChatMsg {
     /// gets the transcript (routing's own agent gets its work from routing's `hello`).
     ConsoleLinked {
         user: AgentId,
+        role: Role,
     },
     Stop,
 }
@@ -113,6 +118,9 @@ struct Actor {
     me: Mailbox,
     /// Routing still has the interaction (queued, offered or connected).
     routed: bool,
+    /// Team leads monitoring the chat: they may watch their own team's chats only, so a
+    /// transfer (which may take the chat out of it) ends their monitoring.
+    team_leads: HashSet<AgentId>,
 }
 
 /// Starts the actor of an open chat (loading its transcript) and registers it.
@@ -155,6 +163,7 @@ pub(crate) async fn spawn(
     let mut actor = Actor {
         hub: hub.clone(),
         routed: chat.interaction.is_some(),
+        team_leads: HashSet::new(),
         chat,
         widget,
         session,
@@ -248,14 +257,15 @@ impl Actor {
                 }
                 ChatMsg::Staff {
                     user,
+                    role,
                     command,
                     reply,
                 } => {
-                    let result = self.staff(user, command);
+                    let result = self.staff(user, role, command);
                     let _ = reply.send(result);
                 }
                 ChatMsg::Routed(output) => Box::pin(self.routed(output)).await,
-                ChatMsg::ConsoleLinked { user } => self.rejoin(user),
+                ChatMsg::ConsoleLinked { user, role } => self.rejoin(user, role),
                 ChatMsg::Stop => {
                     self.visitors.clear();
                     return;
@@ -268,13 +278,18 @@ impl Actor {
         }
     }
 
-    fn staff(&mut self, user: AgentId, command: StaffCommand) -> Result<(), Error> {
+    fn staff(&mut self, user: AgentId, role: Role, command: StaffCommand) -> Result<(), Error> {
         let now = Instant::now();
         let party = if self.session.has(Party::Agent(user)) {
             Party::Agent(user)
         } else {
             Party::Supervisor(user)
         };
+        // Someone in the chat as a supervisor who is one no more (demoted meanwhile) is let go.
+        if party == Party::Supervisor(user) && role < Role::TeamLead && self.session.has(party) {
+            self.let_go(user);
+            return Err(Error::Forbidden);
+        }
         let input = match command {
             StaffCommand::Send {
                 text,
@@ -298,11 +313,18 @@ impl Actor {
                     guest: true,
                 }
             }
-            StaffCommand::Monitor { name } => ChatInput::Join {
-                party: Party::Supervisor(user),
-                name,
-                guest: false,
-            },
+            StaffCommand::Monitor { name } => {
+                if role == Role::TeamLead {
+                    self.team_leads.insert(user);
+                } else {
+                    self.team_leads.remove(&user);
+                }
+                ChatInput::Join {
+                    party: Party::Supervisor(user),
+                    name,
+                    guest: false,
+                }
+            }
             StaffCommand::TakeOver => ChatInput::TakeOver { supervisor: user },
             // Routing's transfer takes the chat's own agent out; on its own it would leave the
             // visitor with nobody who may end the chat.
@@ -323,9 +345,30 @@ impl Actor {
         Ok(self.session.handle(input, now)?)
     }
 
+    /// Takes `user`, in the chat as a supervisor, out of it, and tells their console
+    /// (`chat.left` naming them).
+    fn let_go(&mut self, user: AgentId) {
+        let party = Party::Supervisor(user);
+        let name = self.session.name_of(party).unwrap_or_default();
+        if self
+            .session
+            .handle(ChatInput::Leave { party }, Instant::now())
+            .is_ok()
+        {
+            tracing::info!(chat = self.chat.id, %user, "a supervisor's monitoring ended");
+            self.to_staff(user, &ChatEvent::Left { party, name });
+        }
+    }
+
     /// Sends the transcript to a new console of `user` if the user is in the chat as a guest or
-    /// a supervisor, saying how (`joined_as`).
-    fn rejoin(&self, user: AgentId) {
+    /// a supervisor, saying how (`joined_as`) — unless the user, in it as a supervisor, is one
+    /// no more (`user_role`, demoted meanwhile): let go then.
+    fn rejoin(&mut self, user: AgentId, user_role: Role) {
+        let supervisor = Party::Supervisor(user);
+        if user_role < Role::TeamLead && self.session.has(supervisor) {
+            self.let_go(user);
+            return;
+        }
         let joined = [Party::Agent(user), Party::Supervisor(user)]
             .into_iter()
             .find_map(|party| Some((party, self.session.staff_role(party)?)));
@@ -366,6 +409,14 @@ impl Actor {
                     },
                     now,
                 );
+                // Team leads watch their own team's chats only: the chat may have left it. One
+                // who took the chat over keeps it (it is theirs now).
+                for lead in std::mem::take(&mut self.team_leads) {
+                    if self.session.staff_role(Party::Supervisor(lead)) == Some(StaffRole::Monitor)
+                    {
+                        self.let_go(lead);
+                    }
+                }
                 self.send_visitors(self.status());
             }
             Output::Queued { .. } => self.send_visitors(self.status()),
