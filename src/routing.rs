@@ -75,11 +75,13 @@ pub enum CallRequest {
         number: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// A supervisor starts, switches (`mode`) or stops (`None`) monitoring a call.
+    /// A supervisor starts, switches (`mode`) or stops (`None`) monitoring a call; `lead`: a
+    /// team lead, whose monitoring ends when the call is transferred (it may leave the team).
     Monitor {
         call: u64,
         tenant: i64,
         supervisor: AgentId,
+        lead: bool,
         mode: Option<Monitor>,
         reply: oneshot::Sender<Result<(), MonitorError>>,
     },
@@ -156,12 +158,13 @@ impl CallTap {
     }
 
     /// Asks the SIP endpoint to start, switch or stop (`mode` `None`) `supervisor`'s
-    /// monitoring of the call `interaction` of `tenant`.
+    /// monitoring of the call `interaction` of `tenant` (`lead`: the supervisor is a team lead).
     pub async fn monitor(
         &self,
         tenant: i64,
         interaction: InteractionId,
         supervisor: AgentId,
+        lead: bool,
         mode: Option<Monitor>,
     ) -> Result<(), MonitorError> {
         let call = self
@@ -173,6 +176,7 @@ impl CallTap {
                 call,
                 tenant,
                 supervisor,
+                lead,
                 mode,
                 reply,
             })

@@ -1515,6 +1515,70 @@ async fn console_transfers_to_another_agent(db: Db) {
     f.s.stop().await;
 }
 
+/// A team lead listens to their own team's calls only: a transfer, which may take the call out
+/// of the team, hangs up the team lead's phone; the call goes on.
+async fn a_transfer_ends_a_team_leads_listening(db: Db) {
+    let f = Floor::new(db).await;
+    let mut bruno = f.agent("bruno", None).await;
+    let Connected {
+        mut caller,
+        leg,
+        interaction,
+        ..
+    } = f.connect(&mut bruno).await;
+    let admin = f.s.demo_login("ada").await;
+    let (_, teams) = f.s.get("/api/v1/teams", &admin).await;
+    let berlin = teams["items"][0]["id"].clone();
+    let (_, lead) =
+        f.s.demo_user(
+            &admin,
+            "tl-berlin",
+            json!({ "role": "team_lead", "team_id": berlin,
+                    "sip_username": "tl-berlin", "sip_password": SIP_PASSWORD }),
+        )
+        .await;
+    let mut lead_phone = Phone::new("127.0.0.1", f.s.sip_udp()).await;
+    lead_phone.register("tl-berlin", SIP_PASSWORD, None).await;
+    let (status, body) =
+        f.s.call(
+            reqwest::Method::PUT,
+            &format!("/api/v1/calls/{interaction}/monitor"),
+            Some(&lead),
+            Some(json!({ "mode": "silent" })),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::NO_CONTENT, "{body}");
+    let invite = lead_phone.request(Method::Invite).await;
+    let listening = lead_phone.answer(&invite).await;
+
+    let (_, row) =
+        f.s.get(&format!("/api/v1/interactions/{interaction}"), &admin)
+            .await;
+    bruno
+        .console
+        .ok(
+            json!({ "type": "interaction.transfer", "interaction": interaction,
+                    "to": { "target": "queue", "queue": row["queue_id"] } }),
+        )
+        .await;
+    bruno.phone.take_bye().await;
+    let bye = lead_phone.take_bye().await;
+    assert_eq!(
+        message::to_tag(&bye.headers),
+        Some(listening.tag()),
+        "{bye}"
+    );
+    // The caller waits again and reaches the next agent.
+    let mut alice = f.agent("alice", None).await;
+    alice
+        .console
+        .expect_where("offer", |f| f["interaction"] == interaction)
+        .await;
+    f.target_takes_the_call(&mut caller, &leg, &mut alice, interaction)
+        .await;
+    f.s.stop().await;
+}
+
 /// Caller and agent phone both signal over TCP.
 async fn call_over_tcp(db: Db) {
     let f = Floor::new(db).await;
@@ -2693,6 +2757,7 @@ on_both_backends!(
     console_accept_then_phone_answers,
     console_accept_then_phone_declines,
     console_transfers_to_another_agent,
+    a_transfer_ends_a_team_leads_listening,
     call_over_tcp,
     storm_does_not_stop_a_concurrent_call,
     phone_refers_to_another_agent,

@@ -101,6 +101,7 @@ pub async fn start(
             who.tenant_id,
             interaction,
             AgentId(who.user_id as u64),
+            who.role == Role::TeamLead,
             Some(request.mode.into()),
         )
         .await
@@ -126,6 +127,7 @@ pub async fn stop(
             who.tenant_id,
             interaction,
             AgentId(who.user_id as u64),
+            who.role == Role::TeamLead,
             None,
         )
         .await

@@ -266,6 +266,18 @@ struct Call {
     /// many phones do, without waiting for the NOTIFY): the transfer goes on without the
     /// phone; if routing refuses it, the call ends as if the agent had hung up.
     left_referring: Option<AgentId>,
+    /// The supervisor listening in is a team lead, who may listen to their own team's calls
+    /// only: a transfer ends the monitoring.
+    lead_monitors: bool,
+}
+
+/// A supervisor's request about monitoring a call of `tenant`: start or switch to `mode`, or
+/// stop (`None`); `lead`: the supervisor is a team lead.
+pub struct Monitoring {
+    pub tenant: i64,
+    pub supervisor: AgentId,
+    pub lead: bool,
+    pub mode: Option<Monitor>,
 }
 
 impl Call {
@@ -537,6 +549,7 @@ impl Calls {
                 detached: false,
                 finished: false,
                 left_referring: None,
+                lead_monitors: false,
             },
         );
         key
@@ -587,11 +600,25 @@ impl Calls {
                 self.cancel_leg(layer, key, &Party::Agent(agent), now)
             }
             Output::Transferred { from, .. } if !over => {
-                // The caller waits again (queue) or is offered to the target agent next.
-                if let Some(call) = self.calls.get_mut(&key) {
+                // The caller waits again (queue) or is offered to the target agent next; a team
+                // lead listening in stops (the call may leave their team).
+                let lead = self.calls.get_mut(&key).and_then(|call| {
                     call.left_referring = None;
-                }
+                    std::mem::take(&mut call.lead_monitors)
+                        .then(|| {
+                            call.agents
+                                .iter()
+                                .find(|l| matches!(l.party, Party::Supervisor(_)))
+                        })
+                        .flatten()
+                        .map(|l| l.party.clone())
+                });
                 self.hang_up_leg(layer, key, &Party::Agent(from), now);
+                if let Some(lead) = lead {
+                    tracing::info!(call = key, party = ?lead, "the call was transferred; the team lead's monitoring ends");
+                    self.hang_up_leg(layer, key, &lead, now);
+                    self.command(key, CallCmd::SupervisorGone);
+                }
                 self.command(key, CallCmd::Transferred);
             }
             Output::Connected { agent, .. } => self.command(key, CallCmd::Connected { agent }),
@@ -1789,17 +1816,20 @@ impl Calls {
 
     /// A supervisor starts monitoring a call in `mode` (calling its phone), switches the mode
     /// of its running monitoring (the same phone leg stays), or stops (`None`).
-    #[allow(clippy::too_many_arguments)]
     pub fn monitor(
         &mut self,
         layer: &mut TransactionLayer,
         key: u64,
-        tenant: i64,
-        supervisor: AgentId,
-        mode: Option<Monitor>,
+        monitor: Monitoring,
         phone: Option<PhoneTarget>,
         now: Instant,
     ) -> Result<(), MonitorError> {
+        let Monitoring {
+            tenant,
+            supervisor,
+            lead,
+            mode,
+        } = monitor;
         // A call transferred out of the contact center is monitored no more (only a stop is
         // taken, of a leg still ending).
         let call = self
@@ -1838,6 +1868,7 @@ impl Calls {
                 let rtp = socket.local_addr().map_err(|_| MonitorError::NoPorts)?;
                 if let Some(call) = self.calls.get_mut(&key) {
                     call.supervisor_media = Some((rtp, LocalSdp::new(rtp.ip())));
+                    call.lead_monitors = lead;
                     call.command(key, CallCmd::Monitor { socket, mode });
                 }
                 if self.ring(layer, key, party, phone, Socket::Supervisor, now) {
