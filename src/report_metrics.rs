@@ -7,9 +7,9 @@
 //! Refreshed on scrape, cheaply: the routing journal is flushed (while the database cannot take
 //! routing's writes, for at most `store::JOURNAL_WAIT`, and the figures stay as they were), then
 //! a tenant's figures are recomputed from the event log only when it has new events or a new
-//! minute began since the last scrape; otherwise the gauges keep their values. The minute, because occupancy goes on
-//! changing without events (an agent on a call grows busier), and because on PostgreSQL a
-//! newer event id may commit before an older one the last look missed. [`ReportGauges`]
+//! minute began since the last scrape; otherwise the gauges keep their values. The minute,
+//! because occupancy goes on changing without events (an agent on a call grows busier), and
+//! because on PostgreSQL a newer event id may commit before an older one the last look missed. [`ReportGauges`]
 //! remembers, per tenant, the newest event and the minute it computed. One scrape at a time
 //! refreshes (the others wait their turn, and then find little left to do), so `/metrics` asked
 //! in a loop or by many at once costs at most one refresh under way. Figures with nothing to

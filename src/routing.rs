@@ -75,14 +75,10 @@ pub enum CallRequest {
         number: String,
         reply: oneshot::Sender<Result<(), String>>,
     },
-    /// A supervisor starts, switches (`mode`) or stops (`None`) monitoring a call; `lead`: a
-    /// team lead, whose monitoring ends when the call is transferred (it may leave the team).
+    /// A supervisor starts, switches or stops monitoring a call.
     Monitor {
         call: u64,
-        tenant: i64,
-        supervisor: AgentId,
-        lead: bool,
-        mode: Option<Monitor>,
+        monitoring: Monitoring,
         reply: oneshot::Sender<Result<(), MonitorError>>,
     },
     /// `agent`'s console puts its connected call on hold (`on`) or takes it off.
@@ -103,6 +99,17 @@ pub enum CallRequest {
     /// `agent`'s SIP credentials changed or the agent is gone: its phone's registration is
     /// void (a phone with the old password, lost or stolen, must not go on ringing).
     ForgetPhone { tenant: i64, agent: AgentId },
+}
+
+/// A supervisor's request about monitoring a call of `tenant`: start or switch to `mode`, or
+/// stop (`None`); `lead`: the supervisor is a team lead, whose monitoring ends when the call is
+/// transferred (it may leave the lead's team).
+#[derive(Debug)]
+pub struct Monitoring {
+    pub tenant: i64,
+    pub supervisor: AgentId,
+    pub lead: bool,
+    pub mode: Option<Monitor>,
 }
 
 /// A click-to-dial call to place: `agent` of `tenant` calls `number` (E.164) as work of
@@ -157,15 +164,11 @@ impl CallTap {
         (tap, ends)
     }
 
-    /// Asks the SIP endpoint to start, switch or stop (`mode` `None`) `supervisor`'s
-    /// monitoring of the call `interaction` of `tenant` (`lead`: the supervisor is a team lead).
+    /// Asks the SIP endpoint to carry out `monitoring` of the call `interaction`.
     pub async fn monitor(
         &self,
-        tenant: i64,
         interaction: InteractionId,
-        supervisor: AgentId,
-        lead: bool,
-        mode: Option<Monitor>,
+        monitoring: Monitoring,
     ) -> Result<(), MonitorError> {
         let call = self
             .live_call(interaction)
@@ -174,10 +177,7 @@ impl CallTap {
         self.requests
             .send(CallRequest::Monitor {
                 call,
-                tenant,
-                supervisor,
-                lead,
-                mode,
+                monitoring,
                 reply,
             })
             .map_err(|_| MonitorError::NoCall)?;
@@ -236,9 +236,10 @@ impl CallTap {
         .await
     }
 
-    /// Tells the SIP endpoint that `agent` of `tenant` may register its phone only anew (its
-    /// SIP credentials changed, or it was deleted).
-    pub fn forget_phone(&self, tenant: i64, agent: AgentId) {
+    /// Tells the SIP endpoint that user `user` of `tenant` may register its phone only anew
+    /// (its SIP credentials changed, or it was deleted).
+    pub fn forget_phone(&self, tenant: i64, user: i64) {
+        let agent = AgentId(u64::try_from(user).unwrap_or_default());
         // Without telephony there is no registration.
         let _ = self
             .requests

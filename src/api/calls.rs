@@ -16,7 +16,9 @@ use super::auth::Caller;
 use super::error::{ApiPath, Error, Result};
 use super::AppState;
 use crate::catalog::Role;
+use crate::routing::Monitoring;
 use crate::sip::MonitorError;
+use crate::store::Principal;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -69,6 +71,16 @@ fn refusal(err: MonitorError) -> Error {
     }
 }
 
+/// `who`'s request to monitor in `mode` (or to stop: `None`).
+fn monitoring(who: &Principal, mode: Option<Monitor>) -> Monitoring {
+    Monitoring {
+        tenant: who.tenant_id,
+        supervisor: AgentId(who.user_id as u64),
+        lead: who.role == Role::TeamLead,
+        mode,
+    }
+}
+
 #[utoipa::path(put, path = "/api/v1/calls/{interaction}/monitor", tag = "calls", request_body = MonitorRequest,
     params(("interaction" = u64, Path, description = "the call's interaction")), security(("bearer" = [])),
     responses((status = 204, description = "the supervisor's phone is called, or the mode switched"),
@@ -97,13 +109,7 @@ pub async fn start(
     state
         .routing
         .calls()
-        .monitor(
-            who.tenant_id,
-            interaction,
-            AgentId(who.user_id as u64),
-            who.role == Role::TeamLead,
-            Some(request.mode.into()),
-        )
+        .monitor(interaction, monitoring(&who, Some(request.mode.into())))
         .await
         .map_err(refusal)?;
     tracing::info!(tenant = who.tenant_id, supervisor = who.user_id, %interaction, mode = ?request.mode, "monitoring");
@@ -123,13 +129,7 @@ pub async fn stop(
     state
         .routing
         .calls()
-        .monitor(
-            who.tenant_id,
-            interaction,
-            AgentId(who.user_id as u64),
-            who.role == Role::TeamLead,
-            None,
-        )
+        .monitor(interaction, monitoring(&who, None))
         .await
         .map_err(refusal)?;
     Ok(StatusCode::NO_CONTENT)

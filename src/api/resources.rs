@@ -151,8 +151,7 @@ async fn update(
             .update(r, who.tenant_id, Some(who.user_id), id, &values)
             .await?;
         if sip_changed {
-            let agent = vacd_actors::AgentId(u64::try_from(id).unwrap_or_default());
-            state.routing.calls().forget_phone(who.tenant_id, agent);
+            state.routing.calls().forget_phone(who.tenant_id, id);
         }
         state
             .routing
@@ -194,8 +193,7 @@ async fn remove(
             .delete(r, who.tenant_id, Some(who.user_id), id)
             .await?;
         if std::ptr::eq(r, &USERS) {
-            let agent = vacd_actors::AgentId(u64::try_from(id).unwrap_or_default());
-            state.routing.calls().forget_phone(who.tenant_id, agent);
+            state.routing.calls().forget_phone(who.tenant_id, id);
         }
         state
             .routing

@@ -28,7 +28,6 @@ use vacd_actors::{AgentId, Output, TransferTarget};
 use vacd_sip::dialog::{Dialog, DialogId};
 use vacd_sip::g711::Law;
 use vacd_sip::message::{self, new_branch, new_call_id, new_tag, response_to, via_value};
-use vacd_sip::mix::Monitor;
 use vacd_sip::rsip::headers::UntypedHeader;
 use vacd_sip::rsip::{self, Header, Method, Request, Response};
 use vacd_sip::rtp::LegId;
@@ -39,7 +38,7 @@ use vacd_sip::{Peer, Transport};
 use super::call::{self, CallCmd, CallReport, CallSetup, Sounds};
 use super::screening::normalise_e164;
 use crate::chat::ChatHub;
-use crate::routing::{CallRouted, CallTap, Dial, RoutingHandle};
+use crate::routing::{CallRouted, CallTap, Dial, Monitoring, RoutingHandle};
 use crate::store::{HangupBy, NewCall, ServiceNumber, Store};
 
 /// What every call needs from the server.
@@ -269,15 +268,6 @@ struct Call {
     /// The supervisor listening in is a team lead, who may listen to their own team's calls
     /// only: a transfer ends the monitoring.
     lead_monitors: bool,
-}
-
-/// A supervisor's request about monitoring a call of `tenant`: start or switch to `mode`, or
-/// stop (`None`); `lead`: the supervisor is a team lead.
-pub struct Monitoring {
-    pub tenant: i64,
-    pub supervisor: AgentId,
-    pub lead: bool,
-    pub mode: Option<Monitor>,
 }
 
 impl Call {
@@ -602,22 +592,17 @@ impl Calls {
             Output::Transferred { from, .. } if !over => {
                 // The caller waits again (queue) or is offered to the target agent next; a team
                 // lead listening in stops (the call may leave their team).
-                let lead = self.calls.get_mut(&key).and_then(|call| {
+                let lead = self.calls.get_mut(&key).is_some_and(|call| {
                     call.left_referring = None;
                     std::mem::take(&mut call.lead_monitors)
-                        .then(|| {
-                            call.agents
-                                .iter()
-                                .find(|l| matches!(l.party, Party::Supervisor(_)))
-                        })
-                        .flatten()
-                        .map(|l| l.party.clone())
                 });
                 self.hang_up_leg(layer, key, &Party::Agent(from), now);
-                if let Some(lead) = lead {
-                    tracing::info!(call = key, party = ?lead, "the call was transferred; the team lead's monitoring ends");
-                    self.hang_up_leg(layer, key, &lead, now);
-                    self.command(key, CallCmd::SupervisorGone);
+                if lead {
+                    tracing::info!(
+                        call = key,
+                        "the call was transferred; the team lead's monitoring ends"
+                    );
+                    self.end_monitoring(layer, key, now);
                 }
                 self.command(key, CallCmd::Transferred);
             }
@@ -1637,6 +1622,22 @@ impl Calls {
         }
     }
 
+    /// Hangs up the phone of the supervisor listening in on call `key`, if one is.
+    fn end_monitoring(&mut self, layer: &mut TransactionLayer, key: u64, now: Instant) {
+        let supervisors: Vec<Party> = self
+            .calls
+            .get(&key)
+            .into_iter()
+            .flat_map(|call| &call.agents)
+            .filter(|l| matches!(l.party, Party::Supervisor(_)))
+            .map(|l| l.party.clone())
+            .collect();
+        for supervisor in &supervisors {
+            self.hang_up_leg(layer, key, supervisor, now);
+            self.command(key, CallCmd::SupervisorGone);
+        }
+    }
+
     /// Blind transfer of a connected call to an external number through the outbound trunk:
     /// the agent's phone is hung up (its interaction ends, the agent goes to wrap-up), the
     /// caller hears music while vacd calls the number, then the two are bridged.
@@ -1659,17 +1660,8 @@ impl Calls {
         );
         // The call leaves the contact center: a supervisor listening in goes with the agent
         // (a whisper would reach the outside party).
-        let supervisors: Vec<Party> = call
-            .agents
-            .iter()
-            .filter(|l| matches!(l.party, Party::Supervisor(_)))
-            .map(|l| l.party.clone())
-            .collect();
         self.hang_up_leg(layer, key, &Party::Agent(from), now);
-        for supervisor in &supervisors {
-            self.hang_up_leg(layer, key, supervisor, now);
-            self.command(key, CallCmd::SupervisorGone);
-        }
+        self.end_monitoring(layer, key, now);
         self.call_number(layer, key, trunk, number, Socket::Agent, now);
         Ok(())
     }
@@ -1820,7 +1812,7 @@ impl Calls {
         &mut self,
         layer: &mut TransactionLayer,
         key: u64,
-        monitor: Monitoring,
+        monitoring: Monitoring,
         phone: Option<PhoneTarget>,
         now: Instant,
     ) -> Result<(), MonitorError> {
@@ -1829,7 +1821,7 @@ impl Calls {
             supervisor,
             lead,
             mode,
-        } = monitor;
+        } = monitoring;
         // A call transferred out of the contact center is monitored no more (only a stop is
         // taken, of a leg still ending).
         let call = self

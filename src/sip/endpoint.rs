@@ -42,7 +42,7 @@ use vacd_sip::transaction::{self, Event, Output, TransactionKey, TransactionLaye
 use vacd_sip::{Peer, Transport};
 
 use super::call::CallReport;
-use super::calls::{Calls, DialError, Incoming, Monitoring, PhoneTarget};
+use super::calls::{Calls, DialError, Incoming, PhoneTarget};
 use super::credentials;
 use super::screening::{dialled_number, Trunks};
 use super::transport::Inbound;
@@ -337,22 +337,13 @@ impl Endpoint {
             }
             CallRequest::Monitor {
                 call,
-                tenant,
-                supervisor,
-                lead,
-                mode,
+                monitoring,
                 reply,
             } => {
-                let phone = self.phone_of(tenant, supervisor, now);
-                let monitor = Monitoring {
-                    tenant,
-                    supervisor,
-                    lead,
-                    mode,
-                };
+                let phone = self.phone_of(monitoring.tenant, monitoring.supervisor, now);
                 let result = self
                     .calls
-                    .monitor(&mut self.layer, call, monitor, phone, now);
+                    .monitor(&mut self.layer, call, monitoring, phone, now);
                 let _ = reply.send(result);
             }
             CallRequest::Dial { dial, reply } => {

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::watch;
 
@@ -93,7 +94,6 @@ fn source_key(account: &str, id: &str) -> String {
     if id.len() <= MAX_UIDL {
         format!("pop3:{account}:{id}")
     } else {
-        use sha2::{Digest, Sha256};
         format!("pop3:{account}:sha256:{}", hex::encode(Sha256::digest(id)))
     }
 }
