@@ -98,6 +98,15 @@ impl Desk {
     }
 }
 
+/// The row of `queue` in a queue report's `page`.
+fn queue_row(page: &Value, queue: i64) -> Value {
+    page["items"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
+        .cloned()
+        .unwrap_or_else(|| panic!("a row for queue {queue}: {page}"))
+}
+
 fn offer_of(id: i64) -> impl Fn(&Value) -> bool {
     move |frame| frame["interaction"] == id
 }
@@ -1052,11 +1061,7 @@ async fn reports_from_the_event_log(db: Db) {
     let (status, page) = d.s.get("/api/v1/reports/queues?interval=day", &sam).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     let midnights = [midnight_before, berlin_midnight()];
-    let row = page["items"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
-        .cloned()
-        .unwrap_or_else(|| panic!("a row for the queue: {page}"));
+    let row = queue_row(&page, queue);
     assert_eq!(row["offered"], 2, "{row}");
     assert_eq!(row["answered"], 1, "{row}");
     assert_eq!(row["answered_in_target"], 1, "{row}");
@@ -1134,11 +1139,7 @@ async fn reports_from_the_event_log(db: Db) {
             &sam,
         )
         .await;
-    let row = page["items"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
-        .cloned()
-        .unwrap_or_else(|| panic!("a row for the queue: {page}"));
+    let row = queue_row(&page, queue);
     assert_eq!(
         (row["offered"].as_u64(), row["answered"].as_u64()),
         (Some(2), Some(2)),
@@ -1670,11 +1671,7 @@ async fn a_journal_behind_the_database_is_reported_not_waited_for(db: Db) {
     let_go(&mut other).await;
     let (status, page) = d.s.get(report, &d.admin).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let row = page["items"]
-        .as_array()
-        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
-        .cloned()
-        .unwrap_or_else(|| panic!("a row for the queue: {page}"));
+    let row = queue_row(&page, queue);
     assert_eq!(row["offered"], 1, "{row}");
     assert_eq!(d.s.store().journal_pending(), 0, "all written");
     d.s.stop().await;

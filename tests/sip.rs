@@ -247,25 +247,8 @@ To: {to}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
     /// The contacts bound to `user`'s address, asked with its `password` (a REGISTER without
     /// Contact).
     async fn bindings(&mut self, user: &str, password: &str) -> Vec<String> {
-        let uri = format!("sip:{}", self.server);
-        let aor = format!("sip:{user}@{}", self.server);
-        let challenge = {
-            let text = self.request("REGISTER", &uri, &aor, "");
-            self.transact(&text).await
-        };
-        let offer = www_authenticate(&challenge)
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| panic!("no challenge in {challenge}"));
-        let authorization =
-            answer_challenge(&offer, "REGISTER", &uri, user, password, 1, &new_tag())
-                .expect("answerable challenge");
-        let text = self.request(
-            "REGISTER",
-            &uri,
-            &aor,
-            &format!("Authorization: {authorization}\r\n"),
-        );
+        let (uri, aor, headers) = self.answered(user, user, password, "", "MD5").await;
+        let text = self.request("REGISTER", &uri, &aor, &headers);
         let listed = self.transact(&text).await;
         assert_eq!(listed.status_code.code(), 200, "{listed}");
         contacts(&listed)
@@ -283,10 +266,25 @@ To: {to}\r\nCall-ID: {}\r\nCSeq: {} ACK\r\nContent-Length: 0\r\n\r\n",
         expires: u32,
         algorithm: &str,
     ) -> (String, String, String) {
+        let extra = format!("Contact: <{contact}>\r\nExpires: {expires}\r\n");
+        self.answered(owner, user, password, &extra, algorithm)
+            .await
+    }
+
+    /// A REGISTER for the address of `owner` with the headers `extra`, answered with `user`'s
+    /// `password` (first challenge of `algorithm`): its Request-URI, address of record and
+    /// headers.
+    async fn answered(
+        &mut self,
+        owner: &str,
+        user: &str,
+        password: &str,
+        extra: &str,
+        algorithm: &str,
+    ) -> (String, String, String) {
         let uri = format!("sip:{}", self.server);
         let aor = format!("sip:{owner}@{}", self.server);
-        let extra = format!("Contact: <{contact}>\r\nExpires: {expires}\r\n");
-        let text = self.request("REGISTER", &uri, &aor, &extra);
+        let text = self.request("REGISTER", &uri, &aor, extra);
         let challenge = self.transact(&text).await;
         assert_eq!(challenge.status_code.code(), 401, "{challenge}");
         let offer = www_authenticate(&challenge)
